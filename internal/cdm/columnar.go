@@ -1,0 +1,269 @@
+package cdm
+
+import (
+	"math"
+	"sort"
+)
+
+// Dict is a string dictionary: each distinct value gets a dense uint32 id in
+// order of first appearance. Dicts are built single-threaded and then read
+// concurrently.
+type Dict struct {
+	values []string
+	index  map[string]uint32
+}
+
+// NewDict returns an empty dictionary.
+func NewDict() *Dict { return &Dict{index: make(map[string]uint32)} }
+
+// Put returns the id of s, adding it if new.
+func (d *Dict) Put(s string) uint32 {
+	if id, ok := d.index[s]; ok {
+		return id
+	}
+	id := uint32(len(d.values))
+	d.values = append(d.values, s)
+	d.index[s] = id
+	return id
+}
+
+// Lookup returns the id of s.
+func (d *Dict) Lookup(s string) (uint32, bool) {
+	id, ok := d.index[s]
+	return id, ok
+}
+
+// Value returns the string of id.
+func (d *Dict) Value(id uint32) string { return d.values[id] }
+
+// Len returns the number of distinct values.
+func (d *Dict) Len() int { return len(d.values) }
+
+// Values returns all values in id order. The slice must not be modified.
+func (d *Dict) Values() []string { return d.values }
+
+// StringColumn is a dictionary-encoded text column.
+type StringColumn struct {
+	IDs  []uint32
+	Dict *Dict
+}
+
+// Table is one table in columnar form. Row i belongs to the patient with index
+// Patient[i] (an index into Tables.PatientIDs). Columns are held by name in
+// the map of their type; a table has each column in exactly one map.
+// Missing values: dates are NoDate, numbers NaN, strings the empty string.
+type Table struct {
+	Name    string
+	Rows    int
+	Patient []uint32
+	Strings map[string]*StringColumn
+	Dates   map[string][]Date
+	Numbers map[string][]float64
+}
+
+func newTable(name string) *Table {
+	return &Table{Name: name, Strings: map[string]*StringColumn{}, Dates: map[string][]Date{}, Numbers: map[string][]float64{}}
+}
+
+// Tables is an immutable, in-memory columnar copy of a node's data, built at
+// start and rebuilt (or extended) on import. It is safe for concurrent reads.
+type Tables struct {
+	// PatientIDs maps a patient index to the patient's id.
+	PatientIDs []string
+	byName     map[string]*Table
+}
+
+// Table returns the table named name (a CDM table or a study table).
+func (t *Tables) Table(name string) (*Table, bool) {
+	tb, ok := t.byName[name]
+	return tb, ok
+}
+
+// Names returns the table names, sorted.
+func (t *Tables) Names() []string {
+	out := make([]string, 0, len(t.byName))
+	for n := range t.byName {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// NumPatients returns the number of patients.
+func (t *Tables) NumPatients() int { return len(t.PatientIDs) }
+
+// Builder accumulates records into columnar tables. Records of other tables
+// must name a patient added before Build; unknown patients are a Build error
+// reported by the importer earlier, so Build skips nothing silently: it
+// returns ErrUnknownPatient.
+type Builder struct {
+	patientIndex map[string]uint32
+	ids          []string
+	tables       map[string]*Table
+}
+
+// NewBuilder returns a builder with the five CDM tables, empty.
+func NewBuilder() *Builder {
+	b := &Builder{patientIndex: map[string]uint32{}, tables: map[string]*Table{}}
+	for _, s := range Schema {
+		t := newTable(s.Name)
+		for _, c := range s.Columns {
+			switch c.Type {
+			case TypeString:
+				t.Strings[c.Name] = &StringColumn{Dict: NewDict()}
+			case TypeDate:
+				t.Dates[c.Name] = nil
+			case TypeNumber:
+				t.Numbers[c.Name] = nil
+			}
+		}
+		b.tables[s.Name] = t
+	}
+	return b
+}
+
+// patient returns the index of id, adding a patient row placeholder if new.
+func (b *Builder) patient(id string) uint32 {
+	if i, ok := b.patientIndex[id]; ok {
+		return i
+	}
+	i := uint32(len(b.ids))
+	b.ids = append(b.ids, id)
+	b.patientIndex[id] = i
+	return i
+}
+
+func (t *Table) str(col, v string)         { c := t.Strings[col]; c.IDs = append(c.IDs, c.Dict.Put(v)) }
+func (t *Table) date(col string, v Date)   { t.Dates[col] = append(t.Dates[col], v) }
+func (t *Table) num(col string, v float64) { t.Numbers[col] = append(t.Numbers[col], v) }
+
+// AddPatient adds a patient. Patients must be added before their other
+// records; a patient added twice keeps the first row (importers deduplicate).
+func (b *Builder) AddPatient(p *Patient) {
+	if _, ok := b.patientIndex[p.ID]; ok {
+		return
+	}
+	i := b.patient(p.ID)
+	t := b.tables[TablePatients]
+	t.Patient = append(t.Patient, i)
+	t.date("birth_date", p.BirthDate)
+	t.str("sex", p.Sex.String())
+	t.str("region", p.Region)
+	t.date("death_date", p.DeathDate)
+	t.Rows++
+}
+
+// PatientIndex returns the index of a patient added earlier.
+func (b *Builder) PatientIndex(id string) (uint32, bool) {
+	i, ok := b.patientIndex[id]
+	return i, ok
+}
+
+// AddCondition adds a condition of a known patient; it reports false if the
+// patient is unknown (nothing is added).
+func (b *Builder) AddCondition(c *Condition) bool {
+	i, ok := b.patientIndex[c.PatientID]
+	if !ok {
+		return false
+	}
+	t := b.tables[TableConditions]
+	t.Patient = append(t.Patient, i)
+	t.str("code", c.Code)
+	t.str("system", c.System)
+	t.date("onset_date", c.Onset)
+	t.date("abatement_date", c.Abatement)
+	t.Rows++
+	return true
+}
+
+// AddObservation adds an observation of a known patient.
+func (b *Builder) AddObservation(o *Observation) bool {
+	i, ok := b.patientIndex[o.PatientID]
+	if !ok {
+		return false
+	}
+	t := b.tables[TableObservations]
+	t.Patient = append(t.Patient, i)
+	t.str("code", o.Code)
+	t.str("system", o.System)
+	t.date("date", o.Date)
+	v := math.NaN()
+	if o.HasValue {
+		v = o.Value
+	}
+	t.num("value", v)
+	t.str("unit", o.Unit)
+	t.Rows++
+	return true
+}
+
+// AddEncounter adds an encounter of a known patient.
+func (b *Builder) AddEncounter(e *Encounter) bool {
+	i, ok := b.patientIndex[e.PatientID]
+	if !ok {
+		return false
+	}
+	t := b.tables[TableEncounters]
+	t.Patient = append(t.Patient, i)
+	t.str("class", e.Class)
+	t.str("type_code", e.TypeCode)
+	t.str("type_system", e.TypeSystem)
+	t.date("start_date", e.Start)
+	t.date("end_date", e.End)
+	t.Rows++
+	return true
+}
+
+// AddMedication adds a medication of a known patient.
+func (b *Builder) AddMedication(m *Medication) bool {
+	i, ok := b.patientIndex[m.PatientID]
+	if !ok {
+		return false
+	}
+	t := b.tables[TableMedications]
+	t.Patient = append(t.Patient, i)
+	t.str("code", m.Code)
+	t.str("system", m.System)
+	t.date("authored_date", m.Authored)
+	t.Rows++
+	return true
+}
+
+// AddRecords adds all records of r, patients first. It returns the number of
+// non-patient records whose patient is unknown (they are not added; importers
+// report them as errors before they get here).
+func (b *Builder) AddRecords(r *Records) (unknown int) {
+	for i := range r.Patients {
+		b.AddPatient(&r.Patients[i])
+	}
+	for i := range r.Conditions {
+		if !b.AddCondition(&r.Conditions[i]) {
+			unknown++
+		}
+	}
+	for i := range r.Observations {
+		if !b.AddObservation(&r.Observations[i]) {
+			unknown++
+		}
+	}
+	for i := range r.Encounters {
+		if !b.AddEncounter(&r.Encounters[i]) {
+			unknown++
+		}
+	}
+	for i := range r.Medications {
+		if !b.AddMedication(&r.Medications[i]) {
+			unknown++
+		}
+	}
+	return unknown
+}
+
+// AddTable adds a finished non-CDM table (a study table). Its Patient column
+// must hold indices of patients added to this builder.
+func (b *Builder) AddTable(t *Table) { b.tables[t.Name] = t }
+
+// Build returns the finished tables. The builder must not be used afterwards.
+func (b *Builder) Build() *Tables {
+	return &Tables{PatientIDs: b.ids, byName: b.tables}
+}
