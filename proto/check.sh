@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Fails when the checked-in generated code differs from what the .proto files
+# generate (the regenerate-and-diff check run by .ci/run).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$here/gen.sh" "$tmp"
+status=0
+while IFS= read -r f; do
+  rel=${f#"$tmp"/}
+  if ! diff -u "$here/../$rel" "$f"; then
+    echo "proto: $rel is out of date: run proto/gen.sh" >&2
+    status=1
+  fi
+done < <(find "$tmp" -name '*.go')
+n_gen=$(find "$tmp" -name '*.go' | wc -l)
+n_repo=$(find "$here" -name '*.pb.go' | wc -l)
+if [ "$n_gen" != "$n_repo" ]; then
+  echo "proto: $n_repo generated files checked in, $n_gen generated: run proto/gen.sh" >&2
+  status=1
+fi
+exit $status
