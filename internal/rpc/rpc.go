@@ -1,0 +1,195 @@
+// Package rpc is fedstat's gRPC plumbing: servers and clients with mutual TLS
+// from the network PKI, the caller's identity and role in the context, and
+// the one table that maps domain errors to gRPC status codes.
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/fedstat/fedstat/internal/pki"
+)
+
+// MaxMessageBytes bounds every gRPC message. A key-switch request carries
+// every partial of a query (one or a few ciphertexts of ~256 KiB each per
+// node), so it is far above gRPC's 4 MiB default; anything larger is refused
+// before it is decoded.
+const MaxMessageBytes = 64 << 20
+
+// Peer is the authenticated caller of an RPC.
+type Peer struct {
+	Name string
+	Role pki.Role
+}
+
+// Errors.
+var (
+	ErrUnauthenticated = errors.New("rpc: caller has no valid network certificate")
+	ErrForbidden       = errors.New("rpc: caller's role may not do this")
+)
+
+// PeerFromContext returns the caller authenticated by mutual TLS.
+func PeerFromContext(ctx context.Context) (Peer, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return Peer{}, ErrUnauthenticated
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		return Peer{}, ErrUnauthenticated
+	}
+	leaf := ti.State.VerifiedChains[0][0]
+	role, err := pki.RoleOf(leaf)
+	if err != nil {
+		return Peer{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
+	}
+	return Peer{Name: leaf.Subject.CommonName, Role: role}, nil
+}
+
+// Require returns the caller if its role is one of roles.
+func Require(ctx context.Context, roles ...pki.Role) (Peer, error) {
+	p, err := PeerFromContext(ctx)
+	if err != nil {
+		return Peer{}, err
+	}
+	if !slices.Contains(roles, p.Role) {
+		return p, fmt.Errorf("%w: %s has role %s, needs one of %v", ErrForbidden, p.Name, p.Role, roles)
+	}
+	return p, nil
+}
+
+// NewServer returns a gRPC server with mutual TLS for id, message size
+// limits, panic recovery, logging and error mapping.
+func NewServer(id *pki.Identity, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	base := []grpc.ServerOption{
+		grpc.Creds(credentials.NewTLS(id.ServerTLS())),
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxSendMsgSize(MaxMessageBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(unaryInterceptor(log)),
+		grpc.ChainStreamInterceptor(streamInterceptor(log)),
+	}
+	return grpc.NewServer(append(base, opts...)...)
+}
+
+// Dial connects to addr with mutual TLS as id; serverName is the name the
+// server's certificate must carry.
+func Dial(addr string, id *pki.Identity, serverName string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	base := []grpc.DialOption{
+		grpc.WithTransportCredentials(credentials.NewTLS(id.ClientTLS(serverName))),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
+	}
+	return grpc.NewClient(addr, append(base, opts...)...)
+}
+
+func unaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+		start := time.Now()
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in RPC handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		resp, err = h(ctx, req)
+		err = ToStatus(err)
+		logCall(ctx, log, info.FullMethod, start, err)
+		return resp, err
+	}
+}
+
+func streamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+		start := time.Now()
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in RPC handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		err = ToStatus(h(srv, ss))
+		logCall(ss.Context(), log, info.FullMethod, start, err)
+		return err
+	}
+}
+
+func logCall(ctx context.Context, log *slog.Logger, method string, start time.Time, err error) {
+	p, _ := PeerFromContext(ctx)
+	lvl := slog.LevelDebug
+	if err != nil {
+		lvl = slog.LevelInfo
+	}
+	log.Log(ctx, lvl, "rpc", "method", method, "peer", p.Name, "role", p.Role, "ms", time.Since(start).Milliseconds(), "code", status.Code(err).String())
+}
+
+// The error table. Domain packages keep their sentinels; the daemons that
+// serve them register each sentinel's code here once, at init, so the
+// mapping lives in one table.
+var (
+	tableMu sync.RWMutex
+	table   = []entry{
+		{ErrUnauthenticated, codes.Unauthenticated},
+		{ErrForbidden, codes.PermissionDenied},
+		{context.DeadlineExceeded, codes.DeadlineExceeded},
+		{context.Canceled, codes.Canceled},
+	}
+)
+
+type entry struct {
+	err  error
+	code codes.Code
+}
+
+// Register maps a domain sentinel to a gRPC code. Call it from init.
+func Register(err error, code codes.Code) {
+	tableMu.Lock()
+	defer tableMu.Unlock()
+	table = append(table, entry{err, code})
+}
+
+// Code returns the gRPC code of a domain error (Unknown if unmapped).
+func Code(err error) codes.Code {
+	if err == nil {
+		return codes.OK
+	}
+	if s, ok := status.FromError(err); ok {
+		return s.Code()
+	}
+	tableMu.RLock()
+	defer tableMu.RUnlock()
+	for _, e := range table {
+		if errors.Is(err, e.err) {
+			return e.code
+		}
+	}
+	return codes.Unknown
+}
+
+// ToStatus turns a domain error into a gRPC status error with the mapped
+// code. The message is the error's text: domain errors are written to be
+// safe for the caller (no raw values, no key material).
+func ToStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(Code(err), err.Error())
+}
