@@ -35,7 +35,7 @@ func TestPlainAndSealed(t *testing.T) {
 }
 
 func TestWrongKeyAndMissingKey(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "keys")
 	s, _ := Open(dir, bytes.Repeat([]byte{1}, 32))
 	if err := s.Put("x", []byte("secret")); err != nil {
 		t.Fatal(err)
@@ -54,13 +54,19 @@ func TestWrongKeyAndMissingKey(t *testing.T) {
 }
 
 func TestReadableShareStopsOpen(t *testing.T) {
-	dir := t.TempDir()
-	s, _ := Open(dir, nil)
+	dir := filepath.Join(t.TempDir(), "keys")
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Put("epoch-1", []byte("s")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(filepath.Join(dir, "epoch-1.secret"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := Open(t.TempDir(), nil); !errors.Is(err, ErrInsecure) {
+		t.Fatalf("Open of a world-readable directory: %v, want ErrInsecure", err)
 	}
 	if _, err := Open(dir, nil); !errors.Is(err, ErrInsecure) {
 		t.Fatalf("Open with a world-readable share: %v, want ErrInsecure", err)
