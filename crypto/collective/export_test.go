@@ -1,0 +1,5 @@
+package collective
+
+// AdditiveUnchecked skips the threshold check so tests can show that fewer
+// than T members get garbage.
+var AdditiveUnchecked = (*ThresholdShare).additive
