@@ -193,3 +193,14 @@ func decodePolys(p Params, kind polycodec.Kind, level int, b []byte, polys ...ri
 	}
 	return h, nil
 }
+
+// WrapResultKey wraps a Lattigo secret key (and optionally its public key)
+// as a ResultKey. Only for packages under crypto/ (tests use it to decrypt
+// under the collective key to measure noise).
+func WrapResultKey(_ lowlevel.Token, p Params, sk *rlwe.SecretKey, pk *rlwe.PublicKey) *ResultKey {
+	k := &ResultKey{p: p, sk: sk}
+	if pk != nil {
+		k.pk = &PublicKey{p: p, pk: pk}
+	}
+	return k
+}
