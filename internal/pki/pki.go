@@ -85,7 +85,7 @@ func NewCA(name string, validity time.Duration) (*CA, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: name + " fedstat network CA", Organization: []string{"fedstat"}},
+		Subject:               pkix.Name{CommonName: name + " network CA", Organization: []string{"fedstat"}},
 		NotBefore:             now.Add(-time.Minute),
 		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
