@@ -5,6 +5,7 @@ import "github.com/spf13/cobra"
 // commands lists the top-level subcommands.
 func commands() []*cobra.Command {
 	return []*cobra.Command{
+		demoCommand(),
 		caCommand(),
 		nodeCommand(),
 		synthCommand(),

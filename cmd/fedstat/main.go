@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 )
 
 func main() {
+	quietGlog()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
@@ -53,4 +55,15 @@ Start here:
 	}
 	root.AddCommand(commands()...)
 	return root
+}
+
+// quietGlog configures glog, which the DP library pulls in: by default it
+// would write .INFO/.WARNING files into the temporary folder. fedstat sends
+// what glog says to stderr instead (errors only) and never creates files.
+func quietGlog() {
+	for name, value := range map[string]string{"logtostderr": "true", "stderrthreshold": "ERROR", "v": "0"} {
+		if flag.Lookup(name) != nil {
+			_ = flag.Set(name, value)
+		}
+	}
 }

@@ -279,8 +279,13 @@ func (x *KeyGenRequest) GetThreshold() int32 {
 
 type KeyGenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// ckg_share: Signed{kind "ckg-share", query id "epoch"}.
-	CkgShare      *v1.Signed `protobuf:"bytes,1,opt,name=ckg_share,json=ckgShare,proto3" json:"ckg_share,omitempty"`
+	// ckg_share: Signed{kind "ckg-share"} over the node's share of the
+	// collective public key.
+	CkgShare *v1.Signed `protobuf:"bytes,1,opt,name=ckg_share,json=ckgShare,proto3" json:"ckg_share,omitempty"`
+	// dealt holds, when threshold < members, this node's Shamir share of its
+	// secret for every member, each encrypted to the recipient (HPKE to the
+	// recipient's certificate key) and signed by the dealer.
+	Dealt         []*DealtShare `protobuf:"bytes,2,rep,name=dealt,proto3" json:"dealt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -322,6 +327,77 @@ func (x *KeyGenResponse) GetCkgShare() *v1.Signed {
 	return nil
 }
 
+func (x *KeyGenResponse) GetDealt() []*DealtShare {
+	if x != nil {
+		return x.Dealt
+	}
+	return nil
+}
+
+// DealtShare is a threshold secret share in transit from one member to
+// another. Only the recipient can open it; the coordinator relays it.
+type DealtShare struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	FromNodeId string                 `protobuf:"bytes,1,opt,name=from_node_id,json=fromNodeId,proto3" json:"from_node_id,omitempty"`
+	ToNodeId   string                 `protobuf:"bytes,2,opt,name=to_node_id,json=toNodeId,proto3" json:"to_node_id,omitempty"`
+	// sealed: Signed{kind "threshold-share", query id "to:<recipient>"} over the
+	// HPKE ciphertext.
+	Sealed        *v1.Signed `protobuf:"bytes,3,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DealtShare) Reset() {
+	*x = DealtShare{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DealtShare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DealtShare) ProtoMessage() {}
+
+func (x *DealtShare) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DealtShare.ProtoReflect.Descriptor instead.
+func (*DealtShare) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *DealtShare) GetFromNodeId() string {
+	if x != nil {
+		return x.FromNodeId
+	}
+	return ""
+}
+
+func (x *DealtShare) GetToNodeId() string {
+	if x != nil {
+		return x.ToNodeId
+	}
+	return ""
+}
+
+func (x *DealtShare) GetSealed() *v1.Signed {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
 type NodeSigned struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -332,7 +408,7 @@ type NodeSigned struct {
 
 func (x *NodeSigned) Reset() {
 	*x = NodeSigned{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +420,7 @@ func (x *NodeSigned) String() string {
 func (*NodeSigned) ProtoMessage() {}
 
 func (x *NodeSigned) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +433,7 @@ func (x *NodeSigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSigned.ProtoReflect.Descriptor instead.
 func (*NodeSigned) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{5}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NodeSigned) GetNodeId() string {
@@ -375,17 +451,19 @@ func (x *NodeSigned) GetSigned() *v1.Signed {
 }
 
 type InstallKeyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	CkgShares     []*NodeSigned          `protobuf:"bytes,2,rep,name=ckg_shares,json=ckgShares,proto3" json:"ckg_shares,omitempty"`
-	PublicKey     []byte                 `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Epoch     uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	CkgShares []*NodeSigned          `protobuf:"bytes,2,rep,name=ckg_shares,json=ckgShares,proto3" json:"ckg_shares,omitempty"`
+	PublicKey []byte                 `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// dealt holds the threshold shares addressed to this node, one per member.
+	Dealt         []*DealtShare `protobuf:"bytes,4,rep,name=dealt,proto3" json:"dealt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InstallKeyRequest) Reset() {
 	*x = InstallKeyRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +475,7 @@ func (x *InstallKeyRequest) String() string {
 func (*InstallKeyRequest) ProtoMessage() {}
 
 func (x *InstallKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +488,7 @@ func (x *InstallKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyRequest.ProtoReflect.Descriptor instead.
 func (*InstallKeyRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *InstallKeyRequest) GetEpoch() uint64 {
@@ -434,6 +512,13 @@ func (x *InstallKeyRequest) GetPublicKey() []byte {
 	return nil
 }
 
+func (x *InstallKeyRequest) GetDealt() []*DealtShare {
+	if x != nil {
+		return x.Dealt
+	}
+	return nil
+}
+
 type InstallKeyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -442,7 +527,7 @@ type InstallKeyResponse struct {
 
 func (x *InstallKeyResponse) Reset() {
 	*x = InstallKeyResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +539,7 @@ func (x *InstallKeyResponse) String() string {
 func (*InstallKeyResponse) ProtoMessage() {}
 
 func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +552,7 @@ func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyResponse.ProtoReflect.Descriptor instead.
 func (*InstallKeyResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 type EvaluateRequest struct {
@@ -484,7 +569,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +581,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +594,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *EvaluateRequest) GetQueryId() string {
@@ -558,7 +643,7 @@ type PartialPayload struct {
 
 func (x *PartialPayload) Reset() {
 	*x = PartialPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -570,7 +655,7 @@ func (x *PartialPayload) String() string {
 func (*PartialPayload) ProtoMessage() {}
 
 func (x *PartialPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -583,7 +668,7 @@ func (x *PartialPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartialPayload.ProtoReflect.Descriptor instead.
 func (*PartialPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{9}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PartialPayload) GetCiphertexts() [][]byte {
@@ -613,7 +698,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +710,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +723,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EvaluateResponse) GetPartial() *v1.Signed {
@@ -670,7 +755,7 @@ type KeySwitchRequest struct {
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +767,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +780,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -751,7 +836,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +848,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +861,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -796,7 +881,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +893,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +906,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -852,19 +937,28 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x06params\x18\x02 \x01(\tR\x06params\x12\x10\n" +
 	"\x03crs\x18\x03 \x01(\fR\x03crs\x121\n" +
 	"\amembers\x18\x04 \x03(\v2\x17.fedstat.node.v1.MemberR\amembers\x12\x1c\n" +
-	"\tthreshold\x18\x05 \x01(\x05R\tthreshold\"G\n" +
+	"\tthreshold\x18\x05 \x01(\x05R\tthreshold\"z\n" +
 	"\x0eKeyGenResponse\x125\n" +
-	"\tckg_share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\bckgShare\"W\n" +
+	"\tckg_share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\bckgShare\x121\n" +
+	"\x05dealt\x18\x02 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\"~\n" +
+	"\n" +
+	"DealtShare\x12 \n" +
+	"\ffrom_node_id\x18\x01 \x01(\tR\n" +
+	"fromNodeId\x12\x1c\n" +
+	"\n" +
+	"to_node_id\x18\x02 \x01(\tR\btoNodeId\x120\n" +
+	"\x06sealed\x18\x03 \x01(\v2\x18.fedstat.types.v1.SignedR\x06sealed\"W\n" +
 	"\n" +
 	"NodeSigned\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x120\n" +
-	"\x06signed\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06signed\"\x84\x01\n" +
+	"\x06signed\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06signed\"\xb7\x01\n" +
 	"\x11InstallKeyRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12:\n" +
 	"\n" +
 	"ckg_shares\x18\x02 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\tckgShares\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x03 \x01(\fR\tpublicKey\"\x14\n" +
+	"public_key\x18\x03 \x01(\fR\tpublicKey\x121\n" +
+	"\x05dealt\x18\x04 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\"\x14\n" +
 	"\x12InstallKeyResponse\"\xa1\x01\n" +
 	"\x0fEvaluateRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
@@ -912,52 +1006,56 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 	return file_fedstat_node_v1_node_proto_rawDescData
 }
 
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*InfoRequest)(nil),        // 0: fedstat.node.v1.InfoRequest
 	(*InfoResponse)(nil),       // 1: fedstat.node.v1.InfoResponse
 	(*Member)(nil),             // 2: fedstat.node.v1.Member
 	(*KeyGenRequest)(nil),      // 3: fedstat.node.v1.KeyGenRequest
 	(*KeyGenResponse)(nil),     // 4: fedstat.node.v1.KeyGenResponse
-	(*NodeSigned)(nil),         // 5: fedstat.node.v1.NodeSigned
-	(*InstallKeyRequest)(nil),  // 6: fedstat.node.v1.InstallKeyRequest
-	(*InstallKeyResponse)(nil), // 7: fedstat.node.v1.InstallKeyResponse
-	(*EvaluateRequest)(nil),    // 8: fedstat.node.v1.EvaluateRequest
-	(*PartialPayload)(nil),     // 9: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),   // 10: fedstat.node.v1.EvaluateResponse
-	(*KeySwitchRequest)(nil),   // 11: fedstat.node.v1.KeySwitchRequest
-	(*KeySwitchPayload)(nil),   // 12: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),  // 13: fedstat.node.v1.KeySwitchResponse
-	(*v1.DataSummary)(nil),     // 14: fedstat.types.v1.DataSummary
-	(*v1.Signed)(nil),          // 15: fedstat.types.v1.Signed
-	(*v1.QuerySpec)(nil),       // 16: fedstat.types.v1.QuerySpec
+	(*DealtShare)(nil),         // 5: fedstat.node.v1.DealtShare
+	(*NodeSigned)(nil),         // 6: fedstat.node.v1.NodeSigned
+	(*InstallKeyRequest)(nil),  // 7: fedstat.node.v1.InstallKeyRequest
+	(*InstallKeyResponse)(nil), // 8: fedstat.node.v1.InstallKeyResponse
+	(*EvaluateRequest)(nil),    // 9: fedstat.node.v1.EvaluateRequest
+	(*PartialPayload)(nil),     // 10: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),   // 11: fedstat.node.v1.EvaluateResponse
+	(*KeySwitchRequest)(nil),   // 12: fedstat.node.v1.KeySwitchRequest
+	(*KeySwitchPayload)(nil),   // 13: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),  // 14: fedstat.node.v1.KeySwitchResponse
+	(*v1.DataSummary)(nil),     // 15: fedstat.types.v1.DataSummary
+	(*v1.Signed)(nil),          // 16: fedstat.types.v1.Signed
+	(*v1.QuerySpec)(nil),       // 17: fedstat.types.v1.QuerySpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
-	14, // 0: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	15, // 0: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	2,  // 1: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	15, // 2: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	15, // 3: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
-	5,  // 4: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
-	16, // 5: fedstat.node.v1.EvaluateRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	15, // 6: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	16, // 7: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	5,  // 8: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	15, // 9: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	0,  // 10: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	3,  // 11: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	6,  // 12: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	8,  // 13: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	11, // 14: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	1,  // 15: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	4,  // 16: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	7,  // 17: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	10, // 18: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	13, // 19: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	16, // 2: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	5,  // 3: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
+	16, // 4: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	16, // 5: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	6,  // 6: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
+	5,  // 7: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
+	17, // 8: fedstat.node.v1.EvaluateRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	16, // 9: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	17, // 10: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	6,  // 11: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	16, // 12: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	0,  // 13: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	3,  // 14: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	7,  // 15: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	9,  // 16: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	12, // 17: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	1,  // 18: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	4,  // 19: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	8,  // 20: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	11, // 21: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	14, // 22: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	18, // [18:23] is the sub-list for method output_type
+	13, // [13:18] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -971,7 +1069,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

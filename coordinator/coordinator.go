@@ -1,0 +1,258 @@
+// Package coordinator is the fedstat coordinator daemon as a library. It
+// takes analysts' queries, plans them, fans them out to the nodes of the
+// current key epoch, verifies and adds their encrypted partials without being
+// able to read any of them, has T nodes key-switch the sum to a fresh result
+// key, decrypts only the total and releases it with its intervals.
+//
+// The coordinator is honest-but-curious by design: it never holds a key that
+// decrypts one node's partial (the collective secret is spread over the
+// nodes), and every node re-checks what it is asked to release.
+package coordinator
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	"github.com/fedstat/fedstat/crypto/envelope"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/rpc"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// Errors.
+var (
+	ErrNoEpoch       = errors.New("coordinator: no key epoch: run the key ceremony first")
+	ErrTooFewNodes   = errors.New("coordinator: too few nodes")
+	ErrNotFound      = errors.New("coordinator: no such query")
+	ErrBadRequest    = errors.New("coordinator: bad request")
+	ErrQueryFailed   = errors.New("coordinator: query failed")
+	ErrQueryCanceled = errors.New("coordinator: query cancelled")
+)
+
+func init() {
+	rpc.Register(ErrNoEpoch, codes.FailedPrecondition)
+	rpc.Register(ErrTooFewNodes, codes.FailedPrecondition)
+	rpc.Register(ErrNotFound, codes.NotFound)
+	rpc.Register(ErrBadRequest, codes.InvalidArgument)
+	rpc.Register(plan.ErrInvalid, codes.InvalidArgument)
+}
+
+// NodeEndpoint is a node the coordinator can reach.
+type NodeEndpoint struct {
+	// ID is the node id (the name in its certificate).
+	ID string
+	// Addr is its gRPC address.
+	Addr string
+}
+
+// Config configures a coordinator.
+type Config struct {
+	// Identity is the coordinator's certificate (role coordinator). Required.
+	Identity *pki.Identity
+	// ListenAddr is the analyst gRPC address. Defaults to 127.0.0.1:0.
+	ListenAddr string
+	// Nodes are the members of the network. Required.
+	Nodes []NodeEndpoint
+	// Params names the homomorphic parameter set. Defaults to
+	// homomorphic.ProductionSet.
+	Params string
+	// Threshold is T, the number of nodes needed to decrypt. Defaults to
+	// the number of nodes (every node must take part).
+	Threshold int
+	// MinNodes is the default number of partials a release needs. Defaults
+	// to the number of nodes.
+	MinNodes int
+	// Catalogue is the network catalogue. Defaults to plan.DefaultCatalogue().
+	Catalogue *plan.Catalogue
+	// Deadline bounds how long a query waits for partials. Defaults to 60s.
+	Deadline time.Duration
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Coordinator is a running coordinator. Its methods are safe for concurrent use.
+type Coordinator struct {
+	cfg    Config
+	log    *slog.Logger
+	params homomorphic.Params
+	replay envelope.ReplayCache
+
+	conns map[string]*grpc.ClientConn
+	nodes map[string]nodev1.NodeServiceClient
+
+	mu      sync.RWMutex
+	epoch   *epoch
+	queries map[string]*query
+	order   []string
+
+	lis net.Listener
+	srv *grpc.Server
+	wg  sync.WaitGroup
+}
+
+// epoch is a key epoch as the coordinator records it: public information only.
+type epoch struct {
+	ID        uint64
+	Members   []epochMember
+	Threshold int
+	PublicKey *homomorphic.PublicKey
+	Created   time.Time
+}
+
+type epochMember struct {
+	ID    string
+	Cert  *x509.Certificate
+	Point uint64
+}
+
+// New validates cfg, connects to the nodes (lazily) and listens.
+func New(cfg Config) (*Coordinator, error) {
+	if cfg.Identity == nil {
+		return nil, errors.New("coordinator: Config.Identity is required")
+	}
+	if cfg.Identity.Role() != pki.RoleCoordinator {
+		return nil, fmt.Errorf("coordinator: certificate of %s has role %s, want coordinator", cfg.Identity.Name(), cfg.Identity.Role())
+	}
+	if len(cfg.Nodes) == 0 {
+		return nil, errors.New("coordinator: Config.Nodes is required")
+	}
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = "127.0.0.1:0"
+	}
+	if cfg.Params == "" {
+		cfg.Params = homomorphic.ProductionSet
+	}
+	if cfg.Threshold == 0 {
+		cfg.Threshold = len(cfg.Nodes)
+	}
+	if cfg.MinNodes == 0 {
+		cfg.MinNodes = len(cfg.Nodes)
+	}
+	if cfg.Threshold < 1 || cfg.Threshold > len(cfg.Nodes) || cfg.MinNodes < 1 || cfg.MinNodes > len(cfg.Nodes) {
+		return nil, fmt.Errorf("coordinator: threshold %d and min_nodes %d must lie in 1..%d (the number of nodes)", cfg.Threshold, cfg.MinNodes, len(cfg.Nodes))
+	}
+	if cfg.Catalogue == nil {
+		cfg.Catalogue = plan.DefaultCatalogue()
+	}
+	if cfg.Deadline == 0 {
+		cfg.Deadline = 60 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	params, err := homomorphic.NewParams(cfg.Params)
+	if err != nil {
+		return nil, err
+	}
+	c := &Coordinator{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "coordinator"),
+		params:  params,
+		replay:  envelope.NewMemoryReplayCache(time.Hour),
+		conns:   map[string]*grpc.ClientConn{},
+		nodes:   map[string]nodev1.NodeServiceClient{},
+		queries: map[string]*query{},
+	}
+	for _, n := range cfg.Nodes {
+		if _, dup := c.nodes[n.ID]; dup {
+			return nil, fmt.Errorf("coordinator: node %s listed twice", n.ID)
+		}
+		conn, err := rpc.Dial(n.Addr, cfg.Identity, n.ID)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("coordinator: node %s at %s: %w", n.ID, n.Addr, err)
+		}
+		c.conns[n.ID] = conn
+		c.nodes[n.ID] = nodev1.NewNodeServiceClient(conn)
+	}
+	lis, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("coordinator: listen %s: %w", cfg.ListenAddr, err)
+	}
+	c.lis = lis
+	c.srv = rpc.NewServer(cfg.Identity, c.log)
+	coordinatorv1.RegisterCoordinatorServiceServer(c.srv, &service{c: c})
+	return c, nil
+}
+
+// Addr returns the analyst API address.
+func (c *Coordinator) Addr() string { return c.lis.Addr().String() }
+
+// Params returns the homomorphic parameter set of the network.
+func (c *Coordinator) Params() homomorphic.Params { return c.params }
+
+// Run serves the analyst API until ctx ends, then stops gracefully.
+func (c *Coordinator) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- c.srv.Serve(c.lis) }()
+	c.log.Info("coordinator serving", "addr", c.Addr())
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	stopped := make(chan struct{})
+	go func() { c.srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		c.srv.Stop()
+	}
+	return nil
+}
+
+// Close stops serving, waits for running queries to end and closes the
+// node connections.
+func (c *Coordinator) Close() error {
+	if c.srv != nil {
+		c.srv.Stop()
+	}
+	c.mu.RLock()
+	for _, q := range c.queries {
+		q.cancel()
+	}
+	c.mu.RUnlock()
+	c.wg.Wait()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	return nil
+}
+
+// nodeIDs returns the configured node ids, sorted.
+func (c *Coordinator) nodeIDs() []string {
+	ids := make([]string, 0, len(c.nodes))
+	for id := range c.nodes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (c *Coordinator) currentEpoch() (*epoch, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.epoch == nil {
+		return nil, ErrNoEpoch
+	}
+	return c.epoch, nil
+}

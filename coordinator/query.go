@@ -1,0 +1,519 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/crypto/envelope"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/rpc"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/dp"
+	"github.com/fedstat/fedstat/queries/plan"
+	"github.com/fedstat/fedstat/queries/result"
+)
+
+// Network defaults for the privacy parameters of a query.
+const (
+	DefaultEpsilon = 1.0
+	DefaultDelta   = 1e-6
+)
+
+// query is one analyst query and its progress.
+type query struct {
+	id     string
+	plan   *plan.Plan
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	st      *coordinatorv1.QueryStatus
+	changed chan struct{} // closed at every change, then replaced
+	started time.Time
+}
+
+// snapshot returns a copy of the status and a channel closed at the next change.
+func (q *query) snapshot() (*coordinatorv1.QueryStatus, <-chan struct{}) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return proto.Clone(q.st).(*coordinatorv1.QueryStatus), q.changed
+}
+
+func (q *query) update(fn func(st *coordinatorv1.QueryStatus)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	fn(q.st)
+	close(q.changed)
+	q.changed = make(chan struct{})
+}
+
+func (q *query) phase(name string, start time.Time) {
+	q.update(func(st *coordinatorv1.QueryStatus) {
+		st.Phases = append(st.Phases, &coordinatorv1.Phase{Name: name, ElapsedMs: ms(time.Since(start))})
+	})
+}
+
+func (q *query) node(id, status, errText string, elapsed time.Duration) {
+	q.update(func(st *coordinatorv1.QueryStatus) {
+		for _, n := range st.Nodes {
+			if n.NodeId == id {
+				n.Status, n.Error, n.ElapsedMs = status, errText, ms(elapsed)
+			}
+		}
+	})
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func newQueryID() string {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return "q-" + hex.EncodeToString(b)
+}
+
+// Analyst is the authenticated person a query runs for.
+type Analyst struct {
+	Name string
+	Role string
+}
+
+// Submit plans a query for analyst and starts it. It returns as soon as the
+// query is planned; errors in the query (syntax, privacy parameters, a sum
+// that could overflow) are returned here.
+func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration) (*coordinatorv1.QueryStatus, error) {
+	e, err := c.currentEpoch()
+	if err != nil {
+		return nil, err
+	}
+	spec = proto.Clone(spec).(*typesv1.QuerySpec)
+	if spec.Epsilon == 0 {
+		spec.Epsilon = DefaultEpsilon
+	}
+	if spec.Delta == 0 && spec.Mechanism != typesv1.Mechanism_MECHANISM_LAPLACE {
+		spec.Delta = DefaultDelta
+	}
+	if spec.MinNodes == 0 {
+		spec.MinNodes = int32(c.cfg.MinNodes)
+	}
+	if int(spec.MinNodes) > len(e.Members) {
+		return nil, fmt.Errorf("%w: min_nodes %d exceeds the %d members of key epoch %d", ErrBadRequest, spec.MinNodes, len(e.Members), e.ID)
+	}
+	if spec.Threshold != 0 && int(spec.Threshold) != e.Threshold {
+		return nil, fmt.Errorf("%w: threshold is %d for key epoch %d; it is not set per query", ErrBadRequest, e.Threshold, e.ID)
+	}
+	spec.Threshold = int32(e.Threshold)
+	if int(spec.MinNodes) < e.Threshold {
+		return nil, fmt.Errorf("%w: min_nodes %d is below the decryption threshold %d", ErrBadRequest, spec.MinNodes, e.Threshold)
+	}
+	if spec.ReferenceDate == "" {
+		spec.ReferenceDate = cdm.DateOf(c.cfg.Now()).String()
+	}
+	start := time.Now()
+	preq, err := planRequest(spec)
+	if err != nil {
+		return nil, err
+	}
+	p, err := plan.Build(preq, c.cfg.Catalogue)
+	if err != nil {
+		return nil, err
+	}
+	if worst := p.MaxAbsTotal(len(e.Members)); worst > c.params.MaxAbs() || worst < 0 {
+		return nil, fmt.Errorf("%w: the worst-case sum %d over %d nodes could wrap around the plaintext modulus (at most %d): narrow the clamps or the groups", ErrBadRequest, worst, len(e.Members), c.params.MaxAbs())
+	}
+	if deadline <= 0 {
+		deadline = c.cfg.Deadline
+	}
+	qctx, cancel := context.WithTimeout(context.Background(), deadline)
+	q := &query{
+		id: newQueryID(), plan: p, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: start,
+		st: &coordinatorv1.QueryStatus{
+			State: coordinatorv1.State_STATE_PLANNED, Spec: spec, Analyst: who.Name,
+			Plan: p.Describe(), SubmittedUnixMs: c.cfg.Now().UnixMilli(), Epoch: e.ID,
+		},
+	}
+	q.st.QueryId = q.id
+	for _, m := range e.Members {
+		q.st.Nodes = append(q.st.Nodes, &coordinatorv1.NodeProgress{NodeId: m.ID, Status: "waiting"})
+	}
+	q.st.Phases = append(q.st.Phases, &coordinatorv1.Phase{Name: "plan", ElapsedMs: ms(time.Since(start))})
+	c.mu.Lock()
+	c.queries[q.id] = q
+	c.order = append(c.order, q.id)
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer cancel()
+		c.run(q, e, who)
+	}()
+	st, _ := q.snapshot()
+	return st, nil
+}
+
+func planRequest(spec *typesv1.QuerySpec) (plan.Request, error) {
+	ref, err := cdm.ParseDate(spec.GetReferenceDate())
+	if err != nil {
+		return plan.Request{}, fmt.Errorf("%w: reference_date: %v", ErrBadRequest, err)
+	}
+	mech := "gaussian"
+	if spec.GetMechanism() == typesv1.Mechanism_MECHANISM_LAPLACE {
+		mech = "laplace"
+	}
+	return plan.Request{SQL: spec.GetSql(), Epsilon: spec.GetEpsilon(), Delta: spec.GetDelta(), Mechanism: mech,
+		MinNodes: int(spec.GetMinNodes()), Threshold: int(spec.GetThreshold()), ReferenceDate: ref}, nil
+}
+
+// run drives a query to its end.
+func (c *Coordinator) run(q *query, e *epoch, who Analyst) {
+	res, err := c.execute(q, e, who)
+	q.update(func(st *coordinatorv1.QueryStatus) {
+		st.FinishedUnixMs = c.cfg.Now().UnixMilli()
+		switch {
+		case err == nil:
+			st.State = coordinatorv1.State_STATE_DONE
+			st.Result = res
+		case errors.Is(err, ErrQueryCanceled):
+			st.State = coordinatorv1.State_STATE_CANCELLED
+			st.Error = err.Error()
+		default:
+			st.State = coordinatorv1.State_STATE_FAILED
+			st.Error = err.Error()
+		}
+	})
+	if err != nil {
+		c.log.Info("query ended without a release", "query_id", q.id, "err", err)
+	} else {
+		c.log.Info("query released", "query_id", q.id, "analyst", who.Name)
+	}
+}
+
+type partial struct {
+	node   string
+	signed *typesv1.Signed
+	cts    []*homomorphic.Ciphertext
+}
+
+func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result, error) {
+	spec := q.st.Spec
+	p := q.plan
+	m := int(spec.GetMinNodes())
+
+	// Collect: every member evaluates; the coordinator verifies each partial.
+	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_COLLECTING })
+	start := time.Now()
+	var mu sync.Mutex
+	var parts []partial
+	failures := map[string]string{}
+	var wg sync.WaitGroup
+	for _, mem := range e.Members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			pt, err := c.collectOne(q, e, mem, who)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failures[mem.ID] = err.Error()
+				q.node(mem.ID, "failed", err.Error(), time.Since(t0))
+				return
+			}
+			parts = append(parts, pt)
+			q.node(mem.ID, "answered", "", time.Since(t0))
+		}()
+	}
+	wg.Wait()
+	q.phase("collect", start)
+	if q.ctx.Err() != nil && errors.Is(context.Cause(q.ctx), context.Canceled) && len(parts) < len(e.Members) {
+		return nil, fmt.Errorf("%w before release", ErrQueryCanceled)
+	}
+	if len(parts) < m {
+		return nil, fmt.Errorf("%w: %d of %d nodes answered, min_nodes is %d; nothing was decrypted. %s",
+			ErrQueryFailed, len(parts), len(e.Members), m, describeFailures(failures))
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].node < parts[j].node })
+
+	// Aggregate: add the ciphertexts (the coordinator cannot read them).
+	start = time.Now()
+	vectors := make([][]*homomorphic.Ciphertext, len(parts))
+	signed := make([]*nodev1.NodeSigned, len(parts))
+	for i, pt := range parts {
+		vectors[i] = pt.cts
+		signed[i] = &nodev1.NodeSigned{NodeId: pt.node, Signed: pt.signed}
+	}
+	sum, err := homomorphic.Sum(c.params, vectors)
+	if err != nil {
+		return nil, fmt.Errorf("%w: aggregate: %v", ErrQueryFailed, err)
+	}
+	q.phase("aggregate", start)
+
+	// Key switch: T decryptors, preferring nodes that answered.
+	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_DECRYPTING })
+	start = time.Now()
+	rk, err := homomorphic.GenResultKey(c.params)
+	if err != nil {
+		return nil, err
+	}
+	target, err := rk.Public().MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	var decryptors []string
+	for _, pt := range parts {
+		decryptors = append(decryptors, pt.node)
+	}
+	for _, mem := range e.Members {
+		if !slices.Contains(decryptors, mem.ID) {
+			decryptors = append(decryptors, mem.ID)
+		}
+	}
+	decryptors = decryptors[:e.Threshold]
+	sort.Strings(decryptors)
+	ksReq := &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: signed, TargetPublicKey: target, Decryptors: decryptors}
+	shares := make([][][]byte, len(decryptors)) // [decryptor][ciphertext]
+	err = c.fanout(q.ctx, decryptors, func(ctx context.Context, i int, id string) error {
+		mem := e.member(id)
+		resp, err := c.nodes[id].KeySwitch(ctx, ksReq)
+		if err != nil {
+			return err
+		}
+		s := resp.GetShare()
+		if _, err := envelope.Open(mem.Cert.PublicKey, fromProto(s),
+			envelope.Binding{QueryID: q.id, Epoch: e.ID, NodeID: id, Kind: kindKeySwitchShare},
+			c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
+			return fmt.Errorf("key-switch share: %w", err)
+		}
+		var payload nodev1.KeySwitchPayload
+		if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil || len(payload.GetShares()) != len(sum) {
+			return fmt.Errorf("key-switch share: malformed payload")
+		}
+		shares[i] = payload.GetShares()
+		q.node(id, "decrypted", "", 0)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: release: %v; nothing was decrypted", ErrQueryFailed, err)
+	}
+	out := make([]*homomorphic.Ciphertext, len(sum))
+	for j := range sum {
+		perCt := make([][]byte, len(decryptors))
+		for i := range decryptors {
+			perCt[i] = shares[i][j]
+		}
+		if out[j], err = collective.KeySwitchCombine(c.params, sum[j], perCt); err != nil {
+			return nil, fmt.Errorf("%w: combine key-switch shares: %v", ErrQueryFailed, err)
+		}
+	}
+	q.phase("key-switch", start)
+
+	// Decrypt the total and release it.
+	start = time.Now()
+	totals, err := homomorphic.Decrypt(c.params, rk, out, p.VectorLen())
+	if err != nil {
+		return nil, fmt.Errorf("%w: decrypt: %v", ErrQueryFailed, err)
+	}
+	r, err := dp.Release(p, totals, len(parts))
+	if err != nil {
+		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
+	}
+	q.phase("decrypt+release", start)
+	return ResultToProto(r, len(parts)), nil
+}
+
+func (e *epoch) member(id string) epochMember {
+	for _, m := range e.Members {
+		if m.ID == id {
+			return m
+		}
+	}
+	return epochMember{}
+}
+
+// collectOne asks one member for its partial and verifies it: signature by
+// the member's certificate key, binding to this query, epoch and node,
+// freshness, and a payload that decodes to the plan's shape.
+func (c *Coordinator) collectOne(q *query, e *epoch, mem epochMember, who Analyst) (partial, error) {
+	resp, err := c.nodes[mem.ID].Evaluate(q.ctx, &nodev1.EvaluateRequest{
+		QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Analyst: who.Name, Role: who.Role,
+	})
+	if err != nil {
+		return partial{}, fmt.Errorf("%s", rpcMessage(err))
+	}
+	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), q.plan.VectorLen())
+}
+
+func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *typesv1.Signed, vectorLen int) (partial, error) {
+	if _, err := envelope.Open(mem.Cert.PublicKey, fromProto(s),
+		envelope.Binding{QueryID: qid, Epoch: e.ID, NodeID: mem.ID, Kind: kindPartial},
+		c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
+		return partial{}, fmt.Errorf("partial rejected: %w", err)
+	}
+	var payload nodev1.PartialPayload
+	if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil {
+		return partial{}, fmt.Errorf("partial rejected: %v", err)
+	}
+	want := (vectorLen + c.params.Slots() - 1) / c.params.Slots()
+	if int(payload.GetVectorLen()) != vectorLen || len(payload.GetCiphertexts()) != want {
+		return partial{}, fmt.Errorf("partial rejected: %d slots in %d ciphertexts, want %d in %d", payload.GetVectorLen(), len(payload.GetCiphertexts()), vectorLen, want)
+	}
+	cts := make([]*homomorphic.Ciphertext, len(payload.GetCiphertexts()))
+	for i, b := range payload.GetCiphertexts() {
+		ct, err := homomorphic.UnmarshalCiphertext(c.params, b)
+		if err != nil {
+			return partial{}, fmt.Errorf("partial rejected: ciphertext %d: %v", i, err)
+		}
+		cts[i] = ct
+	}
+	return partial{node: mem.ID, signed: s, cts: cts}, nil
+}
+
+func describeFailures(f map[string]string) string {
+	if len(f) == 0 {
+		return ""
+	}
+	ids := make([]string, 0, len(f))
+	for id := range f {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var b strings.Builder
+	b.WriteString("Nodes that did not answer: ")
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: %s", id, f[id])
+	}
+	return b.String()
+}
+
+// rpcMessage returns the text of a gRPC error without the "rpc error:" prefix.
+func rpcMessage(err error) string {
+	code := rpc.Code(err)
+	msg := err.Error()
+	if i := strings.Index(msg, "desc = "); i >= 0 {
+		msg = msg[i+len("desc = "):]
+	}
+	return fmt.Sprintf("%s (%s)", msg, code)
+}
+
+// ResultToProto converts a released result to its wire form.
+func ResultToProto(r *result.Result, nodes int) *typesv1.Result {
+	out := &typesv1.Result{Columns: r.Columns, Epsilon: r.Epsilon, Delta: r.Delta, Rho: r.Rho, Nodes: int32(nodes), Notes: r.Notes}
+	for _, row := range r.Rows {
+		pr := &typesv1.Row{}
+		for _, cell := range row.Cells {
+			pr.Cells = append(pr.Cells, &typesv1.Cell{Text: cell.Text, Value: cell.Value, CiLow: cell.CILow, CiHigh: cell.CIHigh, HasInterval: cell.HasInterval, Display: cell.Display})
+		}
+		out.Rows = append(out.Rows, pr)
+	}
+	return out
+}
+
+// Get returns the status of a query.
+func (c *Coordinator) Get(id string) (*coordinatorv1.QueryStatus, error) {
+	q, err := c.query(id)
+	if err != nil {
+		return nil, err
+	}
+	st, _ := q.snapshot()
+	return st, nil
+}
+
+func (c *Coordinator) query(id string) (*query, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	q, ok := c.queries[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return q, nil
+}
+
+// Watch calls fn with the status of a query now and at every change until
+// the query ends or ctx is done.
+func (c *Coordinator) Watch(ctx context.Context, id string, fn func(*coordinatorv1.QueryStatus) error) error {
+	q, err := c.query(id)
+	if err != nil {
+		return err
+	}
+	for {
+		st, changed := q.snapshot()
+		if err := fn(st); err != nil {
+			return err
+		}
+		if terminal(st.State) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func terminal(s coordinatorv1.State) bool {
+	return s == coordinatorv1.State_STATE_DONE || s == coordinatorv1.State_STATE_FAILED || s == coordinatorv1.State_STATE_CANCELLED
+}
+
+// Cancel stops a query that has not been released yet.
+func (c *Coordinator) Cancel(id string) (*coordinatorv1.QueryStatus, error) {
+	q, err := c.query(id)
+	if err != nil {
+		return nil, err
+	}
+	q.cancel()
+	st, _ := q.snapshot()
+	return st, nil
+}
+
+// List returns the most recent queries, newest first.
+func (c *Coordinator) List(limit int, analyst string) []*coordinatorv1.QueryStatus {
+	c.mu.RLock()
+	ids := slices.Clone(c.order)
+	c.mu.RUnlock()
+	var out []*coordinatorv1.QueryStatus
+	for i := len(ids) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
+		st, err := c.Get(ids[i])
+		if err != nil || (analyst != "" && st.Analyst != analyst) {
+			continue
+		}
+		st.Result = nil
+		out = append(out, st)
+	}
+	return out
+}
+
+func fromProto(s *typesv1.Signed) *envelope.Envelope {
+	return &envelope.Envelope{Header: s.GetHeader(), Payload: s.GetPayload(), Signature: s.GetSignature()}
+}
+
+// ResultFromProto converts a wire result back to a result for formatting.
+func ResultFromProto(p *typesv1.Result) *result.Result {
+	r := &result.Result{Columns: p.GetColumns(), Epsilon: p.GetEpsilon(), Delta: p.GetDelta(), Rho: p.GetRho(), Notes: p.GetNotes()}
+	for _, row := range p.GetRows() {
+		var rr result.Row
+		for _, c := range row.GetCells() {
+			rr.Cells = append(rr.Cells, result.Cell{Text: c.GetText(), Value: c.GetValue(), CILow: c.GetCiLow(), CIHigh: c.GetCiHigh(), HasInterval: c.GetHasInterval(), Display: c.GetDisplay()})
+		}
+		r.Rows = append(r.Rows, rr)
+	}
+	return r
+}

@@ -1,0 +1,115 @@
+package coordinator
+
+import (
+	"context"
+	"time"
+
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/rpc"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+)
+
+// analystRoles may run queries.
+var analystRoles = []pki.Role{pki.RoleAnalyst, pki.RoleResearcher, pki.RoleOperator}
+
+// service adapts the coordinator to its gRPC API.
+type service struct {
+	coordinatorv1.UnimplementedCoordinatorServiceServer
+	c *Coordinator
+}
+
+func (s *service) Submit(ctx context.Context, req *coordinatorv1.SubmitRequest) (*coordinatorv1.QueryStatus, error) {
+	p, err := rpc.Require(ctx, analystRoles...)
+	if err != nil {
+		return nil, err
+	}
+	return s.c.Submit(ctx, Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), time.Duration(req.GetDeadlineMs())*time.Millisecond)
+}
+
+// mayRead reports whether p may see query st: its analyst, or an operator.
+func mayRead(p rpc.Peer, st *coordinatorv1.QueryStatus) bool {
+	return p.Role == pki.RoleOperator || st.Analyst == p.Name
+}
+
+func (s *service) Get(ctx context.Context, req *coordinatorv1.GetRequest) (*coordinatorv1.QueryStatus, error) {
+	p, err := rpc.Require(ctx, analystRoles...)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.c.Get(req.GetQueryId())
+	if err != nil {
+		return nil, err
+	}
+	if !mayRead(p, st) {
+		return nil, ErrNotFound
+	}
+	return st, nil
+}
+
+func (s *service) Watch(req *coordinatorv1.GetRequest, stream coordinatorv1.CoordinatorService_WatchServer) error {
+	p, err := rpc.Require(stream.Context(), analystRoles...)
+	if err != nil {
+		return err
+	}
+	return s.c.Watch(stream.Context(), req.GetQueryId(), func(st *coordinatorv1.QueryStatus) error {
+		if !mayRead(p, st) {
+			return ErrNotFound
+		}
+		return stream.Send(st)
+	})
+}
+
+func (s *service) Cancel(ctx context.Context, req *coordinatorv1.GetRequest) (*coordinatorv1.QueryStatus, error) {
+	p, err := rpc.Require(ctx, analystRoles...)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.c.Get(req.GetQueryId())
+	if err != nil {
+		return nil, err
+	}
+	if !mayRead(p, st) {
+		return nil, ErrNotFound
+	}
+	return s.c.Cancel(req.GetQueryId())
+}
+
+func (s *service) List(ctx context.Context, req *coordinatorv1.ListRequest) (*coordinatorv1.ListResponse, error) {
+	p, err := rpc.Require(ctx, analystRoles...)
+	if err != nil {
+		return nil, err
+	}
+	who := p.Name
+	if p.Role == pki.RoleOperator {
+		who = ""
+	}
+	return &coordinatorv1.ListResponse{Queries: s.c.List(int(req.GetLimit()), who)}, nil
+}
+
+func (s *service) Nodes(ctx context.Context, _ *coordinatorv1.NodesRequest) (*coordinatorv1.NodesResponse, error) {
+	if _, err := rpc.Require(ctx, analystRoles...); err != nil {
+		return nil, err
+	}
+	return s.c.NodesStatus(ctx), nil
+}
+
+// NodesStatus asks every node for its info (a short timeout each).
+func (c *Coordinator) NodesStatus(ctx context.Context) *coordinatorv1.NodesResponse {
+	out := &coordinatorv1.NodesResponse{}
+	if e, err := c.currentEpoch(); err == nil {
+		out.Epoch, out.Threshold = e.ID, int32(e.Threshold)
+	}
+	for _, n := range c.cfg.Nodes {
+		ni := &coordinatorv1.NodeInfo{NodeId: n.ID, Address: n.Addr}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		info, err := c.nodes[n.ID].Info(cctx, &nodev1.InfoRequest{})
+		cancel()
+		if err == nil {
+			ni.Alive, ni.Version, ni.Epoch, ni.Summary = true, info.GetVersion(), info.GetEpoch(), info.GetSummary()
+			ni.LastSeenUnixMs = c.cfg.Now().UnixMilli()
+		}
+		out.Nodes = append(out.Nodes, ni)
+	}
+	return out
+}

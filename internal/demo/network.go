@@ -1,0 +1,274 @@
+// Package demo runs a whole fedstat network on loopback: a throw-away CA and
+// certificates, a coordinator and N nodes speaking gRPC with mutual TLS, each
+// node with its own data, the key ceremony, and queries. `fedstat demo` and
+// the end-to-end tests use it.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/rpc"
+	"github.com/fedstat/fedstat/node"
+	"github.com/fedstat/fedstat/node/admin"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// Options configure a demo network.
+type Options struct {
+	// Dir holds the network's files (PKI, node data). Defaults to a new
+	// temporary directory, removed by Close unless Keep.
+	Dir  string
+	Keep bool
+	// Data gives each node its records; len(Data) is the number of nodes.
+	// Required.
+	Data []*cdm.Records
+	// Regions is the network catalogue's public region list. Defaults to
+	// the regions found in Data (the demo's data is public by construction).
+	Regions []string
+	// Threshold is T (decryption threshold). Defaults to the number of nodes.
+	Threshold int
+	// MinNodes defaults to the number of nodes.
+	MinNodes int
+	// Params is the homomorphic parameter set. Defaults to the production set.
+	Params string
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Progress, when set, is told about each set-up step.
+	Progress func(step string, elapsed time.Duration)
+}
+
+// Network is a running demo network.
+type Network struct {
+	Dir         string
+	Coordinator *coordinator.Coordinator
+	Nodes       []*node.Node
+	Stores      []*admin.Store
+	Analyst     *pki.Identity
+	Operator    *pki.Identity
+	Catalogue   *plan.Catalogue
+	Epoch       uint64
+
+	keep   bool
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed bool
+}
+
+// NodeID returns the id of node i (0-based).
+func NodeID(i int) string { return fmt.Sprintf("node-%d", i+1) }
+
+// Start makes the PKI, starts the nodes and the coordinator and runs the key
+// ceremony. Close stops everything.
+func Start(ctx context.Context, o Options) (_ *Network, err error) {
+	if len(o.Data) == 0 {
+		return nil, errors.New("demo: Options.Data is required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	step := func(name string, t0 time.Time) {
+		if o.Progress != nil {
+			o.Progress(name, time.Since(t0))
+		}
+	}
+	nw := &Network{keep: o.Keep || o.Dir != ""}
+	if o.Dir == "" {
+		if o.Dir, err = os.MkdirTemp("", "fedstat-demo-"); err != nil {
+			return nil, err
+		}
+	}
+	nw.Dir = o.Dir
+	defer func() {
+		if err != nil {
+			nw.Close()
+		}
+	}()
+	runCtx, cancel := context.WithCancel(context.Background())
+	nw.cancel = cancel
+
+	// 1. A throw-away network CA and certificates, through the files that
+	// `fedstat ca init` and `fedstat ca issue` write.
+	t0 := time.Now()
+	pkiDir := filepath.Join(o.Dir, "pki")
+	ca, err := pki.InitDir(pkiDir, "demo", 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	issue := func(name string, role pki.Role) (*pki.Identity, error) {
+		id, err := ca.Issue(pki.IssueRequest{Name: name, Role: role, Validity: 24 * time.Hour})
+		if err != nil {
+			return nil, err
+		}
+		if err := pki.WriteIdentity(pkiDir, id); err != nil {
+			return nil, err
+		}
+		return pki.LoadIdentityDir(pkiDir, name)
+	}
+	coordID, err := issue("coordinator", pki.RoleCoordinator)
+	if err != nil {
+		return nil, err
+	}
+	if nw.Analyst, err = issue("analyst", pki.RoleAnalyst); err != nil {
+		return nil, err
+	}
+	if nw.Operator, err = issue("operator", pki.RoleOperator); err != nil {
+		return nil, err
+	}
+	nodeIDs := make([]*pki.Identity, len(o.Data))
+	for i := range o.Data {
+		if nodeIDs[i], err = issue(NodeID(i), pki.RoleNode); err != nil {
+			return nil, err
+		}
+	}
+	step("certificates", t0)
+
+	// 2. The catalogue: public regions.
+	nw.Catalogue = plan.DefaultCatalogue()
+	if len(o.Regions) > 0 {
+		nw.Catalogue.Regions = o.Regions
+	} else {
+		nw.Catalogue.Regions = regionsOf(o.Data)
+	}
+
+	// 3. Nodes, each with its own store and data.
+	t0 = time.Now()
+	endpoints := make([]coordinator.NodeEndpoint, len(o.Data))
+	nw.Stores = make([]*admin.Store, len(o.Data))
+	nw.Nodes = make([]*node.Node, len(o.Data))
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	for i, recs := range o.Data {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, n, err := startNode(ctx, o, filepath.Join(o.Dir, NodeID(i)), nodeIDs[i], recs, nw.Catalogue)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("demo: %s: %w", NodeID(i), err)
+				}
+				return
+			}
+			nw.Stores[i], nw.Nodes[i] = st, n
+			endpoints[i] = coordinator.NodeEndpoint{ID: n.ID(), Addr: n.Addr()}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	for _, n := range nw.Nodes {
+		nw.wg.Add(1)
+		go func() { defer nw.wg.Done(); _ = n.Run(runCtx) }()
+	}
+	step("nodes started and data imported", t0)
+
+	// 4. The coordinator.
+	c, err := coordinator.New(coordinator.Config{
+		Identity: coordID, Nodes: endpoints, Params: o.Params, Threshold: o.Threshold,
+		MinNodes: o.MinNodes, Catalogue: nw.Catalogue, Logger: o.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	nw.Coordinator = c
+	nw.wg.Add(1)
+	go func() { defer nw.wg.Done(); _ = c.Run(runCtx) }()
+
+	// 5. The key ceremony.
+	t0 = time.Now()
+	if nw.Epoch, err = c.KeyCeremony(ctx); err != nil {
+		return nil, err
+	}
+	step("key ceremony", t0)
+	return nw, nil
+}
+
+func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, recs *cdm.Records, cat *plan.Catalogue) (*admin.Store, *node.Node, error) {
+	st, err := admin.OpenStore(admin.StoreOptions{DataDir: dir, Logger: o.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := st.ImportRecords(ctx, recs, "demo"); err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	n, err := node.New(node.Config{
+		Identity: id, StateDir: dir, DB: st.DB(), Data: st, Catalogue: cat,
+		Logger: o.Logger.With("node", id.Name()),
+	})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, n, nil
+}
+
+func regionsOf(data []*cdm.Records) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range data {
+		for _, p := range r.Patients {
+			if p.Region != "" && !seen[p.Region] {
+				seen[p.Region] = true
+				out = append(out, p.Region)
+			}
+		}
+	}
+	sortStrings(out)
+	return out
+}
+
+// Client returns a coordinator client authenticated as id (the analyst by
+// default). Close the connection when done.
+func (nw *Network) Client(id *pki.Identity) (coordinatorv1.CoordinatorServiceClient, func() error, error) {
+	if id == nil {
+		id = nw.Analyst
+	}
+	conn, err := rpc.Dial(nw.Coordinator.Addr(), id, "coordinator")
+	if err != nil {
+		return nil, nil, err
+	}
+	return coordinatorv1.NewCoordinatorServiceClient(conn), conn.Close, nil
+}
+
+// Close stops the network and removes its directory unless it was kept.
+func (nw *Network) Close() {
+	if nw.closed {
+		return
+	}
+	nw.closed = true
+	if nw.cancel != nil {
+		nw.cancel()
+	}
+	nw.wg.Wait()
+	if nw.Coordinator != nil {
+		nw.Coordinator.Close()
+	}
+	for _, n := range nw.Nodes {
+		if n != nil {
+			n.Close()
+		}
+	}
+	for _, s := range nw.Stores {
+		if s != nil {
+			s.Close()
+		}
+	}
+	if !nw.keep && nw.Dir != "" {
+		os.RemoveAll(nw.Dir)
+	}
+}

@@ -1,0 +1,256 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/internal/cdm"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/dp"
+	"github.com/fedstat/fedstat/queries/eval"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// CohortQuery is the demo's default query: patients with type-2 diabetes.
+const CohortQuery = "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '44054006'"
+
+// RunOptions configure Run.
+type RunOptions struct {
+	Options
+	// Queries to run. Defaults to CohortQuery.
+	Queries []string
+	// Epsilon and Delta of each query. Default to the network defaults.
+	Epsilon, Delta float64
+	// ShowExact prints, labelled as demo-only, the exact answer computed in
+	// the clear from every node's data, for comparison.
+	ShowExact bool
+	// DataNote describes where the data came from.
+	DataNote string
+}
+
+// Run starts a network, runs the queries as the demo analyst and prints
+// what happens to w.
+func Run(ctx context.Context, o RunOptions, w io.Writer) error {
+	start := time.Now()
+	fmt.Fprintf(w, "fedstat demo: a private network of 1 coordinator and %d nodes on this machine\n", len(o.Data))
+	if o.DataNote != "" {
+		fmt.Fprintf(w, "  data: %s\n", o.DataNote)
+	}
+	for i, r := range o.Data {
+		fmt.Fprintf(w, "  %s: %d patients, %d conditions, %d observations\n", NodeID(i), len(r.Patients), len(r.Conditions), len(r.Observations))
+	}
+	o.Progress = func(step string, d time.Duration) { fmt.Fprintf(w, "  %-34s %8s\n", step, round(d)) }
+	nw, err := Start(ctx, o.Options)
+	if err != nil {
+		return err
+	}
+	defer nw.Close()
+	p := nw.Coordinator.Params()
+	thr := o.Threshold
+	if thr == 0 {
+		thr = len(o.Data)
+	}
+	fmt.Fprintf(w, "  key epoch %d: %d-of-%d threshold, BGV parameter set %s (%d slots, plaintext modulus %d)\n",
+		nw.Epoch, thr, len(o.Data), p.Name(), p.Slots(), p.PlaintextModulus())
+	if nw.keep {
+		fmt.Fprintf(w, "  files kept in %s\n", nw.Dir)
+	}
+
+	client, closeConn, err := nw.Client(nil)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	queries := o.Queries
+	if len(queries) == 0 {
+		queries = []string{CohortQuery}
+	}
+	for _, sql := range queries {
+		fmt.Fprintf(w, "\nquery (as analyst %q): %s\n", nw.Analyst.Name(), sql)
+		st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: sql, Epsilon: o.Epsilon, Delta: o.Delta}, ProgressPrinter(w))
+		if err != nil {
+			return err
+		}
+		if err := PrintStatus(w, st); err != nil {
+			return err
+		}
+		if o.ShowExact {
+			exact, err := nw.Exact(ctx, st.Spec)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "  exact answer, DEMO ONLY (computed in the clear from all nodes' data, never available in a real network): %s\n", exact)
+		}
+	}
+	fmt.Fprintf(w, "\ndemo finished in %s\n", round(time.Since(start)))
+	return nil
+}
+
+// RunQuery submits a query and follows it to its end, calling progress at
+// every change. A query that fails returns its status and an error.
+func RunQuery(ctx context.Context, c coordinatorv1.CoordinatorServiceClient, spec *typesv1.QuerySpec, progress func(*coordinatorv1.QueryStatus)) (*coordinatorv1.QueryStatus, error) {
+	st, err := c.Submit(ctx, &coordinatorv1.SubmitRequest{Spec: spec})
+	if err != nil {
+		return nil, err
+	}
+	stream, err := c.Watch(ctx, &coordinatorv1.GetRequest{QueryId: st.QueryId})
+	if err != nil {
+		return nil, err
+	}
+	for {
+		s, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return st, err
+		}
+		st = s
+		if progress != nil {
+			progress(st)
+		}
+	}
+	if st.State != coordinatorv1.State_STATE_DONE {
+		return st, fmt.Errorf("query %s %s: %s", st.QueryId, strings.ToLower(strings.TrimPrefix(st.State.String(), "STATE_")), st.Error)
+	}
+	return st, nil
+}
+
+// PrintStatus prints a finished query: result with intervals, privacy cost,
+// nodes that answered and the time of each phase.
+func PrintStatus(w io.Writer, st *coordinatorv1.QueryStatus) error {
+	r := st.GetResult()
+	res := coordinator.ResultFromProto(r)
+	fmt.Fprintln(w, "  released (differentially private, 95% intervals from the noise actually added):")
+	if err := res.WriteTable(indent(w, "    ")); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  nodes answered: %d of %d (min_nodes %d, decryption threshold %d)\n", r.GetNodes(), len(st.Nodes), st.Spec.GetMinNodes(), st.Spec.GetThreshold())
+	fmt.Fprintf(w, "  privacy cost: epsilon=%g delta=%g (zCDP rho=%.4g)\n", r.GetEpsilon(), r.GetDelta(), r.GetRho())
+	var phases []string
+	for _, ph := range st.Phases {
+		phases = append(phases, fmt.Sprintf("%s %.1f ms", ph.Name, ph.ElapsedMs))
+	}
+	fmt.Fprintf(w, "  phases: %s\n", strings.Join(phases, ", "))
+	return nil
+}
+
+// ProgressPrinter returns a progress callback for RunQuery that prints each
+// node's status once as it changes.
+func ProgressPrinter(w io.Writer) func(*coordinatorv1.QueryStatus) {
+	seen := map[string]string{}
+	return func(st *coordinatorv1.QueryStatus) {
+		for _, n := range st.Nodes {
+			if n.Status == "waiting" || seen[n.NodeId] == n.Status {
+				continue
+			}
+			seen[n.NodeId] = n.Status
+			switch n.Status {
+			case "answered":
+				fmt.Fprintf(w, "  %s answered with its encrypted partial (%.1f ms)\n", n.NodeId, n.ElapsedMs)
+			case "decrypted":
+				fmt.Fprintf(w, "  %s returned its key-switch share\n", n.NodeId)
+			case "failed":
+				fmt.Fprintf(w, "  %s did not answer: %s\n", n.NodeId, n.Error)
+			}
+		}
+	}
+}
+
+// ExactValues returns the exact aggregates of a query over all nodes' data,
+// computed in the clear. Only the demo and tests can do this: a real network
+// has no place where all the data is.
+func (nw *Network) ExactValues(ctx context.Context, spec *typesv1.QuerySpec) (*plan.Plan, []float64, error) {
+	ref, err := cdm.ParseDate(spec.GetReferenceDate())
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := plan.Build(plan.Request{SQL: spec.GetSql(), Epsilon: spec.GetEpsilon(), Delta: spec.GetDelta(),
+		MinNodes: int(spec.GetMinNodes()), Threshold: int(spec.GetThreshold()), ReferenceDate: ref}, nw.Catalogue)
+	if err != nil {
+		return nil, nil, err
+	}
+	var total []float64
+	for _, s := range nw.Stores {
+		e, err := eval.Evaluate(ctx, p, s.Tables())
+		if err != nil {
+			return nil, nil, err
+		}
+		v := e.Values()
+		if total == nil {
+			total = make([]float64, len(v))
+		}
+		for i := range v {
+			total[i] += v[i]
+		}
+	}
+	return p, total, nil
+}
+
+// Exact formats the exact answer of a query (see ExactValues).
+func (nw *Network) Exact(ctx context.Context, spec *typesv1.QuerySpec) (string, error) {
+	p, total, err := nw.ExactValues(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	r, err := dp.ExactValues(p, total)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		return "", err
+	}
+	s := strings.TrimRight(b.String(), "\n")
+	if strings.Count(s, "\n") > 1 {
+		return "\n" + s, nil
+	}
+	lines := strings.Split(s, "\n")
+	return strings.TrimSpace(lines[len(lines)-1]), nil
+}
+
+type indentWriter struct {
+	w      io.Writer
+	prefix string
+	bol    bool
+}
+
+func indent(w io.Writer, prefix string) io.Writer {
+	return &indentWriter{w: w, prefix: prefix, bol: true}
+}
+
+func (iw *indentWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(p), "\n") {
+		if line == "" {
+			continue
+		}
+		if iw.bol {
+			if _, err := io.WriteString(iw.w, iw.prefix); err != nil {
+				return 0, err
+			}
+		}
+		if _, err := io.WriteString(iw.w, line); err != nil {
+			return 0, err
+		}
+		iw.bol = strings.HasSuffix(line, "\n")
+	}
+	return len(p), nil
+}
+
+func round(d time.Duration) string {
+	switch {
+	case d > time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d > time.Millisecond:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.String()
+}
+
+func sortStrings(s []string) { sort.Strings(s) }

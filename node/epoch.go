@@ -1,0 +1,416 @@
+package node
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/hpke"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/crypto/envelope"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/kv"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/rpc"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+)
+
+// Envelope kinds.
+const (
+	KindCKGShare       = "ckg-share"
+	KindThresholdShare = "threshold-share"
+	KindPartial        = "partial"
+	KindKeySwitchShare = "keyswitch-share"
+)
+
+// Keys of the node's records in its kv store.
+var keyEpoch = []byte("n/epoch")
+
+// epochRecord is the durable form of an epochState (the secret lives in the
+// keystore, not here).
+type epochRecord struct {
+	Epoch     uint64   `json:"epoch"`
+	Params    string   `json:"params"`
+	Threshold int      `json:"threshold"`
+	Members   []memRec `json:"members"`
+	CRS       []byte   `json:"crs"`
+	PublicKey []byte   `json:"public_key,omitempty"`
+}
+
+type memRec struct {
+	ID    string `json:"id"`
+	Cert  []byte `json:"cert"`
+	Point uint64 `json:"point"`
+}
+
+func secretName(epoch uint64) string { return "epoch-" + strconv.FormatUint(epoch, 10) }
+func thresholdName(epoch uint64) string {
+	return "epoch-" + strconv.FormatUint(epoch, 10) + "-threshold"
+}
+
+// loadEpoch restores the last key epoch at start.
+func (n *Node) loadEpoch() error {
+	b, err := n.cfg.DB.Get(keyEpoch)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var rec epochRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return fmt.Errorf("node: epoch record: %w", err)
+	}
+	e, err := n.epochFromRecord(&rec)
+	if err != nil {
+		return err
+	}
+	n.epoch = e
+	return nil
+}
+
+func (n *Node) epochFromRecord(rec *epochRecord) (*epochState, error) {
+	p, err := homomorphic.NewParams(rec.Params)
+	if err != nil {
+		return nil, err
+	}
+	e := &epochState{Epoch: rec.Epoch, Params: p, Threshold: rec.Threshold, CRS: rec.CRS}
+	for _, m := range rec.Members {
+		c, err := x509.ParseCertificate(m.Cert)
+		if err != nil {
+			return nil, fmt.Errorf("node: epoch %d member %s: %w", rec.Epoch, m.ID, err)
+		}
+		e.Members = append(e.Members, member{ID: m.ID, Cert: c, Point: m.Point})
+	}
+	sb, err := n.keys.Get(secretName(rec.Epoch))
+	if err != nil {
+		return nil, err
+	}
+	if e.secret, err = homomorphic.UnmarshalSecretKeyShare(p, sb); err != nil {
+		return nil, err
+	}
+	if len(rec.PublicKey) > 0 {
+		if e.PublicKey, err = homomorphic.UnmarshalPublicKey(p, rec.PublicKey); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+func (n *Node) saveEpoch(e *epochState) error {
+	rec := epochRecord{Epoch: e.Epoch, Params: e.Params.Name(), Threshold: e.Threshold, CRS: e.CRS}
+	for _, m := range e.Members {
+		rec.Members = append(rec.Members, memRec{ID: m.ID, Cert: m.Cert.Raw, Point: m.Point})
+	}
+	if e.PublicKey != nil {
+		pk, err := e.PublicKey.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		rec.PublicKey = pk
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(keyEpoch, b) })
+}
+
+// keyGen starts epoch req.Epoch at this node.
+func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.KeyGenResponse, error) {
+	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
+		return nil, err
+	}
+	p, err := homomorphic.NewParams(req.GetParams())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	members, self, err := n.checkMembers(req.GetMembers())
+	if err != nil {
+		return nil, err
+	}
+	t := int(req.GetThreshold())
+	if t < 1 || t > len(members) {
+		return nil, fmt.Errorf("%w: threshold %d with %d members", ErrBadRequest, t, len(members))
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.epoch != nil && req.GetEpoch() <= n.epoch.Epoch {
+		return nil, fmt.Errorf("%w: epoch %d is not newer than this node's epoch %d", ErrBadRequest, req.GetEpoch(), n.epoch.Epoch)
+	}
+	sk, err := homomorphic.GenSecretKeyShare(p)
+	if err != nil {
+		return nil, err
+	}
+	share, err := collective.CKGShare(p, sk, req.GetCrs())
+	if err != nil {
+		return nil, err
+	}
+	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: epochQueryID(req.GetEpoch()), Epoch: req.GetEpoch(), NodeID: n.id, Kind: KindCKGShare}, share, n.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	resp := &nodev1.KeyGenResponse{CkgShare: toProto(env)}
+	if t < len(members) {
+		points := make([]uint64, len(members))
+		for i, m := range members {
+			points[i] = m.Point
+		}
+		dealt, err := collective.ThresholdDeal(p, sk, t, points)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range members {
+			sealed, err := sealTo(m.Cert, []byte(transitInfo(req.GetEpoch(), n.id, m.ID)), dealt[m.Point])
+			if err != nil {
+				return nil, err
+			}
+			env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: "to:" + m.ID, Epoch: req.GetEpoch(), NodeID: n.id, Kind: KindThresholdShare}, sealed, n.cfg.Now())
+			if err != nil {
+				return nil, err
+			}
+			resp.Dealt = append(resp.Dealt, &nodev1.DealtShare{FromNodeId: n.id, ToNodeId: m.ID, Sealed: toProto(env)})
+		}
+	}
+	skb, err := sk.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	if err := n.keys.Put(secretName(req.GetEpoch()), skb); err != nil {
+		return nil, err
+	}
+	// The new epoch is pending (no public key) until InstallKey; queries of
+	// the previous epoch can no longer be answered from here on.
+	e := &epochState{Epoch: req.GetEpoch(), Params: p, Threshold: t, Members: members, CRS: req.GetCrs(), secret: sk}
+	if err := n.saveEpoch(e); err != nil {
+		return nil, err
+	}
+	n.epoch = e
+	n.log.Info("key epoch started", "epoch", e.Epoch, "members", len(members), "threshold", t, "self_point", self.Point)
+	return resp, nil
+}
+
+func epochQueryID(epoch uint64) string { return "epoch-" + strconv.FormatUint(epoch, 10) }
+
+func transitInfo(epoch uint64, from, to string) string {
+	return fmt.Sprintf("fedstat threshold share epoch=%d from=%s to=%s", epoch, from, to)
+}
+
+// checkMembers validates the member list: certificates of the network CA
+// with the node role and the stated ids, distinct nonzero points, and this
+// node among them.
+func (n *Node) checkMembers(ms []*nodev1.Member) ([]member, member, error) {
+	var out []member
+	var self member
+	seenID := map[string]bool{}
+	seenPoint := map[uint64]bool{}
+	for _, m := range ms {
+		c, err := x509.ParseCertificate(m.GetCertificateDer())
+		if err != nil {
+			return nil, self, fmt.Errorf("%w: member %s: certificate: %v", ErrBadRequest, m.GetNodeId(), err)
+		}
+		if err := pki.Verify(n.cfg.Identity.CA, c); err != nil {
+			return nil, self, fmt.Errorf("%w: member %s: %v", ErrBadRequest, m.GetNodeId(), err)
+		}
+		if r, _ := pki.RoleOf(c); r != pki.RoleNode || c.Subject.CommonName != m.GetNodeId() {
+			return nil, self, fmt.Errorf("%w: member %s: certificate is for %s with role %s", ErrBadRequest, m.GetNodeId(), c.Subject.CommonName, r)
+		}
+		if seenID[m.GetNodeId()] || m.GetShamirPoint() == 0 || seenPoint[m.GetShamirPoint()] {
+			return nil, self, fmt.Errorf("%w: member %s: duplicate id or bad point %d", ErrBadRequest, m.GetNodeId(), m.GetShamirPoint())
+		}
+		seenID[m.GetNodeId()], seenPoint[m.GetShamirPoint()] = true, true
+		mm := member{ID: m.GetNodeId(), Cert: c, Point: m.GetShamirPoint()}
+		if mm.ID == n.id {
+			self = mm
+		}
+		out = append(out, mm)
+	}
+	if self.ID == "" {
+		return nil, self, fmt.Errorf("%w: %s is not among the %d members", ErrNotMember, n.id, len(out))
+	}
+	return out, self, nil
+}
+
+// installKey verifies every member's CKG share, recomputes the collective
+// public key, and activates the epoch.
+func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*nodev1.InstallKeyResponse, error) {
+	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := n.epoch
+	if e == nil || e.Epoch != req.GetEpoch() {
+		return nil, fmt.Errorf("%w: install for epoch %d, pending epoch is %v", ErrWrongEpoch, req.GetEpoch(), epochOf(e))
+	}
+	shares := make([][]byte, len(e.Members))
+	got := 0
+	for _, s := range req.GetCkgShares() {
+		i := slices.IndexFunc(e.Members, func(m member) bool { return m.ID == s.GetNodeId() })
+		if i < 0 || shares[i] != nil {
+			return nil, fmt.Errorf("%w: CKG share from %q: not a member or duplicate", ErrBadRequest, s.GetNodeId())
+		}
+		h, err := envelope.Open(e.Members[i].Cert.PublicKey, fromProto(s.GetSigned()),
+			envelope.Binding{QueryID: epochQueryID(e.Epoch), Epoch: e.Epoch, NodeID: s.GetNodeId(), Kind: KindCKGShare},
+			n.cfg.Now(), n.cfg.MaxSkew, n.replay)
+		if err != nil {
+			return nil, fmt.Errorf("%w: CKG share from %s: %v", ErrBadRequest, s.GetNodeId(), err)
+		}
+		_ = h
+		shares[i] = s.GetSigned().GetPayload()
+		got++
+	}
+	if got != len(e.Members) {
+		return nil, fmt.Errorf("%w: %d CKG shares for %d members", ErrBadRequest, got, len(e.Members))
+	}
+	pk, err := collective.CKGAggregate(e.Params, e.CRS, shares)
+	if err != nil {
+		return nil, err
+	}
+	// The coordinator's claimed key must be the one the shares make.
+	mine, err := pk.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetPublicKey()) > 0 && string(mine) != string(req.GetPublicKey()) {
+		return nil, fmt.Errorf("%w: the public key sent differs from the aggregate of the signed shares", ErrBadRequest)
+	}
+	if e.Threshold < len(e.Members) {
+		if err := n.installThreshold(e, req.GetDealt()); err != nil {
+			return nil, err
+		}
+	}
+	e.PublicKey = pk
+	if err := n.saveEpoch(e); err != nil {
+		return nil, err
+	}
+	n.log.Info("key epoch active", "epoch", e.Epoch)
+	return &nodev1.InstallKeyResponse{}, nil
+}
+
+func epochOf(e *epochState) any {
+	if e == nil {
+		return "none"
+	}
+	return e.Epoch
+}
+
+// installThreshold opens the threshold shares dealt to this node and stores
+// their aggregate sealed.
+func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare) error {
+	self, _ := e.member(n.id)
+	received := make([][]byte, 0, len(e.Members))
+	seen := map[string]bool{}
+	for _, d := range dealt {
+		from, ok := e.member(d.GetFromNodeId())
+		if !ok || d.GetToNodeId() != n.id || seen[from.ID] {
+			return fmt.Errorf("%w: threshold share from %q to %q", ErrBadRequest, d.GetFromNodeId(), d.GetToNodeId())
+		}
+		_, err := envelope.Open(from.Cert.PublicKey, fromProto(d.GetSealed()),
+			envelope.Binding{QueryID: "to:" + n.id, Epoch: e.Epoch, NodeID: from.ID, Kind: KindThresholdShare},
+			n.cfg.Now(), n.cfg.MaxSkew, n.replay)
+		if err != nil {
+			return fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
+		}
+		pt, err := n.openSealed([]byte(transitInfo(e.Epoch, from.ID, n.id)), d.GetSealed().GetPayload())
+		if err != nil {
+			return fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
+		}
+		seen[from.ID] = true
+		received = append(received, pt)
+	}
+	if len(received) != len(e.Members) {
+		return fmt.Errorf("%w: %d threshold shares for %d members", ErrBadRequest, len(received), len(e.Members))
+	}
+	ts, err := collective.ThresholdAggregate(e.Params, self.Point, received)
+	if err != nil {
+		return err
+	}
+	b, err := ts.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return n.keys.Put(thresholdName(e.Epoch), b)
+}
+
+// releaseSecret returns the secret this node uses for a release by the given
+// decryptors: its own share when every member decrypts, otherwise the
+// additive share for that set from its threshold share.
+func (n *Node) releaseSecret(e *epochState, decryptors []string) (*homomorphic.SecretKeyShare, error) {
+	if e.Threshold >= len(e.Members) {
+		if len(decryptors) != len(e.Members) {
+			return nil, fmt.Errorf("%w: epoch %d needs all %d members to decrypt, got %d", ErrBadRequest, e.Epoch, len(e.Members), len(decryptors))
+		}
+		return e.secret, nil
+	}
+	if len(decryptors) != e.Threshold {
+		return nil, fmt.Errorf("%w: epoch %d needs exactly %d decryptors, got %d", ErrBadRequest, e.Epoch, e.Threshold, len(decryptors))
+	}
+	var points []uint64
+	for _, id := range decryptors {
+		m, ok := e.member(id)
+		if !ok || slices.Contains(points, m.Point) {
+			return nil, fmt.Errorf("%w: decryptor %q is not a member or repeated", ErrBadRequest, id)
+		}
+		points = append(points, m.Point)
+	}
+	b, err := n.keys.Get(thresholdName(e.Epoch))
+	if err != nil {
+		return nil, err
+	}
+	ts, err := collective.UnmarshalThresholdShare(e.Params, b)
+	if err != nil {
+		return nil, err
+	}
+	return ts.Additive(e.Params, points)
+}
+
+// sealTo encrypts pt to the holder of cert (HPKE, DHKEM(P-256), HKDF-SHA256,
+// AES-256-GCM).
+func sealTo(cert *x509.Certificate, info, pt []byte) ([]byte, error) {
+	epk, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, errors.New("node: recipient certificate key is not ECDSA")
+	}
+	ek, err := epk.ECDH()
+	if err != nil {
+		return nil, err
+	}
+	pk, err := hpke.NewDHKEMPublicKey(ek)
+	if err != nil {
+		return nil, err
+	}
+	return hpke.Seal(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), info, pt)
+}
+
+func (n *Node) openSealed(info, ct []byte) ([]byte, error) {
+	k, ok := n.cfg.Identity.Key.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("node: identity key is not ECDSA")
+	}
+	ek, err := k.ECDH()
+	if err != nil {
+		return nil, err
+	}
+	var kx ecdh.KeyExchanger = ek
+	sk, err := hpke.NewDHKEMPrivateKey(kx)
+	if err != nil {
+		return nil, err
+	}
+	return hpke.Open(sk, hpke.HKDFSHA256(), hpke.AES256GCM(), info, ct)
+}
+
+func toProto(e *envelope.Envelope) *typesv1.Signed {
+	return &typesv1.Signed{Header: e.Header, Payload: e.Payload, Signature: e.Signature}
+}
+
+func fromProto(s *typesv1.Signed) *envelope.Envelope {
+	return &envelope.Envelope{Header: s.GetHeader(), Payload: s.GetPayload(), Signature: s.GetSignature()}
+}

@@ -1,0 +1,254 @@
+// Package node is the fedstat node daemon as a library: it keeps an
+// institution's records local, takes part in the key ceremony of each key
+// epoch, answers queries with signed, encrypted, differentially private
+// partial results, and returns key-switch shares for released totals.
+//
+// Use New, then Run until the context ends, then Close. The daemon's raw
+// data, budget ledger and secret shares live under node/internal, so nothing
+// outside this package tree (the coordinator in particular) can reach them.
+package node
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	"github.com/fedstat/fedstat/crypto/envelope"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/kv"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/rpc"
+	"github.com/fedstat/fedstat/node/internal/keystore"
+	"github.com/fedstat/fedstat/node/internal/ledger"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// Version is the node software version, advertised to the coordinator.
+const Version = "0.1.0"
+
+// Errors a node returns to the coordinator. Their text is safe to show to
+// the analyst.
+var (
+	ErrWrongEpoch       = errors.New("node: query is for another key epoch")
+	ErrNoEpoch          = errors.New("node: no key epoch is active at this node")
+	ErrNotMember        = errors.New("node: not a member of the key epoch")
+	ErrBadPartial       = errors.New("node: partial rejected")
+	ErrTooFewPartials   = errors.New("node: fewer partials than min_nodes")
+	ErrAlreadyReleased  = errors.New("node: a different release for this query id was already made")
+	ErrPolicy           = errors.New("node: refused by node policy")
+	ErrPlaintextOverrun = errors.New("node: worst-case sum could wrap around the plaintext modulus")
+	ErrBadRequest       = errors.New("node: bad request")
+)
+
+func init() {
+	rpc.Register(ErrWrongEpoch, codes.FailedPrecondition)
+	rpc.Register(ErrNoEpoch, codes.FailedPrecondition)
+	rpc.Register(ErrNotMember, codes.FailedPrecondition)
+	rpc.Register(ErrBadPartial, codes.InvalidArgument)
+	rpc.Register(ErrTooFewPartials, codes.FailedPrecondition)
+	rpc.Register(ErrAlreadyReleased, codes.AlreadyExists)
+	rpc.Register(ErrPolicy, codes.PermissionDenied)
+	rpc.Register(ErrPlaintextOverrun, codes.InvalidArgument)
+	rpc.Register(ErrBadRequest, codes.InvalidArgument)
+	rpc.Register(ledger.ErrBudgetExhausted, codes.ResourceExhausted)
+	rpc.Register(ledger.ErrQueryIDReuse, codes.AlreadyExists)
+	rpc.Register(plan.ErrInvalid, codes.InvalidArgument)
+}
+
+// DataSource gives the node's current data as an immutable columnar snapshot.
+type DataSource interface {
+	Tables() *cdm.Tables
+}
+
+// Config configures a node.
+type Config struct {
+	// Identity is the node's network certificate and key; its name is the
+	// node id and its key signs partials and shares. Required.
+	Identity *pki.Identity
+	// ListenAddr is the gRPC address to serve on. Defaults to 127.0.0.1:0.
+	ListenAddr string
+	// StateDir holds the node's secret shares (StateDir/keys). Required.
+	StateDir string
+	// DB is the node's store for its ledger and epoch records. Required.
+	DB *kv.DB
+	// Data is the node's data. Required.
+	Data DataSource
+	// OperatorKey, when set (32 bytes), encrypts secret shares at rest.
+	OperatorKey []byte
+	// Catalogue is the network catalogue used to plan queries. Defaults to
+	// plan.DefaultCatalogue().
+	Catalogue *plan.Catalogue
+	// Budget limits the privacy loss this node allows. Defaults to the
+	// ledger's defaults.
+	Budget ledger.Limits
+	// Policy is the node admin's policy. Defaults to DefaultPolicy().
+	Policy *Policy
+	// MaxSkew bounds how old a signed partial may be when it is presented for
+	// release. Defaults to 15 minutes.
+	MaxSkew time.Duration
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Node is a running node. Its methods are safe for concurrent use.
+type Node struct {
+	cfg    Config
+	id     string
+	log    *slog.Logger
+	keys   *keystore.Store
+	ledger *ledger.Ledger
+	replay envelope.ReplayCache
+
+	mu    sync.RWMutex
+	epoch *epochState // nil until the first key ceremony
+
+	releaseMu sync.Mutex // serialises release decisions
+
+	lis  net.Listener
+	srv  *grpc.Server
+	done chan struct{}
+}
+
+// New validates cfg, opens the node's secrets and state, and listens on
+// cfg.ListenAddr. It does not serve until Run.
+func New(cfg Config) (*Node, error) {
+	if cfg.Identity == nil || cfg.DB == nil || cfg.Data == nil || cfg.StateDir == "" {
+		return nil, errors.New("node: Config.Identity, DB, Data and StateDir are required")
+	}
+	if cfg.Identity.Role() != pki.RoleNode {
+		return nil, fmt.Errorf("node: certificate of %s has role %s, want node", cfg.Identity.Name(), cfg.Identity.Role())
+	}
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = "127.0.0.1:0"
+	}
+	if cfg.Catalogue == nil {
+		cfg.Catalogue = plan.DefaultCatalogue()
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = DefaultPolicy()
+	}
+	if cfg.MaxSkew == 0 {
+		cfg.MaxSkew = 15 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	keys, err := keystore.Open(filepath.Join(cfg.StateDir, "keys"), cfg.OperatorKey)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:    cfg,
+		id:     cfg.Identity.Name(),
+		log:    cfg.Logger.With("node", cfg.Identity.Name()),
+		keys:   keys,
+		ledger: ledger.New(cfg.DB, cfg.Budget),
+		replay: envelope.NewMemoryReplayCache(2 * cfg.MaxSkew),
+		done:   make(chan struct{}),
+	}
+	if err := n.loadEpoch(); err != nil {
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen %s: %w", cfg.ListenAddr, err)
+	}
+	n.lis = lis
+	n.srv = rpc.NewServer(cfg.Identity, n.log)
+	nodev1.RegisterNodeServiceServer(n.srv, &service{n: n})
+	return n, nil
+}
+
+// ID returns the node id.
+func (n *Node) ID() string { return n.id }
+
+// Addr returns the address the node serves gRPC on.
+func (n *Node) Addr() string { return n.lis.Addr().String() }
+
+// Run serves until ctx ends, then stops gracefully (in-flight calls get up
+// to 10 seconds).
+func (n *Node) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- n.srv.Serve(n.lis) }()
+	n.log.Info("node serving", "addr", n.Addr())
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	stopped := make(chan struct{})
+	go func() { n.srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		n.srv.Stop()
+	}
+	return nil
+}
+
+// Close releases the node's resources (not the DB, which the caller owns).
+func (n *Node) Close() error {
+	n.srv.Stop()
+	return nil
+}
+
+// epochState is one key epoch as this node knows it.
+type epochState struct {
+	Epoch     uint64
+	Params    homomorphic.Params
+	Threshold int
+	Members   []member
+	CRS       []byte
+	PublicKey *homomorphic.PublicKey // nil until installed
+	secret    *homomorphic.SecretKeyShare
+}
+
+type member struct {
+	ID    string
+	Cert  *x509.Certificate
+	Point uint64
+}
+
+func (e *epochState) member(id string) (member, bool) {
+	for _, m := range e.Members {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return member{}, false
+}
+
+// current returns the active epoch (with an installed public key).
+func (n *Node) current() (*epochState, error) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.epoch == nil || n.epoch.PublicKey == nil {
+		return nil, ErrNoEpoch
+	}
+	return n.epoch, nil
+}
+
+// Epoch returns the active key epoch (0 if none).
+func (n *Node) Epoch() uint64 {
+	e, err := n.current()
+	if err != nil {
+		return 0
+	}
+	return e.Epoch
+}

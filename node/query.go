@@ -1,0 +1,318 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/crypto/envelope"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/kv"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/rpc"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/dp"
+	"github.com/fedstat/fedstat/queries/eval"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// Policy is what a node's admin allows.
+type Policy struct {
+	// Roles may query this node. Defaults to analyst, researcher, operator.
+	Roles []pki.Role
+	// Kinds are the plan kinds allowed (plan.Plan.Kind); empty allows all.
+	Kinds []string
+	// MinNodes is the smallest min_nodes this node accepts: it never helps
+	// release a sum of fewer partials. Defaults to 2.
+	MinNodes int
+}
+
+// DefaultPolicy returns the default policy.
+func DefaultPolicy() *Policy {
+	return &Policy{Roles: []pki.Role{pki.RoleAnalyst, pki.RoleResearcher, pki.RoleOperator}, MinNodes: 2}
+}
+
+// PlanRequest converts a wire QuerySpec into a planner request. Coordinator
+// and nodes use it alike, so both plan the same query.
+func PlanRequest(spec *typesv1.QuerySpec) (plan.Request, error) {
+	if spec == nil {
+		return plan.Request{}, fmt.Errorf("%w: missing query spec", ErrBadRequest)
+	}
+	ref, err := parseDay(spec.GetReferenceDate())
+	if err != nil {
+		return plan.Request{}, fmt.Errorf("%w: reference_date: %v", ErrBadRequest, err)
+	}
+	mech := "gaussian"
+	if spec.GetMechanism() == typesv1.Mechanism_MECHANISM_LAPLACE {
+		mech = "laplace"
+	}
+	return plan.Request{
+		SQL:           spec.GetSql(),
+		Epsilon:       spec.GetEpsilon(),
+		Delta:         spec.GetDelta(),
+		Mechanism:     mech,
+		MinNodes:      int(spec.GetMinNodes()),
+		Threshold:     int(spec.GetThreshold()),
+		ReferenceDate: ref,
+	}, nil
+}
+
+// checkPlaintextRange refuses a plan whose worst-case sum over all members
+// could wrap around the plaintext modulus.
+func checkPlaintextRange(p *plan.Plan, params homomorphic.Params, members int) error {
+	if worst := p.MaxAbsTotal(members); worst > params.MaxAbs() || worst < 0 {
+		return fmt.Errorf("%w: worst case %d over %d nodes exceeds %d (parameter set %s); narrow the clamps or the date range", ErrPlaintextOverrun, worst, members, params.MaxAbs(), params.Name())
+	}
+	return nil
+}
+
+func (n *Node) evaluate(ctx context.Context, req *nodev1.EvaluateRequest) (*nodev1.EvaluateResponse, error) {
+	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
+		return nil, err
+	}
+	e, err := n.current()
+	if err != nil {
+		return nil, err
+	}
+	if req.GetEpoch() != e.Epoch {
+		return nil, fmt.Errorf("%w: query %s is for epoch %d, this node is at epoch %d", ErrWrongEpoch, req.GetQueryId(), req.GetEpoch(), e.Epoch)
+	}
+	if req.GetQueryId() == "" || req.GetAnalyst() == "" {
+		return nil, fmt.Errorf("%w: query id and analyst are required", ErrBadRequest)
+	}
+	pol := n.cfg.Policy
+	if !slices.Contains(pol.Roles, pki.Role(req.GetRole())) {
+		return nil, fmt.Errorf("%w: role %q may not query %s", ErrPolicy, req.GetRole(), n.id)
+	}
+	preq, err := PlanRequest(req.GetSpec())
+	if err != nil {
+		return nil, err
+	}
+	if preq.MinNodes < pol.MinNodes {
+		return nil, fmt.Errorf("%w: min_nodes %d is below this node's minimum of %d", ErrPolicy, preq.MinNodes, pol.MinNodes)
+	}
+	if preq.Threshold != e.Threshold {
+		return nil, fmt.Errorf("%w: query assumes threshold %d, epoch %d has threshold %d", ErrBadRequest, preq.Threshold, e.Epoch, e.Threshold)
+	}
+	p, err := plan.Build(preq, n.cfg.Catalogue)
+	if err != nil {
+		return nil, err
+	}
+	if len(pol.Kinds) > 0 && !slices.Contains(pol.Kinds, p.Kind()) {
+		return nil, fmt.Errorf("%w: query kind %q is not allowed at %s", ErrPolicy, p.Kind(), n.id)
+	}
+	if err := checkPlaintextRange(p, e.Params, len(e.Members)); err != nil {
+		return nil, err
+	}
+	answer, replayed, err := n.ledger.Charge(ctx, req.GetQueryId(), req.GetAnalyst(), p.Rho(), func() ([]byte, error) {
+		return n.partial(ctx, e, req.GetQueryId(), p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var signed typesv1.Signed
+	if err := proto.Unmarshal(answer, &signed); err != nil {
+		return nil, fmt.Errorf("node: stored answer of %s: %w", req.GetQueryId(), err)
+	}
+	n.log.Info("answered query", "query_id", req.GetQueryId(), "analyst", req.GetAnalyst(), "rho", p.Rho(), "replayed", replayed)
+	return &nodev1.EvaluateResponse{Partial: &signed, Replayed: replayed}, nil
+}
+
+// partial evaluates p on the local data, adds this node's noise share,
+// encrypts under the epoch's collective key and signs. The exact aggregates
+// never leave this function.
+func (n *Node) partial(ctx context.Context, e *epochState, queryID string, p *plan.Plan) ([]byte, error) {
+	exact, err := eval.Evaluate(ctx, p, n.cfg.Data.Tables())
+	if err != nil {
+		return nil, err
+	}
+	share, err := dp.NoiseShare(p, exact)
+	if err != nil {
+		return nil, err
+	}
+	cts, err := homomorphic.Encrypt(e.Params, e.PublicKey, share.Slots())
+	if err != nil {
+		return nil, err
+	}
+	payload := &nodev1.PartialPayload{VectorLen: int32(p.VectorLen())}
+	for _, ct := range cts {
+		b, err := ct.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		payload.Ciphertexts = append(payload.Ciphertexts, b)
+	}
+	pb, err := proto.Marshal(payload)
+	if err != nil {
+		return nil, err
+	}
+	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: queryID, Epoch: e.Epoch, NodeID: n.id, Kind: KindPartial}, pb, n.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(toProto(env))
+}
+
+// releaseRecord is what a node remembers of the one release it helped with
+// for a query id.
+type releaseRecord struct {
+	Digest []byte `json:"digest"`
+	Share  []byte `json:"share"`
+}
+
+func releaseKey(queryID string) []byte { return []byte("n/release/" + queryID) }
+
+// keySwitch checks that what it is asked to decrypt is the sum of at least
+// min_nodes distinct partials signed by members for this query id and epoch,
+// recomputes that sum itself, and returns its key-switch share towards the
+// target key. It helps with one release per query id: the same request again
+// gets the same stored share, any other is refused.
+func (n *Node) keySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (*nodev1.KeySwitchResponse, error) {
+	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
+		return nil, err
+	}
+	e, err := n.current()
+	if err != nil {
+		return nil, err
+	}
+	qid := req.GetQueryId()
+	if req.GetEpoch() != e.Epoch {
+		return nil, fmt.Errorf("%w: release of %s is for epoch %d, this node is at epoch %d", ErrWrongEpoch, qid, req.GetEpoch(), e.Epoch)
+	}
+	if !slices.Contains(req.GetDecryptors(), n.id) {
+		return nil, fmt.Errorf("%w: %s is not among the decryptors", ErrBadRequest, n.id)
+	}
+	preq, err := PlanRequest(req.GetSpec())
+	if err != nil {
+		return nil, err
+	}
+	p, err := plan.Build(preq, n.cfg.Catalogue)
+	if err != nil {
+		return nil, err
+	}
+	minNodes := max(preq.MinNodes, n.cfg.Policy.MinNodes)
+
+	n.releaseMu.Lock()
+	defer n.releaseMu.Unlock()
+	digest := releaseDigest(req)
+	if b, err := n.cfg.DB.Get(releaseKey(qid)); err == nil {
+		var rec releaseRecord
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return nil, fmt.Errorf("node: release record of %s: %w", qid, err)
+		}
+		if string(rec.Digest) != string(digest) {
+			return nil, fmt.Errorf("%w: %s", ErrAlreadyReleased, qid)
+		}
+		var s typesv1.Signed
+		if err := proto.Unmarshal(rec.Share, &s); err != nil {
+			return nil, err
+		}
+		return &nodev1.KeySwitchResponse{Share: &s}, nil
+	} else if !errors.Is(err, kv.ErrNotFound) {
+		return nil, err
+	}
+
+	wantCts := (p.VectorLen() + e.Params.Slots() - 1) / e.Params.Slots()
+	var vectors [][]*homomorphic.Ciphertext
+	seen := map[string]bool{}
+	for _, ps := range req.GetPartials() {
+		from := ps.GetNodeId()
+		m, ok := e.member(from)
+		if !ok {
+			return nil, fmt.Errorf("%w: partial from %q: not a member of epoch %d", ErrBadPartial, from, e.Epoch)
+		}
+		if seen[from] {
+			return nil, fmt.Errorf("%w: two partials from %s", ErrBadPartial, from)
+		}
+		if _, err := envelope.Open(m.Cert.PublicKey, fromProto(ps.GetSigned()),
+			envelope.Binding{QueryID: qid, Epoch: e.Epoch, NodeID: from, Kind: KindPartial},
+			n.cfg.Now(), n.cfg.MaxSkew, n.replay); err != nil {
+			return nil, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
+		}
+		var payload nodev1.PartialPayload
+		if err := proto.Unmarshal(ps.GetSigned().GetPayload(), &payload); err != nil {
+			return nil, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
+		}
+		if int(payload.GetVectorLen()) != p.VectorLen() || len(payload.GetCiphertexts()) != wantCts {
+			return nil, fmt.Errorf("%w: partial from %s has %d slots in %d ciphertexts, the plan needs %d in %d", ErrBadPartial, from, payload.GetVectorLen(), len(payload.GetCiphertexts()), p.VectorLen(), wantCts)
+		}
+		vec := make([]*homomorphic.Ciphertext, len(payload.GetCiphertexts()))
+		for i, b := range payload.GetCiphertexts() {
+			if vec[i], err = homomorphic.UnmarshalCiphertext(e.Params, b); err != nil {
+				return nil, fmt.Errorf("%w: partial from %s: ciphertext %d: %v", ErrBadPartial, from, i, err)
+			}
+		}
+		seen[from] = true
+		vectors = append(vectors, vec)
+	}
+	if len(vectors) < minNodes {
+		return nil, fmt.Errorf("%w: %d partials for %s, at least %d needed", ErrTooFewPartials, len(vectors), qid, minNodes)
+	}
+	sum, err := homomorphic.Sum(e.Params, vectors)
+	if err != nil {
+		return nil, err
+	}
+	target, err := homomorphic.UnmarshalPublicKey(e.Params, req.GetTargetPublicKey())
+	if err != nil {
+		return nil, fmt.Errorf("%w: target key: %v", ErrBadRequest, err)
+	}
+	sk, err := n.releaseSecret(e, req.GetDecryptors())
+	if err != nil {
+		return nil, err
+	}
+	payload := &nodev1.KeySwitchPayload{}
+	for _, ct := range sum {
+		s, err := collective.KeySwitchShare(e.Params, sk, target, ct)
+		if err != nil {
+			return nil, err
+		}
+		payload.Shares = append(payload.Shares, s)
+	}
+	pb, err := proto.Marshal(payload)
+	if err != nil {
+		return nil, err
+	}
+	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: qid, Epoch: e.Epoch, NodeID: n.id, Kind: KindKeySwitchShare}, pb, n.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	signed := toProto(env)
+	sb, err := proto.Marshal(signed)
+	if err != nil {
+		return nil, err
+	}
+	rec, _ := json.Marshal(releaseRecord{Digest: digest, Share: sb})
+	if err := n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(releaseKey(qid), rec) }); err != nil {
+		return nil, err
+	}
+	n.log.Info("released key-switch share", "query_id", qid, "partials", len(vectors), "decryptors", len(req.GetDecryptors()))
+	return &nodev1.KeySwitchResponse{Share: signed}, nil
+}
+
+// releaseDigest identifies a release request: the partials (by node), the
+// target key and the decryptors.
+func releaseDigest(req *nodev1.KeySwitchRequest) []byte {
+	h := sha256.New()
+	parts := slices.Clone(req.GetPartials())
+	sort.Slice(parts, func(i, j int) bool { return parts[i].GetNodeId() < parts[j].GetNodeId() })
+	for _, p := range parts {
+		fmt.Fprintf(h, "%s\x00%d\x00", p.GetNodeId(), len(p.GetSigned().GetHeader()))
+		h.Write(p.GetSigned().GetHeader())
+		h.Write(p.GetSigned().GetSignature())
+	}
+	h.Write(req.GetTargetPublicKey())
+	dec := slices.Clone(req.GetDecryptors())
+	sort.Strings(dec)
+	for _, d := range dec {
+		fmt.Fprintf(h, "\x01%s", d)
+	}
+	return h.Sum(nil)
+}

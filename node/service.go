@@ -1,0 +1,67 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/rpc"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+)
+
+// service adapts the node to its gRPC API.
+type service struct {
+	nodev1.UnimplementedNodeServiceServer
+	n *Node
+}
+
+func (s *service) Info(ctx context.Context, _ *nodev1.InfoRequest) (*nodev1.InfoResponse, error) {
+	if _, err := rpc.Require(ctx, pki.RoleCoordinator, pki.RoleOperator); err != nil {
+		return nil, err
+	}
+	return &nodev1.InfoResponse{
+		NodeId:         s.n.id,
+		Version:        Version,
+		Epoch:          s.n.Epoch(),
+		CertificateDer: s.n.cfg.Identity.Cert.Raw,
+		Summary:        s.n.Summary(),
+	}, nil
+}
+
+func (s *service) KeyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.KeyGenResponse, error) {
+	return s.n.keyGen(ctx, req)
+}
+
+func (s *service) InstallKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*nodev1.InstallKeyResponse, error) {
+	return s.n.installKey(ctx, req)
+}
+
+func (s *service) Evaluate(ctx context.Context, req *nodev1.EvaluateRequest) (*nodev1.EvaluateResponse, error) {
+	return s.n.evaluate(ctx, req)
+}
+
+func (s *service) KeySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (*nodev1.KeySwitchResponse, error) {
+	return s.n.keySwitch(ctx, req)
+}
+
+// Summary is the coarse, public description of the node's data that it
+// advertises: patient and row counts per table.
+func (n *Node) Summary() *typesv1.DataSummary {
+	t := n.cfg.Data.Tables()
+	s := &typesv1.DataSummary{Patients: int64(t.NumPatients()), Rows: map[string]int64{}}
+	for _, name := range t.Names() {
+		if tb, ok := t.Table(name); ok {
+			s.Rows[name] = int64(tb.Rows)
+		}
+	}
+	return s
+}
+
+func parseDay(s string) (cdm.Date, error) {
+	if s == "" {
+		return cdm.DateOf(time.Now()), nil
+	}
+	return cdm.ParseDate(s)
+}
