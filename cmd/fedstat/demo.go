@@ -1,3 +1,5 @@
+//go:build fedstat_wip
+
 package main
 
 import (

@@ -71,6 +71,23 @@ type Tables struct {
 	// PatientIDs maps a patient index to the patient's id.
 	PatientIDs []string
 	byName     map[string]*Table
+	// patientIndex maps a patient id to its index (nil for Tables not made
+	// by a Builder).
+	patientIndex map[string]uint32
+}
+
+// PatientIndex returns the index of the patient with the given id.
+func (t *Tables) PatientIndex(id string) (uint32, bool) {
+	if t.patientIndex == nil {
+		for i, p := range t.PatientIDs {
+			if p == id {
+				return uint32(i), true
+			}
+		}
+		return 0, false
+	}
+	i, ok := t.patientIndex[id]
+	return i, ok
 }
 
 // Table returns the table named name (a CDM table or a study table).
@@ -265,5 +282,5 @@ func (b *Builder) AddTable(t *Table) { b.tables[t.Name] = t }
 
 // Build returns the finished tables. The builder must not be used afterwards.
 func (b *Builder) Build() *Tables {
-	return &Tables{PatientIDs: b.ids, byName: b.tables}
+	return &Tables{PatientIDs: b.ids, byName: b.tables, patientIndex: b.patientIndex}
 }

@@ -80,3 +80,48 @@ func TestPrefixEnd(t *testing.T) {
 		t.Fatalf("PrefixEnd(ff) = %v", got)
 	}
 }
+
+func TestIteratorSeek(t *testing.T) {
+	db, err := Open(Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *Txn) error {
+		for _, k := range []string{"p/a", "p/c", "p/e", "q/a"} {
+			if err := tx.Set([]byte(k), []byte("v"+k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(func(tx *Txn) error {
+		it := tx.NewIterator([]byte("p/"), true)
+		defer it.Close()
+		if !it.Valid() || string(it.Key()) != "p/a" {
+			t.Fatalf("first key %q", it.Key())
+		}
+		it.Seek([]byte("p/b"))
+		if !it.Valid() || string(it.Key()) != "p/c" {
+			t.Fatalf("seek p/b: %q", it.Key())
+		}
+		if err := it.Value(func(v []byte) error {
+			if string(v) != "vp/c" {
+				t.Errorf("value %q", v)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		it.Seek([]byte("p/f"))
+		if it.Valid() {
+			t.Fatalf("seek past prefix still valid at %q", it.Key())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
