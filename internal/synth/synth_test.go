@@ -57,7 +57,9 @@ func TestDeterministic(t *testing.T) {
 }
 
 func TestLargeChunkedSameAsParallel(t *testing.T) {
-	o := Options{Patients: 3*ChunkPatients + 17, Seed: 7}
+	defer func(n int) { chunkPatients = n }(chunkPatients)
+	chunkPatients = 500
+	o := Options{Patients: 3*chunkPatients + 17, Seed: 7}
 	var seq cdm.Records
 	prev := runtime.GOMAXPROCS(1)
 	chunks := 0
