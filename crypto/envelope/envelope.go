@@ -322,7 +322,7 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) {
 	var fields [3][]byte
 	for i := range fields {
 		n, k := binary.Uvarint(b)
-		if k <= 0 || n > uint64(len(b)-k) {
+		if k <= 0 || k != uvarintLen(n) || n > uint64(len(b)-k) {
 			return nil, fmt.Errorf("%w: bad length of field %d", ErrMalformed, i)
 		}
 		fields[i] = b[k : k+int(n)]
@@ -332,4 +332,9 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(b))
 	}
 	return &Envelope{Header: fields[0], Payload: fields[1], Signature: fields[2]}, nil
+}
+
+func uvarintLen(n uint64) int {
+	var buf [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(buf[:], n)
 }
