@@ -110,6 +110,9 @@ func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 	for i, nid := range ids {
 		e.Members = append(e.Members, epochMember{ID: nid, Cert: certs[i], Point: uint64(i + 1)})
 	}
+	if err := c.saveEpoch(e); err != nil {
+		return 0, err
+	}
 	c.mu.Lock()
 	c.epoch = e
 	c.mu.Unlock()

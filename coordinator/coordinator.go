@@ -25,6 +25,7 @@ import (
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -79,6 +80,9 @@ type Config struct {
 	Catalogue *plan.Catalogue
 	// Deadline bounds how long a query waits for partials. Defaults to 60s.
 	Deadline time.Duration
+	// DB, when set, keeps the query history, results and key epochs across
+	// restarts. Defaults to none (memory only).
+	DB *kv.DB
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Now defaults to time.Now.
@@ -170,6 +174,9 @@ func New(cfg Config) (*Coordinator, error) {
 		conns:   map[string]*grpc.ClientConn{},
 		nodes:   map[string]nodev1.NodeServiceClient{},
 		queries: map[string]*query{},
+	}
+	if err := c.loadState(); err != nil {
+		return nil, err
 	}
 	for _, n := range cfg.Nodes {
 		if _, dup := c.nodes[n.ID]; dup {

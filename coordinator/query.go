@@ -152,6 +152,10 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 		q.st.Nodes = append(q.st.Nodes, &coordinatorv1.NodeProgress{NodeId: m.ID, Status: "waiting"})
 	}
 	q.st.Phases = append(q.st.Phases, &coordinatorv1.Phase{Name: "plan", ElapsedMs: ms(time.Since(start))})
+	if err := c.saveQuery(q.st); err != nil {
+		cancel()
+		return nil, err
+	}
 	c.mu.Lock()
 	c.queries[q.id] = q
 	c.order = append(c.order, q.id)
@@ -196,6 +200,10 @@ func (c *Coordinator) run(q *query, e *epoch, who Analyst) {
 			st.Error = err.Error()
 		}
 	})
+	st, _ := q.snapshot()
+	if serr := c.saveQuery(st); serr != nil {
+		c.log.Error("could not record the end of a query", "query_id", q.id, "err", serr)
+	}
 	if err != nil {
 		c.log.Info("query ended without a release", "query_id", q.id, "err", err)
 	} else {

@@ -1,0 +1,143 @@
+package coordinator
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/kv"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+)
+
+// The coordinator's durable state, in its kv store:
+//
+//	c/q/<query id>  QueryStatus (protobuf), written at submit and at the end
+//	c/epoch         the current key epoch (public information only)
+var (
+	prefixQuery = []byte("c/q/")
+	keyEpoch    = []byte("c/epoch")
+)
+
+type epochRecord struct {
+	ID        uint64      `json:"id"`
+	Threshold int         `json:"threshold"`
+	Params    string      `json:"params"`
+	PublicKey []byte      `json:"public_key"`
+	Members   []memberRec `json:"members"`
+	Created   int64       `json:"created_unix_ms"`
+}
+
+type memberRec struct {
+	ID    string `json:"id"`
+	Cert  []byte `json:"cert"`
+	Point uint64 `json:"point"`
+}
+
+// saveEpoch records e durably.
+func (c *Coordinator) saveEpoch(e *epoch) error {
+	if c.cfg.DB == nil {
+		return nil
+	}
+	pk, err := e.PublicKey.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	rec := epochRecord{ID: e.ID, Threshold: e.Threshold, Params: c.params.Name(), PublicKey: pk, Created: e.Created.UnixMilli()}
+	for _, m := range e.Members {
+		rec.Members = append(rec.Members, memberRec{ID: m.ID, Cert: m.Cert.Raw, Point: m.Point})
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return c.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(keyEpoch, b) })
+}
+
+// loadState restores the key epoch and the query history at start. Queries
+// that were running when the coordinator stopped are marked failed: their
+// partials were in memory only, and nothing of them was released.
+func (c *Coordinator) loadState() error {
+	if c.cfg.DB == nil {
+		return nil
+	}
+	b, err := c.cfg.DB.Get(keyEpoch)
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+	case err != nil:
+		return err
+	default:
+		var rec epochRecord
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return fmt.Errorf("coordinator: stored epoch: %w", err)
+		}
+		if rec.Params != c.params.Name() {
+			return fmt.Errorf("coordinator: stored key epoch %d uses parameter set %s, configured is %s", rec.ID, rec.Params, c.params.Name())
+		}
+		pk, err := homomorphic.UnmarshalPublicKey(c.params, rec.PublicKey)
+		if err != nil {
+			return fmt.Errorf("coordinator: stored epoch public key: %w", err)
+		}
+		e := &epoch{ID: rec.ID, Threshold: rec.Threshold, PublicKey: pk}
+		for _, m := range rec.Members {
+			cert, err := x509.ParseCertificate(m.Cert)
+			if err != nil {
+				return fmt.Errorf("coordinator: stored epoch member %s: %w", m.ID, err)
+			}
+			e.Members = append(e.Members, epochMember{ID: m.ID, Cert: cert, Point: m.Point})
+		}
+		c.epoch = e
+	}
+	var interrupted []*coordinatorv1.QueryStatus
+	err = c.cfg.DB.View(func(tx *kv.Txn) error {
+		return tx.Iterate(prefixQuery, func(_, v []byte) error {
+			st := &coordinatorv1.QueryStatus{}
+			if err := proto.Unmarshal(v, st); err != nil {
+				return fmt.Errorf("coordinator: stored query: %w", err)
+			}
+			if !terminal(st.State) {
+				st.State = coordinatorv1.State_STATE_FAILED
+				st.Error = "the coordinator stopped while this query was running; nothing was released. Resubmitting starts a new query (and a new debit at the nodes)."
+				st.FinishedUnixMs = c.cfg.Now().UnixMilli()
+				interrupted = append(interrupted, st)
+			}
+			q := &query{id: st.QueryId, st: st, changed: make(chan struct{}), cancel: func() {}}
+			c.queries[st.QueryId] = q
+			c.order = append(c.order, st.QueryId)
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(c.order, func(i, j int) bool {
+		a, b := c.queries[c.order[i]].st, c.queries[c.order[j]].st
+		if a.SubmittedUnixMs != b.SubmittedUnixMs {
+			return a.SubmittedUnixMs < b.SubmittedUnixMs
+		}
+		return a.QueryId < b.QueryId
+	})
+	for _, st := range interrupted {
+		if err := c.saveQuery(st); err != nil {
+			return err
+		}
+		c.log.Warn("query interrupted by a restart marked failed", "query_id", st.QueryId)
+	}
+	return nil
+}
+
+// saveQuery records the status of a query durably.
+func (c *Coordinator) saveQuery(st *coordinatorv1.QueryStatus) error {
+	if c.cfg.DB == nil {
+		return nil
+	}
+	b, err := proto.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return c.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(append(append([]byte{}, prefixQuery...), st.QueryId...), b) })
+}
