@@ -27,11 +27,30 @@ const (
 // aggregates the public key, and has every node verify and install it.
 // Secret material never passes through the coordinator in the clear.
 func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
-	ids := c.nodeIDs()
+	c.ceremonyMu.Lock()
+	defer c.ceremonyMu.Unlock()
+	var ids []string
+	clients := map[string]nodev1.NodeServiceClient{}
+	for _, n := range c.registry() {
+		if n.Alive {
+			ids = append(ids, n.ID)
+			clients[n.ID] = n.client
+		}
+	}
+	threshold := c.cfg.Threshold
+	if threshold == 0 {
+		threshold = len(ids)
+	}
+	if len(ids) < max(threshold, 1) {
+		return 0, fmt.Errorf("%w: %d reachable nodes, the threshold is %d", ErrTooFewNodes, len(ids), threshold)
+	}
+	c.mu.Lock()
+	c.pending = false
+	c.mu.Unlock()
 	members := make([]*nodev1.Member, len(ids))
 	certs := make([]*x509.Certificate, len(ids))
 	for i, id := range ids {
-		info, err := c.nodes[id].Info(ctx, &nodev1.InfoRequest{})
+		info, err := clients[id].Info(ctx, &nodev1.InfoRequest{})
 		if err != nil {
 			return 0, fmt.Errorf("coordinator: key ceremony: node %s: %w", id, err)
 		}
@@ -58,16 +77,16 @@ func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 	// Epoch ids must also be newer than what any node has seen (a node
 	// restarted with an older coordinator state refuses an old id).
 	for _, nid := range ids {
-		info, err := c.nodes[nid].Info(ctx, &nodev1.InfoRequest{})
+		info, err := clients[nid].Info(ctx, &nodev1.InfoRequest{})
 		if err == nil && info.GetEpoch() >= id {
 			id = info.GetEpoch() + 1
 		}
 	}
 
-	req := &nodev1.KeyGenRequest{Epoch: id, Params: c.params.Name(), Crs: crs, Members: members, Threshold: int32(c.cfg.Threshold)}
+	req := &nodev1.KeyGenRequest{Epoch: id, Params: c.params.Name(), Crs: crs, Members: members, Threshold: int32(threshold)}
 	resps := make([]*nodev1.KeyGenResponse, len(ids))
 	if err := c.fanout(ctx, ids, func(ctx context.Context, i int, nid string) error {
-		r, err := c.nodes[nid].KeyGen(ctx, req)
+		r, err := clients[nid].KeyGen(ctx, req)
 		resps[i] = r
 		return err
 	}); err != nil {
@@ -101,12 +120,12 @@ func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	if err := c.fanout(ctx, ids, func(ctx context.Context, i int, nid string) error {
-		_, err := c.nodes[nid].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid]})
+		_, err := clients[nid].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid]})
 		return err
 	}); err != nil {
 		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: install: %w", id, err)
 	}
-	e := &epoch{ID: id, Threshold: c.cfg.Threshold, PublicKey: pk, Created: c.cfg.Now()}
+	e := &epoch{ID: id, Threshold: threshold, PublicKey: pk, Created: c.cfg.Now()}
 	for i, nid := range ids {
 		e.Members = append(e.Members, epochMember{ID: nid, Cert: certs[i], Point: uint64(i + 1)})
 	}
@@ -116,7 +135,7 @@ func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 	c.mu.Lock()
 	c.epoch = e
 	c.mu.Unlock()
-	c.log.Info("key epoch active", "epoch", id, "members", len(ids), "threshold", c.cfg.Threshold)
+	c.log.Info("key epoch active", "epoch", id, "members", len(ids), "threshold", threshold)
 	return id, nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/kv"
+	"github.com/fedstat/fedstat/internal/membership"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -80,6 +81,17 @@ type Config struct {
 	Catalogue *plan.Catalogue
 	// Deadline bounds how long a query waits for partials. Defaults to 60s.
 	Deadline time.Duration
+	// Gossip, when set, makes the coordinator join the network's gossip
+	// pool: nodes that appear there with a valid node certificate are
+	// admitted, and a change in the admitted set starts a new key epoch once
+	// it has been stable for EpochDebounce. Defaults to none (static Nodes).
+	Gossip *membership.Config
+	// MinMembers is the number of admitted, reachable nodes needed before
+	// the first key epoch is made automatically. Defaults to 2.
+	MinMembers int
+	// EpochDebounce is how long the admitted set must stay unchanged before
+	// a new key epoch starts. Defaults to 10s.
+	EpochDebounce time.Duration
 	// DB, when set, keeps the query history, results and key epochs across
 	// restarts. Defaults to none (memory only).
 	DB *kv.DB
@@ -96,13 +108,16 @@ type Coordinator struct {
 	params homomorphic.Params
 	replay envelope.ReplayCache
 
-	conns map[string]*grpc.ClientConn
-	nodes map[string]nodev1.NodeServiceClient
-
 	mu      sync.RWMutex
+	reg     map[string]*regNode // the node registry: admitted nodes
 	epoch   *epoch
 	queries map[string]*query
 	order   []string
+
+	pool       *membership.Pool
+	ceremonyMu sync.Mutex // one key ceremony at a time
+	rekey      chan struct{}
+	pending    bool // guarded by mu: the admitted set changed since the last epoch
 
 	lis net.Listener
 	srv *grpc.Server
@@ -132,8 +147,8 @@ func New(cfg Config) (*Coordinator, error) {
 	if cfg.Identity.Role() != pki.RoleCoordinator {
 		return nil, fmt.Errorf("coordinator: certificate of %s has role %s, want coordinator", cfg.Identity.Name(), cfg.Identity.Role())
 	}
-	if len(cfg.Nodes) == 0 {
-		return nil, errors.New("coordinator: Config.Nodes is required")
+	if len(cfg.Nodes) == 0 && cfg.Gossip == nil {
+		return nil, errors.New("coordinator: Config.Nodes or Config.Gossip is required")
 	}
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = "127.0.0.1:0"
@@ -141,14 +156,11 @@ func New(cfg Config) (*Coordinator, error) {
 	if cfg.Params == "" {
 		cfg.Params = homomorphic.ProductionSet
 	}
-	if cfg.Threshold == 0 {
-		cfg.Threshold = len(cfg.Nodes)
+	if cfg.Threshold < 0 || cfg.MinNodes < 0 || (cfg.Threshold > 0 && cfg.MinNodes > 0 && cfg.MinNodes < cfg.Threshold) {
+		return nil, fmt.Errorf("coordinator: threshold %d and min_nodes %d: want 0 (default) or 1 <= threshold <= min_nodes", cfg.Threshold, cfg.MinNodes)
 	}
-	if cfg.MinNodes == 0 {
-		cfg.MinNodes = len(cfg.Nodes)
-	}
-	if cfg.Threshold < 1 || cfg.Threshold > len(cfg.Nodes) || cfg.MinNodes < 1 || cfg.MinNodes > len(cfg.Nodes) {
-		return nil, fmt.Errorf("coordinator: threshold %d and min_nodes %d must lie in 1..%d (the number of nodes)", cfg.Threshold, cfg.MinNodes, len(cfg.Nodes))
+	if cfg.EpochDebounce == 0 {
+		cfg.EpochDebounce = 10 * time.Second
 	}
 	if cfg.Catalogue == nil {
 		cfg.Catalogue = plan.DefaultCatalogue()
@@ -171,24 +183,20 @@ func New(cfg Config) (*Coordinator, error) {
 		log:     cfg.Logger.With("component", "coordinator"),
 		params:  params,
 		replay:  envelope.NewMemoryReplayCache(time.Hour),
-		conns:   map[string]*grpc.ClientConn{},
-		nodes:   map[string]nodev1.NodeServiceClient{},
+		reg:     map[string]*regNode{},
 		queries: map[string]*query{},
 	}
 	if err := c.loadState(); err != nil {
 		return nil, err
 	}
 	for _, n := range cfg.Nodes {
-		if _, dup := c.nodes[n.ID]; dup {
+		if _, dup := c.reg[n.ID]; dup {
 			return nil, fmt.Errorf("coordinator: node %s listed twice", n.ID)
 		}
-		conn, err := rpc.Dial(n.Addr, cfg.Identity, n.ID)
-		if err != nil {
+		if err := c.setNode(n.ID, n.Addr, true); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("coordinator: node %s at %s: %w", n.ID, n.Addr, err)
+			return nil, err
 		}
-		c.conns[n.ID] = conn
-		c.nodes[n.ID] = nodev1.NewNodeServiceClient(conn)
 	}
 	lis, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -209,6 +217,11 @@ func (c *Coordinator) Params() homomorphic.Params { return c.params }
 
 // Run serves the analyst API until ctx ends, then stops gracefully.
 func (c *Coordinator) Run(ctx context.Context) error {
+	if c.cfg.Gossip != nil {
+		if err := c.startGossip(ctx); err != nil {
+			return err
+		}
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- c.srv.Serve(c.lis) }()
 	c.log.Info("coordinator serving", "addr", c.Addr())
@@ -233,26 +246,23 @@ func (c *Coordinator) Close() error {
 	if c.srv != nil {
 		c.srv.Stop()
 	}
+	if c.pool != nil {
+		c.pool.Leave(2 * time.Second)
+	}
 	c.mu.RLock()
 	for _, q := range c.queries {
 		q.cancel()
 	}
 	c.mu.RUnlock()
 	c.wg.Wait()
-	for _, conn := range c.conns {
-		conn.Close()
+	c.mu.Lock()
+	for _, n := range c.reg {
+		if n.conn != nil {
+			n.conn.Close()
+		}
 	}
+	c.mu.Unlock()
 	return nil
-}
-
-// nodeIDs returns the configured node ids, sorted.
-func (c *Coordinator) nodeIDs() []string {
-	ids := make([]string, 0, len(c.nodes))
-	for id := range c.nodes {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
 }
 
 func (c *Coordinator) currentEpoch() (*epoch, error) {

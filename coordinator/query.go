@@ -109,7 +109,7 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 		spec.Delta = DefaultDelta
 	}
 	if spec.MinNodes == 0 {
-		spec.MinNodes = int32(c.cfg.MinNodes)
+		spec.MinNodes = int32(max(c.cfg.MinNodes, e.Threshold))
 	}
 	if int(spec.MinNodes) > len(e.Members) {
 		return nil, fmt.Errorf("%w: min_nodes %d exceeds the %d members of key epoch %d", ErrBadRequest, spec.MinNodes, len(e.Members), e.ID)
@@ -297,7 +297,11 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	shares := make([][][]byte, len(decryptors)) // [decryptor][ciphertext]
 	err = c.fanout(q.ctx, decryptors, func(ctx context.Context, i int, id string) error {
 		mem := e.member(id)
-		resp, err := c.nodes[id].KeySwitch(ctx, ksReq)
+		cl, err := c.client(id)
+		if err != nil {
+			return err
+		}
+		resp, err := cl.KeySwitch(ctx, ksReq)
 		if err != nil {
 			return err
 		}
@@ -357,7 +361,11 @@ func (e *epoch) member(id string) epochMember {
 // the member's certificate key, binding to this query, epoch and node,
 // freshness, and a payload that decodes to the plan's shape.
 func (c *Coordinator) collectOne(q *query, e *epoch, mem epochMember, who Analyst) (partial, error) {
-	resp, err := c.nodes[mem.ID].Evaluate(q.ctx, &nodev1.EvaluateRequest{
+	cl, err := c.client(mem.ID)
+	if err != nil {
+		return partial{}, err
+	}
+	resp, err := cl.Evaluate(q.ctx, &nodev1.EvaluateRequest{
 		QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Analyst: who.Name, Role: who.Role,
 	})
 	if err != nil {

@@ -292,6 +292,7 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 		return nil, err
 	}
 	n.log.Info("key epoch active", "epoch", e.Epoch)
+	go n.advertise()
 	return &nodev1.InstallKeyResponse{}, nil
 }
 

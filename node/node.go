@@ -26,6 +26,7 @@ import (
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/kv"
+	"github.com/fedstat/fedstat/internal/membership"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/rpc"
 	"github.com/fedstat/fedstat/node/internal/keystore"
@@ -97,6 +98,13 @@ type Config struct {
 	// MaxSkew bounds how old a signed partial may be when it is presented for
 	// release. Defaults to 15 minutes.
 	MaxSkew time.Duration
+	// Gossip, when set, makes the node join the network's gossip pool and
+	// advertise its id, gRPC address, key epoch, version and a coarse data
+	// summary (counts rounded to two significant digits). Defaults to none.
+	Gossip *membership.Config
+	// AdvertiseAddr is the gRPC address others reach this node at. Defaults
+	// to the address it listens on.
+	AdvertiseAddr string
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Now defaults to time.Now.
@@ -116,6 +124,8 @@ type Node struct {
 	epoch *epochState // nil until the first key ceremony
 
 	releaseMu sync.Mutex // serialises release decisions
+
+	pool *membership.Pool
 
 	lis  net.Listener
 	srv  *grpc.Server
@@ -187,6 +197,22 @@ func (n *Node) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- n.srv.Serve(n.lis) }()
 	n.log.Info("node serving", "addr", n.Addr())
+	if n.cfg.Gossip != nil {
+		gc := *n.cfg.Gossip
+		gc.Meta = n.meta()
+		if gc.Logger == nil {
+			gc.Logger = n.log
+		}
+		pool, err := membership.Start(gc)
+		if err != nil {
+			n.srv.Stop()
+			return err
+		}
+		n.mu.Lock()
+		n.pool = pool
+		n.mu.Unlock()
+		defer pool.Leave(2 * time.Second)
+	}
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -251,4 +277,42 @@ func (n *Node) Epoch() uint64 {
 		return 0
 	}
 	return e.Epoch
+}
+
+// meta is what the node advertises by gossip.
+func (n *Node) meta() membership.Meta {
+	addr := n.cfg.AdvertiseAddr
+	if addr == "" {
+		addr = n.Addr()
+	}
+	sum := n.Summary()
+	rows := map[string]int64{}
+	for k, v := range sum.Rows {
+		rows[k] = roundCoarse(v)
+	}
+	return membership.Meta{ID: n.id, Role: string(pki.RoleNode), GRPCAddr: addr, Epoch: n.Epoch(), Version: Version,
+		Patients: roundCoarse(sum.Patients), Rows: rows}
+}
+
+// roundCoarse keeps two significant digits: the gossiped summary is for the
+// operator's overview, not for analysis.
+func roundCoarse(v int64) int64 {
+	p := int64(1)
+	for v/p >= 100 {
+		p *= 10
+	}
+	return (v + p/2) / p * p
+}
+
+// advertise gossips the node's current metadata (after an epoch change).
+func (n *Node) advertise() {
+	n.mu.RLock()
+	pool := n.pool
+	n.mu.RUnlock()
+	if pool == nil {
+		return
+	}
+	if err := pool.SetMeta(n.meta()); err != nil {
+		n.log.Warn("could not gossip new metadata", "err", err)
+	}
 }
