@@ -346,12 +346,15 @@ func sameStrings(a, b []string) bool {
 	return true
 }
 
-// unitHash maps s to [0, 1) deterministically.
-func unitHash(s string) float64 {
+// hash64 hashes s deterministically (FNV-1a, scrambled).
+func hash64(s string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(s))
-	return float64(splitmix64(h.Sum64())>>11) / (1 << 53)
+	return splitmix64(h.Sum64())
 }
+
+// unitHash maps s to [0, 1) deterministically.
+func unitHash(s string) float64 { return float64(hash64(s)>>11) / (1 << 53) }
 
 // knownSeasons are US influenza seasons by the year they start in October:
 // relative intensity and the week of the peak (CDC FluView, FluSight).
