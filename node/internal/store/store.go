@@ -1,0 +1,583 @@
+// Package store is a node's raw-data store: the CDM records on top of the
+// node's kv database (under the key prefix "d/"), and an in-memory columnar
+// copy of them for queries.
+//
+// # Atomic, idempotent imports
+//
+// Every record is stored under a key that ends in the generation of the
+// import that wrote it: d/r/<table><record id>\x00<generation>. The key
+// d/m/gen holds the last committed generation G. Readers see, for each
+// (table, record id), the version with the highest generation <= G.
+//
+// An import with generation G+1 first writes its new and changed records
+// with a kv.Batch (fast, not atomic, invisible because G+1 > G), then
+// commits with one small Update that sets d/m/gen to G+1 and logs the
+// import under d/m/imp/<G+1>. That Update is the commit point: killed
+// before it, the import has no visible effect; after it, all of it is
+// visible. Versions superseded by the import are deleted afterwards. At
+// Open, keys of generations > G (left by a killed import) and superseded
+// versions (left by a kill after the commit) are deleted before anything
+// else happens, so a generation number is never reused while stale keys
+// of it exist.
+//
+// A record identical to its stored version is not written, so importing the
+// same data again changes nothing (no new generation). A record with the
+// id of a stored one but different content replaces it.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use. Imports are serialised. Tables
+// returns an immutable snapshot that readers may hold as long as they like;
+// an import swaps in a new snapshot when it commits.
+//
+// Raw values never appear in this package's logs: only counts, record
+// kinds and generations.
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/kv"
+)
+
+// Errors.
+var (
+	ErrUnknownPatient = fmt.Errorf("store: %w", cdm.ErrUnknownPatient)
+	ErrBadRecord      = errors.New("store: bad record")
+	ErrBroken         = errors.New("store: an earlier import failed to clean up; reopen the store")
+)
+
+// Key layout under the store's prefix.
+var (
+	prefixRecords = []byte("d/r/")
+	keyGen        = []byte("d/m/gen")
+	prefixImports = []byte("d/m/imp/")
+)
+
+// Prefix is the key prefix of everything this package stores; other node
+// state in the same kv.DB must use other prefixes.
+const Prefix = "d/"
+
+// Store is a node's data store.
+type Store struct {
+	db  *kv.DB
+	log *slog.Logger
+
+	mu     sync.Mutex // serialises imports
+	gen    uint64     // last committed generation (under mu)
+	broken error      // set when a failed import could not clean up
+
+	snap atomic.Pointer[cdm.Tables]
+	// ProgressEvery, when > 0, logs a debug line every so many staged
+	// records (tests watch for it). Set before the first import.
+	ProgressEvery int
+}
+
+// Open opens the store kept in db, removes what a killed import left behind
+// and builds the columnar copy. The caller keeps ownership of db (and closes
+// it after the store is no longer used). A nil logger discards messages.
+func Open(ctx context.Context, db *kv.DB, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{db: db, log: logger}
+	v, err := db.Get(keyGen)
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("store: read generation: %w", err)
+	case len(v) != 8:
+		return nil, fmt.Errorf("%w: generation key", errCorrupt)
+	default:
+		s.gen = binary.BigEndian.Uint64(v)
+	}
+	t0 := time.Now()
+	tables, stale, err := s.load(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(stale) > 0 {
+		if err := s.deleteKeys(stale); err != nil {
+			return nil, fmt.Errorf("store: remove stale versions: %w", err)
+		}
+		logger.Info("store: removed versions left by an interrupted or superseded import", "keys", len(stale))
+	}
+	s.snap.Store(tables)
+	logger.Info("store: opened", "generation", s.gen, "patients", tables.NumPatients(), "build", time.Since(t0).Round(time.Millisecond))
+	return s, nil
+}
+
+// Tables returns the current columnar snapshot. It is immutable and safe
+// for concurrent readers; it does not change when a later import commits
+// (call Tables again for the new one).
+func (s *Store) Tables() *cdm.Tables { return s.snap.Load() }
+
+// Generation returns the last committed import generation (0: empty).
+func (s *Store) Generation() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
+func genBytes(g uint64) []byte { return binary.BigEndian.AppendUint64(nil, g) }
+
+// load scans all records, returning the columnar copy of the committed
+// versions and, when collect is set, the keys of stale versions
+// (generation > committed, or superseded by a newer committed version).
+func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, [][]byte, error) {
+	b := cdm.NewBuilder()
+	var stale [][]byte
+	in := map[string]string{}
+	intern := func(v []byte) string {
+		if x, ok := in[string(v)]; ok {
+			return x
+		}
+		x := string(v)
+		in[x] = x
+		return x
+	}
+	var (
+		group    []byte // key without generation, of the pending version
+		groupKey []byte // full key of the pending version
+		val      []byte // value of the pending version
+		have     bool
+		orphans  int
+		n        int
+	)
+	flush := func() error {
+		if !have {
+			return nil
+		}
+		have = false
+		ok, err := addEncoded(b, group[len(prefixRecords)], group[len(prefixRecords)+1:len(group)-1], val, intern)
+		if err != nil {
+			return fmt.Errorf("%w (key %q)", err, group[:len(prefixRecords)+1])
+		}
+		if !ok {
+			orphans++
+		}
+		return nil
+	}
+	err := s.db.View(func(tx *kv.Txn) error {
+		it := tx.NewIterator(prefixRecords, true)
+		defer it.Close()
+		for ; it.Valid(); it.Next() {
+			if n++; n&0xffff == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			k := it.Key()
+			if len(k) < len(prefixRecords)+1+1+8 || k[len(k)-9] != 0 {
+				return fmt.Errorf("%w: key layout", errCorrupt)
+			}
+			g := binary.BigEndian.Uint64(k[len(k)-8:])
+			gk := k[:len(k)-8]
+			if g > s.gen {
+				if collect {
+					stale = append(stale, bytes.Clone(k))
+				}
+				continue
+			}
+			if have && bytes.Equal(gk, group) {
+				// A newer committed version of the same record.
+				if collect {
+					stale = append(stale, bytes.Clone(groupKey))
+				}
+			} else if err := flush(); err != nil {
+				return err
+			}
+			group = append(group[:0], gk...)
+			groupKey = append(groupKey[:0], k...)
+			if err := it.Value(func(v []byte) error { val = append(val[:0], v...); return nil }); err != nil {
+				return err
+			}
+			have = true
+		}
+		return flush()
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: load: %w", err)
+	}
+	if orphans > 0 {
+		s.log.Warn("store: stored records whose patient is missing are not queryable", "records", orphans)
+	}
+	return b.Build(), stale, nil
+}
+
+// addEncoded decodes one stored record into the builder. id aliases the
+// key; it is copied only where the builder keeps it (patient ids).
+func addEncoded(b *cdm.Builder, code byte, id, v []byte, intern func([]byte) string) (bool, error) {
+	d := dec{b: v}
+	if d.byte1() != formatV1 {
+		return false, fmt.Errorf("%w: unknown format", errCorrupt)
+	}
+	// Patient ids of other records are only looked up, never kept.
+	pid := func() string { p := d.str(); return unsafe.String(unsafe.SliceData(p), len(p)) }
+	ok := true
+	switch code {
+	case codePatients:
+		p := cdm.Patient{ID: string(id)}
+		p.BirthDate = d.date()
+		p.Sex = cdm.Sex(d.byte1())
+		p.Region = intern(d.str())
+		p.DeathDate = d.date()
+		if d.err == nil {
+			b.AddPatient(&p)
+		}
+	case codeConditions:
+		c := cdm.Condition{PatientID: pid()}
+		c.Code, c.System = intern(d.str()), intern(d.str())
+		c.Onset, c.Abatement = d.date(), d.date()
+		if d.err == nil {
+			ok = b.AddCondition(&c)
+		}
+	case codeObservations:
+		o := cdm.Observation{PatientID: pid()}
+		o.Code, o.System = intern(d.str()), intern(d.str())
+		o.Date = d.date()
+		o.Value = d.num()
+		o.HasValue = o.Value == o.Value // not NaN
+		o.Unit = intern(d.str())
+		if d.err == nil {
+			ok = b.AddObservation(&o)
+		}
+	case codeEncounters:
+		e := cdm.Encounter{PatientID: pid()}
+		e.Class, e.TypeCode, e.TypeSystem = intern(d.str()), intern(d.str()), intern(d.str())
+		e.Start, e.End = d.date(), d.date()
+		if d.err == nil {
+			ok = b.AddEncounter(&e)
+		}
+	case codeMedications:
+		m := cdm.Medication{PatientID: pid()}
+		m.Code, m.System = intern(d.str()), intern(d.str())
+		m.Authored = d.date()
+		if d.err == nil {
+			ok = b.AddMedication(&m)
+		}
+	default:
+		return false, fmt.Errorf("%w: unknown table code %q", errCorrupt, code)
+	}
+	if d.err != nil {
+		return false, d.err
+	}
+	return ok, nil
+}
+
+func (s *Store) deleteKeys(keys [][]byte) error {
+	wb := s.db.NewBatch()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			wb.Cancel()
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+// Summary describes one import.
+type Summary struct {
+	// Source is the caller's description of the input (file names).
+	Source string `json:"source"`
+	// Generation is the generation the import committed, or 0 when it
+	// changed nothing.
+	Generation uint64 `json:"generation"`
+	// Added, Replaced and Unchanged count records by table name.
+	Added     map[string]int `json:"added"`
+	Replaced  map[string]int `json:"replaced"`
+	Unchanged map[string]int `json:"unchanged"`
+	// Duplicates counts records that appeared more than once in the input
+	// with the same table and id; the last one was kept.
+	Duplicates int       `json:"duplicates"`
+	Time       time.Time `json:"time"`
+	// Write is the time spent writing and committing; Build the time spent
+	// rebuilding the columnar copy.
+	Write time.Duration `json:"write_ns"`
+	Build time.Duration `json:"build_ns"`
+}
+
+// Changed reports whether the import added or replaced anything.
+func (s *Summary) Changed() bool { return s.Generation != 0 }
+
+type staged struct {
+	key   []byte // record key without generation: d/r/<code><id>\x00
+	table string
+	val   []byte
+}
+
+// ImportRecords stores r atomically: all of it becomes visible at once, or
+// (on error, cancellation or a crash) none of it. Records identical to their
+// stored version are skipped; records with a stored id but other content
+// replace it. Every non-patient record must name a patient in r or already
+// stored (else ErrUnknownPatient and nothing is written). Ids must be
+// non-empty and free of NUL bytes (ErrBadRecord). source is kept in the
+// import log.
+func (s *Store) ImportRecords(ctx context.Context, r *cdm.Records, source string) (*Summary, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBroken, s.broken)
+	}
+	snap := s.snap.Load()
+	if err := checkPatients(r, snap); err != nil {
+		return nil, err
+	}
+	recs, err := stage(r)
+	if err != nil {
+		return nil, err
+	}
+	sum := &Summary{Source: source, Added: map[string]int{}, Replaced: map[string]int{}, Unchanged: map[string]int{}, Time: time.Now().UTC()}
+	// Sort by key; among equal keys keep the last given (stable sort).
+	slices.SortStableFunc(recs, func(a, b staged) int { return bytes.Compare(a.key, b.key) })
+	dedup := recs[:0]
+	for i := range recs {
+		if i+1 < len(recs) && bytes.Equal(recs[i].key, recs[i+1].key) {
+			sum.Duplicates++
+			continue
+		}
+		dedup = append(dedup, recs[i])
+	}
+	recs = dedup
+
+	t0 := time.Now()
+	// Compare with the stored versions.
+	var superseded [][]byte
+	write := recs[:0]
+	err = s.db.View(func(tx *kv.Txn) error {
+		it := tx.NewIterator(prefixRecords, true)
+		defer it.Close()
+		for i := range recs {
+			rec := recs[i]
+			if tb, ok := snap.Table(rec.table); ok && tb.Rows == 0 {
+				sum.Added[rec.table]++
+				write = append(write, rec)
+				continue
+			}
+			if i&0xfff == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var last []byte
+			var same bool
+			// recs are sorted: seek only when the iterator is behind.
+			if it.Valid() && bytes.Compare(it.Key(), rec.key) < 0 {
+				it.Seek(rec.key)
+			}
+			for ; it.Valid(); it.Next() {
+				k := it.Key()
+				if len(k) != len(rec.key)+8 || !bytes.HasPrefix(k, rec.key) {
+					break
+				}
+				last = bytes.Clone(k)
+				if err := it.Value(func(v []byte) error { same = bytes.Equal(v, rec.val); return nil }); err != nil {
+					return err
+				}
+			}
+			switch {
+			case last == nil:
+				sum.Added[rec.table]++
+				write = append(write, rec)
+			case same:
+				sum.Unchanged[rec.table]++
+			default:
+				sum.Replaced[rec.table]++
+				superseded = append(superseded, last)
+				write = append(write, rec)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: compare: %w", err)
+	}
+	if len(write) == 0 {
+		s.log.Info("store: import changed nothing", "unchanged", len(recs))
+		return sum, nil
+	}
+
+	ng := s.gen + 1
+	gb := genBytes(ng)
+	wb := s.db.NewBatch()
+	undo := func(cause error) error {
+		wb.Cancel()
+		keys := make([][]byte, len(write))
+		for i := range write {
+			keys[i] = append(bytes.Clone(write[i].key), gb...)
+		}
+		if err := s.deleteKeys(keys); err != nil {
+			s.broken = err
+			s.log.Error("store: could not remove the keys of a failed import; they are removed at the next open", "generation", ng)
+		}
+		return cause
+	}
+	for i := range write {
+		if i&0xfff == 0 && ctx.Err() != nil {
+			return nil, undo(fmt.Errorf("store: import cancelled: %w", ctx.Err()))
+		}
+		if s.ProgressEvery > 0 && i > 0 && i%s.ProgressEvery == 0 {
+			s.log.Debug("store: staging", "records", i, "of", len(write))
+		}
+		if err := wb.Set(append(write[i].key, gb...), write[i].val); err != nil {
+			return nil, undo(fmt.Errorf("store: stage: %w", err))
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return nil, undo(fmt.Errorf("store: stage: %w", err))
+	}
+	sum.Generation = ng
+	logEntry, _ := json.Marshal(sum)
+	// The commit point.
+	err = s.db.Update(func(tx *kv.Txn) error {
+		if err := tx.Set(keyGen, gb); err != nil {
+			return err
+		}
+		return tx.Set(append(bytes.Clone(prefixImports), gb...), logEntry)
+	})
+	if err != nil {
+		sum.Generation = 0
+		return nil, undo(fmt.Errorf("store: commit: %w", err))
+	}
+	s.gen = ng
+	if len(superseded) > 0 {
+		if err := s.deleteKeys(superseded); err != nil {
+			s.log.Warn("store: could not remove superseded versions now; they are removed at the next open", "keys", len(superseded))
+		}
+	}
+	sum.Write = time.Since(t0)
+	t1 := time.Now()
+	tables, _, err := s.load(context.WithoutCancel(ctx), false)
+	if err != nil {
+		return sum, fmt.Errorf("store: import committed but rebuilding the columnar copy failed: %w", err)
+	}
+	s.snap.Store(tables)
+	sum.Build = time.Since(t1)
+	s.log.Info("store: import committed", "generation", ng, "written", len(write), "unchanged", len(recs)-len(write),
+		"write", sum.Write.Round(time.Millisecond), "build", sum.Build.Round(time.Millisecond))
+	return sum, nil
+}
+
+// checkPatients verifies that every record names a known patient.
+func checkPatients(r *cdm.Records, snap *cdm.Tables) error {
+	ids := make(map[string]struct{}, len(r.Patients))
+	for i := range r.Patients {
+		ids[r.Patients[i].ID] = struct{}{}
+	}
+	var unknown []string
+	n := 0
+	check := func(table, id string) {
+		if _, ok := ids[id]; ok {
+			return
+		}
+		if _, ok := snap.PatientIndex(id); ok {
+			return
+		}
+		n++
+		if len(unknown) < 5 {
+			unknown = append(unknown, table+" record naming patient "+fmt.Sprintf("%q", id))
+		}
+	}
+	for i := range r.Conditions {
+		check(cdm.TableConditions, r.Conditions[i].PatientID)
+	}
+	for i := range r.Observations {
+		check(cdm.TableObservations, r.Observations[i].PatientID)
+	}
+	for i := range r.Encounters {
+		check(cdm.TableEncounters, r.Encounters[i].PatientID)
+	}
+	for i := range r.Medications {
+		check(cdm.TableMedications, r.Medications[i].PatientID)
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: %d records, e.g. %s", ErrUnknownPatient, n, strings.Join(unknown, ", "))
+	}
+	return nil
+}
+
+func recKey(code byte, id string) []byte {
+	k := make([]byte, 0, len(prefixRecords)+1+len(id)+1+8)
+	k = append(k, prefixRecords...)
+	k = append(k, code)
+	k = append(k, id...)
+	return append(k, 0)
+}
+
+func checkID(table string, i int, id string) error {
+	if id == "" || strings.IndexByte(id, 0) >= 0 {
+		return fmt.Errorf("%w: %s record %d: id must be non-empty and free of NUL bytes", ErrBadRecord, table, i)
+	}
+	return nil
+}
+
+// stage encodes all records.
+func stage(r *cdm.Records) ([]staged, error) {
+	out := make([]staged, 0, r.Len())
+	var buf []byte
+	add := func(code byte, table, id string, i int, enc func([]byte) []byte) error {
+		if err := checkID(table, i, id); err != nil {
+			return err
+		}
+		buf = enc(buf[:0])
+		out = append(out, staged{key: recKey(code, id), table: table, val: bytes.Clone(buf)})
+		return nil
+	}
+	for i := range r.Patients {
+		p := &r.Patients[i]
+		if err := add(codePatients, cdm.TablePatients, p.ID, i, func(b []byte) []byte { return encodePatient(b, p) }); err != nil {
+			return nil, err
+		}
+	}
+	for i := range r.Conditions {
+		c := &r.Conditions[i]
+		if err := add(codeConditions, cdm.TableConditions, c.ID, i, func(b []byte) []byte { return encodeCondition(b, c) }); err != nil {
+			return nil, err
+		}
+	}
+	for i := range r.Observations {
+		o := &r.Observations[i]
+		if err := add(codeObservations, cdm.TableObservations, o.ID, i, func(b []byte) []byte { return encodeObservation(b, o) }); err != nil {
+			return nil, err
+		}
+	}
+	for i := range r.Encounters {
+		e := &r.Encounters[i]
+		if err := add(codeEncounters, cdm.TableEncounters, e.ID, i, func(b []byte) []byte { return encodeEncounter(b, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for i := range r.Medications {
+		m := &r.Medications[i]
+		if err := add(codeMedications, cdm.TableMedications, m.ID, i, func(b []byte) []byte { return encodeMedication(b, m) }); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ImportLog returns the logged summaries of all committed imports, oldest
+// first.
+func (s *Store) ImportLog() ([]Summary, error) {
+	var out []Summary
+	err := s.db.View(func(tx *kv.Txn) error {
+		return tx.Iterate(prefixImports, func(_, v []byte) error {
+			var sum Summary
+			if err := json.Unmarshal(v, &sum); err != nil {
+				return err
+			}
+			out = append(out, sum)
+			return nil
+		})
+	})
+	return out, err
+}
