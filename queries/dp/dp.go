@@ -1,0 +1,345 @@
+// Package dp is the only package of fedstat that imports Google's
+// differential-privacy library. It turns a node's exact aggregates into its
+// noise share (the only value that may leave a node), and at the coordinator
+// decodes the decrypted sum of shares into a released Result with intervals.
+//
+// # Noise
+//
+// For the Gaussian mechanism each node adds, to every slot of measure j,
+// N(0, σ_j²/(m−T+1)) in natural units (plan.Measure.NodeSigma), where σ_j is
+// the standard deviation the release needs (see package plan): with at least
+// m partials and at most T−1 colluders, the honest partials alone carry
+// variance ≥ σ_j². The draw uses noise.Gaussian().AddNoiseFloat64, which is
+// parametrised by (l0, lInf, ε, δ) rather than σ; its σ is
+// SigmaForGaussian(l0, lInf, ε, δ), linear in lInf, so we fix l0 = 1,
+// ε = 1, δ = 1e-5 and choose lInf = target / SigmaForGaussian(1, 1, 1, 1e-5),
+// corrected upward until SigmaForGaussian(1, lInf, 1, 1e-5) ≥ target. Those
+// (ε, δ) are calibration constants only, not the query's cost.
+//
+// For Laplace every node adds Laplace(b_j), b_j = Δ₁·k/ε, through
+// noise.Laplace().AddNoiseFloat64 with l0 = 1, ε = 1, lInf = b_j·Scale.
+//
+// Encoding: slot = round(Scale·exact + noise·Scale) as int64. Rounding is
+// post-processing.
+//
+// # Intervals
+//
+// A released slot is the sum of `nodes` partials, so its noise variance is
+// nodes·(NodeSigma² + q²/12) with q = 1/Scale the quantum (Gaussian; the
+// 95% interval is ±1.96 standard deviations). For Laplace the interval uses
+// the exact quantile of a sum of `nodes` Laplace(b) variables, widened by
+// nodes·q/2 for rounding. Means, variances and standard deviations are
+// ratios of noisy slots; their intervals use the delta method (first-order
+// propagation of the slot variances), which is accurate when the noisy count
+// is large compared with its noise, and are clipped to the possible range
+// [lo, hi] (means) or [0, ((hi−lo)/2)²] (variances). Intervals cover the DP
+// noise only, not sampling variation.
+//
+// # glog
+//
+// The DP library imports github.com/golang/glog, which registers -v,
+// -vmodule, -logtostderr, -log_dir, -stderrthreshold etc. on the standard
+// flag.CommandLine at init and may write log files to the temp directory.
+// This package logs nothing through glog and registers no flags; a binary
+// must not define its own -v on flag.CommandLine (use its own FlagSet or
+// cobra/pflag) and should set glog's -logtostderr (flag.Set("logtostderr",
+// "true")) or -log_dir at start.
+package dp
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/google/differential-privacy/go/v3/noise"
+
+	"github.com/fedstat/fedstat/queries/eval"
+	"github.com/fedstat/fedstat/queries/plan"
+	"github.com/fedstat/fedstat/queries/result"
+)
+
+// Errors.
+var (
+	// ErrMismatch marks an input that does not belong to the plan (an Exact
+	// of another plan, a totals vector of the wrong length).
+	ErrMismatch = errors.New("dp: input does not match the plan")
+	// ErrTooFewNodes marks a release attempted with fewer partials than the
+	// plan's min_nodes: its noise would not reach the promised σ.
+	ErrTooFewNodes = errors.New("dp: too few partials for a release")
+	// ErrRange marks a value that does not fit the plan's bounds.
+	ErrRange = errors.New("dp: value out of range")
+	// ErrNoise wraps an error of the DP library.
+	ErrNoise = errors.New("dp: noise")
+)
+
+// Calibration constants for the library's (ε, δ)-parametrised noise; see the
+// package doc. They do not describe the query's privacy.
+const (
+	calEpsilon = 1.0
+	calDelta   = 1e-5
+	calL0      = 1
+)
+
+// z975 is the 97.5% quantile of the standard normal distribution.
+const z975 = 1.959963984540054
+
+// Share is one node's noisy, encoded partial result. It is the only value
+// derived from a node's data that may leave the node.
+type Share struct {
+	slots []int64
+}
+
+// Slots returns a copy of the encoded slots (plan.VectorLen of them).
+func (s *Share) Slots() []int64 { return append([]int64(nil), s.slots...) }
+
+// gaussianLInf returns the lInf at which SigmaForGaussian(1, lInf, calε,
+// calδ) is at least target (and within 0.1% of it).
+func gaussianLInf(target float64) float64 {
+	base := noise.SigmaForGaussian(calL0, 1, calEpsilon, calDelta)
+	l := target / base
+	for i := 0; i < 8; i++ {
+		s := noise.SigmaForGaussian(calL0, l, calEpsilon, calDelta)
+		if s >= target {
+			break
+		}
+		l *= target / s * (1 + 1e-6)
+	}
+	return l
+}
+
+// NoiseShare adds this node's share of the noise to e and encodes it. Each
+// call draws fresh noise (crypto/rand inside the library): a node must store
+// the share it sent and resend it on a re-delivered request, never call
+// NoiseShare twice for one query id.
+func NoiseShare(p *plan.Plan, e *eval.Exact) (*Share, error) {
+	if p == nil || e == nil || e.Plan() != p {
+		return nil, fmt.Errorf("%w: exact result was evaluated for another plan", ErrMismatch)
+	}
+	vals := e.Values()
+	if len(vals) != p.VectorLen() {
+		return nil, fmt.Errorf("%w: %d values, plan has %d slots", ErrMismatch, len(vals), p.VectorLen())
+	}
+	ms := p.Measures()
+	cells := p.Cells()
+	limit := float64(p.MaxAbsPartial())
+	out := make([]int64, len(vals))
+	for mi := range ms {
+		m := &ms[mi]
+		var add func(x float64) (float64, error)
+		switch p.Mechanism() {
+		case plan.Gaussian:
+			lInf := gaussianLInf(m.NodeSigma * m.Scale)
+			g := noise.Gaussian()
+			add = func(x float64) (float64, error) { return g.AddNoiseFloat64(x, calL0, lInf, calEpsilon, calDelta) }
+		case plan.Laplace:
+			lInf := m.LaplaceB * m.Scale * calEpsilon
+			l := noise.Laplace()
+			add = func(x float64) (float64, error) { return l.AddNoiseFloat64(x, calL0, lInf, calEpsilon, 0) }
+		default:
+			return nil, fmt.Errorf("%w: mechanism %q", ErrMismatch, p.Mechanism())
+		}
+		for c := 0; c < cells; c++ {
+			i := mi*cells + c
+			v, err := add(vals[i] * m.Scale)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrNoise, err)
+			}
+			v = math.Round(v)
+			if !(math.Abs(v) <= limit) {
+				return nil, fmt.Errorf("%w: slot %d exceeds the plan's bound %g", ErrRange, i, limit)
+			}
+			out[i] = int64(v)
+		}
+	}
+	return &Share{slots: out}, nil
+}
+
+// Release decodes totals, the decrypted sum of `nodes` partials (centred, as
+// int64), and post-processes it into a Result: counts and sums with 95%
+// intervals from the noise of `nodes` shares, means and variances from the
+// noisy sums and counts, small counts displayed as "< k". It refuses fewer
+// partials than the plan's min_nodes.
+func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
+	if p == nil {
+		return nil, fmt.Errorf("%w: nil plan", ErrMismatch)
+	}
+	if len(totals) != p.VectorLen() {
+		return nil, fmt.Errorf("%w: %d totals, plan has %d slots", ErrMismatch, len(totals), p.VectorLen())
+	}
+	if m := p.Request().MinNodes; nodes < m {
+		return nil, fmt.Errorf("%w: %d partials, the plan needs at least %d", ErrTooFewNodes, nodes, m)
+	}
+	ms := p.Measures()
+	cells := p.Cells()
+	vals := make([]float64, len(totals))
+	variances := make([]float64, len(totals))
+	halves := make([]float64, len(totals))
+	n := float64(nodes)
+	for mi := range ms {
+		m := &ms[mi]
+		q := 1 / m.Scale
+		v := n * (m.NodeSigma*m.NodeSigma + q*q/12)
+		h := z975 * math.Sqrt(v)
+		if p.Mechanism() == plan.Laplace {
+			h = m.LaplaceB*laplaceSumQuantile(nodes, 0.975) + n*q/2
+		}
+		for c := 0; c < cells; c++ {
+			i := mi*cells + c
+			vals[i] = float64(totals[i]) / m.Scale
+			variances[i] = v
+			halves[i] = h
+		}
+	}
+	r := build(p, vals, variances, halves, false)
+	r.Nodes = nodes
+	r.Epsilon, r.Delta, r.Rho, r.Mechanism = p.Epsilon(), p.Delta(), p.Rho(), p.Mechanism()
+	r.SmallCountThreshold = p.SmallCountThreshold()
+	return r, nil
+}
+
+// Exact formats a node's exact local answer for its admin (`fedstat node
+// query`): no noise, no intervals, no small-count suppression. The Result
+// has Exact set and must never leave the node.
+func Exact(p *plan.Plan, e *eval.Exact) (*result.Result, error) {
+	if p == nil || e == nil || e.Plan() != p {
+		return nil, fmt.Errorf("%w: exact result was evaluated for another plan", ErrMismatch)
+	}
+	r := build(p, e.Values(), nil, nil, true)
+	r.Exact = true
+	r.Mechanism = "none"
+	r.Nodes = 1
+	return r, nil
+}
+
+// build post-processes slot values into a Result. variances and halves are
+// nil for exact answers.
+func build(p *plan.Plan, vals, variances, halves []float64, exact bool) *result.Result {
+	keys, outs := p.Keys(), p.Outputs()
+	cells := p.Cells()
+	k := float64(p.SmallCountThreshold())
+	r := &result.Result{KeyColumns: len(keys)}
+	for _, o := range outs {
+		r.Columns = append(r.Columns, o.Name)
+	}
+	nan := math.NaN()
+	for c := 0; c < cells; c++ {
+		row := result.Row{Keys: make([]string, len(keys))}
+		rem := c
+		for i := len(keys) - 1; i >= 0; i-- {
+			n := len(keys[i].Labels)
+			row.Keys[i] = keys[i].Labels[rem%n]
+			rem /= n
+		}
+		slot := func(m int) (v, vr, h float64) {
+			i := m*cells + c
+			if exact {
+				return vals[i], 0, nan
+			}
+			return vals[i], variances[i], halves[i]
+		}
+		small := func(count float64) bool { return !exact && k > 0 && count < k }
+		for _, o := range outs {
+			var num result.Number
+			switch o.Kind {
+			case plan.OutKey:
+				continue
+			case plan.OutCount, plan.OutSum:
+				mi := o.Count
+				if o.Kind == plan.OutSum {
+					mi = o.Sum
+				}
+				v, _, h := slot(mi)
+				num = result.Number{Value: v, CILow: v - h, CIHigh: v + h, Display: result.FormatValue(v, o.Kind == plan.OutCount)}
+				if o.Kind == plan.OutCount && small(v) {
+					num = result.Number{Value: v, CILow: v - h, CIHigh: v + h, Suppressed: true, Display: fmt.Sprintf("< %d", p.SmallCountThreshold())}
+				}
+			default:
+				num = ratio(o, slot, exact)
+				if cnt, _, _ := slot(o.Count); small(cnt) {
+					num.Suppressed = true
+					num.Display = fmt.Sprintf("n < %d", p.SmallCountThreshold())
+				}
+			}
+			row.Values = append(row.Values, num)
+		}
+		r.Rows = append(r.Rows, row)
+	}
+	return r
+}
+
+// ratio computes a mean, variance or standard deviation with a delta-method
+// interval.
+func ratio(o plan.Output, slot func(int) (float64, float64, float64), exact bool) result.Number {
+	nan := math.NaN()
+	N, vN, _ := slot(o.Count)
+	S, vS, _ := slot(o.Sum)
+	if !(N > 0) {
+		return result.Number{Value: nan, CILow: nan, CIHigh: nan, Display: "n/a"}
+	}
+	clamp := func(x, lo, hi float64) float64 { return math.Min(math.Max(x, lo), hi) }
+	if o.Kind == plan.OutMean {
+		m1 := S / N
+		mean := clamp(o.Center+m1, o.Lo, o.Hi)
+		num := result.Number{Value: mean, CILow: nan, CIHigh: nan, Display: result.FormatValue(mean, false)}
+		if !exact {
+			sd := math.Sqrt(vS+m1*m1*vN) / N
+			num.CILow = clamp(mean-z975*sd, o.Lo, o.Hi)
+			num.CIHigh = clamp(mean+z975*sd, o.Lo, o.Hi)
+		}
+		return num
+	}
+	S2, vS2, _ := slot(o.SumSq)
+	m1, m2 := S/N, S2/N
+	maxVar := (o.Hi - o.Lo) * (o.Hi - o.Lo) / 4
+	V := clamp(m2-m1*m1, 0, maxVar)
+	lo, hi := nan, nan
+	if !exact {
+		dN := -S2/(N*N) + 2*S*S/(N*N*N)
+		sd := math.Sqrt(vS2/(N*N) + 4*S*S*vS/(N*N*N*N) + dN*dN*vN)
+		lo, hi = clamp(m2-m1*m1-z975*sd, 0, maxVar), clamp(m2-m1*m1+z975*sd, 0, maxVar)
+	}
+	if o.Kind == plan.OutStddev {
+		V, lo, hi = math.Sqrt(V), math.Sqrt(lo), math.Sqrt(hi)
+	}
+	return result.Number{Value: V, CILow: lo, CIHigh: hi, Display: result.FormatValue(V, false)}
+}
+
+// laplaceSumQuantile returns the p-quantile (p > 0.5) of the sum of n
+// independent Laplace(1) variables. The tail has a closed form: the density
+// is e^{-|x|}/(2^n (n-1)!) Σ_{j<n} (n-1+j)!/(j!(n-1-j)!) |x|^{n-1-j}/2^j and
+// ∫_x^∞ t^k e^{-t} dt = k! e^{-x} Σ_{i≤k} x^i/i!. Above 60 terms the normal
+// approximation (variance 2n) is used.
+func laplaceSumQuantile(n int, p float64) float64 {
+	if n > 60 {
+		return z975 * math.Sqrt(2*float64(n))
+	}
+	lf := func(k int) float64 { v, _ := math.Lgamma(float64(k) + 1); return v }
+	tail := func(x float64) float64 { // P(S > x), x >= 0
+		var t float64
+		for j := 0; j < n; j++ {
+			k := n - 1 - j
+			// coefficient c_j/2^j · k! / (2^n (n-1)!)
+			lc := lf(n-1+j) - lf(j) - lf(k) - float64(j)*math.Ln2 + lf(k) - float64(n)*math.Ln2 - lf(n-1)
+			// e^{-x} Σ_{i≤k} x^i/i!
+			var s float64
+			for i := 0; i <= k; i++ {
+				s += math.Exp(float64(i)*math.Log(math.Max(x, 1e-300)) - lf(i) - x)
+			}
+			if x == 0 {
+				s = 1
+			}
+			t += math.Exp(lc) * s
+		}
+		return t
+	}
+	lo, hi := 0.0, 10.0+10*math.Sqrt(float64(n))
+	for i := 0; i < 100; i++ {
+		mid := (lo + hi) / 2
+		if tail(mid) > 1-p {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi
+}

@@ -1,0 +1,116 @@
+package plan
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/fedstat/fedstat/queries/parse"
+)
+
+func normalise(q *parse.Query) string {
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	for i, it := range q.Select {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(parse.Format(it.Expr))
+		if it.Alias != "" {
+			b.WriteString(" AS " + it.Alias)
+		}
+	}
+	b.WriteString(" FROM " + q.From.Name)
+	if q.Where != nil {
+		b.WriteString(" WHERE " + parse.Format(q.Where))
+	}
+	if len(q.GroupBy) > 0 {
+		b.WriteString(" GROUP BY ")
+		for i, g := range q.GroupBy {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(parse.Format(g))
+		}
+	}
+	if len(q.With) > 0 {
+		b.WriteString(" WITH ")
+		for i, o := range q.With {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s = %d", o.Name.Name, o.Value)
+		}
+	}
+	return b.String()
+}
+
+var measureKindNames = map[MeasureKind]string{
+	CountRows: "count of rows", CountDistinct: "count of patients", CountValues: "count of values",
+	Sum: "sum", SumSquares: "sum of squares",
+}
+
+// Describe explains the plan for humans (`--explain`) and golden tests: the
+// group domain, the contribution bounds, each measure's sensitivity and
+// noise, the encoding and the cost. The text is deterministic.
+func (p *Plan) Describe() string {
+	var b strings.Builder
+	g := func(v float64) string { return fmt.Sprintf("%.6g", v) }
+	fmt.Fprintf(&b, "query:     %s\n", p.normSQL)
+	fmt.Fprintf(&b, "kind:      %s\n", p.Kind())
+	fmt.Fprintf(&b, "table:     %s\n", p.table)
+	fmt.Fprintf(&b, "age at:    %s\n", p.req.ReferenceDate)
+	if len(p.keys) == 0 {
+		b.WriteString("groups:    none (1 cell)\n")
+	}
+	for _, k := range p.keys {
+		src := "query"
+		switch {
+		case k.Kind == KeyString && k.Col.Name == "region" && k.Col.Patient:
+			src = "catalogue regions"
+		case k.Kind == KeyString && k.Col.Name == "sex" && k.Col.Patient:
+			src = "fixed sex codes"
+		case k.Kind == KeyWeek || k.Kind == KeyMonth || k.Kind == KeyYear:
+			src = "date range in WHERE"
+		case k.Kind == KeyAgeBand:
+			src = "age bands"
+		case k.Kind == KeyString:
+			src = "values listed in WHERE"
+		}
+		level := "patient attribute"
+		if k.RowLevel {
+			level = "row-level"
+		}
+		fmt.Fprintf(&b, "group by:  %s: %d values from %s (%s): %s\n", k.Name, len(k.Labels), src, level, labelsSummary(k.Labels))
+	}
+	fmt.Fprintf(&b, "cells:     %d\n", p.cells)
+	fmt.Fprintf(&b, "bounds:    groups per patient G = %d (%s); rows per patient per group R = %d (%s)\n", p.groups, p.groupsSrc, p.rows, p.rowsSrc)
+	fmt.Fprintf(&b, "mechanism: %s; m = %d partials, threshold T = %d, honest partials m-T+1 = %d\n", p.mech, p.req.MinNodes, p.req.Threshold, p.honest)
+	for i, m := range p.measures {
+		fmt.Fprintf(&b, "measure %d: %s = %s\n", i+1, m.Label, measureKindNames[m.Kind])
+		fmt.Fprintf(&b, "           per-cell bound %s, L2 sensitivity %s, L1 sensitivity %s\n", g(m.PerCell), g(m.L2), g(m.L1))
+		if p.mech == Gaussian {
+			fmt.Fprintf(&b, "           rho %s, sigma %s, per-node sigma %s, scale %s\n", g(m.Rho), g(m.Sigma), g(m.NodeSigma), g(m.Scale))
+		} else {
+			fmt.Fprintf(&b, "           epsilon %s, Laplace b %s per node (sd %s), scale %s\n", g(m.Epsilon), g(m.LaplaceB), g(m.NodeSigma), g(m.Scale))
+		}
+	}
+	var outs []string
+	for _, o := range p.outputs {
+		outs = append(outs, o.Name)
+	}
+	fmt.Fprintf(&b, "outputs:   %s\n", strings.Join(outs, " | "))
+	fmt.Fprintf(&b, "slots:     %d; max |partial| %d; max |total of m| %d\n", p.VectorLen(), p.MaxAbsPartial(), p.MaxAbsTotal(p.req.MinNodes))
+	if p.mech == Gaussian {
+		fmt.Fprintf(&b, "cost:      rho = %s zCDP = (epsilon %s, delta %s)\n", g(p.rho), g(p.req.Epsilon), g(p.req.Delta))
+	} else {
+		fmt.Fprintf(&b, "cost:      epsilon %s (pure DP) = rho %s zCDP\n", g(p.req.Epsilon), g(p.rho))
+	}
+	return b.String()
+}
+
+func labelsSummary(l []string) string {
+	if len(l) <= 8 {
+		return strings.Join(l, ", ")
+	}
+	return strings.Join(l[:3], ", ") + ", ..., " + strings.Join(l[len(l)-2:], ", ")
+}

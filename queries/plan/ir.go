@@ -1,0 +1,198 @@
+package plan
+
+import "github.com/fedstat/fedstat/internal/cdm"
+
+// The types below are the plan's resolved form that eval executes. Values
+// reachable from a *Plan are shared and must be treated as read-only.
+
+// ColumnRef is a resolved column.
+type ColumnRef struct {
+	Name string
+	Type cdm.ColumnType
+	// Patient is true for a column of the patients table (sex, region,
+	// birth_date, death_date): a row of any table reads it through its
+	// patient. On the patients table itself such a column is read directly.
+	Patient bool
+}
+
+// Value is a numeric expression: a number or date column (dates as days
+// since 1970-01-01), age, a constant, or arithmetic. A missing input makes
+// the value NaN.
+type Value interface{ isValue() }
+
+// ColumnValue reads a number or date column.
+type ColumnValue struct{ Col ColumnRef }
+
+// AgeValue is the patient's age in whole years at the plan's reference date
+// (NaN when the birth date is missing or after the reference date).
+type AgeValue struct{}
+
+// ConstValue is a constant (a number, or a date literal as a day number).
+type ConstValue struct{ V float64 }
+
+// ArithValue is L op R with op one of + - * /; division by zero is NaN.
+type ArithValue struct {
+	Op   byte
+	L, R Value
+}
+
+// NegValue is -X.
+type NegValue struct{ X Value }
+
+func (ColumnValue) isValue() {}
+func (AgeValue) isValue()    {}
+func (ConstValue) isValue()  {}
+func (ArithValue) isValue()  {}
+func (NegValue) isValue()    {}
+
+// Pred is a row predicate. Comparisons with a missing value are false (two-
+// valued logic: NOT of such a comparison is true).
+type Pred interface{ isPred() }
+
+// And is L AND R.
+type And struct{ L, R Pred }
+
+// Or is L OR R.
+type Or struct{ L, R Pred }
+
+// Not is NOT X.
+type Not struct{ X Pred }
+
+// StringIn is Col IN (Values) (Col = v, or Col <> v with Negate).
+type StringIn struct {
+	Col    ColumnRef
+	Values []string
+	Negate bool
+}
+
+// Compare is L op R over numbers (dates are day numbers); op is one of
+// = <> < <= > >=.
+type Compare struct {
+	L  Value
+	Op string
+	R  Value
+}
+
+// Cohort is patient_id [NOT] IN (SELECT patient_id FROM Table WHERE Where):
+// true for rows whose patient has at least one row of Table satisfying
+// Where (nil Where: any row).
+type Cohort struct {
+	Table  string
+	Where  Pred
+	Negate bool
+}
+
+func (*And) isPred()      {}
+func (*Or) isPred()       {}
+func (*Not) isPred()      {}
+func (*StringIn) isPred() {}
+func (*Compare) isPred()  {}
+func (*Cohort) isPred()   {}
+
+// KeyKind is the kind of a group key.
+type KeyKind uint8
+
+// Group key kinds.
+const (
+	KeyWeek    KeyKind = iota + 1 // ISO week (Monday start) of a date column
+	KeyMonth                      // calendar month of a date column
+	KeyYear                       // calendar year of a date column
+	KeyString                     // value of a text column, from a public list
+	KeyAgeBand                    // age band of Width years
+)
+
+// Key is one GROUP BY key with its public domain.
+type Key struct {
+	Name string // output column name
+	Kind KeyKind
+	// Col is the date column (time keys) or text column (KeyString); unused
+	// for KeyAgeBand.
+	Col ColumnRef
+	// Labels is the domain, in output order.
+	Labels []string
+	// First is the bucket number of Labels[0] for time keys: weeks since the
+	// Monday 1969-12-29, months since year 0 (y*12+m-1), or the year.
+	First int
+	// Width and Start describe age bands: label i covers ages
+	// [Start+i*Width, Start+(i+1)*Width); when OpenTop the last band before
+	// "unknown" is open ("110+"); when Unknown the last label is "unknown"
+	// for patients without a usable birth date.
+	Width, Start     int
+	OpenTop, Unknown bool
+	// Top is the first age of the open band (Catalogue.MaxAge) when OpenTop.
+	Top int
+	// RowLevel reports whether one patient can fall into several labels of
+	// this key (a row-level date or code); patient attributes (sex, region,
+	// age band) give each patient exactly one label.
+	RowLevel bool
+}
+
+// MeasureKind is the kind of a noisy vector the nodes compute.
+type MeasureKind uint8
+
+// Measure kinds.
+const (
+	CountRows     MeasureKind = iota + 1 // COUNT(*): rows per cell
+	CountDistinct                        // COUNT(DISTINCT patient_id): patients per cell
+	CountValues                          // rows per cell whose Value is not missing (denominator of AVG etc.)
+	Sum                                  // Σ (clamp(Value, Lo, Hi) − Center)
+	SumSquares                           // Σ (clamp(Value, Lo, Hi) − Center)²
+)
+
+// Measure is one noisy vector over the cells of the group domain: the unit
+// of sensitivity, budget and noise.
+type Measure struct {
+	Kind   MeasureKind
+	Label  string // e.g. "COUNT(DISTINCT patient_id)", "SUM(CLAMP(value, 3, 20) - 11.5)"
+	Value  Value  // nil for CountRows and CountDistinct
+	Lo, Hi float64
+	Center float64
+	// PerCell is the most one patient can change one cell (C).
+	PerCell float64
+	// L2 = PerCell·√G and L1 = PerCell·G are the sensitivities of the whole
+	// vector, G the groups one patient may touch.
+	L2, L1 float64
+	// Rho is this measure's share of the query's zCDP budget (Gaussian), or
+	// ε_j²/2 for Laplace.
+	Rho float64
+	// Epsilon is this measure's share of ε (Laplace only).
+	Epsilon float64
+	// Sigma is the standard deviation of the noise that the honest nodes
+	// together add (Gaussian: L2/√(2ρ_j)); for Laplace it is the standard
+	// deviation √2·b of one node's Laplace noise, b = L1/ε_j.
+	Sigma float64
+	// NodeSigma is the standard deviation of one node's share, natural
+	// units: Sigma/√(m−T+1) (Gaussian) or √2·b (Laplace).
+	NodeSigma float64
+	// LaplaceB is the Laplace scale b = L1/ε_j each node draws with (0 for
+	// Gaussian).
+	LaplaceB float64
+	// Scale is the fixed-point scale: slot = round(Scale·(value + noise)).
+	// 1 for counts, a power of two for sums.
+	Scale float64
+}
+
+// OutputKind is what a result column shows.
+type OutputKind uint8
+
+// Output kinds.
+const (
+	OutKey      OutputKind = iota + 1 // a group key
+	OutCount                          // a count measure
+	OutSum                            // SUM: a Sum measure with Center 0
+	OutMean                           // AVG: Center + Sum/Count
+	OutVariance                       // VARIANCE: SumSq/Count − (Sum/Count)²
+	OutStddev                         // STDDEV: √VARIANCE
+)
+
+// Output is one column of the result.
+type Output struct {
+	Name string
+	Kind OutputKind
+	Key  int // OutKey: index into Keys
+	// Measure indices (−1 when unused): Count for OutCount, OutMean,
+	// OutVariance, OutStddev; Sum for OutSum, OutMean, OutVariance,
+	// OutStddev; SumSq for OutVariance, OutStddev.
+	Count, Sum, SumSq int
+	Center, Lo, Hi    float64
+}
