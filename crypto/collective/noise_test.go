@@ -110,7 +110,7 @@ func TestProductionHeadroom(t *testing.T) {
 		t.Errorf("smudging only %.1f bits above the ciphertext noise", ksNoise-sumNoise)
 	}
 	// ...and still leave a wide margin to the decryption bound. Expected:
-	// sqrt(30)*2^60 sigma, about 4 sigma max over 8192 coefficients: 2^64.5.
+	// sqrt(30)*2^60.5 sigma, about 4.3 sigma max over 8192 coefficients: 2^65.1.
 	if budget-ksNoise < 12 {
 		t.Errorf("only %.1f bits of decryption headroom", budget-ksNoise)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -46,7 +47,7 @@ func TestParamsProduction(t *testing.T) {
 	if b := p.NoiseBudgetBits(); b < 78 {
 		t.Fatalf("noise budget %.1f bits", b)
 	}
-	t.Logf("%s: logN=%d logQ=%.2f t=%d budget=%.1f bits sigma=2^%.0f ct=%d bytes",
+	t.Logf("%s: logN=%d logQ=%.2f t=%d budget=%.1f bits sigma=2^%.2f ct=%d bytes",
 		p.Name(), p.LogN(), p.LogQ(), p.PlaintextModulus(), p.NoiseBudgetBits(), log2(p.SmudgingSigma()), p.CiphertextSize())
 }
 
@@ -284,11 +285,4 @@ func TestRedaction(t *testing.T) {
 	}
 }
 
-func log2(x float64) float64 {
-	n := 0.0
-	for x >= 2 {
-		x /= 2
-		n++
-	}
-	return n
-}
+func log2(x float64) float64 { return math.Log2(x) }

@@ -34,7 +34,7 @@ const (
 	// ProductionSet: ring degree 2^13 (8192 slots), ciphertext modulus Q of
 	// two 60-bit primes (log2 Q = 120, no special modulus P), plaintext
 	// modulus t = 1099512938497 (about 2^40, prime, 1 mod 2^14), ternary
-	// secrets, error sigma 3.2, key-switch smudging sigma 2^60. About 192-bit
+	// secrets, error sigma 3.2, key-switch smudging sigma 2^60.5. About 192-bit
 	// security or more by the HE standard (LogN=13 allows log2(QP) <= 152 for
 	// 192-bit and <= 218 for 128-bit). See docs/crypto.md.
 	ProductionSet = "bgv-n13-t40-q120"
@@ -64,9 +64,9 @@ func AllowInsecureForTests() { allowInsecure.Store(true) }
 // batching (N slots) for every ring degree up to 2^15.
 const plaintextModulus uint64 = 1099512938497
 
-// smudgingSigma is the standard deviation of the noise each party adds to
-// its key-switch share (see docs/crypto.md for the derivation).
-const smudgingSigma = 1 << 60
+// smudgingSigma (2^60.5) is the standard deviation of the noise each party
+// adds to its key-switch share (see docs/crypto.md for the derivation).
+var smudgingSigma = math.Sqrt2 * (1 << 60)
 
 type paramSpec struct {
 	logN     int

@@ -19,10 +19,10 @@ import (
 )
 
 // TailCut is the truncation of the Gaussian in standard deviations. The mass
-// beyond 12 sigma is below 2^-106 per sample, so truncation changes the
-// distribution of a whole polynomial by less than 2^-90 in statistical
-// distance.
-const TailCut = 12.0
+// beyond 10 sigma is about 2^-76 per sample, so truncation changes the
+// distribution of a whole polynomial (2^13 coefficients) by less than 2^-63
+// in statistical distance.
+const TailCut = 10.0
 
 // MaxSigma is the largest standard deviation the sampler supports.
 var MaxSigma = math.Ldexp(1, 64) / TailCut
