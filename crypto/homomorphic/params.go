@@ -70,13 +70,14 @@ var smudgingSigma = math.Sqrt2 * (1 << 60)
 
 type paramSpec struct {
 	logN     int
-	logQ     []int
+	q        []uint64 // pinned, so that keys stay valid across Lattigo versions
 	insecure bool
 }
 
 var specs = map[string]paramSpec{
-	ProductionSet:   {logN: 13, logQ: []int{60, 60}},
-	InsecureTestSet: {logN: 12, logQ: []int{60, 60}, insecure: true},
+	// Two 60-bit primes = 1 mod 2^14 (what Lattigo generates for LogQ {60, 60}).
+	ProductionSet:   {logN: 13, q: []uint64{0xfffffffffffc001, 0xffffffffffe8001}},
+	InsecureTestSet: {logN: 12, q: []uint64{0xfffffffffffc001, 0x100000000000e001}, insecure: true},
 }
 
 // Params is an immutable, validated parameter set. The zero value is not
@@ -118,7 +119,7 @@ func NewParams(name string) (Params, error) {
 	}
 	bp, err := bgv.NewParametersFromLiteral(bgv.ParametersLiteral{
 		LogN:             spec.logN,
-		LogQ:             spec.logQ,
+		Q:                spec.q,
 		Xs:               rlwe.DefaultXs,
 		Xe:               rlwe.DefaultXe,
 		PlaintextModulus: plaintextModulus,
