@@ -10,14 +10,8 @@ import (
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
-)
-
-// Envelope kinds, as the nodes sign them.
-const (
-	kindCKGShare       = "ckg-share"
-	kindPartial        = "partial"
-	kindKeySwitchShare = "keyswitch-share"
 )
 
 // KeyCeremony runs the key ceremony of a new key epoch among all configured
@@ -97,8 +91,8 @@ func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 	dealt := map[string][]*nodev1.DealtShare{}
 	for i, nid := range ids {
 		s := resps[i].GetCkgShare()
-		if _, err := envelope.Open(certs[i].PublicKey, fromProto(s),
-			envelope.Binding{QueryID: fmt.Sprintf("epoch-%d", id), Epoch: id, NodeID: nid, Kind: kindCKGShare},
+		if _, err := envelope.Open(certs[i].PublicKey, protocol.FromProto(s),
+			envelope.Binding{QueryID: protocol.EpochQueryID(id), Epoch: id, NodeID: nid, Kind: protocol.KindCKGShare},
 			c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
 			return 0, fmt.Errorf("coordinator: key ceremony: CKG share of %s: %w", nid, err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -306,8 +307,8 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 			return err
 		}
 		s := resp.GetShare()
-		if _, err := envelope.Open(mem.Cert.PublicKey, fromProto(s),
-			envelope.Binding{QueryID: q.id, Epoch: e.ID, NodeID: id, Kind: kindKeySwitchShare},
+		if _, err := envelope.Open(mem.Cert.PublicKey, protocol.FromProto(s),
+			envelope.Binding{QueryID: q.id, Epoch: e.ID, NodeID: id, Kind: protocol.KindKeySwitchShare},
 			c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
 			return fmt.Errorf("key-switch share: %w", err)
 		}
@@ -365,9 +366,13 @@ func (c *Coordinator) collectOne(q *query, e *epoch, mem epochMember, who Analys
 	if err != nil {
 		return partial{}, err
 	}
-	resp, err := cl.Evaluate(q.ctx, &nodev1.EvaluateRequest{
+	req, err := protocol.SignEvaluate(c.cfg.Identity.Key, mem.ID, &nodev1.EvaluateBody{
 		QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Analyst: who.Name, Role: who.Role,
-	})
+	}, c.cfg.Now())
+	if err != nil {
+		return partial{}, err
+	}
+	resp, err := cl.Evaluate(q.ctx, req)
 	if err != nil {
 		return partial{}, fmt.Errorf("%s", rpcMessage(err))
 	}
@@ -375,8 +380,8 @@ func (c *Coordinator) collectOne(q *query, e *epoch, mem epochMember, who Analys
 }
 
 func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *typesv1.Signed, vectorLen int) (partial, error) {
-	if _, err := envelope.Open(mem.Cert.PublicKey, fromProto(s),
-		envelope.Binding{QueryID: qid, Epoch: e.ID, NodeID: mem.ID, Kind: kindPartial},
+	if _, err := envelope.Open(mem.Cert.PublicKey, protocol.FromProto(s),
+		envelope.Binding{QueryID: qid, Epoch: e.ID, NodeID: mem.ID, Kind: protocol.KindPartial},
 		c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}
@@ -515,10 +520,6 @@ func (c *Coordinator) List(limit int, analyst string) []*coordinatorv1.QueryStat
 		out = append(out, st)
 	}
 	return out
-}
-
-func fromProto(s *typesv1.Signed) *envelope.Envelope {
-	return &envelope.Envelope{Header: s.GetHeader(), Payload: s.GetPayload(), Signature: s.GetSignature()}
 }
 
 // ResultFromProto converts a wire result back to a result for formatting.

@@ -17,17 +17,10 @@ import (
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
-)
-
-// Envelope kinds.
-const (
-	KindCKGShare       = "ckg-share"
-	KindThresholdShare = "threshold-share"
-	KindPartial        = "partial"
-	KindKeySwitchShare = "keyswitch-share"
 )
 
 // Keys of the node's records in its kv store.
@@ -153,11 +146,11 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	if err != nil {
 		return nil, err
 	}
-	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: epochQueryID(req.GetEpoch()), Epoch: req.GetEpoch(), NodeID: n.id, Kind: KindCKGShare}, share, n.cfg.Now())
+	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: protocol.EpochQueryID(req.GetEpoch()), Epoch: req.GetEpoch(), NodeID: n.id, Kind: protocol.KindCKGShare}, share, n.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
-	resp := &nodev1.KeyGenResponse{CkgShare: toProto(env)}
+	resp := &nodev1.KeyGenResponse{CkgShare: protocol.ToProto(env)}
 	if t < len(members) {
 		points := make([]uint64, len(members))
 		for i, m := range members {
@@ -172,11 +165,11 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 			if err != nil {
 				return nil, err
 			}
-			env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: "to:" + m.ID, Epoch: req.GetEpoch(), NodeID: n.id, Kind: KindThresholdShare}, sealed, n.cfg.Now())
+			env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: "to:" + m.ID, Epoch: req.GetEpoch(), NodeID: n.id, Kind: protocol.KindThresholdShare}, sealed, n.cfg.Now())
 			if err != nil {
 				return nil, err
 			}
-			resp.Dealt = append(resp.Dealt, &nodev1.DealtShare{FromNodeId: n.id, ToNodeId: m.ID, Sealed: toProto(env)})
+			resp.Dealt = append(resp.Dealt, &nodev1.DealtShare{FromNodeId: n.id, ToNodeId: m.ID, Sealed: protocol.ToProto(env)})
 		}
 	}
 	skb, err := sk.MarshalBinary()
@@ -196,8 +189,6 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	n.log.Info("key epoch started", "epoch", e.Epoch, "members", len(members), "threshold", t, "self_point", self.Point)
 	return resp, nil
 }
-
-func epochQueryID(epoch uint64) string { return "epoch-" + strconv.FormatUint(epoch, 10) }
 
 func transitInfo(epoch uint64, from, to string) string {
 	return fmt.Sprintf("fedstat threshold share epoch=%d from=%s to=%s", epoch, from, to)
@@ -257,8 +248,8 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 		if i < 0 || shares[i] != nil {
 			return nil, fmt.Errorf("%w: CKG share from %q: not a member or duplicate", ErrBadRequest, s.GetNodeId())
 		}
-		h, err := envelope.Open(e.Members[i].Cert.PublicKey, fromProto(s.GetSigned()),
-			envelope.Binding{QueryID: epochQueryID(e.Epoch), Epoch: e.Epoch, NodeID: s.GetNodeId(), Kind: KindCKGShare},
+		h, err := envelope.Open(e.Members[i].Cert.PublicKey, protocol.FromProto(s.GetSigned()),
+			envelope.Binding{QueryID: protocol.EpochQueryID(e.Epoch), Epoch: e.Epoch, NodeID: s.GetNodeId(), Kind: protocol.KindCKGShare},
 			n.cfg.Now(), n.cfg.MaxSkew, n.replay)
 		if err != nil {
 			return nil, fmt.Errorf("%w: CKG share from %s: %v", ErrBadRequest, s.GetNodeId(), err)
@@ -314,8 +305,8 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare) error
 		if !ok || d.GetToNodeId() != n.id || seen[from.ID] {
 			return fmt.Errorf("%w: threshold share from %q to %q", ErrBadRequest, d.GetFromNodeId(), d.GetToNodeId())
 		}
-		_, err := envelope.Open(from.Cert.PublicKey, fromProto(d.GetSealed()),
-			envelope.Binding{QueryID: "to:" + n.id, Epoch: e.Epoch, NodeID: from.ID, Kind: KindThresholdShare},
+		_, err := envelope.Open(from.Cert.PublicKey, protocol.FromProto(d.GetSealed()),
+			envelope.Binding{QueryID: "to:" + n.id, Epoch: e.Epoch, NodeID: from.ID, Kind: protocol.KindThresholdShare},
 			n.cfg.Now(), n.cfg.MaxSkew, n.replay)
 		if err != nil {
 			return fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
@@ -406,12 +397,4 @@ func (n *Node) openSealed(info, ct []byte) ([]byte, error) {
 		return nil, err
 	}
 	return hpke.Open(sk, hpke.HKDFSHA256(), hpke.AES256GCM(), info, ct)
-}
-
-func toProto(e *envelope.Envelope) *typesv1.Signed {
-	return &typesv1.Signed{Header: e.Header, Payload: e.Payload, Signature: e.Signature}
-}
-
-func fromProto(s *typesv1.Signed) *envelope.Envelope {
-	return &envelope.Envelope{Header: s.GetHeader(), Payload: s.GetPayload(), Signature: s.GetSignature()}
 }

@@ -50,6 +50,7 @@ var (
 	ErrPolicy           = errors.New("node: refused by node policy")
 	ErrPlaintextOverrun = errors.New("node: worst-case sum could wrap around the plaintext modulus")
 	ErrBadRequest       = errors.New("node: bad request")
+	ErrReplayed         = errors.New("node: replayed or stale request refused")
 )
 
 func init() {
@@ -62,6 +63,7 @@ func init() {
 	rpc.Register(ErrPolicy, codes.PermissionDenied)
 	rpc.Register(ErrPlaintextOverrun, codes.InvalidArgument)
 	rpc.Register(ErrBadRequest, codes.InvalidArgument)
+	rpc.Register(ErrReplayed, codes.PermissionDenied)
 	rpc.Register(ledger.ErrBudgetExhausted, codes.ResourceExhausted)
 	rpc.Register(ledger.ErrQueryIDReuse, codes.AlreadyExists)
 	rpc.Register(plan.ErrInvalid, codes.InvalidArgument)

@@ -16,6 +16,7 @@ import (
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
@@ -74,8 +75,42 @@ func checkPlaintextRange(p *plan.Plan, params homomorphic.Params, members int) e
 	return nil
 }
 
-func (n *Node) evaluate(ctx context.Context, req *nodev1.EvaluateRequest) (*nodev1.EvaluateResponse, error) {
-	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
+// openEvaluate verifies a signed evaluate request from the calling
+// coordinator: signature by the mutual-TLS peer's certificate key, addressed
+// to this node, fresh, and never seen before.
+func (n *Node) openEvaluate(ctx context.Context, req *nodev1.EvaluateRequest) (*nodev1.EvaluateBody, rpc.Peer, error) {
+	peer, cert, err := rpc.RequireCert(ctx, pki.RoleCoordinator)
+	if err != nil {
+		return nil, peer, err
+	}
+	s := req.GetRequest()
+	hdr, err := envelope.ParseHeader(s.GetHeader())
+	if err != nil {
+		return nil, peer, fmt.Errorf("%w: evaluate request: %v", ErrBadRequest, err)
+	}
+	want := hdr.Binding
+	if want.NodeID != n.id || want.Kind != protocol.KindEvaluate {
+		return nil, peer, fmt.Errorf("%w: evaluate request addressed to %s (%s)", ErrBadRequest, want.NodeID, want.Kind)
+	}
+	if _, err := envelope.Open(cert.PublicKey, protocol.FromProto(s), want, n.cfg.Now(), n.cfg.MaxSkew, n.replay); err != nil {
+		if errors.Is(err, envelope.ErrReplay) || errors.Is(err, envelope.ErrStale) {
+			return nil, peer, fmt.Errorf("%w: %v", ErrReplayed, err)
+		}
+		return nil, peer, fmt.Errorf("%w: evaluate request: %v", ErrBadRequest, err)
+	}
+	var body nodev1.EvaluateBody
+	if err := proto.Unmarshal(s.GetPayload(), &body); err != nil {
+		return nil, peer, fmt.Errorf("%w: evaluate request: %v", ErrBadRequest, err)
+	}
+	if body.GetQueryId() != want.QueryID || body.GetEpoch() != want.Epoch {
+		return nil, peer, fmt.Errorf("%w: evaluate request body does not match its binding", ErrBadRequest)
+	}
+	return &body, peer, nil
+}
+
+func (n *Node) evaluate(ctx context.Context, sreq *nodev1.EvaluateRequest) (*nodev1.EvaluateResponse, error) {
+	req, _, err := n.openEvaluate(ctx, sreq)
+	if err != nil {
 		return nil, err
 	}
 	e, err := n.current()
@@ -154,11 +189,11 @@ func (n *Node) partial(ctx context.Context, e *epochState, queryID string, p *pl
 	if err != nil {
 		return nil, err
 	}
-	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: queryID, Epoch: e.Epoch, NodeID: n.id, Kind: KindPartial}, pb, n.cfg.Now())
+	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: queryID, Epoch: e.Epoch, NodeID: n.id, Kind: protocol.KindPartial}, pb, n.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
-	return proto.Marshal(toProto(env))
+	return proto.Marshal(protocol.ToProto(env))
 }
 
 // releaseRecord is what a node remembers of the one release it helped with
@@ -232,8 +267,8 @@ func (n *Node) keySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (*no
 		if seen[from] {
 			return nil, fmt.Errorf("%w: two partials from %s", ErrBadPartial, from)
 		}
-		if _, err := envelope.Open(m.Cert.PublicKey, fromProto(ps.GetSigned()),
-			envelope.Binding{QueryID: qid, Epoch: e.Epoch, NodeID: from, Kind: KindPartial},
+		if _, err := envelope.Open(m.Cert.PublicKey, protocol.FromProto(ps.GetSigned()),
+			envelope.Binding{QueryID: qid, Epoch: e.Epoch, NodeID: from, Kind: protocol.KindPartial},
 			n.cfg.Now(), n.cfg.MaxSkew, n.replay); err != nil {
 			return nil, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
 		}
@@ -280,11 +315,11 @@ func (n *Node) keySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (*no
 	if err != nil {
 		return nil, err
 	}
-	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: qid, Epoch: e.Epoch, NodeID: n.id, Kind: KindKeySwitchShare}, pb, n.cfg.Now())
+	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: qid, Epoch: e.Epoch, NodeID: n.id, Kind: protocol.KindKeySwitchShare}, pb, n.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
-	signed := toProto(env)
+	signed := protocol.ToProto(env)
 	sb, err := proto.Marshal(signed)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,6 +70,18 @@ func Require(ctx context.Context, roles ...pki.Role) (Peer, error) {
 		return p, fmt.Errorf("%w: %s has role %s, needs one of %v", ErrForbidden, p.Name, p.Role, roles)
 	}
 	return p, nil
+}
+
+// RequireCert is Require that also returns the caller's verified certificate
+// (to check signatures made with its key).
+func RequireCert(ctx context.Context, roles ...pki.Role) (Peer, *x509.Certificate, error) {
+	p, err := Require(ctx, roles...)
+	if err != nil {
+		return p, nil, err
+	}
+	pr, _ := peer.FromContext(ctx)
+	ti := pr.AuthInfo.(credentials.TLSInfo)
+	return p, ti.State.VerifiedChains[0][0], nil
 }
 
 // NewServer returns a gRPC server with mutual TLS for id, message size

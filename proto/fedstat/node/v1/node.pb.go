@@ -556,13 +556,12 @@ func (*InstallKeyResponse) Descriptor() ([]byte, []int) {
 }
 
 type EvaluateRequest struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
-	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Spec    *v1.QuerySpec          `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	// analyst is the authenticated identity the coordinator acts for.
-	Analyst       string `protobuf:"bytes,4,opt,name=analyst,proto3" json:"analyst,omitempty"`
-	Role          string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request: Signed{kind "evaluate", node id = the node asked} by the
+	// coordinator's certificate key over an EvaluateBody. The node checks the
+	// signature against the mutual-TLS peer, freshness and the nonce, so a
+	// recorded request cannot be replayed.
+	Request       *v1.Signed `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -597,35 +596,85 @@ func (*EvaluateRequest) Descriptor() ([]byte, []int) {
 	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
-func (x *EvaluateRequest) GetQueryId() string {
+func (x *EvaluateRequest) GetRequest() *v1.Signed {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// EvaluateBody is what the coordinator asks a node to evaluate.
+type EvaluateBody struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Spec    *v1.QuerySpec          `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	// analyst is the authenticated identity the coordinator acts for.
+	Analyst       string `protobuf:"bytes,4,opt,name=analyst,proto3" json:"analyst,omitempty"`
+	Role          string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvaluateBody) Reset() {
+	*x = EvaluateBody{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvaluateBody) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvaluateBody) ProtoMessage() {}
+
+func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvaluateBody.ProtoReflect.Descriptor instead.
+func (*EvaluateBody) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *EvaluateBody) GetQueryId() string {
 	if x != nil {
 		return x.QueryId
 	}
 	return ""
 }
 
-func (x *EvaluateRequest) GetEpoch() uint64 {
+func (x *EvaluateBody) GetEpoch() uint64 {
 	if x != nil {
 		return x.Epoch
 	}
 	return 0
 }
 
-func (x *EvaluateRequest) GetSpec() *v1.QuerySpec {
+func (x *EvaluateBody) GetSpec() *v1.QuerySpec {
 	if x != nil {
 		return x.Spec
 	}
 	return nil
 }
 
-func (x *EvaluateRequest) GetAnalyst() string {
+func (x *EvaluateBody) GetAnalyst() string {
 	if x != nil {
 		return x.Analyst
 	}
 	return ""
 }
 
-func (x *EvaluateRequest) GetRole() string {
+func (x *EvaluateBody) GetRole() string {
 	if x != nil {
 		return x.Role
 	}
@@ -643,7 +692,7 @@ type PartialPayload struct {
 
 func (x *PartialPayload) Reset() {
 	*x = PartialPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +704,7 @@ func (x *PartialPayload) String() string {
 func (*PartialPayload) ProtoMessage() {}
 
 func (x *PartialPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +717,7 @@ func (x *PartialPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartialPayload.ProtoReflect.Descriptor instead.
 func (*PartialPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PartialPayload) GetCiphertexts() [][]byte {
@@ -698,7 +747,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +759,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +772,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EvaluateResponse) GetPartial() *v1.Signed {
@@ -755,7 +804,7 @@ type KeySwitchRequest struct {
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +816,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +829,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -836,7 +885,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +897,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +910,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -881,7 +930,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +942,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +955,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -959,8 +1008,10 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x121\n" +
 	"\x05dealt\x18\x04 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\"\x14\n" +
-	"\x12InstallKeyResponse\"\xa1\x01\n" +
-	"\x0fEvaluateRequest\x12\x19\n" +
+	"\x12InstallKeyResponse\"E\n" +
+	"\x0fEvaluateRequest\x122\n" +
+	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\x9e\x01\n" +
+	"\fEvaluateBody\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
 	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12\x18\n" +
@@ -1006,7 +1057,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 	return file_fedstat_node_v1_node_proto_rawDescData
 }
 
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*InfoRequest)(nil),        // 0: fedstat.node.v1.InfoRequest
 	(*InfoResponse)(nil),       // 1: fedstat.node.v1.InfoResponse
@@ -1018,44 +1069,46 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*InstallKeyRequest)(nil),  // 7: fedstat.node.v1.InstallKeyRequest
 	(*InstallKeyResponse)(nil), // 8: fedstat.node.v1.InstallKeyResponse
 	(*EvaluateRequest)(nil),    // 9: fedstat.node.v1.EvaluateRequest
-	(*PartialPayload)(nil),     // 10: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),   // 11: fedstat.node.v1.EvaluateResponse
-	(*KeySwitchRequest)(nil),   // 12: fedstat.node.v1.KeySwitchRequest
-	(*KeySwitchPayload)(nil),   // 13: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),  // 14: fedstat.node.v1.KeySwitchResponse
-	(*v1.DataSummary)(nil),     // 15: fedstat.types.v1.DataSummary
-	(*v1.Signed)(nil),          // 16: fedstat.types.v1.Signed
-	(*v1.QuerySpec)(nil),       // 17: fedstat.types.v1.QuerySpec
+	(*EvaluateBody)(nil),       // 10: fedstat.node.v1.EvaluateBody
+	(*PartialPayload)(nil),     // 11: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),   // 12: fedstat.node.v1.EvaluateResponse
+	(*KeySwitchRequest)(nil),   // 13: fedstat.node.v1.KeySwitchRequest
+	(*KeySwitchPayload)(nil),   // 14: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),  // 15: fedstat.node.v1.KeySwitchResponse
+	(*v1.DataSummary)(nil),     // 16: fedstat.types.v1.DataSummary
+	(*v1.Signed)(nil),          // 17: fedstat.types.v1.Signed
+	(*v1.QuerySpec)(nil),       // 18: fedstat.types.v1.QuerySpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
-	15, // 0: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	16, // 0: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	2,  // 1: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	16, // 2: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	17, // 2: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	5,  // 3: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	16, // 4: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	16, // 5: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	17, // 4: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	17, // 5: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	6,  // 6: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	5,  // 7: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
-	17, // 8: fedstat.node.v1.EvaluateRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	16, // 9: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	17, // 10: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	6,  // 11: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	16, // 12: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	0,  // 13: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	3,  // 14: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	7,  // 15: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	9,  // 16: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	12, // 17: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	1,  // 18: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	4,  // 19: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	8,  // 20: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	11, // 21: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	14, // 22: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	18, // [18:23] is the sub-list for method output_type
-	13, // [13:18] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	17, // 8: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	18, // 9: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	17, // 10: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	18, // 11: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	6,  // 12: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	17, // 13: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	0,  // 14: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	3,  // 15: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	7,  // 16: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	9,  // 17: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	13, // 18: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	1,  // 19: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	4,  // 20: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	8,  // 21: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	12, // 22: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	15, // 23: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	19, // [19:24] is the sub-list for method output_type
+	14, // [14:19] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -1069,7 +1122,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
