@@ -168,6 +168,9 @@ func (p *parser) query() (*Query, error) {
 			item.Alias, item.AliasPos = p.tok.text, p.tok.pos
 			p.advance()
 		} else if p.tok.kind == tIdent {
+			if Suggest(p.tok.text, []string{"from"}) != "" {
+				return nil, p.errAt(p.tok.pos, "expected FROM, found %s; did you mean `FROM`?", p.describe())
+			}
 			return nil, p.errAt(p.tok.pos, "unexpected %s in the select list; missing `,` or AS?", p.describe())
 		}
 		q.Select = append(q.Select, item)
