@@ -117,6 +117,24 @@ type Entry struct {
 	Hash string
 }
 
+// MarshalJSON returns the entry's canonical encoding with its hash, as a
+// line of the log holds it (without the newline). It does not check or
+// recompute the hash.
+func (e Entry) MarshalJSON() ([]byte, error) {
+	details := []byte("{}")
+	if len(e.Details) > 0 {
+		raw, err := json.Marshal(e.Details)
+		if err != nil {
+			return nil, err
+		}
+		if details, err = canonicalDetails(raw); err != nil {
+			return nil, err
+		}
+	}
+	l := line(body(e.Seq, e.Time, e.Actor, e.Action, e.QueryID, details, e.Prev), e.Hash)
+	return l[:len(l)-1], nil
+}
+
 // wire is an entry as decoded from a line.
 type wire struct {
 	Seq     *uint64         `json:"seq"`

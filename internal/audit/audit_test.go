@@ -304,6 +304,12 @@ func TestScan(t *testing.T) {
 	if err := Scan(bytes.NewReader(data), func(_ int, e Entry) error { got = append(got, e); return nil }); err != nil {
 		t.Fatal(err)
 	}
+	for i, e := range got {
+		b, err := json.Marshal(e)
+		if err != nil || !bytes.HasPrefix(data, nil) || !bytes.Contains(data, append(b, '\n')) {
+			t.Fatalf("entry %d marshals to %s, not its line", i, b)
+		}
+	}
 	if len(got) != 4 || got[3].Seq != 4 || got[1].Action != "budget.debit" || got[2].Details["rho"] != json.Number("0.125") {
 		t.Fatalf("scan: %+v", got)
 	}
