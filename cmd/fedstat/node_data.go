@@ -1,7 +1,254 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/fedstat/fedstat/node/admin"
+)
 
 // nodeDataCommands returns the node's local data commands (import, status).
-// Placeholder until the data layer lands.
-func nodeDataCommands() []*cobra.Command { return nil }
+func nodeDataCommands() []*cobra.Command {
+	return []*cobra.Command{nodeImportCommand(), nodeStatusCommand()}
+}
+
+func nodeImportCommand() *cobra.Command {
+	var o admin.ImportOptions
+	var format string
+	c := &cobra.Command{
+		Use:   "import --data-dir DIR [flags] PATH...",
+		Short: "Import FHIR R4 or CSV records into a node's local store",
+		Long: `Import patient records into the node's local store (DIR/kv), atomically: the whole
+import lands, or nothing does (also if the process is killed). Importing the same files
+again changes nothing; a record with a stored id but new content replaces the old one.
+
+Inputs (files, directories walked in name order, or .tar.gz/.tgz archives of these):
+  *.json                 FHIR R4 Bundle (transaction, collection, searchset, ...) or one resource
+  *.ndjson, *.jsonl      FHIR Bulk Data NDJSON, one resource per line, any types mixed
+  *.csv                  the CDM columns with a header row; the table comes from the file
+                         name (patients.csv, site1_conditions.csv, ...) or --table
+  any of these + .gz     gzip-compressed
+
+FHIR Patient, Condition, Observation, Encounter and MedicationRequest are imported; other
+resource types are skipped and counted. A patient's region comes from the address by
+--region-rule: state, city, postal:N (first N characters of the postal code) or
+fixed:CODE (one region for the whole node).
+
+Bad records (malformed JSON, wrong types, missing fields, impossible dates, records of
+unknown patients, short CSV rows) are listed with file:line or file: entry[N].field. By
+default any bad record fails the import and nothing is written; with --quarantine FILE
+the bad records go to FILE (JSON lines, mode 0600) and the rest is imported.
+
+With --key-file the store is encrypted at rest. The key file holds 32 random bytes, raw or
+as 64 hex digits, and must be mode 0600. Every later command on DIR needs the same key.`,
+		Example: `  fedstat node import --data-dir /var/lib/fedstat bundles.tar.gz
+  fedstat node import --data-dir ./node1 --region-rule postal:3 export/*.ndjson.gz
+  fedstat node import --data-dir ./node1 --region-rule fixed:MA-01 patients.csv conditions.csv
+  fedstat node import --data-dir ./node1 --quarantine bad.jsonl --key-file node.key fhir/`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.DataDir == "" {
+				return &usageError{"node import: --data-dir is required"}
+			}
+			if len(args) == 0 {
+				return &usageError{"node import: give at least one file or directory to import"}
+			}
+			if format != "text" && format != "json" {
+				return &usageError{"node import: --format must be text or json"}
+			}
+			stderr := cmd.ErrOrStderr()
+			o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			if isTerminal(stderr) {
+				o.Progress = stderr
+			} else {
+				o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			}
+			sum, err := admin.Import(cmd.Context(), o, args)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if format == "json" {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(sum)
+			}
+			printImportSummary(out, sum)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.DataDir, "data-dir", "", "node data directory (required)")
+	f.StringVar(&o.KeyFile, "key-file", "", "operator key file: encrypts the store at rest (32 bytes raw or 64 hex digits, mode 0600)")
+	f.StringVar(&o.RegionRule, "region-rule", "state", "region from a FHIR patient's address: state, city, postal:N or fixed:CODE")
+	f.StringVar(&o.Quarantine, "quarantine", "", "write bad records to this file and import the rest (default: any bad record aborts the import)")
+	f.StringVar(&o.Table, "table", "", "table of CSV files whose name does not tell it (patients, conditions, observations, encounters, medications)")
+	f.IntVar(&o.MaxErrors, "max-errors", 20, "how many bad records to list (the total is always given)")
+	f.StringVar(&format, "format", "text", "summary format: text or json")
+	return c
+}
+
+func printImportSummary(w io.Writer, s *admin.ImportSummary) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(w, "read %d file(s), %s in %v\n", s.Files, human(s.Bytes), s.Parse.Round(time.Millisecond))
+	fmt.Fprintln(tw, "table\tread\tadded\treplaced\tunchanged\t")
+	for _, t := range tableOrder {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t\n", t, s.Read[t], s.Added[t], s.Replaced[t], s.Unchanged[t])
+	}
+	tw.Flush()
+	if len(s.Skipped) > 0 {
+		var parts []string
+		for _, k := range sortedKeys(s.Skipped) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, s.Skipped[k]))
+		}
+		fmt.Fprintf(w, "skipped (not in the data model): %s\n", strings.Join(parts, ", "))
+	}
+	if s.Duplicates > 0 {
+		fmt.Fprintf(w, "duplicates in the input (last kept): %d\n", s.Duplicates)
+	}
+	if s.NoRegion > 0 {
+		fmt.Fprintf(w, "patients without a region (address lacks what the region rule needs): %d\n", s.NoRegion)
+	}
+	if s.Quarantined > 0 {
+		fmt.Fprintf(w, "quarantined: %d bad record(s) written to %s\n", s.Quarantined, s.Quarantine)
+	}
+	if s.Generation == 0 {
+		fmt.Fprintln(w, "nothing changed")
+	} else {
+		fmt.Fprintf(w, "committed import %d (write %v, columnar copy %v)\n", s.Generation, s.Write.Round(time.Millisecond), s.Build.Round(time.Millisecond))
+	}
+}
+
+var tableOrder = []string{"patients", "conditions", "observations", "encounters", "medications"}
+
+func nodeStatusCommand() *cobra.Command {
+	var dataDir, keyFile, format string
+	c := &cobra.Command{
+		Use:   "status --data-dir DIR [--format table|json]",
+		Short: "Show what a node stores: rows, date ranges, regions, top codes (admin only)",
+		Long: `Summarise the node's local store: rows per table, the range of every date column,
+patients per region, the most frequent codes, and the recent imports. The numbers are
+exact and for the node's admin only; nothing is sent anywhere.
+
+The JSON form has at least {"tables": {"patients": N, "conditions": N, ...}} plus
+"dates", "regions", "top_codes", "imports" and "generation".`,
+		Example: `  fedstat node status --data-dir ./node1
+  fedstat node status --data-dir ./node1 --format json | jq .tables`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dataDir == "" {
+				return &usageError{"node status: --data-dir is required"}
+			}
+			if format != "table" && format != "json" {
+				return &usageError{"node status: --format must be table or json"}
+			}
+			if _, err := os.Stat(dataDir); err != nil {
+				return fmt.Errorf("node status: %w", err)
+			}
+			st, err := admin.GetStatus(cmd.Context(), dataDir, keyFile)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if format == "json" {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			printStatus(out, st)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&dataDir, "data-dir", "", "node data directory (required)")
+	f.StringVar(&keyFile, "key-file", "", "operator key file, if the store is encrypted")
+	f.StringVar(&format, "format", "table", "output format: table or json")
+	return c
+}
+
+func printStatus(w io.Writer, st *admin.Status) {
+	fmt.Fprintf(w, "data directory %s, import generation %d\n\n", st.DataDir, st.Generation)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "table\trows\tdates")
+	for _, t := range tableOrder {
+		var ds []string
+		for _, col := range sortedKeys(st.Dates[t]) {
+			r := st.Dates[t][col]
+			if r.Min == "" {
+				ds = append(ds, fmt.Sprintf("%s: none", col))
+				continue
+			}
+			ds = append(ds, fmt.Sprintf("%s %s..%s (%d missing)", col, r.Min, r.Max, r.Missing))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", t, st.Tables[t], strings.Join(ds, "; "))
+	}
+	tw.Flush()
+	if len(st.Regions) > 0 {
+		fmt.Fprintln(w, "\npatients by region:")
+		for i, r := range st.Regions {
+			if i == 20 {
+				fmt.Fprintf(w, "  ... %d more regions\n", len(st.Regions)-20)
+				break
+			}
+			name := r.Value
+			if name == "" {
+				name = "(none)"
+			}
+			fmt.Fprintf(w, "  %-30s %d\n", name, r.Rows)
+		}
+	}
+	for _, t := range tableOrder {
+		cs := st.TopCodes[t]
+		if len(cs) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\ntop codes in %s:\n", t)
+		for _, c := range cs {
+			fmt.Fprintf(w, "  %-14s %-45s %d\n", c.Value, c.System, c.Rows)
+		}
+	}
+	if len(st.Imports) > 0 {
+		fmt.Fprintln(w, "\nimports:")
+		for _, im := range st.Imports {
+			fmt.Fprintf(w, "  %d  %s  %s\n", im.Generation, im.Time.Format(time.RFC3339), im.Source)
+		}
+	}
+	fmt.Fprintf(w, "\ncolumnar copy built in %v\n", st.BuildTime.Round(time.Millisecond))
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+

@@ -1,0 +1,427 @@
+package admin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/node/internal/csvimport"
+	"github.com/fedstat/fedstat/node/internal/fhir"
+	"github.com/fedstat/fedstat/node/internal/store"
+)
+
+// ImportOptions configure Import.
+type ImportOptions struct {
+	// DataDir is the node's data directory. Required by Import (not by
+	// ImportInto).
+	DataDir string
+	// KeyFile is the operator key file (see ReadKeyFile). Defaults to none
+	// (no encryption at rest).
+	KeyFile string
+	// RegionRule derives a patient's region from the address of FHIR
+	// Patients: "state", "city", "postal:N" (first N characters of the
+	// postal code) or "fixed:CODE". Defaults to "state". CSV patients carry
+	// their region in the region column.
+	RegionRule string
+	// Table names the table of CSV files whose name does not tell it.
+	// Defaults to the file name (patients.csv, site1_conditions.csv, ...).
+	Table string
+	// Quarantine, when set, is a file that receives the bad records (one
+	// JSON object per line with the error) while the good ones are
+	// imported. The file is created with mode 0600 (it holds patient
+	// data) and replaced if it exists. Defaults to none: any bad record
+	// fails the whole import and nothing is written.
+	Quarantine string
+	// MaxErrors caps the errors listed in the returned error (the total
+	// is always given). Defaults to 20.
+	MaxErrors int
+	// Progress, when set, receives a progress bar (use it for a terminal).
+	// Without it, progress goes to Logger every few seconds.
+	Progress io.Writer
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+}
+
+// ImportSummary describes an import.
+type ImportSummary struct {
+	// Files is the number of input files read (archive members count).
+	Files int `json:"files"`
+	// Bytes is the input size on disk; JSONBytes the uncompressed FHIR
+	// JSON read.
+	Bytes     int64 `json:"bytes"`
+	JSONBytes int64 `json:"json_bytes"`
+	// Read counts the good records read, by table.
+	Read map[string]int `json:"read"`
+	// Skipped counts FHIR resources of types outside the model, by type.
+	Skipped map[string]int `json:"skipped"`
+	// Bad is the number of bad records; Quarantined how many of them went
+	// to the quarantine file.
+	Bad         int    `json:"bad"`
+	Quarantined int    `json:"quarantined"`
+	Quarantine  string `json:"quarantine,omitempty"`
+	// NoRegion counts FHIR patients whose address gave no region.
+	NoRegion int `json:"no_region"`
+	// Added, Replaced and Unchanged count stored records by table.
+	Added     map[string]int `json:"added"`
+	Replaced  map[string]int `json:"replaced"`
+	Unchanged map[string]int `json:"unchanged"`
+	// Duplicates counts records given more than once (same table and id);
+	// the last was kept.
+	Duplicates int `json:"duplicates"`
+	// Generation is the store generation the import committed (0: nothing
+	// changed).
+	Generation uint64 `json:"generation"`
+	// Parse, Write and Build time the phases: reading the input, storing
+	// durably, rebuilding the columnar copy.
+	Parse time.Duration `json:"parse_ns"`
+	Write time.Duration `json:"write_ns"`
+	Build time.Duration `json:"build_ns"`
+}
+
+// ImportError is returned when an import has bad records and no
+// quarantine: nothing was written. It lists the first errors.
+type ImportError struct {
+	Errors []*cdm.RecordError // the first MaxErrors, in input order
+	Total  int
+}
+
+func (e *ImportError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d bad record(s), nothing imported (fix them, or use --quarantine FILE to import the rest):", e.Total)
+	for _, re := range e.Errors {
+		b.WriteString("\n  ")
+		b.WriteString(re.Error())
+	}
+	if e.Total > len(e.Errors) {
+		fmt.Fprintf(&b, "\n  ... and %d more", e.Total-len(e.Errors))
+	}
+	return b.String()
+}
+
+// Unwrap makes errors.Is(err, ErrBadInput) hold, and exposes the listed
+// record errors.
+func (e *ImportError) Unwrap() []error {
+	out := []error{ErrBadInput}
+	for _, re := range e.Errors {
+		out = append(out, re)
+	}
+	return out
+}
+
+// Import opens the store of o.DataDir, imports the files at paths into it
+// (see ImportInto) and closes it.
+func Import(ctx context.Context, o ImportOptions, paths []string) (*ImportSummary, error) {
+	s, db, err := OpenStore(ctx, OpenOptions{DataDir: o.DataDir, KeyFile: o.KeyFile, Logger: o.Logger})
+	if err != nil {
+		return nil, err
+	}
+	sum, err := ImportInto(ctx, s, o, paths)
+	if cerr := db.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("admin: close: %w", cerr)
+	}
+	return sum, err
+}
+
+// ImportInto reads the files at paths (FHIR Bundles and NDJSON, CSV, .gz,
+// .tar.gz archives, directories of these) and stores their records in s as
+// one atomic import. Records whose patient is neither in the input nor in
+// the store are bad records. With bad records and no o.Quarantine it
+// returns an *ImportError and writes nothing; with o.Quarantine it writes
+// the bad records there first and imports the rest. o.DataDir and
+// o.KeyFile are ignored.
+func ImportInto(ctx context.Context, s *store.Store, o ImportOptions, paths []string) (*ImportSummary, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.RegionRule == "" {
+		o.RegionRule = "state"
+	}
+	if o.MaxErrors <= 0 {
+		o.MaxErrors = 20
+	}
+	rule, err := fhir.ParseRegionRule(o.RegionRule)
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		return nil, errors.New("admin: no input files")
+	}
+	total, err := inputSize(paths)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	prog := newProgress(ctx, o, total)
+	var p *fhir.Parser
+	p = fhir.NewParser(fhir.Options{
+		Region:   rule,
+		Progress: prog.add,
+		Other: func(name string, data []byte) error {
+			res := p.Result()
+			res.Errors = append(res.Errors, csvimport.Parse(name, bytes.NewReader(data), o.Table, &res.Records, &res.Origins)...)
+			return nil
+		},
+	})
+	for _, path := range paths {
+		if err := ctx.Err(); err != nil {
+			prog.done()
+			return nil, err
+		}
+		if err := p.ParsePath(path); err != nil {
+			prog.done()
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+	}
+	prog.done()
+	res := p.Result()
+	sum := &ImportSummary{Files: res.Files, Bytes: total, JSONBytes: res.JSONBytes, Skipped: res.Skipped, Parse: time.Since(t0)}
+	for _, pt := range res.Records.Patients {
+		if pt.Region == "" {
+			if _, fromFHIR := res.Addresses[pt.ID]; fromFHIR {
+				sum.NoRegion++
+			}
+		}
+	}
+	recs := &res.Records
+	bad := res.Errors
+	recs, bad = checkPatients(recs, &res.Origins, s.Tables(), bad)
+	sum.Read = recs.TableCounts()
+	sum.Bad = len(bad)
+	o.Logger.Info("admin: input read", "files", res.Files, "records", recs.Len(), "bad", len(bad), "parse", sum.Parse.Round(time.Millisecond))
+	if len(bad) > 0 {
+		if o.Quarantine == "" {
+			return sum, &ImportError{Errors: bad[:min(len(bad), o.MaxErrors)], Total: len(bad)}
+		}
+		if err := writeQuarantine(o.Quarantine, bad); err != nil {
+			return sum, err
+		}
+		sum.Quarantined, sum.Quarantine = len(bad), o.Quarantine
+		o.Logger.Warn("admin: bad records quarantined", "records", len(bad), "file", o.Quarantine)
+	}
+	st, err := s.ImportRecords(ctx, recs, sourceOf(paths))
+	if st != nil {
+		sum.Added, sum.Replaced, sum.Unchanged = st.Added, st.Replaced, st.Unchanged
+		sum.Duplicates, sum.Generation = st.Duplicates, st.Generation
+		sum.Write, sum.Build = st.Write, st.Build
+	}
+	return sum, err
+}
+
+func sourceOf(paths []string) string {
+	s := strings.Join(paths, " ")
+	if len(s) > 512 {
+		s = s[:509] + "..."
+	}
+	return s
+}
+
+// inputSize sums the sizes of the files at paths (directories walked).
+func inputSize(paths []string) (int64, error) {
+	var n int64
+	for _, p := range paths {
+		err := filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.Type().IsRegular() {
+				if fi, err := d.Info(); err == nil {
+					n += fi.Size()
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("admin: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// checkPatients moves records whose patient is unknown (not among the
+// good patients of the input, not stored) from recs to the bad records.
+func checkPatients(recs *cdm.Records, org *cdm.Origins, snap *cdm.Tables, bad []*cdm.RecordError) (*cdm.Records, []*cdm.RecordError) {
+	ids := make(map[string]struct{}, len(recs.Patients))
+	for i := range recs.Patients {
+		ids[recs.Patients[i].ID] = struct{}{}
+	}
+	known := func(id string) bool {
+		if _, ok := ids[id]; ok {
+			return true
+		}
+		_, ok := snap.PatientIndex(id)
+		return ok
+	}
+	var unknown []*cdm.RecordError
+	flag := func(table, id, pid string, o cdm.Origin) {
+		path := "subject.reference"
+		switch {
+		case o.Line > 0 && strings.HasSuffix(strings.ToLower(strings.TrimSuffix(o.File, ".gz")), ".csv"):
+			path = "patient_id"
+		case o.Entry >= 0:
+			path = "resource.subject.reference"
+		}
+		raw, _ := json.Marshal(map[string]string{"table": table, "id": id, "patient_id": pid})
+		unknown = append(unknown, &cdm.RecordError{Origin: o, Path: path, Raw: raw,
+			Err: fmt.Errorf("%w %q: not in this import nor in the store", cdm.ErrUnknownPatient, pid)})
+	}
+	out := &cdm.Records{Patients: recs.Patients}
+	for i, c := range recs.Conditions {
+		if known(c.PatientID) {
+			out.Conditions = append(out.Conditions, c)
+		} else {
+			flag(cdm.TableConditions, c.ID, c.PatientID, org.Conditions[i])
+		}
+	}
+	for i, x := range recs.Observations {
+		if known(x.PatientID) {
+			out.Observations = append(out.Observations, x)
+		} else {
+			flag(cdm.TableObservations, x.ID, x.PatientID, org.Observations[i])
+		}
+	}
+	for i, x := range recs.Encounters {
+		if known(x.PatientID) {
+			out.Encounters = append(out.Encounters, x)
+		} else {
+			flag(cdm.TableEncounters, x.ID, x.PatientID, org.Encounters[i])
+		}
+	}
+	for i, x := range recs.Medications {
+		if known(x.PatientID) {
+			out.Medications = append(out.Medications, x)
+		} else {
+			flag(cdm.TableMedications, x.ID, x.PatientID, org.Medications[i])
+		}
+	}
+	if len(unknown) == 0 {
+		return recs, bad
+	}
+	return out, append(bad, unknown...)
+}
+
+// quarantineLine is one line of a quarantine file.
+type quarantineLine struct {
+	File  string          `json:"file"`
+	Line  int             `json:"line,omitempty"`
+	Entry *int            `json:"entry,omitempty"`
+	Path  string          `json:"path,omitempty"`
+	Error string          `json:"error"`
+	JSON  json.RawMessage `json:"record,omitempty"`
+	Text  string          `json:"record_text,omitempty"`
+}
+
+// writeQuarantine writes the bad records durably (fsync) before anything
+// is imported.
+func writeQuarantine(path string, bad []*cdm.RecordError) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("admin: quarantine: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for _, e := range bad {
+		q := quarantineLine{File: e.File, Line: e.Line, Path: e.Path, Error: e.Error()}
+		if e.Entry >= 0 {
+			entry := e.Entry
+			q.Entry = &entry
+		}
+		if raw := bytes.TrimSpace(e.Raw); len(raw) > 0 {
+			if json.Valid(raw) {
+				q.JSON = raw
+			} else {
+				q.Text = string(raw)
+			}
+		}
+		if err := enc.Encode(&q); err != nil {
+			f.Close()
+			return fmt.Errorf("admin: quarantine: %w", err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("admin: quarantine: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("admin: quarantine: %w", err)
+	}
+	return f.Close()
+}
+
+// progress reports bytes read: a bar on o.Progress, or log lines.
+type progress struct {
+	bar   *progressbar.ProgressBar
+	n     atomic.Int64
+	total int64
+	stop  chan struct{}
+	ended chan struct{}
+}
+
+func newProgress(ctx context.Context, o ImportOptions, total int64) *progress {
+	p := &progress{total: total, stop: make(chan struct{}), ended: make(chan struct{})}
+	if o.Progress != nil {
+		p.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(o.Progress),
+			progressbar.OptionSetDescription("reading"),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionShowElapsedTimeOnFinish(),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(o.Progress) }),
+		)
+		close(p.ended)
+		return p
+	}
+	go func() {
+		defer close(p.ended)
+		t := time.NewTicker(3 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				o.Logger.Info("admin: reading input", "bytes", p.n.Load(), "of", p.total,
+					"percent", strconv.FormatFloat(100*float64(p.n.Load())/float64(max(p.total, 1)), 'f', 1, 64))
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) add(n int64) {
+	p.n.Add(n)
+	if p.bar != nil {
+		_ = p.bar.Add64(n)
+	}
+}
+
+func (p *progress) done() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+		return
+	}
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	<-p.ended
+}

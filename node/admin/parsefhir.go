@@ -1,0 +1,40 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/node/internal/fhir"
+)
+
+// ParseFHIR parses FHIR R4 files (Bundles, Bulk NDJSON, .tar.gz of either)
+// into records without storing them, deriving regions by regionRule (see
+// fhir.ParseRegionRule). The demo uses it to split a data set across nodes.
+// Any bad record is an error listing the first problems.
+func ParseFHIR(ctx context.Context, regionRule string, paths ...string) (*cdm.Records, error) {
+	rule, err := fhir.ParseRegionRule(regionRule)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	res, err := fhir.ParseFiles(fhir.Options{Region: rule}, paths...)
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Errors) > 0 {
+		errs := make([]error, 0, 5)
+		for i, e := range res.Errors {
+			if i == 5 {
+				break
+			}
+			errs = append(errs, e)
+		}
+		return nil, fmt.Errorf("%w: %d bad records: %w", ErrBadInput, len(res.Errors), errors.Join(errs...))
+	}
+	r := res.Records
+	return &r, nil
+}
