@@ -1,0 +1,244 @@
+package dp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/queries/eval"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+var ref = cdm.DateFromYMD(2024, 1, 1)
+
+func mustPlan(t testing.TB, sql string, mutate func(*plan.Request)) *plan.Plan {
+	t.Helper()
+	req := plan.Request{SQL: sql, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 2, ReferenceDate: ref}
+	if mutate != nil {
+		mutate(&req)
+	}
+	p, err := plan.Build(req, &plan.Catalogue{Regions: []string{"north", "south"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// node builds a node with n patients, each with one condition 38341003 and
+// one HbA1c value, values cycling through 4, 6, 8, ..., 18.
+func node(n int) *cdm.Tables {
+	b := cdm.NewBuilder()
+	for i := 0; i < n; i++ {
+		id := fmt.Sprint("p", i)
+		region := "north"
+		if i%3 == 0 {
+			region = "south"
+		}
+		b.AddPatient(&cdm.Patient{ID: id, BirthDate: cdm.DateFromYMD(1960+i%40, 1, 1), Sex: cdm.SexFemale, Region: region})
+		b.AddCondition(&cdm.Condition{ID: id, PatientID: id, Code: "38341003", Onset: cdm.DateFromYMD(2020, 3, 1)})
+		b.AddObservation(&cdm.Observation{ID: id, PatientID: id, Code: "4548-4", Value: float64(4 + 2*(i%8)), HasValue: true})
+	}
+	return b.Build()
+}
+
+func evaluate(t testing.TB, p *plan.Plan, tb *cdm.Tables) *eval.Exact {
+	t.Helper()
+	e, err := eval.Evaluate(context.Background(), p, tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// release sums `nodes` shares of e (every node holding the same data) and
+// releases the total.
+func release(t testing.TB, p *plan.Plan, es []*eval.Exact) []int64 {
+	t.Helper()
+	total := make([]int64, p.VectorLen())
+	for _, e := range es {
+		s, err := NoiseShare(p, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range s.Slots() {
+			total[i] += v
+		}
+	}
+	return total
+}
+
+// TestNodeNoiseVariance: 10,000 draws of a node's share have the promised
+// variance σ_node²·Scale² (+1/12 for rounding) within sampling error: the
+// relative standard error of a sample variance is √(2/n) ≈ 1.4%; we allow 6%.
+func TestNodeNoiseVariance(t *testing.T) {
+	for _, mech := range []string{plan.Gaussian, plan.Laplace} {
+		p := mustPlan(t, `SELECT week(onset_date), COUNT(*) FROM conditions WHERE onset_date BETWEEN '2020-01-06' AND '2020-12-27' GROUP BY week(onset_date)`,
+			func(r *plan.Request) { r.Mechanism = mech; r.Epsilon = 0.5 })
+		e := evaluate(t, p, cdm.NewBuilder().Build()) // all zero
+		want := p.NodeSigmas()[0]
+		want = want*want + 1.0/12
+		var n, sum, sumsq float64
+		for n < 10000 {
+			s, err := NoiseShare(p, e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range s.Slots() {
+				x := float64(v)
+				n++
+				sum += x
+				sumsq += x * x
+			}
+		}
+		mean := sum / n
+		v := sumsq/n - mean*mean
+		t.Logf("%s: %v draws, mean %.3f, variance %.2f, promised %.2f", mech, n, mean, v, want)
+		if math.Abs(v/want-1) > 0.06 {
+			t.Errorf("%s: variance %.2f, promised %.2f", mech, v, want)
+		}
+		if math.Abs(mean) > 5*math.Sqrt(want/n) {
+			t.Errorf("%s: mean %.3f not near 0", mech, mean)
+		}
+	}
+}
+
+// TestCoverage: over 1,000 releases (sum of m = 3 node shares), the 95%
+// interval of a count covers the true value 93-97% of the time.
+func TestCoverage(t *testing.T) {
+	p := mustPlan(t, "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '38341003'", nil)
+	e := evaluate(t, p, node(40))
+	es := []*eval.Exact{e, e, e}
+	const truth = 120
+	covered := 0
+	for i := 0; i < 1000; i++ {
+		r, err := Release(p, release(t, p, es), 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := r.Rows[0].Values[0]
+		if n.CILow <= truth && truth <= n.CIHigh {
+			covered++
+		}
+	}
+	t.Logf("coverage %d/1000", covered)
+	if covered < 930 || covered > 970 {
+		t.Errorf("95%% intervals covered the truth %d/1000 times, want 930-970", covered)
+	}
+}
+
+// TestCoverageDerived checks the delta-method intervals of AVG and STDDEV
+// (wider tolerance: 400 releases, 90-99%).
+func TestCoverageDerived(t *testing.T) {
+	p := mustPlan(t, "SELECT AVG(CLAMP(value, 3, 20)), STDDEV(CLAMP(value, 3, 20)) FROM observations WHERE code = '4548-4' WITH max_rows = 1",
+		func(r *plan.Request) { r.Epsilon = 2 })
+	tb := node(2000)
+	e := evaluate(t, p, tb)
+	ex, _ := Exact(p, e)
+	meanTrue, sdTrue := ex.Rows[0].Values[0].Value, ex.Rows[0].Values[1].Value
+	es := []*eval.Exact{e, e, e}
+	var cm, cs int
+	const runs = 400
+	for i := 0; i < runs; i++ {
+		r, err := Release(p, release(t, p, es), 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, s := r.Rows[0].Values[0], r.Rows[0].Values[1]
+		if m.CILow <= meanTrue && meanTrue <= m.CIHigh {
+			cm++
+		}
+		if s.CILow <= sdTrue && sdTrue <= s.CIHigh {
+			cs++
+		}
+	}
+	t.Logf("mean %.3f covered %d/%d; stddev %.3f covered %d/%d", meanTrue, cm, runs, sdTrue, cs, runs)
+	for name, c := range map[string]int{"mean": cm, "stddev": cs} {
+		if f := float64(c) / runs; f < 0.90 || f > 0.99 {
+			t.Errorf("%s coverage %.3f", name, f)
+		}
+	}
+}
+
+func TestReleaseChecks(t *testing.T) {
+	p := mustPlan(t, "SELECT COUNT(*) FROM patients", nil)
+	if _, err := Release(p, []int64{5}, 2); !errors.Is(err, ErrTooFewNodes) {
+		t.Errorf("2 of 3 nodes: %v", err)
+	}
+	if _, err := Release(p, []int64{5, 6}, 3); !errors.Is(err, ErrMismatch) {
+		t.Errorf("wrong length: %v", err)
+	}
+	q := mustPlan(t, "SELECT COUNT(*) FROM patients", nil)
+	e := evaluate(t, q, node(3))
+	if _, err := NoiseShare(p, e); !errors.Is(err, ErrMismatch) {
+		t.Errorf("exact of another plan: %v", err)
+	}
+}
+
+func TestSmallCounts(t *testing.T) {
+	p := mustPlan(t, "SELECT region, COUNT(*), AVG(CLAMP(value, 3, 20)) FROM observations GROUP BY region", nil)
+	// Totals as decoded: north 3 rows (small), south 500 rows.
+	ms := p.Measures()
+	totals := make([]int64, p.VectorLen())
+	totals[0], totals[1] = 3, 500 // COUNT(*)
+	totals[2], totals[3] = 3, 500 // count of values
+	_ = ms
+	r, err := Release(p, totals, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.Rows[0].Values[0]; !d.Suppressed || d.Display != "< 10" {
+		t.Errorf("north count: %+v", d)
+	}
+	if d := r.Rows[0].Values[1]; !d.Suppressed || d.Display != "n < 10" {
+		t.Errorf("north mean: %+v", d)
+	}
+	if d := r.Rows[1].Values[0]; d.Suppressed || d.Display != "500" {
+		t.Errorf("south count: %+v", d)
+	}
+	var b strings.Builder
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "< 10") {
+		t.Errorf("table:\n%s", b.String())
+	}
+}
+
+func TestLaplaceSumQuantile(t *testing.T) {
+	if q := laplaceSumQuantile(1, 0.975); math.Abs(q-math.Log(20)) > 1e-6 {
+		t.Errorf("n=1: %v, want ln 20", q)
+	}
+	prev := 0.0
+	for n := 1; n <= 60; n++ {
+		q := laplaceSumQuantile(n, 0.975)
+		norm := z975 * math.Sqrt(2*float64(n))
+		if q <= prev || q < norm*0.95 || q > norm*1.2 {
+			t.Errorf("n=%d: quantile %v (normal %v, previous %v)", n, q, norm, prev)
+		}
+		prev = q
+	}
+}
+
+func TestGaussianCalibration(t *testing.T) {
+	for _, target := range []float64{0.01, 1, 3.78, 1000, 1e9} {
+		l := gaussianLInf(target)
+		got := noiseSigma(l)
+		if got < target || got > target*1.002 {
+			t.Errorf("target %v: sigma %v", target, got)
+		}
+	}
+}
+
+func BenchmarkNoiseShare56Cells(b *testing.B) {
+	p := mustPlan(b, `SELECT week(onset_date) AS week, region, COUNT(DISTINCT patient_id) FROM conditions WHERE code = '840539006' AND onset_date BETWEEN '2020-02-01' AND '2020-04-30' GROUP BY week, region`, nil)
+	e := evaluate(b, p, node(100))
+	for b.Loop() {
+		if _, err := NoiseShare(p, e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
