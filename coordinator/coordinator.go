@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sort"
 	"sync"
 	"time"
 
@@ -30,7 +29,7 @@ import (
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
-	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	"github.com/fedstat/fedstat/queries/parse"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -49,7 +48,9 @@ func init() {
 	rpc.Register(ErrTooFewNodes, codes.FailedPrecondition)
 	rpc.Register(ErrNotFound, codes.NotFound)
 	rpc.Register(ErrBadRequest, codes.InvalidArgument)
-	rpc.Register(plan.ErrInvalid, codes.InvalidArgument)
+	for _, err := range []error{plan.ErrRequest, parse.ErrSyntax, parse.ErrUnknownName, parse.ErrInvalid} {
+		rpc.Register(err, codes.InvalidArgument)
+	}
 }
 
 // NodeEndpoint is a node the coordinator can reach.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -346,7 +347,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
 	}
 	q.phase("decrypt+release", start)
-	return ResultToProto(r, len(parts)), nil
+	return ResultToProto(r), nil
 }
 
 func (e *epoch) member(id string) epochMember {
@@ -434,13 +435,19 @@ func rpcMessage(err error) string {
 	return fmt.Sprintf("%s (%s)", msg, code)
 }
 
-// ResultToProto converts a released result to its wire form.
-func ResultToProto(r *result.Result, nodes int) *typesv1.Result {
-	out := &typesv1.Result{Columns: r.Columns, Epsilon: r.Epsilon, Delta: r.Delta, Rho: r.Rho, Nodes: int32(nodes), Notes: r.Notes}
+// ResultToProto converts a released result to its wire form. Suppressed
+// numbers travel without their value.
+func ResultToProto(r *result.Result) *typesv1.Result {
+	out := &typesv1.Result{Columns: r.Columns, KeyColumns: int32(r.KeyColumns), Epsilon: r.Epsilon, Delta: r.Delta, Rho: r.Rho,
+		Mechanism: r.Mechanism, Nodes: int32(r.Nodes), SmallCountThreshold: int32(r.SmallCountThreshold)}
 	for _, row := range r.Rows {
-		pr := &typesv1.Row{}
-		for _, cell := range row.Cells {
-			pr.Cells = append(pr.Cells, &typesv1.Cell{Text: cell.Text, Value: cell.Value, CiLow: cell.CILow, CiHigh: cell.CIHigh, HasInterval: cell.HasInterval, Display: cell.Display})
+		pr := &typesv1.Row{Keys: row.Keys}
+		for _, v := range row.Values {
+			n := &typesv1.Number{Display: v.Display, Suppressed: v.Suppressed}
+			if !v.Suppressed {
+				n.Value, n.CiLow, n.CiHigh = v.Value, v.CILow, v.CIHigh
+			}
+			pr.Values = append(pr.Values, n)
 		}
 		out.Rows = append(out.Rows, pr)
 	}
@@ -522,13 +529,18 @@ func (c *Coordinator) List(limit int, analyst string) []*coordinatorv1.QueryStat
 	return out
 }
 
-// ResultFromProto converts a wire result back to a result for formatting.
+// ResultFromProto converts a wire result back, for formatting.
 func ResultFromProto(p *typesv1.Result) *result.Result {
-	r := &result.Result{Columns: p.GetColumns(), Epsilon: p.GetEpsilon(), Delta: p.GetDelta(), Rho: p.GetRho(), Notes: p.GetNotes()}
+	r := &result.Result{Columns: p.GetColumns(), KeyColumns: int(p.GetKeyColumns()), Epsilon: p.GetEpsilon(), Delta: p.GetDelta(),
+		Rho: p.GetRho(), Mechanism: p.GetMechanism(), Nodes: int(p.GetNodes()), SmallCountThreshold: int(p.GetSmallCountThreshold())}
 	for _, row := range p.GetRows() {
-		var rr result.Row
-		for _, c := range row.GetCells() {
-			rr.Cells = append(rr.Cells, result.Cell{Text: c.GetText(), Value: c.GetValue(), CILow: c.GetCiLow(), CIHigh: c.GetCiHigh(), HasInterval: c.GetHasInterval(), Display: c.GetDisplay()})
+		rr := result.Row{Keys: row.GetKeys()}
+		for _, v := range row.GetValues() {
+			n := result.Number{Value: v.GetValue(), CILow: v.GetCiLow(), CIHigh: v.GetCiHigh(), Display: v.GetDisplay(), Suppressed: v.GetSuppressed()}
+			if n.Suppressed {
+				n.Value, n.CILow, n.CIHigh = math.NaN(), math.NaN(), math.NaN()
+			}
+			rr.Values = append(rr.Values, n)
 		}
 		r.Rows = append(r.Rows, rr)
 	}

@@ -227,3 +227,12 @@ func (c *Coordinator) GossipAddr() string {
 	}
 	return c.pool.Addr()
 }
+
+// touch records that a node answered just now.
+func (c *Coordinator) touch(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.reg[id]; ok {
+		n.LastSeen = c.cfg.Now()
+	}
+}

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/fedstat/fedstat/internal/pki"
@@ -100,16 +101,29 @@ func (c *Coordinator) NodesStatus(ctx context.Context) *coordinatorv1.NodesRespo
 	if e, err := c.currentEpoch(); err == nil {
 		out.Epoch, out.Threshold = e.ID, int32(e.Threshold)
 	}
-	for _, n := range c.cfg.Nodes {
+	reg := c.registry()
+	infos := make([]*coordinatorv1.NodeInfo, len(reg))
+	var wg sync.WaitGroup
+	for i, n := range reg {
 		ni := &coordinatorv1.NodeInfo{NodeId: n.ID, Address: n.Addr}
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		info, err := c.nodes[n.ID].Info(cctx, &nodev1.InfoRequest{})
-		cancel()
-		if err == nil {
-			ni.Alive, ni.Version, ni.Epoch, ni.Summary = true, info.GetVersion(), info.GetEpoch(), info.GetSummary()
-			ni.LastSeenUnixMs = c.cfg.Now().UnixMilli()
+		if !n.LastSeen.IsZero() {
+			ni.LastSeenUnixMs = n.LastSeen.UnixMilli()
 		}
-		out.Nodes = append(out.Nodes, ni)
+		infos[i] = ni
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			info, err := n.client.Info(cctx, &nodev1.InfoRequest{})
+			cancel()
+			if err == nil {
+				ni.Alive, ni.Version, ni.Epoch, ni.Summary = true, info.GetVersion(), info.GetEpoch(), info.GetSummary()
+				ni.LastSeenUnixMs = c.cfg.Now().UnixMilli()
+				c.touch(n.ID)
+			}
+		}()
 	}
+	wg.Wait()
+	out.Nodes = infos
 	return out
 }

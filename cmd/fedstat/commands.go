@@ -5,7 +5,7 @@ import "github.com/spf13/cobra"
 // commands lists the top-level subcommands.
 func commands() []*cobra.Command {
 	return []*cobra.Command{
-		// demoCommand(), enabled once the data and query layers land
+		demoCommand(),
 		caCommand(),
 		nodeCommand(),
 		synthCommand(),

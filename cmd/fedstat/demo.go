@@ -1,5 +1,3 @@
-//go:build fedstat_wip
-
 package main
 
 import (
@@ -59,7 +57,7 @@ For comparison only, the demo also prints the exact answer computed in the clear
 				return &usageError{fmt.Sprintf("--threshold must lie in 1..%d", nodes)}
 			}
 			if o.MinNodes == 0 {
-				o.MinNodes = max(o.Threshold, nodes-1)
+				o.MinNodes = nodes
 			}
 			if verbose {
 				o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -76,7 +74,7 @@ For comparison only, the demo also prints the exact answer computed in the clear
 	f := c.Flags()
 	f.IntVar(&nodes, "nodes", 3, "number of nodes")
 	f.IntVar(&o.Threshold, "threshold", 0, "decryption threshold T: any T nodes can release a total (default nodes-1)")
-	f.IntVar(&o.MinNodes, "min-nodes", 0, "partials a release needs (default max(threshold, nodes-1))")
+	f.IntVar(&o.MinNodes, "min-nodes", 0, "partials a release needs (default: all nodes). With m partials and threshold T,\neach node adds noise of variance sigma^2/(m-T+1): a larger m means less noise")
 	f.Float64Var(&o.Epsilon, "epsilon", 1.0, "privacy loss epsilon of each query")
 	f.Float64Var(&o.Delta, "delta", 1e-6, "privacy loss delta of each query (Gaussian noise)")
 	f.StringArrayVar(&o.Queries, "query", nil, "query to run (repeatable; default: the type-2 diabetes cohort count)")

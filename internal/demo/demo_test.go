@@ -14,6 +14,7 @@ import (
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	"github.com/fedstat/fedstat/internal/synth"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -65,10 +66,10 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := st.GetResult()
-	if res.GetNodes() != 3 || len(res.GetRows()) != 1 || len(res.GetRows()[0].GetCells()) != 1 {
+	if res.GetNodes() != 3 || len(res.GetRows()) != 1 || len(res.GetRows()[0].GetValues()) != 1 {
 		t.Fatalf("unexpected result shape: %v", res)
 	}
-	got := res.GetRows()[0].GetCells()[0]
+	got := res.GetRows()[0].GetValues()[0]
 
 	exact := exactTotal(t, nw, st.Spec)
 	if exact < 10 {
@@ -79,7 +80,7 @@ func TestEndToEnd(t *testing.T) {
 	if bound := 3.291 * sigma; math.Abs(got.GetValue()-exact) > bound {
 		t.Fatalf("released %v, exact %v: off by more than the 99.9%% bound %v (sigma %v)", got.GetValue(), exact, bound, sigma)
 	}
-	if !got.GetHasInterval() || got.GetCiLow() > got.GetValue() || got.GetCiHigh() < got.GetValue() {
+	if got.GetSuppressed() || got.GetCiLow() > got.GetValue() || got.GetCiHigh() < got.GetValue() {
 		t.Fatalf("released value without a sensible 95%% interval: %v", got)
 	}
 	if res.GetEpsilon() <= 0 || res.GetEpsilon() > 1+1e-9 || res.GetDelta() <= 0 {
@@ -107,11 +108,26 @@ func buildPlan(t *testing.T, nw *Network, spec *typesv1.QuerySpec) *plan.Plan {
 
 func exactTotal(t *testing.T, nw *Network, spec *typesv1.QuerySpec) float64 {
 	t.Helper()
-	_, v, err := nw.ExactValues(context.Background(), spec)
+	_, e, err := nw.ExactValues(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v[0]
+	return e.Values()[0]
+}
+
+// evaluate asks node id for its partial, signing the request as the
+// coordinator.
+func evaluate(t *testing.T, ctx context.Context, nw *Network, nodes map[string]nodev1.NodeServiceClient, id, qid string, spec *typesv1.QuerySpec) (*nodev1.EvaluateResponse, error) {
+	t.Helper()
+	coord, err := pki.LoadIdentityDir(nw.Dir+"/pki", "coordinator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := protocol.SignEvaluate(coord.Key, id, &nodev1.EvaluateBody{QueryId: qid, Epoch: nw.Epoch, Spec: spec, Analyst: "analyst", Role: "analyst"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodes[id].Evaluate(ctx, req)
 }
 
 // coordinatorClients dials every node as the coordinator (the test plays a
@@ -147,7 +163,7 @@ func TestCoordinatorCannotDecryptOnePartial(t *testing.T) {
 	qid := "q-curious"
 	var partials []*nodev1.NodeSigned
 	for _, id := range []string{"node-1", "node-2"} {
-		resp, err := nodes[id].Evaluate(ctx, &nodev1.EvaluateRequest{QueryId: qid, Epoch: nw.Epoch, Spec: spec, Analyst: "analyst", Role: "analyst"})
+		resp, err := evaluate(t, ctx, nw, nodes, id, qid, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +205,7 @@ func TestCoordinatorCannotDecryptOnePartial(t *testing.T) {
 	}
 	// A partial from another query id is refused.
 	other := proto.Clone(partials[1]).(*nodev1.NodeSigned)
-	resp, err := nodes["node-2"].Evaluate(ctx, &nodev1.EvaluateRequest{QueryId: "q-other", Epoch: nw.Epoch, Spec: spec, Analyst: "analyst", Role: "analyst"})
+	resp, err := evaluate(t, ctx, nw, nodes, "node-2", "q-other", spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +225,7 @@ func TestTamperedPartialRejected(t *testing.T) {
 	spec := &typesv1.QuerySpec{Sql: CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 3, ReferenceDate: "2024-01-01"}
 	var partials []*nodev1.NodeSigned
 	for _, n := range nw.Nodes {
-		resp, err := nodes[n.ID()].Evaluate(ctx, &nodev1.EvaluateRequest{QueryId: "q-t", Epoch: nw.Epoch, Spec: spec, Analyst: "analyst", Role: "analyst"})
+		resp, err := evaluate(t, ctx, nw, nodes, n.ID(), "q-t", spec)
 		if err != nil {
 			t.Fatal(err)
 		}

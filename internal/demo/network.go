@@ -16,6 +16,7 @@ import (
 
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/rpc"
 	"github.com/fedstat/fedstat/node"
@@ -53,12 +54,14 @@ type Network struct {
 	Dir         string
 	Coordinator *coordinator.Coordinator
 	Nodes       []*node.Node
-	Stores      []*admin.Store
+	Stores      []node.DataSource
+	dbs         []*kv.DB
 	Analyst     *pki.Identity
 	Operator    *pki.Identity
 	Catalogue   *plan.Catalogue
 	Epoch       uint64
 
+	data   []*cdm.Records
 	keep   bool
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -82,7 +85,7 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 			o.Progress(name, time.Since(t0))
 		}
 	}
-	nw := &Network{keep: o.Keep || o.Dir != ""}
+	nw := &Network{keep: o.Keep || o.Dir != "", data: o.Data}
 	if o.Dir == "" {
 		if o.Dir, err = os.MkdirTemp("", "fedstat-demo-"); err != nil {
 			return nil, err
@@ -144,7 +147,8 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	// 3. Nodes, each with its own store and data.
 	t0 = time.Now()
 	endpoints := make([]coordinator.NodeEndpoint, len(o.Data))
-	nw.Stores = make([]*admin.Store, len(o.Data))
+	nw.Stores = make([]node.DataSource, len(o.Data))
+	nw.dbs = make([]*kv.DB, len(o.Data))
 	nw.Nodes = make([]*node.Node, len(o.Data))
 	var mu sync.Mutex
 	var firstErr error
@@ -153,9 +157,12 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, n, err := startNode(ctx, o, filepath.Join(o.Dir, NodeID(i)), nodeIDs[i], recs, nw.Catalogue)
+			st, db, n, err := startNode(ctx, o, filepath.Join(o.Dir, NodeID(i)), nodeIDs[i], recs, nw.Catalogue)
 			mu.Lock()
 			defer mu.Unlock()
+			if db != nil {
+				nw.dbs[i] = db
+			}
 			if err != nil {
 				if firstErr == nil {
 					firstErr = fmt.Errorf("demo: %s: %w", NodeID(i), err)
@@ -197,24 +204,22 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	return nw, nil
 }
 
-func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, recs *cdm.Records, cat *plan.Catalogue) (*admin.Store, *node.Node, error) {
-	st, err := admin.OpenStore(admin.StoreOptions{DataDir: dir, Logger: o.Logger})
+func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, recs *cdm.Records, cat *plan.Catalogue) (node.DataSource, *kv.DB, *node.Node, error) {
+	st, db, err := admin.OpenStore(ctx, admin.OpenOptions{DataDir: dir, Logger: o.Logger})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if _, err := st.ImportRecords(ctx, recs, "demo"); err != nil {
-		st.Close()
-		return nil, nil, err
+		return nil, db, nil, err
 	}
 	n, err := node.New(node.Config{
-		Identity: id, StateDir: dir, DB: st.DB(), Data: st, Catalogue: cat,
+		Identity: id, StateDir: dir, DB: db, Data: st, Catalogue: cat,
 		Logger: o.Logger.With("node", id.Name()),
 	})
 	if err != nil {
-		st.Close()
-		return nil, nil, err
+		return nil, db, nil, err
 	}
-	return st, n, nil
+	return st, db, n, nil
 }
 
 func regionsOf(data []*cdm.Records) []string {
@@ -263,9 +268,9 @@ func (nw *Network) Close() {
 			n.Close()
 		}
 	}
-	for _, s := range nw.Stores {
-		if s != nil {
-			s.Close()
+	for _, db := range nw.dbs {
+		if db != nil {
+			db.Close()
 		}
 	}
 	if !nw.keep && nw.Dir != "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/fedstat/fedstat/queries/dp"
 	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
+	"github.com/fedstat/fedstat/queries/result"
 )
 
 // CohortQuery is the demo's default query: patients with type-2 diabetes.
@@ -164,9 +165,9 @@ func ProgressPrinter(w io.Writer) func(*coordinatorv1.QueryStatus) {
 }
 
 // ExactValues returns the exact aggregates of a query over all nodes' data,
-// computed in the clear. Only the demo and tests can do this: a real network
-// has no place where all the data is.
-func (nw *Network) ExactValues(ctx context.Context, spec *typesv1.QuerySpec) (*plan.Plan, []float64, error) {
+// computed in the clear from the union of the records. Only the demo and
+// tests can do this: a real network has no place where all the data is.
+func (nw *Network) ExactValues(ctx context.Context, spec *typesv1.QuerySpec) (*plan.Plan, *eval.Exact, error) {
 	ref, err := cdm.ParseDate(spec.GetReferenceDate())
 	if err != nil {
 		return nil, nil, err
@@ -176,43 +177,43 @@ func (nw *Network) ExactValues(ctx context.Context, spec *typesv1.QuerySpec) (*p
 	if err != nil {
 		return nil, nil, err
 	}
-	var total []float64
-	for _, s := range nw.Stores {
-		e, err := eval.Evaluate(ctx, p, s.Tables())
-		if err != nil {
-			return nil, nil, err
-		}
-		v := e.Values()
-		if total == nil {
-			total = make([]float64, len(v))
-		}
-		for i := range v {
-			total[i] += v[i]
-		}
+	b := cdm.NewBuilder()
+	for _, r := range nw.data {
+		b.AddRecords(r)
 	}
-	return p, total, nil
+	e, err := eval.Evaluate(ctx, p, b.Build())
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, e, nil
 }
 
-// Exact formats the exact answer of a query (see ExactValues).
+// Exact formats the exact answer of a query (see ExactValues): the number
+// for a one-cell result, else one line per group.
 func (nw *Network) Exact(ctx context.Context, spec *typesv1.QuerySpec) (string, error) {
-	p, total, err := nw.ExactValues(ctx, spec)
+	p, exact, err := nw.ExactValues(ctx, spec)
 	if err != nil {
 		return "", err
 	}
-	r, err := dp.ExactValues(p, total)
+	r, err := dp.Exact(p, exact)
 	if err != nil {
 		return "", err
+	}
+	format := func(row result.Row) string {
+		var vals []string
+		for _, v := range row.Values {
+			vals = append(vals, result.FormatValue(v.Value, false))
+		}
+		return strings.Join(vals, ", ")
+	}
+	if len(r.Rows) == 1 && len(r.Rows[0].Keys) == 0 {
+		return format(r.Rows[0]), nil
 	}
 	var b strings.Builder
-	if err := r.WriteTable(&b); err != nil {
-		return "", err
+	for _, row := range r.Rows {
+		fmt.Fprintf(&b, "\n    %s: %s", strings.Join(row.Keys, ", "), format(row))
 	}
-	s := strings.TrimRight(b.String(), "\n")
-	if strings.Count(s, "\n") > 1 {
-		return "\n" + s, nil
-	}
-	lines := strings.Split(s, "\n")
-	return strings.TrimSpace(lines[len(lines)-1]), nil
+	return b.String(), nil
 }
 
 type indentWriter struct {
