@@ -314,3 +314,17 @@ func TestScan(t *testing.T) {
 		t.Fatalf("scan: %+v", got)
 	}
 }
+
+// TestDocumentedLine pins the format: the example line of docs/audit.md
+// verifies and its hash is SHA-256 of the line without the hash field.
+func TestDocumentedLine(t *testing.T) {
+	const doc = `{"seq":1,"time":"2026-11-23T12:00:00.001Z","actor":"node-a","action":"query.received","query_id":"q-0","details":{"analyst":"alice","rho":0.125},"prev":"0000000000000000000000000000000000000000000000000000000000000000","hash":"4c343c05cbe127e749115e3bd47223aaea0d959e9ca12c1d388962093c7137db"}`
+	n, head, err := VerifyHead(strings.NewReader(doc + "\n"))
+	if err != nil || n != 1 || head != "4c343c05cbe127e749115e3bd47223aaea0d959e9ca12c1d388962093c7137db" {
+		t.Fatalf("documented line: n=%d head=%s err=%v", n, head, err)
+	}
+	i := strings.LastIndex(doc, `,"hash":`)
+	if hashOf([]byte(doc[:i]+"}")) != head {
+		t.Fatal("hash is not SHA-256 of the line without the hash field")
+	}
+}
