@@ -42,6 +42,13 @@ func UnmarshalCiphertext(p Params, b []byte) (*Ciphertext, error) {
 // Params returns the parameter set of the ciphertext.
 func (c *Ciphertext) Params() Params { return c.p }
 
+// Equal reports whether c and o are the same ciphertext (same parameter set
+// and identical coefficients). A node uses it to check that the aggregate it
+// is asked to key-switch is the sum it recomputed from the signed partials.
+func (c *Ciphertext) Equal(o *Ciphertext) bool {
+	return c != nil && o != nil && c.ct != nil && o.ct != nil && c.p.Equal(o.p) && c.ct.Equal(o.ct)
+}
+
 // Clone returns a deep copy.
 func (c *Ciphertext) Clone() *Ciphertext { return &Ciphertext{p: c.p, ct: c.ct.CopyNew()} }
 

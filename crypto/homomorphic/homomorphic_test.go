@@ -51,6 +51,16 @@ func TestParamsProduction(t *testing.T) {
 		p.Name(), p.LogN(), p.LogQ(), p.PlaintextModulus(), p.NoiseBudgetBits(), log2(p.SmudgingSigma()), p.CiphertextSize())
 }
 
+func TestZeroParams(t *testing.T) {
+	var p homomorphic.Params
+	if p.Slots() != 0 || p.MaxAbs() != 0 || p.Name() != "" {
+		t.Fatal("zero Params")
+	}
+	if _, err := homomorphic.GenSecretKeyShare(p); !errors.Is(err, homomorphic.ErrInvalidArgument) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
 func TestUnknownParams(t *testing.T) {
 	if _, err := homomorphic.NewParams("nope"); !errors.Is(err, homomorphic.ErrUnknownParams) {
 		t.Fatalf("err = %v", err)
@@ -155,6 +165,9 @@ func TestSumAndAggregator(t *testing.T) {
 				t.Fatalf("slot %d: got %d want %d", i, got[i], want[i])
 			}
 		}
+	}
+	if !sum[0].Equal(aggSum[0]) || !sum[1].Equal(aggSum[1]) || sum[0].Equal(sum[1]) {
+		t.Fatal("Equal: Sum and Aggregator disagree")
 	}
 	// Inputs unchanged by Sum.
 	got, _ := homomorphic.Decrypt(p, rk, vecs[0], 3)

@@ -167,15 +167,30 @@ func (p Params) Name() string {
 func (p Params) String() string { return p.Name() }
 
 // Slots returns the number of integer slots per ciphertext.
-func (p Params) Slots() int { return p.s.slots }
+func (p Params) Slots() int {
+	if !p.valid() {
+		return 0
+	}
+	return p.s.slots
+}
 
 // PlaintextModulus returns t.
-func (p Params) PlaintextModulus() uint64 { return p.s.bgv.PlaintextModulus() }
+func (p Params) PlaintextModulus() uint64 {
+	if !p.valid() {
+		return 0
+	}
+	return p.s.bgv.PlaintextModulus()
+}
 
 // MaxAbs returns the largest |v| that Encrypt accepts and that Decrypt can
 // return: (t-1)/2. Sums wrap modulo t, so callers must keep the absolute value
 // of every slot of a sum at or below MaxAbs too.
-func (p Params) MaxAbs() int64 { return int64((p.PlaintextModulus() - 1) / 2) }
+func (p Params) MaxAbs() int64 {
+	if !p.valid() {
+		return 0
+	}
+	return int64((p.PlaintextModulus() - 1) / 2)
+}
 
 // SmudgingSigma returns the standard deviation of the noise each party adds
 // to a key-switch share.
