@@ -165,12 +165,12 @@ func KeySwitchShare(p homomorphic.Params, sk *homomorphic.SecretKeyShare, target
 	if err != nil {
 		return nil, err
 	}
-	level := c.Level()
-	share := pcks.AllocateShare(level)
-	pcks.GenShare(sk.RLWE(tok), target.RLWE(tok), c, &share)
 	if !c.IsNTT {
 		return nil, fmt.Errorf("%w: ciphertext not in NTT domain", ErrMismatch)
 	}
+	level := c.Level()
+	share := pcks.AllocateShare(level)
+	pcks.GenShare(sk.RLWE(tok), target.RLWE(tok), c, &share)
 	if err := smudge.AddNTT(p.BGV(tok).RingQ(), level, p.SmudgingSigma(), share.Value[0]); err != nil {
 		return nil, fmt.Errorf("collective: %w", err)
 	}
