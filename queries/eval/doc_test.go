@@ -1,0 +1,61 @@
+package eval_test
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/queries/dp"
+	"github.com/fedstat/fedstat/queries/eval"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+var sqlBlock = regexp.MustCompile("(?s)```sql\n(.*?)```")
+
+// TestDocExamples parses, plans and evaluates every ```sql block of
+// docs/query-language.md, and checks that the doc mentions every column of
+// the schema.
+func TestDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/query-language.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := sqlBlock.FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) < 8 {
+		t.Fatalf("found %d sql blocks", len(blocks))
+	}
+	tb := fixture()
+	cat := &plan.Catalogue{Regions: []string{"north", "south", "east", "west"}}
+	for _, b := range blocks {
+		sql := b[1]
+		p, err := plan.Build(plan.Request{SQL: sql, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 2, ReferenceDate: ref}, cat)
+		if err != nil {
+			t.Errorf("%s\n%v", sql, err)
+			continue
+		}
+		e, err := eval.Evaluate(context.Background(), p, tb)
+		if err != nil {
+			t.Errorf("%s\n%v", sql, err)
+			continue
+		}
+		if _, err := dp.Exact(p, e); err != nil {
+			t.Errorf("%s\n%v", sql, err)
+		}
+		if _, err := dp.NoiseShare(p, e); err != nil {
+			t.Errorf("%s\n%v", sql, err)
+		}
+	}
+	for _, s := range cdm.Schema {
+		if !strings.Contains(string(doc), "`"+s.Name+"`") {
+			t.Errorf("doc does not mention table %s", s.Name)
+		}
+		for _, c := range s.Columns {
+			if !strings.Contains(string(doc), "`"+c.Name+"`") {
+				t.Errorf("doc does not mention column %s.%s", s.Name, c.Name)
+			}
+		}
+	}
+}
