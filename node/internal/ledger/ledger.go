@@ -42,6 +42,10 @@
 //
 // Limits are configuration, not stored: lowering a limit below what was
 // already spent refuses every further charge against it.
+//
+// Stored answers are kept for good (a re-delivery may come at any time) and
+// must fit in one kv transaction with the debit (a few MB; larger answers
+// fail to commit and are not debited).
 package ledger
 
 import (
@@ -455,6 +459,37 @@ func (l *Ledger) Charge(ctx context.Context, queryID, analyst string, rho float6
 		return stored, true, nil
 	}
 	return ans, false, nil
+}
+
+// Check reports whether a charge of rho by analyst would fit both budgets
+// now, without debiting anything: nil, or a *ExhaustedError. It lets a node
+// refuse early (before queueing a query for approval, say); Charge checks
+// again and is the only authority.
+func (l *Ledger) Check(analyst string, rho float64) error {
+	if analyst == "" {
+		return ErrBadQueryID
+	}
+	if math.IsNaN(rho) || math.IsInf(rho, 0) || rho < 0 {
+		return fmt.Errorf("%w: got %g", ErrBadRho, rho)
+	}
+	return l.db.View(func(tx *kv.Txn) error { return l.check(tx, analyst, rho) })
+}
+
+// Remaining returns the largest rho that analyst can still be charged: the
+// smaller of what is left of the analyst's budget and of the node total.
+func (l *Ledger) Remaining(analyst string) (float64, error) {
+	var aSpent, tSpent float64
+	err := l.db.View(func(tx *kv.Txn) (err error) {
+		if aSpent, err = getFloat(tx, keyAnalyst(analyst)); err != nil {
+			return err
+		}
+		tSpent, err = getFloat(tx, keyTotal())
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return math.Max(0, math.Min(l.analystLimit(analyst)-aSpent, l.limits.TotalRho-tSpent)), nil
 }
 
 // Spent returns what analyst has spent on this node and the analyst's limit,

@@ -322,3 +322,52 @@ func TestEpsilon(t *testing.T) {
 		t.Fatal("delta 0 must give +Inf")
 	}
 }
+
+func TestCrashBeforeCommit(t *testing.T) {
+	// The process dies while computing: the store is gone before the
+	// debit could be committed. Nothing was released, nothing is debited,
+	// and the next delivery computes afresh.
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	l := New(db, Limits{})
+	_, _, err := l.Charge(context.Background(), "q", "alice", 0.2, func() ([]byte, error) {
+		db.Close() // the crash
+		return []byte("never released"), nil
+	})
+	if err == nil {
+		t.Fatal("charge committed on a closed store")
+	}
+	db = openDB(t, dir)
+	defer db.Close()
+	l = New(db, Limits{})
+	if s, _, _ := l.Spent("alice"); s != 0 {
+		t.Fatalf("spent %g after a crash before commit", s)
+	}
+	var calls atomic.Int32
+	if _, replayed, err := l.Charge(context.Background(), "q", "alice", 0.2, noisy(&calls)); err != nil || replayed || calls.Load() != 1 {
+		t.Fatalf("after restart: replayed=%v err=%v calls=%d", replayed, err, calls.Load())
+	}
+	if s, _, _ := l.Total(); s != 0.2 {
+		t.Fatalf("total %g, want 0.2", s)
+	}
+}
+
+func TestCheckAndRemaining(t *testing.T) {
+	l := New(memDB(t), Limits{TotalRho: 1, PerAnalystRho: 0.75})
+	var calls atomic.Int32
+	if _, _, err := l.Charge(context.Background(), "q1", "alice", 0.5, noisy(&calls)); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := l.Remaining("alice"); math.Abs(r-0.25) > 1e-12 {
+		t.Fatalf("alice remaining %g, want 0.25", r)
+	}
+	if r, _ := l.Remaining("bob"); math.Abs(r-0.5) > 1e-12 {
+		t.Fatalf("bob remaining %g, want 0.5 (node total)", r)
+	}
+	if err := l.Check("alice", 0.3); !errors.Is(err, ErrBudgetExhausted) {
+		t.Fatalf("check: %v", err)
+	}
+	if err := l.Check("bob", 0.5); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+}
