@@ -1,0 +1,270 @@
+// Package config reads the configuration of fedstat's daemons: one TOML
+// file, then environment variables (FEDSTAT_ plus the key in upper case,
+// for the top-level keys), then command-line flags, each overriding the one
+// before. Secrets never live in the file itself, only paths to files that
+// hold them, so a config dump is safe to show.
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// ErrInvalid wraps every configuration error.
+var ErrInvalid = errors.New("config: invalid")
+
+// Duration is a time.Duration written as "10s", "1m30s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a duration.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText formats a duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Gossip configures membership gossip.
+type Gossip struct {
+	// Bind is the gossip address (TCP and UDP). Default "0.0.0.0:7946".
+	Bind string `toml:"bind"`
+	// Advertise is the address others reach this member at. Default: Bind.
+	Advertise string `toml:"advertise"`
+	// KeyFile holds the pool's shared key (16, 24 or 32 bytes, raw or hex).
+	// Required: gossip is always encrypted.
+	KeyFile string `toml:"key_file"`
+	// Join lists gossip addresses of existing members.
+	Join []string `toml:"join"`
+}
+
+// Common holds the keys both daemons have.
+type Common struct {
+	// Name is the holder name in the certificate (node id or "coordinator").
+	Name string `toml:"name"`
+	// DataDir holds the daemon's state. Required.
+	DataDir string `toml:"data_dir"`
+	// PKIDir holds ca.crt, NAME.crt and NAME.key. Required.
+	PKIDir string `toml:"pki_dir"`
+	// Listen is the gRPC address. Default "127.0.0.1:7443" (coordinator),
+	// "127.0.0.1:7444" (node).
+	Listen string `toml:"listen"`
+	// OpsListen serves /metrics, /healthz and /readyz over plain HTTP.
+	// Default "127.0.0.1:9090" (coordinator), "127.0.0.1:9091" (node); "off"
+	// disables it.
+	OpsListen string `toml:"ops_listen"`
+	// Regions is the network catalogue's public list of regions. It must be
+	// the same at the coordinator and every node.
+	Regions []string `toml:"regions"`
+	// Params is the homomorphic parameter set. Default: the production set.
+	Params string `toml:"params"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `toml:"log_level"`
+	// LogFormat is text or json. Default text.
+	LogFormat string `toml:"log_format"`
+	// AuditLog is the path of the hash-chained audit log. Default
+	// DATA_DIR/audit.log.
+	AuditLog string  `toml:"audit_log"`
+	Gossip   *Gossip `toml:"gossip"`
+}
+
+// Coordinator is the coordinator's configuration.
+type Coordinator struct {
+	Common
+	// HTTPListen serves the HTTP/JSON API over TLS. Default
+	// "127.0.0.1:8443"; "off" disables it.
+	HTTPListen string `toml:"http_listen"`
+	// TokensFile lists bearer tokens (hashed) for analysts without a
+	// certificate. Default none.
+	TokensFile string `toml:"tokens_file"`
+	// Threshold is T of the key epochs. Default: all members.
+	Threshold int `toml:"threshold"`
+	// MinNodes is the default number of partials a release needs.
+	// Default: the threshold.
+	MinNodes int `toml:"min_nodes"`
+	// MinMembers is how many nodes must be there before the first key
+	// epoch. Default 2.
+	MinMembers int `toml:"min_members"`
+	// EpochDebounce is how long membership must be stable before a new key
+	// epoch. Default 10s.
+	EpochDebounce Duration `toml:"epoch_debounce"`
+	// Deadline bounds a query's wait for partials. Default 60s.
+	Deadline Duration `toml:"deadline"`
+	// Nodes lists nodes statically ("id=host:port"), for networks without
+	// gossip. Default none.
+	Nodes []string `toml:"nodes"`
+}
+
+// Policy is a node admin's policy.
+type Policy struct {
+	// Roles that may query the node. Default analyst, researcher, operator.
+	Roles []string `toml:"roles"`
+	// Kinds of query allowed (empty: all).
+	Kinds []string `toml:"kinds"`
+	// MinNodes is the smallest min_nodes the node accepts. Default 2.
+	MinNodes int `toml:"min_nodes"`
+	// MinCohort refuses count queries whose local count is below it.
+	// Default 0 (off).
+	MinCohort int `toml:"min_cohort"`
+	// RequireApproval queues every query for the admin's approval.
+	RequireApproval bool `toml:"require_approval"`
+}
+
+// Budget is a node's privacy budget, in zCDP rho.
+type Budget struct {
+	TotalRho      float64            `toml:"total_rho"`
+	PerAnalystRho float64            `toml:"per_analyst_rho"`
+	Analysts      map[string]float64 `toml:"analysts"`
+}
+
+// Node is a node's configuration.
+type Node struct {
+	Common
+	// Advertise is the gRPC address the coordinator reaches this node at.
+	// Default: Listen.
+	Advertise string `toml:"advertise"`
+	// KeyFile is the operator key file that encrypts data and secret shares
+	// at rest. Default none.
+	KeyFile string `toml:"key_file"`
+	Policy  Policy `toml:"policy"`
+	Budget  Budget `toml:"budget"`
+}
+
+// Load reads path (if not empty) into cfg, then applies FEDSTAT_* variables
+// from env (os.Environ() when nil) to the top-level string, number and
+// boolean keys.
+func Load(path string, cfg any, env []string) error {
+	if path != "" {
+		md, err := toml.DecodeFile(path, cfg)
+		if err != nil {
+			var pe toml.ParseError
+			if errors.As(err, &pe) {
+				return fmt.Errorf("%w: %s:%d: %s", ErrInvalid, path, pe.Position.Line, pe.Message)
+			}
+			return fmt.Errorf("%w: %s: %v", ErrInvalid, path, err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			keys := make([]string, len(und))
+			for i, k := range und {
+				keys[i] = k.String()
+			}
+			return fmt.Errorf("%w: %s: unknown keys %s", ErrInvalid, path, strings.Join(keys, ", "))
+		}
+	}
+	if env == nil {
+		env = os.Environ()
+	}
+	return applyEnv(cfg, env)
+}
+
+// applyEnv sets fields tagged toml:"key" from FEDSTAT_KEY.
+func applyEnv(cfg any, env []string) error {
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && strings.HasPrefix(k, "FEDSTAT_") {
+			vars[k] = v
+		}
+	}
+	return walk(reflect.ValueOf(cfg).Elem(), vars)
+}
+
+func walk(v reflect.Value, vars map[string]string) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f, fv := t.Field(i), v.Field(i)
+		if f.Anonymous {
+			if err := walk(fv, vars); err != nil {
+				return err
+			}
+			continue
+		}
+		tag := strings.Split(f.Tag.Get("toml"), ",")[0]
+		if tag == "" {
+			continue
+		}
+		name := "FEDSTAT_" + strings.ToUpper(tag)
+		val, ok := vars[name]
+		if !ok {
+			continue
+		}
+		switch fv.Kind() {
+		case reflect.String:
+			fv.SetString(val)
+		case reflect.Int:
+			n, err := strconv.Atoi(val)
+			if err != nil {
+				return fmt.Errorf("%w: %s=%q: want a whole number", ErrInvalid, name, val)
+			}
+			fv.SetInt(int64(n))
+		case reflect.Bool:
+			b, err := strconv.ParseBool(val)
+			if err != nil {
+				return fmt.Errorf("%w: %s=%q: want true or false", ErrInvalid, name, val)
+			}
+			fv.SetBool(b)
+		case reflect.Slice:
+			if fv.Type().Elem().Kind() == reflect.String {
+				parts := strings.Split(val, ",")
+				for i := range parts {
+					parts[i] = strings.TrimSpace(parts[i])
+				}
+				fv.Set(reflect.ValueOf(parts))
+			}
+		case reflect.Struct:
+			if d, ok := fv.Addr().Interface().(*Duration); ok {
+				if err := d.UnmarshalText([]byte(val)); err != nil {
+					return fmt.Errorf("%w: %s=%q: %v", ErrInvalid, name, val, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ReadSecretFile reads a key file of 16, 24 or 32 bytes, raw or hex, that
+// group and others cannot read.
+func ReadSecretFile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %v; run chmod 600 %s", ErrInvalid, path, st.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	switch len(b) {
+	case 16, 24, 32:
+		return b, nil
+	}
+	t := strings.TrimSpace(string(b))
+	if k, err := hex.DecodeString(t); err == nil && (len(k) == 16 || len(k) == 24 || len(k) == 32) {
+		return k, nil
+	}
+	return nil, fmt.Errorf("%w: %s must hold 16, 24 or 32 bytes, raw or in hex", ErrInvalid, path)
+}
+
+// Dump returns the configuration as TOML (it holds paths to secrets, never
+// secrets).
+func Dump(cfg any) (string, error) {
+	var b strings.Builder
+	if err := toml.NewEncoder(&b).Encode(cfg); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
