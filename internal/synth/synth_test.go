@@ -8,8 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/fedstat/fedstat/internal/cdm"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // population is generated once for the statistical tests.
 var population = func() func(t *testing.T) *cdm.Records {
