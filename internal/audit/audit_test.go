@@ -28,7 +28,9 @@ func fakeClock() func() time.Time {
 
 // writeLog appends n entries to a new log in dir and returns its path and
 // contents.
-func writeLog(t *testing.T, n int) (string, []byte) {
+func writeLog(t *testing.T, n int) (string, []byte) { return writeLogF(t, n) }
+
+func writeLogF(t testing.TB, n int) (string, []byte) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "audit.log")
 	l, err := OpenWith(path, Options{Now: fakeClock()})
