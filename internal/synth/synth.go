@@ -8,9 +8,10 @@
 // Generate and GenerateFunc draw a population that is alive on Options.Start
 // and follow it to Options.End. Patient i (0-based) is drawn from its own
 // random stream, a PCG seeded from (Options.Seed, i), so a patient's records
-// depend only on the seed, its index and the options: never on the chunking,
-// the number of goroutines or the machine. The same options always give the
-// same records in the same order.
+// depend only on the seed, its index and the options: never on the chunking
+// or the number of goroutines. The same options always give the same records
+// in the same order (across CPU architectures, as far as Go's floating-point
+// math functions agree to the last bit).
 //
 // What is modelled, with the sources of the rates (all approximate):
 //
