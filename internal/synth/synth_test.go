@@ -1,7 +1,10 @@
 package synth
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"runtime"
@@ -324,5 +327,20 @@ func BenchmarkGenerate(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(n), "records")
+	}
+}
+
+// TestPinnedOutput notices any change to what a seed generates. If the
+// change is intended (a better model), update the digest and say so in the
+// commit: data sets generated before no longer reproduce.
+func TestPinnedOutput(t *testing.T) {
+	recs, err := Generate(Options{Patients: 200, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(fmt.Appendf(nil, "%+v", *recs))
+	const want = "781ebb1f1e4d2b05501820b5a1f22d6c163bbd391ff6ca82e521651074bbd5bb"
+	if got := hex.EncodeToString(h[:]); got != want {
+		t.Fatalf("Generate(200 patients, seed 1) digest %s, pinned %s", got, want)
 	}
 }
