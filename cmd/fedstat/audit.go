@@ -29,7 +29,8 @@ the first bad entry; "audit show" prints entries. docs/audit.md describes the fo
 }
 
 func auditVerifyCommand() *cobra.Command {
-	return &cobra.Command{
+	var expectHead string
+	c := &cobra.Command{
 		Use:   "verify FILE",
 		Short: "Check a log's hash chain and name the first bad entry",
 		Long: `verify reads the whole log and checks every entry: well-formed canonical JSON, the
@@ -39,10 +40,13 @@ before, time strictly increasing, the file ending in a newline.
 On success it prints "ok: N entries, head HASH" and exits 0. Write the head down
 somewhere else (another party's log, your notes): removing entries from the end of
 a log leaves a valid shorter chain, and only a head recorded elsewhere shows it.
+--expect-head HASH checks that an entry with that hash (a head recorded earlier) is
+still in the chain, so the log was neither cut below it nor rewritten before it.
 
 On failure it prints the first bad entry (line, seq, reason) to stderr and exits 1.`,
 		Example: `  fedstat audit verify /var/lib/fedstat/node/audit.log
-  fedstat audit verify audit.log && echo intact`,
+  fedstat audit verify audit.log && echo intact
+  fedstat audit verify audit.log --expect-head 944f0f51429ea01c50f3209cdab87e95c4135ab8edb2503d719eb60f03ebc224`,
 		Args: auditArgs(1, "audit verify FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := os.Open(args[0])
@@ -54,10 +58,32 @@ On failure it prints the first bad entry (line, seq, reason) to stderr and exits
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
+			if expectHead != "" {
+				if _, err := f.Seek(0, 0); err != nil {
+					return err
+				}
+				found := 0
+				err := audit.Scan(f, func(_ int, e audit.Entry) error {
+					if e.Hash == strings.ToLower(expectHead) {
+						found = int(e.Seq)
+					}
+					return nil
+				})
+				if err != nil {
+					return fmt.Errorf("%s: %w", args[0], err)
+				}
+				if found == 0 {
+					return fmt.Errorf("%s: the %d entries verify, but no entry has the expected head %s: the log was cut below it or rewritten", args[0], n, expectHead)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "ok: %d entries, head %s; expected head found at seq %d\n", n, head, found)
+				return nil
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d entries, head %s\n", n, head)
 			return nil
 		},
 	}
+	c.Flags().StringVar(&expectHead, "expect-head", "", "hash of an entry recorded earlier that must still be in the chain")
+	return c
 }
 
 func auditShowCommand() *cobra.Command {
