@@ -129,6 +129,8 @@ func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 	c.mu.Lock()
 	c.epoch = e
 	c.mu.Unlock()
+	c.metrics.epoch.Set(float64(id))
+	c.record(ctx, c.cfg.Identity.Name(), "epoch.created", "", map[string]any{"epoch": id, "members": ids, "threshold": threshold})
 	c.log.Info("key epoch active", "epoch", id, "members", len(ids), "threshold", threshold)
 	return id, nil
 }

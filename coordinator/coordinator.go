@@ -19,16 +19,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/membership"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	"github.com/fedstat/fedstat/queries/parse"
 	"github.com/fedstat/fedstat/queries/plan"
 )
@@ -96,6 +99,11 @@ type Config struct {
 	// DB, when set, keeps the query history, results and key epochs across
 	// restarts. Defaults to none (memory only).
 	DB *kv.DB
+	// Audit, when set, receives an entry for every step: queries
+	// submitted, released and failed, key epochs.
+	Audit *audit.Log
+	// Metrics, when set, receives the coordinator's Prometheus metrics.
+	Metrics prometheus.Registerer
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Now defaults to time.Now.
@@ -115,6 +123,7 @@ type Coordinator struct {
 	queries map[string]*query
 	order   []string
 
+	metrics    *metrics
 	pool       *membership.Pool
 	ceremonyMu sync.Mutex // one key ceremony at a time
 	rekey      chan struct{}
@@ -185,6 +194,7 @@ func New(cfg Config) (*Coordinator, error) {
 		params:  params,
 		replay:  envelope.NewMemoryReplayCache(time.Hour),
 		reg:     map[string]*regNode{},
+		metrics: newMetrics(cfg.Metrics),
 		queries: map[string]*query{},
 	}
 	if err := c.loadState(); err != nil {
@@ -205,7 +215,9 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("coordinator: listen %s: %w", cfg.ListenAddr, err)
 	}
 	c.lis = lis
-	c.srv = rpc.NewServer(cfg.Identity, c.log)
+	c.srv = rpc.NewServer(cfg.Identity, c.log, func(ctx context.Context, method string, err error) {
+		c.record(ctx, "unauthenticated", "call.refused", "", map[string]any{"method": method, "reason": err.Error(), "remote": rpc.RemoteAddr(ctx)})
+	})
 	coordinatorv1.RegisterCoordinatorServiceServer(c.srv, &service{c: c})
 	return c, nil
 }
@@ -273,4 +285,46 @@ func (c *Coordinator) currentEpoch() (*epoch, error) {
 		return nil, ErrNoEpoch
 	}
 	return c.epoch, nil
+}
+
+// record appends an audit entry (failures are logged loudly).
+func (c *Coordinator) record(ctx context.Context, actor, action, queryID string, details map[string]any) {
+	if c.cfg.Audit == nil {
+		return
+	}
+	if err := c.cfg.Audit.Append(ctx, audit.Entry{Actor: actor, Action: action, QueryID: queryID, Details: details}); err != nil {
+		c.log.Error("audit log append failed", "action", action, "query_id", queryID, "err", err)
+	}
+}
+
+// Ready reports whether the coordinator can run queries: it has a key epoch.
+func (c *Coordinator) Ready() error {
+	_, err := c.currentEpoch()
+	return err
+}
+
+// EnsureEpoch makes sure there is a key epoch whose members are the admitted
+// nodes: it keeps the stored epoch when every node still holds it, and runs
+// the key ceremony otherwise.
+func (c *Coordinator) EnsureEpoch(ctx context.Context) (uint64, error) {
+	if e, err := c.currentEpoch(); err == nil {
+		same := len(e.Members) == len(c.registry())
+		for _, n := range c.registry() {
+			if !same || !e.has(n.ID) {
+				same = false
+				break
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			info, err := n.client.Info(cctx, &nodev1.InfoRequest{})
+			cancel()
+			if err != nil || info.GetEpoch() != e.ID {
+				same = false
+				break
+			}
+		}
+		if same {
+			return e.ID, nil
+		}
+	}
+	return c.KeyCeremony(ctx)
 }

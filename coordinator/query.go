@@ -158,6 +158,7 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 		cancel()
 		return nil, err
 	}
+	c.record(ctx, who.Name, "query.submitted", q.id, map[string]any{"sql": spec.Sql, "epsilon": spec.Epsilon, "delta": spec.Delta, "min_nodes": spec.MinNodes, "role": who.Role})
 	c.mu.Lock()
 	c.queries[q.id] = q
 	c.order = append(c.order, q.id)
@@ -203,6 +204,13 @@ func (c *Coordinator) run(q *query, e *epoch, who Analyst) {
 		}
 	})
 	st, _ := q.snapshot()
+	c.metrics.queries.WithLabelValues(strings.ToLower(strings.TrimPrefix(st.State.String(), "STATE_"))).Inc()
+	if err == nil {
+		c.metrics.duration.Observe(time.Since(q.started).Seconds())
+		c.record(context.Background(), c.cfg.Identity.Name(), "query.released", q.id, map[string]any{"analyst": who.Name, "nodes": st.GetResult().GetNodes(), "rho": st.GetResult().GetRho()})
+	} else {
+		c.record(context.Background(), c.cfg.Identity.Name(), "query.failed", q.id, map[string]any{"analyst": who.Name, "error": err.Error()})
+	}
 	if serr := c.saveQuery(st); serr != nil {
 		c.log.Error("could not record the end of a query", "query_id", q.id, "err", serr)
 	}
@@ -240,10 +248,12 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
+				c.metrics.partials.WithLabelValues("failed").Inc()
 				failures[mem.ID] = err.Error()
 				q.node(mem.ID, "failed", err.Error(), time.Since(t0))
 				return
 			}
+			c.metrics.partials.WithLabelValues("accepted").Inc()
 			parts = append(parts, pt)
 			q.node(mem.ID, "answered", "", time.Since(t0))
 		}()

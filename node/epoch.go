@@ -20,7 +20,6 @@ import (
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
-	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
 
 // Keys of the node's records in its kv store.
@@ -186,6 +185,7 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 		return nil, err
 	}
 	n.epoch = e
+	n.record(ctx, "coordinator", "epoch.keygen", "", map[string]any{"epoch": e.Epoch, "members": len(members), "threshold": t})
 	n.log.Info("key epoch started", "epoch", e.Epoch, "members", len(members), "threshold", t, "self_point", self.Point)
 	return resp, nil
 }
@@ -282,6 +282,7 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	if err := n.saveEpoch(e); err != nil {
 		return nil, err
 	}
+	n.record(ctx, "coordinator", "epoch.installed", "", map[string]any{"epoch": e.Epoch})
 	n.log.Info("key epoch active", "epoch", e.Epoch)
 	go n.advertise()
 	return &nodev1.InstallKeyResponse{}, nil

@@ -15,15 +15,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/membership"
@@ -32,6 +35,7 @@ import (
 	"github.com/fedstat/fedstat/node/internal/keystore"
 	"github.com/fedstat/fedstat/node/internal/ledger"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	"github.com/fedstat/fedstat/queries/parse"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -51,6 +55,7 @@ var (
 	ErrPlaintextOverrun = errors.New("node: worst-case sum could wrap around the plaintext modulus")
 	ErrBadRequest       = errors.New("node: bad request")
 	ErrReplayed         = errors.New("node: replayed or stale request refused")
+	ErrDenied           = errors.New("node: the node's admin denied the query")
 )
 
 func init() {
@@ -64,9 +69,12 @@ func init() {
 	rpc.Register(ErrPlaintextOverrun, codes.InvalidArgument)
 	rpc.Register(ErrBadRequest, codes.InvalidArgument)
 	rpc.Register(ErrReplayed, codes.PermissionDenied)
+	rpc.Register(ErrDenied, codes.PermissionDenied)
 	rpc.Register(ledger.ErrBudgetExhausted, codes.ResourceExhausted)
 	rpc.Register(ledger.ErrQueryIDReuse, codes.AlreadyExists)
-	rpc.Register(plan.ErrInvalid, codes.InvalidArgument)
+	for _, err := range []error{plan.ErrRequest, parse.ErrSyntax, parse.ErrUnknownName, parse.ErrInvalid} {
+		rpc.Register(err, codes.InvalidArgument)
+	}
 }
 
 // DataSource gives the node's current data as an immutable columnar snapshot.
@@ -92,9 +100,9 @@ type Config struct {
 	// Catalogue is the network catalogue used to plan queries. Defaults to
 	// plan.DefaultCatalogue().
 	Catalogue *plan.Catalogue
-	// Budget limits the privacy loss this node allows. Defaults to the
-	// ledger's defaults.
-	Budget ledger.Limits
+	// Budget limits the privacy loss this node allows. Zero fields take the
+	// ledger's defaults (rho 4 in total, rho 1 per analyst).
+	Budget Budget
 	// Policy is the node admin's policy. Defaults to DefaultPolicy().
 	Policy *Policy
 	// MaxSkew bounds how old a signed partial may be when it is presented for
@@ -107,10 +115,23 @@ type Config struct {
 	// AdvertiseAddr is the gRPC address others reach this node at. Defaults
 	// to the address it listens on.
 	AdvertiseAddr string
+	// Audit, when set, receives an entry for every step the node takes:
+	// queries received, refused, debited and answered, releases, epochs.
+	Audit *audit.Log
+	// Metrics, when set, receives the node's Prometheus metrics.
+	Metrics prometheus.Registerer
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
+}
+
+// Budget is a node's privacy budget in zCDP rho; zero fields take the
+// defaults.
+type Budget struct {
+	TotalRho      float64
+	PerAnalystRho float64
+	Analysts      map[string]float64
 }
 
 // Node is a running node. Its methods are safe for concurrent use.
@@ -127,7 +148,12 @@ type Node struct {
 
 	releaseMu sync.Mutex // serialises release decisions
 
-	pool *membership.Pool
+	pool    *membership.Pool
+	metrics *metrics
+
+	approvalMu sync.Mutex
+	approvals  map[string]*approval
+	adminSrv   *http.Server
 
 	lis  net.Listener
 	srv  *grpc.Server
@@ -166,13 +192,15 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:    cfg,
-		id:     cfg.Identity.Name(),
-		log:    cfg.Logger.With("node", cfg.Identity.Name()),
-		keys:   keys,
-		ledger: ledger.New(cfg.DB, cfg.Budget),
-		replay: envelope.NewMemoryReplayCache(2 * cfg.MaxSkew),
-		done:   make(chan struct{}),
+		cfg:       cfg,
+		id:        cfg.Identity.Name(),
+		log:       cfg.Logger.With("node", cfg.Identity.Name()),
+		keys:      keys,
+		ledger:    ledger.New(cfg.DB, ledger.Limits{TotalRho: cfg.Budget.TotalRho, PerAnalystRho: cfg.Budget.PerAnalystRho, Analysts: cfg.Budget.Analysts}),
+		metrics:   newMetrics(cfg.Metrics),
+		approvals: map[string]*approval{},
+		replay:    envelope.NewMemoryReplayCache(2 * cfg.MaxSkew),
+		done:      make(chan struct{}),
 	}
 	if err := n.loadEpoch(); err != nil {
 		return nil, err
@@ -182,7 +210,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: listen %s: %w", cfg.ListenAddr, err)
 	}
 	n.lis = lis
-	n.srv = rpc.NewServer(cfg.Identity, n.log)
+	n.srv = rpc.NewServer(cfg.Identity, n.log, func(ctx context.Context, method string, err error) {
+		n.record(ctx, "unauthenticated", "call.refused", "", map[string]any{"method": method, "reason": err.Error(), "remote": rpc.RemoteAddr(ctx)})
+	})
 	nodev1.RegisterNodeServiceServer(n.srv, &service{n: n})
 	return n, nil
 }
@@ -199,6 +229,11 @@ func (n *Node) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- n.srv.Serve(n.lis) }()
 	n.log.Info("node serving", "addr", n.Addr())
+	if err := n.startAdmin(); err != nil {
+		n.srv.Stop()
+		return err
+	}
+	defer n.stopAdmin()
 	if n.cfg.Gossip != nil {
 		gc := *n.cfg.Gossip
 		gc.Meta = n.meta()
@@ -316,5 +351,16 @@ func (n *Node) advertise() {
 	}
 	if err := pool.SetMeta(n.meta()); err != nil {
 		n.log.Warn("could not gossip new metadata", "err", err)
+	}
+}
+
+// record appends an audit entry; a failure to audit is logged loudly (the
+// step itself already happened or was refused).
+func (n *Node) record(ctx context.Context, actor, action, queryID string, details map[string]any) {
+	if n.cfg.Audit == nil {
+		return
+	}
+	if err := n.cfg.Audit.Append(ctx, audit.Entry{Actor: actor, Action: action, QueryID: queryID, Details: details}); err != nil {
+		n.log.Error("audit log append failed", "action", action, "query_id", queryID, "err", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -34,6 +35,14 @@ type Policy struct {
 	// MinNodes is the smallest min_nodes this node accepts: it never helps
 	// release a sum of fewer partials. Defaults to 2.
 	MinNodes int
+	// MinCohort refuses a query whose cohort at this node (its largest
+	// count, summed over all groups, before noise) is below it. The refusal
+	// itself tells the analyst that much, which is the admin's trade-off.
+	// Defaults to 0 (off).
+	MinCohort int
+	// RequireApproval queues every new query until the node admin approves
+	// or denies it (`fedstat node approvals`). Defaults to false.
+	RequireApproval bool
 }
 
 // DefaultPolicy returns the default policy.
@@ -109,10 +118,34 @@ func (n *Node) openEvaluate(ctx context.Context, req *nodev1.EvaluateRequest) (*
 }
 
 func (n *Node) evaluate(ctx context.Context, sreq *nodev1.EvaluateRequest) (*nodev1.EvaluateResponse, error) {
-	req, _, err := n.openEvaluate(ctx, sreq)
+	start := time.Now()
+	req, peer, err := n.openEvaluate(ctx, sreq)
 	if err != nil {
+		n.metrics.queries.WithLabelValues("refused").Inc()
+		who := peer.Name
+		if who == "" {
+			who = "unauthenticated"
+		}
+		n.record(ctx, who, "query.refused", "", map[string]any{"reason": err.Error()})
 		return nil, err
 	}
+	resp, err := n.evaluateBody(ctx, req)
+	if err != nil {
+		n.metrics.queries.WithLabelValues("refused").Inc()
+		n.record(ctx, req.GetAnalyst(), "query.refused", req.GetQueryId(), map[string]any{"reason": err.Error(), "role": req.GetRole()})
+		n.log.Info("query refused", "query_id", req.GetQueryId(), "analyst", req.GetAnalyst(), "err", err)
+		return nil, err
+	}
+	if resp.Replayed {
+		n.metrics.queries.WithLabelValues("replayed").Inc()
+	} else {
+		n.metrics.queries.WithLabelValues("answered").Inc()
+		n.metrics.latency.Observe(time.Since(start).Seconds())
+	}
+	return resp, nil
+}
+
+func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nodev1.EvaluateResponse, error) {
 	e, err := n.current()
 	if err != nil {
 		return nil, err
@@ -147,7 +180,14 @@ func (n *Node) evaluate(ctx context.Context, sreq *nodev1.EvaluateRequest) (*nod
 	if err := checkPlaintextRange(p, e.Params, len(e.Members)); err != nil {
 		return nil, err
 	}
+	n.record(ctx, req.GetAnalyst(), "query.received", req.GetQueryId(), map[string]any{
+		"sql": req.GetSpec().GetSql(), "epsilon": req.GetSpec().GetEpsilon(), "delta": req.GetSpec().GetDelta(), "rho": p.Rho(), "role": req.GetRole()})
 	answer, replayed, err := n.ledger.Charge(ctx, req.GetQueryId(), req.GetAnalyst(), p.Rho(), func() ([]byte, error) {
+		if pol.RequireApproval {
+			if err := n.awaitApproval(ctx, req, p.Rho()); err != nil {
+				return nil, err
+			}
+		}
 		return n.partial(ctx, e, req.GetQueryId(), p)
 	})
 	if err != nil {
@@ -157,8 +197,39 @@ func (n *Node) evaluate(ctx context.Context, sreq *nodev1.EvaluateRequest) (*nod
 	if err := proto.Unmarshal(answer, &signed); err != nil {
 		return nil, fmt.Errorf("node: stored answer of %s: %w", req.GetQueryId(), err)
 	}
+	if !replayed {
+		n.metrics.rho.Add(p.Rho())
+		n.record(ctx, n.id, "budget.debited", req.GetQueryId(), map[string]any{"analyst": req.GetAnalyst(), "rho": p.Rho()})
+	}
+	n.record(ctx, n.id, "partial.released", req.GetQueryId(), map[string]any{"replayed": replayed, "slots": p.VectorLen()})
 	n.log.Info("answered query", "query_id", req.GetQueryId(), "analyst", req.GetAnalyst(), "rho", p.Rho(), "replayed", replayed)
 	return &nodev1.EvaluateResponse{Partial: &signed, Replayed: replayed}, nil
+}
+
+// checkCohort applies the node's minimum cohort: the largest count measure,
+// summed over the groups, must reach MinCohort.
+func (n *Node) checkCohort(p *plan.Plan, exact []float64) error {
+	k := n.cfg.Policy.MinCohort
+	if k <= 0 {
+		return nil
+	}
+	cells := p.Cells()
+	best, counted := 0.0, false
+	for i, m := range p.Measures() {
+		if m.Kind != plan.CountRows && m.Kind != plan.CountDistinct && m.Kind != plan.CountValues {
+			continue
+		}
+		counted = true
+		total := 0.0
+		for c := 0; c < cells; c++ {
+			total += exact[i*cells+c]
+		}
+		best = max(best, total)
+	}
+	if counted && best < float64(k) {
+		return fmt.Errorf("%w: the cohort at %s is below its minimum of %d", ErrPolicy, n.id, k)
+	}
+	return nil
 }
 
 // partial evaluates p on the local data, adds this node's noise share,
@@ -167,6 +238,9 @@ func (n *Node) evaluate(ctx context.Context, sreq *nodev1.EvaluateRequest) (*nod
 func (n *Node) partial(ctx context.Context, e *epochState, queryID string, p *plan.Plan) ([]byte, error) {
 	exact, err := eval.Evaluate(ctx, p, n.cfg.Data.Tables())
 	if err != nil {
+		return nil, err
+	}
+	if err := n.checkCohort(p, exact.Values()); err != nil {
 		return nil, err
 	}
 	share, err := dp.NoiseShare(p, exact)
@@ -211,6 +285,17 @@ func releaseKey(queryID string) []byte { return []byte("n/release/" + queryID) }
 // target key. It helps with one release per query id: the same request again
 // gets the same stored share, any other is refused.
 func (n *Node) keySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (*nodev1.KeySwitchResponse, error) {
+	resp, err := n.keySwitchChecked(ctx, req)
+	if err != nil {
+		n.metrics.releases.WithLabelValues("refused").Inc()
+		n.record(ctx, n.id, "release.refused", req.GetQueryId(), map[string]any{"reason": err.Error()})
+		return nil, err
+	}
+	n.metrics.releases.WithLabelValues("released").Inc()
+	return resp, nil
+}
+
+func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchRequest) (*nodev1.KeySwitchResponse, error) {
 	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
 		return nil, err
 	}
@@ -328,6 +413,11 @@ func (n *Node) keySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (*no
 	if err := n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(releaseKey(qid), rec) }); err != nil {
 		return nil, err
 	}
+	var from []string
+	for _, ps := range req.GetPartials() {
+		from = append(from, ps.GetNodeId())
+	}
+	n.record(ctx, n.id, "release.keyswitch_share", qid, map[string]any{"partials_from": from, "decryptors": req.GetDecryptors()})
 	n.log.Info("released key-switch share", "query_id", qid, "partials", len(vectors), "decryptors", len(req.GetDecryptors()))
 	return &nodev1.KeySwitchResponse{Share: signed}, nil
 }

@@ -5,6 +5,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -84,19 +85,28 @@ func RequireCert(ctx context.Context, roles ...pki.Role) (Peer, *x509.Certificat
 	return p, ti.State.VerifiedChains[0][0], nil
 }
 
-// NewServer returns a gRPC server with mutual TLS for id, message size
-// limits, panic recovery, logging and error mapping.
-func NewServer(id *pki.Identity, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
+// RefusalHook is told about every call refused because the caller is not
+// authenticated (so a daemon can write it to its audit log).
+type RefusalHook func(ctx context.Context, method string, err error)
+
+// NewServer returns a gRPC server with TLS for id, message size limits,
+// panic recovery, logging and error mapping. A client certificate of the
+// network CA is required for every call: TLS verifies one when given, and
+// the interceptors refuse calls without one (after telling onRefuse, which
+// may be nil), so that such attempts reach the audit log.
+func NewServer(id *pki.Identity, log *slog.Logger, onRefuse RefusalHook, opts ...grpc.ServerOption) *grpc.Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	tlsCfg := id.ServerTLS()
+	tlsCfg.ClientAuth = tls.VerifyClientCertIfGiven
 	base := []grpc.ServerOption{
-		grpc.Creds(credentials.NewTLS(id.ServerTLS())),
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(unaryInterceptor(log)),
-		grpc.ChainStreamInterceptor(streamInterceptor(log)),
+		grpc.ChainUnaryInterceptor(unaryInterceptor(log, onRefuse)),
+		grpc.ChainStreamInterceptor(streamInterceptor(log, onRefuse)),
 	}
 	return grpc.NewServer(append(base, opts...)...)
 }
@@ -111,9 +121,16 @@ func Dial(addr string, id *pki.Identity, serverName string, opts ...grpc.DialOpt
 	return grpc.NewClient(addr, append(base, opts...)...)
 }
 
-func unaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+func unaryInterceptor(log *slog.Logger, onRefuse RefusalHook) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
+		if _, err := PeerFromContext(ctx); err != nil {
+			if onRefuse != nil {
+				onRefuse(ctx, info.FullMethod, err)
+			}
+			logCall(ctx, log, info.FullMethod, start, ToStatus(err))
+			return nil, ToStatus(err)
+		}
 		defer func() {
 			if r := recover(); r != nil {
 				log.Error("panic in RPC handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
@@ -127,9 +144,15 @@ func unaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 	}
 }
 
-func streamInterceptor(log *slog.Logger) grpc.StreamServerInterceptor {
+func streamInterceptor(log *slog.Logger, onRefuse RefusalHook) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
 		start := time.Now()
+		if _, err := PeerFromContext(ss.Context()); err != nil {
+			if onRefuse != nil {
+				onRefuse(ss.Context(), info.FullMethod, err)
+			}
+			return ToStatus(err)
+		}
 		defer func() {
 			if r := recover(); r != nil {
 				log.Error("panic in RPC handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
@@ -205,4 +228,12 @@ func ToStatus(err error) error {
 		return err
 	}
 	return status.Error(Code(err), err.Error())
+}
+
+// RemoteAddr returns the caller's network address, for logs.
+func RemoteAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
 }
