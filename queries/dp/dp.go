@@ -25,10 +25,13 @@
 // # Intervals
 //
 // A released slot is the sum of `nodes` partials, so its noise variance is
-// nodes·(NodeSigma² + q²/12) with q = 1/Scale the quantum (Gaussian; the
-// 95% interval is ±1.96 standard deviations). For Laplace the interval uses
-// the exact quantile of a sum of `nodes` Laplace(b) variables, widened by
-// nodes·q/2 for rounding. Means, variances and standard deviations are
+// v = nodes·(NodeSigma² + q²/12) with q = 1/Scale the quantum. Gaussian sums
+// get ±1.96·√v. Counts are integers and so is their error D, which is close
+// to round(X) with X ~ N(0, v − 1/12); their half-width is the smallest
+// integer k with P(|X| < k + ½) ≥ 95%, k = ⌈1.96·√(v − 1/12) − ½⌉, so the
+// coverage is at least 95% (a little more when the noise is small). For
+// Laplace the interval uses the exact quantile of a sum of `nodes` Laplace(b)
+// variables, rounded up for counts and widened by nodes·q/2 for sums. Means, variances and standard deviations are
 // ratios of noisy slots; their intervals use the delta method (first-order
 // propagation of the slot variances), which is accurate when the noisy count
 // is large compared with its noise, and are clipped to the possible range
@@ -179,9 +182,20 @@ func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
 		m := &ms[mi]
 		q := 1 / m.Scale
 		v := n * (m.NodeSigma*m.NodeSigma + q*q/12)
-		h := z975 * math.Sqrt(v)
-		if p.Mechanism() == plan.Laplace {
+		count := m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues
+		var h float64
+		switch {
+		case p.Mechanism() == plan.Laplace && count:
+			h = math.Ceil(m.LaplaceB * laplaceSumQuantile(nodes, 0.975))
+		case p.Mechanism() == plan.Laplace:
 			h = m.LaplaceB*laplaceSumQuantile(nodes, 0.975) + n*q/2
+		case count:
+			// The truth and the total are integers, so the error D is
+			// integer-valued, close to round(X) with X normal of variance
+			// v − 1/12: P(|D| ≤ k) = P(|X| < k + ½) ≥ 95% for the k below.
+			h = math.Max(0, math.Ceil(z975*math.Sqrt(v-1.0/12)-0.5))
+		default:
+			h = z975 * math.Sqrt(v)
 		}
 		for c := 0; c < cells; c++ {
 			i := mi*cells + c
