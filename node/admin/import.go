@@ -167,16 +167,7 @@ func ImportInto(ctx context.Context, s *store.Store, o ImportOptions, paths []st
 	}
 	t0 := time.Now()
 	prog := newProgress(ctx, o, total)
-	var p *fhir.Parser
-	p = fhir.NewParser(fhir.Options{
-		Region:   rule,
-		Progress: prog.add,
-		Other: func(name string, data []byte) error {
-			res := p.Result()
-			res.Errors = append(res.Errors, csvimport.Parse(name, bytes.NewReader(data), o.Table, &res.Records, &res.Origins)...)
-			return nil
-		},
-	})
+	p := newParser(rule, o.Table, prog.add)
 	for _, path := range paths {
 		if err := ctx.Err(); err != nil {
 			prog.done()
@@ -424,4 +415,59 @@ func (p *progress) done() {
 		close(p.stop)
 	}
 	<-p.ended
+}
+
+// ParseOptions configure ParseFiles.
+type ParseOptions struct {
+	// RegionRule as in ImportOptions. Defaults to "state".
+	RegionRule string
+	// Table as in ImportOptions.
+	Table string
+	// Progress, when set, is called with input bytes consumed.
+	Progress func(n int64)
+}
+
+// ParseResult is what ParseFiles read: records with their origins, each
+// FHIR patient's address (to split data by city or postcode), skipped
+// resource counts and bad records.
+type ParseResult = fhir.Result
+
+// Address is a FHIR patient's address as the region rules see it.
+type Address = fhir.Address
+
+// ParseFiles reads the inputs Import accepts into records without a store
+// (the demo splits the result across nodes and imports the parts with
+// Store.ImportRecords). Bad records are in the result's Errors; the
+// returned error is for unreadable files only. Records naming unknown
+// patients are not checked here.
+func ParseFiles(o ParseOptions, paths ...string) (*ParseResult, error) {
+	if o.RegionRule == "" {
+		o.RegionRule = "state"
+	}
+	rule, err := fhir.ParseRegionRule(o.RegionRule)
+	if err != nil {
+		return nil, err
+	}
+	p := newParser(rule, o.Table, o.Progress)
+	for _, path := range paths {
+		if err := p.ParsePath(path); err != nil {
+			return nil, fmt.Errorf("admin: %w", err)
+		}
+	}
+	return p.Result(), nil
+}
+
+// newParser returns a FHIR parser that hands CSV files to csvimport.
+func newParser(rule fhir.RegionRule, table string, progress func(int64)) *fhir.Parser {
+	var p *fhir.Parser
+	p = fhir.NewParser(fhir.Options{
+		Region:   rule,
+		Progress: progress,
+		Other: func(name string, data []byte) error {
+			res := p.Result()
+			res.Errors = append(res.Errors, csvimport.Parse(name, bytes.NewReader(data), table, &res.Records, &res.Origins)...)
+			return nil
+		},
+	})
+	return p
 }

@@ -215,7 +215,10 @@ func fullURL(s *scanner) (string, error) {
 	var e errs
 	err := s.object(func(k []byte) error {
 		if string(k) != "fullUrl" {
-			return s.skip()
+			if err := s.skip(); err != nil {
+				return at(string(k), err)
+			}
+			return nil
 		}
 		var err error
 		u, err = s.text()

@@ -12,6 +12,17 @@ import (
 // Syntax errors are returned at once: the input cannot be read further.
 type errs struct{ bad error }
 
+// array reads an array member named seg, calling fn for each element and
+// keeping the first element's error under seg[i].
+func (e *errs) array(s *scanner, seg string, fn func(i int) error) error {
+	var inner errs
+	err := s.array(func(i int) error { return inner.keep(idx(i), fn(i)) })
+	if err != nil {
+		return e.keep(seg, err)
+	}
+	return e.keep(seg, inner.bad)
+}
+
 func (e *errs) keep(seg string, err error) error {
 	if err == nil {
 		return nil
@@ -105,14 +116,14 @@ func (p *Parser) concept(s *scanner) (coding, error) {
 		if string(k) != "coding" {
 			return s.skip()
 		}
-		return e.keep("coding", s.array(func(i int) error {
+		return e.array(s, "coding", func(i int) error {
 			if i > 0 {
 				return s.skip()
 			}
 			cc, err := p.coding(s)
 			c = cc
-			return e.keep(idx(i), err)
-		}))
+			return err
+		})
 	})
 	if err != nil {
 		return c, err
@@ -361,13 +372,13 @@ func (p *Parser) patient(s *scanner, l loc) (bad, err error) {
 			pt.DeathDate, err = date(s)
 			return e.keep("deceasedDateTime", err)
 		case "address":
-			return e.keep("address", s.array(func(i int) error {
+			return e.array(s, "address", func(i int) error {
 				a, use, err := p.address(s)
 				if err == nil && !home && (use == "home" || !haveAddr) {
 					addr, haveAddr, home = a, true, use == "home"
 				}
-				return e.keep(idx(i), err)
-			}))
+				return err
+			})
 		}
 		return s.skip()
 	})
@@ -534,14 +545,14 @@ func (p *Parser) encounter(s *scanner, l loc) (bad, err error) {
 			en.Class = c.code
 			return e.keep("class", err)
 		case "type":
-			return e.keep("type", s.array(func(i int) error {
+			return e.array(s, "type", func(i int) error {
 				if i > 0 {
 					return s.skip()
 				}
 				c, err := p.concept(s)
 				en.TypeCode, en.TypeSystem = c.code, c.system
-				return e.keep(idx(i), err)
-			}))
+				return err
+			})
 		case "period":
 			en.Start, en.End, err = period(s)
 			return e.keep("period", err)

@@ -1,0 +1,319 @@
+package fhir
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/shareddata"
+)
+
+var modelTable = map[string]string{
+	"Patient":           cdm.TablePatients,
+	"Condition":         cdm.TableConditions,
+	"Observation":       cdm.TableObservations,
+	"Encounter":         cdm.TableEncounters,
+	"MedicationRequest": cdm.TableMedications,
+}
+
+// countBundles counts entry resources by type with encoding/json, as an
+// independent check of the parser.
+func countBundles(t testing.TB, tgz string) map[string]int {
+	f, err := os.Open(tgz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	counts := map[string]int{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return counts
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		var b struct {
+			Entry []struct {
+				Resource struct {
+					ResourceType string `json:"resourceType"`
+				} `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := json.NewDecoder(tr).Decode(&b); err != nil {
+			t.Fatalf("%s: %v", h.Name, err)
+		}
+		for _, e := range b.Entry {
+			counts[e.Resource.ResourceType]++
+		}
+	}
+}
+
+func checkCounts(t *testing.T, res *Result, want map[string]int) {
+	t.Helper()
+	got := res.Records.TableCounts()
+	for typ, n := range want {
+		if table, ok := modelTable[typ]; ok {
+			if got[table] != n {
+				t.Errorf("%s: parsed %d, independent count %d", table, got[table], n)
+			}
+		} else if res.Skipped[typ] != n {
+			t.Errorf("skipped %s: %d, independent count %d", typ, res.Skipped[typ], n)
+		}
+	}
+	for typ := range res.Skipped {
+		if _, ok := want[typ]; !ok {
+			t.Errorf("skipped type %s not in the input", typ)
+		}
+	}
+}
+
+func TestSyntheaBundles(t *testing.T) {
+	tgz := shareddata.Require(t, "fhir-r4-synthea/bundles.tar.gz")
+	want := countBundles(t, tgz)
+	rule, _ := ParseRegionRule("city")
+	res, err := ParseFiles(Options{Region: rule}, tgz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) > 0 {
+		t.Fatalf("%d errors, first: %v", len(res.Errors), res.Errors[0])
+	}
+	checkCounts(t, res, want)
+	if res.Files != 309 {
+		t.Errorf("files %d, want 309", res.Files)
+	}
+	// Every record's patient is a parsed patient (references resolved).
+	ids := map[string]bool{}
+	for _, p := range res.Records.Patients {
+		ids[p.ID] = true
+		if p.Region == "" || res.Addresses[p.ID].City != p.Region {
+			t.Fatalf("patient %s: region %q, address %+v", p.ID, p.Region, res.Addresses[p.ID])
+		}
+	}
+	for _, c := range res.Records.Conditions {
+		if !ids[c.PatientID] {
+			t.Fatalf("condition %s names unparsed patient %s", c.ID, c.PatientID)
+		}
+	}
+	var hba1c int
+	for _, o := range res.Records.Observations {
+		if o.Code == "4548-4" && o.System == cdm.SystemLOINC && o.HasValue && o.Unit == "%" {
+			hba1c++
+		}
+	}
+	if hba1c == 0 {
+		t.Error("no HbA1c (LOINC 4548-4) values with unit %")
+	}
+	t.Logf("%d files, %d MB JSON, counts %v", res.Files, res.JSONBytes>>20, res.Records.TableCounts())
+}
+
+func TestBulkNDJSON(t *testing.T) {
+	dir := shareddata.Require(t, "fhir-bulk-ndjson-10")
+	want := map[string]int{}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
+	for _, fn := range files {
+		f, err := os.Open(fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(zr)
+		sc.Buffer(nil, 64<<20)
+		for sc.Scan() {
+			var r struct {
+				ResourceType string `json:"resourceType"`
+			}
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				t.Fatal(err)
+			}
+			want[r.ResourceType]++
+		}
+		f.Close()
+	}
+	rule, _ := ParseRegionRule("postal:3")
+	res, err := ParseFiles(Options{Region: rule}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) > 0 {
+		t.Fatalf("%d errors, first: %v", len(res.Errors), res.Errors[0])
+	}
+	if want["Patient"] == 0 {
+		t.Fatalf("independent count: %v", want)
+	}
+	checkCounts(t, res, want)
+	for _, p := range res.Records.Patients {
+		if len(p.Region) > 3 {
+			t.Errorf("region %q longer than the postal:3 rule allows", p.Region)
+		}
+	}
+}
+
+const bundle = `{"resourceType": "Bundle", "type": "collection", "entry": [
+ {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-02-03",
+   "address": [{"use": "old", "city": "Old", "state": "XX", "postalCode": "99999"}, {"use": "home", "city": "Boston", "state": "MA", "postalCode": "02118"}]}},
+ {"resource": {"resourceType": "Condition", "id": "c1", "subject": {"reference": "urn:uuid:p1"},
+   "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}, {"system": "x", "code": "y"}]},
+   "onsetDateTime": "2020-03-04T10:00:00+01:00", "abatementDateTime": "2021-01-01"}, "fullUrl": "urn:uuid:c1"},
+ {"resource": {"resourceType": "Observation", "id": "o1", "subject": {"reference": "Patient/p1"},
+   "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]}, "effectiveDateTime": "2020-05-06",
+   "valueQuantity": {"value": 7.25, "unit": "%"}}},
+ {"resource": {"resourceType": "Encounter", "id": "e1", "subject": {"reference": "http://example.org/fhir/Patient/p1/_history/3"},
+   "class": {"code": "AMB"}, "type": [{"coding": [{"system": "http://snomed.info/sct", "code": "185349003"}]}],
+   "period": {"start": "2020-05-06T08:00:00Z", "end": "2020-05-07"}}},
+ {"resource": {"resourceType": "MedicationRequest", "id": "m1", "subject": {"reference": "urn:uuid:p1"},
+   "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "860975"}]}, "authoredOn": "2020-05-06"}},
+ {"resource": {"resourceType": "Claim", "id": "x", "type": {"coding": []}, "text": "a \"quoted\" \u00e9 \ud83d\ude00 \n"}},
+ {"request": {"method": "DELETE", "url": "Patient/old"}}
+]}`
+
+func TestBundleMapping(t *testing.T) {
+	rule, _ := ParseRegionRule("state")
+	p := NewParser(Options{Region: rule})
+	p.ParseBundle("b.json", []byte(bundle))
+	res := p.Result()
+	if len(res.Errors) > 0 {
+		t.Fatal(res.Errors[0])
+	}
+	r := res.Records
+	want := cdm.Records{
+		Patients:     []cdm.Patient{{ID: "p1", BirthDate: cdm.DateFromYMD(1970, 2, 3), Sex: cdm.SexFemale, Region: "MA", DeathDate: cdm.NoDate}},
+		Conditions:   []cdm.Condition{{ID: "c1", PatientID: "p1", Code: "44054006", System: cdm.SystemSNOMED, Onset: cdm.DateFromYMD(2020, 3, 4), Abatement: cdm.DateFromYMD(2021, 1, 1)}},
+		Observations: []cdm.Observation{{ID: "o1", PatientID: "p1", Code: "4548-4", System: cdm.SystemLOINC, Date: cdm.DateFromYMD(2020, 5, 6), Value: 7.25, HasValue: true, Unit: "%"}},
+		Encounters:   []cdm.Encounter{{ID: "e1", PatientID: "p1", Class: "AMB", TypeCode: "185349003", TypeSystem: cdm.SystemSNOMED, Start: cdm.DateFromYMD(2020, 5, 6), End: cdm.DateFromYMD(2020, 5, 7)}},
+		Medications:  []cdm.Medication{{ID: "m1", PatientID: "p1", Code: "860975", System: cdm.SystemRxNorm, Authored: cdm.DateFromYMD(2020, 5, 6)}},
+	}
+	if js(r) != js(want) {
+		t.Fatalf("records\n got %s\nwant %s", js(r), js(want))
+	}
+	if res.Skipped["Claim"] != 1 || res.Skipped["(entry without resource)"] != 1 {
+		t.Errorf("skipped %v", res.Skipped)
+	}
+	if a := res.Addresses["p1"]; a.City != "Boston" || a.PostalCode != "02118" {
+		t.Errorf("address %+v", a)
+	}
+	if res.Origins.Conditions[0] != (cdm.Origin{File: "b.json", Entry: 1}) {
+		t.Errorf("origin %+v", res.Origins.Conditions[0])
+	}
+}
+
+func js(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestRegionRules(t *testing.T) {
+	a := Address{City: "Boston", State: "MA", PostalCode: "02118"}
+	for rule, want := range map[string]string{"state": "MA", "city": "Boston", "postal:3": "021", "postal:9": "02118", "fixed:N1": "N1"} {
+		r, err := ParseRegionRule(rule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Region(a); got != want || r.String() != rule {
+			t.Errorf("%s: %q (%s), want %q", rule, got, r, want)
+		}
+	}
+	for _, bad := range []string{"", "zip", "postal", "postal:0", "postal:x", "fixed:", "state:1"} {
+		if _, err := ParseRegionRule(bad); !errors.Is(err, ErrRule) {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
+// TestErrors checks each kind of bad input: the message names the place
+// and what was expected, and good records around it survive.
+func TestErrors(t *testing.T) {
+	pat := `{"resourceType":"Patient","id":"p1"}`
+	for _, tc := range []struct {
+		name, file, data string
+		kind             error
+		want             string
+		good             int // records still parsed
+	}{
+		{"bundle malformed", "b.json", "{\"resourceType\":\"Bundle\",\"entry\":[\n{\"resource\":" + pat + "},\n{\"resource\":{\"resourceType\":\"Condition\",\"id\":\"c\" \"x\":1}}]}",
+			ErrSyntax, `b.json: entry[1].resource: malformed JSON at line 3 column 50: want ',' or '}' in object`, 0},
+		{"bundle wrong type", "b.json", `{"resourceType":"Bundle","entry":[{"resource":` + pat + `},{"resource":{"resourceType":"Patient","id":"p2","birthDate":19700101}}]}`,
+			ErrType, `b.json: entry[1].resource.birthDate: want a string, got number`, 1},
+		{"bundle nested wrong type", "b.json", `{"resourceType":"Bundle","entry":[{"resource":` + pat + `},{"resource":{"resourceType":"Condition","id":"c","subject":{"reference":"Patient/p1"},"code":{"coding":[{"code":7}]}}}]}`,
+			ErrType, `b.json: entry[1].resource.code.coding[0].code: want a string, got number`, 1},
+		{"bundle missing field", "b.json", `{"resourceType":"Bundle","entry":[{"resource":` + pat + `},{"resource":{"resourceType":"Condition","id":"c","code":{"coding":[{"code":"1"}]}}}]}`,
+			ErrMissing, `b.json: entry[1].resource: missing required field subject`, 1},
+		{"bundle impossible date", "b.json", `{"resourceType":"Bundle","entry":[{"resource":` + pat + `},{"resource":{"resourceType":"Condition","id":"c","subject":{"reference":"Patient/p1"},"code":{"coding":[{"code":"1"}]},"onsetDateTime":"2021-02-30"}}]}`,
+			ErrDate, `b.json: entry[1].resource.onsetDateTime: impossible date "2021-02-30"`, 1},
+		{"bundle bad reference", "b.json", `{"resourceType":"Bundle","entry":[{"resource":` + pat + `},{"resource":{"resourceType":"Condition","id":"c","subject":{"reference":"Group/7"},"code":{"coding":[{"code":"1"}]}}}]}`,
+			ErrReference, `b.json: entry[1].resource.subject: bad patient reference "Group/7"`, 1},
+		{"bundle missing resourceType", "b.json", `{"resourceType":"Bundle","entry":[{"resource":{"id":"x"}}]}`,
+			ErrMissing, `b.json: entry[0].resource: missing required field resourceType`, 0},
+		{"ndjson malformed", "x.ndjson", pat + "\n{\"resourceType\":\"Patient\",\"id\":\"p2\"\n" + `{"resourceType":"Patient","id":"p3"}`,
+			ErrSyntax, `x.ndjson:2: malformed JSON at column 37: unexpected end of input in object`, 2},
+		{"ndjson wrong type", "x.ndjson", pat + "\n" + `{"resourceType":"Patient","id":"p2","address":{"city":"x"}}`,
+			ErrType, `x.ndjson:2: address: want an array, got object`, 1},
+		{"ndjson bad gender", "x.ndjson", `{"resourceType":"Patient","id":"p2","gender":"f3"}`,
+			ErrValue, `x.ndjson:1: gender: bad gender "f3"`, 0},
+		{"ndjson missing id", "x.ndjson", `{"resourceType":"Patient"}`,
+			ErrMissing, `x.ndjson:1: missing required field id`, 0},
+		{"ndjson trailing data", "x.ndjson", pat + ` 5`,
+			ErrSyntax, `x.ndjson:1: malformed JSON at column 38: unexpected data after the top-level value`, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewParser(Options{})
+			if strings.HasSuffix(tc.file, ".json") {
+				p.ParseBundle(tc.file, []byte(tc.data))
+			} else if err := p.ParseNDJSON(tc.file, strings.NewReader(tc.data)); err != nil {
+				t.Fatal(err)
+			}
+			res := p.Result()
+			if len(res.Errors) != 1 {
+				t.Fatalf("%d errors: %v", len(res.Errors), res.Errors)
+			}
+			e := res.Errors[0]
+			if !strings.HasPrefix(e.Error(), tc.want) {
+				t.Errorf("error\n got %s\nwant %s...", e, tc.want)
+			}
+			if !errors.Is(e, tc.kind) {
+				t.Errorf("error %v is not %v", e, tc.kind)
+			}
+			if got := res.Records.Len(); got != tc.good {
+				t.Errorf("%d good records, want %d", got, tc.good)
+			}
+		})
+	}
+}
+
+// FuzzScanner checks that the scanner accepts exactly the valid JSON.
+func FuzzScanner(f *testing.F) {
+	for _, s := range []string{bundle, `{"a":[1,2.5e-3,true,false,null,"\u00e9\\"]}`, `{"a":01}`, `[1,]`, `"\x01"`, `{"a" 1}`, `-`, `1.`, `"\ud83d"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := &scanner{buf: b}
+		err := s.skip()
+		if err == nil {
+			err = s.end()
+		}
+		if valid := json.Valid(b); valid != (err == nil) {
+			t.Fatalf("json.Valid %v, scanner error %v, input %q", valid, err, b)
+		}
+		// Parsing as a resource or bundle never panics.
+		p := NewParser(Options{})
+		p.ParseBundle("f.json", b)
+		_ = p.ParseNDJSON("f.ndjson", strings.NewReader(string(b)))
+	})
+}
