@@ -1,7 +1,10 @@
 package plan
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/fedstat/fedstat/queries/parse"
@@ -113,4 +116,27 @@ func labelsSummary(l []string) string {
 		return strings.Join(l, ", ")
 	}
 	return strings.Join(l[:3], ", ") + ", ..., " + strings.Join(l[len(l)-2:], ", ")
+}
+
+// Fingerprint is a hex SHA-256 of everything that determines what a node
+// computes and how much noise it adds: the normalised query, the privacy
+// parameters, every label of every group domain, the bounds, the measures
+// with their sensitivities, noise and scales (floats at 9 significant digits,
+// so that last-bit differences between platforms do not matter). The
+// coordinator can send it with a request and a node can refuse when its own
+// plan's fingerprint differs (e.g. a different catalogue).
+func (p *Plan) Fingerprint() string {
+	h := sha256.New()
+	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 9, 64) }
+	fmt.Fprintf(h, "sql=%s\nmech=%s eps=%s delta=%s m=%d T=%d ref=%d\n", p.normSQL, p.mech, g(p.req.Epsilon), g(p.req.Delta), p.req.MinNodes, p.req.Threshold, p.req.ReferenceDate)
+	fmt.Fprintf(h, "table=%s G=%d R=%d maxpat=%d k=%d cells=%d\n", p.table, p.groups, p.rows, p.maxPat, p.smallK, p.cells)
+	for _, k := range p.keys {
+		fmt.Fprintf(h, "key %s kind=%d col=%s/%v first=%d w=%d s=%d top=%d open=%v unk=%v row=%v labels=%q\n",
+			k.Name, k.Kind, k.Col.Name, k.Col.Patient, k.First, k.Width, k.Start, k.Top, k.OpenTop, k.Unknown, k.RowLevel, k.Labels)
+	}
+	for _, m := range p.measures {
+		fmt.Fprintf(h, "measure %d %s lo=%s hi=%s c=%s C=%s sigma=%s node=%s b=%s scale=%s\n",
+			m.Kind, m.Label, g(m.Lo), g(m.Hi), g(m.Center), g(m.PerCell), g(m.Sigma), g(m.NodeSigma), g(m.LaplaceB), g(m.Scale))
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

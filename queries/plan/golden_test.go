@@ -118,6 +118,14 @@ func TestDeterministic(t *testing.T) {
 		if a.Describe() != b.Describe() {
 			t.Errorf("%s: plans differ", q)
 		}
+		if a.Fingerprint() != b.Fingerprint() {
+			t.Errorf("%s: fingerprints differ", q)
+		}
+		c := testCatalogue()
+		c.Regions = append(c.Regions, "extra")
+		if o, err := Build(testRequest(q), c); err == nil && strings.Contains(q, "region") && o.Fingerprint() == a.Fingerprint() {
+			t.Errorf("%s: fingerprint ignores the catalogue regions", q)
+		}
 		sa, sb := a.NodeSigmas(), b.NodeSigmas()
 		for i := range sa {
 			if sa[i] != sb[i] {

@@ -55,13 +55,13 @@ type Result struct {
 	Exact bool
 }
 
-// FormatValue returns the display text of v: integers for counts, four
-// significant digits otherwise.
+// FormatValue returns the display text of v: whole numbers for counts and
+// for values of magnitude 1000 or more, four significant digits otherwise.
 func FormatValue(v float64, integer bool) string {
 	switch {
 	case math.IsNaN(v):
 		return "n/a"
-	case integer:
+	case integer, math.Abs(v) >= 1000:
 		return strconv.FormatFloat(math.Round(v), 'f', 0, 64)
 	}
 	return strconv.FormatFloat(v, 'g', 4, 64)
