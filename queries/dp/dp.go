@@ -31,7 +31,8 @@
 // integer k with P(|X| < k + ½) ≥ 95%, k = ⌈1.96·√(v − 1/12) − ½⌉, so the
 // coverage is at least 95% (a little more when the noise is small). For
 // Laplace the interval uses the exact quantile of a sum of `nodes` Laplace(b)
-// variables, rounded up for counts and widened by nodes·q/2 for sums. Means, variances and standard deviations are
+// variables (continuity-corrected to an integer half-width for counts, as
+// above; widened by nodes·q/2 for sums). Coverage is at least 95%. Means, variances and standard deviations are
 // ratios of noisy slots; their intervals use the delta method (first-order
 // propagation of the slot variances), which is accurate when the noisy count
 // is large compared with its noise, and are clipped to the possible range
@@ -186,7 +187,7 @@ func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
 		var h float64
 		switch {
 		case p.Mechanism() == plan.Laplace && count:
-			h = math.Ceil(m.LaplaceB * laplaceSumQuantile(nodes, 0.975))
+			h = math.Max(0, math.Ceil(m.LaplaceB*laplaceSumQuantile(nodes, 0.975)-0.5))
 		case p.Mechanism() == plan.Laplace:
 			h = m.LaplaceB*laplaceSumQuantile(nodes, 0.975) + n*q/2
 		case count:

@@ -264,7 +264,8 @@ func TestCoverageLaplace(t *testing.T) {
 		}
 	}
 	t.Logf("laplace coverage %d/%d", covered, runs)
-	if covered < 930 || covered > 975 {
+	// Expected about 95.5% at this ε (integer half-widths are conservative).
+	if covered < 930 || covered > 980 {
 		t.Errorf("coverage %d/%d", covered, runs)
 	}
 }
