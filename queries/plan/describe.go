@@ -87,6 +87,9 @@ func (p *Plan) Describe() string {
 	}
 	fmt.Fprintf(&b, "cells:     %d\n", p.cells)
 	fmt.Fprintf(&b, "bounds:    groups per patient G = %d (%s); rows per patient per group R = %d (%s)\n", p.groups, p.groupsSrc, p.rows, p.rowsSrc)
+	if p.nodesPer > 1 {
+		fmt.Fprintf(&b, "           a patient may be at up to K = %d nodes: sensitivities × %d\n", p.nodesPer, p.nodesPer)
+	}
 	fmt.Fprintf(&b, "mechanism: %s; m = %d partials, threshold T = %d, honest partials m-T+1 = %d\n", p.mech, p.req.MinNodes, p.req.Threshold, p.honest)
 	for i, m := range p.measures {
 		fmt.Fprintf(&b, "measure %d: %s = %s\n", i+1, m.Label, measureKindNames[m.Kind])
@@ -129,14 +132,14 @@ func (p *Plan) Fingerprint() string {
 	h := sha256.New()
 	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 9, 64) }
 	fmt.Fprintf(h, "sql=%s\nmech=%s eps=%s delta=%s m=%d T=%d ref=%d\n", p.normSQL, p.mech, g(p.req.Epsilon), g(p.req.Delta), p.req.MinNodes, p.req.Threshold, p.req.ReferenceDate)
-	fmt.Fprintf(h, "table=%s G=%d R=%d maxpat=%d k=%d cells=%d\n", p.table, p.groups, p.rows, p.maxPat, p.smallK, p.cells)
+	fmt.Fprintf(h, "table=%s G=%d R=%d K=%d maxpat=%d k=%d cells=%d\n", p.table, p.groups, p.rows, p.nodesPer, p.maxPat, p.smallK, p.cells)
 	for _, k := range p.keys {
 		fmt.Fprintf(h, "key %s kind=%d col=%s/%v first=%d w=%d s=%d top=%d open=%v unk=%v row=%v labels=%q\n",
 			k.Name, k.Kind, k.Col.Name, k.Col.Patient, k.First, k.Width, k.Start, k.Top, k.OpenTop, k.Unknown, k.RowLevel, k.Labels)
 	}
 	for _, m := range p.measures {
-		fmt.Fprintf(h, "measure %d %s lo=%s hi=%s c=%s C=%s sigma=%s node=%s b=%s scale=%s\n",
-			m.Kind, m.Label, g(m.Lo), g(m.Hi), g(m.Center), g(m.PerCell), g(m.Sigma), g(m.NodeSigma), g(m.LaplaceB), g(m.Scale))
+		fmt.Fprintf(h, "measure %d %s lo=%s hi=%s c=%s C=%s l2=%s sigma=%s node=%s b=%s scale=%s\n",
+			m.Kind, m.Label, g(m.Lo), g(m.Hi), g(m.Center), g(m.PerCell), g(m.L2), g(m.Sigma), g(m.NodeSigma), g(m.LaplaceB), g(m.Scale))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

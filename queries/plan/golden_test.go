@@ -149,3 +149,19 @@ func BenchmarkParsePlan(b *testing.B) {
 		})
 	}
 }
+
+func TestNodesPerPatient(t *testing.T) {
+	c := testCatalogue()
+	a, _ := Build(testRequest(DesignQueries[0]), c)
+	c.MaxNodesPerPatient = 3
+	b, err := Build(testRequest(DesignQueries[0]), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := b.NodeSigmas()[0] / a.NodeSigmas()[0]; r < 2.999 || r > 3.001 {
+		t.Errorf("sigma ratio %v, want 3", r)
+	}
+	if a.Rho() != b.Rho() {
+		t.Error("cost changed with K")
+	}
+}

@@ -149,8 +149,9 @@ type Measure struct {
 	Center float64
 	// PerCell is the most one patient can change one cell (C).
 	PerCell float64
-	// L2 = PerCell·√G and L1 = PerCell·G are the sensitivities of the whole
-	// vector, G the groups one patient may touch.
+	// L2 = K·PerCell·√G and L1 = K·PerCell·G are the sensitivities of the
+	// whole vector, G the groups one patient may touch at one node and K the
+	// nodes that may hold one patient (Catalogue.MaxNodesPerPatient).
 	L2, L1 float64
 	// Rho is this measure's share of the query's zCDP budget (Gaussian), or
 	// ε_j²/2 for Laplace.

@@ -24,7 +24,8 @@
 //     R for COUNT(*) and value counts, R·B for sums and R·B² for sums of
 //     squares, B = max(|lo−c|, |hi−c|) with c = (lo+hi)/2 for AVG, STDDEV,
 //     VARIANCE and c = 0 for SUM.
-//   - L2 sensitivity of the vector Δ₂ = PerCell·√G; L1 Δ₁ = PerCell·G.
+//   - L2 sensitivity of the vector Δ₂ = K·PerCell·√G; L1 Δ₁ = K·PerCell·G,
+//     K = Catalogue.MaxNodesPerPatient (1 unless patients span nodes).
 //
 // Gaussian (default, zCDP): the request's (ε, δ) becomes the budget
 // ρ = (√(ln(1/δ)+ε) − √(ln(1/δ)))², the largest ρ with
@@ -101,6 +102,12 @@ type Catalogue struct {
 	MaxAge int
 	// MaxSlots bounds VectorLen (cells × measures). Defaults to 65,536.
 	MaxSlots int
+	// MaxNodesPerPatient is how many nodes may hold records of the same
+	// patient (e.g. a hospital and an insurer). Each node bounds a patient's
+	// contribution on its own, so the sensitivities are multiplied by it
+	// (triangle inequality). Defaults to 1: each patient's records live at
+	// one node.
+	MaxNodesPerPatient int
 }
 
 // DefaultCatalogue returns a catalogue with every default filled in and no
@@ -133,6 +140,9 @@ func (c *Catalogue) fill() {
 	if c.MaxSlots == 0 {
 		c.MaxSlots = 65536
 	}
+	if c.MaxNodesPerPatient == 0 {
+		c.MaxNodesPerPatient = 1
+	}
 }
 
 // Plan is a validated, immutable query plan. All methods are safe for
@@ -151,6 +161,7 @@ type Plan struct {
 	rows      int // R
 	groupsSrc string
 	rowsSrc   string
+	nodesPer  int // Catalogue.MaxNodesPerPatient
 	rho       float64
 	honest    int // m - T + 1
 	maxPat    int
@@ -185,7 +196,7 @@ func Build(req Request, cat *Catalogue) (*Plan, error) {
 		return nil, fmt.Errorf("%w: threshold T must satisfy 1 <= T <= min_nodes (%d), got %d", ErrRequest, req.MinNodes, req.Threshold)
 	case !req.ReferenceDate.Valid():
 		return nil, fmt.Errorf("%w: reference date is required", ErrRequest)
-	case c.MaxGroupsPerPatient < 1 || c.MaxRowsPerPatient < 1 || c.MaxPatientsPerNode < 1 || c.MaxAge < 1 || c.MaxSlots < 1:
+	case c.MaxGroupsPerPatient < 1 || c.MaxRowsPerPatient < 1 || c.MaxPatientsPerNode < 1 || c.MaxAge < 1 || c.MaxSlots < 1 || c.MaxNodesPerPatient < 1:
 		return nil, fmt.Errorf("%w: catalogue bounds must be positive", ErrRequest)
 	}
 	if mech == Laplace {
@@ -197,7 +208,7 @@ func Build(req Request, cat *Catalogue) (*Plan, error) {
 		return nil, err
 	}
 	b := &binder{src: req.SQL, cat: &c, ref: req.ReferenceDate}
-	p := &Plan{req: req, mech: mech, honest: req.MinNodes - req.Threshold + 1, maxPat: c.MaxPatientsPerNode, smallK: c.SmallCountThreshold}
+	p := &Plan{req: req, mech: mech, honest: req.MinNodes - req.Threshold + 1, maxPat: c.MaxPatientsPerNode, smallK: c.SmallCountThreshold, nodesPer: c.MaxNodesPerPatient}
 	if err := b.plan(q, p); err != nil {
 		return nil, err
 	}
@@ -223,8 +234,9 @@ func (p *Plan) account() error {
 	}
 	for i := range p.measures {
 		m := &p.measures[i]
-		m.L2 = m.PerCell * math.Sqrt(g)
-		m.L1 = m.PerCell * g
+		kn := float64(p.nodesPer)
+		m.L2 = kn * m.PerCell * math.Sqrt(g)
+		m.L1 = kn * m.PerCell * g
 		switch p.mech {
 		case Gaussian:
 			m.Rho = p.rho / k
