@@ -97,6 +97,7 @@ func (t *Tokens) Lookup(token string) (TokenEntry, bool) {
 //	GET  /v1/queries/{id}/watch    status at every change, one JSON object per line
 //	POST /v1/queries/{id}/cancel   cancel
 //	GET  /v1/nodes                 nodes
+//	GET  /v1/budget[?analyst=NAME]  the caller's budget at every node
 //
 // Callers authenticate with a client certificate of the network CA (when
 // served over mutual TLS) or with "Authorization: Bearer TOKEN".
@@ -109,6 +110,7 @@ func (c *Coordinator) HTTPHandler(tokens *Tokens) http.Handler {
 	mux.HandleFunc("GET /v1/queries/{id}/watch", h.auth(h.watch))
 	mux.HandleFunc("POST /v1/queries/{id}/cancel", h.auth(h.cancel))
 	mux.HandleFunc("GET /v1/nodes", h.auth(h.nodes))
+	mux.HandleFunc("GET /v1/budget", h.auth(h.budget))
 	return mux
 }
 
@@ -292,4 +294,16 @@ func (c *Coordinator) HTTPTLS() *tls.Config {
 	cfg := c.cfg.Identity.ServerTLS()
 	cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	return cfg
+}
+
+func (h *httpAPI) budget(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
+	who := r.URL.Query().Get("analyst")
+	if who == "" {
+		who = p.Name
+	}
+	if who != p.Name && p.Role != pki.RoleOperator {
+		writeError(w, fmt.Errorf("%w: only operators may see another analyst's budget", rpc.ErrForbidden))
+		return
+	}
+	writeProto(w, h.c.Budget(r.Context(), who))
 }

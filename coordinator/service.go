@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -125,5 +126,45 @@ func (c *Coordinator) NodesStatus(ctx context.Context) *coordinatorv1.NodesRespo
 	}
 	wg.Wait()
 	out.Nodes = infos
+	return out
+}
+
+func (s *service) Budget(ctx context.Context, req *coordinatorv1.BudgetRequest) (*coordinatorv1.BudgetResponse, error) {
+	p, err := rpc.Require(ctx, analystRoles...)
+	if err != nil {
+		return nil, err
+	}
+	who := req.GetAnalyst()
+	if who == "" {
+		who = p.Name
+	}
+	if who != p.Name && p.Role != pki.RoleOperator {
+		return nil, fmt.Errorf("%w: only operators may see another analyst's budget", rpc.ErrForbidden)
+	}
+	return s.c.Budget(ctx, who), nil
+}
+
+// Budget asks every node for an analyst's budget.
+func (c *Coordinator) Budget(ctx context.Context, analyst string) *coordinatorv1.BudgetResponse {
+	reg := c.registry()
+	out := &coordinatorv1.BudgetResponse{Analyst: analyst, Nodes: make([]*coordinatorv1.NodeBudget, len(reg))}
+	var wg sync.WaitGroup
+	for i, n := range reg {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nb := &coordinatorv1.NodeBudget{NodeId: n.ID}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			r, err := n.client.Budget(cctx, &nodev1.BudgetRequest{Analyst: analyst})
+			if err != nil {
+				nb.Error = rpcMessage(err)
+			} else {
+				nb.SpentRho, nb.LimitRho, nb.TotalSpentRho, nb.TotalLimitRho = r.GetSpentRho(), r.GetLimitRho(), r.GetTotalSpentRho(), r.GetTotalLimitRho()
+			}
+			out.Nodes[i] = nb
+		}()
+	}
+	wg.Wait()
 	return out
 }

@@ -65,3 +65,21 @@ func parseDay(s string) (cdm.Date, error) {
 	}
 	return cdm.ParseDate(s)
 }
+
+func (s *service) Budget(ctx context.Context, req *nodev1.BudgetRequest) (*nodev1.BudgetResponse, error) {
+	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
+		return nil, err
+	}
+	if req.GetAnalyst() == "" {
+		return nil, ErrBadRequest
+	}
+	spent, limit, err := s.n.ledger.Spent(req.GetAnalyst())
+	if err != nil {
+		return nil, err
+	}
+	tspent, tlimit, err := s.n.ledger.Total()
+	if err != nil {
+		return nil, err
+	}
+	return &nodev1.BudgetResponse{NodeId: s.n.id, SpentRho: spent, LimitRho: limit, TotalSpentRho: tspent, TotalLimitRho: tlimit}, nil
+}

@@ -6,7 +6,12 @@ import "github.com/spf13/cobra"
 func commands() []*cobra.Command {
 	return []*cobra.Command{
 		demoCommand(),
+		queryCommand(),
+		nodesCommand(),
+		budgetCommand(),
+		tokenCommand(),
 		caCommand(),
+		coordinatorCommand(),
 		nodeCommand(),
 		synthCommand(),
 		auditCommand(),
@@ -18,6 +23,9 @@ func nodeCommand() *cobra.Command {
 		Use:   "node",
 		Short: "Run a node, or administer its local data",
 	}
+	nodeRun(c)
 	c.AddCommand(nodeDataCommands()...)
+	c.AddCommand(nodeQueryCommand())
+	c.AddCommand(nodeApprovalCommands()...)
 	return c
 }

@@ -85,6 +85,188 @@ func (State) EnumDescriptor() ([]byte, []int) {
 	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{0}
 }
 
+type BudgetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// analyst defaults to the caller.
+	Analyst       string `protobuf:"bytes,1,opt,name=analyst,proto3" json:"analyst,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BudgetRequest) Reset() {
+	*x = BudgetRequest{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BudgetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BudgetRequest) ProtoMessage() {}
+
+func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BudgetRequest.ProtoReflect.Descriptor instead.
+func (*BudgetRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BudgetRequest) GetAnalyst() string {
+	if x != nil {
+		return x.Analyst
+	}
+	return ""
+}
+
+type NodeBudget struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	SpentRho      float64                `protobuf:"fixed64,2,opt,name=spent_rho,json=spentRho,proto3" json:"spent_rho,omitempty"`
+	LimitRho      float64                `protobuf:"fixed64,3,opt,name=limit_rho,json=limitRho,proto3" json:"limit_rho,omitempty"`
+	TotalSpentRho float64                `protobuf:"fixed64,4,opt,name=total_spent_rho,json=totalSpentRho,proto3" json:"total_spent_rho,omitempty"`
+	TotalLimitRho float64                `protobuf:"fixed64,5,opt,name=total_limit_rho,json=totalLimitRho,proto3" json:"total_limit_rho,omitempty"`
+	// error says why a node did not answer.
+	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeBudget) Reset() {
+	*x = NodeBudget{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeBudget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeBudget) ProtoMessage() {}
+
+func (x *NodeBudget) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeBudget.ProtoReflect.Descriptor instead.
+func (*NodeBudget) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *NodeBudget) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeBudget) GetSpentRho() float64 {
+	if x != nil {
+		return x.SpentRho
+	}
+	return 0
+}
+
+func (x *NodeBudget) GetLimitRho() float64 {
+	if x != nil {
+		return x.LimitRho
+	}
+	return 0
+}
+
+func (x *NodeBudget) GetTotalSpentRho() float64 {
+	if x != nil {
+		return x.TotalSpentRho
+	}
+	return 0
+}
+
+func (x *NodeBudget) GetTotalLimitRho() float64 {
+	if x != nil {
+		return x.TotalLimitRho
+	}
+	return 0
+}
+
+func (x *NodeBudget) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type BudgetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Analyst       string                 `protobuf:"bytes,1,opt,name=analyst,proto3" json:"analyst,omitempty"`
+	Nodes         []*NodeBudget          `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BudgetResponse) Reset() {
+	*x = BudgetResponse{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BudgetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BudgetResponse) ProtoMessage() {}
+
+func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BudgetResponse.ProtoReflect.Descriptor instead.
+func (*BudgetResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BudgetResponse) GetAnalyst() string {
+	if x != nil {
+		return x.Analyst
+	}
+	return ""
+}
+
+func (x *BudgetResponse) GetNodes() []*NodeBudget {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
 type SubmitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Spec  *v1.QuerySpec          `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -97,7 +279,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -109,7 +291,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -122,7 +304,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{0}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SubmitRequest) GetSpec() *v1.QuerySpec {
@@ -148,7 +330,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -160,7 +342,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -173,7 +355,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{1}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetRequest) GetQueryId() string {
@@ -196,7 +378,7 @@ type NodeProgress struct {
 
 func (x *NodeProgress) Reset() {
 	*x = NodeProgress{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +390,7 @@ func (x *NodeProgress) String() string {
 func (*NodeProgress) ProtoMessage() {}
 
 func (x *NodeProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +403,7 @@ func (x *NodeProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeProgress.ProtoReflect.Descriptor instead.
 func (*NodeProgress) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{2}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *NodeProgress) GetNodeId() string {
@@ -262,7 +444,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +456,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +469,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Phase) GetName() string {
@@ -325,7 +507,7 @@ type QueryStatus struct {
 
 func (x *QueryStatus) Reset() {
 	*x = QueryStatus{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -337,7 +519,7 @@ func (x *QueryStatus) String() string {
 func (*QueryStatus) ProtoMessage() {}
 
 func (x *QueryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,7 +532,7 @@ func (x *QueryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStatus.ProtoReflect.Descriptor instead.
 func (*QueryStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *QueryStatus) GetQueryId() string {
@@ -446,7 +628,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +640,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +653,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListRequest) GetLimit() int32 {
@@ -490,7 +672,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +684,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +697,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListResponse) GetQueries() []*QueryStatus {
@@ -533,7 +715,7 @@ type NodesRequest struct {
 
 func (x *NodesRequest) Reset() {
 	*x = NodesRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +727,7 @@ func (x *NodesRequest) String() string {
 func (*NodesRequest) ProtoMessage() {}
 
 func (x *NodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +740,7 @@ func (x *NodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesRequest.ProtoReflect.Descriptor instead.
 func (*NodesRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 type NodeInfo struct {
@@ -576,7 +758,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +770,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +783,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NodeInfo) GetNodeId() string {
@@ -664,7 +846,7 @@ type NodesResponse struct {
 
 func (x *NodesResponse) Reset() {
 	*x = NodesResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +858,7 @@ func (x *NodesResponse) String() string {
 func (*NodesResponse) ProtoMessage() {}
 
 func (x *NodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +871,7 @@ func (x *NodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesResponse.ProtoReflect.Descriptor instead.
 func (*NodesResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NodesResponse) GetNodes() []*NodeInfo {
@@ -717,7 +899,20 @@ var File_fedstat_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"(fedstat/coordinator/v1/coordinator.proto\x12\x16fedstat.coordinator.v1\x1a\x1cfedstat/types/v1/types.proto\"a\n" +
+	"(fedstat/coordinator/v1/coordinator.proto\x12\x16fedstat.coordinator.v1\x1a\x1cfedstat/types/v1/types.proto\")\n" +
+	"\rBudgetRequest\x12\x18\n" +
+	"\aanalyst\x18\x01 \x01(\tR\aanalyst\"\xc5\x01\n" +
+	"\n" +
+	"NodeBudget\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tspent_rho\x18\x02 \x01(\x01R\bspentRho\x12\x1b\n" +
+	"\tlimit_rho\x18\x03 \x01(\x01R\blimitRho\x12&\n" +
+	"\x0ftotal_spent_rho\x18\x04 \x01(\x01R\rtotalSpentRho\x12&\n" +
+	"\x0ftotal_limit_rho\x18\x05 \x01(\x01R\rtotalLimitRho\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"d\n" +
+	"\x0eBudgetResponse\x12\x18\n" +
+	"\aanalyst\x18\x01 \x01(\tR\aanalyst\x128\n" +
+	"\x05nodes\x18\x02 \x03(\v2\".fedstat.coordinator.v1.NodeBudgetR\x05nodes\"a\n" +
 	"\rSubmitRequest\x12/\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12\x1f\n" +
 	"\vdeadline_ms\x18\x02 \x01(\x03R\n" +
@@ -774,14 +969,15 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"STATE_DONE\x10\x04\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x05\x12\x13\n" +
-	"\x0fSTATE_CANCELLED\x10\x062\x8a\x04\n" +
+	"\x0fSTATE_CANCELLED\x10\x062\xe3\x04\n" +
 	"\x12CoordinatorService\x12T\n" +
 	"\x06Submit\x12%.fedstat.coordinator.v1.SubmitRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12N\n" +
 	"\x03Get\x12\".fedstat.coordinator.v1.GetRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12R\n" +
 	"\x05Watch\x12\".fedstat.coordinator.v1.GetRequest\x1a#.fedstat.coordinator.v1.QueryStatus0\x01\x12Q\n" +
 	"\x06Cancel\x12\".fedstat.coordinator.v1.GetRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12Q\n" +
 	"\x04List\x12#.fedstat.coordinator.v1.ListRequest\x1a$.fedstat.coordinator.v1.ListResponse\x12T\n" +
-	"\x05Nodes\x12$.fedstat.coordinator.v1.NodesRequest\x1a%.fedstat.coordinator.v1.NodesResponseBGZEgithub.com/fedstat/fedstat/proto/fedstat/coordinator/v1;coordinatorv1b\x06proto3"
+	"\x05Nodes\x12$.fedstat.coordinator.v1.NodesRequest\x1a%.fedstat.coordinator.v1.NodesResponse\x12W\n" +
+	"\x06Budget\x12%.fedstat.coordinator.v1.BudgetRequest\x1a&.fedstat.coordinator.v1.BudgetResponseBGZEgithub.com/fedstat/fedstat/proto/fedstat/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_fedstat_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -796,50 +992,56 @@ func file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(State)(0),             // 0: fedstat.coordinator.v1.State
-	(*SubmitRequest)(nil),  // 1: fedstat.coordinator.v1.SubmitRequest
-	(*GetRequest)(nil),     // 2: fedstat.coordinator.v1.GetRequest
-	(*NodeProgress)(nil),   // 3: fedstat.coordinator.v1.NodeProgress
-	(*Phase)(nil),          // 4: fedstat.coordinator.v1.Phase
-	(*QueryStatus)(nil),    // 5: fedstat.coordinator.v1.QueryStatus
-	(*ListRequest)(nil),    // 6: fedstat.coordinator.v1.ListRequest
-	(*ListResponse)(nil),   // 7: fedstat.coordinator.v1.ListResponse
-	(*NodesRequest)(nil),   // 8: fedstat.coordinator.v1.NodesRequest
-	(*NodeInfo)(nil),       // 9: fedstat.coordinator.v1.NodeInfo
-	(*NodesResponse)(nil),  // 10: fedstat.coordinator.v1.NodesResponse
-	(*v1.QuerySpec)(nil),   // 11: fedstat.types.v1.QuerySpec
-	(*v1.Result)(nil),      // 12: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil), // 13: fedstat.types.v1.DataSummary
+	(*BudgetRequest)(nil),  // 1: fedstat.coordinator.v1.BudgetRequest
+	(*NodeBudget)(nil),     // 2: fedstat.coordinator.v1.NodeBudget
+	(*BudgetResponse)(nil), // 3: fedstat.coordinator.v1.BudgetResponse
+	(*SubmitRequest)(nil),  // 4: fedstat.coordinator.v1.SubmitRequest
+	(*GetRequest)(nil),     // 5: fedstat.coordinator.v1.GetRequest
+	(*NodeProgress)(nil),   // 6: fedstat.coordinator.v1.NodeProgress
+	(*Phase)(nil),          // 7: fedstat.coordinator.v1.Phase
+	(*QueryStatus)(nil),    // 8: fedstat.coordinator.v1.QueryStatus
+	(*ListRequest)(nil),    // 9: fedstat.coordinator.v1.ListRequest
+	(*ListResponse)(nil),   // 10: fedstat.coordinator.v1.ListResponse
+	(*NodesRequest)(nil),   // 11: fedstat.coordinator.v1.NodesRequest
+	(*NodeInfo)(nil),       // 12: fedstat.coordinator.v1.NodeInfo
+	(*NodesResponse)(nil),  // 13: fedstat.coordinator.v1.NodesResponse
+	(*v1.QuerySpec)(nil),   // 14: fedstat.types.v1.QuerySpec
+	(*v1.Result)(nil),      // 15: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil), // 16: fedstat.types.v1.DataSummary
 }
 var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
-	11, // 0: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	0,  // 1: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
-	11, // 2: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
-	3,  // 3: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
-	4,  // 4: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
-	12, // 5: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
-	5,  // 6: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
-	13, // 7: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
-	9,  // 8: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
-	1,  // 9: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	2,  // 10: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	2,  // 11: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	2,  // 12: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	6,  // 13: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	8,  // 14: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	5,  // 15: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	5,  // 16: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	5,  // 17: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	5,  // 18: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	7,  // 19: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	10, // 20: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	2,  // 0: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
+	14, // 1: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	0,  // 2: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
+	14, // 3: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
+	6,  // 4: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
+	7,  // 5: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
+	15, // 6: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
+	8,  // 7: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
+	16, // 8: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
+	12, // 9: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
+	4,  // 10: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	5,  // 11: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	5,  // 12: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	5,  // 13: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	9,  // 14: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	11, // 15: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	1,  // 16: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	8,  // 17: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	8,  // 18: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	8,  // 19: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	8,  // 20: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	10, // 21: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	13, // 22: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	3,  // 23: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	17, // [17:24] is the sub-list for method output_type
+	10, // [10:17] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }
@@ -853,7 +1055,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_coordinator_v1_coordinator_proto_rawDesc), len(file_fedstat_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

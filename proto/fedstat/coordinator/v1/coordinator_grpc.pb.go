@@ -27,6 +27,7 @@ const (
 	CoordinatorService_Cancel_FullMethodName = "/fedstat.coordinator.v1.CoordinatorService/Cancel"
 	CoordinatorService_List_FullMethodName   = "/fedstat.coordinator.v1.CoordinatorService/List"
 	CoordinatorService_Nodes_FullMethodName  = "/fedstat.coordinator.v1.CoordinatorService/Nodes"
+	CoordinatorService_Budget_FullMethodName = "/fedstat.coordinator.v1.CoordinatorService/Budget"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -45,6 +46,9 @@ type CoordinatorServiceClient interface {
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Nodes lists the nodes of the network.
 	Nodes(ctx context.Context, in *NodesRequest, opts ...grpc.CallOption) (*NodesResponse, error)
+	// Budget returns the caller's privacy budget at every node (operators may
+	// ask for any analyst).
+	Budget(ctx context.Context, in *BudgetRequest, opts ...grpc.CallOption) (*BudgetResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -124,6 +128,16 @@ func (c *coordinatorServiceClient) Nodes(ctx context.Context, in *NodesRequest, 
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) Budget(ctx context.Context, in *BudgetRequest, opts ...grpc.CallOption) (*BudgetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BudgetResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_Budget_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -140,6 +154,9 @@ type CoordinatorServiceServer interface {
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Nodes lists the nodes of the network.
 	Nodes(context.Context, *NodesRequest) (*NodesResponse, error)
+	// Budget returns the caller's privacy budget at every node (operators may
+	// ask for any analyst).
+	Budget(context.Context, *BudgetRequest) (*BudgetResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -167,6 +184,9 @@ func (UnimplementedCoordinatorServiceServer) List(context.Context, *ListRequest)
 }
 func (UnimplementedCoordinatorServiceServer) Nodes(context.Context, *NodesRequest) (*NodesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Nodes not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) Budget(context.Context, *BudgetRequest) (*BudgetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Budget not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -290,6 +310,24 @@ func _CoordinatorService_Nodes_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_Budget_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BudgetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).Budget(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_Budget_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).Budget(ctx, req.(*BudgetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -316,6 +354,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Nodes",
 			Handler:    _CoordinatorService_Nodes_Handler,
+		},
+		{
+			MethodName: "Budget",
+			Handler:    _CoordinatorService_Budget_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

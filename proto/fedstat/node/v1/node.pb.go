@@ -24,6 +24,128 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type BudgetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Analyst       string                 `protobuf:"bytes,1,opt,name=analyst,proto3" json:"analyst,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BudgetRequest) Reset() {
+	*x = BudgetRequest{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BudgetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BudgetRequest) ProtoMessage() {}
+
+func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BudgetRequest.ProtoReflect.Descriptor instead.
+func (*BudgetRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BudgetRequest) GetAnalyst() string {
+	if x != nil {
+		return x.Analyst
+	}
+	return ""
+}
+
+type BudgetResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Analyst's budget, in zCDP rho.
+	SpentRho float64 `protobuf:"fixed64,2,opt,name=spent_rho,json=spentRho,proto3" json:"spent_rho,omitempty"`
+	LimitRho float64 `protobuf:"fixed64,3,opt,name=limit_rho,json=limitRho,proto3" json:"limit_rho,omitempty"`
+	// The node's total budget over all analysts, in rho.
+	TotalSpentRho float64 `protobuf:"fixed64,4,opt,name=total_spent_rho,json=totalSpentRho,proto3" json:"total_spent_rho,omitempty"`
+	TotalLimitRho float64 `protobuf:"fixed64,5,opt,name=total_limit_rho,json=totalLimitRho,proto3" json:"total_limit_rho,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BudgetResponse) Reset() {
+	*x = BudgetResponse{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BudgetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BudgetResponse) ProtoMessage() {}
+
+func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BudgetResponse.ProtoReflect.Descriptor instead.
+func (*BudgetResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BudgetResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *BudgetResponse) GetSpentRho() float64 {
+	if x != nil {
+		return x.SpentRho
+	}
+	return 0
+}
+
+func (x *BudgetResponse) GetLimitRho() float64 {
+	if x != nil {
+		return x.LimitRho
+	}
+	return 0
+}
+
+func (x *BudgetResponse) GetTotalSpentRho() float64 {
+	if x != nil {
+		return x.TotalSpentRho
+	}
+	return 0
+}
+
+func (x *BudgetResponse) GetTotalLimitRho() float64 {
+	if x != nil {
+		return x.TotalLimitRho
+	}
+	return 0
+}
+
 type InfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -32,7 +154,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[0]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -44,7 +166,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[0]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -57,7 +179,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{0}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{2}
 }
 
 type InfoResponse struct {
@@ -73,7 +195,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[1]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -85,7 +207,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[1]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -98,7 +220,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{1}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -150,7 +272,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[2]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +284,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[2]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +297,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{2}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Member) GetNodeId() string {
@@ -214,7 +336,7 @@ type KeyGenRequest struct {
 
 func (x *KeyGenRequest) Reset() {
 	*x = KeyGenRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[3]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +348,7 @@ func (x *KeyGenRequest) String() string {
 func (*KeyGenRequest) ProtoMessage() {}
 
 func (x *KeyGenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[3]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +361,7 @@ func (x *KeyGenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyGenRequest.ProtoReflect.Descriptor instead.
 func (*KeyGenRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{3}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *KeyGenRequest) GetEpoch() uint64 {
@@ -292,7 +414,7 @@ type KeyGenResponse struct {
 
 func (x *KeyGenResponse) Reset() {
 	*x = KeyGenResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[4]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +426,7 @@ func (x *KeyGenResponse) String() string {
 func (*KeyGenResponse) ProtoMessage() {}
 
 func (x *KeyGenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[4]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +439,7 @@ func (x *KeyGenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyGenResponse.ProtoReflect.Descriptor instead.
 func (*KeyGenResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{4}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KeyGenResponse) GetCkgShare() *v1.Signed {
@@ -349,7 +471,7 @@ type DealtShare struct {
 
 func (x *DealtShare) Reset() {
 	*x = DealtShare{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +483,7 @@ func (x *DealtShare) String() string {
 func (*DealtShare) ProtoMessage() {}
 
 func (x *DealtShare) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +496,7 @@ func (x *DealtShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DealtShare.ProtoReflect.Descriptor instead.
 func (*DealtShare) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{5}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DealtShare) GetFromNodeId() string {
@@ -408,7 +530,7 @@ type NodeSigned struct {
 
 func (x *NodeSigned) Reset() {
 	*x = NodeSigned{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +542,7 @@ func (x *NodeSigned) String() string {
 func (*NodeSigned) ProtoMessage() {}
 
 func (x *NodeSigned) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +555,7 @@ func (x *NodeSigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSigned.ProtoReflect.Descriptor instead.
 func (*NodeSigned) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeSigned) GetNodeId() string {
@@ -463,7 +585,7 @@ type InstallKeyRequest struct {
 
 func (x *InstallKeyRequest) Reset() {
 	*x = InstallKeyRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -475,7 +597,7 @@ func (x *InstallKeyRequest) String() string {
 func (*InstallKeyRequest) ProtoMessage() {}
 
 func (x *InstallKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -488,7 +610,7 @@ func (x *InstallKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyRequest.ProtoReflect.Descriptor instead.
 func (*InstallKeyRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InstallKeyRequest) GetEpoch() uint64 {
@@ -527,7 +649,7 @@ type InstallKeyResponse struct {
 
 func (x *InstallKeyResponse) Reset() {
 	*x = InstallKeyResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +661,7 @@ func (x *InstallKeyResponse) String() string {
 func (*InstallKeyResponse) ProtoMessage() {}
 
 func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +674,7 @@ func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyResponse.ProtoReflect.Descriptor instead.
 func (*InstallKeyResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 type EvaluateRequest struct {
@@ -568,7 +690,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +702,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +715,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{9}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EvaluateRequest) GetRequest() *v1.Signed {
@@ -618,7 +740,7 @@ type EvaluateBody struct {
 
 func (x *EvaluateBody) Reset() {
 	*x = EvaluateBody{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +752,7 @@ func (x *EvaluateBody) String() string {
 func (*EvaluateBody) ProtoMessage() {}
 
 func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +765,7 @@ func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateBody.ProtoReflect.Descriptor instead.
 func (*EvaluateBody) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EvaluateBody) GetQueryId() string {
@@ -692,7 +814,7 @@ type PartialPayload struct {
 
 func (x *PartialPayload) Reset() {
 	*x = PartialPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +826,7 @@ func (x *PartialPayload) String() string {
 func (*PartialPayload) ProtoMessage() {}
 
 func (x *PartialPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +839,7 @@ func (x *PartialPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartialPayload.ProtoReflect.Descriptor instead.
 func (*PartialPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PartialPayload) GetCiphertexts() [][]byte {
@@ -747,7 +869,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +881,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +894,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EvaluateResponse) GetPartial() *v1.Signed {
@@ -804,7 +926,7 @@ type KeySwitchRequest struct {
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +938,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +951,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -885,7 +1007,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1019,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1032,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -930,7 +1052,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1064,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1077,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -969,7 +1091,15 @@ var File_fedstat_node_v1_node_proto protoreflect.FileDescriptor
 
 const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
-	"\x1afedstat/node/v1/node.proto\x12\x0ffedstat.node.v1\x1a\x1cfedstat/types/v1/types.proto\"\r\n" +
+	"\x1afedstat/node/v1/node.proto\x12\x0ffedstat.node.v1\x1a\x1cfedstat/types/v1/types.proto\")\n" +
+	"\rBudgetRequest\x12\x18\n" +
+	"\aanalyst\x18\x01 \x01(\tR\aanalyst\"\xb3\x01\n" +
+	"\x0eBudgetResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tspent_rho\x18\x02 \x01(\x01R\bspentRho\x12\x1b\n" +
+	"\tlimit_rho\x18\x03 \x01(\x01R\blimitRho\x12&\n" +
+	"\x0ftotal_spent_rho\x18\x04 \x01(\x01R\rtotalSpentRho\x12&\n" +
+	"\x0ftotal_limit_rho\x18\x05 \x01(\x01R\rtotalLimitRho\"\r\n" +
 	"\vInfoRequest\"\xb9\x01\n" +
 	"\fInfoResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
@@ -1036,14 +1166,15 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x10KeySwitchPayload\x12\x16\n" +
 	"\x06shares\x18\x01 \x03(\fR\x06shares\"C\n" +
 	"\x11KeySwitchResponse\x12.\n" +
-	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share2\x99\x03\n" +
+	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share2\xe4\x03\n" +
 	"\vNodeService\x12C\n" +
 	"\x04Info\x12\x1c.fedstat.node.v1.InfoRequest\x1a\x1d.fedstat.node.v1.InfoResponse\x12I\n" +
 	"\x06KeyGen\x12\x1e.fedstat.node.v1.KeyGenRequest\x1a\x1f.fedstat.node.v1.KeyGenResponse\x12U\n" +
 	"\n" +
 	"InstallKey\x12\".fedstat.node.v1.InstallKeyRequest\x1a#.fedstat.node.v1.InstallKeyResponse\x12O\n" +
 	"\bEvaluate\x12 .fedstat.node.v1.EvaluateRequest\x1a!.fedstat.node.v1.EvaluateResponse\x12R\n" +
-	"\tKeySwitch\x12!.fedstat.node.v1.KeySwitchRequest\x1a\".fedstat.node.v1.KeySwitchResponseB9Z7github.com/fedstat/fedstat/proto/fedstat/node/v1;nodev1b\x06proto3"
+	"\tKeySwitch\x12!.fedstat.node.v1.KeySwitchRequest\x1a\".fedstat.node.v1.KeySwitchResponse\x12I\n" +
+	"\x06Budget\x12\x1e.fedstat.node.v1.BudgetRequest\x1a\x1f.fedstat.node.v1.BudgetResponseB9Z7github.com/fedstat/fedstat/proto/fedstat/node/v1;nodev1b\x06proto3"
 
 var (
 	file_fedstat_node_v1_node_proto_rawDescOnce sync.Once
@@ -1057,55 +1188,59 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 	return file_fedstat_node_v1_node_proto_rawDescData
 }
 
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
-	(*InfoRequest)(nil),        // 0: fedstat.node.v1.InfoRequest
-	(*InfoResponse)(nil),       // 1: fedstat.node.v1.InfoResponse
-	(*Member)(nil),             // 2: fedstat.node.v1.Member
-	(*KeyGenRequest)(nil),      // 3: fedstat.node.v1.KeyGenRequest
-	(*KeyGenResponse)(nil),     // 4: fedstat.node.v1.KeyGenResponse
-	(*DealtShare)(nil),         // 5: fedstat.node.v1.DealtShare
-	(*NodeSigned)(nil),         // 6: fedstat.node.v1.NodeSigned
-	(*InstallKeyRequest)(nil),  // 7: fedstat.node.v1.InstallKeyRequest
-	(*InstallKeyResponse)(nil), // 8: fedstat.node.v1.InstallKeyResponse
-	(*EvaluateRequest)(nil),    // 9: fedstat.node.v1.EvaluateRequest
-	(*EvaluateBody)(nil),       // 10: fedstat.node.v1.EvaluateBody
-	(*PartialPayload)(nil),     // 11: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),   // 12: fedstat.node.v1.EvaluateResponse
-	(*KeySwitchRequest)(nil),   // 13: fedstat.node.v1.KeySwitchRequest
-	(*KeySwitchPayload)(nil),   // 14: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),  // 15: fedstat.node.v1.KeySwitchResponse
-	(*v1.DataSummary)(nil),     // 16: fedstat.types.v1.DataSummary
-	(*v1.Signed)(nil),          // 17: fedstat.types.v1.Signed
-	(*v1.QuerySpec)(nil),       // 18: fedstat.types.v1.QuerySpec
+	(*BudgetRequest)(nil),      // 0: fedstat.node.v1.BudgetRequest
+	(*BudgetResponse)(nil),     // 1: fedstat.node.v1.BudgetResponse
+	(*InfoRequest)(nil),        // 2: fedstat.node.v1.InfoRequest
+	(*InfoResponse)(nil),       // 3: fedstat.node.v1.InfoResponse
+	(*Member)(nil),             // 4: fedstat.node.v1.Member
+	(*KeyGenRequest)(nil),      // 5: fedstat.node.v1.KeyGenRequest
+	(*KeyGenResponse)(nil),     // 6: fedstat.node.v1.KeyGenResponse
+	(*DealtShare)(nil),         // 7: fedstat.node.v1.DealtShare
+	(*NodeSigned)(nil),         // 8: fedstat.node.v1.NodeSigned
+	(*InstallKeyRequest)(nil),  // 9: fedstat.node.v1.InstallKeyRequest
+	(*InstallKeyResponse)(nil), // 10: fedstat.node.v1.InstallKeyResponse
+	(*EvaluateRequest)(nil),    // 11: fedstat.node.v1.EvaluateRequest
+	(*EvaluateBody)(nil),       // 12: fedstat.node.v1.EvaluateBody
+	(*PartialPayload)(nil),     // 13: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),   // 14: fedstat.node.v1.EvaluateResponse
+	(*KeySwitchRequest)(nil),   // 15: fedstat.node.v1.KeySwitchRequest
+	(*KeySwitchPayload)(nil),   // 16: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),  // 17: fedstat.node.v1.KeySwitchResponse
+	(*v1.DataSummary)(nil),     // 18: fedstat.types.v1.DataSummary
+	(*v1.Signed)(nil),          // 19: fedstat.types.v1.Signed
+	(*v1.QuerySpec)(nil),       // 20: fedstat.types.v1.QuerySpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
-	16, // 0: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
-	2,  // 1: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	17, // 2: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	5,  // 3: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	17, // 4: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	17, // 5: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
-	6,  // 6: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
-	5,  // 7: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
-	17, // 8: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	18, // 9: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	17, // 10: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	18, // 11: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	6,  // 12: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	17, // 13: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	0,  // 14: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	3,  // 15: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	7,  // 16: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	9,  // 17: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	13, // 18: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	1,  // 19: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	4,  // 20: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	8,  // 21: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	12, // 22: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	15, // 23: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	19, // [19:24] is the sub-list for method output_type
-	14, // [14:19] is the sub-list for method input_type
+	18, // 0: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	4,  // 1: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
+	19, // 2: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	7,  // 3: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
+	19, // 4: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	19, // 5: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	8,  // 6: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
+	7,  // 7: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
+	19, // 8: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	20, // 9: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	19, // 10: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	20, // 11: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	8,  // 12: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	19, // 13: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	2,  // 14: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	5,  // 15: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	9,  // 16: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	11, // 17: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	15, // 18: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	0,  // 19: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	3,  // 20: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	6,  // 21: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	10, // 22: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	14, // 23: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	17, // 24: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	1,  // 25: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -1122,7 +1257,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

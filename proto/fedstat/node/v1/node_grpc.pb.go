@@ -26,6 +26,7 @@ const (
 	NodeService_InstallKey_FullMethodName = "/fedstat.node.v1.NodeService/InstallKey"
 	NodeService_Evaluate_FullMethodName   = "/fedstat.node.v1.NodeService/Evaluate"
 	NodeService_KeySwitch_FullMethodName  = "/fedstat.node.v1.NodeService/KeySwitch"
+	NodeService_Budget_FullMethodName     = "/fedstat.node.v1.NodeService/Budget"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -49,6 +50,9 @@ type NodeServiceClient interface {
 	// partials, towards the target public key. The node verifies every partial
 	// and recomputes the sum itself.
 	KeySwitch(ctx context.Context, in *KeySwitchRequest, opts ...grpc.CallOption) (*KeySwitchResponse, error)
+	// Budget reports an analyst's spent and remaining privacy budget at this
+	// node (the node's ledger is the authority).
+	Budget(ctx context.Context, in *BudgetRequest, opts ...grpc.CallOption) (*BudgetResponse, error)
 }
 
 type nodeServiceClient struct {
@@ -109,6 +113,16 @@ func (c *nodeServiceClient) KeySwitch(ctx context.Context, in *KeySwitchRequest,
 	return out, nil
 }
 
+func (c *nodeServiceClient) Budget(ctx context.Context, in *BudgetRequest, opts ...grpc.CallOption) (*BudgetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BudgetResponse)
+	err := c.cc.Invoke(ctx, NodeService_Budget_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServiceServer is the server API for NodeService service.
 // All implementations must embed UnimplementedNodeServiceServer
 // for forward compatibility.
@@ -130,6 +144,9 @@ type NodeServiceServer interface {
 	// partials, towards the target public key. The node verifies every partial
 	// and recomputes the sum itself.
 	KeySwitch(context.Context, *KeySwitchRequest) (*KeySwitchResponse, error)
+	// Budget reports an analyst's spent and remaining privacy budget at this
+	// node (the node's ledger is the authority).
+	Budget(context.Context, *BudgetRequest) (*BudgetResponse, error)
 	mustEmbedUnimplementedNodeServiceServer()
 }
 
@@ -154,6 +171,9 @@ func (UnimplementedNodeServiceServer) Evaluate(context.Context, *EvaluateRequest
 }
 func (UnimplementedNodeServiceServer) KeySwitch(context.Context, *KeySwitchRequest) (*KeySwitchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KeySwitch not implemented")
+}
+func (UnimplementedNodeServiceServer) Budget(context.Context, *BudgetRequest) (*BudgetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Budget not implemented")
 }
 func (UnimplementedNodeServiceServer) mustEmbedUnimplementedNodeServiceServer() {}
 func (UnimplementedNodeServiceServer) testEmbeddedByValue()                     {}
@@ -266,6 +286,24 @@ func _NodeService_KeySwitch_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_Budget_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BudgetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).Budget(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_Budget_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).Budget(ctx, req.(*BudgetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodeService_ServiceDesc is the grpc.ServiceDesc for NodeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -292,6 +330,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KeySwitch",
 			Handler:    _NodeService_KeySwitch_Handler,
+		},
+		{
+			MethodName: "Budget",
+			Handler:    _NodeService_Budget_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

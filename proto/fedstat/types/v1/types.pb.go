@@ -236,36 +236,38 @@ func (x *QuerySpec) GetReferenceDate() string {
 	return ""
 }
 
-// Cell is one value of a released result.
-type Cell struct {
+// Number is one released number.
+type Number struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// text is set for group keys (week, region, ...).
-	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
-	// value is the released (noisy) number; ci_low/ci_high its 95% interval.
-	Value       float64 `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
-	CiLow       float64 `protobuf:"fixed64,3,opt,name=ci_low,json=ciLow,proto3" json:"ci_low,omitempty"`
-	CiHigh      float64 `protobuf:"fixed64,4,opt,name=ci_high,json=ciHigh,proto3" json:"ci_high,omitempty"`
-	HasInterval bool    `protobuf:"varint,5,opt,name=has_interval,json=hasInterval,proto3" json:"has_interval,omitempty"`
-	// display is how the value is shown (for example "< 10" for small counts).
-	Display       string `protobuf:"bytes,6,opt,name=display,proto3" json:"display,omitempty"`
+	// value is the released (noisy) number; ci_low/ci_high its 95% interval
+	// from the noise actually added.
+	Value  float64 `protobuf:"fixed64,1,opt,name=value,proto3" json:"value,omitempty"`
+	CiLow  float64 `protobuf:"fixed64,2,opt,name=ci_low,json=ciLow,proto3" json:"ci_low,omitempty"`
+	CiHigh float64 `protobuf:"fixed64,3,opt,name=ci_high,json=ciHigh,proto3" json:"ci_high,omitempty"`
+	// display is how the value is shown (for example "< 10" for a count below
+	// the small-count threshold).
+	Display string `protobuf:"bytes,4,opt,name=display,proto3" json:"display,omitempty"`
+	// suppressed is true when display hides the value; value and the interval
+	// are then not sent.
+	Suppressed    bool `protobuf:"varint,5,opt,name=suppressed,proto3" json:"suppressed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Cell) Reset() {
-	*x = Cell{}
+func (x *Number) Reset() {
+	*x = Number{}
 	mi := &file_fedstat_types_v1_types_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Cell) String() string {
+func (x *Number) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Cell) ProtoMessage() {}
+func (*Number) ProtoMessage() {}
 
-func (x *Cell) ProtoReflect() protoreflect.Message {
+func (x *Number) ProtoReflect() protoreflect.Message {
 	mi := &file_fedstat_types_v1_types_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -277,56 +279,51 @@ func (x *Cell) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Cell.ProtoReflect.Descriptor instead.
-func (*Cell) Descriptor() ([]byte, []int) {
+// Deprecated: Use Number.ProtoReflect.Descriptor instead.
+func (*Number) Descriptor() ([]byte, []int) {
 	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *Cell) GetText() string {
-	if x != nil {
-		return x.Text
-	}
-	return ""
-}
-
-func (x *Cell) GetValue() float64 {
+func (x *Number) GetValue() float64 {
 	if x != nil {
 		return x.Value
 	}
 	return 0
 }
 
-func (x *Cell) GetCiLow() float64 {
+func (x *Number) GetCiLow() float64 {
 	if x != nil {
 		return x.CiLow
 	}
 	return 0
 }
 
-func (x *Cell) GetCiHigh() float64 {
+func (x *Number) GetCiHigh() float64 {
 	if x != nil {
 		return x.CiHigh
 	}
 	return 0
 }
 
-func (x *Cell) GetHasInterval() bool {
-	if x != nil {
-		return x.HasInterval
-	}
-	return false
-}
-
-func (x *Cell) GetDisplay() string {
+func (x *Number) GetDisplay() string {
 	if x != nil {
 		return x.Display
 	}
 	return ""
 }
 
+func (x *Number) GetSuppressed() bool {
+	if x != nil {
+		return x.Suppressed
+	}
+	return false
+}
+
+// Row is one group of a result: its key values and its numbers.
 type Row struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cells         []*Cell                `protobuf:"bytes,1,rep,name=cells,proto3" json:"cells,omitempty"`
+	Keys          []string               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	Values        []*Number              `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -361,25 +358,37 @@ func (*Row) Descriptor() ([]byte, []int) {
 	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
-func (x *Row) GetCells() []*Cell {
+func (x *Row) GetKeys() []string {
 	if x != nil {
-		return x.Cells
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *Row) GetValues() []*Number {
+	if x != nil {
+		return x.Values
 	}
 	return nil
 }
 
 // Result is a released, differentially private result.
 type Result struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Columns       []string               `protobuf:"bytes,1,rep,name=columns,proto3" json:"columns,omitempty"`
-	Rows          []*Row                 `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
-	Epsilon       float64                `protobuf:"fixed64,3,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
-	Delta         float64                `protobuf:"fixed64,4,opt,name=delta,proto3" json:"delta,omitempty"`
-	Rho           float64                `protobuf:"fixed64,5,opt,name=rho,proto3" json:"rho,omitempty"`
-	Nodes         int32                  `protobuf:"varint,6,opt,name=nodes,proto3" json:"nodes,omitempty"`
-	Notes         []string               `protobuf:"bytes,7,rep,name=notes,proto3" json:"notes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// columns names the key columns (the first key_columns) and then the
+	// aggregate columns.
+	Columns    []string `protobuf:"bytes,1,rep,name=columns,proto3" json:"columns,omitempty"`
+	KeyColumns int32    `protobuf:"varint,2,opt,name=key_columns,json=keyColumns,proto3" json:"key_columns,omitempty"`
+	Rows       []*Row   `protobuf:"bytes,3,rep,name=rows,proto3" json:"rows,omitempty"`
+	Epsilon    float64  `protobuf:"fixed64,4,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	Delta      float64  `protobuf:"fixed64,5,opt,name=delta,proto3" json:"delta,omitempty"`
+	Rho        float64  `protobuf:"fixed64,6,opt,name=rho,proto3" json:"rho,omitempty"`
+	Mechanism  string   `protobuf:"bytes,7,opt,name=mechanism,proto3" json:"mechanism,omitempty"`
+	// nodes is the number of partials summed.
+	Nodes               int32 `protobuf:"varint,8,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	SmallCountThreshold int32 `protobuf:"varint,9,opt,name=small_count_threshold,json=smallCountThreshold,proto3" json:"small_count_threshold,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
@@ -419,6 +428,13 @@ func (x *Result) GetColumns() []string {
 	return nil
 }
 
+func (x *Result) GetKeyColumns() int32 {
+	if x != nil {
+		return x.KeyColumns
+	}
+	return 0
+}
+
 func (x *Result) GetRows() []*Row {
 	if x != nil {
 		return x.Rows
@@ -447,6 +463,13 @@ func (x *Result) GetRho() float64 {
 	return 0
 }
 
+func (x *Result) GetMechanism() string {
+	if x != nil {
+		return x.Mechanism
+	}
+	return ""
+}
+
 func (x *Result) GetNodes() int32 {
 	if x != nil {
 		return x.Nodes
@@ -454,11 +477,11 @@ func (x *Result) GetNodes() int32 {
 	return 0
 }
 
-func (x *Result) GetNotes() []string {
+func (x *Result) GetSmallCountThreshold() int32 {
 	if x != nil {
-		return x.Notes
+		return x.SmallCountThreshold
 	}
-	return nil
+	return 0
 }
 
 // DataSummary is a coarse, public description of a node's data.
@@ -530,24 +553,29 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\tmechanism\x18\x04 \x01(\x0e2\x1b.fedstat.types.v1.MechanismR\tmechanism\x12\x1b\n" +
 	"\tmin_nodes\x18\x05 \x01(\x05R\bminNodes\x12\x1c\n" +
 	"\tthreshold\x18\x06 \x01(\x05R\tthreshold\x12%\n" +
-	"\x0ereference_date\x18\a \x01(\tR\rreferenceDate\"\x9d\x01\n" +
-	"\x04Cell\x12\x12\n" +
-	"\x04text\x18\x01 \x01(\tR\x04text\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x15\n" +
-	"\x06ci_low\x18\x03 \x01(\x01R\x05ciLow\x12\x17\n" +
-	"\aci_high\x18\x04 \x01(\x01R\x06ciHigh\x12!\n" +
-	"\fhas_interval\x18\x05 \x01(\bR\vhasInterval\x12\x18\n" +
-	"\adisplay\x18\x06 \x01(\tR\adisplay\"3\n" +
-	"\x03Row\x12,\n" +
-	"\x05cells\x18\x01 \x03(\v2\x16.fedstat.types.v1.CellR\x05cells\"\xbb\x01\n" +
+	"\x0ereference_date\x18\a \x01(\tR\rreferenceDate\"\x88\x01\n" +
+	"\x06Number\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\x01R\x05value\x12\x15\n" +
+	"\x06ci_low\x18\x02 \x01(\x01R\x05ciLow\x12\x17\n" +
+	"\aci_high\x18\x03 \x01(\x01R\x06ciHigh\x12\x18\n" +
+	"\adisplay\x18\x04 \x01(\tR\adisplay\x12\x1e\n" +
+	"\n" +
+	"suppressed\x18\x05 \x01(\bR\n" +
+	"suppressed\"K\n" +
+	"\x03Row\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\x120\n" +
+	"\x06values\x18\x02 \x03(\v2\x18.fedstat.types.v1.NumberR\x06values\"\x98\x02\n" +
 	"\x06Result\x12\x18\n" +
-	"\acolumns\x18\x01 \x03(\tR\acolumns\x12)\n" +
-	"\x04rows\x18\x02 \x03(\v2\x15.fedstat.types.v1.RowR\x04rows\x12\x18\n" +
-	"\aepsilon\x18\x03 \x01(\x01R\aepsilon\x12\x14\n" +
-	"\x05delta\x18\x04 \x01(\x01R\x05delta\x12\x10\n" +
-	"\x03rho\x18\x05 \x01(\x01R\x03rho\x12\x14\n" +
-	"\x05nodes\x18\x06 \x01(\x05R\x05nodes\x12\x14\n" +
-	"\x05notes\x18\a \x03(\tR\x05notes\"\x9f\x01\n" +
+	"\acolumns\x18\x01 \x03(\tR\acolumns\x12\x1f\n" +
+	"\vkey_columns\x18\x02 \x01(\x05R\n" +
+	"keyColumns\x12)\n" +
+	"\x04rows\x18\x03 \x03(\v2\x15.fedstat.types.v1.RowR\x04rows\x12\x18\n" +
+	"\aepsilon\x18\x04 \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\x05 \x01(\x01R\x05delta\x12\x10\n" +
+	"\x03rho\x18\x06 \x01(\x01R\x03rho\x12\x1c\n" +
+	"\tmechanism\x18\a \x01(\tR\tmechanism\x12\x14\n" +
+	"\x05nodes\x18\b \x01(\x05R\x05nodes\x122\n" +
+	"\x15small_count_threshold\x18\t \x01(\x05R\x13smallCountThreshold\"\x9f\x01\n" +
 	"\vDataSummary\x12\x1a\n" +
 	"\bpatients\x18\x01 \x01(\x03R\bpatients\x12;\n" +
 	"\x04rows\x18\x02 \x03(\v2'.fedstat.types.v1.DataSummary.RowsEntryR\x04rows\x1a7\n" +
@@ -577,7 +605,7 @@ var file_fedstat_types_v1_types_proto_goTypes = []any{
 	(Mechanism)(0),      // 0: fedstat.types.v1.Mechanism
 	(*Signed)(nil),      // 1: fedstat.types.v1.Signed
 	(*QuerySpec)(nil),   // 2: fedstat.types.v1.QuerySpec
-	(*Cell)(nil),        // 3: fedstat.types.v1.Cell
+	(*Number)(nil),      // 3: fedstat.types.v1.Number
 	(*Row)(nil),         // 4: fedstat.types.v1.Row
 	(*Result)(nil),      // 5: fedstat.types.v1.Result
 	(*DataSummary)(nil), // 6: fedstat.types.v1.DataSummary
@@ -585,7 +613,7 @@ var file_fedstat_types_v1_types_proto_goTypes = []any{
 }
 var file_fedstat_types_v1_types_proto_depIdxs = []int32{
 	0, // 0: fedstat.types.v1.QuerySpec.mechanism:type_name -> fedstat.types.v1.Mechanism
-	3, // 1: fedstat.types.v1.Row.cells:type_name -> fedstat.types.v1.Cell
+	3, // 1: fedstat.types.v1.Row.values:type_name -> fedstat.types.v1.Number
 	4, // 2: fedstat.types.v1.Result.rows:type_name -> fedstat.types.v1.Row
 	7, // 3: fedstat.types.v1.DataSummary.rows:type_name -> fedstat.types.v1.DataSummary.RowsEntry
 	4, // [4:4] is the sub-list for method output_type

@@ -1,0 +1,426 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/internal/demo"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/rpc"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+)
+
+// Environment variables the analyst commands read (flags override them);
+// `fedstat demo --serve` writes them into its env file.
+const (
+	envCoordinator = "FEDSTAT_COORDINATOR" // gRPC address of the coordinator
+	envHTTP        = "FEDSTAT_HTTP"        // base URL of the HTTP/JSON API
+	envCert        = "FEDSTAT_CERT"
+	envKey         = "FEDSTAT_KEY"
+	envCA          = "FEDSTAT_CA"
+	envToken       = "FEDSTAT_TOKEN"
+)
+
+// clientFlags are how an analyst reaches the coordinator.
+type clientFlags struct {
+	coordinator, httpURL, cert, key, ca, token, serverName string
+}
+
+func (f *clientFlags) add(c *cobra.Command) {
+	fl := c.Flags()
+	fl.StringVar(&f.coordinator, "coordinator", "", "coordinator gRPC address host:port (env "+envCoordinator+")")
+	fl.StringVar(&f.httpURL, "http", "", "coordinator HTTP/JSON API base URL, used with --token (env "+envHTTP+")")
+	fl.StringVar(&f.cert, "cert", "", "your certificate (env "+envCert+")")
+	fl.StringVar(&f.key, "key", "", "your private key (env "+envKey+")")
+	fl.StringVar(&f.ca, "ca", "", "the network CA certificate (env "+envCA+")")
+	fl.StringVar(&f.token, "token", "", "bearer token instead of a certificate (env "+envToken+")")
+	fl.StringVar(&f.serverName, "server-name", "coordinator", "name in the coordinator's certificate")
+}
+
+func (f *clientFlags) fromEnv() {
+	def := func(v *string, env string) {
+		if *v == "" {
+			*v = os.Getenv(env)
+		}
+	}
+	def(&f.coordinator, envCoordinator)
+	def(&f.httpURL, envHTTP)
+	def(&f.cert, envCert)
+	def(&f.key, envKey)
+	def(&f.ca, envCA)
+	def(&f.token, envToken)
+}
+
+// api is what the analyst commands need from the coordinator, over gRPC or
+// HTTP/JSON.
+type api interface {
+	run(ctx context.Context, spec *typesv1.QuerySpec, deadline time.Duration, progress func(*coordinatorv1.QueryStatus)) (*coordinatorv1.QueryStatus, error)
+	nodes(ctx context.Context) (*coordinatorv1.NodesResponse, error)
+	budget(ctx context.Context, analyst string) (*coordinatorv1.BudgetResponse, error)
+	close() error
+}
+
+func (f *clientFlags) connect() (api, error) {
+	f.fromEnv()
+	if f.token != "" {
+		if f.httpURL == "" {
+			return nil, &usageError{"--token needs --http (or " + envHTTP + "): the HTTP/JSON API's base URL"}
+		}
+		pool := x509.NewCertPool()
+		if f.ca != "" {
+			ca, err := pki.LoadCert(f.ca)
+			if err != nil {
+				return nil, err
+			}
+			pool.AddCert(ca)
+		}
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: f.serverName, MinVersion: tls.VersionTLS13}}
+		return &httpAPI{base: strings.TrimRight(f.httpURL, "/"), token: f.token, c: &http.Client{Transport: tr}}, nil
+	}
+	if f.coordinator == "" || f.cert == "" || f.key == "" || f.ca == "" {
+		return nil, &usageError{"say where the coordinator is and who you are: --coordinator, --cert, --key and --ca " +
+			"(or " + envCoordinator + ", " + envCert + ", " + envKey + ", " + envCA + "; `fedstat demo --serve` writes them), or --token with --http"}
+	}
+	id, err := pki.LoadIdentity(f.cert, f.key, f.ca)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := rpc.Dial(f.coordinator, id, f.serverName)
+	if err != nil {
+		return nil, err
+	}
+	return &grpcAPI{c: coordinatorv1.NewCoordinatorServiceClient(conn), closeFn: conn.Close}, nil
+}
+
+type grpcAPI struct {
+	c       coordinatorv1.CoordinatorServiceClient
+	closeFn func() error
+}
+
+func (g *grpcAPI) run(ctx context.Context, spec *typesv1.QuerySpec, deadline time.Duration, progress func(*coordinatorv1.QueryStatus)) (*coordinatorv1.QueryStatus, error) {
+	st, err := g.c.Submit(ctx, &coordinatorv1.SubmitRequest{Spec: spec, DeadlineMs: deadline.Milliseconds()})
+	if err != nil {
+		return nil, errors.New(rpcText(err))
+	}
+	stream, err := g.c.Watch(ctx, &coordinatorv1.GetRequest{QueryId: st.QueryId})
+	if err != nil {
+		return st, errors.New(rpcText(err))
+	}
+	for {
+		s, err := stream.Recv()
+		if err == io.EOF {
+			return st, nil
+		}
+		if err != nil {
+			return st, errors.New(rpcText(err))
+		}
+		st = s
+		progress(st)
+	}
+}
+
+func (g *grpcAPI) nodes(ctx context.Context) (*coordinatorv1.NodesResponse, error) {
+	r, err := g.c.Nodes(ctx, &coordinatorv1.NodesRequest{})
+	if err != nil {
+		return nil, errors.New(rpcText(err))
+	}
+	return r, nil
+}
+
+func (g *grpcAPI) budget(ctx context.Context, analyst string) (*coordinatorv1.BudgetResponse, error) {
+	r, err := g.c.Budget(ctx, &coordinatorv1.BudgetRequest{Analyst: analyst})
+	if err != nil {
+		return nil, errors.New(rpcText(err))
+	}
+	return r, nil
+}
+
+func (g *grpcAPI) close() error { return g.closeFn() }
+
+// rpcText turns a gRPC error into the server's message.
+func rpcText(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "desc = "); i >= 0 {
+		return msg[i+len("desc = "):]
+	}
+	return msg
+}
+
+type httpAPI struct {
+	base, token string
+	c           *http.Client
+}
+
+func (h *httpAPI) do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, h.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+h.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return resp, nil
+}
+
+func (h *httpAPI) get(ctx context.Context, path string, m proto.Message) error {
+	resp, err := h.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return protojson.Unmarshal(b, m)
+}
+
+func (h *httpAPI) run(ctx context.Context, spec *typesv1.QuerySpec, deadline time.Duration, progress func(*coordinatorv1.QueryStatus)) (*coordinatorv1.QueryStatus, error) {
+	body, err := protojson.Marshal(&coordinatorv1.SubmitRequest{Spec: spec, DeadlineMs: deadline.Milliseconds()})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := h.do(ctx, http.MethodPost, "/v1/queries", body)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	st := &coordinatorv1.QueryStatus{}
+	if err := protojson.Unmarshal(b, st); err != nil {
+		return nil, err
+	}
+	resp, err = h.do(ctx, http.MethodGet, "/v1/queries/"+st.QueryId+"/watch", nil)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		s := &coordinatorv1.QueryStatus{}
+		if err := protojson.Unmarshal(sc.Bytes(), s); err != nil {
+			return st, err
+		}
+		st = s
+		progress(st)
+	}
+	return st, sc.Err()
+}
+
+func (h *httpAPI) nodes(ctx context.Context) (*coordinatorv1.NodesResponse, error) {
+	r := &coordinatorv1.NodesResponse{}
+	return r, h.get(ctx, "/v1/nodes", r)
+}
+
+func (h *httpAPI) budget(ctx context.Context, analyst string) (*coordinatorv1.BudgetResponse, error) {
+	r := &coordinatorv1.BudgetResponse{}
+	path := "/v1/budget"
+	if analyst != "" {
+		path += "?analyst=" + analyst
+	}
+	return r, h.get(ctx, path, r)
+}
+
+func (h *httpAPI) close() error { return nil }
+
+func queryCommand() *cobra.Command {
+	var (
+		cf       clientFlags
+		spec     typesv1.QuerySpec
+		format   string
+		deadline time.Duration
+		quiet    bool
+		laplace  bool
+	)
+	c := &cobra.Command{
+		Use:   "query [flags] \"SQL\"",
+		Short: "Run a query on the network and print the released result",
+		Long: `Sends a query to the coordinator, shows which nodes have answered while it waits,
+and prints the differentially private result with its 95% intervals.
+
+The query language is a small SQL dialect over the common data model (patients,
+conditions, observations, encounters, medications); see docs/query-language.md.
+Each query spends privacy budget (--epsilon, --delta) at every node that answers.
+
+The coordinator and your credentials come from flags or environment variables
+(` + envCoordinator + `, ` + envCert + `, ` + envKey + `, ` + envCA + `; or ` + envToken + ` with ` + envHTTP + `).
+` + "`fedstat demo --serve`" + ` starts a network and writes them into an env file.`,
+		Example: `  fedstat query "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '44054006'"
+  fedstat query --epsilon 0.5 --format csv \
+    "SELECT week(onset_date) AS week, region, COUNT(DISTINCT patient_id) FROM conditions
+     WHERE code = '840539006' AND onset_date BETWEEN '2020-02-01' AND '2020-04-30' GROUP BY week, region"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch format {
+			case "table", "json", "csv":
+			default:
+				return &usageError{fmt.Sprintf("--format %q: want table, json or csv", format)}
+			}
+			a, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer a.close()
+			spec.Sql = args[0]
+			if laplace {
+				spec.Mechanism = typesv1.Mechanism_MECHANISM_LAPLACE
+			}
+			progress := func(*coordinatorv1.QueryStatus) {}
+			if !quiet {
+				progress = demo.ProgressPrinter(cmd.ErrOrStderr())
+			}
+			st, err := a.run(cmd.Context(), &spec, deadline, progress)
+			if err != nil {
+				return err
+			}
+			if st.State != coordinatorv1.State_STATE_DONE {
+				return fmt.Errorf("query %s %s: %s", st.QueryId, strings.ToLower(strings.TrimPrefix(st.State.String(), "STATE_")), st.Error)
+			}
+			r := coordinator.ResultFromProto(st.GetResult())
+			out := cmd.OutOrStdout()
+			switch format {
+			case "json":
+				return r.WriteJSON(out)
+			case "csv":
+				return r.WriteCSV(out)
+			}
+			if err := r.WriteTable(out); err != nil {
+				return err
+			}
+			if !quiet {
+				fmt.Fprintf(cmd.ErrOrStderr(), "query %s: %d nodes answered\n", st.QueryId, st.GetResult().GetNodes())
+			}
+			return nil
+		},
+	}
+	cf.add(c)
+	f := c.Flags()
+	f.Float64Var(&spec.Epsilon, "epsilon", coordinator.DefaultEpsilon, "privacy loss epsilon of this query")
+	f.Float64Var(&spec.Delta, "delta", coordinator.DefaultDelta, "privacy loss delta (Gaussian noise)")
+	f.BoolVar(&laplace, "laplace", false, "pure epsilon-DP with Laplace noise (delta unused)")
+	f.Int32Var(&spec.MinNodes, "min-nodes", 0, "partials the release needs (default: the network's)")
+	f.StringVar(&spec.ReferenceDate, "reference-date", "", "YYYY-MM-DD at which age is computed (default today)")
+	f.StringVar(&format, "format", "table", "table, json or csv")
+	f.DurationVar(&deadline, "deadline", 0, "how long the coordinator waits for nodes (default: the network's)")
+	f.BoolVar(&quiet, "quiet", false, "do not show progress on stderr")
+	return c
+}
+
+func nodesCommand() *cobra.Command {
+	var cf clientFlags
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "nodes",
+		Short: "List the network's nodes: liveness, key epoch, data summary",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer a.close()
+			r, err := a.nodes(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				b, _ := protojson.MarshalOptions{UseProtoNames: true, Multiline: true}.Marshal(r)
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "key epoch %d, threshold %d\n", r.Epoch, r.Threshold)
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tALIVE\tEPOCH\tPATIENTS\tADDRESS\tLAST SEEN")
+			for _, n := range r.Nodes {
+				seen := "never"
+				if n.LastSeenUnixMs > 0 {
+					seen = time.UnixMilli(n.LastSeenUnixMs).Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%v\t%d\t%d\t%s\t%s\n", n.NodeId, n.Alive, n.Epoch, n.GetSummary().GetPatients(), n.Address, seen)
+			}
+			return tw.Flush()
+		},
+	}
+	cf.add(c)
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func budgetCommand() *cobra.Command {
+	var cf clientFlags
+	var analyst string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "budget",
+		Short: "Show your privacy budget at every node",
+		Long: `Shows the privacy budget you have spent and have left at every node, as each node's
+own ledger says (the nodes are the authority; zCDP rho, with epsilon at delta 1e-6).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer a.close()
+			r, err := a.budget(cmd.Context(), analyst)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				b, _ := protojson.MarshalOptions{UseProtoNames: true, Multiline: true}.Marshal(r)
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "budget of %s\n", r.Analyst)
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tSPENT RHO\tLIMIT RHO\tLEFT (EPSILON AT DELTA 1e-6)\tNODE TOTAL SPENT/LIMIT")
+			for _, n := range r.Nodes {
+				if n.Error != "" {
+					fmt.Fprintf(tw, "%s\t-\t-\t-\t(%s)\n", n.NodeId, n.Error)
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%.4g\t%.4g\t%.3g\t%.4g/%.4g\n", n.NodeId, n.SpentRho, n.LimitRho, epsilonOf(n.LimitRho-n.SpentRho, 1e-6), n.TotalSpentRho, n.TotalLimitRho)
+			}
+			return tw.Flush()
+		},
+	}
+	cf.add(c)
+	c.Flags().StringVar(&analyst, "analyst", "", "another analyst's budget (operators only)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+// epsilonOf converts zCDP rho to epsilon at delta.
+func epsilonOf(rho, delta float64) float64 {
+	if rho <= 0 {
+		return 0
+	}
+	return rho + 2*math.Sqrt(rho*math.Log(1/delta))
+}
