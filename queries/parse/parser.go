@@ -23,8 +23,8 @@ type Function struct {
 	Doc       string
 }
 
-// Functions lists the functions of the dialect, by lower-case name.
-var Functions = map[string]Function{
+// functions lists the functions of the dialect, by lower-case name.
+var functions = map[string]Function{
 	"count":    {"count", 1, 1, true, "COUNT(*) rows, or COUNT(DISTINCT patient_id) patients"},
 	"sum":      {"sum", 1, 1, true, "SUM(CLAMP(x, lo, hi)): sum of clamped values"},
 	"avg":      {"avg", 1, 1, true, "AVG(CLAMP(x, lo, hi)): mean of clamped values"},
@@ -37,9 +37,15 @@ var Functions = map[string]Function{
 	"age_band": {"age_band", 2, 2, false, "age_band(age, width): band of width years, label lo-hi"},
 }
 
+// LookupFunction returns the function named name (lower case).
+func LookupFunction(name string) (Function, bool) {
+	f, ok := functions[name]
+	return f, ok
+}
+
 func functionNames() []string {
-	out := make([]string, 0, len(Functions))
-	for n := range Functions {
+	out := make([]string, 0, len(functions))
+	for n := range functions {
 		out = append(out, n)
 	}
 	return out
@@ -502,7 +508,7 @@ func (p *parser) primary() (Expr, error) {
 
 // call parses name( ... ); the current token is "(".
 func (p *parser) call(name token) (Expr, error) {
-	fn, ok := Functions[name.text]
+	fn, ok := functions[name.text]
 	if !ok {
 		return nil, UnknownName(p.src, name.pos, "function", name.text, functionNames())
 	}

@@ -194,7 +194,12 @@ func (b *binder) plan(q *parse.Query, p *Plan) error {
 	nAgg := 0
 	for _, it := range q.Select {
 		c, isCall := it.Expr.(*parse.Call)
-		if !isCall || !parse.Functions[c.Name].Aggregate {
+		isAgg := false
+		if isCall {
+			fn, _ := parse.LookupFunction(c.Name)
+			isAgg = fn.Aggregate
+		}
+		if !isAgg {
 			if _, ok := keyFormats[parse.Format(it.Expr)]; ok {
 				continue
 			}
