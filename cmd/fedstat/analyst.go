@@ -80,7 +80,8 @@ type api interface {
 
 func (f *clientFlags) connect() (api, error) {
 	f.fromEnv()
-	if f.token != "" {
+	useCert := f.coordinator != "" && f.cert != "" && f.key != ""
+	if f.token != "" && !useCert {
 		if f.httpURL == "" {
 			return nil, &usageError{"--token needs --http (or " + envHTTP + "): the HTTP/JSON API's base URL"}
 		}

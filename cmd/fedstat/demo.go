@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -19,6 +20,8 @@ func demoCommand() *cobra.Command {
 		seed     int64
 		verbose  bool
 		noExact  bool
+		serve    bool
+		envFile  string
 	)
 	c := &cobra.Command{
 		Use:   "demo",
@@ -43,6 +46,8 @@ For comparison only, the demo also prints the exact answer computed in the clear
 (a real network has no place where that could be computed).`,
 		Example: `  fedstat demo
   fedstat demo --nodes 5 --threshold 3
+  fedstat demo --serve --env-file /tmp/fedstat.env    # then, in another shell:
+      source /tmp/fedstat.env && fedstat query "SELECT COUNT(*) FROM patients"
   fedstat demo --data synthetic --patients 20000 \
       --query "SELECT COUNT(*) FROM patients WHERE sex = 'female' AND age BETWEEN 40 AND 64"`,
 		Args: cobra.NoArgs,
@@ -68,6 +73,9 @@ For comparison only, the demo also prints the exact answer computed in the clear
 			}
 			o.Data, o.DataNote = recs, note
 			o.ShowExact = !noExact
+			if serve {
+				return serveDemo(cmd, o, envFile)
+			}
 			return demo.Run(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
@@ -85,5 +93,55 @@ For comparison only, the demo also prints the exact answer computed in the clear
 	f.StringVar(&o.Params, "params", "", "homomorphic parameter set (default: the production set)")
 	f.BoolVar(&verbose, "verbose", false, "print the daemons' logs to stderr")
 	f.BoolVar(&noExact, "no-exact", false, "do not print the exact answer computed in the clear")
+	f.BoolVar(&serve, "serve", false, "keep the network running as separate processes until Ctrl-C, for fedstat query from another shell")
+	f.StringVar(&envFile, "env-file", "", "with --serve: where to write the shell env file (default DIR/env)")
 	return c
+}
+
+// serveDemo runs the demo network as separate processes until interrupted.
+func serveDemo(cmd *cobra.Command, o demo.RunOptions, envFile string) error {
+	out := cmd.OutOrStdout()
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dir := o.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "fedstat-serve-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	if envFile == "" {
+		envFile = filepath.Join(dir, "env")
+	}
+	fmt.Fprintf(out, "fedstat demo --serve: a network of 1 coordinator and %d nodes as separate processes\n  data: %s\n", len(o.Data), o.DataNote)
+	p, err := demo.Serve(cmd.Context(), demo.ServeOptions{Binary: bin, Dir: dir, Data: o.Data, Threshold: o.Threshold, MinNodes: o.MinNodes,
+		Progress: func(s string) { fmt.Fprintln(out, "  "+s) }})
+	if err != nil {
+		return err
+	}
+	defer p.Stop()
+	if err := p.WriteEnv(envFile); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, `
+The network is running. In another shell:
+
+  source %s
+  fedstat query "%s"
+  fedstat nodes
+  fedstat budget
+  curl --cacert "$FEDSTAT_CA" -H "Authorization: Bearer $FEDSTAT_TOKEN" "$FEDSTAT_HTTP/v1/nodes"
+
+Coordinator: gRPC %s, HTTP/JSON https://%s, metrics http://%s/metrics
+Press Ctrl-C to stop the network.
+`, envFile, demo.CohortQuery, p.GRPC, p.HTTP, p.Ops)
+	select {
+	case <-cmd.Context().Done():
+	case <-p.Coordinator.Exited():
+		return fmt.Errorf("the coordinator stopped; see %s", filepath.Join(dir, "coordinator.log"))
+	}
+	fmt.Fprintln(out, "stopping the network")
+	return nil
 }

@@ -1,0 +1,383 @@
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/synth"
+)
+
+// ServeOptions configure a demo network of separate processes.
+type ServeOptions struct {
+	// Binary is the fedstat executable to start. Required.
+	Binary string
+	// Dir holds everything (PKI, configs, stores, logs). Required.
+	Dir string
+	// Data gives each node its records. Required.
+	Data []*cdm.Records
+	// Threshold and MinNodes default to nodes-1 and nodes.
+	Threshold, MinNodes int
+	// Progress, when set, is told about each step.
+	Progress func(string)
+}
+
+// Processes is a running demo network of separate processes.
+type Processes struct {
+	Dir         string
+	Binary      string
+	Coordinator *Proc
+	Nodes       []*Proc
+	// GRPC and HTTP are the coordinator's analyst addresses; Ops its
+	// /metrics, /healthz, /readyz.
+	GRPC, HTTP, Ops string
+	// Env holds the analyst's settings for `fedstat query`.
+	Env   map[string]string
+	nodes int
+}
+
+// freePort returns a port free for TCP and UDP on 127.0.0.1.
+func freePort() (int, error) {
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			u.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("demo: no free port")
+}
+
+func writeSecret(path string) error {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o600)
+}
+
+func tomlList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = strconv.Quote(x)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// Serve starts a coordinator and one node per entry of o.Data as separate
+// processes of o.Binary on loopback: it makes the PKI, a gossip key and a
+// bearer token, writes each node's records as CDM CSV and imports them with
+// `fedstat node import`, writes the TOML configs, starts the daemons (nodes
+// join the coordinator's gossip; the coordinator admits them and runs the key
+// ceremony) and waits until the coordinator is ready.
+func Serve(ctx context.Context, o ServeOptions) (_ *Processes, err error) {
+	if o.Binary == "" || o.Dir == "" || len(o.Data) == 0 {
+		return nil, errors.New("demo: ServeOptions.Binary, Dir and Data are required")
+	}
+	say := func(f string, a ...any) {
+		if o.Progress != nil {
+			o.Progress(fmt.Sprintf(f, a...))
+		}
+	}
+	n := len(o.Data)
+	if o.Threshold == 0 {
+		o.Threshold = max(1, n-1)
+	}
+	if o.MinNodes == 0 {
+		o.MinNodes = n
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := &Processes{Dir: o.Dir, Binary: o.Binary, nodes: n}
+	defer func() {
+		if err != nil {
+			p.Stop()
+		}
+	}()
+
+	// PKI, gossip key, token.
+	pkiDir := filepath.Join(o.Dir, "pki")
+	ca, err := pki.InitDir(pkiDir, "demo", 30*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	issue := func(name string, role pki.Role) error {
+		id, err := ca.Issue(pki.IssueRequest{Name: name, Role: role})
+		if err != nil {
+			return err
+		}
+		return pki.WriteIdentity(pkiDir, id)
+	}
+	for _, h := range []struct {
+		name string
+		role pki.Role
+	}{{"coordinator", pki.RoleCoordinator}, {"analyst", pki.RoleAnalyst}, {"operator", pki.RoleOperator}} {
+		if err := issue(h.name, h.role); err != nil {
+			return nil, err
+		}
+	}
+	for i := range n {
+		if err := issue(NodeID(i), pki.RoleNode); err != nil {
+			return nil, err
+		}
+	}
+	gossipKey := filepath.Join(o.Dir, "gossip.key")
+	if err := writeSecret(gossipKey); err != nil {
+		return nil, err
+	}
+	raw := make([]byte, 24)
+	rand.Read(raw)
+	token := "fst_" + hex.EncodeToString(raw)
+	tokens := fmt.Sprintf("[{\"name\": \"analyst\", \"role\": \"analyst\", \"sha256\": %q}]\n", coordinator.HashToken(token))
+	if err := os.WriteFile(filepath.Join(o.Dir, "tokens.json"), []byte(tokens), 0o600); err != nil {
+		return nil, err
+	}
+	say("made the network CA, certificates, gossip key and an analyst token in %s", o.Dir)
+
+	// Each node's data, through the real CSV export and `fedstat node import`.
+	regions := regionsOf(o.Data)
+	for i, recs := range o.Data {
+		csvDir := filepath.Join(o.Dir, NodeID(i)+"-import")
+		w, err := synth.NewWriter(csvDir, synth.FormatCSV, true)
+		if err != nil {
+			return nil, err
+		}
+		if err := w.Write(recs); err != nil {
+			return nil, err
+		}
+		if err := w.Close(); err != nil {
+			return nil, err
+		}
+		args := append([]string{"node", "import", "--data-dir", filepath.Join(o.Dir, NodeID(i))}, w.Paths()...)
+		cmd := exec.CommandContext(ctx, o.Binary, args...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("demo: %s: fedstat %s: %v\n%s", NodeID(i), strings.Join(args, " "), err, out)
+		}
+		say("%s: imported %d patients with `fedstat node import`", NodeID(i), len(recs.Patients))
+	}
+
+	// Configs and processes.
+	ports := make([]int, 4)
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	p.GRPC = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	p.HTTP = fmt.Sprintf("127.0.0.1:%d", ports[1])
+	p.Ops = fmt.Sprintf("127.0.0.1:%d", ports[2])
+	gossipAddr := fmt.Sprintf("127.0.0.1:%d", ports[3])
+	coordCfg := fmt.Sprintf(`# fedstat demo coordinator
+name = "coordinator"
+data_dir = %q
+pki_dir = %q
+listen = %q
+http_listen = %q
+ops_listen = %q
+tokens_file = %q
+regions = %s
+threshold = %d
+min_nodes = %d
+min_members = %d
+epoch_debounce = "1s"
+deadline = "30s"
+
+[gossip]
+bind = %q
+key_file = %q
+`, filepath.Join(o.Dir, "coordinator"), pkiDir, p.GRPC, p.HTTP, p.Ops, filepath.Join(o.Dir, "tokens.json"),
+		tomlList(regions), o.Threshold, o.MinNodes, n, gossipAddr, gossipKey)
+	if err := os.WriteFile(filepath.Join(o.Dir, "coordinator.toml"), []byte(coordCfg), 0o600); err != nil {
+		return nil, err
+	}
+	for i := range n {
+		cfg := fmt.Sprintf(`# fedstat demo node
+name = %q
+data_dir = %q
+pki_dir = %q
+listen = "127.0.0.1:0"
+ops_listen = "127.0.0.1:0"
+regions = %s
+
+[policy]
+min_nodes = 2
+
+[gossip]
+bind = "127.0.0.1:0"
+key_file = %q
+join = [%q]
+`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, tomlList(regions), gossipKey, gossipAddr)
+		if err := os.WriteFile(filepath.Join(o.Dir, NodeID(i)+".toml"), []byte(cfg), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.StartCoordinator(); err != nil {
+		return nil, err
+	}
+	for i := range n {
+		if err := p.StartNode(i); err != nil {
+			return nil, err
+		}
+	}
+	say("started the coordinator and %d nodes as separate processes (logs in %s)", n, o.Dir)
+	if err := p.WaitReady(ctx, 90*time.Second); err != nil {
+		return nil, err
+	}
+	say("nodes admitted by gossip, key ceremony done: the network is ready")
+	p.Env = map[string]string{
+		"FEDSTAT_COORDINATOR": p.GRPC,
+		"FEDSTAT_CERT":        filepath.Join(pkiDir, "analyst.crt"),
+		"FEDSTAT_KEY":         filepath.Join(pkiDir, "analyst.key"),
+		"FEDSTAT_CA":          filepath.Join(pkiDir, pki.CACertFile),
+		"FEDSTAT_HTTP":        "https://" + p.HTTP,
+		"FEDSTAT_TOKEN":       token,
+	}
+	return p, nil
+}
+
+// Proc is one daemon process.
+type Proc struct {
+	Cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Exited is closed when the process has ended.
+func (pr *Proc) Exited() <-chan struct{} { return pr.done }
+
+// Kill sends SIGKILL and waits for the process to end.
+func (pr *Proc) Kill() {
+	if pr == nil {
+		return
+	}
+	pr.Cmd.Process.Kill()
+	<-pr.done
+}
+
+// Stop sends SIGTERM and waits up to timeout, then kills.
+func (pr *Proc) Stop(timeout time.Duration) {
+	if pr == nil {
+		return
+	}
+	pr.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-pr.done:
+	case <-time.After(timeout):
+		pr.Kill()
+	}
+}
+
+func (p *Processes) start(name string, args ...string) (*Proc, error) {
+	logf, err := os.OpenFile(filepath.Join(p.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(p.Binary, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("demo: start %s: %w", name, err)
+	}
+	pr := &Proc{Cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); logf.Close(); close(pr.done) }()
+	return pr, nil
+}
+
+// StartCoordinator starts (or restarts) the coordinator process.
+func (p *Processes) StartCoordinator() error {
+	cmd, err := p.start("coordinator", "coordinator", "--config", filepath.Join(p.Dir, "coordinator.toml"))
+	if err != nil {
+		return err
+	}
+	p.Coordinator = cmd
+	return nil
+}
+
+// StartNode starts (or restarts) node i.
+func (p *Processes) StartNode(i int) error {
+	cmd, err := p.start(NodeID(i), "node", "--config", filepath.Join(p.Dir, NodeID(i)+".toml"))
+	if err != nil {
+		return err
+	}
+	if len(p.Nodes) <= i {
+		p.Nodes = append(p.Nodes, make([]*Proc, i+1-len(p.Nodes))...)
+	}
+	p.Nodes[i] = cmd
+	return nil
+}
+
+// WaitReady waits until the coordinator's /readyz says ready.
+func (p *Processes) WaitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		resp, err := http.Get("http://" + p.Ops + "/readyz")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = strings.TrimSpace(string(b))
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("demo: the coordinator was not ready after %s (%s); see the logs in %s", timeout, last, p.Dir)
+}
+
+// WriteEnv writes the analyst's settings as a shell env file.
+func (p *Processes) WriteEnv(path string) error {
+	keys := make([]string, 0, len(p.Env))
+	for k := range p.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("# fedstat demo network: source this file, then run fedstat query \"SQL\"\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "export %s=%s\n", k, shellQuote(p.Env[k]))
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// Stop ends every process (SIGTERM, then SIGKILL after 5 seconds).
+func (p *Processes) Stop() {
+	all := append([]*Proc{p.Coordinator}, p.Nodes...)
+	for _, pr := range all {
+		if pr != nil {
+			pr.Cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for _, pr := range all {
+		pr.Stop(5 * time.Second)
+	}
+}
