@@ -20,13 +20,14 @@ import (
 // admitted the first time the coordinator reaches it. Liveness comes from
 // gossip: a dead node stays admitted and stays a member of its key epoch.
 type regNode struct {
-	ID       string
-	Addr     string
-	Alive    bool
-	LastSeen time.Time
-	Meta     membership.Meta
-	conn     *grpc.ClientConn
-	client   nodev1.NodeServiceClient
+	ID         string
+	Addr       string
+	GossipAddr string
+	Alive      bool
+	LastSeen   time.Time
+	Meta       membership.Meta
+	conn       *grpc.ClientConn
+	client     nodev1.NodeServiceClient
 }
 
 // setNode adds or updates a node's address; static nodes are admitted at
@@ -57,7 +58,7 @@ func (c *Coordinator) setNode(id, addr string, alive bool) error {
 	if alive {
 		n.LastSeen = c.cfg.Now()
 	}
-	return nil
+	return c.saveNode(nodeRecord{ID: id, Addr: addr, GossipAddr: n.GossipAddr, Admitted: c.cfg.Now().UnixMilli(), LastSeen: n.LastSeen.UnixMilli()})
 }
 
 // client returns the gRPC client of an admitted node.
@@ -124,11 +125,16 @@ func (c *Coordinator) admit(ctx context.Context, m membership.Member) error {
 	}
 	c.mu.Lock()
 	c.reg[m.ID].Meta = m.Meta
+	c.reg[m.ID].GossipAddr = m.GossipAddr
+	rec := nodeRecord{ID: m.ID, Addr: m.GRPCAddr, GossipAddr: m.GossipAddr, Admitted: c.cfg.Now().UnixMilli(), LastSeen: c.cfg.Now().UnixMilli()}
 	changed := c.epoch == nil || !c.epoch.has(m.ID)
 	if changed {
 		c.pending = true
 	}
 	c.mu.Unlock()
+	if err := c.saveNode(rec); err != nil {
+		return err
+	}
 	if changed {
 		c.log.Info("node admitted", "node", m.ID, "addr", m.GRPCAddr)
 		select {
@@ -162,6 +168,13 @@ func (c *Coordinator) startGossip(ctx context.Context) error {
 	}
 	if gc.Logger == nil {
 		gc.Logger = c.log
+	}
+	gc.Meta = membership.Meta{ID: c.cfg.Identity.Name(), Role: string(pki.RoleCoordinator), GRPCAddr: c.Addr()}
+	// After a restart, rejoin the pool through the nodes it knew.
+	for _, n := range c.registry() {
+		if n.GossipAddr != "" {
+			gc.Join = append(gc.Join, n.GossipAddr)
+		}
 	}
 	pool, err := membership.Start(gc)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -18,10 +19,52 @@ import (
 //
 //	c/q/<query id>  QueryStatus (protobuf), written at submit and at the end
 //	c/epoch         the current key epoch (public information only)
+//	c/node/<id>     the node registry: admitted nodes and their addresses
 var (
 	prefixQuery = []byte("c/q/")
 	keyEpoch    = []byte("c/epoch")
+	prefixNode  = []byte("c/node/")
 )
+
+type nodeRecord struct {
+	ID         string `json:"id"`
+	Addr       string `json:"addr"`
+	GossipAddr string `json:"gossip_addr,omitempty"`
+	Admitted   int64  `json:"admitted_unix_ms"`
+	LastSeen   int64  `json:"last_seen_unix_ms,omitempty"`
+}
+
+// saveNode records a registry entry durably.
+func (c *Coordinator) saveNode(r nodeRecord) error {
+	if c.cfg.DB == nil {
+		return nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return c.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(append(append([]byte{}, prefixNode...), r.ID...), b) })
+}
+
+// loadNodes restores the registry (nodes start as not alive until gossip or
+// a call shows them).
+func (c *Coordinator) loadNodes() ([]nodeRecord, error) {
+	var out []nodeRecord
+	if c.cfg.DB == nil {
+		return nil, nil
+	}
+	err := c.cfg.DB.View(func(tx *kv.Txn) error {
+		return tx.Iterate(prefixNode, func(_, v []byte) error {
+			var r nodeRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("coordinator: stored node: %w", err)
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}
 
 type epochRecord struct {
 	ID        uint64      `json:"id"`
@@ -91,6 +134,20 @@ func (c *Coordinator) loadState() error {
 			e.Members = append(e.Members, epochMember{ID: m.ID, Cert: cert, Point: m.Point})
 		}
 		c.epoch = e
+	}
+	nodes, err := c.loadNodes()
+	if err != nil {
+		return err
+	}
+	for _, r := range nodes {
+		if err := c.setNode(r.ID, r.Addr, false); err != nil {
+			return err
+		}
+		n := c.reg[r.ID]
+		n.GossipAddr = r.GossipAddr
+		if r.LastSeen > 0 {
+			n.LastSeen = time.UnixMilli(r.LastSeen)
+		}
 	}
 	var interrupted []*coordinatorv1.QueryStatus
 	err = c.cfg.DB.View(func(tx *kv.Txn) error {

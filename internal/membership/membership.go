@@ -18,6 +18,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 var (
 	ErrBadKey   = errors.New("membership: gossip key must be 16, 24 or 32 bytes")
 	ErrMetaSize = errors.New("membership: advertised metadata too large")
+	ErrWrongKey = errors.New("membership: the pool uses another gossip key")
 )
 
 // Meta is what a member advertises. It must encode to at most 512 bytes.
@@ -89,11 +91,13 @@ type Config struct {
 
 // Pool is this process's view of the gossip pool. It is safe for concurrent use.
 type Pool struct {
-	ml   *memberlist.Memberlist
-	cfg  Config
-	mu   sync.RWMutex
-	meta []byte
-	seen map[string]*Member
+	ml       *memberlist.Memberlist
+	stop     chan struct{}
+	stopOnce sync.Once
+	cfg      Config
+	mu       sync.RWMutex
+	meta     []byte
+	seen     map[string]*Member
 }
 
 // Start joins (or starts) the gossip pool.
@@ -162,13 +166,39 @@ func Start(cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
 	p.ml = ml
+	p.stop = make(chan struct{})
 	if len(cfg.Join) > 0 {
 		if _, err := ml.Join(cfg.Join); err != nil {
-			ml.Shutdown()
-			return nil, fmt.Errorf("membership: join %v: %w", cfg.Join, err)
+			if strings.Contains(strings.ToLower(err.Error()), "no installed keys could decrypt") {
+				ml.Shutdown()
+				return nil, fmt.Errorf("%w: join %v: %v", ErrWrongKey, cfg.Join, err)
+			}
+			// The others may not be up yet: keep trying in the background.
+			cfg.Logger.Warn("gossip join failed; retrying", "join", cfg.Join, "err", err)
+			go p.rejoin()
 		}
 	}
 	return p, nil
+}
+
+// rejoin retries joining until it succeeds or the pool stops.
+func (p *Pool) rejoin() {
+	delay := 200 * time.Millisecond
+	if !p.cfg.Fast {
+		delay = time.Second
+	}
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-time.After(delay):
+		}
+		if _, err := p.ml.Join(p.cfg.Join); err == nil {
+			p.cfg.Logger.Info("gossip joined", "join", p.cfg.Join)
+			return
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
 }
 
 func freePort(host string) (int, error) {
@@ -241,6 +271,7 @@ func (p *Pool) Alive(role string) []Member {
 
 // Leave announces that this member leaves, then stops gossip.
 func (p *Pool) Leave(timeout time.Duration) error {
+	p.stopOnce.Do(func() { close(p.stop) })
 	err := p.ml.Leave(timeout)
 	if serr := p.ml.Shutdown(); err == nil {
 		err = serr
@@ -250,7 +281,10 @@ func (p *Pool) Leave(timeout time.Duration) error {
 
 // Shutdown stops gossip without announcing it (others will see the member
 // fail).
-func (p *Pool) Shutdown() error { return p.ml.Shutdown() }
+func (p *Pool) Shutdown() error {
+	p.stopOnce.Do(func() { close(p.stop) })
+	return p.ml.Shutdown()
+}
 
 func (p *Pool) record(n *memberlist.Node, alive bool) {
 	var meta Meta

@@ -2,6 +2,8 @@ package membership
 
 import (
 	"bytes"
+	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,8 +70,8 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 	a := start(t, "a", bytes.Repeat([]byte{1}, 16))
 	_, err := Start(Config{Name: "x", Key: bytes.Repeat([]byte{2}, 16), Fast: true, Join: []string{a.Addr()},
 		Meta: Meta{ID: "x", Role: "node"}})
-	if err == nil {
-		t.Fatal("joined a pool with the wrong gossip key")
+	if !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("joining a pool with the wrong gossip key: %v, want ErrWrongKey", err)
 	}
 	if _, err := Start(Config{Name: "y", Key: []byte("short")}); err != ErrBadKey {
 		t.Fatalf("short key: %v", err)
@@ -83,3 +85,23 @@ func TestMetaTooLarge(t *testing.T) {
 		t.Fatalf("oversized meta: %v", err)
 	}
 }
+
+// TestJoinBeforePoolIsUp: a member started before the one it joins keeps
+// trying and gets in once the other is up.
+func TestJoinBeforePoolIsUp(t *testing.T) {
+	key := bytes.Repeat([]byte{5}, 32)
+	port, err := freePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + itoa(port)
+	early := start(t, "early", key, addr)
+	late, err := Start(Config{Name: "late", Key: key, Fast: true, BindAddr: addr, Meta: Meta{ID: "late", Role: "coordinator"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { late.Shutdown() })
+	waitFor(t, "early to join late", func() bool { return len(late.Alive("node")) == 1 && len(early.Alive("")) == 2 })
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,216 @@
+package demo
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/fedstat/fedstat/internal/audit"
+	"github.com/fedstat/fedstat/internal/pki"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+)
+
+// buildBinary builds cmd/fedstat once for the process tests.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("process test builds the binary; skipped with -short")
+	}
+	bin := filepath.Join(t.TempDir(), "fedstat")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/fedstat/fedstat/cmd/fedstat")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// cli runs the fedstat binary with the analyst's environment.
+func cli(t *testing.T, p *Processes, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command(p.Binary, args...)
+	cmd.Env = os.Environ()
+	for k, v := range p.Env {
+		if k != "FEDSTAT_TOKEN" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// httpJSON calls the coordinator's HTTP/JSON API with the analyst's token.
+func httpJSON(t *testing.T, p *Processes, method, path, body string) (int, []byte) {
+	t.Helper()
+	ca, err := pki.LoadCert(p.Env["FEDSTAT_CA"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	c := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "coordinator"}}}
+	req, _ := http.NewRequest(method, p.Env["FEDSTAT_HTTP"]+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+p.Env["FEDSTAT_TOKEN"])
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// TestProcesses runs the coordinator and three nodes as separate OS
+// processes of the built binary: data imported with `fedstat node import`,
+// nodes admitted by gossip, queries through the CLI and through HTTP/JSON, a
+// node killed (min_nodes behaviour), and the coordinator killed and
+// restarted with its history and the budgets intact.
+func TestProcesses(t *testing.T) {
+	bin := buildBinary(t)
+	data, err := Synthetic(3, 500, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	p, err := Serve(ctx, ServeOptions{Binary: bin, Dir: dir, Data: data, Threshold: 2, MinNodes: 3})
+	if err != nil {
+		for _, name := range []string{"coordinator", "node-1"} {
+			b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
+			t.Logf("%s.log:\n%s", name, b)
+		}
+		t.Fatal(err)
+	}
+	defer p.Stop()
+
+	// A query through the CLI, as JSON.
+	out, stderr, err := cli(t, p, "query", "--format", "json", CohortQuery)
+	if err != nil {
+		t.Fatalf("fedstat query: %v\n%s", err, stderr)
+	}
+	var res struct {
+		Rows []struct {
+			Values []struct {
+				Value   float64 `json:"value"`
+				Display string  `json:"display"`
+			} `json:"values"`
+		} `json:"rows"`
+		Nodes int `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Rows) != 1 || res.Nodes != 3 {
+		t.Fatalf("query JSON %q: %v", out, err)
+	}
+	if !strings.Contains(stderr, "node-1 answered") {
+		t.Errorf("no progress on stderr: %q", stderr)
+	}
+
+	// The same kind of query through HTTP/JSON with a bearer token.
+	code, body := httpJSON(t, p, "POST", "/v1/queries", `{"spec": {"sql": "SELECT sex, COUNT(*) FROM patients GROUP BY sex", "epsilon": 0.5}}`)
+	if code != http.StatusOK {
+		t.Fatalf("POST /v1/queries: %d %s", code, body)
+	}
+	var st coordinatorv1.QueryStatus
+	if err := protojson.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	httpQuery := st.QueryId
+	code, body = httpJSON(t, p, "GET", "/v1/queries/"+httpQuery+"/watch", "")
+	if code != http.StatusOK || !strings.Contains(string(body), "STATE_DONE") {
+		t.Fatalf("watch: %d %s", code, body)
+	}
+	// A bad query is refused with its position.
+	code, body = httpJSON(t, p, "POST", "/v1/queries", `{"spec": {"sql": "SELECT COUNT(*) FROM conditions WHERE cod = 'x'"}}`)
+	if code != http.StatusBadRequest || !strings.Contains(string(body), "did you mean") {
+		t.Fatalf("bad query over HTTP: %d %s", code, body)
+	}
+
+	budgetBefore := budgets(t, p)
+
+	// Kill a node: min_nodes 3 fails naming it, and nothing is decrypted;
+	// min_nodes 2 (with threshold 2) still releases.
+	p.Nodes[2].Kill()
+	_, stderr, err = cli(t, p, "query", "--min-nodes", "3", "--deadline", "10s", CohortQuery)
+	if err == nil || !strings.Contains(stderr, "node-3") || !strings.Contains(stderr, "nothing was decrypted") {
+		t.Fatalf("query with node-3 dead and min_nodes 3: err %v, stderr %q", err, stderr)
+	}
+	out, stderr, err = cli(t, p, "query", "--min-nodes", "2", "--deadline", "10s", "--format", "json", CohortQuery)
+	if err != nil || !strings.Contains(out, `"nodes": 2`) {
+		t.Fatalf("query with node-3 dead and min_nodes 2: %v %s %s", err, out, stderr)
+	}
+
+	// Restart the coordinator after SIGKILL: history and budgets intact.
+	p.Coordinator.Kill()
+	if err := p.StartCoordinator(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitReady(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	code, body = httpJSON(t, p, "GET", "/v1/queries/"+httpQuery, "")
+	if code != http.StatusOK || !strings.Contains(string(body), "STATE_DONE") || !strings.Contains(string(body), "female") {
+		t.Fatalf("query history after restart: %d %s", code, body)
+	}
+	after := budgets(t, p)
+	for node, spent := range budgetBefore {
+		if node == "node-3" {
+			continue // killed
+		}
+		if after[node] < spent {
+			t.Errorf("budget of analyst at %s went from %v to %v across a restart", node, spent, after[node])
+		}
+	}
+	out, _, err = cli(t, p, "nodes")
+	if err != nil || !strings.Contains(out, "node-1") || !strings.Contains(out, "node-3") {
+		t.Fatalf("fedstat nodes after restart: %v %s", err, out)
+	}
+
+	// Every node's and the coordinator's audit log verifies.
+	p.Stop()
+	for _, name := range []string{"coordinator", "node-1", "node-2", "node-3"} {
+		f, err := os.Open(filepath.Join(dir, name, "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := audit.Verify(f)
+		f.Close()
+		if err != nil || n == 0 {
+			t.Errorf("audit log of %s: %d entries, %v", name, n, err)
+		}
+	}
+}
+
+// budgets returns the analyst's spent rho per node (HTTP API).
+func budgets(t *testing.T, p *Processes) map[string]float64 {
+	t.Helper()
+	code, body := httpJSON(t, p, "GET", "/v1/budget", "")
+	if code != http.StatusOK {
+		t.Fatalf("budget: %d %s", code, body)
+	}
+	var r coordinatorv1.BudgetResponse
+	if err := protojson.Unmarshal(body, &r); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, n := range r.Nodes {
+		if n.Error == "" {
+			out[n.NodeId] = n.SpentRho
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no node reported a budget: %s", body)
+	}
+	return out
+}
