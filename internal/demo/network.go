@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
@@ -43,6 +44,11 @@ type Options struct {
 	MinNodes int
 	// Params is the homomorphic parameter set. Defaults to the production set.
 	Params string
+	// NodePolicy is every node's policy. Defaults to node.DefaultPolicy().
+	NodePolicy *node.Policy
+	// AuditLogs gives every node and the coordinator an audit log in its
+	// directory (audit.log). Defaults to false.
+	AuditLogs bool
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Progress, when set, is told about each set-up step.
@@ -212,8 +218,14 @@ func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, rec
 	if _, err := st.ImportRecords(ctx, recs, "demo"); err != nil {
 		return nil, db, nil, err
 	}
+	var alog *audit.Log
+	if o.AuditLogs {
+		if alog, err = audit.Open(filepath.Join(dir, "audit.log")); err != nil {
+			return nil, db, nil, err
+		}
+	}
 	n, err := node.New(node.Config{
-		Identity: id, StateDir: dir, DB: db, Data: st, Catalogue: cat,
+		Identity: id, StateDir: dir, DB: db, Data: st, Catalogue: cat, Policy: o.NodePolicy, Audit: alog,
 		Logger: o.Logger.With("node", id.Name()),
 	})
 	if err != nil {

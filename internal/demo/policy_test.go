@@ -1,0 +1,177 @@
+package demo
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedstat/fedstat/internal/audit"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/node"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+)
+
+// auditActions returns the actions and details recorded in a node's audit log.
+func auditEntries(t *testing.T, nw *Network, i int) []audit.Entry {
+	t.Helper()
+	f, err := os.Open(filepath.Join(nw.Dir, NodeID(i), "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []audit.Entry
+	if err := audit.Scan(f, func(_ int, e audit.Entry) error { out = append(out, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func refusedWith(entries []audit.Entry, reason string) bool {
+	for _, e := range entries {
+		if e.Action == "query.refused" {
+			if r, _ := e.Details["reason"].(string); strings.Contains(r, reason) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// TestNodePolicyRefusals: a node refuses a forbidden role, a query kind its
+// policy forbids and a cohort under its minimum, with a clear error for the
+// analyst and an entry in the node's audit log; allowed queries still run.
+func TestNodePolicyRefusals(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pol := &node.Policy{Roles: []pki.Role{pki.RoleAnalyst}, Kinds: []string{"count"}, MinNodes: 2, MinCohort: 20}
+	nw, err := Start(ctx, Options{Data: syntheticData(t, 3, 400), Threshold: 2, MinNodes: 3, NodePolicy: pol, AuditLogs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nw.Close)
+
+	run := func(who *pki.Identity, sql string) (string, error) {
+		client, closeConn, err := nw.Client(who)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeConn()
+		st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: sql}, nil)
+		if st != nil && st.Error != "" {
+			return st.Error, err
+		}
+		if err != nil {
+			return err.Error(), err
+		}
+		return "", nil
+	}
+
+	// Allowed: an analyst's cohort count (hypertension: well above 20 per node).
+	if msg, err := run(nil, "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '38341003'"); err != nil {
+		t.Fatalf("allowed query refused: %s", msg)
+	}
+
+	// A role the nodes' policy does not allow (the operator).
+	msg, err := run(nw.Operator, "SELECT COUNT(*) FROM patients")
+	if err == nil || !strings.Contains(msg, `role "operator" may not query`) {
+		t.Fatalf("operator at analyst-only nodes: %q", msg)
+	}
+	// A query kind the policy forbids (a mean).
+	msg, err = run(nil, "SELECT AVG(CLAMP(value, 3, 20)) FROM observations WHERE code = '4548-4'")
+	if err == nil || !strings.Contains(msg, `query kind "mean" is not allowed`) {
+		t.Fatalf("forbidden kind: %q", msg)
+	}
+	// A cohort under the minimum (an unknown code: 0 patients).
+	msg, err = run(nil, "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = 'no-such-code'")
+	if err == nil || !strings.Contains(msg, "below its minimum of 20") {
+		t.Fatalf("small cohort: %q", msg)
+	}
+	for i := range nw.Nodes {
+		entries := auditEntries(t, nw, i)
+		for _, reason := range []string{`role "operator" may not query`, `query kind "mean" is not allowed`, "below its minimum of 20"} {
+			if !refusedWith(entries, reason) {
+				t.Errorf("%s: no audit entry for the refusal %q", NodeID(i), reason)
+			}
+		}
+	}
+	// Nothing was debited for the refused queries: only the allowed one.
+	for i := range nw.Nodes {
+		debits := 0
+		for _, e := range auditEntries(t, nw, i) {
+			if e.Action == "budget.debited" {
+				debits++
+			}
+		}
+		if debits != 1 {
+			t.Errorf("%s: %d debits, want 1 (refusals must not debit)", NodeID(i), debits)
+		}
+	}
+}
+
+// TestApprovalQueue: with require_approval, a query waits at every node
+// until the node admin approves it; a denied query fails and debits nothing.
+func TestApprovalQueue(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pol := node.DefaultPolicy()
+	pol.RequireApproval = true
+	nw, err := Start(ctx, Options{Data: syntheticData(t, 3, 300), Threshold: 2, MinNodes: 2, NodePolicy: pol, AuditLogs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nw.Close)
+	client, closeConn, err := nw.Client(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeConn()
+
+	decideAll := func(approve bool) {
+		for _, n := range nw.Nodes {
+			for {
+				waiting := n.Approvals()
+				if len(waiting) == 1 {
+					if err := n.Decide(ctx, waiting[0].QueryID, approve, "admin"); err != nil {
+						t.Error(err)
+					}
+					break
+				}
+				select {
+				case <-ctx.Done():
+					t.Fatal("query never reached the approval queue")
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 2}, nil)
+		done <- err
+	}()
+	decideAll(true)
+	if err := <-done; err != nil {
+		t.Fatalf("approved query: %v", err)
+	}
+	go func() {
+		_, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 2}, nil)
+		done <- err
+	}()
+	decideAll(false)
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "denied") {
+		t.Fatalf("denied query: %v", err)
+	}
+	for i := range nw.Nodes {
+		var approved, denied bool
+		for _, e := range auditEntries(t, nw, i) {
+			approved = approved || e.Action == "query.approved"
+			denied = denied || e.Action == "query.denied"
+		}
+		if !approved || !denied {
+			t.Errorf("%s: audit has approved=%v denied=%v", NodeID(i), approved, denied)
+		}
+	}
+}
