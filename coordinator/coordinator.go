@@ -99,6 +99,11 @@ type Config struct {
 	// DB, when set, keeps the query history, results and key epochs across
 	// restarts. Defaults to none (memory only).
 	DB *kv.DB
+	// BenchmarkPlaintext takes partials unencrypted (from nodes in the same
+	// mode) and releases their plain sum. Only `fedstat bench` sets it, to
+	// measure what encryption costs; the daemon's configuration cannot.
+	// Defaults to false, and then any plaintext partial is rejected.
+	BenchmarkPlaintext bool
 	// Audit, when set, receives an entry for every step: queries
 	// submitted, released and failed, key epochs.
 	Audit *audit.Log

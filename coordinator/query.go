@@ -225,6 +225,7 @@ type partial struct {
 	node   string
 	signed *typesv1.Signed
 	cts    []*homomorphic.Ciphertext
+	plain  []int64 // benchmark-only plaintext mode
 }
 
 func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result, error) {
@@ -268,6 +269,9 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 			ErrQueryFailed, len(parts), len(e.Members), m, describeFailures(failures))
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].node < parts[j].node })
+	if c.cfg.BenchmarkPlaintext {
+		return c.releasePlaintext(q, parts)
+	}
 
 	// Aggregate: add the ciphertexts (the coordinator cannot read them).
 	start = time.Now()
@@ -328,6 +332,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 			return fmt.Errorf("key-switch share: malformed payload")
 		}
 		shares[i] = payload.GetShares()
+		q.addUpload(id, proto.Size(resp))
 		q.node(id, "decrypted", "", 0)
 		return nil
 	})
@@ -387,6 +392,7 @@ func (c *Coordinator) collectOne(q *query, e *epoch, mem epochMember, who Analys
 	if err != nil {
 		return partial{}, fmt.Errorf("%s", rpcMessage(err))
 	}
+	q.addUpload(mem.ID, proto.Size(resp))
 	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), q.plan.VectorLen())
 }
 
@@ -399,6 +405,15 @@ func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *ty
 	var payload nodev1.PartialPayload
 	if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %v", err)
+	}
+	if c.cfg.BenchmarkPlaintext {
+		if int(payload.GetVectorLen()) != vectorLen || len(payload.GetPlaintext()) != vectorLen || len(payload.GetCiphertexts()) != 0 {
+			return partial{}, fmt.Errorf("partial rejected: benchmark plaintext mode needs %d plaintext slots", vectorLen)
+		}
+		return partial{node: mem.ID, signed: s, plain: payload.GetPlaintext()}, nil
+	}
+	if len(payload.GetPlaintext()) > 0 {
+		return partial{}, fmt.Errorf("partial rejected: it is not encrypted")
 	}
 	want := (vectorLen + c.params.Slots() - 1) / c.params.Slots()
 	if int(payload.GetVectorLen()) != vectorLen || len(payload.GetCiphertexts()) != want {
@@ -555,4 +570,35 @@ func ResultFromProto(p *typesv1.Result) *result.Result {
 		r.Rows = append(r.Rows, rr)
 	}
 	return r
+}
+
+// addUpload counts bytes a node sent for a query.
+func (q *query) addUpload(id string, n int) {
+	q.update(func(st *coordinatorv1.QueryStatus) {
+		for _, p := range st.Nodes {
+			if p.NodeId == id {
+				p.UploadBytes += int64(n)
+			}
+		}
+	})
+}
+
+// releasePlaintext is the benchmark-only release of plaintext partials: the
+// plain sum, then the same post-processing as an encrypted release.
+func (c *Coordinator) releasePlaintext(q *query, parts []partial) (*typesv1.Result, error) {
+	start := time.Now()
+	totals := make([]int64, q.plan.VectorLen())
+	for _, pt := range parts {
+		for i, v := range pt.plain {
+			totals[i] += v
+		}
+	}
+	q.phase("aggregate", start)
+	start = time.Now()
+	r, err := dp.Release(q.plan, totals, len(parts))
+	if err != nil {
+		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
+	}
+	q.phase("decrypt+release", start)
+	return ResultToProto(r), nil
 }

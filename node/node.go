@@ -115,6 +115,11 @@ type Config struct {
 	// AdvertiseAddr is the gRPC address others reach this node at. Defaults
 	// to the address it listens on.
 	AdvertiseAddr string
+	// BenchmarkPlaintext sends partials unencrypted. It exists only so that
+	// `fedstat bench` can measure what encryption costs: the daemon's
+	// configuration has no way to set it, and a coordinator that is not
+	// itself in this mode rejects such partials. Defaults to false.
+	BenchmarkPlaintext bool
 	// Audit, when set, receives an entry for every step the node takes:
 	// queries received, refused, debited and answered, releases, epochs.
 	Audit *audit.Log

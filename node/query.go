@@ -247,11 +247,13 @@ func (n *Node) partial(ctx context.Context, e *epochState, queryID string, p *pl
 	if err != nil {
 		return nil, err
 	}
-	cts, err := homomorphic.Encrypt(e.Params, e.PublicKey, share.Slots())
-	if err != nil {
+	payload := &nodev1.PartialPayload{VectorLen: int32(p.VectorLen())}
+	var cts []*homomorphic.Ciphertext
+	if n.cfg.BenchmarkPlaintext {
+		payload.Plaintext = share.Slots()
+	} else if cts, err = homomorphic.Encrypt(e.Params, e.PublicKey, share.Slots()); err != nil {
 		return nil, err
 	}
-	payload := &nodev1.PartialPayload{VectorLen: int32(p.VectorLen())}
 	for _, ct := range cts {
 		b, err := ct.MarshalBinary()
 		if err != nil {

@@ -10,6 +10,7 @@ func commands() []*cobra.Command {
 		nodesCommand(),
 		budgetCommand(),
 		tokenCommand(),
+		benchCommand(),
 		caCommand(),
 		coordinatorCommand(),
 		nodeCommand(),

@@ -44,6 +44,16 @@ type Options struct {
 	MinNodes int
 	// Params is the homomorphic parameter set. Defaults to the production set.
 	Params string
+	// Shared, when set, gives every one of NodeCount nodes this same data
+	// (read-only) and an in-memory store, instead of Data: the benchmark's
+	// way to run many large nodes in one process. Defaults to nil.
+	Shared    *cdm.Tables
+	NodeCount int
+	// Budget is every node's privacy budget. Defaults to the ledger's.
+	Budget node.Budget
+	// BenchmarkPlaintext runs the network without encryption (benchmark
+	// only; see node.Config.BenchmarkPlaintext).
+	BenchmarkPlaintext bool
 	// NodePolicy is every node's policy. Defaults to node.DefaultPolicy().
 	NodePolicy *node.Policy
 	// AuditLogs gives every node and the coordinator an audit log in its
@@ -80,8 +90,12 @@ func NodeID(i int) string { return fmt.Sprintf("node-%d", i+1) }
 // Start makes the PKI, starts the nodes and the coordinator and runs the key
 // ceremony. Close stops everything.
 func Start(ctx context.Context, o Options) (_ *Network, err error) {
-	if len(o.Data) == 0 {
-		return nil, errors.New("demo: Options.Data is required")
+	count := len(o.Data)
+	if o.Shared != nil {
+		count = o.NodeCount
+	}
+	if count == 0 {
+		return nil, errors.New("demo: Options.Data (or Shared and NodeCount) is required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -134,8 +148,8 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	if nw.Operator, err = issue("operator", pki.RoleOperator); err != nil {
 		return nil, err
 	}
-	nodeIDs := make([]*pki.Identity, len(o.Data))
-	for i := range o.Data {
+	nodeIDs := make([]*pki.Identity, count)
+	for i := range count {
 		if nodeIDs[i], err = issue(NodeID(i), pki.RoleNode); err != nil {
 			return nil, err
 		}
@@ -144,22 +158,29 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 
 	// 2. The catalogue: public regions.
 	nw.Catalogue = plan.DefaultCatalogue()
-	if len(o.Regions) > 0 {
+	switch {
+	case len(o.Regions) > 0:
 		nw.Catalogue.Regions = o.Regions
-	} else {
+	case o.Shared != nil:
+		nw.Catalogue.Regions = regionsOfTables(o.Shared)
+	default:
 		nw.Catalogue.Regions = regionsOf(o.Data)
 	}
 
 	// 3. Nodes, each with its own store and data.
 	t0 = time.Now()
-	endpoints := make([]coordinator.NodeEndpoint, len(o.Data))
-	nw.Stores = make([]node.DataSource, len(o.Data))
-	nw.dbs = make([]*kv.DB, len(o.Data))
-	nw.Nodes = make([]*node.Node, len(o.Data))
+	endpoints := make([]coordinator.NodeEndpoint, count)
+	nw.Stores = make([]node.DataSource, count)
+	nw.dbs = make([]*kv.DB, count)
+	nw.Nodes = make([]*node.Node, count)
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
-	for i, recs := range o.Data {
+	for i := range count {
+		var recs *cdm.Records
+		if o.Shared == nil {
+			recs = o.Data[i]
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -192,7 +213,7 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	// 4. The coordinator.
 	c, err := coordinator.New(coordinator.Config{
 		Identity: coordID, Nodes: endpoints, Params: o.Params, Threshold: o.Threshold,
-		MinNodes: o.MinNodes, Catalogue: nw.Catalogue, Logger: o.Logger,
+		MinNodes: o.MinNodes, Catalogue: nw.Catalogue, Logger: o.Logger, BenchmarkPlaintext: o.BenchmarkPlaintext,
 	})
 	if err != nil {
 		return nil, err
@@ -210,13 +231,29 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	return nw, nil
 }
 
+// sharedData serves the same read-only tables to several benchmark nodes.
+type sharedData struct{ t *cdm.Tables }
+
+func (s sharedData) Tables() *cdm.Tables { return s.t }
+
 func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, recs *cdm.Records, cat *plan.Catalogue) (node.DataSource, *kv.DB, *node.Node, error) {
-	st, db, err := admin.OpenStore(ctx, admin.OpenOptions{DataDir: dir, Logger: o.Logger})
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if _, err := st.ImportRecords(ctx, recs, "demo"); err != nil {
-		return nil, db, nil, err
+	var st node.DataSource
+	var db *kv.DB
+	var err error
+	if o.Shared != nil {
+		if db, err = kv.Open(kv.Options{InMemory: true}); err != nil {
+			return nil, nil, nil, err
+		}
+		st = sharedData{o.Shared}
+	} else {
+		s, d, err := admin.OpenStore(ctx, admin.OpenOptions{DataDir: dir, Logger: o.Logger})
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		db, st = d, s
+		if _, err := s.ImportRecords(ctx, recs, "demo"); err != nil {
+			return nil, db, nil, err
+		}
 	}
 	var alog *audit.Log
 	if o.AuditLogs {
@@ -226,6 +263,7 @@ func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, rec
 	}
 	n, err := node.New(node.Config{
 		Identity: id, StateDir: dir, DB: db, Data: st, Catalogue: cat, Policy: o.NodePolicy, Audit: alog,
+		Budget: o.Budget, BenchmarkPlaintext: o.BenchmarkPlaintext,
 		Logger: o.Logger.With("node", id.Name()),
 	})
 	if err != nil {
@@ -288,4 +326,17 @@ func (nw *Network) Close() {
 	if !nw.keep && nw.Dir != "" {
 		os.RemoveAll(nw.Dir)
 	}
+}
+
+func regionsOfTables(t *cdm.Tables) []string {
+	var out []string
+	if pt, ok := t.Table(cdm.TablePatients); ok {
+		for _, v := range pt.Strings["region"].Dict.Values() {
+			if v != "" {
+				out = append(out, v)
+			}
+		}
+	}
+	sortStrings(out)
+	return out
 }

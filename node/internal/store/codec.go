@@ -26,7 +26,11 @@ var tableOfCode = map[byte]string{
 	codeMedications:  cdm.TableMedications,
 }
 
-// Value encoding: a format byte (1), then the fields in schema order.
+// Value encoding: a format byte (1), then the fields in schema order, with
+// the patient's serial number (uvarint) after the patient id of every
+// non-patient record and first in a patient record. Serials are dense
+// numbers given to patients when first stored and never changed; loading
+// maps them to patient indices through a slice instead of hashing ids.
 // Strings are uvarint length + bytes, dates zigzag varints (NoDate
 // included), numbers 8 bytes IEEE-754 little-endian (NaN when absent).
 const formatV1 = 1
@@ -39,6 +43,7 @@ func (e *enc) str(s string) {
 	e.b = binary.AppendUvarint(e.b, uint64(len(s)))
 	e.b = append(e.b, s...)
 }
+func (e *enc) uvarint(v uint32) { e.b = binary.AppendUvarint(e.b, uint64(v)) }
 func (e *enc) date(d cdm.Date) { e.b = binary.AppendVarint(e.b, int64(d)) }
 func (e *enc) num(v float64)   { e.b = binary.LittleEndian.AppendUint64(e.b, math.Float64bits(v)) }
 
@@ -57,6 +62,17 @@ func (d *dec) str() []byte {
 	s := d.b[k : k+int(n)]
 	d.b = d.b[k+int(n):]
 	return s
+}
+
+func (d *dec) uvarint() uint32 {
+	v, k := binary.Uvarint(d.b)
+	if k <= 0 || v > 1<<32-1 {
+		d.err = errCorrupt
+		d.b = nil
+		return 0
+	}
+	d.b = d.b[k:]
+	return uint32(v)
 }
 
 func (d *dec) date() cdm.Date {
@@ -91,9 +107,10 @@ func (d *dec) byte1() byte {
 	return c
 }
 
-func encodePatient(b []byte, p *cdm.Patient) []byte {
+func encodePatient(b []byte, p *cdm.Patient, serial uint32) []byte {
 	e := enc{b}
 	e.b = append(e.b, formatV1)
+	e.uvarint(serial)
 	e.date(p.BirthDate)
 	e.b = append(e.b, byte(p.Sex))
 	e.str(p.Region)
@@ -101,10 +118,11 @@ func encodePatient(b []byte, p *cdm.Patient) []byte {
 	return e.b
 }
 
-func encodeCondition(b []byte, c *cdm.Condition) []byte {
+func encodeCondition(b []byte, c *cdm.Condition, serial uint32) []byte {
 	e := enc{b}
 	e.b = append(e.b, formatV1)
 	e.str(c.PatientID)
+	e.uvarint(serial)
 	e.str(c.Code)
 	e.str(c.System)
 	e.date(c.Onset)
@@ -112,10 +130,11 @@ func encodeCondition(b []byte, c *cdm.Condition) []byte {
 	return e.b
 }
 
-func encodeObservation(b []byte, o *cdm.Observation) []byte {
+func encodeObservation(b []byte, o *cdm.Observation, serial uint32) []byte {
 	e := enc{b}
 	e.b = append(e.b, formatV1)
 	e.str(o.PatientID)
+	e.uvarint(serial)
 	e.str(o.Code)
 	e.str(o.System)
 	e.date(o.Date)
@@ -128,10 +147,11 @@ func encodeObservation(b []byte, o *cdm.Observation) []byte {
 	return e.b
 }
 
-func encodeEncounter(b []byte, x *cdm.Encounter) []byte {
+func encodeEncounter(b []byte, x *cdm.Encounter, serial uint32) []byte {
 	e := enc{b}
 	e.b = append(e.b, formatV1)
 	e.str(x.PatientID)
+	e.uvarint(serial)
 	e.str(x.Class)
 	e.str(x.TypeCode)
 	e.str(x.TypeSystem)
@@ -140,10 +160,11 @@ func encodeEncounter(b []byte, x *cdm.Encounter) []byte {
 	return e.b
 }
 
-func encodeMedication(b []byte, m *cdm.Medication) []byte {
+func encodeMedication(b []byte, m *cdm.Medication, serial uint32) []byte {
 	e := enc{b}
 	e.b = append(e.b, formatV1)
 	e.str(m.PatientID)
+	e.uvarint(serial)
 	e.str(m.Code)
 	e.str(m.System)
 	e.date(m.Authored)

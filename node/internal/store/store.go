@@ -47,7 +47,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/kv"
@@ -79,6 +78,10 @@ type Store struct {
 	mu     sync.Mutex // serialises imports
 	gen    uint64     // last committed generation (under mu)
 	broken error      // set when a failed import could not clean up
+	// serials[i] is the serial of the snapshot's patient i; nextSerial the
+	// first unused serial (both under mu).
+	serials    []uint32
+	nextSerial uint32
 
 	snap atomic.Pointer[cdm.Tables]
 	// ProgressEvery, when > 0, logs a debug line every so many staged
@@ -105,10 +108,12 @@ func Open(ctx context.Context, db *kv.DB, logger *slog.Logger) (*Store, error) {
 		s.gen = binary.BigEndian.Uint64(v)
 	}
 	t0 := time.Now()
-	tables, stale, err := s.load(ctx, true)
+	tables, ld, err := s.load(ctx, true)
 	if err != nil {
 		return nil, err
 	}
+	stale := ld.stale
+	s.serials, s.nextSerial = ld.serials, ld.nextSerial
 	if len(stale) > 0 {
 		if err := s.deleteKeys(stale); err != nil {
 			return nil, fmt.Errorf("store: remove stale versions: %w", err)
@@ -134,12 +139,22 @@ func (s *Store) Generation() uint64 {
 
 func genBytes(g uint64) []byte { return binary.BigEndian.AppendUint64(nil, g) }
 
+// loaded is what a load learns besides the tables.
+type loaded struct {
+	stale      [][]byte
+	serials    []uint32 // patient index -> serial
+	nextSerial uint32
+}
+
 // load scans all records, returning the columnar copy of the committed
-// versions and, when collect is set, the keys of stale versions
-// (generation > committed, or superseded by a newer committed version).
-func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, [][]byte, error) {
+// versions, the patients' serials and, when collect is set, the keys of
+// stale versions (generation > committed, or superseded by a newer
+// committed version).
+func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, *loaded, error) {
 	b := cdm.NewBuilder()
 	var stale [][]byte
+	ld := &loaded{}
+	var indexOf []uint32 // serial -> patient index + 1 (0: none)
 	in := map[string]string{}
 	intern := func(v []byte) string {
 		if x, ok := in[string(v)]; ok {
@@ -162,7 +177,7 @@ func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, [][]byte, 
 			return nil
 		}
 		have = false
-		ok, err := addEncoded(b, group[len(prefixRecords)], group[len(prefixRecords)+1:len(group)-1], val, intern)
+		ok, err := addEncoded(b, group[len(prefixRecords)], group[len(prefixRecords)+1:len(group)-1], val, intern, ld, &indexOf)
 		if err != nil {
 			return fmt.Errorf("%w (key %q)", err, group[:len(prefixRecords)+1])
 		}
@@ -171,63 +186,108 @@ func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, [][]byte, 
 		}
 		return nil
 	}
-	err := s.db.View(func(tx *kv.Txn) error {
-		it := tx.NewIterator(prefixRecords, true)
-		defer it.Close()
-		for ; it.Valid(); it.Next() {
-			if n++; n&0xffff == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			k := it.Key()
-			if len(k) < len(prefixRecords)+1+1+8 || k[len(k)-9] != 0 {
-				return fmt.Errorf("%w: key layout", errCorrupt)
-			}
-			g := binary.BigEndian.Uint64(k[len(k)-8:])
-			gk := k[:len(k)-8]
-			if g > s.gen {
-				if collect {
-					stale = append(stale, bytes.Clone(k))
+	// Badger is read on one goroutine and decoded on this one, so a start
+	// uses two cores; chunks of copied pairs go between them.
+	chunks, free := make(chan *kvChunk, 4), make(chan *kvChunk, 6)
+	for range cap(free) {
+		free <- &kvChunk{}
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(chunks)
+		readErr <- s.db.View(func(tx *kv.Txn) error {
+			it := tx.NewIterator(prefixRecords, true)
+			defer it.Close()
+			c := <-free
+			c.reset()
+			for ; it.Valid(); it.Next() {
+				if n++; n&0xffff == 0 && ctx.Err() != nil {
+					return ctx.Err()
 				}
-				continue
-			}
-			if have && bytes.Equal(gk, group) {
-				// A newer committed version of the same record.
-				if collect {
-					stale = append(stale, bytes.Clone(groupKey))
+				if err := it.Value(func(v []byte) error { c.add(it.Key(), v); return nil }); err != nil {
+					return err
 				}
-			} else if err := flush(); err != nil {
-				return err
+				if len(c.offs) >= 2*4096 {
+					chunks <- c
+					c = <-free
+					c.reset()
+				}
 			}
-			group = append(group[:0], gk...)
-			groupKey = append(groupKey[:0], k...)
-			if err := it.Value(func(v []byte) error { val = append(val[:0], v...); return nil }); err != nil {
-				return err
-			}
-			have = true
+			chunks <- c
+			return nil
+		})
+	}()
+	var err error
+	for c := range chunks {
+		for i := 0; err == nil && i < len(c.offs); i += 2 {
+			k, v := c.pair(i)
+			err = func() error {
+				if len(k) < len(prefixRecords)+1+1+8 || k[len(k)-9] != 0 {
+					return fmt.Errorf("%w: key layout", errCorrupt)
+				}
+				g := binary.BigEndian.Uint64(k[len(k)-8:])
+				gk := k[:len(k)-8]
+				if g > s.gen {
+					if collect {
+						stale = append(stale, bytes.Clone(k))
+					}
+					return nil
+				}
+				if have && bytes.Equal(gk, group) {
+					// A newer committed version of the same record.
+					if collect {
+						stale = append(stale, bytes.Clone(groupKey))
+					}
+				} else if err := flush(); err != nil {
+					return err
+				}
+				group = append(group[:0], gk...)
+				groupKey = append(groupKey[:0], k...)
+				val = append(val[:0], v...)
+				have = true
+				return nil
+			}()
 		}
-		return flush()
-	})
+		free <- c
+	}
+	if rerr := <-readErr; err == nil {
+		err = rerr
+	}
+	if err == nil {
+		err = flush()
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: load: %w", err)
 	}
 	if orphans > 0 {
 		s.log.Warn("store: stored records whose patient is missing are not queryable", "records", orphans)
 	}
-	return b.Build(), stale, nil
+	ld.stale = stale
+	return b.Build(), ld, nil
 }
 
 // addEncoded decodes one stored record into the builder. id aliases the
-// key; it is copied only where the builder keeps it (patient ids).
-func addEncoded(b *cdm.Builder, code byte, id, v []byte, intern func([]byte) string) (bool, error) {
+// key; it is copied only where the builder keeps it (patient ids). Patients
+// come first (key order) and fill indexOf, by which the other records find
+// their patient's index.
+func addEncoded(b *cdm.Builder, code byte, id, v []byte, intern func([]byte) string, ld *loaded, indexOf *[]uint32) (bool, error) {
 	d := dec{b: v}
 	if d.byte1() != formatV1 {
 		return false, fmt.Errorf("%w: unknown format", errCorrupt)
 	}
-	// Patient ids of other records are only looked up, never kept.
-	pid := func() string { p := d.str(); return unsafe.String(unsafe.SliceData(p), len(p)) }
+	// The patient of a non-patient record, by serial.
+	patient := func() (uint32, bool) {
+		d.str()
+		sr := d.uvarint()
+		if d.err != nil || int(sr) >= len(*indexOf) || (*indexOf)[sr] == 0 {
+			return 0, false
+		}
+		return (*indexOf)[sr] - 1, true
+	}
 	ok := true
 	switch code {
 	case codePatients:
+		sr := d.uvarint()
 		p := cdm.Patient{ID: string(id)}
 		p.BirthDate = d.date()
 		p.Sex = cdm.Sex(d.byte1())
@@ -235,37 +295,52 @@ func addEncoded(b *cdm.Builder, code byte, id, v []byte, intern func([]byte) str
 		p.DeathDate = d.date()
 		if d.err == nil {
 			b.AddPatient(&p)
+			idx := uint32(len(ld.serials))
+			ld.serials = append(ld.serials, sr)
+			for int(sr) >= len(*indexOf) {
+				*indexOf = append(*indexOf, 0)
+			}
+			(*indexOf)[sr] = idx + 1
+			ld.nextSerial = max(ld.nextSerial, sr+1)
 		}
 	case codeConditions:
-		c := cdm.Condition{PatientID: pid()}
+		var i uint32
+		i, ok = patient()
+		var c cdm.Condition
 		c.Code, c.System = intern(d.str()), intern(d.str())
 		c.Onset, c.Abatement = d.date(), d.date()
-		if d.err == nil {
-			ok = b.AddCondition(&c)
+		if d.err == nil && ok {
+			b.AddConditionAt(i, &c)
 		}
 	case codeObservations:
-		o := cdm.Observation{PatientID: pid()}
+		var i uint32
+		i, ok = patient()
+		var o cdm.Observation
 		o.Code, o.System = intern(d.str()), intern(d.str())
 		o.Date = d.date()
 		o.Value = d.num()
 		o.HasValue = o.Value == o.Value // not NaN
 		o.Unit = intern(d.str())
-		if d.err == nil {
-			ok = b.AddObservation(&o)
+		if d.err == nil && ok {
+			b.AddObservationAt(i, &o)
 		}
 	case codeEncounters:
-		e := cdm.Encounter{PatientID: pid()}
+		var i uint32
+		i, ok = patient()
+		var e cdm.Encounter
 		e.Class, e.TypeCode, e.TypeSystem = intern(d.str()), intern(d.str()), intern(d.str())
 		e.Start, e.End = d.date(), d.date()
-		if d.err == nil {
-			ok = b.AddEncounter(&e)
+		if d.err == nil && ok {
+			b.AddEncounterAt(i, &e)
 		}
 	case codeMedications:
-		m := cdm.Medication{PatientID: pid()}
+		var i uint32
+		i, ok = patient()
+		var m cdm.Medication
 		m.Code, m.System = intern(d.str()), intern(d.str())
 		m.Authored = d.date()
-		if d.err == nil {
-			ok = b.AddMedication(&m)
+		if d.err == nil && ok {
+			b.AddMedicationAt(i, &m)
 		}
 	default:
 		return false, fmt.Errorf("%w: unknown table code %q", errCorrupt, code)
@@ -334,7 +409,7 @@ func (s *Store) ImportRecords(ctx context.Context, r *cdm.Records, source string
 	if err := checkPatients(r, snap); err != nil {
 		return nil, err
 	}
-	recs, err := stage(r)
+	recs, _, err := stage(r, snap, s.serials, s.nextSerial)
 	if err != nil {
 		return nil, err
 	}
@@ -456,10 +531,12 @@ func (s *Store) ImportRecords(ctx context.Context, r *cdm.Records, source string
 	}
 	sum.Write = time.Since(t0)
 	t1 := time.Now()
-	tables, _, err := s.load(context.WithoutCancel(ctx), false)
+	tables, ld, err := s.load(context.WithoutCancel(ctx), false)
 	if err != nil {
+		s.broken = err
 		return sum, fmt.Errorf("store: import committed but rebuilding the columnar copy failed: %w", err)
 	}
+	s.serials, s.nextSerial = ld.serials, ld.nextSerial
 	s.snap.Store(tables)
 	sum.Build = time.Since(t1)
 	s.log.Info("store: import committed", "generation", ng, "written", len(write), "unchanged", len(recs)-len(write),
@@ -520,9 +597,23 @@ func checkID(table string, i int, id string) error {
 	return nil
 }
 
-// stage encodes all records.
-func stage(r *cdm.Records) ([]staged, error) {
+// stage encodes all records. A patient keeps its stored serial; new
+// patients get serials from next on. It returns the next unused serial.
+func stage(r *cdm.Records, snap *cdm.Tables, serials []uint32, next uint32) ([]staged, uint32, error) {
 	out := make([]staged, 0, r.Len())
+	newSerials := map[string]uint32{}
+	serialOf := func(pid string) uint32 {
+		if i, ok := snap.PatientIndex(pid); ok {
+			return serials[i]
+		}
+		if sr, ok := newSerials[pid]; ok {
+			return sr
+		}
+		sr := next
+		next++
+		newSerials[pid] = sr
+		return sr
+	}
 	var buf []byte
 	add := func(code byte, table, id string, i int, enc func([]byte) []byte) error {
 		if err := checkID(table, i, id); err != nil {
@@ -534,35 +625,36 @@ func stage(r *cdm.Records) ([]staged, error) {
 	}
 	for i := range r.Patients {
 		p := &r.Patients[i]
-		if err := add(codePatients, cdm.TablePatients, p.ID, i, func(b []byte) []byte { return encodePatient(b, p) }); err != nil {
-			return nil, err
+		if err := add(codePatients, cdm.TablePatients, p.ID, i, func(b []byte) []byte { return encodePatient(b, p, serialOf(p.ID)) }); err != nil {
+			return nil, 0, err
 		}
 	}
+	// checkPatients ran: every patient below is stored or in r.Patients.
 	for i := range r.Conditions {
 		c := &r.Conditions[i]
-		if err := add(codeConditions, cdm.TableConditions, c.ID, i, func(b []byte) []byte { return encodeCondition(b, c) }); err != nil {
-			return nil, err
+		if err := add(codeConditions, cdm.TableConditions, c.ID, i, func(b []byte) []byte { return encodeCondition(b, c, serialOf(c.PatientID)) }); err != nil {
+			return nil, 0, err
 		}
 	}
 	for i := range r.Observations {
 		o := &r.Observations[i]
-		if err := add(codeObservations, cdm.TableObservations, o.ID, i, func(b []byte) []byte { return encodeObservation(b, o) }); err != nil {
-			return nil, err
+		if err := add(codeObservations, cdm.TableObservations, o.ID, i, func(b []byte) []byte { return encodeObservation(b, o, serialOf(o.PatientID)) }); err != nil {
+			return nil, 0, err
 		}
 	}
 	for i := range r.Encounters {
 		e := &r.Encounters[i]
-		if err := add(codeEncounters, cdm.TableEncounters, e.ID, i, func(b []byte) []byte { return encodeEncounter(b, e) }); err != nil {
-			return nil, err
+		if err := add(codeEncounters, cdm.TableEncounters, e.ID, i, func(b []byte) []byte { return encodeEncounter(b, e, serialOf(e.PatientID)) }); err != nil {
+			return nil, 0, err
 		}
 	}
 	for i := range r.Medications {
 		m := &r.Medications[i]
-		if err := add(codeMedications, cdm.TableMedications, m.ID, i, func(b []byte) []byte { return encodeMedication(b, m) }); err != nil {
-			return nil, err
+		if err := add(codeMedications, cdm.TableMedications, m.ID, i, func(b []byte) []byte { return encodeMedication(b, m, serialOf(m.PatientID)) }); err != nil {
+			return nil, 0, err
 		}
 	}
-	return out, nil
+	return out, next, nil
 }
 
 // ImportLog returns the logged summaries of all committed imports, oldest
@@ -580,4 +672,28 @@ func (s *Store) ImportLog() ([]Summary, error) {
 		})
 	})
 	return out, err
+}
+
+// kvChunk is a batch of key/value pairs copied out of a read transaction.
+type kvChunk struct {
+	arena []byte
+	offs  []int // end offsets: key i ends at offs[2i], its value at offs[2i+1]
+}
+
+func (c *kvChunk) reset() { c.arena, c.offs = c.arena[:0], c.offs[:0] }
+
+func (c *kvChunk) add(k, v []byte) {
+	c.arena = append(c.arena, k...)
+	c.offs = append(c.offs, len(c.arena))
+	c.arena = append(c.arena, v...)
+	c.offs = append(c.offs, len(c.arena))
+}
+
+// pair returns the pair whose key end is offs[i] (i even).
+func (c *kvChunk) pair(i int) (k, v []byte) {
+	start := 0
+	if i > 0 {
+		start = c.offs[i-1]
+	}
+	return c.arena[start:c.offs[i]], c.arena[c.offs[i]:c.offs[i+1]]
 }

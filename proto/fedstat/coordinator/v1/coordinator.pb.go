@@ -369,9 +369,12 @@ type NodeProgress struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// status: "waiting", "answered", "failed", "decrypted".
-	Status        string  `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
-	Error         string  `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
-	ElapsedMs     float64 `protobuf:"fixed64,4,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
+	Status    string  `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Error     string  `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	ElapsedMs float64 `protobuf:"fixed64,4,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
+	// upload_bytes is what the node sent for this query (its partial and its
+	// key-switch share), protobuf-encoded.
+	UploadBytes   int64 `protobuf:"varint,5,opt,name=upload_bytes,json=uploadBytes,proto3" json:"upload_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -430,6 +433,13 @@ func (x *NodeProgress) GetError() string {
 func (x *NodeProgress) GetElapsedMs() float64 {
 	if x != nil {
 		return x.ElapsedMs
+	}
+	return 0
+}
+
+func (x *NodeProgress) GetUploadBytes() int64 {
+	if x != nil {
+		return x.UploadBytes
 	}
 	return 0
 }
@@ -919,13 +929,14 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"deadlineMs\"'\n" +
 	"\n" +
 	"GetRequest\x12\x19\n" +
-	"\bquery_id\x18\x01 \x01(\tR\aqueryId\"t\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\"\x97\x01\n" +
 	"\fNodeProgress\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1d\n" +
 	"\n" +
-	"elapsed_ms\x18\x04 \x01(\x01R\telapsedMs\":\n" +
+	"elapsed_ms\x18\x04 \x01(\x01R\telapsedMs\x12!\n" +
+	"\fupload_bytes\x18\x05 \x01(\x03R\vuploadBytes\":\n" +
 	"\x05Phase\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +

@@ -805,9 +805,13 @@ func (x *EvaluateBody) GetRole() string {
 
 // PartialPayload is the payload of a signed partial.
 type PartialPayload struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ciphertexts   [][]byte               `protobuf:"bytes,1,rep,name=ciphertexts,proto3" json:"ciphertexts,omitempty"`
-	VectorLen     int32                  `protobuf:"varint,2,opt,name=vector_len,json=vectorLen,proto3" json:"vector_len,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Ciphertexts [][]byte               `protobuf:"bytes,1,rep,name=ciphertexts,proto3" json:"ciphertexts,omitempty"`
+	VectorLen   int32                  `protobuf:"varint,2,opt,name=vector_len,json=vectorLen,proto3" json:"vector_len,omitempty"`
+	// plaintext carries the noised slots unencrypted. Only nodes and a
+	// coordinator built by the benchmark (internal/bench) use it, to measure
+	// what encryption costs; a product coordinator rejects such a partial.
+	Plaintext     []int64 `protobuf:"zigzag64,3,rep,packed,name=plaintext,proto3" json:"plaintext,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -854,6 +858,13 @@ func (x *PartialPayload) GetVectorLen() int32 {
 		return x.VectorLen
 	}
 	return 0
+}
+
+func (x *PartialPayload) GetPlaintext() []int64 {
+	if x != nil {
+		return x.Plaintext
+	}
+	return nil
 }
 
 type EvaluateResponse struct {
@@ -1146,11 +1157,12 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
 	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12\x18\n" +
 	"\aanalyst\x18\x04 \x01(\tR\aanalyst\x12\x12\n" +
-	"\x04role\x18\x05 \x01(\tR\x04role\"Q\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\"o\n" +
 	"\x0ePartialPayload\x12 \n" +
 	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1d\n" +
 	"\n" +
-	"vector_len\x18\x02 \x01(\x05R\tvectorLen\"b\n" +
+	"vector_len\x18\x02 \x01(\x05R\tvectorLen\x12\x1c\n" +
+	"\tplaintext\x18\x03 \x03(\x12R\tplaintext\"b\n" +
 	"\x10EvaluateResponse\x122\n" +
 	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xf9\x01\n" +

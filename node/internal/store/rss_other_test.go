@@ -1,0 +1,5 @@
+//go:build !linux
+
+package store
+
+func maxRSS() int64 { return 0 }
