@@ -117,25 +117,49 @@ type Builder struct {
 	patientIndex map[string]uint32
 	ids          []string
 	tables       map[string]*Table
+	// Column buffers of the CDM tables, resolved once so that adding a row
+	// costs no lookups by column name. Build moves them into the tables.
+	pat, cond, obs, enc, med *tableBuf
+}
+
+// tableBuf holds one CDM table's columns while it is built, in schema order
+// per type.
+type tableBuf struct {
+	t     *Table
+	strs  []*StringColumn
+	dates [][]Date
+	nums  [][]float64
+	names struct{ dates, nums []string }
 }
 
 // NewBuilder returns a builder with the five CDM tables, empty.
 func NewBuilder() *Builder {
 	b := &Builder{patientIndex: map[string]uint32{}, tables: map[string]*Table{}}
+	bufs := map[string]*tableBuf{}
 	for _, s := range Schema {
 		t := newTable(s.Name)
+		tb := &tableBuf{t: t}
 		for _, c := range s.Columns {
 			switch c.Type {
 			case TypeString:
-				t.Strings[c.Name] = &StringColumn{Dict: NewDict()}
+				col := &StringColumn{Dict: NewDict()}
+				t.Strings[c.Name] = col
+				tb.strs = append(tb.strs, col)
 			case TypeDate:
 				t.Dates[c.Name] = nil
+				tb.dates = append(tb.dates, nil)
+				tb.names.dates = append(tb.names.dates, c.Name)
 			case TypeNumber:
 				t.Numbers[c.Name] = nil
+				tb.nums = append(tb.nums, nil)
+				tb.names.nums = append(tb.names.nums, c.Name)
 			}
 		}
 		b.tables[s.Name] = t
+		bufs[s.Name] = tb
 	}
+	b.pat, b.cond, b.obs = bufs[TablePatients], bufs[TableConditions], bufs[TableObservations]
+	b.enc, b.med = bufs[TableEncounters], bufs[TableMedications]
 	return b
 }
 
@@ -150,9 +174,15 @@ func (b *Builder) patient(id string) uint32 {
 	return i
 }
 
-func (t *Table) str(col, v string)         { c := t.Strings[col]; c.IDs = append(c.IDs, c.Dict.Put(v)) }
-func (t *Table) date(col string, v Date)   { t.Dates[col] = append(t.Dates[col], v) }
-func (t *Table) num(col string, v float64) { t.Numbers[col] = append(t.Numbers[col], v) }
+func (tb *tableBuf) str(i int, v string) {
+	c := tb.strs[i]
+	c.IDs = append(c.IDs, c.Dict.Put(v))
+}
+
+func (tb *tableBuf) row(patient uint32) {
+	tb.t.Patient = append(tb.t.Patient, patient)
+	tb.t.Rows++
+}
 
 // AddPatient adds a patient. Patients must be added before their other
 // records; a patient added twice keeps the first row (importers deduplicate).
@@ -160,14 +190,12 @@ func (b *Builder) AddPatient(p *Patient) {
 	if _, ok := b.patientIndex[p.ID]; ok {
 		return
 	}
-	i := b.patient(p.ID)
-	t := b.tables[TablePatients]
-	t.Patient = append(t.Patient, i)
-	t.date("birth_date", p.BirthDate)
-	t.str("sex", p.Sex.String())
-	t.str("region", p.Region)
-	t.date("death_date", p.DeathDate)
-	t.Rows++
+	tb := b.pat
+	tb.row(b.patient(p.ID))
+	tb.dates[0] = append(tb.dates[0], p.BirthDate)
+	tb.str(0, p.Sex.String())
+	tb.str(1, p.Region)
+	tb.dates[1] = append(tb.dates[1], p.DeathDate)
 }
 
 // PatientIndex returns the index of a patient added earlier.
@@ -180,70 +208,84 @@ func (b *Builder) PatientIndex(id string) (uint32, bool) {
 // patient is unknown (nothing is added).
 func (b *Builder) AddCondition(c *Condition) bool {
 	i, ok := b.patientIndex[c.PatientID]
-	if !ok {
-		return false
+	if ok {
+		b.AddConditionAt(i, c)
 	}
-	t := b.tables[TableConditions]
-	t.Patient = append(t.Patient, i)
-	t.str("code", c.Code)
-	t.str("system", c.System)
-	t.date("onset_date", c.Onset)
-	t.date("abatement_date", c.Abatement)
-	t.Rows++
-	return true
+	return ok
+}
+
+// AddConditionAt adds a condition of the patient with index i (as
+// PatientIndex returns it; c.PatientID is not looked at). Loaders that
+// know patient indices use it to skip the lookup by id.
+func (b *Builder) AddConditionAt(i uint32, c *Condition) {
+	tb := b.cond
+	tb.row(i)
+	tb.str(0, c.Code)
+	tb.str(1, c.System)
+	tb.dates[0] = append(tb.dates[0], c.Onset)
+	tb.dates[1] = append(tb.dates[1], c.Abatement)
 }
 
 // AddObservation adds an observation of a known patient.
 func (b *Builder) AddObservation(o *Observation) bool {
 	i, ok := b.patientIndex[o.PatientID]
-	if !ok {
-		return false
+	if ok {
+		b.AddObservationAt(i, o)
 	}
-	t := b.tables[TableObservations]
-	t.Patient = append(t.Patient, i)
-	t.str("code", o.Code)
-	t.str("system", o.System)
-	t.date("date", o.Date)
+	return ok
+}
+
+// AddObservationAt adds an observation of the patient with index i.
+func (b *Builder) AddObservationAt(i uint32, o *Observation) {
+	tb := b.obs
+	tb.row(i)
+	tb.str(0, o.Code)
+	tb.str(1, o.System)
+	tb.dates[0] = append(tb.dates[0], o.Date)
 	v := math.NaN()
 	if o.HasValue {
 		v = o.Value
 	}
-	t.num("value", v)
-	t.str("unit", o.Unit)
-	t.Rows++
-	return true
+	tb.nums[0] = append(tb.nums[0], v)
+	tb.str(2, o.Unit)
 }
 
 // AddEncounter adds an encounter of a known patient.
 func (b *Builder) AddEncounter(e *Encounter) bool {
 	i, ok := b.patientIndex[e.PatientID]
-	if !ok {
-		return false
+	if ok {
+		b.AddEncounterAt(i, e)
 	}
-	t := b.tables[TableEncounters]
-	t.Patient = append(t.Patient, i)
-	t.str("class", e.Class)
-	t.str("type_code", e.TypeCode)
-	t.str("type_system", e.TypeSystem)
-	t.date("start_date", e.Start)
-	t.date("end_date", e.End)
-	t.Rows++
-	return true
+	return ok
+}
+
+// AddEncounterAt adds an encounter of the patient with index i.
+func (b *Builder) AddEncounterAt(i uint32, e *Encounter) {
+	tb := b.enc
+	tb.row(i)
+	tb.str(0, e.Class)
+	tb.str(1, e.TypeCode)
+	tb.str(2, e.TypeSystem)
+	tb.dates[0] = append(tb.dates[0], e.Start)
+	tb.dates[1] = append(tb.dates[1], e.End)
 }
 
 // AddMedication adds a medication of a known patient.
 func (b *Builder) AddMedication(m *Medication) bool {
 	i, ok := b.patientIndex[m.PatientID]
-	if !ok {
-		return false
+	if ok {
+		b.AddMedicationAt(i, m)
 	}
-	t := b.tables[TableMedications]
-	t.Patient = append(t.Patient, i)
-	t.str("code", m.Code)
-	t.str("system", m.System)
-	t.date("authored_date", m.Authored)
-	t.Rows++
-	return true
+	return ok
+}
+
+// AddMedicationAt adds a medication of the patient with index i.
+func (b *Builder) AddMedicationAt(i uint32, m *Medication) {
+	tb := b.med
+	tb.row(i)
+	tb.str(0, m.Code)
+	tb.str(1, m.System)
+	tb.dates[0] = append(tb.dates[0], m.Authored)
 }
 
 // AddRecords adds all records of r, patients first. It returns the number of
@@ -282,5 +324,16 @@ func (b *Builder) AddTable(t *Table) { b.tables[t.Name] = t }
 
 // Build returns the finished tables. The builder must not be used afterwards.
 func (b *Builder) Build() *Tables {
+	for _, tb := range []*tableBuf{b.pat, b.cond, b.obs, b.enc, b.med} {
+		if b.tables[tb.t.Name] != tb.t {
+			continue // replaced by AddTable
+		}
+		for i, name := range tb.names.dates {
+			tb.t.Dates[name] = tb.dates[i]
+		}
+		for i, name := range tb.names.nums {
+			tb.t.Numbers[name] = tb.nums[i]
+		}
+	}
 	return &Tables{PatientIDs: b.ids, byName: b.tables, patientIndex: b.patientIndex}
 }
