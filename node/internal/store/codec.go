@@ -44,8 +44,8 @@ func (e *enc) str(s string) {
 	e.b = append(e.b, s...)
 }
 func (e *enc) uvarint(v uint32) { e.b = binary.AppendUvarint(e.b, uint64(v)) }
-func (e *enc) date(d cdm.Date) { e.b = binary.AppendVarint(e.b, int64(d)) }
-func (e *enc) num(v float64)   { e.b = binary.LittleEndian.AppendUint64(e.b, math.Float64bits(v)) }
+func (e *enc) date(d cdm.Date)  { e.b = binary.AppendVarint(e.b, int64(d)) }
+func (e *enc) num(v float64)    { e.b = binary.LittleEndian.AppendUint64(e.b, math.Float64bits(v)) }
 
 type dec struct {
 	b   []byte
