@@ -126,6 +126,14 @@ func (e *ImportError) Unwrap() []error {
 // Import opens the store of o.DataDir, imports the files at paths into it
 // (see ImportInto) and closes it.
 func Import(ctx context.Context, o ImportOptions, paths []string) (*ImportSummary, error) {
+	if o.RegionRule != "" {
+		if _, err := fhir.ParseRegionRule(o.RegionRule); err != nil {
+			return nil, err
+		}
+	}
+	if len(paths) == 0 {
+		return nil, errors.New("admin: no input files")
+	}
 	s, db, err := OpenStore(ctx, OpenOptions{DataDir: o.DataDir, KeyFile: o.KeyFile, Logger: o.Logger})
 	if err != nil {
 		return nil, err
