@@ -448,3 +448,23 @@ func TestSplitByCity(t *testing.T) {
 		t.Fatal("patients")
 	}
 }
+
+func TestCDMNDJSON(t *testing.T) {
+	dir := t.TempDir()
+	in := t.TempDir()
+	paths := []string{
+		write(t, in, "patients.ndjson", `{"patient_id":"p1","birth_date":"1970-01-01","sex":"female","region":"north","death_date":""}`+"\n"),
+		write(t, in, "observations.ndjson", `{"id":"o1","patient_id":"p1","code":"4548-4","system":"http://loinc.org","date":"2020-01-01","value":7.5,"unit":"%"}`+"\n"+
+			`{"id":"o2","patient_id":"p1","code":"4548-4","system":"http://loinc.org","date":"2020-02-01","value":null,"unit":""}`+"\n"),
+	}
+	if _, err := Import(context.Background(), ImportOptions{DataDir: dir}, paths); err != nil {
+		t.Fatal(err)
+	}
+	if got := tablesOf(t, dir); got[cdm.TablePatients] != 1 || got[cdm.TableObservations] != 2 {
+		t.Fatalf("rows %v", got)
+	}
+	bad := write(t, in, "conditions.ndjson", `{"id":"c1","patient_id":"p1","code":"1","onset":"2020-01-01"}`+"\n")
+	if _, err := Import(context.Background(), ImportOptions{DataDir: dir}, []string{bad}); err == nil || !strings.Contains(err.Error(), `conditions.ndjson:1: onset: unknown key "onset"`) {
+		t.Fatalf("err = %v", err)
+	}
+}

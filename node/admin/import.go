@@ -473,7 +473,11 @@ func newParser(rule fhir.RegionRule, table string, progress func(int64)) *fhir.P
 		Progress: progress,
 		Other: func(name string, data []byte) error {
 			res := p.Result()
-			res.Errors = append(res.Errors, csvimport.Parse(name, bytes.NewReader(data), table, &res.Records, &res.Origins)...)
+			parse := csvimport.Parse
+			if n := strings.TrimSuffix(strings.ToLower(name), ".gz"); strings.HasSuffix(n, ".ndjson") || strings.HasSuffix(n, ".jsonl") {
+				parse = csvimport.ParseNDJSON
+			}
+			res.Errors = append(res.Errors, parse(name, bytes.NewReader(data), table, &res.Records, &res.Origins)...)
 			return nil
 		},
 	})

@@ -23,10 +23,12 @@
 package csvimport
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -57,12 +59,14 @@ func (p *problem) Error() string        { return p.msg }
 func (p *problem) Is(target error) bool { return target == p.kind }
 
 // TableFromName returns the table a file name stands for: its base name
-// without .csv/.csv.gz, either equal to a table name ("conditions.csv") or
+// without .csv, .ndjson or .jsonl (and .gz), either equal to a table name ("conditions.csv") or
 // ending in "_" or "-" plus one ("site1_conditions.csv").
 func TableFromName(name string) (string, bool) {
 	base := strings.ToLower(filepath.Base(name))
 	base = strings.TrimSuffix(base, ".gz")
-	base = strings.TrimSuffix(base, ".csv")
+	for _, ext := range []string{".csv", ".ndjson", ".jsonl"} {
+		base = strings.TrimSuffix(base, ext)
+	}
 	for _, s := range cdm.Schema {
 		if base == s.Name || strings.HasSuffix(base, "_"+s.Name) || strings.HasSuffix(base, "-"+s.Name) {
 			return s.Name, true
@@ -175,72 +179,7 @@ func Parse(name string, data io.Reader, table string, r *cdm.Records, o *cdm.Ori
 			}
 			return ""
 		}
-		var perr error
-		var pcol string
-		date := func(c string) cdm.Date {
-			v := get(c)
-			d, err := cdm.ParseDate(v)
-			if err != nil && perr == nil {
-				perr, pcol = &problem{ErrDate, fmt.Sprintf("impossible date %q (want a real day as YYYY-MM-DD)", v)}, c
-			}
-			return d
-		}
-		need := func(c string) string {
-			v := get(c)
-			if v == "" && perr == nil {
-				perr, pcol = &problem{ErrMissing, "missing required value " + c}, c
-			}
-			return v
-		}
-		org := cdm.Origin{File: name, Line: line, Entry: -1}
-		switch table {
-		case cdm.TablePatients:
-			p := cdm.Patient{ID: need("patient_id"), BirthDate: date("birth_date"), Region: get("region"), DeathDate: date("death_date")}
-			sex, err := cdm.ParseSex(get("sex"))
-			if err != nil && perr == nil {
-				perr, pcol = &problem{ErrValue, fmt.Sprintf("bad sex %q (want female, male, other or unknown)", get("sex"))}, "sex"
-			}
-			p.Sex = sex
-			if perr == nil {
-				r.Patients = append(r.Patients, p)
-				o.Patients = append(o.Patients, org)
-			}
-		case cdm.TableConditions:
-			c := cdm.Condition{ID: get("id"), PatientID: need("patient_id"), Code: need("code"), System: get("system"), Onset: date("onset_date"), Abatement: date("abatement_date")}
-			if perr == nil {
-				c.ID = idOr(c.ID, table, row)
-				r.Conditions = append(r.Conditions, c)
-				o.Conditions = append(o.Conditions, org)
-			}
-		case cdm.TableObservations:
-			ob := cdm.Observation{ID: get("id"), PatientID: need("patient_id"), Code: need("code"), System: get("system"), Date: date("date"), Unit: get("unit")}
-			if v := get("value"); v != "" {
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil && perr == nil {
-					perr, pcol = &problem{ErrValue, fmt.Sprintf("bad number %q", v)}, "value"
-				}
-				ob.Value, ob.HasValue = f, err == nil
-			}
-			if perr == nil {
-				ob.ID = idOr(ob.ID, table, row)
-				r.Observations = append(r.Observations, ob)
-				o.Observations = append(o.Observations, org)
-			}
-		case cdm.TableEncounters:
-			e := cdm.Encounter{ID: get("id"), PatientID: need("patient_id"), Class: get("class"), TypeCode: get("type_code"), TypeSystem: get("type_system"), Start: date("start_date"), End: date("end_date")}
-			if perr == nil {
-				e.ID = idOr(e.ID, table, row)
-				r.Encounters = append(r.Encounters, e)
-				o.Encounters = append(o.Encounters, org)
-			}
-		case cdm.TableMedications:
-			m := cdm.Medication{ID: get("id"), PatientID: need("patient_id"), Code: need("code"), System: get("system"), Authored: date("authored_date")}
-			if perr == nil {
-				m.ID = idOr(m.ID, table, row)
-				r.Medications = append(r.Medications, m)
-				o.Medications = append(o.Medications, org)
-			}
-		}
+		pcol, perr := addRow(table, get, row, cdm.Origin{File: name, Line: line, Entry: -1}, r, o)
 		if perr != nil {
 			rowErr(line, pcol, perr, row)
 		}
@@ -259,4 +198,153 @@ func idOr(id, table string, row []string) string {
 		h.Write([]byte(strings.TrimSpace(f)))
 	}
 	return "csv:" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// addRow converts one row, given as a column getter, into a record of
+// table appended to r and o. row is the row's raw fields (for derived ids).
+// It returns the column and error of the first bad value.
+func addRow(table string, get func(string) string, row []string, org cdm.Origin, r *cdm.Records, o *cdm.Origins) (pcol string, perr error) {
+	date := func(c string) cdm.Date {
+		v := get(c)
+		d, err := cdm.ParseDate(v)
+		if err != nil && perr == nil {
+			perr, pcol = &problem{ErrDate, fmt.Sprintf("impossible date %q (want a real day as YYYY-MM-DD)", v)}, c
+		}
+		return d
+	}
+	need := func(c string) string {
+		v := get(c)
+		if v == "" && perr == nil {
+			perr, pcol = &problem{ErrMissing, "missing required value " + c}, c
+		}
+		return v
+	}
+	switch table {
+	case cdm.TablePatients:
+		p := cdm.Patient{ID: need("patient_id"), BirthDate: date("birth_date"), Region: get("region"), DeathDate: date("death_date")}
+		sex, err := cdm.ParseSex(get("sex"))
+		if err != nil && perr == nil {
+			perr, pcol = &problem{ErrValue, fmt.Sprintf("bad sex %q (want female, male, other or unknown)", get("sex"))}, "sex"
+		}
+		p.Sex = sex
+		if perr == nil {
+			r.Patients = append(r.Patients, p)
+			o.Patients = append(o.Patients, org)
+		}
+	case cdm.TableConditions:
+		c := cdm.Condition{ID: get("id"), PatientID: need("patient_id"), Code: need("code"), System: get("system"), Onset: date("onset_date"), Abatement: date("abatement_date")}
+		if perr == nil {
+			c.ID = idOr(c.ID, table, row)
+			r.Conditions = append(r.Conditions, c)
+			o.Conditions = append(o.Conditions, org)
+		}
+	case cdm.TableObservations:
+		ob := cdm.Observation{ID: get("id"), PatientID: need("patient_id"), Code: need("code"), System: get("system"), Date: date("date"), Unit: get("unit")}
+		if v := get("value"); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil && perr == nil {
+				perr, pcol = &problem{ErrValue, fmt.Sprintf("bad number %q", v)}, "value"
+			}
+			ob.Value, ob.HasValue = f, err == nil
+		}
+		if perr == nil {
+			ob.ID = idOr(ob.ID, table, row)
+			r.Observations = append(r.Observations, ob)
+			o.Observations = append(o.Observations, org)
+		}
+	case cdm.TableEncounters:
+		e := cdm.Encounter{ID: get("id"), PatientID: need("patient_id"), Class: get("class"), TypeCode: get("type_code"), TypeSystem: get("type_system"), Start: date("start_date"), End: date("end_date")}
+		if perr == nil {
+			e.ID = idOr(e.ID, table, row)
+			r.Encounters = append(r.Encounters, e)
+			o.Encounters = append(o.Encounters, org)
+		}
+	case cdm.TableMedications:
+		m := cdm.Medication{ID: get("id"), PatientID: need("patient_id"), Code: need("code"), System: get("system"), Authored: date("authored_date")}
+		if perr == nil {
+			m.ID = idOr(m.ID, table, row)
+			r.Medications = append(r.Medications, m)
+			o.Medications = append(o.Medications, org)
+		}
+	}
+	return pcol, perr
+}
+
+// ParseNDJSON reads one NDJSON file of table (or of the table its name
+// stands for: patients.ndjson, site1_conditions.jsonl, ...) whose lines are
+// objects with the CSV column names as keys (what `fedstat synth --format
+// ndjson` writes): text values as strings, value as a number or null,
+// missing values as "" or null. Unknown keys are errors.
+func ParseNDJSON(name string, data io.Reader, table string, r *cdm.Records, o *cdm.Origins) []*cdm.RecordError {
+	fileErr := func(kind error, msg string) []*cdm.RecordError {
+		return []*cdm.RecordError{{Origin: cdm.Origin{File: name, Entry: -1}, Err: &problem{kind, msg}}}
+	}
+	if table == "" {
+		t, ok := TableFromName(name)
+		if !ok {
+			return fileErr(ErrTable, "cannot tell the table from the file name")
+		}
+		table = t
+	}
+	cols, ok := columns[table]
+	if !ok {
+		return fileErr(ErrTable, fmt.Sprintf("unknown table %q", table))
+	}
+	var bad []*cdm.RecordError
+	br := bufio.NewReaderSize(data, 1<<16)
+	for line := 1; ; line++ {
+		b, err := br.ReadBytes('\n')
+		if len(bytes.TrimSpace(b)) > 0 {
+			org := cdm.Origin{File: name, Line: line, Entry: -1}
+			fail := func(col string, e error) {
+				bad = append(bad, &cdm.RecordError{Origin: org, Path: col, Err: e, Raw: bytes.TrimSpace(bytes.Clone(b))})
+			}
+			var obj map[string]any
+			dec := json.NewDecoder(bytes.NewReader(b))
+			dec.UseNumber()
+			if err := dec.Decode(&obj); err != nil || obj == nil {
+				fail("", &problem{ErrSyntax, "malformed JSON object"})
+			} else if col, perr := ndjsonRow(table, cols, obj, org, r, o); perr != nil {
+				fail(col, perr)
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				bad = append(bad, &cdm.RecordError{Origin: cdm.Origin{File: name, Entry: -1}, Err: &problem{ErrSyntax, err.Error()}})
+			}
+			return bad
+		}
+	}
+}
+
+func ndjsonRow(table string, cols []string, obj map[string]any, org cdm.Origin, r *cdm.Records, o *cdm.Origins) (string, error) {
+	vals := map[string]string{}
+	for k, v := range obj {
+		known := false
+		for _, c := range cols {
+			known = known || c == k
+		}
+		if !known {
+			return k, &problem{ErrHeader, fmt.Sprintf("unknown key %q for table %s (want some of %s)", k, table, strings.Join(cols, ","))}
+		}
+		switch x := v.(type) {
+		case nil:
+		case string:
+			vals[k] = strings.TrimSpace(x)
+		case json.Number:
+			vals[k] = x.String()
+		default:
+			return k, &problem{ErrValue, "want a string, a number or null"}
+		}
+	}
+	for _, c := range required[table] {
+		if _, ok := obj[c]; !ok {
+			return c, &problem{ErrMissing, "missing required key " + c}
+		}
+	}
+	row := make([]string, len(cols))
+	for i, c := range cols {
+		row[i] = vals[c]
+	}
+	return addRow(table, func(c string) string { return vals[c] }, row, org, r, o)
 }

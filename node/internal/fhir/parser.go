@@ -304,7 +304,8 @@ func (p *Parser) line(s *scanner, name string, line int, b []byte) {
 // ParsePath reads a file, a directory (recursively, in name order, hidden
 // files skipped) or a .tar.gz/.tgz archive. Files are recognised by name:
 // *.json (Bundle or single resource), *.ndjson and *.jsonl (NDJSON), any of
-// these with .gz, and .csv (through Options.Other). Read errors of the
+// these with .gz, and .csv and CDM-row NDJSON named by table (patients.ndjson)
+// through Options.Other. Read errors of the
 // file system are returned; problems in the data go into the Result.
 func (p *Parser) ParsePath(path string) error {
 	st, err := os.Stat(path)
@@ -350,6 +351,9 @@ func kindOf(name string) (kind string, gz bool) {
 	}
 	switch {
 	case strings.HasSuffix(n, ".ndjson"), strings.HasSuffix(n, ".jsonl"):
+		if cdmTableName(n) {
+			return "other", gz // CDM rows as NDJSON (fedstat synth)
+		}
 		return "ndjson", gz
 	case strings.HasSuffix(n, ".json"):
 		return "json", gz
@@ -357,6 +361,21 @@ func kindOf(name string) (kind string, gz bool) {
 		return "other", gz
 	}
 	return "", gz
+}
+
+// cdmTableName reports whether a .ndjson/.jsonl name stands for a CDM
+// table (patients.ndjson, site1_conditions.jsonl): such files hold CDM rows,
+// not FHIR resources (FHIR Bulk Data files are named by resource type,
+// Patient.ndjson, Condition.000.ndjson).
+func cdmTableName(n string) bool {
+	base := filepath.Base(n)
+	base = strings.TrimSuffix(strings.TrimSuffix(base, ".ndjson"), ".jsonl")
+	for _, s := range cdm.Schema {
+		if base == s.Name || strings.HasSuffix(base, "_"+s.Name) || strings.HasSuffix(base, "-"+s.Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseReader reads one input (any kind ParsePath accepts except a
