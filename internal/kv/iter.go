@@ -12,8 +12,10 @@ type Iterator struct {
 }
 
 // NewIterator returns an iterator over the keys with prefix, positioned at
-// the first of them. withValues false skips prefetching values (Value still
-// works, at the cost of a read).
+// the first of them. withValues true prefetches values in the background
+// (Badger starts a goroutine per item: good for large values kept in the
+// value log); false reads them in Value, which is much cheaper for small
+// values stored inline (most of ours).
 func (t *Txn) NewIterator(prefix []byte, withValues bool) *Iterator {
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = prefix

@@ -196,7 +196,7 @@ func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, *loaded, e
 	go func() {
 		defer close(chunks)
 		readErr <- s.db.View(func(tx *kv.Txn) error {
-			it := tx.NewIterator(prefixRecords, true)
+			it := tx.NewIterator(prefixRecords, false)
 			defer it.Close()
 			c := <-free
 			c.reset()
@@ -431,7 +431,7 @@ func (s *Store) ImportRecords(ctx context.Context, r *cdm.Records, source string
 	var superseded [][]byte
 	write := recs[:0]
 	err = s.db.View(func(tx *kv.Txn) error {
-		it := tx.NewIterator(prefixRecords, true)
+		it := tx.NewIterator(prefixRecords, false)
 		defer it.Close()
 		for i := range recs {
 			rec := recs[i]

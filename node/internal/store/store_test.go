@@ -243,8 +243,8 @@ func TestKillChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.ProgressEvery = 2000
-	r := synth("k", 1000, 60)
+	s.ProgressEvery = 20000
+	r := synth("k", 2500, 100)
 	fmt.Println("child: importing")
 	if _, err := s.ImportRecords(context.Background(), r, "big"); err != nil {
 		t.Fatal(err)
@@ -284,8 +284,10 @@ func TestSIGKILLMidImport(t *testing.T) {
 			t.Fatal("child committed before it was killed; make the input bigger")
 		}
 		if strings.Contains(line, "store: staging") {
-			// Let some batches reach the disk, then kill.
-			if staged++; staged == 4 {
+			// Let some batches reach the disk (Badger commits a write
+			// batch every ~100k entries), then kill.
+			if staged++; staged == 10 {
+				time.Sleep(100 * time.Millisecond)
 				break
 			}
 		}
@@ -294,12 +296,24 @@ func TestSIGKILLMidImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	if staged < 4 {
+	if staged < 10 {
 		t.Fatalf("child ended before staging (saw %d progress lines)", staged)
 	}
 
-	s, db = openStore(t, dir)
+	var logs strings.Builder
+	db, err = kv.Open(kv.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer db.Close()
+	s, err = Open(context.Background(), db, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "removed versions left by an interrupted") {
+		t.Errorf("no keys of the killed import were on disk; the test did not exercise recovery:\n%s", logs.String())
+	}
+	t.Logf("recovery: %s", strings.TrimSpace(logs.String()))
 	if !reflect.DeepEqual(dump(s.Tables()), before) {
 		t.Fatal("store changed by a killed import")
 	}
