@@ -337,3 +337,56 @@ func (b *Builder) Build() *Tables {
 	}
 	return &Tables{PatientIDs: b.ids, byName: b.tables, patientIndex: b.patientIndex}
 }
+
+// clone returns a Dict with the same values and ids that can grow without
+// affecting d.
+func (d *Dict) clone() *Dict {
+	c := &Dict{values: append(make([]string, 0, len(d.values)+16), d.values...), index: make(map[string]uint32, len(d.index)+16)}
+	for k, v := range d.index {
+		c.index[k] = v
+	}
+	return c
+}
+
+// NewBuilderFrom returns a builder that starts with a copy of the CDM tables
+// and patients of t, so that records can be appended without rebuilding
+// from scratch (t itself is not modified and stays valid for its readers).
+// Non-CDM tables of t are carried over as they are.
+func NewBuilderFrom(t *Tables) *Builder {
+	b := NewBuilder()
+	b.ids = append(make([]string, 0, len(t.PatientIDs)+1024), t.PatientIDs...)
+	b.patientIndex = make(map[string]uint32, len(t.PatientIDs)+1024)
+	for i, id := range b.ids {
+		b.patientIndex[id] = uint32(i)
+	}
+	for name, old := range t.byName {
+		tb := map[string]*tableBuf{TablePatients: b.pat, TableConditions: b.cond, TableObservations: b.obs,
+			TableEncounters: b.enc, TableMedications: b.med}[name]
+		if tb == nil {
+			b.tables[name] = old
+			continue
+		}
+		sch, _ := LookupTable(name)
+		tb.t.Rows = old.Rows
+		tb.t.Patient = append([]uint32(nil), old.Patient...)
+		si, di, ni := 0, 0, 0
+		for _, c := range sch.Columns {
+			switch c.Type {
+			case TypeString:
+				oc := old.Strings[c.Name]
+				nc := tb.strs[si]
+				nc.IDs = append([]uint32(nil), oc.IDs...)
+				nc.Dict = oc.Dict.clone()
+				tb.t.Strings[c.Name] = nc
+				si++
+			case TypeDate:
+				tb.dates[di] = append([]Date(nil), old.Dates[c.Name]...)
+				di++
+			case TypeNumber:
+				tb.nums[ni] = append([]float64(nil), old.Numbers[c.Name]...)
+				ni++
+			}
+		}
+	}
+	return b
+}

@@ -28,7 +28,9 @@
 //
 // A Store is safe for concurrent use. Imports are serialised. Tables
 // returns an immutable snapshot that readers may hold as long as they like;
-// an import swaps in a new snapshot when it commits.
+// an import swaps in a new snapshot when it commits (a copy of the old one
+// extended with the new records when the import only adds, else a rebuild
+// from the store).
 //
 // Raw values never appear in this package's logs: only counts, record
 // kinds and generations.
@@ -155,15 +157,7 @@ func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, *loaded, e
 	var stale [][]byte
 	ld := &loaded{}
 	var indexOf []uint32 // serial -> patient index + 1 (0: none)
-	in := map[string]string{}
-	intern := func(v []byte) string {
-		if x, ok := in[string(v)]; ok {
-			return x
-		}
-		x := string(v)
-		in[x] = x
-		return x
-	}
+	intern := newInterner()
 	var (
 		group    []byte // key without generation, of the pending version
 		groupKey []byte // full key of the pending version
@@ -531,7 +525,14 @@ func (s *Store) ImportRecords(ctx context.Context, r *cdm.Records, source string
 	}
 	sum.Write = time.Since(t0)
 	t1 := time.Now()
-	tables, ld, err := s.load(context.WithoutCancel(ctx), false)
+	var tables *cdm.Tables
+	var ld *loaded
+	if len(superseded) == 0 {
+		// Only new records: extend a copy of the snapshot.
+		tables, ld, err = extend(snap, s.serials, write)
+	} else {
+		tables, ld, err = s.load(context.WithoutCancel(ctx), false)
+	}
 	if err != nil {
 		s.broken = err
 		return sum, fmt.Errorf("store: import committed but rebuilding the columnar copy failed: %w", err)
@@ -542,6 +543,48 @@ func (s *Store) ImportRecords(ctx context.Context, r *cdm.Records, source string
 	s.log.Info("store: import committed", "generation", ng, "written", len(write), "unchanged", len(recs)-len(write),
 		"write", sum.Write.Round(time.Millisecond), "build", sum.Build.Round(time.Millisecond))
 	return sum, nil
+}
+
+// extend returns snap plus the new records of write (sorted by key, so
+// patients first), without reading the store.
+func extend(snap *cdm.Tables, serials []uint32, write []staged) (*cdm.Tables, *loaded, error) {
+	b := cdm.NewBuilderFrom(snap)
+	ld := &loaded{serials: append(make([]uint32, 0, len(serials)+1024), serials...)}
+	var indexOf []uint32
+	for i, sr := range serials {
+		for int(sr) >= len(indexOf) {
+			indexOf = append(indexOf, 0)
+		}
+		indexOf[sr] = uint32(i) + 1
+		ld.nextSerial = max(ld.nextSerial, sr+1)
+	}
+	intern := newInterner()
+	orphans := 0
+	for _, w := range write {
+		ok, err := addEncoded(b, w.key[len(prefixRecords)], w.key[len(prefixRecords)+1:len(w.key)-1], w.val, intern, ld, &indexOf)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
+			orphans++
+		}
+	}
+	if orphans > 0 {
+		return nil, nil, fmt.Errorf("%w: %d new records without a patient", errCorrupt, orphans)
+	}
+	return b.Build(), ld, nil
+}
+
+func newInterner() func([]byte) string {
+	in := map[string]string{}
+	return func(v []byte) string {
+		if x, ok := in[string(v)]; ok {
+			return x
+		}
+		x := string(v)
+		in[x] = x
+		return x
+	}
 }
 
 // checkPatients verifies that every record names a known patient.
