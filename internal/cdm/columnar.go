@@ -1,6 +1,7 @@
 package cdm
 
 import (
+	"maps"
 	"math"
 	"sort"
 )
@@ -341,11 +342,7 @@ func (b *Builder) Build() *Tables {
 // clone returns a Dict with the same values and ids that can grow without
 // affecting d.
 func (d *Dict) clone() *Dict {
-	c := &Dict{values: append(make([]string, 0, len(d.values)+16), d.values...), index: make(map[string]uint32, len(d.index)+16)}
-	for k, v := range d.index {
-		c.index[k] = v
-	}
-	return c
+	return &Dict{values: append(make([]string, 0, len(d.values)+16), d.values...), index: maps.Clone(d.index)}
 }
 
 // NewBuilderFrom returns a builder that starts with a copy of the CDM tables
@@ -355,9 +352,13 @@ func (d *Dict) clone() *Dict {
 func NewBuilderFrom(t *Tables) *Builder {
 	b := NewBuilder()
 	b.ids = append(make([]string, 0, len(t.PatientIDs)+1024), t.PatientIDs...)
-	b.patientIndex = make(map[string]uint32, len(t.PatientIDs)+1024)
-	for i, id := range b.ids {
-		b.patientIndex[id] = uint32(i)
+	if t.patientIndex != nil {
+		b.patientIndex = maps.Clone(t.patientIndex)
+	} else {
+		b.patientIndex = make(map[string]uint32, len(t.PatientIDs)+1024)
+		for i, id := range b.ids {
+			b.patientIndex[id] = uint32(i)
+		}
 	}
 	for name, old := range t.byName {
 		tb := map[string]*tableBuf{TablePatients: b.pat, TableConditions: b.cond, TableObservations: b.obs,

@@ -144,3 +144,36 @@ func BenchmarkCountDistinct10M(b *testing.B) {
 	}
 	b.ReportMetric(float64(n), "patients")
 }
+
+// BenchmarkAppendTo10M imports 10,000 new conditions into (a copy of) the
+// 10-million-row store: compare, write, commit and extend the snapshot.
+func BenchmarkAppendTo10M(b *testing.B) {
+	src := bigStore(b, 1_000_000, 10_000_000)
+	dir := b.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+		b.Fatal(err)
+	}
+	db, err := kv.Open(kv.Options{Dir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s, err := Open(context.Background(), db, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for n := range b.N {
+		r := &cdm.Records{}
+		for i := range 10_000 {
+			r.Conditions = append(r.Conditions, cdm.Condition{ID: fmt.Sprintf("new%d-%d", n, i), PatientID: "p" + strconv.Itoa(i*97),
+				Code: "840539006", System: cdm.SystemSNOMED, Onset: 18500, Abatement: cdm.NoDate})
+		}
+		sum, err := s.ImportRecords(context.Background(), r, "append")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(sum.Build.Milliseconds()), "ms-snapshot")
+		b.ReportMetric(float64(sum.Write.Milliseconds()), "ms-write")
+	}
+}
