@@ -391,3 +391,43 @@ func NewBuilderFrom(t *Tables) *Builder {
 	}
 	return b
 }
+
+// Grow makes room for n more rows of the CDM table named name, so that a
+// loader that knows its row counts allocates each column once. Unknown
+// names are ignored.
+func (b *Builder) Grow(name string, n int) {
+	var tb *tableBuf
+	switch name {
+	case TablePatients:
+		tb = b.pat
+	case TableConditions:
+		tb = b.cond
+	case TableObservations:
+		tb = b.obs
+	case TableEncounters:
+		tb = b.enc
+	case TableMedications:
+		tb = b.med
+	}
+	if tb == nil || n <= 0 {
+		return
+	}
+	tb.t.Patient = growU32(tb.t.Patient, n)
+	for _, c := range tb.strs {
+		c.IDs = growU32(c.IDs, n)
+	}
+	for i := range tb.dates {
+		tb.dates[i] = append(make([]Date, 0, len(tb.dates[i])+n), tb.dates[i]...)
+	}
+	for i := range tb.nums {
+		tb.nums[i] = append(make([]float64, 0, len(tb.nums[i])+n), tb.nums[i]...)
+	}
+	if name == TablePatients {
+		b.ids = append(make([]string, 0, len(b.ids)+n), b.ids...)
+		if len(b.patientIndex) == 0 {
+			b.patientIndex = make(map[string]uint32, n)
+		}
+	}
+}
+
+func growU32(s []uint32, n int) []uint32 { return append(make([]uint32, 0, len(s)+n), s...) }

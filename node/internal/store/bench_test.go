@@ -22,7 +22,7 @@ func bigStore(b *testing.B, nPatients, nConds int) string {
 	if base == "" {
 		base = os.TempDir()
 	}
-	dir := filepath.Join(base, fmt.Sprintf("fedstat-bench-store-v2-%d-%d", nPatients, nConds))
+	dir := filepath.Join(base, fmt.Sprintf("fedstat-bench-store-v3-%d-%d", nPatients, nConds))
 	if _, err := os.Stat(filepath.Join(dir, "complete")); err == nil {
 		return dir
 	}

@@ -65,6 +65,7 @@ var (
 var (
 	prefixRecords = []byte("d/r/")
 	keyGen        = []byte("d/m/gen")
+	keyRows       = []byte("d/m/rows") // row counts per table (a sizing hint)
 	prefixImports = []byte("d/m/imp/")
 )
 
@@ -154,6 +155,14 @@ type loaded struct {
 // committed version).
 func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, *loaded, error) {
 	b := cdm.NewBuilder()
+	if v, err := s.db.Get(keyRows); err == nil {
+		var rows map[string]int
+		if json.Unmarshal(v, &rows) == nil {
+			for name, n := range rows {
+				b.Grow(name, n)
+			}
+		}
+	}
 	var stale [][]byte
 	ld := &loaded{}
 	var indexOf []uint32 // serial -> patient index + 1 (0: none)
@@ -506,9 +515,18 @@ func (s *Store) ImportRecords(ctx context.Context, r *cdm.Records, source string
 	}
 	sum.Generation = ng
 	logEntry, _ := json.Marshal(sum)
+	rows := map[string]int{}
+	for _, name := range snap.Names() {
+		tb, _ := snap.Table(name)
+		rows[name] = tb.Rows + sum.Added[name]
+	}
+	rowsJSON, _ := json.Marshal(rows)
 	// The commit point.
 	err = s.db.Update(func(tx *kv.Txn) error {
 		if err := tx.Set(keyGen, gb); err != nil {
+			return err
+		}
+		if err := tx.Set(keyRows, rowsJSON); err != nil {
 			return err
 		}
 		return tx.Set(append(bytes.Clone(prefixImports), gb...), logEntry)
