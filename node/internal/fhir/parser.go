@@ -408,6 +408,7 @@ func (p *Parser) ParseReader(name string, r io.Reader) error {
 		return fmt.Errorf("fhir: read %s: %w", name, err)
 	}
 	if kind == "other" {
+		p.res.Files++
 		if p.opts.Other == nil {
 			p.res.Errors = append(p.res.Errors, &cdm.RecordError{Origin: cdm.Origin{File: name, Entry: -1},
 				Err: &problem{ErrFormat, "unsupported file here (CSV is read by the node import command)"}})
