@@ -265,6 +265,22 @@ func checkPatients(recs *cdm.Records, org *cdm.Origins, snap *cdm.Tables, bad []
 		_, ok := snap.PatientIndex(id)
 		return ok
 	}
+	unknownAny := false
+	for i := range recs.Conditions {
+		unknownAny = unknownAny || !known(recs.Conditions[i].PatientID)
+	}
+	for i := range recs.Observations {
+		unknownAny = unknownAny || !known(recs.Observations[i].PatientID)
+	}
+	for i := range recs.Encounters {
+		unknownAny = unknownAny || !known(recs.Encounters[i].PatientID)
+	}
+	for i := range recs.Medications {
+		unknownAny = unknownAny || !known(recs.Medications[i].PatientID)
+	}
+	if !unknownAny {
+		return recs, bad
+	}
 	var unknown []*cdm.RecordError
 	flag := func(table, id, pid string, o cdm.Origin) {
 		path := "subject.reference"
@@ -306,9 +322,6 @@ func checkPatients(recs *cdm.Records, org *cdm.Origins, snap *cdm.Tables, bad []
 		} else {
 			flag(cdm.TableMedications, x.ID, x.PatientID, org.Medications[i])
 		}
-	}
-	if len(unknown) == 0 {
-		return recs, bad
 	}
 	return out, append(bad, unknown...)
 }
