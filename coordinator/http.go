@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
@@ -20,6 +21,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/coordinator/web"
+	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -98,12 +101,20 @@ func (t *Tokens) Lookup(token string) (TokenEntry, bool) {
 //	POST /v1/queries/{id}/cancel   cancel
 //	GET  /v1/nodes                 nodes
 //	GET  /v1/budget[?analyst=NAME]  the caller's budget at every node
+//	GET  /v1/audit[?limit=N]       the coordinator's audit log (operators only)
+//	POST /v1/session               dashboard sign-in (body: {"token": "..."})
+//	GET  /v1/session               who is signed in
+//	DELETE /v1/session             sign out
+//	GET  /                         the dashboard (coordinator/web)
 //
 // Callers authenticate with a client certificate of the network CA (when
-// served over mutual TLS) or with "Authorization: Bearer TOKEN".
+// served over mutual TLS), with "Authorization: Bearer TOKEN", or with the
+// dashboard's session cookie (made by POST /v1/session from a bearer token).
+// A request that authenticates with the cookie and changes state must send
+// the header "X-Fedstat: 1" (CSRF protection).
 func (c *Coordinator) HTTPHandler(tokens *Tokens) http.Handler {
 	mux := http.NewServeMux()
-	h := &httpAPI{c: c, tokens: tokens}
+	h := &httpAPI{c: c, tokens: tokens, sessions: newSessions(sessionTTL)}
 	mux.HandleFunc("POST /v1/queries", h.auth(h.submit))
 	mux.HandleFunc("GET /v1/queries", h.auth(h.list))
 	mux.HandleFunc("GET /v1/queries/{id}", h.auth(h.get))
@@ -111,12 +122,18 @@ func (c *Coordinator) HTTPHandler(tokens *Tokens) http.Handler {
 	mux.HandleFunc("POST /v1/queries/{id}/cancel", h.auth(h.cancel))
 	mux.HandleFunc("GET /v1/nodes", h.auth(h.nodes))
 	mux.HandleFunc("GET /v1/budget", h.auth(h.budget))
+	mux.HandleFunc("GET /v1/audit", h.auth(h.audit))
+	mux.HandleFunc("POST /v1/session", h.signIn)
+	mux.HandleFunc("GET /v1/session", h.auth(h.whoami))
+	mux.HandleFunc("DELETE /v1/session", h.signOut)
+	mux.Handle("GET /", web.Handler())
 	return mux
 }
 
 type httpAPI struct {
-	c      *Coordinator
-	tokens *Tokens
+	c        *Coordinator
+	tokens   *Tokens
+	sessions *sessions
 }
 
 type handler func(w http.ResponseWriter, r *http.Request, p rpc.Peer)
@@ -156,6 +173,16 @@ func (h *httpAPI) peer(r *http.Request) (rpc.Peer, error) {
 			return rpc.Peer{}, fmt.Errorf("%w: %v", rpc.ErrUnauthenticated, err)
 		}
 		return rpc.Peer{Name: leaf.Subject.CommonName, Role: role}, nil
+	}
+	if ck, err := r.Cookie(SessionCookie); err == nil {
+		p, ok := h.sessions.lookup(ck.Value)
+		if !ok {
+			return rpc.Peer{}, fmt.Errorf("%w: session expired; sign in again", rpc.ErrUnauthenticated)
+		}
+		if !safeMethod(r.Method) && r.Header.Get(CSRFHeader) != "1" {
+			return rpc.Peer{}, fmt.Errorf("%w: a request with the session cookie that changes state must send %s: 1", rpc.ErrForbidden, CSRFHeader)
+		}
+		return p, nil
 	}
 	return rpc.Peer{}, fmt.Errorf("%w: send a client certificate or a bearer token", rpc.ErrUnauthenticated)
 }
@@ -306,4 +333,109 @@ func (h *httpAPI) budget(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 		return
 	}
 	writeProto(w, h.c.Budget(r.Context(), who))
+}
+
+// signIn exchanges a bearer token for a session cookie. The request must
+// carry the CSRF header, so that another site cannot sign a browser in.
+func (h *httpAPI) signIn(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(CSRFHeader) != "1" {
+		writeError(w, fmt.Errorf("%w: sign-in must send %s: 1", rpc.ErrForbidden, CSRFHeader))
+		return
+	}
+	var req struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+		writeError(w, fmt.Errorf("%w: request body: want {\"token\": \"...\"}", ErrBadRequest))
+		return
+	}
+	e, ok := h.tokens.Lookup(strings.TrimSpace(req.Token))
+	if !ok {
+		writeError(w, fmt.Errorf("%w: unknown token", rpc.ErrUnauthenticated))
+		return
+	}
+	p := rpc.Peer{Name: e.Name, Role: e.Role}
+	if !slices.Contains(analystRoles, p.Role) {
+		writeError(w, fmt.Errorf("%w: %s has role %s", rpc.ErrForbidden, p.Name, p.Role))
+		return
+	}
+	id, exp := h.sessions.create(p)
+	http.SetCookie(w, sessionCookie(id, exp))
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, map[string]string{"name": p.Name, "role": string(p.Role)})
+}
+
+func (h *httpAPI) whoami(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, map[string]string{"name": p.Name, "role": string(p.Role)})
+}
+
+// signOut ends the caller's session, if any.
+func (h *httpAPI) signOut(w http.ResponseWriter, r *http.Request) {
+	if ck, err := r.Cookie(SessionCookie); err == nil {
+		if r.Header.Get(CSRFHeader) != "1" {
+			writeError(w, fmt.Errorf("%w: sign-out must send %s: 1", rpc.ErrForbidden, CSRFHeader))
+			return
+		}
+		h.sessions.end(ck.Value)
+	}
+	http.SetCookie(w, sessionCookie("", time.Time{}))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// auditLimit bounds how many entries GET /v1/audit returns.
+const auditLimit = 5000
+
+// audit returns the last entries of the coordinator's audit log, newest
+// last, each in the log's own canonical form (with seq, prev and hash).
+// Operators only: analysts get 403 and no entry.
+func (h *httpAPI) audit(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
+	if p.Role != pki.RoleOperator {
+		writeError(w, fmt.Errorf("%w: only operators may read the audit log", rpc.ErrForbidden))
+		return
+	}
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	if limit <= 0 || limit > auditLimit {
+		limit = 500
+	}
+	out := struct {
+		Path    string            `json:"path,omitempty"`
+		Entries []json.RawMessage `json:"entries"`
+	}{Entries: []json.RawMessage{}}
+	if log := h.c.cfg.Audit; log != nil {
+		out.Path = log.Path()
+		b, err := os.ReadFile(log.Path())
+		if err != nil {
+			writeError(w, fmt.Errorf("coordinator: audit log: %w", err))
+			return
+		}
+		// A line being appended right now has no newline yet: leave it out.
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			b = b[:i+1]
+		} else {
+			b = nil
+		}
+		err = audit.Scan(bytes.NewReader(b), func(_ int, e audit.Entry) error {
+			raw, err := e.MarshalJSON()
+			if err != nil {
+				return err
+			}
+			out.Entries = append(out.Entries, raw)
+			if len(out.Entries) > limit {
+				out.Entries = out.Entries[1:]
+			}
+			return nil
+		})
+		if err != nil {
+			writeError(w, fmt.Errorf("coordinator: audit log: %w", err))
+			return
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, out)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
 }

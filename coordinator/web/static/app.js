@@ -1,0 +1,364 @@
+// app.js: the dashboard's pages. Every request goes to the coordinator's own
+// HTTP/JSON API with the session cookie and the CSRF header; what a page
+// shows is exactly what the API sends to the signed-in role.
+
+import { el } from './dom.js';
+import { chart } from './chart.js';
+import { toCSV, toJSON, numbers, goFloat, num, ago } from './format.js';
+
+const main = document.getElementById('main');
+const state = { me: null, last: null };
+
+// api calls the HTTP/JSON API. It always sends X-Fedstat: 1 (required on
+// state-changing requests made with the cookie).
+async function api(method, path, body) {
+  const opt = { method, credentials: 'same-origin', headers: { 'X-Fedstat': '1' } };
+  if (body !== undefined) {
+    opt.headers['Content-Type'] = 'application/json';
+    opt.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, opt);
+  let data = null;
+  try { data = await r.json(); } catch { /* empty body */ }
+  if (!r.ok) {
+    const e = new Error((data && data.error) || r.statusText);
+    e.status = r.status;
+    throw e;
+  }
+  return data;
+}
+
+function errorBox(e) {
+  return el('div', { class: 'card error' + (e.status === 403 ? ' refused' : ''), id: e.status === 403 ? 'refused' : undefined },
+    el('strong', {}, e.status === 403 ? 'Refused (403): ' : `Error${e.status ? ' (' + e.status + ')' : ''}: `), e.message);
+}
+
+function show(...nodes) {
+  main.replaceChildren(...nodes);
+}
+
+// ---- sign-in ----
+
+function signInPage(msg) {
+  const token = el('input', { id: 'token', type: 'password', autocomplete: 'off', size: 48, placeholder: 'fst_…' });
+  const out = el('div', { id: 'signin-msg', class: 'error' }, msg || '');
+  const form = el('form', { id: 'signin', class: 'card' },
+    el('h2', {}, 'Sign in'),
+    el('p', { class: 'muted' }, 'Paste the bearer token your network operator issued (the same token the API and ', el('code', {}, 'fedstat query'), ' use). The token is exchanged for a session cookie and is not stored in the browser.'),
+    el('div', { class: 'row' }, el('label', {}, 'Token', token), el('button', { class: 'primary', type: 'submit', id: 'signin-btn' }, 'Sign in')),
+    out);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    try {
+      state.me = await api('POST', '/v1/session', { token: token.value });
+      token.value = '';
+      signedIn();
+      if (!location.hash || location.hash === '#/signin') location.hash = '#/query';
+      else route();
+    } catch (e) {
+      out.textContent = e.message;
+    }
+  });
+  show(form);
+}
+
+function signedIn() {
+  document.getElementById('nav').hidden = false;
+  document.getElementById('signout').hidden = false;
+  // The audit link is only offered to operators; the API refuses others anyway.
+  document.getElementById('nav-audit').hidden = state.me.role !== 'operator';
+  document.getElementById('who').textContent = `${state.me.name} (${state.me.role})`;
+}
+
+document.getElementById('signout').addEventListener('click', async () => {
+  try { await api('DELETE', '/v1/session'); } catch { /* signed out anyway */ }
+  state.me = null;
+  document.getElementById('nav').hidden = true;
+  document.getElementById('signout').hidden = true;
+  document.getElementById('who').textContent = '';
+  location.hash = '#/signin';
+});
+
+// ---- network ----
+
+async function networkPage() {
+  const r = await api('GET', '/v1/nodes');
+  const nodes = r.nodes || [];
+  const alive = nodes.filter((n) => n.alive).length;
+  show(el('div', { class: 'card' },
+    el('h2', {}, 'Network'),
+    el('p', {}, `Key epoch ${num(r.epoch)} · decryption threshold ${r.threshold || 0} · ${alive} of ${nodes.length} nodes alive`),
+    el('table', { id: 'nodes' },
+      el('thead', {}, el('tr', {}, ['Node', 'Status', 'Key epoch', 'Version', 'Address', 'Patients', 'Rows', 'Last seen'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, nodes.map((n) => el('tr', { 'data-node': n.node_id },
+        el('td', {}, n.node_id),
+        el('td', {}, el('span', { class: 'pill ' + (n.alive ? 'alive' : 'dead') }, n.alive ? 'alive' : 'down')),
+        el('td', { class: 'num' }, num(n.epoch)),
+        el('td', {}, n.version || ''),
+        el('td', {}, n.address || ''),
+        el('td', { class: 'num' }, num(n.summary && n.summary.patients)),
+        el('td', {}, Object.entries((n.summary && n.summary.rows) || {}).map(([t, c]) => `${t} ${num(c)}`).join(', ')),
+        el('td', {}, ago(n.last_seen_unix_ms)))))),
+    el('p', { class: 'muted' }, 'Data summaries are what each node advertises on gossip (row counts per table), not query results.')));
+}
+
+// ---- query editor, form builder, progress, result ----
+
+function sqlString(s) {
+  return "'" + String(s).replaceAll("'", "''") + "'";
+}
+
+// buildSQL turns the form builder's fields into the dialect.
+export function buildSQL(kind, code, from, to) {
+  if (kind === 'cohort') return `SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = ${sqlString(code)}`;
+  const bucket = kind === 'monthly' ? 'month' : 'week';
+  return `SELECT ${bucket}(onset_date) AS ${bucket}, region, COUNT(DISTINCT patient_id) FROM conditions WHERE code = ${sqlString(code)} AND onset_date BETWEEN ${sqlString(from)} AND ${sqlString(to)} GROUP BY ${bucket}, region`;
+}
+
+// parseErrorBox shows a dialect error at its line and column.
+function parseErrorBox(msg, sql) {
+  const m = /line (\d+), column (\d+)/.exec(msg);
+  const box = el('div', { id: 'sql-error', class: 'card error' }, el('strong', {}, 'The query was refused: '), msg.split('\n')[0]);
+  if (m) {
+    const line = Number(m[1]), col = Number(m[2]);
+    const text = sql.split('\n')[line - 1];
+    if (text !== undefined) {
+      box.append(el('pre', { id: 'sql-error-at' }, `${text}\n${' '.repeat(Math.max(0, col - 1))}^`));
+      box.dataset.line = line;
+      box.dataset.column = col;
+    }
+  }
+  return box;
+}
+
+function progressView(st) {
+  return el('div', { id: 'progress', class: 'card', 'data-state': st.state || '' },
+    el('h3', {}, 'Query ', el('code', { id: 'query-id' }, st.query_id), ' ', el('span', { class: 'pill ' + (st.state || ''), id: 'query-state' }, (st.state || '').replace('STATE_', '').toLowerCase())),
+    st.error ? el('p', { class: 'error' }, st.error) : null,
+    el('p', {}, 'Phases: ', (st.phases || []).map((p) => `${p.name} ${Math.round(num(p.elapsed_ms))} ms`).join(' → ') || '—'),
+    el('table', { id: 'progress-nodes' },
+      el('thead', {}, el('tr', {}, ['Node', 'Status', 'Elapsed', 'Upload'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, (st.nodes || []).map((n) => el('tr', { 'data-node': n.node_id, 'data-status': n.status || '' },
+        el('td', {}, n.node_id),
+        el('td', {}, el('span', { class: 'pill ' + (n.status || '') }, n.status || 'waiting'), n.error ? ' ' + n.error : ''),
+        el('td', { class: 'num' }, n.elapsed_ms ? Math.round(num(n.elapsed_ms)) + ' ms' : ''),
+        el('td', { class: 'num' }, n.upload_bytes ? Math.round(num(n.upload_bytes) / 1024) + ' KiB' : ''))))),
+    st.plan ? el('details', {}, el('summary', {}, 'Plan'), el('pre', {}, st.plan)) : null);
+}
+
+function download(name, type, text) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  // Kept for tests and for copy/paste: the last file offered.
+  window.fedstatLastDownload = { name, type, text };
+  const a = el('a', { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function resultView(st) {
+  const res = st.result;
+  const k = res.key_columns || 0;
+  const aggs = (res.columns || []).slice(k);
+  const id = st.query_id;
+  return el('div', { id: 'result', class: 'card', 'data-query-id': id },
+    el('h3', {}, 'Result'),
+    el('p', { class: 'muted' }, `ε ${goFloat(num(res.epsilon))}, δ ${goFloat(num(res.delta))}, ${res.mechanism || ''}, ${res.nodes || 0} nodes summed. Shaded bands and error bars are 95% intervals from the noise actually added.`),
+    el('div', { id: 'chart' }, chart(res)),
+    el('div', { class: 'row' },
+      el('button', { id: 'dl-csv', type: 'button', onclick: () => download(`${id}.csv`, 'text/csv', toCSV(res)) }, 'Download CSV'),
+      el('button', { id: 'dl-json', type: 'button', onclick: () => download(`${id}.json`, 'application/json', toJSON(res)) }, 'Download JSON')),
+    el('div', { class: 'scroll' }, el('table', { id: 'result-table' },
+      el('thead', {}, el('tr', {}, res.columns.slice(0, k).map((c) => el('th', {}, c)), aggs.map((c) => [el('th', {}, c), el('th', {}, '95% interval')]))),
+      el('tbody', {}, (res.rows || []).map((row) => el('tr', {},
+        (row.keys || []).map((kv) => el('td', {}, kv)),
+        numbers(row).map((n) => [el('td', { class: 'num' }, n.display || goFloat(n.value)),
+          el('td', { class: 'num' }, n.suppressed ? '' : `${goFloat(n.lo)} – ${goFloat(n.hi)}`)])))))));
+}
+
+const TERMINAL = new Set(['STATE_DONE', 'STATE_FAILED', 'STATE_CANCELLED']);
+
+// watch reads the NDJSON watch stream until the query ends.
+async function watch(id, onStatus) {
+  const r = await fetch(`/v1/queries/${encodeURIComponent(id)}/watch`, { credentials: 'same-origin', headers: { 'X-Fedstat': '1' } });
+  if (!r.ok || !r.body) return null;
+  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '', last = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += value;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i).trim();
+      buf = buf.slice(i + 1);
+      if (!line) continue;
+      last = JSON.parse(line);
+      onStatus(last);
+      if (TERMINAL.has(last.state)) {
+        reader.cancel().catch(() => {});
+        return last;
+      }
+    }
+  }
+  return last;
+}
+
+async function follow(id, slot) {
+  const render = (st) => slot.replaceChildren(progressView(st));
+  render({ query_id: id, state: 'STATE_PLANNED' });
+  try {
+    await watch(id, render);
+  } catch { /* fall back to polling below */ }
+  // The final status, with the result.
+  let st = await api('GET', `/v1/queries/${encodeURIComponent(id)}`);
+  while (!TERMINAL.has(st.state)) {
+    render(st);
+    await new Promise((r) => setTimeout(r, 500));
+    st = await api('GET', `/v1/queries/${encodeURIComponent(id)}`);
+  }
+  render(st);
+  if (st.result) slot.append(resultView(st));
+}
+
+async function queryPage() {
+  const kind = el('select', { id: 'fb-kind' },
+    el('option', { value: 'weekly' }, 'Weekly cases by region'),
+    el('option', { value: 'monthly' }, 'Monthly cases by region'),
+    el('option', { value: 'cohort' }, 'Cohort count by code'));
+  const code = el('input', { id: 'fb-code', value: '840539006', size: 12 });
+  const from = el('input', { id: 'fb-from', type: 'date', value: '2020-01-01' });
+  const to = el('input', { id: 'fb-to', type: 'date', value: '2020-06-30' });
+  const sql = el('textarea', { id: 'sql', spellcheck: 'false' }, buildSQL('weekly', '840539006', '2020-01-01', '2020-06-30'));
+  const eps = el('input', { id: 'epsilon', type: 'number', step: 'any', min: '0', placeholder: 'network default', size: 10 });
+  const errSlot = el('div', { id: 'error-slot' });
+  const runSlot = el('div', { id: 'run-slot' });
+  const gen = () => { sql.value = buildSQL(kind.value, code.value, from.value, to.value); errSlot.replaceChildren(); };
+  kind.addEventListener('change', () => { from.disabled = to.disabled = kind.value === 'cohort'; });
+  const run = async () => {
+    errSlot.replaceChildren();
+    runSlot.replaceChildren();
+    const spec = { sql: sql.value };
+    if (eps.value) spec.epsilon = Number(eps.value);
+    let st;
+    try {
+      st = await api('POST', '/v1/queries', { spec });
+    } catch (e) {
+      errSlot.replaceChildren(e.status === 400 ? parseErrorBox(e.message, sql.value) : errorBox(e));
+      const m = /line (\d+), column (\d+)/.exec(e.message);
+      if (m) { // put the cursor where the error is
+        const lines = sql.value.split('\n');
+        let at = 0;
+        for (let i = 0; i < Number(m[1]) - 1 && i < lines.length; i++) at += lines[i].length + 1;
+        at += Number(m[2]) - 1;
+        sql.focus();
+        sql.setSelectionRange(at, at + 1);
+      }
+      return;
+    }
+    history.replaceState(null, '', `#/query/${encodeURIComponent(st.query_id)}`);
+    await follow(st.query_id, runSlot);
+  };
+  const history = el('div', { id: 'history' });
+  show(
+    el('div', { class: 'card' },
+      el('h2', {}, 'Query'),
+      el('h3', {}, 'Form builder'),
+      el('div', { class: 'row' },
+        el('label', {}, 'Question', kind), el('label', {}, 'Condition code (SNOMED CT)', code),
+        el('label', {}, 'Onset from', from), el('label', {}, 'Onset to', to),
+        el('button', { id: 'fb-generate', type: 'button', onclick: gen }, 'Write SQL')),
+      el('h3', {}, 'SQL'),
+      sql,
+      el('div', { class: 'row' }, el('label', {}, 'ε (optional)', eps), el('button', { id: 'run', class: 'primary', type: 'button', onclick: run }, 'Run')),
+      errSlot),
+    runSlot, history);
+  // A query id in the address shows that query.
+  const id = decodeURIComponent(location.hash.split('/')[2] || '');
+  if (id) follow(id, runSlot).catch((e) => runSlot.replaceChildren(errorBox(e)));
+  try {
+    const l = await api('GET', '/v1/queries?limit=20');
+    const qs = l.queries || [];
+    if (qs.length) history.replaceChildren(el('div', { class: 'card' }, el('h3', {}, 'Recent queries'), el('table', {},
+      el('tbody', {}, qs.map((q) => el('tr', {},
+        el('td', {}, el('a', { href: `#/query/${encodeURIComponent(q.query_id)}` }, q.query_id)),
+        el('td', {}, el('span', { class: 'pill ' + q.state }, (q.state || '').replace('STATE_', '').toLowerCase())),
+        el('td', {}, el('code', {}, (q.spec && q.spec.sql) || ''))))))));
+  } catch { /* history is optional */ }
+}
+
+// ---- budgets ----
+
+async function budgetPage() {
+  const r = await api('GET', '/v1/budget');
+  const f = (v) => goFloat(Math.round(num(v) * 1e4) / 1e4);
+  show(el('div', { class: 'card' },
+    el('h2', {}, `Privacy budget of ${r.analyst}`),
+    el('p', { class: 'muted' }, 'Each node keeps the authoritative ledger for its own data (zCDP ρ, per analyst and in total); these are the nodes\' answers now.'),
+    el('table', { id: 'budget' },
+      el('thead', {}, el('tr', {}, ['Node', 'Spent ρ', 'Limit ρ', 'Left', 'Node total spent ρ', 'Node total limit ρ', ''].map((h) => el('th', {}, h)))),
+      el('tbody', {}, (r.nodes || []).map((n) => el('tr', { 'data-node': n.node_id },
+        el('td', {}, n.node_id),
+        el('td', { class: 'num' }, f(n.spent_rho)), el('td', { class: 'num' }, f(n.limit_rho)),
+        el('td', { class: 'num' }, num(n.limit_rho) ? Math.max(0, Math.round(100 * (1 - num(n.spent_rho) / num(n.limit_rho)))) + ' %' : ''),
+        el('td', { class: 'num' }, f(n.total_spent_rho)), el('td', { class: 'num' }, f(n.total_limit_rho)),
+        el('td', { class: 'error' }, n.error || '')))))));
+}
+
+// ---- audit (operators) ----
+
+async function auditPage() {
+  const r = await api('GET', '/v1/audit?limit=500');
+  const entries = (r.entries || []).slice().reverse();
+  show(el('div', { class: 'card' },
+    el('h2', {}, 'Audit trail'),
+    el('p', { class: 'muted' }, `The coordinator's hash-chained audit log${r.path ? ' (' + r.path + ')' : ''}, newest first. Verify the chain with `, el('code', {}, 'fedstat audit verify'), '.'),
+    el('div', { class: 'scroll' }, el('table', { id: 'audit' },
+      el('thead', {}, el('tr', {}, ['Seq', 'Time', 'Actor', 'Action', 'Query', 'Details', 'Hash'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, entries.map((e) => el('tr', {},
+        el('td', { class: 'num' }, e.seq), el('td', {}, e.time), el('td', {}, e.actor), el('td', {}, e.action),
+        el('td', {}, e.query_id || ''), el('td', {}, el('code', {}, e.details ? JSON.stringify(e.details) : '')),
+        el('td', {}, el('code', { class: 'hash' }, (e.hash || '').slice(0, 12))))))))));
+}
+
+// ---- approvals (node admins) ----
+
+function approvalsPage() {
+  show(el('div', { class: 'card', id: 'approvals' },
+    el('h2', {}, 'Approval queue'),
+    el('p', {}, 'Nodes that require manual approval keep their queue on the node itself: the coordinator never sees it, by design (a node trusts no one else with the decision).'),
+    el('p', {}, 'On the node\'s machine, list and decide pending queries with:'),
+    el('pre', {}, 'fedstat node approvals'),
+    el('p', { class: 'muted' }, 'A query waiting for approval shows here as that node "waiting" in the query\'s progress.')));
+}
+
+// ---- routing ----
+
+const PAGES = { network: networkPage, query: queryPage, budget: budgetPage, audit: auditPage, approvals: approvalsPage };
+
+async function route() {
+  const name = (location.hash.split('/')[1] || '').trim();
+  if (!state.me || name === 'signin') return signInPage();
+  const page = PAGES[name] || queryPage;
+  for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.page === (PAGES[name] ? name : 'query'));
+  try {
+    await page();
+  } catch (e) {
+    if (e.status === 401) {
+      state.me = null;
+      return signInPage('Your session ended; sign in again.');
+    }
+    show(errorBox(e));
+  }
+}
+
+window.addEventListener('hashchange', route);
+
+(async () => {
+  try {
+    state.me = await api('GET', '/v1/session');
+    signedIn();
+  } catch { /* not signed in */ }
+  route();
+})();

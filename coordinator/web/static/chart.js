@@ -1,0 +1,138 @@
+// chart.js: hand-written SVG charts of a released result with its 95%
+// intervals. A result whose first key is a time bucket (week, month, year,
+// day) is drawn as one line per remaining key with a shaded interval band;
+// any other result as bars with error bars.
+
+import { el, svg } from './dom.js';
+import { numbers, goFloat } from './format.js';
+
+const PALETTE = ['#1f6feb', '#d1242f', '#1a7f37', '#8250df', '#bf8700', '#0a7d8c', '#cf222e', '#6e7781', '#953800', '#116329', '#4c2889', '#a40e26'];
+const W = 900, H = 320, M = { l: 60, r: 16, t: 12, b: 46 };
+
+const TIME_COL = /^(week|month|year|day|date)$/i;
+const TIME_KEY = /^\d{4}(-W\d{2}|-\d{2}(-\d{2})?)?$/;
+
+// isTimeSeries reports whether the first key column is a time bucket.
+export function isTimeSeries(res) {
+  if ((res.key_columns || 0) < 1 || !(res.rows || []).length) return false;
+  if (TIME_COL.test(res.columns[0])) return true;
+  return res.rows.every((r) => TIME_KEY.test((r.keys || [])[0] || ''));
+}
+
+function niceTicks(lo, hi, n = 5) {
+  if (!(hi > lo)) hi = lo + 1;
+  const raw = (hi - lo) / n;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((s) => s * mag).find((s) => raw <= s);
+  const ticks = [];
+  for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
+  return ticks;
+}
+
+function label(v) {
+  return Math.abs(v) >= 1e6 ? goFloat(v) : String(Math.round(v * 100) / 100);
+}
+
+function frame(yLo, yHi) {
+  const ticks = niceTicks(yLo, yHi);
+  const lo = Math.min(ticks[0], yLo), hi = Math.max(ticks[ticks.length - 1], yHi);
+  const y = (v) => M.t + (H - M.t - M.b) * (1 - (v - lo) / (hi - lo || 1));
+  const g = svg('g', { class: 'frame' });
+  for (const t of ticks) {
+    g.append(svg('line', { class: 'grid', x1: M.l, x2: W - M.r, y1: y(t), y2: y(t) }));
+    g.append(svg('text', { x: M.l - 6, y: y(t) + 4, 'text-anchor': 'end' }, label(t)));
+  }
+  g.append(svg('line', { class: 'axis', x1: M.l, x2: M.l, y1: M.t, y2: H - M.b }));
+  g.append(svg('line', { class: 'axis', x1: M.l, x2: W - M.r, y1: H - M.b, y2: H - M.b }));
+  return { g, y };
+}
+
+function xLabels(g, cats, x) {
+  const every = Math.max(1, Math.ceil(cats.length / 14));
+  cats.forEach((c, i) => {
+    if (i % every) return;
+    g.append(svg('text', { x: x(i), y: H - M.b + 16, 'text-anchor': 'middle' }, c));
+  });
+}
+
+// timeSeries draws one line and one band per series.
+function timeSeries(res, agg) {
+  const times = [...new Set(res.rows.map((r) => r.keys[0]))].sort();
+  const series = new Map();
+  for (const r of res.rows) {
+    const name = r.keys.slice(1).join(' / ') || res.columns[res.key_columns + agg];
+    if (!series.has(name)) series.set(name, new Map());
+    series.get(name).set(r.keys[0], numbers(r)[agg]);
+  }
+  let lo = 0, hi = 0;
+  for (const s of series.values()) for (const n of s.values()) {
+    if (Number.isFinite(n.lo)) lo = Math.min(lo, n.lo);
+    if (Number.isFinite(n.hi)) hi = Math.max(hi, n.hi);
+    if (Number.isFinite(n.value)) { lo = Math.min(lo, n.value); hi = Math.max(hi, n.value); }
+  }
+  const { g, y } = frame(lo, hi);
+  const x = (i) => M.l + (times.length < 2 ? (W - M.l - M.r) / 2 : (i * (W - M.l - M.r)) / (times.length - 1));
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', 'data-kind': 'timeseries', 'aria-label': 'time series with 95% interval bands' }, g);
+  const legend = el('div', { class: 'legend' });
+  let si = 0;
+  for (const [name, pts] of series) {
+    const color = PALETTE[si++ % PALETTE.length];
+    // Runs of released points; a suppressed or missing bucket breaks the line.
+    const runs = [[]];
+    times.forEach((t, i) => {
+      const n = pts.get(t);
+      if (n && Number.isFinite(n.value)) runs[runs.length - 1].push({ i, n });
+      else if (runs[runs.length - 1].length) runs.push([]);
+    });
+    const sg = svg('g', { class: 'series', 'data-series': name });
+    for (const run of runs.filter((r) => r.length)) {
+      const up = run.map(({ i, n }) => `${x(i).toFixed(1)},${y(Number.isFinite(n.hi) ? n.hi : n.value).toFixed(1)}`);
+      const down = run.slice().reverse().map(({ i, n }) => `${x(i).toFixed(1)},${y(Number.isFinite(n.lo) ? n.lo : n.value).toFixed(1)}`);
+      sg.append(svg('path', { class: 'band', fill: color, d: `M${up.join('L')}L${down.join('L')}Z` }));
+      sg.append(svg('path', { class: 'line', stroke: color, d: 'M' + run.map(({ i, n }) => `${x(i).toFixed(1)},${y(n.value).toFixed(1)}`).join('L') }));
+      for (const { i, n } of run) {
+        sg.append(svg('circle', { cx: x(i).toFixed(1), cy: y(n.value).toFixed(1), r: 2, fill: color },
+          svg('title', {}, `${name} ${times[i]}: ${n.display || goFloat(n.value)} (95% CI ${goFloat(n.lo)} – ${goFloat(n.hi)})`)));
+      }
+    }
+    root.append(sg);
+    legend.append(el('span', { style: `--c:${color}` }, name));
+  }
+  xLabels(g, times, x);
+  return el('div', {}, root, legend);
+}
+
+// bars draws one bar per row with its interval as an error bar.
+function bars(res, agg) {
+  const rows = res.rows;
+  const cats = rows.map((r) => (r.keys || []).join(' / ') || res.columns[res.key_columns + agg]);
+  const ns = rows.map((r) => numbers(r)[agg]);
+  let lo = 0, hi = 0;
+  for (const n of ns) for (const v of [n.value, n.lo, n.hi]) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  const { g, y } = frame(lo, hi);
+  const bw = (W - M.l - M.r) / Math.max(1, cats.length);
+  const x = (i) => M.l + bw * (i + 0.5);
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', 'data-kind': 'bars', 'aria-label': 'bar chart with 95% interval error bars' }, g);
+  ns.forEach((n, i) => {
+    const color = PALETTE[0];
+    if (!Number.isFinite(n.value)) {
+      root.append(svg('text', { x: x(i), y: y(0) - 4, 'text-anchor': 'middle' }, n.display || 'suppressed'));
+      return;
+    }
+    const top = Math.min(y(n.value), y(0)), h = Math.abs(y(n.value) - y(0));
+    root.append(svg('rect', { class: 'bar', fill: color, x: (x(i) - bw * 0.35).toFixed(1), y: top.toFixed(1), width: (bw * 0.7).toFixed(1), height: h.toFixed(1) },
+      svg('title', {}, `${cats[i]}: ${n.display || goFloat(n.value)} (95% CI ${goFloat(n.lo)} – ${goFloat(n.hi)})`)));
+    if (Number.isFinite(n.lo) && Number.isFinite(n.hi)) {
+      const w = Math.min(8, bw * 0.2);
+      root.append(svg('path', { class: 'errbar', d: `M${x(i) - w},${y(n.hi)}H${x(i) + w}M${x(i)},${y(n.hi)}V${y(n.lo)}M${x(i) - w},${y(n.lo)}H${x(i) + w}` }));
+    }
+  });
+  xLabels(g, cats, x);
+  return el('div', {}, root);
+}
+
+// chart returns a chart of a result's first aggregate (or agg).
+export function chart(res, agg = 0) {
+  if (!(res.rows || []).length) return el('p', { class: 'muted' }, 'No rows.');
+  return isTimeSeries(res) ? timeSeries(res, agg) : bars(res, agg);
+}
