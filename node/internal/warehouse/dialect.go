@@ -1,0 +1,83 @@
+package warehouse
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+)
+
+// Dialect is what differs between SQL engines that hold OMOP. The translator
+// (translate.go) writes standard SQL (CASE, COALESCE, window functions with
+// ROW_NUMBER/DENSE_RANK/MIN OVER, IN subqueries) and asks the dialect for the
+// rest. Citus, Trino or Spark SQL would be a new implementation of this
+// interface.
+type Dialect interface {
+	// Name identifies the dialect ("postgres").
+	Name() string
+	// Quote quotes an identifier.
+	Quote(ident string) string
+	// Placeholder is the n-th (1-based) bind parameter.
+	Placeholder(n int) string
+	// DayNumber is an integer expression: days since 1970-01-01 of the DATE
+	// expression d (NULL stays NULL).
+	DayNumber(d string) string
+	// DateLiteral is a DATE constant.
+	DateLiteral(d cdm.Date) string
+	// Week, Month and Year are integer bucket numbers of a DATE expression,
+	// as plan.WeekOf (weeks since Monday 1969-12-29), plan.MonthOf
+	// (y*12+m-1) and plan.YearOf.
+	Week(d string) string
+	Month(d string) string
+	Year(d string) string
+	// Age is whole years between the DATE expressions birth and ref (the
+	// caller guards birth <= ref and NULL).
+	Age(birth, ref string) string
+	// Float casts an expression to double precision.
+	Float(x string) string
+	// Limit appends a row limit to a query.
+	Limit(query string, n int) string
+}
+
+// Postgres is the PostgreSQL (9.6+) dialect; it also fits Citus.
+type Postgres struct{}
+
+// Name implements Dialect.
+func (Postgres) Name() string { return "postgres" }
+
+// Quote implements Dialect.
+func (Postgres) Quote(id string) string { return `"` + strings.ReplaceAll(id, `"`, `""`) + `"` }
+
+// Placeholder implements Dialect.
+func (Postgres) Placeholder(n int) string { return "$" + strconv.Itoa(n) }
+
+// DayNumber implements Dialect.
+func (Postgres) DayNumber(d string) string { return "(" + d + " - DATE '1970-01-01')" }
+
+// DateLiteral implements Dialect.
+func (Postgres) DateLiteral(d cdm.Date) string { return "DATE '" + d.String() + "'" }
+
+// Week implements Dialect: floor((day+3)/7).
+func (p Postgres) Week(d string) string {
+	return fmt.Sprintf("floor((%s + 3)::float8 / 7)::int", p.DayNumber(d))
+}
+
+// Month implements Dialect.
+func (Postgres) Month(d string) string {
+	return fmt.Sprintf("(extract(year from %s)::int * 12 + extract(month from %s)::int - 1)", d, d)
+}
+
+// Year implements Dialect.
+func (Postgres) Year(d string) string { return fmt.Sprintf("extract(year from %s)::int", d) }
+
+// Age implements Dialect.
+func (Postgres) Age(birth, ref string) string {
+	return fmt.Sprintf("extract(year from age(%s, %s))::int", ref, birth)
+}
+
+// Float implements Dialect.
+func (Postgres) Float(x string) string { return "(" + x + ")::float8" }
+
+// Limit implements Dialect.
+func (Postgres) Limit(q string, n int) string { return q + " LIMIT " + strconv.Itoa(n) }

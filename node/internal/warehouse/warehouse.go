@@ -1,0 +1,249 @@
+// Package warehouse is a node back end for an existing OMOP CDM v5.4
+// database: it translates a query plan into one SQL statement (Translate)
+// that enforces the plan's contribution bounds in the database and returns
+// only aggregates (one row per cell), through a Dialect so that other
+// engines are a new dialect, not a rewrite. See docs/warehouse.md.
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/queries/eval"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// DefaultSchema is the schema holding the OMOP tables.
+const DefaultSchema = "omop"
+
+// Backend evaluates plans in a PostgreSQL OMOP database.
+type Backend struct {
+	pool   *pgxpool.Pool
+	d      Dialect
+	Schema string // OMOP schema; DefaultSchema unless set before use
+}
+
+// Open connects to dsn (a libpq/pgx connection string) with dialect d (nil:
+// Postgres).
+func Open(ctx context.Context, dsn string, d Dialect) (*Backend, error) {
+	if d == nil {
+		d = Postgres{}
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("warehouse: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("warehouse: %w", err)
+	}
+	return &Backend{pool: pool, d: d, Schema: DefaultSchema}, nil
+}
+
+// Close closes the connections.
+func (b *Backend) Close() { b.pool.Close() }
+
+// Evaluate computes p's exact aggregates in the database. The result must
+// never leave the node (see eval.Exact).
+func (b *Backend) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, error) {
+	var n int64
+	if err := b.pool.QueryRow(ctx, "SELECT COUNT(*) FROM "+b.d.Quote(b.Schema)+"."+b.d.Quote("person")).Scan(&n); err != nil {
+		return nil, fmt.Errorf("warehouse: %w", err)
+	}
+	if n > int64(p.MaxPatientsPerNode()) {
+		return nil, fmt.Errorf("%w: %d patients exceed the network bound of %d per node", eval.ErrData, n, p.MaxPatientsPerNode())
+	}
+	q, args, err := Translate(b.d, b.Schema, p)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := b.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("warehouse: %w", err)
+	}
+	defer rows.Close()
+	ms, cells := len(p.Measures()), p.Cells()
+	vals := make([]float64, ms*cells)
+	dst := make([]any, ms+1)
+	var cell int64
+	got := make([]float64, ms)
+	dst[0] = &cell
+	for i := range got {
+		dst[i+1] = &got[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(dst...); err != nil {
+			return nil, fmt.Errorf("warehouse: %w", err)
+		}
+		if cell < 0 || cell >= int64(cells) {
+			return nil, fmt.Errorf("warehouse: cell %d outside the domain of %d", cell, cells)
+		}
+		for i, v := range got {
+			vals[i*cells+int(cell)] = v
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("warehouse: %w", err)
+	}
+	return eval.FromValues(p, vals)
+}
+
+// ddl is the OMOP CDM v5.4 subset the back end reads (column names and types
+// as in the OMOP DDL; NOT NULL relaxed where fedstat data may lack a value).
+var ddl = []string{
+	`CREATE TABLE %[1]s.location (location_id bigint PRIMARY KEY, location_source_value varchar(50))`,
+	`CREATE TABLE %[1]s.person (person_id bigint PRIMARY KEY, gender_concept_id integer NOT NULL, year_of_birth integer, month_of_birth integer, day_of_birth integer, birth_datetime timestamp, race_concept_id integer NOT NULL DEFAULT 0, ethnicity_concept_id integer NOT NULL DEFAULT 0, location_id bigint, person_source_value varchar(50), gender_source_value varchar(50))`,
+	`CREATE TABLE %[1]s.death (person_id bigint PRIMARY KEY, death_date date NOT NULL, death_type_concept_id integer)`,
+	`CREATE TABLE %[1]s.condition_occurrence (condition_occurrence_id bigint PRIMARY KEY, person_id bigint NOT NULL, condition_concept_id integer NOT NULL DEFAULT 0, condition_start_date date, condition_end_date date, condition_type_concept_id integer NOT NULL DEFAULT 0, condition_source_value varchar(50))`,
+	`CREATE TABLE %[1]s.measurement (measurement_id bigint PRIMARY KEY, person_id bigint NOT NULL, measurement_concept_id integer NOT NULL DEFAULT 0, measurement_date date, measurement_type_concept_id integer NOT NULL DEFAULT 0, value_as_number double precision, measurement_source_value varchar(50), unit_source_value varchar(50))`,
+	`CREATE TABLE %[1]s.visit_occurrence (visit_occurrence_id bigint PRIMARY KEY, person_id bigint NOT NULL, visit_concept_id integer NOT NULL DEFAULT 0, visit_start_date date, visit_end_date date, visit_type_concept_id integer NOT NULL DEFAULT 0, visit_source_value varchar(50))`,
+	`CREATE TABLE %[1]s.drug_exposure (drug_exposure_id bigint PRIMARY KEY, person_id bigint NOT NULL, drug_concept_id integer NOT NULL DEFAULT 0, drug_exposure_start_date date, drug_type_concept_id integer NOT NULL DEFAULT 0, drug_source_value varchar(50))`,
+}
+
+var genderConcept = map[string]int32{"female": 8532, "male": 8507, "other": 8521, "unknown": 8551}
+
+// LoadRecords (re)creates the OMOP schema b.Schema and writes r into it, for
+// tests and demos. Row ids follow the row order of
+// cdm.NewBuilder().AddRecords(r).Build(), person_id is the patient index + 1,
+// so that "first in row order" is the same for eval and the warehouse.
+func (b *Backend) LoadRecords(ctx context.Context, r *cdm.Records) error {
+	t := cdm.NewBuilder()
+	t.AddRecords(r)
+	return b.LoadTables(ctx, t.Build())
+}
+
+// LoadTables is LoadRecords from columnar tables.
+func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
+	s := b.d.Quote(b.Schema)
+	if _, err := b.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+s+" CASCADE; CREATE SCHEMA "+s); err != nil {
+		return fmt.Errorf("warehouse: %w", err)
+	}
+	for _, q := range ddl {
+		if _, err := b.pool.Exec(ctx, fmt.Sprintf(q, s)); err != nil {
+			return fmt.Errorf("warehouse: %w", err)
+		}
+	}
+	str := func(tb *cdm.Table, col string, r int) any {
+		c, ok := tb.Strings[col]
+		if !ok {
+			return nil
+		}
+		v := c.Dict.Value(c.IDs[r])
+		if v == "" {
+			return nil
+		}
+		return v
+	}
+	date := func(tb *cdm.Table, col string, r int) any {
+		c, ok := tb.Dates[col]
+		if !ok || !c[r].Valid() {
+			return nil
+		}
+		return c[r].Time()
+	}
+	num := func(tb *cdm.Table, col string, r int) any {
+		c, ok := tb.Numbers[col]
+		if !ok || math.IsNaN(c[r]) {
+			return nil
+		}
+		return c[r]
+	}
+	copyRows := func(table string, cols []string, rows [][]any) error {
+		_, err := b.pool.CopyFrom(ctx, pgx.Identifier{b.Schema, table}, cols, pgx.CopyFromRows(rows))
+		if err != nil {
+			return fmt.Errorf("warehouse: copy %s: %w", table, err)
+		}
+		return nil
+	}
+	// person, location, death.
+	pt, _ := t.Table(cdm.TablePatients)
+	n := t.NumPatients()
+	prow := make([]int, n)
+	for i := range prow {
+		prow[i] = -1
+	}
+	if pt != nil {
+		for r, pi := range pt.Patient {
+			prow[pi] = r
+		}
+	}
+	locs := map[string]int64{}
+	var locRows, personRows, deathRows [][]any
+	for pi := 0; pi < n; pi++ {
+		id := int64(pi + 1)
+		row := []any{id, int32(0), nil, nil, nil, nil, nil, t.PatientIDs[pi], nil}
+		if r := prow[pi]; r >= 0 {
+			if sx := str(pt, "sex", r); sx != nil {
+				row[1] = genderConcept[sx.(string)]
+				row[8] = sx
+			}
+			if bd := date(pt, "birth_date", r); bd != nil {
+				y, m, d := plan.Civil(pt.Dates["birth_date"][r])
+				row[2], row[3], row[4], row[5] = int32(y), int32(m), int32(d), bd
+			}
+			if rg := str(pt, "region", r); rg != nil {
+				l, ok := locs[rg.(string)]
+				if !ok {
+					l = int64(len(locs) + 1)
+					locs[rg.(string)] = l
+					locRows = append(locRows, []any{l, rg})
+				}
+				row[6] = l
+			}
+			if dd := date(pt, "death_date", r); dd != nil {
+				deathRows = append(deathRows, []any{id, dd, int32(32817)})
+			}
+		}
+		personRows = append(personRows, row)
+	}
+	if err := copyRows("location", []string{"location_id", "location_source_value"}, locRows); err != nil {
+		return err
+	}
+	if err := copyRows("person", []string{"person_id", "gender_concept_id", "year_of_birth", "month_of_birth", "day_of_birth", "birth_datetime", "location_id", "person_source_value", "gender_source_value"}, personRows); err != nil {
+		return err
+	}
+	if err := copyRows("death", []string{"person_id", "death_date", "death_type_concept_id"}, deathRows); err != nil {
+		return err
+	}
+	for _, name := range []string{cdm.TableConditions, cdm.TableObservations, cdm.TableEncounters, cdm.TableMedications} {
+		tb, ok := t.Table(name)
+		if !ok {
+			continue
+		}
+		m := mapping[name]
+		sch, _ := cdm.LookupTable(name)
+		cols := []string{m.id, "person_id"}
+		var fcols []cdm.Column
+		for _, c := range sch.Columns {
+			if oc, ok := m.cols[c.Name]; ok {
+				cols = append(cols, oc)
+				fcols = append(fcols, c)
+			}
+		}
+		rows := make([][]any, tb.Rows)
+		for r := 0; r < tb.Rows; r++ {
+			row := []any{int64(r + 1), int64(tb.Patient[r]) + 1}
+			for _, c := range fcols {
+				switch c.Type {
+				case cdm.TypeString:
+					row = append(row, str(tb, c.Name, r))
+				case cdm.TypeDate:
+					row = append(row, date(tb, c.Name, r))
+				default:
+					row = append(row, num(tb, c.Name, r))
+				}
+			}
+			rows[r] = row
+		}
+		if err := copyRows(m.name, cols, rows); err != nil {
+			return err
+		}
+	}
+	_, err := b.pool.Exec(ctx, "ANALYZE")
+	return err
+}
