@@ -1,0 +1,126 @@
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/synth"
+	"github.com/fedstat/fedstat/queries/eval"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// dsn returns FEDSTAT_TEST_POSTGRES_DSN, or starts a throw-away cluster with
+// pg_ctl when the binaries are on PATH (not as root), or skips (fails in CI).
+func dsn(t *testing.T) string {
+	if d := os.Getenv("FEDSTAT_TEST_POSTGRES_DSN"); d != "" {
+		return d
+	}
+	fail := func(msg string, args ...any) string {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL needed in CI: "+msg, args...)
+		}
+		t.Skipf("no PostgreSQL (set FEDSTAT_TEST_POSTGRES_DSN or run scripts/test.sh): "+msg, args...)
+		return ""
+	}
+	if u, err := user.Current(); err != nil || u.Uid == "0" {
+		return fail("FEDSTAT_TEST_POSTGRES_DSN unset and running as root")
+	}
+	initdb, err := exec.LookPath("initdb")
+	if err != nil {
+		return fail("FEDSTAT_TEST_POSTGRES_DSN unset and no initdb on PATH")
+	}
+	dir := t.TempDir()
+	data, sock := filepath.Join(dir, "data"), dir
+	if out, err := exec.Command(initdb, "-D", data, "-A", "trust", "-U", "postgres").CombinedOutput(); err != nil {
+		return fail("initdb: %v: %s", err, out)
+	}
+	port := "54329"
+	if out, err := exec.Command("pg_ctl", "-D", data, "-w", "-o", "-k "+sock+" -p "+port+" -c listen_addresses=''", "start", "-l", filepath.Join(dir, "log")).CombinedOutput(); err != nil {
+		return fail("pg_ctl start: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("pg_ctl", "-D", data, "-m", "immediate", "stop").Run() })
+	return fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres", sock, port)
+}
+
+var queries = []string{
+	// DESIGN.md
+	`SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '38341003'`,
+	`SELECT COUNT(*) FROM patients WHERE sex = 'female' AND age BETWEEN 40 AND 64 AND patient_id IN (SELECT patient_id FROM conditions WHERE code = '44054006')`,
+	`SELECT week(onset_date) AS week, region, COUNT(DISTINCT patient_id) FROM conditions WHERE code = '840539006' AND onset_date BETWEEN '2020-02-01' AND '2020-04-30' GROUP BY week, region`,
+	`SELECT AVG(CLAMP(value, 3, 20)), STDDEV(CLAMP(value, 3, 20)) FROM observations WHERE code = '4548-4'`,
+	// more shapes
+	`SELECT sex, age_band(age, 10) AS band, COUNT(*) FROM patients WHERE age BETWEEN 40 AND 64 GROUP BY sex, band`,
+	`SELECT age_band(age, 20) AS band, COUNT(*) FROM patients GROUP BY band`,
+	`SELECT region, sex, COUNT(DISTINCT patient_id) FROM patients GROUP BY region, sex`,
+	`SELECT month(onset_date) AS month, code, COUNT(*) AS cases FROM conditions WHERE code IN ('44054006', '38341003') AND onset_date BETWEEN '2020-01-01' AND '2020-12-31' GROUP BY month, code WITH max_groups = 6, max_rows = 2`,
+	`SELECT year(onset_date) AS y, COUNT(*), COUNT(DISTINCT patient_id) FROM conditions WHERE onset_date BETWEEN '2018-01-01' AND '2023-12-31' GROUP BY y WITH max_groups = 2, max_rows = 3`,
+	`SELECT week(date) AS w, COUNT(*) FROM observations WHERE date BETWEEN '2020-01-01' AND '2020-12-31' GROUP BY w`,
+	`SELECT COUNT(*) FROM patients WHERE patient_id IN (SELECT patient_id FROM conditions WHERE code = '44054006') AND NOT patient_id IN (SELECT patient_id FROM conditions WHERE code = '38341003')`,
+	`SELECT COUNT(*) FROM patients WHERE patient_id IN (SELECT patient_id FROM conditions WHERE code = '44054006') OR patient_id NOT IN (SELECT patient_id FROM observations WHERE value > 7)`,
+	`SELECT sex, AVG(CLAMP(value, 3, 20)), STDDEV(CLAMP(value, 3, 20)), SUM(CLAMP(value, 0, 15)) FROM observations WHERE code = '4548-4' GROUP BY sex`,
+	`SELECT region, VARIANCE(CLAMP(age, 0, 100)) FROM patients WHERE NOT (sex = 'male') OR death_date >= '2020-01-01' GROUP BY region`,
+	`SELECT COUNT(*) FROM encounters WHERE class IN ('EMER', 'IMP') AND start_date >= '2020-01-01'`,
+	`SELECT COUNT(DISTINCT patient_id), COUNT(*) FROM medications WHERE authored_date < '2021-06-01' AND age > 30`,
+	`SELECT COUNT(*) FROM observations WHERE value / (value - 5) > 2 OR -value < -30`,
+}
+
+func TestCompareWithEval(t *testing.T) {
+	d := dsn(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	recs, err := synth.Generate(synth.Options{Patients: 3000, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := cdm.NewBuilder()
+	tables.AddRecords(recs)
+	tabs := tables.Build()
+	b, err := Open(ctx, d, Postgres{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.Schema = "omop_test"
+	if err := b.LoadRecords(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	cat := &plan.Catalogue{Regions: synth.DefaultRegions}
+	ref := cdm.DateFromYMD(2024, 1, 1)
+	for _, sql := range queries {
+		p, err := plan.Build(plan.Request{SQL: sql, Epsilon: 1, Delta: 1e-6, MinNodes: 1, Threshold: 1, ReferenceDate: ref}, cat)
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+			continue
+		}
+		want, err := eval.Evaluate(ctx, p, tabs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.Evaluate(ctx, p)
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+			continue
+		}
+		w, g := want.Values(), got.Values()
+		nonzero := 0
+		for i := range w {
+			if w[i] != 0 {
+				nonzero++
+			}
+			if w[i] != g[i] && !(math.IsNaN(w[i]) && math.IsNaN(g[i])) {
+				t.Errorf("%s: slot %d: eval %v, warehouse %v", sql, i, w[i], g[i])
+			}
+		}
+		if nonzero == 0 {
+			t.Errorf("%s: all zero: the query tests nothing", sql)
+		}
+	}
+}
