@@ -20,6 +20,35 @@ if ((${#need_apt[@]})); then
   fi
 fi
 
+# PostgreSQL for node/internal/warehouse (OMOP back end): in CI or as root,
+# install Debian's postgresql when missing and start a throw-away cluster on a
+# free port with a unix socket in a temp dir; stopped and removed on exit.
+# The tests read FEDSTAT_TEST_POSTGRES_DSN (set it yourself to use another
+# server); without it they fail when CI=true and skip otherwise.
+if [ -z "${FEDSTAT_TEST_POSTGRES_DSN:-}" ] && { [ "${CI:-}" = true ] || [ "$(id -u)" = 0 ]; }; then
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+  if [ -z "$pgbin" ]; then
+    echo "== installing postgresql"
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    else
+      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  fi
+  pgdir=$(mktemp -d /tmp/fedstat-pg.XXXXXX)
+  pgport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 55432)
+  as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$1"; else sh -c "$1"; fi; }
+  [ "$(id -u)" = 0 ] && chown postgres "$pgdir"
+  echo "== starting PostgreSQL ($pgbin) on port $pgport, socket $pgdir"
+  as_pg "'$pgbin/initdb' -D '$pgdir/data' -A trust -U postgres >'$pgdir/initdb.log' 2>&1"
+  as_pg "'$pgbin/pg_ctl' -D '$pgdir/data' -w -l '$pgdir/server.log' -o \"-k $pgdir -p $pgport -c listen_addresses=''\" start >/dev/null"
+  as_pg "'$pgbin/createdb' -h '$pgdir' -p $pgport -U postgres fedstat_test"
+  stop_pg() { as_pg "'$pgbin/pg_ctl' -D '$pgdir/data' -m fast stop >/dev/null 2>&1" || true; rm -rf "$pgdir"; }
+  trap stop_pg EXIT
+  export FEDSTAT_TEST_POSTGRES_DSN="host=$pgdir port=$pgport user=postgres dbname=fedstat_test"
+fi
+
 echo "== go mod download"
 go mod download
 

@@ -76,7 +76,7 @@ func (tr *translator) from(table string) (scope, string, error) {
 	return s, b.String(), nil
 }
 
-// column returns the SQL of a column: text as non-NULL text (” missing),
+// column returns the SQL of a column: text never NULL (the empty string when missing),
 // dates as DATE (NULL missing), numbers as float8 (NULL missing).
 func (tr *translator) column(c plan.ColumnRef, s scope) (string, error) {
 	var x string
