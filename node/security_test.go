@@ -1,0 +1,371 @@
+package node_test
+
+// Node-level security tests of issue 6 that need the node's own files: secret
+// shares at rest, and what a curious coordinator holds (its persisted state,
+// its key, the sealed threshold shares it relays) measured against the
+// nodes' secrets. See docs/threat-model.md.
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/hpke"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/demo"
+	"github.com/fedstat/fedstat/internal/kv"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/internal/rpc"
+	"github.com/fedstat/fedstat/node"
+	"github.com/fedstat/fedstat/node/admin"
+	"github.com/fedstat/fedstat/node/internal/keystore"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+)
+
+// startKept starts an n-node network with threshold t in dir (kept after
+// Close, so the test can read and modify the nodes' files).
+func startKept(t *testing.T, dir string, n, threshold int) *demo.Network {
+	t.Helper()
+	data, err := demo.Synthetic(n, 300, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nw, err := demo.Start(ctx, demo.Options{Dir: dir, Data: data, Threshold: threshold, MinNodes: threshold})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nw.Close)
+	return nw
+}
+
+func identity(t *testing.T, dir, name string) *pki.Identity {
+	t.Helper()
+	id, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func dialNode(t *testing.T, addr string, as *pki.Identity, nodeID string) nodev1.NodeServiceClient {
+	t.Helper()
+	conn, err := rpc.Dial(addr, as, nodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return nodev1.NewNodeServiceClient(conn)
+}
+
+// TestShareFileReadableByOthersStopsNode runs the key ceremony of a 2-of-3
+// network, stops it, makes one of node-1's secret files readable by others
+// (its CKG secret, then its threshold share) and checks that node.New
+// refuses to start, naming the file; with mode 0600 restored it starts and
+// is back in epoch 1.
+func TestShareFileReadableByOthersStopsNode(t *testing.T) {
+	dir := t.TempDir()
+	nw := startKept(t, dir, 3, 2)
+	epoch := nw.Epoch
+	nw.Close()
+
+	nodeDir := filepath.Join(dir, "node-1")
+	id := identity(t, dir, "node-1")
+	// start opens node-1's store and starts it; a node that fails to start
+	// leaves the store closed again.
+	start := func() (*node.Node, error) {
+		st, db, err := admin.OpenStore(context.Background(), admin.OpenOptions{DataDir: nodeDir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := node.New(node.Config{Identity: id, StateDir: nodeDir, DB: db, Data: st})
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		t.Cleanup(func() { db.Close() })
+		return n, nil
+	}
+	for _, name := range []string{fmt.Sprintf("epoch-%d.secret", epoch), fmt.Sprintf("epoch-%d-threshold.secret", epoch)} {
+		path := filepath.Join(nodeDir, "keys", name)
+		if err := os.Chmod(path, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		n, err := start()
+		if err == nil {
+			n.Close()
+			t.Fatalf("node started with %s readable by others", name)
+		}
+		if !errors.Is(err, keystore.ErrInsecure) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("node.New with %s mode 0644: %v, want keystore.ErrInsecure naming the file", name, err)
+		}
+		if err := os.Chmod(path, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The keys directory itself must be private too.
+	keys := filepath.Join(nodeDir, "keys")
+	if err := os.Chmod(keys, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := start(); err == nil || !errors.Is(err, keystore.ErrInsecure) || !strings.Contains(err.Error(), keys) {
+		if n != nil {
+			n.Close()
+		}
+		t.Fatalf("node.New with the keys directory mode 0755: %v, want keystore.ErrInsecure naming it", err)
+	}
+	if err := os.Chmod(keys, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	n, err := start()
+	if err != nil {
+		t.Fatalf("node.New with private secrets: %v", err)
+	}
+	defer n.Close()
+	if n.Epoch() != epoch {
+		t.Fatalf("restarted node is at epoch %d, want %d", n.Epoch(), epoch)
+	}
+}
+
+// TestCoordinatorStateCannotDecryptPartial runs a coordinator that persists
+// its state (query history, results, key epochs) in a kv store, makes a new
+// key epoch and releases a query through it, then takes one node's partial
+// and checks that nothing the coordinator holds opens it: not its persisted
+// state (no value is or contains a node's secret, none parses as a secret
+// key share or a result key), not its PKI key, not a result key it made. As
+// a control, the nodes' own secrets (all of them together) do decrypt it.
+func TestCoordinatorStateCannotDecryptPartial(t *testing.T) {
+	dir := t.TempDir()
+	nw := startKept(t, dir, 3, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	coordID := identity(t, dir, "coordinator")
+	db, err := kv.Open(kv.Options{Dir: filepath.Join(dir, "coordinator-state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var endpoints []coordinator.NodeEndpoint
+	for _, n := range nw.Nodes {
+		endpoints = append(endpoints, coordinator.NodeEndpoint{ID: n.ID(), Addr: n.Addr()})
+	}
+	c, err := coordinator.New(coordinator.Config{Identity: coordID, Nodes: endpoints, Threshold: 2, MinNodes: 2, Catalogue: nw.Catalogue, DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(runCtx) }()
+	defer func() { stop(); <-done; c.Close() }()
+	epoch, err := c.KeyCeremony(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}
+	st, err := c.Submit(ctx, coordinator.Analyst{Name: "analyst", Role: "analyst"}, spec, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Watch(ctx, st.GetQueryId(), func(s *coordinatorv1.QueryStatus) error { st = s; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if st.GetState() != coordinatorv1.State_STATE_DONE {
+		t.Fatalf("query through the persisting coordinator: %v %s", st.GetState(), st.GetError())
+	}
+
+	// One partial of node-1, asked for as the coordinator.
+	params := c.Params()
+	spec = st.GetSpec()
+	req, err := protocol.SignEvaluate(coordID.Key, "node-1", &nodev1.EvaluateBody{QueryId: "q-one", Epoch: epoch, Spec: spec, Analyst: "analyst", Role: "analyst"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := dialNode(t, nw.Nodes[0].Addr(), coordID, "node-1").Evaluate(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payload nodev1.PartialPayload
+	if err := proto.Unmarshal(resp.GetPartial().GetPayload(), &payload); err != nil {
+		t.Fatal(err)
+	}
+	ct, err := homomorphic.UnmarshalCiphertext(params, payload.GetCiphertexts()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plausible := func(rk *homomorphic.ResultKey, c *homomorphic.Ciphertext) bool {
+		v, err := homomorphic.Decrypt(params, rk, []*homomorphic.Ciphertext{c}, 1)
+		return err == nil && math.Abs(float64(v[0])) < 1e4
+	}
+
+	// Control: the nodes' secrets of this epoch, all together, key-switch
+	// the partial to a result key, which then decrypts it to a count.
+	var secrets [][]byte
+	rk, err := homomorphic.GenResultKey(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shares [][]byte
+	for _, n := range nw.Nodes {
+		ks, err := keystore.Open(filepath.Join(dir, n.ID(), "keys"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range []uint64{epoch - 1, epoch} {
+			for _, name := range []string{fmt.Sprintf("epoch-%d", e), fmt.Sprintf("epoch-%d-threshold", e)} {
+				b, err := ks.Get(name)
+				if err != nil {
+					t.Fatalf("%s: %s: %v", n.ID(), name, err)
+				}
+				secrets = append(secrets, b)
+			}
+		}
+		b, _ := ks.Get(fmt.Sprintf("epoch-%d", epoch))
+		sk, err := homomorphic.UnmarshalSecretKeyShare(params, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := collective.KeySwitchShare(params, sk, rk.Public(), ct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shares = append(shares, s)
+	}
+	switched, err := collective.KeySwitchCombine(params, ct, shares)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !plausible(rk, switched) {
+		t.Fatal("control failed: the nodes' secrets together do not decrypt the partial")
+	}
+
+	// What the coordinator holds: every value of its persisted state, its
+	// PKI files (certificate and key), and result keys it made.
+	var held [][]byte
+	if err := db.View(func(tx *kv.Txn) error {
+		return tx.Iterate(nil, func(_, v []byte) error { held = append(held, bytes.Clone(v)); return nil })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(held) < 2 {
+		t.Fatalf("the coordinator persisted %d values; expected its epoch and query records", len(held))
+	}
+	pkiFiles, _ := filepath.Glob(filepath.Join(dir, "pki", "coordinator*"))
+	if len(pkiFiles) == 0 {
+		t.Fatal("no coordinator PKI files found")
+	}
+	for _, f := range pkiFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, b)
+	}
+	own, _ := homomorphic.GenResultKey(params)
+	ownb, _ := own.MarshalBinary()
+	held = append(held, ownb)
+
+	if plausible(own, ct) {
+		t.Fatal("a result key the coordinator made decrypts a partial")
+	}
+	for i, b := range held {
+		for _, s := range secrets {
+			if bytes.Contains(b, s) || bytes.Contains(b, []byte(base64.StdEncoding.EncodeToString(s))) {
+				t.Fatalf("coordinator-held value %d contains a node's secret", i)
+			}
+		}
+		if sk, err := homomorphic.UnmarshalSecretKeyShare(params, b); err == nil {
+			if s, err := collective.KeySwitchShare(params, sk, own.Public(), ct); err == nil {
+				if out, err := collective.KeySwitchCombine(params, ct, [][]byte{s}); err == nil && plausible(own, out) {
+					t.Fatalf("coordinator-held value %d decrypts a partial as a secret key share", i)
+				}
+			}
+		}
+		if k, err := homomorphic.UnmarshalResultKey(params, b); err == nil && plausible(k, ct) {
+			t.Fatalf("coordinator-held value %d decrypts a partial as a result key", i)
+		}
+	}
+}
+
+// TestCoordinatorCannotOpenDealtShares plays a coordinator that starts a key
+// ceremony and keeps the Shamir shares node-1 deals to the other members:
+// they are sealed with HPKE to each recipient's certificate key, so neither
+// the coordinator's key nor another member's opens them; the recipient's
+// does.
+func TestCoordinatorCannotOpenDealtShares(t *testing.T) {
+	dir := t.TempDir()
+	nw := startKept(t, dir, 3, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	coordID := identity(t, dir, "coordinator")
+	var members []*nodev1.Member
+	for i, n := range nw.Nodes {
+		members = append(members, &nodev1.Member{NodeId: n.ID(), CertificateDer: identity(t, dir, n.ID()).Cert.Raw, ShamirPoint: uint64(i + 1)})
+	}
+	crs, err := collective.NewCRS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const epoch = 100
+	resp, err := dialNode(t, nw.Nodes[0].Addr(), coordID, "node-1").KeyGen(ctx, &nodev1.KeyGenRequest{
+		Epoch: epoch, Params: nw.Coordinator.Params().Name(), Crs: crs, Members: members, Threshold: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(id *pki.Identity, info string, ct []byte) error {
+		k, ok := id.Key.(*ecdsa.PrivateKey)
+		if !ok {
+			t.Fatalf("%s key is %T", id.Name(), id.Key)
+		}
+		ek, err := k.ECDH()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kx ecdh.KeyExchanger = ek
+		sk, err := hpke.NewDHKEMPrivateKey(kx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = hpke.Open(sk, hpke.HKDFSHA256(), hpke.AES256GCM(), []byte(info), ct)
+		return err
+	}
+	var checked int
+	for _, d := range resp.GetDealt() {
+		if d.GetToNodeId() != "node-2" {
+			continue
+		}
+		info := fmt.Sprintf("fedstat threshold share epoch=%d from=%s to=%s", epoch, d.GetFromNodeId(), d.GetToNodeId())
+		ct := d.GetSealed().GetPayload()
+		if err := open(identity(t, dir, "node-2"), info, ct); err != nil {
+			t.Fatalf("control: node-2 cannot open the share dealt to it: %v", err)
+		}
+		if open(coordID, info, ct) == nil {
+			t.Fatal("the coordinator's key opens a dealt threshold share")
+		}
+		if open(identity(t, dir, "node-3"), info, ct) == nil {
+			t.Fatal("node-3's key opens the share dealt to node-2")
+		}
+		checked++
+	}
+	if checked != 1 {
+		t.Fatalf("%d shares dealt to node-2, want 1", checked)
+	}
+}
