@@ -14,6 +14,26 @@ type omopTable struct {
 	name string            // OMOP table
 	id   string            // row id column: the deterministic row order
 	cols map[string]string // fedstat column -> OMOP column of this table
+	// concepts maps a fedstat column to the concept read through a source
+	// concept id column of this table: the concept's vocabulary (as a FHIR
+	// system URI, see vocabularies) or its concept_code.
+	concepts map[string]conceptCol
+}
+
+// conceptCol reads a concept field through a *_source_concept_id column.
+type conceptCol struct {
+	idCol string // e.g. condition_source_concept_id
+	vocab bool   // true: vocabulary_id as a system URI; false: concept_code
+}
+
+// vocabularies maps OMOP vocabulary_id to the code system URIs of fedstat's
+// CDM. Other vocabulary ids are passed through as they are.
+var vocabularies = [][2]string{
+	{"SNOMED", cdm.SystemSNOMED},
+	{"LOINC", cdm.SystemLOINC},
+	{"RxNorm", cdm.SystemRxNorm},
+	{"ICD10", cdm.SystemICD10},
+	{"ICD10CM", cdm.SystemICD10CM},
 }
 
 // mapping is the fedstat CDM -> OMOP CDM v5.4 mapping (docs/warehouse.md).
@@ -22,13 +42,17 @@ type omopTable struct {
 var mapping = map[string]omopTable{
 	cdm.TablePatients: {name: "person", id: "person_id"},
 	cdm.TableConditions: {name: "condition_occurrence", id: "condition_occurrence_id", cols: map[string]string{
-		"code": "condition_source_value", "onset_date": "condition_start_date", "abatement_date": "condition_end_date"}},
+		"code": "condition_source_value", "onset_date": "condition_start_date", "abatement_date": "condition_end_date"},
+		concepts: map[string]conceptCol{"system": {idCol: "condition_source_concept_id", vocab: true}}},
 	cdm.TableObservations: {name: "measurement", id: "measurement_id", cols: map[string]string{
-		"code": "measurement_source_value", "date": "measurement_date", "value": "value_as_number", "unit": "unit_source_value"}},
+		"code": "measurement_source_value", "date": "measurement_date", "value": "value_as_number", "unit": "unit_source_value"},
+		concepts: map[string]conceptCol{"system": {idCol: "measurement_source_concept_id", vocab: true}}},
 	cdm.TableEncounters: {name: "visit_occurrence", id: "visit_occurrence_id", cols: map[string]string{
-		"class": "visit_source_value", "start_date": "visit_start_date", "end_date": "visit_end_date"}},
+		"class": "visit_source_value", "start_date": "visit_start_date", "end_date": "visit_end_date"},
+		concepts: map[string]conceptCol{"type_code": {idCol: "visit_source_concept_id"}, "type_system": {idCol: "visit_source_concept_id", vocab: true}}},
 	cdm.TableMedications: {name: "drug_exposure", id: "drug_exposure_id", cols: map[string]string{
-		"code": "drug_source_value", "authored_date": "drug_exposure_start_date"}},
+		"code": "drug_source_value", "authored_date": "drug_exposure_start_date"},
+		concepts: map[string]conceptCol{"system": {idCol: "drug_source_concept_id", vocab: true}}},
 }
 
 // translator turns one plan into one SQL statement with bind arguments.
@@ -93,8 +117,21 @@ func (tr *translator) column(c plan.ColumnRef, s scope) (string, error) {
 			x = s.dth + ".death_date"
 		}
 	default:
-		if col, ok := mapping[s.table].cols[c.Name]; ok {
+		m := mapping[s.table]
+		if col, ok := m.cols[c.Name]; ok {
 			x = s.t + "." + col
+		} else if cc, ok := m.concepts[c.Name]; ok {
+			f := "c.concept_code"
+			if cc.vocab {
+				var b strings.Builder
+				b.WriteString("CASE c.vocabulary_id")
+				for _, v := range vocabularies {
+					fmt.Fprintf(&b, " WHEN '%s' THEN '%s'", v[0], v[1])
+				}
+				b.WriteString(" ELSE c.vocabulary_id END")
+				f = b.String()
+			}
+			x = fmt.Sprintf("(SELECT %s FROM %s c WHERE c.concept_id = %s.%s)", f, tr.tbl("concept"), s.t, cc.idCol)
 		}
 	}
 	if x == "" {
@@ -357,10 +394,22 @@ func Translate(d Dialect, schema string, p *plan.Plan) (string, []any, error) {
 		}
 		where = " WHERE " + ws
 	}
-	q := "WITH base AS (SELECT " + strings.Join(sel, ", ") + " FROM " + from + where + "),\n" +
-		"b AS (SELECT base.*, ROW_NUMBER() OVER (PARTITION BY pid, cell ORDER BY ord) AS rn, MIN(ord) OVER (PARTITION BY pid, cell) AS fo FROM base WHERE cell IS NOT NULL),\n" +
-		"c AS (SELECT b.*, DENSE_RANK() OVER (PARTITION BY pid ORDER BY fo) AS gr FROM b WHERE rn <= " + strconv.Itoa(p.MaxRowsPerPatient()) + ")\n" +
-		"SELECT " + strings.Join(aggs, ", ") + " FROM c WHERE gr <= " + strconv.Itoa(p.MaxGroupsPerPatient()) + " GROUP BY cell"
+	rowLevel := false
+	for _, k := range p.Keys() {
+		rowLevel = rowLevel || k.RowLevel
+	}
+	r := strconv.Itoa(p.MaxRowsPerPatient())
+	q := "WITH base AS (SELECT " + strings.Join(sel, ", ") + " FROM " + from + where + "),\n"
+	if rowLevel {
+		q += "b AS (SELECT base.*, ROW_NUMBER() OVER (PARTITION BY pid, cell ORDER BY ord) AS rn, MIN(ord) OVER (PARTITION BY pid, cell) AS fo FROM base WHERE cell IS NOT NULL),\n" +
+			"c AS (SELECT b.*, DENSE_RANK() OVER (PARTITION BY pid ORDER BY fo) AS gr FROM b WHERE rn <= " + r + ")\n" +
+			"SELECT " + strings.Join(aggs, ", ") + " FROM c WHERE gr <= " + strconv.Itoa(p.MaxGroupsPerPatient()) + " GROUP BY cell"
+	} else {
+		// Patient-level keys only: a patient's rows share one cell, so only
+		// the row bound applies (as eval's per-patient counter).
+		q += "b AS (SELECT base.*, ROW_NUMBER() OVER (PARTITION BY pid, cell ORDER BY ord) AS rn FROM base WHERE cell IS NOT NULL)\n" +
+			"SELECT " + strings.Join(aggs, ", ") + " FROM b WHERE rn <= " + r + " GROUP BY cell"
+	}
 	return q, tr.args, nil
 }
 

@@ -96,13 +96,14 @@ func (b *Backend) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, erro
 // ddl is the OMOP CDM v5.4 subset the back end reads (column names and types
 // as in the OMOP DDL; NOT NULL relaxed where fedstat data may lack a value).
 var ddl = []string{
+	`CREATE TABLE %[1]s.concept (concept_id integer PRIMARY KEY, concept_name varchar(255) NOT NULL DEFAULT '', domain_id varchar(20) NOT NULL DEFAULT '', vocabulary_id varchar(255) NOT NULL, concept_class_id varchar(20) NOT NULL DEFAULT '', concept_code varchar(50) NOT NULL)`,
 	`CREATE TABLE %[1]s.location (location_id bigint PRIMARY KEY, location_source_value varchar(50))`,
 	`CREATE TABLE %[1]s.person (person_id bigint PRIMARY KEY, gender_concept_id integer NOT NULL, year_of_birth integer, month_of_birth integer, day_of_birth integer, birth_datetime timestamp, race_concept_id integer NOT NULL DEFAULT 0, ethnicity_concept_id integer NOT NULL DEFAULT 0, location_id bigint, person_source_value varchar(50), gender_source_value varchar(50))`,
 	`CREATE TABLE %[1]s.death (person_id bigint PRIMARY KEY, death_date date NOT NULL, death_type_concept_id integer)`,
-	`CREATE TABLE %[1]s.condition_occurrence (condition_occurrence_id bigint PRIMARY KEY, person_id bigint NOT NULL, condition_concept_id integer NOT NULL DEFAULT 0, condition_start_date date, condition_end_date date, condition_type_concept_id integer NOT NULL DEFAULT 0, condition_source_value varchar(50))`,
-	`CREATE TABLE %[1]s.measurement (measurement_id bigint PRIMARY KEY, person_id bigint NOT NULL, measurement_concept_id integer NOT NULL DEFAULT 0, measurement_date date, measurement_type_concept_id integer NOT NULL DEFAULT 0, value_as_number double precision, measurement_source_value varchar(50), unit_source_value varchar(50))`,
-	`CREATE TABLE %[1]s.visit_occurrence (visit_occurrence_id bigint PRIMARY KEY, person_id bigint NOT NULL, visit_concept_id integer NOT NULL DEFAULT 0, visit_start_date date, visit_end_date date, visit_type_concept_id integer NOT NULL DEFAULT 0, visit_source_value varchar(50))`,
-	`CREATE TABLE %[1]s.drug_exposure (drug_exposure_id bigint PRIMARY KEY, person_id bigint NOT NULL, drug_concept_id integer NOT NULL DEFAULT 0, drug_exposure_start_date date, drug_type_concept_id integer NOT NULL DEFAULT 0, drug_source_value varchar(50))`,
+	`CREATE TABLE %[1]s.condition_occurrence (condition_occurrence_id bigint PRIMARY KEY, person_id bigint NOT NULL, condition_concept_id integer NOT NULL DEFAULT 0, condition_start_date date, condition_end_date date, condition_type_concept_id integer NOT NULL DEFAULT 0, condition_source_value varchar(50), condition_source_concept_id integer)`,
+	`CREATE TABLE %[1]s.measurement (measurement_id bigint PRIMARY KEY, person_id bigint NOT NULL, measurement_concept_id integer NOT NULL DEFAULT 0, measurement_date date, measurement_type_concept_id integer NOT NULL DEFAULT 0, value_as_number double precision, measurement_source_value varchar(50), measurement_source_concept_id integer, unit_source_value varchar(50))`,
+	`CREATE TABLE %[1]s.visit_occurrence (visit_occurrence_id bigint PRIMARY KEY, person_id bigint NOT NULL, visit_concept_id integer NOT NULL DEFAULT 0, visit_start_date date, visit_end_date date, visit_type_concept_id integer NOT NULL DEFAULT 0, visit_source_value varchar(50), visit_source_concept_id integer)`,
+	`CREATE TABLE %[1]s.drug_exposure (drug_exposure_id bigint PRIMARY KEY, person_id bigint NOT NULL, drug_concept_id integer NOT NULL DEFAULT 0, drug_exposure_start_date date, drug_type_concept_id integer NOT NULL DEFAULT 0, drug_source_value varchar(50), drug_source_concept_id integer)`,
 }
 
 var genderConcept = map[string]int32{"female": 8532, "male": 8507, "other": 8521, "unknown": 8551}
@@ -210,6 +211,32 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 	if err := copyRows("death", []string{"person_id", "death_date", "death_type_concept_id"}, deathRows); err != nil {
 		return err
 	}
+	// Local source concepts (ids above 2,000,000,000, OMOP's range for
+	// site-specific concepts), one per (system, code).
+	vocabOf := map[string]string{}
+	for _, v := range vocabularies {
+		vocabOf[v[1]] = v[0]
+	}
+	concepts := map[[2]string]int32{}
+	var conceptRows [][]any
+	concept := func(system, code any) any {
+		if system == nil && code == nil {
+			return nil
+		}
+		sy, _ := system.(string)
+		co, _ := code.(string)
+		if v, ok := vocabOf[sy]; ok {
+			sy = v
+		}
+		k := [2]string{sy, co}
+		id, ok := concepts[k]
+		if !ok {
+			id = int32(2_000_000_001 + len(concepts))
+			concepts[k] = id
+			conceptRows = append(conceptRows, []any{id, sy, co})
+		}
+		return id
+	}
 	for _, name := range []string{cdm.TableConditions, cdm.TableObservations, cdm.TableEncounters, cdm.TableMedications} {
 		tb, ok := t.Table(name)
 		if !ok {
@@ -225,6 +252,15 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 				fcols = append(fcols, c)
 			}
 		}
+		// The source concept: (system, code) or (type_system, type_code).
+		sysCol, codeCol, idCol := "system", "code", ""
+		if name == cdm.TableEncounters {
+			sysCol, codeCol = "type_system", "type_code"
+		}
+		if cc, ok := m.concepts[sysCol]; ok {
+			idCol = cc.idCol
+			cols = append(cols, idCol)
+		}
 		rows := make([][]any, tb.Rows)
 		for r := 0; r < tb.Rows; r++ {
 			row := []any{int64(r + 1), int64(tb.Patient[r]) + 1}
@@ -238,11 +274,17 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 					row = append(row, num(tb, c.Name, r))
 				}
 			}
+			if idCol != "" {
+				row = append(row, concept(str(tb, sysCol, r), str(tb, codeCol, r)))
+			}
 			rows[r] = row
 		}
 		if err := copyRows(m.name, cols, rows); err != nil {
 			return err
 		}
+	}
+	if err := copyRows("concept", []string{"concept_id", "vocabulary_id", "concept_code"}, conceptRows); err != nil {
+		return err
 	}
 	_, err := b.pool.Exec(ctx, "ANALYZE")
 	return err

@@ -62,7 +62,7 @@ var queries = []string{
 	`SELECT region, sex, COUNT(DISTINCT patient_id) FROM patients GROUP BY region, sex`,
 	`SELECT month(onset_date) AS month, code, COUNT(*) AS cases FROM conditions WHERE code IN ('44054006', '38341003') AND onset_date BETWEEN '2020-01-01' AND '2020-12-31' GROUP BY month, code WITH max_groups = 6, max_rows = 2`,
 	`SELECT year(onset_date) AS y, COUNT(*), COUNT(DISTINCT patient_id) FROM conditions WHERE onset_date BETWEEN '2018-01-01' AND '2023-12-31' GROUP BY y WITH max_groups = 2, max_rows = 3`,
-	`SELECT week(date) AS w, COUNT(*) FROM observations WHERE date BETWEEN '2020-01-01' AND '2020-12-31' GROUP BY w`,
+	`SELECT week(date) AS w, COUNT(*) FROM observations WHERE date BETWEEN '2020-01-01' AND '2020-12-31' GROUP BY w WITH max_groups = 1, max_rows = 1`,
 	`SELECT COUNT(*) FROM patients WHERE patient_id IN (SELECT patient_id FROM conditions WHERE code = '44054006') AND NOT patient_id IN (SELECT patient_id FROM conditions WHERE code = '38341003')`,
 	`SELECT COUNT(*) FROM patients WHERE patient_id IN (SELECT patient_id FROM conditions WHERE code = '44054006') OR patient_id NOT IN (SELECT patient_id FROM observations WHERE value > 7)`,
 	`SELECT sex, AVG(CLAMP(value, 3, 20)), STDDEV(CLAMP(value, 3, 20)), SUM(CLAMP(value, 0, 15)) FROM observations WHERE code = '4548-4' GROUP BY sex`,
@@ -70,6 +70,16 @@ var queries = []string{
 	`SELECT COUNT(*) FROM encounters WHERE class IN ('EMER', 'IMP') AND start_date >= '2020-01-01'`,
 	`SELECT COUNT(DISTINCT patient_id), COUNT(*) FROM medications WHERE authored_date < '2021-06-01' AND age > 30`,
 	`SELECT COUNT(*) FROM observations WHERE value / (value - 5) > 2 OR -value < -30`,
+	`SELECT COUNT(*) FROM conditions WHERE system = 'http://snomed.info/sct' AND code = '38341003'`,
+	`SELECT type_code, COUNT(*) FROM encounters WHERE type_system = 'http://snomed.info/sct' AND type_code IN ('185349003', '50849002') GROUP BY type_code`,
+	`SELECT COUNT(*) FROM medications WHERE system <> 'http://loinc.org'`,
+}
+
+// bounded are queries whose contribution bounds must bite on the test data:
+// the compare test checks that raising them changes eval's answer.
+var bounded = map[string]string{
+	`SELECT year(onset_date) AS y, COUNT(*), COUNT(DISTINCT patient_id) FROM conditions WHERE onset_date BETWEEN '2018-01-01' AND '2023-12-31' GROUP BY y WITH max_groups = 2, max_rows = 3`: `SELECT year(onset_date) AS y, COUNT(*), COUNT(DISTINCT patient_id) FROM conditions WHERE onset_date BETWEEN '2018-01-01' AND '2023-12-31' GROUP BY y WITH max_groups = 6, max_rows = 1000`,
+	`SELECT week(date) AS w, COUNT(*) FROM observations WHERE date BETWEEN '2020-01-01' AND '2020-12-31' GROUP BY w WITH max_groups = 1, max_rows = 1`:                                       `SELECT week(date) AS w, COUNT(*) FROM observations WHERE date BETWEEN '2020-01-01' AND '2020-12-31' GROUP BY w WITH max_groups = 53, max_rows = 1000`,
 }
 
 func TestCompareWithEval(t *testing.T) {
@@ -117,6 +127,19 @@ func TestCompareWithEval(t *testing.T) {
 			}
 			if w[i] != g[i] && !(math.IsNaN(w[i]) && math.IsNaN(g[i])) {
 				t.Errorf("%s: slot %d: eval %v, warehouse %v", sql, i, w[i], g[i])
+			}
+		}
+		if loose, ok := bounded[sql]; ok {
+			lp, err := plan.Build(plan.Request{SQL: loose, Epsilon: 1, Delta: 1e-6, MinNodes: 1, Threshold: 1, ReferenceDate: ref}, cat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lw, err := eval.Evaluate(ctx, lp, tabs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(lw.Values()) == fmt.Sprint(w) {
+				t.Errorf("%s: the contribution bounds do not bite on the test data", sql)
 			}
 		}
 		if nonzero == 0 {
