@@ -257,10 +257,10 @@ async function queryPage() {
       }
       return;
     }
-    history.replaceState(null, '', `#/query/${encodeURIComponent(st.query_id)}`);
+    window.history.replaceState(null, '', `#/query/${encodeURIComponent(st.query_id)}`);
     await follow(st.query_id, runSlot);
   };
-  const history = el('div', { id: 'history' });
+  const recent = el('div', { id: 'history' });
   show(
     el('div', { class: 'card' },
       el('h2', {}, 'Query'),
@@ -273,14 +273,14 @@ async function queryPage() {
       sql,
       el('div', { class: 'row' }, el('label', {}, 'ε (optional)', eps), el('button', { id: 'run', class: 'primary', type: 'button', onclick: run }, 'Run')),
       errSlot),
-    runSlot, history);
+    runSlot, recent);
   // A query id in the address shows that query.
   const id = decodeURIComponent(location.hash.split('/')[2] || '');
   if (id) follow(id, runSlot).catch((e) => runSlot.replaceChildren(errorBox(e)));
   try {
     const l = await api('GET', '/v1/queries?limit=20');
     const qs = l.queries || [];
-    if (qs.length) history.replaceChildren(el('div', { class: 'card' }, el('h3', {}, 'Recent queries'), el('table', {},
+    if (qs.length) recent.replaceChildren(el('div', { class: 'card' }, el('h3', {}, 'Recent queries'), el('table', {},
       el('tbody', {}, qs.map((q) => el('tr', {},
         el('td', {}, el('a', { href: `#/query/${encodeURIComponent(q.query_id)}` }, q.query_id)),
         el('td', {}, el('span', { class: 'pill ' + q.state }, (q.state || '').replace('STATE_', '').toLowerCase())),

@@ -1,0 +1,352 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/internal/demo"
+	"github.com/fedstat/fedstat/internal/pki"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+)
+
+var screenshots = flag.Bool("screenshots", false, "write the pages' screenshots to docs/screenshots")
+
+// chromium finds Debian's chromium. Missing, the test fails in CI and is
+// skipped elsewhere.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "/usr/bin/chromium"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is not installed; CI must install it (scripts/test.sh: apt-get install -y chromium)")
+	}
+	t.Skip("chromium is not installed: skipping the dashboard's browser test (apt-get install -y chromium to run it)")
+	return ""
+}
+
+// api calls the coordinator's HTTP/JSON API with a bearer token.
+type api struct {
+	base string
+	c    *http.Client
+}
+
+func newAPI(t *testing.T, p *demo.Processes) *api {
+	ca, err := pki.LoadCert(p.Env["FEDSTAT_CA"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &api{base: p.Env["FEDSTAT_HTTP"], c: &http.Client{Timeout: time.Minute,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "coordinator"}}}}
+}
+
+func (a *api) do(t *testing.T, token, method, path string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, a.base+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := a.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// TestDashboard starts a real coordinator and three nodes as processes,
+// signs in to the dashboard in headless Chromium as an analyst, builds and
+// runs a weekly-cases-by-region query with the form builder, checks the
+// chart and its interval bands, downloads the CSV and compares it with the
+// API's result for the same query id (formatted like `fedstat query
+// --format csv`), checks a parse error is shown at its position, and that
+// the analyst is refused the operator's audit page while an operator sees
+// it. With -screenshots it writes every page to docs/screenshots.
+func TestDashboard(t *testing.T) {
+	chrome := chromium(t)
+	if testing.Short() {
+		t.Skip("browser test builds the binary and starts processes; skipped with -short")
+	}
+	start := time.Now()
+	bin := filepath.Join(t.TempDir(), "fedstat")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fedstat/fedstat/cmd/fedstat").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	data, err := demo.Synthetic(3, 500, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	p, err := demo.Serve(ctx, demo.ServeOptions{Binary: bin, Dir: dir, Data: data})
+	if err != nil {
+		b, _ := os.ReadFile(filepath.Join(dir, "coordinator.log"))
+		t.Fatalf("%v\ncoordinator.log:\n%s", err, b)
+	}
+	defer p.Stop()
+	analyst := p.Env["FEDSTAT_TOKEN"]
+
+	// Add an operator token and restart the coordinator to load it.
+	operator := "fst_operator_" + fmt.Sprint(time.Now().UnixNano())
+	tokens := fmt.Sprintf(`[{"name": "analyst", "role": "analyst", "sha256": %q}, {"name": "ops", "role": "operator", "sha256": %q}]`,
+		coordinator.HashToken(analyst), coordinator.HashToken(operator))
+	if err := os.WriteFile(filepath.Join(dir, "tokens.json"), []byte(tokens), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.Coordinator.Stop(10 * time.Second)
+	if err := p.StartCoordinator(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitReady(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("network up in %v", time.Since(start).Round(time.Millisecond))
+	a := newAPI(t, p)
+	if code, body := a.do(t, analyst, "GET", "/v1/audit"); code != http.StatusForbidden {
+		t.Fatalf("analyst GET /v1/audit: %d %s, want 403", code, body)
+	}
+	if code, body := a.do(t, operator, "GET", "/v1/audit"); code != http.StatusOK || !strings.Contains(string(body), `"entries"`) {
+		t.Fatalf("operator GET /v1/audit: %d %s", code, body)
+	}
+
+	downloads := t.TempDir()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chrome), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		// The coordinator's certificate is from the network's own CA.
+		chromedp.Flag("ignore-certificate-errors", true),
+		chromedp.WindowSize(1280, 1000),
+	}
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	chromedp.ListenTarget(bctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			t.Logf("browser exception: %s", ev.ExceptionDetails.Error())
+		case *runtime.EventConsoleAPICalled:
+			for _, a := range ev.Args {
+				t.Logf("browser console %s: %s %s", ev.Type, a.Value, a.Description)
+			}
+		}
+	})
+	// Start the browser on bctx itself: a browser started under a
+	// per-step timeout context would close with that step.
+	if err := chromedp.Run(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	run := func(what string, timeout time.Duration, actions ...chromedp.Action) {
+		t.Helper()
+		c, cancel := context.WithTimeout(bctx, timeout)
+		defer cancel()
+		if err := chromedp.Run(c, actions...); err != nil {
+			var html string
+			hc, hcancel := context.WithTimeout(bctx, 5*time.Second)
+			chromedp.Run(hc, chromedp.OuterHTML("main", &html))
+			hcancel()
+			t.Fatalf("%s: %v\npage: %s", what, err, html)
+		}
+	}
+	shot := func(name string) {
+		t.Helper()
+		var buf []byte
+		run("screenshot "+name, 20*time.Second, chromedp.FullScreenshot(&buf, 100))
+		path := filepath.Join(t.TempDir(), name+".png")
+		if *screenshots {
+			path = filepath.Join("..", "..", "docs", "screenshots", name+".png")
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(path, buf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eval := func(js string, out any) chromedp.Action {
+		return chromedp.Evaluate(js, out, func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })
+	}
+	// setValue sets a form field as typing would, with input and change events.
+	setValue := func(sel, v string) chromedp.Action {
+		js, _ := json.Marshal(v)
+		return eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.value = %s; e.dispatchEvent(new Event("input", {bubbles: true})); e.dispatchEvent(new Event("change", {bubbles: true})); return true })()`, sel, js), nil)
+	}
+	goTo := func(hash string) chromedp.Action { return eval(`location.hash = "`+hash+`"; true`, nil) }
+
+	// Sign in as the analyst.
+	run("open sign-in", 30*time.Second,
+		browser.SetDownloadBehavior(browser.SetDownloadBehaviorBehaviorAllow).WithDownloadPath(downloads),
+		chromedp.Navigate(p.Env["FEDSTAT_HTTP"]+"/#/signin"),
+		chromedp.WaitVisible("#token", chromedp.ByQuery))
+	shot("signin")
+	run("sign in", 20*time.Second,
+		chromedp.SendKeys("#token", analyst, chromedp.ByQuery),
+		chromedp.Click("#signin-btn", chromedp.ByQuery),
+		chromedp.WaitVisible("#fb-kind", chromedp.ByQuery))
+	var auditLinkHidden bool
+	run("audit link", 5*time.Second, eval(`document.getElementById("nav-audit").hidden`, &auditLinkHidden))
+	if !auditLinkHidden {
+		t.Error("the analyst is offered the operator's audit page in the navigation")
+	}
+
+	// CSRF: a state-changing request with the cookie but without the header is refused.
+	var csrf int
+	run("csrf", 10*time.Second, eval(`fetch("/v1/queries", {method: "POST", credentials: "same-origin", body: '{"spec":{"sql":"SELECT COUNT(*) FROM patients"}}'}).then(r => r.status)`, &csrf))
+	if csrf != http.StatusForbidden {
+		t.Errorf("POST with the session cookie and no X-Fedstat header: %d, want 403", csrf)
+	}
+
+	// Build and run weekly cases by region with the form builder.
+	const wantSQL = "SELECT week(onset_date) AS week, region, COUNT(DISTINCT patient_id) FROM conditions WHERE code = '840539006' AND onset_date BETWEEN '2020-01-01' AND '2020-06-30' GROUP BY week, region"
+	var sql string
+	run("form builder", 20*time.Second,
+		setValue("#sql", ""),
+		setValue("#fb-kind", "weekly"),
+		setValue("#fb-code", "840539006"),
+		setValue("#fb-from", "2020-01-01"),
+		setValue("#fb-to", "2020-06-30"),
+		chromedp.Click("#fb-generate", chromedp.ByQuery),
+		chromedp.Value("#sql", &sql, chromedp.ByQuery))
+	if sql != wantSQL {
+		t.Fatalf("form builder wrote\n%s\nwant\n%s", sql, wantSQL)
+	}
+	qStart := time.Now()
+	var id string
+	var bands, lines int
+	run("run query", 60*time.Second,
+		chromedp.Click("#run", chromedp.ByQuery),
+		chromedp.WaitVisible(`#chart svg[data-kind="timeseries"] path.band`, chromedp.ByQuery),
+		chromedp.AttributeValue("#result", "data-query-id", &id, nil, chromedp.ByQuery),
+		eval(`document.querySelectorAll("#chart path.band").length`, &bands),
+		eval(`document.querySelectorAll("#chart path.line").length`, &lines))
+	t.Logf("query %s done in the browser in %v: %d bands, %d lines", id, time.Since(qStart).Round(time.Millisecond), bands, lines)
+	if id == "" || bands == 0 || lines == 0 {
+		t.Fatalf("chart: query id %q, %d bands, %d lines", id, bands, lines)
+	}
+	var answered int
+	run("progress", 5*time.Second, eval(`document.querySelectorAll('#progress-nodes tr[data-status="decrypted"], #progress-nodes tr[data-status="answered"]').length`, &answered))
+	if answered != 3 {
+		t.Errorf("progress shows %d nodes answered, want 3", answered)
+	}
+	shot("query")
+
+	// Download the CSV and compare it with the API's result, formatted as
+	// `fedstat query --format csv` formats it.
+	var gotCSV string
+	run("download csv", 10*time.Second,
+		chromedp.Click("#dl-csv", chromedp.ByQuery),
+		eval(`window.fedstatLastDownload.text`, &gotCSV))
+	code, body := a.do(t, analyst, "GET", "/v1/queries/"+id)
+	if code != http.StatusOK {
+		t.Fatalf("GET /v1/queries/%s: %d %s", id, code, body)
+	}
+	var st coordinatorv1.QueryStatus
+	if err := protojson.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	if err := coordinator.ResultFromProto(st.GetResult()).WriteCSV(&want); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.GetResult().GetRows()) == 0 {
+		t.Fatal("the API's result has no rows")
+	}
+	if gotCSV != want.String() {
+		t.Fatalf("dashboard CSV differs from the API's result:\n--- dashboard\n%s\n--- API\n%s", gotCSV, want.String())
+	}
+	// The browser saved the same bytes as a file.
+	file := filepath.Join(downloads, id+".csv")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(file)
+		if err == nil && string(b) == want.String() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("downloaded %s: %v (%d bytes), want the API's CSV", file, err, len(b))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A parse error is shown at its line and column.
+	var at string
+	run("parse error", 20*time.Second,
+		setValue("#sql", "SELECT COUNT(DISTINCT patient_id)\nFROM conditions WHERE cod = '840539006'"),
+		chromedp.Click("#run", chromedp.ByQuery),
+		chromedp.WaitVisible("#sql-error-at", chromedp.ByQuery),
+		chromedp.Text("#sql-error-at", &at, chromedp.ByQuery))
+	if !strings.Contains(at, "FROM conditions WHERE cod = '840539006'") || !strings.Contains(at, "^") {
+		t.Errorf("parse error shown as %q", at)
+	}
+	shot("query-error")
+
+	// The other pages.
+	var nodes int
+	run("network", 20*time.Second, goTo("#/network"),
+		chromedp.WaitVisible("#nodes tbody tr", chromedp.ByQuery),
+		eval(`document.querySelectorAll("#nodes tbody tr").length`, &nodes))
+	if nodes != 3 {
+		t.Errorf("network page shows %d nodes, want 3", nodes)
+	}
+	shot("network")
+	run("budget", 20*time.Second, goTo("#/budget"), chromedp.WaitVisible("#budget tbody tr", chromedp.ByQuery))
+	shot("budget")
+	run("approvals", 20*time.Second, goTo("#/approvals"), chromedp.WaitVisible("#approvals", chromedp.ByQuery))
+	shot("approvals")
+
+	// The analyst is refused the operator's audit page, and gets no entry.
+	var refused string
+	var rows int
+	run("audit refused", 20*time.Second, goTo("#/audit"),
+		chromedp.WaitVisible("#refused", chromedp.ByQuery),
+		chromedp.Text("#refused", &refused, chromedp.ByQuery),
+		eval(`document.querySelectorAll("#audit tbody tr").length`, &rows))
+	if !strings.Contains(refused, "403") || rows != 0 {
+		t.Errorf("analyst on the audit page: %q, %d rows", refused, rows)
+	}
+	shot("audit-refused")
+
+	// An operator sees the audit trail, with this query in it.
+	var trail string
+	run("operator audit", 30*time.Second,
+		chromedp.Click("#signout", chromedp.ByQuery),
+		chromedp.WaitVisible("#token", chromedp.ByQuery),
+		chromedp.SendKeys("#token", operator, chromedp.ByQuery),
+		chromedp.Click("#signin-btn", chromedp.ByQuery),
+		chromedp.WaitVisible("#fb-kind", chromedp.ByQuery),
+		goTo("#/audit"),
+		chromedp.WaitVisible("#audit tbody tr", chromedp.ByQuery),
+		chromedp.Text("#audit", &trail, chromedp.ByQuery))
+	if !strings.Contains(trail, id) {
+		t.Errorf("operator's audit trail does not mention query %s", id)
+	}
+	shot("audit")
+	t.Logf("dashboard test took %v", time.Since(start).Round(time.Millisecond))
+}
