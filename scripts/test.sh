@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium) # the dashboard's browser test (coordinator/web)
 if ((${#need_apt[@]})); then
   echo "== installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then

@@ -7,7 +7,7 @@ import { el, svg } from './dom.js';
 import { numbers, goFloat } from './format.js';
 
 const PALETTE = ['#1f6feb', '#d1242f', '#1a7f37', '#8250df', '#bf8700', '#0a7d8c', '#cf222e', '#6e7781', '#953800', '#116329', '#4c2889', '#a40e26'];
-const W = 900, H = 320, M = { l: 60, r: 16, t: 12, b: 46 };
+const W = 900, H = 320, M = { l: 60, r: 40, t: 12, b: 46 };
 
 const TIME_COL = /^(week|month|year|day|date)$/i;
 const TIME_KEY = /^\d{4}(-W\d{2}|-\d{2}(-\d{2})?)?$/;
@@ -86,6 +86,12 @@ function timeSeries(res, agg) {
     });
     const sg = svg('g', { class: 'series', 'data-series': name });
     for (const run of runs.filter((r) => r.length)) {
+      if (run.length === 1) { // a lone bucket: its interval as an error bar
+        const { i, n } = run[0];
+        if (Number.isFinite(n.lo) && Number.isFinite(n.hi)) {
+          sg.append(svg('path', { class: 'pointbar', stroke: color, d: `M${x(i) - 4},${y(n.hi)}H${x(i) + 4}M${x(i)},${y(n.hi)}V${y(n.lo)}M${x(i) - 4},${y(n.lo)}H${x(i) + 4}` }));
+        }
+      }
       const up = run.map(({ i, n }) => `${x(i).toFixed(1)},${y(Number.isFinite(n.hi) ? n.hi : n.value).toFixed(1)}`);
       const down = run.slice().reverse().map(({ i, n }) => `${x(i).toFixed(1)},${y(Number.isFinite(n.lo) ? n.lo : n.value).toFixed(1)}`);
       sg.append(svg('path', { class: 'band', fill: color, d: `M${up.join('L')}L${down.join('L')}Z` }));
@@ -96,7 +102,8 @@ function timeSeries(res, agg) {
       }
     }
     root.append(sg);
-    legend.append(el('span', { style: `--c:${color}` }, name));
+    // A swatch drawn in SVG: the page's CSP allows no inline styles.
+    legend.append(el('span', {}, svg('svg', { width: 10, height: 10, class: 'swatch' }, svg('rect', { width: 10, height: 10, rx: 2, fill: color })), ' ', name));
   }
   xLabels(g, times, x);
   return el('div', {}, root, legend);
