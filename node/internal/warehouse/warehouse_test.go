@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -42,7 +43,12 @@ func dsn(t *testing.T) string {
 	if out, err := exec.Command(initdb, "-D", data, "-A", "trust", "-U", "postgres").CombinedOutput(); err != nil {
 		return fail("initdb: %v: %s", err, out)
 	}
-	port := "54329"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail("no free port: %v", err)
+	}
+	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
 	if out, err := exec.Command("pg_ctl", "-D", data, "-w", "-o", "-k "+sock+" -p "+port+" -c listen_addresses=''", "start", "-l", filepath.Join(dir, "log")).CombinedOutput(); err != nil {
 		return fail("pg_ctl start: %v: %s", err, out)
 	}
@@ -86,7 +92,7 @@ func TestCompareWithEval(t *testing.T) {
 	d := dsn(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	recs, err := synth.Generate(synth.Options{Patients: 3000, Seed: 7})
+	recs, err := synth.Generate(synth.Options{Patients: 5000, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
