@@ -369,3 +369,76 @@ func TestCoordinatorCannotOpenDealtShares(t *testing.T) {
 		t.Fatalf("%d shares dealt to node-2, want 1", checked)
 	}
 }
+
+// TestForgedKeyCeremonyRefused plays a coordinator that runs a key ceremony
+// (epoch 100, T = N = 3) honestly up to InstallKey and then tries to have
+// node-1 install a public key of its own, a tampered CKG share, another
+// member's share under a third member's name, or a non-member's: node-1
+// refuses each, naming the reason, and answers no query while its new epoch
+// has no verified key.
+func TestForgedKeyCeremonyRefused(t *testing.T) {
+	dir := t.TempDir()
+	nw := startKept(t, dir, 3, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	coordID := identity(t, dir, "coordinator")
+	params := nw.Coordinator.Params()
+	var members []*nodev1.Member
+	clients := map[string]nodev1.NodeServiceClient{}
+	for i, n := range nw.Nodes {
+		members = append(members, &nodev1.Member{NodeId: n.ID(), CertificateDer: identity(t, dir, n.ID()).Cert.Raw, ShamirPoint: uint64(i + 1)})
+		clients[n.ID()] = dialNode(t, n.Addr(), coordID, n.ID())
+	}
+	crs, err := collective.NewCRS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const epoch = 100
+	var signed []*nodev1.NodeSigned
+	for _, n := range nw.Nodes {
+		resp, err := clients[n.ID()].KeyGen(ctx, &nodev1.KeyGenRequest{Epoch: epoch, Params: params.Name(), Crs: crs, Members: members, Threshold: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed = append(signed, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetCkgShare()})
+	}
+	own, _ := homomorphic.GenResultKey(params)
+	ownPK, _ := own.Public().MarshalBinary()
+	tampered := proto.Clone(signed[1]).(*nodev1.NodeSigned)
+	tampered.Signed.Payload[len(tampered.Signed.Payload)/2] ^= 1
+	relabelled := &nodev1.NodeSigned{NodeId: "node-3", Signed: signed[1].GetSigned()}
+	for _, tc := range []struct {
+		name   string
+		shares []*nodev1.NodeSigned
+		pk     []byte
+		want   []string
+	}{
+		// Forged shares go first, so that no genuine share is spent by the
+		// refusal (see the replay-cache note in TestReleaseRetryAfterRefusal).
+		{"a tampered CKG share", []*nodev1.NodeSigned{tampered, signed[0], signed[2]}, nil, []string{"CKG share from node-2", "bad signature"}},
+		{"node-2's share as node-3's", []*nodev1.NodeSigned{relabelled, signed[0], signed[1]}, nil, []string{"CKG share from node-3", "bad signature"}},
+		{"a share of a non-member", []*nodev1.NodeSigned{{NodeId: "node-9", Signed: signed[1].GetSigned()}}, nil, []string{"node-9", "not a member"}},
+		{"the coordinator's own public key", signed, ownPK, []string{"differs from the aggregate"}},
+	} {
+		_, err := clients["node-1"].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: epoch, CkgShares: tc.shares, PublicKey: tc.pk})
+		if err == nil {
+			t.Fatalf("node-1 installed %s", tc.name)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Fatalf("install with %s: %v, want it to name %q", tc.name, err, w)
+			}
+		}
+	}
+	// node-1's pending epoch 100 has no key: it answers no query until a
+	// valid InstallKey (it never encrypts under an unverified key).
+	req, err := protocol.SignEvaluate(coordID.Key, "node-1", &nodev1.EvaluateBody{QueryId: "q-pending", Epoch: epoch,
+		Spec:    &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 3, ReferenceDate: "2024-01-01"},
+		Analyst: "analyst", Role: "analyst"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clients["node-1"].Evaluate(ctx, req); err == nil || !strings.Contains(err.Error(), "no key epoch is active") {
+		t.Fatalf("evaluate at a node whose new epoch has no verified key: %v, want a refusal", err)
+	}
+}
