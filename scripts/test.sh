@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+# systemd-analyze, for deploy/'s check of the systemd units (verify).
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium) # the dashboard's browser test (coordinator/web)
 if ((${#need_apt[@]})); then
   echo "== installing ${need_apt[*]}"
