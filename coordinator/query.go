@@ -42,11 +42,15 @@ type query struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	st      *coordinatorv1.QueryStatus
-	changed chan struct{} // closed at every change, then replaced
-	started time.Time
+	mu       sync.Mutex
+	st       *coordinatorv1.QueryStatus
+	changed  chan struct{} // closed at every change, then replaced
+	started  time.Time
+	deadline time.Duration // bounds the wait for partials
 }
+
+// releaseTimeout bounds the key-switch round of a release.
+const releaseTimeout = 60 * time.Second
 
 // snapshot returns a copy of the status and a channel closed at the next change.
 func (q *query) snapshot() (*coordinatorv1.QueryStatus, <-chan struct{}) {
@@ -141,9 +145,12 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	if deadline <= 0 {
 		deadline = c.cfg.Deadline
 	}
-	qctx, cancel := context.WithTimeout(context.Background(), deadline)
+	// ctx lives until the query ends (Cancel ends it early); the deadline
+	// bounds only the wait for partials, so that a release can still run
+	// after a slow node has used up the deadline.
+	qctx, cancel := context.WithCancel(context.Background())
 	q := &query{
-		id: newQueryID(), plan: p, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: start,
+		id: newQueryID(), plan: p, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: start, deadline: deadline,
 		st: &coordinatorv1.QueryStatus{
 			State: coordinatorv1.State_STATE_PLANNED, Spec: spec, Analyst: who.Name,
 			Plan: p.Describe(), SubmittedUnixMs: c.cfg.Now().UnixMilli(), Epoch: e.ID,
@@ -236,6 +243,8 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	// Collect: every member evaluates; the coordinator verifies each partial.
 	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_COLLECTING })
 	start := time.Now()
+	collectCtx, cancelCollect := context.WithTimeout(q.ctx, q.deadline)
+	defer cancelCollect()
 	var mu sync.Mutex
 	var parts []partial
 	failures := map[string]string{}
@@ -245,7 +254,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 		go func() {
 			defer wg.Done()
 			t0 := time.Now()
-			pt, err := c.collectOne(q, e, mem, who)
+			pt, err := c.collectOne(collectCtx, q, e, mem, who)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -261,8 +270,8 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	}
 	wg.Wait()
 	q.phase("collect", start)
-	if q.ctx.Err() != nil && errors.Is(context.Cause(q.ctx), context.Canceled) && len(parts) < len(e.Members) {
-		return nil, fmt.Errorf("%w before release", ErrQueryCanceled)
+	if q.ctx.Err() != nil {
+		return nil, fmt.Errorf("%w before release; nothing was decrypted", ErrQueryCanceled)
 	}
 	if len(parts) < m {
 		return nil, fmt.Errorf("%w: %d of %d nodes answered, min_nodes is %d; nothing was decrypted. %s",
@@ -311,7 +320,9 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	sort.Strings(decryptors)
 	ksReq := &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: signed, TargetPublicKey: target, Decryptors: decryptors}
 	shares := make([][][]byte, len(decryptors)) // [decryptor][ciphertext]
-	err = c.fanout(q.ctx, decryptors, func(ctx context.Context, i int, id string) error {
+	releaseCtx, cancelRelease := context.WithTimeout(q.ctx, releaseTimeout)
+	defer cancelRelease()
+	err = c.fanout(releaseCtx, decryptors, func(ctx context.Context, i int, id string) error {
 		mem := e.member(id)
 		cl, err := c.client(id)
 		if err != nil {
@@ -377,7 +388,7 @@ func (e *epoch) member(id string) epochMember {
 // collectOne asks one member for its partial and verifies it: signature by
 // the member's certificate key, binding to this query, epoch and node,
 // freshness, and a payload that decodes to the plan's shape.
-func (c *Coordinator) collectOne(q *query, e *epoch, mem epochMember, who Analyst) (partial, error) {
+func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem epochMember, who Analyst) (partial, error) {
 	cl, err := c.client(mem.ID)
 	if err != nil {
 		return partial{}, err
@@ -388,7 +399,7 @@ func (c *Coordinator) collectOne(q *query, e *epoch, mem epochMember, who Analys
 	if err != nil {
 		return partial{}, err
 	}
-	resp, err := cl.Evaluate(q.ctx, req)
+	resp, err := cl.Evaluate(ctx, req)
 	if err != nil {
 		return partial{}, fmt.Errorf("%s", rpcMessage(err))
 	}

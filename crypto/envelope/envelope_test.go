@@ -39,7 +39,7 @@ func TestSealOpen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cache := NewMemoryReplayCache(time.Hour)
+			cache := testCache()
 			h, err := Open(s.Public(), e, bind, t0.Add(time.Second), time.Minute, cache)
 			if err != nil {
 				t.Fatal(err)
@@ -53,7 +53,7 @@ func TestSealOpen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := Open(s.Public(), e2, bind, t0, time.Minute, NewMemoryReplayCache(time.Hour)); err != nil {
+			if _, err := Open(s.Public(), e2, bind, t0, time.Minute, testCache()); err != nil {
 				t.Fatal(err)
 			}
 			// Replay into the first cache.
@@ -85,7 +85,7 @@ func TestOpenRejects(t *testing.T) {
 				return e
 			}
 			open := func(e *Envelope, want Binding, now time.Time) error {
-				_, err := Open(s.Public(), e, want, now, time.Minute, NewMemoryReplayCache(time.Hour))
+				_, err := Open(s.Public(), e, want, now, time.Minute, testCache())
 				return err
 			}
 			cases := []struct {
@@ -234,4 +234,12 @@ func TestMemoryReplayCache(t *testing.T) {
 			t.Fatalf("nonce %d won %d times", i, wins[byte(i)])
 		}
 	}
+}
+
+// testCache is a replay cache whose clock stands at t0, so that tests with
+// fixed timestamps do not depend on the wall clock.
+func testCache() ReplayCache {
+	c := NewMemoryReplayCache(time.Hour).(*memoryCache)
+	c.now = func() time.Time { return t0 }
+	return c
 }

@@ -39,7 +39,7 @@ func FuzzOpen(f *testing.F) {
 			t.Fatal("envelope encoding not canonical")
 		}
 		for _, pub := range append(pubs, otherEd.Public()) {
-			_, err := Open(pub, e, bind, t0, time.Minute, NewMemoryReplayCache(time.Hour))
+			_, err := Open(pub, e, bind, t0, time.Minute, testCache())
 			if err == nil {
 				continue
 			}
