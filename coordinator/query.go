@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -318,10 +319,38 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	}
 	decryptors = decryptors[:e.Threshold]
 	sort.Strings(decryptors)
-	ksReq := &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: signed, TargetPublicKey: target, Decryptors: decryptors}
-	shares := make([][][]byte, len(decryptors)) // [decryptor][ciphertext]
 	releaseCtx, cancelRelease := context.WithTimeout(q.ctx, releaseTimeout)
 	defer cancelRelease()
+
+	// Commit: every node whose partial is summed commits to exactly this
+	// set of partials (once per query id); decryptors require all of these
+	// commitments, so a query id can never be released over two sets.
+	digest := protocol.CommitDigest(q.id, e.ID, spec, signed)
+	senders := make([]string, len(parts))
+	for i, pt := range parts {
+		senders[i] = pt.node
+	}
+	commits := make([]*nodev1.NodeSigned, len(parts))
+	err = c.fanout(releaseCtx, senders, func(ctx context.Context, i int, id string) error {
+		cl, err := c.client(id)
+		if err != nil {
+			return err
+		}
+		resp, err := cl.Commit(ctx, &nodev1.CommitRequest{QueryId: q.id, Epoch: e.ID, Digest: digest})
+		if err != nil {
+			return fmt.Errorf("%s", rpcMessage(err))
+		}
+		commits[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetCommit()}
+		q.addUpload(id, proto.Size(resp))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: release: commitment to the partial set: %v; nothing was decrypted", ErrQueryFailed, err)
+	}
+
+	ksReq := &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: signed, TargetPublicKey: target,
+		Decryptors: decryptors, Commits: commits}
+	shares := make([][][]byte, len(decryptors)) // [decryptor][ciphertext]
 	err = c.fanout(releaseCtx, decryptors, func(ctx context.Context, i int, id string) error {
 		mem := e.member(id)
 		cl, err := c.client(id)
@@ -404,10 +433,10 @@ func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem ep
 		return partial{}, fmt.Errorf("%s", rpcMessage(err))
 	}
 	q.addUpload(mem.ID, proto.Size(resp))
-	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), q.plan.VectorLen())
+	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), q.plan.VectorLen(), protocol.SpecDigest(q.st.Spec))
 }
 
-func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *typesv1.Signed, vectorLen int) (partial, error) {
+func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *typesv1.Signed, vectorLen int, specDigest []byte) (partial, error) {
 	if _, err := envelope.Open(mem.Cert.PublicKey, protocol.FromProto(s),
 		envelope.Binding{QueryID: qid, Epoch: e.ID, NodeID: mem.ID, Kind: protocol.KindPartial},
 		c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
@@ -416,6 +445,9 @@ func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *ty
 	var payload nodev1.PartialPayload
 	if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %v", err)
+	}
+	if !bytes.Equal(payload.GetSpecDigest(), specDigest) {
+		return partial{}, fmt.Errorf("partial rejected: it was planned and noised for another query spec")
 	}
 	if c.cfg.BenchmarkPlaintext {
 		if int(payload.GetVectorLen()) != vectorLen || len(payload.GetPlaintext()) != vectorLen || len(payload.GetCiphertexts()) != 0 {

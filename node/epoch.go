@@ -230,7 +230,10 @@ func (n *Node) checkMembers(ms []*nodev1.Member) ([]member, member, error) {
 }
 
 // installKey verifies every member's CKG share, recomputes the collective
-// public key, and activates the epoch.
+// public key, and activates the epoch. The shares are opened without the
+// replay cache: they are bound to this epoch and its members, so presenting
+// them again can only install the same key, and a request refused for a
+// later reason (a missing share, a wrong key) can be corrected and retried.
 func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*nodev1.InstallKeyResponse, error) {
 	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
 		return nil, err
@@ -250,7 +253,7 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 		}
 		h, err := envelope.Open(e.Members[i].Cert.PublicKey, protocol.FromProto(s.GetSigned()),
 			envelope.Binding{QueryID: protocol.EpochQueryID(e.Epoch), Epoch: e.Epoch, NodeID: s.GetNodeId(), Kind: protocol.KindCKGShare},
-			n.cfg.Now(), n.cfg.MaxSkew, n.replay)
+			n.cfg.Now(), n.cfg.MaxSkew, nil)
 		if err != nil {
 			return nil, fmt.Errorf("%w: CKG share from %s: %v", ErrBadRequest, s.GetNodeId(), err)
 		}
@@ -308,7 +311,7 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare) error
 		}
 		_, err := envelope.Open(from.Cert.PublicKey, protocol.FromProto(d.GetSealed()),
 			envelope.Binding{QueryID: "to:" + n.id, Epoch: e.Epoch, NodeID: from.ID, Kind: protocol.KindThresholdShare},
-			n.cfg.Now(), n.cfg.MaxSkew, n.replay)
+			n.cfg.Now(), n.cfg.MaxSkew, nil)
 		if err != nil {
 			return fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
 		}

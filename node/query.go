@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -188,7 +189,7 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 				return nil, err
 			}
 		}
-		return n.partial(ctx, e, req.GetQueryId(), p)
+		return n.partial(ctx, e, req.GetQueryId(), req.GetSpec(), p)
 	})
 	if err != nil {
 		return nil, err
@@ -235,7 +236,7 @@ func (n *Node) checkCohort(p *plan.Plan, exact []float64) error {
 // partial evaluates p on the local data, adds this node's noise share,
 // encrypts under the epoch's collective key and signs. The exact aggregates
 // never leave this function.
-func (n *Node) partial(ctx context.Context, e *epochState, queryID string, p *plan.Plan) ([]byte, error) {
+func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec *typesv1.QuerySpec, p *plan.Plan) ([]byte, error) {
 	exact, err := eval.Evaluate(ctx, p, n.cfg.Data.Tables())
 	if err != nil {
 		return nil, err
@@ -247,7 +248,7 @@ func (n *Node) partial(ctx context.Context, e *epochState, queryID string, p *pl
 	if err != nil {
 		return nil, err
 	}
-	payload := &nodev1.PartialPayload{VectorLen: int32(p.VectorLen())}
+	payload := &nodev1.PartialPayload{VectorLen: int32(p.VectorLen()), SpecDigest: protocol.SpecDigest(spec)}
 	var cts []*homomorphic.Ciphertext
 	if n.cfg.BenchmarkPlaintext {
 		payload.Plaintext = share.Slots()
@@ -321,6 +322,14 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		return nil, err
 	}
 	minNodes := max(preq.MinNodes, n.cfg.Policy.MinNodes)
+	if len(req.GetPartials()) < minNodes {
+		return nil, fmt.Errorf("%w: %d partials for %s, at least %d needed (min_nodes)", ErrTooFewPartials, len(req.GetPartials()), qid, minNodes)
+	}
+	if err := checkDecryptors(e, req.GetDecryptors()); err != nil {
+		return nil, err
+	}
+	specDigest := protocol.SpecDigest(req.GetSpec())
+	commitDigest := protocol.CommitDigest(qid, e.Epoch, req.GetSpec(), req.GetPartials())
 
 	n.releaseMu.Lock()
 	defer n.releaseMu.Unlock()
@@ -354,14 +363,22 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		if seen[from] {
 			return nil, fmt.Errorf("%w: two partials from %s", ErrBadPartial, from)
 		}
+		// No replay cache: a partial is bound to this query id, epoch and
+		// node, and the release record below lets a query id be released
+		// once; presenting the same partials again (a retry after a refusal)
+		// must work.
 		if _, err := envelope.Open(m.Cert.PublicKey, protocol.FromProto(ps.GetSigned()),
 			envelope.Binding{QueryID: qid, Epoch: e.Epoch, NodeID: from, Kind: protocol.KindPartial},
-			n.cfg.Now(), n.cfg.MaxSkew, n.replay); err != nil {
+			n.cfg.Now(), n.cfg.MaxSkew, nil); err != nil {
 			return nil, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
 		}
 		var payload nodev1.PartialPayload
 		if err := proto.Unmarshal(ps.GetSigned().GetPayload(), &payload); err != nil {
 			return nil, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
+		}
+		if !bytes.Equal(payload.GetSpecDigest(), specDigest) {
+			return nil, fmt.Errorf("%w: partial from %s was planned and noised for another query spec than this release's "+
+				"(min_nodes, threshold, epsilon, delta or SQL differ)", ErrBadPartial, from)
 		}
 		if int(payload.GetVectorLen()) != p.VectorLen() || len(payload.GetCiphertexts()) != wantCts {
 			return nil, fmt.Errorf("%w: partial from %s has %d slots in %d ciphertexts, the plan needs %d in %d", ErrBadPartial, from, payload.GetVectorLen(), len(payload.GetCiphertexts()), p.VectorLen(), wantCts)
@@ -376,7 +393,10 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		vectors = append(vectors, vec)
 	}
 	if len(vectors) < minNodes {
-		return nil, fmt.Errorf("%w: %d partials for %s, at least %d needed", ErrTooFewPartials, len(vectors), qid, minNodes)
+		return nil, fmt.Errorf("%w: %d partials for %s, at least %d needed (min_nodes)", ErrTooFewPartials, len(vectors), qid, minNodes)
+	}
+	if err := n.checkCommits(e, qid, commitDigest, seen, req.GetCommits()); err != nil {
+		return nil, err
 	}
 	sum, err := homomorphic.Sum(e.Params, vectors)
 	if err != nil {

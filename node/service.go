@@ -42,6 +42,10 @@ func (s *service) Evaluate(ctx context.Context, req *nodev1.EvaluateRequest) (*n
 	return s.n.evaluate(ctx, req)
 }
 
+func (s *service) Commit(ctx context.Context, req *nodev1.CommitRequest) (*nodev1.CommitResponse, error) {
+	return s.n.commit(ctx, req)
+}
+
 func (s *service) KeySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (*nodev1.KeySwitchResponse, error) {
 	return s.n.keySwitch(ctx, req)
 }

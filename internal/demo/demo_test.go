@@ -191,7 +191,7 @@ func TestCoordinatorCannotDecryptOnePartial(t *testing.T) {
 	}
 
 	release := func(ps []*nodev1.NodeSigned) error {
-		_, err := nodes["node-1"].KeySwitch(ctx, &nodev1.KeySwitchRequest{QueryId: qid, Epoch: nw.Epoch, Spec: spec,
+		_, err := keySwitch(ctx, nodes, "node-1", &nodev1.KeySwitchRequest{QueryId: qid, Epoch: nw.Epoch, Spec: spec,
 			Partials: ps, TargetPublicKey: target, Decryptors: []string{"node-1", "node-2"}})
 		return err
 	}
@@ -235,7 +235,7 @@ func TestTamperedPartialRejected(t *testing.T) {
 	tampered.Signed.Payload[len(tampered.Signed.Payload)/2] ^= 1
 	rk, _ := homomorphic.GenResultKey(nw.Coordinator.Params())
 	target, _ := rk.Public().MarshalBinary()
-	_, err := nodes["node-1"].KeySwitch(ctx, &nodev1.KeySwitchRequest{QueryId: "q-t", Epoch: nw.Epoch, Spec: spec,
+	_, err := keySwitch(ctx, nodes, "node-1", &nodev1.KeySwitchRequest{QueryId: "q-t", Epoch: nw.Epoch, Spec: spec,
 		Partials: []*nodev1.NodeSigned{partials[0], tampered, partials[2]}, TargetPublicKey: target, Decryptors: []string{"node-1", "node-2", "node-3"}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "node-2") {
 		t.Fatalf("tampered partial: %v, want InvalidArgument naming node-2", err)
@@ -266,4 +266,25 @@ func TestTooFewNodes(t *testing.T) {
 	if st.GetResult().GetNodes() != 2 {
 		t.Fatalf("released from %d nodes, want 2", st.GetResult().GetNodes())
 	}
+}
+
+// keySwitch asks node at for its key-switch share of req after collecting,
+// as the coordinator does, the commitment of every node whose partial is in
+// req to this set of partials. A node that refuses to commit (it committed
+// to another set) is left out, so that the decryptor's own check decides.
+func keySwitch(ctx context.Context, nodes map[string]nodev1.NodeServiceClient, at string, req *nodev1.KeySwitchRequest) (*nodev1.KeySwitchResponse, error) {
+	digest := protocol.CommitDigest(req.GetQueryId(), req.GetEpoch(), req.GetSpec(), req.GetPartials())
+	req.Commits = nil
+	for _, p := range req.GetPartials() {
+		cl, ok := nodes[p.GetNodeId()]
+		if !ok {
+			continue
+		}
+		resp, err := cl.Commit(ctx, &nodev1.CommitRequest{QueryId: req.GetQueryId(), Epoch: req.GetEpoch(), Digest: digest})
+		if err != nil {
+			continue
+		}
+		req.Commits = append(req.Commits, &nodev1.NodeSigned{NodeId: p.GetNodeId(), Signed: resp.GetCommit()})
+	}
+	return nodes[at].KeySwitch(ctx, req)
 }

@@ -202,7 +202,7 @@ func TestReleaseWithAnyThresholdSubset(t *testing.T) {
 				sum := sumOf(t, params, partials)
 				var shares [][]byte
 				for _, d := range set {
-					resp, err := nodes[d].KeySwitch(ctx, &nodev1.KeySwitchRequest{QueryId: qid, Epoch: nw.Epoch, Spec: spec,
+					resp, err := keySwitch(ctx, nodes, d, &nodev1.KeySwitchRequest{QueryId: qid, Epoch: nw.Epoch, Spec: spec,
 						Partials: partials, TargetPublicKey: target, Decryptors: set})
 					if err != nil {
 						t.Fatalf("decryptors %v: %s refused: %v", set, d, err)
@@ -287,13 +287,11 @@ func TestReleaseRetryAfterRefusal(t *testing.T) {
 	rk, _ := homomorphic.GenResultKey(nw.Coordinator.Params())
 	target, _ := rk.Public().MarshalBinary()
 	req := &nodev1.KeySwitchRequest{QueryId: "q-retry", Epoch: nw.Epoch, Spec: spec, Partials: partials, TargetPublicKey: target, Decryptors: []string{"node-1"}}
-	_, err := nodes["node-1"].KeySwitch(ctx, req)
+	_, err := keySwitch(ctx, nodes, "node-1", req)
 	wantCode(t, "T-1 decryptors", err, codes.InvalidArgument, "decryptors")
 	req.Decryptors = []string{"node-1", "node-2"}
-	if _, err := nodes["node-1"].KeySwitch(ctx, req); err != nil {
-		t.Skipf("BUG: node/query.go keySwitchChecked opens partials with the node's replay cache before its later checks "+
-			"(min_nodes, target key, decryptors): a refused release burns the partials at that node, so a corrected request "+
-			"for the same query is refused: %v", err)
+	if _, err := keySwitch(ctx, nodes, "node-1", req); err != nil {
+		t.Fatalf("a corrected release request after a refusal was refused: %v", err)
 	}
 }
 
@@ -310,6 +308,9 @@ func TestReplayedPartialsRefused(t *testing.T) {
 	rk, _ := homomorphic.GenResultKey(nw.Coordinator.Params())
 	target, _ := rk.Public().MarshalBinary()
 	dec := []string{"node-1", "node-2"}
+	// Refused requests go without commitments (the partial checks come
+	// first); committing the nodes to these sets would, rightly, keep the
+	// genuine set from being released afterwards.
 	release := func(at, qid string, epoch uint64, ps ...*nodev1.NodeSigned) error {
 		_, err := nodes[at].KeySwitch(ctx, &nodev1.KeySwitchRequest{QueryId: qid, Epoch: epoch, Spec: spec,
 			Partials: ps, TargetPublicKey: target, Decryptors: dec})
@@ -333,7 +334,8 @@ func TestReplayedPartialsRefused(t *testing.T) {
 	wantCode(t, "partial of a non-member", err, codes.InvalidArgument, "node-9", "not a member")
 
 	// The genuine partials still release.
-	if err := release("node-1", "q-a", nw.Epoch, a...); err != nil {
+	if _, err := keySwitch(ctx, nodes, "node-1", &nodev1.KeySwitchRequest{QueryId: "q-a", Epoch: nw.Epoch, Spec: spec,
+		Partials: a, TargetPublicKey: target, Decryptors: dec}); err != nil {
 		t.Fatalf("genuine release after refused ones: %v", err)
 	}
 
@@ -387,11 +389,11 @@ func TestSecondReleaseRefused(t *testing.T) {
 	rk, _ := homomorphic.GenResultKey(params)
 	target, _ := rk.Public().MarshalBinary()
 	req := &nodev1.KeySwitchRequest{QueryId: "q-once", Epoch: nw.Epoch, Spec: spec, Partials: partials, TargetPublicKey: target, Decryptors: []string{"node-1", "node-2"}}
-	first, err := nodes["node-1"].KeySwitch(ctx, req)
+	first, err := keySwitch(ctx, nodes, "node-1", req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := nodes["node-1"].KeySwitch(ctx, req)
+	again, err := keySwitch(ctx, nodes, "node-1", req)
 	if err != nil {
 		t.Fatalf("the same release request again: %v", err)
 	}
@@ -408,7 +410,7 @@ func TestSecondReleaseRefused(t *testing.T) {
 	} {
 		r := proto.Clone(req).(*nodev1.KeySwitchRequest)
 		mod(r)
-		_, err := nodes["node-1"].KeySwitch(ctx, r)
+		_, err := keySwitch(ctx, nodes, "node-1", r)
 		wantCode(t, "second release with "+name, err, codes.AlreadyExists, "already", "q-once")
 	}
 	// The refused second release to a key the coordinator holds gives it
@@ -432,7 +434,7 @@ func TestFewerThanMinNodesRefusedByDecryptors(t *testing.T) {
 	rk, _ := homomorphic.GenResultKey(nw.Coordinator.Params())
 	target, _ := rk.Public().MarshalBinary()
 	for _, d := range []string{"node-1", "node-2"} {
-		_, err := nodes[d].KeySwitch(ctx, &nodev1.KeySwitchRequest{QueryId: "q-min", Epoch: nw.Epoch, Spec: spec,
+		_, err := keySwitch(ctx, nodes, d, &nodev1.KeySwitchRequest{QueryId: "q-min", Epoch: nw.Epoch, Spec: spec,
 			Partials: partials[:2], TargetPublicKey: target, Decryptors: []string{"node-1", "node-2"}})
 		wantCode(t, "two partials with min_nodes 3 at "+d, err, codes.FailedPrecondition, "fewer partials than min_nodes", "2 partials", "at least 3")
 	}
@@ -441,7 +443,7 @@ func TestFewerThanMinNodesRefusedByDecryptors(t *testing.T) {
 	low := secSpec(1, 1)
 	_, err := evaluate(t, ctx, nw, nodes, "node-1", "q-low", low)
 	wantCode(t, "evaluate with min_nodes 1", err, codes.PermissionDenied, "min_nodes 1 is below")
-	_, err = nodes["node-3"].KeySwitch(ctx, &nodev1.KeySwitchRequest{QueryId: "q-min", Epoch: nw.Epoch, Spec: low,
+	_, err = keySwitch(ctx, nodes, "node-3", &nodev1.KeySwitchRequest{QueryId: "q-min", Epoch: nw.Epoch, Spec: low,
 		Partials: partials[2:], TargetPublicKey: target, Decryptors: []string{"node-2", "node-3"}})
 	wantCode(t, "release of one partial with min_nodes 1", err, codes.FailedPrecondition, "1 partials", "at least 2")
 }
@@ -580,6 +582,10 @@ func TestMalformedInputRejected(t *testing.T) {
 	good := collect(t, ctx, nw, nodes, "q-bad", spec, "node-1", "node-3")
 	p := buildPlan(t, nw, spec)
 
+	// Requests with a bad partial go without commitments (the partial
+	// checks come first): committing the honest nodes to a set with a bad
+	// partial would keep the good set from release, as it should.
+
 	// Garbage ciphertext in a partial correctly signed by node-2 (the test
 	// holds node-2's key, so the bytes reach the ciphertext decoder).
 	n2, err := pki.LoadIdentityDir(nw.Dir+"/pki", "node-2")
@@ -590,7 +596,7 @@ func TestMalformedInputRejected(t *testing.T) {
 	for i := range garbage {
 		garbage[i] = byte(i*7 + 3)
 	}
-	pb, _ := proto.Marshal(&nodev1.PartialPayload{VectorLen: int32(p.VectorLen()), Ciphertexts: [][]byte{garbage}})
+	pb, _ := proto.Marshal(&nodev1.PartialPayload{VectorLen: int32(p.VectorLen()), Ciphertexts: [][]byte{garbage}, SpecDigest: protocol.SpecDigest(spec)})
 	env, err := envelope.Seal(n2.Key, envelope.Binding{QueryID: "q-bad", Epoch: nw.Epoch, NodeID: "node-2", Kind: protocol.KindPartial}, pb, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -606,9 +612,8 @@ func TestMalformedInputRejected(t *testing.T) {
 		Partials: []*nodev1.NodeSigned{junk, good[0], good[1]}, TargetPublicKey: target, Decryptors: dec})
 	wantCode(t, "garbage envelope", err, codes.InvalidArgument, "partial rejected", "node-2")
 
-	// Garbage as the target key (the good partials pass first and are
-	// spent at node-2 by this refusal; see TestReleaseRetryAfterRefusal).
-	_, err = nodes["node-2"].KeySwitch(ctx, &nodev1.KeySwitchRequest{QueryId: "q-bad", Epoch: nw.Epoch, Spec: spec,
+	// Garbage as the target key.
+	_, err = keySwitch(ctx, nodes, "node-2", &nodev1.KeySwitchRequest{QueryId: "q-bad", Epoch: nw.Epoch, Spec: spec,
 		Partials: good, TargetPublicKey: garbage[:100], Decryptors: dec})
 	wantCode(t, "garbage target key", err, codes.InvalidArgument, "target key")
 
@@ -662,12 +667,10 @@ func TestReleaseMinNodesBoundToEvaluation(t *testing.T) {
 	partials := collect(t, ctx, nw, nodes, "q-m3", secSpec(3, 2), "node-1", "node-2", "node-3")
 	rk, _ := homomorphic.GenResultKey(nw.Coordinator.Params())
 	target, _ := rk.Public().MarshalBinary()
-	_, err := nodes["node-1"].KeySwitch(ctx, &nodev1.KeySwitchRequest{QueryId: "q-m3", Epoch: nw.Epoch, Spec: secSpec(2, 2),
+	_, err := keySwitch(ctx, nodes, "node-1", &nodev1.KeySwitchRequest{QueryId: "q-m3", Epoch: nw.Epoch, Spec: secSpec(2, 2),
 		Partials: partials[:2], TargetPublicKey: target, Decryptors: []string{"node-1", "node-2"}})
 	if err == nil {
-		t.Skip("BUG: node/query.go keySwitchChecked takes min_nodes from the release request's spec, not from the spec " +
-			"the partials were evaluated (and noised) for: partials noised for m=3 were released as a sum of 2 under a spec " +
-			"claiming m=2, which halves the noise left after one colluder (T-1) removes its own")
+		t.Fatal("partials noised for min_nodes 3 were released as a sum of 2 under a spec claiming min_nodes 2")
 	}
 	if !strings.Contains(err.Error(), "min_nodes") {
 		t.Fatalf("release under a smaller min_nodes than evaluated: %v, want a refusal naming min_nodes", err)
@@ -693,7 +696,7 @@ func TestDisjointDecryptorSetsCannotReleaseTwice(t *testing.T) {
 		target, _ := rk.Public().MarshalBinary()
 		var shares [][]byte
 		for _, d := range dec {
-			resp, err := nodes[d].KeySwitch(ctx, &nodev1.KeySwitchRequest{QueryId: "q-twice", Epoch: nw.Epoch, Spec: spec,
+			resp, err := keySwitch(ctx, nodes, d, &nodev1.KeySwitchRequest{QueryId: "q-twice", Epoch: nw.Epoch, Spec: spec,
 				Partials: ps, TargetPublicKey: target, Decryptors: dec})
 			if err != nil {
 				return 0, err
@@ -715,10 +718,8 @@ func TestDisjointDecryptorSetsCannotReleaseTwice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Skipf("BUG: node/query.go keySwitchChecked guards a second release per node only (n/release/<qid> in the node's own kv): "+
-			"disjoint decryptor sets {node-1,node-2} and {node-3,node-4} released the same query id twice, and the difference "+
-			"of the two totals, %v, is node-5's partial alone (exact %v; its noise sigma is %.2f = sigma/sqrt(m-T+1))",
-			all-fewer, exact5.Values()[0], p.NodeSigmas()[0])
+		t.Fatalf("a second release by a disjoint decryptor set went through: the difference of the two totals, %v, "+
+			"is node-5's partial alone (exact %v; its noise sigma is %.2f)", all-fewer, exact5.Values()[0], p.NodeSigmas()[0])
 	}
 	t.Logf("second release by a disjoint decryptor set refused: %v", err)
 }

@@ -23,6 +23,7 @@ const (
 	KindEvaluate       = "evaluate"        // the coordinator's request to evaluate a query
 	KindPartial        = "partial"         // a node's encrypted, noised partial result
 	KindKeySwitchShare = "keyswitch-share" // a node's key-switch share of a release
+	KindReleaseCommit  = "release-commit"  // a node's commitment to the one partial set a query may be released over
 )
 
 // EpochQueryID is the query id that binds key-ceremony messages of an epoch.

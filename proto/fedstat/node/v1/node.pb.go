@@ -811,7 +811,11 @@ type PartialPayload struct {
 	// plaintext carries the noised slots unencrypted. Only nodes and a
 	// coordinator built by the benchmark (internal/bench) use it, to measure
 	// what encryption costs; a product coordinator rejects such a partial.
-	Plaintext     []int64 `protobuf:"zigzag64,3,rep,packed,name=plaintext,proto3" json:"plaintext,omitempty"`
+	Plaintext []int64 `protobuf:"zigzag64,3,rep,packed,name=plaintext,proto3" json:"plaintext,omitempty"`
+	// spec_digest is protocol.SpecDigest of the query spec this partial was
+	// planned and noised for (min_nodes and threshold decide each node's
+	// noise share); decryptors refuse a release under any other spec.
+	SpecDigest    []byte `protobuf:"bytes,4,opt,name=spec_digest,json=specDigest,proto3" json:"spec_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -863,6 +867,13 @@ func (x *PartialPayload) GetVectorLen() int32 {
 func (x *PartialPayload) GetPlaintext() []int64 {
 	if x != nil {
 		return x.Plaintext
+	}
+	return nil
+}
+
+func (x *PartialPayload) GetSpecDigest() []byte {
+	if x != nil {
+		return x.SpecDigest
 	}
 	return nil
 }
@@ -930,7 +941,10 @@ type KeySwitchRequest struct {
 	Partials        []*NodeSigned          `protobuf:"bytes,4,rep,name=partials,proto3" json:"partials,omitempty"`
 	TargetPublicKey []byte                 `protobuf:"bytes,5,opt,name=target_public_key,json=targetPublicKey,proto3" json:"target_public_key,omitempty"`
 	// decryptors are the node ids that take part in this release (T of them).
-	Decryptors    []string `protobuf:"bytes,6,rep,name=decryptors,proto3" json:"decryptors,omitempty"`
+	Decryptors []string `protobuf:"bytes,6,rep,name=decryptors,proto3" json:"decryptors,omitempty"`
+	// commits: Signed{kind "release-commit"} over protocol.CommitDigest of
+	// this release from every node whose partial is in partials.
+	Commits       []*NodeSigned `protobuf:"bytes,7,rep,name=commits,proto3" json:"commits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1007,6 +1021,120 @@ func (x *KeySwitchRequest) GetDecryptors() []string {
 	return nil
 }
 
+func (x *KeySwitchRequest) GetCommits() []*NodeSigned {
+	if x != nil {
+		return x.Commits
+	}
+	return nil
+}
+
+type CommitRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// digest is protocol.CommitDigest(query id, epoch, spec, partials) of the
+	// release the coordinator is about to ask for.
+	Digest        []byte `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitRequest) Reset() {
+	*x = CommitRequest{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitRequest) ProtoMessage() {}
+
+func (x *CommitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
+func (*CommitRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CommitRequest) GetQueryId() string {
+	if x != nil {
+		return x.QueryId
+	}
+	return ""
+}
+
+func (x *CommitRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *CommitRequest) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+type CommitResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// commit: Signed{kind "release-commit"} whose payload is the digest.
+	Commit        *v1.Signed `protobuf:"bytes,1,opt,name=commit,proto3" json:"commit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitResponse) Reset() {
+	*x = CommitResponse{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitResponse) ProtoMessage() {}
+
+func (x *CommitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
+func (*CommitResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CommitResponse) GetCommit() *v1.Signed {
+	if x != nil {
+		return x.Commit
+	}
+	return nil
+}
+
 // KeySwitchPayload is the payload of a signed key-switch share: one share
 // per ciphertext of the partials.
 type KeySwitchPayload struct {
@@ -1018,7 +1146,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1158,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1171,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{16}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -1063,7 +1191,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1203,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1216,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{17}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -1157,15 +1285,17 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
 	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12\x18\n" +
 	"\aanalyst\x18\x04 \x01(\tR\aanalyst\x12\x12\n" +
-	"\x04role\x18\x05 \x01(\tR\x04role\"o\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\"\x90\x01\n" +
 	"\x0ePartialPayload\x12 \n" +
 	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1d\n" +
 	"\n" +
 	"vector_len\x18\x02 \x01(\x05R\tvectorLen\x12\x1c\n" +
-	"\tplaintext\x18\x03 \x03(\x12R\tplaintext\"b\n" +
+	"\tplaintext\x18\x03 \x03(\x12R\tplaintext\x12\x1f\n" +
+	"\vspec_digest\x18\x04 \x01(\fR\n" +
+	"specDigest\"b\n" +
 	"\x10EvaluateResponse\x122\n" +
 	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xf9\x01\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xb0\x02\n" +
 	"\x10KeySwitchRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -1174,11 +1304,18 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x11target_public_key\x18\x05 \x01(\fR\x0ftargetPublicKey\x12\x1e\n" +
 	"\n" +
 	"decryptors\x18\x06 \x03(\tR\n" +
-	"decryptors\"*\n" +
+	"decryptors\x125\n" +
+	"\acommits\x18\a \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\acommits\"X\n" +
+	"\rCommitRequest\x12\x19\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\fR\x06digest\"B\n" +
+	"\x0eCommitResponse\x120\n" +
+	"\x06commit\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x06commit\"*\n" +
 	"\x10KeySwitchPayload\x12\x16\n" +
 	"\x06shares\x18\x01 \x03(\fR\x06shares\"C\n" +
 	"\x11KeySwitchResponse\x12.\n" +
-	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share2\xe4\x03\n" +
+	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share2\xaf\x04\n" +
 	"\vNodeService\x12C\n" +
 	"\x04Info\x12\x1c.fedstat.node.v1.InfoRequest\x1a\x1d.fedstat.node.v1.InfoResponse\x12I\n" +
 	"\x06KeyGen\x12\x1e.fedstat.node.v1.KeyGenRequest\x1a\x1f.fedstat.node.v1.KeyGenResponse\x12U\n" +
@@ -1186,6 +1323,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"InstallKey\x12\".fedstat.node.v1.InstallKeyRequest\x1a#.fedstat.node.v1.InstallKeyResponse\x12O\n" +
 	"\bEvaluate\x12 .fedstat.node.v1.EvaluateRequest\x1a!.fedstat.node.v1.EvaluateResponse\x12R\n" +
 	"\tKeySwitch\x12!.fedstat.node.v1.KeySwitchRequest\x1a\".fedstat.node.v1.KeySwitchResponse\x12I\n" +
+	"\x06Commit\x12\x1e.fedstat.node.v1.CommitRequest\x1a\x1f.fedstat.node.v1.CommitResponse\x12I\n" +
 	"\x06Budget\x12\x1e.fedstat.node.v1.BudgetRequest\x1a\x1f.fedstat.node.v1.BudgetResponseB9Z7github.com/fedstat/fedstat/proto/fedstat/node/v1;nodev1b\x06proto3"
 
 var (
@@ -1200,7 +1338,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 	return file_fedstat_node_v1_node_proto_rawDescData
 }
 
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*BudgetRequest)(nil),      // 0: fedstat.node.v1.BudgetRequest
 	(*BudgetResponse)(nil),     // 1: fedstat.node.v1.BudgetResponse
@@ -1218,44 +1356,50 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*PartialPayload)(nil),     // 13: fedstat.node.v1.PartialPayload
 	(*EvaluateResponse)(nil),   // 14: fedstat.node.v1.EvaluateResponse
 	(*KeySwitchRequest)(nil),   // 15: fedstat.node.v1.KeySwitchRequest
-	(*KeySwitchPayload)(nil),   // 16: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),  // 17: fedstat.node.v1.KeySwitchResponse
-	(*v1.DataSummary)(nil),     // 18: fedstat.types.v1.DataSummary
-	(*v1.Signed)(nil),          // 19: fedstat.types.v1.Signed
-	(*v1.QuerySpec)(nil),       // 20: fedstat.types.v1.QuerySpec
+	(*CommitRequest)(nil),      // 16: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),     // 17: fedstat.node.v1.CommitResponse
+	(*KeySwitchPayload)(nil),   // 18: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),  // 19: fedstat.node.v1.KeySwitchResponse
+	(*v1.DataSummary)(nil),     // 20: fedstat.types.v1.DataSummary
+	(*v1.Signed)(nil),          // 21: fedstat.types.v1.Signed
+	(*v1.QuerySpec)(nil),       // 22: fedstat.types.v1.QuerySpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
-	18, // 0: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	20, // 0: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	4,  // 1: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	19, // 2: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	21, // 2: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	7,  // 3: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	19, // 4: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	19, // 5: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	21, // 4: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	21, // 5: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	8,  // 6: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	7,  // 7: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
-	19, // 8: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	20, // 9: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	19, // 10: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	20, // 11: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 8: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	22, // 9: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 10: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	22, // 11: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	8,  // 12: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	19, // 13: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	2,  // 14: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	5,  // 15: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	9,  // 16: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	11, // 17: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	15, // 18: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	0,  // 19: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	3,  // 20: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	6,  // 21: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	10, // 22: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	14, // 23: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	17, // 24: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	1,  // 25: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	8,  // 13: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	21, // 14: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	21, // 15: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	2,  // 16: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	5,  // 17: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	9,  // 18: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	11, // 19: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	15, // 20: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	16, // 21: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	0,  // 22: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	3,  // 23: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	6,  // 24: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	10, // 25: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	14, // 26: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	19, // 27: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	17, // 28: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	1,  // 29: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	23, // [23:30] is the sub-list for method output_type
+	16, // [16:23] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -1269,7 +1413,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	NodeService_InstallKey_FullMethodName = "/fedstat.node.v1.NodeService/InstallKey"
 	NodeService_Evaluate_FullMethodName   = "/fedstat.node.v1.NodeService/Evaluate"
 	NodeService_KeySwitch_FullMethodName  = "/fedstat.node.v1.NodeService/KeySwitch"
+	NodeService_Commit_FullMethodName     = "/fedstat.node.v1.NodeService/Commit"
 	NodeService_Budget_FullMethodName     = "/fedstat.node.v1.NodeService/Budget"
 )
 
@@ -50,6 +51,11 @@ type NodeServiceClient interface {
 	// partials, towards the target public key. The node verifies every partial
 	// and recomputes the sum itself.
 	KeySwitch(ctx context.Context, in *KeySwitchRequest, opts ...grpc.CallOption) (*KeySwitchResponse, error)
+	// Commit records, once per query id, the one set of partials this node
+	// lets its own partial be released in, and returns its signed commitment.
+	// A release needs the commitments of every node whose partial it sums, so
+	// two releases of one query id never share an honest node's partial.
+	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
 	// Budget reports an analyst's spent and remaining privacy budget at this
 	// node (the node's ledger is the authority).
 	Budget(ctx context.Context, in *BudgetRequest, opts ...grpc.CallOption) (*BudgetResponse, error)
@@ -113,6 +119,16 @@ func (c *nodeServiceClient) KeySwitch(ctx context.Context, in *KeySwitchRequest,
 	return out, nil
 }
 
+func (c *nodeServiceClient) Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitResponse)
+	err := c.cc.Invoke(ctx, NodeService_Commit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeServiceClient) Budget(ctx context.Context, in *BudgetRequest, opts ...grpc.CallOption) (*BudgetResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(BudgetResponse)
@@ -144,6 +160,11 @@ type NodeServiceServer interface {
 	// partials, towards the target public key. The node verifies every partial
 	// and recomputes the sum itself.
 	KeySwitch(context.Context, *KeySwitchRequest) (*KeySwitchResponse, error)
+	// Commit records, once per query id, the one set of partials this node
+	// lets its own partial be released in, and returns its signed commitment.
+	// A release needs the commitments of every node whose partial it sums, so
+	// two releases of one query id never share an honest node's partial.
+	Commit(context.Context, *CommitRequest) (*CommitResponse, error)
 	// Budget reports an analyst's spent and remaining privacy budget at this
 	// node (the node's ledger is the authority).
 	Budget(context.Context, *BudgetRequest) (*BudgetResponse, error)
@@ -171,6 +192,9 @@ func (UnimplementedNodeServiceServer) Evaluate(context.Context, *EvaluateRequest
 }
 func (UnimplementedNodeServiceServer) KeySwitch(context.Context, *KeySwitchRequest) (*KeySwitchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KeySwitch not implemented")
+}
+func (UnimplementedNodeServiceServer) Commit(context.Context, *CommitRequest) (*CommitResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Commit not implemented")
 }
 func (UnimplementedNodeServiceServer) Budget(context.Context, *BudgetRequest) (*BudgetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Budget not implemented")
@@ -286,6 +310,24 @@ func _NodeService_KeySwitch_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_Commit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).Commit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_Commit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).Commit(ctx, req.(*CommitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _NodeService_Budget_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(BudgetRequest)
 	if err := dec(in); err != nil {
@@ -330,6 +372,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KeySwitch",
 			Handler:    _NodeService_KeySwitch_Handler,
+		},
+		{
+			MethodName: "Commit",
+			Handler:    _NodeService_Commit_Handler,
 		},
 		{
 			MethodName: "Budget",
