@@ -24,7 +24,7 @@ func nodeDataCommands() []*cobra.Command {
 
 func nodeImportCommand() *cobra.Command {
 	var o admin.ImportOptions
-	var format string
+	var format, study, schema string
 	c := &cobra.Command{
 		Use:   "import --data-dir DIR [flags] PATH...",
 		Short: "Import FHIR R4 or CSV records into a node's local store",
@@ -50,8 +50,15 @@ default any bad record fails the import and nothing is written; with --quarantin
 the bad records go to FILE (JSON lines, mode 0600) and the rest is imported.
 
 With --key-file the store is encrypted at rest. The key file holds 32 random bytes, raw or
-as 64 hex digits, and must be mode 0600. Every later command on DIR needs the same key.`,
+as 64 hex digits, and must be mode 0600. Every later command on DIR needs the same key.
+
+Study tables: --study NAME --schema FILE imports one research CSV as the study table NAME,
+described by a schema file (columns, types, the patient id column, public value ranges;
+see docs/statistics.md). The same schema file must be listed under studies = [...] in the
+network config of the coordinator and every node. Any bad cell fails the import (file:line,
+column, what was expected); importing it again replaces the whole study atomically.`,
 		Example: `  fedstat node import --data-dir /var/lib/fedstat bundles.tar.gz
+  fedstat node import --data-dir ./node1 --study lung --schema lung.toml site1_lung.csv
   fedstat node import --data-dir ./node1 --region-rule postal:3 export/*.ndjson.gz
   fedstat node import --data-dir ./node1 --region-rule fixed:MA-01 patients.csv conditions.csv
   fedstat node import --data-dir ./node1 --quarantine bad.jsonl --key-file node.key fhir/`,
@@ -65,6 +72,9 @@ as 64 hex digits, and must be mode 0600. Every later command on DIR needs the sa
 			}
 			if format != "text" && format != "json" {
 				return &usageError{"node import: --format must be text or json"}
+			}
+			if study != "" || schema != "" {
+				return importStudy(cmd, o, study, schema, format, args)
 			}
 			stderr := cmd.ErrOrStderr()
 			o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -95,6 +105,8 @@ as 64 hex digits, and must be mode 0600. Every later command on DIR needs the sa
 	f.StringVar(&o.Table, "table", "", "table of CSV files whose name does not tell it (patients, conditions, observations, encounters, medications)")
 	f.IntVar(&o.MaxErrors, "max-errors", 20, "how many bad records to list (the total is always given)")
 	f.StringVar(&format, "format", "text", "summary format: text or json")
+	f.StringVar(&study, "study", "", "import one CSV file as the study table NAME (with --schema)")
+	f.StringVar(&schema, "schema", "", "study schema file (TOML) for --study")
 	return c
 }
 

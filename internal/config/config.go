@@ -68,6 +68,10 @@ type Common struct {
 	// Regions is the network catalogue's public list of regions. It must be
 	// the same at the coordinator and every node.
 	Regions []string `toml:"regions"`
+	// Studies lists the schema files (TOML, see docs/statistics.md) of the
+	// network's study tables, part of the public catalogue. They must be the
+	// same at the coordinator and every node.
+	Studies []string `toml:"studies"`
 	// Params is the homomorphic parameter set. Default: the production set.
 	Params string `toml:"params"`
 	// LogLevel is debug, info, warn or error. Default info.

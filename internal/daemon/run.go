@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/audit"
+	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/config"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
@@ -34,6 +35,19 @@ func catalogue(regions []string) *plan.Catalogue {
 		cat.Regions = regions
 	}
 	return cat
+}
+
+// studyCatalogue is catalogue with the study schemas of the config.
+func studyCatalogue(c *config.Common) (*plan.Catalogue, error) {
+	cat := catalogue(c.Regions)
+	for _, path := range c.Studies {
+		s, err := cdm.ReadStudySchema(path, "")
+		if err != nil {
+			return nil, err
+		}
+		cat.Studies = append(cat.Studies, *s)
+	}
+	return cat, nil
 }
 
 // RunCoordinator runs a coordinator until ctx ends.
@@ -83,9 +97,13 @@ func RunCoordinator(ctx context.Context, cfg *config.Coordinator, log *slog.Logg
 	}
 	defer alog.Close()
 	reg := newRegistry()
+	cat, err := studyCatalogue(&cfg.Common)
+	if err != nil {
+		return err
+	}
 	c, err := coordinator.New(coordinator.Config{
 		Identity: id, ListenAddr: cfg.Listen, Nodes: nodes, Params: cfg.Params, Threshold: cfg.Threshold,
-		MinNodes: cfg.MinNodes, Catalogue: catalogue(cfg.Regions), Deadline: cfg.Deadline.Duration,
+		MinNodes: cfg.MinNodes, Catalogue: cat, Deadline: cfg.Deadline.Duration,
 		Gossip: gossip, MinMembers: cfg.MinMembers, EpochDebounce: cfg.EpochDebounce.Duration,
 		DB: db, Audit: alog, Metrics: reg, Logger: log,
 	})
@@ -190,6 +208,10 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	pol.MinCohort = cfg.Policy.MinCohort
 	pol.RequireApproval = cfg.Policy.RequireApproval
 
+	cat, err := studyCatalogue(&cfg.Common)
+	if err != nil {
+		return err
+	}
 	st, db, err := admin.OpenStore(ctx, admin.OpenOptions{DataDir: cfg.DataDir, KeyFile: cfg.KeyFile, Logger: log})
 	if err != nil {
 		return err
@@ -203,7 +225,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	reg := newRegistry()
 	n, err := node.New(node.Config{
 		Identity: id, ListenAddr: cfg.Listen, AdvertiseAddr: cfg.Advertise, StateDir: cfg.DataDir, DB: db, Data: st,
-		OperatorKey: secretKey, Catalogue: catalogue(cfg.Regions), Policy: pol, Gossip: gossip,
+		OperatorKey: secretKey, Catalogue: cat, Policy: pol, Gossip: gossip,
 		Budget: node.Budget{TotalRho: cfg.Budget.TotalRho, PerAnalystRho: cfg.Budget.PerAnalystRho, Analysts: cfg.Budget.Analysts},
 		Audit:  alog, Metrics: reg, Logger: log,
 	})

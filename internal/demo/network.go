@@ -38,6 +38,8 @@ type Options struct {
 	// Regions is the network catalogue's public region list. Defaults to
 	// the regions found in Data (the demo's data is public by construction).
 	Regions []string
+	// Studies are the catalogue's study table schemas. Defaults to none.
+	Studies []cdm.StudySchema
 	// Threshold is T (decryption threshold). Defaults to the number of nodes.
 	Threshold int
 	// MinNodes defaults to the number of nodes.
@@ -166,6 +168,7 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	default:
 		nw.Catalogue.Regions = regionsOf(o.Data)
 	}
+	nw.Catalogue.Studies = o.Studies
 
 	// 3. Nodes, each with its own store and data.
 	t0 = time.Now()

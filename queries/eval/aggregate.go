@@ -63,6 +63,12 @@ func (ev *evaluator) keyIndex(k plan.Key, tb *cdm.Table) (func(int) int, error) 
 			}
 			return i
 		}, nil
+	case plan.KeyBin:
+		x, err := ev.rowValue(k.Value, tb)
+		if err != nil {
+			return nil, err
+		}
+		return func(r int) int { return k.BinIndex(x(r)) }, nil
 	case plan.KeyAgeBand:
 		ages, pat := ev.ageTable(), tb.Patient
 		bands := n

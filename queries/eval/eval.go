@@ -209,6 +209,9 @@ func (ev *evaluator) rowValue(v plan.Value, tb *cdm.Table) (func(int) float64, e
 				return nil, fmt.Errorf("%w: table %s has no number column %s", ErrData, src.Name, v.Col.Name)
 			}
 			get = func(r int) float64 { return col[r] }
+			if c := v.Col; c.Clamped {
+				get = func(r int) float64 { return clampRead(col[r], c.Lo, c.Hi) }
+			}
 		default:
 			return nil, fmt.Errorf("%w: column %s is not numeric", ErrData, v.Col.Name)
 		}
@@ -222,6 +225,35 @@ func (ev *evaluator) rowValue(v plan.Value, tb *cdm.Table) (func(int) float64, e
 				return math.NaN()
 			}
 			return get(int(pr))
+		}, nil
+	case plan.FuncValue:
+		x, err := ev.rowValue(v.X, tb)
+		if err != nil {
+			return nil, err
+		}
+		switch v.Name {
+		case "exp":
+			return func(r int) float64 { return math.Exp(x(r)) }, nil
+		case "ln":
+			return func(r int) float64 {
+				a := x(r)
+				if !(a > 0) {
+					return math.NaN()
+				}
+				return math.Log(a)
+			}, nil
+		}
+		return nil, fmt.Errorf("%w: unsupported function %q", ErrData, v.Name)
+	case plan.IndicatorValue:
+		bits, err := ev.pred(v.P, tb, full(tb.Rows))
+		if err != nil {
+			return nil, err
+		}
+		return func(r int) float64 {
+			if bits.has(r) {
+				return 1
+			}
+			return 0
 		}, nil
 	case plan.NegValue:
 		x, err := ev.rowValue(v.X, tb)
@@ -256,4 +288,15 @@ func (ev *evaluator) rowValue(v plan.Value, tb *cdm.Table) (func(int) float64, e
 		}
 	}
 	return nil, fmt.Errorf("%w: unsupported value %T", ErrData, v)
+}
+
+// clampRead clamps a study column's value to its public range (NaN stays).
+func clampRead(x, lo, hi float64) float64 {
+	if x < lo {
+		return lo
+	}
+	if x > hi {
+		return hi
+	}
+	return x
 }

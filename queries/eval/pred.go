@@ -161,6 +161,10 @@ func (ev *evaluator) compare(p *plan.Compare, tb *cdm.Table, mask bitset) (bitse
 				if !ok {
 					return nil, fmt.Errorf("%w: table %s has no number column %s", ErrData, tb.Name, cv.Col.Name)
 				}
+				if c := cv.Col; c.Clamped {
+					scanMask(mask, out, tb.Rows, func(r int) bool { return test(clampRead(col[r], c.Lo, c.Hi)) })
+					return out, nil
+				}
 				scanMask(mask, out, tb.Rows, func(r int) bool { return test(col[r]) })
 				return out, nil
 			}

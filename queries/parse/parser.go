@@ -35,6 +35,9 @@ var functions = map[string]Function{
 	"month":    {"month", 1, 1, false, "month(date): calendar month, label YYYY-MM"},
 	"year":     {"year", 1, 1, false, "year(date): calendar year, label YYYY"},
 	"age_band": {"age_band", 2, 2, false, "age_band(age, width): band of width years, label lo-hi"},
+	"exp":      {"exp", 1, 1, false, "EXP(x): e to the power x"},
+	"ln":       {"ln", 1, 1, false, "LN(x): natural logarithm (missing for x <= 0)"},
+	"bin":      {"bin", 2, 2, false, "bin(x, width): GROUP BY bins of a study number column, label = lower bound"},
 }
 
 // LookupFunction returns the function named name (lower case).

@@ -25,13 +25,20 @@ func (b *binder) errf(kind error, pos parse.Pos, format string, args ...any) err
 // scope is the set of columns visible in a query on one table.
 type scope struct {
 	table *cdm.TableSchema
+	// study is set for a study table: only its own columns and patient_id
+	// are visible (no age, no patient attributes).
+	study *cdm.StudySchema
 }
 
-// tableNames lists the CDM tables, for suggestions.
-func tableNames() []string {
-	out := make([]string, len(cdm.Schema))
-	for i, s := range cdm.Schema {
-		out[i] = s.Name
+// tableNames lists the CDM tables and the catalogue's studies, for
+// suggestions.
+func (b *binder) tableNames() []string {
+	out := make([]string, 0, len(cdm.Schema)+len(b.cat.Studies))
+	for _, s := range cdm.Schema {
+		out = append(out, s.Name)
+	}
+	for _, s := range b.cat.Studies {
+		out = append(out, s.Name)
 	}
 	return out
 }
@@ -39,13 +46,31 @@ func tableNames() []string {
 func (b *binder) table(id parse.Ident) (*scope, error) {
 	t, ok := cdm.LookupTable(id.Name)
 	if !ok {
-		return nil, parse.UnknownName(b.src, id.Pos, "table", id.Name, tableNames())
+		if st, ok := b.cat.Study(id.Name); ok {
+			ts := &cdm.TableSchema{Name: st.Name}
+			for _, c := range st.Columns {
+				ts.Columns = append(ts.Columns, cdm.Column{Name: c.Name, Type: c.ColumnType(), Doc: c.Doc})
+			}
+			return &scope{table: ts, study: st}, nil
+		}
+		return nil, parse.UnknownName(b.src, id.Pos, "table", id.Name, b.tableNames())
 	}
 	return &scope{table: t}, nil
 }
 
+// patientLevel reports whether every column of a study is a patient
+// attribute (one row per patient).
+func (s *scope) patientLevel() bool { return s.study != nil && s.study.RowsPerPatient == 1 }
+
 // names lists the column names of s, for suggestions.
 func (s *scope) names() []string {
+	if s.study != nil {
+		out := []string{"patient_id"}
+		for _, c := range s.table.Columns {
+			out = append(out, c.Name)
+		}
+		return out
+	}
 	out := []string{"patient_id", "age"}
 	for _, c := range s.table.Columns {
 		out = append(out, c.Name)
@@ -63,7 +88,16 @@ func (s *scope) names() []string {
 // and age are handled by the callers.
 func (s *scope) column(name string) (ColumnRef, bool) {
 	if c, ok := s.table.Lookup(name); ok {
-		return ColumnRef{Name: c.Name, Type: c.Type, Patient: s.table.Name == cdm.TablePatients}, true
+		ref := ColumnRef{Name: c.Name, Type: c.Type, Patient: s.table.Name == cdm.TablePatients}
+		if s.study != nil {
+			if sc, _ := s.study.Lookup(name); sc.Min != nil {
+				ref.Clamped, ref.Lo, ref.Hi = true, *sc.Min, *sc.Max
+			}
+		}
+		return ref, true
+	}
+	if s.study != nil {
+		return ColumnRef{}, false
 	}
 	p, _ := cdm.LookupTable(cdm.TablePatients)
 	if c, ok := p.Lookup(name); ok {
@@ -176,6 +210,17 @@ func (b *binder) plan(q *parse.Query, p *Plan) error {
 	if p.table == cdm.TablePatients {
 		p.rows, p.rowsSrc = 1, "one row per patient"
 	}
+	if s.study != nil {
+		if s.study.RowsPerPatient < p.rows {
+			p.rows, p.rowsSrc = s.study.RowsPerPatient, "study rows_per_patient"
+		}
+		switch k := s.study.SmallCountThreshold; {
+		case k < 0:
+			p.smallK = 0
+		case k > 0:
+			p.smallK = k
+		}
+	}
 
 	// Outputs: keys first.
 	for i, k := range p.keys {
@@ -284,6 +329,16 @@ func fmtNum(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
 func (b *binder) clamped(s *scope, c *parse.Call) (v Value, lo, hi float64, label string, err error) {
 	fn := strings.ToUpper(c.Name)
 	cl, ok := c.Args[0].(*parse.Call)
+	if !ok && s.study != nil {
+		// A bare number column of a study clamps to its public range.
+		if id, isID := c.Args[0].(*parse.Ident); isID {
+			if sc, found := s.study.Lookup(id.Name); found && sc.Min != nil {
+				col, _ := s.column(id.Name)
+				lo, hi = *sc.Min, *sc.Max
+				return ColumnValue{col}, lo, hi, fmt.Sprintf("CLAMP(%s, %s, %s)", id.Name, fmtNum(lo), fmtNum(hi)), nil
+			}
+		}
+	}
 	if !ok || cl.Name != "clamp" {
 		return nil, 0, 0, "", b.errf(parse.ErrInvalid, c.Args[0].Position(), "%s needs a bounded argument: write %s(CLAMP(%s, lo, hi)) so one patient's contribution is bounded", fn, fn, parse.Format(c.Args[0]))
 	}
@@ -336,8 +391,16 @@ func (b *binder) value(s *scope, e parse.Expr) (Value, exprType, error) {
 	case *parse.StringLit:
 		return nil, tyStringLit, nil
 	case *parse.Ident:
+		if s.study != nil && e.Name == "age" {
+			if _, ok := s.column(e.Name); !ok {
+				return nil, 0, b.unknownColumn(s, e)
+			}
+		}
 		switch e.Name {
 		case "age":
+			if s.study != nil {
+				break
+			}
 			return AgeValue{}, tyNumber, nil
 		case "patient_id":
 			return nil, tyPatientID, nil
@@ -366,6 +429,12 @@ func (b *binder) value(s *scope, e parse.Expr) (Value, exprType, error) {
 		}
 	case *parse.Binary:
 		switch e.Op {
+		case "=", "<>", "<", "<=", ">", ">=", "AND", "OR":
+			p, err := b.pred(s, e)
+			if err != nil {
+				return nil, 0, err
+			}
+			return IndicatorValue{p}, tyNumber, nil
 		case "+", "-", "*", "/":
 			l, lt, err := b.value(s, e.L)
 			if err != nil {
@@ -381,7 +450,30 @@ func (b *binder) value(s *scope, e parse.Expr) (Value, exprType, error) {
 			return ArithValue{Op: e.Op[0], L: l, R: r}, tyNumber, nil
 		}
 	case *parse.Call:
+		if e.Name == "exp" || e.Name == "ln" {
+			x, ty, err := b.value(s, e.Args[0])
+			if err != nil {
+				return nil, 0, err
+			}
+			if ty != tyNumber {
+				return nil, 0, b.errf(parse.ErrInvalid, e.Args[0].Position(), "%s needs a number, `%s` is a %s", strings.ToUpper(e.Name), parse.Format(e.Args[0]), tyName(ty))
+			}
+			return FuncValue{Name: e.Name, X: x}, tyNumber, nil
+		}
 		return nil, 0, b.errf(parse.ErrInvalid, e.Pos, "%s cannot be used here", strings.ToUpper(e.Name))
+	case *parse.Between, *parse.InList, *parse.InSelect:
+		p, err := b.pred(s, e)
+		if err != nil {
+			return nil, 0, err
+		}
+		return IndicatorValue{p}, tyNumber, nil
+	}
+	if u, ok := e.(*parse.Unary); ok && u.Op == "NOT" {
+		p, err := b.pred(s, e)
+		if err != nil {
+			return nil, 0, err
+		}
+		return IndicatorValue{p}, tyNumber, nil
 	}
 	return nil, 0, b.errf(parse.ErrInvalid, e.Position(), "`%s` is not a value", parse.Format(e))
 }
@@ -667,6 +759,11 @@ var sexLabels = []string{"female", "male", "other", "unknown"}
 // key binds one GROUP BY expression and derives its public domain.
 func (b *binder) key(s *scope, e parse.Expr, pos parse.Pos, name string, cons *constraints) (Key, error) {
 	rootPatients := s.table.Name == cdm.TablePatients
+	if s.study != nil {
+		if k, ok, err := b.studyKey(s, e, pos, name, cons); ok || err != nil {
+			return k, err
+		}
+	}
 	switch e := e.(type) {
 	case *parse.Ident:
 		if e.Name == "age" {

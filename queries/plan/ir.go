@@ -13,6 +13,10 @@ type ColumnRef struct {
 	// birth_date, death_date): a row of any table reads it through its
 	// patient. On the patients table itself such a column is read directly.
 	Patient bool
+	// Clamped is set for a number column of a study: every read is clamped
+	// to the column's public range [Lo, Hi].
+	Clamped bool
+	Lo, Hi  float64
 }
 
 // Value is a numeric expression: a number or date column (dates as days
@@ -39,11 +43,24 @@ type ArithValue struct {
 // NegValue is -X.
 type NegValue struct{ X Value }
 
-func (ColumnValue) isValue() {}
-func (AgeValue) isValue()    {}
-func (ConstValue) isValue()  {}
-func (ArithValue) isValue()  {}
-func (NegValue) isValue()    {}
+// FuncValue is EXP(X) or LN(X) (Name "exp" or "ln"); LN of x <= 0 is
+// missing.
+type FuncValue struct {
+	Name string
+	X    Value
+}
+
+// IndicatorValue is a condition used as a number: 1 when P holds for the
+// row, else 0 (a comparison with a missing value does not hold).
+type IndicatorValue struct{ P Pred }
+
+func (FuncValue) isValue()      {}
+func (IndicatorValue) isValue() {}
+func (ColumnValue) isValue()    {}
+func (AgeValue) isValue()       {}
+func (ConstValue) isValue()     {}
+func (ArithValue) isValue()     {}
+func (NegValue) isValue()       {}
 
 // Pred is a row predicate. Comparisons with a missing value are false (two-
 // valued logic: NOT of such a comparison is true).
@@ -99,6 +116,7 @@ const (
 	KeyYear                       // calendar year of a date column
 	KeyString                     // value of a text column, from a public list
 	KeyAgeBand                    // age band of Width years
+	KeyBin                        // bins of a number (study columns): [BinLo+i·BinWidth, BinLo+(i+1)·BinWidth)
 )
 
 // Key is one GROUP BY key with its public domain.
@@ -121,6 +139,12 @@ type Key struct {
 	OpenTop, Unknown bool
 	// Top is the first age of the open band (Catalogue.MaxAge) when OpenTop.
 	Top int
+	// Value, BinLo and BinWidth describe KeyBin: label i covers
+	// [BinLo+i·BinWidth, BinLo+(i+1)·BinWidth); values below the first bin
+	// fall in it and values above the last in the last (the column's public
+	// range clamps), missing values are dropped.
+	Value           Value
+	BinLo, BinWidth float64
 	// RowLevel reports whether one patient can fall into several labels of
 	// this key (a row-level date or code); patient attributes (sex, region,
 	// age band) give each patient exactly one label.
@@ -196,4 +220,14 @@ type Output struct {
 	// OutStddev; SumSq for OutVariance, OutStddev.
 	Count, Sum, SumSq int
 	Center, Lo, Hi    float64
+}
+
+// Study returns the schema of the study table named name in the catalogue.
+func (c *Catalogue) Study(name string) (*cdm.StudySchema, bool) {
+	for i := range c.Studies {
+		if c.Studies[i].Name == name {
+			return &c.Studies[i], true
+		}
+	}
+	return nil, false
 }

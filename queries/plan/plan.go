@@ -108,6 +108,10 @@ type Catalogue struct {
 	// (triangle inequality). Defaults to 1: each patient's records live at
 	// one node.
 	MaxNodesPerPatient int
+	// Studies are the public schemas of the network's study tables
+	// (research data sets that nodes import from CSV). Queries may read a
+	// study by its name like a CDM table. Defaults to none.
+	Studies []cdm.StudySchema
 }
 
 // DefaultCatalogue returns a catalogue with every default filled in and no

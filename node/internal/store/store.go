@@ -86,7 +86,10 @@ type Store struct {
 	serials    []uint32
 	nextSerial uint32
 
-	snap atomic.Pointer[cdm.Tables]
+	snap atomic.Pointer[cdm.Tables] // the CDM tables only
+	// view is snap with the study tables (study.go); what Tables returns.
+	view    atomic.Pointer[cdm.Tables]
+	studies []*cdm.Study // under mu, sorted by name
 	// ProgressEvery, when > 0, logs a debug line every so many staged
 	// records (tests watch for it). Set before the first import.
 	ProgressEvery int
@@ -123,7 +126,10 @@ func Open(ctx context.Context, db *kv.DB, logger *slog.Logger) (*Store, error) {
 		}
 		logger.Info("store: removed versions left by an interrupted or superseded import", "keys", len(stale))
 	}
-	s.snap.Store(tables)
+	if s.studies, err = s.loadStudies(); err != nil {
+		return nil, err
+	}
+	s.publish(tables)
 	logger.Info("store: opened", "generation", s.gen, "patients", tables.NumPatients(), "build", time.Since(t0).Round(time.Millisecond))
 	return s, nil
 }
@@ -131,7 +137,7 @@ func Open(ctx context.Context, db *kv.DB, logger *slog.Logger) (*Store, error) {
 // Tables returns the current columnar snapshot. It is immutable and safe
 // for concurrent readers; it does not change when a later import commits
 // (call Tables again for the new one).
-func (s *Store) Tables() *cdm.Tables { return s.snap.Load() }
+func (s *Store) Tables() *cdm.Tables { return s.view.Load() }
 
 // Generation returns the last committed import generation (0: empty).
 func (s *Store) Generation() uint64 {
@@ -556,7 +562,7 @@ func (s *Store) ImportRecords(ctx context.Context, r *cdm.Records, source string
 		return sum, fmt.Errorf("store: import committed but rebuilding the columnar copy failed: %w", err)
 	}
 	s.serials, s.nextSerial = ld.serials, ld.nextSerial
-	s.snap.Store(tables)
+	s.publish(tables)
 	sum.Build = time.Since(t1)
 	s.log.Info("store: import committed", "generation", ng, "written", len(write), "unchanged", len(recs)-len(write),
 		"write", sum.Write.Round(time.Millisecond), "build", sum.Build.Round(time.Millisecond))
