@@ -233,11 +233,24 @@ func (n *Node) checkCohort(p *plan.Plan, exact []float64) error {
 	return nil
 }
 
+// Evaluator is a DataSource that computes a plan's exact aggregates itself,
+// for example by pushing the aggregation down into a warehouse as SQL
+// (node/internal/warehouse). Nodes use it instead of evaluating Tables().
+type Evaluator interface {
+	Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, error)
+}
+
 // partial evaluates p on the local data, adds this node's noise share,
 // encrypts under the epoch's collective key and signs. The exact aggregates
 // never leave this function.
 func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec *typesv1.QuerySpec, p *plan.Plan) ([]byte, error) {
-	exact, err := eval.Evaluate(ctx, p, n.cfg.Data.Tables())
+	var exact *eval.Exact
+	var err error
+	if ev, ok := n.cfg.Data.(Evaluator); ok {
+		exact, err = ev.Evaluate(ctx, p)
+	} else {
+		exact, err = eval.Evaluate(ctx, p, n.cfg.Data.Tables())
+	}
 	if err != nil {
 		return nil, err
 	}

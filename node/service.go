@@ -53,6 +53,9 @@ func (s *service) KeySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (
 // Summary is the coarse, public description of the node's data that it
 // advertises: patient and row counts per table.
 func (n *Node) Summary() *typesv1.DataSummary {
+	if s, ok := n.cfg.Data.(interface{ Summary() *typesv1.DataSummary }); ok {
+		return s.Summary()
+	}
 	t := n.cfg.Data.Tables()
 	s := &typesv1.DataSummary{Patients: int64(t.NumPatients()), Rows: map[string]int64{}}
 	for _, name := range t.Names() {

@@ -81,3 +81,13 @@ func (Postgres) Float(x string) string { return "(" + x + ")::float8" }
 
 // Limit implements Dialect.
 func (Postgres) Limit(q string, n int) string { return q + " LIMIT " + strconv.Itoa(n) }
+
+// DialectNamed returns the dialect called name ("postgres", or "" for
+// Postgres).
+func DialectNamed(name string) (Dialect, error) {
+	switch strings.ToLower(name) {
+	case "", "postgres", "postgresql", "citus":
+		return Postgres{}, nil
+	}
+	return nil, fmt.Errorf("warehouse: unknown SQL dialect %q (known: postgres)", name)
+}

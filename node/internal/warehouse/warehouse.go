@@ -289,3 +289,21 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 	_, err := b.pool.Exec(ctx, "ANALYZE")
 	return err
 }
+
+// Summary is the coarse, public description of the warehouse's data: rows
+// of the OMOP tables the node reads, under the fedstat table names.
+func (b *Backend) Summary(ctx context.Context) (patients int64, rows map[string]int64, err error) {
+	tables := []struct{ omop, name string }{
+		{"person", "patients"}, {"condition_occurrence", "conditions"}, {"measurement", "observations"},
+		{"visit_occurrence", "encounters"}, {"drug_exposure", "medications"},
+	}
+	rows = map[string]int64{}
+	for _, t := range tables {
+		var n int64
+		if err := b.pool.QueryRow(ctx, "SELECT COUNT(*) FROM "+b.d.Quote(b.Schema)+"."+b.d.Quote(t.omop)).Scan(&n); err != nil {
+			return 0, nil, fmt.Errorf("warehouse: %w", err)
+		}
+		rows[t.name] = n
+	}
+	return rows["patients"], rows, nil
+}

@@ -4,57 +4,18 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/pgtest"
 	"github.com/fedstat/fedstat/internal/synth"
 	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
-// dsn returns FEDSTAT_TEST_POSTGRES_DSN, or starts a throw-away cluster with
-// pg_ctl when the binaries are on PATH (not as root), or skips (fails in CI).
-func dsn(t *testing.T) string {
-	if d := os.Getenv("FEDSTAT_TEST_POSTGRES_DSN"); d != "" {
-		return d
-	}
-	fail := func(msg string, args ...any) string {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL needed in CI: "+msg, args...)
-		}
-		t.Skipf("no PostgreSQL (set FEDSTAT_TEST_POSTGRES_DSN or run scripts/test.sh): "+msg, args...)
-		return ""
-	}
-	if u, err := user.Current(); err != nil || u.Uid == "0" {
-		return fail("FEDSTAT_TEST_POSTGRES_DSN unset and running as root")
-	}
-	initdb, err := exec.LookPath("initdb")
-	if err != nil {
-		return fail("FEDSTAT_TEST_POSTGRES_DSN unset and no initdb on PATH")
-	}
-	dir := t.TempDir()
-	data, sock := filepath.Join(dir, "data"), dir
-	if out, err := exec.Command(initdb, "-D", data, "-A", "trust", "-U", "postgres").CombinedOutput(); err != nil {
-		return fail("initdb: %v: %s", err, out)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fail("no free port: %v", err)
-	}
-	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	if out, err := exec.Command("pg_ctl", "-D", data, "-w", "-o", "-k "+sock+" -p "+port+" -c listen_addresses=''", "start", "-l", filepath.Join(dir, "log")).CombinedOutput(); err != nil {
-		return fail("pg_ctl start: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("pg_ctl", "-D", data, "-m", "immediate", "stop").Run() })
-	return fmt.Sprintf("host=%s port=%s user=postgres dbname=postgres", sock, port)
-}
+// dsn is a PostgreSQL server for the test (see internal/pgtest).
+func dsn(t *testing.T) string { return pgtest.DSN(t) }
 
 var queries = []string{
 	// DESIGN.md

@@ -1,0 +1,91 @@
+package admin
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/node/internal/warehouse"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/eval"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// Warehouse is a node data source backed by an OMOP CDM v5.4 database: the
+// node pushes each query's aggregation down as SQL and reads back only the
+// aggregates (node.Evaluator). It holds no records in the node's store.
+type Warehouse struct {
+	b     *warehouse.Backend
+	empty *cdm.Tables
+
+	mu      sync.Mutex
+	summary *typesv1.DataSummary
+	at      time.Time
+}
+
+// WarehouseOptions says where the OMOP data is.
+type WarehouseOptions struct {
+	// DSN is a PostgreSQL connection string (libpq key=value or URL).
+	DSN string
+	// Dialect names the SQL dialect ("postgres", the default).
+	Dialect string
+	// Schema holds the OMOP tables. Default "omop".
+	Schema string
+}
+
+// OpenWarehouse connects to the warehouse and checks that it answers.
+func OpenWarehouse(ctx context.Context, o WarehouseOptions) (*Warehouse, error) {
+	d, err := warehouse.DialectNamed(o.Dialect)
+	if err != nil {
+		return nil, err
+	}
+	b, err := warehouse.Open(ctx, o.DSN, d)
+	if err != nil {
+		return nil, err
+	}
+	if o.Schema != "" {
+		b.Schema = o.Schema
+	}
+	w := &Warehouse{b: b, empty: cdm.NewBuilder().Build()}
+	if _, _, err := b.Summary(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// Close closes the connections.
+func (w *Warehouse) Close() { w.b.Close() }
+
+// Tables is empty: a warehouse node evaluates in the database (Evaluate).
+func (w *Warehouse) Tables() *cdm.Tables { return w.empty }
+
+// Evaluate computes p's exact aggregates in the database.
+func (w *Warehouse) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, error) {
+	return w.b.Evaluate(ctx, p)
+}
+
+// summaryTTL bounds how often Summary counts rows in the database.
+const summaryTTL = 10 * time.Minute
+
+// Summary gives row counts per table, refreshed at most every ten minutes
+// (counting a large warehouse is not free); on an error it keeps the last.
+func (w *Warehouse) Summary() *typesv1.DataSummary {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.summary != nil && time.Since(w.at) < summaryTTL {
+		return w.summary
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	patients, rows, err := w.b.Summary(ctx)
+	if err != nil {
+		if w.summary == nil {
+			return &typesv1.DataSummary{}
+		}
+		return w.summary
+	}
+	w.summary, w.at = &typesv1.DataSummary{Patients: patients, Rows: rows}, time.Now()
+	return w.summary
+}
