@@ -144,6 +144,20 @@ type Node struct {
 	KeyFile string `toml:"key_file"`
 	Policy  Policy `toml:"policy"`
 	Budget  Budget `toml:"budget"`
+	// Warehouse, when its dsn is set, makes the node answer queries from an
+	// OMOP CDM database instead of its imported records.
+	Warehouse Warehouse `toml:"warehouse"`
+}
+
+// Warehouse is a node's OMOP CDM v5.4 database back end.
+type Warehouse struct {
+	// DSN is a PostgreSQL connection string (libpq key=value or URL). Keep
+	// the password out of it: libpq's PGPASSFILE or PGPASSWORD apply.
+	DSN string `toml:"dsn"`
+	// Dialect is the SQL dialect: "postgres" (default; also Citus).
+	Dialect string `toml:"dialect"`
+	// Schema holds the OMOP tables. Default "omop".
+	Schema string `toml:"schema"`
 }
 
 // Load reads path (if not empty) into cfg, then applies FEDSTAT_* variables

@@ -217,6 +217,16 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 		return err
 	}
 	defer db.Close()
+	var data node.DataSource = st
+	if cfg.Warehouse.DSN != "" {
+		w, err := admin.OpenWarehouse(ctx, admin.WarehouseOptions{DSN: cfg.Warehouse.DSN, Dialect: cfg.Warehouse.Dialect, Schema: cfg.Warehouse.Schema})
+		if err != nil {
+			return fmt.Errorf("%w: warehouse: %v", config.ErrInvalid, err)
+		}
+		defer w.Close()
+		data = w
+		log.Info("answering from the OMOP warehouse", "dialect", cfg.Warehouse.Dialect, "schema", cfg.Warehouse.Schema)
+	}
 	alog, err := audit.Open(auditPath(&cfg.Common))
 	if err != nil {
 		return err
@@ -224,7 +234,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	defer alog.Close()
 	reg := newRegistry()
 	n, err := node.New(node.Config{
-		Identity: id, ListenAddr: cfg.Listen, AdvertiseAddr: cfg.Advertise, StateDir: cfg.DataDir, DB: db, Data: st,
+		Identity: id, ListenAddr: cfg.Listen, AdvertiseAddr: cfg.Advertise, StateDir: cfg.DataDir, DB: db, Data: data,
 		OperatorKey: secretKey, Catalogue: cat, Policy: pol, Gossip: gossip,
 		Budget: node.Budget{TotalRho: cfg.Budget.TotalRho, PerAnalystRho: cfg.Budget.PerAnalystRho, Analysts: cfg.Budget.Analysts},
 		Audit:  alog, Metrics: reg, Logger: log,
