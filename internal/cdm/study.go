@@ -134,7 +134,7 @@ func (s *StudySchema) Validate() error {
 	if len(s.Columns) == 0 {
 		return fmt.Errorf("%w: study %s has no columns", ErrBadSchema, s.Name)
 	}
-	seen := map[string]bool{"patient_id": true, "age": true}
+	seen := map[string]bool{"patient_id": true}
 	for i := range s.Columns {
 		c := &s.Columns[i]
 		if !identRE.MatchString(c.Name) {
