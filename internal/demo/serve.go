@@ -36,6 +36,9 @@ type ServeOptions struct {
 	Threshold, MinNodes int
 	// Progress, when set, is told about each step.
 	Progress func(string)
+	// NodeConfig, when set, returns extra TOML appended to node i's config
+	// file (for example a [warehouse] section).
+	NodeConfig func(i int) string
 }
 
 // Processes is a running demo network of separate processes.
@@ -229,6 +232,9 @@ bind = "127.0.0.1:0"
 key_file = %q
 join = [%q]
 `, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, tomlList(regions), gossipKey, gossipAddr)
+		if o.NodeConfig != nil {
+			cfg += o.NodeConfig(i)
+		}
 		if err := os.WriteFile(filepath.Join(o.Dir, NodeID(i)+".toml"), []byte(cfg), 0o600); err != nil {
 			return nil, err
 		}

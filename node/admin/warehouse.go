@@ -89,3 +89,22 @@ func (w *Warehouse) Summary() *typesv1.DataSummary {
 	w.summary, w.at = &typesv1.DataSummary{Patients: patients, Rows: rows}, time.Now()
 	return w.summary
 }
+
+// LoadOMOP (re)creates the OMOP schema o.Schema in the database o.DSN and
+// writes recs into it. It drops that schema first: for tests and demos
+// only, never against a production warehouse.
+func LoadOMOP(ctx context.Context, o WarehouseOptions, recs *cdm.Records) error {
+	d, err := warehouse.DialectNamed(o.Dialect)
+	if err != nil {
+		return err
+	}
+	b, err := warehouse.Open(ctx, o.DSN, d)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if o.Schema != "" {
+		b.Schema = o.Schema
+	}
+	return b.LoadRecords(ctx, recs)
+}

@@ -1,0 +1,77 @@
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fedstat/fedstat/internal/pgtest"
+	"github.com/fedstat/fedstat/node/admin"
+)
+
+// TestWarehouseNodeProcess runs a network of separate processes in which
+// node-3 answers from an OMOP database in PostgreSQL ([warehouse] in its
+// config) instead of its imported records: the released total at epsilon 5
+// (noise SD about 1.2) is the sum over node-1's and node-2's records and the warehouse's,
+// not node-3's (much smaller) imported set.
+func TestWarehouseNodeProcess(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	bin := buildBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	data, err := Synthetic(3, 300, 23)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh, err := Synthetic(1, 700, 29)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := "omop_demo_node3"
+	if err := admin.LoadOMOP(ctx, admin.WarehouseOptions{DSN: dsn, Schema: schema}, wh[0]); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p, err := Serve(ctx, ServeOptions{Binary: bin, Dir: dir, Data: data, Threshold: 2, MinNodes: 3,
+		NodeConfig: func(i int) string {
+			if i != 2 {
+				return ""
+			}
+			return fmt.Sprintf("\n[warehouse]\ndsn = %q\nschema = %q\n", dsn, schema)
+		}})
+	if err != nil {
+		for _, name := range []string{"coordinator", "node-3"} {
+			b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
+			t.Logf("%s.log:\n%s", name, b)
+		}
+		t.Fatal(err)
+	}
+	defer p.Stop()
+
+	out, stderr, err := cli(t, p, "query", "--epsilon", "5", "--format", "json", "SELECT COUNT(*) FROM patients")
+	if err != nil {
+		t.Fatalf("fedstat query: %v\n%s", err, stderr)
+	}
+	var res struct {
+		Rows []struct {
+			Values []struct {
+				Value float64 `json:"value"`
+			} `json:"values"`
+		} `json:"rows"`
+		Nodes int `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Rows) != 1 || res.Nodes != 3 {
+		t.Fatalf("query JSON %q: %v", out, err)
+	}
+	want := float64(len(data[0].Patients) + len(data[1].Patients) + len(wh[0].Patients))
+	imported := float64(len(data[0].Patients) + len(data[1].Patients) + len(data[2].Patients))
+	got := res.Rows[0].Values[0].Value
+	if math.Abs(got-want) > 10 {
+		t.Fatalf("released %v, want about %v from the warehouse (node-3's imported records would give %v)", got, want, imported)
+	}
+}
