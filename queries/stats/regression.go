@@ -249,8 +249,8 @@ type LogisticOptions struct {
 // H_jk = Σ z_j z_k p(1 − p), p = 1/(1 + EXP(−zᵀβ)), z_0 = 1, on the
 // standardised covariates: per-row bounds 1 for g and 1/4 for H (one row per
 // patient), 1 + p gradient and (p+1)(p+2)/2 Hessian measures sharing the
-// round's budget equally. The budget is split equally over the rounds (zCDP
-// adds up). The step is β ← β + H⁻¹g. The standard errors add the inverse
+// round's budget equally. The last round gets half the budget and the earlier
+// rounds share the other half (Budget.Newton; zCDP adds up). The step is β ← β + H⁻¹g. The standard errors add the inverse
 // information H⁻¹ of the last round and the noise variance of the last
 // step, propagated by simulation. It refuses when the noise in the first
 // round's Hessian is large enough to make it singular.
@@ -277,7 +277,7 @@ func Logistic(ctx context.Context, q Querier, o LogisticOptions) (*Fit, error) {
 	for j, c := range o.Covariates {
 		zs[j+1] = "(" + c.z() + ")"
 	}
-	round := o.Budget.Split(o.Rounds)
+	rounds := o.Budget.Newton(o.Rounds)
 	beta := make([]float64, qq)
 	var last []Noisy
 	var lastBeta []float64
@@ -318,7 +318,7 @@ func Logistic(ctx context.Context, q Querier, o LogisticOptions) (*Fit, error) {
 				items = append(items, sumSQL(zs[j]+" * "+zs[k]+" * "+prob+" * (1 - "+prob+")", -0.25, 0.25))
 			}
 		}
-		rel, err := q.Query(ctx, round.request("SELECT "+strings.Join(items, ", ")+from(o.Table, o.Where)))
+		rel, err := q.Query(ctx, rounds[r].request("SELECT "+strings.Join(items, ", ")+from(o.Table, o.Where)))
 		if err != nil {
 			return nil, fmt.Errorf("logistic round %d: %w", r+1, err)
 		}

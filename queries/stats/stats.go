@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/fedstat/fedstat/queries/plan"
 	"github.com/fedstat/fedstat/queries/result"
 	"github.com/fedstat/fedstat/queries/zcdp"
 )
@@ -126,6 +127,24 @@ func (b Budget) check() error {
 func (b Budget) Split(n int) Budget {
 	rho := zcdp.RhoFromEpsilonDelta(b.Epsilon, b.Delta)
 	return Budget{Epsilon: zcdp.EpsilonFromRho(rho/float64(n), b.Delta), Delta: b.Delta}
+}
+
+// Newton returns the budgets of n Newton-Raphson rounds: the last round,
+// whose noise is what the estimate keeps, gets half of ρ; the n−1 earlier
+// rounds (whose noise only moves the point where the last one is taken, and
+// Newton's method corrects that) share the other half equally. The zCDP
+// costs add up to b's.
+func (b Budget) Newton(n int) []Budget {
+	if n == 1 {
+		return []Budget{b}
+	}
+	rho := zcdp.RhoFromEpsilonDelta(b.Epsilon, b.Delta)
+	out := make([]Budget, n)
+	for i := range n - 1 {
+		out[i] = Budget{Epsilon: zcdp.EpsilonFromRho(rho/2/float64(n-1), b.Delta), Delta: b.Delta}
+	}
+	out[n-1] = Budget{Epsilon: zcdp.EpsilonFromRho(rho/2, b.Delta), Delta: b.Delta}
+	return out
 }
 
 func (b Budget) request(sql string) Request {
@@ -291,4 +310,61 @@ func matVec(a []float64, x []float64) []float64 {
 		}
 	}
 	return out
+}
+
+// PlanVariances replaces the noise variances of rel's counts and sums by
+// the exact ones of plan p with `nodes` partials summed: nodes·(σ_node² +
+// q²/12) per slot, q the encoding quantum (as queries/dp computes the
+// intervals). Use it when the analyst can build the same plan as the
+// network (same SQL, budget and public catalogue); FromResult's estimate
+// from the intervals is an upper bound that is loose for counts at small
+// noise.
+func PlanVariances(rel *Release, p *plan.Plan, nodes int) error {
+	var outs []plan.Output
+	for _, o := range p.Outputs() {
+		if o.Kind != plan.OutKey {
+			outs = append(outs, o)
+		}
+	}
+	ms := p.Measures()
+	for _, row := range rel.Rows {
+		if len(row.Values) != len(outs) {
+			return fmt.Errorf("%w: the release does not match the plan", ErrRelease)
+		}
+		for i, o := range outs {
+			mi := -1
+			switch o.Kind {
+			case plan.OutCount:
+				mi = o.Count
+			case plan.OutSum:
+				mi = o.Sum
+			}
+			if mi < 0 || row.Values[i].Missing {
+				continue
+			}
+			m := ms[mi]
+			q := 1 / m.Scale
+			v := m.NodeSigma*m.NodeSigma + q*q/12
+			if count := m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues; count && p.Mechanism() == plan.Gaussian {
+				v = roundedVar(m.NodeSigma)
+			}
+			row.Values[i].Var = float64(nodes) * v
+		}
+	}
+	return nil
+}
+
+// roundedVar is the variance of round(t + X) − t for an integer t and X ~
+// N(0, σ²): a count partial's error after the node rounds it.
+func roundedVar(sigma float64) float64 {
+	if sigma > 3 {
+		return sigma*sigma + 1.0/12
+	}
+	phi := func(x float64) float64 { return 0.5 * math.Erfc(-x/math.Sqrt2) }
+	var v float64
+	for k := 1.0; k <= 40; k++ {
+		pk := phi((k+0.5)/sigma) - phi((k-0.5)/sigma)
+		v += 2 * k * k * pk
+	}
+	return v
 }

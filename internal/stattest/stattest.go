@@ -1,0 +1,137 @@
+// Package stattest runs the statistics of queries/stats end to end: it
+// splits a study data set across the nodes of a real in-process network
+// (gRPC with mutual TLS, multiparty encryption, DP noise at every node) and
+// answers stats queries through the coordinator. Tests and the reference
+// examples use it.
+package stattest
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/demo"
+	"github.com/fedstat/fedstat/node"
+	"github.com/fedstat/fedstat/node/admin"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/plan"
+	"github.com/fedstat/fedstat/queries/stats"
+)
+
+// Split deals the rows of st round-robin into n studies of the same
+// schema, one per node.
+func Split(st *cdm.Study, n int) []*cdm.Study {
+	out := make([]*cdm.Study, n)
+	for i := range out {
+		out[i] = &cdm.Study{Schema: st.Schema, Numbers: map[string][]float64{}, Strings: map[string][]string{}, Dates: map[string][]cdm.Date{}}
+	}
+	for r, id := range st.PatientIDs {
+		s := out[r%n]
+		s.PatientIDs = append(s.PatientIDs, id)
+		for name, col := range st.Numbers {
+			s.Numbers[name] = append(s.Numbers[name], col[r])
+		}
+		for name, col := range st.Strings {
+			s.Strings[name] = append(s.Strings[name], col[r])
+		}
+		for name, col := range st.Dates {
+			s.Dates[name] = append(s.Dates[name], col[r])
+		}
+	}
+	return out
+}
+
+// Options configure Start.
+type Options struct {
+	// Studies are the data sets; each is split across Nodes nodes.
+	Studies []*cdm.Study
+	// Records, when set, gives node i CDM records (len = Nodes).
+	Records []*cdm.Records
+	// Regions is the catalogue's region list. Defaults to those in Records.
+	Regions []string
+	// Nodes defaults to 3.
+	Nodes int
+	// Params is the homomorphic parameter set. Defaults to production.
+	Params string
+}
+
+// Start starts a network whose nodes hold the studies, split. The node
+// budgets are large (total ρ 1e9): the tests spend big epsilons to check
+// answers at small noise. Close the network when done.
+func Start(ctx context.Context, o Options) (*demo.Network, error) {
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	data := o.Records
+	if data == nil {
+		data = make([]*cdm.Records, o.Nodes)
+		for i := range data {
+			data[i] = &cdm.Records{}
+		}
+	}
+	var schemas []cdm.StudySchema
+	for _, st := range o.Studies {
+		schemas = append(schemas, st.Schema)
+	}
+	nw, err := demo.Start(ctx, demo.Options{Data: data, Studies: schemas, Regions: o.Regions, Params: o.Params,
+		Budget: node.Budget{TotalRho: 1e9, PerAnalystRho: 1e9}})
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range o.Studies {
+		for i, part := range Split(st, o.Nodes) {
+			if _, err := admin.ImportStudyIn(nw.Stores[i], part, "stattest"); err != nil {
+				nw.Close()
+				return nil, fmt.Errorf("stattest: node %d: %w", i+1, err)
+			}
+		}
+	}
+	return nw, nil
+}
+
+// Querier answers stats queries through the coordinator of nw as the
+// analyst, with every node required (min_nodes = threshold = nodes).
+type Querier struct {
+	Client coordinatorv1.CoordinatorServiceClient
+	Nodes  int
+	// Reference is the reference date of the queries. Defaults to today.
+	Reference time.Time
+	// Catalogue, when set, is the network's public catalogue: the noise
+	// variances then come from the plan (exact) rather than from the
+	// released intervals (an upper bound).
+	Catalogue *plan.Catalogue
+	// Queries counts the queries run.
+	Queries int
+}
+
+var _ stats.Querier = (*Querier)(nil)
+
+// Query runs one query to its release.
+func (q *Querier) Query(ctx context.Context, r stats.Request) (*stats.Release, error) {
+	q.Queries++
+	ref := q.Reference
+	if ref.IsZero() {
+		ref = time.Now()
+	}
+	spec := &typesv1.QuerySpec{Sql: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, MinNodes: int32(q.Nodes), Threshold: int32(q.Nodes),
+		ReferenceDate: ref.Format("2006-01-02")}
+	st, err := demo.RunQuery(ctx, q.Client, spec, nil)
+	if err != nil {
+		return nil, err
+	}
+	rel := stats.FromResult(coordinator.ResultFromProto(st.GetResult()))
+	if q.Catalogue != nil {
+		p, err := plan.Build(plan.Request{SQL: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, MinNodes: q.Nodes, Threshold: q.Nodes,
+			ReferenceDate: cdm.DateOf(ref)}, q.Catalogue)
+		if err != nil {
+			return nil, err
+		}
+		if err := stats.PlanVariances(rel, p, int(st.GetResult().GetNodes())); err != nil {
+			return nil, err
+		}
+	}
+	return rel, nil
+}
