@@ -7,6 +7,8 @@ func commands() []*cobra.Command {
 	return []*cobra.Command{
 		demoCommand(),
 		queryCommand(),
+		statsCommand(),
+		alertCommand(),
 		nodesCommand(),
 		budgetCommand(),
 		tokenCommand(),

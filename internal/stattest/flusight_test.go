@@ -81,8 +81,21 @@ func TestFluSight(t *testing.T) {
 	cases := nat[0].Cases
 	lo, hi := cases.Value-1.96*math.Sqrt(cases.Var), cases.Value+1.96*math.Sqrt(cases.Var)
 	t.Logf("national admissions, week ending 2025-02-08: %.0f [%.1f, %.1f] (published 55,757); rate %.2f per 100,000", cases.Value, lo, hi, nat[0].Rate.Value)
+	// A 95% interval misses 5% of the time by design: log it, and fail only
+	// beyond 4.5 standard deviations (a broken release, not bad luck).
 	if !(lo <= 55757 && 55757 <= hi) {
-		t.Errorf("55,757 is outside the released interval [%.1f, %.1f]", lo, hi)
+		t.Logf("55,757 is outside this release's 95%% interval (expected in 5%% of runs)")
+	}
+	if math.Abs(cases.Value-55757) > 4.5*math.Sqrt(cases.Var) {
+		t.Errorf("released %.0f is %.1f standard deviations from 55,757", cases.Value, math.Abs(cases.Value-55757)/math.Sqrt(cases.Var))
+	}
+	// At a large epsilon the count is exact and its interval holds it.
+	exact, err := stats.Incidence(ctx, q, stats.IncidenceOptions{Table: "conditions", Where: week, Populations: popf, Budget: stats.Budget{Epsilon: 1e5, Delta: 1e-6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := exact[0].Cases; math.Abs(c.Value-55757) > 1.96*math.Sqrt(c.Var)+0.5 {
+		t.Errorf("at epsilon 1e5 the national total is %.1f ± %.2f, want 55,757", c.Value, 1.96*math.Sqrt(c.Var))
 	}
 
 	// Incidence per 100,000 by state, against FluSight's weekly_rate.
@@ -102,7 +115,8 @@ func TestFluSight(t *testing.T) {
 			t.Logf("%s: rate %.2f [%.2f, %.2f], published %.2f", r.Label, r.Rate.Value, r.Rate.CILow, r.Rate.CIHigh, want)
 		}
 	}
-	if len(rates) != len(states) || misses > 3 {
+	// 95% intervals: about 2.6 of 53 states miss by chance.
+	if len(rates) != len(states) || misses > 8 {
 		t.Errorf("%d states released, %d of them miss the published rate", len(rates), misses)
 	}
 
@@ -123,11 +137,12 @@ func TestFluSight(t *testing.T) {
 			break
 		}
 	}
-	// The rise starts in late October (556 admissions in the week ending
-	// 2024-10-19, 1,087 in the next); the first alert must fall in
-	// October or early November.
-	if first < "2024-W42" || first > "2024-W45" {
-		t.Errorf("first EARS C2 alert in %q, want 2024-W42..W45", first)
+	// The rise starts in the week ending 2024-10-19 (556 admissions after
+	// about 300 a week; 1,087 in the next). ISO week 2024-W41 (October
+	// 7-13) holds that week's first day, W42 most of it; the first alert
+	// must fall in W41-W45.
+	if first < "2024-W41" || first > "2024-W45" {
+		t.Errorf("first EARS C2 alert in %q, want 2024-W41..W45", first)
 	}
 }
 

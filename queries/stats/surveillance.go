@@ -175,8 +175,11 @@ func EARS(s *Series, method string) ([]Alert, error) {
 			d := s.Counts[i].Value - m
 			v += d * d
 		}
-		v = v/6 - nv
-		sd := math.Max(math.Sqrt(math.Max(v, 0)), math.Max(math.Sqrt(nv), 1))
+		// The underlying variance is the baseline's sample variance less
+		// the noise's; y_t − mean carries y_t's noise and a seventh of the
+		// baseline's on top of it.
+		v = math.Max(v/6-nv, 0) + s.Counts[t].Var + nv/7
+		sd := math.Max(math.Sqrt(v), 1)
 		return (s.Counts[t].Value - m) / sd, true
 	}
 	var out []Alert

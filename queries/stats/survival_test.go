@@ -42,3 +42,19 @@ func TestCoxLungExact(t *testing.T) {
 	near(t, "cox.age SE", fit.Coefficients[0].SE, 0.009223, 1e-4)
 	near(t, "cox.sex SE", fit.Coefficients[1].SE, 0.167458, 1e-3)
 }
+
+func TestQuantilesLungExact(t *testing.T) {
+	q := loadStudy(t, "reference/survival_lung.csv", "lung.toml")
+	_, est, err := Quantiles(context.Background(), q, QuantileOptions{Table: "lung", Column: "age", Probs: []float64{0.25, 0.5, 0.75}, Budget: Budget{Epsilon: 1e4, Delta: 1e-6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// quantile(lung$age) = 56, 63, 69 (type 7); the histogram reading is
+	// within a year of it.
+	for i, want := range []float64{56, 63, 69} {
+		near(t, est[i].Name, est[i].Value, want, 1)
+		if !(est[i].CILow <= est[i].Value && est[i].Value <= est[i].CIHigh) {
+			t.Errorf("%s interval [%v, %v] misses %v", est[i].Name, est[i].CILow, est[i].CIHigh, est[i].Value)
+		}
+	}
+}

@@ -1,0 +1,724 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/internal/cdm"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/plan"
+	"github.com/fedstat/fedstat/queries/stats"
+)
+
+// statsFlags are the flags every stats command shares.
+type statsFlags struct {
+	cf       clientFlags
+	epsilon  float64
+	delta    float64
+	format   string
+	dataset  string
+	schemas  []string
+	regions  []string
+	refDate  string
+	deadline time.Duration
+	quiet    bool
+	table    string
+	where    string
+}
+
+func (s *statsFlags) add(c *cobra.Command, epsilon float64) {
+	s.cf.add(c)
+	f := c.Flags()
+	f.Float64Var(&s.epsilon, "epsilon", epsilon, "privacy loss epsilon of the whole analysis (all its queries)")
+	f.Float64Var(&s.delta, "delta", coordinator.DefaultDelta, "privacy loss delta")
+	f.StringVar(&s.format, "format", "table", "table, or json: one {\"dataset\",\"statistic\",\"value\",\"ci_low\",\"ci_high\"} per line")
+	f.StringVar(&s.dataset, "dataset", "", "dataset name in the output (default: the table)")
+	f.StringArrayVar(&s.schemas, "schema", nil, "study schema file (the network catalogue's; gives column ranges and exact noise variances); repeatable")
+	f.StringSliceVar(&s.regions, "regions", nil, "the catalogue's region list (for exact noise variances of GROUP BY region)")
+	f.StringVar(&s.refDate, "reference-date", "", "YYYY-MM-DD at which age is computed (default today)")
+	f.DurationVar(&s.deadline, "deadline", 0, "how long the coordinator waits for nodes (default: the network's)")
+	f.BoolVar(&s.quiet, "quiet", false, "do not show the queries on stderr")
+	f.StringVar(&s.table, "table", "", "the table (a study name or a CDM table) (required)")
+	f.StringVar(&s.where, "where", "", "SQL condition selecting the rows")
+}
+
+// catalogue returns the local copy of the public catalogue: the schemas
+// and regions given.
+func (s *statsFlags) catalogue() (*plan.Catalogue, error) {
+	cat := plan.DefaultCatalogue()
+	cat.Regions = s.regions
+	for _, p := range s.schemas {
+		sc, err := cdm.ReadStudySchema(p, "")
+		if err != nil {
+			return nil, err
+		}
+		cat.Studies = append(cat.Studies, *sc)
+	}
+	return cat, nil
+}
+
+// study returns the schema of the table, if given.
+func (s *statsFlags) study(cat *plan.Catalogue) *cdm.StudySchema {
+	sc, _ := cat.Study(s.table)
+	return sc
+}
+
+func (s *statsFlags) budget() stats.Budget { return stats.Budget{Epsilon: s.epsilon, Delta: s.delta} }
+
+// cliQuerier runs stats queries through the coordinator.
+type cliQuerier struct {
+	a        api
+	cat      *plan.Catalogue
+	ref      string
+	deadline time.Duration
+	log      io.Writer
+	n        int
+}
+
+func (q *cliQuerier) Query(ctx context.Context, r stats.Request) (*stats.Release, error) {
+	q.n++
+	ref := q.ref
+	if ref == "" {
+		ref = time.Now().Format("2006-01-02")
+	}
+	if q.log != nil {
+		fmt.Fprintf(q.log, "query %d (epsilon %.4g): %s\n", q.n, r.Epsilon, abbreviate(r.SQL, 160))
+	}
+	spec := &typesv1.QuerySpec{Sql: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, ReferenceDate: ref}
+	st, err := q.a.run(ctx, spec, q.deadline, func(*coordinatorv1.QueryStatus) {})
+	if err != nil {
+		return nil, err
+	}
+	if st.State != coordinatorv1.State_STATE_DONE {
+		return nil, fmt.Errorf("query %s %s: %s", st.QueryId, strings.ToLower(strings.TrimPrefix(st.State.String(), "STATE_")), st.Error)
+	}
+	rel := stats.FromResult(coordinator.ResultFromProto(st.GetResult()))
+	// With the same public catalogue the local plan is the network's (the
+	// coordinator returns its description): take the exact noise
+	// variances from it. Otherwise keep the ones read off the intervals
+	// (upper bounds).
+	d, _ := time.Parse("2006-01-02", ref)
+	spec2 := st.GetSpec()
+	if p, err := plan.Build(plan.Request{SQL: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, MinNodes: int(spec2.GetMinNodes()), Threshold: int(spec2.GetThreshold()),
+		ReferenceDate: cdm.DateOf(d)}, q.cat); err == nil && p.Describe() == st.GetPlan() {
+		if err := stats.PlanVariances(rel, p, int(st.GetResult().GetNodes())); err != nil {
+			return nil, err
+		}
+	}
+	return rel, nil
+}
+
+func abbreviate(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// statLine is one output line.
+type statLine struct {
+	Dataset   string   `json:"dataset"`
+	Statistic string   `json:"statistic"`
+	Value     *float64 `json:"value"`
+	CILow     *float64 `json:"ci_low"`
+	CIHigh    *float64 `json:"ci_high"`
+}
+
+func fp(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+// run connects, runs fn with a querier and prints its estimates.
+func (s *statsFlags) run(cmd *cobra.Command, fn func(ctx context.Context, q stats.Querier, cat *plan.Catalogue) ([]stats.Estimate, error)) error {
+	if s.table == "" {
+		return &usageError{"--table is required"}
+	}
+	if s.format != "table" && s.format != "json" {
+		return &usageError{fmt.Sprintf("--format %q: want table or json", s.format)}
+	}
+	cat, err := s.catalogue()
+	if err != nil {
+		return err
+	}
+	a, err := s.cf.connect()
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	q := &cliQuerier{a: a, cat: cat, ref: s.refDate, deadline: s.deadline}
+	if !s.quiet {
+		q.log = cmd.ErrOrStderr()
+	}
+	est, err := fn(cmd.Context(), q, cat)
+	if err != nil {
+		return err
+	}
+	ds := s.dataset
+	if ds == "" {
+		ds = s.table
+	}
+	out := cmd.OutOrStdout()
+	if s.format == "json" {
+		enc := json.NewEncoder(out)
+		for _, e := range est {
+			if err := enc.Encode(statLine{Dataset: ds, Statistic: e.Name, Value: fp(e.Value), CILow: fp(e.CILow), CIHigh: fp(e.CIHigh)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STATISTIC\tVALUE\tSE\t95% INTERVAL")
+	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 5, 64) }
+	for _, e := range est {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t[%s, %s]\n", e.Name, g(e.Value), g(e.SE), g(e.CILow), g(e.CIHigh))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%d queries; total cost epsilon %g, delta %g; intervals include the DP noise\n", q.n, s.epsilon, s.delta)
+	return nil
+}
+
+// covariates parses --x and --factor into model terms. --x NAME uses the
+// study column NAME and its range; --x NAME=EXPR a SQL expression, with
+// @LO,HI its range (default [0, 1]: a condition such as race = 2).
+// --factor COL adds one indicator per level of COL but the first.
+func covariates(xs, factors []string, sc *cdm.StudySchema) ([]stats.Covariate, error) {
+	var out []stats.Covariate
+	for _, x := range xs {
+		c := stats.Covariate{Name: x, Expr: x, Lo: 0, Hi: 1}
+		spec := x
+		if i := strings.LastIndex(spec, "@"); i >= 0 {
+			parts := strings.Split(spec[i+1:], ",")
+			if len(parts) != 2 {
+				return nil, &usageError{fmt.Sprintf("--x %q: the range is @LO,HI", x)}
+			}
+			lo, err1 := strconv.ParseFloat(parts[0], 64)
+			hi, err2 := strconv.ParseFloat(parts[1], 64)
+			if err1 != nil || err2 != nil {
+				return nil, &usageError{fmt.Sprintf("--x %q: the range is @LO,HI", x)}
+			}
+			c.Lo, c.Hi = lo, hi
+			spec = spec[:i]
+		}
+		if name, expr, ok := strings.Cut(spec, "="); ok {
+			c.Name, c.Expr = strings.TrimSpace(name), expr
+		} else {
+			c.Name, c.Expr = spec, spec
+			if col := lookupColumn(sc, spec); col != nil && !strings.Contains(x, "@") {
+				if col.Min == nil {
+					return nil, &usageError{fmt.Sprintf("--x %s: not a number column; use --factor %s", spec, spec)}
+				}
+				c.Lo, c.Hi = *col.Min, *col.Max
+			} else if !strings.Contains(x, "@") {
+				return nil, &usageError{fmt.Sprintf("--x %s: give its range (--x %s@LO,HI) or the study schema (--schema)", spec, spec)}
+			}
+		}
+		out = append(out, c)
+	}
+	for _, f := range factors {
+		col := lookupColumn(sc, f)
+		if col == nil {
+			return nil, &usageError{fmt.Sprintf("--factor %s: no such column in the study schema (--schema)", f)}
+		}
+		var levels []string
+		switch {
+		case col.Type == cdm.StudyInt && *col.Max-*col.Min <= 100:
+			for v := *col.Min; v <= *col.Max; v++ {
+				levels = append(levels, strconv.FormatFloat(v, 'g', -1, 64))
+			}
+		case col.Type == cdm.StudyString && len(col.Values) > 0:
+			levels = col.Values
+		default:
+			return nil, &usageError{fmt.Sprintf("--factor %s: needs an int column with a small range or a string column with listed values", f)}
+		}
+		for _, l := range levels[1:] {
+			lit := l
+			if col.Type == cdm.StudyString {
+				lit = "'" + strings.ReplaceAll(l, "'", "''") + "'"
+			}
+			out = append(out, stats.Covariate{Name: f + l, Expr: f + " = " + lit, Lo: 0, Hi: 1})
+		}
+	}
+	return out, nil
+}
+
+func lookupColumn(sc *cdm.StudySchema, name string) *cdm.StudyColumn {
+	if sc == nil {
+		return nil
+	}
+	c, _ := sc.Lookup(name)
+	return c
+}
+
+const statsLong = `Research statistics through the same encrypted, differentially private path as
+` + "`fedstat query`" + `: each method sends one or more aggregate queries (sums of sufficient
+statistics) to the coordinator, the nodes answer with noisy encrypted partials, and the
+method solves on the released totals. --epsilon and --delta are the budget of the whole
+analysis: methods with several rounds split it (see docs/statistics.md), and every
+estimate's interval includes the DP noise. A method refuses when the budget cannot buy
+a useful answer.
+
+Give the study's schema file (--schema, the network catalogue's) so that covariates get
+their public ranges and the noise variances are exact. Output: a table, or with
+--format json one {"dataset","statistic","value","ci_low","ci_high"} per line.`
+
+func statsCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "stats",
+		Short: "Regression, survival, contingency tables, quantiles and rates on the network",
+		Long:  statsLong,
+	}
+	c.AddCommand(statsLogitCommand(), statsLinregCommand(), statsKMCommand(), statsCoxCommand(), statsChisqCommand(), statsQuantileCommand(), statsIncidenceCommand())
+	return c
+}
+
+func fitEstimates(f *stats.Fit) []stats.Estimate { return f.Coefficients }
+
+func statsLogitCommand() *cobra.Command {
+	var s statsFlags
+	var outcome string
+	var xs, factors []string
+	var rounds int
+	c := &cobra.Command{
+		Use:   "logit --table T --outcome Y --x X... [--factor F...]",
+		Short: "Logistic regression by federated Newton-Raphson",
+		Long: statsLong + `
+
+logit fits P(Y = 1) = 1/(1 + exp(-(b0 + b·x))) in --rounds Newton steps, one query each
+(gradient and Hessian sums at the current coefficients); the last round gets half the
+budget. Y is a 0/1 column or condition. Statistics: logit.intercept, logit.<x>.`,
+		Example: `  fedstat stats logit --schema birthwt.toml --table birthwt --outcome low \
+    --x age --x lwt --factor race --x ftv --epsilon 1e6 --format json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return s.run(cmd, func(ctx context.Context, q stats.Querier, cat *plan.Catalogue) ([]stats.Estimate, error) {
+				cov, err := covariates(xs, factors, s.study(cat))
+				if err != nil {
+					return nil, err
+				}
+				f, err := stats.Logistic(ctx, q, stats.LogisticOptions{Table: s.table, Where: s.where, Outcome: outcome, Covariates: cov, Rounds: rounds, Budget: s.budget()})
+				if err != nil {
+					return nil, err
+				}
+				return fitEstimates(f), nil
+			})
+		},
+	}
+	s.add(c, 1)
+	c.Flags().StringVar(&outcome, "outcome", "", "0/1 outcome: a column or a condition (required)")
+	c.Flags().StringArrayVar(&xs, "x", nil, "covariate: COLUMN, or NAME=EXPR[@LO,HI] (default range 0,1 for a condition); repeatable")
+	c.Flags().StringArrayVar(&factors, "factor", nil, "categorical column: one indicator per level but the first; repeatable")
+	c.Flags().IntVar(&rounds, "rounds", 6, "Newton-Raphson rounds (queries)")
+	return c
+}
+
+func statsLinregCommand() *cobra.Command {
+	var s statsFlags
+	var outcome string
+	var xs, factors []string
+	c := &cobra.Command{
+		Use:   "linreg --table T --outcome Y --x X... [--factor F...]",
+		Short: "Linear regression in one round (X'X and X'y)",
+		Long: statsLong + `
+
+linreg releases N, the sums of the covariates, their cross products and with Y, and Y²
+in one query and solves the normal equations. Y is a number column with a range in the
+schema (or NAME=EXPR@LO,HI). Statistics: linreg.intercept, linreg.<x>.`,
+		Example: `  fedstat stats linreg --schema birthwt.toml --table birthwt --outcome bwt --x age --x lwt --factor race`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return s.run(cmd, func(ctx context.Context, q stats.Querier, cat *plan.Catalogue) ([]stats.Estimate, error) {
+				sc := s.study(cat)
+				ys, err := covariates([]string{outcome}, nil, sc)
+				if err != nil {
+					return nil, err
+				}
+				cov, err := covariates(xs, factors, sc)
+				if err != nil {
+					return nil, err
+				}
+				f, err := stats.Linear(ctx, q, stats.LinearOptions{Table: s.table, Where: s.where, Outcome: ys[0], Covariates: cov, Budget: s.budget()})
+				if err != nil {
+					return nil, err
+				}
+				return fitEstimates(f), nil
+			})
+		},
+	}
+	s.add(c, 1)
+	c.Flags().StringVar(&outcome, "outcome", "", "outcome column (or NAME=EXPR@LO,HI) (required)")
+	c.Flags().StringArrayVar(&xs, "x", nil, "covariate: COLUMN, or NAME=EXPR[@LO,HI]; repeatable")
+	c.Flags().StringArrayVar(&factors, "factor", nil, "categorical column: one indicator per level but the first; repeatable")
+	return c
+}
+
+type survFlags struct {
+	time, status, event string
+	width               float64
+}
+
+func (f *survFlags) add(c *cobra.Command, width float64) {
+	c.Flags().StringVar(&f.time, "time", "time", "follow-up time column (a study number column)")
+	c.Flags().StringVar(&f.status, "status", "status", "status column (public domain)")
+	c.Flags().StringVar(&f.event, "event", "", "the status value that is an event, e.g. 2 (required)")
+	c.Flags().Float64Var(&f.width, "width", width, "time bin width; risk sets are suffix sums over the bins, so wider bins mean less noise")
+}
+
+func (f *survFlags) data(s *statsFlags) (stats.SurvivalData, error) {
+	if f.event == "" {
+		return stats.SurvivalData{}, &usageError{"--event is required (the status value of an event)"}
+	}
+	return stats.SurvivalData{Table: s.table, Where: s.where, Time: f.time, Status: f.status, Event: f.event, Width: f.width}, nil
+}
+
+func statsKMCommand() *cobra.Command {
+	var s statsFlags
+	var sf survFlags
+	var strata string
+	c := &cobra.Command{
+		Use:   "km --table T --time C --status C --event V [--strata C]",
+		Short: "Kaplan-Meier survival: median survival with its interval, by stratum",
+		Long: statsLong + `
+
+km releases events and censorings per time bin (one query) and computes the Kaplan-Meier
+curve with Greenwood intervals. Statistics: km.median (or km.median.<strata>=<value>),
+km.at_risk.`,
+		Example: `  fedstat stats km --schema lung.toml --table lung --time time --status status --event 2 --strata sex --epsilon 1e4`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return s.run(cmd, func(ctx context.Context, q stats.Querier, _ *plan.Catalogue) ([]stats.Estimate, error) {
+				d, err := sf.data(&s)
+				if err != nil {
+					return nil, err
+				}
+				curves, err := stats.KaplanMeier(ctx, q, stats.KMOptions{SurvivalData: d, Strata: strata, Budget: s.budget()})
+				if err != nil {
+					return nil, err
+				}
+				var out []stats.Estimate
+				for _, k := range curves {
+					suffix := ""
+					if strata != "" {
+						suffix = "." + strata + "=" + k.Stratum
+					}
+					m := k.Median
+					m.Name = "km.median" + suffix
+					out = append(out, m, stats.Estimate{Name: "km.at_risk" + suffix, Value: k.AtRisk, SE: math.NaN(), CILow: math.NaN(), CIHigh: math.NaN()})
+				}
+				return out, nil
+			})
+		},
+	}
+	s.add(c, 1)
+	sf.add(c, 1)
+	c.Flags().StringVar(&strata, "strata", "", "stratify by this column")
+	return c
+}
+
+func statsCoxCommand() *cobra.Command {
+	var s statsFlags
+	var sf survFlags
+	var xs, factors []string
+	var rounds int
+	c := &cobra.Command{
+		Use:   "cox --table T --time C --status C --event V --x X...",
+		Short: "Cox proportional hazards (Efron ties) by federated Newton-Raphson",
+		Long: statsLong + `
+
+cox runs --rounds Newton steps, one query each: per (status, time bin), the sums of
+exp(b·x), x·exp(b·x), x·x'·exp(b·x) and of x. Statistics: cox.<x> (log hazard ratios).`,
+		Example: `  fedstat stats cox --schema lung.toml --table lung --event 2 --x age --x sex --width 7 --epsilon 1e6`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return s.run(cmd, func(ctx context.Context, q stats.Querier, cat *plan.Catalogue) ([]stats.Estimate, error) {
+				d, err := sf.data(&s)
+				if err != nil {
+					return nil, err
+				}
+				cov, err := covariates(xs, factors, s.study(cat))
+				if err != nil {
+					return nil, err
+				}
+				f, err := stats.Cox(ctx, q, stats.CoxOptions{SurvivalData: d, Covariates: cov, Rounds: rounds, Budget: s.budget()})
+				if err != nil {
+					return nil, err
+				}
+				return fitEstimates(f), nil
+			})
+		},
+	}
+	s.add(c, 1)
+	sf.add(c, 7)
+	c.Flags().StringArrayVar(&xs, "x", nil, "covariate: COLUMN, or NAME=EXPR[@LO,HI]; repeatable")
+	c.Flags().StringArrayVar(&factors, "factor", nil, "categorical column: one indicator per level but the first; repeatable")
+	c.Flags().IntVar(&rounds, "rounds", 5, "Newton-Raphson rounds (queries)")
+	return c
+}
+
+func statsChisqCommand() *cobra.Command {
+	var s statsFlags
+	var row, col, yes, name string
+	c := &cobra.Command{
+		Use:   "chisq --table T --row C --col C [--yes V --name N]",
+		Short: "Contingency table with chi-square and Fisher exact tests",
+		Long: statsLong + `
+
+chisq releases the counts of a two-way table (one query) and tests independence on them
+(Pearson chi-square; Fisher exact for 2x2). With --yes V the columns are collapsed into
+V and not-V first. Statistics: <row value>.<col value> (counts), or with --yes
+<name>.<row value> and n.<row value>; [<name>.]chisq.p and [<name>.]fisher.p (the
+p-values' intervals come from the noise).`,
+		Example: `  fedstat stats chisq --schema strep_tb.toml --table strep_tb --row arm --col radiologic_6m \
+    --yes 1_Death --name deaths`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return s.run(cmd, func(ctx context.Context, q stats.Querier, _ *plan.Catalogue) ([]stats.Estimate, error) {
+				if row == "" || col == "" {
+					return nil, &usageError{"--row and --col are required"}
+				}
+				t, err := stats.ContingencyTable(ctx, q, stats.ContingencyOptions{Table: s.table, Where: s.where, Row: row, Col: col, Budget: s.budget()})
+				if err != nil {
+					return nil, err
+				}
+				var out []stats.Estimate
+				count := func(label string, v stats.Noisy) stats.Estimate {
+					sd := math.Sqrt(v.Var)
+					return stats.Estimate{Name: label, Value: v.Value, SE: sd, CILow: v.Value - 1.96*sd, CIHigh: v.Value + 1.96*sd}
+				}
+				if yes != "" {
+					if name == "" {
+						name = yes
+					}
+					t = t.Dichotomise(func(c string) bool { return c == yes }, yes, "other")
+					for i, r := range t.RowLabels {
+						out = append(out, count(name+"."+r, t.Counts[i][0]))
+						n, _ := t.RowTotal(r)
+						out = append(out, count("n."+r, n))
+					}
+				} else {
+					for i, r := range t.RowLabels {
+						for j, cl := range t.ColLabels {
+							out = append(out, count(r+"."+cl, t.Counts[i][j]))
+						}
+					}
+				}
+				pre := ""
+				if name != "" {
+					pre = name + "."
+				}
+				out = append(out, stats.Estimate{Name: pre + "chisq.statistic", Value: t.ChiSquare, SE: math.NaN(), CILow: math.NaN(), CIHigh: math.NaN()},
+					stats.Estimate{Name: pre + "chisq.p", Value: t.ChiSquareP, SE: math.NaN(), CILow: t.ChiSquarePCI[0], CIHigh: t.ChiSquarePCI[1]})
+				if !math.IsNaN(t.FisherP) {
+					out = append(out, stats.Estimate{Name: pre + "fisher.p", Value: t.FisherP, SE: math.NaN(), CILow: t.FisherPCI[0], CIHigh: t.FisherPCI[1]})
+				}
+				return out, nil
+			})
+		},
+	}
+	s.add(c, 1)
+	c.Flags().StringVar(&row, "row", "", "row column (public domain)")
+	c.Flags().StringVar(&col, "col", "", "column column (public domain)")
+	c.Flags().StringVar(&yes, "yes", "", "collapse the columns into this value and the others (a 2-column table)")
+	c.Flags().StringVar(&name, "name", "", "statistic name of the --yes counts (default: the value)")
+	return c
+}
+
+func statsQuantileCommand() *cobra.Command {
+	var s statsFlags
+	var column string
+	var width float64
+	var probs []float64
+	c := &cobra.Command{
+		Use:   "quantile --table T --column C [--prob P...]",
+		Short: "DP quantiles (median, IQR) from a released histogram",
+		Long: statsLong + `
+
+quantile releases a histogram of a study number column (bins of --width over its public
+range, one query) and reads the quantiles off it. Statistics: quantile.<p>.`,
+		Example: `  fedstat stats quantile --schema lung.toml --table lung --column age --prob 0.25 --prob 0.5 --prob 0.75`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return s.run(cmd, func(ctx context.Context, q stats.Querier, _ *plan.Catalogue) ([]stats.Estimate, error) {
+				_, est, err := stats.Quantiles(ctx, q, stats.QuantileOptions{Table: s.table, Where: s.where, Column: column, Width: width, Probs: probs, Budget: s.budget()})
+				return est, err
+			})
+		},
+	}
+	s.add(c, 1)
+	c.Flags().StringVar(&column, "column", "", "number column (required)")
+	c.Flags().Float64Var(&width, "width", 1, "histogram bin width")
+	c.Flags().Float64SliceVar(&probs, "prob", []float64{0.25, 0.5, 0.75}, "probabilities")
+	return c
+}
+
+// readPopulations reads a CSV of populations: columns region (or
+// abbreviation) and population, as FluSight's locations.csv.
+func readPopulations(path string) (map[string]float64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil || len(rows) < 2 {
+		return nil, fmt.Errorf("%s: want a CSV with a header and rows: %v", path, err)
+	}
+	ri, pi := -1, -1
+	for i, h := range rows[0] {
+		switch strings.TrimSpace(h) {
+		case "region", "abbreviation":
+			if ri < 0 {
+				ri = i
+			}
+		case "population":
+			pi = i
+		}
+	}
+	if ri < 0 || pi < 0 {
+		return nil, fmt.Errorf("%s: want columns region (or abbreviation) and population", path)
+	}
+	out := map[string]float64{}
+	for n, r := range rows[1:] {
+		v, err := strconv.ParseFloat(strings.TrimSpace(r[pi]), 64)
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("%s:%d: population %q is not a number", path, n+2, r[pi])
+		}
+		out[strings.TrimSpace(r[ri])] = v
+	}
+	return out, nil
+}
+
+func statsIncidenceCommand() *cobra.Command {
+	var s statsFlags
+	var by, popFile, exclude string
+	var per float64
+	c := &cobra.Command{
+		Use:   "incidence --table T --where COND --populations FILE [--by region]",
+		Short: "Incidence rates per 100,000 with population denominators",
+		Long: statsLong + `
+
+incidence counts the patients matching --where (one query), by --by (e.g. region) or in
+total, and divides by the public populations (a CSV with region or abbreviation and
+population columns, such as FluSight's locations.csv). The interval adds the Poisson
+variance of the count to the noise. Statistics: cases.<label>, rate.<label>.`,
+		Example: `  fedstat stats incidence --table conditions --by region --populations locations.csv \
+    --where "code = '6142004' AND onset_date BETWEEN '2025-02-02' AND '2025-02-08'"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return s.run(cmd, func(ctx context.Context, q stats.Querier, _ *plan.Catalogue) ([]stats.Estimate, error) {
+				if popFile == "" {
+					return nil, &usageError{"--populations is required"}
+				}
+				pops, err := readPopulations(popFile)
+				if err != nil {
+					return nil, err
+				}
+				for _, x := range strings.Split(exclude, ",") {
+					delete(pops, strings.TrimSpace(x))
+				}
+				rates, err := stats.Incidence(ctx, q, stats.IncidenceOptions{Table: s.table, Where: s.where, By: by, Populations: pops, Per: per, Budget: s.budget()})
+				if err != nil {
+					return nil, err
+				}
+				var out []stats.Estimate
+				for _, r := range rates {
+					sd := math.Sqrt(r.Cases.Var)
+					out = append(out, stats.Estimate{Name: "cases." + r.Label, Value: r.Cases.Value, SE: sd, CILow: r.Cases.Value - 1.96*sd, CIHigh: r.Cases.Value + 1.96*sd})
+					e := r.Rate
+					e.Name = "rate." + r.Label
+					out = append(out, e)
+				}
+				return out, nil
+			})
+		},
+	}
+	s.add(c, 1)
+	c.Flags().StringVar(&by, "by", "", "group by this key (e.g. region); default one total")
+	c.Flags().StringVar(&popFile, "populations", "", "CSV of populations (region or abbreviation, population)")
+	c.Flags().StringVar(&exclude, "exclude", "US", "population rows to leave out (comma-separated), e.g. a national total")
+	c.Flags().Float64Var(&per, "per", 100000, "rate unit")
+	return c
+}
+
+func alertCommand() *cobra.Command {
+	var s statsFlags
+	var dateCol, from, to, method, count string
+	c := &cobra.Command{
+		Use:   "alert --table T --where COND --date C --from D --to D [--method C2]",
+		Short: "Surveillance alerts (EARS C1, C2, C3) on a weekly series",
+		Long: `alert releases a weekly count series (ISO weeks, one query with the whole budget) and
+runs the CDC's EARS method on it: C1 compares each week with the 7 weeks just before,
+C2 with the 7 weeks ending two weeks before, C3 sums C2's excesses over three weeks.
+C1 and C2 alert above 3 standard deviations, C3 above 2; the baseline variance is
+corrected for the DP noise. Statistics: ears.<method>.<week> (the statistic), and
+alert.first (the first week that alerts, as its index in the output).
+
+Connection flags and --format as in ` + "`fedstat stats`" + `.`,
+		Example: `  fedstat alert --table conditions --where "code = '6142004'" --date onset_date \
+    --from 2024-08-05 --to 2024-12-08 --method C2 --epsilon 1`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return s.run(cmd, func(ctx context.Context, q stats.Querier, _ *plan.Catalogue) ([]stats.Estimate, error) {
+				if dateCol == "" || from == "" || to == "" {
+					return nil, &usageError{"--date, --from and --to are required"}
+				}
+				series, err := stats.WeeklySeries(ctx, q, s.table, count, s.where, dateCol, from, to, s.budget())
+				if err != nil {
+					return nil, err
+				}
+				alerts, err := stats.EARS(series, strings.ToUpper(method))
+				if err != nil {
+					return nil, err
+				}
+				var out []stats.Estimate
+				first := ""
+				for i, c := range series.Counts {
+					sd := math.Sqrt(c.Var)
+					out = append(out, stats.Estimate{Name: "count." + series.Labels[i], Value: c.Value, SE: sd, CILow: c.Value - 1.96*sd, CIHigh: c.Value + 1.96*sd})
+				}
+				for _, a := range alerts {
+					name := "ears." + strings.ToUpper(method) + "." + a.Label
+					if a.Fired {
+						name += ".ALERT"
+						if first == "" {
+							first = a.Label
+						}
+					}
+					out = append(out, stats.Estimate{Name: name, Value: a.Statistic, SE: math.NaN(), CILow: math.NaN(), CIHigh: math.NaN()})
+				}
+				if first != "" {
+					fmt.Fprintf(cmd.ErrOrStderr(), "first %s alert: week %s\n", strings.ToUpper(method), first)
+				} else {
+					fmt.Fprintf(cmd.ErrOrStderr(), "no %s alert\n", strings.ToUpper(method))
+				}
+				return out, nil
+			})
+		},
+	}
+	s.add(c, 1)
+	c.Flags().StringVar(&dateCol, "date", "", "date column of the events (required)")
+	c.Flags().StringVar(&from, "from", "", "first day YYYY-MM-DD (required)")
+	c.Flags().StringVar(&to, "to", "", "last day YYYY-MM-DD (required)")
+	c.Flags().StringVar(&method, "method", "C2", "EARS method: C1, C2 or C3")
+	c.Flags().StringVar(&count, "count", "COUNT(DISTINCT patient_id)", "the count aggregate")
+	return c
+}
