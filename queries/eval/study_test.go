@@ -112,3 +112,14 @@ func TestStudyPlanBounds(t *testing.T) {
 		}
 	}
 }
+
+func TestConditionAsValueOnCDM(t *testing.T) {
+	b := cdm.NewBuilder()
+	b.AddPatient(&cdm.Patient{ID: "p1"})
+	b.AddObservation(&cdm.Observation{ID: "o1", PatientID: "p1", Code: "x", Value: 100, HasValue: true, Unit: "mg/dL"})
+	b.AddObservation(&cdm.Observation{ID: "o2", PatientID: "p1", Code: "x", Value: 7, HasValue: true, Unit: "mmol/L"})
+	got := evalSQL(t, b.Build(), plan.DefaultCatalogue(), "SELECT SUM(CLAMP(value * (unit = 'mg/dL'), 0, 500)) FROM observations")
+	if len(got) != 1 || got[0] != 100 {
+		t.Fatalf("got %v, want [100]", got)
+	}
+}
