@@ -94,18 +94,16 @@ func Read(r io.Reader, file string, s *cdm.StudySchema) (*Result, error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				line = pe.Line
-			}
-			bad(line, "", nil, ErrSyntax, "%v", err)
 			if !errors.As(err, &pe) {
+				bad(0, "", nil, ErrSyntax, "%v", err)
 				break
 			}
+			bad(pe.Line, "", nil, ErrSyntax, "%v", pe.Err)
 			continue
 		}
+		line, _ := cr.FieldPos(0)
 		if len(rec) != len(header) {
 			bad(line, "", rec, ErrSyntax, "%d fields, the header has %d", len(rec), len(header))
 			continue

@@ -66,3 +66,22 @@ func TestReadErrors(t *testing.T) {
 		t.Errorf("missing column: got %v", err)
 	}
 }
+
+// FuzzRead: the reader never panics, and a result without errors is
+// consistent with the schema (every column has a value per row).
+func FuzzRead(f *testing.F) {
+	f.Add("id,ph.ecog,arm,d\n1,2,A,2020-01-02\n")
+	f.Add("id,ph.ecog,arm,d\n\"1\",NA,B,\n2,1e3,A,2020-02-30\n")
+	f.Add("\ufeffid,ph.ecog,arm,d,x\n1,2,A,2020-01-02,\"a\nb\"\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		s := schema(t)
+		res, err := Read(strings.NewReader(text), "f.csv", s)
+		if err != nil || len(res.Errors) > 0 {
+			return
+		}
+		n := res.Study.Rows()
+		if len(res.Study.Numbers["ph_ecog"]) != n || len(res.Study.Strings["arm"]) != n || len(res.Study.Dates["d"]) != n {
+			t.Fatalf("columns do not match %d rows", n)
+		}
+	})
+}
