@@ -669,8 +669,9 @@ func alertCommand() *cobra.Command {
 runs the CDC's EARS method on it: C1 compares each week with the 7 weeks just before,
 C2 with the 7 weeks ending two weeks before, C3 sums C2's excesses over three weeks.
 C1 and C2 alert above 3 standard deviations, C3 above 2; the baseline variance is
-corrected for the DP noise. Statistics: ears.<method>.<week> (the statistic), and
-alert.first (the first week that alerts, as its index in the output).
+corrected for the DP noise. Statistics: count.<week> (the released counts),
+ears.<method>.<week> (the statistic; .ALERT appended when it fires), and
+alert.<method>.first=<week> (the first week that alerts, with its statistic).
 
 Connection flags and --format as in ` + "`fedstat stats`" + `.`,
 		Example: `  fedstat alert --table conditions --where "code = '6142004'" --date onset_date \
@@ -707,6 +708,11 @@ Connection flags and --format as in ` + "`fedstat stats`" + `.`,
 				}
 				if first != "" {
 					fmt.Fprintf(cmd.ErrOrStderr(), "first %s alert: week %s\n", strings.ToUpper(method), first)
+					for _, a := range alerts {
+						if a.Label == first {
+							out = append(out, stats.Estimate{Name: "alert." + strings.ToUpper(method) + ".first=" + first, Value: a.Statistic, SE: math.NaN(), CILow: math.NaN(), CIHigh: math.NaN()})
+						}
+					}
 				} else {
 					fmt.Fprintf(cmd.ErrOrStderr(), "no %s alert\n", strings.ToUpper(method))
 				}

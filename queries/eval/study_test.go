@@ -123,3 +123,17 @@ func TestConditionAsValueOnCDM(t *testing.T) {
 		t.Fatalf("got %v, want [100]", got)
 	}
 }
+
+func TestStudyDescribe(t *testing.T) {
+	_, cat := trialTables(t)
+	p, err := plan.Build(plan.Request{SQL: "SELECT arm, bin(t, 2) AS b, COUNT(*) FROM trial GROUP BY arm, b", Epsilon: 1, Delta: 1e-6, MinNodes: 1, Threshold: 1, ReferenceDate: 1}, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.Describe()
+	for _, want := range []string{"the study schema's values", "bins of 2 over the study column's public range", "study rows_per_patient"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("Describe lacks %q:\n%s", want, d)
+		}
+	}
+}

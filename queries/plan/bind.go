@@ -16,6 +16,9 @@ type binder struct {
 	src string
 	cat *Catalogue
 	ref cdm.Date
+	// studyDomain marks GROUP BY keys whose domain is a study schema's
+	// value list (copied to the plan for Describe).
+	studyDomain map[string]bool
 }
 
 func (b *binder) errf(kind error, pos parse.Pos, format string, args ...any) error {

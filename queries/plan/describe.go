@@ -76,6 +76,10 @@ func (p *Plan) Describe() string {
 			src = "date range in WHERE"
 		case k.Kind == KeyAgeBand:
 			src = "age bands"
+		case k.Kind == KeyBin:
+			src = fmt.Sprintf("bins of %g over the study column's public range", k.BinWidth)
+		case k.Kind == KeyString && isStudyKey(p, k):
+			src = "the study schema's values"
 		case k.Kind == KeyString:
 			src = "values listed in WHERE"
 		}

@@ -171,6 +171,8 @@ type Plan struct {
 	maxPat    int
 	smallK    int
 	normSQL   string
+	// studyDomain marks keys whose domain is a study schema's value list.
+	studyDomain map[string]bool
 }
 
 // Build validates req against cat (nil: DefaultCatalogue) and plans the
@@ -216,6 +218,7 @@ func Build(req Request, cat *Catalogue) (*Plan, error) {
 	if err := b.plan(q, p); err != nil {
 		return nil, err
 	}
+	p.studyDomain = b.studyDomain
 	if err := p.account(); err != nil {
 		return nil, err
 	}

@@ -33,8 +33,10 @@ func (b *binder) studyKey(s *scope, e parse.Expr, pos parse.Pos, name string, co
 			switch {
 			case len(sc.Values) > 0 && listed:
 				k.Labels = intersect(sc.Values, l)
+				b.markStudyDomain(name)
 			case len(sc.Values) > 0:
 				k.Labels = append([]string(nil), sc.Values...)
+				b.markStudyDomain(name)
 			case listed:
 				k.Labels = l
 			default:
@@ -100,4 +102,15 @@ func (k *Key) BinIndex(v float64) int {
 		return n - 1
 	}
 	return int(i)
+}
+
+// isStudyKey reports whether k groups by a column of the plan's study table
+// whose domain came from the schema (for Describe).
+func isStudyKey(p *Plan, k Key) bool { return p.studyDomain[k.Name] }
+
+func (b *binder) markStudyDomain(name string) {
+	if b.studyDomain == nil {
+		b.studyDomain = map[string]bool{}
+	}
+	b.studyDomain[name] = true
 }
