@@ -394,6 +394,7 @@ func statsKMCommand() *cobra.Command {
 	var s statsFlags
 	var sf survFlags
 	var strata string
+	var curve bool
 	c := &cobra.Command{
 		Use:   "km --table T --time C --status C --event V [--strata C]",
 		Short: "Kaplan-Meier survival: median survival with its interval, by stratum",
@@ -401,7 +402,8 @@ func statsKMCommand() *cobra.Command {
 
 km releases events and censorings per time bin (one query) and computes the Kaplan-Meier
 curve with Greenwood intervals. Statistics: km.median (or km.median.<strata>=<value>),
-km.at_risk.`,
+km.at_risk, and with --curve km.survival[.<strata>=<value>].t=<time> at every event time
+(the survival just after it, with its interval).`,
 		Example: `  fedstat stats km --schema lung.toml --table lung --time time --status status --event 2 --strata sex --epsilon 1e4`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -423,6 +425,12 @@ km.at_risk.`,
 					m := k.Median
 					m.Name = "km.median" + suffix
 					out = append(out, m, stats.Estimate{Name: "km.at_risk" + suffix, Value: k.AtRisk, SE: math.NaN(), CILow: math.NaN(), CIHigh: math.NaN()})
+					if curve {
+						for i, t := range k.Times {
+							out = append(out, stats.Estimate{Name: "km.survival" + suffix + ".t=" + strconv.FormatFloat(t, 'g', -1, 64),
+								Value: k.Survival[i], SE: math.NaN(), CILow: k.Lower[i], CIHigh: k.Upper[i]})
+						}
+					}
 				}
 				return out, nil
 			})
@@ -431,6 +439,7 @@ km.at_risk.`,
 	s.add(c, 1)
 	sf.add(c, 1)
 	c.Flags().StringVar(&strata, "strata", "", "stratify by this column")
+	c.Flags().BoolVar(&curve, "curve", false, "print the whole curve, not only the median")
 	return c
 }
 
