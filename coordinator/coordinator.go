@@ -297,7 +297,9 @@ func (c *Coordinator) record(ctx context.Context, actor, action, queryID string,
 	if c.cfg.Audit == nil {
 		return
 	}
-	if err := c.cfg.Audit.Append(ctx, audit.Entry{Actor: actor, Action: action, QueryID: queryID, Details: details}); err != nil {
+	// Not cancelled with ctx: a client that hangs up right after a step
+	// does not undo the step, so it must not lose its audit entry.
+	if err := c.cfg.Audit.Append(context.WithoutCancel(ctx), audit.Entry{Actor: actor, Action: action, QueryID: queryID, Details: details}); err != nil {
 		c.log.Error("audit log append failed", "action", action, "query_id", queryID, "err", err)
 	}
 }

@@ -26,6 +26,7 @@ type approval struct {
 	Rho      float64   `json:"rho"`
 	Since    time.Time `json:"since"`
 	decision chan bool
+	waiters  int // requests blocked on this decision (under Node.approvalMu)
 }
 
 // AdminSocket returns the path of the node's local admin socket. Only the
@@ -44,7 +45,18 @@ func (n *Node) awaitApproval(ctx context.Context, body *nodev1.EvaluateBody, rho
 	} else {
 		n.approvals[a.QueryID] = a
 	}
+	a.waiters++
 	n.approvalMu.Unlock()
+	defer func() {
+		// A query nobody waits for any more (the coordinator gave up or
+		// died) leaves the queue: the admin is not asked to decide on it,
+		// and a later delivery queues it afresh.
+		n.approvalMu.Lock()
+		defer n.approvalMu.Unlock()
+		if a.waiters--; a.waiters == 0 && n.approvals[a.QueryID] == a {
+			delete(n.approvals, a.QueryID)
+		}
+	}()
 	n.record(ctx, body.GetAnalyst(), "query.awaiting_approval", a.QueryID, map[string]any{"sql": a.SQL, "rho": rho})
 	n.log.Info("query awaits the admin's approval", "query_id", a.QueryID, "analyst", a.Analyst)
 	select {

@@ -125,6 +125,12 @@ type Config struct {
 	Audit *audit.Log
 	// Metrics, when set, receives the node's Prometheus metrics.
 	Metrics prometheus.Registerer
+	// ServerOptions are added to the node's gRPC server options, after the
+	// defaults (TLS, message limits, the authenticating interceptor): the
+	// fault tests use them to slow a node down or to make it answer with a
+	// corrupted partial. The daemon's configuration has no way to set them.
+	// Defaults to none.
+	ServerOptions []grpc.ServerOption
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Now defaults to time.Now.
@@ -217,7 +223,7 @@ func New(cfg Config) (*Node, error) {
 	n.lis = lis
 	n.srv = rpc.NewServer(cfg.Identity, n.log, func(ctx context.Context, method string, err error) {
 		n.record(ctx, "unauthenticated", "call.refused", "", map[string]any{"method": method, "reason": err.Error(), "remote": rpc.RemoteAddr(ctx)})
-	})
+	}, cfg.ServerOptions...)
 	nodev1.RegisterNodeServiceServer(n.srv, &service{n: n})
 	return n, nil
 }
@@ -360,12 +366,14 @@ func (n *Node) advertise() {
 }
 
 // record appends an audit entry; a failure to audit is logged loudly (the
-// step itself already happened or was refused).
+// step itself already happened or was refused). The entry is written even
+// when ctx was cancelled (a coordinator that hung up or passed its deadline):
+// the step it records happened all the same.
 func (n *Node) record(ctx context.Context, actor, action, queryID string, details map[string]any) {
 	if n.cfg.Audit == nil {
 		return
 	}
-	if err := n.cfg.Audit.Append(ctx, audit.Entry{Actor: actor, Action: action, QueryID: queryID, Details: details}); err != nil {
+	if err := n.cfg.Audit.Append(context.WithoutCancel(ctx), audit.Entry{Actor: actor, Action: action, QueryID: queryID, Details: details}); err != nil {
 		n.log.Error("audit log append failed", "action", action, "query_id", queryID, "err", err)
 	}
 }
