@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/cdm"
@@ -61,6 +63,10 @@ type Options struct {
 	// AuditLogs gives every node and the coordinator an audit log in its
 	// directory (audit.log). Defaults to false.
 	AuditLogs bool
+	// NodeServerOptions, when set, gives extra gRPC server options for the
+	// node with the given id (see node.Config.ServerOptions): the fault
+	// tests' way to make one node slow or malicious. Defaults to none.
+	NodeServerOptions func(nodeID string) []grpc.ServerOption
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Progress, when set, is told about each set-up step.
@@ -264,8 +270,12 @@ func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, rec
 			return nil, db, nil, err
 		}
 	}
+	var srvOpts []grpc.ServerOption
+	if o.NodeServerOptions != nil {
+		srvOpts = o.NodeServerOptions(id.Name())
+	}
 	n, err := node.New(node.Config{
-		Identity: id, StateDir: dir, DB: db, Data: st, Catalogue: cat, Policy: o.NodePolicy, Audit: alog,
+		Identity: id, StateDir: dir, DB: db, Data: st, Catalogue: cat, Policy: o.NodePolicy, Audit: alog, ServerOptions: srvOpts,
 		Budget: o.Budget, BenchmarkPlaintext: o.BenchmarkPlaintext,
 		Logger: o.Logger.With("node", id.Name()),
 	})

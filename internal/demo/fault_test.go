@@ -1,0 +1,541 @@
+package demo
+
+// Fault tests of issue 10, in-process: a slow node past the deadline, a
+// malicious node, and many concurrent queries. Each node is a real node on
+// real mutual-TLS gRPC; the faults are injected by extra gRPC server options
+// on one node (Options.NodeServerOptions, node.Config.ServerOptions), so the
+// coordinator sees exactly what it would see from a slow or hostile peer.
+//
+// The process-level faults (SIGKILL of a node or of the coordinator in the
+// middle of a query) are in fault_process_test.go. A node killed mid-import
+// is node/internal/store's TestSIGKILLMidImport (the store is unchanged).
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/crypto/envelope"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/audit"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/internal/rpc"
+	"github.com/fedstat/fedstat/node"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+)
+
+// startFault starts a 3-node network (threshold 2) on small data with a
+// large budget and the given fault injection.
+func startFault(t *testing.T, o Options) *Network {
+	t.Helper()
+	if o.Data == nil {
+		data, err := Synthetic(3, 200, 11)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Data = data
+	}
+	if o.Threshold == 0 {
+		o.Threshold = 2
+	}
+	if o.MinNodes == 0 {
+		o.MinNodes = 2
+	}
+	if o.Budget.TotalRho == 0 && o.Budget.PerAnalystRho == 0 {
+		o.Budget = node.Budget{TotalRho: 1e6, PerAnalystRho: 1e6}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nw, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nw.Close)
+	return nw
+}
+
+// runDeadline submits spec with a collection deadline and follows it to its
+// end; it returns the final status whether the query succeeded or not.
+func runDeadline(t *testing.T, ctx context.Context, c coordinatorv1.CoordinatorServiceClient, spec *typesv1.QuerySpec, deadline time.Duration) *coordinatorv1.QueryStatus {
+	t.Helper()
+	st, err := c.Submit(ctx, &coordinatorv1.SubmitRequest{Spec: spec, DeadlineMs: deadline.Milliseconds()})
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	stream, err := c.Watch(ctx, &coordinatorv1.GetRequest{QueryId: st.QueryId})
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	for {
+		s, err := stream.Recv()
+		if err != nil {
+			break
+		}
+		st = s
+	}
+	if !terminalState(st.State) {
+		t.Fatalf("query %s did not end: %v", st.QueryId, st.State)
+	}
+	return st
+}
+
+// waitFor polls cond every 100 ms until it holds or ctx ends.
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("gave up waiting for %s", what)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func terminalState(s coordinatorv1.State) bool {
+	return s == coordinatorv1.State_STATE_DONE || s == coordinatorv1.State_STATE_FAILED || s == coordinatorv1.State_STATE_CANCELLED
+}
+
+// nodeProgress returns the coordinator's progress entry of node id.
+func nodeProgress(st *coordinatorv1.QueryStatus, id string) *coordinatorv1.NodeProgress {
+	for _, n := range st.GetNodes() {
+		if n.GetNodeId() == id {
+			return n
+		}
+	}
+	return &coordinatorv1.NodeProgress{}
+}
+
+// wantReleasedWithout checks that st was released from the other two nodes
+// and that the coordinator names id as failed, with texts in its error.
+func wantReleasedWithout(t *testing.T, what string, st *coordinatorv1.QueryStatus, id string, texts ...string) {
+	t.Helper()
+	if st.State != coordinatorv1.State_STATE_DONE || st.GetResult().GetNodes() != 2 {
+		t.Errorf("%s: state %v, released from %d nodes (error %q); want a release from the 2 other nodes", what, st.State, st.GetResult().GetNodes(), st.GetError())
+		return
+	}
+	np := nodeProgress(st, id)
+	if np.GetStatus() != "failed" {
+		t.Errorf("%s: %s has status %q, want failed", what, id, np.GetStatus())
+	}
+	for _, s := range texts {
+		if !strings.Contains(np.GetError(), s) {
+			t.Errorf("%s: error of %s is %q, want it to mention %q", what, id, np.GetError(), s)
+		}
+	}
+	for _, n := range st.GetNodes() {
+		if n.GetNodeId() != id && n.GetStatus() == "failed" {
+			t.Errorf("%s: honest %s failed: %s", what, n.GetNodeId(), n.GetError())
+		}
+	}
+}
+
+// wantFailedNaming checks that st failed before any decryption and that its
+// error names id, with texts.
+func wantFailedNaming(t *testing.T, what string, st *coordinatorv1.QueryStatus, id string, texts ...string) {
+	t.Helper()
+	if st.State != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
+		t.Errorf("%s: state %v, result %v; want failed without a result", what, st.State, st.GetResult())
+	}
+	for _, s := range append([]string{id, "nothing was decrypted"}, texts...) {
+		if !strings.Contains(st.GetError(), s) {
+			t.Errorf("%s: error %q does not mention %q", what, st.GetError(), s)
+		}
+	}
+	for _, ph := range st.GetPhases() {
+		if ph.GetName() == "key-switch" || ph.GetName() == "decrypt+release" {
+			t.Errorf("%s: a failed query reached phase %s", what, ph.GetName())
+		}
+	}
+}
+
+// TestFaultSlowNodePastDeadline: node-3 holds every Evaluate call until the
+// coordinator gives up on it. With min_nodes 2 the query is released from the
+// other two, and its status names node-3 as having missed the deadline; with
+// min_nodes 3 it fails naming node-3 and the deadline, and nothing is
+// decrypted. The deadline bounds only collection: the release that follows a
+// used-up deadline still runs.
+func TestFaultSlowNodePastDeadline(t *testing.T) {
+	release := make(chan struct{})
+	var held atomic.Int32
+	slow := func(id string) []grpc.ServerOption {
+		if id != "node-3" {
+			return nil
+		}
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if info.FullMethod == nodev1.NodeService_Evaluate_FullMethodName {
+				held.Add(1)
+				select {
+				case <-ctx.Done():
+				case <-release:
+				}
+			}
+			return h(ctx, req)
+		})}
+	}
+	nw := startFault(t, Options{NodeServerOptions: slow, AuditLogs: true})
+	defer close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	client, closeConn, err := nw.Client(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeConn()
+
+	// The deadline must leave the two honest nodes time to answer under the
+	// race detector; node-3 never answers within any deadline.
+	const deadline = 4 * time.Second
+	st := runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 2}, deadline)
+	wantReleasedWithout(t, "slow node, min_nodes 2", st, "node-3", "deadline")
+	st2 := runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 3}, deadline)
+	wantFailedNaming(t, "slow node, min_nodes 3", st2, "node-3", "deadline")
+	if held.Load() != 2 {
+		t.Errorf("node-3 held %d Evaluate calls, want 2", held.Load())
+	}
+
+	// node-3 answered nothing in time, so it debited nothing: its handler
+	// ran only after the coordinator had cancelled the call.
+	b := nw.Coordinator.Budget(ctx, nw.Analyst.Name())
+	for _, nb := range b.GetNodes() {
+		if nb.GetError() != "" {
+			t.Fatalf("budget at %s: %s", nb.GetNodeId(), nb.GetError())
+		}
+		if nb.GetNodeId() == "node-3" && nb.GetSpentRho() != 0 {
+			t.Errorf("node-3 debited %v rho for queries it never answered in time", nb.GetSpentRho())
+		}
+	}
+	// Its audit log records both refusals, although the caller had hung up
+	// by the time they were made (an audit append under the cancelled
+	// request context used to be dropped).
+	var refused []string
+	actx, acancel := context.WithTimeout(ctx, 20*time.Second)
+	defer acancel()
+	waitFor(t, actx, "node-3's audit entries", func() bool {
+		refused = refused[:0]
+		f, err := os.Open(filepath.Join(nw.Dir, "node-3", "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		// A scan error is a line still being written: look again.
+		err = audit.Scan(f, func(_ int, e audit.Entry) error {
+			if e.Action == "query.refused" {
+				refused = append(refused, e.QueryID)
+			}
+			return nil
+		})
+		return err == nil && len(refused) >= 2
+	})
+	if len(refused) != 2 || refused[0] != st.QueryId || refused[1] != st2.QueryId {
+		t.Errorf("node-3 audit refusals %v, want %s and %s", refused, st.QueryId, st2.QueryId)
+	}
+}
+
+// faultMode is what the malicious node-3 does to its answers.
+type faultMode int32
+
+const (
+	honest         faultMode = iota
+	garbageWire              // the EvaluateResponse message itself is garbage bytes
+	garbageSigned            // a well-formed response whose signed partial is garbage
+	oversized                // a response above rpc.MaxMessageBytes
+	otherQuery               // a real partial, validly signed by node-3, but for another query id
+	wrongShape               // validly signed for this query, but more ciphertexts than the plan
+	garbageCipher            // validly signed for this query, the ciphertext bytes are garbage
+	replayedAnswer           // node-3's own signed partial of an earlier query, sent again
+)
+
+// garbageCodec is the proto codec, except that it writes garbage bytes for an
+// EvaluateResponse while its mode says so.
+type garbageCodec struct {
+	encoding.CodecV2
+	mode *atomic.Int32
+}
+
+func (c garbageCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if _, ok := v.(*nodev1.EvaluateResponse); ok && faultMode(c.mode.Load()) == garbageWire {
+		return mem.BufferSlice{mem.SliceBuffer(bytes.Repeat([]byte{0xff}, 256))}, nil
+	}
+	return c.CodecV2.Marshal(v)
+}
+
+// TestFaultMaliciousNode: node-3 answers Evaluate with garbage bytes on the
+// wire, a garbage signed partial, a message above the size limit, a partial
+// validly signed by itself for another query id, a partial of the wrong
+// shape, garbage ciphertexts, and a replay of its own earlier answer. Each
+// time the coordinator rejects the answer, names node-3 in the query's status,
+// and releases from the two honest nodes (min_nodes 2); with min_nodes 3 the
+// query fails naming node-3 and nothing is decrypted.
+func TestFaultMaliciousNode(t *testing.T) {
+	var mode atomic.Int32
+	dir := t.TempDir()
+	var keyOnce sync.Once
+	var key *pki.Identity
+	nodeKey := func() *pki.Identity {
+		keyOnce.Do(func() {
+			id, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-3")
+			if err != nil {
+				panic(err)
+			}
+			key = id
+		})
+		return key
+	}
+	var lastMu sync.Mutex
+	var last *typesv1.Signed // node-3's last honest partial
+	// reseal signs payload as node-3, bound to qid.
+	reseal := func(s *typesv1.Signed, qid string, payload []byte) *typesv1.Signed {
+		hdr, err := envelope.ParseHeader(s.GetHeader())
+		if err != nil {
+			panic(err)
+		}
+		b := hdr.Binding
+		b.QueryID = qid
+		env, err := envelope.Seal(nodeKey().Key, b, payload, time.Now())
+		if err != nil {
+			panic(err)
+		}
+		return protocol.ToProto(env)
+	}
+	tamper := func(resp *nodev1.EvaluateResponse) any {
+		s := resp.GetPartial()
+		qid := ""
+		if hdr, err := envelope.ParseHeader(s.GetHeader()); err == nil {
+			qid = hdr.Binding.QueryID
+		}
+		lastMu.Lock()
+		prev := last
+		last = proto.Clone(s).(*typesv1.Signed)
+		lastMu.Unlock()
+		var payload nodev1.PartialPayload
+		if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil {
+			panic(err)
+		}
+		switch faultMode(mode.Load()) {
+		case garbageSigned:
+			return &nodev1.EvaluateResponse{Partial: &typesv1.Signed{Header: []byte("\x00garbage header"), Payload: bytes.Repeat([]byte{0xa5}, 1000), Signature: []byte("no signature")}}
+		case oversized:
+			return &nodev1.EvaluateResponse{Partial: &typesv1.Signed{Header: s.GetHeader(), Payload: make([]byte, rpc.MaxMessageBytes+1), Signature: s.GetSignature()}}
+		case otherQuery:
+			return &nodev1.EvaluateResponse{Partial: reseal(s, "q-somewhere-else", s.GetPayload())}
+		case wrongShape:
+			payload.Ciphertexts = append(payload.Ciphertexts, payload.Ciphertexts...)
+			pb, _ := proto.Marshal(&payload)
+			return &nodev1.EvaluateResponse{Partial: reseal(s, qid, pb)}
+		case garbageCipher:
+			for i := range payload.Ciphertexts {
+				payload.Ciphertexts[i] = bytes.Repeat([]byte{0x5a}, len(payload.Ciphertexts[i]))
+			}
+			pb, _ := proto.Marshal(&payload)
+			return &nodev1.EvaluateResponse{Partial: reseal(s, qid, pb)}
+		case replayedAnswer:
+			if prev == nil {
+				panic("no earlier answer to replay")
+			}
+			return &nodev1.EvaluateResponse{Partial: prev}
+		}
+		return resp
+	}
+	evil := func(id string) []grpc.ServerOption {
+		if id != "node-3" {
+			return nil
+		}
+		return []grpc.ServerOption{
+			grpc.MaxSendMsgSize(2 * rpc.MaxMessageBytes), // so that the oversized answer leaves the node
+			grpc.ForceServerCodecV2(garbageCodec{CodecV2: encoding.GetCodecV2("proto"), mode: &mode}),
+			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				resp, err := h(ctx, req)
+				if err != nil || info.FullMethod != nodev1.NodeService_Evaluate_FullMethodName {
+					return resp, err
+				}
+				return tamper(resp.(*nodev1.EvaluateResponse)), nil
+			}),
+		}
+	}
+	nw := startFault(t, Options{Dir: dir, NodeServerOptions: evil})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	client, closeConn, err := nw.Client(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeConn()
+	run := func(m faultMode, minNodes int) *coordinatorv1.QueryStatus {
+		mode.Store(int32(m))
+		return runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: int32(minNodes)}, time.Minute)
+	}
+
+	// An honest round first (it also gives node-3 an answer to replay).
+	if st := run(honest, 3); st.State != coordinatorv1.State_STATE_DONE || st.GetResult().GetNodes() != 3 {
+		t.Fatalf("honest query: %v %s", st.State, st.GetError())
+	}
+	for _, c := range []struct {
+		name  string
+		mode  faultMode
+		texts []string
+	}{
+		{"garbage bytes on the wire", garbageWire, []string{"unmarshal"}},
+		{"garbage signed partial", garbageSigned, []string{"partial rejected", "malformed"}},
+		{"oversized message", oversized, []string{"larger than max", "ResourceExhausted"}},
+		{"partial signed for another query id", otherQuery, []string{"partial rejected", "binding mismatch", "q-somewhere-else"}},
+		{"partial of the wrong shape", wrongShape, []string{"partial rejected", "ciphertexts"}},
+		{"garbage ciphertexts", garbageCipher, []string{"partial rejected", "ciphertext 0"}},
+		{"replay of an earlier answer", replayedAnswer, []string{"partial rejected"}},
+	} {
+		st := run(c.mode, 2)
+		wantReleasedWithout(t, c.name, st, "node-3", c.texts...)
+		t.Logf("%s: node-3: %s", c.name, nodeProgress(st, "node-3").GetError())
+	}
+	// Once with min_nodes 3: the query fails, naming node-3.
+	st := run(otherQuery, 3)
+	wantFailedNaming(t, "partial for another query id, min_nodes 3", st, "node-3", "partial rejected")
+	// And node-3, honest again, is heard again.
+	if st := run(honest, 3); st.State != coordinatorv1.State_STATE_DONE || st.GetResult().GetNodes() != 3 {
+		t.Fatalf("honest query after the attacks: %v %s", st.State, st.GetError())
+	}
+}
+
+// TestFaultConcurrentQueries: 10 analysts submit 100 queries at once. Every
+// query ends with a released result, and at every node each analyst's spend
+// is exactly the sum of the rho of that analyst's queries (and the node total
+// the sum over all analysts).
+func TestFaultConcurrentQueries(t *testing.T) {
+	// The smaller (insecure, test-only) parameter set halves the cost of the
+	// 300 encryptions and 200 key switches; what is under test here is the
+	// concurrency of the coordinator and of the ledgers, not the parameters.
+	homomorphic.AllowInsecureForTests()
+	nw := startFault(t, Options{MinNodes: 3, Params: homomorphic.InsecureTestSet})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	const analysts, perAnalyst = 10, 10
+	ca, err := pki.LoadCA(filepath.Join(nw.Dir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := make([]coordinatorv1.CoordinatorServiceClient, analysts)
+	names := make([]string, analysts)
+	for a := range analysts {
+		names[a] = fmt.Sprintf("analyst-%02d", a+1)
+		id, err := ca.Issue(pki.IssueRequest{Name: names[a], Role: pki.RoleAnalyst, Validity: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pki.WriteIdentity(filepath.Join(nw.Dir, "pki"), id); err != nil {
+			t.Fatal(err)
+		}
+		if id, err = pki.LoadIdentityDir(filepath.Join(nw.Dir, "pki"), names[a]); err != nil {
+			t.Fatal(err)
+		}
+		c, closeConn, err := nw.Client(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeConn()
+		clients[a] = c
+	}
+	// Each analyst has its own epsilon (so its own rho), and mixes three
+	// query shapes.
+	sqls := []string{CohortQuery, "SELECT sex, COUNT(*) FROM patients GROUP BY sex", "SELECT COUNT(*) FROM patients"}
+	type outcome struct {
+		analyst int
+		st      *coordinatorv1.QueryStatus
+		err     error
+	}
+	results := make(chan outcome, analysts*perAnalyst)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for a := range analysts {
+		for k := range perAnalyst {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				spec := &typesv1.QuerySpec{Sql: sqls[k%len(sqls)], Epsilon: 0.1 + 0.05*float64(a), MinNodes: 3}
+				st, err := RunQuery(ctx, clients[a], spec, nil)
+				results <- outcome{a, st, err}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	close(results)
+
+	rho := make([]float64, analysts)
+	var rhoOf [analysts]float64
+	done := 0
+	seen := map[string]bool{}
+	for r := range results {
+		if r.err != nil {
+			t.Errorf("%s: %v", names[r.analyst], r.err)
+			continue
+		}
+		res := r.st.GetResult()
+		if r.st.State != coordinatorv1.State_STATE_DONE || res == nil || len(res.GetRows()) == 0 || res.GetNodes() != 3 {
+			t.Errorf("%s: query %s ended %v without a full result", names[r.analyst], r.st.GetQueryId(), r.st.State)
+			continue
+		}
+		if seen[r.st.QueryId] {
+			t.Errorf("query id %s twice", r.st.QueryId)
+		}
+		seen[r.st.QueryId] = true
+		if r.st.Analyst != names[r.analyst] {
+			t.Errorf("query %s of %s ran as %q", r.st.QueryId, names[r.analyst], r.st.Analyst)
+		}
+		// All queries of an analyst have the same rho, so the node's running
+		// sum and this one add the same numbers and agree to the bit.
+		if rhoOf[r.analyst] != 0 && rhoOf[r.analyst] != res.GetRho() {
+			t.Fatalf("%s: queries with rho %v and %v", names[r.analyst], rhoOf[r.analyst], res.GetRho())
+		}
+		rhoOf[r.analyst] = res.GetRho()
+		rho[r.analyst] += res.GetRho()
+		done++
+	}
+	if done != analysts*perAnalyst {
+		t.Fatalf("%d of %d queries released a result", done, analysts*perAnalyst)
+	}
+	// The coordinator's history has every one of them, done.
+	if got := len(nw.Coordinator.List(0, "")); got != analysts*perAnalyst {
+		t.Errorf("coordinator history has %d queries, want %d", got, analysts*perAnalyst)
+	}
+
+	total := 0.0
+	for a := range analysts {
+		total += rho[a]
+		b := nw.Coordinator.Budget(ctx, names[a])
+		if len(b.GetNodes()) != 3 {
+			t.Fatalf("budget of %s from %d nodes", names[a], len(b.GetNodes()))
+		}
+		for _, nb := range b.GetNodes() {
+			if nb.GetError() != "" {
+				t.Fatalf("budget of %s at %s: %s", names[a], nb.GetNodeId(), nb.GetError())
+			}
+			if nb.GetSpentRho() != rho[a] {
+				t.Errorf("%s at %s spent %.17g rho, its %d queries cost %.17g", names[a], nb.GetNodeId(), nb.GetSpentRho(), perAnalyst, rho[a])
+			}
+		}
+	}
+	b := nw.Coordinator.Budget(ctx, names[0])
+	for _, nb := range b.GetNodes() {
+		// The node total adds the analysts' rho in commit order: equal up to
+		// float rounding.
+		if d := nb.GetTotalSpentRho() - total; d > 1e-9*total || d < -1e-9*total {
+			t.Errorf("node total at %s is %.17g, the queries cost %.17g", nb.GetNodeId(), nb.GetTotalSpentRho(), total)
+		}
+	}
+}
