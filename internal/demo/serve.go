@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +35,10 @@ type ServeOptions struct {
 	Data []*cdm.Records
 	// Threshold and MinNodes default to nodes-1 and nodes.
 	Threshold, MinNodes int
+	// ApprovalNodes lists the nodes (0-based) whose policy sets
+	// require_approval, so that every query waits at them for
+	// `fedstat node approve`. Defaults to none.
+	ApprovalNodes []int
 	// Progress, when set, is told about each step.
 	Progress func(string)
 	// NodeConfig, when set, returns extra TOML appended to node i's config
@@ -216,22 +221,33 @@ key_file = %q
 		return nil, err
 	}
 	for i := range n {
+		approval := ""
+		if slices.Contains(o.ApprovalNodes, i) {
+			approval = "require_approval = true\n"
+		}
+		// A fixed gRPC port: a node restarted by StartNode is at the address
+		// the coordinator already knows (a new port would have to wait for
+		// gossip to declare the old incarnation dead).
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
 		cfg := fmt.Sprintf(`# fedstat demo node
 name = %q
 data_dir = %q
 pki_dir = %q
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:%d"
 ops_listen = "127.0.0.1:0"
 regions = %s
 
 [policy]
 min_nodes = 2
-
+%s
 [gossip]
 bind = "127.0.0.1:0"
 key_file = %q
 join = [%q]
-`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, tomlList(regions), gossipKey, gossipAddr)
+`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, port, tomlList(regions), approval, gossipKey, gossipAddr)
 		if o.NodeConfig != nil {
 			cfg += o.NodeConfig(i)
 		}
