@@ -2,8 +2,11 @@
 # Runs fedstat's whole test suite, installing what it needs first.
 # Usage: scripts/test.sh            (from the repository root)
 #
-# - installs protoc (Debian's protobuf-compiler) when missing, for the check
-#   that the generated protobuf code matches the .proto files;
+# - installs from Debian what is missing: protoc (protobuf-compiler) for the
+#   check that the generated protobuf code matches the .proto files, systemd
+#   (systemd-analyze) for the unit files, chromium for the dashboard's browser
+#   test, curl for the reference example scripts, and postgresql, started as a
+#   throw-away cluster, for the OMOP warehouse tests;
 # - checks formatting (gofmt) and go vet;
 # - runs every package's tests with the race detector, fuzz seeds included.
 set -euo pipefail
@@ -14,6 +17,7 @@ command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 # systemd-analyze, for deploy/'s check of the systemd units (verify).
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium) # the dashboard's browser test (coordinator/web)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)         # examples/reference/network.sh waits on /readyz with it
 if ((${#need_apt[@]})); then
   echo "== installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then
