@@ -134,9 +134,11 @@ The network is running. In another shell:
   fedstat budget
   curl --cacert "$FEDSTAT_CA" -H "Authorization: Bearer $FEDSTAT_TOKEN" "$FEDSTAT_HTTP/v1/nodes"
 
+Dashboard: %s (sign in with the token in FEDSTAT_TOKEN; the browser warns
+about the demo's own CA, %s)
 Coordinator: gRPC %s, HTTP/JSON https://%s, metrics http://%s/metrics
 Press Ctrl-C to stop the network.
-`, envFile, demo.CohortQuery, p.GRPC, p.HTTP, p.Ops)
+`, envFile, demo.CohortQuery, p.Env["FEDSTAT_DASHBOARD"], p.Env["FEDSTAT_CA"], p.GRPC, p.HTTP, p.Ops)
 	select {
 	case <-cmd.Context().Done():
 	case <-p.Coordinator.Exited():

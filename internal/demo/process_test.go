@@ -131,6 +131,13 @@ func TestProcesses(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(body), "STATE_DONE") {
 		t.Fatalf("watch: %d %s", code, body)
 	}
+	// The dashboard is where the env file says.
+	if p.Env["FEDSTAT_DASHBOARD"] != p.Env["FEDSTAT_HTTP"]+"/" {
+		t.Errorf("FEDSTAT_DASHBOARD = %q", p.Env["FEDSTAT_DASHBOARD"])
+	}
+	if code, body := httpJSON(t, p, "GET", "/", ""); code != http.StatusOK || !strings.Contains(strings.ToLower(string(body)), "<html") {
+		t.Errorf("dashboard: %d %.200s", code, body)
+	}
 	// A bad query is refused with its position.
 	code, body = httpJSON(t, p, "POST", "/v1/queries", `{"spec": {"sql": "SELECT COUNT(*) FROM conditions WHERE cod = 'x'"}}`)
 	if code != http.StatusBadRequest || !strings.Contains(string(body), "did you mean") {

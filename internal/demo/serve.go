@@ -274,6 +274,7 @@ join = [%q]
 		"FEDSTAT_KEY":         filepath.Join(pkiDir, "analyst.key"),
 		"FEDSTAT_CA":          filepath.Join(pkiDir, pki.CACertFile),
 		"FEDSTAT_HTTP":        "https://" + p.HTTP,
+		"FEDSTAT_DASHBOARD":   "https://" + p.HTTP + "/",
 		"FEDSTAT_TOKEN":       token,
 	}
 	return p, nil
