@@ -44,6 +44,19 @@ type ServeOptions struct {
 	// NodeConfig, when set, returns extra TOML appended to node i's config
 	// file (for example a [warehouse] section).
 	NodeConfig func(i int) string
+	// Studies, when set, are study tables: every config lists their schema
+	// files (studies = [...]) and node i imports its CSV with `fedstat node
+	// import --study`. Defaults to none.
+	Studies []ServeStudy
+}
+
+// ServeStudy is a study table of a demo network of processes.
+type ServeStudy struct {
+	// Name is the table's name and Schema its schema file (TOML).
+	Name, Schema string
+	// CSV gives node i's rows (a CSV file path); len(CSV) is the number
+	// of nodes.
+	CSV []string
 }
 
 // Processes is a running demo network of separate processes.
@@ -184,6 +197,20 @@ func Serve(ctx context.Context, o ServeOptions) (_ *Processes, err error) {
 			return nil, fmt.Errorf("demo: %s: fedstat %s: %v\n%s", NodeID(i), strings.Join(args, " "), err, out)
 		}
 		say("%s: imported %d patients with `fedstat node import`", NodeID(i), len(recs.Patients))
+		for _, st := range o.Studies {
+			if len(st.CSV) != n {
+				return nil, fmt.Errorf("demo: study %s: %d CSV files for %d nodes", st.Name, len(st.CSV), n)
+			}
+			args := []string{"node", "import", "--data-dir", filepath.Join(o.Dir, NodeID(i)), "--study", st.Name, "--schema", st.Schema, st.CSV[i]}
+			if out, err := exec.CommandContext(ctx, o.Binary, args...).CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("demo: %s: fedstat %s: %v\n%s", NodeID(i), strings.Join(args, " "), err, out)
+			}
+			say("%s: imported study %s with `fedstat node import --study`", NodeID(i), st.Name)
+		}
+	}
+	var schemas []string
+	for _, st := range o.Studies {
+		schemas = append(schemas, st.Schema)
 	}
 
 	// Configs and processes.
@@ -206,6 +233,7 @@ http_listen = %q
 ops_listen = %q
 tokens_file = %q
 regions = %s
+studies = %s
 threshold = %d
 min_nodes = %d
 min_members = %d
@@ -216,7 +244,7 @@ deadline = "30s"
 bind = %q
 key_file = %q
 `, filepath.Join(o.Dir, "coordinator"), pkiDir, p.GRPC, p.HTTP, p.Ops, filepath.Join(o.Dir, "tokens.json"),
-		tomlList(regions), o.Threshold, o.MinNodes, n, gossipAddr, gossipKey)
+		tomlList(regions), tomlList(schemas), o.Threshold, o.MinNodes, n, gossipAddr, gossipKey)
 	if err := os.WriteFile(filepath.Join(o.Dir, "coordinator.toml"), []byte(coordCfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -239,6 +267,7 @@ pki_dir = %q
 listen = "127.0.0.1:%d"
 ops_listen = "127.0.0.1:0"
 regions = %s
+studies = %s
 
 [policy]
 min_nodes = 2
@@ -247,7 +276,7 @@ min_nodes = 2
 bind = "127.0.0.1:0"
 key_file = %q
 join = [%q]
-`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, port, tomlList(regions), approval, gossipKey, gossipAddr)
+`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, port, tomlList(regions), tomlList(schemas), approval, gossipKey, gossipAddr)
 		if o.NodeConfig != nil {
 			cfg += o.NodeConfig(i)
 		}
