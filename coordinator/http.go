@@ -102,6 +102,8 @@ func (t *Tokens) Lookup(token string) (TokenEntry, bool) {
 //	GET  /v1/nodes                 nodes
 //	GET  /v1/budget[?analyst=NAME]  the caller's budget at every node
 //	GET  /v1/audit[?limit=N]       the coordinator's audit log (operators only)
+//	GET  /v1/studies               the catalogue's study tables
+//	POST /v1/stats/{method}        km, cox, logit, linreg on a study (stats_http.go)
 //	POST /v1/session               dashboard sign-in (body: {"token": "..."})
 //	GET  /v1/session               who is signed in
 //	DELETE /v1/session             sign out
@@ -123,6 +125,7 @@ func (c *Coordinator) HTTPHandler(tokens *Tokens) http.Handler {
 	mux.HandleFunc("GET /v1/nodes", h.auth(h.nodes))
 	mux.HandleFunc("GET /v1/budget", h.auth(h.budget))
 	mux.HandleFunc("GET /v1/audit", h.auth(h.audit))
+	h.registerStats(mux)
 	mux.HandleFunc("POST /v1/session", h.signIn)
 	mux.HandleFunc("GET /v1/session", h.auth(h.whoami))
 	mux.HandleFunc("DELETE /v1/session", h.signOut)
