@@ -1,7 +1,8 @@
 # Shared by the reference scripts: start a small fedstat network on this machine, the
 # way an operator would, with the fedstat CLI only. Source it, then:
 #
-#   network_init DIR NODES [SCHEMA...]     # CA, certificates, configs (studies = SCHEMA...)
+#   network_init DIR NODES [SCHEMA...]     # CA, certificates, configs (studies = SCHEMA...);
+#                                          # THRESHOLD and MIN_NODES default to NODES
 #   split_csv FILE NODES OUTDIR            # deal the rows of FILE round-robin to NODES files
 #   fedstat node import --data-dir "$NET/node-1" --study NAME --schema S part-1.csv
 #   network_start                          # coordinator + nodes, waits for the key ceremony
@@ -63,8 +64,8 @@ network_init() {
 		ops_listen = "$OPS"
 		regions = ${REGIONS:-[]}
 		studies = $studies
-		threshold = $NODES
-		min_nodes = $NODES
+		threshold = ${THRESHOLD:-$NODES}
+		min_nodes = ${MIN_NODES:-$NODES}
 		min_members = $NODES
 		epoch_debounce = "1s"
 		deadline = "60s"
@@ -116,7 +117,9 @@ network_start() {
 		"$FEDSTAT" node --config "$NET/node-$i.toml" >"$NET/node-$i.log" 2>&1 &
 		PIDS+=($!)
 	done
-	for ((i = 0; i < 600; i++)); do
+	# The key ceremony takes longer with many nodes: about 2 s a node.
+	local tries=$((600 + NODES * 10))
+	for ((i = 0; i < tries; i++)); do
 		if curl -fsS "http://$OPS/readyz" >/dev/null 2>&1; then
 			return 0
 		fi

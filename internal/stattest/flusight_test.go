@@ -17,11 +17,16 @@ import (
 )
 
 // FluSight: the states' admissions as patient records (internal/synth),
-// the states dealt to 3 nodes (one node per state would be 53 nodes, each
-// with its own key share; 3 keep the test within a minute on 2 cores; the
-// region key still separates the states). Only two windows are converted:
-// the rise of the 2024-25 season (August to mid-December) and the week
-// ending 2025-02-08.
+// one node per state: the 52 locations of the data other than the national
+// 'US' aggregate (50 states, DC and Puerto Rico), each a node with its own
+// store, key share and TLS identity, all in one process over gRPC with
+// mutual TLS. Threshold T = 3 (any 3 nodes decrypt; up to 2 colluding
+// nodes learn nothing) and min_nodes = 52, every state: a national total
+// with a state missing would not be the national total. Each node then adds
+// noise of variance sigma^2/(m-T+1) = sigma^2/50, so the released total
+// carries 52/50 sigma^2 (with 3 nodes and T = 3 it carried 3 sigma^2).
+// Only two windows are converted: the rise of the 2024-25 season (August to
+// mid-December) and the week ending 2025-02-08.
 func TestFluSight(t *testing.T) {
 	admissions := shareddata.Require(t, "flusight/target-hospital-admissions.csv")
 	locations := shareddata.Require(t, "flusight/locations.csv")
@@ -45,27 +50,40 @@ func TestFluSight(t *testing.T) {
 		}
 	}
 	sort.Strings(states)
-	recs := []*cdm.Records{{}, {}, {}}
+	recs := make([]*cdm.Records, len(states))
 	for i, s := range states {
+		recs[i] = &cdm.Records{}
 		for _, src := range []map[string]*cdm.Records{rise, peak} {
 			if r := src[s]; r != nil {
-				recs[i%3].Append(r)
+				recs[i].Append(r)
 			}
 		}
 	}
+	const threshold = 3
+	nodes := len(states)
+	if nodes < 50 {
+		t.Fatalf("%d locations besides US in locations.csv, want one node for each of about 52", nodes)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	nw, err := Start(ctx, Options{Records: recs, Regions: states})
+	t0 := time.Now()
+	nw, err := Start(ctx, Options{Records: recs, Regions: states, Threshold: threshold, MinNodes: nodes,
+		Progress: func(step string, d time.Duration) {
+			t.Logf("network set-up: %s in %v", step, d.Round(time.Millisecond))
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%d nodes (one per state), threshold %d, min_nodes %d: network up in %v", nodes, threshold, nodes, time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
 	defer nw.Close()
 	c, closeConn, err := nw.Client(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeConn()
-	q := &Querier{Client: c, Nodes: 3, Catalogue: nw.Catalogue}
+	q := &Querier{Client: c, Nodes: nodes, MinNodes: nodes, Threshold: threshold, Catalogue: nw.Catalogue}
+	defer func() { t.Logf("%d queries in %v", q.Queries, time.Since(t0).Round(time.Millisecond)) }()
 	b := stats.Budget{Epsilon: 1, Delta: 1e-6}
 	popf := map[string]float64{}
 	for _, s := range states {
@@ -115,7 +133,7 @@ func TestFluSight(t *testing.T) {
 			t.Logf("%s: rate %.2f [%.2f, %.2f], published %.2f", r.Label, r.Rate.Value, r.Rate.CILow, r.Rate.CIHigh, want)
 		}
 	}
-	// 95% intervals: about 2.6 of 53 states miss by chance.
+	// 95% intervals: about 2.6 of 52 states miss by chance.
 	if len(rates) != len(states) || misses > 8 {
 		t.Errorf("%d states released, %d of them miss the published rate", len(rates), misses)
 	}

@@ -52,16 +52,24 @@ type Options struct {
 	Records []*cdm.Records
 	// Regions is the catalogue's region list. Defaults to those in Records.
 	Regions []string
-	// Nodes defaults to 3.
+	// Nodes defaults to 3 (len(Records) when Records is set).
 	Nodes int
+	// Threshold is the decryption threshold T and MinNodes the partials a
+	// release needs. Both default to Nodes.
+	Threshold, MinNodes int
 	// Params is the homomorphic parameter set. Defaults to production.
 	Params string
+	// Progress, when set, is told about each set-up step (demo.Options).
+	Progress func(step string, elapsed time.Duration)
 }
 
 // Start starts a network whose nodes hold the studies, split. The node
 // budgets are large (total ρ 1e9): the tests spend big epsilons to check
 // answers at small noise. Close the network when done.
 func Start(ctx context.Context, o Options) (*demo.Network, error) {
+	if o.Nodes == 0 {
+		o.Nodes = len(o.Records)
+	}
 	if o.Nodes == 0 {
 		o.Nodes = 3
 	}
@@ -77,6 +85,7 @@ func Start(ctx context.Context, o Options) (*demo.Network, error) {
 		schemas = append(schemas, st.Schema)
 	}
 	nw, err := demo.Start(ctx, demo.Options{Data: data, Studies: schemas, Regions: o.Regions, Params: o.Params,
+		Threshold: o.Threshold, MinNodes: o.MinNodes, Progress: o.Progress,
 		Budget: node.Budget{TotalRho: 1e9, PerAnalystRho: 1e9}})
 	if err != nil {
 		return nil, err
@@ -93,10 +102,15 @@ func Start(ctx context.Context, o Options) (*demo.Network, error) {
 }
 
 // Querier answers stats queries through the coordinator of nw as the
-// analyst, with every node required (min_nodes = threshold = nodes).
+// analyst.
 type Querier struct {
 	Client coordinatorv1.CoordinatorServiceClient
-	Nodes  int
+	// Nodes is the number of nodes; min_nodes and the threshold default
+	// to it (every node required).
+	Nodes int
+	// MinNodes and Threshold, when set, are the queries' min_nodes and the
+	// network's decryption threshold T.
+	MinNodes, Threshold int
 	// Reference is the reference date of the queries. Defaults to today.
 	Reference time.Time
 	// Catalogue, when set, is the network's public catalogue: the noise
@@ -116,7 +130,14 @@ func (q *Querier) Query(ctx context.Context, r stats.Request) (*stats.Release, e
 	if ref.IsZero() {
 		ref = time.Now()
 	}
-	spec := &typesv1.QuerySpec{Sql: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, MinNodes: int32(q.Nodes), Threshold: int32(q.Nodes),
+	m, t := q.MinNodes, q.Threshold
+	if m == 0 {
+		m = q.Nodes
+	}
+	if t == 0 {
+		t = q.Nodes
+	}
+	spec := &typesv1.QuerySpec{Sql: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, MinNodes: int32(m), Threshold: int32(t),
 		ReferenceDate: ref.Format("2006-01-02")}
 	st, err := demo.RunQuery(ctx, q.Client, spec, nil)
 	if err != nil {
@@ -124,7 +145,7 @@ func (q *Querier) Query(ctx context.Context, r stats.Request) (*stats.Release, e
 	}
 	rel := stats.FromResult(coordinator.ResultFromProto(st.GetResult()))
 	if q.Catalogue != nil {
-		p, err := plan.Build(plan.Request{SQL: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, MinNodes: q.Nodes, Threshold: q.Nodes,
+		p, err := plan.Build(plan.Request{SQL: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, MinNodes: m, Threshold: t,
 			ReferenceDate: cdm.DateOf(ref)}, q.Catalogue)
 		if err != nil {
 			return nil, err
