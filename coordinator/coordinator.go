@@ -83,6 +83,10 @@ type Config struct {
 	MinNodes int
 	// Catalogue is the network catalogue. Defaults to plan.DefaultCatalogue().
 	Catalogue *plan.Catalogue
+	// Populations is the public population of each region (the
+	// denominators of incidence rates), part of the catalogue served to
+	// analysts. Defaults to none.
+	Populations map[string]int64
 	// Deadline bounds how long a query waits for partials. Defaults to 60s.
 	Deadline time.Duration
 	// Gossip, when set, makes the coordinator join the network's gossip

@@ -96,6 +96,29 @@ func (s *service) Nodes(ctx context.Context, _ *coordinatorv1.NodesRequest) (*co
 	return s.c.NodesStatus(ctx), nil
 }
 
+func (s *service) Catalogue(ctx context.Context, _ *coordinatorv1.CatalogueRequest) (*coordinatorv1.CatalogueResponse, error) {
+	if _, err := rpc.Require(ctx, analystRoles...); err != nil {
+		return nil, err
+	}
+	return s.c.CatalogueInfo(), nil
+}
+
+// CatalogueInfo is the public catalogue served to analysts: regions, study
+// tables and populations.
+func (c *Coordinator) CatalogueInfo() *coordinatorv1.CatalogueResponse {
+	out := &coordinatorv1.CatalogueResponse{Populations: map[string]int64{}}
+	if cat := c.cfg.Catalogue; cat != nil {
+		out.Regions = append(out.Regions, cat.Regions...)
+		for _, st := range cat.Studies {
+			out.Studies = append(out.Studies, st.Name)
+		}
+	}
+	for k, v := range c.cfg.Populations {
+		out.Populations[k] = v
+	}
+	return out
+}
+
 // NodesStatus asks every node for its info (a short timeout each).
 func (c *Coordinator) NodesStatus(ctx context.Context) *coordinatorv1.NodesResponse {
 	out := &coordinatorv1.NodesResponse{}

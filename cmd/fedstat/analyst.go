@@ -75,6 +75,7 @@ type api interface {
 	run(ctx context.Context, spec *typesv1.QuerySpec, deadline time.Duration, progress func(*coordinatorv1.QueryStatus)) (*coordinatorv1.QueryStatus, error)
 	nodes(ctx context.Context) (*coordinatorv1.NodesResponse, error)
 	budget(ctx context.Context, analyst string) (*coordinatorv1.BudgetResponse, error)
+	catalogue(ctx context.Context) (*coordinatorv1.CatalogueResponse, error)
 	close() error
 }
 
@@ -140,6 +141,14 @@ func (g *grpcAPI) run(ctx context.Context, spec *typesv1.QuerySpec, deadline tim
 
 func (g *grpcAPI) nodes(ctx context.Context) (*coordinatorv1.NodesResponse, error) {
 	r, err := g.c.Nodes(ctx, &coordinatorv1.NodesRequest{})
+	if err != nil {
+		return nil, errors.New(rpcText(err))
+	}
+	return r, nil
+}
+
+func (g *grpcAPI) catalogue(ctx context.Context) (*coordinatorv1.CatalogueResponse, error) {
+	r, err := g.c.Catalogue(ctx, &coordinatorv1.CatalogueRequest{})
 	if err != nil {
 		return nil, errors.New(rpcText(err))
 	}
@@ -238,6 +247,10 @@ func (h *httpAPI) run(ctx context.Context, spec *typesv1.QuerySpec, deadline tim
 func (h *httpAPI) nodes(ctx context.Context) (*coordinatorv1.NodesResponse, error) {
 	r := &coordinatorv1.NodesResponse{}
 	return r, h.get(ctx, "/v1/nodes", r)
+}
+
+func (h *httpAPI) catalogue(context.Context) (*coordinatorv1.CatalogueResponse, error) {
+	return nil, errors.New("the HTTP API does not serve the catalogue: connect with a certificate (--coordinator) or pass the file")
 }
 
 func (h *httpAPI) budget(ctx context.Context, analyst string) (*coordinatorv1.BudgetResponse, error) {

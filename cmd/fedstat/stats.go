@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -579,67 +577,45 @@ range, one query) and reads the quantiles off it. Statistics: quantile.<p>.`,
 	return c
 }
 
-// readPopulations reads a CSV of populations: columns region (or
-// abbreviation) and population, as FluSight's locations.csv.
-func readPopulations(path string) (map[string]float64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil || len(rows) < 2 {
-		return nil, fmt.Errorf("%s: want a CSV with a header and rows: %v", path, err)
-	}
-	ri, pi := -1, -1
-	for i, h := range rows[0] {
-		switch strings.TrimSpace(h) {
-		case "region", "abbreviation":
-			if ri < 0 {
-				ri = i
-			}
-		case "population":
-			pi = i
-		}
-	}
-	if ri < 0 || pi < 0 {
-		return nil, fmt.Errorf("%s: want columns region (or abbreviation) and population", path)
-	}
-	out := map[string]float64{}
-	for n, r := range rows[1:] {
-		v, err := strconv.ParseFloat(strings.TrimSpace(r[pi]), 64)
-		if err != nil || v < 0 {
-			return nil, fmt.Errorf("%s:%d: population %q is not a number", path, n+2, r[pi])
-		}
-		out[strings.TrimSpace(r[ri])] = v
-	}
-	return out, nil
-}
-
 func statsIncidenceCommand() *cobra.Command {
 	var s statsFlags
 	var by, popFile, exclude string
 	var per float64
 	c := &cobra.Command{
-		Use:   "incidence --table T --where COND --populations FILE [--by region]",
+		Use:   "incidence --table T --where COND [--by region] [--populations FILE]",
 		Short: "Incidence rates per 100,000 with population denominators",
 		Long: statsLong + `
 
 incidence counts the patients matching --where (one query), by --by (e.g. region) or in
-total, and divides by the public populations (a CSV with region or abbreviation and
-population columns, such as FluSight's locations.csv). The interval adds the Poisson
+total, and divides by the public populations: those of the network catalogue (the
+coordinator's populations_file), or --populations FILE (a CSV with region or abbreviation
+and population columns, such as FluSight's locations.csv). The interval adds the Poisson
 variance of the count to the noise. Statistics: cases.<label>, rate.<label>.`,
 		Example: `  fedstat stats incidence --table conditions --by region --populations locations.csv \
     --where "code = '6142004' AND onset_date BETWEEN '2025-02-02' AND '2025-02-08'"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return s.run(cmd, func(ctx context.Context, q stats.Querier, _ *plan.Catalogue) ([]stats.Estimate, error) {
-				if popFile == "" {
-					return nil, &usageError{"--populations is required"}
-				}
-				pops, err := readPopulations(popFile)
-				if err != nil {
-					return nil, err
+				var pops map[string]float64
+				if popFile != "" {
+					var err error
+					if pops, err = stats.ReadPopulations(popFile); err != nil {
+						return nil, err
+					}
+				} else {
+					// The network catalogue's populations (the coordinator's
+					// populations_file).
+					cat, err := q.(*cliQuerier).a.catalogue(ctx)
+					if err != nil {
+						return nil, fmt.Errorf("populations from the network catalogue: %w; or give --populations FILE", err)
+					}
+					if len(cat.GetPopulations()) == 0 {
+						return nil, &usageError{"the network catalogue has no populations (the coordinator's populations_file): give --populations FILE"}
+					}
+					pops = map[string]float64{}
+					for k, v := range cat.GetPopulations() {
+						pops[k] = float64(v)
+					}
 				}
 				for _, x := range strings.Split(exclude, ",") {
 					delete(pops, strings.TrimSpace(x))
@@ -662,7 +638,7 @@ variance of the count to the noise. Statistics: cases.<label>, rate.<label>.`,
 	}
 	s.add(c, 1)
 	c.Flags().StringVar(&by, "by", "", "group by this key (e.g. region); default one total")
-	c.Flags().StringVar(&popFile, "populations", "", "CSV of populations (region or abbreviation, population)")
+	c.Flags().StringVar(&popFile, "populations", "", "CSV of populations (region or abbreviation, population); default: the network catalogue's")
 	c.Flags().StringVar(&exclude, "exclude", "US", "population rows to leave out (comma-separated), e.g. a national total")
 	c.Flags().Float64Var(&per, "per", 100000, "rate unit")
 	return c

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/fedstat/fedstat/internal/cdm"
@@ -36,18 +34,5 @@ func TestCovariates(t *testing.T) {
 	}
 	if _, err := covariates(nil, []string{"bwt"}, sc); err == nil {
 		t.Error("a factor with 4500 levels was accepted")
-	}
-}
-
-func TestReadPopulations(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "pop.csv")
-	os.WriteFile(p, []byte("region,fips,name,population\nCA,06,California,39000000\nNY,36,New York,19500000\n"), 0o600)
-	pops, err := readPopulations(p)
-	if err != nil || pops["CA"] != 39e6 || len(pops) != 2 {
-		t.Fatalf("%v %v", pops, err)
-	}
-	os.WriteFile(p, []byte("region,population\nCA,many\n"), 0o600)
-	if _, err := readPopulations(p); err == nil {
-		t.Error("a bad population was accepted")
 	}
 }

@@ -25,7 +25,9 @@ states=()
 for d in "$WORK"/rise/*/; do states+=("$(basename "$d")"); done
 REGIONS=$(toml_list "${states[@]}")
 N=${NODES:-${#states[@]}}
-THRESHOLD=$((N < 3 ? N : 3)) network_init "$WORK/net" "$N"
+# The populations are public: part of the network catalogue (the coordinator's
+# populations_file), which `fedstat stats incidence` uses.
+THRESHOLD=$((N < 3 ? N : 3)) POPULATIONS=$WORK/rise/populations.csv network_init "$WORK/net" "$N"
 for ((i = 1; i <= N; i++)); do
 	files=()
 	for ((s = i - 1; s < ${#states[@]}; s += N)); do
@@ -39,8 +41,8 @@ network_start
 
 WEEK="code = '6142004' AND onset_date BETWEEN '2025-02-02' AND '2025-02-08'"
 common=(--table conditions --epsilon "$EPSILON" --format json --quiet)
-fedstat stats incidence "${common[@]}" --dataset flusight.2025-02-08 --where "$WEEK" --populations "$WORK/rise/populations.csv"
-fedstat stats incidence "${common[@]}" --dataset flusight.2025-02-08 --where "$WEEK" --by region --populations "$WORK/rise/populations.csv"
+fedstat stats incidence "${common[@]}" --dataset flusight.2025-02-08 --where "$WEEK"
+fedstat stats incidence "${common[@]}" --dataset flusight.2025-02-08 --where "$WEEK" --by region
 # EARS C2 on the weekly national series (ISO weeks) of the season's rise.
 fedstat alert "${common[@]}" --dataset flusight.2024-25 --where "code = '6142004'" --date onset_date \
 	--from 2024-08-05 --to 2024-12-08 --method C2

@@ -2,7 +2,8 @@
 # way an operator would, with the fedstat CLI only. Source it, then:
 #
 #   network_init DIR NODES [SCHEMA...]     # CA, certificates, configs (studies = SCHEMA...);
-#                                          # THRESHOLD and MIN_NODES default to NODES
+#                                          # THRESHOLD and MIN_NODES default to NODES;
+#                                          # POPULATIONS: the catalogue's populations_file
 #   split_csv FILE NODES OUTDIR            # deal the rows of FILE round-robin to NODES files
 #   fedstat node import --data-dir "$NET/node-1" --study NAME --schema S part-1.csv
 #   network_start                          # coordinator + nodes, waits for the key ceremony
@@ -55,6 +56,8 @@ network_init() {
 	fedstat ca issue --dir "$pki" --name analyst --role analyst >/dev/null
 	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$NET/gossip.key"
 	chmod 600 "$NET/gossip.key"
+	local pops=""
+	[[ -n "${POPULATIONS:-}" ]] && pops="populations_file = \"$POPULATIONS\""
 	GRPC=127.0.0.1:$(free_port) OPS=127.0.0.1:$(free_port) GOSSIP=127.0.0.1:$(free_port)
 	cat >"$NET/coordinator.toml" <<-EOF
 		name = "coordinator"
@@ -69,6 +72,7 @@ network_init() {
 		min_members = $NODES
 		epoch_debounce = "1s"
 		deadline = "60s"
+		$pops
 
 		[gossip]
 		bind = "$GOSSIP"

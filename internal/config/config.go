@@ -109,6 +109,11 @@ type Coordinator struct {
 	// Nodes lists nodes statically ("id=host:port"), for networks without
 	// gossip. Default none.
 	Nodes []string `toml:"nodes"`
+	// PopulationsFile is a CSV of the public population of each region
+	// (columns region or abbreviation, and population, as FluSight's
+	// locations.csv): part of the catalogue served to analysts, the
+	// denominators of `fedstat stats incidence`. Default none.
+	PopulationsFile string `toml:"populations_file"`
 }
 
 // Policy is a node admin's policy.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/fedstat/fedstat/node"
 	"github.com/fedstat/fedstat/node/admin"
 	"github.com/fedstat/fedstat/queries/plan"
+	"github.com/fedstat/fedstat/queries/stats"
 )
 
 // Started reports the addresses a daemon serves on once it is up.
@@ -101,9 +103,20 @@ func RunCoordinator(ctx context.Context, cfg *config.Coordinator, log *slog.Logg
 	if err != nil {
 		return err
 	}
+	var pops map[string]int64
+	if cfg.PopulationsFile != "" {
+		p, err := stats.ReadPopulations(cfg.PopulationsFile)
+		if err != nil {
+			return fmt.Errorf("populations_file: %w", err)
+		}
+		pops = map[string]int64{}
+		for k, v := range p {
+			pops[k] = int64(math.Round(v))
+		}
+	}
 	c, err := coordinator.New(coordinator.Config{
 		Identity: id, ListenAddr: cfg.Listen, Nodes: nodes, Params: cfg.Params, Threshold: cfg.Threshold,
-		MinNodes: cfg.MinNodes, Catalogue: cat, Deadline: cfg.Deadline.Duration,
+		MinNodes: cfg.MinNodes, Catalogue: cat, Populations: pops, Deadline: cfg.Deadline.Duration,
 		Gossip: gossip, MinMembers: cfg.MinMembers, EpochDebounce: cfg.EpochDebounce.Duration,
 		DB: db, Audit: alog, Metrics: reg, Logger: log,
 	})

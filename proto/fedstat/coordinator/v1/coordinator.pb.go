@@ -85,6 +85,107 @@ func (State) EnumDescriptor() ([]byte, []int) {
 	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{0}
 }
 
+type CatalogueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatalogueRequest) Reset() {
+	*x = CatalogueRequest{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatalogueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatalogueRequest) ProtoMessage() {}
+
+func (x *CatalogueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatalogueRequest.ProtoReflect.Descriptor instead.
+func (*CatalogueRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{0}
+}
+
+type CatalogueResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// regions is the domain of GROUP BY region.
+	Regions []string `protobuf:"bytes,1,rep,name=regions,proto3" json:"regions,omitempty"`
+	// studies names the study tables.
+	Studies []string `protobuf:"bytes,2,rep,name=studies,proto3" json:"studies,omitempty"`
+	// populations is the public population of each region (keys may also
+	// name larger areas, e.g. a national total); empty when the coordinator
+	// has no populations_file.
+	Populations   map[string]int64 `protobuf:"bytes,3,rep,name=populations,proto3" json:"populations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CatalogueResponse) Reset() {
+	*x = CatalogueResponse{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CatalogueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CatalogueResponse) ProtoMessage() {}
+
+func (x *CatalogueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CatalogueResponse.ProtoReflect.Descriptor instead.
+func (*CatalogueResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CatalogueResponse) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *CatalogueResponse) GetStudies() []string {
+	if x != nil {
+		return x.Studies
+	}
+	return nil
+}
+
+func (x *CatalogueResponse) GetPopulations() map[string]int64 {
+	if x != nil {
+		return x.Populations
+	}
+	return nil
+}
+
 type BudgetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// analyst defaults to the caller.
@@ -95,7 +196,7 @@ type BudgetRequest struct {
 
 func (x *BudgetRequest) Reset() {
 	*x = BudgetRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -107,7 +208,7 @@ func (x *BudgetRequest) String() string {
 func (*BudgetRequest) ProtoMessage() {}
 
 func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -120,7 +221,7 @@ func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetRequest.ProtoReflect.Descriptor instead.
 func (*BudgetRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{0}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *BudgetRequest) GetAnalyst() string {
@@ -145,7 +246,7 @@ type NodeBudget struct {
 
 func (x *NodeBudget) Reset() {
 	*x = NodeBudget{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -157,7 +258,7 @@ func (x *NodeBudget) String() string {
 func (*NodeBudget) ProtoMessage() {}
 
 func (x *NodeBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -170,7 +271,7 @@ func (x *NodeBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeBudget.ProtoReflect.Descriptor instead.
 func (*NodeBudget) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{1}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NodeBudget) GetNodeId() string {
@@ -225,7 +326,7 @@ type BudgetResponse struct {
 
 func (x *BudgetResponse) Reset() {
 	*x = BudgetResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -237,7 +338,7 @@ func (x *BudgetResponse) String() string {
 func (*BudgetResponse) ProtoMessage() {}
 
 func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -250,7 +351,7 @@ func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetResponse.ProtoReflect.Descriptor instead.
 func (*BudgetResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{2}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BudgetResponse) GetAnalyst() string {
@@ -279,7 +380,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -291,7 +392,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -304,7 +405,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubmitRequest) GetSpec() *v1.QuerySpec {
@@ -330,7 +431,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +443,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +456,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetRequest) GetQueryId() string {
@@ -381,7 +482,7 @@ type NodeProgress struct {
 
 func (x *NodeProgress) Reset() {
 	*x = NodeProgress{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +494,7 @@ func (x *NodeProgress) String() string {
 func (*NodeProgress) ProtoMessage() {}
 
 func (x *NodeProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +507,7 @@ func (x *NodeProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeProgress.ProtoReflect.Descriptor instead.
 func (*NodeProgress) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NodeProgress) GetNodeId() string {
@@ -454,7 +555,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -466,7 +567,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -479,7 +580,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Phase) GetName() string {
@@ -517,7 +618,7 @@ type QueryStatus struct {
 
 func (x *QueryStatus) Reset() {
 	*x = QueryStatus{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +630,7 @@ func (x *QueryStatus) String() string {
 func (*QueryStatus) ProtoMessage() {}
 
 func (x *QueryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +643,7 @@ func (x *QueryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStatus.ProtoReflect.Descriptor instead.
 func (*QueryStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *QueryStatus) GetQueryId() string {
@@ -638,7 +739,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +751,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +764,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListRequest) GetLimit() int32 {
@@ -682,7 +783,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +795,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +808,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListResponse) GetQueries() []*QueryStatus {
@@ -725,7 +826,7 @@ type NodesRequest struct {
 
 func (x *NodesRequest) Reset() {
 	*x = NodesRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +838,7 @@ func (x *NodesRequest) String() string {
 func (*NodesRequest) ProtoMessage() {}
 
 func (x *NodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +851,7 @@ func (x *NodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesRequest.ProtoReflect.Descriptor instead.
 func (*NodesRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{10}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 type NodeInfo struct {
@@ -768,7 +869,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +881,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +894,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NodeInfo) GetNodeId() string {
@@ -856,7 +957,7 @@ type NodesResponse struct {
 
 func (x *NodesResponse) Reset() {
 	*x = NodesResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +969,7 @@ func (x *NodesResponse) String() string {
 func (*NodesResponse) ProtoMessage() {}
 
 func (x *NodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +982,7 @@ func (x *NodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesResponse.ProtoReflect.Descriptor instead.
 func (*NodesResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NodesResponse) GetNodes() []*NodeInfo {
@@ -909,7 +1010,15 @@ var File_fedstat_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"(fedstat/coordinator/v1/coordinator.proto\x12\x16fedstat.coordinator.v1\x1a\x1cfedstat/types/v1/types.proto\")\n" +
+	"(fedstat/coordinator/v1/coordinator.proto\x12\x16fedstat.coordinator.v1\x1a\x1cfedstat/types/v1/types.proto\"\x12\n" +
+	"\x10CatalogueRequest\"\xe5\x01\n" +
+	"\x11CatalogueResponse\x12\x18\n" +
+	"\aregions\x18\x01 \x03(\tR\aregions\x12\x18\n" +
+	"\astudies\x18\x02 \x03(\tR\astudies\x12\\\n" +
+	"\vpopulations\x18\x03 \x03(\v2:.fedstat.coordinator.v1.CatalogueResponse.PopulationsEntryR\vpopulations\x1a>\n" +
+	"\x10PopulationsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\")\n" +
 	"\rBudgetRequest\x12\x18\n" +
 	"\aanalyst\x18\x01 \x01(\tR\aanalyst\"\xc5\x01\n" +
 	"\n" +
@@ -980,7 +1089,7 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"STATE_DONE\x10\x04\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x05\x12\x13\n" +
-	"\x0fSTATE_CANCELLED\x10\x062\xe3\x04\n" +
+	"\x0fSTATE_CANCELLED\x10\x062\xc5\x05\n" +
 	"\x12CoordinatorService\x12T\n" +
 	"\x06Submit\x12%.fedstat.coordinator.v1.SubmitRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12N\n" +
 	"\x03Get\x12\".fedstat.coordinator.v1.GetRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12R\n" +
@@ -988,7 +1097,8 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x06Cancel\x12\".fedstat.coordinator.v1.GetRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12Q\n" +
 	"\x04List\x12#.fedstat.coordinator.v1.ListRequest\x1a$.fedstat.coordinator.v1.ListResponse\x12T\n" +
 	"\x05Nodes\x12$.fedstat.coordinator.v1.NodesRequest\x1a%.fedstat.coordinator.v1.NodesResponse\x12W\n" +
-	"\x06Budget\x12%.fedstat.coordinator.v1.BudgetRequest\x1a&.fedstat.coordinator.v1.BudgetResponseBGZEgithub.com/fedstat/fedstat/proto/fedstat/coordinator/v1;coordinatorv1b\x06proto3"
+	"\x06Budget\x12%.fedstat.coordinator.v1.BudgetRequest\x1a&.fedstat.coordinator.v1.BudgetResponse\x12`\n" +
+	"\tCatalogue\x12(.fedstat.coordinator.v1.CatalogueRequest\x1a).fedstat.coordinator.v1.CatalogueResponseBGZEgithub.com/fedstat/fedstat/proto/fedstat/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_fedstat_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -1003,56 +1113,62 @@ func file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
-	(State)(0),             // 0: fedstat.coordinator.v1.State
-	(*BudgetRequest)(nil),  // 1: fedstat.coordinator.v1.BudgetRequest
-	(*NodeBudget)(nil),     // 2: fedstat.coordinator.v1.NodeBudget
-	(*BudgetResponse)(nil), // 3: fedstat.coordinator.v1.BudgetResponse
-	(*SubmitRequest)(nil),  // 4: fedstat.coordinator.v1.SubmitRequest
-	(*GetRequest)(nil),     // 5: fedstat.coordinator.v1.GetRequest
-	(*NodeProgress)(nil),   // 6: fedstat.coordinator.v1.NodeProgress
-	(*Phase)(nil),          // 7: fedstat.coordinator.v1.Phase
-	(*QueryStatus)(nil),    // 8: fedstat.coordinator.v1.QueryStatus
-	(*ListRequest)(nil),    // 9: fedstat.coordinator.v1.ListRequest
-	(*ListResponse)(nil),   // 10: fedstat.coordinator.v1.ListResponse
-	(*NodesRequest)(nil),   // 11: fedstat.coordinator.v1.NodesRequest
-	(*NodeInfo)(nil),       // 12: fedstat.coordinator.v1.NodeInfo
-	(*NodesResponse)(nil),  // 13: fedstat.coordinator.v1.NodesResponse
-	(*v1.QuerySpec)(nil),   // 14: fedstat.types.v1.QuerySpec
-	(*v1.Result)(nil),      // 15: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil), // 16: fedstat.types.v1.DataSummary
+	(State)(0),                // 0: fedstat.coordinator.v1.State
+	(*CatalogueRequest)(nil),  // 1: fedstat.coordinator.v1.CatalogueRequest
+	(*CatalogueResponse)(nil), // 2: fedstat.coordinator.v1.CatalogueResponse
+	(*BudgetRequest)(nil),     // 3: fedstat.coordinator.v1.BudgetRequest
+	(*NodeBudget)(nil),        // 4: fedstat.coordinator.v1.NodeBudget
+	(*BudgetResponse)(nil),    // 5: fedstat.coordinator.v1.BudgetResponse
+	(*SubmitRequest)(nil),     // 6: fedstat.coordinator.v1.SubmitRequest
+	(*GetRequest)(nil),        // 7: fedstat.coordinator.v1.GetRequest
+	(*NodeProgress)(nil),      // 8: fedstat.coordinator.v1.NodeProgress
+	(*Phase)(nil),             // 9: fedstat.coordinator.v1.Phase
+	(*QueryStatus)(nil),       // 10: fedstat.coordinator.v1.QueryStatus
+	(*ListRequest)(nil),       // 11: fedstat.coordinator.v1.ListRequest
+	(*ListResponse)(nil),      // 12: fedstat.coordinator.v1.ListResponse
+	(*NodesRequest)(nil),      // 13: fedstat.coordinator.v1.NodesRequest
+	(*NodeInfo)(nil),          // 14: fedstat.coordinator.v1.NodeInfo
+	(*NodesResponse)(nil),     // 15: fedstat.coordinator.v1.NodesResponse
+	nil,                       // 16: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	(*v1.QuerySpec)(nil),      // 17: fedstat.types.v1.QuerySpec
+	(*v1.Result)(nil),         // 18: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),    // 19: fedstat.types.v1.DataSummary
 }
 var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
-	2,  // 0: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
-	14, // 1: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	0,  // 2: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
-	14, // 3: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
-	6,  // 4: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
-	7,  // 5: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
-	15, // 6: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
-	8,  // 7: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
-	16, // 8: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
-	12, // 9: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
-	4,  // 10: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	5,  // 11: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	5,  // 12: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	5,  // 13: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	9,  // 14: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	11, // 15: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	1,  // 16: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
-	8,  // 17: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	8,  // 18: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	8,  // 19: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	8,  // 20: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	10, // 21: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	13, // 22: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	3,  // 23: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
-	17, // [17:24] is the sub-list for method output_type
-	10, // [10:17] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	16, // 0: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	4,  // 1: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
+	17, // 2: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	0,  // 3: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
+	17, // 4: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
+	8,  // 5: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
+	9,  // 6: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
+	18, // 7: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
+	10, // 8: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
+	19, // 9: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
+	14, // 10: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
+	6,  // 11: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	7,  // 12: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	7,  // 13: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	7,  // 14: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	11, // 15: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	13, // 16: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	3,  // 17: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	1,  // 18: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
+	10, // 19: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	10, // 20: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	10, // 21: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	10, // 22: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	12, // 23: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	15, // 24: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	5,  // 25: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	2,  // 26: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
+	19, // [19:27] is the sub-list for method output_type
+	11, // [11:19] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }
@@ -1066,7 +1182,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_coordinator_v1_coordinator_proto_rawDesc), len(file_fedstat_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

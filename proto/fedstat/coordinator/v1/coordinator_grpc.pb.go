@@ -21,13 +21,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CoordinatorService_Submit_FullMethodName = "/fedstat.coordinator.v1.CoordinatorService/Submit"
-	CoordinatorService_Get_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/Get"
-	CoordinatorService_Watch_FullMethodName  = "/fedstat.coordinator.v1.CoordinatorService/Watch"
-	CoordinatorService_Cancel_FullMethodName = "/fedstat.coordinator.v1.CoordinatorService/Cancel"
-	CoordinatorService_List_FullMethodName   = "/fedstat.coordinator.v1.CoordinatorService/List"
-	CoordinatorService_Nodes_FullMethodName  = "/fedstat.coordinator.v1.CoordinatorService/Nodes"
-	CoordinatorService_Budget_FullMethodName = "/fedstat.coordinator.v1.CoordinatorService/Budget"
+	CoordinatorService_Submit_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/Submit"
+	CoordinatorService_Get_FullMethodName       = "/fedstat.coordinator.v1.CoordinatorService/Get"
+	CoordinatorService_Watch_FullMethodName     = "/fedstat.coordinator.v1.CoordinatorService/Watch"
+	CoordinatorService_Cancel_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/Cancel"
+	CoordinatorService_List_FullMethodName      = "/fedstat.coordinator.v1.CoordinatorService/List"
+	CoordinatorService_Nodes_FullMethodName     = "/fedstat.coordinator.v1.CoordinatorService/Nodes"
+	CoordinatorService_Budget_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/Budget"
+	CoordinatorService_Catalogue_FullMethodName = "/fedstat.coordinator.v1.CoordinatorService/Catalogue"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -49,6 +50,10 @@ type CoordinatorServiceClient interface {
 	// Budget returns the caller's privacy budget at every node (operators may
 	// ask for any analyst).
 	Budget(ctx context.Context, in *BudgetRequest, opts ...grpc.CallOption) (*BudgetResponse, error)
+	// Catalogue returns the network's public catalogue: regions, study
+	// tables and the population of each region (the denominators of
+	// incidence rates).
+	Catalogue(ctx context.Context, in *CatalogueRequest, opts ...grpc.CallOption) (*CatalogueResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -138,6 +143,16 @@ func (c *coordinatorServiceClient) Budget(ctx context.Context, in *BudgetRequest
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) Catalogue(ctx context.Context, in *CatalogueRequest, opts ...grpc.CallOption) (*CatalogueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CatalogueResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_Catalogue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -157,6 +172,10 @@ type CoordinatorServiceServer interface {
 	// Budget returns the caller's privacy budget at every node (operators may
 	// ask for any analyst).
 	Budget(context.Context, *BudgetRequest) (*BudgetResponse, error)
+	// Catalogue returns the network's public catalogue: regions, study
+	// tables and the population of each region (the denominators of
+	// incidence rates).
+	Catalogue(context.Context, *CatalogueRequest) (*CatalogueResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -187,6 +206,9 @@ func (UnimplementedCoordinatorServiceServer) Nodes(context.Context, *NodesReques
 }
 func (UnimplementedCoordinatorServiceServer) Budget(context.Context, *BudgetRequest) (*BudgetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Budget not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) Catalogue(context.Context, *CatalogueRequest) (*CatalogueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Catalogue not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -328,6 +350,24 @@ func _CoordinatorService_Budget_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_Catalogue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CatalogueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).Catalogue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_Catalogue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).Catalogue(ctx, req.(*CatalogueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -358,6 +398,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Budget",
 			Handler:    _CoordinatorService_Budget_Handler,
+		},
+		{
+			MethodName: "Catalogue",
+			Handler:    _CoordinatorService_Catalogue_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
