@@ -42,6 +42,9 @@ type Options struct {
 	Regions []string
 	// Studies are the catalogue's study table schemas. Defaults to none.
 	Studies []cdm.StudySchema
+	// Populations are the catalogue's public populations by region, served
+	// to analysts (coordinator.Config.Populations). Defaults to none.
+	Populations map[string]int64
 	// Threshold is T (decryption threshold). Defaults to the number of nodes.
 	Threshold int
 	// MinNodes defaults to the number of nodes.
@@ -222,7 +225,7 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	// 4. The coordinator.
 	c, err := coordinator.New(coordinator.Config{
 		Identity: coordID, Nodes: endpoints, Params: o.Params, Threshold: o.Threshold,
-		MinNodes: o.MinNodes, Catalogue: nw.Catalogue, Logger: o.Logger, BenchmarkPlaintext: o.BenchmarkPlaintext,
+		MinNodes: o.MinNodes, Catalogue: nw.Catalogue, Logger: o.Logger, BenchmarkPlaintext: o.BenchmarkPlaintext, Populations: o.Populations,
 	})
 	if err != nil {
 		return nil, err
