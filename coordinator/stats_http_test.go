@@ -184,7 +184,7 @@ func TestStatsHTTP(t *testing.T) {
 		t.Errorf("km medians %v: want sex=1 about 270 and sex=2 longer", medians)
 	}
 
-	logit := run("logit", `{"table": "survival", "outcome": "status = 2", "covariates": ["age"], "factors": ["sex"], "epsilon": 50}`)
+	logit := run("logit", `{"table": "survival", "outcome": "status = 2", "covariates": ["age"], "factors": ["sex"], "epsilon": 200}`)
 	names := []string{}
 	for _, e := range logit.Estimates {
 		names = append(names, e.Name)
@@ -201,9 +201,16 @@ func TestStatsHTTP(t *testing.T) {
 		t.Errorf("linreg: %+v", lin.Estimates)
 	}
 
+	cox := run("cox", `{"table": "survival", "time": "time", "status": "status", "event": "2", "width": 30, "covariates": ["age"], "factors": ["sex"], "epsilon": 1000}`)
+	if len(cox.Estimates) != 2 || cox.Estimates[1].Name != "cox.sex2" || cox.Estimates[1].Value == nil || !(*cox.Estimates[1].Value < 0) || len(cox.Queries) != 5 {
+		t.Errorf("cox (%d queries): %+v", len(cox.Queries), cox.Estimates)
+	} else {
+		t.Logf("cox: age %g, sex2 %g (synthetic: 0.02 and log(270/430) = -0.47)", *cox.Estimates[0].Value, *cox.Estimates[1].Value)
+	}
+
 	// Every round was an ordinary query of the caller.
 	code, body = call("tok-ann", "GET", "/v1/queries?limit=100", "")
-	for _, id := range append(append(km.Queries, logit.Queries...), lin.Queries...) {
+	for _, id := range append(append(append(km.Queries, logit.Queries...), lin.Queries...), cox.Queries...) {
 		if !strings.Contains(string(body), id) {
 			t.Errorf("query %s of the analyses is not in the caller's history", id)
 		}
