@@ -103,7 +103,21 @@ func TestDashboard(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	p, err := demo.Serve(ctx, demo.ServeOptions{Binary: bin, Dir: dir, Data: data})
+	// A synthetic survival study, split over the three nodes, for the
+	// statistics page; the nodes give the analyst room for its epsilons.
+	study := demo.ServeStudy{Name: "survival", Schema: filepath.Join(dir, "survival.toml")}
+	if err := os.WriteFile(study.Schema, []byte(demo.SurvivalSchema), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := range data {
+		path := filepath.Join(dir, fmt.Sprintf("survival-%d.csv", i+1))
+		if err := os.WriteFile(path, []byte(demo.SurvivalCSV(150, uint64(i+1))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		study.CSV = append(study.CSV, path)
+	}
+	p, err := demo.Serve(ctx, demo.ServeOptions{Binary: bin, Dir: dir, Data: data, Studies: []demo.ServeStudy{study},
+		NodeConfig: func(int) string { return "\n[budget]\ntotal_rho = 2000\nper_analyst_rho = 1000\n" }})
 	if err != nil {
 		b, _ := os.ReadFile(filepath.Join(dir, "coordinator.log"))
 		t.Fatalf("%v\ncoordinator.log:\n%s", err, b)
@@ -307,6 +321,58 @@ func TestDashboard(t *testing.T) {
 	}
 	shot("query-error")
 
+	// Statistics: Kaplan-Meier by sex drawn as steps with their bands,
+	// then a logistic regression as a table.
+	kmStart := time.Now()
+	var kmBands, kmSteps, kmRows int
+	var medianRow string
+	run("kaplan-meier", 60*time.Second, goTo("#/stats"),
+		chromedp.WaitVisible("#st-method", chromedp.ByQuery),
+		setValue("#st-method", "km"),
+		setValue("#st-table", "survival"),
+		setValue("#st-time", "time"),
+		setValue("#st-status", "status"),
+		setValue("#st-event", "2"),
+		setValue("#st-width", "30"),
+		setValue("#st-strata", "sex"),
+		setValue("#st-epsilon", "10"),
+		chromedp.Click("#st-run", chromedp.ByQuery),
+		chromedp.WaitVisible(`#stats-chart svg[data-kind="km"] path.band`, chromedp.ByQuery),
+		eval(`document.querySelectorAll("#stats-chart g.series path.band").length`, &kmBands),
+		eval(`document.querySelectorAll("#stats-chart g.series path.step").length`, &kmSteps),
+		eval(`document.querySelectorAll("#coef-table tbody tr").length`, &kmRows),
+		chromedp.Text(`#coef-table tr[data-term="km.median.sex=2"]`, &medianRow, chromedp.ByQuery))
+	t.Logf("Kaplan-Meier in the browser in %v: %d bands, %d step lines; %s", time.Since(kmStart).Round(time.Millisecond), kmBands, kmSteps, medianRow)
+	if kmBands != 2 || kmSteps != 2 || kmRows != 4 {
+		t.Errorf("Kaplan-Meier by sex: %d bands, %d step lines, %d table rows; want 2, 2 and 4 (median and at risk per stratum)", kmBands, kmSteps, kmRows)
+	}
+	shot("statistics")
+	var kmCSV string
+	var kmQueries []string
+	run("download km csv", 10*time.Second,
+		chromedp.Click("#stats-dl-csv", chromedp.ByQuery),
+		eval(`window.fedstatLastDownload.text`, &kmCSV),
+		eval(`window.fedstatLastStats.queries`, &kmQueries))
+	if !strings.HasPrefix(kmCSV, "statistic,value,se,ci_low,ci_high\nkm.median.sex=1,") || !strings.Contains(kmCSV, "\nkm.survival.sex=2.t=") || len(kmQueries) != 1 {
+		t.Errorf("Kaplan-Meier CSV (queries %v):\n%s", kmQueries, kmCSV)
+	}
+	logitStart := time.Now()
+	var terms []string
+	run("logistic regression", 90*time.Second,
+		setValue("#st-method", "logit"),
+		setValue("#st-outcome", "status = 2"),
+		setValue(`#st-terms select[data-term="age"]`, "x"),
+		setValue(`#st-terms select[data-term="sex"]`, "factor"),
+		setValue("#st-epsilon", "100"),
+		chromedp.Click("#st-run", chromedp.ByQuery),
+		chromedp.WaitVisible(`#stats-result[data-method="logit"] #coef-table tbody tr`, chromedp.ByQuery),
+		eval(`[...document.querySelectorAll("#coef-table tbody tr")].map(r => r.dataset.term)`, &terms))
+	t.Logf("logistic regression in the browser in %v: %v", time.Since(logitStart).Round(time.Millisecond), terms)
+	if strings.Join(terms, " ") != "logit.intercept logit.age logit.sex2" {
+		t.Errorf("logistic regression table rows %v, want logit.intercept, logit.age, logit.sex2", terms)
+	}
+	shot("statistics-regression")
+
 	// The other pages.
 	var nodes int
 	run("network", 20*time.Second, goTo("#/network"),
@@ -344,8 +410,10 @@ func TestDashboard(t *testing.T) {
 		goTo("#/audit"),
 		chromedp.WaitVisible("#audit tbody tr", chromedp.ByQuery),
 		chromedp.Text("#audit", &trail, chromedp.ByQuery))
-	if !strings.Contains(trail, id) {
-		t.Errorf("operator's audit trail does not mention query %s", id)
+	for _, q := range append([]string{id}, kmQueries...) {
+		if !strings.Contains(trail, q) {
+			t.Errorf("operator's audit trail does not mention query %s", q)
+		}
 	}
 	shot("audit")
 	t.Logf("dashboard test took %v", time.Since(start).Round(time.Millisecond))

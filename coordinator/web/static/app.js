@@ -3,8 +3,8 @@
 // shows is exactly what the API sends to the signed-in role.
 
 import { el } from './dom.js';
-import { chart } from './chart.js';
-import { toCSV, toJSON, numbers, goFloat, num, ago } from './format.js';
+import { chart, kmChart } from './chart.js';
+import { toCSV, toJSON, numbers, goFloat, num, ago, statsCSV } from './format.js';
 
 const main = document.getElementById('main');
 const state = { me: null, last: null };
@@ -288,6 +288,164 @@ async function queryPage() {
   } catch { /* history is optional */ }
 }
 
+// ---- statistics on study tables ----
+
+const METHODS = {
+  km: 'Kaplan-Meier survival',
+  cox: 'Cox proportional hazards',
+  logit: 'Logistic regression',
+  linreg: 'Linear regression',
+};
+
+// sig rounds for display (the downloads keep every digit).
+function sig(v, n = 4) {
+  return v === null || v === undefined || !Number.isFinite(Number(v)) ? '—' : goFloat(Number(Number(v).toPrecision(n)));
+}
+
+function isCategorical(c) {
+  return (c.type === 'int' && c.min !== undefined && c.max !== undefined && c.max - c.min <= 100) || (c.type === 'string' && (c.values || []).length > 0);
+}
+
+function estimatesTable(res) {
+  const reg = res.method !== 'km';
+  return el('table', { id: 'coef-table' },
+    el('thead', {}, el('tr', {}, [reg ? 'Coefficient' : 'Statistic', 'Estimate', 'SE', '95% interval', reg ? 'of which DP noise (SE)' : ''].map((h) => el('th', {}, h)))),
+    el('tbody', {}, (res.estimates || []).map((e) => el('tr', { 'data-term': e.name },
+      el('td', {}, el('code', {}, e.name)),
+      el('td', { class: 'num' }, sig(e.value)),
+      el('td', { class: 'num' }, sig(e.se)),
+      el('td', { class: 'num' }, e.ci_low === null && e.ci_high === null ? '' : `${sig(e.ci_low)} – ${sig(e.ci_high)}`),
+      el('td', { class: 'num' }, e.noise_se === undefined ? '' : sig(e.noise_se))))));
+}
+
+function statsResultView(res) {
+  const base = `${res.method}-${res.table}`;
+  const what = res.method === 'km'
+    ? 'Steps are the Kaplan-Meier estimate; shaded bands its 95% interval (Greenwood, log scale, widened by the DP noise); dashed marks the medians.'
+    : (res.method === 'cox' ? 'Coefficients are log hazard ratios.' : (res.method === 'logit' ? 'Coefficients are log odds ratios.' : 'Coefficients are in the outcome\'s units.')) + ' Standard errors and intervals include the DP noise.';
+  return el('div', { id: 'stats-result', class: 'card', 'data-method': res.method },
+    el('h3', {}, METHODS[res.method] || res.method, ' on ', el('code', {}, res.table), res.strata ? [' by ', el('code', {}, res.strata)] : ''),
+    el('p', { class: 'muted' }, `ε ${goFloat(num(res.epsilon))}, δ ${goFloat(num(res.delta))} for the whole analysis: ${(res.queries || []).length} ${(res.queries || []).length === 1 ? 'query' : 'queries'} (${Math.round(num(res.elapsed_ms))} ms). ${what}`),
+    res.method === 'km' ? el('div', { id: 'stats-chart' }, kmChart(res.curves || [], res.strata)) : null,
+    el('div', { class: 'row' },
+      el('button', { id: 'stats-dl-csv', type: 'button', onclick: () => download(`${base}.csv`, 'text/csv', statsCSV(res)) }, 'Download CSV'),
+      el('button', { id: 'stats-dl-json', type: 'button', onclick: () => download(`${base}.json`, 'application/json', JSON.stringify(res, null, 2) + '\n') }, 'Download JSON')),
+    el('div', { class: 'scroll' }, estimatesTable(res)),
+    el('p', { class: 'muted' }, 'Queries: ', (res.queries || []).map((id, i) => [i ? ', ' : '', el('a', { href: `#/query/${encodeURIComponent(id)}` }, id)])));
+}
+
+async function statsPage() {
+  const r = await api('GET', '/v1/studies');
+  const studies = r.studies || [];
+  if (!studies.length) {
+    show(el('div', { class: 'card', id: 'stats-none' }, el('h2', {}, 'Statistics'),
+      el('p', {}, 'The network catalogue has no study tables. An operator lists study schemas under ', el('code', {}, 'studies = [...]'), ' in the coordinator\'s and the nodes\' configs, and each node imports its rows with ', el('code', {}, 'fedstat node import --study'), ' (docs/statistics.md).')));
+    return;
+  }
+  const method = el('select', { id: 'st-method' }, Object.entries(METHODS).map(([k, v]) => el('option', { value: k }, v)));
+  const table = el('select', { id: 'st-table' }, studies.map((s) => el('option', { value: s.name }, s.name)));
+  const time = el('select', { id: 'st-time' });
+  const status = el('select', { id: 'st-status' });
+  const event = el('input', { id: 'st-event', size: 6 });
+  const width = el('input', { id: 'st-width', type: 'number', step: 'any', min: '0', value: '1', size: 6 });
+  const strata = el('select', { id: 'st-strata' });
+  const outcome = el('input', { id: 'st-outcome', size: 18 });
+  const outcomeCol = el('select', { id: 'st-outcome-col' });
+  const rounds = el('input', { id: 'st-rounds', type: 'number', min: '1', max: '20', placeholder: 'default', size: 6 });
+  const where = el('input', { id: 'st-where', size: 30, placeholder: 'optional SQL condition' });
+  const eps = el('input', { id: 'st-epsilon', type: 'number', step: 'any', min: '0', placeholder: 'network default', size: 10 });
+  const terms = el('div', { class: 'terms', id: 'st-terms' });
+  const field = (label, input, cls) => el('label', { class: cls }, label, input);
+  const survFields = [field('Time column', time, 'f-surv'), field('Status column', status, 'f-surv'), field('Event value', event, 'f-surv'), field('Time bin width', width, 'f-surv')];
+  const kmFields = [field('Strata (optional)', strata, 'f-km')];
+  const logitFields = [field('Outcome (0/1 column or condition)', outcome, 'f-logit')];
+  const linFields = [field('Outcome column', outcomeCol, 'f-linreg')];
+  const roundFields = [field('Newton rounds', rounds, 'f-rounds')];
+  const termsBox = el('div', { id: 'st-terms-box' }, el('h3', {}, 'Covariates'),
+    el('p', { class: 'muted' }, 'A number column enters with its public range from the schema; a factor adds one indicator per level but the first.'), terms);
+  const slot = el('div', { id: 'stats-slot' });
+  const errSlot = el('div', { id: 'stats-error' });
+
+  const study = () => studies.find((s) => s.name === table.value) || studies[0];
+  const opts = (sel, cols, pick, none) => {
+    sel.replaceChildren(...(none ? [el('option', { value: '' }, '(none)')] : []), ...cols.map((c) => el('option', { value: c.name }, c.name)));
+    if (pick && cols.some((c) => c.name === pick)) sel.value = pick;
+  };
+  const fillTable = () => {
+    const s = study();
+    const nums = s.columns.filter((c) => c.min !== undefined && c.max !== undefined);
+    const cats = s.columns.filter(isCategorical);
+    opts(time, nums, 'time');
+    opts(status, cats, 'status');
+    const st = s.columns.find((c) => c.name === status.value);
+    event.value = st ? String(st.type === 'int' ? st.max : (st.values || []).slice(-1)[0]) : '';
+    opts(strata, cats.filter((c) => c.name !== status.value), '', true);
+    opts(outcomeCol, nums, '');
+    outcome.value = st ? `${st.name} = ${st.type === 'int' ? st.max : sqlString(event.value)}` : '';
+    terms.replaceChildren(...s.columns.filter((c) => c.type !== 'date').map((c) => {
+      const sel = el('select', { 'data-term': c.name },
+        el('option', { value: '' }, '—'),
+        c.min !== undefined ? el('option', { value: 'x' }, 'number') : null,
+        isCategorical(c) ? el('option', { value: 'factor' }, 'factor') : null);
+      return el('label', {}, c.name + (c.min !== undefined ? ` [${goFloat(c.min)}, ${goFloat(c.max)}]` : ''), sel);
+    }));
+  };
+  const fillMethod = () => {
+    const m = method.value;
+    for (const f of survFields) f.hidden = !(m === 'km' || m === 'cox');
+    for (const f of kmFields) f.hidden = m !== 'km';
+    for (const f of logitFields) f.hidden = m !== 'logit';
+    for (const f of linFields) f.hidden = m !== 'linreg';
+    for (const f of roundFields) f.hidden = !(m === 'logit' || m === 'cox');
+    termsBox.hidden = m === 'km';
+    if (m === 'cox' && Number(width.value) === 1) width.value = '7';
+  };
+  table.addEventListener('change', fillTable);
+  method.addEventListener('change', fillMethod);
+
+  const run = async () => {
+    errSlot.replaceChildren();
+    const m = method.value;
+    const body = { table: table.value };
+    if (where.value.trim()) body.where = where.value.trim();
+    if (eps.value) body.epsilon = Number(eps.value);
+    if (m === 'km' || m === 'cox') Object.assign(body, { time: time.value, status: status.value, event: event.value, width: Number(width.value) || 1 });
+    if (m === 'km' && strata.value) body.strata = strata.value;
+    if (m === 'logit') body.outcome = outcome.value;
+    if (m === 'linreg') body.outcome = outcomeCol.value;
+    if ((m === 'logit' || m === 'cox') && rounds.value) body.rounds = Number(rounds.value);
+    if (m !== 'km') {
+      body.covariates = [...terms.querySelectorAll('select')].filter((s) => s.value === 'x').map((s) => s.dataset.term);
+      body.factors = [...terms.querySelectorAll('select')].filter((s) => s.value === 'factor').map((s) => s.dataset.term);
+    }
+    slot.replaceChildren(el('div', { class: 'card', id: 'stats-running' }, `Running ${METHODS[m]}: each round is a query submitted as ${state.me.name}, answered by the nodes and charged to your budget…`));
+    const btn = document.getElementById('st-run');
+    btn.disabled = true;
+    try {
+      const res = await api('POST', `/v1/stats/${encodeURIComponent(m)}`, body);
+      window.fedstatLastStats = res;
+      slot.replaceChildren(statsResultView(res));
+    } catch (e) {
+      slot.replaceChildren();
+      errSlot.replaceChildren(errorBox(e));
+    } finally {
+      btn.disabled = false;
+    }
+  };
+  show(
+    el('div', { class: 'card' },
+      el('h2', {}, 'Statistics'),
+      el('p', { class: 'muted' }, 'Research statistics on a study table, computed by the coordinator from released totals exactly as ', el('code', {}, 'fedstat stats'), ' does: every round is an ordinary differentially private query of yours (it appears under Query and is debited at each node). ε is the budget of the whole analysis.'),
+      el('div', { class: 'row' }, field('Method', method), field('Study table', table), field('Rows (WHERE)', where), field('ε (whole analysis)', eps)),
+      el('div', { class: 'row' }, survFields, kmFields, logitFields, linFields, roundFields),
+      termsBox,
+      el('div', { class: 'row' }, el('button', { id: 'st-run', class: 'primary', type: 'button', onclick: run }, 'Run')),
+      errSlot),
+    slot);
+  fillTable();
+  fillMethod();
+}
+
 // ---- budgets ----
 
 async function budgetPage() {
@@ -335,7 +493,7 @@ function approvalsPage() {
 
 // ---- routing ----
 
-const PAGES = { network: networkPage, query: queryPage, budget: budgetPage, audit: auditPage, approvals: approvalsPage };
+const PAGES = { network: networkPage, query: queryPage, stats: statsPage, budget: budgetPage, audit: auditPage, approvals: approvalsPage };
 
 async function route() {
   const name = (location.hash.split('/')[1] || '').trim();

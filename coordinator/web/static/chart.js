@@ -143,3 +143,56 @@ export function chart(res, agg = 0) {
   if (!(res.rows || []).length) return el('p', { class: 'muted' }, 'No rows.');
   return isTimeSeries(res) ? timeSeries(res, agg) : bars(res, agg);
 }
+
+// stepPoints returns the corners of a step function that is `start` before
+// times[0] and vals[i] from times[i] on, up to times[last].
+function stepPoints(times, vals, start) {
+  const pts = [[0, start]];
+  let prev = start;
+  times.forEach((t, i) => {
+    pts.push([t, prev], [t, vals[i]]);
+    prev = vals[i];
+  });
+  return pts;
+}
+
+// kmChart draws Kaplan-Meier curves: per stratum, the survival as a step
+// line from 1 at time 0, its 95% interval (Greenwood, widened by the DP
+// noise) as a shaded step band, and the median where the curve crosses
+// the dashed 0.5 line.
+export function kmChart(curves, strata) {
+  const all = curves.flatMap((c) => c.times || []).filter(Number.isFinite);
+  const tMax = Math.max(1, ...all);
+  const xt = niceTicks(0, tMax, 8);
+  const xHi = Math.max(tMax, xt[xt.length - 1]);
+  const x = (t) => M.l + ((W - M.l - M.r) * t) / xHi;
+  const { g, y } = frame(0, 1);
+  for (const t of xt) g.append(svg('text', { x: x(t), y: H - M.b + 16, 'text-anchor': 'middle' }, label(t)));
+  g.append(svg('text', { x: (M.l + W - M.r) / 2, y: H - 8, 'text-anchor': 'middle' }, 'time'));
+  g.append(svg('line', { class: 'ref', x1: M.l, x2: W - M.r, y1: y(0.5), y2: y(0.5) }));
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', 'data-kind': 'km', 'aria-label': 'Kaplan-Meier survival curves with 95% interval bands' }, g);
+  const legend = el('div', { class: 'legend' });
+  const fin = (v, d) => (Number.isFinite(v) ? v : d);
+  curves.forEach((c, si) => {
+    const color = PALETTE[si % PALETTE.length];
+    const name = strata ? `${strata}=${c.stratum}` : 'all';
+    const times = (c.times || []).map((t) => fin(t, 0));
+    const s = (c.survival || []).map((v) => fin(v, 0));
+    const lo = (c.lower || []).map((v, i) => fin(v, s[i]));
+    const hi = (c.upper || []).map((v, i) => fin(v, s[i]));
+    const xy = ([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`;
+    const sg = svg('g', { class: 'series', 'data-series': name });
+    const up = stepPoints(times, hi, 1), down = stepPoints(times, lo, 1).reverse();
+    sg.append(svg('path', { class: 'band', fill: color, d: `M${up.map(xy).join('L')}L${down.map(xy).join('L')}Z` }));
+    sg.append(svg('path', { class: 'line step', stroke: color, d: 'M' + stepPoints(times, s, 1).map(xy).join('L') },
+      svg('title', {}, `${name}: ${times.length} event times, ${Math.round(fin(c.at_risk, 0))} at risk at the start`)));
+    const m = c.median || {};
+    if (Number.isFinite(m.value)) {
+      sg.append(svg('path', { class: 'median', stroke: color, d: `M${x(m.value).toFixed(1)},${y(0.5).toFixed(1)}V${y(0).toFixed(1)}` },
+        svg('title', {}, `median ${name}: ${goFloat(m.value)} (95% CI ${goFloat(fin(m.ci_low, NaN))} – ${goFloat(fin(m.ci_high, NaN))})`)));
+    }
+    root.append(sg);
+    legend.append(el('span', {}, svg('svg', { width: 10, height: 10, class: 'swatch' }, svg('rect', { width: 10, height: 10, rx: 2, fill: color })), ' ', name));
+  });
+  return el('div', {}, root, legend);
+}

@@ -101,3 +101,25 @@ export function ago(ms) {
   if (s < 3600) return Math.round(s / 60) + ' min ago';
   return new Date(t).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
 }
+
+// statsRows lists a statistics answer (POST /v1/stats/{method}) as the
+// statistics `fedstat stats` prints: the estimates, then for Kaplan-Meier
+// every step of each curve as km.survival[.<strata>=<value>].t=<time> (the
+// survival just after it, with its interval; no standard error).
+export function statsRows(res) {
+  const rows = (res.estimates || []).map((e) => ({ name: e.name, value: e.value, se: e.se, lo: e.ci_low, hi: e.ci_high }));
+  for (const c of res.curves || []) {
+    const suffix = res.strata ? `.${res.strata}=${c.stratum}` : '';
+    (c.times || []).forEach((t, i) => rows.push({ name: `km.survival${suffix}.t=${goFloat(t)}`, value: c.survival[i], se: null, lo: c.lower[i], hi: c.upper[i] }));
+  }
+  return rows;
+}
+
+// statsCSV is statsRows as CSV: statistic, value, se, ci_low, ci_high
+// (empty where there is no number).
+export function statsCSV(res) {
+  const f = (v) => (v === null || v === undefined || !Number.isFinite(Number(v)) ? '' : goFloat(Number(v)));
+  const lines = [['statistic', 'value', 'se', 'ci_low', 'ci_high']];
+  for (const r of statsRows(res)) lines.push([r.name, f(r.value), f(r.se), f(r.lo), f(r.hi)]);
+  return lines.map((l) => l.map(csvField).join(',') + '\n').join('');
+}
