@@ -102,6 +102,7 @@ func (t *Tokens) Lookup(token string) (TokenEntry, bool) {
 //	GET  /v1/nodes                 nodes
 //	GET  /v1/budget[?analyst=NAME]  the caller's budget at every node
 //	GET  /v1/audit[?limit=N]       the coordinator's audit log (operators only)
+//	GET  /v1/catalogue             the public catalogue: regions, study names, populations
 //	GET  /v1/studies               the catalogue's study tables
 //	POST /v1/stats/{method}        km, cox, logit, linreg on a study (stats_http.go)
 //	POST /v1/session               dashboard sign-in (body: {"token": "..."})
@@ -124,6 +125,7 @@ func (c *Coordinator) HTTPHandler(tokens *Tokens) http.Handler {
 	mux.HandleFunc("POST /v1/queries/{id}/cancel", h.auth(h.cancel))
 	mux.HandleFunc("GET /v1/nodes", h.auth(h.nodes))
 	mux.HandleFunc("GET /v1/budget", h.auth(h.budget))
+	mux.HandleFunc("GET /v1/catalogue", h.auth(h.catalogue))
 	mux.HandleFunc("GET /v1/audit", h.auth(h.audit))
 	h.registerStats(mux)
 	mux.HandleFunc("POST /v1/session", h.signIn)
@@ -315,6 +317,14 @@ func (h *httpAPI) list(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 
 func (h *httpAPI) nodes(w http.ResponseWriter, r *http.Request, _ rpc.Peer) {
 	writeProto(w, h.c.NodesStatus(r.Context()))
+}
+
+func (h *httpAPI) catalogue(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
+	if !slices.Contains(analystRoles, p.Role) {
+		writeError(w, fmt.Errorf("%w: role %s may not read the catalogue", rpc.ErrForbidden, p.Role))
+		return
+	}
+	writeProto(w, h.c.CatalogueInfo())
 }
 
 // HTTPTLS returns the TLS config of the HTTP API: the coordinator's

@@ -249,8 +249,9 @@ func (h *httpAPI) nodes(ctx context.Context) (*coordinatorv1.NodesResponse, erro
 	return r, h.get(ctx, "/v1/nodes", r)
 }
 
-func (h *httpAPI) catalogue(context.Context) (*coordinatorv1.CatalogueResponse, error) {
-	return nil, errors.New("the HTTP API does not serve the catalogue: connect with a certificate (--coordinator) or pass the file")
+func (h *httpAPI) catalogue(ctx context.Context) (*coordinatorv1.CatalogueResponse, error) {
+	r := &coordinatorv1.CatalogueResponse{}
+	return r, h.get(ctx, "/v1/catalogue", r)
 }
 
 func (h *httpAPI) budget(ctx context.Context, analyst string) (*coordinatorv1.BudgetResponse, error) {
