@@ -116,8 +116,20 @@ func serveDemo(cmd *cobra.Command, o demo.RunOptions, envFile string) error {
 		envFile = filepath.Join(dir, "env")
 	}
 	fmt.Fprintf(out, "fedstat demo --serve: a network of 1 coordinator and %d nodes as separate processes\n  data: %s\n", len(o.Data), o.DataNote)
+	// A synthetic survival study beside the patients, for `fedstat stats`.
+	study := demo.ServeStudy{Name: "survival", Schema: filepath.Join(dir, "survival.toml")}
+	if err := os.WriteFile(study.Schema, []byte(demo.SurvivalSchema), 0o644); err != nil {
+		return err
+	}
+	for i := range o.Data {
+		path := filepath.Join(dir, fmt.Sprintf("survival-%d.csv", i+1))
+		if err := os.WriteFile(path, []byte(demo.SurvivalCSV(300, uint64(i+1))), 0o600); err != nil {
+			return err
+		}
+		study.CSV = append(study.CSV, path)
+	}
 	p, err := demo.Serve(cmd.Context(), demo.ServeOptions{Binary: bin, Dir: dir, Data: o.Data, Threshold: o.Threshold, MinNodes: o.MinNodes,
-		Progress: func(s string) { fmt.Fprintln(out, "  "+s) }})
+		Studies: []demo.ServeStudy{study}, Progress: func(s string) { fmt.Fprintln(out, "  "+s) }})
 	if err != nil {
 		return err
 	}
@@ -132,13 +144,14 @@ The network is running. In another shell:
   fedstat query "%s"
   fedstat nodes
   fedstat budget
+  fedstat stats km --schema %s --table survival --time time --status status --event 2 --strata sex --width 30 --epsilon 2
   curl --cacert "$FEDSTAT_CA" -H "Authorization: Bearer $FEDSTAT_TOKEN" "$FEDSTAT_HTTP/v1/nodes"
 
 Dashboard: %s (sign in with the token in FEDSTAT_TOKEN; the browser warns
 about the demo's own CA, %s)
 Coordinator: gRPC %s, HTTP/JSON https://%s, metrics http://%s/metrics
 Press Ctrl-C to stop the network.
-`, envFile, demo.CohortQuery, p.Env["FEDSTAT_DASHBOARD"], p.Env["FEDSTAT_CA"], p.GRPC, p.HTTP, p.Ops)
+`, envFile, demo.CohortQuery, study.Schema, p.Env["FEDSTAT_DASHBOARD"], p.Env["FEDSTAT_CA"], p.GRPC, p.HTTP, p.Ops)
 	select {
 	case <-cmd.Context().Done():
 	case <-p.Coordinator.Exited():

@@ -186,7 +186,14 @@ func (s *statsFlags) run(cmd *cobra.Command, fn func(ctx context.Context, q stat
 	fmt.Fprintln(tw, "STATISTIC\tVALUE\tSE\t95% INTERVAL")
 	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 5, 64) }
 	for _, e := range est {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t[%s, %s]\n", e.Name, g(e.Value), g(e.SE), g(e.CILow), g(e.CIHigh))
+		se, ci := "-", "-"
+		if !math.IsNaN(e.SE) {
+			se = g(e.SE)
+		}
+		if !math.IsNaN(e.CILow) && !math.IsNaN(e.CIHigh) {
+			ci = "[" + g(e.CILow) + ", " + g(e.CIHigh) + "]"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, g(e.Value), se, ci)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
