@@ -259,6 +259,9 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
+				if errors.Is(collectCtx.Err(), context.DeadlineExceeded) && q.ctx.Err() == nil {
+					err = fmt.Errorf("no answer within the query's deadline of %s (%v)", q.deadline, err)
+				}
 				c.metrics.partials.WithLabelValues("failed").Inc()
 				failures[mem.ID] = err.Error()
 				q.node(mem.ID, "failed", err.Error(), time.Since(t0))

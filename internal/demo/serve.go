@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -73,21 +75,59 @@ type Processes struct {
 	nodes int
 }
 
-// freePort returns a port free for TCP and UDP on 127.0.0.1.
+// freePort returns a port free for TCP and UDP on 127.0.0.1 that this
+// process has not handed out before. It picks outside the kernel's
+// ephemeral range (ip_local_port_range), so that listeners on port 0 (ours
+// or another test's) cannot take it before the daemon binds it; without that
+// range it falls back to a port the kernel chooses.
 func freePort() (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	lo, hi := 10000, ephemeralLow()-1
+	for range 200 {
+		port := 0
+		if hi > lo {
+			port = lo + mrand.IntN(hi-lo+1)
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
+		if portsGiven[port] {
+			continue
+		}
 		if u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
 			u.Close()
+			portsGiven[port] = true
 			return port, nil
 		}
 	}
 	return 0, errors.New("demo: no free port")
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// ephemeralLow is the lowest port of the kernel's ephemeral range (32768
+// when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 1 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n <= 10000 {
+		return 32768
+	}
+	return n
 }
 
 func writeSecret(path string) error {
@@ -387,6 +427,11 @@ func (p *Processes) WaitReady(ctx context.Context, timeout time.Duration) error 
 	for time.Now().Before(deadline) {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		select {
+		case <-p.Coordinator.Exited():
+			return fmt.Errorf("demo: the coordinator exited before it was ready; see %s", filepath.Join(p.Dir, "coordinator.log"))
+		default:
 		}
 		resp, err := http.Get("http://" + p.Ops + "/readyz")
 		if err == nil {
