@@ -26,10 +26,12 @@ fedstat() { "$FEDSTAT" "$@"; }
 
 PIDS=()
 
+# free_port prints a port nobody listens on, below the kernel's ephemeral range (32768 and
+# up), so that the nodes' port-0 listeners cannot take it before the coordinator binds it.
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % 12000))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return
