@@ -83,6 +83,8 @@ var (
 	ErrTornTail = fmt.Errorf("%w: incomplete last entry", ErrCorrupt)
 	// ErrInsecure: the log file is readable or writable by group or others.
 	ErrInsecure = errors.New("audit: log file accessible by group or others")
+	// ErrInUse: another process has the log open for appending.
+	ErrInUse = errors.New("audit: log file in use by another process")
 	// ErrClosed: the log was closed, or a failed write left it unusable.
 	ErrClosed = errors.New("audit: log closed")
 	// ErrBadEntry: the entry to append lacks an actor or an action, or its
@@ -403,6 +405,11 @@ func OpenWith(path string, o Options) (*Log, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
+	}
+	// One writer per log: a second process appending would fork the chain.
+	if err := lockFile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s (%v)", ErrInUse, path, err)
 	}
 	l := &Log{path: path, o: o, f: f, head: ZeroHash}
 	if err := l.load(created); err != nil {

@@ -234,7 +234,19 @@ func TestOpenResumesChainAndConcurrentAppends(t *testing.T) {
 	}
 	wg.Wait()
 	seq, head := l.Head()
+	// A second writer is refused while the first has the log open.
+	if l2, err := Open(path); !errors.Is(err, ErrInUse) {
+		if l2 != nil {
+			l2.Close()
+		}
+		t.Fatalf("second writer: %v", err)
+	}
 	l.Close()
+	if l2, err := Open(path); err != nil {
+		t.Fatalf("reopen after close: %v", err)
+	} else {
+		l2.Close()
+	}
 	if err := l.Append(context.Background(), Entry{Actor: "a", Action: "b"}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("append after close: %v", err)
 	}
