@@ -277,10 +277,6 @@ func Logistic(ctx context.Context, q Querier, o LogisticOptions) (*Fit, error) {
 	for j, c := range o.Covariates {
 		zs[j+1] = "(" + c.z() + ")"
 	}
-	rounds := o.Budget.Newton(o.Rounds)
-	beta := make([]float64, qq)
-	var last []Noisy
-	var lastBeta []float64
 	step := func(v []float64, b []float64) (next, inv []float64, ok bool) {
 		g := v[:qq]
 		h := make([]float64, qq*qq)
@@ -302,7 +298,7 @@ func Logistic(ctx context.Context, q Querier, o LogisticOptions) (*Fit, error) {
 		}
 		return next, inv, true
 	}
-	for r := range o.Rounds {
+	round := func(ctx context.Context, r int, beta []float64, b Budget) (*newtonRelease, error) {
 		terms := make([]string, qq)
 		for j := range qq {
 			terms[j] = "(" + num(beta[j]) + ") * " + zs[j]
@@ -318,7 +314,7 @@ func Logistic(ctx context.Context, q Querier, o LogisticOptions) (*Fit, error) {
 				items = append(items, sumSQL(zs[j]+" * "+zs[k]+" * "+prob+" * (1 - "+prob+")", -0.25, 0.25))
 			}
 		}
-		rel, err := q.Query(ctx, rounds[r].request("SELECT "+strings.Join(items, ", ")+from(o.Table, o.Where)))
+		rel, err := q.Query(ctx, b.request("SELECT "+strings.Join(items, ", ")+from(o.Table, o.Where)))
 		if err != nil {
 			return nil, fmt.Errorf("logistic round %d: %w", r+1, err)
 		}
@@ -326,42 +322,92 @@ func Logistic(ctx context.Context, q Querier, o LogisticOptions) (*Fit, error) {
 		if err != nil {
 			return nil, err
 		}
+		return &newtonRelease{vals: vals, step: step,
+			size: fmt.Sprintf("%d rounds of %d measures each); raise epsilon or use fewer covariates", o.Rounds, len(items))}, nil
+	}
+	m := newtonModel{matrix: "Hessian", rounds: o.Rounds, budget: o.Budget, dim: qq,
+		unscale: unscale(o.Covariates, 1), draws: 400, round: round}
+	return m.fit(ctx, o.Prefix, append([]string{"intercept"}, covNames(o.Covariates)...))
+}
+
+// newtonRelease is one round of a federated Newton-Raphson fit: the
+// released values, the step on them, and the round's size for messages.
+type newtonRelease struct {
+	vals []Noisy
+	// step returns, from values v (vals or a simulated draw of them) at β,
+	// the next β = β + I⁻¹U and I⁻¹ (I the information matrix).
+	step func(v, beta []float64) (next, inv []float64, ok bool)
+	// size ends the refusal message of the first round: "6 rounds of 27
+	// measures each); raise epsilon ...".
+	size string
+}
+
+// newtonModel is a model fitted by federated Newton-Raphson (Logistic,
+// Cox): round r releases the sums the step needs at the current β (public)
+// with budget Budget.Newton(rounds)[r].
+type newtonModel struct {
+	matrix string // "Hessian", "information matrix": in refusals
+	rounds int
+	budget Budget
+	dim    int // number of coefficients
+	// unscale is A with the coefficients in the original units Aβ.
+	unscale []float64
+	// draws is the number of simulated releases for the noise SE.
+	draws int
+	// round runs round r (from 0) at β with budget b.
+	round func(ctx context.Context, r int, beta []float64, b Budget) (*newtonRelease, error)
+}
+
+// fit runs the rounds from β = 0 and returns the estimates named prefix +
+// "." + names[j]. It refuses when the noise in the first round's
+// information is large enough to make it singular. The standard errors add
+// the inverse information of the last round and the noise variance of the
+// last step, propagated by simulation.
+func (m newtonModel) fit(ctx context.Context, prefix string, names []string) (*Fit, error) {
+	budgets := m.budget.Newton(m.rounds)
+	beta := make([]float64, m.dim)
+	var last *newtonRelease
+	var lastBeta []float64
+	for r := range m.rounds {
+		rel, err := m.round(ctx, r, beta, budgets[r])
+		if err != nil {
+			return nil, err
+		}
 		if r == 0 {
 			// Refuse when the noise could make the information singular.
-			_, _, _, share := simulate(vals, 200, func(v []float64) ([]float64, bool) {
-				_, _, ok := step(v, beta)
+			_, _, _, share := simulate(rel.vals, 200, func(v []float64) ([]float64, bool) {
+				_, _, ok := rel.step(v, beta)
 				return nil, ok
 			})
 			if share < 0.9 {
-				return nil, fmt.Errorf("%w: at this budget the noise makes the Hessian singular in %.0f%% of simulated releases (%d rounds of %d measures each); raise epsilon or use fewer covariates", ErrBudget, 100*(1-share), o.Rounds, len(items))
+				return nil, fmt.Errorf("%w: at this budget the noise makes the %s singular in %.0f%% of simulated releases (%s", ErrBudget, m.matrix, 100*(1-share), rel.size)
 			}
 		}
-		next, _, ok := step(values(vals), beta)
+		next, _, ok := rel.step(values(rel.vals), beta)
 		if !ok {
-			return nil, fmt.Errorf("%w: round %d: the released Hessian is singular", ErrBudget, r+1)
+			return nil, fmt.Errorf("%w: round %d: the released %s is singular", ErrBudget, r+1, m.matrix)
 		}
-		last, lastBeta = vals, beta
+		last, lastBeta = rel, beta
 		beta = next
 	}
-	_, inv, _ := step(values(last), lastBeta)
-	a := unscale(o.Covariates, 1)
-	sampV := covTransform(a, inv, qq)
-	coef := matVec(a, beta)
-	noiseSD, _, _, share := simulate(last, 400, func(v []float64) ([]float64, bool) {
-		nb, _, ok := step(v, lastBeta)
+	q := m.dim
+	_, inv, _ := last.step(values(last.vals), lastBeta)
+	sampV := covTransform(m.unscale, inv, q)
+	coef := matVec(m.unscale, beta)
+	noiseSD, _, _, share := simulate(last.vals, m.draws, func(v []float64) ([]float64, bool) {
+		nb, _, ok := last.step(v, lastBeta)
 		if !ok {
 			return nil, false
 		}
-		return matVec(a, nb), true
+		return matVec(m.unscale, nb), true
 	})
 	if share < 0.9 {
-		return nil, fmt.Errorf("%w: the last round's Hessian is singular in %.0f%% of simulated releases", ErrBudget, 100*(1-share))
+		return nil, fmt.Errorf("%w: the last round's %s is singular in %.0f%% of simulated releases", ErrBudget, m.matrix, 100*(1-share))
 	}
-	fit := &Fit{Rounds: o.Rounds, NoiseSE: noiseSD}
-	names := append([]string{"intercept"}, covNames(o.Covariates)...)
-	for j := range qq {
-		se := math.Sqrt(sampV[j*qq+j] + noiseSD[j]*noiseSD[j])
-		fit.Coefficients = append(fit.Coefficients, normalEstimate(o.Prefix+"."+names[j], coef[j], se))
+	fit := &Fit{Rounds: m.rounds, NoiseSE: noiseSD}
+	for j := range q {
+		se := math.Sqrt(sampV[j*q+j] + noiseSD[j]*noiseSD[j])
+		fit.Coefficients = append(fit.Coefficients, normalEstimate(prefix+"."+names[j], coef[j], se))
 	}
 	return fit, nil
 }

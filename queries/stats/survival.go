@@ -325,12 +325,8 @@ func Cox(ctx context.Context, q Querier, o CoxOptions) (*Fit, error) {
 	for j, c := range o.Covariates {
 		zs[j] = "(" + c.z() + ")"
 	}
-	rounds := o.Budget.Newton(o.Rounds)
-	beta := make([]float64, p)
 	nm := 2 + 2*p + p*(p+1)/2
-	var last *stratumCells
-	var lastBeta []float64
-	for r := range o.Rounds {
+	round := func(ctx context.Context, r int, beta []float64, b Budget) (*newtonRelease, error) {
 		bound := 0.0
 		terms := make([]string, p)
 		for j := range p {
@@ -354,7 +350,7 @@ func Cox(ctx context.Context, q Querier, o CoxOptions) (*Fit, error) {
 		}
 		sql := "SELECT " + o.Status + " AS status, bin(" + o.Time + ", " + num(o.Width) + ") AS t, " + strings.Join(items, ", ") +
 			from(o.Table, o.Where) + " GROUP BY status, t"
-		rel, err := q.Query(ctx, rounds[r].request(sql))
+		rel, err := q.Query(ctx, b.request(sql))
 		if err != nil {
 			return nil, fmt.Errorf("cox round %d: %w", r+1, err)
 		}
@@ -362,48 +358,17 @@ func Cox(ctx context.Context, q Querier, o CoxOptions) (*Fit, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := cells[0]
-		flat := coxFlatten(s)
-		if r == 0 {
-			_, _, _, share := simulate(flat, 200, func(v []float64) ([]float64, bool) {
-				_, _, ok := coxStep(v, len(s.times), p, beta)
-				return nil, ok
-			})
-			if share < 0.9 {
-				return nil, fmt.Errorf("%w: at this budget the noise makes the information matrix singular in %.0f%% of simulated releases (%d rounds, %d measures over %d time bins each); raise epsilon or widen the time bins", ErrBudget, 100*(1-share), o.Rounds, nm, len(s.times))
-			}
-		}
-		next, _, ok := coxStep(values(flat), len(s.times), p, beta)
-		if !ok {
-			return nil, fmt.Errorf("%w: round %d: the released information matrix is singular", ErrBudget, r+1)
-		}
-		last, lastBeta = s, beta
-		beta = next
+		nb := len(cells[0].times)
+		return &newtonRelease{vals: coxFlatten(cells[0]),
+			step: func(v, beta []float64) ([]float64, []float64, bool) { return coxStep(v, nb, p, beta) },
+			size: fmt.Sprintf("%d rounds, %d measures over %d time bins each); raise epsilon or widen the time bins", o.Rounds, nm, nb)}, nil
 	}
-	flat := coxFlatten(last)
-	_, inv, _ := coxStep(values(flat), len(last.times), p, lastBeta)
 	a := make([]float64, p*p)
 	for j, c := range o.Covariates {
 		a[j*p+j] = 1 / c.half()
 	}
-	sampV := covTransform(a, inv, p)
-	coef := matVec(a, beta)
-	noiseSD, _, _, share := simulate(flat, 300, func(v []float64) ([]float64, bool) {
-		nb, _, ok := coxStep(v, len(last.times), p, lastBeta)
-		if !ok {
-			return nil, false
-		}
-		return matVec(a, nb), true
-	})
-	if share < 0.9 {
-		return nil, fmt.Errorf("%w: the last round's information matrix is singular in %.0f%% of simulated releases", ErrBudget, 100*(1-share))
-	}
-	fit := &Fit{Rounds: o.Rounds, NoiseSE: noiseSD}
-	for j, c := range o.Covariates {
-		se := math.Sqrt(sampV[j*p+j] + noiseSD[j]*noiseSD[j])
-		fit.Coefficients = append(fit.Coefficients, normalEstimate(o.Prefix+"."+c.Name, coef[j], se))
-	}
-	return fit, nil
+	m := newtonModel{matrix: "information matrix", rounds: o.Rounds, budget: o.Budget, dim: p, unscale: a, draws: 300, round: round}
+	return m.fit(ctx, o.Prefix, covNames(o.Covariates))
 }
 
 // coxFlatten lays out a stratum's cells as: for each measure, the event
