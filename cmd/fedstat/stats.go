@@ -244,24 +244,11 @@ func covariates(xs, factors []string, sc *cdm.StudySchema) ([]stats.Covariate, e
 		if col == nil {
 			return nil, &usageError{fmt.Sprintf("--factor %s: no such column in the study schema (--schema)", f)}
 		}
-		var levels []string
-		switch {
-		case col.Type == cdm.StudyInt && *col.Max-*col.Min <= 100:
-			for v := *col.Min; v <= *col.Max; v++ {
-				levels = append(levels, strconv.FormatFloat(v, 'g', -1, 64))
-			}
-		case col.Type == cdm.StudyString && len(col.Values) > 0:
-			levels = col.Values
-		default:
+		terms, err := stats.Factor(col)
+		if err != nil {
 			return nil, &usageError{fmt.Sprintf("--factor %s: needs an int column with a small range or a string column with listed values", f)}
 		}
-		for _, l := range levels[1:] {
-			lit := l
-			if col.Type == cdm.StudyString {
-				lit = "'" + strings.ReplaceAll(l, "'", "''") + "'"
-			}
-			out = append(out, stats.Covariate{Name: f + l, Expr: f + " = " + lit, Lo: 0, Hi: 1})
-		}
+		out = append(out, terms...)
 	}
 	return out, nil
 }

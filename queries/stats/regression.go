@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
+
+	"github.com/fedstat/fedstat/internal/cdm"
 )
 
 // Covariate is a term of a model: a numeric SQL expression on the table
@@ -24,6 +27,33 @@ func (c Covariate) check() error {
 		return fmt.Errorf("%w: covariate %q needs an expression and a range lo < hi", ErrInput, c.Name)
 	}
 	return nil
+}
+
+// Factor returns the terms of a categorical study column: one 0/1
+// indicator `col = level` per level but the first (the reference), named
+// col.Name + level ("race2", "race3"). The levels are an int column's whole
+// numbers (at most 101 of them) or a string column's listed values.
+func Factor(col *cdm.StudyColumn) ([]Covariate, error) {
+	var levels []string
+	switch {
+	case col.Type == cdm.StudyInt && col.Min != nil && col.Max != nil && *col.Max-*col.Min <= 100:
+		for v := *col.Min; v <= *col.Max; v++ {
+			levels = append(levels, strconv.FormatFloat(v, 'g', -1, 64))
+		}
+	case col.Type == cdm.StudyString && len(col.Values) > 0:
+		levels = col.Values
+	default:
+		return nil, fmt.Errorf("%w: factor %s needs an int column with a small range or a string column with listed values", ErrInput, col.Name)
+	}
+	var out []Covariate
+	for _, l := range levels[1:] {
+		lit := l
+		if col.Type == cdm.StudyString {
+			lit = "'" + strings.ReplaceAll(l, "'", "''") + "'"
+		}
+		out = append(out, Covariate{Name: col.Name + l, Expr: col.Name + " = " + lit, Lo: 0, Hi: 1})
+	}
+	return out, nil
 }
 
 func (c Covariate) center() float64 { return (c.Lo + c.Hi) / 2 }

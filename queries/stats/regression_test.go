@@ -2,7 +2,10 @@ package stats
 
 import (
 	"context"
+	"errors"
 	"testing"
+
+	"github.com/fedstat/fedstat/internal/cdm"
 )
 
 // birthwtCovariates is low ~ age + lwt + race + ftv with race as a factor.
@@ -43,5 +46,24 @@ func TestLinearBirthwtExact(t *testing.T) {
 	want := []float64{2214.412075, 8.089169, 4.176706} // checked with a direct least-squares solve
 	for i, c := range fit.Coefficients {
 		near(t, c.Name, c.Value, want[i], 0.01)
+	}
+}
+
+func TestFactor(t *testing.T) {
+	lo, hi := 1.0, 3.0
+	got, err := Factor(&cdm.StudyColumn{Name: "race", Type: cdm.StudyInt, Min: &lo, Max: &hi})
+	if err != nil || len(got) != 2 || got[0] != (Covariate{Name: "race2", Expr: "race = 2", Lo: 0, Hi: 1}) || got[1].Expr != "race = 3" {
+		t.Errorf("int factor: %+v, %v", got, err)
+	}
+	got, err = Factor(&cdm.StudyColumn{Name: "arm", Type: cdm.StudyString, Values: []string{"a", "o'b"}})
+	if err != nil || len(got) != 1 || got[0].Name != "armo'b" || got[0].Expr != "arm = 'o''b'" {
+		t.Errorf("string factor: %+v, %v", got, err)
+	}
+	hi = 500
+	if _, err := Factor(&cdm.StudyColumn{Name: "x", Type: cdm.StudyInt, Min: &lo, Max: &hi}); !errors.Is(err, ErrInput) {
+		t.Errorf("500 levels: %v, want ErrInput", err)
+	}
+	if _, err := Factor(&cdm.StudyColumn{Name: "s", Type: cdm.StudyString}); !errors.Is(err, ErrInput) {
+		t.Errorf("string without values: %v, want ErrInput", err)
 	}
 }
