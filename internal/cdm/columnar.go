@@ -323,6 +323,24 @@ func (b *Builder) AddRecords(r *Records) (unknown int) {
 // must hold indices of patients added to this builder.
 func (b *Builder) AddTable(t *Table) { b.tables[t.Name] = t }
 
+// buf returns the column buffers of the CDM table named name (nil for
+// other names).
+func (b *Builder) buf(name string) *tableBuf {
+	switch name {
+	case TablePatients:
+		return b.pat
+	case TableConditions:
+		return b.cond
+	case TableObservations:
+		return b.obs
+	case TableEncounters:
+		return b.enc
+	case TableMedications:
+		return b.med
+	}
+	return nil
+}
+
 // Build returns the finished tables. The builder must not be used afterwards.
 func (b *Builder) Build() *Tables {
 	for _, tb := range []*tableBuf{b.pat, b.cond, b.obs, b.enc, b.med} {
@@ -361,8 +379,7 @@ func NewBuilderFrom(t *Tables) *Builder {
 		}
 	}
 	for name, old := range t.byName {
-		tb := map[string]*tableBuf{TablePatients: b.pat, TableConditions: b.cond, TableObservations: b.obs,
-			TableEncounters: b.enc, TableMedications: b.med}[name]
+		tb := b.buf(name)
 		if tb == nil {
 			b.tables[name] = old
 			continue
@@ -396,19 +413,7 @@ func NewBuilderFrom(t *Tables) *Builder {
 // loader that knows its row counts allocates each column once. Unknown
 // names are ignored.
 func (b *Builder) Grow(name string, n int) {
-	var tb *tableBuf
-	switch name {
-	case TablePatients:
-		tb = b.pat
-	case TableConditions:
-		tb = b.cond
-	case TableObservations:
-		tb = b.obs
-	case TableEncounters:
-		tb = b.enc
-	case TableMedications:
-		tb = b.med
-	}
+	tb := b.buf(name)
 	if tb == nil || n <= 0 {
 		return
 	}
