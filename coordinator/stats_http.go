@@ -225,14 +225,35 @@ func badStats(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, a...))
 }
 
+// statsMaxTerms bounds the model terms (covariates and factor indicators)
+// of one request: the rounds' queries grow with the square of their number,
+// and the SQL is built before any plan could refuse it.
+const statsMaxTerms = 50
+
 // statsCovariates turns column names and factors into model terms with the
-// schema's public ranges.
+// schema's public ranges. A column may be named once (twice, the model
+// would be singular and its rounds would spend budget for nothing).
 func statsCovariates(sc *cdm.StudySchema, xs, factors []string) ([]stats.Covariate, error) {
+	if len(xs)+len(factors) > statsMaxTerms {
+		return nil, badStats("at most %d covariates and factors", statsMaxTerms)
+	}
+	seen := map[string]bool{}
+	column := func(name string) (*cdm.StudyColumn, error) {
+		col, ok := sc.Lookup(name)
+		if !ok {
+			return nil, badStats("%q: no such column in study %s", name, sc.Name)
+		}
+		if seen[col.Name] {
+			return nil, badStats("column %q is named twice in the model", name)
+		}
+		seen[col.Name] = true
+		return col, nil
+	}
 	var out []stats.Covariate
 	for _, x := range xs {
-		col, ok := sc.Lookup(x)
-		if !ok {
-			return nil, badStats("covariate %q: no such column in study %s", x, sc.Name)
+		col, err := column(x)
+		if err != nil {
+			return nil, err
 		}
 		if col.Min == nil || col.Max == nil {
 			return nil, badStats("covariate %q is not a number column; use it as a factor", x)
@@ -240,9 +261,9 @@ func statsCovariates(sc *cdm.StudySchema, xs, factors []string) ([]stats.Covaria
 		out = append(out, stats.Covariate{Name: col.Name, Expr: col.Name, Lo: *col.Min, Hi: *col.Max})
 	}
 	for _, f := range factors {
-		col, ok := sc.Lookup(f)
-		if !ok {
-			return nil, badStats("factor %q: no such column in study %s", f, sc.Name)
+		col, err := column(f)
+		if err != nil {
+			return nil, err
 		}
 		var levels []string
 		switch {
@@ -262,6 +283,9 @@ func statsCovariates(sc *cdm.StudySchema, xs, factors []string) ([]stats.Covaria
 			}
 			out = append(out, stats.Covariate{Name: col.Name + l, Expr: col.Name + " = " + lit, Lo: 0, Hi: 1})
 		}
+	}
+	if len(out) > statsMaxTerms {
+		return nil, badStats("the factors make %d model terms; at most %d", len(out), statsMaxTerms)
 	}
 	return out, nil
 }
@@ -336,7 +360,22 @@ func (c *Coordinator) analyse(ctx context.Context, who Analyst, method string, r
 		}
 		return nil
 	}
+	// The model's terms, checked before any query runs. linreg's outcome
+	// is a number column like a covariate (the first term).
+	var cov []stats.Covariate
 	var err error
+	switch method {
+	case "cox", "logit":
+		cov, err = statsCovariates(sc, req.Covariates, req.Factors)
+	case "linreg":
+		if req.Outcome == "" {
+			return nil, badStats("outcome: a number column is required")
+		}
+		cov, err = statsCovariates(sc, append([]string{req.Outcome}, req.Covariates...), req.Factors)
+	}
+	if err != nil {
+		return nil, err
+	}
 	switch method {
 	case "km":
 		out.Strata = req.Strata
@@ -355,22 +394,11 @@ func (c *Coordinator) analyse(ctx context.Context, who Analyst, method string, r
 				Lower: jnums(k.Lower), Upper: jnums(k.Upper), AtRisk: jnum(k.AtRisk), Median: estimateJSON(m)})
 		}
 	case "cox":
-		var cov []stats.Covariate
-		if cov, err = statsCovariates(sc, req.Covariates, req.Factors); err == nil {
-			err = fit(stats.Cox(ctx, q, stats.CoxOptions{SurvivalData: surv, Covariates: cov, Rounds: req.Rounds, Budget: budget}))
-		}
+		err = fit(stats.Cox(ctx, q, stats.CoxOptions{SurvivalData: surv, Covariates: cov, Rounds: req.Rounds, Budget: budget}))
 	case "logit":
-		var cov []stats.Covariate
-		if cov, err = statsCovariates(sc, req.Covariates, req.Factors); err == nil {
-			err = fit(stats.Logistic(ctx, q, stats.LogisticOptions{Table: req.Table, Where: req.Where, Outcome: req.Outcome, Covariates: cov, Rounds: req.Rounds, Budget: budget}))
-		}
+		err = fit(stats.Logistic(ctx, q, stats.LogisticOptions{Table: req.Table, Where: req.Where, Outcome: req.Outcome, Covariates: cov, Rounds: req.Rounds, Budget: budget}))
 	case "linreg":
-		var ys, cov []stats.Covariate
-		if ys, err = statsCovariates(sc, []string{req.Outcome}, nil); err == nil {
-			if cov, err = statsCovariates(sc, req.Covariates, req.Factors); err == nil {
-				err = fit(stats.Linear(ctx, q, stats.LinearOptions{Table: req.Table, Where: req.Where, Outcome: ys[0], Covariates: cov, Budget: budget}))
-			}
-		}
+		err = fit(stats.Linear(ctx, q, stats.LinearOptions{Table: req.Table, Where: req.Where, Outcome: cov[0], Covariates: cov[1:], Budget: budget}))
 	default:
 		return nil, fmt.Errorf("%w: no such method %q (want km, cox, logit or linreg)", ErrNotFound, method)
 	}
