@@ -336,26 +336,13 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare) error
 	return n.keys.Put(thresholdName(e.Epoch), b)
 }
 
-// releaseSecret returns the secret this node uses for a release by the given
-// decryptors: its own share when every member decrypts, otherwise the
-// additive share for that set from its threshold share.
-func (n *Node) releaseSecret(e *epochState, decryptors []string) (*homomorphic.SecretKeyShare, error) {
+// releaseSecret returns the secret this node uses for a release by the
+// decryptors at points (checked by checkDecryptors): its own share when
+// every member decrypts, otherwise the additive share for that set from its
+// threshold share.
+func (n *Node) releaseSecret(e *epochState, points []uint64) (*homomorphic.SecretKeyShare, error) {
 	if e.Threshold >= len(e.Members) {
-		if len(decryptors) != len(e.Members) {
-			return nil, fmt.Errorf("%w: epoch %d needs all %d members to decrypt, got %d", ErrBadRequest, e.Epoch, len(e.Members), len(decryptors))
-		}
 		return e.secret, nil
-	}
-	if len(decryptors) != e.Threshold {
-		return nil, fmt.Errorf("%w: epoch %d needs exactly %d decryptors, got %d", ErrBadRequest, e.Epoch, e.Threshold, len(decryptors))
-	}
-	var points []uint64
-	for _, id := range decryptors {
-		m, ok := e.member(id)
-		if !ok || slices.Contains(points, m.Point) {
-			return nil, fmt.Errorf("%w: decryptor %q is not a member or repeated", ErrBadRequest, id)
-		}
-		points = append(points, m.Point)
 	}
 	b, err := n.keys.Get(thresholdName(e.Epoch))
 	if err != nil {

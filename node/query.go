@@ -312,19 +312,14 @@ func (n *Node) keySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (*no
 }
 
 func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchRequest) (*nodev1.KeySwitchResponse, error) {
-	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
-		return nil, err
-	}
-	e, err := n.current()
+	qid := req.GetQueryId()
+	e, err := n.releaseEpoch(ctx, "release", qid, req.GetEpoch())
 	if err != nil {
 		return nil, err
 	}
-	qid := req.GetQueryId()
-	if req.GetEpoch() != e.Epoch {
-		return nil, fmt.Errorf("%w: release of %s is for epoch %d, this node is at epoch %d", ErrWrongEpoch, qid, req.GetEpoch(), e.Epoch)
-	}
-	if !slices.Contains(req.GetDecryptors(), n.id) {
-		return nil, fmt.Errorf("%w: %s is not among the decryptors", ErrBadRequest, n.id)
+	points, err := checkDecryptors(e, n.id, req.GetDecryptors())
+	if err != nil {
+		return nil, err
 	}
 	preq, err := PlanRequest(req.GetSpec())
 	if err != nil {
@@ -338,15 +333,12 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	if len(req.GetPartials()) < minNodes {
 		return nil, fmt.Errorf("%w: %d partials for %s, at least %d needed (min_nodes)", ErrTooFewPartials, len(req.GetPartials()), qid, minNodes)
 	}
-	if err := checkDecryptors(e, req.GetDecryptors()); err != nil {
-		return nil, err
-	}
 	specDigest := protocol.SpecDigest(req.GetSpec())
 	commitDigest := protocol.CommitDigest(qid, e.Epoch, req.GetSpec(), req.GetPartials())
 
 	n.releaseMu.Lock()
 	defer n.releaseMu.Unlock()
-	digest := releaseDigest(req)
+	digest := releaseDigest(commitDigest, req)
 	if b, err := n.cfg.DB.Get(releaseKey(qid)); err == nil {
 		var rec releaseRecord
 		if err := json.Unmarshal(b, &rec); err != nil {
@@ -405,9 +397,6 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		seen[from] = true
 		vectors = append(vectors, vec)
 	}
-	if len(vectors) < minNodes {
-		return nil, fmt.Errorf("%w: %d partials for %s, at least %d needed (min_nodes)", ErrTooFewPartials, len(vectors), qid, minNodes)
-	}
 	if err := n.checkCommits(e, qid, commitDigest, seen, req.GetCommits()); err != nil {
 		return nil, err
 	}
@@ -419,7 +408,7 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	if err != nil {
 		return nil, fmt.Errorf("%w: target key: %v", ErrBadRequest, err)
 	}
-	sk, err := n.releaseSecret(e, req.GetDecryptors())
+	sk, err := n.releaseSecret(e, points)
 	if err != nil {
 		return nil, err
 	}
@@ -457,17 +446,13 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	return &nodev1.KeySwitchResponse{Share: signed}, nil
 }
 
-// releaseDigest identifies a release request: the partials (by node), the
-// target key and the decryptors.
-func releaseDigest(req *nodev1.KeySwitchRequest) []byte {
+// releaseDigest identifies a release request: its partial set (the commit
+// digest: query id, epoch, spec and partials), the target key and the
+// decryptors.
+func releaseDigest(commitDigest []byte, req *nodev1.KeySwitchRequest) []byte {
 	h := sha256.New()
-	parts := slices.Clone(req.GetPartials())
-	sort.Slice(parts, func(i, j int) bool { return parts[i].GetNodeId() < parts[j].GetNodeId() })
-	for _, p := range parts {
-		fmt.Fprintf(h, "%s\x00%d\x00", p.GetNodeId(), len(p.GetSigned().GetHeader()))
-		h.Write(p.GetSigned().GetHeader())
-		h.Write(p.GetSigned().GetSignature())
-	}
+	h.Write(commitDigest)
+	fmt.Fprintf(h, "%d\x00", len(req.GetTargetPublicKey()))
 	h.Write(req.GetTargetPublicKey())
 	dec := slices.Clone(req.GetDecryptors())
 	sort.Strings(dec)

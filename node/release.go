@@ -33,16 +33,10 @@ func commitKey(queryID string) []byte { return []byte("n/commit/" + queryID) }
 // its partial be released in, and signs that commitment. The same digest
 // again gets a fresh signature; another is refused.
 func (n *Node) commit(ctx context.Context, req *nodev1.CommitRequest) (*nodev1.CommitResponse, error) {
-	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
-		return nil, err
-	}
-	e, err := n.current()
+	qid := req.GetQueryId()
+	e, err := n.releaseEpoch(ctx, "commit", qid, req.GetEpoch())
 	if err != nil {
 		return nil, err
-	}
-	qid := req.GetQueryId()
-	if req.GetEpoch() != e.Epoch {
-		return nil, fmt.Errorf("%w: commit for %s is for epoch %d, this node is at epoch %d", ErrWrongEpoch, qid, req.GetEpoch(), e.Epoch)
 	}
 	if qid == "" || len(req.GetDigest()) != 32 {
 		return nil, fmt.Errorf("%w: a commit needs a query id and a 32-byte digest", ErrBadRequest)
@@ -72,14 +66,8 @@ func (n *Node) commit(ctx context.Context, req *nodev1.CommitRequest) (*nodev1.C
 }
 
 // checkCommits verifies that every node in senders signed a commitment to
-// digest for queryID in epoch e, and that this node, if it committed, did
-// so to the same digest.
+// digest for queryID in epoch e.
 func (n *Node) checkCommits(e *epochState, queryID string, digest []byte, senders map[string]bool, commits []*nodev1.NodeSigned) error {
-	if b, err := n.cfg.DB.Get(commitKey(queryID)); err == nil && !bytes.Equal(b, digest) {
-		return fmt.Errorf("%w: %s: this node committed to another set of partials", ErrAlreadyReleased, queryID)
-	} else if err != nil && !errors.Is(err, kv.ErrNotFound) {
-		return err
-	}
 	got := map[string]bool{}
 	for _, c := range commits {
 		from := c.GetNodeId()
@@ -110,23 +98,44 @@ func (n *Node) checkCommits(e *epochState, queryID string, digest []byte, sender
 	return nil
 }
 
-// checkDecryptors checks the decryptor set of a release: this node is in
-// it, and it has the size the epoch needs (all members when T = N, exactly
-// T otherwise) of distinct members.
-func checkDecryptors(e *epochState, decryptors []string) error {
-	want := e.Threshold
-	if e.Threshold >= len(e.Members) {
-		want = len(e.Members)
+// releaseEpoch is the common start of the release calls (Commit,
+// KeySwitch): the caller must be the coordinator, and the call must be for
+// the node's current key epoch.
+func (n *Node) releaseEpoch(ctx context.Context, call, queryID string, epoch uint64) (*epochState, error) {
+	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
+		return nil, err
 	}
-	if len(decryptors) != want {
-		return fmt.Errorf("%w: epoch %d needs exactly %d decryptors, got %d", ErrBadRequest, e.Epoch, want, len(decryptors))
+	e, err := n.current()
+	if err != nil {
+		return nil, err
 	}
-	seen := map[string]bool{}
+	if epoch != e.Epoch {
+		return nil, fmt.Errorf("%w: %s for %s is for epoch %d, this node is at epoch %d", ErrWrongEpoch, call, queryID, epoch, e.Epoch)
+	}
+	return e, nil
+}
+
+// checkDecryptors checks the decryptor set of a release before any work is
+// done for it: this node is in it, and it has the size the epoch needs (all
+// members when T = N, exactly T otherwise) of distinct members. It returns
+// their Shamir points, in the order given (releaseSecret's active set).
+func checkDecryptors(e *epochState, self string, decryptors []string) ([]uint64, error) {
+	if !slices.Contains(decryptors, self) {
+		return nil, fmt.Errorf("%w: %s is not among the decryptors", ErrBadRequest, self)
+	}
+	if e.Threshold >= len(e.Members) && len(decryptors) != len(e.Members) {
+		return nil, fmt.Errorf("%w: epoch %d needs all %d members to decrypt, got %d", ErrBadRequest, e.Epoch, len(e.Members), len(decryptors))
+	}
+	if e.Threshold < len(e.Members) && len(decryptors) != e.Threshold {
+		return nil, fmt.Errorf("%w: epoch %d needs exactly %d decryptors, got %d", ErrBadRequest, e.Epoch, e.Threshold, len(decryptors))
+	}
+	points := make([]uint64, 0, len(decryptors))
 	for _, id := range decryptors {
-		if _, ok := e.member(id); !ok || seen[id] {
-			return fmt.Errorf("%w: decryptor %q is not a member or repeated", ErrBadRequest, id)
+		m, ok := e.member(id)
+		if !ok || slices.Contains(points, m.Point) {
+			return nil, fmt.Errorf("%w: decryptor %q is not a member or repeated", ErrBadRequest, id)
 		}
-		seen[id] = true
+		points = append(points, m.Point)
 	}
-	return nil
+	return points, nil
 }
