@@ -246,6 +246,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	start := time.Now()
 	collectCtx, cancelCollect := context.WithTimeout(q.ctx, q.deadline)
 	defer cancelCollect()
+	specDigest := protocol.SpecDigest(spec)
 	var mu sync.Mutex
 	var parts []partial
 	failures := map[string]string{}
@@ -255,7 +256,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 		go func() {
 			defer wg.Done()
 			t0 := time.Now()
-			pt, err := c.collectOne(collectCtx, q, e, mem, who)
+			pt, err := c.collectOne(collectCtx, q, e, mem, who, specDigest)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -420,7 +421,7 @@ func (e *epoch) member(id string) epochMember {
 // collectOne asks one member for its partial and verifies it: signature by
 // the member's certificate key, binding to this query, epoch and node,
 // freshness, and a payload that decodes to the plan's shape.
-func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem epochMember, who Analyst) (partial, error) {
+func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem epochMember, who Analyst, specDigest []byte) (partial, error) {
 	cl, err := c.client(mem.ID)
 	if err != nil {
 		return partial{}, err
@@ -436,7 +437,7 @@ func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem ep
 		return partial{}, fmt.Errorf("%s", rpcMessage(err))
 	}
 	q.addUpload(mem.ID, proto.Size(resp))
-	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), q.plan.VectorLen(), protocol.SpecDigest(q.st.Spec))
+	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), q.plan.VectorLen(), specDigest)
 }
 
 func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *typesv1.Signed, vectorLen int, specDigest []byte) (partial, error) {
