@@ -34,8 +34,24 @@ type WarehouseOptions struct {
 	Schema string
 }
 
-// OpenWarehouse connects to the warehouse and checks that it answers.
+// OpenWarehouse connects to the warehouse and checks that it answers: its
+// first data summary (row counts of the OMOP tables) is taken here.
 func OpenWarehouse(ctx context.Context, o WarehouseOptions) (*Warehouse, error) {
+	b, err := o.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	patients, rows, err := b.Summary(ctx)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return &Warehouse{b: b, empty: cdm.NewBuilder().Build(),
+		summary: &typesv1.DataSummary{Patients: patients, Rows: rows}, at: time.Now()}, nil
+}
+
+// open connects with o's dialect and schema.
+func (o WarehouseOptions) open(ctx context.Context) (*warehouse.Backend, error) {
 	d, err := warehouse.DialectNamed(o.Dialect)
 	if err != nil {
 		return nil, err
@@ -47,12 +63,7 @@ func OpenWarehouse(ctx context.Context, o WarehouseOptions) (*Warehouse, error) 
 	if o.Schema != "" {
 		b.Schema = o.Schema
 	}
-	w := &Warehouse{b: b, empty: cdm.NewBuilder().Build()}
-	if _, _, err := b.Summary(ctx); err != nil {
-		b.Close()
-		return nil, err
-	}
-	return w, nil
+	return b, nil
 }
 
 // Close closes the connections.
@@ -70,7 +81,8 @@ func (w *Warehouse) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, er
 const summaryTTL = 10 * time.Minute
 
 // Summary gives row counts per table, refreshed at most every ten minutes
-// (counting a large warehouse is not free); on an error it keeps the last.
+// (counting a large warehouse is not free); on an error it keeps the last
+// (OpenWarehouse took the first).
 func (w *Warehouse) Summary() *typesv1.DataSummary {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -80,13 +92,10 @@ func (w *Warehouse) Summary() *typesv1.DataSummary {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	patients, rows, err := w.b.Summary(ctx)
-	if err != nil {
-		if w.summary == nil {
-			return &typesv1.DataSummary{}
-		}
-		return w.summary
+	if err == nil {
+		w.summary = &typesv1.DataSummary{Patients: patients, Rows: rows}
 	}
-	w.summary, w.at = &typesv1.DataSummary{Patients: patients, Rows: rows}, time.Now()
+	w.at = time.Now() // on an error: keep the last summary, try again after the TTL
 	return w.summary
 }
 
@@ -94,17 +103,10 @@ func (w *Warehouse) Summary() *typesv1.DataSummary {
 // writes recs into it. It drops that schema first: for tests and demos
 // only, never against a production warehouse.
 func LoadOMOP(ctx context.Context, o WarehouseOptions, recs *cdm.Records) error {
-	d, err := warehouse.DialectNamed(o.Dialect)
-	if err != nil {
-		return err
-	}
-	b, err := warehouse.Open(ctx, o.DSN, d)
+	b, err := o.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	if o.Schema != "" {
-		b.Schema = o.Schema
-	}
 	return b.LoadRecords(ctx, recs)
 }

@@ -57,6 +57,31 @@ func TestWarehouseDataSource(t *testing.T) {
 	if tb, _ := tabs.Table("conditions"); sum.GetRows()["conditions"] != int64(tb.Rows) {
 		t.Errorf("summary: %d condition rows, want %d", sum.GetRows()["conditions"], tb.Rows)
 	}
+	// The summary is cached: a changed warehouse shows after the TTL.
+	more, err := synth.Generate(synth.Options{Patients: 50, Seed: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := LoadOMOP(ctx, WarehouseOptions{DSN: dsn, Schema: "omop_admin_test_2"}, more); err != nil {
+		t.Fatal(err)
+	}
+	w2, err := OpenWarehouse(ctx, WarehouseOptions{DSN: dsn, Schema: "omop_admin_test_2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	if err := LoadOMOP(ctx, WarehouseOptions{DSN: dsn, Schema: "omop_admin_test_2"}, recs); err != nil {
+		t.Fatal(err)
+	}
+	if got := w2.Summary().GetPatients(); got != 50 {
+		t.Errorf("summary within the TTL: %d patients, want the cached 50", got)
+	}
+	w2.mu.Lock()
+	w2.at = w2.at.Add(-summaryTTL)
+	w2.mu.Unlock()
+	if got := w2.Summary().GetPatients(); got != int64(tabs.NumPatients()) {
+		t.Errorf("summary after the TTL: %d patients, want %d", got, tabs.NumPatients())
+	}
 	if w.Tables().NumPatients() != 0 {
 		t.Error("a warehouse data source must not hold records")
 	}
