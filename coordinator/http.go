@@ -319,11 +319,9 @@ func (h *httpAPI) nodes(w http.ResponseWriter, r *http.Request, _ rpc.Peer) {
 	writeProto(w, h.c.NodesStatus(r.Context()))
 }
 
-func (h *httpAPI) catalogue(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
-	if !slices.Contains(analystRoles, p.Role) {
-		writeError(w, fmt.Errorf("%w: role %s may not read the catalogue", rpc.ErrForbidden, p.Role))
-		return
-	}
+// catalogue serves the public catalogue (auth has checked the analyst role,
+// as the Catalogue RPC does).
+func (h *httpAPI) catalogue(w http.ResponseWriter, _ *http.Request, _ rpc.Peer) {
 	writeProto(w, h.c.CatalogueInfo())
 }
 
