@@ -16,7 +16,7 @@ func TestRunSmall(t *testing.T) {
 		t.Fatalf("%d cells", len(cells))
 	}
 	for _, c := range cells {
-		if c.P50Ms <= 0 || c.PlaintextP50Ms <= 0 || c.UploadBytesPerNode <= 0 || c.Slots == 0 {
+		if c.P50Ms <= 0 || c.PlaintextP50Ms <= 0 || c.UploadBytesPerNode <= 0 || c.Slots == 0 || c.NodeMs <= 0 || c.CoordinatorMs <= 0 || c.CPUMsPerQuery <= 0 {
 			t.Errorf("incomplete cell %+v", c)
 		}
 		// A partial and, for decryptors, a key-switch share: one ciphertext
