@@ -112,7 +112,8 @@ type statsRequest struct {
 	// rounds). Default to the network's query defaults.
 	Epsilon float64 `json:"epsilon,omitempty"`
 	Delta   float64 `json:"delta,omitempty"`
-	// ReferenceDate (YYYY-MM-DD) of the queries. Defaults to today.
+	// ReferenceDate (YYYY-MM-DD) of all the queries. Defaults to today
+	// (the coordinator's date when the analysis starts).
 	ReferenceDate string `json:"reference_date,omitempty"`
 	// DeadlineMs bounds each round's wait for the nodes. Defaults to the
 	// network's.
@@ -171,6 +172,8 @@ type statsResponse struct {
 	Strata  string  `json:"strata,omitempty"`
 	Epsilon float64 `json:"epsilon"`
 	Delta   float64 `json:"delta"`
+	// ReferenceDate is every round's reference date.
+	ReferenceDate string `json:"reference_date"`
 	// Queries are the ids of the rounds' queries, in order.
 	Queries   []string        `json:"queries"`
 	Estimates []statsEstimate `json:"estimates"`
@@ -332,14 +335,17 @@ func (c *Coordinator) analyse(ctx context.Context, who Analyst, method string, r
 	if sc == nil {
 		return nil, badStats("table %q is not a study table of the catalogue (GET /v1/studies lists them)", req.Table)
 	}
-	if req.ReferenceDate != "" {
-		if _, err := cdm.ParseDate(req.ReferenceDate); err != nil {
-			return nil, badStats("reference_date: %v", err)
-		}
+	// Every round of the analysis uses the same reference date, also one
+	// that runs past midnight.
+	if req.ReferenceDate == "" {
+		req.ReferenceDate = cdm.DateOf(c.cfg.Now()).String()
+	} else if _, err := cdm.ParseDate(req.ReferenceDate); err != nil {
+		return nil, badStats("reference_date: %v", err)
 	}
 	q := &statsQuerier{c: c, who: who, ref: req.ReferenceDate, deadline: time.Duration(req.DeadlineMs) * time.Millisecond}
 	budget := stats.Budget{Epsilon: req.Epsilon, Delta: req.Delta}
-	out := &statsResponse{Method: method, Table: req.Table, Epsilon: req.Epsilon, Delta: req.Delta, Estimates: []statsEstimate{},
+	out := &statsResponse{Method: method, Table: req.Table, Epsilon: req.Epsilon, Delta: req.Delta, ReferenceDate: req.ReferenceDate,
+		Estimates:  []statsEstimate{},
 		Disclaimer: "Every interval includes the DP noise of the released totals; epsilon and delta are the cost of the whole analysis."}
 	surv := stats.SurvivalData{Table: req.Table, Where: req.Where, Time: req.Time, Status: req.Status, Event: req.Event, Width: req.Width}
 	fit := func(f *stats.Fit, err error) error {

@@ -33,6 +33,7 @@ type statsEstimate struct {
 
 type statsResponse struct {
 	Method    string          `json:"method"`
+	Reference string          `json:"reference_date"`
 	Queries   []string        `json:"queries"`
 	Estimates []statsEstimate `json:"estimates"`
 	Curves    []struct {
@@ -217,6 +218,15 @@ func TestStatsHTTP(t *testing.T) {
 	}
 	if !strings.Contains(string(body), `"analyst":"ann"`) {
 		t.Errorf("history: %d %s", code, body)
+	}
+	// The rounds of an analysis share one reference date, the response's.
+	if _, err := time.Parse("2006-01-02", logit.Reference); err != nil {
+		t.Errorf("logit reference_date %q: %v", logit.Reference, err)
+	}
+	for _, id := range logit.Queries {
+		if code, body := call("tok-ann", "GET", "/v1/queries/"+id, ""); code != http.StatusOK || !strings.Contains(string(body), `"reference_date":"`+logit.Reference+`"`) {
+			t.Errorf("query %s of the logistic regression: %d, want reference date %s: %s", id, code, logit.Reference, body)
+		}
 	}
 
 	// The budget cannot buy a useful curve at a tiny epsilon: refused (412).

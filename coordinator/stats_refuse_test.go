@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -51,7 +52,7 @@ func TestStatsRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Coordinator{cfg: Config{Catalogue: &plan.Catalogue{Studies: []cdm.StudySchema{*sc}}}}
+	c := &Coordinator{cfg: Config{Catalogue: &plan.Catalogue{Studies: []cdm.StudySchema{*sc}}, Now: time.Now}}
 	h := c.HTTPHandler(tokens)
 	do := func(token, method, target, body string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(method, target, strings.NewReader(body))
