@@ -19,11 +19,16 @@ func importStudy(cmd *cobra.Command, o admin.ImportOptions, study, schemaPath, f
 	if len(args) != 1 {
 		return &usageError{"node import: --study imports exactly one CSV file"}
 	}
+	for _, f := range []string{"quarantine", "region-rule", "table"} {
+		if cmd.Flags().Changed(f) {
+			return &usageError{"node import: --" + f + " is for CDM records, not --study (a study is imported whole)"}
+		}
+	}
 	schema, err := cdm.ReadStudySchema(schemaPath, study)
 	if err != nil {
 		return err
 	}
-	sum, err := admin.ImportStudy(cmd.Context(), admin.OpenOptions{DataDir: o.DataDir, KeyFile: o.KeyFile}, schema, args[0])
+	sum, err := admin.ImportStudy(cmd.Context(), o, schema, args[0])
 	if err != nil {
 		return err
 	}

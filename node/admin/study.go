@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/node/internal/store"
@@ -21,8 +20,13 @@ type StudySummary struct {
 }
 
 // ReadStudy reads a study CSV file by its schema. Bad cells make an
-// *ImportError (nothing is read); a bad header is returned as it is.
+// *ImportError listing the first 20 (nothing is read); a bad header is
+// returned as it is.
 func ReadStudy(path string, schema *cdm.StudySchema) (*cdm.Study, map[string]int, error) {
+	return readStudy(path, schema, 20)
+}
+
+func readStudy(path string, schema *cdm.StudySchema, maxErrors int) (*cdm.Study, map[string]int, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin: %w", err)
@@ -34,23 +38,31 @@ func ReadStudy(path string, schema *cdm.StudySchema) (*cdm.Study, map[string]int
 	}
 	if len(res.Errors) > 0 {
 		ie := &ImportError{Total: len(res.Errors)}
-		ie.Errors = res.Errors[:min(len(res.Errors), 20)]
+		ie.Errors = res.Errors[:min(len(res.Errors), maxErrors)]
 		return nil, nil, ie
 	}
 	return res.Study, res.OutOfRange, nil
 }
 
 // ImportStudy reads the study CSV at path by schema and stores it as the
-// study table schema.Name in the store of dataDir (replacing a study of
+// study table schema.Name in the store of o.DataDir (replacing a study of
 // that name), all or nothing: any bad cell fails the import with an
-// *ImportError listing file, line, column and what was expected, and
-// nothing is written.
-func ImportStudy(ctx context.Context, o OpenOptions, schema *cdm.StudySchema, path string) (*StudySummary, error) {
-	st, oor, err := ReadStudy(path, schema)
+// *ImportError listing file, line, column and what was expected (the first
+// o.MaxErrors, default 20), and nothing is written. Of o only DataDir,
+// KeyFile and MaxErrors apply; a study cannot be imported in part, so
+// o.Quarantine is refused.
+func ImportStudy(ctx context.Context, o ImportOptions, schema *cdm.StudySchema, path string) (*StudySummary, error) {
+	if o.Quarantine != "" {
+		return nil, errors.New("admin: a study is imported whole; quarantine is for CDM records")
+	}
+	if o.MaxErrors <= 0 {
+		o.MaxErrors = 20
+	}
+	st, oor, err := readStudy(path, schema, o.MaxErrors)
 	if err != nil {
 		return nil, err
 	}
-	s, db, err := OpenStore(ctx, o)
+	s, db, err := OpenStore(ctx, OpenOptions{DataDir: o.DataDir, KeyFile: o.KeyFile})
 	if err != nil {
 		return nil, err
 	}
@@ -76,14 +88,4 @@ func ImportStudyIn(ds any, st *cdm.Study, source string) (*store.StudySummary, e
 		return nil, fmt.Errorf("%w: %T", ErrNotStore, ds)
 	}
 	return s.ImportStudy(st, source)
-}
-
-// StudyNames lists the studies of a store.
-func StudyNames(s *store.Store) []string {
-	var out []string
-	for _, sc := range s.Studies() {
-		out = append(out, sc.Name)
-	}
-	sort.Strings(out)
-	return out
 }
