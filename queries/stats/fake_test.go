@@ -21,6 +21,10 @@ type exactQuerier struct {
 	cat     *plan.Catalogue
 	Var     float64
 	queries int
+	// planVar, when set, gives every value the noise variance the network
+	// would add at the query's budget (PlanVariances, one node) instead of
+	// Var; the values themselves stay exact.
+	planVar bool
 }
 
 func (e *exactQuerier) Query(ctx context.Context, r Request) (*Release, error) {
@@ -44,6 +48,11 @@ func (e *exactQuerier) Query(ctx context.Context, r Request) (*Release, error) {
 			rr.Values = append(rr.Values, Noisy{Value: n.Value, Var: e.Var})
 		}
 		out.Rows = append(out.Rows, rr)
+	}
+	if e.planVar {
+		if err := PlanVariances(out, p, 1); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
