@@ -71,6 +71,9 @@ func TestStudyTable(t *testing.T) {
 		// Study number columns read clamped to their range: 12 -> 10.
 		{"SELECT SUM(x) FROM trial", []float64{14}},
 		{"SELECT SUM(CLAMP(x * (arm = 'a'), 0, 100)) FROM trial", []float64{11}},
+		// WHERE reads the clamped value too: 12 is 10.
+		{"SELECT COUNT(*) FROM trial WHERE x > 10", []float64{0}},
+		{"SELECT COUNT(*) FROM trial WHERE x >= 10", []float64{1}},
 		{"SELECT SUM(CLAMP(EXP(LN(x)), 0, 100)) FROM trial WHERE arm = 'b'", []float64{3}},
 		// Int column: domain 0..5; 9 clamps into the last bin.
 		{"SELECT t, COUNT(*) FROM trial GROUP BY t", []float64{1, 0, 2, 0, 0, 1}},
