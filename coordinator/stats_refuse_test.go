@@ -72,7 +72,11 @@ func TestStatsRefusals(t *testing.T) {
 			t.Errorf("node %s %s: %d %s, want 403 and nothing of the catalogue", rt.method, rt.path, w.Code, w.Body)
 		}
 	}
-	if w := do("tok-ann", "GET", "/v1/studies", ""); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"name":"trial"`) {
+	// The studies list each categorical column's levels as a factor.
+	w := do("tok-ann", "GET", "/v1/studies", "")
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"name":"trial"`) ||
+		!strings.Contains(w.Body.String(), `"values":["a","b"],"levels":["a","b"]`) || !strings.Contains(w.Body.String(), `"min":18,"max":90,"levels":["18","19",`) ||
+		strings.Contains(w.Body.String(), `"type":"date","levels"`) {
 		t.Errorf("researcher GET /v1/studies: %d %s", w.Code, w.Body)
 	}
 

@@ -302,8 +302,10 @@ function sig(v, n = 4) {
   return v === null || v === undefined || !Number.isFinite(Number(v)) ? '—' : goFloat(Number(Number(v).toPrecision(n)));
 }
 
+// isCategorical: the API lists the levels of the columns it accepts as
+// factors (and strata); the rule lives there only.
 function isCategorical(c) {
-  return (c.type === 'int' && c.min !== undefined && c.max !== undefined && c.max - c.min <= 100) || (c.type === 'string' && (c.values || []).length > 0);
+  return (c.levels || []).length > 0;
 }
 
 function estimatesTable(res) {
@@ -378,7 +380,7 @@ async function statsPage() {
     opts(time, nums, 'time');
     opts(status, cats, 'status');
     const st = s.columns.find((c) => c.name === status.value);
-    event.value = st ? String(st.type === 'int' ? st.max : (st.values || []).slice(-1)[0]) : '';
+    event.value = st ? st.levels.slice(-1)[0] : '';
     opts(strata, cats.filter((c) => c.name !== status.value), '', true);
     opts(outcomeCol, nums, '');
     outcome.value = st ? `${st.name} = ${st.type === 'int' ? st.max : sqlString(event.value)}` : '';
