@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/internal/audit"
@@ -34,62 +33,27 @@ import (
 // min_nodes 2) in which node-3 requires the admin's approval for every query.
 func serveFault(t *testing.T, ctx context.Context) (*Processes, []*cdm.Records) {
 	t.Helper()
-	bin := buildBinary(t)
 	data, err := Synthetic(3, 300, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	p, err := Serve(ctx, ServeOptions{Binary: bin, Dir: dir, Data: data, Threshold: 2, MinNodes: 2, ApprovalNodes: []int{2}})
-	if err != nil {
-		dumpLogs(t, dir)
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.Stop()
-		if t.Failed() {
-			dumpLogs(t, dir)
-		}
-	})
-	return p, data
-}
-
-func dumpLogs(t *testing.T, dir string) {
-	for _, name := range []string{"coordinator", "node-1", "node-2", "node-3"} {
-		b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
-		if len(b) > 6000 {
-			b = b[len(b)-6000:]
-		}
-		t.Logf("%s.log (end):\n%s", name, b)
-	}
+	return serve(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 2, ApprovalNodes: []int{2}}), data
 }
 
 // submit starts a query over HTTP/JSON and returns its id.
 func submit(t *testing.T, p *Processes, sql string, minNodes int, deadline time.Duration) string {
 	t.Helper()
 	body := fmt.Sprintf(`{"spec": {"sql": %q, "min_nodes": %d}, "deadline_ms": %d}`, sql, minNodes, deadline.Milliseconds())
-	code, b := httpJSON(t, p, "POST", "/v1/queries", body)
-	if code != http.StatusOK {
-		t.Fatalf("POST /v1/queries: %d %s", code, b)
-	}
 	var st coordinatorv1.QueryStatus
-	if err := protojson.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
+	apiCall(t, p, "POST", "/v1/queries", body, &st)
 	return st.QueryId
 }
 
 // queryStatus returns the coordinator's status of a query.
 func queryStatus(t *testing.T, p *Processes, qid string) *coordinatorv1.QueryStatus {
 	t.Helper()
-	code, b := httpJSON(t, p, "GET", "/v1/queries/"+qid, "")
-	if code != http.StatusOK {
-		t.Fatalf("GET /v1/queries/%s: %d %s", qid, code, b)
-	}
 	var st coordinatorv1.QueryStatus
-	if err := protojson.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
+	apiCall(t, p, "GET", "/v1/queries/"+qid, "", &st)
 	return &st
 }
 
@@ -138,20 +102,14 @@ func waitReachable(t *testing.T, ctx context.Context, p *Processes) {
 // nodeAddr returns the gRPC address of a node as the coordinator knows it.
 func nodeAddr(t *testing.T, p *Processes, id string) string {
 	t.Helper()
-	code, b := httpJSON(t, p, "GET", "/v1/nodes", "")
-	if code != http.StatusOK {
-		t.Fatalf("GET /v1/nodes: %d %s", code, b)
-	}
 	var r coordinatorv1.NodesResponse
-	if err := protojson.Unmarshal(b, &r); err != nil {
-		t.Fatal(err)
-	}
+	apiCall(t, p, "GET", "/v1/nodes", "", &r)
 	for _, n := range r.Nodes {
 		if n.NodeId == id {
 			return n.Address
 		}
 	}
-	t.Fatalf("no %s in %s", id, b)
+	t.Fatalf("no %s in %v", id, &r)
 	return ""
 }
 

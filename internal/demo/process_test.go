@@ -2,8 +2,6 @@ package demo
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,28 +9,83 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/internal/audit"
-	"github.com/fedstat/fedstat/internal/pki"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 )
 
-// buildBinary builds cmd/fedstat once for the process tests.
+var fedstatBin struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// buildBinary builds cmd/fedstat once for the package's process tests
+// (TestMain removes it).
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("process test builds the binary; skipped with -short")
 	}
-	bin := filepath.Join(t.TempDir(), "fedstat")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/fedstat/fedstat/cmd/fedstat")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	fedstatBin.once.Do(func() {
+		if fedstatBin.dir, fedstatBin.err = os.MkdirTemp("", "fedstat-demo-test"); fedstatBin.err == nil {
+			fedstatBin.path, fedstatBin.err = BuildBinary(fedstatBin.dir)
+		}
+	})
+	if fedstatBin.err != nil {
+		t.Fatal(fedstatBin.err)
 	}
-	return bin
+	return fedstatBin.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if fedstatBin.dir != "" {
+		os.RemoveAll(fedstatBin.dir)
+	}
+	os.Exit(code)
+}
+
+// serve starts a network of processes of the built binary in a temporary
+// directory (o.Binary and o.Dir are set here); it is stopped when the test
+// ends, and the end of every log is shown if the test failed.
+func serve(t *testing.T, ctx context.Context, o ServeOptions) *Processes {
+	t.Helper()
+	o.Binary, o.Dir = buildBinary(t), t.TempDir()
+	p, err := Serve(ctx, o)
+	if err != nil {
+		dumpLogs(t, o.Dir, len(o.Data))
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			dumpLogs(t, o.Dir, len(o.Data))
+		}
+	})
+	return p
+}
+
+// dumpLogs shows the end of the coordinator's and the nodes' logs.
+func dumpLogs(t *testing.T, dir string, nodes int) {
+	t.Helper()
+	names := []string{"coordinator"}
+	for i := range nodes {
+		names = append(names, NodeID(i))
+	}
+	for _, name := range names {
+		b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
+		if len(b) > 6000 {
+			b = b[len(b)-6000:]
+		}
+		t.Logf("%s.log (end):\n%s", name, b)
+	}
 }
 
 // cli runs the fedstat binary with the analyst's environment.
@@ -54,13 +107,10 @@ func cli(t *testing.T, p *Processes, args ...string) (string, string, error) {
 // httpJSON calls the coordinator's HTTP/JSON API with the analyst's token.
 func httpJSON(t *testing.T, p *Processes, method, path, body string) (int, []byte) {
 	t.Helper()
-	ca, err := pki.LoadCert(p.Env["FEDSTAT_CA"])
+	c, err := p.HTTPClient(60 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	c := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "coordinator"}}}
 	req, _ := http.NewRequest(method, p.Env["FEDSTAT_HTTP"]+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+p.Env["FEDSTAT_TOKEN"])
 	resp, err := c.Do(req)
@@ -72,29 +122,32 @@ func httpJSON(t *testing.T, p *Processes, method, path, body string) (int, []byt
 	return resp.StatusCode, b
 }
 
+// apiCall calls the HTTP/JSON API like httpJSON, fails the test unless the
+// answer is 200 OK, and decodes it into out.
+func apiCall(t *testing.T, p *Processes, method, path, body string, out proto.Message) {
+	t.Helper()
+	code, b := httpJSON(t, p, method, path, body)
+	if code != http.StatusOK {
+		t.Fatalf("%s %s: %d %s", method, path, code, b)
+	}
+	if err := protojson.Unmarshal(b, out); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+}
+
 // TestProcesses runs the coordinator and three nodes as separate OS
 // processes of the built binary: data imported with `fedstat node import`,
 // nodes admitted by gossip, queries through the CLI and through HTTP/JSON, a
 // node killed (min_nodes behaviour), and the coordinator killed and
 // restarted with its history and the budgets intact.
 func TestProcesses(t *testing.T) {
-	bin := buildBinary(t)
 	data, err := Synthetic(3, 500, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	p, err := Serve(ctx, ServeOptions{Binary: bin, Dir: dir, Data: data, Threshold: 2, MinNodes: 3})
-	if err != nil {
-		for _, name := range []string{"coordinator", "node-1"} {
-			b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
-			t.Logf("%s.log:\n%s", name, b)
-		}
-		t.Fatal(err)
-	}
-	defer p.Stop()
+	p := serve(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 3})
 
 	// A query through the CLI, as JSON.
 	out, stderr, err := cli(t, p, "query", "--format", "json", CohortQuery)
@@ -187,7 +240,7 @@ func TestProcesses(t *testing.T) {
 	// Every node's and the coordinator's audit log verifies.
 	p.Stop()
 	for _, name := range []string{"coordinator", "node-1", "node-2", "node-3"} {
-		f, err := os.Open(filepath.Join(dir, name, "audit.log"))
+		f, err := os.Open(filepath.Join(p.Dir, name, "audit.log"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,14 +255,8 @@ func TestProcesses(t *testing.T) {
 // budgets returns the analyst's spent rho per node (HTTP API).
 func budgets(t *testing.T, p *Processes) map[string]float64 {
 	t.Helper()
-	code, body := httpJSON(t, p, "GET", "/v1/budget", "")
-	if code != http.StatusOK {
-		t.Fatalf("budget: %d %s", code, body)
-	}
 	var r coordinatorv1.BudgetResponse
-	if err := protojson.Unmarshal(body, &r); err != nil {
-		t.Fatal(err)
-	}
+	apiCall(t, p, "GET", "/v1/budget", "", &r)
 	out := map[string]float64{}
 	for _, n := range r.Nodes {
 		if n.Error == "" {
@@ -217,7 +264,7 @@ func budgets(t *testing.T, p *Processes) map[string]float64 {
 		}
 	}
 	if len(out) == 0 {
-		t.Fatalf("no node reported a budget: %s", body)
+		t.Fatalf("no node reported a budget: %v", &r)
 	}
 	return out
 }

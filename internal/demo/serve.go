@@ -3,6 +3,8 @@ package demo
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -144,6 +146,29 @@ func tomlList(xs []string) string {
 		q[i] = strconv.Quote(x)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// BuildBinary builds cmd/fedstat into dir and returns the binary's path, for
+// tests that run a network of processes (ServeOptions.Binary).
+func BuildBinary(dir string) (string, error) {
+	bin := filepath.Join(dir, "fedstat")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fedstat/fedstat/cmd/fedstat").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// HTTPClient returns a client for the coordinator's HTTPS API
+// (Env["FEDSTAT_HTTP"]) that trusts the network's CA.
+func (p *Processes) HTTPClient(timeout time.Duration) (*http.Client, error) {
+	ca, err := pki.LoadCert(p.Env["FEDSTAT_CA"])
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "coordinator"}}}, nil
 }
 
 // Serve starts a coordinator and one node per entry of o.Data as separate

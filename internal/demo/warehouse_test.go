@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,7 +19,6 @@ import (
 // not node-3's (much smaller) imported set.
 func TestWarehouseNodeProcess(t *testing.T) {
 	dsn := pgtest.DSN(t)
-	bin := buildBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	data, err := Synthetic(3, 300, 23)
@@ -36,22 +33,13 @@ func TestWarehouseNodeProcess(t *testing.T) {
 	if err := admin.LoadOMOP(ctx, admin.WarehouseOptions{DSN: dsn, Schema: schema}, wh[0]); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	p, err := Serve(ctx, ServeOptions{Binary: bin, Dir: dir, Data: data, Threshold: 2, MinNodes: 3,
+	p := serve(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 3,
 		NodeConfig: func(i int) string {
 			if i != 2 {
 				return ""
 			}
 			return fmt.Sprintf("\n[warehouse]\ndsn = %q\nschema = %q\n", dsn, schema)
 		}})
-	if err != nil {
-		for _, name := range []string{"coordinator", "node-3"} {
-			b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
-			t.Logf("%s.log:\n%s", name, b)
-		}
-		t.Fatal(err)
-	}
-	defer p.Stop()
 
 	out, stderr, err := cli(t, p, "query", "--epsilon", "5", "--format", "json", "SELECT COUNT(*) FROM patients")
 	if err != nil {
