@@ -39,12 +39,8 @@ func TestCatalogue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nw.Close()
-	client, closeConn, err := nw.Client(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeConn()
+	t.Cleanup(nw.Close)
+	client := dialCoordinator(t, nw, nil)
 	cat, err := client.Catalogue(ctx, &coordinatorv1.CatalogueRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -87,11 +83,7 @@ func TestCatalogue(t *testing.T) {
 	}
 
 	// A node's certificate is not an analyst's.
-	nodeClient, closeNode, err := nw.Client(mustIdentity(t, nw, "node-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeNode()
+	nodeClient := dialCoordinator(t, nw, mustIdentity(t, nw, "node-1"))
 	if _, err := nodeClient.Catalogue(ctx, &coordinatorv1.CatalogueRequest{}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("catalogue for a node's certificate: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	"github.com/fedstat/fedstat/internal/synth"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -55,11 +56,7 @@ func TestEndToEnd(t *testing.T) {
 	nw := startNetwork(t, 3, 2, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client, closeConn, err := nw.Client(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeConn()
+	client := dialCoordinator(t, nw, nil)
 
 	st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, Epsilon: 1, Delta: 1e-6}, nil)
 	if err != nil {
@@ -93,6 +90,18 @@ func TestEndToEnd(t *testing.T) {
 	if strings.Join(phases, ",") != "plan,collect,aggregate,key-switch,decrypt+release" {
 		t.Fatalf("phases = %v", phases)
 	}
+}
+
+// dialCoordinator dials the coordinator as who (nil: the analyst) until the
+// test ends.
+func dialCoordinator(t *testing.T, nw *Network, who *pki.Identity) coordinatorv1.CoordinatorServiceClient {
+	t.Helper()
+	c, closeConn, err := nw.Client(who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeConn() })
+	return c
 }
 
 func buildPlan(t *testing.T, nw *Network, spec *typesv1.QuerySpec) *plan.Plan {
@@ -170,11 +179,7 @@ func TestCoordinatorCannotDecryptOnePartial(t *testing.T) {
 		partials = append(partials, &nodev1.NodeSigned{NodeId: id, Signed: resp.GetPartial()})
 	}
 	params := nw.Coordinator.Params()
-	rk, err := homomorphic.GenResultKey(params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, _ := rk.Public().MarshalBinary()
+	rk, target := resultKey(t, params)
 
 	// The coordinator's own key does not open a partial.
 	var payload nodev1.PartialPayload
@@ -233,8 +238,7 @@ func TestTamperedPartialRejected(t *testing.T) {
 	}
 	tampered := proto.Clone(partials[1]).(*nodev1.NodeSigned)
 	tampered.Signed.Payload[len(tampered.Signed.Payload)/2] ^= 1
-	rk, _ := homomorphic.GenResultKey(nw.Coordinator.Params())
-	target, _ := rk.Public().MarshalBinary()
+	_, target := resultKey(t, nw.Coordinator.Params())
 	_, err := keySwitch(ctx, nodes, "node-1", &nodev1.KeySwitchRequest{QueryId: "q-t", Epoch: nw.Epoch, Spec: spec,
 		Partials: []*nodev1.NodeSigned{partials[0], tampered, partials[2]}, TargetPublicKey: target, Decryptors: []string{"node-1", "node-2", "node-3"}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "node-2") {
@@ -249,11 +253,7 @@ func TestTooFewNodes(t *testing.T) {
 	nw.Nodes[2].Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client, closeConn, err := nw.Client(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeConn()
+	client := dialCoordinator(t, nw, nil)
 	st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 3}, nil)
 	if err == nil || !strings.Contains(st.GetError(), "node-3") || !strings.Contains(st.GetError(), "nothing was decrypted") {
 		t.Fatalf("query with a node down and min_nodes 3: err %v, status error %q", err, st.GetError())

@@ -191,11 +191,7 @@ func TestFaultSlowNodePastDeadline(t *testing.T) {
 	defer close(release)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	client, closeConn, err := nw.Client(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeConn()
+	client := dialCoordinator(t, nw, nil)
 
 	// The deadline must leave the two honest nodes time to answer under the
 	// race detector; node-3 never answers within any deadline.
@@ -370,11 +366,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 	nw := startFault(t, Options{Dir: dir, NodeServerOptions: evil})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	client, closeConn, err := nw.Client(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeConn()
+	client := dialCoordinator(t, nw, nil)
 	run := func(m faultMode, minNodes int) *coordinatorv1.QueryStatus {
 		mode.Store(int32(m))
 		return runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: int32(minNodes)}, time.Minute)
@@ -442,11 +434,7 @@ func TestFaultConcurrentQueries(t *testing.T) {
 		if id, err = pki.LoadIdentityDir(filepath.Join(nw.Dir, "pki"), names[a]); err != nil {
 			t.Fatal(err)
 		}
-		c, closeConn, err := nw.Client(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer closeConn()
+		c := dialCoordinator(t, nw, id)
 		clients[a] = c
 	}
 	// Each analyst has its own epsilon (so its own rho), and mixes three

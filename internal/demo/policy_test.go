@@ -14,7 +14,7 @@ import (
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
 
-// auditActions returns the actions and details recorded in a node's audit log.
+// auditEntries returns the entries of node i's audit log.
 func auditEntries(t *testing.T, nw *Network, i int) []audit.Entry {
 	t.Helper()
 	f, err := os.Open(filepath.Join(nw.Dir, NodeID(i), "audit.log"))
@@ -54,11 +54,7 @@ func TestNodePolicyRefusals(t *testing.T) {
 	t.Cleanup(nw.Close)
 
 	run := func(who *pki.Identity, sql string) (string, error) {
-		client, closeConn, err := nw.Client(who)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer closeConn()
+		client := dialCoordinator(t, nw, who)
 		st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: sql}, nil)
 		if st != nil && st.Error != "" {
 			return st.Error, err
@@ -123,11 +119,7 @@ func TestApprovalQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nw.Close)
-	client, closeConn, err := nw.Client(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeConn()
+	client := dialCoordinator(t, nw, nil)
 
 	decideAll := func(approve bool) {
 		for _, n := range nw.Nodes {

@@ -59,6 +59,32 @@ func startSecure(t *testing.T, n, threshold, minNodes int, audited bool) *Networ
 	return nw
 }
 
+// startCurious starts a network like startSecure and plays its curious
+// coordinator: the nodes dialled with the coordinator's certificate, and a
+// context (2 minutes) for the test's calls.
+func startCurious(t *testing.T, n, threshold, minNodes int, audited bool) (*Network, context.Context, map[string]nodev1.NodeServiceClient) {
+	t.Helper()
+	nw := startSecure(t, n, threshold, minNodes, audited)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return nw, ctx, coordinatorClients(t, nw)
+}
+
+// resultKey makes a result key, as the coordinator does for a release, and
+// its public half (the key-switch target).
+func resultKey(t *testing.T, params homomorphic.Params) (*homomorphic.ResultKey, []byte) {
+	t.Helper()
+	rk, err := homomorphic.GenResultKey(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := rk.Public().MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rk, target
+}
+
 func secSpec(minNodes, threshold int) *typesv1.QuerySpec {
 	return &typesv1.QuerySpec{Sql: CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: int32(minNodes), Threshold: int32(threshold), ReferenceDate: "2024-01-01"}
 }
@@ -178,10 +204,7 @@ func wantCode(t *testing.T, what string, err error, code codes.Code, texts ...st
 func TestReleaseWithAnyThresholdSubset(t *testing.T) {
 	for _, tc := range []struct{ n, t int }{{3, 2}, {5, 3}} {
 		t.Run(fmt.Sprintf("%d-of-%d", tc.t, tc.n), func(t *testing.T) {
-			nw := startSecure(t, tc.n, tc.t, tc.t, false)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			nodes := coordinatorClients(t, nw)
+			nw, ctx, nodes := startCurious(t, tc.n, tc.t, tc.t, false)
 			params := nw.Coordinator.Params()
 			spec := secSpec(tc.t, tc.t)
 			ids := nodeIDs(nw)
@@ -189,11 +212,7 @@ func TestReleaseWithAnyThresholdSubset(t *testing.T) {
 			sigma := buildPlan(t, nw, spec).NodeSigmas()[0] * math.Sqrt(float64(tc.n))
 			bound := 5 * sigma
 
-			rk, err := homomorphic.GenResultKey(params)
-			if err != nil {
-				t.Fatal(err)
-			}
-			target, _ := rk.Public().MarshalBinary()
+			rk, target := resultKey(t, params)
 			var lastShares [][]byte
 			var lastSum []*homomorphic.Ciphertext
 			for i, set := range subsets(ids, tc.t) {
@@ -226,7 +245,7 @@ func TestReleaseWithAnyThresholdSubset(t *testing.T) {
 
 			// A node refuses to key-switch for T-1 decryptors.
 			partials := collect(t, ctx, nw, nodes, "q-below-threshold", spec, ids...)
-			_, err = nodes[ids[0]].KeySwitch(ctx, &nodev1.KeySwitchRequest{QueryId: "q-below-threshold", Epoch: nw.Epoch, Spec: spec,
+			_, err := nodes[ids[0]].KeySwitch(ctx, &nodev1.KeySwitchRequest{QueryId: "q-below-threshold", Epoch: nw.Epoch, Spec: spec,
 				Partials: partials, TargetPublicKey: target, Decryptors: ids[:tc.t-1]})
 			wantCode(t, "key switch with T-1 decryptors", err, codes.InvalidArgument, fmt.Sprintf("needs exactly %d decryptors, got %d", tc.t, tc.t-1))
 			// And a node that is not among the decryptors refuses too.
@@ -242,11 +261,7 @@ func TestReleaseWithAnyThresholdSubset(t *testing.T) {
 				stopped[n.ID()] = true
 				n.Close()
 			}
-			client, closeConn, err := nw.Client(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer closeConn()
+			client := dialCoordinator(t, nw, nil)
 			st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: int32(tc.t)}, nil)
 			if err != nil {
 				t.Fatalf("release with %v stopped: %v", stopped, err)
@@ -278,14 +293,10 @@ func TestReleaseWithAnyThresholdSubset(t *testing.T) {
 // T-1 decryptors) must not keep the node from helping with a correct request
 // for the same query and the same signed partials (nothing was released).
 func TestReleaseRetryAfterRefusal(t *testing.T) {
-	nw := startSecure(t, 3, 2, 2, false)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	nodes := coordinatorClients(t, nw)
+	nw, ctx, nodes := startCurious(t, 3, 2, 2, false)
 	spec := secSpec(2, 2)
 	partials := collect(t, ctx, nw, nodes, "q-retry", spec, "node-1", "node-2", "node-3")
-	rk, _ := homomorphic.GenResultKey(nw.Coordinator.Params())
-	target, _ := rk.Public().MarshalBinary()
+	_, target := resultKey(t, nw.Coordinator.Params())
 	req := &nodev1.KeySwitchRequest{QueryId: "q-retry", Epoch: nw.Epoch, Spec: spec, Partials: partials, TargetPublicKey: target, Decryptors: []string{"node-1"}}
 	_, err := keySwitch(ctx, nodes, "node-1", req)
 	wantCode(t, "T-1 decryptors", err, codes.InvalidArgument, "decryptors")
@@ -300,13 +311,9 @@ func TestReleaseRetryAfterRefusal(t *testing.T) {
 // reason; after a second key ceremony, requests of the old epoch fail with a
 // clear error.
 func TestReplayedPartialsRefused(t *testing.T) {
-	nw := startSecure(t, 3, 2, 2, false)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	nodes := coordinatorClients(t, nw)
+	nw, ctx, nodes := startCurious(t, 3, 2, 2, false)
 	spec := secSpec(2, 2)
-	rk, _ := homomorphic.GenResultKey(nw.Coordinator.Params())
-	target, _ := rk.Public().MarshalBinary()
+	_, target := resultKey(t, nw.Coordinator.Params())
 	dec := []string{"node-1", "node-2"}
 	// Refused requests go without commitments (the partial checks come
 	// first); committing the nodes to these sets would, rightly, keep the
@@ -361,11 +368,7 @@ func TestReplayedPartialsRefused(t *testing.T) {
 
 	// Epoch 2 works end to end.
 	nw.Epoch = e2
-	client, closeConn, err := nw.Client(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeConn()
+	client := dialCoordinator(t, nw, nil)
 	st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 2}, nil)
 	if err != nil {
 		t.Fatalf("query in epoch 2: %v", err)
@@ -379,15 +382,11 @@ func TestReplayedPartialsRefused(t *testing.T) {
 // stored share; any different request for that query id (another target
 // key, other decryptors, fewer partials) is refused with AlreadyExists.
 func TestSecondReleaseRefused(t *testing.T) {
-	nw := startSecure(t, 3, 2, 2, false)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	nodes := coordinatorClients(t, nw)
+	nw, ctx, nodes := startCurious(t, 3, 2, 2, false)
 	spec := secSpec(2, 2)
 	params := nw.Coordinator.Params()
 	partials := collect(t, ctx, nw, nodes, "q-once", spec, "node-1", "node-2", "node-3")
-	rk, _ := homomorphic.GenResultKey(params)
-	target, _ := rk.Public().MarshalBinary()
+	rk, target := resultKey(t, params)
 	req := &nodev1.KeySwitchRequest{QueryId: "q-once", Epoch: nw.Epoch, Spec: spec, Partials: partials, TargetPublicKey: target, Decryptors: []string{"node-1", "node-2"}}
 	first, err := keySwitch(ctx, nodes, "node-1", req)
 	if err != nil {
@@ -401,8 +400,7 @@ func TestSecondReleaseRefused(t *testing.T) {
 		t.Fatal("the same release request again returned a different share")
 	}
 
-	rk2, _ := homomorphic.GenResultKey(params)
-	target2, _ := rk2.Public().MarshalBinary()
+	_, target2 := resultKey(t, params)
 	for name, mod := range map[string]func(r *nodev1.KeySwitchRequest){
 		"another target key":   func(r *nodev1.KeySwitchRequest) { r.TargetPublicKey = target2 },
 		"other decryptors":     func(r *nodev1.KeySwitchRequest) { r.Decryptors = []string{"node-1", "node-3"} },
@@ -425,14 +423,10 @@ func TestSecondReleaseRefused(t *testing.T) {
 // query's min_nodes (though at least T) is refused by every decrypting
 // node, and so is a query whose min_nodes is below the node's policy.
 func TestFewerThanMinNodesRefusedByDecryptors(t *testing.T) {
-	nw := startSecure(t, 3, 2, 3, false)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	nodes := coordinatorClients(t, nw)
+	nw, ctx, nodes := startCurious(t, 3, 2, 3, false)
 	spec := secSpec(3, 2)
 	partials := collect(t, ctx, nw, nodes, "q-min", spec, "node-1", "node-2", "node-3")
-	rk, _ := homomorphic.GenResultKey(nw.Coordinator.Params())
-	target, _ := rk.Public().MarshalBinary()
+	_, target := resultKey(t, nw.Coordinator.Params())
 	for _, d := range []string{"node-1", "node-2"} {
 		_, err := keySwitch(ctx, nodes, d, &nodev1.KeySwitchRequest{QueryId: "q-min", Epoch: nw.Epoch, Spec: spec,
 			Partials: partials[:2], TargetPublicKey: target, Decryptors: []string{"node-1", "node-2"}})
@@ -455,10 +449,7 @@ func TestFewerThanMinNodesRefusedByDecryptors(t *testing.T) {
 // certificate is refused with Unauthenticated and audited; a caller with the
 // wrong role is refused with PermissionDenied and audited.
 func TestEvaluateRequestAuthentication(t *testing.T) {
-	nw := startSecure(t, 3, 2, 2, true)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	nodes := coordinatorClients(t, nw)
+	nw, ctx, nodes := startCurious(t, 3, 2, 2, true)
 	spec := secSpec(2, 2)
 	coord, err := pki.LoadIdentityDir(nw.Dir+"/pki", "coordinator")
 	if err != nil {
@@ -570,14 +561,10 @@ func TestEvaluateRequestAuthentication(t *testing.T) {
 // each refused with an error that names the problem, and the network still
 // answers a fresh query afterwards.
 func TestMalformedInputRejected(t *testing.T) {
-	nw := startSecure(t, 3, 2, 2, false)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	nodes := coordinatorClients(t, nw)
+	nw, ctx, nodes := startCurious(t, 3, 2, 2, false)
 	spec := secSpec(2, 2)
 	params := nw.Coordinator.Params()
-	rk, _ := homomorphic.GenResultKey(params)
-	target, _ := rk.Public().MarshalBinary()
+	_, target := resultKey(t, params)
 	dec := []string{"node-1", "node-2"}
 	good := collect(t, ctx, nw, nodes, "q-bad", spec, "node-1", "node-3")
 	p := buildPlan(t, nw, spec)
@@ -635,11 +622,7 @@ func TestMalformedInputRejected(t *testing.T) {
 	wantCode(t, "partial of another query", err, codes.InvalidArgument, "partial rejected", "node-2", "q-other")
 
 	// The network still answers.
-	client, closeConn, err := nw.Client(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeConn()
+	client := dialCoordinator(t, nw, nil)
 	if _, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 2}, nil); err != nil {
 		t.Fatalf("fresh query after malformed input: %v", err)
 	}
@@ -660,13 +643,9 @@ func mustIdentity(t *testing.T, nw *Network, name string) *pki.Identity {
 // colluding node removing its own noise, the other's sigma^2/2 would be all
 // that is left, half the variance the release promises.
 func TestReleaseMinNodesBoundToEvaluation(t *testing.T) {
-	nw := startSecure(t, 3, 2, 2, false)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	nodes := coordinatorClients(t, nw)
+	nw, ctx, nodes := startCurious(t, 3, 2, 2, false)
 	partials := collect(t, ctx, nw, nodes, "q-m3", secSpec(3, 2), "node-1", "node-2", "node-3")
-	rk, _ := homomorphic.GenResultKey(nw.Coordinator.Params())
-	target, _ := rk.Public().MarshalBinary()
+	_, target := resultKey(t, nw.Coordinator.Params())
 	_, err := keySwitch(ctx, nodes, "node-1", &nodev1.KeySwitchRequest{QueryId: "q-m3", Epoch: nw.Epoch, Spec: secSpec(2, 2),
 		Partials: partials[:2], TargetPublicKey: target, Decryptors: []string{"node-1", "node-2"}})
 	if err == nil {
@@ -683,17 +662,13 @@ func TestReleaseMinNodesBoundToEvaluation(t *testing.T) {
 // partial left out, would give the coordinator that partial alone (the
 // difference of the two totals) without any colluding node.
 func TestDisjointDecryptorSetsCannotReleaseTwice(t *testing.T) {
-	nw := startSecure(t, 5, 2, 2, false)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	nodes := coordinatorClients(t, nw)
+	nw, ctx, nodes := startCurious(t, 5, 2, 2, false)
 	params := nw.Coordinator.Params()
 	spec := secSpec(3, 2)
 	ids := nodeIDs(nw)
 	partials := collect(t, ctx, nw, nodes, "q-twice", spec, ids...)
 	release := func(ps []*nodev1.NodeSigned, dec []string) (float64, error) {
-		rk, _ := homomorphic.GenResultKey(params)
-		target, _ := rk.Public().MarshalBinary()
+		rk, target := resultKey(t, params)
 		var shares [][]byte
 		for _, d := range dec {
 			resp, err := keySwitch(ctx, nodes, d, &nodev1.KeySwitchRequest{QueryId: "q-twice", Epoch: nw.Epoch, Spec: spec,
