@@ -76,6 +76,21 @@ func dialNode(t *testing.T, addr string, as *pki.Identity, nodeID string) nodev1
 	return nodev1.NewNodeServiceClient(conn)
 }
 
+// ceremonyMembers is what a coordinator sends to start a key ceremony of
+// nw: the members (Shamir points 1..N) and a fresh common reference string.
+func ceremonyMembers(t *testing.T, dir string, nw *demo.Network) ([]*nodev1.Member, []byte) {
+	t.Helper()
+	var members []*nodev1.Member
+	for i, n := range nw.Nodes {
+		members = append(members, &nodev1.Member{NodeId: n.ID(), CertificateDer: identity(t, dir, n.ID()).Cert.Raw, ShamirPoint: uint64(i + 1)})
+	}
+	crs, err := collective.NewCRS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return members, crs
+}
+
 // TestShareFileReadableByOthersStopsNode runs the key ceremony of a 2-of-3
 // network, stops it, makes one of node-1's secret files readable by others
 // (its CKG secret, then its threshold share) and checks that node.New
@@ -316,14 +331,7 @@ func TestCoordinatorCannotOpenDealtShares(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	coordID := identity(t, dir, "coordinator")
-	var members []*nodev1.Member
-	for i, n := range nw.Nodes {
-		members = append(members, &nodev1.Member{NodeId: n.ID(), CertificateDer: identity(t, dir, n.ID()).Cert.Raw, ShamirPoint: uint64(i + 1)})
-	}
-	crs, err := collective.NewCRS()
-	if err != nil {
-		t.Fatal(err)
-	}
+	members, crs := ceremonyMembers(t, dir, nw)
 	const epoch = 100
 	resp, err := dialNode(t, nw.Nodes[0].Addr(), coordID, "node-1").KeyGen(ctx, &nodev1.KeyGenRequest{
 		Epoch: epoch, Params: nw.Coordinator.Params().Name(), Crs: crs, Members: members, Threshold: 2})
@@ -383,15 +391,10 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 	defer cancel()
 	coordID := identity(t, dir, "coordinator")
 	params := nw.Coordinator.Params()
-	var members []*nodev1.Member
+	members, crs := ceremonyMembers(t, dir, nw)
 	clients := map[string]nodev1.NodeServiceClient{}
-	for i, n := range nw.Nodes {
-		members = append(members, &nodev1.Member{NodeId: n.ID(), CertificateDer: identity(t, dir, n.ID()).Cert.Raw, ShamirPoint: uint64(i + 1)})
+	for _, n := range nw.Nodes {
 		clients[n.ID()] = dialNode(t, n.Addr(), coordID, n.ID())
-	}
-	crs, err := collective.NewCRS()
-	if err != nil {
-		t.Fatal(err)
 	}
 	const epoch = 100
 	var signed []*nodev1.NodeSigned
@@ -414,7 +417,7 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 		want   []string
 	}{
 		// Forged shares go first, so that no genuine share is spent by the
-		// refusal (see the replay-cache note in TestReleaseRetryAfterRefusal).
+		// refusal (as in internal/demo's TestReplayedPartialsRefused).
 		{"a tampered CKG share", []*nodev1.NodeSigned{tampered, signed[0], signed[2]}, nil, []string{"CKG share from node-2", "bad signature"}},
 		{"node-2's share as node-3's", []*nodev1.NodeSigned{relabelled, signed[0], signed[1]}, nil, []string{"CKG share from node-3", "bad signature"}},
 		{"a share of a non-member", []*nodev1.NodeSigned{{NodeId: "node-9", Signed: signed[1].GetSigned()}}, nil, []string{"node-9", "not a member"}},
