@@ -235,6 +235,14 @@ func strictInto(t *testing.T, where string, doc []byte, obj any) {
 	}
 }
 
+// strictNew decodes doc strictly (see strictInto) into a new T.
+func strictNew[T any](t *testing.T, where string, doc []byte) *T {
+	t.Helper()
+	x := new(T)
+	strictInto(t, where, doc, x)
+	return x
+}
+
 func loadK8s(t *testing.T) *k8sObjects {
 	t.Helper()
 	files, err := filepath.Glob("k8s/*.yaml")
@@ -259,37 +267,24 @@ func loadK8s(t *testing.T) *k8sObjects {
 			}
 			switch tm.APIVersion + "/" + tm.Kind {
 			case "apps/v1/Deployment":
-				var x appsv1.Deployment
-				strictInto(t, where, doc, &x)
-				o.deployments = append(o.deployments, &x)
+				o.deployments = append(o.deployments, strictNew[appsv1.Deployment](t, where, doc))
 			case "apps/v1/StatefulSet":
-				var x appsv1.StatefulSet
-				strictInto(t, where, doc, &x)
-				o.statefulsets = append(o.statefulsets, &x)
+				o.statefulsets = append(o.statefulsets, strictNew[appsv1.StatefulSet](t, where, doc))
 			case "batch/v1/Job":
-				var x batchv1.Job
-				strictInto(t, where, doc, &x)
-				o.jobs = append(o.jobs, &x)
+				o.jobs = append(o.jobs, strictNew[batchv1.Job](t, where, doc))
 			case "v1/Service":
-				var x corev1.Service
-				strictInto(t, where, doc, &x)
-				o.services = append(o.services, &x)
+				o.services = append(o.services, strictNew[corev1.Service](t, where, doc))
 			case "v1/ConfigMap":
-				var x corev1.ConfigMap
-				strictInto(t, where, doc, &x)
-				o.configmaps[x.Name] = &x
+				x := strictNew[corev1.ConfigMap](t, where, doc)
+				o.configmaps[x.Name] = x
 			case "v1/Secret":
-				var x corev1.Secret
-				strictInto(t, where, doc, &x)
-				o.secrets[x.Name] = &x
+				x := strictNew[corev1.Secret](t, where, doc)
+				o.secrets[x.Name] = x
 			case "v1/PersistentVolumeClaim":
-				var x corev1.PersistentVolumeClaim
-				strictInto(t, where, doc, &x)
-				o.pvcs[x.Name] = &x
+				x := strictNew[corev1.PersistentVolumeClaim](t, where, doc)
+				o.pvcs[x.Name] = x
 			case "v1/Namespace":
-				var x corev1.Namespace
-				strictInto(t, where, doc, &x)
-				o.namespaces = append(o.namespaces, &x)
+				o.namespaces = append(o.namespaces, strictNew[corev1.Namespace](t, where, doc))
 			default:
 				t.Fatalf("%s: unexpected kind %s %s", where, tm.APIVersion, tm.Kind)
 			}
