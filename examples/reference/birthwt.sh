@@ -7,14 +7,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/network.sh"
 EPSILON=${EPSILON:-1e7}
 SCHEMA=$REPO/examples/reference/schemas/birthwt.toml
-WORK=$(mktemp -d)
 
-network_init "$WORK/net" 3 "$SCHEMA"
-split_csv "$SHARED/reference/MASS_birthwt.csv" 3 "$WORK/split"
-for i in 1 2 3; do
-	fedstat node import --data-dir "$WORK/net/node-$i" --study birthwt --schema "$SCHEMA" "$WORK/split/part-$i.csv" >&2
-done
-network_start
+study_network birthwt "$SCHEMA" "$SHARED/reference/MASS_birthwt.csv" 3
 
 fedstat stats logit --schema "$SCHEMA" --table birthwt --outcome low --x age --x lwt --factor race --x ftv \
 	--dataset birthwt --epsilon "$EPSILON" --format json --quiet

@@ -10,6 +10,10 @@
 #   fedstat stats ...                      # FEDSTAT_* are exported for the analyst
 #   network_stop                           # (also on exit)
 #
+# or, for one study table split across the nodes, in a temporary WORK directory:
+#
+#   study_network NAME SCHEMA CSV NODES    # init, split, import, start
+#
 # Needs: bash, curl, awk; FEDSTAT (the fedstat binary; built from the repository when unset).
 # This is a demonstration network: every node gives the analyst a huge privacy budget so
 # that the scripts can show answers at a large epsilon next to the published ones.
@@ -113,6 +117,19 @@ split_csv() {
 	mkdir -p "$3"
 	awk -v n="$2" -v out="$3" 'NR == 1 { for (i = 1; i <= n; i++) print > (out "/part-" i ".csv"); next }
 		{ print > (out "/part-" ((NR - 2) % n + 1) ".csv") }' "$1"
+}
+
+# study_network NAME SCHEMA CSV NODES: a started network of NODES nodes in a new temporary
+# directory WORK, each holding its share of CSV's rows as study table NAME (schema SCHEMA).
+study_network() {
+	local name=$1 schema=$2 csv=$3 nodes=$4 i
+	WORK=$(mktemp -d)
+	network_init "$WORK/net" "$nodes" "$schema"
+	split_csv "$csv" "$nodes" "$WORK/split"
+	for ((i = 1; i <= nodes; i++)); do
+		fedstat node import --data-dir "$WORK/net/node-$i" --study "$name" --schema "$schema" "$WORK/split/part-$i.csv" >&2
+	done
+	network_start
 }
 
 network_start() {

@@ -7,14 +7,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/network.sh"
 EPSILON=${EPSILON:-1e7}
 SCHEMA=$REPO/examples/reference/schemas/strep_tb.toml
-WORK=$(mktemp -d)
 
-network_init "$WORK/net" 3 "$SCHEMA"
-split_csv "$SHARED/reference/strep_tb.csv" 3 "$WORK/split"
-for i in 1 2 3; do
-	fedstat node import --data-dir "$WORK/net/node-$i" --study strep_tb --schema "$SCHEMA" "$WORK/split/part-$i.csv" >&2
-done
-network_start
+study_network strep_tb "$SCHEMA" "$SHARED/reference/strep_tb.csv" 3
 
 common=(--schema "$SCHEMA" --table strep_tb --row arm --col radiologic_6m --dataset strep_tb --epsilon "$EPSILON" --format json --quiet)
 fedstat stats chisq "${common[@]}" --yes 1_Death --name deaths

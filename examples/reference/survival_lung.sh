@@ -7,14 +7,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/network.sh"
 EPSILON=${EPSILON:-1e7}
 SCHEMA=$REPO/examples/reference/schemas/lung.toml
-WORK=$(mktemp -d)
 
-network_init "$WORK/net" 3 "$SCHEMA"
-split_csv "$SHARED/reference/survival_lung.csv" 3 "$WORK/split"
-for i in 1 2 3; do
-	fedstat node import --data-dir "$WORK/net/node-$i" --study lung --schema "$SCHEMA" "$WORK/split/part-$i.csv" >&2
-done
-network_start
+study_network lung "$SCHEMA" "$SHARED/reference/survival_lung.csv" 3
 
 common=(--schema "$SCHEMA" --table lung --time time --status status --event 2 --dataset lung --epsilon "$EPSILON" --format json --quiet)
 fedstat stats km "${common[@]}"
