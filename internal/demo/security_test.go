@@ -696,5 +696,10 @@ func TestDisjointDecryptorSetsCannotReleaseTwice(t *testing.T) {
 		t.Fatalf("a second release by a disjoint decryptor set went through: the difference of the two totals, %v, "+
 			"is node-5's partial alone (exact %v; its noise sigma is %.2f)", all-fewer, exact5.Values()[0], p.NodeSigmas()[0])
 	}
-	t.Logf("second release by a disjoint decryptor set refused: %v", err)
+	wantCode(t, "second release by a disjoint decryptor set", err, codes.InvalidArgument, "no commitment to this set of partials", "node-1")
+	// The refusal comes from the commitments: every node that committed to
+	// the first set refuses to commit to the second.
+	digest := protocol.CommitDigest("q-twice", nw.Epoch, spec, partials[:4])
+	_, err = nodes["node-1"].Commit(ctx, &nodev1.CommitRequest{QueryId: "q-twice", Epoch: nw.Epoch, Digest: digest})
+	wantCode(t, "commitment to a second partial set", err, codes.AlreadyExists, "already committed to another set of partials")
 }
