@@ -3,8 +3,6 @@ package web_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -24,7 +22,6 @@ import (
 
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/demo"
-	"github.com/fedstat/fedstat/internal/pki"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 )
 
@@ -53,14 +50,11 @@ type api struct {
 }
 
 func newAPI(t *testing.T, p *demo.Processes) *api {
-	ca, err := pki.LoadCert(p.Env["FEDSTAT_CA"])
+	c, err := p.HTTPClient(time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &api{base: p.Env["FEDSTAT_HTTP"], c: &http.Client{Timeout: time.Minute,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "coordinator"}}}}
+	return &api{base: p.Env["FEDSTAT_HTTP"], c: c}
 }
 
 func (a *api) do(t *testing.T, token, method, path string) (int, []byte) {
@@ -92,9 +86,9 @@ func TestDashboard(t *testing.T) {
 		t.Skip("browser test builds the binary and starts processes; skipped with -short")
 	}
 	start := time.Now()
-	bin := filepath.Join(t.TempDir(), "fedstat")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fedstat/fedstat/cmd/fedstat").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := demo.BuildBinary(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	data, err := demo.Synthetic(3, 500, 7)
 	if err != nil {
