@@ -75,7 +75,7 @@ type studyColumn struct {
 	Min    *float64 `json:"min,omitempty"`
 	Max    *float64 `json:"max,omitempty"`
 	Values []string `json:"values,omitempty"`
-	// Levels are the column's levels as a factor (see factorLevels).
+	// Levels are the column's levels as a factor (cdm.StudyColumn.Levels).
 	Levels []string `json:"levels,omitempty"`
 	Doc    string   `json:"doc,omitempty"`
 }
@@ -96,7 +96,7 @@ func (h *httpAPI) studies(w http.ResponseWriter, _ *http.Request, _ rpc.Peer) {
 		for _, s := range cat.Studies {
 			t := studyTable{Name: s.Name, Doc: s.Doc, Columns: []studyColumn{}}
 			for _, c := range s.Columns {
-				t.Columns = append(t.Columns, studyColumn{Name: c.Name, Type: c.Type, Min: c.Min, Max: c.Max, Values: c.Values, Levels: factorLevels(&c), Doc: c.Doc})
+				t.Columns = append(t.Columns, studyColumn{Name: c.Name, Type: c.Type, Min: c.Min, Max: c.Max, Values: c.Values, Levels: c.Levels(), Doc: c.Doc})
 			}
 			out.Studies = append(out.Studies, t)
 		}
@@ -230,26 +230,6 @@ func badStats(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, a...))
 }
 
-// factorLevels returns the levels of a categorical study column: every
-// whole number of an int column's range when there are at most 101, or a
-// string column's listed values; nil for any other column. A factor adds
-// an indicator for each level but the first; GET /v1/studies sends the
-// levels so that the dashboard offers as factors (and strata) exactly the
-// columns the statistics accept.
-func factorLevels(col *cdm.StudyColumn) []string {
-	switch {
-	case col.Type == cdm.StudyInt && col.Min != nil && col.Max != nil && *col.Max-*col.Min <= 100:
-		var levels []string
-		for v := math.Ceil(*col.Min); v <= *col.Max; v++ {
-			levels = append(levels, strconv.FormatFloat(v, 'g', -1, 64))
-		}
-		return levels
-	case col.Type == cdm.StudyString && len(col.Values) > 0:
-		return col.Values
-	}
-	return nil
-}
-
 // statsMaxTerms bounds the model terms (covariates and factor indicators)
 // of one request: the rounds' queries grow with the square of their number,
 // and the SQL is built before any plan could refuse it.
@@ -290,17 +270,11 @@ func statsCovariates(sc *cdm.StudySchema, xs, factors []string) ([]stats.Covaria
 		if err != nil {
 			return nil, err
 		}
-		levels := factorLevels(col)
-		if levels == nil {
+		terms, err := stats.Factor(col)
+		if err != nil {
 			return nil, badStats("factor %q needs an int column with a small range or a string column with listed values", f)
 		}
-		for _, l := range levels[1:] {
-			lit := l
-			if col.Type == cdm.StudyString {
-				lit = "'" + strings.ReplaceAll(l, "'", "''") + "'"
-			}
-			out = append(out, stats.Covariate{Name: col.Name + l, Expr: col.Name + " = " + lit, Lo: 0, Hi: 1})
-		}
+		out = append(out, terms...)
 	}
 	if len(out) > statsMaxTerms {
 		return nil, badStats("the factors make %d model terms; at most %d", len(out), statsMaxTerms)

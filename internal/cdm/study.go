@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"strconv"
 
 	"github.com/BurntSushi/toml"
 )
@@ -49,6 +50,26 @@ type StudyColumn struct {
 	Values []string `toml:"values"`
 	// Doc describes the column.
 	Doc string `toml:"doc"`
+}
+
+// MaxLevels is the largest range of an int column that Levels lists.
+const MaxLevels = 100
+
+// Levels are the public categories of a column, for factors, strata and
+// status columns: the whole numbers of an int column's range when it spans
+// at most MaxLevels, the listed values of a string column, nil otherwise.
+func (c *StudyColumn) Levels() []string {
+	switch {
+	case c.Type == StudyInt && c.Min != nil && c.Max != nil && *c.Max-*c.Min <= MaxLevels:
+		var levels []string
+		for v := math.Ceil(*c.Min); v <= *c.Max; v++ {
+			levels = append(levels, strconv.FormatFloat(v, 'g', -1, 64))
+		}
+		return levels
+	case c.Type == StudyString && len(c.Values) > 0:
+		return c.Values
+	}
+	return nil
 }
 
 // StudySchema describes a study table.

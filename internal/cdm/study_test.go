@@ -2,6 +2,7 @@ package cdm
 
 import (
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -46,4 +47,20 @@ func FuzzParseStudySchema(f *testing.F) {
 			t.Fatalf("accepted an invalid schema: %+v", s)
 		}
 	})
+}
+
+func TestStudyColumnLevels(t *testing.T) {
+	lo, hi := 0.5, 3.0
+	if got := (&StudyColumn{Type: StudyInt, Min: &lo, Max: &hi}).Levels(); !slices.Equal(got, []string{"1", "2", "3"}) {
+		t.Errorf("int range [0.5, 3]: %v", got)
+	}
+	if got := (&StudyColumn{Type: StudyString, Values: []string{"a", "b"}}).Levels(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("string values: %v", got)
+	}
+	big := lo + MaxLevels + 1
+	for _, c := range []StudyColumn{{Type: StudyInt, Min: &lo, Max: &big}, {Type: StudyFloat, Min: &lo, Max: &hi}, {Type: StudyString}} {
+		if got := c.Levels(); got != nil {
+			t.Errorf("%+v: levels %v, want none", c, got)
+		}
+	}
 }

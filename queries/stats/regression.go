@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 
 	"github.com/fedstat/fedstat/internal/cdm"
@@ -34,15 +33,8 @@ func (c Covariate) check() error {
 // col.Name + level ("race2", "race3"). The levels are an int column's whole
 // numbers (at most 101 of them) or a string column's listed values.
 func Factor(col *cdm.StudyColumn) ([]Covariate, error) {
-	var levels []string
-	switch {
-	case col.Type == cdm.StudyInt && col.Min != nil && col.Max != nil && *col.Max-*col.Min <= 100:
-		for v := *col.Min; v <= *col.Max; v++ {
-			levels = append(levels, strconv.FormatFloat(v, 'g', -1, 64))
-		}
-	case col.Type == cdm.StudyString && len(col.Values) > 0:
-		levels = col.Values
-	default:
+	levels := col.Levels()
+	if levels == nil {
 		return nil, fmt.Errorf("%w: factor %s needs an int column with a small range or a string column with listed values", ErrInput, col.Name)
 	}
 	var out []Covariate
