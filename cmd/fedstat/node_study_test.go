@@ -36,6 +36,9 @@ func TestNodeImportStudy(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "2 bad record(s)") || !strings.Contains(err.Error(), "and 1 more") {
 		t.Fatalf("bad study: %v, want 2 bad records with 1 listed", err)
 	}
+	if strings.Contains(err.Error(), "--quarantine") {
+		t.Errorf("bad study: %v suggests --quarantine, which study imports do not have", err)
+	}
 	// CDM-only flags are refused rather than ignored.
 	var ue *usageError
 	if _, err := runFedstat(t, "node", "import", "--data-dir", data, "--study", "trial", "--schema", schema, "--quarantine", filepath.Join(dir, "q.jsonl"), bad); !errors.As(err, &ue) {

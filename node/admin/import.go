@@ -98,11 +98,18 @@ type ImportSummary struct {
 type ImportError struct {
 	Errors []*cdm.RecordError // the first MaxErrors, in input order
 	Total  int
+	// NoQuarantine is set for imports that have no quarantine (study
+	// tables): the message then does not suggest one.
+	NoQuarantine bool
 }
 
 func (e *ImportError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d bad record(s), nothing imported (fix them, or use --quarantine FILE to import the rest):", e.Total)
+	hint := "fix them, or use --quarantine FILE to import the rest"
+	if e.NoQuarantine {
+		hint = "fix them"
+	}
+	fmt.Fprintf(&b, "%d bad record(s), nothing imported (%s):", e.Total, hint)
 	for _, re := range e.Errors {
 		b.WriteString("\n  ")
 		b.WriteString(re.Error())

@@ -37,7 +37,7 @@ func readStudy(path string, schema *cdm.StudySchema, maxErrors int) (*cdm.Study,
 		return nil, nil, err
 	}
 	if len(res.Errors) > 0 {
-		ie := &ImportError{Total: len(res.Errors)}
+		ie := &ImportError{Total: len(res.Errors), NoQuarantine: true}
 		ie.Errors = res.Errors[:min(len(res.Errors), maxErrors)]
 		return nil, nil, ie
 	}
