@@ -108,10 +108,13 @@ func (q *cliQuerier) Query(ctx context.Context, r stats.Request) (*stats.Release
 	// coordinator returns its description): take the exact noise
 	// variances from it. Otherwise keep the ones read off the intervals
 	// (upper bounds).
-	d, _ := time.Parse("2006-01-02", ref)
 	spec2 := st.GetSpec()
+	d, err := cdm.ParseDate(ref)
+	if err != nil {
+		return rel, nil
+	}
 	if p, err := plan.Build(plan.Request{SQL: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, MinNodes: int(spec2.GetMinNodes()), Threshold: int(spec2.GetThreshold()),
-		ReferenceDate: cdm.DateOf(d)}, q.cat); err == nil && p.Describe() == st.GetPlan() {
+		ReferenceDate: d}, q.cat); err == nil && p.Describe() == st.GetPlan() {
 		if err := stats.PlanVariances(rel, p, int(st.GetResult().GetNodes())); err != nil {
 			return nil, err
 		}
