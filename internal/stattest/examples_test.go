@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/fedstat/fedstat/internal/demo"
 	"github.com/fedstat/fedstat/internal/shareddata"
 )
 
@@ -22,9 +22,9 @@ func TestReferenceScriptStrepTB(t *testing.T) {
 	}
 	shareddata.Require(t, "reference/strep_tb.csv")
 	dir, _ := shareddata.Dir()
-	bin := filepath.Join(t.TempDir(), "fedstat")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fedstat/fedstat/cmd/fedstat").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := demo.BuildBinary(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	cmd := exec.Command("bash", "../../examples/reference/strep_tb.sh")
 	cmd.Env = append(os.Environ(), "FEDSTAT="+bin, "FEDSTAT_SHARED_DATA="+dir)
