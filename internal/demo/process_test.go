@@ -212,6 +212,9 @@ func TestProcesses(t *testing.T) {
 	}
 
 	// Restart the coordinator after SIGKILL: history and budgets intact.
+	// (Nothing is in flight here: both queries above have ended, so every
+	// debit they caused is already in the nodes' ledgers.)
+	beforeKill := budgets(t, p)
 	p.Coordinator.Kill()
 	if err := p.StartCoordinator(); err != nil {
 		t.Fatal(err)
@@ -230,6 +233,11 @@ func TestProcesses(t *testing.T) {
 		}
 		if after[node] < spent {
 			t.Errorf("budget of analyst at %s went from %v to %v across a restart", node, spent, after[node])
+		}
+	}
+	for node, spent := range beforeKill {
+		if after[node] != spent {
+			t.Errorf("budget of analyst at %s was %v before the coordinator's SIGKILL and %v after its restart", node, spent, after[node])
 		}
 	}
 	out, _, err = cli(t, p, "nodes")
