@@ -150,22 +150,7 @@ func TestProcesses(t *testing.T) {
 	p := serve(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 3})
 
 	// A query through the CLI, as JSON.
-	out, stderr, err := cli(t, p, "query", "--format", "json", CohortQuery)
-	if err != nil {
-		t.Fatalf("fedstat query: %v\n%s", err, stderr)
-	}
-	var res struct {
-		Rows []struct {
-			Values []struct {
-				Value   float64 `json:"value"`
-				Display string  `json:"display"`
-			} `json:"values"`
-		} `json:"rows"`
-		Nodes int `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Rows) != 1 || res.Nodes != 3 {
-		t.Fatalf("query JSON %q: %v", out, err)
-	}
+	_, stderr := cliQueryJSON(t, p, 3, CohortQuery)
 	if !strings.Contains(stderr, "node-1 answered") {
 		t.Errorf("no progress on stderr: %q", stderr)
 	}
@@ -206,7 +191,7 @@ func TestProcesses(t *testing.T) {
 	if err == nil || !strings.Contains(stderr, "node-3") || !strings.Contains(stderr, "nothing was decrypted") {
 		t.Fatalf("query with node-3 dead and min_nodes 3: err %v, stderr %q", err, stderr)
 	}
-	out, stderr, err = cli(t, p, "query", "--min-nodes", "2", "--deadline", "10s", "--format", "json", CohortQuery)
+	out, stderr, err := cli(t, p, "query", "--min-nodes", "2", "--deadline", "10s", "--format", "json", CohortQuery)
 	if err != nil || !strings.Contains(out, `"nodes": 2`) {
 		t.Fatalf("query with node-3 dead and min_nodes 2: %v %s %s", err, out, stderr)
 	}
@@ -258,6 +243,34 @@ func TestProcesses(t *testing.T) {
 			t.Errorf("audit log of %s: %d entries, %v", name, n, err)
 		}
 	}
+}
+
+// cliResult is what `fedstat query --format json` prints, as far as the
+// tests read it.
+type cliResult struct {
+	Rows []struct {
+		Values []struct {
+			Value   float64 `json:"value"`
+			Display string  `json:"display"`
+		} `json:"values"`
+	} `json:"rows"`
+	Nodes int `json:"nodes"`
+}
+
+// cliQueryJSON runs `fedstat query --format json ARGS...` and checks that it
+// released one row from the given number of nodes; it returns the result
+// and the progress printed on stderr.
+func cliQueryJSON(t *testing.T, p *Processes, nodes int, args ...string) (cliResult, string) {
+	t.Helper()
+	out, stderr, err := cli(t, p, append([]string{"query", "--format", "json"}, args...)...)
+	if err != nil {
+		t.Fatalf("fedstat query: %v\n%s", err, stderr)
+	}
+	var res cliResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Rows) != 1 || res.Nodes != nodes {
+		t.Fatalf("query JSON %q: %v", out, err)
+	}
+	return res, stderr
 }
 
 // budgets returns the analyst's spent rho per node (HTTP API).

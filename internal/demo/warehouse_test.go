@@ -2,7 +2,6 @@ package demo
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"testing"
@@ -41,21 +40,7 @@ func TestWarehouseNodeProcess(t *testing.T) {
 			return fmt.Sprintf("\n[warehouse]\ndsn = %q\nschema = %q\n", dsn, schema)
 		}})
 
-	out, stderr, err := cli(t, p, "query", "--epsilon", "5", "--format", "json", "SELECT COUNT(*) FROM patients")
-	if err != nil {
-		t.Fatalf("fedstat query: %v\n%s", err, stderr)
-	}
-	var res struct {
-		Rows []struct {
-			Values []struct {
-				Value float64 `json:"value"`
-			} `json:"values"`
-		} `json:"rows"`
-		Nodes int `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Rows) != 1 || res.Nodes != 3 {
-		t.Fatalf("query JSON %q: %v", out, err)
-	}
+	res, _ := cliQueryJSON(t, p, 3, "--epsilon", "5", "SELECT COUNT(*) FROM patients")
 	want := float64(len(data[0].Patients) + len(data[1].Patients) + len(wh[0].Patients))
 	imported := float64(len(data[0].Patients) + len(data[1].Patients) + len(data[2].Patients))
 	got := res.Rows[0].Values[0].Value
