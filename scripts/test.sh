@@ -76,5 +76,8 @@ go vet ./...
 echo "== go build"
 go build -o /dev/null ./cmd/fedstat
 
+echo "== exact privacy accountant over every network size (pure arithmetic: no race detector)"
+go test -count=1 -run '^TestReleasedNoiseMatchesCharge$' ./queries/dp/
+
 echo "== go test -race"
 go test -race -timeout 25m ./... "$@"

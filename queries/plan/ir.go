@@ -192,8 +192,9 @@ type Measure struct {
 	// LaplaceB is the Laplace scale b = L1/ε_j each node draws with (0 for
 	// Gaussian).
 	LaplaceB float64
-	// Scale is the fixed-point scale: slot = round(Scale·(value + noise)).
-	// 1 for counts, a power of two for sums.
+	// Scale is the fixed-point scale, a power of two: slot =
+	// round(Scale·value) + round(Scale·noise), with NodeSigma·Scale ≥ 4
+	// (see Plan.encode). At least 1 for counts.
 	Scale float64
 }
 

@@ -39,10 +39,13 @@
 // a full Laplace(b): one honest node's noise suffices (post-processing), at
 // the price of variance 2b² per contributing node. Its zCDP cost is ε²/2.
 //
-// Encoding: slot = round(Scale·(value + noise)); counts have Scale 1, sums a
-// power of two 2^k chosen so that the per-row bound maps to about 2^6 units
-// and the quantum is below a quarter of the node noise. Rounding is post-
-// processing; Release counts its variance (1/12 quantum²) in the intervals.
+// Encoding: slot = round(Scale·value) + round(Scale·noise), Scale = 2^k a
+// power of two chosen so that the quantum 1/Scale is at most a quarter of the
+// node noise (counts: k ≥ 0; sums: also about 2^6 quanta per row bound). The
+// rule matters: rounding happens at each node, before the sum, so a quantum
+// as coarse as the node noise would round the distributed noise away (see
+// Plan.encode). Release counts the rounding variance (1/12 quantum² per
+// node) in the intervals.
 package plan
 
 import (
@@ -259,18 +262,91 @@ func (p *Plan) account() error {
 		if !(m.NodeSigma > 0) || math.IsInf(m.NodeSigma, 0) {
 			return fmt.Errorf("%w: epsilon %v gives no usable noise scale", ErrRequest, p.req.Epsilon)
 		}
-		m.Scale = 1
-		if m.Kind == Sum || m.Kind == SumSquares {
-			rowBound := m.PerCell / float64(p.rows)
-			k := 6 - int(math.Ceil(math.Log2(rowBound)))
-			if q := int(math.Ceil(math.Log2(4 / m.NodeSigma))); q > k {
-				k = q
-			}
-			k = max(-20, min(k, 30))
-			m.Scale = math.Ldexp(1, k)
-		}
+		p.encode(m)
 	}
 	return nil
+}
+
+// maxPartialData bounds the data term of one partial slot in encoded units
+// (MaxPatientsPerNode·PerCell·Scale) when the encoding grid is chosen: 2^33,
+// so that the worst case of 64 partials fits the plaintext range (2^39) of
+// the production parameters. Beyond it the grid stops getting finer and the
+// node noise is raised instead (see encode).
+const maxPartialData = 1 << 33
+
+// encode chooses measure m's fixed-point grid, the quantum q = 1/Scale = 2^−k,
+// and raises the noise where the grid cannot be fine enough.
+//
+// A node rounds its data to the grid (round(Scale·x), exact for counts, whose
+// grid divides 1) and adds its noise rounded to the grid, so every slot is an
+// integer number of quanta and the honest part of a release is the exact
+// data plus a sum of m−T+1 independent rounded Gaussians of standard
+// deviation NodeSigma·Scale quanta. Rounding each node's noise is not post-
+// processing of the release: with a coarse grid (a count's quantum 1 against
+// a node sigma of 0.1 on a 52-node network) the rounded shares are almost
+// always 0 and the release is the exact total. The rule that keeps the
+// release as noisy as charged is q ≤ NodeSigma/4 for every measure: the
+// rounded Gaussian is then within e^(−2π²·16) of a shifted copy of itself in
+// every respect that matters here, and queries/dp's TestReleasedNoiseMatches
+// Charge computes the exact (ε, δ) of the rounded sum for 2 to 300 nodes.
+//
+// Counts keep q ≤ 1 (k ≥ 0) so that their integer data are on the grid. Sums
+// start from about 2^6 quanta per row bound (ample resolution) and have their
+// data rounded by the node: one patient then moves a slot by at most
+// PerCell + q, so their per-cell sensitivity is charged as PerCell + q.
+//
+// The grid stops at maxPartialData (and at 2^30); where the noise rule would
+// need a finer grid, NodeSigma is raised to 4q instead: the release carries
+// more noise than the charged ρ requires (it is more private than charged),
+// which happens only at very large ε.
+func (p *Plan) encode(m *Measure) {
+	var k int
+	switch m.Kind {
+	case Sum, SumSquares:
+		k = 6 - int(math.Ceil(math.Log2(m.PerCell/float64(p.rows))))
+	default:
+		k = 0
+	}
+	if p.mech == Gaussian || m.Kind == Sum || m.Kind == SumSquares {
+		// (A Laplace count needs no finer grid: each node's own full
+		// Laplace noise protects it, and rounding that is post-processing.)
+		k = max(k, int(math.Ceil(math.Log2(4/m.NodeSigma))))
+	}
+	if data := float64(p.maxPat) * m.PerCell; data > 0 {
+		kmax := int(math.Floor(math.Log2(maxPartialData / data)))
+		if m.Kind != Sum && m.Kind != SumSquares {
+			kmax = max(kmax, 0)
+		}
+		k = min(k, kmax)
+	}
+	k = max(-20, min(k, 30))
+	m.Scale = math.Ldexp(1, k)
+	q := 1 / m.Scale
+	if m.Kind == Sum || m.Kind == SumSquares {
+		// The node rounds its data to the grid: charge PerCell + q.
+		kn, g := float64(p.nodesPer), float64(p.groups)
+		m.L2 = kn * (m.PerCell + q) * math.Sqrt(g)
+		m.L1 = kn * (m.PerCell + q) * g
+		switch p.mech {
+		case Gaussian:
+			m.Sigma = zcdp.GaussianSigma(m.L2, m.Rho)
+			m.NodeSigma = m.Sigma / math.Sqrt(float64(p.honest))
+		case Laplace:
+			m.LaplaceB = m.L1 / m.Epsilon
+			m.Sigma = math.Sqrt2 * m.LaplaceB
+			m.NodeSigma = m.Sigma
+		}
+	}
+	if floor := 4 * q; m.NodeSigma < floor && (p.mech == Gaussian || m.Kind == Sum || m.Kind == SumSquares) {
+		m.NodeSigma = floor
+		switch p.mech {
+		case Gaussian:
+			m.Sigma = floor * math.Sqrt(float64(p.honest))
+		case Laplace:
+			m.Sigma = floor
+			m.LaplaceB = floor / math.Sqrt2
+		}
+	}
 }
 
 // VectorLen is the number of int64 slots of a node's partial: measures ×
@@ -289,8 +365,8 @@ func (p *Plan) NodeSigmas() []float64 {
 	return out
 }
 
-// tail is how far out the node noise is bounded: 10σ for Gaussian
-// (probability < 2e-23 per slot), 30b for Laplace (< 1e-13).
+// tail is where a node's noise is cut: 10σ for Gaussian (probability
+// < 2e-23 per slot), 30b for Laplace (< 1e-13).
 func (p *Plan) tail(m *Measure) float64 {
 	if p.mech == Laplace {
 		return 30 * m.LaplaceB
@@ -298,9 +374,11 @@ func (p *Plan) tail(m *Measure) float64 {
 	return 10 * m.NodeSigma
 }
 
-// MaxAbsPartial is the worst-case |slot| of one partial: a node of at most
+// MaxAbsPartial is the bound on |slot| of one partial: a node of at most
 // Catalogue.MaxPatientsPerNode patients each changing a cell by at most
 // PerCell, plus the noise tail (10σ Gaussian, 30b Laplace), plus rounding.
+// A node clamps every slot to it (dp.NoiseShare), so it holds for every
+// partial, not only with high probability.
 func (p *Plan) MaxAbsPartial() int64 {
 	var worst float64
 	for i := range p.measures {
@@ -308,27 +386,20 @@ func (p *Plan) MaxAbsPartial() int64 {
 		v := (float64(p.maxPat)*m.PerCell + p.tail(m)) * m.Scale
 		worst = max(worst, v)
 	}
-	return satInt(worst + 1)
+	return satInt(worst + 2)
 }
 
-// MaxAbsTotal is the worst-case |slot| of the sum of `nodes` partials:
-// nodes × the data bound, plus the tail of the summed noise (10·√nodes·σ for
-// Gaussian, nodes·30b for Laplace), plus rounding. The integrator compares it
-// with the plaintext range of the encryption and refuses a query that could
-// wrap.
+// MaxAbsTotal is the worst case of |slot| in the sum of `nodes` partials,
+// nodes × MaxAbsPartial: deterministic, because every node clamps its slots
+// to MaxAbsPartial. The coordinator and every node compare it with the
+// plaintext range of the encryption and refuse a query that could wrap.
 func (p *Plan) MaxAbsTotal(nodes int) int64 {
-	n := float64(max(nodes, 1))
-	var worst float64
-	for i := range p.measures {
-		m := &p.measures[i]
-		tail := 10 * math.Sqrt(n) * m.NodeSigma
-		if p.mech == Laplace {
-			tail = n * p.tail(m)
-		}
-		v := (n*float64(p.maxPat)*m.PerCell + tail) * m.Scale
-		worst = max(worst, v)
+	n := int64(max(nodes, 1))
+	one := p.MaxAbsPartial()
+	if one > math.MaxInt64/2/n {
+		return math.MaxInt64 / 2
 	}
-	return satInt(worst + n)
+	return n * one
 }
 
 func satInt(v float64) int64 {

@@ -344,27 +344,12 @@ func PlanVariances(rel *Release, p *plan.Plan, nodes int) error {
 			}
 			m := ms[mi]
 			q := 1 / m.Scale
-			v := m.NodeSigma*m.NodeSigma + q*q/12
-			if count := m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues; count && p.Mechanism() == plan.Gaussian {
-				v = roundedVar(m.NodeSigma)
+			row.Values[i].Var = float64(nodes) * (m.NodeSigma*m.NodeSigma + q*q/12)
+			if count := m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues; count && m.Scale > 1 {
+				// queries/dp rounds such a count to an integer.
+				row.Values[i].Var += 1.0 / 12
 			}
-			row.Values[i].Var = float64(nodes) * v
 		}
 	}
 	return nil
-}
-
-// roundedVar is the variance of round(t + X) − t for an integer t and X ~
-// N(0, σ²): a count partial's error after the node rounds it.
-func roundedVar(sigma float64) float64 {
-	if sigma > 3 {
-		return sigma*sigma + 1.0/12
-	}
-	phi := func(x float64) float64 { return 0.5 * math.Erfc(-x/math.Sqrt2) }
-	var v float64
-	for k := 1.0; k <= 40; k++ {
-		pk := phi((k+0.5)/sigma) - phi((k-0.5)/sigma)
-		v += 2 * k * k * pk
-	}
-	return v
 }
