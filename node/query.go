@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -37,13 +38,41 @@ type Policy struct {
 	// release a sum of fewer partials. Defaults to 2.
 	MinNodes int
 	// MinCohort refuses a query whose cohort at this node (its largest
-	// count, summed over all groups, before noise) is below it. The refusal
-	// itself tells the analyst that much, which is the admin's trade-off.
-	// Defaults to 0 (off).
+	// count, summed over all groups) is below it, decided on a noisy count
+	// (dp.NoisyCohort) whose cost MinCohortRho is charged with the query,
+	// refused or not. The refusal reaches the analyst; it depends on the
+	// data only through that noisy count. Defaults to 0 (off).
 	MinCohort int
+	// MinCohortRho is the zCDP cost of the minimum-cohort check, charged on
+	// top of the query's own cost whenever MinCohort is on and the query has
+	// a count: the check's noise has σ = (the cohort's sensitivity)/√(2ρ), 10
+	// for a COUNT(DISTINCT) at the default. Defaults to DefaultMinCohortRho.
+	MinCohortRho float64
 	// RequireApproval queues every new query until the node admin approves
 	// or denies it (`fedstat node approvals`). Defaults to false.
 	RequireApproval bool
+}
+
+// DefaultMinCohortRho is the default cost of a node's minimum-cohort check
+// (Policy.MinCohortRho): ρ 0.005 (ε 0.53 at δ 1e-6), noise σ 10 on a count of
+// patients.
+const DefaultMinCohortRho = 0.005
+
+// cohortRho is what the minimum-cohort check of p costs at this node: 0 when
+// the policy has no minimum or p has no count to check.
+func (pol *Policy) cohortRho(p *plan.Plan) float64 {
+	if pol.MinCohort <= 0 {
+		return 0
+	}
+	for _, m := range p.Measures() {
+		if m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues {
+			if pol.MinCohortRho > 0 {
+				return pol.MinCohortRho
+			}
+			return DefaultMinCohortRho
+		}
+	}
+	return 0
 }
 
 // DefaultPolicy returns the default policy.
@@ -183,9 +212,12 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	}
 	n.record(ctx, req.GetAnalyst(), "query.received", req.GetQueryId(), map[string]any{
 		"sql": req.GetSpec().GetSql(), "epsilon": req.GetSpec().GetEpsilon(), "delta": req.GetSpec().GetDelta(), "rho": p.Rho(), "role": req.GetRole()})
-	answer, replayed, err := n.ledger.Charge(ctx, req.GetQueryId(), req.GetAnalyst(), p.Rho(), func() ([]byte, error) {
+	// The query's own cost, plus the minimum-cohort check's when it runs:
+	// charged together, whether the check lets the query through or not.
+	rho := p.Rho() + pol.cohortRho(p)
+	answer, replayed, err := n.ledger.Charge(ctx, req.GetQueryId(), req.GetAnalyst(), rho, func() ([]byte, error) {
 		if pol.RequireApproval {
-			if err := n.awaitApproval(ctx, req, p.Rho()); err != nil {
+			if err := n.awaitApproval(ctx, req, rho); err != nil {
 				return nil, err
 			}
 		}
@@ -194,43 +226,68 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	if err != nil {
 		return nil, err
 	}
+	if !replayed {
+		n.metrics.rho.Add(rho)
+		n.record(ctx, n.id, "budget.debited", req.GetQueryId(), map[string]any{"analyst": req.GetAnalyst(), "rho": rho})
+	}
+	if reason, ok := storedRefusal(answer); ok {
+		// Decided once, on a noisy count, and charged: a re-delivery gets
+		// the same refusal, never a fresh draw.
+		return nil, fmt.Errorf("%w: %s", ErrPolicy, reason)
+	}
 	var signed typesv1.Signed
 	if err := proto.Unmarshal(answer, &signed); err != nil {
 		return nil, fmt.Errorf("node: stored answer of %s: %w", req.GetQueryId(), err)
-	}
-	if !replayed {
-		n.metrics.rho.Add(p.Rho())
-		n.record(ctx, n.id, "budget.debited", req.GetQueryId(), map[string]any{"analyst": req.GetAnalyst(), "rho": p.Rho()})
 	}
 	n.record(ctx, n.id, "partial.released", req.GetQueryId(), map[string]any{"replayed": replayed, "slots": p.VectorLen()})
 	n.log.Info("answered query", "query_id", req.GetQueryId(), "analyst", req.GetAnalyst(), "rho", p.Rho(), "replayed", replayed)
 	return &nodev1.EvaluateResponse{Partial: &signed, Replayed: replayed}, nil
 }
 
-// checkCohort applies the node's minimum cohort: the largest count measure,
-// summed over the groups, must reach MinCohort.
-func (n *Node) checkCohort(p *plan.Plan, exact []float64) error {
-	k := n.cfg.Policy.MinCohort
-	if k <= 0 {
-		return nil
+// refusalPrefix marks a stored answer that is a refusal decided on noisy
+// data (the minimum-cohort check) rather than a signed partial. A signed
+// partial is a protobuf message, which never starts with these bytes (0x00
+// is not a valid field tag).
+const refusalPrefix = "\x00fedstat-refusal\x00"
+
+// storedRefusal reports whether a stored answer is a refusal, and its reason.
+func storedRefusal(answer []byte) (string, bool) {
+	r, ok := bytes.CutPrefix(answer, []byte(refusalPrefix))
+	return string(r), ok
+}
+
+// errSmallCohort is the refusal of the minimum-cohort check.
+var errSmallCohort = errors.New("small cohort")
+
+// noisyShare is a node's side of a query on its data, exactly as it runs for
+// a real query: the exact aggregates (data.Evaluate when the data source
+// pushes aggregations down, else eval on its tables), the minimum-cohort
+// decision on a noisy count (pol.MinCohort, charged as pol.cohortRho), and
+// the noise share on the plan's grid. A refusal wraps errSmallCohort. The
+// exact aggregates never leave this function. The privacy auditor
+// (privacy_audit_test.go) runs it too.
+func noisyShare(ctx context.Context, id string, data DataSource, pol *Policy, p *plan.Plan) (*dp.Share, error) {
+	var exact *eval.Exact
+	var err error
+	if ev, ok := data.(Evaluator); ok {
+		exact, err = ev.Evaluate(ctx, p)
+	} else {
+		exact, err = eval.Evaluate(ctx, p, data.Tables())
 	}
-	cells := p.Cells()
-	best, counted := 0.0, false
-	for i, m := range p.Measures() {
-		if m.Kind != plan.CountRows && m.Kind != plan.CountDistinct && m.Kind != plan.CountValues {
-			continue
+	if err != nil {
+		return nil, err
+	}
+	if rho := pol.cohortRho(p); rho > 0 {
+		c, err := dp.NoisyCohort(p, exact, rho)
+		if err != nil {
+			return nil, err
 		}
-		counted = true
-		total := 0.0
-		for c := 0; c < cells; c++ {
-			total += exact[i*cells+c]
+		if c.Counted && c.Noisy < float64(pol.MinCohort) {
+			return nil, fmt.Errorf("%w: the cohort at %s is below its minimum of %d (decided on a noisy count, sd %.3g; the check is charged)",
+				errSmallCohort, id, pol.MinCohort, c.Sigma)
 		}
-		best = max(best, total)
 	}
-	if counted && best < float64(k) {
-		return fmt.Errorf("%w: the cohort at %s is below its minimum of %d", ErrPolicy, n.id, k)
-	}
-	return nil
+	return dp.NoiseShare(p, exact)
 }
 
 // Evaluator is a DataSource that computes a plan's exact aggregates itself,
@@ -241,23 +298,16 @@ type Evaluator interface {
 }
 
 // partial evaluates p on the local data, adds this node's noise share,
-// encrypts under the epoch's collective key and signs. The exact aggregates
-// never leave this function.
+// encrypts under the epoch's collective key and signs (noisyShare); a
+// refusal by the minimum-cohort check comes back as a stored refusal
+// (refusalPrefix), charged like an answer.
 func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec *typesv1.QuerySpec, p *plan.Plan) ([]byte, error) {
-	var exact *eval.Exact
-	var err error
-	if ev, ok := n.cfg.Data.(Evaluator); ok {
-		exact, err = ev.Evaluate(ctx, p)
-	} else {
-		exact, err = eval.Evaluate(ctx, p, n.cfg.Data.Tables())
+	share, err := noisyShare(ctx, n.id, n.cfg.Data, n.cfg.Policy, p)
+	if errors.Is(err, errSmallCohort) {
+		// Stored and charged like an answer (see evaluateBody).
+		_, reason, _ := strings.Cut(err.Error(), ": ")
+		return []byte(refusalPrefix + reason), nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	if err := n.checkCohort(p, exact.Values()); err != nil {
-		return nil, err
-	}
-	share, err := dp.NoiseShare(p, exact)
 	if err != nil {
 		return nil, err
 	}

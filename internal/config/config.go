@@ -124,9 +124,13 @@ type Policy struct {
 	Kinds []string `toml:"kinds"`
 	// MinNodes is the smallest min_nodes the node accepts. Default 2.
 	MinNodes int `toml:"min_nodes"`
-	// MinCohort refuses count queries whose local count is below it.
-	// Default 0 (off).
+	// MinCohort refuses count queries whose local cohort is below it,
+	// decided on a noisy count that is charged with the query. Default 0
+	// (off).
 	MinCohort int `toml:"min_cohort"`
+	// MinCohortRho is the zCDP cost of that check, added to every query
+	// with a count while min_cohort is on. Default 0.005.
+	MinCohortRho float64 `toml:"min_cohort_rho"`
 	// RequireApproval queues every query for the admin's approval.
 	RequireApproval bool `toml:"require_approval"`
 }

@@ -219,6 +219,10 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 		pol.MinNodes = cfg.Policy.MinNodes
 	}
 	pol.MinCohort = cfg.Policy.MinCohort
+	if cfg.Policy.MinCohortRho < 0 {
+		return fmt.Errorf("%w: policy.min_cohort_rho must not be negative, got %v", config.ErrInvalid, cfg.Policy.MinCohortRho)
+	}
+	pol.MinCohortRho = cfg.Policy.MinCohortRho
 	pol.RequireApproval = cfg.Policy.RequireApproval
 
 	cat, err := studyCatalogue(&cfg.Common)

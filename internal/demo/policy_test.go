@@ -2,6 +2,8 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/internal/audit"
+	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/node"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
@@ -46,7 +49,9 @@ func refusedWith(entries []audit.Entry, reason string) bool {
 func TestNodePolicyRefusals(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pol := &node.Policy{Roles: []pki.Role{pki.RoleAnalyst}, Kinds: []string{"count"}, MinNodes: 2, MinCohort: 20}
+	// The cohort check is noisy (issue 13, finding 3); rho 0.3 makes its
+	// noise sd 1.3, so that 0 patients are refused at every node.
+	pol := &node.Policy{Roles: []pki.Role{pki.RoleAnalyst}, Kinds: []string{"count"}, MinNodes: 2, MinCohort: 20, MinCohortRho: 0.3}
 	nw, err := Start(ctx, Options{Data: syntheticData(t, 3, 400), Threshold: 2, MinNodes: 3, NodePolicy: pol, AuditLogs: true})
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +98,9 @@ func TestNodePolicyRefusals(t *testing.T) {
 			}
 		}
 	}
-	// Nothing was debited for the refused queries: only the allowed one.
+	// Refusals by role and kind debit nothing (they do not depend on the
+	// data); the cohort refusal is decided on a noisy count and charged, as
+	// is the allowed query: two debits at every node.
 	for i := range nw.Nodes {
 		debits := 0
 		for _, e := range auditEntries(t, nw, i) {
@@ -101,9 +108,77 @@ func TestNodePolicyRefusals(t *testing.T) {
 				debits++
 			}
 		}
-		if debits != 1 {
-			t.Errorf("%s: %d debits, want 1 (refusals must not debit)", NodeID(i), debits)
+		if debits != 2 {
+			t.Errorf("%s: %d debits, want 2 (the allowed query and the charged cohort check)", NodeID(i), debits)
 		}
+	}
+}
+
+// TestMinCohortIsNotAFreeOracle replays the audit's attack on min_cohort
+// (issue 13, finding 3): probes of "SELECT COUNT(*) FROM patients WHERE
+// birth_date <= 'D'" at epsilon 1e-4, bisecting on D with node-1's refusal
+// as the oracle. When the node decided on the exact count and a refusal
+// debited nothing, 16 probes found the exact 20th oldest birth date and half
+// of them were free. Now every probe is charged at node-1 (query plus the
+// check's rho), the refusal is decided on a noisy count and says so.
+func TestMinCohortIsNotAFreeOracle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pol := node.DefaultPolicy()
+	pol.MinCohort = 20
+	data := syntheticData(t, 3, 300)
+	nw, err := Start(ctx, Options{Data: data, Threshold: 2, MinNodes: 2, NodePolicy: pol, AuditLogs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nw.Close)
+	client := dialCoordinator(t, nw, nil)
+
+	lo, hi := cdm.DateFromYMD(1900, 1, 1), cdm.DateFromYMD(2025, 1, 1)
+	const probes = 16
+	refused := 0
+	for range probes {
+		mid := lo + (hi-lo)/2
+		sql := fmt.Sprintf("SELECT COUNT(*) FROM patients WHERE birth_date <= '%s'", mid)
+		st, _ := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: sql, Epsilon: 1e-4}, nil)
+		if st == nil {
+			t.Fatalf("probe %s: no status", mid)
+		}
+		small := false
+		for _, ns := range st.GetNodes() {
+			if ns.GetNodeId() == NodeID(0) && strings.Contains(ns.GetError(), "below its minimum of 20") {
+				small = true
+				if !strings.Contains(ns.GetError(), "noisy count") {
+					t.Errorf("refusal does not say it was decided on a noisy count: %q", ns.GetError())
+				}
+			}
+		}
+		if small {
+			refused++
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	if refused == 0 || refused == probes {
+		t.Fatalf("the bisection never crossed the threshold (%d of %d refused)", refused, probes)
+	}
+	debits, rho := 0, 0.0
+	for _, e := range auditEntries(t, nw, 0) {
+		if e.Action == "budget.debited" {
+			debits++
+			r, err := e.Details["rho"].(json.Number).Float64()
+			if err != nil {
+				t.Fatalf("debit entry without rho: %v", e.Details)
+			}
+			rho += r
+		}
+	}
+	if debits != probes {
+		t.Errorf("node-1 debited %d of %d probes (%d were refused): a refusal must be charged", debits, probes, refused)
+	}
+	if want := float64(probes) * node.DefaultMinCohortRho; rho < want {
+		t.Errorf("node-1 charged rho %.4g for %d probes, want at least %.4g (the checks alone)", rho, probes, want)
 	}
 }
 
