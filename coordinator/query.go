@@ -131,6 +131,9 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	if spec.ReferenceDate == "" {
 		spec.ReferenceDate = cdm.DateOf(c.cfg.Now()).String()
 	}
+	// The encoding range of one partial: what the epoch's members can sum
+	// without wrapping. It is the network's, not the analyst's, to set.
+	spec.PartialLimit = c.params.MaxAbs() / int64(len(e.Members))
 	start := time.Now()
 	preq, err := planRequest(spec)
 	if err != nil {
@@ -141,7 +144,7 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 		return nil, err
 	}
 	if worst := p.MaxAbsTotal(len(e.Members)); worst > c.params.MaxAbs() || worst < 0 {
-		return nil, fmt.Errorf("%w: the worst-case sum %d over %d nodes could wrap around the plaintext modulus (at most %d): narrow the clamps or the groups", ErrBadRequest, worst, len(e.Members), c.params.MaxAbs())
+		return nil, fmt.Errorf("%w: the worst-case sum %d over %d nodes could wrap around the plaintext modulus (at most %d): narrow the clamps or the groups, or lower the catalogue's patients per node", ErrBadRequest, worst, len(e.Members), c.params.MaxAbs())
 	}
 	if deadline <= 0 {
 		deadline = c.cfg.Deadline
@@ -181,17 +184,13 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	return st, nil
 }
 
+// planRequest is protocol.PlanRequest with the coordinator's error.
 func planRequest(spec *typesv1.QuerySpec) (plan.Request, error) {
-	ref, err := cdm.ParseDate(spec.GetReferenceDate())
+	r, err := protocol.PlanRequest(spec)
 	if err != nil {
-		return plan.Request{}, fmt.Errorf("%w: reference_date: %v", ErrBadRequest, err)
+		return plan.Request{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	mech := "gaussian"
-	if spec.GetMechanism() == typesv1.Mechanism_MECHANISM_LAPLACE {
-		mech = "laplace"
-	}
-	return plan.Request{SQL: spec.GetSql(), Epsilon: spec.GetEpsilon(), Delta: spec.GetDelta(), Mechanism: mech,
-		MinNodes: int(spec.GetMinNodes()), Threshold: int(spec.GetThreshold()), ReferenceDate: ref}, nil
+	return r, nil
 }
 
 // run drives a query to its end.

@@ -80,29 +80,13 @@ func DefaultPolicy() *Policy {
 	return &Policy{Roles: []pki.Role{pki.RoleAnalyst, pki.RoleResearcher, pki.RoleOperator}, MinNodes: 2}
 }
 
-// PlanRequest converts a wire QuerySpec into a planner request. Coordinator
-// and nodes use it alike, so both plan the same query.
-func PlanRequest(spec *typesv1.QuerySpec) (plan.Request, error) {
-	if spec == nil {
-		return plan.Request{}, fmt.Errorf("%w: missing query spec", ErrBadRequest)
-	}
-	ref, err := parseDay(spec.GetReferenceDate())
+// planRequest is protocol.PlanRequest with the node's error.
+func planRequest(spec *typesv1.QuerySpec) (plan.Request, error) {
+	r, err := protocol.PlanRequest(spec)
 	if err != nil {
-		return plan.Request{}, fmt.Errorf("%w: reference_date: %v", ErrBadRequest, err)
+		return plan.Request{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	mech := "gaussian"
-	if spec.GetMechanism() == typesv1.Mechanism_MECHANISM_LAPLACE {
-		mech = "laplace"
-	}
-	return plan.Request{
-		SQL:           spec.GetSql(),
-		Epsilon:       spec.GetEpsilon(),
-		Delta:         spec.GetDelta(),
-		Mechanism:     mech,
-		MinNodes:      int(spec.GetMinNodes()),
-		Threshold:     int(spec.GetThreshold()),
-		ReferenceDate: ref,
-	}, nil
+	return r, nil
 }
 
 // checkPlaintextRange refuses a plan whose worst-case sum over all members
@@ -190,7 +174,7 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	if !slices.Contains(pol.Roles, pki.Role(req.GetRole())) {
 		return nil, fmt.Errorf("%w: role %q may not query %s", ErrPolicy, req.GetRole(), n.id)
 	}
-	preq, err := PlanRequest(req.GetSpec())
+	preq, err := planRequest(req.GetSpec())
 	if err != nil {
 		return nil, err
 	}
@@ -371,7 +355,7 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	if err != nil {
 		return nil, err
 	}
-	preq, err := PlanRequest(req.GetSpec())
+	preq, err := planRequest(req.GetSpec())
 	if err != nil {
 		return nil, err
 	}

@@ -2,9 +2,7 @@ package node
 
 import (
 	"context"
-	"time"
 
-	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/rpc"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -64,13 +62,6 @@ func (n *Node) Summary() *typesv1.DataSummary {
 		}
 	}
 	return s
-}
-
-func parseDay(s string) (cdm.Date, error) {
-	if s == "" {
-		return cdm.DateOf(time.Now()), nil
-	}
-	return cdm.ParseDate(s)
 }
 
 func (s *service) Budget(ctx context.Context, req *nodev1.BudgetRequest) (*nodev1.BudgetResponse, error) {

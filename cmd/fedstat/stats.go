@@ -15,6 +15,7 @@ import (
 
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/protocol"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -108,13 +109,11 @@ func (q *cliQuerier) Query(ctx context.Context, r stats.Request) (*stats.Release
 	// coordinator returns its description): take the exact noise
 	// variances from it. Otherwise keep the ones read off the intervals
 	// (upper bounds).
-	spec2 := st.GetSpec()
-	d, err := cdm.ParseDate(ref)
+	preq, err := protocol.PlanRequest(st.GetSpec())
 	if err != nil {
 		return rel, nil
 	}
-	if p, err := plan.Build(plan.Request{SQL: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, MinNodes: int(spec2.GetMinNodes()), Threshold: int(spec2.GetThreshold()),
-		ReferenceDate: d}, q.cat); err == nil && p.Describe() == st.GetPlan() {
+	if p, err := plan.Build(preq, q.cat); err == nil && p.Describe() == st.GetPlan() {
 		if err := stats.PlanVariances(rel, p, int(st.GetResult().GetNodes())); err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/protocol"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/dp"
@@ -168,12 +169,11 @@ func ProgressPrinter(w io.Writer) func(*coordinatorv1.QueryStatus) {
 // computed in the clear from the union of the records. Only the demo and
 // tests can do this: a real network has no place where all the data is.
 func (nw *Network) ExactValues(ctx context.Context, spec *typesv1.QuerySpec) (*plan.Plan, *eval.Exact, error) {
-	ref, err := cdm.ParseDate(spec.GetReferenceDate())
+	preq, err := protocol.PlanRequest(spec)
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := plan.Build(plan.Request{SQL: spec.GetSql(), Epsilon: spec.GetEpsilon(), Delta: spec.GetDelta(),
-		MinNodes: int(spec.GetMinNodes()), Threshold: int(spec.GetThreshold()), ReferenceDate: ref}, nw.Catalogue)
+	p, err := plan.Build(preq, nw.Catalogue)
 	if err != nil {
 		return nil, nil, err
 	}

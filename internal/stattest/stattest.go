@@ -13,6 +13,7 @@ import (
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/demo"
+	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/node"
 	"github.com/fedstat/fedstat/node/admin"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -145,8 +146,11 @@ func (q *Querier) Query(ctx context.Context, r stats.Request) (*stats.Release, e
 	}
 	rel := stats.FromResult(coordinator.ResultFromProto(st.GetResult()))
 	if q.Catalogue != nil {
-		p, err := plan.Build(plan.Request{SQL: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, MinNodes: m, Threshold: t,
-			ReferenceDate: cdm.DateOf(ref)}, q.Catalogue)
+		preq, err := protocol.PlanRequest(st.GetSpec())
+		if err != nil {
+			return nil, err
+		}
+		p, err := plan.Build(preq, q.Catalogue)
 		if err != nil {
 			return nil, err
 		}

@@ -286,7 +286,7 @@ func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
 				// A count on a grid finer than 1 is shown as the nearest
 				// integer (post-processing).
 				vals[i] = math.Round(vals[i])
-				variances[i] = v + 1.0/12
+				variances[i] = RoundedVariance(v)
 			}
 			halves[i] = h
 		}
@@ -296,6 +296,28 @@ func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
 	r.Epsilon, r.Delta, r.Rho, r.Mechanism = p.Epsilon(), p.Delta(), p.Rho(), p.Mechanism()
 	r.SmallCountThreshold = p.SmallCountThreshold()
 	return r, nil
+}
+
+// RoundedVariance is the variance of the error of a count released as the
+// nearest integer, round(t + X) − t for an integer truth t and X ~ N(0, v):
+// close to v + 1/12 when the noise is large, and to 0 when it is much
+// smaller than 1 (the rounding then removes it). Release uses it for counts
+// on a grid finer than 1; stats.PlanVariances likewise.
+func RoundedVariance(v float64) float64 {
+	sigma := math.Sqrt(v)
+	if sigma > 3 {
+		return v + 1.0/12
+	}
+	if !(sigma > 0) {
+		return 0
+	}
+	phi := func(x float64) float64 { return 0.5 * math.Erfc(-x/math.Sqrt2) }
+	var r float64
+	for k := 1.0; k <= 40; k++ {
+		pk := phi((k+0.5)/sigma) - phi((k-0.5)/sigma)
+		r += 2 * k * k * pk
+	}
+	return r
 }
 
 // Exact formats a node's exact local answer for its admin (`fedstat node

@@ -167,3 +167,40 @@ func TestNodesPerPatient(t *testing.T) {
 		t.Error("cost changed with K")
 	}
 }
+
+// TestEncodingGrid: every measure's grid is at most a quarter of its node
+// noise (so that rounding at the node cannot remove the distributed noise),
+// counts stay on a grid that divides 1, and a partial fits the request's
+// partial limit, the noise being raised where the limit forbids a finer
+// grid (very large epsilon).
+func TestEncodingGrid(t *testing.T) {
+	for _, eps := range []float64{0.1, 1, 8.4, 1e4, 1e7} {
+		for _, limit := range []int64{0, 1 << 30, 1 << 37} {
+			for _, m := range []int{2, 52, 300} {
+				for _, q := range DesignQueries {
+					req := testRequest(q)
+					req.Epsilon, req.MinNodes, req.Threshold, req.PartialLimit = eps, m, 2, limit
+					p, err := Build(req, testCatalogue())
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, ms := range p.Measures() {
+						if ms.NodeSigma*ms.Scale < 4 {
+							t.Errorf("eps %g m %d limit %d %s: node sigma %.3g is %.3g quanta, want >= 4", eps, m, limit, ms.Label, ms.NodeSigma, ms.NodeSigma*ms.Scale)
+						}
+						if count := ms.Kind != Sum && ms.Kind != SumSquares; count && ms.Scale < 1 {
+							t.Errorf("%s: count grid %g does not divide 1", ms.Label, 1/ms.Scale)
+						}
+					}
+					want := limit
+					if want == 0 {
+						want = DefaultPartialLimit
+					}
+					if got := p.MaxAbsPartial(); got > want && p.Measures()[0].Scale > 1 {
+						t.Errorf("eps %g m %d %q: max |partial| %d exceeds the limit %d", eps, m, q, got, want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -77,7 +77,16 @@ type Request struct {
 	MinNodes      int      // m: partials needed for a release. Required >= 1
 	Threshold     int      // T: decryption threshold; up to T-1 nodes may collude. Required 1 <= T <= m
 	ReferenceDate cdm.Date // date at which `age` is computed; Required
+	// PartialLimit is the largest |slot| one partial may hold so that a sum
+	// over every member fits the plaintext range (the coordinator sets it to
+	// the range divided by the members). Each measure's encoding grid is
+	// chosen within it (see Plan.encode). Defaults to DefaultPartialLimit.
+	PartialLimit int64
 }
+
+// DefaultPartialLimit is Request.PartialLimit's default: 2^34, so that 32
+// partials fit the 2^39 plaintext range of the production parameters.
+const DefaultPartialLimit = 1 << 34
 
 // Catalogue is the public description of the network that planning may use.
 // Zero fields take their defaults in Build.
@@ -205,6 +214,8 @@ func Build(req Request, cat *Catalogue) (*Plan, error) {
 		return nil, fmt.Errorf("%w: threshold T must satisfy 1 <= T <= min_nodes (%d), got %d", ErrRequest, req.MinNodes, req.Threshold)
 	case !req.ReferenceDate.Valid():
 		return nil, fmt.Errorf("%w: reference date is required", ErrRequest)
+	case req.PartialLimit < 0:
+		return nil, fmt.Errorf("%w: partial limit must not be negative, got %d", ErrRequest, req.PartialLimit)
 	case c.MaxGroupsPerPatient < 1 || c.MaxRowsPerPatient < 1 || c.MaxPatientsPerNode < 1 || c.MaxAge < 1 || c.MaxSlots < 1 || c.MaxNodesPerPatient < 1:
 		return nil, fmt.Errorf("%w: catalogue bounds must be positive", ErrRequest)
 	}
@@ -267,13 +278,6 @@ func (p *Plan) account() error {
 	return nil
 }
 
-// maxPartialData bounds the data term of one partial slot in encoded units
-// (MaxPatientsPerNode·PerCell·Scale) when the encoding grid is chosen: 2^33,
-// so that the worst case of 64 partials fits the plaintext range (2^39) of
-// the production parameters. Beyond it the grid stops getting finer and the
-// node noise is raised instead (see encode).
-const maxPartialData = 1 << 33
-
 // encode chooses measure m's fixed-point grid, the quantum q = 1/Scale = 2^−k,
 // and raises the noise where the grid cannot be fine enough.
 //
@@ -295,9 +299,10 @@ const maxPartialData = 1 << 33
 // data rounded by the node: one patient then moves a slot by at most
 // PerCell + q, so their per-cell sensitivity is charged as PerCell + q.
 //
-// The grid stops at maxPartialData (and at 2^30); where the noise rule would
-// need a finer grid, NodeSigma is raised to 4q instead: the release carries
-// more noise than the charged ρ requires (it is more private than charged),
+// The grid stops where the data of one partial would pass half of
+// Request.PartialLimit (and at 2^30); where the noise rule would need a
+// finer grid, NodeSigma is raised to 4q instead: the release carries more
+// noise than the charged ρ requires (it is more private than charged),
 // which happens only at very large ε.
 func (p *Plan) encode(m *Measure) {
 	var k int
@@ -313,7 +318,11 @@ func (p *Plan) encode(m *Measure) {
 		k = max(k, int(math.Ceil(math.Log2(4/m.NodeSigma))))
 	}
 	if data := float64(p.maxPat) * m.PerCell; data > 0 {
-		kmax := int(math.Floor(math.Log2(maxPartialData / data)))
+		limit := float64(p.req.PartialLimit)
+		if limit <= 0 {
+			limit = DefaultPartialLimit
+		}
+		kmax := int(math.Floor(math.Log2(limit / 2 / data)))
 		if m.Kind != Sum && m.Kind != SumSquares {
 			kmax = max(kmax, 0)
 		}

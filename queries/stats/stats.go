@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/fedstat/fedstat/queries/dp"
 	"github.com/fedstat/fedstat/queries/plan"
 	"github.com/fedstat/fedstat/queries/result"
 	"github.com/fedstat/fedstat/queries/zcdp"
@@ -346,8 +347,8 @@ func PlanVariances(rel *Release, p *plan.Plan, nodes int) error {
 			q := 1 / m.Scale
 			row.Values[i].Var = float64(nodes) * (m.NodeSigma*m.NodeSigma + q*q/12)
 			if count := m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues; count && m.Scale > 1 {
-				// queries/dp rounds such a count to an integer.
-				row.Values[i].Var += 1.0 / 12
+				// queries/dp releases such a count as the nearest integer.
+				row.Values[i].Var = dp.RoundedVariance(row.Values[i].Var)
 			}
 		}
 	}

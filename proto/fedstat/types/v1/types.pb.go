@@ -153,6 +153,14 @@ type QuerySpec struct {
 	Threshold int32 `protobuf:"varint,6,opt,name=threshold,proto3" json:"threshold,omitempty"`
 	// reference_date (YYYY-MM-DD) is the day at which `age` is computed.
 	ReferenceDate string `protobuf:"bytes,7,opt,name=reference_date,json=referenceDate,proto3" json:"reference_date,omitempty"`
+	// partial_limit is the largest |slot| one partial may hold so that the sum
+	// over every member of the key epoch fits the plaintext range: the
+	// coordinator sets it to the range divided by the members. The planner
+	// chooses each measure's encoding grid within it (a finer grid where the
+	// node noise needs one, more noise where the limit forbids it). 0: the
+	// planner's default (2^34, room for 32 members). Set by the coordinator,
+	// never by the analyst.
+	PartialLimit  int64 `protobuf:"varint,8,opt,name=partial_limit,json=partialLimit,proto3" json:"partial_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -234,6 +242,13 @@ func (x *QuerySpec) GetReferenceDate() string {
 		return x.ReferenceDate
 	}
 	return ""
+}
+
+func (x *QuerySpec) GetPartialLimit() int64 {
+	if x != nil {
+		return x.PartialLimit
+	}
+	return 0
 }
 
 // Number is one released number.
@@ -545,7 +560,7 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\x06Signed\x12\x16\n" +
 	"\x06header\x18\x01 \x01(\fR\x06header\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xea\x01\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\x8f\x02\n" +
 	"\tQuerySpec\x12\x10\n" +
 	"\x03sql\x18\x01 \x01(\tR\x03sql\x12\x18\n" +
 	"\aepsilon\x18\x02 \x01(\x01R\aepsilon\x12\x14\n" +
@@ -553,7 +568,8 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\tmechanism\x18\x04 \x01(\x0e2\x1b.fedstat.types.v1.MechanismR\tmechanism\x12\x1b\n" +
 	"\tmin_nodes\x18\x05 \x01(\x05R\bminNodes\x12\x1c\n" +
 	"\tthreshold\x18\x06 \x01(\x05R\tthreshold\x12%\n" +
-	"\x0ereference_date\x18\a \x01(\tR\rreferenceDate\"\x88\x01\n" +
+	"\x0ereference_date\x18\a \x01(\tR\rreferenceDate\x12#\n" +
+	"\rpartial_limit\x18\b \x01(\x03R\fpartialLimit\"\x88\x01\n" +
 	"\x06Number\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\x01R\x05value\x12\x15\n" +
 	"\x06ci_low\x18\x02 \x01(\x01R\x05ciLow\x12\x17\n" +
