@@ -60,7 +60,7 @@ func Evaluate(ctx context.Context, p *plan.Plan, t *cdm.Tables) (*Exact, error) 
 		return nil, fmt.Errorf("%w: nil plan or tables", ErrData)
 	}
 	if t.NumPatients() > p.MaxPatientsPerNode() {
-		return nil, fmt.Errorf("%w: %d patients exceed the network bound of %d per node", ErrData, t.NumPatients(), p.MaxPatientsPerNode())
+		return nil, fmt.Errorf("%w: this node holds more patients than the network bound of %d per node (the exact number stays at the node)", ErrData, p.MaxPatientsPerNode())
 	}
 	ev, err := newEvaluator(ctx, p, t)
 	if err != nil {

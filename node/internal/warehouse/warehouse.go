@@ -56,7 +56,7 @@ func (b *Backend) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, erro
 		return nil, fmt.Errorf("warehouse: %w", err)
 	}
 	if n > int64(p.MaxPatientsPerNode()) {
-		return nil, fmt.Errorf("%w: %d patients exceed the network bound of %d per node", eval.ErrData, n, p.MaxPatientsPerNode())
+		return nil, fmt.Errorf("%w: this node holds more patients than the network bound of %d per node (the exact number stays at the node)", eval.ErrData, p.MaxPatientsPerNode())
 	}
 	q, args, err := Translate(b.d, b.Schema, p)
 	if err != nil {
