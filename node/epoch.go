@@ -22,8 +22,15 @@ import (
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 )
 
-// Keys of the node's records in its kv store.
-var keyEpoch = []byte("n/epoch")
+// Keys of the node's records in its kv store: the active epoch, and an
+// epoch whose keys are made but not installed yet. The two are kept apart so
+// that a key ceremony that fails half-way (a member refused, the coordinator
+// died) leaves the active epoch in service: the node keeps answering its
+// queries while the coordinator retries the ceremony.
+var (
+	keyEpoch        = []byte("n/epoch")
+	keyPendingEpoch = []byte("n/epoch-pending")
+)
 
 // epochRecord is the durable form of an epochState (the secret lives in the
 // keystore, not here).
@@ -47,25 +54,45 @@ func thresholdName(epoch uint64) string {
 	return "epoch-" + strconv.FormatUint(epoch, 10) + "-threshold"
 }
 
-// loadEpoch restores the last key epoch at start.
+// loadEpoch restores the active key epoch and a pending one at start. A
+// pending epoch that cannot be restored is dropped (it was never used: the
+// coordinator runs a new ceremony); an active one that cannot is an error.
 func (n *Node) loadEpoch() error {
-	b, err := n.cfg.DB.Get(keyEpoch)
-	if errors.Is(err, kv.ErrNotFound) {
-		return nil
-	}
+	e, err := n.loadEpochRecord(keyEpoch)
 	if err != nil {
 		return err
+	}
+	// A record without a public key is an epoch stored between KeyGen and
+	// InstallKey by an older version, in the active slot: it is pending.
+	if e != nil && e.PublicKey == nil {
+		n.pending = e
+		e = nil
+	}
+	n.epoch = e
+	p, err := n.loadEpochRecord(keyPendingEpoch)
+	if err != nil {
+		n.log.Warn("dropping the pending key epoch; the coordinator will run a new ceremony", "err", err)
+		return nil
+	}
+	if p != nil && (n.pending == nil || p.Epoch > n.pending.Epoch) {
+		n.pending = p
+	}
+	return nil
+}
+
+func (n *Node) loadEpochRecord(key []byte) (*epochState, error) {
+	b, err := n.cfg.DB.Get(key)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
 	}
 	var rec epochRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return fmt.Errorf("node: epoch record: %w", err)
+		return nil, fmt.Errorf("node: epoch record: %w", err)
 	}
-	e, err := n.epochFromRecord(&rec)
-	if err != nil {
-		return err
-	}
-	n.epoch = e
-	return nil
+	return n.epochFromRecord(&rec)
 }
 
 func (n *Node) epochFromRecord(rec *epochRecord) (*epochState, error) {
@@ -96,6 +123,8 @@ func (n *Node) epochFromRecord(rec *epochRecord) (*epochState, error) {
 	return e, nil
 }
 
+// saveEpoch stores e as the pending epoch (no public key yet) or as the
+// active one (which ends any pending epoch).
 func (n *Node) saveEpoch(e *epochState) error {
 	rec := epochRecord{Epoch: e.Epoch, Params: e.Params.Name(), Threshold: e.Threshold, CRS: e.CRS}
 	for _, m := range e.Members {
@@ -112,7 +141,28 @@ func (n *Node) saveEpoch(e *epochState) error {
 	if err != nil {
 		return err
 	}
-	return n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(keyEpoch, b) })
+	if e.PublicKey == nil {
+		return n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(keyPendingEpoch, b) })
+	}
+	return n.cfg.DB.Update(func(tx *kv.Txn) error {
+		if err := tx.Set(keyEpoch, b); err != nil {
+			return err
+		}
+		return tx.Delete(keyPendingEpoch)
+	})
+}
+
+// latestEpoch is the newest epoch this node has made keys for, active or
+// pending (0 if none). Callers hold n.mu.
+func (n *Node) latestEpoch() uint64 {
+	var id uint64
+	if n.epoch != nil {
+		id = n.epoch.Epoch
+	}
+	if n.pending != nil {
+		id = max(id, n.pending.Epoch)
+	}
+	return id
 }
 
 // keyGen starts epoch req.Epoch at this node.
@@ -134,8 +184,8 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.epoch != nil && req.GetEpoch() <= n.epoch.Epoch {
-		return nil, fmt.Errorf("%w: epoch %d is not newer than this node's epoch %d", ErrBadRequest, req.GetEpoch(), n.epoch.Epoch)
+	if latest := n.latestEpoch(); req.GetEpoch() <= latest {
+		return nil, fmt.Errorf("%w: epoch %d is not newer than this node's epoch %d", ErrBadRequest, req.GetEpoch(), latest)
 	}
 	sk, err := homomorphic.GenSecretKeyShare(p)
 	if err != nil {
@@ -178,13 +228,14 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	if err := n.keys.Put(secretName(req.GetEpoch()), skb); err != nil {
 		return nil, err
 	}
-	// The new epoch is pending (no public key) until InstallKey; queries of
-	// the previous epoch can no longer be answered from here on.
+	// The new epoch is pending (no public key) until InstallKey; the active
+	// epoch keeps answering its queries until then, so a ceremony that
+	// fails half-way does not stop the network.
 	e := &epochState{Epoch: req.GetEpoch(), Params: p, Threshold: t, Members: members, CRS: req.GetCrs(), secret: sk}
 	if err := n.saveEpoch(e); err != nil {
 		return nil, err
 	}
-	n.epoch = e
+	n.pending = e
 	n.record(ctx, "coordinator", "epoch.keygen", "", map[string]any{"epoch": e.Epoch, "members": len(members), "threshold": t})
 	n.log.Info("key epoch started", "epoch", e.Epoch, "members", len(members), "threshold", t, "self_point", self.Point)
 	return resp, nil
@@ -240,9 +291,15 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	e := n.epoch
+	// The pending epoch, or the active one again (an InstallKey repeated by
+	// a coordinator that retries: it is checked again, and changes nothing
+	// unless it is the same key).
+	e := n.pending
 	if e == nil || e.Epoch != req.GetEpoch() {
-		return nil, fmt.Errorf("%w: install for epoch %d, pending epoch is %v", ErrWrongEpoch, req.GetEpoch(), epochOf(e))
+		if n.epoch == nil || n.epoch.Epoch != req.GetEpoch() {
+			return nil, fmt.Errorf("%w: install for epoch %d, pending epoch is %v", ErrWrongEpoch, req.GetEpoch(), epochOf(e))
+		}
+		e = n.epoch
 	}
 	shares := make([][]byte, len(e.Members))
 	got := 0
@@ -281,9 +338,17 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 			return nil, err
 		}
 	}
-	e.PublicKey = pk
-	if err := n.saveEpoch(e); err != nil {
+	if e.PublicKey != nil && !e.PublicKey.Equal(pk) {
+		return nil, fmt.Errorf("%w: epoch %d is installed with another public key", ErrBadRequest, e.Epoch)
+	}
+	installed := *e
+	installed.PublicKey = pk
+	if err := n.saveEpoch(&installed); err != nil {
 		return nil, err
+	}
+	n.epoch = &installed
+	if n.pending != nil && n.pending.Epoch <= installed.Epoch {
+		n.pending = nil
 	}
 	n.record(ctx, "coordinator", "epoch.installed", "", map[string]any{"epoch": e.Epoch})
 	n.log.Info("key epoch active", "epoch", e.Epoch)
@@ -344,11 +409,7 @@ func (n *Node) releaseSecret(e *epochState, points []uint64) (*homomorphic.Secre
 	if e.Threshold >= len(e.Members) {
 		return e.secret, nil
 	}
-	b, err := n.keys.Get(thresholdName(e.Epoch))
-	if err != nil {
-		return nil, err
-	}
-	ts, err := collective.UnmarshalThresholdShare(e.Params, b)
+	ts, err := n.loadThresholdShare(e)
 	if err != nil {
 		return nil, err
 	}

@@ -154,8 +154,9 @@ type Node struct {
 	ledger *ledger.Ledger
 	replay envelope.ReplayCache
 
-	mu    sync.RWMutex
-	epoch *epochState // nil until the first key ceremony
+	mu      sync.RWMutex
+	epoch   *epochState // the active epoch; nil until the first key ceremony
+	pending *epochState // an epoch between KeyGen and InstallKey (node/epoch.go)
 
 	releaseMu sync.Mutex // serialises release decisions
 

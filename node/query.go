@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -17,7 +16,6 @@ import (
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
-	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
@@ -320,13 +318,6 @@ func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec 
 	return proto.Marshal(protocol.ToProto(env))
 }
 
-// releaseRecord is what a node remembers of the one release it helped with
-// for a query id.
-type releaseRecord struct {
-	Digest []byte `json:"digest"`
-	Share  []byte `json:"share"`
-}
-
 func releaseKey(queryID string) []byte { return []byte("n/release/" + queryID) }
 
 // keySwitch checks that what it is asked to decrypt is the sum of at least
@@ -341,7 +332,11 @@ func (n *Node) keySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (*no
 		n.record(ctx, n.id, "release.refused", req.GetQueryId(), map[string]any{"reason": err.Error()})
 		return nil, err
 	}
-	n.metrics.releases.WithLabelValues("released").Inc()
+	outcome := "released"
+	if req.GetPhase() == nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_PREPARE {
+		outcome = "prepared"
+	}
+	n.metrics.releases.WithLabelValues(outcome).Inc()
 	return resp, nil
 }
 
@@ -355,6 +350,10 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	if err != nil {
 		return nil, err
 	}
+	if req.GetPhase() == nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_RELEASE {
+		return n.releasePrepared(ctx, e, req)
+	}
+	prepare := req.GetPhase() == nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_PREPARE
 	preq, err := planRequest(req.GetSpec())
 	if err != nil {
 		return nil, err
@@ -373,21 +372,8 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	n.releaseMu.Lock()
 	defer n.releaseMu.Unlock()
 	digest := releaseDigest(commitDigest, req)
-	if b, err := n.cfg.DB.Get(releaseKey(qid)); err == nil {
-		var rec releaseRecord
-		if err := json.Unmarshal(b, &rec); err != nil {
-			return nil, fmt.Errorf("node: release record of %s: %w", qid, err)
-		}
-		if string(rec.Digest) != string(digest) {
-			return nil, fmt.Errorf("%w: %s", ErrAlreadyReleased, qid)
-		}
-		var s typesv1.Signed
-		if err := proto.Unmarshal(rec.Share, &s); err != nil {
-			return nil, err
-		}
-		return &nodev1.KeySwitchResponse{Share: &s}, nil
-	} else if !errors.Is(err, kv.ErrNotFound) {
-		return nil, err
+	if resp, done, err := n.storedShare(qid, digest, prepare); done {
+		return resp, err
 	}
 
 	wantCts := (p.VectorLen() + e.Params.Slots() - 1) / e.Params.Slots()
@@ -467,13 +453,16 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	if err != nil {
 		return nil, err
 	}
-	rec, _ := json.Marshal(releaseRecord{Digest: digest, Share: sb})
-	if err := n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(releaseKey(qid), rec) }); err != nil {
-		return nil, err
-	}
 	var from []string
 	for _, ps := range req.GetPartials() {
 		from = append(from, ps.GetNodeId())
+	}
+	if err := n.storeShare(qid, &shareRecord{Digest: digest, Share: sb, Commit: commitDigest, From: from}, prepare); err != nil {
+		return nil, err
+	}
+	if prepare {
+		n.record(ctx, n.id, "release.prepared", qid, map[string]any{"partials_from": from, "decryptors": req.GetDecryptors()})
+		return &nodev1.KeySwitchResponse{}, nil
 	}
 	n.record(ctx, n.id, "release.keyswitch_share", qid, map[string]any{"partials_from": from, "decryptors": req.GetDecryptors()})
 	n.log.Info("released key-switch share", "query_id", qid, "partials", len(vectors), "decryptors", len(req.GetDecryptors()))

@@ -3,9 +3,13 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/internal/kv"
@@ -13,6 +17,7 @@ import (
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
 
 // A release sums a set S of signed partials. Two releases of one query id
@@ -139,3 +144,166 @@ func checkDecryptors(e *epochState, self string, decryptors []string) ([]uint64,
 	}
 	return points, nil
 }
+
+// A release in two steps. A decryptor that cannot do its part (keys lost or
+// damaged, a clock that refuses the partials, a crash) must be found before
+// any key-switch share leaves a node: a node that has handed out its share
+// for one decryptor set helps with no other release of that query id (its
+// share for another set would be a second, independently smudged sample of
+// the same sum), so a retry with another decryptor set is only possible
+// among nodes that have not handed theirs out.
+//
+//   - PREPARE: the node does every check of a release (partials, spec,
+//     commitments of every sender to exactly this set, its own keys), makes
+//     its share and keeps it (n/release-prepared/<qid>). It returns no share.
+//     A share prepared for another request of the same query id never left
+//     the node and is replaced.
+//   - RELEASE: the node hands out the share it prepared for this query id,
+//     decryptors and target key, and records it as its one release
+//     (n/release/<qid>), exactly as a one-step release does.
+//
+// The coordinator retries a failed PREPARE with another T-subset of the
+// committed members over the same partials; the commitments (above) keep
+// every attempt on the one committed partial set.
+
+func preparedKey(queryID string) []byte { return []byte("n/release-prepared/" + queryID) }
+
+// shareRecord is a key-switch share this node made for a query id: the
+// release digest of the request (releaseDigest), the commit digest of its
+// partial set, the senders of those partials, and the signed share.
+type shareRecord struct {
+	Digest []byte   `json:"digest"`
+	Share  []byte   `json:"share"`
+	Commit []byte   `json:"commit,omitempty"`
+	From   []string `json:"from,omitempty"`
+}
+
+func (n *Node) getShareRecord(key []byte) (*shareRecord, error) {
+	b, err := n.cfg.DB.Get(key)
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec shareRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("node: release record %s: %w", key, err)
+	}
+	return &rec, nil
+}
+
+func (rec *shareRecord) response() (*nodev1.KeySwitchResponse, error) {
+	var s typesv1.Signed
+	if err := proto.Unmarshal(rec.Share, &s); err != nil {
+		return nil, err
+	}
+	return &nodev1.KeySwitchResponse{Share: &s}, nil
+}
+
+// storedShare answers a one-step or PREPARE request from what the node
+// already did for queryID, if it can (done): the same request again gets the
+// stored share (or, for PREPARE, nothing more to do); another request after
+// the share left is refused. A one-step request that matches the prepared
+// share hands it out. Callers hold releaseMu.
+func (n *Node) storedShare(qid string, digest []byte, prepare bool) (resp *nodev1.KeySwitchResponse, done bool, err error) {
+	rec, err := n.getShareRecord(releaseKey(qid))
+	if err != nil {
+		return nil, true, err
+	}
+	if rec != nil {
+		if !bytes.Equal(rec.Digest, digest) {
+			return nil, true, fmt.Errorf("%w: %s", ErrAlreadyReleased, qid)
+		}
+		if prepare {
+			return &nodev1.KeySwitchResponse{}, true, nil
+		}
+		resp, err := rec.response()
+		return resp, true, err
+	}
+	prep, err := n.getShareRecord(preparedKey(qid))
+	if err != nil || prep == nil || !bytes.Equal(prep.Digest, digest) {
+		return nil, err != nil, err
+	}
+	if prepare {
+		return &nodev1.KeySwitchResponse{}, true, nil
+	}
+	resp, err = prep.response()
+	if err != nil {
+		return nil, true, err
+	}
+	return resp, true, n.handOut(qid, prep)
+}
+
+// storeShare records a share the node just made: as prepared, or as its one
+// release of queryID. Callers hold releaseMu.
+func (n *Node) storeShare(qid string, rec *shareRecord, prepare bool) error {
+	if prepare {
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(preparedKey(qid), b) })
+	}
+	return n.handOut(qid, rec)
+}
+
+// handOut records rec as this node's one release of queryID (before the
+// share is returned) and drops a prepared share.
+func (n *Node) handOut(qid string, rec *shareRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return n.cfg.DB.Update(func(tx *kv.Txn) error {
+		if err := tx.Set(releaseKey(qid), b); err != nil {
+			return err
+		}
+		return tx.Delete(preparedKey(qid))
+	})
+}
+
+// releasePrepared is the RELEASE step: it hands out the share prepared for
+// this query id, decryptors and target key (the request need not carry the
+// partials again: the prepared record holds the digest of the partial set it
+// was checked against).
+func (n *Node) releasePrepared(ctx context.Context, e *epochState, req *nodev1.KeySwitchRequest) (*nodev1.KeySwitchResponse, error) {
+	qid := req.GetQueryId()
+	n.releaseMu.Lock()
+	defer n.releaseMu.Unlock()
+	rec, err := n.getShareRecord(releaseKey(qid))
+	if err != nil {
+		return nil, err
+	}
+	if rec != nil {
+		if rec.Commit == nil || !bytes.Equal(rec.Digest, releaseDigest(rec.Commit, req)) {
+			return nil, fmt.Errorf("%w: %s", ErrAlreadyReleased, qid)
+		}
+		return rec.response()
+	}
+	prep, err := n.getShareRecord(preparedKey(qid))
+	if err != nil {
+		return nil, err
+	}
+	if prep == nil {
+		return nil, fmt.Errorf("%w: nothing was prepared for a release of %s at this node", ErrNotPrepared, qid)
+	}
+	if !bytes.Equal(prep.Digest, releaseDigest(prep.Commit, req)) {
+		return nil, fmt.Errorf("%w: the share of %s was prepared for other decryptors or another target key", ErrNotPrepared, qid)
+	}
+	resp, err := prep.response()
+	if err != nil {
+		return nil, err
+	}
+	if err := n.handOut(qid, prep); err != nil {
+		return nil, err
+	}
+	n.record(ctx, n.id, "release.keyswitch_share", qid, map[string]any{"partials_from": prep.From, "decryptors": req.GetDecryptors(), "epoch": e.Epoch})
+	n.log.Info("released key-switch share", "query_id", qid, "partials", len(prep.From), "decryptors", len(req.GetDecryptors()))
+	return resp, nil
+}
+
+// ErrNotPrepared: a RELEASE step without a matching PREPARE at this node.
+var ErrNotPrepared = errors.New("node: no share prepared for this release")
+
+func init() { rpc.Register(ErrNotPrepared, codes.FailedPrecondition) }

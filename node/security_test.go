@@ -433,15 +433,16 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 			}
 		}
 	}
-	// node-1's pending epoch 100 has no key: it answers no query until a
-	// valid InstallKey (it never encrypts under an unverified key).
+	// node-1's pending epoch 100 has no key: it answers no query of it until
+	// a valid InstallKey (it never encrypts under an unverified key). Its
+	// active epoch stays in service meanwhile.
 	req, err := protocol.SignEvaluate(coordID.Key, "node-1", &nodev1.EvaluateBody{QueryId: "q-pending", Epoch: epoch,
 		Spec:    &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 3, ReferenceDate: "2024-01-01"},
 		Analyst: "analyst", Role: "analyst"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := clients["node-1"].Evaluate(ctx, req); err == nil || !strings.Contains(err.Error(), "no key epoch is active") {
+	if _, err := clients["node-1"].Evaluate(ctx, req); err == nil || !strings.Contains(err.Error(), "is for epoch 100, this node is at epoch 1") {
 		t.Fatalf("evaluate at a node whose new epoch has no verified key: %v, want a refusal", err)
 	}
 }

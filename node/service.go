@@ -25,6 +25,7 @@ func (s *service) Info(ctx context.Context, _ *nodev1.InfoRequest) (*nodev1.Info
 		Epoch:          s.n.Epoch(),
 		CertificateDer: s.n.cfg.Identity.Cert.Raw,
 		Summary:        s.n.Summary(),
+		EpochStatus:    s.n.epochStatus(),
 	}, nil
 }
 

@@ -24,6 +24,63 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// KeySwitchPhase is the step of a release a KeySwitch call asks for.
+type KeySwitchPhase int32
+
+const (
+	// One step: check, make the share and return it (as before phases).
+	KeySwitchPhase_KEY_SWITCH_PHASE_UNSPECIFIED KeySwitchPhase = 0
+	// Check everything and make the share, keep it, return no share. A share
+	// prepared for another request of the same query id (other decryptors or
+	// partials) never left the node and is replaced.
+	KeySwitchPhase_KEY_SWITCH_PHASE_PREPARE KeySwitchPhase = 1
+	// Return the share prepared for this query id, decryptors and target
+	// key; spec, partials and commits may be left out. From then on the node
+	// helps with no other release of the query id.
+	KeySwitchPhase_KEY_SWITCH_PHASE_RELEASE KeySwitchPhase = 2
+)
+
+// Enum value maps for KeySwitchPhase.
+var (
+	KeySwitchPhase_name = map[int32]string{
+		0: "KEY_SWITCH_PHASE_UNSPECIFIED",
+		1: "KEY_SWITCH_PHASE_PREPARE",
+		2: "KEY_SWITCH_PHASE_RELEASE",
+	}
+	KeySwitchPhase_value = map[string]int32{
+		"KEY_SWITCH_PHASE_UNSPECIFIED": 0,
+		"KEY_SWITCH_PHASE_PREPARE":     1,
+		"KEY_SWITCH_PHASE_RELEASE":     2,
+	}
+)
+
+func (x KeySwitchPhase) Enum() *KeySwitchPhase {
+	p := new(KeySwitchPhase)
+	*p = x
+	return p
+}
+
+func (x KeySwitchPhase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (KeySwitchPhase) Descriptor() protoreflect.EnumDescriptor {
+	return file_fedstat_node_v1_node_proto_enumTypes[0].Descriptor()
+}
+
+func (KeySwitchPhase) Type() protoreflect.EnumType {
+	return &file_fedstat_node_v1_node_proto_enumTypes[0]
+}
+
+func (x KeySwitchPhase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use KeySwitchPhase.Descriptor instead.
+func (KeySwitchPhase) EnumDescriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{0}
+}
+
 type BudgetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Analyst       string                 `protobuf:"bytes,1,opt,name=analyst,proto3" json:"analyst,omitempty"`
@@ -189,8 +246,10 @@ type InfoResponse struct {
 	Epoch          uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	CertificateDer []byte                 `protobuf:"bytes,4,opt,name=certificate_der,json=certificateDer,proto3" json:"certificate_der,omitempty"`
 	Summary        *v1.DataSummary        `protobuf:"bytes,5,opt,name=summary,proto3" json:"summary,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// epoch_status says whether the node can do its part in its key epoch.
+	EpochStatus   *EpochStatus `protobuf:"bytes,6,opt,name=epoch_status,json=epochStatus,proto3" json:"epoch_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -258,6 +317,90 @@ func (x *InfoResponse) GetSummary() *v1.DataSummary {
 	return nil
 }
 
+func (x *InfoResponse) GetEpochStatus() *EpochStatus {
+	if x != nil {
+		return x.EpochStatus
+	}
+	return nil
+}
+
+// EpochStatus is a node's report on its own key material
+// (node.Node.EpochReady). It carries no key material.
+type EpochStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// epoch is the node's active key epoch (0 if none), as InfoResponse.epoch.
+	Epoch uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// ready is true when the node holds its secret key share of epoch and,
+	// when the threshold is below the number of members, its threshold share,
+	// and both load from its key store and decode.
+	Ready bool `protobuf:"varint,2,opt,name=ready,proto3" json:"ready,omitempty"`
+	// problem says why the node is not ready (empty when ready).
+	Problem string `protobuf:"bytes,3,opt,name=problem,proto3" json:"problem,omitempty"`
+	// latest_epoch is the newest epoch the node has made keys for, installed
+	// or not (at least epoch). A new key ceremony must use a larger id.
+	LatestEpoch   uint64 `protobuf:"varint,4,opt,name=latest_epoch,json=latestEpoch,proto3" json:"latest_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpochStatus) Reset() {
+	*x = EpochStatus{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpochStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpochStatus) ProtoMessage() {}
+
+func (x *EpochStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpochStatus.ProtoReflect.Descriptor instead.
+func (*EpochStatus) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EpochStatus) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *EpochStatus) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *EpochStatus) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+func (x *EpochStatus) GetLatestEpoch() uint64 {
+	if x != nil {
+		return x.LatestEpoch
+	}
+	return 0
+}
+
 // Member is a member of a key epoch.
 type Member struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -272,7 +415,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[4]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +427,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[4]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +440,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{4}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Member) GetNodeId() string {
@@ -336,7 +479,7 @@ type KeyGenRequest struct {
 
 func (x *KeyGenRequest) Reset() {
 	*x = KeyGenRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +491,7 @@ func (x *KeyGenRequest) String() string {
 func (*KeyGenRequest) ProtoMessage() {}
 
 func (x *KeyGenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +504,7 @@ func (x *KeyGenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyGenRequest.ProtoReflect.Descriptor instead.
 func (*KeyGenRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{5}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KeyGenRequest) GetEpoch() uint64 {
@@ -414,7 +557,7 @@ type KeyGenResponse struct {
 
 func (x *KeyGenResponse) Reset() {
 	*x = KeyGenResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +569,7 @@ func (x *KeyGenResponse) String() string {
 func (*KeyGenResponse) ProtoMessage() {}
 
 func (x *KeyGenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +582,7 @@ func (x *KeyGenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyGenResponse.ProtoReflect.Descriptor instead.
 func (*KeyGenResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KeyGenResponse) GetCkgShare() *v1.Signed {
@@ -471,7 +614,7 @@ type DealtShare struct {
 
 func (x *DealtShare) Reset() {
 	*x = DealtShare{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +626,7 @@ func (x *DealtShare) String() string {
 func (*DealtShare) ProtoMessage() {}
 
 func (x *DealtShare) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +639,7 @@ func (x *DealtShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DealtShare.ProtoReflect.Descriptor instead.
 func (*DealtShare) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DealtShare) GetFromNodeId() string {
@@ -530,7 +673,7 @@ type NodeSigned struct {
 
 func (x *NodeSigned) Reset() {
 	*x = NodeSigned{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +685,7 @@ func (x *NodeSigned) String() string {
 func (*NodeSigned) ProtoMessage() {}
 
 func (x *NodeSigned) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +698,7 @@ func (x *NodeSigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSigned.ProtoReflect.Descriptor instead.
 func (*NodeSigned) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NodeSigned) GetNodeId() string {
@@ -585,7 +728,7 @@ type InstallKeyRequest struct {
 
 func (x *InstallKeyRequest) Reset() {
 	*x = InstallKeyRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +740,7 @@ func (x *InstallKeyRequest) String() string {
 func (*InstallKeyRequest) ProtoMessage() {}
 
 func (x *InstallKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +753,7 @@ func (x *InstallKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyRequest.ProtoReflect.Descriptor instead.
 func (*InstallKeyRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{9}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InstallKeyRequest) GetEpoch() uint64 {
@@ -649,7 +792,7 @@ type InstallKeyResponse struct {
 
 func (x *InstallKeyResponse) Reset() {
 	*x = InstallKeyResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +804,7 @@ func (x *InstallKeyResponse) String() string {
 func (*InstallKeyResponse) ProtoMessage() {}
 
 func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +817,7 @@ func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyResponse.ProtoReflect.Descriptor instead.
 func (*InstallKeyResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 type EvaluateRequest struct {
@@ -690,7 +833,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +845,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +858,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EvaluateRequest) GetRequest() *v1.Signed {
@@ -740,7 +883,7 @@ type EvaluateBody struct {
 
 func (x *EvaluateBody) Reset() {
 	*x = EvaluateBody{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +895,7 @@ func (x *EvaluateBody) String() string {
 func (*EvaluateBody) ProtoMessage() {}
 
 func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +908,7 @@ func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateBody.ProtoReflect.Descriptor instead.
 func (*EvaluateBody) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EvaluateBody) GetQueryId() string {
@@ -822,7 +965,7 @@ type PartialPayload struct {
 
 func (x *PartialPayload) Reset() {
 	*x = PartialPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +977,7 @@ func (x *PartialPayload) String() string {
 func (*PartialPayload) ProtoMessage() {}
 
 func (x *PartialPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +990,7 @@ func (x *PartialPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartialPayload.ProtoReflect.Descriptor instead.
 func (*PartialPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PartialPayload) GetCiphertexts() [][]byte {
@@ -891,7 +1034,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1046,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1059,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EvaluateResponse) GetPartial() *v1.Signed {
@@ -944,14 +1087,17 @@ type KeySwitchRequest struct {
 	Decryptors []string `protobuf:"bytes,6,rep,name=decryptors,proto3" json:"decryptors,omitempty"`
 	// commits: Signed{kind "release-commit"} over protocol.CommitDigest of
 	// this release from every node whose partial is in partials.
-	Commits       []*NodeSigned `protobuf:"bytes,7,rep,name=commits,proto3" json:"commits,omitempty"`
+	Commits []*NodeSigned `protobuf:"bytes,7,rep,name=commits,proto3" json:"commits,omitempty"`
+	// phase splits a release in two steps, so that a decryptor that cannot do
+	// its part is found before any share leaves a node (see KeySwitchPhase).
+	Phase         KeySwitchPhase `protobuf:"varint,8,opt,name=phase,proto3,enum=fedstat.node.v1.KeySwitchPhase" json:"phase,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1109,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1122,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -1028,6 +1174,13 @@ func (x *KeySwitchRequest) GetCommits() []*NodeSigned {
 	return nil
 }
 
+func (x *KeySwitchRequest) GetPhase() KeySwitchPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return KeySwitchPhase_KEY_SWITCH_PHASE_UNSPECIFIED
+}
+
 type CommitRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
@@ -1041,7 +1194,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1206,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1219,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{16}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CommitRequest) GetQueryId() string {
@@ -1100,7 +1253,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1265,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1278,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{17}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CommitResponse) GetCommit() *v1.Signed {
@@ -1146,7 +1299,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1158,7 +1311,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,7 +1324,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{18}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -1183,7 +1336,8 @@ func (x *KeySwitchPayload) GetShares() [][]byte {
 
 type KeySwitchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// share: Signed{kind "keyswitch-share"} over a KeySwitchPayload.
+	// share: Signed{kind "keyswitch-share"} over a KeySwitchPayload; empty
+	// in answer to KEY_SWITCH_PHASE_PREPARE.
 	Share         *v1.Signed `protobuf:"bytes,1,opt,name=share,proto3" json:"share,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1191,7 +1345,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1357,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1370,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{19}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -1239,13 +1393,19 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\tlimit_rho\x18\x03 \x01(\x01R\blimitRho\x12&\n" +
 	"\x0ftotal_spent_rho\x18\x04 \x01(\x01R\rtotalSpentRho\x12&\n" +
 	"\x0ftotal_limit_rho\x18\x05 \x01(\x01R\rtotalLimitRho\"\r\n" +
-	"\vInfoRequest\"\xb9\x01\n" +
+	"\vInfoRequest\"\xfa\x01\n" +
 	"\fInfoResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12'\n" +
 	"\x0fcertificate_der\x18\x04 \x01(\fR\x0ecertificateDer\x127\n" +
-	"\asummary\x18\x05 \x01(\v2\x1d.fedstat.types.v1.DataSummaryR\asummary\"m\n" +
+	"\asummary\x18\x05 \x01(\v2\x1d.fedstat.types.v1.DataSummaryR\asummary\x12?\n" +
+	"\fepoch_status\x18\x06 \x01(\v2\x1c.fedstat.node.v1.EpochStatusR\vepochStatus\"v\n" +
+	"\vEpochStatus\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x14\n" +
+	"\x05ready\x18\x02 \x01(\bR\x05ready\x12\x18\n" +
+	"\aproblem\x18\x03 \x01(\tR\aproblem\x12!\n" +
+	"\flatest_epoch\x18\x04 \x01(\x04R\vlatestEpoch\"m\n" +
 	"\x06Member\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12'\n" +
 	"\x0fcertificate_der\x18\x02 \x01(\fR\x0ecertificateDer\x12!\n" +
@@ -1295,7 +1455,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"specDigest\"b\n" +
 	"\x10EvaluateResponse\x122\n" +
 	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xb0\x02\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xe7\x02\n" +
 	"\x10KeySwitchRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -1305,7 +1465,8 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"decryptors\x18\x06 \x03(\tR\n" +
 	"decryptors\x125\n" +
-	"\acommits\x18\a \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\acommits\"X\n" +
+	"\acommits\x18\a \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\acommits\x125\n" +
+	"\x05phase\x18\b \x01(\x0e2\x1f.fedstat.node.v1.KeySwitchPhaseR\x05phase\"X\n" +
 	"\rCommitRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
@@ -1315,7 +1476,11 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x10KeySwitchPayload\x12\x16\n" +
 	"\x06shares\x18\x01 \x03(\fR\x06shares\"C\n" +
 	"\x11KeySwitchResponse\x12.\n" +
-	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share2\xaf\x04\n" +
+	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share*n\n" +
+	"\x0eKeySwitchPhase\x12 \n" +
+	"\x1cKEY_SWITCH_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18KEY_SWITCH_PHASE_PREPARE\x10\x01\x12\x1c\n" +
+	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xaf\x04\n" +
 	"\vNodeService\x12C\n" +
 	"\x04Info\x12\x1c.fedstat.node.v1.InfoRequest\x1a\x1d.fedstat.node.v1.InfoResponse\x12I\n" +
 	"\x06KeyGen\x12\x1e.fedstat.node.v1.KeyGenRequest\x1a\x1f.fedstat.node.v1.KeyGenResponse\x12U\n" +
@@ -1338,68 +1503,73 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 	return file_fedstat_node_v1_node_proto_rawDescData
 }
 
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
-	(*BudgetRequest)(nil),      // 0: fedstat.node.v1.BudgetRequest
-	(*BudgetResponse)(nil),     // 1: fedstat.node.v1.BudgetResponse
-	(*InfoRequest)(nil),        // 2: fedstat.node.v1.InfoRequest
-	(*InfoResponse)(nil),       // 3: fedstat.node.v1.InfoResponse
-	(*Member)(nil),             // 4: fedstat.node.v1.Member
-	(*KeyGenRequest)(nil),      // 5: fedstat.node.v1.KeyGenRequest
-	(*KeyGenResponse)(nil),     // 6: fedstat.node.v1.KeyGenResponse
-	(*DealtShare)(nil),         // 7: fedstat.node.v1.DealtShare
-	(*NodeSigned)(nil),         // 8: fedstat.node.v1.NodeSigned
-	(*InstallKeyRequest)(nil),  // 9: fedstat.node.v1.InstallKeyRequest
-	(*InstallKeyResponse)(nil), // 10: fedstat.node.v1.InstallKeyResponse
-	(*EvaluateRequest)(nil),    // 11: fedstat.node.v1.EvaluateRequest
-	(*EvaluateBody)(nil),       // 12: fedstat.node.v1.EvaluateBody
-	(*PartialPayload)(nil),     // 13: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),   // 14: fedstat.node.v1.EvaluateResponse
-	(*KeySwitchRequest)(nil),   // 15: fedstat.node.v1.KeySwitchRequest
-	(*CommitRequest)(nil),      // 16: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),     // 17: fedstat.node.v1.CommitResponse
-	(*KeySwitchPayload)(nil),   // 18: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),  // 19: fedstat.node.v1.KeySwitchResponse
-	(*v1.DataSummary)(nil),     // 20: fedstat.types.v1.DataSummary
-	(*v1.Signed)(nil),          // 21: fedstat.types.v1.Signed
-	(*v1.QuerySpec)(nil),       // 22: fedstat.types.v1.QuerySpec
+	(KeySwitchPhase)(0),        // 0: fedstat.node.v1.KeySwitchPhase
+	(*BudgetRequest)(nil),      // 1: fedstat.node.v1.BudgetRequest
+	(*BudgetResponse)(nil),     // 2: fedstat.node.v1.BudgetResponse
+	(*InfoRequest)(nil),        // 3: fedstat.node.v1.InfoRequest
+	(*InfoResponse)(nil),       // 4: fedstat.node.v1.InfoResponse
+	(*EpochStatus)(nil),        // 5: fedstat.node.v1.EpochStatus
+	(*Member)(nil),             // 6: fedstat.node.v1.Member
+	(*KeyGenRequest)(nil),      // 7: fedstat.node.v1.KeyGenRequest
+	(*KeyGenResponse)(nil),     // 8: fedstat.node.v1.KeyGenResponse
+	(*DealtShare)(nil),         // 9: fedstat.node.v1.DealtShare
+	(*NodeSigned)(nil),         // 10: fedstat.node.v1.NodeSigned
+	(*InstallKeyRequest)(nil),  // 11: fedstat.node.v1.InstallKeyRequest
+	(*InstallKeyResponse)(nil), // 12: fedstat.node.v1.InstallKeyResponse
+	(*EvaluateRequest)(nil),    // 13: fedstat.node.v1.EvaluateRequest
+	(*EvaluateBody)(nil),       // 14: fedstat.node.v1.EvaluateBody
+	(*PartialPayload)(nil),     // 15: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),   // 16: fedstat.node.v1.EvaluateResponse
+	(*KeySwitchRequest)(nil),   // 17: fedstat.node.v1.KeySwitchRequest
+	(*CommitRequest)(nil),      // 18: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),     // 19: fedstat.node.v1.CommitResponse
+	(*KeySwitchPayload)(nil),   // 20: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),  // 21: fedstat.node.v1.KeySwitchResponse
+	(*v1.DataSummary)(nil),     // 22: fedstat.types.v1.DataSummary
+	(*v1.Signed)(nil),          // 23: fedstat.types.v1.Signed
+	(*v1.QuerySpec)(nil),       // 24: fedstat.types.v1.QuerySpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
-	20, // 0: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
-	4,  // 1: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	21, // 2: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	7,  // 3: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	21, // 4: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	21, // 5: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
-	8,  // 6: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
-	7,  // 7: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
-	21, // 8: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	22, // 9: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 10: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	22, // 11: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	8,  // 12: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	8,  // 13: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	21, // 14: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	21, // 15: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	2,  // 16: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	5,  // 17: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	9,  // 18: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	11, // 19: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	15, // 20: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	16, // 21: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	0,  // 22: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	3,  // 23: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	6,  // 24: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	10, // 25: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	14, // 26: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	19, // 27: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	17, // 28: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	1,  // 29: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	23, // [23:30] is the sub-list for method output_type
-	16, // [16:23] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	22, // 0: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	5,  // 1: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
+	6,  // 2: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
+	23, // 3: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	9,  // 4: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
+	23, // 5: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	23, // 6: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	10, // 7: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
+	9,  // 8: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
+	23, // 9: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	24, // 10: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	23, // 11: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	24, // 12: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	10, // 13: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	10, // 14: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 15: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	23, // 16: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	23, // 17: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	3,  // 18: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	7,  // 19: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	11, // 20: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	13, // 21: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	17, // 22: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	18, // 23: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	1,  // 24: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	4,  // 25: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	8,  // 26: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	12, // 27: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	16, // 28: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	21, // 29: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	19, // 30: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	2,  // 31: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	25, // [25:32] is the sub-list for method output_type
+	18, // [18:25] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -1412,13 +1582,14 @@ func file_fedstat_node_v1_node_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   20,
+			NumEnums:      1,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_fedstat_node_v1_node_proto_goTypes,
 		DependencyIndexes: file_fedstat_node_v1_node_proto_depIdxs,
+		EnumInfos:         file_fedstat_node_v1_node_proto_enumTypes,
 		MessageInfos:      file_fedstat_node_v1_node_proto_msgTypes,
 	}.Build()
 	File_fedstat_node_v1_node_proto = out.File
