@@ -76,8 +76,12 @@ type Config struct {
 	Key []byte
 	// Meta is what this member advertises; update it with SetMeta.
 	Meta Meta
-	// Join are gossip addresses of existing members. Defaults to none (a new
-	// pool).
+	// Join are gossip addresses of existing members (seeds). The pool joins
+	// them at start and keeps re-joining, in the background, every seed that
+	// is not an alive member: one that was not up yet, and one that went
+	// away and came back (memberlist never contacts a member it declared
+	// dead again, so a coordinator restarted without its state would
+	// otherwise never see the nodes). Defaults to none (a new pool).
 	Join []string
 	// Fast uses loopback-tuned timings (tests and the demo). Defaults to
 	// LAN timings.
@@ -88,6 +92,10 @@ type Config struct {
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 }
+
+// fastGossipToTheDead is how long a Fast pool keeps gossiping to a member
+// it declared dead (so that it can refute), then forgets it.
+const fastGossipToTheDead = time.Second
 
 // Pool is this process's view of the gossip pool. It is safe for concurrent use.
 type Pool struct {
@@ -142,6 +150,7 @@ func Start(cfg Config) (*Pool, error) {
 		mc.GossipInterval = 50 * time.Millisecond
 		mc.SuspicionMult = 2
 		mc.PushPullInterval = 2 * time.Second
+		mc.GossipToTheDeadTime = fastGossipToTheDead
 	}
 	mc.Name = cfg.Name
 	mc.BindAddr, mc.BindPort = host, port
@@ -173,32 +182,71 @@ func Start(cfg Config) (*Pool, error) {
 				ml.Shutdown()
 				return nil, fmt.Errorf("%w: join %v: %v", ErrWrongKey, cfg.Join, err)
 			}
-			// The others may not be up yet: keep trying in the background.
+			// The others may not be up yet: keepJoined keeps trying.
 			cfg.Logger.Warn("gossip join failed; retrying", "join", cfg.Join, "err", err)
-			go p.rejoin()
 		}
+		go p.keepJoined()
 	}
 	return p, nil
 }
 
-// rejoin retries joining until it succeeds or the pool stops.
-func (p *Pool) rejoin() {
-	delay := 200 * time.Millisecond
-	if !p.cfg.Fast {
-		delay = time.Second
+// Intervals of keepJoined: how often it looks, and the longest wait between
+// failed joins.
+func (p *Pool) rejoinIntervals() (check, ceiling time.Duration) {
+	if p.cfg.Fast {
+		return 200 * time.Millisecond, 2 * time.Second
 	}
+	return 5 * time.Second, 30 * time.Second
+}
+
+// keepJoined joins, until the pool stops, every seed (Config.Join) that is
+// not an alive member, backing off (doubling up to a ceiling) while joins
+// fail.
+func (p *Pool) keepJoined() {
+	check, ceiling := p.rejoinIntervals()
+	delay := check
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-time.After(delay):
 		}
-		if _, err := p.ml.Join(p.cfg.Join); err == nil {
-			p.cfg.Logger.Info("gossip joined", "join", p.cfg.Join)
-			return
+		missing := p.missingSeeds()
+		if len(missing) == 0 {
+			delay = check
+			continue
 		}
-		delay = min(2*delay, 10*time.Second)
+		n, err := p.ml.Join(missing)
+		if n == 0 {
+			p.cfg.Logger.Debug("gossip join failed; retrying", "join", missing, "err", err, "retry_in", delay)
+			delay = min(2*delay, ceiling)
+			continue
+		}
+		p.cfg.Logger.Info("gossip joined", "join", missing)
+		delay = check
 	}
+}
+
+// missingSeeds returns the seeds that are not alive members (by resolved
+// address), leaving out this member's own address.
+func (p *Pool) missingSeeds() []string {
+	alive := map[string]bool{}
+	for _, n := range p.ml.Members() {
+		alive[n.Address()] = true
+	}
+	self := p.Addr()
+	var out []string
+	for _, seed := range p.cfg.Join {
+		a, err := net.ResolveTCPAddr("tcp", seed)
+		if err != nil {
+			out = append(out, seed)
+			continue
+		}
+		if addr := a.String(); addr != self && !alive[addr] {
+			out = append(out, seed)
+		}
+	}
+	return out
 }
 
 func freePort(host string) (int, error) {
@@ -302,12 +350,16 @@ func (p *Pool) record(n *memberlist.Node, alive bool) {
 		m = &Member{}
 		p.seen[n.Name] = m
 	}
+	wasAlive := m.Alive
 	m.Meta, m.Alive, m.GossipAddr = meta, alive, n.Address()
 	if alive {
 		m.LastSeen = time.Now()
 	}
 	snapshot := *m
 	p.mu.Unlock()
+	if wasAlive && !alive {
+		p.cfg.Logger.Info("gossip member gone", "member", n.Name, "addr", n.Address())
+	}
 	if p.cfg.OnChange != nil {
 		p.cfg.OnChange(snapshot)
 	}
