@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -11,22 +13,42 @@ import (
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 )
 
-// KeyCeremony runs the key ceremony of a new key epoch among all configured
-// nodes: it collects their certificates, gives each a Shamir point, has each
-// make its secret share and a signed share of the collective public key (and,
-// when T < N, Shamir shares of its secret sealed to each other member),
-// aggregates the public key, and has every node verify and install it.
-// Secret material never passes through the coordinator in the clear.
+// KeyCeremony runs the key ceremony of a new key epoch among the admitted,
+// alive nodes that are not excluded: it collects their certificates, gives
+// each a Shamir point, has each make its secret share and a signed share of
+// the collective public key (and, when T < N, Shamir shares of its secret
+// sealed to each other member), aggregates the public key, and has every node
+// verify and install it. Secret material never passes through the
+// coordinator in the clear.
+//
+// A ceremony that fails or is interrupted at any step leaves the nodes'
+// active epoch in service (a node keeps a new epoch pending until it
+// installs it) and can simply be run again: each run uses an epoch id newer
+// than any a node has made keys for.
 func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 	c.ceremonyMu.Lock()
 	defer c.ceremonyMu.Unlock()
+	return c.keyCeremonyLocked(ctx)
+}
+
+// keyCeremonyLocked is KeyCeremony; callers hold ceremonyMu.
+func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
+	c.mu.Lock()
+	c.gen++ // readiness reports taken during a ceremony are not trusted
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.gen++
+		c.mu.Unlock()
+	}()
 	var ids []string
 	clients := map[string]nodev1.NodeServiceClient{}
 	for _, n := range c.registry() {
-		if n.Alive {
+		if n.Alive && n.Excluded == nil {
 			ids = append(ids, n.ID)
 			clients[n.ID] = n.client
 		}
@@ -38,43 +60,36 @@ func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 	if len(ids) < max(threshold, 1) {
 		return 0, fmt.Errorf("%w: %d reachable nodes, the threshold is %d", ErrTooFewNodes, len(ids), threshold)
 	}
-	c.mu.Lock()
-	c.pending = false
-	c.mu.Unlock()
 	members := make([]*nodev1.Member, len(ids))
 	certs := make([]*x509.Certificate, len(ids))
-	for i, id := range ids {
-		info, err := clients[id].Info(ctx, &nodev1.InfoRequest{})
-		if err != nil {
-			return 0, fmt.Errorf("coordinator: key ceremony: node %s: %w", id, err)
-		}
-		cert, err := x509.ParseCertificate(info.GetCertificateDer())
-		if err != nil || info.GetNodeId() != id {
-			return 0, fmt.Errorf("coordinator: key ceremony: node %s sent a bad certificate or id %q", id, info.GetNodeId())
-		}
-		if err := pki.Verify(c.cfg.Identity.CA, cert); err != nil {
-			return 0, fmt.Errorf("coordinator: key ceremony: node %s: %w", id, err)
-		}
-		certs[i] = cert
-		members[i] = &nodev1.Member{NodeId: id, CertificateDer: cert.Raw, ShamirPoint: uint64(i + 1)}
-	}
-	crs, err := collective.NewCRS()
-	if err != nil {
-		return 0, err
-	}
+	// Epoch ids must be newer than any a node has made keys for, installed
+	// or pending (a ceremony interrupted after KeyGen, a coordinator that
+	// lost its state or did not store the epoch it made).
 	c.mu.RLock()
 	id := uint64(1)
 	if c.epoch != nil {
 		id = c.epoch.ID + 1
 	}
 	c.mu.RUnlock()
-	// Epoch ids must also be newer than what any node has seen (a node
-	// restarted with an older coordinator state refuses an old id).
-	for _, nid := range ids {
+	for i, nid := range ids {
 		info, err := clients[nid].Info(ctx, &nodev1.InfoRequest{})
-		if err == nil && info.GetEpoch() >= id {
-			id = info.GetEpoch() + 1
+		if err != nil {
+			return 0, fmt.Errorf("coordinator: key ceremony: node %s: %s", nid, rpcMessage(err))
 		}
+		cert, err := x509.ParseCertificate(info.GetCertificateDer())
+		if err != nil || info.GetNodeId() != nid {
+			return 0, fmt.Errorf("coordinator: key ceremony: node %s sent a bad certificate or id %q", nid, info.GetNodeId())
+		}
+		if err := pki.Verify(c.cfg.Identity.CA, cert); err != nil {
+			return 0, fmt.Errorf("coordinator: key ceremony: node %s: %w", nid, err)
+		}
+		certs[i] = cert
+		members[i] = &nodev1.Member{NodeId: nid, CertificateDer: cert.Raw, ShamirPoint: uint64(i + 1)}
+		id = max(id, info.GetEpoch()+1, info.GetEpochStatus().GetLatestEpoch()+1)
+	}
+	crs, err := collective.NewCRS()
+	if err != nil {
+		return 0, err
 	}
 
 	req := &nodev1.KeyGenRequest{Epoch: id, Params: c.params.Name(), Crs: crs, Members: members, Threshold: int32(threshold)}
@@ -86,6 +101,7 @@ func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 	}); err != nil {
 		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: %w", id, err)
 	}
+	c.step(StepSharesCollected)
 	shares := make([][]byte, len(ids))
 	signed := make([]*nodev1.NodeSigned, len(ids))
 	dealt := map[string][]*nodev1.DealtShare{}
@@ -119,6 +135,7 @@ func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 	}); err != nil {
 		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: install: %w", id, err)
 	}
+	c.step(StepBeforeStore)
 	e := &epoch{ID: id, Threshold: threshold, PublicKey: pk, Created: c.cfg.Now()}
 	for i, nid := range ids {
 		e.Members = append(e.Members, epochMember{ID: nid, Cert: certs[i], Point: uint64(i + 1)})
@@ -128,6 +145,7 @@ func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 	}
 	c.mu.Lock()
 	c.epoch = e
+	c.gen++
 	c.mu.Unlock()
 	c.metrics.epoch.Set(float64(id))
 	c.record(ctx, c.cfg.Identity.Name(), "epoch.created", "", map[string]any{"epoch": id, "members": ids, "threshold": threshold})
@@ -138,22 +156,321 @@ func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 // fanout calls fn for every node concurrently and returns the first error,
 // naming the node.
 func (c *Coordinator) fanout(ctx context.Context, ids []string, fn func(ctx context.Context, i int, id string) error) error {
+	for i, err := range c.fanoutEach(ctx, ids, fn) {
+		if err != nil {
+			return fmt.Errorf("node %s: %w", ids[i], err)
+		}
+	}
+	return nil
+}
+
+// fanoutEach calls fn for every node concurrently and returns each node's
+// error (nil for success), in the order of ids.
+func (c *Coordinator) fanoutEach(ctx context.Context, ids []string, fn func(ctx context.Context, i int, id string) error) []error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(ids))
 	for i, id := range ids {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := fn(ctx, i, id); err != nil {
-				errs[i] = fmt.Errorf("node %s: %w", id, err)
-			}
+			errs[i] = fn(ctx, i, id)
 		}()
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
+	return errs
+}
+
+// Step names a point of admission or of the key ceremony (Config.AtStep).
+type Step string
+
+// The steps at which Config.AtStep is called.
+const (
+	// StepAdmitted: a node was admitted to the registry (and stored).
+	StepAdmitted Step = "after-admission"
+	// StepSharesCollected: every member made its keys and returned its CKG
+	// share (the members hold a pending epoch).
+	StepSharesCollected Step = "after-ckg-shares"
+	// StepBeforeStore: every member installed the new epoch; the
+	// coordinator has not stored it yet.
+	StepBeforeStore Step = "before-epoch-stored"
+)
+
+func (c *Coordinator) step(s Step) {
+	if c.cfg.AtStep != nil {
+		c.cfg.AtStep(s)
+	}
+}
+
+// LostMemberPolicy is what a new key epoch does about a member that reports
+// it lost its keys or its state (Config.LostMember).
+type LostMemberPolicy string
+
+const (
+	// LostMemberRejoin re-keys with the member: it makes fresh keys in the
+	// new epoch as soon as it is reachable. Until then the network serves
+	// the current epoch with the other members, as long as T of them can
+	// decrypt.
+	LostMemberRejoin LostMemberPolicy = "rejoin"
+	// LostMemberExclude re-keys without the member and leaves it out of
+	// every key epoch until it presents a new certificate (the operator
+	// re-issues it after looking at the node: a node that lost its state
+	// also lost its privacy ledger).
+	LostMemberExclude LostMemberPolicy = "exclude"
+)
+
+// Backoff is a capped exponential backoff with jitter: the n-th retry
+// (n >= 1) waits a uniformly random time between half and all of
+// min(Max, Initial * 2^(n-1)).
+type Backoff struct {
+	// Initial is the ceiling of the first wait. Required (> 0).
+	Initial time.Duration
+	// Max caps the ceiling. Required (>= Initial).
+	Max time.Duration
+}
+
+// Delay is the wait before retry n, for a uniform random number u in [0, 1).
+func (b Backoff) Delay(n int, u float64) time.Duration {
+	d := b.Initial
+	for i := 1; i < n && d < b.Max; i++ {
+		d *= 2
+	}
+	d = min(d, b.Max)
+	return d/2 + time.Duration(u*float64(d-d/2))
+}
+
+// ceremonyStatus is what the operator sees of the key ceremonies. Guarded
+// by Coordinator.mu.
+type ceremonyStatus struct {
+	State       string // idle, waiting, scheduled, running, retrying
+	Reason      string
+	Failures    int
+	LastError   string
+	LastAttempt time.Time
+	NextAttempt time.Time
+}
+
+// describe says in one line what the ceremonies are doing, for /readyz.
+func (s ceremonyStatus) describe(now time.Time) string {
+	in := func(t time.Time) string { return max(t.Sub(now), 0).Round(100 * time.Millisecond).String() }
+	switch s.State {
+	case "waiting":
+		return s.Reason
+	case "scheduled":
+		return fmt.Sprintf("key ceremony in %s (%s)", in(s.NextAttempt), s.Reason)
+	case "running":
+		if s.Failures > 0 {
+			return fmt.Sprintf("key ceremony running, attempt %d (%s); the last one failed: %s", s.Failures+1, s.Reason, s.LastError)
+		}
+		return fmt.Sprintf("key ceremony running (%s)", s.Reason)
+	case "retrying":
+		return fmt.Sprintf("key ceremony failed %d times (%s), last at %s: %s; next attempt in %s",
+			s.Failures, s.Reason, s.LastAttempt.UTC().Format(time.RFC3339), s.LastError, in(s.NextAttempt))
+	}
+	return "no key ceremony is planned"
+}
+
+func (c *Coordinator) setCeremony(f func(s *ceremonyStatus)) {
+	c.mu.Lock()
+	f(&c.ceremony)
+	s := c.ceremony
+	c.mu.Unlock()
+	c.metrics.ceremonyFailures.Set(float64(s.Failures))
+	if s.State == "retrying" || s.State == "scheduled" {
+		c.metrics.ceremonyNext.Set(float64(s.NextAttempt.UnixMilli()) / 1000)
+	} else {
+		c.metrics.ceremonyNext.Set(0)
+	}
+}
+
+// CeremonyStatus returns the state of the key ceremonies and the members
+// that cannot do their part, for the operator's view.
+func (c *Coordinator) CeremonyStatus() *coordinatorv1.KeyCeremonyStatus {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	s := c.ceremony
+	out := &coordinatorv1.KeyCeremonyStatus{State: s.State, Reason: s.Reason, Failures: int32(s.Failures), LastError: s.LastError}
+	if out.State == "" {
+		out.State = "idle"
+	}
+	if !s.LastAttempt.IsZero() {
+		out.LastAttemptUnixMs = s.LastAttempt.UnixMilli()
+	}
+	if (s.State == "retrying" || s.State == "scheduled") && !s.NextAttempt.IsZero() {
+		out.NextAttemptUnixMs = s.NextAttempt.UnixMilli()
+	}
+	for _, id := range c.sortedIDsLocked() {
+		n := c.reg[id]
+		if n.Excluded != nil {
+			out.Members = append(out.Members, &coordinatorv1.MemberProblem{NodeId: id, Problem: n.Excluded.Reason, Excluded: true, SinceUnixMs: n.Excluded.At.UnixMilli()})
+			continue
+		}
+		if c.epoch == nil || !c.epoch.has(id) {
+			continue
+		}
+		if since, problem := c.memberProblemLocked(c.epoch, id); problem != "" {
+			out.Members = append(out.Members, &coordinatorv1.MemberProblem{NodeId: id, Problem: problem, SinceUnixMs: since.UnixMilli()})
 		}
 	}
+	return out
+}
+
+// keeper keeps a usable key epoch: after a change (kick) has been quiet for
+// the debounce time, it asks assess whether a new epoch is needed and runs
+// attempt; a failed attempt is retried with the backoff until one succeeds or
+// nothing is needed any more. Changes during a backoff do not shorten it.
+type keeper struct {
+	debounce time.Duration
+	retry    Backoff
+	jitter   func() float64 // uniform in [0, 1)
+	now      func() time.Time
+	kick     <-chan struct{}
+	assess   func() assessment
+	attempt  func(ctx context.Context, a assessment) error
+	status   func(func(*ceremonyStatus))
+	log      *slog.Logger
+}
+
+func (c *Coordinator) keeper() *keeper {
+	return &keeper{
+		debounce: c.cfg.EpochDebounce, retry: c.cfg.CeremonyRetry, jitter: rand.Float64, now: c.cfg.Now,
+		kick: c.kick, assess: c.assess, attempt: c.rekey, status: c.setCeremony, log: c.log,
+	}
+}
+
+// run loops until ctx ends. It looks once at the start (after the debounce
+// time), then at every kick and retry.
+func (k *keeper) run(ctx context.Context) {
+	timer := time.NewTimer(k.debounce)
+	defer timer.Stop()
+	k.status(func(s *ceremonyStatus) {
+		s.State, s.Reason, s.NextAttempt = "scheduled", "looking at the network after the start", k.now().Add(k.debounce)
+	})
+	backingOff := false
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-k.kick:
+			if backingOff {
+				continue
+			}
+			timer.Reset(k.debounce)
+			a := k.assess()
+			if a.need {
+				k.status(func(s *ceremonyStatus) {
+					s.State, s.Reason, s.NextAttempt = "scheduled", a.reason, k.now().Add(k.debounce)
+				})
+			}
+		case <-timer.C:
+			backingOff = false
+			a := k.assess()
+			if !a.need || a.waiting != "" {
+				failures = 0
+				k.status(func(s *ceremonyStatus) {
+					*s = ceremonyStatus{State: "idle", LastAttempt: s.LastAttempt, LastError: s.LastError}
+					if a.waiting != "" {
+						s.State, s.Reason = "waiting", a.waiting
+					}
+				})
+				continue
+			}
+			k.status(func(s *ceremonyStatus) {
+				s.State, s.Reason, s.LastAttempt, s.NextAttempt = "running", a.reason, k.now(), time.Time{}
+			})
+			err := k.attempt(ctx, a)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				failures = 0
+				k.status(func(s *ceremonyStatus) { *s = ceremonyStatus{State: "idle", LastAttempt: s.LastAttempt} })
+				continue
+			}
+			failures++
+			d := k.retry.Delay(failures, k.jitter())
+			timer.Reset(d)
+			backingOff = true
+			k.status(func(s *ceremonyStatus) {
+				s.State, s.Failures, s.LastError, s.NextAttempt = "retrying", failures, err.Error(), k.now().Add(d)
+			})
+			k.log.Warn("key ceremony failed; retrying", "attempt", failures, "reason", a.reason, "err", err, "retry_in", d)
+		}
+	}
+}
+
+// ceremonyTimeout bounds one automatic key ceremony (a node that hangs must
+// not stop the retries).
+const ceremonyTimeout = 5 * time.Minute
+
+// rekey is one automatic key ceremony: it waits for running queries, looks
+// again whether the epoch is still needed (another caller may have made
+// one), applies the lost-member policy, runs the ceremony, and counts and
+// records the outcome.
+func (c *Coordinator) rekey(ctx context.Context, a assessment) error {
+	c.drainQueries(ctx)
+	c.ceremonyMu.Lock()
+	defer c.ceremonyMu.Unlock()
+	if a = c.assess(); !a.need || a.waiting != "" {
+		return nil
+	}
+	if c.cfg.LostMember == LostMemberExclude {
+		for _, l := range a.lost {
+			if err := c.exclude(ctx, l); err != nil {
+				return err
+			}
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, ceremonyTimeout)
+	defer cancel()
+	id, err := c.keyCeremonyLocked(cctx)
+	if err != nil {
+		c.metrics.ceremonies.WithLabelValues("failed").Inc()
+		c.record(ctx, c.cfg.Identity.Name(), "epoch.ceremony_failed", "", map[string]any{"reason": a.reason, "error": err.Error()})
+		return err
+	}
+	c.metrics.ceremonies.WithLabelValues("ok").Inc()
+	c.log.Info("new key epoch", "epoch", id, "reason", a.reason)
 	return nil
+}
+
+// drainQueries waits, at most Deadline plus the release timeout, until no
+// query is running: once the members install a new epoch, a query of the
+// old one that is still collecting or releasing fails (and its answers were
+// charged for nothing). Queries submitted meanwhile are not held back.
+func (c *Coordinator) drainQueries(ctx context.Context) {
+	end := time.Now().Add(c.cfg.Deadline + releaseTimeout)
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	logged := false
+	for c.runningQueries() > 0 && time.Now().Before(end) {
+		if !logged {
+			c.log.Info("key ceremony waits for running queries to end", "running", c.runningQueries())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// runningQueries counts the queries that have not ended.
+func (c *Coordinator) runningQueries() int {
+	c.mu.RLock()
+	qs := make([]*query, 0, len(c.queries))
+	for _, q := range c.queries {
+		qs = append(qs, q)
+	}
+	c.mu.RUnlock()
+	n := 0
+	for _, q := range qs {
+		q.mu.Lock()
+		if !terminal(q.st.State) {
+			n++
+		}
+		q.mu.Unlock()
+	}
+	return n
 }

@@ -38,7 +38,8 @@ import (
 
 // Errors.
 var (
-	ErrNoEpoch       = errors.New("coordinator: no key epoch: run the key ceremony first")
+	ErrNoEpoch       = errors.New("coordinator: no key epoch yet")
+	ErrNotReady      = errors.New("coordinator: not ready")
 	ErrTooFewNodes   = errors.New("coordinator: too few nodes")
 	ErrNotFound      = errors.New("coordinator: no such query")
 	ErrBadRequest    = errors.New("coordinator: bad request")
@@ -48,6 +49,7 @@ var (
 
 func init() {
 	rpc.Register(ErrNoEpoch, codes.FailedPrecondition)
+	rpc.Register(ErrNotReady, codes.Unavailable)
 	rpc.Register(ErrTooFewNodes, codes.FailedPrecondition)
 	rpc.Register(ErrNotFound, codes.NotFound)
 	rpc.Register(ErrBadRequest, codes.InvalidArgument)
@@ -100,6 +102,31 @@ type Config struct {
 	// EpochDebounce is how long the admitted set must stay unchanged before
 	// a new key epoch starts. Defaults to 10s.
 	EpochDebounce time.Duration
+	// AutoEpoch makes the coordinator keep a usable key epoch by itself: it
+	// runs the key ceremony when there is none, when an admitted node is not
+	// a member, when a member reports a key epoch newer than the stored one,
+	// and when a member lost its keys (LostMember), and it retries a failed
+	// or interrupted ceremony with CeremonyRetry's backoff until one
+	// succeeds. Always on with Gossip. Defaults to false (the caller runs
+	// KeyCeremony or EnsureEpoch).
+	AutoEpoch bool
+	// CeremonyRetry is the backoff between failed key ceremonies. Defaults
+	// to Initial = EpochDebounce and Max = 5 minutes.
+	CeremonyRetry Backoff
+	// HealthInterval is how often the coordinator asks every admitted node
+	// for its readiness report (Info: key epoch, keys usable). Defaults to
+	// 10s.
+	HealthInterval time.Duration
+	// LostMember says what a new key epoch does about a member that reports
+	// it lost its keys or its state: LostMemberRejoin (the default) or
+	// LostMemberExclude.
+	LostMember LostMemberPolicy
+	// AtStep, when set, is called at the named steps of admission and of
+	// the key ceremony (see Step): the fault tests make the process exit
+	// there. The daemon's configuration has no way to set it (a binary built
+	// with the fedstat_testhooks tag reads it from its environment).
+	// Defaults to none.
+	AtStep func(Step)
 	// DB, when set, keeps the query history, results and key epochs across
 	// restarts. Defaults to none (memory only).
 	DB *kv.DB
@@ -134,9 +161,10 @@ type Coordinator struct {
 
 	metrics    *metrics
 	pool       *membership.Pool
-	ceremonyMu sync.Mutex // one key ceremony at a time
-	rekey      chan struct{}
-	pending    bool // guarded by mu: the admitted set changed since the last epoch
+	ceremonyMu sync.Mutex    // one key ceremony at a time
+	kick       chan struct{} // tells the epoch keeper that something changed
+	gen        uint64        // guarded by mu: counts epoch changes and ceremonies (nodeHealth.Gen)
+	ceremony   ceremonyStatus
 
 	lis net.Listener
 	srv *grpc.Server
@@ -181,6 +209,26 @@ func New(cfg Config) (*Coordinator, error) {
 	if cfg.EpochDebounce == 0 {
 		cfg.EpochDebounce = 10 * time.Second
 	}
+	if cfg.CeremonyRetry.Initial <= 0 {
+		cfg.CeremonyRetry.Initial = cfg.EpochDebounce
+	}
+	if cfg.CeremonyRetry.Max <= 0 {
+		cfg.CeremonyRetry.Max = 5 * time.Minute
+	}
+	cfg.CeremonyRetry.Max = max(cfg.CeremonyRetry.Max, cfg.CeremonyRetry.Initial)
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = 10 * time.Second
+	}
+	switch cfg.LostMember {
+	case "":
+		cfg.LostMember = LostMemberRejoin
+	case LostMemberRejoin, LostMemberExclude:
+	default:
+		return nil, fmt.Errorf("coordinator: rekey_on_lost_member %q: want %q or %q", cfg.LostMember, LostMemberRejoin, LostMemberExclude)
+	}
+	if cfg.Gossip != nil {
+		cfg.AutoEpoch = true
+	}
 	if cfg.Catalogue == nil {
 		cfg.Catalogue = plan.DefaultCatalogue()
 	}
@@ -205,6 +253,7 @@ func New(cfg Config) (*Coordinator, error) {
 		reg:     map[string]*regNode{},
 		metrics: newMetrics(cfg.Metrics),
 		queries: map[string]*query{},
+		kick:    make(chan struct{}, 1),
 	}
 	if err := c.loadState(); err != nil {
 		return nil, err
@@ -237,12 +286,20 @@ func (c *Coordinator) Addr() string { return c.lis.Addr().String() }
 // Params returns the homomorphic parameter set of the network.
 func (c *Coordinator) Params() homomorphic.Params { return c.params }
 
-// Run serves the analyst API until ctx ends, then stops gracefully.
+// Run serves the analyst API until ctx ends, then stops gracefully. It
+// also watches the nodes' readiness (every HealthInterval) and, with
+// AutoEpoch, keeps a usable key epoch.
 func (c *Coordinator) Run(ctx context.Context) error {
 	if c.cfg.Gossip != nil {
 		if err := c.startGossip(ctx); err != nil {
 			return err
 		}
+	}
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.monitor(ctx) }()
+	if c.cfg.AutoEpoch {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.keeper().run(ctx) }()
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- c.srv.Serve(c.lis) }()
@@ -308,10 +365,30 @@ func (c *Coordinator) record(ctx context.Context, actor, action, queryID string,
 	}
 }
 
-// Ready reports whether the coordinator can run queries: it has a key epoch.
+// Ready reports whether the coordinator can run queries: it has a key
+// epoch, and no more than N-T of its members reported that they cannot do
+// their part in it (members that did not answer count as able: liveness is
+// not membership). The error says why not, and what the key ceremony is
+// doing about it.
 func (c *Coordinator) Ready() error {
-	_, err := c.currentEpoch()
-	return err
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	now := c.cfg.Now()
+	e := c.epoch
+	if e == nil {
+		return fmt.Errorf("%w: %s", ErrNoEpoch, c.ceremony.describe(now))
+	}
+	able := 0
+	for _, m := range e.Members {
+		if _, problem := c.memberProblemLocked(e, m.ID); problem == "" {
+			able++
+		}
+	}
+	if able < e.Threshold {
+		return fmt.Errorf("%w: %d of the %d members of key epoch %d can decrypt, the threshold is %d; %s",
+			ErrNotReady, able, len(e.Members), e.ID, e.Threshold, c.ceremony.describe(now))
+	}
+	return nil
 }
 
 // EnsureEpoch makes sure there is a key epoch whose members are the admitted

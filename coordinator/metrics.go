@@ -9,6 +9,11 @@ type metrics struct {
 	duration prometheus.Histogram
 	partials *prometheus.CounterVec
 	epoch    prometheus.Gauge
+
+	ceremonies       *prometheus.CounterVec
+	ceremonyFailures prometheus.Gauge
+	ceremonyNext     prometheus.Gauge
+	releaseAttempts  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -20,9 +25,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		partials: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fedstat_coordinator_partials_total",
 			Help: "Partials by outcome (accepted, failed)."}, []string{"outcome"}),
 		epoch: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fedstat_coordinator_key_epoch", Help: "The current key epoch."}),
+		ceremonies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fedstat_coordinator_key_ceremonies_total",
+			Help: "Automatic key ceremonies by result (ok, failed)."}, []string{"result"}),
+		ceremonyFailures: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fedstat_coordinator_key_ceremony_failures",
+			Help: "Key ceremonies failed in a row since the last success (0 when none is failing)."}),
+		ceremonyNext: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fedstat_coordinator_key_ceremony_next_attempt_timestamp_seconds",
+			Help: "When the next key ceremony is planned (Unix time; 0 when none is)."}),
+		releaseAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fedstat_coordinator_release_attempts_total",
+			Help: "Release attempts by decryptor set, by outcome (released, prepare_failed, release_failed)."}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.queries, m.duration, m.partials, m.epoch)
+		reg.MustRegister(m.queries, m.duration, m.partials, m.epoch, m.ceremonies, m.ceremonyFailures, m.ceremonyNext, m.releaseAttempts)
 	}
 	return m
 }

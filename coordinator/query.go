@@ -50,8 +50,12 @@ type query struct {
 	deadline time.Duration // bounds the wait for partials
 }
 
-// releaseTimeout bounds the key-switch round of a release.
-const releaseTimeout = 60 * time.Second
+// releaseTimeout bounds the commitment and key-switch rounds of a release,
+// decryptorTimeout one decryptor's answer in one of them.
+const (
+	releaseTimeout   = 90 * time.Second
+	decryptorTimeout = 20 * time.Second
+)
 
 // snapshot returns a copy of the status and a channel closed at the next change.
 func (q *query) snapshot() (*coordinatorv1.QueryStatus, <-chan struct{}) {
@@ -300,7 +304,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	}
 	q.phase("aggregate", start)
 
-	// Key switch: T decryptors, preferring nodes that answered.
+	// Key switch: T decryptors (see release).
 	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_DECRYPTING })
 	start = time.Now()
 	rk, err := homomorphic.GenResultKey(c.params)
@@ -311,17 +315,6 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	if err != nil {
 		return nil, err
 	}
-	var decryptors []string
-	for _, pt := range parts {
-		decryptors = append(decryptors, pt.node)
-	}
-	for _, mem := range e.Members {
-		if !slices.Contains(decryptors, mem.ID) {
-			decryptors = append(decryptors, mem.ID)
-		}
-	}
-	decryptors = decryptors[:e.Threshold]
-	sort.Strings(decryptors)
 	releaseCtx, cancelRelease := context.WithTimeout(q.ctx, releaseTimeout)
 	defer cancelRelease()
 
@@ -351,34 +344,8 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 		return nil, fmt.Errorf("%w: release: commitment to the partial set: %v; nothing was decrypted", ErrQueryFailed, err)
 	}
 
-	ksReq := &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: signed, TargetPublicKey: target,
-		Decryptors: decryptors, Commits: commits}
-	shares := make([][][]byte, len(decryptors)) // [decryptor][ciphertext]
-	err = c.fanout(releaseCtx, decryptors, func(ctx context.Context, i int, id string) error {
-		mem := e.member(id)
-		cl, err := c.client(id)
-		if err != nil {
-			return err
-		}
-		resp, err := cl.KeySwitch(ctx, ksReq)
-		if err != nil {
-			return err
-		}
-		s := resp.GetShare()
-		if _, err := envelope.Open(mem.Cert.PublicKey, protocol.FromProto(s),
-			envelope.Binding{QueryID: q.id, Epoch: e.ID, NodeID: id, Kind: protocol.KindKeySwitchShare},
-			c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
-			return fmt.Errorf("key-switch share: %w", err)
-		}
-		var payload nodev1.KeySwitchPayload
-		if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil || len(payload.GetShares()) != len(sum) {
-			return fmt.Errorf("key-switch share: malformed payload")
-		}
-		shares[i] = payload.GetShares()
-		q.addUpload(id, proto.Size(resp))
-		q.node(id, "decrypted", "", 0)
-		return nil
-	})
+	ksReq := &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: signed, TargetPublicKey: target, Commits: commits}
+	decryptors, shares, err := c.release(releaseCtx, q, e, ksReq, len(sum), senders)
 	if err != nil {
 		return nil, fmt.Errorf("%w: release: %v; nothing was decrypted", ErrQueryFailed, err)
 	}
@@ -647,4 +614,197 @@ func (c *Coordinator) releasePlaintext(q *query, parts []partial) (*typesv1.Resu
 	}
 	q.phase("decrypt+release", start)
 	return ResultToProto(r), nil
+}
+
+// release has T members key-switch the sum of the committed partials in
+// base (query id, epoch, spec, partials, target key and commitments are
+// set; the decryptors are chosen here) and returns the decryptors and their
+// shares ([decryptor][ciphertext]).
+//
+// Decryptors are taken among the members in this order: those whose last
+// readiness report says they can decrypt in this epoch, then those that did
+// not report; senders of partials before other members; a member that
+// reported it cannot is not asked. Each attempt is two steps (node/release.go):
+// every decryptor of the set first PREPAREs its share, and only when all of
+// them have does the coordinator ask them to RELEASE it. A decryptor that
+// fails, for any reason, is replaced and the next T-subset tried, over the
+// very same request: the same partials, commitments, spec and target key, so
+// a retry can never release another partial set (the nodes' commitments
+// would refuse it anyway). A member that was asked to release for a set that
+// did not complete may have handed out its share and helps with no other
+// set, so it is not asked again. The attempts stop when fewer than T members
+// are left or ctx ends; nothing is decrypted then.
+func (c *Coordinator) release(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, cts int, senders []string) ([]string, [][][]byte, error) {
+	need := min(e.Threshold, len(e.Members))
+	candidates := c.decryptorCandidates(e, senders)
+	failed := map[string]string{}
+	spent := map[string]bool{}
+	for attempt := 1; ; attempt++ {
+		var set []string
+		for _, id := range candidates {
+			if failed[id] == "" && !spent[id] && len(set) < need {
+				set = append(set, id)
+			}
+		}
+		if len(set) < need || ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("%d decryptors needed, %d of the %d members were left after %d attempt(s). %s",
+				need, len(set), len(e.Members), attempt-1, describeDecryptorFailures(e, candidates, failed, spent))
+		}
+		sort.Strings(set)
+
+		prep := proto.Clone(base).(*nodev1.KeySwitchRequest)
+		prep.Decryptors, prep.Phase = set, nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_PREPARE
+		errs := c.fanoutEach(ctx, set, func(ctx context.Context, _ int, id string) error {
+			cl, err := c.client(id)
+			if err != nil {
+				return err
+			}
+			cctx, cancel := context.WithTimeout(ctx, decryptorTimeout)
+			defer cancel()
+			if _, err := cl.KeySwitch(cctx, prep); err != nil {
+				return errors.New(rpcMessage(err))
+			}
+			return nil
+		})
+		if c.noteDecryptorFailures(q, attempt, set, errs, failed, "prepare") {
+			c.metrics.releaseAttempts.WithLabelValues("prepare_failed").Inc()
+			continue
+		}
+
+		rel := &nodev1.KeySwitchRequest{QueryId: base.GetQueryId(), Epoch: base.GetEpoch(), TargetPublicKey: base.GetTargetPublicKey(),
+			Decryptors: set, Phase: nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_RELEASE}
+		shares := make([][][]byte, len(set))
+		errs = c.fanoutEach(ctx, set, func(ctx context.Context, i int, id string) error {
+			cl, err := c.client(id)
+			if err != nil {
+				return err
+			}
+			cctx, cancel := context.WithTimeout(ctx, decryptorTimeout)
+			defer cancel()
+			resp, err := cl.KeySwitch(cctx, rel)
+			if err != nil {
+				return errors.New(rpcMessage(err))
+			}
+			s := resp.GetShare()
+			if _, err := envelope.Open(e.member(id).Cert.PublicKey, protocol.FromProto(s),
+				envelope.Binding{QueryID: q.id, Epoch: e.ID, NodeID: id, Kind: protocol.KindKeySwitchShare},
+				c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
+				return fmt.Errorf("key-switch share: %w", err)
+			}
+			var payload nodev1.KeySwitchPayload
+			if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil || len(payload.GetShares()) != cts {
+				return errors.New("key-switch share: malformed payload")
+			}
+			shares[i] = payload.GetShares()
+			q.addUpload(id, proto.Size(resp))
+			return nil
+		})
+		for _, id := range set {
+			spent[id] = true
+		}
+		if c.noteDecryptorFailures(q, attempt, set, errs, failed, "release") {
+			c.metrics.releaseAttempts.WithLabelValues("release_failed").Inc()
+			continue
+		}
+		c.metrics.releaseAttempts.WithLabelValues("released").Inc()
+		for _, id := range set {
+			q.node(id, "decrypted", "", 0)
+		}
+		return set, shares, nil
+	}
+}
+
+// decryptorCandidates orders the members for release (see release). Members
+// that reported they cannot decrypt in e are left out.
+func (c *Coordinator) decryptorCandidates(e *epoch, senders []string) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	type cand struct {
+		id         string
+		rank, sent int
+	}
+	var cs []cand
+	for _, m := range e.Members {
+		rank := 1 // no trusted report
+		if n, ok := c.reg[m.ID]; ok && c.fresh(n.Health) {
+			if _, problem := c.memberProblemLocked(e, m.ID); problem != "" {
+				continue
+			}
+			rank = 0
+		} else if ok && n.Excluded != nil {
+			continue
+		}
+		cs = append(cs, cand{m.ID, rank, 1 - btoi(slices.Contains(senders, m.ID))})
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		a, b := cs[i], cs[j]
+		if a.rank != b.rank {
+			return a.rank < b.rank
+		}
+		if a.sent != b.sent {
+			return a.sent < b.sent
+		}
+		return a.id < b.id
+	})
+	out := make([]string, len(cs))
+	for i, x := range cs {
+		out[i] = x.id
+	}
+	return out
+}
+
+// noteDecryptorFailures records the decryptors of set whose step failed and
+// reports whether any did.
+func (c *Coordinator) noteDecryptorFailures(q *query, attempt int, set []string, errs []error, failed map[string]string, step string) bool {
+	some := false
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		some = true
+		failed[set[i]] = fmt.Sprintf("%s: %v", step, err)
+		q.note(set[i], fmt.Sprintf("release attempt %d (%s): %v", attempt, step, err))
+		c.recheck(set[i])
+		c.log.Warn("decryptor failed; trying another set", "query_id", q.id, "attempt", attempt, "node", set[i], "step", step, "err", err)
+	}
+	return some
+}
+
+func describeDecryptorFailures(e *epoch, candidates []string, failed map[string]string, spent map[string]bool) string {
+	var b strings.Builder
+	b.WriteString("Decryptors that failed: ")
+	n := 0
+	for _, m := range e.Members {
+		why, ok := failed[m.ID]
+		switch {
+		case ok:
+		case spent[m.ID]:
+			why, ok = "released its share for a decryptor set that did not complete", true
+		case !slices.Contains(candidates, m.ID):
+			why, ok = "reported it cannot decrypt in this key epoch", true
+		}
+		if !ok {
+			continue
+		}
+		if n > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: %s", m.ID, why)
+		n++
+	}
+	if n == 0 {
+		return ""
+	}
+	return b.String()
+}
+
+// note adds a remark to a node's progress without changing its status.
+func (q *query) note(id, text string) {
+	q.update(func(st *coordinatorv1.QueryStatus) {
+		for _, n := range st.Nodes {
+			if n.NodeId == id {
+				n.Error = text
+			}
+		}
+	})
 }

@@ -1,10 +1,14 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -25,9 +29,50 @@ type regNode struct {
 	GossipAddr string
 	Alive      bool
 	LastSeen   time.Time
+	Admitted   time.Time
 	Meta       membership.Meta
-	conn       *grpc.ClientConn
-	client     nodev1.NodeServiceClient
+	// Health is the node's last readiness report (monitor).
+	Health nodeHealth
+	// Excluded is set while the node is left out of key epochs
+	// (LostMemberExclude).
+	Excluded *exclusion
+	conn     *grpc.ClientConn
+	client   nodev1.NodeServiceClient
+}
+
+// nodeHealth is a node's answer to the monitor's Info call.
+type nodeHealth struct {
+	At  time.Time
+	Gen uint64 // Coordinator.gen when the call started: a report is trusted only while gen is unchanged
+	// Err is set when the node did not answer.
+	Err string
+	// Epoch is the node's active epoch, Latest the newest it made keys for.
+	Epoch, Latest uint64
+	// Ready and Problem are its report on its keys of Epoch.
+	Ready   bool
+	Problem string
+	// CertSHA256 is the digest of the certificate it presented.
+	CertSHA256 []byte
+}
+
+// exclusion records why and when a node was left out of key epochs, and the
+// certificate it had then: a new certificate ends the exclusion.
+type exclusion struct {
+	Reason     string
+	At         time.Time
+	CertSHA256 []byte
+}
+
+// recordOf is n's durable registry entry. Callers hold c.mu.
+func recordOf(n *regNode) nodeRecord {
+	r := nodeRecord{ID: n.ID, Addr: n.Addr, GossipAddr: n.GossipAddr, Admitted: n.Admitted.UnixMilli()}
+	if !n.LastSeen.IsZero() {
+		r.LastSeen = n.LastSeen.UnixMilli()
+	}
+	if x := n.Excluded; x != nil {
+		r.Excluded, r.ExcludedAt, r.ExcludedCert = x.Reason, x.At.UnixMilli(), x.CertSHA256
+	}
+	return r
 }
 
 // setNode adds or updates a node's address; static nodes are admitted at
@@ -51,14 +96,14 @@ func (c *Coordinator) setNode(id, addr string, alive bool) error {
 		n.conn.Close()
 	}
 	if !ok {
-		n = &regNode{ID: id}
+		n = &regNode{ID: id, Admitted: c.cfg.Now()}
 		c.reg[id] = n
 	}
 	n.Addr, n.conn, n.client, n.Alive = addr, conn, nodev1.NewNodeServiceClient(conn), alive
 	if alive {
 		n.LastSeen = c.cfg.Now()
 	}
-	return c.saveNode(nodeRecord{ID: id, Addr: addr, GossipAddr: n.GossipAddr, Admitted: c.cfg.Now().UnixMilli(), LastSeen: n.LastSeen.UnixMilli()})
+	return c.saveNode(recordOf(n))
 }
 
 // client returns the gRPC client of an admitted node.
@@ -94,7 +139,16 @@ func (c *Coordinator) admit(ctx context.Context, m membership.Member) error {
 	known, ok := c.reg[m.ID]
 	c.mu.RUnlock()
 	if ok && known.Addr == m.GRPCAddr {
-		return c.setNode(m.ID, m.GRPCAddr, m.Alive)
+		c.mu.RLock()
+		wasAlive := known.Alive
+		c.mu.RUnlock()
+		if err := c.setNode(m.ID, m.GRPCAddr, m.Alive); err != nil {
+			return err
+		}
+		if m.Alive != wasAlive {
+			c.poke()
+		}
+		return nil
 	}
 	if !m.Alive {
 		return nil
@@ -124,25 +178,29 @@ func (c *Coordinator) admit(ctx context.Context, m membership.Member) error {
 		return err
 	}
 	c.mu.Lock()
-	c.reg[m.ID].Meta = m.Meta
-	c.reg[m.ID].GossipAddr = m.GossipAddr
-	rec := nodeRecord{ID: m.ID, Addr: m.GRPCAddr, GossipAddr: m.GossipAddr, Admitted: c.cfg.Now().UnixMilli(), LastSeen: c.cfg.Now().UnixMilli()}
+	n := c.reg[m.ID]
+	n.Meta = m.Meta
+	n.GossipAddr = m.GossipAddr
+	rec := recordOf(n)
 	changed := c.epoch == nil || !c.epoch.has(m.ID)
-	if changed {
-		c.pending = true
-	}
 	c.mu.Unlock()
 	if err := c.saveNode(rec); err != nil {
 		return err
 	}
 	if changed {
 		c.log.Info("node admitted", "node", m.ID, "addr", m.GRPCAddr)
-		select {
-		case c.rekey <- struct{}{}:
-		default:
-		}
+		c.step(StepAdmitted)
 	}
+	c.poke()
 	return nil
+}
+
+// poke tells the epoch keeper that membership or readiness changed.
+func (c *Coordinator) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 func (e *epoch) has(id string) bool {
@@ -181,11 +239,9 @@ func (c *Coordinator) startGossip(ctx context.Context) error {
 		return err
 	}
 	c.pool = pool
-	c.rekey = make(chan struct{}, 1)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		var timer <-chan time.Time
 		for {
 			select {
 			case <-ctx.Done():
@@ -194,43 +250,10 @@ func (c *Coordinator) startGossip(ctx context.Context) error {
 				if err := c.admit(ctx, m); err != nil {
 					c.log.Warn("gossip member not admitted", "member", m.ID, "err", err)
 				}
-			case <-c.rekey:
-				timer = time.After(c.cfg.EpochDebounce)
-			case <-timer:
-				timer = nil
-				c.maybeRekey(ctx)
 			}
 		}
 	}()
 	return nil
-}
-
-// maybeRekey starts a new key epoch among the admitted, alive nodes when the
-// admitted set changed and enough nodes are there.
-func (c *Coordinator) maybeRekey(ctx context.Context) {
-	c.mu.RLock()
-	pending := c.pending
-	c.mu.RUnlock()
-	if !pending {
-		return
-	}
-	alive := 0
-	for _, n := range c.registry() {
-		if n.Alive {
-			alive++
-		}
-	}
-	minMembers := max(c.cfg.MinMembers, 2, c.cfg.Threshold)
-	if alive < minMembers {
-		c.log.Info("waiting for more nodes before a key epoch", "alive", alive, "needed", minMembers)
-		return
-	}
-	id, err := c.KeyCeremony(ctx)
-	if err != nil {
-		c.log.Error("key ceremony failed; will retry on the next membership change", "err", err)
-		return
-	}
-	c.log.Info("new key epoch after a membership change", "epoch", id)
 }
 
 // GossipAddr returns the coordinator's gossip address (empty without gossip).
@@ -248,4 +271,274 @@ func (c *Coordinator) touch(id string) {
 	if n, ok := c.reg[id]; ok {
 		n.LastSeen = c.cfg.Now()
 	}
+}
+
+// monitor asks every admitted node for its readiness report now and every
+// HealthInterval, until ctx ends.
+func (c *Coordinator) monitor(ctx context.Context) {
+	t := time.NewTicker(c.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		c.pollHealth(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// healthTimeout bounds one node's answer to the monitor.
+const healthTimeout = 5 * time.Second
+
+// pollHealth takes every admitted node's readiness report (Info) and tells
+// the epoch keeper when one changed. A node presenting a new certificate
+// ends its exclusion.
+func (c *Coordinator) pollHealth(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, n := range c.registry() {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.checkNode(ctx, n) }()
+	}
+	wg.Wait()
+}
+
+// checkNode takes one node's readiness report.
+func (c *Coordinator) checkNode(ctx context.Context, n regNode) {
+	c.mu.RLock()
+	gen := c.gen
+	c.mu.RUnlock()
+	cctx, cancel := context.WithTimeout(ctx, healthTimeout)
+	info, err := n.client.Info(cctx, &nodev1.InfoRequest{})
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	h := nodeHealth{At: c.cfg.Now(), Gen: gen}
+	if err != nil {
+		h.Err = rpcMessage(err)
+	} else {
+		st := info.GetEpochStatus()
+		h.Epoch, h.Ready, h.Problem = info.GetEpoch(), st.GetReady(), st.GetProblem()
+		h.Latest = max(h.Epoch, st.GetLatestEpoch())
+		if info.GetNodeId() == n.ID {
+			d := sha256.Sum256(info.GetCertificateDer())
+			h.CertSHA256 = d[:]
+		}
+	}
+	c.setHealth(ctx, n.ID, h, info.GetCertificateDer())
+}
+
+// recheck takes the readiness report of node id now (after it failed a
+// step of a release), in the background.
+func (c *Coordinator) recheck(id string) {
+	c.mu.RLock()
+	n, ok := c.reg[id]
+	var cp regNode
+	if ok {
+		cp = *n
+	}
+	c.mu.RUnlock()
+	if !ok {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
+		defer cancel()
+		c.checkNode(ctx, cp)
+	}()
+}
+
+// setHealth stores a readiness report and pokes the keeper when it changed
+// what the coordinator knows.
+func (c *Coordinator) setHealth(ctx context.Context, id string, h nodeHealth, certDER []byte) {
+	c.mu.Lock()
+	n, ok := c.reg[id]
+	if !ok {
+		c.mu.Unlock()
+		return
+	}
+	old := n.Health
+	n.Health = h
+	changed := old.Gen != h.Gen || old.Err != h.Err || old.Epoch != h.Epoch || old.Ready != h.Ready || old.Problem != h.Problem
+	var readmit bool
+	if x := n.Excluded; x != nil && h.CertSHA256 != nil && !bytes.Equal(x.CertSHA256, h.CertSHA256) {
+		readmit = c.validNodeCert(id, certDER)
+		if readmit {
+			n.Excluded = nil
+		}
+	}
+	rec := recordOf(n)
+	c.mu.Unlock()
+	if readmit {
+		if err := c.saveNode(rec); err != nil {
+			c.log.Error("could not store a re-admission", "node", id, "err", err)
+		}
+		c.log.Info("excluded node re-admitted: it presents a new certificate", "node", id)
+		c.record(ctx, c.cfg.Identity.Name(), "node.readmitted", "", map[string]any{"node": id})
+	}
+	if changed || readmit {
+		if h.Err == "" && !h.Ready && h.Epoch != 0 {
+			c.log.Warn("node reports it cannot use its keys", "node", id, "epoch", h.Epoch, "problem", h.Problem)
+		}
+		c.poke()
+	}
+}
+
+// validNodeCert checks a certificate a node presents: network CA, role
+// node, the node's id.
+func (c *Coordinator) validNodeCert(id string, der []byte) bool {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil || pki.Verify(c.cfg.Identity.CA, cert) != nil {
+		return false
+	}
+	role, _ := pki.RoleOf(cert)
+	return role == pki.RoleNode && cert.Subject.CommonName == id
+}
+
+// lostMember is a member of the current epoch that reported it cannot do
+// its part in it.
+type lostMember struct {
+	ID, Problem string
+	CertSHA256  []byte
+}
+
+// assessment says whether the network needs a new key epoch and why.
+type assessment struct {
+	need   bool
+	reason string
+	// waiting, when set, says why a needed epoch cannot be made now (too
+	// few nodes); the keeper waits for a change instead of retrying.
+	waiting string
+	// lost are the members that lost their keys (handled by LostMember).
+	lost []lostMember
+}
+
+// assess decides whether a new key epoch is needed: there is none; an
+// admitted, alive node is not a member; a member reports a newer active
+// epoch than the stored one (a ceremony finished at the nodes but was not
+// stored here); a member reports it lost its keys; or an excluded node is
+// still a member. A member that does not answer is no reason: liveness is
+// not membership.
+func (c *Coordinator) assess() assessment {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var a assessment
+	var reasons []string
+	e := c.epoch
+	able := 0 // admitted, alive, not excluded: who would take part
+	for _, id := range c.sortedIDsLocked() {
+		n := c.reg[id]
+		if !n.Alive || n.Excluded != nil {
+			continue
+		}
+		able++
+		if e != nil && !e.has(id) {
+			reasons = append(reasons, fmt.Sprintf("%s is not a member of key epoch %d", id, e.ID))
+		}
+	}
+	if e == nil {
+		reasons = append(reasons, "no key epoch")
+	} else {
+		for _, m := range e.Members {
+			n, ok := c.reg[m.ID]
+			switch {
+			case !ok:
+			case n.Excluded != nil:
+				reasons = append(reasons, fmt.Sprintf("%s is excluded (%s)", m.ID, n.Excluded.Reason))
+			case c.fresh(n.Health) && n.Health.Epoch > e.ID:
+				reasons = append(reasons, fmt.Sprintf("%s is at key epoch %d, newer than the stored %d (a ceremony was not stored)", m.ID, n.Health.Epoch, e.ID))
+			default:
+				if _, problem := c.memberProblemLocked(e, m.ID); problem != "" {
+					a.lost = append(a.lost, lostMember{ID: m.ID, Problem: problem, CertSHA256: n.Health.CertSHA256})
+					verb := "with"
+					if c.cfg.LostMember == LostMemberExclude {
+						verb, able = "without", able-btoi(n.Alive)
+					}
+					reasons = append(reasons, fmt.Sprintf("re-key %s %s, which %s", verb, m.ID, problem))
+				}
+			}
+		}
+	}
+	if len(reasons) == 0 {
+		return a
+	}
+	a.need, a.reason = true, strings.Join(reasons, "; ")
+	if need := max(c.cfg.MinMembers, 2, c.cfg.Threshold); able < need {
+		a.waiting = fmt.Sprintf("%s: waiting for %d nodes that can take part in a key epoch (%d now)", a.reason, need, able)
+	}
+	return a
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// fresh reports whether a readiness report can be trusted: it was taken
+// since the last key ceremony started and the node answered. Callers hold
+// c.mu.
+func (c *Coordinator) fresh(h nodeHealth) bool {
+	return !h.At.IsZero() && h.Gen == c.gen && h.Err == ""
+}
+
+// memberProblemLocked says why member id cannot do its part in epoch e,
+// from its last trusted report ("" when it can, or is not known not to),
+// and since when. Callers hold c.mu.
+func (c *Coordinator) memberProblemLocked(e *epoch, id string) (time.Time, string) {
+	n, ok := c.reg[id]
+	if !ok {
+		return time.Time{}, ""
+	}
+	if n.Excluded != nil {
+		return n.Excluded.At, "is excluded: " + n.Excluded.Reason
+	}
+	h := n.Health
+	switch {
+	case !c.fresh(h):
+		return time.Time{}, ""
+	case h.Epoch == 0:
+		return h.At, fmt.Sprintf("lost its keys of key epoch %d (it has no key epoch)", e.ID)
+	case h.Epoch < e.ID:
+		return h.At, fmt.Sprintf("lost its keys of key epoch %d (it is at epoch %d)", e.ID, h.Epoch)
+	case h.Epoch == e.ID && !h.Ready:
+		return h.At, fmt.Sprintf("cannot use its keys of key epoch %d: %s", e.ID, h.Problem)
+	case h.Epoch > e.ID:
+		return h.At, fmt.Sprintf("is at key epoch %d, newer than %d", h.Epoch, e.ID)
+	}
+	return time.Time{}, ""
+}
+
+// exclude leaves a lost member out of key epochs (LostMemberExclude) until
+// it presents another certificate.
+func (c *Coordinator) exclude(ctx context.Context, l lostMember) error {
+	c.mu.Lock()
+	n, ok := c.reg[l.ID]
+	if !ok || n.Excluded != nil {
+		c.mu.Unlock()
+		return nil
+	}
+	n.Excluded = &exclusion{Reason: l.Problem, At: c.cfg.Now(), CertSHA256: l.CertSHA256}
+	rec := recordOf(n)
+	c.mu.Unlock()
+	if err := c.saveNode(rec); err != nil {
+		return err
+	}
+	c.log.Warn("node excluded from key epochs until it presents a new certificate", "node", l.ID, "reason", l.Problem)
+	c.record(ctx, c.cfg.Identity.Name(), "node.excluded", "", map[string]any{"node": l.ID, "reason": l.Problem})
+	return nil
+}
+
+// sortedIDsLocked returns the registry's ids in order. Callers hold c.mu.
+func (c *Coordinator) sortedIDsLocked() []string {
+	ids := make([]string, 0, len(c.reg))
+	for id := range c.reg {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
 }

@@ -149,6 +149,7 @@ func (c *Coordinator) NodesStatus(ctx context.Context) *coordinatorv1.NodesRespo
 	}
 	wg.Wait()
 	out.Nodes = infos
+	out.Ceremony = c.CeremonyStatus()
 	return out
 }
 

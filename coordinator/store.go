@@ -32,6 +32,11 @@ type nodeRecord struct {
 	GossipAddr string `json:"gossip_addr,omitempty"`
 	Admitted   int64  `json:"admitted_unix_ms"`
 	LastSeen   int64  `json:"last_seen_unix_ms,omitempty"`
+	// Excluded is the reason the node is left out of key epochs (empty
+	// when it is not), since ExcludedAt, with the certificate digest it had.
+	Excluded     string `json:"excluded,omitempty"`
+	ExcludedAt   int64  `json:"excluded_unix_ms,omitempty"`
+	ExcludedCert []byte `json:"excluded_cert_sha256,omitempty"`
 }
 
 // saveNode records a registry entry durably.
@@ -147,6 +152,12 @@ func (c *Coordinator) loadState() error {
 		n.GossipAddr = r.GossipAddr
 		if r.LastSeen > 0 {
 			n.LastSeen = time.UnixMilli(r.LastSeen)
+		}
+		if r.Admitted > 0 {
+			n.Admitted = time.UnixMilli(r.Admitted)
+		}
+		if r.Excluded != "" {
+			n.Excluded = &exclusion{Reason: r.Excluded, At: time.UnixMilli(r.ExcludedAt), CertSHA256: r.ExcludedCert}
 		}
 	}
 	var interrupted []*coordinatorv1.QueryStatus

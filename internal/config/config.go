@@ -104,6 +104,19 @@ type Coordinator struct {
 	// EpochDebounce is how long membership must be stable before a new key
 	// epoch. Default 10s.
 	EpochDebounce Duration `toml:"epoch_debounce"`
+	// CeremonyRetryMin and CeremonyRetryMax bound the wait between failed
+	// key ceremonies (capped exponential backoff with jitter). Defaults:
+	// epoch_debounce and 5m.
+	CeremonyRetryMin Duration `toml:"ceremony_retry_min"`
+	CeremonyRetryMax Duration `toml:"ceremony_retry_max"`
+	// HealthInterval is how often the coordinator asks every node whether
+	// it can do its part in the key epoch. Default 10s.
+	HealthInterval Duration `toml:"health_interval"`
+	// RekeyOnLostMember is what a new key epoch does about a member that
+	// lost its keys or its state: "rejoin" (re-key with it, fresh) or
+	// "exclude" (re-key without it, until it presents a new certificate).
+	// Default "rejoin".
+	RekeyOnLostMember string `toml:"rekey_on_lost_member"`
 	// Deadline bounds a query's wait for partials. Default 60s.
 	Deadline Duration `toml:"deadline"`
 	// Nodes lists nodes statically ("id=host:port"), for networks without

@@ -118,7 +118,10 @@ func RunCoordinator(ctx context.Context, cfg *config.Coordinator, log *slog.Logg
 		Identity: id, ListenAddr: cfg.Listen, Nodes: nodes, Params: cfg.Params, Threshold: cfg.Threshold,
 		MinNodes: cfg.MinNodes, Catalogue: cat, Populations: pops, Deadline: cfg.Deadline.Duration,
 		Gossip: gossip, MinMembers: cfg.MinMembers, EpochDebounce: cfg.EpochDebounce.Duration,
-		DB: db, Audit: alog, Metrics: reg, Logger: log,
+		AutoEpoch: true, CeremonyRetry: coordinator.Backoff{Initial: cfg.CeremonyRetryMin.Duration, Max: cfg.CeremonyRetryMax.Duration},
+		HealthInterval: cfg.HealthInterval.Duration, LostMember: coordinator.LostMemberPolicy(cfg.RekeyOnLostMember),
+		AtStep: testCoordinatorStep(log),
+		DB:     db, Audit: alog, Metrics: reg, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -153,14 +156,7 @@ func RunCoordinator(ctx context.Context, cfg *config.Coordinator, log *slog.Logg
 		log.Info("HTTP/JSON API serving", "addr", httpAddr)
 	}
 	runErr := make(chan error, 1)
-	go func() { runErr <- c.Run(ctx) }()
-	if len(nodes) > 0 && gossip == nil {
-		go func() {
-			if _, err := c.EnsureEpoch(ctx); err != nil {
-				log.Error("key ceremony", "err", err)
-			}
-		}()
-	}
+	go func() { runErr <- c.Run(ctx) }() // keeps a key epoch (AutoEpoch), retrying failed ceremonies
 	if started != nil {
 		// Run starts gossip; give it a moment to bind before reporting.
 		for range 50 {
@@ -254,7 +250,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 		Identity: id, ListenAddr: cfg.Listen, AdvertiseAddr: cfg.Advertise, StateDir: cfg.DataDir, DB: db, Data: data,
 		OperatorKey: secretKey, Catalogue: cat, Policy: pol, Gossip: gossip,
 		Budget: node.Budget{TotalRho: cfg.Budget.TotalRho, PerAnalystRho: cfg.Budget.PerAnalystRho, Analysts: cfg.Budget.Analysts},
-		Audit:  alog, Metrics: reg, Logger: log,
+		Audit:  alog, Metrics: reg, Logger: log, Now: testNodeClock(log),
 	})
 	if err != nil {
 		return err
@@ -265,7 +261,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 		return err
 	}
 	defer o.close()
-	o.setReady(func() error { return nil })
+	o.setReady(n.Ready)
 	runErr := make(chan error, 1)
 	go func() { runErr <- n.Run(ctx) }()
 	if started != nil {

@@ -947,10 +947,13 @@ func (x *NodeInfo) GetSummary() *v1.DataSummary {
 }
 
 type NodesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Nodes         []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Threshold     int32                  `protobuf:"varint,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Nodes     []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Epoch     uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Threshold int32                  `protobuf:"varint,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// ceremony is the state of the coordinator's key ceremonies: why a new
+	// key epoch is needed, the last failure and the next attempt.
+	Ceremony      *KeyCeremonyStatus `protobuf:"bytes,8,opt,name=ceremony,proto3" json:"ceremony,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1002,6 +1005,184 @@ func (x *NodesResponse) GetEpoch() uint64 {
 func (x *NodesResponse) GetThreshold() int32 {
 	if x != nil {
 		return x.Threshold
+	}
+	return 0
+}
+
+func (x *NodesResponse) GetCeremony() *KeyCeremonyStatus {
+	if x != nil {
+		return x.Ceremony
+	}
+	return nil
+}
+
+// KeyCeremonyStatus is what the coordinator knows about its key
+// ceremonies (coordinator.Coordinator.CeremonyStatus).
+type KeyCeremonyStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// state: "idle" (the key epoch is what the network needs), "waiting"
+	// (for enough nodes), "scheduled", "running" or "retrying" (after a
+	// failed attempt).
+	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// reason is why a new key epoch is needed (or what it waits for).
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// failures counts the failed attempts since the last key epoch was made.
+	Failures          int32  `protobuf:"varint,3,opt,name=failures,proto3" json:"failures,omitempty"`
+	LastError         string `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastAttemptUnixMs int64  `protobuf:"varint,5,opt,name=last_attempt_unix_ms,json=lastAttemptUnixMs,proto3" json:"last_attempt_unix_ms,omitempty"`
+	NextAttemptUnixMs int64  `protobuf:"varint,6,opt,name=next_attempt_unix_ms,json=nextAttemptUnixMs,proto3" json:"next_attempt_unix_ms,omitempty"`
+	// members lists nodes that reported they cannot do their part in the
+	// current key epoch, or that are excluded from key epochs.
+	Members       []*MemberProblem `protobuf:"bytes,7,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyCeremonyStatus) Reset() {
+	*x = KeyCeremonyStatus{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyCeremonyStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyCeremonyStatus) ProtoMessage() {}
+
+func (x *KeyCeremonyStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyCeremonyStatus.ProtoReflect.Descriptor instead.
+func (*KeyCeremonyStatus) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *KeyCeremonyStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *KeyCeremonyStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *KeyCeremonyStatus) GetFailures() int32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *KeyCeremonyStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *KeyCeremonyStatus) GetLastAttemptUnixMs() int64 {
+	if x != nil {
+		return x.LastAttemptUnixMs
+	}
+	return 0
+}
+
+func (x *KeyCeremonyStatus) GetNextAttemptUnixMs() int64 {
+	if x != nil {
+		return x.NextAttemptUnixMs
+	}
+	return 0
+}
+
+func (x *KeyCeremonyStatus) GetMembers() []*MemberProblem {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+type MemberProblem struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	NodeId  string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Problem string                 `protobuf:"bytes,2,opt,name=problem,proto3" json:"problem,omitempty"`
+	// excluded: left out of key epochs by the rekey_on_lost_member =
+	// "exclude" policy until it presents a new certificate.
+	Excluded      bool  `protobuf:"varint,3,opt,name=excluded,proto3" json:"excluded,omitempty"`
+	SinceUnixMs   int64 `protobuf:"varint,4,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberProblem) Reset() {
+	*x = MemberProblem{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberProblem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberProblem) ProtoMessage() {}
+
+func (x *MemberProblem) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberProblem.ProtoReflect.Descriptor instead.
+func (*MemberProblem) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MemberProblem) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *MemberProblem) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+func (x *MemberProblem) GetExcluded() bool {
+	if x != nil {
+		return x.Excluded
+	}
+	return false
+}
+
+func (x *MemberProblem) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
 	}
 	return 0
 }
@@ -1076,11 +1257,26 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x14\n" +
 	"\x05alive\x18\x05 \x01(\bR\x05alive\x12)\n" +
 	"\x11last_seen_unix_ms\x18\x06 \x01(\x03R\x0elastSeenUnixMs\x127\n" +
-	"\asummary\x18\a \x01(\v2\x1d.fedstat.types.v1.DataSummaryR\asummary\"{\n" +
+	"\asummary\x18\a \x01(\v2\x1d.fedstat.types.v1.DataSummaryR\asummary\"\xc2\x01\n" +
 	"\rNodesResponse\x126\n" +
 	"\x05nodes\x18\x01 \x03(\v2 .fedstat.coordinator.v1.NodeInfoR\x05nodes\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1c\n" +
-	"\tthreshold\x18\x03 \x01(\x05R\tthreshold*\x94\x01\n" +
+	"\tthreshold\x18\x03 \x01(\x05R\tthreshold\x12E\n" +
+	"\bceremony\x18\b \x01(\v2).fedstat.coordinator.v1.KeyCeremonyStatusR\bceremony\"\x9f\x02\n" +
+	"\x11KeyCeremonyStatus\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bfailures\x18\x03 \x01(\x05R\bfailures\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError\x12/\n" +
+	"\x14last_attempt_unix_ms\x18\x05 \x01(\x03R\x11lastAttemptUnixMs\x12/\n" +
+	"\x14next_attempt_unix_ms\x18\x06 \x01(\x03R\x11nextAttemptUnixMs\x12?\n" +
+	"\amembers\x18\a \x03(\v2%.fedstat.coordinator.v1.MemberProblemR\amembers\"\x82\x01\n" +
+	"\rMemberProblem\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\aproblem\x18\x02 \x01(\tR\aproblem\x12\x1a\n" +
+	"\bexcluded\x18\x03 \x01(\bR\bexcluded\x12\"\n" +
+	"\rsince_unix_ms\x18\x04 \x01(\x03R\vsinceUnixMs*\x94\x01\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_PLANNED\x10\x01\x12\x14\n" +
@@ -1113,7 +1309,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(State)(0),                // 0: fedstat.coordinator.v1.State
 	(*CatalogueRequest)(nil),  // 1: fedstat.coordinator.v1.CatalogueRequest
@@ -1131,44 +1327,48 @@ var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*NodesRequest)(nil),      // 13: fedstat.coordinator.v1.NodesRequest
 	(*NodeInfo)(nil),          // 14: fedstat.coordinator.v1.NodeInfo
 	(*NodesResponse)(nil),     // 15: fedstat.coordinator.v1.NodesResponse
-	nil,                       // 16: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	(*v1.QuerySpec)(nil),      // 17: fedstat.types.v1.QuerySpec
-	(*v1.Result)(nil),         // 18: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),    // 19: fedstat.types.v1.DataSummary
+	(*KeyCeremonyStatus)(nil), // 16: fedstat.coordinator.v1.KeyCeremonyStatus
+	(*MemberProblem)(nil),     // 17: fedstat.coordinator.v1.MemberProblem
+	nil,                       // 18: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	(*v1.QuerySpec)(nil),      // 19: fedstat.types.v1.QuerySpec
+	(*v1.Result)(nil),         // 20: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),    // 21: fedstat.types.v1.DataSummary
 }
 var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
-	16, // 0: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	18, // 0: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
 	4,  // 1: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
-	17, // 2: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	19, // 2: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	0,  // 3: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
-	17, // 4: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
+	19, // 4: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
 	8,  // 5: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
 	9,  // 6: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
-	18, // 7: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
+	20, // 7: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
 	10, // 8: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
-	19, // 9: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
+	21, // 9: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
 	14, // 10: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
-	6,  // 11: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	7,  // 12: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	7,  // 13: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	7,  // 14: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	11, // 15: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	13, // 16: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	3,  // 17: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
-	1,  // 18: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
-	10, // 19: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	10, // 20: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	10, // 21: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	10, // 22: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	12, // 23: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	15, // 24: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	5,  // 25: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
-	2,  // 26: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
-	19, // [19:27] is the sub-list for method output_type
-	11, // [11:19] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	16, // 11: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
+	17, // 12: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
+	6,  // 13: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	7,  // 14: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	7,  // 15: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	7,  // 16: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	11, // 17: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	13, // 18: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	3,  // 19: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	1,  // 20: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
+	10, // 21: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	10, // 22: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	10, // 23: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	10, // 24: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	12, // 25: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	15, // 26: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	5,  // 27: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	2,  // 28: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }
@@ -1182,7 +1382,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_coordinator_v1_coordinator_proto_rawDesc), len(file_fedstat_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

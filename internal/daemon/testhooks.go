@@ -1,0 +1,49 @@
+//go:build fedstat_testhooks
+
+package daemon
+
+// Test-only fault injection, compiled only into a binary built with
+// `-tags fedstat_testhooks` (the process fault tests in internal/demo build
+// one). A release build has none of it (testhooks_off.go).
+//
+//	FEDSTAT_TEST_EXIT_AT=STEP         the coordinator exits (status 3, as
+//	                                  after a crash: nothing is closed) at
+//	                                  the named step (coordinator.Step)
+//	FEDSTAT_TEST_CLOCK_OFFSET=DURATION the node's clock runs this far ahead
+//	                                  (negative: behind)
+
+import (
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/fedstat/fedstat/coordinator"
+)
+
+func testCoordinatorStep(log *slog.Logger) func(coordinator.Step) {
+	at := os.Getenv("FEDSTAT_TEST_EXIT_AT")
+	if at == "" {
+		return nil
+	}
+	log.Warn("TEST BUILD: the coordinator exits at a ceremony step", "step", at)
+	return func(s coordinator.Step) {
+		if string(s) == at {
+			log.Warn("TEST BUILD: exiting at ceremony step", "step", s)
+			os.Exit(3)
+		}
+	}
+}
+
+func testNodeClock(log *slog.Logger) func() time.Time {
+	v := os.Getenv("FEDSTAT_TEST_CLOCK_OFFSET")
+	if v == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		log.Error("TEST BUILD: bad FEDSTAT_TEST_CLOCK_OFFSET; ignored", "value", v, "err", err)
+		return nil
+	}
+	log.Warn("TEST BUILD: the node's clock is offset", "offset", d)
+	return func() time.Time { return time.Now().Add(d) }
+}
