@@ -70,6 +70,10 @@ type Options struct {
 	// node with the given id (see node.Config.ServerOptions): the fault
 	// tests' way to make one node slow or malicious. Defaults to none.
 	NodeServerOptions func(nodeID string) []grpc.ServerOption
+	// CoordinatorConfig, when set, may change the coordinator's
+	// configuration before it starts (the liveness tests turn on AutoEpoch,
+	// shorten HealthInterval, choose LostMember). Defaults to none.
+	CoordinatorConfig func(*coordinator.Config)
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Progress, when set, is told about each set-up step.
@@ -223,10 +227,14 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	step("nodes started and data imported", t0)
 
 	// 4. The coordinator.
-	c, err := coordinator.New(coordinator.Config{
+	ccfg := coordinator.Config{
 		Identity: coordID, Nodes: endpoints, Params: o.Params, Threshold: o.Threshold,
 		MinNodes: o.MinNodes, Catalogue: nw.Catalogue, Logger: o.Logger, BenchmarkPlaintext: o.BenchmarkPlaintext, Populations: o.Populations,
-	})
+	}
+	if o.CoordinatorConfig != nil {
+		o.CoordinatorConfig(&ccfg)
+	}
+	c, err := coordinator.New(ccfg)
 	if err != nil {
 		return nil, err
 	}
