@@ -357,7 +357,7 @@ func (p *Pool) record(n *memberlist.Node, alive bool) {
 	}
 	snapshot := *m
 	p.mu.Unlock()
-	if wasAlive && !alive {
+	if wasAlive && !alive && n.Name != p.cfg.Name {
 		p.cfg.Logger.Info("gossip member gone", "member", n.Name, "addr", n.Address())
 	}
 	if p.cfg.OnChange != nil {
