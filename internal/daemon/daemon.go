@@ -137,7 +137,7 @@ func gossipConfig(g *config.Gossip, name string, log *slog.Logger) (*membership.
 	if bind == "" {
 		bind = "0.0.0.0:7946"
 	}
-	return &membership.Config{Name: name, BindAddr: bind, AdvertiseAddr: g.Advertise, Key: key, Join: g.Join, Logger: log}, nil
+	return &membership.Config{Name: name, BindAddr: bind, AdvertiseAddr: g.Advertise, Key: key, Join: g.Join, Logger: log, Fast: testGossipFast(log)}, nil
 }
 
 func auditPath(c *config.Common) string {

@@ -11,6 +11,9 @@ package daemon
 //	                                  the named step (coordinator.Step)
 //	FEDSTAT_TEST_CLOCK_OFFSET=DURATION the node's clock runs this far ahead
 //	                                  (negative: behind)
+//	FEDSTAT_TEST_GOSSIP_FAST=1        gossip uses loopback timings
+//	                                  (membership.Config.Fast): a member
+//	                                  declared dead is forgotten after 1s
 
 import (
 	"log/slog"
@@ -46,4 +49,12 @@ func testNodeClock(log *slog.Logger) func() time.Time {
 	}
 	log.Warn("TEST BUILD: the node's clock is offset", "offset", d)
 	return func() time.Time { return time.Now().Add(d) }
+}
+
+func testGossipFast(log *slog.Logger) bool {
+	if os.Getenv("FEDSTAT_TEST_GOSSIP_FAST") == "" {
+		return false
+	}
+	log.Warn("TEST BUILD: gossip uses loopback timings")
+	return true
 }

@@ -15,3 +15,5 @@ import (
 func testCoordinatorStep(*slog.Logger) func(coordinator.Step) { return nil }
 
 func testNodeClock(*slog.Logger) func() time.Time { return nil }
+
+func testGossipFast(*slog.Logger) bool { return false }
