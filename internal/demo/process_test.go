@@ -46,8 +46,10 @@ func buildBinary(t *testing.T) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if fedstatBin.dir != "" {
-		os.RemoveAll(fedstatBin.dir)
+	for _, dir := range []string{fedstatBin.dir, hookBin.dir} {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
 	}
 	os.Exit(code)
 }

@@ -52,6 +52,18 @@ type ServeOptions struct {
 	// files (studies = [...]) and node i imports its CSV with `fedstat node
 	// import --study`. Defaults to none.
 	Studies []ServeStudy
+	// CoordinatorConfig, when set, is extra TOML appended to the
+	// coordinator's config file (top-level keys). Defaults to none.
+	CoordinatorConfig string
+	// DaemonEnv gives extra environment variables ("K=V") to a daemon by
+	// name ("coordinator", "node-1", ...) at every start: the fault tests'
+	// way to set test hooks (FEDSTAT_TEST_*, honoured only by a binary built
+	// with BuildBinaryTags(dir, "fedstat_testhooks")). Change it through
+	// Processes.DaemonEnv before a restart. Defaults to none.
+	DaemonEnv map[string][]string
+	// NoWait returns as soon as the daemons are started, without waiting
+	// for the coordinator to be ready (Processes.WaitReady does that).
+	NoWait bool
 }
 
 // ServeStudy is a study table of a demo network of processes.
@@ -73,8 +85,10 @@ type Processes struct {
 	// /metrics, /healthz, /readyz.
 	GRPC, HTTP, Ops string
 	// Env holds the analyst's settings for `fedstat query`.
-	Env   map[string]string
-	nodes int
+	Env map[string]string
+	// DaemonEnv is ServeOptions.DaemonEnv, read at every (re)start.
+	DaemonEnv map[string][]string
+	nodes     int
 }
 
 // freePort returns a port free for TCP and UDP on 127.0.0.1 that this
@@ -132,6 +146,24 @@ func ephemeralLow() int {
 	return n
 }
 
+// withDefaults is the TOML of extra followed by each default line ("key =
+// value") whose key extra does not set.
+func withDefaults(extra string, defaults ...string) string {
+	set := map[string]bool{}
+	for _, line := range strings.Split(extra, "\n") {
+		if k, _, ok := strings.Cut(line, "="); ok {
+			set[strings.TrimSpace(k)] = true
+		}
+	}
+	out := strings.TrimRight(extra, "\n")
+	for _, d := range defaults {
+		if k, _, _ := strings.Cut(d, "="); !set[strings.TrimSpace(k)] {
+			out += "\n" + d
+		}
+	}
+	return strings.TrimLeft(out, "\n") + "\n"
+}
+
 func writeSecret(path string) error {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -150,9 +182,17 @@ func tomlList(xs []string) string {
 
 // BuildBinary builds cmd/fedstat into dir and returns the binary's path, for
 // tests that run a network of processes (ServeOptions.Binary).
-func BuildBinary(dir string) (string, error) {
+func BuildBinary(dir string) (string, error) { return BuildBinaryTags(dir, "") }
+
+// BuildBinaryTags is BuildBinary with build tags (comma-separated), e.g.
+// "fedstat_testhooks" for the fault tests' hooks (internal/daemon).
+func BuildBinaryTags(dir, tags string) (string, error) {
 	bin := filepath.Join(dir, "fedstat")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fedstat/fedstat/cmd/fedstat").CombinedOutput(); err != nil {
+	args := []string{"build", "-o", bin}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	if out, err := exec.Command("go", append(args, "github.com/fedstat/fedstat/cmd/fedstat")...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	return bin, nil
@@ -196,7 +236,7 @@ func Serve(ctx context.Context, o ServeOptions) (_ *Processes, err error) {
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	p := &Processes{Dir: o.Dir, Binary: o.Binary, nodes: n}
+	p := &Processes{Dir: o.Dir, Binary: o.Binary, nodes: n, DaemonEnv: o.DaemonEnv}
 	defer func() {
 		if err != nil {
 			p.Stop()
@@ -302,14 +342,14 @@ studies = %s
 threshold = %d
 min_nodes = %d
 min_members = %d
-epoch_debounce = "1s"
-deadline = "30s"
-
+%s
 [gossip]
 bind = %q
 key_file = %q
 `, filepath.Join(o.Dir, "coordinator"), pkiDir, p.GRPC, p.HTTP, p.Ops, filepath.Join(o.Dir, "tokens.json"),
-		tomlList(regions), tomlList(schemas), o.Threshold, o.MinNodes, n, gossipAddr, gossipKey)
+		tomlList(regions), tomlList(schemas), o.Threshold, o.MinNodes, n,
+		withDefaults(o.CoordinatorConfig, `epoch_debounce = "1s"`, `ceremony_retry_max = "4s"`, `health_interval = "1s"`, `deadline = "30s"`),
+		gossipAddr, gossipKey)
 	if err := os.WriteFile(filepath.Join(o.Dir, "coordinator.toml"), []byte(coordCfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -358,10 +398,6 @@ join = [%q]
 		}
 	}
 	say("started the coordinator and %d nodes as separate processes (logs in %s)", n, o.Dir)
-	if err := p.WaitReady(ctx, 90*time.Second); err != nil {
-		return nil, err
-	}
-	say("nodes admitted by gossip, key ceremony done: the network is ready")
 	p.Env = map[string]string{
 		"FEDSTAT_COORDINATOR": p.GRPC,
 		"FEDSTAT_CERT":        filepath.Join(pkiDir, "analyst.crt"),
@@ -371,6 +407,13 @@ join = [%q]
 		"FEDSTAT_DASHBOARD":   "https://" + p.HTTP + "/",
 		"FEDSTAT_TOKEN":       token,
 	}
+	if o.NoWait {
+		return p, nil
+	}
+	if err := p.WaitReady(ctx, 90*time.Second); err != nil {
+		return nil, err
+	}
+	say("nodes admitted by gossip, key ceremony done: the network is ready")
 	return p, nil
 }
 
@@ -411,6 +454,9 @@ func (p *Processes) start(name string, args ...string) (*Proc, error) {
 		return nil, err
 	}
 	cmd := exec.Command(p.Binary, args...)
+	if env := p.DaemonEnv[name]; len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
