@@ -371,6 +371,7 @@ func nodesCommand() *cobra.Command {
 				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "key epoch %d, threshold %d\n", r.Epoch, r.Threshold)
+			printCeremony(cmd.OutOrStdout(), r.GetCeremony())
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "NODE\tALIVE\tEPOCH\tPATIENTS\tADDRESS\tLAST SEEN")
 			for _, n := range r.Nodes {
@@ -386,6 +387,28 @@ func nodesCommand() *cobra.Command {
 	cf.add(c)
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+// printCeremony prints what the key ceremonies are doing when it is not
+// simply idle, and the members that cannot do their part.
+func printCeremony(w io.Writer, cs *coordinatorv1.KeyCeremonyStatus) {
+	if st := cs.GetState(); st != "" && st != "idle" {
+		fmt.Fprintf(w, "key ceremony: %s: %s\n", st, cs.GetReason())
+		if cs.GetFailures() > 0 {
+			fmt.Fprintf(w, "  %d failed attempt(s), the last at %s: %s\n", cs.GetFailures(),
+				time.UnixMilli(cs.GetLastAttemptUnixMs()).Format(time.RFC3339), cs.GetLastError())
+		}
+		if cs.GetNextAttemptUnixMs() > 0 {
+			fmt.Fprintf(w, "  next attempt at %s\n", time.UnixMilli(cs.GetNextAttemptUnixMs()).Format(time.RFC3339))
+		}
+	}
+	for _, m := range cs.GetMembers() {
+		what := "cannot do its part"
+		if m.GetExcluded() {
+			what = "excluded from key epochs"
+		}
+		fmt.Fprintf(w, "%s %s: %s\n", m.GetNodeId(), what, m.GetProblem())
+	}
 }
 
 func budgetCommand() *cobra.Command {

@@ -221,6 +221,10 @@ func TestLivenessClockSkew(t *testing.T) {
 	if cs.GetState() == "retrying" && cs.GetNextAttemptUnixMs() <= cs.GetLastAttemptUnixMs() {
 		t.Errorf("next attempt %d not after the last %d", cs.GetNextAttemptUnixMs(), cs.GetLastAttemptUnixMs())
 	}
+	if out, stderr, err := cli(t, p, "nodes"); err != nil || !strings.Contains(out, "key ceremony: ") || !strings.Contains(out, "failed attempt(s)") ||
+		!strings.Contains(out, "CKG share of node-3") {
+		t.Errorf("fedstat nodes: %v\n%s%s", err, out, stderr)
+	}
 
 	// node-3's clock is fixed (it runs without the offset).
 	delete(p.DaemonEnv, "node-3")
