@@ -433,3 +433,24 @@ func TestLivenessCoordinatorStateLost(t *testing.T) {
 	}
 	cliQueryJSON(t, p, 3, CohortQuery)
 }
+
+// TestReleaseBinaryHasNoTestHooks: the fault hooks of these tests exist only
+// in a binary built with the fedstat_testhooks tag; the release binary does
+// not even contain the names of their variables.
+func TestReleaseBinaryHasNoTestHooks(t *testing.T) {
+	hooks := []string{"FEDSTAT_TEST_EXIT_AT", "FEDSTAT_TEST_CLOCK_OFFSET", "FEDSTAT_TEST_GOSSIP_FAST"}
+	for _, tc := range []struct {
+		bin   string
+		hooks bool
+	}{{buildBinary(t), false}, {buildHookBinary(t), true}} {
+		b, err := os.ReadFile(tc.bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hooks {
+			if strings.Contains(string(b), h) != tc.hooks {
+				t.Errorf("%s contains %s: %v, want %v", tc.bin, h, !tc.hooks, tc.hooks)
+			}
+		}
+	}
+}
