@@ -51,10 +51,12 @@ type query struct {
 }
 
 // releaseTimeout bounds the commitment and key-switch rounds of a release,
-// decryptorTimeout one decryptor's answer in one of them.
+// decryptorTimeout one decryptor's answer to one step of one attempt (what
+// a whole one-step key switch had before releases were retried: a node
+// under load answers as late as it did then).
 const (
-	releaseTimeout   = 90 * time.Second
-	decryptorTimeout = 20 * time.Second
+	releaseTimeout   = 3 * time.Minute
+	decryptorTimeout = 60 * time.Second
 )
 
 // snapshot returns a copy of the status and a channel closed at the next change.

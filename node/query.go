@@ -369,8 +369,6 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	specDigest := protocol.SpecDigest(req.GetSpec())
 	commitDigest := protocol.CommitDigest(qid, e.Epoch, req.GetSpec(), req.GetPartials())
 
-	n.releaseMu.Lock()
-	defer n.releaseMu.Unlock()
 	digest := releaseDigest(commitDigest, req)
 	if resp, done, err := n.storedShare(qid, digest, prepare); done {
 		return resp, err
@@ -457,8 +455,8 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	for _, ps := range req.GetPartials() {
 		from = append(from, ps.GetNodeId())
 	}
-	if err := n.storeShare(qid, &shareRecord{Digest: digest, Share: sb, Commit: commitDigest, From: from}, prepare); err != nil {
-		return nil, err
+	if resp, stored, err := n.storeShare(qid, &shareRecord{Digest: digest, Share: sb, Commit: commitDigest, From: from}, prepare); !stored || err != nil {
+		return resp, err
 	}
 	if prepare {
 		n.record(ctx, n.id, "release.prepared", qid, map[string]any{"partials_from": from, "decryptors": req.GetDecryptors()})

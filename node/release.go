@@ -205,8 +205,18 @@ func (rec *shareRecord) response() (*nodev1.KeySwitchResponse, error) {
 // already did for queryID, if it can (done): the same request again gets the
 // stored share (or, for PREPARE, nothing more to do); another request after
 // the share left is refused. A one-step request that matches the prepared
-// share hands it out. Callers hold releaseMu.
+// share hands it out.
+//
+// The checks and the work of a release run outside releaseMu (a release of
+// one query does not wait for another's); what the node decides to hand out
+// is decided under it, by storedShare and again by storeShare.
 func (n *Node) storedShare(qid string, digest []byte, prepare bool) (resp *nodev1.KeySwitchResponse, done bool, err error) {
+	n.releaseMu.Lock()
+	defer n.releaseMu.Unlock()
+	return n.storedShareLocked(qid, digest, prepare)
+}
+
+func (n *Node) storedShareLocked(qid string, digest []byte, prepare bool) (resp *nodev1.KeySwitchResponse, done bool, err error) {
 	rec, err := n.getShareRecord(releaseKey(qid))
 	if err != nil {
 		return nil, true, err
@@ -235,21 +245,28 @@ func (n *Node) storedShare(qid string, digest []byte, prepare bool) (resp *nodev
 	return resp, true, n.handOut(qid, prep)
 }
 
-// storeShare records a share the node just made: as prepared, or as its one
-// release of queryID. Callers hold releaseMu.
-func (n *Node) storeShare(qid string, rec *shareRecord, prepare bool) error {
-	if prepare {
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		return n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(preparedKey(qid), b) })
+// storeShare records a share the node just made, as prepared or as its one
+// release of queryID, unless what was stored for queryID meanwhile decides
+// the request (then it returns that answer, and stored is false: the share
+// just made is dropped, it never left).
+func (n *Node) storeShare(qid string, rec *shareRecord, prepare bool) (resp *nodev1.KeySwitchResponse, stored bool, err error) {
+	n.releaseMu.Lock()
+	defer n.releaseMu.Unlock()
+	if resp, done, err := n.storedShareLocked(qid, rec.Digest, prepare); done {
+		return resp, false, err
 	}
-	return n.handOut(qid, rec)
+	if !prepare {
+		return nil, true, n.handOut(qid, rec)
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, false, err
+	}
+	return nil, true, n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(preparedKey(qid), b) })
 }
 
 // handOut records rec as this node's one release of queryID (before the
-// share is returned) and drops a prepared share.
+// share is returned) and drops a prepared share. Callers hold releaseMu.
 func (n *Node) handOut(qid string, rec *shareRecord) error {
 	b, err := json.Marshal(rec)
 	if err != nil {

@@ -443,3 +443,53 @@ func TestLostMemberExclude(t *testing.T) {
 		t.Fatalf("query after node-2's re-admission: %v", err)
 	}
 }
+
+// TestConcurrentReleasesHandOutOneShare: a node checks and computes a
+// release outside its release lock, and decides under it. Eight concurrent
+// one-step requests for one query id at node-1, half for {node-1, node-2}
+// and half for {node-1, node-3}: the node hands out shares for one set only
+// (the same share each time), and refuses the other set.
+func TestConcurrentReleasesHandOutOneShare(t *testing.T) {
+	nw, ctx, nodes := startCurious(t, 3, 2, 2, false)
+	spec := secSpec(2, 2)
+	partials := collect(t, ctx, nw, nodes, "q-race", spec, "node-1", "node-2", "node-3")
+	_, target := resultKey(t, nw.Coordinator.Params())
+	base := commitAll(t, ctx, nodes, &nodev1.KeySwitchRequest{QueryId: "q-race", Epoch: nw.Epoch, Spec: spec, Partials: partials, TargetPublicKey: target})
+	sets := [][]string{{"node-1", "node-2"}, {"node-1", "node-3"}}
+	type answer struct {
+		set  int
+		resp *nodev1.KeySwitchResponse
+		err  error
+	}
+	answers := make(chan answer, 8)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := proto.Clone(base).(*nodev1.KeySwitchRequest)
+			r.Decryptors = sets[i%2]
+			resp, err := nodes["node-1"].KeySwitch(ctx, r)
+			answers <- answer{i % 2, resp, err}
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	won := -1
+	var share *typesv1.Signed
+	for a := range answers {
+		if a.err != nil {
+			wantCode(t, "a concurrent release for another set", a.err, codes.AlreadyExists, "already")
+			continue
+		}
+		if won == -1 {
+			won, share = a.set, a.resp.GetShare()
+		}
+		if a.set != won || !proto.Equal(a.resp.GetShare(), share) {
+			t.Fatalf("node-1 handed out shares for %v and %v", sets[won], sets[a.set])
+		}
+	}
+	if won == -1 {
+		t.Fatal("no release succeeded")
+	}
+}
