@@ -98,7 +98,8 @@ type Config struct {
 	// OperatorKey, when set (32 bytes), encrypts secret shares at rest.
 	OperatorKey []byte
 	// Catalogue is the network catalogue used to plan queries. Defaults to
-	// plan.DefaultCatalogue().
+	// plan.DefaultCatalogue(), which assumes each patient's records are at
+	// exactly one node (MaxNodesPerPatient 1).
 	Catalogue *plan.Catalogue
 	// Budget limits the privacy loss this node allows. Zero fields take the
 	// ledger's defaults (rho 4 in total, rho 1 per analyst).

@@ -298,6 +298,8 @@ http_listen = %q
 ops_listen = %q
 tokens_file = %q
 regions = %s
+# The demo gives each patient to exactly one node.
+max_nodes_per_patient = 1
 studies = %s
 threshold = %d
 min_nodes = %d
@@ -332,6 +334,8 @@ pki_dir = %q
 listen = "127.0.0.1:%d"
 ops_listen = "127.0.0.1:0"
 regions = %s
+# The demo gives each patient to exactly one node.
+max_nodes_per_patient = 1
 studies = %s
 
 [policy]
