@@ -4,7 +4,8 @@
 // 	protoc        v3.21.12
 // source: fedstat/node/v1/node.proto
 
-// The API each node serves to the coordinator (mTLS, coordinator role only).
+// The API each node serves to the coordinator (mTLS, coordinator role only;
+// Info also to the network operator).
 
 package nodev1
 
