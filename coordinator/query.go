@@ -433,6 +433,7 @@ func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem ep
 	}
 	req, err := protocol.SignEvaluate(c.cfg.Identity.Key, mem.ID, &nodev1.EvaluateBody{
 		QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Analyst: who.Name, Role: who.Role,
+		PlanFingerprint: q.plan.Fingerprint(),
 	}, c.cfg.Now())
 	if err != nil {
 		return partial{}, err
