@@ -14,8 +14,8 @@ import (
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/node"
-	"github.com/fedstat/fedstat/queries/plan"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/plan"
 )
 
 // auditEntries returns the entries of node i's audit log.
