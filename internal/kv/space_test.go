@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -219,8 +218,6 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(l, "\n")
 }
-
-var _ = exec.Command
 
 // The space accounting follows Badger's memtable rotations under
 // concurrent writers and large batches.
