@@ -205,13 +205,14 @@ func (s *space) allocate(f *os.File, off, end int64, keepSize bool) error {
 func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
 
 // growMem allocates the active memtable file up to what Badger may have
-// written into it once `pending` more bytes are handed over, plus a chunk.
+// written into it once `pending` more bytes are handed over (rounded up to
+// a chunk, so that allocations are few).
 func (s *space) growMem(pending uint64) error {
 	bound := int64(s.reserved+pending-s.mem.base) + logHeader + pageSize
 	if bound <= s.mem.alloc {
 		return nil
 	}
-	end := min(s.mem.size, roundUp(bound+s.chunk, s.chunk))
+	end := min(s.mem.size, roundUp(bound, s.chunk))
 	if err := s.allocFile(memName(s.mem.fid), s.mem.alloc, end, false); err != nil {
 		return err
 	}
@@ -220,10 +221,10 @@ func (s *space) growMem(pending uint64) error {
 }
 
 // readyNext makes sure the next memtable file exists and has blocks for
-// everything in flight (which may all land in it if Badger rotates now)
-// plus a chunk.
+// everything in flight (which may all land in it if Badger rotates now),
+// rounded up to a chunk.
 func (s *space) readyNext(pending uint64) error {
-	want := min(s.memSize, roundUp(int64(s.reserved+pending-s.completed)+logHeader+pageSize+s.chunk, s.chunk))
+	want := min(s.memSize, roundUp(int64(s.reserved+pending-s.completed)+logHeader+pageSize, s.chunk))
 	if want <= s.nextAlloc {
 		return nil
 	}
@@ -322,7 +323,7 @@ func (s *space) reserve(wal, vlog uint64) error {
 	if vlog > 0 || s.vreserved > s.vcompleted {
 		bound := int64(s.vreserved+vlog-s.vlog.base) + logHeader + pageSize
 		if bound > s.vlog.alloc && s.vlog.size > 0 {
-			end := min(s.vlog.size, roundUp(bound+s.chunk, s.chunk))
+			end := min(s.vlog.size, roundUp(bound, s.chunk))
 			if err := s.allocFile(vlogName(s.vlog.fid), s.vlog.alloc, end, false); err != nil {
 				return err
 			}
