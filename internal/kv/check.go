@@ -404,7 +404,7 @@ func quarantine(dir string, names []string, lg *slog.Logger) error {
 // *NoSpaceError (ErrNoSpace) or another error. Damage that shows only when
 // Badger replays its write-ahead log (ErrRolledBack) is found by Open. The
 // store must not be open in another process (the result would be
-// meaningless); Check does not take the lock.
+// meaningless): Check returns ErrInUse when it is.
 func Check(o Options) error {
 	if o.InMemory {
 		return nil
@@ -415,6 +415,12 @@ func Check(o Options) error {
 	o = o.withDefaults()
 	if _, err := os.Stat(o.Dir); err != nil {
 		return fmt.Errorf("kv: %w", err)
+	}
+	if lock, err := os.OpenFile(filepath.Join(o.Dir, lockName), os.O_RDWR, 0); err == nil {
+		defer lock.Close() // releases the lock
+		if err := lockFile(lock); err != nil {
+			return fmt.Errorf("%w: %s (%v)", ErrInUse, o.Dir, err)
+		}
 	}
 	in, err := inspect(o.Dir, o, o.Logger)
 	if err != nil {

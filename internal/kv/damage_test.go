@@ -168,6 +168,25 @@ func zero(t *testing.T, path string, off, n int64) {
 	}
 }
 
+// Check refuses to look at a store another process has open.
+func TestCheckWhileOpen(t *testing.T) {
+	o := Options{Dir: t.TempDir()}
+	db, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(o); !errors.Is(err, ErrInUse) {
+		t.Fatalf("Check of an open store: %v", err)
+	}
+	if _, err := Open(o); !errors.Is(err, ErrInUse) {
+		t.Fatalf("second Open: %v", err)
+	}
+	db.Close()
+	if err := Check(o); err != nil {
+		t.Fatalf("Check of a closed store: %v", err)
+	}
+}
+
 // Table files the MANIFEST never mentions are moved aside, not deleted.
 func TestOrphanTableMovedAside(t *testing.T) {
 	o := Options{Dir: t.TempDir()}

@@ -209,6 +209,9 @@ func (d *DB) open(bo badger.Options) error {
 	}
 	d.db = db
 	fail := func(err error) error {
+		if d.space != nil {
+			d.space.release()
+		}
 		db.Close()
 		return err
 	}

@@ -403,3 +403,18 @@ func (s *space) refresh() {
 		s.log.Warn("kv: cannot make the next write-ahead log file ready", "err", err)
 	}
 }
+
+// release closes the files space holds open (Open failed after Badger
+// opened). The next memtable file stays; the next Open removes it.
+func (s *space) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nextF != nil {
+		s.nextF.Close()
+		s.nextF = nil
+	}
+	if s.dirF != nil {
+		s.dirF.Close()
+		s.dirF = nil
+	}
+}
