@@ -215,7 +215,7 @@ func (d *DB) open(bo badger.Options) error {
 		db.Close()
 		return err
 	}
-	d.space = &space{dir: d.dir, minFree: d.o.MinFreeBytes, memSize: 2 * d.o.MemTableSize, vthresh: d.vthresh,
+	d.space = &space{dir: d.dir, minFree: d.o.MinFreeBytes, memSize: 2 * d.o.MemTableSize,
 		chunk: min(4<<20, 2*d.o.MemTableSize), log: d.log, prealloc: true}
 	if err := d.space.start(); err != nil {
 		return fail(err)

@@ -49,7 +49,7 @@ import (
 var errNoPrealloc = errors.New("kv: file system cannot preallocate")
 
 const (
-	// memHeader and vlogHeader are Badger's file headers (key id and IV).
+	// logHeader is the header of Badger's log files (key id and IV).
 	logHeader = 20
 	// entryOverhead bounds what Badger adds to a key and value in a log
 	// entry: a header of at most 22 bytes, the 8-byte version suffix of the
@@ -70,7 +70,6 @@ type space struct {
 	minFree  uint64
 	chunk    int64 // allocation step
 	memSize  int64 // size Badger gives a memtable file
-	vthresh  int64 // values of this size or more go to the value log
 	log      *slog.Logger
 	prealloc bool
 
