@@ -64,10 +64,11 @@ import (
 	"github.com/tuneinsight/lattigo/v5/ring"
 )
 
-// TailCut is the truncation of the Gaussian in standard deviations. The mass
-// of D_{Z,sigma} beyond 10 sigma is below 2^-75 per sample for sigma >= 2^10
-// (TestTailMass), so truncation changes the distribution of a whole
-// polynomial (2^13 coefficients) by less than 2^-62 in statistical distance.
+// TailCut is the truncation of the Gaussian in standard deviations. At the
+// production sigma (2^60.5) the mass of D_{Z,sigma} beyond the cut is below
+// 2^-75.8 per sample (TestTailMass), so truncation changes the distribution
+// of a whole polynomial (2^13 coefficients) by less than 2^-62.8 in
+// statistical distance.
 const TailCut = 10
 
 // ErrParams reports (T, H) that the sampler does not accept.
@@ -87,8 +88,7 @@ type Gaussian struct {
 // NewGaussian returns the discrete Gaussian with sigma^2 = t*h (so that
 // sigma^2/t = h is an integer) truncated at TailCut*sigma. It requires
 // t, h >= 1, h <= 4t and t <= 4h (t within a factor 2 of sigma, which keeps
-// the expected number of proposals per sample below 3), and
-// TailCut*sigma < 2^64.
+// the acceptance rate of the final step above 0.3), and TailCut*sigma < 2^64.
 func NewGaussian(t, h uint64) (Gaussian, error) { return newGaussian(t, h, TailCut) }
 
 // newGaussian is NewGaussian with another truncation, for tests at small
