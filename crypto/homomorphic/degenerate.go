@@ -155,29 +155,40 @@ func (sc *scratch) distinct(res []uint64, q uint64) int {
 			stop = end[b+1]
 		}
 		bucket := buf[end[b]:stop]
-		if len(bucket) < 2 {
-			continue
-		}
-		slices.Sort(bucket)
-		for j := 1; j < len(bucket); j++ {
-			if bucket[j] == bucket[j-1] {
-				dup++
+		switch {
+		case len(bucket) < 2:
+		case len(bucket) <= 8: // a value repeats if an earlier one equals it
+			for j := 1; j < len(bucket); j++ {
+				for _, x := range bucket[:j] {
+					if x == bucket[j] {
+						dup++
+						break
+					}
+				}
+			}
+		default:
+			slices.Sort(bucket)
+			for j := 1; j < len(bucket); j++ {
+				if bucket[j] == bucket[j-1] {
+					dup++
+				}
 			}
 		}
 	}
 	return n - dup
 }
 
-// middleHalf counts the residues in [q/4, q - q/4).
+// middleHalf counts the residues in [q/4, q - q/4), without branches (the
+// outcome of each comparison is a coin toss for uniform residues).
 func middleHalf(res []uint64, q uint64) int {
-	lo, hi := q/4, q-q/4
-	mid := 0
+	lo := q / 4
+	width := q - q/4 - lo
+	mid := uint64(0)
 	for _, r := range res {
-		if r >= lo && r < hi {
-			mid++
-		}
+		_, below := bits.Sub64(r-lo, width, 0) // r - lo < width, as unsigned: lo <= r < q - q/4
+		mid += below
 	}
-	return mid
+	return int(mid)
 }
 
 // balanced reports whether mid is within n/8 of n/2.

@@ -71,7 +71,12 @@ func TestDistinct(t *testing.T) {
 	rng := rand.New(rand.NewChaCha8([32]byte{4}))
 	q := uint64(0xfffffffffffc001)
 	var sc scratch
+	values := make([]uint64, 3000)
+	for i := range values {
+		values[i] = rng.Uint64N(q)
+	}
 	for _, gen := range []func(i int) uint64{
+		func(int) uint64 { return values[rng.IntN(len(values))] }, // repeats in small buckets
 		func(int) uint64 { return rng.Uint64N(q) },
 		func(i int) uint64 { return uint64(i % 37) },          // one bucket, repeats
 		func(i int) uint64 { return q - 1 - uint64(i%1000) },  // the last bucket
