@@ -443,6 +443,16 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	if err != nil {
 		return nil, err
 	}
+	// A narrowing, not a closure, of key recovery by a member that crafts
+	// its partial (docs/threat-model.md, "Members are semi-honest"): a sum
+	// whose c1 is degenerate (zero, constant, sparse, low-entropy) would make
+	// this node's key-switch share reveal its secret share.
+	for i, ct := range sum {
+		if err := homomorphic.CheckKeySwitchable(e.Params, ct); err != nil {
+			return nil, fmt.Errorf("%w: the sum of the partials of %s (ciphertext %d) is not what honest encryptions add up to; "+
+				"a member may have crafted its partial: %v", ErrBadPartial, qid, i, err)
+		}
+	}
 	target, err := homomorphic.UnmarshalPublicKey(e.Params, req.GetTargetPublicKey())
 	if err != nil {
 		return nil, fmt.Errorf("%w: target key: %v", ErrBadRequest, err)
