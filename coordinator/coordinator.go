@@ -83,7 +83,9 @@ type Config struct {
 	// MinNodes is the default number of partials a release needs. Defaults
 	// to the number of nodes.
 	MinNodes int
-	// Catalogue is the network catalogue. Defaults to plan.DefaultCatalogue().
+	// Catalogue is the network catalogue. Defaults to plan.DefaultCatalogue(),
+	// which assumes each patient's records are at exactly one node
+	// (MaxNodesPerPatient 1).
 	Catalogue *plan.Catalogue
 	// Populations is the public population of each region (the
 	// denominators of incidence rates), part of the catalogue served to

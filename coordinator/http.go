@@ -245,7 +245,7 @@ func (h *httpAPI) submit(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 		return
 	}
 	w.Header().Set("Location", "/v1/queries/"+st.QueryId)
-	writeProto(w, st)
+	writeProto(w, StatusFor(p, st))
 }
 
 func (h *httpAPI) readable(id string, p rpc.Peer) (*coordinatorv1.QueryStatus, error) {
@@ -256,7 +256,7 @@ func (h *httpAPI) readable(id string, p rpc.Peer) (*coordinatorv1.QueryStatus, e
 	if !mayRead(p, st) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	return st, nil
+	return StatusFor(p, st), nil
 }
 
 func (h *httpAPI) get(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
@@ -275,7 +275,7 @@ func (h *httpAPI) watch(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	fl, _ := w.(http.Flusher)
-	err := h.c.Watch(r.Context(), r.PathValue("id"), func(st *coordinatorv1.QueryStatus) error {
+	err := h.c.watchAs(r.Context(), p, r.PathValue("id"), func(st *coordinatorv1.QueryStatus) error {
 		b, err := jsonOut.Marshal(st)
 		if err != nil {
 			return err
@@ -303,7 +303,7 @@ func (h *httpAPI) cancel(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 		writeError(w, err)
 		return
 	}
-	writeProto(w, st)
+	writeProto(w, StatusFor(p, st))
 }
 
 func (h *httpAPI) list(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
@@ -312,7 +312,7 @@ func (h *httpAPI) list(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	if p.Role == pki.RoleOperator {
 		who = ""
 	}
-	writeProto(w, &coordinatorv1.ListResponse{Queries: h.c.List(limit, who)})
+	writeProto(w, &coordinatorv1.ListResponse{Queries: h.c.listFor(p, limit, who)})
 }
 
 func (h *httpAPI) nodes(w http.ResponseWriter, r *http.Request, _ rpc.Peer) {

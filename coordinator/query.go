@@ -80,11 +80,17 @@ func (q *query) phase(name string, start time.Time) {
 	})
 }
 
+// node sets a node's progress; elapsed (how long its partial or failure
+// took; operators only, see StatusFor) is kept when 0 is given, so that a
+// decryptor's "decrypted" keeps the time of its partial.
 func (q *query) node(id, status, errText string, elapsed time.Duration) {
 	q.update(func(st *coordinatorv1.QueryStatus) {
 		for _, n := range st.Nodes {
 			if n.NodeId == id {
-				n.Status, n.Error, n.ElapsedMs = status, errText, ms(elapsed)
+				n.Status, n.Error = status, errText
+				if elapsed > 0 {
+					n.ElapsedMs = ms(elapsed)
+				}
 			}
 		}
 	})
@@ -396,6 +402,7 @@ func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem ep
 	}
 	req, err := protocol.SignEvaluate(c.cfg.Identity.Key, mem.ID, &nodev1.EvaluateBody{
 		QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Analyst: who.Name, Role: who.Role,
+		PlanFingerprint: q.plan.Fingerprint(),
 	}, c.cfg.Now())
 	if err != nil {
 		return partial{}, err
@@ -494,7 +501,8 @@ func ResultToProto(r *result.Result) *typesv1.Result {
 	return out
 }
 
-// Get returns the status of a query.
+// Get returns the status of a query, whole (with every node's timing): what
+// a caller may see of it is StatusFor.
 func (c *Coordinator) Get(id string) (*coordinatorv1.QueryStatus, error) {
 	q, err := c.query(id)
 	if err != nil {
@@ -515,7 +523,8 @@ func (c *Coordinator) query(id string) (*query, error) {
 }
 
 // Watch calls fn with the status of a query now and at every change until
-// the query ends or ctx is done.
+// the query ends or ctx is done. The status is whole: callers are served
+// through watchAs (StatusFor).
 func (c *Coordinator) Watch(ctx context.Context, id string, fn func(*coordinatorv1.QueryStatus) error) error {
 	q, err := c.query(id)
 	if err != nil {
@@ -552,7 +561,8 @@ func (c *Coordinator) Cancel(id string) (*coordinatorv1.QueryStatus, error) {
 	return st, nil
 }
 
-// List returns the most recent queries, newest first.
+// List returns the most recent queries, newest first, whole (see StatusFor;
+// the APIs serve listFor).
 func (c *Coordinator) List(limit int, analyst string) []*coordinatorv1.QueryStatus {
 	c.mu.RLock()
 	ids := slices.Clone(c.order)
@@ -565,6 +575,15 @@ func (c *Coordinator) List(limit int, analyst string) []*coordinatorv1.QueryStat
 		}
 		st.Result = nil
 		out = append(out, st)
+	}
+	return out
+}
+
+// listFor is List as caller p may see it (StatusFor).
+func (c *Coordinator) listFor(p rpc.Peer, limit int, analyst string) []*coordinatorv1.QueryStatus {
+	out := c.List(limit, analyst)
+	for i, st := range out {
+		out[i] = StatusFor(p, st)
 	}
 	return out
 }

@@ -26,7 +26,11 @@ func (s *service) Submit(ctx context.Context, req *coordinatorv1.SubmitRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return s.c.Submit(ctx, Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), time.Duration(req.GetDeadlineMs())*time.Millisecond)
+	st, err := s.c.Submit(ctx, Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), time.Duration(req.GetDeadlineMs())*time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	return StatusFor(p, st), nil
 }
 
 // mayRead reports whether p may see query st: its analyst, or an operator.
@@ -46,7 +50,7 @@ func (s *service) Get(ctx context.Context, req *coordinatorv1.GetRequest) (*coor
 	if !mayRead(p, st) {
 		return nil, ErrNotFound
 	}
-	return st, nil
+	return StatusFor(p, st), nil
 }
 
 func (s *service) Watch(req *coordinatorv1.GetRequest, stream coordinatorv1.CoordinatorService_WatchServer) error {
@@ -54,12 +58,7 @@ func (s *service) Watch(req *coordinatorv1.GetRequest, stream coordinatorv1.Coor
 	if err != nil {
 		return err
 	}
-	return s.c.Watch(stream.Context(), req.GetQueryId(), func(st *coordinatorv1.QueryStatus) error {
-		if !mayRead(p, st) {
-			return ErrNotFound
-		}
-		return stream.Send(st)
-	})
+	return s.c.watchAs(stream.Context(), p, req.GetQueryId(), stream.Send)
 }
 
 func (s *service) Cancel(ctx context.Context, req *coordinatorv1.GetRequest) (*coordinatorv1.QueryStatus, error) {
@@ -74,7 +73,10 @@ func (s *service) Cancel(ctx context.Context, req *coordinatorv1.GetRequest) (*c
 	if !mayRead(p, st) {
 		return nil, ErrNotFound
 	}
-	return s.c.Cancel(req.GetQueryId())
+	if st, err = s.c.Cancel(req.GetQueryId()); err != nil {
+		return nil, err
+	}
+	return StatusFor(p, st), nil
 }
 
 func (s *service) List(ctx context.Context, req *coordinatorv1.ListRequest) (*coordinatorv1.ListResponse, error) {
@@ -86,7 +88,7 @@ func (s *service) List(ctx context.Context, req *coordinatorv1.ListRequest) (*co
 	if p.Role == pki.RoleOperator {
 		who = ""
 	}
-	return &coordinatorv1.ListResponse{Queries: s.c.List(int(req.GetLimit()), who)}, nil
+	return &coordinatorv1.ListResponse{Queries: s.c.listFor(p, int(req.GetLimit()), who)}, nil
 }
 
 func (s *service) Nodes(ctx context.Context, _ *coordinatorv1.NodesRequest) (*coordinatorv1.NodesResponse, error) {

@@ -14,6 +14,7 @@ import (
 )
 
 const refuseSchema = `name = "trial"
+unit = "row"
 [[columns]]
 name = "age"
 type = "int"

@@ -151,6 +151,14 @@ func TestExampleConfigs(t *testing.T) {
 	if !slices.Equal(c.Regions, n.Regions) {
 		t.Errorf("regions differ: coordinator %v, node %v", c.Regions, n.Regions)
 	}
+	for _, cc := range []*config.Common{&c.Common, &n.Common} {
+		if err := cc.RequireMaxNodesPerPatient(); err != nil {
+			t.Error(err)
+		}
+	}
+	if c.MaxNodesPerPatient != n.MaxNodesPerPatient {
+		t.Errorf("max_nodes_per_patient differs: coordinator %d, node %d", c.MaxNodesPerPatient, n.MaxNodesPerPatient)
+	}
 	// Every key carries a comment on the line before (or a section header).
 	for _, f := range []string{"coordinator.example.toml", "node.example.toml"} {
 		b, err := os.ReadFile(f)
@@ -440,6 +448,9 @@ func TestKubernetesManifests(t *testing.T) {
 				if env["FEDSTAT_NAME"] == "" || env["FEDSTAT_ADVERTISE"] == "" {
 					t.Errorf("%s: nodes need FEDSTAT_NAME and FEDSTAT_ADVERTISE", where)
 				}
+			}
+			if err := common.RequireMaxNodesPerPatient(); err != nil {
+				t.Errorf("%s: %v", where, err)
 			}
 			ops := portOf(t, where, common.OpsListen)
 			if ports["ops"] != int32(ops) {
@@ -857,6 +868,9 @@ func TestCompose(t *testing.T) {
 		default:
 			t.Errorf("%s: %s is not a daemon", where, s.Command[0])
 			continue
+		}
+		if err := common.RequireMaxNodesPerPatient(); err != nil {
+			t.Errorf("%s: %v", where, err)
 		}
 		if _, ok := mounts[common.DataDir]; !ok {
 			t.Errorf("%s: data_dir %s is not a volume", where, common.DataDir)

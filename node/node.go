@@ -98,7 +98,8 @@ type Config struct {
 	// OperatorKey, when set (32 bytes), encrypts secret shares at rest.
 	OperatorKey []byte
 	// Catalogue is the network catalogue used to plan queries. Defaults to
-	// plan.DefaultCatalogue().
+	// plan.DefaultCatalogue(), which assumes each patient's records are at
+	// exactly one node (MaxNodesPerPatient 1).
 	Catalogue *plan.Catalogue
 	// Budget limits the privacy loss this node allows. Zero fields take the
 	// ledger's defaults (rho 4 in total, rho 1 per analyst).
@@ -109,8 +110,8 @@ type Config struct {
 	// release. Defaults to 15 minutes.
 	MaxSkew time.Duration
 	// Gossip, when set, makes the node join the network's gossip pool and
-	// advertise its id, gRPC address, key epoch, version and a coarse data
-	// summary (counts rounded to two significant digits). Defaults to none.
+	// advertise its id, gRPC address, key epoch, version and its coarse data
+	// summary (CoarseSummary). Defaults to none.
 	Gossip *membership.Config
 	// AdvertiseAddr is the gRPC address others reach this node at. Defaults
 	// to the address it listens on.
@@ -334,23 +335,9 @@ func (n *Node) meta() membership.Meta {
 	if addr == "" {
 		addr = n.Addr()
 	}
-	sum := n.Summary()
-	rows := map[string]int64{}
-	for k, v := range sum.Rows {
-		rows[k] = roundCoarse(v)
-	}
+	sum := n.CoarseSummary()
 	return membership.Meta{ID: n.id, Role: string(pki.RoleNode), GRPCAddr: addr, Epoch: n.Epoch(), Version: Version,
-		Patients: roundCoarse(sum.Patients), Rows: rows}
-}
-
-// roundCoarse keeps two significant digits: the gossiped summary is for the
-// operator's overview, not for analysis.
-func roundCoarse(v int64) int64 {
-	p := int64(1)
-	for v/p >= 100 {
-		p *= 10
-	}
-	return (v + p/2) / p * p
+		Patients: sum.Patients, Rows: sum.Rows}
 }
 
 // advertise gossips the node's current metadata (after an epoch change).

@@ -186,6 +186,11 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	if err != nil {
 		return nil, err
 	}
+	if fp := req.GetPlanFingerprint(); fp != "" && fp != p.Fingerprint() {
+		return nil, fmt.Errorf("%w: this node's plan of the query differs from the coordinator's: the network catalogue "+
+			"(regions, max_nodes_per_patient, studies) or the software version differs between them; the node would "+
+			"noise and encode its partial differently from how the coordinator decodes the total", ErrBadRequest)
+	}
 	if len(pol.Kinds) > 0 && !slices.Contains(pol.Kinds, p.Kind()) {
 		return nil, fmt.Errorf("%w: query kind %q is not allowed at %s", ErrPolicy, p.Kind(), n.id)
 	}
@@ -421,6 +426,16 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	sum, err := homomorphic.Sum(e.Params, vectors)
 	if err != nil {
 		return nil, err
+	}
+	// A narrowing, not a closure, of key recovery by a member that crafts
+	// its partial (docs/threat-model.md, "Members are semi-honest"): a sum
+	// whose c1 is degenerate (zero, constant, sparse, low-entropy) would make
+	// this node's key-switch share reveal its secret share.
+	for i, ct := range sum {
+		if err := homomorphic.CheckKeySwitchable(e.Params, ct); err != nil {
+			return nil, fmt.Errorf("%w: the sum of the partials of %s (ciphertext %d) is not what honest encryptions add up to; "+
+				"a member may have crafted its partial: %v", ErrBadPartial, qid, i, err)
+		}
 	}
 	target, err := homomorphic.UnmarshalPublicKey(e.Params, req.GetTargetPublicKey())
 	if err != nil {

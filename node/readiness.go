@@ -112,6 +112,8 @@ func keyProblem(err error) string {
 		return "missing"
 	case errors.Is(err, keystore.ErrInsecure):
 		return "its file is readable by group or others"
+	case errors.Is(err, keystore.ErrDamaged):
+		return "damaged (truncated, or it fails its checksum)"
 	case errors.Is(err, keystore.ErrSealed):
 		return "cannot be opened (damaged, or not sealed with this operator key)"
 	default:

@@ -50,8 +50,8 @@ func TestEpochReady(t *testing.T) {
 		name, want string
 		damage     func() error
 	}{
-		{"a damaged threshold share", "threshold share of epoch 1: malformed", func() error {
-			bad := append([]byte(nil), good[:len(good)/2]...) // the plain header survives, the share does not
+		{"a damaged threshold share", "threshold share of epoch 1: damaged", func() error {
+			bad := append([]byte(nil), good[:len(good)/2]...) // the header survives, the checksum fails
 			return os.WriteFile(share, bad, 0o600)
 		}},
 		{"a deleted threshold share", "threshold share of epoch 1: missing", func() error { return os.Remove(share) }},

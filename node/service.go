@@ -6,7 +6,6 @@ import (
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/rpc"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
-	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
 
 // service adapts the node to its gRPC API.
@@ -15,16 +14,24 @@ type service struct {
 	n *Node
 }
 
+// Info describes the node. The data summary is exact only for a network
+// operator calling the node directly; the coordinator (and through it every
+// analyst and the dashboard) gets CoarseSummary.
 func (s *service) Info(ctx context.Context, _ *nodev1.InfoRequest) (*nodev1.InfoResponse, error) {
-	if _, err := rpc.Require(ctx, pki.RoleCoordinator, pki.RoleOperator); err != nil {
+	p, err := rpc.Require(ctx, pki.RoleCoordinator, pki.RoleOperator)
+	if err != nil {
 		return nil, err
+	}
+	sum := s.n.CoarseSummary()
+	if p.Role == pki.RoleOperator {
+		sum = s.n.Summary()
 	}
 	return &nodev1.InfoResponse{
 		NodeId:         s.n.id,
 		Version:        Version,
 		Epoch:          s.n.Epoch(),
 		CertificateDer: s.n.cfg.Identity.Cert.Raw,
-		Summary:        s.n.Summary(),
+		Summary:        sum,
 		EpochStatus:    s.n.epochStatus(),
 	}, nil
 }
@@ -47,22 +54,6 @@ func (s *service) Commit(ctx context.Context, req *nodev1.CommitRequest) (*nodev
 
 func (s *service) KeySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (*nodev1.KeySwitchResponse, error) {
 	return s.n.keySwitch(ctx, req)
-}
-
-// Summary is the coarse, public description of the node's data that it
-// advertises: patient and row counts per table.
-func (n *Node) Summary() *typesv1.DataSummary {
-	if s, ok := n.cfg.Data.(interface{ Summary() *typesv1.DataSummary }); ok {
-		return s.Summary()
-	}
-	t := n.cfg.Data.Tables()
-	s := &typesv1.DataSummary{Patients: int64(t.NumPatients()), Rows: map[string]int64{}}
-	for _, name := range t.Names() {
-		if tb, ok := t.Table(name); ok {
-			s.Rows[name] = int64(tb.Rows)
-		}
-	}
-	return s
 }
 
 func (s *service) Budget(ctx context.Context, req *nodev1.BudgetRequest) (*nodev1.BudgetResponse, error) {

@@ -80,6 +80,17 @@ func BenchmarkKeySwitchShare(b *testing.B) {
 	b.ReportMetric(float64(collective.KeySwitchShareSize(p)), "bytes/share")
 }
 
+func BenchmarkCheckKeySwitchable(b *testing.B) {
+	p := prodParams(b)
+	nw := newNetwork(b, p, 3)
+	x, _ := homomorphic.Encrypt(p, nw.pk, fullVector(p, 1))
+	for b.Loop() {
+		if err := homomorphic.CheckKeySwitchable(p, x[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkKeySwitchCombine(b *testing.B) {
 	p := prodParams(b)
 	for _, n := range []int{3, 10} {

@@ -143,7 +143,8 @@ func newPCKS(p homomorphic.Params) (mhe.PublicKeySwitchProtocol, error) {
 
 // KeySwitchShare returns this node's public-key-switch share for ct towards
 // target: s_i*ct[1] + u_i*target[0] + e_0 + smudging, u_i*target[1] + e_1, with
-// smudging noise of standard deviation p.SmudgingSigma(). The caller must
+// smudging noise from the exact discrete Gaussian of sigma p.SmudgingSigma()
+// (2^60.5) truncated at p.SmudgingBound() (10 sigma). The caller must
 // check, before calling, that ct is an aggregate it agreed to release: the
 // share lets target's owner decrypt ct once shares of all key holders (or of
 // T threshold holders) are combined.
@@ -171,7 +172,7 @@ func KeySwitchShare(p homomorphic.Params, sk *homomorphic.SecretKeyShare, target
 	level := c.Level()
 	share := pcks.AllocateShare(level)
 	pcks.GenShare(sk.RLWE(tok), target.RLWE(tok), c, &share)
-	if err := smudge.AddNTT(p.BGV(tok).RingQ(), level, p.SmudgingSigma(), share.Value[0]); err != nil {
+	if err := smudge.AddNTT(p.BGV(tok).RingQ(), level, p.Smudging(tok), share.Value[0]); err != nil {
 		return nil, fmt.Errorf("collective: %w", err)
 	}
 	return encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, share.Value[0], share.Value[1])

@@ -47,6 +47,13 @@ func TestParamsProduction(t *testing.T) {
 	if b := p.NoiseBudgetBits(); b < 78 {
 		t.Fatalf("noise budget %.1f bits", b)
 	}
+	// Smudging: sigma = 2^60.5, truncated at floor(10 sigma).
+	if s := p.SmudgingSigma(); s != math.Sqrt2*(1<<60) {
+		t.Fatalf("smudging sigma %g", s)
+	}
+	if b := p.SmudgingBound(); b != 16304772281665977765 {
+		t.Fatalf("smudging bound %d", b)
+	}
 	t.Logf("%s: logN=%d logQ=%.2f t=%d budget=%.1f bits sigma=2^%.2f ct=%d bytes",
 		p.Name(), p.LogN(), p.LogQ(), p.PlaintextModulus(), p.NoiseBudgetBits(), log2(p.SmudgingSigma()), p.CiphertextSize())
 }

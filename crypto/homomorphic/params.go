@@ -64,9 +64,14 @@ func AllowInsecureForTests() { allowInsecure.Store(true) }
 // batching (N slots) for every ring degree up to 2^15.
 const plaintextModulus uint64 = 1099512938497
 
-// smudgingSigma (2^60.5) is the standard deviation of the noise each party
-// adds to its key-switch share (see docs/crypto.md for the derivation).
-var smudgingSigma = math.Sqrt2 * (1 << 60)
+// The smudging noise each party adds to its key-switch share is the exact
+// discrete Gaussian with sigma^2 = smudgingT * smudgingH = 2^121 (sigma =
+// 2^60.5), truncated at 10 sigma (see crypto/internal/smudge and
+// docs/crypto.md for the derivation).
+const (
+	smudgingT = 1 << 61
+	smudgingH = 1 << 60
+)
 
 type paramSpec struct {
 	logN     int
@@ -94,6 +99,7 @@ type paramState struct {
 	slots    int
 	meta     rlwe.MetaData // metadata of a fresh ciphertext
 	encoders sync.Pool     // *bgv.Encoder
+	smudging smudge.Gaussian
 }
 
 var (
@@ -133,10 +139,11 @@ func NewParams(name string) (Params, error) {
 	if bp.MaxSlots() != bp.N() {
 		return Params{}, fmt.Errorf("homomorphic: building %q: plaintext modulus gives %d slots, want %d", name, bp.MaxSlots(), bp.N())
 	}
-	if smudgingSigma > smudge.MaxSigma {
-		return Params{}, fmt.Errorf("homomorphic: building %q: smudging sigma too large", name)
+	smudging, err := smudge.NewGaussian(smudgingT, smudgingH)
+	if err != nil {
+		return Params{}, fmt.Errorf("homomorphic: building %q: %w", name, err)
 	}
-	st := &paramState{name: name, bgv: bp, slots: bp.MaxSlots()}
+	st := &paramState{name: name, bgv: bp, slots: bp.MaxSlots(), smudging: smudging}
 	sum := sha256.Sum256([]byte("fedstat/homomorphic/params/v1\x00" + name))
 	copy(st.id[:], sum[:8])
 	st.meta = *bgv.NewPlaintext(bp, bp.MaxLevel()).MetaData
@@ -192,9 +199,30 @@ func (p Params) MaxAbs() int64 {
 	return int64((p.PlaintextModulus() - 1) / 2)
 }
 
-// SmudgingSigma returns the standard deviation of the noise each party adds
-// to a key-switch share.
-func (p Params) SmudgingSigma() float64 { return smudgingSigma }
+// SmudgingSigma returns sigma of the smudging noise each party adds to a
+// key-switch share: 2^60.5, the parameter of a discrete Gaussian whose
+// standard deviation it equals (see crypto/internal/smudge). For headroom
+// arithmetic; the sampler itself works with sigma^2 = 2^121 exactly.
+func (p Params) SmudgingSigma() float64 {
+	if !p.valid() {
+		return 0
+	}
+	return p.s.smudging.Sigma()
+}
+
+// SmudgingBound returns the largest absolute value a smudging sample takes:
+// floor(10 * 2^60.5), the truncation of the sampler. Every key-switch share
+// adds at most this much to every noise coefficient.
+func (p Params) SmudgingBound() uint64 {
+	if !p.valid() {
+		return 0
+	}
+	return p.s.smudging.Bound()
+}
+
+// Smudging returns the sampler of the smudging noise. Only for packages
+// under crypto/.
+func (p Params) Smudging(lowlevel.Token) smudge.Gaussian { return p.s.smudging }
 
 // LogQ returns log2 of the ciphertext modulus.
 func (p Params) LogQ() float64 { return p.s.bgv.LogQ() }

@@ -3,7 +3,9 @@
 #
 #   network_init DIR NODES [SCHEMA...]     # CA, certificates, configs (studies = SCHEMA...);
 #                                          # THRESHOLD and MIN_NODES default to NODES;
-#                                          # POPULATIONS: the catalogue's populations_file
+#                                          # POPULATIONS: the catalogue's populations_file;
+#                                          # MAX_NODES_PER_PATIENT defaults to 1: split_csv
+#                                          # deals each row (one patient) to one node
 #   split_csv FILE NODES OUTDIR            # deal the rows of FILE round-robin to NODES files
 #   fedstat node import --data-dir "$NET/node-1" --study NAME --schema S part-1.csv
 #   network_start                          # coordinator + nodes, waits for the key ceremony
@@ -72,6 +74,7 @@ network_init() {
 		listen = "$GRPC"
 		ops_listen = "$OPS"
 		regions = ${REGIONS:-[]}
+		max_nodes_per_patient = ${MAX_NODES_PER_PATIENT:-1}
 		studies = $studies
 		threshold = ${THRESHOLD:-$NODES}
 		min_nodes = ${MIN_NODES:-$NODES}
@@ -94,6 +97,7 @@ network_init() {
 			listen = "127.0.0.1:0"
 			ops_listen = "127.0.0.1:0"
 			regions = ${REGIONS:-[]}
+			max_nodes_per_patient = ${MAX_NODES_PER_PATIENT:-1}
 			studies = $studies
 
 			[policy]

@@ -21,6 +21,17 @@ import (
 // ErrBadSchema marks a study schema that cannot be used.
 var ErrBadSchema = errors.New("cdm: bad study schema")
 
+// Privacy units of a study table (StudySchema.Unit).
+const (
+	// UnitPerson: the rows with the same value of the schema's id column
+	// are one person (and, when the id is a CDM patient id of the node,
+	// that patient). The default when id is set.
+	UnitPerson = "person"
+	// UnitRow: each row is a different person. The schema must say so
+	// itself (unit = "row"); it is never assumed.
+	UnitRow = "row"
+)
+
 // Study column types as a schema file names them.
 const (
 	StudyInt    = "int"    // whole numbers (stored as numbers)
@@ -77,10 +88,17 @@ type StudySchema struct {
 	// Name is the table's name in queries. Required, [a-z_][a-z0-9_]*, and
 	// not the name of a CDM table.
 	Name string `toml:"name"`
-	// ID is the CSV header of the column holding the patient id. Defaults to
-	// none: each row is then its own patient (ids are made from the study
-	// name and the row number).
+	// ID is the CSV header of the column holding the person (patient) id:
+	// the privacy unit is then the person, and rows with the same id are
+	// one person. A schema must set ID or say Unit = "row".
 	ID string `toml:"id"`
+	// Unit is the privacy unit: "person" (the default when ID is set; needs
+	// ID) or "row", the schema's own statement that each row is a different
+	// person (no id column; ids are made from the study name and the row
+	// number). A schema with neither ID nor Unit is refused: the row would
+	// silently become the unit, and a person with several rows would get
+	// less protection than the noise promises.
+	Unit string `toml:"unit"`
 	// RowsPerPatient bounds the rows one patient has in the table; import
 	// refuses more. With 1 every study column is a patient attribute, so a
 	// patient contributes to one group of any GROUP BY (G = 1) and one row
@@ -142,6 +160,29 @@ func (s *StudySchema) Validate() error {
 	}
 	if _, ok := LookupTable(s.Name); ok {
 		return fmt.Errorf("%w: study name %q is a CDM table", ErrBadSchema, s.Name)
+	}
+	switch {
+	case s.Unit == "" && s.ID == "":
+		return fmt.Errorf("%w: study %s: field id is missing and field unit is not set: a study schema must name its "+
+			"person key (id = \"CSV column of the patient id\") or state that each row is a different person "+
+			"(unit = \"row\"); without either, every row would silently count as its own person, and a person "+
+			"with several rows would be protected as several people", ErrBadSchema, s.Name)
+	case s.Unit == "" || s.Unit == UnitPerson:
+		if s.ID == "" {
+			return fmt.Errorf("%w: study %s: field unit = %q needs field id (the CSV column of the patient id)", ErrBadSchema, s.Name, UnitPerson)
+		}
+		s.Unit = UnitPerson
+	case s.Unit == UnitRow:
+		if s.ID != "" {
+			return fmt.Errorf("%w: study %s: field unit = %q says each row is a different person, but field id = %q names a person key: keep one",
+				ErrBadSchema, s.Name, UnitRow, s.ID)
+		}
+		if s.RowsPerPatient > 1 {
+			return fmt.Errorf("%w: study %s: field unit = %q (each row a different person) allows one row per person, not rows_per_patient = %d",
+				ErrBadSchema, s.Name, UnitRow, s.RowsPerPatient)
+		}
+	default:
+		return fmt.Errorf("%w: study %s: field unit = %q: want %q (with id) or %q", ErrBadSchema, s.Name, s.Unit, UnitPerson, UnitRow)
 	}
 	if s.RowsPerPatient == 0 {
 		s.RowsPerPatient = 1

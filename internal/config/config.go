@@ -68,6 +68,14 @@ type Common struct {
 	// Regions is the network catalogue's public list of regions. It must be
 	// the same at the coordinator and every node.
 	Regions []string `toml:"regions"`
+	// MaxNodesPerPatient is how many nodes may hold records of the same
+	// patient (a hospital and an insurer, say). Each node bounds a patient's
+	// contribution on its own, so every query's sensitivity, and with it
+	// its noise, is multiplied by it (plan.Catalogue.MaxNodesPerPatient).
+	// Required, at least 1, and the same at the coordinator and every node;
+	// 1 only if each patient's records live at exactly one node. The
+	// daemons refuse to start without it (RequireMaxNodesPerPatient).
+	MaxNodesPerPatient int `toml:"max_nodes_per_patient"`
 	// Studies lists the schema files (TOML, see docs/statistics.md) of the
 	// network's study tables, part of the public catalogue. They must be the
 	// same at the coordinator and every node.
@@ -82,6 +90,37 @@ type Common struct {
 	// DATA_DIR/audit.log.
 	AuditLog string  `toml:"audit_log"`
 	Gossip   *Gossip `toml:"gossip"`
+	// Source is the file the configuration was read from (set by Load; empty
+	// when none), for messages. It is not a key of the file.
+	Source string `toml:"-"`
+}
+
+func (c *Common) setSource(path string) { c.Source = path }
+
+// where names the configuration's origin in messages.
+func (c *Common) where() string {
+	if c.Source == "" {
+		return "the configuration (no file; flags and FEDSTAT_* variables)"
+	}
+	return c.Source
+}
+
+// RequireMaxNodesPerPatient checks max_nodes_per_patient, which has no
+// default: a wrong value silently under-noises every query (a patient at K
+// nodes has K times the sensitivity that K = 1 charges for, and K² the
+// zCDP cost). The error names the key, the file and the reason.
+func (c *Common) RequireMaxNodesPerPatient() error {
+	switch {
+	case c.MaxNodesPerPatient == 0:
+		return fmt.Errorf("%w: %s: max_nodes_per_patient is required and has no default: it is how many nodes "+
+			"may hold records of the same patient (each patient's records may be at several nodes, e.g. a hospital "+
+			"and an insurer), and every query's noise is scaled by it; give the same value to the coordinator and "+
+			"every node, and set 1 only if each patient's records live at exactly one node", ErrInvalid, c.where())
+	case c.MaxNodesPerPatient < 0:
+		return fmt.Errorf("%w: %s: max_nodes_per_patient is %d: want at least 1 (how many nodes may hold records of the same patient)",
+			ErrInvalid, c.where(), c.MaxNodesPerPatient)
+	}
+	return nil
 }
 
 // Coordinator is the coordinator's configuration.
@@ -184,8 +223,11 @@ type Warehouse struct {
 
 // Load reads path (if not empty) into cfg, then applies FEDSTAT_* variables
 // from env (os.Environ() when nil) to the top-level string, number and
-// boolean keys.
+// boolean keys. A Coordinator or Node remembers path as its Common.Source.
 func Load(path string, cfg any, env []string) error {
+	if s, ok := cfg.(interface{ setSource(string) }); ok {
+		s.setSource(path)
+	}
 	if path != "" {
 		md, err := toml.DecodeFile(path, cfg)
 		if err != nil {

@@ -157,5 +157,8 @@ func checkCommon(c *config.Common, role string) error {
 	if c.PKIDir == "" {
 		return fmt.Errorf("%w: pki_dir is required (it holds ca.crt, %s.crt and %s.key)", config.ErrInvalid, c.Name, c.Name)
 	}
+	if err := c.RequireMaxNodesPerPatient(); err != nil {
+		return err
+	}
 	return os.MkdirAll(c.DataDir, 0o700)
 }

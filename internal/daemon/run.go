@@ -31,17 +31,18 @@ type Started struct {
 	GRPC, HTTP, Ops, Gossip string
 }
 
-func catalogue(regions []string) *plan.Catalogue {
-	cat := plan.DefaultCatalogue()
-	if len(regions) > 0 {
-		cat.Regions = regions
+// networkCatalogue is the network catalogue of a daemon's config: its
+// regions, max_nodes_per_patient (required: see
+// config.Common.RequireMaxNodesPerPatient) and study schemas.
+func networkCatalogue(c *config.Common) (*plan.Catalogue, error) {
+	if err := c.RequireMaxNodesPerPatient(); err != nil {
+		return nil, err
 	}
-	return cat
-}
-
-// studyCatalogue is catalogue with the study schemas of the config.
-func studyCatalogue(c *config.Common) (*plan.Catalogue, error) {
-	cat := catalogue(c.Regions)
+	cat := plan.DefaultCatalogue()
+	if len(c.Regions) > 0 {
+		cat.Regions = c.Regions
+	}
+	cat.MaxNodesPerPatient = c.MaxNodesPerPatient
 	for _, path := range c.Studies {
 		s, err := cdm.ReadStudySchema(path, "")
 		if err != nil {
@@ -99,7 +100,7 @@ func RunCoordinator(ctx context.Context, cfg *config.Coordinator, log *slog.Logg
 	}
 	defer alog.Close()
 	reg := newRegistry()
-	cat, err := studyCatalogue(&cfg.Common)
+	cat, err := networkCatalogue(&cfg.Common)
 	if err != nil {
 		return err
 	}
@@ -221,7 +222,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	pol.MinCohortRho = cfg.Policy.MinCohortRho
 	pol.RequireApproval = cfg.Policy.RequireApproval
 
-	cat, err := studyCatalogue(&cfg.Common)
+	cat, err := networkCatalogue(&cfg.Common)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func TestNodeRefusesUnreachableWarehouse(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := &config.Node{Common: config.Common{Name: "node-1", DataDir: filepath.Join(dir, "data"), PKIDir: pkiDir,
-		Listen: "127.0.0.1:0", OpsListen: "off"}}
+		Listen: "127.0.0.1:0", OpsListen: "off", MaxNodesPerPatient: 1}}
 	// Nothing listens on this socket directory.
 	cfg.Warehouse.DSN = "host=" + filepath.Join(dir, "no-server") + " port=5432 user=fedstat password=s3cret-pw dbname=omop connect_timeout=2"
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/internal/audit"
@@ -54,6 +55,19 @@ func queryStatus(t *testing.T, p *Processes, qid string) *coordinatorv1.QuerySta
 	t.Helper()
 	var st coordinatorv1.QueryStatus
 	apiCall(t, p, "GET", "/v1/queries/"+qid, "", &st)
+	return &st
+}
+
+// operatorStatus is queryStatus as the network operator sees it: with each
+// node's progress while partials are collected (analysts see every node
+// waiting until then; coordinator.StatusFor).
+func operatorStatus(t *testing.T, p *Processes, qid string) *coordinatorv1.QueryStatus {
+	t.Helper()
+	code, b := httpJSONAs(t, p, p.OperatorToken, "GET", "/v1/queries/"+qid, "")
+	var st coordinatorv1.QueryStatus
+	if code != http.StatusOK || protojson.Unmarshal(b, &st) != nil {
+		t.Fatalf("GET /v1/queries/%s as the operator: %d %s", qid, code, b)
+	}
 	return &st
 }
 
@@ -311,9 +325,15 @@ func TestFaultCoordinatorKilledMidQuery(t *testing.T) {
 	x := submit(t, p, "SELECT sex, COUNT(*) FROM patients GROUP BY sex", 2, time.Minute)
 	waitFor(t, ctx, "node-3 to hold "+x, func() bool { return awaitingApproval(t, p, 2, x) })
 	waitFor(t, ctx, "node-1 and node-2 to answer "+x, func() bool {
-		st := queryStatus(t, p, x)
+		st := operatorStatus(t, p, x)
 		return nodeProgress(st, "node-1").GetStatus() == "answered" && nodeProgress(st, "node-2").GetStatus() == "answered"
 	})
+	// The analyst sees no node's progress while partials are collected.
+	for _, np := range queryStatus(t, p, x).GetNodes() {
+		if np.GetStatus() != "waiting" || np.GetElapsedMs() != 0 {
+			t.Errorf("the analyst sees %s as %q (%v ms) while the query collects", np.GetNodeId(), np.GetStatus(), np.GetElapsedMs())
+		}
+	}
 	if st := queryStatus(t, p, x); st.State != coordinatorv1.State_STATE_COLLECTING {
 		t.Fatalf("query %s is %v, want collecting", x, st.State)
 	}

@@ -285,7 +285,7 @@ func TestLivenessThresholdShareLost(t *testing.T) {
 		del        bool
 		others     []string
 	}{
-		{"node-2", "malformed", false, []string{"node-1", "node-3"}},
+		{"node-2", "damaged", false, []string{"node-1", "node-3"}},
 		{"node-1", "missing", true, []string{"node-2", "node-3"}},
 	} {
 		e := nodesView(t, p).GetEpoch()

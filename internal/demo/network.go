@@ -74,6 +74,11 @@ type Options struct {
 	// configuration before it starts (the liveness tests turn on AutoEpoch,
 	// shorten HealthInterval, choose LostMember). Defaults to none.
 	CoordinatorConfig func(*coordinator.Config)
+	// NodeCatalogue, when set, gives the catalogue of the node with the
+	// given index (the network's is passed in; return it unchanged or a
+	// changed copy): the tests' way to make a node disagree with the
+	// coordinator. Defaults to the network's catalogue everywhere.
+	NodeCatalogue func(i int, network *plan.Catalogue) *plan.Catalogue
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Progress, when set, is told about each set-up step.
@@ -200,7 +205,11 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, db, n, err := startNode(ctx, o, filepath.Join(o.Dir, NodeID(i)), nodeIDs[i], recs, nw.Catalogue)
+			cat := nw.Catalogue
+			if o.NodeCatalogue != nil {
+				cat = o.NodeCatalogue(i, nw.Catalogue)
+			}
+			st, db, n, err := startNode(ctx, o, filepath.Join(o.Dir, NodeID(i)), nodeIDs[i], recs, cat)
 			mu.Lock()
 			defer mu.Unlock()
 			if db != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/node"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/plan"
 )
 
 // auditEntries returns the entries of node i's audit log.
@@ -239,6 +240,37 @@ func TestApprovalQueue(t *testing.T) {
 		}
 		if !approved || !denied {
 			t.Errorf("%s: audit has approved=%v denied=%v", NodeID(i), approved, denied)
+		}
+	}
+}
+
+// TestCatalogueMismatchRefused: a node whose catalogue differs from the
+// coordinator's (here max_nodes_per_patient) would noise and encode its
+// partial for another plan than the one the coordinator decodes with; it
+// refuses the query, naming the catalogue, instead of skewing the total.
+func TestCatalogueMismatchRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nw, err := Start(ctx, Options{Data: syntheticData(t, 3, 200), Threshold: 2, MinNodes: 3,
+		NodeCatalogue: func(i int, c *plan.Catalogue) *plan.Catalogue {
+			if i != 1 {
+				return c
+			}
+			other := *c
+			other.MaxNodesPerPatient = 2
+			return &other
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nw.Close)
+	st, err := RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: "SELECT COUNT(*) FROM patients"}, nil)
+	if err == nil && st.GetError() == "" {
+		t.Fatal("a node with another catalogue answered")
+	}
+	for _, ns := range st.GetNodes() {
+		if ns.GetNodeId() == NodeID(1) && !strings.Contains(ns.GetError(), "network catalogue") {
+			t.Errorf("%s: %q, want a refusal naming the catalogue", ns.GetNodeId(), ns.GetError())
 		}
 	}
 }

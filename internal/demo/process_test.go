@@ -109,12 +109,18 @@ func cli(t *testing.T, p *Processes, args ...string) (string, string, error) {
 // httpJSON calls the coordinator's HTTP/JSON API with the analyst's token.
 func httpJSON(t *testing.T, p *Processes, method, path, body string) (int, []byte) {
 	t.Helper()
+	return httpJSONAs(t, p, p.Env["FEDSTAT_TOKEN"], method, path, body)
+}
+
+// httpJSONAs is httpJSON with another bearer token (p.OperatorToken).
+func httpJSONAs(t *testing.T, p *Processes, token, method, path, body string) (int, []byte) {
+	t.Helper()
 	c, err := p.HTTPClient(60 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest(method, p.Env["FEDSTAT_HTTP"]+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+p.Env["FEDSTAT_TOKEN"])
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)

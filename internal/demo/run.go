@@ -155,7 +155,12 @@ func ProgressPrinter(w io.Writer) func(*coordinatorv1.QueryStatus) {
 			seen[n.NodeId] = n.Status
 			switch n.Status {
 			case "answered":
-				fmt.Fprintf(w, "  %s answered with its encrypted partial (%.1f ms)\n", n.NodeId, n.ElapsedMs)
+				// Per-node timings reach operators only (coordinator.StatusFor).
+				if n.ElapsedMs > 0 {
+					fmt.Fprintf(w, "  %s answered with its encrypted partial (%.1f ms)\n", n.NodeId, n.ElapsedMs)
+				} else {
+					fmt.Fprintf(w, "  %s answered with its encrypted partial\n", n.NodeId)
+				}
 			case "decrypted":
 				fmt.Fprintf(w, "  %s returned its key-switch share\n", n.NodeId)
 			case "failed":

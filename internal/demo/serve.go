@@ -86,6 +86,10 @@ type Processes struct {
 	GRPC, HTTP, Ops string
 	// Env holds the analyst's settings for `fedstat query`.
 	Env map[string]string
+	// OperatorToken is a bearer token of the network operator "operator",
+	// who may see what analysts may not (per-node progress and timings,
+	// the audit log). It is not written to the env file.
+	OperatorToken string
 	// DaemonEnv is ServeOptions.DaemonEnv, read at every (re)start.
 	DaemonEnv map[string][]string
 	nodes     int
@@ -276,11 +280,14 @@ func Serve(ctx context.Context, o ServeOptions) (_ *Processes, err error) {
 	raw := make([]byte, 24)
 	rand.Read(raw)
 	token := "fst_" + hex.EncodeToString(raw)
-	tokens := fmt.Sprintf("[{\"name\": \"analyst\", \"role\": \"analyst\", \"sha256\": %q}]\n", coordinator.HashToken(token))
+	rand.Read(raw)
+	p.OperatorToken = "fst_" + hex.EncodeToString(raw)
+	tokens := fmt.Sprintf("[{\"name\": \"analyst\", \"role\": \"analyst\", \"sha256\": %q},\n {\"name\": \"operator\", \"role\": \"operator\", \"sha256\": %q}]\n",
+		coordinator.HashToken(token), coordinator.HashToken(p.OperatorToken))
 	if err := os.WriteFile(filepath.Join(o.Dir, "tokens.json"), []byte(tokens), 0o600); err != nil {
 		return nil, err
 	}
-	say("made the network CA, certificates, gossip key and an analyst token in %s", o.Dir)
+	say("made the network CA, certificates, gossip key and analyst and operator tokens in %s", o.Dir)
 
 	// Each node's data, through the real CSV export and `fedstat node import`.
 	regions := regionsOf(o.Data)
@@ -338,6 +345,8 @@ http_listen = %q
 ops_listen = %q
 tokens_file = %q
 regions = %s
+# The demo gives each patient to exactly one node.
+max_nodes_per_patient = 1
 studies = %s
 threshold = %d
 min_nodes = %d
@@ -372,6 +381,8 @@ pki_dir = %q
 listen = "127.0.0.1:%d"
 ops_listen = "127.0.0.1:0"
 regions = %s
+# The demo gives each patient to exactly one node.
+max_nodes_per_patient = 1
 studies = %s
 
 [policy]

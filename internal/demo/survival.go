@@ -11,6 +11,7 @@ import (
 // "survival": a synthetic trial shaped like survival::lung.
 const SurvivalSchema = `# Synthetic survival study (demo and tests): one row per patient.
 name = "survival"
+unit = "row"   # no id column: each row is a different person
 small_count_threshold = -1
 doc = "synthetic trial: exponential survival, median about 270 days (sex 1) and 430 days (sex 2)"
 

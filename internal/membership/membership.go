@@ -45,7 +45,7 @@ type Meta struct {
 	// Version is the software version.
 	Version string `json:"version,omitempty"`
 	// Patients and Rows are a coarse summary of a node's data (rounded by the
-	// node before it advertises them).
+	// node with node.CoarseCount before it advertises them; never exact).
 	Patients int64            `json:"patients,omitempty"`
 	Rows     map[string]int64 `json:"rows,omitempty"`
 }

@@ -57,7 +57,91 @@ var (
 	ErrNotIssuedBy = errors.New("pki: certificate not issued by the network CA")
 	ErrNoRole      = errors.New("pki: certificate carries no fedstat role")
 	ErrInsecureKey = errors.New("pki: private key file is readable by group or others")
+	// ErrClock: a certificate that is otherwise good is not valid at this
+	// machine's time (not yet valid, or expired): usually a clock that is
+	// off here or where it was issued. It comes as a *ClockError.
+	ErrClock = errors.New("pki: certificate not valid at this machine's time")
 )
+
+// ClockError says that a certificate is not valid at this machine's time
+// although it would verify at a time inside its validity.
+type ClockError struct {
+	// Subject is the certificate's holder (its CommonName).
+	Subject string
+	// CA is true when the certificate is the network CA's own.
+	CA bool
+	// Now is this machine's time; NotBefore and NotAfter the certificate's
+	// validity.
+	Now, NotBefore, NotAfter time.Time
+}
+
+func (e *ClockError) Error() string {
+	who := "certificate of " + e.Subject
+	if e.CA {
+		who = "the network CA's certificate (" + e.Subject + ")"
+	}
+	if e.Now.Before(e.NotBefore) {
+		return fmt.Sprintf("pki: %s is not valid until %s but this machine's clock says %s: check the clock (NTP) of this machine or of the issuer",
+			who, clockText(e.NotBefore), clockText(e.Now))
+	}
+	return fmt.Sprintf("pki: %s expired at %s and this machine's clock says %s: if that time has not come yet, check the clock (NTP) of this machine; otherwise issue a new certificate (fedstat ca issue)",
+		who, clockText(e.NotAfter), clockText(e.Now))
+}
+
+// Is makes errors.Is(err, ErrClock) true.
+func (e *ClockError) Is(target error) bool { return target == ErrClock }
+
+func clockText(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// ClockProblem tells whether the verification error err, for a chain to ca
+// checked at time now, is only a matter of time: the certificate that is
+// outside its validity at now (the leaf, or ca itself) would verify at the
+// nearest time inside the validity of both. It returns the *ClockError, or
+// nil when err is something else (a foreign CA, a bad signature, a
+// certificate not valid at any time the CA is).
+func ClockProblem(err error, ca *x509.Certificate, now time.Time) *ClockError {
+	var leaf *x509.Certificate
+	if ie, ok := errors.AsType[x509.CertificateInvalidError](err); ok && ie.Reason == x509.Expired {
+		leaf = ie.Cert
+	} else if ue, ok := errors.AsType[x509.UnknownAuthorityError](err); ok && ca != nil && outside(ca, now) {
+		// The CA itself is outside its validity: Go reports that as an
+		// unknown authority (with the time error as a hint).
+		leaf = ue.Cert
+	}
+	if leaf == nil || ca == nil {
+		return nil
+	}
+	from, until := leaf.NotBefore, leaf.NotAfter
+	if ca.NotBefore.After(from) {
+		from = ca.NotBefore
+	}
+	if ca.NotAfter.Before(until) {
+		until = ca.NotAfter
+	}
+	if from.After(until) {
+		return nil
+	}
+	at := now
+	if at.Before(from) {
+		at = from
+	} else if at.After(until) {
+		at = until
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, CurrentTime: at}); err != nil {
+		return nil // not (only) a matter of time
+	}
+	off := leaf
+	if !outside(leaf, now) {
+		off = ca
+	}
+	return &ClockError{Subject: off.Subject.CommonName, CA: off == ca || off.Equal(ca), Now: now.UTC(), NotBefore: off.NotBefore.UTC(), NotAfter: off.NotAfter.UTC()}
+}
+
+func outside(c *x509.Certificate, t time.Time) bool {
+	return t.Before(c.NotBefore) || t.After(c.NotAfter)
+}
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
@@ -132,6 +216,18 @@ type Identity struct {
 	Chain [][]byte // DER: leaf
 	Key   crypto.Signer
 	CA    *x509.Certificate
+	// Now is the clock TLS verification uses (tls.Config.Time in ServerTLS
+	// and ClientTLS). Defaults to time.Now; tests set it to play a machine
+	// whose clock is off.
+	Now func() time.Time
+}
+
+// Clock returns the identity's time now.
+func (id *Identity) Clock() time.Time {
+	if id.Now != nil {
+		return id.Now()
+	}
+	return time.Now()
 }
 
 // Name returns the holder's name.
@@ -200,12 +296,21 @@ func RoleOf(c *x509.Certificate) (Role, error) {
 }
 
 // Verify checks that c was issued by ca and is valid now, for client or
-// server use.
+// server use. A certificate that would verify but is not valid at this
+// machine's time is a *ClockError (ErrClock), anything else ErrNotIssuedBy.
 func Verify(ca *x509.Certificate, c *x509.Certificate) error {
+	return VerifyAt(ca, c, time.Now())
+}
+
+// VerifyAt is Verify at the time now.
+func VerifyAt(ca *x509.Certificate, c *x509.Certificate, now time.Time) error {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	_, err := c.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	_, err := c.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}, CurrentTime: now})
 	if err != nil {
+		if ce := ClockProblem(err, ca, now); ce != nil {
+			return ce
+		}
 		return fmt.Errorf("%w: %s: %v", ErrNotIssuedBy, c.Subject.CommonName, err)
 	}
 	return nil
@@ -221,6 +326,7 @@ func (id *Identity) ServerTLS() *tls.Config {
 		Certificates: []tls.Certificate{id.tlsCert()},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    pool,
+		Time:         id.Now,
 	}
 }
 
@@ -235,6 +341,7 @@ func (id *Identity) ClientTLS(serverName string) *tls.Config {
 		Certificates: []tls.Certificate{id.tlsCert()},
 		RootCAs:      pool,
 		ServerName:   serverName,
+		Time:         id.Now,
 	}
 }
 

@@ -90,7 +90,9 @@ func RequireCert(ctx context.Context, roles ...pki.Role) (Peer, *x509.Certificat
 type RefusalHook func(ctx context.Context, method string, err error)
 
 // NewServer returns a gRPC server with TLS for id, message size limits,
-// panic recovery, logging and error mapping. A client certificate of the
+// panic recovery, logging and error mapping. Handshakes refused because a
+// certificate is not valid at this machine's time are logged with both
+// times (see clock.go). A client certificate of the
 // network CA is required for every call: TLS verifies one when given, and
 // the interceptors refuse calls without one (after telling onRefuse, which
 // may be nil), so that such attempts reach the audit log.
@@ -101,7 +103,7 @@ func NewServer(id *pki.Identity, log *slog.Logger, onRefuse RefusalHook, opts ..
 	tlsCfg := id.ServerTLS()
 	tlsCfg.ClientAuth = tls.VerifyClientCertIfGiven
 	base := []grpc.ServerOption{
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.Creds(newCreds(tlsCfg, id, "server", log)),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -112,10 +114,11 @@ func NewServer(id *pki.Identity, log *slog.Logger, onRefuse RefusalHook, opts ..
 }
 
 // Dial connects to addr with mutual TLS as id; serverName is the name the
-// server's certificate must carry.
+// server's certificate must carry. A certificate refused because a clock is
+// off fails the call with an error that says so (see clock.go).
 func Dial(addr string, id *pki.Identity, serverName string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	base := []grpc.DialOption{
-		grpc.WithTransportCredentials(credentials.NewTLS(id.ClientTLS(serverName))),
+		grpc.WithTransportCredentials(newCreds(id.ClientTLS(serverName), id, "client", nil)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
 	}
 	return grpc.NewClient(addr, append(base, opts...)...)

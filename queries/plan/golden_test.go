@@ -163,6 +163,12 @@ func TestNodesPerPatient(t *testing.T) {
 	if r := b.Measures()[0].NodeSigma / a.Measures()[0].NodeSigma; r < 2.999 || r > 3.001 {
 		t.Errorf("sigma ratio %v, want 3", r)
 	}
+	if r := b.Measures()[0].L2 / a.Measures()[0].L2; r < 2.999 || r > 3.001 {
+		t.Errorf("L2 sensitivity ratio %v, want 3", r)
+	}
+	if r := b.Measures()[0].L1 / a.Measures()[0].L1; r < 2.999 || r > 3.001 {
+		t.Errorf("L1 sensitivity ratio %v, want 3", r)
+	}
 	if a.Rho() != b.Rho() {
 		t.Error("cost changed with K")
 	}

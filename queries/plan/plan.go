@@ -25,7 +25,8 @@
 //     squares, B = max(|lo−c|, |hi−c|) with c = (lo+hi)/2 for AVG, STDDEV,
 //     VARIANCE and c = 0 for SUM.
 //   - L2 sensitivity of the vector Δ₂ = K·PerCell·√G; L1 Δ₁ = K·PerCell·G,
-//     K = Catalogue.MaxNodesPerPatient (1 unless patients span nodes).
+//     K = Catalogue.MaxNodesPerPatient, the number of nodes that may hold
+//     records of one patient (the daemons' required max_nodes_per_patient).
 //
 // Gaussian (default, zCDP): the request's (ε, δ) becomes the budget
 // ρ = (√(ln(1/δ)+ε) − √(ln(1/δ)))², the largest ρ with
@@ -117,8 +118,12 @@ type Catalogue struct {
 	// MaxNodesPerPatient is how many nodes may hold records of the same
 	// patient (e.g. a hospital and an insurer). Each node bounds a patient's
 	// contribution on its own, so the sensitivities are multiplied by it
-	// (triangle inequality). Defaults to 1: each patient's records live at
-	// one node.
+	// (triangle inequality) and the zCDP cost of a given noise by its
+	// square. Defaults to 1 (each patient's records live at exactly one
+	// node), a default for tests and single-source data only: if patients
+	// span K nodes and this says 1, every release is under-noised by a
+	// factor K. The daemons take it from the required config key
+	// max_nodes_per_patient and never use the default.
 	MaxNodesPerPatient int
 	// Studies are the public schemas of the network's study tables
 	// (research data sets that nodes import from CSV). Queries may read a
@@ -127,7 +132,10 @@ type Catalogue struct {
 }
 
 // DefaultCatalogue returns a catalogue with every default filled in and no
-// regions.
+// regions. It assumes MaxNodesPerPatient = 1: each patient's records at
+// exactly one node. A network where patients may be at several nodes must
+// set MaxNodesPerPatient (the daemons' max_nodes_per_patient) or its
+// releases are under-noised.
 func DefaultCatalogue() *Catalogue {
 	c := &Catalogue{}
 	c.fill()

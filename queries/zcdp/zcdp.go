@@ -1,7 +1,8 @@
 // Package zcdp holds the closed-form privacy accounting of fedstat in
 // zero-concentrated differential privacy (zCDP, Bun and Steinke 2016). It has
-// no dependencies, so the planner, the node's budget ledger and the
-// coordinator's mirror can all share exactly the same arithmetic.
+// no dependencies, so the planner and the node's budget ledger share exactly
+// the same arithmetic. (The coordinator keeps no budget of its own: it asks
+// the nodes' ledgers.)
 //
 // Facts used (Bun and Steinke, "Concentrated Differential Privacy:
 // Simplifications, Extensions, and Lower Bounds", 2016):

@@ -490,7 +490,7 @@ function approvalsPage() {
     el('p', {}, 'Nodes that require manual approval keep their queue on the node itself: the coordinator never sees it, by design (a node trusts no one else with the decision).'),
     el('p', {}, 'On the node\'s machine, list and decide pending queries with:'),
     el('pre', {}, 'fedstat node approvals'),
-    el('p', { class: 'muted' }, 'A query waiting for approval shows here as that node "waiting" in the query\'s progress.')));
+    el('p', { class: 'muted' }, 'A query waiting for approval shows as that node "waiting" in the query\'s progress to operators; analysts see every node waiting until the collection of partials is over.')));
 }
 
 // ---- routing ----

@@ -5,29 +5,94 @@
 //
 // Secret shares never leave the node: nothing in this package sends, logs or
 // formats them.
+//
+// # Files
+//
+// A secret NAME is stored in NAME.secret, in one of these forms:
+//
+//   - "FSK1S", a 24-byte nonce, then XChaCha20-Poly1305(operator key,
+//     nonce, secret, additional data NAME): sealed; damage, truncation, a
+//     file copied under another name and a wrong key all fail to
+//     authenticate.
+//   - "FSK2P", SHA-256(uint32 length of NAME, NAME, secret), then the secret:
+//     plain (no operator key), with a checksum that shows damage,
+//     truncation and a file copied under another name.
+//   - "FSK1P" then the secret: plain, as written before the checksum was
+//     added; read as is (damage to it cannot be seen).
+//
+// Every problem with a file is a *FileError naming the file and saying
+// what is wrong (missing, readable by others, unreadable, damaged, not
+// authentic).
 package keystore
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// Errors.
+// Errors. Problems with a secret file come as a *FileError whose Kind is
+// one of ErrNotFound, ErrInsecure, ErrUnreadable, ErrDamaged, ErrSealed;
+// errors.Is matches the Kind.
 var (
 	ErrInsecure = errors.New("keystore: secret file readable by group or others")
 	ErrNotFound = errors.New("keystore: no such secret")
 	ErrSealed   = errors.New("keystore: cannot open sealed secret (wrong or missing operator key?)")
 	ErrBadKey   = errors.New("keystore: operator key file must hold 32 bytes, raw or as 64 hex digits")
+	// ErrDamaged: the file is truncated, has an unknown header or fails its
+	// checksum.
+	ErrDamaged = errors.New("keystore: secret file damaged")
+	// ErrUnreadable: the file could not be read (permissions, I/O error).
+	ErrUnreadable = errors.New("keystore: secret file unreadable")
 )
 
-const magicPlain, magicSealed = "FSK1P", "FSK1S"
+// FileError is a problem with one secret file.
+type FileError struct {
+	// Name is the secret's name, Path its file.
+	Name, Path string
+	// Kind is ErrNotFound, ErrInsecure, ErrUnreadable, ErrDamaged or
+	// ErrSealed.
+	Kind error
+	// Problem says what is wrong, for the operator.
+	Problem string
+}
+
+func (e *FileError) Error() string { return fmt.Sprintf("keystore: %s: %s", e.Path, e.Problem) }
+
+// Is makes errors.Is(err, e.Kind) true.
+func (e *FileError) Is(target error) bool { return target == e.Kind }
+
+func (s *Store) fileErr(name string, kind error, format string, args ...any) *FileError {
+	return &FileError{Name: name, Path: s.path(name), Kind: kind, Problem: fmt.Sprintf(format, args...)}
+}
+
+const (
+	magicPlain, magicSealed, magicPlainSum = "FSK1P", "FSK1S", "FSK2P"
+	magicLen                               = 5
+)
+
+// plainSum is the checksum of a plain secret, bound to its name.
+func plainSum(name string, secret []byte) []byte {
+	h := sha256.New()
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(name)))
+	h.Write(n[:])
+	h.Write([]byte(name))
+	h.Write(secret)
+	return h.Sum(nil)
+}
 
 // Store is a directory of sealed secrets.
 type Store struct {
@@ -88,7 +153,8 @@ func (s *Store) path(name string) string { return filepath.Join(s.dir, name+".se
 func (s *Store) Put(name string, secret []byte) error {
 	var out []byte
 	if s.key == nil {
-		out = append([]byte(magicPlain), secret...)
+		out = append([]byte(magicPlainSum), plainSum(name, secret)...)
+		out = append(out, secret...)
 	} else {
 		aead, err := chacha20poly1305.NewX(s.key)
 		if err != nil {
@@ -125,47 +191,126 @@ func (s *Store) Put(name string, secret []byte) error {
 }
 
 // Get reads the secret stored under name, checking the file's mode first.
+// Problems with the file are a *FileError naming it.
 func (s *Store) Get(name string) ([]byte, error) {
 	p := s.path(name)
 	st, err := os.Stat(p)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, name)
+		return nil, s.fileErr(name, ErrNotFound, "missing: no such secret")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("keystore: %w", err)
+		return nil, s.fileErr(name, ErrUnreadable, "cannot read: %v", err)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %v; run chmod 600 %s", ErrInsecure, p, st.Mode().Perm(), p)
+		return nil, s.fileErr(name, ErrInsecure, "readable by group or others (mode %v); run chmod 600 %s", st.Mode().Perm(), p)
 	}
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return nil, fmt.Errorf("keystore: %w", err)
+		return nil, s.fileErr(name, ErrUnreadable, "cannot read: %v", err)
 	}
-	switch {
-	case strings.HasPrefix(string(b[:min(len(b), 5)]), magicPlain):
+	return s.open(name, b)
+}
+
+// open decodes the contents b of the file of secret name.
+func (s *Store) open(name string, b []byte) ([]byte, error) {
+	if len(b) < magicLen {
+		return nil, s.fileErr(name, ErrDamaged, "truncated: %d bytes, shorter than the %d-byte header", len(b), magicLen)
+	}
+	switch string(b[:magicLen]) {
+	case magicPlain:
 		if s.key != nil {
-			return nil, fmt.Errorf("%w: %s is stored unencrypted but an operator key is configured", ErrSealed, name)
+			return nil, s.fileErr(name, ErrSealed, "stored unencrypted but an operator key is configured")
 		}
-		return b[len(magicPlain):], nil
-	case strings.HasPrefix(string(b[:min(len(b), 5)]), magicSealed):
+		return b[magicLen:], nil
+	case magicPlainSum:
+		if s.key != nil {
+			return nil, s.fileErr(name, ErrSealed, "stored unencrypted but an operator key is configured")
+		}
+		if len(b) < magicLen+sha256.Size {
+			return nil, s.fileErr(name, ErrDamaged, "truncated: %d bytes, shorter than header and checksum (%d)", len(b), magicLen+sha256.Size)
+		}
+		secret := b[magicLen+sha256.Size:]
+		if subtle.ConstantTimeCompare(plainSum(name, secret), b[magicLen:magicLen+sha256.Size]) != 1 {
+			return nil, s.fileErr(name, ErrDamaged, "checksum mismatch: the file is damaged or truncated (%d bytes), or was copied from another secret's file", len(b))
+		}
+		return secret, nil
+	case magicSealed:
 		if s.key == nil {
-			return nil, fmt.Errorf("%w: %s is encrypted and no operator key is configured", ErrSealed, name)
+			return nil, s.fileErr(name, ErrSealed, "encrypted, and no operator key is configured")
 		}
 		aead, err := chacha20poly1305.NewX(s.key)
 		if err != nil {
 			return nil, err
 		}
-		rest := b[len(magicSealed):]
-		if len(rest) < aead.NonceSize() {
-			return nil, fmt.Errorf("%w: %s is truncated", ErrSealed, name)
+		rest := b[magicLen:]
+		if least := aead.NonceSize() + aead.Overhead(); len(rest) < least {
+			return nil, s.fileErr(name, ErrDamaged, "truncated: %d bytes, a sealed secret has at least %d", len(b), magicLen+least)
 		}
 		pt, err := aead.Open(nil, rest[:aead.NonceSize()], rest[aead.NonceSize():], []byte(name))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s", ErrSealed, name)
+			return nil, s.fileErr(name, ErrSealed, "the sealed secret (%d bytes) does not authenticate: the file is damaged or truncated, was copied from another secret's file, or the operator key is not the one it was sealed with", len(b))
 		}
 		return pt, nil
 	}
-	return nil, fmt.Errorf("%w: %s is not a fedstat secret file", ErrSealed, name)
+	return nil, s.fileErr(name, ErrDamaged, "not a fedstat secret file (unknown header %q)", b[:magicLen])
+}
+
+// Check opens each named secret as Get does (present, private, readable,
+// intact and authentic) without returning it, and returns one *FileError
+// for each that fails, in the order given; none when all open.
+func (s *Store) Check(names ...string) []*FileError {
+	var out []*FileError
+	for _, name := range names {
+		secret, err := s.Get(name)
+		clear(secret)
+		if err != nil {
+			var fe *FileError
+			if !errors.As(err, &fe) {
+				fe = s.fileErr(name, ErrUnreadable, "%v", err)
+			}
+			out = append(out, fe)
+		}
+	}
+	return out
+}
+
+// EpochNames returns the names of the secrets stored for key epoch n: its
+// share (epoch-N) and whatever else was stored under epoch-N-... (the
+// threshold share), sorted.
+func (s *Store) EpochNames(n uint64) ([]string, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	base := "epoch-" + strconv.FormatUint(n, 10)
+	var names []string
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".secret")
+		if ok && (name == base || strings.HasPrefix(name, base+"-")) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// CheckEpoch checks every secret file of key epoch n (see EpochNames) and
+// that the epoch's share, epoch-N, is among them; required names further
+// secrets that must be present (the threshold share, epoch-N-threshold,
+// when the epoch's threshold is below its member count). It returns one
+// *FileError per file that is missing or does not open.
+func (s *Store) CheckEpoch(n uint64, required ...string) []*FileError {
+	names, err := s.EpochNames(n)
+	if err != nil {
+		return []*FileError{{Name: "", Path: s.dir, Kind: ErrUnreadable, Problem: err.Error()}}
+	}
+	want := append([]string{"epoch-" + strconv.FormatUint(n, 10)}, required...)
+	for _, w := range want {
+		if !slices.Contains(names, w) {
+			names = append(names, w)
+		}
+	}
+	return s.Check(names...)
 }
 
 // LoadKeyFile reads an operator key file: 32 raw bytes or 64 hex digits. The

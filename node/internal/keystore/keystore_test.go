@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -88,5 +90,110 @@ func TestKeyFile(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "short"), []byte("abc"), 0o600)
 	if _, err := LoadKeyFile(filepath.Join(dir, "short")); !errors.Is(err, ErrBadKey) {
 		t.Fatalf("short key: %v", err)
+	}
+}
+
+// A damaged or truncated share file was refused without naming the file
+// (a sealed one as "cannot open sealed secret (wrong or missing operator
+// key?): epoch-1"), and damage to a plain one was not seen at all. Now
+// every problem is a *FileError naming the file and what is wrong.
+func TestDamagedShareNamesFile(t *testing.T) {
+	for _, key := range [][]byte{nil, bytes.Repeat([]byte{9}, 32)} {
+		for _, tc := range []struct {
+			name   string
+			damage func([]byte) []byte
+			kinds  []error // acceptable kinds
+		}{
+			{"byte flipped", func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }, []error{ErrDamaged, ErrSealed}},
+			{"truncated to half", func(b []byte) []byte { return b[:len(b)/2] }, []error{ErrDamaged, ErrSealed}},
+			{"cut inside the header", func(b []byte) []byte { return b[:3] }, []error{ErrDamaged}},
+			{"empty", func([]byte) []byte { return nil }, []error{ErrDamaged}},
+			{"zeroed", func(b []byte) []byte { return make([]byte, len(b)) }, []error{ErrDamaged}},
+		} {
+			dir := filepath.Join(t.TempDir(), "keys")
+			s, err := Open(dir, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Put("epoch-1", bytes.Repeat([]byte("share"), 100)); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "epoch-1.secret")
+			b, _ := os.ReadFile(path)
+			if err := os.WriteFile(path, tc.damage(b), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Get("epoch-1")
+			var fe *FileError
+			if !errors.As(err, &fe) || fe.Path != path || !strings.Contains(err.Error(), path) {
+				t.Fatalf("sealed=%v %s: Get = %d bytes, %v; want a FileError naming %s", key != nil, tc.name, len(got), err, path)
+			}
+			if !slices.ContainsFunc(tc.kinds, func(k error) bool { return errors.Is(err, k) }) {
+				t.Fatalf("sealed=%v %s: kind %v, want one of %v", key != nil, tc.name, fe.Kind, tc.kinds)
+			}
+			t.Logf("sealed=%v %s: %v", key != nil, tc.name, err)
+		}
+	}
+}
+
+// A share file copied under another secret's name is refused.
+func TestShareBoundToItsName(t *testing.T) {
+	for _, key := range [][]byte{nil, bytes.Repeat([]byte{9}, 32)} {
+		dir := filepath.Join(t.TempDir(), "keys")
+		s, _ := Open(dir, key)
+		s.Put("epoch-1", []byte("one"))
+		s.Put("epoch-2", []byte("two"))
+		b, _ := os.ReadFile(filepath.Join(dir, "epoch-1.secret"))
+		os.WriteFile(filepath.Join(dir, "epoch-2.secret"), b, 0o600)
+		if _, err := s.Get("epoch-2"); err == nil {
+			t.Fatalf("sealed=%v: epoch-1's file opened as epoch-2", key != nil)
+		}
+	}
+}
+
+// Files written before the checksum (FSK1P) still open.
+func TestLegacyPlainFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	s, _ := Open(dir, nil)
+	os.WriteFile(filepath.Join(dir, "epoch-1.secret"), []byte("FSK1Pold-share"), 0o600)
+	if got, err := s.Get("epoch-1"); err != nil || string(got) != "old-share" {
+		t.Fatalf("legacy file: %q, %v", got, err)
+	}
+}
+
+// CheckEpoch names every secret file of an epoch that is missing or does
+// not open, one typed error per file, and returns no secret.
+func TestCheckEpoch(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	s, _ := Open(dir, bytes.Repeat([]byte{3}, 32))
+	for _, n := range []string{"epoch-3", "epoch-3-threshold", "epoch-4", "epoch-30"} {
+		if err := s.Put(n, []byte("secret "+n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if errs := s.CheckEpoch(3, "epoch-3-threshold"); len(errs) != 0 {
+		t.Fatalf("healthy epoch: %v", errs)
+	}
+	if names, _ := s.EpochNames(3); !slices.Equal(names, []string{"epoch-3", "epoch-3-threshold"}) {
+		t.Fatalf("EpochNames(3) = %v", names)
+	}
+	// Damage the threshold share, lose the share of epoch 4.
+	p := filepath.Join(dir, "epoch-3-threshold.secret")
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, b[:len(b)-1], 0o600)
+	os.Remove(filepath.Join(dir, "epoch-4.secret"))
+	errs := s.CheckEpoch(3)
+	if len(errs) != 1 || errs[0].Name != "epoch-3-threshold" || errs[0].Path != p || !errors.Is(errs[0], ErrSealed) {
+		t.Fatalf("CheckEpoch(3) = %v", errs)
+	}
+	errs = s.CheckEpoch(4, "epoch-4-threshold")
+	if len(errs) != 2 || !errors.Is(errs[0], ErrNotFound) || !errors.Is(errs[1], ErrNotFound) ||
+		!strings.Contains(errs[0].Error(), "epoch-4.secret") || !strings.Contains(errs[1].Error(), "epoch-4-threshold.secret") {
+		t.Fatalf("CheckEpoch(4) = %v", errs)
+	}
+	// A file readable by others is named too.
+	os.Chmod(filepath.Join(dir, "epoch-3.secret"), 0o644)
+	if errs := s.Check("epoch-3"); len(errs) != 1 || !errors.Is(errs[0], ErrInsecure) {
+		t.Fatalf("Check of a 0644 file: %v", errs)
 	}
 }

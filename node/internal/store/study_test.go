@@ -13,6 +13,7 @@ func testStudy(t *testing.T, ids ...string) *cdm.Study {
 	t.Helper()
 	sc, err := cdm.ParseStudySchema(`
 name = "trial"
+id = "pid"
 [[columns]]
 name = "x"
 type = "float"

@@ -2,7 +2,9 @@
 // its schema (cdm.StudySchema).
 //
 // The first row is a header. Every schema column (by its csv name) and the
-// schema's id column must be in it; other CSV columns are ignored. Cells are
+// schema's id column must be in it; other CSV columns are ignored. Rows with
+// the same id are one person; a schema without an id must say unit = "row"
+// (each row a different person, cdm.UnitRow), or Read refuses it. Cells are
 // trimmed of surrounding spaces; the schema's missing texts ("" and "NA" by
 // default) are missing values. int cells must be whole numbers, float cells
 // numbers, date cells YYYY-MM-DD, and a string cell of a column with listed
@@ -48,6 +50,10 @@ type Result struct {
 // A header problem is returned as an error; bad cells are in Result.Errors.
 func Read(r io.Reader, file string, s *cdm.StudySchema) (*Result, error) {
 	name := filepath.Base(file)
+	if s.ID == "" && s.Unit != cdm.UnitRow {
+		return nil, fmt.Errorf("%w: study %s names no person key (id) and does not say unit = %q (each row a different person)",
+			cdm.ErrBadSchema, s.Name, cdm.UnitRow)
+	}
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	header, err := cr.Read()

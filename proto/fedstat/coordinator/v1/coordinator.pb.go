@@ -469,9 +469,16 @@ func (x *GetRequest) GetQueryId() string {
 type NodeProgress struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	// status: "waiting", "answered", "failed", "decrypted".
-	Status    string  `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
-	Error     string  `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// status: "waiting", "answered", "failed", "decrypted". A caller who is
+	// not an operator sees every node "waiting" (no error, no upload_bytes)
+	// until the collection of partials is over: the moment a node answers
+	// would time it.
+	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Error  string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// elapsed_ms is how long the node took to send its partial (or to fail).
+	// Operator-only: it depends on the node's data size, so it is zero (absent
+	// in JSON) for every other caller, at every exit (gRPC, HTTP/JSON, query
+	// history). Kept for wire compatibility.
 	ElapsedMs float64 `protobuf:"fixed64,4,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
 	// upload_bytes is what the node sent for this query (its partial and its
 	// key-switch share), protobuf-encoded.
@@ -604,9 +611,11 @@ type QueryStatus struct {
 	Error   string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	Spec    *v1.QuerySpec          `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
 	Analyst string                 `protobuf:"bytes,5,opt,name=analyst,proto3" json:"analyst,omitempty"`
-	Nodes   []*NodeProgress        `protobuf:"bytes,6,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Phases  []*Phase               `protobuf:"bytes,7,rep,name=phases,proto3" json:"phases,omitempty"`
-	Result  *v1.Result             `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"`
+	// nodes is each member's progress, as the caller may see it
+	// (coordinator.StatusFor).
+	Nodes  []*NodeProgress `protobuf:"bytes,6,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Phases []*Phase        `protobuf:"bytes,7,rep,name=phases,proto3" json:"phases,omitempty"`
+	Result *v1.Result      `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"`
 	// plan is a human-readable description of the plan (domain, bounds, sigma, cost).
 	Plan            string `protobuf:"bytes,9,opt,name=plan,proto3" json:"plan,omitempty"`
 	SubmittedUnixMs int64  `protobuf:"varint,10,opt,name=submitted_unix_ms,json=submittedUnixMs,proto3" json:"submitted_unix_ms,omitempty"`
@@ -862,9 +871,11 @@ type NodeInfo struct {
 	Epoch          uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Alive          bool                   `protobuf:"varint,5,opt,name=alive,proto3" json:"alive,omitempty"`
 	LastSeenUnixMs int64                  `protobuf:"varint,6,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
-	Summary        *v1.DataSummary        `protobuf:"bytes,7,opt,name=summary,proto3" json:"summary,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// summary is the node's coarse data summary, as the node gives it to the
+	// coordinator (never exact).
+	Summary       *v1.DataSummary `protobuf:"bytes,7,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeInfo) Reset() {

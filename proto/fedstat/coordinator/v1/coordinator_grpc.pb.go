@@ -39,7 +39,8 @@ type CoordinatorServiceClient interface {
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*QueryStatus, error)
 	// Get returns the status of a query, with its result when done.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*QueryStatus, error)
-	// Watch streams the status of a query at every change until it ends.
+	// Watch streams the status of a query at every change the caller may see
+	// (see QueryStatus.nodes) until it ends.
 	Watch(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[QueryStatus], error)
 	// Cancel stops a query that has not been released.
 	Cancel(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*QueryStatus, error)
@@ -161,7 +162,8 @@ type CoordinatorServiceServer interface {
 	Submit(context.Context, *SubmitRequest) (*QueryStatus, error)
 	// Get returns the status of a query, with its result when done.
 	Get(context.Context, *GetRequest) (*QueryStatus, error)
-	// Watch streams the status of a query at every change until it ends.
+	// Watch streams the status of a query at every change the caller may see
+	// (see QueryStatus.nodes) until it ends.
 	Watch(*GetRequest, grpc.ServerStreamingServer[QueryStatus]) error
 	// Cancel stops a query that has not been released.
 	Cancel(context.Context, *GetRequest) (*QueryStatus, error)

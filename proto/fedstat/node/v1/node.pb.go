@@ -4,7 +4,8 @@
 // 	protoc        v3.21.12
 // source: fedstat/node/v1/node.proto
 
-// The API each node serves to the coordinator (mTLS, coordinator role only).
+// The API each node serves to the coordinator (mTLS, coordinator role only;
+// Info also to the network operator).
 
 package nodev1
 
@@ -875,10 +876,16 @@ type EvaluateBody struct {
 	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Spec    *v1.QuerySpec          `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
 	// analyst is the authenticated identity the coordinator acts for.
-	Analyst       string `protobuf:"bytes,4,opt,name=analyst,proto3" json:"analyst,omitempty"`
-	Role          string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Analyst string `protobuf:"bytes,4,opt,name=analyst,proto3" json:"analyst,omitempty"`
+	Role    string `protobuf:"bytes,5,opt,name=role,proto3" json:"role,omitempty"`
+	// plan_fingerprint is the coordinator's plan.Plan.Fingerprint of spec: a
+	// node refuses a query whose plan, built from the same spec with its own
+	// catalogue, differs (another catalogue: regions, max_nodes_per_patient,
+	// studies, or another version), because the coordinator decodes the total
+	// with its own plan's encoding. Empty: not checked.
+	PlanFingerprint string `protobuf:"bytes,6,opt,name=plan_fingerprint,json=planFingerprint,proto3" json:"plan_fingerprint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *EvaluateBody) Reset() {
@@ -942,6 +949,13 @@ func (x *EvaluateBody) GetAnalyst() string {
 func (x *EvaluateBody) GetRole() string {
 	if x != nil {
 		return x.Role
+	}
+	return ""
+}
+
+func (x *EvaluateBody) GetPlanFingerprint() string {
+	if x != nil {
+		return x.PlanFingerprint
 	}
 	return ""
 }
@@ -1439,13 +1453,14 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x05dealt\x18\x04 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\"\x14\n" +
 	"\x12InstallKeyResponse\"E\n" +
 	"\x0fEvaluateRequest\x122\n" +
-	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\x9e\x01\n" +
+	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\xc9\x01\n" +
 	"\fEvaluateBody\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
 	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12\x18\n" +
 	"\aanalyst\x18\x04 \x01(\tR\aanalyst\x12\x12\n" +
-	"\x04role\x18\x05 \x01(\tR\x04role\"\x90\x01\n" +
+	"\x04role\x18\x05 \x01(\tR\x04role\x12)\n" +
+	"\x10plan_fingerprint\x18\x06 \x01(\tR\x0fplanFingerprint\"\x90\x01\n" +
 	"\x0ePartialPayload\x12 \n" +
 	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1d\n" +
 	"\n" +

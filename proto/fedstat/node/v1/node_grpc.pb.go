@@ -4,7 +4,8 @@
 // - protoc             v3.21.12
 // source: fedstat/node/v1/node.proto
 
-// The API each node serves to the coordinator (mTLS, coordinator role only).
+// The API each node serves to the coordinator (mTLS, coordinator role only;
+// Info also to the network operator).
 
 package nodev1
 
@@ -34,7 +35,9 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type NodeServiceClient interface {
-	// Info describes the node: id, version, key epoch, certificate, data summary.
+	// Info describes the node: id, version, key epoch, certificate, data
+	// summary. The summary is exact only for a caller with the operator role;
+	// the coordinator gets it coarse (node.CoarseCount).
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	// KeyGen starts key epoch `epoch` at this node: it makes its secret key
 	// share (which never leaves the node) and returns its signed share of the
@@ -143,7 +146,9 @@ func (c *nodeServiceClient) Budget(ctx context.Context, in *BudgetRequest, opts 
 // All implementations must embed UnimplementedNodeServiceServer
 // for forward compatibility.
 type NodeServiceServer interface {
-	// Info describes the node: id, version, key epoch, certificate, data summary.
+	// Info describes the node: id, version, key epoch, certificate, data
+	// summary. The summary is exact only for a caller with the operator role;
+	// the coordinator gets it coarse (node.CoarseCount).
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	// KeyGen starts key epoch `epoch` at this node: it makes its secret key
 	// share (which never leaves the node) and returns its signed share of the

@@ -499,7 +499,10 @@ func (x *Result) GetSmallCountThreshold() int32 {
 	return 0
 }
 
-// DataSummary is a coarse, public description of a node's data.
+// DataSummary describes a node's data: patients and rows per table. Every
+// count is coarse (node.CoarseCount: 0 stays 0, 1-14 shows as 10, otherwise
+// two significant digits in steps of at least 10) except in a node's Info
+// answer to a network operator, where it is exact.
 type DataSummary struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Patients      int64                  `protobuf:"varint,1,opt,name=patients,proto3" json:"patients,omitempty"`
