@@ -151,7 +151,8 @@ func Run(ctx context.Context, o Options) ([]Cell, error) {
 			return nil, err
 		}
 		say("%s network of %d nodes up in %s (threshold %d)", mode, o.Nodes, time.Since(t0).Round(time.Millisecond), threshold)
-		client, closeConn, err := nw.Client(nil)
+		// As the network operator: per-node timings reach operators only.
+		client, closeConn, err := nw.Client(nw.Operator)
 		if err != nil {
 			nw.Close()
 			return nil, err
