@@ -50,7 +50,7 @@ func (n *Node) commit(ctx context.Context, req *nodev1.CommitRequest) (*nodev1.C
 			return nil, fmt.Errorf("%w: %s: this node already committed to another set of partials", ErrAlreadyReleased, qid)
 		}
 	case errors.Is(err, kv.ErrNotFound):
-		if err := n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(commitKey(qid), req.GetDigest()) }); err != nil {
+		if _, err := n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(commitKey(qid), req.GetDigest()) }); err != nil {
 			return nil, err
 		}
 		n.record(ctx, n.id, "release.committed", qid, map[string]any{"digest": fmt.Sprintf("%x", req.GetDigest())})
