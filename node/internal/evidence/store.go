@@ -88,3 +88,14 @@ func StoredEpoch(db *kv.DB) (e Epoch, ok bool, err error) {
 	}
 	return Epoch{Epoch: rec.Epoch, Threshold: rec.Threshold, Members: len(rec.Members), Installed: len(rec.PublicKey) > 0}, true, nil
 }
+
+// CopyEpoch copies the epoch record of from into to (watermarked), for a
+// restore that keeps a newer epoch than its backup's.
+func CopyEpoch(from, to *kv.DB) error {
+	b, err := from.Get(keyEpoch)
+	if err != nil {
+		return err
+	}
+	_, err = to.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(keyEpoch, b) })
+	return err
+}
