@@ -39,8 +39,15 @@ type sim struct {
 
 func newSim(t *testing.T) *sim {
 	t.Helper()
+	return newSimWith(t, nil, nil)
+}
+
+// newSimWith is newSim for a store and key files encrypted at rest.
+func newSimWith(t *testing.T, storeKey, keystoreKey []byte) *sim {
+	t.Helper()
 	root := t.TempDir()
-	s := &sim{t: t, dir: filepath.Join(root, "node-1"), pkiDir: filepath.Join(root, "pki"), analysts: []string{"alice", "bob"}, rho: 0.0613}
+	s := &sim{t: t, dir: filepath.Join(root, "node-1"), pkiDir: filepath.Join(root, "pki"), analysts: []string{"alice", "bob"}, rho: 0.0613,
+		storeKey: storeKey, ksKy: keystoreKey}
 	ca, err := pki.InitDir(s.pkiDir, "test", 365*24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
