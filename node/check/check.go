@@ -126,7 +126,8 @@ type Report struct {
 	// Epoch is the store's key epoch (0: none).
 	Epoch uint64 `json:"epoch,omitempty"`
 	// Unaudited lists charges in the ledger that the audit log has no
-	// debit for (a crash between a debit and its audit entry); AuditOnly
+	// debit for and no carried-forward statement covers (a crash between
+	// a debit and its audit entry); AuditOnly
 	// debits in the audit log the ledger has no record of (records not
 	// carried forward by a restore).
 	Unaudited []string `json:"unaudited,omitempty"`
@@ -605,9 +606,13 @@ func (c *checker) compare() {
 		var notes []string
 		if c.audit != nil {
 			inLedger := map[string]bool{}
+			var covered uint64 // charges a carried-forward statement covers
+			if c.audit.Carried != nil {
+				covered = c.audit.Carried.Charges
+			}
 			for _, e := range c.entries {
 				inLedger[e.QueryID] = true
-				if c.audit.Debits[e.QueryID] == 0 {
+				if c.audit.Debits[e.QueryID] == 0 && e.Seq > covered {
 					c.r.Unaudited = append(c.r.Unaudited, e.QueryID)
 				}
 			}

@@ -178,6 +178,13 @@ func TestRestoreOverALostAuditLog(t *testing.T) {
 	if !sameFigures(*r.Audit, after) {
 		t.Errorf("the restored log proves %v, want %v (its carried-forward entry)", r.Audit, after)
 	}
+	if len(r.Unaudited) != 0 {
+		t.Errorf("charges the carried-forward entry covers listed as unaudited: %v", r.Unaudited)
+	}
+	s.spend(1)
+	if r := s.wantHealthy(); len(r.Unaudited) != 0 {
+		t.Errorf("unaudited after a further query: %v", r.Unaudited)
+	}
 }
 
 // A store encrypted at rest gives a sealed backup; the wrong key does not

@@ -42,6 +42,10 @@ type Audit struct {
 	Spend ledger.Figures
 	// Debits counts the budget.debited entries per query id.
 	Debits map[string]int
+	// Carried is the last budget.carried_forward statement, nil if none:
+	// the ledger's first Carried.Charges charges are covered by it, with
+	// or without their own debit entries.
+	Carried *ledger.Figures
 	// Found maps each hash asked for (ReadAudit's anchors) that is in the
 	// chain to its entry's seq.
 	Found map[string]uint64
@@ -98,6 +102,8 @@ func ReadAudit(path string, anchors ...string) (*Audit, error) {
 			if err != nil {
 				return fmt.Errorf("evidence: %s: line %d (seq %d): %v", path, line, e.Seq, err)
 			}
+			stated := cf.Clone()
+			a.Carried = &stated
 			since = &cf
 		}
 		return nil
