@@ -2,6 +2,7 @@ package admin
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -186,16 +187,24 @@ func Backup(ctx context.Context, o BackupOptions, out string) (*Manifest, error)
 	}
 
 	// The store: Badger's backup stream, sealed when the store is
-	// encrypted at rest.
-	var stream bytes.Buffer
-	var w io.Writer = &stream
+	// encrypted at rest, through a temporary file next to out (a tar entry
+	// needs its size first).
+	kvTmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+"-kv-*")
+	if err != nil {
+		return nil, fmt.Errorf("admin: backup: %w", err)
+	}
+	defer os.Remove(kvTmp.Name())
+	defer kvTmp.Close()
+	kvTmp.Chmod(0o600)
+	bw := bufio.NewWriterSize(kvTmp, 1<<20)
+	var w io.Writer = bw
 	var sw *sealWriter
 	if o.KeyFile != "" {
 		op, err := ReadKeyFile(o.KeyFile)
 		if err != nil {
 			return nil, err
 		}
-		if sw, err = newSealWriter(&stream, op); err != nil {
+		if sw, err = newSealWriter(bw, op); err != nil {
 			return nil, err
 		}
 		w = sw
@@ -210,10 +219,26 @@ func Backup(ctx context.Context, o BackupOptions, out string) (*Manifest, error)
 		}
 		name, m.Sealed = backupKVSealed, true
 	}
-	if err := add(name, stream.Bytes()); err != nil {
+	if err := bw.Flush(); err != nil {
+		return nil, fmt.Errorf("admin: backup: %w", err)
+	}
+	size, err := kvTmp.Seek(0, io.SeekCurrent)
+	if err != nil {
 		return nil, err
 	}
-	stream = bytes.Buffer{}
+	if _, err := kvTmp.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: size, ModTime: m.Time, Typeflag: tar.TypeReg}); err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(tw, h), kvTmp); err != nil {
+		return nil, fmt.Errorf("admin: backup: %w", err)
+	}
+	m.Files[name] = hex.EncodeToString(h.Sum(nil))
+	kvTmp.Close()
+	os.Remove(kvTmp.Name())
 
 	// Key files, the audit log, the mark, the configuration.
 	keyFiles, _ := filepath.Glob(filepath.Join(o.DataDir, "keys", "*.secret"))
@@ -276,61 +301,102 @@ func syncDir(dir string) {
 	}
 }
 
-// readBackup reads a backup file and checks every file against the
-// manifest.
-func readBackup(in string) (*Manifest, map[string][]byte, error) {
+// extracted is a backup read into a staging directory.
+type extracted struct {
+	m *Manifest
+	// small files (keys, the mark) in memory; the store's stream and the
+	// audit log as files in the staging directory ("" when absent).
+	small          map[string][]byte
+	kvPath, kvName string
+	auditPath      string
+}
+
+// readBackup reads the backup in into dir (the store's stream and the
+// audit log as files, the rest in memory) and checks every file against
+// the manifest.
+func readBackup(in, dir string) (*extracted, error) {
 	f, err := os.Open(in)
 	if err != nil {
-		return nil, nil, fmt.Errorf("admin: %w", err)
+		return nil, fmt.Errorf("admin: %w", err)
 	}
 	defer f.Close()
-	files := map[string][]byte{}
-	tr := tar.NewReader(f)
+	x := &extracted{small: map[string][]byte{}}
+	sums := map[string]string{}
+	var mb []byte
+	tr := tar.NewReader(bufio.NewReaderSize(f, 1<<20))
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %s: %v", ErrBadBackup, in, err)
+			return nil, fmt.Errorf("%w: %s: %v", ErrBadBackup, in, err)
 		}
 		if h.Typeflag != tar.TypeReg || strings.Contains(h.Name, "..") || strings.HasPrefix(h.Name, "/") {
-			return nil, nil, fmt.Errorf("%w: %s: unexpected entry %q", ErrBadBackup, in, h.Name)
+			return nil, fmt.Errorf("%w: %s: unexpected entry %q", ErrBadBackup, in, h.Name)
 		}
-		b, err := io.ReadAll(tr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %s: %v", ErrBadBackup, in, err)
+		if _, dup := sums[h.Name]; dup {
+			return nil, fmt.Errorf("%w: %s: %s twice", ErrBadBackup, in, h.Name)
 		}
-		files[h.Name] = b
+		hash := sha256.New()
+		switch h.Name {
+		case backupManifest:
+			if mb, err = io.ReadAll(io.LimitReader(tr, 1<<20)); err != nil {
+				return nil, fmt.Errorf("%w: %s: %v", ErrBadBackup, in, err)
+			}
+			continue
+		case backupKV, backupKVSealed, backupAudit:
+			p := filepath.Join(dir, h.Name)
+			out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return nil, err
+			}
+			_, err = io.Copy(io.MultiWriter(out, hash), tr)
+			out.Close()
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: %s: %v", ErrBadBackup, in, h.Name, err)
+			}
+			if h.Name == backupAudit {
+				x.auditPath = p
+			} else {
+				x.kvPath, x.kvName = p, h.Name
+			}
+		default:
+			b, err := io.ReadAll(io.LimitReader(tr, 64<<20))
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s: %v", ErrBadBackup, in, err)
+			}
+			hash.Write(b)
+			x.small[h.Name] = b
+		}
+		sums[h.Name] = hex.EncodeToString(hash.Sum(nil))
 	}
-	mb, ok := files[backupManifest]
-	if !ok {
-		return nil, nil, fmt.Errorf("%w: %s has no %s (cut short, or not made by `fedstat node backup`)", ErrBadBackup, in, backupManifest)
+	if mb == nil {
+		return nil, fmt.Errorf("%w: %s has no %s (cut short, or not made by `fedstat node backup`)", ErrBadBackup, in, backupManifest)
 	}
 	var m Manifest
 	if err := json.Unmarshal(mb, &m); err != nil || m.Version != 1 {
-		return nil, nil, fmt.Errorf("%w: %s: %s does not decode (version %d): %v", ErrBadBackup, in, backupManifest, m.Version, err)
+		return nil, fmt.Errorf("%w: %s: %s does not decode (version %d): %v", ErrBadBackup, in, backupManifest, m.Version, err)
 	}
 	if m.Ledger.Analysts == nil {
 		m.Ledger.Analysts = map[string]float64{}
 	}
-	delete(files, backupManifest)
 	for name, want := range m.Files {
-		b, ok := files[name]
+		got, ok := sums[name]
 		if !ok {
-			return nil, nil, fmt.Errorf("%w: %s lacks %s", ErrBadBackup, in, name)
+			return nil, fmt.Errorf("%w: %s lacks %s", ErrBadBackup, in, name)
 		}
-		sum := sha256.Sum256(b)
-		if hex.EncodeToString(sum[:]) != want {
-			return nil, nil, fmt.Errorf("%w: %s: %s is damaged (checksum mismatch)", ErrBadBackup, in, name)
+		if got != want {
+			return nil, fmt.Errorf("%w: %s: %s is damaged (checksum mismatch)", ErrBadBackup, in, name)
 		}
 	}
-	for name := range files {
+	for name := range sums {
 		if _, ok := m.Files[name]; !ok {
-			return nil, nil, fmt.Errorf("%w: %s: %s is not in its manifest", ErrBadBackup, in, name)
+			return nil, fmt.Errorf("%w: %s: %s is not in its manifest", ErrBadBackup, in, name)
 		}
 	}
-	return &m, files, nil
+	x.m = &m
+	return x, nil
 }
 
 // RestoreOptions say where to restore.
@@ -406,13 +472,19 @@ func Restore(ctx context.Context, o RestoreOptions, in string) (*RestoreSummary,
 	if err := kv.Check(kv.Options{Dir: kvDir, EncryptionKey: storeKey}); errors.Is(err, kv.ErrInUse) {
 		return nil, fmt.Errorf("admin: restore: %w (%v)", ErrDaemonRunning, err)
 	}
-	m, files, err := readBackup(in)
-	if err != nil {
-		return nil, err
-	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, err
 	}
+	staging := filepath.Join(o.DataDir, ".restore-"+stamp)
+	if err := os.MkdirAll(staging, 0o700); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(staging)
+	x, err := readBackup(in, staging)
+	if err != nil {
+		return nil, err
+	}
+	m := x.m
 	sum := &RestoreSummary{Backup: m, BackupLedger: m.Ledger}
 
 	// What the node proves now.
@@ -465,11 +537,6 @@ func Restore(ctx context.Context, o RestoreOptions, in string) (*RestoreSummary,
 	}
 
 	// The backup's store, built aside.
-	staging := filepath.Join(o.DataDir, ".restore-"+stamp)
-	if err := os.MkdirAll(staging, 0o700); err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(staging)
 	ndb, err := kv.Open(kv.Options{Dir: filepath.Join(staging, "kv"), EncryptionKey: storeKey, Logger: o.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("admin: restore: %w", err)
@@ -481,9 +548,16 @@ func Restore(ctx context.Context, o RestoreOptions, in string) (*RestoreSummary,
 		}
 	}
 	defer closeNew()
-	var stream io.Reader
-	switch {
-	case files[backupKVSealed] != nil:
+	if x.kvPath == "" {
+		return nil, fmt.Errorf("%w: %s holds no store", ErrBadBackup, in)
+	}
+	kvf, err := os.Open(x.kvPath)
+	if err != nil {
+		return nil, err
+	}
+	defer kvf.Close()
+	var stream io.Reader = bufio.NewReaderSize(kvf, 1<<20)
+	if x.kvName == backupKVSealed {
 		if o.KeyFile == "" {
 			return nil, fmt.Errorf("%w: %s: its store is sealed under an operator key: give --key-file", ErrBadBackup, in)
 		}
@@ -491,13 +565,9 @@ func Restore(ctx context.Context, o RestoreOptions, in string) (*RestoreSummary,
 		if err != nil {
 			return nil, err
 		}
-		if stream, err = newSealReader(bytes.NewReader(files[backupKVSealed]), op); err != nil {
+		if stream, err = newSealReader(stream, op); err != nil {
 			return nil, err
 		}
-	case files[backupKV] != nil:
-		stream = bytes.NewReader(files[backupKV])
-	default:
-		return nil, fmt.Errorf("%w: %s holds no store", ErrBadBackup, in)
 	}
 	if _, err := ndb.Load(stream); err != nil {
 		return nil, fmt.Errorf("admin: restore: loading the backup's store: %w", err)
@@ -533,8 +603,10 @@ func Restore(ctx context.Context, o RestoreOptions, in string) (*RestoreSummary,
 		sum.AuditKept = true
 	} else {
 		newLog = o.AuditLog + ".restore-" + stamp
-		if err := os.WriteFile(newLog, files[backupAudit], 0o600); err != nil {
-			return nil, err
+		if x.auditPath != "" {
+			if err := moveFile(x.auditPath, newLog); err != nil {
+				return nil, err
+			}
 		}
 		auditTarget = newLog
 	}
@@ -599,7 +671,7 @@ func Restore(ctx context.Context, o RestoreOptions, in string) (*RestoreSummary,
 	if err := os.MkdirAll(keysDir, 0o700); err != nil {
 		return nil, err
 	}
-	for name, b := range files {
+	for name, b := range x.small {
 		base, ok := strings.CutPrefix(name, "keys/")
 		if !ok {
 			continue
@@ -727,4 +799,20 @@ func writeFileSync(path string, b []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// moveFile renames from to to, copying when they are on different file
+// systems (an audit log configured outside the data directory).
+func moveFile(from, to string) error {
+	if err := os.Rename(from, to); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if err := writeFileSync(to, b); err != nil {
+		return err
+	}
+	return os.Remove(from)
 }
