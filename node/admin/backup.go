@@ -742,28 +742,25 @@ func carryRecords(from, to *kv.DB) (int, error) {
 		return err
 	}
 	for _, p := range carriedPrefixes {
-		var pairs [][2][]byte
+		// Streamed: the stored answers alone can be GBs.
 		if err := from.View(func(tx *kv.Txn) error {
 			return tx.Iterate([]byte(p), func(k, v []byte) error {
-				pairs = append(pairs, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+				if _, err := to.Get(k); err == nil {
+					return nil
+				} else if !errors.Is(err, kv.ErrNotFound) {
+					return err
+				}
+				if size+len(k)+len(v) > 4<<20 {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
+				batch = append(batch, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+				size += len(k) + len(v)
 				return nil
 			})
 		}); err != nil {
 			return n, err
-		}
-		for _, kvp := range pairs {
-			if _, err := to.Get(kvp[0]); err == nil {
-				continue
-			} else if !errors.Is(err, kv.ErrNotFound) {
-				return n, err
-			}
-			if size+len(kvp[0])+len(kvp[1]) > 4<<20 {
-				if err := flush(); err != nil {
-					return n, err
-				}
-			}
-			batch = append(batch, kvp)
-			size += len(kvp[0]) + len(kvp[1])
 		}
 	}
 	if err := flush(); err != nil {
