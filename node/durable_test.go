@@ -21,9 +21,11 @@ import (
 
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/kv"
+	"github.com/fedstat/fedstat/internal/rpc"
 	"github.com/fedstat/fedstat/node"
 	"github.com/fedstat/fedstat/node/admin"
 	"github.com/fedstat/fedstat/node/internal/evidence"
+	"github.com/fedstat/fedstat/node/internal/keystore"
 	"github.com/fedstat/fedstat/node/internal/ledger"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 )
@@ -226,5 +228,23 @@ func TestNodeNotReadyStaysUp(t *testing.T) {
 	// is, not because the node cannot decrypt).
 	if _, err := coord.Evaluate(ctx, &nodev1.EvaluateRequest{}); err == nil || strings.Contains(err.Error(), "not ready") {
 		t.Errorf("Evaluate without the share: %v; want the request's own refusal", err)
+	}
+}
+
+// The gRPC codes a coordinator gets from a node that is not ready.
+func TestNotReadyCodes(t *testing.T) {
+	for _, c := range []struct {
+		cause error
+		want  codes.Code
+	}{
+		{&kv.NoSpaceError{Path: "/d/kv", Op: "write"}, codes.ResourceExhausted},
+		{&kv.DamageError{Dir: "/d/kv", File: "MANIFEST", Kind: kv.ErrDamaged}, codes.FailedPrecondition},
+		{&audit.TamperError{Path: "/d/audit.log", What: "replaced"}, codes.FailedPrecondition},
+		{&keystore.FileError{Name: "epoch-1-threshold", Kind: keystore.ErrNotFound}, codes.FailedPrecondition},
+	} {
+		err := fmt.Errorf("%w: node-1: %w", node.ErrNotReady, c.cause)
+		if got := rpc.Code(err); got != c.want {
+			t.Errorf("not ready because %v: %v, want %v", c.cause, got, c.want)
+		}
 	}
 }
