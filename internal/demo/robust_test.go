@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -267,6 +268,7 @@ func TestRobustLong(t *testing.T) {
 	}
 
 	kinds := []string{"manifest", "wipe-store", "zero-wal", "delete-mark", "delete-audit", "delete-share", "restore-old-backup"}
+	var order []string
 	start := time.Now()
 	for time.Since(start) < *robustDuration {
 		st.Iterations++
@@ -314,7 +316,13 @@ func TestRobustLong(t *testing.T) {
 		default: // SIGKILL, damage, start, repair if refused
 			p.Nodes[i].Kill()
 			st.Kills++
-			kind := kinds[rng.IntN(len(kinds))]
+			// Every kind in turn, in a random order each round.
+			if len(order) == 0 {
+				order = slices.Clone(kinds)
+				rng.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
+			}
+			kind := order[0]
+			order = order[1:]
 			st.count(st.Corruptions, kind)
 			var names []string
 			switch kind {
