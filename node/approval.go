@@ -106,7 +106,8 @@ func (n *Node) Decide(ctx context.Context, queryID string, approve bool, by stri
 }
 
 // startAdmin serves the admin socket: GET /approvals, POST
-// /approvals/{id}/approve and /approvals/{id}/deny.
+// /approvals/{id}/approve and /approvals/{id}/deny, and GET /ready (Ready,
+// for `fedstat node check` while the daemon runs).
 func (n *Node) startAdmin() error {
 	path := AdminSocket(n.cfg.StateDir)
 	_ = os.Remove(path)
@@ -132,6 +133,13 @@ func (n *Node) startAdmin() error {
 			fmt.Fprintln(w, "ok")
 		}
 	}
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if err := n.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
 	mux.HandleFunc("POST /approvals/{id}/approve", decide(true))
 	mux.HandleFunc("POST /approvals/{id}/deny", decide(false))
 	n.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

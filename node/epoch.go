@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
+	"github.com/fedstat/fedstat/node/internal/keystore"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 )
 
@@ -108,11 +110,20 @@ func (n *Node) epochFromRecord(rec *epochRecord) (*epochState, error) {
 		}
 		e.Members = append(e.Members, member{ID: m.ID, Cert: c, Point: m.Point})
 	}
+	// A missing or damaged share does not stop the node: it answers
+	// queries and takes part in the next key ceremony, and refuses to
+	// decrypt in this epoch (durable.go, checkShares).
 	sb, err := n.keys.Get(secretName(rec.Epoch))
-	if err != nil {
-		return nil, err
+	if err == nil {
+		if e.secret, err = homomorphic.UnmarshalSecretKeyShare(p, sb); err != nil {
+			err = &keystore.FileError{Name: secretName(rec.Epoch), Path: filepath.Join(n.cfg.StateDir, "keys", secretName(rec.Epoch)+".secret"),
+				Kind: keystore.ErrDamaged, Problem: "the share does not decode: " + err.Error()}
+		}
 	}
-	if e.secret, err = homomorphic.UnmarshalSecretKeyShare(p, sb); err != nil {
+	var fe *keystore.FileError
+	if errors.As(err, &fe) {
+		e.secretErr = err
+	} else if err != nil {
 		return nil, err
 	}
 	if len(rec.PublicKey) > 0 {
@@ -142,14 +153,16 @@ func (n *Node) saveEpoch(e *epochState) error {
 		return err
 	}
 	if e.PublicKey == nil {
-		return n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(keyPendingEpoch, b) })
+		_, err := n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(keyPendingEpoch, b) })
+		return err
 	}
-	return n.cfg.DB.Update(func(tx *kv.Txn) error {
+	_, err = n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error {
 		if err := tx.Set(keyEpoch, b); err != nil {
 			return err
 		}
 		return tx.Delete(keyPendingEpoch)
 	})
+	return err
 }
 
 // latestEpoch is the newest epoch this node has made keys for, active or
@@ -225,14 +238,18 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	if err != nil {
 		return nil, err
 	}
-	if err := n.keys.Put(secretName(req.GetEpoch()), skb); err != nil {
-		return nil, err
-	}
 	// The new epoch is pending (no public key) until InstallKey; the active
 	// epoch keeps answering its queries until then, so a ceremony that
-	// fails half-way does not stop the network.
+	// fails half-way does not stop the network. Its record is stored before
+	// its key file: key files of an epoch the store has no record of mean a
+	// lost store, and a node refuses to start on them (node/check), so a
+	// crash in between must leave a record without a key (the node then
+	// starts, unable to decrypt in that epoch).
 	e := &epochState{Epoch: req.GetEpoch(), Params: p, Threshold: t, Members: members, CRS: req.GetCrs(), secret: sk}
 	if err := n.saveEpoch(e); err != nil {
+		return nil, err
+	}
+	if err := n.keys.Put(secretName(req.GetEpoch()), skb); err != nil {
 		return nil, err
 	}
 	n.pending = e
@@ -407,6 +424,9 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare) error
 // threshold share.
 func (n *Node) releaseSecret(e *epochState, points []uint64) (*homomorphic.SecretKeyShare, error) {
 	if e.Threshold >= len(e.Members) {
+		if e.secret == nil {
+			return nil, e.secretErr
+		}
 		return e.secret, nil
 	}
 	ts, err := n.loadThresholdShare(e)

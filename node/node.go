@@ -72,6 +72,14 @@ func init() {
 	rpc.Register(ErrDenied, codes.PermissionDenied)
 	rpc.Register(ledger.ErrBudgetExhausted, codes.ResourceExhausted)
 	rpc.Register(ledger.ErrQueryIDReuse, codes.AlreadyExists)
+	// A node that cannot write safely (durable.go). A full disk first, so
+	// that ErrNotReady wrapping it is ResourceExhausted too.
+	rpc.Register(kv.ErrNoSpace, codes.ResourceExhausted)
+	for _, err := range []error{ErrNotReady, kv.ErrDamaged, kv.ErrWatermark, audit.ErrTampered,
+		ledger.ErrCommittedNotConfirmed, errMark, keystore.ErrNotFound, keystore.ErrDamaged, keystore.ErrSealed,
+		keystore.ErrUnreadable, keystore.ErrInsecure} {
+		rpc.Register(err, codes.FailedPrecondition)
+	}
 	for _, err := range []error{plan.ErrRequest, parse.ErrSyntax, parse.ErrUnknownName, parse.ErrInvalid} {
 		rpc.Register(err, codes.InvalidArgument)
 	}
@@ -123,7 +131,13 @@ type Config struct {
 	BenchmarkPlaintext bool
 	// Audit, when set, receives an entry for every step the node takes:
 	// queries received, refused, debited and answered, releases, epochs.
+	// Its head is recorded in DB with every debit and at start.
 	Audit *audit.Log
+	// MarkFile, when set, is the ledger's high-water mark file
+	// (StateDir/ledger.hwm for the daemon): rewritten after every debit
+	// and at start, and New refuses a ledger below the mark it finds
+	// there. See durable.go. Defaults to none.
+	MarkFile string
 	// Metrics, when set, receives the node's Prometheus metrics.
 	Metrics prometheus.Registerer
 	// ServerOptions are added to the node's gRPC server options, after the
@@ -160,6 +174,9 @@ type Node struct {
 	pending *epochState // an epoch between KeyGen and InstallKey (node/epoch.go)
 
 	releaseMu sync.Mutex // serialises release decisions
+
+	health health     // what keeps the node from being ready (durable.go)
+	markMu sync.Mutex // serialises writes of the mark file
 
 	pool    *membership.Pool
 	metrics *metrics
@@ -209,13 +226,17 @@ func New(cfg Config) (*Node, error) {
 		id:        cfg.Identity.Name(),
 		log:       cfg.Logger.With("node", cfg.Identity.Name()),
 		keys:      keys,
-		ledger:    ledger.New(cfg.DB, ledger.Limits{TotalRho: cfg.Budget.TotalRho, PerAnalystRho: cfg.Budget.PerAnalystRho, Analysts: cfg.Budget.Analysts}),
 		metrics:   newMetrics(cfg.Metrics),
 		approvals: map[string]*approval{},
 		replay:    envelope.NewMemoryReplayCache(2 * cfg.MaxSkew),
 		done:      make(chan struct{}),
 	}
+	n.ledger = ledger.NewWithHooks(cfg.DB, ledger.Limits{TotalRho: cfg.Budget.TotalRho, PerAnalystRho: cfg.Budget.PerAnalystRho, Analysts: cfg.Budget.Analysts},
+		ledger.Hooks{InDebit: n.anchorAudit, AfterDebit: func(ledger.Figures) error { return n.writeMark() }})
 	if err := n.loadEpoch(); err != nil {
+		return nil, err
+	}
+	if err := n.startDurable(); err != nil {
 		return nil, err
 	}
 	lis, err := net.Listen("tcp", cfg.ListenAddr)
@@ -225,7 +246,7 @@ func New(cfg Config) (*Node, error) {
 	n.lis = lis
 	n.srv = rpc.NewServer(cfg.Identity, n.log, func(ctx context.Context, method string, err error) {
 		n.record(ctx, "unauthenticated", "call.refused", "", map[string]any{"method": method, "reason": err.Error(), "remote": rpc.RemoteAddr(ctx)})
-	}, cfg.ServerOptions...)
+	}, append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(n.guard)}, cfg.ServerOptions...)...)
 	nodev1.RegisterNodeServiceServer(n.srv, &service{n: n})
 	return n, nil
 }
@@ -293,6 +314,9 @@ type epochState struct {
 	CRS       []byte
 	PublicKey *homomorphic.PublicKey // nil until installed
 	secret    *homomorphic.SecretKeyShare
+	// secretErr says why secret is nil after a restart (its file is missing
+	// or damaged): the node then cannot decrypt in this epoch.
+	secretErr error
 }
 
 type member struct {
@@ -363,5 +387,6 @@ func (n *Node) record(ctx context.Context, actor, action, queryID string, detail
 	}
 	if err := n.cfg.Audit.Append(context.WithoutCancel(ctx), audit.Entry{Actor: actor, Action: action, QueryID: queryID, Details: details}); err != nil {
 		n.log.Error("audit log append failed", "action", action, "query_id", queryID, "err", err)
+		n.noteFault(err)
 	}
 }

@@ -48,17 +48,6 @@ func (n *Node) EpochReady(id uint64) error {
 	return nil
 }
 
-// Ready is the node's readiness for /readyz: nil without a key epoch (the
-// node is ready to take part in a ceremony), EpochReady of its active epoch
-// otherwise.
-func (n *Node) Ready() error {
-	e, err := n.current()
-	if err != nil {
-		return nil
-	}
-	return n.EpochReady(e.Epoch)
-}
-
 // epochStatus is the readiness report of Info.
 func (n *Node) epochStatus() *nodev1.EpochStatus {
 	n.mu.RLock()

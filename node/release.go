@@ -55,7 +55,7 @@ func (n *Node) commit(ctx context.Context, req *nodev1.CommitRequest) (*nodev1.C
 			return nil, fmt.Errorf("%w: %s: this node already committed to another set of partials", ErrAlreadyReleased, qid)
 		}
 	case errors.Is(err, kv.ErrNotFound):
-		if err := n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(commitKey(qid), req.GetDigest()) }); err != nil {
+		if _, err := n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(commitKey(qid), req.GetDigest()) }); err != nil {
 			return nil, err
 		}
 		n.record(ctx, n.id, "release.committed", qid, map[string]any{"digest": fmt.Sprintf("%x", req.GetDigest())})
@@ -272,12 +272,16 @@ func (n *Node) handOut(qid string, rec *shareRecord) error {
 	if err != nil {
 		return err
 	}
-	return n.cfg.DB.Update(func(tx *kv.Txn) error {
+	// Watermarked like the ledger: a release record lost to a damaged
+	// write-ahead log would let this node hand out a second share for the
+	// query id; kv refuses to open a store that lost one.
+	_, err = n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error {
 		if err := tx.Set(releaseKey(qid), b); err != nil {
 			return err
 		}
 		return tx.Delete(preparedKey(qid))
 	})
+	return err
 }
 
 // releasePrepared is the RELEASE step: it hands out the share prepared for

@@ -30,5 +30,6 @@ func nodeCommand() *cobra.Command {
 	c.AddCommand(nodeDataCommands()...)
 	c.AddCommand(nodeQueryCommand())
 	c.AddCommand(nodeApprovalCommands()...)
+	c.AddCommand(nodeDurableCommands()...)
 	return c
 }

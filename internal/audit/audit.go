@@ -765,6 +765,33 @@ func (l *Log) Head() (seq uint64, hash string) {
 	return l.seq, l.head
 }
 
+// Check returns the error the next Append would fail with for the file
+// itself, without appending: ErrClosed, a *TamperError (ErrTampered) when
+// the file was replaced, deleted, truncated, grown or edited by someone
+// else since this Log's last write (the Log then refuses every further
+// append), or the error of an earlier failed write. It costs two stats,
+// so a daemon can poll it to report that it can no longer audit.
+func (l *Log) Check() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return ErrClosed
+	}
+	if l.broken != nil {
+		if errors.Is(l.broken, ErrTampered) {
+			return l.broken
+		}
+		return fmt.Errorf("%w: an earlier write failed: %w", ErrClosed, l.broken)
+	}
+	if err := l.checkFile(); err != nil {
+		if errors.Is(err, ErrTampered) {
+			l.broken = err
+		}
+		return err
+	}
+	return nil
+}
+
 // Path returns the file's path.
 func (l *Log) Path() string { return l.path }
 

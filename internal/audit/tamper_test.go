@@ -252,3 +252,29 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// Check reports a replaced file without appending, and the Log then refuses
+// appends as after a failed one.
+func TestCheckSeesTamperingWithoutAppending(t *testing.T) {
+	l, path := openLog(t, 3)
+	if err := l.Check(); err != nil {
+		t.Fatalf("Check of an untouched log: %v", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replace(t, path, data)
+	err = l.Check()
+	var te *TamperError
+	if !errors.As(err, &te) || te.What != "replaced" {
+		t.Fatalf("Check after sed -i: %v, want a TamperError (replaced)", err)
+	}
+	if err := appendOne(l); !errors.Is(err, ErrTampered) {
+		t.Errorf("append after Check found tampering: %v", err)
+	}
+	l.Close()
+	if err := l.Check(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Check after Close: %v", err)
+	}
+}

@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/hkdf"
-	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,6 +22,7 @@ import (
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/node"
 	"github.com/fedstat/fedstat/node/admin"
+	"github.com/fedstat/fedstat/node/check"
 	"github.com/fedstat/fedstat/queries/plan"
 	"github.com/fedstat/fedstat/queries/stats"
 )
@@ -186,15 +187,9 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	if err != nil {
 		return err
 	}
-	var secretKey []byte
-	if cfg.KeyFile != "" {
-		op, err := admin.ReadKeyFile(cfg.KeyFile)
-		if err != nil {
-			return err
-		}
-		if secretKey, err = hkdf.Key(sha256.New, op, nil, "fedstat keystore v1", 32); err != nil {
-			return err
-		}
+	_, secretKey, err := admin.Keys(cfg.KeyFile)
+	if err != nil {
+		return err
 	}
 	gossip, err := gossipConfig(cfg.Gossip, cfg.Name, log)
 	if err != nil {
@@ -226,11 +221,29 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	if err != nil {
 		return err
 	}
-	st, db, err := admin.OpenStore(ctx, admin.OpenOptions{DataDir: cfg.DataDir, KeyFile: cfg.KeyFile, Logger: log})
+	// The start-up check (node/check): the store, the ledger against the
+	// audit log and the high-water mark, the key files against the epoch
+	// record, the certificate. A fatal failure stops here, naming the
+	// files and the fix; it leaves the store open for the node.
+	rep, err := check.Run(ctx, check.Options{DataDir: cfg.DataDir, AuditLog: auditPath(&cfg.Common), KeyFile: cfg.KeyFile,
+		Identity: id, PKIDir: cfg.PKIDir, Keep: true, Logger: log})
 	if err != nil {
 		return err
 	}
+	logCheck(log, rep)
+	if err := rep.Fatal(); err != nil {
+		rep.Close()
+		return err
+	}
+	db := rep.DB
 	defer db.Close()
+	if rep.BadMark {
+		setAsideMark(log, filepath.Join(cfg.DataDir, check.MarkFile))
+	}
+	st, err := admin.OpenStoreOn(ctx, db, log)
+	if err != nil {
+		return err
+	}
 	var data node.DataSource = st
 	if cfg.Warehouse.DSN != "" {
 		w, err := admin.OpenWarehouse(ctx, admin.WarehouseOptions{DSN: cfg.Warehouse.DSN, Dialect: cfg.Warehouse.Dialect, Schema: cfg.Warehouse.Schema})
@@ -241,7 +254,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 		data = w
 		log.Info("answering from the OMOP warehouse", "dialect", cfg.Warehouse.Dialect, "schema", cfg.Warehouse.Schema)
 	}
-	alog, err := audit.Open(auditPath(&cfg.Common))
+	alog, err := audit.OpenWith(auditPath(&cfg.Common), audit.Options{ExpectHead: rep.ExpectHead, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -252,6 +265,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 		OperatorKey: secretKey, Catalogue: cat, Policy: pol, Gossip: gossip,
 		Budget: node.Budget{TotalRho: cfg.Budget.TotalRho, PerAnalystRho: cfg.Budget.PerAnalystRho, Analysts: cfg.Budget.Analysts},
 		Audit:  alog, Metrics: reg, Logger: log, Now: testNodeClock(log),
+		MarkFile: filepath.Join(cfg.DataDir, check.MarkFile),
 	})
 	if err != nil {
 		return err
@@ -269,4 +283,41 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 		started(Started{GRPC: n.Addr(), Ops: o.Addr()})
 	}
 	return <-runErr
+}
+
+// logCheck logs the start-up check: failures as errors, warnings as
+// warnings, the rest at debug.
+func logCheck(log *slog.Logger, rep *check.Report) {
+	for _, r := range rep.Results {
+		args := []any{"check", r.Check, "file", r.File, "problem", r.Problem}
+		if r.Fix != "" {
+			args = append(args, "fix", r.Fix)
+		}
+		switch {
+		case r.Status == check.Fail && r.Fatal:
+			log.Error("start-up check failed: refusing to start", args...)
+		case r.Status == check.Fail:
+			log.Error("start-up check failed: starting, but not ready", args...)
+		case r.Status == check.Warn:
+			log.Warn("start-up check", args...)
+		default:
+			log.Debug("start-up check", args...)
+		}
+	}
+}
+
+// setAsideMark moves an invalid high-water mark file out of the way (the
+// node writes a new one from the ledger, which the check found covers the
+// audit log); a missing one needs nothing.
+func setAsideMark(log *slog.Logger, path string) {
+	if _, err := os.Stat(path); err != nil {
+		log.Warn("the ledger's high-water mark file is missing: re-creating it from the ledger (which covers the audit log)", "file", path)
+		return
+	}
+	to := fmt.Sprintf("%s.invalid-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.Rename(path, to); err != nil {
+		log.Error("cannot move the invalid high-water mark aside", "file", path, "err", err)
+		return
+	}
+	log.Warn("the ledger's high-water mark file was invalid: moved aside, re-creating it from the ledger (which covers the audit log)", "file", path, "moved_to", to)
 }

@@ -92,7 +92,9 @@ type Processes struct {
 	OperatorToken string
 	// DaemonEnv is ServeOptions.DaemonEnv, read at every (re)start.
 	DaemonEnv map[string][]string
-	nodes     int
+	// NodeOps are the nodes' ops endpoints (/metrics, /healthz, /readyz).
+	NodeOps []string
+	nodes   int
 }
 
 // freePort returns a port free for TCP and UDP on 127.0.0.1 that this
@@ -374,12 +376,17 @@ key_file = %q
 		if err != nil {
 			return nil, err
 		}
+		opsPort, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		p.NodeOps = append(p.NodeOps, fmt.Sprintf("127.0.0.1:%d", opsPort))
 		cfg := fmt.Sprintf(`# fedstat demo node
 name = %q
 data_dir = %q
 pki_dir = %q
 listen = "127.0.0.1:%d"
-ops_listen = "127.0.0.1:0"
+ops_listen = "127.0.0.1:%d"
 regions = %s
 # The demo gives each patient to exactly one node.
 max_nodes_per_patient = 1
@@ -392,7 +399,7 @@ min_nodes = 2
 bind = "127.0.0.1:0"
 key_file = %q
 join = [%q]
-`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, port, tomlList(regions), tomlList(schemas), approval, gossipKey, gossipAddr)
+`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, port, opsPort, tomlList(regions), tomlList(schemas), approval, gossipKey, gossipAddr)
 		if o.NodeConfig != nil {
 			cfg += o.NodeConfig(i)
 		}

@@ -402,7 +402,8 @@ func quarantine(dir string, names []string, lg *slog.Logger) error {
 // key registry of an encrypted store, the watermark file, and the free
 // space Open will need. It returns nil, a *DamageError (ErrDamaged), a
 // *NoSpaceError (ErrNoSpace) or another error. Damage that shows only when
-// Badger replays its write-ahead log (ErrRolledBack) is found by Open. The
+// Badger replays its write-ahead log (ErrRolledBack) is found by Open;
+// once an Open has found it, Check reports it too. The
 // store must not be open in another process (the result would be
 // meaningless): Check returns ErrInUse when it is.
 func Check(o Options) error {
@@ -428,6 +429,9 @@ func Check(o Options) error {
 	}
 	if _, _, err := readWatermark(o.Dir); err != nil {
 		return err
+	}
+	if noted := readRollbackNote(o.Dir); noted != nil {
+		return noted
 	}
 	return checkOpenSpace(o, in)
 }

@@ -44,7 +44,8 @@ var (
 )
 
 // RestoreAdvice is what DamageError tells the operator to do.
-const RestoreAdvice = "do not start on this store: stop the process, keep the directory as it is for inspection, and restore the data directory from a backup"
+const RestoreAdvice = "do not start on this store: stop the process, keep the directory as it is for inspection, and restore the data directory from a backup " +
+	"(a node's: `fedstat node restore --data-dir DIR BACKUP`, which keeps the higher of the backup's spent budget and the one this node proves)"
 
 // DamageError describes damage found in a store. Kind is ErrDamaged or
 // ErrRolledBack; errors.Is matches Kind and ErrDamaged.

@@ -226,13 +226,22 @@ func (d *DB) open(bo badger.Options) error {
 	}
 	switch {
 	case haveMark && stored < mark:
-		file, how := "", "no write-ahead log was replayed at this open (an earlier open may have replayed a damaged one, or table files or the MANIFEST were replaced by older copies)"
+		if len(in.replay) == 0 {
+			if noted := readRollbackNote(d.dir); noted != nil {
+				return fail(noted)
+			}
+		}
+		file, how := "", "no write-ahead log was replayed at this open (table files or the MANIFEST were replaced by older copies, or an earlier open replayed a damaged log)"
 		if len(in.replay) > 0 {
 			file = in.replay[0]
 			how = fmt.Sprintf("Badger replayed the write-ahead log (%s) and silently stopped at a damaged entry", strings.Join(in.replay, ", "))
 		}
-		return fail(&DamageError{Dir: d.dir, File: file, Kind: ErrRolledBack,
-			Problem: fmt.Sprintf("%d committed watermarked update(s) are missing: the store is at watermark %d but %s records %d; %s", mark-stored, stored, watermarkFile, mark, how)})
+		derr := &DamageError{Dir: d.dir, File: file, Kind: ErrRolledBack,
+			Problem: fmt.Sprintf("%d committed watermarked update(s) are missing: the store is at watermark %d but %s records %d; %s", mark-stored, stored, watermarkFile, mark, how)}
+		if len(in.replay) > 0 {
+			writeRollbackNote(d.dir, derr)
+		}
+		return fail(derr)
 	case !haveMark && stored > 0:
 		return fail(damaged(d.dir, watermarkFile, "the watermark file is missing but the store has %d watermarked updates (it is what detects lost updates; it was deleted or not restored with the store)", stored))
 	case !haveMark:

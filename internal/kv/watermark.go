@@ -2,11 +2,13 @@ package kv
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // The watermark.
@@ -164,4 +166,50 @@ func (s *sidecar) close() error {
 		return nil
 	}
 	return s.f.Close()
+}
+
+// The rollback note.
+//
+// Badger truncates a write-ahead log to its last good entry while it
+// replays it, and the Close after a refused open flushes what was replayed
+// and removes the log file: the next open no longer sees which file was
+// damaged. So the open that finds the rollback writes what it found to
+// ROLLED-BACK next to the store, and later opens and Check report that
+// (the store stays refused by its watermark either way). The note goes
+// with the directory: a restored store has none.
+
+const rollbackNote = "ROLLED-BACK"
+
+type noteRecord struct {
+	Time    time.Time `json:"time"`
+	File    string    `json:"file"`
+	Problem string    `json:"problem"`
+}
+
+func writeRollbackNote(dir string, e *DamageError) {
+	b, err := json.Marshal(noteRecord{Time: time.Now().UTC(), File: e.File, Problem: e.Problem})
+	if err != nil {
+		return
+	}
+	p := filepath.Join(dir, rollbackNote)
+	if os.WriteFile(p, b, 0o600) == nil {
+		if f, err := os.Open(p); err == nil {
+			f.Sync()
+			f.Close()
+		}
+	}
+}
+
+// readRollbackNote returns the rollback an earlier open found, or nil.
+func readRollbackNote(dir string) *DamageError {
+	b, err := os.ReadFile(filepath.Join(dir, rollbackNote))
+	if err != nil {
+		return nil
+	}
+	var n noteRecord
+	if json.Unmarshal(b, &n) != nil {
+		return nil
+	}
+	return &DamageError{Dir: dir, File: n.File, Kind: ErrRolledBack,
+		Problem: fmt.Sprintf("%s (found when the store was opened at %s; Badger has since cut the damaged log, %s records it)", n.Problem, n.Time.Format(time.RFC3339), rollbackNote)}
 }

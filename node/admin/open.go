@@ -77,6 +77,32 @@ func StoreKey(operatorKey []byte) ([]byte, error) {
 	return hkdf.Key(sha256.New, operatorKey, nil, "fedstat data store v1", 32)
 }
 
+// KeystoreKey derives the key that seals the node's secret shares at rest
+// (keys/*.secret) from the operator key (HKDF-SHA256, info "fedstat
+// keystore v1"), as the node daemon does.
+func KeystoreKey(operatorKey []byte) ([]byte, error) {
+	return hkdf.Key(sha256.New, operatorKey, nil, "fedstat keystore v1", 32)
+}
+
+// Keys reads the operator key file (none: nil, nil) and returns the data
+// store's key and the keystore's key derived from it.
+func Keys(keyFile string) (storeKey, keystoreKey []byte, err error) {
+	if keyFile == "" {
+		return nil, nil, nil
+	}
+	op, err := ReadKeyFile(keyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if storeKey, err = StoreKey(op); err != nil {
+		return nil, nil, fmt.Errorf("admin: derive store key: %w", err)
+	}
+	if keystoreKey, err = KeystoreKey(op); err != nil {
+		return nil, nil, fmt.Errorf("admin: derive keystore key: %w", err)
+	}
+	return storeKey, keystoreKey, nil
+}
+
 // OpenOptions say which store to open.
 type OpenOptions struct {
 	// DataDir is the node's data directory; the kv database lives in
@@ -132,6 +158,16 @@ func OpenStore(ctx context.Context, o OpenOptions) (*store.Store, *kv.DB, error)
 		return nil, nil, err
 	}
 	return s, db, nil
+}
+
+// OpenStoreOn opens the data store in a kv database already open (the
+// daemon opens it through node/check first), recovering from an
+// interrupted import and building the columnar copy. It does not close db.
+func OpenStoreOn(ctx context.Context, db *kv.DB, log *slog.Logger) (*store.Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return store.Open(ctx, db, log)
 }
 
 // OpenTables opens a data directory, returns its columnar copy and closes

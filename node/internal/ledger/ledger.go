@@ -46,6 +46,19 @@
 // Stored answers are kept for good (a re-delivery may come at any time) and
 // must fit in one kv transaction with the debit (a few MB; larger answers
 // fail to commit and are not debited).
+//
+// # Never backwards
+//
+// Every debit commits with kv.UpdateWatermarked: a store that later comes
+// back without a committed debit (Badger dropped a damaged tail of its
+// write-ahead log) is refused at open (kv.ErrRolledBack) instead of
+// handing out the lost budget again. Figures reads the spend (total, per
+// analyst, number of charges) so that the owner can compare it with
+// evidence kept outside the store (the node's audit log and its
+// high-water mark file, see Hooks), and CarryForward raises it to such
+// evidence after a restore. Losing the ledger is a privacy failure, not
+// only an availability one: a ledger that restarts lower hands out the
+// difference a second time.
 package ledger
 
 import (
@@ -77,6 +90,11 @@ var (
 	ErrBadQueryID = errors.New("ledger: query id and analyst must not be empty")
 	// ErrCompute wraps the error of the compute function given to Charge.
 	ErrCompute = errors.New("ledger: computing the answer failed")
+	// ErrCommittedNotConfirmed: the debit is committed and its answer
+	// stored, but what must follow the commit failed (the store's
+	// watermark file, Hooks.AfterDebit): the answer is not handed out; a
+	// re-delivery of the query id replays it without a new debit.
+	ErrCommittedNotConfirmed = errors.New("ledger: debit committed but not confirmed")
 )
 
 // Defaults of Limits.
@@ -113,6 +131,7 @@ type Limits struct {
 type Ledger struct {
 	db     *kv.DB
 	limits Limits
+	hooks  Hooks
 
 	mu       sync.Mutex
 	inflight map[string]*qlock
@@ -126,9 +145,29 @@ type qlock struct {
 	refs int
 }
 
+// Hooks let the owner of a ledger keep evidence of its spend outside the
+// ledger's keys. Both are optional.
+type Hooks struct {
+	// InDebit runs inside every debit's transaction, after the debit's own
+	// writes: what it writes commits atomically with the debit (the node
+	// stores its audit log's head there). It must not write under Prefix.
+	// An error aborts the debit (nothing is committed).
+	InDebit func(tx *kv.Txn) error
+	// AfterDebit runs after every committed debit with the ledger's
+	// figures after it, serialised with the other debits (so in commit
+	// order, with figures that never decrease). If it fails, Charge
+	// returns an error wrapping ErrCommittedNotConfirmed and the failure:
+	// the debit stays committed, its answer is stored and replayed to a
+	// re-delivery, but is not handed out by this call.
+	AfterDebit func(Figures) error
+}
+
 // New returns the ledger stored in db with the given limits (zero fields take
 // their defaults; negative or NaN limits count as 0, i.e. no budget).
-func New(db *kv.DB, limits Limits) *Ledger {
+func New(db *kv.DB, limits Limits) *Ledger { return NewWithHooks(db, limits, Hooks{}) }
+
+// NewWithHooks is New with hooks run at every debit.
+func NewWithHooks(db *kv.DB, limits Limits, hooks Hooks) *Ledger {
 	if limits.TotalRho == 0 {
 		limits.TotalRho = DefaultTotalRho
 	}
@@ -142,7 +181,7 @@ func New(db *kv.DB, limits Limits) *Ledger {
 	limits.Analysts = a
 	limits.TotalRho = sanitizeLimit(limits.TotalRho)
 	limits.PerAnalystRho = sanitizeLimit(limits.PerAnalystRho)
-	return &Ledger{db: db, limits: limits, inflight: make(map[string]*qlock), now: time.Now}
+	return &Ledger{db: db, limits: limits, hooks: hooks, inflight: make(map[string]*qlock), now: time.Now}
 }
 
 func sanitizeLimit(v float64) float64 {
@@ -336,8 +375,9 @@ func (l *Ledger) lock(ctx context.Context, queryID string) (unlock func(), err e
 //     and debits nothing.
 //   - Otherwise it calls compute once. If compute fails, nothing is debited
 //     and the error wraps ErrCompute and compute's error. If it succeeds,
-//     the debit and the answer are committed in one durable kv.Update, and
-//     only then is the answer returned (replayed=false). The budgets are
+//     the debit and the answer are committed in one durable
+//     kv.UpdateWatermarked, Hooks.AfterDebit runs, and only then is the
+//     answer returned (replayed=false). The budgets are
 //     checked again in that transaction; if a concurrent charge used them up
 //     meanwhile, the answer is discarded (never released) and Charge returns
 //     the *ExhaustedError.
@@ -402,7 +442,7 @@ func (l *Ledger) Charge(ctx context.Context, queryID, analyst string, rho float6
 	l.commitMu.Lock()
 	defer l.commitMu.Unlock()
 	var stored []byte // set when another Ledger on the same DB won the race
-	err = l.db.Update(func(tx *kv.Txn) error {
+	_, err = l.db.UpdateWatermarked(func(tx *kv.Txn) error {
 		stored = nil
 		rec, prev, ok, err := lookup(tx, queryID)
 		if err != nil {
@@ -446,8 +486,14 @@ func (l *Ledger) Charge(ctx context.Context, queryID, analyst string, rho float6
 				return fmt.Errorf("ledger: write %s: %w", kvp.k, err)
 			}
 		}
+		if l.hooks.InDebit != nil {
+			return l.hooks.InDebit(tx)
+		}
 		return nil
 	})
+	if errors.Is(err, kv.ErrWatermark) {
+		return nil, false, fmt.Errorf("%w: query %q: %w", ErrCommittedNotConfirmed, queryID, err)
+	}
 	if err != nil {
 		var ee *ExhaustedError
 		if errors.As(err, &ee) || errors.Is(err, ErrQueryIDReuse) {
@@ -457,6 +503,15 @@ func (l *Ledger) Charge(ctx context.Context, queryID, analyst string, rho float6
 	}
 	if stored != nil {
 		return stored, true, nil
+	}
+	if l.hooks.AfterDebit != nil {
+		f, err := ReadFigures(l.db)
+		if err == nil {
+			err = l.hooks.AfterDebit(f)
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: query %q: %w", ErrCommittedNotConfirmed, queryID, err)
+		}
 	}
 	return ans, false, nil
 }
