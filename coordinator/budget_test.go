@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
-	"github.com/fedstat/fedstat/internal/demo"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/demo"
 	"github.com/fedstat/fedstat/node"
 	"github.com/fedstat/fedstat/node/admin"
 )

@@ -4,7 +4,7 @@ package node_test
 // high-water mark, its refusal to start below it, and what it does while
 // running when it can no longer write safely. The whole start-up check is
 // tested in node/check; the daemon over separate processes in
-// internal/demo (fault_durable_test.go).
+// test/e2e (fault_durable_test.go).
 
 import (
 	"context"

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedstat/fedstat/internal/demo"
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"

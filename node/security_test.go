@@ -23,10 +23,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
-	"github.com/fedstat/fedstat/internal/demo"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
@@ -417,7 +417,7 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 		want   []string
 	}{
 		// Forged shares go first, so that no genuine share is spent by the
-		// refusal (as in internal/demo's TestReplayedPartialsRefused).
+		// refusal (as in test/e2e's TestReplayedPartialsRefused).
 		{"a tampered CKG share", []*nodev1.NodeSigned{tampered, signed[0], signed[2]}, nil, []string{"CKG share from node-2", "bad signature"}},
 		{"node-2's share as node-3's", []*nodev1.NodeSigned{relabelled, signed[0], signed[1]}, nil, []string{"CKG share from node-3", "bad signature"}},
 		{"a share of a non-member", []*nodev1.NodeSigned{{NodeId: "node-9", Signed: signed[1].GetSigned()}}, nil, []string{"node-9", "not a member"}},

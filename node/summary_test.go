@@ -14,10 +14,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/demo"
 	"github.com/fedstat/fedstat/node"
 	"github.com/fedstat/fedstat/node/internal/store"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fedstat/fedstat/internal/bench"
+	"github.com/fedstat/fedstat/cmd/fedstat/internal/bench"
 )
 
 // benchOutput is one (nodes, patients) cell: the first query's figures at

@@ -6,8 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/internal/daemon"
 	"github.com/fedstat/fedstat/internal/config"
-	"github.com/fedstat/fedstat/internal/daemon"
 )
 
 func coordinatorCommand() *cobra.Command {

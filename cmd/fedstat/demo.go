@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fedstat/fedstat/internal/demo"
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 )
 
 func demoCommand() *cobra.Command {

@@ -15,13 +15,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedstat/fedstat/test/testkit"
+
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
-	"github.com/fedstat/fedstat/internal/demo"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 )
 
@@ -86,7 +88,7 @@ func TestDashboard(t *testing.T) {
 		t.Skip("browser test builds the binary and starts processes; skipped with -short")
 	}
 	start := time.Now()
-	bin, err := demo.BuildBinary(t.TempDir())
+	bin, err := testkit.BuildBinary(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,12 @@
 // Package shareddata locates the reference data sets that live beside the
 // project (../shared/data relative to the repository root), for tests, the
-// demo and benchmarks. The data is never copied into the repository.
+// demo and benchmarks. The data is never copied into the repository. Tests
+// use test/testkit.SharedData, which fails or skips when a set is missing.
 package shareddata
 
 import (
 	"os"
 	"path/filepath"
-	"testing"
 )
 
 // EnvDir overrides where the data is looked for.
@@ -45,22 +45,6 @@ func Path(rel string) (string, bool) {
 	p := filepath.Join(d, rel)
 	_, err := os.Stat(p)
 	return p, err == nil
-}
-
-// Require returns the path of rel for a test. When it is missing the test
-// fails if CI=true and is skipped (saying why) otherwise.
-func Require(tb testing.TB, rel string) string {
-	tb.Helper()
-	p, ok := Path(rel)
-	if ok {
-		return p
-	}
-	msg := "shared data " + rel + " not found (looked for ../shared/data beside the repository, or $" + EnvDir + ")"
-	if os.Getenv("CI") == "true" {
-		tb.Fatal(msg)
-	}
-	tb.Skip(msg)
-	return ""
 }
 
 func isDir(p string) bool {

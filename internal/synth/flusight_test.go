@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedstat/fedstat/test/testkit"
+
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/shareddata"
 )
 
 func fluPaths(t *testing.T) (string, string) {
-	return shareddata.Require(t, "flusight/target-hospital-admissions.csv"), shareddata.Require(t, "flusight/locations.csv")
+	return testkit.SharedData(t, "flusight/target-hospital-admissions.csv"), testkit.SharedData(t, "flusight/locations.csv")
 }
 
 func TestFluSightWeekSumsToNational(t *testing.T) {

@@ -16,8 +16,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fedstat/fedstat/test/testkit"
+
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/shareddata"
 )
 
 var modelTable = map[string]string{
@@ -82,7 +83,7 @@ func tablesOf(t *testing.T, dir string) map[string]int {
 }
 
 func TestImportSyntheaBundles(t *testing.T) {
-	tgz := shareddata.Require(t, "fhir-r4-synthea/bundles.tar.gz")
+	tgz := testkit.SharedData(t, "fhir-r4-synthea/bundles.tar.gz")
 	// Count independently while the import runs (the machine has 2 cores).
 	counted := make(chan map[string]int)
 	go func() { counted <- independentCounts(t, tgz) }()
@@ -115,7 +116,7 @@ func TestImportSyntheaBundles(t *testing.T) {
 }
 
 func TestImportBulkNDJSON(t *testing.T) {
-	src := shareddata.Require(t, "fhir-bulk-ndjson-10")
+	src := testkit.SharedData(t, "fhir-bulk-ndjson-10")
 	want := map[string]int{}
 	files, _ := filepath.Glob(filepath.Join(src, "*.ndjson.gz"))
 	for _, fn := range files {

@@ -8,8 +8,9 @@ import (
 	"os"
 	"testing"
 
+	"github.com/fedstat/fedstat/test/testkit"
+
 	"github.com/fedstat/fedstat/internal/kv"
-	"github.com/fedstat/fedstat/internal/shareddata"
 	"github.com/fedstat/fedstat/node/internal/fhir"
 	"github.com/fedstat/fedstat/node/internal/store"
 )
@@ -20,7 +21,7 @@ type bundleFile struct {
 }
 
 func loadBundles(b *testing.B) ([]bundleFile, int64) {
-	tgz := shareddata.Require(b, "fhir-r4-synthea/bundles.tar.gz")
+	tgz := testkit.SharedData(b, "fhir-r4-synthea/bundles.tar.gz")
 	f, err := os.Open(tgz)
 	if err != nil {
 		b.Fatal(err)
@@ -94,7 +95,7 @@ func BenchmarkImportSyntheaBundles(b *testing.B) {
 // BenchmarkImportSyntheaTarGz is the whole admin import of the archive as
 // the CLI runs it (gzip and tar included).
 func BenchmarkImportSyntheaTarGz(b *testing.B) {
-	tgz := shareddata.Require(b, "fhir-r4-synthea/bundles.tar.gz")
+	tgz := testkit.SharedData(b, "fhir-r4-synthea/bundles.tar.gz")
 	_, n := loadBundles(b)
 	b.SetBytes(n)
 	b.ResetTimer()
@@ -121,7 +122,7 @@ func BenchmarkParseSyntheaBundles(b *testing.B) {
 // BenchmarkOpenSynthea is the columnar build at start for the 309-bundle
 // set (open = recover + scan + build).
 func BenchmarkOpenSynthea(b *testing.B) {
-	tgz := shareddata.Require(b, "fhir-r4-synthea/bundles.tar.gz")
+	tgz := testkit.SharedData(b, "fhir-r4-synthea/bundles.tar.gz")
 	dir := b.TempDir()
 	if _, err := Import(context.Background(), ImportOptions{DataDir: dir}, []string{tgz}); err != nil {
 		b.Fatal(err)

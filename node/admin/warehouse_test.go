@@ -6,11 +6,11 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/pgtest"
 	"github.com/fedstat/fedstat/internal/synth"
 	"github.com/fedstat/fedstat/node/internal/warehouse"
 	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
+	"github.com/fedstat/fedstat/test/testkit"
 )
 
 // TestWarehouseDataSource opens the warehouse data source a node daemon uses
@@ -18,7 +18,7 @@ import (
 // plans to the same exact aggregates as the embedded columnar store and
 // summarises its row counts.
 func TestWarehouseDataSource(t *testing.T) {
-	dsn := pgtest.DSN(t)
+	dsn := testkit.PostgresDSN(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	recs, err := synth.Generate(synth.Options{Patients: 800, Seed: 11})

@@ -26,7 +26,7 @@ import (
 // go through the ledger with the node's hooks (the audit head in the
 // debit's transaction, the mark after it) between the audit entries
 // query.received and budget.debited. The daemon's own behaviour is tested
-// over separate processes in internal/demo.
+// over separate processes in test/e2e.
 type sim struct {
 	t              *testing.T
 	dir, pkiDir    string

@@ -6,8 +6,9 @@ import (
 	"os"
 	"testing"
 
+	"github.com/fedstat/fedstat/test/testkit"
+
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/shareddata"
 	"github.com/fedstat/fedstat/queries/dp"
 	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -60,7 +61,7 @@ func (e *exactQuerier) Query(ctx context.Context, r Request) (*Release, error) {
 // loadStudy reads a reference set with its schema from examples/reference.
 func loadStudy(t *testing.T, rel, schema string) *exactQuerier {
 	t.Helper()
-	path := shareddata.Require(t, rel)
+	path := testkit.SharedData(t, rel)
 	sc, err := cdm.ReadStudySchema("../../examples/reference/schemas/"+schema, "")
 	if err != nil {
 		t.Fatal(err)

@@ -12,8 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fedstat/fedstat/test/testkit"
+
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/shareddata"
 )
 
 var modelTable = map[string]string{
@@ -101,7 +102,7 @@ func checkCounts(t *testing.T, res *Result, want map[string]int) {
 // TestSyntheaBundles parses the first 40 Synthea bundles (the admin
 // package imports all 309); the whole set is in the benchmarks.
 func TestSyntheaBundles(t *testing.T) {
-	tgz := shareddata.Require(t, "fhir-r4-synthea/bundles.tar.gz")
+	tgz := testkit.SharedData(t, "fhir-r4-synthea/bundles.tar.gz")
 	bundles := firstBundles(t, tgz, 40)
 	want := countBundles(t, bundles)
 	rule, _ := ParseRegionRule("city")
@@ -143,7 +144,7 @@ func TestSyntheaBundles(t *testing.T) {
 }
 
 func TestBulkNDJSON(t *testing.T) {
-	dir := shareddata.Require(t, "fhir-bulk-ndjson-10")
+	dir := testkit.SharedData(t, "fhir-bulk-ndjson-10")
 	want := map[string]int{}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
 	for _, fn := range files {

@@ -8,14 +8,14 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/pgtest"
 	"github.com/fedstat/fedstat/internal/synth"
 	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
+	"github.com/fedstat/fedstat/test/testkit"
 )
 
-// dsn is a PostgreSQL server for the test (see internal/pgtest).
-func dsn(t *testing.T) string { return pgtest.DSN(t) }
+// dsn is a PostgreSQL server for the test (see test/testkit).
+func dsn(t *testing.T) string { return testkit.PostgresDSN(t) }
 
 var queries = []string{
 	// DESIGN.md

@@ -966,7 +966,7 @@ type PartialPayload struct {
 	Ciphertexts [][]byte               `protobuf:"bytes,1,rep,name=ciphertexts,proto3" json:"ciphertexts,omitempty"`
 	VectorLen   int32                  `protobuf:"varint,2,opt,name=vector_len,json=vectorLen,proto3" json:"vector_len,omitempty"`
 	// plaintext carries the noised slots unencrypted. Only nodes and a
-	// coordinator built by the benchmark (internal/bench) use it, to measure
+	// coordinator built by the benchmark (cmd/fedstat/internal/bench) use it, to measure
 	// what encryption costs; a product coordinator rejects such a partial.
 	Plaintext []int64 `protobuf:"zigzag64,3,rep,packed,name=plaintext,proto3" json:"plaintext,omitempty"`
 	// spec_digest is protocol.SpecDigest of the query spec this partial was

@@ -1,4 +1,4 @@
-package demo
+package e2e
 
 // Liveness tests of issue 14 with separate OS processes of the built binary
 // on loopback (3 nodes, T = 2, min_nodes 3): the coordinator killed at a
@@ -10,10 +10,11 @@ package demo
 //
 // Faults that need a hook (the coordinator exiting at a step, a skewed
 // clock, loopback gossip timings) use a binary built with the
-// fedstat_testhooks tag (internal/daemon/testhooks.go); the others run the
+// fedstat_testhooks tag (cmd/fedstat/internal/daemon/testhooks.go); the others run the
 // release binary.
 
 import (
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"bufio"
 	"context"
 	"fmt"
@@ -26,6 +27,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fedstat/fedstat/test/testkit"
 
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 )
@@ -45,7 +48,7 @@ func buildHookBinary(t *testing.T) string {
 	}
 	hookBin.once.Do(func() {
 		if hookBin.dir, hookBin.err = os.MkdirTemp("", "fedstat-hooks-test"); hookBin.err == nil {
-			hookBin.path, hookBin.err = BuildBinaryTags(hookBin.dir, "fedstat_testhooks")
+			hookBin.path, hookBin.err = testkit.BuildBinaryTags(hookBin.dir, "fedstat_testhooks")
 		}
 	})
 	if hookBin.err != nil {
@@ -55,10 +58,10 @@ func buildHookBinary(t *testing.T) string {
 }
 
 // serveHooked is serve with the test-hooks binary.
-func serveHooked(t *testing.T, ctx context.Context, o ServeOptions) *Processes {
+func serveHooked(t *testing.T, ctx context.Context, o demo.ServeOptions) *demo.Processes {
 	t.Helper()
 	o.Binary, o.Dir = buildHookBinary(t), t.TempDir()
-	p, err := Serve(ctx, o)
+	p, err := demo.Serve(ctx, o)
 	if err != nil {
 		dumpLogs(t, o.Dir, len(o.Data))
 		t.Fatal(err)
@@ -73,7 +76,7 @@ func serveHooked(t *testing.T, ctx context.Context, o ServeOptions) *Processes {
 }
 
 // opsGet fetches an ops endpoint of the coordinator (/readyz, /metrics).
-func opsGet(t *testing.T, p *Processes, path string) (int, string) {
+func opsGet(t *testing.T, p *demo.Processes, path string) (int, string) {
 	t.Helper()
 	resp, err := http.Get("http://" + p.Ops + path)
 	if err != nil {
@@ -86,7 +89,7 @@ func opsGet(t *testing.T, p *Processes, path string) (int, string) {
 
 // metric returns the value of the metric line that starts with name (0 if
 // there is none).
-func metric(t *testing.T, p *Processes, name string) float64 {
+func metric(t *testing.T, p *demo.Processes, name string) float64 {
 	t.Helper()
 	_, body := opsGet(t, p, "/metrics")
 	sc := bufio.NewScanner(strings.NewReader(body))
@@ -100,7 +103,7 @@ func metric(t *testing.T, p *Processes, name string) float64 {
 }
 
 // nodesView is the operator's view of the network (GET /v1/nodes).
-func nodesView(t *testing.T, p *Processes) *coordinatorv1.NodesResponse {
+func nodesView(t *testing.T, p *demo.Processes) *coordinatorv1.NodesResponse {
 	t.Helper()
 	var r coordinatorv1.NodesResponse
 	apiCall(t, p, "GET", "/v1/nodes", "", &r)
@@ -108,7 +111,7 @@ func nodesView(t *testing.T, p *Processes) *coordinatorv1.NodesResponse {
 }
 
 // waitExited waits until pr has ended and returns its exit code.
-func waitExited(t *testing.T, ctx context.Context, pr *Proc, what string) int {
+func waitExited(t *testing.T, ctx context.Context, pr *demo.Proc, what string) int {
 	t.Helper()
 	select {
 	case <-pr.Exited():
@@ -121,14 +124,14 @@ func waitExited(t *testing.T, ctx context.Context, pr *Proc, what string) int {
 
 // logHas reports whether a line of the log of daemon name contains every
 // text.
-func logHas(t *testing.T, p *Processes, name string, texts ...string) bool {
+func logHas(t *testing.T, p *demo.Processes, name string, texts ...string) bool {
 	t.Helper()
 	return logLine(t, p, name, 0, texts...) >= 0
 }
 
 // logLine returns the number of the first line at or after line from of the
 // log of daemon name that contains every text (-1 if none).
-func logLine(t *testing.T, p *Processes, name string, from int, texts ...string) int {
+func logLine(t *testing.T, p *demo.Processes, name string, from int, texts ...string) int {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(p.Dir, name+".log"))
 	if err != nil {
@@ -153,7 +156,7 @@ func logLine(t *testing.T, p *Processes, name string, from int, texts ...string)
 // without the hook, it reaches a usable key epoch on its own (an epoch id
 // newer than any the nodes made keys for) and the network answers a query.
 func TestLivenessCoordinatorKilledInCeremony(t *testing.T) {
-	data, err := Synthetic(3, 200, 17)
+	data, err := demo.Synthetic(3, 200, 17)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +164,7 @@ func TestLivenessCoordinatorKilledInCeremony(t *testing.T) {
 		t.Run(step, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			p := serveHooked(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 3, NoWait: true,
+			p := serveHooked(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 3, NoWait: true,
 				DaemonEnv: map[string][]string{"coordinator": {"FEDSTAT_TEST_EXIT_AT=" + step}}})
 			if code := waitExited(t, ctx, p.Coordinator, "the coordinator to exit at "+step); code != 3 {
 				t.Fatalf("the coordinator exited with %d, want 3 (the hook at %s)", code, step)
@@ -185,7 +188,7 @@ func TestLivenessCoordinatorKilledInCeremony(t *testing.T) {
 					t.Errorf("%s is at epoch %d, the coordinator at %d", n.GetNodeId(), n.GetEpoch(), v.GetEpoch())
 				}
 			}
-			cliQueryJSON(t, p, 3, CohortQuery)
+			cliQueryJSON(t, p, 3, demo.CohortQuery)
 		})
 	}
 }
@@ -198,11 +201,11 @@ func TestLivenessCoordinatorKilledInCeremony(t *testing.T) {
 func TestLivenessClockSkew(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	data, err := Synthetic(3, 200, 19)
+	data, err := demo.Synthetic(3, 200, 19)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := serveHooked(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 3, NoWait: true,
+	p := serveHooked(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 3, NoWait: true,
 		DaemonEnv: map[string][]string{"node-3": {"FEDSTAT_TEST_CLOCK_OFFSET=20m"}}})
 	waitFor(t, ctx, "two failed key ceremonies", func() bool {
 		return metric(t, p, `fedstat_coordinator_key_ceremonies_total{result="failed"}`) >= 2
@@ -241,12 +244,12 @@ func TestLivenessClockSkew(t *testing.T) {
 	if metric(t, p, `fedstat_coordinator_key_ceremonies_total{result="ok"}`) != 1 {
 		t.Errorf("successful ceremonies: %v, want 1", metric(t, p, `fedstat_coordinator_key_ceremonies_total{result="ok"}`))
 	}
-	cliQueryJSON(t, p, 3, CohortQuery)
+	cliQueryJSON(t, p, 3, demo.CohortQuery)
 }
 
 // damage makes a node's threshold share of an epoch unusable: cut in half
 // (the key store reads it, it does not decode) or deleted.
-func damage(t *testing.T, p *Processes, node string, epoch uint64, del bool) {
+func damage(t *testing.T, p *demo.Processes, node string, epoch uint64, del bool) {
 	t.Helper()
 	path := filepath.Join(p.Dir, node, "keys", fmt.Sprintf("epoch-%d-threshold.secret", epoch))
 	b, err := os.ReadFile(path)
@@ -274,11 +277,11 @@ func damage(t *testing.T, p *Processes, node string, epoch uint64, del bool) {
 func TestLivenessThresholdShareLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	data, err := Synthetic(3, 300, 23)
+	data, err := demo.Synthetic(3, 300, 23)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := serve(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 3, CoordinatorConfig: "health_interval = \"1h\"\n"})
+	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 3, CoordinatorConfig: "health_interval = \"1h\"\n"})
 	var released []*coordinatorv1.QueryStatus
 	for _, tc := range []struct {
 		node, want string
@@ -290,7 +293,7 @@ func TestLivenessThresholdShareLost(t *testing.T) {
 	} {
 		e := nodesView(t, p).GetEpoch()
 		damage(t, p, tc.node, e, tc.del)
-		st := waitEnd(t, ctx, p, submit(t, p, CohortQuery, 3, time.Minute))
+		st := waitEnd(t, ctx, p, submit(t, p, demo.CohortQuery, 3, time.Minute))
 		if st.State != coordinatorv1.State_STATE_DONE || st.GetResult().GetNodes() != 3 {
 			t.Fatalf("query with %s's threshold share %s: %v %q", tc.node, tc.want, st.State, st.Error)
 		}
@@ -336,11 +339,11 @@ func TestLivenessThresholdShareLost(t *testing.T) {
 func TestLivenessEmptyDataDir(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	data, err := Synthetic(3, 300, 29)
+	data, err := demo.Synthetic(3, 300, 29)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := serve(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 3})
+	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 3})
 	e := nodesView(t, p).GetEpoch()
 	p.Nodes[2].Stop(10 * time.Second)
 	if err := os.RemoveAll(filepath.Join(p.Dir, "node-3")); err != nil {
@@ -365,7 +368,7 @@ func TestLivenessEmptyDataDir(t *testing.T) {
 	if !logHas(t, p, "coordinator", "new key epoch", "re-key with node-3, which lost its keys of key epoch") {
 		t.Errorf("the coordinator's log does not say why it re-keyed")
 	}
-	cliQueryJSON(t, p, 3, CohortQuery)
+	cliQueryJSON(t, p, 3, demo.CohortQuery)
 }
 
 // TestLivenessCoordinatorStateLost kills the coordinator, deletes its data
@@ -377,14 +380,14 @@ func TestLivenessEmptyDataDir(t *testing.T) {
 func TestLivenessCoordinatorStateLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	data, err := Synthetic(3, 200, 31)
+	data, err := demo.Synthetic(3, 200, 31)
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := []string{"FEDSTAT_TEST_GOSSIP_FAST=1"}
-	p := serveHooked(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 3,
+	p := serveHooked(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 3,
 		DaemonEnv: map[string][]string{"coordinator": env, "node-1": env, "node-2": env, "node-3": env}})
-	cliQueryJSON(t, p, 3, CohortQuery)
+	cliQueryJSON(t, p, 3, demo.CohortQuery)
 	pids := make([]int, len(p.Nodes))
 	for i, n := range p.Nodes {
 		pids[i] = n.Cmd.Process.Pid
@@ -395,8 +398,8 @@ func TestLivenessCoordinatorStateLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range p.Nodes {
-		waitFor(t, ctx, NodeID(i)+" to declare the coordinator gone", func() bool {
-			return logHas(t, p, NodeID(i), "gossip member gone", "member=coordinator")
+		waitFor(t, ctx, demo.NodeID(i)+" to declare the coordinator gone", func() bool {
+			return logHas(t, p, demo.NodeID(i), "gossip member gone", "member=coordinator")
 		})
 	}
 	// The outage outlasts the time the nodes keep gossiping to a member
@@ -418,20 +421,20 @@ func TestLivenessCoordinatorStateLost(t *testing.T) {
 	for i, n := range p.Nodes {
 		select {
 		case <-n.Exited():
-			t.Errorf("%s exited", NodeID(i))
+			t.Errorf("%s exited", demo.NodeID(i))
 		default:
 		}
 		if n.Cmd.Process.Pid != pids[i] {
-			t.Errorf("%s was restarted", NodeID(i))
+			t.Errorf("%s was restarted", demo.NodeID(i))
 		}
-		if gone := logLine(t, p, NodeID(i), 0, "gossip member gone", "member=coordinator"); logLine(t, p, NodeID(i), gone+1, "gossip joined") > gone {
+		if gone := logLine(t, p, demo.NodeID(i), 0, "gossip member gone", "member=coordinator"); logLine(t, p, demo.NodeID(i), gone+1, "gossip joined") > gone {
 			rejoined++
 		}
 	}
 	if rejoined == 0 {
 		t.Errorf("no node logs that it joined the coordinator again")
 	}
-	cliQueryJSON(t, p, 3, CohortQuery)
+	cliQueryJSON(t, p, 3, demo.CohortQuery)
 }
 
 // TestReleaseBinaryHasNoTestHooks: the fault hooks of these tests exist only

@@ -10,9 +10,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/demo"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/node"
 	"github.com/fedstat/fedstat/node/admin"

@@ -1,4 +1,4 @@
-package demo
+package e2e
 
 // Liveness tests of issue 14, in-process: the two-step release at a node,
 // the coordinator's retry of a release with another decryptor set over the
@@ -7,6 +7,7 @@ package demo
 // liveness_process_test.go.
 
 import (
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"bytes"
 	"context"
 	"fmt"
@@ -176,19 +177,19 @@ func TestTwoStepRelease(t *testing.T) {
 // nodes report every KeySwitch call to spy; the coordinator takes readiness
 // reports only at its start (so that the decryptors are chosen by id order,
 // and a release failure is found by the release itself).
-func startSpied(t *testing.T, n, m int, spy *keySwitchSpy) *Network {
+func startSpied(t *testing.T, n, m int, spy *keySwitchSpy) *demo.Network {
 	t.Helper()
-	data, err := Synthetic(n, 200, 13)
+	data, err := demo.Synthetic(n, 200, 13)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startFault(t, Options{Data: data, MinNodes: m, NodeServerOptions: spy.options,
+	return startFault(t, demo.Options{Data: data, MinNodes: m, NodeServerOptions: spy.options,
 		CoordinatorConfig: func(c *coordinator.Config) { c.HealthInterval = time.Hour }})
 }
 
 // checkOneDebit checks that every node in ids was charged exactly the rho of
 // st (one debit for the query, whatever the release attempts).
-func checkOneDebit(t *testing.T, ctx context.Context, nw *Network, st *coordinatorv1.QueryStatus, ids ...string) {
+func checkOneDebit(t *testing.T, ctx context.Context, nw *demo.Network, st *coordinatorv1.QueryStatus, ids ...string) {
 	t.Helper()
 	b := nw.Coordinator.Budget(ctx, "analyst")
 	for _, nb := range b.GetNodes() {
@@ -209,8 +210,8 @@ func TestReleaseRetriesAnotherDecryptorSet(t *testing.T) {
 	nw := startSpied(t, 3, 3, spy)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	spec := &typesv1.QuerySpec{Sql: CohortQuery}
-	st, err := RunQuery(ctx, dialCoordinator(t, nw, nil), spec, nil)
+	spec := &typesv1.QuerySpec{Sql: demo.CohortQuery}
+	st, err := demo.RunQuery(ctx, dialCoordinator(t, nw, nil), spec, nil)
 	if err != nil {
 		t.Fatalf("query with node-2 failing its PREPARE: %v", err)
 	}
@@ -275,7 +276,7 @@ func TestReleaseRetryAfterAFailedReleaseStep(t *testing.T) {
 	nw := startSpied(t, 4, 2, spy)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: CohortQuery}, nil)
+	st, err := demo.RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery}, nil)
 	if err != nil {
 		t.Fatalf("query with node-2 failing its RELEASE: %v", err)
 	}
@@ -298,9 +299,9 @@ func TestReleaseRetryAfterAFailedReleaseStep(t *testing.T) {
 
 // startAuto starts a 3-node network (threshold 2, min_nodes 2) whose
 // coordinator keeps its key epoch by itself, with fast timings.
-func startAuto(t *testing.T, policy coordinator.LostMemberPolicy, minMembers int, spy *keySwitchSpy) *Network {
+func startAuto(t *testing.T, policy coordinator.LostMemberPolicy, minMembers int, spy *keySwitchSpy) *demo.Network {
 	t.Helper()
-	o := Options{Threshold: 2, MinNodes: 2, CoordinatorConfig: func(c *coordinator.Config) {
+	o := demo.Options{Threshold: 2, MinNodes: 2, CoordinatorConfig: func(c *coordinator.Config) {
 		c.AutoEpoch, c.LostMember, c.MinMembers = true, policy, minMembers
 		c.HealthInterval, c.EpochDebounce = 100*time.Millisecond, 200*time.Millisecond
 		c.CeremonyRetry = coordinator.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}
@@ -312,14 +313,14 @@ func startAuto(t *testing.T, policy coordinator.LostMemberPolicy, minMembers int
 }
 
 // coordinatorEpoch is the coordinator's key epoch (0 if none).
-func coordinatorEpoch(nw *Network) uint64 {
+func coordinatorEpoch(nw *demo.Network) uint64 {
 	return nw.Coordinator.NodesStatus(context.Background()).GetEpoch()
 }
 
 // loseThresholdShare deletes node i's threshold share of epoch e.
-func loseThresholdShare(t *testing.T, nw *Network, i int, e uint64) {
+func loseThresholdShare(t *testing.T, nw *demo.Network, i int, e uint64) {
 	t.Helper()
-	if err := os.Remove(filepath.Join(nw.Dir, NodeID(i), "keys", fmt.Sprintf("epoch-%d-threshold.secret", e))); err != nil {
+	if err := os.Remove(filepath.Join(nw.Dir, demo.NodeID(i), "keys", fmt.Sprintf("epoch-%d-threshold.secret", e))); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -340,7 +341,7 @@ func TestLostMemberRejoin(t *testing.T) {
 			t.Errorf("%s in the new epoch: %v", n.ID(), err)
 		}
 	}
-	st, err := RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 3}, nil)
+	st, err := demo.RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3}, nil)
 	if err != nil || st.GetResult().GetNodes() != 3 {
 		t.Fatalf("query after the re-key: %v", err)
 	}
@@ -370,7 +371,7 @@ func TestLostMemberExcludeWaits(t *testing.T) {
 	if err := nw.Coordinator.Ready(); err != nil {
 		t.Errorf("Ready with 2 of 3 members able to decrypt (T = 2): %v", err)
 	}
-	st, err := RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 3}, nil)
+	st, err := demo.RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3}, nil)
 	if err != nil || st.GetResult().GetNodes() != 3 {
 		t.Fatalf("query while node-2 cannot decrypt: %v", err)
 	}
@@ -405,7 +406,7 @@ func TestLostMemberExclude(t *testing.T) {
 		t.Fatalf("epochs: %d %d %d, want %d 1 %d", nw.Nodes[0].Epoch(), nw.Nodes[1].Epoch(), nw.Nodes[2].Epoch(), e2, e2)
 	}
 	client := dialCoordinator(t, nw, nil)
-	st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery}, nil)
+	st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery}, nil)
 	if err != nil || st.GetResult().GetNodes() != 2 || len(st.GetNodes()) != 2 {
 		t.Fatalf("query in the epoch without node-2: %v (%d partials of %d members)", err, st.GetResult().GetNodes(), len(st.GetNodes()))
 	}
@@ -422,7 +423,7 @@ func TestLostMemberExclude(t *testing.T) {
 	old := nw.Nodes[1]
 	addr := old.Addr()
 	old.Close()
-	n2, err := node.New(node.Config{Identity: id, ListenAddr: addr, StateDir: filepath.Join(nw.Dir, "node-2"), DB: nw.dbs[1], Data: nw.Stores[1],
+	n2, err := node.New(node.Config{Identity: id, ListenAddr: addr, StateDir: filepath.Join(nw.Dir, "node-2"), DB: nw.DB(1), Data: nw.Stores[1],
 		Catalogue: nw.Catalogue, Budget: node.Budget{TotalRho: 1e6, PerAnalystRho: 1e6}})
 	if err != nil {
 		t.Fatal(err)
@@ -438,7 +439,7 @@ func TestLostMemberExclude(t *testing.T) {
 	if cs := nw.Coordinator.CeremonyStatus(); len(cs.GetMembers()) != 0 {
 		t.Errorf("ceremony status after the re-admission: %v", cs)
 	}
-	st, err = RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 3}, nil)
+	st, err = demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3}, nil)
 	if err != nil || st.GetResult().GetNodes() != 3 {
 		t.Fatalf("query after node-2's re-admission: %v", err)
 	}

@@ -1,14 +1,15 @@
-package demo
+package e2e
 
 import (
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"fmt"
 	"math"
 	"testing"
 	"time"
 
-	"github.com/fedstat/fedstat/internal/pgtest"
 	"github.com/fedstat/fedstat/node/admin"
+	"github.com/fedstat/fedstat/test/testkit"
 )
 
 // TestWarehouseNodeProcess runs a network of separate processes in which
@@ -17,14 +18,14 @@ import (
 // (noise SD about 1.2) is the sum over node-1's and node-2's records and the warehouse's,
 // not node-3's (much smaller) imported set.
 func TestWarehouseNodeProcess(t *testing.T) {
-	dsn := pgtest.DSN(t)
+	dsn := testkit.PostgresDSN(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	data, err := Synthetic(3, 300, 23)
+	data, err := demo.Synthetic(3, 300, 23)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wh, err := Synthetic(1, 700, 29)
+	wh, err := demo.Synthetic(1, 700, 29)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func TestWarehouseNodeProcess(t *testing.T) {
 	if err := admin.LoadOMOP(ctx, admin.WarehouseOptions{DSN: dsn, Schema: schema}, wh[0]); err != nil {
 		t.Fatal(err)
 	}
-	p := serve(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 3,
+	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 3,
 		NodeConfig: func(i int) string {
 			if i != 2 {
 				return ""

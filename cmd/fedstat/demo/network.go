@@ -184,7 +184,7 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	case o.Shared != nil:
 		nw.Catalogue.Regions = regionsOfTables(o.Shared)
 	default:
-		nw.Catalogue.Regions = regionsOf(o.Data)
+		nw.Catalogue.Regions = RegionsOf(o.Data)
 	}
 	nw.Catalogue.Studies = o.Studies
 
@@ -305,7 +305,9 @@ func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, rec
 	return st, db, n, nil
 }
 
-func regionsOf(data []*cdm.Records) []string {
+// RegionsOf lists the regions of the patients in data, sorted: the
+// catalogue's regions of a network over that data.
+func RegionsOf(data []*cdm.Records) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, r := range data {
@@ -373,3 +375,9 @@ func regionsOfTables(t *cdm.Tables) []string {
 	sortStrings(out)
 	return out
 }
+
+// DB is node i's kv store (tests that restart a node in place need it).
+func (nw *Network) DB(i int) *kv.DB { return nw.dbs[i] }
+
+// Records are node i's records as given to Start (nil with Options.Shared).
+func (nw *Network) Records(i int) *cdm.Records { return nw.data[i] }

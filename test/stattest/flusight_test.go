@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedstat/fedstat/test/testkit"
+
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/shareddata"
 	"github.com/fedstat/fedstat/internal/synth"
 	"github.com/fedstat/fedstat/queries/stats"
 )
@@ -28,8 +29,8 @@ import (
 // Only two windows are converted: the rise of the 2024-25 season (August to
 // mid-December) and the week ending 2025-02-08.
 func TestFluSight(t *testing.T) {
-	admissions := shareddata.Require(t, "flusight/target-hospital-admissions.csv")
-	locations := shareddata.Require(t, "flusight/locations.csv")
+	admissions := testkit.SharedData(t, "flusight/target-hospital-admissions.csv")
+	locations := testkit.SharedData(t, "flusight/locations.csv")
 	d := func(s string) cdm.Date { x, _ := cdm.ParseDate(s); return x }
 	rise, err := synth.FluSight(admissions, locations, synth.FluOptions{Seed: 1, From: d("2024-08-01"), To: d("2024-12-14")})
 	if err != nil {

@@ -1,6 +1,7 @@
-package demo
+package e2e
 
 import (
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"io"
 	"net/http"
@@ -24,17 +25,17 @@ import (
 // TestCatalogue: the coordinator serves the public catalogue (regions, study
 // tables, populations) to analysts over gRPC, and to nobody else.
 func TestCatalogue(t *testing.T) {
-	data, err := Synthetic(2, 50, 5)
+	data, err := demo.Synthetic(2, 50, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	study, err := cdm.ParseStudySchema(SurvivalSchema, "")
+	study, err := cdm.ParseStudySchema(demo.SurvivalSchema, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nw, err := Start(ctx, Options{Data: data, Regions: []string{"north", "south"},
+	nw, err := demo.Start(ctx, demo.Options{Data: data, Regions: []string{"north", "south"},
 		Studies: []cdm.StudySchema{*study}, Populations: map[string]int64{"north": 120000, "south": 80000}})
 	if err != nil {
 		t.Fatal(err)

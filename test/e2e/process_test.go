@@ -1,6 +1,7 @@
-package demo
+package e2e
 
 import (
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"encoding/json"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fedstat/fedstat/test/testkit"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -35,7 +38,7 @@ func buildBinary(t *testing.T) string {
 	}
 	fedstatBin.once.Do(func() {
 		if fedstatBin.dir, fedstatBin.err = os.MkdirTemp("", "fedstat-demo-test"); fedstatBin.err == nil {
-			fedstatBin.path, fedstatBin.err = BuildBinary(fedstatBin.dir)
+			fedstatBin.path, fedstatBin.err = testkit.BuildBinary(fedstatBin.dir)
 		}
 	})
 	if fedstatBin.err != nil {
@@ -57,10 +60,10 @@ func TestMain(m *testing.M) {
 // serve starts a network of processes of the built binary in a temporary
 // directory (o.Binary and o.Dir are set here); it is stopped when the test
 // ends, and the end of every log is shown if the test failed.
-func serve(t *testing.T, ctx context.Context, o ServeOptions) *Processes {
+func serve(t *testing.T, ctx context.Context, o demo.ServeOptions) *demo.Processes {
 	t.Helper()
 	o.Binary, o.Dir = buildBinary(t), t.TempDir()
-	p, err := Serve(ctx, o)
+	p, err := demo.Serve(ctx, o)
 	if err != nil {
 		dumpLogs(t, o.Dir, len(o.Data))
 		t.Fatal(err)
@@ -79,7 +82,7 @@ func dumpLogs(t *testing.T, dir string, nodes int) {
 	t.Helper()
 	names := []string{"coordinator"}
 	for i := range nodes {
-		names = append(names, NodeID(i))
+		names = append(names, demo.NodeID(i))
 	}
 	for _, name := range names {
 		b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
@@ -91,7 +94,7 @@ func dumpLogs(t *testing.T, dir string, nodes int) {
 }
 
 // cli runs the fedstat binary with the analyst's environment.
-func cli(t *testing.T, p *Processes, args ...string) (string, string, error) {
+func cli(t *testing.T, p *demo.Processes, args ...string) (string, string, error) {
 	t.Helper()
 	cmd := exec.Command(p.Binary, args...)
 	cmd.Env = os.Environ()
@@ -107,13 +110,13 @@ func cli(t *testing.T, p *Processes, args ...string) (string, string, error) {
 }
 
 // httpJSON calls the coordinator's HTTP/JSON API with the analyst's token.
-func httpJSON(t *testing.T, p *Processes, method, path, body string) (int, []byte) {
+func httpJSON(t *testing.T, p *demo.Processes, method, path, body string) (int, []byte) {
 	t.Helper()
 	return httpJSONAs(t, p, p.Env["FEDSTAT_TOKEN"], method, path, body)
 }
 
 // httpJSONAs is httpJSON with another bearer token (p.OperatorToken).
-func httpJSONAs(t *testing.T, p *Processes, token, method, path, body string) (int, []byte) {
+func httpJSONAs(t *testing.T, p *demo.Processes, token, method, path, body string) (int, []byte) {
 	t.Helper()
 	c, err := p.HTTPClient(60 * time.Second)
 	if err != nil {
@@ -132,7 +135,7 @@ func httpJSONAs(t *testing.T, p *Processes, token, method, path, body string) (i
 
 // apiCall calls the HTTP/JSON API like httpJSON, fails the test unless the
 // answer is 200 OK, and decodes it into out.
-func apiCall(t *testing.T, p *Processes, method, path, body string, out proto.Message) {
+func apiCall(t *testing.T, p *demo.Processes, method, path, body string, out proto.Message) {
 	t.Helper()
 	code, b := httpJSON(t, p, method, path, body)
 	if code != http.StatusOK {
@@ -149,16 +152,16 @@ func apiCall(t *testing.T, p *Processes, method, path, body string, out proto.Me
 // node killed (min_nodes behaviour), and the coordinator killed and
 // restarted with its history and the budgets intact.
 func TestProcesses(t *testing.T) {
-	data, err := Synthetic(3, 500, 7)
+	data, err := demo.Synthetic(3, 500, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	p := serve(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 3})
+	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 3})
 
 	// A query through the CLI, as JSON.
-	_, stderr := cliQueryJSON(t, p, 3, CohortQuery)
+	_, stderr := cliQueryJSON(t, p, 3, demo.CohortQuery)
 	if !strings.Contains(stderr, "node-1 answered") {
 		t.Errorf("no progress on stderr: %q", stderr)
 	}
@@ -195,11 +198,11 @@ func TestProcesses(t *testing.T) {
 	// Kill a node: min_nodes 3 fails naming it, and nothing is decrypted;
 	// min_nodes 2 (with threshold 2) still releases.
 	p.Nodes[2].Kill()
-	_, stderr, err = cli(t, p, "query", "--min-nodes", "3", "--deadline", "10s", CohortQuery)
+	_, stderr, err = cli(t, p, "query", "--min-nodes", "3", "--deadline", "10s", demo.CohortQuery)
 	if err == nil || !strings.Contains(stderr, "node-3") || !strings.Contains(stderr, "nothing was decrypted") {
 		t.Fatalf("query with node-3 dead and min_nodes 3: err %v, stderr %q", err, stderr)
 	}
-	out, stderr, err := cli(t, p, "query", "--min-nodes", "2", "--deadline", "10s", "--format", "json", CohortQuery)
+	out, stderr, err := cli(t, p, "query", "--min-nodes", "2", "--deadline", "10s", "--format", "json", demo.CohortQuery)
 	if err != nil || !strings.Contains(out, `"nodes": 2`) {
 		t.Fatalf("query with node-3 dead and min_nodes 2: %v %s %s", err, out, stderr)
 	}
@@ -268,7 +271,7 @@ type cliResult struct {
 // cliQueryJSON runs `fedstat query --format json ARGS...` and checks that it
 // released one row from the given number of nodes; it returns the result
 // and the progress printed on stderr.
-func cliQueryJSON(t *testing.T, p *Processes, nodes int, args ...string) (cliResult, string) {
+func cliQueryJSON(t *testing.T, p *demo.Processes, nodes int, args ...string) (cliResult, string) {
 	t.Helper()
 	out, stderr, err := cli(t, p, append([]string{"query", "--format", "json"}, args...)...)
 	if err != nil {
@@ -282,7 +285,7 @@ func cliQueryJSON(t *testing.T, p *Processes, nodes int, args ...string) (cliRes
 }
 
 // budgets returns the analyst's spent rho per node (HTTP API).
-func budgets(t *testing.T, p *Processes) map[string]float64 {
+func budgets(t *testing.T, p *demo.Processes) map[string]float64 {
 	t.Helper()
 	var r coordinatorv1.BudgetResponse
 	apiCall(t, p, "GET", "/v1/budget", "", &r)

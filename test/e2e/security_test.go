@@ -1,4 +1,4 @@
-package demo
+package e2e
 
 // System-level security tests of issue 6, run against the real in-process
 // network (mTLS gRPC, multiparty BGV with T-of-N threshold, signed
@@ -8,6 +8,7 @@ package demo
 // docs/threat-model.md for the attack each test covers.
 
 import (
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -42,15 +43,15 @@ import (
 
 // startSecure starts an n-node network with threshold t and min_nodes m on
 // small synthetic data, with a budget large enough for many test queries.
-func startSecure(t *testing.T, n, threshold, minNodes int, audited bool) *Network {
+func startSecure(t *testing.T, n, threshold, minNodes int, audited bool) *demo.Network {
 	t.Helper()
-	data, err := Synthetic(n, 300, 42)
+	data, err := demo.Synthetic(n, 300, 42)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw, err := Start(ctx, Options{Data: data, Threshold: threshold, MinNodes: minNodes, AuditLogs: audited,
+	nw, err := demo.Start(ctx, demo.Options{Data: data, Threshold: threshold, MinNodes: minNodes, AuditLogs: audited,
 		Budget: node.Budget{TotalRho: 1000, PerAnalystRho: 1000}})
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +63,7 @@ func startSecure(t *testing.T, n, threshold, minNodes int, audited bool) *Networ
 // startCurious starts a network like startSecure and plays its curious
 // coordinator: the nodes dialled with the coordinator's certificate, and a
 // context (2 minutes) for the test's calls.
-func startCurious(t *testing.T, n, threshold, minNodes int, audited bool) (*Network, context.Context, map[string]nodev1.NodeServiceClient) {
+func startCurious(t *testing.T, n, threshold, minNodes int, audited bool) (*demo.Network, context.Context, map[string]nodev1.NodeServiceClient) {
 	t.Helper()
 	nw := startSecure(t, n, threshold, minNodes, audited)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -86,11 +87,11 @@ func resultKey(t *testing.T, params homomorphic.Params) (*homomorphic.ResultKey,
 }
 
 func secSpec(minNodes, threshold int) *typesv1.QuerySpec {
-	return &typesv1.QuerySpec{Sql: CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: int32(minNodes), Threshold: int32(threshold), ReferenceDate: "2024-01-01"}
+	return &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: int32(minNodes), Threshold: int32(threshold), ReferenceDate: "2024-01-01"}
 }
 
 // collect asks each node in ids for its partial of qid (epoch nw.Epoch).
-func collect(t *testing.T, ctx context.Context, nw *Network, nodes map[string]nodev1.NodeServiceClient, qid string, spec *typesv1.QuerySpec, ids ...string) []*nodev1.NodeSigned {
+func collect(t *testing.T, ctx context.Context, nw *demo.Network, nodes map[string]nodev1.NodeServiceClient, qid string, spec *typesv1.QuerySpec, ids ...string) []*nodev1.NodeSigned {
 	t.Helper()
 	var out []*nodev1.NodeSigned
 	for _, id := range ids {
@@ -103,7 +104,7 @@ func collect(t *testing.T, ctx context.Context, nw *Network, nodes map[string]no
 	return out
 }
 
-func nodeIDs(nw *Network) []string {
+func nodeIDs(nw *demo.Network) []string {
 	var ids []string
 	for _, n := range nw.Nodes {
 		ids = append(ids, n.ID())
@@ -165,7 +166,7 @@ func shareOf(t *testing.T, resp *nodev1.KeySwitchResponse) [][]byte {
 // releaseValue combines key-switch shares (one per decryptor, first
 // ciphertext) of sum, decrypts with rk and post-processes like the
 // coordinator; it returns the released count.
-func releaseValue(t *testing.T, nw *Network, spec *typesv1.QuerySpec, sum []*homomorphic.Ciphertext, shares [][]byte, rk *homomorphic.ResultKey, partials int) (float64, error) {
+func releaseValue(t *testing.T, nw *demo.Network, spec *typesv1.QuerySpec, sum []*homomorphic.Ciphertext, shares [][]byte, rk *homomorphic.ResultKey, partials int) (float64, error) {
 	t.Helper()
 	params := nw.Coordinator.Params()
 	out, err := collective.KeySwitchCombine(params, sum[0], shares)
@@ -262,7 +263,7 @@ func TestReleaseWithAnyThresholdSubset(t *testing.T) {
 				n.Close()
 			}
 			client := dialCoordinator(t, nw, nil)
-			st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: int32(tc.t)}, nil)
+			st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: int32(tc.t)}, nil)
 			if err != nil {
 				t.Fatalf("release with %v stopped: %v", stopped, err)
 			}
@@ -281,7 +282,7 @@ func TestReleaseWithAnyThresholdSubset(t *testing.T) {
 					break
 				}
 			}
-			st, err = RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: int32(tc.t)}, nil)
+			st, err = demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: int32(tc.t)}, nil)
 			if err == nil || !strings.Contains(st.GetError(), "nothing was decrypted") {
 				t.Fatalf("release with T-1 members up: err %v, status %q", err, st.GetError())
 			}
@@ -369,7 +370,7 @@ func TestReplayedPartialsRefused(t *testing.T) {
 	// Epoch 2 works end to end.
 	nw.Epoch = e2
 	client := dialCoordinator(t, nw, nil)
-	st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 2}, nil)
+	st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, nil)
 	if err != nil {
 		t.Fatalf("query in epoch 2: %v", err)
 	}
@@ -623,12 +624,12 @@ func TestMalformedInputRejected(t *testing.T) {
 
 	// The network still answers.
 	client := dialCoordinator(t, nw, nil)
-	if _, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 2}, nil); err != nil {
+	if _, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, nil); err != nil {
 		t.Fatalf("fresh query after malformed input: %v", err)
 	}
 }
 
-func mustIdentity(t *testing.T, nw *Network, name string) *pki.Identity {
+func mustIdentity(t *testing.T, nw *demo.Network, name string) *pki.Identity {
 	t.Helper()
 	id, err := pki.LoadIdentityDir(nw.Dir+"/pki", name)
 	if err != nil {
@@ -688,7 +689,7 @@ func TestDisjointDecryptorSetsCannotReleaseTwice(t *testing.T) {
 	if err == nil {
 		p := buildPlan(t, nw, spec)
 		b := cdm.NewBuilder()
-		b.AddRecords(nw.data[4])
+		b.AddRecords(nw.Records(4))
 		exact5, err := eval.Evaluate(ctx, p, b.Build())
 		if err != nil {
 			t.Fatal(err)

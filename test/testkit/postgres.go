@@ -1,9 +1,14 @@
-// Package pgtest gives tests a PostgreSQL server: the one named by
+// Package testkit holds what tests need from outside the code under test:
+// the fedstat binary built for process tests (BuildBinary), the shared
+// reference data (SharedData) and a PostgreSQL server (PostgresDSN). No
+// product package imports it.
+//
+// PostgresDSN gives tests a PostgreSQL server: the one named by
 // FEDSTAT_TEST_POSTGRES_DSN (scripts/test.sh starts a throw-away cluster and
 // sets it), or a throw-away cluster started with initdb and pg_ctl from PATH
 // when not running as root. Without either, tests fail when CI=true and skip,
 // saying why, otherwise.
-package pgtest
+package testkit
 
 import (
 	"fmt"
@@ -15,9 +20,9 @@ import (
 	"testing"
 )
 
-// DSN returns a connection string for a PostgreSQL server the test may use
+// PostgresDSN returns a connection string for a PostgreSQL server the test may use
 // (it may create and drop schemas in its database).
-func DSN(t testing.TB) string {
+func PostgresDSN(t testing.TB) string {
 	t.Helper()
 	if d := os.Getenv("FEDSTAT_TEST_POSTGRES_DSN"); d != "" {
 		return d

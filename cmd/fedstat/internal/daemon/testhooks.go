@@ -3,7 +3,7 @@
 package daemon
 
 // Test-only fault injection, compiled only into a binary built with
-// `-tags fedstat_testhooks` (the process fault tests in internal/demo build
+// `-tags fedstat_testhooks` (the process fault tests in test/e2e build
 // one). A release build has none of it (testhooks_off.go).
 //
 //	FEDSTAT_TEST_EXIT_AT=STEP         the coordinator exits (status 3, as

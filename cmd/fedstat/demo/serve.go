@@ -186,24 +186,6 @@ func tomlList(xs []string) string {
 	return "[" + strings.Join(q, ", ") + "]"
 }
 
-// BuildBinary builds cmd/fedstat into dir and returns the binary's path, for
-// tests that run a network of processes (ServeOptions.Binary).
-func BuildBinary(dir string) (string, error) { return BuildBinaryTags(dir, "") }
-
-// BuildBinaryTags is BuildBinary with build tags (comma-separated), e.g.
-// "fedstat_testhooks" for the fault tests' hooks (internal/daemon).
-func BuildBinaryTags(dir, tags string) (string, error) {
-	bin := filepath.Join(dir, "fedstat")
-	args := []string{"build", "-o", bin}
-	if tags != "" {
-		args = append(args, "-tags", tags)
-	}
-	if out, err := exec.Command("go", append(args, "github.com/fedstat/fedstat/cmd/fedstat")...).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-}
-
 // HTTPClient returns a client for the coordinator's HTTPS API
 // (Env["FEDSTAT_HTTP"]) that trusts the network's CA.
 func (p *Processes) HTTPClient(timeout time.Duration) (*http.Client, error) {
@@ -292,7 +274,7 @@ func Serve(ctx context.Context, o ServeOptions) (_ *Processes, err error) {
 	say("made the network CA, certificates, gossip key and analyst and operator tokens in %s", o.Dir)
 
 	// Each node's data, through the real CSV export and `fedstat node import`.
-	regions := regionsOf(o.Data)
+	regions := RegionsOf(o.Data)
 	for i, recs := range o.Data {
 		csvDir := filepath.Join(o.Dir, NodeID(i)+"-import")
 		w, err := synth.NewWriter(csvDir, synth.FormatCSV, true)
@@ -567,3 +549,6 @@ func (p *Processes) Stop() {
 		pr.Stop(5 * time.Second)
 	}
 }
+
+// NodeCount is the number of nodes of the network.
+func (p *Processes) NodeCount() int { return p.nodes }

@@ -1,6 +1,7 @@
-package demo
+package e2e
 
 import (
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"math"
 	"strings"
@@ -27,7 +28,7 @@ func syntheticData(t testing.TB, nodes, patients int) []*cdm.Records {
 	t.Helper()
 	out := make([]*cdm.Records, nodes)
 	for i := range out {
-		r, err := synth.Generate(synth.Options{Patients: patients, Seed: int64(100 + i), IDPrefix: NodeID(i) + "-"})
+		r, err := synth.Generate(synth.Options{Patients: patients, Seed: int64(100 + i), IDPrefix: demo.NodeID(i) + "-"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,11 +37,11 @@ func syntheticData(t testing.TB, nodes, patients int) []*cdm.Records {
 	return out
 }
 
-func startNetwork(t *testing.T, nodes, threshold, minNodes int) *Network {
+func startNetwork(t *testing.T, nodes, threshold, minNodes int) *demo.Network {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw, err := Start(ctx, Options{Data: syntheticData(t, nodes, 400), Threshold: threshold, MinNodes: minNodes})
+	nw, err := demo.Start(ctx, demo.Options{Data: syntheticData(t, nodes, 400), Threshold: threshold, MinNodes: minNodes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestEndToEnd(t *testing.T) {
 	defer cancel()
 	client := dialCoordinator(t, nw, nil)
 
-	st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, Epsilon: 1, Delta: 1e-6}, nil)
+	st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestEndToEnd(t *testing.T) {
 
 // dialCoordinator dials the coordinator as who (nil: the analyst) until the
 // test ends.
-func dialCoordinator(t *testing.T, nw *Network, who *pki.Identity) coordinatorv1.CoordinatorServiceClient {
+func dialCoordinator(t *testing.T, nw *demo.Network, who *pki.Identity) coordinatorv1.CoordinatorServiceClient {
 	t.Helper()
 	c, closeConn, err := nw.Client(who)
 	if err != nil {
@@ -104,7 +105,7 @@ func dialCoordinator(t *testing.T, nw *Network, who *pki.Identity) coordinatorv1
 	return c
 }
 
-func buildPlan(t *testing.T, nw *Network, spec *typesv1.QuerySpec) *plan.Plan {
+func buildPlan(t *testing.T, nw *demo.Network, spec *typesv1.QuerySpec) *plan.Plan {
 	t.Helper()
 	ref, _ := cdm.ParseDate(spec.GetReferenceDate())
 	p, err := plan.Build(plan.Request{SQL: spec.GetSql(), Epsilon: spec.GetEpsilon(), Delta: spec.GetDelta(),
@@ -115,7 +116,7 @@ func buildPlan(t *testing.T, nw *Network, spec *typesv1.QuerySpec) *plan.Plan {
 	return p
 }
 
-func exactTotal(t *testing.T, nw *Network, spec *typesv1.QuerySpec) float64 {
+func exactTotal(t *testing.T, nw *demo.Network, spec *typesv1.QuerySpec) float64 {
 	t.Helper()
 	_, e, err := nw.ExactValues(context.Background(), spec)
 	if err != nil {
@@ -126,7 +127,7 @@ func exactTotal(t *testing.T, nw *Network, spec *typesv1.QuerySpec) float64 {
 
 // evaluate asks node id for its partial, signing the request as the
 // coordinator.
-func evaluate(t *testing.T, ctx context.Context, nw *Network, nodes map[string]nodev1.NodeServiceClient, id, qid string, spec *typesv1.QuerySpec) (*nodev1.EvaluateResponse, error) {
+func evaluate(t *testing.T, ctx context.Context, nw *demo.Network, nodes map[string]nodev1.NodeServiceClient, id, qid string, spec *typesv1.QuerySpec) (*nodev1.EvaluateResponse, error) {
 	t.Helper()
 	coord, err := pki.LoadIdentityDir(nw.Dir+"/pki", "coordinator")
 	if err != nil {
@@ -141,7 +142,7 @@ func evaluate(t *testing.T, ctx context.Context, nw *Network, nodes map[string]n
 
 // coordinatorClients dials every node as the coordinator (the test plays a
 // curious coordinator that holds the coordinator's certificate and key).
-func coordinatorClients(t *testing.T, nw *Network) map[string]nodev1.NodeServiceClient {
+func coordinatorClients(t *testing.T, nw *demo.Network) map[string]nodev1.NodeServiceClient {
 	t.Helper()
 	id, err := pki.LoadIdentityDir(nw.Dir+"/pki", "coordinator")
 	if err != nil {
@@ -168,7 +169,7 @@ func TestCoordinatorCannotDecryptOnePartial(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	nodes := coordinatorClients(t, nw)
-	spec := &typesv1.QuerySpec{Sql: CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 2, Threshold: 2, ReferenceDate: "2024-01-01"}
+	spec := &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 2, Threshold: 2, ReferenceDate: "2024-01-01"}
 	qid := "q-curious"
 	var partials []*nodev1.NodeSigned
 	for _, id := range []string{"node-1", "node-2"} {
@@ -227,7 +228,7 @@ func TestTamperedPartialRejected(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	nodes := coordinatorClients(t, nw)
-	spec := &typesv1.QuerySpec{Sql: CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 3, ReferenceDate: "2024-01-01"}
+	spec := &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 3, ReferenceDate: "2024-01-01"}
 	var partials []*nodev1.NodeSigned
 	for _, n := range nw.Nodes {
 		resp, err := evaluate(t, ctx, nw, nodes, n.ID(), "q-t", spec)
@@ -254,12 +255,12 @@ func TestTooFewNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	client := dialCoordinator(t, nw, nil)
-	st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 3}, nil)
+	st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3}, nil)
 	if err == nil || !strings.Contains(st.GetError(), "node-3") || !strings.Contains(st.GetError(), "nothing was decrypted") {
 		t.Fatalf("query with a node down and min_nodes 3: err %v, status error %q", err, st.GetError())
 	}
 	// With min_nodes 2 the two live nodes suffice (threshold 2 of 3).
-	st, err = RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 2}, nil)
+	st, err = demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, nil)
 	if err != nil {
 		t.Fatalf("query with a node down and min_nodes 2: %v", err)
 	}

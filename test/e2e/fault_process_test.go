@@ -1,4 +1,4 @@
-package demo
+package e2e
 
 // Fault tests of issue 10 with separate OS processes of the built binary: a
 // node killed with SIGKILL while it is inside a query, and the coordinator
@@ -8,6 +8,7 @@ package demo
 // before any debit, for `fedstat node approve`.
 
 import (
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"fmt"
 	"net/http"
@@ -32,17 +33,17 @@ import (
 
 // serveFault starts a coordinator and three node processes (threshold 2,
 // min_nodes 2) in which node-3 requires the admin's approval for every query.
-func serveFault(t *testing.T, ctx context.Context) (*Processes, []*cdm.Records) {
+func serveFault(t *testing.T, ctx context.Context) (*demo.Processes, []*cdm.Records) {
 	t.Helper()
-	data, err := Synthetic(3, 300, 5)
+	data, err := demo.Synthetic(3, 300, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serve(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 2, ApprovalNodes: []int{2}}), data
+	return serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 2, ApprovalNodes: []int{2}}), data
 }
 
 // submit starts a query over HTTP/JSON and returns its id.
-func submit(t *testing.T, p *Processes, sql string, minNodes int, deadline time.Duration) string {
+func submit(t *testing.T, p *demo.Processes, sql string, minNodes int, deadline time.Duration) string {
 	t.Helper()
 	body := fmt.Sprintf(`{"spec": {"sql": %q, "min_nodes": %d}, "deadline_ms": %d}`, sql, minNodes, deadline.Milliseconds())
 	var st coordinatorv1.QueryStatus
@@ -51,7 +52,7 @@ func submit(t *testing.T, p *Processes, sql string, minNodes int, deadline time.
 }
 
 // queryStatus returns the coordinator's status of a query.
-func queryStatus(t *testing.T, p *Processes, qid string) *coordinatorv1.QueryStatus {
+func queryStatus(t *testing.T, p *demo.Processes, qid string) *coordinatorv1.QueryStatus {
 	t.Helper()
 	var st coordinatorv1.QueryStatus
 	apiCall(t, p, "GET", "/v1/queries/"+qid, "", &st)
@@ -61,7 +62,7 @@ func queryStatus(t *testing.T, p *Processes, qid string) *coordinatorv1.QuerySta
 // operatorStatus is queryStatus as the network operator sees it: with each
 // node's progress while partials are collected (analysts see every node
 // waiting until then; coordinator.StatusFor).
-func operatorStatus(t *testing.T, p *Processes, qid string) *coordinatorv1.QueryStatus {
+func operatorStatus(t *testing.T, p *demo.Processes, qid string) *coordinatorv1.QueryStatus {
 	t.Helper()
 	code, b := httpJSONAs(t, p, p.OperatorToken, "GET", "/v1/queries/"+qid, "")
 	var st coordinatorv1.QueryStatus
@@ -72,7 +73,7 @@ func operatorStatus(t *testing.T, p *Processes, qid string) *coordinatorv1.Query
 }
 
 // waitEnd waits until query qid has ended and returns its status.
-func waitEnd(t *testing.T, ctx context.Context, p *Processes, qid string) *coordinatorv1.QueryStatus {
+func waitEnd(t *testing.T, ctx context.Context, p *demo.Processes, qid string) *coordinatorv1.QueryStatus {
 	t.Helper()
 	var st *coordinatorv1.QueryStatus
 	waitFor(t, ctx, "the end of "+qid, func() bool { st = queryStatus(t, p, qid); return terminalState(st.State) })
@@ -81,26 +82,26 @@ func waitEnd(t *testing.T, ctx context.Context, p *Processes, qid string) *coord
 
 // awaitingApproval reports whether node i lists qid in its approval queue
 // (`fedstat node approvals`, through the node's admin socket).
-func awaitingApproval(t *testing.T, p *Processes, i int, qid string) bool {
+func awaitingApproval(t *testing.T, p *demo.Processes, i int, qid string) bool {
 	t.Helper()
-	out, _, err := cli(t, p, "node", "approvals", "--data-dir", filepath.Join(p.Dir, NodeID(i)))
+	out, _, err := cli(t, p, "node", "approvals", "--data-dir", filepath.Join(p.Dir, demo.NodeID(i)))
 	return err == nil && strings.Contains(out, qid)
 }
 
-func approve(t *testing.T, p *Processes, i int, qid string) {
+func approve(t *testing.T, p *demo.Processes, i int, qid string) {
 	t.Helper()
-	if out, stderr, err := cli(t, p, "node", "approve", "--data-dir", filepath.Join(p.Dir, NodeID(i)), qid); err != nil {
+	if out, stderr, err := cli(t, p, "node", "approve", "--data-dir", filepath.Join(p.Dir, demo.NodeID(i)), qid); err != nil {
 		t.Fatalf("fedstat node approve %s: %v\n%s%s", qid, err, out, stderr)
 	}
 }
 
 // budgetsOf returns the analyst's spend per node, failing on nodes that do
 // not answer.
-func budgetsOf(t *testing.T, p *Processes) map[string]float64 {
+func budgetsOf(t *testing.T, p *demo.Processes) map[string]float64 {
 	t.Helper()
 	b := budgets(t, p)
-	if len(b) != p.nodes {
-		t.Fatalf("budget from %d of %d nodes: %v", len(b), p.nodes, b)
+	if len(b) != p.NodeCount() {
+		t.Fatalf("budget from %d of %d nodes: %v", len(b), p.NodeCount(), b)
 	}
 	return b
 }
@@ -108,13 +109,13 @@ func budgetsOf(t *testing.T, p *Processes) map[string]float64 {
 // waitReachable waits until the coordinator reaches every node again (its
 // Budget call to each one succeeds), e.g. after a node restarted on a new
 // port and announced it by gossip.
-func waitReachable(t *testing.T, ctx context.Context, p *Processes) {
+func waitReachable(t *testing.T, ctx context.Context, p *demo.Processes) {
 	t.Helper()
-	waitFor(t, ctx, "the coordinator to reach every node", func() bool { return len(budgets(t, p)) == p.nodes })
+	waitFor(t, ctx, "the coordinator to reach every node", func() bool { return len(budgets(t, p)) == p.NodeCount() })
 }
 
 // nodeAddr returns the gRPC address of a node as the coordinator knows it.
-func nodeAddr(t *testing.T, p *Processes, id string) string {
+func nodeAddr(t *testing.T, p *demo.Processes, id string) string {
 	t.Helper()
 	var r coordinatorv1.NodesResponse
 	apiCall(t, p, "GET", "/v1/nodes", "", &r)
@@ -129,7 +130,7 @@ func nodeAddr(t *testing.T, p *Processes, id string) string {
 
 // redeliver sends query st to node id again, as the coordinator would after
 // a lost answer: a freshly signed evaluate request for the same query id.
-func redeliver(t *testing.T, ctx context.Context, p *Processes, id string, st *coordinatorv1.QueryStatus) (*nodev1.EvaluateResponse, error) {
+func redeliver(t *testing.T, ctx context.Context, p *demo.Processes, id string, st *coordinatorv1.QueryStatus) (*nodev1.EvaluateResponse, error) {
 	t.Helper()
 	coord, err := pki.LoadIdentityDir(filepath.Join(p.Dir, "pki"), "coordinator")
 	if err != nil {
@@ -157,7 +158,7 @@ func rhoOf(t *testing.T, data []*cdm.Records, st *coordinatorv1.QueryStatus) flo
 		t.Fatal(err)
 	}
 	cat := plan.DefaultCatalogue()
-	cat.Regions = regionsOf(data)
+	cat.Regions = demo.RegionsOf(data)
 	pl, err := plan.Build(plan.Request{SQL: spec.GetSql(), Epsilon: spec.GetEpsilon(), Delta: spec.GetDelta(), Mechanism: "gaussian",
 		MinNodes: int(spec.GetMinNodes()), Threshold: int(spec.GetThreshold()), ReferenceDate: ref}, cat)
 	if err != nil {
@@ -168,11 +169,11 @@ func rhoOf(t *testing.T, data []*cdm.Records, st *coordinatorv1.QueryStatus) flo
 
 // auditDebits counts the budget debits per query id in the audit logs of
 // the (stopped) nodes, and verifies every log's hash chain.
-func auditDebits(t *testing.T, p *Processes) map[string]map[string]int {
+func auditDebits(t *testing.T, p *demo.Processes) map[string]map[string]int {
 	t.Helper()
 	out := map[string]map[string]int{}
-	for i := range p.nodes {
-		name := NodeID(i)
+	for i := range p.NodeCount() {
+		name := demo.NodeID(i)
 		f, err := os.Open(filepath.Join(p.Dir, name, "audit.log"))
 		if err != nil {
 			t.Fatal(err)
@@ -214,7 +215,7 @@ func TestFaultNodeKilledMidQuery(t *testing.T) {
 	// killInside submits a query, waits until node-3 holds it, kills node-3,
 	// and returns the query's final status.
 	killInside := func(minNodes int) *coordinatorv1.QueryStatus {
-		qid := submit(t, p, CohortQuery, minNodes, time.Minute)
+		qid := submit(t, p, demo.CohortQuery, minNodes, time.Minute)
 		waitFor(t, ctx, "node-3 to hold "+qid, func() bool { return awaitingApproval(t, p, 2, qid) })
 		if st := queryStatus(t, p, qid); terminalState(st.State) {
 			t.Fatalf("query %s ended (%v: %s) while node-3 was holding it", qid, st.State, st.Error)
@@ -313,7 +314,7 @@ func TestFaultCoordinatorKilledMidQuery(t *testing.T) {
 	p, data := serveFault(t, ctx)
 
 	// A query released before the crash (approved at node-3).
-	h := submit(t, p, CohortQuery, 2, time.Minute)
+	h := submit(t, p, demo.CohortQuery, 2, time.Minute)
 	waitFor(t, ctx, "node-3 to hold "+h, func() bool { return awaitingApproval(t, p, 2, h) })
 	approve(t, p, 2, h)
 	before := waitEnd(t, ctx, p, h)
@@ -387,7 +388,7 @@ func TestFaultCoordinatorKilledMidQuery(t *testing.T) {
 	}
 
 	// The network answers a new query.
-	n := submit(t, p, CohortQuery, 2, time.Minute)
+	n := submit(t, p, demo.CohortQuery, 2, time.Minute)
 	waitFor(t, ctx, "node-3 to hold "+n, func() bool { return awaitingApproval(t, p, 2, n) })
 	approve(t, p, 2, n)
 	if st := waitEnd(t, ctx, p, n); st.State != coordinatorv1.State_STATE_DONE || st.GetResult().GetNodes() != 3 {

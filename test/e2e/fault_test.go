@@ -1,9 +1,9 @@
-package demo
+package e2e
 
 // Fault tests of issue 10, in-process: a slow node past the deadline, a
 // malicious node, and many concurrent queries. Each node is a real node on
 // real mutual-TLS gRPC; the faults are injected by extra gRPC server options
-// on one node (Options.NodeServerOptions, node.Config.ServerOptions), so the
+// on one node (demo.Options.NodeServerOptions, node.Config.ServerOptions), so the
 // coordinator sees exactly what it would see from a slow or hostile peer.
 //
 // The process-level faults (SIGKILL of a node or of the coordinator in the
@@ -11,6 +11,7 @@ package demo
 // is node/internal/store's TestSIGKILLMidImport (the store is unchanged).
 
 import (
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"bytes"
 	"context"
 	"fmt"
@@ -41,10 +42,10 @@ import (
 
 // startFault starts a 3-node network (threshold 2) on small data with a
 // large budget and the given fault injection.
-func startFault(t *testing.T, o Options) *Network {
+func startFault(t *testing.T, o demo.Options) *demo.Network {
 	t.Helper()
 	if o.Data == nil {
-		data, err := Synthetic(3, 200, 11)
+		data, err := demo.Synthetic(3, 200, 11)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +62,7 @@ func startFault(t *testing.T, o Options) *Network {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw, err := Start(ctx, o)
+	nw, err := demo.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +188,7 @@ func TestFaultSlowNodePastDeadline(t *testing.T) {
 			return h(ctx, req)
 		})}
 	}
-	nw := startFault(t, Options{NodeServerOptions: slow, AuditLogs: true})
+	nw := startFault(t, demo.Options{NodeServerOptions: slow, AuditLogs: true})
 	defer close(release)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -196,9 +197,9 @@ func TestFaultSlowNodePastDeadline(t *testing.T) {
 	// The deadline must leave the two honest nodes time to answer under the
 	// race detector; node-3 never answers within any deadline.
 	const deadline = 4 * time.Second
-	st := runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 2}, deadline)
+	st := runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, deadline)
 	wantReleasedWithout(t, "slow node, min_nodes 2", st, "node-3", "deadline")
-	st2 := runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 3}, deadline)
+	st2 := runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3}, deadline)
 	wantFailedNaming(t, "slow node, min_nodes 3", st2, "node-3", "deadline")
 	if held.Load() != 2 {
 		t.Errorf("node-3 held %d Evaluate calls, want 2", held.Load())
@@ -363,13 +364,13 @@ func TestFaultMaliciousNode(t *testing.T) {
 			}),
 		}
 	}
-	nw := startFault(t, Options{Dir: dir, NodeServerOptions: evil})
+	nw := startFault(t, demo.Options{Dir: dir, NodeServerOptions: evil})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	client := dialCoordinator(t, nw, nil)
 	run := func(m faultMode, minNodes int) *coordinatorv1.QueryStatus {
 		mode.Store(int32(m))
-		return runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: int32(minNodes)}, time.Minute)
+		return runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: int32(minNodes)}, time.Minute)
 	}
 
 	// An honest round first (it also gives node-3 an answer to replay).
@@ -411,7 +412,7 @@ func TestFaultConcurrentQueries(t *testing.T) {
 	// 300 encryptions and 200 key switches; what is under test here is the
 	// concurrency of the coordinator and of the ledgers, not the parameters.
 	homomorphic.AllowInsecureForTests()
-	nw := startFault(t, Options{MinNodes: 3, Params: homomorphic.InsecureTestSet})
+	nw := startFault(t, demo.Options{MinNodes: 3, Params: homomorphic.InsecureTestSet})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
@@ -439,7 +440,7 @@ func TestFaultConcurrentQueries(t *testing.T) {
 	}
 	// Each analyst has its own epsilon (so its own rho), and mixes three
 	// query shapes.
-	sqls := []string{CohortQuery, "SELECT sex, COUNT(*) FROM patients GROUP BY sex", "SELECT COUNT(*) FROM patients"}
+	sqls := []string{demo.CohortQuery, "SELECT sex, COUNT(*) FROM patients GROUP BY sex", "SELECT COUNT(*) FROM patients"}
 	type outcome struct {
 		analyst int
 		st      *coordinatorv1.QueryStatus
@@ -455,7 +456,7 @@ func TestFaultConcurrentQueries(t *testing.T) {
 				defer wg.Done()
 				<-start
 				spec := &typesv1.QuerySpec{Sql: sqls[k%len(sqls)], Epsilon: 0.1 + 0.05*float64(a), MinNodes: 3}
-				st, err := RunQuery(ctx, clients[a], spec, nil)
+				st, err := demo.RunQuery(ctx, clients[a], spec, nil)
 				results <- outcome{a, st, err}
 			}()
 		}

@@ -1,6 +1,7 @@
-package demo
+package e2e
 
 import (
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,9 +20,9 @@ import (
 )
 
 // auditEntries returns the entries of node i's audit log.
-func auditEntries(t *testing.T, nw *Network, i int) []audit.Entry {
+func auditEntries(t *testing.T, nw *demo.Network, i int) []audit.Entry {
 	t.Helper()
-	f, err := os.Open(filepath.Join(nw.Dir, NodeID(i), "audit.log"))
+	f, err := os.Open(filepath.Join(nw.Dir, demo.NodeID(i), "audit.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func TestNodePolicyRefusals(t *testing.T) {
 	// The cohort check is noisy (issue 13, finding 3); rho 0.3 makes its
 	// noise sd 1.3, so that 0 patients are refused at every node.
 	pol := &node.Policy{Roles: []pki.Role{pki.RoleAnalyst}, Kinds: []string{"count"}, MinNodes: 2, MinCohort: 20, MinCohortRho: 0.3}
-	nw, err := Start(ctx, Options{Data: syntheticData(t, 3, 400), Threshold: 2, MinNodes: 3, NodePolicy: pol, AuditLogs: true})
+	nw, err := demo.Start(ctx, demo.Options{Data: syntheticData(t, 3, 400), Threshold: 2, MinNodes: 3, NodePolicy: pol, AuditLogs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestNodePolicyRefusals(t *testing.T) {
 
 	run := func(who *pki.Identity, sql string) (string, error) {
 		client := dialCoordinator(t, nw, who)
-		st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: sql}, nil)
+		st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: sql}, nil)
 		if st != nil && st.Error != "" {
 			return st.Error, err
 		}
@@ -95,7 +96,7 @@ func TestNodePolicyRefusals(t *testing.T) {
 		entries := auditEntries(t, nw, i)
 		for _, reason := range []string{`role "operator" may not query`, `query kind "mean" is not allowed`, "below its minimum of 20"} {
 			if !refusedWith(entries, reason) {
-				t.Errorf("%s: no audit entry for the refusal %q", NodeID(i), reason)
+				t.Errorf("%s: no audit entry for the refusal %q", demo.NodeID(i), reason)
 			}
 		}
 	}
@@ -110,7 +111,7 @@ func TestNodePolicyRefusals(t *testing.T) {
 			}
 		}
 		if debits != 2 {
-			t.Errorf("%s: %d debits, want 2 (the allowed query and the charged cohort check)", NodeID(i), debits)
+			t.Errorf("%s: %d debits, want 2 (the allowed query and the charged cohort check)", demo.NodeID(i), debits)
 		}
 	}
 }
@@ -128,7 +129,7 @@ func TestMinCohortIsNotAFreeOracle(t *testing.T) {
 	pol := node.DefaultPolicy()
 	pol.MinCohort = 20
 	data := syntheticData(t, 3, 300)
-	nw, err := Start(ctx, Options{Data: data, Threshold: 2, MinNodes: 2, NodePolicy: pol, AuditLogs: true})
+	nw, err := demo.Start(ctx, demo.Options{Data: data, Threshold: 2, MinNodes: 2, NodePolicy: pol, AuditLogs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,13 +142,13 @@ func TestMinCohortIsNotAFreeOracle(t *testing.T) {
 	for range probes {
 		mid := lo + (hi-lo)/2
 		sql := fmt.Sprintf("SELECT COUNT(*) FROM patients WHERE birth_date <= '%s'", mid)
-		st, _ := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: sql, Epsilon: 1e-4}, nil)
+		st, _ := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: sql, Epsilon: 1e-4}, nil)
 		if st == nil {
 			t.Fatalf("probe %s: no status", mid)
 		}
 		small := false
 		for _, ns := range st.GetNodes() {
-			if ns.GetNodeId() == NodeID(0) && strings.Contains(ns.GetError(), "below its minimum of 20") {
+			if ns.GetNodeId() == demo.NodeID(0) && strings.Contains(ns.GetError(), "below its minimum of 20") {
 				small = true
 				if !strings.Contains(ns.GetError(), "noisy count") {
 					t.Errorf("refusal does not say it was decided on a noisy count: %q", ns.GetError())
@@ -190,7 +191,7 @@ func TestApprovalQueue(t *testing.T) {
 	defer cancel()
 	pol := node.DefaultPolicy()
 	pol.RequireApproval = true
-	nw, err := Start(ctx, Options{Data: syntheticData(t, 3, 300), Threshold: 2, MinNodes: 2, NodePolicy: pol, AuditLogs: true})
+	nw, err := demo.Start(ctx, demo.Options{Data: syntheticData(t, 3, 300), Threshold: 2, MinNodes: 2, NodePolicy: pol, AuditLogs: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func TestApprovalQueue(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 2}, nil)
+		_, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, nil)
 		done <- err
 	}()
 	decideAll(true)
@@ -225,7 +226,7 @@ func TestApprovalQueue(t *testing.T) {
 		t.Fatalf("approved query: %v", err)
 	}
 	go func() {
-		_, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: CohortQuery, MinNodes: 2}, nil)
+		_, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, nil)
 		done <- err
 	}()
 	decideAll(false)
@@ -239,7 +240,7 @@ func TestApprovalQueue(t *testing.T) {
 			denied = denied || e.Action == "query.denied"
 		}
 		if !approved || !denied {
-			t.Errorf("%s: audit has approved=%v denied=%v", NodeID(i), approved, denied)
+			t.Errorf("%s: audit has approved=%v denied=%v", demo.NodeID(i), approved, denied)
 		}
 	}
 }
@@ -251,7 +252,7 @@ func TestApprovalQueue(t *testing.T) {
 func TestCatalogueMismatchRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw, err := Start(ctx, Options{Data: syntheticData(t, 3, 200), Threshold: 2, MinNodes: 3,
+	nw, err := demo.Start(ctx, demo.Options{Data: syntheticData(t, 3, 200), Threshold: 2, MinNodes: 3,
 		NodeCatalogue: func(i int, c *plan.Catalogue) *plan.Catalogue {
 			if i != 1 {
 				return c
@@ -264,12 +265,12 @@ func TestCatalogueMismatchRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nw.Close)
-	st, err := RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: "SELECT COUNT(*) FROM patients"}, nil)
+	st, err := demo.RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: "SELECT COUNT(*) FROM patients"}, nil)
 	if err == nil && st.GetError() == "" {
 		t.Fatal("a node with another catalogue answered")
 	}
 	for _, ns := range st.GetNodes() {
-		if ns.GetNodeId() == NodeID(1) && !strings.Contains(ns.GetError(), "network catalogue") {
+		if ns.GetNodeId() == demo.NodeID(1) && !strings.Contains(ns.GetError(), "network catalogue") {
 			t.Errorf("%s: %q, want a refusal naming the catalogue", ns.GetNodeId(), ns.GetError())
 		}
 	}

@@ -1,8 +1,8 @@
-package demo
+package e2e
 
 // The long robustness run of issue 14, behind a flag:
 //
-//	go test -race -run TestRobustLong -robust.long -robust.duration 10m -timeout 30m ./internal/demo/
+//	go test -race -run TestRobustLong -robust.long -robust.duration 10m -timeout 30m ./test/e2e/
 //
 // Three node processes (T = 2) and a coordinator; queries run all the time
 // while nodes are killed (SIGKILL), stopped (SIGTERM), damaged while down
@@ -19,6 +19,7 @@ package demo
 // debited twice at a node.
 
 import (
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"encoding/json"
 	"flag"
@@ -83,7 +84,7 @@ func (s *robustStats) count(m map[string]int, k string) {
 
 // apiNoFatal calls the coordinator's HTTP/JSON API like apiCall, returning
 // errors instead of failing the test (it runs outside the test goroutine).
-func apiNoFatal(c *http.Client, p *Processes, method, path, body string, out *coordinatorv1.QueryStatus) error {
+func apiNoFatal(c *http.Client, p *demo.Processes, method, path, body string, out *coordinatorv1.QueryStatus) error {
 	req, err := http.NewRequest(method, p.Env["FEDSTAT_HTTP"]+path, strings.NewReader(body))
 	if err != nil {
 		return err
@@ -103,7 +104,7 @@ func apiNoFatal(c *http.Client, p *Processes, method, path, body string, out *co
 
 // runQueriesUntil submits cohort queries one after another until ctx
 // ends, and records how each ended.
-func runQueriesUntil(ctx context.Context, p *Processes, st *robustStats, rhoOut *float64, rhoMu *sync.Mutex) {
+func runQueriesUntil(ctx context.Context, p *demo.Processes, st *robustStats, rhoOut *float64, rhoMu *sync.Mutex) {
 	c, err := p.HTTPClient(30 * time.Second)
 	if err != nil {
 		st.violate("query runner: %v", err)
@@ -111,7 +112,7 @@ func runQueriesUntil(ctx context.Context, p *Processes, st *robustStats, rhoOut 
 	}
 	for ctx.Err() == nil {
 		var q coordinatorv1.QueryStatus
-		body := fmt.Sprintf(`{"spec": {"sql": %q, "min_nodes": 2}, "deadline_ms": 30000}`, CohortQuery)
+		body := fmt.Sprintf(`{"spec": {"sql": %q, "min_nodes": 2}, "deadline_ms": 30000}`, demo.CohortQuery)
 		if err := apiNoFatal(c, p, "POST", "/v1/queries", body, &q); err != nil {
 			st.violate("submit failed: %v", err)
 			return
@@ -172,28 +173,28 @@ func TestRobustLong(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), *robustDuration+10*time.Minute)
 	defer cancel()
-	data, err := Synthetic(3, 300, 5)
+	data, err := demo.Synthetic(3, 300, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := serve(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 2,
+	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 2,
 		NodeConfig: func(int) string { return "\n[budget]\ntotal_rho = 100000\nper_analyst_rho = 100000\n" }})
 	spend := &spendLog{t: t, p: p}
-	backups := make([]string, p.nodes)
+	backups := make([]string, p.NodeCount())
 	backupDir := t.TempDir()
 
 	// Every node's backup before anything happens.
 	takeBackup := func(i int) {
 		t.Helper()
-		b := filepath.Join(backupDir, fmt.Sprintf("%s-%d.fsbk", NodeID(i), st.Backups))
+		b := filepath.Join(backupDir, fmt.Sprintf("%s-%d.fsbk", demo.NodeID(i), st.Backups))
 		if out, err := nodeCLI(t, p, i, "backup", b); err != nil {
-			st.violate("backup of %s: %v %s", NodeID(i), err, out)
+			st.violate("backup of %s: %v %s", demo.NodeID(i), err, out)
 			return
 		}
 		backups[i] = b
 		st.Backups++
 	}
-	for i := range p.nodes {
+	for i := range p.NodeCount() {
 		p.Nodes[i].Stop(15 * time.Second)
 		takeBackup(i)
 		startOK(t, ctx, p, i)
@@ -211,7 +212,7 @@ func TestRobustLong(t *testing.T) {
 	// has exited (refused); it returns what it logged when it exited.
 	settle := func(i int) (exited bool, log string) {
 		t.Helper()
-		logPath := filepath.Join(p.Dir, NodeID(i)+".log")
+		logPath := filepath.Join(p.Dir, demo.NodeID(i)+".log")
 		var off int64
 		if fi, err := os.Stat(logPath); err == nil {
 			off = fi.Size()
@@ -230,11 +231,11 @@ func TestRobustLong(t *testing.T) {
 				return true, string(b)
 			case <-time.After(200 * time.Millisecond):
 			}
-			if _, ok := budgetsQuiet(p)[NodeID(i)]; ok {
+			if _, ok := budgetsQuiet(p)[demo.NodeID(i)]; ok {
 				return false, ""
 			}
 			if time.Now().After(deadline) {
-				st.violate("%s neither reachable nor exited 2 minutes after its start", NodeID(i))
+				st.violate("%s neither reachable nor exited 2 minutes after its start", demo.NodeID(i))
 				return false, ""
 			}
 		}
@@ -243,26 +244,26 @@ func TestRobustLong(t *testing.T) {
 	repair := func(i int, why string) {
 		t.Helper()
 		if out, err := nodeCLI(t, p, i, "check"); err == nil {
-			st.violate("%s: fedstat node check passed on a node that refused to start (%s):\n%s", NodeID(i), why, out)
+			st.violate("%s: fedstat node check passed on a node that refused to start (%s):\n%s", demo.NodeID(i), why, out)
 		}
 		out, err := nodeCLI(t, p, i, "restore", backups[i])
 		st.Restores++
 		if err != nil {
-			st.violate("%s: restore after %s: %v\n%s", NodeID(i), why, err, out)
+			st.violate("%s: restore after %s: %v\n%s", demo.NodeID(i), why, err, out)
 			return
 		}
 		if exited, log := settle(i); exited {
-			st.violate("%s: refused to start after its restore (%s):\n%s", NodeID(i), why, log)
+			st.violate("%s: refused to start after its restore (%s):\n%s", demo.NodeID(i), why, log)
 		}
 	}
 	// cleanRefusal checks that a refusal names the file and a fix.
 	cleanRefusal := func(i int, kind, log string, names ...string) {
 		if !strings.Contains(log, "refusing to start") || !strings.Contains(log, "fix:") {
-			st.violate("%s after %s exited without a clean refusal:\n%s", NodeID(i), kind, log)
+			st.violate("%s after %s exited without a clean refusal:\n%s", demo.NodeID(i), kind, log)
 		}
 		for _, n := range names {
 			if !strings.Contains(log, n) {
-				st.violate("%s after %s: the refusal does not name %s:\n%s", NodeID(i), kind, n, log)
+				st.violate("%s after %s: the refusal does not name %s:\n%s", demo.NodeID(i), kind, n, log)
 			}
 		}
 	}
@@ -281,15 +282,15 @@ func TestRobustLong(t *testing.T) {
 		for i, n := range p.Nodes {
 			select {
 			case <-n.Exited():
-				st.violate("%s exited on its own (iteration %d)", NodeID(i), st.Iterations)
+				st.violate("%s exited on its own (iteration %d)", demo.NodeID(i), st.Iterations)
 				if exited, log := settle(i); exited {
-					st.violate("%s does not start again: %s", NodeID(i), log)
+					st.violate("%s does not start again: %s", demo.NodeID(i), log)
 				}
 			default:
 			}
 		}
-		i := rng.IntN(p.nodes)
-		node := NodeID(i)
+		i := rng.IntN(p.NodeCount())
+		node := demo.NodeID(i)
 		dir := nodeDir(p, i)
 		switch r := rng.IntN(100); {
 		case r < 30: // SIGKILL and restart
@@ -397,21 +398,21 @@ func TestRobustLong(t *testing.T) {
 	rhoMu.Lock()
 	perQuery := rho
 	rhoMu.Unlock()
-	for i := range p.nodes {
+	for i := range p.NodeCount() {
 		r := nodeReport(t, p, i)
 		switch {
 		case !r.OK() || r.Ledger == nil || r.Audit == nil:
-			st.violate("%s: check after the run failed: %+v", NodeID(i), r.Results)
+			st.violate("%s: check after the run failed: %+v", demo.NodeID(i), r.Results)
 		case r.Ledger.Below(*r.Audit) != nil:
-			st.violate("%s: ledger %v below its audit log %v", NodeID(i), r.Ledger, r.Audit)
+			st.violate("%s: ledger %v below its audit log %v", demo.NodeID(i), r.Ledger, r.Audit)
 		default:
 			diff := r.Ledger.TotalRho - r.Audit.TotalRho
 			want := float64(len(r.Unaudited)) * perQuery
 			if math.Abs(diff-want) > 1e-9*math.Max(1, r.Ledger.TotalRho) {
-				st.violate("%s: ledger %v, audit log %v: difference %v, want %v (%d unaudited charge(s) of %v)", NodeID(i), r.Ledger.TotalRho, r.Audit.TotalRho, diff, want, len(r.Unaudited), perQuery)
+				st.violate("%s: ledger %v, audit log %v: difference %v, want %v (%d unaudited charge(s) of %v)", demo.NodeID(i), r.Ledger.TotalRho, r.Audit.TotalRho, diff, want, len(r.Unaudited), perQuery)
 			}
 			t.Logf("%s: ledger %v; audit log %v; %d unaudited charge(s) %v; %d audit debit(s) without a ledger record",
-				NodeID(i), r.Ledger, r.Audit, len(r.Unaudited), firstN(r.Unaudited, 5), len(r.AuditOnly))
+				demo.NodeID(i), r.Ledger, r.Audit, len(r.Unaudited), firstN(r.Unaudited, 5), len(r.AuditOnly))
 		}
 	}
 	for node, per := range auditDebits(t, p) {
@@ -433,7 +434,7 @@ func TestRobustLong(t *testing.T) {
 
 // budgetsQuiet is budgets without failing the test (nodes that do not
 // answer are left out).
-func budgetsQuiet(p *Processes) map[string]float64 {
+func budgetsQuiet(p *demo.Processes) map[string]float64 {
 	out := map[string]float64{}
 	c, err := p.HTTPClient(30 * time.Second)
 	if err != nil {

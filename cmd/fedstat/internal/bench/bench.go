@@ -19,8 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/demo"
 	"github.com/fedstat/fedstat/internal/synth"
 	"github.com/fedstat/fedstat/node"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"

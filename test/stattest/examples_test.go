@@ -8,7 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fedstat/fedstat/internal/demo"
+	"github.com/fedstat/fedstat/test/testkit"
+
 	"github.com/fedstat/fedstat/internal/shareddata"
 )
 
@@ -20,9 +21,9 @@ func TestReferenceScriptStrepTB(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a network of processes; skipped with -short")
 	}
-	shareddata.Require(t, "reference/strep_tb.csv")
+	testkit.SharedData(t, "reference/strep_tb.csv")
 	dir, _ := shareddata.Dir()
-	bin, err := demo.BuildBinary(t.TempDir())
+	bin, err := testkit.BuildBinary(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedstat/fedstat/test/testkit"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/demo"
-	"github.com/fedstat/fedstat/internal/shareddata"
 	"github.com/fedstat/fedstat/node/admin"
 	"github.com/fedstat/fedstat/queries/stats"
 )
@@ -19,7 +20,7 @@ var large = stats.Budget{Epsilon: 1e7, Delta: 1e-6}
 
 func readStudy(t *testing.T, rel, schema string) *cdm.Study {
 	t.Helper()
-	path := shareddata.Require(t, "reference/"+rel)
+	path := testkit.SharedData(t, "reference/"+rel)
 	sc, err := cdm.ReadStudySchema("../../examples/reference/schemas/"+schema, "")
 	if err != nil {
 		t.Fatal(err)

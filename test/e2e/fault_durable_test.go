@@ -1,4 +1,4 @@
-package demo
+package e2e
 
 // Issue 14 over separate processes: the ledger never goes backwards and a
 // damaged node never forgets what it spent. A node's files are damaged
@@ -12,6 +12,7 @@ package demo
 // ledger is reconciled with its audit log.
 
 import (
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,14 +32,14 @@ import (
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 )
 
-func nodeConfig(p *Processes, i int) string { return filepath.Join(p.Dir, NodeID(i)+".toml") }
-func nodeDir(p *Processes, i int) string    { return filepath.Join(p.Dir, NodeID(i)) }
+func nodeConfig(p *demo.Processes, i int) string { return filepath.Join(p.Dir, demo.NodeID(i)+".toml") }
+func nodeDir(p *demo.Processes, i int) string    { return filepath.Join(p.Dir, demo.NodeID(i)) }
 
 // startRefused starts node i, waits (up to a minute) for it to exit, and
 // returns what it logged.
-func startRefused(t *testing.T, ctx context.Context, p *Processes, i int) string {
+func startRefused(t *testing.T, ctx context.Context, p *demo.Processes, i int) string {
 	t.Helper()
-	logPath := filepath.Join(p.Dir, NodeID(i)+".log")
+	logPath := filepath.Join(p.Dir, demo.NodeID(i)+".log")
 	var off int64
 	if st, err := os.Stat(logPath); err == nil {
 		off = st.Size()
@@ -52,7 +53,7 @@ func startRefused(t *testing.T, ctx context.Context, p *Processes, i int) string
 	case <-p.Nodes[i].Exited():
 	case <-wait.Done():
 		p.Nodes[i].Kill()
-		t.Fatalf("%s started; want it to refuse", NodeID(i))
+		t.Fatalf("%s started; want it to refuse", demo.NodeID(i))
 	}
 	f, err := os.Open(logPath)
 	if err != nil {
@@ -66,28 +67,28 @@ func startRefused(t *testing.T, ctx context.Context, p *Processes, i int) string
 
 // startOK starts node i and waits until it is up and the coordinator
 // reaches it (it fails the test if the node exits instead).
-func startOK(t *testing.T, ctx context.Context, p *Processes, i int) {
+func startOK(t *testing.T, ctx context.Context, p *demo.Processes, i int) {
 	t.Helper()
 	if err := p.StartNode(i); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, NodeID(i)+" to be reachable", func() bool {
+	waitFor(t, ctx, demo.NodeID(i)+" to be reachable", func() bool {
 		select {
 		case <-p.Nodes[i].Exited():
-			b, _ := os.ReadFile(filepath.Join(p.Dir, NodeID(i)+".log"))
+			b, _ := os.ReadFile(filepath.Join(p.Dir, demo.NodeID(i)+".log"))
 			if len(b) > 3000 {
 				b = b[len(b)-3000:]
 			}
-			t.Fatalf("%s exited at start:\n%s", NodeID(i), b)
+			t.Fatalf("%s exited at start:\n%s", demo.NodeID(i), b)
 		default:
 		}
-		return len(budgets(t, p)) == p.nodes
+		return len(budgets(t, p)) == p.NodeCount()
 	})
 }
 
 // readyz returns the status code and body of node i's /readyz ("" when
 // it does not answer).
-func readyz(p *Processes, i int) (int, string) {
+func readyz(p *demo.Processes, i int) (int, string) {
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + p.NodeOps[i] + "/readyz")
 	if err != nil {
@@ -99,14 +100,14 @@ func readyz(p *Processes, i int) (int, string) {
 }
 
 // nodeCLI runs `fedstat node CMD --config node-i.toml ARGS...`.
-func nodeCLI(t *testing.T, p *Processes, i int, cmd string, args ...string) (string, error) {
+func nodeCLI(t *testing.T, p *demo.Processes, i int, cmd string, args ...string) (string, error) {
 	t.Helper()
 	out, stderr, err := cli(t, p, append([]string{"node", cmd, "--config", nodeConfig(p, i)}, args...)...)
 	return out + stderr, err
 }
 
 // nodeReport runs `fedstat node check --format json` on node i.
-func nodeReport(t *testing.T, p *Processes, i int) *check.Report {
+func nodeReport(t *testing.T, p *demo.Processes, i int) *check.Report {
 	t.Helper()
 	out, _, _ := cli(t, p, "node", "check", "--config", nodeConfig(p, i), "--format", "json")
 	var r check.Report
@@ -128,7 +129,7 @@ func wantAll(t *testing.T, what, s string, texts ...string) {
 
 // wantCheck runs `fedstat node check` on the stopped node i and wants a
 // non-zero exit and a FAIL line of check name mentioning texts.
-func wantCheck(t *testing.T, p *Processes, i int, name string, texts ...string) {
+func wantCheck(t *testing.T, p *demo.Processes, i int, name string, texts ...string) {
 	t.Helper()
 	out, err := nodeCLI(t, p, i, "check")
 	if err == nil {
@@ -152,7 +153,7 @@ func wantCheck(t *testing.T, p *Processes, i int, name string, texts ...string) 
 // the test when one goes down.
 type spendLog struct {
 	t    *testing.T
-	p    *Processes
+	p    *demo.Processes
 	high map[string]float64
 }
 
@@ -173,10 +174,10 @@ func (s *spendLog) see(step string) map[string]float64 {
 
 // runQueries runs n cohort queries (min_nodes 2) and fails unless each is
 // released.
-func runQueries(t *testing.T, ctx context.Context, p *Processes, n int) {
+func runQueries(t *testing.T, ctx context.Context, p *demo.Processes, n int) {
 	t.Helper()
 	for range n {
-		qid := submit(t, p, CohortQuery, 2, time.Minute)
+		qid := submit(t, p, demo.CohortQuery, 2, time.Minute)
 		if st := waitEnd(t, ctx, p, qid); st.State != coordinatorv1.State_STATE_DONE {
 			t.Fatalf("query %s: %v %s", qid, st.State, st.Error)
 		}
@@ -220,20 +221,20 @@ func zeroWALTail(t *testing.T, kvDir string) string {
 // audit log: the check passes, the ledger is not below the log's debits
 // (equal but for charges whose audit entry a SIGKILL cut off, which the
 // check lists), and no query id was debited twice.
-func reconcile(t *testing.T, p *Processes) {
+func reconcile(t *testing.T, p *demo.Processes) {
 	t.Helper()
 	p.Stop()
-	for i := range p.nodes {
+	for i := range p.NodeCount() {
 		r := nodeReport(t, p, i)
 		if !r.OK() || r.Ledger == nil || r.Audit == nil {
-			t.Errorf("%s after the run: check not OK: %+v", NodeID(i), r.Results)
+			t.Errorf("%s after the run: check not OK: %+v", demo.NodeID(i), r.Results)
 			continue
 		}
 		if g := r.Ledger.Below(*r.Audit); g != nil {
-			t.Errorf("%s: ledger %v below its audit log %v", NodeID(i), r.Ledger, r.Audit)
+			t.Errorf("%s: ledger %v below its audit log %v", demo.NodeID(i), r.Ledger, r.Audit)
 		}
 		if d := r.Ledger.TotalRho - r.Audit.TotalRho; d > 1e-9 && len(r.Unaudited) == 0 {
-			t.Errorf("%s: ledger %v above its audit log %v with no unaudited charge to explain it", NodeID(i), r.Ledger, r.Audit)
+			t.Errorf("%s: ledger %v above its audit log %v with no unaudited charge to explain it", demo.NodeID(i), r.Ledger, r.Audit)
 		}
 	}
 	for node, per := range auditDebits(t, p) {
@@ -254,11 +255,11 @@ func reconcile(t *testing.T, p *Processes) {
 func TestDurableStoreLoss(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	data, err := Synthetic(3, 300, 5)
+	data, err := demo.Synthetic(3, 300, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := serve(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 2})
+	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 2})
 	const n3 = 2
 	spend := &spendLog{t: t, p: p}
 
@@ -337,11 +338,11 @@ func TestDurableStoreLoss(t *testing.T) {
 func TestDurableSideFiles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	data, err := Synthetic(3, 300, 5)
+	data, err := demo.Synthetic(3, 300, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := serve(t, ctx, ServeOptions{Data: data, Threshold: 2, MinNodes: 2})
+	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 2})
 	const n3 = 2
 	spend := &spendLog{t: t, p: p}
 	runQueries(t, ctx, p, 2)
@@ -414,7 +415,7 @@ func TestDurableSideFiles(t *testing.T) {
 	if out, err := nodeCLI(t, p, n3, "check"); err == nil || !strings.Contains(out, share) {
 		t.Errorf("check of the running, not ready daemon: %v\n%s", err, out)
 	}
-	qid := submit(t, p, CohortQuery, 2, time.Minute)
+	qid := submit(t, p, demo.CohortQuery, 2, time.Minute)
 	st := waitEnd(t, ctx, p, qid)
 	np := nodeProgress(st, "node-3")
 	switch {
@@ -446,7 +447,7 @@ func TestDurableSideFiles(t *testing.T) {
 func TestDurableFullDisk(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	data, err := Synthetic(3, 300, 5)
+	data, err := demo.Synthetic(3, 300, 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,8 +457,8 @@ func TestDurableFullDisk(t *testing.T) {
 	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=320m,mode=0700"); err != nil {
 		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
 	}
-	o := ServeOptions{Binary: buildBinary(t), Dir: dir, Data: data, Threshold: 2, MinNodes: 2}
-	p, err := Serve(ctx, o)
+	o := demo.ServeOptions{Binary: buildBinary(t), Dir: dir, Data: data, Threshold: 2, MinNodes: 2}
+	p, err := demo.Serve(ctx, o)
 	if err != nil {
 		dumpLogs(t, dir, 3)
 		syscall.Unmount(mnt, syscall.MNT_DETACH)
@@ -488,7 +489,7 @@ func TestDurableFullDisk(t *testing.T) {
 		code, body := readyz(p, 2)
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "no space left")
 	})
-	qid := submit(t, p, CohortQuery, 2, time.Minute)
+	qid := submit(t, p, demo.CohortQuery, 2, time.Minute)
 	st := waitEnd(t, ctx, p, qid)
 	wantReleasedWithout(t, "query on a full disk", st, "node-3", "node-3", "no space left")
 	select {
@@ -500,7 +501,7 @@ func TestDurableFullDisk(t *testing.T) {
 
 	os.Remove(filler)
 	waitFor(t, ctx, "node-3 ready with space freed", func() bool { code, _ := readyz(p, 2); return code == http.StatusOK })
-	qid = submit(t, p, CohortQuery, 2, time.Minute)
+	qid = submit(t, p, demo.CohortQuery, 2, time.Minute)
 	if st := waitEnd(t, ctx, p, qid); st.State != coordinatorv1.State_STATE_DONE || nodeProgress(st, "node-3").GetStatus() == "failed" {
 		t.Errorf("query after space was freed: %v, node-3 %q %q", st.State, nodeProgress(st, "node-3").GetStatus(), nodeProgress(st, "node-3").GetError())
 	}
