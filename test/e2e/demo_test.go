@@ -1,12 +1,13 @@
 package e2e
 
 import (
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"

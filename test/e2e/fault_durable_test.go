@@ -12,7 +12,6 @@ package e2e
 // ledger is reconciled with its audit log.
 
 import (
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 
 	"github.com/fedstat/fedstat/node/check"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"

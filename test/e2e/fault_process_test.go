@@ -8,7 +8,6 @@ package e2e
 // before any debit, for `fedstat node approve`.
 
 import (
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"fmt"
 	"net/http"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"

@@ -11,7 +11,6 @@ package e2e
 // is node/internal/store's TestSIGKILLMidImport (the store is unchanged).
 
 import (
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"bytes"
 	"context"
 	"fmt"
@@ -22,6 +21,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"

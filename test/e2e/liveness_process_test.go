@@ -14,7 +14,6 @@ package e2e
 // release binary.
 
 import (
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"bufio"
 	"context"
 	"fmt"
@@ -27,6 +26,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 
 	"github.com/fedstat/fedstat/test/testkit"
 

@@ -7,7 +7,6 @@ package e2e
 // liveness_process_test.go.
 
 import (
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"bytes"
 	"context"
 	"fmt"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"

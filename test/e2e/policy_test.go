@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/cdm"

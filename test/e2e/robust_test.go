@@ -19,7 +19,6 @@ package e2e
 // debited twice at a node.
 
 import (
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"encoding/json"
 	"flag"
@@ -36,6 +35,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 
 	"google.golang.org/protobuf/encoding/protojson"
 

@@ -8,7 +8,6 @@ package e2e
 // docs/threat-model.md for the attack each test covers.
 
 import (
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"

@@ -1,12 +1,13 @@
 package e2e
 
 import (
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"fmt"
 	"math"
 	"testing"
 	"time"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 
 	"github.com/fedstat/fedstat/node/admin"
 	"github.com/fedstat/fedstat/test/testkit"
