@@ -106,6 +106,10 @@ type Pool struct {
 	mu       sync.RWMutex
 	meta     []byte
 	seen     map[string]*Member
+	// addr is this member's gossip address, read once at Start: memberlist
+	// changes its local node's fields under its own lock in UpdateNode, so
+	// reading LocalNode() later races with SetMeta.
+	addr string
 }
 
 // Start joins (or starts) the gossip pool.
@@ -175,6 +179,8 @@ func Start(cfg Config) (*Pool, error) {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
 	p.ml = ml
+	n := ml.LocalNode()
+	p.addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 	p.stop = make(chan struct{})
 	if len(cfg.Join) > 0 {
 		if _, err := ml.Join(cfg.Join); err != nil {
@@ -230,10 +236,16 @@ func (p *Pool) keepJoined() {
 // missingSeeds returns the seeds that are not alive members (by resolved
 // address), leaving out this member's own address.
 func (p *Pool) missingSeeds() []string {
+	// From the pool's own record of gossip events (memberlist's Members()
+	// hands out its internal nodes, whose fields change under its lock).
 	alive := map[string]bool{}
-	for _, n := range p.ml.Members() {
-		alive[n.Address()] = true
+	p.mu.RLock()
+	for _, m := range p.seen {
+		if m.Alive {
+			alive[m.GossipAddr] = true
+		}
 	}
+	p.mu.RUnlock()
 	self := p.Addr()
 	var out []string
 	for _, seed := range p.cfg.Join {
@@ -267,10 +279,7 @@ func freePort(host string) (int, error) {
 }
 
 // Addr returns this member's gossip address (for others to join).
-func (p *Pool) Addr() string {
-	n := p.ml.LocalNode()
-	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-}
+func (p *Pool) Addr() string { return p.addr }
 
 // SetMeta changes what this member advertises and gossips it.
 func (p *Pool) SetMeta(m Meta) error {
