@@ -23,9 +23,10 @@
 //
 // # How the set is chosen
 //
-// The samples are split in two: the even-indexed runs choose the set, the
-// odd-indexed ones (independent of that choice) measure it, so the bounds
-// are valid for the chosen set. Candidates, in each direction:
+// The runs are split in two: a share of them (half by default, spread evenly
+// over the indices) choose the set, the others (independent of that choice)
+// measure it, so the bounds are valid for the chosen set. Candidates, in
+// each direction:
 //
 //   - threshold sets {v ≥ t} and {v ≤ t} on the real statistic (refusals are
 //     in neither), t at order statistics of the numerator's sample (where the
@@ -80,6 +81,11 @@ type Options struct {
 	// Confidence is the probability that all four bounds hold together.
 	// Defaults to 0.95.
 	Confidence float64
+	// SelectionShare is the share of the runs that choose the rejection
+	// sets; the rest measure them. A smaller share suits a mechanism whose
+	// best set is evident from few runs and whose bound needs many. Defaults
+	// to 1/2.
+	SelectionShare float64
 }
 
 // SetKind is the shape of a rejection set.
@@ -176,8 +182,8 @@ func (r Result) String() string {
 	if b.Reversed {
 		dir = "P_D'(A) vs P_D(A)"
 	}
-	return fmt.Sprintf("ε_lb %.4g at δ %.3g (%.4g%% confidence, %d runs each; A = %s, %s: %d/%d vs %d/%d); δ_lb %.3g at ε %.4g",
-		r.EpsilonLB, r.Delta, 100*r.Confidence, r.Runs, b.Set, dir, b.K, b.N, b.K2, b.N2, r.DeltaLB, r.Epsilon)
+	return fmt.Sprintf("ε_lb %.4g at δ %.3g (confidence 1−%.3g, %d runs each; A = %s, %s: %d/%d vs %d/%d); δ_lb %.3g at ε %.4g",
+		r.EpsilonLB, r.Delta, 1-r.Confidence, r.Runs, b.Set, dir, b.K, b.N, b.K2, b.N2, r.DeltaLB, r.Epsilon)
 }
 
 // Audit bounds the privacy loss of a mechanism from runs x on one input and
@@ -187,6 +193,9 @@ func Audit(x, y []Outcome, o Options) (Result, error) {
 	if o.Confidence == 0 {
 		o.Confidence = 0.95
 	}
+	if o.SelectionShare == 0 {
+		o.SelectionShare = 0.5
+	}
 	switch {
 	case !(o.Delta >= 0 && o.Delta < 1):
 		return Result{}, fmt.Errorf("%w: delta must be in [0, 1), got %v", ErrInput, o.Delta)
@@ -194,6 +203,8 @@ func Audit(x, y []Outcome, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("%w: epsilon must be a non-negative number, got %v", ErrInput, o.Epsilon)
 	case !(o.Confidence > 0 && o.Confidence < 1):
 		return Result{}, fmt.Errorf("%w: confidence must be in (0, 1), got %v", ErrInput, o.Confidence)
+	case !(o.SelectionShare > 0 && o.SelectionShare < 1):
+		return Result{}, fmt.Errorf("%w: selection share must be in (0, 1), got %v", ErrInput, o.SelectionShare)
 	case len(x) < 2 || len(y) < 2:
 		return Result{}, fmt.Errorf("%w: need at least 2 runs of each input, got %d and %d", ErrInput, len(x), len(y))
 	}
@@ -205,8 +216,8 @@ func Audit(x, y []Outcome, o Options) (Result, error) {
 		}
 	}
 	alpha := (1 - o.Confidence) / 4
-	xs, xe := split(x)
-	ys, ye := split(y)
+	xs, xe := split(x, o.SelectionShare)
+	ys, ye := split(y, o.SelectionShare)
 	r := Result{Options: o, Runs: min(len(x), len(y))}
 	for i, rev := range []bool{false, true} {
 		num, den, numE, denE := xs, ys, xe, ye
@@ -236,12 +247,11 @@ func Audit(x, y []Outcome, o Options) (Result, error) {
 	return r, nil
 }
 
-// split returns the selection (even indices) and evaluation (odd) halves.
-func split(s []Outcome) (sel, ev []Outcome) {
-	sel = make([]Outcome, 0, (len(s)+1)/2)
-	ev = make([]Outcome, 0, len(s)/2)
+// split returns the selection runs (a share of them, spread evenly over the
+// indices: run i when ⌊(i+1)·share⌋ > ⌊i·share⌋) and the evaluation runs.
+func split(s []Outcome, share float64) (sel, ev []Outcome) {
 	for i, v := range s {
-		if i%2 == 0 {
+		if math.Floor(float64(i+1)*share) > math.Floor(float64(i)*share) {
 			sel = append(sel, v)
 		} else {
 			ev = append(ev, v)

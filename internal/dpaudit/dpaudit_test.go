@@ -141,6 +141,18 @@ func TestDeterministicMechanism(t *testing.T) {
 		}
 		prev = res.EpsilonLB
 	}
+	// With a tenth of the runs choosing the set, nine tenths measure it.
+	x, y := make([]Outcome, 10_000), make([]Outcome, 10_000)
+	for i := range y {
+		y[i] = Value(1)
+	}
+	res := mustAudit(t, x, y, Options{Delta: 1e-6, Epsilon: 1, SelectionShare: 0.1})
+	if b := res.Best(); b.N != 9000 || b.N2 != 9000 {
+		t.Errorf("selection share 0.1 of 10,000 runs: %d and %d measured, want 9000", b.N, b.N2)
+	}
+	if want := math.Log((math.Pow(0.05/4, 1.0/9000) - 1e-6) / (1 - math.Pow(0.05/4, 1.0/9000))); math.Abs(res.EpsilonLB-want) > 1e-6 {
+		t.Errorf("selection share 0.1: lower bound %.8g, closed form %.8g", res.EpsilonLB, want)
+	}
 }
 
 // TestRandomizedResponse: randomized response with ε = 1 (the true bit with
@@ -261,6 +273,7 @@ func TestAuditErrors(t *testing.T) {
 		{two, two, Options{Delta: 1}},
 		{two, two, Options{Delta: 1e-6, Epsilon: -1}},
 		{two, two, Options{Delta: 1e-6, Confidence: 1}},
+		{two, two, Options{Delta: 1e-6, SelectionShare: 1}},
 		{[]Outcome{Value(math.NaN()), Value(0)}, two, Options{Delta: 1e-6}},
 	} {
 		if _, err := Audit(c.x, c.y, c.o); !errors.Is(err, ErrInput) {
