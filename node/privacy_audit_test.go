@@ -53,10 +53,10 @@ package node
 //   - go test -count=1 -run '^TestPrivacyAudit' ./node/ (scripts/test.sh, no
 //     race detector): every mechanism at m = 3 and 10 and both controls,
 //     about a minute on two cores.
-//   - go test -count=1 -run '^TestPrivacyAudit' -audit.long -timeout 6h
-//     ./node/: every mechanism at m = 3, 10, 52 and 300 with many releases,
-//     and the controls at full size (about an hour); TestPrivacyAudit logs
-//     the table of docs/privacy-audit.md.
+//   - go test -count=1 -timeout 6h -run '^TestPrivacyAudit' -v ./node/
+//     -audit.long (the flag after the package): every mechanism at m = 3, 10,
+//     52 and 300 with many releases, and the controls at full size (about an
+//     hour); TestPrivacyAudit logs the table of docs/privacy-audit.md.
 //
 // # Positive controls
 //
@@ -76,6 +76,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -663,7 +664,7 @@ func TestPrivacyAudit(t *testing.T) {
 	var rows []auditResult
 	start := time.Now()
 	for _, c := range auditCases(t) {
-		if len(mode.only) > 0 && !contains(mode.only, c.name) {
+		if len(mode.only) > 0 && !slices.Contains(mode.only, c.name) {
 			continue
 		}
 		for _, m := range mode.nets {
@@ -677,15 +678,6 @@ func TestPrivacyAudit(t *testing.T) {
 		}
 	}
 	t.Logf("%s audit: %d audits in %v\n%s", mode.name, len(rows), time.Since(start).Round(time.Second), auditTable(rows))
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // auditTable formats results as a Markdown table.

@@ -33,9 +33,9 @@
 //     ratio is largest) on a ladder of tail sizes 1, 2, ... growing by 10%;
 //   - when a run can refuse, the refusal event and its complement.
 //
-// Each candidate is scored by the ε_lb it would give on the selection half
+// Each candidate is scored by the ε_lb it would give on the selection runs
 // at the same confidence; the best one per direction is measured on the
-// other half. For a vector-valued mechanism with Gaussian noise the caller
+// others. For a vector-valued mechanism with Gaussian noise the caller
 // projects the output on the known difference of the means, weighted by the
 // inverse noise variances (the Neyman–Pearson test of the two Gaussians):
 // threshold sets on that projection are then the optimal rejection sets.
