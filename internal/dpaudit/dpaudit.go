@@ -309,13 +309,17 @@ func choose(num, den half, alpha, delta float64) Set {
 		cands = append(cands, Set{Kind: Refused}, Set{Kind: Answered})
 	}
 	n := len(num.sorted)
+	lastAtLeast, lastAtMost := math.NaN(), math.NaN()
 	for k := 1; k <= n; k = max(k+1, int(float64(k)*1.1)) {
-		// Ties give the same set again: skip them.
-		if t := num.sorted[n-k]; k == 1 || t != num.sorted[n-k+1] {
+		// With ties (a discrete statistic) successive rungs can give the
+		// same threshold, so the same set: take it once.
+		if t := num.sorted[n-k]; t != lastAtLeast {
 			cands = append(cands, Set{Kind: AtLeast, Threshold: t})
+			lastAtLeast = t
 		}
-		if t := num.sorted[k-1]; k == 1 || t != num.sorted[k-2] {
+		if t := num.sorted[k-1]; t != lastAtMost {
 			cands = append(cands, Set{Kind: AtMost, Threshold: t})
+			lastAtMost = t
 		}
 	}
 	// Many candidates share counts; bound each count once.
