@@ -79,5 +79,8 @@ go build -o /dev/null ./cmd/fedstat
 echo "== exact privacy accountant over every network size (pure arithmetic: no race detector)"
 go test -count=1 -run '^TestReleasedNoiseMatchesCharge$' ./queries/dp/
 
+echo "== empirical privacy audit, fast mode, with its positive controls (statistics: no race detector)"
+go test -count=1 -run '^TestPrivacyAudit' ./node/
+
 echo "== go test -race"
 go test -race -timeout 25m ./... "$@"

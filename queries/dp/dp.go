@@ -63,6 +63,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/google/differential-privacy/go/v3/noise"
 
@@ -120,6 +121,37 @@ func gaussianLInf(target float64) float64 {
 	return l
 }
 
+// lInfCache remembers gaussianLInf per target sigma. The calibration is a
+// pure function of the target and costs about as much as a noise draw (up to
+// nine runs of the library's SigmaForGaussian bisection), and a node needs it
+// for every measure of every share: a plan's targets repeat across queries
+// and nodes of a simulation. It is cleared when it holds lInfCacheMax
+// targets, so it stays small in a long-running node.
+var lInfCache struct {
+	sync.Mutex
+	m map[float64]float64
+}
+
+const lInfCacheMax = 4096
+
+// calibratedLInf is gaussianLInf(target), computed once per target.
+func calibratedLInf(target float64) float64 {
+	lInfCache.Lock()
+	l, ok := lInfCache.m[target]
+	lInfCache.Unlock()
+	if ok {
+		return l
+	}
+	l = gaussianLInf(target)
+	lInfCache.Lock()
+	if lInfCache.m == nil || len(lInfCache.m) >= lInfCacheMax {
+		lInfCache.m = make(map[float64]float64)
+	}
+	lInfCache.m[target] = l
+	lInfCache.Unlock()
+	return l
+}
+
 // NoiseShare adds this node's share of the noise to e and encodes it. Each
 // call draws fresh noise (crypto/rand inside the library): a node must store
 // the share it sent and resend it on a re-delivered request, never call
@@ -141,7 +173,7 @@ func NoiseShare(p *plan.Plan, e *eval.Exact) (*Share, error) {
 		var add func(x float64) (float64, error)
 		switch p.Mechanism() {
 		case plan.Gaussian:
-			lInf := gaussianLInf(m.NodeSigma * m.Scale)
+			lInf := calibratedLInf(m.NodeSigma * m.Scale)
 			g := noise.Gaussian()
 			add = func(x float64) (float64, error) { return g.AddNoiseFloat64(x, calL0, lInf, calEpsilon, calDelta) }
 		case plan.Laplace:
@@ -226,7 +258,7 @@ func NoisyCohort(p *plan.Plan, e *eval.Exact, rho float64) (Cohort, error) {
 		return c, nil
 	}
 	c.Sigma = c.Sensitivity / math.Sqrt(2*rho)
-	v, err := noise.Gaussian().AddNoiseFloat64(best, calL0, gaussianLInf(c.Sigma), calEpsilon, calDelta)
+	v, err := noise.Gaussian().AddNoiseFloat64(best, calL0, calibratedLInf(c.Sigma), calEpsilon, calDelta)
 	if err != nil {
 		return Cohort{}, fmt.Errorf("%w: %w", ErrNoise, err)
 	}

@@ -241,6 +241,27 @@ func TestGaussianCalibration(t *testing.T) {
 	}
 }
 
+// TestCalibrationCache: the cached calibration is the calibration, for
+// first and repeated look-ups, and the cache stays bounded.
+func TestCalibrationCache(t *testing.T) {
+	for range 2 {
+		for _, target := range []float64{0.01, 1, 3.78, 6.4, 1000, 1e9} {
+			if got, want := calibratedLInf(target), gaussianLInf(target); got != want {
+				t.Errorf("target %v: cached %v, computed %v", target, got, want)
+			}
+		}
+	}
+	for i := range lInfCacheMax + 10 {
+		calibratedLInf(1 + float64(i)/1e4)
+	}
+	lInfCache.Lock()
+	n := len(lInfCache.m)
+	lInfCache.Unlock()
+	if n > lInfCacheMax {
+		t.Errorf("cache holds %d targets, bound %d", n, lInfCacheMax)
+	}
+}
+
 func BenchmarkNoiseShare56Cells(b *testing.B) {
 	p := mustPlan(b, `SELECT week(onset_date) AS week, region, COUNT(DISTINCT patient_id) FROM conditions WHERE code = '840539006' AND onset_date BETWEEN '2020-02-01' AND '2020-04-30' GROUP BY week, region`, nil)
 	e := evaluate(b, p, node(100))
@@ -248,6 +269,29 @@ func BenchmarkNoiseShare56Cells(b *testing.B) {
 		if _, err := NoiseShare(p, e); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkNoiseShare measures a node's noise share for a one-slot count
+// and for ten one-slot measures (a linear regression round's shape): one
+// calibration of the library's noise per measure, one draw (crypto/rand
+// inside the library, about 6 µs) per slot.
+func BenchmarkNoiseShare(b *testing.B) {
+	for _, c := range []struct{ name, sql string }{
+		{"count", "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '38341003'"},
+		{"ten-measures", "SELECT COUNT(*), SUM(CLAMP(value, 0, 1)), SUM(CLAMP(value, 0, 2)), SUM(CLAMP(value, 0, 3)), " +
+			"SUM(CLAMP(value, 0, 4)), SUM(CLAMP(value, 0, 5)), SUM(CLAMP(value, 0, 6)), SUM(CLAMP(value, 0, 7)), " +
+			"SUM(CLAMP(value, 0, 8)), SUM(CLAMP(value, 0, 9)) FROM observations WHERE code = '4548-4'"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			p := mustPlan(b, c.sql, nil)
+			e := evaluate(b, p, node(20))
+			for b.Loop() {
+				if _, err := NoiseShare(p, e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
