@@ -74,7 +74,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	for i, nid := range ids {
 		info, err := clients[nid].Info(ctx, &nodev1.InfoRequest{})
 		if err != nil {
-			return 0, fmt.Errorf("coordinator: key ceremony: node %s: %s", nid, rpcMessage(err))
+			return 0, fmt.Errorf("coordinator: key ceremony: node %s: %w", nid, callError(err))
 		}
 		cert, err := x509.ParseCertificate(info.GetCertificateDer())
 		if err != nil || info.GetNodeId() != nid {

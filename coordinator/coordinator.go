@@ -21,7 +21,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
@@ -32,7 +31,6 @@ import (
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
-	"github.com/fedstat/fedstat/queries/parse"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -46,17 +44,6 @@ var (
 	ErrQueryFailed   = errors.New("coordinator: query failed")
 	ErrQueryCanceled = errors.New("coordinator: query cancelled")
 )
-
-func init() {
-	rpc.Register(ErrNoEpoch, codes.FailedPrecondition)
-	rpc.Register(ErrNotReady, codes.Unavailable)
-	rpc.Register(ErrTooFewNodes, codes.FailedPrecondition)
-	rpc.Register(ErrNotFound, codes.NotFound)
-	rpc.Register(ErrBadRequest, codes.InvalidArgument)
-	for _, err := range []error{plan.ErrRequest, parse.ErrSyntax, parse.ErrUnknownName, parse.ErrInvalid} {
-		rpc.Register(err, codes.InvalidArgument)
-	}
-}
 
 // NodeEndpoint is a node the coordinator can reach.
 type NodeEndpoint struct {
@@ -353,6 +340,13 @@ func (c *Coordinator) currentEpoch() (*epoch, error) {
 		return nil, ErrNoEpoch
 	}
 	return c.epoch, nil
+}
+
+// callError is the error of a call to a node as the coordinator reports
+// it: the node's own message, typed (rpc.FromStatus), and the call's gRPC
+// code, as "message (Code)".
+func callError(err error) error {
+	return fmt.Errorf("%w (%s)", rpc.FromStatus(err), rpc.Code(err))
 }
 
 // record appends an audit entry (failures are logged loudly).

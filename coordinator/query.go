@@ -342,7 +342,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 		}
 		resp, err := cl.Commit(ctx, &nodev1.CommitRequest{QueryId: q.id, Epoch: e.ID, Digest: digest})
 		if err != nil {
-			return fmt.Errorf("%s", rpcMessage(err))
+			return callError(err)
 		}
 		commits[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetCommit()}
 		q.addUpload(id, proto.Size(resp))
@@ -409,7 +409,7 @@ func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem ep
 	}
 	resp, err := cl.Evaluate(ctx, req)
 	if err != nil {
-		return partial{}, fmt.Errorf("%s", rpcMessage(err))
+		return partial{}, callError(err)
 	}
 	q.addUpload(mem.ID, proto.Size(resp))
 	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), q.plan.VectorLen(), specDigest)
@@ -470,16 +470,6 @@ func describeFailures(f map[string]string) string {
 		fmt.Fprintf(&b, "%s: %s", id, f[id])
 	}
 	return b.String()
-}
-
-// rpcMessage returns the text of a gRPC error without the "rpc error:" prefix.
-func rpcMessage(err error) string {
-	code := rpc.Code(err)
-	msg := err.Error()
-	if i := strings.Index(msg, "desc = "); i >= 0 {
-		msg = msg[i+len("desc = "):]
-	}
-	return fmt.Sprintf("%s (%s)", msg, code)
 }
 
 // ResultToProto converts a released result to its wire form. Suppressed
@@ -683,7 +673,7 @@ func (c *Coordinator) release(ctx context.Context, q *query, e *epoch, base *nod
 			cctx, cancel := context.WithTimeout(ctx, decryptorTimeout)
 			defer cancel()
 			if _, err := cl.KeySwitch(cctx, prep); err != nil {
-				return errors.New(rpcMessage(err))
+				return callError(err)
 			}
 			return nil
 		})
@@ -704,7 +694,7 @@ func (c *Coordinator) release(ctx context.Context, q *query, e *epoch, base *nod
 			defer cancel()
 			resp, err := cl.KeySwitch(cctx, rel)
 			if err != nil {
-				return errors.New(rpcMessage(err))
+				return callError(err)
 			}
 			s := resp.GetShare()
 			if _, err := envelope.Open(e.member(id).Cert.PublicKey, protocol.FromProto(s),

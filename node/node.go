@@ -22,7 +22,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
@@ -35,7 +34,6 @@ import (
 	"github.com/fedstat/fedstat/node/internal/keystore"
 	"github.com/fedstat/fedstat/node/internal/ledger"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
-	"github.com/fedstat/fedstat/queries/parse"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -57,33 +55,6 @@ var (
 	ErrReplayed         = errors.New("node: replayed or stale request refused")
 	ErrDenied           = errors.New("node: the node's admin denied the query")
 )
-
-func init() {
-	rpc.Register(ErrWrongEpoch, codes.FailedPrecondition)
-	rpc.Register(ErrNoEpoch, codes.FailedPrecondition)
-	rpc.Register(ErrNotMember, codes.FailedPrecondition)
-	rpc.Register(ErrBadPartial, codes.InvalidArgument)
-	rpc.Register(ErrTooFewPartials, codes.FailedPrecondition)
-	rpc.Register(ErrAlreadyReleased, codes.AlreadyExists)
-	rpc.Register(ErrPolicy, codes.PermissionDenied)
-	rpc.Register(ErrPlaintextOverrun, codes.InvalidArgument)
-	rpc.Register(ErrBadRequest, codes.InvalidArgument)
-	rpc.Register(ErrReplayed, codes.PermissionDenied)
-	rpc.Register(ErrDenied, codes.PermissionDenied)
-	rpc.Register(ledger.ErrBudgetExhausted, codes.ResourceExhausted)
-	rpc.Register(ledger.ErrQueryIDReuse, codes.AlreadyExists)
-	// A node that cannot write safely (durable.go). A full disk first, so
-	// that ErrNotReady wrapping it is ResourceExhausted too.
-	rpc.Register(kv.ErrNoSpace, codes.ResourceExhausted)
-	for _, err := range []error{ErrNotReady, kv.ErrDamaged, kv.ErrWatermark, audit.ErrTampered,
-		ledger.ErrCommittedNotConfirmed, errMark, keystore.ErrNotFound, keystore.ErrDamaged, keystore.ErrSealed,
-		keystore.ErrUnreadable, keystore.ErrInsecure} {
-		rpc.Register(err, codes.FailedPrecondition)
-	}
-	for _, err := range []error{plan.ErrRequest, parse.ErrSyntax, parse.ErrUnknownName, parse.ErrInvalid} {
-		rpc.Register(err, codes.InvalidArgument)
-	}
-}
 
 // DataSource gives the node's current data as an immutable columnar snapshot.
 type DataSource interface {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/envelope"
@@ -326,5 +325,3 @@ func (n *Node) releasePrepared(ctx context.Context, e *epochState, req *nodev1.K
 
 // ErrNotPrepared: a RELEASE step without a matching PREPARE at this node.
 var ErrNotPrepared = errors.New("node: no share prepared for this release")
-
-func init() { rpc.Register(ErrNotPrepared, codes.FailedPrecondition) }

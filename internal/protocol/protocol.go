@@ -4,8 +4,8 @@
 // evaluate.go, partial.go), what a partial must be (OpenPartial), how a
 // query spec becomes a plan (PlanRequest) and is identified (SpecDigest,
 // CommitDigest), the plaintext range check and the freshness window both
-// sides use (contract.go). Both sides import it; neither imports the
-// other.
+// sides use (contract.go), and the errors both sides return with their
+// gRPC codes (errors.go). Both sides import it; neither imports the other.
 package protocol
 
 import (
