@@ -16,7 +16,7 @@ import (
 // are set; a coordinator or client that links this package gets
 // errors.Is(rpc.FromStatus(err), ErrPolicy) and the like across the wire.
 // The errors both sides return (a query that does not plan, a spec, the
-// plaintext range) are in protocol.Errors.
+// plaintext range, ErrPlaintextOverrun among them) are in protocol.Errors.
 // Rows are matched in order: a full disk (kv.ErrNoSpace) comes before
 // ErrNotReady, so that a node not ready because of it answers
 // ResourceExhausted.
@@ -28,7 +28,6 @@ var Errors = rpc.RegisterErrors(rpc.ErrorTable{
 	{Err: ErrTooFewPartials, Code: codes.FailedPrecondition, Reason: "node.too_few_partials"},
 	{Err: ErrAlreadyReleased, Code: codes.AlreadyExists, Reason: "node.already_released"},
 	{Err: ErrPolicy, Code: codes.PermissionDenied, Reason: "node.policy"},
-	{Err: ErrPlaintextOverrun, Code: codes.InvalidArgument, Reason: "node.plaintext_overrun"},
 	{Err: ErrBadRequest, Code: codes.InvalidArgument, Reason: "node.bad_request"},
 	{Err: ErrReplayed, Code: codes.PermissionDenied, Reason: "node.replayed"},
 	{Err: ErrDenied, Code: codes.PermissionDenied, Reason: "node.denied"},

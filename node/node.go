@@ -30,6 +30,7 @@ import (
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/membership"
 	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	"github.com/fedstat/fedstat/node/internal/keystore"
 	"github.com/fedstat/fedstat/node/internal/ledger"
@@ -50,7 +51,7 @@ var (
 	ErrTooFewPartials   = errors.New("node: fewer partials than min_nodes")
 	ErrAlreadyReleased  = errors.New("node: a different release for this query id was already made")
 	ErrPolicy           = errors.New("node: refused by node policy")
-	ErrPlaintextOverrun = errors.New("node: worst-case sum could wrap around the plaintext modulus")
+	ErrPlaintextOverrun = protocol.ErrPlaintextRange // the coordinator's check too (protocol.CheckPlaintextRange)
 	ErrBadRequest       = errors.New("node: bad request")
 	ErrReplayed         = errors.New("node: replayed or stale request refused")
 	ErrDenied           = errors.New("node: the node's admin denied the query")
@@ -85,8 +86,10 @@ type Config struct {
 	Budget Budget
 	// Policy is the node admin's policy. Defaults to DefaultPolicy().
 	Policy *Policy
-	// MaxSkew bounds how old a signed partial may be when it is presented for
-	// release. Defaults to 15 minutes.
+	// MaxSkew bounds how far from this node's clock the timestamp of a
+	// signed message may be: how old a partial may be when it is presented
+	// for release, how stale an evaluate request. Defaults to
+	// protocol.DefaultMaxSkew (15 minutes), as the coordinator's does.
 	MaxSkew time.Duration
 	// Gossip, when set, makes the node join the network's gossip pool and
 	// advertise its id, gRPC address, key epoch, version and its coarse data
@@ -180,7 +183,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Policy = DefaultPolicy()
 	}
 	if cfg.MaxSkew == 0 {
-		cfg.MaxSkew = 15 * time.Minute
+		cfg.MaxSkew = protocol.DefaultMaxSkew
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
