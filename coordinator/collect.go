@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/protocol"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -22,7 +20,7 @@ import (
 
 // The collect step of a query, the other side of the nodes' Evaluate: every
 // member is asked to evaluate the query, and each partial is checked as it
-// arrives (verifyPartial).
+// arrives (protocol.OpenPartial, the checks every decryptor runs again).
 
 // partial is a member's checked partial.
 type partial struct {
@@ -41,7 +39,8 @@ func (c *Coordinator) collect(q *query, e *epoch, who Analyst) ([]partial, error
 	start := time.Now()
 	collectCtx, cancelCollect := context.WithTimeout(q.ctx, q.deadline)
 	defer cancelCollect()
-	specDigest := protocol.SpecDigest(q.st.Spec)
+	shape := protocol.PartialShapeOf(q.st.Spec, q.plan, c.params)
+	shape.Plaintext = c.cfg.BenchmarkPlaintext
 	var mu sync.Mutex
 	var parts []partial
 	failures := map[string]string{}
@@ -51,7 +50,7 @@ func (c *Coordinator) collect(q *query, e *epoch, who Analyst) ([]partial, error
 		go func() {
 			defer wg.Done()
 			t0 := time.Now()
-			pt, err := c.collectOne(collectCtx, q, e, mem, who, specDigest)
+			pt, err := c.collectOne(collectCtx, q, e, mem, who, shape)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -82,12 +81,12 @@ func (c *Coordinator) collect(q *query, e *epoch, who Analyst) ([]partial, error
 }
 
 // collectOne asks one member for its partial and checks it (verifyPartial).
-func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem epochMember, who Analyst, specDigest []byte) (partial, error) {
+func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem epochMember, who Analyst, shape protocol.PartialShape) (partial, error) {
 	cl, err := c.client(mem.ID)
 	if err != nil {
 		return partial{}, err
 	}
-	req, err := protocol.SignEvaluate(c.cfg.Identity.Key, mem.ID, &nodev1.EvaluateBody{
+	req, err := protocol.SealEvaluate(c.cfg.Identity.Key, mem.ID, &nodev1.EvaluateBody{
 		QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Analyst: who.Name, Role: who.Role,
 		PlanFingerprint: q.plan.Fingerprint(),
 	}, c.cfg.Now())
@@ -99,47 +98,25 @@ func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem ep
 		return partial{}, callError(err)
 	}
 	q.addUpload(mem.ID, proto.Size(resp))
-	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), q.plan.VectorLen(), specDigest)
+	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), shape)
 }
 
-// verifyPartial checks a partial: signature by the member's certificate
-// key, binding to this query, epoch and node, freshness, and a payload that
-// decodes to the plan's shape.
-func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *typesv1.Signed, vectorLen int, specDigest []byte) (partial, error) {
-	if _, err := envelope.Open(mem.Cert.PublicKey, protocol.FromProto(s),
-		envelope.Binding{QueryID: qid, Epoch: e.ID, NodeID: mem.ID, Kind: protocol.KindPartial},
-		c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
+// verifyPartial runs the checks of a partial (protocol.OpenPartial):
+// signature by the member's certificate key, binding to this query, epoch
+// and node, freshness, not seen before, the spec it was noised for and the
+// plan's shape.
+func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *typesv1.Signed, shape protocol.PartialShape) (partial, error) {
+	pt, err := protocol.OpenPartial(mem.Cert.PublicKey, s, qid, e.ID, mem.ID, c.window(), shape)
+	if err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}
-	var payload nodev1.PartialPayload
-	if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil {
-		return partial{}, fmt.Errorf("partial rejected: %v", err)
-	}
-	if !bytes.Equal(payload.GetSpecDigest(), specDigest) {
-		return partial{}, fmt.Errorf("partial rejected: it was planned and noised for another query spec")
-	}
-	if c.cfg.BenchmarkPlaintext {
-		if int(payload.GetVectorLen()) != vectorLen || len(payload.GetPlaintext()) != vectorLen || len(payload.GetCiphertexts()) != 0 {
-			return partial{}, fmt.Errorf("partial rejected: benchmark plaintext mode needs %d plaintext slots", vectorLen)
-		}
-		return partial{node: mem.ID, signed: s, plain: payload.GetPlaintext()}, nil
-	}
-	if len(payload.GetPlaintext()) > 0 {
-		return partial{}, fmt.Errorf("partial rejected: it is not encrypted")
-	}
-	want := (vectorLen + c.params.Slots() - 1) / c.params.Slots()
-	if int(payload.GetVectorLen()) != vectorLen || len(payload.GetCiphertexts()) != want {
-		return partial{}, fmt.Errorf("partial rejected: %d slots in %d ciphertexts, want %d in %d", payload.GetVectorLen(), len(payload.GetCiphertexts()), vectorLen, want)
-	}
-	cts := make([]*homomorphic.Ciphertext, len(payload.GetCiphertexts()))
-	for i, b := range payload.GetCiphertexts() {
-		ct, err := homomorphic.UnmarshalCiphertext(c.params, b)
-		if err != nil {
-			return partial{}, fmt.Errorf("partial rejected: ciphertext %d: %v", i, err)
-		}
-		cts[i] = ct
-	}
-	return partial{node: mem.ID, signed: s, cts: cts}, nil
+	return partial{node: mem.ID, signed: s, cts: pt.Ciphertexts, plain: pt.Plaintext}, nil
+}
+
+// window is how the coordinator judges the time of the messages it
+// receives: its clock, MaxSkew, and its replay cache.
+func (c *Coordinator) window() protocol.Window {
+	return protocol.Window{Now: c.cfg.Now(), MaxSkew: c.cfg.MaxSkew, Seen: c.replay}
 }
 
 func describeFailures(f map[string]string) string {

@@ -28,6 +28,7 @@ import (
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/membership"
 	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -80,6 +81,10 @@ type Config struct {
 	Populations map[string]int64
 	// Deadline bounds how long a query waits for partials. Defaults to 60s.
 	Deadline time.Duration
+	// MaxSkew bounds how far from the coordinator's clock the timestamp of
+	// a signed partial, key-switch share or CKG share may be. Defaults to
+	// protocol.DefaultMaxSkew (15 minutes), as the nodes' does.
+	MaxSkew time.Duration
 	// Gossip, when set, makes the coordinator join the network's gossip
 	// pool: nodes that appear there with a valid node certificate are
 	// admitted, and a change in the admitted set starts a new key epoch once
@@ -224,6 +229,9 @@ func New(cfg Config) (*Coordinator, error) {
 	if cfg.Deadline == 0 {
 		cfg.Deadline = 60 * time.Second
 	}
+	if cfg.MaxSkew == 0 {
+		cfg.MaxSkew = protocol.DefaultMaxSkew
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -238,7 +246,7 @@ func New(cfg Config) (*Coordinator, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "coordinator"),
 		params:  params,
-		replay:  envelope.NewMemoryReplayCache(time.Hour),
+		replay:  envelope.NewMemoryReplayCache(max(time.Hour, 2*cfg.MaxSkew)),
 		reg:     map[string]*regNode{},
 		metrics: newMetrics(cfg.Metrics),
 		queries: map[string]*query{},

@@ -2,17 +2,14 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/collective"
-	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -151,8 +148,8 @@ func (c *Coordinator) prepare(ctx context.Context, set []string, base *nodev1.Ke
 }
 
 // releaseShares asks every decryptor of set, which all prepared, to RELEASE
-// its key-switch share of base, and verifies each share (one share per
-// ciphertext of the sum, cts).
+// its key-switch share of base, and opens each share
+// (protocol.OpenKeySwitchShare: one share per ciphertext of the sum, cts).
 // It returns the shares ([decryptor][ciphertext]) and each decryptor's
 // error, in the order of set.
 func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set []string, base *nodev1.KeySwitchRequest, cts int) ([][][]byte, []error) {
@@ -170,17 +167,11 @@ func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set
 		if err != nil {
 			return callError(err)
 		}
-		s := resp.GetShare()
-		if _, err := envelope.Open(e.member(id).Cert.PublicKey, protocol.FromProto(s),
-			envelope.Binding{QueryID: q.id, Epoch: e.ID, NodeID: id, Kind: protocol.KindKeySwitchShare},
-			c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
+		sh, err := protocol.OpenKeySwitchShare(e.member(id).Cert.PublicKey, resp.GetShare(), q.id, e.ID, id, c.window(), cts)
+		if err != nil {
 			return fmt.Errorf("key-switch share: %w", err)
 		}
-		var payload nodev1.KeySwitchPayload
-		if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil || len(payload.GetShares()) != cts {
-			return errors.New("key-switch share: malformed payload")
-		}
-		shares[i] = payload.GetShares()
+		shares[i] = sh
 		q.addUpload(id, proto.Size(resp))
 		return nil
 	})

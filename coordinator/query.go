@@ -150,8 +150,8 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	if err != nil {
 		return nil, err
 	}
-	if worst := p.MaxAbsTotal(len(e.Members)); worst > c.params.MaxAbs() || worst < 0 {
-		return nil, fmt.Errorf("%w: the worst-case sum %d over %d nodes could wrap around the plaintext modulus (at most %d): narrow the clamps or the groups, or lower the catalogue's patients per node", ErrBadRequest, worst, len(e.Members), c.params.MaxAbs())
+	if err := protocol.CheckPlaintextRange(p, c.params, len(e.Members)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	if deadline <= 0 {
 		deadline = c.cfg.Deadline
