@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/crypto/collective"
-	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -74,7 +73,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	for i, nid := range ids {
 		info, err := clients[nid].Info(ctx, &nodev1.InfoRequest{})
 		if err != nil {
-			return 0, fmt.Errorf("coordinator: key ceremony: node %s: %s", nid, rpcMessage(err))
+			return 0, fmt.Errorf("coordinator: key ceremony: node %s: %w", nid, callError(err))
 		}
 		cert, err := x509.ParseCertificate(info.GetCertificateDer())
 		if err != nil || info.GetNodeId() != nid {
@@ -107,12 +106,11 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	dealt := map[string][]*nodev1.DealtShare{}
 	for i, nid := range ids {
 		s := resps[i].GetCkgShare()
-		if _, err := envelope.Open(certs[i].PublicKey, protocol.FromProto(s),
-			envelope.Binding{QueryID: protocol.EpochQueryID(id), Epoch: id, NodeID: nid, Kind: protocol.KindCKGShare},
-			c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
+		share, err := protocol.OpenCKGShare(certs[i].PublicKey, s, id, nid, c.window())
+		if err != nil {
 			return 0, fmt.Errorf("coordinator: key ceremony: CKG share of %s: %w", nid, err)
 		}
-		shares[i] = s.GetPayload()
+		shares[i] = share
 		signed[i] = &nodev1.NodeSigned{NodeId: nid, Signed: s}
 		for _, d := range resps[i].GetDealt() {
 			if d.GetFromNodeId() != nid {

@@ -21,7 +21,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
@@ -29,10 +28,10 @@ import (
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/membership"
 	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
-	"github.com/fedstat/fedstat/queries/parse"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -46,17 +45,6 @@ var (
 	ErrQueryFailed   = errors.New("coordinator: query failed")
 	ErrQueryCanceled = errors.New("coordinator: query cancelled")
 )
-
-func init() {
-	rpc.Register(ErrNoEpoch, codes.FailedPrecondition)
-	rpc.Register(ErrNotReady, codes.Unavailable)
-	rpc.Register(ErrTooFewNodes, codes.FailedPrecondition)
-	rpc.Register(ErrNotFound, codes.NotFound)
-	rpc.Register(ErrBadRequest, codes.InvalidArgument)
-	for _, err := range []error{plan.ErrRequest, parse.ErrSyntax, parse.ErrUnknownName, parse.ErrInvalid} {
-		rpc.Register(err, codes.InvalidArgument)
-	}
-}
 
 // NodeEndpoint is a node the coordinator can reach.
 type NodeEndpoint struct {
@@ -93,6 +81,10 @@ type Config struct {
 	Populations map[string]int64
 	// Deadline bounds how long a query waits for partials. Defaults to 60s.
 	Deadline time.Duration
+	// MaxSkew bounds how far from the coordinator's clock the timestamp of
+	// a signed partial, key-switch share or CKG share may be. Defaults to
+	// protocol.DefaultMaxSkew (15 minutes), as the nodes' does.
+	MaxSkew time.Duration
 	// Gossip, when set, makes the coordinator join the network's gossip
 	// pool: nodes that appear there with a valid node certificate are
 	// admitted, and a change in the admitted set starts a new key epoch once
@@ -237,6 +229,9 @@ func New(cfg Config) (*Coordinator, error) {
 	if cfg.Deadline == 0 {
 		cfg.Deadline = 60 * time.Second
 	}
+	if cfg.MaxSkew == 0 {
+		cfg.MaxSkew = protocol.DefaultMaxSkew
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -251,7 +246,7 @@ func New(cfg Config) (*Coordinator, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "coordinator"),
 		params:  params,
-		replay:  envelope.NewMemoryReplayCache(time.Hour),
+		replay:  envelope.NewMemoryReplayCache(max(time.Hour, 2*cfg.MaxSkew)),
 		reg:     map[string]*regNode{},
 		metrics: newMetrics(cfg.Metrics),
 		queries: map[string]*query{},
@@ -353,6 +348,13 @@ func (c *Coordinator) currentEpoch() (*epoch, error) {
 		return nil, ErrNoEpoch
 	}
 	return c.epoch, nil
+}
+
+// callError is the error of a call to a node as the coordinator reports
+// it: the node's own message, typed (rpc.FromStatus), and the call's gRPC
+// code, as "message (Code)".
+func callError(err error) error {
+	return fmt.Errorf("%w (%s)", rpc.FromStatus(err), rpc.Code(err))
 }
 
 // record appends an audit entry (failures are logged loudly).

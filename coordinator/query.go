@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,15 +8,12 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/fedstat/fedstat/crypto/collective"
-	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/protocol"
@@ -25,7 +21,6 @@ import (
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
-	"github.com/fedstat/fedstat/queries/dp"
 	"github.com/fedstat/fedstat/queries/plan"
 	"github.com/fedstat/fedstat/queries/result"
 )
@@ -155,8 +150,8 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	if err != nil {
 		return nil, err
 	}
-	if worst := p.MaxAbsTotal(len(e.Members)); worst > c.params.MaxAbs() || worst < 0 {
-		return nil, fmt.Errorf("%w: the worst-case sum %d over %d nodes could wrap around the plaintext modulus (at most %d): narrow the clamps or the groups, or lower the catalogue's patients per node", ErrBadRequest, worst, len(e.Members), c.params.MaxAbs())
+	if err := protocol.CheckPlaintextRange(p, c.params, len(e.Members)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	if deadline <= 0 {
 		deadline = c.cfg.Deadline
@@ -240,71 +235,29 @@ func (c *Coordinator) run(q *query, e *epoch, who Analyst) {
 	}
 }
 
-type partial struct {
-	node   string
-	signed *typesv1.Signed
-	cts    []*homomorphic.Ciphertext
-	plain  []int64 // benchmark-only plaintext mode
-}
-
+// execute runs the protocol of a query with the members of e, one step per
+// handler of the nodes: collect (Evaluate), then the sum of the partials,
+// commit (Commit), keySwitch (KeySwitch, PREPARE then RELEASE) and release
+// (decrypt the total and release it under differential privacy).
 func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result, error) {
 	spec := q.st.Spec
-	p := q.plan
-	m := int(spec.GetMinNodes())
-
-	// Collect: every member evaluates; the coordinator verifies each partial.
-	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_COLLECTING })
-	start := time.Now()
-	collectCtx, cancelCollect := context.WithTimeout(q.ctx, q.deadline)
-	defer cancelCollect()
-	specDigest := protocol.SpecDigest(spec)
-	var mu sync.Mutex
-	var parts []partial
-	failures := map[string]string{}
-	var wg sync.WaitGroup
-	for _, mem := range e.Members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t0 := time.Now()
-			pt, err := c.collectOne(collectCtx, q, e, mem, who, specDigest)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if errors.Is(collectCtx.Err(), context.DeadlineExceeded) && q.ctx.Err() == nil {
-					err = fmt.Errorf("no answer within the query's deadline of %s (%v)", q.deadline, err)
-				}
-				c.metrics.partials.WithLabelValues("failed").Inc()
-				failures[mem.ID] = err.Error()
-				q.node(mem.ID, "failed", err.Error(), time.Since(t0))
-				return
-			}
-			c.metrics.partials.WithLabelValues("accepted").Inc()
-			parts = append(parts, pt)
-			q.node(mem.ID, "answered", "", time.Since(t0))
-		}()
+	parts, err := c.collect(q, e, who)
+	if err != nil {
+		return nil, err
 	}
-	wg.Wait()
-	q.phase("collect", start)
-	if q.ctx.Err() != nil {
-		return nil, fmt.Errorf("%w before release; nothing was decrypted", ErrQueryCanceled)
-	}
-	if len(parts) < m {
-		return nil, fmt.Errorf("%w: %d of %d nodes answered, min_nodes is %d; nothing was decrypted. %s",
-			ErrQueryFailed, len(parts), len(e.Members), m, describeFailures(failures))
-	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i].node < parts[j].node })
 	if c.cfg.BenchmarkPlaintext {
 		return c.releasePlaintext(q, parts)
 	}
 
 	// Aggregate: add the ciphertexts (the coordinator cannot read them).
-	start = time.Now()
+	start := time.Now()
 	vectors := make([][]*homomorphic.Ciphertext, len(parts))
 	signed := make([]*nodev1.NodeSigned, len(parts))
+	senders := make([]string, len(parts))
 	for i, pt := range parts {
 		vectors[i] = pt.cts
 		signed[i] = &nodev1.NodeSigned{NodeId: pt.node, Signed: pt.signed}
+		senders[i] = pt.node
 	}
 	sum, err := homomorphic.Sum(c.params, vectors)
 	if err != nil {
@@ -312,7 +265,8 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	}
 	q.phase("aggregate", start)
 
-	// Key switch: T decryptors (see release).
+	// Key switch: the senders commit to this partial set, then T decryptors
+	// switch the sum to a fresh result key.
 	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_DECRYPTING })
 	start = time.Now()
 	rk, err := homomorphic.GenResultKey(c.params)
@@ -325,62 +279,18 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	}
 	releaseCtx, cancelRelease := context.WithTimeout(q.ctx, releaseTimeout)
 	defer cancelRelease()
-
-	// Commit: every node whose partial is summed commits to exactly this
-	// set of partials (once per query id); decryptors require all of these
-	// commitments, so a query id can never be released over two sets.
-	digest := protocol.CommitDigest(q.id, e.ID, spec, signed)
-	senders := make([]string, len(parts))
-	for i, pt := range parts {
-		senders[i] = pt.node
-	}
-	commits := make([]*nodev1.NodeSigned, len(parts))
-	err = c.fanout(releaseCtx, senders, func(ctx context.Context, i int, id string) error {
-		cl, err := c.client(id)
-		if err != nil {
-			return err
-		}
-		resp, err := cl.Commit(ctx, &nodev1.CommitRequest{QueryId: q.id, Epoch: e.ID, Digest: digest})
-		if err != nil {
-			return fmt.Errorf("%s", rpcMessage(err))
-		}
-		commits[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetCommit()}
-		q.addUpload(id, proto.Size(resp))
-		return nil
-	})
+	commits, err := c.commit(releaseCtx, q, e, spec, signed)
 	if err != nil {
 		return nil, fmt.Errorf("%w: release: commitment to the partial set: %v; nothing was decrypted", ErrQueryFailed, err)
 	}
-
 	ksReq := &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: signed, TargetPublicKey: target, Commits: commits}
-	decryptors, shares, err := c.release(releaseCtx, q, e, ksReq, len(sum), senders)
+	switched, err := c.keySwitch(releaseCtx, q, e, ksReq, sum, senders)
 	if err != nil {
-		return nil, fmt.Errorf("%w: release: %v; nothing was decrypted", ErrQueryFailed, err)
-	}
-	out := make([]*homomorphic.Ciphertext, len(sum))
-	for j := range sum {
-		perCt := make([][]byte, len(decryptors))
-		for i := range decryptors {
-			perCt[i] = shares[i][j]
-		}
-		if out[j], err = collective.KeySwitchCombine(c.params, sum[j], perCt); err != nil {
-			return nil, fmt.Errorf("%w: combine key-switch shares: %v", ErrQueryFailed, err)
-		}
+		return nil, err
 	}
 	q.phase("key-switch", start)
 
-	// Decrypt the total and release it.
-	start = time.Now()
-	totals, err := homomorphic.Decrypt(c.params, rk, out, p.VectorLen())
-	if err != nil {
-		return nil, fmt.Errorf("%w: decrypt: %v", ErrQueryFailed, err)
-	}
-	r, err := dp.Release(p, totals, len(parts))
-	if err != nil {
-		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
-	}
-	q.phase("decrypt+release", start)
-	return ResultToProto(r), nil
+	return c.release(q, rk, switched, len(parts))
 }
 
 func (e *epoch) member(id string) epochMember {
@@ -390,96 +300,6 @@ func (e *epoch) member(id string) epochMember {
 		}
 	}
 	return epochMember{}
-}
-
-// collectOne asks one member for its partial and verifies it: signature by
-// the member's certificate key, binding to this query, epoch and node,
-// freshness, and a payload that decodes to the plan's shape.
-func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem epochMember, who Analyst, specDigest []byte) (partial, error) {
-	cl, err := c.client(mem.ID)
-	if err != nil {
-		return partial{}, err
-	}
-	req, err := protocol.SignEvaluate(c.cfg.Identity.Key, mem.ID, &nodev1.EvaluateBody{
-		QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Analyst: who.Name, Role: who.Role,
-		PlanFingerprint: q.plan.Fingerprint(),
-	}, c.cfg.Now())
-	if err != nil {
-		return partial{}, err
-	}
-	resp, err := cl.Evaluate(ctx, req)
-	if err != nil {
-		return partial{}, fmt.Errorf("%s", rpcMessage(err))
-	}
-	q.addUpload(mem.ID, proto.Size(resp))
-	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), q.plan.VectorLen(), specDigest)
-}
-
-func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *typesv1.Signed, vectorLen int, specDigest []byte) (partial, error) {
-	if _, err := envelope.Open(mem.Cert.PublicKey, protocol.FromProto(s),
-		envelope.Binding{QueryID: qid, Epoch: e.ID, NodeID: mem.ID, Kind: protocol.KindPartial},
-		c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
-		return partial{}, fmt.Errorf("partial rejected: %w", err)
-	}
-	var payload nodev1.PartialPayload
-	if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil {
-		return partial{}, fmt.Errorf("partial rejected: %v", err)
-	}
-	if !bytes.Equal(payload.GetSpecDigest(), specDigest) {
-		return partial{}, fmt.Errorf("partial rejected: it was planned and noised for another query spec")
-	}
-	if c.cfg.BenchmarkPlaintext {
-		if int(payload.GetVectorLen()) != vectorLen || len(payload.GetPlaintext()) != vectorLen || len(payload.GetCiphertexts()) != 0 {
-			return partial{}, fmt.Errorf("partial rejected: benchmark plaintext mode needs %d plaintext slots", vectorLen)
-		}
-		return partial{node: mem.ID, signed: s, plain: payload.GetPlaintext()}, nil
-	}
-	if len(payload.GetPlaintext()) > 0 {
-		return partial{}, fmt.Errorf("partial rejected: it is not encrypted")
-	}
-	want := (vectorLen + c.params.Slots() - 1) / c.params.Slots()
-	if int(payload.GetVectorLen()) != vectorLen || len(payload.GetCiphertexts()) != want {
-		return partial{}, fmt.Errorf("partial rejected: %d slots in %d ciphertexts, want %d in %d", payload.GetVectorLen(), len(payload.GetCiphertexts()), vectorLen, want)
-	}
-	cts := make([]*homomorphic.Ciphertext, len(payload.GetCiphertexts()))
-	for i, b := range payload.GetCiphertexts() {
-		ct, err := homomorphic.UnmarshalCiphertext(c.params, b)
-		if err != nil {
-			return partial{}, fmt.Errorf("partial rejected: ciphertext %d: %v", i, err)
-		}
-		cts[i] = ct
-	}
-	return partial{node: mem.ID, signed: s, cts: cts}, nil
-}
-
-func describeFailures(f map[string]string) string {
-	if len(f) == 0 {
-		return ""
-	}
-	ids := make([]string, 0, len(f))
-	for id := range f {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	var b strings.Builder
-	b.WriteString("Nodes that did not answer: ")
-	for i, id := range ids {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		fmt.Fprintf(&b, "%s: %s", id, f[id])
-	}
-	return b.String()
-}
-
-// rpcMessage returns the text of a gRPC error without the "rpc error:" prefix.
-func rpcMessage(err error) string {
-	code := rpc.Code(err)
-	msg := err.Error()
-	if i := strings.Index(msg, "desc = "); i >= 0 {
-		msg = msg[i+len("desc = "):]
-	}
-	return fmt.Sprintf("%s (%s)", msg, code)
 }
 
 // ResultToProto converts a released result to its wire form. Suppressed
@@ -615,208 +435,6 @@ func (q *query) addUpload(id string, n int) {
 			}
 		}
 	})
-}
-
-// releasePlaintext is the benchmark-only release of plaintext partials: the
-// plain sum, then the same post-processing as an encrypted release.
-func (c *Coordinator) releasePlaintext(q *query, parts []partial) (*typesv1.Result, error) {
-	start := time.Now()
-	totals := make([]int64, q.plan.VectorLen())
-	for _, pt := range parts {
-		for i, v := range pt.plain {
-			totals[i] += v
-		}
-	}
-	q.phase("aggregate", start)
-	start = time.Now()
-	r, err := dp.Release(q.plan, totals, len(parts))
-	if err != nil {
-		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
-	}
-	q.phase("decrypt+release", start)
-	return ResultToProto(r), nil
-}
-
-// release has T members key-switch the sum of the committed partials in
-// base (query id, epoch, spec, partials, target key and commitments are
-// set; the decryptors are chosen here) and returns the decryptors and their
-// shares ([decryptor][ciphertext]).
-//
-// Decryptors are taken among the members in this order: those whose last
-// readiness report says they can decrypt in this epoch, then those that did
-// not report; senders of partials before other members; a member that
-// reported it cannot is not asked. Each attempt is two steps (node/release.go):
-// every decryptor of the set first PREPAREs its share, and only when all of
-// them have does the coordinator ask them to RELEASE it. A decryptor that
-// fails, for any reason, is replaced and the next T-subset tried, over the
-// very same request: the same partials, commitments, spec and target key, so
-// a retry can never release another partial set (the nodes' commitments
-// would refuse it anyway). A member that was asked to release for a set that
-// did not complete may have handed out its share and helps with no other
-// set, so it is not asked again. The attempts stop when fewer than T members
-// are left or ctx ends; nothing is decrypted then.
-func (c *Coordinator) release(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, cts int, senders []string) ([]string, [][][]byte, error) {
-	need := min(e.Threshold, len(e.Members))
-	candidates := c.decryptorCandidates(e, senders)
-	failed := map[string]string{}
-	spent := map[string]bool{}
-	for attempt := 1; ; attempt++ {
-		var set []string
-		for _, id := range candidates {
-			if failed[id] == "" && !spent[id] && len(set) < need {
-				set = append(set, id)
-			}
-		}
-		if len(set) < need || ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("%d decryptors needed, %d of the %d members were left after %d attempt(s). %s",
-				need, len(set), len(e.Members), attempt-1, describeDecryptorFailures(e, candidates, failed, spent))
-		}
-		sort.Strings(set)
-
-		prep := proto.Clone(base).(*nodev1.KeySwitchRequest)
-		prep.Decryptors, prep.Phase = set, nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_PREPARE
-		errs := c.fanoutEach(ctx, set, func(ctx context.Context, _ int, id string) error {
-			cl, err := c.client(id)
-			if err != nil {
-				return err
-			}
-			cctx, cancel := context.WithTimeout(ctx, decryptorTimeout)
-			defer cancel()
-			if _, err := cl.KeySwitch(cctx, prep); err != nil {
-				return errors.New(rpcMessage(err))
-			}
-			return nil
-		})
-		if c.noteDecryptorFailures(q, attempt, set, errs, failed, "prepare") {
-			c.metrics.releaseAttempts.WithLabelValues("prepare_failed").Inc()
-			continue
-		}
-
-		rel := &nodev1.KeySwitchRequest{QueryId: base.GetQueryId(), Epoch: base.GetEpoch(), TargetPublicKey: base.GetTargetPublicKey(),
-			Decryptors: set, Phase: nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_RELEASE}
-		shares := make([][][]byte, len(set))
-		errs = c.fanoutEach(ctx, set, func(ctx context.Context, i int, id string) error {
-			cl, err := c.client(id)
-			if err != nil {
-				return err
-			}
-			cctx, cancel := context.WithTimeout(ctx, decryptorTimeout)
-			defer cancel()
-			resp, err := cl.KeySwitch(cctx, rel)
-			if err != nil {
-				return errors.New(rpcMessage(err))
-			}
-			s := resp.GetShare()
-			if _, err := envelope.Open(e.member(id).Cert.PublicKey, protocol.FromProto(s),
-				envelope.Binding{QueryID: q.id, Epoch: e.ID, NodeID: id, Kind: protocol.KindKeySwitchShare},
-				c.cfg.Now(), 5*time.Minute, c.replay); err != nil {
-				return fmt.Errorf("key-switch share: %w", err)
-			}
-			var payload nodev1.KeySwitchPayload
-			if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil || len(payload.GetShares()) != cts {
-				return errors.New("key-switch share: malformed payload")
-			}
-			shares[i] = payload.GetShares()
-			q.addUpload(id, proto.Size(resp))
-			return nil
-		})
-		for _, id := range set {
-			spent[id] = true
-		}
-		if c.noteDecryptorFailures(q, attempt, set, errs, failed, "release") {
-			c.metrics.releaseAttempts.WithLabelValues("release_failed").Inc()
-			continue
-		}
-		c.metrics.releaseAttempts.WithLabelValues("released").Inc()
-		for _, id := range set {
-			q.node(id, "decrypted", "", 0)
-		}
-		return set, shares, nil
-	}
-}
-
-// decryptorCandidates orders the members for release (see release). Members
-// that reported they cannot decrypt in e are left out.
-func (c *Coordinator) decryptorCandidates(e *epoch, senders []string) []string {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	type cand struct {
-		id         string
-		rank, sent int
-	}
-	var cs []cand
-	for _, m := range e.Members {
-		rank := 1 // no trusted report
-		if n, ok := c.reg[m.ID]; ok && c.fresh(n.Health) {
-			if _, problem := c.memberProblemLocked(e, m.ID); problem != "" {
-				continue
-			}
-			rank = 0
-		} else if ok && n.Excluded != nil {
-			continue
-		}
-		cs = append(cs, cand{m.ID, rank, 1 - btoi(slices.Contains(senders, m.ID))})
-	}
-	sort.Slice(cs, func(i, j int) bool {
-		a, b := cs[i], cs[j]
-		if a.rank != b.rank {
-			return a.rank < b.rank
-		}
-		if a.sent != b.sent {
-			return a.sent < b.sent
-		}
-		return a.id < b.id
-	})
-	out := make([]string, len(cs))
-	for i, x := range cs {
-		out[i] = x.id
-	}
-	return out
-}
-
-// noteDecryptorFailures records the decryptors of set whose step failed and
-// reports whether any did.
-func (c *Coordinator) noteDecryptorFailures(q *query, attempt int, set []string, errs []error, failed map[string]string, step string) bool {
-	some := false
-	for i, err := range errs {
-		if err == nil {
-			continue
-		}
-		some = true
-		failed[set[i]] = fmt.Sprintf("%s: %v", step, err)
-		q.note(set[i], fmt.Sprintf("release attempt %d (%s): %v", attempt, step, err))
-		c.recheck(set[i])
-		c.log.Warn("decryptor failed; trying another set", "query_id", q.id, "attempt", attempt, "node", set[i], "step", step, "err", err)
-	}
-	return some
-}
-
-func describeDecryptorFailures(e *epoch, candidates []string, failed map[string]string, spent map[string]bool) string {
-	var b strings.Builder
-	b.WriteString("Decryptors that failed: ")
-	n := 0
-	for _, m := range e.Members {
-		why, ok := failed[m.ID]
-		switch {
-		case ok:
-		case spent[m.ID]:
-			why, ok = "released its share for a decryptor set that did not complete", true
-		case !slices.Contains(candidates, m.ID):
-			why, ok = "reported it cannot decrypt in this key epoch", true
-		}
-		if !ok {
-			continue
-		}
-		if n > 0 {
-			b.WriteString("; ")
-		}
-		fmt.Fprintf(&b, "%s: %s", m.ID, why)
-		n++
-	}
-	if n == 0 {
-		return ""
-	}
-	return b.String()
 }
 
 // note adds a remark to a node's progress without changing its status.

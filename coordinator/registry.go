@@ -316,7 +316,7 @@ func (c *Coordinator) checkNode(ctx context.Context, n regNode) {
 	}
 	h := nodeHealth{At: c.cfg.Now(), Gen: gen}
 	if err != nil {
-		h.Err = rpcMessage(err)
+		h.Err = callError(err).Error()
 	} else {
 		st := info.GetEpochStatus()
 		h.Epoch, h.Ready, h.Problem = info.GetEpoch(), st.GetReady(), st.GetProblem()

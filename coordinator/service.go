@@ -184,7 +184,7 @@ func (c *Coordinator) Budget(ctx context.Context, analyst string) *coordinatorv1
 			defer cancel()
 			r, err := n.client.Budget(cctx, &nodev1.BudgetRequest{Analyst: analyst})
 			if err != nil {
-				nb.Error = rpcMessage(err)
+				nb.Error = callError(err).Error()
 			} else {
 				nb.SpentRho, nb.LimitRho, nb.TotalSpentRho, nb.TotalLimitRho = r.GetSpentRho(), r.GetLimitRho(), r.GetTotalSpentRho(), r.GetTotalLimitRho()
 			}

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -34,13 +32,6 @@ import (
 // ErrStatsRound marks a round of an analysis whose query ended without a
 // release.
 var ErrStatsRound = errors.New("coordinator: a query of the analysis ended without a release")
-
-func init() {
-	rpc.Register(ErrStatsRound, codes.FailedPrecondition)
-	rpc.Register(stats.ErrBudget, codes.FailedPrecondition)
-	rpc.Register(stats.ErrRelease, codes.FailedPrecondition)
-	rpc.Register(stats.ErrInput, codes.InvalidArgument)
-}
 
 // registerStats adds the statistics routes to mux.
 func (h *httpAPI) registerStats(mux *http.ServeMux) {

@@ -14,7 +14,6 @@ import (
 	"strconv"
 
 	"github.com/fedstat/fedstat/crypto/collective"
-	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
@@ -208,11 +207,11 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	if err != nil {
 		return nil, err
 	}
-	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: protocol.EpochQueryID(req.GetEpoch()), Epoch: req.GetEpoch(), NodeID: n.id, Kind: protocol.KindCKGShare}, share, n.cfg.Now())
+	signed, err := protocol.SealCKGShare(n.cfg.Identity.Key, req.GetEpoch(), n.id, share, n.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
-	resp := &nodev1.KeyGenResponse{CkgShare: protocol.ToProto(env)}
+	resp := &nodev1.KeyGenResponse{CkgShare: signed}
 	if t < len(members) {
 		points := make([]uint64, len(members))
 		for i, m := range members {
@@ -227,11 +226,11 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 			if err != nil {
 				return nil, err
 			}
-			env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: "to:" + m.ID, Epoch: req.GetEpoch(), NodeID: n.id, Kind: protocol.KindThresholdShare}, sealed, n.cfg.Now())
+			signed, err := protocol.SealThresholdShare(n.cfg.Identity.Key, req.GetEpoch(), n.id, m.ID, sealed, n.cfg.Now())
 			if err != nil {
 				return nil, err
 			}
-			resp.Dealt = append(resp.Dealt, &nodev1.DealtShare{FromNodeId: n.id, ToNodeId: m.ID, Sealed: protocol.ToProto(env)})
+			resp.Dealt = append(resp.Dealt, &nodev1.DealtShare{FromNodeId: n.id, ToNodeId: m.ID, Sealed: signed})
 		}
 	}
 	skb, err := sk.MarshalBinary()
@@ -325,14 +324,11 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 		if i < 0 || shares[i] != nil {
 			return nil, fmt.Errorf("%w: CKG share from %q: not a member or duplicate", ErrBadRequest, s.GetNodeId())
 		}
-		h, err := envelope.Open(e.Members[i].Cert.PublicKey, protocol.FromProto(s.GetSigned()),
-			envelope.Binding{QueryID: protocol.EpochQueryID(e.Epoch), Epoch: e.Epoch, NodeID: s.GetNodeId(), Kind: protocol.KindCKGShare},
-			n.cfg.Now(), n.cfg.MaxSkew, nil)
+		share, err := protocol.OpenCKGShare(e.Members[i].Cert.PublicKey, s.GetSigned(), e.Epoch, s.GetNodeId(), n.window(nil))
 		if err != nil {
 			return nil, fmt.Errorf("%w: CKG share from %s: %v", ErrBadRequest, s.GetNodeId(), err)
 		}
-		_ = h
-		shares[i] = s.GetSigned().GetPayload()
+		shares[i] = share
 		got++
 	}
 	if got != len(e.Members) {
@@ -391,13 +387,11 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare) error
 		if !ok || d.GetToNodeId() != n.id || seen[from.ID] {
 			return fmt.Errorf("%w: threshold share from %q to %q", ErrBadRequest, d.GetFromNodeId(), d.GetToNodeId())
 		}
-		_, err := envelope.Open(from.Cert.PublicKey, protocol.FromProto(d.GetSealed()),
-			envelope.Binding{QueryID: "to:" + n.id, Epoch: e.Epoch, NodeID: from.ID, Kind: protocol.KindThresholdShare},
-			n.cfg.Now(), n.cfg.MaxSkew, nil)
+		sealed, err := protocol.OpenThresholdShare(from.Cert.PublicKey, d.GetSealed(), e.Epoch, from.ID, n.id, n.window(nil))
 		if err != nil {
 			return fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
 		}
-		pt, err := n.openSealed([]byte(transitInfo(e.Epoch, from.ID, n.id)), d.GetSealed().GetPayload())
+		pt, err := n.openSealed([]byte(transitInfo(e.Epoch, from.ID, n.id)), sealed)
 		if err != nil {
 			return fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
 		}

@@ -22,7 +22,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
@@ -31,11 +30,11 @@ import (
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/membership"
 	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	"github.com/fedstat/fedstat/node/internal/keystore"
 	"github.com/fedstat/fedstat/node/internal/ledger"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
-	"github.com/fedstat/fedstat/queries/parse"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -52,38 +51,11 @@ var (
 	ErrTooFewPartials   = errors.New("node: fewer partials than min_nodes")
 	ErrAlreadyReleased  = errors.New("node: a different release for this query id was already made")
 	ErrPolicy           = errors.New("node: refused by node policy")
-	ErrPlaintextOverrun = errors.New("node: worst-case sum could wrap around the plaintext modulus")
+	ErrPlaintextOverrun = protocol.ErrPlaintextRange // the coordinator's check too (protocol.CheckPlaintextRange)
 	ErrBadRequest       = errors.New("node: bad request")
 	ErrReplayed         = errors.New("node: replayed or stale request refused")
 	ErrDenied           = errors.New("node: the node's admin denied the query")
 )
-
-func init() {
-	rpc.Register(ErrWrongEpoch, codes.FailedPrecondition)
-	rpc.Register(ErrNoEpoch, codes.FailedPrecondition)
-	rpc.Register(ErrNotMember, codes.FailedPrecondition)
-	rpc.Register(ErrBadPartial, codes.InvalidArgument)
-	rpc.Register(ErrTooFewPartials, codes.FailedPrecondition)
-	rpc.Register(ErrAlreadyReleased, codes.AlreadyExists)
-	rpc.Register(ErrPolicy, codes.PermissionDenied)
-	rpc.Register(ErrPlaintextOverrun, codes.InvalidArgument)
-	rpc.Register(ErrBadRequest, codes.InvalidArgument)
-	rpc.Register(ErrReplayed, codes.PermissionDenied)
-	rpc.Register(ErrDenied, codes.PermissionDenied)
-	rpc.Register(ledger.ErrBudgetExhausted, codes.ResourceExhausted)
-	rpc.Register(ledger.ErrQueryIDReuse, codes.AlreadyExists)
-	// A node that cannot write safely (durable.go). A full disk first, so
-	// that ErrNotReady wrapping it is ResourceExhausted too.
-	rpc.Register(kv.ErrNoSpace, codes.ResourceExhausted)
-	for _, err := range []error{ErrNotReady, kv.ErrDamaged, kv.ErrWatermark, audit.ErrTampered,
-		ledger.ErrCommittedNotConfirmed, errMark, keystore.ErrNotFound, keystore.ErrDamaged, keystore.ErrSealed,
-		keystore.ErrUnreadable, keystore.ErrInsecure} {
-		rpc.Register(err, codes.FailedPrecondition)
-	}
-	for _, err := range []error{plan.ErrRequest, parse.ErrSyntax, parse.ErrUnknownName, parse.ErrInvalid} {
-		rpc.Register(err, codes.InvalidArgument)
-	}
-}
 
 // DataSource gives the node's current data as an immutable columnar snapshot.
 type DataSource interface {
@@ -114,8 +86,10 @@ type Config struct {
 	Budget Budget
 	// Policy is the node admin's policy. Defaults to DefaultPolicy().
 	Policy *Policy
-	// MaxSkew bounds how old a signed partial may be when it is presented for
-	// release. Defaults to 15 minutes.
+	// MaxSkew bounds how far from this node's clock the timestamp of a
+	// signed message may be: how old a partial may be when it is presented
+	// for release, how stale an evaluate request. Defaults to
+	// protocol.DefaultMaxSkew (15 minutes), as the coordinator's does.
 	MaxSkew time.Duration
 	// Gossip, when set, makes the node join the network's gossip pool and
 	// advertise its id, gRPC address, key epoch, version and its coarse data
@@ -209,7 +183,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Policy = DefaultPolicy()
 	}
 	if cfg.MaxSkew == 0 {
-		cfg.MaxSkew = 15 * time.Minute
+		cfg.MaxSkew = protocol.DefaultMaxSkew
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -87,15 +87,6 @@ func planRequest(spec *typesv1.QuerySpec) (plan.Request, error) {
 	return r, nil
 }
 
-// checkPlaintextRange refuses a plan whose worst-case sum over all members
-// could wrap around the plaintext modulus.
-func checkPlaintextRange(p *plan.Plan, params homomorphic.Params, members int) error {
-	if worst := p.MaxAbsTotal(members); worst > params.MaxAbs() || worst < 0 {
-		return fmt.Errorf("%w: worst case %d over %d nodes exceeds %d (parameter set %s); narrow the clamps or the date range", ErrPlaintextOverrun, worst, members, params.MaxAbs(), params.Name())
-	}
-	return nil
-}
-
 // openEvaluate verifies a signed evaluate request from the calling
 // coordinator: signature by the mutual-TLS peer's certificate key, addressed
 // to this node, fresh, and never seen before.
@@ -104,29 +95,20 @@ func (n *Node) openEvaluate(ctx context.Context, req *nodev1.EvaluateRequest) (*
 	if err != nil {
 		return nil, peer, err
 	}
-	s := req.GetRequest()
-	hdr, err := envelope.ParseHeader(s.GetHeader())
+	body, err := protocol.OpenEvaluate(cert.PublicKey, req, n.id, n.window(n.replay))
+	if errors.Is(err, envelope.ErrReplay) || errors.Is(err, envelope.ErrStale) {
+		return nil, peer, fmt.Errorf("%w: %v", ErrReplayed, err)
+	}
 	if err != nil {
-		return nil, peer, fmt.Errorf("%w: evaluate request: %v", ErrBadRequest, err)
+		return nil, peer, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	want := hdr.Binding
-	if want.NodeID != n.id || want.Kind != protocol.KindEvaluate {
-		return nil, peer, fmt.Errorf("%w: evaluate request addressed to %s (%s)", ErrBadRequest, want.NodeID, want.Kind)
-	}
-	if _, err := envelope.Open(cert.PublicKey, protocol.FromProto(s), want, n.cfg.Now(), n.cfg.MaxSkew, n.replay); err != nil {
-		if errors.Is(err, envelope.ErrReplay) || errors.Is(err, envelope.ErrStale) {
-			return nil, peer, fmt.Errorf("%w: %v", ErrReplayed, err)
-		}
-		return nil, peer, fmt.Errorf("%w: evaluate request: %v", ErrBadRequest, err)
-	}
-	var body nodev1.EvaluateBody
-	if err := proto.Unmarshal(s.GetPayload(), &body); err != nil {
-		return nil, peer, fmt.Errorf("%w: evaluate request: %v", ErrBadRequest, err)
-	}
-	if body.GetQueryId() != want.QueryID || body.GetEpoch() != want.Epoch {
-		return nil, peer, fmt.Errorf("%w: evaluate request body does not match its binding", ErrBadRequest)
-	}
-	return &body, peer, nil
+	return body, peer, nil
+}
+
+// window is how this node judges the time of the messages it receives
+// (protocol.Window); seen is nil for messages it may be shown again.
+func (n *Node) window(seen envelope.ReplayCache) protocol.Window {
+	return protocol.Window{Now: n.cfg.Now(), MaxSkew: n.cfg.MaxSkew, Seen: seen}
 }
 
 func (n *Node) evaluate(ctx context.Context, sreq *nodev1.EvaluateRequest) (*nodev1.EvaluateResponse, error) {
@@ -194,7 +176,7 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	if len(pol.Kinds) > 0 && !slices.Contains(pol.Kinds, p.Kind()) {
 		return nil, fmt.Errorf("%w: query kind %q is not allowed at %s", ErrPolicy, p.Kind(), n.id)
 	}
-	if err := checkPlaintextRange(p, e.Params, len(e.Members)); err != nil {
+	if err := protocol.CheckPlaintextRange(p, e.Params, len(e.Members)); err != nil {
 		return nil, err
 	}
 	n.record(ctx, req.GetAnalyst(), "query.received", req.GetQueryId(), map[string]any{
@@ -312,15 +294,11 @@ func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec 
 		}
 		payload.Ciphertexts = append(payload.Ciphertexts, b)
 	}
-	pb, err := proto.Marshal(payload)
+	signed, err := protocol.SealPartial(n.cfg.Identity.Key, queryID, e.Epoch, n.id, payload, n.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
-	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: queryID, Epoch: e.Epoch, NodeID: n.id, Kind: protocol.KindPartial}, pb, n.cfg.Now())
-	if err != nil {
-		return nil, err
-	}
-	return proto.Marshal(protocol.ToProto(env))
+	return proto.Marshal(signed)
 }
 
 func releaseKey(queryID string) []byte { return []byte("n/release/" + queryID) }
@@ -371,7 +349,7 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	if len(req.GetPartials()) < minNodes {
 		return nil, fmt.Errorf("%w: %d partials for %s, at least %d needed (min_nodes)", ErrTooFewPartials, len(req.GetPartials()), qid, minNodes)
 	}
-	specDigest := protocol.SpecDigest(req.GetSpec())
+	shape := protocol.PartialShapeOf(req.GetSpec(), p, e.Params)
 	commitDigest := protocol.CommitDigest(qid, e.Epoch, req.GetSpec(), req.GetPartials())
 
 	digest := releaseDigest(commitDigest, req)
@@ -379,7 +357,6 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		return resp, err
 	}
 
-	wantCts := (p.VectorLen() + e.Params.Slots() - 1) / e.Params.Slots()
 	var vectors [][]*homomorphic.Ciphertext
 	seen := map[string]bool{}
 	for _, ps := range req.GetPartials() {
@@ -395,30 +372,12 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		// node, and the release record below lets a query id be released
 		// once; presenting the same partials again (a retry after a refusal)
 		// must work.
-		if _, err := envelope.Open(m.Cert.PublicKey, protocol.FromProto(ps.GetSigned()),
-			envelope.Binding{QueryID: qid, Epoch: e.Epoch, NodeID: from, Kind: protocol.KindPartial},
-			n.cfg.Now(), n.cfg.MaxSkew, nil); err != nil {
+		pt, err := protocol.OpenPartial(m.Cert.PublicKey, ps.GetSigned(), qid, e.Epoch, from, n.window(nil), shape)
+		if err != nil {
 			return nil, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
-		}
-		var payload nodev1.PartialPayload
-		if err := proto.Unmarshal(ps.GetSigned().GetPayload(), &payload); err != nil {
-			return nil, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
-		}
-		if !bytes.Equal(payload.GetSpecDigest(), specDigest) {
-			return nil, fmt.Errorf("%w: partial from %s was planned and noised for another query spec than this release's "+
-				"(min_nodes, threshold, epsilon, delta or SQL differ)", ErrBadPartial, from)
-		}
-		if int(payload.GetVectorLen()) != p.VectorLen() || len(payload.GetCiphertexts()) != wantCts {
-			return nil, fmt.Errorf("%w: partial from %s has %d slots in %d ciphertexts, the plan needs %d in %d", ErrBadPartial, from, payload.GetVectorLen(), len(payload.GetCiphertexts()), p.VectorLen(), wantCts)
-		}
-		vec := make([]*homomorphic.Ciphertext, len(payload.GetCiphertexts()))
-		for i, b := range payload.GetCiphertexts() {
-			if vec[i], err = homomorphic.UnmarshalCiphertext(e.Params, b); err != nil {
-				return nil, fmt.Errorf("%w: partial from %s: ciphertext %d: %v", ErrBadPartial, from, i, err)
-			}
 		}
 		seen[from] = true
-		vectors = append(vectors, vec)
+		vectors = append(vectors, pt.Ciphertexts)
 	}
 	if err := n.checkCommits(e, qid, commitDigest, seen, req.GetCommits()); err != nil {
 		return nil, err
@@ -453,15 +412,10 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		}
 		payload.Shares = append(payload.Shares, s)
 	}
-	pb, err := proto.Marshal(payload)
+	signed, err := protocol.SealKeySwitchShare(n.cfg.Identity.Key, qid, e.Epoch, n.id, payload, n.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
-	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: qid, Epoch: e.Epoch, NodeID: n.id, Kind: protocol.KindKeySwitchShare}, pb, n.cfg.Now())
-	if err != nil {
-		return nil, err
-	}
-	signed := protocol.ToProto(env)
 	sb, err := proto.Marshal(signed)
 	if err != nil {
 		return nil, err

@@ -4,11 +4,8 @@ import (
 	"errors"
 	"fmt"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
-	"github.com/fedstat/fedstat/internal/rpc"
 	"github.com/fedstat/fedstat/node/internal/keystore"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 )
@@ -21,8 +18,6 @@ import (
 // (a share file missing, unreadable or malformed). Its text names the file's
 // role and epoch, never key material or paths.
 var ErrKeysUnavailable = errors.New("node: this node cannot use its key shares")
-
-func init() { rpc.Register(ErrKeysUnavailable, codes.FailedPrecondition) }
 
 // EpochReady reports whether this node can do its part in key epoch id: id
 // is its active (installed) epoch, and its secret key share and, when the

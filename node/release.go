@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"slices"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
@@ -62,12 +60,11 @@ func (n *Node) commit(ctx context.Context, req *nodev1.CommitRequest) (*nodev1.C
 	default:
 		return nil, err
 	}
-	env, err := envelope.Seal(n.cfg.Identity.Key, envelope.Binding{QueryID: qid, Epoch: e.Epoch, NodeID: n.id, Kind: protocol.KindReleaseCommit},
-		req.GetDigest(), n.cfg.Now())
+	signed, err := protocol.SealCommit(n.cfg.Identity.Key, qid, e.Epoch, n.id, req.GetDigest(), n.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
-	return &nodev1.CommitResponse{Commit: protocol.ToProto(env)}, nil
+	return &nodev1.CommitResponse{Commit: signed}, nil
 }
 
 // checkCommits verifies that every node in senders signed a commitment to
@@ -80,12 +77,11 @@ func (n *Node) checkCommits(e *epochState, queryID string, digest []byte, sender
 		if !ok || got[from] {
 			return fmt.Errorf("%w: commitment from %q: not a member of epoch %d, or repeated", ErrBadRequest, from, e.Epoch)
 		}
-		if _, err := envelope.Open(m.Cert.PublicKey, protocol.FromProto(c.GetSigned()),
-			envelope.Binding{QueryID: queryID, Epoch: e.Epoch, NodeID: from, Kind: protocol.KindReleaseCommit},
-			n.cfg.Now(), n.cfg.MaxSkew, nil); err != nil {
+		committed, err := protocol.OpenCommit(m.Cert.PublicKey, c.GetSigned(), queryID, e.Epoch, from, n.window(nil))
+		if err != nil {
 			return fmt.Errorf("%w: commitment from %s: %v", ErrBadRequest, from, err)
 		}
-		if !bytes.Equal(c.GetSigned().GetPayload(), digest) {
+		if !bytes.Equal(committed, digest) {
 			return fmt.Errorf("%w: %s committed to another set of partials for %s", ErrAlreadyReleased, from, queryID)
 		}
 		got[from] = true
@@ -326,5 +322,3 @@ func (n *Node) releasePrepared(ctx context.Context, e *epochState, req *nodev1.K
 
 // ErrNotPrepared: a RELEASE step without a matching PREPARE at this node.
 var ErrNotPrepared = errors.New("node: no share prepared for this release")
-
-func init() { rpc.Register(ErrNotPrepared, codes.FailedPrecondition) }

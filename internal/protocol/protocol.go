@@ -1,22 +1,22 @@
-// Package protocol holds what the node and the coordinator must agree on
-// beyond the protobuf messages: the kinds of signed envelopes, how an
-// envelope travels in a protobuf message, and how the coordinator signs an
-// evaluate request. Both sides import it; neither imports the other.
+// Package protocol is the contract between the node and the coordinator,
+// beyond the protobuf messages: every kind of signed message with the one
+// function that seals it and the one that opens and checks it (message.go,
+// evaluate.go, partial.go), what a partial must be (OpenPartial), how a
+// query spec becomes a plan (PlanRequest) and is identified (SpecDigest,
+// CommitDigest), the plaintext range check and the freshness window both
+// sides use (contract.go), and the errors both sides return with their
+// gRPC codes (errors.go). Both sides import it; neither imports the other.
 package protocol
 
 import (
-	"crypto"
 	"fmt"
-	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/envelope"
-	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
 
-// Envelope kinds. Every signed message is bound to one.
+// Envelope kinds. Every signed message is bound to one. They are wire
+// values: never change one.
 const (
 	KindCKGShare       = "ckg-share"       // a node's share of the collective public key
 	KindThresholdShare = "threshold-share" // a Shamir share sealed to another member
@@ -37,18 +37,4 @@ func ToProto(e *envelope.Envelope) *typesv1.Signed {
 // FromProto converts the wire form of an envelope back.
 func FromProto(s *typesv1.Signed) *envelope.Envelope {
 	return &envelope.Envelope{Header: s.GetHeader(), Payload: s.GetPayload(), Signature: s.GetSignature()}
-}
-
-// SignEvaluate makes the signed request that asks node nodeID to evaluate
-// body; the coordinator signs with its certificate key.
-func SignEvaluate(signer crypto.Signer, nodeID string, body *nodev1.EvaluateBody, now time.Time) (*nodev1.EvaluateRequest, error) {
-	b, err := proto.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	env, err := envelope.Seal(signer, envelope.Binding{QueryID: body.GetQueryId(), Epoch: body.GetEpoch(), NodeID: nodeID, Kind: KindEvaluate}, b, now)
-	if err != nil {
-		return nil, err
-	}
-	return &nodev1.EvaluateRequest{Request: ToProto(env)}, nil
 }

@@ -1,6 +1,7 @@
 // Package rpc is fedstat's gRPC plumbing: servers and clients with mutual TLS
 // from the network PKI, the caller's identity and role in the context, and
-// the one table that maps domain errors to gRPC status codes.
+// the error tables that carry domain errors across processes as gRPC
+// statuses and rebuild them typed on the caller's side (errors.go).
 package rpc
 
 import (
@@ -12,7 +13,6 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -37,7 +37,7 @@ type Peer struct {
 	Role pki.Role
 }
 
-// Errors.
+// Errors (see Errors, errors.go, for their codes).
 var (
 	ErrUnauthenticated = errors.New("rpc: caller has no valid network certificate")
 	ErrForbidden       = errors.New("rpc: caller's role may not do this")
@@ -175,62 +175,6 @@ func logCall(ctx context.Context, log *slog.Logger, method string, start time.Ti
 		lvl = slog.LevelInfo
 	}
 	log.Log(ctx, lvl, "rpc", "method", method, "peer", p.Name, "role", p.Role, "ms", time.Since(start).Milliseconds(), "code", status.Code(err).String())
-}
-
-// The error table. Domain packages keep their sentinels; the daemons that
-// serve them register each sentinel's code here once, at init, so the
-// mapping lives in one table.
-var (
-	tableMu sync.RWMutex
-	table   = []entry{
-		{ErrUnauthenticated, codes.Unauthenticated},
-		{ErrForbidden, codes.PermissionDenied},
-		{context.DeadlineExceeded, codes.DeadlineExceeded},
-		{context.Canceled, codes.Canceled},
-	}
-)
-
-type entry struct {
-	err  error
-	code codes.Code
-}
-
-// Register maps a domain sentinel to a gRPC code. Call it from init.
-func Register(err error, code codes.Code) {
-	tableMu.Lock()
-	defer tableMu.Unlock()
-	table = append(table, entry{err, code})
-}
-
-// Code returns the gRPC code of a domain error (Unknown if unmapped).
-func Code(err error) codes.Code {
-	if err == nil {
-		return codes.OK
-	}
-	if s, ok := status.FromError(err); ok {
-		return s.Code()
-	}
-	tableMu.RLock()
-	defer tableMu.RUnlock()
-	for _, e := range table {
-		if errors.Is(err, e.err) {
-			return e.code
-		}
-	}
-	return codes.Unknown
-}
-
-// ToStatus turns a domain error into a gRPC status error with the mapped
-// code. The message is the error's text: domain errors are written to be
-// safe for the caller (no raw values, no key material).
-func ToStatus(err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return status.Error(Code(err), err.Error())
 }
 
 // RemoteAddr returns the caller's network address, for logs.

@@ -1,0 +1,263 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/protocol"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+)
+
+// The commit and key-switch steps of a query, the other side of the nodes'
+// Commit and KeySwitch (node/release.go).
+
+// commit has every node whose partial is in signed commit to exactly this
+// set of partials (once per query id), and returns their signed
+// commitments in the order of signed. Decryptors require all of these
+// commitments, so a query id can never be released over two sets.
+func (c *Coordinator) commit(ctx context.Context, q *query, e *epoch, spec *typesv1.QuerySpec, signed []*nodev1.NodeSigned) ([]*nodev1.NodeSigned, error) {
+	digest := protocol.CommitDigest(q.id, e.ID, spec, signed)
+	senders := make([]string, len(signed))
+	for i, s := range signed {
+		senders[i] = s.GetNodeId()
+	}
+	commits := make([]*nodev1.NodeSigned, len(signed))
+	err := c.fanout(ctx, senders, func(ctx context.Context, i int, id string) error {
+		cl, err := c.client(id)
+		if err != nil {
+			return err
+		}
+		resp, err := cl.Commit(ctx, &nodev1.CommitRequest{QueryId: q.id, Epoch: e.ID, Digest: digest})
+		if err != nil {
+			return callError(err)
+		}
+		commits[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetCommit()}
+		q.addUpload(id, proto.Size(resp))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return commits, nil
+}
+
+// keySwitch has T members switch sum, the sum of the committed partials in
+// base (query id, epoch, spec, partials, target key and commitments are
+// set), to the target key (keySwitchShares), and combines their shares.
+func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, senders []string) ([]*homomorphic.Ciphertext, error) {
+	decryptors, shares, err := c.keySwitchShares(ctx, q, e, base, len(sum), senders)
+	if err != nil {
+		return nil, fmt.Errorf("%w: release: %v; nothing was decrypted", ErrQueryFailed, err)
+	}
+	out := make([]*homomorphic.Ciphertext, len(sum))
+	for j := range sum {
+		perCt := make([][]byte, len(decryptors))
+		for i := range decryptors {
+			perCt[i] = shares[i][j]
+		}
+		if out[j], err = collective.KeySwitchCombine(c.params, sum[j], perCt); err != nil {
+			return nil, fmt.Errorf("%w: combine key-switch shares: %v", ErrQueryFailed, err)
+		}
+	}
+	return out, nil
+}
+
+// keySwitchShares has T members make their key-switch shares of the sum of
+// the committed partials in base (the decryptors are chosen here) and
+// returns the decryptors and their shares ([decryptor][ciphertext]).
+//
+// Decryptors are taken among the members in this order: those whose last
+// readiness report says they can decrypt in this epoch, then those that did
+// not report; senders of partials before other members; a member that
+// reported it cannot is not asked. Each attempt is two steps (node/release.go):
+// every decryptor of the set first PREPAREs its share, and only when all of
+// them have does the coordinator ask them to RELEASE it. A decryptor that
+// fails, for any reason, is replaced and the next T-subset tried, over the
+// very same request: the same partials, commitments, spec and target key, so
+// a retry can never release another partial set (the nodes' commitments
+// would refuse it anyway). A member that was asked to release for a set that
+// did not complete may have handed out its share and helps with no other
+// set, so it is not asked again. The attempts stop when fewer than T members
+// are left or ctx ends; nothing is decrypted then.
+func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, cts int, senders []string) ([]string, [][][]byte, error) {
+	need := min(e.Threshold, len(e.Members))
+	candidates := c.decryptorCandidates(e, senders)
+	failed := map[string]string{}
+	spent := map[string]bool{}
+	for attempt := 1; ; attempt++ {
+		var set []string
+		for _, id := range candidates {
+			if failed[id] == "" && !spent[id] && len(set) < need {
+				set = append(set, id)
+			}
+		}
+		if len(set) < need || ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("%d decryptors needed, %d of the %d members were left after %d attempt(s). %s",
+				need, len(set), len(e.Members), attempt-1, describeDecryptorFailures(e, candidates, failed, spent))
+		}
+		sort.Strings(set)
+
+		errs := c.prepare(ctx, set, base)
+		if c.noteDecryptorFailures(q, attempt, set, errs, failed, "prepare") {
+			c.metrics.releaseAttempts.WithLabelValues("prepare_failed").Inc()
+			continue
+		}
+
+		shares, errs := c.releaseShares(ctx, q, e, set, base, cts)
+		for _, id := range set {
+			spent[id] = true
+		}
+		if c.noteDecryptorFailures(q, attempt, set, errs, failed, "release") {
+			c.metrics.releaseAttempts.WithLabelValues("release_failed").Inc()
+			continue
+		}
+		c.metrics.releaseAttempts.WithLabelValues("released").Inc()
+		for _, id := range set {
+			q.node(id, "decrypted", "", 0)
+		}
+		return set, shares, nil
+	}
+}
+
+// prepare asks every decryptor of set to PREPARE its key-switch share of
+// base (the node checks everything and keeps its share) and returns each
+// one's error, in the order of set.
+func (c *Coordinator) prepare(ctx context.Context, set []string, base *nodev1.KeySwitchRequest) []error {
+	prep := proto.Clone(base).(*nodev1.KeySwitchRequest)
+	prep.Decryptors, prep.Phase = set, nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_PREPARE
+	return c.fanoutEach(ctx, set, func(ctx context.Context, _ int, id string) error {
+		cl, err := c.client(id)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, decryptorTimeout)
+		defer cancel()
+		if _, err := cl.KeySwitch(cctx, prep); err != nil {
+			return callError(err)
+		}
+		return nil
+	})
+}
+
+// releaseShares asks every decryptor of set, which all prepared, to RELEASE
+// its key-switch share of base, and opens each share
+// (protocol.OpenKeySwitchShare: one share per ciphertext of the sum, cts).
+// It returns the shares ([decryptor][ciphertext]) and each decryptor's
+// error, in the order of set.
+func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set []string, base *nodev1.KeySwitchRequest, cts int) ([][][]byte, []error) {
+	rel := &nodev1.KeySwitchRequest{QueryId: base.GetQueryId(), Epoch: base.GetEpoch(), TargetPublicKey: base.GetTargetPublicKey(),
+		Decryptors: set, Phase: nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_RELEASE}
+	shares := make([][][]byte, len(set))
+	errs := c.fanoutEach(ctx, set, func(ctx context.Context, i int, id string) error {
+		cl, err := c.client(id)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, decryptorTimeout)
+		defer cancel()
+		resp, err := cl.KeySwitch(cctx, rel)
+		if err != nil {
+			return callError(err)
+		}
+		sh, err := protocol.OpenKeySwitchShare(e.member(id).Cert.PublicKey, resp.GetShare(), q.id, e.ID, id, c.window(), cts)
+		if err != nil {
+			return fmt.Errorf("key-switch share: %w", err)
+		}
+		shares[i] = sh
+		q.addUpload(id, proto.Size(resp))
+		return nil
+	})
+	return shares, errs
+}
+
+// decryptorCandidates orders the members for release (see keySwitchShares). Members
+// that reported they cannot decrypt in e are left out.
+func (c *Coordinator) decryptorCandidates(e *epoch, senders []string) []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	type cand struct {
+		id         string
+		rank, sent int
+	}
+	var cs []cand
+	for _, m := range e.Members {
+		rank := 1 // no trusted report
+		if n, ok := c.reg[m.ID]; ok && c.fresh(n.Health) {
+			if _, problem := c.memberProblemLocked(e, m.ID); problem != "" {
+				continue
+			}
+			rank = 0
+		} else if ok && n.Excluded != nil {
+			continue
+		}
+		cs = append(cs, cand{m.ID, rank, 1 - btoi(slices.Contains(senders, m.ID))})
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		a, b := cs[i], cs[j]
+		if a.rank != b.rank {
+			return a.rank < b.rank
+		}
+		if a.sent != b.sent {
+			return a.sent < b.sent
+		}
+		return a.id < b.id
+	})
+	out := make([]string, len(cs))
+	for i, x := range cs {
+		out[i] = x.id
+	}
+	return out
+}
+
+// noteDecryptorFailures records the decryptors of set whose step failed and
+// reports whether any did.
+func (c *Coordinator) noteDecryptorFailures(q *query, attempt int, set []string, errs []error, failed map[string]string, step string) bool {
+	some := false
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		some = true
+		failed[set[i]] = fmt.Sprintf("%s: %v", step, err)
+		q.note(set[i], fmt.Sprintf("release attempt %d (%s): %v", attempt, step, err))
+		c.recheck(set[i])
+		c.log.Warn("decryptor failed; trying another set", "query_id", q.id, "attempt", attempt, "node", set[i], "step", step, "err", err)
+	}
+	return some
+}
+
+func describeDecryptorFailures(e *epoch, candidates []string, failed map[string]string, spent map[string]bool) string {
+	var b strings.Builder
+	b.WriteString("Decryptors that failed: ")
+	n := 0
+	for _, m := range e.Members {
+		why, ok := failed[m.ID]
+		switch {
+		case ok:
+		case spent[m.ID]:
+			why, ok = "released its share for a decryptor set that did not complete", true
+		case !slices.Contains(candidates, m.ID):
+			why, ok = "reported it cannot decrypt in this key epoch", true
+		}
+		if !ok {
+			continue
+		}
+		if n > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: %s", m.ID, why)
+		n++
+	}
+	if n == 0 {
+		return ""
+	}
+	return b.String()
+}

@@ -1,0 +1,49 @@
+package coordinator
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/dp"
+)
+
+// The release step of a query: the coordinator decrypts the total, and
+// nothing else, and releases it under differential privacy.
+
+// release decrypts the key-switched sum of the partials of nodes members
+// under the result key rk and releases it (dp.Release).
+func (c *Coordinator) release(q *query, rk *homomorphic.ResultKey, switched []*homomorphic.Ciphertext, nodes int) (*typesv1.Result, error) {
+	start := time.Now()
+	totals, err := homomorphic.Decrypt(c.params, rk, switched, q.plan.VectorLen())
+	if err != nil {
+		return nil, fmt.Errorf("%w: decrypt: %v", ErrQueryFailed, err)
+	}
+	r, err := dp.Release(q.plan, totals, nodes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
+	}
+	q.phase("decrypt+release", start)
+	return ResultToProto(r), nil
+}
+
+// releasePlaintext is the benchmark-only release of plaintext partials: the
+// plain sum, then the same post-processing as an encrypted release.
+func (c *Coordinator) releasePlaintext(q *query, parts []partial) (*typesv1.Result, error) {
+	start := time.Now()
+	totals := make([]int64, q.plan.VectorLen())
+	for _, pt := range parts {
+		for i, v := range pt.plain {
+			totals[i] += v
+		}
+	}
+	q.phase("aggregate", start)
+	start = time.Now()
+	r, err := dp.Release(q.plan, totals, len(parts))
+	if err != nil {
+		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
+	}
+	q.phase("decrypt+release", start)
+	return ResultToProto(r), nil
+}

@@ -1,0 +1,187 @@
+package protocol
+
+import (
+	"crypto"
+	"errors"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/crypto/envelope"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+)
+
+// Every protocol message has the same shape, as every multiparty protocol
+// of Lattigo's mhe package has: a kind (the envelope kind, one of the Kind
+// constants), a binding (the query id, the key epoch and the node the
+// message is signed by or, for an evaluate request, addressed to) that the
+// Seal and Open functions of the kind build in one place, and a payload
+// with its codec. For a kind X:
+//
+//	SealX(signer, <binding>, payload, now) (*typesv1.Signed, error)
+//	OpenX(pub, signed, <binding>, window[, what the payload must be]) (payload, error)
+//
+// OpenX checks the signature under pub, the binding, the timestamp against
+// the window (and the replay cache, when the window has one) and decodes the
+// payload. Its errors say what is wrong without saying which message it was:
+// each caller names the message and the node in its own words.
+
+// Window is how a receiver judges when a message was signed: its clock now,
+// how far from it a timestamp may be (MaxSkew, DefaultMaxSkew unless
+// configured, the same on both sides), and, when Seen is set, a replay cache
+// that refuses a message accepted before. A nil Seen is for messages a
+// receiver may be shown again on purpose (partials and commitments on a
+// retried release, the shares of a retried key ceremony): they are bound to
+// their query id or epoch, and the receiver deduplicates them otherwise.
+type Window struct {
+	Now     time.Time
+	MaxSkew time.Duration
+	Seen    envelope.ReplayCache
+}
+
+// ErrMalformedPayload: a signed message whose payload does not decode to
+// what its kind carries.
+var ErrMalformedPayload = errors.New("malformed payload")
+
+// kind is one kind of message: its envelope kind and its payload's codec.
+type kind[T any] struct {
+	name   string
+	encode func(T) ([]byte, error)
+	decode func([]byte) (T, error)
+}
+
+func (k kind[T]) seal(signer crypto.Signer, b envelope.Binding, v T, now time.Time) (*typesv1.Signed, error) {
+	b.Kind = k.name
+	payload, err := k.encode(v)
+	if err != nil {
+		return nil, err
+	}
+	env, err := envelope.Seal(signer, b, payload, now)
+	if err != nil {
+		return nil, err
+	}
+	return ToProto(env), nil
+}
+
+func (k kind[T]) open(pub crypto.PublicKey, s *typesv1.Signed, b envelope.Binding, w Window) (T, error) {
+	var zero T
+	b.Kind = k.name
+	if _, err := envelope.Open(pub, FromProto(s), b, w.Now, w.MaxSkew, w.Seen); err != nil {
+		return zero, err
+	}
+	v, err := k.decode(s.GetPayload())
+	if err != nil {
+		return zero, payloadError{err}
+	}
+	return v, nil
+}
+
+// payloadError is a payload that does not decode: it reads as the decoder's
+// error and matches ErrMalformedPayload.
+type payloadError struct{ err error }
+
+func (e payloadError) Error() string   { return e.err.Error() }
+func (e payloadError) Unwrap() []error { return []error{ErrMalformedPayload, e.err} }
+
+// protoKind is a kind whose payload is a protobuf message.
+func protoKind[T any, P interface {
+	*T
+	proto.Message
+}](name string) kind[P] {
+	return kind[P]{
+		name:   name,
+		encode: func(m P) ([]byte, error) { return proto.Marshal(m) },
+		decode: func(b []byte) (P, error) {
+			m := P(new(T))
+			if err := proto.Unmarshal(b, m); err != nil {
+				return nil, err
+			}
+			return m, nil
+		},
+	}
+}
+
+// bytesKind is a kind whose payload is carried as it is.
+func bytesKind(name string) kind[[]byte] {
+	id := func(b []byte) ([]byte, error) { return b, nil }
+	return kind[[]byte]{name: name, encode: id, decode: id}
+}
+
+// The kinds of message of the protocol.
+var (
+	evaluateKind  = protoKind[nodev1.EvaluateBody](KindEvaluate)
+	partialKind   = protoKind[nodev1.PartialPayload](KindPartial)
+	commitKind    = bytesKind(KindReleaseCommit)
+	keySwitchKind = protoKind[nodev1.KeySwitchPayload](KindKeySwitchShare)
+	ckgKind       = bytesKind(KindCKGShare)
+	thresholdKind = bytesKind(KindThresholdShare)
+)
+
+// queryBinding is the binding of a message about query queryID of key
+// epoch epoch signed by (or addressed to) node.
+func queryBinding(queryID string, epoch uint64, node string) envelope.Binding {
+	return envelope.Binding{QueryID: queryID, Epoch: epoch, NodeID: node}
+}
+
+// SealCommit signs node's commitment to the one partial set (digest,
+// CommitDigest) that query queryID may be released over.
+func SealCommit(signer crypto.Signer, queryID string, epoch uint64, node string, digest []byte, now time.Time) (*typesv1.Signed, error) {
+	return commitKind.seal(signer, queryBinding(queryID, epoch, node), digest, now)
+}
+
+// OpenCommit verifies node's commitment for query queryID of epoch and
+// returns the digest it commits to (the caller compares it with its own).
+func OpenCommit(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch uint64, node string, w Window) ([]byte, error) {
+	return commitKind.open(pub, s, queryBinding(queryID, epoch, node), w)
+}
+
+// SealKeySwitchShare signs node's key-switch share of the release of query
+// queryID (one share per ciphertext of the sum). The same kind serves both
+// steps of a two-step release: PREPARE keeps the signed share at the node,
+// RELEASE hands it out.
+func SealKeySwitchShare(signer crypto.Signer, queryID string, epoch uint64, node string, p *nodev1.KeySwitchPayload, now time.Time) (*typesv1.Signed, error) {
+	return keySwitchKind.seal(signer, queryBinding(queryID, epoch, node), p, now)
+}
+
+// OpenKeySwitchShare verifies node's key-switch share of query queryID and
+// returns its shares, which must be one per ciphertext (cts) of the sum. A
+// payload that does not decode, or has another count, is
+// ErrMalformedPayload.
+func OpenKeySwitchShare(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch uint64, node string, w Window, cts int) ([][]byte, error) {
+	p, err := keySwitchKind.open(pub, s, queryBinding(queryID, epoch, node), w)
+	if errors.Is(err, ErrMalformedPayload) || (err == nil && len(p.GetShares()) != cts) {
+		return nil, ErrMalformedPayload
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p.GetShares(), nil
+}
+
+// SealCKGShare signs node's share of the collective public key of key
+// epoch epoch.
+func SealCKGShare(signer crypto.Signer, epoch uint64, node string, share []byte, now time.Time) (*typesv1.Signed, error) {
+	return ckgKind.seal(signer, queryBinding(EpochQueryID(epoch), epoch, node), share, now)
+}
+
+// OpenCKGShare verifies node's share of the collective public key of epoch
+// and returns it.
+func OpenCKGShare(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node string, w Window) ([]byte, error) {
+	return ckgKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
+}
+
+// dealtQueryID binds a threshold share to its recipient.
+func dealtQueryID(to string) string { return "to:" + to }
+
+// SealThresholdShare signs the Shamir share of key epoch epoch that node
+// from dealt to node to (sealed: already encrypted to the recipient).
+func SealThresholdShare(signer crypto.Signer, epoch uint64, from, to string, sealed []byte, now time.Time) (*typesv1.Signed, error) {
+	return thresholdKind.seal(signer, queryBinding(dealtQueryID(to), epoch, from), sealed, now)
+}
+
+// OpenThresholdShare verifies the threshold share of epoch that from dealt
+// to to, and returns it (still encrypted to the recipient).
+func OpenThresholdShare(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, from, to string, w Window) ([]byte, error) {
+	return thresholdKind.open(pub, s, queryBinding(dealtQueryID(to), epoch, from), w)
+}

@@ -1,0 +1,86 @@
+package protocol
+
+import (
+	"bytes"
+	"crypto"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// PartialShape is what every partial of one query must be: noised for the
+// query spec whose SpecDigest it carries, VectorLen slots encrypted under
+// Params (Params.NumCiphertexts(VectorLen) ciphertexts) or, when Plaintext
+// is set (benchmark-only mode, see nodev1.PartialPayload), VectorLen slots
+// in the clear and no ciphertext.
+type PartialShape struct {
+	SpecDigest []byte
+	VectorLen  int
+	Params     homomorphic.Params
+	Plaintext  bool
+}
+
+// PartialShapeOf is the shape of the encrypted partials of the query with
+// spec spec and plan p under params. The coordinator checks each partial
+// against it as it arrives, every decryptor again before it releases their
+// sum.
+func PartialShapeOf(spec *typesv1.QuerySpec, p *plan.Plan, params homomorphic.Params) PartialShape {
+	return PartialShape{SpecDigest: SpecDigest(spec), VectorLen: p.VectorLen(), Params: params}
+}
+
+// Partial is a partial that passed OpenPartial: its signed form (the one
+// the nodes' commitments cover) and its slots, encrypted or, in benchmark
+// plaintext mode, in the clear.
+type Partial struct {
+	Signed      *typesv1.Signed
+	Ciphertexts []*homomorphic.Ciphertext
+	Plaintext   []int64
+}
+
+// SealPartial signs node's partial of query queryID in key epoch epoch.
+func SealPartial(signer crypto.Signer, queryID string, epoch uint64, node string, p *nodev1.PartialPayload, now time.Time) (*typesv1.Signed, error) {
+	return partialKind.seal(signer, queryBinding(queryID, epoch, node), p, now)
+}
+
+// OpenPartial runs every check of a partial, the same on both sides: the
+// signature under pub (node's certificate key), the binding to queryID,
+// epoch and node, the timestamp in w, the payload's encoding, the spec
+// digest (a partial noised for another spec cannot be released under this
+// one) and the shape (want). It returns the partial with its ciphertexts
+// decoded. Its errors do not name the partial or the node (the callers do):
+// a bad envelope's is the envelope's, a payload that does not decode
+// matches ErrMalformedPayload.
+func OpenPartial(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch uint64, node string, w Window, want PartialShape) (*Partial, error) {
+	payload, err := partialKind.open(pub, s, queryBinding(queryID, epoch, node), w)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(payload.GetSpecDigest(), want.SpecDigest) {
+		return nil, errors.New("it was planned and noised for another query spec (min_nodes, threshold, epsilon, delta or SQL differ)")
+	}
+	if want.Plaintext {
+		if int(payload.GetVectorLen()) != want.VectorLen || len(payload.GetPlaintext()) != want.VectorLen || len(payload.GetCiphertexts()) != 0 {
+			return nil, fmt.Errorf("benchmark plaintext mode needs %d plaintext slots", want.VectorLen)
+		}
+		return &Partial{Signed: s, Plaintext: payload.GetPlaintext()}, nil
+	}
+	if len(payload.GetPlaintext()) > 0 {
+		return nil, errors.New("it is not encrypted")
+	}
+	cts := want.Params.NumCiphertexts(want.VectorLen)
+	if int(payload.GetVectorLen()) != want.VectorLen || len(payload.GetCiphertexts()) != cts {
+		return nil, fmt.Errorf("%d slots in %d ciphertexts, the plan needs %d in %d", payload.GetVectorLen(), len(payload.GetCiphertexts()), want.VectorLen, cts)
+	}
+	out := &Partial{Signed: s, Ciphertexts: make([]*homomorphic.Ciphertext, cts)}
+	for i, b := range payload.GetCiphertexts() {
+		if out.Ciphertexts[i], err = homomorphic.UnmarshalCiphertext(want.Params, b); err != nil {
+			return nil, fmt.Errorf("ciphertext %d: %w", i, err)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,160 @@
+package protocol_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedstat/fedstat/crypto/envelope"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/protocol"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+func testSpec() *typesv1.QuerySpec {
+	return &typesv1.QuerySpec{Sql: "SELECT COUNT(*) FROM patients", Epsilon: 1, Delta: 1e-6, MinNodes: 2, Threshold: 2, ReferenceDate: "2026-01-01"}
+}
+
+func testPlan(t *testing.T, spec *typesv1.QuerySpec) *plan.Plan {
+	t.Helper()
+	req, err := protocol.PlanRequest(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(req, plan.DefaultCatalogue())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func testParams(t *testing.T) homomorphic.Params {
+	t.Helper()
+	params, err := homomorphic.NewParams(homomorphic.InsecureTestSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return params
+}
+
+// encrypted returns the payload of an honest partial of spec and p: n
+// slots encrypted under a fresh key.
+func encrypted(t *testing.T, params homomorphic.Params, spec *typesv1.QuerySpec, n int) *nodev1.PartialPayload {
+	t.Helper()
+	rk, err := homomorphic.GenResultKey(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cts, err := homomorphic.Encrypt(params, rk.Public(), make([]int64, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &nodev1.PartialPayload{VectorLen: int32(n), SpecDigest: protocol.SpecDigest(spec)}
+	for _, ct := range cts {
+		b, err := ct.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Ciphertexts = append(out.Ciphertexts, b)
+	}
+	return out
+}
+
+// TestPartial: OpenPartial, the checks both sides run on a partial, accepts
+// an honest partial and refuses every departure from the query's spec and
+// shape, and every envelope problem, with the messages the coordinator and
+// the nodes show.
+func TestPartial(t *testing.T) {
+	signer := key(t)
+	params := testParams(t)
+	spec := testSpec()
+	p := testPlan(t, spec)
+	shape := protocol.PartialShapeOf(spec, p, params)
+	if shape.VectorLen != p.VectorLen() || !shape.Params.Equal(params) || string(shape.SpecDigest) != string(protocol.SpecDigest(spec)) || shape.Plaintext {
+		t.Fatalf("shape %+v", shape)
+	}
+	honest := encrypted(t, params, spec, p.VectorLen())
+	seal := func(payload *nodev1.PartialPayload) *typesv1.Signed {
+		t.Helper()
+		s, err := protocol.SealPartial(signer, "q-1", 3, "node-1", payload, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	open := func(s *typesv1.Signed, want protocol.PartialShape) (*protocol.Partial, error) {
+		return protocol.OpenPartial(signer.Public(), s, "q-1", 3, "node-1", window(), want)
+	}
+
+	s := seal(honest)
+	got, err := open(s, shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Signed != s || len(got.Ciphertexts) != params.NumCiphertexts(p.VectorLen()) || got.Plaintext != nil {
+		t.Fatalf("opened %+v", got)
+	}
+
+	other := testSpec()
+	other.MinNodes = 3
+	wrongLen := encrypted(t, params, spec, p.VectorLen())
+	wrongLen.VectorLen++
+	extra := encrypted(t, params, spec, p.VectorLen())
+	extra.Ciphertexts = append(extra.Ciphertexts, extra.Ciphertexts[0])
+	garbage := encrypted(t, params, spec, p.VectorLen())
+	garbage.Ciphertexts[0] = []byte("not a ciphertext")
+	plain := encrypted(t, params, spec, p.VectorLen())
+	plain.Plaintext = make([]int64, p.VectorLen())
+	for _, c := range []struct {
+		name    string
+		payload *nodev1.PartialPayload
+		want    string
+	}{
+		{"noised for another spec", encrypted(t, params, other, p.VectorLen()),
+			"it was planned and noised for another query spec (min_nodes, threshold, epsilon, delta or SQL differ)"},
+		{"another number of slots", wrongLen, "2 slots in 1 ciphertexts, the plan needs 1 in 1"},
+		{"another number of ciphertexts", extra, "1 slots in 2 ciphertexts, the plan needs 1 in 1"},
+		{"a ciphertext that does not decode", garbage, "ciphertext 0: "},
+		{"slots in the clear", plain, "it is not encrypted"},
+	} {
+		_, err := open(seal(c.payload), shape)
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+	if p.VectorLen() != 1 {
+		t.Fatalf("the messages above assume a plan of 1 slot, got %d", p.VectorLen())
+	}
+
+	if _, err := open(resealed(t, signer, s, []byte{0xff, 0xff}), shape); !errors.Is(err, protocol.ErrMalformedPayload) {
+		t.Errorf("a payload that does not decode: %v", err)
+	}
+	if _, err := protocol.OpenPartial(key(t).Public(), s, "q-1", 3, "node-1", window(), shape); !errors.Is(err, envelope.ErrBadSignature) {
+		t.Errorf("another node's key: %v", err)
+	}
+	for name, b := range map[string][3]any{"query id": {"q-2", uint64(3), "node-1"}, "epoch": {"q-1", uint64(2), "node-1"}, "node": {"q-1", uint64(3), "node-2"}} {
+		if _, err := protocol.OpenPartial(signer.Public(), s, b[0].(string), b[1].(uint64), b[2].(string), window(), shape); !errors.Is(err, envelope.ErrBindingMismatch) {
+			t.Errorf("another %s: %v", name, err)
+		}
+	}
+	late := window()
+	late.Now = t0.Add(protocol.DefaultMaxSkew + time.Minute)
+	if _, err := protocol.OpenPartial(signer.Public(), s, "q-1", 3, "node-1", late, shape); !errors.Is(err, envelope.ErrStale) {
+		t.Errorf("beyond the window: %v", err)
+	}
+
+	// Benchmark plaintext mode: slots in the clear, nothing else.
+	bench := shape
+	bench.Plaintext = true
+	clear := &nodev1.PartialPayload{VectorLen: int32(p.VectorLen()), Plaintext: []int64{42}, SpecDigest: protocol.SpecDigest(spec)}
+	got, err = open(seal(clear), bench)
+	if err != nil || len(got.Plaintext) != 1 || got.Plaintext[0] != 42 || got.Ciphertexts != nil {
+		t.Errorf("a plaintext partial in plaintext mode: %+v, %v", got, err)
+	}
+	if _, err := open(s, bench); err == nil || err.Error() != "benchmark plaintext mode needs 1 plaintext slots" {
+		t.Errorf("an encrypted partial in plaintext mode: %v", err)
+	}
+}
