@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/internal/resultpb"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -380,7 +380,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
 	}
 	q.phase("decrypt+release", start)
-	return ResultToProto(r), nil
+	return resultpb.ToProto(r), nil
 }
 
 func (e *epoch) member(id string) epochMember {
@@ -482,25 +482,6 @@ func rpcMessage(err error) string {
 	return fmt.Sprintf("%s (%s)", msg, code)
 }
 
-// ResultToProto converts a released result to its wire form. Suppressed
-// numbers travel without their value.
-func ResultToProto(r *result.Result) *typesv1.Result {
-	out := &typesv1.Result{Columns: r.Columns, KeyColumns: int32(r.KeyColumns), Epsilon: r.Epsilon, Delta: r.Delta, Rho: r.Rho,
-		Mechanism: r.Mechanism, Nodes: int32(r.Nodes), SmallCountThreshold: int32(r.SmallCountThreshold)}
-	for _, row := range r.Rows {
-		pr := &typesv1.Row{Keys: row.Keys}
-		for _, v := range row.Values {
-			n := &typesv1.Number{Display: v.Display, Suppressed: v.Suppressed}
-			if !v.Suppressed {
-				n.Value, n.CiLow, n.CiHigh = v.Value, v.CILow, v.CIHigh
-			}
-			pr.Values = append(pr.Values, n)
-		}
-		out.Rows = append(out.Rows, pr)
-	}
-	return out
-}
-
 // Get returns the status of a query, whole (with every node's timing): what
 // a caller may see of it is StatusFor.
 func (c *Coordinator) Get(id string) (*coordinatorv1.QueryStatus, error) {
@@ -588,23 +569,9 @@ func (c *Coordinator) listFor(p rpc.Peer, limit int, analyst string) []*coordina
 	return out
 }
 
-// ResultFromProto converts a wire result back, for formatting.
-func ResultFromProto(p *typesv1.Result) *result.Result {
-	r := &result.Result{Columns: p.GetColumns(), KeyColumns: int(p.GetKeyColumns()), Epsilon: p.GetEpsilon(), Delta: p.GetDelta(),
-		Rho: p.GetRho(), Mechanism: p.GetMechanism(), Nodes: int(p.GetNodes()), SmallCountThreshold: int(p.GetSmallCountThreshold())}
-	for _, row := range p.GetRows() {
-		rr := result.Row{Keys: row.GetKeys()}
-		for _, v := range row.GetValues() {
-			n := result.Number{Value: v.GetValue(), CILow: v.GetCiLow(), CIHigh: v.GetCiHigh(), Display: v.GetDisplay(), Suppressed: v.GetSuppressed()}
-			if n.Suppressed {
-				n.Value, n.CILow, n.CIHigh = math.NaN(), math.NaN(), math.NaN()
-			}
-			rr.Values = append(rr.Values, n)
-		}
-		r.Rows = append(r.Rows, rr)
-	}
-	return r
-}
+// ResultFromProto converts a wire result back, for formatting
+// (resultpb.FromProto).
+func ResultFromProto(p *typesv1.Result) *result.Result { return resultpb.FromProto(p) }
 
 // addUpload counts bytes a node sent for a query.
 func (q *query) addUpload(id string, n int) {
@@ -634,7 +601,7 @@ func (c *Coordinator) releasePlaintext(q *query, parts []partial) (*typesv1.Resu
 		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
 	}
 	q.phase("decrypt+release", start)
-	return ResultToProto(r), nil
+	return resultpb.ToProto(r), nil
 }
 
 // release has T members key-switch the sum of the committed partials in

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/resultpb"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
@@ -215,15 +216,8 @@ func (q *statsQuerier) Query(ctx context.Context, r stats.Request) (*stats.Relea
 	if st.GetState() != coordinatorv1.State_STATE_DONE {
 		return nil, fmt.Errorf("%w: query %s (round %d): %s", ErrStatsRound, id, len(q.ids), st.GetError())
 	}
-	rel := stats.FromResult(ResultFromProto(st.GetResult()))
-	// The coordinator planned the query itself: take the exact noise
-	// variances from its plan rather than the bounds read off the intervals.
-	if qq, err := q.c.query(id); err == nil && qq.plan != nil {
-		if err := stats.PlanVariances(rel, qq.plan, int(st.GetResult().GetNodes())); err != nil {
-			return nil, err
-		}
-	}
-	return rel, nil
+	// The release carries the exact noise variances dp.Release computed.
+	return stats.FromResult(resultpb.FromProto(st.GetResult())), nil
 }
 
 func badStats(format string, a ...any) error {

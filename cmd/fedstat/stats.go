@@ -15,7 +15,6 @@ import (
 
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/protocol"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -45,8 +44,8 @@ func (s *statsFlags) add(c *cobra.Command, epsilon float64) {
 	f.Float64Var(&s.delta, "delta", coordinator.DefaultDelta, "privacy loss delta")
 	f.StringVar(&s.format, "format", "table", "table, or json: one {\"dataset\",\"statistic\",\"value\",\"ci_low\",\"ci_high\"} per line")
 	f.StringVar(&s.dataset, "dataset", "", "dataset name in the output (default: the table)")
-	f.StringArrayVar(&s.schemas, "schema", nil, "study schema file (the network catalogue's; gives column ranges and exact noise variances); repeatable")
-	f.StringSliceVar(&s.regions, "regions", nil, "the catalogue's region list (for exact noise variances of GROUP BY region)")
+	f.StringArrayVar(&s.schemas, "schema", nil, "study schema file (the network catalogue's; gives column ranges and factor levels); repeatable")
+	f.StringSliceVar(&s.regions, "regions", nil, "the catalogue's region list (no longer needed: every release carries its exact noise variances)")
 	f.StringVar(&s.refDate, "reference-date", "", "YYYY-MM-DD at which age is computed (default today)")
 	f.DurationVar(&s.deadline, "deadline", 0, "how long the coordinator waits for nodes (default: the network's)")
 	f.BoolVar(&s.quiet, "quiet", false, "do not show the queries on stderr")
@@ -80,7 +79,6 @@ func (s *statsFlags) budget() stats.Budget { return stats.Budget{Epsilon: s.epsi
 // cliQuerier runs stats queries through the coordinator.
 type cliQuerier struct {
 	a        api
-	cat      *plan.Catalogue
 	ref      string
 	deadline time.Duration
 	log      io.Writer
@@ -104,21 +102,8 @@ func (q *cliQuerier) Query(ctx context.Context, r stats.Request) (*stats.Release
 	if st.State != coordinatorv1.State_STATE_DONE {
 		return nil, fmt.Errorf("query %s %s: %s", st.QueryId, strings.ToLower(strings.TrimPrefix(st.State.String(), "STATE_")), st.Error)
 	}
-	rel := stats.FromResult(coordinator.ResultFromProto(st.GetResult()))
-	// With the same public catalogue the local plan is the network's (the
-	// coordinator returns its description): take the exact noise
-	// variances from it. Otherwise keep the ones read off the intervals
-	// (upper bounds).
-	preq, err := protocol.PlanRequest(st.GetSpec())
-	if err != nil {
-		return rel, nil
-	}
-	if p, err := plan.Build(preq, q.cat); err == nil && p.Describe() == st.GetPlan() {
-		if err := stats.PlanVariances(rel, p, int(st.GetResult().GetNodes())); err != nil {
-			return nil, err
-		}
-	}
-	return rel, nil
+	// The release carries the exact noise variances of its counts and sums.
+	return stats.FromResult(coordinator.ResultFromProto(st.GetResult())), nil
 }
 
 func abbreviate(s string, n int) string {
@@ -162,7 +147,7 @@ func (s *statsFlags) run(cmd *cobra.Command, fn func(ctx context.Context, q stat
 		return err
 	}
 	defer a.close()
-	q := &cliQuerier{a: a, cat: cat, ref: s.refDate, deadline: s.deadline}
+	q := &cliQuerier{a: a, ref: s.refDate, deadline: s.deadline}
 	if !s.quiet {
 		q.log = cmd.ErrOrStderr()
 	}

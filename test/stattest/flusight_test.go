@@ -83,7 +83,7 @@ func TestFluSight(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeConn()
-	q := &Querier{Client: c, Nodes: nodes, MinNodes: nodes, Threshold: threshold, Catalogue: nw.Catalogue}
+	q := &Querier{Client: c, Nodes: nodes, MinNodes: nodes, Threshold: threshold}
 	defer func() { t.Logf("%d queries in %v", q.Queries, time.Since(t0).Round(time.Millisecond)) }()
 	b := stats.Budget{Epsilon: 1, Delta: 1e-6}
 	popf := map[string]float64{}

@@ -46,7 +46,7 @@ func start(t *testing.T, studies ...*cdm.Study) (*demo.Network, *Querier) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { closeConn() })
-	return nw, &Querier{Client: c, Nodes: 3, Catalogue: nw.Catalogue}
+	return nw, &Querier{Client: c, Nodes: 3}
 }
 
 func near(t *testing.T, name string, got, want, tol float64) {

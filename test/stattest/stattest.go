@@ -13,12 +13,10 @@ import (
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/node"
 	"github.com/fedstat/fedstat/node/admin"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
-	"github.com/fedstat/fedstat/queries/plan"
 	"github.com/fedstat/fedstat/queries/stats"
 )
 
@@ -114,10 +112,6 @@ type Querier struct {
 	MinNodes, Threshold int
 	// Reference is the reference date of the queries. Defaults to today.
 	Reference time.Time
-	// Catalogue, when set, is the network's public catalogue: the noise
-	// variances then come from the plan (exact) rather than from the
-	// released intervals (an upper bound).
-	Catalogue *plan.Catalogue
 	// Queries counts the queries run.
 	Queries int
 }
@@ -144,19 +138,6 @@ func (q *Querier) Query(ctx context.Context, r stats.Request) (*stats.Release, e
 	if err != nil {
 		return nil, err
 	}
-	rel := stats.FromResult(coordinator.ResultFromProto(st.GetResult()))
-	if q.Catalogue != nil {
-		preq, err := protocol.PlanRequest(st.GetSpec())
-		if err != nil {
-			return nil, err
-		}
-		p, err := plan.Build(preq, q.Catalogue)
-		if err != nil {
-			return nil, err
-		}
-		if err := stats.PlanVariances(rel, p, int(st.GetResult().GetNodes())); err != nil {
-			return nil, err
-		}
-	}
-	return rel, nil
+	// The release carries the exact noise variances of its counts and sums.
+	return stats.FromResult(coordinator.ResultFromProto(st.GetResult())), nil
 }
