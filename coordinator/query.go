@@ -27,7 +27,6 @@ import (
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/dp"
 	"github.com/fedstat/fedstat/queries/plan"
-	"github.com/fedstat/fedstat/queries/result"
 )
 
 // Network defaults for the privacy parameters of a query.
@@ -568,10 +567,6 @@ func (c *Coordinator) listFor(p rpc.Peer, limit int, analyst string) []*coordina
 	}
 	return out
 }
-
-// ResultFromProto converts a wire result back, for formatting
-// (resultpb.FromProto).
-func ResultFromProto(p *typesv1.Result) *result.Result { return resultpb.FromProto(p) }
 
 // addUpload counts bytes a node sent for a query.
 func (q *query) addUpload(id string, n int) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -13,10 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
-	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
-	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/plan"
 	"github.com/fedstat/fedstat/queries/stats"
 )
@@ -76,34 +74,11 @@ func (s *statsFlags) study(cat *plan.Catalogue) *cdm.StudySchema {
 
 func (s *statsFlags) budget() stats.Budget { return stats.Budget{Epsilon: s.epsilon, Delta: s.delta} }
 
-// cliQuerier runs stats queries through the coordinator.
+// cliQuerier runs stats queries through the coordinator, as the caller.
 type cliQuerier struct {
-	a        api
-	ref      string
-	deadline time.Duration
-	log      io.Writer
-	n        int
-}
-
-func (q *cliQuerier) Query(ctx context.Context, r stats.Request) (*stats.Release, error) {
-	q.n++
-	ref := q.ref
-	if ref == "" {
-		ref = time.Now().Format("2006-01-02")
-	}
-	if q.log != nil {
-		fmt.Fprintf(q.log, "query %d (epsilon %.4g): %s\n", q.n, r.Epsilon, abbreviate(r.SQL, 160))
-	}
-	spec := &typesv1.QuerySpec{Sql: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, ReferenceDate: ref}
-	st, err := q.a.run(ctx, spec, q.deadline, func(*coordinatorv1.QueryStatus) {})
-	if err != nil {
-		return nil, err
-	}
-	if st.State != coordinatorv1.State_STATE_DONE {
-		return nil, fmt.Errorf("query %s %s: %s", st.QueryId, strings.ToLower(strings.TrimPrefix(st.State.String(), "STATE_")), st.Error)
-	}
-	// The release carries the exact noise variances of its counts and sums.
-	return stats.FromResult(coordinator.ResultFromProto(st.GetResult())), nil
+	*client.Querier
+	c *client.Client
+	n int
 }
 
 func abbreviate(s string, n int) string {
@@ -142,15 +117,18 @@ func (s *statsFlags) run(cmd *cobra.Command, fn func(ctx context.Context, q stat
 	if err != nil {
 		return err
 	}
-	a, err := s.cf.connect()
+	c, err := s.cf.connect()
 	if err != nil {
 		return err
 	}
-	defer a.close()
-	q := &cliQuerier{a: a, ref: s.refDate, deadline: s.deadline}
-	if !s.quiet {
-		q.log = cmd.ErrOrStderr()
-	}
+	defer c.Close()
+	q := &cliQuerier{c: c}
+	q.Querier = c.Querier(client.QuerierOptions{ReferenceDate: s.refDate, Deadline: s.deadline, OnQuery: func(n int, r stats.Request) {
+		q.n = n
+		if !s.quiet {
+			fmt.Fprintf(cmd.ErrOrStderr(), "query %d (epsilon %.4g): %s\n", n, r.Epsilon, abbreviate(r.SQL, 160))
+		}
+	}})
 	est, err := fn(cmd.Context(), q, cat)
 	if err != nil {
 		return err
@@ -586,7 +564,7 @@ variance of the count to the noise. Statistics: cases.<label>, rate.<label>.`,
 				} else {
 					// The network catalogue's populations (the coordinator's
 					// populations_file).
-					cat, err := q.(*cliQuerier).a.catalogue(ctx)
+					cat, err := q.(*cliQuerier).c.Catalogue(ctx)
 					if err != nil {
 						return nil, fmt.Errorf("populations from the network catalogue: %w; or give --populations FILE", err)
 					}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"context"
 	"io"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -42,7 +42,7 @@ func TestCatalogue(t *testing.T) {
 	}
 	t.Cleanup(nw.Close)
 	client := dialCoordinator(t, nw, nil)
-	cat, err := client.Catalogue(ctx, &coordinatorv1.CatalogueRequest{})
+	cat, err := client.Catalogue(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestCatalogue(t *testing.T) {
 
 	// A node's certificate is not an analyst's.
 	nodeClient := dialCoordinator(t, nw, mustIdentity(t, nw, "node-1"))
-	if _, err := nodeClient.Catalogue(ctx, &coordinatorv1.CatalogueRequest{}); status.Code(err) != codes.PermissionDenied {
+	if _, err := nodeClient.Catalogue(ctx); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("catalogue for a node's certificate: %v", err)
 	}
 }

@@ -41,11 +41,11 @@ func start(t *testing.T, studies ...*cdm.Study) (*demo.Network, *Querier) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nw.Close)
-	c, closeConn, err := nw.Client(nil)
+	c, err := nw.Dial(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { closeConn() })
+	t.Cleanup(func() { c.Close() })
 	return nw, &Querier{Client: c, Nodes: 3}
 }
 
