@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -31,17 +32,17 @@ func TestBudgetComesFromTheNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nw.Close()
-	analyst, closeConn, err := nw.Client(nw.Analyst)
+	analyst, err := nw.Dial(nw.Analyst)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeConn()
-	if _, err := demo.RunQuery(ctx, analyst, &typesv1.QuerySpec{Sql: demo.CohortQuery}, nil); err != nil {
+	defer analyst.Close()
+	if _, err := analyst.Run(ctx, &typesv1.QuerySpec{Sql: demo.CohortQuery}, client.RunOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	budget := func() map[string]*coordinatorv1.NodeBudget {
 		t.Helper()
-		r, err := analyst.Budget(ctx, &coordinatorv1.BudgetRequest{})
+		r, err := analyst.Budget(ctx, "")
 		if err != nil {
 			t.Fatal(err)
 		}

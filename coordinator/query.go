@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -22,7 +21,6 @@ import (
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/plan"
-	"github.com/fedstat/fedstat/queries/result"
 )
 
 // Network defaults for the privacy parameters of a query.
@@ -302,25 +300,6 @@ func (e *epoch) member(id string) epochMember {
 	return epochMember{}
 }
 
-// ResultToProto converts a released result to its wire form. Suppressed
-// numbers travel without their value.
-func ResultToProto(r *result.Result) *typesv1.Result {
-	out := &typesv1.Result{Columns: r.Columns, KeyColumns: int32(r.KeyColumns), Epsilon: r.Epsilon, Delta: r.Delta, Rho: r.Rho,
-		Mechanism: r.Mechanism, Nodes: int32(r.Nodes), SmallCountThreshold: int32(r.SmallCountThreshold)}
-	for _, row := range r.Rows {
-		pr := &typesv1.Row{Keys: row.Keys}
-		for _, v := range row.Values {
-			n := &typesv1.Number{Display: v.Display, Suppressed: v.Suppressed}
-			if !v.Suppressed {
-				n.Value, n.CiLow, n.CiHigh = v.Value, v.CILow, v.CIHigh
-			}
-			pr.Values = append(pr.Values, n)
-		}
-		out.Rows = append(out.Rows, pr)
-	}
-	return out
-}
-
 // Get returns the status of a query, whole (with every node's timing): what
 // a caller may see of it is StatusFor.
 func (c *Coordinator) Get(id string) (*coordinatorv1.QueryStatus, error) {
@@ -406,24 +385,6 @@ func (c *Coordinator) listFor(p rpc.Peer, limit int, analyst string) []*coordina
 		out[i] = StatusFor(p, st)
 	}
 	return out
-}
-
-// ResultFromProto converts a wire result back, for formatting.
-func ResultFromProto(p *typesv1.Result) *result.Result {
-	r := &result.Result{Columns: p.GetColumns(), KeyColumns: int(p.GetKeyColumns()), Epsilon: p.GetEpsilon(), Delta: p.GetDelta(),
-		Rho: p.GetRho(), Mechanism: p.GetMechanism(), Nodes: int(p.GetNodes()), SmallCountThreshold: int(p.GetSmallCountThreshold())}
-	for _, row := range p.GetRows() {
-		rr := result.Row{Keys: row.GetKeys()}
-		for _, v := range row.GetValues() {
-			n := result.Number{Value: v.GetValue(), CILow: v.GetCiLow(), CIHigh: v.GetCiHigh(), Display: v.GetDisplay(), Suppressed: v.GetSuppressed()}
-			if n.Suppressed {
-				n.Value, n.CILow, n.CIHigh = math.NaN(), math.NaN(), math.NaN()
-			}
-			rr.Values = append(rr.Values, n)
-		}
-		r.Rows = append(r.Rows, rr)
-	}
-	return r
 }
 
 // addUpload counts bytes a node sent for a query.

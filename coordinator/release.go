@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/resultpb"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/dp"
 )
@@ -25,7 +26,7 @@ func (c *Coordinator) release(q *query, rk *homomorphic.ResultKey, switched []*h
 		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
 	}
 	q.phase("decrypt+release", start)
-	return ResultToProto(r), nil
+	return resultpb.ToProto(r), nil
 }
 
 // releasePlaintext is the benchmark-only release of plaintext partials: the
@@ -45,5 +46,5 @@ func (c *Coordinator) releasePlaintext(q *query, parts []partial) (*typesv1.Resu
 		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
 	}
 	q.phase("decrypt+release", start)
-	return ResultToProto(r), nil
+	return resultpb.ToProto(r), nil
 }

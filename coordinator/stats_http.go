@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/resultpb"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
@@ -206,75 +207,13 @@ func (q *statsQuerier) Query(ctx context.Context, r stats.Request) (*stats.Relea
 	if st.GetState() != coordinatorv1.State_STATE_DONE {
 		return nil, fmt.Errorf("%w: query %s (round %d): %s", ErrStatsRound, id, len(q.ids), st.GetError())
 	}
-	rel := stats.FromResult(ResultFromProto(st.GetResult()))
-	// The coordinator planned the query itself: take the exact noise
-	// variances from its plan rather than the bounds read off the intervals.
-	if qq, err := q.c.query(id); err == nil && qq.plan != nil {
-		if err := stats.PlanVariances(rel, qq.plan, int(st.GetResult().GetNodes())); err != nil {
-			return nil, err
-		}
-	}
-	return rel, nil
+	// The release carries the exact noise variances dp.Release computed.
+	return stats.FromResult(resultpb.FromProto(st.GetResult())), nil
 }
 
 func badStats(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, a...))
 }
-
-// statsMaxTerms bounds the model terms (covariates and factor indicators)
-// of one request: the rounds' queries grow with the square of their number,
-// and the SQL is built before any plan could refuse it.
-const statsMaxTerms = 50
-
-// statsCovariates turns column names and factors into model terms with the
-// schema's public ranges. A column may be named once (twice, the model
-// would be singular and its rounds would spend budget for nothing).
-func statsCovariates(sc *cdm.StudySchema, xs, factors []string) ([]stats.Covariate, error) {
-	if len(xs)+len(factors) > statsMaxTerms {
-		return nil, badStats("at most %d covariates and factors", statsMaxTerms)
-	}
-	seen := map[string]bool{}
-	column := func(name string) (*cdm.StudyColumn, error) {
-		col, ok := sc.Lookup(name)
-		if !ok {
-			return nil, badStats("%q: no such column in study %s", name, sc.Name)
-		}
-		if seen[col.Name] {
-			return nil, badStats("column %q is named twice in the model", name)
-		}
-		seen[col.Name] = true
-		return col, nil
-	}
-	var out []stats.Covariate
-	for _, x := range xs {
-		col, err := column(x)
-		if err != nil {
-			return nil, err
-		}
-		if col.Min == nil || col.Max == nil {
-			return nil, badStats("covariate %q is not a number column; use it as a factor", x)
-		}
-		out = append(out, stats.Covariate{Name: col.Name, Expr: col.Name, Lo: *col.Min, Hi: *col.Max})
-	}
-	for _, f := range factors {
-		col, err := column(f)
-		if err != nil {
-			return nil, err
-		}
-		terms, err := stats.Factor(col)
-		if err != nil {
-			return nil, badStats("factor %q needs an int column with a small range or a string column with listed values", f)
-		}
-		out = append(out, terms...)
-	}
-	if len(out) > statsMaxTerms {
-		return nil, badStats("the factors make %d model terms; at most %d", len(out), statsMaxTerms)
-	}
-	return out, nil
-}
-
-// statsLimit bounds the Newton-Raphson rounds one request may run.
-const statsLimit = 20
 
 func (h *httpAPI) runStats(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	method := r.PathValue("method")
@@ -294,9 +233,11 @@ func (h *httpAPI) runStats(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	writeJSON(w, res)
 }
 
-// analyse runs a statistics method for an analyst (see statsRequest). It
-// blocks until every round has been released; cancelling ctx cancels the
-// running round.
+// analyse runs a statistics method for an analyst (see statsRequest): the
+// request checked and the model built by stats.Analysis.Prepare (the rules
+// and limits of `fedstat stats`), then the rounds run as the analyst's
+// queries. It blocks until every round has been released; cancelling ctx
+// cancels the running round.
 func (c *Coordinator) analyse(ctx context.Context, who Analyst, method string, req statsRequest) (*statsResponse, error) {
 	start := time.Now()
 	if req.Epsilon == 0 {
@@ -304,9 +245,6 @@ func (c *Coordinator) analyse(ctx context.Context, who Analyst, method string, r
 	}
 	if req.Delta == 0 {
 		req.Delta = DefaultDelta
-	}
-	if req.Rounds < 0 || req.Rounds > statsLimit {
-		return nil, badStats("rounds: at most %d", statsLimit)
 	}
 	var sc *cdm.StudySchema
 	if c.cfg.Catalogue != nil {
@@ -322,71 +260,50 @@ func (c *Coordinator) analyse(ctx context.Context, who Analyst, method string, r
 	} else if _, err := cdm.ParseDate(req.ReferenceDate); err != nil {
 		return nil, badStats("reference_date: %v", err)
 	}
+	// The model's terms, checked before any query runs: covariates and
+	// factors are study columns (the API names columns only), and linreg's
+	// outcome is a number column like a covariate.
+	a := stats.Analysis{Method: method, Table: req.Table, Where: req.Where, Budget: stats.Budget{Epsilon: req.Epsilon, Delta: req.Delta},
+		Time: req.Time, Width: req.Width, Status: req.Status, Event: req.Event, Outcome: req.Outcome, Rounds: req.Rounds,
+		Model: stats.Model{Factors: req.Factors}}
+	for _, x := range req.Covariates {
+		a.Model.Covariates = append(a.Model.Covariates, stats.Term{Name: x})
+	}
+	if method == "km" {
+		a.Strata = req.Strata
+	}
+	if method == "linreg" {
+		a.Outcome, a.Model.Outcome = "", stats.Term{Name: req.Outcome}
+	}
+	prepared, err := a.Prepare(sc)
+	switch {
+	case errors.Is(err, stats.ErrMethod):
+		return nil, fmt.Errorf("%w: no such method %q (want km, cox, logit or linreg)", ErrNotFound, method)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
 	q := &statsQuerier{c: c, who: who, ref: req.ReferenceDate, deadline: time.Duration(req.DeadlineMs) * time.Millisecond}
-	budget := stats.Budget{Epsilon: req.Epsilon, Delta: req.Delta}
 	out := &statsResponse{Method: method, Table: req.Table, Epsilon: req.Epsilon, Delta: req.Delta, ReferenceDate: req.ReferenceDate,
-		Estimates:  []statsEstimate{},
+		Strata: a.Strata, Estimates: []statsEstimate{},
 		Disclaimer: "Every interval includes the DP noise of the released totals; epsilon and delta are the cost of the whole analysis."}
-	surv := stats.SurvivalData{Table: req.Table, Where: req.Where, Time: req.Time, Status: req.Status, Event: req.Event, Width: req.Width}
-	fit := func(f *stats.Fit, err error) error {
-		if err != nil {
-			return err
-		}
-		for i, e := range f.Coefficients {
+	rep, err := prepared.Run(ctx, q)
+	if err == nil {
+		for i, e := range rep.Estimates {
 			se := estimateJSON(e)
-			if i < len(f.NoiseSE) {
-				n := jnum(f.NoiseSE[i])
+			if i < len(rep.NoiseSE) {
+				n := jnum(rep.NoiseSE[i])
 				se.NoiseSE = &n
 			}
 			out.Estimates = append(out.Estimates, se)
 		}
-		if f.N.Value != 0 {
-			n := jnum(f.N.Value)
+		for _, k := range rep.Curves {
+			out.Curves = append(out.Curves, statsCurve{Stratum: k.Stratum, Times: jnums(k.Times), Survival: jnums(k.Survival),
+				Lower: jnums(k.Lower), Upper: jnums(k.Upper), AtRisk: jnum(k.AtRisk), Median: estimateJSON(k.Median)})
+		}
+		if rep.N.Value != 0 {
+			n := jnum(rep.N.Value)
 			out.N = &n
 		}
-		return nil
-	}
-	// The model's terms, checked before any query runs. linreg's outcome
-	// is a number column like a covariate (the first term).
-	var cov []stats.Covariate
-	var err error
-	switch method {
-	case "cox", "logit":
-		cov, err = statsCovariates(sc, req.Covariates, req.Factors)
-	case "linreg":
-		if req.Outcome == "" {
-			return nil, badStats("outcome: a number column is required")
-		}
-		cov, err = statsCovariates(sc, append([]string{req.Outcome}, req.Covariates...), req.Factors)
-	}
-	if err != nil {
-		return nil, err
-	}
-	switch method {
-	case "km":
-		out.Strata = req.Strata
-		var curves []stats.KMCurve
-		curves, err = stats.KaplanMeier(ctx, q, stats.KMOptions{SurvivalData: surv, Strata: req.Strata, Budget: budget})
-		for _, k := range curves {
-			suffix := ""
-			if req.Strata != "" {
-				suffix = "." + req.Strata + "=" + k.Stratum
-			}
-			m := k.Median
-			m.Name = "km.median" + suffix
-			out.Estimates = append(out.Estimates, estimateJSON(m),
-				statsEstimate{Name: "km.at_risk" + suffix, Value: jnum(k.AtRisk), SE: jnum(math.NaN()), CILow: jnum(math.NaN()), CIHigh: jnum(math.NaN())})
-			out.Curves = append(out.Curves, statsCurve{Stratum: k.Stratum, Times: jnums(k.Times), Survival: jnums(k.Survival),
-				Lower: jnums(k.Lower), Upper: jnums(k.Upper), AtRisk: jnum(k.AtRisk), Median: estimateJSON(m)})
-		}
-	case "cox":
-		err = fit(stats.Cox(ctx, q, stats.CoxOptions{SurvivalData: surv, Covariates: cov, Rounds: req.Rounds, Budget: budget}))
-	case "logit":
-		err = fit(stats.Logistic(ctx, q, stats.LogisticOptions{Table: req.Table, Where: req.Where, Outcome: req.Outcome, Covariates: cov, Rounds: req.Rounds, Budget: budget}))
-	case "linreg":
-		err = fit(stats.Linear(ctx, q, stats.LinearOptions{Table: req.Table, Where: req.Where, Outcome: cov[0], Covariates: cov[1:], Budget: budget}))
-	default:
-		return nil, fmt.Errorf("%w: no such method %q (want km, cox, logit or linreg)", ErrNotFound, method)
 	}
 	out.Queries = append([]string{}, q.ids...)
 	out.SQL = q.lastSQL

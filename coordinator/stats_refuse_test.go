@@ -11,6 +11,7 @@ import (
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/queries/plan"
+	"github.com/fedstat/fedstat/queries/stats"
 )
 
 const refuseSchema = `name = "trial"
@@ -81,7 +82,7 @@ func TestStatsRefusals(t *testing.T) {
 		t.Errorf("researcher GET /v1/studies: %d %s", w.Code, w.Body)
 	}
 
-	many := `"age"` + strings.Repeat(`, "age"`, statsMaxTerms)
+	many := `"age"` + strings.Repeat(`, "age"`, stats.MaxTerms)
 	for _, c := range []struct{ path, body, want string }{
 		{"/v1/stats/logit", `{"table": "trial", "outcome": "arm = 'b'", "covariates": ["age", "age"]}`, "twice"},
 		{"/v1/stats/logit", `{"table": "trial", "outcome": "arm = 'b'", "covariates": ["age"], "factors": ["age"]}`, "twice"},

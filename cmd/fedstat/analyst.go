@@ -1,29 +1,21 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/pki"
-	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
@@ -69,17 +61,9 @@ func (f *clientFlags) fromEnv() {
 	def(&f.token, envToken)
 }
 
-// api is what the analyst commands need from the coordinator, over gRPC or
-// HTTP/JSON.
-type api interface {
-	run(ctx context.Context, spec *typesv1.QuerySpec, deadline time.Duration, progress func(*coordinatorv1.QueryStatus)) (*coordinatorv1.QueryStatus, error)
-	nodes(ctx context.Context) (*coordinatorv1.NodesResponse, error)
-	budget(ctx context.Context, analyst string) (*coordinatorv1.BudgetResponse, error)
-	catalogue(ctx context.Context) (*coordinatorv1.CatalogueResponse, error)
-	close() error
-}
-
-func (f *clientFlags) connect() (api, error) {
+// connect dials the coordinator as the flags (or the environment) say: gRPC
+// with a certificate, or the HTTP/JSON API with a bearer token.
+func (f *clientFlags) connect() (*client.Client, error) {
 	f.fromEnv()
 	useCert := f.coordinator != "" && f.cert != "" && f.key != ""
 	if f.token != "" && !useCert {
@@ -94,8 +78,7 @@ func (f *clientFlags) connect() (api, error) {
 			}
 			pool.AddCert(ca)
 		}
-		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: f.serverName, MinVersion: tls.VersionTLS13}}
-		return &httpAPI{base: strings.TrimRight(f.httpURL, "/"), token: f.token, c: &http.Client{Transport: tr}}, nil
+		return client.Dial(client.Config{HTTPURL: f.httpURL, Token: f.token, RootCAs: pool, ServerName: f.serverName})
 	}
 	if f.coordinator == "" || f.cert == "" || f.key == "" || f.ca == "" {
 		return nil, &usageError{"say where the coordinator is and who you are: --coordinator, --cert, --key and --ca " +
@@ -105,165 +88,8 @@ func (f *clientFlags) connect() (api, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := rpc.Dial(f.coordinator, id, f.serverName)
-	if err != nil {
-		return nil, err
-	}
-	return &grpcAPI{c: coordinatorv1.NewCoordinatorServiceClient(conn), closeFn: conn.Close}, nil
+	return client.Dial(client.Config{Address: f.coordinator, Identity: id, ServerName: f.serverName})
 }
-
-type grpcAPI struct {
-	c       coordinatorv1.CoordinatorServiceClient
-	closeFn func() error
-}
-
-func (g *grpcAPI) run(ctx context.Context, spec *typesv1.QuerySpec, deadline time.Duration, progress func(*coordinatorv1.QueryStatus)) (*coordinatorv1.QueryStatus, error) {
-	st, err := g.c.Submit(ctx, &coordinatorv1.SubmitRequest{Spec: spec, DeadlineMs: deadline.Milliseconds()})
-	if err != nil {
-		return nil, errors.New(rpcText(err))
-	}
-	stream, err := g.c.Watch(ctx, &coordinatorv1.GetRequest{QueryId: st.QueryId})
-	if err != nil {
-		return st, errors.New(rpcText(err))
-	}
-	for {
-		s, err := stream.Recv()
-		if err == io.EOF {
-			return st, nil
-		}
-		if err != nil {
-			return st, errors.New(rpcText(err))
-		}
-		st = s
-		progress(st)
-	}
-}
-
-func (g *grpcAPI) nodes(ctx context.Context) (*coordinatorv1.NodesResponse, error) {
-	r, err := g.c.Nodes(ctx, &coordinatorv1.NodesRequest{})
-	if err != nil {
-		return nil, errors.New(rpcText(err))
-	}
-	return r, nil
-}
-
-func (g *grpcAPI) catalogue(ctx context.Context) (*coordinatorv1.CatalogueResponse, error) {
-	r, err := g.c.Catalogue(ctx, &coordinatorv1.CatalogueRequest{})
-	if err != nil {
-		return nil, errors.New(rpcText(err))
-	}
-	return r, nil
-}
-
-func (g *grpcAPI) budget(ctx context.Context, analyst string) (*coordinatorv1.BudgetResponse, error) {
-	r, err := g.c.Budget(ctx, &coordinatorv1.BudgetRequest{Analyst: analyst})
-	if err != nil {
-		return nil, errors.New(rpcText(err))
-	}
-	return r, nil
-}
-
-func (g *grpcAPI) close() error { return g.closeFn() }
-
-// rpcText turns a gRPC error into the server's message.
-func rpcText(err error) string {
-	msg := err.Error()
-	if i := strings.Index(msg, "desc = "); i >= 0 {
-		return msg[i+len("desc = "):]
-	}
-	return msg
-}
-
-type httpAPI struct {
-	base, token string
-	c           *http.Client
-}
-
-func (h *httpAPI) do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, h.base+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+h.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := h.c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode >= 300 {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	return resp, nil
-}
-
-func (h *httpAPI) get(ctx context.Context, path string, m proto.Message) error {
-	resp, err := h.do(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	return protojson.Unmarshal(b, m)
-}
-
-func (h *httpAPI) run(ctx context.Context, spec *typesv1.QuerySpec, deadline time.Duration, progress func(*coordinatorv1.QueryStatus)) (*coordinatorv1.QueryStatus, error) {
-	body, err := protojson.Marshal(&coordinatorv1.SubmitRequest{Spec: spec, DeadlineMs: deadline.Milliseconds()})
-	if err != nil {
-		return nil, err
-	}
-	resp, err := h.do(ctx, http.MethodPost, "/v1/queries", body)
-	if err != nil {
-		return nil, err
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	st := &coordinatorv1.QueryStatus{}
-	if err := protojson.Unmarshal(b, st); err != nil {
-		return nil, err
-	}
-	resp, err = h.do(ctx, http.MethodGet, "/v1/queries/"+st.QueryId+"/watch", nil)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		s := &coordinatorv1.QueryStatus{}
-		if err := protojson.Unmarshal(sc.Bytes(), s); err != nil {
-			return st, err
-		}
-		st = s
-		progress(st)
-	}
-	return st, sc.Err()
-}
-
-func (h *httpAPI) nodes(ctx context.Context) (*coordinatorv1.NodesResponse, error) {
-	r := &coordinatorv1.NodesResponse{}
-	return r, h.get(ctx, "/v1/nodes", r)
-}
-
-func (h *httpAPI) catalogue(ctx context.Context) (*coordinatorv1.CatalogueResponse, error) {
-	r := &coordinatorv1.CatalogueResponse{}
-	return r, h.get(ctx, "/v1/catalogue", r)
-}
-
-func (h *httpAPI) budget(ctx context.Context, analyst string) (*coordinatorv1.BudgetResponse, error) {
-	r := &coordinatorv1.BudgetResponse{}
-	path := "/v1/budget"
-	if analyst != "" {
-		path += "?analyst=" + analyst
-	}
-	return r, h.get(ctx, path, r)
-}
-
-func (h *httpAPI) close() error { return nil }
 
 func queryCommand() *cobra.Command {
 	var (
@@ -298,27 +124,24 @@ The coordinator and your credentials come from flags or environment variables
 			default:
 				return &usageError{fmt.Sprintf("--format %q: want table, json or csv", format)}
 			}
-			a, err := cf.connect()
+			c, err := cf.connect()
 			if err != nil {
 				return err
 			}
-			defer a.close()
+			defer c.Close()
 			spec.Sql = args[0]
 			if laplace {
 				spec.Mechanism = typesv1.Mechanism_MECHANISM_LAPLACE
 			}
-			progress := func(*coordinatorv1.QueryStatus) {}
+			var progress func(*coordinatorv1.QueryStatus)
 			if !quiet {
 				progress = demo.ProgressPrinter(cmd.ErrOrStderr())
 			}
-			st, err := a.run(cmd.Context(), &spec, deadline, progress)
+			st, err := c.Run(cmd.Context(), &spec, client.RunOptions{Deadline: deadline, Progress: progress})
 			if err != nil {
 				return err
 			}
-			if st.State != coordinatorv1.State_STATE_DONE {
-				return fmt.Errorf("query %s %s: %s", st.QueryId, strings.ToLower(strings.TrimPrefix(st.State.String(), "STATE_")), st.Error)
-			}
-			r := coordinator.ResultFromProto(st.GetResult())
+			r := client.Result(st.GetResult())
 			out := cmd.OutOrStdout()
 			switch format {
 			case "json":
@@ -356,12 +179,12 @@ func nodesCommand() *cobra.Command {
 		Short: "List the network's nodes: liveness, key epoch, data summary",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := cf.connect()
+			c, err := cf.connect()
 			if err != nil {
 				return err
 			}
-			defer a.close()
-			r, err := a.nodes(cmd.Context())
+			defer c.Close()
+			r, err := c.Nodes(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -422,12 +245,12 @@ func budgetCommand() *cobra.Command {
 own ledger says (the nodes are the authority; zCDP rho, with epsilon at delta 1e-6).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := cf.connect()
+			c, err := cf.connect()
 			if err != nil {
 				return err
 			}
-			defer a.close()
-			r, err := a.budget(cmd.Context(), analyst)
+			defer c.Close()
+			r, err := c.Budget(cmd.Context(), analyst)
 			if err != nil {
 				return err
 			}

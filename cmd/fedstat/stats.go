@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -13,11 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/protocol"
-	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
-	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/plan"
 	"github.com/fedstat/fedstat/queries/stats"
 )
@@ -45,8 +43,8 @@ func (s *statsFlags) add(c *cobra.Command, epsilon float64) {
 	f.Float64Var(&s.delta, "delta", coordinator.DefaultDelta, "privacy loss delta")
 	f.StringVar(&s.format, "format", "table", "table, or json: one {\"dataset\",\"statistic\",\"value\",\"ci_low\",\"ci_high\"} per line")
 	f.StringVar(&s.dataset, "dataset", "", "dataset name in the output (default: the table)")
-	f.StringArrayVar(&s.schemas, "schema", nil, "study schema file (the network catalogue's; gives column ranges and exact noise variances); repeatable")
-	f.StringSliceVar(&s.regions, "regions", nil, "the catalogue's region list (for exact noise variances of GROUP BY region)")
+	f.StringArrayVar(&s.schemas, "schema", nil, "study schema file (the network catalogue's; gives column ranges and factor levels); repeatable")
+	f.StringSliceVar(&s.regions, "regions", nil, "the catalogue's region list (no longer needed: every release carries its exact noise variances)")
 	f.StringVar(&s.refDate, "reference-date", "", "YYYY-MM-DD at which age is computed (default today)")
 	f.DurationVar(&s.deadline, "deadline", 0, "how long the coordinator waits for nodes (default: the network's)")
 	f.BoolVar(&s.quiet, "quiet", false, "do not show the queries on stderr")
@@ -77,48 +75,11 @@ func (s *statsFlags) study(cat *plan.Catalogue) *cdm.StudySchema {
 
 func (s *statsFlags) budget() stats.Budget { return stats.Budget{Epsilon: s.epsilon, Delta: s.delta} }
 
-// cliQuerier runs stats queries through the coordinator.
+// cliQuerier runs stats queries through the coordinator, as the caller.
 type cliQuerier struct {
-	a        api
-	cat      *plan.Catalogue
-	ref      string
-	deadline time.Duration
-	log      io.Writer
-	n        int
-}
-
-func (q *cliQuerier) Query(ctx context.Context, r stats.Request) (*stats.Release, error) {
-	q.n++
-	ref := q.ref
-	if ref == "" {
-		ref = time.Now().Format("2006-01-02")
-	}
-	if q.log != nil {
-		fmt.Fprintf(q.log, "query %d (epsilon %.4g): %s\n", q.n, r.Epsilon, abbreviate(r.SQL, 160))
-	}
-	spec := &typesv1.QuerySpec{Sql: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, ReferenceDate: ref}
-	st, err := q.a.run(ctx, spec, q.deadline, func(*coordinatorv1.QueryStatus) {})
-	if err != nil {
-		return nil, err
-	}
-	if st.State != coordinatorv1.State_STATE_DONE {
-		return nil, fmt.Errorf("query %s %s: %s", st.QueryId, strings.ToLower(strings.TrimPrefix(st.State.String(), "STATE_")), st.Error)
-	}
-	rel := stats.FromResult(coordinator.ResultFromProto(st.GetResult()))
-	// With the same public catalogue the local plan is the network's (the
-	// coordinator returns its description): take the exact noise
-	// variances from it. Otherwise keep the ones read off the intervals
-	// (upper bounds).
-	preq, err := protocol.PlanRequest(st.GetSpec())
-	if err != nil {
-		return rel, nil
-	}
-	if p, err := plan.Build(preq, q.cat); err == nil && p.Describe() == st.GetPlan() {
-		if err := stats.PlanVariances(rel, p, int(st.GetResult().GetNodes())); err != nil {
-			return nil, err
-		}
-	}
-	return rel, nil
+	*client.Querier
+	c *client.Client
+	n int
 }
 
 func abbreviate(s string, n int) string {
@@ -157,15 +118,18 @@ func (s *statsFlags) run(cmd *cobra.Command, fn func(ctx context.Context, q stat
 	if err != nil {
 		return err
 	}
-	a, err := s.cf.connect()
+	c, err := s.cf.connect()
 	if err != nil {
 		return err
 	}
-	defer a.close()
-	q := &cliQuerier{a: a, cat: cat, ref: s.refDate, deadline: s.deadline}
-	if !s.quiet {
-		q.log = cmd.ErrOrStderr()
-	}
+	defer c.Close()
+	q := &cliQuerier{c: c}
+	q.Querier = c.Querier(client.QuerierOptions{ReferenceDate: s.refDate, Deadline: s.deadline, OnQuery: func(n int, r stats.Request) {
+		q.n = n
+		if !s.quiet {
+			fmt.Fprintf(cmd.ErrOrStderr(), "query %d (epsilon %.4g): %s\n", n, r.Epsilon, abbreviate(r.SQL, 160))
+		}
+	}})
 	est, err := fn(cmd.Context(), q, cat)
 	if err != nil {
 		return err
@@ -204,63 +168,44 @@ func (s *statsFlags) run(cmd *cobra.Command, fn func(ctx context.Context, q stat
 	return nil
 }
 
-// covariates parses --x and --factor into model terms. --x NAME uses the
-// study column NAME and its range; --x NAME=EXPR a SQL expression, with
-// @LO,HI its range (default [0, 1]: a condition such as race = 2).
-// --factor COL adds one indicator per level of COL but the first.
-func covariates(xs, factors []string, sc *cdm.StudySchema) ([]stats.Covariate, error) {
-	var out []stats.Covariate
-	for _, x := range xs {
-		c := stats.Covariate{Name: x, Expr: x, Lo: 0, Hi: 1}
-		spec := x
-		if i := strings.LastIndex(spec, "@"); i >= 0 {
-			parts := strings.Split(spec[i+1:], ",")
-			if len(parts) != 2 {
-				return nil, &usageError{fmt.Sprintf("--x %q: the range is @LO,HI", x)}
-			}
-			lo, err1 := strconv.ParseFloat(parts[0], 64)
-			hi, err2 := strconv.ParseFloat(parts[1], 64)
-			if err1 != nil || err2 != nil {
-				return nil, &usageError{fmt.Sprintf("--x %q: the range is @LO,HI", x)}
-			}
-			c.Lo, c.Hi = lo, hi
-			spec = spec[:i]
-		}
-		if name, expr, ok := strings.Cut(spec, "="); ok {
-			c.Name, c.Expr = strings.TrimSpace(name), expr
-		} else {
-			c.Name, c.Expr = spec, spec
-			if col := lookupColumn(sc, spec); col != nil && !strings.Contains(x, "@") {
-				if col.Min == nil {
-					return nil, &usageError{fmt.Sprintf("--x %s: not a number column; use --factor %s", spec, spec)}
-				}
-				c.Lo, c.Hi = *col.Min, *col.Max
-			} else if !strings.Contains(x, "@") {
-				return nil, &usageError{fmt.Sprintf("--x %s: give its range (--x %s@LO,HI) or the study schema (--schema)", spec, spec)}
-			}
-		}
-		out = append(out, c)
-	}
-	for _, f := range factors {
-		col := lookupColumn(sc, f)
-		if col == nil {
-			return nil, &usageError{fmt.Sprintf("--factor %s: no such column in the study schema (--schema)", f)}
-		}
-		terms, err := stats.Factor(col)
+// model reads --outcome (linreg's, else ""), --x and --factor into a
+// model: --x NAME uses the study column NAME and its range; --x
+// NAME=EXPR a SQL expression, with @LO,HI its range (default [0, 1]: a
+// condition such as race = 2); --factor COL adds one indicator per level of
+// COL but the first (stats.ParseTerm, stats.Model).
+func model(outcome string, xs, factors []string) (stats.Model, error) {
+	m := stats.Model{Factors: factors}
+	if outcome != "" {
+		t, err := stats.ParseTerm(outcome)
 		if err != nil {
-			return nil, &usageError{fmt.Sprintf("--factor %s: needs an int column with a small range or a string column with listed values", f)}
+			return m, err
 		}
-		out = append(out, terms...)
+		m.Outcome = t
 	}
-	return out, nil
+	for _, x := range xs {
+		t, err := stats.ParseTerm(x)
+		if err != nil {
+			return m, err
+		}
+		m.Covariates = append(m.Covariates, t)
+	}
+	return m, nil
 }
 
-func lookupColumn(sc *cdm.StudySchema, name string) *cdm.StudyColumn {
-	if sc == nil {
-		return nil
+// analyse prepares a (the same rules and limits as the coordinator's
+// POST /v1/stats/{method}: stats.Analysis) and runs it. A request it refuses
+// is a usage error: no query ran.
+func (s *statsFlags) analyse(ctx context.Context, q stats.Querier, cat *plan.Catalogue, a stats.Analysis) (*stats.Report, error) {
+	a.Table, a.Where, a.Budget = s.table, s.where, s.budget()
+	p, err := a.Prepare(s.study(cat))
+	if err != nil {
+		var re *stats.RequestError
+		if errors.As(err, &re) {
+			return nil, &usageError{re.Error()}
+		}
+		return nil, err
 	}
-	c, _ := sc.Lookup(name)
-	return c
+	return p.Run(ctx, q)
 }
 
 const statsLong = `Research statistics through the same encrypted, differentially private path as
@@ -285,8 +230,6 @@ func statsCommand() *cobra.Command {
 	return c
 }
 
-func fitEstimates(f *stats.Fit) []stats.Estimate { return f.Coefficients }
-
 func statsLogitCommand() *cobra.Command {
 	var s statsFlags
 	var outcome string
@@ -305,15 +248,15 @@ budget. Y is a 0/1 column or condition. Statistics: logit.intercept, logit.<x>.`
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return s.run(cmd, func(ctx context.Context, q stats.Querier, cat *plan.Catalogue) ([]stats.Estimate, error) {
-				cov, err := covariates(xs, factors, s.study(cat))
+				m, err := model("", xs, factors)
+				if err != nil {
+					return nil, &usageError{err.Error()}
+				}
+				r, err := s.analyse(ctx, q, cat, stats.Analysis{Method: "logit", Outcome: outcome, Model: m, Rounds: rounds})
 				if err != nil {
 					return nil, err
 				}
-				f, err := stats.Logistic(ctx, q, stats.LogisticOptions{Table: s.table, Where: s.where, Outcome: outcome, Covariates: cov, Rounds: rounds, Budget: s.budget()})
-				if err != nil {
-					return nil, err
-				}
-				return fitEstimates(f), nil
+				return r.Estimates, nil
 			})
 		},
 	}
@@ -341,20 +284,15 @@ schema (or NAME=EXPR@LO,HI). Statistics: linreg.intercept, linreg.<x>.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return s.run(cmd, func(ctx context.Context, q stats.Querier, cat *plan.Catalogue) ([]stats.Estimate, error) {
-				sc := s.study(cat)
-				ys, err := covariates([]string{outcome}, nil, sc)
+				m, err := model(outcome, xs, factors)
+				if err != nil {
+					return nil, &usageError{err.Error()}
+				}
+				r, err := s.analyse(ctx, q, cat, stats.Analysis{Method: "linreg", Model: m})
 				if err != nil {
 					return nil, err
 				}
-				cov, err := covariates(xs, factors, sc)
-				if err != nil {
-					return nil, err
-				}
-				f, err := stats.Linear(ctx, q, stats.LinearOptions{Table: s.table, Where: s.where, Outcome: ys[0], Covariates: cov, Budget: s.budget()})
-				if err != nil {
-					return nil, err
-				}
-				return fitEstimates(f), nil
+				return r.Estimates, nil
 			})
 		},
 	}
@@ -377,11 +315,12 @@ func (f *survFlags) add(c *cobra.Command, width float64) {
 	c.Flags().Float64Var(&f.width, "width", width, "time bin width; risk sets are suffix sums over the bins, so wider bins mean less noise")
 }
 
-func (f *survFlags) data(s *statsFlags) (stats.SurvivalData, error) {
+// analysis starts a survival analysis of method from the flags.
+func (f *survFlags) analysis(s *statsFlags, method string) (stats.Analysis, error) {
 	if f.event == "" {
-		return stats.SurvivalData{}, &usageError{"--event is required (the status value of an event)"}
+		return stats.Analysis{}, &usageError{"--event is required (the status value of an event)"}
 	}
-	return stats.SurvivalData{Table: s.table, Where: s.where, Time: f.time, Status: f.status, Event: f.event, Width: f.width}, nil
+	return stats.Analysis{Method: method, Time: f.time, Status: f.status, Event: f.event, Width: f.width}, nil
 }
 
 func statsKMCommand() *cobra.Command {
@@ -401,25 +340,22 @@ km.at_risk, and with --curve km.survival[.<strata>=<value>].t=<time> at every ev
 		Example: `  fedstat stats km --schema lung.toml --table lung --time time --status status --event 2 --strata sex --epsilon 1e4`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return s.run(cmd, func(ctx context.Context, q stats.Querier, _ *plan.Catalogue) ([]stats.Estimate, error) {
-				d, err := sf.data(&s)
+			return s.run(cmd, func(ctx context.Context, q stats.Querier, cat *plan.Catalogue) ([]stats.Estimate, error) {
+				a, err := sf.analysis(&s, "km")
 				if err != nil {
 					return nil, err
 				}
-				curves, err := stats.KaplanMeier(ctx, q, stats.KMOptions{SurvivalData: d, Strata: strata, Budget: s.budget()})
+				a.Strata = strata
+				r, err := s.analyse(ctx, q, cat, a)
 				if err != nil {
 					return nil, err
 				}
 				var out []stats.Estimate
-				for _, k := range curves {
-					suffix := ""
-					if strata != "" {
-						suffix = "." + strata + "=" + k.Stratum
-					}
-					m := k.Median
-					m.Name = "km.median" + suffix
-					out = append(out, m, stats.Estimate{Name: "km.at_risk" + suffix, Value: k.AtRisk, SE: math.NaN(), CILow: math.NaN(), CIHigh: math.NaN()})
+				for i, k := range r.Curves {
+					// The median and the number at risk, then the curve.
+					out = append(out, r.Estimates[2*i:2*i+2]...)
 					if curve {
+						suffix := stats.StratumSuffix(strata, k.Stratum)
 						for i, t := range k.Times {
 							out = append(out, stats.Estimate{Name: "km.survival" + suffix + ".t=" + strconv.FormatFloat(t, 'g', -1, 64),
 								Value: k.Survival[i], SE: math.NaN(), CILow: k.Lower[i], CIHigh: k.Upper[i]})
@@ -453,19 +389,19 @@ exp(b·x), x·exp(b·x), x·x'·exp(b·x) and of x. Statistics: cox.<x> (log haz
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return s.run(cmd, func(ctx context.Context, q stats.Querier, cat *plan.Catalogue) ([]stats.Estimate, error) {
-				d, err := sf.data(&s)
+				a, err := sf.analysis(&s, "cox")
 				if err != nil {
 					return nil, err
 				}
-				cov, err := covariates(xs, factors, s.study(cat))
+				if a.Model, err = model("", xs, factors); err != nil {
+					return nil, &usageError{err.Error()}
+				}
+				a.Rounds = rounds
+				r, err := s.analyse(ctx, q, cat, a)
 				if err != nil {
 					return nil, err
 				}
-				f, err := stats.Cox(ctx, q, stats.CoxOptions{SurvivalData: d, Covariates: cov, Rounds: rounds, Budget: s.budget()})
-				if err != nil {
-					return nil, err
-				}
-				return fitEstimates(f), nil
+				return r.Estimates, nil
 			})
 		},
 	}
@@ -601,7 +537,7 @@ variance of the count to the noise. Statistics: cases.<label>, rate.<label>.`,
 				} else {
 					// The network catalogue's populations (the coordinator's
 					// populations_file).
-					cat, err := q.(*cliQuerier).a.catalogue(ctx)
+					cat, err := q.(*cliQuerier).c.Catalogue(ctx)
 					if err != nil {
 						return nil, fmt.Errorf("populations from the network catalogue: %w; or give --populations FILE", err)
 					}

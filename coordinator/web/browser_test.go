@@ -20,11 +20,10 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
-	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 )
 
 var screenshots = flag.Bool("screenshots", false, "write the pages' screenshots to docs/screenshots")
@@ -273,16 +272,21 @@ func TestDashboard(t *testing.T) {
 	run("download csv", 10*time.Second,
 		chromedp.Click("#dl-csv", chromedp.ByQuery),
 		eval(`window.fedstatLastDownload.text`, &gotCSV))
-	code, body := a.do(t, analyst, "GET", "/v1/queries/"+id)
-	if code != http.StatusOK {
-		t.Fatalf("GET /v1/queries/%s: %d %s", id, code, body)
-	}
-	var st coordinatorv1.QueryStatus
-	if err := protojson.Unmarshal(body, &st); err != nil {
+	hc, err := p.HTTPClient(time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
+	api, err := client.Dial(client.Config{HTTPURL: p.Env["FEDSTAT_HTTP"], Token: analyst, HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer api.Close()
+	st, err := api.Get(ctx, id)
+	if err != nil {
+		t.Fatalf("GET /v1/queries/%s: %v", id, err)
+	}
 	var want bytes.Buffer
-	if err := coordinator.ResultFromProto(st.GetResult()).WriteCSV(&want); err != nil {
+	if err := client.Result(st.GetResult()).WriteCSV(&want); err != nil {
 		t.Fatal(err)
 	}
 	if len(st.GetResult().GetRows()) == 0 {

@@ -34,8 +34,9 @@
 // # Intervals
 //
 // A released slot is the sum of `nodes` partials, so its noise variance is
-// v = nodes·(NodeSigma² + q²/12) with q = 1/Scale the quantum. Gaussian sums
-// get ±1.96·√v. Counts are integers and so is their error D, which is close
+// v = nodes·(NodeSigma² + q²/12) with q = 1/Scale the quantum; every released
+// count and sum carries it (result.Number.Variance), so that methods solving
+// on released totals need not re-plan the query. Gaussian sums get ±1.96·√v. Counts are integers and so is their error D, which is close
 // to round(X) with X ~ N(0, v − 1/12); their half-width is the smallest
 // integer k with P(|X| < k + ½) ≥ 95%, k = ⌈1.96·√(v − 1/12) − ½⌉, so the
 // coverage is at least 95% (a little more when the noise is small). For
@@ -268,8 +269,11 @@ func NoisyCohort(p *plan.Plan, e *eval.Exact, rho float64) (Cohort, error) {
 
 // Release decodes totals, the decrypted sum of `nodes` partials (centred, as
 // int64), and post-processes it into a Result: counts and sums with 95%
-// intervals from the noise of `nodes` shares, means and variances from the
-// noisy sums and counts, small counts displayed as "< k". It refuses fewer
+// intervals from the noise of `nodes` shares and that noise's variance
+// (result.Number.Variance: v of the package doc, or RoundedVariance(v) for
+// a count on a grid finer than 1; it depends on the plan and `nodes` only,
+// never on totals), means and variances from the noisy sums and counts
+// (without a Variance), small counts displayed as "< k". It refuses fewer
 // partials than the plan's min_nodes.
 func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
 	if p == nil {
@@ -334,7 +338,7 @@ func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
 // nearest integer, round(t + X) − t for an integer truth t and X ~ N(0, v):
 // close to v + 1/12 when the noise is large, and to 0 when it is much
 // smaller than 1 (the rounding then removes it). Release uses it for counts
-// on a grid finer than 1; stats.PlanVariances likewise.
+// on a grid finer than 1.
 func RoundedVariance(v float64) float64 {
 	sigma := math.Sqrt(v)
 	if sigma > 3 {
@@ -353,8 +357,9 @@ func RoundedVariance(v float64) float64 {
 }
 
 // Exact formats a node's exact local answer for its admin (`fedstat node
-// query`): no noise, no intervals, no small-count suppression. The Result
-// has Exact set and must never leave the node.
+// query`): no noise, no intervals, no noise variances (NaN), no
+// small-count suppression. The Result has Exact set and must never leave
+// the node.
 func Exact(p *plan.Plan, e *eval.Exact) (*result.Result, error) {
 	if p == nil || e == nil || e.Plan() != p {
 		return nil, fmt.Errorf("%w: exact result was evaluated for another plan", ErrMismatch)
@@ -388,7 +393,7 @@ func build(p *plan.Plan, vals, variances, halves []float64, exact bool) *result.
 		slot := func(m int) (v, vr, h float64) {
 			i := m*cells + c
 			if exact {
-				return vals[i], 0, nan
+				return vals[i], nan, nan
 			}
 			return vals[i], variances[i], halves[i]
 		}
@@ -403,10 +408,10 @@ func build(p *plan.Plan, vals, variances, halves []float64, exact bool) *result.
 				if o.Kind == plan.OutSum {
 					mi = o.Sum
 				}
-				v, _, h := slot(mi)
-				num = result.Number{Value: v, CILow: v - h, CIHigh: v + h, Display: result.FormatValue(v, o.Kind == plan.OutCount)}
+				v, vr, h := slot(mi)
+				num = result.Number{Value: v, CILow: v - h, CIHigh: v + h, Display: result.FormatValue(v, o.Kind == plan.OutCount), Variance: vr}
 				if o.Kind == plan.OutCount && small(v) {
-					num = result.Number{Value: v, CILow: v - h, CIHigh: v + h, Suppressed: true, Display: fmt.Sprintf("< %d", p.SmallCountThreshold())}
+					num = result.Number{Value: v, CILow: v - h, CIHigh: v + h, Suppressed: true, Display: fmt.Sprintf("< %d", p.SmallCountThreshold()), Variance: vr}
 				}
 			default:
 				num = ratio(o, slot, exact)
@@ -429,13 +434,13 @@ func ratio(o plan.Output, slot func(int) (float64, float64, float64), exact bool
 	N, vN, _ := slot(o.Count)
 	S, vS, _ := slot(o.Sum)
 	if !(N > 0) {
-		return result.Number{Value: nan, CILow: nan, CIHigh: nan, Display: "n/a"}
+		return result.Number{Value: nan, CILow: nan, CIHigh: nan, Display: "n/a", Variance: nan}
 	}
 	clamp := func(x, lo, hi float64) float64 { return math.Min(math.Max(x, lo), hi) }
 	if o.Kind == plan.OutMean {
 		m1 := S / N
 		mean := clamp(o.Center+m1, o.Lo, o.Hi)
-		num := result.Number{Value: mean, CILow: nan, CIHigh: nan, Display: result.FormatValue(mean, false)}
+		num := result.Number{Value: mean, CILow: nan, CIHigh: nan, Display: result.FormatValue(mean, false), Variance: nan}
 		if !exact {
 			sd := math.Sqrt(vS+m1*m1*vN) / N
 			num.CILow = clamp(mean-z975*sd, o.Lo, o.Hi)
@@ -456,7 +461,7 @@ func ratio(o plan.Output, slot func(int) (float64, float64, float64), exact bool
 	if o.Kind == plan.OutStddev {
 		V, lo, hi = math.Sqrt(V), math.Sqrt(lo), math.Sqrt(hi)
 	}
-	return result.Number{Value: V, CILow: lo, CIHigh: hi, Display: result.FormatValue(V, false)}
+	return result.Number{Value: V, CILow: lo, CIHigh: hi, Display: result.FormatValue(V, false), Variance: nan}
 }
 
 // laplaceSumQuantile returns the p-quantile (p > 0.5) of the sum of n

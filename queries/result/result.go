@@ -28,6 +28,14 @@ type Number struct {
 	// Suppressed is true when Display hides the value; JSON and CSV then
 	// omit Value and the interval too.
 	Suppressed bool
+	// Variance is the variance of the DP noise in Value as queries/dp
+	// computed it for the release (a property of the plan and the number of
+	// partials, never of the data), or NaN when there is none: exact
+	// answers, and the ratios (means, variances, standard deviations), whose
+	// intervals are delta-method approximations. Released counts and sums
+	// carry it, so that whoever solves on them (queries/stats) need not
+	// re-plan the query. The table, JSON and CSV formats do not show it.
+	Variance float64
 }
 
 // Row is one cell of the group domain: its key labels and its numbers.

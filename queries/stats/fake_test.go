@@ -22,9 +22,9 @@ type exactQuerier struct {
 	cat     *plan.Catalogue
 	Var     float64
 	queries int
-	// planVar, when set, gives every value the noise variance the network
-	// would add at the query's budget (PlanVariances, one node) instead of
-	// Var; the values themselves stay exact.
+	// planVar, when set, gives every count and sum the noise variance a
+	// one-node release of the query carries (dp.Release) instead of Var;
+	// the values themselves stay exact.
 	planVar bool
 }
 
@@ -51,8 +51,18 @@ func (e *exactQuerier) Query(ctx context.Context, r Request) (*Release, error) {
 		out.Rows = append(out.Rows, rr)
 	}
 	if e.planVar {
-		if err := PlanVariances(out, p, 1); err != nil {
+		// The variances depend on the plan and the number of partials
+		// only, not on the totals: release zeros to read them.
+		rel, err := dp.Release(p, make([]int64, p.VectorLen()), 1)
+		if err != nil {
 			return nil, err
+		}
+		for i, row := range rel.Rows {
+			for j, n := range row.Values {
+				if !math.IsNaN(n.Variance) {
+					out.Rows[i].Values[j].Var = n.Variance
+				}
+			}
 		}
 	}
 	return out, nil

@@ -6,10 +6,10 @@
 // Each method documents its query rounds, the sensitivity of what it asks
 // for and how it splits the budget (see docs/statistics.md). Every estimate
 // carries an interval that includes the DP noise: the noise variance of each
-// released total is known (from its 95% interval), and it is propagated to
-// the estimate by simulation (Monte Carlo over the noise) and added to the
-// sampling variance where the method has one. A method refuses (ErrBudget)
-// when the noise would swamp the answer.
+// released total is known (the release carries it, see FromResult), and it
+// is propagated to the estimate by simulation (Monte Carlo over the noise)
+// and added to the sampling variance where the method has one. A method
+// refuses (ErrBudget) when the noise would swamp the answer.
 package stats
 
 import (
@@ -21,8 +21,6 @@ import (
 	"sort"
 	"strconv"
 
-	"github.com/fedstat/fedstat/queries/dp"
-	"github.com/fedstat/fedstat/queries/plan"
 	"github.com/fedstat/fedstat/queries/result"
 	"github.com/fedstat/fedstat/queries/zcdp"
 )
@@ -82,9 +80,12 @@ type QuerierFunc func(ctx context.Context, r Request) (*Release, error)
 func (f QuerierFunc) Query(ctx context.Context, r Request) (*Release, error) { return f(ctx, r) }
 
 // FromResult converts a released result. The noise variance of a number is
-// recovered from its 95% interval: (half-width/1.96)² for sums; counts have
-// integer half-widths h = ⌈1.96·√(v − 1/12) − ½⌉ (queries/dp), so their
-// variance is taken as ((h + ½)/1.96)² + 1/12, an upper bound.
+// the one the release computed (result.Number.Variance, exact: queries/dp
+// fills it for every count and sum). A number without one (a ratio, or a
+// result from a coordinator that predates the field) has it recovered from
+// its 95% interval: (half-width/1.96)² for sums; counts have integer
+// half-widths h = ⌈1.96·√(v − 1/12) − ½⌉ (queries/dp), so their variance is
+// taken as ((h + ½)/1.96)² + 1/12, an upper bound.
 func FromResult(r *result.Result) *Release {
 	out := &Release{Columns: r.Columns, KeyColumns: r.KeyColumns}
 	for _, row := range r.Rows {
@@ -93,6 +94,8 @@ func FromResult(r *result.Result) *Release {
 			v := Noisy{Value: n.Value}
 			if n.Suppressed || math.IsNaN(n.Value) || math.IsNaN(n.CILow) || math.IsNaN(n.CIHigh) {
 				v.Missing = true
+			} else if !math.IsNaN(n.Variance) && n.Variance >= 0 {
+				v.Var = n.Variance
 			} else {
 				h := (n.CIHigh - n.CILow) / 2
 				if n.Value == math.Trunc(n.Value) && h == math.Trunc(h) {
@@ -311,46 +314,4 @@ func matVec(a []float64, x []float64) []float64 {
 		}
 	}
 	return out
-}
-
-// PlanVariances replaces the noise variances of rel's counts and sums by
-// the exact ones of plan p with `nodes` partials summed: nodes·(σ_node² +
-// q²/12) per slot, q the encoding quantum (as queries/dp computes the
-// intervals). Use it when the analyst can build the same plan as the
-// network (same SQL, budget and public catalogue); FromResult's estimate
-// from the intervals is an upper bound that is loose for counts at small
-// noise.
-func PlanVariances(rel *Release, p *plan.Plan, nodes int) error {
-	var outs []plan.Output
-	for _, o := range p.Outputs() {
-		if o.Kind != plan.OutKey {
-			outs = append(outs, o)
-		}
-	}
-	ms := p.Measures()
-	for _, row := range rel.Rows {
-		if len(row.Values) != len(outs) {
-			return fmt.Errorf("%w: the release does not match the plan", ErrRelease)
-		}
-		for i, o := range outs {
-			mi := -1
-			switch o.Kind {
-			case plan.OutCount:
-				mi = o.Count
-			case plan.OutSum:
-				mi = o.Sum
-			}
-			if mi < 0 || row.Values[i].Missing {
-				continue
-			}
-			m := ms[mi]
-			q := 1 / m.Scale
-			row.Values[i].Var = float64(nodes) * (m.NodeSigma*m.NodeSigma + q*q/12)
-			if count := m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues; count && m.Scale > 1 {
-				// queries/dp releases such a count as the nearest integer.
-				row.Values[i].Var = dp.RoundedVariance(row.Values[i].Var)
-			}
-		}
-	}
-	return nil
 }

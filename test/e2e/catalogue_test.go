@@ -11,13 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
-
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -43,7 +42,7 @@ func TestCatalogue(t *testing.T) {
 	}
 	t.Cleanup(nw.Close)
 	client := dialCoordinator(t, nw, nil)
-	cat, err := client.Catalogue(ctx, &coordinatorv1.CatalogueRequest{})
+	cat, err := client.Catalogue(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +85,7 @@ func TestCatalogue(t *testing.T) {
 
 	// A node's certificate is not an analyst's.
 	nodeClient := dialCoordinator(t, nw, mustIdentity(t, nw, "node-1"))
-	if _, err := nodeClient.Catalogue(ctx, &coordinatorv1.CatalogueRequest{}); status.Code(err) != codes.PermissionDenied {
+	if _, err := nodeClient.Catalogue(ctx); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("catalogue for a node's certificate: %v", err)
 	}
 }

@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
-
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/client"
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/pki"
@@ -60,7 +60,7 @@ func TestEndToEnd(t *testing.T) {
 	defer cancel()
 	client := dialCoordinator(t, nw, nil)
 
-	st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6}, nil)
+	st, err := runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,14 +96,20 @@ func TestEndToEnd(t *testing.T) {
 
 // dialCoordinator dials the coordinator as who (nil: the analyst) until the
 // test ends.
-func dialCoordinator(t *testing.T, nw *demo.Network, who *pki.Identity) coordinatorv1.CoordinatorServiceClient {
+func dialCoordinator(t *testing.T, nw *demo.Network, who *pki.Identity) *client.Client {
 	t.Helper()
-	c, closeConn, err := nw.Client(who)
+	c, err := nw.Dial(who)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { closeConn() })
+	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// runQuery runs a query as c to its end (the network's deadline, no
+// progress): an error when it ends without a release.
+func runQuery(ctx context.Context, c *client.Client, spec *typesv1.QuerySpec) (*coordinatorv1.QueryStatus, error) {
+	return c.Run(ctx, spec, client.RunOptions{})
 }
 
 func buildPlan(t *testing.T, nw *demo.Network, spec *typesv1.QuerySpec) *plan.Plan {
@@ -256,12 +262,12 @@ func TestTooFewNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	client := dialCoordinator(t, nw, nil)
-	st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3}, nil)
+	st, err := runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3})
 	if err == nil || !strings.Contains(st.GetError(), "node-3") || !strings.Contains(st.GetError(), "nothing was decrypted") {
 		t.Fatalf("query with a node down and min_nodes 3: err %v, status error %q", err, st.GetError())
 	}
 	// With min_nodes 2 the two live nodes suffice (threshold 2 of 3).
-	st, err = demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, nil)
+	st, err = runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2})
 	if err != nil {
 		t.Fatalf("query with a node down and min_nodes 2: %v", err)
 	}

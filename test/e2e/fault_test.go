@@ -22,13 +22,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
-
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/client"
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/audit"
@@ -73,22 +73,11 @@ func startFault(t *testing.T, o demo.Options) *demo.Network {
 
 // runDeadline submits spec with a collection deadline and follows it to its
 // end; it returns the final status whether the query succeeded or not.
-func runDeadline(t *testing.T, ctx context.Context, c coordinatorv1.CoordinatorServiceClient, spec *typesv1.QuerySpec, deadline time.Duration) *coordinatorv1.QueryStatus {
+func runDeadline(t *testing.T, ctx context.Context, c *client.Client, spec *typesv1.QuerySpec, deadline time.Duration) *coordinatorv1.QueryStatus {
 	t.Helper()
-	st, err := c.Submit(ctx, &coordinatorv1.SubmitRequest{Spec: spec, DeadlineMs: deadline.Milliseconds()})
-	if err != nil {
+	st, err := c.Run(ctx, spec, client.RunOptions{Deadline: deadline})
+	if st == nil {
 		t.Fatalf("submit: %v", err)
-	}
-	stream, err := c.Watch(ctx, &coordinatorv1.GetRequest{QueryId: st.QueryId})
-	if err != nil {
-		t.Fatalf("watch: %v", err)
-	}
-	for {
-		s, err := stream.Recv()
-		if err != nil {
-			break
-		}
-		st = s
 	}
 	if !terminalState(st.State) {
 		t.Fatalf("query %s did not end: %v", st.QueryId, st.State)
@@ -422,7 +411,7 @@ func TestFaultConcurrentQueries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clients := make([]coordinatorv1.CoordinatorServiceClient, analysts)
+	clients := make([]*client.Client, analysts)
 	names := make([]string, analysts)
 	for a := range analysts {
 		names[a] = fmt.Sprintf("analyst-%02d", a+1)
@@ -457,7 +446,7 @@ func TestFaultConcurrentQueries(t *testing.T) {
 				defer wg.Done()
 				<-start
 				spec := &typesv1.QuerySpec{Sql: sqls[k%len(sqls)], Epsilon: 0.1 + 0.05*float64(a), MinNodes: 3}
-				st, err := demo.RunQuery(ctx, clients[a], spec, nil)
+				st, err := runQuery(ctx, clients[a], spec)
 				results <- outcome{a, st, err}
 			}()
 		}

@@ -19,13 +19,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
-
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
@@ -212,7 +211,7 @@ func TestReleaseRetriesAnotherDecryptorSet(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	spec := &typesv1.QuerySpec{Sql: demo.CohortQuery}
-	st, err := demo.RunQuery(ctx, dialCoordinator(t, nw, nil), spec, nil)
+	st, err := runQuery(ctx, dialCoordinator(t, nw, nil), spec)
 	if err != nil {
 		t.Fatalf("query with node-2 failing its PREPARE: %v", err)
 	}
@@ -277,7 +276,7 @@ func TestReleaseRetryAfterAFailedReleaseStep(t *testing.T) {
 	nw := startSpied(t, 4, 2, spy)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := demo.RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery}, nil)
+	st, err := runQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery})
 	if err != nil {
 		t.Fatalf("query with node-2 failing its RELEASE: %v", err)
 	}
@@ -342,7 +341,7 @@ func TestLostMemberRejoin(t *testing.T) {
 			t.Errorf("%s in the new epoch: %v", n.ID(), err)
 		}
 	}
-	st, err := demo.RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3}, nil)
+	st, err := runQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3})
 	if err != nil || st.GetResult().GetNodes() != 3 {
 		t.Fatalf("query after the re-key: %v", err)
 	}
@@ -372,7 +371,7 @@ func TestLostMemberExcludeWaits(t *testing.T) {
 	if err := nw.Coordinator.Ready(); err != nil {
 		t.Errorf("Ready with 2 of 3 members able to decrypt (T = 2): %v", err)
 	}
-	st, err := demo.RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3}, nil)
+	st, err := runQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3})
 	if err != nil || st.GetResult().GetNodes() != 3 {
 		t.Fatalf("query while node-2 cannot decrypt: %v", err)
 	}
@@ -407,7 +406,7 @@ func TestLostMemberExclude(t *testing.T) {
 		t.Fatalf("epochs: %d %d %d, want %d 1 %d", nw.Nodes[0].Epoch(), nw.Nodes[1].Epoch(), nw.Nodes[2].Epoch(), e2, e2)
 	}
 	client := dialCoordinator(t, nw, nil)
-	st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery}, nil)
+	st, err := runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery})
 	if err != nil || st.GetResult().GetNodes() != 2 || len(st.GetNodes()) != 2 {
 		t.Fatalf("query in the epoch without node-2: %v (%d partials of %d members)", err, st.GetResult().GetNodes(), len(st.GetNodes()))
 	}
@@ -440,7 +439,7 @@ func TestLostMemberExclude(t *testing.T) {
 	if cs := nw.Coordinator.CeremonyStatus(); len(cs.GetMembers()) != 0 {
 		t.Errorf("ceremony status after the re-admission: %v", cs)
 	}
-	st, err = demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3}, nil)
+	st, err = runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3})
 	if err != nil || st.GetResult().GetNodes() != 3 {
 		t.Fatalf("query after node-2's re-admission: %v", err)
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
-
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/pki"
@@ -63,7 +62,7 @@ func TestNodePolicyRefusals(t *testing.T) {
 
 	run := func(who *pki.Identity, sql string) (string, error) {
 		client := dialCoordinator(t, nw, who)
-		st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: sql}, nil)
+		st, err := runQuery(ctx, client, &typesv1.QuerySpec{Sql: sql})
 		if st != nil && st.Error != "" {
 			return st.Error, err
 		}
@@ -143,7 +142,7 @@ func TestMinCohortIsNotAFreeOracle(t *testing.T) {
 	for range probes {
 		mid := lo + (hi-lo)/2
 		sql := fmt.Sprintf("SELECT COUNT(*) FROM patients WHERE birth_date <= '%s'", mid)
-		st, _ := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: sql, Epsilon: 1e-4}, nil)
+		st, _ := runQuery(ctx, client, &typesv1.QuerySpec{Sql: sql, Epsilon: 1e-4})
 		if st == nil {
 			t.Fatalf("probe %s: no status", mid)
 		}
@@ -219,7 +218,7 @@ func TestApprovalQueue(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, nil)
+		_, err := runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2})
 		done <- err
 	}()
 	decideAll(true)
@@ -227,7 +226,7 @@ func TestApprovalQueue(t *testing.T) {
 		t.Fatalf("approved query: %v", err)
 	}
 	go func() {
-		_, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, nil)
+		_, err := runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2})
 		done <- err
 	}()
 	decideAll(false)
@@ -266,7 +265,7 @@ func TestCatalogueMismatchRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nw.Close)
-	st, err := demo.RunQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: "SELECT COUNT(*) FROM patients"}, nil)
+	st, err := runQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: "SELECT COUNT(*) FROM patients"})
 	if err == nil && st.GetError() == "" {
 		t.Fatal("a node with another catalogue answered")
 	}

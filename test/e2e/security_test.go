@@ -19,14 +19,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fedstat/fedstat/cmd/fedstat/demo"
-
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
@@ -264,7 +263,7 @@ func TestReleaseWithAnyThresholdSubset(t *testing.T) {
 				n.Close()
 			}
 			client := dialCoordinator(t, nw, nil)
-			st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: int32(tc.t)}, nil)
+			st, err := runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: int32(tc.t)})
 			if err != nil {
 				t.Fatalf("release with %v stopped: %v", stopped, err)
 			}
@@ -283,7 +282,7 @@ func TestReleaseWithAnyThresholdSubset(t *testing.T) {
 					break
 				}
 			}
-			st, err = demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: int32(tc.t)}, nil)
+			st, err = runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: int32(tc.t)})
 			if err == nil || !strings.Contains(st.GetError(), "nothing was decrypted") {
 				t.Fatalf("release with T-1 members up: err %v, status %q", err, st.GetError())
 			}
@@ -371,7 +370,7 @@ func TestReplayedPartialsRefused(t *testing.T) {
 	// Epoch 2 works end to end.
 	nw.Epoch = e2
 	client := dialCoordinator(t, nw, nil)
-	st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, nil)
+	st, err := runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2})
 	if err != nil {
 		t.Fatalf("query in epoch 2: %v", err)
 	}
@@ -625,7 +624,7 @@ func TestMalformedInputRejected(t *testing.T) {
 
 	// The network still answers.
 	client := dialCoordinator(t, nw, nil)
-	if _, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, nil); err != nil {
+	if _, err := runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}); err != nil {
 		t.Fatalf("fresh query after malformed input: %v", err)
 	}
 }

@@ -78,12 +78,12 @@ func TestFluSight(t *testing.T) {
 	t.Logf("%d nodes (one per state), threshold %d, min_nodes %d: network up in %v", nodes, threshold, nodes, time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
 	defer nw.Close()
-	c, closeConn, err := nw.Client(nil)
+	c, err := nw.Dial(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeConn()
-	q := &Querier{Client: c, Nodes: nodes, MinNodes: nodes, Threshold: threshold, Catalogue: nw.Catalogue}
+	defer c.Close()
+	q := &Querier{Client: c, Nodes: nodes, MinNodes: nodes, Threshold: threshold}
 	defer func() { t.Logf("%d queries in %v", q.Queries, time.Since(t0).Round(time.Millisecond)) }()
 	b := stats.Budget{Epsilon: 1, Delta: 1e-6}
 	popf := map[string]float64{}

@@ -41,12 +41,12 @@ func start(t *testing.T, studies ...*cdm.Study) (*demo.Network, *Querier) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nw.Close)
-	c, closeConn, err := nw.Client(nil)
+	c, err := nw.Dial(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { closeConn() })
-	return nw, &Querier{Client: c, Nodes: 3, Catalogue: nw.Catalogue}
+	t.Cleanup(func() { c.Close() })
+	return nw, &Querier{Client: c, Nodes: 3}
 }
 
 func near(t *testing.T, name string, got, want, tol float64) {

@@ -10,15 +10,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
-	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/node"
 	"github.com/fedstat/fedstat/node/admin"
-	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
-	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
-	"github.com/fedstat/fedstat/queries/plan"
 	"github.com/fedstat/fedstat/queries/stats"
 )
 
@@ -103,9 +99,9 @@ func Start(ctx context.Context, o Options) (*demo.Network, error) {
 }
 
 // Querier answers stats queries through the coordinator of nw as the
-// analyst.
+// analyst (client.Querier with the test's node counts).
 type Querier struct {
-	Client coordinatorv1.CoordinatorServiceClient
+	Client *client.Client
 	// Nodes is the number of nodes; min_nodes and the threshold default
 	// to it (every node required).
 	Nodes int
@@ -114,17 +110,14 @@ type Querier struct {
 	MinNodes, Threshold int
 	// Reference is the reference date of the queries. Defaults to today.
 	Reference time.Time
-	// Catalogue, when set, is the network's public catalogue: the noise
-	// variances then come from the plan (exact) rather than from the
-	// released intervals (an upper bound).
-	Catalogue *plan.Catalogue
 	// Queries counts the queries run.
 	Queries int
 }
 
 var _ stats.Querier = (*Querier)(nil)
 
-// Query runs one query to its release.
+// Query runs one query to its release. The release carries the exact noise
+// variances of its counts and sums.
 func (q *Querier) Query(ctx context.Context, r stats.Request) (*stats.Release, error) {
 	q.Queries++
 	ref := q.Reference
@@ -138,25 +131,5 @@ func (q *Querier) Query(ctx context.Context, r stats.Request) (*stats.Release, e
 	if t == 0 {
 		t = q.Nodes
 	}
-	spec := &typesv1.QuerySpec{Sql: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, MinNodes: int32(m), Threshold: int32(t),
-		ReferenceDate: ref.Format("2006-01-02")}
-	st, err := demo.RunQuery(ctx, q.Client, spec, nil)
-	if err != nil {
-		return nil, err
-	}
-	rel := stats.FromResult(coordinator.ResultFromProto(st.GetResult()))
-	if q.Catalogue != nil {
-		preq, err := protocol.PlanRequest(st.GetSpec())
-		if err != nil {
-			return nil, err
-		}
-		p, err := plan.Build(preq, q.Catalogue)
-		if err != nil {
-			return nil, err
-		}
-		if err := stats.PlanVariances(rel, p, int(st.GetResult().GetNodes())); err != nil {
-			return nil, err
-		}
-	}
-	return rel, nil
+	return q.Client.Querier(client.QuerierOptions{ReferenceDate: ref.Format("2006-01-02"), MinNodes: int32(m), Threshold: int32(t)}).Query(ctx, r)
 }

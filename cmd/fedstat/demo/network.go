@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/cdm"
@@ -322,8 +323,18 @@ func RegionsOf(data []*cdm.Records) []string {
 	return out
 }
 
-// Client returns a coordinator client authenticated as id (the analyst by
-// default). Close the connection when done.
+// Dial returns a client of the coordinator authenticated as id (the analyst
+// by default), over gRPC with mutual TLS. Close it when done.
+func (nw *Network) Dial(id *pki.Identity) (*client.Client, error) {
+	if id == nil {
+		id = nw.Analyst
+	}
+	return client.Dial(client.Config{Address: nw.Coordinator.Addr(), Identity: id, ServerName: "coordinator"})
+}
+
+// Client returns the raw gRPC API of the coordinator authenticated as id
+// (the analyst by default), for tests of the API itself; analysts' code uses
+// Dial. Close the connection when done.
 func (nw *Network) Client(id *pki.Identity) (coordinatorv1.CoordinatorServiceClient, func() error, error) {
 	if id == nil {
 		id = nw.Analyst

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/protocol"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -64,18 +64,18 @@ func Run(ctx context.Context, o RunOptions, w io.Writer) error {
 		fmt.Fprintf(w, "  files kept in %s\n", nw.Dir)
 	}
 
-	client, closeConn, err := nw.Client(nil)
+	c, err := nw.Dial(nil)
 	if err != nil {
 		return err
 	}
-	defer closeConn()
+	defer c.Close()
 	queries := o.Queries
 	if len(queries) == 0 {
 		queries = []string{CohortQuery}
 	}
 	for _, sql := range queries {
 		fmt.Fprintf(w, "\nquery (as analyst %q): %s\n", nw.Analyst.Name(), sql)
-		st, err := RunQuery(ctx, client, &typesv1.QuerySpec{Sql: sql, Epsilon: o.Epsilon, Delta: o.Delta}, ProgressPrinter(w))
+		st, err := c.Run(ctx, &typesv1.QuerySpec{Sql: sql, Epsilon: o.Epsilon, Delta: o.Delta}, client.RunOptions{Progress: ProgressPrinter(w)})
 		if err != nil {
 			return err
 		}
@@ -94,41 +94,11 @@ func Run(ctx context.Context, o RunOptions, w io.Writer) error {
 	return nil
 }
 
-// RunQuery submits a query and follows it to its end, calling progress at
-// every change. A query that fails returns its status and an error.
-func RunQuery(ctx context.Context, c coordinatorv1.CoordinatorServiceClient, spec *typesv1.QuerySpec, progress func(*coordinatorv1.QueryStatus)) (*coordinatorv1.QueryStatus, error) {
-	st, err := c.Submit(ctx, &coordinatorv1.SubmitRequest{Spec: spec})
-	if err != nil {
-		return nil, err
-	}
-	stream, err := c.Watch(ctx, &coordinatorv1.GetRequest{QueryId: st.QueryId})
-	if err != nil {
-		return nil, err
-	}
-	for {
-		s, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return st, err
-		}
-		st = s
-		if progress != nil {
-			progress(st)
-		}
-	}
-	if st.State != coordinatorv1.State_STATE_DONE {
-		return st, fmt.Errorf("query %s %s: %s", st.QueryId, strings.ToLower(strings.TrimPrefix(st.State.String(), "STATE_")), st.Error)
-	}
-	return st, nil
-}
-
 // PrintStatus prints a finished query: result with intervals, privacy cost,
 // nodes that answered and the time of each phase.
 func PrintStatus(w io.Writer, st *coordinatorv1.QueryStatus) error {
 	r := st.GetResult()
-	res := coordinator.ResultFromProto(r)
+	res := client.Result(r)
 	fmt.Fprintln(w, "  released (differentially private, 95% intervals from the noise actually added):")
 	if err := res.WriteTable(indent(w, "    ")); err != nil {
 		return err
@@ -143,8 +113,8 @@ func PrintStatus(w io.Writer, st *coordinatorv1.QueryStatus) error {
 	return nil
 }
 
-// ProgressPrinter returns a progress callback for RunQuery that prints each
-// node's status once as it changes.
+// ProgressPrinter returns a progress callback for client.Run that prints
+// each node's status once as it changes.
 func ProgressPrinter(w io.Writer) func(*coordinatorv1.QueryStatus) {
 	seen := map[string]string{}
 	return func(st *coordinatorv1.QueryStatus) {

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/synth"
@@ -152,7 +153,7 @@ func Run(ctx context.Context, o Options) ([]Cell, error) {
 		}
 		say("%s network of %d nodes up in %s (threshold %d)", mode, o.Nodes, time.Since(t0).Round(time.Millisecond), threshold)
 		// As the network operator: per-node timings reach operators only.
-		client, closeConn, err := nw.Client(nw.Operator)
+		c, err := nw.Dial(nw.Operator)
 		if err != nil {
 			nw.Close()
 			return nil, err
@@ -164,9 +165,9 @@ func Run(ctx context.Context, o Options) ([]Cell, error) {
 			cpu0 := cpuTime()
 			for r := range o.Repeats + 2 {
 				start := time.Now()
-				st, err := demo.RunQuery(ctx, client, &typesv1.QuerySpec{Sql: q.SQL, Epsilon: 1, Delta: 1e-6}, nil)
+				st, err := c.Run(ctx, &typesv1.QuerySpec{Sql: q.SQL, Epsilon: 1, Delta: 1e-6}, client.RunOptions{})
 				if err != nil {
-					closeConn()
+					c.Close()
 					nw.Close()
 					return nil, fmt.Errorf("bench: %s (%s): %w", q.Name, mode, err)
 				}
@@ -197,7 +198,7 @@ func Run(ctx context.Context, o Options) ([]Cell, error) {
 			}
 			say("%-17s %-9s p50 %7.1f ms  p95 %7.1f ms", q.Name, mode, p50, p95)
 		}
-		closeConn()
+		c.Close()
 		nw.Close()
 	}
 	for i := range cells {

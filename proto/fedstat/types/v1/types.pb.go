@@ -262,9 +262,19 @@ type Number struct {
 	// display is how the value is shown (for example "< 10" for a count below
 	// the small-count threshold).
 	Display string `protobuf:"bytes,4,opt,name=display,proto3" json:"display,omitempty"`
-	// suppressed is true when display hides the value; value and the interval
-	// are then not sent.
-	Suppressed    bool `protobuf:"varint,5,opt,name=suppressed,proto3" json:"suppressed,omitempty"`
+	// suppressed is true when display hides the value; value, the interval
+	// and the variance are then not sent.
+	Suppressed bool `protobuf:"varint,5,opt,name=suppressed,proto3" json:"suppressed,omitempty"`
+	// variance is the variance of the DP noise in value, as the release
+	// computed it (queries/dp): nodes x (per-node sigma^2 + quantum^2/12) on
+	// the plan's grid, or the variance of the rounding error for a count on a
+	// grid finer than 1. It is a property of the noise (the plan, the number
+	// of partials), never of the data: present for counts and sums, absent
+	// for means, variances and standard deviations (their intervals are
+	// delta-method approximations) and for suppressed numbers. Clients solve
+	// on released totals with it (queries/stats) instead of re-planning the
+	// query. Coordinators before this field do not send it.
+	Variance      *float64 `protobuf:"fixed64,6,opt,name=variance,proto3,oneof" json:"variance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -332,6 +342,13 @@ func (x *Number) GetSuppressed() bool {
 		return x.Suppressed
 	}
 	return false
+}
+
+func (x *Number) GetVariance() float64 {
+	if x != nil && x.Variance != nil {
+		return *x.Variance
+	}
+	return 0
 }
 
 // Row is one group of a result: its key values and its numbers.
@@ -572,7 +589,7 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\tmin_nodes\x18\x05 \x01(\x05R\bminNodes\x12\x1c\n" +
 	"\tthreshold\x18\x06 \x01(\x05R\tthreshold\x12%\n" +
 	"\x0ereference_date\x18\a \x01(\tR\rreferenceDate\x12#\n" +
-	"\rpartial_limit\x18\b \x01(\x03R\fpartialLimit\"\x88\x01\n" +
+	"\rpartial_limit\x18\b \x01(\x03R\fpartialLimit\"\xb6\x01\n" +
 	"\x06Number\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\x01R\x05value\x12\x15\n" +
 	"\x06ci_low\x18\x02 \x01(\x01R\x05ciLow\x12\x17\n" +
@@ -580,7 +597,9 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\adisplay\x18\x04 \x01(\tR\adisplay\x12\x1e\n" +
 	"\n" +
 	"suppressed\x18\x05 \x01(\bR\n" +
-	"suppressed\"K\n" +
+	"suppressed\x12\x1f\n" +
+	"\bvariance\x18\x06 \x01(\x01H\x00R\bvariance\x88\x01\x01B\v\n" +
+	"\t_variance\"K\n" +
 	"\x03Row\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\x120\n" +
 	"\x06values\x18\x02 \x03(\v2\x18.fedstat.types.v1.NumberR\x06values\"\x98\x02\n" +
@@ -647,6 +666,7 @@ func file_fedstat_types_v1_types_proto_init() {
 	if File_fedstat_types_v1_types_proto != nil {
 		return
 	}
+	file_fedstat_types_v1_types_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
