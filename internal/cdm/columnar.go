@@ -110,6 +110,16 @@ func (t *Tables) Names() []string {
 // NumPatients returns the number of patients.
 func (t *Tables) NumPatients() int { return len(t.PatientIDs) }
 
+// RowCounts returns the number of rows of every table (CDM and study), by
+// name: with NumPatients, a data source's exact summary.
+func (t *Tables) RowCounts() map[string]int64 {
+	out := make(map[string]int64, len(t.byName))
+	for name, tb := range t.byName {
+		out[name] = int64(tb.Rows)
+	}
+	return out
+}
+
 // Builder accumulates records into columnar tables. Records of other tables
 // must name a patient added before Build; unknown patients are a Build error
 // reported by the importer earlier, so Build skips nothing silently: it

@@ -52,6 +52,9 @@ import (
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/kv"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/eval"
+	"github.com/fedstat/fedstat/queries/plan"
 )
 
 // Errors.
@@ -138,6 +141,20 @@ func Open(ctx context.Context, db *kv.DB, logger *slog.Logger) (*Store, error) {
 // for concurrent readers; it does not change when a later import commits
 // (call Tables again for the new one).
 func (s *Store) Tables() *cdm.Tables { return s.view.Load() }
+
+// Evaluate computes p's exact aggregates on the current snapshot
+// (queries/eval): the store as the node's data source (node.DataSource).
+// The result must never leave the node.
+func (s *Store) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, error) {
+	return eval.Evaluate(ctx, p, s.Tables())
+}
+
+// Summary returns the exact patient and row counts of the current
+// snapshot, study tables included (node.DataSource).
+func (s *Store) Summary() *typesv1.DataSummary {
+	t := s.Tables()
+	return &typesv1.DataSummary{Patients: int64(t.NumPatients()), Rows: t.RowCounts()}
+}
 
 // Generation returns the last committed import generation (0: empty).
 func (s *Store) Generation() uint64 {
