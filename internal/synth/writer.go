@@ -189,7 +189,7 @@ func (w *Writer) date(d cdm.Date) field {
 	if d == cdm.NoDate {
 		return field{}
 	}
-	y, m, dd := civil(int64(d))
+	y, m, dd := d.Civil()
 	var b [10]byte
 	b[0], b[1], b[2], b[3] = byte('0'+y/1000%10), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10)
 	b[4], b[5], b[6], b[7] = '-', byte('0'+m/10), byte('0'+m%10), '-'
@@ -198,31 +198,6 @@ func (w *Writer) date(d cdm.Date) field {
 		return date(d)
 	}
 	return field{s: string(b[:])}
-}
-
-// civil converts days since 1970-01-01 to year, month, day (proleptic
-// Gregorian; H. Hinnant's algorithm).
-func civil(z int64) (y, m, d int64) {
-	z += 719468
-	era := z / 146097
-	if z < 0 && z%146097 != 0 {
-		era = (z - 146096) / 146097
-	}
-	doe := z - era*146097
-	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
-	y = yoe + era*400
-	doy := doe - (365*yoe + yoe/4 - yoe/100)
-	mp := (5*doy + 2) / 153
-	d = doy - (153*mp+2)/5 + 1
-	if mp < 10 {
-		m = mp + 3
-	} else {
-		m = mp - 9
-	}
-	if m <= 2 {
-		y++
-	}
-	return y, m, d
 }
 
 // put writes the first n values of w.vals as one row of file i.

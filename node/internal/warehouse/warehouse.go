@@ -184,7 +184,7 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 				row[8] = sx
 			}
 			if bd := date(pt, "birth_date", r); bd != nil {
-				y, m, d := plan.Civil(pt.Dates["birth_date"][r])
+				y, m, d := pt.Dates["birth_date"][r].Civil()
 				row[2], row[3], row[4], row[5] = int32(y), int32(m), int32(d), bd
 			}
 			if rg := str(pt, "region", r); rg != nil {
