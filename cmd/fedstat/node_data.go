@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/node/admin"
 )
 
@@ -102,7 +103,7 @@ column, what was expected); importing it again replaces the whole study atomical
 	f.StringVar(&o.KeyFile, "key-file", "", "operator key file: encrypts the store at rest (32 bytes raw or 64 hex digits, mode 0600)")
 	f.StringVar(&o.RegionRule, "region-rule", "state", "region from a FHIR patient's address: state, city, postal:N or fixed:CODE")
 	f.StringVar(&o.Quarantine, "quarantine", "", "write bad records to this file and import the rest (default: any bad record aborts the import)")
-	f.StringVar(&o.Table, "table", "", "table of CSV files whose name does not tell it (patients, conditions, observations, encounters, medications)")
+	f.StringVar(&o.Table, "table", "", "table of CSV files whose name does not tell it ("+strings.Join(cdm.TableNames(), ", ")+")")
 	f.IntVar(&o.MaxErrors, "max-errors", 20, "how many bad records to list (the total is always given)")
 	f.StringVar(&format, "format", "text", "summary format: text or json")
 	f.StringVar(&study, "study", "", "import one CSV file as the study table NAME (with --schema)")
@@ -141,7 +142,8 @@ func printImportSummary(w io.Writer, s *admin.ImportSummary) {
 	}
 }
 
-var tableOrder = []string{"patients", "conditions", "observations", "encounters", "medications"}
+// tableOrder lists the tables of the data model in the order of cdm.Schema.
+var tableOrder = cdm.TableNames()
 
 func nodeStatusCommand() *cobra.Command {
 	var dataDir, keyFile, format string

@@ -1,6 +1,9 @@
 // Package cdm defines fedstat's common data model: the patient-centred record
-// types that importers produce and the node stores, and the schema that the
-// query language sees.
+// types that importers produce and the node stores, and the one table
+// registry (Schema, declared in tables.go) that the query language, the
+// columnar copy, the store's codec, the importers, the warehouse mapping,
+// node status and the docs all loop over. Calendar arithmetic lives with
+// the date type (date.go).
 //
 // Raw records are node-local. Nothing in this package leaves a node; what
 // leaves is built by the DP and encryption path only.
@@ -60,80 +63,3 @@ const (
 	SystemICD10   = "http://hl7.org/fhir/sid/icd-10"
 	SystemICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 )
-
-// Patient is one person. ID is unique within a node.
-type Patient struct {
-	ID        string
-	BirthDate Date
-	Sex       Sex
-	Region    string
-	DeathDate Date
-}
-
-// Condition is a diagnosis. ID identifies the source record (FHIR resource id,
-// or a key derived from the CSV row) so that a changed record replaces the old.
-type Condition struct {
-	ID        string
-	PatientID string
-	Code      string
-	System    string
-	Onset     Date
-	Abatement Date
-}
-
-// Observation is a measurement. HasValue is false for observations without a
-// numeric value (Value is then 0).
-type Observation struct {
-	ID        string
-	PatientID string
-	Code      string
-	System    string
-	Date      Date
-	Value     float64
-	HasValue  bool
-	Unit      string
-}
-
-// Encounter is a visit.
-type Encounter struct {
-	ID         string
-	PatientID  string
-	Class      string
-	TypeCode   string
-	TypeSystem string
-	Start      Date
-	End        Date
-}
-
-// Medication is a prescription (FHIR MedicationRequest).
-type Medication struct {
-	ID        string
-	PatientID string
-	Code      string
-	System    string
-	Authored  Date
-}
-
-// Records is a set of records of all tables, as an import or a generator
-// produces them.
-type Records struct {
-	Patients     []Patient
-	Conditions   []Condition
-	Observations []Observation
-	Encounters   []Encounter
-	Medications  []Medication
-}
-
-// Len returns the number of records of all tables.
-func (r *Records) Len() int {
-	return len(r.Patients) + len(r.Conditions) + len(r.Observations) + len(r.Encounters) + len(r.Medications)
-}
-
-// Append adds all records of o to r.
-func (r *Records) Append(o *Records) {
-	r.Patients = append(r.Patients, o.Patients...)
-	r.Conditions = append(r.Conditions, o.Conditions...)
-	r.Observations = append(r.Observations, o.Observations...)
-	r.Encounters = append(r.Encounters, o.Encounters...)
-	r.Medications = append(r.Medications, o.Medications...)
-}

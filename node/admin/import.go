@@ -259,37 +259,17 @@ func inputSize(paths []string) (int64, error) {
 }
 
 // checkPatients moves records whose patient is unknown (not among the
-// good patients of the input, not stored) from recs to the bad records.
+// good patients of the input, not stored: cdm.Records.UnknownPatients) from
+// recs to the bad records, naming where each came from.
 func checkPatients(recs *cdm.Records, org *cdm.Origins, snap *cdm.Tables, bad []*cdm.RecordError) (*cdm.Records, []*cdm.RecordError) {
-	ids := make(map[string]struct{}, len(recs.Patients))
-	for i := range recs.Patients {
-		ids[recs.Patients[i].ID] = struct{}{}
-	}
-	known := func(id string) bool {
-		if _, ok := ids[id]; ok {
-			return true
-		}
-		_, ok := snap.PatientIndex(id)
-		return ok
-	}
-	unknownAny := false
-	for i := range recs.Conditions {
-		unknownAny = unknownAny || !known(recs.Conditions[i].PatientID)
-	}
-	for i := range recs.Observations {
-		unknownAny = unknownAny || !known(recs.Observations[i].PatientID)
-	}
-	for i := range recs.Encounters {
-		unknownAny = unknownAny || !known(recs.Encounters[i].PatientID)
-	}
-	for i := range recs.Medications {
-		unknownAny = unknownAny || !known(recs.Medications[i].PatientID)
-	}
-	if !unknownAny {
+	known := recs.PatientKnown(snap)
+	refs := recs.UnknownPatients(known)
+	if len(refs) == 0 {
 		return recs, bad
 	}
-	var unknown []*cdm.RecordError
-	flag := func(table, id, pid string, o cdm.Origin) {
+	for _, ref := range refs {
+		id, pid := ref.Table.Key(recs, ref.Index)
+		o := org.Of(ref.Table.Name)[ref.Index]
 		path := "subject.reference"
 		switch {
 		case o.Line > 0 && strings.HasSuffix(strings.ToLower(strings.TrimSuffix(o.File, ".gz")), ".csv"):
@@ -297,40 +277,12 @@ func checkPatients(recs *cdm.Records, org *cdm.Origins, snap *cdm.Tables, bad []
 		case o.Entry >= 0:
 			path = "resource.subject.reference"
 		}
-		raw, _ := json.Marshal(map[string]string{"table": table, "id": id, "patient_id": pid})
-		unknown = append(unknown, &cdm.RecordError{Origin: o, Path: path, Raw: raw,
+		raw, _ := json.Marshal(map[string]string{"table": ref.Table.Name, "id": id, "patient_id": pid})
+		bad = append(bad, &cdm.RecordError{Origin: o, Path: path, Raw: raw,
 			Err: fmt.Errorf("%w %q: not in this import nor in the store", cdm.ErrUnknownPatient, pid)})
 	}
-	out := &cdm.Records{Patients: recs.Patients}
-	for i, c := range recs.Conditions {
-		if known(c.PatientID) {
-			out.Conditions = append(out.Conditions, c)
-		} else {
-			flag(cdm.TableConditions, c.ID, c.PatientID, org.Conditions[i])
-		}
-	}
-	for i, x := range recs.Observations {
-		if known(x.PatientID) {
-			out.Observations = append(out.Observations, x)
-		} else {
-			flag(cdm.TableObservations, x.ID, x.PatientID, org.Observations[i])
-		}
-	}
-	for i, x := range recs.Encounters {
-		if known(x.PatientID) {
-			out.Encounters = append(out.Encounters, x)
-		} else {
-			flag(cdm.TableEncounters, x.ID, x.PatientID, org.Encounters[i])
-		}
-	}
-	for i, x := range recs.Medications {
-		if known(x.PatientID) {
-			out.Medications = append(out.Medications, x)
-		} else {
-			flag(cdm.TableMedications, x.ID, x.PatientID, org.Medications[i])
-		}
-	}
-	return out, append(bad, unknown...)
+	out, _ := recs.FilterPatients(nil, known)
+	return out, bad
 }
 
 // quarantineLine is one line of a quarantine file.
@@ -497,7 +449,7 @@ func newParser(rule fhir.RegionRule, table string, progress func(int64)) *fhir.P
 			if n := strings.TrimSuffix(strings.ToLower(name), ".gz"); strings.HasSuffix(n, ".ndjson") || strings.HasSuffix(n, ".jsonl") {
 				parse = csvimport.ParseNDJSON
 			}
-			res.Errors = append(res.Errors, parse(name, bytes.NewReader(data), table, &res.Records, &res.Origins)...)
+			parse(name, bytes.NewReader(data), table, res.Batch)
 			return nil
 		},
 	})

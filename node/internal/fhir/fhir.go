@@ -127,6 +127,10 @@ type Options struct {
 	// Region derives patients' regions. Defaults to the zero rule (empty
 	// regions); the admin facade defaults to "state".
 	Region RegionRule
+	// Into, when set, receives the records, origins and bad records (the
+	// batch an import shares between its decoders). Defaults to a new
+	// batch of the parser's own.
+	Into *cdm.Batch
 	// Progress, when set, is called with the number of input bytes (as
 	// read from disk, compressed or not) consumed since the last call.
 	Progress func(n int64)
@@ -139,17 +143,17 @@ type Options struct {
 
 // Result is what a Parser has read so far.
 type Result struct {
-	Records cdm.Records
-	Origins cdm.Origins
+	// Batch holds the records with their origins and the bad records
+	// (Errors), in input order; a parser made with Options.Into shares
+	// the caller's.
+	*cdm.Batch
 	// Addresses holds each patient's address (the one the region rule
 	// used), by patient id, so callers can split data by city or postcode.
 	Addresses map[string]Address
 	// Skipped counts resources of types outside the model, by type.
 	Skipped map[string]int
-	// Errors lists the bad records, in input order.
-	Errors []*cdm.RecordError
 	// JSONBytes is the number of uncompressed FHIR JSON bytes read.
 	JSONBytes int64
-	// Files is the number of input files read (archive members count).
+	// Files is the number of FHIR inputs read.
 	Files int
 }

@@ -231,8 +231,8 @@ func TestBundleMapping(t *testing.T) {
 	if a := res.Addresses["p1"]; a.City != "Boston" || a.PostalCode != "02118" {
 		t.Errorf("address %+v", a)
 	}
-	if res.Origins.Conditions[0] != (cdm.Origin{File: "b.json", Entry: 1}) {
-		t.Errorf("origin %+v", res.Origins.Conditions[0])
+	if res.Origins.Of(cdm.TableConditions)[0] != (cdm.Origin{File: "b.json", Entry: 1}) {
+		t.Errorf("origin %+v", res.Origins.Of(cdm.TableConditions)[0])
 	}
 }
 

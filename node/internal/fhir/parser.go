@@ -37,15 +37,19 @@ type Parser struct {
 }
 
 type pendingRef struct {
-	table int // 1 conditions, 2 observations, 3 encounters, 4 medications
+	table *cdm.TableSchema
 	index int
 }
 
 // NewParser returns a parser with the given options.
 func NewParser(o Options) *Parser {
+	b := o.Into
+	if b == nil {
+		b = &cdm.Batch{}
+	}
 	return &Parser{
 		opts:       o,
-		res:        &Result{Addresses: map[string]Address{}, Skipped: map[string]int{}},
+		res:        &Result{Batch: b, Addresses: map[string]Address{}, Skipped: map[string]int{}},
 		in:         interner{},
 		bundleURLs: map[string]string{},
 		entry:      -1,
@@ -56,7 +60,7 @@ func NewParser(o Options) *Parser {
 // afterwards.
 func (p *Parser) Result() *Result { return p.res }
 
-func (p *Parser) pending(ref string, table, index int) {
+func (p *Parser) pending(ref string, table *cdm.TableSchema, index int) {
 	if strings.HasPrefix(ref, "urn:") {
 		p.waiting = append(p.waiting, pendingRef{table, index})
 	}
@@ -65,19 +69,8 @@ func (p *Parser) pending(ref string, table, index int) {
 // resolve turns the waiting bundle-local references into patient ids: the
 // id of the Patient whose entry has that fullUrl, else (urn:uuid:X) X.
 func (p *Parser) resolve() {
-	r := &p.res.Records
 	for _, w := range p.waiting {
-		var ref *string
-		switch w.table {
-		case 1:
-			ref = &r.Conditions[w.index].PatientID
-		case 2:
-			ref = &r.Observations[w.index].PatientID
-		case 3:
-			ref = &r.Encounters[w.index].PatientID
-		case 4:
-			ref = &r.Medications[w.index].PatientID
-		}
+		ref := w.table.PatientRef(&p.res.Records, w.index)
 		if id, ok := p.bundleURLs[*ref]; ok {
 			*ref = id
 		} else if rest, ok := strings.CutPrefix(*ref, "urn:uuid:"); ok {
@@ -230,27 +223,21 @@ func fullURL(s *scanner) (string, error) {
 	return u, e.bad
 }
 
-// mark/rollback undo the records of one file.
+// mark/rollback undo the records of one input (a Bundle, an NDJSON line).
 type mark struct {
-	p, c, o, e, m, errs int
+	batch    cdm.Mark
+	patients int
 }
 
 func (p *Parser) mark() mark {
-	r := &p.res.Records
-	return mark{len(r.Patients), len(r.Conditions), len(r.Observations), len(r.Encounters), len(r.Medications), len(p.res.Errors)}
+	return mark{batch: p.res.Mark(), patients: len(p.res.Records.Patients)}
 }
 
 func (p *Parser) rollback(m mark) {
-	r, g := &p.res.Records, &p.res.Origins
-	for _, pt := range r.Patients[m.p:] {
+	for _, pt := range p.res.Records.Patients[m.patients:] {
 		delete(p.res.Addresses, pt.ID)
 	}
-	r.Patients, g.Patients = r.Patients[:m.p], g.Patients[:m.p]
-	r.Conditions, g.Conditions = r.Conditions[:m.c], g.Conditions[:m.c]
-	r.Observations, g.Observations = r.Observations[:m.o], g.Observations[:m.o]
-	r.Encounters, g.Encounters = r.Encounters[:m.e], g.Encounters[:m.e]
-	r.Medications, g.Medications = r.Medications[:m.m], g.Medications[:m.m]
-	p.res.Errors = p.res.Errors[:m.errs]
+	p.res.Rollback(m.batch)
 }
 
 // ParseNDJSON reads newline-delimited resources (FHIR Bulk Data). Each bad

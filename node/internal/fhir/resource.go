@@ -393,10 +393,28 @@ func (p *Parser) patient(s *scanner, l loc) (bad, err error) {
 		p.bundleURLs[l.fullURL] = pt.ID
 	}
 	p.res.Records.Patients = append(p.res.Records.Patients, pt)
-	p.res.Origins.Patients = append(p.res.Origins.Patients, l.origin)
+	p.res.Origins.Add(cdm.TablePatients, l.origin)
 	p.res.Addresses[pt.ID] = addr
 	return nil, nil
 }
+
+// add records the origin of the next record of table, and its patient
+// reference if it waits for the end of the Bundle; the caller appends the
+// record.
+func (p *Parser) add(table, patientRef string, o cdm.Origin) {
+	t := tableOf[table]
+	p.pending(patientRef, t, t.Len(&p.res.Records))
+	p.res.Origins.Add(table, o)
+}
+
+// tableOf holds the Schema entries of the tables this decoder fills.
+var tableOf = func() map[string]*cdm.TableSchema {
+	m := map[string]*cdm.TableSchema{}
+	for i := range cdm.Schema {
+		m[cdm.Schema[i].Name] = &cdm.Schema[i]
+	}
+	return m
+}()
 
 // subject reads a subject/patient reference into a patient id, or records
 // a pending bundle-local reference.
@@ -470,9 +488,8 @@ func (p *Parser) condition(s *scanner, l loc) (bad, err error) {
 	if !haveCode {
 		return missing("code.coding[0].code"), nil
 	}
-	p.pending(c.PatientID, 1, len(p.res.Records.Conditions))
+	p.add(cdm.TableConditions, c.PatientID, l.origin)
 	p.res.Records.Conditions = append(p.res.Records.Conditions, c)
-	p.res.Origins.Conditions = append(p.res.Origins.Conditions, l.origin)
 	return nil, nil
 }
 
@@ -521,9 +538,8 @@ func (p *Parser) observation(s *scanner, l loc) (bad, err error) {
 	if !haveCode {
 		return missing("code.coding[0].code"), nil
 	}
-	p.pending(o.PatientID, 2, len(p.res.Records.Observations))
+	p.add(cdm.TableObservations, o.PatientID, l.origin)
 	p.res.Records.Observations = append(p.res.Records.Observations, o)
-	p.res.Origins.Observations = append(p.res.Origins.Observations, l.origin)
 	return nil, nil
 }
 
@@ -568,9 +584,8 @@ func (p *Parser) encounter(s *scanner, l loc) (bad, err error) {
 	if en.PatientID == "" {
 		return missing("subject"), nil
 	}
-	p.pending(en.PatientID, 3, len(p.res.Records.Encounters))
+	p.add(cdm.TableEncounters, en.PatientID, l.origin)
 	p.res.Records.Encounters = append(p.res.Records.Encounters, en)
-	p.res.Origins.Encounters = append(p.res.Origins.Encounters, l.origin)
 	return nil, nil
 }
 
@@ -616,8 +631,7 @@ func (p *Parser) medication(s *scanner, l loc) (bad, err error) {
 		}
 		return missing("medicationCodeableConcept.coding[0].code"), nil
 	}
-	p.pending(m.PatientID, 4, len(p.res.Records.Medications))
+	p.add(cdm.TableMedications, m.PatientID, l.origin)
 	p.res.Records.Medications = append(p.res.Records.Medications, m)
-	p.res.Origins.Medications = append(p.res.Origins.Medications, l.origin)
 	return nil, nil
 }
