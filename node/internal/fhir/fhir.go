@@ -1,7 +1,9 @@
 // Package fhir reads FHIR R4 data into the common data model: Bundles
 // (transaction, collection, searchset, or any other Bundle type), Bulk Data
-// NDJSON (plain or gzip, one resource type per file or mixed), single
-// resources in a .json file, and .tar.gz archives or directories of these.
+// NDJSON (one resource type per file or mixed) and single resources. It is
+// a format decoder: it reads the one input it is given and appends to a
+// cdm.Batch; finding inputs, archives and compression, and telling the
+// format are node/internal/ingest's.
 //
 // Patient, Condition, Observation, Encounter and MedicationRequest become
 // cdm records; every other resource type is skipped and counted. The reader
@@ -30,7 +32,6 @@ var (
 	ErrDate      = errors.New("fhir: impossible date")
 	ErrValue     = errors.New("fhir: bad value")
 	ErrReference = errors.New("fhir: bad reference")
-	ErrFormat    = errors.New("fhir: unsupported input")
 	ErrRule      = errors.New("fhir: bad region rule")
 )
 
@@ -131,14 +132,6 @@ type Options struct {
 	// batch an import shares between its decoders). Defaults to a new
 	// batch of the parser's own.
 	Into *cdm.Batch
-	// Progress, when set, is called with the number of input bytes (as
-	// read from disk, compressed or not) consumed since the last call.
-	Progress func(n int64)
-	// Other, when set, handles files the parser does not read itself (CSV)
-	// found as arguments, in directories or in archives. name is the
-	// display name used in errors. Without it such files are an ErrFormat
-	// error.
-	Other func(name string, data []byte) error
 }
 
 // Result is what a Parser has read so far.

@@ -2,13 +2,11 @@ package fhir
 
 import (
 	"archive/tar"
-	"bufio"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -141,51 +139,6 @@ func TestSyntheaBundles(t *testing.T) {
 		t.Error("no HbA1c (LOINC 4548-4) values with unit %")
 	}
 	t.Logf("%d files, %d MB JSON, counts %v", res.Files, res.JSONBytes>>20, res.Records.TableCounts())
-}
-
-func TestBulkNDJSON(t *testing.T) {
-	dir := testkit.SharedData(t, "fhir-bulk-ndjson-10")
-	want := map[string]int{}
-	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
-	for _, fn := range files {
-		f, err := os.Open(fn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(zr)
-		sc.Buffer(nil, 64<<20)
-		for sc.Scan() {
-			var r struct {
-				ResourceType string `json:"resourceType"`
-			}
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-				t.Fatal(err)
-			}
-			want[r.ResourceType]++
-		}
-		f.Close()
-	}
-	rule, _ := ParseRegionRule("postal:3")
-	res, err := ParseFiles(Options{Region: rule}, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Errors) > 0 {
-		t.Fatalf("%d errors, first: %v", len(res.Errors), res.Errors[0])
-	}
-	if want["Patient"] == 0 {
-		t.Fatalf("independent count: %v", want)
-	}
-	checkCounts(t, res, want)
-	for _, p := range res.Records.Patients {
-		if len(p.Region) > 3 {
-			t.Errorf("region %q longer than the postal:3 rule allows", p.Region)
-		}
-	}
 }
 
 const bundle = `{"resourceType": "Bundle", "type": "collection", "entry": [

@@ -1,28 +1,22 @@
 package fhir
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/klauspost/compress/gzip"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 )
 
 func strconvQuote(s string) string { return strconv.Quote(s) }
 
-// Parser reads FHIR inputs into one Result. Feed it files with ParsePath,
-// ParseBundle or ParseNDJSON, then take Result. It is not safe for
-// concurrent use; run one Parser per goroutine and merge results if needed.
+// Parser reads FHIR inputs into one Result. Feed it inputs with ParseBundle
+// or ParseNDJSON, then take Result. It is not safe for concurrent use; run
+// one Parser per goroutine and merge results if needed.
 type Parser struct {
 	opts Options
 	res  *Result
@@ -286,168 +280,4 @@ func (p *Parser) line(s *scanner, name string, line int, b []byte) {
 		p.res.Errors[len(p.res.Errors)-1].Raw = bytes.Clone(b)
 	}
 	s.buf = nil
-}
-
-// ParsePath reads a file, a directory (recursively, in name order, hidden
-// files skipped) or a .tar.gz/.tgz archive. Files are recognised by name:
-// *.json (Bundle or single resource), *.ndjson and *.jsonl (NDJSON), any of
-// these with .gz, and .csv and CDM-row NDJSON named by table (patients.ndjson)
-// through Options.Other. Read errors of the
-// file system are returned; problems in the data go into the Result.
-func (p *Parser) ParsePath(path string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("fhir: %w", err)
-	}
-	if st.IsDir() {
-		ents, err := os.ReadDir(path)
-		if err != nil {
-			return fmt.Errorf("fhir: %w", err)
-		}
-		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), ".") {
-				continue
-			}
-			if err := p.ParsePath(filepath.Join(path, e.Name())); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("fhir: %w", err)
-	}
-	defer f.Close()
-	return p.ParseReader(path, &progressReader{r: f, fn: p.opts.Progress})
-}
-
-// Kind of an input file by name.
-func kindOf(name string) (kind string, gz bool) {
-	n := strings.ToLower(name)
-	switch {
-	case strings.HasSuffix(n, ".tar.gz"), strings.HasSuffix(n, ".tgz"):
-		return "tar", true
-	case strings.HasSuffix(n, ".tar"):
-		return "tar", false
-	}
-	if strings.HasSuffix(n, ".gz") {
-		gz = true
-		n = strings.TrimSuffix(n, ".gz")
-	}
-	switch {
-	case strings.HasSuffix(n, ".ndjson"), strings.HasSuffix(n, ".jsonl"):
-		if cdmTableName(n) {
-			return "other", gz // CDM rows as NDJSON (fedstat synth)
-		}
-		return "ndjson", gz
-	case strings.HasSuffix(n, ".json"):
-		return "json", gz
-	case strings.HasSuffix(n, ".csv"):
-		return "other", gz
-	}
-	return "", gz
-}
-
-// cdmTableName reports whether a .ndjson/.jsonl name stands for a CDM
-// table (patients.ndjson, site1_conditions.jsonl): such files hold CDM rows,
-// not FHIR resources (FHIR Bulk Data files are named by resource type,
-// Patient.ndjson, Condition.000.ndjson).
-func cdmTableName(n string) bool {
-	base := filepath.Base(n)
-	base = strings.TrimSuffix(strings.TrimSuffix(base, ".ndjson"), ".jsonl")
-	for _, s := range cdm.Schema {
-		if base == s.Name || strings.HasSuffix(base, "_"+s.Name) || strings.HasSuffix(base, "-"+s.Name) {
-			return true
-		}
-	}
-	return false
-}
-
-// ParseReader reads one input (any kind ParsePath accepts except a
-// directory) from r; name is used to tell the kind and in errors.
-func (p *Parser) ParseReader(name string, r io.Reader) error {
-	kind, gz := kindOf(name)
-	if kind == "" {
-		p.res.Errors = append(p.res.Errors, &cdm.RecordError{Origin: cdm.Origin{File: name, Entry: -1},
-			Err: &problem{ErrFormat, "unsupported file (want .json, .ndjson, .jsonl, .csv, optionally .gz, or .tar.gz)"}})
-		return nil
-	}
-	if gz {
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			p.res.Errors = append(p.res.Errors, &cdm.RecordError{Origin: cdm.Origin{File: name, Entry: -1},
-				Err: &problem{ErrFormat, "not gzip data: " + err.Error()}})
-			return nil
-		}
-		defer zr.Close()
-		r = zr
-	}
-	switch kind {
-	case "tar":
-		return p.tar(name, r)
-	case "ndjson":
-		return p.ParseNDJSON(name, r)
-	}
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return fmt.Errorf("fhir: read %s: %w", name, err)
-	}
-	if kind == "other" {
-		p.res.Files++
-		if p.opts.Other == nil {
-			p.res.Errors = append(p.res.Errors, &cdm.RecordError{Origin: cdm.Origin{File: name, Entry: -1},
-				Err: &problem{ErrFormat, "unsupported file here (CSV is read by the node import command)"}})
-			return nil
-		}
-		return p.opts.Other(name, data)
-	}
-	p.ParseBundle(name, data)
-	return nil
-}
-
-func (p *Parser) tar(name string, r io.Reader) error {
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("fhir: read %s: %w", name, err)
-		}
-		if h.Typeflag != tar.TypeReg || strings.HasPrefix(filepath.Base(h.Name), ".") {
-			continue
-		}
-		if err := p.ParseReader(name+"/"+h.Name, tr); err != nil {
-			return err
-		}
-	}
-}
-
-type progressReader struct {
-	r  io.Reader
-	fn func(int64)
-}
-
-func (pr *progressReader) Read(b []byte) (int, error) {
-	n, err := pr.r.Read(b)
-	if pr.fn != nil && n > 0 {
-		pr.fn(int64(n))
-	}
-	return n, err
-}
-
-// ParseFiles reads the given paths with a new Parser and returns the
-// result: the convenience entry point for callers that only want records
-// (the demo, tools).
-func ParseFiles(o Options, paths ...string) (*Result, error) {
-	p := NewParser(o)
-	for _, path := range paths {
-		if err := p.ParsePath(path); err != nil {
-			return nil, err
-		}
-	}
-	return p.Result(), nil
 }
