@@ -36,3 +36,11 @@ func ParseFHIR(ctx context.Context, regionRule string, paths ...string) (*cdm.Re
 	}
 	return &res.Records, nil
 }
+
+// FHIRResources returns the FHIR resource types an import reads into the
+// data model, in the order of the FHIR decoder's mapping; other types are
+// skipped and counted.
+func FHIRResources() []string {
+	r, _ := fhir.Resources()
+	return r
+}

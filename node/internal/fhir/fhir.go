@@ -5,8 +5,8 @@
 // cdm.Batch; finding inputs, archives and compression, and telling the
 // format are node/internal/ingest's.
 //
-// Patient, Condition, Observation, Encounter and MedicationRequest become
-// cdm records; every other resource type is skipped and counted. The reader
+// The resource types in its mapping (resource.go; Resources) become cdm
+// records; every other resource type is skipped and counted. The reader
 // is a strict single-pass JSON scanner that decodes only the fields it maps
 // and validates everything it skips, so malformed JSON anywhere is found.
 //

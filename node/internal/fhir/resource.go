@@ -268,6 +268,38 @@ type loc struct {
 	path    string // path of the resource inside its entry ("resource"), or ""
 }
 
+// mapping is the decoder's mapping from FHIR resource types to the tables
+// of the data model (cdm.Schema), each with the function that reads one
+// resource into a record. Resources of other types are skipped and
+// counted.
+var mapping = []struct {
+	resource, table string
+	read            func(p *Parser, s *scanner, l loc) (bad, err error)
+}{
+	{"Patient", cdm.TablePatients, (*Parser).patient},
+	{"Condition", cdm.TableConditions, (*Parser).condition},
+	{"Observation", cdm.TableObservations, (*Parser).observation},
+	{"Encounter", cdm.TableEncounters, (*Parser).encounter},
+	{"MedicationRequest", cdm.TableMedications, (*Parser).medication},
+}
+
+var readers = func() map[string]func(p *Parser, s *scanner, l loc) (bad, err error) {
+	m := map[string]func(p *Parser, s *scanner, l loc) (bad, err error){}
+	for _, x := range mapping {
+		m[x.resource] = x.read
+	}
+	return m
+}()
+
+// Resources returns the FHIR resource types the decoder reads, in the
+// order of the mapping, with the table each becomes.
+func Resources() (resources, tables []string) {
+	for _, x := range mapping {
+		resources, tables = append(resources, x.resource), append(tables, x.table)
+	}
+	return resources, tables
+}
+
 // resource reads one resource at the current position and adds its record
 // (or its error, or a skip count) to the result. It returns only syntax
 // errors (and the top-level not-an-object type error), after which the
@@ -287,22 +319,12 @@ func (p *Parser) resource(s *scanner, l loc) error {
 		p.fail(l, err, s.buf[start:s.pos])
 		return nil
 	}
-	var bad error
-	switch rt {
-	case "Patient":
-		bad, err = p.patient(s, l)
-	case "Condition":
-		bad, err = p.condition(s, l)
-	case "Observation":
-		bad, err = p.observation(s, l)
-	case "Encounter":
-		bad, err = p.encounter(s, l)
-	case "MedicationRequest":
-		bad, err = p.medication(s, l)
-	default:
+	read, ok := readers[rt]
+	if !ok {
 		p.res.Skipped[rt]++
 		return s.skip()
 	}
+	bad, err := read(p, s, l)
 	if err != nil {
 		return err
 	}
