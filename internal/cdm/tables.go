@@ -19,6 +19,7 @@ const (
 	TableObservations = "observations"
 	TableEncounters   = "encounters"
 	TableMedications  = "medications"
+	TableProcedures   = "procedures"
 )
 
 // Records is a set of records of all tables, as an import or a generator
@@ -29,6 +30,7 @@ type Records struct {
 	Observations []Observation
 	Encounters   []Encounter
 	Medications  []Medication
+	Procedures   []Procedure
 }
 
 // Patient is one person. ID is unique within a node.
@@ -84,6 +86,15 @@ type Medication struct {
 	Authored  Date
 }
 
+// Procedure is a procedure performed on a patient (FHIR Procedure).
+type Procedure struct {
+	ID        string
+	PatientID string
+	Code      string
+	System    string
+	Date      Date
+}
+
 var (
 	patients = declare(TableSchema{Name: TablePatients, Code: 'a', Patients: true,
 		Doc: "one row per patient; its columns are patient attributes, visible on every table"},
@@ -136,6 +147,14 @@ var (
 		stringField("system", "code system URI", func(m *Medication) *string { return &m.System }),
 		dateField("authored_date", "date the prescription was written", func(m *Medication) *Date { return &m.Authored }),
 	)
+	procedures = declare(TableSchema{Name: TableProcedures, Code: 'f', Coded: [2]string{"code", "system"},
+		Doc: "procedures performed (FHIR Procedure)"},
+		func(r *Records) *[]Procedure { return &r.Procedures },
+		func(x *Procedure) (*string, *string) { return &x.ID, &x.PatientID },
+		stringField("code", "procedure code (SNOMED CT)", func(x *Procedure) *string { return &x.Code }).required(),
+		stringField("system", "code system URI", func(x *Procedure) *string { return &x.System }),
+		dateField("date", "date performed (the start of a period)", func(x *Procedure) *Date { return &x.Date }),
+	)
 )
 
 // Schema is the common data model, in the order tables are stored and
@@ -143,7 +162,7 @@ var (
 // and the store know. The patients table also offers the derived column
 // "age" (whole years at the query's reference date), which the query layer
 // computes from birth_date.
-var Schema = register(patients, conditions, observations, encounters, medications)
+var Schema = register(patients, conditions, observations, encounters, medications, procedures)
 
 // number is the observation's value as a column holds it (NaN: none).
 func (o *Observation) number() float64 {

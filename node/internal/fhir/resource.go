@@ -281,6 +281,7 @@ var mapping = []struct {
 	{"Observation", cdm.TableObservations, (*Parser).observation},
 	{"Encounter", cdm.TableEncounters, (*Parser).encounter},
 	{"MedicationRequest", cdm.TableMedications, (*Parser).medication},
+	{"Procedure", cdm.TableProcedures, (*Parser).procedure},
 }
 
 var readers = func() map[string]func(p *Parser, s *scanner, l loc) (bad, err error) {
@@ -655,5 +656,49 @@ func (p *Parser) medication(s *scanner, l loc) (bad, err error) {
 	}
 	p.add(cdm.TableMedications, m.PatientID, l.origin)
 	p.res.Records.Medications = append(p.res.Records.Medications, m)
+	return nil, nil
+}
+
+func (p *Parser) procedure(s *scanner, l loc) (bad, err error) {
+	var e errs
+	x := cdm.Procedure{Date: cdm.NoDate}
+	var haveCode bool
+	err = s.object(func(k []byte) error {
+		var err error
+		switch string(k) {
+		case "id":
+			x.ID, err = s.text()
+			return e.keep("id", err)
+		case "subject":
+			x.PatientID, err = p.subject(s)
+			return e.keep("subject", err)
+		case "code":
+			var cc coding
+			cc, err = p.concept(s)
+			x.Code, x.System, haveCode = cc.code, cc.system, cc.code != ""
+			return e.keep("code", err)
+		case "performedDateTime":
+			x.Date, err = date(s)
+			return e.keep("performedDateTime", err)
+		case "performedPeriod":
+			x.Date, _, err = period(s)
+			return e.keep("performedPeriod", err)
+		}
+		return s.skip()
+	})
+	if err != nil || e.bad != nil {
+		return e.bad, err
+	}
+	if x.ID, bad = idOr(x.ID, l); bad != nil {
+		return bad, nil
+	}
+	if x.PatientID == "" {
+		return missing("subject"), nil
+	}
+	if !haveCode {
+		return missing("code.coding[0].code"), nil
+	}
+	p.add(cdm.TableProcedures, x.PatientID, l.origin)
+	p.res.Records.Procedures = append(p.res.Records.Procedures, x)
 	return nil, nil
 }

@@ -24,6 +24,7 @@ var modelTable = map[string]string{
 	"Observation":       cdm.TableObservations,
 	"Encounter":         cdm.TableEncounters,
 	"MedicationRequest": cdm.TableMedications,
+	"Procedure":         cdm.TableProcedures,
 }
 
 func checkCounts(t *testing.T, res *Result, want map[string]int) {
