@@ -26,7 +26,6 @@ import (
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/audit"
-	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/membership"
 	"github.com/fedstat/fedstat/internal/pki"
@@ -35,6 +34,8 @@ import (
 	"github.com/fedstat/fedstat/node/internal/keystore"
 	"github.com/fedstat/fedstat/node/internal/ledger"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -57,9 +58,30 @@ var (
 	ErrDenied           = errors.New("node: the node's admin denied the query")
 )
 
-// DataSource gives the node's current data as an immutable columnar snapshot.
+// DataSource is the node's data at the level the query path needs it, as
+// Prometheus's engine sees only storage.Queryable: the exact aggregates of
+// a plan, and the exact size of the data. The node uses nothing else of
+// it; where the records live (the embedded store and its columnar copy,
+// an OMOP warehouse the plan is pushed down to as SQL) is the data
+// source's business. Implementations: *store.Store (queries/eval on its
+// current snapshot) and *admin.Warehouse (push-down), both handed out by
+// node/admin, and TablesFunc (eval on the tables a function returns) for
+// benchmarks and tests.
+//
+// Both methods are called concurrently, from any goroutine.
 type DataSource interface {
-	Tables() *cdm.Tables
+	// Evaluate computes p's exact aggregates, enforcing the plan's
+	// contribution bounds exactly as queries/eval does (rows outside the
+	// public domain dropped, at most G cells and R rows per patient and
+	// cell, values clamped). The result must never leave the node: the
+	// node only noises it (dp.NoiseShare, dp.NoisyCohort).
+	Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, error)
+	// Summary returns the exact number of patients and of rows per
+	// table, for the node's own admin and the network operator only; the
+	// node coarsens it (CoarseSummary) for everyone else. It is called
+	// when gossip metadata changes and on every Info call, so it must be
+	// cheap or cached. It never returns nil.
+	Summary() *typesv1.DataSummary
 }
 
 // Config configures a node.

@@ -106,11 +106,6 @@ const (
 
 var auditRef = cdm.DateFromYMD(2024, 1, 1)
 
-// tablesSource is a DataSource over fixed tables.
-type tablesSource struct{ t *cdm.Tables }
-
-func (s tablesSource) Tables() *cdm.Tables { return s.t }
-
 // auditCase is one mechanism under audit.
 type auditCase struct {
 	name string
@@ -222,16 +217,16 @@ func runAudit(t *testing.T, c auditCase, nw network, releases int, pl pipeline, 
 	}
 	pol := DefaultPolicy()
 	pol.MinCohort = c.minCohort
-	d, d2 := tablesSource{c.target(false)}, tablesSource{c.target(true)}
+	d, d2 := TablesOf(c.target(false)), TablesOf(c.target(true))
 
 	// The attacker's statistic: slots in natural units, projected on the
 	// difference of the means (the target's exact aggregates on D' minus
 	// D), weighted by the inverse noise variance of the honest sum.
-	exD, err := eval.Evaluate(ctx, p, d.t)
+	exD, err := d.Evaluate(ctx, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	exD2, err := eval.Evaluate(ctx, p, d2.t)
+	exD2, err := d2.Evaluate(ctx, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +297,7 @@ func runAudit(t *testing.T, c auditCase, nw network, releases int, pl pipeline, 
 						rest[i] += v
 					}
 				}
-				for j, src := range []tablesSource{d, d2} {
+				for j, src := range []TablesFunc{d, d2} {
 					slots, refused, err := pl.target(ctx, src, pol, p)
 					if err != nil {
 						fail(err)
@@ -741,7 +736,7 @@ func legacyMinCohort() pipeline {
 		return pol.MinCohort > 0 && counted && cohort < float64(pol.MinCohort)
 	}
 	pl.target = func(ctx context.Context, src DataSource, pol *Policy, p *plan.Plan) ([]int64, bool, error) {
-		e, err := eval.Evaluate(ctx, p, src.Tables())
+		e, err := src.Evaluate(ctx, p)
 		if err != nil {
 			return nil, false, err
 		}

@@ -22,7 +22,6 @@ import (
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/dp"
-	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -229,20 +228,13 @@ func storedRefusal(answer []byte) (string, bool) {
 var errSmallCohort = errors.New("small cohort")
 
 // noisyShare is a node's side of a query on its data, exactly as it runs for
-// a real query: the exact aggregates (data.Evaluate when the data source
-// pushes aggregations down, else eval on its tables), the minimum-cohort
+// a real query: the exact aggregates (data.Evaluate), the minimum-cohort
 // decision on a noisy count (pol.MinCohort, charged as pol.cohortRho), and
 // the noise share on the plan's grid. A refusal wraps errSmallCohort. The
 // exact aggregates never leave this function. The privacy auditor
-// (privacy_audit_test.go) runs it too.
+// (privacy_audit_test.go) runs it too, on TablesOf(tables).
 func noisyShare(ctx context.Context, id string, data DataSource, pol *Policy, p *plan.Plan) (*dp.Share, error) {
-	var exact *eval.Exact
-	var err error
-	if ev, ok := data.(Evaluator); ok {
-		exact, err = ev.Evaluate(ctx, p)
-	} else {
-		exact, err = eval.Evaluate(ctx, p, data.Tables())
-	}
+	exact, err := data.Evaluate(ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -257,13 +249,6 @@ func noisyShare(ctx context.Context, id string, data DataSource, pol *Policy, p 
 		}
 	}
 	return dp.NoiseShare(p, exact)
-}
-
-// Evaluator is a DataSource that computes a plan's exact aggregates itself,
-// for example by pushing the aggregation down into a warehouse as SQL
-// (node/internal/warehouse). Nodes use it instead of evaluating Tables().
-type Evaluator interface {
-	Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, error)
 }
 
 // partial evaluates p on the local data, adds this node's noise share,

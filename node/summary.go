@@ -6,22 +6,11 @@ import (
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
 
-// Summary returns the node's exact data summary: patient and row counts per
-// table. It is for the node's own admin and the network operator only; what
-// leaves the node for anyone else is CoarseSummary.
-func (n *Node) Summary() *typesv1.DataSummary {
-	if s, ok := n.cfg.Data.(interface{ Summary() *typesv1.DataSummary }); ok {
-		return s.Summary()
-	}
-	t := n.cfg.Data.Tables()
-	s := &typesv1.DataSummary{Patients: int64(t.NumPatients()), Rows: map[string]int64{}}
-	for _, name := range t.Names() {
-		if tb, ok := t.Table(name); ok {
-			s.Rows[name] = int64(tb.Rows)
-		}
-	}
-	return s
-}
+// Summary returns the node's exact data summary (DataSource.Summary):
+// patient and row counts per table. It is for the node's own admin and the
+// network operator only; what leaves the node for anyone else is
+// CoarseSummary.
+func (n *Node) Summary() *typesv1.DataSummary { return n.cfg.Data.Summary() }
 
 // CoarseSummary is the data summary a node gives the coordinator (and so
 // analysts and the dashboard) and gossips to the pool: every count passed

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/node/admin"
 )
 
@@ -28,7 +29,7 @@ func nodeImportCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "import --data-dir DIR [flags] PATH...",
 		Short: "Import FHIR R4 or CSV records into a node's local store",
-		Long: `Import patient records into the node's local store (DIR/kv), atomically: the whole
+		Long: fmt.Sprintf(`Import patient records into the node's local store (DIR/kv), atomically: the whole
 import lands, or nothing does (also if the process is killed). Importing the same files
 again changes nothing; a record with a stored id but new content replaces the old one.
 
@@ -39,7 +40,7 @@ Inputs (files, directories walked in name order, or .tar.gz/.tgz archives of the
                          name (patients.csv, site1_conditions.csv, ...) or --table
   any of these + .gz     gzip-compressed
 
-FHIR Patient, Condition, Observation, Encounter and MedicationRequest are imported; other
+FHIR %s are imported; other
 resource types are skipped and counted. A patient's region comes from the address by
 --region-rule: state, city, postal:N (first N characters of the postal code) or
 fixed:CODE (one region for the whole node).
@@ -56,7 +57,7 @@ Study tables: --study NAME --schema FILE imports one research CSV as the study t
 described by a schema file (columns, types, the patient id column, public value ranges;
 see docs/statistics.md). The same schema file must be listed under studies = [...] in the
 network config of the coordinator and every node. Any bad cell fails the import (file:line,
-column, what was expected); importing it again replaces the whole study atomically.`,
+column, what was expected); importing it again replaces the whole study atomically.`, andList(admin.FHIRResources())),
 		Example: `  fedstat node import --data-dir /var/lib/fedstat bundles.tar.gz
   fedstat node import --data-dir ./node1 --study lung --schema lung.toml site1_lung.csv
   fedstat node import --data-dir ./node1 --region-rule postal:3 export/*.ndjson.gz
@@ -102,7 +103,7 @@ column, what was expected); importing it again replaces the whole study atomical
 	f.StringVar(&o.KeyFile, "key-file", "", "operator key file: encrypts the store at rest (32 bytes raw or 64 hex digits, mode 0600)")
 	f.StringVar(&o.RegionRule, "region-rule", "state", "region from a FHIR patient's address: state, city, postal:N or fixed:CODE")
 	f.StringVar(&o.Quarantine, "quarantine", "", "write bad records to this file and import the rest (default: any bad record aborts the import)")
-	f.StringVar(&o.Table, "table", "", "table of CSV files whose name does not tell it (patients, conditions, observations, encounters, medications)")
+	f.StringVar(&o.Table, "table", "", "table of CSV files whose name does not tell it ("+strings.Join(cdm.TableNames(), ", ")+")")
 	f.IntVar(&o.MaxErrors, "max-errors", 20, "how many bad records to list (the total is always given)")
 	f.StringVar(&format, "format", "text", "summary format: text or json")
 	f.StringVar(&study, "study", "", "import one CSV file as the study table NAME (with --schema)")
@@ -141,7 +142,8 @@ func printImportSummary(w io.Writer, s *admin.ImportSummary) {
 	}
 }
 
-var tableOrder = []string{"patients", "conditions", "observations", "encounters", "medications"}
+// tableOrder lists the tables of the data model in the order of cdm.Schema.
+var tableOrder = cdm.TableNames()
 
 func nodeStatusCommand() *cobra.Command {
 	var dataDir, keyFile, format string
@@ -236,6 +238,14 @@ func printStatus(w io.Writer, st *admin.Status) {
 		}
 	}
 	fmt.Fprintf(w, "\ncolumnar copy built in %v\n", st.BuildTime.Round(time.Millisecond))
+}
+
+// andList writes a list as "a, b and c".
+func andList(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
 }
 
 func sortedKeys[V any](m map[string]V) []string {

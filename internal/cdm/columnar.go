@@ -2,7 +2,6 @@ package cdm
 
 import (
 	"maps"
-	"math"
 	"sort"
 )
 
@@ -110,57 +109,71 @@ func (t *Tables) Names() []string {
 // NumPatients returns the number of patients.
 func (t *Tables) NumPatients() int { return len(t.PatientIDs) }
 
-// Builder accumulates records into columnar tables. Records of other tables
-// must name a patient added before Build; unknown patients are a Build error
-// reported by the importer earlier, so Build skips nothing silently: it
-// returns ErrUnknownPatient.
+// RowCounts returns the number of rows of every table (CDM and study), by
+// name: with NumPatients, a data source's exact summary.
+func (t *Tables) RowCounts() map[string]int64 {
+	out := make(map[string]int64, len(t.byName))
+	for name, tb := range t.byName {
+		out[name] = int64(tb.Rows)
+	}
+	return out
+}
+
+// Builder accumulates records into columnar tables, one per table of
+// Schema. Records of other tables must name a patient added before; a
+// record of an unknown patient is not added (AddRow reports false; the
+// importers reported it as a bad record earlier).
 type Builder struct {
 	patientIndex map[string]uint32
 	ids          []string
 	tables       map[string]*Table
-	// Column buffers of the CDM tables, resolved once so that adding a row
-	// costs no lookups by column name. Build moves them into the tables.
-	pat, cond, obs, enc, med *tableBuf
+	// Column buffers of the CDM tables by Schema index, resolved once so
+	// that adding a row costs no lookups by column name. Build moves them
+	// into the tables.
+	bufs []*tableBuf
 }
 
 // tableBuf holds one CDM table's columns while it is built, in schema order
 // per type.
 type tableBuf struct {
+	s     *TableSchema
 	t     *Table
+	slot  []int // column i of s is strs, dates or nums[slot[i]], by its type
 	strs  []*StringColumn
 	dates [][]Date
 	nums  [][]float64
 	names struct{ dates, nums []string }
 }
 
-// NewBuilder returns a builder with the five CDM tables, empty.
+// NewBuilder returns a builder with the CDM tables of Schema, empty.
 func NewBuilder() *Builder {
 	b := &Builder{patientIndex: map[string]uint32{}, tables: map[string]*Table{}}
-	bufs := map[string]*tableBuf{}
-	for _, s := range Schema {
+	for i := range Schema {
+		s := &Schema[i]
 		t := newTable(s.Name)
-		tb := &tableBuf{t: t}
+		tb := &tableBuf{s: s, t: t}
 		for _, c := range s.Columns {
 			switch c.Type {
 			case TypeString:
 				col := &StringColumn{Dict: NewDict()}
 				t.Strings[c.Name] = col
+				tb.slot = append(tb.slot, len(tb.strs))
 				tb.strs = append(tb.strs, col)
 			case TypeDate:
 				t.Dates[c.Name] = nil
+				tb.slot = append(tb.slot, len(tb.dates))
 				tb.dates = append(tb.dates, nil)
 				tb.names.dates = append(tb.names.dates, c.Name)
 			case TypeNumber:
 				t.Numbers[c.Name] = nil
+				tb.slot = append(tb.slot, len(tb.nums))
 				tb.nums = append(tb.nums, nil)
 				tb.names.nums = append(tb.names.nums, c.Name)
 			}
 		}
 		b.tables[s.Name] = t
-		bufs[s.Name] = tb
+		b.bufs = append(b.bufs, tb)
 	}
-	b.pat, b.cond, b.obs = bufs[TablePatients], bufs[TableConditions], bufs[TableObservations]
-	b.enc, b.med = bufs[TableEncounters], bufs[TableMedications]
 	return b
 }
 
@@ -175,28 +188,49 @@ func (b *Builder) patient(id string) uint32 {
 	return i
 }
 
-func (tb *tableBuf) str(i int, v string) {
-	c := tb.strs[i]
-	c.IDs = append(c.IDs, c.Dict.Put(v))
-}
-
-func (tb *tableBuf) row(patient uint32) {
+// values appends one row of vals (in schema order) to the columns.
+func (tb *tableBuf) values(patient uint32, vals []Value) {
 	tb.t.Patient = append(tb.t.Patient, patient)
 	tb.t.Rows++
+	for k, c := range tb.s.Columns {
+		j := tb.slot[k]
+		switch c.Type {
+		case TypeString:
+			col := tb.strs[j]
+			col.IDs = append(col.IDs, col.Dict.Put(vals[k].Str))
+		case TypeDate:
+			tb.dates[j] = append(tb.dates[j], vals[k].Date)
+		case TypeNumber:
+			tb.nums[j] = append(tb.nums[j], vals[k].Num)
+		}
+	}
 }
 
-// AddPatient adds a patient. Patients must be added before their other
-// records; a patient added twice keeps the first row (importers deduplicate).
-func (b *Builder) AddPatient(p *Patient) {
-	if _, ok := b.patientIndex[p.ID]; ok {
-		return
+// AddRow adds a record of table t (an entry of Schema). A patient (the
+// patients table) added twice keeps its first row (importers deduplicate);
+// a record of another table is added only if its patient was added before,
+// else AddRow reports false.
+func (b *Builder) AddRow(t *TableSchema, row *Row) bool {
+	if t.Patients {
+		if _, ok := b.patientIndex[row.ID]; ok {
+			return true
+		}
+		b.bufs[t.index].values(b.patient(row.ID), row.Values)
+		return true
 	}
-	tb := b.pat
-	tb.row(b.patient(p.ID))
-	tb.dates[0] = append(tb.dates[0], p.BirthDate)
-	tb.str(0, p.Sex.String())
-	tb.str(1, p.Region)
-	tb.dates[1] = append(tb.dates[1], p.DeathDate)
+	i, ok := b.patientIndex[row.PatientID]
+	if ok {
+		b.bufs[t.index].values(i, row.Values)
+	}
+	return ok
+}
+
+// AddRowAt adds a record of table t (not the patients table) of the
+// patient with index i (as PatientIndex returns it), with its values in
+// schema order. Loaders that know patient indices use it to skip the
+// lookup by id.
+func (b *Builder) AddRowAt(t *TableSchema, i uint32, vals []Value) {
+	b.bufs[t.index].values(i, vals)
 }
 
 // PatientIndex returns the index of a patient added earlier.
@@ -205,119 +239,65 @@ func (b *Builder) PatientIndex(id string) (uint32, bool) {
 	return i, ok
 }
 
-// AddCondition adds a condition of a known patient; it reports false if the
-// patient is unknown (nothing is added).
-func (b *Builder) AddCondition(c *Condition) bool {
-	i, ok := b.patientIndex[c.PatientID]
-	if ok {
-		b.AddConditionAt(i, c)
-	}
-	return ok
-}
-
-// AddConditionAt adds a condition of the patient with index i (as
-// PatientIndex returns it; c.PatientID is not looked at). Loaders that
-// know patient indices use it to skip the lookup by id.
-func (b *Builder) AddConditionAt(i uint32, c *Condition) {
-	tb := b.cond
-	tb.row(i)
-	tb.str(0, c.Code)
-	tb.str(1, c.System)
-	tb.dates[0] = append(tb.dates[0], c.Onset)
-	tb.dates[1] = append(tb.dates[1], c.Abatement)
-}
-
-// AddObservation adds an observation of a known patient.
-func (b *Builder) AddObservation(o *Observation) bool {
-	i, ok := b.patientIndex[o.PatientID]
-	if ok {
-		b.AddObservationAt(i, o)
-	}
-	return ok
-}
-
-// AddObservationAt adds an observation of the patient with index i.
-func (b *Builder) AddObservationAt(i uint32, o *Observation) {
-	tb := b.obs
-	tb.row(i)
-	tb.str(0, o.Code)
-	tb.str(1, o.System)
-	tb.dates[0] = append(tb.dates[0], o.Date)
-	v := math.NaN()
-	if o.HasValue {
-		v = o.Value
-	}
-	tb.nums[0] = append(tb.nums[0], v)
-	tb.str(2, o.Unit)
-}
-
-// AddEncounter adds an encounter of a known patient.
-func (b *Builder) AddEncounter(e *Encounter) bool {
-	i, ok := b.patientIndex[e.PatientID]
-	if ok {
-		b.AddEncounterAt(i, e)
-	}
-	return ok
-}
-
-// AddEncounterAt adds an encounter of the patient with index i.
-func (b *Builder) AddEncounterAt(i uint32, e *Encounter) {
-	tb := b.enc
-	tb.row(i)
-	tb.str(0, e.Class)
-	tb.str(1, e.TypeCode)
-	tb.str(2, e.TypeSystem)
-	tb.dates[0] = append(tb.dates[0], e.Start)
-	tb.dates[1] = append(tb.dates[1], e.End)
-}
-
-// AddMedication adds a medication of a known patient.
-func (b *Builder) AddMedication(m *Medication) bool {
-	i, ok := b.patientIndex[m.PatientID]
-	if ok {
-		b.AddMedicationAt(i, m)
-	}
-	return ok
-}
-
-// AddMedicationAt adds a medication of the patient with index i.
-func (b *Builder) AddMedicationAt(i uint32, m *Medication) {
-	tb := b.med
-	tb.row(i)
-	tb.str(0, m.Code)
-	tb.str(1, m.System)
-	tb.dates[0] = append(tb.dates[0], m.Authored)
-}
-
 // AddRecords adds all records of r, patients first. It returns the number of
 // non-patient records whose patient is unknown (they are not added; importers
 // report them as errors before they get here).
 func (b *Builder) AddRecords(r *Records) (unknown int) {
-	for i := range r.Patients {
-		b.AddPatient(&r.Patients[i])
-	}
-	for i := range r.Conditions {
-		if !b.AddCondition(&r.Conditions[i]) {
-			unknown++
-		}
-	}
-	for i := range r.Observations {
-		if !b.AddObservation(&r.Observations[i]) {
-			unknown++
-		}
-	}
-	for i := range r.Encounters {
-		if !b.AddEncounter(&r.Encounters[i]) {
-			unknown++
-		}
-	}
-	for i := range r.Medications {
-		if !b.AddMedication(&r.Medications[i]) {
-			unknown++
+	for ti := range Schema {
+		t := &Schema[ti]
+		row := t.NewRow()
+		for i := range t.Len(r) {
+			t.Row(r, i, row)
+			if !b.AddRow(t, row) {
+				unknown++
+			}
 		}
 	}
 	return unknown
 }
+
+// addTyped adds one typed record of table t.
+func addTyped[T any](b *Builder, t *table[T], x *T, i uint32, at bool) bool {
+	s := t.registered()
+	row := s.NewRow()
+	t.getT(x, row)
+	if at {
+		b.AddRowAt(s, i, row.Values)
+		return true
+	}
+	return b.AddRow(s, row)
+}
+
+// AddPatient adds a patient; a patient added twice keeps the first row.
+// AddPatient, AddCondition and the like are AddRow for one table, for tests
+// and tools that build tables by hand.
+func (b *Builder) AddPatient(p *Patient) { addTyped(b, patients, p, 0, false) }
+
+// AddCondition adds a condition of a known patient; it reports false if the
+// patient is unknown (nothing is added).
+func (b *Builder) AddCondition(c *Condition) bool { return addTyped(b, conditions, c, 0, false) }
+
+// AddConditionAt adds a condition of the patient with index i (c.PatientID
+// is not looked at).
+func (b *Builder) AddConditionAt(i uint32, c *Condition) { addTyped(b, conditions, c, i, true) }
+
+// AddObservation adds an observation of a known patient.
+func (b *Builder) AddObservation(o *Observation) bool { return addTyped(b, observations, o, 0, false) }
+
+// AddObservationAt adds an observation of the patient with index i.
+func (b *Builder) AddObservationAt(i uint32, o *Observation) { addTyped(b, observations, o, i, true) }
+
+// AddEncounter adds an encounter of a known patient.
+func (b *Builder) AddEncounter(e *Encounter) bool { return addTyped(b, encounters, e, 0, false) }
+
+// AddEncounterAt adds an encounter of the patient with index i.
+func (b *Builder) AddEncounterAt(i uint32, e *Encounter) { addTyped(b, encounters, e, i, true) }
+
+// AddMedication adds a medication of a known patient.
+func (b *Builder) AddMedication(m *Medication) bool { return addTyped(b, medications, m, 0, false) }
+
+// AddMedicationAt adds a medication of the patient with index i.
+func (b *Builder) AddMedicationAt(i uint32, m *Medication) { addTyped(b, medications, m, i, true) }
 
 // AddTable adds a finished non-CDM table (a study table). Its Patient column
 // must hold indices of patients added to this builder.
@@ -326,24 +306,15 @@ func (b *Builder) AddTable(t *Table) { b.tables[t.Name] = t }
 // buf returns the column buffers of the CDM table named name (nil for
 // other names).
 func (b *Builder) buf(name string) *tableBuf {
-	switch name {
-	case TablePatients:
-		return b.pat
-	case TableConditions:
-		return b.cond
-	case TableObservations:
-		return b.obs
-	case TableEncounters:
-		return b.enc
-	case TableMedications:
-		return b.med
+	if s, ok := LookupTable(name); ok {
+		return b.bufs[s.index]
 	}
 	return nil
 }
 
 // Build returns the finished tables. The builder must not be used afterwards.
 func (b *Builder) Build() *Tables {
-	for _, tb := range []*tableBuf{b.pat, b.cond, b.obs, b.enc, b.med} {
+	for _, tb := range b.bufs {
 		if b.tables[tb.t.Name] != tb.t {
 			continue // replaced by AddTable
 		}
@@ -384,7 +355,7 @@ func NewBuilderFrom(t *Tables) *Builder {
 			b.tables[name] = old
 			continue
 		}
-		sch, _ := LookupTable(name)
+		sch := tb.s
 		tb.t.Rows = old.Rows
 		tb.t.Patient = append([]uint32(nil), old.Patient...)
 		si, di, ni := 0, 0, 0
@@ -427,7 +398,7 @@ func (b *Builder) Grow(name string, n int) {
 	for i := range tb.nums {
 		tb.nums[i] = append(make([]float64, 0, len(tb.nums[i])+n), tb.nums[i]...)
 	}
-	if name == TablePatients {
+	if tb.s.Patients {
 		b.ids = append(make([]string, 0, len(b.ids)+n), b.ids...)
 		if len(b.patientIndex) == 0 {
 			b.patientIndex = make(map[string]uint32, n)

@@ -327,7 +327,7 @@ func newGen(o Options) *gen {
 	for i := range g.regionFactor { // the population's prevalence stays as documented
 		g.regionFactor[i] /= mean
 	}
-	y0, y1 := o.Start.Time().Year()-1, o.End.Time().Year()
+	y0, y1 := o.Start.Year()-1, o.End.Year()
 	for y := y0; y <= y1; y++ {
 		g.seasons = append(g.seasons, seasonOf(y))
 	}

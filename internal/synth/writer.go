@@ -30,8 +30,9 @@ const (
 // overwriting was not asked for.
 var ErrExists = errors.New("synth: output file exists")
 
-// Files and their columns, in the order written. This is the CSV form of
-// the common data model that the node's CSV importer reads:
+// Files and their columns, in the order written: the tables the generator
+// makes, in the CSV form of the common data model that the node's CSV
+// importer reads (cdm.TableSchema.CSVColumns):
 //
 //	patients.csv      patient_id,birth_date,sex,region,death_date
 //	conditions.csv    id,patient_id,code,system,onset_date,abatement_date
@@ -47,15 +48,25 @@ var ErrExists = errors.New("synth: output file exists")
 // empty when the observation has none. Every file has a header row. In
 // NDJSON every line is an object with these keys; dates and missing values
 // are then "" and value is a JSON number or null.
-var Files = []struct {
+var Files = files(cdm.TablePatients, cdm.TableConditions, cdm.TableObservations, cdm.TableEncounters, cdm.TableMedications)
+
+// File is one file Writer writes: a table and its columns.
+type File struct {
 	Name    string
 	Columns []string
-}{
-	{"patients", []string{"patient_id", "birth_date", "sex", "region", "death_date"}},
-	{"conditions", []string{"id", "patient_id", "code", "system", "onset_date", "abatement_date"}},
-	{"observations", []string{"id", "patient_id", "code", "system", "date", "value", "unit"}},
-	{"encounters", []string{"id", "patient_id", "class", "type_code", "type_system", "start_date", "end_date"}},
-	{"medications", []string{"id", "patient_id", "code", "system", "authored_date"}},
+	table   *cdm.TableSchema
+}
+
+func files(names ...string) []File {
+	out := make([]File, len(names))
+	for i, n := range names {
+		t, ok := cdm.LookupTable(n)
+		if !ok {
+			panic("synth: no table " + n)
+		}
+		out[i] = File{Name: n, Columns: t.CSVColumns(), table: t}
+	}
+	return out
 }
 
 // Writer writes records as CDM files (Files) into a directory. It is not
@@ -63,11 +74,11 @@ var Files = []struct {
 type Writer struct {
 	dir    string
 	format Format
-	files  [5]*os.File
-	bufs   [5]*bufio.Writer
-	counts [5]int
+	files  []*os.File
+	bufs   []*bufio.Writer
+	counts []int
 	row    []byte
-	vals   [7]field
+	vals   []field
 }
 
 // field is one value of a row: text, or a number (for NDJSON).
@@ -78,7 +89,7 @@ type field struct {
 	isNull bool
 }
 
-// NewWriter creates dir (and parents) and the five files in it in format f.
+// NewWriter creates dir (and parents) and the files in it in format f.
 // It refuses to replace existing files (ErrExists) unless overwrite.
 func NewWriter(dir string, f Format, overwrite bool) (*Writer, error) {
 	if f != FormatCSV && f != FormatNDJSON {
@@ -87,7 +98,8 @@ func NewWriter(dir string, f Format, overwrite bool) (*Writer, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("synth: %w", err)
 	}
-	w := &Writer{dir: dir, format: f}
+	n := len(Files)
+	w := &Writer{dir: dir, format: f, files: make([]*os.File, n), bufs: make([]*bufio.Writer, n), counts: make([]int, n)}
 	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	if !overwrite {
 		flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL
@@ -119,7 +131,7 @@ func (w *Writer) abort() {
 	}
 }
 
-// Paths returns the paths of the five files, in the order of Files.
+// Paths returns the paths of the files, in the order of Files.
 func (w *Writer) Paths() []string {
 	var out []string
 	for _, f := range Files {
@@ -149,29 +161,33 @@ func date(d cdm.Date) field {
 
 // Write appends r's records to the files.
 func (w *Writer) Write(r *cdm.Records) error {
-	for _, p := range r.Patients {
-		w.vals = [7]field{str(p.ID), w.date(p.BirthDate), str(p.Sex.String()), str(p.Region), w.date(p.DeathDate)}
-		w.put(0, 5)
-	}
-	for _, c := range r.Conditions {
-		w.vals = [7]field{str(c.ID), str(c.PatientID), str(c.Code), str(c.System), w.date(c.Onset), w.date(c.Abatement)}
-		w.put(1, 6)
-	}
-	for _, o := range r.Observations {
-		v := field{isNull: true}
-		if o.HasValue && !math.IsNaN(o.Value) && !math.IsInf(o.Value, 0) {
-			v = field{s: strconv.FormatFloat(o.Value, 'f', -1, 64), num: o.Value, isNum: true}
+	for fi, f := range Files {
+		t := f.table
+		row := t.NewRow()
+		for i := range t.Len(r) {
+			t.Row(r, i, row)
+			w.vals = w.vals[:0]
+			if !t.Patients {
+				w.vals = append(w.vals, str(row.ID))
+			}
+			w.vals = append(w.vals, str(row.PatientID))
+			for k, c := range t.Columns {
+				v := row.Values[k]
+				switch c.Type {
+				case cdm.TypeString:
+					w.vals = append(w.vals, str(v.Str))
+				case cdm.TypeDate:
+					w.vals = append(w.vals, w.date(v.Date))
+				default:
+					x := field{isNull: true}
+					if !math.IsNaN(v.Num) && !math.IsInf(v.Num, 0) {
+						x = field{s: strconv.FormatFloat(v.Num, 'f', -1, 64), num: v.Num, isNum: true}
+					}
+					w.vals = append(w.vals, x)
+				}
+			}
+			w.put(fi, len(w.vals))
 		}
-		w.vals = [7]field{str(o.ID), str(o.PatientID), str(o.Code), str(o.System), w.date(o.Date), v, str(o.Unit)}
-		w.put(2, 7)
-	}
-	for _, e := range r.Encounters {
-		w.vals = [7]field{str(e.ID), str(e.PatientID), str(e.Class), str(e.TypeCode), str(e.TypeSystem), w.date(e.Start), w.date(e.End)}
-		w.put(3, 7)
-	}
-	for _, m := range r.Medications {
-		w.vals = [7]field{str(m.ID), str(m.PatientID), str(m.Code), str(m.System), w.date(m.Authored)}
-		w.put(4, 5)
 	}
 	for _, b := range w.bufs {
 		if b != nil {
@@ -189,7 +205,7 @@ func (w *Writer) date(d cdm.Date) field {
 	if d == cdm.NoDate {
 		return field{}
 	}
-	y, m, dd := civil(int64(d))
+	y, m, dd := d.Civil()
 	var b [10]byte
 	b[0], b[1], b[2], b[3] = byte('0'+y/1000%10), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10)
 	b[4], b[5], b[6], b[7] = '-', byte('0'+m/10), byte('0'+m%10), '-'
@@ -198,31 +214,6 @@ func (w *Writer) date(d cdm.Date) field {
 		return date(d)
 	}
 	return field{s: string(b[:])}
-}
-
-// civil converts days since 1970-01-01 to year, month, day (proleptic
-// Gregorian; H. Hinnant's algorithm).
-func civil(z int64) (y, m, d int64) {
-	z += 719468
-	era := z / 146097
-	if z < 0 && z%146097 != 0 {
-		era = (z - 146096) / 146097
-	}
-	doe := z - era*146097
-	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
-	y = yoe + era*400
-	doy := doe - (365*yoe + yoe/4 - yoe/100)
-	mp := (5*doy + 2) / 153
-	d = doy - (153*mp+2)/5 + 1
-	if mp < 10 {
-		m = mp + 3
-	} else {
-		m = mp - 9
-	}
-	if m <= 2 {
-		y++
-	}
-	return y, m, d
 }
 
 // put writes the first n values of w.vals as one row of file i.

@@ -19,6 +19,7 @@ import (
 	"github.com/fedstat/fedstat/test/testkit"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/queries/plan"
 )
 
 var modelTable = map[string]string{
@@ -27,6 +28,7 @@ var modelTable = map[string]string{
 	"Observation":       cdm.TableObservations,
 	"Encounter":         cdm.TableEncounters,
 	"MedicationRequest": cdm.TableMedications,
+	"Procedure":         cdm.TableProcedures,
 }
 
 // independentCounts counts rows per table of a Synthea bundles archive with
@@ -356,7 +358,7 @@ func TestCSVImport(t *testing.T) {
 	if _, err := Import(context.Background(), ImportOptions{DataDir: dir}, paths); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"patients": 2, "conditions": 2, "observations": 2, "encounters": 1, "medications": 1}
+	want := map[string]int{"patients": 2, "conditions": 2, "observations": 2, "encounters": 1, "medications": 1, "procedures": 0}
 	if got := tablesOf(t, dir); !reflect.DeepEqual(got, want) {
 		t.Fatalf("rows %v", got)
 	}
@@ -467,5 +469,63 @@ func TestCDMNDJSON(t *testing.T) {
 	bad := write(t, in, "conditions.ndjson", `{"id":"c1","patient_id":"p1","code":"1","onset":"2020-01-01"}`+"\n")
 	if _, err := Import(context.Background(), ImportOptions{DataDir: dir}, []string{bad}); err == nil || !strings.Contains(err.Error(), `conditions.ndjson:1: onset: unknown key "onset"`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestProcedures imports a hand-written FHIR Procedure and queries it as the
+// node does: the procedures table is one declaration in cdm plus the FHIR
+// decoder's mapping, and is then stored, listed and queryable like
+// conditions.
+func TestProcedures(t *testing.T) {
+	dir := t.TempDir()
+	in := t.TempDir()
+	paths := []string{
+		write(t, in, "Patient.ndjson", basePatients),
+		write(t, in, "Procedure.ndjson",
+			`{"resourceType":"Procedure","id":"x1","status":"completed","subject":{"reference":"Patient/p1"},`+
+				`"code":{"coding":[{"system":"http://snomed.info/sct","code":"80146002","display":"Appendectomy"}]},"performedDateTime":"2019-04-05T10:00:00Z"}`+"\n"+
+				`{"resourceType":"Procedure","id":"x2","status":"completed","subject":{"reference":"Patient/p2"},`+
+				`"code":{"coding":[{"system":"http://snomed.info/sct","code":"80146002"}]},"performedPeriod":{"start":"2020-01-02","end":"2020-01-03"}}`+"\n"+
+				`{"resourceType":"Procedure","id":"x3","subject":{"reference":"Patient/p2"},`+
+				`"code":{"coding":[{"system":"http://snomed.info/sct","code":"73761001"}]}}`+"\n"),
+	}
+	sum, err := Import(context.Background(), ImportOptions{DataDir: dir}, paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Added[cdm.TableProcedures] != 3 || sum.Skipped["Procedure"] != 0 {
+		t.Fatalf("summary %+v", sum)
+	}
+	st, err := GetStatus(context.Background(), dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top := st.TopCodes[cdm.TableProcedures]; st.Tables[cdm.TableProcedures] != 3 || len(top) != 2 || top[0].Value != "80146002" || top[0].Rows != 2 {
+		t.Fatalf("status: %d procedures, top codes %v", st.Tables[cdm.TableProcedures], top)
+	}
+	if r := st.Dates[cdm.TableProcedures]["date"]; r.Min != "2019-04-05" || r.Max != "2020-01-02" || r.Missing != 1 {
+		t.Errorf("procedure dates %+v", r)
+	}
+	s, db, err := OpenStore(context.Background(), OpenOptions{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for sql, want := range map[string]float64{
+		`SELECT COUNT(DISTINCT patient_id) FROM procedures WHERE code = '80146002'`:                                     2,
+		`SELECT COUNT(*) FROM procedures WHERE code = '80146002' AND date >= '2020-01-01'`:                              1,
+		`SELECT COUNT(*) FROM patients WHERE patient_id IN (SELECT patient_id FROM procedures WHERE code = '73761001')`: 1,
+	} {
+		p, err := plan.Build(plan.Request{SQL: sql, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 2, ReferenceDate: cdm.DateFromYMD(2024, 1, 1)}, plan.DefaultCatalogue())
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		e, err := s.Evaluate(context.Background(), p)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if got := e.Values()[0]; got != want {
+			t.Errorf("%s: exact %v, want %v", sql, got, want)
+		}
 	}
 }

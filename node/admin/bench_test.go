@@ -12,6 +12,7 @@ import (
 
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/node/internal/fhir"
+	"github.com/fedstat/fedstat/node/internal/ingest"
 	"github.com/fedstat/fedstat/node/internal/store"
 )
 
@@ -76,12 +77,12 @@ func BenchmarkImportSyntheaBundles(b *testing.B) {
 		for _, f := range bundles {
 			p.ParseBundle(f.name, f.data)
 		}
-		res := p.Result()
-		recs, bad := checkPatients(&res.Records, &res.Origins, s.Tables(), res.Errors)
-		if len(bad) > 0 {
-			b.Fatal(bad[0])
+		res := &ingest.Result{Batch: *p.Result().Batch}
+		res.CheckPatients(s.Tables())
+		if len(res.Errors) > 0 {
+			b.Fatal(res.Errors[0])
 		}
-		sum, err := s.ImportRecords(context.Background(), recs, "bench")
+		sum, err := s.ImportRecords(context.Background(), &res.Records, "bench")
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -8,20 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/node/internal/csvimport"
 	"github.com/fedstat/fedstat/node/internal/fhir"
+	"github.com/fedstat/fedstat/node/internal/ingest"
 	"github.com/fedstat/fedstat/node/internal/store"
 )
 
@@ -133,10 +127,9 @@ func (e *ImportError) Unwrap() []error {
 // Import opens the store of o.DataDir, imports the files at paths into it
 // (see ImportInto) and closes it.
 func Import(ctx context.Context, o ImportOptions, paths []string) (*ImportSummary, error) {
-	if o.RegionRule != "" {
-		if _, err := fhir.ParseRegionRule(o.RegionRule); err != nil {
-			return nil, err
-		}
+	o, rule, err := o.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	if len(paths) == 0 {
 		return nil, errors.New("admin: no input files")
@@ -145,11 +138,32 @@ func Import(ctx context.Context, o ImportOptions, paths []string) (*ImportSummar
 	if err != nil {
 		return nil, err
 	}
-	sum, err := ImportInto(ctx, s, o, paths)
+	sum, err := importInto(ctx, s, o, rule, paths)
 	if cerr := db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("admin: close: %w", cerr)
 	}
 	return sum, err
+}
+
+// withDefaults fills in o's defaults and parses its region rule, once.
+func (o ImportOptions) withDefaults() (ImportOptions, fhir.RegionRule, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxErrors <= 0 {
+		o.MaxErrors = 20
+	}
+	rule, err := regionRule(o.RegionRule)
+	return o, rule, err
+}
+
+// regionRule parses a region rule, "state" by default: the one parse of an
+// import's or a parse's rule.
+func regionRule(s string) (fhir.RegionRule, error) {
+	if s == "" {
+		s = "state"
+	}
+	return fhir.ParseRegionRule(s)
 }
 
 // ImportInto reads the files at paths (FHIR Bundles and NDJSON, CSV, .gz,
@@ -159,43 +173,33 @@ func Import(ctx context.Context, o ImportOptions, paths []string) (*ImportSummar
 // returns an *ImportError and writes nothing; with o.Quarantine it writes
 // the bad records there first and imports the rest. o.DataDir and
 // o.KeyFile are ignored.
+//
+// The data path: node/internal/ingest reads the sources and hands each
+// input to its format's decoder, which writes into one cdm.Batch through
+// the table registry; the batch's patient check moves records of unknown
+// patients to the bad records; the store stages, writes and commits the
+// rest and swaps in the new columnar copy.
 func ImportInto(ctx context.Context, s *store.Store, o ImportOptions, paths []string) (*ImportSummary, error) {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.RegionRule == "" {
-		o.RegionRule = "state"
-	}
-	if o.MaxErrors <= 0 {
-		o.MaxErrors = 20
-	}
-	rule, err := fhir.ParseRegionRule(o.RegionRule)
+	o, rule, err := o.withDefaults()
 	if err != nil {
 		return nil, err
 	}
+	return importInto(ctx, s, o, rule, paths)
+}
+
+func importInto(ctx context.Context, s *store.Store, o ImportOptions, rule fhir.RegionRule, paths []string) (*ImportSummary, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("admin: no input files")
 	}
-	total, err := inputSize(paths)
-	if err != nil {
-		return nil, err
-	}
 	t0 := time.Now()
-	prog := newProgress(ctx, o, total)
-	p := newParser(rule, o.Table, prog.add)
-	for _, path := range paths {
-		if err := ctx.Err(); err != nil {
-			prog.done()
+	res, err := ingest.Read(ctx, ingest.Options{Region: rule, Table: o.Table, Progress: o.Progress, Logger: o.Logger}, paths)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return nil, err
 		}
-		if err := p.ParsePath(path); err != nil {
-			prog.done()
-			return nil, fmt.Errorf("admin: %w", err)
-		}
+		return nil, fmt.Errorf("admin: %w", err)
 	}
-	prog.done()
-	res := p.Result()
-	sum := &ImportSummary{Files: res.Files, Bytes: total, JSONBytes: res.JSONBytes, Skipped: res.Skipped, Parse: time.Since(t0)}
+	sum := &ImportSummary{Files: res.Files, Bytes: res.Bytes, JSONBytes: res.JSONBytes, Skipped: res.Skipped, Parse: time.Since(t0)}
 	for _, pt := range res.Records.Patients {
 		if pt.Region == "" {
 			if _, fromFHIR := res.Addresses[pt.ID]; fromFHIR {
@@ -203,9 +207,8 @@ func ImportInto(ctx context.Context, s *store.Store, o ImportOptions, paths []st
 			}
 		}
 	}
-	recs := &res.Records
-	bad := res.Errors
-	recs, bad = checkPatients(recs, &res.Origins, s.Tables(), bad)
+	res.CheckPatients(s.Tables())
+	recs, bad := &res.Records, res.Errors
 	sum.Read = recs.TableCounts()
 	sum.Bad = len(bad)
 	o.Logger.Info("admin: input read", "files", res.Files, "records", recs.Len(), "bad", len(bad), "parse", sum.Parse.Round(time.Millisecond))
@@ -234,103 +237,6 @@ func sourceOf(paths []string) string {
 		s = s[:509] + "..."
 	}
 	return s
-}
-
-// inputSize sums the sizes of the files at paths (directories walked).
-func inputSize(paths []string) (int64, error) {
-	var n int64
-	for _, p := range paths {
-		err := filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.Type().IsRegular() {
-				if fi, err := d.Info(); err == nil {
-					n += fi.Size()
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return 0, fmt.Errorf("admin: %w", err)
-		}
-	}
-	return n, nil
-}
-
-// checkPatients moves records whose patient is unknown (not among the
-// good patients of the input, not stored) from recs to the bad records.
-func checkPatients(recs *cdm.Records, org *cdm.Origins, snap *cdm.Tables, bad []*cdm.RecordError) (*cdm.Records, []*cdm.RecordError) {
-	ids := make(map[string]struct{}, len(recs.Patients))
-	for i := range recs.Patients {
-		ids[recs.Patients[i].ID] = struct{}{}
-	}
-	known := func(id string) bool {
-		if _, ok := ids[id]; ok {
-			return true
-		}
-		_, ok := snap.PatientIndex(id)
-		return ok
-	}
-	unknownAny := false
-	for i := range recs.Conditions {
-		unknownAny = unknownAny || !known(recs.Conditions[i].PatientID)
-	}
-	for i := range recs.Observations {
-		unknownAny = unknownAny || !known(recs.Observations[i].PatientID)
-	}
-	for i := range recs.Encounters {
-		unknownAny = unknownAny || !known(recs.Encounters[i].PatientID)
-	}
-	for i := range recs.Medications {
-		unknownAny = unknownAny || !known(recs.Medications[i].PatientID)
-	}
-	if !unknownAny {
-		return recs, bad
-	}
-	var unknown []*cdm.RecordError
-	flag := func(table, id, pid string, o cdm.Origin) {
-		path := "subject.reference"
-		switch {
-		case o.Line > 0 && strings.HasSuffix(strings.ToLower(strings.TrimSuffix(o.File, ".gz")), ".csv"):
-			path = "patient_id"
-		case o.Entry >= 0:
-			path = "resource.subject.reference"
-		}
-		raw, _ := json.Marshal(map[string]string{"table": table, "id": id, "patient_id": pid})
-		unknown = append(unknown, &cdm.RecordError{Origin: o, Path: path, Raw: raw,
-			Err: fmt.Errorf("%w %q: not in this import nor in the store", cdm.ErrUnknownPatient, pid)})
-	}
-	out := &cdm.Records{Patients: recs.Patients}
-	for i, c := range recs.Conditions {
-		if known(c.PatientID) {
-			out.Conditions = append(out.Conditions, c)
-		} else {
-			flag(cdm.TableConditions, c.ID, c.PatientID, org.Conditions[i])
-		}
-	}
-	for i, x := range recs.Observations {
-		if known(x.PatientID) {
-			out.Observations = append(out.Observations, x)
-		} else {
-			flag(cdm.TableObservations, x.ID, x.PatientID, org.Observations[i])
-		}
-	}
-	for i, x := range recs.Encounters {
-		if known(x.PatientID) {
-			out.Encounters = append(out.Encounters, x)
-		} else {
-			flag(cdm.TableEncounters, x.ID, x.PatientID, org.Encounters[i])
-		}
-	}
-	for i, x := range recs.Medications {
-		if known(x.PatientID) {
-			out.Medications = append(out.Medications, x)
-		} else {
-			flag(cdm.TableMedications, x.ID, x.PatientID, org.Medications[i])
-		}
-	}
-	return out, append(bad, unknown...)
 }
 
 // quarantineLine is one line of a quarantine file.
@@ -382,69 +288,6 @@ func writeQuarantine(path string, bad []*cdm.RecordError) error {
 	return f.Close()
 }
 
-// progress reports bytes read: a bar on o.Progress, or log lines.
-type progress struct {
-	bar   *progressbar.ProgressBar
-	n     atomic.Int64
-	total int64
-	stop  chan struct{}
-	ended chan struct{}
-}
-
-func newProgress(ctx context.Context, o ImportOptions, total int64) *progress {
-	p := &progress{total: total, stop: make(chan struct{}), ended: make(chan struct{})}
-	if o.Progress != nil {
-		p.bar = progressbar.NewOptions64(total,
-			progressbar.OptionSetWriter(o.Progress),
-			progressbar.OptionSetDescription("reading"),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionShowElapsedTimeOnFinish(),
-			progressbar.OptionOnCompletion(func() { fmt.Fprintln(o.Progress) }),
-		)
-		close(p.ended)
-		return p
-	}
-	go func() {
-		defer close(p.ended)
-		t := time.NewTicker(3 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.stop:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				o.Logger.Info("admin: reading input", "bytes", p.n.Load(), "of", p.total,
-					"percent", strconv.FormatFloat(100*float64(p.n.Load())/float64(max(p.total, 1)), 'f', 1, 64))
-			}
-		}
-	}()
-	return p
-}
-
-func (p *progress) add(n int64) {
-	p.n.Add(n)
-	if p.bar != nil {
-		_ = p.bar.Add64(n)
-	}
-}
-
-func (p *progress) done() {
-	if p.bar != nil {
-		_ = p.bar.Finish()
-		return
-	}
-	select {
-	case <-p.stop:
-	default:
-		close(p.stop)
-	}
-	<-p.ended
-}
-
 // ParseOptions configure ParseFiles.
 type ParseOptions struct {
 	// RegionRule as in ImportOptions. Defaults to "state".
@@ -458,7 +301,7 @@ type ParseOptions struct {
 // ParseResult is what ParseFiles read: records with their origins, each
 // FHIR patient's address (to split data by city or postcode), skipped
 // resource counts and bad records.
-type ParseResult = fhir.Result
+type ParseResult = ingest.Result
 
 // Address is a FHIR patient's address as the region rules see it.
 type Address = fhir.Address
@@ -469,37 +312,13 @@ type Address = fhir.Address
 // returned error is for unreadable files only. Records naming unknown
 // patients are not checked here.
 func ParseFiles(o ParseOptions, paths ...string) (*ParseResult, error) {
-	if o.RegionRule == "" {
-		o.RegionRule = "state"
-	}
-	rule, err := fhir.ParseRegionRule(o.RegionRule)
+	rule, err := regionRule(o.RegionRule)
 	if err != nil {
 		return nil, err
 	}
-	p := newParser(rule, o.Table, o.Progress)
-	for _, path := range paths {
-		if err := p.ParsePath(path); err != nil {
-			return nil, fmt.Errorf("admin: %w", err)
-		}
+	res, err := ingest.Read(context.Background(), ingest.Options{Region: rule, Table: o.Table, OnRead: o.Progress}, paths)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
 	}
-	return p.Result(), nil
-}
-
-// newParser returns a FHIR parser that hands CSV files to csvimport.
-func newParser(rule fhir.RegionRule, table string, progress func(int64)) *fhir.Parser {
-	var p *fhir.Parser
-	p = fhir.NewParser(fhir.Options{
-		Region:   rule,
-		Progress: progress,
-		Other: func(name string, data []byte) error {
-			res := p.Result()
-			parse := csvimport.Parse
-			if n := strings.TrimSuffix(strings.ToLower(name), ".gz"); strings.HasSuffix(n, ".ndjson") || strings.HasSuffix(n, ".jsonl") {
-				parse = csvimport.ParseNDJSON
-			}
-			res.Errors = append(res.Errors, parse(name, bytes.NewReader(data), table, &res.Records, &res.Origins)...)
-			return nil
-		},
-	})
-	return p
+	return res, nil
 }

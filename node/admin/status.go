@@ -25,7 +25,7 @@ type Status struct {
 	// Regions counts patients by region, most first.
 	Regions []Count `json:"regions"`
 	// TopCodes lists the 10 most frequent codes of each coded table
-	// (encounters by type_code), by rows.
+	// (cdm.TableSchema.Coded: encounters by type_code), by rows.
 	TopCodes map[string][]Count `json:"top_codes"`
 	// BuildTime is how long building the columnar copy took at open.
 	BuildTime time.Duration `json:"build_ns"`
@@ -143,14 +143,10 @@ func Summarize(t *cdm.Tables) *Status {
 			sortCounts(st.Regions)
 		}
 	}
-	for name, cols := range map[string][2]string{
-		cdm.TableConditions:   {"code", "system"},
-		cdm.TableObservations: {"code", "system"},
-		cdm.TableMedications:  {"code", "system"},
-		cdm.TableEncounters:   {"type_code", "type_system"},
-	} {
+	for i := range cdm.Schema {
+		name, cols := cdm.Schema[i].Name, cdm.Schema[i].Coded
 		tb, ok := t.Table(name)
-		if !ok || tb.Rows == 0 {
+		if cols[0] == "" || !ok || tb.Rows == 0 {
 			continue
 		}
 		code, sys := tb.Strings[cols[0]], tb.Strings[cols[1]]

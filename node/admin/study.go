@@ -7,8 +7,8 @@ import (
 	"os"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/node/internal/ingest"
 	"github.com/fedstat/fedstat/node/internal/store"
-	"github.com/fedstat/fedstat/node/internal/studycsv"
 )
 
 // StudySummary describes a study import.
@@ -27,12 +27,11 @@ func ReadStudy(path string, schema *cdm.StudySchema) (*cdm.Study, map[string]int
 }
 
 func readStudy(path string, schema *cdm.StudySchema, maxErrors int) (*cdm.Study, map[string]int, error) {
-	f, err := os.Open(path)
-	if err != nil {
+	res, err := ingest.ReadStudy(path, schema)
+	var pe *os.PathError
+	if errors.As(err, &pe) {
 		return nil, nil, fmt.Errorf("admin: %w", err)
 	}
-	defer f.Close()
-	res, err := studycsv.Read(f, path, schema)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -12,9 +12,9 @@ import (
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
-// Warehouse is a node data source backed by an OMOP CDM v5.4 database: the
-// node pushes each query's aggregation down as SQL and reads back only the
-// aggregates (node.Evaluator). It holds no records in the node's store.
+// Warehouse is a node data source (node.DataSource) backed by an OMOP CDM
+// v5.4 database: the node pushes each query's aggregation down as SQL and
+// reads back only the aggregates. It holds no records in the node's store.
 type Warehouse struct {
 	b     *warehouse.Backend
 	empty *cdm.Tables
@@ -69,7 +69,9 @@ func (o WarehouseOptions) open(ctx context.Context) (*warehouse.Backend, error) 
 // Close closes the connections.
 func (w *Warehouse) Close() { w.b.Close() }
 
-// Tables is empty: a warehouse node evaluates in the database (Evaluate).
+// Tables is empty: a warehouse data source holds no records in memory or
+// in the node's store (its records stay in the database, where Evaluate
+// runs). The node does not call it; it is there to say so.
 func (w *Warehouse) Tables() *cdm.Tables { return w.empty }
 
 // Evaluate computes p's exact aggregates in the database.

@@ -45,11 +45,11 @@ func (ev *evaluator) keyIndex(k plan.Key, tb *cdm.Table) (func(int) int, error) 
 		if err != nil {
 			return nil, err
 		}
-		bucket := plan.WeekOf
+		bucket := cdm.Date.Week
 		if k.Kind == plan.KeyMonth {
-			bucket = plan.MonthOf
+			bucket = cdm.Date.Month
 		} else if k.Kind == plan.KeyYear {
-			bucket = plan.YearOf
+			bucket = cdm.Date.Year
 		}
 		first := k.First
 		return func(r int) int {

@@ -123,29 +123,23 @@ func (ev *evaluator) table(name string) (*cdm.Table, error) {
 	return tb, nil
 }
 
-// ageOf returns the ages of all patients (computed once).
+// ageTable returns the ages of all patients at the reference date
+// (cdm.AgeAt; -1 unknown), computed once.
 func (ev *evaluator) ageTable() []int16 {
 	if ev.ages != nil {
 		return ev.ages
 	}
 	ages := make([]int16, len(ev.prow))
 	births := ev.patients.Dates["birth_date"]
-	ry, rm, rd := plan.Civil(ev.p.ReferenceDate())
+	ref := ev.p.ReferenceDate()
 	for pi, r := range ev.prow {
 		ages[pi] = -1
 		if r < 0 || int(r) >= len(births) {
 			continue
 		}
-		b := births[r]
-		if !b.Valid() || b > ev.p.ReferenceDate() {
-			continue
+		if a := cdm.AgeAt(births[r], ref); a >= 0 {
+			ages[pi] = int16(min(a, math.MaxInt16))
 		}
-		by, bm, bd := plan.Civil(b)
-		a := ry - by
-		if rm < bm || rm == bm && rd < bd {
-			a--
-		}
-		ages[pi] = int16(min(a, math.MaxInt16))
 	}
 	ev.ages = ages
 	return ages

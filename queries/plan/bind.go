@@ -838,13 +838,13 @@ func (b *binder) key(s *scope, e parse.Expr, pos parse.Pos, name string, cons *c
 			switch e.Name {
 			case "week":
 				k.Kind = KeyWeek
-				first, last = WeekOf(dlo), WeekOf(dhi)
+				first, last = dlo.Week(), dhi.Week()
 			case "month":
 				k.Kind = KeyMonth
-				first, last = MonthOf(dlo), MonthOf(dhi)
+				first, last = dlo.Month(), dhi.Month()
 			case "year":
 				k.Kind = KeyYear
-				first, last = YearOf(dlo), YearOf(dhi)
+				first, last = dlo.Year(), dhi.Year()
 			}
 			if last-first+1 > b.cat.MaxSlots {
 				return Key{}, b.errf(parse.ErrInvalid, pos, "the date range has %d buckets; at most %d are allowed", last-first+1, b.cat.MaxSlots)
@@ -912,61 +912,16 @@ func intersect(a, b []string) []string {
 	return out
 }
 
-// WeekOf returns the ISO week bucket of d: weeks since Monday 1969-12-29.
-func WeekOf(d cdm.Date) int { return floorDiv(int(d)+3, 7) }
-
-// MonthOf returns y*12 + m - 1 of d.
-func MonthOf(d cdm.Date) int {
-	y, m, _ := Civil(d)
-	return y*12 + m - 1
-}
-
-// YearOf returns the calendar year of d.
-func YearOf(d cdm.Date) int {
-	y, _, _ := Civil(d)
-	return y
-}
-
-func floorDiv(a, b int) int {
-	q := a / b
-	if a%b != 0 && (a < 0) != (b < 0) {
-		q--
-	}
-	return q
-}
-
-// Civil converts a day number to year, month (1-12), day without time
-// (Howard Hinnant's civil_from_days).
-func Civil(d cdm.Date) (y, m, day int) {
-	z := int(d) + 719468
-	era := floorDiv(z, 146097)
-	doe := z - era*146097
-	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
-	y = yoe + era*400
-	doy := doe - (365*yoe + yoe/4 - yoe/100)
-	mp := (5*doy + 2) / 153
-	day = doy - (153*mp+2)/5 + 1
-	if mp < 10 {
-		m = mp + 3
-	} else {
-		m = mp - 9
-	}
-	if m <= 2 {
-		y++
-	}
-	return
-}
-
 // BucketLabel is the label of time bucket i: "2020-W06" (ISO week of the
 // bucket's Monday), "2020-02", "2020".
 func BucketLabel(k KeyKind, i int) string {
 	switch k {
 	case KeyWeek:
-		monday := cdm.Date(i*7 - 3)
-		y, w := monday.Time().ISOWeek()
+		y, w := cdm.WeekStart(i).Time().ISOWeek()
 		return fmt.Sprintf("%04d-W%02d", y, w)
 	case KeyMonth:
-		return fmt.Sprintf("%04d-%02d", floorDiv(i, 12), i-floorDiv(i, 12)*12+1)
+		y, m, _ := cdm.MonthStart(i).Civil()
+		return fmt.Sprintf("%04d-%02d", y, m)
 	case KeyYear:
 		return fmt.Sprintf("%04d", i)
 	}

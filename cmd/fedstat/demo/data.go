@@ -50,35 +50,26 @@ func SplitByCity(ctx context.Context, n int, paths ...string) ([]*cdm.Records, i
 		}
 		return cities[i] < cities[j]
 	})
+	// Deal the cities, then every other record goes to its patient's node.
 	out := make([]*cdm.Records, n)
-	for i := range out {
-		out[i] = &cdm.Records{}
-	}
+	patients := make([][]cdm.Patient, n)
 	nodeOf := map[string]int{}
 	for _, c := range cities {
 		best := 0
-		for i := range out {
-			if len(out[i].Patients) < len(out[best].Patients) {
+		for i := range patients {
+			if len(patients[i]) < len(patients[best]) {
 				best = i
 			}
 		}
 		for _, pi := range byCity[c] {
 			p := all.Patients[pi]
-			out[best].Patients = append(out[best].Patients, p)
+			patients[best] = append(patients[best], p)
 			nodeOf[p.ID] = best
 		}
 	}
-	for _, r := range all.Conditions {
-		out[nodeOf[r.PatientID]].Conditions = append(out[nodeOf[r.PatientID]].Conditions, r)
-	}
-	for _, r := range all.Observations {
-		out[nodeOf[r.PatientID]].Observations = append(out[nodeOf[r.PatientID]].Observations, r)
-	}
-	for _, r := range all.Encounters {
-		out[nodeOf[r.PatientID]].Encounters = append(out[nodeOf[r.PatientID]].Encounters, r)
-	}
-	for _, r := range all.Medications {
-		out[nodeOf[r.PatientID]].Medications = append(out[nodeOf[r.PatientID]].Medications, r)
+	for i := range out {
+		out[i], _ = all.FilterPatients(nil, func(pid string) bool { return nodeOf[pid] == i })
+		out[i].Patients = patients[i]
 	}
 	return out, len(cities), nil
 }

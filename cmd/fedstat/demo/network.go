@@ -261,11 +261,6 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	return nw, nil
 }
 
-// sharedData serves the same read-only tables to several benchmark nodes.
-type sharedData struct{ t *cdm.Tables }
-
-func (s sharedData) Tables() *cdm.Tables { return s.t }
-
 func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, recs *cdm.Records, cat *plan.Catalogue) (node.DataSource, *kv.DB, *node.Node, error) {
 	var st node.DataSource
 	var db *kv.DB
@@ -274,7 +269,7 @@ func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, rec
 		if db, err = kv.Open(kv.Options{InMemory: true}); err != nil {
 			return nil, nil, nil, err
 		}
-		st = sharedData{o.Shared}
+		st = node.TablesOf(o.Shared) // the same read-only tables for every benchmark node
 	} else {
 		s, d, err := admin.OpenStore(ctx, admin.OpenOptions{DataDir: dir, Logger: o.Logger})
 		if err != nil {

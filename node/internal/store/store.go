@@ -52,6 +52,9 @@ import (
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/kv"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/eval"
+	"github.com/fedstat/fedstat/queries/plan"
 )
 
 // Errors.
@@ -139,6 +142,20 @@ func Open(ctx context.Context, db *kv.DB, logger *slog.Logger) (*Store, error) {
 // (call Tables again for the new one).
 func (s *Store) Tables() *cdm.Tables { return s.view.Load() }
 
+// Evaluate computes p's exact aggregates on the current snapshot
+// (queries/eval): the store as the node's data source (node.DataSource).
+// The result must never leave the node.
+func (s *Store) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, error) {
+	return eval.Evaluate(ctx, p, s.Tables())
+}
+
+// Summary returns the exact patient and row counts of the current
+// snapshot, study tables included (node.DataSource).
+func (s *Store) Summary() *typesv1.DataSummary {
+	t := s.Tables()
+	return &typesv1.DataSummary{Patients: int64(t.NumPatients()), Rows: t.RowCounts()}
+}
+
 // Generation returns the last committed import generation (0: empty).
 func (s *Store) Generation() uint64 {
 	s.mu.Lock()
@@ -173,6 +190,7 @@ func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, *loaded, e
 	ld := &loaded{}
 	var indexOf []uint32 // serial -> patient index + 1 (0: none)
 	intern := newInterner()
+	var rows rowBufs
 	var (
 		group    []byte // key without generation, of the pending version
 		groupKey []byte // full key of the pending version
@@ -186,7 +204,7 @@ func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, *loaded, e
 			return nil
 		}
 		have = false
-		ok, err := addEncoded(b, group[len(prefixRecords)], group[len(prefixRecords)+1:len(group)-1], val, intern, ld, &indexOf)
+		ok, err := addEncoded(b, group[len(prefixRecords)], group[len(prefixRecords)+1:len(group)-1], val, intern, ld, &indexOf, &rows)
 		if err != nil {
 			return fmt.Errorf("%w (key %q)", err, group[:len(prefixRecords)+1])
 		}
@@ -278,86 +296,56 @@ func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, *loaded, e
 // addEncoded decodes one stored record into the builder. id aliases the
 // key; it is copied only where the builder keeps it (patient ids). Patients
 // come first (key order) and fill indexOf, by which the other records find
-// their patient's index.
-func addEncoded(b *cdm.Builder, code byte, id, v []byte, intern func([]byte) string, ld *loaded, indexOf *[]uint32) (bool, error) {
+// their patient's index. rows holds one reusable row per table.
+func addEncoded(b *cdm.Builder, code byte, id, v []byte, intern func([]byte) string, ld *loaded, indexOf *[]uint32, rows *rowBufs) (bool, error) {
+	t, ok := cdm.TableOfCode(code)
+	if !ok {
+		return false, fmt.Errorf("%w: unknown table code %q", errCorrupt, code)
+	}
 	d := dec{b: v}
 	if d.byte1() != formatV1 {
 		return false, fmt.Errorf("%w: unknown format", errCorrupt)
 	}
-	// The patient of a non-patient record, by serial.
-	patient := func() (uint32, bool) {
-		d.str()
+	row := rows.of(t)
+	if t.Patients {
 		sr := d.uvarint()
-		if d.err != nil || int(sr) >= len(*indexOf) || (*indexOf)[sr] == 0 {
-			return 0, false
+		d.values(t, row.Values, intern)
+		if d.err != nil {
+			return false, d.err
 		}
-		return (*indexOf)[sr] - 1, true
+		row.ID = string(id)
+		b.AddRow(t, row)
+		idx := uint32(len(ld.serials))
+		ld.serials = append(ld.serials, sr)
+		for int(sr) >= len(*indexOf) {
+			*indexOf = append(*indexOf, 0)
+		}
+		(*indexOf)[sr] = idx + 1
+		ld.nextSerial = max(ld.nextSerial, sr+1)
+		return true, nil
 	}
-	ok := true
-	switch code {
-	case codePatients:
-		sr := d.uvarint()
-		p := cdm.Patient{ID: string(id)}
-		p.BirthDate = d.date()
-		p.Sex = cdm.Sex(d.byte1())
-		p.Region = intern(d.str())
-		p.DeathDate = d.date()
-		if d.err == nil {
-			b.AddPatient(&p)
-			idx := uint32(len(ld.serials))
-			ld.serials = append(ld.serials, sr)
-			for int(sr) >= len(*indexOf) {
-				*indexOf = append(*indexOf, 0)
-			}
-			(*indexOf)[sr] = idx + 1
-			ld.nextSerial = max(ld.nextSerial, sr+1)
-		}
-	case codeConditions:
-		var i uint32
-		i, ok = patient()
-		var c cdm.Condition
-		c.Code, c.System = intern(d.str()), intern(d.str())
-		c.Onset, c.Abatement = d.date(), d.date()
-		if d.err == nil && ok {
-			b.AddConditionAt(i, &c)
-		}
-	case codeObservations:
-		var i uint32
-		i, ok = patient()
-		var o cdm.Observation
-		o.Code, o.System = intern(d.str()), intern(d.str())
-		o.Date = d.date()
-		o.Value = d.num()
-		o.HasValue = o.Value == o.Value // not NaN
-		o.Unit = intern(d.str())
-		if d.err == nil && ok {
-			b.AddObservationAt(i, &o)
-		}
-	case codeEncounters:
-		var i uint32
-		i, ok = patient()
-		var e cdm.Encounter
-		e.Class, e.TypeCode, e.TypeSystem = intern(d.str()), intern(d.str()), intern(d.str())
-		e.Start, e.End = d.date(), d.date()
-		if d.err == nil && ok {
-			b.AddEncounterAt(i, &e)
-		}
-	case codeMedications:
-		var i uint32
-		i, ok = patient()
-		var m cdm.Medication
-		m.Code, m.System = intern(d.str()), intern(d.str())
-		m.Authored = d.date()
-		if d.err == nil && ok {
-			b.AddMedicationAt(i, &m)
-		}
-	default:
-		return false, fmt.Errorf("%w: unknown table code %q", errCorrupt, code)
-	}
+	// The patient, by serial.
+	d.str()
+	sr := d.uvarint()
+	ok = d.err == nil && int(sr) < len(*indexOf) && (*indexOf)[sr] != 0
+	d.values(t, row.Values, intern)
 	if d.err != nil {
 		return false, d.err
 	}
+	if ok {
+		b.AddRowAt(t, (*indexOf)[sr]-1, row.Values)
+	}
 	return ok, nil
+}
+
+// rowBufs holds one reusable row per CDM table for decoding, by store code.
+type rowBufs [256]*cdm.Row
+
+func (r *rowBufs) of(t *cdm.TableSchema) *cdm.Row {
+	if r[t.Code] == nil {
+		r[t.Code] = t.NewRow()
+	}
+	return r[t.Code]
 }
 
 func (s *Store) deleteKeys(keys [][]byte) error {
@@ -583,9 +571,10 @@ func extend(snap *cdm.Tables, serials []uint32, write []staged) (*cdm.Tables, *l
 		ld.nextSerial = max(ld.nextSerial, sr+1)
 	}
 	intern := newInterner()
+	var rows rowBufs
 	orphans := 0
 	for _, w := range write {
-		ok, err := addEncoded(b, w.key[len(prefixRecords)], w.key[len(prefixRecords)+1:len(w.key)-1], w.val, intern, ld, &indexOf)
+		ok, err := addEncoded(b, w.key[len(prefixRecords)], w.key[len(prefixRecords)+1:len(w.key)-1], w.val, intern, ld, &indexOf, &rows)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -611,42 +600,20 @@ func newInterner() func([]byte) string {
 	}
 }
 
-// checkPatients verifies that every record names a known patient.
+// checkPatients refuses records that name an unknown patient (the import's
+// patient check, cdm.Records.UnknownPatients, run again under the store's
+// lock: another import may have committed since the caller's check).
 func checkPatients(r *cdm.Records, snap *cdm.Tables) error {
-	ids := make(map[string]struct{}, len(r.Patients))
-	for i := range r.Patients {
-		ids[r.Patients[i].ID] = struct{}{}
+	bad := r.UnknownPatients(r.PatientKnown(snap))
+	if len(bad) == 0 {
+		return nil
 	}
 	var unknown []string
-	n := 0
-	check := func(table, id string) {
-		if _, ok := ids[id]; ok {
-			return
-		}
-		if _, ok := snap.PatientIndex(id); ok {
-			return
-		}
-		n++
-		if len(unknown) < 5 {
-			unknown = append(unknown, table+" record naming patient "+fmt.Sprintf("%q", id))
-		}
+	for _, ref := range bad[:min(len(bad), 5)] {
+		_, pid := ref.Table.Key(r, ref.Index)
+		unknown = append(unknown, ref.Table.Name+" record naming patient "+fmt.Sprintf("%q", pid))
 	}
-	for i := range r.Conditions {
-		check(cdm.TableConditions, r.Conditions[i].PatientID)
-	}
-	for i := range r.Observations {
-		check(cdm.TableObservations, r.Observations[i].PatientID)
-	}
-	for i := range r.Encounters {
-		check(cdm.TableEncounters, r.Encounters[i].PatientID)
-	}
-	for i := range r.Medications {
-		check(cdm.TableMedications, r.Medications[i].PatientID)
-	}
-	if n > 0 {
-		return fmt.Errorf("%w: %d records, e.g. %s", ErrUnknownPatient, n, strings.Join(unknown, ", "))
-	}
-	return nil
+	return fmt.Errorf("%w: %d records, e.g. %s", ErrUnknownPatient, len(bad), strings.Join(unknown, ", "))
 }
 
 func recKey(code byte, id string) []byte {
@@ -664,8 +631,10 @@ func checkID(table string, i int, id string) error {
 	return nil
 }
 
-// stage encodes all records. A patient keeps its stored serial; new
-// patients get serials from next on. It returns the next unused serial.
+// stage encodes all records, table by table in Schema order (patients
+// first). A patient keeps its stored serial; new patients get serials from
+// next on. It returns the next unused serial. checkPatients ran: every
+// patient named is stored or in r.Patients.
 func stage(r *cdm.Records, snap *cdm.Tables, serials []uint32, next uint32) ([]staged, uint32, error) {
 	out := make([]staged, 0, r.Len())
 	newSerials := map[string]uint32{}
@@ -682,43 +651,16 @@ func stage(r *cdm.Records, snap *cdm.Tables, serials []uint32, next uint32) ([]s
 		return sr
 	}
 	var buf []byte
-	add := func(code byte, table, id string, i int, enc func([]byte) []byte) error {
-		if err := checkID(table, i, id); err != nil {
-			return err
-		}
-		buf = enc(buf[:0])
-		out = append(out, staged{key: recKey(code, id), table: table, val: bytes.Clone(buf)})
-		return nil
-	}
-	for i := range r.Patients {
-		p := &r.Patients[i]
-		if err := add(codePatients, cdm.TablePatients, p.ID, i, func(b []byte) []byte { return encodePatient(b, p, serialOf(p.ID)) }); err != nil {
-			return nil, 0, err
-		}
-	}
-	// checkPatients ran: every patient below is stored or in r.Patients.
-	for i := range r.Conditions {
-		c := &r.Conditions[i]
-		if err := add(codeConditions, cdm.TableConditions, c.ID, i, func(b []byte) []byte { return encodeCondition(b, c, serialOf(c.PatientID)) }); err != nil {
-			return nil, 0, err
-		}
-	}
-	for i := range r.Observations {
-		o := &r.Observations[i]
-		if err := add(codeObservations, cdm.TableObservations, o.ID, i, func(b []byte) []byte { return encodeObservation(b, o, serialOf(o.PatientID)) }); err != nil {
-			return nil, 0, err
-		}
-	}
-	for i := range r.Encounters {
-		e := &r.Encounters[i]
-		if err := add(codeEncounters, cdm.TableEncounters, e.ID, i, func(b []byte) []byte { return encodeEncounter(b, e, serialOf(e.PatientID)) }); err != nil {
-			return nil, 0, err
-		}
-	}
-	for i := range r.Medications {
-		m := &r.Medications[i]
-		if err := add(codeMedications, cdm.TableMedications, m.ID, i, func(b []byte) []byte { return encodeMedication(b, m, serialOf(m.PatientID)) }); err != nil {
-			return nil, 0, err
+	for ti := range cdm.Schema {
+		t := &cdm.Schema[ti]
+		row := t.NewRow()
+		for i := range t.Len(r) {
+			t.Row(r, i, row)
+			if err := checkID(t.Name, i, row.ID); err != nil {
+				return nil, 0, err
+			}
+			buf = encode(buf[:0], t, row, serialOf(row.PatientID))
+			out = append(out, staged{key: recKey(t.Code, row.ID), table: t.Name, val: bytes.Clone(buf)})
 		}
 	}
 	return out, next, nil

@@ -26,8 +26,8 @@ type Dialect interface {
 	// DateLiteral is a DATE constant.
 	DateLiteral(d cdm.Date) string
 	// Week, Month and Year are integer bucket numbers of a DATE expression,
-	// as plan.WeekOf (weeks since Monday 1969-12-29), plan.MonthOf
-	// (y*12+m-1) and plan.YearOf.
+	// as cdm.Date.Week (weeks since Monday 1969-12-29), cdm.Date.Month
+	// (y*12+m-1) and cdm.Date.Year.
 	Week(d string) string
 	Month(d string) string
 	Year(d string) string

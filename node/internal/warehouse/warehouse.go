@@ -184,7 +184,7 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 				row[8] = sx
 			}
 			if bd := date(pt, "birth_date", r); bd != nil {
-				y, m, d := plan.Civil(pt.Dates["birth_date"][r])
+				y, m, d := pt.Dates["birth_date"][r].Civil()
 				row[2], row[3], row[4], row[5] = int32(y), int32(m), int32(d), bd
 			}
 			if rg := str(pt, "region", r); rg != nil {
@@ -237,13 +237,14 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 		}
 		return id
 	}
-	for _, name := range []string{cdm.TableConditions, cdm.TableObservations, cdm.TableEncounters, cdm.TableMedications} {
+	for i := range cdm.Schema {
+		sch := &cdm.Schema[i]
+		name := sch.Name
 		tb, ok := t.Table(name)
-		if !ok {
+		m, mapped := mapping[name]
+		if sch.Patients || !ok || !mapped {
 			continue
 		}
-		m := mapping[name]
-		sch, _ := cdm.LookupTable(name)
 		cols := []string{m.id, "person_id"}
 		var fcols []cdm.Column
 		for _, c := range sch.Columns {
@@ -252,11 +253,8 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 				fcols = append(fcols, c)
 			}
 		}
-		// The source concept: (system, code) or (type_system, type_code).
-		sysCol, codeCol, idCol := "system", "code", ""
-		if name == cdm.TableEncounters {
-			sysCol, codeCol = "type_system", "type_code"
-		}
+		// The source concept: the table's (system, code) columns.
+		codeCol, sysCol, idCol := sch.Coded[0], sch.Coded[1], ""
 		if cc, ok := m.concepts[sysCol]; ok {
 			idCol = cc.idCol
 			cols = append(cols, idCol)
@@ -290,20 +288,21 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 	return err
 }
 
-// Summary is the coarse, public description of the warehouse's data: rows
-// of the OMOP tables the node reads, under the fedstat table names.
+// Summary is the exact size of the warehouse's data: rows of the OMOP
+// tables the node reads (the mapped tables of cdm.Schema), under the
+// fedstat table names.
 func (b *Backend) Summary(ctx context.Context) (patients int64, rows map[string]int64, err error) {
-	tables := []struct{ omop, name string }{
-		{"person", "patients"}, {"condition_occurrence", "conditions"}, {"measurement", "observations"},
-		{"visit_occurrence", "encounters"}, {"drug_exposure", "medications"},
-	}
 	rows = map[string]int64{}
-	for _, t := range tables {
+	for i := range cdm.Schema {
+		m, ok := mapping[cdm.Schema[i].Name]
+		if !ok {
+			continue
+		}
 		var n int64
-		if err := b.pool.QueryRow(ctx, "SELECT COUNT(*) FROM "+b.d.Quote(b.Schema)+"."+b.d.Quote(t.omop)).Scan(&n); err != nil {
+		if err := b.pool.QueryRow(ctx, "SELECT COUNT(*) FROM "+b.d.Quote(b.Schema)+"."+b.d.Quote(m.name)).Scan(&n); err != nil {
 			return 0, nil, fmt.Errorf("warehouse: %w", err)
 		}
-		rows[t.name] = n
+		rows[cdm.Schema[i].Name] = n
 	}
-	return rows["patients"], rows, nil
+	return rows[cdm.TablePatients], rows, nil
 }
