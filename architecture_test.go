@@ -47,6 +47,7 @@ var floors = []floorRule{
 	{[]string{"queries"}, []string{"proto"}, "the query engine knows no wire format"},
 	{[]string{"queries", "crypto"}, []string{"node", "coordinator", "cmd", "test"}, "the engines point nowhere back up"},
 	{[]string{"internal"}, []string{"node", "coordinator", "cmd", "test"}, "internal/ is the ground floor: plumbing only"},
+	{[]string{"client"}, []string{"node", "coordinator", "crypto"}, "an analyst's client speaks the public API only"},
 	{[]string{"crypto", "queries", "internal", "node", "coordinator", "proto", "client", "deploy"}, []string{"cmd", "test"}, "nothing in the product imports the binary's assembly or the test tree"},
 }
 
@@ -138,6 +139,7 @@ func TestArchitectureCatchesBadImports(t *testing.T) {
 		{module + "/node", []string{module + "/test/testkit"}},
 		{module + "/coordinator", []string{module + "/cmd/fedstat/demo"}},
 		{module + "/queries/eval", []string{module + "/node/internal/store"}},
+		{module + "/client", []string{module + "/coordinator"}},
 	}
 	for _, p := range bad {
 		if v := violations([]goPackage{p}); len(v) == 0 {
@@ -151,6 +153,7 @@ func TestArchitectureCatchesBadImports(t *testing.T) {
 		{module + "/internal/kv", []string{"github.com/dgraph-io/badger/v4"}},
 		{module + "/node", []string{module + "/internal/protocol"}},
 		{module + "/test/e2e", []string{module + "/cmd/fedstat/demo", module + "/node"}},
+		{module + "/client", []string{module + "/queries/stats", module + "/internal/rpc"}},
 	}
 	for _, p := range good {
 		if v := violations([]goPackage{p}); len(v) > 0 {
