@@ -59,6 +59,11 @@ type Table struct {
 	Strings map[string]*StringColumn
 	Dates   map[string][]Date
 	Numbers map[string][]float64
+	// Codings holds, for a CDM table with a codings column
+	// (TableSchema.Codings), the codings of each of that column's
+	// dictionary entries, by id (ParseCodings), so that matching a code
+	// against every coding of a row costs one lookup per row.
+	Codings [][]Coding
 }
 
 func newTable(name string) *Table {
@@ -323,6 +328,16 @@ func (b *Builder) Build() *Tables {
 		}
 		for i, name := range tb.names.nums {
 			tb.t.Numbers[name] = tb.nums[i]
+		}
+		if name := tb.s.Codings; name != "" {
+			vals := tb.t.Strings[name].Dict.Values()
+			sets := make([][]Coding, len(vals))
+			for id, v := range vals {
+				// A value that does not parse (it was checked on import)
+				// matches through its primary coding only.
+				sets[id], _ = ParseCodings(v)
+			}
+			tb.t.Codings = sets
 		}
 	}
 	return &Tables{PatientIDs: b.ids, byName: b.tables, patientIndex: b.patientIndex}

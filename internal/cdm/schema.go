@@ -47,6 +47,12 @@ type Column struct {
 	// file, line and column. Without it, text columns keep the text,
 	// dates go through ParseDate and numbers through strconv.ParseFloat.
 	Parse func(text string) (string, error)
+	// Added marks a column appended to its table after records of it were
+	// stored. A stored record may end before it (it then reads as
+	// missing), and the store omits it when it and every column after it
+	// are missing, so records that do not use it keep their stored form.
+	// Columns are only ever appended.
+	Added bool
 }
 
 // TableSchema describes one table. Every table has a patient_id column (the
@@ -71,6 +77,11 @@ type TableSchema struct {
 	// system, when it has them: node status lists the most frequent
 	// codes, the warehouse reads them through a source concept.
 	Coded [2]string
+	// Codings names the column holding a record's other codings (when its
+	// source gave several: FormatCodings), or is empty. A condition on the
+	// Coded columns matches a row when any of its codings matches
+	// (queries/eval); the query language does not name this column.
+	Codings string
 
 	index int       // position in Schema
 	rows  rowAccess // the table's slice of Records
@@ -255,6 +266,10 @@ type field[T any] struct {
 }
 
 func (f field[T]) required() field[T] { f.Required = true; return f }
+
+// added marks a column appended to a table that had stored records
+// (Column.Added).
+func (f field[T]) added() field[T] { f.Added = true; return f }
 
 func stringField[T any](name, doc string, p func(*T) *string) field[T] {
 	return field[T]{Column: Column{Name: name, Type: TypeString, Doc: doc},

@@ -104,7 +104,11 @@ func encode(b []byte, t *cdm.TableSchema, row *cdm.Row, serial uint32) []byte {
 		e.str(row.PatientID)
 	}
 	e.uvarint(serial)
-	for k, c := range t.Columns {
+	n := len(t.Columns)
+	for n > 0 && t.Columns[n-1].Added && missingValue(t.Columns[n-1], &row.Values[n-1]) {
+		n--
+	}
+	for k, c := range t.Columns[:n] {
 		v := &row.Values[k]
 		switch {
 		case c.Values != nil:
@@ -120,11 +124,35 @@ func encode(b []byte, t *cdm.TableSchema, row *cdm.Row, serial uint32) []byte {
 	return e.b
 }
 
+// missingValue reports whether v is the missing value of column c.
+func missingValue(c cdm.Column, v *cdm.Value) bool {
+	switch {
+	case c.Values != nil:
+		return v.Str == c.Values[0] || v.Str == ""
+	case c.Type == cdm.TypeString:
+		return v.Str == ""
+	case c.Type == cdm.TypeDate:
+		return !v.Date.Valid()
+	}
+	return math.IsNaN(v.Num)
+}
+
 // values decodes the columns of a record of table t into vals (schema
 // order), interning strings.
+//
+// A record stored before its table gained columns (Column.Added, only ever
+// appended), or whose trailing added columns are missing (encode omits
+// them), ends early: the columns it lacks read as missing values.
 func (d *dec) values(t *cdm.TableSchema, vals []cdm.Value, intern func([]byte) string) {
 	for k, c := range t.Columns {
 		v := &vals[k]
+		if len(d.b) == 0 && d.err == nil {
+			*v = cdm.Value{Date: cdm.NoDate, Num: math.NaN()}
+			if c.Values != nil {
+				v.Str = c.Values[0]
+			}
+			continue
+		}
 		switch {
 		case c.Values != nil:
 			i := int(d.byte1())
