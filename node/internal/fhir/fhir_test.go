@@ -22,6 +22,7 @@ var modelTable = map[string]string{
 	"Encounter":         cdm.TableEncounters,
 	"MedicationRequest": cdm.TableMedications,
 	"Procedure":         cdm.TableProcedures,
+	"Immunization":      cdm.TableImmunizations,
 }
 
 // firstBundles returns the first n members of a bundles archive.
@@ -65,7 +66,8 @@ func countBundles(t testing.TB, bundles map[string][]byte) map[string]int {
 		var b struct {
 			Entry []struct {
 				Resource struct {
-					ResourceType string `json:"resourceType"`
+					ResourceType string            `json:"resourceType"`
+					Component    []json.RawMessage `json:"component"`
 				} `json:"resource"`
 			} `json:"entry"`
 		}
@@ -74,6 +76,8 @@ func countBundles(t testing.TB, bundles map[string][]byte) map[string]int {
 		}
 		for _, e := range b.Entry {
 			counts[e.Resource.ResourceType]++
+			// Each component of an Observation is an observation too.
+			counts[e.Resource.ResourceType] += len(e.Resource.Component)
 		}
 	}
 	return counts
@@ -171,7 +175,7 @@ func TestBundleMapping(t *testing.T) {
 	r := res.Records
 	want := cdm.Records{
 		Patients:     []cdm.Patient{{ID: "p1", BirthDate: cdm.DateFromYMD(1970, 2, 3), Sex: cdm.SexFemale, Region: "MA", DeathDate: cdm.NoDate}},
-		Conditions:   []cdm.Condition{{ID: "c1", PatientID: "p1", Code: "44054006", System: cdm.SystemSNOMED, Onset: cdm.DateFromYMD(2020, 3, 4), Abatement: cdm.DateFromYMD(2021, 1, 1)}},
+		Conditions:   []cdm.Condition{{ID: "c1", PatientID: "p1", Code: "44054006", System: cdm.SystemSNOMED, Onset: cdm.DateFromYMD(2020, 3, 4), Abatement: cdm.DateFromYMD(2021, 1, 1), Codings: "x|y"}},
 		Observations: []cdm.Observation{{ID: "o1", PatientID: "p1", Code: "4548-4", System: cdm.SystemLOINC, Date: cdm.DateFromYMD(2020, 5, 6), Value: 7.25, HasValue: true, Unit: "%"}},
 		Encounters:   []cdm.Encounter{{ID: "e1", PatientID: "p1", Class: "AMB", TypeCode: "185349003", TypeSystem: cdm.SystemSNOMED, Start: cdm.DateFromYMD(2020, 5, 6), End: cdm.DateFromYMD(2020, 5, 7)}},
 		Medications:  []cdm.Medication{{ID: "m1", PatientID: "p1", Code: "860975", System: cdm.SystemRxNorm, Authored: cdm.DateFromYMD(2020, 5, 6)}},
@@ -311,7 +315,7 @@ func TestProcedure(t *testing.T) {
 	}
 	res := p.Result()
 	want := []cdm.Procedure{
-		{ID: "x1", PatientID: "pa", Code: "80146002", System: cdm.SystemSNOMED, Date: cdm.DateFromYMD(2011, 3, 4)},
+		{ID: "x1", PatientID: "pa", Code: "80146002", System: cdm.SystemSNOMED, Date: cdm.DateFromYMD(2011, 3, 4), Status: "completed"},
 		{ID: "x2", PatientID: "pa", Code: "73761001", System: cdm.SystemSNOMED, Date: cdm.DateFromYMD(2012, 5, 6)},
 		{ID: "x3", PatientID: "pa", Code: "1", Date: cdm.NoDate},
 	}

@@ -28,6 +28,18 @@ type Parser struct {
 	bundleURLs map[string]string
 	waiting    []pendingRef
 	entry      int // Bundle entry being read, or -1
+
+	// Import-wide state: the Medications read so far (by "Medication/id"
+	// and by fullUrl) and the MedicationRequests whose medicationReference
+	// waits for the end of the import (medication.go); waitFrom is the
+	// first of those added by the input being read.
+	meds        map[string]medCode
+	waitingMeds []waitingMed
+	waitFrom    int
+	finished    bool
+
+	cbuf  []cdm.Coding // codings of the concept being read
+	comps []component  // components of the Observation being read
 }
 
 type pendingRef struct {
@@ -47,12 +59,21 @@ func NewParser(o Options) *Parser {
 		in:         interner{},
 		bundleURLs: map[string]string{},
 		entry:      -1,
+		meds:       map[string]medCode{},
 	}
 }
 
-// Result returns everything read so far. The parser must not be used
-// afterwards.
-func (p *Parser) Result() *Result { return p.res }
+// Result returns everything read. It first resolves the medicationReferences
+// that name Medications outside their own resource (the requests become
+// records, or bad records when nothing in the import resolves them). The
+// parser must not be used afterwards.
+func (p *Parser) Result() *Result {
+	if !p.finished {
+		p.resolveMeds()
+		p.finished = true
+	}
+	return p.res
+}
 
 func (p *Parser) pending(ref string, table *cdm.TableSchema, index int) {
 	if strings.HasPrefix(ref, "urn:") {
@@ -72,6 +93,8 @@ func (p *Parser) resolve() {
 		}
 	}
 	p.waiting = p.waiting[:0]
+	p.resolveMedPatients(p.waitFrom)
+	p.waitFrom = len(p.waitingMeds)
 	clear(p.bundleURLs)
 }
 
@@ -221,10 +244,11 @@ func fullURL(s *scanner) (string, error) {
 type mark struct {
 	batch    cdm.Mark
 	patients int
+	meds     int
 }
 
 func (p *Parser) mark() mark {
-	return mark{batch: p.res.Mark(), patients: len(p.res.Records.Patients)}
+	return mark{batch: p.res.Mark(), patients: len(p.res.Records.Patients), meds: len(p.waitingMeds)}
 }
 
 func (p *Parser) rollback(m mark) {
@@ -232,6 +256,8 @@ func (p *Parser) rollback(m mark) {
 		delete(p.res.Addresses, pt.ID)
 	}
 	p.res.Rollback(m.batch)
+	p.waitingMeds = p.waitingMeds[:m.meds]
+	p.waitFrom = min(p.waitFrom, m.meds)
 }
 
 // ParseNDJSON reads newline-delimited resources (FHIR Bulk Data). Each bad

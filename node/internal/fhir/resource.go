@@ -2,6 +2,8 @@ package fhir
 
 import (
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/fedstat/fedstat/internal/cdm"
@@ -51,6 +53,17 @@ func (in interner) get(b []byte) string {
 	return s
 }
 
+// str shares s.
+func (in interner) str(s string) string {
+	if t, ok := in[s]; ok {
+		return t
+	}
+	if len(in) < 1<<20 {
+		in[s] = s
+	}
+	return s
+}
+
 // text reads a string value into a shared string.
 func (in interner) text(s *scanner) (string, error) {
 	b, err := s.stringValue()
@@ -84,7 +97,7 @@ func quote(b []byte) string {
 	return strconvQuote(string(b))
 }
 
-// coding is the first Coding of a CodeableConcept (or a Coding itself).
+// coding is one Coding (or the primary coding of a CodeableConcept).
 type coding struct{ system, code string }
 
 func (p *Parser) coding(s *scanner) (coding, error) {
@@ -108,27 +121,80 @@ func (p *Parser) coding(s *scanner) (coding, error) {
 	return c, e.bad
 }
 
-// concept reads a CodeableConcept and returns its first coding.
-func (p *Parser) concept(s *scanner) (coding, error) {
-	var c coding
+// codings reads a CodeableConcept and appends every coding that has a code
+// to p.cbuf (concept and coded take them out).
+func (p *Parser) codings(s *scanner) error {
 	var e errs
 	err := s.object(func(k []byte) error {
 		if string(k) != "coding" {
 			return s.skip()
 		}
-		return e.array(s, "coding", func(i int) error {
-			if i > 0 {
-				return s.skip()
+		return e.array(s, "coding", func(int) error {
+			c, err := p.coding(s)
+			if err == nil && c.code != "" {
+				p.cbuf = append(p.cbuf, cdm.Coding{System: c.system, Code: c.code})
 			}
-			cc, err := p.coding(s)
-			c = cc
 			return err
 		})
 	})
 	if err != nil {
-		return c, err
+		return err
 	}
-	return c, e.bad
+	return e.bad
+}
+
+// coded is the code of a record: its primary coding (cdm.CodedRecord:
+// the best-ranked system, whatever the order of the codings) and the text
+// of its codings column (the others).
+type coded struct {
+	coding
+	others string
+	ok     bool // some coding has a code
+}
+
+// takeCoded turns the codings gathered in p.cbuf into a coded and empties
+// p.cbuf.
+func (p *Parser) takeCoded() coded {
+	var c coded
+	switch len(p.cbuf) {
+	case 0:
+	case 1: // the common case, without sorting or formatting
+		c = coded{coding: coding{p.cbuf[0].System, p.cbuf[0].Code}, ok: true}
+	default:
+		prim, others, ok := cdm.CodedRecord(p.cbuf)
+		c = coded{coding: coding{prim.System, prim.Code}, others: p.in.str(others), ok: ok}
+	}
+	p.cbuf = p.cbuf[:0]
+	return c
+}
+
+// concept reads a CodeableConcept: every coding of it.
+func (p *Parser) concept(s *scanner) (coded, error) {
+	p.cbuf = p.cbuf[:0]
+	err := p.codings(s)
+	return p.takeCoded(), err
+}
+
+// statusConcept reads a CodeableConcept holding a status (Condition's
+// clinicalStatus, verificationStatus): the code of its first coding.
+func (p *Parser) statusConcept(s *scanner) (string, error) {
+	p.cbuf = p.cbuf[:0]
+	err := p.codings(s)
+	code := ""
+	if len(p.cbuf) > 0 {
+		code = p.cbuf[0].Code
+	}
+	p.cbuf = p.cbuf[:0]
+	return code, err
+}
+
+// enteredInError is the status of a record that should not exist: it is
+// never imported (counted as skipped).
+const enteredInError = "entered-in-error"
+
+// skipErroneous counts a resource skipped for its status.
+func (p *Parser) skipErroneous(resourceType string) {
+	p.res.Skipped[resourceType+" ("+enteredInError+")"]++
 }
 
 // reference reads a Reference and returns its reference string.
@@ -282,6 +348,7 @@ var mapping = []struct {
 	{"Encounter", cdm.TableEncounters, (*Parser).encounter},
 	{"MedicationRequest", cdm.TableMedications, (*Parser).medication},
 	{"Procedure", cdm.TableProcedures, (*Parser).procedure},
+	{"Immunization", cdm.TableImmunizations, (*Parser).immunization},
 }
 
 var readers = func() map[string]func(p *Parser, s *scanner, l loc) (bad, err error) {
@@ -289,6 +356,10 @@ var readers = func() map[string]func(p *Parser, s *scanner, l loc) (bad, err err
 	for _, x := range mapping {
 		m[x.resource] = x.read
 	}
+	// Medication resources are no records of their own: they are read for
+	// the MedicationRequests that reference them (medication.go), and
+	// counted as skipped.
+	m["Medication"] = (*Parser).medicationResource
 	return m
 }()
 
@@ -402,6 +473,17 @@ func (p *Parser) patient(s *scanner, l loc) (bad, err error) {
 				}
 				return err
 			})
+		case "extension":
+			return e.array(s, "extension", func(int) error {
+				url, codes, err := p.ombExtension(s)
+				switch url {
+				case usCoreRace:
+					pt.Race = codes
+				case usCoreEthnicity:
+					pt.Ethnicity = codes
+				}
+				return err
+			})
 		}
 		return s.skip()
 	})
@@ -419,6 +501,70 @@ func (p *Parser) patient(s *scanner, l loc) (bad, err error) {
 	p.res.Origins.Add(cdm.TablePatients, l.origin)
 	p.res.Addresses[pt.ID] = addr
 	return nil, nil
+}
+
+// The US Core race and ethnicity extensions.
+const (
+	usCoreRace      = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+	usCoreEthnicity = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"
+)
+
+// ombExtension reads one extension of a Patient: its url and, for the US
+// Core race and ethnicity extensions, the codes of their ombCategory
+// sub-extensions (sorted, distinct, joined by commas). The detailed
+// categories and the text are not read.
+func (p *Parser) ombExtension(s *scanner) (url, codes string, err error) {
+	var e errs
+	var omb []string
+	err = s.object(func(k []byte) error {
+		var err error
+		switch string(k) {
+		case "url":
+			url, err = p.in.text(s)
+			return e.keep("url", err)
+		case "extension":
+			return e.array(s, "extension", func(int) error {
+				var sub string
+				var c coding
+				var se errs
+				err := s.object(func(k []byte) error {
+					var err error
+					switch string(k) {
+					case "url":
+						sub, err = s.text()
+						return se.keep("url", err)
+					case "valueCoding":
+						c, err = p.coding(s)
+						return se.keep("valueCoding", err)
+					}
+					return s.skip()
+				})
+				if err == nil && se.bad == nil && sub == "ombCategory" && c.code != "" {
+					omb = append(omb, c.code)
+				}
+				if err != nil {
+					return err
+				}
+				return se.bad
+			})
+		}
+		return s.skip()
+	})
+	if err != nil || e.bad != nil || len(omb) == 0 || (url != usCoreRace && url != usCoreEthnicity) {
+		return url, "", firstErr(err, e.bad)
+	}
+	if len(omb) == 1 {
+		return url, omb[0], nil
+	}
+	slices.Sort(omb)
+	return url, p.in.str(strings.Join(slices.Compact(omb), ",")), nil
+}
+
+func firstErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
 }
 
 // add records the origin of the next record of table, and its patient
@@ -469,7 +615,8 @@ func (p *Parser) patientRef(ref string) (string, error) {
 func (p *Parser) condition(s *scanner, l loc) (bad, err error) {
 	var e errs
 	c := cdm.Condition{Onset: cdm.NoDate, Abatement: cdm.NoDate}
-	var haveCode bool
+	recorded := cdm.NoDate
+	var code coded
 	err = s.object(func(k []byte) error {
 		var err error
 		switch string(k) {
@@ -480,16 +627,23 @@ func (p *Parser) condition(s *scanner, l loc) (bad, err error) {
 			c.PatientID, err = p.subject(s)
 			return e.keep("subject", err)
 		case "code":
-			var cc coding
-			cc, err = p.concept(s)
-			c.Code, c.System, haveCode = cc.code, cc.system, cc.code != ""
+			code, err = p.concept(s)
 			return e.keep("code", err)
+		case "clinicalStatus":
+			c.ClinicalStatus, err = p.statusConcept(s)
+			return e.keep("clinicalStatus", err)
+		case "verificationStatus":
+			c.VerificationStatus, err = p.statusConcept(s)
+			return e.keep("verificationStatus", err)
 		case "onsetDateTime":
 			c.Onset, err = date(s)
 			return e.keep("onsetDateTime", err)
 		case "onsetPeriod":
 			c.Onset, _, err = period(s)
 			return e.keep("onsetPeriod", err)
+		case "recordedDate":
+			recorded, err = date(s)
+			return e.keep("recordedDate", err)
 		case "abatementDateTime":
 			c.Abatement, err = date(s)
 			return e.keep("abatementDateTime", err)
@@ -499,8 +653,15 @@ func (p *Parser) condition(s *scanner, l loc) (bad, err error) {
 		}
 		return s.skip()
 	})
-	if err != nil || e.bad != nil {
-		return e.bad, err
+	if err != nil {
+		return nil, err
+	}
+	if c.VerificationStatus == enteredInError {
+		p.skipErroneous("Condition")
+		return nil, nil
+	}
+	if e.bad != nil {
+		return e.bad, nil
 	}
 	if c.ID, bad = idOr(c.ID, l); bad != nil {
 		return bad, nil
@@ -508,18 +669,34 @@ func (p *Parser) condition(s *scanner, l loc) (bad, err error) {
 	if c.PatientID == "" {
 		return missing("subject"), nil
 	}
-	if !haveCode {
+	if !code.ok {
 		return missing("code.coding[0].code"), nil
+	}
+	c.Code, c.System, c.Codings = code.code, code.system, code.others
+	if !c.Onset.Valid() {
+		// No onset date (none given, or onsetAge/onsetString): the day it
+		// was recorded.
+		c.Onset = recorded
 	}
 	p.add(cdm.TableConditions, c.PatientID, l.origin)
 	p.res.Records.Conditions = append(p.res.Records.Conditions, c)
 	return nil, nil
 }
 
+// component is an Observation.component being read.
+type component struct {
+	code  coded
+	value float64
+	has   bool
+	unit  string
+}
+
 func (p *Parser) observation(s *scanner, l loc) (bad, err error) {
 	var e errs
 	o := cdm.Observation{Date: cdm.NoDate}
-	var haveCode bool
+	issued := cdm.NoDate
+	var code coded
+	p.comps = p.comps[:0]
 	err = s.object(func(k []byte) error {
 		var err error
 		switch string(k) {
@@ -529,10 +706,11 @@ func (p *Parser) observation(s *scanner, l loc) (bad, err error) {
 		case "subject":
 			o.PatientID, err = p.subject(s)
 			return e.keep("subject", err)
+		case "status":
+			o.Status, err = p.in.text(s)
+			return e.keep("status", err)
 		case "code":
-			var cc coding
-			cc, err = p.concept(s)
-			o.Code, o.System, haveCode = cc.code, cc.system, cc.code != ""
+			code, err = p.concept(s)
 			return e.keep("code", err)
 		case "effectiveDateTime":
 			o.Date, err = date(s)
@@ -543,14 +721,30 @@ func (p *Parser) observation(s *scanner, l loc) (bad, err error) {
 		case "effectivePeriod":
 			o.Date, _, err = period(s)
 			return e.keep("effectivePeriod", err)
+		case "issued":
+			issued, err = date(s)
+			return e.keep("issued", err)
 		case "valueQuantity":
 			o.Value, o.HasValue, o.Unit, err = p.quantity(s)
 			return e.keep("valueQuantity", err)
+		case "component":
+			return e.array(s, "component", func(int) error {
+				c, err := p.component(s)
+				p.comps = append(p.comps, c)
+				return err
+			})
 		}
 		return s.skip()
 	})
-	if err != nil || e.bad != nil {
-		return e.bad, err
+	if err != nil {
+		return nil, err
+	}
+	if o.Status == enteredInError {
+		p.skipErroneous("Observation")
+		return nil, nil
+	}
+	if e.bad != nil {
+		return e.bad, nil
 	}
 	if o.ID, bad = idOr(o.ID, l); bad != nil {
 		return bad, nil
@@ -558,17 +752,60 @@ func (p *Parser) observation(s *scanner, l loc) (bad, err error) {
 	if o.PatientID == "" {
 		return missing("subject"), nil
 	}
-	if !haveCode {
+	if !code.ok {
 		return missing("code.coding[0].code"), nil
 	}
+	for i := range p.comps {
+		if !p.comps[i].code.ok {
+			return missing("component[" + strconv.Itoa(i) + "].code.coding[0].code"), nil
+		}
+	}
+	if !o.Date.Valid() {
+		o.Date = issued
+	}
+	o.Code, o.System, o.Codings = code.code, code.system, code.others
 	p.add(cdm.TableObservations, o.PatientID, l.origin)
 	p.res.Records.Observations = append(p.res.Records.Observations, o)
+	// Each component is an observation of its own, of the panel's patient,
+	// day and status, linked to the panel by panel_id.
+	for i := range p.comps {
+		c := &p.comps[i]
+		x := cdm.Observation{ID: o.ID + "/component/" + strconv.Itoa(i), PatientID: o.PatientID,
+			Code: c.code.code, System: c.code.system, Codings: c.code.others, Date: o.Date,
+			Value: c.value, HasValue: c.has, Unit: c.unit, Status: o.Status, PanelID: o.ID}
+		p.add(cdm.TableObservations, x.PatientID, l.origin)
+		p.res.Records.Observations = append(p.res.Records.Observations, x)
+	}
 	return nil, nil
+}
+
+// component reads one Observation.component: its code and valueQuantity.
+func (p *Parser) component(s *scanner) (component, error) {
+	var c component
+	var e errs
+	err := s.object(func(k []byte) error {
+		var err error
+		switch string(k) {
+		case "code":
+			c.code, err = p.concept(s)
+			return e.keep("code", err)
+		case "valueQuantity":
+			c.value, c.has, c.unit, err = p.quantity(s)
+			return e.keep("valueQuantity", err)
+		}
+		return s.skip()
+	})
+	if err != nil {
+		return c, err
+	}
+	return c, e.bad
 }
 
 func (p *Parser) encounter(s *scanner, l loc) (bad, err error) {
 	var e errs
 	en := cdm.Encounter{Start: cdm.NoDate, End: cdm.NoDate}
+	var status string
+	p.cbuf = p.cbuf[:0]
 	err = s.object(func(k []byte) error {
 		var err error
 		switch string(k) {
@@ -578,28 +815,33 @@ func (p *Parser) encounter(s *scanner, l loc) (bad, err error) {
 		case "subject":
 			en.PatientID, err = p.subject(s)
 			return e.keep("subject", err)
+		case "status":
+			status, err = p.in.text(s)
+			return e.keep("status", err)
 		case "class":
 			var c coding
 			c, err = p.coding(s)
 			en.Class = c.code
 			return e.keep("class", err)
 		case "type":
-			return e.array(s, "type", func(i int) error {
-				if i > 0 {
-					return s.skip()
-				}
-				c, err := p.concept(s)
-				en.TypeCode, en.TypeSystem = c.code, c.system
-				return err
-			})
+			// Every coding of every type: the primary one in type_code.
+			return e.array(s, "type", func(int) error { return p.codings(s) })
 		case "period":
 			en.Start, en.End, err = period(s)
 			return e.keep("period", err)
 		}
 		return s.skip()
 	})
-	if err != nil || e.bad != nil {
-		return e.bad, err
+	typ := p.takeCoded()
+	if err != nil {
+		return nil, err
+	}
+	if status == enteredInError {
+		p.skipErroneous("Encounter")
+		return nil, nil
+	}
+	if e.bad != nil {
+		return e.bad, nil
 	}
 	if en.ID, bad = idOr(en.ID, l); bad != nil {
 		return bad, nil
@@ -607,62 +849,16 @@ func (p *Parser) encounter(s *scanner, l loc) (bad, err error) {
 	if en.PatientID == "" {
 		return missing("subject"), nil
 	}
+	en.TypeCode, en.TypeSystem, en.TypeCodings = typ.code, typ.system, typ.others
 	p.add(cdm.TableEncounters, en.PatientID, l.origin)
 	p.res.Records.Encounters = append(p.res.Records.Encounters, en)
-	return nil, nil
-}
-
-func (p *Parser) medication(s *scanner, l loc) (bad, err error) {
-	var e errs
-	m := cdm.Medication{Authored: cdm.NoDate}
-	var haveCode, haveRef bool
-	err = s.object(func(k []byte) error {
-		var err error
-		switch string(k) {
-		case "id":
-			m.ID, err = s.text()
-			return e.keep("id", err)
-		case "subject":
-			m.PatientID, err = p.subject(s)
-			return e.keep("subject", err)
-		case "medicationCodeableConcept":
-			var c coding
-			c, err = p.concept(s)
-			m.Code, m.System, haveCode = c.code, c.system, c.code != ""
-			return e.keep("medicationCodeableConcept", err)
-		case "medicationReference":
-			haveRef = true
-			return s.skip()
-		case "authoredOn":
-			m.Authored, err = date(s)
-			return e.keep("authoredOn", err)
-		}
-		return s.skip()
-	})
-	if err != nil || e.bad != nil {
-		return e.bad, err
-	}
-	if m.ID, bad = idOr(m.ID, l); bad != nil {
-		return bad, nil
-	}
-	if m.PatientID == "" {
-		return missing("subject"), nil
-	}
-	if !haveCode {
-		if haveRef {
-			return &problem{ErrMissing, "missing required field medicationCodeableConcept (medicationReference is not supported: give the code inline)"}, nil
-		}
-		return missing("medicationCodeableConcept.coding[0].code"), nil
-	}
-	p.add(cdm.TableMedications, m.PatientID, l.origin)
-	p.res.Records.Medications = append(p.res.Records.Medications, m)
 	return nil, nil
 }
 
 func (p *Parser) procedure(s *scanner, l loc) (bad, err error) {
 	var e errs
 	x := cdm.Procedure{Date: cdm.NoDate}
-	var haveCode bool
+	var code coded
 	err = s.object(func(k []byte) error {
 		var err error
 		switch string(k) {
@@ -672,10 +868,11 @@ func (p *Parser) procedure(s *scanner, l loc) (bad, err error) {
 		case "subject":
 			x.PatientID, err = p.subject(s)
 			return e.keep("subject", err)
+		case "status":
+			x.Status, err = p.in.text(s)
+			return e.keep("status", err)
 		case "code":
-			var cc coding
-			cc, err = p.concept(s)
-			x.Code, x.System, haveCode = cc.code, cc.system, cc.code != ""
+			code, err = p.concept(s)
 			return e.keep("code", err)
 		case "performedDateTime":
 			x.Date, err = date(s)
@@ -686,8 +883,15 @@ func (p *Parser) procedure(s *scanner, l loc) (bad, err error) {
 		}
 		return s.skip()
 	})
-	if err != nil || e.bad != nil {
-		return e.bad, err
+	if err != nil {
+		return nil, err
+	}
+	if x.Status == enteredInError {
+		p.skipErroneous("Procedure")
+		return nil, nil
+	}
+	if e.bad != nil {
+		return e.bad, nil
 	}
 	if x.ID, bad = idOr(x.ID, l); bad != nil {
 		return bad, nil
@@ -695,10 +899,68 @@ func (p *Parser) procedure(s *scanner, l loc) (bad, err error) {
 	if x.PatientID == "" {
 		return missing("subject"), nil
 	}
-	if !haveCode {
+	if !code.ok {
 		return missing("code.coding[0].code"), nil
 	}
+	x.Code, x.System, x.Codings = code.code, code.system, code.others
 	p.add(cdm.TableProcedures, x.PatientID, l.origin)
 	p.res.Records.Procedures = append(p.res.Records.Procedures, x)
+	return nil, nil
+}
+
+func (p *Parser) immunization(s *scanner, l loc) (bad, err error) {
+	var e errs
+	x := cdm.Immunization{Date: cdm.NoDate}
+	recorded := cdm.NoDate
+	var code coded
+	err = s.object(func(k []byte) error {
+		var err error
+		switch string(k) {
+		case "id":
+			x.ID, err = s.text()
+			return e.keep("id", err)
+		case "patient":
+			x.PatientID, err = p.subject(s)
+			return e.keep("patient", err)
+		case "status":
+			x.Status, err = p.in.text(s)
+			return e.keep("status", err)
+		case "vaccineCode":
+			code, err = p.concept(s)
+			return e.keep("vaccineCode", err)
+		case "occurrenceDateTime":
+			x.Date, err = date(s)
+			return e.keep("occurrenceDateTime", err)
+		case "recorded":
+			recorded, err = date(s)
+			return e.keep("recorded", err)
+		}
+		return s.skip()
+	})
+	if err != nil {
+		return nil, err
+	}
+	if x.Status == enteredInError {
+		p.skipErroneous("Immunization")
+		return nil, nil
+	}
+	if e.bad != nil {
+		return e.bad, nil
+	}
+	if x.ID, bad = idOr(x.ID, l); bad != nil {
+		return bad, nil
+	}
+	if x.PatientID == "" {
+		return missing("patient"), nil
+	}
+	if !code.ok {
+		return missing("vaccineCode.coding[0].code"), nil
+	}
+	if !x.Date.Valid() {
+		x.Date = recorded // occurrenceString or none
+	}
+	x.Code, x.System, x.Codings = code.code, code.system, code.others
+	p.add(cdm.TableImmunizations, x.PatientID, l.origin)
+	p.res.Records.Immunizations = append(p.res.Records.Immunizations, x)
 	return nil, nil
 }
