@@ -39,6 +39,9 @@ func (ev *evaluator) keyIndex(k plan.Key, tb *cdm.Table) (func(int) int, error) 
 			return func(r int) int { return int(pl[pat[r]]) }, nil
 		}
 		ids := col.IDs
+		if c, ok := codedOf(k.Col, tb); ok {
+			return codedKey(c, k.Labels, lab, ids), nil
+		}
 		return func(r int) int { return int(lab[ids[r]]) }, nil
 	case plan.KeyWeek, plan.KeyMonth, plan.KeyYear:
 		date, err := ev.rowValue(plan.ColumnValue{Col: k.Col}, tb)

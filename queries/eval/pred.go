@@ -15,11 +15,7 @@ func (ev *evaluator) pred(p plan.Pred, tb *cdm.Table, mask bitset) (bitset, erro
 	}
 	switch p := p.(type) {
 	case *plan.And:
-		l, err := ev.pred(p.L, tb, mask)
-		if err != nil {
-			return nil, err
-		}
-		return ev.pred(p.R, tb, l)
+		return ev.and(p, tb, mask)
 	case *plan.Or:
 		l, err := ev.pred(p.L, tb, mask)
 		if err != nil {
@@ -54,6 +50,15 @@ func (ev *evaluator) pred(p plan.Pred, tb *cdm.Table, mask bitset) (bitset, erro
 }
 
 func (ev *evaluator) stringIn(p *plan.StringIn, tb *cdm.Table, mask bitset) (bitset, error) {
+	if _, ok := codedOf(p.Col, tb); ok {
+		return ev.codedStringIn(p, tb, mask)
+	}
+	return ev.stringInColumn(p, tb, mask)
+}
+
+// stringInColumn is stringIn on the column itself (for a code or system
+// column: the primary coding only).
+func (ev *evaluator) stringInColumn(p *plan.StringIn, tb *cdm.Table, mask bitset) (bitset, error) {
 	col, via, err := ev.stringCol(p.Col, tb)
 	if err != nil {
 		return nil, err
