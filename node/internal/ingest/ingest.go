@@ -77,6 +77,9 @@ type Result struct {
 	Skipped map[string]int
 	// Files is the number of inputs read (archive members count).
 	Files int
+	// Manifests is the number of FHIR Bulk Data manifests read (their
+	// listed files count in Files).
+	Manifests int
 	// Bytes is the size of the inputs on disk; JSONBytes the uncompressed
 	// FHIR JSON read.
 	Bytes     int64
@@ -208,9 +211,21 @@ func (r *reader) input(name string, in io.Reader) error {
 	case formatCDMNDJSON:
 		csvimport.ParseNDJSON(name, bytes.NewReader(data), r.o.Table, &r.res.Batch)
 	default:
+		if _, ok := manifestIn(data); ok {
+			// A manifest inside an archive: its files are members of the
+			// same archive, read by their own names.
+			r.res.Manifests++
+			return nil
+		}
 		r.fhir.ParseBundle(name, data)
 	}
 	return nil
+}
+
+// failAt records a bad input naming a field of it.
+func (r *reader) failAt(name, path, msg string) {
+	r.res.Errors = append(r.res.Errors, &cdm.RecordError{Origin: cdm.Origin{File: name, Entry: -1}, Path: path,
+		Err: &problem{ErrFormat, msg}})
 }
 
 // problem is an error with a fixed message that matches a sentinel.

@@ -32,15 +32,40 @@ func (r *reader) path(path string) error {
 			return fmt.Errorf("ingest: %w", err)
 		}
 		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+		// Bulk Data manifests first: the files they list are read through
+		// them (manifest.go), not again by the walk.
+		manifests := map[string]*manifest{}
+		claimed := map[string]bool{}
 		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), ".") {
+			if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
 				continue
 			}
-			if err := r.path(filepath.Join(path, e.Name())); err != nil {
+			if m, ok := readManifest(filepath.Join(path, e.Name())); ok {
+				manifests[e.Name()] = m
+				for name := range m.claims(path) {
+					claimed[name] = true
+				}
+			}
+		}
+		for _, e := range ents {
+			name := e.Name()
+			if strings.HasPrefix(name, ".") || (claimed[name] && manifests[name] == nil) {
+				continue
+			}
+			var err error
+			if m := manifests[name]; m != nil {
+				err = r.manifest(filepath.Join(path, name), m)
+			} else {
+				err = r.path(filepath.Join(path, name))
+			}
+			if err != nil {
 				return err
 			}
 		}
 		return nil
+	}
+	if m, ok := readManifest(path); ok {
+		return r.manifest(path, m)
 	}
 	f, err := os.Open(path)
 	if err != nil {
