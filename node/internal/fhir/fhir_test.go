@@ -83,6 +83,39 @@ func countBundles(t testing.TB, bundles map[string][]byte) map[string]int {
 	return counts
 }
 
+// countComponents counts Observation components coded code (any coding)
+// with encoding/json.
+func countComponents(t testing.TB, bundles map[string][]byte, code string) int {
+	n := 0
+	for name, data := range bundles {
+		var b struct {
+			Entry []struct {
+				Resource struct {
+					Component []struct {
+						Code struct {
+							Coding []struct{ Code string } `json:"coding"`
+						} `json:"code"`
+					} `json:"component"`
+				} `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(data, &b); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, e := range b.Entry {
+			for _, c := range e.Resource.Component {
+				for _, cd := range c.Code.Coding {
+					if cd.Code == code {
+						n++
+						break
+					}
+				}
+			}
+		}
+	}
+	return n
+}
+
 func checkCounts(t *testing.T, res *Result, want map[string]int) {
 	t.Helper()
 	got := res.Records.TableCounts()
@@ -142,6 +175,17 @@ func TestSyntheaBundles(t *testing.T) {
 	}
 	if hba1c == 0 {
 		t.Error("no HbA1c (LOINC 4548-4) values with unit %")
+	}
+	// Blood-pressure panels: the systolic component of each is an
+	// observation of its own, linked to its panel (issue 16).
+	var systolic int
+	for _, o := range res.Records.Observations {
+		if o.Code == "8480-6" && o.PanelID != "" && o.HasValue && strings.HasPrefix(o.ID, o.PanelID+"/component/") {
+			systolic++
+		}
+	}
+	if want := countComponents(t, bundles, "8480-6"); systolic != want || want == 0 {
+		t.Errorf("systolic components: %d observations, independent count %d", systolic, want)
 	}
 	t.Logf("%d files, %d MB JSON, counts %v", res.Files, res.JSONBytes>>20, res.Records.TableCounts())
 }
