@@ -443,3 +443,25 @@ func TestReferenceForms(t *testing.T) {
 		"SELECT COUNT(DISTINCT patient_id) FROM conditions": {1},
 	})
 }
+
+// TestCSVCodings: the CDM CSV format carries other codings and statuses in
+// the new, optional columns; a bad codings cell names the file, line and
+// column.
+func TestCSVCodings(t *testing.T) {
+	n := importFiles(t, map[string]string{
+		"patients.csv": "patient_id,sex,race\np1,F,2106-3\np2,M,\n",
+		"conditions.csv": "id,patient_id,code,system,verification_status,codings\n" +
+			"c1,p1,44054006,http://snomed.info/sct,confirmed,\"http://hl7.org/fhir/sid/icd-10-cm|E11.9,urn:oid:1.2.3|DM2\"\n" +
+			"c2,p2,E11.9,http://hl7.org/fhir/sid/icd-10-cm,refuted,\n" +
+			"c3,p2,1,,,not codings\n",
+	})
+	if len(n.res.Errors) != 1 || n.res.Errors[0].Line != 4 || n.res.Errors[0].Path != "codings" {
+		t.Fatalf("errors %v, want one at conditions.csv:4 codings", n.res.Errors)
+	}
+	n.expect(map[string][]float64{
+		"SELECT COUNT(*) FROM conditions WHERE code = 'E11.9'":                                     {2},
+		"SELECT COUNT(*) FROM conditions WHERE code = 'DM2' AND system = 'urn:oid:1.2.3'":          {1},
+		"SELECT COUNT(*) FROM conditions WHERE code = 'E11.9' AND verification_status <> 'refuted'": {1},
+		"SELECT COUNT(*) FROM conditions WHERE race = '2106-3'":                                    {1},
+	})
+}
