@@ -459,9 +459,9 @@ func TestCSVCodings(t *testing.T) {
 		t.Fatalf("errors %v, want one at conditions.csv:4 codings", n.res.Errors)
 	}
 	n.expect(map[string][]float64{
-		"SELECT COUNT(*) FROM conditions WHERE code = 'E11.9'":                                     {2},
-		"SELECT COUNT(*) FROM conditions WHERE code = 'DM2' AND system = 'urn:oid:1.2.3'":          {1},
+		"SELECT COUNT(*) FROM conditions WHERE code = 'E11.9'":                                      {2},
+		"SELECT COUNT(*) FROM conditions WHERE code = 'DM2' AND system = 'urn:oid:1.2.3'":           {1},
 		"SELECT COUNT(*) FROM conditions WHERE code = 'E11.9' AND verification_status <> 'refuted'": {1},
-		"SELECT COUNT(*) FROM conditions WHERE race = '2106-3'":                                    {1},
+		"SELECT COUNT(*) FROM conditions WHERE race = '2106-3'":                                     {1},
 	})
 }
