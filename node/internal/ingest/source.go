@@ -52,11 +52,15 @@ func (r *reader) path(path string) error {
 			if strings.HasPrefix(name, ".") || (claimed[name] && manifests[name] == nil) {
 				continue
 			}
+			full := filepath.Join(path, name)
 			var err error
-			if m := manifests[name]; m != nil {
-				err = r.manifest(filepath.Join(path, name), m)
-			} else {
-				err = r.path(filepath.Join(path, name))
+			switch m := manifests[name]; {
+			case m != nil:
+				err = r.manifest(full, m)
+			case e.Type().IsRegular():
+				err = r.file(full) // told from a manifest above
+			default:
+				err = r.path(full)
 			}
 			if err != nil {
 				return err
@@ -67,6 +71,11 @@ func (r *reader) path(path string) error {
 	if m, ok := readManifest(path); ok {
 		return r.manifest(path, m)
 	}
+	return r.file(path)
+}
+
+// file reads one file (not a manifest).
+func (r *reader) file(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
