@@ -33,10 +33,14 @@ type Parser struct {
 	// and by fullUrl) and the MedicationRequests whose medicationReference
 	// waits for the end of the import (medication.go); waitFrom is the
 	// first of those added by the input being read.
-	meds        map[string]medCode
-	waitingMeds []waitingMed
-	waitFrom    int
-	finished    bool
+	meds map[string]medCode
+	// Patients by identifier (system|value), and records whose patient is
+	// a logical reference, resolved at the end of the import.
+	identPatients map[string]string
+	byIdent       []pendingRef
+	waitingMeds   []waitingMed
+	waitFrom      int
+	finished      bool
 
 	cbuf  []cdm.Coding // codings of the concept being read
 	comps []component  // components of the Observation being read
@@ -60,6 +64,8 @@ func NewParser(o Options) *Parser {
 		bundleURLs: map[string]string{},
 		entry:      -1,
 		meds:       map[string]medCode{},
+
+		identPatients: map[string]string{},
 	}
 }
 
@@ -70,15 +76,33 @@ func NewParser(o Options) *Parser {
 func (p *Parser) Result() *Result {
 	if !p.finished {
 		p.resolveMeds()
+		p.resolveIdentifiers()
 		p.finished = true
 	}
 	return p.res
 }
 
 func (p *Parser) pending(ref string, table *cdm.TableSchema, index int) {
-	if strings.HasPrefix(ref, "urn:") {
+	switch {
+	case strings.HasPrefix(ref, "urn:"):
 		p.waiting = append(p.waiting, pendingRef{table, index})
+	case strings.HasPrefix(ref, identPrefix):
+		p.byIdent = append(p.byIdent, pendingRef{table, index})
 	}
+}
+
+// resolveIdentifiers turns logical patient references (identifier
+// only) into the ids of the Patients of the import with that identifier
+// (system|value); one that names no such Patient keeps its text, and the
+// patient check reports it as an unknown patient naming the record.
+func (p *Parser) resolveIdentifiers() {
+	for _, w := range p.byIdent {
+		ref := w.table.PatientRef(&p.res.Records, w.index)
+		if id, ok := p.identPatients[strings.TrimPrefix(*ref, identPrefix)]; ok {
+			*ref = id
+		}
+	}
+	p.byIdent = nil
 }
 
 // resolve turns the waiting bundle-local references into patient ids: the
@@ -245,10 +269,11 @@ type mark struct {
 	batch    cdm.Mark
 	patients int
 	meds     int
+	idents   int
 }
 
 func (p *Parser) mark() mark {
-	return mark{batch: p.res.Mark(), patients: len(p.res.Records.Patients), meds: len(p.waitingMeds)}
+	return mark{batch: p.res.Mark(), patients: len(p.res.Records.Patients), meds: len(p.waitingMeds), idents: len(p.byIdent)}
 }
 
 func (p *Parser) rollback(m mark) {
@@ -257,6 +282,7 @@ func (p *Parser) rollback(m mark) {
 	}
 	p.res.Rollback(m.batch)
 	p.waitingMeds = p.waitingMeds[:m.meds]
+	p.byIdent = p.byIdent[:m.idents]
 	p.waitFrom = min(p.waitFrom, m.meds)
 }
 

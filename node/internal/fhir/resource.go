@@ -197,25 +197,59 @@ func (p *Parser) skipErroneous(resourceType string) {
 	p.res.Skipped[resourceType+" ("+enteredInError+")"]++
 }
 
-// reference reads a Reference and returns its reference string.
+// identPrefix marks a logical reference (a Reference with an identifier
+// and no reference) as reference returns it: "identifier:system|value".
+const identPrefix = "identifier:"
+
+// reference reads a Reference and returns its reference string, or for a
+// logical reference (identifier only) identPrefix + "system|value".
 func reference(s *scanner) (string, error) {
-	var ref string
+	var ref, ident string
 	var e errs
 	err := s.object(func(k []byte) error {
-		if string(k) != "reference" {
-			return s.skip()
-		}
 		var err error
-		ref, err = s.text()
-		return e.keep("reference", err)
+		switch string(k) {
+		case "reference":
+			ref, err = s.text()
+			return e.keep("reference", err)
+		case "identifier":
+			ident, err = identifier(s)
+			return e.keep("identifier", err)
+		}
+		return s.skip()
 	})
 	if err != nil {
 		return "", err
 	}
 	if e.bad == nil && ref == "" {
+		if ident != "" {
+			return identPrefix + ident, nil
+		}
 		return "", missing("reference")
 	}
 	return ref, e.bad
+}
+
+// identifier reads an Identifier as "system|value" ("" without a value).
+func identifier(s *scanner) (string, error) {
+	var sys, val string
+	var e errs
+	err := s.object(func(k []byte) error {
+		var err error
+		switch string(k) {
+		case "system":
+			sys, err = s.text()
+			return e.keep("system", err)
+		case "value":
+			val, err = s.text()
+			return e.keep("value", err)
+		}
+		return s.skip()
+	})
+	if err != nil || e.bad != nil || val == "" {
+		return "", firstErr(err, e.bad)
+	}
+	return sys + "|" + val, nil
 }
 
 // period reads a Period.
@@ -443,6 +477,7 @@ func (p *Parser) patient(s *scanner, l loc) (bad, err error) {
 	var e errs
 	pt := cdm.Patient{BirthDate: cdm.NoDate, DeathDate: cdm.NoDate}
 	var addr Address
+	var idents []string
 	haveAddr, home := false, false
 	err = s.object(func(k []byte) error {
 		var err error
@@ -473,6 +508,14 @@ func (p *Parser) patient(s *scanner, l loc) (bad, err error) {
 				}
 				return err
 			})
+		case "identifier":
+			return e.array(s, "identifier", func(int) error {
+				id, err := identifier(s)
+				if id != "" {
+					idents = append(idents, id)
+				}
+				return err
+			})
 		case "extension":
 			return e.array(s, "extension", func(int) error {
 				url, codes, err := p.ombExtension(s)
@@ -496,6 +539,9 @@ func (p *Parser) patient(s *scanner, l loc) (bad, err error) {
 	pt.Region = p.opts.Region.Region(addr)
 	if l.fullURL != "" {
 		p.bundleURLs[l.fullURL] = pt.ID
+	}
+	for _, id := range idents {
+		p.identPatients[id] = pt.ID
 	}
 	p.res.Records.Patients = append(p.res.Records.Patients, pt)
 	p.res.Origins.Add(cdm.TablePatients, l.origin)
@@ -597,9 +643,11 @@ func (p *Parser) subject(s *scanner) (string, error) {
 
 // patientRef turns a reference into a patient id. "Patient/123",
 // "http://host/fhir/Patient/123" and "Patient/123/_history/2" give "123".
-// "urn:uuid:X" is kept as is and resolved at the end of the Bundle.
+// "urn:uuid:X" is kept as is and resolved at the end of the Bundle; a
+// logical reference (identifier only) at the end of the import, to the
+// Patient with that identifier.
 func (p *Parser) patientRef(ref string) (string, error) {
-	if strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:") {
+	if strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:") || strings.HasPrefix(ref, identPrefix) {
 		return ref, nil
 	}
 	if i := strings.Index(ref, "/_history/"); i >= 0 {

@@ -437,10 +437,20 @@ func TestReferenceForms(t *testing.T) {
  ` + c("c3", "https://ehr.example.org/fhir/R4/Patient/p1") + `,
  ` + c("c4", "Patient/p1/_history/2") + `,
  ` + c("c5", "https://ehr.example.org/fhir/R4/Patient/p1/_history/7") + `]}`
-	n := importFiles(t, map[string]string{"bundle.json": bundle}).noErrors()
+	// Bulk NDJSON with a logical reference (the patient's local
+	// identifier, a medical record number), in a file read before the
+	// Patients; and one naming nobody.
+	n := importFiles(t, map[string]string{"bundle.json": bundle,
+		"Condition.ndjson": ndjson(`{"resourceType":"Condition","id":"c6","subject":{"identifier":{"system":"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14","value":"MRN-0042"}},"code":{"coding":[`+snomed+`]}}`,
+			`{"resourceType":"Condition","id":"c7","subject":{"identifier":{"system":"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14","value":"MRN-9999"}},"code":{"coding":[`+snomed+`]}}`),
+		"Patient.ndjson": ndjson(`{"resourceType":"Patient","id":"p2","identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"999-99-9999"},{"use":"usual","system":"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14","value":"MRN-0042"}]}`),
+	})
+	if len(n.res.Errors) != 1 || !strings.HasSuffix(n.res.Errors[0].Error(), `Condition.ndjson:2: subject.reference: cdm: unknown patient "identifier:urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14|MRN-9999": not in this import nor in the store`) {
+		t.Errorf("errors %v", n.res.Errors)
+	}
 	n.expect(map[string][]float64{
-		"SELECT COUNT(*) FROM conditions":                   {5},
-		"SELECT COUNT(DISTINCT patient_id) FROM conditions": {1},
+		"SELECT COUNT(*) FROM conditions":                   {6},
+		"SELECT COUNT(DISTINCT patient_id) FROM conditions": {2},
 	})
 }
 
