@@ -65,3 +65,46 @@ func BenchmarkWeeklyByRegion10M(b *testing.B) {
 		}
 	}
 }
+
+// bigCodedNode is bigNode where every third row also carries an ICD-10-CM
+// coding (one of 100) in its codings column, as a hospital export coded in
+// SNOMED CT and ICD-10-CM gives.
+func bigCodedNode(nPatients, nRows int) *cdm.Tables {
+	t := bigNode(nPatients, nRows)
+	tb, _ := t.Table(cdm.TableConditions)
+	col := &cdm.StringColumn{IDs: make([]uint32, nRows), Dict: cdm.NewDict()}
+	col.Dict.Put("")
+	for i := range 100 {
+		col.Dict.Put(cdm.FormatCodings([]cdm.Coding{{System: cdm.SystemICD10CM, Code: fmt.Sprintf("E11.%d", i)}}))
+	}
+	for r := 0; r < nRows; r += 3 {
+		col.IDs[r] = uint32(1 + r%100)
+	}
+	tb.Strings["codings"] = col
+	tb.Codings = make([][]cdm.Coding, col.Dict.Len())
+	for id, v := range col.Dict.Values() {
+		tb.Codings[id], _ = cdm.ParseCodings(v)
+	}
+	return t
+}
+
+// BenchmarkCountDistinctCoded10M: BenchmarkCountDistinct10M on rows with
+// several codings, matching the primary code (code) and another coding
+// (icd); a code AND system pair on the same coding (pair).
+func BenchmarkCountDistinctCoded10M(b *testing.B) {
+	tb := bigCodedNode(1_000_000, 10_000_000)
+	for name, sql := range map[string]string{
+		"code": "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '38341003'",
+		"icd":  "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = 'E11.9'",
+		"pair": "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = 'E11.9' AND system = 'http://hl7.org/fhir/sid/icd-10-cm'",
+	} {
+		p := build(b, sql)
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := eval.Evaluate(context.Background(), p, tb); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
