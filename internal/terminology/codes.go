@@ -123,10 +123,37 @@ func FamilyPrefix(head string) string {
 }
 
 // InFamily reports whether code lies in the family of prefix (from
-// FamilyPrefix): SQL's LIKE 'prefix%' on the canonical code. In ICD-10 that
-// is the head code and everything below it (E11 covers E11, E11.6, E11.65).
+// FamilyPrefix): the head code and everything below it. That is SQL's LIKE
+// 'prefix%' on canonical codes, except below a three-character ICD-10
+// category, where the next character must be the dot: E11 covers E11, E11.6
+// and E11.65, not a local code E119X that merely starts alike.
 func InFamily(code, prefix string) bool {
-	return prefix != "" && strings.HasPrefix(code, prefix)
+	if prefix == "" || !strings.HasPrefix(code, prefix) {
+		return false
+	}
+	if len(code) == len(prefix) {
+		return true
+	}
+	if isCategory(prefix) {
+		return code[len(prefix)] == '.'
+	}
+	return true
+}
+
+// FamilyLike returns the family of prefix as SQL: the head itself (exact,
+// "" when none is needed) and the LIKE prefix of everything below it. For a
+// three-character ICD-10 category E11 that is E11 and 'E11.%'; otherwise
+// the prefix alone.
+func FamilyLike(prefix string) (exact, like string) {
+	if isCategory(prefix) {
+		return prefix, prefix + "."
+	}
+	return "", prefix
+}
+
+func isCategory(prefix string) bool {
+	c, ok := CanonicalICD10(prefix)
+	return ok && c == prefix && len(prefix) == 3
 }
 
 func isUpper(b byte) bool { return b >= 'A' && b <= 'Z' }

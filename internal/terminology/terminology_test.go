@@ -58,10 +58,20 @@ func TestCanonicalAndForms(t *testing.T) {
 	for _, c := range []struct {
 		code, head string
 		in         bool
-	}{{"E11", "E11", true}, {"E11.9", "E11", true}, {"E11.65", "E116", true}, {"E11.9", "E11.6", false}, {"E10.9", "E11", false}} {
+	}{{"E11", "E11", true}, {"E11.9", "E11", true}, {"E11.65", "E116", true}, {"E11.9", "E11.6", false}, {"E10.9", "E11", false},
+		{"E119X", "E11", false}, {"E119X", "E1", true}, {"E11.6X", "E11.6", true}} {
 		if got := InFamily(c.code, FamilyPrefix(c.head)); got != c.in {
 			t.Errorf("InFamily(%s, family of %s) = %v", c.code, c.head, got)
 		}
+	}
+}
+
+func TestFamilyLike(t *testing.T) {
+	if e, l := FamilyLike("E11"); e != "E11" || l != "E11." {
+		t.Errorf("FamilyLike(E11) = %q, %q", e, l)
+	}
+	if e, l := FamilyLike("E11.6"); e != "" || l != "E11.6" {
+		t.Errorf("FamilyLike(E11.6) = %q, %q", e, l)
 	}
 }
 

@@ -75,11 +75,16 @@ type Or struct{ L, R Pred }
 // Not is NOT X.
 type Not struct{ X Pred }
 
-// StringIn is Col IN (Values) (Col = v, or Col <> v with Negate).
+// StringIn is Col IN (Values) (Col = v, or Col <> v with Negate), or, with
+// Prefixes, a value that equals one of Values or starts with one of
+// Prefixes (LIKE 'head%', a value set's code families). On a code column
+// (Codes) a prefix is a code family, terminology.InFamily.
 type StringIn struct {
-	Col    ColumnRef
-	Values []string
-	Negate bool
+	Col      ColumnRef
+	Values   []string
+	Prefixes []string
+	Codes    bool
+	Negate   bool
 }
 
 // Compare is L op R over numbers (dates are day numbers); op is one of

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -222,15 +223,35 @@ func (tr *translator) pred(p plan.Pred, s scope) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		ph := make([]string, len(p.Values))
-		for i, v := range p.Values {
-			ph[i] = tr.arg(v)
+		var terms []string
+		if len(p.Values) > 0 {
+			ph := make([]string, len(p.Values))
+			for i, v := range p.Values {
+				ph[i] = tr.arg(v)
+			}
+			terms = append(terms, c+" IN ("+strings.Join(ph, ", ")+")")
+		}
+		for _, pre := range p.Prefixes {
+			// A code family (terminology.FamilyLike): the head and LIKE
+			// 'below%', with the head's own wildcards escaped.
+			like := pre
+			if p.Codes {
+				var exact string
+				if exact, like = terminology.FamilyLike(pre); exact != "" {
+					terms = append(terms, c+" = "+tr.arg(exact))
+				}
+			}
+			esc := strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(like)
+			terms = append(terms, c+" LIKE "+tr.arg(esc+"%")+` ESCAPE '\'`)
+		}
+		if len(terms) == 0 {
+			terms = []string{"FALSE"}
 		}
 		not := ""
 		if p.Negate {
 			not = "NOT "
 		}
-		return "(" + c + " " + not + "IN (" + strings.Join(ph, ", ") + "))", nil
+		return "(" + not + "(" + strings.Join(terms, " OR ") + "))", nil
 	case *plan.Compare:
 		l, err := tr.value(p.L, s)
 		if err != nil {
