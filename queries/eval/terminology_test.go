@@ -3,6 +3,7 @@ package eval_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -142,5 +143,26 @@ func TestValueSetInFingerprint(t *testing.T) {
 	}
 	if fp(a) != fp(diabetesValueSets(t)) {
 		t.Error("the same value set gives different fingerprints")
+	}
+}
+
+// TestGroupByCodeForms: a group domain is the codes as the query wrote
+// them, each collecting its every form: 'E119' collects the stored E11.9,
+// while a local code that only looks like ICD-10 (E119X) collects itself.
+func TestGroupByCodeForms(t *testing.T) {
+	p, err := plan.Build(plan.Request{SQL: "SELECT code, COUNT(*) FROM conditions WHERE code IN ('E119', 'E119X', 'i10') GROUP BY code",
+		Epsilon: 1, Delta: 1e-6, MinNodes: 1, Threshold: 1, ReferenceDate: ref}, catalogue())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := eval.Evaluate(context.Background(), p, icdFixture())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if labels := p.Keys()[0].Labels; !reflect.DeepEqual(labels, []string{"E119", "E119X", "i10"}) {
+		t.Errorf("domain %q", labels)
+	}
+	if got := e.Values(); !reflect.DeepEqual(got, []float64{1, 1, 1}) {
+		t.Errorf("counts %v, want 1 each", got)
 	}
 }

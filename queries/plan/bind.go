@@ -531,14 +531,16 @@ func (b *binder) pred(s *scope, e parse.Expr) (Pred, error) {
 		if id, ok := e.X.(*parse.Ident); ok {
 			if c, ok := s.column(id.Name); ok && c.Type == cdm.TypeString {
 				vals := make([]string, 0, len(e.List))
+				var labels []string
 				for _, it := range e.List {
 					v, err := b.stringLit(c, it)
 					if err != nil {
 						return nil, err
 					}
+					labels = append(labels, v)
 					vals = append(vals, b.codeForms(s, c, v)...)
 				}
-				return &StringIn{Col: c, Values: vals, Negate: e.Not}, nil
+				return &StringIn{Col: c, Values: vals, Labels: labels, Negate: e.Not}, nil
 			}
 		}
 		var p Pred
@@ -702,7 +704,7 @@ func (b *binder) compare(s *scope, le parse.Expr, op string, re parse.Expr, pos 
 				if o != "=" && o != "<>" {
 					return nil, b.errf(parse.ErrInvalid, pos, "text column %s supports only =, <> and IN", c.Name)
 				}
-				return &StringIn{Col: c, Values: b.codeForms(s, c, v), Negate: o == "<>"}, nil
+				return &StringIn{Col: c, Values: b.codeForms(s, c, v), Labels: []string{v}, Negate: o == "<>"}, nil
 			}
 		}
 	}
@@ -773,10 +775,17 @@ func (b *binder) constraints(p Pred) *constraints {
 			if p.Negate {
 				return
 			}
+			labels := p.Labels
+			if labels == nil {
+				labels = p.Values
+			}
+			if len(p.Prefixes) > 0 {
+				return // a family lists no domain
+			}
 			if old, ok := c.lists[p.Col.Name]; ok {
 				var keep []string
 				for _, v := range old {
-					for _, w := range p.Values {
+					for _, w := range labels {
 						if v == w {
 							keep = append(keep, v)
 							break
@@ -785,7 +794,7 @@ func (b *binder) constraints(p Pred) *constraints {
 				}
 				c.lists[p.Col.Name] = keep
 			} else {
-				c.lists[p.Col.Name] = dedupe(p.Values)
+				c.lists[p.Col.Name] = dedupe(labels)
 			}
 		case *Compare:
 			k, ok := p.R.(ConstValue)
@@ -890,6 +899,7 @@ func (b *binder) key(s *scope, e parse.Expr, pos parse.Pos, name string, cons *c
 				return Key{}, b.errf(parse.ErrInvalid, pos, "GROUP BY %s needs its values listed in WHERE (e.g. %s IN ('a', 'b')): group domains must be public, never read from data", c.Name, c.Name)
 			}
 			k.Labels = l
+			k.Codes = b.coded(s, c)
 		}
 		_ = rootPatients
 		return k, nil

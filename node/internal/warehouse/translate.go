@@ -301,8 +301,18 @@ func (tr *translator) keyIndex(k plan.Key, s scope) (string, error) {
 		}
 		var b strings.Builder
 		b.WriteString("(CASE " + c)
+		seen := map[string]bool{}
 		for i, l := range k.Labels {
-			fmt.Fprintf(&b, " WHEN %s THEN %d", tr.arg(l), i)
+			forms := []string{l}
+			if k.Codes {
+				forms = terminology.Forms(l)
+			}
+			for _, f := range forms {
+				if !seen[f] {
+					seen[f] = true
+					fmt.Fprintf(&b, " WHEN %s THEN %d", tr.arg(f), i)
+				}
+			}
 		}
 		b.WriteString(" END)")
 		return b.String(), nil
