@@ -159,3 +159,61 @@ func isCategory(prefix string) bool {
 func isUpper(b byte) bool { return b >= 'A' && b <= 'Z' }
 func isDigit(b byte) bool { return b >= '0' && b <= '9' }
 func isAlnum(b byte) bool { return isUpper(b) || isDigit(b) }
+
+// systemAliases are the short names of common code systems that queries
+// may write instead of the URI (case and punctuation insensitive), with the
+// OIDs the same systems go by in CDA-derived exports.
+var systemAliases = []struct {
+	names []string
+	uri   string
+	oids  []string
+}{
+	{[]string{"snomed", "snomedct", "sct"}, SNOMED, []string{"2.16.840.1.113883.6.96"}},
+	{[]string{"loinc"}, LOINC, []string{"2.16.840.1.113883.6.1"}},
+	{[]string{"rxnorm"}, RxNorm, []string{"2.16.840.1.113883.6.88"}},
+	{[]string{"icd10", "icd10who"}, ICD10, []string{"2.16.840.1.113883.6.3"}},
+	{[]string{"icd10cm"}, ICD10CM, []string{"2.16.840.1.113883.6.90"}},
+	{[]string{"icd10gm"}, ICD10GM, []string{"1.2.276.0.76.5.409"}},
+	{[]string{"icd10pcs"}, ICD10PCS, []string{"2.16.840.1.113883.6.4"}},
+	{[]string{"atc"}, ATC, []string{"2.16.840.1.113883.6.73"}},
+	{[]string{"cvx"}, CVX, []string{"2.16.840.1.113883.12.292"}},
+	{[]string{"ndc"}, NDC, []string{"2.16.840.1.113883.6.69"}},
+	{[]string{"cpt", "cpt4"}, CPT, []string{"2.16.840.1.113883.6.12"}},
+}
+
+// SystemForms returns the system values a query literal for a system
+// column matches: the literal, and for a known system named by its short
+// name (SNOMED, LOINC, RxNorm, ICD-10, ICD-10-CM, ICD-10-GM, ICD-10-PCS, ATC,
+// CVX, NDC, CPT), by its URI or by its OID (urn:oid:...), every one of
+// those forms.
+func SystemForms(lit string) []string {
+	key := strings.ToLower(strings.TrimSpace(lit))
+	short := strings.NewReplacer("-", "", "_", "", " ", "").Replace(key)
+	for _, a := range systemAliases {
+		match := key == strings.ToLower(a.uri)
+		for _, n := range a.names {
+			match = match || short == n
+		}
+		for _, o := range a.oids {
+			match = match || key == "urn:oid:"+o
+		}
+		if !match {
+			continue
+		}
+		out := []string{lit}
+		add := func(v string) {
+			for _, w := range out {
+				if w == v {
+					return
+				}
+			}
+			out = append(out, v)
+		}
+		add(a.uri)
+		for _, o := range a.oids {
+			add("urn:oid:" + o)
+		}
+		return out
+	}
+	return []string{lit}
+}

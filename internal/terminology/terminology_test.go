@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -179,5 +180,20 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load([]string{filepath.Join(dir, "missing.json")}); err == nil || !errors.Is(err, ErrValueSet) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestSystemForms(t *testing.T) {
+	for _, lit := range []string{"ICD-10-CM", "icd10cm", "http://hl7.org/fhir/sid/icd-10-cm", "urn:oid:2.16.840.1.113883.6.90"} {
+		got := SystemForms(lit)
+		if got[0] != lit || !slices.Contains(got, ICD10CM) || !slices.Contains(got, "urn:oid:2.16.840.1.113883.6.90") {
+			t.Errorf("SystemForms(%q) = %q", lit, got)
+		}
+	}
+	if got := SystemForms("SNOMED CT"); !slices.Contains(got, SNOMED) {
+		t.Errorf("SystemForms(SNOMED CT) = %q", got)
+	}
+	if got := SystemForms("urn:oid:1.2.3"); !reflect.DeepEqual(got, []string{"urn:oid:1.2.3"}) {
+		t.Errorf("SystemForms(local) = %q", got)
 	}
 }

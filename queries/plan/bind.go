@@ -662,10 +662,16 @@ func (b *binder) coded(s *scope, c ColumnRef) bool {
 
 // codeForms returns the values a literal v compared with column c matches:
 // on a code column, v and its canonical ICD-10 form (terminology.Forms), so
-// 'E119' finds the stored E11.9; elsewhere v.
+// 'E119' finds the stored E11.9; on its system column, v and the forms of
+// the system it names (terminology.SystemForms); elsewhere v.
 func (b *binder) codeForms(s *scope, c ColumnRef, v string) []string {
-	if b.coded(s, c) {
+	switch {
+	case b.coded(s, c):
 		return terminology.Forms(v)
+	case s.study == nil && s.table != nil && !c.Patient && c.Name == s.table.Coded[1]:
+		// The code's system: a short name (ICD-10-CM, SNOMED) stands for
+		// the system's URI and OID too.
+		return terminology.SystemForms(v)
 	}
 	return []string{v}
 }
