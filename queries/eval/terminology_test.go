@@ -78,7 +78,7 @@ func TestCodeFamiliesAndValueSets(t *testing.T) {
 		{"SELECT COUNT(*) FROM patients WHERE patient_id IN (SELECT patient_id FROM conditions WHERE code IN VALUESET 'diabetes')", 3},
 		{"SELECT COUNT(*) FROM conditions WHERE code LIKE 'E11%' AND system = 'http://hl7.org/fhir/sid/icd-10-cm'", 2},
 		{"SELECT COUNT(*) FROM conditions WHERE code LIKE 'E11%' AND system = 'ICD-10-CM'", 2}, // a short name
-		{"SELECT COUNT(*) FROM conditions WHERE system IN ('icd10', 'SNOMED')", 3},           // I10, E11, 44054006
+		{"SELECT COUNT(*) FROM conditions WHERE system IN ('icd10', 'SNOMED')", 3},             // I10, E11, 44054006
 	} {
 		p, err := plan.Build(plan.Request{SQL: c.sql, Epsilon: 1, Delta: 1e-6, MinNodes: 1, Threshold: 1, ReferenceDate: ref}, cat)
 		if err != nil {
