@@ -197,3 +197,40 @@ func TestSystemForms(t *testing.T) {
 		t.Errorf("SystemForms(local) = %q", got)
 	}
 }
+
+func TestCodeMap(t *testing.T) {
+	cm, err := ParseCodeMap("map.csv", strings.NewReader("local_system,local_code,system,code,display\n"+
+		"urn:oid:1.2.3,DM2,http://snomed.info/sct,44054006,Diabetes mellitus type 2\n"+
+		"urn:oid:1.2.3,DM2,http://hl7.org/fhir/sid/icd-10,E119,\n"+
+		"urn:oid:1.2.3,DM2,http://snomed.info/sct,44054006,again\n"+
+		"\n"+
+		",HTN,http://snomed.info/sct,38341003,\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm.Len() != 3 {
+		t.Errorf("Len = %d, want 3 (a repeated mapping counts once)", cm.Len())
+	}
+	got := cm.Lookup("urn:oid:1.2.3", "DM2")
+	if len(got) != 2 || got[0].Code != "44054006" || got[1].Code != "E11.9" {
+		t.Errorf("Lookup(DM2) = %+v", got)
+	}
+	if got := cm.Lookup("urn:oid:9", "HTN"); len(got) != 1 || got[0].Code != "38341003" {
+		t.Errorf("Lookup(any system, HTN) = %+v", got)
+	}
+	if got := cm.Lookup("urn:oid:9", "DM2"); got != nil {
+		t.Errorf("DM2 of another system: %+v", got)
+	}
+	for src, want := range map[string]string{
+		"local_code,system,code\nA,s,1\n":                           `map.csv:1: missing column "local_system"`,
+		"local_system,local_code,system,code,extra\n":               `map.csv:1: unknown column "extra"`,
+		"local_system,local_code,system,code\ns,A,,1\n":             "map.csv:2: system is empty",
+		"local_system,local_code,system,code\ns,A,x,1\ns,B,x,\n":    "map.csv:3: code is empty",
+		"local_system,local_code,system,code\n":                     "map.csv: no mappings",
+		"local_system,local_code,local_code,system,code\ns,A,x,1\n": `column "local_code" twice`,
+	} {
+		if _, err := ParseCodeMap("map.csv", strings.NewReader(src)); err == nil || !errors.Is(err, ErrCodeMap) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want ...%s...", src, err, want)
+		}
+	}
+}
