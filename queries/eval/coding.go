@@ -1,7 +1,10 @@
 package eval
 
 import (
+	"strings"
+
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -9,9 +12,9 @@ import (
 // codings: its primary one in the code and system columns, the others in
 // its codings column. The contract, one row per record:
 //
-//   - code IN (...) / system IN (...) hold for a row when any of its
-//     codings has such a code / system; code NOT IN (...) (and <>) when
-//     none has.
+//   - code IN (...) / system IN (...), a code family (LIKE 'E11%') and a
+//     value set hold for a row when any of its codings has such a code /
+//     system; code NOT IN (...) (and <>, NOT LIKE) when none has.
 //   - A code condition and a system condition joined by AND (conjuncts of
 //     one AND chain, at any nesting of AND) must hold on the same coding:
 //     code = 'E11.9' AND system = 'http://hl7.org/fhir/sid/icd-10-cm' does
@@ -59,13 +62,29 @@ func codedOf(c plan.ColumnRef, tb *cdm.Table) (codedColumn, bool) {
 	return codedColumn{system: c.Name == s.Coded[1], ids: col.IDs, sets: tb.Codings}, true
 }
 
-func inList(v string, list []string) bool {
-	for _, x := range list {
-		if x == v {
+// valueTest returns the test of one value against p's values and
+// prefixes (code families), ignoring Negate: the rule stringInColumn
+// applies to each dictionary entry, applied to one coding. nil p always
+// holds.
+func valueTest(p *plan.StringIn) func(v string) bool {
+	if p == nil {
+		return func(string) bool { return true }
+	}
+	vals := make(map[string]bool, len(p.Values))
+	for _, v := range p.Values {
+		vals[v] = true
+	}
+	return func(v string) bool {
+		if vals[v] {
 			return true
 		}
+		for _, pre := range p.Prefixes {
+			if (p.Codes && terminology.InFamily(v, pre)) || (!p.Codes && strings.HasPrefix(v, pre)) {
+				return true
+			}
+		}
+		return false
 	}
-	return false
 }
 
 // codingIn returns mask ∧ (some coding of the row has its code in
@@ -92,11 +111,12 @@ func (ev *evaluator) codingIn(code, sys *plan.StringIn, tb *cdm.Table, mask bits
 			c, _ = codedOf(p.Col, tb)
 		}
 	}
+	codeOK, sysOK := valueTest(code), valueTest(sys)
 	match := make([]bool, len(c.sets))
 	anyMatch := false
 	for id, set := range c.sets {
 		for _, x := range set {
-			if (code == nil || inList(x.Code, code.Values)) && (sys == nil || inList(x.System, sys.Values)) {
+			if codeOK(x.Code) && sysOK(x.System) {
 				match[id], anyMatch = true, true
 				break
 			}
@@ -197,8 +217,21 @@ func (ev *evaluator) and(p *plan.And, tb *cdm.Table, mask bitset) (bitset, error
 
 // codedKey is keyIndex for GROUP BY the code or system column of a table
 // with codings: the first label, in domain order, that a coding of the
-// row carries (lab maps the column's dictionary ids to labels).
-func codedKey(c codedColumn, labels []string, lab []int32, primary []uint32) func(int) int {
+// row carries (lab maps the column's dictionary ids to labels; a code
+// key's label stands for its every form, terminology.Forms).
+func codedKey(c codedColumn, k plan.Key, lab []int32, primary []uint32) func(int) int {
+	labelOf := map[string]int32{}
+	for i, l := range k.Labels {
+		forms := []string{l}
+		if k.Codes {
+			forms = terminology.Forms(l)
+		}
+		for _, f := range forms {
+			if _, ok := labelOf[f]; !ok {
+				labelOf[f] = int32(i)
+			}
+		}
+	}
 	extra := make([]int32, len(c.sets))
 	for id, set := range c.sets {
 		extra[id] = -1
@@ -207,10 +240,8 @@ func codedKey(c codedColumn, labels []string, lab []int32, primary []uint32) fun
 			if c.system {
 				v = x.System
 			}
-			for li, l := range labels {
-				if l == v && (extra[id] < 0 || int32(li) < extra[id]) {
-					extra[id] = int32(li)
-				}
+			if li, ok := labelOf[v]; ok && (extra[id] < 0 || li < extra[id]) {
+				extra[id] = li
 			}
 		}
 	}

@@ -69,6 +69,12 @@ func TestMultiCodedConditions(t *testing.T) {
 		{"SELECT COUNT(*) FROM conditions WHERE (code = 'L1' AND system = '" + localOID + "') OR (code = 'E11.9' AND system = '" + localOID + "')", []float64{4}},
 		// Cohorts see every coding too.
 		{"SELECT COUNT(*) FROM patients WHERE patient_id IN (SELECT patient_id FROM conditions WHERE code = 'E11.9' AND system = '" + icd10cm + "')", []float64{4}},
+		// Code families and ICD-10 forms see every coding too.
+		{"SELECT COUNT(*) FROM conditions WHERE code LIKE 'E11%'", []float64{5}},
+		{"SELECT COUNT(*) FROM conditions WHERE code LIKE 'E11%' AND system = 'ICD-10-CM'", []float64{4}},
+		{"SELECT COUNT(*) FROM conditions WHERE code NOT LIKE 'E11%'", []float64{1}},
+		{"SELECT COUNT(*) FROM conditions WHERE code = 'E119'", []float64{5}},
+		{"SELECT code, COUNT(*) FROM conditions WHERE code IN ('E119', '44054006') GROUP BY code", []float64{5, 1}},
 		// GROUP BY code: each row in one group, the first listed label it carries.
 		{"SELECT code, COUNT(*) FROM conditions WHERE code IN ('44054006', 'E11.9') GROUP BY code", []float64{4, 2}},
 		{"SELECT code, COUNT(*) FROM conditions WHERE code IN ('E11.9', '44054006') GROUP BY code", []float64{5, 1}},

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -222,15 +223,35 @@ func (tr *translator) pred(p plan.Pred, s scope) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		ph := make([]string, len(p.Values))
-		for i, v := range p.Values {
-			ph[i] = tr.arg(v)
+		var terms []string
+		if len(p.Values) > 0 {
+			ph := make([]string, len(p.Values))
+			for i, v := range p.Values {
+				ph[i] = tr.arg(v)
+			}
+			terms = append(terms, c+" IN ("+strings.Join(ph, ", ")+")")
+		}
+		for _, pre := range p.Prefixes {
+			// A code family (terminology.FamilyLike): the head and LIKE
+			// 'below%', with the head's own wildcards escaped.
+			like := pre
+			if p.Codes {
+				var exact string
+				if exact, like = terminology.FamilyLike(pre); exact != "" {
+					terms = append(terms, c+" = "+tr.arg(exact))
+				}
+			}
+			esc := strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(like)
+			terms = append(terms, c+" LIKE "+tr.arg(esc+"%")+` ESCAPE '\'`)
+		}
+		if len(terms) == 0 {
+			terms = []string{"FALSE"}
 		}
 		not := ""
 		if p.Negate {
 			not = "NOT "
 		}
-		return "(" + c + " " + not + "IN (" + strings.Join(ph, ", ") + "))", nil
+		return "(" + not + "(" + strings.Join(terms, " OR ") + "))", nil
 	case *plan.Compare:
 		l, err := tr.value(p.L, s)
 		if err != nil {
@@ -280,8 +301,18 @@ func (tr *translator) keyIndex(k plan.Key, s scope) (string, error) {
 		}
 		var b strings.Builder
 		b.WriteString("(CASE " + c)
+		seen := map[string]bool{}
 		for i, l := range k.Labels {
-			fmt.Fprintf(&b, " WHEN %s THEN %d", tr.arg(l), i)
+			forms := []string{l}
+			if k.Codes {
+				forms = terminology.Forms(l)
+			}
+			for _, f := range forms {
+				if !seen[f] {
+					seen[f] = true
+					fmt.Fprintf(&b, " WHEN %s THEN %d", tr.arg(f), i)
+				}
+			}
 		}
 		b.WriteString(" END)")
 		return b.String(), nil
