@@ -131,6 +131,10 @@ func (s *TableSchema) Row(r *Records, i int, row *Row) {
 // AddRow appends row to the table in r.
 func (s *TableSchema) AddRow(r *Records, row *Row) { s.rows.add(r, row) }
 
+// SetRow replaces the values of record i of the table in r by row's (its
+// record and patient ids are kept).
+func (s *TableSchema) SetRow(r *Records, i int, row *Row) { s.rows.set(r, i, row) }
+
 // Key returns the record id and the patient id of record i of the table in
 // r.
 func (s *TableSchema) Key(r *Records, i int) (id, patientID string) {
@@ -244,6 +248,7 @@ type rowAccess interface {
 	len(r *Records) int
 	get(r *Records, i int, row *Row)
 	add(r *Records, row *Row)
+	set(r *Records, i int, row *Row)
 	key(r *Records, i int) (id, patientID *string)
 	truncate(r *Records, n int)
 	copy(dst, src *Records, i int)
@@ -324,6 +329,13 @@ func (t *table[T]) add(r *Records, row *Row) {
 	}
 	s := t.slice(r)
 	*s = append(*s, x)
+}
+
+func (t *table[T]) set(r *Records, i int, row *Row) {
+	x := &(*t.slice(r))[i]
+	for k, f := range t.fields {
+		f.set(x, row.Values[k])
+	}
 }
 
 func (t *table[T]) key(r *Records, i int) (*string, *string) { return t.keys(&(*t.slice(r))[i]) }

@@ -36,6 +36,7 @@ import (
 	"strings"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/node/internal/csvimport"
 	"github.com/fedstat/fedstat/node/internal/fhir"
 	"github.com/fedstat/fedstat/node/internal/studycsv"
@@ -62,6 +63,10 @@ type Options struct {
 	// OnRead, when set, is called with the number of input bytes (as read
 	// from disk, compressed or not) consumed since the last call.
 	OnRead func(n int64)
+	// CodeMap, when set, is the node admin's map of local codes to
+	// standard ones: every record of a coded table whose codings it maps
+	// also carries the standard codes (applyCodeMap). Defaults to none.
+	CodeMap *terminology.CodeMap
 }
 
 // Result is what Read read.
@@ -164,6 +169,7 @@ func Read(ctx context.Context, o Options, paths []string) (*Result, error) {
 	}
 	fr := r.fhir.Result()
 	r.res.Addresses, r.res.Skipped, r.res.JSONBytes = fr.Addresses, fr.Skipped, fr.JSONBytes
+	applyCodeMap(&r.res.Records, o.CodeMap)
 	return r.res, nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/kv"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/node/internal/fhir"
 	"github.com/fedstat/fedstat/node/internal/ingest"
 	"github.com/fedstat/fedstat/node/internal/store"
@@ -52,9 +53,14 @@ func importFiles(t *testing.T, files map[string]string) *node {
 
 func importPaths(t *testing.T, kvDir string, paths ...string) *node {
 	t.Helper()
+	return importWith(t, ingest.Options{}, kvDir, paths...)
+}
+
+func importWith(t *testing.T, o ingest.Options, kvDir string, paths ...string) *node {
+	t.Helper()
 	ctx := context.Background()
-	rule, _ := fhir.ParseRegionRule("state")
-	res, err := ingest.Read(ctx, ingest.Options{Region: rule}, paths)
+	o.Region, _ = fhir.ParseRegionRule("state")
+	res, err := ingest.Read(ctx, o, paths)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,4 +480,33 @@ func TestCSVCodings(t *testing.T) {
 		"SELECT COUNT(*) FROM conditions WHERE code = 'E11.9' AND verification_status <> 'refuted'": {1},
 		"SELECT COUNT(*) FROM conditions WHERE race = '2106-3'":                                     {1},
 	})
+}
+
+// TestCodeMap: the node admin's map of local codes to standard ones is
+// applied at import: a condition coded only locally is found by its
+// standard codes, and by its local one still.
+func TestCodeMap(t *testing.T) {
+	cm, err := terminology.ParseCodeMap("map.csv", strings.NewReader("local_system,local_code,system,code,display\n"+
+		"urn:oid:1.2.840.114350.1.13.1.1.7.2.696871,E11.9-LOC,http://snomed.info/sct,44054006,Diabetes mellitus type 2\n"+
+		"urn:oid:1.2.840.114350.1.13.1.1.7.2.696871,E11.9-LOC,http://hl7.org/fhir/sid/icd-10-cm,E11.9,\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "Condition.ndjson")
+	if err := os.WriteFile(src, []byte(ndjson(patient("p"), patient("q"),
+		`{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p"},"code":{"coding":[`+local+`]}}`,
+		`{"resourceType":"Condition","id":"c2","subject":{"reference":"Patient/q"},"code":{"coding":[{"system":"urn:oid:9","code":"other"}]}}`)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := importWith(t, ingest.Options{CodeMap: cm}, filepath.Join(dir, "kv"), src).noErrors()
+	n.expect(map[string][]float64{
+		"SELECT COUNT(*) FROM conditions WHERE code = '44054006'":  {1},
+		"SELECT COUNT(*) FROM conditions WHERE code LIKE 'E11%'":   {1},
+		"SELECT COUNT(*) FROM conditions WHERE code = 'E11.9-LOC'": {1},
+		"SELECT COUNT(*) FROM conditions WHERE code = 'other'":     {1},
+	})
+	if c := n.res.Records.Conditions[0]; c.Code != "44054006" || c.System != cdm.SystemSNOMED {
+		t.Errorf("primary coding %s|%s, want the mapped SNOMED CT code", c.System, c.Code)
+	}
 }
