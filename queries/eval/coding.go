@@ -18,7 +18,9 @@ import (
 //   - A code condition and a system condition joined by AND (conjuncts of
 //     one AND chain, at any nesting of AND) must hold on the same coding:
 //     code = 'E11.9' AND system = 'http://hl7.org/fhir/sid/icd-10-cm' does
-//     not match a row coded [SNOMED E11.9-lookalike, ICD-10-CM other].
+//     not match a row coded [local E11.9, ICD-10-CM E10.9]. Only the first
+//     non-negated code and system conditions of a chain are paired; others
+//     (and negated ones) hold on any coding, as alone.
 //   - GROUP BY code (or system) puts a row in exactly one group: the first
 //     label of the key's domain, in the domain's order, that one of its
 //     codings carries.
