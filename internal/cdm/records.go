@@ -123,7 +123,21 @@ func (g *Origins) add(ti int, o Origin) {
 	for len(g.byTable) <= ti {
 		g.byTable = append(g.byTable, nil)
 	}
-	g.byTable[ti] = append(g.byTable[ti], o)
+	Push(&g.byTable[ti], o)
+}
+
+// Push appends x to *s, doubling the capacity when it is full. Decoders
+// append records one at a time to slices that reach hundreds of thousands
+// of elements: append's growth of a quarter past 256 elements allocates
+// (and clears) about five times the final size in all, doubling about
+// twice.
+func Push[T any](s *[]T, x T) {
+	if len(*s) == cap(*s) {
+		n := make([]T, len(*s), max(2*cap(*s), 64))
+		copy(n, *s)
+		*s = n
+	}
+	*s = append(*s, x)
 }
 
 func (g *Origins) at(ti, i int) Origin {

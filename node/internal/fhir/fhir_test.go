@@ -389,3 +389,34 @@ func TestProcedure(t *testing.T) {
 		t.Errorf("skipped %v", res.Skipped)
 	}
 }
+
+// TestFallbackDates: recordedDate (Condition) and issued (Observation) are
+// read only when the resource has no onset or effective date, and a bad one
+// is then a bad record naming it.
+func TestFallbackDates(t *testing.T) {
+	p := NewParser(Options{})
+	in := strings.Join([]string{
+		`{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p"},"recordedDate":"2020-02-30","code":{"coding":[{"code":"1"}]}}`,
+		`{"resourceType":"Condition","id":"c2","subject":{"reference":"Patient/p"},"recordedDate":"2020-02-30","onsetDateTime":"2020-01-01","code":{"coding":[{"code":"1"}]}}`,
+		`{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/p"},"issued":"2020-03-04T10:00:00.000+01:00","code":{"coding":[{"code":"1"}]}}`,
+		`{"resourceType":"Observation","id":"o2","subject":{"reference":"Patient/p"},"issued":7,"code":{"coding":[{"code":"1"}]}}`,
+	}, "\n")
+	if err := p.ParseNDJSON("x.ndjson", strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	res := p.Result()
+	var errs []string
+	for _, e := range res.Errors {
+		errs = append(errs, e.Error())
+	}
+	want := []string{`x.ndjson:1: recordedDate: impossible date "2020-02-30"`, `x.ndjson:4: issued: want a string, got number`}
+	if len(errs) != 2 || !strings.HasPrefix(errs[0], want[0]) || errs[1] != want[1] {
+		t.Errorf("errors %q, want %q", errs, want)
+	}
+	if len(res.Records.Conditions) != 1 || res.Records.Conditions[0].Onset != cdm.DateFromYMD(2020, 1, 1) {
+		t.Errorf("conditions %+v", res.Records.Conditions)
+	}
+	if len(res.Records.Observations) != 1 || res.Records.Observations[0].Date != cdm.DateFromYMD(2020, 3, 4) {
+		t.Errorf("observations %+v", res.Records.Observations)
+	}
+}

@@ -183,7 +183,7 @@ func (p *Parser) medication(s *scanner, l loc) (bad, err error) {
 	}
 	m.Code, m.System, m.Codings = code.code, code.system, code.others
 	p.add(cdm.TableMedications, m.PatientID, l.origin)
-	p.res.Records.Medications = append(p.res.Records.Medications, m)
+	cdm.Push(&p.res.Records.Medications, m)
 	return nil, nil
 }
 
@@ -228,7 +228,7 @@ func (p *Parser) resolveMeds() {
 		m := w.m
 		m.Code, m.System, m.Codings = mc.code.code, mc.code.system, mc.code.others
 		p.res.Origins.Add(cdm.TableMedications, w.o)
-		p.res.Records.Medications = append(p.res.Records.Medications, m)
+		cdm.Push(&p.res.Records.Medications, m)
 	}
 	p.waitingMeds = nil
 }

@@ -89,6 +89,16 @@ func date(s *scanner) (cdm.Date, error) {
 	return d, nil
 }
 
+// dateAt reads the date at offset off of the resource being read (a
+// fallback date member skipped earlier), leaving the scanner where it was.
+func dateAt(s *scanner, off int) (cdm.Date, error) {
+	save := s.pos
+	s.pos = off
+	d, err := date(s)
+	s.pos = save
+	return d, err
+}
+
 // quote quotes at most 64 bytes of b for an error message.
 func quote(b []byte) string {
 	if len(b) > 64 {
@@ -543,7 +553,7 @@ func (p *Parser) patient(s *scanner, l loc) (bad, err error) {
 	for _, id := range idents {
 		p.identPatients[id] = pt.ID
 	}
-	p.res.Records.Patients = append(p.res.Records.Patients, pt)
+	cdm.Push(&p.res.Records.Patients, pt)
 	p.res.Origins.Add(cdm.TablePatients, l.origin)
 	p.res.Addresses[pt.ID] = addr
 	return nil, nil
@@ -663,7 +673,7 @@ func (p *Parser) patientRef(ref string) (string, error) {
 func (p *Parser) condition(s *scanner, l loc) (bad, err error) {
 	var e errs
 	c := cdm.Condition{Onset: cdm.NoDate, Abatement: cdm.NoDate}
-	recorded := cdm.NoDate
+	recordedAt := -1
 	var code coded
 	err = s.object(func(k []byte) error {
 		var err error
@@ -690,8 +700,10 @@ func (p *Parser) condition(s *scanner, l loc) (bad, err error) {
 			c.Onset, _, err = period(s)
 			return e.keep("onsetPeriod", err)
 		case "recordedDate":
-			recorded, err = date(s)
-			return e.keep("recordedDate", err)
+			// Read only if no onset date comes (dateAt).
+			s.ws()
+			recordedAt = s.pos
+			return s.skip()
 		case "abatementDateTime":
 			c.Abatement, err = date(s)
 			return e.keep("abatementDateTime", err)
@@ -721,13 +733,15 @@ func (p *Parser) condition(s *scanner, l loc) (bad, err error) {
 		return missing("code.coding[0].code"), nil
 	}
 	c.Code, c.System, c.Codings = code.code, code.system, code.others
-	if !c.Onset.Valid() {
+	if !c.Onset.Valid() && recordedAt >= 0 {
 		// No onset date (none given, or onsetAge/onsetString): the day it
 		// was recorded.
-		c.Onset = recorded
+		if c.Onset, bad = dateAt(s, recordedAt); bad != nil {
+			return at("recordedDate", bad), nil
+		}
 	}
 	p.add(cdm.TableConditions, c.PatientID, l.origin)
-	p.res.Records.Conditions = append(p.res.Records.Conditions, c)
+	cdm.Push(&p.res.Records.Conditions, c)
 	return nil, nil
 }
 
@@ -742,7 +756,7 @@ type component struct {
 func (p *Parser) observation(s *scanner, l loc) (bad, err error) {
 	var e errs
 	o := cdm.Observation{Date: cdm.NoDate}
-	issued := cdm.NoDate
+	issuedAt := -1
 	var code coded
 	p.comps = p.comps[:0]
 	err = s.object(func(k []byte) error {
@@ -770,8 +784,10 @@ func (p *Parser) observation(s *scanner, l loc) (bad, err error) {
 			o.Date, _, err = period(s)
 			return e.keep("effectivePeriod", err)
 		case "issued":
-			issued, err = date(s)
-			return e.keep("issued", err)
+			// Read only if no effective date comes (dateAt).
+			s.ws()
+			issuedAt = s.pos
+			return s.skip()
 		case "valueQuantity":
 			o.Value, o.HasValue, o.Unit, err = p.quantity(s)
 			return e.keep("valueQuantity", err)
@@ -808,12 +824,14 @@ func (p *Parser) observation(s *scanner, l loc) (bad, err error) {
 			return missing("component[" + strconv.Itoa(i) + "].code.coding[0].code"), nil
 		}
 	}
-	if !o.Date.Valid() {
-		o.Date = issued
+	if !o.Date.Valid() && issuedAt >= 0 {
+		if o.Date, bad = dateAt(s, issuedAt); bad != nil {
+			return at("issued", bad), nil
+		}
 	}
 	o.Code, o.System, o.Codings = code.code, code.system, code.others
 	p.add(cdm.TableObservations, o.PatientID, l.origin)
-	p.res.Records.Observations = append(p.res.Records.Observations, o)
+	cdm.Push(&p.res.Records.Observations, o)
 	// Each component is an observation of its own, of the panel's patient,
 	// day and status, linked to the panel by panel_id.
 	for i := range p.comps {
@@ -822,7 +840,7 @@ func (p *Parser) observation(s *scanner, l loc) (bad, err error) {
 			Code: c.code.code, System: c.code.system, Codings: c.code.others, Date: o.Date,
 			Value: c.value, HasValue: c.has, Unit: c.unit, Status: o.Status, PanelID: o.ID}
 		p.add(cdm.TableObservations, x.PatientID, l.origin)
-		p.res.Records.Observations = append(p.res.Records.Observations, x)
+		cdm.Push(&p.res.Records.Observations, x)
 	}
 	return nil, nil
 }
@@ -899,7 +917,7 @@ func (p *Parser) encounter(s *scanner, l loc) (bad, err error) {
 	}
 	en.TypeCode, en.TypeSystem, en.TypeCodings = typ.code, typ.system, typ.others
 	p.add(cdm.TableEncounters, en.PatientID, l.origin)
-	p.res.Records.Encounters = append(p.res.Records.Encounters, en)
+	cdm.Push(&p.res.Records.Encounters, en)
 	return nil, nil
 }
 
@@ -952,7 +970,7 @@ func (p *Parser) procedure(s *scanner, l loc) (bad, err error) {
 	}
 	x.Code, x.System, x.Codings = code.code, code.system, code.others
 	p.add(cdm.TableProcedures, x.PatientID, l.origin)
-	p.res.Records.Procedures = append(p.res.Records.Procedures, x)
+	cdm.Push(&p.res.Records.Procedures, x)
 	return nil, nil
 }
 
@@ -1009,6 +1027,6 @@ func (p *Parser) immunization(s *scanner, l loc) (bad, err error) {
 	}
 	x.Code, x.System, x.Codings = code.code, code.system, code.others
 	p.add(cdm.TableImmunizations, x.PatientID, l.origin)
-	p.res.Records.Immunizations = append(p.res.Records.Immunizations, x)
+	cdm.Push(&p.res.Records.Immunizations, x)
 	return nil, nil
 }
