@@ -11,6 +11,11 @@ import (
 type Dict struct {
 	values []string
 	index  map[string]uint32
+	// The value Put last and its id: a column often holds one value for
+	// many rows in a row (a status, a code system, the empty string).
+	last    string
+	lastID  uint32
+	hasLast bool
 }
 
 // NewDict returns an empty dictionary.
@@ -18,12 +23,16 @@ func NewDict() *Dict { return &Dict{index: make(map[string]uint32)} }
 
 // Put returns the id of s, adding it if new.
 func (d *Dict) Put(s string) uint32 {
-	if id, ok := d.index[s]; ok {
-		return id
+	if d.hasLast && s == d.last {
+		return d.lastID
 	}
-	id := uint32(len(d.values))
-	d.values = append(d.values, s)
-	d.index[s] = id
+	id, ok := d.index[s]
+	if !ok {
+		id = uint32(len(d.values))
+		d.values = append(d.values, s)
+		d.index[s] = id
+	}
+	d.last, d.lastID, d.hasLast = s, id, true
 	return id
 }
 

@@ -227,6 +227,9 @@ func (p *Parser) resolveMeds() {
 		}
 		m := w.m
 		m.Code, m.System, m.Codings = mc.code.code, mc.code.system, mc.code.others
+		if strings.HasPrefix(m.PatientID, identPrefix) {
+			p.byIdent = append(p.byIdent, pendingRef{tableOf[cdm.TableMedications], len(p.res.Records.Medications)})
+		}
 		p.res.Origins.Add(cdm.TableMedications, w.o)
 		cdm.Push(&p.res.Records.Medications, m)
 	}

@@ -33,13 +33,13 @@ type Parser struct {
 	// and by fullUrl) and the MedicationRequests whose medicationReference
 	// waits for the end of the import (medication.go); waitFrom is the
 	// first of those added by the input being read.
-	meds map[string]medCode
+	meds        map[string]medCode
+	waitingMeds []waitingMed
+	waitFrom    int
 	// Patients by identifier (system|value), and records whose patient is
 	// a logical reference, resolved at the end of the import.
 	identPatients map[string]string
 	byIdent       []pendingRef
-	waitingMeds   []waitingMed
-	waitFrom      int
 	finished      bool
 
 	cbuf  []cdm.Coding // codings of the concept being read

@@ -449,7 +449,9 @@ func TestReferenceForms(t *testing.T) {
 	n := importFiles(t, map[string]string{"bundle.json": bundle,
 		"Condition.ndjson": ndjson(`{"resourceType":"Condition","id":"c6","subject":{"identifier":{"system":"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14","value":"MRN-0042"}},"code":{"coding":[`+snomed+`]}}`,
 			`{"resourceType":"Condition","id":"c7","subject":{"identifier":{"system":"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14","value":"MRN-9999"}},"code":{"coding":[`+snomed+`]}}`),
-		"Patient.ndjson": ndjson(`{"resourceType":"Patient","id":"p2","identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"999-99-9999"},{"use":"usual","system":"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14","value":"MRN-0042"}]}`),
+		"MedicationRequest.ndjson": ndjson(`{"resourceType":"MedicationRequest","id":"r1","subject":{"identifier":{"system":"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14","value":"MRN-0042"}},"medicationReference":{"reference":"Medication/m1"}}`),
+		"z/Medication.ndjson":      ndjson(`{"resourceType":"Medication","id":"m1","code":{"coding":[{"system":"http://www.nlm.nih.gov/research/umls/rxnorm","code":"860975"}]}}`),
+		"Patient.ndjson":           ndjson(`{"resourceType":"Patient","id":"p2","identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"999-99-9999"},{"use":"usual","system":"urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14","value":"MRN-0042"}]}`),
 	})
 	if len(n.res.Errors) != 1 || !strings.HasSuffix(n.res.Errors[0].Error(), `Condition.ndjson:2: subject.reference: cdm: unknown patient "identifier:urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.14|MRN-9999": not in this import nor in the store`) {
 		t.Errorf("errors %v", n.res.Errors)
@@ -457,6 +459,7 @@ func TestReferenceForms(t *testing.T) {
 	n.expect(map[string][]float64{
 		"SELECT COUNT(*) FROM conditions":                   {6},
 		"SELECT COUNT(DISTINCT patient_id) FROM conditions": {2},
+		"SELECT COUNT(*) FROM medications WHERE code = '860975' AND patient_id IN (SELECT patient_id FROM conditions WHERE code = '44054006')": {1},
 	})
 }
 
