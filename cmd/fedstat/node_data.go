@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -154,10 +155,17 @@ func nodeStatusCommand() *cobra.Command {
 patients per region, the most frequent codes, and the recent imports. The numbers are
 exact and for the node's admin only; nothing is sent anywhere.
 
+With the node daemon stopped it reads the data directory directly; with the daemon
+running it asks the daemon through its admin socket (DIR/admin.sock, mode 0600: only the
+node's own user; never reachable over the network). DIR must be a node's data directory
+with its store (DIR/kv): a missing path, an empty or someone else's directory is refused
+and nothing is created.
+
 The JSON form has at least {"tables": {"patients": N, "conditions": N, ...}} plus
 "dates", "regions", "top_codes", "imports" and "generation".`,
-		Example: `  fedstat node status --data-dir ./node1
-  fedstat node status --data-dir ./node1 --format json | jq .tables`,
+		Example: `  fedstat node status --data-dir /var/lib/fedstat/node
+  fedstat node status --data-dir /var/lib/fedstat/node --format json | jq .tables
+  fedstat node status --data-dir ./node1 --key-file node.key    # an encrypted store, daemon stopped`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dataDir == "" {
@@ -166,12 +174,23 @@ The JSON form has at least {"tables": {"patients": N, "conditions": N, ...}} plu
 			if format != "table" && format != "json" {
 				return &usageError{"node status: --format must be table or json"}
 			}
-			if _, err := os.Stat(dataDir); err != nil {
+			if err := admin.CheckDataDir(dataDir, admin.NeedStore); err != nil {
 				return fmt.Errorf("node status: %w", err)
 			}
-			st, err := admin.GetStatus(cmd.Context(), dataDir, keyFile)
-			if err != nil {
-				return err
+			var st *admin.Status
+			if daemonAnswers(dataDir) {
+				b, err := adminRequest(cmd.Context(), dataDir, http.MethodGet, "/local/status", nil, localQueryTimeout)
+				if err != nil {
+					return fmt.Errorf("node status (asked the running node daemon): %w", err)
+				}
+				if err := json.Unmarshal(b, &st); err != nil {
+					return fmt.Errorf("node status: the daemon's answer: %w", err)
+				}
+			} else {
+				var err error
+				if st, err = admin.GetStatus(cmd.Context(), dataDir, keyFile); err != nil {
+					return err
+				}
 			}
 			out := cmd.OutOrStdout()
 			if format == "json" {

@@ -38,8 +38,10 @@ func (d *nodeDir) flags(c *cobra.Command) {
 	f.StringVar(&d.auditLog, "audit-log", "", "the node's audit log (default DATA_DIR/audit.log)")
 }
 
-// resolve fills the settings from --config where no flag gave them.
-func (d *nodeDir) resolve(cmd *cobra.Command, what string) error {
+// resolve fills the settings from --config where no flag gave them, then
+// refuses a data directory that is not what the command needs (need:
+// admin.CheckDataDir), before anything is created or opened.
+func (d *nodeDir) resolve(cmd *cobra.Command, what string, need admin.DirNeed) error {
 	if d.config != "" {
 		var cfg config.Node
 		if err := config.Load(d.config, &cfg, nil); err != nil {
@@ -58,6 +60,9 @@ func (d *nodeDir) resolve(cmd *cobra.Command, what string) error {
 	}
 	if d.dataDir == "" {
 		return &usageError{"node " + what + ": --data-dir or --config is required"}
+	}
+	if err := admin.CheckDataDir(d.dataDir, need); err != nil {
+		return fmt.Errorf("node %s: %w", what, err)
 	}
 	return nil
 }
@@ -98,7 +103,7 @@ the signer of the mark are checked too.`,
   fedstat node check --config /etc/fedstat/node.toml --format json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := d.resolve(cmd, "check"); err != nil {
+			if err := d.resolve(cmd, "check", admin.NeedNode); err != nil {
 				return err
 			}
 			if format != "text" && format != "json" {
@@ -178,7 +183,7 @@ operator key the backup holds the records in the clear: keep it as safe as the d
 		Example: `  fedstat node backup --data-dir /var/lib/fedstat/node /backup/node-$(date +%F).fsbk`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := d.resolve(cmd, "backup"); err != nil {
+			if err := d.resolve(cmd, "backup", admin.NeedStore); err != nil {
 				return err
 			}
 			o := admin.BackupOptions{DataDir: d.dataDir, AuditLog: d.auditLog, KeyFile: d.keyFile}
@@ -232,7 +237,7 @@ This is the fix for a store that is damaged, rolled back, wiped or older than th
 		Example: `  fedstat node restore --config /etc/fedstat/node.toml /backup/node-2026-12-01.fsbk`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := d.resolve(cmd, "restore"); err != nil {
+			if err := d.resolve(cmd, "restore", admin.NeedDirectory); err != nil {
 				return err
 			}
 			id, err := d.identity()
@@ -292,7 +297,7 @@ first to the high-water mark when that is higher), the last head the node had re
 reason. The spend never goes back, and the loss stays visible. The store must open.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := d.resolve(cmd, "reset-audit"); err != nil {
+			if err := d.resolve(cmd, "reset-audit", admin.NeedStore); err != nil {
 				return err
 			}
 			if reason == "" {
