@@ -111,9 +111,9 @@ func (n *Node) Decide(ctx context.Context, queryID string, approve bool, by stri
 // /local/ (`fedstat node status` and `fedstat node query` while the daemon
 // runs).
 //
-// The socket is the access rule: it is created in the state directory
-// (0700) with mode 0600, so only the node's own user reaches it, and it is
-// never reachable over the network. Everything it serves is for the
+// The socket is the access rule: it has mode 0600 (connecting to a unix
+// socket needs write permission on it), so only the node's own user (and
+// root) reaches it, and it is never reachable over the network. Everything it serves is for the
 // node's admin only: exact counts, exact answers, queued SQL.
 func (n *Node) startAdmin() error {
 	path := AdminSocket(n.cfg.StateDir)
