@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,5 +151,28 @@ func TestNodeStatusAndQueryWhileDaemonRuns(t *testing.T) {
 	cut := func(s string) string { return s[:strings.LastIndex(s, "columnar copy built in")] }
 	if cut(table) != cut(stoppedStatus) {
 		t.Errorf("status while the daemon runs:\n%s\nwith it stopped:\n%s", table, stoppedStatus)
+	}
+}
+
+// A socket file left by a daemon that was killed (SIGKILL leaves it) does
+// not answer: status and query read the stopped node's store as before.
+func TestNodeQueryAfterDaemonKilled(t *testing.T) {
+	dir := t.TempDir()
+	data := importPatients(t, dir)
+	lis, err := net.Listen("unix", node.AdminSocket(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis.(*net.UnixListener).SetUnlinkOnClose(false)
+	lis.Close()
+	if _, err := os.Stat(node.AdminSocket(data)); err != nil {
+		t.Fatalf("the stale socket file is gone: %v", err)
+	}
+	out, err := runFedstat(t, "node", "query", "--data-dir", data, "--format", "csv", "SELECT COUNT(*) FROM patients")
+	if err != nil || !strings.Contains(out, "\n2,") {
+		t.Errorf("query next to a stale admin socket: %v\n%s", err, out)
+	}
+	if out, err := runFedstat(t, "node", "status", "--data-dir", data); err != nil || !strings.Contains(out, "patients") {
+		t.Errorf("status next to a stale admin socket: %v\n%s", err, out)
 	}
 }
