@@ -51,8 +51,11 @@ func CheckDataDir(dir string, need DirNeed) error {
 	st, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return dirErr(ErrDataDirMissing, "data directory %s does not exist (nothing was created; check the path, or make a new node's directory with `fedstat node import --data-dir %s FILE...`)",
-			dir, dir)
+		hint := fmt.Sprintf("a new node's directory is made by `fedstat node import --data-dir %s FILE...`", dir)
+		if need == NeedDirectory {
+			hint = fmt.Sprintf("to restore onto a new machine, make it first: mkdir -m 700 %s", dir)
+		}
+		return dirErr(ErrDataDirMissing, "data directory %s does not exist (nothing was created; check the path; %s)", dir, hint)
 	case err != nil:
 		return fmt.Errorf("admin: data directory %s: %w", dir, err)
 	case !st.IsDir():
@@ -72,15 +75,15 @@ func CheckDataDir(dir string, need DirNeed) error {
 	for _, f := range nodeFiles {
 		node = node || have[f]
 	}
-	expected := "a node's data directory holds kv/ (the store, made by `fedstat node import`) and, once the node ran, audit.log, ledger.hwm and keys/"
+	expected := "expected a node's data directory: kv/, the store that `fedstat node import` makes, and once the daemon has run audit.log, ledger.hwm and keys/"
 	switch {
 	case len(ents) == 0 && need == NeedDirectory:
 		return nil
 	case len(ents) == 0:
-		return dirErr(ErrNotDataDir, "%s is empty: not a fedstat data directory (%s)", dir, expected)
+		return dirErr(ErrNotDataDir, "%s is empty: not a fedstat data directory; %s", dir, expected)
 	case !node:
 		sort.Strings(names)
-		return dirErr(ErrNotDataDir, "%s is not a fedstat data directory: it holds %s but none of kv/, audit.log, ledger.hwm, keys/ (%s)", dir, listSome(names, 5), expected)
+		return dirErr(ErrNotDataDir, "%s is not a fedstat data directory: it holds %s but none of kv/, audit.log, ledger.hwm, keys/; %s", dir, listSome(names, 5), expected)
 	}
 	if need != NeedStore {
 		return nil
