@@ -18,7 +18,9 @@ type Dialect interface {
 	Name() string
 	// Quote quotes an identifier.
 	Quote(ident string) string
-	// Placeholder is the n-th (1-based) bind parameter.
+	// Placeholder is the n-th (1-based) bind parameter; the translator
+	// names one placeholder more than once where a value is used twice, so
+	// placeholders must be numbered ($n, @pN), not positional (?).
 	Placeholder(n int) string
 	// DayNumber is an integer expression: days since 1970-01-01 of the DATE
 	// expression d (NULL stays NULL).
@@ -34,6 +36,10 @@ type Dialect interface {
 	// Age is whole years between the DATE expressions birth and ref (the
 	// caller guards birth <= ref and NULL).
 	Age(birth, ref string) string
+	// MakeDate is the DATE of the integer expressions y, m (1-12) and d
+	// (1-31); a day past the month's end runs into the next month rather
+	// than failing the query.
+	MakeDate(y, m, d string) string
 	// Float casts an expression to double precision.
 	Float(x string) string
 	// Limit appends a row limit to a query.
@@ -74,6 +80,11 @@ func (Postgres) Year(d string) string { return fmt.Sprintf("extract(year from %s
 // Age implements Dialect.
 func (Postgres) Age(birth, ref string) string {
 	return fmt.Sprintf("extract(year from age(%s, %s))::int", ref, birth)
+}
+
+// MakeDate implements Dialect.
+func (Postgres) MakeDate(y, m, d string) string {
+	return fmt.Sprintf("(make_date(%s, %s, 1) + (%s - 1))", y, m, d)
 }
 
 // Float implements Dialect.

@@ -16,7 +16,7 @@ func TestTranslateNoDataInSQL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, args, err := Translate(Postgres{}, "omop", p)
+	q, args, err := Translate(Postgres{}, "omop", Info{}, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestTranslateNoDataInSQL(t *testing.T) {
 	if len(args) != 3 {
 		t.Errorf("args = %v, want the code and two regions", args)
 	}
-	for _, want := range []string{"ROW_NUMBER() OVER (PARTITION BY pid, cell ORDER BY ord)", "rn <= 2", `"omop"."condition_occurrence"`} {
+	for _, want := range []string{"ROW_NUMBER() OVER (PARTITION BY pid, cell ORDER BY src, ord)", "rn <= 2", `"omop"."condition_occurrence"`} {
 		if !strings.Contains(q, want) {
 			t.Errorf("SQL lacks %q:\n%s", want, q)
 		}
