@@ -391,8 +391,8 @@ func TestFHIRAndOMOPAgree(t *testing.T) {
 	// By design: 38341003 (hypertension) names the standard concept the
 	// four I10 rows map to; the FHIR node, sent only I10, has no such code.
 	for sql, want := range map[string][2]float64{
-		`SELECT COUNT(*) FROM conditions WHERE code = '38341003'`:                      {0, 4},
-		`SELECT COUNT(*) FROM conditions WHERE system = 'http://snomed.info/sct'`:      {5, 9},
+		`SELECT COUNT(*) FROM conditions WHERE code = '38341003'`:                       {0, 4},
+		`SELECT COUNT(*) FROM conditions WHERE system = 'http://snomed.info/sct'`:       {5, 9},
 		`SELECT COUNT(*) FROM conditions WHERE code IN ('38341003', '44054006', 'I10')`: {8, 8},
 	} {
 		p := build(sql)

@@ -214,9 +214,9 @@ func TestStandardConcepts(t *testing.T) {
 	}
 	b.forget()
 	for sql, want := range map[string][]float64{
-		`SELECT COUNT(*) FROM patients`: {6},
+		`SELECT COUNT(*) FROM patients`:                           {6},
 		`SELECT COUNT(*) FROM conditions WHERE code = '44054006'`: {5},
-		`SELECT COUNT(*) FROM procedures`:                          {3},
+		`SELECT COUNT(*) FROM procedures`:                         {3},
 	} {
 		if got := count(ctx, t, b, sql); !equal(got, want) {
 			t.Errorf("without periods: %s = %v, want %v", sql, got, want)
