@@ -194,7 +194,7 @@ func omopNode(ctx context.Context, t *testing.T, b *Backend) {
 	}
 	exec := func(sql string, args ...any) {
 		t.Helper()
-		if _, err := b.pool.Exec(ctx, strings.ReplaceAll(sql, "%s", b.d.Quote(b.Schema)), args...); err != nil {
+		if err := b.c.exec(ctx, strings.ReplaceAll(sql, "%s", b.d.Quote(b.Schema)), args...); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
@@ -350,8 +350,9 @@ var fxQueries = []string{
 // gets the same exact answers; where the two differ by design (the OMOP
 // vocabulary knows that I10 is hypertension; the FHIR node only has the
 // codes it was sent), the difference is asserted too.
-func TestFHIRAndOMOPAgree(t *testing.T) {
-	ctx, b := openTest(t, "omop_fhir")
+func TestFHIRAndOMOPAgree(t *testing.T) { forEachDialect(t, "omop_fhir", testFHIRAndOMOPAgree) }
+
+func testFHIRAndOMOPAgree(t *testing.T, ctx context.Context, b *Backend) {
 	s := fhirNode(ctx, t)
 	omopNode(ctx, t, b)
 	if info, err := b.Info(ctx); err != nil || !info.Periods {

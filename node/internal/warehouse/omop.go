@@ -182,7 +182,7 @@ func (b *Backend) describe(ctx context.Context) (Info, error) {
 		return *b.info, nil
 	}
 	have := map[string]map[string]bool{}
-	rows, err := b.pool.Query(ctx, `SELECT lower(table_name), lower(column_name) FROM information_schema.columns WHERE table_schema = $1`, b.Schema)
+	rows, err := b.c.query(ctx, `SELECT lower(table_name), lower(column_name) FROM information_schema.columns WHERE table_schema = $1`, b.Schema)
 	if err != nil {
 		return Info{}, fmt.Errorf("warehouse: reading the columns of schema %q: %w", b.Schema, err)
 	}
@@ -233,7 +233,7 @@ func (b *Backend) describe(ctx context.Context) (Info, error) {
 	var info Info
 	if have["cdm_source"]["cdm_version"] {
 		var v *string
-		err := b.pool.QueryRow(ctx, "SELECT MAX(cdm_version) FROM "+b.tbl("cdm_source")).Scan(&v)
+		err := b.c.queryRow(ctx, "SELECT MAX(cdm_version) FROM "+b.tbl("cdm_source")).Scan(&v)
 		if err != nil {
 			return Info{}, fmt.Errorf("warehouse: reading cdm_source.cdm_version: %w", err)
 		}
@@ -252,7 +252,7 @@ func (b *Backend) describe(ctx context.Context) (Info, error) {
 		}
 	}
 	var periods bool
-	if err := b.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+b.tbl("observation_period")+")").Scan(&periods); err != nil {
+	if err := b.c.queryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+b.tbl("observation_period")+")").Scan(&periods); err != nil {
 		return Info{}, fmt.Errorf("warehouse: reading observation_period: %w", err)
 	}
 	info.Periods = periods

@@ -96,7 +96,7 @@ func loadHandBuilt(ctx context.Context, t *testing.T, b *Backend) {
 		t.Fatal(err)
 	}
 	for _, q := range handBuilt {
-		if _, err := b.pool.Exec(ctx, strings.ReplaceAll(q, "%[1]s", b.d.Quote(b.Schema))); err != nil {
+		if err := b.c.exec(ctx, strings.ReplaceAll(q, "%[1]s", b.d.Quote(b.Schema))); err != nil {
 			t.Fatalf("%v\n%s", err, q)
 		}
 	}
@@ -118,23 +118,37 @@ func count(ctx context.Context, t *testing.T, b *Backend, sql string) []float64 
 	return got.Values()
 }
 
-func openTest(t *testing.T, schema string) (context.Context, *Backend) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	b, err := Open(ctx, dsn(t), Postgres{})
-	if err != nil {
-		t.Fatal(err)
+// testDialects are the databases the tests run on: PostgreSQL
+// (testkit.PostgresDSN) always, DuckDB in builds with the duckdb tag
+// (duckdb_test.go).
+var testDialects = []struct {
+	d   Dialect
+	dsn func(t *testing.T) string
+}{{Postgres{}, dsn}}
+
+// forEachDialect runs f in a subtest per test dialect, with a backend
+// whose schema is schema.
+func forEachDialect(t *testing.T, schema string, f func(t *testing.T, ctx context.Context, b *Backend)) {
+	for _, td := range testDialects {
+		t.Run(td.d.Name(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			b, err := Open(ctx, td.dsn(t), td.d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			b.Schema = schema
+			f(t, ctx, b)
+		})
 	}
-	t.Cleanup(b.Close)
-	b.Schema = schema
-	return ctx, b
 }
 
 // TestStandardConcepts asserts exact counts over the hand-built CDM, one
 // or more per rule of the mapping (docs/warehouse.md).
-func TestStandardConcepts(t *testing.T) {
-	ctx, b := openTest(t, "omop_hand")
+func TestStandardConcepts(t *testing.T) { forEachDialect(t, "omop_hand", testStandardConcepts) }
+
+func testStandardConcepts(t *testing.T, ctx context.Context, b *Backend) {
 	loadHandBuilt(ctx, t, b)
 	info, err := b.Info(ctx)
 	if err != nil {
@@ -209,7 +223,7 @@ func TestStandardConcepts(t *testing.T) {
 	}
 
 	// Without observation periods every person and row counts.
-	if _, err := b.pool.Exec(ctx, "DELETE FROM "+b.tbl("observation_period")); err != nil {
+	if err := b.c.exec(ctx, "DELETE FROM "+b.tbl("observation_period")); err != nil {
 		t.Fatal(err)
 	}
 	b.forget()
@@ -240,13 +254,14 @@ func equal(a, b []float64) bool {
 // columns (5.3 has no procedure_end_date and no episode table), and the
 // same counts come out of both; other versions and missing columns are
 // refused by name.
-func TestCDMVersions(t *testing.T) {
-	ctx, b := openTest(t, "omop_versions")
+func TestCDMVersions(t *testing.T) { forEachDialect(t, "omop_versions", testCDMVersions) }
+
+func testCDMVersions(t *testing.T, ctx context.Context, b *Backend) {
 	loadHandBuilt(ctx, t, b)
 	const q = `SELECT COUNT(*) FROM procedures WHERE code = '73761001'`
 	exec := func(sql string) {
 		t.Helper()
-		if _, err := b.pool.Exec(ctx, strings.ReplaceAll(sql, "%s", b.d.Quote(b.Schema))); err != nil {
+		if err := b.c.exec(ctx, strings.ReplaceAll(sql, "%s", b.d.Quote(b.Schema))); err != nil {
 			t.Fatal(err)
 		}
 		b.forget()

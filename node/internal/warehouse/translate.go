@@ -481,7 +481,7 @@ func (tr *translator) keyIndex(k plan.Key, s scope) (string, error) {
 			open = strconv.Itoa(bands)
 			fmt.Fprintf(&b, " WHEN %s >= %d THEN %s", a, k.Top, open)
 		}
-		i := fmt.Sprintf("((%s - %d) / %d)", a, k.Start, k.Width)
+		i := tr.d.IntDiv(fmt.Sprintf("(%s - %d)", a, k.Start), strconv.Itoa(k.Width))
 		fmt.Fprintf(&b, " WHEN %s < %d THEN NULL WHEN %s < %d THEN %s END)", a, k.Start, i, bands, i)
 		return b.String(), nil
 	}

@@ -12,9 +12,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -23,10 +20,11 @@ import (
 // DefaultSchema is the schema holding the OMOP tables.
 const DefaultSchema = "omop"
 
-// Backend evaluates plans in a PostgreSQL OMOP database. It is safe for
-// concurrent use once Schema is set.
+// Backend evaluates plans in an OMOP database: PostgreSQL (pgx) or a
+// DuckDB file (database/sql, in binaries built with the duckdb tag). It is
+// safe for concurrent use once Schema is set.
 type Backend struct {
-	pool   *pgxpool.Pool
+	c      conn
 	d      Dialect
 	Schema string // OMOP schema; DefaultSchema unless set before use
 
@@ -37,25 +35,39 @@ type Backend struct {
 
 func (b *Backend) tbl(name string) string { return b.d.Quote(b.Schema) + "." + b.d.Quote(name) }
 
-// Open connects to dsn (a libpq/pgx connection string) with dialect d (nil:
-// Postgres).
+// Open connects with dialect d (nil: Postgres) to dsn: for PostgreSQL a
+// libpq/pgx connection string, for DuckDB the database file's path (with
+// "?access_mode=READ_ONLY" to open it read-only).
 func Open(ctx context.Context, dsn string, d Dialect) (*Backend, error) {
 	if d == nil {
 		d = Postgres{}
 	}
-	pool, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		return nil, fmt.Errorf("warehouse: %w", err)
+	var c conn
+	switch d.Name() {
+	case "duckdb":
+		if duckdbOpen == nil {
+			return nil, errNoDuckDB
+		}
+		db, err := duckdbOpen(dsn)
+		if err != nil {
+			return nil, fmt.Errorf("warehouse: opening DuckDB %q: %w", dsn, err)
+		}
+		if err := db.PingContext(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("warehouse: opening DuckDB %q: %w", dsn, err)
+		}
+		c = sqlConn{db: db, d: d}
+	default:
+		var err error
+		if c, err = openPostgres(ctx, dsn); err != nil {
+			return nil, err
+		}
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("warehouse: %w", err)
-	}
-	return &Backend{pool: pool, d: d, Schema: DefaultSchema}, nil
+	return &Backend{c: c, d: d, Schema: DefaultSchema}, nil
 }
 
 // Close closes the connections.
-func (b *Backend) Close() { b.pool.Close() }
+func (b *Backend) Close() { b.c.close() }
 
 // Evaluate computes p's exact aggregates in the database. The result must
 // never leave the node (see eval.Exact).
@@ -65,7 +77,7 @@ func (b *Backend) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, erro
 		return nil, err
 	}
 	var n int64
-	if err := b.pool.QueryRow(ctx, "SELECT COUNT(*) FROM "+b.tbl("person")).Scan(&n); err != nil {
+	if err := b.c.queryRow(ctx, "SELECT COUNT(*) FROM "+b.tbl("person")).Scan(&n); err != nil {
 		return nil, fmt.Errorf("warehouse: %w", err)
 	}
 	if n > int64(p.MaxPatientsPerNode()) {
@@ -75,7 +87,7 @@ func (b *Backend) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, erro
 	if err != nil {
 		return nil, err
 	}
-	rows, err := b.pool.Query(ctx, q, args...)
+	rows, err := b.c.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("warehouse: %w", err)
 	}
@@ -112,7 +124,7 @@ func (b *Backend) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, erro
 var ddl = []string{
 	`CREATE TABLE %[1]s.cdm_source (cdm_source_name varchar(255) NOT NULL, cdm_source_abbreviation varchar(25) NOT NULL, cdm_holder varchar(255) NOT NULL, source_release_date date, cdm_release_date date, cdm_version varchar(10), cdm_version_concept_id integer NOT NULL DEFAULT 0, vocabulary_version varchar(20) NOT NULL DEFAULT '')`,
 	`CREATE TABLE %[1]s.concept (concept_id integer PRIMARY KEY, concept_name varchar(255) NOT NULL DEFAULT '', domain_id varchar(20) NOT NULL DEFAULT '', vocabulary_id varchar(255) NOT NULL, concept_class_id varchar(20) NOT NULL DEFAULT '', standard_concept varchar(1), concept_code varchar(50) NOT NULL, valid_start_date date NOT NULL DEFAULT DATE '1970-01-01', valid_end_date date NOT NULL DEFAULT DATE '2099-12-31', invalid_reason varchar(1))`,
-	`CREATE INDEX ON %[1]s.concept (concept_code)`,
+	`CREATE INDEX concept_code_idx ON %[1]s.concept (concept_code)`,
 	`CREATE TABLE %[1]s.concept_relationship (concept_id_1 integer NOT NULL, concept_id_2 integer NOT NULL, relationship_id varchar(20) NOT NULL, valid_start_date date NOT NULL DEFAULT DATE '1970-01-01', valid_end_date date NOT NULL DEFAULT DATE '2099-12-31', invalid_reason varchar(1))`,
 	`CREATE TABLE %[1]s.concept_ancestor (ancestor_concept_id integer NOT NULL, descendant_concept_id integer NOT NULL, min_levels_of_separation integer NOT NULL DEFAULT 0, max_levels_of_separation integer NOT NULL DEFAULT 0)`,
 	`CREATE TABLE %[1]s.location (location_id bigint PRIMARY KEY, location_source_value varchar(50))`,
@@ -134,15 +146,18 @@ var genderConcept = map[string]int32{"female": 8532, "male": 8507, "other": 8521
 // the schema first: for tests and demos only.
 func (b *Backend) CreateSchema(ctx context.Context) error {
 	s := b.d.Quote(b.Schema)
-	if _, err := b.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+s+" CASCADE; CREATE SCHEMA "+s); err != nil {
+	if err := b.c.exec(ctx, "DROP SCHEMA IF EXISTS "+s+" CASCADE"); err != nil {
+		return fmt.Errorf("warehouse: %w", err)
+	}
+	if err := b.c.exec(ctx, "CREATE SCHEMA "+s); err != nil {
 		return fmt.Errorf("warehouse: %w", err)
 	}
 	for _, q := range ddl {
-		if _, err := b.pool.Exec(ctx, fmt.Sprintf(q, s)); err != nil {
+		if err := b.c.exec(ctx, fmt.Sprintf(q, s)); err != nil {
 			return fmt.Errorf("warehouse: %w", err)
 		}
 	}
-	if _, err := b.pool.Exec(ctx, "INSERT INTO "+b.tbl("cdm_source")+" (cdm_source_name, cdm_source_abbreviation, cdm_holder, cdm_version) VALUES ('fedstat test load', 'fedstat', 'fedstat', 'v5.4')"); err != nil {
+	if err := b.c.exec(ctx, "INSERT INTO "+b.tbl("cdm_source")+" (cdm_source_name, cdm_source_abbreviation, cdm_holder, cdm_version) VALUES ('fedstat test load', 'fedstat', 'fedstat', 'v5.4')"); err != nil {
 		return fmt.Errorf("warehouse: %w", err)
 	}
 	b.forget()
@@ -202,8 +217,7 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 		return c[r]
 	}
 	copyRows := func(table string, cols []string, rows [][]any) error {
-		_, err := b.pool.CopyFrom(ctx, pgx.Identifier{b.Schema, table}, cols, pgx.CopyFromRows(rows))
-		if err != nil {
+		if err := b.c.insert(ctx, b.Schema, table, cols, rows); err != nil {
 			return fmt.Errorf("warehouse: copy %s: %w", table, err)
 		}
 		return nil
@@ -358,8 +372,10 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 	if err := copyRows("concept", []string{"concept_id", "vocabulary_id", "concept_code", "standard_concept"}, conceptRows); err != nil {
 		return err
 	}
-	_, err := b.pool.Exec(ctx, "ANALYZE")
-	return err
+	if err := b.c.exec(ctx, "ANALYZE"); err != nil {
+		return fmt.Errorf("warehouse: %w", err)
+	}
+	return nil
 }
 
 // Summary is the exact size of the warehouse's data as queries see it:
@@ -383,7 +399,7 @@ func (b *Backend) Summary(ctx context.Context) (patients int64, rows map[string]
 			return 0, nil, err
 		}
 		var n int64
-		if err := b.pool.QueryRow(ctx, "SELECT COUNT(*) FROM "+from).Scan(&n); err != nil {
+		if err := b.c.queryRow(ctx, "SELECT COUNT(*) FROM "+from).Scan(&n); err != nil {
 			return 0, nil, fmt.Errorf("warehouse: counting %s: %w", name, err)
 		}
 		rows[name] = n

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"testing"
-	"time"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/synth"
@@ -49,10 +48,9 @@ var bounded = map[string]string{
 	`SELECT week(date) AS w, COUNT(*) FROM observations WHERE date BETWEEN '2020-01-01' AND '2020-12-31' GROUP BY w WITH max_groups = 1, max_rows = 1`:                                       `SELECT week(date) AS w, COUNT(*) FROM observations WHERE date BETWEEN '2020-01-01' AND '2020-12-31' GROUP BY w WITH max_groups = 53, max_rows = 1000`,
 }
 
-func TestCompareWithEval(t *testing.T) {
-	d := dsn(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+func TestCompareWithEval(t *testing.T) { forEachDialect(t, "omop_test", testCompareWithEval) }
+
+func testCompareWithEval(t *testing.T, ctx context.Context, b *Backend) {
 	recs, err := synth.Generate(synth.Options{Patients: 5000, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
@@ -60,12 +58,6 @@ func TestCompareWithEval(t *testing.T) {
 	tables := cdm.NewBuilder()
 	tables.AddRecords(recs)
 	tabs := tables.Build()
-	b, err := Open(ctx, d, Postgres{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	b.Schema = "omop_test"
 	if err := b.LoadRecords(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
