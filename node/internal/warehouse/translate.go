@@ -341,6 +341,27 @@ func (tr *translator) value(v plan.Value, s scope) (string, error) {
 	case plan.NegValue:
 		x, err := tr.value(v.X, s)
 		return "(-" + x + ")", err
+	case plan.IndicatorValue:
+		c, err := tr.pred(v.P, s)
+		if err != nil {
+			return "", err
+		}
+		return tr.d.Float("CASE WHEN " + c + " THEN 1 ELSE 0 END"), nil
+	case plan.FuncValue:
+		x, err := tr.value(v.X, s)
+		if err != nil {
+			return "", err
+		}
+		switch v.Name {
+		case "exp":
+			// As Go's math.Exp: +Inf above, 0 below the float64 range
+			// (PostgreSQL raises overflow and underflow errors there).
+			return fmt.Sprintf("(CASE WHEN %[1]s > 709.782712893384 THEN %[2]s WHEN %[1]s < -745.1332191019411 THEN %[3]s ELSE exp(%[1]s) END)",
+				x, tr.d.Float("'Infinity'"), tr.d.Float("0")), nil
+		case "ln":
+			return fmt.Sprintf("(CASE WHEN %[1]s > 0 THEN ln(%[1]s) END)", x), nil
+		}
+		return "", fmt.Errorf("warehouse: unsupported function %q", v.Name)
 	case plan.ArithValue:
 		l, err := tr.value(v.L, s)
 		if err != nil {
