@@ -117,7 +117,9 @@ var funcQueries = []string{
 	`SELECT COUNT(*) FROM observations WHERE EXP(value * 100) > 1 OR LN(value - 1000) > 0 OR EXP(-value * 100) = 0`,
 }
 
-func TestFunctionsAgainstEval(t *testing.T) { forEachDialect(t, "omop_funcs", testFunctionsAgainstEval) }
+func TestFunctionsAgainstEval(t *testing.T) {
+	forEachDialect(t, "omop_funcs", testFunctionsAgainstEval)
+}
 
 func testFunctionsAgainstEval(t *testing.T, ctx context.Context, b *Backend) {
 	recs, err := synth.Generate(synth.Options{Patients: 500, Seed: 3})
