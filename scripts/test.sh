@@ -88,9 +88,10 @@ echo "== go test -race"
 go test -race -timeout 25m ./... "$@"
 
 # The DuckDB dialect is behind the duckdb build tag (cgo, a 90 MB library):
-# the warehouse tests again, on PostgreSQL and on DuckDB files, and the
-# binary that includes it.
+# the warehouse tests again, on PostgreSQL and on DuckDB files, the binary
+# that includes it, and a network in which one node answers from a DuckDB file.
 echo "== OMOP warehouse on DuckDB (-tags duckdb)"
 go vet -tags duckdb ./node/internal/warehouse/
 go build -tags duckdb -o /dev/null ./cmd/fedstat
 go test -race -count=1 -tags duckdb ./node/internal/warehouse/
+go test -count=1 -tags duckdb -run '^TestWarehouseDuckDBNodeProcess$' ./test/e2e/
