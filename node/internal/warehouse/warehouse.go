@@ -1,8 +1,10 @@
-// Package warehouse is a node back end for an existing OMOP CDM v5.4
-// database: it translates a query plan into one SQL statement (Translate)
-// that enforces the plan's contribution bounds in the database and returns
-// only aggregates (one row per cell), through a Dialect so that other
-// engines are a new dialect, not a rewrite. See docs/warehouse.md.
+// Package warehouse is a node back end for an existing OMOP CDM 5.3 or 5.4
+// database in PostgreSQL or in a DuckDB file: it checks the schema (Info),
+// translates a query plan into one SQL statement (Translate) that matches
+// codes on standard concepts (concept_ancestor, 'Maps to') and source
+// values, enforces the plan's contribution bounds in the database and
+// returns only aggregates (one row per cell), through a Dialect so that
+// other engines are a new dialect, not a rewrite. See docs/warehouse.md.
 package warehouse
 
 import (
