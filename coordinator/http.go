@@ -102,7 +102,7 @@ func (t *Tokens) Lookup(token string) (TokenEntry, bool) {
 //	GET  /v1/nodes                 nodes
 //	GET  /v1/budget[?analyst=NAME]  the caller's budget at every node
 //	GET  /v1/audit[?limit=N]       the coordinator's audit log (operators only)
-//	GET  /v1/catalogue             the public catalogue: regions, study names, populations
+//	GET  /v1/catalogue             the public catalogue: regions, study names, value sets, populations
 //	GET  /v1/studies               the catalogue's study tables
 //	POST /v1/stats/{method}        km, cox, logit, linreg on a study (stats_http.go)
 //	POST /v1/session               dashboard sign-in (body: {"token": "..."})

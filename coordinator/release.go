@@ -6,8 +6,11 @@ import (
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/resultpb"
+	"github.com/fedstat/fedstat/internal/terminology"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/dp"
+	"github.com/fedstat/fedstat/queries/plan"
+	"github.com/fedstat/fedstat/queries/result"
 )
 
 // The release step of a query: the coordinator decrypts the total, and
@@ -26,6 +29,7 @@ func (c *Coordinator) release(q *query, rk *homomorphic.ResultKey, switched []*h
 		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
 	}
 	q.phase("decrypt+release", start)
+	nameCodes(c.cfg.Catalogue, q.plan, r)
 	return resultpb.ToProto(r), nil
 }
 
@@ -46,5 +50,39 @@ func (c *Coordinator) releasePlaintext(q *query, parts []partial) (*typesv1.Resu
 		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
 	}
 	q.phase("decrypt+release", start)
+	nameCodes(c.cfg.Catalogue, q.plan, r)
 	return resultpb.ToProto(r), nil
+}
+
+// nameCodes gives the released result the display names that the
+// catalogue's value sets give the codes among its key labels (public
+// metadata: the labels come from the query, the names from the catalogue).
+func nameCodes(cat *plan.Catalogue, p *plan.Plan, r *result.Result) {
+	if cat == nil || len(cat.ValueSets) == 0 {
+		return
+	}
+	names := map[string]string{}
+	for i := range cat.ValueSets {
+		for code, n := range cat.ValueSets[i].Names() {
+			if _, ok := names[code]; !ok {
+				names[code] = n
+			}
+		}
+	}
+	for _, k := range p.Keys() {
+		if !k.Codes {
+			continue
+		}
+		for _, l := range k.Labels {
+			for _, f := range terminology.Forms(l) {
+				if n, ok := names[f]; ok {
+					if r.KeyNames == nil {
+						r.KeyNames = map[string]string{}
+					}
+					r.KeyNames[l] = n
+					break
+				}
+			}
+		}
+	}
 }

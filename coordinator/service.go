@@ -106,13 +106,18 @@ func (s *service) Catalogue(ctx context.Context, _ *coordinatorv1.CatalogueReque
 }
 
 // CatalogueInfo is the public catalogue served to analysts: regions, study
-// tables and populations.
+// tables, value sets and populations.
 func (c *Coordinator) CatalogueInfo() *coordinatorv1.CatalogueResponse {
 	out := &coordinatorv1.CatalogueResponse{Populations: map[string]int64{}}
 	if cat := c.cfg.Catalogue; cat != nil {
 		out.Regions = append(out.Regions, cat.Regions...)
 		for _, st := range cat.Studies {
 			out.Studies = append(out.Studies, st.Name)
+		}
+		for _, v := range cat.ValueSets {
+			out.ValueSets = append(out.ValueSets, &coordinatorv1.ValueSetInfo{Name: v.Name, Title: v.Title,
+				Codes: int32(len(v.Include)), Families: int32(len(v.IncludeFamilies)), Excluded: int32(len(v.Exclude) + len(v.ExcludeFamilies)),
+				Names: v.Names(), Digest: v.Digest()})
 		}
 	}
 	for k, v := range c.cfg.Populations {

@@ -80,6 +80,12 @@ type Common struct {
 	// network's study tables, part of the public catalogue. They must be the
 	// same at the coordinator and every node.
 	Studies []string `toml:"studies"`
+	// ValueSets lists value set files or folders of them (*.json: FHIR
+	// ValueSet resources or OMOP concept sets; docs/query-language.md),
+	// part of the public catalogue: queries match them as `code IN VALUESET
+	// 'name'`. They must be the same at the coordinator and every node (a
+	// node that expands a name differently refuses the query).
+	ValueSets []string `toml:"value_sets"`
 	// Params is the homomorphic parameter set. Default: the production set.
 	Params string `toml:"params"`
 	// LogLevel is debug, info, warn or error. Default info.

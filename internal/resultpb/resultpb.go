@@ -18,7 +18,7 @@ import (
 // known) is not sent.
 func ToProto(r *result.Result) *typesv1.Result {
 	out := &typesv1.Result{Columns: r.Columns, KeyColumns: int32(r.KeyColumns), Epsilon: r.Epsilon, Delta: r.Delta, Rho: r.Rho,
-		Mechanism: r.Mechanism, Nodes: int32(r.Nodes), SmallCountThreshold: int32(r.SmallCountThreshold)}
+		Mechanism: r.Mechanism, Nodes: int32(r.Nodes), SmallCountThreshold: int32(r.SmallCountThreshold), KeyNames: r.KeyNames}
 	for _, row := range r.Rows {
 		pr := &typesv1.Row{Keys: row.Keys}
 		for _, v := range row.Values {
@@ -42,7 +42,8 @@ func ToProto(r *result.Result) *typesv1.Result {
 // interval; a number sent without a variance has a NaN Variance.
 func FromProto(p *typesv1.Result) *result.Result {
 	r := &result.Result{Columns: p.GetColumns(), KeyColumns: int(p.GetKeyColumns()), Epsilon: p.GetEpsilon(), Delta: p.GetDelta(),
-		Rho: p.GetRho(), Mechanism: p.GetMechanism(), Nodes: int(p.GetNodes()), SmallCountThreshold: int(p.GetSmallCountThreshold())}
+		Rho: p.GetRho(), Mechanism: p.GetMechanism(), Nodes: int(p.GetNodes()), SmallCountThreshold: int(p.GetSmallCountThreshold()),
+		KeyNames: p.GetKeyNames()}
 	for _, row := range p.GetRows() {
 		rr := result.Row{Keys: row.GetKeys()}
 		for _, v := range row.GetValues() {

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -23,8 +24,14 @@ func (ev *evaluator) keyIndex(k plan.Key, tb *cdm.Table) (func(int) int, error) 
 			lab[i] = -1
 		}
 		for i, l := range k.Labels {
-			if id, ok := col.Dict.Lookup(l); ok {
-				lab[id] = int32(i)
+			forms := []string{l}
+			if k.Codes {
+				forms = terminology.Forms(l)
+			}
+			for _, f := range forms {
+				if id, ok := col.Dict.Lookup(f); ok && lab[id] < 0 {
+					lab[id] = int32(i)
+				}
 			}
 		}
 		if via {

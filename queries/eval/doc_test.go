@@ -28,7 +28,7 @@ func TestDocExamples(t *testing.T) {
 		t.Fatalf("found %d sql blocks", len(blocks))
 	}
 	tb := fixture()
-	cat := &plan.Catalogue{Regions: []string{"north", "south", "east", "west"}}
+	cat := &plan.Catalogue{Regions: []string{"north", "south", "east", "west"}, ValueSets: diabetesValueSets(t)}
 	for _, b := range blocks {
 		sql := b[1]
 		p, err := plan.Build(plan.Request{SQL: sql, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 2, ReferenceDate: ref}, cat)

@@ -3,8 +3,10 @@ package eval
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -65,6 +67,17 @@ func (ev *evaluator) stringIn(p *plan.StringIn, tb *cdm.Table, mask bitset) (bit
 			match[id] = true
 		}
 	}
+	if len(p.Prefixes) > 0 {
+		// A code family: every dictionary entry below one of the heads.
+		for id, v := range col.Dict.Values() {
+			for _, pre := range p.Prefixes {
+				if (p.Codes && terminology.InFamily(v, pre)) || (!p.Codes && strings.HasPrefix(v, pre)) {
+					match[id] = true
+					break
+				}
+			}
+		}
+	}
 	if p.Negate {
 		for i := range match {
 			match[i] = !match[i]
@@ -86,7 +99,7 @@ func (ev *evaluator) stringIn(p *plan.StringIn, tb *cdm.Table, mask bitset) (bit
 		return out, nil
 	}
 	ids := col.IDs
-	if len(p.Values) == 1 && !p.Negate {
+	if len(p.Values) == 1 && len(p.Prefixes) == 0 && !p.Negate {
 		id, ok := col.Dict.Lookup(p.Values[0])
 		if !ok {
 			return out, nil // no row can match

@@ -115,22 +115,44 @@ type InSelect struct {
 	Not bool
 }
 
-func (e *Ident) Position() Pos     { return e.Pos }
-func (e *StringLit) Position() Pos { return e.Pos }
-func (e *NumberLit) Position() Pos { return e.Pos }
-func (e *Call) Position() Pos      { return e.Pos }
-func (e *Binary) Position() Pos    { return e.L.Position() }
-func (e *Unary) Position() Pos     { return e.Pos }
-func (e *Between) Position() Pos   { return e.X.Position() }
-func (e *InList) Position() Pos    { return e.X.Position() }
-func (e *InSelect) Position() Pos  { return e.X.Position() }
+// Like is x [NOT] LIKE 'pattern'. The planner accepts a pattern of the form
+// 'head%' only: a code family.
+type Like struct {
+	Pos     Pos // of LIKE
+	X       Expr
+	Pattern *StringLit
+	Not     bool
+}
 
-func (*Ident) exprNode()     {}
-func (*StringLit) exprNode() {}
-func (*NumberLit) exprNode() {}
-func (*Call) exprNode()      {}
-func (*Binary) exprNode()    {}
-func (*Unary) exprNode()     {}
-func (*Between) exprNode()   {}
-func (*InList) exprNode()    {}
-func (*InSelect) exprNode()  {}
+// InValueSet is x [NOT] IN VALUESET 'name': the codes of a value set of the
+// network catalogue.
+type InValueSet struct {
+	Pos  Pos // of IN
+	X    Expr
+	Name *StringLit
+	Not  bool
+}
+
+func (e *Ident) Position() Pos      { return e.Pos }
+func (e *StringLit) Position() Pos  { return e.Pos }
+func (e *NumberLit) Position() Pos  { return e.Pos }
+func (e *Call) Position() Pos       { return e.Pos }
+func (e *Binary) Position() Pos     { return e.L.Position() }
+func (e *Unary) Position() Pos      { return e.Pos }
+func (e *Between) Position() Pos    { return e.X.Position() }
+func (e *InList) Position() Pos     { return e.X.Position() }
+func (e *InSelect) Position() Pos   { return e.X.Position() }
+func (e *Like) Position() Pos       { return e.X.Position() }
+func (e *InValueSet) Position() Pos { return e.X.Position() }
+
+func (*Ident) exprNode()      {}
+func (*StringLit) exprNode()  {}
+func (*NumberLit) exprNode()  {}
+func (*Call) exprNode()       {}
+func (*Binary) exprNode()     {}
+func (*Unary) exprNode()      {}
+func (*Between) exprNode()    {}
+func (*InList) exprNode()     {}
+func (*InSelect) exprNode()   {}
+func (*Like) exprNode()       {}
+func (*InValueSet) exprNode() {}

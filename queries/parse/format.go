@@ -73,6 +73,20 @@ func format(b *strings.Builder, e Expr) {
 			format(b, a)
 		}
 		b.WriteByte(')')
+	case *Like:
+		format(b, e.X)
+		if e.Not {
+			b.WriteString(" NOT")
+		}
+		b.WriteString(" LIKE ")
+		format(b, e.Pattern)
+	case *InValueSet:
+		format(b, e.X)
+		if e.Not {
+			b.WriteString(" NOT")
+		}
+		b.WriteString(" IN VALUESET ")
+		format(b, e.Name)
 	case *InSelect:
 		format(b, e.X)
 		if e.Not {

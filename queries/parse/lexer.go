@@ -26,7 +26,7 @@ type token struct {
 var keywords = map[string]bool{
 	"SELECT": true, "FROM": true, "WHERE": true, "GROUP": true, "BY": true, "AS": true,
 	"AND": true, "OR": true, "NOT": true, "BETWEEN": true, "IN": true, "DISTINCT": true,
-	"WITH": true,
+	"WITH": true, "LIKE": true, "VALUESET": true,
 }
 
 // lexer splits the query into tokens. It is restartable at any position and

@@ -347,11 +347,11 @@ func (p *parser) predicate() (Expr, error) {
 	if p.isKeyword("NOT") {
 		not = true
 		p.advance()
-		if !p.isKeyword("BETWEEN") && !p.isKeyword("IN") {
+		if !p.isKeyword("BETWEEN") && !p.isKeyword("IN") && !p.isKeyword("LIKE") {
 			if err := p.check(); err != nil {
 				return nil, err
 			}
-			return nil, p.errAt(p.tok.pos, "expected BETWEEN or IN after NOT, found %s", p.describe())
+			return nil, p.errAt(p.tok.pos, "expected BETWEEN, IN or LIKE after NOT, found %s", p.describe())
 		}
 	}
 	switch {
@@ -370,9 +370,25 @@ func (p *parser) predicate() (Expr, error) {
 			return nil, err
 		}
 		return &Between{Pos: pos, X: l, Lo: lo, Hi: hi, Not: not}, nil
+	case p.isKeyword("LIKE"):
+		pos := p.tok.pos
+		p.advance()
+		lit, err := p.stringLit("LIKE")
+		if err != nil {
+			return nil, err
+		}
+		return &Like{Pos: pos, X: l, Pattern: lit, Not: not}, nil
 	case p.isKeyword("IN"):
 		pos := p.tok.pos
 		p.advance()
+		if p.isKeyword("VALUESET") {
+			p.advance()
+			lit, err := p.stringLit("VALUESET")
+			if err != nil {
+				return nil, err
+			}
+			return &InValueSet{Pos: pos, X: l, Name: lit, Not: not}, nil
+		}
 		if err := p.expectPunct("("); err != nil {
 			return nil, err
 		}
@@ -408,6 +424,19 @@ func (p *parser) predicate() (Expr, error) {
 		return &InList{Pos: pos, X: l, List: list, Not: not}, nil
 	}
 	return l, nil
+}
+
+// stringLit reads the 'quoted string' that must follow the keyword after.
+func (p *parser) stringLit(after string) (*StringLit, error) {
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	if p.tok.kind != tString {
+		return nil, p.errAt(p.tok.pos, "expected a 'quoted string' after %s, found %s", after, p.describe())
+	}
+	t := p.tok
+	p.advance()
+	return &StringLit{Pos: t.pos, Value: t.text}, nil
 }
 
 func (p *parser) additive() (Expr, error) {

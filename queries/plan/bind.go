@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/queries/parse"
 )
 
@@ -19,6 +20,8 @@ type binder struct {
 	// studyDomain marks GROUP BY keys whose domain is a study schema's
 	// value list (copied to the plan for Describe).
 	studyDomain map[string]bool
+	// valueSets: the value sets the query uses, name -> digest.
+	valueSets map[string]string
 }
 
 func (b *binder) errf(kind error, pos parse.Pos, format string, args ...any) error {
@@ -528,14 +531,16 @@ func (b *binder) pred(s *scope, e parse.Expr) (Pred, error) {
 		if id, ok := e.X.(*parse.Ident); ok {
 			if c, ok := s.column(id.Name); ok && c.Type == cdm.TypeString {
 				vals := make([]string, 0, len(e.List))
+				var labels []string
 				for _, it := range e.List {
 					v, err := b.stringLit(c, it)
 					if err != nil {
 						return nil, err
 					}
-					vals = append(vals, v)
+					labels = append(labels, v)
+					vals = append(vals, b.codeForms(s, c, v)...)
 				}
-				return &StringIn{Col: c, Values: vals, Negate: e.Not}, nil
+				return &StringIn{Col: c, Values: vals, Labels: labels, Negate: e.Not}, nil
 			}
 		}
 		var p Pred
@@ -549,6 +554,55 @@ func (b *binder) pred(s *scope, e parse.Expr) (Pred, error) {
 			} else {
 				p = &Or{p, c}
 			}
+		}
+		if e.Not {
+			p = &Not{p}
+		}
+		return p, nil
+	case *parse.Like:
+		c, err := b.textColumn(s, e.X, "LIKE")
+		if err != nil {
+			return nil, err
+		}
+		head, ok := strings.CutSuffix(e.Pattern.Value, "%")
+		if !ok || head == "" || strings.ContainsAny(head, "%_") {
+			return nil, b.errf(parse.ErrInvalid, e.Pattern.Pos, "LIKE takes a code family written 'head%%' (e.g. 'E11%%': E11 and every code below it); '%s' is not one", e.Pattern.Value)
+		}
+		coded := b.coded(s, c)
+		if coded {
+			head = terminology.FamilyPrefix(head)
+		}
+		return &StringIn{Col: c, Prefixes: []string{head}, Codes: coded, Negate: e.Not}, nil
+	case *parse.InValueSet:
+		c, err := b.textColumn(s, e.X, "IN VALUESET")
+		if err != nil {
+			return nil, err
+		}
+		if !b.coded(s, c) {
+			return nil, b.errf(parse.ErrInvalid, e.Pos, "IN VALUESET matches codes; %s is not a code column", c.Name)
+		}
+		vs, ok := b.cat.ValueSet(e.Name.Value)
+		if !ok {
+			names := make([]string, 0, len(b.cat.ValueSets))
+			for _, v := range b.cat.ValueSets {
+				names = append(names, v.Name)
+			}
+			if len(names) == 0 {
+				return nil, b.errf(parse.ErrUnknownName, e.Name.Pos, "unknown value set '%s': the network catalogue has no value sets (value_sets in the daemons' config)", e.Name.Value)
+			}
+			hint := ""
+			if sg := parse.Suggest(e.Name.Value, names); sg != "" {
+				hint = fmt.Sprintf("; did you mean '%s'?", sg)
+			}
+			return nil, b.errf(parse.ErrUnknownName, e.Name.Pos, "unknown value set '%s'%s (the catalogue has %s)", e.Name.Value, hint, strings.Join(names, ", "))
+		}
+		if b.valueSets == nil {
+			b.valueSets = map[string]string{}
+		}
+		b.valueSets[vs.Name] = vs.Digest()
+		var p Pred = &StringIn{Col: c, Values: terminology.Codes(vs.Include), Prefixes: terminology.Codes(vs.IncludeFamilies), Codes: true}
+		if len(vs.Exclude)+len(vs.ExcludeFamilies) > 0 {
+			p = &And{p, &StringIn{Col: c, Values: terminology.Codes(vs.Exclude), Prefixes: terminology.Codes(vs.ExcludeFamilies), Codes: true, Negate: true}}
 		}
 		if e.Not {
 			p = &Not{p}
@@ -582,6 +636,44 @@ func (b *binder) pred(s *scope, e parse.Expr) (Pred, error) {
 		}
 	}
 	return nil, b.errf(parse.ErrInvalid, e.Position(), "`%s` is not a condition", parse.Format(e))
+}
+
+// textColumn resolves x, which op needs to be a text column.
+func (b *binder) textColumn(s *scope, x parse.Expr, op string) (ColumnRef, error) {
+	id, ok := x.(*parse.Ident)
+	if !ok {
+		return ColumnRef{}, b.errf(parse.ErrInvalid, x.Position(), "%s needs a text column on its left, not `%s`", op, parse.Format(x))
+	}
+	c, ok := s.column(id.Name)
+	if !ok {
+		return ColumnRef{}, b.unknownColumn(s, id)
+	}
+	if c.Type != cdm.TypeString {
+		return ColumnRef{}, b.errf(parse.ErrInvalid, id.Pos, "%s needs a text column; %s is not text", op, c.Name)
+	}
+	return c, nil
+}
+
+// coded reports whether c is the code column of the scope's table (the
+// first of its Coded pair), whose values are codes of a code system.
+func (b *binder) coded(s *scope, c ColumnRef) bool {
+	return s.study == nil && s.table != nil && !c.Patient && c.Name == s.table.Coded[0]
+}
+
+// codeForms returns the values a literal v compared with column c matches:
+// on a code column, v and its canonical ICD-10 form (terminology.Forms), so
+// 'E119' finds the stored E11.9; on its system column, v and the forms of
+// the system it names (terminology.SystemForms); elsewhere v.
+func (b *binder) codeForms(s *scope, c ColumnRef, v string) []string {
+	switch {
+	case b.coded(s, c):
+		return terminology.Forms(v)
+	case s.study == nil && s.table != nil && !c.Patient && c.Name == s.table.Coded[1]:
+		// The code's system: a short name (ICD-10-CM, SNOMED) stands for
+		// the system's URI and OID too.
+		return terminology.SystemForms(v)
+	}
+	return []string{v}
 }
 
 // stringLit checks a literal compared with text column c and normalises sex.
@@ -618,7 +710,7 @@ func (b *binder) compare(s *scope, le parse.Expr, op string, re parse.Expr, pos 
 				if o != "=" && o != "<>" {
 					return nil, b.errf(parse.ErrInvalid, pos, "text column %s supports only =, <> and IN", c.Name)
 				}
-				return &StringIn{Col: c, Values: []string{v}, Negate: o == "<>"}, nil
+				return &StringIn{Col: c, Values: b.codeForms(s, c, v), Labels: []string{v}, Negate: o == "<>"}, nil
 			}
 		}
 	}
@@ -689,10 +781,17 @@ func (b *binder) constraints(p Pred) *constraints {
 			if p.Negate {
 				return
 			}
+			labels := p.Labels
+			if labels == nil {
+				labels = p.Values
+			}
+			if len(p.Prefixes) > 0 {
+				return // a family lists no domain
+			}
 			if old, ok := c.lists[p.Col.Name]; ok {
 				var keep []string
 				for _, v := range old {
-					for _, w := range p.Values {
+					for _, w := range labels {
 						if v == w {
 							keep = append(keep, v)
 							break
@@ -701,7 +800,7 @@ func (b *binder) constraints(p Pred) *constraints {
 				}
 				c.lists[p.Col.Name] = keep
 			} else {
-				c.lists[p.Col.Name] = dedupe(p.Values)
+				c.lists[p.Col.Name] = dedupe(labels)
 			}
 		case *Compare:
 			k, ok := p.R.(ConstValue)
@@ -806,6 +905,7 @@ func (b *binder) key(s *scope, e parse.Expr, pos parse.Pos, name string, cons *c
 				return Key{}, b.errf(parse.ErrInvalid, pos, "GROUP BY %s needs its values listed in WHERE (e.g. %s IN ('a', 'b')): group domains must be public, never read from data", c.Name, c.Name)
 			}
 			k.Labels = l
+			k.Codes = b.coded(s, c)
 		}
 		_ = rootPatients
 		return k, nil

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -140,6 +142,9 @@ func (p *Plan) Fingerprint() string {
 	for _, k := range p.keys {
 		fmt.Fprintf(h, "key %s kind=%d col=%s/%v first=%d w=%d s=%d top=%d open=%v unk=%v row=%v labels=%q\n",
 			k.Name, k.Kind, k.Col.Name, k.Col.Patient, k.First, k.Width, k.Start, k.Top, k.OpenTop, k.Unknown, k.RowLevel, k.Labels)
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.valueSets)) {
+		fmt.Fprintf(h, "valueset %s=%s\n", name, p.valueSets[name])
 	}
 	for _, m := range p.measures {
 		fmt.Fprintf(h, "measure %d %s lo=%s hi=%s c=%s C=%s l2=%s sigma=%s node=%s b=%s scale=%s\n",

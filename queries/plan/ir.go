@@ -75,11 +75,20 @@ type Or struct{ L, R Pred }
 // Not is NOT X.
 type Not struct{ X Pred }
 
-// StringIn is Col IN (Values) (Col = v, or Col <> v with Negate).
+// StringIn is Col IN (Values) (Col = v, or Col <> v with Negate), or, with
+// Prefixes, a value that equals one of Values or starts with one of
+// Prefixes (LIKE 'head%', a value set's code families). On a code column
+// (Codes) a prefix is a code family, terminology.InFamily.
 type StringIn struct {
-	Col    ColumnRef
-	Values []string
-	Negate bool
+	Col      ColumnRef
+	Values   []string
+	Prefixes []string
+	Codes    bool
+	Negate   bool
+	// Labels are the values as the query wrote them, one per literal, when
+	// Values also holds their other forms (a code's ICD-10 canonical form);
+	// group domains are made of these. Nil: Values.
+	Labels []string
 }
 
 // Compare is L op R over numbers (dates are day numbers); op is one of
@@ -128,6 +137,9 @@ type Key struct {
 	Col ColumnRef
 	// Labels is the domain, in output order.
 	Labels []string
+	// Codes is set for a code column's key: a label stands for its every
+	// form (terminology.Forms), so E119 collects the stored E11.9.
+	Codes bool
 	// First is the bucket number of Labels[0] for time keys: weeks since the
 	// Monday 1969-12-29, months since year 0 (y*12+m-1), or the year.
 	First int

@@ -53,8 +53,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/queries/parse"
 	"github.com/fedstat/fedstat/queries/zcdp"
 )
@@ -129,6 +131,19 @@ type Catalogue struct {
 	// (research data sets that nodes import from CSV). Queries may read a
 	// study by its name like a CDM table. Defaults to none.
 	Studies []cdm.StudySchema
+	// ValueSets are the network's named value sets (internal/terminology),
+	// which queries match as `code IN VALUESET 'name'`. Defaults to none.
+	ValueSets []terminology.ValueSet
+}
+
+// ValueSet returns the catalogue's value set called name (case-insensitive).
+func (c *Catalogue) ValueSet(name string) (*terminology.ValueSet, bool) {
+	for i := range c.ValueSets {
+		if strings.EqualFold(c.ValueSets[i].Name, name) {
+			return &c.ValueSets[i], true
+		}
+	}
+	return nil, false
 }
 
 // DefaultCatalogue returns a catalogue with every default filled in and no
@@ -193,6 +208,9 @@ type Plan struct {
 	normSQL   string
 	// studyDomain marks keys whose domain is a study schema's value list.
 	studyDomain map[string]bool
+	// valueSets maps each value set the query uses to its digest (for the
+	// fingerprint: a node that expands a name differently refuses).
+	valueSets map[string]string
 }
 
 // Build validates req against cat (nil: DefaultCatalogue) and plans the
@@ -241,6 +259,7 @@ func Build(req Request, cat *Catalogue) (*Plan, error) {
 		return nil, err
 	}
 	p.studyDomain = b.studyDomain
+	p.valueSets = b.valueSets
 	if err := p.account(); err != nil {
 		return nil, err
 	}

@@ -61,6 +61,17 @@ type Result struct {
 	// Exact marks a node admin's local exact answer (no noise, no
 	// intervals); it must never leave the node.
 	Exact bool
+	// KeyNames maps key labels that are codes to their display names (from
+	// the catalogue's value sets); the formats show them beside the codes.
+	KeyNames map[string]string
+}
+
+// keyCell is a key label as the table shows it: with its name when known.
+func (r *Result) keyCell(label string) string {
+	if n := r.KeyNames[label]; n != "" {
+		return label + " (" + n + ")"
+	}
+	return label
 }
 
 // FormatValue returns the display text of v: whole numbers for counts and
@@ -81,7 +92,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(r.Columns, "\t"))
 	for _, row := range r.Rows {
-		cells := append([]string(nil), row.Keys...)
+		cells := make([]string, 0, len(row.Keys)+len(row.Values))
+		for _, k := range row.Keys {
+			cells = append(cells, r.keyCell(k))
+		}
 		for _, n := range row.Values {
 			s := n.Display
 			if !r.Exact && !n.Suppressed && !math.IsNaN(n.CILow) {
@@ -120,16 +134,17 @@ type jsonRow struct {
 }
 
 type jsonResult struct {
-	Columns             []string  `json:"columns"`
-	KeyColumns          int       `json:"key_columns"`
-	Rows                []jsonRow `json:"rows"`
-	Epsilon             float64   `json:"epsilon"`
-	Delta               float64   `json:"delta"`
-	Rho                 float64   `json:"rho"`
-	Mechanism           string    `json:"mechanism,omitempty"`
-	Nodes               int       `json:"nodes"`
-	SmallCountThreshold int       `json:"small_count_threshold"`
-	Exact               bool      `json:"exact,omitempty"`
+	Columns             []string          `json:"columns"`
+	KeyColumns          int               `json:"key_columns"`
+	Rows                []jsonRow         `json:"rows"`
+	Epsilon             float64           `json:"epsilon"`
+	Delta               float64           `json:"delta"`
+	Rho                 float64           `json:"rho"`
+	Mechanism           string            `json:"mechanism,omitempty"`
+	Nodes               int               `json:"nodes"`
+	SmallCountThreshold int               `json:"small_count_threshold"`
+	Exact               bool              `json:"exact,omitempty"`
+	KeyNames            map[string]string `json:"key_names,omitempty"`
 }
 
 func fptr(v float64) *float64 {
@@ -143,7 +158,7 @@ func fptr(v float64) *float64 {
 // value and no interval; NaN is null.
 func (r *Result) WriteJSON(w io.Writer) error {
 	out := jsonResult{Columns: r.Columns, KeyColumns: r.KeyColumns, Epsilon: r.Epsilon, Delta: r.Delta, Rho: r.Rho,
-		Mechanism: r.Mechanism, Nodes: r.Nodes, SmallCountThreshold: r.SmallCountThreshold, Exact: r.Exact, Rows: []jsonRow{}}
+		Mechanism: r.Mechanism, Nodes: r.Nodes, SmallCountThreshold: r.SmallCountThreshold, Exact: r.Exact, Rows: []jsonRow{}, KeyNames: r.KeyNames}
 	for _, row := range r.Rows {
 		jr := jsonRow{Keys: row.Keys, Values: []jsonNumber{}}
 		if jr.Keys == nil {
@@ -164,12 +179,20 @@ func (r *Result) WriteJSON(w io.Writer) error {
 	return enc.Encode(out)
 }
 
-// WriteCSV writes a header (key columns, then per aggregate: name,
-// name_ci_low, name_ci_high) and one line per row. A suppressed number is
+// WriteCSV writes a header (key columns, each followed by KEY_name when the
+// result names its codes, then per aggregate: name, name_ci_low,
+// name_ci_high) and one line per row. A suppressed number is
 // written as its display text ("< 10") with empty interval columns.
 func (r *Result) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	head := append([]string(nil), r.Columns[:r.KeyColumns]...)
+	named := len(r.KeyNames) > 0
+	var head []string
+	for _, c := range r.Columns[:r.KeyColumns] {
+		head = append(head, c)
+		if named {
+			head = append(head, c+"_name")
+		}
+	}
 	for _, c := range r.Columns[r.KeyColumns:] {
 		head = append(head, c, c+"_ci_low", c+"_ci_high")
 	}
@@ -183,7 +206,13 @@ func (r *Result) WriteCSV(w io.Writer) error {
 		return strconv.FormatFloat(v, 'g', -1, 64)
 	}
 	for _, row := range r.Rows {
-		line := append([]string(nil), row.Keys...)
+		var line []string
+		for _, k := range row.Keys {
+			line = append(line, k)
+			if named {
+				line = append(line, r.KeyNames[k])
+			}
+		}
 		for _, n := range row.Values {
 			if n.Suppressed {
 				line = append(line, n.Display, "", "")

@@ -172,7 +172,7 @@ function resultView(st) {
     el('div', { class: 'scroll' }, el('table', { id: 'result-table' },
       el('thead', {}, el('tr', {}, res.columns.slice(0, k).map((c) => el('th', {}, c)), aggs.map((c) => [el('th', {}, c), el('th', {}, '95% interval')]))),
       el('tbody', {}, (res.rows || []).map((row) => el('tr', {},
-        (row.keys || []).map((kv) => el('td', {}, kv)),
+        (row.keys || []).map((kv) => el('td', { title: (res.key_names || {})[kv] || '' }, (res.key_names || {})[kv] ? `${kv} (${res.key_names[kv]})` : kv)),
         numbers(row).map((n) => [el('td', { class: 'num' }, n.display || goFloat(n.value)),
           el('td', { class: 'num' }, n.suppressed ? '' : `${goFloat(n.lo)} – ${goFloat(n.hi)}`)])))))));
 }

@@ -173,6 +173,14 @@ func testStandardConcepts(t *testing.T, ctx context.Context, b *Backend) {
 		{"SNOMED to an ICD-sourced row", `SELECT COUNT(*) FROM conditions WHERE code = '38341003'`, []float64{1}},
 		{"local source value without a concept", `SELECT COUNT(*) FROM conditions WHERE code = 'LOCAL-DM'`, []float64{1}},
 		{"code list", `SELECT COUNT(*) FROM conditions WHERE code IN ('I10', 'LOCAL-DM')`, []float64{2}},
+		// ICD-10 forms and families (queries/plan, internal/terminology):
+		// E119 is E11.9; E11% is every concept_code in the family, each
+		// through its own mapping (exactly, as E11.9 above).
+		{"undotted ICD-10", `SELECT COUNT(*), COUNT(DISTINCT patient_id) FROM conditions WHERE code = 'E119'`, []float64{2, 1}},
+		{"ICD-10 family", `SELECT COUNT(*) FROM conditions WHERE code LIKE 'E11%'`, []float64{2}},
+		{"not in a family", `SELECT COUNT(*) FROM conditions WHERE code NOT LIKE 'E11%'`, []float64{3}},
+		{"grouped undotted", `SELECT code, COUNT(*) FROM conditions WHERE code IN ('E119', 'I10') GROUP BY code`, []float64{2, 1}},
+		{"family of a local code", `SELECT COUNT(*) FROM conditions WHERE code LIKE 'LOCAL%'`, []float64{1}},
 		{"not a code", `SELECT COUNT(*) FROM conditions WHERE code <> '44054006'`, []float64{2}},
 		{"source system", `SELECT COUNT(*) FROM conditions WHERE system = 'http://hl7.org/fhir/sid/icd-10-cm'`, []float64{2}},
 		{"source or standard system", `SELECT COUNT(*) FROM conditions WHERE system = 'http://snomed.info/sct'`, []float64{4}},

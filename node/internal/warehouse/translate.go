@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -237,8 +238,62 @@ func (tr *translator) hasColumn(table, name string) bool {
 	return len(mapping[table].sources) > 0
 }
 
-// codeMatch is the condition that a row of s carries one of the codes
-// values (bound as parameters). A row carries:
+// textSet is the bound form of a text filter: values (IN) and prefixes
+// (LIKE, code families), whose placeholders are bound once and named by
+// every condition built from it.
+type textSet struct {
+	in    string   // "(ph, ...)" or ""
+	exact []string // placeholders of code families' heads
+	like  []string // placeholders of LIKE patterns
+}
+
+// bindText binds values and prefixes; on a code column (codes) a prefix is
+// a code family (terminology.FamilyLike: the head and what lies below it),
+// else a plain prefix. A pattern's own wildcards are escaped.
+func (tr *translator) bindText(values, prefixes []string, codes bool) textSet {
+	var ts textSet
+	if len(values) > 0 {
+		ph := make([]string, len(values))
+		for i, v := range values {
+			ph[i] = tr.arg(v)
+		}
+		ts.in = "(" + strings.Join(ph, ", ") + ")"
+	}
+	esc := strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`)
+	for _, pre := range prefixes {
+		like := pre
+		if codes {
+			var exact string
+			if exact, like = terminology.FamilyLike(pre); exact != "" {
+				ts.exact = append(ts.exact, tr.arg(exact))
+			}
+		}
+		ts.like = append(ts.like, tr.arg(esc.Replace(like)+"%"))
+	}
+	return ts
+}
+
+// cond is the condition that the text expression x is in the set; never
+// NULL when x is not.
+func (ts textSet) cond(x string) string {
+	var terms []string
+	if ts.in != "" {
+		terms = append(terms, x+" IN "+ts.in)
+	}
+	for _, e := range ts.exact {
+		terms = append(terms, x+" = "+e)
+	}
+	for _, l := range ts.like {
+		terms = append(terms, x+" LIKE "+l+` ESCAPE '\'`)
+	}
+	if len(terms) == 0 {
+		return "FALSE"
+	}
+	return "(" + strings.Join(terms, " OR ") + ")"
+}
+
+// codeMatch is the condition that a row of s carries one of the codes of
+// ts (values, and code families by concept_code). A row carries:
 //
 //   - its source value (*_source_value) and its source concept's code:
 //     what the source system recorded, local codes included;
@@ -252,66 +307,49 @@ func (tr *translator) hasColumn(table, name string) bool {
 //     would count every kind of type 2 diabetes.
 //
 // The result is never NULL.
-func (tr *translator) codeMatch(s scope, values []string) string {
-	// The values are bound once; the statement names each placeholder
-	// wherever it needs it.
-	ph := make([]string, len(values))
-	for i, v := range values {
-		ph[i] = tr.arg(v)
-	}
-	in := "(" + strings.Join(ph, ", ") + ")"
-	list := func() string { return in }
+func (tr *translator) codeMatch(s scope, ts textSet) string {
 	concept, ancestor, rel := tr.tbl("concept"), tr.tbl("concept_ancestor"), tr.tbl("concept_relationship")
+	code := ts.cond("c.concept_code")
 	var or []string
-	or = append(or, "COALESCE("+s.t+"."+colValue+", '') IN "+list())
-	or = append(or, fmt.Sprintf("COALESCE(%s.%s IN (SELECT c.concept_id FROM %s c WHERE c.concept_code IN %s), FALSE)",
-		s.t, colSource, concept, list()))
-	std := fmt.Sprintf("SELECT ca.descendant_concept_id FROM %s c JOIN %s ca ON ca.ancestor_concept_id = c.concept_id WHERE c.standard_concept = 'S' AND c.concept_code IN %s", concept, ancestor, list())
-	std += fmt.Sprintf(" UNION ALL SELECT c.concept_id FROM %s c WHERE c.standard_concept = 'S' AND c.concept_code IN %s", concept, list())
-	std += fmt.Sprintf(" UNION ALL SELECT cr.concept_id_2 FROM %s c JOIN %s cr ON cr.concept_id_1 = c.concept_id WHERE cr.relationship_id = 'Maps to' AND cr.invalid_reason IS NULL AND c.standard_concept IS DISTINCT FROM 'S' AND c.concept_code IN %s", concept, rel, list())
+	or = append(or, ts.cond("COALESCE("+s.t+"."+colValue+", '')"))
+	or = append(or, fmt.Sprintf("COALESCE(%s.%s IN (SELECT c.concept_id FROM %s c WHERE %s), FALSE)",
+		s.t, colSource, concept, code))
+	std := fmt.Sprintf("SELECT ca.descendant_concept_id FROM %s c JOIN %s ca ON ca.ancestor_concept_id = c.concept_id WHERE c.standard_concept = 'S' AND %s", concept, ancestor, code)
+	std += fmt.Sprintf(" UNION ALL SELECT c.concept_id FROM %s c WHERE c.standard_concept = 'S' AND %s", concept, code)
+	std += fmt.Sprintf(" UNION ALL SELECT cr.concept_id_2 FROM %s c JOIN %s cr ON cr.concept_id_1 = c.concept_id WHERE cr.relationship_id = 'Maps to' AND cr.invalid_reason IS NULL AND c.standard_concept IS DISTINCT FROM 'S' AND %s", concept, rel, code)
 	or = append(or, fmt.Sprintf("COALESCE(%s.%s IN (%s), FALSE)", s.t, colStandard, std))
-	// A row without any code matches the empty string, as in eval.
 	return "(" + strings.Join(or, " OR ") + ")"
 }
 
 // systemMatch is the condition that a row of s has one of the code systems
-// values: the vocabulary (as a system URI) of its source concept or of its
+// of ts: the vocabulary (as a system URI) of its source concept or of its
 // standard concept. The result is never NULL.
-func (tr *translator) systemMatch(s scope, values []string) (string, error) {
+func (tr *translator) systemMatch(s scope, ts textSet) (string, error) {
 	read, err := tr.column(plan.ColumnRef{Name: mapping[s.table].system, Type: cdm.TypeString}, s)
 	if err != nil {
 		return "", err
 	}
-	out := make([]string, len(values))
-	for i, v := range values {
-		out[i] = tr.arg(v)
-	}
-	in := "(" + strings.Join(out, ", ") + ")"
-	ph := func() string { return in }
 	std := "COALESCE(" + tr.conceptField(s, colStandard, vocabURI("c.vocabulary_id")) + ", '')"
-	return "(" + read + " IN " + ph() + " OR " + std + " IN " + ph() + ")", nil
+	return "(" + ts.cond(read) + " OR " + ts.cond(std) + ")", nil
 }
 
-// stringMatch is the condition Col IN (values), never NULL, for any text
-// column: code and system columns through their concepts, others by value.
-func (tr *translator) stringMatch(c plan.ColumnRef, values []string, s scope) (string, error) {
+// stringMatch is the condition that text column c is one of values or
+// starts with one of prefixes (a code family when codes is set), never
+// NULL: code and system columns through their concepts, others by value.
+func (tr *translator) stringMatch(c plan.ColumnRef, values, prefixes []string, codes bool, s scope) (string, error) {
 	if !c.Patient && s.table != cdm.TablePatients {
 		switch code, system := coded(s, c.Name); {
 		case code:
-			return tr.codeMatch(s, values), nil
+			return tr.codeMatch(s, tr.bindText(values, prefixes, codes)), nil
 		case system:
-			return tr.systemMatch(s, values)
+			return tr.systemMatch(s, tr.bindText(values, prefixes, codes))
 		}
 	}
 	x, err := tr.column(c, s)
 	if err != nil {
 		return "", err
 	}
-	ph := make([]string, len(values))
-	for i, v := range values {
-		ph[i] = tr.arg(v)
-	}
-	return "(" + x + " IN (" + strings.Join(ph, ", ") + "))", nil
+	return tr.bindText(values, prefixes, codes).cond(x), nil
 }
 
 func (tr *translator) ref() string { return tr.d.DateLiteral(tr.p.ReferenceDate()) }
@@ -410,7 +448,7 @@ func (tr *translator) pred(p plan.Pred, s scope) (string, error) {
 		x, err := tr.pred(p.X, s)
 		return "(NOT " + x + ")", err
 	case *plan.StringIn:
-		m, err := tr.stringMatch(p.Col, p.Values, s)
+		m, err := tr.stringMatch(p.Col, p.Values, p.Prefixes, p.Codes, s)
 		if err != nil {
 			return "", err
 		}
@@ -466,7 +504,12 @@ func (tr *translator) keyIndex(k plan.Key, s scope) (string, error) {
 		var b strings.Builder
 		b.WriteString("(CASE")
 		for i, l := range k.Labels {
-			m, err := tr.stringMatch(k.Col, []string{l}, s)
+			// A code label collects its every form (E119 the stored E11.9).
+			forms := []string{l}
+			if k.Codes {
+				forms = terminology.Forms(l)
+			}
+			m, err := tr.stringMatch(k.Col, forms, nil, k.Codes, s)
 			if err != nil {
 				return "", err
 			}

@@ -1,6 +1,7 @@
 package warehouse
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -67,6 +68,33 @@ func TestMappingCoversSchema(t *testing.T) {
 		for _, s := range m.sources {
 			if len(s.cols)+len(s.expr) != len(m.sources[0].cols)+len(m.sources[0].expr) {
 				t.Errorf("%s: source %s projects other columns than %s", sch.Name, s.table, m.sources[0].table)
+			}
+		}
+	}
+}
+
+// TestTranslateCodeFamily: a code family travels as the head (exact) and a
+// LIKE of what lies below it, with wildcards in the head escaped.
+func TestTranslateCodeFamily(t *testing.T) {
+	for sql, want := range map[string][]any{
+		`SELECT COUNT(*) FROM conditions WHERE code LIKE 'E11%'`:   {"E11", "E11.%"},
+		`SELECT COUNT(*) FROM conditions WHERE code LIKE 'E11.6%'`: {"E11.6%"},
+		`SELECT COUNT(*) FROM patients WHERE region LIKE 'no%'`:    {"no%"},
+	} {
+		p, err := plan.Build(plan.Request{SQL: sql, Epsilon: 1, Delta: 1e-6, MinNodes: 1, Threshold: 1, ReferenceDate: cdm.DateFromYMD(2024, 1, 1)}, &plan.Catalogue{Regions: []string{"north"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, args, err := Translate(Postgres{}, "omop", Info{}, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(q, "LIKE") || !strings.Contains(q, `ESCAPE '\'`) {
+			t.Errorf("%s: no escaped LIKE in\n%s", sql, q)
+		}
+		for _, w := range want {
+			if !slices.Contains(args, w) {
+				t.Errorf("%s: args %v lack %v", sql, args, w)
 			}
 		}
 	}

@@ -136,3 +136,28 @@ func TestMaxNodesPerPatientScalesNoise(t *testing.T) {
 		}
 	}
 }
+
+// TestCatalogueValueSets: value_sets files become the catalogue's value
+// sets, and a bad one stops the daemon naming the config and the file.
+func TestCatalogueValueSets(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "asthma.json")
+	if err := os.WriteFile(good, []byte(`{"resourceType":"ValueSet","name":"asthma","compose":{"include":[{"system":"http://snomed.info/sct","concept":[{"code":"195967001"}]}]}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := networkCatalogue(&config.Common{MaxNodesPerPatient: 1, ValueSets: []string{good}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := cat.ValueSet("asthma"); !ok || len(v.Include) != 1 {
+		t.Fatalf("value sets %+v", cat.ValueSets)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"items":[{"concept":{"CONCEPT_CODE":"73211009","VOCABULARY_ID":"SNOMED"},"includeDescendants":true}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = networkCatalogue(&config.Common{MaxNodesPerPatient: 1, ValueSets: []string{bad}, Source: "node.toml"})
+	if err == nil || !strings.Contains(err.Error(), "node.toml: value_sets:") || !strings.Contains(err.Error(), "bad.json: items[0]") {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/fedstat/fedstat/internal/config"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/node"
 	"github.com/fedstat/fedstat/node/admin"
 	"github.com/fedstat/fedstat/node/check"
@@ -34,7 +35,7 @@ type Started struct {
 
 // networkCatalogue is the network catalogue of a daemon's config: its
 // regions, max_nodes_per_patient (required: see
-// config.Common.RequireMaxNodesPerPatient) and study schemas.
+// config.Common.RequireMaxNodesPerPatient), study schemas and value sets.
 func networkCatalogue(c *config.Common) (*plan.Catalogue, error) {
 	if err := c.RequireMaxNodesPerPatient(); err != nil {
 		return nil, err
@@ -51,6 +52,11 @@ func networkCatalogue(c *config.Common) (*plan.Catalogue, error) {
 		}
 		cat.Studies = append(cat.Studies, *s)
 	}
+	vs, err := terminology.Load(c.ValueSets)
+	if err != nil {
+		return nil, fmt.Errorf("%s: value_sets: %w", c.Source, err)
+	}
+	cat.ValueSets = vs
 	return cat, nil
 }
 

@@ -130,7 +130,10 @@ type CatalogueResponse struct {
 	// populations is the public population of each region (keys may also
 	// name larger areas, e.g. a national total); empty when the coordinator
 	// has no populations_file.
-	Populations   map[string]int64 `protobuf:"bytes,3,rep,name=populations,proto3" json:"populations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Populations map[string]int64 `protobuf:"bytes,3,rep,name=populations,proto3" json:"populations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// value_sets are the network's named value sets, which queries match as
+	// `code IN VALUESET 'name'`.
+	ValueSets     []*ValueSetInfo `protobuf:"bytes,4,rep,name=value_sets,json=valueSets,proto3" json:"value_sets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,6 +189,110 @@ func (x *CatalogueResponse) GetPopulations() map[string]int64 {
 	return nil
 }
 
+func (x *CatalogueResponse) GetValueSets() []*ValueSetInfo {
+	if x != nil {
+		return x.ValueSets
+	}
+	return nil
+}
+
+// ValueSetInfo describes one value set of the catalogue.
+type ValueSetInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Title string                 `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	// codes and families count what it includes (exact codes; code families:
+	// a head code and everything below it); excluded counts what it takes out.
+	Codes    int32 `protobuf:"varint,3,opt,name=codes,proto3" json:"codes,omitempty"`
+	Families int32 `protobuf:"varint,4,opt,name=families,proto3" json:"families,omitempty"`
+	Excluded int32 `protobuf:"varint,5,opt,name=excluded,proto3" json:"excluded,omitempty"`
+	// names maps codes to their display names, where the value set gives one.
+	Names map[string]string `protobuf:"bytes,6,rep,name=names,proto3" json:"names,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// digest identifies its content: coordinator and nodes must agree on it.
+	Digest        string `protobuf:"bytes,7,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValueSetInfo) Reset() {
+	*x = ValueSetInfo{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValueSetInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValueSetInfo) ProtoMessage() {}
+
+func (x *ValueSetInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValueSetInfo.ProtoReflect.Descriptor instead.
+func (*ValueSetInfo) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ValueSetInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ValueSetInfo) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *ValueSetInfo) GetCodes() int32 {
+	if x != nil {
+		return x.Codes
+	}
+	return 0
+}
+
+func (x *ValueSetInfo) GetFamilies() int32 {
+	if x != nil {
+		return x.Families
+	}
+	return 0
+}
+
+func (x *ValueSetInfo) GetExcluded() int32 {
+	if x != nil {
+		return x.Excluded
+	}
+	return 0
+}
+
+func (x *ValueSetInfo) GetNames() map[string]string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *ValueSetInfo) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
 type BudgetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// analyst defaults to the caller.
@@ -196,7 +303,7 @@ type BudgetRequest struct {
 
 func (x *BudgetRequest) Reset() {
 	*x = BudgetRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +315,7 @@ func (x *BudgetRequest) String() string {
 func (*BudgetRequest) ProtoMessage() {}
 
 func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +328,7 @@ func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetRequest.ProtoReflect.Descriptor instead.
 func (*BudgetRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{2}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *BudgetRequest) GetAnalyst() string {
@@ -246,7 +353,7 @@ type NodeBudget struct {
 
 func (x *NodeBudget) Reset() {
 	*x = NodeBudget{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -258,7 +365,7 @@ func (x *NodeBudget) String() string {
 func (*NodeBudget) ProtoMessage() {}
 
 func (x *NodeBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -271,7 +378,7 @@ func (x *NodeBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeBudget.ProtoReflect.Descriptor instead.
 func (*NodeBudget) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *NodeBudget) GetNodeId() string {
@@ -326,7 +433,7 @@ type BudgetResponse struct {
 
 func (x *BudgetResponse) Reset() {
 	*x = BudgetResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +445,7 @@ func (x *BudgetResponse) String() string {
 func (*BudgetResponse) ProtoMessage() {}
 
 func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +458,7 @@ func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetResponse.ProtoReflect.Descriptor instead.
 func (*BudgetResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BudgetResponse) GetAnalyst() string {
@@ -380,7 +487,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +499,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +512,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubmitRequest) GetSpec() *v1.QuerySpec {
@@ -431,7 +538,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +550,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +563,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetRequest) GetQueryId() string {
@@ -489,7 +596,7 @@ type NodeProgress struct {
 
 func (x *NodeProgress) Reset() {
 	*x = NodeProgress{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +608,7 @@ func (x *NodeProgress) String() string {
 func (*NodeProgress) ProtoMessage() {}
 
 func (x *NodeProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +621,7 @@ func (x *NodeProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeProgress.ProtoReflect.Descriptor instead.
 func (*NodeProgress) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeProgress) GetNodeId() string {
@@ -562,7 +669,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +681,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +694,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Phase) GetName() string {
@@ -627,7 +734,7 @@ type QueryStatus struct {
 
 func (x *QueryStatus) Reset() {
 	*x = QueryStatus{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +746,7 @@ func (x *QueryStatus) String() string {
 func (*QueryStatus) ProtoMessage() {}
 
 func (x *QueryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +759,7 @@ func (x *QueryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStatus.ProtoReflect.Descriptor instead.
 func (*QueryStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *QueryStatus) GetQueryId() string {
@@ -748,7 +855,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +867,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +880,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{10}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRequest) GetLimit() int32 {
@@ -792,7 +899,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +911,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +924,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListResponse) GetQueries() []*QueryStatus {
@@ -835,7 +942,7 @@ type NodesRequest struct {
 
 func (x *NodesRequest) Reset() {
 	*x = NodesRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +954,7 @@ func (x *NodesRequest) String() string {
 func (*NodesRequest) ProtoMessage() {}
 
 func (x *NodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +967,7 @@ func (x *NodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesRequest.ProtoReflect.Descriptor instead.
 func (*NodesRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{13}
 }
 
 type NodeInfo struct {
@@ -880,7 +987,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +999,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1012,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NodeInfo) GetNodeId() string {
@@ -971,7 +1078,7 @@ type NodesResponse struct {
 
 func (x *NodesResponse) Reset() {
 	*x = NodesResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1090,7 @@ func (x *NodesResponse) String() string {
 func (*NodesResponse) ProtoMessage() {}
 
 func (x *NodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1103,7 @@ func (x *NodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesResponse.ProtoReflect.Descriptor instead.
 func (*NodesResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NodesResponse) GetNodes() []*NodeInfo {
@@ -1051,7 +1158,7 @@ type KeyCeremonyStatus struct {
 
 func (x *KeyCeremonyStatus) Reset() {
 	*x = KeyCeremonyStatus{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1170,7 @@ func (x *KeyCeremonyStatus) String() string {
 func (*KeyCeremonyStatus) ProtoMessage() {}
 
 func (x *KeyCeremonyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1183,7 @@ func (x *KeyCeremonyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyCeremonyStatus.ProtoReflect.Descriptor instead.
 func (*KeyCeremonyStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KeyCeremonyStatus) GetState() string {
@@ -1142,7 +1249,7 @@ type MemberProblem struct {
 
 func (x *MemberProblem) Reset() {
 	*x = MemberProblem{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1261,7 @@ func (x *MemberProblem) String() string {
 func (*MemberProblem) ProtoMessage() {}
 
 func (x *MemberProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1274,7 @@ func (x *MemberProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberProblem.ProtoReflect.Descriptor instead.
 func (*MemberProblem) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MemberProblem) GetNodeId() string {
@@ -1203,14 +1310,28 @@ var File_fedstat_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"(fedstat/coordinator/v1/coordinator.proto\x12\x16fedstat.coordinator.v1\x1a\x1cfedstat/types/v1/types.proto\"\x12\n" +
-	"\x10CatalogueRequest\"\xe5\x01\n" +
+	"\x10CatalogueRequest\"\xaa\x02\n" +
 	"\x11CatalogueResponse\x12\x18\n" +
 	"\aregions\x18\x01 \x03(\tR\aregions\x12\x18\n" +
 	"\astudies\x18\x02 \x03(\tR\astudies\x12\\\n" +
-	"\vpopulations\x18\x03 \x03(\v2:.fedstat.coordinator.v1.CatalogueResponse.PopulationsEntryR\vpopulations\x1a>\n" +
+	"\vpopulations\x18\x03 \x03(\v2:.fedstat.coordinator.v1.CatalogueResponse.PopulationsEntryR\vpopulations\x12C\n" +
+	"\n" +
+	"value_sets\x18\x04 \x03(\v2$.fedstat.coordinator.v1.ValueSetInfoR\tvalueSets\x1a>\n" +
 	"\x10PopulationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\")\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x9f\x02\n" +
+	"\fValueSetInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12\x14\n" +
+	"\x05codes\x18\x03 \x01(\x05R\x05codes\x12\x1a\n" +
+	"\bfamilies\x18\x04 \x01(\x05R\bfamilies\x12\x1a\n" +
+	"\bexcluded\x18\x05 \x01(\x05R\bexcluded\x12E\n" +
+	"\x05names\x18\x06 \x03(\v2/.fedstat.coordinator.v1.ValueSetInfo.NamesEntryR\x05names\x12\x16\n" +
+	"\x06digest\x18\a \x01(\tR\x06digest\x1a8\n" +
+	"\n" +
+	"NamesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\")\n" +
 	"\rBudgetRequest\x12\x18\n" +
 	"\aanalyst\x18\x01 \x01(\tR\aanalyst\"\xc5\x01\n" +
 	"\n" +
@@ -1320,66 +1441,70 @@ func file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(State)(0),                // 0: fedstat.coordinator.v1.State
 	(*CatalogueRequest)(nil),  // 1: fedstat.coordinator.v1.CatalogueRequest
 	(*CatalogueResponse)(nil), // 2: fedstat.coordinator.v1.CatalogueResponse
-	(*BudgetRequest)(nil),     // 3: fedstat.coordinator.v1.BudgetRequest
-	(*NodeBudget)(nil),        // 4: fedstat.coordinator.v1.NodeBudget
-	(*BudgetResponse)(nil),    // 5: fedstat.coordinator.v1.BudgetResponse
-	(*SubmitRequest)(nil),     // 6: fedstat.coordinator.v1.SubmitRequest
-	(*GetRequest)(nil),        // 7: fedstat.coordinator.v1.GetRequest
-	(*NodeProgress)(nil),      // 8: fedstat.coordinator.v1.NodeProgress
-	(*Phase)(nil),             // 9: fedstat.coordinator.v1.Phase
-	(*QueryStatus)(nil),       // 10: fedstat.coordinator.v1.QueryStatus
-	(*ListRequest)(nil),       // 11: fedstat.coordinator.v1.ListRequest
-	(*ListResponse)(nil),      // 12: fedstat.coordinator.v1.ListResponse
-	(*NodesRequest)(nil),      // 13: fedstat.coordinator.v1.NodesRequest
-	(*NodeInfo)(nil),          // 14: fedstat.coordinator.v1.NodeInfo
-	(*NodesResponse)(nil),     // 15: fedstat.coordinator.v1.NodesResponse
-	(*KeyCeremonyStatus)(nil), // 16: fedstat.coordinator.v1.KeyCeremonyStatus
-	(*MemberProblem)(nil),     // 17: fedstat.coordinator.v1.MemberProblem
-	nil,                       // 18: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	(*v1.QuerySpec)(nil),      // 19: fedstat.types.v1.QuerySpec
-	(*v1.Result)(nil),         // 20: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),    // 21: fedstat.types.v1.DataSummary
+	(*ValueSetInfo)(nil),      // 3: fedstat.coordinator.v1.ValueSetInfo
+	(*BudgetRequest)(nil),     // 4: fedstat.coordinator.v1.BudgetRequest
+	(*NodeBudget)(nil),        // 5: fedstat.coordinator.v1.NodeBudget
+	(*BudgetResponse)(nil),    // 6: fedstat.coordinator.v1.BudgetResponse
+	(*SubmitRequest)(nil),     // 7: fedstat.coordinator.v1.SubmitRequest
+	(*GetRequest)(nil),        // 8: fedstat.coordinator.v1.GetRequest
+	(*NodeProgress)(nil),      // 9: fedstat.coordinator.v1.NodeProgress
+	(*Phase)(nil),             // 10: fedstat.coordinator.v1.Phase
+	(*QueryStatus)(nil),       // 11: fedstat.coordinator.v1.QueryStatus
+	(*ListRequest)(nil),       // 12: fedstat.coordinator.v1.ListRequest
+	(*ListResponse)(nil),      // 13: fedstat.coordinator.v1.ListResponse
+	(*NodesRequest)(nil),      // 14: fedstat.coordinator.v1.NodesRequest
+	(*NodeInfo)(nil),          // 15: fedstat.coordinator.v1.NodeInfo
+	(*NodesResponse)(nil),     // 16: fedstat.coordinator.v1.NodesResponse
+	(*KeyCeremonyStatus)(nil), // 17: fedstat.coordinator.v1.KeyCeremonyStatus
+	(*MemberProblem)(nil),     // 18: fedstat.coordinator.v1.MemberProblem
+	nil,                       // 19: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	nil,                       // 20: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	(*v1.QuerySpec)(nil),      // 21: fedstat.types.v1.QuerySpec
+	(*v1.Result)(nil),         // 22: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),    // 23: fedstat.types.v1.DataSummary
 }
 var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
-	18, // 0: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	4,  // 1: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
-	19, // 2: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	0,  // 3: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
-	19, // 4: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
-	8,  // 5: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
-	9,  // 6: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
-	20, // 7: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
-	10, // 8: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
-	21, // 9: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
-	14, // 10: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
-	16, // 11: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
-	17, // 12: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
-	6,  // 13: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	7,  // 14: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	7,  // 15: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	7,  // 16: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	11, // 17: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	13, // 18: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	3,  // 19: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
-	1,  // 20: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
-	10, // 21: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	10, // 22: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	10, // 23: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	10, // 24: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	12, // 25: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	15, // 26: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	5,  // 27: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
-	2,  // 28: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	19, // 0: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	3,  // 1: fedstat.coordinator.v1.CatalogueResponse.value_sets:type_name -> fedstat.coordinator.v1.ValueSetInfo
+	20, // 2: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	5,  // 3: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
+	21, // 4: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	0,  // 5: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
+	21, // 6: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
+	9,  // 7: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
+	10, // 8: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
+	22, // 9: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
+	11, // 10: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
+	23, // 11: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
+	15, // 12: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
+	17, // 13: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
+	18, // 14: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
+	7,  // 15: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	8,  // 16: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	8,  // 17: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	8,  // 18: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	12, // 19: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	14, // 20: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	4,  // 21: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	1,  // 22: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
+	11, // 23: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	11, // 24: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	11, // 25: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	11, // 26: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	13, // 27: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	16, // 28: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	6,  // 29: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	2,  // 30: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }
@@ -1393,7 +1518,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_coordinator_v1_coordinator_proto_rawDesc), len(file_fedstat_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -419,8 +419,11 @@ type Result struct {
 	// nodes is the number of partials summed.
 	Nodes               int32 `protobuf:"varint,8,opt,name=nodes,proto3" json:"nodes,omitempty"`
 	SmallCountThreshold int32 `protobuf:"varint,9,opt,name=small_count_threshold,json=smallCountThreshold,proto3" json:"small_count_threshold,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// key_names maps key labels that are codes to their display names, where
+	// the network catalogue's value sets give one.
+	KeyNames      map[string]string `protobuf:"bytes,10,rep,name=key_names,json=keyNames,proto3" json:"key_names,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Result) Reset() {
@@ -516,6 +519,13 @@ func (x *Result) GetSmallCountThreshold() int32 {
 	return 0
 }
 
+func (x *Result) GetKeyNames() map[string]string {
+	if x != nil {
+		return x.KeyNames
+	}
+	return nil
+}
+
 // DataSummary describes a node's data: patients and rows per table. Every
 // count is coarse (node.CoarseCount: 0 stays 0, 1-14 shows as 10, otherwise
 // two significant digits in steps of at least 10) except in a node's Info
@@ -602,7 +612,7 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\t_variance\"K\n" +
 	"\x03Row\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\x120\n" +
-	"\x06values\x18\x02 \x03(\v2\x18.fedstat.types.v1.NumberR\x06values\"\x98\x02\n" +
+	"\x06values\x18\x02 \x03(\v2\x18.fedstat.types.v1.NumberR\x06values\"\x9a\x03\n" +
 	"\x06Result\x12\x18\n" +
 	"\acolumns\x18\x01 \x03(\tR\acolumns\x12\x1f\n" +
 	"\vkey_columns\x18\x02 \x01(\x05R\n" +
@@ -613,7 +623,12 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\x03rho\x18\x06 \x01(\x01R\x03rho\x12\x1c\n" +
 	"\tmechanism\x18\a \x01(\tR\tmechanism\x12\x14\n" +
 	"\x05nodes\x18\b \x01(\x05R\x05nodes\x122\n" +
-	"\x15small_count_threshold\x18\t \x01(\x05R\x13smallCountThreshold\"\x9f\x01\n" +
+	"\x15small_count_threshold\x18\t \x01(\x05R\x13smallCountThreshold\x12C\n" +
+	"\tkey_names\x18\n" +
+	" \x03(\v2&.fedstat.types.v1.Result.KeyNamesEntryR\bkeyNames\x1a;\n" +
+	"\rKeyNamesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x01\n" +
 	"\vDataSummary\x12\x1a\n" +
 	"\bpatients\x18\x01 \x01(\x03R\bpatients\x12;\n" +
 	"\x04rows\x18\x02 \x03(\v2'.fedstat.types.v1.DataSummary.RowsEntryR\x04rows\x1a7\n" +
@@ -638,7 +653,7 @@ func file_fedstat_types_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_types_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_fedstat_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_fedstat_types_v1_types_proto_goTypes = []any{
 	(Mechanism)(0),      // 0: fedstat.types.v1.Mechanism
 	(*Signed)(nil),      // 1: fedstat.types.v1.Signed
@@ -647,18 +662,20 @@ var file_fedstat_types_v1_types_proto_goTypes = []any{
 	(*Row)(nil),         // 4: fedstat.types.v1.Row
 	(*Result)(nil),      // 5: fedstat.types.v1.Result
 	(*DataSummary)(nil), // 6: fedstat.types.v1.DataSummary
-	nil,                 // 7: fedstat.types.v1.DataSummary.RowsEntry
+	nil,                 // 7: fedstat.types.v1.Result.KeyNamesEntry
+	nil,                 // 8: fedstat.types.v1.DataSummary.RowsEntry
 }
 var file_fedstat_types_v1_types_proto_depIdxs = []int32{
 	0, // 0: fedstat.types.v1.QuerySpec.mechanism:type_name -> fedstat.types.v1.Mechanism
 	3, // 1: fedstat.types.v1.Row.values:type_name -> fedstat.types.v1.Number
 	4, // 2: fedstat.types.v1.Result.rows:type_name -> fedstat.types.v1.Row
-	7, // 3: fedstat.types.v1.DataSummary.rows:type_name -> fedstat.types.v1.DataSummary.RowsEntry
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	7, // 3: fedstat.types.v1.Result.key_names:type_name -> fedstat.types.v1.Result.KeyNamesEntry
+	8, // 4: fedstat.types.v1.DataSummary.rows:type_name -> fedstat.types.v1.DataSummary.RowsEntry
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_types_v1_types_proto_init() }
@@ -673,7 +690,7 @@ func file_fedstat_types_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_types_v1_types_proto_rawDesc), len(file_fedstat_types_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
