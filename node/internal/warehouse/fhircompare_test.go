@@ -11,6 +11,7 @@ import (
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/kv"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/node/internal/fhir"
 	"github.com/fedstat/fedstat/node/internal/ingest"
 	"github.com/fedstat/fedstat/node/internal/store"
@@ -313,6 +314,15 @@ func nilIfEmpty(s string) any {
 	return s
 }
 
+// fxValueSets are the network catalogue's value sets the queries name.
+var fxValueSets = []terminology.ValueSet{
+	{Name: "dm-or-htn", Include: []terminology.Concept{{System: sysSCT, Code: "44054006"}},
+		IncludeFamilies: []terminology.Concept{{System: sysICD, Code: "I10"}}},
+	{Name: "conditions-but-dm", IncludeFamilies: []terminology.Concept{{System: sysICD, Code: "I10"}},
+		Include: []terminology.Concept{{System: sysSCT, Code: "44054006"}, {System: sysSCT, Code: "195662009"}},
+		Exclude: []terminology.Concept{{System: sysSCT, Code: "44054006"}}},
+}
+
 // fxQueries must give the same exact answers on both nodes.
 var fxQueries = []string{
 	`SELECT COUNT(*) FROM patients`,
@@ -331,6 +341,9 @@ var fxQueries = []string{
 	`SELECT COUNT(*) FROM conditions WHERE code LIKE 'I10%'`,
 	`SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = 'i10'`,
 	`SELECT COUNT(*) FROM conditions WHERE code NOT LIKE 'I1%'`,
+	`SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code IN VALUESET 'dm-or-htn'`,
+	`SELECT COUNT(*) FROM conditions WHERE code IN VALUESET 'conditions-but-dm'`,
+	`SELECT COUNT(*) FROM patients WHERE patient_id NOT IN (SELECT patient_id FROM conditions WHERE code IN VALUESET 'dm-or-htn')`,
 	`SELECT code, COUNT(*) FROM conditions WHERE code IN ('44054006', 'I10', '195662009') GROUP BY code WITH max_groups = 5, max_rows = 5`,
 	`SELECT year(onset_date) AS y, COUNT(*) FROM conditions WHERE onset_date BETWEEN '2010-01-01' AND '2023-12-31' GROUP BY y WITH max_groups = 5, max_rows = 5`,
 	`SELECT region, COUNT(DISTINCT patient_id) FROM conditions GROUP BY region`,
@@ -365,7 +378,7 @@ func testFHIRAndOMOPAgree(t *testing.T, ctx context.Context, b *Backend) {
 	build := func(sql string) *plan.Plan {
 		t.Helper()
 		p, err := plan.Build(plan.Request{SQL: sql, Epsilon: 1, Delta: 1e-6, MinNodes: 1, Threshold: 1, ReferenceDate: cdm.DateFromYMD(2024, 1, 1)},
-			&plan.Catalogue{Regions: []string{"MA", "NY"}})
+			&plan.Catalogue{Regions: []string{"MA", "NY"}, ValueSets: fxValueSets})
 		if err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
