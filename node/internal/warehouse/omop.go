@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 )
 
 // source is one OMOP table read as (part of) a fedstat table. Every source
@@ -47,12 +48,14 @@ var vocabularies = [][2]string{
 	{"RxNorm", cdm.SystemRxNorm},
 	{"ICD10", cdm.SystemICD10},
 	{"ICD10CM", cdm.SystemICD10CM},
+	{"ICD10GM", terminology.ICD10GM},
 	{"ICD9CM", "http://hl7.org/fhir/sid/icd-9-cm"},
-	{"CPT4", "http://www.ama-assn.org/go/cpt"},
+	{"CPT4", terminology.CPT},
 	{"HCPCS", "urn:oid:2.16.840.1.113883.6.285"},
-	{"ICD10PCS", "http://www.cms.gov/Medicare/Coding/ICD10"},
-	{"CVX", "http://hl7.org/fhir/sid/cvx"},
-	{"NDC", "http://hl7.org/fhir/sid/ndc"},
+	{"ICD10PCS", terminology.ICD10PCS},
+	{"ATC", terminology.ATC},
+	{"CVX", terminology.CVX},
+	{"NDC", terminology.NDC},
 	{"UCUM", "http://unitsofmeasure.org"},
 }
 
