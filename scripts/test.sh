@@ -91,7 +91,7 @@ go test -race -timeout 25m ./... "$@"
 # the warehouse tests again, on PostgreSQL and on DuckDB files, the binary
 # that includes it, and a network in which one node answers from a DuckDB file.
 echo "== OMOP warehouse on DuckDB (-tags duckdb)"
-go vet -tags duckdb ./node/internal/warehouse/
+go vet -tags duckdb ./node/internal/warehouse/ ./test/e2e/
 go build -tags duckdb -o /dev/null ./cmd/fedstat
 go test -race -count=1 -tags duckdb ./node/internal/warehouse/
 go test -count=1 -tags duckdb -run '^TestWarehouseDuckDBNodeProcess$' ./test/e2e/
