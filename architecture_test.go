@@ -33,6 +33,7 @@ var heavyDeps = []importRule{
 	{"github.com/dgraph-io/badger", []string{"internal/kv"}, "internal/kv owns Badger (damage, disk space, watermarks)"},
 	{"github.com/hashicorp/memberlist", []string{"internal/membership"}, "internal/membership owns gossip"},
 	{"github.com/jackc/pgx", []string{"node/internal/warehouse", "test/testkit"}, "the OMOP warehouse back end"},
+	{"github.com/duckdb/duckdb-go", []string{"node/internal/warehouse"}, "the OMOP warehouse's DuckDB dialect (build tag duckdb)"},
 }
 
 // floorRule: packages under From never import packages under To.
@@ -60,7 +61,7 @@ type goPackage struct {
 // (non-test) imports.
 func listPackages(t *testing.T) []goPackage {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-json=ImportPath,Imports", "./...").Output()
+	out, err := exec.Command("go", "list", "-tags", "duckdb", "-json=ImportPath,Imports", "./...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}

@@ -106,8 +106,15 @@ func (n *Node) Decide(ctx context.Context, queryID string, approve bool, by stri
 }
 
 // startAdmin serves the admin socket: GET /approvals, POST
-// /approvals/{id}/approve and /approvals/{id}/deny, and GET /ready (Ready,
-// for `fedstat node check` while the daemon runs).
+// /approvals/{id}/approve and /approvals/{id}/deny, GET /ready (Ready,
+// for `fedstat node check` while the daemon runs), and Config.Local under
+// /local/ (`fedstat node status` and `fedstat node query` while the daemon
+// runs).
+//
+// The socket is the access rule: it has mode 0600 (connecting to a unix
+// socket needs write permission on it), so only the node's own user (and
+// root) reaches it, and it is never reachable over the network. Everything it serves is for the
+// node's admin only: exact counts, exact answers, queued SQL.
 func (n *Node) startAdmin() error {
 	path := AdminSocket(n.cfg.StateDir)
 	_ = os.Remove(path)
@@ -140,6 +147,9 @@ func (n *Node) startAdmin() error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	if n.cfg.Local != nil {
+		mux.Handle("/local/", http.StripPrefix("/local", n.cfg.Local))
+	}
 	mux.HandleFunc("POST /approvals/{id}/approve", decide(true))
 	mux.HandleFunc("POST /approvals/{id}/deny", decide(false))
 	n.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

@@ -134,6 +134,13 @@ type Config struct {
 	// and at start, and New refuses a ledger below the mark it finds
 	// there. See durable.go. Defaults to none.
 	MarkFile string
+	// Local, when set, answers the node admin's requests about the node's
+	// data on the admin socket, under /local/ (node/admin.Local: the
+	// status and the exact local answer to a query while the daemon holds
+	// the store). What it serves is exact and stays on the node's machine:
+	// it is never mounted anywhere but the admin socket (AdminSocket).
+	// Defaults to none (404).
+	Local http.Handler
 	// Metrics, when set, receives the node's Prometheus metrics.
 	Metrics prometheus.Registerer
 	// ServerOptions are added to the node's gRPC server options, after the

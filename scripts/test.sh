@@ -5,8 +5,9 @@
 # - installs from Debian what is missing: protoc (protobuf-compiler) for the
 #   check that the generated protobuf code matches the .proto files, systemd
 #   (systemd-analyze) for the unit files, chromium for the dashboard's browser
-#   test, curl for the reference example scripts, and postgresql, started as a
-#   throw-away cluster, for the OMOP warehouse tests;
+#   test, curl for the reference example scripts, gcc for cgo (the race
+#   detector, DuckDB), and postgresql, started as a throw-away cluster, for
+#   the OMOP warehouse tests;
 # - checks formatting (gofmt) and go vet;
 # - runs every package's tests with the race detector, fuzz seeds included.
 set -euo pipefail
@@ -18,6 +19,7 @@ command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium) # the dashboard's browser test (coordinator/web)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)         # examples/reference/network.sh waits on /readyz with it
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)           # cgo: the race detector and the DuckDB driver (-tags duckdb)
 if ((${#need_apt[@]})); then
   echo "== installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then
@@ -84,3 +86,12 @@ go test -count=1 -run '^TestPrivacyAudit' ./node/
 
 echo "== go test -race"
 go test -race -timeout 25m ./... "$@"
+
+# The DuckDB dialect is behind the duckdb build tag (cgo, a 90 MB library):
+# the warehouse tests again, on PostgreSQL and on DuckDB files, the binary
+# that includes it, and a network in which one node answers from a DuckDB file.
+echo "== OMOP warehouse on DuckDB (-tags duckdb)"
+go vet -tags duckdb ./node/internal/warehouse/ ./test/e2e/
+go build -tags duckdb -o /dev/null ./cmd/fedstat
+go test -race -count=1 -tags duckdb ./node/internal/warehouse/
+go test -count=1 -tags duckdb -run '^TestWarehouseDuckDBNodeProcess$' ./test/e2e/

@@ -110,7 +110,9 @@ flags. See deploy/node.example.toml and docs/operations.md.
 
 The subcommands administer the node's local data and queue on the node's machine.`
 	c.Example = `  fedstat node --config /etc/fedstat/node.toml
+  fedstat node import --dry-run --data-dir /var/lib/fedstat/node bundles.tar.gz
   fedstat node import --data-dir /var/lib/fedstat/node bundles.tar.gz
+  fedstat node status --data-dir /var/lib/fedstat/node      # also while the daemon runs
   fedstat node approvals --data-dir /var/lib/fedstat/node`
 	c.Args = cobra.NoArgs
 	c.RunE = func(cmd *cobra.Command, _ []string) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -22,15 +23,14 @@ import (
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/node"
 	"github.com/fedstat/fedstat/node/admin"
-	"github.com/fedstat/fedstat/queries/dp"
-	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
-// nodeQueryCommand is the admin's exact local answer: it opens the data
-// directory directly, so it only works on the node's own machine (and not
-// while the daemon has the directory open), and nothing of it is reachable
-// over the network.
+// nodeQueryCommand is the admin's exact local answer. With the daemon
+// stopped it opens the data directory directly; with the daemon running
+// it asks the daemon over its admin socket. Either way it works only on
+// the node's own machine, for the node's own user, and nothing of it is
+// reachable over the network.
 func nodeQueryCommand() *cobra.Command {
 	var dataDir, keyFile, format, ref string
 	var regions []string
@@ -38,92 +38,98 @@ func nodeQueryCommand() *cobra.Command {
 		Use:   "query --data-dir DIR [--format table|json|csv] \"SQL\"",
 		Short: "The node admin's exact local answer to a query (no noise; never leaves this machine)",
 		Long: `Runs a query on this node's own data and prints the exact answer, without noise and
-without spending privacy budget. It reads the data directory directly: it works only on
-the node's machine, for its admin, and no network API can reach it. Stop the node
-daemon first (a data directory is open in one process at a time).
+without spending privacy budget. Use it to check an import, or to compare with what the
+network releases.
 
-Use it to check an import, or to compare with what the network releases.`,
-		Example: `  fedstat node query --data-dir /var/lib/fedstat/node \
-    "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '44054006'"`,
+It works only on the node's machine, for its admin: with the node daemon stopped it
+reads the data directory directly; with the daemon running it asks the daemon through
+its admin socket (DIR/admin.sock, mode 0600: only the node's own user can use it, and
+nothing about it is reachable over the network), which answers from the data the node
+serves. No network API can reach this answer.
+
+DIR must be a node's data directory with its store (DIR/kv): a path that does not
+exist, an empty directory or someone else's directory is refused, and nothing is
+created.
+
+Tables: patients, conditions, observations, medications, encounters (and the study
+tables of the network catalogue, when the daemon answers). See docs/query-language.md.`,
+		Example: `  # how many patients have type 2 diabetes (SNOMED 44054006)?
+  fedstat node query --data-dir /var/lib/fedstat/node \
+    "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '44054006'"
+
+  # patients by region and sex, as CSV, ages at a fixed date
+  fedstat node query --data-dir /var/lib/fedstat/node --format csv --reference-date 2026-01-01 \
+    "SELECT region, sex, COUNT(*) FROM patients GROUP BY region, sex"
+
+  # the same question with the daemon running: nothing to stop, same command
+  fedstat node query --data-dir /var/lib/fedstat/node "SELECT COUNT(*) FROM patients"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dataDir == "" {
-				return &usageError{"--data-dir is required"}
+				return &usageError{"node query: --data-dir is required"}
 			}
 			switch format {
 			case "table", "json", "csv":
 			default:
 				return &usageError{fmt.Sprintf("--format %q: want table, json or csv", format)}
 			}
-			refDate := cdm.DateOf(time.Now())
 			if ref != "" {
-				d, err := cdm.ParseDate(ref)
-				if err != nil {
+				if _, err := cdm.ParseDate(ref); err != nil {
 					return &usageError{"--reference-date: " + err.Error()}
 				}
-				refDate = d
 			}
-			cat := plan.DefaultCatalogue()
-			if len(regions) > 0 {
-				cat.Regions = regions
+			if err := admin.CheckDataDir(dataDir, admin.NeedStore); err != nil {
+				return fmt.Errorf("node query: %w", err)
+			}
+			q := admin.Query{SQL: args[0], ReferenceDate: ref, Regions: regions}
+			if daemonAnswers(dataDir) {
+				body, _ := json.Marshal(admin.LocalQuery{Query: q, Format: format})
+				b, err := adminRequest(cmd.Context(), dataDir, http.MethodPost, "/local/query", body, localQueryTimeout)
+				if err != nil {
+					return fmt.Errorf("node query (asked the running node daemon): %w", err)
+				}
+				_, err = cmd.OutOrStdout().Write(b)
+				return err
 			}
 			tables, err := admin.OpenTables(cmd.Context(), dataDir, keyFile)
 			if err != nil {
 				return err
 			}
-			if len(regions) == 0 {
-				cat.Regions = regionsIn(tables)
-			}
-			// The privacy parameters only shape the plan; nothing is noised.
-			p, err := plan.Build(plan.Request{SQL: args[0], Epsilon: 1, Delta: 1e-6, MinNodes: 1, Threshold: 1, ReferenceDate: refDate}, cat)
+			r, err := admin.ExactAnswer(cmd.Context(), q, *plan.DefaultCatalogue(), node.TablesOf(tables), tables)
 			if err != nil {
 				return err
 			}
-			e, err := eval.Evaluate(cmd.Context(), p, tables)
-			if err != nil {
-				return err
-			}
-			r, err := dp.Exact(p, e)
-			if err != nil {
-				return err
-			}
-			switch format {
-			case "json":
-				return r.WriteJSON(cmd.OutOrStdout())
-			case "csv":
-				return r.WriteCSV(cmd.OutOrStdout())
-			}
-			return r.WriteTable(cmd.OutOrStdout())
+			return admin.WriteResult(cmd.OutOrStdout(), r, format)
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&dataDir, "data-dir", "", "the node's data directory (required)")
-	f.StringVar(&keyFile, "key-file", "", "operator key file, if the store is encrypted")
+	f.StringVar(&keyFile, "key-file", "", "operator key file, if the store is encrypted (not needed while the daemon runs)")
 	f.StringVar(&format, "format", "table", "table, json or csv")
 	f.StringVar(&ref, "reference-date", "", "YYYY-MM-DD at which age is computed (default today)")
 	f.StringSliceVar(&regions, "regions", nil, "region domain for GROUP BY region (default: the regions in the data)")
 	return c
 }
 
-func regionsIn(t *cdm.Tables) []string {
-	pt, ok := t.Table(cdm.TablePatients)
-	if !ok {
-		return nil
+// localQueryTimeout bounds an exact query asked of the running daemon (a
+// large node's scan takes a while; the admin can interrupt it).
+const localQueryTimeout = 10 * time.Minute
+
+// daemonAnswers reports whether a node daemon listens on dataDir's admin
+// socket. A socket file left by a daemon that was killed does not answer.
+func daemonAnswers(dataDir string) bool {
+	c, err := net.DialTimeout("unix", node.AdminSocket(dataDir), 2*time.Second)
+	if err != nil {
+		return false
 	}
-	col := pt.Strings["region"]
-	var out []string
-	for _, v := range col.Dict.Values() {
-		if v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
+	c.Close()
+	return true
 }
 
 // adminClient talks to a running node's admin socket.
-func adminClient(dataDir string) *http.Client {
+func adminClient(dataDir string, timeout time.Duration) *http.Client {
 	sock := node.AdminSocket(dataDir)
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		},
@@ -131,17 +137,49 @@ func adminClient(dataDir string) *http.Client {
 }
 
 func adminDo(dataDir, method, path string) ([]byte, error) {
-	req, _ := http.NewRequest(method, "http://node"+path, nil)
-	resp, err := adminClient(dataDir).Do(req)
+	return adminRequest(context.Background(), dataDir, method, path, nil, 10*time.Second)
+}
+
+// adminRequest makes one request of the daemon's admin socket; an answer
+// that is not a success is an error with the daemon's text.
+func adminRequest(ctx context.Context, dataDir, method, path string, body []byte, timeout time.Duration) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://node"+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := adminClient(dataDir, timeout).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the node daemon's admin socket %s (is the node running?): %w", node.AdminSocket(dataDir), err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusNotFound && strings.HasPrefix(path, "/local/") {
+		return nil, fmt.Errorf("the node daemon on %s does not answer %s (an older fedstat version?): stop it and run the command again", dataDir, path)
+	}
 	if resp.StatusCode >= 300 {
 		return nil, errors.New(strings.TrimSpace(string(b)))
 	}
 	return b, nil
+}
+
+// socketDir refuses, for `fedstat node what`, a data directory that is
+// missing or not a node's before its admin socket is looked for, so that
+// a mistyped path is named as such.
+func socketDir(what, dataDir string) error {
+	if dataDir == "" {
+		return &usageError{"node " + what + ": --data-dir is required"}
+	}
+	if err := admin.CheckDataDir(dataDir, admin.NeedNode); err != nil {
+		return fmt.Errorf("node %s: %w", what, err)
+	}
+	return nil
 }
 
 func nodeApprovalCommands() []*cobra.Command {
@@ -149,8 +187,18 @@ func nodeApprovalCommands() []*cobra.Command {
 	list := &cobra.Command{
 		Use:   "approvals --data-dir DIR",
 		Short: "List queries waiting for this node's approval (policy require_approval)",
-		Args:  cobra.NoArgs,
+		Long: `Lists the queries that wait for this node admin's decision (policy require_approval =
+true): query id, analyst, privacy cost, how long it has waited and the SQL. It asks the
+running node daemon through its admin socket (DIR/admin.sock, mode 0600: only the node's
+own user); the daemon must be running. Decide with ` + "`fedstat node approve`" + ` or ` + "`fedstat node deny`" + `
+before the coordinator's deadline.`,
+		Example: `  fedstat node approvals --data-dir /var/lib/fedstat/node
+  fedstat node approve   --data-dir /var/lib/fedstat/node q-3f2a...`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := socketDir("approvals", dataDir); err != nil {
+				return err
+			}
 			b, err := adminDo(dataDir, http.MethodGet, "/approvals")
 			if err != nil {
 				return err
@@ -184,8 +232,14 @@ func nodeApprovalCommands() []*cobra.Command {
 		c := &cobra.Command{
 			Use:   use + " --data-dir DIR QUERY_ID",
 			Short: short,
-			Args:  cobra.ExactArgs(1),
+			Long: short + ` (listed by ` + "`fedstat node approvals`" + `), through the running daemon's admin socket
+(DIR/admin.sock, mode 0600: only the node's own user). The decision is written to the audit log.`,
+			Example: "  fedstat node " + use + " --data-dir /var/lib/fedstat/node q-3f2a...",
+			Args:    cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if err := socketDir(use, dir); err != nil {
+					return err
+				}
 				path := "/approvals/" + args[0] + "/deny"
 				if approve {
 					path = "/approvals/" + args[0] + "/approve"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -26,6 +27,7 @@ func nodeDataCommands() []*cobra.Command {
 func nodeImportCommand() *cobra.Command {
 	var o admin.ImportOptions
 	var format, study, schema string
+	var dryRun bool
 	c := &cobra.Command{
 		Use:   "import --data-dir DIR [flags] PATH...",
 		Short: "Import FHIR R4 or CSV records into a node's local store",
@@ -57,8 +59,20 @@ Study tables: --study NAME --schema FILE imports one research CSV as the study t
 described by a schema file (columns, types, the patient id column, public value ranges;
 see docs/statistics.md). The same schema file must be listed under studies = [...] in the
 network config of the coordinator and every node. Any bad cell fails the import (file:line,
-column, what was expected); importing it again replaces the whole study atomically.`, andList(admin.FHIRResources())),
-		Example: `  fedstat node import --data-dir /var/lib/fedstat bundles.tar.gz
+column, what was expected); importing it again replaces the whole study atomically.
+
+--dry-run reads the files and says what the import would do, writing nothing (no
+directory, store or quarantine file is made, the store is not opened, so it also works
+while the node runs): the records it would store by table, what it would skip and why,
+the bad records by resource type and reason with the first of them located, and whether
+the import would go through. Records of patients that are not in the files are bad when
+the directory has no store yet; with a store they are counted apart (the import accepts
+them if the store has their patient). The exit status is 1 when the import would fail.`, andList(admin.FHIRResources())),
+		Example: `  # first see what a new export holds and what would be refused, writing nothing
+  fedstat node import --dry-run --data-dir /var/lib/fedstat/node --region-rule city export/
+  fedstat node import --dry-run --format json --data-dir /var/lib/fedstat/node export/ | jq .bad
+
+  fedstat node import --data-dir /var/lib/fedstat/node bundles.tar.gz
   fedstat node import --data-dir ./node1 --study lung --schema lung.toml site1_lung.csv
   fedstat node import --data-dir ./node1 --region-rule postal:3 export/*.ndjson.gz
   fedstat node import --data-dir ./node1 --region-rule fixed:MA-01 patients.csv conditions.csv
@@ -75,6 +89,9 @@ column, what was expected); importing it again replaces the whole study atomical
 				return &usageError{"node import: --format must be text or json"}
 			}
 			if study != "" || schema != "" {
+				if dryRun {
+					return &usageError{"node import: --dry-run is for CDM and FHIR records, not --study (a study is checked whole by its import, which writes nothing when a cell is bad)"}
+				}
 				return importStudy(cmd, o, study, schema, format, args)
 			}
 			stderr := cmd.ErrOrStderr()
@@ -83,6 +100,26 @@ column, what was expected); importing it again replaces the whole study atomical
 				o.Progress = stderr
 			} else {
 				o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			}
+			if dryRun {
+				d, err := admin.DryRunImport(cmd.Context(), o, args)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if format == "json" {
+					enc := json.NewEncoder(out)
+					enc.SetIndent("", "  ")
+					if err := enc.Encode(d); err != nil {
+						return err
+					}
+				} else {
+					printDryRun(out, d)
+				}
+				if d.WouldFail {
+					return fmt.Errorf("node import --dry-run: the import would fail: %d bad record(s) and no --quarantine", d.BadTotal)
+				}
+				return nil
 			}
 			sum, err := admin.Import(cmd.Context(), o, args)
 			if err != nil {
@@ -108,7 +145,72 @@ column, what was expected); importing it again replaces the whole study atomical
 	f.StringVar(&format, "format", "text", "summary format: text or json")
 	f.StringVar(&study, "study", "", "import one CSV file as the study table NAME (with --schema)")
 	f.StringVar(&schema, "schema", "", "study schema file (TOML) for --study")
+	f.BoolVar(&dryRun, "dry-run", false, "say what the import would do, writing nothing")
 	return c
+}
+
+// printDryRun writes a dry run for a node's admin.
+func printDryRun(w io.Writer, d *admin.DryRun) {
+	fmt.Fprintln(w, "DRY RUN: nothing was written.")
+	switch d.Store {
+	case "missing":
+		fmt.Fprintf(w, "%s does not exist yet: the import would create it.\n", d.DataDir)
+	case "empty":
+		fmt.Fprintf(w, "%s has no store yet: everything below would be new.\n", d.DataDir)
+	default:
+		fmt.Fprintf(w, "%s has a store; a dry run does not open it, so records already stored are counted as read (the import says which are added, replaced or unchanged).\n", d.DataDir)
+	}
+	fmt.Fprintf(w, "read %d file(s), %s\n\n", d.Files, human(d.Bytes))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "would import\trecords\tfrom FHIR")
+	for _, t := range d.Tables {
+		res := t.Resource
+		if res == "" {
+			res = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", t.Table, t.Records, res)
+	}
+	tw.Flush()
+	counts := func(title string, cs []admin.DryRunCount) {
+		if len(cs) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "\n%s\n", title)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, c := range cs {
+			fmt.Fprintf(tw, "  %s\t%d\t%s\n", c.Type, c.Count, c.Reason)
+		}
+		tw.Flush()
+	}
+	counts("would skip (not an error):", d.Skipped)
+	counts(fmt.Sprintf("bad records: %d", d.BadTotal), d.Bad)
+	if len(d.Errors) > 0 {
+		fmt.Fprintln(w, "\nfirst bad records:")
+		for _, e := range d.Errors {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+		if d.BadTotal > len(d.Errors) {
+			fmt.Fprintf(w, "  ... and %d more (--max-errors)\n", d.BadTotal-len(d.Errors))
+		}
+	}
+	if d.Store == "present" && d.UnknownPatients > 0 {
+		fmt.Fprintf(w, "\nrecords whose patient is not in these files: %d (accepted only if the store has the patient; otherwise bad)\n", d.UnknownPatients)
+	}
+	if d.Duplicates > 0 {
+		fmt.Fprintf(w, "duplicates in the input (the last would be kept): %d\n", d.Duplicates)
+	}
+	if d.NoRegion > 0 {
+		fmt.Fprintf(w, "patients without a region (the address lacks what the region rule needs): %d\n", d.NoRegion)
+	}
+	fmt.Fprintln(w)
+	switch {
+	case d.WouldFail:
+		fmt.Fprintf(w, "outcome: the import would FAIL and import nothing: %d bad record(s); fix them, or add --quarantine FILE to import the other %d record(s)\n", d.BadTotal, d.Records())
+	case d.BadTotal > 0:
+		fmt.Fprintf(w, "outcome: the import would store %d record(s) and write %d bad record(s) to %s\n", d.Records(), d.BadTotal, d.Quarantine)
+	default:
+		fmt.Fprintf(w, "outcome: the import would store %d record(s)\n", d.Records())
+	}
 }
 
 func printImportSummary(w io.Writer, s *admin.ImportSummary) {
@@ -154,10 +256,17 @@ func nodeStatusCommand() *cobra.Command {
 patients per region, the most frequent codes, and the recent imports. The numbers are
 exact and for the node's admin only; nothing is sent anywhere.
 
+With the node daemon stopped it reads the data directory directly; with the daemon
+running it asks the daemon through its admin socket (DIR/admin.sock, mode 0600: only the
+node's own user; never reachable over the network). DIR must be a node's data directory
+with its store (DIR/kv): a missing path, an empty or someone else's directory is refused
+and nothing is created.
+
 The JSON form has at least {"tables": {"patients": N, "conditions": N, ...}} plus
 "dates", "regions", "top_codes", "imports" and "generation".`,
-		Example: `  fedstat node status --data-dir ./node1
-  fedstat node status --data-dir ./node1 --format json | jq .tables`,
+		Example: `  fedstat node status --data-dir /var/lib/fedstat/node
+  fedstat node status --data-dir /var/lib/fedstat/node --format json | jq .tables
+  fedstat node status --data-dir ./node1 --key-file node.key    # an encrypted store, daemon stopped`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dataDir == "" {
@@ -166,12 +275,23 @@ The JSON form has at least {"tables": {"patients": N, "conditions": N, ...}} plu
 			if format != "table" && format != "json" {
 				return &usageError{"node status: --format must be table or json"}
 			}
-			if _, err := os.Stat(dataDir); err != nil {
+			if err := admin.CheckDataDir(dataDir, admin.NeedStore); err != nil {
 				return fmt.Errorf("node status: %w", err)
 			}
-			st, err := admin.GetStatus(cmd.Context(), dataDir, keyFile)
-			if err != nil {
-				return err
+			var st *admin.Status
+			if daemonAnswers(dataDir) {
+				b, err := adminRequest(cmd.Context(), dataDir, http.MethodGet, "/local/status", nil, localQueryTimeout)
+				if err != nil {
+					return fmt.Errorf("node status (asked the running node daemon): %w", err)
+				}
+				if err := json.Unmarshal(b, &st); err != nil {
+					return fmt.Errorf("node status: the daemon's answer: %w", err)
+				}
+			} else {
+				var err error
+				if st, err = admin.GetStatus(cmd.Context(), dataDir, keyFile); err != nil {
+					return err
+				}
 			}
 			out := cmd.OutOrStdout()
 			if format == "json" {

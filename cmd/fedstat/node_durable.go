@@ -38,8 +38,10 @@ func (d *nodeDir) flags(c *cobra.Command) {
 	f.StringVar(&d.auditLog, "audit-log", "", "the node's audit log (default DATA_DIR/audit.log)")
 }
 
-// resolve fills the settings from --config where no flag gave them.
-func (d *nodeDir) resolve(cmd *cobra.Command, what string) error {
+// resolve fills the settings from --config where no flag gave them, then
+// refuses a data directory that is not what the command needs (need:
+// admin.CheckDataDir), before anything is created or opened.
+func (d *nodeDir) resolve(cmd *cobra.Command, what string, need admin.DirNeed) error {
 	if d.config != "" {
 		var cfg config.Node
 		if err := config.Load(d.config, &cfg, nil); err != nil {
@@ -58,6 +60,9 @@ func (d *nodeDir) resolve(cmd *cobra.Command, what string) error {
 	}
 	if d.dataDir == "" {
 		return &usageError{"node " + what + ": --data-dir or --config is required"}
+	}
+	if err := admin.CheckDataDir(d.dataDir, need); err != nil {
+		return fmt.Errorf("node %s: %w", what, err)
 	}
 	return nil
 }
@@ -93,12 +98,17 @@ A FAIL marked "refuses to start" stops the daemon; a FAIL of the current epoch's
 start, answering queries but not decrypting in that epoch. The exit status is 1 when any check
 fails. With the daemon running, the store is in use and the command asks the daemon (its admin
 socket) whether it is ready instead. With --config (or --pki-dir and --name) the certificate and
-the signer of the mark are checked too.`,
+the signer of the mark are checked too.
+
+DIR must exist and be a node's data directory (kv/, audit.log, ledger.hwm or keys/ in it): a
+mistyped path, an empty or someone else's directory is refused and nothing is created. A node's
+directory whose store is missing is checked (and the check says how to repair it).`,
 		Example: `  fedstat node check --data-dir /var/lib/fedstat/node
-  fedstat node check --config /etc/fedstat/node.toml --format json`,
+  fedstat node check --config /etc/fedstat/node.toml          # also checks the certificate and the mark's signer
+  fedstat node check --config /etc/fedstat/node.toml --format json | jq '.results[] | select(.status == "FAIL")'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := d.resolve(cmd, "check"); err != nil {
+			if err := d.resolve(cmd, "check", admin.NeedNode); err != nil {
 				return err
 			}
 			if format != "text" && format != "json" {
@@ -174,11 +184,15 @@ files and the audit log are consistent with each other only when nothing writes 
 
 The store in a backup cannot be copied back by hand; restore it with ` + "`fedstat node restore`" + `, which
 keeps the higher of the backup's spent budget and the one the node proves now. Without an
-operator key the backup holds the records in the clear: keep it as safe as the data itself.`,
-		Example: `  fedstat node backup --data-dir /var/lib/fedstat/node /backup/node-$(date +%F).fsbk`,
-		Args:    cobra.ExactArgs(1),
+operator key the backup holds the records in the clear: keep it as safe as the data itself.
+
+DIR must be a node's data directory with its store (DIR/kv); anything else is refused and
+nothing is created.`,
+		Example: `  fedstat node backup --data-dir /var/lib/fedstat/node /backup/node-$(date +%F).fsbk
+  fedstat node backup --config /etc/fedstat/node.toml --include-config /backup/node-$(date +%F).fsbk`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := d.resolve(cmd, "backup"); err != nil {
+			if err := d.resolve(cmd, "backup", admin.NeedStore); err != nil {
 				return err
 			}
 			o := admin.BackupOptions{DataDir: d.dataDir, AuditLog: d.auditLog, KeyFile: d.keyFile}
@@ -228,11 +242,19 @@ budget.carried_forward entry that records the restore. Key files the node lacks 
 The replaced store and log are moved aside (NAME.replaced-TIME), never deleted.
 
 This is the fix for a store that is damaged, rolled back, wiped or older than the node's evidence
-(` + "`fedstat node check`" + ` says which). The daemon must be stopped.`,
-		Example: `  fedstat node restore --config /etc/fedstat/node.toml /backup/node-2026-12-01.fsbk`,
-		Args:    cobra.ExactArgs(1),
+(` + "`fedstat node check`" + ` says which). The daemon must be stopped.
+
+DIR must exist: a node's data directory, or an empty directory (a new machine: make it first,
+mode 0700). A path that does not exist or someone else's directory is refused, so a typo never
+gets a restored node that the daemon would not use.`,
+		Example: `  fedstat node restore --config /etc/fedstat/node.toml /backup/node-2026-12-01.fsbk
+
+  # onto a new machine
+  mkdir -m 700 /var/lib/fedstat/node
+  fedstat node restore --data-dir /var/lib/fedstat/node --key-file /etc/fedstat/node.key /backup/node-2026-12-01.fsbk`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := d.resolve(cmd, "restore"); err != nil {
+			if err := d.resolve(cmd, "restore", admin.NeedDirectory); err != nil {
 				return err
 			}
 			id, err := d.identity()
@@ -289,10 +311,12 @@ func nodeResetAuditCommand() *cobra.Command {
 no longer holds the head the node recorded: moves what is left of it aside (audit.log.lost-TIME)
 and starts a new log whose first entry, budget.carried_forward, records the ledger's spend (raised
 first to the high-water mark when that is higher), the last head the node had recorded and the
-reason. The spend never goes back, and the loss stays visible. The store must open.`,
-		Args: cobra.NoArgs,
+reason. The spend never goes back, and the loss stays visible. The store must open: DIR must be a
+node's data directory with its store (DIR/kv); anything else is refused and nothing is created.`,
+		Example: `  fedstat node reset-audit --config /etc/fedstat/node.toml --reason "disk replaced; no backup holds the log"`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := d.resolve(cmd, "reset-audit"); err != nil {
+			if err := d.resolve(cmd, "reset-audit", admin.NeedStore); err != nil {
 				return err
 			}
 			if reason == "" {

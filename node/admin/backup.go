@@ -138,8 +138,8 @@ func Backup(ctx context.Context, o BackupOptions, out string) (*Manifest, error)
 		return nil, ErrNoDataDir
 	}
 	o.defaults()
-	if _, err := os.Stat(KVDir(o.DataDir)); err != nil {
-		return nil, fmt.Errorf("admin: backup: no store in %s: %w", o.DataDir, err)
+	if err := CheckDataDir(o.DataDir, NeedStore); err != nil {
+		return nil, fmt.Errorf("admin: backup: %w", err)
 	}
 	db, err := openForAdmin(o.DataDir, o.KeyFile, o.Logger)
 	if err != nil {
@@ -448,7 +448,9 @@ type RestoreSummary struct {
 var carriedPrefixes = []string{"l/q/", "l/r/", "l/carried/", "n/commit/", "n/release/"}
 
 // Restore puts the backup in into the data directory, carrying the spend
-// forward as described above. The daemon must be stopped.
+// forward as described above. The daemon must be stopped. The data
+// directory must exist, empty (a new machine) or a node's (CheckDataDir,
+// NeedDirectory): a mistyped path is refused rather than filled.
 func Restore(ctx context.Context, o RestoreOptions, in string) (*RestoreSummary, error) {
 	if o.DataDir == "" {
 		return nil, ErrNoDataDir
@@ -461,6 +463,9 @@ func Restore(ctx context.Context, o RestoreOptions, in string) (*RestoreSummary,
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if err := CheckDataDir(o.DataDir, NeedDirectory); err != nil {
+		return nil, fmt.Errorf("admin: restore: %w", err)
 	}
 	now := o.Now().UTC()
 	stamp := now.Format("20060102T150405Z")

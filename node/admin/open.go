@@ -172,8 +172,13 @@ func OpenStoreOn(ctx context.Context, db *kv.DB, log *slog.Logger) (*store.Store
 
 // OpenTables opens a data directory, returns its columnar copy and closes
 // the directory again, for one-shot local use (the admin's exact local
-// query). The tables stay valid after the directory is closed.
+// query). The tables stay valid after the directory is closed. A
+// directory that does not exist or holds no store is refused
+// (CheckDataDir, NeedStore): nothing is created.
 func OpenTables(ctx context.Context, dataDir, keyFile string) (*cdm.Tables, error) {
+	if err := CheckDataDir(dataDir, NeedStore); err != nil {
+		return nil, err
+	}
 	s, db, err := OpenStore(ctx, OpenOptions{DataDir: dataDir, KeyFile: keyFile})
 	if err != nil {
 		return nil, err

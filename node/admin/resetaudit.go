@@ -65,6 +65,9 @@ func ResetAudit(ctx context.Context, o ResetAuditOptions) (*ResetAuditSummary, e
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if err := CheckDataDir(o.DataDir, NeedStore); err != nil {
+		return nil, fmt.Errorf("admin: reset-audit: the store must open (restore it first if it does not): %w", err)
+	}
 	now := o.Now().UTC()
 	stamp := now.Format("20060102T150405Z")
 	db, err := openForAdmin(o.DataDir, o.KeyFile, slog.New(slog.DiscardHandler))

@@ -56,8 +56,13 @@ type Count struct {
 	Rows   int    `json:"rows"`
 }
 
-// GetStatus opens the data directory read for a status and closes it.
+// GetStatus opens the data directory read for a status and closes it. A
+// directory that does not exist or holds no store is refused
+// (CheckDataDir, NeedStore): nothing is created.
 func GetStatus(ctx context.Context, dataDir, keyFile string) (*Status, error) {
+	if err := CheckDataDir(dataDir, NeedStore); err != nil {
+		return nil, err
+	}
 	t0 := time.Now()
 	s, db, err := OpenStore(ctx, OpenOptions{DataDir: dataDir, KeyFile: keyFile})
 	if err != nil {

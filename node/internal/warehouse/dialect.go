@@ -18,7 +18,9 @@ type Dialect interface {
 	Name() string
 	// Quote quotes an identifier.
 	Quote(ident string) string
-	// Placeholder is the n-th (1-based) bind parameter.
+	// Placeholder is the n-th (1-based) bind parameter; the translator
+	// names one placeholder more than once where a value is used twice, so
+	// placeholders must be numbered ($n, @pN), not positional (?).
 	Placeholder(n int) string
 	// DayNumber is an integer expression: days since 1970-01-01 of the DATE
 	// expression d (NULL stays NULL).
@@ -34,6 +36,13 @@ type Dialect interface {
 	// Age is whole years between the DATE expressions birth and ref (the
 	// caller guards birth <= ref and NULL).
 	Age(birth, ref string) string
+	// MakeDate is the DATE of the integer expressions y, m (1-12) and d
+	// (1-31); a day past the month's end runs into the next month rather
+	// than failing the query.
+	MakeDate(y, m, d string) string
+	// IntDiv is the integer quotient of the non-negative integer
+	// expressions a and b.
+	IntDiv(a, b string) string
 	// Float casts an expression to double precision.
 	Float(x string) string
 	// Limit appends a row limit to a query.
@@ -76,18 +85,48 @@ func (Postgres) Age(birth, ref string) string {
 	return fmt.Sprintf("extract(year from age(%s, %s))::int", ref, birth)
 }
 
+// MakeDate implements Dialect.
+func (Postgres) MakeDate(y, m, d string) string {
+	return fmt.Sprintf("(make_date(%s, %s, 1) + (%s - 1))", y, m, d)
+}
+
+// IntDiv implements Dialect.
+func (Postgres) IntDiv(a, b string) string { return "(" + a + " / " + b + ")" }
+
 // Float implements Dialect.
 func (Postgres) Float(x string) string { return "(" + x + ")::float8" }
 
 // Limit implements Dialect.
 func (Postgres) Limit(q string, n int) string { return q + " LIMIT " + strconv.Itoa(n) }
 
+// DuckDB is the DuckDB dialect: an OMOP CDM in a DuckDB database file, as
+// OHDSI's Eunomia ships its example data sets and as a hospital hands out
+// an extract. The SQL is the translator's standard SQL; DuckDB differs
+// from PostgreSQL in age (it has no age(ts, ts) in whole years) and
+// integer division (// there).
+// Opening one needs a binary built with the duckdb tag (cgo).
+type DuckDB struct{ Postgres }
+
+// Name implements Dialect.
+func (DuckDB) Name() string { return "duckdb" }
+
+// Age implements Dialect: the year difference, less one before the
+// birthday in the reference year (as PostgreSQL's age and eval).
+func (DuckDB) Age(birth, ref string) string {
+	return fmt.Sprintf("(extract(year from %[2]s)::int - extract(year from %[1]s)::int - (CASE WHEN extract(month from %[2]s) < extract(month from %[1]s) OR (extract(month from %[2]s) = extract(month from %[1]s) AND extract(day from %[2]s) < extract(day from %[1]s)) THEN 1 ELSE 0 END))", birth, ref)
+}
+
+// IntDiv implements Dialect: DuckDB's / divides integers as reals.
+func (DuckDB) IntDiv(a, b string) string { return "(" + a + " // " + b + ")" }
+
 // DialectNamed returns the dialect called name ("postgres", or "" for
-// Postgres).
+// Postgres; "duckdb").
 func DialectNamed(name string) (Dialect, error) {
 	switch strings.ToLower(name) {
 	case "", "postgres", "postgresql", "citus":
 		return Postgres{}, nil
+	case "duckdb":
+		return DuckDB{}, nil
 	}
-	return nil, fmt.Errorf("warehouse: unknown SQL dialect %q (known: postgres)", name)
+	return nil, fmt.Errorf("warehouse: unknown SQL dialect %q (known: postgres, duckdb)", name)
 }

@@ -17,7 +17,7 @@ func TestTranslateNoDataInSQL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, args, err := Translate(Postgres{}, "omop", p)
+	q, args, err := Translate(Postgres{}, "omop", Info{}, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,9 +30,45 @@ func TestTranslateNoDataInSQL(t *testing.T) {
 	if len(args) != 3 {
 		t.Errorf("args = %v, want the code and two regions", args)
 	}
-	for _, want := range []string{"ROW_NUMBER() OVER (PARTITION BY pid, cell ORDER BY ord)", "rn <= 2", `"omop"."condition_occurrence"`} {
+	for _, want := range []string{"ROW_NUMBER() OVER (PARTITION BY pid, cell ORDER BY src, ord)", "rn <= 2", `"omop"."condition_occurrence"`} {
 		if !strings.Contains(q, want) {
 			t.Errorf("SQL lacks %q:\n%s", want, q)
+		}
+	}
+}
+
+// TestMappingCoversSchema: every column of every mapped CDM table is
+// readable from OMOP (its code pair through concepts, the rest from each
+// source), and the sources of one table project the same columns, so
+// that their UNION ALL lines up. A column added to the CDM without an
+// OMOP reading fails here rather than in an analyst's query.
+func TestMappingCoversSchema(t *testing.T) {
+	for i := range cdm.Schema {
+		sch := &cdm.Schema[i]
+		m, ok := mapping[sch.Name]
+		if !ok {
+			t.Errorf("table %s has no OMOP mapping", sch.Name)
+			continue
+		}
+		if sch.Patients {
+			continue
+		}
+		if m.code != sch.Coded[0] || m.system != sch.Coded[1] {
+			t.Errorf("%s: coded columns %q/%q, the CDM says %q", sch.Name, m.code, m.system, sch.Coded)
+		}
+		tr := &translator{}
+		for _, c := range sch.Columns {
+			if c.Name == m.code || c.Name == m.system {
+				continue
+			}
+			if !tr.hasColumn(sch.Name, c.Name) {
+				t.Errorf("%s.%s has no OMOP column in every source", sch.Name, c.Name)
+			}
+		}
+		for _, s := range m.sources {
+			if len(s.cols)+len(s.expr) != len(m.sources[0].cols)+len(m.sources[0].expr) {
+				t.Errorf("%s: source %s projects other columns than %s", sch.Name, s.table, m.sources[0].table)
+			}
 		}
 	}
 }
@@ -49,7 +85,7 @@ func TestTranslateCodeFamily(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		q, args, err := Translate(Postgres{}, "omop", p)
+		q, args, err := Translate(Postgres{}, "omop", Info{}, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,5 +97,32 @@ func TestTranslateCodeFamily(t *testing.T) {
 				t.Errorf("%s: args %v lack %v", sql, args, w)
 			}
 		}
+	}
+}
+
+// TestTranslatePeriods: observation periods restrict persons and events
+// only when the schema has them.
+func TestTranslatePeriods(t *testing.T) {
+	p, err := plan.Build(plan.Request{SQL: `SELECT COUNT(*) FROM observations WHERE code = '4548-4'`, Epsilon: 1, Delta: 1e-6, MinNodes: 1, Threshold: 1, ReferenceDate: cdm.DateFromYMD(2024, 1, 1)}, &plan.Catalogue{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, _, err := Translate(Postgres{}, "omop", Info{}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on, _, err := Translate(Postgres{}, "omop", Info{Periods: true}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(off, "observation_period") {
+		t.Errorf("periods without Info.Periods:\n%s", off)
+	}
+	// Two sources (measurement, observation) and the person.
+	if n := strings.Count(on, `"omop"."observation_period"`); n != 3 {
+		t.Errorf("%d observation_period references, want 3:\n%s", n, on)
+	}
+	if !strings.Contains(on, "UNION ALL") {
+		t.Errorf("observations is not measurement UNION ALL observation:\n%s", on)
 	}
 }

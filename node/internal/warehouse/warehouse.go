@@ -1,17 +1,18 @@
-// Package warehouse is a node back end for an existing OMOP CDM v5.4
-// database: it translates a query plan into one SQL statement (Translate)
-// that enforces the plan's contribution bounds in the database and returns
-// only aggregates (one row per cell), through a Dialect so that other
-// engines are a new dialect, not a rewrite. See docs/warehouse.md.
+// Package warehouse is a node back end for an existing OMOP CDM 5.3 or 5.4
+// database in PostgreSQL or in a DuckDB file: it checks the schema (Info),
+// translates a query plan into one SQL statement (Translate) that matches
+// codes on standard concepts (concept_ancestor, 'Maps to') and source
+// values, enforces the plan's contribution bounds in the database and
+// returns only aggregates (one row per cell), through a Dialect so that
+// other engines are a new dialect, not a rewrite. See docs/warehouse.md.
 package warehouse
 
 import (
 	"context"
 	"fmt"
 	"math"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"strconv"
+	"sync"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/queries/eval"
@@ -21,48 +22,74 @@ import (
 // DefaultSchema is the schema holding the OMOP tables.
 const DefaultSchema = "omop"
 
-// Backend evaluates plans in a PostgreSQL OMOP database.
+// Backend evaluates plans in an OMOP database: PostgreSQL (pgx) or a
+// DuckDB file (database/sql, in binaries built with the duckdb tag). It is
+// safe for concurrent use once Schema is set.
 type Backend struct {
-	pool   *pgxpool.Pool
+	c      conn
 	d      Dialect
 	Schema string // OMOP schema; DefaultSchema unless set before use
+
+	mu         sync.Mutex
+	info       *Info  // what describe found, for infoSchema
+	infoSchema string // the schema info describes
 }
 
-// Open connects to dsn (a libpq/pgx connection string) with dialect d (nil:
-// Postgres).
+func (b *Backend) tbl(name string) string { return b.d.Quote(b.Schema) + "." + b.d.Quote(name) }
+
+// Open connects with dialect d (nil: Postgres) to dsn: for PostgreSQL a
+// libpq/pgx connection string, for DuckDB the database file's path (with
+// "?access_mode=READ_ONLY" to open it read-only).
 func Open(ctx context.Context, dsn string, d Dialect) (*Backend, error) {
 	if d == nil {
 		d = Postgres{}
 	}
-	pool, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		return nil, fmt.Errorf("warehouse: %w", err)
+	var c conn
+	switch d.Name() {
+	case "duckdb":
+		if duckdbOpen == nil {
+			return nil, errNoDuckDB
+		}
+		db, err := duckdbOpen(dsn)
+		if err != nil {
+			return nil, fmt.Errorf("warehouse: opening DuckDB %q: %w", dsn, err)
+		}
+		if err := db.PingContext(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("warehouse: opening DuckDB %q: %w", dsn, err)
+		}
+		c = sqlConn{db: db, d: d}
+	default:
+		var err error
+		if c, err = openPostgres(ctx, dsn); err != nil {
+			return nil, err
+		}
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("warehouse: %w", err)
-	}
-	return &Backend{pool: pool, d: d, Schema: DefaultSchema}, nil
+	return &Backend{c: c, d: d, Schema: DefaultSchema}, nil
 }
 
 // Close closes the connections.
-func (b *Backend) Close() { b.pool.Close() }
+func (b *Backend) Close() { b.c.close() }
 
 // Evaluate computes p's exact aggregates in the database. The result must
 // never leave the node (see eval.Exact).
 func (b *Backend) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, error) {
+	info, err := b.describe(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var n int64
-	if err := b.pool.QueryRow(ctx, "SELECT COUNT(*) FROM "+b.d.Quote(b.Schema)+"."+b.d.Quote("person")).Scan(&n); err != nil {
+	if err := b.c.queryRow(ctx, "SELECT COUNT(*) FROM "+b.tbl("person")).Scan(&n); err != nil {
 		return nil, fmt.Errorf("warehouse: %w", err)
 	}
 	if n > int64(p.MaxPatientsPerNode()) {
 		return nil, fmt.Errorf("%w: this node holds more patients than the network bound of %d per node (the exact number stays at the node)", eval.ErrData, p.MaxPatientsPerNode())
 	}
-	q, args, err := Translate(b.d, b.Schema, p)
+	q, args, err := Translate(b.d, b.Schema, info, p)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := b.pool.Query(ctx, q, args...)
+	rows, err := b.c.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("warehouse: %w", err)
 	}
@@ -94,19 +121,57 @@ func (b *Backend) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, erro
 }
 
 // ddl is the OMOP CDM v5.4 subset the back end reads (column names and types
-// as in the OMOP DDL; NOT NULL relaxed where fedstat data may lack a value).
+// as in the OMOP DDL; NOT NULL relaxed where fedstat data may lack a value,
+// concept.vocabulary_id widened to hold unknown system URIs).
 var ddl = []string{
-	`CREATE TABLE %[1]s.concept (concept_id integer PRIMARY KEY, concept_name varchar(255) NOT NULL DEFAULT '', domain_id varchar(20) NOT NULL DEFAULT '', vocabulary_id varchar(255) NOT NULL, concept_class_id varchar(20) NOT NULL DEFAULT '', concept_code varchar(50) NOT NULL)`,
+	`CREATE TABLE %[1]s.cdm_source (cdm_source_name varchar(255) NOT NULL, cdm_source_abbreviation varchar(25) NOT NULL, cdm_holder varchar(255) NOT NULL, source_release_date date, cdm_release_date date, cdm_version varchar(10), cdm_version_concept_id integer NOT NULL DEFAULT 0, vocabulary_version varchar(20) NOT NULL DEFAULT '')`,
+	`CREATE TABLE %[1]s.concept (concept_id integer PRIMARY KEY, concept_name varchar(255) NOT NULL DEFAULT '', domain_id varchar(20) NOT NULL DEFAULT '', vocabulary_id varchar(255) NOT NULL, concept_class_id varchar(20) NOT NULL DEFAULT '', standard_concept varchar(1), concept_code varchar(50) NOT NULL, valid_start_date date NOT NULL DEFAULT DATE '1970-01-01', valid_end_date date NOT NULL DEFAULT DATE '2099-12-31', invalid_reason varchar(1))`,
+	`CREATE INDEX concept_code_idx ON %[1]s.concept (concept_code)`,
+	`CREATE TABLE %[1]s.concept_relationship (concept_id_1 integer NOT NULL, concept_id_2 integer NOT NULL, relationship_id varchar(20) NOT NULL, valid_start_date date NOT NULL DEFAULT DATE '1970-01-01', valid_end_date date NOT NULL DEFAULT DATE '2099-12-31', invalid_reason varchar(1))`,
+	`CREATE TABLE %[1]s.concept_ancestor (ancestor_concept_id integer NOT NULL, descendant_concept_id integer NOT NULL, min_levels_of_separation integer NOT NULL DEFAULT 0, max_levels_of_separation integer NOT NULL DEFAULT 0)`,
 	`CREATE TABLE %[1]s.location (location_id bigint PRIMARY KEY, location_source_value varchar(50))`,
 	`CREATE TABLE %[1]s.person (person_id bigint PRIMARY KEY, gender_concept_id integer NOT NULL, year_of_birth integer, month_of_birth integer, day_of_birth integer, birth_datetime timestamp, race_concept_id integer NOT NULL DEFAULT 0, ethnicity_concept_id integer NOT NULL DEFAULT 0, location_id bigint, person_source_value varchar(50), gender_source_value varchar(50))`,
-	`CREATE TABLE %[1]s.death (person_id bigint PRIMARY KEY, death_date date NOT NULL, death_type_concept_id integer)`,
+	`CREATE TABLE %[1]s.observation_period (observation_period_id bigint PRIMARY KEY, person_id bigint NOT NULL, observation_period_start_date date NOT NULL, observation_period_end_date date NOT NULL, period_type_concept_id integer NOT NULL DEFAULT 32817)`,
+	`CREATE TABLE %[1]s.death (person_id bigint NOT NULL, death_date date NOT NULL, death_type_concept_id integer)`,
 	`CREATE TABLE %[1]s.condition_occurrence (condition_occurrence_id bigint PRIMARY KEY, person_id bigint NOT NULL, condition_concept_id integer NOT NULL DEFAULT 0, condition_start_date date, condition_end_date date, condition_type_concept_id integer NOT NULL DEFAULT 0, condition_source_value varchar(50), condition_source_concept_id integer)`,
 	`CREATE TABLE %[1]s.measurement (measurement_id bigint PRIMARY KEY, person_id bigint NOT NULL, measurement_concept_id integer NOT NULL DEFAULT 0, measurement_date date, measurement_type_concept_id integer NOT NULL DEFAULT 0, value_as_number double precision, measurement_source_value varchar(50), measurement_source_concept_id integer, unit_source_value varchar(50))`,
-	`CREATE TABLE %[1]s.visit_occurrence (visit_occurrence_id bigint PRIMARY KEY, person_id bigint NOT NULL, visit_concept_id integer NOT NULL DEFAULT 0, visit_start_date date, visit_end_date date, visit_type_concept_id integer NOT NULL DEFAULT 0, visit_source_value varchar(50), visit_source_concept_id integer)`,
+	`CREATE TABLE %[1]s.observation (observation_id bigint PRIMARY KEY, person_id bigint NOT NULL, observation_concept_id integer NOT NULL DEFAULT 0, observation_date date, observation_type_concept_id integer NOT NULL DEFAULT 0, value_as_number double precision, value_as_string varchar(60), observation_source_value varchar(50), observation_source_concept_id integer, unit_source_value varchar(50))`,
+	`CREATE TABLE %[1]s.visit_occurrence (visit_occurrence_id bigint PRIMARY KEY, person_id bigint NOT NULL, visit_concept_id integer NOT NULL DEFAULT 0, visit_start_date date, visit_end_date date, visit_type_concept_id integer NOT NULL DEFAULT 0, visit_source_value varchar(50), visit_source_concept_id integer, admitted_from_concept_id integer, discharged_to_concept_id integer)`,
 	`CREATE TABLE %[1]s.drug_exposure (drug_exposure_id bigint PRIMARY KEY, person_id bigint NOT NULL, drug_concept_id integer NOT NULL DEFAULT 0, drug_exposure_start_date date, drug_type_concept_id integer NOT NULL DEFAULT 0, drug_source_value varchar(50), drug_source_concept_id integer)`,
+	`CREATE TABLE %[1]s.procedure_occurrence (procedure_occurrence_id bigint PRIMARY KEY, person_id bigint NOT NULL, procedure_concept_id integer NOT NULL DEFAULT 0, procedure_date date, procedure_end_date date, procedure_type_concept_id integer NOT NULL DEFAULT 0, procedure_source_value varchar(50), procedure_source_concept_id integer)`,
 }
 
 var genderConcept = map[string]int32{"female": 8532, "male": 8507, "other": 8521, "unknown": 8551}
+
+// CreateSchema (re)creates the OMOP schema b.Schema, empty: the v5.4
+// subset the back end reads (ddl), with cdm_source saying v5.4. It drops
+// the schema first: for tests and demos only.
+func (b *Backend) CreateSchema(ctx context.Context) error {
+	s := b.d.Quote(b.Schema)
+	if err := b.c.exec(ctx, "DROP SCHEMA IF EXISTS "+s+" CASCADE"); err != nil {
+		return fmt.Errorf("warehouse: %w", err)
+	}
+	if err := b.c.exec(ctx, "CREATE SCHEMA "+s); err != nil {
+		return fmt.Errorf("warehouse: %w", err)
+	}
+	for _, q := range ddl {
+		if err := b.c.exec(ctx, fmt.Sprintf(q, s)); err != nil {
+			return fmt.Errorf("warehouse: %w", err)
+		}
+	}
+	if err := b.c.exec(ctx, "INSERT INTO "+b.tbl("cdm_source")+" (cdm_source_name, cdm_source_abbreviation, cdm_holder, cdm_version) VALUES ('fedstat test load', 'fedstat', 'fedstat', 'v5.4')"); err != nil {
+		return fmt.Errorf("warehouse: %w", err)
+	}
+	b.forget()
+	return nil
+}
+
+// forget drops what describe found (the schema changed).
+func (b *Backend) forget() {
+	b.mu.Lock()
+	b.info = nil
+	b.mu.Unlock()
+}
 
 // LoadRecords (re)creates the OMOP schema b.Schema and writes r into it, for
 // tests and demos. Row ids follow the row order of
@@ -118,17 +183,16 @@ func (b *Backend) LoadRecords(ctx context.Context, r *cdm.Records) error {
 	return b.LoadTables(ctx, t.Build())
 }
 
-// LoadTables is LoadRecords from columnar tables.
+// LoadTables is LoadRecords from columnar tables. Each (system, code) pair
+// becomes one local standard concept (ids above 2,000,000,000, OMOP's range
+// for site concepts) that is both the row's standard and source concept;
+// observations go to measurement; no observation period is written (so the
+// back end reads without that restriction).
 func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
-	s := b.d.Quote(b.Schema)
-	if _, err := b.pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+s+" CASCADE; CREATE SCHEMA "+s); err != nil {
-		return fmt.Errorf("warehouse: %w", err)
+	if err := b.CreateSchema(ctx); err != nil {
+		return err
 	}
-	for _, q := range ddl {
-		if _, err := b.pool.Exec(ctx, fmt.Sprintf(q, s)); err != nil {
-			return fmt.Errorf("warehouse: %w", err)
-		}
-	}
+	defer b.forget()
 	str := func(tb *cdm.Table, col string, r int) any {
 		c, ok := tb.Strings[col]
 		if !ok {
@@ -155,8 +219,7 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 		return c[r]
 	}
 	copyRows := func(table string, cols []string, rows [][]any) error {
-		_, err := b.pool.CopyFrom(ctx, pgx.Identifier{b.Schema, table}, cols, pgx.CopyFromRows(rows))
-		if err != nil {
+		if err := b.c.insert(ctx, b.Schema, table, cols, rows); err != nil {
 			return fmt.Errorf("warehouse: copy %s: %w", table, err)
 		}
 		return nil
@@ -211,11 +274,16 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 	if err := copyRows("death", []string{"person_id", "death_date", "death_type_concept_id"}, deathRows); err != nil {
 		return err
 	}
-	// Local source concepts (ids above 2,000,000,000, OMOP's range for
-	// site-specific concepts), one per (system, code).
 	vocabOf := map[string]string{}
 	for _, v := range vocabularies {
 		vocabOf[v[1]] = v[0]
+	}
+	visitOf := map[string]int32{}
+	for _, v := range visitClasses {
+		if _, ok := visitOf[v[1]]; !ok {
+			id, _ := strconv.Atoi(v[0])
+			visitOf[v[1]] = int32(id)
+		}
 	}
 	concepts := map[[2]string]int32{}
 	var conceptRows [][]any
@@ -233,31 +301,37 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 		if !ok {
 			id = int32(2_000_000_001 + len(concepts))
 			concepts[k] = id
-			conceptRows = append(conceptRows, []any{id, sy, co})
+			conceptRows = append(conceptRows, []any{id, sy, co, "S"})
 		}
 		return id
 	}
 	for i := range cdm.Schema {
 		sch := &cdm.Schema[i]
-		name := sch.Name
-		tb, ok := t.Table(name)
-		m, mapped := mapping[name]
+		tb, ok := t.Table(sch.Name)
+		m, mapped := mapping[sch.Name]
 		if sch.Patients || !ok || !mapped {
 			continue
 		}
-		cols := []string{m.id, "person_id"}
+		src := m.sources[0]
+		cols := []string{src.id, "person_id"}
 		var fcols []cdm.Column
 		for _, c := range sch.Columns {
-			if oc, ok := m.cols[c.Name]; ok {
+			if oc, ok := src.cols[c.Name]; ok {
 				cols = append(cols, oc)
 				fcols = append(fcols, c)
 			}
 		}
-		// The source concept: the table's (system, code) columns.
-		codeCol, sysCol, idCol := sch.Coded[0], sch.Coded[1], ""
-		if cc, ok := m.concepts[sysCol]; ok {
-			idCol = cc.idCol
-			cols = append(cols, idCol)
+		class := src.expr["class"] != ""
+		if class {
+			cols = append(cols, "visit_concept_id", "visit_source_value")
+		}
+		if src.sourceValue != "" {
+			cols = append(cols, src.sourceValue)
+		}
+		for _, c := range []string{src.standard, src.sourceConcept} {
+			if c != "" {
+				cols = append(cols, c)
+			}
 		}
 		rows := make([][]any, tb.Rows)
 		for r := 0; r < tb.Rows; r++ {
@@ -272,37 +346,65 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 					row = append(row, num(tb, c.Name, r))
 				}
 			}
-			if idCol != "" {
-				row = append(row, concept(str(tb, sysCol, r), str(tb, codeCol, r)))
+			if class {
+				cl := str(tb, "class", r)
+				s, _ := cl.(string)
+				row = append(row, visitOf[s], cl)
+			}
+			if src.sourceValue != "" {
+				row = append(row, str(tb, m.code, r))
+			}
+			c := concept(str(tb, m.system, r), str(tb, m.code, r))
+			if src.standard != "" {
+				if c == nil {
+					row = append(row, int32(0))
+				} else {
+					row = append(row, c)
+				}
+			}
+			if src.sourceConcept != "" {
+				row = append(row, c)
 			}
 			rows[r] = row
 		}
-		if err := copyRows(m.name, cols, rows); err != nil {
+		if err := copyRows(src.table, cols, rows); err != nil {
 			return err
 		}
 	}
-	if err := copyRows("concept", []string{"concept_id", "vocabulary_id", "concept_code"}, conceptRows); err != nil {
+	if err := copyRows("concept", []string{"concept_id", "vocabulary_id", "concept_code", "standard_concept"}, conceptRows); err != nil {
 		return err
 	}
-	_, err := b.pool.Exec(ctx, "ANALYZE")
-	return err
+	if err := b.c.exec(ctx, "ANALYZE"); err != nil {
+		return fmt.Errorf("warehouse: %w", err)
+	}
+	return nil
 }
 
-// Summary is the exact size of the warehouse's data: rows of the OMOP
-// tables the node reads (the mapped tables of cdm.Schema), under the
-// fedstat table names.
+// Summary is the exact size of the warehouse's data as queries see it:
+// persons and rows of the fedstat tables (all sources of each, inside the
+// observation periods when they apply), under the fedstat table names. It
+// checks the schema first (an error names what is missing).
 func (b *Backend) Summary(ctx context.Context) (patients int64, rows map[string]int64, err error) {
+	info, err := b.describe(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
 	rows = map[string]int64{}
 	for i := range cdm.Schema {
-		m, ok := mapping[cdm.Schema[i].Name]
-		if !ok {
+		name := cdm.Schema[i].Name
+		if _, ok := mapping[name]; !ok {
 			continue
 		}
-		var n int64
-		if err := b.pool.QueryRow(ctx, "SELECT COUNT(*) FROM "+b.d.Quote(b.Schema)+"."+b.d.Quote(m.name)).Scan(&n); err != nil {
-			return 0, nil, fmt.Errorf("warehouse: %w", err)
+		tr := &translator{d: b.d, schema: b.Schema, info: info}
+		_, from, err := tr.from(name)
+		if err != nil {
+			return 0, nil, err
 		}
-		rows[cdm.Schema[i].Name] = n
+		var n int64
+		if err := b.c.queryRow(ctx, "SELECT COUNT(*) FROM "+from).Scan(&n); err != nil {
+			return 0, nil, fmt.Errorf("warehouse: counting %s: %w", name, err)
+		}
+		rows[name] = n
 	}
 	return rows[cdm.TablePatients], rows, nil
 }

@@ -246,10 +246,12 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	if rep.BadMark {
 		setAsideMark(log, filepath.Join(cfg.DataDir, check.MarkFile))
 	}
+	t0 := time.Now()
 	st, err := admin.OpenStoreOn(ctx, db, log)
 	if err != nil {
 		return err
 	}
+	build := time.Since(t0)
 	var data node.DataSource = st
 	if cfg.Warehouse.DSN != "" {
 		w, err := admin.OpenWarehouse(ctx, admin.WarehouseOptions{DSN: cfg.Warehouse.DSN, Dialect: cfg.Warehouse.Dialect, Schema: cfg.Warehouse.Schema})
@@ -272,6 +274,9 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 		Budget: node.Budget{TotalRho: cfg.Budget.TotalRho, PerAnalystRho: cfg.Budget.PerAnalystRho, Analysts: cfg.Budget.Analysts},
 		Audit:  alog, Metrics: reg, Logger: log, Now: testNodeClock(log),
 		MarkFile: filepath.Join(cfg.DataDir, check.MarkFile),
+		// `fedstat node status` and `fedstat node query` while the daemon
+		// holds the store: on the admin socket only.
+		Local: (&admin.Local{DataDir: cfg.DataDir, Store: st, Data: data, Catalogue: cat, BuildTime: build}).Handler(),
 	})
 	if err != nil {
 		return err
