@@ -29,6 +29,7 @@ var modelTable = map[string]string{
 	"Encounter":         cdm.TableEncounters,
 	"MedicationRequest": cdm.TableMedications,
 	"Procedure":         cdm.TableProcedures,
+	"Immunization":      cdm.TableImmunizations,
 }
 
 // independentCounts counts rows per table of a Synthea bundles archive with
@@ -59,7 +60,8 @@ func independentCounts(t *testing.T, tgz string) map[string]int {
 		var b struct {
 			Entry []struct {
 				Resource struct {
-					ResourceType string `json:"resourceType"`
+					ResourceType string            `json:"resourceType"`
+					Component    []json.RawMessage `json:"component"`
 				} `json:"resource"`
 			} `json:"entry"`
 		}
@@ -69,7 +71,7 @@ func independentCounts(t *testing.T, tgz string) map[string]int {
 		}
 		for _, e := range b.Entry {
 			if table, ok := modelTable[e.Resource.ResourceType]; ok {
-				counts[table]++
+				counts[table] += 1 + len(e.Resource.Component) // each component an observation
 			}
 		}
 	}
@@ -358,7 +360,7 @@ func TestCSVImport(t *testing.T) {
 	if _, err := Import(context.Background(), ImportOptions{DataDir: dir}, paths); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"patients": 2, "conditions": 2, "observations": 2, "encounters": 1, "medications": 1, "procedures": 0}
+	want := map[string]int{"patients": 2, "conditions": 2, "observations": 2, "encounters": 1, "medications": 1, "procedures": 0, "immunizations": 0}
 	if got := tablesOf(t, dir); !reflect.DeepEqual(got, want) {
 		t.Fatalf("rows %v", got)
 	}
