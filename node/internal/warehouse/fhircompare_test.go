@@ -69,6 +69,9 @@ var fxEvents = []fxEvent{
 	{kind: "Observation", patient: "pa", system: sysLNC, code: "72166-2", date: "2020-01-01"},
 	{kind: "Observation", patient: "pe", system: sysLNC, code: "72166-2", date: "2020-01-10"},
 	{kind: "Observation", patient: "pf", system: sysLNC, code: "8302-2", date: "2022-01-01", value: 170, unit: "cm"},
+	{kind: "Immunization", patient: "pa", system: terminology.CVX, code: "140", date: "2021-10-01"},
+	{kind: "Immunization", patient: "pb", system: terminology.CVX, code: "140", date: "2022-10-01"},
+	{kind: "Immunization", patient: "pb", system: terminology.CVX, code: "208", date: "2021-04-01"},
 	{kind: "MedicationRequest", patient: "pa", system: sysRx, code: "860975", date: "2015-03-02"},
 	{kind: "MedicationRequest", patient: "pb", system: sysRx, code: "860975", date: "2018-05-02"},
 	{kind: "MedicationRequest", patient: "pg", system: sysRx, code: "860975", date: "2021-07-02"},
@@ -107,6 +110,8 @@ var fxVocabulary = map[string]fxConcept{
 	"314076":    {id: 1308216, vocab: "RxNorm", standard: true, domain: "Drug"},
 	"73761001":  {id: 4249893, vocab: "SNOMED", standard: true, domain: "Procedure"},
 	"80146002":  {id: 4198190, vocab: "SNOMED", standard: true, domain: "Procedure"},
+	"140":       {id: 40213154, vocab: "CVX", standard: true, domain: "Drug"},
+	"208":       {id: 724907, vocab: "CVX", standard: true, domain: "Drug"},
 }
 
 // fxBundle writes the records as one FHIR R4 collection Bundle.
@@ -141,6 +146,9 @@ func fxBundle(t *testing.T) []byte {
 			r["status"], r["intent"], r["medicationCodeableConcept"], r["authoredOn"] = "active", "order", codeable(e), e.date
 		case "Procedure":
 			r["status"], r["code"], r["performedDateTime"] = "completed", codeable(e), e.date
+		case "Immunization":
+			delete(r, "subject")
+			r["status"], r["patient"], r["vaccineCode"], r["occurrenceDateTime"] = "completed", subj, codeable(e), e.date
 		case "Encounter":
 			r["status"], r["class"], r["period"] = "finished", map[string]any{"code": e.class}, map[string]any{"start": e.date}
 		}
@@ -281,7 +289,7 @@ func omopNode(ctx context.Context, t *testing.T, b *Backend) {
 				exec(`INSERT INTO %s.measurement (measurement_id, person_id, measurement_concept_id, measurement_date, value_as_number, measurement_source_value, measurement_source_concept_id, unit_source_value) VALUES ($1, $2, $3, CAST($4 AS date), $5, $6, $7, $8)`,
 					id, pid, std, e.date, value, e.code, c.id, nilIfEmpty(e.unit))
 			}
-		case "MedicationRequest":
+		case "MedicationRequest", "Immunization":
 			exec(`INSERT INTO %s.drug_exposure (drug_exposure_id, person_id, drug_concept_id, drug_exposure_start_date, drug_source_value, drug_source_concept_id) VALUES ($1, $2, $3, CAST($4 AS date), $5, $6)`,
 				id, pid, std, e.date, e.code, c.id)
 		case "Procedure":
@@ -358,6 +366,10 @@ var fxQueries = []string{
 	`SELECT COUNT(DISTINCT patient_id) FROM medications WHERE code IN ('860975', '314076')`,
 	`SELECT COUNT(*) FROM procedures WHERE code = '73761001' AND date >= '2020-01-01'`,
 	`SELECT COUNT(DISTINCT patient_id) FROM procedures`,
+	`SELECT COUNT(*) FROM immunizations`,
+	`SELECT COUNT(DISTINCT patient_id) FROM immunizations WHERE code = '140' AND date >= '2021-01-01'`,
+	`SELECT COUNT(*) FROM medications`,
+	`SELECT COUNT(*) FROM patients WHERE patient_id IN (SELECT patient_id FROM immunizations WHERE system = 'CVX')`,
 	`SELECT class, COUNT(*) FROM encounters WHERE class IN ('AMB', 'EMER', 'IMP') GROUP BY class`,
 	`SELECT COUNT(*) FROM encounters WHERE start_date >= '2020-01-01' AND age < 60`,
 }

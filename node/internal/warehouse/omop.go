@@ -29,6 +29,9 @@ type source struct {
 	// the row alias "x".
 	cols map[string]string
 	expr map[string]string
+	// where, when set, restricts the rows of the OMOP table (an SQL
+	// condition over the row alias "x"; %[1]s is the concept table).
+	where string
 }
 
 // omopTable maps one fedstat CDM table to its OMOP sources.
@@ -72,6 +75,23 @@ var visitClasses = [][2]string{
 	{"581385", "OBSENC"}, // Observation Room
 }
 
+// races and ethnicities map the standard Race and Ethnicity concepts of
+// person to the OMB category codes (CDC Race & Ethnicity code system) that
+// the FHIR importer stores from the US Core extensions; other concepts fall
+// back to race_source_value and ethnicity_source_value.
+var races = [][2]string{
+	{"8657", "1002-5"}, // American Indian or Alaska Native
+	{"8515", "2028-9"}, // Asian
+	{"8516", "2054-5"}, // Black or African American
+	{"8557", "2076-8"}, // Native Hawaiian or Other Pacific Islander
+	{"8527", "2106-3"}, // White
+}
+
+var ethnicities = [][2]string{
+	{"38003563", "2135-2"}, // Hispanic or Latino
+	{"38003564", "2186-5"}, // Not Hispanic or Latino
+}
+
 // genders maps gender_concept_id to fedstat's sex values; other concepts
 // (0, No matching concept) fall back to gender_source_value read with
 // cdm.ParseSex's spellings.
@@ -86,36 +106,56 @@ var genders = [][2]string{
 // mapping is the fedstat CDM -> OMOP CDM 5.3/5.4 mapping (docs/warehouse.md).
 // Patient columns (sex, region, birth_date, death_date) are read through
 // person, location and death on every table.
+// noText is a text column OMOP does not have: FHIR's statuses (an OMOP ETL
+// drops entered-in-error records and keeps no status), a record's other
+// codings (OMOP has one source and one standard concept, both matched
+// through code and system), an observation's panel.
+const noText = "CAST(NULL AS varchar(50))"
+
+// cvx restricts drug_exposure to vaccines (the CVX vocabulary, as OMOP ETLs
+// write immunizations); medications reads the other drug exposures.
+const cvx = "EXISTS (SELECT 1 FROM %[1]s cv WHERE cv.vocabulary_id = 'CVX' AND cv.concept_id IN (x.drug_concept_id, x.drug_source_concept_id))"
+
 var mapping = map[string]omopTable{
 	cdm.TablePatients: {sources: []source{{table: "person", id: "person_id"}}},
 	cdm.TableConditions: {code: "code", system: "system", sources: []source{{
 		table: "condition_occurrence", id: "condition_occurrence_id", date: "condition_start_date",
 		standard: "condition_concept_id", sourceConcept: "condition_source_concept_id", sourceValue: "condition_source_value",
-		cols: map[string]string{"onset_date": "condition_start_date", "abatement_date": "condition_end_date"}}}},
+		cols: map[string]string{"onset_date": "condition_start_date", "abatement_date": "condition_end_date"},
+		expr: map[string]string{"codings": noText, "clinical_status": noText, "verification_status": noText}}}},
 	// FHIR Observations land in measurement or observation by the domain of
 	// their concept (OMOP ETL convention): observations reads both.
 	cdm.TableObservations: {code: "code", system: "system", sources: []source{{
 		table: "measurement", id: "measurement_id", date: "measurement_date",
 		standard: "measurement_concept_id", sourceConcept: "measurement_source_concept_id", sourceValue: "measurement_source_value",
-		cols: map[string]string{"date": "measurement_date", "value": "value_as_number", "unit": "unit_source_value"}}, {
+		cols: map[string]string{"date": "measurement_date", "value": "value_as_number", "unit": "unit_source_value"},
+		expr: map[string]string{"codings": noText, "status": noText, "panel_id": noText}}, {
 		table: "observation", id: "observation_id", date: "observation_date",
 		standard: "observation_concept_id", sourceConcept: "observation_source_concept_id", sourceValue: "observation_source_value",
-		cols: map[string]string{"date": "observation_date", "value": "value_as_number", "unit": "unit_source_value"}}}},
+		cols: map[string]string{"date": "observation_date", "value": "value_as_number", "unit": "unit_source_value"},
+		expr: map[string]string{"codings": noText, "status": noText, "panel_id": noText}}}},
 	// visit_concept_id is the visit's class (Visit vocabulary); the type
 	// (FHIR Encounter.type) is the source concept.
 	cdm.TableEncounters: {code: "type_code", system: "type_system", sources: []source{{
 		table: "visit_occurrence", id: "visit_occurrence_id", date: "visit_start_date",
 		sourceConcept: "visit_source_concept_id",
 		cols:          map[string]string{"start_date": "visit_start_date", "end_date": "visit_end_date"},
-		expr:          map[string]string{"class": visitClassSQL()}}}},
+		expr:          map[string]string{"class": visitClassSQL(), "type_codings": noText, "status": noText}}}},
 	cdm.TableMedications: {code: "code", system: "system", sources: []source{{
 		table: "drug_exposure", id: "drug_exposure_id", date: "drug_exposure_start_date",
 		standard: "drug_concept_id", sourceConcept: "drug_source_concept_id", sourceValue: "drug_source_value",
-		cols: map[string]string{"authored_date": "drug_exposure_start_date"}}}},
+		cols: map[string]string{"authored_date": "drug_exposure_start_date"},
+		expr: map[string]string{"codings": noText, "status": noText}, where: "NOT " + cvx}}},
+	cdm.TableImmunizations: {code: "code", system: "system", sources: []source{{
+		table: "drug_exposure", id: "drug_exposure_id", date: "drug_exposure_start_date",
+		standard: "drug_concept_id", sourceConcept: "drug_source_concept_id", sourceValue: "drug_source_value",
+		cols: map[string]string{"date": "drug_exposure_start_date"},
+		expr: map[string]string{"codings": noText, "status": noText}, where: cvx}}},
 	cdm.TableProcedures: {code: "code", system: "system", sources: []source{{
 		table: "procedure_occurrence", id: "procedure_occurrence_id", date: "procedure_date",
 		standard: "procedure_concept_id", sourceConcept: "procedure_source_concept_id", sourceValue: "procedure_source_value",
-		cols: map[string]string{"date": "procedure_date"}}}},
+		cols: map[string]string{"date": "procedure_date"},
+		expr: map[string]string{"codings": noText, "status": noText}}}},
 }
 
 func visitClassSQL() string {
@@ -150,7 +190,7 @@ func (s source) columns() []string {
 // mapped sources: the person and its location and death, and the
 // vocabulary tables.
 var required = map[string][]string{
-	"person":               {"person_id", "gender_concept_id", "year_of_birth", "month_of_birth", "day_of_birth", "birth_datetime", "location_id", "gender_source_value"},
+	"person":               {"person_id", "gender_concept_id", "year_of_birth", "month_of_birth", "day_of_birth", "birth_datetime", "location_id", "gender_source_value", "race_concept_id", "race_source_value", "ethnicity_concept_id", "ethnicity_source_value"},
 	"location":             {"location_id", "location_source_value"},
 	"death":                {"person_id", "death_date"},
 	"observation_period":   {"person_id", "observation_period_start_date", "observation_period_end_date"},

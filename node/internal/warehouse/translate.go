@@ -99,8 +99,15 @@ func (tr *translator) sourceSQL(m omopTable) string {
 			}
 		}
 		q := "SELECT " + strings.Join(sel, ", ") + " FROM " + tr.tbl(s.table) + " x"
+		var where []string
+		if s.where != "" {
+			where = append(where, fmt.Sprintf(s.where, tr.tbl("concept")))
+		}
 		if tr.info.Periods {
-			q += " WHERE " + tr.inPeriod("x.person_id", "x."+s.date)
+			where = append(where, tr.inPeriod("x.person_id", "x."+s.date))
+		}
+		if len(where) > 0 {
+			q += " WHERE " + strings.Join(where, " AND ")
 		}
 		parts[i] = q
 	}
@@ -160,6 +167,18 @@ func (tr *translator) sex(s scope) string {
 	return b.String()
 }
 
+// conceptCase reads a concept id column through a table of concept ids to
+// fedstat values, falling back to a source value column.
+func conceptCase(col string, table [][2]string, fallback string) string {
+	var b strings.Builder
+	b.WriteString("(CASE " + col)
+	for _, v := range table {
+		fmt.Fprintf(&b, " WHEN %s THEN '%s'", v[0], v[1])
+	}
+	b.WriteString(" ELSE " + fallback + " END)")
+	return b.String()
+}
+
 // vocabURI is the system URI of the vocabulary_id expression v.
 func vocabURI(v string) string {
 	var b strings.Builder
@@ -200,6 +219,10 @@ func (tr *translator) column(c plan.ColumnRef, s scope) (string, error) {
 			x = tr.birth(s)
 		case "death_date":
 			x = s.dth + ".death_date"
+		case "race":
+			x = conceptCase(s.p+".race_concept_id", races, s.p+".race_source_value")
+		case "ethnicity":
+			x = conceptCase(s.p+".ethnicity_concept_id", ethnicities, s.p+".ethnicity_source_value")
 		}
 	default:
 		code, system := coded(s, c.Name)

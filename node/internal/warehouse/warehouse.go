@@ -130,7 +130,7 @@ var ddl = []string{
 	`CREATE TABLE %[1]s.concept_relationship (concept_id_1 integer NOT NULL, concept_id_2 integer NOT NULL, relationship_id varchar(20) NOT NULL, valid_start_date date NOT NULL DEFAULT DATE '1970-01-01', valid_end_date date NOT NULL DEFAULT DATE '2099-12-31', invalid_reason varchar(1))`,
 	`CREATE TABLE %[1]s.concept_ancestor (ancestor_concept_id integer NOT NULL, descendant_concept_id integer NOT NULL, min_levels_of_separation integer NOT NULL DEFAULT 0, max_levels_of_separation integer NOT NULL DEFAULT 0)`,
 	`CREATE TABLE %[1]s.location (location_id bigint PRIMARY KEY, location_source_value varchar(50))`,
-	`CREATE TABLE %[1]s.person (person_id bigint PRIMARY KEY, gender_concept_id integer NOT NULL, year_of_birth integer, month_of_birth integer, day_of_birth integer, birth_datetime timestamp, race_concept_id integer NOT NULL DEFAULT 0, ethnicity_concept_id integer NOT NULL DEFAULT 0, location_id bigint, person_source_value varchar(50), gender_source_value varchar(50))`,
+	`CREATE TABLE %[1]s.person (person_id bigint PRIMARY KEY, gender_concept_id integer NOT NULL, year_of_birth integer, month_of_birth integer, day_of_birth integer, birth_datetime timestamp, race_concept_id integer NOT NULL DEFAULT 0, ethnicity_concept_id integer NOT NULL DEFAULT 0, location_id bigint, person_source_value varchar(50), gender_source_value varchar(50), race_source_value varchar(50), ethnicity_source_value varchar(50))`,
 	`CREATE TABLE %[1]s.observation_period (observation_period_id bigint PRIMARY KEY, person_id bigint NOT NULL, observation_period_start_date date NOT NULL, observation_period_end_date date NOT NULL, period_type_concept_id integer NOT NULL DEFAULT 32817)`,
 	`CREATE TABLE %[1]s.death (person_id bigint NOT NULL, death_date date NOT NULL, death_type_concept_id integer)`,
 	`CREATE TABLE %[1]s.condition_occurrence (condition_occurrence_id bigint PRIMARY KEY, person_id bigint NOT NULL, condition_concept_id integer NOT NULL DEFAULT 0, condition_start_date date, condition_end_date date, condition_type_concept_id integer NOT NULL DEFAULT 0, condition_source_value varchar(50), condition_source_concept_id integer)`,
@@ -240,7 +240,7 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 	var locRows, personRows, deathRows [][]any
 	for pi := 0; pi < n; pi++ {
 		id := int64(pi + 1)
-		row := []any{id, int32(0), nil, nil, nil, nil, nil, t.PatientIDs[pi], nil}
+		row := []any{id, int32(0), nil, nil, nil, nil, nil, t.PatientIDs[pi], nil, int32(0), nil, int32(0), nil}
 		if r := prow[pi]; r >= 0 {
 			if sx := str(pt, "sex", r); sx != nil {
 				row[1] = genderConcept[sx.(string)]
@@ -259,6 +259,23 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 				}
 				row[6] = l
 			}
+			// Race and ethnicity: the OMB code as the source value, and its
+			// standard concept when the patient has exactly one.
+			for _, re := range []struct {
+				col   string
+				at    int
+				table [][2]string
+			}{{"race", 9, races}, {"ethnicity", 11, ethnicities}} {
+				if v := str(pt, re.col, r); v != nil {
+					row[re.at+1] = v
+					for _, c := range re.table {
+						if c[1] == v.(string) {
+							id, _ := strconv.Atoi(c[0])
+							row[re.at] = int32(id)
+						}
+					}
+				}
+			}
 			if dd := date(pt, "death_date", r); dd != nil {
 				deathRows = append(deathRows, []any{id, dd, int32(32817)})
 			}
@@ -268,7 +285,8 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 	if err := copyRows("location", []string{"location_id", "location_source_value"}, locRows); err != nil {
 		return err
 	}
-	if err := copyRows("person", []string{"person_id", "gender_concept_id", "year_of_birth", "month_of_birth", "day_of_birth", "birth_datetime", "location_id", "person_source_value", "gender_source_value"}, personRows); err != nil {
+	if err := copyRows("person", []string{"person_id", "gender_concept_id", "year_of_birth", "month_of_birth", "day_of_birth", "birth_datetime", "location_id", "person_source_value", "gender_source_value",
+		"race_concept_id", "race_source_value", "ethnicity_concept_id", "ethnicity_source_value"}, personRows); err != nil {
 		return err
 	}
 	if err := copyRows("death", []string{"person_id", "death_date", "death_type_concept_id"}, deathRows); err != nil {
@@ -305,6 +323,9 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 		}
 		return id
 	}
+	// Row ids continue across the fedstat tables that share an OMOP table
+	// (medications and immunizations in drug_exposure), in row order.
+	idBase := map[string]int64{}
 	for i := range cdm.Schema {
 		sch := &cdm.Schema[i]
 		tb, ok := t.Table(sch.Name)
@@ -334,8 +355,10 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 			}
 		}
 		rows := make([][]any, tb.Rows)
+		base := idBase[src.table]
+		idBase[src.table] += int64(tb.Rows)
 		for r := 0; r < tb.Rows; r++ {
-			row := []any{int64(r + 1), int64(tb.Patient[r]) + 1}
+			row := []any{base + int64(r+1), int64(tb.Patient[r]) + 1}
 			for _, c := range fcols {
 				switch c.Type {
 				case cdm.TypeString:
