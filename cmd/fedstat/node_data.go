@@ -52,6 +52,12 @@ unknown patients, short CSV rows) are listed with file:line or file: entry[N].fi
 default any bad record fails the import and nothing is written; with --quarantine FILE
 the bad records go to FILE (JSON lines, mode 0600) and the rest is imported.
 
+--code-map FILE applies the node's map from local codes to standard ones (a CSV with
+local_system, local_code, system, code and optionally display; see docs/data.md): a record
+coded only in a local system then also carries the SNOMED CT, ICD-10 or LOINC codes it maps
+to, so queries written in those find it. An empty local_system matches the code in any
+system.
+
 With --key-file the store is encrypted at rest. The key file holds 32 random bytes, raw or
 as 64 hex digits, and must be mode 0600. Every later command on DIR needs the same key.
 
@@ -76,7 +82,8 @@ them if the store has their patient). The exit status is 1 when the import would
   fedstat node import --data-dir ./node1 --study lung --schema lung.toml site1_lung.csv
   fedstat node import --data-dir ./node1 --region-rule postal:3 export/*.ndjson.gz
   fedstat node import --data-dir ./node1 --region-rule fixed:MA-01 patients.csv conditions.csv
-  fedstat node import --data-dir ./node1 --quarantine bad.jsonl --key-file node.key fhir/`,
+  fedstat node import --data-dir ./node1 --quarantine bad.jsonl --key-file node.key fhir/
+  fedstat node import --data-dir ./node1 --code-map local-codes.csv lab-export/`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.DataDir == "" {
@@ -140,6 +147,7 @@ them if the store has their patient). The exit status is 1 when the import would
 	f.StringVar(&o.KeyFile, "key-file", "", "operator key file: encrypts the store at rest (32 bytes raw or 64 hex digits, mode 0600)")
 	f.StringVar(&o.RegionRule, "region-rule", "state", "region from a FHIR patient's address: state, city, postal:N or fixed:CODE")
 	f.StringVar(&o.Quarantine, "quarantine", "", "write bad records to this file and import the rest (default: any bad record aborts the import)")
+	f.StringVar(&o.CodeMap, "code-map", "", "CSV map of local codes to standard ones (local_system, local_code, system, code[, display]) applied to the records")
 	f.StringVar(&o.Table, "table", "", "table of CSV files whose name does not tell it ("+strings.Join(cdm.TableNames(), ", ")+")")
 	f.IntVar(&o.MaxErrors, "max-errors", 20, "how many bad records to list (the total is always given)")
 	f.StringVar(&format, "format", "text", "summary format: text or json")

@@ -531,3 +531,51 @@ func TestProcedures(t *testing.T) {
 		}
 	}
 }
+
+// TestImportCodeMap: `node import --code-map` applies the admin's map, so a
+// condition coded only in a local system is found by its SNOMED CT and its
+// ICD-10 code; a bad map fails the import naming the file and line, before
+// anything is written.
+func TestImportCodeMap(t *testing.T) {
+	dir, in := t.TempDir(), t.TempDir()
+	paths := []string{
+		write(t, in, "Patient.ndjson", basePatients),
+		write(t, in, "Condition.ndjson", `{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1"},`+
+			`"code":{"coding":[{"system":"urn:oid:1.2.3.4","code":"DM2"}]},"onsetDateTime":"2020-01-01"}`+"\n"),
+	}
+	bad := write(t, in, "bad.csv", "local_system,local_code,system,code\nurn:oid:1.2.3.4,DM2,,44054006\n")
+	if _, err := Import(context.Background(), ImportOptions{DataDir: dir, CodeMap: bad}, paths); err == nil || !strings.Contains(err.Error(), "bad.csv:2: system is empty") {
+		t.Fatalf("bad map: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kv")); err == nil {
+		t.Fatal("a bad code map left a store behind")
+	}
+	cm := write(t, in, "map.csv", "local_system,local_code,system,code,display\n"+
+		"urn:oid:1.2.3.4,DM2,http://snomed.info/sct,44054006,Diabetes mellitus type 2\n"+
+		"urn:oid:1.2.3.4,DM2,http://hl7.org/fhir/sid/icd-10,E119,\n")
+	if _, err := Import(context.Background(), ImportOptions{DataDir: dir, CodeMap: cm}, paths); err != nil {
+		t.Fatal(err)
+	}
+	s, db, err := OpenStore(context.Background(), OpenOptions{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, sql := range []string{
+		`SELECT COUNT(*) FROM conditions WHERE code = '44054006'`,
+		`SELECT COUNT(*) FROM conditions WHERE code LIKE 'E11%'`,
+		`SELECT COUNT(*) FROM conditions WHERE code = 'DM2'`,
+	} {
+		p, err := plan.Build(plan.Request{SQL: sql, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 2, ReferenceDate: cdm.DateFromYMD(2024, 1, 1)}, plan.DefaultCatalogue())
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		e, err := s.Evaluate(context.Background(), p)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if got := e.Values()[0]; got != 1 {
+			t.Errorf("%s: %v, want 1", sql, got)
+		}
+	}
+}

@@ -117,7 +117,7 @@ func DryRunImport(ctx context.Context, o ImportOptions, paths []string) (*DryRun
 		return nil, errors.New("admin: no input files")
 	}
 	d := &DryRun{DataDir: o.DataDir, Store: storeState(o.DataDir), Quarantine: o.Quarantine}
-	res, err := ingest.Read(ctx, ingest.Options{Region: rule, Table: o.Table, Progress: o.Progress, Logger: o.Logger}, paths)
+	res, err := ingest.Read(ctx, ingest.Options{Region: rule, Table: o.Table, CodeMap: o.codeMap, Progress: o.Progress, Logger: o.Logger}, paths)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return nil, err

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/node/internal/fhir"
 	"github.com/fedstat/fedstat/node/internal/ingest"
 	"github.com/fedstat/fedstat/node/internal/store"
@@ -44,6 +45,13 @@ type ImportOptions struct {
 	// MaxErrors caps the errors listed in the returned error (the total
 	// is always given). Defaults to 20.
 	MaxErrors int
+	// CodeMap is a CSV file of the node admin's map from local codes to
+	// standard ones (terminology.ReadCodeMap: local_system, local_code,
+	// system, code, display): a record coded only locally also carries the
+	// standard codes it maps to. Defaults to none.
+	CodeMap string
+	// codeMap is CodeMap read (withDefaults).
+	codeMap *terminology.CodeMap
 	// Progress, when set, receives a progress bar (use it for a terminal).
 	// Without it, progress goes to Logger every few seconds.
 	Progress io.Writer
@@ -154,7 +162,15 @@ func (o ImportOptions) withDefaults() (ImportOptions, fhir.RegionRule, error) {
 		o.MaxErrors = 20
 	}
 	rule, err := regionRule(o.RegionRule)
-	return o, rule, err
+	if err != nil {
+		return o, rule, err
+	}
+	if o.CodeMap != "" {
+		if o.codeMap, err = terminology.ReadCodeMap(o.CodeMap); err != nil {
+			return o, rule, fmt.Errorf("admin: --code-map: %w", err)
+		}
+	}
+	return o, rule, nil
 }
 
 // regionRule parses a region rule, "state" by default: the one parse of an
@@ -192,7 +208,7 @@ func importInto(ctx context.Context, s *store.Store, o ImportOptions, rule fhir.
 		return nil, errors.New("admin: no input files")
 	}
 	t0 := time.Now()
-	res, err := ingest.Read(ctx, ingest.Options{Region: rule, Table: o.Table, Progress: o.Progress, Logger: o.Logger}, paths)
+	res, err := ingest.Read(ctx, ingest.Options{Region: rule, Table: o.Table, CodeMap: o.codeMap, Progress: o.Progress, Logger: o.Logger}, paths)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return nil, err
