@@ -59,3 +59,56 @@ func colIndex(t *cdm.TableSchema, name string) int {
 	}
 	panic("ingest: table " + t.Name + " has no column " + name)
 }
+
+// canonicalCodes writes the ICD-10 codes of every record of a coded table in
+// their canonical form (terminology.Canonical: upper case, dotted after the
+// category), whatever the format and however the export wrote them (E119,
+// e11.9), so that a code is stored once however hospitals spell it. Codes
+// of other systems are kept as read.
+func canonicalCodes(r *cdm.Records) {
+	icd := map[string]bool{}
+	isICD := func(system string) bool {
+		v, ok := icd[system]
+		if !ok {
+			v = terminology.IsICD10(system)
+			icd[system] = v
+		}
+		return v
+	}
+	for ti := range cdm.Schema {
+		t := &cdm.Schema[ti]
+		if t.Codings == "" || t.Len(r) == 0 {
+			continue
+		}
+		ic, is, io := colIndex(t, t.Coded[0]), colIndex(t, t.Coded[1]), colIndex(t, t.Codings)
+		row := t.NewRow()
+		for i := range t.Len(r) {
+			t.Row(r, i, row)
+			changed := false
+			if sys := row.Values[is].Str; isICD(sys) {
+				if c := terminology.Canonical(sys, row.Values[ic].Str); c != row.Values[ic].Str {
+					row.Values[ic].Str, changed = c, true
+				}
+			}
+			if row.Values[io].Str != "" {
+				cs, err := cdm.ParseCodings(row.Values[io].Str)
+				if err == nil {
+					touched := false
+					for k, c := range cs {
+						if isICD(c.System) {
+							if cc := terminology.Canonical(c.System, c.Code); cc != c.Code {
+								cs[k].Code, touched = cc, true
+							}
+						}
+					}
+					if touched {
+						row.Values[io].Str, changed = cdm.FormatCodings(cdm.SortCodings(cs)), true
+					}
+				}
+			}
+			if changed {
+				t.SetRow(r, i, row)
+			}
+		}
+	}
+}

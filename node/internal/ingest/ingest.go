@@ -169,6 +169,7 @@ func Read(ctx context.Context, o Options, paths []string) (*Result, error) {
 	}
 	fr := r.fhir.Result()
 	r.res.Addresses, r.res.Skipped, r.res.JSONBytes = fr.Addresses, fr.Skipped, fr.JSONBytes
+	canonicalCodes(&r.res.Records)
 	applyCodeMap(&r.res.Records, o.CodeMap)
 	return r.res, nil
 }

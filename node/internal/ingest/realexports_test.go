@@ -513,3 +513,31 @@ func TestCodeMap(t *testing.T) {
 		t.Errorf("primary coding %s|%s, want the mapped SNOMED CT code", c.System, c.Code)
 	}
 }
+
+// TestICD10CanonicalAtImport: ICD-10 codes are stored in their canonical
+// form whatever the export wrote (undotted, lower case, in a FHIR coding
+// or a CSV row), so one code is one value; codes of other systems, and
+// codes that merely look like ICD-10 in a local system, are kept as read.
+func TestICD10CanonicalAtImport(t *testing.T) {
+	n := importFiles(t, map[string]string{
+		"Patient.ndjson": ndjson(patient("p1"), patient("p2")),
+		"Condition.ndjson": ndjson(
+			`{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1"},"code":{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"e119"}]}}`,
+			`{"resourceType":"Condition","id":"c2","subject":{"reference":"Patient/p2"},"code":{"coding":[`+snomed+`,{"system":"http://hl7.org/fhir/sid/icd-10","code":"I10"},{"system":"http://fhir.de/CodeSystem/bfarm/icd-10-gm","code":"E1165"}]}}`,
+			`{"resourceType":"Condition","id":"c3","subject":{"reference":"Patient/p2"},"code":{"coding":[{"system":"urn:oid:1.2.3","code":"J1234"}]}}`),
+	}).noErrors()
+	n.expect(map[string][]float64{
+		`SELECT COUNT(*) FROM conditions WHERE code = 'E11.9'`:                        {1},
+		`SELECT code, COUNT(*) FROM conditions WHERE code IN ('E11.9') GROUP BY code`: {1},
+		`SELECT COUNT(*) FROM conditions WHERE code LIKE 'E11%'`:                      {2}, // E11.9 and the GM E11.65 among c2's codings
+		`SELECT COUNT(*) FROM conditions WHERE code = 'J1234'`:                        {1},
+		`SELECT COUNT(*) FROM conditions WHERE code = 'J12.34'`:                       {0},
+	})
+	tb, _ := n.tables.Table(cdm.TableConditions)
+	if vals := tb.Strings["code"].Dict.Values(); slices.Contains(vals, "e119") || !slices.Contains(vals, "E11.9") {
+		t.Errorf("stored codes %q", vals)
+	}
+	if vals := tb.Strings["codings"].Dict.Values(); !slices.ContainsFunc(vals, func(v string) bool { return strings.Contains(v, "|E11.65") }) {
+		t.Errorf("stored codings %q", vals)
+	}
+}
