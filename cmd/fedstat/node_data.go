@@ -356,7 +356,11 @@ func printStatus(w io.Writer, st *admin.Status) {
 		}
 		fmt.Fprintf(w, "\ntop codes in %s:\n", t)
 		for _, c := range cs {
-			fmt.Fprintf(w, "  %-14s %-45s %d\n", c.Value, c.System, c.Rows)
+			fmt.Fprintf(w, "  %-14s %-45s %d", c.Value, c.System, c.Rows)
+			if c.Name != "" {
+				fmt.Fprintf(w, "  %s", c.Name)
+			}
+			fmt.Fprintln(w)
 		}
 	}
 	if len(st.Imports) > 0 {

@@ -19,6 +19,7 @@ import (
 	"github.com/fedstat/fedstat/test/testkit"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -577,5 +578,21 @@ func TestImportCodeMap(t *testing.T) {
 		if got := e.Values()[0]; got != 1 {
 			t.Errorf("%s: %v, want 1", sql, got)
 		}
+	}
+}
+
+// TestStatusNamesCodes: the status a running daemon serves names the top
+// codes that the network catalogue's value sets name.
+func TestStatusNamesCodes(t *testing.T) {
+	st := &Status{TopCodes: map[string][]Count{cdm.TableConditions: {{Value: "44054006", Rows: 3}, {Value: "X", Rows: 1}}}}
+	v, err := terminology.Parse("dm.json", "dm", []byte(`{"resourceType":"ValueSet","name":"dm","compose":{"include":[{"system":"http://snomed.info/sct","concept":[{"code":"44054006","display":"Diabetes mellitus type 2"}]}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := plan.DefaultCatalogue()
+	cat.ValueSets = []terminology.ValueSet{*v}
+	st.NameCodes(cat)
+	if cs := st.TopCodes[cdm.TableConditions]; cs[0].Name != "Diabetes mellitus type 2" || cs[1].Name != "" {
+		t.Errorf("%+v", cs)
 	}
 }

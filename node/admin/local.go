@@ -142,6 +142,7 @@ func (l *Local) Handler() http.Handler {
 			return
 		}
 		st.DataDir, st.BuildTime = l.DataDir, l.BuildTime
+		st.NameCodes(l.Catalogue)
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(st)
 	})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/node/internal/store"
+	"github.com/fedstat/fedstat/queries/plan"
 )
 
 // Status summarises a node's stored data, for its admin only (exact counts).
@@ -54,6 +55,29 @@ type Count struct {
 	Value  string `json:"value"`
 	System string `json:"system,omitempty"`
 	Rows   int    `json:"rows"`
+	// Name is the code's display name when the network catalogue's value
+	// sets give one (only a running daemon knows the catalogue).
+	Name string `json:"name,omitempty"`
+}
+
+// NameCodes fills the names of st's top codes from the value sets of cat.
+func (st *Status) NameCodes(cat *plan.Catalogue) {
+	if cat == nil || len(cat.ValueSets) == 0 {
+		return
+	}
+	names := map[string]string{}
+	for i := range cat.ValueSets {
+		for code, n := range cat.ValueSets[i].Names() {
+			if _, ok := names[code]; !ok {
+				names[code] = n
+			}
+		}
+	}
+	for _, cs := range st.TopCodes {
+		for i := range cs {
+			cs[i].Name = names[cs[i].Value]
+		}
+	}
 }
 
 // GetStatus opens the data directory read for a status and closes it. A
