@@ -101,7 +101,28 @@ var resourceOf = func() map[string]string {
 }()
 
 // Skip reasons.
-const reasonNotInModel = "resource type not in the data model"
+const (
+	reasonNotInModel = "resource type not in the data model"
+	reasonStatus     = "status %s: never counted (docs/data.md, statuses)"
+	reasonMedication = "Medication resource: read to resolve medicationReference, not a record"
+	reasonNoResource = "Bundle entry without a resource (a DELETE request)"
+)
+
+// skipReason names why the importer skipped what the key of
+// ingest.Result.Skipped counts: a resource type ("Claim"), a type with the
+// status that excluded it ("Condition (entered-in-error)"), a Medication,
+// or entries without a resource.
+func skipReason(key string, n int) DryRunCount {
+	switch typ, status, ok := strings.Cut(key, " ("); {
+	case ok && strings.HasSuffix(status, ")") && typ != "":
+		return DryRunCount{Type: typ, Reason: fmt.Sprintf(reasonStatus, strings.TrimSuffix(status, ")")), Count: n}
+	case key == "Medication":
+		return DryRunCount{Type: key, Reason: reasonMedication, Count: n}
+	case key == "(entry without resource)":
+		return DryRunCount{Type: key, Reason: reasonNoResource, Count: n}
+	}
+	return DryRunCount{Type: key, Reason: reasonNotInModel, Count: n}
+}
 
 // DryRunImport reads the files at paths as Import would and says what the
 // import would do, without writing anything: no directory, store or
@@ -133,7 +154,7 @@ func DryRunImport(ctx context.Context, o ImportOptions, paths []string) (*DryRun
 		}
 	}
 	for typ, n := range res.Skipped {
-		d.Skipped = append(d.Skipped, DryRunCount{Type: typ, Reason: reasonNotInModel, Count: n})
+		d.Skipped = append(d.Skipped, skipReason(typ, n))
 	}
 	// The patient check against an empty store: records whose patient is
 	// not in the files become bad records, as an import into a new store

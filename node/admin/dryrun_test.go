@@ -164,3 +164,17 @@ func listing(t *testing.T, dir string) map[string]string {
 	}
 	return out
 }
+
+// TestDryRunSkipReasons: the dry run says why each kind of skip happens.
+func TestDryRunSkipReasons(t *testing.T) {
+	for key, want := range map[string]DryRunCount{
+		"Claim":                        {"Claim", reasonNotInModel, 2},
+		"Condition (entered-in-error)": {"Condition", "status entered-in-error: not imported (docs/data.md, FHIR elements)", 2},
+		"Medication":                   {"Medication", reasonMedication, 2},
+		"(entry without resource)":     {"(entry without resource)", reasonNoResource, 2},
+	} {
+		if got := skipReason(key, 2); got != want {
+			t.Errorf("%s: %+v, want %+v", key, got, want)
+		}
+	}
+}
