@@ -103,7 +103,7 @@ var resourceOf = func() map[string]string {
 // Skip reasons.
 const (
 	reasonNotInModel = "resource type not in the data model"
-	reasonStatus     = "status %s: never counted (docs/data.md, statuses)"
+	reasonStatus     = "status %s: not imported (docs/data.md, FHIR elements)"
 	reasonMedication = "Medication resource: read to resolve medicationReference, not a record"
 	reasonNoResource = "Bundle entry without a resource (a DELETE request)"
 )
