@@ -18,8 +18,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/internal/daemon"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/config"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/node"
 	"github.com/fedstat/fedstat/node/admin"
@@ -32,7 +34,7 @@ import (
 // the node's own machine, for the node's own user, and nothing of it is
 // reachable over the network.
 func nodeQueryCommand() *cobra.Command {
-	var dataDir, keyFile, format, ref string
+	var dataDir, keyFile, format, ref, cfgPath string
 	var regions []string
 	c := &cobra.Command{
 		Use:   "query --data-dir DIR [--format table|json|csv] \"SQL\"",
@@ -51,8 +53,11 @@ DIR must be a node's data directory with its store (DIR/kv): a path that does no
 exist, an empty directory or someone else's directory is refused, and nothing is
 created.
 
-Tables: patients, conditions, observations, medications, encounters (and the study
-tables of the network catalogue, when the daemon answers). See docs/query-language.md.`,
+Tables: patients, conditions, observations, encounters, medications, procedures,
+immunizations, and the study tables and value sets (code IN VALUESET 'name') of the
+network catalogue: the running daemon plans with its own; with the daemon stopped, give
+the node's config with --config to plan with the same catalogue (without it, none).
+See docs/query-language.md.`,
 		Example: `  # how many patients have type 2 diabetes (SNOMED 44054006)?
   fedstat node query --data-dir /var/lib/fedstat/node \
     "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '44054006'"
@@ -62,11 +67,33 @@ tables of the network catalogue, when the daemon answers). See docs/query-langua
     "SELECT region, sex, COUNT(*) FROM patients GROUP BY region, sex"
 
   # the same question with the daemon running: nothing to stop, same command
-  fedstat node query --data-dir /var/lib/fedstat/node "SELECT COUNT(*) FROM patients"`,
+  fedstat node query --data-dir /var/lib/fedstat/node "SELECT COUNT(*) FROM patients"
+
+  # daemon stopped, a value set of the network catalogue
+  fedstat node query --config /etc/fedstat/node.toml \
+    "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code IN VALUESET 'diabetes'"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cat := plan.DefaultCatalogue()
+			if cfgPath != "" {
+				var cfg config.Node
+				if err := config.Load(cfgPath, &cfg, nil); err != nil {
+					return err
+				}
+				if !cmd.Flags().Changed("data-dir") {
+					dataDir = cfg.DataDir
+				}
+				if !cmd.Flags().Changed("key-file") {
+					keyFile = cfg.KeyFile
+				}
+				c, err := daemon.NetworkCatalogue(&cfg.Common)
+				if err != nil {
+					return fmt.Errorf("node query: %w", err)
+				}
+				cat = c
+			}
 			if dataDir == "" {
-				return &usageError{"node query: --data-dir is required"}
+				return &usageError{"node query: --data-dir (or --config) is required"}
 			}
 			switch format {
 			case "table", "json", "csv":
@@ -95,7 +122,7 @@ tables of the network catalogue, when the daemon answers). See docs/query-langua
 			if err != nil {
 				return err
 			}
-			r, err := admin.ExactAnswer(cmd.Context(), q, *plan.DefaultCatalogue(), node.TablesOf(tables), tables)
+			r, err := admin.ExactAnswer(cmd.Context(), q, *cat, node.TablesOf(tables), tables)
 			if err != nil {
 				return err
 			}
@@ -103,8 +130,9 @@ tables of the network catalogue, when the daemon answers). See docs/query-langua
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&dataDir, "data-dir", "", "the node's data directory (required)")
+	f.StringVar(&dataDir, "data-dir", "", "the node's data directory (required unless --config gives it)")
 	f.StringVar(&keyFile, "key-file", "", "operator key file, if the store is encrypted (not needed while the daemon runs)")
+	f.StringVar(&cfgPath, "config", "", "the node's config: its data_dir, key_file and network catalogue (studies, value sets) when the daemon is stopped")
 	f.StringVar(&format, "format", "table", "table, json or csv")
 	f.StringVar(&ref, "reference-date", "", "YYYY-MM-DD at which age is computed (default today)")
 	f.StringSliceVar(&regions, "regions", nil, "region domain for GROUP BY region (default: the regions in the data)")

@@ -176,3 +176,41 @@ func TestNodeQueryAfterDaemonKilled(t *testing.T) {
 		t.Errorf("status next to a stale admin socket: %v\n%s", err, out)
 	}
 }
+
+// TestNodeQueryConfigCatalogue: with the daemon stopped, `node query
+// --config` plans with the node's network catalogue (here a value set and
+// the region list) and takes the data directory from the config; without
+// it the value set is unknown, and the error says where value sets come
+// from.
+func TestNodeQueryConfigCatalogue(t *testing.T) {
+	dir := t.TempDir()
+	data := importPatients(t, dir)
+	conds := filepath.Join(dir, "conditions.csv")
+	if err := os.WriteFile(conds, []byte("patient_id,code,system\np1,E119,http://hl7.org/fhir/sid/icd-10-cm\np2,I10,http://hl7.org/fhir/sid/icd-10-cm\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runFedstat(t, "node", "import", "--data-dir", data, conds); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	vs := filepath.Join(dir, "dm.json")
+	if err := os.WriteFile(vs, []byte(`{"resourceType":"ValueSet","name":"diabetes","compose":{"include":[{"system":"http://hl7.org/fhir/sid/icd-10-cm","filter":[{"property":"concept","op":"is-a","value":"E11"}]}]}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "node.toml")
+	if err := os.WriteFile(cfg, []byte(`name = "node-1"
+data_dir = "`+data+`"
+max_nodes_per_patient = 1
+regions = ["north", "south", "east"]
+value_sets = ["`+vs+`"]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sql := "SELECT COUNT(*) FROM conditions WHERE code IN VALUESET 'diabetes'"
+	out, err := runFedstat(t, "node", "query", "--config", cfg, "--format", "csv", sql)
+	if err != nil || !strings.Contains(out, "\n1,") {
+		t.Errorf("query with --config: %v\n%s", err, out)
+	}
+	if _, err := runFedstat(t, "node", "query", "--data-dir", data, sql); err == nil || !strings.Contains(err.Error(), "value_sets") {
+		t.Errorf("query without the catalogue: %v", err)
+	}
+}

@@ -37,6 +37,13 @@ type Started struct {
 // regions, max_nodes_per_patient (required: see
 // config.Common.RequireMaxNodesPerPatient), study schemas and value sets.
 func networkCatalogue(c *config.Common) (*plan.Catalogue, error) {
+	return NetworkCatalogue(c)
+}
+
+// NetworkCatalogue is the network catalogue a daemon with config c plans
+// with (regions, max_nodes_per_patient, study schemas, value sets), for the
+// admin commands that plan like their node's daemon.
+func NetworkCatalogue(c *config.Common) (*plan.Catalogue, error) {
 	if err := c.RequireMaxNodesPerPatient(); err != nil {
 		return nil, err
 	}
