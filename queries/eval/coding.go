@@ -1,8 +1,6 @@
 package eval
 
 import (
-	"strings"
-
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -77,15 +75,7 @@ func valueTest(p *plan.StringIn) func(v string) bool {
 		vals[v] = true
 	}
 	return func(v string) bool {
-		if vals[v] {
-			return true
-		}
-		for _, pre := range p.Prefixes {
-			if (p.Codes && terminology.InFamily(v, pre)) || (!p.Codes && strings.HasPrefix(v, pre)) {
-				return true
-			}
-		}
-		return false
+		return vals[v] || p.UnderPrefix(v)
 	}
 }
 

@@ -3,10 +3,8 @@ package eval
 import (
 	"fmt"
 	"math"
-	"strings"
 
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -75,12 +73,7 @@ func (ev *evaluator) stringInColumn(p *plan.StringIn, tb *cdm.Table, mask bitset
 	if len(p.Prefixes) > 0 {
 		// A code family: every dictionary entry below one of the heads.
 		for id, v := range col.Dict.Values() {
-			for _, pre := range p.Prefixes {
-				if (p.Codes && terminology.InFamily(v, pre)) || (!p.Codes && strings.HasPrefix(v, pre)) {
-					match[id] = true
-					break
-				}
-			}
+			match[id] = match[id] || p.UnderPrefix(v)
 		}
 	}
 	if p.Negate {

@@ -1,6 +1,11 @@
 package plan
 
-import "github.com/fedstat/fedstat/internal/cdm"
+import (
+	"strings"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
+)
 
 // The types below are the plan's resolved form that eval executes. Values
 // reachable from a *Plan are shared and must be treated as read-only.
@@ -112,8 +117,20 @@ func (*And) isPred()      {}
 func (*Or) isPred()       {}
 func (*Not) isPred()      {}
 func (*StringIn) isPred() {}
-func (*Compare) isPred()  {}
-func (*Cohort) isPred()   {}
+
+// UnderPrefix reports whether v starts one of p's prefixes: on a code
+// column a code family (terminology.InFamily), else a plain prefix. The one
+// rule eval applies to stored values.
+func (p *StringIn) UnderPrefix(v string) bool {
+	for _, pre := range p.Prefixes {
+		if (p.Codes && terminology.InFamily(v, pre)) || (!p.Codes && strings.HasPrefix(v, pre)) {
+			return true
+		}
+	}
+	return false
+}
+func (*Compare) isPred() {}
+func (*Cohort) isPred()  {}
 
 // KeyKind is the kind of a group key.
 type KeyKind uint8
