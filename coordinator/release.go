@@ -61,14 +61,7 @@ func nameCodes(cat *plan.Catalogue, p *plan.Plan, r *result.Result) {
 	if cat == nil || len(cat.ValueSets) == 0 {
 		return
 	}
-	names := map[string]string{}
-	for i := range cat.ValueSets {
-		for code, n := range cat.ValueSets[i].Names() {
-			if _, ok := names[code]; !ok {
-				names[code] = n
-			}
-		}
-	}
+	names := cat.CodeNames()
 	for _, k := range p.Keys() {
 		if !k.Codes {
 			continue

@@ -65,14 +65,7 @@ func (st *Status) NameCodes(cat *plan.Catalogue) {
 	if cat == nil || len(cat.ValueSets) == 0 {
 		return
 	}
-	names := map[string]string{}
-	for i := range cat.ValueSets {
-		for code, n := range cat.ValueSets[i].Names() {
-			if _, ok := names[code]; !ok {
-				names[code] = n
-			}
-		}
-	}
+	names := cat.CodeNames()
 	for _, cs := range st.TopCodes {
 		for i := range cs {
 			cs[i].Name = names[cs[i].Value]

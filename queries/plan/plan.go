@@ -136,6 +136,21 @@ type Catalogue struct {
 	ValueSets []terminology.ValueSet
 }
 
+// CodeNames maps every code the catalogue's value sets name to its display
+// name (the first value set, in name order, that gives one wins), for
+// showing codes with their names. Empty without value sets.
+func (c *Catalogue) CodeNames() map[string]string {
+	names := map[string]string{}
+	for i := range c.ValueSets {
+		for code, n := range c.ValueSets[i].Names() {
+			if _, ok := names[code]; !ok {
+				names[code] = n
+			}
+		}
+	}
+	return names
+}
+
 // ValueSet returns the catalogue's value set called name (case-insensitive).
 func (c *Catalogue) ValueSet(name string) (*terminology.ValueSet, bool) {
 	for i := range c.ValueSets {
