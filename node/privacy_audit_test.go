@@ -57,7 +57,7 @@ package node
 //     -audit.long (the flag after the package): every mechanism at m = 3, 10,
 //     52 and 300 with many releases, and the controls at full size (about an
 //     hour); TestPrivacyAudit logs the table of docs/privacy-audit.md.
-//   - -audit.only 'Kaplan-Meier round,min_cohort check' and -audit.nets 300
+//   - -audit.only '^(Kaplan-Meier round|min_cohort check)$' and -audit.nets 300
 //     restrict any mode to some mechanisms and network sizes (to complete or
 //     repeat rows of the table).
 //
@@ -78,6 +78,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -99,7 +100,7 @@ import (
 
 var (
 	auditLong = flag.Bool("audit.long", false, "run the long privacy audit: every mechanism at m = 3, 10, 52 and 300 with many releases")
-	auditOnly = flag.String("audit.only", "", "comma-separated mechanism names: audit only these (any mode)")
+	auditOnly = flag.String("audit.only", "", "regular expression: audit only the mechanisms whose name it matches (any mode; names contain commas)")
 	auditNets = flag.String("audit.nets", "", "comma-separated network sizes m: audit only these (any mode)")
 )
 
@@ -630,14 +631,19 @@ type auditMode struct {
 	// nets and releases: the networks audited and the releases at each.
 	nets     []int
 	releases func(c auditCase, m int) int
-	// only, when set, restricts the mechanisms.
-	only []string
+	// only, when set, restricts the mechanisms; so does match (-audit.only).
+	only  []string
+	match func(name string) bool
 }
 
 func currentAuditMode() auditMode {
 	m := baseAuditMode()
 	if *auditOnly != "" {
-		m.only = strings.Split(*auditOnly, ",")
+		re, err := regexp.Compile(*auditOnly)
+		if err != nil {
+			panic(fmt.Sprintf("-audit.only: %v", err))
+		}
+		m.match = re.MatchString
 	}
 	if *auditNets != "" {
 		m.nets = nil
@@ -685,7 +691,7 @@ func TestPrivacyAudit(t *testing.T) {
 	var rows []auditResult
 	start := time.Now()
 	for _, c := range auditCases(t) {
-		if len(mode.only) > 0 && !slices.Contains(mode.only, c.name) {
+		if (len(mode.only) > 0 && !slices.Contains(mode.only, c.name)) || (mode.match != nil && !mode.match(c.name)) {
 			continue
 		}
 		for _, m := range mode.nets {
