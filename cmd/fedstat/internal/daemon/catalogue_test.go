@@ -102,7 +102,7 @@ regions = ["north", "south"]
 func TestMaxNodesPerPatientScalesNoise(t *testing.T) {
 	build := func(k int) *plan.Plan {
 		t.Helper()
-		cat, err := networkCatalogue(&config.Common{Regions: []string{"north", "south"}, MaxNodesPerPatient: k})
+		cat, err := NetworkCatalogue(&config.Common{Regions: []string{"north", "south"}, MaxNodesPerPatient: k})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +131,7 @@ func TestMaxNodesPerPatientScalesNoise(t *testing.T) {
 		t.Errorf("the charged rho changed with K: %v, %v", one.Rho(), three.Rho())
 	}
 	for _, k := range []int{0, -1} {
-		if _, err := networkCatalogue(&config.Common{MaxNodesPerPatient: k}); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "max_nodes_per_patient") {
+		if _, err := NetworkCatalogue(&config.Common{MaxNodesPerPatient: k}); !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), "max_nodes_per_patient") {
 			t.Errorf("max_nodes_per_patient %d: %v, want a refusal naming the key", k, err)
 		}
 	}
@@ -145,7 +145,7 @@ func TestCatalogueValueSets(t *testing.T) {
 	if err := os.WriteFile(good, []byte(`{"resourceType":"ValueSet","name":"asthma","compose":{"include":[{"system":"http://snomed.info/sct","concept":[{"code":"195967001"}]}]}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cat, err := networkCatalogue(&config.Common{MaxNodesPerPatient: 1, ValueSets: []string{good}})
+	cat, err := NetworkCatalogue(&config.Common{MaxNodesPerPatient: 1, ValueSets: []string{good}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestCatalogueValueSets(t *testing.T) {
 	if err := os.WriteFile(bad, []byte(`{"items":[{"concept":{"CONCEPT_CODE":"73211009","VOCABULARY_ID":"SNOMED"},"includeDescendants":true}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = networkCatalogue(&config.Common{MaxNodesPerPatient: 1, ValueSets: []string{bad}, Source: "node.toml"})
+	_, err = NetworkCatalogue(&config.Common{MaxNodesPerPatient: 1, ValueSets: []string{bad}, Source: "node.toml"})
 	if err == nil || !strings.Contains(err.Error(), "node.toml: value_sets:") || !strings.Contains(err.Error(), "bad.json: items[0]") {
 		t.Errorf("err = %v", err)
 	}

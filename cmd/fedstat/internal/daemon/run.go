@@ -33,16 +33,11 @@ type Started struct {
 	GRPC, HTTP, Ops, Gossip string
 }
 
-// networkCatalogue is the network catalogue of a daemon's config: its
-// regions, max_nodes_per_patient (required: see
-// config.Common.RequireMaxNodesPerPatient), study schemas and value sets.
-func networkCatalogue(c *config.Common) (*plan.Catalogue, error) {
-	return NetworkCatalogue(c)
-}
-
 // NetworkCatalogue is the network catalogue a daemon with config c plans
-// with (regions, max_nodes_per_patient, study schemas, value sets), for the
-// admin commands that plan like their node's daemon.
+// with: its regions, max_nodes_per_patient (required: see
+// config.Common.RequireMaxNodesPerPatient), study schemas and value sets.
+// The daemons and the admin commands that plan like them (node query
+// --config) use it.
 func NetworkCatalogue(c *config.Common) (*plan.Catalogue, error) {
 	if err := c.RequireMaxNodesPerPatient(); err != nil {
 		return nil, err
@@ -114,7 +109,7 @@ func RunCoordinator(ctx context.Context, cfg *config.Coordinator, log *slog.Logg
 	}
 	defer alog.Close()
 	reg := newRegistry()
-	cat, err := networkCatalogue(&cfg.Common)
+	cat, err := NetworkCatalogue(&cfg.Common)
 	if err != nil {
 		return err
 	}
@@ -230,7 +225,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	pol.MinCohortRho = cfg.Policy.MinCohortRho
 	pol.RequireApproval = cfg.Policy.RequireApproval
 
-	cat, err := networkCatalogue(&cfg.Common)
+	cat, err := NetworkCatalogue(&cfg.Common)
 	if err != nil {
 		return err
 	}
