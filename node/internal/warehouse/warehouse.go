@@ -294,7 +294,9 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 	}
 	vocabOf := map[string]string{}
 	for _, v := range vocabularies {
-		vocabOf[v[1]] = v[0]
+		if _, ok := vocabOf[v[1]]; !ok {
+			vocabOf[v[1]] = v[0]
+		}
 	}
 	visitOf := map[string]int32{}
 	for _, v := range visitClasses {
