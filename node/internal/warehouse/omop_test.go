@@ -348,3 +348,29 @@ func testRxNormExtension(t *testing.T, ctx context.Context, b *Backend) {
 		t.Errorf("RxNorm Extension drugs with the RxNorm system: got %v, want [1]", got)
 	}
 }
+
+// TestInfoCached: the schema is described once per schema, not per query
+// (forget, or a new Schema, describes it again).
+func TestInfoCached(t *testing.T) { forEachDialect(t, "omop_cached", testInfoCached) }
+
+func testInfoCached(t *testing.T, ctx context.Context, b *Backend) {
+	loadHandBuilt(ctx, t, b)
+	if info, err := b.Info(ctx); err != nil || !info.Periods {
+		t.Fatalf("info %+v, %v", info, err)
+	}
+	if err := b.c.exec(ctx, "DELETE FROM "+b.tbl("observation_period")); err != nil {
+		t.Fatal(err)
+	}
+	count(ctx, t, b, `SELECT COUNT(*) FROM conditions`)
+	if info, err := b.Info(ctx); err != nil || !info.Periods {
+		t.Errorf("described again without forget: %+v, %v", info, err)
+	}
+	b.forget()
+	if info, err := b.Info(ctx); err != nil || info.Periods {
+		t.Errorf("after forget: %+v, %v", info, err)
+	}
+	b.Schema = "omop_cached_none"
+	if _, err := b.Info(ctx); err == nil {
+		t.Error("a new schema was not described again")
+	}
+}
