@@ -163,13 +163,7 @@ var mapping = map[string]omopTable{
 }
 
 func visitClassSQL() string {
-	var b strings.Builder
-	b.WriteString("CASE x.visit_concept_id")
-	for _, v := range visitClasses {
-		fmt.Fprintf(&b, " WHEN %s THEN '%s'", v[0], v[1])
-	}
-	b.WriteString(" ELSE x.visit_source_value END")
-	return b.String()
+	return conceptCase("x.visit_concept_id", visitClasses, "x.visit_source_value")
 }
 
 // columns returns the OMOP columns a source reads.
