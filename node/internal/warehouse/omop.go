@@ -43,14 +43,18 @@ type omopTable struct {
 }
 
 // vocabularies maps OMOP vocabulary_id to the code system URIs of fedstat's
-// CDM (the FHIR system URIs). Other vocabulary ids are passed through as
-// they are.
+// CDM (the FHIR system URIs), first the id a URI is written as (LoadTables).
+// Every id internal/terminology knows reads as terminology.SystemOfVocabulary
+// has it (as OMOP concept sets are read; TestVocabulariesAgreeWithTerminology),
+// "RxNorm Extension" as RxNorm included; ICD9CM, HCPCS and UCUM are the
+// warehouse's own. Other vocabulary ids are passed through as they are.
 var vocabularies = [][2]string{
-	{"SNOMED", cdm.SystemSNOMED},
-	{"LOINC", cdm.SystemLOINC},
-	{"RxNorm", cdm.SystemRxNorm},
-	{"ICD10", cdm.SystemICD10},
-	{"ICD10CM", cdm.SystemICD10CM},
+	{"SNOMED", terminology.SNOMED},
+	{"LOINC", terminology.LOINC},
+	{"RxNorm", terminology.RxNorm},
+	{"RxNorm Extension", terminology.RxNorm},
+	{"ICD10", terminology.ICD10},
+	{"ICD10CM", terminology.ICD10CM},
 	{"ICD10GM", terminology.ICD10GM},
 	{"ICD9CM", "http://hl7.org/fhir/sid/icd-9-cm"},
 	{"CPT4", terminology.CPT},
@@ -159,13 +163,7 @@ var mapping = map[string]omopTable{
 }
 
 func visitClassSQL() string {
-	var b strings.Builder
-	b.WriteString("CASE x.visit_concept_id")
-	for _, v := range visitClasses {
-		fmt.Fprintf(&b, " WHEN %s THEN '%s'", v[0], v[1])
-	}
-	b.WriteString(" ELSE x.visit_source_value END")
-	return b.String()
+	return conceptCase("x.visit_concept_id", visitClasses, "x.visit_source_value")
 }
 
 // columns returns the OMOP columns a source reads.

@@ -2,11 +2,13 @@ package warehouse
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/terminology"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -303,5 +305,72 @@ func testCDMVersions(t *testing.T, ctx context.Context, b *Backend) {
 	b.Schema = "omop_no_such_schema"
 	if _, err := b.Info(ctx); err == nil || !strings.Contains(err.Error(), "no tables") {
 		t.Errorf("missing schema: %v", err)
+	}
+}
+
+// TestVocabulariesAgreeWithTerminology: a vocabulary id internal/terminology
+// knows reads as the system URI terminology.SystemOfVocabulary gives it (as
+// OMOP concept sets are read), so that value sets and the warehouse name a
+// code's system alike; the warehouse's own ids are ones terminology does
+// not know.
+func TestVocabulariesAgreeWithTerminology(t *testing.T) {
+	for _, v := range vocabularies {
+		if got := terminology.SystemOfVocabulary(v[0]); got != v[1] && !strings.HasPrefix(got, "urn:omop:vocabulary:") {
+			t.Errorf("vocabulary %s reads as %s; terminology says %s", v[0], v[1], got)
+		}
+	}
+	for _, id := range []string{"SNOMED", "LOINC", "RxNorm", "RxNorm Extension", "ICD10", "ICD10CM", "ICD10GM", "ATC", "CVX", "NDC", "CPT4", "ICD10PCS"} {
+		if !slices.ContainsFunc(vocabularies, func(v [2]string) bool { return v[0] == id }) {
+			t.Errorf("vocabulary %s (terminology: %s) is not read as a system URI", id, terminology.SystemOfVocabulary(id))
+		}
+	}
+}
+
+// TestRxNormExtension: a drug coded in RxNorm Extension (OMOP's RxNorm for
+// drugs outside the US) has the RxNorm system.
+func TestRxNormExtension(t *testing.T) { forEachDialect(t, "omop_rxe", testRxNormExtension) }
+
+func testRxNormExtension(t *testing.T, ctx context.Context, b *Backend) {
+	if err := b.CreateSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO %[1]s.concept (concept_id, vocabulary_id, concept_code, standard_concept) VALUES (43000001, 'RxNorm Extension', 'OMOP1000001', 'S')`,
+		`INSERT INTO %[1]s.person (person_id, gender_concept_id, year_of_birth) VALUES (1, 8532, 1970)`,
+		`INSERT INTO %[1]s.drug_exposure (drug_exposure_id, person_id, drug_concept_id, drug_exposure_start_date, drug_source_concept_id) VALUES (1, 1, 43000001, DATE '2020-01-01', 0)`,
+	} {
+		if err := b.c.exec(ctx, strings.ReplaceAll(q, "%[1]s", b.d.Quote(b.Schema))); err != nil {
+			t.Fatalf("%v\n%s", err, q)
+		}
+	}
+	b.forget()
+	if got := count(ctx, t, b, `SELECT COUNT(*) FROM medications WHERE system = 'http://www.nlm.nih.gov/research/umls/rxnorm'`); len(got) != 1 || got[0] != 1 {
+		t.Errorf("RxNorm Extension drugs with the RxNorm system: got %v, want [1]", got)
+	}
+}
+
+// TestInfoCached: the schema is described once per schema, not per query
+// (forget, or a new Schema, describes it again).
+func TestInfoCached(t *testing.T) { forEachDialect(t, "omop_cached", testInfoCached) }
+
+func testInfoCached(t *testing.T, ctx context.Context, b *Backend) {
+	loadHandBuilt(ctx, t, b)
+	if info, err := b.Info(ctx); err != nil || !info.Periods {
+		t.Fatalf("info %+v, %v", info, err)
+	}
+	if err := b.c.exec(ctx, "DELETE FROM "+b.tbl("observation_period")); err != nil {
+		t.Fatal(err)
+	}
+	count(ctx, t, b, `SELECT COUNT(*) FROM conditions`)
+	if info, err := b.Info(ctx); err != nil || !info.Periods {
+		t.Errorf("described again without forget: %+v, %v", info, err)
+	}
+	b.forget()
+	if info, err := b.Info(ctx); err != nil || info.Periods {
+		t.Errorf("after forget: %+v, %v", info, err)
+	}
+	b.Schema = "omop_cached_none"
+	if _, err := b.Info(ctx); err == nil {
+		t.Error("a new schema was not described again")
 	}
 }

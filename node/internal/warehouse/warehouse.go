@@ -141,7 +141,29 @@ var ddl = []string{
 	`CREATE TABLE %[1]s.procedure_occurrence (procedure_occurrence_id bigint PRIMARY KEY, person_id bigint NOT NULL, procedure_concept_id integer NOT NULL DEFAULT 0, procedure_date date, procedure_end_date date, procedure_type_concept_id integer NOT NULL DEFAULT 0, procedure_source_value varchar(50), procedure_source_concept_id integer)`,
 }
 
-var genderConcept = map[string]int32{"female": 8532, "male": 8507, "other": 8521, "unknown": 8551}
+// conceptOf inverts a table of concept ids to fedstat values (genders,
+// races, visitClasses, ...): each value's first concept id, the one
+// LoadTables writes.
+func conceptOf(table [][2]string) map[string]int32 {
+	m := map[string]int32{}
+	for _, v := range table {
+		if _, ok := m[v[1]]; !ok {
+			id, err := strconv.Atoi(v[0])
+			if err != nil {
+				panic("warehouse: concept id " + v[0])
+			}
+			m[v[1]] = int32(id)
+		}
+	}
+	return m
+}
+
+var (
+	genderConcept = conceptOf(genders)
+	visitConcept  = conceptOf(visitClasses)
+	raceConcept   = conceptOf(races)
+	ethnicConcept = conceptOf(ethnicities)
+)
 
 // CreateSchema (re)creates the OMOP schema b.Schema, empty: the v5.4
 // subset the back end reads (ddl), with cdm_source saying v5.4. It drops
@@ -262,17 +284,14 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 			// Race and ethnicity: the OMB code as the source value, and its
 			// standard concept when the patient has exactly one.
 			for _, re := range []struct {
-				col   string
-				at    int
-				table [][2]string
-			}{{"race", 9, races}, {"ethnicity", 11, ethnicities}} {
+				col     string
+				at      int
+				concept map[string]int32
+			}{{"race", 9, raceConcept}, {"ethnicity", 11, ethnicConcept}} {
 				if v := str(pt, re.col, r); v != nil {
 					row[re.at+1] = v
-					for _, c := range re.table {
-						if c[1] == v.(string) {
-							id, _ := strconv.Atoi(c[0])
-							row[re.at] = int32(id)
-						}
+					if c, ok := re.concept[v.(string)]; ok {
+						row[re.at] = c
 					}
 				}
 			}
@@ -294,13 +313,8 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 	}
 	vocabOf := map[string]string{}
 	for _, v := range vocabularies {
-		vocabOf[v[1]] = v[0]
-	}
-	visitOf := map[string]int32{}
-	for _, v := range visitClasses {
-		if _, ok := visitOf[v[1]]; !ok {
-			id, _ := strconv.Atoi(v[0])
-			visitOf[v[1]] = int32(id)
+		if _, ok := vocabOf[v[1]]; !ok {
+			vocabOf[v[1]] = v[0]
 		}
 	}
 	concepts := map[[2]string]int32{}
@@ -372,7 +386,7 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 			if class {
 				cl := str(tb, "class", r)
 				s, _ := cl.(string)
-				row = append(row, visitOf[s], cl)
+				row = append(row, visitConcept[s], cl)
 			}
 			if src.sourceValue != "" {
 				row = append(row, str(tb, m.code, r))
