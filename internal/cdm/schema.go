@@ -327,8 +327,7 @@ func (t *table[T]) add(r *Records, row *Row) {
 	for k, f := range t.fields {
 		f.set(&x, row.Values[k])
 	}
-	s := t.slice(r)
-	*s = append(*s, x)
+	Push(t.slice(r), x)
 }
 
 func (t *table[T]) set(r *Records, i int, row *Row) {
@@ -343,8 +342,7 @@ func (t *table[T]) key(r *Records, i int) (*string, *string) { return t.keys(&(*
 func (t *table[T]) truncate(r *Records, n int) { s := t.slice(r); *s = (*s)[:n] }
 
 func (t *table[T]) copy(dst, src *Records, i int) {
-	d := t.slice(dst)
-	*d = append(*d, (*t.slice(src))[i])
+	Push(t.slice(dst), (*t.slice(src))[i])
 }
 
 func (t *table[T]) appendAll(dst, src *Records) {

@@ -420,3 +420,26 @@ func TestFallbackDates(t *testing.T) {
 		t.Errorf("observations %+v", res.Records.Observations)
 	}
 }
+
+// A MedicationRequest whose medicationReference waits for the end of the
+// import still has its bundle-local subject (urn:uuid:) resolved at the
+// end of its Bundle: to the id of the Patient with that fullUrl, and a
+// urn:uuid: naming no entry to its uuid.
+func TestWaitingMedicationPatient(t *testing.T) {
+	const b = `{"resourceType": "Bundle", "type": "collection", "entry": [
+ {"fullUrl": "urn:uuid:u1", "resource": {"resourceType": "Patient", "id": "pat1", "gender": "female", "birthDate": "1970-01-01"}},
+ {"resource": {"resourceType": "MedicationRequest", "id": "r1", "subject": {"reference": "urn:uuid:u1"}, "medicationReference": {"reference": "Medication/med"}}},
+ {"resource": {"resourceType": "MedicationRequest", "id": "r2", "subject": {"reference": "urn:uuid:u2"}, "medicationReference": {"reference": "Medication/med"}}}
+]}`
+	p := NewParser(Options{})
+	p.ParseBundle("b.json", []byte(b))
+	p.ParseBundle("m.json", []byte(`{"resourceType": "Medication", "id": "med", "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "860975"}]}}`))
+	res := p.Result()
+	if len(res.Errors) > 0 {
+		t.Fatal(res.Errors[0])
+	}
+	m := res.Records.Medications
+	if len(m) != 2 || m[0].PatientID != "pat1" || m[1].PatientID != "u2" || m[0].Code != "860975" {
+		t.Fatalf("medications %+v, want r1 of pat1 and r2 of u2, coded 860975", m)
+	}
+}

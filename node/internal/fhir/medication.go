@@ -191,14 +191,8 @@ func (p *Parser) medication(s *scanner, l loc) (bad, err error) {
 // requests waiting since index from (the end of a Bundle or NDJSON line).
 func (p *Parser) resolveMedPatients(from int) {
 	for i := from; i < len(p.waitingMeds); i++ {
-		ref := &p.waitingMeds[i].m.PatientID
-		if !strings.HasPrefix(*ref, "urn:") {
-			continue
-		}
-		if id, ok := p.bundleURLs[*ref]; ok {
-			*ref = id
-		} else if rest, ok := strings.CutPrefix(*ref, "urn:uuid:"); ok {
-			*ref = rest
+		if ref := &p.waitingMeds[i].m.PatientID; strings.HasPrefix(*ref, "urn:") {
+			p.bundleRef(ref)
 		}
 	}
 }

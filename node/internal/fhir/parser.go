@@ -109,17 +109,23 @@ func (p *Parser) resolveIdentifiers() {
 // id of the Patient whose entry has that fullUrl, else (urn:uuid:X) X.
 func (p *Parser) resolve() {
 	for _, w := range p.waiting {
-		ref := w.table.PatientRef(&p.res.Records, w.index)
-		if id, ok := p.bundleURLs[*ref]; ok {
-			*ref = id
-		} else if rest, ok := strings.CutPrefix(*ref, "urn:uuid:"); ok {
-			*ref = rest
-		}
+		p.bundleRef(w.table.PatientRef(&p.res.Records, w.index))
 	}
 	p.waiting = p.waiting[:0]
 	p.resolveMedPatients(p.waitFrom)
 	p.waitFrom = len(p.waitingMeds)
 	clear(p.bundleURLs)
+}
+
+// bundleRef resolves one bundle-local patient reference in place: the id
+// of the Patient whose entry has that fullUrl, else (urn:uuid:X) X; any
+// other reference is left as it is.
+func (p *Parser) bundleRef(ref *string) {
+	if id, ok := p.bundleURLs[*ref]; ok {
+		*ref = id
+	} else if rest, ok := strings.CutPrefix(*ref, "urn:uuid:"); ok {
+		*ref = rest
+	}
 }
 
 // syntaxFail records a malformed-JSON error at byte offset off of buf.
