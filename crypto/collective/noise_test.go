@@ -238,6 +238,15 @@ func TestSmudgingBudget(t *testing.T) {
 		if head < c.head {
 			t.Errorf("n=%d: worst-case headroom %.2f bits below the documented %.1f", n, head, c.head)
 		}
+		// KL adds over releases: k ciphertexts under one epoch give
+		// sqrt(k) times the first term plus k times the truncation term;
+		// docs/crypto.md quotes 2^-35.1 for 1,000 ciphertexts at 64 members.
+		if n == 64 {
+			const k = 1000
+			if sdK := math.Log2(math.Sqrt(k)*l2/(2*sigma) + k*truncation); sdK > -35.1 {
+				t.Errorf("n=64, %d ciphertexts: SD 2^%.2f above the documented 2^-35.1", k, sdK)
+			}
+		}
 	}
 	// Exact decryption with certainty for up to 37,000 key-switching
 	// parties (and as many members and partials).

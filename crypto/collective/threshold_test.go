@@ -2,6 +2,7 @@ package collective_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -200,5 +201,10 @@ func TestThresholdShareRedaction(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "ts", ts, "v", *ts)
 	if strings.Count(buf.String(), homomorphic.Redacted) != 2 {
 		t.Fatalf("slog: %s", buf.String())
+	}
+	for _, v := range []any{ts, *ts} {
+		if out, err := json.Marshal(v); err != nil || string(out) != "{}" {
+			t.Errorf("json of %T: %s, %v", v, out, err)
+		}
 	}
 }

@@ -33,10 +33,11 @@ var ErrDegenerate = errors.New("homomorphic: degenerate ciphertext refused for k
 //     representation and 2 in the coefficient one);
 //   - modulo every prime, and for the value modulo Q (the top digit of its
 //     mixed-radix form), the share of residues in the middle half [q/4,
-//     3q/4) is within 1/8 of 1/2 (this refuses a c1 whose centred values are
-//     mostly small, such as any multiple k*g of a small g that does not wrap
-//     around Q, e.g. 2^90 * g for distinct |g| <= 2^24: the shape a rounding
-//     attack needs, whether or not its coefficients are distinct).
+//     3q/4) is within 1/8 of 1/2 (this refuses a c1 whose centred values
+//     mostly lie below Q/4 in magnitude, e.g. 2^90 * g for distinct |g| <=
+//     2^24, whether or not its coefficients are distinct; not every k*g
+//     that does not wrap around Q: k = Q/2^25 with |g| <= 2^24 spreads over
+//     the middle half and passes).
 //
 // A uniform c1 fails a check with probability below 2^-180 (collisions
 // among N uniform residues of 60 bits, and Hoeffding's bound 2 exp(-N/32) on

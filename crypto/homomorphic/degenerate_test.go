@@ -138,6 +138,14 @@ func TestCheckKeySwitchable(t *testing.T) {
 	if err := homomorphic.CheckKeySwitchable(p, evading); err != nil {
 		t.Errorf("k*g with random k refused (docs/crypto.md says it passes; update both): %v", err)
 	}
+	// Nor does "no wrap around Q" suffice to be refused: k = Q/2^25 and
+	// |g| <= 2^24 keep |k*g| <= Q/2 (no wrap), yet spread the centred values
+	// over the middle half, so this passes as well (docs/crypto.md).
+	kNoWrap := new(big.Int).Rsh(Q, 25)
+	spread := withC1(p, func(int) *big.Int { return new(big.Int).Mul(kNoWrap, small(rng, 1<<24)) })
+	if err := homomorphic.CheckKeySwitchable(p, spread); err != nil {
+		t.Errorf("k*g with k = Q/2^25, |g| <= 2^24 refused (docs/crypto.md says it passes; update both): %v", err)
+	}
 	if N < 4096 {
 		t.Fatalf("N = %d: the false-positive bound needs N >= 4096", N)
 	}

@@ -2,6 +2,7 @@ package homomorphic_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -302,6 +303,12 @@ func TestRedaction(t *testing.T) {
 	text.Info("keys", "sk", sk, "rk", rk)
 	if strings.Count(buf.String(), homomorphic.Redacted) != 5 {
 		t.Fatalf("slog output: %s", buf.String())
+	}
+	// No exported fields: JSON sees nothing (docs/crypto.md).
+	for _, v := range []any{sk, *sk, rk, *rk} {
+		if out, err := json.Marshal(v); err != nil || string(out) != "{}" {
+			t.Errorf("json of %T: %s, %v", v, out, err)
+		}
 	}
 }
 
