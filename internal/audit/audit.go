@@ -698,19 +698,7 @@ func (l *Log) AppendEntry(ctx context.Context, e Entry) (Entry, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f == nil {
-		return Entry{}, ErrClosed
-	}
-	if l.broken != nil {
-		if errors.Is(l.broken, ErrTampered) {
-			return Entry{}, l.broken
-		}
-		return Entry{}, fmt.Errorf("%w: an earlier write failed: %w", ErrClosed, l.broken)
-	}
-	if err := l.checkFile(); err != nil {
-		if errors.Is(err, ErrTampered) {
-			l.broken = err
-		}
+	if err := l.checkLocked(); err != nil {
 		return Entry{}, err
 	}
 	t := l.o.Now().UTC().Round(0)
@@ -774,6 +762,11 @@ func (l *Log) Head() (seq uint64, hash string) {
 func (l *Log) Check() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.checkLocked()
+}
+
+// checkLocked is Check with l.mu held (AppendEntry runs it first).
+func (l *Log) checkLocked() error {
 	if l.f == nil {
 		return ErrClosed
 	}
