@@ -310,7 +310,17 @@ func Verify(r io.Reader) (n int, err error) {
 // VerifyHead is Verify that also returns the hash of the last entry (the
 // head of the chain; ZeroHash for an empty log).
 func VerifyHead(r io.Reader) (n int, head string, err error) {
-	n, head, _, err = verifyChain(r, "")
+	n, head, _, err = verifyChain(r, "", nil)
+	return n, head, err
+}
+
+// VerifyScan is VerifyHead that also calls fn with each entry once it has
+// verified it (its form, seq, link to the entry before and time), in
+// order: one pass where Verify then Scan would read the log twice. It stops
+// at the first entry that does not verify (a *VerifyError, fn having seen
+// the entries before it) or at fn's first error, which it returns as is.
+func VerifyScan(r io.Reader, fn func(line int, e Entry) error) (n int, head string, err error) {
+	n, head, _, err = verifyChain(r, "", fn)
 	return n, head, err
 }
 
@@ -319,7 +329,7 @@ func VerifyHead(r io.Reader) (n int, head string, err error) {
 // returns that entry's seq. A chain that verifies without it fails with
 // ErrHeadMissing: the log was cut below that entry or rewritten before it.
 func VerifyExpectHead(r io.Reader, expect string) (n int, head string, seq int, err error) {
-	n, head, seq, err = verifyChain(r, expect)
+	n, head, seq, err = verifyChain(r, expect, nil)
 	if err == nil && seq == 0 {
 		err = fmt.Errorf("%w: the %d entries verify but none has the hash %s: the log was cut below it or rewritten", ErrHeadMissing, n, expect)
 	}
@@ -327,8 +337,9 @@ func VerifyExpectHead(r io.Reader, expect string) (n int, head string, seq int, 
 }
 
 // verifyChain verifies a log and returns the seq of the entry whose hash is
-// expect (0 if none or expect is empty).
-func verifyChain(r io.Reader, expect string) (n int, head string, found int, err error) {
+// expect (0 if none or expect is empty); fn, if not nil, sees each entry
+// once it verified.
+func verifyChain(r io.Reader, expect string, fn func(line int, e Entry) error) (n int, head string, found int, err error) {
 	expect = strings.ToLower(expect)
 	br := bufio.NewReaderSize(r, 64<<10)
 	prev, last := ZeroHash, time.Time{}
@@ -367,6 +378,11 @@ func verifyChain(r io.Reader, expect string) (n int, head string, found int, err
 		n, prev, last = n+1, e.Hash, e.Time
 		if expect != "" && e.Hash == expect {
 			found = n
+		}
+		if fn != nil {
+			if err := fn(lineNo, e); err != nil {
+				return n, prev, found, err
+			}
 		}
 	}
 }
@@ -510,7 +526,7 @@ func (l *Log) load(created bool) error {
 		return l.record()
 	}
 	if !l.o.TailOnly {
-		n, _, found, err := verifyChain(io.NewSectionReader(l.f, 0, size), l.o.ExpectHead)
+		n, _, found, err := verifyChain(io.NewSectionReader(l.f, 0, size), l.o.ExpectHead, nil)
 		if err != nil {
 			var ve *VerifyError
 			if !errors.As(err, &ve) || !strings.HasPrefix(ve.Reason, "last line not terminated") {
@@ -698,19 +714,7 @@ func (l *Log) AppendEntry(ctx context.Context, e Entry) (Entry, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f == nil {
-		return Entry{}, ErrClosed
-	}
-	if l.broken != nil {
-		if errors.Is(l.broken, ErrTampered) {
-			return Entry{}, l.broken
-		}
-		return Entry{}, fmt.Errorf("%w: an earlier write failed: %w", ErrClosed, l.broken)
-	}
-	if err := l.checkFile(); err != nil {
-		if errors.Is(err, ErrTampered) {
-			l.broken = err
-		}
+	if err := l.checkLocked(); err != nil {
 		return Entry{}, err
 	}
 	t := l.o.Now().UTC().Round(0)
@@ -774,6 +778,11 @@ func (l *Log) Head() (seq uint64, hash string) {
 func (l *Log) Check() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.checkLocked()
+}
+
+// checkLocked is Check with l.mu held (AppendEntry runs it first).
+func (l *Log) checkLocked() error {
 	if l.f == nil {
 		return ErrClosed
 	}

@@ -342,3 +342,32 @@ func TestDocumentedLine(t *testing.T) {
 		t.Fatal("hash is not SHA-256 of the line without the hash field")
 	}
 }
+
+// VerifyScan hands fn only entries that verified, in order, and stops at
+// the first that does not or at fn's error, which it returns as is.
+func TestVerifyScan(t *testing.T) {
+	_, data := writeLog(t, 6)
+	lines := strings.SplitAfter(string(data), "\n")
+	var seen []uint64
+	collect := func(_ int, e Entry) error { seen = append(seen, e.Seq); return nil }
+	n, head, err := VerifyScan(strings.NewReader(string(data)), collect)
+	wn, whead, _ := VerifyHead(strings.NewReader(string(data)))
+	if err != nil || n != 6 || n != wn || head != whead || len(seen) != 6 || seen[5] != 6 {
+		t.Fatalf("VerifyScan = %d, %s, %v; saw %v; VerifyHead %d, %s", n, head, err, seen, wn, whead)
+	}
+	seen = nil
+	broken := strings.Join([]string{lines[0], lines[1], lines[3], lines[4]}, "")
+	var ve *VerifyError
+	if _, _, err := VerifyScan(strings.NewReader(broken), collect); !errors.As(err, &ve) || ve.Line != 3 || len(seen) != 2 {
+		t.Fatalf("deleted entry: %v, saw %v; want a *VerifyError at line 3 after 2 entries", err, seen)
+	}
+	stop := errors.New("stop")
+	if n, _, err := VerifyScan(strings.NewReader(string(data)), func(_ int, e Entry) error {
+		if e.Seq == 2 {
+			return stop
+		}
+		return nil
+	}); err != stop || n != 2 {
+		t.Fatalf("fn's error: %d, %v", n, err)
+	}
+}

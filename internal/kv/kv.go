@@ -33,6 +33,7 @@ package kv
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -509,10 +510,10 @@ func (d *DB) updateOnce(fn func(*Txn) error, watermark bool) (mark uint64, err e
 		case len(cur) != 8:
 			return 0, damaged(d.dir, "", "the stored watermark has %d bytes, want 8", len(cur))
 		default:
-			mark = beUint64(cur)
+			mark = binary.BigEndian.Uint64(cur)
 		}
 		mark++
-		if err := t.Set(watermarkKey, beBytes(mark)); err != nil {
+		if err := t.Set(watermarkKey, binary.BigEndian.AppendUint64(nil, mark)); err != nil {
 			return 0, err
 		}
 	}
@@ -527,23 +528,6 @@ func (d *DB) updateOnce(fn func(*Txn) error, watermark bool) (mark uint64, err e
 		defer d.space.done(wal, t.vlog)
 	}
 	return mark, d.mapErr(txn.Commit())
-}
-
-func beUint64(b []byte) uint64 {
-	var n uint64
-	for _, c := range b {
-		n = n<<8 | uint64(c)
-	}
-	return n
-}
-
-func beBytes(n uint64) []byte {
-	b := make([]byte, 8)
-	for i := 7; i >= 0; i-- {
-		b[i] = byte(n)
-		n >>= 8
-	}
-	return b
 }
 
 // UpdateWatermarked is Update for writes whose loss must never go unseen
@@ -602,7 +586,7 @@ func (d *DB) storedMark() (n uint64, err error) {
 		case len(v) != 8:
 			return damaged(d.dir, "", "the stored watermark has %d bytes, want 8", len(v))
 		}
-		n = beUint64(v)
+		n = binary.BigEndian.Uint64(v)
 		return nil
 	})
 	return n, err

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"strconv"
@@ -65,14 +64,7 @@ func ReadAudit(path string, anchors ...string) (*Audit, error) {
 		return nil, fmt.Errorf("evidence: %w", err)
 	}
 	defer f.Close()
-	n, head, err := audit.VerifyHead(f)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", audit.ErrCorrupt, path, err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("evidence: %w", err)
-	}
-	a := &Audit{Path: path, Entries: n, Head: head, Debits: map[string]int{}, Found: map[string]uint64{}}
+	a := &Audit{Path: path, Debits: map[string]int{}, Found: map[string]uint64{}}
 	want := map[string]bool{}
 	for _, h := range anchors {
 		if h != "" {
@@ -81,7 +73,14 @@ func ReadAudit(path string, anchors ...string) (*Audit, error) {
 	}
 	all := ledger.Figures{Analysts: map[string]float64{}}
 	var since *ledger.Figures // the last carried-forward statement plus later debits
-	err = audit.Scan(f, func(line int, e audit.Entry) error {
+	// The first entry that verifies but does not read as evidence; the
+	// rest of the chain is still verified (a broken chain is reported
+	// first, as when the log was verified before it was read).
+	var entryErr error
+	n, head, err := audit.VerifyScan(f, func(line int, e audit.Entry) error {
+		if entryErr != nil {
+			return nil
+		}
 		if want[e.Hash] {
 			a.Found[e.Hash] = e.Seq
 		}
@@ -90,7 +89,8 @@ func ReadAudit(path string, anchors ...string) (*Audit, error) {
 			who, _ := e.Details["analyst"].(string)
 			rho, err := number(e.Details["rho"])
 			if err != nil || who == "" {
-				return fmt.Errorf("evidence: %s: line %d (seq %d): a budget.debited entry without analyst and rho", path, line, e.Seq)
+				entryErr = fmt.Errorf("evidence: %s: line %d (seq %d): a budget.debited entry without analyst and rho", path, line, e.Seq)
+				return nil
 			}
 			a.Debits[e.QueryID]++
 			add(&all, who, rho)
@@ -100,7 +100,8 @@ func ReadAudit(path string, anchors ...string) (*Audit, error) {
 		case ActionCarriedForward:
 			cf, err := carried(e.Details)
 			if err != nil {
-				return fmt.Errorf("evidence: %s: line %d (seq %d): %v", path, line, e.Seq, err)
+				entryErr = fmt.Errorf("evidence: %s: line %d (seq %d): %v", path, line, e.Seq, err)
+				return nil
 			}
 			stated := cf.Clone()
 			a.Carried = &stated
@@ -108,9 +109,13 @@ func ReadAudit(path string, anchors ...string) (*Audit, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %s: %w", audit.ErrCorrupt, path, err)
+	case entryErr != nil:
+		return nil, entryErr
 	}
+	a.Entries, a.Head = n, head
 	a.Spend = all
 	if since != nil {
 		a.Spend = ledger.MaxFigures(all, *since)

@@ -130,11 +130,7 @@ func writeFileSync(path string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("evidence: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("evidence: %w", err)
-	}
+	defer os.Remove(tmp.Name()) // os.CreateTemp makes it 0600
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return fmt.Errorf("evidence: write %s: %w", path, err)

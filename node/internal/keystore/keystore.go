@@ -252,7 +252,9 @@ func (s *Store) open(name string, b []byte) ([]byte, error) {
 		}
 		return pt, nil
 	}
-	return nil, s.fileErr(name, ErrDamaged, "not a fedstat secret file (unknown header %q)", b[:magicLen])
+	// The header's bytes are not quoted: a file without one may hold a
+	// share written raw, and errors reach logs and the coordinator.
+	return nil, s.fileErr(name, ErrDamaged, "not a fedstat secret file (unknown header, %d bytes)", len(b))
 }
 
 // Check opens each named secret as Get does (present, private, readable,

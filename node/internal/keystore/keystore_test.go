@@ -197,3 +197,24 @@ func TestCheckEpoch(t *testing.T) {
 		t.Fatalf("Check of a 0644 file: %v", errs)
 	}
 }
+
+// A file without a fedstat header (a share written raw) is damaged, and the
+// error, which reaches logs and the coordinator, quotes none of its bytes.
+func TestUnknownHeaderQuotesNoBytes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "keys")
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte("SECRETSHAREBYTES")
+	if err := os.WriteFile(filepath.Join(dir, "epoch-1.secret"), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Get("epoch-1")
+	if !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Get = %v, want ErrDamaged", err)
+	}
+	if strings.Contains(err.Error(), string(raw[:magicLen])) {
+		t.Fatalf("error quotes the file's bytes: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -127,17 +128,9 @@ func readFigures(tx *kv.Txn, f *Figures) error {
 		if len(v) != 8 {
 			return fmt.Errorf("ledger: corrupt value under %s", k)
 		}
-		f.Analysts[string(k[len(prefix):])] = math.Float64frombits(beUint64(v))
+		f.Analysts[string(k[len(prefix):])] = math.Float64frombits(binary.BigEndian.Uint64(v))
 		return nil
 	})
-}
-
-func beUint64(b []byte) uint64 {
-	var n uint64
-	for _, c := range b {
-		n = n<<8 | uint64(c)
-	}
-	return n
 }
 
 // Figures returns what this ledger records as spent.
