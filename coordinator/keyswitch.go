@@ -1,7 +1,9 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -39,14 +41,38 @@ func (c *Coordinator) commit(ctx context.Context, q *query, e *epoch, spec *type
 		if err != nil {
 			return callError(err)
 		}
-		commits[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetCommit()}
 		q.addUpload(id, proto.Size(resp))
+		if err := c.checkCommit(q.id, e, id, resp.GetCommit(), digest); err != nil {
+			return err
+		}
+		commits[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetCommit()}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return commits, nil
+}
+
+// checkCommit checks node id's commitment as it arrives
+// (protocol.OpenCommit, the check every decryptor runs again, then the
+// digest): a commitment that does not verify, or commits to another set, is
+// id's failure, found here, rather than every decryptor's refusal to
+// PREPARE, which would spend the decryptor sets one after the other.
+func (c *Coordinator) checkCommit(qid string, e *epoch, id string, s *typesv1.Signed, digest []byte) error {
+	m := e.member(id)
+	if m.Cert == nil {
+		return fmt.Errorf("not a member of epoch %d", e.ID)
+	}
+	// No replay cache: the decryptors check the same commitment again.
+	got, err := protocol.OpenCommit(m.Cert.PublicKey, s, qid, e.ID, id, protocol.Window{Now: c.cfg.Now(), MaxSkew: c.cfg.MaxSkew})
+	if err != nil {
+		return fmt.Errorf("commitment rejected: %w", err)
+	}
+	if !bytes.Equal(got, digest) {
+		return errors.New("commitment rejected: it commits to another set of partials")
+	}
+	return nil
 }
 
 // keySwitch has T members switch sum, the sum of the committed partials in
