@@ -151,7 +151,7 @@ func DryRunImport(ctx context.Context, o ImportOptions, paths []string) (*DryRun
 	// would make them.
 	parsed := len(res.Errors)
 	withUnknown := res.Records
-	res.CheckPatients(cdm.NewBuilder().Build())
+	res.CheckPatients(nil)
 	d.UnknownPatients = len(res.Errors) - parsed
 	bad := res.Errors
 	if d.Store == "present" {
