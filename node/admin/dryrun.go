@@ -138,21 +138,11 @@ func DryRunImport(ctx context.Context, o ImportOptions, paths []string) (*DryRun
 		return nil, errors.New("admin: no input files")
 	}
 	d := &DryRun{DataDir: o.DataDir, Store: storeState(o.DataDir), Quarantine: o.Quarantine}
-	res, err := ingest.Read(ctx, ingest.Options{Region: rule, Table: o.Table, CodeMap: o.codeMap, Progress: o.Progress, Logger: o.Logger}, paths)
+	res, noRegion, err := readInput(ctx, o, rule, paths)
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("admin: %w", err)
+		return nil, err
 	}
-	d.Files, d.Bytes, d.JSONBytes = res.Files, res.Bytes, res.JSONBytes
-	for _, pt := range res.Records.Patients {
-		if pt.Region == "" {
-			if _, fromFHIR := res.Addresses[pt.ID]; fromFHIR {
-				d.NoRegion++
-			}
-		}
-	}
+	d.Files, d.Bytes, d.JSONBytes, d.NoRegion = res.Files, res.Bytes, res.JSONBytes, noRegion
 	for typ, n := range res.Skipped {
 		d.Skipped = append(d.Skipped, skipReason(typ, n))
 	}
@@ -161,7 +151,7 @@ func DryRunImport(ctx context.Context, o ImportOptions, paths []string) (*DryRun
 	// would make them.
 	parsed := len(res.Errors)
 	withUnknown := res.Records
-	res.CheckPatients(cdm.NewBuilder().Build())
+	res.CheckPatients(nil)
 	d.UnknownPatients = len(res.Errors) - parsed
 	bad := res.Errors
 	if d.Store == "present" {

@@ -139,9 +139,6 @@ func Import(ctx context.Context, o ImportOptions, paths []string) (*ImportSummar
 	if err != nil {
 		return nil, err
 	}
-	if len(paths) == 0 {
-		return nil, errors.New("admin: no input files")
-	}
 	s, db, err := OpenStore(ctx, OpenOptions{DataDir: o.DataDir, KeyFile: o.KeyFile, Logger: o.Logger})
 	if err != nil {
 		return nil, err
@@ -208,21 +205,11 @@ func importInto(ctx context.Context, s *store.Store, o ImportOptions, rule fhir.
 		return nil, errors.New("admin: no input files")
 	}
 	t0 := time.Now()
-	res, err := ingest.Read(ctx, ingest.Options{Region: rule, Table: o.Table, CodeMap: o.codeMap, Progress: o.Progress, Logger: o.Logger}, paths)
+	res, noRegion, err := readInput(ctx, o, rule, paths)
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("admin: %w", err)
+		return nil, err
 	}
-	sum := &ImportSummary{Files: res.Files, Bytes: res.Bytes, JSONBytes: res.JSONBytes, Skipped: res.Skipped, Parse: time.Since(t0)}
-	for _, pt := range res.Records.Patients {
-		if pt.Region == "" {
-			if _, fromFHIR := res.Addresses[pt.ID]; fromFHIR {
-				sum.NoRegion++
-			}
-		}
-	}
+	sum := &ImportSummary{Files: res.Files, Bytes: res.Bytes, JSONBytes: res.JSONBytes, Skipped: res.Skipped, Parse: time.Since(t0), NoRegion: noRegion}
 	res.CheckPatients(s.Tables())
 	recs, bad := &res.Records, res.Errors
 	sum.Read = recs.TableCounts()
@@ -245,6 +232,26 @@ func importInto(ctx context.Context, s *store.Store, o ImportOptions, rule fhir.
 		sum.Write, sum.Build = st.Write, st.Build
 	}
 	return sum, err
+}
+
+// readInput reads the files at paths as an import and its dry run both
+// do, and counts the FHIR patients whose address gave no region.
+func readInput(ctx context.Context, o ImportOptions, rule fhir.RegionRule, paths []string) (res *ingest.Result, noRegion int, err error) {
+	res, err = ingest.Read(ctx, ingest.Options{Region: rule, Table: o.Table, CodeMap: o.codeMap, Progress: o.Progress, Logger: o.Logger}, paths)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil, 0, err
+		}
+		return nil, 0, fmt.Errorf("admin: %w", err)
+	}
+	for _, pt := range res.Records.Patients {
+		if pt.Region == "" {
+			if _, fromFHIR := res.Addresses[pt.ID]; fromFHIR {
+				noRegion++
+			}
+		}
+	}
+	return res, noRegion, nil
 }
 
 func sourceOf(paths []string) string {
