@@ -3,6 +3,7 @@ package cdm
 import (
 	"maps"
 	"sort"
+	"sync"
 )
 
 // Dict is a string dictionary: each distinct value gets a dense uint32 id in
@@ -88,6 +89,11 @@ type Tables struct {
 	// patientIndex maps a patient id to its index (nil for Tables not made
 	// by a Builder).
 	patientIndex map[string]uint32
+	// residentOnce guards hasPatientRow and identifiers, built on the
+	// first ResidentKey.
+	residentOnce  sync.Once
+	hasPatientRow []bool
+	identifiers   [][]Coding
 }
 
 // PatientIndex returns the index of the patient with the given id.
@@ -431,3 +437,58 @@ func (b *Builder) Grow(name string, n int) {
 }
 
 func growU32(s []uint32, n int) []uint32 { return append(make([]uint32, 0, len(s)+n), s...) }
+
+// ResidentKey returns the record-linkage key of patient i: the value of the
+// patient's identifier in the network's identifier system (the identifiers
+// column of the patients table), or, for a person known to the node only
+// through study (agency) tables, the person id itself, which the agency
+// table's id column holds in the same identifier system. shared is false,
+// and key the node-local patient id, for a patient with a patients row but
+// no identifier in that system: such a patient cannot be linked to another
+// node and counts as a resident of its own.
+func (t *Tables) ResidentKey(i uint32, system string) (key string, shared bool) {
+	t.residentOnce.Do(func() { t.buildResidents() })
+	if int(i) >= len(t.PatientIDs) {
+		return "", false
+	}
+	if !t.hasPatientRow[i] {
+		return t.PatientIDs[i], true
+	}
+	if system != "" {
+		for _, c := range t.identifiers[i] {
+			if c.System == system && c.Code != "" {
+				return c.Code, true
+			}
+		}
+	}
+	return t.PatientIDs[i], false
+}
+
+// buildResidents indexes, per patient, whether it has a patients row and
+// its parsed identifiers (for ResidentKey).
+func (t *Tables) buildResidents() {
+	t.hasPatientRow = make([]bool, len(t.PatientIDs))
+	t.identifiers = make([][]Coding, len(t.PatientIDs))
+	tb, ok := t.byName[TablePatients]
+	if !ok {
+		return
+	}
+	col := tb.Strings["identifiers"]
+	var parsed [][]Coding
+	if col != nil {
+		parsed = make([][]Coding, col.Dict.Len())
+		for id, s := range col.Dict.Values() {
+			parsed[id], _ = ParseCodings(s)
+		}
+	}
+	for r := 0; r < tb.Rows; r++ {
+		p := tb.Patient[r]
+		if int(p) >= len(t.hasPatientRow) {
+			continue
+		}
+		t.hasPatientRow[p] = true
+		if col != nil && r < len(col.IDs) {
+			t.identifiers[p] = parsed[col.IDs[r]]
+		}
+	}
+}

@@ -53,6 +53,11 @@ type Column struct {
 	// are missing, so records that do not use it keep their stored form.
 	// Columns are only ever appended.
 	Added bool
+	// Secret marks a column no query may read (a direct identifier such as
+	// the patients' identifiers): the planner does not know it, so it is
+	// neither in the catalogue nor in suggestions. Only record linkage
+	// reads it, inside the node (Tables.ResidentKey).
+	Secret bool
 }
 
 // TableSchema describes one table. Every table has a patient_id column (the

@@ -46,6 +46,12 @@ type Patient struct {
 	// and ethnicity extensions (2106-3, 2186-5, ...), several sorted and
 	// joined by commas; empty when not given.
 	Race, Ethnicity string
+	// Identifiers are the patient's business identifiers (FHIR
+	// Patient.identifier) as system|value items, comma-separated, in the
+	// FHIR token form of FormatCodings (sorted). Record linkage takes the
+	// value of the network's identifier system (Tables.ResidentKey); no
+	// query reads them (the column is Secret).
+	Identifiers string
 }
 
 // Condition is a diagnosis. ID identifies the source record (FHIR resource id,
@@ -144,6 +150,7 @@ var (
 		dateField("death_date", "date of death, missing if alive", func(p *Patient) *Date { return &p.DeathDate }),
 		stringField("race", "OMB race category code of the US Core race extension (2106-3 White, 2054-5 Black or African American, 2028-9 Asian, 1002-5 American Indian or Alaska Native, 2076-8 Native Hawaiian or Other Pacific Islander); several sorted and comma-joined; missing if not given", func(p *Patient) *string { return &p.Race }).added(),
 		stringField("ethnicity", "OMB ethnicity category code of the US Core ethnicity extension (2135-2 Hispanic or Latino, 2186-5 Not Hispanic or Latino); missing if not given", func(p *Patient) *string { return &p.Ethnicity }).added(),
+		identifiersField(),
 	)
 	conditions = declare(TableSchema{Name: TableConditions, Code: 'b', Coded: [2]string{"code", "system"}, Codings: "codings",
 		Doc: "diagnoses (FHIR Condition)"},
@@ -224,6 +231,15 @@ var Schema = register(patients, conditions, observations, encounters, medication
 
 // codingsField is a table's codings column (TableSchema.Codings): the
 // record's codings other than the one in its code and system columns.
+// identifiersField is the patients' identifiers column: system|value items
+// like a codings column, secret (no query reads it).
+func identifiersField() field[Patient] {
+	f := stringField("identifiers", "the patient's business identifiers (FHIR Patient.identifier) as system|value items, comma-separated; read only by record linkage, never by a query", func(p *Patient) *string { return &p.Identifiers }).added()
+	f.Parse = parseCodings
+	f.Secret = true
+	return f
+}
+
 func codingsField[T any](name string, p func(*T) *string) field[T] {
 	f := stringField(name, "the record's other codings as system|code items, comma-separated (FHIR token form), matched by conditions on the code and system columns; not queried by itself", p)
 	f.Parse = parseCodings

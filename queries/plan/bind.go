@@ -79,12 +79,16 @@ func (s *scope) names() []string {
 	}
 	out := []string{"patient_id", "age"}
 	for _, c := range s.table.Columns {
-		out = append(out, c.Name)
+		if !c.Secret {
+			out = append(out, c.Name)
+		}
 	}
 	if s.table.Name != cdm.TablePatients {
 		p, _ := cdm.LookupTable(cdm.TablePatients)
 		for _, c := range p.Columns {
-			out = append(out, c.Name)
+			if !c.Secret {
+				out = append(out, c.Name)
+			}
 		}
 	}
 	return out
@@ -93,7 +97,7 @@ func (s *scope) names() []string {
 // column resolves a column name. ok is false for unknown names; patient_id
 // and age are handled by the callers.
 func (s *scope) column(name string) (ColumnRef, bool) {
-	if c, ok := s.table.Lookup(name); ok {
+	if c, ok := s.table.Lookup(name); ok && !c.Secret {
 		ref := ColumnRef{Name: c.Name, Type: c.Type, Patient: s.table.Name == cdm.TablePatients}
 		if s.study != nil {
 			if sc, _ := s.study.Lookup(name); sc.Min != nil {
@@ -106,7 +110,7 @@ func (s *scope) column(name string) (ColumnRef, bool) {
 		return ColumnRef{}, false
 	}
 	p, _ := cdm.LookupTable(cdm.TablePatients)
-	if c, ok := p.Lookup(name); ok {
+	if c, ok := p.Lookup(name); ok && !c.Secret {
 		return ColumnRef{Name: c.Name, Type: c.Type, Patient: true}, true
 	}
 	return ColumnRef{}, false
