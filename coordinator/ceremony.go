@@ -104,6 +104,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	shares := make([][]byte, len(ids))
 	signed := make([]*nodev1.NodeSigned, len(ids))
 	dealt := map[string][]*nodev1.DealtShare{}
+	var linkCommits []*nodev1.NodeSigned
 	for i, nid := range ids {
 		s := resps[i].GetCkgShare()
 		share, err := protocol.OpenCKGShare(certs[i].PublicKey, s, id, nid, c.window())
@@ -112,12 +113,23 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		}
 		shares[i] = share
 		signed[i] = &nodev1.NodeSigned{NodeId: nid, Signed: s}
+		if lc := resps[i].GetLinkCommitments(); lc != nil {
+			if _, err := protocol.OpenLinkCommitments(certs[i].PublicKey, lc, id, nid, threshold, c.window()); err != nil {
+				return 0, fmt.Errorf("coordinator: key ceremony: linkage commitments of %s: %w", nid, err)
+			}
+			linkCommits = append(linkCommits, &nodev1.NodeSigned{NodeId: nid, Signed: lc})
+		}
 		for _, d := range resps[i].GetDealt() {
 			if d.GetFromNodeId() != nid {
 				return 0, fmt.Errorf("coordinator: key ceremony: %s sent a share labelled from %s", nid, d.GetFromNodeId())
 			}
 			dealt[d.GetToNodeId()] = append(dealt[d.GetToNodeId()], d)
 		}
+	}
+	if len(linkCommits) != len(ids) {
+		// A member of a version before record linkage: the epoch is made
+		// without a linkage key (linked queries are refused in it).
+		linkCommits = nil
 	}
 	pk, err := collective.CKGAggregate(c.params, crs, shares)
 	if err != nil {
@@ -128,7 +140,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	if err := c.fanout(ctx, ids, func(ctx context.Context, i int, nid string) error {
-		_, err := clients[nid].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid]})
+		_, err := clients[nid].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits})
 		return err
 	}); err != nil {
 		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: install: %w", id, err)

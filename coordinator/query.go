@@ -31,8 +31,10 @@ const (
 
 // query is one analyst query and its progress.
 type query struct {
-	id     string
-	plan   *plan.Plan
+	id   string
+	plan *plan.Plan
+	// link is set for a query across linked agencies (executeLinked).
+	link   *nodev1.LinkSpec
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -148,7 +150,24 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	if err != nil {
 		return nil, err
 	}
-	if err := protocol.CheckPlaintextRange(p, c.params, len(e.Members)); err != nil {
+	var link *nodev1.LinkSpec
+	if p.Link != nil {
+		// A query across linked agencies: who takes part and who holds
+		// what, from the tables the nodes announce. The payload's
+		// sensitivity counts the outer table's holders.
+		if link, err = c.linkSpec(e, p); err != nil {
+			return nil, err
+		}
+		if p.Link.Payload {
+			spec.LinkHolders = int32(len(link.OuterHolders))
+			if preq, err = planRequest(spec); err != nil {
+				return nil, err
+			}
+			if p, err = plan.Build(preq, c.cfg.Catalogue); err != nil {
+				return nil, err
+			}
+		}
+	} else if err := protocol.CheckPlaintextRange(p, c.params, len(e.Members)); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	if deadline <= 0 {
@@ -159,7 +178,7 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	// after a slow node has used up the deadline.
 	qctx, cancel := context.WithCancel(context.Background())
 	q := &query{
-		id: newQueryID(), plan: p, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: start, deadline: deadline,
+		id: newQueryID(), plan: p, link: link, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: start, deadline: deadline,
 		st: &coordinatorv1.QueryStatus{
 			State: coordinatorv1.State_STATE_PLANNED, Spec: spec, Analyst: who.Name,
 			Plan: p.Describe(), SubmittedUnixMs: c.cfg.Now().UnixMilli(), Epoch: e.ID,
@@ -238,6 +257,9 @@ func (c *Coordinator) run(q *query, e *epoch, who Analyst) {
 // commit (Commit), keySwitch (KeySwitch, PREPARE then RELEASE) and release
 // (decrypt the total and release it under differential privacy).
 func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result, error) {
+	if q.link != nil {
+		return c.executeLinked(q, e, who)
+	}
 	spec := q.st.Spec
 	parts, err := c.collect(q, e, who)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/fedstat/fedstat/crypto/linkage"
+
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/kv"
@@ -42,6 +44,14 @@ type epochRecord struct {
 	Members   []memRec `json:"members"`
 	CRS       []byte   `json:"crs"`
 	PublicKey []byte   `json:"public_key,omitempty"`
+	// Link is the epoch's linkage public key (crypto/linkage): the key X
+	// and every member's verification key, by Shamir point.
+	Link *linkRecord `json:"link,omitempty"`
+}
+
+type linkRecord struct {
+	X      []byte            `json:"x"`
+	Verify map[uint64][]byte `json:"verify"`
 }
 
 type memRec struct {
@@ -130,6 +140,19 @@ func (n *Node) epochFromRecord(rec *epochRecord) (*epochState, error) {
 			return nil, err
 		}
 	}
+	if rec.Link != nil {
+		lk := &linkage.PublicKey{Verify: map[uint64]linkage.Point{}}
+		if len(rec.Link.X) != len(lk.X) {
+			return nil, fmt.Errorf("node: epoch %d: linkage key of %d bytes", rec.Epoch, len(rec.Link.X))
+		}
+		copy(lk.X[:], rec.Link.X)
+		for pt, b := range rec.Link.Verify {
+			var v linkage.Point
+			copy(v[:], b)
+			lk.Verify[pt] = v
+		}
+		e.Link = lk
+	}
 	return e, nil
 }
 
@@ -146,6 +169,12 @@ func (n *Node) saveEpoch(e *epochState) error {
 			return err
 		}
 		rec.PublicKey = pk
+	}
+	if e.Link != nil {
+		rec.Link = &linkRecord{X: e.Link.X[:], Verify: map[uint64][]byte{}}
+		for pt, v := range e.Link.Verify {
+			rec.Link.Verify[pt] = v[:]
+		}
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -212,6 +241,9 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 		return nil, err
 	}
 	resp := &nodev1.KeyGenResponse{CkgShare: signed}
+	if err := n.dealLinkKey(req.GetEpoch(), t, members, resp); err != nil {
+		return nil, err
+	}
 	if t < len(members) {
 		points := make([]uint64, len(members))
 		for i, m := range members {
@@ -230,7 +262,8 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 			if err != nil {
 				return nil, err
 			}
-			resp.Dealt = append(resp.Dealt, &nodev1.DealtShare{FromNodeId: n.id, ToNodeId: m.ID, Sealed: signed})
+			d := dealtTo(resp, m.ID)
+			d.Sealed = signed
 		}
 	}
 	skb, err := sk.MarshalBinary()
@@ -354,8 +387,15 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	if e.PublicKey != nil && !e.PublicKey.Equal(pk) {
 		return nil, fmt.Errorf("%w: epoch %d is installed with another public key", ErrBadRequest, e.Epoch)
 	}
+	link, err := n.installLinkKey(e, req)
+	if err != nil {
+		return nil, err
+	}
 	installed := *e
 	installed.PublicKey = pk
+	if link != nil {
+		installed.Link = link
+	}
 	if err := n.saveEpoch(&installed); err != nil {
 		return nil, err
 	}
@@ -463,4 +503,121 @@ func (n *Node) openSealed(info, ct []byte) ([]byte, error) {
 		return nil, err
 	}
 	return hpke.Open(sk, hpke.HKDFSHA256(), hpke.AES256GCM(), info, ct)
+}
+
+// dealtTo returns resp's dealt share for member to, adding it if missing.
+func dealtTo(resp *nodev1.KeyGenResponse, to string) *nodev1.DealtShare {
+	for _, d := range resp.Dealt {
+		if d.GetToNodeId() == to {
+			return d
+		}
+	}
+	d := &nodev1.DealtShare{ToNodeId: to}
+	resp.Dealt = append(resp.Dealt, d)
+	return d
+}
+
+func linkTransitInfo(epoch uint64, from, to string) string {
+	return fmt.Sprintf("fedstat linkage share epoch=%d from=%s to=%s", epoch, from, to)
+}
+
+// dealLinkKey deals this node's part of the epoch's linkage key (a Feldman
+// sharing of a fresh secret, threshold t): its signed commitments in resp,
+// and each member's share sealed to that member in resp.Dealt. The
+// secret is not kept: the node's own share comes back to it like the
+// others'.
+func (n *Node) dealLinkKey(epoch uint64, t int, members []member, resp *nodev1.KeyGenResponse) error {
+	points := make([]uint64, len(members))
+	for i, m := range members {
+		points[i] = m.Point
+	}
+	d, err := linkage.Deal(t, points)
+	if err != nil {
+		return err
+	}
+	if resp.LinkCommitments, err = protocol.SealLinkCommitments(n.cfg.Identity.Key, epoch, n.id, d.Commitments, n.cfg.Now()); err != nil {
+		return err
+	}
+	for _, m := range members {
+		share := d.Shares[m.Point]
+		sealed, err := sealTo(m.Cert, []byte(linkTransitInfo(epoch, n.id, m.ID)), share[:])
+		if err != nil {
+			return err
+		}
+		signed, err := protocol.SealLinkShare(n.cfg.Identity.Key, epoch, n.id, m.ID, sealed, n.cfg.Now())
+		if err != nil {
+			return err
+		}
+		dt := dealtTo(resp, m.ID)
+		dt.FromNodeId = n.id
+		dt.LinkSealed = signed
+	}
+	return nil
+}
+
+// installLinkKey checks every member's linkage-key commitments and the
+// share each dealt to this node against them, stores this node's share
+// (the sum of the shares) in the keystore and returns the epoch's linkage
+// public key. A request without commitments (a coordinator of a version
+// before record linkage) installs the epoch without a linkage key (nil).
+func (n *Node) installLinkKey(e *epochState, req *nodev1.InstallKeyRequest) (*linkage.PublicKey, error) {
+	if len(req.GetLinkCommitments()) == 0 {
+		return nil, nil
+	}
+	self, _ := e.member(n.id)
+	commits := make([][]linkage.Point, len(e.Members))
+	for _, s := range req.GetLinkCommitments() {
+		i := slices.IndexFunc(e.Members, func(m member) bool { return m.ID == s.GetNodeId() })
+		if i < 0 || commits[i] != nil {
+			return nil, fmt.Errorf("%w: linkage commitments from %q: not a member or duplicate", ErrBadRequest, s.GetNodeId())
+		}
+		c, err := protocol.OpenLinkCommitments(e.Members[i].Cert.PublicKey, s.GetSigned(), e.Epoch, s.GetNodeId(), e.Threshold, n.window(nil))
+		if err != nil {
+			return nil, fmt.Errorf("%w: linkage commitments from %s: %v", ErrBadRequest, s.GetNodeId(), err)
+		}
+		commits[i] = c
+	}
+	points := make([]uint64, len(e.Members))
+	for i, m := range e.Members {
+		if commits[i] == nil {
+			return nil, fmt.Errorf("%w: no linkage commitments from member %s", ErrBadRequest, m.ID)
+		}
+		points[i] = m.Point
+	}
+	shares := make([]linkage.Scalar, len(e.Members))
+	got := make([]bool, len(e.Members))
+	for _, d := range req.GetDealt() {
+		i := slices.IndexFunc(e.Members, func(m member) bool { return m.ID == d.GetFromNodeId() })
+		if i < 0 || d.GetToNodeId() != n.id || got[i] || d.GetLinkSealed() == nil {
+			continue
+		}
+		from := e.Members[i]
+		sealed, err := protocol.OpenLinkShare(from.Cert.PublicKey, d.GetLinkSealed(), e.Epoch, from.ID, n.id, n.window(nil))
+		if err != nil {
+			return nil, fmt.Errorf("%w: linkage share from %s: %v", ErrBadRequest, from.ID, err)
+		}
+		pt, err := n.openSealed([]byte(linkTransitInfo(e.Epoch, from.ID, n.id)), sealed)
+		if err != nil || len(pt) != len(shares[i]) {
+			return nil, fmt.Errorf("%w: linkage share from %s does not open", ErrBadRequest, from.ID)
+		}
+		copy(shares[i][:], pt)
+		if err := linkage.VerifyShare(commits[i], self.Point, shares[i]); err != nil {
+			return nil, fmt.Errorf("%w: linkage share from %s does not match its commitments: %v", ErrBadRequest, from.ID, err)
+		}
+		got[i] = true
+	}
+	for i, ok := range got {
+		if !ok {
+			return nil, fmt.Errorf("%w: no linkage share from member %s", ErrBadRequest, e.Members[i].ID)
+		}
+	}
+	pub, err := linkage.AggregatePublicKey(commits, points)
+	if err != nil {
+		return nil, err
+	}
+	s := linkage.CombineShares(shares)
+	if err := n.keys.Put(linkShareName(e.Epoch), s[:]); err != nil {
+		return nil, err
+	}
+	return pub, nil
 }

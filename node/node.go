@@ -17,8 +17,11 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/fedstat/fedstat/crypto/linkage"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -171,6 +174,8 @@ type Node struct {
 	keys   *keystore.Store
 	ledger *ledger.Ledger
 	replay envelope.ReplayCache
+	// staged: the stages of linked queries this node has mixed.
+	staged stagedSet
 
 	mu      sync.RWMutex
 	epoch   *epochState // the active epoch; nil until the first key ceremony
@@ -316,7 +321,11 @@ type epochState struct {
 	Members   []member
 	CRS       []byte
 	PublicKey *homomorphic.PublicKey // nil until installed
-	secret    *homomorphic.SecretKeyShare
+	// Link is the epoch's linkage public key (crypto/linkage), nil for an
+	// epoch made before record linkage; the share is in the keystore
+	// (linkShareName).
+	Link   *linkage.PublicKey
+	secret *homomorphic.SecretKeyShare
 	// secretErr says why secret is nil after a restart (its file is missing
 	// or damaged): the node then cannot decrypt in this epoch.
 	secretErr error
@@ -364,7 +373,20 @@ func (n *Node) meta() membership.Meta {
 	}
 	sum := n.CoarseSummary()
 	return membership.Meta{ID: n.id, Role: string(pki.RoleNode), GRPCAddr: addr, Epoch: n.Epoch(), Version: Version,
-		Patients: sum.Patients, Rows: sum.Rows}
+		Patients: sum.Patients, Rows: sum.Rows, Tables: n.HeldTables()}
+}
+
+// HeldTables lists the tables this node holds at least one row of, sorted
+// (the announcement in its gossip metadata).
+func (n *Node) HeldTables() []string {
+	var out []string
+	for t, rows := range n.Summary().GetRows() {
+		if rows > 0 {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // advertise gossips the node's current metadata (after an epoch change).

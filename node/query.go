@@ -175,7 +175,11 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	if len(pol.Kinds) > 0 && !slices.Contains(pol.Kinds, p.Kind()) {
 		return nil, fmt.Errorf("%w: query kind %q is not allowed at %s", ErrPolicy, p.Kind(), n.id)
 	}
-	if err := protocol.CheckPlaintextRange(p, e.Params, len(e.Members)); err != nil {
+	if p.Link != nil {
+		if err := checkLinkSpec(e, n.id, p, req.GetLink(), req.GetSpec()); err != nil {
+			return nil, err
+		}
+	} else if err := protocol.CheckPlaintextRange(p, e.Params, len(e.Members)); err != nil {
 		return nil, err
 	}
 	n.record(ctx, req.GetAnalyst(), "query.received", req.GetQueryId(), map[string]any{
@@ -188,6 +192,9 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 			if err := n.awaitApproval(ctx, req, rho); err != nil {
 				return nil, err
 			}
+		}
+		if p.Link != nil {
+			return n.linkPartial(ctx, e, req.GetQueryId(), req.GetSpec(), req.GetLink(), p)
 		}
 		return n.partial(ctx, e, req.GetQueryId(), req.GetSpec(), p)
 	})

@@ -56,6 +56,14 @@ func (s *service) KeySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (
 	return s.n.keySwitch(ctx, req)
 }
 
+func (s *service) LinkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*nodev1.LinkStageResponse, error) {
+	return s.n.linkStage(ctx, req)
+}
+
+func (s *service) LinkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) (*nodev1.LinkDecryptResponse, error) {
+	return s.n.linkDecrypt(ctx, req)
+}
+
 func (s *service) Budget(ctx context.Context, req *nodev1.BudgetRequest) (*nodev1.BudgetResponse, error) {
 	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
 		return nil, err

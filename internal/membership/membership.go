@@ -48,6 +48,11 @@ type Meta struct {
 	// node with node.CoarseCount before it advertises them; never exact).
 	Patients int64            `json:"patients,omitempty"`
 	Rows     map[string]int64 `json:"rows,omitempty"`
+	// Tables lists the tables a node holds rows of, sorted: its
+	// announcement of what it can answer about, from which the coordinator
+	// plans queries across linked agencies (who holds the outer table, who
+	// each filter's).
+	Tables []string `json:"tables,omitempty"`
 }
 
 // Member is a member as gossip sees it.

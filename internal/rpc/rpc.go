@@ -27,9 +27,11 @@ import (
 
 // MaxMessageBytes bounds every gRPC message. A key-switch request carries
 // every partial of a query (one or a few ciphertexts of ~256 KiB each per
-// node), so it is far above gRPC's 4 MiB default; anything larger is refused
-// before it is decoded.
-const MaxMessageBytes = 64 << 20
+// node), so it is far above gRPC's 4 MiB default, and a mix stage of a query
+// across linked agencies carries 64 bytes per resident per list (and as much
+// again for payloads: an insurer's million claimants make about 130 MB);
+// anything larger is refused before it is decoded.
+const MaxMessageBytes = 256 << 20
 
 // Peer is the authenticated caller of an RPC.
 type Peer struct {

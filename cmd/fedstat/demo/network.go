@@ -307,6 +307,9 @@ func RegionsOf(data []*cdm.Records) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, r := range data {
+		if r == nil {
+			continue
+		}
 		for _, p := range r.Patients {
 			if p.Region != "" && !seen[p.Region] {
 				seen[p.Region] = true

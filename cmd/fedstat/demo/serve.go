@@ -35,8 +35,22 @@ type ServeOptions struct {
 	Binary string
 	// Dir holds everything (PKI, configs, stores, logs). Required.
 	Dir string
-	// Data gives each node its records. Required.
+	// Data gives each node its records (nil: none, for a node whose data
+	// is only Imports or Studies). Required: one entry per node.
 	Data []*cdm.Records
+	// Imports gives node i extra inputs (FHIR Bundles or Bulk NDJSON files
+	// or directories) that it imports with `fedstat node import`. Defaults
+	// to none.
+	Imports [][]string
+	// Regions is the network's region list; defaults to the regions of
+	// Data.
+	Regions []string
+	// MaxNodesPerPatient is the network's max_nodes_per_patient. Defaults
+	// to 1 (the demo gives each patient to exactly one node).
+	MaxNodesPerPatient int
+	// Network, when set, is TOML appended to every config, coordinator and
+	// nodes alike (for example a [linkage] section). Defaults to none.
+	Network string
 	// Threshold and MinNodes default to nodes-1 and nodes.
 	Threshold, MinNodes int
 	// ApprovalNodes lists the nodes (0-based) whose policy sets
@@ -70,8 +84,8 @@ type ServeOptions struct {
 type ServeStudy struct {
 	// Name is the table's name and Schema its schema file (TOML).
 	Name, Schema string
-	// CSV gives node i's rows (a CSV file path); len(CSV) is the number
-	// of nodes.
+	// CSV gives node i's rows (a CSV file path, "" for none); len(CSV) is
+	// the number of nodes.
 	CSV []string
 }
 
@@ -274,28 +288,50 @@ func Serve(ctx context.Context, o ServeOptions) (_ *Processes, err error) {
 	say("made the network CA, certificates, gossip key and analyst and operator tokens in %s", o.Dir)
 
 	// Each node's data, through the real CSV export and `fedstat node import`.
-	regions := RegionsOf(o.Data)
+	regions := o.Regions
+	if regions == nil {
+		regions = RegionsOf(o.Data)
+	}
+	if o.MaxNodesPerPatient == 0 {
+		o.MaxNodesPerPatient = 1
+	}
+	nodeImport := func(i int, args ...string) error {
+		args = append([]string{"node", "import", "--data-dir", filepath.Join(o.Dir, NodeID(i))}, args...)
+		if out, err := exec.CommandContext(ctx, o.Binary, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("demo: %s: fedstat %s: %v\n%s", NodeID(i), strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
 	for i, recs := range o.Data {
-		csvDir := filepath.Join(o.Dir, NodeID(i)+"-import")
-		w, err := synth.NewWriter(csvDir, synth.FormatCSV, true)
-		if err != nil {
-			return nil, err
+		if recs != nil {
+			csvDir := filepath.Join(o.Dir, NodeID(i)+"-import")
+			w, err := synth.NewWriter(csvDir, synth.FormatCSV, true)
+			if err != nil {
+				return nil, err
+			}
+			if err := w.Write(recs); err != nil {
+				return nil, err
+			}
+			if err := w.Close(); err != nil {
+				return nil, err
+			}
+			if err := nodeImport(i, w.Paths()...); err != nil {
+				return nil, err
+			}
+			say("%s: imported %d patients with `fedstat node import`", NodeID(i), len(recs.Patients))
 		}
-		if err := w.Write(recs); err != nil {
-			return nil, err
+		if i < len(o.Imports) && len(o.Imports[i]) > 0 {
+			if err := nodeImport(i, o.Imports[i]...); err != nil {
+				return nil, err
+			}
+			say("%s: imported %s with `fedstat node import`", NodeID(i), strings.Join(o.Imports[i], ", "))
 		}
-		if err := w.Close(); err != nil {
-			return nil, err
-		}
-		args := append([]string{"node", "import", "--data-dir", filepath.Join(o.Dir, NodeID(i))}, w.Paths()...)
-		cmd := exec.CommandContext(ctx, o.Binary, args...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("demo: %s: fedstat %s: %v\n%s", NodeID(i), strings.Join(args, " "), err, out)
-		}
-		say("%s: imported %d patients with `fedstat node import`", NodeID(i), len(recs.Patients))
 		for _, st := range o.Studies {
 			if len(st.CSV) != n {
 				return nil, fmt.Errorf("demo: study %s: %d CSV files for %d nodes", st.Name, len(st.CSV), n)
+			}
+			if st.CSV[i] == "" {
+				continue
 			}
 			args := []string{"node", "import", "--data-dir", filepath.Join(o.Dir, NodeID(i)), "--study", st.Name, "--schema", st.Schema, st.CSV[i]}
 			if out, err := exec.CommandContext(ctx, o.Binary, args...).CombinedOutput(); err != nil {
@@ -329,8 +365,8 @@ http_listen = %q
 ops_listen = %q
 tokens_file = %q
 regions = %s
-# The demo gives each patient to exactly one node.
-max_nodes_per_patient = 1
+# How many nodes may hold records of one patient (1 in the demo).
+max_nodes_per_patient = %d
 studies = %s
 threshold = %d
 min_nodes = %d
@@ -339,10 +375,10 @@ min_members = %d
 [gossip]
 bind = %q
 key_file = %q
-`, filepath.Join(o.Dir, "coordinator"), pkiDir, p.GRPC, p.HTTP, p.Ops, filepath.Join(o.Dir, "tokens.json"),
-		tomlList(regions), tomlList(schemas), o.Threshold, o.MinNodes, n,
+%s`, filepath.Join(o.Dir, "coordinator"), pkiDir, p.GRPC, p.HTTP, p.Ops, filepath.Join(o.Dir, "tokens.json"),
+		tomlList(regions), o.MaxNodesPerPatient, tomlList(schemas), o.Threshold, o.MinNodes, n,
 		withDefaults(o.CoordinatorConfig, `epoch_debounce = "1s"`, `ceremony_retry_max = "4s"`, `health_interval = "1s"`, `deadline = "30s"`),
-		gossipAddr, gossipKey)
+		gossipAddr, gossipKey, o.Network)
 	if err := os.WriteFile(filepath.Join(o.Dir, "coordinator.toml"), []byte(coordCfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -370,8 +406,8 @@ pki_dir = %q
 listen = "127.0.0.1:%d"
 ops_listen = "127.0.0.1:%d"
 regions = %s
-# The demo gives each patient to exactly one node.
-max_nodes_per_patient = 1
+# How many nodes may hold records of one patient (1 in the demo).
+max_nodes_per_patient = %d
 studies = %s
 
 [policy]
@@ -381,7 +417,7 @@ min_nodes = 2
 bind = "127.0.0.1:0"
 key_file = %q
 join = [%q]
-`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, port, opsPort, tomlList(regions), tomlList(schemas), approval, gossipKey, gossipAddr)
+%s`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, port, opsPort, tomlList(regions), o.MaxNodesPerPatient, tomlList(schemas), approval, gossipKey, gossipAddr, o.Network)
 		if o.NodeConfig != nil {
 			cfg += o.NodeConfig(i)
 		}

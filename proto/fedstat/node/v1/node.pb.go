@@ -82,6 +82,606 @@ func (KeySwitchPhase) EnumDescriptor() ([]byte, []int) {
 	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{0}
 }
 
+// LinkSpec is the part of an evaluate request that only a query across
+// linked agencies has: who takes part and who holds what.
+type LinkSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// participants are the members asked for a link partial, in order; every
+	// one of them adds dummies, so every one of them is needed.
+	Participants []string `protobuf:"bytes,1,rep,name=participants,proto3" json:"participants,omitempty"`
+	// outer_holders are the participants holding rows of the outer table;
+	// filter_holders[i] those holding rows of filter i's table. Their sizes
+	// shape the dummies every node adds (one kind per multiplicity pattern).
+	OuterHolders  []string   `protobuf:"bytes,2,rep,name=outer_holders,json=outerHolders,proto3" json:"outer_holders,omitempty"`
+	FilterHolders []*Holders `protobuf:"bytes,3,rep,name=filter_holders,json=filterHolders,proto3" json:"filter_holders,omitempty"`
+	// stages are the T members that mix, in order.
+	Stages        []string `protobuf:"bytes,4,rep,name=stages,proto3" json:"stages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkSpec) Reset() {
+	*x = LinkSpec{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkSpec) ProtoMessage() {}
+
+func (x *LinkSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkSpec.ProtoReflect.Descriptor instead.
+func (*LinkSpec) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *LinkSpec) GetParticipants() []string {
+	if x != nil {
+		return x.Participants
+	}
+	return nil
+}
+
+func (x *LinkSpec) GetOuterHolders() []string {
+	if x != nil {
+		return x.OuterHolders
+	}
+	return nil
+}
+
+func (x *LinkSpec) GetFilterHolders() []*Holders {
+	if x != nil {
+		return x.FilterHolders
+	}
+	return nil
+}
+
+func (x *LinkSpec) GetStages() []string {
+	if x != nil {
+		return x.Stages
+	}
+	return nil
+}
+
+type Holders struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeIds       []string               `protobuf:"bytes,1,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Holders) Reset() {
+	*x = Holders{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Holders) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Holders) ProtoMessage() {}
+
+func (x *Holders) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Holders.ProtoReflect.Descriptor instead.
+func (*Holders) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Holders) GetNodeIds() []string {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
+// LinkList is one list of a linked query: the pseudonym ciphertexts of the
+// residents of one role (the outer table, or filter i) in one group (cell),
+// 64 bytes each (crypto/linkage.Ciphertext), and, for the outer role of a
+// COUNT(*) or SUM, one payload ciphertext per pseudonym (64 bytes each).
+type LinkList struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role is 0 for the outer table, i+1 for filter i.
+	Role          int32  `protobuf:"varint,1,opt,name=role,proto3" json:"role,omitempty"`
+	Cell          int32  `protobuf:"varint,2,opt,name=cell,proto3" json:"cell,omitempty"`
+	Pseudonyms    []byte `protobuf:"bytes,3,opt,name=pseudonyms,proto3" json:"pseudonyms,omitempty"`
+	Payloads      []byte `protobuf:"bytes,4,opt,name=payloads,proto3" json:"payloads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkList) Reset() {
+	*x = LinkList{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkList) ProtoMessage() {}
+
+func (x *LinkList) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkList.ProtoReflect.Descriptor instead.
+func (*LinkList) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LinkList) GetRole() int32 {
+	if x != nil {
+		return x.Role
+	}
+	return 0
+}
+
+func (x *LinkList) GetCell() int32 {
+	if x != nil {
+		return x.Cell
+	}
+	return 0
+}
+
+func (x *LinkList) GetPseudonyms() []byte {
+	if x != nil {
+		return x.Pseudonyms
+	}
+	return nil
+}
+
+func (x *LinkList) GetPayloads() []byte {
+	if x != nil {
+		return x.Payloads
+	}
+	return nil
+}
+
+// LinkPartial is a node's contribution to a linked query (in
+// PartialPayload.link): its lists and, for a payload measure, its noise
+// share of every cell's sum (one value ciphertext per cell).
+type LinkPartial struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lists         []*LinkList            `protobuf:"bytes,1,rep,name=lists,proto3" json:"lists,omitempty"`
+	Noise         [][]byte               `protobuf:"bytes,2,rep,name=noise,proto3" json:"noise,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkPartial) Reset() {
+	*x = LinkPartial{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkPartial) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkPartial) ProtoMessage() {}
+
+func (x *LinkPartial) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkPartial.ProtoReflect.Descriptor instead.
+func (*LinkPartial) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LinkPartial) GetLists() []*LinkList {
+	if x != nil {
+		return x.Lists
+	}
+	return nil
+}
+
+func (x *LinkPartial) GetNoise() [][]byte {
+	if x != nil {
+		return x.Noise
+	}
+	return nil
+}
+
+// LinkStagePayload is the signed output of a mix stage: the merged lists in
+// the order of the input, and the nodes' noise ciphertexts of every cell
+// (noise[cell] holds the concatenated ciphertexts), carried unchanged.
+type LinkStagePayload struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Stage  uint32                 `protobuf:"varint,1,opt,name=stage,proto3" json:"stage,omitempty"`
+	Stages []string               `protobuf:"bytes,2,rep,name=stages,proto3" json:"stages,omitempty"`
+	Lists  []*LinkList            `protobuf:"bytes,3,rep,name=lists,proto3" json:"lists,omitempty"`
+	Noise  [][]byte               `protobuf:"bytes,4,rep,name=noise,proto3" json:"noise,omitempty"`
+	// spec_digest binds the output to the query spec.
+	SpecDigest    []byte `protobuf:"bytes,5,opt,name=spec_digest,json=specDigest,proto3" json:"spec_digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkStagePayload) Reset() {
+	*x = LinkStagePayload{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkStagePayload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkStagePayload) ProtoMessage() {}
+
+func (x *LinkStagePayload) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkStagePayload.ProtoReflect.Descriptor instead.
+func (*LinkStagePayload) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LinkStagePayload) GetStage() uint32 {
+	if x != nil {
+		return x.Stage
+	}
+	return 0
+}
+
+func (x *LinkStagePayload) GetStages() []string {
+	if x != nil {
+		return x.Stages
+	}
+	return nil
+}
+
+func (x *LinkStagePayload) GetLists() []*LinkList {
+	if x != nil {
+		return x.Lists
+	}
+	return nil
+}
+
+func (x *LinkStagePayload) GetNoise() [][]byte {
+	if x != nil {
+		return x.Noise
+	}
+	return nil
+}
+
+func (x *LinkStagePayload) GetSpecDigest() []byte {
+	if x != nil {
+		return x.SpecDigest
+	}
+	return nil
+}
+
+type LinkStageRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Spec    *v1.QuerySpec          `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	Link    *LinkSpec              `protobuf:"bytes,4,opt,name=link,proto3" json:"link,omitempty"`
+	// stage is the index of the stage asked for (0 .. len(stages)-1).
+	Stage uint32 `protobuf:"varint,5,opt,name=stage,proto3" json:"stage,omitempty"`
+	// partials are the participants' signed partials (first stage only).
+	Partials []*NodeSigned `protobuf:"bytes,6,rep,name=partials,proto3" json:"partials,omitempty"`
+	// previous is the previous stage's signed output (later stages).
+	Previous      *NodeSigned `protobuf:"bytes,7,opt,name=previous,proto3" json:"previous,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkStageRequest) Reset() {
+	*x = LinkStageRequest{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkStageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkStageRequest) ProtoMessage() {}
+
+func (x *LinkStageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkStageRequest.ProtoReflect.Descriptor instead.
+func (*LinkStageRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LinkStageRequest) GetQueryId() string {
+	if x != nil {
+		return x.QueryId
+	}
+	return ""
+}
+
+func (x *LinkStageRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *LinkStageRequest) GetSpec() *v1.QuerySpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *LinkStageRequest) GetLink() *LinkSpec {
+	if x != nil {
+		return x.Link
+	}
+	return nil
+}
+
+func (x *LinkStageRequest) GetStage() uint32 {
+	if x != nil {
+		return x.Stage
+	}
+	return 0
+}
+
+func (x *LinkStageRequest) GetPartials() []*NodeSigned {
+	if x != nil {
+		return x.Partials
+	}
+	return nil
+}
+
+func (x *LinkStageRequest) GetPrevious() *NodeSigned {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+type LinkStageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// output: Signed{kind "link-stage"} over a LinkStagePayload.
+	Output        *v1.Signed `protobuf:"bytes,1,opt,name=output,proto3" json:"output,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkStageResponse) Reset() {
+	*x = LinkStageResponse{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkStageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkStageResponse) ProtoMessage() {}
+
+func (x *LinkStageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkStageResponse.ProtoReflect.Descriptor instead.
+func (*LinkStageResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LinkStageResponse) GetOutput() *v1.Signed {
+	if x != nil {
+		return x.Output
+	}
+	return nil
+}
+
+type LinkDecryptRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Spec    *v1.QuerySpec          `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	Link    *LinkSpec              `protobuf:"bytes,4,opt,name=link,proto3" json:"link,omitempty"`
+	// last is the last stage's signed output.
+	Last *NodeSigned `protobuf:"bytes,5,opt,name=last,proto3" json:"last,omitempty"`
+	// decryptors are the T members decrypting, in order.
+	Decryptors    []string `protobuf:"bytes,6,rep,name=decryptors,proto3" json:"decryptors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkDecryptRequest) Reset() {
+	*x = LinkDecryptRequest{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkDecryptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkDecryptRequest) ProtoMessage() {}
+
+func (x *LinkDecryptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkDecryptRequest.ProtoReflect.Descriptor instead.
+func (*LinkDecryptRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LinkDecryptRequest) GetQueryId() string {
+	if x != nil {
+		return x.QueryId
+	}
+	return ""
+}
+
+func (x *LinkDecryptRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *LinkDecryptRequest) GetSpec() *v1.QuerySpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *LinkDecryptRequest) GetLink() *LinkSpec {
+	if x != nil {
+		return x.Link
+	}
+	return nil
+}
+
+func (x *LinkDecryptRequest) GetLast() *NodeSigned {
+	if x != nil {
+		return x.Last
+	}
+	return nil
+}
+
+func (x *LinkDecryptRequest) GetDecryptors() []string {
+	if x != nil {
+		return x.Decryptors
+	}
+	return nil
+}
+
+type LinkDecryptResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// shares[cell] is the node's decryption share (32 bytes) of that cell's
+	// payload sum.
+	Shares        [][]byte `protobuf:"bytes,1,rep,name=shares,proto3" json:"shares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkDecryptResponse) Reset() {
+	*x = LinkDecryptResponse{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkDecryptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkDecryptResponse) ProtoMessage() {}
+
+func (x *LinkDecryptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkDecryptResponse.ProtoReflect.Descriptor instead.
+func (*LinkDecryptResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LinkDecryptResponse) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
 type BudgetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Analyst       string                 `protobuf:"bytes,1,opt,name=analyst,proto3" json:"analyst,omitempty"`
@@ -91,7 +691,7 @@ type BudgetRequest struct {
 
 func (x *BudgetRequest) Reset() {
 	*x = BudgetRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[0]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -103,7 +703,7 @@ func (x *BudgetRequest) String() string {
 func (*BudgetRequest) ProtoMessage() {}
 
 func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[0]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -116,7 +716,7 @@ func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetRequest.ProtoReflect.Descriptor instead.
 func (*BudgetRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{0}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BudgetRequest) GetAnalyst() string {
@@ -141,7 +741,7 @@ type BudgetResponse struct {
 
 func (x *BudgetResponse) Reset() {
 	*x = BudgetResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[1]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -153,7 +753,7 @@ func (x *BudgetResponse) String() string {
 func (*BudgetResponse) ProtoMessage() {}
 
 func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[1]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -166,7 +766,7 @@ func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetResponse.ProtoReflect.Descriptor instead.
 func (*BudgetResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{1}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BudgetResponse) GetNodeId() string {
@@ -212,7 +812,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[2]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -224,7 +824,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[2]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -237,7 +837,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{2}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 type InfoResponse struct {
@@ -255,7 +855,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[3]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -267,7 +867,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[3]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -280,7 +880,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{3}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -346,7 +946,7 @@ type EpochStatus struct {
 
 func (x *EpochStatus) Reset() {
 	*x = EpochStatus{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[4]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -358,7 +958,7 @@ func (x *EpochStatus) String() string {
 func (*EpochStatus) ProtoMessage() {}
 
 func (x *EpochStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[4]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -371,7 +971,7 @@ func (x *EpochStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochStatus.ProtoReflect.Descriptor instead.
 func (*EpochStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{4}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EpochStatus) GetEpoch() uint64 {
@@ -416,7 +1016,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +1028,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[5]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +1041,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{5}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Member) GetNodeId() string {
@@ -480,7 +1080,7 @@ type KeyGenRequest struct {
 
 func (x *KeyGenRequest) Reset() {
 	*x = KeyGenRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +1092,7 @@ func (x *KeyGenRequest) String() string {
 func (*KeyGenRequest) ProtoMessage() {}
 
 func (x *KeyGenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[6]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +1105,7 @@ func (x *KeyGenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyGenRequest.ProtoReflect.Descriptor instead.
 func (*KeyGenRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{6}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KeyGenRequest) GetEpoch() uint64 {
@@ -551,14 +1151,19 @@ type KeyGenResponse struct {
 	// dealt holds, when threshold < members, this node's Shamir share of its
 	// secret for every member, each encrypted to the recipient (HPKE to the
 	// recipient's certificate key) and signed by the dealer.
-	Dealt         []*DealtShare `protobuf:"bytes,2,rep,name=dealt,proto3" json:"dealt,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Dealt []*DealtShare `protobuf:"bytes,2,rep,name=dealt,proto3" json:"dealt,omitempty"`
+	// link_commitments: Signed{kind "link-commitments"} over the Feldman
+	// commitments (32-byte points, concatenated) of the node's polynomial
+	// for the epoch's linkage key (crypto/linkage); its shares to every
+	// member travel in dealt[].link_sealed.
+	LinkCommitments *v1.Signed `protobuf:"bytes,3,opt,name=link_commitments,json=linkCommitments,proto3" json:"link_commitments,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *KeyGenResponse) Reset() {
 	*x = KeyGenResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -570,7 +1175,7 @@ func (x *KeyGenResponse) String() string {
 func (*KeyGenResponse) ProtoMessage() {}
 
 func (x *KeyGenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -583,7 +1188,7 @@ func (x *KeyGenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyGenResponse.ProtoReflect.Descriptor instead.
 func (*KeyGenResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KeyGenResponse) GetCkgShare() *v1.Signed {
@@ -600,6 +1205,13 @@ func (x *KeyGenResponse) GetDealt() []*DealtShare {
 	return nil
 }
 
+func (x *KeyGenResponse) GetLinkCommitments() *v1.Signed {
+	if x != nil {
+		return x.LinkCommitments
+	}
+	return nil
+}
+
 // DealtShare is a threshold secret share in transit from one member to
 // another. Only the recipient can open it; the coordinator relays it.
 type DealtShare struct {
@@ -608,14 +1220,18 @@ type DealtShare struct {
 	ToNodeId   string                 `protobuf:"bytes,2,opt,name=to_node_id,json=toNodeId,proto3" json:"to_node_id,omitempty"`
 	// sealed: Signed{kind "threshold-share", query id "to:<recipient>"} over the
 	// HPKE ciphertext.
-	Sealed        *v1.Signed `protobuf:"bytes,3,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	Sealed *v1.Signed `protobuf:"bytes,3,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	// link_sealed: Signed{kind "threshold-share", query id "link:<epoch>"}
+	// over the HPKE ciphertext of the dealer's linkage-key share for the
+	// recipient.
+	LinkSealed    *v1.Signed `protobuf:"bytes,4,opt,name=link_sealed,json=linkSealed,proto3" json:"link_sealed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DealtShare) Reset() {
 	*x = DealtShare{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +1243,7 @@ func (x *DealtShare) String() string {
 func (*DealtShare) ProtoMessage() {}
 
 func (x *DealtShare) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +1256,7 @@ func (x *DealtShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DealtShare.ProtoReflect.Descriptor instead.
 func (*DealtShare) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DealtShare) GetFromNodeId() string {
@@ -664,6 +1280,13 @@ func (x *DealtShare) GetSealed() *v1.Signed {
 	return nil
 }
 
+func (x *DealtShare) GetLinkSealed() *v1.Signed {
+	if x != nil {
+		return x.LinkSealed
+	}
+	return nil
+}
+
 type NodeSigned struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -674,7 +1297,7 @@ type NodeSigned struct {
 
 func (x *NodeSigned) Reset() {
 	*x = NodeSigned{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +1309,7 @@ func (x *NodeSigned) String() string {
 func (*NodeSigned) ProtoMessage() {}
 
 func (x *NodeSigned) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +1322,7 @@ func (x *NodeSigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSigned.ProtoReflect.Descriptor instead.
 func (*NodeSigned) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{9}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NodeSigned) GetNodeId() string {
@@ -722,14 +1345,16 @@ type InstallKeyRequest struct {
 	CkgShares []*NodeSigned          `protobuf:"bytes,2,rep,name=ckg_shares,json=ckgShares,proto3" json:"ckg_shares,omitempty"`
 	PublicKey []byte                 `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	// dealt holds the threshold shares addressed to this node, one per member.
-	Dealt         []*DealtShare `protobuf:"bytes,4,rep,name=dealt,proto3" json:"dealt,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Dealt []*DealtShare `protobuf:"bytes,4,rep,name=dealt,proto3" json:"dealt,omitempty"`
+	// link_commitments are every member's signed linkage-key commitments.
+	LinkCommitments []*NodeSigned `protobuf:"bytes,5,rep,name=link_commitments,json=linkCommitments,proto3" json:"link_commitments,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *InstallKeyRequest) Reset() {
 	*x = InstallKeyRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +1366,7 @@ func (x *InstallKeyRequest) String() string {
 func (*InstallKeyRequest) ProtoMessage() {}
 
 func (x *InstallKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +1379,7 @@ func (x *InstallKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyRequest.ProtoReflect.Descriptor instead.
 func (*InstallKeyRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *InstallKeyRequest) GetEpoch() uint64 {
@@ -785,6 +1410,13 @@ func (x *InstallKeyRequest) GetDealt() []*DealtShare {
 	return nil
 }
 
+func (x *InstallKeyRequest) GetLinkCommitments() []*NodeSigned {
+	if x != nil {
+		return x.LinkCommitments
+	}
+	return nil
+}
+
 type InstallKeyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -793,7 +1425,7 @@ type InstallKeyResponse struct {
 
 func (x *InstallKeyResponse) Reset() {
 	*x = InstallKeyResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +1437,7 @@ func (x *InstallKeyResponse) String() string {
 func (*InstallKeyResponse) ProtoMessage() {}
 
 func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +1450,7 @@ func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyResponse.ProtoReflect.Descriptor instead.
 func (*InstallKeyResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{20}
 }
 
 type EvaluateRequest struct {
@@ -834,7 +1466,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +1478,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +1491,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EvaluateRequest) GetRequest() *v1.Signed {
@@ -884,13 +1516,16 @@ type EvaluateBody struct {
 	// studies, or another version), because the coordinator decodes the total
 	// with its own plan's encoding. Empty: not checked.
 	PlanFingerprint string `protobuf:"bytes,6,opt,name=plan_fingerprint,json=planFingerprint,proto3" json:"plan_fingerprint,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// link is set for a query across linked agencies (the plan has a
+	// LinkPlan): the node answers with a LinkPartial.
+	Link          *LinkSpec `protobuf:"bytes,7,opt,name=link,proto3" json:"link,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EvaluateBody) Reset() {
 	*x = EvaluateBody{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1537,7 @@ func (x *EvaluateBody) String() string {
 func (*EvaluateBody) ProtoMessage() {}
 
 func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1550,7 @@ func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateBody.ProtoReflect.Descriptor instead.
 func (*EvaluateBody) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EvaluateBody) GetQueryId() string {
@@ -960,6 +1595,13 @@ func (x *EvaluateBody) GetPlanFingerprint() string {
 	return ""
 }
 
+func (x *EvaluateBody) GetLink() *LinkSpec {
+	if x != nil {
+		return x.Link
+	}
+	return nil
+}
+
 // PartialPayload is the payload of a signed partial.
 type PartialPayload struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -972,14 +1614,16 @@ type PartialPayload struct {
 	// spec_digest is protocol.SpecDigest of the query spec this partial was
 	// planned and noised for (min_nodes and threshold decide each node's
 	// noise share); decryptors refuse a release under any other spec.
-	SpecDigest    []byte `protobuf:"bytes,4,opt,name=spec_digest,json=specDigest,proto3" json:"spec_digest,omitempty"`
+	SpecDigest []byte `protobuf:"bytes,4,opt,name=spec_digest,json=specDigest,proto3" json:"spec_digest,omitempty"`
+	// link is a linked query's partial (ciphertexts is then empty).
+	Link          *LinkPartial `protobuf:"bytes,5,opt,name=link,proto3" json:"link,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PartialPayload) Reset() {
 	*x = PartialPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1635,7 @@ func (x *PartialPayload) String() string {
 func (*PartialPayload) ProtoMessage() {}
 
 func (x *PartialPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1648,7 @@ func (x *PartialPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartialPayload.ProtoReflect.Descriptor instead.
 func (*PartialPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PartialPayload) GetCiphertexts() [][]byte {
@@ -1035,6 +1679,13 @@ func (x *PartialPayload) GetSpecDigest() []byte {
 	return nil
 }
 
+func (x *PartialPayload) GetLink() *LinkPartial {
+	if x != nil {
+		return x.Link
+	}
+	return nil
+}
+
 type EvaluateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// partial: Signed{kind "partial"} over a PartialPayload.
@@ -1048,7 +1699,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1711,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1724,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EvaluateResponse) GetPartial() *v1.Signed {
@@ -1111,7 +1762,7 @@ type KeySwitchRequest struct {
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1774,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1787,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{16}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -1208,7 +1859,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1871,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1884,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{17}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CommitRequest) GetQueryId() string {
@@ -1267,7 +1918,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1930,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1943,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{18}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CommitResponse) GetCommit() *v1.Signed {
@@ -1313,7 +1964,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1976,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1989,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{19}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -1359,7 +2010,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +2022,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +2035,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{20}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -1398,7 +2049,52 @@ var File_fedstat_node_v1_node_proto protoreflect.FileDescriptor
 
 const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
-	"\x1afedstat/node/v1/node.proto\x12\x0ffedstat.node.v1\x1a\x1cfedstat/types/v1/types.proto\")\n" +
+	"\x1afedstat/node/v1/node.proto\x12\x0ffedstat.node.v1\x1a\x1cfedstat/types/v1/types.proto\"\xac\x01\n" +
+	"\bLinkSpec\x12\"\n" +
+	"\fparticipants\x18\x01 \x03(\tR\fparticipants\x12#\n" +
+	"\router_holders\x18\x02 \x03(\tR\fouterHolders\x12?\n" +
+	"\x0efilter_holders\x18\x03 \x03(\v2\x18.fedstat.node.v1.HoldersR\rfilterHolders\x12\x16\n" +
+	"\x06stages\x18\x04 \x03(\tR\x06stages\"$\n" +
+	"\aHolders\x12\x19\n" +
+	"\bnode_ids\x18\x01 \x03(\tR\anodeIds\"n\n" +
+	"\bLinkList\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\x05R\x04role\x12\x12\n" +
+	"\x04cell\x18\x02 \x01(\x05R\x04cell\x12\x1e\n" +
+	"\n" +
+	"pseudonyms\x18\x03 \x01(\fR\n" +
+	"pseudonyms\x12\x1a\n" +
+	"\bpayloads\x18\x04 \x01(\fR\bpayloads\"T\n" +
+	"\vLinkPartial\x12/\n" +
+	"\x05lists\x18\x01 \x03(\v2\x19.fedstat.node.v1.LinkListR\x05lists\x12\x14\n" +
+	"\x05noise\x18\x02 \x03(\fR\x05noise\"\xa8\x01\n" +
+	"\x10LinkStagePayload\x12\x14\n" +
+	"\x05stage\x18\x01 \x01(\rR\x05stage\x12\x16\n" +
+	"\x06stages\x18\x02 \x03(\tR\x06stages\x12/\n" +
+	"\x05lists\x18\x03 \x03(\v2\x19.fedstat.node.v1.LinkListR\x05lists\x12\x14\n" +
+	"\x05noise\x18\x04 \x03(\fR\x05noise\x12\x1f\n" +
+	"\vspec_digest\x18\x05 \x01(\fR\n" +
+	"specDigest\"\xab\x02\n" +
+	"\x10LinkStageRequest\x12\x19\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
+	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12-\n" +
+	"\x04link\x18\x04 \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\x12\x14\n" +
+	"\x05stage\x18\x05 \x01(\rR\x05stage\x127\n" +
+	"\bpartials\x18\x06 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\bpartials\x127\n" +
+	"\bprevious\x18\a \x01(\v2\x1b.fedstat.node.v1.NodeSignedR\bprevious\"E\n" +
+	"\x11LinkStageResponse\x120\n" +
+	"\x06output\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x06output\"\xf6\x01\n" +
+	"\x12LinkDecryptRequest\x12\x19\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
+	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12-\n" +
+	"\x04link\x18\x04 \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\x12/\n" +
+	"\x04last\x18\x05 \x01(\v2\x1b.fedstat.node.v1.NodeSignedR\x04last\x12\x1e\n" +
+	"\n" +
+	"decryptors\x18\x06 \x03(\tR\n" +
+	"decryptors\"-\n" +
+	"\x13LinkDecryptResponse\x12\x16\n" +
+	"\x06shares\x18\x01 \x03(\fR\x06shares\")\n" +
 	"\rBudgetRequest\x12\x18\n" +
 	"\aanalyst\x18\x01 \x01(\tR\aanalyst\"\xb3\x01\n" +
 	"\x0eBudgetResponse\x12\x17\n" +
@@ -1429,45 +2125,51 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x06params\x18\x02 \x01(\tR\x06params\x12\x10\n" +
 	"\x03crs\x18\x03 \x01(\fR\x03crs\x121\n" +
 	"\amembers\x18\x04 \x03(\v2\x17.fedstat.node.v1.MemberR\amembers\x12\x1c\n" +
-	"\tthreshold\x18\x05 \x01(\x05R\tthreshold\"z\n" +
+	"\tthreshold\x18\x05 \x01(\x05R\tthreshold\"\xbf\x01\n" +
 	"\x0eKeyGenResponse\x125\n" +
 	"\tckg_share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\bckgShare\x121\n" +
-	"\x05dealt\x18\x02 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\"~\n" +
+	"\x05dealt\x18\x02 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\x12C\n" +
+	"\x10link_commitments\x18\x03 \x01(\v2\x18.fedstat.types.v1.SignedR\x0flinkCommitments\"\xb9\x01\n" +
 	"\n" +
 	"DealtShare\x12 \n" +
 	"\ffrom_node_id\x18\x01 \x01(\tR\n" +
 	"fromNodeId\x12\x1c\n" +
 	"\n" +
 	"to_node_id\x18\x02 \x01(\tR\btoNodeId\x120\n" +
-	"\x06sealed\x18\x03 \x01(\v2\x18.fedstat.types.v1.SignedR\x06sealed\"W\n" +
+	"\x06sealed\x18\x03 \x01(\v2\x18.fedstat.types.v1.SignedR\x06sealed\x129\n" +
+	"\vlink_sealed\x18\x04 \x01(\v2\x18.fedstat.types.v1.SignedR\n" +
+	"linkSealed\"W\n" +
 	"\n" +
 	"NodeSigned\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x120\n" +
-	"\x06signed\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06signed\"\xb7\x01\n" +
+	"\x06signed\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06signed\"\xff\x01\n" +
 	"\x11InstallKeyRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12:\n" +
 	"\n" +
 	"ckg_shares\x18\x02 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\tckgShares\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x121\n" +
-	"\x05dealt\x18\x04 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\"\x14\n" +
+	"\x05dealt\x18\x04 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\x12F\n" +
+	"\x10link_commitments\x18\x05 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\x0flinkCommitments\"\x14\n" +
 	"\x12InstallKeyResponse\"E\n" +
 	"\x0fEvaluateRequest\x122\n" +
-	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\xc9\x01\n" +
+	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\xf8\x01\n" +
 	"\fEvaluateBody\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
 	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12\x18\n" +
 	"\aanalyst\x18\x04 \x01(\tR\aanalyst\x12\x12\n" +
 	"\x04role\x18\x05 \x01(\tR\x04role\x12)\n" +
-	"\x10plan_fingerprint\x18\x06 \x01(\tR\x0fplanFingerprint\"\x90\x01\n" +
+	"\x10plan_fingerprint\x18\x06 \x01(\tR\x0fplanFingerprint\x12-\n" +
+	"\x04link\x18\a \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\"\xc2\x01\n" +
 	"\x0ePartialPayload\x12 \n" +
 	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1d\n" +
 	"\n" +
 	"vector_len\x18\x02 \x01(\x05R\tvectorLen\x12\x1c\n" +
 	"\tplaintext\x18\x03 \x03(\x12R\tplaintext\x12\x1f\n" +
 	"\vspec_digest\x18\x04 \x01(\fR\n" +
-	"specDigest\"b\n" +
+	"specDigest\x120\n" +
+	"\x04link\x18\x05 \x01(\v2\x1c.fedstat.node.v1.LinkPartialR\x04link\"b\n" +
 	"\x10EvaluateResponse\x122\n" +
 	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xe7\x02\n" +
@@ -1495,7 +2197,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eKeySwitchPhase\x12 \n" +
 	"\x1cKEY_SWITCH_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KEY_SWITCH_PHASE_PREPARE\x10\x01\x12\x1c\n" +
-	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xaf\x04\n" +
+	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xdd\x05\n" +
 	"\vNodeService\x12C\n" +
 	"\x04Info\x12\x1c.fedstat.node.v1.InfoRequest\x1a\x1d.fedstat.node.v1.InfoResponse\x12I\n" +
 	"\x06KeyGen\x12\x1e.fedstat.node.v1.KeyGenRequest\x1a\x1f.fedstat.node.v1.KeyGenResponse\x12U\n" +
@@ -1504,7 +2206,9 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\bEvaluate\x12 .fedstat.node.v1.EvaluateRequest\x1a!.fedstat.node.v1.EvaluateResponse\x12R\n" +
 	"\tKeySwitch\x12!.fedstat.node.v1.KeySwitchRequest\x1a\".fedstat.node.v1.KeySwitchResponse\x12I\n" +
 	"\x06Commit\x12\x1e.fedstat.node.v1.CommitRequest\x1a\x1f.fedstat.node.v1.CommitResponse\x12I\n" +
-	"\x06Budget\x12\x1e.fedstat.node.v1.BudgetRequest\x1a\x1f.fedstat.node.v1.BudgetResponseB9Z7github.com/fedstat/fedstat/proto/fedstat/node/v1;nodev1b\x06proto3"
+	"\x06Budget\x12\x1e.fedstat.node.v1.BudgetRequest\x1a\x1f.fedstat.node.v1.BudgetResponse\x12R\n" +
+	"\tLinkStage\x12!.fedstat.node.v1.LinkStageRequest\x1a\".fedstat.node.v1.LinkStageResponse\x12X\n" +
+	"\vLinkDecrypt\x12#.fedstat.node.v1.LinkDecryptRequest\x1a$.fedstat.node.v1.LinkDecryptResponseB9Z7github.com/fedstat/fedstat/proto/fedstat/node/v1;nodev1b\x06proto3"
 
 var (
 	file_fedstat_node_v1_node_proto_rawDescOnce sync.Once
@@ -1519,72 +2223,101 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
-	(KeySwitchPhase)(0),        // 0: fedstat.node.v1.KeySwitchPhase
-	(*BudgetRequest)(nil),      // 1: fedstat.node.v1.BudgetRequest
-	(*BudgetResponse)(nil),     // 2: fedstat.node.v1.BudgetResponse
-	(*InfoRequest)(nil),        // 3: fedstat.node.v1.InfoRequest
-	(*InfoResponse)(nil),       // 4: fedstat.node.v1.InfoResponse
-	(*EpochStatus)(nil),        // 5: fedstat.node.v1.EpochStatus
-	(*Member)(nil),             // 6: fedstat.node.v1.Member
-	(*KeyGenRequest)(nil),      // 7: fedstat.node.v1.KeyGenRequest
-	(*KeyGenResponse)(nil),     // 8: fedstat.node.v1.KeyGenResponse
-	(*DealtShare)(nil),         // 9: fedstat.node.v1.DealtShare
-	(*NodeSigned)(nil),         // 10: fedstat.node.v1.NodeSigned
-	(*InstallKeyRequest)(nil),  // 11: fedstat.node.v1.InstallKeyRequest
-	(*InstallKeyResponse)(nil), // 12: fedstat.node.v1.InstallKeyResponse
-	(*EvaluateRequest)(nil),    // 13: fedstat.node.v1.EvaluateRequest
-	(*EvaluateBody)(nil),       // 14: fedstat.node.v1.EvaluateBody
-	(*PartialPayload)(nil),     // 15: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),   // 16: fedstat.node.v1.EvaluateResponse
-	(*KeySwitchRequest)(nil),   // 17: fedstat.node.v1.KeySwitchRequest
-	(*CommitRequest)(nil),      // 18: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),     // 19: fedstat.node.v1.CommitResponse
-	(*KeySwitchPayload)(nil),   // 20: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),  // 21: fedstat.node.v1.KeySwitchResponse
-	(*v1.DataSummary)(nil),     // 22: fedstat.types.v1.DataSummary
-	(*v1.Signed)(nil),          // 23: fedstat.types.v1.Signed
-	(*v1.QuerySpec)(nil),       // 24: fedstat.types.v1.QuerySpec
+	(KeySwitchPhase)(0),         // 0: fedstat.node.v1.KeySwitchPhase
+	(*LinkSpec)(nil),            // 1: fedstat.node.v1.LinkSpec
+	(*Holders)(nil),             // 2: fedstat.node.v1.Holders
+	(*LinkList)(nil),            // 3: fedstat.node.v1.LinkList
+	(*LinkPartial)(nil),         // 4: fedstat.node.v1.LinkPartial
+	(*LinkStagePayload)(nil),    // 5: fedstat.node.v1.LinkStagePayload
+	(*LinkStageRequest)(nil),    // 6: fedstat.node.v1.LinkStageRequest
+	(*LinkStageResponse)(nil),   // 7: fedstat.node.v1.LinkStageResponse
+	(*LinkDecryptRequest)(nil),  // 8: fedstat.node.v1.LinkDecryptRequest
+	(*LinkDecryptResponse)(nil), // 9: fedstat.node.v1.LinkDecryptResponse
+	(*BudgetRequest)(nil),       // 10: fedstat.node.v1.BudgetRequest
+	(*BudgetResponse)(nil),      // 11: fedstat.node.v1.BudgetResponse
+	(*InfoRequest)(nil),         // 12: fedstat.node.v1.InfoRequest
+	(*InfoResponse)(nil),        // 13: fedstat.node.v1.InfoResponse
+	(*EpochStatus)(nil),         // 14: fedstat.node.v1.EpochStatus
+	(*Member)(nil),              // 15: fedstat.node.v1.Member
+	(*KeyGenRequest)(nil),       // 16: fedstat.node.v1.KeyGenRequest
+	(*KeyGenResponse)(nil),      // 17: fedstat.node.v1.KeyGenResponse
+	(*DealtShare)(nil),          // 18: fedstat.node.v1.DealtShare
+	(*NodeSigned)(nil),          // 19: fedstat.node.v1.NodeSigned
+	(*InstallKeyRequest)(nil),   // 20: fedstat.node.v1.InstallKeyRequest
+	(*InstallKeyResponse)(nil),  // 21: fedstat.node.v1.InstallKeyResponse
+	(*EvaluateRequest)(nil),     // 22: fedstat.node.v1.EvaluateRequest
+	(*EvaluateBody)(nil),        // 23: fedstat.node.v1.EvaluateBody
+	(*PartialPayload)(nil),      // 24: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),    // 25: fedstat.node.v1.EvaluateResponse
+	(*KeySwitchRequest)(nil),    // 26: fedstat.node.v1.KeySwitchRequest
+	(*CommitRequest)(nil),       // 27: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),      // 28: fedstat.node.v1.CommitResponse
+	(*KeySwitchPayload)(nil),    // 29: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),   // 30: fedstat.node.v1.KeySwitchResponse
+	(*v1.QuerySpec)(nil),        // 31: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),           // 32: fedstat.types.v1.Signed
+	(*v1.DataSummary)(nil),      // 33: fedstat.types.v1.DataSummary
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
-	22, // 0: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
-	5,  // 1: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
-	6,  // 2: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	23, // 3: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	9,  // 4: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	23, // 5: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	23, // 6: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
-	10, // 7: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
-	9,  // 8: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
-	23, // 9: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	24, // 10: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	23, // 11: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	24, // 12: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	10, // 13: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	10, // 14: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 15: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	23, // 16: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	23, // 17: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	3,  // 18: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	7,  // 19: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	11, // 20: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	13, // 21: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	17, // 22: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	18, // 23: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	1,  // 24: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	4,  // 25: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	8,  // 26: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	12, // 27: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	16, // 28: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	21, // 29: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	19, // 30: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	2,  // 31: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	25, // [25:32] is the sub-list for method output_type
-	18, // [18:25] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
+	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
+	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
+	31, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
+	19, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	19, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
+	32, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	31, // 8: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 9: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
+	19, // 10: fedstat.node.v1.LinkDecryptRequest.last:type_name -> fedstat.node.v1.NodeSigned
+	33, // 11: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	14, // 12: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
+	15, // 13: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
+	32, // 14: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	18, // 15: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
+	32, // 16: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	32, // 17: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	32, // 18: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	32, // 19: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	19, // 20: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
+	18, // 21: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
+	19, // 22: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
+	32, // 23: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	31, // 24: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 25: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
+	4,  // 26: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	32, // 27: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	31, // 28: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	19, // 29: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	19, // 30: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 31: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	32, // 32: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	32, // 33: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	12, // 34: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	16, // 35: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	20, // 36: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	22, // 37: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	26, // 38: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	27, // 39: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	10, // 40: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 41: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 42: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	13, // 43: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	17, // 44: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	21, // 45: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	25, // 46: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	30, // 47: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	28, // 48: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	11, // 49: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 50: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 51: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	43, // [43:52] is the sub-list for method output_type
+	34, // [34:43] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -1598,7 +2331,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

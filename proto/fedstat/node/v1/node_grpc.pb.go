@@ -22,13 +22,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	NodeService_Info_FullMethodName       = "/fedstat.node.v1.NodeService/Info"
-	NodeService_KeyGen_FullMethodName     = "/fedstat.node.v1.NodeService/KeyGen"
-	NodeService_InstallKey_FullMethodName = "/fedstat.node.v1.NodeService/InstallKey"
-	NodeService_Evaluate_FullMethodName   = "/fedstat.node.v1.NodeService/Evaluate"
-	NodeService_KeySwitch_FullMethodName  = "/fedstat.node.v1.NodeService/KeySwitch"
-	NodeService_Commit_FullMethodName     = "/fedstat.node.v1.NodeService/Commit"
-	NodeService_Budget_FullMethodName     = "/fedstat.node.v1.NodeService/Budget"
+	NodeService_Info_FullMethodName        = "/fedstat.node.v1.NodeService/Info"
+	NodeService_KeyGen_FullMethodName      = "/fedstat.node.v1.NodeService/KeyGen"
+	NodeService_InstallKey_FullMethodName  = "/fedstat.node.v1.NodeService/InstallKey"
+	NodeService_Evaluate_FullMethodName    = "/fedstat.node.v1.NodeService/Evaluate"
+	NodeService_KeySwitch_FullMethodName   = "/fedstat.node.v1.NodeService/KeySwitch"
+	NodeService_Commit_FullMethodName      = "/fedstat.node.v1.NodeService/Commit"
+	NodeService_Budget_FullMethodName      = "/fedstat.node.v1.NodeService/Budget"
+	NodeService_LinkStage_FullMethodName   = "/fedstat.node.v1.NodeService/LinkStage"
+	NodeService_LinkDecrypt_FullMethodName = "/fedstat.node.v1.NodeService/LinkDecrypt"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -62,6 +64,17 @@ type NodeServiceClient interface {
 	// Budget reports an analyst's spent and remaining privacy budget at this
 	// node (the node's ledger is the authority).
 	Budget(ctx context.Context, in *BudgetRequest, opts ...grpc.CallOption) (*BudgetResponse, error)
+	// LinkStage runs one stage of the pseudonym mix of a query across linked
+	// agencies (docs/linkage.md): the node checks the input (the members'
+	// signed link partials for the first stage, the previous stage's signed
+	// output otherwise), raises every pseudonym ciphertext to a fresh secret
+	// exponent, removes its share of the linkage key, re-randomises the
+	// payloads, shuffles every list and signs the result.
+	LinkStage(ctx context.Context, in *LinkStageRequest, opts ...grpc.CallOption) (*LinkStageResponse, error)
+	// LinkDecrypt returns the node's decryption shares of the payload sums of
+	// a linked query, which it recomputes itself from the last stage's signed
+	// output: it never decrypts anything but those sums.
+	LinkDecrypt(ctx context.Context, in *LinkDecryptRequest, opts ...grpc.CallOption) (*LinkDecryptResponse, error)
 }
 
 type nodeServiceClient struct {
@@ -142,6 +155,26 @@ func (c *nodeServiceClient) Budget(ctx context.Context, in *BudgetRequest, opts 
 	return out, nil
 }
 
+func (c *nodeServiceClient) LinkStage(ctx context.Context, in *LinkStageRequest, opts ...grpc.CallOption) (*LinkStageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LinkStageResponse)
+	err := c.cc.Invoke(ctx, NodeService_LinkStage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeServiceClient) LinkDecrypt(ctx context.Context, in *LinkDecryptRequest, opts ...grpc.CallOption) (*LinkDecryptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LinkDecryptResponse)
+	err := c.cc.Invoke(ctx, NodeService_LinkDecrypt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServiceServer is the server API for NodeService service.
 // All implementations must embed UnimplementedNodeServiceServer
 // for forward compatibility.
@@ -173,6 +206,17 @@ type NodeServiceServer interface {
 	// Budget reports an analyst's spent and remaining privacy budget at this
 	// node (the node's ledger is the authority).
 	Budget(context.Context, *BudgetRequest) (*BudgetResponse, error)
+	// LinkStage runs one stage of the pseudonym mix of a query across linked
+	// agencies (docs/linkage.md): the node checks the input (the members'
+	// signed link partials for the first stage, the previous stage's signed
+	// output otherwise), raises every pseudonym ciphertext to a fresh secret
+	// exponent, removes its share of the linkage key, re-randomises the
+	// payloads, shuffles every list and signs the result.
+	LinkStage(context.Context, *LinkStageRequest) (*LinkStageResponse, error)
+	// LinkDecrypt returns the node's decryption shares of the payload sums of
+	// a linked query, which it recomputes itself from the last stage's signed
+	// output: it never decrypts anything but those sums.
+	LinkDecrypt(context.Context, *LinkDecryptRequest) (*LinkDecryptResponse, error)
 	mustEmbedUnimplementedNodeServiceServer()
 }
 
@@ -203,6 +247,12 @@ func (UnimplementedNodeServiceServer) Commit(context.Context, *CommitRequest) (*
 }
 func (UnimplementedNodeServiceServer) Budget(context.Context, *BudgetRequest) (*BudgetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Budget not implemented")
+}
+func (UnimplementedNodeServiceServer) LinkStage(context.Context, *LinkStageRequest) (*LinkStageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LinkStage not implemented")
+}
+func (UnimplementedNodeServiceServer) LinkDecrypt(context.Context, *LinkDecryptRequest) (*LinkDecryptResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LinkDecrypt not implemented")
 }
 func (UnimplementedNodeServiceServer) mustEmbedUnimplementedNodeServiceServer() {}
 func (UnimplementedNodeServiceServer) testEmbeddedByValue()                     {}
@@ -351,6 +401,42 @@ func _NodeService_Budget_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_LinkStage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LinkStageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).LinkStage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_LinkStage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).LinkStage(ctx, req.(*LinkStageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeService_LinkDecrypt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LinkDecryptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).LinkDecrypt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_LinkDecrypt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).LinkDecrypt(ctx, req.(*LinkDecryptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodeService_ServiceDesc is the grpc.ServiceDesc for NodeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -385,6 +471,14 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Budget",
 			Handler:    _NodeService_Budget_Handler,
+		},
+		{
+			MethodName: "LinkStage",
+			Handler:    _NodeService_LinkStage_Handler,
+		},
+		{
+			MethodName: "LinkDecrypt",
+			Handler:    _NodeService_LinkDecrypt_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -160,7 +160,14 @@ type QuerySpec struct {
 	// node noise needs one, more noise where the limit forbids it). 0: the
 	// planner's default (2^34, room for 32 members). Set by the coordinator,
 	// never by the analyst.
-	PartialLimit  int64 `protobuf:"varint,8,opt,name=partial_limit,json=partialLimit,proto3" json:"partial_limit,omitempty"`
+	PartialLimit int64 `protobuf:"varint,8,opt,name=partial_limit,json=partialLimit,proto3" json:"partial_limit,omitempty"`
+	// link_holders is, for a query across linked agencies (plan.LinkPlan), the
+	// number of nodes that hold the outer table: a resident's payload (rows,
+	// sums) may come from each of them, so it multiplies the payload's
+	// sensitivity (nodes take the larger of it and their own
+	// max_nodes_per_patient). Set by the coordinator from the tables the
+	// nodes announce; 0 for other queries.
+	LinkHolders   int32 `protobuf:"varint,9,opt,name=link_holders,json=linkHolders,proto3" json:"link_holders,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -247,6 +254,13 @@ func (x *QuerySpec) GetReferenceDate() string {
 func (x *QuerySpec) GetPartialLimit() int64 {
 	if x != nil {
 		return x.PartialLimit
+	}
+	return 0
+}
+
+func (x *QuerySpec) GetLinkHolders() int32 {
+	if x != nil {
+		return x.LinkHolders
 	}
 	return 0
 }
@@ -590,7 +604,7 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\x06Signed\x12\x16\n" +
 	"\x06header\x18\x01 \x01(\fR\x06header\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"\x8f\x02\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xb2\x02\n" +
 	"\tQuerySpec\x12\x10\n" +
 	"\x03sql\x18\x01 \x01(\tR\x03sql\x12\x18\n" +
 	"\aepsilon\x18\x02 \x01(\x01R\aepsilon\x12\x14\n" +
@@ -599,7 +613,8 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\tmin_nodes\x18\x05 \x01(\x05R\bminNodes\x12\x1c\n" +
 	"\tthreshold\x18\x06 \x01(\x05R\tthreshold\x12%\n" +
 	"\x0ereference_date\x18\a \x01(\tR\rreferenceDate\x12#\n" +
-	"\rpartial_limit\x18\b \x01(\x03R\fpartialLimit\"\xb6\x01\n" +
+	"\rpartial_limit\x18\b \x01(\x03R\fpartialLimit\x12!\n" +
+	"\flink_holders\x18\t \x01(\x05R\vlinkHolders\"\xb6\x01\n" +
 	"\x06Number\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\x01R\x05value\x12\x15\n" +
 	"\x06ci_low\x18\x02 \x01(\x01R\x05ciLow\x12\x17\n" +

@@ -1,0 +1,278 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/crypto/linkage"
+	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/internal/resultpb"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/dp"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// A query across linked agencies (plan.LinkPlan; the protocol and what
+// every party sees are in docs/linkage.md). The coordinator plans it from
+// the tables the nodes announce (membership.Meta.Tables), collects every
+// participant's link partial, hands the merged lists through the T mix
+// stages, tallies the last stage's pseudonyms (the only thing it reads: a
+// histogram of multiplicity patterns that the nodes' dummies make
+// differentially private), has the stages decrypt the payload sums, and
+// releases.
+
+// linkStageTimeout bounds one mix stage of a linked query: a stage raises
+// every element of every list to a power (about 0.2 ms an element on one
+// core), so a city-sized query takes seconds to a minute per stage.
+const linkStageTimeout = 10 * time.Minute
+
+// linkSpec plans who takes part in a linked query of plan p in epoch e:
+// the live members (participants; each adds dummies, so each must answer),
+// the holders of the outer table and of each filter's table (from the
+// tables each node announces), and T stages chosen at random among the
+// participants.
+func (c *Coordinator) linkSpec(e *epoch, p *plan.Plan) (*nodev1.LinkSpec, error) {
+	live := map[string]*regNode{}
+	for _, n := range c.registry() {
+		if n.Alive {
+			live[n.ID] = &n
+		}
+	}
+	ls := &nodev1.LinkSpec{}
+	holds := func(id, table string) bool { return slices.Contains(live[id].Meta.Tables, table) }
+	for _, m := range e.Members {
+		if live[m.ID] != nil {
+			ls.Participants = append(ls.Participants, m.ID)
+		}
+	}
+	for _, id := range ls.Participants {
+		if holds(id, p.Link.Outer) {
+			ls.OuterHolders = append(ls.OuterHolders, id)
+		}
+	}
+	if len(ls.OuterHolders) == 0 {
+		return nil, fmt.Errorf("%w: no live node announces rows of %s; a query across linked agencies needs at least one holder of its outer table", ErrBadRequest, p.Link.Outer)
+	}
+	for _, f := range p.Link.Filters {
+		h := &nodev1.Holders{}
+		for _, id := range ls.Participants {
+			if holds(id, f.Table) {
+				h.NodeIds = append(h.NodeIds, id)
+			}
+		}
+		ls.FilterHolders = append(ls.FilterHolders, h)
+	}
+	stages := min(e.Threshold, len(e.Members))
+	if len(ls.Participants) < stages {
+		return nil, fmt.Errorf("%w: %d live members, a query across linked agencies needs %d to mix", ErrTooFewNodes, len(ls.Participants), stages)
+	}
+	perm := rand.Perm(len(ls.Participants))
+	for _, i := range perm[:stages] {
+		ls.Stages = append(ls.Stages, ls.Participants[i])
+	}
+	return ls, nil
+}
+
+// executeLinked runs the protocol of a linked query (Submit planned it and
+// its link spec).
+func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.Result, error) {
+	spec, ls := q.st.Spec, q.link
+	shape := protocol.LinkShapeOf(spec, q.plan)
+	lp := protocol.LinkPatternsOf(q.plan, ls)
+
+	// Collect: every participant's link partial.
+	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_COLLECTING })
+	start := time.Now()
+	collectCtx, cancel := context.WithTimeout(q.ctx, q.deadline)
+	defer cancel()
+	signed := make([]*nodev1.NodeSigned, len(ls.Participants))
+	errs := c.fanoutEach(collectCtx, ls.Participants, func(ctx context.Context, i int, id string) error {
+		t0 := time.Now()
+		cl, err := c.client(id)
+		if err != nil {
+			return err
+		}
+		req, err := protocol.SealEvaluate(c.cfg.Identity.Key, id, &nodev1.EvaluateBody{
+			QueryId: q.id, Epoch: e.ID, Spec: spec, Analyst: who.Name, Role: who.Role,
+			PlanFingerprint: q.plan.Fingerprint(), Link: ls,
+		}, c.cfg.Now())
+		if err != nil {
+			return err
+		}
+		resp, err := cl.Evaluate(ctx, req)
+		if err != nil {
+			err = callError(err)
+			q.node(id, "failed", err.Error(), time.Since(t0))
+			return err
+		}
+		q.addUpload(id, proto.Size(resp))
+		mem := e.member(id)
+		if _, err := protocol.OpenLinkPartial(mem.Cert.PublicKey, resp.GetPartial(), q.id, e.ID, id, c.window(), shape); err != nil {
+			err = fmt.Errorf("link partial rejected: %w", err)
+			q.node(id, "failed", err.Error(), time.Since(t0))
+			return err
+		}
+		signed[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetPartial()}
+		q.node(id, "answered", "", time.Since(t0))
+		return nil
+	})
+	q.phase("collect", start)
+	if q.ctx.Err() != nil {
+		return nil, fmt.Errorf("%w before release; nothing was decrypted", ErrQueryCanceled)
+	}
+	failures := map[string]string{}
+	for i, err := range errs {
+		if err != nil {
+			failures[ls.Participants[i]] = err.Error()
+		}
+	}
+	if len(failures) > 0 {
+		return nil, fmt.Errorf("%w: a query across linked agencies needs every participant's lists (each carries dummies the others' do not replace); "+
+			"%d of %d answered; nothing was decrypted. %s", ErrQueryFailed, len(ls.Participants)-len(failures), len(ls.Participants), describeFailures(failures))
+	}
+
+	// Mix: the stages in order.
+	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_DECRYPTING })
+	var prev *nodev1.NodeSigned
+	for k, id := range ls.Stages {
+		start := time.Now()
+		req := &nodev1.LinkStageRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Link: ls, Stage: uint32(k)}
+		if k == 0 {
+			req.Partials = signed
+		} else {
+			req.Previous = prev
+		}
+		out, err := c.linkStage(q, e, id, req, shape, k)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mix stage %d at %s: %v; nothing was decrypted", ErrQueryFailed, k+1, id, err)
+		}
+		prev = &nodev1.NodeSigned{NodeId: id, Signed: out}
+		q.phase(fmt.Sprintf("mix %d/%d", k+1, len(ls.Stages)), start)
+	}
+
+	// Tally the pseudonyms.
+	start = time.Now()
+	m := e.member(prev.GetNodeId())
+	last, err := protocol.OpenLinkStage(m.Cert.PublicKey, prev.GetSigned(), q.id, e.ID, prev.GetNodeId(), c.window(), shape, len(ls.Stages)-1, ls.Stages)
+	if err != nil {
+		return nil, fmt.Errorf("%w: last stage's output: %v", ErrQueryFailed, err)
+	}
+	tally, err := protocol.TallyLinkLists(shape, lp, last.GetLists())
+	if err != nil {
+		return nil, fmt.Errorf("%w: tally: %v", ErrQueryFailed, err)
+	}
+	shift := protocol.LinkShift(q.plan)
+	totals := dp.LinkTotals{Participants: len(ls.Participants), Patterns: lp.MatchingPatterns()}
+	for cell := 0; cell < shape.Cells; cell++ {
+		totals.Counts = append(totals.Counts, tally.LinkCount(lp, cell, len(ls.Participants), shift))
+	}
+	q.phase("tally", start)
+
+	// Decrypt the payload sums.
+	if shape.Payload {
+		start := time.Now()
+		sums, err := c.linkDecrypt(q, e, ls, prev, tally, last.GetNoise(), last.GetLists(), shape)
+		if err != nil {
+			return nil, err
+		}
+		totals.Sums = sums
+		q.phase("decrypt", start)
+	}
+	start = time.Now()
+	r, err := dp.ReleaseLinked(q.plan, totals)
+	if err != nil {
+		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
+	}
+	q.phase("release", start)
+	nameCodes(c.cfg.Catalogue, q.plan, r)
+	return resultpb.ToProto(r), nil
+}
+
+// linkStage asks stage node id for its stage k and checks its output.
+func (c *Coordinator) linkStage(q *query, e *epoch, id string, req *nodev1.LinkStageRequest, shape protocol.LinkShape, k int) (*typesv1.Signed, error) {
+	ctx, cancel := context.WithTimeout(q.ctx, linkStageTimeout)
+	defer cancel()
+	cl, err := c.client(id)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	resp, err := cl.LinkStage(ctx, req)
+	if err != nil {
+		return nil, callError(err)
+	}
+	q.addUpload(id, proto.Size(resp))
+	m := e.member(id)
+	if _, err := protocol.OpenLinkStage(m.Cert.PublicKey, resp.GetOutput(), q.id, e.ID, id, c.window(), shape, k, req.GetLink().GetStages()); err != nil {
+		return nil, fmt.Errorf("output rejected: %w", err)
+	}
+	q.note(id, fmt.Sprintf("mixed stage %d in %s", k+1, time.Since(t0).Round(time.Millisecond)))
+	return resp.GetOutput(), nil
+}
+
+// linkDecrypt has the stages (T members) decrypt the payload sums of every
+// cell, which each recomputes from the last stage's output, and returns
+// the sums (integers on the payload measure's grid).
+func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, last *nodev1.NodeSigned, tally *protocol.LinkTally, noise [][]byte, lists []*nodev1.LinkList, shape protocol.LinkShape) ([]int64, error) {
+	cts, err := tally.WithNoise(noise)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrQueryFailed, err)
+	}
+	ctx, cancel := context.WithTimeout(q.ctx, releaseTimeout)
+	defer cancel()
+	decryptors := ls.Stages
+	shares := make([][][]byte, len(decryptors))
+	errs := c.fanoutEach(ctx, decryptors, func(ctx context.Context, i int, id string) error {
+		cl, err := c.client(id)
+		if err != nil {
+			return err
+		}
+		resp, err := cl.LinkDecrypt(ctx, &nodev1.LinkDecryptRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Link: ls, Last: last, Decryptors: decryptors})
+		if err != nil {
+			return callError(err)
+		}
+		if len(resp.GetShares()) != len(cts) {
+			return fmt.Errorf("%d decryption shares for %d sums", len(resp.GetShares()), len(cts))
+		}
+		shares[i] = resp.GetShares()
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("%w: decryption of the payload sums at %s: %v; nothing was released", ErrQueryFailed, decryptors[i], err)
+		}
+	}
+	m := q.plan.Measures()[1]
+	out := make([]int64, len(cts))
+	for cell, ct := range cts {
+		sh := make([]linkage.Point, len(decryptors))
+		for i := range decryptors {
+			if len(shares[i][cell]) != len(sh[i]) {
+				return nil, fmt.Errorf("%w: decryption share of %s for cell %d: %d bytes", ErrQueryFailed, decryptors[i], cell, len(shares[i][cell]))
+			}
+			copy(sh[i][:], shares[i][cell])
+		}
+		v, err := linkage.CombineDecryption(ct, sh)
+		if err != nil {
+			return nil, fmt.Errorf("%w: cell %d: %v", ErrQueryFailed, cell, err)
+		}
+		// The sum is at most every outer element's bound, plus the noise
+		// of every participant far into its tail.
+		elems := len(lists[shape.ListIndex(0, cell)].GetPseudonyms()) / linkage.CiphertextSize
+		bound := float64(elems)*m.PerCell*m.Scale + 12*math.Sqrt(float64(len(ls.Participants)))*m.NodeSigma*m.Scale + 1
+		x, err := linkage.DiscreteLog(v, int64(math.Ceil(bound)))
+		if err != nil {
+			return nil, fmt.Errorf("%w: cell %d: the decrypted sum is out of its range (%v); nothing was released", ErrQueryFailed, cell, err)
+		}
+		out[cell] = x
+	}
+	return out, nil
+}

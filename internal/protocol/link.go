@@ -1,0 +1,447 @@
+package protocol
+
+import (
+	"bytes"
+	"crypto"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/fedstat/fedstat/crypto/linkage"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// The contract of a query across linked agencies (plan.LinkPlan,
+// docs/linkage.md): the messages of the key ceremony's linkage key and of
+// the pseudonym mix, the shape every list must have, and the tally of the
+// mixed lists, which the coordinator and every decryptor compute the same
+// way.
+
+// Envelope kinds of record linkage (wire values: never change one).
+const (
+	KindLinkCommitments = "link-commitments" // a member's Feldman commitments to its linkage-key polynomial
+	KindLinkStage       = "link-stage"       // a mix stage's output
+)
+
+var (
+	linkCommitKind = bytesKind(KindLinkCommitments)
+	linkStageKind  = protoKind[nodev1.LinkStagePayload](KindLinkStage)
+)
+
+// SealLinkCommitments signs node's commitments (concatenated 32-byte
+// points) to its linkage-key polynomial of key epoch epoch.
+func SealLinkCommitments(signer crypto.Signer, epoch uint64, node string, commitments []linkage.Point, now time.Time) (*typesv1.Signed, error) {
+	b := make([]byte, 0, len(commitments)*32)
+	for _, c := range commitments {
+		b = append(b, c[:]...)
+	}
+	return linkCommitKind.seal(signer, queryBinding(EpochQueryID(epoch), epoch, node), b, now)
+}
+
+// OpenLinkCommitments verifies node's linkage-key commitments of epoch and
+// returns them; there must be t of them (the epoch's threshold).
+func OpenLinkCommitments(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node string, t int, w Window) ([]linkage.Point, error) {
+	b, err := linkCommitKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) != 32*t {
+		return nil, fmt.Errorf("%w: %d bytes of commitments, threshold %d needs %d", ErrMalformedPayload, len(b), t, 32*t)
+	}
+	out := make([]linkage.Point, t)
+	for i := range out {
+		copy(out[i][:], b[32*i:])
+	}
+	return out, nil
+}
+
+// linkDealtQueryID binds a linkage-key share to its recipient; it differs
+// from a homomorphic threshold share's, so one cannot stand for the other.
+func linkDealtQueryID(to string) string { return "link-to:" + to }
+
+// SealLinkShare signs the linkage-key share of epoch that from dealt to to
+// (sealed: already encrypted to the recipient).
+func SealLinkShare(signer crypto.Signer, epoch uint64, from, to string, sealed []byte, now time.Time) (*typesv1.Signed, error) {
+	return thresholdKind.seal(signer, queryBinding(linkDealtQueryID(to), epoch, from), sealed, now)
+}
+
+// OpenLinkShare verifies the linkage-key share of epoch that from dealt to
+// to, and returns it (still encrypted to the recipient).
+func OpenLinkShare(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, from, to string, w Window) ([]byte, error) {
+	return thresholdKind.open(pub, s, queryBinding(linkDealtQueryID(to), epoch, from), w)
+}
+
+// SealLinkStage signs stage node node's output of query queryID.
+func SealLinkStage(signer crypto.Signer, queryID string, epoch uint64, node string, p *nodev1.LinkStagePayload, now time.Time) (*typesv1.Signed, error) {
+	return linkStageKind.seal(signer, queryBinding(queryID, epoch, node), p, now)
+}
+
+// OpenLinkStage verifies stage node node's output of query queryID: the
+// signature, the binding, the spec digest, the stage index and stage set,
+// and the lists' shape.
+func OpenLinkStage(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch uint64, node string, w Window, want LinkShape, stage int, stages []string) (*nodev1.LinkStagePayload, error) {
+	p, err := linkStageKind.open(pub, s, queryBinding(queryID, epoch, node), w)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(p.GetSpecDigest(), want.SpecDigest) {
+		return nil, errors.New("it was made for another query spec")
+	}
+	if int(p.GetStage()) != stage || !slices.Equal(p.GetStages(), stages) {
+		return nil, fmt.Errorf("it is stage %d of %v, expected stage %d of %v", p.GetStage(), p.GetStages(), stage, stages)
+	}
+	if err := want.checkLists(p.GetLists(), true); err != nil {
+		return nil, err
+	}
+	if err := want.checkNoise(p.GetNoise(), true); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// LinkShape is what every list of one linked query must be.
+type LinkShape struct {
+	SpecDigest []byte
+	Cells      int  // the plan's cells
+	Filters    int  // len(LinkPlan.Filters)
+	Payload    bool // the outer lists carry payloads
+}
+
+// LinkShapeOf is the shape of the lists of the linked query with spec spec
+// and plan p.
+func LinkShapeOf(spec *typesv1.QuerySpec, p *plan.Plan) LinkShape {
+	return LinkShape{SpecDigest: SpecDigest(spec), Cells: p.Cells(), Filters: len(p.Link.Filters), Payload: p.Link.Payload}
+}
+
+// Lists is the number of lists of a linked query: one per role (the outer
+// table and each filter) and cell.
+func (s LinkShape) Lists() int { return (1 + s.Filters) * s.Cells }
+
+// ListIndex is the position of the list of role and cell in a partial or a
+// stage's output: lists are ordered by cell, then role.
+func (s LinkShape) ListIndex(role, cell int) int { return cell*(1+s.Filters) + role }
+
+// checkLists checks that lists are the query's lists in order, each a whole
+// number of 64-byte ciphertexts, with one payload per pseudonym on the outer
+// lists of a payload query and none elsewhere. merged allows any lengths
+// (a stage's output); a node's partial too.
+func (s LinkShape) checkLists(lists []*nodev1.LinkList, _ bool) error {
+	if len(lists) != s.Lists() {
+		return fmt.Errorf("%d lists, the plan needs %d", len(lists), s.Lists())
+	}
+	for i, l := range lists {
+		cell, role := i/(1+s.Filters), i%(1+s.Filters)
+		if int(l.GetCell()) != cell || int(l.GetRole()) != role {
+			return fmt.Errorf("list %d is role %d cell %d, expected role %d cell %d", i, l.GetRole(), l.GetCell(), role, cell)
+		}
+		if len(l.GetPseudonyms())%linkage.CiphertextSize != 0 {
+			return fmt.Errorf("list %d: %d bytes is not a whole number of %d-byte ciphertexts", i, len(l.GetPseudonyms()), linkage.CiphertextSize)
+		}
+		wantPayload := 0
+		if role == 0 && s.Payload {
+			wantPayload = len(l.GetPseudonyms())
+		}
+		if len(l.GetPayloads()) != wantPayload {
+			return fmt.Errorf("list %d: %d bytes of payloads for %d bytes of pseudonyms (payload query: %v)", i, len(l.GetPayloads()), len(l.GetPseudonyms()), s.Payload)
+		}
+	}
+	return nil
+}
+
+// checkNoise checks the noise ciphertexts: one per cell from a node (none
+// without payload), a whole number per cell after merging.
+func (s LinkShape) checkNoise(noise [][]byte, merged bool) error {
+	if !s.Payload {
+		if len(noise) != 0 {
+			return errors.New("noise ciphertexts on a query without payload")
+		}
+		return nil
+	}
+	if len(noise) != s.Cells {
+		return fmt.Errorf("noise for %d cells, the plan has %d", len(noise), s.Cells)
+	}
+	for c, b := range noise {
+		if (!merged && len(b) != linkage.CiphertextSize) || len(b)%linkage.CiphertextSize != 0 || len(b) == 0 {
+			return fmt.Errorf("noise of cell %d: %d bytes", c, len(b))
+		}
+	}
+	return nil
+}
+
+// OpenLinkPartial runs every check of a linked query's partial: OpenPartial's
+// envelope checks, the spec digest, and the lists' shape.
+func OpenLinkPartial(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch uint64, node string, w Window, want LinkShape) (*nodev1.LinkPartial, error) {
+	payload, err := partialKind.open(pub, s, queryBinding(queryID, epoch, node), w)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(payload.GetSpecDigest(), want.SpecDigest) {
+		return nil, errors.New("it was planned and noised for another query spec (min_nodes, threshold, epsilon, delta or SQL differ)")
+	}
+	l := payload.GetLink()
+	if l == nil || len(payload.GetCiphertexts()) > 0 || len(payload.GetPlaintext()) > 0 {
+		return nil, errors.New("it is not a linked query's partial")
+	}
+	if err := want.checkLists(l.GetLists(), false); err != nil {
+		return nil, err
+	}
+	if err := want.checkNoise(l.GetNoise(), false); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// MergeLinkPartials concatenates the participants' lists (in the order
+// given) into the input of the first mix stage, and their noise
+// ciphertexts cell by cell.
+func MergeLinkPartials(want LinkShape, parts []*nodev1.LinkPartial) ([]*nodev1.LinkList, [][]byte) {
+	lists := make([]*nodev1.LinkList, want.Lists())
+	for i := range lists {
+		lists[i] = &nodev1.LinkList{Cell: int32(i / (1 + want.Filters)), Role: int32(i % (1 + want.Filters))}
+	}
+	var noise [][]byte
+	if want.Payload {
+		noise = make([][]byte, want.Cells)
+	}
+	for _, p := range parts {
+		for i, l := range p.GetLists() {
+			lists[i].Pseudonyms = append(lists[i].Pseudonyms, l.GetPseudonyms()...)
+			lists[i].Payloads = append(lists[i].Payloads, l.GetPayloads()...)
+		}
+		for c, b := range p.GetNoise() {
+			noise[c] = append(noise[c], b...)
+		}
+	}
+	return lists, noise
+}
+
+// LinkPatterns describes the multiplicity patterns of a linked query: a
+// resident's pattern is how many times their pseudonym appears in the outer
+// list of a cell (a, at most the number of outer holders) and in each
+// filter's list (b_i, at most that filter's holders). Every node adds
+// dummies of every pattern but the empty one, so the coordinator's view of
+// the patterns is differentially private.
+type LinkPatterns struct {
+	Outer   int   // holders of the outer table
+	Filters []int // holders of each filter's table
+	Negate  []bool
+}
+
+// LinkPatternsOf reads the patterns of a query from its plan and link spec.
+func LinkPatternsOf(p *plan.Plan, l *nodev1.LinkSpec) LinkPatterns {
+	out := LinkPatterns{Outer: len(l.GetOuterHolders())}
+	for i, f := range p.Link.Filters {
+		n := 0
+		if i < len(l.GetFilterHolders()) {
+			n = len(l.GetFilterHolders()[i].GetNodeIds())
+		}
+		out.Filters = append(out.Filters, n)
+		out.Negate = append(out.Negate, f.Negate)
+	}
+	return out
+}
+
+// Count is the number of patterns, the empty one included (index 0).
+func (lp LinkPatterns) Count() int {
+	n := lp.Outer + 1
+	for _, f := range lp.Filters {
+		n *= f + 1
+	}
+	return n
+}
+
+// Pattern returns the multiplicities of pattern index i: a (outer) and b
+// (filters).
+func (lp LinkPatterns) Pattern(i int) (a int, b []int) {
+	a = i % (lp.Outer + 1)
+	i /= lp.Outer + 1
+	b = make([]int, len(lp.Filters))
+	for k, f := range lp.Filters {
+		b[k] = i % (f + 1)
+		i /= f + 1
+	}
+	return a, b
+}
+
+// Index is the index of pattern (a, b), or -1 when a multiplicity exceeds
+// its holders (a list that no honest set of nodes could have made).
+func (lp LinkPatterns) Index(a int, b []int) int {
+	if a > lp.Outer {
+		return -1
+	}
+	idx, mul := a, lp.Outer+1
+	for k, f := range lp.Filters {
+		if b[k] > f {
+			return -1
+		}
+		idx += b[k] * mul
+		mul *= f + 1
+	}
+	return idx
+}
+
+// Matches reports whether residents of pattern i are in the query's answer:
+// in the outer table, and in (or, negated, not in) every filter.
+func (lp LinkPatterns) Matches(i int) bool {
+	a, b := lp.Pattern(i)
+	if a == 0 {
+		return false
+	}
+	for k := range b {
+		if (b[k] > 0) == lp.Negate[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// MatchingPatterns is the number of non-empty patterns whose residents are
+// in the answer: the number of dummy kinds whose noise a released count
+// carries.
+func (lp LinkPatterns) MatchingPatterns() int {
+	n := 0
+	for i := 1; i < lp.Count(); i++ {
+		if lp.Matches(i) {
+			n++
+		}
+	}
+	return n
+}
+
+// LinkShift is the public number of dummies of each pattern every node adds
+// before its noise: ceil(8σ) for the node noise σ of the plan's match
+// histogram (Measures()[0].NodeSigma), so that the noisy number of dummies
+// is below zero with probability under 1e-15 per draw.
+func LinkShift(p *plan.Plan) int64 {
+	return int64(math.Ceil(8*p.Measures()[0].NodeSigma)) + 1
+}
+
+// LinkPadShift is the public part of the identity padding every node adds
+// to each of its lists: ceil(8·PadSigma).
+func LinkPadShift(p *plan.Plan) int64 {
+	return int64(math.Ceil(8*p.Link.PadSigma)) + 1
+}
+
+// LinkTally is the tally of a query's mixed lists, per cell: how many
+// distinct pseudonyms have each pattern (dummies included, identity
+// padding dropped), and, for a payload query, the sum of the payloads of
+// every outer element whose pseudonym matches.
+type LinkTally struct {
+	Patterns [][]int64                 // [cell][pattern index]
+	Sums     []linkage.ValueCiphertext // [cell]; nil without payload
+}
+
+// TallyLinkLists counts the patterns of the last stage's lists and sums the
+// matching payloads. A pseudonym seen more often than its holders allow is
+// an error naming the cell and list.
+func TallyLinkLists(want LinkShape, lp LinkPatterns, lists []*nodev1.LinkList) (*LinkTally, error) {
+	if err := want.checkLists(lists, true); err != nil {
+		return nil, err
+	}
+	t := &LinkTally{Patterns: make([][]int64, want.Cells)}
+	if want.Payload {
+		t.Sums = make([]linkage.ValueCiphertext, want.Cells)
+	}
+	roles := 1 + want.Filters
+	for cell := 0; cell < want.Cells; cell++ {
+		type count struct {
+			a int
+			b []int
+		}
+		seen := map[linkage.Point]*count{}
+		for role := 0; role < roles; role++ {
+			l := lists[want.ListIndex(role, cell)]
+			ps := l.GetPseudonyms()
+			for i := 0; i < len(ps); i += linkage.CiphertextSize {
+				var ct linkage.Ciphertext
+				copy(ct[:], ps[i:])
+				pt := linkage.Pseudonym(ct)
+				if pt == (linkage.Point{}) {
+					continue // identity padding
+				}
+				c := seen[pt]
+				if c == nil {
+					c = &count{b: make([]int, want.Filters)}
+					seen[pt] = c
+				}
+				if role == 0 {
+					c.a++
+				} else {
+					c.b[role-1]++
+				}
+			}
+		}
+		t.Patterns[cell] = make([]int64, lp.Count())
+		for _, c := range seen {
+			i := lp.Index(c.a, c.b)
+			if i < 0 {
+				return nil, fmt.Errorf("cell %d: a pseudonym appears %d times in the outer list and %v in the filters' lists, more than the holders (%d, %v) can add", cell, c.a, c.b, lp.Outer, lp.Filters)
+			}
+			t.Patterns[cell][i]++
+		}
+		if !want.Payload {
+			continue
+		}
+		outer := lists[want.ListIndex(0, cell)]
+		ps, pays := outer.GetPseudonyms(), outer.GetPayloads()
+		var matched []linkage.ValueCiphertext
+		for i := 0; i < len(ps); i += linkage.CiphertextSize {
+			var ct linkage.Ciphertext
+			copy(ct[:], ps[i:])
+			pt := linkage.Pseudonym(ct)
+			if pt == (linkage.Point{}) {
+				continue
+			}
+			c := seen[pt]
+			if lp.Matches(lp.Index(c.a, c.b)) {
+				var v linkage.ValueCiphertext
+				copy(v[:], pays[i:])
+				matched = append(matched, v)
+			}
+		}
+		sum, err := linkage.AddValues(matched)
+		if err != nil {
+			return nil, fmt.Errorf("cell %d: payloads: %w", cell, err)
+		}
+		t.Sums[cell] = sum
+	}
+	return t, nil
+}
+
+// WithNoise adds the nodes' noise ciphertexts of every cell to the tally's
+// sums: what the decryptors decrypt.
+func (t *LinkTally) WithNoise(noise [][]byte) ([]linkage.ValueCiphertext, error) {
+	out := make([]linkage.ValueCiphertext, len(t.Sums))
+	for cell, sum := range t.Sums {
+		cts := []linkage.ValueCiphertext{sum}
+		b := noise[cell]
+		for i := 0; i < len(b); i += linkage.CiphertextSize {
+			var v linkage.ValueCiphertext
+			copy(v[:], b[i:])
+			cts = append(cts, v)
+		}
+		s, err := linkage.AddValues(cts)
+		if err != nil {
+			return nil, fmt.Errorf("cell %d: noise: %w", cell, err)
+		}
+		out[cell] = s
+	}
+	return out, nil
+}
+
+// LinkCount is the released count of residents of cell from the tally:
+// the matching patterns' counts minus the public shift of every
+// participant's dummies.
+func (t *LinkTally) LinkCount(lp LinkPatterns, cell int, participants int, shift int64) int64 {
+	var n int64
+	for i := 1; i < lp.Count(); i++ {
+		if lp.Matches(i) {
+			n += t.Patterns[cell][i] - int64(participants)*shift
+		}
+	}
+	return n
+}

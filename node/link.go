@@ -1,0 +1,584 @@
+package node
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/crypto/linkage"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/internal/rpc"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/dp"
+	"github.com/fedstat/fedstat/queries/eval"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// A node's side of a query across linked agencies (plan.LinkPlan; the
+// protocol is in docs/linkage.md). Evaluate answers such a query with a
+// link partial (linkPartial): the node's residents of the outer table per
+// cell and of each filter, hashed to the group and encrypted under the
+// epoch's linkage key, with dummies of every multiplicity pattern and
+// identity padding, so that nothing it sends says which of its residents
+// are where. LinkStage mixes (linkStage), LinkDecrypt decrypts payload sums
+// (linkDecrypt).
+
+// LinkSource is a DataSource that can answer queries across linked
+// agencies: Link lists the node's residents of the plan's outer table per
+// cell (with their payload) and of each filter (eval.LinkElements).
+type LinkSource interface {
+	Link(ctx context.Context, p *plan.Plan) (*eval.LinkLocal, error)
+}
+
+// Link implements LinkSource on the current tables.
+func (f TablesFunc) Link(ctx context.Context, p *plan.Plan) (*eval.LinkLocal, error) {
+	return eval.LinkElements(ctx, p, f())
+}
+
+// linkDomain is the hash domain of shared identifiers: the network's
+// identifier system. A patient without one hashes in a domain of its own
+// node, so that it never matches another node's resident.
+func linkDomain(p *plan.Plan) string { return "fedstat/link/v1|" + p.Link.IdentifierSystem }
+
+func localDomain(p *plan.Plan, node string) string { return linkDomain(p) + "|local|" + node }
+
+// checkLinkSpec checks the link part of an evaluate request against the
+// plan and the epoch: participants, stages and holders are distinct
+// members, this node is a participant, the stages are T of them, and the
+// holders the spec counts for the payload's sensitivity are the outer
+// holders listed.
+func checkLinkSpec(e *epochState, self string, p *plan.Plan, l *nodev1.LinkSpec, spec *typesv1.QuerySpec) error {
+	if l == nil {
+		return fmt.Errorf("%w: a query across linked agencies needs its link spec (participants, holders, stages)", ErrBadRequest)
+	}
+	distinctMembers := func(what string, ids []string) error {
+		seen := map[string]bool{}
+		for _, id := range ids {
+			if _, ok := e.member(id); !ok || seen[id] {
+				return fmt.Errorf("%w: link spec: %s %q is not a member of epoch %d or is repeated", ErrBadRequest, what, id, e.Epoch)
+			}
+			seen[id] = true
+		}
+		return nil
+	}
+	if err := distinctMembers("participant", l.GetParticipants()); err != nil {
+		return err
+	}
+	if !slices.Contains(l.GetParticipants(), self) {
+		return fmt.Errorf("%w: link spec: %s is not among the participants", ErrBadRequest, self)
+	}
+	if len(l.GetParticipants()) < int(spec.GetMinNodes()) {
+		return fmt.Errorf("%w: link spec: %d participants, min_nodes is %d", ErrBadRequest, len(l.GetParticipants()), spec.GetMinNodes())
+	}
+	in := func(what string, ids []string) error {
+		if err := distinctMembers(what, ids); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if !slices.Contains(l.GetParticipants(), id) {
+				return fmt.Errorf("%w: link spec: %s %s is not a participant", ErrBadRequest, what, id)
+			}
+		}
+		return nil
+	}
+	if err := in("stage", l.GetStages()); err != nil {
+		return err
+	}
+	if len(l.GetStages()) != linkStages(e) {
+		return fmt.Errorf("%w: link spec: %d stages, epoch %d needs %d", ErrBadRequest, len(l.GetStages()), e.Epoch, linkStages(e))
+	}
+	if err := in("outer holder", l.GetOuterHolders()); err != nil {
+		return err
+	}
+	if len(l.GetFilterHolders()) != len(p.Link.Filters) {
+		return fmt.Errorf("%w: link spec: holders for %d filters, the query has %d", ErrBadRequest, len(l.GetFilterHolders()), len(p.Link.Filters))
+	}
+	for i, h := range l.GetFilterHolders() {
+		if err := in(fmt.Sprintf("holder of filter %d", i+1), h.GetNodeIds()); err != nil {
+			return err
+		}
+	}
+	if p.Link.Payload && int(spec.GetLinkHolders()) < len(l.GetOuterHolders()) {
+		return fmt.Errorf("%w: link spec: the spec counts %d holders of %s for the payload's sensitivity, the link spec lists %d",
+			ErrBadRequest, spec.GetLinkHolders(), p.Link.Outer, len(l.GetOuterHolders()))
+	}
+	return nil
+}
+
+// linkStages is the number of mix stages of epoch e: its threshold (every
+// member when T = N), so that T-1 colluding members never hold every
+// stage's secret exponent and permutation.
+func linkStages(e *epochState) int { return min(e.Threshold, len(e.Members)) }
+
+// errNotHolder reports a node whose data the link spec misplaces.
+var errNotHolder = errors.New("holder list")
+
+// linkPartial evaluates a linked query on the local data and returns the
+// signed link partial (stored by the ledger with the debit, like a
+// partial, so a re-delivered request gets the same lists and never a fresh
+// draw of dummies).
+func (n *Node) linkPartial(ctx context.Context, e *epochState, queryID string, spec *typesv1.QuerySpec, ls *nodev1.LinkSpec, p *plan.Plan) ([]byte, error) {
+	if e.Link == nil {
+		return nil, fmt.Errorf("%w: key epoch %d has no linkage key (it was made by an older version); the operator must run a new key ceremony (fedstat admin rekey)", ErrBadRequest, e.Epoch)
+	}
+	src, ok := n.cfg.Data.(LinkSource)
+	if !ok {
+		return nil, fmt.Errorf("%w: this node's data source (%T) cannot answer queries across linked agencies", ErrPolicy, n.cfg.Data)
+	}
+	local, err := src.Link(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	holds := local.Outer != nil
+	if holds != slices.Contains(ls.GetOuterHolders(), n.id) && (holds && hasEntries(local.Outer)) {
+		return nil, fmt.Errorf("%w: %w: %s holds rows of %s but the coordinator did not list it as a holder; its residents would be missed and the sensitivity understated",
+			ErrBadRequest, errNotHolder, n.id, p.Link.Outer)
+	}
+	for i, f := range local.Filters {
+		if len(f) > 0 && !slices.Contains(ls.GetFilterHolders()[i].GetNodeIds(), n.id) {
+			return nil, fmt.Errorf("%w: %w: %s holds rows of %s but the coordinator did not list it as a holder",
+				ErrBadRequest, errNotHolder, n.id, p.Link.Filters[i].Table)
+		}
+	}
+	if rho := n.cfg.Policy.cohortRho(p); rho > 0 && holds {
+		// The minimum cohort, on this node's outer residents: decided on a
+		// noisy count (σ = G/√(2ρ), charged with the query) as for a
+		// partial, and stored as a refusal.
+		var count float64
+		for _, c := range local.Outer {
+			count += float64(len(c))
+		}
+		sigma := float64(p.MaxGroupsPerPatient()) / math.Sqrt(2*rho)
+		z, err := dp.IntGaussian(sigma, 1)
+		if err != nil {
+			return nil, err
+		}
+		if count+float64(z[0]) < float64(n.cfg.Policy.MinCohort) {
+			return []byte(fmt.Sprintf("%sthe cohort at %s is below its minimum of %d (decided on a noisy count, sd %.3g; the check is charged)",
+				refusalPrefix, n.id, n.cfg.Policy.MinCohort, sigma)), nil
+		}
+	}
+	shape := protocol.LinkShapeOf(spec, p)
+	lp := protocol.LinkPatternsOf(p, ls)
+	cells, roles := p.Cells(), 1+len(p.Link.Filters)
+	pts := make([][]linkage.Point, shape.Lists())
+	var vals [][]int64
+	if p.Link.Payload {
+		vals = make([][]int64, shape.Lists())
+	}
+	scale := 1.0
+	if p.Link.Payload {
+		scale = p.Measures()[1].Scale
+	}
+	hash := func(k eval.LinkKey) linkage.Point {
+		if k.Shared {
+			return linkage.HashIdentifier(linkDomain(p), k.Key)
+		}
+		return linkage.HashIdentifier(localDomain(p, n.id), k.Key)
+	}
+	// The node's own residents.
+	for c, entries := range local.Outer {
+		i := shape.ListIndex(0, c)
+		for _, en := range entries {
+			pts[i] = append(pts[i], hash(en.LinkKey))
+			if vals != nil {
+				vals[i] = append(vals[i], int64(math.Round(en.Value*scale)))
+			}
+		}
+	}
+	for f, keys := range local.Filters {
+		hashed := make([]linkage.Point, len(keys))
+		for j, k := range keys {
+			hashed[j] = hash(k)
+		}
+		for c := 0; c < cells; c++ {
+			i := shape.ListIndex(f+1, c)
+			pts[i] = append(pts[i], hashed...)
+		}
+	}
+	// Dummies: for every cell and every non-empty pattern (a, b), the
+	// public shift plus this node's noise, each a fresh random point in a
+	// outer lists and b_i lists of filter i.
+	shift := protocol.LinkShift(p)
+	noise, err := dp.LinkDummies(p, cells*(lp.Count()-1))
+	if err != nil {
+		return nil, err
+	}
+	for c := 0; c < cells; c++ {
+		for pat := 1; pat < lp.Count(); pat++ {
+			count := max(0, shift+noise[c*(lp.Count()-1)+pat-1])
+			a, b := lp.Pattern(pat)
+			for range count {
+				d := linkage.RandomPoint()
+				for range a {
+					i := shape.ListIndex(0, c)
+					pts[i] = append(pts[i], d)
+					if vals != nil {
+						vals[i] = append(vals[i], 0)
+					}
+				}
+				for f, bf := range b {
+					i := shape.ListIndex(f+1, c)
+					for range bf {
+						pts[i] = append(pts[i], d)
+					}
+				}
+			}
+		}
+	}
+	// Padding: encryptions of the identity, which the coordinator drops,
+	// so that the length of each list is this node's noisy number.
+	pads, err := dp.LinkPadding(p, shape.Lists())
+	if err != nil {
+		return nil, err
+	}
+	padShift := protocol.LinkPadShift(p)
+	for i := range pts {
+		for range max(0, padShift+pads[i]) {
+			pts[i] = append(pts[i], linkage.Point{})
+			if vals != nil && i%roles == 0 {
+				vals[i] = append(vals[i], 0)
+			}
+		}
+	}
+	out := &nodev1.LinkPartial{}
+	for i := range pts {
+		var v []int64
+		if vals != nil && i%roles == 0 {
+			v = vals[i]
+		}
+		shuffleLinked(pts[i], v)
+		l := &nodev1.LinkList{Cell: int32(i / roles), Role: int32(i % roles)}
+		cts, err := linkage.EncryptPoints(e.Link.X, pts[i])
+		if err != nil {
+			return nil, err
+		}
+		l.Pseudonyms = joinCiphertexts(cts)
+		if v != nil {
+			vcts, err := linkage.EncryptValues(e.Link.X, v)
+			if err != nil {
+				return nil, err
+			}
+			l.Payloads = joinValueCiphertexts(vcts)
+		}
+		out.Lists = append(out.Lists, l)
+	}
+	if p.Link.Payload {
+		ns, err := dp.LinkPayloadNoise(p)
+		if err != nil {
+			return nil, err
+		}
+		vcts, err := linkage.EncryptValues(e.Link.X, ns)
+		if err != nil {
+			return nil, err
+		}
+		for _, ct := range vcts {
+			out.Noise = append(out.Noise, ct[:])
+		}
+	}
+	payload := &nodev1.PartialPayload{SpecDigest: protocol.SpecDigest(spec), Link: out}
+	signed, err := protocol.SealPartial(n.cfg.Identity.Key, queryID, e.Epoch, n.id, payload, n.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(signed)
+}
+
+func hasEntries(o [][]eval.LinkEntry) bool {
+	for _, c := range o {
+		if len(c) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// shuffleLinked permutes pts (and vals with it, when not nil) uniformly at
+// random, from a ChaCha8 stream keyed by crypto/rand.
+func shuffleLinked(pts []linkage.Point, vals []int64) {
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		panic(err)
+	}
+	r := rand.New(rand.NewChaCha8(seed))
+	r.Shuffle(len(pts), func(i, j int) {
+		pts[i], pts[j] = pts[j], pts[i]
+		if vals != nil {
+			vals[i], vals[j] = vals[j], vals[i]
+		}
+	})
+}
+
+func joinCiphertexts(cts []linkage.Ciphertext) []byte {
+	b := make([]byte, 0, len(cts)*linkage.CiphertextSize)
+	for _, c := range cts {
+		b = append(b, c[:]...)
+	}
+	return b
+}
+
+func joinValueCiphertexts(cts []linkage.ValueCiphertext) []byte {
+	b := make([]byte, 0, len(cts)*linkage.CiphertextSize)
+	for _, c := range cts {
+		b = append(b, c[:]...)
+	}
+	return b
+}
+
+func splitCiphertexts(b []byte) []linkage.Ciphertext {
+	out := make([]linkage.Ciphertext, len(b)/linkage.CiphertextSize)
+	for i := range out {
+		copy(out[i][:], b[i*linkage.CiphertextSize:])
+	}
+	return out
+}
+
+func splitValueCiphertexts(b []byte) []linkage.ValueCiphertext {
+	out := make([]linkage.ValueCiphertext, len(b)/linkage.CiphertextSize)
+	for i := range out {
+		copy(out[i][:], b[i*linkage.CiphertextSize:])
+	}
+	return out
+}
+
+// linkRequest is what a LinkStage or LinkDecrypt call is about, checked.
+type linkRequest struct {
+	e      *epochState
+	p      *plan.Plan
+	shape  protocol.LinkShape
+	points []uint64 // Shamir points of the stages (or decryptors), in order
+}
+
+// openLinkRequest checks the query of a LinkStage or LinkDecrypt call: the
+// epoch, the plan of the spec (a linked plan), the link spec, and that this
+// node is among set (the stages or the decryptors), which must be T
+// distinct members.
+func (n *Node) openLinkRequest(ctx context.Context, call, queryID string, epoch uint64, spec *typesv1.QuerySpec, ls *nodev1.LinkSpec, set []string) (*linkRequest, error) {
+	e, err := n.releaseEpoch(ctx, call, queryID, epoch)
+	if err != nil {
+		return nil, err
+	}
+	if e.Link == nil {
+		return nil, fmt.Errorf("%w: key epoch %d has no linkage key", ErrBadRequest, e.Epoch)
+	}
+	preq, err := planRequest(spec)
+	if err != nil {
+		return nil, err
+	}
+	p, err := plan.Build(preq, n.cfg.Catalogue)
+	if err != nil {
+		return nil, err
+	}
+	if p.Link == nil {
+		return nil, fmt.Errorf("%w: %s of %s: not a query across linked agencies", ErrBadRequest, call, queryID)
+	}
+	// Stages and decryptors are participants (the coordinator picks
+	// them among the nodes that sent a partial).
+	if err := checkLinkSpec(e, n.id, p, ls, spec); err != nil {
+		return nil, err
+	}
+	points, err := checkDecryptors(e, n.id, set)
+	if err != nil {
+		return nil, err
+	}
+	return &linkRequest{e: e, p: p, shape: protocol.LinkShapeOf(spec, p), points: points}, nil
+}
+
+// staged remembers the queries this node has mixed, per stage, so that it
+// mixes each stage of a query once (a second output of one stage under
+// another exponent would be a second partial decryption of the same lists).
+type stagedSet struct {
+	mu   sync.Mutex
+	done map[string]bool
+}
+
+func (s *stagedSet) claim(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done == nil {
+		s.done = map[string]bool{}
+	}
+	if s.done[key] {
+		return false
+	}
+	s.done[key] = true
+	return true
+}
+
+// linkStage runs this node's stage of the mix of a linked query.
+func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*nodev1.LinkStageResponse, error) {
+	qid := req.GetQueryId()
+	ls := req.GetLink()
+	stages := ls.GetStages()
+	k := int(req.GetStage())
+	if k < 0 || k >= len(stages) || stages[k] != n.id {
+		return nil, fmt.Errorf("%w: stage %d of %s is not this node's (stages %v)", ErrBadRequest, k, qid, stages)
+	}
+	r, err := n.openLinkRequest(ctx, "link stage", qid, req.GetEpoch(), req.GetSpec(), ls, stages)
+	if err != nil {
+		return nil, err
+	}
+	var lists []*nodev1.LinkList
+	var noise [][]byte
+	if k == 0 {
+		// The participants' partials, each checked, merged in the
+		// participants' order.
+		parts := make([]*nodev1.LinkPartial, 0, len(ls.GetParticipants()))
+		got := map[string]*typesv1.Signed{}
+		for _, s := range req.GetPartials() {
+			got[s.GetNodeId()] = s.GetSigned()
+		}
+		for _, id := range ls.GetParticipants() {
+			s, ok := got[id]
+			if !ok {
+				return nil, fmt.Errorf("%w: link stage of %s: no partial from participant %s", ErrBadRequest, qid, id)
+			}
+			m, _ := r.e.member(id)
+			lp, err := protocol.OpenLinkPartial(m.Cert.PublicKey, s, qid, r.e.Epoch, id, n.window(nil), r.shape)
+			if err != nil {
+				return nil, fmt.Errorf("%w: link stage of %s: partial of %s: %v", ErrBadRequest, qid, id, err)
+			}
+			parts = append(parts, lp)
+		}
+		lists, noise = protocol.MergeLinkPartials(r.shape, parts)
+	} else {
+		prev := req.GetPrevious()
+		if prev.GetNodeId() != stages[k-1] {
+			return nil, fmt.Errorf("%w: link stage %d of %s: the input is from %s, not stage %d (%s)", ErrBadRequest, k, qid, prev.GetNodeId(), k-1, stages[k-1])
+		}
+		m, _ := r.e.member(prev.GetNodeId())
+		out, err := protocol.OpenLinkStage(m.Cert.PublicKey, prev.GetSigned(), qid, r.e.Epoch, prev.GetNodeId(), n.window(nil), r.shape, k-1, stages)
+		if err != nil {
+			return nil, fmt.Errorf("%w: link stage %d of %s: output of stage %d: %v", ErrBadRequest, k, qid, k-1, err)
+		}
+		lists, noise = out.GetLists(), out.GetNoise()
+	}
+	if !n.staged.claim(fmt.Sprintf("%s/%d", qid, k)) {
+		return nil, fmt.Errorf("%w: stage %d of %s was mixed by this node already", ErrReplayed, k, qid)
+	}
+	w, err := n.linkWeight(r.e, r.points)
+	if err != nil {
+		return nil, err
+	}
+	roles := 1 + r.shape.Filters
+	for c := 0; c < r.shape.Cells; c++ {
+		// One exponent per cell: a cell's lists must meet under the same
+		// one, and no two cells' pseudonyms of one resident are equal.
+		key := linkage.RandomScalar()
+		group := make([][]linkage.Ciphertext, roles)
+		var payloads [][]linkage.ValueCiphertext
+		if r.shape.Payload {
+			payloads = make([][]linkage.ValueCiphertext, roles)
+		}
+		for role := range roles {
+			l := lists[r.shape.ListIndex(role, c)]
+			group[role] = splitCiphertexts(l.GetPseudonyms())
+			if r.shape.Payload && role == 0 {
+				payloads[role] = splitValueCiphertexts(l.GetPayloads())
+			}
+		}
+		if err := linkage.Stage(key, w, r.e.Link.X, group, payloads); err != nil {
+			return nil, fmt.Errorf("%w: link stage %d of %s, cell %d: %v", ErrBadRequest, k, qid, c, err)
+		}
+		for role := range roles {
+			i := r.shape.ListIndex(role, c)
+			nl := &nodev1.LinkList{Cell: int32(c), Role: int32(role), Pseudonyms: joinCiphertexts(group[role])}
+			if payloads != nil && payloads[role] != nil {
+				nl.Payloads = joinValueCiphertexts(payloads[role])
+			}
+			lists[i] = nl
+		}
+	}
+	out := &nodev1.LinkStagePayload{Stage: uint32(k), Stages: stages, Lists: lists, Noise: noise, SpecDigest: r.shape.SpecDigest}
+	signed, err := protocol.SealLinkStage(n.cfg.Identity.Key, qid, r.e.Epoch, n.id, out, n.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	n.record(ctx, "coordinator", "link.stage", qid, map[string]any{"stage": k, "lists": len(lists)})
+	return &nodev1.LinkStageResponse{Output: signed}, nil
+}
+
+// linkWeight is this node's linkage-key share weighted by its Lagrange
+// coefficient in the set of points (w = λ·s).
+func (n *Node) linkWeight(e *epochState, points []uint64) (linkage.Scalar, error) {
+	share, err := n.loadLinkShare(e)
+	if err != nil {
+		return linkage.Scalar{}, err
+	}
+	self, _ := e.member(n.id)
+	return linkage.Weighted(share, points, self.Point)
+}
+
+// linkDecrypt returns this node's decryption shares of the payload sums of
+// a linked query, which it tallies itself from the last stage's signed
+// output: it decrypts those sums and nothing else.
+func (n *Node) linkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) (*nodev1.LinkDecryptResponse, error) {
+	qid := req.GetQueryId()
+	ls := req.GetLink()
+	r, err := n.openLinkRequest(ctx, "link decrypt", qid, req.GetEpoch(), req.GetSpec(), ls, req.GetDecryptors())
+	if err != nil {
+		return nil, err
+	}
+	if !r.shape.Payload {
+		return nil, fmt.Errorf("%w: %s has no payload to decrypt", ErrBadRequest, qid)
+	}
+	stages := ls.GetStages()
+	last := req.GetLast()
+	if last.GetNodeId() != stages[len(stages)-1] {
+		return nil, fmt.Errorf("%w: link decrypt of %s: the lists are from %s, not the last stage %s", ErrBadRequest, qid, last.GetNodeId(), stages[len(stages)-1])
+	}
+	m, _ := r.e.member(last.GetNodeId())
+	out, err := protocol.OpenLinkStage(m.Cert.PublicKey, last.GetSigned(), qid, r.e.Epoch, last.GetNodeId(), n.window(nil), r.shape, len(stages)-1, stages)
+	if err != nil {
+		return nil, fmt.Errorf("%w: link decrypt of %s: last stage's output: %v", ErrBadRequest, qid, err)
+	}
+	tally, err := protocol.TallyLinkLists(r.shape, protocol.LinkPatternsOf(r.p, ls), out.GetLists())
+	if err != nil {
+		return nil, fmt.Errorf("%w: link decrypt of %s: %v", ErrBadRequest, qid, err)
+	}
+	sums, err := tally.WithNoise(out.GetNoise())
+	if err != nil {
+		return nil, err
+	}
+	w, err := n.linkWeight(r.e, r.points)
+	if err != nil {
+		return nil, err
+	}
+	resp := &nodev1.LinkDecryptResponse{}
+	for _, s := range sums {
+		sh, err := linkage.DecryptShare(w, s)
+		if err != nil {
+			return nil, err
+		}
+		resp.Shares = append(resp.Shares, sh[:])
+	}
+	n.record(ctx, "coordinator", "link.decrypt", qid, map[string]any{"cells": len(sums)})
+	return resp, nil
+}
+
+// linkShareName is the keystore name of this node's linkage-key share of
+// an epoch.
+func linkShareName(epoch uint64) string { return secretName(epoch) + "-link" }
+
+// loadLinkShare reads this node's linkage-key share of e.
+func (n *Node) loadLinkShare(e *epochState) (linkage.Scalar, error) {
+	var s linkage.Scalar
+	b, err := n.keys.Get(linkShareName(e.Epoch))
+	if err != nil {
+		return s, fmt.Errorf("%w: linkage-key share of epoch %d: %v", ErrKeysUnavailable, e.Epoch, err)
+	}
+	if len(b) != len(s) {
+		return s, fmt.Errorf("%w: linkage-key share of epoch %d: %d bytes", ErrKeysUnavailable, e.Epoch, len(b))
+	}
+	copy(s[:], b)
+	return s, nil
+}
