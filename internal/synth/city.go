@@ -72,9 +72,13 @@ const (
 	CitySQLDiabetics          = "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code LIKE 'E11%'"
 	CitySQLDiabeticDeaths2023 = "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code LIKE 'E11%' AND patient_id IN (SELECT patient_id FROM deaths WHERE death_date BETWEEN '2023-01-01' AND '2023-12-31')"
 	CitySQLDiabeticClaims     = "SELECT SUM(CLAMP(amount, 0, 100000)) FROM claims WHERE patient_id IN (SELECT patient_id FROM conditions WHERE code LIKE 'E11%')"
-	CitySQLDeathsByYear       = "SELECT year(death_date) AS year, COUNT(DISTINCT patient_id) FROM deaths WHERE death_date BETWEEN '2019-01-01' AND '2025-12-31' AND patient_id IN (SELECT patient_id FROM conditions WHERE code LIKE 'E11%') GROUP BY year"
-	CitySQLDiabeticsByRegion  = "SELECT region, COUNT(DISTINCT patient_id) FROM conditions WHERE code LIKE 'E11%' GROUP BY region"
-	CitySQLCOVIDWinter2023    = "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = 'U07.1' AND onset_date BETWEEN '2023-11-01' AND '2024-03-31'"
+	// CitySQLDiabeticClaimsAllRows is Q3 with every claim row counted: a
+	// study query's rows per patient are bounded by WITH max_rows (default
+	// 5, the catalogue's MaxRowsPerPatient), not by rows_per_patient alone.
+	CitySQLDiabeticClaimsAllRows = CitySQLDiabeticClaims + " WITH max_rows = 60"
+	CitySQLDeathsByYear          = "SELECT year(death_date) AS year, COUNT(DISTINCT patient_id) FROM deaths WHERE death_date BETWEEN '2019-01-01' AND '2025-12-31' AND patient_id IN (SELECT patient_id FROM conditions WHERE code LIKE 'E11%') GROUP BY year"
+	CitySQLDiabeticsByRegion     = "SELECT region, COUNT(DISTINCT patient_id) FROM conditions WHERE code LIKE 'E11%' GROUP BY region"
+	CitySQLCOVIDWinter2023       = "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = 'U07.1' AND onset_date BETWEEN '2023-11-01' AND '2024-03-31'"
 )
 
 // CityConfig configures City.
@@ -188,6 +192,11 @@ type CityAnswers struct {
 	// DiabeticClaimsFen answers CitySQLDiabeticClaims (Q3) in fen
 	// (hundredths of a yuan), exactly; DiabeticClaims is it in yuan.
 	DiabeticClaimsFen int64 `json:"diabetic_claims_fen"`
+	// DiabeticClaimsFirst5Fen is Q3 over the first 5 claim rows of each
+	// resident (in file order, by service date): what CitySQLDiabeticClaims
+	// evaluates to on the insurer's node today, where a query without WITH
+	// max_rows keeps at most 5 rows per patient.
+	DiabeticClaimsFirst5Fen int64 `json:"diabetic_claims_first5_fen"`
 	// DiabeticDeathsByYear answers CitySQLDeathsByYear (Q4): every year
 	// 2019..2025, zeros included.
 	DiabeticDeathsByYear map[string]int `json:"diabetic_deaths_by_year"`
@@ -230,7 +239,10 @@ func (a *CityAnswers) Queries() []CityQuery {
 		{Name: "Q1-naive", SQL: CitySQLDiabetics, Value: v(float64(a.DiabeticsNaive)), Groups: naive,
 			Note: "without linkage: the sum of each hospital's own distinct count (groups: per hospital); a resident known to several hospitals counts once per hospital"},
 		{Name: "Q2", SQL: CitySQLDiabeticDeaths2023, Value: v(float64(a.DiabeticDeaths2023))},
-		{Name: "Q3", SQL: CitySQLDiabeticClaims, Value: v(a.DiabeticClaims()), Note: "yuan; every claim row clamped to [0, 100000]"},
+		{Name: "Q3", SQL: CitySQLDiabeticClaims, Value: v(a.DiabeticClaims()), Note: "yuan; every claim row clamped to [0, 100000] and counted (see Q3-all-rows and Q3-first-5-rows)"},
+		{Name: "Q3-all-rows", SQL: CitySQLDiabeticClaimsAllRows, Value: v(a.DiabeticClaims()), Note: "Q3 as the query language counts every row (no resident has more than 60 claims)"},
+		{Name: "Q3-first-5-rows", SQL: CitySQLDiabeticClaims, Value: v(float64(a.DiabeticClaimsFirst5Fen) / 100),
+			Note: "Q3 with the default bound of 5 rows per patient (max_rows): the first 5 claims of each resident in file order"},
 		{Name: "Q4", SQL: CitySQLDeathsByYear, Groups: g(a.DiabeticDeathsByYear)},
 		{Name: "Q5", SQL: CitySQLDiabeticsByRegion, Groups: g(a.DiabeticsByRegion)},
 		{Name: "Q6", SQL: CitySQLCOVIDWinter2023, Value: v(float64(a.COVIDWinter2023))},
@@ -293,7 +305,10 @@ func (c *cityGen) run(write func(*cityChunk) error) (*CityAnswers, error) {
 	err := inOrder(nChunks, c.chunk, func(ch *cityChunk) error {
 		total.add(&ch.tally)
 		err := write(ch)
-		c.pool.Put(ch)
+		select {
+		case c.free <- ch:
+		default:
+		}
 		return err
 	})
 	if err != nil {
@@ -542,7 +557,7 @@ type cityTally struct {
 	patients, visitorsAt, conditions, encounters, dmAt []int
 	deaths, insured, claims, claimsAbove, capped       int
 	dm, dmDeaths2023, covidWinter                      int
-	dmClaimsFen                                        int64
+	dmClaimsFen, dmClaims5Fen                          int64
 	dmDeathsByYear                                     [7]int // 2019..2025
 	dmByRegion                                         []int
 }
@@ -585,6 +600,7 @@ func (t *cityTally) add(o *cityTally) {
 	t.dmDeaths2023 += o.dmDeaths2023
 	t.covidWinter += o.covidWinter
 	t.dmClaimsFen += o.dmClaimsFen
+	t.dmClaims5Fen += o.dmClaims5Fen
 	for y := range t.dmDeathsByYear {
 		t.dmDeathsByYear[y] += o.dmDeathsByYear[y]
 	}
@@ -597,7 +613,7 @@ func (t *cityTally) answers(cfg CityConfig) *CityAnswers {
 	a := &CityAnswers{
 		Config: cfg, Residents: t.residents, Visitors: t.visitors, ResidentsByHospitals: t.byHospitals,
 		Deaths: t.deaths, Insured: t.insured, Claims: t.claims, ClaimsAboveMax: t.claimsAbove, ClaimantsCapped: t.capped,
-		Diabetics: t.dm, DiabeticDeaths2023: t.dmDeaths2023, DiabeticClaimsFen: t.dmClaimsFen, COVIDWinter2023: t.covidWinter,
+		Diabetics: t.dm, DiabeticDeaths2023: t.dmDeaths2023, DiabeticClaimsFen: t.dmClaimsFen, DiabeticClaimsFirst5Fen: t.dmClaims5Fen, COVIDWinter2023: t.covidWinter,
 		DiabeticDeathsByYear: map[string]int{}, DiabeticsByRegion: map[string]int{},
 	}
 	for h := range t.patients {

@@ -3,15 +3,15 @@ package synth
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
-	"sync"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 )
 
 // cityGen holds a city's configuration and the tables derived from it. It
-// is read-only after newCityGen (but for pool) and shared by the workers.
+// is read-only after newCityGen (but for the free list) and shared by the workers.
 type cityGen struct {
 	cfg          CityConfig
 	regionCum    []float64
@@ -20,8 +20,8 @@ type cityGen struct {
 	waves        []wave
 	mrnMod       uint64 // 10^mrnDigits
 	mrnDigits    int
-	pVisitor     []float64 // per hospital, per resident index
-	pool         sync.Pool
+	pVisitor     []float64       // per hospital, per resident index
+	free         chan *cityChunk // chunks to reuse, so their buffers keep their capacity
 	mrnSystems   []string
 }
 
@@ -81,10 +81,7 @@ func newCityGen(cfg CityConfig) *cityGen {
 	for h := range H {
 		c.mrnSystems = append(c.mrnSystems, "urn:fedstat:synth:hospital-"+strconv.Itoa(h+1)+":mrn")
 	}
-	c.pool.New = func() any {
-		t := newCityTally(cfg)
-		return &cityChunk{bufs: make([][]byte, fileHospitals+3*H), tally: t}
-	}
+	c.free = make(chan *cityChunk, runtime.GOMAXPROCS(0)+4)
 	return c
 }
 
@@ -153,7 +150,12 @@ func appendPadded(b []byte, v uint64, digits int) []byte {
 }
 
 func (c *cityGen) chunk(k int) *cityChunk {
-	ch := c.pool.Get().(*cityChunk)
+	var ch *cityChunk
+	select {
+	case ch = <-c.free:
+	default:
+		ch = &cityChunk{bufs: make([][]byte, fileHospitals+3*c.cfg.Hospitals), tally: newCityTally(c.cfg)}
+	}
 	for i := range ch.bufs {
 		ch.bufs[i] = ch.bufs[i][:0]
 	}
@@ -779,7 +781,7 @@ func (p *cityPerson) claimsOf() {
 		}
 		p.claims = p.claims[:ClaimsRowsPerPatient]
 	}
-	slices.SortStableFunc(p.claims, func(a, b claim) int { return int(a.date - b.date) })
+	slices.SortFunc(p.claims, func(a, b claim) int { return int(a.date - b.date) })
 	b := p.ch.bufs[fileClaims]
 	for n, cl := range p.claims {
 		b = append(b, 'C')
@@ -803,6 +805,9 @@ func (p *cityPerson) claimsOf() {
 		}
 		if p.dmRecorded {
 			t.dmClaimsFen += min(cl.fen, ClaimAmountMax*100)
+			if n < 5 {
+				t.dmClaims5Fen += min(cl.fen, ClaimAmountMax*100)
+			}
 		}
 	}
 	p.ch.bufs[fileClaims] = b

@@ -332,7 +332,7 @@ func TestCityAnswersFromFiles(t *testing.T) {
 
 	// Insurer.
 	perResident := map[string]int{}
-	var q3 int64
+	var q3, q3first5 int64
 	above := 0
 	claimIDs := map[string]bool{}
 	readCityCSV(t, filepath.Join(dir, "insurer", "claims.csv"), claimsHeader, func(r []string) {
@@ -353,6 +353,9 @@ func TestCityAnswersFromFiles(t *testing.T) {
 		}
 		if dm[r[1]] {
 			q3 += min(a, ClaimAmountMax*100)
+			if perResident[r[1]] <= 5 {
+				q3first5 += min(a, ClaimAmountMax*100)
+			}
 		}
 	})
 	most := 0
@@ -393,6 +396,7 @@ func TestCityAnswersFromFiles(t *testing.T) {
 	check("Q1 naive", naive, ans.DiabeticsNaive)
 	check("Q2", q2, ans.DiabeticDeaths2023)
 	check("Q3", q3, ans.DiabeticClaimsFen)
+	check("Q3 first 5 rows", q3first5, ans.DiabeticClaimsFirst5Fen)
 	check("Q4", byYear, ans.DiabeticDeathsByYear)
 	check("Q5", byRegion, ans.DiabeticsByRegion)
 	check("Q6", len(covidWinter), ans.COVIDWinter2023)
@@ -414,7 +418,7 @@ func TestCityAnswersFromFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("answers.json", aj.Queries, ans.Queries())
-	if *aj.Queries[3].Value != float64(q3)/100 || aj.Queries[0].SQL != CitySQLDiabetics {
+	if *aj.Queries[3].Value != float64(q3)/100 || *aj.Queries[4].Value != float64(q3)/100 || aj.Queries[0].SQL != CitySQLDiabetics {
 		t.Errorf("answers.json: Q3 %v, want %v", *aj.Queries[3].Value, float64(q3)/100)
 	}
 
