@@ -185,7 +185,7 @@ byte-identical files. docs/synth.md describes the model.`,
 			fmt.Fprintln(w, "exact answers (answers.json):")
 			for _, q := range a.Queries() {
 				if q.Value != nil {
-					fmt.Fprintf(w, "  %-9s %s\n", q.Name, strconv.FormatFloat(*q.Value, 'f', -1, 64))
+					fmt.Fprintf(w, "  %-16s %s\n", q.Name, strconv.FormatFloat(*q.Value, 'f', -1, 64))
 					continue
 				}
 				keys := make([]string, 0, len(q.Groups))
@@ -197,7 +197,7 @@ byte-identical files. docs/synth.md describes the model.`,
 				for _, k := range keys {
 					parts = append(parts, k+"="+strconv.FormatFloat(q.Groups[k], 'f', -1, 64))
 				}
-				fmt.Fprintf(w, "  %-9s %s\n", q.Name, strings.Join(parts, " "))
+				fmt.Fprintf(w, "  %-16s %s\n", q.Name, strings.Join(parts, " "))
 			}
 			return nil
 		},
