@@ -1,7 +1,10 @@
 // Package synth generates realistic synthetic records in the common data model
 // (package cdm), deterministically from a seed, for demos, tests and
 // benchmarks; and converts the FluSight weekly influenza admissions into
-// patient-level records, one node per state (see FluSight).
+// patient-level records, one node per state (see FluSight); and writes a
+// synthetic city seen by hospitals, a death registry and an insurer that
+// share a resident identifier, with the exact answers of linked queries
+// (see City).
 //
 // # The synthetic population
 //
