@@ -226,12 +226,18 @@ func (ev *evaluator) cellIndex(tb *cdm.Table) (cellOf func(int) int, rowLevel bo
 // its unit, and the row is among the first R rows of its unit in c. first
 // is set on the unit's first row in c. The unit of a row is its patient
 // (unit nil) or unit[patient] < nunits (eval.LinkElements: the resident,
-// so that two local patients of one resident share one bound). It honours
+// so that two local patients of one resident share one bound; cells are
+// then always counted per unit, as for row-level keys). It honours
 // ev.ctx every 65,536 rows.
 func (ev *evaluator) walkBounded(tb *cdm.Table, rows bitset, unit []uint32, nunits int, f func(r, c int, u uint32, first bool)) error {
 	cellOf, rowLevel, err := ev.cellIndex(tb)
 	if err != nil {
 		return err
+	}
+	if unit != nil {
+		// Patients merged into one unit may disagree on a patient
+		// attribute (two hospitals, two regions): count cells per unit.
+		rowLevel = true
 	}
 	p := ev.p
 	G, R := uint32(p.MaxGroupsPerPatient()), uint32(p.MaxRowsPerPatient())
