@@ -338,3 +338,29 @@ func TestLinkCellsAsBefore(t *testing.T) {
 		t.Error("the linked and the local plan have one fingerprint")
 	}
 }
+
+// TestStudyRowsBound pins R on a study table: a local (not linked) SUM
+// takes min(catalogue MaxRowsPerPatient, rows_per_patient), so with the
+// default 5 a SUM over claims (50 rows per patient) counts only each
+// patient's first 5 rows; a linked one takes rows_per_patient.
+func TestStudyRowsBound(t *testing.T) {
+	cat := linkedCatalogue(t)
+	for _, c := range []struct {
+		sql  string
+		rows int
+	}{
+		{"SELECT SUM(amount) FROM claims", 5},
+		{"SELECT SUM(amount) FROM claims WITH max_rows = 50", 50},
+		{"SELECT SUM(amount) FROM claims WITH max_rows = 80", 50},
+		{q3, 50},
+		{q3 + " WITH max_rows = 20", 20},
+	} {
+		p, err := Build(testRequest(c.sql), cat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.MaxRowsPerPatient() != c.rows {
+			t.Errorf("%s: R = %d, want %d", c.sql, p.MaxRowsPerPatient(), c.rows)
+		}
+	}
+}
