@@ -73,7 +73,7 @@ func compareKeys(a, b LinkKey) int {
 
 // LinkElements computes the node's local part of linked plan p over t.
 //
-// Residents are keyed by t.ResidentKey in p.Link().IdentifierSystem; two
+// Residents are keyed by t.ResidentKey in p.Link.IdentifierSystem; two
 // local patients with one key are one resident. Outer values are bounded
 // per resident exactly as Evaluate bounds a patient: rows outside the
 // public domain are dropped, at most G cells per resident and R rows per
@@ -86,7 +86,7 @@ func LinkElements(ctx context.Context, p *plan.Plan, t *cdm.Tables) (*LinkLocal,
 	if p == nil || t == nil {
 		return nil, fmt.Errorf("%w: nil plan or tables", ErrData)
 	}
-	l := p.Link()
+	l := p.Link
 	if l == nil {
 		return nil, ErrNotLinked
 	}

@@ -55,7 +55,7 @@ func linkPlan(t testing.TB, sql string) *plan.Plan {
 	if err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
-	if p.Link() == nil {
+	if p.Link == nil {
 		t.Fatalf("%s: not linked", sql)
 	}
 	return p
@@ -196,7 +196,7 @@ func TestLinkElements(t *testing.T) {
 				t.Errorf("String leaks residents: %s", s)
 			}
 			// No resident's value passes the payload's per-cell bound.
-			if l := p.Link(); l.Payload {
+			if l := p.Link; l.Payload {
 				bound := p.Measures()[1].PerCell
 				for _, cell := range got.Outer {
 					for _, e := range cell {

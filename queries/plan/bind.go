@@ -338,9 +338,9 @@ func (b *binder) plan(q *parse.Query, p *Plan) error {
 		return b.errf(parse.ErrInvalid, q.Pos, "the query has no aggregate: add COUNT(*), COUNT(DISTINCT patient_id), SUM, AVG, STDDEV or VARIANCE")
 	}
 	if linked {
-		p.link = b.linkPlan(q, p.where)
-		p.link.Outer = p.table
-		p.link.Payload = len(p.measures) > 1
+		p.Link = b.linkPlan(q, p.where)
+		p.Link.Outer = p.table
+		p.Link.Payload = len(p.measures) > 1
 		p.linkOuterText, p.linkFilterText = linkTexts(q)
 	}
 	return nil

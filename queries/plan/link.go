@@ -93,17 +93,6 @@ type LinkFilter struct {
 	Negate bool
 }
 
-// Link returns the linked part of the plan, nil for a plan that is not
-// linked. The returned value is a copy; its Preds are shared, read-only.
-func (p *Plan) Link() *LinkPlan {
-	if p.link == nil {
-		return nil
-	}
-	l := *p.link
-	l.Filters = append([]LinkFilter(nil), p.link.Filters...)
-	return &l
-}
-
 // linkCheck decides whether q is a linked query in a linked network and
 // refuses the forms linkage cannot run. Called only when the catalogue has
 // Linkage.
@@ -302,7 +291,7 @@ func linkGroups(cells, groups, holders, filters int) int {
 // linkMeasures sets the measures' K and G of a linked plan and the padding
 // budget, before account.
 func (p *Plan) linkMeasures() {
-	l := p.link
+	l := p.Link
 	h := l.Holders
 	for i := range p.measures {
 		m := &p.measures[i]
@@ -317,7 +306,7 @@ func (p *Plan) linkMeasures() {
 // linkPadding sets the padding's share of the budget and its sigma and
 // returns the budget left for the measures.
 func (p *Plan) linkPadding(rho float64) float64 {
-	l := p.link
+	l := p.Link
 	l.PadRho = rho / 16
 	l.PadL2 = math.Sqrt(float64(p.groups) + float64(p.cells*len(l.Filters)))
 	l.PadSigma = zcdp.GaussianSigma(l.PadL2, l.PadRho)
@@ -326,7 +315,7 @@ func (p *Plan) linkPadding(rho float64) float64 {
 
 // describeLink writes the linked part of Describe.
 func (p *Plan) describeLink(b *strings.Builder) {
-	l := p.link
+	l := p.Link
 	g := func(v float64) string { return fmt.Sprintf("%.6g", v) }
 	what := "counts distinct residents"
 	if l.Payload {

@@ -133,7 +133,7 @@ func TestLinkNotLinked(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
-		if p.Link() != nil {
+		if p.Link != nil {
 			t.Errorf("%s: linked, want not", sql)
 		}
 		// Exactly as without linkage.
@@ -154,7 +154,7 @@ func TestLinkNotLinked(t *testing.T) {
 // (charged with the rounding quantum for sums).
 func checkBudget(t *testing.T, p *Plan) {
 	t.Helper()
-	l := p.Link()
+	l := p.Link
 	rho := zcdp.RhoFromEpsilonDelta(1, 1e-6)
 	if !close(p.Rho(), rho) || !close(l.PadRho, rho/16) {
 		t.Errorf("rho %v pad %v, want %v and %v", p.Rho(), l.PadRho, rho, rho/16)
@@ -245,7 +245,7 @@ func TestLinkPlans(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l := p.Link()
+			l := p.Link
 			if l == nil {
 				t.Fatal("not linked")
 			}

@@ -236,9 +236,12 @@ type Plan struct {
 	// valueSets maps each value set the query uses to its digest (for the
 	// fingerprint: a node that expands a name differently refuses).
 	valueSets map[string]string
-	// link is the linked part (nil: not linked); linkOuterText and
-	// linkFilterText are the SQL of its conditions, for Describe.
-	link           *LinkPlan
+	// Link is the linked part of a linked query in a network with record
+	// linkage (Catalogue.Linkage); nil for every other plan. Read-only, like
+	// the rest of the plan.
+	Link *LinkPlan
+	// linkOuterText and linkFilterText are the SQL of Link's conditions,
+	// for Describe and Fingerprint.
 	linkOuterText  string
 	linkFilterText []string
 }
@@ -297,11 +300,11 @@ func Build(req Request, cat *Catalogue) (*Plan, error) {
 	for i := range p.measures {
 		p.measures[i].Nodes, p.measures[i].Groups = p.nodesPer, p.groups
 	}
-	if p.link != nil {
+	if p.Link != nil {
 		if mech != Gaussian {
 			return nil, fmt.Errorf("%w: a linked query (resident counts and cohort filters in a network with record linkage) needs the %s mechanism: its padding and dummies are Gaussian", ErrRequest, Gaussian)
 		}
-		p.link.Holders = max(req.LinkHolders, c.MaxNodesPerPatient)
+		p.Link.Holders = max(req.LinkHolders, c.MaxNodesPerPatient)
 		p.linkMeasures()
 	}
 	if err := p.account(); err != nil {
@@ -324,7 +327,7 @@ func (p *Plan) account() error {
 		p.rho = zcdp.PureRho(p.req.Epsilon)
 	}
 	rho := p.rho
-	if p.link != nil {
+	if p.Link != nil {
 		rho = p.linkPadding(rho)
 	}
 	for i := range p.measures {
