@@ -128,30 +128,24 @@ func (ev *evaluator) aggregate(tb *cdm.Table, rows bitset) ([]float64, error) {
 		return out, nil
 	}
 
-	idx := make([]func(int) int, len(keys))
-	strides := make([]int, len(keys))
-	rowLevel := false
-	s := 1
-	for i := len(keys) - 1; i >= 0; i-- {
-		f, err := ev.keyIndex(keys[i], tb)
-		if err != nil {
-			return nil, err
-		}
-		idx[i], strides[i] = f, s
-		s *= len(keys[i].Labels)
-		rowLevel = rowLevel || keys[i].RowLevel
+	vals, err := ev.measureValues(ms, tb)
+	if err != nil {
+		return nil, err
 	}
-	cellOf := func(r int) int {
-		c := 0
-		for i, f := range idx {
-			j := f(r)
-			if j < 0 {
-				return -1
-			}
-			c += j * strides[i]
+	err = ev.walkBounded(tb, rows, nil, len(ev.prow), func(r, c int, _ uint32, first bool) {
+		for i := range ms {
+			out[i*cells+c] += rowContribution(&ms[i], vals[i], r, first)
 		}
-		return c
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
+}
+
+// measureValues compiles the Value of every measure that has one on tb
+// (nil entries for the others).
+func (ev *evaluator) measureValues(ms []plan.Measure, tb *cdm.Table) ([]func(int) float64, error) {
 	vals := make([]func(int) float64, len(ms))
 	for i, m := range ms {
 		if m.Value != nil {
@@ -162,20 +156,103 @@ func (ev *evaluator) aggregate(tb *cdm.Table, rows bitset) ([]float64, error) {
 			vals[i] = f
 		}
 	}
+	return vals, nil
+}
+
+// rowContribution is what row r, admitted by walkBounded, adds to measure
+// m's cell: 1 for COUNT(*), 1 on the unit's first row in the cell for
+// COUNT(DISTINCT), 1 for a non-missing value (CountValues), and the
+// clamped, centred value (squared for SumSquares) for sums; 0 for a
+// missing value.
+func rowContribution(m *plan.Measure, val func(int) float64, r int, first bool) float64 {
+	switch m.Kind {
+	case plan.CountRows:
+		return 1
+	case plan.CountDistinct:
+		if first {
+			return 1
+		}
+	case plan.CountValues:
+		if !math.IsNaN(val(r)) {
+			return 1
+		}
+	case plan.Sum, plan.SumSquares:
+		x := val(r)
+		if math.IsNaN(x) {
+			return 0
+		}
+		x = math.Min(math.Max(x, m.Lo), m.Hi) - m.Center
+		if m.Kind == plan.SumSquares {
+			x *= x
+		}
+		return x
+	}
+	return 0
+}
+
+// cellIndex compiles the plan's group keys on tb into row -> cell (-1:
+// outside the public domain) and reports whether a key is row-level.
+func (ev *evaluator) cellIndex(tb *cdm.Table) (cellOf func(int) int, rowLevel bool, err error) {
+	keys := ev.p.Keys()
+	idx := make([]func(int) int, len(keys))
+	strides := make([]int, len(keys))
+	s := 1
+	for i := len(keys) - 1; i >= 0; i-- {
+		f, err := ev.keyIndex(keys[i], tb)
+		if err != nil {
+			return nil, false, err
+		}
+		idx[i], strides[i] = f, s
+		s *= len(keys[i].Labels)
+		rowLevel = rowLevel || keys[i].RowLevel
+	}
+	cellOf = func(r int) int {
+		c := 0
+		for i, f := range idx {
+			j := f(r)
+			if j < 0 {
+				return -1
+			}
+			c += j * strides[i]
+		}
+		return c
+	}
+	return cellOf, rowLevel, nil
+}
+
+// walkBounded calls f, in row order, for every row of rows that counts
+// under the plan's contribution bounds, the privacy proof's rules: the row
+// is in the public group domain (cell c), c is among the first G cells of
+// its unit, and the row is among the first R rows of its unit in c. first
+// is set on the unit's first row in c. The unit of a row is its patient
+// (unit nil) or unit[patient] < nunits (eval.LinkElements: the resident,
+// so that two local patients of one resident share one bound; cells are
+// then always counted per unit, as for row-level keys). It honours
+// ev.ctx every 65,536 rows.
+func (ev *evaluator) walkBounded(tb *cdm.Table, rows bitset, unit []uint32, nunits int, f func(r, c int, u uint32, first bool)) error {
+	cellOf, rowLevel, err := ev.cellIndex(tb)
+	if err != nil {
+		return err
+	}
+	if unit != nil {
+		// Patients merged into one unit may disagree on a patient
+		// attribute (two hospitals, two regions): count cells per unit.
+		rowLevel = true
+	}
+	p := ev.p
 	G, R := uint32(p.MaxGroupsPerPatient()), uint32(p.MaxRowsPerPatient())
 	pat := tb.Patient
-	npat := len(ev.prow)
 
-	// Rows used per (patient, cell). Without row-level keys every row of a
-	// patient falls in the same cell, so the pair is the patient.
-	var perPatient []uint32
+	// Rows used per (unit, cell). Without row-level keys every row of a
+	// unit falls in the same cell, so the pair is the unit.
+	var perUnit []uint32
 	var pairs map[uint64]uint32
 	var groupsUsed []uint32
 	if rowLevel {
 		pairs = make(map[uint64]uint32)
-		groupsUsed = make([]uint32, npat)
+		groupsUsed = make([]uint32, nunits)
 	} else {
-		perPatient = make([]uint32, npat)
+		perUnit = make([]uint32, nunits)
 	}
 	var ctxErr error
 	n := 0
@@ -192,62 +269,34 @@ func (ev *evaluator) aggregate(tb *cdm.Table, rows bitset) ([]float64, error) {
 		if c < 0 {
 			return
 		}
-		pi := pat[r]
-		var used uint32
-		newPair := false
+		u := pat[r]
+		if unit != nil {
+			u = unit[u]
+		}
+		first := false
 		if rowLevel {
-			key := uint64(pi)<<32 | uint64(c)
-			u, seen := pairs[key]
+			key := uint64(u)<<32 | uint64(c)
+			used, seen := pairs[key]
 			if !seen {
-				if groupsUsed[pi] >= G {
+				if groupsUsed[u] >= G {
 					return
 				}
-				groupsUsed[pi]++
-				newPair = true
+				groupsUsed[u]++
+				first = true
 			}
-			if u >= R {
-				return
-			}
-			pairs[key] = u + 1
-			used = u
-		} else {
-			used = perPatient[pi]
 			if used >= R {
 				return
 			}
-			perPatient[pi] = used + 1
-			newPair = used == 0
-		}
-		_ = used
-		for i := range ms {
-			m := &ms[i]
-			slot := i*cells + c
-			switch m.Kind {
-			case plan.CountRows:
-				out[slot]++
-			case plan.CountDistinct:
-				if newPair {
-					out[slot]++
-				}
-			case plan.CountValues:
-				if !math.IsNaN(vals[i](r)) {
-					out[slot]++
-				}
-			case plan.Sum, plan.SumSquares:
-				x := vals[i](r)
-				if math.IsNaN(x) {
-					continue
-				}
-				x = math.Min(math.Max(x, m.Lo), m.Hi) - m.Center
-				if m.Kind == plan.SumSquares {
-					x *= x
-				}
-				out[slot] += x
+			pairs[key] = used + 1
+		} else {
+			used := perUnit[u]
+			if used >= R {
+				return
 			}
+			perUnit[u] = used + 1
+			first = used == 0
 		}
+		f(r, c, u, first)
 	})
-	if ctxErr != nil {
-		return nil, ctxErr
-	}
-	return out, nil
+	return ctxErr
 }

@@ -146,6 +146,12 @@ func (b *binder) plan(q *parse.Query, p *Plan) error {
 		}
 	}
 	cons := b.constraints(p.where)
+	linked := false
+	if b.cat.Linkage != nil {
+		if linked, err = b.linkCheck(q); err != nil {
+			return err
+		}
+	}
 
 	// Contribution bounds from WITH.
 	groups, rows := b.cat.MaxGroupsPerPatient, b.cat.MaxRowsPerPatient
@@ -223,6 +229,11 @@ func (b *binder) plan(q *parse.Query, p *Plan) error {
 	if s.study != nil {
 		if s.study.RowsPerPatient < p.rows {
 			p.rows, p.rowsSrc = s.study.RowsPerPatient, "study rows_per_patient"
+		} else if linked && p.rowsSrc == "catalogue default" {
+			// A linked SUM or COUNT(*) over an agency table is exact: the
+			// schema's bound (enforced at import) is the bound, and the
+			// catalogue's default must not silently truncate it.
+			p.rows, p.rowsSrc = s.study.RowsPerPatient, "study rows_per_patient (linked: not truncated)"
 		}
 		switch k := s.study.SmallCountThreshold; {
 		case k < 0:
@@ -245,6 +256,10 @@ func (b *binder) plan(q *parse.Query, p *Plan) error {
 		measureIdx[id] = len(p.measures)
 		p.measures = append(p.measures, m)
 		return len(p.measures) - 1
+	}
+	if linked {
+		// Measure 0 of a linked plan is always the match histogram.
+		addMeasure(Measure{Kind: CountDistinct, Label: "COUNT(DISTINCT patient_id)", PerCell: 1})
 	}
 	nAgg := 0
 	for _, it := range q.Select {
@@ -321,6 +336,12 @@ func (b *binder) plan(q *parse.Query, p *Plan) error {
 	}
 	if nAgg == 0 {
 		return b.errf(parse.ErrInvalid, q.Pos, "the query has no aggregate: add COUNT(*), COUNT(DISTINCT patient_id), SUM, AVG, STDDEV or VARIANCE")
+	}
+	if linked {
+		p.Link = b.linkPlan(q, p.where)
+		p.Link.Outer = p.table
+		p.Link.Payload = len(p.measures) > 1
+		p.linkOuterText, p.linkFilterText = linkTexts(q)
 	}
 	return nil
 }

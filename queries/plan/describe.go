@@ -93,13 +93,23 @@ func (p *Plan) Describe() string {
 	}
 	fmt.Fprintf(&b, "cells:     %d\n", p.cells)
 	fmt.Fprintf(&b, "bounds:    groups per patient G = %d (%s); rows per patient per group R = %d (%s)\n", p.groups, p.groupsSrc, p.rows, p.rowsSrc)
-	if p.nodesPer > 1 {
+	if p.nodesPer > 1 && p.Link == nil {
 		fmt.Fprintf(&b, "           a patient may be at up to K = %d nodes: sensitivities × %d\n", p.nodesPer, p.nodesPer)
+	}
+	if p.Link != nil {
+		p.describeLink(&b)
 	}
 	fmt.Fprintf(&b, "mechanism: %s; m = %d partials, threshold T = %d, honest partials m-T+1 = %d\n", p.mech, p.req.MinNodes, p.req.Threshold, p.honest)
 	for i, m := range p.measures {
 		fmt.Fprintf(&b, "measure %d: %s = %s\n", i+1, m.Label, measureKindNames[m.Kind])
 		fmt.Fprintf(&b, "           per-cell bound %s, L2 sensitivity %s, L1 sensitivity %s\n", g(m.PerCell), g(m.L2), g(m.L1))
+		if p.Link != nil {
+			what := "payload summed over matched outer elements"
+			if m.Kind == CountDistinct {
+				what = "match histogram: one element per resident per cell however many nodes hold them"
+			}
+			fmt.Fprintf(&b, "           %s: K = %d nodes, G = %d cells\n", what, m.Nodes, m.Groups)
+		}
 		if p.mech == Gaussian {
 			fmt.Fprintf(&b, "           rho %s, sigma %s, per-node sigma %s, scale %s\n", g(m.Rho), g(m.Sigma), g(m.NodeSigma), g(m.Scale))
 		} else {
@@ -145,6 +155,15 @@ func (p *Plan) Fingerprint() string {
 	}
 	for _, name := range slices.Sorted(maps.Keys(p.valueSets)) {
 		fmt.Fprintf(h, "valueset %s=%s\n", name, p.valueSets[name])
+	}
+	if l := p.Link; l != nil {
+		fmt.Fprintf(h, "link system=%q outer=%s payload=%v holders=%d padl2=%s padrho=%s pad=%s outerwhere=%q\n", l.IdentifierSystem, l.Outer, l.Payload, l.Holders, g(l.PadL2), g(l.PadRho), g(l.PadSigma), p.linkOuterText)
+		for i, f := range l.Filters {
+			fmt.Fprintf(h, "link filter %s negate=%v where=%q\n", f.Table, f.Negate, p.linkFilterText[i])
+		}
+		for _, m := range p.measures {
+			fmt.Fprintf(h, "link measure %d K=%d G=%d rho=%s\n", m.Kind, m.Nodes, m.Groups, g(m.Rho))
+		}
 	}
 	for _, m := range p.measures {
 		fmt.Fprintf(h, "measure %d %s lo=%s hi=%s c=%s C=%s l2=%s sigma=%s node=%s b=%s scale=%s\n",

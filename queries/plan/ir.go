@@ -202,9 +202,17 @@ type Measure struct {
 	Center float64
 	// PerCell is the most one patient can change one cell (C).
 	PerCell float64
+	// Nodes is K, the nodes whose contributions of one patient add up in
+	// this measure: Catalogue.MaxNodesPerPatient, or for a linked plan 1
+	// (the match histogram) and max(Request.LinkHolders,
+	// Catalogue.MaxNodesPerPatient) (the payload).
+	Nodes int
+	// Groups is G, the cells one patient may change: Plan.MaxGroupsPerPatient,
+	// or for a linked plan's match histogram the cells one resident may
+	// appear in (see Plan.Link).
+	Groups int
 	// L2 = K·PerCell·√G and L1 = K·PerCell·G are the sensitivities of the
-	// whole vector, G the groups one patient may touch at one node and K the
-	// nodes that may hold one patient (Catalogue.MaxNodesPerPatient).
+	// whole vector (K = Nodes, G = Groups).
 	L2, L1 float64
 	// Rho is this measure's share of the query's zCDP budget (Gaussian), or
 	// ε_j²/2 for Laplace.

@@ -85,6 +85,12 @@ type Request struct {
 	// the range divided by the members). Each measure's encoding grid is
 	// chosen within it (see Plan.encode). Defaults to DefaultPartialLimit.
 	PartialLimit int64
+	// LinkHolders is, for a linked query (Catalogue.Linkage), the number of
+	// nodes that hold the outer table (the coordinator counts them from the
+	// nodes' announcements and every node must be given the same number).
+	// The payload's K is max(LinkHolders, Catalogue.MaxNodesPerPatient).
+	// Defaults to 0: unknown, K = Catalogue.MaxNodesPerPatient.
+	LinkHolders int
 }
 
 // DefaultPartialLimit is Request.PartialLimit's default: 2^34, so that 32
@@ -134,6 +140,10 @@ type Catalogue struct {
 	// ValueSets are the network's named value sets (internal/terminology),
 	// which queries match as `code IN VALUESET 'name'`. Defaults to none.
 	ValueSets []terminology.ValueSet
+	// Linkage makes the network a linked one: patient_id means the resident
+	// that nodes recognise by an identifier (see Linkage and Plan.Link).
+	// Defaults to nil: no linkage, patient_id is each node's own patient.
+	Linkage *Linkage
 }
 
 // CodeNames maps every code the catalogue's value sets name to its display
@@ -226,6 +236,14 @@ type Plan struct {
 	// valueSets maps each value set the query uses to its digest (for the
 	// fingerprint: a node that expands a name differently refuses).
 	valueSets map[string]string
+	// Link is the linked part of a linked query in a network with record
+	// linkage (Catalogue.Linkage); nil for every other plan. Read-only, like
+	// the rest of the plan.
+	Link *LinkPlan
+	// linkOuterText and linkFilterText are the SQL of Link's conditions,
+	// for Describe and Fingerprint.
+	linkOuterText  string
+	linkFilterText []string
 }
 
 // Build validates req against cat (nil: DefaultCatalogue) and plans the
@@ -257,6 +275,10 @@ func Build(req Request, cat *Catalogue) (*Plan, error) {
 		return nil, fmt.Errorf("%w: reference date is required", ErrRequest)
 	case req.PartialLimit < 0:
 		return nil, fmt.Errorf("%w: partial limit must not be negative, got %d", ErrRequest, req.PartialLimit)
+	case req.LinkHolders < 0:
+		return nil, fmt.Errorf("%w: link holders must not be negative, got %d", ErrRequest, req.LinkHolders)
+	case c.Linkage != nil && c.Linkage.IdentifierSystem == "":
+		return nil, fmt.Errorf("%w: the catalogue's linkage needs an identifier system", ErrRequest)
 	case c.MaxGroupsPerPatient < 1 || c.MaxRowsPerPatient < 1 || c.MaxPatientsPerNode < 1 || c.MaxAge < 1 || c.MaxSlots < 1 || c.MaxNodesPerPatient < 1:
 		return nil, fmt.Errorf("%w: catalogue bounds must be positive", ErrRequest)
 	}
@@ -275,6 +297,16 @@ func Build(req Request, cat *Catalogue) (*Plan, error) {
 	}
 	p.studyDomain = b.studyDomain
 	p.valueSets = b.valueSets
+	for i := range p.measures {
+		p.measures[i].Nodes, p.measures[i].Groups = p.nodesPer, p.groups
+	}
+	if p.Link != nil {
+		if mech != Gaussian {
+			return nil, fmt.Errorf("%w: a linked query (resident counts and cohort filters in a network with record linkage) needs the %s mechanism: its padding and dummies are Gaussian", ErrRequest, Gaussian)
+		}
+		p.Link.Holders = max(req.LinkHolders, c.MaxNodesPerPatient)
+		p.linkMeasures()
+	}
 	if err := p.account(); err != nil {
 		return nil, err
 	}
@@ -288,21 +320,24 @@ func Build(req Request, cat *Catalogue) (*Plan, error) {
 // account splits the budget over the measures and sets the noise.
 func (p *Plan) account() error {
 	k := float64(len(p.measures))
-	g := float64(p.groups)
 	switch p.mech {
 	case Gaussian:
 		p.rho = zcdp.RhoFromEpsilonDelta(p.req.Epsilon, p.req.Delta)
 	case Laplace:
 		p.rho = zcdp.PureRho(p.req.Epsilon)
 	}
+	rho := p.rho
+	if p.Link != nil {
+		rho = p.linkPadding(rho)
+	}
 	for i := range p.measures {
 		m := &p.measures[i]
-		kn := float64(p.nodesPer)
+		kn, g := float64(m.Nodes), float64(m.Groups)
 		m.L2 = kn * m.PerCell * math.Sqrt(g)
 		m.L1 = kn * m.PerCell * g
 		switch p.mech {
 		case Gaussian:
-			m.Rho = p.rho / k
+			m.Rho = rho / k
 			m.Sigma = zcdp.GaussianSigma(m.L2, m.Rho)
 			m.NodeSigma = m.Sigma / math.Sqrt(float64(p.honest))
 		case Laplace:
@@ -375,7 +410,7 @@ func (p *Plan) encode(m *Measure) {
 	q := 1 / m.Scale
 	if m.Kind == Sum || m.Kind == SumSquares {
 		// The node rounds its data to the grid: charge PerCell + q.
-		kn, g := float64(p.nodesPer), float64(p.groups)
+		kn, g := float64(m.Nodes), float64(m.Groups)
 		m.L2 = kn * (m.PerCell + q) * math.Sqrt(g)
 		m.L1 = kn * (m.PerCell + q) * g
 		switch p.mech {
