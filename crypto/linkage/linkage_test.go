@@ -513,10 +513,12 @@ func TestStageRejectsMalformed(t *testing.T) {
 
 	lists, payloads = fresh()
 	for name, call := range map[string]func() error{
-		"zero k":         func() error { return linkage.Stage(linkage.Scalar{}, w, pk.X, lists, payloads) },
-		"identity key":   func() error { return linkage.Stage(k, w, linkage.Point{}, lists, payloads) },
-		"payload count":  func() error { return linkage.Stage(k, w, pk.X, lists, payloads[:1]) },
-		"payload length": func() error { return linkage.Stage(k, w, pk.X, lists, [][]linkage.ValueCiphertext{payloads[0][:3], nil}) },
+		"zero k":        func() error { return linkage.Stage(linkage.Scalar{}, w, pk.X, lists, payloads) },
+		"identity key":  func() error { return linkage.Stage(k, w, linkage.Point{}, lists, payloads) },
+		"payload count": func() error { return linkage.Stage(k, w, pk.X, lists, payloads[:1]) },
+		"payload length": func() error {
+			return linkage.Stage(k, w, pk.X, lists, [][]linkage.ValueCiphertext{payloads[0][:3], nil})
+		},
 	} {
 		if err := call(); !errors.Is(err, linkage.ErrInvalidArgument) {
 			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)

@@ -1,0 +1,80 @@
+package linkage
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestUniformUnbiased: draws from [0, 6) and the 6 permutations of 3
+// elements are uniform (chi-square, 5 degrees of freedom; the threshold
+// 25 fails a fair source with probability about 1.4e-4).
+func TestUniformUnbiased(t *testing.T) {
+	const draws = 60000
+	rr := newRandReader()
+	chi2 := func(counts map[string]int, cells int) float64 {
+		if len(counts) != cells {
+			t.Fatalf("%d cells seen, want %d", len(counts), cells)
+		}
+		exp := float64(draws) / float64(cells)
+		var x float64
+		for _, c := range counts {
+			d := float64(c) - exp
+			x += d * d / exp
+		}
+		return x
+	}
+	counts := map[string]int{}
+	for range draws {
+		counts[fmt.Sprint(uniform(rr, 6))]++
+	}
+	if x := chi2(counts, 6); x > 25 {
+		t.Errorf("uniform(6): chi-square %.1f: %v", x, counts)
+	}
+	perms := map[string]int{}
+	cs := make([]Ciphertext, 3)
+	ps := make([]ValueCiphertext, 3)
+	for range draws {
+		for i := range cs {
+			cs[i] = Ciphertext{byte(i)}
+			ps[i] = ValueCiphertext{byte(i)}
+		}
+		shuffle(rr, cs, ps)
+		for i := range cs {
+			if cs[i][0] != ps[i][0] {
+				t.Fatal("payloads permuted differently")
+			}
+		}
+		perms[fmt.Sprint(cs[0][0], cs[1][0], cs[2][0])]++
+	}
+	if x := chi2(perms, 6); x > 25 {
+		t.Errorf("shuffle of 3: chi-square %.1f: %v", x, perms)
+	}
+	// A bound near 2^64, where a biased method would be off most.
+	for range 1000 {
+		if v := uniform(rr, 1<<63+1); v > 1<<63 {
+			t.Fatalf("uniform out of range: %d", v)
+		}
+	}
+}
+
+// TestParallelLowestError: whatever the scheduling, the error of the lowest
+// index wins.
+func TestParallelLowestError(t *testing.T) {
+	for range 50 {
+		err := parallel(1000, func(lo, hi int) error {
+			for i := lo; i < hi; i++ {
+				if i%300 == 299 {
+					return fmt.Errorf("at %d", i)
+				}
+			}
+			return nil
+		})
+		if err == nil || err.Error() != "at 299" {
+			t.Fatalf("got %v, want at 299", err)
+		}
+	}
+	calls := 0
+	if err := parallel(0, func(lo, hi int) error { calls++; return nil }); err != nil || calls != 0 {
+		t.Errorf("n=0: %v, %d calls", err, calls)
+	}
+}
