@@ -83,9 +83,9 @@ func DiscreteLog(p Point, bound int64) (int64, error) {
 		return 0, fmt.Errorf("discrete log: %w", err)
 	}
 	span := uint64(2*bound + 1) // values shifted to [0, 2·bound]
-	log := min(bits.Len64(isqrtCeil(span)-1), maxTableLog)
-	t := table(log)
-	m := uint64(1) << log
+	logSize := min(bits.Len64(isqrtCeil(span)-1), maxTableLog)
+	t := table(logSize)
+	m := uint64(1) << logSize
 	giants := (span + m - 1) / m
 
 	// Q = p + bound·B; look for Q − i·m·B = j·B, then v = i·m + j − bound.

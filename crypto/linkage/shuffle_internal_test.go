@@ -3,6 +3,8 @@ package linkage
 import (
 	"fmt"
 	"testing"
+
+	"github.com/gtank/ristretto255"
 )
 
 // TestUniformUnbiased: draws from [0, 6) and the 6 permutations of 3
@@ -76,5 +78,21 @@ func TestParallelLowestError(t *testing.T) {
 	calls := 0
 	if err := parallel(0, func(lo, hi int) error { calls++; return nil }); err != nil || calls != 0 {
 		t.Errorf("n=0: %v, %d calls", err, calls)
+	}
+}
+
+// TestScalarFromInt64: the branch-free signed encoding agrees with
+// negating |v|, including at the ends of int64.
+func TestScalarFromInt64(t *testing.T) {
+	for _, v := range []int64{0, 1, -1, 42, -42, 1 << 62, -(1 << 62), 9223372036854775807, -9223372036854775808} {
+		var want *ristretto255.Scalar
+		if v >= 0 {
+			want = scalarFromUint64(uint64(v))
+		} else {
+			want = ristretto255.NewScalar().Negate(scalarFromUint64(uint64(-(v + 1)) + 1))
+		}
+		if scalarFromInt64(v).Equal(want) != 1 {
+			t.Errorf("scalarFromInt64(%d) wrong", v)
+		}
 	}
 }

@@ -230,15 +230,25 @@ func scalarFromUint64(x uint64) *ristretto255.Scalar {
 	return s
 }
 
-// scalarFromInt64 returns v mod l; a negative v becomes the negation of |v|.
+// scalarFromInt64 returns v mod l (a negative v becomes l − |v|) without
+// branching on v: uint64(v) is v + 2^64 when v is negative, and the sign bit
+// times 2^64 is subtracted back with constant-time scalar arithmetic.
 func scalarFromInt64(v int64) *ristretto255.Scalar {
-	if v >= 0 {
-		return scalarFromUint64(uint64(v))
-	}
-	// |v| as uint64 without overflowing on math.MinInt64.
-	abs := uint64(-(v + 1)) + 1
-	return ristretto255.NewScalar().Negate(scalarFromUint64(abs))
+	s := scalarFromUint64(uint64(v))
+	sign := scalarFromUint64(uint64(v) >> 63)
+	return s.Subtract(s, sign.Multiply(sign, two64))
 }
+
+// two64 is the scalar 2^64.
+var two64 = func() *ristretto255.Scalar {
+	var b [ScalarSize]byte
+	b[8] = 1
+	s, err := ristretto255.NewScalar().SetCanonicalBytes(b[:])
+	if err != nil {
+		panic("linkage: 2^64 not canonical") // cannot happen
+	}
+	return s
+}()
 
 // decodeKey decodes a public key and rejects the identity, under which
 // ElGamal encryption would leave the message in the clear.
