@@ -8,10 +8,14 @@ import (
 	"github.com/fedstat/fedstat/crypto/linkage"
 )
 
-// perElement reports the time per element of a batch of n and the bytes
-// each element takes on the wire.
-func perElement(b *testing.B, n, wireBytes int) {
+// perElement reports the wall time and the CPU time (all goroutines,
+// since cpu0 = cpuTime() before the loop) per element of a batch of n, and
+// the bytes each element takes on the wire.
+func perElement(b *testing.B, n, wireBytes int, cpu0 time.Duration) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/elem")
+	if cpu := cpuTime() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*n), "cpu-ns/elem")
+	}
 	b.ReportMetric(float64(wireBytes), "wireB/elem")
 }
 
@@ -44,12 +48,13 @@ func BenchmarkEncryptPoints(b *testing.B) {
 	pk, _ := benchKey(b)
 	const n = 4096
 	ms := randomPoints(n)
+	cpu0 := cpuTime()
 	for b.Loop() {
 		if _, err := linkage.EncryptPoints(pk.X, ms); err != nil {
 			b.Fatal(err)
 		}
 	}
-	perElement(b, n, linkage.CiphertextSize)
+	perElement(b, n, linkage.CiphertextSize, cpu0)
 }
 
 func BenchmarkEncryptValues(b *testing.B) {
@@ -59,12 +64,13 @@ func BenchmarkEncryptValues(b *testing.B) {
 	for i := range vs {
 		vs[i] = int64(i*7919) - 10000
 	}
+	cpu0 := cpuTime()
 	for b.Loop() {
 		if _, err := linkage.EncryptValues(pk.X, vs); err != nil {
 			b.Fatal(err)
 		}
 	}
-	perElement(b, n, linkage.CiphertextSize)
+	perElement(b, n, linkage.CiphertextSize, cpu0)
 }
 
 func benchStage(b *testing.B, n int, withPayload bool) {
@@ -85,12 +91,13 @@ func benchStage(b *testing.B, n int, withPayload bool) {
 		wire += linkage.CiphertextSize
 	}
 	k := linkage.RandomScalar()
+	cpu0 := cpuTime()
 	for b.Loop() {
 		if err := linkage.Stage(k, w, pk.X, lists, payloads); err != nil {
 			b.Fatal(err)
 		}
 	}
-	perElement(b, n, wire)
+	perElement(b, n, wire, cpu0)
 }
 
 func BenchmarkStage(b *testing.B) {
