@@ -66,7 +66,10 @@ func (t *babyTable) build() {
 // baby-step giant-step: a table of m baby steps j·B (m the power of two at
 // or above √(2·bound+1), at most 2^18; built on first use and cached for
 // the life of the process per table size, safe for concurrent use) and up to
-// ⌈(2·bound+1)/m⌉ giant steps, split over GOMAXPROCS goroutines.
+// ⌈(2·bound+1)/m⌉ giant steps, split over GOMAXPROCS goroutines. The giant
+// steps start at 0 and go outward, so a call costs about |v|/m giant steps
+// (each an addition and an encoding) however loose the bound, and the full
+// ⌈(2·bound+1)/m⌉ when v is out of range.
 //
 // It returns ErrOutOfRange when no such v exists (a value beyond the bound,
 // or a point that is not v·B for a small v, e.g. from a wrong decryption
@@ -93,28 +96,45 @@ func DiscreteLog(p Point, bound int64) (int64, error) {
 	q.Add(q, pe)
 	step := ristretto255.NewIdentityElement().ScalarBaseMult(scalarFromUint64(m))
 
+	// Giant steps go outward from the one that holds v = 0, so the time
+	// grows with |v| rather than with the bound (which callers set loosely).
+	// Worker w takes the distances d ≡ w (mod workers), both directions.
+	c := uint64(bound) / m
+	workers := min(uint64(runtime.GOMAXPROCS(0)), giants)
+	stepW := ristretto255.NewIdentityElement().ScalarMult(scalarFromUint64(workers), step)
+	gc := ristretto255.NewIdentityElement().ScalarMult(scalarFromUint64(c), step)
+	gc.Subtract(q, gc)
 	var found atomic.Bool
 	var result atomic.Uint64
-	workers := min(uint64(runtime.GOMAXPROCS(0)), giants)
-	size := (giants + workers - 1) / workers
 	var wg sync.WaitGroup
 	for w := range workers {
-		lo, hi := w*size, min((w+1)*size, giants)
-		if lo >= hi {
-			continue
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			g := ristretto255.NewIdentityElement().ScalarMult(scalarFromUint64(lo), step)
-			g.Subtract(q, g)
-			for i := lo; i < hi && !found.Load(); i++ {
-				if j, ok := t.idx[encodePoint(g)]; ok {
+			ws := ristretto255.NewIdentityElement().ScalarMult(scalarFromUint64(w), step)
+			up := ristretto255.NewIdentityElement().Subtract(gc, ws) // Q − (c+d)·m·B
+			down := ristretto255.NewIdentityElement().Add(gc, ws)    // Q − (c−d)·m·B
+			try := func(i uint64, g *ristretto255.Element) bool {
+				j, ok := t.idx[encodePoint(g)]
+				if ok {
 					result.Store(i*m + uint64(j))
 					found.Store(true)
+				}
+				return ok
+			}
+			for d := w; !found.Load(); d += workers {
+				upIn, downIn := c+d < giants, d <= c
+				if !upIn && !downIn {
 					return
 				}
-				g.Subtract(g, step)
+				if upIn && try(c+d, up) {
+					return
+				}
+				if downIn && d > 0 && try(c-d, down) {
+					return
+				}
+				up.Subtract(up, stepW)
+				down.Add(down, stepW)
 			}
 		}()
 	}

@@ -27,7 +27,7 @@ func Example() {
 			}
 			got = append(got, d.Shares[j])
 		}
-		shares[j], _ = linkage.CombineShares(got)
+		shares[j] = linkage.CombineShares(got)
 	}
 	pk, _ := linkage.AggregatePublicKey(commitments, members)
 

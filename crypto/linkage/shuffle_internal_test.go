@@ -96,3 +96,22 @@ func TestScalarFromInt64(t *testing.T) {
 		}
 	}
 }
+
+// TestCombineSharesReduces: a non-canonical share is read as its integer
+// modulo l (and canonical shares add as scalars).
+func TestCombineSharesReduces(t *testing.T) {
+	a, b := RandomScalar(), RandomScalar()
+	as, _ := a.decode()
+	bs, _ := b.decode()
+	if CombineShares([]Scalar{a, b}) != encodeScalar(ristretto255.NewScalar().Add(as, bs)) {
+		t.Error("a+b wrong")
+	}
+	// l + 5 spells 5 modulo l.
+	l5 := Scalar{0xed + 5, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 31: 0x10}
+	if CombineShares([]Scalar{l5}) != encodeScalar(scalarFromUint64(5)) {
+		t.Error("l+5 is not 5")
+	}
+	if CombineShares(nil) != (Scalar{}) {
+		t.Error("empty sum is not 0")
+	}
+}
