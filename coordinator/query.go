@@ -153,19 +153,17 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	var link *nodev1.LinkSpec
 	if p.Link != nil {
 		// A query across linked agencies: who takes part and who holds
-		// what, from the tables the nodes announce. The payload's
-		// sensitivity counts the outer table's holders.
+		// what, from the tables the nodes announce. The sensitivities
+		// count the outer table's holders.
 		if link, err = c.linkSpec(e, p); err != nil {
 			return nil, err
 		}
-		if p.Link.Payload {
-			spec.LinkHolders = int32(len(link.OuterHolders))
-			if preq, err = planRequest(spec); err != nil {
-				return nil, err
-			}
-			if p, err = plan.Build(preq, c.cfg.Catalogue); err != nil {
-				return nil, err
-			}
+		spec.LinkHolders = int32(len(link.OuterHolders))
+		if preq, err = planRequest(spec); err != nil {
+			return nil, err
+		}
+		if p, err = plan.Build(preq, c.cfg.Catalogue); err != nil {
+			return nil, err
 		}
 	} else if err := protocol.CheckPlaintextRange(p, c.params, len(e.Members)); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)

@@ -13,9 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/linkage"
-	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
-	"github.com/fedstat/fedstat/internal/rpc"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/dp"
@@ -107,8 +105,8 @@ func checkLinkSpec(e *epochState, self string, p *plan.Plan, l *nodev1.LinkSpec,
 			return err
 		}
 	}
-	if p.Link.Payload && int(spec.GetLinkHolders()) < len(l.GetOuterHolders()) {
-		return fmt.Errorf("%w: link spec: the spec counts %d holders of %s for the payload's sensitivity, the link spec lists %d",
+	if int(spec.GetLinkHolders()) < max(1, len(l.GetOuterHolders())) {
+		return fmt.Errorf("%w: link spec: the spec counts %d holders of %s for the sensitivity, the link spec lists %d",
 			ErrBadRequest, spec.GetLinkHolders(), p.Link.Outer, len(l.GetOuterHolders()))
 	}
 	return nil

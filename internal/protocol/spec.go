@@ -38,5 +38,6 @@ func PlanRequest(spec *typesv1.QuerySpec) (plan.Request, error) {
 		Threshold:     int(spec.GetThreshold()),
 		ReferenceDate: ref,
 		PartialLimit:  spec.GetPartialLimit(),
+		LinkHolders:   int(spec.GetLinkHolders()),
 	}, nil
 }

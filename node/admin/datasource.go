@@ -10,4 +10,7 @@ import (
 var (
 	_ node.DataSource = (*store.Store)(nil)
 	_ node.DataSource = (*Warehouse)(nil)
+	// The store answers queries across linked agencies; a warehouse does
+	// not (yet): a node on one refuses them, saying so.
+	_ node.LinkSource = (*store.Store)(nil)
 )

@@ -204,8 +204,8 @@ type Measure struct {
 	PerCell float64
 	// Nodes is K, the nodes whose contributions of one patient add up in
 	// this measure: Catalogue.MaxNodesPerPatient, or for a linked plan 1
-	// (the match histogram) and max(Request.LinkHolders,
-	// Catalogue.MaxNodesPerPatient) (the payload).
+	// (the match histogram) and Request.LinkHolders (the payload; the
+	// catalogue's when the request does not say).
 	Nodes int
 	// Groups is G, the cells one patient may change: Plan.MaxGroupsPerPatient,
 	// or for a linked plan's match histogram the cells one resident may

@@ -39,8 +39,8 @@ import (
 //
 // For COUNT(*) and SUM, Measures[1] is the payload: sums of per-resident
 // values bounded at each node as Evaluate bounds a patient (PerCell, G
-// cells), added over the H = max(Request.LinkHolders,
-// Catalogue.MaxNodesPerPatient) nodes that may hold the resident: K = H.
+// cells), added over the H = Request.LinkHolders nodes that hold the outer
+// table (Catalogue.MaxNodesPerPatient when the request does not say): K = H.
 //
 // List sizes are protected by identity padding that each node adds on its
 // own (every node's lists are seen separately, so no node relies on
@@ -80,8 +80,8 @@ type LinkPlan struct {
 	// PadL2 and PadRho are the padding's sensitivity and budget share
 	// (PadSigma = PadL2/√(2·PadRho)).
 	PadL2, PadRho float64
-	// Holders is H = max(Request.LinkHolders, Catalogue.MaxNodesPerPatient),
-	// the nodes that may hold one resident's outer rows.
+	// Holders is H = Request.LinkHolders (Catalogue.MaxNodesPerPatient when
+	// 0), the nodes that may hold one resident's outer rows.
 	Holders int
 }
 

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"cmp"
 	"errors"
 	"math"
 	"strings"
@@ -211,14 +212,14 @@ func TestLinkPlans(t *testing.T) {
 		{name: "Q2", sql: q2, outer: cdm.TableConditions, outerWhere: true, filters: []LinkFilter{{Table: "deaths"}},
 			cells: 1, g: 1, r: 5, histG: 1, padL2: math.Sqrt2},
 		// Q3: the claims' rows_per_patient (50) bounds R, not the
-		// catalogue's default of 5; K = max(LinkHolders 3, 2).
+		// catalogue's default of 5; K = LinkHolders, 3.
 		{name: "Q3", sql: q3, holders: 3, outer: "claims", filters: []LinkFilter{{Table: cdm.TableConditions}},
 			payload: true, cells: 1, g: 1, r: 50, histG: 1, payloadKind: Sum, payloadK: 3, payloadCell: 50 * 100000, padL2: math.Sqrt2},
 		{name: "Q3 count", sql: "SELECT COUNT(*) FROM claims WHERE patient_id NOT IN (SELECT patient_id FROM deaths)", outer: "claims",
 			filters: []LinkFilter{{Table: "deaths", Negate: true}}, payload: true, cells: 1, g: 1, r: 50, histG: 1,
 			payloadKind: CountRows, payloadK: 2, payloadCell: 50, padL2: math.Sqrt2},
 		{name: "Q3 max_rows", sql: q3 + " WITH max_rows = 10", holders: 1, outer: "claims", filters: []LinkFilter{{Table: cdm.TableConditions}},
-			payload: true, cells: 1, g: 1, r: 10, histG: 1, payloadKind: Sum, payloadK: 2, payloadCell: 10 * 100000, padL2: math.Sqrt2},
+			payload: true, cells: 1, g: 1, r: 10, histG: 1, payloadKind: Sum, payloadK: 1, payloadCell: 10 * 100000, padL2: math.Sqrt2},
 		// Deaths by year: today a date key of a study is row-level even
 		// with rows_per_patient 1, so G = min(4, 5) = 4; a cohort filter
 		// puts every filter member in each cell's histogram.
@@ -235,7 +236,7 @@ func TestLinkPlans(t *testing.T) {
 			outer: cdm.TableConditions, outerWhere: true, filters: []LinkFilter{{Table: "deaths"}}, cells: 4, g: 1, r: 5, histG: 4, padL2: math.Sqrt(1 + 4)},
 		{name: "claims by year", sql: "SELECT year(service_date) AS y, SUM(amount) FROM claims WHERE service_date BETWEEN '2020-01-01' AND '2023-12-31' AND patient_id IN (SELECT patient_id FROM deaths) GROUP BY y",
 			holders: 1, outer: "claims", outerWhere: true, filters: []LinkFilter{{Table: "deaths"}}, payload: true, cells: 4, g: 4, r: 50, histG: 4,
-			payloadKind: Sum, payloadK: 2, payloadCell: 50 * 100000, padL2: math.Sqrt(4 + 4)},
+			payloadKind: Sum, payloadK: 1, payloadCell: 50 * 100000, padL2: math.Sqrt(4 + 4)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -290,7 +291,9 @@ func TestLinkPlans(t *testing.T) {
 			if !close(l.PadL2, c.padL2) {
 				t.Errorf("pad L2 %v, want %v", l.PadL2, c.padL2)
 			}
-			if l.Holders != max(c.holders, 2) {
+			// The coordinator's count of holders; without one, the
+			// catalogue's max_nodes_per_patient (2).
+			if want := cmp.Or(c.holders, 2); l.Holders != want {
 				t.Errorf("holders %d", l.Holders)
 			}
 			checkBudget(t, p)

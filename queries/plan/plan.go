@@ -88,7 +88,7 @@ type Request struct {
 	// LinkHolders is, for a linked query (Catalogue.Linkage), the number of
 	// nodes that hold the outer table (the coordinator counts them from the
 	// nodes' announcements and every node must be given the same number).
-	// The payload's K is max(LinkHolders, Catalogue.MaxNodesPerPatient).
+	// The payload's K is LinkHolders (Catalogue.MaxNodesPerPatient when 0).
 	// Defaults to 0: unknown, K = Catalogue.MaxNodesPerPatient.
 	LinkHolders int
 }
@@ -304,7 +304,14 @@ func Build(req Request, cat *Catalogue) (*Plan, error) {
 		if mech != Gaussian {
 			return nil, fmt.Errorf("%w: a linked query (resident counts and cohort filters in a network with record linkage) needs the %s mechanism: its padding and dummies are Gaussian", ErrRequest, Gaussian)
 		}
-		p.Link.Holders = max(req.LinkHolders, c.MaxNodesPerPatient)
+		// The holders of the outer table, as the coordinator counted them
+		// from the nodes' announcements (each node checks the count covers
+		// every holder the link spec names); without a count, the
+		// network's bound.
+		p.Link.Holders = c.MaxNodesPerPatient
+		if req.LinkHolders > 0 {
+			p.Link.Holders = req.LinkHolders
+		}
 		p.linkMeasures()
 	}
 	if err := p.account(); err != nil {

@@ -149,6 +149,13 @@ func (s *Store) Evaluate(ctx context.Context, p *plan.Plan) (*eval.Exact, error)
 	return eval.Evaluate(ctx, p, s.Tables())
 }
 
+// Link lists the node's residents for a query across linked agencies on
+// the current snapshot (eval.LinkElements; node.LinkSource). The lists
+// must never leave the node in the clear.
+func (s *Store) Link(ctx context.Context, p *plan.Plan) (*eval.LinkLocal, error) {
+	return eval.LinkElements(ctx, p, s.Tables())
+}
+
 // Summary returns the exact patient and row counts of the current
 // snapshot, study tables included (node.DataSource).
 func (s *Store) Summary() *typesv1.DataSummary {
