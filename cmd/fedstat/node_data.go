@@ -95,11 +95,8 @@ them if the store has their patient). The exit status is 1 when the import would
 			if format != "text" && format != "json" {
 				return &usageError{"node import: --format must be text or json"}
 			}
-			if study != "" || schema != "" {
-				if dryRun {
-					return &usageError{"node import: --dry-run is for CDM and FHIR records, not --study (a study is checked whole by its import, which writes nothing when a cell is bad)"}
-				}
-				return importStudy(cmd, o, study, schema, format, args)
+			if (study != "" || schema != "") && dryRun {
+				return &usageError{"node import: --dry-run is for CDM and FHIR records, not --study (a study is checked whole by its import, which writes nothing when a cell is bad)"}
 			}
 			stderr := cmd.ErrOrStderr()
 			o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -107,6 +104,9 @@ them if the store has their patient). The exit status is 1 when the import would
 				o.Progress = stderr
 			} else {
 				o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			}
+			if study != "" || schema != "" {
+				return importStudy(cmd, o, study, schema, format, args)
 			}
 			if dryRun {
 				d, err := admin.DryRunImport(cmd.Context(), o, args)
