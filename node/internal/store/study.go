@@ -449,7 +449,6 @@ func (b *studyBuilder) decodeChunk(v []byte) error {
 	return nil
 }
 
-
 // checkStudy verifies that st is consistent with its schema (ImportStudy's
 // in-memory study).
 func checkStudy(st *cdm.Study) error {
