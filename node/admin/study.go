@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/node/internal/ingest"
@@ -80,7 +81,11 @@ func ImportStudy(ctx context.Context, o ImportOptions, schema *cdm.StudySchema, 
 	if err != nil {
 		return nil, err
 	}
-	sum, err := s.ImportStudyFrom(ctx, schema, studySource{sf.Reader}, store.StudyImportOptions{Source: path, MaxErrors: o.MaxErrors})
+	src := &studySource{r: sf.Reader}
+	if fi, err := os.Stat(path); err == nil && !strings.HasSuffix(path, ".gz") {
+		src.size = fi.Size()
+	}
+	sum, err := s.ImportStudyFrom(ctx, schema, src, store.StudyImportOptions{Source: path, MaxErrors: o.MaxErrors})
 	if cerr := db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("admin: close: %w", cerr)
 	}
@@ -98,14 +103,25 @@ func ImportStudy(ctx context.Context, o ImportOptions, schema *cdm.StudySchema, 
 const studyRowsPerRead = 8192
 
 // studySource feeds a study CSV reader to the store.
-type studySource struct{ r *studycsv.Reader }
+type studySource struct {
+	r     *studycsv.Reader
+	size  int64 // of the file, when not compressed (for the rows hint)
+	first bool
+}
 
-func (s studySource) Next() (*store.StudyChunk, error) {
+func (s *studySource) Next() (*store.StudyChunk, error) {
 	c, err := s.r.Next(studyRowsPerRead)
 	if err != nil {
 		return nil, err
 	}
-	return &store.StudyChunk{Rows: c.Rows, Origins: c.Origins, Bad: c.Bad}, nil
+	out := &store.StudyChunk{Rows: c.Rows, Origins: c.Origins, Bad: c.Bad}
+	if !s.first {
+		s.first = true
+		if n, off := c.Rows.Rows()+len(c.Bad), s.r.Offset(); s.size > 0 && off > 0 && n > 0 {
+			out.RowsHint = int(float64(s.size)/float64(off)*float64(n)*1.02) + 1
+		}
+	}
+	return out, nil
 }
 
 // ErrNotStore is returned by ImportStudyIn for a data source that is not a

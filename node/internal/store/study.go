@@ -123,6 +123,10 @@ type StudyChunk struct {
 	// Bad lists bad rows the source found (they are not in Rows). Any
 	// bad row fails the import.
 	Bad []*cdm.RecordError
+	// RowsHint, when > 0, estimates the rows of the whole input (from the
+	// file size): the in-memory copy is sized once instead of growing by
+	// doubling. Read from the first chunk only.
+	RowsHint int
 }
 
 // StudySource yields a study's rows chunk by chunk (studycsv.Reader via
@@ -578,6 +582,9 @@ func (s *Store) ImportStudyFrom(ctx context.Context, schema *cdm.StudySchema, sr
 		}
 		if err != nil {
 			return nil, undo(fmt.Errorf("store: study %s: %w", name, err))
+		}
+		if rowNum == 0 && c.RowsHint > 0 {
+			acc.grow(min(c.RowsHint, 1<<28))
 		}
 		for _, e := range c.Bad {
 			badRow(e)

@@ -251,6 +251,10 @@ func (rd *Reader) Next(max int) (*Chunk, error) {
 	return c, nil
 }
 
+// Offset is how many bytes of the input the reader has consumed, for
+// estimating the rows of a file from its size.
+func (rd *Reader) Offset() int64 { return rd.cr.InputOffset() }
+
 // bad records a bad cell of the chunk being read. raw is copied (the CSV
 // reader reuses its record).
 func (rd *Reader) bad(line int, col string, raw []string, kind error, format string, args ...any) {
