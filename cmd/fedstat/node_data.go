@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/config"
 	"github.com/fedstat/fedstat/node/admin"
 )
 
@@ -95,11 +96,8 @@ them if the store has their patient). The exit status is 1 when the import would
 			if format != "text" && format != "json" {
 				return &usageError{"node import: --format must be text or json"}
 			}
-			if study != "" || schema != "" {
-				if dryRun {
-					return &usageError{"node import: --dry-run is for CDM and FHIR records, not --study (a study is checked whole by its import, which writes nothing when a cell is bad)"}
-				}
-				return importStudy(cmd, o, study, schema, format, args)
+			if (study != "" || schema != "") && dryRun {
+				return &usageError{"node import: --dry-run is for CDM and FHIR records, not --study (a study is checked whole by its import, which writes nothing when a cell is bad)"}
 			}
 			stderr := cmd.ErrOrStderr()
 			o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -107,6 +105,9 @@ them if the store has their patient). The exit status is 1 when the import would
 				o.Progress = stderr
 			} else {
 				o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			}
+			if study != "" || schema != "" {
+				return importStudy(cmd, o, study, schema, format, args)
 			}
 			if dryRun {
 				d, err := admin.DryRunImport(cmd.Context(), o, args)
@@ -256,7 +257,7 @@ func printImportSummary(w io.Writer, s *admin.ImportSummary) {
 var tableOrder = cdm.TableNames()
 
 func nodeStatusCommand() *cobra.Command {
-	var dataDir, keyFile, format string
+	var dataDir, keyFile, format, cfgPath string
 	c := &cobra.Command{
 		Use:   "status --data-dir DIR [--format table|json]",
 		Short: "Show what a node stores: rows, date ranges, regions, top codes (admin only)",
@@ -277,8 +278,22 @@ The JSON form has at least {"tables": {"patients": N, "conditions": N, ...}} plu
   fedstat node status --data-dir ./node1 --key-file node.key    # an encrypted store, daemon stopped`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			var identifierSystem string
+			if cfgPath != "" {
+				var cfg config.Node
+				if err := config.Load(cfgPath, &cfg, nil); err != nil {
+					return err
+				}
+				if !cmd.Flags().Changed("data-dir") {
+					dataDir = cfg.DataDir
+				}
+				if !cmd.Flags().Changed("key-file") {
+					keyFile = cfg.KeyFile
+				}
+				identifierSystem = cfg.IdentifierSystem()
+			}
 			if dataDir == "" {
-				return &usageError{"node status: --data-dir is required"}
+				return &usageError{"node status: --data-dir is required (or --config with data_dir)"}
 			}
 			if format != "table" && format != "json" {
 				return &usageError{"node status: --format must be table or json"}
@@ -297,7 +312,7 @@ The JSON form has at least {"tables": {"patients": N, "conditions": N, ...}} plu
 				}
 			} else {
 				var err error
-				if st, err = admin.GetStatus(cmd.Context(), dataDir, keyFile); err != nil {
+				if st, err = admin.GetStatusFor(cmd.Context(), dataDir, keyFile, identifierSystem); err != nil {
 					return err
 				}
 			}
@@ -315,6 +330,7 @@ The JSON form has at least {"tables": {"patients": N, "conditions": N, ...}} plu
 	f.StringVar(&dataDir, "data-dir", "", "node data directory (required)")
 	f.StringVar(&keyFile, "key-file", "", "operator key file, if the store is encrypted")
 	f.StringVar(&format, "format", "table", "output format: table or json")
+	f.StringVar(&cfgPath, "config", "", "the node's config: its data_dir, key_file and [linkage] identifier_system (patients with that identifier are counted) when the daemon is stopped")
 	return c
 }
 
@@ -335,6 +351,18 @@ func printStatus(w io.Writer, st *admin.Status) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\n", t, st.Tables[t], strings.Join(ds, "; "))
 	}
 	tw.Flush()
+	if len(st.Studies) > 0 {
+		fmt.Fprintln(w, "\nstudy tables:")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  table\trows\tpersons")
+		for _, sc := range st.Studies {
+			fmt.Fprintf(tw, "  %s\t%d\t%d\n", sc.Name, sc.Rows, sc.Persons)
+		}
+		tw.Flush()
+	}
+	if ic := st.Identifiers; ic != nil {
+		fmt.Fprintf(w, "\npatients with an identifier of %s: %d of %d\n", ic.System, ic.With, ic.Patients)
+	}
 	if len(st.Regions) > 0 {
 		fmt.Fprintln(w, "\npatients by region:")
 		for i, r := range st.Regions {

@@ -45,7 +45,7 @@ func importStudy(cmd *cobra.Command, o admin.ImportOptions, study, schemaPath, f
 	case sum.Changed:
 		state = "added"
 	}
-	fmt.Fprintf(out, "study %s: %d rows from %s, %s\n", sum.Name, sum.Rows, sum.Source, state)
+	fmt.Fprintf(out, "study %s: %d rows of %d persons from %s, %s\n", sum.Name, sum.Rows, sum.Persons, sum.Source, state)
 	cols := make([]string, 0, len(sum.OutOfRange))
 	for c := range sum.OutOfRange {
 		cols = append(cols, c)

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/BurntSushi/toml"
 )
@@ -86,6 +87,11 @@ type Common struct {
 	// 'name'`. They must be the same at the coordinator and every node (a
 	// node that expands a name differently refuses the query).
 	ValueSets []string `toml:"value_sets"`
+	// Linkage, when present, makes the network a linked one (cross-agency
+	// record linkage, docs/linkage.md): patient_id then means the linked
+	// resident. Part of the public catalogue: the same at the coordinator
+	// and every node (plan.Catalogue.Linkage). Default: absent, no linkage.
+	Linkage *Linkage `toml:"linkage"`
 	// Params is the homomorphic parameter set. Default: the production set.
 	Params string `toml:"params"`
 	// LogLevel is debug, info, warn or error. Default info.
@@ -99,6 +105,42 @@ type Common struct {
 	// Source is the file the configuration was read from (set by Load; empty
 	// when none), for messages. It is not a key of the file.
 	Source string `toml:"-"`
+}
+
+// Linkage is the network catalogue's [linkage] table.
+type Linkage struct {
+	// IdentifierSystem is the FHIR Patient.identifier system of the
+	// residents' shared identifier (a resident identity number, e.g.
+	// "urn:oid:2.16.156.10011.1.1"); an agency table's schema id column
+	// holds values of the same identifier. Required when [linkage] is
+	// present: non-empty, without white space.
+	IdentifierSystem string `toml:"identifier_system"`
+}
+
+// IdentifierSystem returns the network's identifier system, or "" when the
+// network does not link records (no [linkage] table).
+func (c *Common) IdentifierSystem() string {
+	if c.Linkage == nil {
+		return ""
+	}
+	return c.Linkage.IdentifierSystem
+}
+
+// validate checks the keys of the common section that Load can check on
+// its own.
+func (c *Common) validate() error {
+	if c.Linkage != nil {
+		sys := c.Linkage.IdentifierSystem
+		switch {
+		case sys == "":
+			return fmt.Errorf("%w: %s: [linkage] identifier_system is required when [linkage] is present: the FHIR "+
+				"Patient.identifier system of the residents' shared identifier (e.g. \"urn:oid:...\"); remove [linkage] "+
+				"for a network that does not link records", ErrInvalid, c.where())
+		case strings.IndexFunc(sys, unicode.IsSpace) >= 0:
+			return fmt.Errorf("%w: %s: [linkage] identifier_system %q contains white space: want a system URI", ErrInvalid, c.where(), sys)
+		}
+	}
+	return nil
 }
 
 func (c *Common) setSource(path string) { c.Source = path }
@@ -254,7 +296,13 @@ func Load(path string, cfg any, env []string) error {
 	if env == nil {
 		env = os.Environ()
 	}
-	return applyEnv(cfg, env)
+	if err := applyEnv(cfg, env); err != nil {
+		return err
+	}
+	if v, ok := cfg.(interface{ validate() error }); ok {
+		return v.validate()
+	}
+	return nil
 }
 
 // applyEnv sets fields tagged toml:"key" from FEDSTAT_KEY.

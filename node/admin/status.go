@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -28,8 +29,30 @@ type Status struct {
 	// TopCodes lists the 10 most frequent codes of each coded table
 	// (cdm.TableSchema.Coded: encounters by type_code), by rows.
 	TopCodes map[string][]Count `json:"top_codes"`
+	// Studies lists the study (agency) tables with their rows and
+	// persons, by name.
+	Studies []StudyCount `json:"studies,omitempty"`
+	// Identifiers counts the patients that carry an identifier of the
+	// network's identifier system ([linkage] identifier_system); absent
+	// when the node's config names none (GetStatusFor, StatusFor).
+	Identifiers *IdentifierCount `json:"identifiers,omitempty"`
 	// BuildTime is how long building the columnar copy took at open.
 	BuildTime time.Duration `json:"build_ns"`
+}
+
+// StudyCount is a study table's size.
+type StudyCount struct {
+	Name    string `json:"name"`
+	Rows    int    `json:"rows"`
+	Persons int    `json:"persons"`
+}
+
+// IdentifierCount counts the patients (rows of the patients table) with
+// and without an identifier of System (exact; the node admin's own view).
+type IdentifierCount struct {
+	System   string `json:"system"`
+	With     int    `json:"with"`
+	Patients int    `json:"patients"`
 }
 
 // ImportLogEntry is one committed import.
@@ -77,6 +100,13 @@ func (st *Status) NameCodes(cat *plan.Catalogue) {
 // directory that does not exist or holds no store is refused
 // (CheckDataDir, NeedStore): nothing is created.
 func GetStatus(ctx context.Context, dataDir, keyFile string) (*Status, error) {
+	return GetStatusFor(ctx, dataDir, keyFile, "")
+}
+
+// GetStatusFor is GetStatus that also counts the patients carrying an
+// identifier of identifierSystem (the node config's [linkage]
+// identifier_system; "" counts nothing).
+func GetStatusFor(ctx context.Context, dataDir, keyFile, identifierSystem string) (*Status, error) {
 	if err := CheckDataDir(dataDir, NeedStore); err != nil {
 		return nil, err
 	}
@@ -87,7 +117,7 @@ func GetStatus(ctx context.Context, dataDir, keyFile string) (*Status, error) {
 	}
 	defer db.Close()
 	build := time.Since(t0)
-	st, err := StatusOf(s)
+	st, err := StatusFor(s, identifierSystem)
 	if err != nil {
 		return nil, err
 	}
@@ -96,8 +126,17 @@ func GetStatus(ctx context.Context, dataDir, keyFile string) (*Status, error) {
 }
 
 // StatusOf summarises an open store (the daemon's admin view).
-func StatusOf(s *store.Store) (*Status, error) {
-	st := Summarize(s.Tables())
+func StatusOf(s *store.Store) (*Status, error) { return StatusFor(s, "") }
+
+// StatusFor is StatusOf that also counts the patients carrying an
+// identifier of identifierSystem ("" counts nothing): what the daemon's
+// admin status gives when its config has [linkage].
+func StatusFor(s *store.Store, identifierSystem string) (*Status, error) {
+	t := s.Tables()
+	st := Summarize(t)
+	if identifierSystem != "" {
+		st.Identifiers = CountIdentifiers(t, identifierSystem)
+	}
 	st.Generation = s.Generation()
 	log, err := s.ImportLog()
 	if err != nil {
@@ -165,6 +204,23 @@ func Summarize(t *cdm.Tables) *Status {
 			sortCounts(st.Regions)
 		}
 	}
+	var seen []bool // persons of a study table, by patient index
+	for _, name := range t.Names() {
+		if _, ok := cdm.LookupTable(name); ok {
+			continue
+		}
+		tb, _ := t.Table(name)
+		seen = slices.Grow(seen[:0], t.NumPatients())[:t.NumPatients()]
+		clear(seen)
+		persons := 0
+		for _, p := range tb.Patient {
+			if !seen[p] {
+				seen[p] = true
+				persons++
+			}
+		}
+		st.Studies = append(st.Studies, StudyCount{Name: name, Rows: tb.Rows, Persons: persons})
+	}
 	for i := range cdm.Schema {
 		name, cols := cdm.Schema[i].Name, cdm.Schema[i].Coded
 		tb, ok := t.Table(name)
@@ -187,6 +243,23 @@ func Summarize(t *cdm.Tables) *Status {
 		st.TopCodes[name] = cs
 	}
 	return st
+}
+
+// CountIdentifiers counts the patients of t that carry an identifier of
+// system (cdm.Tables.ResidentKey).
+func CountIdentifiers(t *cdm.Tables, system string) *IdentifierCount {
+	ic := &IdentifierCount{System: system}
+	tb, ok := t.Table(cdm.TablePatients)
+	if !ok {
+		return ic
+	}
+	for _, p := range tb.Patient {
+		ic.Patients++
+		if _, shared := t.ResidentKey(p, system); shared {
+			ic.With++
+		}
+	}
+	return ic
 }
 
 func sortCounts(cs []Count) {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/node/internal/ingest"
 	"github.com/fedstat/fedstat/node/internal/store"
+	"github.com/fedstat/fedstat/node/internal/studycsv"
 )
 
 // StudySummary describes a study import.
@@ -43,13 +46,18 @@ func readStudy(path string, schema *cdm.StudySchema, maxErrors int) (*cdm.Study,
 	return res.Study, res.OutOfRange, nil
 }
 
-// ImportStudy reads the study CSV at path by schema and stores it as the
-// study table schema.Name in the store of o.DataDir (replacing a study of
-// that name), all or nothing: any bad cell fails the import with an
-// *ImportError listing file, line, column and what was expected (the first
-// o.MaxErrors, default 20), and nothing is written. Of o only DataDir,
-// KeyFile and MaxErrors apply; a study cannot be imported in part, so
-// o.Quarantine is refused.
+// ImportStudy streams the study CSV at path (gzip when it ends in .gz) by
+// schema into the store of o.DataDir as the study table schema.Name
+// (replacing a study of that name), all or nothing, with bounded memory:
+// rows are staged in the store chunk by chunk and made visible in one
+// final commit (store.ImportStudyFrom). Any bad cell or row, anywhere in
+// the file, fails the import with an *ImportError listing file, line,
+// column and what was expected (the first o.MaxErrors, default 20, and
+// the total), and the stored tables are left as they were; so does a
+// cancellation of ctx (Ctrl-C) or a crash. Progress goes to o.Progress (a
+// bar) or o.Logger. Of o only DataDir, KeyFile, MaxErrors, Progress and
+// Logger apply; a study cannot be imported in part, so o.Quarantine is
+// refused.
 func ImportStudy(ctx context.Context, o ImportOptions, schema *cdm.StudySchema, path string) (*StudySummary, error) {
 	if o.Quarantine != "" {
 		return nil, errors.New("admin: a study is imported whole; quarantine is for CDM records")
@@ -57,22 +65,63 @@ func ImportStudy(ctx context.Context, o ImportOptions, schema *cdm.StudySchema, 
 	if o.MaxErrors <= 0 {
 		o.MaxErrors = 20
 	}
-	st, oor, err := readStudy(path, schema, o.MaxErrors)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	sf, err := ingest.OpenStudy(ctx, ingest.Options{Progress: o.Progress, Logger: o.Logger}, path, schema)
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	s, db, err := OpenStore(ctx, OpenOptions{DataDir: o.DataDir, KeyFile: o.KeyFile})
+	defer sf.Close()
+	s, db, err := OpenStore(ctx, OpenOptions{DataDir: o.DataDir, KeyFile: o.KeyFile, Logger: o.Logger})
 	if err != nil {
 		return nil, err
 	}
-	sum, err := s.ImportStudy(st, path)
+	src := &studySource{r: sf.Reader}
+	if fi, err := os.Stat(path); err == nil && !strings.HasSuffix(path, ".gz") {
+		src.size = fi.Size()
+	}
+	sum, err := s.ImportStudyFrom(ctx, schema, src, store.StudyImportOptions{Source: path, MaxErrors: o.MaxErrors})
 	if cerr := db.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("admin: close: %w", cerr)
 	}
+	var re *store.StudyRowsError
+	if errors.As(err, &re) {
+		return nil, &ImportError{Total: re.Total, Errors: re.Errors, NoQuarantine: true}
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &StudySummary{StudySummary: *sum, OutOfRange: oor}, nil
+	return &StudySummary{StudySummary: *sum, OutOfRange: sf.OutOfRange}, nil
+}
+
+// studyRowsPerRead is how many CSV rows a study import reads at a time.
+const studyRowsPerRead = 8192
+
+// studySource feeds a study CSV reader to the store.
+type studySource struct {
+	r     *studycsv.Reader
+	size  int64 // of the file, when not compressed (for the rows hint)
+	first bool
+}
+
+func (s *studySource) Next() (*store.StudyChunk, error) {
+	c, err := s.r.Next(studyRowsPerRead)
+	if err != nil {
+		return nil, err
+	}
+	out := &store.StudyChunk{Rows: c.Rows, Origins: c.Origins, Bad: c.Bad}
+	if !s.first {
+		s.first = true
+		if n, off := c.Rows.Rows()+len(c.Bad), s.r.Offset(); s.size > 0 && off > 0 && n > 0 {
+			out.RowsHint = int(float64(s.size)/float64(off)*float64(n)*1.02) + 1
+		}
+	}
+	return out, nil
 }
 
 // ErrNotStore is returned by ImportStudyIn for a data source that is not a

@@ -443,3 +443,43 @@ func TestWaitingMedicationPatient(t *testing.T) {
 		t.Fatalf("medications %+v, want r1 of pat1 and r2 of u2, coded 860975", m)
 	}
 }
+
+// Patient.identifier items with a system and a value become the patient's
+// identifiers, sorted and deduplicated, from Bulk NDJSON and Bundles alike;
+// items without a value or without a system are left out.
+func TestPatientIdentifiers(t *testing.T) {
+	const resident = "urn:oid:2.16.156.10011.1.1"
+	const patient = `{"resourceType":"Patient","id":"p1","identifier":[` +
+		`{"system":"http://hospital.example/mrn","value":"MRN-0042","type":{"text":"MRN"}},` +
+		`{"system":"` + resident + `","value":"110101199003074512"},` +
+		`{"system":"http://hospital.example/mrn","value":"MRN-0042"},` +
+		`{"system":"http://hospital.example/old","use":"old"},` +
+		`{"value":"no-system"}]}`
+	want := "http://hospital.example/mrn|MRN-0042," + resident + "|110101199003074512"
+	if got := cdm.FormatCodings(cdm.SortCodings([]cdm.Coding{{System: resident, Code: "110101199003074512"}, {System: "http://hospital.example/mrn", Code: "MRN-0042"}})); got != want {
+		t.Fatalf("test expectation %q is not the SortCodings order %q", want, got)
+	}
+	p := NewParser(Options{})
+	if err := p.ParseNDJSON("Patient.ndjson", strings.NewReader(patient+"\n"+`{"resourceType":"Patient","id":"p2"}`)); err != nil {
+		t.Fatal(err)
+	}
+	p.ParseBundle("b.json", []byte(`{"resourceType":"Bundle","type":"collection","entry":[{"resource":`+strings.Replace(patient, `"p1"`, `"p3"`, 1)+`}]}`))
+	res := p.Result()
+	if len(res.Errors) > 0 {
+		t.Fatal(res.Errors[0])
+	}
+	got := map[string]string{}
+	for _, pt := range res.Records.Patients {
+		got[pt.ID] = pt.Identifiers
+	}
+	if got["p1"] != want || got["p3"] != want || got["p2"] != "" {
+		t.Fatalf("identifiers %q, want p1 and p3 %q, p2 none", got, want)
+	}
+	// A logical reference by an identifier without a system still resolves.
+	p = NewParser(Options{})
+	_ = p.ParseNDJSON("x.ndjson", strings.NewReader(patient+"\n"+
+		`{"resourceType":"Condition","id":"c1","subject":{"identifier":{"value":"no-system"}},"code":{"coding":[{"code":"1"}]}}`))
+	if c := p.Result().Records.Conditions; len(c) != 1 || c[0].PatientID != "p1" {
+		t.Fatalf("conditions %+v", c)
+	}
+}

@@ -242,9 +242,18 @@ func reference(s *scanner) (string, error) {
 
 // identifier reads an Identifier as "system|value" ("" without a value).
 func identifier(s *scanner) (string, error) {
-	var sys, val string
+	sys, val, err := identifierParts(s)
+	if err != nil || val == "" {
+		return "", err
+	}
+	return sys + "|" + val, nil
+}
+
+// identifierParts reads an Identifier's system and value (either may be
+// empty).
+func identifierParts(s *scanner) (sys, val string, err error) {
 	var e errs
-	err := s.object(func(k []byte) error {
+	err = s.object(func(k []byte) error {
 		var err error
 		switch string(k) {
 		case "system":
@@ -256,10 +265,10 @@ func identifier(s *scanner) (string, error) {
 		}
 		return s.skip()
 	})
-	if err != nil || e.bad != nil || val == "" {
-		return "", firstErr(err, e.bad)
+	if err != nil || e.bad != nil {
+		return "", "", firstErr(err, e.bad)
 	}
-	return sys + "|" + val, nil
+	return sys, val, nil
 }
 
 // period reads a Period.
@@ -488,6 +497,7 @@ func (p *Parser) patient(s *scanner, l loc) (bad, err error) {
 	pt := cdm.Patient{BirthDate: cdm.NoDate, DeathDate: cdm.NoDate}
 	var addr Address
 	var idents []string
+	var codes []cdm.Coding // identifiers with a system and a value
 	haveAddr, home := false, false
 	err = s.object(func(k []byte) error {
 		var err error
@@ -520,9 +530,12 @@ func (p *Parser) patient(s *scanner, l loc) (bad, err error) {
 			})
 		case "identifier":
 			return e.array(s, "identifier", func(int) error {
-				id, err := identifier(s)
-				if id != "" {
-					idents = append(idents, id)
+				sys, val, err := identifierParts(s)
+				if err == nil && val != "" {
+					idents = append(idents, sys+"|"+val)
+					if sys != "" {
+						codes = append(codes, cdm.Coding{System: sys, Code: val})
+					}
 				}
 				return err
 			})
@@ -547,6 +560,7 @@ func (p *Parser) patient(s *scanner, l loc) (bad, err error) {
 		return bad, nil
 	}
 	pt.Region = p.opts.Region.Region(addr)
+	pt.Identifiers = cdm.FormatCodings(cdm.SortCodings(codes)) // unique per patient: not interned
 	if l.fullURL != "" {
 		p.bundleURLs[l.fullURL] = pt.ID
 	}

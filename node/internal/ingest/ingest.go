@@ -25,6 +25,7 @@
 package ingest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -278,10 +279,10 @@ func (res *Result) patientField(o cdm.Origin) string {
 	return "subject.reference"
 }
 
-// ReadStudy reads the study CSV file at path by its schema (studycsv): a
-// study table is imported whole, so bad cells are all in the result's
-// Errors and the caller refuses the file. An unreadable file is the file
-// system's error as it is.
+// ReadStudy reads the study CSV file at path by its schema (studycsv) into
+// memory: bad cells are all in the result's Errors and the caller refuses
+// the file. An unreadable file is the file system's error as it is. Large
+// files go through OpenStudy.
 func ReadStudy(path string, schema *cdm.StudySchema) (*studycsv.Result, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -289,4 +290,52 @@ func ReadStudy(path string, schema *cdm.StudySchema) (*studycsv.Result, error) {
 	}
 	defer f.Close()
 	return studycsv.Read(f, path, schema)
+}
+
+// StudyFile is a study CSV file being streamed (OpenStudy).
+type StudyFile struct {
+	*studycsv.Reader
+	f    *os.File
+	z    io.ReadCloser
+	prog *progress
+}
+
+// OpenStudy opens the study CSV file at path (gzip-compressed when its
+// name ends in .gz) for reading chunk by chunk, with progress as Options
+// say (a bar on Progress, else a log line every few seconds on Logger;
+// only Progress, Logger and OnRead apply). A bad header is a
+// *cdm.RecordError; an unreadable file the file system's error. Close it.
+func OpenStudy(ctx context.Context, o Options, path string, schema *cdm.StudySchema) (*StudyFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	sf := &StudyFile{f: f, prog: newProgress(ctx, o, fi.Size())}
+	var in io.Reader = &progressReader{r: f, fn: sf.prog.add}
+	if strings.HasSuffix(path, ".gz") {
+		if sf.z, err = gunzip(in); err != nil {
+			sf.Close()
+			return nil, &cdm.RecordError{Origin: cdm.Origin{File: path, Entry: -1}, Err: &problem{ErrFormat, "not gzip: " + err.Error()}}
+		}
+		in = sf.z
+	}
+	if sf.Reader, err = studycsv.NewReader(bufio.NewReaderSize(in, 1<<20), path, schema); err != nil {
+		sf.Close()
+		return nil, err
+	}
+	return sf, nil
+}
+
+// Close ends the progress display and closes the file.
+func (sf *StudyFile) Close() error {
+	sf.prog.done()
+	if sf.z != nil {
+		sf.z.Close()
+	}
+	return sf.f.Close()
 }

@@ -176,3 +176,38 @@ func TestSources(t *testing.T) {
 		t.Errorf("origins of the kept conditions %v", o)
 	}
 }
+
+// TestIdentifiersColumn: the patients' optional identifiers column is read
+// from CDM CSV and CDM NDJSON (declared once in the table registry), with
+// its system|value items as written; files without it still import.
+func TestIdentifiersColumn(t *testing.T) {
+	dir := t.TempDir()
+	const ids = `http://hospital.example/mrn|MRN-1,urn:oid:2.16.156.10011.1.1|110101199003074512`
+	files := map[string]string{
+		"a_patients.csv":    "patient_id,sex,identifiers\np1,female,\"" + ids + "\"\np2,male,\n",
+		"b_patients.ndjson": `{"patient_id":"p3","identifiers":"` + ids + `"}` + "\n",
+		"c_patients.csv":    "patient_id,sex\np4,female\n",
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := Read(context.Background(), Options{}, []string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Errors) > 0 {
+		t.Fatal(res.Errors[0])
+	}
+	got := map[string]string{}
+	for _, p := range res.Records.Patients {
+		got[p.ID] = p.Identifiers
+	}
+	want := map[string]string{"p1": ids, "p2": "", "p3": ids, "p4": ""}
+	for id, w := range want {
+		if g, ok := got[id]; !ok || g != w {
+			t.Errorf("%s: identifiers %q (present %v), want %q", id, g, ok, w)
+		}
+	}
+}

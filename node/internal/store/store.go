@@ -93,6 +93,11 @@ type Store struct {
 	// view is snap with the study tables (study.go); what Tables returns.
 	view    atomic.Pointer[cdm.Tables]
 	studies []*cdm.Study // under mu, sorted by name
+	// schemas holds the studies' schemas (Studies, lock-free).
+	schemas atomic.Pointer[[]cdm.StudySchema]
+	// nextStudyVersion is the version the next study import stages (under
+	// mu; study.go).
+	nextStudyVersion uint64
 	// ProgressEvery, when > 0, logs a debug line every so many staged
 	// records (tests watch for it). Set before the first import.
 	ProgressEvery int
@@ -129,7 +134,7 @@ func Open(ctx context.Context, db *kv.DB, logger *slog.Logger) (*Store, error) {
 		}
 		logger.Info("store: removed versions left by an interrupted or superseded import", "keys", len(stale))
 	}
-	if s.studies, err = s.loadStudies(); err != nil {
+	if s.studies, err = s.loadStudies(ctx); err != nil {
 		return nil, err
 	}
 	s.publish(tables)

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package admin
+
+func maxRSS() int64 { return 0 }
