@@ -142,6 +142,7 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	// Mix: the stages in order.
 	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_DECRYPTING })
 	var prev *nodev1.NodeSigned
+	var last *nodev1.LinkStagePayload
 	for k, id := range ls.Stages {
 		start := time.Now()
 		req := &nodev1.LinkStageRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Link: ls, Stage: uint32(k)}
@@ -150,21 +151,16 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 		} else {
 			req.Previous = prev
 		}
-		out, err := c.linkStage(q, e, id, req, shape, k)
+		out, payload, err := c.linkStage(q, e, id, req, shape, k)
 		if err != nil {
 			return nil, fmt.Errorf("%w: mix stage %d at %s: %v; nothing was decrypted", ErrQueryFailed, k+1, id, err)
 		}
-		prev = &nodev1.NodeSigned{NodeId: id, Signed: out}
+		prev, last = &nodev1.NodeSigned{NodeId: id, Signed: out}, payload
 		q.phase(fmt.Sprintf("mix %d/%d", k+1, len(ls.Stages)), start)
 	}
 
 	// Tally the pseudonyms.
 	start = time.Now()
-	m := e.member(prev.GetNodeId())
-	last, err := protocol.OpenLinkStage(m.Cert.PublicKey, prev.GetSigned(), q.id, e.ID, prev.GetNodeId(), c.window(), shape, len(ls.Stages)-1, ls.Stages)
-	if err != nil {
-		return nil, fmt.Errorf("%w: last stage's output: %v", ErrQueryFailed, err)
-	}
 	tally, err := protocol.TallyLinkLists(shape, lp, last.GetLists())
 	if err != nil {
 		return nil, fmt.Errorf("%w: tally: %v", ErrQueryFailed, err)
@@ -196,26 +192,28 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	return resultpb.ToProto(r), nil
 }
 
-// linkStage asks stage node id for its stage k and checks its output.
-func (c *Coordinator) linkStage(q *query, e *epoch, id string, req *nodev1.LinkStageRequest, shape protocol.LinkShape, k int) (*typesv1.Signed, error) {
+// linkStage asks stage node id for its stage k and checks its output,
+// which it returns signed and opened.
+func (c *Coordinator) linkStage(q *query, e *epoch, id string, req *nodev1.LinkStageRequest, shape protocol.LinkShape, k int) (*typesv1.Signed, *nodev1.LinkStagePayload, error) {
 	ctx, cancel := context.WithTimeout(q.ctx, linkStageTimeout)
 	defer cancel()
 	cl, err := c.client(id)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	t0 := time.Now()
 	resp, err := cl.LinkStage(ctx, req)
 	if err != nil {
-		return nil, callError(err)
+		return nil, nil, callError(err)
 	}
 	q.addUpload(id, proto.Size(resp))
 	m := e.member(id)
-	if _, err := protocol.OpenLinkStage(m.Cert.PublicKey, resp.GetOutput(), q.id, e.ID, id, c.window(), shape, k, req.GetLink().GetStages()); err != nil {
-		return nil, fmt.Errorf("output rejected: %w", err)
+	out, err := protocol.OpenLinkStage(m.Cert.PublicKey, resp.GetOutput(), q.id, e.ID, id, c.window(), shape, k, req.GetLink().GetStages())
+	if err != nil {
+		return nil, nil, fmt.Errorf("output rejected: %w", err)
 	}
 	q.note(id, fmt.Sprintf("mixed stage %d in %s", k+1, time.Since(t0).Round(time.Millisecond)))
-	return resp.GetOutput(), nil
+	return resp.GetOutput(), out, nil
 }
 
 // linkDecrypt has the stages (T members) decrypt the payload sums of every

@@ -158,6 +158,12 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 		if link, err = c.linkSpec(e, p); err != nil {
 			return nil, err
 		}
+		holders := make([][]string, len(link.FilterHolders))
+		for i, h := range link.FilterHolders {
+			holders[i] = h.NodeIds
+		}
+		c.log.Info("linked query planned", "outer", p.Link.Outer, "outer_holders", link.OuterHolders,
+			"filter_holders", holders, "participants", link.Participants, "stages", link.Stages)
 		spec.LinkHolders = int32(len(link.OuterHolders))
 		if preq, err = planRequest(spec); err != nil {
 			return nil, err

@@ -34,7 +34,7 @@ type Number struct {
 	// answers, and the ratios (means, variances, standard deviations), whose
 	// intervals are delta-method approximations. Released counts and sums
 	// carry it, so that whoever solves on them (queries/stats) need not
-	// re-plan the query. The table, JSON and CSV formats do not show it.
+	// re-plan the query. JSON shows it (variance); the table and CSV do not.
 	Variance float64
 }
 
@@ -126,6 +126,13 @@ type jsonNumber struct {
 	CILow   *float64 `json:"ci_low,omitempty"`
 	CIHigh  *float64 `json:"ci_high,omitempty"`
 	Display string   `json:"display"`
+	// Variance is the noise variance of Value (absent for ratios and
+	// exact answers): what an analyst needs to weigh or forecast released
+	// values.
+	Variance *float64 `json:"variance,omitempty"`
+	// Suppressed marks a count below the small-count threshold (Value
+	// null).
+	Suppressed bool `json:"suppressed,omitempty"`
 }
 
 type jsonRow struct {
@@ -165,9 +172,9 @@ func (r *Result) WriteJSON(w io.Writer) error {
 			jr.Keys = []string{}
 		}
 		for _, n := range row.Values {
-			jn := jsonNumber{Display: n.Display}
+			jn := jsonNumber{Display: n.Display, Suppressed: n.Suppressed}
 			if !n.Suppressed {
-				jn.Value, jn.CILow, jn.CIHigh = fptr(n.Value), fptr(n.CILow), fptr(n.CIHigh)
+				jn.Value, jn.CILow, jn.CIHigh, jn.Variance = fptr(n.Value), fptr(n.CILow), fptr(n.CIHigh), fptr(n.Variance)
 			}
 			jr.Values = append(jr.Values, jn)
 		}

@@ -35,7 +35,8 @@ type Started struct {
 
 // NetworkCatalogue is the network catalogue a daemon with config c plans
 // with: its regions, max_nodes_per_patient (required: see
-// config.Common.RequireMaxNodesPerPatient), study schemas and value sets.
+// config.Common.RequireMaxNodesPerPatient), study schemas, value sets and
+// record linkage ([linkage]).
 // The daemons and the admin commands that plan like them (node query
 // --config) use it.
 func NetworkCatalogue(c *config.Common) (*plan.Catalogue, error) {
@@ -59,6 +60,10 @@ func NetworkCatalogue(c *config.Common) (*plan.Catalogue, error) {
 		return nil, fmt.Errorf("%s: value_sets: %w", c.Source, err)
 	}
 	cat.ValueSets = vs
+	if sys := c.IdentifierSystem(); sys != "" {
+		// A linked network: patient_id is the resident (docs/linkage.md).
+		cat.Linkage = &plan.Linkage{IdentifierSystem: sys}
+	}
 	return cat, nil
 }
 
