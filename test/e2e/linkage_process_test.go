@@ -26,7 +26,7 @@ type linkResult struct {
 	Columns    []string `json:"columns"`
 	KeyColumns int      `json:"key_columns"`
 	Rows       []struct {
-		Keys   []string `json:"keys"`
+		Keys   []string     `json:"keys"`
 		Values []linkNumber `json:"values"`
 	} `json:"rows"`
 	Nodes int `json:"nodes"`
