@@ -40,6 +40,9 @@ func TestDocsDataModel(t *testing.T) {
 				continue
 			}
 			for _, c := range s.Columns {
+				if c.Secret && doc == "docs/query-language.md" {
+					continue // no query reads it
+				}
 				if !strings.Contains(m[2], "`"+c.Name+"`") {
 					t.Errorf("%s: table %s does not list column %s", doc, s.Name, c.Name)
 				}

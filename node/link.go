@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	crand "crypto/rand"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -117,9 +116,6 @@ func checkLinkSpec(e *epochState, self string, p *plan.Plan, l *nodev1.LinkSpec,
 // stage's secret exponent and permutation.
 func linkStages(e *epochState) int { return min(e.Threshold, len(e.Members)) }
 
-// errNotHolder reports a node whose data the link spec misplaces.
-var errNotHolder = errors.New("holder list")
-
 // linkPartial evaluates a linked query on the local data and returns the
 // signed link partial (stored by the ledger with the debit, like a
 // partial, so a re-delivered request gets the same lists and never a fresh
@@ -136,18 +132,10 @@ func (n *Node) linkPartial(ctx context.Context, e *epochState, queryID string, s
 	if err != nil {
 		return nil, err
 	}
-	holds := local.Outer != nil
-	if holds != slices.Contains(ls.GetOuterHolders(), n.id) && (holds && hasEntries(local.Outer)) {
-		return nil, fmt.Errorf("%w: %w: %s holds rows of %s but the coordinator did not list it as a holder; its residents would be missed and the sensitivity understated",
-			ErrBadRequest, errNotHolder, n.id, p.Link.Outer)
+	if err := checkHolder(n.id, p, ls, local); err != nil {
+		return nil, err
 	}
-	for i, f := range local.Filters {
-		if len(f) > 0 && !slices.Contains(ls.GetFilterHolders()[i].GetNodeIds(), n.id) {
-			return nil, fmt.Errorf("%w: %w: %s holds rows of %s but the coordinator did not list it as a holder",
-				ErrBadRequest, errNotHolder, n.id, p.Link.Filters[i].Table)
-		}
-	}
-	if rho := n.cfg.Policy.cohortRho(p); rho > 0 && holds {
+	if rho := n.cfg.Policy.cohortRho(p); rho > 0 && local.Outer != nil {
 		// The minimum cohort, on this node's outer residents: decided on a
 		// noisy count (σ = G/√(2ρ), charged with the query) as for a
 		// partial, and stored as a refusal.
@@ -165,13 +153,66 @@ func (n *Node) linkPartial(ctx context.Context, e *epochState, queryID string, s
 				refusalPrefix, n.id, n.cfg.Policy.MinCohort, sigma)), nil
 		}
 	}
-	shape := protocol.LinkShapeOf(spec, p)
+	plain, err := linkLists(n.id, p, ls, local, linkage.RandomPoint)
+	if err != nil {
+		return nil, err
+	}
+	out, err := plain.encrypt(e.Link.X)
+	if err != nil {
+		return nil, err
+	}
+	payload := &nodev1.PartialPayload{SpecDigest: protocol.SpecDigest(spec), Link: out}
+	signed, err := protocol.SealPartial(n.cfg.Identity.Key, queryID, e.Epoch, n.id, payload, n.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(signed)
+}
+
+// checkHolder checks that the link spec lists this node as a holder of
+// every table of the query it holds rows of: a node left out would have
+// its residents missed and the patterns' bounds understated.
+func checkHolder(self string, p *plan.Plan, ls *nodev1.LinkSpec, local *eval.LinkLocal) error {
+	if hasEntries(local.Outer) && !slices.Contains(ls.GetOuterHolders(), self) {
+		return fmt.Errorf("%w: %s holds rows of %s but the coordinator did not list it as a holder; its residents would be missed and the sensitivity understated",
+			ErrBadRequest, self, p.Link.Outer)
+	}
+	for i, f := range local.Filters {
+		if len(f) > 0 && !slices.Contains(ls.GetFilterHolders()[i].GetNodeIds(), self) {
+			return fmt.Errorf("%w: %s holds rows of %s but the coordinator did not list it as a holder",
+				ErrBadRequest, self, p.Link.Filters[i].Table)
+		}
+	}
+	return nil
+}
+
+// linkPlain is a node's link partial before encryption: per list (in
+// protocol.LinkShape order) the group elements (H of each resident, the
+// dummies, the identity padding; shuffled) and, on the outer lists of a
+// payload query, each element's value on the payload grid; and this node's
+// noise share of each cell's payload sum.
+type linkPlain struct {
+	roles int
+	pts   [][]linkage.Point
+	vals  [][]int64
+	noise []int64
+}
+
+// linkLists builds this node's lists of a linked query from its local part
+// (eval.LinkElements): its residents hashed to the group (node's own hash
+// domain for an unshared key), then, in every cell and for every
+// non-empty multiplicity pattern (a, b) of lp, the public shift plus this
+// node's integer Gaussian noise of dummies, each a fresh element (from
+// newPoint) put a times in the outer list and b_i times in filter i's, then
+// the identity padding of each list, then a shuffle of each list. The
+// privacy audit (link_audit_test.go) runs it as the node does.
+func linkLists(self string, p *plan.Plan, ls *nodev1.LinkSpec, local *eval.LinkLocal, newPoint func() linkage.Point) (*linkPlain, error) {
+	shape := protocol.LinkShape{Cells: p.Cells(), Filters: len(p.Link.Filters), Payload: p.Link.Payload}
 	lp := protocol.LinkPatternsOf(p, ls)
 	cells, roles := p.Cells(), 1+len(p.Link.Filters)
-	pts := make([][]linkage.Point, shape.Lists())
-	var vals [][]int64
+	out := &linkPlain{roles: roles, pts: make([][]linkage.Point, shape.Lists())}
 	if p.Link.Payload {
-		vals = make([][]int64, shape.Lists())
+		out.vals = make([][]int64, shape.Lists())
 	}
 	scale := 1.0
 	if p.Link.Payload {
@@ -181,15 +222,14 @@ func (n *Node) linkPartial(ctx context.Context, e *epochState, queryID string, s
 		if k.Shared {
 			return linkage.HashIdentifier(linkDomain(p), k.Key)
 		}
-		return linkage.HashIdentifier(localDomain(p, n.id), k.Key)
+		return linkage.HashIdentifier(localDomain(p, self), k.Key)
 	}
-	// The node's own residents.
 	for c, entries := range local.Outer {
 		i := shape.ListIndex(0, c)
 		for _, en := range entries {
-			pts[i] = append(pts[i], hash(en.LinkKey))
-			if vals != nil {
-				vals[i] = append(vals[i], int64(math.Round(en.Value*scale)))
+			out.pts[i] = append(out.pts[i], hash(en.LinkKey))
+			if out.vals != nil {
+				out.vals[i] = append(out.vals[i], int64(math.Round(en.Value*scale)))
 			}
 		}
 	}
@@ -200,12 +240,9 @@ func (n *Node) linkPartial(ctx context.Context, e *epochState, queryID string, s
 		}
 		for c := 0; c < cells; c++ {
 			i := shape.ListIndex(f+1, c)
-			pts[i] = append(pts[i], hashed...)
+			out.pts[i] = append(out.pts[i], hashed...)
 		}
 	}
-	// Dummies: for every cell and every non-empty pattern (a, b), the
-	// public shift plus this node's noise, each a fresh random point in a
-	// outer lists and b_i lists of filter i.
 	shift := protocol.LinkShift(p)
 	noise, err := dp.LinkDummies(p, cells*(lp.Count()-1))
 	if err != nil {
@@ -216,66 +253,72 @@ func (n *Node) linkPartial(ctx context.Context, e *epochState, queryID string, s
 			count := max(0, shift+noise[c*(lp.Count()-1)+pat-1])
 			a, b := lp.Pattern(pat)
 			for range count {
-				d := linkage.RandomPoint()
+				d := newPoint()
+				i := shape.ListIndex(0, c)
 				for range a {
-					i := shape.ListIndex(0, c)
-					pts[i] = append(pts[i], d)
-					if vals != nil {
-						vals[i] = append(vals[i], 0)
+					out.pts[i] = append(out.pts[i], d)
+					if out.vals != nil {
+						out.vals[i] = append(out.vals[i], 0)
 					}
 				}
 				for f, bf := range b {
 					i := shape.ListIndex(f+1, c)
 					for range bf {
-						pts[i] = append(pts[i], d)
+						out.pts[i] = append(out.pts[i], d)
 					}
 				}
 			}
 		}
 	}
-	// Padding: encryptions of the identity, which the coordinator drops,
-	// so that the length of each list is this node's noisy number.
 	pads, err := dp.LinkPadding(p, shape.Lists())
 	if err != nil {
 		return nil, err
 	}
 	padShift := protocol.LinkPadShift(p)
-	for i := range pts {
+	for i := range out.pts {
 		for range max(0, padShift+pads[i]) {
-			pts[i] = append(pts[i], linkage.Point{})
-			if vals != nil && i%roles == 0 {
-				vals[i] = append(vals[i], 0)
+			out.pts[i] = append(out.pts[i], linkage.Point{})
+			if out.vals != nil && i%roles == 0 {
+				out.vals[i] = append(out.vals[i], 0)
 			}
 		}
 	}
-	out := &nodev1.LinkPartial{}
-	for i := range pts {
+	for i := range out.pts {
 		var v []int64
-		if vals != nil && i%roles == 0 {
-			v = vals[i]
+		if out.vals != nil && i%roles == 0 {
+			v = out.vals[i]
 		}
-		shuffleLinked(pts[i], v)
-		l := &nodev1.LinkList{Cell: int32(i / roles), Role: int32(i % roles)}
-		cts, err := linkage.EncryptPoints(e.Link.X, pts[i])
+		shuffleLinked(out.pts[i], v)
+	}
+	if p.Link.Payload {
+		if out.noise, err = dp.LinkPayloadNoise(p); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// encrypt encrypts the lists under the linkage key x: what leaves the node.
+func (l *linkPlain) encrypt(x linkage.Point) (*nodev1.LinkPartial, error) {
+	out := &nodev1.LinkPartial{}
+	for i, pts := range l.pts {
+		nl := &nodev1.LinkList{Cell: int32(i / l.roles), Role: int32(i % l.roles)}
+		cts, err := linkage.EncryptPoints(x, pts)
 		if err != nil {
 			return nil, err
 		}
-		l.Pseudonyms = joinCiphertexts(cts)
-		if v != nil {
-			vcts, err := linkage.EncryptValues(e.Link.X, v)
+		nl.Pseudonyms = joinCiphertexts(cts)
+		if l.vals != nil && i%l.roles == 0 {
+			vcts, err := linkage.EncryptValues(x, l.vals[i])
 			if err != nil {
 				return nil, err
 			}
-			l.Payloads = joinValueCiphertexts(vcts)
+			nl.Payloads = joinValueCiphertexts(vcts)
 		}
-		out.Lists = append(out.Lists, l)
+		out.Lists = append(out.Lists, nl)
 	}
-	if p.Link.Payload {
-		ns, err := dp.LinkPayloadNoise(p)
-		if err != nil {
-			return nil, err
-		}
-		vcts, err := linkage.EncryptValues(e.Link.X, ns)
+	if l.noise != nil {
+		vcts, err := linkage.EncryptValues(x, l.noise)
 		if err != nil {
 			return nil, err
 		}
@@ -283,12 +326,7 @@ func (n *Node) linkPartial(ctx context.Context, e *epochState, queryID string, s
 			out.Noise = append(out.Noise, ct[:])
 		}
 	}
-	payload := &nodev1.PartialPayload{SpecDigest: protocol.SpecDigest(spec), Link: out}
-	signed, err := protocol.SealPartial(n.cfg.Identity.Key, queryID, e.Epoch, n.id, payload, n.cfg.Now())
-	if err != nil {
-		return nil, err
-	}
-	return proto.Marshal(signed)
+	return out, nil
 }
 
 func hasEntries(o [][]eval.LinkEntry) bool {
