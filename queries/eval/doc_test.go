@@ -31,6 +31,21 @@ func TestDocExamples(t *testing.T) {
 	cat := &plan.Catalogue{Regions: []string{"north", "south", "east", "west"}, ValueSets: diabetesValueSets(t)}
 	for _, b := range blocks {
 		sql := b[1]
+		if strings.Contains(sql, "FROM deaths") || strings.Contains(sql, "FROM claims") {
+			// An example across linked agencies: planned in a linked
+			// catalogue with the agency tables, evaluated as a node does.
+			p, err := plan.Build(plan.Request{SQL: sql, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 2, ReferenceDate: ref, LinkHolders: 1}, linkCatalogue(t))
+			if err != nil {
+				t.Errorf("%s\n%v", sql, err)
+				continue
+			}
+			if p.Link == nil {
+				t.Errorf("%s\nnot a linked plan", sql)
+			} else if _, err := eval.LinkElements(context.Background(), p, tb); err != nil {
+				t.Errorf("%s\n%v", sql, err)
+			}
+			continue
+		}
 		p, err := plan.Build(plan.Request{SQL: sql, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 2, ReferenceDate: ref}, cat)
 		if err != nil {
 			t.Errorf("%s\n%v", sql, err)
