@@ -112,11 +112,11 @@ func linkScaleRun(t *testing.T, residents, hospitals int) []string {
 		if code != http.StatusOK {
 			t.Fatalf("%s: %d %s", q.name, code, b)
 		}
-		var st coordinatorv1.QueryStatus
-		if err := protojson.Unmarshal(b, &st); err != nil {
+		var sub coordinatorv1.QueryStatus
+		if err := protojson.Unmarshal(b, &sub); err != nil {
 			t.Fatal(err)
 		}
-		st = waitQuery(t, p, st.QueryId)
+		st := waitQuery(t, p, sub.QueryId)
 		wall := time.Since(t0)
 		if st.State != coordinatorv1.State_STATE_DONE {
 			t.Fatalf("%s: %s %s", q.name, st.State, st.Error)
@@ -145,7 +145,7 @@ func linkScaleRun(t *testing.T, residents, hospitals int) []string {
 
 // waitQuery watches a query as the operator until it ends and returns its
 // final status (with every node's progress and bytes).
-func waitQuery(t *testing.T, p *demo.Processes, id string) coordinatorv1.QueryStatus {
+func waitQuery(t *testing.T, p *demo.Processes, id string) *coordinatorv1.QueryStatus {
 	t.Helper()
 	c, err := p.HTTPClient(2 * time.Hour)
 	if err != nil {
@@ -158,13 +158,13 @@ func waitQuery(t *testing.T, p *demo.Processes, id string) coordinatorv1.QuerySt
 		if err != nil {
 			t.Fatal(err)
 		}
-		var st coordinatorv1.QueryStatus
+		st := &coordinatorv1.QueryStatus{}
 		b, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := protojson.Unmarshal(b, &st); err != nil {
+		if err := protojson.Unmarshal(b, st); err != nil {
 			t.Fatalf("status of %s: %v: %s", id, err, b)
 		}
 		if terminalState(st.State) {
