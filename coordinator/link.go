@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -22,7 +21,7 @@ import (
 
 // A query across linked agencies (plan.LinkPlan; the protocol and what
 // every party sees are in docs/linkage.md). The coordinator plans it from
-// the tables the nodes announce (membership.Meta.Tables), collects every
+// the tables the nodes announce (membership.Meta.Rows), collects every
 // participant's link partial, hands the merged lists through the T mix
 // stages, tallies the last stage's pseudonyms (the only thing it reads: a
 // histogram of multiplicity patterns that the nodes' dummies make
@@ -47,7 +46,9 @@ func (c *Coordinator) linkSpec(e *epoch, p *plan.Plan) (*nodev1.LinkSpec, error)
 		}
 	}
 	ls := &nodev1.LinkSpec{}
-	holds := func(id, table string) bool { return slices.Contains(live[id].Meta.Tables, table) }
+	// A node announces the tables it holds in its gossip metadata: a
+	// coarse row count is above 0 exactly when it holds rows.
+	holds := func(id, table string) bool { return live[id].Meta.Rows[table] > 0 }
 	for _, m := range e.Members {
 		if live[m.ID] != nil {
 			ls.Participants = append(ls.Participants, m.ID)

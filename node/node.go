@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -373,20 +372,7 @@ func (n *Node) meta() membership.Meta {
 	}
 	sum := n.CoarseSummary()
 	return membership.Meta{ID: n.id, Role: string(pki.RoleNode), GRPCAddr: addr, Epoch: n.Epoch(), Version: Version,
-		Patients: sum.Patients, Rows: sum.Rows, Tables: n.HeldTables()}
-}
-
-// HeldTables lists the tables this node holds at least one row of, sorted
-// (the announcement in its gossip metadata).
-func (n *Node) HeldTables() []string {
-	var out []string
-	for t, rows := range n.Summary().GetRows() {
-		if rows > 0 {
-			out = append(out, t)
-		}
-	}
-	slices.Sort(out)
-	return out
+		Patients: sum.Patients, Rows: sum.Rows}
 }
 
 // advertise gossips the node's current metadata (after an epoch change).

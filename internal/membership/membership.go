@@ -47,12 +47,11 @@ type Meta struct {
 	// Patients and Rows are a coarse summary of a node's data (rounded by the
 	// node with node.CoarseCount before it advertises them; never exact).
 	Patients int64            `json:"patients,omitempty"`
-	Rows     map[string]int64 `json:"rows,omitempty"`
-	// Tables lists the tables a node holds rows of, sorted: its
-	// announcement of what it can answer about, from which the coordinator
-	// plans queries across linked agencies (who holds the outer table, who
-	// each filter's).
-	Tables []string `json:"tables,omitempty"`
+	// A table with Rows above 0 (a coarse count is 0 only for no rows) is
+	// one the node holds: its announcement of what it can answer about, from
+	// which the coordinator plans queries across linked agencies (who holds
+	// the outer table, who each filter's).
+	Rows map[string]int64 `json:"rows,omitempty"`
 }
 
 // Member is a member as gossip sees it.
