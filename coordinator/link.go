@@ -267,7 +267,10 @@ func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, last 
 		// of every participant far into its tail.
 		elems := len(lists[shape.ListIndex(0, cell)].GetPseudonyms()) / linkage.CiphertextSize
 		bound := float64(elems)*m.PerCell*m.Scale + 12*math.Sqrt(float64(len(ls.Participants)))*m.NodeSigma*m.Scale + 1
-		x, err := linkage.DiscreteLog(v, int64(math.Ceil(bound)))
+		// The worst case is far above any real sum; the search goes out
+		// from zero, so a bound clamped to what the table serves costs
+		// nothing unless the sum really is that large.
+		x, err := linkage.DiscreteLog(v, int64(math.Min(math.Ceil(bound), linkage.MaxBound)))
 		if err != nil {
 			return nil, fmt.Errorf("%w: cell %d: the decrypted sum is out of its range (%v); nothing was released", ErrQueryFailed, cell, err)
 		}
