@@ -57,11 +57,19 @@ func (s *service) KeySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (
 }
 
 func (s *service) LinkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*nodev1.LinkStageResponse, error) {
-	return s.n.linkStage(ctx, req)
+	resp, err := s.n.linkStage(ctx, req)
+	if err != nil {
+		s.n.record(ctx, "coordinator", "link.refused", req.GetQueryId(), map[string]any{"call": "stage", "reason": err.Error()})
+	}
+	return resp, err
 }
 
 func (s *service) LinkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) (*nodev1.LinkDecryptResponse, error) {
-	return s.n.linkDecrypt(ctx, req)
+	resp, err := s.n.linkDecrypt(ctx, req)
+	if err != nil {
+		s.n.record(ctx, "coordinator", "link.refused", req.GetQueryId(), map[string]any{"call": "decrypt", "reason": err.Error()})
+	}
+	return resp, err
 }
 
 func (s *service) Budget(ctx context.Context, req *nodev1.BudgetRequest) (*nodev1.BudgetResponse, error) {
