@@ -46,7 +46,7 @@ type Meta struct {
 	Version string `json:"version,omitempty"`
 	// Patients and Rows are a coarse summary of a node's data (rounded by the
 	// node with node.CoarseCount before it advertises them; never exact).
-	Patients int64            `json:"patients,omitempty"`
+	Patients int64 `json:"patients,omitempty"`
 	// A table with Rows above 0 (a coarse count is 0 only for no rows) is
 	// one the node holds: its announcement of what it can answer about, from
 	// which the coordinator plans queries across linked agencies (who holds
