@@ -76,15 +76,9 @@ See docs/query-language.md.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cat := plan.DefaultCatalogue()
 			if cfgPath != "" {
-				var cfg config.Node
-				if err := config.Load(cfgPath, &cfg, nil); err != nil {
+				cfg, err := loadNodeConfig(cmd, cfgPath, &dataDir, &keyFile)
+				if err != nil {
 					return err
-				}
-				if !cmd.Flags().Changed("data-dir") {
-					dataDir = cfg.DataDir
-				}
-				if !cmd.Flags().Changed("key-file") {
-					keyFile = cfg.KeyFile
 				}
 				c, err := daemon.NetworkCatalogue(&cfg.Common)
 				if err != nil {
@@ -328,4 +322,21 @@ coordinator to load it). The analyst then uses: fedstat query --http URL --token
 	c.Flags().StringVar(&name, "name", "", "the analyst's name (required)")
 	c.Flags().StringVar(&role, "role", "analyst", "analyst, researcher or operator")
 	return c
+}
+
+// loadNodeConfig reads the node config at path for an admin command that
+// takes --config: its data_dir and key_file fill --data-dir and --key-file
+// unless those were given on the command line.
+func loadNodeConfig(cmd *cobra.Command, path string, dataDir, keyFile *string) (*config.Node, error) {
+	var cfg config.Node
+	if err := config.Load(path, &cfg, nil); err != nil {
+		return nil, err
+	}
+	if !cmd.Flags().Changed("data-dir") {
+		*dataDir = cfg.DataDir
+	}
+	if !cmd.Flags().Changed("key-file") {
+		*keyFile = cfg.KeyFile
+	}
+	return &cfg, nil
 }

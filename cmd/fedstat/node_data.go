@@ -16,7 +16,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fedstat/fedstat/internal/cdm"
-	"github.com/fedstat/fedstat/internal/config"
 	"github.com/fedstat/fedstat/node/admin"
 )
 
@@ -280,15 +279,9 @@ The JSON form has at least {"tables": {"patients": N, "conditions": N, ...}} plu
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var identifierSystem string
 			if cfgPath != "" {
-				var cfg config.Node
-				if err := config.Load(cfgPath, &cfg, nil); err != nil {
+				cfg, err := loadNodeConfig(cmd, cfgPath, &dataDir, &keyFile)
+				if err != nil {
 					return err
-				}
-				if !cmd.Flags().Changed("data-dir") {
-					dataDir = cfg.DataDir
-				}
-				if !cmd.Flags().Changed("key-file") {
-					keyFile = cfg.KeyFile
 				}
 				identifierSystem = cfg.IdentifierSystem()
 			}

@@ -113,7 +113,8 @@ type Local struct {
 	// Data is what the daemon answers queries from: Store, or an OMOP
 	// warehouse. Defaults to Store.
 	Data node.DataSource
-	// Catalogue is the network catalogue the daemon plans with. Required.
+	// Catalogue is the network catalogue the daemon plans with (its
+	// identifier system, when linked, is counted in the status). Required.
 	Catalogue *plan.Catalogue
 	// BuildTime is how long the daemon took to build the columnar copy.
 	BuildTime time.Duration
@@ -136,7 +137,11 @@ type LocalQuery struct {
 func (l *Local) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		st, err := StatusOf(l.Store)
+		system := ""
+		if l.Catalogue != nil && l.Catalogue.Linkage != nil {
+			system = l.Catalogue.Linkage.IdentifierSystem
+		}
+		st, err := StatusFor(l.Store, system)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

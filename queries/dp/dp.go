@@ -122,36 +122,43 @@ func gaussianLInf(target float64) float64 {
 	return l
 }
 
-// lInfCache remembers gaussianLInf per target sigma. The calibration is a
-// pure function of the target and costs about as much as a noise draw (up to
-// nine runs of the library's SigmaForGaussian bisection), and a node needs it
-// for every measure of every share: a plan's targets repeat across queries
-// and nodes of a simulation. It is cleared when it holds lInfCacheMax
-// targets, so it stays small in a long-running node.
-var lInfCache struct {
-	sync.Mutex
-	m map[float64]float64
+// calibrationCache remembers a calibration per target sigma. A
+// calibration is a pure function of the target and costs about as much as a
+// noise draw (several runs of the library's SigmaForGaussian bisection), and
+// a node needs one for every measure of every share: a plan's targets repeat
+// across queries and nodes of a simulation. It is cleared when it holds
+// calibrationCacheMax targets, so it stays small in a long-running node.
+type calibrationCache struct {
+	mu sync.Mutex
+	m  map[float64]float64
+	f  func(float64) float64
 }
 
-const lInfCacheMax = 4096
+const calibrationCacheMax = 4096
+
+// get returns f(target), computed once per target.
+func (c *calibrationCache) get(target float64) float64 {
+	c.mu.Lock()
+	v, ok := c.m[target]
+	c.mu.Unlock()
+	if ok {
+		return v
+	}
+	v = c.f(target)
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= calibrationCacheMax {
+		c.m = make(map[float64]float64)
+	}
+	c.m[target] = v
+	c.mu.Unlock()
+	return v
+}
+
+// lInfCache caches gaussianLInf.
+var lInfCache = calibrationCache{f: gaussianLInf}
 
 // calibratedLInf is gaussianLInf(target), computed once per target.
-func calibratedLInf(target float64) float64 {
-	lInfCache.Lock()
-	l, ok := lInfCache.m[target]
-	lInfCache.Unlock()
-	if ok {
-		return l
-	}
-	l = gaussianLInf(target)
-	lInfCache.Lock()
-	if lInfCache.m == nil || len(lInfCache.m) >= lInfCacheMax {
-		lInfCache.m = make(map[float64]float64)
-	}
-	lInfCache.m[target] = l
-	lInfCache.Unlock()
-	return l
-}
+func calibratedLInf(target float64) float64 { return lInfCache.get(target) }
 
 // NoiseShare adds this node's share of the noise to e and encodes it. Each
 // call draws fresh noise (crypto/rand inside the library): a node must store

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/differential-privacy/go/v3/noise"
+
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -251,14 +253,23 @@ func TestCalibrationCache(t *testing.T) {
 			}
 		}
 	}
-	for i := range lInfCacheMax + 10 {
+	for i := range calibrationCacheMax + 10 {
 		calibratedLInf(1 + float64(i)/1e4)
 	}
-	lInfCache.Lock()
+	lInfCache.mu.Lock()
 	n := len(lInfCache.m)
-	lInfCache.Unlock()
-	if n > lInfCacheMax {
-		t.Errorf("cache holds %d targets, bound %d", n, lInfCacheMax)
+	lInfCache.mu.Unlock()
+	if n > calibrationCacheMax {
+		t.Errorf("cache holds %d targets, bound %d", n, calibrationCacheMax)
+	}
+	// The integer mechanism's calibration: the library's sigma at the
+	// cached ε is at least the target and within 0.1% of it (the library's
+	// own sigma is a bisection of that precision).
+	for _, sigma := range []float64{0.7, 3.1, 25} {
+		eps := intCalibration(sigma)
+		if got := noise.SigmaForGaussian(calL0, 1, eps, calDelta); got < sigma || got > sigma*(1+1e-3) {
+			t.Errorf("integer noise for sigma %v: the library's sigma at ε %v is %v", sigma, eps, got)
+		}
 	}
 }
 

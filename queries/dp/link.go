@@ -3,7 +3,6 @@ package dp
 import (
 	"fmt"
 	"math"
-	"sync"
 
 	"github.com/google/differential-privacy/go/v3/noise"
 
@@ -145,28 +144,10 @@ func ReleaseLinked(p *plan.Plan, t LinkTotals) (*result.Result, error) {
 // lInf 1 and δ calDelta has standard deviation sigma (within 1e-9 relative,
 // never below): the integer mechanism takes an integral lInf, so ε carries
 // the calibration.
-func intCalibration(sigma float64) float64 {
-	intCal.Lock()
-	eps, ok := intCal.m[sigma]
-	intCal.Unlock()
-	if ok {
-		return eps
-	}
-	eps = intCalibrate(sigma)
-	intCal.Lock()
-	if intCal.m == nil || len(intCal.m) >= lInfCacheMax {
-		intCal.m = make(map[float64]float64)
-	}
-	intCal.m[sigma] = eps
-	intCal.Unlock()
-	return eps
-}
+func intCalibration(sigma float64) float64 { return intCal.get(sigma) }
 
-// intCal caches intCalibration per sigma, as lInfCache does.
-var intCal struct {
-	sync.Mutex
-	m map[float64]float64
-}
+// intCal caches intCalibrate per sigma.
+var intCal = calibrationCache{f: intCalibrate}
 
 func intCalibrate(sigma float64) float64 {
 	sigmaAt := func(eps float64) float64 { return noise.SigmaForGaussian(calL0, 1, eps, calDelta) }
