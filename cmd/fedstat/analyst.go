@@ -116,7 +116,10 @@ The coordinator and your credentials come from flags or environment variables
 		Example: `  fedstat query "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '44054006'"
   fedstat query --epsilon 0.5 --format csv \
     "SELECT week(onset_date) AS week, region, COUNT(DISTINCT patient_id) FROM conditions
-     WHERE code = '840539006' AND onset_date BETWEEN '2020-02-01' AND '2020-04-30' GROUP BY week, region"`,
+     WHERE code = '840539006' AND onset_date BETWEEN '2020-02-01' AND '2020-04-30' GROUP BY week, region"
+  # across linked agencies (a network with [linkage]; docs/linkage.md): hospitals x civil registry
+  fedstat query "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code LIKE 'E11%'
+     AND patient_id IN (SELECT patient_id FROM deaths WHERE death_date BETWEEN '2023-01-01' AND '2023-12-31')"`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch format {
