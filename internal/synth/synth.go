@@ -87,9 +87,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/fedstat/fedstat/internal/cdm"
@@ -221,65 +219,7 @@ func GenerateFunc(o Options, emit func(*cdm.Records) error) error {
 	}
 	g := newGen(o)
 	nChunks := (o.Patients + chunkPatients - 1) / chunkPatients
-	workers := min(runtime.GOMAXPROCS(0), nChunks)
-	if workers <= 1 {
-		for k := range nChunks {
-			if err := emit(g.chunk(k)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-
-	type job struct {
-		k   int
-		res chan *cdm.Records
-	}
-	jobs := make(chan job)
-	pending := make(chan job, workers+1) // in chunk order; bounds chunks in flight
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // producer
-		defer wg.Done()
-		defer close(pending)
-		defer close(jobs)
-		for k := range nChunks {
-			j := job{k: k, res: make(chan *cdm.Records, 1)}
-			select {
-			case pending <- j:
-			case <-done:
-				return
-			}
-			select {
-			case jobs <- j:
-			case <-done:
-				return
-			}
-		}
-	}()
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				j.res <- g.chunk(j.k)
-			}
-		}()
-	}
-	var emitErr error
-	for j := range pending {
-		r := <-j.res
-		if err := emit(r); err != nil {
-			emitErr = err
-			break
-		}
-	}
-	close(done)
-	for range pending { // let the producer finish
-	}
-	wg.Wait()
-	return emitErr
+	return inOrder(nChunks, g.chunk, emit)
 }
 
 // gen holds the options and the tables derived from them. It is read-only
