@@ -13,16 +13,15 @@ import (
 // cityGen holds a city's configuration and the tables derived from it. It
 // is read-only after newCityGen (but for the free list) and shared by the workers.
 type cityGen struct {
-	cfg          CityConfig
-	regionCum    []float64
-	regionFactor []float64
-	hospWeights  [][]float64 // per region: hospital weights (not cumulative)
-	waves        []wave
-	mrnMod       uint64 // 10^mrnDigits
-	mrnDigits    int
-	pVisitor     []float64       // per hospital, per resident index
-	free         chan *cityChunk // chunks to reuse, so their buffers keep their capacity
-	mrnSystems   []string
+	cfg         CityConfig
+	people      personModel // no asthma
+	hospWeights [][]float64 // per region: hospital weights (not cumulative)
+	waves       []wave
+	mrnMod      uint64 // 10^mrnDigits
+	mrnDigits   int
+	pVisitor    []float64       // per hospital, per resident index
+	free        chan *cityChunk // chunks to reuse, so their buffers keep their capacity
+	mrnSystems  []string
 }
 
 // Shares of residents known to 0, 1, 2 and 3 hospitals.
@@ -41,18 +40,13 @@ func newCityGen(cfg CityConfig) *cityGen {
 		weights[i] = 0.6 + 0.8*unitHash("city-region:"+r)
 		sum += weights[i]
 	}
-	acc, mean := 0.0, 0.0
-	for i, r := range cfg.Regions {
+	acc := 0.0
+	for i := range cfg.Regions {
 		acc += weights[i] / sum
-		c.regionCum = append(c.regionCum, acc)
-		f := 0.85 + 0.3*unitHash("region:"+r)
-		c.regionFactor = append(c.regionFactor, f)
-		mean += f * weights[i] / sum
+		c.people.regionCum = append(c.people.regionCum, acc)
 	}
-	c.regionCum[nr-1] = 1
-	for i := range c.regionFactor {
-		c.regionFactor[i] /= mean
-	}
+	c.people.regionCum[nr-1] = 1
+	c.people.regionFactor = regionFactors(cfg.Regions, weights, sum)
 	// Hospital h has size 1/(1+0.35h); a region's home hospital (region
 	// index mod Hospitals) counts three times.
 	H := cfg.Hospitals
@@ -164,7 +158,7 @@ func (c *cityGen) chunk(k int) *cityChunk {
 	hi := min(lo+cityChunkResidents, c.cfg.Residents)
 	src := rand.NewPCG(0, 0)
 	rr := rand.New(src)
-	p := &cityPerson{c: c, ch: ch, r: rr}
+	p := &cityPerson{stream: stream{rr}, c: c, ch: ch}
 	vsrc := rand.NewPCG(0, 0)
 	vr := rand.New(vsrc)
 	for i := lo; i < hi; i++ {
@@ -186,9 +180,9 @@ func (c *cityGen) chunk(k int) *cityChunk {
 
 // cityPerson generates one person at a time into a chunk.
 type cityPerson struct {
+	stream
 	c  *cityGen
 	ch *cityChunk
-	r  *rand.Rand
 
 	birth        cdm.Date
 	sex          cdm.Sex
@@ -221,15 +215,6 @@ type claim struct {
 	fen      int64
 }
 
-func (p *cityPerson) bern(prob float64) bool { return p.r.Float64() < prob }
-
-func (p *cityPerson) uniformDate(a, b cdm.Date) cdm.Date {
-	if b <= a {
-		return a
-	}
-	return a + cdm.Date(p.r.IntN(int(b-a)+1))
-}
-
 // poisson draws a Poisson count (a normal approximation above 30).
 func poisson(r *rand.Rand, lambda float64) int {
 	if lambda <= 0 {
@@ -247,95 +232,14 @@ func poisson(r *rand.Rand, lambda float64) int {
 }
 
 // demographics draws birth date, sex, region and the chronic conditions
-// (as of CityEnd, onsets before death), and the death (natural or after
-// COVID-19), filling p.
+// (as of CityEnd, onsets before death; Generate's person model without
+// asthma), and the death (natural or after COVID-19), filling p.
 func (p *cityPerson) demographics(canDie bool) {
 	c, r := p.c, p.r
-	u := r.Float64()
-	band := 0
-	for band < len(ageCum)-1 && u >= ageCum[band] {
-		band++
-	}
-	ageStart := float64(band*5) + r.Float64()*5
-	if band == len(ageCum)-1 {
-		ageStart = 85 + math.Min(r.ExpFloat64()*5, 20)
-	}
-	p.birth = CityStart - cdm.Date(ageStart*daysPerYear)
-	ageEnd := years(CityEnd - p.birth)
-	pFemale := 0.49
-	switch {
-	case ageStart >= 85:
-		pFemale = 0.63
-	case ageStart >= 65:
-		pFemale = 0.55
-	case ageStart >= 45:
-		pFemale = 0.51
-	}
-	p.sex = cdm.SexMale
-	if v := r.Float64(); v < 0.001 {
-		p.sex = cdm.SexUnknown
-	} else if v < pFemale {
-		p.sex = cdm.SexFemale
-	}
-	u = r.Float64()
-	p.region = 0
-	for p.region < len(c.regionCum)-1 && u >= c.regionCum[p.region] {
-		p.region++
-	}
-	rf := c.regionFactor[p.region]
-
-	var pDM float64
-	switch {
-	case ageEnd < 18:
-		pDM = 0.002
-	case ageEnd < 45:
-		pDM = 0.035
-	case ageEnd < 65:
-		pDM = 0.12
-	case ageEnd < 75:
-		pDM = 0.19
-	default:
-		pDM = 0.21
-	}
-	switch p.sex {
-	case cdm.SexMale:
-		pDM *= 1.1
-	case cdm.SexFemale:
-		pDM *= 0.9
-	}
-	p.dm = p.bern(pDM * rf)
-	var pHTN float64
-	switch {
-	case ageEnd < 18:
-		pHTN = 0.005
-	case ageEnd < 40:
-		pHTN = 0.07
-	case ageEnd < 60:
-		pHTN = 0.27
-	default:
-		pHTN = 0.50
-	}
-	if p.dm {
-		pHTN = math.Min(0.9, pHTN*1.6)
-	}
-	p.htn = p.bern(pHTN * rf)
-	onsetBack := func(maxYears, minAge float64) cdm.Date {
-		back := math.Max(0, math.Min(maxYears, ageEnd-minAge))
-		return CityEnd - cdm.Date(r.Float64()*back*daysPerYear)
-	}
-	p.dmOn, p.htnOn = cdm.NoDate, cdm.NoDate
-	if p.dm {
-		p.dmOn = onsetBack(15, 18)
-		if ageEnd < 18 {
-			p.dmOn = onsetBack(5, 10)
-		}
-	}
-	if p.htn {
-		p.htnOn = onsetBack(20, 18)
-		if ageEnd < 18 {
-			p.htnOn = onsetBack(5, 8)
-		}
-	}
+	x := c.people.draw(p.stream, CityStart, CityEnd)
+	ageEnd := x.ageEnd
+	p.birth, p.sex, p.region = x.birth, x.sex, x.region
+	p.dm, p.htn, p.dmOn, p.htnOn = x.dm, x.htn, x.dmOn, x.htnOn
 
 	// Natural death: Gompertz, x1.6 with diabetes, x1.2 with hypertension
 	// (the condition as of the year's start).
@@ -361,14 +265,7 @@ func (p *cityPerson) demographics(canDie bool) {
 
 	// COVID-19 waves; a COVID-19 death ends the person.
 	p.covid = p.covid[:0]
-	covidAge := 1.0
-	switch {
-	case ageEnd < 18:
-		covidAge = 0.7
-	case ageEnd >= 65:
-		covidAge = 0.9
-	}
-	covidStart := cdm.DateFromYMD(2020, 3, 1)
+	covidAge := covidAgeFactor(ageEnd)
 	for _, w := range c.waves {
 		if w.peak-cdm.Date(3*w.sd) > p.last {
 			break
@@ -382,20 +279,9 @@ func (p *cityPerson) demographics(canDie bool) {
 		}
 		a := years(d - p.birth)
 		cs := covidCase{onset: d, abate: min(d+cdm.Date(7+r.IntN(15)), p.last), hosp: -1}
-		pHosp := 0.01
-		if a >= 65 {
-			pHosp = 0.08
-		}
-		cs.inpatient = p.bern(pHosp)
+		cs.inpatient = p.bern(covidInpatient(a))
 		p.covid = append(p.covid, cs)
-		pDie := 0.0
-		switch {
-		case a >= 65:
-			pDie = 0.03
-		case a >= 50:
-			pDie = 0.005
-		}
-		if canDie && p.bern(pDie) {
+		if canDie && p.bern(covidDeath(a)) {
 			if dd := d + cdm.Date(7+r.IntN(24)); dd <= p.last {
 				p.death, p.last, p.cause = dd, dd, ICDCOVID19
 				p.covid[len(p.covid)-1].abate = cdm.NoDate

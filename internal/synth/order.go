@@ -9,6 +9,8 @@ import (
 // to emit in index order, from the calling goroutine, at most a few ahead of
 // emit (so memory stays bounded by a few results). produce must be safe for
 // concurrent use. If emit returns an error, inOrder stops and returns it.
+// Both generators run on it: GenerateFunc (patient chunks) and City
+// (resident chunks).
 func inOrder[T any](n int, produce func(k int) T, emit func(T) error) error {
 	workers := min(runtime.GOMAXPROCS(0), n)
 	if workers <= 1 {

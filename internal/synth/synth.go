@@ -87,9 +87,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/fedstat/fedstat/internal/cdm"
@@ -221,76 +219,16 @@ func GenerateFunc(o Options, emit func(*cdm.Records) error) error {
 	}
 	g := newGen(o)
 	nChunks := (o.Patients + chunkPatients - 1) / chunkPatients
-	workers := min(runtime.GOMAXPROCS(0), nChunks)
-	if workers <= 1 {
-		for k := range nChunks {
-			if err := emit(g.chunk(k)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-
-	type job struct {
-		k   int
-		res chan *cdm.Records
-	}
-	jobs := make(chan job)
-	pending := make(chan job, workers+1) // in chunk order; bounds chunks in flight
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // producer
-		defer wg.Done()
-		defer close(pending)
-		defer close(jobs)
-		for k := range nChunks {
-			j := job{k: k, res: make(chan *cdm.Records, 1)}
-			select {
-			case pending <- j:
-			case <-done:
-				return
-			}
-			select {
-			case jobs <- j:
-			case <-done:
-				return
-			}
-		}
-	}()
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				j.res <- g.chunk(j.k)
-			}
-		}()
-	}
-	var emitErr error
-	for j := range pending {
-		r := <-j.res
-		if err := emit(r); err != nil {
-			emitErr = err
-			break
-		}
-	}
-	close(done)
-	for range pending { // let the producer finish
-	}
-	wg.Wait()
-	return emitErr
+	return inOrder(nChunks, g.chunk, emit)
 }
 
 // gen holds the options and the tables derived from them. It is read-only
 // after newGen and shared by the workers.
 type gen struct {
-	o            Options
-	regionCum    []float64 // cumulative weights
-	regionFactor []float64
-	seasons      []season
-	waves        []wave
-	covidStart   cdm.Date
+	o       Options
+	people  personModel
+	seasons []season
+	waves   []wave
 }
 
 type season struct {
@@ -305,7 +243,7 @@ type wave struct {
 }
 
 func newGen(o Options) *gen {
-	g := &gen{o: o, covidStart: cdm.DateFromYMD(2020, time.March, 1)}
+	g := &gen{o: o, people: personModel{asthma: true}}
 	weights := make([]float64, len(o.Regions))
 	for i := range weights {
 		weights[i] = 1
@@ -316,20 +254,13 @@ func newGen(o Options) *gen {
 	sum := 0.0
 	for _, w := range weights {
 		sum += w
-		g.regionCum = append(g.regionCum, sum)
+		g.people.regionCum = append(g.people.regionCum, sum)
 	}
-	for i := range g.regionCum {
-		g.regionCum[i] /= sum
+	for i := range g.people.regionCum {
+		g.people.regionCum[i] /= sum
 	}
-	mean := 0.0
-	for i, r := range o.Regions {
-		f := 0.85 + 0.3*unitHash("region:"+r)
-		g.regionFactor = append(g.regionFactor, f)
-		mean += f * weights[i] / sum
-	}
-	for i := range g.regionFactor { // the population's prevalence stays as documented
-		g.regionFactor[i] /= mean
-	}
+	// The population's prevalence stays as documented.
+	g.people.regionFactor = regionFactors(o.Regions, weights, sum)
 	y0, y1 := o.Start.Year()-1, o.End.Year()
 	for y := y0; y <= y1; y++ {
 		g.seasons = append(g.seasons, seasonOf(y))
@@ -465,7 +396,7 @@ func (g *gen) chunk(k int) *cdm.Records {
 	}
 	src := rand.NewPCG(0, 0)
 	r := rand.New(src)
-	p := &patientGen{g: g, r: r, out: out}
+	p := &patientGen{stream: stream{r}, g: g, out: out}
 	for i := lo; i < hi; i++ {
 		src.Seed(splitmix64(uint64(g.o.Seed)), splitmix64(uint64(i)^0x5bd1e995))
 		p.generate(i)
@@ -475,21 +406,11 @@ func (g *gen) chunk(k int) *cdm.Records {
 
 // patientGen generates one patient at a time into out.
 type patientGen struct {
+	stream
 	g    *gen
-	r    *rand.Rand
 	out  *cdm.Records
 	buf  []byte
 	offs []int
-}
-
-func (p *patientGen) bern(prob float64) bool { return p.r.Float64() < prob }
-
-// uniformDate returns a day in [a, b].
-func (p *patientGen) uniformDate(a, b cdm.Date) cdm.Date {
-	if b <= a {
-		return a
-	}
-	return a + cdm.Date(p.r.IntN(int(b-a)+1))
 }
 
 func clamp(v, lo, hi float64) float64 { return math.Max(lo, math.Min(hi, v)) }
@@ -510,107 +431,11 @@ func (p *patientGen) generate(i int) {
 	out := p.out
 	c0, ob0, e0, m0 := len(out.Conditions), len(out.Observations), len(out.Encounters), len(out.Medications)
 
-	// Demographics.
-	u := r.Float64()
-	band := 0
-	for band < len(ageCum)-1 && u >= ageCum[band] {
-		band++
-	}
-	ageStart := float64(band*5) + r.Float64()*5
-	if band == len(ageCum)-1 {
-		ageStart = 85 + math.Min(r.ExpFloat64()*5, 20)
-	}
-	birth := o.Start - cdm.Date(ageStart*daysPerYear)
-	ageEnd := years(o.End - birth)
-	pFemale := 0.49
-	switch {
-	case ageStart >= 85:
-		pFemale = 0.63
-	case ageStart >= 65:
-		pFemale = 0.55
-	case ageStart >= 45:
-		pFemale = 0.51
-	}
-	sex := cdm.SexMale
-	if v := r.Float64(); v < 0.001 {
-		sex = cdm.SexUnknown
-	} else if v < pFemale {
-		sex = cdm.SexFemale
-	}
-	u = r.Float64()
-	reg := 0
-	for reg < len(g.regionCum)-1 && u >= g.regionCum[reg] {
-		reg++
-	}
-	rf := g.regionFactor[reg]
-
-	// Chronic conditions, as of End.
-	var pDM float64
-	switch {
-	case ageEnd < 18:
-		pDM = 0.002
-	case ageEnd < 45:
-		pDM = 0.035
-	case ageEnd < 65:
-		pDM = 0.12
-	case ageEnd < 75:
-		pDM = 0.19
-	default:
-		pDM = 0.21
-	}
-	switch sex {
-	case cdm.SexMale:
-		pDM *= 1.1
-	case cdm.SexFemale:
-		pDM *= 0.9
-	}
-	diabetic := p.bern(pDM * rf)
-	var pHTN float64
-	switch {
-	case ageEnd < 18:
-		pHTN = 0.005
-	case ageEnd < 40:
-		pHTN = 0.07
-	case ageEnd < 60:
-		pHTN = 0.27
-	default:
-		pHTN = 0.50
-	}
-	if diabetic {
-		pHTN = math.Min(0.9, pHTN*1.6)
-	}
-	hypertensive := p.bern(pHTN * rf)
-	pAsthma := 0.08
-	switch {
-	case ageEnd < 18 && sex == cdm.SexFemale:
-		pAsthma = 0.06
-	case ageEnd >= 18 && sex == cdm.SexFemale:
-		pAsthma = 0.10
-	case ageEnd >= 18 && sex == cdm.SexMale:
-		pAsthma = 0.06
-	}
-	asthmatic := ageEnd >= 2 && p.bern(pAsthma*rf)
-
-	onsetBack := func(maxYears, minAge float64) cdm.Date {
-		back := math.Max(0, math.Min(maxYears, ageEnd-minAge))
-		return o.End - cdm.Date(r.Float64()*back*daysPerYear)
-	}
-	var dmOnset, htnOnset, asthmaOnset cdm.Date = cdm.NoDate, cdm.NoDate, cdm.NoDate
-	if diabetic {
-		dmOnset = onsetBack(15, 18)
-		if ageEnd < 18 {
-			dmOnset = onsetBack(5, 10)
-		}
-	}
-	if hypertensive {
-		htnOnset = onsetBack(20, 18)
-		if ageEnd < 18 {
-			htnOnset = onsetBack(5, 8)
-		}
-	}
-	if asthmatic {
-		asthmaOnset = p.uniformDate(birth+730, o.End)
-	}
+	// Demographics and chronic conditions as of End.
+	x := g.people.draw(p.stream, o.Start, o.End)
+	birth, ageStart, ageEnd, sex := x.birth, x.ageStart, x.ageEnd, x.sex
+	diabetic, hypertensive, asthmatic := x.dm, x.htn, x.asthma
+	dmOnset, htnOnset, asthmaOnset := x.dmOn, x.htnOn, x.asthmaOn
 
 	// Natural death.
 	death := cdm.NoDate
@@ -650,13 +475,7 @@ func (p *patientGen) generate(i int) {
 	inSpan := func(d cdm.Date) bool { return d >= o.Start && d <= last }
 
 	// COVID-19 waves, in time order; a COVID-19 death ends the patient.
-	covidAge := 1.0
-	switch {
-	case ageEnd < 18:
-		covidAge = 0.7
-	case ageEnd >= 65:
-		covidAge = 0.9
-	}
+	covidAge := covidAgeFactor(ageEnd)
 	for _, w := range g.waves {
 		if w.peak-cdm.Date(3*w.sd) > last {
 			break
@@ -667,7 +486,7 @@ func (p *patientGen) generate(i int) {
 		d := cdm.NoDate
 		for range 5 {
 			c := w.peak + cdm.Date(math.Round(r.NormFloat64()*w.sd))
-			if c >= g.covidStart {
+			if c >= covidStart {
 				d = c
 				break
 			}
@@ -680,24 +499,13 @@ func (p *patientGen) generate(i int) {
 		if p.bern(0.5) {
 			addEnc("AMB", EncSymptom, d, d)
 		}
-		pHosp := 0.01
-		if a >= 65 {
-			pHosp = 0.08
-		}
-		if p.bern(pHosp) {
+		if p.bern(covidInpatient(a)) {
 			s := d + cdm.Date(r.IntN(5))
 			if s <= last {
 				addEnc("IMP", EncInpatient, s, min(s+cdm.Date(3+r.IntN(8)), last))
 			}
 		}
-		pDie := 0.0
-		switch {
-		case a >= 65:
-			pDie = 0.03
-		case a >= 50:
-			pDie = 0.005
-		}
-		if p.bern(pDie) {
+		if p.bern(covidDeath(a)) {
 			if dd := d + cdm.Date(7+r.IntN(24)); dd <= last {
 				death, last = dd, dd
 				break
@@ -838,7 +646,7 @@ func (p *patientGen) generate(i int) {
 		}
 	}
 
-	out.Patients = append(out.Patients, cdm.Patient{ID: pid, BirthDate: birth, Sex: sex, Region: o.Regions[reg], DeathDate: death})
+	out.Patients = append(out.Patients, cdm.Patient{ID: pid, BirthDate: birth, Sex: sex, Region: o.Regions[x.region], DeathDate: death})
 	p.assignIDs(pid, c0, ob0, e0, m0)
 }
 
