@@ -169,7 +169,7 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	}
 	if fp := req.GetPlanFingerprint(); fp != "" && fp != p.Fingerprint() {
 		return nil, fmt.Errorf("%w: this node's plan of the query differs from the coordinator's: the network catalogue "+
-			"(regions, max_nodes_per_patient, studies) or the software version differs between them; the node would "+
+			"(regions, max_nodes_per_patient, small_count_threshold, studies, value sets, [linkage]) or the software version differs between them; the node would "+
 			"noise and encode its partial differently from how the coordinator decodes the total", ErrBadRequest)
 	}
 	if len(pol.Kinds) > 0 && !slices.Contains(pol.Kinds, p.Kind()) {

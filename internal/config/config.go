@@ -77,6 +77,12 @@ type Common struct {
 	// 1 only if each patient's records live at exactly one node. The
 	// daemons refuse to start without it (RequireMaxNodesPerPatient).
 	MaxNodesPerPatient int `toml:"max_nodes_per_patient"`
+	// SmallCountThreshold is k: released counts below k display as "< k"
+	// (post-processing of the DP release; the noise protects them, the
+	// display is a policy). Part of the catalogue: the same at the
+	// coordinator and every node. Default 10 when absent; -1 turns it off
+	// (a research network that needs small counts).
+	SmallCountThreshold int `toml:"small_count_threshold"`
 	// Studies lists the schema files (TOML, see docs/statistics.md) of the
 	// network's study tables, part of the public catalogue. They must be the
 	// same at the coordinator and every node.

@@ -55,9 +55,9 @@ type linkNumber struct {
 // be there, nor any in the coordinator's.
 func TestLinkedNetworkEndToEnd(t *testing.T) {
 	cityDir := t.TempDir()
-	// 12,000 residents: every answer the test checks exactly is at least the
-	// small-count threshold (10), so it is displayed.
-	cfg := synth.CityConfig{Residents: 12000, Hospitals: 3, Seed: 1}
+	// A research network: small counts are displayed (small_count_threshold
+	// = -1), so that every answer can be checked exactly in a small city.
+	cfg := synth.CityConfig{Residents: 5000, Hospitals: 3, Seed: 1}
 	truth, err := synth.City(cfg, cityDir)
 	if err != nil {
 		t.Fatal(err)
@@ -84,8 +84,9 @@ func TestLinkedNetworkEndToEnd(t *testing.T) {
 			{Name: "deaths", Schema: deathsSchema, CSV: deathsCSV},
 			{Name: "claims", Schema: claimsSchema, CSV: claimsCSV},
 		},
-		Network:    "\n[linkage]\nidentifier_system = " + strconv.Quote(truth.Config.IdentifierSystem) + "\n",
-		NodeConfig: func(int) string { return budget },
+		Network:     "\n[linkage]\nidentifier_system = " + strconv.Quote(truth.Config.IdentifierSystem) + "\n",
+		NetworkKeys: "small_count_threshold = -1",
+		NodeConfig:  func(int) string { return budget },
 	})
 
 	query := func(eps float64, sql string) linkResult {

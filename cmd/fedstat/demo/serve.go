@@ -51,6 +51,10 @@ type ServeOptions struct {
 	// Network, when set, is TOML appended to every config, coordinator and
 	// nodes alike (for example a [linkage] section). Defaults to none.
 	Network string
+	// NetworkKeys, when set, are top-level TOML keys of the network
+	// catalogue put in every config before its sections (for example
+	// small_count_threshold = -1). Defaults to none.
+	NetworkKeys string
 	// Threshold and MinNodes default to nodes-1 and nodes.
 	Threshold, MinNodes int
 	// ApprovalNodes lists the nodes (0-based) whose policy sets
@@ -368,6 +372,7 @@ regions = %s
 # How many nodes may hold records of one patient (1 in the demo).
 max_nodes_per_patient = %d
 studies = %s
+%s
 threshold = %d
 min_nodes = %d
 min_members = %d
@@ -376,7 +381,7 @@ min_members = %d
 bind = %q
 key_file = %q
 %s`, filepath.Join(o.Dir, "coordinator"), pkiDir, p.GRPC, p.HTTP, p.Ops, filepath.Join(o.Dir, "tokens.json"),
-		tomlList(regions), o.MaxNodesPerPatient, tomlList(schemas), o.Threshold, o.MinNodes, n,
+		tomlList(regions), o.MaxNodesPerPatient, tomlList(schemas), o.NetworkKeys, o.Threshold, o.MinNodes, n,
 		withDefaults(o.CoordinatorConfig, `epoch_debounce = "1s"`, `ceremony_retry_max = "4s"`, `health_interval = "1s"`, `deadline = "30s"`),
 		gossipAddr, gossipKey, o.Network)
 	if err := os.WriteFile(filepath.Join(o.Dir, "coordinator.toml"), []byte(coordCfg), 0o600); err != nil {
@@ -409,6 +414,7 @@ regions = %s
 # How many nodes may hold records of one patient (1 in the demo).
 max_nodes_per_patient = %d
 studies = %s
+%s
 
 [policy]
 min_nodes = 2
@@ -417,7 +423,7 @@ min_nodes = 2
 bind = "127.0.0.1:0"
 key_file = %q
 join = [%q]
-%s`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, port, opsPort, tomlList(regions), o.MaxNodesPerPatient, tomlList(schemas), approval, gossipKey, gossipAddr, o.Network)
+%s`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, port, opsPort, tomlList(regions), o.MaxNodesPerPatient, tomlList(schemas), o.NetworkKeys, approval, gossipKey, gossipAddr, o.Network)
 		if o.NodeConfig != nil {
 			cfg += o.NodeConfig(i)
 		}

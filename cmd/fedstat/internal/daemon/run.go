@@ -48,6 +48,9 @@ func NetworkCatalogue(c *config.Common) (*plan.Catalogue, error) {
 		cat.Regions = c.Regions
 	}
 	cat.MaxNodesPerPatient = c.MaxNodesPerPatient
+	if c.SmallCountThreshold != 0 {
+		cat.SmallCountThreshold = c.SmallCountThreshold
+	}
 	for _, path := range c.Studies {
 		s, err := cdm.ReadStudySchema(path, "")
 		if err != nil {
