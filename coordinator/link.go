@@ -160,9 +160,17 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 		q.phase(fmt.Sprintf("mix %d/%d", k+1, len(ls.Stages)), start)
 	}
 
-	// Tally the pseudonyms.
+	// Finish the pseudonyms: the first stage takes off the share it kept
+	// back, shown only the C1 components, so that the coordinator alone
+	// holds the pseudonyms. Then tally them.
 	start = time.Now()
-	tally, err := protocol.TallyLinkLists(shape, lp, last.GetLists())
+	pseudonyms, err := c.linkFinish(q, e, ls, last.GetLists())
+	if err != nil {
+		return nil, fmt.Errorf("%w: finishing the pseudonyms at %s: %v; nothing was decrypted", ErrQueryFailed, ls.Stages[0], err)
+	}
+	q.phase("finish", start)
+	start = time.Now()
+	tally, err := protocol.TallyLinkLists(shape, lp, last.GetLists(), pseudonyms)
 	if err != nil {
 		return nil, fmt.Errorf("%w: tally: %v", ErrQueryFailed, err)
 	}
@@ -176,7 +184,7 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	// Decrypt the payload sums.
 	if shape.Payload {
 		start := time.Now()
-		sums, err := c.linkDecrypt(q, e, ls, prev, tally, last.GetNoise(), last.GetLists(), shape)
+		sums, err := c.linkDecrypt(q, e, ls, tally, last.GetNoise(), last.GetLists(), shape)
 		if err != nil {
 			return nil, err
 		}
@@ -218,12 +226,16 @@ func (c *Coordinator) linkStage(q *query, e *epoch, id string, req *nodev1.LinkS
 }
 
 // linkDecrypt has the stages (T members) decrypt the payload sums of every
-// cell, which each recomputes from the last stage's output, and returns
-// the sums (integers on the payload measure's grid).
-func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, last *nodev1.NodeSigned, tally *protocol.LinkTally, noise [][]byte, lists []*nodev1.LinkList, shape protocol.LinkShape) ([]int64, error) {
+// cell (the matching payloads and the nodes' noise) and returns the sums
+// (integers on the payload measure's grid).
+func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, tally *protocol.LinkTally, noise [][]byte, lists []*nodev1.LinkList, shape protocol.LinkShape) ([]int64, error) {
 	cts, err := tally.WithNoise(noise)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrQueryFailed, err)
+	}
+	sums := make([][]byte, len(cts))
+	for i := range cts {
+		sums[i] = cts[i][:]
 	}
 	ctx, cancel := context.WithTimeout(q.ctx, releaseTimeout)
 	defer cancel()
@@ -234,7 +246,7 @@ func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, last 
 		if err != nil {
 			return err
 		}
-		resp, err := cl.LinkDecrypt(ctx, &nodev1.LinkDecryptRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Link: ls, Last: last, Decryptors: decryptors})
+		resp, err := cl.LinkDecrypt(ctx, &nodev1.LinkDecryptRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Link: ls, Sums: sums, Decryptors: decryptors})
 		if err != nil {
 			return callError(err)
 		}
@@ -277,4 +289,23 @@ func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, last 
 		out[cell] = x
 	}
 	return out, nil
+}
+
+// linkFinish asks the first stage for its withheld share of the last
+// stage's lists (LinkFinish, shown the C1 components only) and returns the
+// finished pseudonyms, per list.
+func (c *Coordinator) linkFinish(q *query, e *epoch, ls *nodev1.LinkSpec, lists []*nodev1.LinkList) ([][]linkage.Point, error) {
+	ctx, cancel := context.WithTimeout(q.ctx, linkStageTimeout)
+	defer cancel()
+	id := ls.Stages[0]
+	cl, err := c.client(id)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := cl.LinkFinish(ctx, &nodev1.LinkFinishRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Link: ls, C1: protocol.LinkC1(lists)})
+	if err != nil {
+		return nil, callError(err)
+	}
+	q.addUpload(id, proto.Size(resp))
+	return protocol.FinishLinkLists(lists, resp.GetShares())
 }

@@ -501,9 +501,15 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 	if !n.staged.claim(fmt.Sprintf("%s/%d", qid, k)) {
 		return nil, fmt.Errorf("%w: stage %d of %s was mixed by this node already", ErrReplayed, k, qid)
 	}
-	w, err := n.linkWeight(r.e, r.points)
-	if err != nil {
-		return nil, err
+	// The first stage keeps its share of the key back: the last stage's
+	// output is then still encrypted under it, and it takes it off later
+	// from the C1 components alone (linkFinish), so that no node ever
+	// holds a finished pseudonym.
+	var w linkage.Scalar
+	if k > 0 {
+		if w, err = n.linkWeight(r.e, r.points); err != nil {
+			return nil, err
+		}
 	}
 	roles := 1 + r.shape.Filters
 	for c := 0; c < r.shape.Cells; c++ {
@@ -554,9 +560,58 @@ func (n *Node) linkWeight(e *epochState, points []uint64) (linkage.Scalar, error
 	return linkage.Weighted(share, points, self.Point)
 }
 
+// linkFinish takes the first stage's withheld share of the linkage key
+// off the last stage's lists, given only their C1 components: this node
+// sees no C2, hence no pseudonym.
+func (n *Node) linkFinish(ctx context.Context, req *nodev1.LinkFinishRequest) (*nodev1.LinkFinishResponse, error) {
+	qid := req.GetQueryId()
+	ls := req.GetLink()
+	stages := ls.GetStages()
+	if len(stages) == 0 || stages[0] != n.id {
+		return nil, fmt.Errorf("%w: %s is not the first stage of %s (stages %v)", ErrBadRequest, n.id, qid, stages)
+	}
+	r, err := n.openLinkRequest(ctx, "link finish", qid, req.GetEpoch(), req.GetSpec(), ls, stages)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetC1()) != r.shape.Lists() {
+		return nil, fmt.Errorf("%w: link finish of %s: %d lists, the plan has %d", ErrBadRequest, qid, len(req.GetC1()), r.shape.Lists())
+	}
+	if !n.staged.claim(qid + "/finish") {
+		return nil, fmt.Errorf("%w: %s was finished by this node already", ErrReplayed, qid)
+	}
+	w, err := n.linkWeight(r.e, r.points)
+	if err != nil {
+		return nil, err
+	}
+	resp := &nodev1.LinkFinishResponse{}
+	for i, b := range req.GetC1() {
+		if len(b)%linkage.PointSize != 0 {
+			return nil, fmt.Errorf("%w: link finish of %s: list %d: %d bytes", ErrBadRequest, qid, i, len(b))
+		}
+		c1s := make([]linkage.Point, len(b)/linkage.PointSize)
+		for j := range c1s {
+			copy(c1s[j][:], b[j*linkage.PointSize:])
+		}
+		sh, err := linkage.PartialDecrypt(w, c1s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: link finish of %s: list %d: %v", ErrBadRequest, qid, i, err)
+		}
+		out := make([]byte, 0, len(sh)*linkage.PointSize)
+		for _, p := range sh {
+			out = append(out, p[:]...)
+		}
+		resp.Shares = append(resp.Shares, out)
+	}
+	n.record(ctx, "coordinator", "link.finish", qid, map[string]any{"lists": len(resp.Shares)})
+	return resp, nil
+}
+
 // linkDecrypt returns this node's decryption shares of the payload sums of
-// a linked query, which it tallies itself from the last stage's signed
-// output: it decrypts those sums and nothing else.
+// a linked query, one per cell. It cannot check that each is the sum of a
+// cell's matching payloads (it never sees the pseudonyms that decide the
+// matching): the coordinator is trusted to ask for those sums only, as it
+// is trusted to follow the protocol everywhere (docs/threat-model.md).
 func (n *Node) linkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) (*nodev1.LinkDecryptResponse, error) {
 	qid := req.GetQueryId()
 	ls := req.GetLink()
@@ -567,37 +622,29 @@ func (n *Node) linkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) 
 	if !r.shape.Payload {
 		return nil, fmt.Errorf("%w: %s has no payload to decrypt", ErrBadRequest, qid)
 	}
-	stages := ls.GetStages()
-	last := req.GetLast()
-	if last.GetNodeId() != stages[len(stages)-1] {
-		return nil, fmt.Errorf("%w: link decrypt of %s: the lists are from %s, not the last stage %s", ErrBadRequest, qid, last.GetNodeId(), stages[len(stages)-1])
+	if len(req.GetSums()) != r.shape.Cells {
+		return nil, fmt.Errorf("%w: link decrypt of %s: %d sums for %d cells", ErrBadRequest, qid, len(req.GetSums()), r.shape.Cells)
 	}
-	m, _ := r.e.member(last.GetNodeId())
-	out, err := protocol.OpenLinkStage(m.Cert.PublicKey, last.GetSigned(), qid, r.e.Epoch, last.GetNodeId(), n.window(nil), r.shape, len(stages)-1, stages)
-	if err != nil {
-		return nil, fmt.Errorf("%w: link decrypt of %s: last stage's output: %v", ErrBadRequest, qid, err)
-	}
-	tally, err := protocol.TallyLinkLists(r.shape, protocol.LinkPatternsOf(r.p, ls), out.GetLists())
-	if err != nil {
-		return nil, fmt.Errorf("%w: link decrypt of %s: %v", ErrBadRequest, qid, err)
-	}
-	sums, err := tally.WithNoise(out.GetNoise())
-	if err != nil {
-		return nil, err
+	if !n.staged.claim(qid + "/decrypt") {
+		return nil, fmt.Errorf("%w: the sums of %s were decrypted by this node already", ErrReplayed, qid)
 	}
 	w, err := n.linkWeight(r.e, r.points)
 	if err != nil {
 		return nil, err
 	}
 	resp := &nodev1.LinkDecryptResponse{}
-	for _, s := range sums {
-		sh, err := linkage.DecryptShare(w, s)
+	for c, b := range req.GetSums() {
+		ct, err := linkage.ParseValueCiphertext(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: link decrypt of %s: sum of cell %d: %v", ErrBadRequest, qid, c, err)
+		}
+		sh, err := linkage.DecryptShare(w, ct)
 		if err != nil {
 			return nil, err
 		}
 		resp.Shares = append(resp.Shares, sh[:])
 	}
-	n.record(ctx, "coordinator", "link.decrypt", qid, map[string]any{"cells": len(sums)})
+	n.record(ctx, "coordinator", "link.decrypt", qid, map[string]any{"cells": len(resp.Shares)})
 	return resp, nil
 }
 

@@ -64,6 +64,14 @@ func (s *service) LinkStage(ctx context.Context, req *nodev1.LinkStageRequest) (
 	return resp, err
 }
 
+func (s *service) LinkFinish(ctx context.Context, req *nodev1.LinkFinishRequest) (*nodev1.LinkFinishResponse, error) {
+	resp, err := s.n.linkFinish(ctx, req)
+	if err != nil {
+		s.n.record(ctx, "coordinator", "link.refused", req.GetQueryId(), map[string]any{"call": "finish", "reason": err.Error()})
+	}
+	return resp, err
+}
+
 func (s *service) LinkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) (*nodev1.LinkDecryptResponse, error) {
 	resp, err := s.n.linkDecrypt(ctx, req)
 	if err != nil {

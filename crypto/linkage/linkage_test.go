@@ -501,7 +501,7 @@ func TestStageRejectsMalformed(t *testing.T) {
 		return slices.EqualFunc(a, b, func(x, y []linkage.Ciphertext) bool { return slices.Equal(x, y) })
 	}
 	lists, payloads := fresh()
-	lists[1][3][40] ^= 0x80 // C2 of list 1, element 3: the high bit makes it non-canonical
+	lists[1][3][63] |= 0x80 // C2 of list 1, element 3: bit 255 set is never a canonical encoding
 	before, beforeP := clone(lists), slices.Clone(payloads[0])
 	err := linkage.Stage(k, w, pk.X, lists, payloads)
 	if !errors.Is(err, linkage.ErrEncoding) || !strings.Contains(err.Error(), "list 1 element 3") || !strings.Contains(err.Error(), "C2") {
@@ -652,5 +652,75 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := linkage.ParseValueCiphertext(c[:]); !errors.Is(err, linkage.ErrEncoding) || !strings.Contains(err.Error(), "C2") {
 		t.Errorf("bad C2: %v", err)
+	}
+}
+
+// TestFirstStageWithholdsItsShare: the protocol as the nodes run it. The
+// first stage exponentiates but keeps its share back (w = 0); the later
+// stages take theirs off; the last stage's output is then still encrypted
+// under the first stage's share alone, so no stage sees a pseudonym: C2 is
+// not K·M. The first stage then returns w·C1 from the C1 components only
+// (PartialDecrypt), and Finish gives K·M.
+func TestFirstStageWithholdsItsShare(t *testing.T) {
+	pk, shares := ceremony(t, 5, 3)
+	set := []uint64{2, 4, 5}
+	const domain = "urn:test"
+	a, b := linkage.HashIdentifier(domain, "1001"), linkage.HashIdentifier(domain, "1002")
+	lists := [][]linkage.Ciphertext{encrypt(t, pk.X, a, b), encrypt(t, pk.X, b)}
+	K := ristretto255.NewScalar()
+	K.SetCanonicalBytes(append([]byte{1}, make([]byte, 31)...))
+	ws := map[uint64]linkage.Scalar{}
+	for i, j := range set {
+		w, err := linkage.Weighted(shares[j], set, j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws[j] = w
+		if i == 0 {
+			w = linkage.Scalar{} // kept back
+		}
+		k := linkage.RandomScalar()
+		if err := linkage.Stage(k, w, pk.X, lists, nil); err != nil {
+			t.Fatal(err)
+		}
+		K.Multiply(K, scalar(t, k))
+	}
+	want := func(m linkage.Point) linkage.Point {
+		return point(ristretto255.NewIdentityElement().ScalarMult(K, element(t, m)))
+	}
+	for l := range lists {
+		for _, c := range lists[l] {
+			if p := linkage.Pseudonym(c); p == want(a) || p == want(b) {
+				t.Fatal("the last stage's output holds a finished pseudonym")
+			}
+		}
+	}
+	var fin [][]linkage.Point
+	for _, list := range lists {
+		c1s := make([]linkage.Point, len(list))
+		for i, c := range list {
+			c1s[i] = c.C1()
+		}
+		sh, err := linkage.PartialDecrypt(ws[set[0]], c1s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := linkage.Finish(list, sh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fin = append(fin, ps)
+	}
+	if got := sorted(fin[0]); !slices.Equal(got, sorted([]linkage.Point{want(a), want(b)})) {
+		t.Error("finished pseudonyms are not K·M")
+	}
+	if fin[1][0] != want(b) {
+		t.Error("the common resident does not match across lists")
+	}
+	if _, err := linkage.PartialDecrypt(ws[set[0]], []linkage.Point{{1}}); err == nil {
+		t.Error("a malformed C1 was accepted")
+	}
+	if _, err := linkage.Finish(lists[1], nil); err == nil {
+		t.Error("Finish without shares was accepted")
 	}
 }

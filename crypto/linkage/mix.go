@@ -230,3 +230,61 @@ func uniform(rr *randReader, n uint64) uint64 {
 	}
 	return hi
 }
+
+// PartialDecrypt returns w·C1 for every C1 of a list of pseudonym
+// ciphertexts, given only their C1 components: the last share of the key,
+// which the first stage keeps back (docs/linkage.md), is taken off without
+// its holder seeing any C2, so no member ever holds a finished pseudonym.
+// It checks w and every point (the error names the index of the first bad
+// one); w is used only in constant-time multiplications; work is split over
+// GOMAXPROCS goroutines.
+func PartialDecrypt(w Scalar, c1s []Point) ([]Point, error) {
+	ws, err := w.decode()
+	if err != nil {
+		return nil, fmt.Errorf("weighted share: %w", err)
+	}
+	defer ws.Zero()
+	out := make([]Point, len(c1s))
+	err = parallel(len(c1s), func(lo, hi int) error {
+		e := ristretto255.NewIdentityElement()
+		for i := lo; i < hi; i++ {
+			c1, err := c1s[i].decode()
+			if err != nil {
+				return fmt.Errorf("element %d: C1: %w", i, err)
+			}
+			out[i] = encodePoint(e.ScalarMult(ws, c1))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Finish returns the pseudonyms C2 − share of a list whose remaining key is
+// the one share that PartialDecrypt took off (shares[i] for cts[i]).
+func Finish(cts []Ciphertext, shares []Point) ([]Point, error) {
+	if len(shares) != len(cts) {
+		return nil, fmt.Errorf("%w: %d shares for %d ciphertexts", ErrInvalidArgument, len(shares), len(cts))
+	}
+	out := make([]Point, len(cts))
+	err := parallel(len(cts), func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			_, c2, err := decodePair(cts[i][:])
+			if err != nil {
+				return fmt.Errorf("element %d: %w", i, err)
+			}
+			d, err := shares[i].decode()
+			if err != nil {
+				return fmt.Errorf("share %d: %w", i, err)
+			}
+			out[i] = encodePoint(c2.Subtract(c2, d))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

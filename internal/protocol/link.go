@@ -17,9 +17,8 @@ import (
 
 // The contract of a query across linked agencies (plan.LinkPlan,
 // docs/linkage.md): the messages of the key ceremony's linkage key and of
-// the pseudonym mix, the shape every list must have, and the tally of the
-// mixed lists, which the coordinator and every decryptor compute the same
-// way.
+// the pseudonym mix, the shape every list must have, how the pseudonyms are
+// finished from the last stage's lists, and their tally.
 
 // Envelope kinds of record linkage (wire values: never change one).
 const (
@@ -335,12 +334,60 @@ type LinkTally struct {
 	Sums     []linkage.ValueCiphertext // [cell]; nil without payload
 }
 
-// TallyLinkLists counts the patterns of the last stage's lists and sums the
-// matching payloads. A pseudonym seen more often than its holders allow is
-// an error naming the cell and list.
-func TallyLinkLists(want LinkShape, lp LinkPatterns, lists []*nodev1.LinkList) (*LinkTally, error) {
+// LinkC1 returns the C1 components of every list (32 bytes each,
+// concatenated per list): all the first stage is shown when it takes its
+// withheld share off (LinkFinish).
+func LinkC1(lists []*nodev1.LinkList) [][]byte {
+	out := make([][]byte, len(lists))
+	for i, l := range lists {
+		ps := l.GetPseudonyms()
+		b := make([]byte, 0, len(ps)/2)
+		for j := 0; j+linkage.CiphertextSize <= len(ps); j += linkage.CiphertextSize {
+			b = append(b, ps[j:j+linkage.PointSize]...)
+		}
+		out[i] = b
+	}
+	return out
+}
+
+// FinishLinkLists takes the first stage's shares (w·C1 of every element,
+// per list, as LinkFinish returns them) off the last stage's lists and
+// returns the pseudonyms, per list.
+func FinishLinkLists(lists []*nodev1.LinkList, shares [][]byte) ([][]linkage.Point, error) {
+	if len(shares) != len(lists) {
+		return nil, fmt.Errorf("%d lists of shares for %d lists", len(shares), len(lists))
+	}
+	out := make([][]linkage.Point, len(lists))
+	for i, l := range lists {
+		ps := l.GetPseudonyms()
+		n := len(ps) / linkage.CiphertextSize
+		if len(shares[i]) != n*linkage.PointSize {
+			return nil, fmt.Errorf("list %d: %d bytes of shares for %d elements", i, len(shares[i]), n)
+		}
+		cts := make([]linkage.Ciphertext, n)
+		sh := make([]linkage.Point, n)
+		for j := range n {
+			copy(cts[j][:], ps[j*linkage.CiphertextSize:])
+			copy(sh[j][:], shares[i][j*linkage.PointSize:])
+		}
+		var err error
+		if out[i], err = linkage.Finish(cts, sh); err != nil {
+			return nil, fmt.Errorf("list %d: %w", i, err)
+		}
+	}
+	return out, nil
+}
+
+// TallyLinkLists counts the patterns of the finished pseudonyms of the
+// last stage's lists (FinishLinkLists) and sums the matching payloads. A
+// pseudonym seen more often than its holders allow is an error naming the
+// cell.
+func TallyLinkLists(want LinkShape, lp LinkPatterns, lists []*nodev1.LinkList, pseudonyms [][]linkage.Point) (*LinkTally, error) {
 	if err := want.checkLists(lists, true); err != nil {
 		return nil, err
+	}
+	if len(pseudonyms) != len(lists) {
+		return nil, fmt.Errorf("pseudonyms of %d lists for %d lists", len(pseudonyms), len(lists))
 	}
 	t := &LinkTally{Patterns: make([][]int64, want.Cells)}
 	if want.Payload {
@@ -354,12 +401,7 @@ func TallyLinkLists(want LinkShape, lp LinkPatterns, lists []*nodev1.LinkList) (
 		}
 		seen := map[linkage.Point]*count{}
 		for role := 0; role < roles; role++ {
-			l := lists[want.ListIndex(role, cell)]
-			ps := l.GetPseudonyms()
-			for i := 0; i < len(ps); i += linkage.CiphertextSize {
-				var ct linkage.Ciphertext
-				copy(ct[:], ps[i:])
-				pt := linkage.Pseudonym(ct)
+			for _, pt := range pseudonyms[want.ListIndex(role, cell)] {
 				if pt == (linkage.Point{}) {
 					continue // identity padding
 				}
@@ -386,20 +428,17 @@ func TallyLinkLists(want LinkShape, lp LinkPatterns, lists []*nodev1.LinkList) (
 		if !want.Payload {
 			continue
 		}
-		outer := lists[want.ListIndex(0, cell)]
-		ps, pays := outer.GetPseudonyms(), outer.GetPayloads()
+		li := want.ListIndex(0, cell)
+		pays := lists[li].GetPayloads()
 		var matched []linkage.ValueCiphertext
-		for i := 0; i < len(ps); i += linkage.CiphertextSize {
-			var ct linkage.Ciphertext
-			copy(ct[:], ps[i:])
-			pt := linkage.Pseudonym(ct)
+		for j, pt := range pseudonyms[li] {
 			if pt == (linkage.Point{}) {
 				continue
 			}
 			c := seen[pt]
 			if lp.Matches(lp.Index(c.a, c.b)) {
 				var v linkage.ValueCiphertext
-				copy(v[:], pays[i:])
+				copy(v[:], pays[j*linkage.CiphertextSize:])
 				matched = append(matched, v)
 			}
 		}

@@ -550,23 +550,147 @@ func (x *LinkStageResponse) GetOutput() *v1.Signed {
 	return nil
 }
 
+type LinkFinishRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Spec    *v1.QuerySpec          `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	Link    *LinkSpec              `protobuf:"bytes,4,opt,name=link,proto3" json:"link,omitempty"`
+	// c1[i] holds the C1 components (32 bytes each) of list i of the last
+	// stage's output, in order.
+	C1            [][]byte `protobuf:"bytes,5,rep,name=c1,proto3" json:"c1,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkFinishRequest) Reset() {
+	*x = LinkFinishRequest{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkFinishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkFinishRequest) ProtoMessage() {}
+
+func (x *LinkFinishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkFinishRequest.ProtoReflect.Descriptor instead.
+func (*LinkFinishRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LinkFinishRequest) GetQueryId() string {
+	if x != nil {
+		return x.QueryId
+	}
+	return ""
+}
+
+func (x *LinkFinishRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *LinkFinishRequest) GetSpec() *v1.QuerySpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *LinkFinishRequest) GetLink() *LinkSpec {
+	if x != nil {
+		return x.Link
+	}
+	return nil
+}
+
+func (x *LinkFinishRequest) GetC1() [][]byte {
+	if x != nil {
+		return x.C1
+	}
+	return nil
+}
+
+type LinkFinishResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// shares[i] holds w·C1 (32 bytes each) for c1[i].
+	Shares        [][]byte `protobuf:"bytes,1,rep,name=shares,proto3" json:"shares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkFinishResponse) Reset() {
+	*x = LinkFinishResponse{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkFinishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkFinishResponse) ProtoMessage() {}
+
+func (x *LinkFinishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkFinishResponse.ProtoReflect.Descriptor instead.
+func (*LinkFinishResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LinkFinishResponse) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
 type LinkDecryptRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
 	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Spec    *v1.QuerySpec          `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
 	Link    *LinkSpec              `protobuf:"bytes,4,opt,name=link,proto3" json:"link,omitempty"`
-	// last is the last stage's signed output.
-	Last *NodeSigned `protobuf:"bytes,5,opt,name=last,proto3" json:"last,omitempty"`
 	// decryptors are the T members decrypting, in order.
-	Decryptors    []string `protobuf:"bytes,6,rep,name=decryptors,proto3" json:"decryptors,omitempty"`
+	Decryptors []string `protobuf:"bytes,6,rep,name=decryptors,proto3" json:"decryptors,omitempty"`
+	// sums[cell] is the value ciphertext of that cell's payload sum, the
+	// nodes' noise included (64 bytes).
+	Sums          [][]byte `protobuf:"bytes,7,rep,name=sums,proto3" json:"sums,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LinkDecryptRequest) Reset() {
 	*x = LinkDecryptRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +702,7 @@ func (x *LinkDecryptRequest) String() string {
 func (*LinkDecryptRequest) ProtoMessage() {}
 
 func (x *LinkDecryptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[7]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +715,7 @@ func (x *LinkDecryptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkDecryptRequest.ProtoReflect.Descriptor instead.
 func (*LinkDecryptRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{7}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LinkDecryptRequest) GetQueryId() string {
@@ -622,16 +746,16 @@ func (x *LinkDecryptRequest) GetLink() *LinkSpec {
 	return nil
 }
 
-func (x *LinkDecryptRequest) GetLast() *NodeSigned {
+func (x *LinkDecryptRequest) GetDecryptors() []string {
 	if x != nil {
-		return x.Last
+		return x.Decryptors
 	}
 	return nil
 }
 
-func (x *LinkDecryptRequest) GetDecryptors() []string {
+func (x *LinkDecryptRequest) GetSums() [][]byte {
 	if x != nil {
-		return x.Decryptors
+		return x.Sums
 	}
 	return nil
 }
@@ -647,7 +771,7 @@ type LinkDecryptResponse struct {
 
 func (x *LinkDecryptResponse) Reset() {
 	*x = LinkDecryptResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +783,7 @@ func (x *LinkDecryptResponse) String() string {
 func (*LinkDecryptResponse) ProtoMessage() {}
 
 func (x *LinkDecryptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[8]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +796,7 @@ func (x *LinkDecryptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkDecryptResponse.ProtoReflect.Descriptor instead.
 func (*LinkDecryptResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{8}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LinkDecryptResponse) GetShares() [][]byte {
@@ -691,7 +815,7 @@ type BudgetRequest struct {
 
 func (x *BudgetRequest) Reset() {
 	*x = BudgetRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +827,7 @@ func (x *BudgetRequest) String() string {
 func (*BudgetRequest) ProtoMessage() {}
 
 func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[9]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +840,7 @@ func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetRequest.ProtoReflect.Descriptor instead.
 func (*BudgetRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{9}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BudgetRequest) GetAnalyst() string {
@@ -741,7 +865,7 @@ type BudgetResponse struct {
 
 func (x *BudgetResponse) Reset() {
 	*x = BudgetResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +877,7 @@ func (x *BudgetResponse) String() string {
 func (*BudgetResponse) ProtoMessage() {}
 
 func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +890,7 @@ func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetResponse.ProtoReflect.Descriptor instead.
 func (*BudgetResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BudgetResponse) GetNodeId() string {
@@ -812,7 +936,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +948,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +961,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
 }
 
 type InfoResponse struct {
@@ -855,7 +979,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +991,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1004,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -946,7 +1070,7 @@ type EpochStatus struct {
 
 func (x *EpochStatus) Reset() {
 	*x = EpochStatus{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1082,7 @@ func (x *EpochStatus) String() string {
 func (*EpochStatus) ProtoMessage() {}
 
 func (x *EpochStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1095,7 @@ func (x *EpochStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochStatus.ProtoReflect.Descriptor instead.
 func (*EpochStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EpochStatus) GetEpoch() uint64 {
@@ -1016,7 +1140,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1152,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1165,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Member) GetNodeId() string {
@@ -1080,7 +1204,7 @@ type KeyGenRequest struct {
 
 func (x *KeyGenRequest) Reset() {
 	*x = KeyGenRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1216,7 @@ func (x *KeyGenRequest) String() string {
 func (*KeyGenRequest) ProtoMessage() {}
 
 func (x *KeyGenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1229,7 @@ func (x *KeyGenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyGenRequest.ProtoReflect.Descriptor instead.
 func (*KeyGenRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KeyGenRequest) GetEpoch() uint64 {
@@ -1163,7 +1287,7 @@ type KeyGenResponse struct {
 
 func (x *KeyGenResponse) Reset() {
 	*x = KeyGenResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1299,7 @@ func (x *KeyGenResponse) String() string {
 func (*KeyGenResponse) ProtoMessage() {}
 
 func (x *KeyGenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1312,7 @@ func (x *KeyGenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyGenResponse.ProtoReflect.Descriptor instead.
 func (*KeyGenResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{16}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KeyGenResponse) GetCkgShare() *v1.Signed {
@@ -1231,7 +1355,7 @@ type DealtShare struct {
 
 func (x *DealtShare) Reset() {
 	*x = DealtShare{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1367,7 @@ func (x *DealtShare) String() string {
 func (*DealtShare) ProtoMessage() {}
 
 func (x *DealtShare) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1380,7 @@ func (x *DealtShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DealtShare.ProtoReflect.Descriptor instead.
 func (*DealtShare) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{17}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DealtShare) GetFromNodeId() string {
@@ -1297,7 +1421,7 @@ type NodeSigned struct {
 
 func (x *NodeSigned) Reset() {
 	*x = NodeSigned{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1433,7 @@ func (x *NodeSigned) String() string {
 func (*NodeSigned) ProtoMessage() {}
 
 func (x *NodeSigned) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1446,7 @@ func (x *NodeSigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSigned.ProtoReflect.Descriptor instead.
 func (*NodeSigned) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{18}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NodeSigned) GetNodeId() string {
@@ -1354,7 +1478,7 @@ type InstallKeyRequest struct {
 
 func (x *InstallKeyRequest) Reset() {
 	*x = InstallKeyRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1490,7 @@ func (x *InstallKeyRequest) String() string {
 func (*InstallKeyRequest) ProtoMessage() {}
 
 func (x *InstallKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1503,7 @@ func (x *InstallKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyRequest.ProtoReflect.Descriptor instead.
 func (*InstallKeyRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{19}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *InstallKeyRequest) GetEpoch() uint64 {
@@ -1425,7 +1549,7 @@ type InstallKeyResponse struct {
 
 func (x *InstallKeyResponse) Reset() {
 	*x = InstallKeyResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1561,7 @@ func (x *InstallKeyResponse) String() string {
 func (*InstallKeyResponse) ProtoMessage() {}
 
 func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1574,7 @@ func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyResponse.ProtoReflect.Descriptor instead.
 func (*InstallKeyResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{20}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{22}
 }
 
 type EvaluateRequest struct {
@@ -1466,7 +1590,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[21]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1602,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[21]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1615,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{21}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EvaluateRequest) GetRequest() *v1.Signed {
@@ -1525,7 +1649,7 @@ type EvaluateBody struct {
 
 func (x *EvaluateBody) Reset() {
 	*x = EvaluateBody{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1661,7 @@ func (x *EvaluateBody) String() string {
 func (*EvaluateBody) ProtoMessage() {}
 
 func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1674,7 @@ func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateBody.ProtoReflect.Descriptor instead.
 func (*EvaluateBody) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{22}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EvaluateBody) GetQueryId() string {
@@ -1623,7 +1747,7 @@ type PartialPayload struct {
 
 func (x *PartialPayload) Reset() {
 	*x = PartialPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1635,7 +1759,7 @@ func (x *PartialPayload) String() string {
 func (*PartialPayload) ProtoMessage() {}
 
 func (x *PartialPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1648,7 +1772,7 @@ func (x *PartialPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartialPayload.ProtoReflect.Descriptor instead.
 func (*PartialPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{23}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PartialPayload) GetCiphertexts() [][]byte {
@@ -1699,7 +1823,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +1835,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +1848,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{24}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EvaluateResponse) GetPartial() *v1.Signed {
@@ -1762,7 +1886,7 @@ type KeySwitchRequest struct {
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1898,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1911,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{25}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -1859,7 +1983,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +1995,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +2008,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{26}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CommitRequest) GetQueryId() string {
@@ -1918,7 +2042,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2054,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2067,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CommitResponse) GetCommit() *v1.Signed {
@@ -1964,7 +2088,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2100,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2113,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -2010,7 +2134,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2022,7 +2146,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2035,7 +2159,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -2083,16 +2207,24 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\bpartials\x18\x06 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\bpartials\x127\n" +
 	"\bprevious\x18\a \x01(\v2\x1b.fedstat.node.v1.NodeSignedR\bprevious\"E\n" +
 	"\x11LinkStageResponse\x120\n" +
-	"\x06output\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x06output\"\xf6\x01\n" +
+	"\x06output\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x06output\"\xb4\x01\n" +
+	"\x11LinkFinishRequest\x12\x19\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
+	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12-\n" +
+	"\x04link\x18\x04 \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\x12\x0e\n" +
+	"\x02c1\x18\x05 \x03(\fR\x02c1\",\n" +
+	"\x12LinkFinishResponse\x12\x16\n" +
+	"\x06shares\x18\x01 \x03(\fR\x06shares\"\xdf\x01\n" +
 	"\x12LinkDecryptRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
 	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12-\n" +
-	"\x04link\x18\x04 \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\x12/\n" +
-	"\x04last\x18\x05 \x01(\v2\x1b.fedstat.node.v1.NodeSignedR\x04last\x12\x1e\n" +
+	"\x04link\x18\x04 \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\x12\x1e\n" +
 	"\n" +
 	"decryptors\x18\x06 \x03(\tR\n" +
-	"decryptors\"-\n" +
+	"decryptors\x12\x12\n" +
+	"\x04sums\x18\a \x03(\fR\x04sumsJ\x04\b\x05\x10\x06\"-\n" +
 	"\x13LinkDecryptResponse\x12\x16\n" +
 	"\x06shares\x18\x01 \x03(\fR\x06shares\")\n" +
 	"\rBudgetRequest\x12\x18\n" +
@@ -2197,7 +2329,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eKeySwitchPhase\x12 \n" +
 	"\x1cKEY_SWITCH_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KEY_SWITCH_PHASE_PREPARE\x10\x01\x12\x1c\n" +
-	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xdd\x05\n" +
+	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xb4\x06\n" +
 	"\vNodeService\x12C\n" +
 	"\x04Info\x12\x1c.fedstat.node.v1.InfoRequest\x1a\x1d.fedstat.node.v1.InfoResponse\x12I\n" +
 	"\x06KeyGen\x12\x1e.fedstat.node.v1.KeyGenRequest\x1a\x1f.fedstat.node.v1.KeyGenResponse\x12U\n" +
@@ -2207,7 +2339,9 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\tKeySwitch\x12!.fedstat.node.v1.KeySwitchRequest\x1a\".fedstat.node.v1.KeySwitchResponse\x12I\n" +
 	"\x06Commit\x12\x1e.fedstat.node.v1.CommitRequest\x1a\x1f.fedstat.node.v1.CommitResponse\x12I\n" +
 	"\x06Budget\x12\x1e.fedstat.node.v1.BudgetRequest\x1a\x1f.fedstat.node.v1.BudgetResponse\x12R\n" +
-	"\tLinkStage\x12!.fedstat.node.v1.LinkStageRequest\x1a\".fedstat.node.v1.LinkStageResponse\x12X\n" +
+	"\tLinkStage\x12!.fedstat.node.v1.LinkStageRequest\x1a\".fedstat.node.v1.LinkStageResponse\x12U\n" +
+	"\n" +
+	"LinkFinish\x12\".fedstat.node.v1.LinkFinishRequest\x1a#.fedstat.node.v1.LinkFinishResponse\x12X\n" +
 	"\vLinkDecrypt\x12#.fedstat.node.v1.LinkDecryptRequest\x1a$.fedstat.node.v1.LinkDecryptResponseB9Z7github.com/fedstat/fedstat/proto/fedstat/node/v1;nodev1b\x06proto3"
 
 var (
@@ -2223,7 +2357,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),         // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),            // 1: fedstat.node.v1.LinkSpec
@@ -2233,91 +2367,96 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*LinkStagePayload)(nil),    // 5: fedstat.node.v1.LinkStagePayload
 	(*LinkStageRequest)(nil),    // 6: fedstat.node.v1.LinkStageRequest
 	(*LinkStageResponse)(nil),   // 7: fedstat.node.v1.LinkStageResponse
-	(*LinkDecryptRequest)(nil),  // 8: fedstat.node.v1.LinkDecryptRequest
-	(*LinkDecryptResponse)(nil), // 9: fedstat.node.v1.LinkDecryptResponse
-	(*BudgetRequest)(nil),       // 10: fedstat.node.v1.BudgetRequest
-	(*BudgetResponse)(nil),      // 11: fedstat.node.v1.BudgetResponse
-	(*InfoRequest)(nil),         // 12: fedstat.node.v1.InfoRequest
-	(*InfoResponse)(nil),        // 13: fedstat.node.v1.InfoResponse
-	(*EpochStatus)(nil),         // 14: fedstat.node.v1.EpochStatus
-	(*Member)(nil),              // 15: fedstat.node.v1.Member
-	(*KeyGenRequest)(nil),       // 16: fedstat.node.v1.KeyGenRequest
-	(*KeyGenResponse)(nil),      // 17: fedstat.node.v1.KeyGenResponse
-	(*DealtShare)(nil),          // 18: fedstat.node.v1.DealtShare
-	(*NodeSigned)(nil),          // 19: fedstat.node.v1.NodeSigned
-	(*InstallKeyRequest)(nil),   // 20: fedstat.node.v1.InstallKeyRequest
-	(*InstallKeyResponse)(nil),  // 21: fedstat.node.v1.InstallKeyResponse
-	(*EvaluateRequest)(nil),     // 22: fedstat.node.v1.EvaluateRequest
-	(*EvaluateBody)(nil),        // 23: fedstat.node.v1.EvaluateBody
-	(*PartialPayload)(nil),      // 24: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),    // 25: fedstat.node.v1.EvaluateResponse
-	(*KeySwitchRequest)(nil),    // 26: fedstat.node.v1.KeySwitchRequest
-	(*CommitRequest)(nil),       // 27: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),      // 28: fedstat.node.v1.CommitResponse
-	(*KeySwitchPayload)(nil),    // 29: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),   // 30: fedstat.node.v1.KeySwitchResponse
-	(*v1.QuerySpec)(nil),        // 31: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),           // 32: fedstat.types.v1.Signed
-	(*v1.DataSummary)(nil),      // 33: fedstat.types.v1.DataSummary
+	(*LinkFinishRequest)(nil),   // 8: fedstat.node.v1.LinkFinishRequest
+	(*LinkFinishResponse)(nil),  // 9: fedstat.node.v1.LinkFinishResponse
+	(*LinkDecryptRequest)(nil),  // 10: fedstat.node.v1.LinkDecryptRequest
+	(*LinkDecryptResponse)(nil), // 11: fedstat.node.v1.LinkDecryptResponse
+	(*BudgetRequest)(nil),       // 12: fedstat.node.v1.BudgetRequest
+	(*BudgetResponse)(nil),      // 13: fedstat.node.v1.BudgetResponse
+	(*InfoRequest)(nil),         // 14: fedstat.node.v1.InfoRequest
+	(*InfoResponse)(nil),        // 15: fedstat.node.v1.InfoResponse
+	(*EpochStatus)(nil),         // 16: fedstat.node.v1.EpochStatus
+	(*Member)(nil),              // 17: fedstat.node.v1.Member
+	(*KeyGenRequest)(nil),       // 18: fedstat.node.v1.KeyGenRequest
+	(*KeyGenResponse)(nil),      // 19: fedstat.node.v1.KeyGenResponse
+	(*DealtShare)(nil),          // 20: fedstat.node.v1.DealtShare
+	(*NodeSigned)(nil),          // 21: fedstat.node.v1.NodeSigned
+	(*InstallKeyRequest)(nil),   // 22: fedstat.node.v1.InstallKeyRequest
+	(*InstallKeyResponse)(nil),  // 23: fedstat.node.v1.InstallKeyResponse
+	(*EvaluateRequest)(nil),     // 24: fedstat.node.v1.EvaluateRequest
+	(*EvaluateBody)(nil),        // 25: fedstat.node.v1.EvaluateBody
+	(*PartialPayload)(nil),      // 26: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),    // 27: fedstat.node.v1.EvaluateResponse
+	(*KeySwitchRequest)(nil),    // 28: fedstat.node.v1.KeySwitchRequest
+	(*CommitRequest)(nil),       // 29: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),      // 30: fedstat.node.v1.CommitResponse
+	(*KeySwitchPayload)(nil),    // 31: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),   // 32: fedstat.node.v1.KeySwitchResponse
+	(*v1.QuerySpec)(nil),        // 33: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),           // 34: fedstat.types.v1.Signed
+	(*v1.DataSummary)(nil),      // 35: fedstat.types.v1.DataSummary
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	31, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	33, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	19, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	19, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
-	32, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	31, // 8: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 9: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	19, // 10: fedstat.node.v1.LinkDecryptRequest.last:type_name -> fedstat.node.v1.NodeSigned
-	33, // 11: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
-	14, // 12: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
-	15, // 13: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	32, // 14: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	18, // 15: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	32, // 16: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	32, // 17: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	32, // 18: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	32, // 19: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
-	19, // 20: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
-	18, // 21: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
-	19, // 22: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	32, // 23: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	31, // 24: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 25: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	4,  // 26: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	32, // 27: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	31, // 28: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	19, // 29: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	19, // 30: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 31: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	32, // 32: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	32, // 33: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	12, // 34: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	16, // 35: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	20, // 36: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	22, // 37: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	26, // 38: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	27, // 39: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	10, // 40: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 41: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 42: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	13, // 43: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	17, // 44: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	21, // 45: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	25, // 46: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	30, // 47: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	28, // 48: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	11, // 49: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 50: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 51: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	43, // [43:52] is the sub-list for method output_type
-	34, // [34:43] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	21, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	21, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
+	34, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	33, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 9: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
+	33, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 11: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
+	35, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	16, // 13: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
+	17, // 14: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
+	34, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	20, // 16: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
+	34, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	34, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	34, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	34, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	21, // 21: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
+	20, // 22: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
+	21, // 23: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
+	34, // 24: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	33, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 26: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
+	4,  // 27: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	34, // 28: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	33, // 29: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 30: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	21, // 31: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 32: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	34, // 33: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	34, // 34: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 35: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 36: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	22, // 37: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	24, // 38: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	28, // 39: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	29, // 40: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 41: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 42: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 43: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 44: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 45: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 46: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	23, // 47: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	27, // 48: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	32, // 49: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	30, // 50: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 51: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 52: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 53: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 54: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	45, // [45:55] is the sub-list for method output_type
+	35, // [35:45] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -2331,7 +2470,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	NodeService_Commit_FullMethodName      = "/fedstat.node.v1.NodeService/Commit"
 	NodeService_Budget_FullMethodName      = "/fedstat.node.v1.NodeService/Budget"
 	NodeService_LinkStage_FullMethodName   = "/fedstat.node.v1.NodeService/LinkStage"
+	NodeService_LinkFinish_FullMethodName  = "/fedstat.node.v1.NodeService/LinkFinish"
 	NodeService_LinkDecrypt_FullMethodName = "/fedstat.node.v1.NodeService/LinkDecrypt"
 )
 
@@ -71,9 +72,14 @@ type NodeServiceClient interface {
 	// exponent, removes its share of the linkage key, re-randomises the
 	// payloads, shuffles every list and signs the result.
 	LinkStage(ctx context.Context, in *LinkStageRequest, opts ...grpc.CallOption) (*LinkStageResponse, error)
+	// LinkFinish asks the first mix stage, which kept its share of the
+	// linkage key back, for that share times the C1 component of every
+	// element of the last stage's lists (and nothing else of them), so that
+	// the coordinator alone finishes the pseudonyms and no node ever holds
+	// one.
+	LinkFinish(ctx context.Context, in *LinkFinishRequest, opts ...grpc.CallOption) (*LinkFinishResponse, error)
 	// LinkDecrypt returns the node's decryption shares of the payload sums of
-	// a linked query, which it recomputes itself from the last stage's signed
-	// output: it never decrypts anything but those sums.
+	// a linked query (one value ciphertext per cell).
 	LinkDecrypt(ctx context.Context, in *LinkDecryptRequest, opts ...grpc.CallOption) (*LinkDecryptResponse, error)
 }
 
@@ -165,6 +171,16 @@ func (c *nodeServiceClient) LinkStage(ctx context.Context, in *LinkStageRequest,
 	return out, nil
 }
 
+func (c *nodeServiceClient) LinkFinish(ctx context.Context, in *LinkFinishRequest, opts ...grpc.CallOption) (*LinkFinishResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LinkFinishResponse)
+	err := c.cc.Invoke(ctx, NodeService_LinkFinish_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeServiceClient) LinkDecrypt(ctx context.Context, in *LinkDecryptRequest, opts ...grpc.CallOption) (*LinkDecryptResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(LinkDecryptResponse)
@@ -213,9 +229,14 @@ type NodeServiceServer interface {
 	// exponent, removes its share of the linkage key, re-randomises the
 	// payloads, shuffles every list and signs the result.
 	LinkStage(context.Context, *LinkStageRequest) (*LinkStageResponse, error)
+	// LinkFinish asks the first mix stage, which kept its share of the
+	// linkage key back, for that share times the C1 component of every
+	// element of the last stage's lists (and nothing else of them), so that
+	// the coordinator alone finishes the pseudonyms and no node ever holds
+	// one.
+	LinkFinish(context.Context, *LinkFinishRequest) (*LinkFinishResponse, error)
 	// LinkDecrypt returns the node's decryption shares of the payload sums of
-	// a linked query, which it recomputes itself from the last stage's signed
-	// output: it never decrypts anything but those sums.
+	// a linked query (one value ciphertext per cell).
 	LinkDecrypt(context.Context, *LinkDecryptRequest) (*LinkDecryptResponse, error)
 	mustEmbedUnimplementedNodeServiceServer()
 }
@@ -250,6 +271,9 @@ func (UnimplementedNodeServiceServer) Budget(context.Context, *BudgetRequest) (*
 }
 func (UnimplementedNodeServiceServer) LinkStage(context.Context, *LinkStageRequest) (*LinkStageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LinkStage not implemented")
+}
+func (UnimplementedNodeServiceServer) LinkFinish(context.Context, *LinkFinishRequest) (*LinkFinishResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LinkFinish not implemented")
 }
 func (UnimplementedNodeServiceServer) LinkDecrypt(context.Context, *LinkDecryptRequest) (*LinkDecryptResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LinkDecrypt not implemented")
@@ -419,6 +443,24 @@ func _NodeService_LinkStage_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_LinkFinish_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LinkFinishRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).LinkFinish(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_LinkFinish_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).LinkFinish(ctx, req.(*LinkFinishRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _NodeService_LinkDecrypt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(LinkDecryptRequest)
 	if err := dec(in); err != nil {
@@ -475,6 +517,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LinkStage",
 			Handler:    _NodeService_LinkStage_Handler,
+		},
+		{
+			MethodName: "LinkFinish",
+			Handler:    _NodeService_LinkFinish_Handler,
 		},
 		{
 			MethodName: "LinkDecrypt",
