@@ -84,8 +84,8 @@ go test -count=1 -run '^TestReleasedNoiseMatchesCharge$' ./queries/dp/
 echo "== empirical privacy audit, fast mode, with its positive controls (statistics: no race detector)"
 go test -count=1 -run '^TestPrivacyAudit' ./node/
 
-echo "== a study import's peak memory, within its documented bound (memory: no race detector)"
-go test -count=1 -run '^TestStudyImportMemory$' ./node/admin/
+echo "== a study import's peak memory, and the whole Synthea import (memory, one-threaded parsing: no race detector)"
+go test -count=1 -run '^(TestStudyImportMemory|TestImportSyntheaBundles)$' ./node/admin/
 
 echo "== go test -race"
 go test -race -timeout 25m ./... "$@"
