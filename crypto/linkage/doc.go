@@ -27,7 +27,11 @@
 // (R·B, K·M + R·(s − w_1 − … − w_i)·B) with K = k_1⋯k_i, so after all T
 // stages C2 = K·M (Pseudonym): equal identifiers in the same group give
 // equal pseudonyms, across all lists and nodes, and the identity element
-// (padding) stays the identity.
+// (padding) stays the identity. fedstat's nodes run the first stage with
+// w = 0 instead, so that the last stage's output is still encrypted under
+// that one share and no stage sees a pseudonym; its holder then gives
+// w·C1 from the C1 components alone (PartialDecrypt) and whoever holds the
+// lists finishes them (Finish).
 //
 // Values: exponential ElGamal (v·B + r·X, EncryptValues) rides along each
 // pseudonym as a payload, re-randomised and shuffled with it by Stage.

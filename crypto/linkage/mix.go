@@ -76,8 +76,9 @@ func EncryptPoints(x Point, ms []Point) ([]Ciphertext, error) {
 }
 
 // Pseudonym returns C2 of a ciphertext that has been through every stage of
-// the mix: then C2 = K·M with K the product of the stages' exponents, the
-// pseudonym of M for this query and group. It does not check anything: on a
+// the mix with every stage's share taken off: then C2 = K·M with K the
+// product of the stages' exponents, the pseudonym of M for this query and
+// group (when a share was kept back, Finish gives the pseudonyms instead). It does not check anything: on a
 // ciphertext from Stage, C2 is canonical; the identity (the zero Point)
 // marks padding.
 func Pseudonym(c Ciphertext) Point { return c.C2() }

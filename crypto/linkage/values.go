@@ -68,9 +68,10 @@ func AddValues(cs []ValueCiphertext) (ValueCiphertext, error) {
 // from the share is a discrete-log problem, but the T shares of a set
 // decrypt c, whatever c is: a pseudonym ciphertext passed off as a value
 // would be decrypted to H(id), which is a dictionary away from the
-// identifier. So a member decrypts only the aggregate it has checked was
-// built from the released query (the coordinator's AddValues over payloads
-// it holds).
+// identifier. A member therefore decrypts only sums of payloads: fedstat's
+// node does so once per query, for the cells the coordinator names, and
+// relies on the coordinator following the protocol (it is semi-honest) to
+// name only the sums of matching payloads.
 func DecryptShare(w Scalar, c ValueCiphertext) (Point, error) {
 	ws, err := w.decode()
 	if err != nil {

@@ -93,7 +93,7 @@ func OpenLinkStage(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoc
 	if int(p.GetStage()) != stage || !slices.Equal(p.GetStages(), stages) {
 		return nil, fmt.Errorf("it is stage %d of %v, expected stage %d of %v", p.GetStage(), p.GetStages(), stage, stages)
 	}
-	if err := want.checkLists(p.GetLists(), true); err != nil {
+	if err := want.checkLists(p.GetLists()); err != nil {
 		return nil, err
 	}
 	if err := want.checkNoise(p.GetNoise(), true); err != nil {
@@ -126,9 +126,8 @@ func (s LinkShape) ListIndex(role, cell int) int { return cell*(1+s.Filters) + r
 
 // checkLists checks that lists are the query's lists in order, each a whole
 // number of 64-byte ciphertexts, with one payload per pseudonym on the outer
-// lists of a payload query and none elsewhere. merged allows any lengths
-// (a stage's output); a node's partial too.
-func (s LinkShape) checkLists(lists []*nodev1.LinkList, _ bool) error {
+// lists of a payload query and none elsewhere.
+func (s LinkShape) checkLists(lists []*nodev1.LinkList) error {
 	if len(lists) != s.Lists() {
 		return fmt.Errorf("%d lists, the plan needs %d", len(lists), s.Lists())
 	}
@@ -185,7 +184,7 @@ func OpenLinkPartial(pub crypto.PublicKey, s *typesv1.Signed, queryID string, ep
 	if l == nil || len(payload.GetCiphertexts()) > 0 || len(payload.GetPlaintext()) > 0 {
 		return nil, errors.New("it is not a linked query's partial")
 	}
-	if err := want.checkLists(l.GetLists(), false); err != nil {
+	if err := want.checkLists(l.GetLists()); err != nil {
 		return nil, err
 	}
 	if err := want.checkNoise(l.GetNoise(), false); err != nil {
@@ -383,7 +382,7 @@ func FinishLinkLists(lists []*nodev1.LinkList, shares [][]byte) ([][]linkage.Poi
 // pseudonym seen more often than its holders allow is an error naming the
 // cell.
 func TallyLinkLists(want LinkShape, lp LinkPatterns, lists []*nodev1.LinkList, pseudonyms [][]linkage.Point) (*LinkTally, error) {
-	if err := want.checkLists(lists, true); err != nil {
+	if err := want.checkLists(lists); err != nil {
 		return nil, err
 	}
 	if len(pseudonyms) != len(lists) {
