@@ -15,6 +15,7 @@ import (
 	"github.com/fedstat/fedstat/internal/dpaudit"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
 )
@@ -318,6 +319,67 @@ func TestLinkPartialHidesIdentifiers(t *testing.T) {
 			if min := int(protocol.LinkPadShift(p)) / 2; n < min {
 				t.Errorf("%s list %d: %d elements, expected padding of about %d", id, i, n, protocol.LinkPadShift(p))
 			}
+		}
+	}
+}
+
+// TestLinkSpecChecks: a node refuses a link spec that would make it add
+// the wrong dummies or understate the sensitivity: a stage or holder that
+// is not a participant, the wrong number of stages, fewer holders counted
+// in the spec than listed, or itself left out of the holders of a table
+// it holds rows of. It mixes each stage, and finishes and decrypts each
+// query, once.
+func TestLinkSpecChecks(t *testing.T) {
+	p, ls := linkAuditSetup(t, 1)
+	e := &epochState{Epoch: 1, Threshold: 2}
+	for i, id := range []string{"h1", "h2", "reg", "colluder"} {
+		e.Members = append(e.Members, member{ID: id, Point: uint64(i + 1)})
+	}
+	spec := &typesv1.QuerySpec{MinNodes: 4, LinkHolders: 2}
+	if err := checkLinkSpec(e, "h1", p, ls, spec); err != nil {
+		t.Fatalf("good spec: %v", err)
+	}
+	for name, mutate := range map[string]func(l *nodev1.LinkSpec, s *typesv1.QuerySpec){
+		"stage not a participant": func(l *nodev1.LinkSpec, _ *typesv1.QuerySpec) {
+			l.Participants = l.Participants[:3]
+			l.Stages = []string{"h1", "colluder"}
+		},
+		"three stages":           func(l *nodev1.LinkSpec, _ *typesv1.QuerySpec) { l.Stages = []string{"h1", "h2", "reg"} },
+		"repeated participant":   func(l *nodev1.LinkSpec, _ *typesv1.QuerySpec) { l.Participants = append(l.Participants, "h2") },
+		"holders undercounted":   func(_ *nodev1.LinkSpec, s *typesv1.QuerySpec) { s.LinkHolders = 1 },
+		"fewer than min_nodes":   func(_ *nodev1.LinkSpec, s *typesv1.QuerySpec) { s.MinNodes = 5 },
+		"filter holders missing": func(l *nodev1.LinkSpec, _ *typesv1.QuerySpec) { l.FilterHolders = nil },
+		"this node not taking part": func(l *nodev1.LinkSpec, _ *typesv1.QuerySpec) {
+			l.Participants = []string{"h2", "reg", "colluder"}
+			l.Stages = []string{"h2", "reg"}
+			l.OuterHolders = []string{"h2"}
+		},
+	} {
+		l := proto.Clone(ls).(*nodev1.LinkSpec)
+		s := proto.Clone(spec).(*typesv1.QuerySpec)
+		mutate(l, s)
+		if err := checkLinkSpec(e, "h1", p, l, s); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// A holder of the outer table that the spec leaves out.
+	local, err := eval.LinkElements(context.Background(), p, linkAuditCity(t, false)["h1"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkHolder("h1", p, ls, local); err != nil {
+		t.Fatalf("listed holder: %v", err)
+	}
+	l := proto.Clone(ls).(*nodev1.LinkSpec)
+	l.OuterHolders = []string{"h2"}
+	if err := checkHolder("h1", p, l, local); err == nil {
+		t.Error("a holder left out of the holders was accepted")
+	}
+	// Once per stage, finish and decryption.
+	var s stagedSet
+	for _, key := range []string{"q/0", "q/1", "q/finish", "q/decrypt"} {
+		if !s.claim(key) || s.claim(key) {
+			t.Errorf("%s: claimed twice or not at all", key)
 		}
 	}
 }
