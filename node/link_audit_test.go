@@ -223,7 +223,10 @@ func linkAudit(t *testing.T, eps float64, dummies bool, runs int) dpaudit.Result
 // exceed the ε the nodes charge.
 func TestLinkHistogramIsDP(t *testing.T) {
 	runs := 2000
-	if testing.Short() || raceEnabled {
+	switch {
+	case *auditLong:
+		runs = 40000
+	case testing.Short() || raceEnabled:
 		runs = 300
 	}
 	for _, eps := range []float64{1, 4} {
