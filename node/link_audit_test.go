@@ -141,33 +141,15 @@ func linkView(t testing.TB, p *plan.Plan, ls *nodev1.LinkSpec, locals map[string
 			merged[i] = append(merged[i], pts...)
 		}
 	}
-	// Per cell, the pattern of every distinct element.
+	// The coordinator's count of patterns, as the protocol tallies it.
+	counts, err := protocol.CountLinkPatterns(shape, lp, merged)
+	if err != nil {
+		t.Fatal(err)
+	}
 	patterns = make([]int64, lp.Count())
-	for c := 0; c < shape.Cells; c++ {
-		type ab struct {
-			a int
-			b []int
-		}
-		seen := map[linkage.Point]*ab{}
-		for role := 0; role <= shape.Filters; role++ {
-			for _, pt := range merged[shape.ListIndex(role, c)] {
-				if pt == (linkage.Point{}) {
-					continue
-				}
-				x := seen[pt]
-				if x == nil {
-					x = &ab{b: make([]int, shape.Filters)}
-					seen[pt] = x
-				}
-				if role == 0 {
-					x.a++
-				} else {
-					x.b[role-1]++
-				}
-			}
-		}
-		for _, x := range seen {
-			patterns[lp.Index(x.a, x.b)]++
+	for _, c := range counts {
+		for i, n := range c {
+			patterns[i] += n
 		}
 	}
 	return lengths, patterns

@@ -324,6 +324,61 @@ func LinkPadShift(p *plan.Plan) int64 {
 	return int64(math.Ceil(8*p.Link.PadSigma)) + 1
 }
 
+// CountLinkPatterns returns, per cell, how many distinct pseudonyms have
+// each pattern (identity padding dropped): what the coordinator sees of a
+// linked query. TallyLinkLists counts with it, and so does the privacy
+// audit of that view (node/link_audit_test.go).
+func CountLinkPatterns(want LinkShape, lp LinkPatterns, pseudonyms [][]linkage.Point) ([][]int64, error) {
+	out := make([][]int64, want.Cells)
+	for cell := range out {
+		counts, _, err := cellPatterns(want, lp, pseudonyms, cell)
+		if err != nil {
+			return nil, err
+		}
+		out[cell] = counts
+	}
+	return out, nil
+}
+
+// cellPatterns counts the patterns of one cell and returns each
+// pseudonym's pattern index. A pseudonym seen more often than its holders
+// allow is an error naming the cell.
+func cellPatterns(want LinkShape, lp LinkPatterns, pseudonyms [][]linkage.Point, cell int) ([]int64, map[linkage.Point]int, error) {
+	type count struct {
+		a int
+		b []int
+	}
+	seen := map[linkage.Point]*count{}
+	for role := 0; role <= want.Filters; role++ {
+		for _, pt := range pseudonyms[want.ListIndex(role, cell)] {
+			if pt == (linkage.Point{}) {
+				continue // identity padding
+			}
+			c := seen[pt]
+			if c == nil {
+				c = &count{b: make([]int, want.Filters)}
+				seen[pt] = c
+			}
+			if role == 0 {
+				c.a++
+			} else {
+				c.b[role-1]++
+			}
+		}
+	}
+	counts := make([]int64, lp.Count())
+	patternOf := make(map[linkage.Point]int, len(seen))
+	for pt, c := range seen {
+		i := lp.Index(c.a, c.b)
+		if i < 0 {
+			return nil, nil, fmt.Errorf("cell %d: a pseudonym appears %d times in the outer list and %v in the filters' lists, more than the holders (%d, %v) can add", cell, c.a, c.b, lp.Outer, lp.Filters)
+		}
+		counts[i]++
+		patternOf[pt] = i
+	}
+	return counts, patternOf, nil
+}
+
 // LinkTally is the tally of a query's mixed lists, per cell: how many
 // distinct pseudonyms have each pattern (dummies included, identity
 // padding dropped), and, for a payload query, the sum of the payloads of
@@ -392,38 +447,12 @@ func TallyLinkLists(want LinkShape, lp LinkPatterns, lists []*nodev1.LinkList, p
 	if want.Payload {
 		t.Sums = make([]linkage.ValueCiphertext, want.Cells)
 	}
-	roles := 1 + want.Filters
 	for cell := 0; cell < want.Cells; cell++ {
-		type count struct {
-			a int
-			b []int
+		counts, patternOf, err := cellPatterns(want, lp, pseudonyms, cell)
+		if err != nil {
+			return nil, err
 		}
-		seen := map[linkage.Point]*count{}
-		for role := 0; role < roles; role++ {
-			for _, pt := range pseudonyms[want.ListIndex(role, cell)] {
-				if pt == (linkage.Point{}) {
-					continue // identity padding
-				}
-				c := seen[pt]
-				if c == nil {
-					c = &count{b: make([]int, want.Filters)}
-					seen[pt] = c
-				}
-				if role == 0 {
-					c.a++
-				} else {
-					c.b[role-1]++
-				}
-			}
-		}
-		t.Patterns[cell] = make([]int64, lp.Count())
-		for _, c := range seen {
-			i := lp.Index(c.a, c.b)
-			if i < 0 {
-				return nil, fmt.Errorf("cell %d: a pseudonym appears %d times in the outer list and %v in the filters' lists, more than the holders (%d, %v) can add", cell, c.a, c.b, lp.Outer, lp.Filters)
-			}
-			t.Patterns[cell][i]++
-		}
+		t.Patterns[cell] = counts
 		if !want.Payload {
 			continue
 		}
@@ -434,8 +463,7 @@ func TallyLinkLists(want LinkShape, lp LinkPatterns, lists []*nodev1.LinkList, p
 			if pt == (linkage.Point{}) {
 				continue
 			}
-			c := seen[pt]
-			if lp.Matches(lp.Index(c.a, c.b)) {
+			if lp.Matches(patternOf[pt]) {
 				var v linkage.ValueCiphertext
 				copy(v[:], pays[j*linkage.CiphertextSize:])
 				matched = append(matched, v)
