@@ -57,25 +57,22 @@ func (s *service) KeySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (
 }
 
 func (s *service) LinkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*nodev1.LinkStageResponse, error) {
-	resp, err := s.n.linkStage(ctx, req)
-	if err != nil {
-		s.n.record(ctx, "coordinator", "link.refused", req.GetQueryId(), map[string]any{"call": "stage", "reason": err.Error()})
-	}
-	return resp, err
+	return audited(ctx, s.n, "stage", req, s.n.linkStage)
 }
 
 func (s *service) LinkFinish(ctx context.Context, req *nodev1.LinkFinishRequest) (*nodev1.LinkFinishResponse, error) {
-	resp, err := s.n.linkFinish(ctx, req)
-	if err != nil {
-		s.n.record(ctx, "coordinator", "link.refused", req.GetQueryId(), map[string]any{"call": "finish", "reason": err.Error()})
-	}
-	return resp, err
+	return audited(ctx, s.n, "finish", req, s.n.linkFinish)
 }
 
 func (s *service) LinkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) (*nodev1.LinkDecryptResponse, error) {
-	resp, err := s.n.linkDecrypt(ctx, req)
+	return audited(ctx, s.n, "decrypt", req, s.n.linkDecrypt)
+}
+
+// audited runs a link call and records its refusal in the audit log.
+func audited[Req interface{ GetQueryId() string }, Resp any](ctx context.Context, n *Node, call string, req Req, fn func(context.Context, Req) (Resp, error)) (Resp, error) {
+	resp, err := fn(ctx, req)
 	if err != nil {
-		s.n.record(ctx, "coordinator", "link.refused", req.GetQueryId(), map[string]any{"call": "decrypt", "reason": err.Error()})
+		n.record(ctx, "coordinator", "link.refused", req.GetQueryId(), map[string]any{"call": call, "reason": err.Error()})
 	}
 	return resp, err
 }
