@@ -657,10 +657,10 @@ func (n *Node) loadLinkShare(e *epochState) (linkage.Scalar, error) {
 	var s linkage.Scalar
 	b, err := n.keys.Get(linkShareName(e.Epoch))
 	if err != nil {
-		return s, fmt.Errorf("%w: linkage-key share of epoch %d: %v", ErrKeysUnavailable, e.Epoch, err)
+		return s, fmt.Errorf("%w: linkage-key share of epoch %d: %s", ErrKeysUnavailable, e.Epoch, keyProblem(err))
 	}
 	if len(b) != len(s) {
-		return s, fmt.Errorf("%w: linkage-key share of epoch %d: %d bytes", ErrKeysUnavailable, e.Epoch, len(b))
+		return s, fmt.Errorf("%w: linkage-key share of epoch %d: malformed", ErrKeysUnavailable, e.Epoch)
 	}
 	copy(s[:], b)
 	return s, nil

@@ -21,8 +21,9 @@ var ErrKeysUnavailable = errors.New("node: this node cannot use its key shares")
 
 // EpochReady reports whether this node can do its part in key epoch id: id
 // is its active (installed) epoch, and its secret key share and, when the
-// epoch's threshold is below its number of members, its threshold share load
-// from the key store and decode. It reads the files at every call, so a share
+// epoch's threshold is below its number of members, its threshold share and,
+// when the epoch has a linkage key, its linkage-key share load from the key
+// store and decode. It reads the files at every call, so a share
 // deleted or damaged after start is seen. It is safe for concurrent use.
 func (n *Node) EpochReady(id uint64) error {
 	e, err := n.current()
@@ -37,6 +38,14 @@ func (n *Node) EpochReady(id uint64) error {
 	}
 	if e.Threshold < len(e.Members) {
 		if _, err := n.loadThresholdShare(e); err != nil {
+			return err
+		}
+	}
+	if e.Link != nil {
+		// Without it the node can neither mix nor decrypt a query across
+		// linked agencies: reported like the other shares, so the network
+		// re-keys.
+		if _, err := n.loadLinkShare(e); err != nil {
 			return err
 		}
 	}

@@ -77,4 +77,23 @@ func TestEpochReady(t *testing.T) {
 	if err := n1.EpochReady(nw.Epoch); err != nil {
 		t.Fatalf("EpochReady with the share restored: %v", err)
 	}
+	// The linkage-key share: without it the node cannot mix or decrypt a
+	// query across linked agencies, and says so.
+	link := filepath.Join(dir, "node-1", "keys", "epoch-1-link.secret")
+	lgood, err := os.ReadFile(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.EpochReady(nw.Epoch); !errors.Is(err, node.ErrKeysUnavailable) || !strings.Contains(err.Error(), "linkage-key share of epoch 1: missing") {
+		t.Fatalf("EpochReady without the linkage-key share: %v", err)
+	}
+	if err := os.WriteFile(link, lgood, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.EpochReady(nw.Epoch); err != nil {
+		t.Fatalf("EpochReady with the linkage-key share restored: %v", err)
+	}
 }
