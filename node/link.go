@@ -307,13 +307,13 @@ func (l *linkPlain) encrypt(x linkage.Point) (*nodev1.LinkPartial, error) {
 		if err != nil {
 			return nil, err
 		}
-		nl.Pseudonyms = joinCiphertexts(cts)
+		nl.Pseudonyms = protocol.JoinCiphertexts(cts)
 		if l.vals != nil && i%l.roles == 0 {
 			vcts, err := linkage.EncryptValues(x, l.vals[i])
 			if err != nil {
 				return nil, err
 			}
-			nl.Payloads = joinValueCiphertexts(vcts)
+			nl.Payloads = protocol.JoinCiphertexts(vcts)
 		}
 		out.Lists = append(out.Lists, nl)
 	}
@@ -352,38 +352,6 @@ func shuffleLinked(pts []linkage.Point, vals []int64) {
 			vals[i], vals[j] = vals[j], vals[i]
 		}
 	})
-}
-
-func joinCiphertexts(cts []linkage.Ciphertext) []byte {
-	b := make([]byte, 0, len(cts)*linkage.CiphertextSize)
-	for _, c := range cts {
-		b = append(b, c[:]...)
-	}
-	return b
-}
-
-func joinValueCiphertexts(cts []linkage.ValueCiphertext) []byte {
-	b := make([]byte, 0, len(cts)*linkage.CiphertextSize)
-	for _, c := range cts {
-		b = append(b, c[:]...)
-	}
-	return b
-}
-
-func splitCiphertexts(b []byte) []linkage.Ciphertext {
-	out := make([]linkage.Ciphertext, len(b)/linkage.CiphertextSize)
-	for i := range out {
-		copy(out[i][:], b[i*linkage.CiphertextSize:])
-	}
-	return out
-}
-
-func splitValueCiphertexts(b []byte) []linkage.ValueCiphertext {
-	out := make([]linkage.ValueCiphertext, len(b)/linkage.CiphertextSize)
-	for i := range out {
-		copy(out[i][:], b[i*linkage.CiphertextSize:])
-	}
-	return out
 }
 
 // linkRequest is what a LinkStage or LinkDecrypt call is about, checked.
@@ -523,9 +491,9 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 		}
 		for role := range roles {
 			l := lists[r.shape.ListIndex(role, c)]
-			group[role] = splitCiphertexts(l.GetPseudonyms())
+			group[role] = protocol.SplitCiphertexts[linkage.Ciphertext](l.GetPseudonyms())
 			if r.shape.Payload && role == 0 {
-				payloads[role] = splitValueCiphertexts(l.GetPayloads())
+				payloads[role] = protocol.SplitCiphertexts[linkage.ValueCiphertext](l.GetPayloads())
 			}
 		}
 		if err := linkage.Stage(key, w, r.e.Link.X, group, payloads); err != nil {
@@ -533,9 +501,9 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 		}
 		for role := range roles {
 			i := r.shape.ListIndex(role, c)
-			nl := &nodev1.LinkList{Cell: int32(c), Role: int32(role), Pseudonyms: joinCiphertexts(group[role])}
+			nl := &nodev1.LinkList{Cell: int32(c), Role: int32(role), Pseudonyms: protocol.JoinCiphertexts(group[role])}
 			if payloads != nil && payloads[role] != nil {
-				nl.Payloads = joinValueCiphertexts(payloads[role])
+				nl.Payloads = protocol.JoinCiphertexts(payloads[role])
 			}
 			lists[i] = nl
 		}

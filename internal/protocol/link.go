@@ -388,6 +388,26 @@ type LinkTally struct {
 	Sums     []linkage.ValueCiphertext // [cell]; nil without payload
 }
 
+// SplitCiphertexts cuts the bytes of a list (LinkList.pseudonyms or
+// payloads, or a cell's noise) into its 64-byte ciphertexts; a trailing
+// partial one is dropped (the shape checks refuse those).
+func SplitCiphertexts[T ~[linkage.CiphertextSize]byte](b []byte) []T {
+	out := make([]T, len(b)/linkage.CiphertextSize)
+	for i := range out {
+		out[i] = T(b[i*linkage.CiphertextSize:])
+	}
+	return out
+}
+
+// JoinCiphertexts is the wire form of a list of ciphertexts.
+func JoinCiphertexts[T ~[linkage.CiphertextSize]byte](cs []T) []byte {
+	b := make([]byte, 0, len(cs)*linkage.CiphertextSize)
+	for _, c := range cs {
+		b = append(b, c[:]...)
+	}
+	return b
+}
+
 // LinkC1 returns the C1 components of every list (32 bytes each,
 // concatenated per list): all the first stage is shown when it takes its
 // withheld share off (LinkFinish).
@@ -413,16 +433,14 @@ func FinishLinkLists(lists []*nodev1.LinkList, shares [][]byte) ([][]linkage.Poi
 	}
 	out := make([][]linkage.Point, len(lists))
 	for i, l := range lists {
-		ps := l.GetPseudonyms()
-		n := len(ps) / linkage.CiphertextSize
+		cts := SplitCiphertexts[linkage.Ciphertext](l.GetPseudonyms())
+		n := len(cts)
 		if len(shares[i]) != n*linkage.PointSize {
 			return nil, fmt.Errorf("list %d: %d bytes of shares for %d elements", i, len(shares[i]), n)
 		}
-		cts := make([]linkage.Ciphertext, n)
 		sh := make([]linkage.Point, n)
 		for j := range n {
-			copy(cts[j][:], ps[j*linkage.CiphertextSize:])
-			copy(sh[j][:], shares[i][j*linkage.PointSize:])
+			sh[j] = linkage.Point(shares[i][j*linkage.PointSize:])
 		}
 		var err error
 		if out[i], err = linkage.Finish(cts, sh); err != nil {
@@ -457,16 +475,11 @@ func TallyLinkLists(want LinkShape, lp LinkPatterns, lists []*nodev1.LinkList, p
 			continue
 		}
 		li := want.ListIndex(0, cell)
-		pays := lists[li].GetPayloads()
+		pays := SplitCiphertexts[linkage.ValueCiphertext](lists[li].GetPayloads())
 		var matched []linkage.ValueCiphertext
 		for j, pt := range pseudonyms[li] {
-			if pt == (linkage.Point{}) {
-				continue
-			}
-			if lp.Matches(patternOf[pt]) {
-				var v linkage.ValueCiphertext
-				copy(v[:], pays[j*linkage.CiphertextSize:])
-				matched = append(matched, v)
+			if pt != (linkage.Point{}) && lp.Matches(patternOf[pt]) {
+				matched = append(matched, pays[j])
 			}
 		}
 		sum, err := linkage.AddValues(matched)
@@ -483,13 +496,7 @@ func TallyLinkLists(want LinkShape, lp LinkPatterns, lists []*nodev1.LinkList, p
 func (t *LinkTally) WithNoise(noise [][]byte) ([]linkage.ValueCiphertext, error) {
 	out := make([]linkage.ValueCiphertext, len(t.Sums))
 	for cell, sum := range t.Sums {
-		cts := []linkage.ValueCiphertext{sum}
-		b := noise[cell]
-		for i := 0; i < len(b); i += linkage.CiphertextSize {
-			var v linkage.ValueCiphertext
-			copy(v[:], b[i:])
-			cts = append(cts, v)
-		}
+		cts := append([]linkage.ValueCiphertext{sum}, SplitCiphertexts[linkage.ValueCiphertext](noise[cell])...)
 		s, err := linkage.AddValues(cts)
 		if err != nil {
 			return nil, fmt.Errorf("cell %d: noise: %w", cell, err)
