@@ -1,8 +1,12 @@
 package protocol_test
 
 import (
+	"math"
 	"strings"
 	"testing"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/queries/plan"
 
 	"github.com/fedstat/fedstat/crypto/linkage"
 	"github.com/fedstat/fedstat/internal/protocol"
@@ -130,6 +134,27 @@ func TestLinkListsShape(t *testing.T) {
 	for i, l := range merged {
 		if want := append(append([]byte(nil), p1.Lists[i].Pseudonyms...), p2.Lists[i].Pseudonyms...); string(l.Pseudonyms) != string(want) {
 			t.Errorf("merged list %d is not the concatenation", i)
+		}
+	}
+}
+
+// TestLinkShift: the public shift of every pattern's dummies is above 8σ
+// of a node's noise (so a negative noisy count, clamped to zero, has
+// probability below 1e-15 per draw), and the padding's above 8·PadSigma.
+func TestLinkShift(t *testing.T) {
+	ref, _ := cdm.ParseDate("2024-01-01")
+	for _, eps := range []float64{0.1, 1, 8} {
+		p, err := plan.Build(plan.Request{SQL: "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code LIKE 'E11%'",
+			Epsilon: eps, Delta: 1e-6, MinNodes: 4, Threshold: 2, ReferenceDate: ref, LinkHolders: 2},
+			&plan.Catalogue{MaxNodesPerPatient: 2, Linkage: &plan.Linkage{IdentifierSystem: "urn:x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, sigma := float64(protocol.LinkShift(p)), p.Measures()[0].NodeSigma; s < 8*sigma || math.Erfc(s/sigma/math.Sqrt2)/2 > 1e-15 {
+			t.Errorf("ε %v: shift %v for node σ %v", eps, s, sigma)
+		}
+		if s := float64(protocol.LinkPadShift(p)); s < 8*p.Link.PadSigma {
+			t.Errorf("ε %v: padding shift %v for σ %v", eps, s, p.Link.PadSigma)
 		}
 	}
 }
