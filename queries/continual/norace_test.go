@@ -1,0 +1,5 @@
+//go:build !race
+
+package continual_test
+
+const raceEnabled = false
