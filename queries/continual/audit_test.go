@@ -39,13 +39,14 @@ package continual_test
 // releases every interval at ρ_node = ρ_lifetime (each interval charged as
 // if it were the whole series: W times too little budget per unit of
 // noise) while the nodes still charge ε = 2; the auditor must catch it
-// (ε_lb at 95% above 2; at 1 − 1e-9 in the long mode).
+// at K = 2 (ε_lb at 95% above 2; at 1 − 1e-9 in the long mode).
 //
 // Modes: go test ./queries/continual/ (about 5 s on two cores: 4,000
 // runs of each input per placement, 6,000 for the control of K = 2); under
 // -race a smoke run of one placement (1,000 runs) and that control (4,000);
 // go test -run TreeAudit -v ./queries/continual/ -continual.long: 200,000
-// runs each, and a second control (K = 1), asserted at 1 − 1e-9.
+// runs each, the control asserted at 1 − 1e-9, and a second control
+// (K = 1) reported only.
 
 import (
 	"context"
@@ -280,15 +281,21 @@ func TestTreeAuditCatchesUnderNoise(t *testing.T) {
 	rhoLife := zcdp.RhoFromEpsilonDelta(auditEpsilon, auditDelta)
 	runs := auditRuns(true)
 	for _, pl := range auditPlacements() {
-		// K = 1 moves only 5 intervals (W = 5): its control needs the runs
-		// of the long mode.
-		if pl.name != "K=2, contiguous aligned" && (!*auditLong || pl.name != "K=1, one week") {
+		// At K = 1 (W = 5) the control is only 5 times under-noised (exact
+		// ε 3.9 against the charged 2): the long mode reports it but does
+		// not assert it (200,000 runs bound it at about 2.2 at 95%, 1.8 at
+		// 1 − 1e-9).
+		informative := pl.name == "K=1, one week"
+		if pl.name != "K=2, contiguous aligned" && (!*auditLong || !informative) {
 			continue
 		}
 		ivs := treeIntervals(t, pl.K, pl.weeks, rhoLife)
 		o := runTreeAudit(t, ivs, runs)
 		t.Logf("control, %s: ε_lb %.3f at 95%%, %.3f at 1−1e-9 (%d runs each); exact ε %.3f; charged ε %.3g",
 			pl.name, o.report.EpsilonLB, o.check.EpsilonLB, runs, o.exact, auditEpsilon)
+		if informative {
+			continue
+		}
 		caught := o.report
 		if *auditLong {
 			caught = o.check

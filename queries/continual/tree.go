@@ -60,15 +60,22 @@
 // treated as Gaussian; each node's share is rounded to the plan's grid,
 // at least 4 quanta per node σ, see queries/dp.)
 //
-// The bound needs the node's rows to be append-only in time: a row is
-// present by the time the first interval holding its period is evaluated
-// and is never deleted nor has its date changed afterwards. Then every
-// evaluation sees the same first K periods of every patient for the
-// periods it covers. If rows are deleted, corrected or arrive late, a
-// patient's first K periods can shift between releases and the patient may
-// count in more than K periods over the series; each single evaluation still
-// counts at most min(K, 2^j) per interval, so the release is then only
-// W_any(T, K)·ρ_node-zCDP with W_any = Σ_j ⌊T/2^j⌋·min(k, 2^j)² (AnyWeight).
+// The first-K rule needs append-only data: between the evaluations of a
+// series, the (patient, period) pairs its filter admits at a node may only
+// grow. Records may arrive late, in any order: a patient's matching periods
+// then only grow, so the number of its first-K periods before any period
+// only grows, and the counts of a level's intervals, evaluated left to
+// right, telescope to at most K (TestLateRecordsKeepWeight). The pairs
+// shrink when a row is deleted or its date or a filtered field changes,
+// when the filter reads data that can change against a row (a patient
+// attribute such as region or death date, a NOT IN cohort that a later
+// record fills, age at a reference date that is not the same for every
+// interval), or when a patient leaves the public group domain. Then a
+// patient's first K periods can shift between releases and the patient
+// may count in more than K periods over the series; each single evaluation
+// still counts at most min(k, 2^j) in a level-j interval, so the release is
+// then only W_any(T, K)·ρ_node-zCDP with W_any = Σ_j ⌊T/2^j⌋·min(k, 2^j)²
+// (AnyWeight).
 package continual
 
 import (

@@ -46,9 +46,10 @@ type Periods struct {
 // One patient thus adds up to min(K, Last−First+1) to one cell, more than
 // the plan's per-query sensitivity of 1: the series' budget accounts for it
 // (continual.Weight, continual.NodeRho), not the plan. The first-K rule
-// bounds the patient over the whole series only if every evaluation sees
-// the same earlier rows: the node's rows must be append-only in time (see
-// package continual). A node of n patients gives cells of at most
+// bounds the patient over the whole series only if the (patient, period)
+// pairs the filter admits only grow between evaluations: rows may arrive
+// late but must not be deleted or changed (see package continual). A node
+// of n patients gives cells of at most
 // n·min(K, Last−First+1); dp.NoiseShare refuses a cell beyond the plan's
 // MaxAbsPartial (ErrRange).
 //
