@@ -29,6 +29,7 @@ var Errors = rpc.RegisterErrors(rpc.ErrorTable{
 	{Err: ErrAlreadyReleased, Code: codes.AlreadyExists, Reason: "node.already_released"},
 	{Err: ErrPolicy, Code: codes.PermissionDenied, Reason: "node.policy"},
 	{Err: ErrBadRequest, Code: codes.InvalidArgument, Reason: "node.bad_request"},
+	{Err: ErrSeries, Code: codes.InvalidArgument, Reason: "node.series"},
 	{Err: ErrReplayed, Code: codes.PermissionDenied, Reason: "node.replayed"},
 	{Err: ErrDenied, Code: codes.PermissionDenied, Reason: "node.denied"},
 	{Err: ledger.ErrBudgetExhausted, Code: codes.ResourceExhausted, Reason: "ledger.budget_exhausted"},

@@ -22,6 +22,7 @@ import (
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/dp"
+	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -172,6 +173,18 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 			"(regions, max_nodes_per_patient, small_count_threshold, studies, value sets, [linkage]) or the software version differs between them; the node would "+
 			"noise and encode its partial differently from how the coordinator decodes the total", ErrBadRequest)
 	}
+	var series *seriesQuery
+	if req.GetSeries() == nil && protocol.IsSeriesQuery(req.GetQueryId()) {
+		return nil, fmt.Errorf("%w: query id %q is a series interval's, and the query is not a series'", ErrBadRequest, req.GetQueryId())
+	}
+	if req.GetSeries() != nil {
+		if p.Link != nil {
+			return nil, fmt.Errorf("%w: a standing series cannot be a query across linked agencies", ErrSeries)
+		}
+		if series, err = n.checkSeries(req, p); err != nil {
+			return nil, err
+		}
+	}
 	if len(pol.Kinds) > 0 && !slices.Contains(pol.Kinds, p.Kind()) {
 		return nil, fmt.Errorf("%w: query kind %q is not allowed at %s", ErrPolicy, p.Kind(), n.id)
 	}
@@ -187,6 +200,13 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	// The query's own cost, plus the minimum-cohort check's when it runs:
 	// charged together, whether the check lets the query through or not.
 	rho := p.Rho() + pol.cohortRho(p)
+	if series != nil {
+		// The lifetime budget, once; the interval itself is within it.
+		if err := n.reserveSeries(ctx, req.GetAnalyst(), series); err != nil {
+			return nil, err
+		}
+		rho = pol.cohortRho(p)
+	}
 	answer, replayed, err := n.ledger.Charge(ctx, req.GetQueryId(), req.GetAnalyst(), rho, func() ([]byte, error) {
 		if pol.RequireApproval {
 			if err := n.awaitApproval(ctx, req, rho); err != nil {
@@ -196,7 +216,7 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 		if p.Link != nil {
 			return n.linkPartial(ctx, e, req.GetQueryId(), req.GetSpec(), req.GetLink(), p)
 		}
-		return n.partial(ctx, e, req.GetQueryId(), req.GetSpec(), p)
+		return n.partial(ctx, e, req.GetQueryId(), req.GetSpec(), p, series)
 	})
 	if err != nil {
 		return nil, err
@@ -245,6 +265,11 @@ func noisyShare(ctx context.Context, id string, data DataSource, pol *Policy, p 
 	if err != nil {
 		return nil, err
 	}
+	return noisyExact(id, pol, p, exact)
+}
+
+// noisyExact is noisyShare on exact aggregates already computed.
+func noisyExact(id string, pol *Policy, p *plan.Plan, exact *eval.Exact) (*dp.Share, error) {
 	if rho := pol.cohortRho(p); rho > 0 {
 		c, err := dp.NoisyCohort(p, exact, rho)
 		if err != nil {
@@ -262,8 +287,17 @@ func noisyShare(ctx context.Context, id string, data DataSource, pol *Policy, p 
 // encrypts under the epoch's collective key and signs (noisyShare); a
 // refusal by the minimum-cohort check comes back as a stored refusal
 // (refusalPrefix), charged like an answer.
-func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec *typesv1.QuerySpec, p *plan.Plan) ([]byte, error) {
-	share, err := noisyShare(ctx, n.id, n.cfg.Data, n.cfg.Policy, p)
+func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec *typesv1.QuerySpec, p *plan.Plan, series *seriesQuery) ([]byte, error) {
+	var share *dp.Share
+	var err error
+	if series != nil {
+		var exact *eval.Exact
+		if exact, err = n.seriesExact(ctx, p, series); err == nil {
+			share, err = noisyExact(n.id, n.cfg.Policy, p, exact)
+		}
+	} else {
+		share, err = noisyShare(ctx, n.id, n.cfg.Data, n.cfg.Policy, p)
+	}
 	if errors.Is(err, errSmallCohort) {
 		// Stored and charged like an answer (see evaluateBody).
 		_, reason, _ := strings.Cut(err.Error(), ": ")
@@ -364,7 +398,11 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		// node, and the release record below lets a query id be released
 		// once; presenting the same partials again (a retry after a refusal)
 		// must work.
-		pt, err := protocol.OpenPartial(m.Cert.PublicKey, ps.GetSigned(), qid, e.Epoch, from, n.window(nil), shape)
+		w := n.window(nil)
+		if protocol.IsSeriesQuery(qid) {
+			w.MaxSkew = protocol.SeriesPartialAge // replayed to every retry (protocol.SeriesPartialAge)
+		}
+		pt, err := protocol.OpenPartial(m.Cert.PublicKey, ps.GetSigned(), qid, e.Epoch, from, w, shape)
 		if err != nil {
 			return nil, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
 		}

@@ -161,6 +161,13 @@ func (s *Store) Link(ctx context.Context, p *plan.Plan) (*eval.LinkLocal, error)
 	return eval.LinkElements(ctx, p, s.Tables())
 }
 
+// Periods counts the periods of a standing series on the current snapshot
+// with its contribution bound (eval.PeriodCounts; node.SeriesSource). The
+// result must never leave the node.
+func (s *Store) Periods(ctx context.Context, p *plan.Plan, w eval.Periods) (*eval.Exact, error) {
+	return eval.PeriodCounts(ctx, p, s.Tables(), w)
+}
+
 // Summary returns the exact patient and row counts of the current
 // snapshot, study tables included (node.DataSource).
 func (s *Store) Summary() *typesv1.DataSummary {

@@ -85,6 +85,724 @@ func (State) EnumDescriptor() ([]byte, []int) {
 	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{0}
 }
 
+type CreateSeriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *v1.SeriesSpec         `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// alerts configures the series' alert rules; empty: EARS C2.
+	Alerts        []*AlertRule `protobuf:"bytes,2,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSeriesRequest) Reset() {
+	*x = CreateSeriesRequest{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSeriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSeriesRequest) ProtoMessage() {}
+
+func (x *CreateSeriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSeriesRequest.ProtoReflect.Descriptor instead.
+func (*CreateSeriesRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CreateSeriesRequest) GetSpec() *v1.SeriesSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *CreateSeriesRequest) GetAlerts() []*AlertRule {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
+// AlertRule is one alert rule of a series: "C1", "C2", "C3" (EARS, on the
+// released period values) or "forecast" (the upper 90% forecast quantile of
+// the next period above threshold).
+type AlertRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rule          string                 `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	Threshold     float64                `protobuf:"fixed64,2,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlertRule) Reset() {
+	*x = AlertRule{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlertRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlertRule) ProtoMessage() {}
+
+func (x *AlertRule) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlertRule.ProtoReflect.Descriptor instead.
+func (*AlertRule) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AlertRule) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *AlertRule) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+type GetSeriesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSeriesRequest) Reset() {
+	*x = GetSeriesRequest{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSeriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSeriesRequest) ProtoMessage() {}
+
+func (x *GetSeriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSeriesRequest.ProtoReflect.Descriptor instead.
+func (*GetSeriesRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetSeriesRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListSeriesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSeriesRequest) Reset() {
+	*x = ListSeriesRequest{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSeriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSeriesRequest) ProtoMessage() {}
+
+func (x *ListSeriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSeriesRequest.ProtoReflect.Descriptor instead.
+func (*ListSeriesRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
+}
+
+type ListSeriesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Series        []*Series              `protobuf:"bytes,1,rep,name=series,proto3" json:"series,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSeriesResponse) Reset() {
+	*x = ListSeriesResponse{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSeriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSeriesResponse) ProtoMessage() {}
+
+func (x *ListSeriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSeriesResponse.ProtoReflect.Descriptor instead.
+func (*ListSeriesResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListSeriesResponse) GetSeries() []*Series {
+	if x != nil {
+		return x.Series
+	}
+	return nil
+}
+
+// Series is a standing series and what it released.
+type Series struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *v1.SeriesSpec         `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// owner is the analyst it runs for (charged at the nodes); role theirs.
+	Owner         string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	Role          string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	CreatedUnixMs int64  `protobuf:"varint,4,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	// labels are the cells of every period, in order ("total" without a
+	// key); key_column names the key.
+	Labels    []string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty"`
+	KeyColumn string   `protobuf:"bytes,6,opt,name=key_column,json=keyColumn,proto3" json:"key_column,omitempty"`
+	// released is the number of periods released (0..periods).
+	Released int32 `protobuf:"varint,7,opt,name=released,proto3" json:"released,omitempty"`
+	// state is "running", "waiting" (a period is due and could not run yet:
+	// see error), or "finished".
+	State string `protobuf:"bytes,8,opt,name=state,proto3" json:"state,omitempty"`
+	Error string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// next_due is when the next period becomes due (RFC 3339).
+	NextDue string `protobuf:"bytes,10,opt,name=next_due,json=nextDue,proto3" json:"next_due,omitempty"`
+	// epsilon, delta and rho are the lifetime budget; every node charges rho
+	// once, at the series' first query.
+	Rho           float64         `protobuf:"fixed64,11,opt,name=rho,proto3" json:"rho,omitempty"`
+	Periods       []*SeriesPeriod `protobuf:"bytes,12,rep,name=periods,proto3" json:"periods,omitempty"`
+	Alerts        []*SeriesAlert  `protobuf:"bytes,13,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	Rules         []*AlertRule    `protobuf:"bytes,14,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Series) Reset() {
+	*x = Series{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Series) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Series) ProtoMessage() {}
+
+func (x *Series) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Series.ProtoReflect.Descriptor instead.
+func (*Series) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Series) GetSpec() *v1.SeriesSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Series) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *Series) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Series) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+func (x *Series) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Series) GetKeyColumn() string {
+	if x != nil {
+		return x.KeyColumn
+	}
+	return ""
+}
+
+func (x *Series) GetReleased() int32 {
+	if x != nil {
+		return x.Released
+	}
+	return 0
+}
+
+func (x *Series) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Series) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Series) GetNextDue() string {
+	if x != nil {
+		return x.NextDue
+	}
+	return ""
+}
+
+func (x *Series) GetRho() float64 {
+	if x != nil {
+		return x.Rho
+	}
+	return 0
+}
+
+func (x *Series) GetPeriods() []*SeriesPeriod {
+	if x != nil {
+		return x.Periods
+	}
+	return nil
+}
+
+func (x *Series) GetAlerts() []*SeriesAlert {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
+func (x *Series) GetRules() []*AlertRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+// SeriesPeriod is one released period: the estimate of each cell's count in
+// the period and of its running total since the series start, from every
+// interval released so far (generalized least squares over the binary
+// tree), with their noise variances and 95% intervals.
+type SeriesPeriod struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// first and last are the period's first and last day.
+	First  string         `protobuf:"bytes,2,opt,name=first,proto3" json:"first,omitempty"`
+	Last   string         `protobuf:"bytes,3,opt,name=last,proto3" json:"last,omitempty"`
+	Values []*SeriesValue `protobuf:"bytes,4,rep,name=values,proto3" json:"values,omitempty"`
+	// released_unix_ms is when the period was released; late is set when it
+	// ran after it was due (a missed period run when the network was back),
+	// with note saying so.
+	ReleasedUnixMs int64  `protobuf:"varint,5,opt,name=released_unix_ms,json=releasedUnixMs,proto3" json:"released_unix_ms,omitempty"`
+	Late           bool   `protobuf:"varint,6,opt,name=late,proto3" json:"late,omitempty"`
+	Note           string `protobuf:"bytes,7,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SeriesPeriod) Reset() {
+	*x = SeriesPeriod{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeriesPeriod) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeriesPeriod) ProtoMessage() {}
+
+func (x *SeriesPeriod) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeriesPeriod.ProtoReflect.Descriptor instead.
+func (*SeriesPeriod) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SeriesPeriod) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SeriesPeriod) GetFirst() string {
+	if x != nil {
+		return x.First
+	}
+	return ""
+}
+
+func (x *SeriesPeriod) GetLast() string {
+	if x != nil {
+		return x.Last
+	}
+	return ""
+}
+
+func (x *SeriesPeriod) GetValues() []*SeriesValue {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *SeriesPeriod) GetReleasedUnixMs() int64 {
+	if x != nil {
+		return x.ReleasedUnixMs
+	}
+	return 0
+}
+
+func (x *SeriesPeriod) GetLate() bool {
+	if x != nil {
+		return x.Late
+	}
+	return false
+}
+
+func (x *SeriesPeriod) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+type SeriesValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Label         string                 `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	Value         float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
+	Variance      float64                `protobuf:"fixed64,3,opt,name=variance,proto3" json:"variance,omitempty"`
+	CiLow         float64                `protobuf:"fixed64,4,opt,name=ci_low,json=ciLow,proto3" json:"ci_low,omitempty"`
+	CiHigh        float64                `protobuf:"fixed64,5,opt,name=ci_high,json=ciHigh,proto3" json:"ci_high,omitempty"`
+	Total         float64                `protobuf:"fixed64,6,opt,name=total,proto3" json:"total,omitempty"`
+	TotalVariance float64                `protobuf:"fixed64,7,opt,name=total_variance,json=totalVariance,proto3" json:"total_variance,omitempty"`
+	TotalCiLow    float64                `protobuf:"fixed64,8,opt,name=total_ci_low,json=totalCiLow,proto3" json:"total_ci_low,omitempty"`
+	TotalCiHigh   float64                `protobuf:"fixed64,9,opt,name=total_ci_high,json=totalCiHigh,proto3" json:"total_ci_high,omitempty"`
+	// suppressed: the period value is below the network's small-count
+	// threshold (display only; the value is kept for the estimates).
+	Suppressed    bool `protobuf:"varint,10,opt,name=suppressed,proto3" json:"suppressed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeriesValue) Reset() {
+	*x = SeriesValue{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeriesValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeriesValue) ProtoMessage() {}
+
+func (x *SeriesValue) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeriesValue.ProtoReflect.Descriptor instead.
+func (*SeriesValue) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SeriesValue) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *SeriesValue) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *SeriesValue) GetVariance() float64 {
+	if x != nil {
+		return x.Variance
+	}
+	return 0
+}
+
+func (x *SeriesValue) GetCiLow() float64 {
+	if x != nil {
+		return x.CiLow
+	}
+	return 0
+}
+
+func (x *SeriesValue) GetCiHigh() float64 {
+	if x != nil {
+		return x.CiHigh
+	}
+	return 0
+}
+
+func (x *SeriesValue) GetTotal() float64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *SeriesValue) GetTotalVariance() float64 {
+	if x != nil {
+		return x.TotalVariance
+	}
+	return 0
+}
+
+func (x *SeriesValue) GetTotalCiLow() float64 {
+	if x != nil {
+		return x.TotalCiLow
+	}
+	return 0
+}
+
+func (x *SeriesValue) GetTotalCiHigh() float64 {
+	if x != nil {
+		return x.TotalCiHigh
+	}
+	return 0
+}
+
+func (x *SeriesValue) GetSuppressed() bool {
+	if x != nil {
+		return x.Suppressed
+	}
+	return false
+}
+
+// SeriesAlert is an alert that fired on a series.
+type SeriesAlert struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Series string                 `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
+	Period int32                  `protobuf:"varint,2,opt,name=period,proto3" json:"period,omitempty"`
+	// week is the period's first day.
+	Week          string  `protobuf:"bytes,3,opt,name=week,proto3" json:"week,omitempty"`
+	Label         string  `protobuf:"bytes,4,opt,name=label,proto3" json:"label,omitempty"`
+	Value         float64 `protobuf:"fixed64,5,opt,name=value,proto3" json:"value,omitempty"`
+	Rule          string  `protobuf:"bytes,6,opt,name=rule,proto3" json:"rule,omitempty"`
+	Statistic     float64 `protobuf:"fixed64,7,opt,name=statistic,proto3" json:"statistic,omitempty"`
+	Threshold     float64 `protobuf:"fixed64,8,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	FiredUnixMs   int64   `protobuf:"varint,9,opt,name=fired_unix_ms,json=firedUnixMs,proto3" json:"fired_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeriesAlert) Reset() {
+	*x = SeriesAlert{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeriesAlert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeriesAlert) ProtoMessage() {}
+
+func (x *SeriesAlert) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeriesAlert.ProtoReflect.Descriptor instead.
+func (*SeriesAlert) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SeriesAlert) GetSeries() string {
+	if x != nil {
+		return x.Series
+	}
+	return ""
+}
+
+func (x *SeriesAlert) GetPeriod() int32 {
+	if x != nil {
+		return x.Period
+	}
+	return 0
+}
+
+func (x *SeriesAlert) GetWeek() string {
+	if x != nil {
+		return x.Week
+	}
+	return ""
+}
+
+func (x *SeriesAlert) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *SeriesAlert) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
+func (x *SeriesAlert) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *SeriesAlert) GetStatistic() float64 {
+	if x != nil {
+		return x.Statistic
+	}
+	return 0
+}
+
+func (x *SeriesAlert) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *SeriesAlert) GetFiredUnixMs() int64 {
+	if x != nil {
+		return x.FiredUnixMs
+	}
+	return 0
+}
+
 type CatalogueRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -93,7 +811,7 @@ type CatalogueRequest struct {
 
 func (x *CatalogueRequest) Reset() {
 	*x = CatalogueRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -105,7 +823,7 @@ func (x *CatalogueRequest) String() string {
 func (*CatalogueRequest) ProtoMessage() {}
 
 func (x *CatalogueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -118,7 +836,7 @@ func (x *CatalogueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatalogueRequest.ProtoReflect.Descriptor instead.
 func (*CatalogueRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{0}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
 }
 
 type CatalogueResponse struct {
@@ -140,7 +858,7 @@ type CatalogueResponse struct {
 
 func (x *CatalogueResponse) Reset() {
 	*x = CatalogueResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -152,7 +870,7 @@ func (x *CatalogueResponse) String() string {
 func (*CatalogueResponse) ProtoMessage() {}
 
 func (x *CatalogueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -165,7 +883,7 @@ func (x *CatalogueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatalogueResponse.ProtoReflect.Descriptor instead.
 func (*CatalogueResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{1}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CatalogueResponse) GetRegions() []string {
@@ -216,7 +934,7 @@ type ValueSetInfo struct {
 
 func (x *ValueSetInfo) Reset() {
 	*x = ValueSetInfo{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -228,7 +946,7 @@ func (x *ValueSetInfo) String() string {
 func (*ValueSetInfo) ProtoMessage() {}
 
 func (x *ValueSetInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -241,7 +959,7 @@ func (x *ValueSetInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValueSetInfo.ProtoReflect.Descriptor instead.
 func (*ValueSetInfo) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{2}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ValueSetInfo) GetName() string {
@@ -303,7 +1021,7 @@ type BudgetRequest struct {
 
 func (x *BudgetRequest) Reset() {
 	*x = BudgetRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +1033,7 @@ func (x *BudgetRequest) String() string {
 func (*BudgetRequest) ProtoMessage() {}
 
 func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +1046,7 @@ func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetRequest.ProtoReflect.Descriptor instead.
 func (*BudgetRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BudgetRequest) GetAnalyst() string {
@@ -353,7 +1071,7 @@ type NodeBudget struct {
 
 func (x *NodeBudget) Reset() {
 	*x = NodeBudget{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +1083,7 @@ func (x *NodeBudget) String() string {
 func (*NodeBudget) ProtoMessage() {}
 
 func (x *NodeBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +1096,7 @@ func (x *NodeBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeBudget.ProtoReflect.Descriptor instead.
 func (*NodeBudget) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NodeBudget) GetNodeId() string {
@@ -433,7 +1151,7 @@ type BudgetResponse struct {
 
 func (x *BudgetResponse) Reset() {
 	*x = BudgetResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +1163,7 @@ func (x *BudgetResponse) String() string {
 func (*BudgetResponse) ProtoMessage() {}
 
 func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +1176,7 @@ func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetResponse.ProtoReflect.Descriptor instead.
 func (*BudgetResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BudgetResponse) GetAnalyst() string {
@@ -487,7 +1205,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +1217,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +1230,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubmitRequest) GetSpec() *v1.QuerySpec {
@@ -538,7 +1256,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +1268,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +1281,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetRequest) GetQueryId() string {
@@ -596,7 +1314,7 @@ type NodeProgress struct {
 
 func (x *NodeProgress) Reset() {
 	*x = NodeProgress{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +1326,7 @@ func (x *NodeProgress) String() string {
 func (*NodeProgress) ProtoMessage() {}
 
 func (x *NodeProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +1339,7 @@ func (x *NodeProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeProgress.ProtoReflect.Descriptor instead.
 func (*NodeProgress) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NodeProgress) GetNodeId() string {
@@ -669,7 +1387,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +1399,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +1412,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Phase) GetName() string {
@@ -734,7 +1452,7 @@ type QueryStatus struct {
 
 func (x *QueryStatus) Reset() {
 	*x = QueryStatus{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +1464,7 @@ func (x *QueryStatus) String() string {
 func (*QueryStatus) ProtoMessage() {}
 
 func (x *QueryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +1477,7 @@ func (x *QueryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStatus.ProtoReflect.Descriptor instead.
 func (*QueryStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{10}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueryStatus) GetQueryId() string {
@@ -855,7 +1573,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1585,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1598,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListRequest) GetLimit() int32 {
@@ -899,7 +1617,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1629,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1642,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListResponse) GetQueries() []*QueryStatus {
@@ -942,7 +1660,7 @@ type NodesRequest struct {
 
 func (x *NodesRequest) Reset() {
 	*x = NodesRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1672,7 @@ func (x *NodesRequest) String() string {
 func (*NodesRequest) ProtoMessage() {}
 
 func (x *NodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1685,7 @@ func (x *NodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesRequest.ProtoReflect.Descriptor instead.
 func (*NodesRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{22}
 }
 
 type NodeInfo struct {
@@ -987,7 +1705,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -999,7 +1717,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1012,7 +1730,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NodeInfo) GetNodeId() string {
@@ -1078,7 +1796,7 @@ type NodesResponse struct {
 
 func (x *NodesResponse) Reset() {
 	*x = NodesResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1808,7 @@ func (x *NodesResponse) String() string {
 func (*NodesResponse) ProtoMessage() {}
 
 func (x *NodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1821,7 @@ func (x *NodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesResponse.ProtoReflect.Descriptor instead.
 func (*NodesResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NodesResponse) GetNodes() []*NodeInfo {
@@ -1158,7 +1876,7 @@ type KeyCeremonyStatus struct {
 
 func (x *KeyCeremonyStatus) Reset() {
 	*x = KeyCeremonyStatus{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1888,7 @@ func (x *KeyCeremonyStatus) String() string {
 func (*KeyCeremonyStatus) ProtoMessage() {}
 
 func (x *KeyCeremonyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1901,7 @@ func (x *KeyCeremonyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyCeremonyStatus.ProtoReflect.Descriptor instead.
 func (*KeyCeremonyStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KeyCeremonyStatus) GetState() string {
@@ -1249,7 +1967,7 @@ type MemberProblem struct {
 
 func (x *MemberProblem) Reset() {
 	*x = MemberProblem{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1979,7 @@ func (x *MemberProblem) String() string {
 func (*MemberProblem) ProtoMessage() {}
 
 func (x *MemberProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1992,7 @@ func (x *MemberProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberProblem.ProtoReflect.Descriptor instead.
 func (*MemberProblem) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{17}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MemberProblem) GetNodeId() string {
@@ -1309,7 +2027,68 @@ var File_fedstat_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"(fedstat/coordinator/v1/coordinator.proto\x12\x16fedstat.coordinator.v1\x1a\x1cfedstat/types/v1/types.proto\"\x12\n" +
+	"(fedstat/coordinator/v1/coordinator.proto\x12\x16fedstat.coordinator.v1\x1a\x1cfedstat/types/v1/types.proto\"\x82\x01\n" +
+	"\x13CreateSeriesRequest\x120\n" +
+	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x129\n" +
+	"\x06alerts\x18\x02 \x03(\v2!.fedstat.coordinator.v1.AlertRuleR\x06alerts\"=\n" +
+	"\tAlertRule\x12\x12\n" +
+	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x1c\n" +
+	"\tthreshold\x18\x02 \x01(\x01R\tthreshold\"&\n" +
+	"\x10GetSeriesRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x13\n" +
+	"\x11ListSeriesRequest\"L\n" +
+	"\x12ListSeriesResponse\x126\n" +
+	"\x06series\x18\x01 \x03(\v2\x1e.fedstat.coordinator.v1.SeriesR\x06series\"\xee\x03\n" +
+	"\x06Series\x120\n" +
+	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x12\x14\n" +
+	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x04 \x01(\x03R\rcreatedUnixMs\x12\x16\n" +
+	"\x06labels\x18\x05 \x03(\tR\x06labels\x12\x1d\n" +
+	"\n" +
+	"key_column\x18\x06 \x01(\tR\tkeyColumn\x12\x1a\n" +
+	"\breleased\x18\a \x01(\x05R\breleased\x12\x14\n" +
+	"\x05state\x18\b \x01(\tR\x05state\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12\x19\n" +
+	"\bnext_due\x18\n" +
+	" \x01(\tR\anextDue\x12\x10\n" +
+	"\x03rho\x18\v \x01(\x01R\x03rho\x12>\n" +
+	"\aperiods\x18\f \x03(\v2$.fedstat.coordinator.v1.SeriesPeriodR\aperiods\x12;\n" +
+	"\x06alerts\x18\r \x03(\v2#.fedstat.coordinator.v1.SeriesAlertR\x06alerts\x127\n" +
+	"\x05rules\x18\x0e \x03(\v2!.fedstat.coordinator.v1.AlertRuleR\x05rules\"\xdd\x01\n" +
+	"\fSeriesPeriod\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x14\n" +
+	"\x05first\x18\x02 \x01(\tR\x05first\x12\x12\n" +
+	"\x04last\x18\x03 \x01(\tR\x04last\x12;\n" +
+	"\x06values\x18\x04 \x03(\v2#.fedstat.coordinator.v1.SeriesValueR\x06values\x12(\n" +
+	"\x10released_unix_ms\x18\x05 \x01(\x03R\x0ereleasedUnixMs\x12\x12\n" +
+	"\x04late\x18\x06 \x01(\bR\x04late\x12\x12\n" +
+	"\x04note\x18\a \x01(\tR\x04note\"\xa8\x02\n" +
+	"\vSeriesValue\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x1a\n" +
+	"\bvariance\x18\x03 \x01(\x01R\bvariance\x12\x15\n" +
+	"\x06ci_low\x18\x04 \x01(\x01R\x05ciLow\x12\x17\n" +
+	"\aci_high\x18\x05 \x01(\x01R\x06ciHigh\x12\x14\n" +
+	"\x05total\x18\x06 \x01(\x01R\x05total\x12%\n" +
+	"\x0etotal_variance\x18\a \x01(\x01R\rtotalVariance\x12 \n" +
+	"\ftotal_ci_low\x18\b \x01(\x01R\n" +
+	"totalCiLow\x12\"\n" +
+	"\rtotal_ci_high\x18\t \x01(\x01R\vtotalCiHigh\x12\x1e\n" +
+	"\n" +
+	"suppressed\x18\n" +
+	" \x01(\bR\n" +
+	"suppressed\"\xf1\x01\n" +
+	"\vSeriesAlert\x12\x16\n" +
+	"\x06series\x18\x01 \x01(\tR\x06series\x12\x16\n" +
+	"\x06period\x18\x02 \x01(\x05R\x06period\x12\x12\n" +
+	"\x04week\x18\x03 \x01(\tR\x04week\x12\x14\n" +
+	"\x05label\x18\x04 \x01(\tR\x05label\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\x01R\x05value\x12\x12\n" +
+	"\x04rule\x18\x06 \x01(\tR\x04rule\x12\x1c\n" +
+	"\tstatistic\x18\a \x01(\x01R\tstatistic\x12\x1c\n" +
+	"\tthreshold\x18\b \x01(\x01R\tthreshold\x12\"\n" +
+	"\rfired_unix_ms\x18\t \x01(\x03R\vfiredUnixMs\"\x12\n" +
 	"\x10CatalogueRequest\"\xaa\x02\n" +
 	"\x11CatalogueResponse\x12\x18\n" +
 	"\aregions\x18\x01 \x03(\tR\aregions\x12\x18\n" +
@@ -1417,7 +2196,7 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"STATE_DONE\x10\x04\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x05\x12\x13\n" +
-	"\x0fSTATE_CANCELLED\x10\x062\xc5\x05\n" +
+	"\x0fSTATE_CANCELLED\x10\x062\xde\a\n" +
 	"\x12CoordinatorService\x12T\n" +
 	"\x06Submit\x12%.fedstat.coordinator.v1.SubmitRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12N\n" +
 	"\x03Get\x12\".fedstat.coordinator.v1.GetRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12R\n" +
@@ -1426,7 +2205,11 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x04List\x12#.fedstat.coordinator.v1.ListRequest\x1a$.fedstat.coordinator.v1.ListResponse\x12T\n" +
 	"\x05Nodes\x12$.fedstat.coordinator.v1.NodesRequest\x1a%.fedstat.coordinator.v1.NodesResponse\x12W\n" +
 	"\x06Budget\x12%.fedstat.coordinator.v1.BudgetRequest\x1a&.fedstat.coordinator.v1.BudgetResponse\x12`\n" +
-	"\tCatalogue\x12(.fedstat.coordinator.v1.CatalogueRequest\x1a).fedstat.coordinator.v1.CatalogueResponseBGZEgithub.com/fedstat/fedstat/proto/fedstat/coordinator/v1;coordinatorv1b\x06proto3"
+	"\tCatalogue\x12(.fedstat.coordinator.v1.CatalogueRequest\x1a).fedstat.coordinator.v1.CatalogueResponse\x12[\n" +
+	"\fCreateSeries\x12+.fedstat.coordinator.v1.CreateSeriesRequest\x1a\x1e.fedstat.coordinator.v1.Series\x12U\n" +
+	"\tGetSeries\x12(.fedstat.coordinator.v1.GetSeriesRequest\x1a\x1e.fedstat.coordinator.v1.Series\x12c\n" +
+	"\n" +
+	"ListSeries\x12).fedstat.coordinator.v1.ListSeriesRequest\x1a*.fedstat.coordinator.v1.ListSeriesResponseBGZEgithub.com/fedstat/fedstat/proto/fedstat/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_fedstat_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -1441,70 +2224,94 @@ func file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
-	(State)(0),                // 0: fedstat.coordinator.v1.State
-	(*CatalogueRequest)(nil),  // 1: fedstat.coordinator.v1.CatalogueRequest
-	(*CatalogueResponse)(nil), // 2: fedstat.coordinator.v1.CatalogueResponse
-	(*ValueSetInfo)(nil),      // 3: fedstat.coordinator.v1.ValueSetInfo
-	(*BudgetRequest)(nil),     // 4: fedstat.coordinator.v1.BudgetRequest
-	(*NodeBudget)(nil),        // 5: fedstat.coordinator.v1.NodeBudget
-	(*BudgetResponse)(nil),    // 6: fedstat.coordinator.v1.BudgetResponse
-	(*SubmitRequest)(nil),     // 7: fedstat.coordinator.v1.SubmitRequest
-	(*GetRequest)(nil),        // 8: fedstat.coordinator.v1.GetRequest
-	(*NodeProgress)(nil),      // 9: fedstat.coordinator.v1.NodeProgress
-	(*Phase)(nil),             // 10: fedstat.coordinator.v1.Phase
-	(*QueryStatus)(nil),       // 11: fedstat.coordinator.v1.QueryStatus
-	(*ListRequest)(nil),       // 12: fedstat.coordinator.v1.ListRequest
-	(*ListResponse)(nil),      // 13: fedstat.coordinator.v1.ListResponse
-	(*NodesRequest)(nil),      // 14: fedstat.coordinator.v1.NodesRequest
-	(*NodeInfo)(nil),          // 15: fedstat.coordinator.v1.NodeInfo
-	(*NodesResponse)(nil),     // 16: fedstat.coordinator.v1.NodesResponse
-	(*KeyCeremonyStatus)(nil), // 17: fedstat.coordinator.v1.KeyCeremonyStatus
-	(*MemberProblem)(nil),     // 18: fedstat.coordinator.v1.MemberProblem
-	nil,                       // 19: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	nil,                       // 20: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
-	(*v1.QuerySpec)(nil),      // 21: fedstat.types.v1.QuerySpec
-	(*v1.Result)(nil),         // 22: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),    // 23: fedstat.types.v1.DataSummary
+	(State)(0),                  // 0: fedstat.coordinator.v1.State
+	(*CreateSeriesRequest)(nil), // 1: fedstat.coordinator.v1.CreateSeriesRequest
+	(*AlertRule)(nil),           // 2: fedstat.coordinator.v1.AlertRule
+	(*GetSeriesRequest)(nil),    // 3: fedstat.coordinator.v1.GetSeriesRequest
+	(*ListSeriesRequest)(nil),   // 4: fedstat.coordinator.v1.ListSeriesRequest
+	(*ListSeriesResponse)(nil),  // 5: fedstat.coordinator.v1.ListSeriesResponse
+	(*Series)(nil),              // 6: fedstat.coordinator.v1.Series
+	(*SeriesPeriod)(nil),        // 7: fedstat.coordinator.v1.SeriesPeriod
+	(*SeriesValue)(nil),         // 8: fedstat.coordinator.v1.SeriesValue
+	(*SeriesAlert)(nil),         // 9: fedstat.coordinator.v1.SeriesAlert
+	(*CatalogueRequest)(nil),    // 10: fedstat.coordinator.v1.CatalogueRequest
+	(*CatalogueResponse)(nil),   // 11: fedstat.coordinator.v1.CatalogueResponse
+	(*ValueSetInfo)(nil),        // 12: fedstat.coordinator.v1.ValueSetInfo
+	(*BudgetRequest)(nil),       // 13: fedstat.coordinator.v1.BudgetRequest
+	(*NodeBudget)(nil),          // 14: fedstat.coordinator.v1.NodeBudget
+	(*BudgetResponse)(nil),      // 15: fedstat.coordinator.v1.BudgetResponse
+	(*SubmitRequest)(nil),       // 16: fedstat.coordinator.v1.SubmitRequest
+	(*GetRequest)(nil),          // 17: fedstat.coordinator.v1.GetRequest
+	(*NodeProgress)(nil),        // 18: fedstat.coordinator.v1.NodeProgress
+	(*Phase)(nil),               // 19: fedstat.coordinator.v1.Phase
+	(*QueryStatus)(nil),         // 20: fedstat.coordinator.v1.QueryStatus
+	(*ListRequest)(nil),         // 21: fedstat.coordinator.v1.ListRequest
+	(*ListResponse)(nil),        // 22: fedstat.coordinator.v1.ListResponse
+	(*NodesRequest)(nil),        // 23: fedstat.coordinator.v1.NodesRequest
+	(*NodeInfo)(nil),            // 24: fedstat.coordinator.v1.NodeInfo
+	(*NodesResponse)(nil),       // 25: fedstat.coordinator.v1.NodesResponse
+	(*KeyCeremonyStatus)(nil),   // 26: fedstat.coordinator.v1.KeyCeremonyStatus
+	(*MemberProblem)(nil),       // 27: fedstat.coordinator.v1.MemberProblem
+	nil,                         // 28: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	nil,                         // 29: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	(*v1.SeriesSpec)(nil),       // 30: fedstat.types.v1.SeriesSpec
+	(*v1.QuerySpec)(nil),        // 31: fedstat.types.v1.QuerySpec
+	(*v1.Result)(nil),           // 32: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),      // 33: fedstat.types.v1.DataSummary
 }
 var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
-	19, // 0: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	3,  // 1: fedstat.coordinator.v1.CatalogueResponse.value_sets:type_name -> fedstat.coordinator.v1.ValueSetInfo
-	20, // 2: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
-	5,  // 3: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
-	21, // 4: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	0,  // 5: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
-	21, // 6: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
-	9,  // 7: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
-	10, // 8: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
-	22, // 9: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
-	11, // 10: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
-	23, // 11: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
-	15, // 12: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
-	17, // 13: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
-	18, // 14: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
-	7,  // 15: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	8,  // 16: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	8,  // 17: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	8,  // 18: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	12, // 19: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	14, // 20: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	4,  // 21: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
-	1,  // 22: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
-	11, // 23: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	11, // 24: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	11, // 25: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	11, // 26: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	13, // 27: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	16, // 28: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	6,  // 29: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
-	2,  // 30: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	30, // 0: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
+	2,  // 1: fedstat.coordinator.v1.CreateSeriesRequest.alerts:type_name -> fedstat.coordinator.v1.AlertRule
+	6,  // 2: fedstat.coordinator.v1.ListSeriesResponse.series:type_name -> fedstat.coordinator.v1.Series
+	30, // 3: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
+	7,  // 4: fedstat.coordinator.v1.Series.periods:type_name -> fedstat.coordinator.v1.SeriesPeriod
+	9,  // 5: fedstat.coordinator.v1.Series.alerts:type_name -> fedstat.coordinator.v1.SeriesAlert
+	2,  // 6: fedstat.coordinator.v1.Series.rules:type_name -> fedstat.coordinator.v1.AlertRule
+	8,  // 7: fedstat.coordinator.v1.SeriesPeriod.values:type_name -> fedstat.coordinator.v1.SeriesValue
+	28, // 8: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	12, // 9: fedstat.coordinator.v1.CatalogueResponse.value_sets:type_name -> fedstat.coordinator.v1.ValueSetInfo
+	29, // 10: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	14, // 11: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
+	31, // 12: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	0,  // 13: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
+	31, // 14: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
+	18, // 15: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
+	19, // 16: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
+	32, // 17: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
+	20, // 18: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
+	33, // 19: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
+	24, // 20: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
+	26, // 21: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
+	27, // 22: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
+	16, // 23: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	17, // 24: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	17, // 25: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	17, // 26: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	21, // 27: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	23, // 28: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	13, // 29: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	10, // 30: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
+	1,  // 31: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
+	3,  // 32: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
+	4,  // 33: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
+	20, // 34: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	20, // 35: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	20, // 36: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	20, // 37: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	22, // 38: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	25, // 39: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	15, // 40: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	11, // 41: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
+	6,  // 42: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
+	6,  // 43: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
+	5,  // 44: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
+	34, // [34:45] is the sub-list for method output_type
+	23, // [23:34] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }
@@ -1518,7 +2325,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_coordinator_v1_coordinator_proto_rawDesc), len(file_fedstat_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

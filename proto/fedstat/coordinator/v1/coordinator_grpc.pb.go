@@ -21,14 +21,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CoordinatorService_Submit_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/Submit"
-	CoordinatorService_Get_FullMethodName       = "/fedstat.coordinator.v1.CoordinatorService/Get"
-	CoordinatorService_Watch_FullMethodName     = "/fedstat.coordinator.v1.CoordinatorService/Watch"
-	CoordinatorService_Cancel_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/Cancel"
-	CoordinatorService_List_FullMethodName      = "/fedstat.coordinator.v1.CoordinatorService/List"
-	CoordinatorService_Nodes_FullMethodName     = "/fedstat.coordinator.v1.CoordinatorService/Nodes"
-	CoordinatorService_Budget_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/Budget"
-	CoordinatorService_Catalogue_FullMethodName = "/fedstat.coordinator.v1.CoordinatorService/Catalogue"
+	CoordinatorService_Submit_FullMethodName       = "/fedstat.coordinator.v1.CoordinatorService/Submit"
+	CoordinatorService_Get_FullMethodName          = "/fedstat.coordinator.v1.CoordinatorService/Get"
+	CoordinatorService_Watch_FullMethodName        = "/fedstat.coordinator.v1.CoordinatorService/Watch"
+	CoordinatorService_Cancel_FullMethodName       = "/fedstat.coordinator.v1.CoordinatorService/Cancel"
+	CoordinatorService_List_FullMethodName         = "/fedstat.coordinator.v1.CoordinatorService/List"
+	CoordinatorService_Nodes_FullMethodName        = "/fedstat.coordinator.v1.CoordinatorService/Nodes"
+	CoordinatorService_Budget_FullMethodName       = "/fedstat.coordinator.v1.CoordinatorService/Budget"
+	CoordinatorService_Catalogue_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/Catalogue"
+	CoordinatorService_CreateSeries_FullMethodName = "/fedstat.coordinator.v1.CoordinatorService/CreateSeries"
+	CoordinatorService_GetSeries_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/GetSeries"
+	CoordinatorService_ListSeries_FullMethodName   = "/fedstat.coordinator.v1.CoordinatorService/ListSeries"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -55,6 +58,15 @@ type CoordinatorServiceClient interface {
 	// tables and the population of each region (the denominators of
 	// incidence rates).
 	Catalogue(ctx context.Context, in *CatalogueRequest, opts ...grpc.CallOption) (*CatalogueResponse, error)
+	// CreateSeries registers a standing surveillance series: the coordinator
+	// runs its query at every period, the nodes charge its lifetime budget
+	// once, and the released series is kept and served.
+	CreateSeries(ctx context.Context, in *CreateSeriesRequest, opts ...grpc.CallOption) (*Series, error)
+	// GetSeries returns a series with every released period, its estimates,
+	// running totals and alerts.
+	GetSeries(ctx context.Context, in *GetSeriesRequest, opts ...grpc.CallOption) (*Series, error)
+	// ListSeries lists the series the caller may read (without periods).
+	ListSeries(ctx context.Context, in *ListSeriesRequest, opts ...grpc.CallOption) (*ListSeriesResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -154,6 +166,36 @@ func (c *coordinatorServiceClient) Catalogue(ctx context.Context, in *CatalogueR
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) CreateSeries(ctx context.Context, in *CreateSeriesRequest, opts ...grpc.CallOption) (*Series, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Series)
+	err := c.cc.Invoke(ctx, CoordinatorService_CreateSeries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorServiceClient) GetSeries(ctx context.Context, in *GetSeriesRequest, opts ...grpc.CallOption) (*Series, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Series)
+	err := c.cc.Invoke(ctx, CoordinatorService_GetSeries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorServiceClient) ListSeries(ctx context.Context, in *ListSeriesRequest, opts ...grpc.CallOption) (*ListSeriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSeriesResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_ListSeries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -178,6 +220,15 @@ type CoordinatorServiceServer interface {
 	// tables and the population of each region (the denominators of
 	// incidence rates).
 	Catalogue(context.Context, *CatalogueRequest) (*CatalogueResponse, error)
+	// CreateSeries registers a standing surveillance series: the coordinator
+	// runs its query at every period, the nodes charge its lifetime budget
+	// once, and the released series is kept and served.
+	CreateSeries(context.Context, *CreateSeriesRequest) (*Series, error)
+	// GetSeries returns a series with every released period, its estimates,
+	// running totals and alerts.
+	GetSeries(context.Context, *GetSeriesRequest) (*Series, error)
+	// ListSeries lists the series the caller may read (without periods).
+	ListSeries(context.Context, *ListSeriesRequest) (*ListSeriesResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -211,6 +262,15 @@ func (UnimplementedCoordinatorServiceServer) Budget(context.Context, *BudgetRequ
 }
 func (UnimplementedCoordinatorServiceServer) Catalogue(context.Context, *CatalogueRequest) (*CatalogueResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Catalogue not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) CreateSeries(context.Context, *CreateSeriesRequest) (*Series, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateSeries not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) GetSeries(context.Context, *GetSeriesRequest) (*Series, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSeries not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) ListSeries(context.Context, *ListSeriesRequest) (*ListSeriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSeries not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -370,6 +430,60 @@ func _CoordinatorService_Catalogue_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_CreateSeries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateSeriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).CreateSeries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_CreateSeries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).CreateSeries(ctx, req.(*CreateSeriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CoordinatorService_GetSeries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSeriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).GetSeries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_GetSeries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).GetSeries(ctx, req.(*GetSeriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CoordinatorService_ListSeries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSeriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).ListSeries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_ListSeries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).ListSeries(ctx, req.(*ListSeriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -404,6 +518,18 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Catalogue",
 			Handler:    _CoordinatorService_Catalogue_Handler,
+		},
+		{
+			MethodName: "CreateSeries",
+			Handler:    _CoordinatorService_CreateSeries_Handler,
+		},
+		{
+			MethodName: "GetSeries",
+			Handler:    _CoordinatorService_GetSeries_Handler,
+		},
+		{
+			MethodName: "ListSeries",
+			Handler:    _CoordinatorService_ListSeries_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

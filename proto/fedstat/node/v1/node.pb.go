@@ -1642,7 +1642,13 @@ type EvaluateBody struct {
 	PlanFingerprint string `protobuf:"bytes,6,opt,name=plan_fingerprint,json=planFingerprint,proto3" json:"plan_fingerprint,omitempty"`
 	// link is set for a query across linked agencies (the plan has a
 	// LinkPlan): the node answers with a LinkPartial.
-	Link          *LinkSpec `protobuf:"bytes,7,opt,name=link,proto3" json:"link,omitempty"`
+	Link *LinkSpec `protobuf:"bytes,7,opt,name=link,proto3" json:"link,omitempty"`
+	// series is set for a query of a standing series: the query releases
+	// one dyadic interval of its periods (level, index; queries/continual).
+	// The node checks that the query's SQL and budget are exactly the series'
+	// for that interval, charges the series' lifetime budget once (its
+	// first query) and counts each patient in at most its first K periods.
+	Series        *SeriesInterval `protobuf:"bytes,8,opt,name=series,proto3" json:"series,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1726,6 +1732,75 @@ func (x *EvaluateBody) GetLink() *LinkSpec {
 	return nil
 }
 
+func (x *EvaluateBody) GetSeries() *SeriesInterval {
+	if x != nil {
+		return x.Series
+	}
+	return nil
+}
+
+// SeriesInterval is one dyadic interval of a standing series: periods
+// [index*2^level, (index+1)*2^level - 1].
+type SeriesInterval struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *v1.SeriesSpec         `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	Level         int32                  `protobuf:"varint,2,opt,name=level,proto3" json:"level,omitempty"`
+	Index         int32                  `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeriesInterval) Reset() {
+	*x = SeriesInterval{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeriesInterval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeriesInterval) ProtoMessage() {}
+
+func (x *SeriesInterval) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeriesInterval.ProtoReflect.Descriptor instead.
+func (*SeriesInterval) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SeriesInterval) GetSpec() *v1.SeriesSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *SeriesInterval) GetLevel() int32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+func (x *SeriesInterval) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 // PartialPayload is the payload of a signed partial.
 type PartialPayload struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -1747,7 +1822,7 @@ type PartialPayload struct {
 
 func (x *PartialPayload) Reset() {
 	*x = PartialPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1834,7 @@ func (x *PartialPayload) String() string {
 func (*PartialPayload) ProtoMessage() {}
 
 func (x *PartialPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1847,7 @@ func (x *PartialPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartialPayload.ProtoReflect.Descriptor instead.
 func (*PartialPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{25}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PartialPayload) GetCiphertexts() [][]byte {
@@ -1823,7 +1898,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1910,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1923,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{26}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EvaluateResponse) GetPartial() *v1.Signed {
@@ -1886,7 +1961,7 @@ type KeySwitchRequest struct {
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +1973,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +1986,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -1983,7 +2058,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2070,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2083,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CommitRequest) GetQueryId() string {
@@ -2042,7 +2117,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2054,7 +2129,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2067,7 +2142,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CommitResponse) GetCommit() *v1.Signed {
@@ -2088,7 +2163,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2175,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2188,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -2134,7 +2209,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2146,7 +2221,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2159,7 +2234,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -2285,7 +2360,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x10link_commitments\x18\x05 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\x0flinkCommitments\"\x14\n" +
 	"\x12InstallKeyResponse\"E\n" +
 	"\x0fEvaluateRequest\x122\n" +
-	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\xf8\x01\n" +
+	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\xb1\x02\n" +
 	"\fEvaluateBody\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -2293,7 +2368,12 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\aanalyst\x18\x04 \x01(\tR\aanalyst\x12\x12\n" +
 	"\x04role\x18\x05 \x01(\tR\x04role\x12)\n" +
 	"\x10plan_fingerprint\x18\x06 \x01(\tR\x0fplanFingerprint\x12-\n" +
-	"\x04link\x18\a \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\"\xc2\x01\n" +
+	"\x04link\x18\a \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\x127\n" +
+	"\x06series\x18\b \x01(\v2\x1f.fedstat.node.v1.SeriesIntervalR\x06series\"n\n" +
+	"\x0eSeriesInterval\x120\n" +
+	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x12\x14\n" +
+	"\x05level\x18\x02 \x01(\x05R\x05level\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\"\xc2\x01\n" +
 	"\x0ePartialPayload\x12 \n" +
 	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1d\n" +
 	"\n" +
@@ -2357,7 +2437,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),         // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),            // 1: fedstat.node.v1.LinkSpec
@@ -2385,78 +2465,82 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*InstallKeyResponse)(nil),  // 23: fedstat.node.v1.InstallKeyResponse
 	(*EvaluateRequest)(nil),     // 24: fedstat.node.v1.EvaluateRequest
 	(*EvaluateBody)(nil),        // 25: fedstat.node.v1.EvaluateBody
-	(*PartialPayload)(nil),      // 26: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),    // 27: fedstat.node.v1.EvaluateResponse
-	(*KeySwitchRequest)(nil),    // 28: fedstat.node.v1.KeySwitchRequest
-	(*CommitRequest)(nil),       // 29: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),      // 30: fedstat.node.v1.CommitResponse
-	(*KeySwitchPayload)(nil),    // 31: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),   // 32: fedstat.node.v1.KeySwitchResponse
-	(*v1.QuerySpec)(nil),        // 33: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),           // 34: fedstat.types.v1.Signed
-	(*v1.DataSummary)(nil),      // 35: fedstat.types.v1.DataSummary
+	(*SeriesInterval)(nil),      // 26: fedstat.node.v1.SeriesInterval
+	(*PartialPayload)(nil),      // 27: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),    // 28: fedstat.node.v1.EvaluateResponse
+	(*KeySwitchRequest)(nil),    // 29: fedstat.node.v1.KeySwitchRequest
+	(*CommitRequest)(nil),       // 30: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),      // 31: fedstat.node.v1.CommitResponse
+	(*KeySwitchPayload)(nil),    // 32: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),   // 33: fedstat.node.v1.KeySwitchResponse
+	(*v1.QuerySpec)(nil),        // 34: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),           // 35: fedstat.types.v1.Signed
+	(*v1.DataSummary)(nil),      // 36: fedstat.types.v1.DataSummary
+	(*v1.SeriesSpec)(nil),       // 37: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	33, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	34, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	21, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
-	34, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	33, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	35, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	34, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 9: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	33, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	34, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 11: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	35, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	36, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	16, // 13: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	17, // 14: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	34, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	35, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	20, // 16: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	34, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	34, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	34, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	34, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	35, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	35, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	35, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	35, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	21, // 21: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	20, // 22: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
 	21, // 23: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	34, // 24: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	33, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	35, // 24: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	34, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 26: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	4,  // 27: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	34, // 28: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	33, // 29: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 30: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	21, // 31: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 32: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	34, // 33: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	34, // 34: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 35: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 36: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	22, // 37: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	24, // 38: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	28, // 39: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	29, // 40: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 41: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 42: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 43: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 44: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 45: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 46: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	23, // 47: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	27, // 48: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	32, // 49: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	30, // 50: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 51: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 52: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 53: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 54: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	45, // [45:55] is the sub-list for method output_type
-	35, // [35:45] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	26, // 27: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
+	37, // 28: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 29: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	35, // 30: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	34, // 31: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 32: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	21, // 33: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 34: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	35, // 35: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	35, // 36: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 37: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 38: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	22, // 39: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	24, // 40: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	29, // 41: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	30, // 42: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 43: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 44: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 45: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 46: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 47: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 48: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	23, // 49: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	28, // 50: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	33, // 51: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	31, // 52: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 53: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 54: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 55: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 56: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	47, // [47:57] is the sub-list for method output_type
+	37, // [37:47] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -2470,7 +2554,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -596,6 +596,160 @@ func (x *DataSummary) GetRows() map[string]int64 {
 	return nil
 }
 
+// SeriesSpec defines a standing surveillance series: a count released at
+// every period (day, week or month) from start for a lifetime of `periods`
+// periods, under one privacy budget for the whole lifetime, by the
+// binary-tree mechanism (queries/continual, docs/statistics.md "Continual
+// release"). The coordinator runs it; every node checks each of its
+// queries against it and charges the lifetime budget once.
+type SeriesSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name identifies the series: lower-case letters, digits and '-', at
+	// most 40 characters.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// table, where and by define the count: each period releases `SELECT
+	// [by AS key,] COUNT(DISTINCT patient_id) FROM table WHERE (where) AND
+	// date_column BETWEEN <first day> AND <last day> [GROUP BY key]`. where
+	// may be empty; by, if set, must be a patient-level key such as region.
+	Table string `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	Where string `protobuf:"bytes,11,opt,name=where,proto3" json:"where,omitempty"`
+	By    string `protobuf:"bytes,12,opt,name=by,proto3" json:"by,omitempty"`
+	// date_column is the column of the table that places a row in a period
+	// (e.g. onset_date).
+	DateColumn string `protobuf:"bytes,3,opt,name=date_column,json=dateColumn,proto3" json:"date_column,omitempty"`
+	// every is the period: "day", "week" (7 days from start) or "month"
+	// (calendar months; start must be a 1st).
+	Every string `protobuf:"bytes,4,opt,name=every,proto3" json:"every,omitempty"`
+	// start is the first day of period 0, YYYY-MM-DD.
+	Start string `protobuf:"bytes,5,opt,name=start,proto3" json:"start,omitempty"`
+	// periods is the lifetime T: the series releases periods 0..T-1.
+	Periods int32 `protobuf:"varint,6,opt,name=periods,proto3" json:"periods,omitempty"`
+	// max_periods_per_patient is K: a patient counts in at most its first K
+	// matching periods of the series at a node.
+	MaxPeriodsPerPatient int32 `protobuf:"varint,7,opt,name=max_periods_per_patient,json=maxPeriodsPerPatient,proto3" json:"max_periods_per_patient,omitempty"`
+	// epsilon and delta are the privacy budget of the whole lifetime.
+	Epsilon float64 `protobuf:"fixed64,8,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	Delta   float64 `protobuf:"fixed64,9,opt,name=delta,proto3" json:"delta,omitempty"`
+	// min_nodes is the number of partials each release needs.
+	MinNodes      int32 `protobuf:"varint,10,opt,name=min_nodes,json=minNodes,proto3" json:"min_nodes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeriesSpec) Reset() {
+	*x = SeriesSpec{}
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeriesSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeriesSpec) ProtoMessage() {}
+
+func (x *SeriesSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeriesSpec.ProtoReflect.Descriptor instead.
+func (*SeriesSpec) Descriptor() ([]byte, []int) {
+	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SeriesSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SeriesSpec) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *SeriesSpec) GetWhere() string {
+	if x != nil {
+		return x.Where
+	}
+	return ""
+}
+
+func (x *SeriesSpec) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *SeriesSpec) GetDateColumn() string {
+	if x != nil {
+		return x.DateColumn
+	}
+	return ""
+}
+
+func (x *SeriesSpec) GetEvery() string {
+	if x != nil {
+		return x.Every
+	}
+	return ""
+}
+
+func (x *SeriesSpec) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *SeriesSpec) GetPeriods() int32 {
+	if x != nil {
+		return x.Periods
+	}
+	return 0
+}
+
+func (x *SeriesSpec) GetMaxPeriodsPerPatient() int32 {
+	if x != nil {
+		return x.MaxPeriodsPerPatient
+	}
+	return 0
+}
+
+func (x *SeriesSpec) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *SeriesSpec) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *SeriesSpec) GetMinNodes() int32 {
+	if x != nil {
+		return x.MinNodes
+	}
+	return 0
+}
+
 var File_fedstat_types_v1_types_proto protoreflect.FileDescriptor
 
 const file_fedstat_types_v1_types_proto_rawDesc = "" +
@@ -649,7 +803,23 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\x04rows\x18\x02 \x03(\v2'.fedstat.types.v1.DataSummary.RowsEntryR\x04rows\x1a7\n" +
 	"\tRowsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*U\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xc7\x02\n" +
+	"\n" +
+	"SeriesSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05table\x18\x02 \x01(\tR\x05table\x12\x14\n" +
+	"\x05where\x18\v \x01(\tR\x05where\x12\x0e\n" +
+	"\x02by\x18\f \x01(\tR\x02by\x12\x1f\n" +
+	"\vdate_column\x18\x03 \x01(\tR\n" +
+	"dateColumn\x12\x14\n" +
+	"\x05every\x18\x04 \x01(\tR\x05every\x12\x14\n" +
+	"\x05start\x18\x05 \x01(\tR\x05start\x12\x18\n" +
+	"\aperiods\x18\x06 \x01(\x05R\aperiods\x125\n" +
+	"\x17max_periods_per_patient\x18\a \x01(\x05R\x14maxPeriodsPerPatient\x12\x18\n" +
+	"\aepsilon\x18\b \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\t \x01(\x01R\x05delta\x12\x1b\n" +
+	"\tmin_nodes\x18\n" +
+	" \x01(\x05R\bminNodes*U\n" +
 	"\tMechanism\x12\x19\n" +
 	"\x15MECHANISM_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12MECHANISM_GAUSSIAN\x10\x01\x12\x15\n" +
@@ -668,7 +838,7 @@ func file_fedstat_types_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_types_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_fedstat_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_fedstat_types_v1_types_proto_goTypes = []any{
 	(Mechanism)(0),      // 0: fedstat.types.v1.Mechanism
 	(*Signed)(nil),      // 1: fedstat.types.v1.Signed
@@ -677,15 +847,16 @@ var file_fedstat_types_v1_types_proto_goTypes = []any{
 	(*Row)(nil),         // 4: fedstat.types.v1.Row
 	(*Result)(nil),      // 5: fedstat.types.v1.Result
 	(*DataSummary)(nil), // 6: fedstat.types.v1.DataSummary
-	nil,                 // 7: fedstat.types.v1.Result.KeyNamesEntry
-	nil,                 // 8: fedstat.types.v1.DataSummary.RowsEntry
+	(*SeriesSpec)(nil),  // 7: fedstat.types.v1.SeriesSpec
+	nil,                 // 8: fedstat.types.v1.Result.KeyNamesEntry
+	nil,                 // 9: fedstat.types.v1.DataSummary.RowsEntry
 }
 var file_fedstat_types_v1_types_proto_depIdxs = []int32{
 	0, // 0: fedstat.types.v1.QuerySpec.mechanism:type_name -> fedstat.types.v1.Mechanism
 	3, // 1: fedstat.types.v1.Row.values:type_name -> fedstat.types.v1.Number
 	4, // 2: fedstat.types.v1.Result.rows:type_name -> fedstat.types.v1.Row
-	7, // 3: fedstat.types.v1.Result.key_names:type_name -> fedstat.types.v1.Result.KeyNamesEntry
-	8, // 4: fedstat.types.v1.DataSummary.rows:type_name -> fedstat.types.v1.DataSummary.RowsEntry
+	8, // 3: fedstat.types.v1.Result.key_names:type_name -> fedstat.types.v1.Result.KeyNamesEntry
+	9, // 4: fedstat.types.v1.DataSummary.rows:type_name -> fedstat.types.v1.DataSummary.RowsEntry
 	5, // [5:5] is the sub-list for method output_type
 	5, // [5:5] is the sub-list for method input_type
 	5, // [5:5] is the sub-list for extension type_name
@@ -705,7 +876,7 @@ func file_fedstat_types_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_types_v1_types_proto_rawDesc), len(file_fedstat_types_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
