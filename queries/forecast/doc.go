@@ -25,8 +25,7 @@
 //     of h independent such draws. The CDC simulates 100,000 paths; here the
 //     h-fold convolution is computed deterministically (exact for h = 1; for
 //     h > 1 each step's distribution is kept as baselineSupport equally
-//     weighted points). Quantiles are read with linear interpolation
-//     (gonum stat.LinInterp) and clipped at 0 (the CDC clips each path at 0,
+//     weighted points). Quantiles are read as R's default (type 7) and clipped at 0 (the CDC clips each path at 0,
 //     which gives the same quantiles). The CDC rounds quantiles up to whole
 //     numbers; this package does not. The DP noise enters only as it is in
 //     the released differences: the baseline is the reference, kept as
@@ -43,7 +42,9 @@
 //     for lag i (0 for the intercept): ordinary least squares would shrink
 //     φ towards 0 by the noise in the regressors. When XᵀX − D is not
 //     positive definite (noise as large as the signal's variation) the fit
-//     falls back to ordinary least squares. The innovation variance is the
+//     or gives non-stationary coefficients (companion eigenvalues, gonum
+//     mat.Eigen) falls back to ordinary least squares, and a still explosive
+//     fit to a random walk on the log scale. The innovation variance is the
 //     mean squared residual less the noise it contains,
 //     σ² = (Σ_t r_t² − Σ_t (w_t + Σ_i φ_i² w_{t−i}))/(m − p − 1), floored at
 //     arMinInnovation. With F the companion matrix of φ, ψ_j = (F^j)_{00}

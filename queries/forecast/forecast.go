@@ -81,7 +81,7 @@ func Forecast(history []Point, horizons []int, method Method) ([]QuantileForecas
 	if err := checkHorizons(horizons); err != nil {
 		return nil, err
 	}
-	var f func([]Point, int) ([]float64, error)
+	var f quantileFunc
 	switch method {
 	case Baseline:
 		f = baselineQuantiles
@@ -94,14 +94,21 @@ func Forecast(history []Point, horizons []int, method Method) ([]QuantileForecas
 	default:
 		return nil, fmt.Errorf("%w: method %q (want one of %v)", ErrInput, method, Methods)
 	}
-	last := history[len(history)-1].Date
-	out := make([]QuantileForecast, 0, len(horizons))
-	for _, h := range horizons {
-		v, err := f(history, h)
-		if err != nil {
-			return nil, fmt.Errorf("%s, horizon %d: %w", method, h, err)
+	values, err := f(history, horizons)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", method, err)
+	}
+	for k, v := range values {
+		for _, x := range v {
+			if math.IsNaN(x) {
+				return nil, fmt.Errorf("%w: %s gave an undefined quantile at horizon %d", ErrInput, method, horizons[k])
+			}
 		}
-		out = append(out, QuantileForecast{Reference: last, Horizon: h, Target: last.AddDate(0, 0, 7*h), Values: tidy(v)})
+	}
+	last := history[len(history)-1].Date
+	out := make([]QuantileForecast, len(horizons))
+	for k, h := range horizons {
+		out[k] = QuantileForecast{Reference: last, Horizon: h, Target: last.AddDate(0, 0, 7*h), Values: tidy(values[k])}
 	}
 	return out, nil
 }
@@ -154,29 +161,40 @@ func tidy(v []float64) []float64 {
 	return v
 }
 
+// quantileFunc computes a method's quantiles (following Quantiles) for
+// each horizon.
+type quantileFunc func(history []Point, horizons []int) ([][]float64, error)
+
 // ensembleQuantiles averages the available methods level by level.
-func ensembleQuantiles(history []Point, h int) ([]float64, error) {
-	members := []func([]Point, int) ([]float64, error){baselineQuantiles, arQuantiles, seasonalQuantiles}
-	sum := make([]float64, len(Quantiles))
+func ensembleQuantiles(history []Point, horizons []int) ([][]float64, error) {
+	members := []quantileFunc{baselineQuantiles, arQuantiles, seasonalQuantiles}
+	sum := make([][]float64, len(horizons))
+	for k := range sum {
+		sum[k] = make([]float64, len(Quantiles))
+	}
 	n := 0
 	for _, m := range members {
-		v, err := m(history, h)
+		v, err := m(history, horizons)
 		if errors.Is(err, ErrHistory) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		for i := range sum {
-			sum[i] += v[i]
+		for k := range sum {
+			for i := range sum[k] {
+				sum[k][i] += v[k][i]
+			}
 		}
 		n++
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("%w: no member of the ensemble can forecast", ErrHistory)
 	}
-	for i := range sum {
-		sum[i] /= float64(n)
+	for k := range sum {
+		for i := range sum[k] {
+			sum[k][i] /= float64(n)
+		}
 	}
 	return sum, nil
 }

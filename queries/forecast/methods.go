@@ -3,6 +3,7 @@ package forecast
 import (
 	"fmt"
 	"math"
+	"math/cmplx"
 	"slices"
 
 	"gonum.org/v1/gonum/floats"
@@ -15,7 +16,7 @@ import (
 const (
 	// baselineSupport is the number of equally weighted points that keep
 	// the baseline's h-week change distribution between convolutions.
-	baselineSupport = 512
+	baselineSupport = 256
 	// ARLags is the order p of the log-scale autoregression.
 	ARLags = 2
 	// ARWindow is the number of most recent weeks the AR model is fitted on.
@@ -33,8 +34,8 @@ const (
 
 func normalQuantile(p float64) float64 { return distuv.UnitNormal.Quantile(p) }
 
-// baselineQuantiles is the FluSight baseline.
-func baselineQuantiles(history []Point, h int) ([]float64, error) {
+// baselineQuantiles is the FluSight baseline, for each horizon.
+func baselineQuantiles(history []Point, horizons []int) ([][]float64, error) {
 	if len(history) < 3 {
 		return nil, fmt.Errorf("%w: the baseline needs at least 3 weeks, have %d", ErrHistory, len(history))
 	}
@@ -44,21 +45,27 @@ func baselineQuantiles(history []Point, h int) ([]float64, error) {
 		d = append(d, c, -c)
 	}
 	slices.Sort(d)
-	s := d
-	for step := 2; step <= h; step++ {
-		sums := make([]float64, 0, len(s)*len(d))
-		for _, a := range s {
-			for _, b := range d {
+	// change[h] is the distribution of the h-week change, exact for h = 1.
+	change := [MaxHorizon + 1][]float64{1: d}
+	step := reduce(d, baselineSupport)
+	for h := 2; h <= slices.Max(horizons); h++ {
+		prev := change[h-1]
+		sums := make([]float64, 0, len(prev)*len(step))
+		for _, a := range reduce(prev, baselineSupport) {
+			for _, b := range step {
 				sums = append(sums, a+b)
 			}
 		}
 		slices.Sort(sums)
-		s = reduce(sums, baselineSupport)
+		change[h] = reduce(sums, baselineSupport)
 	}
 	last := history[len(history)-1].Value
-	out := make([]float64, len(Quantiles))
-	for i, tau := range Quantiles {
-		out[i] = max(last+stat.Quantile(tau, stat.LinInterp, s, nil), 0)
+	out := make([][]float64, len(horizons))
+	for k, h := range horizons {
+		out[k] = make([]float64, len(Quantiles))
+		for i, tau := range Quantiles {
+			out[k][i] = max(last+quantile7(change[h], tau), 0)
+		}
 	}
 	return out, nil
 }
@@ -71,9 +78,22 @@ func reduce(x []float64, k int) []float64 {
 	}
 	out := make([]float64, k)
 	for i := range out {
-		out[i] = stat.Quantile((float64(i)+0.5)/float64(k), stat.LinInterp, x, nil)
+		out[i] = quantile7(x, (float64(i)+0.5)/float64(k))
 	}
 	return out
+}
+
+// quantile7 is the τ-quantile of the sorted sample x as R's default
+// (type 7): linear interpolation at position (n−1)τ. Unlike gonum's
+// stat.LinInterp it is symmetric (a symmetric sample has median 0).
+func quantile7(x []float64, tau float64) float64 {
+	pos := float64(len(x)-1) * tau
+	i := int(math.Floor(pos))
+	if i >= len(x)-1 {
+		return x[len(x)-1]
+	}
+	frac := pos - float64(i)
+	return x[i] + frac*(x[i+1]-x[i])
 }
 
 // arFit is a fitted log-scale AR(p).
@@ -118,7 +138,7 @@ func fitAR(y, w []float64, p int) (arFit, error) {
 		corrected.SetSym(i, i, corrected.At(i, i)-noise)
 	}
 	beta, err := solveSym(corrected, &xty)
-	if err != nil {
+	if err != nil || !stationary(beta) {
 		beta, err = solveSym(&xtx, &xty)
 		if err != nil {
 			return arFit{}, fmt.Errorf("%w: the AR design is singular (a constant series?)", ErrHistory)
@@ -127,6 +147,13 @@ func fitAR(y, w []float64, p int) (arFit, error) {
 	fit := arFit{c: beta.AtVec(0), phi: make([]float64, p)}
 	for i := range p {
 		fit.phi[i] = beta.AtVec(i + 1)
+	}
+	if !stationary(beta) {
+		// Even least squares says explosive: forecast a random walk on the
+		// log scale (φ_1 = 1) rather than extrapolate an explosion.
+		fit.c = 0
+		clear(fit.phi)
+		fit.phi[0] = 1
 	}
 	var resid mat.VecDense
 	resid.MulVec(x, beta)
@@ -144,6 +171,30 @@ func fitAR(y, w []float64, p int) (arFit, error) {
 	return fit, nil
 }
 
+// stationary reports whether the AR coefficients β = (c, φ_1..φ_p) are
+// stationary: every eigenvalue of the companion matrix inside the unit
+// circle.
+func stationary(beta *mat.VecDense) bool {
+	p := beta.Len() - 1
+	comp := mat.NewDense(p, p, nil)
+	for i := range p {
+		comp.Set(0, i, beta.AtVec(i+1))
+		if i > 0 {
+			comp.Set(i, i-1, 1)
+		}
+	}
+	var eig mat.Eigen
+	if !eig.Factorize(comp, mat.EigenNone) {
+		return false
+	}
+	for _, v := range eig.Values(nil) {
+		if cmplx.Abs(v) >= 1 {
+			return false
+		}
+	}
+	return true
+}
+
 // solveSym solves a·β = b by Cholesky; it fails when a is not positive
 // definite.
 func solveSym(a mat.Symmetric, b mat.Vector) (*mat.VecDense, error) {
@@ -158,8 +209,8 @@ func solveSym(a mat.Symmetric, b mat.Vector) (*mat.VecDense, error) {
 	return &beta, nil
 }
 
-// arQuantiles is the log-scale autoregression.
-func arQuantiles(history []Point, h int) ([]float64, error) {
+// arQuantiles is the log-scale autoregression, for each horizon.
+func arQuantiles(history []Point, horizons []int) ([][]float64, error) {
 	if len(history) > ARWindow {
 		history = history[len(history)-ARWindow:]
 	}
@@ -168,10 +219,14 @@ func arQuantiles(history []Point, h int) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	mu, v := fit.predict(y, w, h)
 	last := history[len(history)-1]
-	v += last.Variance / math.Exp(2*mu) // the noise of the target's release
-	return fromLogNormal(mu, math.Sqrt(v)), nil
+	out := make([][]float64, len(horizons))
+	for k, h := range horizons {
+		mu, v := fit.predict(y, w, h)
+		v += last.Variance / math.Exp(2*mu) // the noise of the target's release
+		out[k] = fromLogNormal(mu, math.Sqrt(v))
+	}
+	return out, nil
 }
 
 // predict returns the h-week-ahead mean on the log scale and its variance
@@ -209,8 +264,20 @@ func (f arFit) predict(y, w []float64, h int) (mu, variance float64) {
 	return mu, variance
 }
 
-// seasonalQuantiles is the seasonal analogue baseline.
-func seasonalQuantiles(history []Point, h int) ([]float64, error) {
+// seasonalQuantiles is the seasonal analogue baseline, for each horizon.
+func seasonalQuantiles(history []Point, horizons []int) ([][]float64, error) {
+	out := make([][]float64, len(horizons))
+	for k, h := range horizons {
+		q, err := seasonalHorizon(history, h)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = q
+	}
+	return out, nil
+}
+
+func seasonalHorizon(history []Point, h int) ([]float64, error) {
 	y, w := logScale(history)
 	n := len(y)
 	t := n - 1
