@@ -1,77 +1,93 @@
-// Package forecast turns a released weekly series into 1-4 week-ahead
-// quantile forecasts in the FluSight format and scores them. It is
-// post-processing of released values: it reads no data store, draws no
-// noise and costs no privacy budget.
+// Package forecast turns a released weekly series into quantile forecasts in
+// the FluSight format and scores them. It is post-processing of released
+// values: it reads no data store, draws no noise and costs no privacy
+// budget. Its functions are pure and safe for concurrent use.
 //
-// # Input
+// # Input, horizons, target
 //
-// A history is a slice of Point, one per week, dates strictly 7 days
-// apart, each with the exact variance v_t of the DP noise of its release
-// (0 for an exact series). Values may be negative (noise); counts are
-// clipped at 0 where a method takes logarithms. The forecast origin T is the
-// last point; horizon h targets the week T + 7h days.
+// A history is a slice of Point, one per week, dates exactly 7 days apart,
+// each with the exact variance v_t of the DP noise of its release (0 for an
+// exact series; result.Number.Variance of a fedstat release). Values may be
+// negative (noise); methods that take logarithms clip them at 0.
+//
+// Horizons follow FluSight: the reference date is the week after the last
+// week of the history (the week the forecast is made in) and horizon h =
+// 0..3 targets the week Reference + 7h days, that is h + 1 weeks after the
+// last released week: 1 to 4 weeks ahead.
+//
+// A forecast is of the true value of the target week (what the release
+// estimates, and what FluSight scores against), not of its future noisy
+// release. Scored against a released value instead, an interval misses a
+// little more often than its level says where the release's noise is not
+// small against the interval's width.
 //
 // # Methods
 //
 // Every method returns the 23 FluSight quantile levels (Quantiles) per
 // horizon, non-negative and non-decreasing.
 //
-//   - Baseline (the FluSight baseline, as the CDC's `Flusight-baseline`
-//     built with simplets' quantile_baseline, transformation "none",
-//     symmetrised): the median is the last released value x_T; the
-//     one-week change is drawn from the empirical distribution of all past
-//     week-to-week changes d_t = x_t − x_{t−1} together with their negatives
-//     (symmetrised, so the median change is 0); the h-week change is the sum
-//     of h independent such draws. The CDC simulates 100,000 paths; here the
-//     h-fold convolution is computed deterministically (exact for h = 1; for
-//     h > 1 each step's distribution is kept as baselineSupport equally
-//     weighted points). Quantiles are read as R's default (type 7) and clipped at 0 (the CDC clips each path at 0,
-//     which gives the same quantiles). The CDC rounds quantiles up to whole
-//     numbers; this package does not. The DP noise enters only as it is in
-//     the released differences: the baseline is the reference, kept as
-//     defined.
+//   - Baseline (FluSight's baseline, as the CDC's Flusight-baseline built
+//     with simplets' quantile_baseline, no transformation, symmetrised):
+//     the median is the last released value x_T; the one-week change is
+//     drawn from the empirical distribution of all past week-to-week
+//     changes d_t = x_t − x_{t−1} together with their negatives; the
+//     change over k weeks is the sum of k independent such draws. The CDC
+//     simulates 100,000 paths; here the distribution is computed
+//     deterministically: exactly for one week (quantiles read as R's
+//     default, type 7), and for k ≥ 2 weeks by putting the changes on a
+//     lattice of baselineBins steps up to the largest change (each split
+//     between its two neighbours, which keeps the mean and the symmetry)
+//     and convolving k times through the Fourier transform (gonum's
+//     dsp/fourier). Quantiles are clipped at 0 (the CDC clips each path at
+//     0, which gives the same quantiles) and not rounded. The DP noise
+//     enters only as it is in the released differences: the baseline is
+//     the reference and is kept as defined.
 //
-//   - AR (a log-scale autoregression of order ARLags): y_t = log(x_t + 1)
-//     with x_t clipped at 0, y_t = c + Σ_i φ_i y_{t−i} + η_t, η_t ~ N(0, σ²),
-//     fitted on the last at most ARWindow weeks. The noise of a release
-//     enters the log scale with variance w_t = v_t/(x_t + 1)² (delta method).
-//     The observed y_t are the latent log counts plus independent errors of
-//     known variance w_t, so the fit is the corrected (method-of-moments)
-//     least-squares estimator of errors-in-variables regression (Fuller
-//     1987, §2.2): β = (XᵀX − D)⁻¹Xᵀy, with D diagonal, D_ii = Σ_t w_{t−i}
-//     for lag i (0 for the intercept): ordinary least squares would shrink
-//     φ towards 0 by the noise in the regressors. When XᵀX − D is not
-//     positive definite (noise as large as the signal's variation) the fit
-//     or gives non-stationary coefficients (companion eigenvalues, gonum
-//     mat.Eigen) falls back to ordinary least squares, and a still explosive
-//     fit to a random walk on the log scale. The innovation variance is the
-//     mean squared residual less the noise it contains,
-//     σ² = (Σ_t r_t² − Σ_t (w_t + Σ_i φ_i² w_{t−i}))/(m − p − 1), floored at
-//     arMinInnovation. With F the companion matrix of φ, ψ_j = (F^j)_{00}
-//     and b_h the first row of F^h, the h-week forecast on the log scale is
-//     normal with mean μ_h = c Σ_{j<h} ψ_j + b_h·s_T (s_T the last p
-//     released logs) and variance
+//   - AR (a log-scale autoregression of order 2 with the DP noise as
+//     observation error): z_t = log(λ_t + 1) for the true value λ_t follows
+//     z_t − μ = φ1 (z_{t−1} − μ) + φ2 (z_{t−2} − μ) + η_t, η_t ~ N(0, σ²),
+//     and the released value is observed as y_t = log(max(x_t, 0) + 1) =
+//     z_t + ε_t, where ε_t is the release's noise on the log scale, of
+//     variance w_t = v_t/(ℓ_t + 1)² by the delta method, with ℓ_t the mean
+//     of the released values (clipped at 0) within two weeks of t in the
+//     history (the level; scaling by the noisy value itself would give too
+//     much weight to weeks whose noise happened to be positive). The model
+//     is fitted on the last ARWindow weeks (at least ARMinWeeks) by exact
+//     maximum likelihood: the Kalman filter gives the Gaussian likelihood
+//     of the observations with their known, week-specific noise variances,
+//     from the stationary start; it is maximised by Nelder-Mead (gonum's
+//     optimize) over μ, log σ² and the partial autocorrelations r1, r2
+//     (φ2 = r2, φ1 = r1(1 − r2); |r_i| ≤ 0.995 keeps the fit stationary).
+//     The forecast of z_{T+k} is normal with the filter's k-step prediction
+//     mean and variance — the innovations still to come plus the
+//     uncertainty of the current state, which is where the noise of the
+//     recent releases enters — plus g_kᵀ I⁻¹ g_k for the estimated
+//     parameters (I the observed information, g_k the gradient of the mean
+//     in the parameters, both by finite differences, gonum's diff/fd;
+//     gonum's Cholesky for I⁻¹). Quantiles are exp(μ_k + z_τ √var_k) − 1,
+//     clipped at 0.
 //
-//     σ² Σ_{j<h} ψ_j² + Σ_i b_{h,i}² w_{T−i} + w_{T+h},
+//   - Seasonal (a seasonal analogue method): the log-scale change over k
+//     weeks in earlier years at the same time of year, g = y_{T+k−52s+j} −
+//     y_{T−52s+j} for every earlier year s and j = −2..2 (five weeks around
+//     the same calendar week, since seasons shift); the forecast is normal
+//     on the log scale with mean y_T + mean(g) and variance var(g) + w_T
+//     (the analogues' spread already contains their own noise; w_T is the
+//     noise of the starting value). It needs SeasonalMinWeeks (55) weeks of
+//     history (ErrHistory otherwise).
 //
-//     the innovations, the noise of the released values the forecast starts
-//     from, and the noise of the released value being forecast
-//     (w_{T+h} = v_T/exp(μ_h)², assuming the next releases carry the last
-//     release's variance). Quantiles are exp(μ_h + z_τ √var) − 1, clipped at
-//     0. Parameter uncertainty is not included.
-//
-//   - Seasonal (a seasonal analogue baseline): the log-scale change over h
-//     weeks in past seasons at the same time of year, g = y_{T+h−52k+j} −
-//     y_{T−52k+j} for every earlier season k and j = −2..2 (five weeks
-//     around the same calendar week, since seasons shift); the forecast is
-//     normal on the log scale with mean y_T + mean(g) and variance
-//     var(g) + w_T + w_{T+h} (the sample variance of the analogues already
-//     contains their own noise). It needs at least one season of history
-//     before the origin plus h + 2 weeks (ErrHistory otherwise).
-//
-//   - Ensemble: the quantile average (Vincentisation) of Baseline, AR and,
-//     when the history is long enough, Seasonal, level by level; an average
-//     of non-decreasing quantile vectors is non-decreasing.
+//   - Ensemble (the default): the quantile average (Vincentisation), level
+//     by level, of two fits of the AR model: AR as above, and AR with a
+//     second observation error u_t ~ N(0, τ²) of unknown variance
+//     (reporting noise: late or batched reports, holidays), estimated with
+//     the other parameters. The first follows turns of the epidemic
+//     quickly; the second does not mistake a week's reporting noise for a
+//     change of trend. An average of non-decreasing quantile vectors is
+//     non-decreasing. The members were chosen on the 2022-23 FluSight
+//     season, the first in the data, among AR alone, AR with the reporting
+//     error alone, their average, their average with the baseline, and AR
+//     with the seasonal method (see docs/statistics.md, "Forecasts"); the
+//     seasonal method and the baseline did not improve it.
 //
 // # Scores
 //
@@ -82,8 +98,10 @@
 //	WIS = (½|y − m| + Σ_k (α_k/2) IS_{α_k}) / (K + ½),
 //	IS_α = (u − l) + (2/α)(l − y)·1{y < l} + (2/α)(y − u)·1{y > u}.
 //
-// Evaluate runs rolling origins: the forecast from origin T is computed on
-// history[:T+1] only (a copy), and scored against the released value at
-// T + h. Relative WIS is the method's mean WIS over the baseline's on the
-// same forecasts (FluSight's headline ratio; < 1 is better).
+// Evaluate runs rolling origins: the forecast made at a reference date is
+// computed on a copy of the history up to the week before it only, and
+// scored against the truth of each target week (EvalOptions.Truth; by
+// default the series' own values). Relative WIS is the method's mean WIS
+// over the baseline's on the same targets (FluSight's headline ratio with
+// one other model; below 1 is better).
 package forecast

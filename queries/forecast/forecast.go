@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 )
 
@@ -17,15 +16,18 @@ var (
 )
 
 // Quantiles are the 23 FluSight quantile levels, in increasing order. A
-// QuantileForecast's Values follow them.
+// QuantileForecast's Values follow them. Callers must not modify it.
 var Quantiles = []float64{0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
 	0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99}
 
-// MaxHorizon is the largest horizon (weeks ahead) Forecast accepts.
-const MaxHorizon = 4
+// MaxHorizon is the largest horizon Forecast accepts. Horizons follow
+// FluSight: horizon h targets the week ending Reference + 7h days, that is
+// h + 1 weeks after the last week of the history (0..3: 1 to 4 weeks ahead).
+const MaxHorizon = 3
 
-// Week is the spacing of a series.
-const Week = 7 * 24 * time.Hour
+// Horizons are the FluSight horizons 0..MaxHorizon, the default of
+// Evaluate and of the CLI. Callers must not modify it.
+var Horizons = []int{0, 1, 2, 3}
 
 // Point is one released weekly value.
 type Point struct {
@@ -42,24 +44,35 @@ type Point struct {
 // Method names a forecasting method (see the package documentation).
 type Method string
 
-// The methods.
+// The methods (see the package documentation for their definitions).
 const (
+	// Baseline is FluSight's baseline: flat from the last value, its spread
+	// from the past week-to-week changes, symmetrised. It needs 3 weeks.
 	Baseline Method = "baseline"
+	// Seasonal follows the change over the same weeks of earlier years. It
+	// needs SeasonalMinWeeks weeks.
 	Seasonal Method = "seasonal"
-	AR       Method = "ar"
+	// AR is the log-scale AR(2) whose fit and intervals include the known
+	// noise of every release. It needs ARMinWeeks weeks.
+	AR Method = "ar"
+	// Ensemble, the default, averages two fits of the AR model, without and
+	// with an estimated reporting error. It needs ARMinWeeks weeks.
 	Ensemble Method = "ensemble"
 )
 
-// Methods lists the methods, for help texts and flag checks.
+// Methods lists the methods, the default first, for help texts and flag
+// checks. Callers must not modify it.
 var Methods = []Method{Ensemble, Baseline, AR, Seasonal}
 
 // QuantileForecast is the forecast of one target week.
 type QuantileForecast struct {
-	// Reference is the date of the last week of the history (the origin).
+	// Reference is FluSight's reference date: the week after the last week
+	// of the history (its date + 7 days), the week a forecast is made in.
 	Reference time.Time
-	// Horizon is the number of weeks ahead, 1..MaxHorizon.
+	// Horizon is FluSight's horizon, 0..MaxHorizon: the target is the week
+	// Horizon + 1 weeks after the last week of the history.
 	Horizon int
-	// Target is Reference + 7·Horizon days.
+	// Target is the target week's date, Reference + 7·Horizon days.
 	Target time.Time
 	// Values[i] is the quantile of level Quantiles[i]: non-negative and
 	// non-decreasing in i.
@@ -71,9 +84,13 @@ func (q QuantileForecast) Median() float64 { return q.Values[medianIndex] }
 
 const medianIndex = 11
 
-// Forecast forecasts the weeks horizons ahead of the last point of history
-// with the method. Horizons are 1..MaxHorizon, each at most once, in any
-// order; the result follows them. It does not modify history.
+// Forecast forecasts the weeks of the FluSight horizons (0..MaxHorizon,
+// each at most once, in any order) after the last point of history with the
+// method; the result follows horizons. Forecasts of a horizon h are for the
+// week h + 1 weeks after the last point. It does not modify history. It
+// fails with ErrInput for an invalid history, horizon or method, and with
+// ErrHistory when the history is too short for the method (Seasonal needs
+// a year and more; the others a few weeks).
 func Forecast(history []Point, horizons []int, method Method) ([]QuantileForecast, error) {
 	if err := checkHistory(history); err != nil {
 		return nil, err
@@ -81,20 +98,15 @@ func Forecast(history []Point, horizons []int, method Method) ([]QuantileForecas
 	if err := checkHorizons(horizons); err != nil {
 		return nil, err
 	}
-	var f quantileFunc
-	switch method {
-	case Baseline:
-		f = baselineQuantiles
-	case AR:
-		f = arQuantiles
-	case Seasonal:
-		f = seasonalQuantiles
-	case Ensemble:
-		f = ensembleQuantiles
-	default:
+	f, ok := methodFuncs[method]
+	if !ok {
 		return nil, fmt.Errorf("%w: method %q (want one of %v)", ErrInput, method, Methods)
 	}
-	values, err := f(history, horizons)
+	steps := make([]int, len(horizons)) // weeks after the last point
+	for k, h := range horizons {
+		steps[k] = h + 1
+	}
+	values, err := f(history, steps)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", method, err)
 	}
@@ -105,10 +117,10 @@ func Forecast(history []Point, horizons []int, method Method) ([]QuantileForecas
 			}
 		}
 	}
-	last := history[len(history)-1].Date
+	ref := history[len(history)-1].Date.AddDate(0, 0, 7)
 	out := make([]QuantileForecast, len(horizons))
 	for k, h := range horizons {
-		out[k] = QuantileForecast{Reference: last, Horizon: h, Target: last.AddDate(0, 0, 7*h), Values: tidy(values[k])}
+		out[k] = QuantileForecast{Reference: ref, Horizon: h, Target: ref.AddDate(0, 0, 7*h), Values: tidy(values[k])}
 	}
 	return out, nil
 }
@@ -138,8 +150,8 @@ func checkHorizons(horizons []int) error {
 	}
 	seen := map[int]bool{}
 	for _, h := range horizons {
-		if h < 1 || h > MaxHorizon {
-			return fmt.Errorf("%w: horizon %d (want 1..%d weeks)", ErrInput, h, MaxHorizon)
+		if h < 0 || h > MaxHorizon {
+			return fmt.Errorf("%w: horizon %d (want 0..%d, FluSight's: 1 to %d weeks after the last week)", ErrInput, h, MaxHorizon, MaxHorizon+1)
 		}
 		if seen[h] {
 			return fmt.Errorf("%w: horizon %d given twice", ErrInput, h)
@@ -162,19 +174,36 @@ func tidy(v []float64) []float64 {
 }
 
 // quantileFunc computes a method's quantiles (following Quantiles) for
-// each horizon.
-type quantileFunc func(history []Point, horizons []int) ([][]float64, error)
+// the weeks steps[k] ≥ 1 weeks after the last point of history.
+type quantileFunc func(history []Point, steps []int) ([][]float64, error)
 
-// ensembleQuantiles averages the available methods level by level.
-func ensembleQuantiles(history []Point, horizons []int) ([][]float64, error) {
-	members := []quantileFunc{baselineQuantiles, arQuantiles, seasonalQuantiles}
-	sum := make([][]float64, len(horizons))
+// methodFuncs implements the methods.
+var methodFuncs = map[Method]quantileFunc{
+	Baseline: baselineQuantiles,
+	AR:       arQuantiles,
+	Seasonal: seasonalQuantiles,
+}
+
+func init() { methodFuncs[Ensemble] = ensembleQuantiles }
+
+// ensembleMembers are the members of Ensemble and their weights, chosen on
+// the 2022-23 FluSight season (see the package documentation).
+var ensembleMembers = []struct {
+	name   string
+	f      quantileFunc
+	weight float64
+}{{"ar", arQuantiles, 1}, {"ar with reporting error", arReportingQuantiles, 1}}
+
+// ensembleQuantiles is the weighted average of the members' quantiles,
+// level by level, over the members that can forecast the history.
+func ensembleQuantiles(history []Point, steps []int) ([][]float64, error) {
+	sum := make([][]float64, len(steps))
 	for k := range sum {
 		sum[k] = make([]float64, len(Quantiles))
 	}
-	n := 0
-	for _, m := range members {
-		v, err := m(history, horizons)
+	var total float64
+	for _, m := range ensembleMembers {
+		v, err := m.f(history, steps)
 		if errors.Is(err, ErrHistory) {
 			continue
 		}
@@ -183,45 +212,18 @@ func ensembleQuantiles(history []Point, horizons []int) ([][]float64, error) {
 		}
 		for k := range sum {
 			for i := range sum[k] {
-				sum[k][i] += v[k][i]
+				sum[k][i] += m.weight * v[k][i]
 			}
 		}
-		n++
+		total += m.weight
 	}
-	if n == 0 {
+	if total == 0 {
 		return nil, fmt.Errorf("%w: no member of the ensemble can forecast", ErrHistory)
 	}
 	for k := range sum {
 		for i := range sum[k] {
-			sum[k][i] /= float64(n)
+			sum[k][i] /= total
 		}
 	}
 	return sum, nil
 }
-
-// logScale returns y_t = log(max(x_t,0)+1) and the noise variance on that
-// scale by the delta method, w_t = v_t/(max(x_t,0)+1)².
-func logScale(history []Point) (y, w []float64) {
-	y = make([]float64, len(history))
-	w = make([]float64, len(history))
-	for i, p := range history {
-		x := max(p.Value, 0) + 1
-		y[i] = math.Log(x)
-		w[i] = p.Variance / (x * x)
-	}
-	return y, w
-}
-
-// fromLogNormal returns the quantiles exp(mu + z_τ·sd) − 1.
-func fromLogNormal(mu, sd float64) []float64 {
-	out := make([]float64, len(Quantiles))
-	for i, tau := range Quantiles {
-		out[i] = math.Expm1(mu + sd*normalQuantile(tau))
-	}
-	return out
-}
-
-// copyHistory is used by Evaluate so no method can see past the origin.
-func copyHistory(h []Point) []Point { return slices.Clone(h) }
-
-func isHistory(err error) bool { return errors.Is(err, ErrHistory) }

@@ -1,8 +1,10 @@
 package forecast
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -54,9 +56,10 @@ func Covers(q QuantileForecast, level, observed float64) bool {
 // Score is one scored forecast of Evaluate.
 type Score struct {
 	// Forecast is the method's forecast, made at Forecast.Reference from the
-	// history up to it only; Baseline the baseline's, from the same history.
+	// history up to the week before it only; Baseline the baseline's, from
+	// the same history.
 	Forecast, Baseline QuantileForecast
-	// Observed is the released value of the target week.
+	// Observed is the observed value of the target week (EvalOptions.Truth).
 	Observed float64
 	// WIS and BaselineWIS score the two forecasts.
 	WIS, BaselineWIS float64
@@ -74,81 +77,124 @@ type Summary struct {
 type Evaluation struct {
 	Method   Method
 	Horizons []int
-	// Origins is the number of origins forecast from.
+	// Origins is the number of reference dates forecast from.
 	Origins int
-	// Scores are every scored forecast, by origin then horizon.
+	// Scores are every scored forecast, by reference date then horizon.
 	Scores []Score
-	// Method and baseline summaries over Scores.
+	// Summary and BaselineSummary summarise Scores for the method and the
+	// baseline, RelativeWIS is the ratio of their mean WIS (Summarise).
 	Summary, BaselineSummary Summary
-	// RelativeWIS is Summary.MeanWIS / BaselineSummary.MeanWIS (NaN when the
-	// baseline's is 0).
-	RelativeWIS float64
+	RelativeWIS              float64
+}
+
+// EvalOptions configure Evaluate.
+type EvalOptions struct {
+	// Method is the method scored beside the baseline. Defaults to
+	// Ensemble.
+	Method Method
+	// Horizons are the FluSight horizons forecast from every reference
+	// date. Defaults to Horizons (0..3).
+	Horizons []int
+	// From and To bound the reference dates (inclusive). Each defaults (the
+	// zero time) to no bound.
+	From, To time.Time
+	// Truth returns the observed value of a target week, or false when
+	// there is none (the forecast is then not scored). Defaults to the
+	// series' own values.
+	Truth func(week time.Time) (float64, bool)
 }
 
 // Evaluate forecasts series from rolling origins and scores the forecasts
-// against the released values that followed. The origins are the weeks
-// with dates on or after firstOrigin (the zero time: every week) from which
-// the method can forecast (shorter histories are skipped, as ErrHistory
-// says) and with at least one target week in the series. Each forecast is
-// computed on a copy of series up to its origin, so no method can read
-// later weeks. The baseline is scored on the same targets.
-func Evaluate(series []Point, method Method, horizons []int, firstOrigin time.Time) (*Evaluation, error) {
+// against the values that followed. Every week of series whose next week
+// (the reference date) is within [From, To] is an origin, if the method
+// and the baseline can forecast from it (shorter histories are skipped, as
+// ErrHistory says) and at least one target week has a truth. Each forecast
+// is computed on a copy of series up to its origin, so no method can read
+// later weeks; the baseline is scored on the same targets.
+func Evaluate(series []Point, o EvalOptions) (*Evaluation, error) {
+	if o.Method == "" {
+		o.Method = Ensemble
+	}
+	if o.Horizons == nil {
+		o.Horizons = Horizons
+	}
+	if o.Truth == nil {
+		index := make(map[time.Time]float64, len(series))
+		for _, p := range series {
+			index[p.Date] = p.Value
+		}
+		o.Truth = func(week time.Time) (float64, bool) { v, ok := index[week]; return v, ok }
+	}
 	if err := checkHistory(series); err != nil {
 		return nil, err
 	}
-	if err := checkHorizons(horizons); err != nil {
+	if err := checkHorizons(o.Horizons); err != nil {
 		return nil, err
 	}
-	ev := &Evaluation{Method: method, Horizons: horizons}
-	for o := range series {
-		if series[o].Date.Before(firstOrigin) {
+	ev := &Evaluation{Method: o.Method, Horizons: o.Horizons}
+	for i := range series {
+		ref := series[i].Date.AddDate(0, 0, 7)
+		if (!o.From.IsZero() && ref.Before(o.From)) || (!o.To.IsZero() && ref.After(o.To)) {
 			continue
 		}
 		var hs []int
-		for _, h := range horizons {
-			if o+h < len(series) {
+		var observed []float64
+		for _, h := range o.Horizons {
+			if y, ok := o.Truth(ref.AddDate(0, 0, 7*h)); ok {
 				hs = append(hs, h)
+				observed = append(observed, y)
 			}
 		}
 		if len(hs) == 0 {
 			continue
 		}
-		past := copyHistory(series[:o+1])
-		fc, err := Forecast(past, hs, method)
-		if isHistory(err) {
+		past := slices.Clone(series[:i+1])
+		fc, err := Forecast(past, hs, o.Method)
+		if errors.Is(err, ErrHistory) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
 		base, err := Forecast(past, hs, Baseline)
-		if isHistory(err) {
+		if errors.Is(err, ErrHistory) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
 		ev.Origins++
-		for i, h := range hs {
-			y := series[o+h].Value
-			ev.Scores = append(ev.Scores, Score{Forecast: fc[i], Baseline: base[i], Observed: y,
-				WIS: WIS(fc[i], y), BaselineWIS: WIS(base[i], y)})
+		for k, y := range observed {
+			ev.Scores = append(ev.Scores, Score{Forecast: fc[k], Baseline: base[k], Observed: y,
+				WIS: WIS(fc[k], y), BaselineWIS: WIS(base[k], y)})
 		}
 	}
 	if len(ev.Scores) == 0 {
-		return nil, fmt.Errorf("%w: no origin from which %s can forecast a week of the series", ErrHistory, method)
+		return nil, fmt.Errorf("%w: no reference date from which %s can forecast a week with a truth", ErrHistory, o.Method)
 	}
-	ev.Summary = summarise(ev.Scores, func(s Score) (QuantileForecast, float64) { return s.Forecast, s.WIS })
-	ev.BaselineSummary = summarise(ev.Scores, func(s Score) (QuantileForecast, float64) { return s.Baseline, s.BaselineWIS })
-	ev.RelativeWIS = math.NaN()
-	if ev.BaselineSummary.MeanWIS > 0 {
-		ev.RelativeWIS = ev.Summary.MeanWIS / ev.BaselineSummary.MeanWIS
-	}
+	ev.Summary, ev.BaselineSummary, ev.RelativeWIS = Summarise(ev.Scores)
 	return ev, nil
 }
 
+// Summarise summarises scores (of one series or pooled over several) for
+// the method and for the baseline, and returns the relative WIS, the ratio
+// of their mean WIS (FluSight's headline: below 1 the method beats the
+// baseline; NaN when the baseline's mean WIS is 0 or there are no scores).
+func Summarise(scores []Score) (method, baseline Summary, relativeWIS float64) {
+	method = summarise(scores, func(s Score) (QuantileForecast, float64) { return s.Forecast, s.WIS })
+	baseline = summarise(scores, func(s Score) (QuantileForecast, float64) { return s.Baseline, s.BaselineWIS })
+	relativeWIS = math.NaN()
+	if baseline.MeanWIS > 0 {
+		relativeWIS = method.MeanWIS / baseline.MeanWIS
+	}
+	return method, baseline, relativeWIS
+}
+
 func summarise(scores []Score, pick func(Score) (QuantileForecast, float64)) Summary {
-	var s Summary
+	s := Summary{N: len(scores)}
+	if s.N == 0 {
+		return Summary{MeanWIS: math.NaN(), Coverage50: math.NaN(), Coverage95: math.NaN()}
+	}
 	for _, sc := range scores {
 		q, wis := pick(sc)
 		s.MeanWIS += wis
@@ -159,7 +205,6 @@ func summarise(scores []Score, pick func(Score) (QuantileForecast, float64)) Sum
 			s.Coverage95++
 		}
 	}
-	s.N = len(scores)
 	n := float64(s.N)
 	s.MeanWIS /= n
 	s.Coverage50 /= n
