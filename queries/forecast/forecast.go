@@ -202,9 +202,11 @@ func ensembleQuantiles(history []Point, steps []int) ([][]float64, error) {
 		sum[k] = make([]float64, len(Quantiles))
 	}
 	var total float64
+	var short error
 	for _, m := range ensembleMembers {
 		v, err := m.f(history, steps)
 		if errors.Is(err, ErrHistory) {
+			short = err
 			continue
 		}
 		if err != nil {
@@ -218,7 +220,7 @@ func ensembleQuantiles(history []Point, steps []int) ([][]float64, error) {
 		total += m.weight
 	}
 	if total == 0 {
-		return nil, fmt.Errorf("%w: no member of the ensemble can forecast", ErrHistory)
+		return nil, fmt.Errorf("no member of the ensemble can forecast: %w", short)
 	}
 	for k := range sum {
 		for i := range sum[k] {
