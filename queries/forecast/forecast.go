@@ -89,8 +89,8 @@ const medianIndex = 11
 // method; the result follows horizons. Forecasts of a horizon h are for the
 // week h + 1 weeks after the last point. It does not modify history. It
 // fails with ErrInput for an invalid history, horizon or method, and with
-// ErrHistory when the history is too short for the method (Seasonal needs
-// a year and more; the others a few weeks).
+// ErrHistory when the history is too short for the method (Baseline needs 3
+// weeks, AR and Ensemble ARMinWeeks, Seasonal SeasonalMinWeeks).
 func Forecast(history []Point, horizons []int, method Method) ([]QuantileForecast, error) {
 	if err := checkHistory(history); err != nil {
 		return nil, err
@@ -112,7 +112,7 @@ func Forecast(history []Point, horizons []int, method Method) ([]QuantileForecas
 	}
 	for k, v := range values {
 		for _, x := range v {
-			if math.IsNaN(x) {
+			if math.IsNaN(x) || math.IsInf(x, 0) {
 				return nil, fmt.Errorf("%w: %s gave an undefined quantile at horizon %d", ErrInput, method, horizons[k])
 			}
 		}
