@@ -18,6 +18,7 @@ func commands() []*cobra.Command {
 		nodeCommand(),
 		synthCommand(),
 		auditCommand(),
+		forecastCommand(),
 	}
 }
 
