@@ -206,6 +206,27 @@ func (c *Client) Catalogue(ctx context.Context) (*coordinatorv1.CatalogueRespons
 	return c.t.catalogue(ctx)
 }
 
+// CreateSeries registers a standing surveillance series (typesv1.SeriesSpec)
+// with its alert rules (none: EARS C2). The coordinator runs it at every
+// period; the nodes charge its lifetime budget once.
+func (c *Client) CreateSeries(ctx context.Context, spec *typesv1.SeriesSpec, rules []*coordinatorv1.AlertRule) (*coordinatorv1.Series, error) {
+	return c.t.createSeries(ctx, &coordinatorv1.CreateSeriesRequest{Spec: spec, Alerts: rules})
+}
+
+// Series returns a standing series with every released period.
+func (c *Client) Series(ctx context.Context, name string) (*coordinatorv1.Series, error) {
+	return c.t.getSeries(ctx, name)
+}
+
+// ListSeries lists the standing series the caller may read.
+func (c *Client) ListSeries(ctx context.Context) ([]*coordinatorv1.Series, error) {
+	r, err := c.t.listSeries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.GetSeries(), nil
+}
+
 // Result decodes a released result for formatting (result.Result's table,
 // JSON and CSV) or for solving on it (stats.FromResult): every count and sum
 // keeps the noise variance the release computed.
@@ -223,5 +244,8 @@ type transport interface {
 	nodes(ctx context.Context) (*coordinatorv1.NodesResponse, error)
 	budget(ctx context.Context, analyst string) (*coordinatorv1.BudgetResponse, error)
 	catalogue(ctx context.Context) (*coordinatorv1.CatalogueResponse, error)
+	createSeries(ctx context.Context, req *coordinatorv1.CreateSeriesRequest) (*coordinatorv1.Series, error)
+	getSeries(ctx context.Context, name string) (*coordinatorv1.Series, error)
+	listSeries(ctx context.Context) (*coordinatorv1.ListSeriesResponse, error)
 	close() error
 }

@@ -74,6 +74,21 @@ func (g *grpcTransport) catalogue(ctx context.Context) (*coordinatorv1.Catalogue
 	return r, fromGRPC(err)
 }
 
+func (g *grpcTransport) createSeries(ctx context.Context, req *coordinatorv1.CreateSeriesRequest) (*coordinatorv1.Series, error) {
+	r, err := g.c.CreateSeries(ctx, req)
+	return r, fromGRPC(err)
+}
+
+func (g *grpcTransport) getSeries(ctx context.Context, name string) (*coordinatorv1.Series, error) {
+	r, err := g.c.GetSeries(ctx, &coordinatorv1.GetSeriesRequest{Name: name})
+	return r, fromGRPC(err)
+}
+
+func (g *grpcTransport) listSeries(ctx context.Context) (*coordinatorv1.ListSeriesResponse, error) {
+	r, err := g.c.ListSeries(ctx, &coordinatorv1.ListSeriesRequest{})
+	return r, fromGRPC(err)
+}
+
 func (g *grpcTransport) close() error { return g.closeFn() }
 
 // httpTransport speaks the coordinator's HTTP/JSON API (coordinator.HTTPHandler):
@@ -201,6 +216,21 @@ func (h *httpTransport) budget(ctx context.Context, analyst string) (*coordinato
 func (h *httpTransport) catalogue(ctx context.Context) (*coordinatorv1.CatalogueResponse, error) {
 	r := &coordinatorv1.CatalogueResponse{}
 	return r, h.call(ctx, http.MethodGet, "/v1/catalogue", nil, r)
+}
+
+func (h *httpTransport) createSeries(ctx context.Context, req *coordinatorv1.CreateSeriesRequest) (*coordinatorv1.Series, error) {
+	r := &coordinatorv1.Series{}
+	return r, h.call(ctx, http.MethodPost, "/v1/series", req, r)
+}
+
+func (h *httpTransport) getSeries(ctx context.Context, name string) (*coordinatorv1.Series, error) {
+	r := &coordinatorv1.Series{}
+	return r, h.call(ctx, http.MethodGet, "/v1/series/"+url.PathEscape(name), nil, r)
+}
+
+func (h *httpTransport) listSeries(ctx context.Context) (*coordinatorv1.ListSeriesResponse, error) {
+	r := &coordinatorv1.ListSeriesResponse{}
+	return r, h.call(ctx, http.MethodGet, "/v1/series", nil, r)
 }
 
 func (h *httpTransport) close() error {

@@ -88,7 +88,7 @@ func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem ep
 	}
 	req, err := protocol.SealEvaluate(c.cfg.Identity.Key, mem.ID, &nodev1.EvaluateBody{
 		QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Analyst: who.Name, Role: who.Role,
-		PlanFingerprint: q.plan.Fingerprint(),
+		PlanFingerprint: q.plan.Fingerprint(), Series: q.series,
 	}, c.cfg.Now())
 	if err != nil {
 		return partial{}, err
@@ -101,12 +101,22 @@ func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem ep
 	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), shape)
 }
 
+// partialWindow is the window of the partials of query qid: a series
+// interval's partial is replayed to every retry (protocol.SeriesPartialAge),
+// so it is neither fresh nor unseen.
+func (c *Coordinator) partialWindow(qid string) protocol.Window {
+	if protocol.IsSeriesQuery(qid) {
+		return protocol.Window{Now: c.cfg.Now(), MaxSkew: protocol.SeriesPartialAge}
+	}
+	return c.window()
+}
+
 // verifyPartial runs the checks of a partial (protocol.OpenPartial):
 // signature by the member's certificate key, binding to this query, epoch
 // and node, freshness, not seen before, the spec it was noised for and the
 // plan's shape.
 func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *typesv1.Signed, shape protocol.PartialShape) (partial, error) {
-	pt, err := protocol.OpenPartial(mem.Cert.PublicKey, s, qid, e.ID, mem.ID, c.window(), shape)
+	pt, err := protocol.OpenPartial(mem.Cert.PublicKey, s, qid, e.ID, mem.ID, c.partialWindow(qid), shape)
 	if err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}

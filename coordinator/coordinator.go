@@ -138,6 +138,19 @@ type Config struct {
 	Logger *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// SeriesClock is the clock that decides when a period of a standing
+	// series is over and due. Defaults to Now; tests and drills advance it.
+	SeriesClock func() time.Time
+	// SeriesInterval is how often the scheduler looks for due periods (and
+	// retries one that failed). Defaults to 1 minute.
+	SeriesInterval time.Duration
+	// SeriesDelay is how long after a period's last day it becomes due
+	// (time for late records to arrive at the nodes). Defaults to 0: the
+	// day after the period.
+	SeriesDelay time.Duration
+	// AlertWebhook, when set, receives every alert of a standing series as
+	// a JSON POST (coordinatorv1.SeriesAlert in JSON).
+	AlertWebhook string
 }
 
 // Coordinator is a running coordinator. Its methods are safe for concurrent use.
@@ -157,7 +170,8 @@ type Coordinator struct {
 	pool       *membership.Pool
 	ceremonyMu sync.Mutex    // one key ceremony at a time
 	kick       chan struct{} // tells the epoch keeper that something changed
-	gen        uint64        // guarded by mu: counts epoch changes and ceremonies (nodeHealth.Gen)
+	series     seriesState
+	gen        uint64 // guarded by mu: counts epoch changes and ceremonies (nodeHealth.Gen)
 	ceremony   ceremonyStatus
 
 	lis net.Listener
@@ -238,6 +252,12 @@ func New(cfg Config) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SeriesClock == nil {
+		cfg.SeriesClock = cfg.Now
+	}
+	if cfg.SeriesInterval <= 0 {
+		cfg.SeriesInterval = time.Minute
+	}
 	params, err := homomorphic.NewParams(cfg.Params)
 	if err != nil {
 		return nil, err
@@ -253,6 +273,9 @@ func New(cfg Config) (*Coordinator, error) {
 		kick:    make(chan struct{}, 1),
 	}
 	if err := c.loadState(); err != nil {
+		return nil, err
+	}
+	if err := c.loadSeries(); err != nil {
 		return nil, err
 	}
 	for _, n := range cfg.Nodes {
@@ -294,6 +317,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.monitor(ctx) }()
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.seriesLoop(ctx) }()
 	if c.cfg.AutoEpoch {
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); c.keeper().run(ctx) }()

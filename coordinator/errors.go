@@ -19,6 +19,7 @@ var Errors = rpc.RegisterErrors(rpc.ErrorTable{
 	{Err: ErrTooFewNodes, Code: codes.FailedPrecondition, Reason: "coordinator.too_few_nodes"},
 	{Err: ErrNotFound, Code: codes.NotFound, Reason: "coordinator.not_found"},
 	{Err: ErrBadRequest, Code: codes.InvalidArgument, Reason: "coordinator.bad_request"},
+	{Err: ErrSeriesExists, Code: codes.AlreadyExists, Reason: "coordinator.series_exists"},
 	// The statistics endpoints (stats_http.go).
 	{Err: ErrStatsRound, Code: codes.FailedPrecondition, Reason: "coordinator.stats_round"},
 	{Err: stats.ErrBudget, Code: codes.FailedPrecondition, Reason: "stats.budget"},

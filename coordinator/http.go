@@ -128,6 +128,10 @@ func (c *Coordinator) HTTPHandler(tokens *Tokens) http.Handler {
 	mux.HandleFunc("GET /v1/catalogue", h.auth(h.catalogue))
 	mux.HandleFunc("GET /v1/audit", h.auth(h.audit))
 	h.registerStats(mux)
+	mux.HandleFunc("POST /v1/series", h.auth(h.createSeries))
+	mux.HandleFunc("GET /v1/series", h.auth(h.listSeries))
+	mux.HandleFunc("GET /v1/series/{name}", h.auth(h.getSeries))
+	mux.HandleFunc("GET /v1/series/{name}/forecast", h.auth(h.seriesForecast))
 	mux.HandleFunc("POST /v1/session", h.signIn)
 	mux.HandleFunc("GET /v1/session", h.auth(h.whoami))
 	mux.HandleFunc("DELETE /v1/session", h.signOut)
@@ -449,4 +453,38 @@ func (h *httpAPI) audit(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(v)
+}
+
+// createSeries is POST /v1/series with a CreateSeriesRequest in JSON.
+func (h *httpAPI) createSeries(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		writeError(w, fmt.Errorf("%w: %v", ErrBadRequest, err))
+		return
+	}
+	var req coordinatorv1.CreateSeriesRequest
+	if err := protojson.Unmarshal(body, &req); err != nil {
+		writeError(w, fmt.Errorf("%w: request body: %v", ErrBadRequest, err))
+		return
+	}
+	s, err := h.c.CreateSeries(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), req.GetAlerts())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/series/"+s.GetSpec().GetName())
+	writeProto(w, s)
+}
+
+func (h *httpAPI) listSeries(w http.ResponseWriter, _ *http.Request, p rpc.Peer) {
+	writeProto(w, &coordinatorv1.ListSeriesResponse{Series: h.c.ListSeries(p)})
+}
+
+func (h *httpAPI) getSeries(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
+	s, err := h.c.GetSeries(p, r.PathValue("name"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeProto(w, s)
 }

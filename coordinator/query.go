@@ -34,7 +34,9 @@ type query struct {
 	id   string
 	plan *plan.Plan
 	// link is set for a query across linked agencies (executeLinked).
-	link   *nodev1.LinkSpec
+	link *nodev1.LinkSpec
+	// series is set for a query of a standing series.
+	series *nodev1.SeriesInterval
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -111,6 +113,14 @@ type Analyst struct {
 // query is planned; errors in the query (syntax, privacy parameters, a sum
 // that could overflow) are returned here.
 func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration) (*coordinatorv1.QueryStatus, error) {
+	return c.submit(ctx, who, spec, deadline, "", nil)
+}
+
+// submit is Submit with a fixed query id (empty: a fresh one) and, for a
+// query of a standing series, its interval. A fixed id whose earlier run
+// ended is run again under the same id (the nodes replay what they
+// answered); one still running is refused.
+func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration, fixedID string, series *nodev1.SeriesInterval) (*coordinatorv1.QueryStatus, error) {
 	e, err := c.currentEpoch()
 	if err != nil {
 		return nil, err
@@ -151,6 +161,9 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 		return nil, err
 	}
 	var link *nodev1.LinkSpec
+	if p.Link != nil && series != nil {
+		return nil, fmt.Errorf("%w: a standing series cannot be a query across linked agencies", ErrBadRequest)
+	}
 	if p.Link != nil {
 		// A query across linked agencies: who takes part and who holds
 		// what, from the tables the nodes announce. The sensitivities
@@ -181,8 +194,12 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	// bounds only the wait for partials, so that a release can still run
 	// after a slow node has used up the deadline.
 	qctx, cancel := context.WithCancel(context.Background())
+	id := fixedID
+	if id == "" {
+		id = newQueryID()
+	}
 	q := &query{
-		id: newQueryID(), plan: p, link: link, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: start, deadline: deadline,
+		id: id, plan: p, link: link, series: series, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: start, deadline: deadline,
 		st: &coordinatorv1.QueryStatus{
 			State: coordinatorv1.State_STATE_PLANNED, Spec: spec, Analyst: who.Name,
 			Plan: p.Describe(), SubmittedUnixMs: c.cfg.Now().UnixMilli(), Epoch: e.ID,
@@ -199,6 +216,14 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	}
 	c.record(ctx, who.Name, "query.submitted", q.id, map[string]any{"sql": spec.Sql, "epsilon": spec.Epsilon, "delta": spec.Delta, "min_nodes": spec.MinNodes, "role": who.Role})
 	c.mu.Lock()
+	if old, ok := c.queries[q.id]; ok {
+		if st, _ := old.snapshot(); !terminal(st.State) {
+			c.mu.Unlock()
+			cancel()
+			return nil, fmt.Errorf("%w: query %s is still running", ErrBadRequest, q.id)
+		}
+		c.order = slices.DeleteFunc(c.order, func(id string) bool { return id == q.id })
+	}
 	c.queries[q.id] = q
 	c.order = append(c.order, q.id)
 	c.mu.Unlock()

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
@@ -30,7 +31,26 @@ func (c *Coordinator) release(q *query, rk *homomorphic.ResultKey, switched []*h
 	}
 	q.phase("decrypt+release", start)
 	nameCodes(c.cfg.Catalogue, q.plan, r)
+	if q.series != nil {
+		keepSmall(r)
+	}
 	return resultpb.ToProto(r), nil
+}
+
+// keepSmall releases the counts of a series interval whole: the series
+// estimator needs every interval's value (a small count is as much a
+// differentially private release as a large one; the small-count threshold
+// only hides it from display). The series view flags its estimates below
+// the threshold instead (SeriesValue.suppressed).
+func keepSmall(r *result.Result) {
+	for i := range r.Rows {
+		for j, n := range r.Rows[i].Values {
+			if n.Suppressed && !math.IsNaN(n.Value) && !math.IsNaN(n.Variance) {
+				n.Suppressed, n.Display = false, result.FormatValue(n.Value, true)
+				r.Rows[i].Values[j] = n
+			}
+		}
+	}
 }
 
 // releasePlaintext is the benchmark-only release of plaintext partials: the
@@ -51,6 +71,9 @@ func (c *Coordinator) releasePlaintext(q *query, parts []partial) (*typesv1.Resu
 	}
 	q.phase("decrypt+release", start)
 	nameCodes(c.cfg.Catalogue, q.plan, r)
+	if q.series != nil {
+		keepSmall(r)
+	}
 	return resultpb.ToProto(r), nil
 }
 

@@ -199,3 +199,27 @@ func (c *Coordinator) Budget(ctx context.Context, analyst string) *coordinatorv1
 	wg.Wait()
 	return out
 }
+
+func (s *service) CreateSeries(ctx context.Context, req *coordinatorv1.CreateSeriesRequest) (*coordinatorv1.Series, error) {
+	p, err := rpc.Require(ctx, analystRoles...)
+	if err != nil {
+		return nil, err
+	}
+	return s.c.CreateSeries(ctx, Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), req.GetAlerts())
+}
+
+func (s *service) GetSeries(ctx context.Context, req *coordinatorv1.GetSeriesRequest) (*coordinatorv1.Series, error) {
+	p, err := rpc.Require(ctx, analystRoles...)
+	if err != nil {
+		return nil, err
+	}
+	return s.c.GetSeries(p, req.GetName())
+}
+
+func (s *service) ListSeries(ctx context.Context, _ *coordinatorv1.ListSeriesRequest) (*coordinatorv1.ListSeriesResponse, error) {
+	p, err := rpc.Require(ctx, analystRoles...)
+	if err != nil {
+		return nil, err
+	}
+	return &coordinatorv1.ListSeriesResponse{Series: s.c.ListSeries(p)}, nil
+}

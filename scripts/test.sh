@@ -83,6 +83,7 @@ go test -count=1 -run '^TestReleasedNoiseMatchesCharge$' ./queries/dp/
 
 echo "== empirical privacy audit, fast mode, with its positive controls (statistics: no race detector)"
 go test -count=1 -run '^TestPrivacyAudit' ./node/
+go test -count=1 -run '^TestTreeAudit' ./queries/continual/
 
 echo "== a study import's peak memory, and the whole Synthea import (memory, one-threaded parsing: no race detector)"
 go test -count=1 -run '^(TestStudyImportMemory|TestImportSyntheaBundles)$' ./node/admin/

@@ -9,6 +9,7 @@ func commands() []*cobra.Command {
 		queryCommand(),
 		statsCommand(),
 		alertCommand(),
+		seriesCommand(),
 		nodesCommand(),
 		budgetCommand(),
 		tokenCommand(),

@@ -27,7 +27,9 @@ const forecastLong = `forecast gives quantile forecasts of a released weekly ser
 last week, in the FluSight format, and scores them. It is post-processing of released
 values: it reads no records and spends no privacy budget.
 
-Input (--series FILE.csv): a header, then one row per week and location:
+Input: a standing series of the network by name (fedstat forecast NAME: its released
+weekly values with their noise variances, from the coordinator; fedstat series --help),
+or (--series FILE.csv) a header, then one row per week and location:
   date       the week (YYYY-MM-DD; FluSight: the Saturday ending the week);
              a location's weeks are 7 days apart, none missing
   location   the series' name (FluSight: "US" or a state's FIPS code)
@@ -79,7 +81,11 @@ coordinator) is not in this build: give the released series as a CSV.
 See docs/statistics.md ("Forecasts") for the methods, how intervals account for
 the DP noise, and the FluSight evaluation.`
 
-const forecastExample = `  # forecast every location of a released series
+const forecastExample = `  # forecast every label of a standing weekly series, and score its past weeks
+  fedstat forecast flu-weekly
+  fedstat forecast flu-weekly --evaluate
+
+  # forecast every location of a released series
   fedstat forecast --series released.csv > forecasts.csv
 
   # simulate fedstat's weekly release at epsilon 1 of FluSight's admissions, then
@@ -89,25 +95,29 @@ const forecastExample = `  # forecast every location of a released series
 
 func forecastCommand() *cobra.Command {
 	var o forecastOptions
+	var cf clientFlags
 	var seriesPath, truthPath, method, season, from, to string
 	c := &cobra.Command{
-		Use:     "forecast --series FILE.csv [--evaluate] [flags]",
+		Use:     "forecast (NAME | --series FILE.csv) [--evaluate] [flags]",
 		Short:   "Quantile forecasts (FluSight format) of a released weekly series, and their scores",
 		Long:    forecastLong,
 		Example: forecastExample,
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				return fmt.Errorf("forecast %s: not available: this build has no standing series API yet; give the released series as --series FILE.csv", args[0])
-			}
-			if seriesPath == "" {
-				return &usageError{"forecast: --series FILE.csv is required (see fedstat forecast --help)"}
+			if (len(args) == 1) == (seriesPath != "") {
+				return &usageError{"forecast: name a standing series (fedstat forecast NAME) or give a released series as --series FILE.csv (see fedstat forecast --help)"}
 			}
 			o.method = forecast.Method(method)
 			if !slices.Contains(forecast.Methods, o.method) {
 				return &usageError{fmt.Sprintf("forecast: --method %q: want one of %s", method, joinMethods())}
 			}
-			series, err := readSeriesFile(seriesPath)
+			var series []forecast.Series
+			var err error
+			if len(args) == 1 {
+				series, err = standingSeries(cmd, &cf, args[0])
+			} else {
+				series, err = readSeriesFile(seriesPath)
+			}
 			if err != nil {
 				return err
 			}
@@ -156,7 +166,45 @@ func forecastCommand() *cobra.Command {
 	f.StringVar(&o.format, "format", "text", "with --evaluate: text, json or csv")
 	f.StringVar(&o.total, "total", "US", "with --evaluate: the location that is the total of the others (left out of the pooled row of the others)")
 	c.AddCommand(forecastReleaseCommand())
+	cf.add(c)
 	return c
+}
+
+// standingSeries fetches a weekly standing series from the coordinator as
+// forecast history: each label's released period estimates, dated by the
+// period's last day, with their noise variances.
+func standingSeries(cmd *cobra.Command, cf *clientFlags, name string) ([]forecast.Series, error) {
+	cl, err := cf.connect()
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	s, err := cl.Series(cmd.Context(), name)
+	if err != nil {
+		return nil, err
+	}
+	if every := s.GetSpec().GetEvery(); every != "week" {
+		return nil, fmt.Errorf("forecast %s: the series is released every %s; forecasts are for weekly series", name, every)
+	}
+	out := make([]forecast.Series, len(s.GetLabels()))
+	for li, label := range s.GetLabels() {
+		out[li].Location = label
+		for _, p := range s.GetPeriods() {
+			if li >= len(p.GetValues()) {
+				break
+			}
+			d, err := time.Parse(time.DateOnly, p.GetLast())
+			if err != nil {
+				return nil, fmt.Errorf("forecast %s: period %d: %v", name, p.GetIndex(), err)
+			}
+			v := p.GetValues()[li]
+			out[li].Points = append(out[li].Points, forecast.Point{Date: d, Value: v.GetValue(), Variance: v.GetVariance()})
+		}
+	}
+	if len(s.GetPeriods()) == 0 {
+		return nil, fmt.Errorf("forecast %s: no period released yet", name)
+	}
+	return out, nil
 }
 
 func joinMethods() string {

@@ -134,8 +134,17 @@ func TestForecastCSVErrors(t *testing.T) {
 			t.Errorf("%v: %v, want a usage error", args, err)
 		}
 	}
-	if _, _, err := runForecast(t, "forecast", "flu-weekly"); err == nil || !strings.Contains(err.Error(), "not available: this build has no standing series API yet") {
-		t.Errorf("forecast SERIES: %v", err)
+	// A standing series needs a coordinator (test/e2e's TestSeriesEndToEnd
+	// forecasts one); without one, the error says how to name it.
+	t.Setenv("FEDSTAT_COORDINATOR", "")
+	t.Setenv("FEDSTAT_HTTP", "")
+	t.Setenv("FEDSTAT_TOKEN", "")
+	var ue *usageError
+	if _, _, err := runForecast(t, "forecast", "flu-weekly"); !errors.As(err, &ue) || !strings.Contains(err.Error(), "--coordinator") {
+		t.Errorf("forecast SERIES without a coordinator: %v, want a usage error saying how to reach one", err)
+	}
+	if _, _, err := runForecast(t, "forecast", "flu-weekly", "--series", "x.csv"); !errors.As(err, &ue) {
+		t.Errorf("forecast SERIES --series FILE: %v, want a usage error", err)
 	}
 }
 

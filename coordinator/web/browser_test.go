@@ -373,6 +373,40 @@ func TestDashboard(t *testing.T) {
 	}
 	shot("statistics-regression")
 
+	// A standing series: registered through the API (as the dashboard's
+	// fetch would), released at once (its weeks are long over), then its
+	// page: the chart with bands and the forecast fan, the periods, the
+	// budget.
+	var created string
+	run("create series", 20*time.Second, goTo("#/series"), chromedp.WaitVisible("main .card", chromedp.ByQuery),
+		eval(`fetch("/v1/series", {method: "POST", credentials: "same-origin", headers: {"X-Fedstat": "1", "Content-Type": "application/json"},
+			body: JSON.stringify({spec: {name: "dm-weekly", table: "conditions", where: "code = '44054006'", date_column: "onset_date",
+			every: "week", start: "2019-01-07", periods: 8, epsilon: 4}})}).then(r => r.text())`, &created))
+	if !strings.Contains(created, `"dm-weekly"`) {
+		t.Fatalf("POST /v1/series from the dashboard: %s", created)
+	}
+	for i := 0; ; i++ {
+		var done bool
+		run("series released", 10*time.Second, eval(`fetch("/v1/series/dm-weekly", {credentials: "same-origin"}).then(r => r.json()).then(s => s.released === 8)`, &done))
+		if done {
+			break
+		}
+		if i == 120 {
+			t.Fatal("the series did not release its 8 weeks in 2 minutes")
+		}
+		time.Sleep(time.Second)
+	}
+	var periods, fanRows int
+	run("series page", 30*time.Second,
+		goTo("#/series/dm-weekly"),
+		chromedp.WaitVisible(`#series svg[data-kind="timeseries"] path.band`, chromedp.ByQuery),
+		eval(`document.querySelectorAll("#series-periods tbody tr").length`, &periods),
+		eval(`document.querySelectorAll('#series g.series[data-series$="(forecast)"] path.band').length`, &fanRows))
+	if periods != 8 || fanRows != 1 {
+		t.Errorf("series page: %d period rows, %d forecast fans; want 8 and 1", periods, fanRows)
+	}
+	shot("series")
+
 	// The other pages.
 	var nodes int
 	run("network", 20*time.Second, goTo("#/network"),

@@ -220,6 +220,15 @@ type Coordinator struct {
 	// locations.csv): part of the catalogue served to analysts, the
 	// denominators of `fedstat stats incidence`. Default none.
 	PopulationsFile string `toml:"populations_file"`
+	// SeriesInterval is how often the coordinator looks for due periods of
+	// standing series, and retries one that could not run. Default 1m.
+	SeriesInterval Duration `toml:"series_interval"`
+	// SeriesDelay is how long after a period's last day it becomes due
+	// (time for late records to reach the nodes). Default 0: the next day.
+	SeriesDelay Duration `toml:"series_delay"`
+	// AlertWebhook is a URL that receives every alert of a standing series
+	// as a JSON POST. Default none.
+	AlertWebhook string `toml:"alert_webhook"`
 }
 
 // Policy is a node admin's policy.

@@ -448,6 +448,110 @@ async function statsPage() {
   fillMethod();
 }
 
+// ---- standing series ----
+
+// seriesResult turns a series' released periods (and, when given, its
+// forecast rows) into a result the time-series chart draws: one line per
+// label with its 95% band, dated by each period's last day, and the
+// forecast of each label as a line of medians with its 90% band.
+export function seriesResult(s, fc) {
+  const rows = [];
+  for (const p of s.periods || []) {
+    for (const v of p.values || []) {
+      // Drawn at 0 when the (unbiased, noisy) estimate is below it, as
+      // its interval is.
+      rows.push({ keys: [p.last, v.label], values: [{ value: Math.max(0, num(v.value)), ci_low: num(v.ci_low), ci_high: num(v.ci_high), display: v.suppressed ? 'small' : '' }] });
+    }
+  }
+  if (fc) {
+    const by = new Map();
+    for (const r of fc.rows || []) {
+      const k = r.location + '\u0000' + r.target_end_date;
+      if (!by.has(k)) by.set(k, { label: r.location, date: r.target_end_date, q: new Map() });
+      by.get(k).q.set(Number(num(r.output_type_id).toFixed(3)), num(r.value));
+    }
+    for (const f of by.values()) {
+      rows.push({ keys: [f.date, f.label + ' (forecast)'], values: [{ value: f.q.get(0.5), ci_low: f.q.get(0.05), ci_high: f.q.get(0.95) }] });
+    }
+  }
+  return { columns: ['week', s.key_column || 'series', 'count'], key_columns: 2, rows };
+}
+
+async function seriesListPage() {
+  const r = await api('GET', '/v1/series');
+  const list = r.series || [];
+  show(el('div', { class: 'card' },
+    el('h2', {}, 'Standing series'),
+    el('p', { class: 'muted' }, 'Counts the coordinator releases every period by itself, under one budget for the whole lifetime (binary-tree mechanism). Register one with ', el('code', {}, 'fedstat series create'), ' or the API (POST /v1/series).'),
+    list.length ? el('table', { id: 'series-list' },
+      el('thead', {}, el('tr', {}, ['Series', 'Every', 'Start', 'Released', 'State', 'Owner', 'ε (lifetime)', 'Alerts', 'Next due'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, list.map((x) => el('tr', { 'data-series': x.spec.name },
+        el('td', {}, el('a', { href: '#/series/' + encodeURIComponent(x.spec.name) }, x.spec.name)),
+        el('td', {}, x.spec.every), el('td', {}, x.spec.start),
+        el('td', { class: 'num' }, `${x.released || 0} / ${x.spec.periods}`),
+        el('td', {}, el('span', { class: 'pill ' + (x.state === 'waiting' ? 'failed' : 'alive') }, x.state)),
+        el('td', {}, x.owner), el('td', { class: 'num' }, goFloat(num(x.spec.epsilon))),
+        el('td', { class: 'num' }, (x.alerts || []).length), el('td', {}, x.next_due || '')))))
+      : el('p', {}, 'No series yet.')));
+}
+
+async function seriesPage(name) {
+  const s = await api('GET', '/v1/series/' + encodeURIComponent(name));
+  let fc = null, fcErr = null;
+  if (s.spec.every === 'week' && (s.released || 0) > 0) {
+    try { fc = await api('GET', '/v1/series/' + encodeURIComponent(name) + '/forecast'); } catch (e) { fcErr = e; }
+  }
+  let budget = null;
+  if (state.me && state.me.name === s.owner) {
+    try { budget = await api('GET', '/v1/budget'); } catch { /* shown as unknown */ }
+  }
+  const sp = s.spec;
+  const rho = num(s.rho);
+  const res = seriesResult(s, fc);
+  const late = (s.periods || []).filter((p) => p.late);
+  show(el('div', { class: 'card', id: 'series' },
+    el('h2', {}, `Series ${sp.name}`),
+    el('p', {}, `COUNT(DISTINCT patient_id) FROM ${sp.table}${sp.where ? ' WHERE ' + sp.where : ''}${sp.by ? ' by ' + sp.by : ''}, placed by ${sp.date_column}; every ${sp.every} from ${sp.start}; at most ${sp.max_periods_per_patient} periods per patient.`),
+    el('p', {}, el('span', { class: 'pill ' + (s.state === 'waiting' ? 'failed' : 'alive') }, s.state), ` ${s.released || 0} of ${sp.periods} periods released`, s.next_due ? ` · next due ${s.next_due}` : ''),
+    s.error ? el('p', { class: 'error', id: 'series-waiting' }, 'Waiting: ' + s.error) : '',
+    el('h3', {}, 'Released values (95% intervals) and forecast (median, 90% interval)'),
+    res.rows.length ? chart(res) : el('p', { class: 'muted' }, 'Nothing released yet.'),
+    fcErr ? el('p', { class: 'muted' }, 'No forecast: ' + fcErr.message) : '',
+    fc && fc.notes ? el('p', { class: 'muted' }, Object.entries(fc.notes).map(([k, v]) => `${k}: ${v}`).join('; ')) : '',
+    el('h3', {}, 'Alerts'),
+    (s.alerts || []).length ? el('table', { id: 'series-alerts' },
+      el('thead', {}, el('tr', {}, ['Week', 'Label', 'Value', 'Rule', 'Statistic', 'Threshold'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, s.alerts.map((a) => el('tr', {},
+        el('td', {}, a.week), el('td', {}, a.label), el('td', { class: 'num' }, Math.round(num(a.value))),
+        el('td', {}, a.rule), el('td', { class: 'num' }, sig(num(a.statistic))), el('td', { class: 'num' }, sig(num(a.threshold)))))))
+      : el('p', { class: 'muted' }, `No alert has fired (rules: ${(s.rules || []).map((r) => r.rule + (r.threshold ? ' > ' + r.threshold : '')).join(', ')}).`),
+    el('h3', {}, 'Budget'),
+    el('p', {}, `The whole lifetime costs ρ ${sig(rho)} (ε ${goFloat(num(sp.epsilon))}, δ ${goFloat(num(sp.delta))}), charged once at every node to ${s.owner} at the first period; every period after that is free.`),
+    budget ? el('table', { id: 'series-budget' },
+      el('thead', {}, el('tr', {}, ['Node', 'Spent ρ (all your queries)', 'Left ρ'].map((h) => el('th', {}, h)))),
+      el('tbody', {}, (budget.nodes || []).map((n) => el('tr', {},
+        el('td', {}, n.node_id), el('td', { class: 'num' }, sig(num(n.spent_rho))),
+        el('td', { class: 'num' }, n.error ? n.error : sig(Math.max(0, num(n.limit_rho) - num(n.spent_rho))))))))
+      : el('p', { class: 'muted' }, 'The owner sees the budget left at each node here.'),
+    late.length ? el('div', {}, el('h3', {}, 'Late periods'), el('ul', { id: 'series-late' }, late.map((p) => el('li', {}, `${p.first}: ${p.note}`)))) : '',
+    (s.periods || []).some((p) => !p.late && p.note) ? el('p', { class: 'muted' }, `${(s.periods || []).filter((p) => !p.late && p.note).length} periods were over when the series was registered: released at once (a backfill).`) : '',
+    el('h3', {}, 'Periods'),
+    el('div', { class: 'scroll' }, el('table', { id: 'series-periods' },
+      el('thead', {}, el('tr', {}, ['Period', 'Label', 'Count', '95% interval', 'Running total', '95% interval', ''].map((h) => el('th', {}, h)))),
+      el('tbody', {}, (s.periods || []).flatMap((p) => (p.values || []).map((v) => el('tr', {},
+        el('td', {}, `${p.first} – ${p.last}`), el('td', {}, v.label),
+        el('td', { class: 'num' }, v.suppressed ? 'small' : Math.round(num(v.value))),
+        el('td', { class: 'num' }, `${Math.round(num(v.ci_low))} – ${Math.round(num(v.ci_high))}`),
+        el('td', { class: 'num' }, Math.max(0, Math.round(num(v.total)))),
+        el('td', { class: 'num' }, `${Math.round(num(v.total_ci_low))} – ${Math.round(num(v.total_ci_high))}`),
+        el('td', {}, p.late ? 'late' : '')))))))));
+}
+
+async function seriesRoute() {
+  const name = decodeURIComponent(location.hash.split('/')[2] || '');
+  return name ? seriesPage(name) : seriesListPage();
+}
+
 // ---- budgets ----
 
 async function budgetPage() {
@@ -495,7 +599,7 @@ function approvalsPage() {
 
 // ---- routing ----
 
-const PAGES = { network: networkPage, query: queryPage, stats: statsPage, budget: budgetPage, audit: auditPage, approvals: approvalsPage };
+const PAGES = { network: networkPage, query: queryPage, stats: statsPage, series: seriesRoute, budget: budgetPage, audit: auditPage, approvals: approvalsPage };
 
 async function route() {
   const name = (location.hash.split('/')[1] || '').trim();

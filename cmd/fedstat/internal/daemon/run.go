@@ -138,8 +138,10 @@ func RunCoordinator(ctx context.Context, cfg *config.Coordinator, log *slog.Logg
 		Gossip: gossip, MinMembers: cfg.MinMembers, EpochDebounce: cfg.EpochDebounce.Duration,
 		AutoEpoch: true, CeremonyRetry: coordinator.Backoff{Initial: cfg.CeremonyRetryMin.Duration, Max: cfg.CeremonyRetryMax.Duration},
 		HealthInterval: cfg.HealthInterval.Duration, LostMember: coordinator.LostMemberPolicy(cfg.RekeyOnLostMember),
-		AtStep: testCoordinatorStep(log),
-		DB:     db, Audit: alog, Metrics: reg, Logger: log,
+		AtStep:         testCoordinatorStep(log),
+		SeriesInterval: cfg.SeriesInterval.Duration, SeriesDelay: cfg.SeriesDelay.Duration, AlertWebhook: cfg.AlertWebhook,
+		SeriesClock: testSeriesClock(log),
+		DB:          db, Audit: alog, Metrics: reg, Logger: log,
 	})
 	if err != nil {
 		return err

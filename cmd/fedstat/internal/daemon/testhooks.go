@@ -14,10 +14,15 @@ package daemon
 //	FEDSTAT_TEST_GOSSIP_FAST=1        gossip uses loopback timings
 //	                                  (membership.Config.Fast): a member
 //	                                  declared dead is forgotten after 1s
+//	FEDSTAT_TEST_SERIES_CLOCK=FILE     the coordinator's series clock (what
+//	                                  decides that a period is due) is the
+//	                                  RFC 3339 time in FILE, read at every
+//	                                  look; the test advances it
 
 import (
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/fedstat/fedstat/coordinator"
@@ -57,4 +62,25 @@ func testGossipFast(log *slog.Logger) bool {
 	}
 	log.Warn("TEST BUILD: gossip uses loopback timings")
 	return true
+}
+
+func testSeriesClock(log *slog.Logger) func() time.Time {
+	path := os.Getenv("FEDSTAT_TEST_SERIES_CLOCK")
+	if path == "" {
+		return nil
+	}
+	log.Warn("TEST BUILD: the series clock is read from a file", "file", path)
+	return func() time.Time {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			log.Error("TEST BUILD: series clock file", "err", err)
+			return time.Time{}
+		}
+		t, err := time.Parse(time.RFC3339, strings.TrimSpace(string(b)))
+		if err != nil {
+			log.Error("TEST BUILD: series clock file", "err", err)
+			return time.Time{}
+		}
+		return t
+	}
 }

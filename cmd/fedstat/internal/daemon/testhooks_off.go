@@ -17,3 +17,5 @@ func testCoordinatorStep(*slog.Logger) func(coordinator.Step) { return nil }
 func testNodeClock(*slog.Logger) func() time.Time { return nil }
 
 func testGossipFast(*slog.Logger) bool { return false }
+
+func testSeriesClock(*slog.Logger) func() time.Time { return nil }
