@@ -14,6 +14,7 @@ import (
 	"github.com/fedstat/fedstat/internal/cdm"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/continual"
+	"github.com/fedstat/fedstat/queries/parse"
 	"github.com/fedstat/fedstat/queries/zcdp"
 )
 
@@ -52,8 +53,12 @@ func CheckSeries(s *typesv1.SeriesSpec) (continual.Schedule, error) {
 	if b := s.GetBy(); b != "" && !identifier(b) {
 		return sch, fmt.Errorf("%w: series %s: by %q: a series is grouped by one column (e.g. region)", ErrSpec, s.GetName(), b)
 	}
-	if strings.Contains(s.GetWhere(), ";") {
-		return sch, fmt.Errorf("%w: series %s: where contains ';'", ErrSpec, s.GetName())
+	if w := strings.TrimSpace(s.GetWhere()); w != "" {
+		// where must be one condition on its own: it is put in parentheses
+		// before the date range, which it must not be able to escape.
+		if _, err := parse.Parse("SELECT COUNT(*) FROM " + s.GetTable() + " WHERE " + w); err != nil {
+			return sch, fmt.Errorf("%w: series %s: where %q is not a condition on its own: %v", ErrSpec, s.GetName(), w, err)
+		}
 	}
 	start, err := cdm.ParseDate(s.GetStart())
 	if err != nil {
