@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/fedstat/fedstat/crypto/envelope"
+	"github.com/fedstat/fedstat/internal/buildinfo"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/kv"
@@ -42,7 +43,7 @@ import (
 )
 
 // Version is the node software version, advertised to the coordinator.
-const Version = "0.1.0"
+const Version = buildinfo.Version
 
 // Errors a node returns to the coordinator. Their text is safe to show to
 // the analyst.

@@ -19,6 +19,7 @@ func commands() []*cobra.Command {
 		nodeCommand(),
 		synthCommand(),
 		auditCommand(),
+		versionCommand(),
 		forecastCommand(),
 	}
 }

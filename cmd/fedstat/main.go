@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fedstat/fedstat/internal/buildinfo"
 )
 
 func main() {
@@ -49,10 +51,13 @@ and the nodes decrypt only the total.
 Start here:
   fedstat demo                 run a whole network on this machine and answer a query
   fedstat node import --data-dir DIR FILE...   load FHIR R4 or CSV records into a node
-  fedstat node query --data-dir DIR "SQL"      exact local answer, for the node's admin`,
+  fedstat node query --data-dir DIR "SQL"      exact local answer, for the node's admin
+  fedstat version              which fedstat this is (commit, Go, key libraries)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildinfo.Get().Short(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(commands()...)
 	return root
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/fedstat/fedstat/internal/buildinfo"
 	"github.com/fedstat/fedstat/internal/config"
 	"github.com/fedstat/fedstat/internal/membership"
 )
@@ -118,6 +120,12 @@ func (o *ops) Addr() string {
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	bi := buildinfo.Get()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "fedstat_build_info",
+		Help: "Always 1; the labels say which fedstat this is (release version, commit, Go version)."},
+		[]string{"version", "revision", "modified", "go_version"})
+	build.WithLabelValues(bi.Version, bi.Revision, strconv.FormatBool(bi.Modified), bi.GoVersion).Set(1)
+	reg.MustRegister(build)
 	return reg
 }
 
