@@ -416,9 +416,15 @@ func build(p *plan.Plan, vals, variances, halves []float64, exact bool) *result.
 					mi = o.Sum
 				}
 				v, vr, h := slot(mi)
-				num = result.Number{Value: v, CILow: v - h, CIHigh: v + h, Display: result.FormatValue(v, o.Kind == plan.OutCount), Variance: vr}
+				lo := v - h
+				if o.Kind == plan.OutCount {
+					// A count is never negative: its interval stops at 0
+					// (the value itself stays as released, unbiased).
+					lo = math.Max(0, lo)
+				}
+				num = result.Number{Value: v, CILow: lo, CIHigh: v + h, Display: result.FormatValue(v, o.Kind == plan.OutCount), Variance: vr}
 				if o.Kind == plan.OutCount && small(v) {
-					num = result.Number{Value: v, CILow: v - h, CIHigh: v + h, Suppressed: true, Display: fmt.Sprintf("< %d", p.SmallCountThreshold()), Variance: vr}
+					num = result.Number{Value: v, CILow: lo, CIHigh: v + h, Suppressed: true, Display: fmt.Sprintf("< %d", p.SmallCountThreshold()), Variance: vr}
 				}
 			default:
 				num = ratio(o, slot, exact)

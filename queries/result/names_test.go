@@ -29,7 +29,7 @@ func TestKeyNames(t *testing.T) {
 	if !strings.Contains(js.String(), `"key_names": {`) {
 		t.Errorf("json:\n%s", js.String())
 	}
-	if want := "code,code_name,count,count_ci_low,count_ci_high\nE11.9,Type 2 diabetes mellitus without complications,12,10,14\nI10,,30,28,32\n"; cs.String() != want {
+	if want := "code,code_name,count,count_ci_low,count_ci_high,count_suppressed\nE11.9,Type 2 diabetes mellitus without complications,12,10,14,false\nI10,,30,28,32,false\n"; cs.String() != want {
 		t.Errorf("csv:\n%s\nwant\n%s", cs.String(), want)
 	}
 	r.KeyNames = nil

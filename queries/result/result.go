@@ -188,8 +188,10 @@ func (r *Result) WriteJSON(w io.Writer) error {
 
 // WriteCSV writes a header (key columns, each followed by KEY_name when the
 // result names its codes, then per aggregate: name, name_ci_low,
-// name_ci_high) and one line per row. A suppressed number is
-// written as its display text ("< 10") with empty interval columns.
+// name_ci_high, name_suppressed) and one line per row. Every number column
+// is numeric, so that R and pandas read it as numbers: a suppressed number
+// (a count below the small-count threshold, or a ratio of one) is empty in
+// its value and interval columns, with name_suppressed true.
 func (r *Result) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	named := len(r.KeyNames) > 0
@@ -201,7 +203,7 @@ func (r *Result) WriteCSV(w io.Writer) error {
 		}
 	}
 	for _, c := range r.Columns[r.KeyColumns:] {
-		head = append(head, c, c+"_ci_low", c+"_ci_high")
+		head = append(head, c, c+"_ci_low", c+"_ci_high", c+"_suppressed")
 	}
 	if err := cw.Write(head); err != nil {
 		return err
@@ -222,10 +224,10 @@ func (r *Result) WriteCSV(w io.Writer) error {
 		}
 		for _, n := range row.Values {
 			if n.Suppressed {
-				line = append(line, n.Display, "", "")
+				line = append(line, "", "", "", "true")
 				continue
 			}
-			line = append(line, num(n.Value), num(n.CILow), num(n.CIHigh))
+			line = append(line, num(n.Value), num(n.CILow), num(n.CIHigh), "false")
 		}
 		if err := cw.Write(line); err != nil {
 			return err

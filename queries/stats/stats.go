@@ -97,7 +97,8 @@ func FromResult(r *result.Result) *Release {
 			} else if !math.IsNaN(n.Variance) && n.Variance >= 0 {
 				v.Var = n.Variance
 			} else {
-				h := (n.CIHigh - n.CILow) / 2
+				// The upper half: a count's interval is clipped at 0 below.
+				h := n.CIHigh - n.Value
 				if n.Value == math.Trunc(n.Value) && h == math.Trunc(h) {
 					v.Var = math.Pow((h+0.5)/z975, 2) + 1.0/12
 				} else {

@@ -45,20 +45,20 @@ export function numbers(row) {
 }
 
 // toCSV mirrors result.WriteCSV: key columns, then per aggregate name,
-// name_ci_low, name_ci_high; a suppressed number is its display text with
-// empty interval columns.
+// name_ci_low, name_ci_high, name_suppressed; a suppressed number is empty
+// in its value and interval columns, with name_suppressed true.
 export function toCSV(res) {
   const cols = res.columns || [];
   const k = res.key_columns || 0;
   const head = cols.slice(0, k);
-  for (const c of cols.slice(k)) head.push(c, c + '_ci_low', c + '_ci_high');
+  for (const c of cols.slice(k)) head.push(c, c + '_ci_low', c + '_ci_high', c + '_suppressed');
   const lines = [head];
   const f = (v) => (Number.isNaN(v) ? '' : goFloat(v));
   for (const row of res.rows || []) {
     const line = [...(row.keys || [])];
     for (const n of numbers(row)) {
-      if (n.suppressed) line.push(n.display, '', '');
-      else line.push(f(n.value), f(n.lo), f(n.hi));
+      if (n.suppressed) line.push('', '', '', 'true');
+      else line.push(f(n.value), f(n.lo), f(n.hi), 'false');
     }
     lines.push(line);
   }
