@@ -206,6 +206,13 @@ func (c *Client) Catalogue(ctx context.Context) (*coordinatorv1.CatalogueRespons
 	return c.t.catalogue(ctx)
 }
 
+// Explain says what a query would cost at each node and how much noise its
+// release would carry, without running it: nothing is charged. It refuses
+// what Submit would refuse, with the same errors.
+func (c *Client) Explain(ctx context.Context, spec *typesv1.QuerySpec) (*coordinatorv1.Explanation, error) {
+	return c.t.explain(ctx, &coordinatorv1.SubmitRequest{Spec: spec})
+}
+
 // CreateSeries registers a standing surveillance series (typesv1.SeriesSpec)
 // with its alert rules (none: EARS C2). The coordinator runs it at every
 // period; the nodes charge its lifetime budget once.
@@ -247,5 +254,6 @@ type transport interface {
 	createSeries(ctx context.Context, req *coordinatorv1.CreateSeriesRequest) (*coordinatorv1.Series, error)
 	getSeries(ctx context.Context, name string) (*coordinatorv1.Series, error)
 	listSeries(ctx context.Context) (*coordinatorv1.ListSeriesResponse, error)
+	explain(ctx context.Context, req *coordinatorv1.SubmitRequest) (*coordinatorv1.Explanation, error)
 	close() error
 }

@@ -89,6 +89,11 @@ func (g *grpcTransport) listSeries(ctx context.Context) (*coordinatorv1.ListSeri
 	return r, fromGRPC(err)
 }
 
+func (g *grpcTransport) explain(ctx context.Context, req *coordinatorv1.SubmitRequest) (*coordinatorv1.Explanation, error) {
+	r, err := g.c.Explain(ctx, req)
+	return r, fromGRPC(err)
+}
+
 func (g *grpcTransport) close() error { return g.closeFn() }
 
 // httpTransport speaks the coordinator's HTTP/JSON API (coordinator.HTTPHandler):
@@ -231,6 +236,11 @@ func (h *httpTransport) getSeries(ctx context.Context, name string) (*coordinato
 func (h *httpTransport) listSeries(ctx context.Context) (*coordinatorv1.ListSeriesResponse, error) {
 	r := &coordinatorv1.ListSeriesResponse{}
 	return r, h.call(ctx, http.MethodGet, "/v1/series", nil, r)
+}
+
+func (h *httpTransport) explain(ctx context.Context, req *coordinatorv1.SubmitRequest) (*coordinatorv1.Explanation, error) {
+	r := &coordinatorv1.Explanation{}
+	return r, h.call(ctx, http.MethodPost, "/v1/explain", req, r)
 }
 
 func (h *httpTransport) close() error {

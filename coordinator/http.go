@@ -128,6 +128,7 @@ func (c *Coordinator) HTTPHandler(tokens *Tokens) http.Handler {
 	mux.HandleFunc("GET /v1/catalogue", h.auth(h.catalogue))
 	mux.HandleFunc("GET /v1/audit", h.auth(h.audit))
 	h.registerStats(mux)
+	mux.HandleFunc("POST /v1/explain", h.auth(h.explain))
 	mux.HandleFunc("POST /v1/series", h.auth(h.createSeries))
 	mux.HandleFunc("GET /v1/series", h.auth(h.listSeries))
 	mux.HandleFunc("GET /v1/series/{name}", h.auth(h.getSeries))

@@ -116,15 +116,11 @@ func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	return c.submit(ctx, who, spec, deadline, "", nil)
 }
 
-// submit is Submit with a fixed query id (empty: a fresh one) and, for a
-// query of a standing series, its interval. A fixed id whose earlier run
-// ended is run again under the same id (the nodes replay what they
-// answered); one still running is refused.
-func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration, fixedID string, series *nodev1.SeriesInterval) (*coordinatorv1.QueryStatus, error) {
-	e, err := c.currentEpoch()
-	if err != nil {
-		return nil, err
-	}
+// settle settles a query's spec in epoch e (defaults, the epoch's
+// threshold, the encoding range) and plans it, as Submit and Explain do:
+// the spec as it will run, its plan and, for a query across linked
+// agencies, who takes part.
+func (c *Coordinator) settle(spec *typesv1.QuerySpec, e *epoch, series *nodev1.SeriesInterval) (*typesv1.QuerySpec, *plan.Plan, *nodev1.LinkSpec, error) {
 	spec = proto.Clone(spec).(*typesv1.QuerySpec)
 	if spec.Epsilon == 0 {
 		spec.Epsilon = DefaultEpsilon
@@ -136,14 +132,14 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 		spec.MinNodes = int32(max(c.cfg.MinNodes, e.Threshold))
 	}
 	if int(spec.MinNodes) > len(e.Members) {
-		return nil, fmt.Errorf("%w: min_nodes %d exceeds the %d members of key epoch %d", ErrBadRequest, spec.MinNodes, len(e.Members), e.ID)
+		return nil, nil, nil, fmt.Errorf("%w: min_nodes %d exceeds the %d members of key epoch %d", ErrBadRequest, spec.MinNodes, len(e.Members), e.ID)
 	}
 	if spec.Threshold != 0 && int(spec.Threshold) != e.Threshold {
-		return nil, fmt.Errorf("%w: threshold is %d for key epoch %d; it is not set per query", ErrBadRequest, e.Threshold, e.ID)
+		return nil, nil, nil, fmt.Errorf("%w: threshold is %d for key epoch %d; it is not set per query", ErrBadRequest, e.Threshold, e.ID)
 	}
 	spec.Threshold = int32(e.Threshold)
 	if int(spec.MinNodes) < e.Threshold {
-		return nil, fmt.Errorf("%w: min_nodes %d is below the decryption threshold %d", ErrBadRequest, spec.MinNodes, e.Threshold)
+		return nil, nil, nil, fmt.Errorf("%w: min_nodes %d is below the decryption threshold %d", ErrBadRequest, spec.MinNodes, e.Threshold)
 	}
 	if spec.ReferenceDate == "" {
 		spec.ReferenceDate = cdm.DateOf(c.cfg.Now()).String()
@@ -151,25 +147,24 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	// The encoding range of one partial: what the epoch's members can sum
 	// without wrapping. It is the network's, not the analyst's, to set.
 	spec.PartialLimit = c.params.MaxAbs() / int64(len(e.Members))
-	start := time.Now()
 	preq, err := planRequest(spec)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	p, err := plan.Build(preq, c.cfg.Catalogue)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	var link *nodev1.LinkSpec
 	if p.Link != nil && series != nil {
-		return nil, fmt.Errorf("%w: a standing series cannot be a query across linked agencies", ErrBadRequest)
+		return nil, nil, nil, fmt.Errorf("%w: a standing series cannot be a query across linked agencies", ErrBadRequest)
 	}
 	if p.Link != nil {
 		// A query across linked agencies: who takes part and who holds
 		// what, from the tables the nodes announce. The sensitivities
 		// count the outer table's holders.
 		if link, err = c.linkSpec(e, p); err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		holders := make([][]string, len(link.FilterHolders))
 		for i, h := range link.FilterHolders {
@@ -179,13 +174,30 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 			"filter_holders", holders, "participants", link.Participants, "stages", link.Stages)
 		spec.LinkHolders = int32(len(link.OuterHolders))
 		if preq, err = planRequest(spec); err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		if p, err = plan.Build(preq, c.cfg.Catalogue); err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 	} else if err := protocol.CheckPlaintextRange(p, c.params, len(e.Members)); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		return nil, nil, nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	return spec, p, link, nil
+}
+
+// submit is Submit with a fixed query id (empty: a fresh one) and, for a
+// query of a standing series, its interval. A fixed id whose earlier run
+// ended is run again under the same id (the nodes replay what they
+// answered); one still running is refused.
+func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration, fixedID string, series *nodev1.SeriesInterval) (*coordinatorv1.QueryStatus, error) {
+	e, err := c.currentEpoch()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	spec, p, link, err := c.settle(spec, e, series)
+	if err != nil {
+		return nil, err
 	}
 	if deadline <= 0 {
 		deadline = c.cfg.Deadline

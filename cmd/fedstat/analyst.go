@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -99,6 +100,7 @@ func queryCommand() *cobra.Command {
 		deadline time.Duration
 		quiet    bool
 		laplace  bool
+		explain  bool
 	)
 	c := &cobra.Command{
 		Use:   "query [flags] \"SQL\"",
@@ -114,6 +116,8 @@ The coordinator and your credentials come from flags or environment variables
 (` + envCoordinator + `, ` + envCert + `, ` + envKey + `, ` + envCA + `; or ` + envToken + ` with ` + envHTTP + `).
 ` + "`fedstat demo --serve`" + ` starts a network and writes them into an env file.`,
 		Example: `  fedstat query "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '44054006'"
+  # what it would cost and how wide its interval would be, without spending anything
+  fedstat query --explain "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '44054006'"
   fedstat query --epsilon 0.5 --format csv \
     "SELECT week(onset_date) AS week, region, COUNT(DISTINCT patient_id) FROM conditions
      WHERE code = '840539006' AND onset_date BETWEEN '2020-02-01' AND '2020-04-30' GROUP BY week, region"
@@ -135,6 +139,22 @@ The coordinator and your credentials come from flags or environment variables
 			spec.Sql = args[0]
 			if laplace {
 				spec.Mechanism = typesv1.Mechanism_MECHANISM_LAPLACE
+			}
+			if explain {
+				x, err := c.Explain(cmd.Context(), &spec)
+				if err != nil {
+					return err
+				}
+				if format == "json" {
+					b, err := protojson.MarshalOptions{UseProtoNames: true, Multiline: true}.Marshal(x)
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprintln(cmd.OutOrStdout(), string(b))
+					return err
+				}
+				printExplanation(cmd.OutOrStdout(), x)
+				return nil
 			}
 			var progress func(*coordinatorv1.QueryStatus)
 			if !quiet {
@@ -171,7 +191,33 @@ The coordinator and your credentials come from flags or environment variables
 	f.StringVar(&format, "format", "table", "table, json or csv")
 	f.DurationVar(&deadline, "deadline", 0, "how long the coordinator waits for nodes (default: the network's)")
 	f.BoolVar(&quiet, "quiet", false, "do not show progress on stderr")
+	f.BoolVar(&explain, "explain", false, "do not run the query: show its plan, its cost at each node and the noise its release would carry (charges nothing)")
 	return c
+}
+
+// printExplanation prints what a query would cost and carry.
+func printExplanation(w io.Writer, x *coordinatorv1.Explanation) {
+	fmt.Fprintf(w, "plan: %s\n", x.GetPlan())
+	fmt.Fprintf(w, "kind %s, %d released cells\n", x.GetKind(), x.GetCells())
+	var ids []string
+	for _, n := range x.GetNodes() {
+		ids = append(ids, n.GetNodeId())
+	}
+	fmt.Fprintf(w, "cost at each node that answers: rho %.4g zCDP (epsilon %g, delta %g): %s\n", x.GetRho(), x.GetEpsilon(), x.GetDelta(), strings.Join(ids, ", "))
+	if len(x.GetNoise()) > 0 {
+		fmt.Fprintf(w, "noise of each released total (%d partials):\n", x.GetAssumedNodes())
+		for _, n := range x.GetNoise() {
+			clip := ""
+			if n.GetCount() {
+				clip = ", clipped at 0 below"
+			}
+			fmt.Fprintf(w, "  %s: sd %.3g, 95%% interval ±%.3g%s\n", n.GetMeasure(), n.GetSd(), n.GetHalfWidth(), clip)
+		}
+	}
+	for _, note := range x.GetNotes() {
+		fmt.Fprintf(w, "note: %s\n", note)
+	}
+	fmt.Fprintln(w, "nothing was run or charged")
 }
 
 func nodesCommand() *cobra.Command {

@@ -297,39 +297,17 @@ func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
 	vals := make([]float64, len(totals))
 	variances := make([]float64, len(totals))
 	halves := make([]float64, len(totals))
-	n := float64(nodes)
 	for mi := range ms {
 		m := &ms[mi]
-		q := 1 / m.Scale
-		v := n * (m.NodeSigma*m.NodeSigma + q*q/12)
-		count := m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues
-		var h float64
-		switch {
-		case p.Mechanism() == plan.Laplace && count:
-			h = math.Max(0, math.Ceil(m.LaplaceB*laplaceSumQuantile(nodes, 0.975)-0.5))
-		case p.Mechanism() == plan.Laplace:
-			h = m.LaplaceB*laplaceSumQuantile(nodes, 0.975) + n*q/2
-		case count && m.Scale == 1:
-			// The truth and the total are integers, so the error D is
-			// integer-valued, close to round(X) with X normal of variance
-			// v − 1/12: P(|D| ≤ k) = P(|X| < k + ½) ≥ 95% for the k below.
-			h = math.Max(0, math.Ceil(z975*math.Sqrt(v-1.0/12)-0.5))
-		case count:
-			// The total is on a finer grid and is rounded to an integer:
-			// D = round(X) with X of variance v, P(|D| ≤ k) = P(|X| < k + ½).
-			h = math.Max(0, math.Ceil(z975*math.Sqrt(v)-0.5))
-		default:
-			h = z975 * math.Sqrt(v)
-		}
+		v, h, count := measureNoise(p, m, nodes)
 		for c := 0; c < cells; c++ {
 			i := mi*cells + c
 			vals[i] = float64(totals[i]) / m.Scale
-			variances[i] = v
+			variances[i] = v // RoundedVariance for a count on a grid finer than 1 (measureNoise)
 			if count && m.Scale > 1 {
 				// A count on a grid finer than 1 is shown as the nearest
 				// integer (post-processing).
 				vals[i] = math.Round(vals[i])
-				variances[i] = RoundedVariance(v)
 			}
 			halves[i] = h
 		}
@@ -339,6 +317,72 @@ func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
 	r.Epsilon, r.Delta, r.Rho, r.Mechanism = p.Epsilon(), p.Delta(), p.Rho(), p.Mechanism()
 	r.SmallCountThreshold = p.SmallCountThreshold()
 	return r, nil
+}
+
+// measureNoise is the noise of measure m's total over `nodes` partials:
+// its variance v (the sum of the nodes' shares and their grids), the 95%
+// half-width h the release shows, and whether m is a count.
+func measureNoise(p *plan.Plan, m *plan.Measure, nodes int) (v, h float64, count bool) {
+	n := float64(nodes)
+	q := 1 / m.Scale
+	v = n * (m.NodeSigma*m.NodeSigma + q*q/12)
+	count = m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues
+	switch {
+	case p.Mechanism() == plan.Laplace && count:
+		h = math.Max(0, math.Ceil(m.LaplaceB*laplaceSumQuantile(nodes, 0.975)-0.5))
+	case p.Mechanism() == plan.Laplace:
+		h = m.LaplaceB*laplaceSumQuantile(nodes, 0.975) + n*q/2
+	case count && m.Scale == 1:
+		// The truth and the total are integers, so the error D is
+		// integer-valued, close to round(X) with X normal of variance
+		// v − 1/12: P(|D| ≤ k) = P(|X| < k + ½) ≥ 95% for the k below.
+		h = math.Max(0, math.Ceil(z975*math.Sqrt(v-1.0/12)-0.5))
+	case count:
+		// The total is on a finer grid and is rounded to an integer:
+		// D = round(X) with X of variance v, P(|D| ≤ k) = P(|X| < k + ½).
+		h = math.Max(0, math.Ceil(z975*math.Sqrt(v)-0.5))
+	default:
+		h = z975 * math.Sqrt(v)
+	}
+	if count && m.Scale > 1 {
+		v = RoundedVariance(v)
+	}
+	return v, h, count
+}
+
+// Noise is what a release of a plan will add to one measure's totals,
+// known before anything is evaluated (it depends on the plan and the number
+// of partials only).
+type Noise struct {
+	// Measure names the measure (its SQL, e.g. COUNT(DISTINCT patient_id)).
+	Measure string
+	// Count is set for counts (their intervals stop at 0).
+	Count bool
+	// Variance is the noise variance of each released total of the
+	// measure (result.Number.Variance), SD its square root.
+	Variance, SD float64
+	// HalfWidth is the half-width of the 95% interval every released total
+	// of the measure gets (ratios built from them get their own).
+	HalfWidth float64
+}
+
+// Expected is the noise a release of p over `nodes` partials adds to each
+// measure: what Release will report as each total's variance and 95%
+// half-width, for an analyst to see before spending (`fedstat query
+// --explain`).
+func Expected(p *plan.Plan, nodes int) ([]Noise, error) {
+	if p == nil {
+		return nil, fmt.Errorf("%w: nil plan", ErrMismatch)
+	}
+	if m := p.Request().MinNodes; nodes < m {
+		return nil, fmt.Errorf("%w: %d partials, the plan needs at least %d", ErrTooFewNodes, nodes, m)
+	}
+	var out []Noise
+	for _, m := range p.Measures() {
+		v, h, count := measureNoise(p, &m, nodes)
+		out = append(out, Noise{Measure: m.Label, Count: count, Variance: v, SD: math.Sqrt(v), HalfWidth: h})
+	}
+	return out, nil
 }
 
 // RoundedVariance is the variance of the error of a count released as the

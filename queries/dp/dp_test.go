@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -367,5 +368,63 @@ func TestDesignQueriesEndToEnd(t *testing.T) {
 		if p.MaxAbsTotal(len(nodes)) < p.MaxAbsPartial() {
 			t.Errorf("%s: MaxAbsTotal < MaxAbsPartial", q)
 		}
+	}
+}
+
+// TestExpectedMatchesRelease: the noise Expected announces before a query
+// runs is the noise its release reports, measure by measure: the variance
+// of every total and the half-width of its 95% interval (from above: a
+// count's interval stops at 0 below).
+func TestExpectedMatchesRelease(t *testing.T) {
+	for _, c := range []struct {
+		sql     string
+		laplace bool
+		nodes   int
+	}{
+		{"SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = 'x'", false, 3},
+		{"SELECT region, COUNT(*), SUM(CLAMP(value, 0, 10)) FROM observations GROUP BY region", false, 5},
+		{"SELECT region, AVG(CLAMP(value, 0, 10)) FROM observations GROUP BY region", false, 4},
+		{"SELECT COUNT(DISTINCT patient_id) FROM conditions", true, 3},
+	} {
+		p := mustPlan(t, c.sql, func(r *plan.Request) {
+			if c.laplace {
+				r.Mechanism = plan.Laplace
+				r.Delta = 0
+			}
+		})
+		exp, err := Expected(p, c.nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(exp) != len(p.Measures()) {
+			t.Fatalf("%s: %d noises for %d measures", c.sql, len(exp), len(p.Measures()))
+		}
+		totals := make([]int64, p.VectorLen())
+		for i := range totals {
+			totals[i] = 1000 * int64(p.Measures()[i/p.Cells()].Scale)
+		}
+		r, err := Release(p, totals, c.nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range p.Outputs() {
+			if o.Kind != plan.OutCount && o.Kind != plan.OutSum {
+				continue
+			}
+			mi := o.Count
+			if o.Kind == plan.OutSum {
+				mi = o.Sum
+			}
+			col := slices.Index(r.Columns, o.Name)
+			for _, row := range r.Rows {
+				n := row.Values[col-r.KeyColumns]
+				if math.Abs(n.Variance-exp[mi].Variance) > 1e-9*exp[mi].Variance || math.Abs((n.CIHigh-n.Value)-exp[mi].HalfWidth) > 1e-9*(1+exp[mi].HalfWidth) {
+					t.Errorf("%s, %s: released variance %v half-width %v; expected %v, %v", c.sql, o.Name, n.Variance, n.CIHigh-n.Value, exp[mi].Variance, exp[mi].HalfWidth)
+				}
+			}
+		}
+	}
+	if _, err := Expected(mustPlan(t, "SELECT COUNT(*) FROM patients", func(r *plan.Request) { r.MinNodes = 3 }), 2); err == nil {
+		t.Error("expected noise for fewer partials than min_nodes")
 	}
 }

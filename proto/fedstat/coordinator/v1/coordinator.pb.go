@@ -85,6 +85,273 @@ func (State) EnumDescriptor() ([]byte, []int) {
 	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{0}
 }
 
+// Explanation is what a query would cost and carry, before it runs.
+type Explanation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// spec is the query as the coordinator would run it (defaults filled).
+	Spec *v1.QuerySpec `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// plan describes it (contribution bounds, sensitivity, noise).
+	Plan string `protobuf:"bytes,2,opt,name=plan,proto3" json:"plan,omitempty"`
+	// kind is its policy kind (count, sum, ...), which node policies may
+	// restrict.
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// cells is the number of released cells (groups).
+	Cells int32 `protobuf:"varint,4,opt,name=cells,proto3" json:"cells,omitempty"`
+	// epsilon, delta, rho: what every node that answers charges, in zCDP rho
+	// and as (epsilon, delta).
+	Epsilon float64     `protobuf:"fixed64,5,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	Delta   float64     `protobuf:"fixed64,6,opt,name=delta,proto3" json:"delta,omitempty"`
+	Rho     float64     `protobuf:"fixed64,7,opt,name=rho,proto3" json:"rho,omitempty"`
+	Nodes   []*NodeCost `protobuf:"bytes,8,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// noise is the noise of each measure's released totals, assuming
+	// `assumed_nodes` partials (every member of the key epoch).
+	Noise        []*ExpectedNoise `protobuf:"bytes,9,rep,name=noise,proto3" json:"noise,omitempty"`
+	AssumedNodes int32            `protobuf:"varint,10,opt,name=assumed_nodes,json=assumedNodes,proto3" json:"assumed_nodes,omitempty"`
+	// notes say what the prediction does not cover.
+	Notes         []string `protobuf:"bytes,11,rep,name=notes,proto3" json:"notes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Explanation) Reset() {
+	*x = Explanation{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Explanation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Explanation) ProtoMessage() {}
+
+func (x *Explanation) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Explanation.ProtoReflect.Descriptor instead.
+func (*Explanation) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Explanation) GetSpec() *v1.QuerySpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Explanation) GetPlan() string {
+	if x != nil {
+		return x.Plan
+	}
+	return ""
+}
+
+func (x *Explanation) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Explanation) GetCells() int32 {
+	if x != nil {
+		return x.Cells
+	}
+	return 0
+}
+
+func (x *Explanation) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *Explanation) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *Explanation) GetRho() float64 {
+	if x != nil {
+		return x.Rho
+	}
+	return 0
+}
+
+func (x *Explanation) GetNodes() []*NodeCost {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *Explanation) GetNoise() []*ExpectedNoise {
+	if x != nil {
+		return x.Noise
+	}
+	return nil
+}
+
+func (x *Explanation) GetAssumedNodes() int32 {
+	if x != nil {
+		return x.AssumedNodes
+	}
+	return 0
+}
+
+func (x *Explanation) GetNotes() []string {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
+// NodeCost is what one node would charge.
+type NodeCost struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Rho           float64                `protobuf:"fixed64,2,opt,name=rho,proto3" json:"rho,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeCost) Reset() {
+	*x = NodeCost{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeCost) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeCost) ProtoMessage() {}
+
+func (x *NodeCost) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeCost.ProtoReflect.Descriptor instead.
+func (*NodeCost) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *NodeCost) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeCost) GetRho() float64 {
+	if x != nil {
+		return x.Rho
+	}
+	return 0
+}
+
+// ExpectedNoise is the noise a measure's released totals would carry.
+type ExpectedNoise struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Measure  string                 `protobuf:"bytes,1,opt,name=measure,proto3" json:"measure,omitempty"`
+	Count    bool                   `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Variance float64                `protobuf:"fixed64,3,opt,name=variance,proto3" json:"variance,omitempty"`
+	Sd       float64                `protobuf:"fixed64,4,opt,name=sd,proto3" json:"sd,omitempty"`
+	// half_width is the half-width of each total's 95% interval (a count's
+	// interval stops at 0 below).
+	HalfWidth     float64 `protobuf:"fixed64,5,opt,name=half_width,json=halfWidth,proto3" json:"half_width,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpectedNoise) Reset() {
+	*x = ExpectedNoise{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpectedNoise) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpectedNoise) ProtoMessage() {}
+
+func (x *ExpectedNoise) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpectedNoise.ProtoReflect.Descriptor instead.
+func (*ExpectedNoise) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ExpectedNoise) GetMeasure() string {
+	if x != nil {
+		return x.Measure
+	}
+	return ""
+}
+
+func (x *ExpectedNoise) GetCount() bool {
+	if x != nil {
+		return x.Count
+	}
+	return false
+}
+
+func (x *ExpectedNoise) GetVariance() float64 {
+	if x != nil {
+		return x.Variance
+	}
+	return 0
+}
+
+func (x *ExpectedNoise) GetSd() float64 {
+	if x != nil {
+		return x.Sd
+	}
+	return 0
+}
+
+func (x *ExpectedNoise) GetHalfWidth() float64 {
+	if x != nil {
+		return x.HalfWidth
+	}
+	return 0
+}
+
 type CreateSeriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Spec  *v1.SeriesSpec         `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -96,7 +363,7 @@ type CreateSeriesRequest struct {
 
 func (x *CreateSeriesRequest) Reset() {
 	*x = CreateSeriesRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -108,7 +375,7 @@ func (x *CreateSeriesRequest) String() string {
 func (*CreateSeriesRequest) ProtoMessage() {}
 
 func (x *CreateSeriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[0]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -121,7 +388,7 @@ func (x *CreateSeriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSeriesRequest.ProtoReflect.Descriptor instead.
 func (*CreateSeriesRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{0}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateSeriesRequest) GetSpec() *v1.SeriesSpec {
@@ -151,7 +418,7 @@ type AlertRule struct {
 
 func (x *AlertRule) Reset() {
 	*x = AlertRule{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -163,7 +430,7 @@ func (x *AlertRule) String() string {
 func (*AlertRule) ProtoMessage() {}
 
 func (x *AlertRule) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[1]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -176,7 +443,7 @@ func (x *AlertRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertRule.ProtoReflect.Descriptor instead.
 func (*AlertRule) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{1}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AlertRule) GetRule() string {
@@ -202,7 +469,7 @@ type GetSeriesRequest struct {
 
 func (x *GetSeriesRequest) Reset() {
 	*x = GetSeriesRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -214,7 +481,7 @@ func (x *GetSeriesRequest) String() string {
 func (*GetSeriesRequest) ProtoMessage() {}
 
 func (x *GetSeriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[2]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -227,7 +494,7 @@ func (x *GetSeriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSeriesRequest.ProtoReflect.Descriptor instead.
 func (*GetSeriesRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{2}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetSeriesRequest) GetName() string {
@@ -245,7 +512,7 @@ type ListSeriesRequest struct {
 
 func (x *ListSeriesRequest) Reset() {
 	*x = ListSeriesRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -257,7 +524,7 @@ func (x *ListSeriesRequest) String() string {
 func (*ListSeriesRequest) ProtoMessage() {}
 
 func (x *ListSeriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -270,7 +537,7 @@ func (x *ListSeriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSeriesRequest.ProtoReflect.Descriptor instead.
 func (*ListSeriesRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
 }
 
 type ListSeriesResponse struct {
@@ -282,7 +549,7 @@ type ListSeriesResponse struct {
 
 func (x *ListSeriesResponse) Reset() {
 	*x = ListSeriesResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +561,7 @@ func (x *ListSeriesResponse) String() string {
 func (*ListSeriesResponse) ProtoMessage() {}
 
 func (x *ListSeriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +574,7 @@ func (x *ListSeriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSeriesResponse.ProtoReflect.Descriptor instead.
 func (*ListSeriesResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListSeriesResponse) GetSeries() []*Series {
@@ -349,7 +616,7 @@ type Series struct {
 
 func (x *Series) Reset() {
 	*x = Series{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +628,7 @@ func (x *Series) String() string {
 func (*Series) ProtoMessage() {}
 
 func (x *Series) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +641,7 @@ func (x *Series) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Series.ProtoReflect.Descriptor instead.
 func (*Series) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Series) GetSpec() *v1.SeriesSpec {
@@ -498,7 +765,7 @@ type SeriesPeriod struct {
 
 func (x *SeriesPeriod) Reset() {
 	*x = SeriesPeriod{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +777,7 @@ func (x *SeriesPeriod) String() string {
 func (*SeriesPeriod) ProtoMessage() {}
 
 func (x *SeriesPeriod) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +790,7 @@ func (x *SeriesPeriod) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesPeriod.ProtoReflect.Descriptor instead.
 func (*SeriesPeriod) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SeriesPeriod) GetIndex() int32 {
@@ -595,7 +862,7 @@ type SeriesValue struct {
 
 func (x *SeriesValue) Reset() {
 	*x = SeriesValue{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +874,7 @@ func (x *SeriesValue) String() string {
 func (*SeriesValue) ProtoMessage() {}
 
 func (x *SeriesValue) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +887,7 @@ func (x *SeriesValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesValue.ProtoReflect.Descriptor instead.
 func (*SeriesValue) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SeriesValue) GetLabel() string {
@@ -712,7 +979,7 @@ type SeriesAlert struct {
 
 func (x *SeriesAlert) Reset() {
 	*x = SeriesAlert{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +991,7 @@ func (x *SeriesAlert) String() string {
 func (*SeriesAlert) ProtoMessage() {}
 
 func (x *SeriesAlert) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +1004,7 @@ func (x *SeriesAlert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesAlert.ProtoReflect.Descriptor instead.
 func (*SeriesAlert) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SeriesAlert) GetSeries() string {
@@ -811,7 +1078,7 @@ type CatalogueRequest struct {
 
 func (x *CatalogueRequest) Reset() {
 	*x = CatalogueRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +1090,7 @@ func (x *CatalogueRequest) String() string {
 func (*CatalogueRequest) ProtoMessage() {}
 
 func (x *CatalogueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +1103,7 @@ func (x *CatalogueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatalogueRequest.ProtoReflect.Descriptor instead.
 func (*CatalogueRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 type CatalogueResponse struct {
@@ -858,7 +1125,7 @@ type CatalogueResponse struct {
 
 func (x *CatalogueResponse) Reset() {
 	*x = CatalogueResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +1137,7 @@ func (x *CatalogueResponse) String() string {
 func (*CatalogueResponse) ProtoMessage() {}
 
 func (x *CatalogueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[10]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1150,7 @@ func (x *CatalogueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CatalogueResponse.ProtoReflect.Descriptor instead.
 func (*CatalogueResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{10}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CatalogueResponse) GetRegions() []string {
@@ -934,7 +1201,7 @@ type ValueSetInfo struct {
 
 func (x *ValueSetInfo) Reset() {
 	*x = ValueSetInfo{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1213,7 @@ func (x *ValueSetInfo) String() string {
 func (*ValueSetInfo) ProtoMessage() {}
 
 func (x *ValueSetInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[11]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1226,7 @@ func (x *ValueSetInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValueSetInfo.ProtoReflect.Descriptor instead.
 func (*ValueSetInfo) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ValueSetInfo) GetName() string {
@@ -1021,7 +1288,7 @@ type BudgetRequest struct {
 
 func (x *BudgetRequest) Reset() {
 	*x = BudgetRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1300,7 @@ func (x *BudgetRequest) String() string {
 func (*BudgetRequest) ProtoMessage() {}
 
 func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[12]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1313,7 @@ func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetRequest.ProtoReflect.Descriptor instead.
 func (*BudgetRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BudgetRequest) GetAnalyst() string {
@@ -1071,7 +1338,7 @@ type NodeBudget struct {
 
 func (x *NodeBudget) Reset() {
 	*x = NodeBudget{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1350,7 @@ func (x *NodeBudget) String() string {
 func (*NodeBudget) ProtoMessage() {}
 
 func (x *NodeBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[13]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1363,7 @@ func (x *NodeBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeBudget.ProtoReflect.Descriptor instead.
 func (*NodeBudget) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{13}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NodeBudget) GetNodeId() string {
@@ -1151,7 +1418,7 @@ type BudgetResponse struct {
 
 func (x *BudgetResponse) Reset() {
 	*x = BudgetResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1430,7 @@ func (x *BudgetResponse) String() string {
 func (*BudgetResponse) ProtoMessage() {}
 
 func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[14]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1443,7 @@ func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetResponse.ProtoReflect.Descriptor instead.
 func (*BudgetResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{14}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BudgetResponse) GetAnalyst() string {
@@ -1205,7 +1472,7 @@ type SubmitRequest struct {
 
 func (x *SubmitRequest) Reset() {
 	*x = SubmitRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1484,7 @@ func (x *SubmitRequest) String() string {
 func (*SubmitRequest) ProtoMessage() {}
 
 func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[15]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1497,7 @@ func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
 func (*SubmitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{15}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubmitRequest) GetSpec() *v1.QuerySpec {
@@ -1256,7 +1523,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1535,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[16]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1548,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{16}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetRequest) GetQueryId() string {
@@ -1314,7 +1581,7 @@ type NodeProgress struct {
 
 func (x *NodeProgress) Reset() {
 	*x = NodeProgress{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1593,7 @@ func (x *NodeProgress) String() string {
 func (*NodeProgress) ProtoMessage() {}
 
 func (x *NodeProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[17]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1606,7 @@ func (x *NodeProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeProgress.ProtoReflect.Descriptor instead.
 func (*NodeProgress) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{17}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *NodeProgress) GetNodeId() string {
@@ -1387,7 +1654,7 @@ type Phase struct {
 
 func (x *Phase) Reset() {
 	*x = Phase{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[18]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1666,7 @@ func (x *Phase) String() string {
 func (*Phase) ProtoMessage() {}
 
 func (x *Phase) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[18]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1679,7 @@ func (x *Phase) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Phase.ProtoReflect.Descriptor instead.
 func (*Phase) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{18}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Phase) GetName() string {
@@ -1452,7 +1719,7 @@ type QueryStatus struct {
 
 func (x *QueryStatus) Reset() {
 	*x = QueryStatus{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[19]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1731,7 @@ func (x *QueryStatus) String() string {
 func (*QueryStatus) ProtoMessage() {}
 
 func (x *QueryStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[19]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1744,7 @@ func (x *QueryStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryStatus.ProtoReflect.Descriptor instead.
 func (*QueryStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{19}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *QueryStatus) GetQueryId() string {
@@ -1573,7 +1840,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[20]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1585,7 +1852,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[20]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1598,7 +1865,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{20}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListRequest) GetLimit() int32 {
@@ -1617,7 +1884,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[21]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +1896,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[21]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +1909,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{21}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListResponse) GetQueries() []*QueryStatus {
@@ -1660,7 +1927,7 @@ type NodesRequest struct {
 
 func (x *NodesRequest) Reset() {
 	*x = NodesRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[22]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1672,7 +1939,7 @@ func (x *NodesRequest) String() string {
 func (*NodesRequest) ProtoMessage() {}
 
 func (x *NodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[22]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1685,7 +1952,7 @@ func (x *NodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesRequest.ProtoReflect.Descriptor instead.
 func (*NodesRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{22}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 type NodeInfo struct {
@@ -1705,7 +1972,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1984,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1997,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NodeInfo) GetNodeId() string {
@@ -1796,7 +2063,7 @@ type NodesResponse struct {
 
 func (x *NodesResponse) Reset() {
 	*x = NodesResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2075,7 @@ func (x *NodesResponse) String() string {
 func (*NodesResponse) ProtoMessage() {}
 
 func (x *NodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2088,7 @@ func (x *NodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesResponse.ProtoReflect.Descriptor instead.
 func (*NodesResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NodesResponse) GetNodes() []*NodeInfo {
@@ -1876,7 +2143,7 @@ type KeyCeremonyStatus struct {
 
 func (x *KeyCeremonyStatus) Reset() {
 	*x = KeyCeremonyStatus{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1888,7 +2155,7 @@ func (x *KeyCeremonyStatus) String() string {
 func (*KeyCeremonyStatus) ProtoMessage() {}
 
 func (x *KeyCeremonyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1901,7 +2168,7 @@ func (x *KeyCeremonyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyCeremonyStatus.ProtoReflect.Descriptor instead.
 func (*KeyCeremonyStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KeyCeremonyStatus) GetState() string {
@@ -1967,7 +2234,7 @@ type MemberProblem struct {
 
 func (x *MemberProblem) Reset() {
 	*x = MemberProblem{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2246,7 @@ func (x *MemberProblem) String() string {
 func (*MemberProblem) ProtoMessage() {}
 
 func (x *MemberProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2259,7 @@ func (x *MemberProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberProblem.ProtoReflect.Descriptor instead.
 func (*MemberProblem) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MemberProblem) GetNodeId() string {
@@ -2027,7 +2294,30 @@ var File_fedstat_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"(fedstat/coordinator/v1/coordinator.proto\x12\x16fedstat.coordinator.v1\x1a\x1cfedstat/types/v1/types.proto\"\x82\x01\n" +
+	"(fedstat/coordinator/v1/coordinator.proto\x12\x16fedstat.coordinator.v1\x1a\x1cfedstat/types/v1/types.proto\"\xee\x02\n" +
+	"\vExplanation\x12/\n" +
+	"\x04spec\x18\x01 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12\x12\n" +
+	"\x04plan\x18\x02 \x01(\tR\x04plan\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05cells\x18\x04 \x01(\x05R\x05cells\x12\x18\n" +
+	"\aepsilon\x18\x05 \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\x06 \x01(\x01R\x05delta\x12\x10\n" +
+	"\x03rho\x18\a \x01(\x01R\x03rho\x126\n" +
+	"\x05nodes\x18\b \x03(\v2 .fedstat.coordinator.v1.NodeCostR\x05nodes\x12;\n" +
+	"\x05noise\x18\t \x03(\v2%.fedstat.coordinator.v1.ExpectedNoiseR\x05noise\x12#\n" +
+	"\rassumed_nodes\x18\n" +
+	" \x01(\x05R\fassumedNodes\x12\x14\n" +
+	"\x05notes\x18\v \x03(\tR\x05notes\"5\n" +
+	"\bNodeCost\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x10\n" +
+	"\x03rho\x18\x02 \x01(\x01R\x03rho\"\x8a\x01\n" +
+	"\rExpectedNoise\x12\x18\n" +
+	"\ameasure\x18\x01 \x01(\tR\ameasure\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\bR\x05count\x12\x1a\n" +
+	"\bvariance\x18\x03 \x01(\x01R\bvariance\x12\x0e\n" +
+	"\x02sd\x18\x04 \x01(\x01R\x02sd\x12\x1d\n" +
+	"\n" +
+	"half_width\x18\x05 \x01(\x01R\thalfWidth\"\x82\x01\n" +
 	"\x13CreateSeriesRequest\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x129\n" +
 	"\x06alerts\x18\x02 \x03(\v2!.fedstat.coordinator.v1.AlertRuleR\x06alerts\"=\n" +
@@ -2196,7 +2486,7 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"STATE_DONE\x10\x04\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x05\x12\x13\n" +
-	"\x0fSTATE_CANCELLED\x10\x062\xde\a\n" +
+	"\x0fSTATE_CANCELLED\x10\x062\xb5\b\n" +
 	"\x12CoordinatorService\x12T\n" +
 	"\x06Submit\x12%.fedstat.coordinator.v1.SubmitRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12N\n" +
 	"\x03Get\x12\".fedstat.coordinator.v1.GetRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12R\n" +
@@ -2209,7 +2499,8 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\fCreateSeries\x12+.fedstat.coordinator.v1.CreateSeriesRequest\x1a\x1e.fedstat.coordinator.v1.Series\x12U\n" +
 	"\tGetSeries\x12(.fedstat.coordinator.v1.GetSeriesRequest\x1a\x1e.fedstat.coordinator.v1.Series\x12c\n" +
 	"\n" +
-	"ListSeries\x12).fedstat.coordinator.v1.ListSeriesRequest\x1a*.fedstat.coordinator.v1.ListSeriesResponseBGZEgithub.com/fedstat/fedstat/proto/fedstat/coordinator/v1;coordinatorv1b\x06proto3"
+	"ListSeries\x12).fedstat.coordinator.v1.ListSeriesRequest\x1a*.fedstat.coordinator.v1.ListSeriesResponse\x12U\n" +
+	"\aExplain\x12%.fedstat.coordinator.v1.SubmitRequest\x1a#.fedstat.coordinator.v1.ExplanationBGZEgithub.com/fedstat/fedstat/proto/fedstat/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_fedstat_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -2224,94 +2515,102 @@ func file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(State)(0),                  // 0: fedstat.coordinator.v1.State
-	(*CreateSeriesRequest)(nil), // 1: fedstat.coordinator.v1.CreateSeriesRequest
-	(*AlertRule)(nil),           // 2: fedstat.coordinator.v1.AlertRule
-	(*GetSeriesRequest)(nil),    // 3: fedstat.coordinator.v1.GetSeriesRequest
-	(*ListSeriesRequest)(nil),   // 4: fedstat.coordinator.v1.ListSeriesRequest
-	(*ListSeriesResponse)(nil),  // 5: fedstat.coordinator.v1.ListSeriesResponse
-	(*Series)(nil),              // 6: fedstat.coordinator.v1.Series
-	(*SeriesPeriod)(nil),        // 7: fedstat.coordinator.v1.SeriesPeriod
-	(*SeriesValue)(nil),         // 8: fedstat.coordinator.v1.SeriesValue
-	(*SeriesAlert)(nil),         // 9: fedstat.coordinator.v1.SeriesAlert
-	(*CatalogueRequest)(nil),    // 10: fedstat.coordinator.v1.CatalogueRequest
-	(*CatalogueResponse)(nil),   // 11: fedstat.coordinator.v1.CatalogueResponse
-	(*ValueSetInfo)(nil),        // 12: fedstat.coordinator.v1.ValueSetInfo
-	(*BudgetRequest)(nil),       // 13: fedstat.coordinator.v1.BudgetRequest
-	(*NodeBudget)(nil),          // 14: fedstat.coordinator.v1.NodeBudget
-	(*BudgetResponse)(nil),      // 15: fedstat.coordinator.v1.BudgetResponse
-	(*SubmitRequest)(nil),       // 16: fedstat.coordinator.v1.SubmitRequest
-	(*GetRequest)(nil),          // 17: fedstat.coordinator.v1.GetRequest
-	(*NodeProgress)(nil),        // 18: fedstat.coordinator.v1.NodeProgress
-	(*Phase)(nil),               // 19: fedstat.coordinator.v1.Phase
-	(*QueryStatus)(nil),         // 20: fedstat.coordinator.v1.QueryStatus
-	(*ListRequest)(nil),         // 21: fedstat.coordinator.v1.ListRequest
-	(*ListResponse)(nil),        // 22: fedstat.coordinator.v1.ListResponse
-	(*NodesRequest)(nil),        // 23: fedstat.coordinator.v1.NodesRequest
-	(*NodeInfo)(nil),            // 24: fedstat.coordinator.v1.NodeInfo
-	(*NodesResponse)(nil),       // 25: fedstat.coordinator.v1.NodesResponse
-	(*KeyCeremonyStatus)(nil),   // 26: fedstat.coordinator.v1.KeyCeremonyStatus
-	(*MemberProblem)(nil),       // 27: fedstat.coordinator.v1.MemberProblem
-	nil,                         // 28: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	nil,                         // 29: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
-	(*v1.SeriesSpec)(nil),       // 30: fedstat.types.v1.SeriesSpec
-	(*v1.QuerySpec)(nil),        // 31: fedstat.types.v1.QuerySpec
-	(*v1.Result)(nil),           // 32: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),      // 33: fedstat.types.v1.DataSummary
+	(*Explanation)(nil),         // 1: fedstat.coordinator.v1.Explanation
+	(*NodeCost)(nil),            // 2: fedstat.coordinator.v1.NodeCost
+	(*ExpectedNoise)(nil),       // 3: fedstat.coordinator.v1.ExpectedNoise
+	(*CreateSeriesRequest)(nil), // 4: fedstat.coordinator.v1.CreateSeriesRequest
+	(*AlertRule)(nil),           // 5: fedstat.coordinator.v1.AlertRule
+	(*GetSeriesRequest)(nil),    // 6: fedstat.coordinator.v1.GetSeriesRequest
+	(*ListSeriesRequest)(nil),   // 7: fedstat.coordinator.v1.ListSeriesRequest
+	(*ListSeriesResponse)(nil),  // 8: fedstat.coordinator.v1.ListSeriesResponse
+	(*Series)(nil),              // 9: fedstat.coordinator.v1.Series
+	(*SeriesPeriod)(nil),        // 10: fedstat.coordinator.v1.SeriesPeriod
+	(*SeriesValue)(nil),         // 11: fedstat.coordinator.v1.SeriesValue
+	(*SeriesAlert)(nil),         // 12: fedstat.coordinator.v1.SeriesAlert
+	(*CatalogueRequest)(nil),    // 13: fedstat.coordinator.v1.CatalogueRequest
+	(*CatalogueResponse)(nil),   // 14: fedstat.coordinator.v1.CatalogueResponse
+	(*ValueSetInfo)(nil),        // 15: fedstat.coordinator.v1.ValueSetInfo
+	(*BudgetRequest)(nil),       // 16: fedstat.coordinator.v1.BudgetRequest
+	(*NodeBudget)(nil),          // 17: fedstat.coordinator.v1.NodeBudget
+	(*BudgetResponse)(nil),      // 18: fedstat.coordinator.v1.BudgetResponse
+	(*SubmitRequest)(nil),       // 19: fedstat.coordinator.v1.SubmitRequest
+	(*GetRequest)(nil),          // 20: fedstat.coordinator.v1.GetRequest
+	(*NodeProgress)(nil),        // 21: fedstat.coordinator.v1.NodeProgress
+	(*Phase)(nil),               // 22: fedstat.coordinator.v1.Phase
+	(*QueryStatus)(nil),         // 23: fedstat.coordinator.v1.QueryStatus
+	(*ListRequest)(nil),         // 24: fedstat.coordinator.v1.ListRequest
+	(*ListResponse)(nil),        // 25: fedstat.coordinator.v1.ListResponse
+	(*NodesRequest)(nil),        // 26: fedstat.coordinator.v1.NodesRequest
+	(*NodeInfo)(nil),            // 27: fedstat.coordinator.v1.NodeInfo
+	(*NodesResponse)(nil),       // 28: fedstat.coordinator.v1.NodesResponse
+	(*KeyCeremonyStatus)(nil),   // 29: fedstat.coordinator.v1.KeyCeremonyStatus
+	(*MemberProblem)(nil),       // 30: fedstat.coordinator.v1.MemberProblem
+	nil,                         // 31: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	nil,                         // 32: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	(*v1.QuerySpec)(nil),        // 33: fedstat.types.v1.QuerySpec
+	(*v1.SeriesSpec)(nil),       // 34: fedstat.types.v1.SeriesSpec
+	(*v1.Result)(nil),           // 35: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),      // 36: fedstat.types.v1.DataSummary
 }
 var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
-	30, // 0: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
-	2,  // 1: fedstat.coordinator.v1.CreateSeriesRequest.alerts:type_name -> fedstat.coordinator.v1.AlertRule
-	6,  // 2: fedstat.coordinator.v1.ListSeriesResponse.series:type_name -> fedstat.coordinator.v1.Series
-	30, // 3: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
-	7,  // 4: fedstat.coordinator.v1.Series.periods:type_name -> fedstat.coordinator.v1.SeriesPeriod
-	9,  // 5: fedstat.coordinator.v1.Series.alerts:type_name -> fedstat.coordinator.v1.SeriesAlert
-	2,  // 6: fedstat.coordinator.v1.Series.rules:type_name -> fedstat.coordinator.v1.AlertRule
-	8,  // 7: fedstat.coordinator.v1.SeriesPeriod.values:type_name -> fedstat.coordinator.v1.SeriesValue
-	28, // 8: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	12, // 9: fedstat.coordinator.v1.CatalogueResponse.value_sets:type_name -> fedstat.coordinator.v1.ValueSetInfo
-	29, // 10: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
-	14, // 11: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
-	31, // 12: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	0,  // 13: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
-	31, // 14: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
-	18, // 15: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
-	19, // 16: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
-	32, // 17: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
-	20, // 18: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
-	33, // 19: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
-	24, // 20: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
-	26, // 21: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
-	27, // 22: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
-	16, // 23: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	17, // 24: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	17, // 25: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	17, // 26: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	21, // 27: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	23, // 28: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	13, // 29: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
-	10, // 30: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
-	1,  // 31: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
-	3,  // 32: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
-	4,  // 33: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
-	20, // 34: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	20, // 35: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	20, // 36: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	20, // 37: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	22, // 38: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	25, // 39: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	15, // 40: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
-	11, // 41: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
-	6,  // 42: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
-	6,  // 43: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
-	5,  // 44: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
-	34, // [34:45] is the sub-list for method output_type
-	23, // [23:34] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	33, // 0: fedstat.coordinator.v1.Explanation.spec:type_name -> fedstat.types.v1.QuerySpec
+	2,  // 1: fedstat.coordinator.v1.Explanation.nodes:type_name -> fedstat.coordinator.v1.NodeCost
+	3,  // 2: fedstat.coordinator.v1.Explanation.noise:type_name -> fedstat.coordinator.v1.ExpectedNoise
+	34, // 3: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
+	5,  // 4: fedstat.coordinator.v1.CreateSeriesRequest.alerts:type_name -> fedstat.coordinator.v1.AlertRule
+	9,  // 5: fedstat.coordinator.v1.ListSeriesResponse.series:type_name -> fedstat.coordinator.v1.Series
+	34, // 6: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
+	10, // 7: fedstat.coordinator.v1.Series.periods:type_name -> fedstat.coordinator.v1.SeriesPeriod
+	12, // 8: fedstat.coordinator.v1.Series.alerts:type_name -> fedstat.coordinator.v1.SeriesAlert
+	5,  // 9: fedstat.coordinator.v1.Series.rules:type_name -> fedstat.coordinator.v1.AlertRule
+	11, // 10: fedstat.coordinator.v1.SeriesPeriod.values:type_name -> fedstat.coordinator.v1.SeriesValue
+	31, // 11: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	15, // 12: fedstat.coordinator.v1.CatalogueResponse.value_sets:type_name -> fedstat.coordinator.v1.ValueSetInfo
+	32, // 13: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	17, // 14: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
+	33, // 15: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	0,  // 16: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
+	33, // 17: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 18: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
+	22, // 19: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
+	35, // 20: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
+	23, // 21: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
+	36, // 22: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
+	27, // 23: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
+	29, // 24: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
+	30, // 25: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
+	19, // 26: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	20, // 27: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 28: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 29: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	24, // 30: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	26, // 31: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	16, // 32: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	13, // 33: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
+	4,  // 34: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
+	6,  // 35: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
+	7,  // 36: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
+	19, // 37: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
+	23, // 38: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 39: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 40: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 41: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	25, // 42: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	28, // 43: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	18, // 44: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	14, // 45: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
+	9,  // 46: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
+	9,  // 47: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
+	8,  // 48: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
+	1,  // 49: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
+	38, // [38:50] is the sub-list for method output_type
+	26, // [26:38] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }
@@ -2325,7 +2624,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_coordinator_v1_coordinator_proto_rawDesc), len(file_fedstat_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

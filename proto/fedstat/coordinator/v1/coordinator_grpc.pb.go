@@ -32,6 +32,7 @@ const (
 	CoordinatorService_CreateSeries_FullMethodName = "/fedstat.coordinator.v1.CoordinatorService/CreateSeries"
 	CoordinatorService_GetSeries_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/GetSeries"
 	CoordinatorService_ListSeries_FullMethodName   = "/fedstat.coordinator.v1.CoordinatorService/ListSeries"
+	CoordinatorService_Explain_FullMethodName      = "/fedstat.coordinator.v1.CoordinatorService/Explain"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -67,6 +68,10 @@ type CoordinatorServiceClient interface {
 	GetSeries(ctx context.Context, in *GetSeriesRequest, opts ...grpc.CallOption) (*Series, error)
 	// ListSeries lists the series the caller may read (without periods).
 	ListSeries(ctx context.Context, in *ListSeriesRequest, opts ...grpc.CallOption) (*ListSeriesResponse, error)
+	// Explain plans a query exactly as Submit would and says what it would
+	// cost and how much noise its release would carry, without running it:
+	// no node is asked and nothing is charged.
+	Explain(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*Explanation, error)
 }
 
 type coordinatorServiceClient struct {
@@ -196,6 +201,16 @@ func (c *coordinatorServiceClient) ListSeries(ctx context.Context, in *ListSerie
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) Explain(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*Explanation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Explanation)
+	err := c.cc.Invoke(ctx, CoordinatorService_Explain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -229,6 +244,10 @@ type CoordinatorServiceServer interface {
 	GetSeries(context.Context, *GetSeriesRequest) (*Series, error)
 	// ListSeries lists the series the caller may read (without periods).
 	ListSeries(context.Context, *ListSeriesRequest) (*ListSeriesResponse, error)
+	// Explain plans a query exactly as Submit would and says what it would
+	// cost and how much noise its release would carry, without running it:
+	// no node is asked and nothing is charged.
+	Explain(context.Context, *SubmitRequest) (*Explanation, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -271,6 +290,9 @@ func (UnimplementedCoordinatorServiceServer) GetSeries(context.Context, *GetSeri
 }
 func (UnimplementedCoordinatorServiceServer) ListSeries(context.Context, *ListSeriesRequest) (*ListSeriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSeries not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) Explain(context.Context, *SubmitRequest) (*Explanation, error) {
+	return nil, status.Error(codes.Unimplemented, "method Explain not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -484,6 +506,24 @@ func _CoordinatorService_ListSeries_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_Explain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).Explain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_Explain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).Explain(ctx, req.(*SubmitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -530,6 +570,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSeries",
 			Handler:    _CoordinatorService_ListSeries_Handler,
+		},
+		{
+			MethodName: "Explain",
+			Handler:    _CoordinatorService_Explain_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
