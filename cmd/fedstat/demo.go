@@ -30,9 +30,10 @@ func demoCommand() *cobra.Command {
 
   1. makes a throw-away network CA and certificates (as 'fedstat ca' does),
   2. starts a coordinator and --nodes nodes speaking gRPC with mutual TLS,
-  3. gives each node its own data: the Synthea FHIR bundles in
-     ../shared/data/fhir-r4-synthea/bundles.tar.gz split by city when that file
-     is there, otherwise synthetic patients generated on the spot,
+  3. gives each node its own data: synthetic patients generated on the spot
+     (--patients per node, enough that the answers are real numbers; or, with
+     --data synthea, the Synthea FHIR bundles in
+     ../shared/data/fhir-r4-synthea/bundles.tar.gz split by city),
   4. runs the collective key generation (multiparty BGV, Lattigo v5) among the
      nodes, with a T-of-N threshold,
   5. runs the query: each node counts locally, adds its share of Gaussian noise,
@@ -48,7 +49,8 @@ For comparison only, the demo also prints the exact answer computed in the clear
   fedstat demo --nodes 5 --threshold 3
   fedstat demo --serve --env-file /tmp/fedstat.env    # then, in another shell:
       source /tmp/fedstat.env && fedstat query "SELECT COUNT(*) FROM patients"
-  fedstat demo --data synthetic --patients 20000 \
+  fedstat demo --data synthea
+  fedstat demo --patients 20000 \
       --query "SELECT COUNT(*) FROM patients WHERE sex = 'female' AND age BETWEEN 40 AND 64"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -86,8 +88,8 @@ For comparison only, the demo also prints the exact answer computed in the clear
 	f.Float64Var(&o.Epsilon, "epsilon", 1.0, "privacy loss epsilon of each query")
 	f.Float64Var(&o.Delta, "delta", 1e-6, "privacy loss delta of each query (Gaussian noise)")
 	f.StringArrayVar(&o.Queries, "query", nil, "query to run (repeatable; default: the type-2 diabetes cohort count)")
-	f.StringVar(&data, "data", "auto", "auto (Synthea bundles when present, else synthetic), synthea, or synthetic")
-	f.IntVar(&patients, "patients", 2000, "synthetic patients per node")
+	f.StringVar(&data, "data", "synthetic", "synthetic, synthea (the Synthea bundles of ../shared/data, a few hundred patients), or auto (synthea when present)")
+	f.IntVar(&patients, "patients", 5000, "synthetic patients per node")
 	f.Int64Var(&seed, "seed", 1, "seed of the synthetic data")
 	f.StringVar(&o.Dir, "dir", "", "keep the network's files (PKI, stores) in this directory instead of a temporary one")
 	f.StringVar(&o.Params, "params", "", "homomorphic parameter set (default: the production set)")
