@@ -55,29 +55,33 @@ function xLabels(g, cats, x) {
   });
 }
 
-// timeSeries draws one line and one band per series.
-function timeSeries(res, agg) {
-  const times = [...new Set(res.rows.map((r) => r.keys[0]))].sort();
-  const series = new Map();
-  for (const r of res.rows) {
-    const name = r.keys.slice(1).join(' / ') || res.columns[res.key_columns + agg];
-    if (!series.has(name)) series.set(name, new Map());
-    series.get(name).set(r.keys[0], numbers(r)[agg]);
+// panel draws lines with their bands (one per entry of lines: [name, Map
+// time -> number]) over the shared time axis and value range, with axis
+// titles; a suppressed or missing bucket breaks a line.
+function panel(lines, times, lo, hi, dims, titles, colorOf) {
+  const { w, h, m } = dims;
+  const ticks = niceTicks(lo, hi, h < 250 ? 3 : 5);
+  const ylo = Math.min(ticks[0], lo), yhi = Math.max(ticks[ticks.length - 1], hi);
+  const y = (v) => m.t + (h - m.t - m.b) * (1 - (v - ylo) / (yhi - ylo || 1));
+  const x = (i) => m.l + (times.length < 2 ? (w - m.l - m.r) / 2 : (i * (w - m.l - m.r)) / (times.length - 1));
+  const g = svg('g', { class: 'frame' });
+  for (const t of ticks) {
+    g.append(svg('line', { class: 'grid', x1: m.l, x2: w - m.r, y1: y(t), y2: y(t) }));
+    g.append(svg('text', { x: m.l - 6, y: y(t) + 4, 'text-anchor': 'end' }, label(t)));
   }
-  let lo = 0, hi = 0;
-  for (const s of series.values()) for (const n of s.values()) {
-    if (Number.isFinite(n.lo)) lo = Math.min(lo, n.lo);
-    if (Number.isFinite(n.hi)) hi = Math.max(hi, n.hi);
-    if (Number.isFinite(n.value)) { lo = Math.min(lo, n.value); hi = Math.max(hi, n.value); }
-  }
-  const { g, y } = frame(lo, hi);
-  const x = (i) => M.l + (times.length < 2 ? (W - M.l - M.r) / 2 : (i * (W - M.l - M.r)) / (times.length - 1));
-  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', 'data-kind': 'timeseries', 'aria-label': 'time series with 95% interval bands' }, g);
-  const legend = el('div', { class: 'legend' });
-  let si = 0;
-  for (const [name, pts] of series) {
-    const color = PALETTE[si++ % PALETTE.length];
-    // Runs of released points; a suppressed or missing bucket breaks the line.
+  g.append(svg('line', { class: 'axis', x1: m.l, x2: m.l, y1: m.t, y2: h - m.b }));
+  g.append(svg('line', { class: 'axis', x1: m.l, x2: w - m.r, y1: h - m.b, y2: h - m.b }));
+  const every = Math.max(1, Math.ceil(times.length / Math.max(2, Math.floor((w - m.l - m.r) / 64))));
+  times.forEach((c, i) => {
+    if (i % every) return;
+    g.append(svg('text', { x: x(i), y: h - m.b + 16, 'text-anchor': 'middle' }, c));
+  });
+  if (titles.x) g.append(svg('text', { class: 'axis-title', x: (m.l + w - m.r) / 2, y: h - 4, 'text-anchor': 'middle' }, titles.x));
+  if (titles.y) g.append(svg('text', { class: 'axis-title', x: 12, y: (m.t + h - m.b) / 2, 'text-anchor': 'middle', transform: `rotate(-90 12 ${(m.t + h - m.b) / 2})` }, titles.y));
+  if (titles.panel) g.append(svg('text', { class: 'panel-title', x: m.l + 4, y: m.t + 12 }, titles.panel));
+  const root = svg('svg', { viewBox: `0 0 ${w} ${h}`, width: '100%', role: 'img', 'data-kind': 'timeseries', 'aria-label': `${titles.panel || 'time series'} with 95% interval bands` }, g);
+  for (const [name, pts] of lines) {
+    const color = colorOf(name);
     const runs = [[]];
     times.forEach((t, i) => {
       const n = pts.get(t);
@@ -85,6 +89,15 @@ function timeSeries(res, agg) {
       else if (runs[runs.length - 1].length) runs.push([]);
     });
     const sg = svg('g', { class: 'series', 'data-series': name });
+    // A suppressed bucket (a count below the small-count threshold) is a
+    // hollow mark on the axis, not a gap that looks like missing data.
+    times.forEach((t, i) => {
+      const n = pts.get(t);
+      if (n && n.suppressed) {
+        sg.append(svg('circle', { class: 'small', cx: x(i).toFixed(1), cy: y(0).toFixed(1), r: 2.5, stroke: color },
+          svg('title', {}, `${name} ${t}: ${n.display || 'small count'} (below the small-count threshold)`)));
+      }
+    });
     for (const run of runs.filter((r) => r.length)) {
       if (run.length === 1) { // a lone bucket: its interval as an error bar
         const { i, n } = run[0];
@@ -102,11 +115,53 @@ function timeSeries(res, agg) {
       }
     }
     root.append(sg);
-    // A swatch drawn in SVG: the page's CSP allows no inline styles.
-    legend.append(el('span', {}, svg('svg', { width: 10, height: 10, class: 'swatch' }, svg('rect', { width: 10, height: 10, rx: 2, fill: color })), ' ', name));
   }
-  xLabels(g, times, x);
-  return el('div', {}, root, legend);
+  return root;
+}
+
+const FORECAST = ' (forecast)';
+
+// timeSeries draws a time-bucketed result: one panel with one line and
+// band when there is one series (with its forecast, if any); otherwise small
+// multiples, one panel per series (its forecast in the same panel), on
+// shared axes, so that regions can be compared without overlapping.
+function timeSeries(res, agg) {
+  const times = [...new Set(res.rows.map((r) => r.keys[0]))].sort();
+  const series = new Map();
+  for (const r of res.rows) {
+    const name = r.keys.slice(1).join(' / ') || res.columns[res.key_columns + agg];
+    if (!series.has(name)) series.set(name, new Map());
+    series.get(name).set(r.keys[0], numbers(r)[agg]);
+  }
+  let lo = 0, hi = 0;
+  for (const s of series.values()) for (const n of s.values()) {
+    if (Number.isFinite(n.lo)) lo = Math.min(lo, n.lo);
+    if (Number.isFinite(n.hi)) hi = Math.max(hi, n.hi);
+    if (Number.isFinite(n.value)) { lo = Math.min(lo, n.value); hi = Math.max(hi, n.value); }
+  }
+  // Panels: a series and its forecast share one.
+  const panels = new Map();
+  for (const [name, pts] of series) {
+    const base = name.endsWith(FORECAST) ? name.slice(0, -FORECAST.length) : name;
+    if (!panels.has(base)) panels.set(base, []);
+    panels.get(base).push([name, pts]);
+  }
+  const titles = { x: res.columns[0], y: res.columns[res.key_columns + agg] };
+  const colorOf = (name) => PALETTE[name.endsWith(FORECAST) ? 1 : 0];
+  if (panels.size === 1) {
+    const [base, lines] = [...panels][0];
+    const legend = el('div', { class: 'legend' });
+    for (const [name] of lines) {
+      legend.append(el('span', {}, svg('svg', { width: 10, height: 10, class: 'swatch' }, svg('rect', { width: 10, height: 10, rx: 2, fill: colorOf(name) })), ' ', name));
+    }
+    return el('div', {}, panel(lines, times, lo, hi, { w: W, h: H, m: { ...M, l: M.l + 14, b: M.b + 10 } }, { ...titles, panel: lines.length > 1 ? base : '' }, colorOf), legend);
+  }
+  const grid = el('div', { class: 'multiples', 'data-panels': panels.size });
+  for (const [base, lines] of panels) {
+    grid.append(el('div', { class: 'panel', 'data-panel': base },
+      panel(lines, times, lo, hi, { w: 440, h: 200, m: { l: 54, r: 12, t: 18, b: 40 } }, { ...titles, panel: base }, colorOf)));
+  }
+  return el('div', {}, grid, el('p', { class: 'muted' }, `${panels.size} panels on shared axes, one per ${res.columns.slice(1, res.key_columns).join(' / ') || 'series'}; bands are 95% intervals; hollow marks on the axis are counts below the small-count threshold.`));
 }
 
 // bars draws one bar per row with its interval as an error bar.
