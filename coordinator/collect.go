@@ -28,6 +28,8 @@ type partial struct {
 	signed *typesv1.Signed
 	cts    []*homomorphic.Ciphertext
 	plain  []int64 // benchmark-only plaintext mode
+	// version is the node's data version the partial was computed on.
+	version string
 }
 
 // collect asks every member of e for its partial of q, waiting at most the
@@ -120,7 +122,7 @@ func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *ty
 	if err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}
-	return partial{node: mem.ID, signed: s, cts: pt.Ciphertexts, plain: pt.Plaintext}, nil
+	return partial{node: mem.ID, signed: s, cts: pt.Ciphertexts, plain: pt.Plaintext, version: pt.DataVersion}, nil
 }
 
 // window is how the coordinator judges the time of the messages it

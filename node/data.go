@@ -31,3 +31,21 @@ func (f TablesFunc) Summary() *typesv1.DataSummary {
 	t := f()
 	return &typesv1.DataSummary{Patients: int64(t.NumPatients()), Rows: t.RowCounts()}
 }
+
+// DataVersioner is a DataSource that can say which data it holds: a
+// version that changes whenever the data changes and never comes back (the
+// embedded store's). A node puts it in its partials and its Info answer, so
+// that the coordinator can answer an identical later query from a release
+// while no node's data changed. A source without one (the warehouse back
+// end, whose tables change outside fedstat) never has a query reused.
+type DataVersioner interface {
+	DataVersion() string
+}
+
+// dataVersion is d's data version, or "" when it has none.
+func dataVersion(d DataSource) string {
+	if v, ok := d.(DataVersioner); ok {
+		return v.DataVersion()
+	}
+	return ""
+}

@@ -288,6 +288,10 @@ func noisyExact(id string, pol *Policy, p *plan.Plan, exact *eval.Exact) (*dp.Sh
 // refusal by the minimum-cohort check comes back as a stored refusal
 // (refusalPrefix), charged like an answer.
 func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec *typesv1.QuerySpec, p *plan.Plan, series *seriesQuery) ([]byte, error) {
+	// The data version is read before the data: if an import lands while
+	// the query is evaluated, the partial carries the older version, and an
+	// identical later query is asked again rather than answered from it.
+	version := dataVersion(n.cfg.Data)
 	var share *dp.Share
 	var err error
 	if series != nil {
@@ -306,7 +310,7 @@ func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec 
 	if err != nil {
 		return nil, err
 	}
-	payload := &nodev1.PartialPayload{VectorLen: int32(p.VectorLen()), SpecDigest: protocol.SpecDigest(spec)}
+	payload := &nodev1.PartialPayload{VectorLen: int32(p.VectorLen()), SpecDigest: protocol.SpecDigest(spec), DataVersion: version}
 	var cts []*homomorphic.Ciphertext
 	if n.cfg.BenchmarkPlaintext {
 		payload.Plaintext = share.Slots()

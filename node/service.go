@@ -33,6 +33,7 @@ func (s *service) Info(ctx context.Context, _ *nodev1.InfoRequest) (*nodev1.Info
 		CertificateDer: s.n.cfg.Identity.Cert.Raw,
 		Summary:        sum,
 		EpochStatus:    s.n.epochStatus(),
+		DataVersion:    dataVersion(s.n.cfg.Data),
 	}, nil
 }
 

@@ -40,6 +40,9 @@ type Partial struct {
 	Signed      *typesv1.Signed
 	Ciphertexts []*homomorphic.Ciphertext
 	Plaintext   []int64
+	// DataVersion is the node's data version the partial was computed on
+	// ("" when its back end has none).
+	DataVersion string
 }
 
 // SealPartial signs node's partial of query queryID in key epoch epoch.
@@ -67,7 +70,7 @@ func OpenPartial(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch 
 		if int(payload.GetVectorLen()) != want.VectorLen || len(payload.GetPlaintext()) != want.VectorLen || len(payload.GetCiphertexts()) != 0 {
 			return nil, fmt.Errorf("benchmark plaintext mode needs %d plaintext slots", want.VectorLen)
 		}
-		return &Partial{Signed: s, Plaintext: payload.GetPlaintext()}, nil
+		return &Partial{Signed: s, Plaintext: payload.GetPlaintext(), DataVersion: payload.GetDataVersion()}, nil
 	}
 	if len(payload.GetPlaintext()) > 0 {
 		return nil, errors.New("it is not encrypted")
@@ -76,7 +79,7 @@ func OpenPartial(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch 
 	if int(payload.GetVectorLen()) != want.VectorLen || len(payload.GetCiphertexts()) != cts {
 		return nil, fmt.Errorf("%d slots in %d ciphertexts, the plan needs %d in %d", payload.GetVectorLen(), len(payload.GetCiphertexts()), want.VectorLen, cts)
 	}
-	out := &Partial{Signed: s, Ciphertexts: make([]*homomorphic.Ciphertext, cts)}
+	out := &Partial{Signed: s, Ciphertexts: make([]*homomorphic.Ciphertext, cts), DataVersion: payload.GetDataVersion()}
 	for i, b := range payload.GetCiphertexts() {
 		if out.Ciphertexts[i], err = homomorphic.UnmarshalCiphertext(want.Params, b); err != nil {
 			return nil, fmt.Errorf("ciphertext %d: %w", i, err)

@@ -45,6 +45,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,6 +93,11 @@ type Store struct {
 	snap atomic.Pointer[cdm.Tables] // the CDM tables only
 	// view is snap with the study tables (study.go); what Tables returns.
 	view    atomic.Pointer[cdm.Tables]
+	// instance (random at Open) and published (every new view) make the
+	// data version (DataVersion): it changes with every change of the data
+	// and at every restart, and never comes back.
+	instance  string
+	published atomic.Uint64
 	studies []*cdm.Study // under mu, sorted by name
 	// schemas holds the studies' schemas (Studies, lock-free).
 	schemas atomic.Pointer[[]cdm.StudySchema]
@@ -173,6 +179,13 @@ func (s *Store) Periods(ctx context.Context, p *plan.Plan, w eval.Periods) (*eva
 func (s *Store) Summary() *typesv1.DataSummary {
 	t := s.Tables()
 	return &typesv1.DataSummary{Patients: int64(t.NumPatients()), Rows: t.RowCounts()}
+}
+
+// DataVersion identifies the data queries see now (node.DataVersioner):
+// it changes at every import, study import or deletion, and at every
+// restart of the store, so two equal versions mean the same data.
+func (s *Store) DataVersion() string {
+	return s.instance + "-" + strconv.FormatUint(s.published.Load(), 10)
 }
 
 // Generation returns the last committed import generation (0: empty).

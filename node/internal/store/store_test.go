@@ -390,3 +390,38 @@ func TestIncrementalSnapshotMatchesRebuild(t *testing.T) {
 		}
 	}
 }
+
+// TestDataVersion: the data version changes with every import that changes
+// the data and at every reopening, and never comes back; it stays while
+// nothing changes.
+func TestDataVersion(t *testing.T) {
+	dir := t.TempDir()
+	s, db := openStore(t, dir)
+	ctx := context.Background()
+	seen := map[string]bool{}
+	see := func(what string) string {
+		t.Helper()
+		v := s.DataVersion()
+		if seen[v] {
+			t.Fatalf("%s: data version %s came back", what, v)
+		}
+		seen[v] = true
+		return v
+	}
+	v0 := see("empty store")
+	if s.DataVersion() != v0 {
+		t.Fatal("the version changed without a change of the data")
+	}
+	if _, err := s.ImportRecords(ctx, synth("a", 20, 3), "first"); err != nil {
+		t.Fatal(err)
+	}
+	see("after an import")
+	db.Close()
+	s, db = openStore(t, dir)
+	defer db.Close()
+	see("after reopening")
+	if _, err := s.ImportRecords(ctx, synth("b", 5, 2), "second"); err != nil {
+		t.Fatal(err)
+	}
+	see("after a second import")
+}

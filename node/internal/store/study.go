@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/binary"
 	"encoding/gob"
 	"encoding/json"
@@ -151,8 +153,19 @@ type StudyImportOptions struct {
 
 // publish makes tables (the CDM tables) and the study tables visible.
 func (s *Store) publish(tables *cdm.Tables) {
+	if s.instance == "" {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			panic(err)
+		}
+		s.instance = hex.EncodeToString(b[:])
+	}
 	s.snap.Store(tables)
 	s.view.Store(tables.WithStudies(s.studies))
+	// After the new view: a reader that took the version before it
+	// evaluates can only have seen this data or newer, never older
+	// data under a newer version.
+	defer s.published.Add(1)
 	schemas := make([]cdm.StudySchema, len(s.studies))
 	for i, st := range s.studies {
 		schemas[i] = st.Schema

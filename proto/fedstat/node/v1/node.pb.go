@@ -972,7 +972,10 @@ type InfoResponse struct {
 	CertificateDer []byte                 `protobuf:"bytes,4,opt,name=certificate_der,json=certificateDer,proto3" json:"certificate_der,omitempty"`
 	Summary        *v1.DataSummary        `protobuf:"bytes,5,opt,name=summary,proto3" json:"summary,omitempty"`
 	// epoch_status says whether the node can do its part in its key epoch.
-	EpochStatus   *EpochStatus `protobuf:"bytes,6,opt,name=epoch_status,json=epochStatus,proto3" json:"epoch_status,omitempty"`
+	EpochStatus *EpochStatus `protobuf:"bytes,6,opt,name=epoch_status,json=epochStatus,proto3" json:"epoch_status,omitempty"`
+	// data_version is the node's current data version (PartialPayload
+	// .data_version); empty when its back end cannot say.
+	DataVersion   string `protobuf:"bytes,7,opt,name=data_version,json=dataVersion,proto3" json:"data_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1047,6 +1050,13 @@ func (x *InfoResponse) GetEpochStatus() *EpochStatus {
 		return x.EpochStatus
 	}
 	return nil
+}
+
+func (x *InfoResponse) GetDataVersion() string {
+	if x != nil {
+		return x.DataVersion
+	}
+	return ""
 }
 
 // EpochStatus is a node's report on its own key material
@@ -1815,7 +1825,12 @@ type PartialPayload struct {
 	// noise share); decryptors refuse a release under any other spec.
 	SpecDigest []byte `protobuf:"bytes,4,opt,name=spec_digest,json=specDigest,proto3" json:"spec_digest,omitempty"`
 	// link is a linked query's partial (ciphertexts is then empty).
-	Link          *LinkPartial `protobuf:"bytes,5,opt,name=link,proto3" json:"link,omitempty"`
+	Link *LinkPartial `protobuf:"bytes,5,opt,name=link,proto3" json:"link,omitempty"`
+	// data_version identifies the node's data this partial was computed on
+	// (the embedded store's import generation; empty when the back end
+	// cannot say): the coordinator answers an identical later query from
+	// this release only while every node reports the same version.
+	DataVersion   string `protobuf:"bytes,6,opt,name=data_version,json=dataVersion,proto3" json:"data_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1883,6 +1898,13 @@ func (x *PartialPayload) GetLink() *LinkPartial {
 		return x.Link
 	}
 	return nil
+}
+
+func (x *PartialPayload) GetDataVersion() string {
+	if x != nil {
+		return x.DataVersion
+	}
+	return ""
 }
 
 type EvaluateResponse struct {
@@ -2310,14 +2332,15 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\tlimit_rho\x18\x03 \x01(\x01R\blimitRho\x12&\n" +
 	"\x0ftotal_spent_rho\x18\x04 \x01(\x01R\rtotalSpentRho\x12&\n" +
 	"\x0ftotal_limit_rho\x18\x05 \x01(\x01R\rtotalLimitRho\"\r\n" +
-	"\vInfoRequest\"\xfa\x01\n" +
+	"\vInfoRequest\"\x9d\x02\n" +
 	"\fInfoResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12'\n" +
 	"\x0fcertificate_der\x18\x04 \x01(\fR\x0ecertificateDer\x127\n" +
 	"\asummary\x18\x05 \x01(\v2\x1d.fedstat.types.v1.DataSummaryR\asummary\x12?\n" +
-	"\fepoch_status\x18\x06 \x01(\v2\x1c.fedstat.node.v1.EpochStatusR\vepochStatus\"v\n" +
+	"\fepoch_status\x18\x06 \x01(\v2\x1c.fedstat.node.v1.EpochStatusR\vepochStatus\x12!\n" +
+	"\fdata_version\x18\a \x01(\tR\vdataVersion\"v\n" +
 	"\vEpochStatus\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x14\n" +
 	"\x05ready\x18\x02 \x01(\bR\x05ready\x12\x18\n" +
@@ -2373,7 +2396,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eSeriesInterval\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\x05R\x05level\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x05R\x05index\"\xc2\x01\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\"\xe5\x01\n" +
 	"\x0ePartialPayload\x12 \n" +
 	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1d\n" +
 	"\n" +
@@ -2381,7 +2404,8 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\tplaintext\x18\x03 \x03(\x12R\tplaintext\x12\x1f\n" +
 	"\vspec_digest\x18\x04 \x01(\fR\n" +
 	"specDigest\x120\n" +
-	"\x04link\x18\x05 \x01(\v2\x1c.fedstat.node.v1.LinkPartialR\x04link\"b\n" +
+	"\x04link\x18\x05 \x01(\v2\x1c.fedstat.node.v1.LinkPartialR\x04link\x12!\n" +
+	"\fdata_version\x18\x06 \x01(\tR\vdataVersion\"b\n" +
 	"\x10EvaluateResponse\x122\n" +
 	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xe7\x02\n" +
