@@ -26,9 +26,9 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/fedstat/fedstat/crypto/envelope"
-	"github.com/fedstat/fedstat/internal/buildinfo"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/audit"
+	"github.com/fedstat/fedstat/internal/buildinfo"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/membership"
 	"github.com/fedstat/fedstat/internal/pki"

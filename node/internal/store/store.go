@@ -92,13 +92,13 @@ type Store struct {
 
 	snap atomic.Pointer[cdm.Tables] // the CDM tables only
 	// view is snap with the study tables (study.go); what Tables returns.
-	view    atomic.Pointer[cdm.Tables]
+	view atomic.Pointer[cdm.Tables]
 	// instance (random at Open) and published (every new view) make the
 	// data version (DataVersion): it changes with every change of the data
 	// and at every restart, and never comes back.
 	instance  string
 	published atomic.Uint64
-	studies []*cdm.Study // under mu, sorted by name
+	studies   []*cdm.Study // under mu, sorted by name
 	// schemas holds the studies' schemas (Studies, lock-free).
 	schemas atomic.Pointer[[]cdm.StudySchema]
 	// nextStudyVersion is the version the next study import stages (under
