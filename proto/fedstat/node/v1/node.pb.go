@@ -1828,8 +1828,9 @@ type PartialPayload struct {
 	Link *LinkPartial `protobuf:"bytes,5,opt,name=link,proto3" json:"link,omitempty"`
 	// data_version identifies the node's data this partial was computed on
 	// (the embedded store's import generation; empty when the back end
-	// cannot say): the coordinator answers an identical later query from
-	// this release only while every node reports the same version.
+	// cannot say), so that an identical later query can be answered from
+	// this release while every node reports the same version (not used by
+	// the coordinator yet).
 	DataVersion   string `protobuf:"bytes,6,opt,name=data_version,json=dataVersion,proto3" json:"data_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
