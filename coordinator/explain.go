@@ -3,10 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -68,14 +65,8 @@ func (s *service) Explain(ctx context.Context, req *coordinatorv1.SubmitRequest)
 
 // explain is POST /v1/explain with a SubmitRequest in JSON.
 func (h *httpAPI) explain(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		writeError(w, fmt.Errorf("%w: %v", ErrBadRequest, err))
-		return
-	}
 	var req coordinatorv1.SubmitRequest
-	if err := protojson.Unmarshal(body, &req); err != nil {
-		writeError(w, fmt.Errorf("%w: request body: %v", ErrBadRequest, err))
+	if !readBody(w, r, &req) {
 		return
 	}
 	x, err := h.c.Explain(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec())

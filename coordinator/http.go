@@ -234,14 +234,8 @@ func writeError(w http.ResponseWriter, err error) {
 }
 
 func (h *httpAPI) submit(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		writeError(w, fmt.Errorf("%w: %v", ErrBadRequest, err))
-		return
-	}
 	var req coordinatorv1.SubmitRequest
-	if err := protojson.Unmarshal(body, &req); err != nil {
-		writeError(w, fmt.Errorf("%w: request body: %v", ErrBadRequest, err))
+	if !readBody(w, r, &req) {
 		return
 	}
 	st, err := h.c.Submit(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), time.Duration(req.GetDeadlineMs())*time.Millisecond)
@@ -251,6 +245,21 @@ func (h *httpAPI) submit(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	}
 	w.Header().Set("Location", "/v1/queries/"+st.QueryId)
 	writeProto(w, StatusFor(p, st))
+}
+
+// readBody decodes a request body (protobuf JSON, at most 1 MiB) into m;
+// on failure it writes the error and returns false.
+func readBody(w http.ResponseWriter, r *http.Request, m proto.Message) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		writeError(w, fmt.Errorf("%w: %v", ErrBadRequest, err))
+		return false
+	}
+	if err := protojson.Unmarshal(body, m); err != nil {
+		writeError(w, fmt.Errorf("%w: request body: %v", ErrBadRequest, err))
+		return false
+	}
+	return true
 }
 
 func (h *httpAPI) readable(id string, p rpc.Peer) (*coordinatorv1.QueryStatus, error) {
@@ -458,14 +467,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // createSeries is POST /v1/series with a CreateSeriesRequest in JSON.
 func (h *httpAPI) createSeries(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		writeError(w, fmt.Errorf("%w: %v", ErrBadRequest, err))
-		return
-	}
 	var req coordinatorv1.CreateSeriesRequest
-	if err := protojson.Unmarshal(body, &req); err != nil {
-		writeError(w, fmt.Errorf("%w: request body: %v", ErrBadRequest, err))
+	if !readBody(w, r, &req) {
 		return
 	}
 	s, err := h.c.CreateSeries(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), req.GetAlerts())
