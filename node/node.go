@@ -182,6 +182,7 @@ type Node struct {
 	pending *epochState // an epoch between KeyGen and InstallKey (node/epoch.go)
 
 	releaseMu sync.Mutex // serialises release decisions
+	seriesMu  sync.Mutex // serialises standing-series evaluations (their memory: seriesExact)
 
 	health health     // what keeps the node from being ready (durable.go)
 	markMu sync.Mutex // serialises writes of the mark file

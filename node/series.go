@@ -3,11 +3,14 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	"github.com/fedstat/fedstat/queries/continual"
@@ -118,11 +121,80 @@ func (n *Node) reserveSeries(ctx context.Context, analyst string, sq *seriesQuer
 	return nil
 }
 
-// seriesExact counts the interval's periods with the K bound.
+// seriesExact counts the interval's periods with the K bound, and with the
+// node's memory of the series: the periods each patient counted in before
+// (n/series-counted/<reservation>/<patient id>), which the patient keeps
+// whatever happened to its rows since, so that a deleted or corrected
+// record cannot let a patient count in more than K periods
+// (eval.Periods.Counted). The memory is written before the answer leaves
+// the node (the ledger commits the answer after compute returns); series
+// evaluations are serialised so that two intervals cannot both add
+// periods to one patient's memory.
 func (n *Node) seriesExact(ctx context.Context, p *plan.Plan, sq *seriesQuery) (*eval.Exact, error) {
 	src, ok := n.cfg.Data.(SeriesSource)
 	if !ok {
 		return nil, fmt.Errorf("%w: this node's data back end cannot answer standing series (the embedded store can)", ErrPolicy)
 	}
-	return src.Periods(ctx, p, sq.periods)
+	n.seriesMu.Lock()
+	defer n.seriesMu.Unlock()
+	prefix := []byte("n/series-counted/" + protocol.SeriesReservationID(sq.in.GetSpec()) + "/")
+	before := map[string][]int32{}
+	err := n.cfg.DB.View(func(tx *kv.Txn) error {
+		return tx.Iterate(prefix, func(k, v []byte) error {
+			periods, err := decodePeriods(v)
+			if err != nil {
+				return fmt.Errorf("node: series memory %s: %w", k, err)
+			}
+			before[string(k[len(prefix):])] = periods
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	w := sq.periods
+	w.Counted = make(map[string][]int32, len(before))
+	for id, ps := range before {
+		w.Counted[id] = ps
+	}
+	exact, err := src.Periods(ctx, p, w)
+	if err != nil {
+		return nil, err
+	}
+	err = n.cfg.DB.Update(func(tx *kv.Txn) error {
+		for id, ps := range w.Counted {
+			if slices.Equal(ps, before[id]) {
+				continue
+			}
+			if err := tx.Set(append(slices.Clone(prefix), id...), encodePeriods(ps)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return exact, nil
+}
+
+func encodePeriods(ps []int32) []byte {
+	var b []byte
+	for _, p := range ps {
+		b = binary.AppendUvarint(b, uint64(p))
+	}
+	return b
+}
+
+func decodePeriods(b []byte) ([]int32, error) {
+	var out []int32
+	for len(b) > 0 {
+		v, k := binary.Uvarint(b)
+		if k <= 0 || v > math.MaxInt32 {
+			return nil, errors.New("damaged period list")
+		}
+		out = append(out, int32(v))
+		b = b[k:]
+	}
+	return out, nil
 }

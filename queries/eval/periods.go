@@ -26,6 +26,16 @@ type Periods struct {
 	// whole series: their first K periods with a matching row. Required
 	// >= 1.
 	K int
+	// Counted, when set, is the node's memory of the series: the periods
+	// in which each patient (by id) counted in the series' earlier
+	// releases. A patient keeps those and may add periods (their first
+	// matching ones not yet counted) only up to K in all, so that the
+	// bound holds whatever happens to the data between releases (rows
+	// deleted or corrected, not only added). PeriodCounts puts each
+	// patient's periods as counted now back into it; the caller stores
+	// them before the answer leaves the node. Nil: no memory (the
+	// append-only rule of the package doc).
+	Counted map[string][]int32
 }
 
 // PeriodCounts evaluates one interval of a standing series. p is the plan
@@ -45,10 +55,12 @@ type Periods struct {
 //
 // One patient thus adds up to min(K, Last−First+1) to one cell, more than
 // the plan's per-query sensitivity of 1: the series' budget accounts for it
-// (continual.Weight, continual.NodeRho), not the plan. The first-K rule
-// bounds the patient over the whole series only if the (patient, period)
-// pairs the filter admits only grow between evaluations: rows may arrive
-// late but must not be deleted or changed (see package continual). A node
+// (continual.Weight, continual.NodeRho), not the plan. Without memory
+// (w.Counted nil) the first-K rule bounds the patient over the whole series
+// only if the (patient, period) pairs the filter admits only grow between
+// evaluations: rows may arrive late but must not be deleted or changed;
+// with the node's memory of the series (w.Counted) it holds whatever
+// changes (see Periods.Counted and docs/statistics.md). A node
 // of n patients gives cells of at most
 // n·min(K, Last−First+1); dp.NoiseShare refuses a cell beyond the plan's
 // MaxAbsPartial (ErrRange).
@@ -161,11 +173,35 @@ func PeriodCounts(ctx context.Context, p *plan.Plan, t *cdm.Tables, w Periods) (
 		}
 		// pairs[i:j] are the patient's distinct periods, ascending; the
 		// first K count.
-		for _, pr := range pairs[i:min(j, i+w.K)] {
-			if per := int(uint32(pr)); per >= w.First && per <= w.Last {
+		if w.Counted == nil {
+			for _, pr := range pairs[i:min(j, i+w.K)] {
+				if per := int(uint32(pr)); per >= w.First && per <= w.Last {
+					out[cell[pi]]++
+				}
+			}
+			i = j
+			continue
+		}
+		// With the series' memory: the periods counted before stay
+		// counted (even if their rows are gone), and the patient's first
+		// matching periods not yet counted join them up to K.
+		id := t.PatientIDs[pi]
+		counted := slices.Clone(w.Counted[id])
+		for _, pr := range pairs[i:j] {
+			if len(counted) >= w.K {
+				break
+			}
+			if per := int32(uint32(pr)); !slices.Contains(counted, per) {
+				counted = append(counted, per)
+			}
+		}
+		slices.Sort(counted)
+		for _, per := range counted {
+			if int(per) >= w.First && int(per) <= w.Last {
 				out[cell[pi]]++
 			}
 		}
+		w.Counted[id] = counted
 		i = j
 	}
 	return &Exact{plan: p, values: out}, nil
