@@ -2,9 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -114,6 +118,9 @@ func serveDemo(cmd *cobra.Command, o demo.RunOptions, envFile string) error {
 		}
 		defer os.RemoveAll(dir)
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
 	if envFile == "" {
 		envFile = filepath.Join(dir, "env")
 	}
@@ -139,12 +146,16 @@ func serveDemo(cmd *cobra.Command, o demo.RunOptions, envFile string) error {
 	if err := p.WriteEnv(envFile); err != nil {
 		return err
 	}
+	seriesNote := "  fedstat series show " + demoSeries + "      # a standing weekly series, released by the coordinator\n  fedstat forecast " + demoSeries + "         # its forecast, 1-4 weeks ahead\n"
+	if err := createDemoSeries(p); err != nil {
+		seriesNote = "  (the demo's standing series could not be registered: " + err.Error() + ")\n"
+	}
 	fmt.Fprintf(out, `
 The network is running. In another shell:
 
   source %s
   fedstat query "%s"
-  fedstat nodes
+`+seriesNote+`  fedstat nodes
   fedstat budget
   fedstat stats km --schema %s --table survival --time time --status status --event 2 --strata sex --width 30 --epsilon 2
   curl --cacert "$FEDSTAT_CA" -H "Authorization: Bearer $FEDSTAT_TOKEN" "$FEDSTAT_HTTP/v1/nodes"
@@ -160,5 +171,37 @@ Press Ctrl-C to stop the network.
 		return fmt.Errorf("the coordinator stopped; see %s", filepath.Join(dir, "coordinator.log"))
 	}
 	fmt.Fprintln(out, "stopping the network")
+	return nil
+}
+
+// demoSeries is the standing series a served demo registers: weekly new
+// COVID-19 patients of 2020 by region, which the synthetic patients have.
+const demoSeries = "covid-weekly"
+
+// createDemoSeries registers demoSeries as the demo's analyst through the
+// HTTP/JSON API; its weeks are long over, so the coordinator releases them
+// all at once (a backfill) and the dashboard's Series page shows them.
+func createDemoSeries(p *demo.Processes) error {
+	hc, err := p.HTTPClient(30 * time.Second)
+	if err != nil {
+		return err
+	}
+	body := `{"spec": {"name": "` + demoSeries + `", "table": "conditions", "where": "code = '840539006'", "date_column": "onset_date",
+		"by": "region", "every": "week", "start": "2020-01-06", "periods": 52, "epsilon": 1}, "alerts": [{"rule": "C2"}]}`
+	req, err := http.NewRequest(http.MethodPost, "https://"+p.HTTP+"/v1/series", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+p.Env["FEDSTAT_TOKEN"])
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
 	return nil
 }

@@ -63,7 +63,8 @@ Methods (--method):
 --evaluate scores instead of forecasting: every week of a location whose reference
 date is within --from/--to (or --season) is an origin; the forecast from it sees
 only the weeks up to it and is scored against the value of each target week in
---truth (default: the series itself). The FluSight baseline is scored on the same
+--truth (default: the series itself, its releases: each forecast is then widened by
+its target release's known noise variance). The FluSight baseline is scored on the same
 targets. Columns of the report:
   n          forecasts scored (origins x horizons with a truth)
   wis        mean weighted interval score (FluSight's; lower is better; in the

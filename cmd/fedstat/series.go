@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -209,7 +210,7 @@ func printSeriesHeader(w io.Writer, s *coordinatorv1.Series) {
 	if where == "" {
 		where = "(all rows)"
 	}
-	fmt.Fprintf(w, "  counts COUNT(DISTINCT patient_id) FROM %s WHERE %s%s, placed by %s; at most %d periods per patient\n",
+	fmt.Fprintf(w, "  counts COUNT(DISTINCT patient_id) FROM %s WHERE %s%s, placed by %s; at most %d period(s) per patient\n",
 		sp.GetTable(), where, by, sp.GetDateColumn(), sp.GetMaxPeriodsPerPatient())
 	fmt.Fprintf(w, "  budget: epsilon %g, delta %g for the whole lifetime (rho %.4g), charged once at every node, by %s\n",
 		sp.GetEpsilon(), sp.GetDelta(), s.GetRho(), s.GetOwner())
@@ -237,8 +238,10 @@ func printSeriesTable(w io.Writer, s *coordinatorv1.Series) error {
 			if p.GetLate() {
 				late = "late"
 			}
+			// Counts are shown at 0 when the unbiased, noisy estimate is
+			// below it, as their intervals are (the API and CSV keep it).
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t[%.0f, %.0f]\t%.0f\t[%.0f, %.0f]\t%s\n", p.GetIndex(), p.GetFirst(), v.GetLabel(), count,
-				v.GetCiLow(), v.GetCiHigh(), v.GetTotal(), v.GetTotalCiLow(), v.GetTotalCiHigh(), late)
+				v.GetCiLow(), v.GetCiHigh(), math.Max(0, math.Round(v.GetTotal())), v.GetTotalCiLow(), v.GetTotalCiHigh(), late)
 		}
 	}
 	if err := tw.Flush(); err != nil {

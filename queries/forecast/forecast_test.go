@@ -388,3 +388,54 @@ func TestEvaluateWindowAndTruth(t *testing.T) {
 		t.Errorf("the baseline against itself: relative WIS %v", ev.RelativeWIS)
 	}
 }
+
+// TestEvaluateAgainstReleasesCountsTheirNoise: scored against the noisy
+// releases themselves (no truth), the method's intervals are widened by
+// each target release's known noise, so that they cover the release at
+// their level; forecasts of the true value alone would not (their
+// intervals leave out the target's own noise, here as large as the
+// signal's week-to-week changes).
+func TestEvaluateAgainstReleasesCountsTheirNoise(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 18))
+	day0 := time.Date(2023, 1, 7, 0, 0, 0, 0, time.UTC)
+	const weeks, noise = 90, 15.0
+	level := 60.0
+	series := make([]Point, weeks)
+	for i := range series {
+		level = math.Max(5, level*math.Exp(0.08*r.NormFloat64()))
+		series[i] = Point{Date: day0.AddDate(0, 0, 7*i), Value: level + noise*r.NormFloat64(), Variance: noise * noise}
+	}
+	ev, err := Evaluate(series, EvalOptions{Method: Ensemble, From: series[40].Date})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c50, c95 := ev.Summary.Coverage50, ev.Summary.Coverage95
+	t.Logf("against the releases: coverage 50%% %.3f, 95%% %.3f over %d scores", c50, c95, len(ev.Scores))
+	if c95 < 0.88 || c50 < 0.38 || c50 > 0.65 {
+		t.Errorf("coverage 50%% %.3f, 95%% %.3f against the releases; want near 0.5 and 0.95", c50, c95)
+	}
+	// The widening is what does it: the unwidened forecasts cover less.
+	var in95 int
+	for _, s := range ev.Scores {
+		fc, err := Forecast(pointsBefore(series, s.Forecast.Reference), []int{s.Forecast.Horizon}, Ensemble)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if Covers(fc[0], 0.95, s.Observed) {
+			in95++
+		}
+	}
+	if raw := float64(in95) / float64(len(ev.Scores)); raw >= c95-0.05 {
+		t.Errorf("the forecasts of the true value cover %.3f of the releases, the widened %.3f: the test does not show the widening", raw, c95)
+	}
+}
+
+func pointsBefore(s []Point, ref time.Time) []Point {
+	var out []Point
+	for _, p := range s {
+		if p.Date.Before(ref) {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -6,6 +6,9 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"gonum.org/v1/gonum/stat"
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // intervalAlphas are the α of FluSight's 11 central intervals (levels
@@ -100,8 +103,53 @@ type EvalOptions struct {
 	From, To time.Time
 	// Truth returns the observed value of a target week, or false when
 	// there is none (the forecast is then not scored). Defaults to the
-	// series' own values.
+	// series' own values: the releases, each with its noise. The method
+	// forecasts the true value, so against a release its forecast is first
+	// widened by that release's known noise variance (WithNoise); the
+	// baseline already forecasts the noisy series (it resamples its
+	// changes) and is scored as it is.
 	Truth func(week time.Time) (float64, bool)
+}
+
+// WithNoise is the forecast of a release of the target week: the forecast
+// of its true value plus independent Gaussian noise of variance v (the
+// release's, known exactly). The forecast's quantile function (linear
+// between the 23 levels, constant beyond the outer ones) is convolved with
+// the noise on a fixed grid of 200 × 100 points, so the result is
+// deterministic. Quantiles may be negative (a release can be).
+func WithNoise(q QuantileForecast, v float64) QuantileForecast {
+	if !(v > 0) {
+		return q
+	}
+	const nu, nz = 200, 100
+	at := func(u float64) float64 {
+		if u <= Quantiles[0] {
+			return q.Values[0]
+		}
+		for i := 1; i < len(Quantiles); i++ {
+			if u <= Quantiles[i] {
+				f := (u - Quantiles[i-1]) / (Quantiles[i] - Quantiles[i-1])
+				return q.Values[i-1] + f*(q.Values[i]-q.Values[i-1])
+			}
+		}
+		return q.Values[len(q.Values)-1]
+	}
+	sd := math.Sqrt(v)
+	std := distuv.Normal{Mu: 0, Sigma: 1}
+	sums := make([]float64, 0, nu*nz)
+	for j := range nu {
+		x := at((float64(j) + 0.5) / nu)
+		for l := range nz {
+			sums = append(sums, x+sd*std.Quantile((float64(l)+0.5)/nz))
+		}
+	}
+	slices.Sort(sums)
+	out := q
+	out.Values = make([]float64, len(Quantiles))
+	for i, tau := range Quantiles {
+		out.Values[i] = stat.Quantile(tau, stat.LinInterp, sums, nil)
+	}
+	return out
 }
 
 // Evaluate forecasts series from rolling origins and scores the forecasts
@@ -118,10 +166,15 @@ func Evaluate(series []Point, o EvalOptions) (*Evaluation, error) {
 	if o.Horizons == nil {
 		o.Horizons = Horizons
 	}
+	// Against the releases themselves, the method's forecast of each
+	// target is widened by that release's noise (see EvalOptions.Truth).
+	var noiseOf map[time.Time]float64
 	if o.Truth == nil {
 		index := make(map[time.Time]float64, len(series))
+		noiseOf = make(map[time.Time]float64, len(series))
 		for _, p := range series {
 			index[p.Date] = p.Value
+			noiseOf[p.Date] = p.Variance
 		}
 		o.Truth = func(week time.Time) (float64, bool) { v, ok := index[week]; return v, ok }
 	}
@@ -165,6 +218,9 @@ func Evaluate(series []Point, o EvalOptions) (*Evaluation, error) {
 		}
 		ev.Origins++
 		for k, y := range observed {
+			if noiseOf != nil && o.Method != Baseline {
+				fc[k] = WithNoise(fc[k], noiseOf[fc[k].Target])
+			}
 			ev.Scores = append(ev.Scores, Score{Forecast: fc[k], Baseline: base[k], Observed: y,
 				WIS: WIS(fc[k], y), BaselineWIS: WIS(base[k], y)})
 		}
