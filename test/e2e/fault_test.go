@@ -446,7 +446,11 @@ func TestFaultConcurrentQueries(t *testing.T) {
 				defer wg.Done()
 				<-start
 				spec := &typesv1.QuerySpec{Sql: sqls[k%len(sqls)], Epsilon: 0.1 + 0.05*float64(a), MinNodes: 3}
-				st, err := runQuery(ctx, clients[a], spec)
+				// What is under test is concurrency, not latency: on a
+				// loaded machine (two cores, the race detector, other
+				// packages' tests) 100 queries at once can wait longer for
+				// their partials than the network's default deadline of 60 s.
+				st, err := clients[a].Run(ctx, spec, client.RunOptions{Deadline: 3 * time.Minute})
 				results <- outcome{a, st, err}
 			}()
 		}
