@@ -1,14 +1,11 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"net/http"
-	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/fedstat/fedstat/internal/webhook"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	"github.com/fedstat/fedstat/queries/stats"
 )
@@ -92,43 +89,7 @@ func (c *Coordinator) notifyAlert(ctx context.Context, r *seriesRecord, a alertR
 	if err != nil {
 		return
 	}
-	if err := postWebhook(ctx, c.cfg.AlertWebhook, body); err != nil {
+	if err := webhook.PostJSON(ctx, c.cfg.AlertWebhook, body); err != nil {
 		c.log.Error("could not deliver a series alert to the webhook", "series", msg.Series, "week", msg.Week, "err", err)
 	}
-}
-
-// postWebhook POSTs body as JSON, three tries a few seconds apart.
-func postWebhook(ctx context.Context, url string, body []byte) error {
-	var err error
-	for attempt := range 3 {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Duration(attempt) * 2 * time.Second):
-			}
-		}
-		err = func() error {
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			req, err := http.NewRequestWithContext(rctx, http.MethodPost, url, bytes.NewReader(body))
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode/100 != 2 {
-				return fmt.Errorf("webhook answered %s", resp.Status)
-			}
-			return nil
-		}()
-		if err == nil {
-			return nil
-		}
-	}
-	return err
 }

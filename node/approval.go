@@ -12,6 +12,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/fedstat/fedstat/internal/webhook"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 )
 
@@ -40,10 +41,12 @@ func (n *Node) awaitApproval(ctx context.Context, body *nodev1.EvaluateBody, rho
 	a := &approval{QueryID: body.GetQueryId(), Analyst: body.GetAnalyst(), Role: body.GetRole(), SQL: body.GetSpec().GetSql(),
 		Epsilon: body.GetSpec().GetEpsilon(), Delta: body.GetSpec().GetDelta(), Rho: rho, Since: n.cfg.Now(), decision: make(chan bool, 1)}
 	n.approvalMu.Lock()
+	fresh := false
 	if old, ok := n.approvals[a.QueryID]; ok {
 		a = old // a re-delivered request waits for the same decision
 	} else {
 		n.approvals[a.QueryID] = a
+		fresh = true
 	}
 	a.waiters++
 	n.approvalMu.Unlock()
@@ -59,6 +62,18 @@ func (n *Node) awaitApproval(ctx context.Context, body *nodev1.EvaluateBody, rho
 	}()
 	n.record(ctx, body.GetAnalyst(), "query.awaiting_approval", a.QueryID, map[string]any{"sql": a.SQL, "rho": rho})
 	n.log.Info("query awaits the admin's approval", "query_id", a.QueryID, "analyst", a.Analyst)
+	if url := n.cfg.Policy.ApprovalWebhook; fresh && url != "" {
+		note := map[string]any{"node": n.id, "query_id": a.QueryID, "analyst": a.Analyst, "role": a.Role, "sql": a.SQL,
+			"epsilon": a.Epsilon, "delta": a.Delta, "rho": a.Rho, "since": a.Since.UTC().Format(time.RFC3339),
+			"approve": "fedstat node approve --data-dir DIR " + a.QueryID}
+		go func() {
+			// Not bound to the query: the admin is told even if the
+			// coordinator stops waiting.
+			if err := webhook.Post(context.Background(), url, note); err != nil {
+				n.log.Error("could not tell the approval webhook of a waiting query", "query_id", note["query_id"], "err", err)
+			}
+		}()
+	}
 	select {
 	case ok := <-a.decision:
 		a.decision <- ok // let other waiters see it too

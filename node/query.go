@@ -49,6 +49,11 @@ type Policy struct {
 	// RequireApproval queues every new query until the node admin approves
 	// or denies it (`fedstat node approvals`). Defaults to false.
 	RequireApproval bool
+	// ApprovalWebhook, when set, is told of every query that starts to
+	// wait for the admin's approval (a JSON POST: node, query id, analyst,
+	// role, SQL, epsilon, delta, rho, since), so that the admin need not
+	// watch the queue.
+	ApprovalWebhook string
 }
 
 // DefaultMinCohortRho is the default cost of a node's minimum-cohort check

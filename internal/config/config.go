@@ -248,6 +248,9 @@ type Policy struct {
 	MinCohortRho float64 `toml:"min_cohort_rho"`
 	// RequireApproval queues every query for the admin's approval.
 	RequireApproval bool `toml:"require_approval"`
+	// ApprovalWebhook is a URL told of every query that starts to wait for
+	// approval (JSON POST). Default none.
+	ApprovalWebhook string `toml:"approval_webhook"`
 }
 
 // Budget is a node's privacy budget, in zCDP rho.

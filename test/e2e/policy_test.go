@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,12 +186,18 @@ func TestMinCohortIsNotAFreeOracle(t *testing.T) {
 }
 
 // TestApprovalQueue: with require_approval, a query waits at every node
-// until the node admin approves it; a denied query fails and debits nothing.
+// until the node admin approves it, and each node tells its approval
+// webhook once (node, query id, analyst, SQL); a denied query fails and
+// debits nothing.
 func TestApprovalQueue(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	hook := &webhook{}
+	hs := httptest.NewServer(hook)
+	defer hs.Close()
 	pol := node.DefaultPolicy()
 	pol.RequireApproval = true
+	pol.ApprovalWebhook = hs.URL
 	nw, err := demo.Start(ctx, demo.Options{Data: syntheticData(t, 3, 300), Threshold: 2, MinNodes: 2, NodePolicy: pol, AuditLogs: true})
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +231,17 @@ func TestApprovalQueue(t *testing.T) {
 	decideAll(true)
 	if err := <-done; err != nil {
 		t.Fatalf("approved query: %v", err)
+	}
+	waitFor(t, ctx, "the approval webhook to hear from every node", func() bool { return len(hook.received()) >= 3 })
+	nodesTold := map[any]bool{}
+	for _, a := range hook.received() {
+		nodesTold[a["node"]] = true
+		if a["query_id"] == "" || a["analyst"] != "analyst" || a["sql"] != demo.CohortQuery {
+			t.Errorf("approval note %v", a)
+		}
+	}
+	if len(nodesTold) != 3 {
+		t.Errorf("approval notes from %v, want the 3 nodes once each", nodesTold)
 	}
 	go func() {
 		_, err := runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2})

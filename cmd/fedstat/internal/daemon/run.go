@@ -234,6 +234,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	}
 	pol.MinCohortRho = cfg.Policy.MinCohortRho
 	pol.RequireApproval = cfg.Policy.RequireApproval
+	pol.ApprovalWebhook = cfg.Policy.ApprovalWebhook
 
 	cat, err := NetworkCatalogue(&cfg.Common)
 	if err != nil {
