@@ -39,9 +39,11 @@ type SeriesForecast struct {
 	Skipped map[string]string `json:"notes,omitempty"`
 }
 
-// weeklyPoints turns released period estimates into forecast history
-// (dated by each period's last day).
-func weeklyPoints(periods []*coordinatorv1.SeriesPeriod, li int) ([]forecast.Point, error) {
+// SeriesPoints turns the released period estimates of a series' label li
+// into forecast history, dated by each period's last day, with each
+// estimate's noise variance (the coordinator's forecasts and `fedstat
+// forecast NAME` both read a series this way).
+func SeriesPoints(periods []*coordinatorv1.SeriesPeriod, li int) ([]forecast.Point, error) {
 	var out []forecast.Point
 	for _, p := range periods {
 		if li >= len(p.GetValues()) {
@@ -77,7 +79,7 @@ func (c *Coordinator) ForecastSeries(p rpc.Peer, name string, method forecast.Me
 	c.series.mu.Unlock()
 	out := &SeriesForecast{Series: name, Method: string(method), Rows: []ForecastRow{}}
 	for li, label := range labels {
-		pts, err := weeklyPoints(periods, li)
+		pts, err := SeriesPoints(periods, li)
 		if err != nil {
 			return nil, err
 		}

@@ -62,7 +62,6 @@ type seriesRecord struct {
 	Alerts     []alertRecord  `json:"alerts,omitempty"`
 	Error      string         `json:"error,omitempty"`
 	Failures   int            `json:"failures,omitempty"` // failed attempts at the next period
-	FirstTry   int64          `json:"first_try_unix_ms,omitempty"`
 	// LastFailure is the series-clock time of the last failed attempt
 	// (at any period): a period due by then was held up by it.
 	LastFailure int64 `json:"last_failure_unix_ms,omitempty"`
@@ -439,16 +438,14 @@ func (c *Coordinator) advanceSeries(ctx context.Context, name string) {
 		err := c.releasePeriod(ctx, r, t)
 		c.series.mu.Lock()
 		if err != nil {
-			if r.Failures == 0 {
-				r.FirstTry = now.UnixMilli()
-			}
 			r.Failures++
 			r.LastFailure = now.UnixMilli()
 			r.Error = fmt.Sprintf("period %d (due %s) could not be released yet (attempt %d): %v", t, due.UTC().Format(time.RFC3339), r.Failures, err)
 			r.Blocker = r.Error
+			attempt := r.Failures
 			serr := c.saveSeries(r)
 			c.series.mu.Unlock()
-			c.log.Warn("standing series period not released; retrying at the next tick", "series", name, "period", t, "attempt", r.Failures, "err", err)
+			c.log.Warn("standing series period not released; retrying at the next tick", "series", name, "period", t, "attempt", attempt, "err", err)
 			if serr != nil {
 				c.log.Error("could not record a series", "series", name, "err", serr)
 			}
@@ -473,7 +470,7 @@ func (c *Coordinator) advanceSeries(ctx context.Context, name string) {
 			pr.Note = fmt.Sprintf("released late, at %s (series clock); due %s: a missed period (the coordinator was not running), run when it was back", nowS, dueS)
 		}
 		r.Periods = append(r.Periods, pr)
-		r.Error, r.Failures, r.FirstTry = "", 0, 0
+		r.Error, r.Failures = "", 0
 		fired := c.checkAlerts(r, t)
 		serr := c.saveSeries(r)
 		c.series.mu.Unlock()

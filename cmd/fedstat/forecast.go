@@ -189,18 +189,11 @@ func standingSeries(cmd *cobra.Command, cf *clientFlags, name string) ([]forecas
 	}
 	out := make([]forecast.Series, len(s.GetLabels()))
 	for li, label := range s.GetLabels() {
-		out[li].Location = label
-		for _, p := range s.GetPeriods() {
-			if li >= len(p.GetValues()) {
-				break
-			}
-			d, err := time.Parse(time.DateOnly, p.GetLast())
-			if err != nil {
-				return nil, fmt.Errorf("forecast %s: period %d: %v", name, p.GetIndex(), err)
-			}
-			v := p.GetValues()[li]
-			out[li].Points = append(out[li].Points, forecast.Point{Date: d, Value: v.GetValue(), Variance: v.GetVariance()})
+		pts, err := coordinator.SeriesPoints(s.GetPeriods(), li)
+		if err != nil {
+			return nil, fmt.Errorf("forecast %s: %v", name, err)
 		}
+		out[li] = forecast.Series{Location: label, Points: pts}
 	}
 	if len(s.GetPeriods()) == 0 {
 		return nil, fmt.Errorf("forecast %s: no period released yet", name)
