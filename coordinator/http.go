@@ -238,7 +238,7 @@ func (h *httpAPI) submit(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	if !readBody(w, r, &req) {
 		return
 	}
-	st, err := h.c.Submit(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), time.Duration(req.GetDeadlineMs())*time.Millisecond)
+	st, err := h.c.SubmitWith(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), SubmitOptions{Deadline: time.Duration(req.GetDeadlineMs()) * time.Millisecond, Fresh: req.GetFresh()})
 	if err != nil {
 		writeError(w, err)
 		return

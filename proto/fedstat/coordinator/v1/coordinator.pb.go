@@ -1465,7 +1465,10 @@ type SubmitRequest struct {
 	Spec  *v1.QuerySpec          `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
 	// deadline_ms bounds how long the coordinator waits for partials.
 	// Defaults to the coordinator's configured deadline.
-	DeadlineMs    int64 `protobuf:"varint,2,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	DeadlineMs int64 `protobuf:"varint,2,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	// fresh asks the nodes again at full price even when an identical
+	// question was released before (see QueryStatus.reused_from).
+	Fresh         bool `protobuf:"varint,3,opt,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1512,6 +1515,13 @@ func (x *SubmitRequest) GetDeadlineMs() int64 {
 		return x.DeadlineMs
 	}
 	return 0
+}
+
+func (x *SubmitRequest) GetFresh() bool {
+	if x != nil {
+		return x.Fresh
+	}
+	return false
 }
 
 type GetRequest struct {
@@ -1713,8 +1723,13 @@ type QueryStatus struct {
 	SubmittedUnixMs int64  `protobuf:"varint,10,opt,name=submitted_unix_ms,json=submittedUnixMs,proto3" json:"submitted_unix_ms,omitempty"`
 	FinishedUnixMs  int64  `protobuf:"varint,11,opt,name=finished_unix_ms,json=finishedUnixMs,proto3" json:"finished_unix_ms,omitempty"`
 	Epoch           uint64 `protobuf:"varint,12,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// reused_from is set when this query was answered from an earlier
+	// release of the same analyst's identical question (same SQL, epsilon,
+	// delta, mechanism, reference date and key epoch) while no node's data
+	// changed since: it names that query, and nothing was charged.
+	ReusedFrom    string `protobuf:"bytes,13,opt,name=reused_from,json=reusedFrom,proto3" json:"reused_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueryStatus) Reset() {
@@ -1829,6 +1844,13 @@ func (x *QueryStatus) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *QueryStatus) GetReusedFrom() string {
+	if x != nil {
+		return x.ReusedFrom
+	}
+	return ""
 }
 
 type ListRequest struct {
@@ -2413,11 +2435,12 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x05error\x18\x06 \x01(\tR\x05error\"d\n" +
 	"\x0eBudgetResponse\x12\x18\n" +
 	"\aanalyst\x18\x01 \x01(\tR\aanalyst\x128\n" +
-	"\x05nodes\x18\x02 \x03(\v2\".fedstat.coordinator.v1.NodeBudgetR\x05nodes\"a\n" +
+	"\x05nodes\x18\x02 \x03(\v2\".fedstat.coordinator.v1.NodeBudgetR\x05nodes\"w\n" +
 	"\rSubmitRequest\x12/\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12\x1f\n" +
 	"\vdeadline_ms\x18\x02 \x01(\x03R\n" +
-	"deadlineMs\"'\n" +
+	"deadlineMs\x12\x14\n" +
+	"\x05fresh\x18\x03 \x01(\bR\x05fresh\"'\n" +
 	"\n" +
 	"GetRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\"\x97\x01\n" +
@@ -2431,7 +2454,7 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x05Phase\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"elapsed_ms\x18\x02 \x01(\x01R\telapsedMs\"\xe3\x03\n" +
+	"elapsed_ms\x18\x02 \x01(\x01R\telapsedMs\"\x84\x04\n" +
 	"\vQueryStatus\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x123\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1d.fedstat.coordinator.v1.StateR\x05state\x12\x14\n" +
@@ -2445,7 +2468,9 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x11submitted_unix_ms\x18\n" +
 	" \x01(\x03R\x0fsubmittedUnixMs\x12(\n" +
 	"\x10finished_unix_ms\x18\v \x01(\x03R\x0efinishedUnixMs\x12\x14\n" +
-	"\x05epoch\x18\f \x01(\x04R\x05epoch\"#\n" +
+	"\x05epoch\x18\f \x01(\x04R\x05epoch\x12\x1f\n" +
+	"\vreused_from\x18\r \x01(\tR\n" +
+	"reusedFrom\"#\n" +
 	"\vListRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"M\n" +
 	"\fListResponse\x12=\n" +
