@@ -2714,14 +2714,16 @@ func (x *StatsRequest) GetRounds() int32 {
 }
 
 // StatsEstimate is one statistic: its value, standard error and 95%
-// interval, all including the DP noise (null when not available).
+// interval, all including the DP noise. Each is set (and NaN over gRPC)
+// when the method gives one, and null in HTTP/JSON when it is not a finite
+// number: optional, so that a protobuf JSON reader sees it unset, not 0.
 type StatsEstimate struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Value  float64                `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
-	Se     float64                `protobuf:"fixed64,3,opt,name=se,proto3" json:"se,omitempty"`
-	CiLow  float64                `protobuf:"fixed64,4,opt,name=ci_low,json=ciLow,proto3" json:"ci_low,omitempty"`
-	CiHigh float64                `protobuf:"fixed64,5,opt,name=ci_high,json=ciHigh,proto3" json:"ci_high,omitempty"`
+	Value  *float64               `protobuf:"fixed64,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	Se     *float64               `protobuf:"fixed64,3,opt,name=se,proto3,oneof" json:"se,omitempty"`
+	CiLow  *float64               `protobuf:"fixed64,4,opt,name=ci_low,json=ciLow,proto3,oneof" json:"ci_low,omitempty"`
+	CiHigh *float64               `protobuf:"fixed64,5,opt,name=ci_high,json=ciHigh,proto3,oneof" json:"ci_high,omitempty"`
 	// noise_se is the part of the standard error due to the DP noise, where
 	// the method computes it.
 	NoiseSe       *float64 `protobuf:"fixed64,6,opt,name=noise_se,json=noiseSe,proto3,oneof" json:"noise_se,omitempty"`
@@ -2767,29 +2769,29 @@ func (x *StatsEstimate) GetName() string {
 }
 
 func (x *StatsEstimate) GetValue() float64 {
-	if x != nil {
-		return x.Value
+	if x != nil && x.Value != nil {
+		return *x.Value
 	}
 	return 0
 }
 
 func (x *StatsEstimate) GetSe() float64 {
-	if x != nil {
-		return x.Se
+	if x != nil && x.Se != nil {
+		return *x.Se
 	}
 	return 0
 }
 
 func (x *StatsEstimate) GetCiLow() float64 {
-	if x != nil {
-		return x.CiLow
+	if x != nil && x.CiLow != nil {
+		return *x.CiLow
 	}
 	return 0
 }
 
 func (x *StatsEstimate) GetCiHigh() float64 {
-	if x != nil {
-		return x.CiHigh
+	if x != nil && x.CiHigh != nil {
+		return *x.CiHigh
 	}
 	return 0
 }
@@ -3851,14 +3853,19 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"covariates\x18\x0e \x03(\tR\n" +
 	"covariates\x12\x18\n" +
 	"\afactors\x18\x0f \x03(\tR\afactors\x12\x16\n" +
-	"\x06rounds\x18\x10 \x01(\x05R\x06rounds\"\xa6\x01\n" +
+	"\x06rounds\x18\x10 \x01(\x05R\x06rounds\"\xe2\x01\n" +
 	"\rStatsEstimate\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x0e\n" +
-	"\x02se\x18\x03 \x01(\x01R\x02se\x12\x15\n" +
-	"\x06ci_low\x18\x04 \x01(\x01R\x05ciLow\x12\x17\n" +
-	"\aci_high\x18\x05 \x01(\x01R\x06ciHigh\x12\x1e\n" +
-	"\bnoise_se\x18\x06 \x01(\x01H\x00R\anoiseSe\x88\x01\x01B\v\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\x05value\x18\x02 \x01(\x01H\x00R\x05value\x88\x01\x01\x12\x13\n" +
+	"\x02se\x18\x03 \x01(\x01H\x01R\x02se\x88\x01\x01\x12\x1a\n" +
+	"\x06ci_low\x18\x04 \x01(\x01H\x02R\x05ciLow\x88\x01\x01\x12\x1c\n" +
+	"\aci_high\x18\x05 \x01(\x01H\x03R\x06ciHigh\x88\x01\x01\x12\x1e\n" +
+	"\bnoise_se\x18\x06 \x01(\x01H\x04R\anoiseSe\x88\x01\x01B\b\n" +
+	"\x06_valueB\x05\n" +
+	"\x03_seB\t\n" +
+	"\a_ci_lowB\n" +
+	"\n" +
+	"\b_ci_highB\v\n" +
 	"\t_noise_se\"\xdc\x01\n" +
 	"\n" +
 	"StatsCurve\x12\x18\n" +
