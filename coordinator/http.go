@@ -263,9 +263,12 @@ func writeError(w http.ResponseWriter, err error) {
 		st = http.StatusInternalServerError
 	}
 	b, _ := jsonOut.Marshal(&coordinatorv1.ErrorResponse{Error: err.Error(), Code: code.String()})
+	var out bytes.Buffer
+	json.Compact(&out, b) // protojson's spacing varies from build to build
+	out.WriteByte('\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(st)
-	w.Write(append(b, '\n'))
+	w.Write(out.Bytes())
 }
 
 func (h *httpAPI) submit(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
@@ -327,8 +330,12 @@ func specHint(body []byte, md protoreflect.MessageDescriptor) string {
 		return ""
 	}
 	slices.Sort(moved)
+	example := moved[0]
+	if slices.Contains(moved, "sql") {
+		example = "sql"
+	}
 	return fmt.Sprintf(`; %q belong in "spec": the body is {"spec": {"%s": ...}}, as %s in GET %s describes`,
-		moved, moved[0], md.Name(), OpenAPIPath)
+		moved, example, md.Name(), OpenAPIPath)
 }
 
 func (h *httpAPI) readable(id string, p rpc.Peer) (*coordinatorv1.QueryStatus, error) {

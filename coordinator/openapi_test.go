@@ -242,10 +242,14 @@ func TestSubmitSpecHint(t *testing.T) {
 		if err := protojson.Unmarshal(w.Body.Bytes(), &e); err != nil {
 			t.Fatalf("POST %s: %v: %s", target, err, w.Body)
 		}
+		t.Logf("POST %s: %d %s", target, w.Code, w.Body)
 		if w.Code != http.StatusBadRequest || e.GetCode() != "InvalidArgument" ||
-			!strings.Contains(e.GetError(), `{"spec": {"epsilon": ...}}`) || !strings.Contains(e.GetError(), `["epsilon" "sql"]`) ||
+			!strings.Contains(e.GetError(), `{"spec": {"sql": ...}}`) || !strings.Contains(e.GetError(), `["epsilon" "sql"]`) ||
 			!strings.Contains(e.GetError(), coordinator.OpenAPIPath) {
 			t.Errorf("POST %s with a top-level sql: %d %q", target, w.Code, e.GetError())
+		}
+		if w := do(target, `{"epsilon": 1}`); !strings.Contains(w.Body.String(), `{\"spec\": {\"epsilon\": ...}}`) {
+			t.Errorf("POST %s with a top-level epsilon: %d %s", target, w.Code, w.Body)
 		}
 		// Another wrong body gets no hint.
 		if w := do(target, `{"query": "x"}`); w.Code != http.StatusBadRequest || strings.Contains(w.Body.String(), "spec") {
