@@ -16,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -404,5 +407,23 @@ func TestHTTPBodiesAreProtoMessages(t *testing.T) {
 		if !called[route] {
 			t.Errorf("%s is not exercised here", route)
 		}
+	}
+
+	// The statistics RPCs over gRPC: the same studies, the same refusal.
+	analyst, closeA, err := nw.Client(nw.Analyst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeA()
+	studies, err := analyst.Studies(ctx, &coordinatorv1.StudiesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, overHTTP := call("GET /v1/studies", "/v1/studies", "tok-ann", "")
+	if code != http.StatusOK || !proto.Equal(studies, overHTTP) {
+		t.Errorf("gRPC Studies %v, HTTP %d %v", studies, code, overHTTP)
+	}
+	if _, err := analyst.RunStats(ctx, &coordinatorv1.StatsRequest{Method: "km", Table: "none"}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("gRPC RunStats on no table: %v, want InvalidArgument", err)
 	}
 }
