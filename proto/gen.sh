@@ -24,7 +24,9 @@ protoc -I . \
 # The OpenAPI (Swagger 2.0) document of the HTTP/JSON API: the coordinator
 # proto, its HTTP rules (coordinator_http.yaml) and the document's extras
 # (coordinator_openapi.yaml). Field names are the proto names, as the
-# handlers write them (protojson UseProtoNames).
+# handlers write them (protojson UseProtoNames). Optional fields are marked
+# x-nullable: the statistics write null for an estimate that is not a
+# finite number (the other optional fields are only ever left out).
 c=fedstat/coordinator/v1
 protoc -I . --plugin=protoc-gen-openapiv2="$oapi/protoc-gen-openapiv2" \
   --openapiv2_out="$out/proto" \
@@ -33,4 +35,5 @@ protoc -I . --plugin=protoc-gen-openapiv2="$oapi/protoc-gen-openapiv2" \
   --openapiv2_opt=json_names_for_fields=false \
   --openapiv2_opt=disable_default_errors=true \
   --openapiv2_opt=preserve_rpc_order=true \
+  --openapiv2_opt=proto3_optional_nullable=true \
   $c/coordinator.proto
