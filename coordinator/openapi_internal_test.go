@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"encoding/json"
 	"math"
 	"testing"
 
@@ -44,5 +45,28 @@ func TestFiniteJSON(t *testing.T) {
 	if back.GetStrata() != "NaN" || back.GetEstimates()[0].GetSe() != 0.5 || back.GetCurves()[0].GetSurvival()[0] != 0.5 ||
 		!math.IsNaN(back.GetCurves()[0].GetSurvival()[1]) || back.GetEstimates()[0].Value != nil || back.GetCurves()[0].GetMedian().Se == nil {
 		t.Errorf("decoded: %v", &back)
+	}
+}
+
+// TestForecastJSONIsTheProtoMessage: GET /v1/series/{name}/forecast writes
+// the Go type SeriesForecast with encoding/json; its JSON must be the proto
+// message SeriesForecast that the OpenAPI document names, field for field.
+func TestForecastJSONIsTheProtoMessage(t *testing.T) {
+	f := &SeriesForecast{Series: "flu", Method: "ensemble", Skipped: map[string]string{"north": "too few weeks"},
+		Rows: []ForecastRow{{ReferenceDate: "2026-11-28", Horizon: 2, TargetEndDate: "2026-12-12", Location: "south",
+			OutputType: "quantile", OutputTypeID: 0.975, Value: 41.5}}}
+	b, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m coordinatorv1.SeriesForecast
+	if err := protojson.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s is not a SeriesForecast: %v", b, err)
+	}
+	want := &coordinatorv1.SeriesForecast{Series: "flu", Method: "ensemble", Notes: map[string]string{"north": "too few weeks"},
+		Rows: []*coordinatorv1.ForecastRow{{ReferenceDate: "2026-11-28", Horizon: 2, TargetEndDate: "2026-12-12", Location: "south",
+			OutputType: "quantile", OutputTypeId: 0.975, Value: 41.5}}}
+	if !proto.Equal(&m, want) {
+		t.Errorf("decoded %v, want %v", &m, want)
 	}
 }
