@@ -64,6 +64,11 @@ go mod download
 echo "== proto: generated code matches the .proto files"
 proto/check.sh
 
+echo "== OpenAPI: the HTTP/JSON API's document is valid (openapi-spec-validator 0.9.0)"
+python3 -c 'import importlib.metadata as m; assert m.version("openapi-spec-validator") == "0.9.0"' 2>/dev/null ||
+  python3 -m pip install --quiet openapi-spec-validator==0.9.0
+python3 -m openapi_spec_validator proto/fedstat/coordinator/v1/coordinator.swagger.json
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go') | grep -v '\.pb\.go$' || true)
 if [ -n "$unformatted" ]; then
