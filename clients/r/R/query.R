@@ -130,11 +130,14 @@ watch_stream <- function(con, id, bar) {
 # over).
 progress_bar <- function(id) {
   width <- 0
+  last <- ""
   list(
     update = function(st) {
       nodes <- st$nodes
       done <- sum(vapply(nodes, function(n) chr(n$status) %in% c("answered", "failed", "decrypted"), logical(1)))
       line <- sprintf("query %s: %s, %d/%d nodes", id, tolower(state_name(st$state)), done, length(nodes))
+      if (line == last) return(invisible())
+      last <<- line
       cat("\r", formatC(line, width = -width), sep = "", file = stderr())
       width <<- max(width, nchar(line))
     },
