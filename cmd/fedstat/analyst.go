@@ -175,13 +175,17 @@ The coordinator and your credentials come from flags or environment variables
 			out := cmd.OutOrStdout()
 			switch format {
 			case "json":
-				return r.WriteJSON(out)
+				err = r.WriteJSON(out)
 			case "csv":
-				return r.WriteCSV(out)
+				err = r.WriteCSV(out)
+			default:
+				err = r.WriteTable(out)
 			}
-			if err := r.WriteTable(out); err != nil {
+			if err != nil {
 				return err
 			}
+			// The query's id goes to stderr in every format, so that a script
+			// can fetch the same release again (GET /v1/queries/{id}).
 			if !quiet {
 				fmt.Fprintf(cmd.ErrOrStderr(), "query %s: %d nodes answered\n", st.QueryId, st.GetResult().GetNodes())
 			}
