@@ -90,9 +90,11 @@ def test_a_query_of_its_own(fs, capsys):
     sql = "SELECT sex, COUNT(*) AS patients FROM patients GROUP BY sex"
     x = fs.explain(sql, epsilon=0.5)
     before = fs.budget().set_index("node_id")["spent_rho"]
-    r = fs.query(sql, epsilon=0.5, progress=True)
+    # fresh: the R client's test asks the same question (the coordinator
+    # would otherwise answer one of them from the other's release).
+    r = fs.query(sql, epsilon=0.5, progress=True, fresh=True)
     after = fs.budget().set_index("node_id")["spent_rho"]
-    assert r.state == "DONE" and r.nodes == 3 and r.epsilon == 0.5
+    assert r.state == "DONE" and r.nodes == 3 and r.epsilon == 0.5 and r.reused_from == ""
     assert set(r.frame["sex"]) >= {"female", "male"}
     ok = r.frame[~r.frame["suppressed"]]
     assert len(ok) >= 2
@@ -105,6 +107,11 @@ def test_a_query_of_its_own(fs, capsys):
     assert r.query_id in capsys.readouterr().err
     # The release is listed among the caller's queries.
     assert r.query_id in set(fs.queries()["query_id"])
+    # The same question again is answered from that release, charged nothing.
+    again = fs.query(sql, epsilon=0.5, progress=False)
+    assert again.reused_from == r.query_id and again.frame.attrs["reused_from"] == r.query_id
+    assert again.frame.equals(r.frame)
+    assert (fs.budget().set_index("node_id")["spent_rho"] == after).all()
 
 
 def test_network_views(fs):

@@ -112,6 +112,7 @@ status_tibble <- function(st) {
   attr(tbl, "mechanism") <- chr(res$mechanism)
   attr(tbl, "nodes") <- int(res$nodes)
   attr(tbl, "small_count_threshold") <- int(res$small_count_threshold)
+  attr(tbl, "reused_from") <- chr(st$reused_from)
   tbl
 }
 

@@ -44,6 +44,10 @@ query_spec <- function(sql, epsilon, delta, min_nodes, reference_date, laplace) 
 #' @param deadline Seconds the coordinator waits for the nodes.
 #' @param progress Show a progress bar while the query runs.
 #' @param wait `FALSE` returns as soon as the query is submitted.
+#' @param fresh `TRUE` asks the nodes again at full price. By default a
+#'   question you had released before, while no node's data changed since, is
+#'   answered from that release and charged nothing (the `reused_from`
+#'   attribute names it).
 #' @param id A query id (the `query_id` attribute).
 #' @param limit How many queries to list (0: the coordinator's default).
 #' @return `fs_query()`, `fs_get()`, `fs_wait()`, `fs_cancel()`: a tibble
@@ -63,9 +67,11 @@ query_spec <- function(sql, epsilon, delta, min_nodes, reference_date, laplace) 
 #' }
 #' @export
 fs_query <- function(con, sql, epsilon = NULL, delta = NULL, min_nodes = NULL, reference_date = NULL,
-                     laplace = FALSE, deadline = NULL, progress = interactive(), wait = TRUE) {
+                     laplace = FALSE, deadline = NULL, progress = interactive(), wait = TRUE,
+                     fresh = FALSE) {
   body <- list(spec = query_spec(sql, epsilon, delta, min_nodes, reference_date, laplace))
   if (!is.null(deadline)) body$deadline_ms <- as.character(round(deadline * 1000))
+  if (isTRUE(fresh)) body$fresh <- TRUE
   st <- fs_call(con, "POST", "/v1/queries", body = body)
   if (!wait) return(status_tibble(st))
   fs_wait(con, chr(st$query_id), progress = progress)

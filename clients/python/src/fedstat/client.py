@@ -39,6 +39,9 @@ class Result:
         small_count_threshold: counts below it are suppressed (0: none).
         node_status: each member's progress as the caller may see it.
         plan: a description of the plan (bounds, noise, cost).
+        reused_from: set when the coordinator answered from an earlier
+            release of your identical question (no node's data changed
+            since): that query's id; nothing was charged.
         raw: the query's last status as the coordinator sent it.
     """
 
@@ -55,6 +58,7 @@ class Result:
     node_status: Dict[str, str] = field(default_factory=dict)
     plan: str = ""
     error: str = ""
+    reused_from: str = ""
     raw: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -63,6 +67,7 @@ class Result:
         res = st.get("result") or {}
         r = cls(query_id=st.get("query_id", ""), state=frames.state_name(st.get("state")),
                 sql=(st.get("spec") or {}).get("sql", ""), plan=st.get("plan", ""), error=st.get("error", ""), raw=st,
+                reused_from=st.get("reused_from", ""),
                 node_status={n.get("node_id", ""): n.get("status", "") for n in st.get("nodes") or []})
         if res:
             r.frame = frames.result_frame(res)
@@ -70,7 +75,8 @@ class Result:
             r.mechanism = res.get("mechanism", "")
             r.nodes = frames.integer(res.get("nodes"))
             r.small_count_threshold = frames.integer(res.get("small_count_threshold"))
-            r.frame.attrs.update(query_id=r.query_id, epsilon=r.epsilon, delta=r.delta, rho=r.rho, nodes=r.nodes)
+            r.frame.attrs.update(query_id=r.query_id, epsilon=r.epsilon, delta=r.delta, rho=r.rho, nodes=r.nodes,
+                                  reused_from=r.reused_from)
         return r
 
     @property
@@ -215,7 +221,8 @@ class Client:
 
     def query(self, sql: str, epsilon: Optional[float] = None, delta: Optional[float] = None,
               min_nodes: Optional[int] = None, reference_date: Optional[str] = None, laplace: bool = False,
-              deadline: Optional[float] = None, progress: bool = True, wait: bool = True) -> Result:
+              deadline: Optional[float] = None, progress: bool = True, wait: bool = True,
+              fresh: bool = False) -> Result:
         """Runs a query and returns its released result.
 
         Args:
@@ -230,6 +237,10 @@ class Client:
             wait: False returns at once after submitting (``Result.state``
                 is then not final; fetch it later with :meth:`get` or
                 :meth:`wait`).
+            fresh: ask the nodes again at full price. By default a question
+                you had released before, while no node's data changed since,
+                is answered from that release and charged nothing
+                (``Result.reused_from`` names it).
 
         Raises:
             BadRequest: the coordinator cannot parse or plan the query.
@@ -250,6 +261,8 @@ class Client:
         body: Dict[str, Any] = {"spec": spec}
         if deadline is not None:
             body["deadline_ms"] = str(int(deadline * 1000))
+        if fresh:
+            body["fresh"] = True
         st = self._call("POST", "/v1/queries", body)
         if not wait:
             return Result.from_status(st)
