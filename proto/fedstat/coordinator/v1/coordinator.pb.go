@@ -1713,8 +1713,17 @@ type QueryStatus struct {
 	SubmittedUnixMs int64  `protobuf:"varint,10,opt,name=submitted_unix_ms,json=submittedUnixMs,proto3" json:"submitted_unix_ms,omitempty"`
 	FinishedUnixMs  int64  `protobuf:"varint,11,opt,name=finished_unix_ms,json=finishedUnixMs,proto3" json:"finished_unix_ms,omitempty"`
 	Epoch           uint64 `protobuf:"varint,12,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// awaiting_approval lists the nodes whose admin has not decided on the
+	// query yet (empty once every node has answered, been denied or the wait
+	// ended). Every caller that may read the query sees it: it says what the
+	// node's policy is and when its admin acts, nothing about its data.
+	AwaitingApproval []*ApprovalWait `protobuf:"bytes,40,rep,name=awaiting_approval,json=awaitingApproval,proto3" json:"awaiting_approval,omitempty"`
+	// approval_deadline_unix_ms is when the query stops waiting for
+	// approvals (submitted + spec.approval_wait_seconds); 0 when it waits no
+	// longer than its deadline.
+	ApprovalDeadlineUnixMs int64 `protobuf:"varint,41,opt,name=approval_deadline_unix_ms,json=approvalDeadlineUnixMs,proto3" json:"approval_deadline_unix_ms,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *QueryStatus) Reset() {
@@ -1831,6 +1840,74 @@ func (x *QueryStatus) GetEpoch() uint64 {
 	return 0
 }
 
+func (x *QueryStatus) GetAwaitingApproval() []*ApprovalWait {
+	if x != nil {
+		return x.AwaitingApproval
+	}
+	return nil
+}
+
+func (x *QueryStatus) GetApprovalDeadlineUnixMs() int64 {
+	if x != nil {
+		return x.ApprovalDeadlineUnixMs
+	}
+	return 0
+}
+
+// ApprovalWait is a node whose admin the query is waiting for.
+type ApprovalWait struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// since_unix_ms is when the query reached that node's approval queue.
+	SinceUnixMs   int64 `protobuf:"varint,2,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovalWait) Reset() {
+	*x = ApprovalWait{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovalWait) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovalWait) ProtoMessage() {}
+
+func (x *ApprovalWait) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovalWait.ProtoReflect.Descriptor instead.
+func (*ApprovalWait) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ApprovalWait) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ApprovalWait) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
 type ListRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
@@ -1840,7 +1917,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +1929,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +1942,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListRequest) GetLimit() int32 {
@@ -1884,7 +1961,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1896,7 +1973,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1909,7 +1986,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListResponse) GetQueries() []*QueryStatus {
@@ -1927,7 +2004,7 @@ type NodesRequest struct {
 
 func (x *NodesRequest) Reset() {
 	*x = NodesRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2016,7 @@ func (x *NodesRequest) String() string {
 func (*NodesRequest) ProtoMessage() {}
 
 func (x *NodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2029,7 @@ func (x *NodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesRequest.ProtoReflect.Descriptor instead.
 func (*NodesRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 type NodeInfo struct {
@@ -1972,7 +2049,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1984,7 +2061,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1997,7 +2074,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NodeInfo) GetNodeId() string {
@@ -2063,7 +2140,7 @@ type NodesResponse struct {
 
 func (x *NodesResponse) Reset() {
 	*x = NodesResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[27]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2152,7 @@ func (x *NodesResponse) String() string {
 func (*NodesResponse) ProtoMessage() {}
 
 func (x *NodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[27]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2165,7 @@ func (x *NodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesResponse.ProtoReflect.Descriptor instead.
 func (*NodesResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodesResponse) GetNodes() []*NodeInfo {
@@ -2143,7 +2220,7 @@ type KeyCeremonyStatus struct {
 
 func (x *KeyCeremonyStatus) Reset() {
 	*x = KeyCeremonyStatus{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[28]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2232,7 @@ func (x *KeyCeremonyStatus) String() string {
 func (*KeyCeremonyStatus) ProtoMessage() {}
 
 func (x *KeyCeremonyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[28]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2245,7 @@ func (x *KeyCeremonyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyCeremonyStatus.ProtoReflect.Descriptor instead.
 func (*KeyCeremonyStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KeyCeremonyStatus) GetState() string {
@@ -2234,7 +2311,7 @@ type MemberProblem struct {
 
 func (x *MemberProblem) Reset() {
 	*x = MemberProblem{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[29]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2323,7 @@ func (x *MemberProblem) String() string {
 func (*MemberProblem) ProtoMessage() {}
 
 func (x *MemberProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[29]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2336,7 @@ func (x *MemberProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberProblem.ProtoReflect.Descriptor instead.
 func (*MemberProblem) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MemberProblem) GetNodeId() string {
@@ -2431,7 +2508,7 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x05Phase\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"elapsed_ms\x18\x02 \x01(\x01R\telapsedMs\"\xe3\x03\n" +
+	"elapsed_ms\x18\x02 \x01(\x01R\telapsedMs\"\xf1\x04\n" +
 	"\vQueryStatus\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x123\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1d.fedstat.coordinator.v1.StateR\x05state\x12\x14\n" +
@@ -2445,7 +2522,12 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x11submitted_unix_ms\x18\n" +
 	" \x01(\x03R\x0fsubmittedUnixMs\x12(\n" +
 	"\x10finished_unix_ms\x18\v \x01(\x03R\x0efinishedUnixMs\x12\x14\n" +
-	"\x05epoch\x18\f \x01(\x04R\x05epoch\"#\n" +
+	"\x05epoch\x18\f \x01(\x04R\x05epoch\x12Q\n" +
+	"\x11awaiting_approval\x18( \x03(\v2$.fedstat.coordinator.v1.ApprovalWaitR\x10awaitingApproval\x129\n" +
+	"\x19approval_deadline_unix_ms\x18) \x01(\x03R\x16approvalDeadlineUnixMs\"K\n" +
+	"\fApprovalWait\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\"\n" +
+	"\rsince_unix_ms\x18\x02 \x01(\x03R\vsinceUnixMs\"#\n" +
 	"\vListRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"M\n" +
 	"\fListResponse\x12=\n" +
@@ -2515,7 +2597,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(State)(0),                  // 0: fedstat.coordinator.v1.State
 	(*Explanation)(nil),         // 1: fedstat.coordinator.v1.Explanation
@@ -2541,76 +2623,78 @@ var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*NodeProgress)(nil),        // 21: fedstat.coordinator.v1.NodeProgress
 	(*Phase)(nil),               // 22: fedstat.coordinator.v1.Phase
 	(*QueryStatus)(nil),         // 23: fedstat.coordinator.v1.QueryStatus
-	(*ListRequest)(nil),         // 24: fedstat.coordinator.v1.ListRequest
-	(*ListResponse)(nil),        // 25: fedstat.coordinator.v1.ListResponse
-	(*NodesRequest)(nil),        // 26: fedstat.coordinator.v1.NodesRequest
-	(*NodeInfo)(nil),            // 27: fedstat.coordinator.v1.NodeInfo
-	(*NodesResponse)(nil),       // 28: fedstat.coordinator.v1.NodesResponse
-	(*KeyCeremonyStatus)(nil),   // 29: fedstat.coordinator.v1.KeyCeremonyStatus
-	(*MemberProblem)(nil),       // 30: fedstat.coordinator.v1.MemberProblem
-	nil,                         // 31: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	nil,                         // 32: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
-	(*v1.QuerySpec)(nil),        // 33: fedstat.types.v1.QuerySpec
-	(*v1.SeriesSpec)(nil),       // 34: fedstat.types.v1.SeriesSpec
-	(*v1.Result)(nil),           // 35: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),      // 36: fedstat.types.v1.DataSummary
+	(*ApprovalWait)(nil),        // 24: fedstat.coordinator.v1.ApprovalWait
+	(*ListRequest)(nil),         // 25: fedstat.coordinator.v1.ListRequest
+	(*ListResponse)(nil),        // 26: fedstat.coordinator.v1.ListResponse
+	(*NodesRequest)(nil),        // 27: fedstat.coordinator.v1.NodesRequest
+	(*NodeInfo)(nil),            // 28: fedstat.coordinator.v1.NodeInfo
+	(*NodesResponse)(nil),       // 29: fedstat.coordinator.v1.NodesResponse
+	(*KeyCeremonyStatus)(nil),   // 30: fedstat.coordinator.v1.KeyCeremonyStatus
+	(*MemberProblem)(nil),       // 31: fedstat.coordinator.v1.MemberProblem
+	nil,                         // 32: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	nil,                         // 33: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	(*v1.QuerySpec)(nil),        // 34: fedstat.types.v1.QuerySpec
+	(*v1.SeriesSpec)(nil),       // 35: fedstat.types.v1.SeriesSpec
+	(*v1.Result)(nil),           // 36: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),      // 37: fedstat.types.v1.DataSummary
 }
 var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
-	33, // 0: fedstat.coordinator.v1.Explanation.spec:type_name -> fedstat.types.v1.QuerySpec
+	34, // 0: fedstat.coordinator.v1.Explanation.spec:type_name -> fedstat.types.v1.QuerySpec
 	2,  // 1: fedstat.coordinator.v1.Explanation.nodes:type_name -> fedstat.coordinator.v1.NodeCost
 	3,  // 2: fedstat.coordinator.v1.Explanation.noise:type_name -> fedstat.coordinator.v1.ExpectedNoise
-	34, // 3: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
+	35, // 3: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
 	5,  // 4: fedstat.coordinator.v1.CreateSeriesRequest.alerts:type_name -> fedstat.coordinator.v1.AlertRule
 	9,  // 5: fedstat.coordinator.v1.ListSeriesResponse.series:type_name -> fedstat.coordinator.v1.Series
-	34, // 6: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
+	35, // 6: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
 	10, // 7: fedstat.coordinator.v1.Series.periods:type_name -> fedstat.coordinator.v1.SeriesPeriod
 	12, // 8: fedstat.coordinator.v1.Series.alerts:type_name -> fedstat.coordinator.v1.SeriesAlert
 	5,  // 9: fedstat.coordinator.v1.Series.rules:type_name -> fedstat.coordinator.v1.AlertRule
 	11, // 10: fedstat.coordinator.v1.SeriesPeriod.values:type_name -> fedstat.coordinator.v1.SeriesValue
-	31, // 11: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	32, // 11: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
 	15, // 12: fedstat.coordinator.v1.CatalogueResponse.value_sets:type_name -> fedstat.coordinator.v1.ValueSetInfo
-	32, // 13: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	33, // 13: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
 	17, // 14: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
-	33, // 15: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	34, // 15: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	0,  // 16: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
-	33, // 17: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
+	34, // 17: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
 	21, // 18: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
 	22, // 19: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
-	35, // 20: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
-	23, // 21: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
-	36, // 22: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
-	27, // 23: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
-	29, // 24: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
-	30, // 25: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
-	19, // 26: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	20, // 27: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 28: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 29: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	24, // 30: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	26, // 31: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	16, // 32: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
-	13, // 33: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
-	4,  // 34: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
-	6,  // 35: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
-	7,  // 36: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
-	19, // 37: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
-	23, // 38: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 39: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 40: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 41: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	25, // 42: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	28, // 43: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	18, // 44: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
-	14, // 45: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
-	9,  // 46: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
-	9,  // 47: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
-	8,  // 48: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
-	1,  // 49: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
-	38, // [38:50] is the sub-list for method output_type
-	26, // [26:38] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	36, // 20: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
+	24, // 21: fedstat.coordinator.v1.QueryStatus.awaiting_approval:type_name -> fedstat.coordinator.v1.ApprovalWait
+	23, // 22: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
+	37, // 23: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
+	28, // 24: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
+	30, // 25: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
+	31, // 26: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
+	19, // 27: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	20, // 28: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 29: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 30: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	25, // 31: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	27, // 32: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	16, // 33: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	13, // 34: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
+	4,  // 35: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
+	6,  // 36: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
+	7,  // 37: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
+	19, // 38: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
+	23, // 39: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 40: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 41: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 42: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	26, // 43: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	29, // 44: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	18, // 45: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	14, // 46: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
+	9,  // 47: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
+	9,  // 48: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
+	8,  // 49: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
+	1,  // 50: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
+	39, // [39:51] is the sub-list for method output_type
+	27, // [27:39] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }
@@ -2624,7 +2708,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_coordinator_v1_coordinator_proto_rawDesc), len(file_fedstat_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
