@@ -45,6 +45,9 @@ type query struct {
 	changed  chan struct{} // closed at every change, then replaced
 	started  time.Time
 	deadline time.Duration // bounds the wait for partials
+	// approvalUntil bounds the wait for the admins of nodes that require
+	// approval (zero: the deadline bounds it too). See collect.go.
+	approvalUntil time.Time
 }
 
 // releaseTimeout bounds the commitment and key-switch rounds of a release,
@@ -141,6 +144,9 @@ func (c *Coordinator) settle(spec *typesv1.QuerySpec, e *epoch, series *nodev1.S
 	if int(spec.MinNodes) < e.Threshold {
 		return nil, nil, nil, fmt.Errorf("%w: min_nodes %d is below the decryption threshold %d", ErrBadRequest, spec.MinNodes, e.Threshold)
 	}
+	if err := c.settleApprovalWait(spec, series); err != nil {
+		return nil, nil, nil, err
+	}
 	if spec.ReferenceDate == "" {
 		spec.ReferenceDate = cdm.DateOf(c.cfg.Now()).String()
 	}
@@ -218,6 +224,10 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 		},
 	}
 	q.st.QueryId = q.id
+	if w := time.Duration(spec.GetApprovalWaitSeconds()) * time.Second; w > 0 {
+		q.approvalUntil = start.Add(w)
+		q.st.ApprovalDeadlineUnixMs = c.cfg.Now().Add(w).UnixMilli()
+	}
 	for _, m := range e.Members {
 		q.st.Nodes = append(q.st.Nodes, &coordinatorv1.NodeProgress{NodeId: m.ID, Status: "waiting"})
 	}
@@ -247,6 +257,26 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	}()
 	st, _ := q.snapshot()
 	return st, nil
+}
+
+// settleApprovalWait fills in the network's default approval wait
+// (Config.ApprovalWait) and refuses one above Config.MaxApprovalWait. A
+// standing series' interval (series set) keeps the wait its spec derives
+// (none: nodes check that spec field for field).
+func (c *Coordinator) settleApprovalWait(spec *typesv1.QuerySpec, series *nodev1.SeriesInterval) error {
+	if series != nil {
+		return nil
+	}
+	secs := spec.GetApprovalWaitSeconds()
+	if secs == 0 {
+		spec.ApprovalWaitSeconds = int64(c.cfg.ApprovalWait / time.Second)
+		return nil
+	}
+	maxSecs := int64(c.cfg.MaxApprovalWait / time.Second)
+	if secs < 0 || secs > maxSecs {
+		return fmt.Errorf("%w: approval wait of %ds: this network allows from 1s to %s (max_approval_wait)", ErrBadRequest, secs, c.cfg.MaxApprovalWait)
+	}
+	return nil
 }
 
 // planRequest is protocol.PlanRequest with the coordinator's error.
@@ -459,6 +489,45 @@ func (q *query) addUpload(id string, n int) {
 			}
 		}
 	})
+}
+
+// awaiting adds node id to the status's awaiting_approval (on) or takes it
+// out, and says so in the node's progress.
+func (q *query) awaiting(id string, since time.Time, on bool) {
+	q.update(func(st *coordinatorv1.QueryStatus) {
+		st.AwaitingApproval = slices.DeleteFunc(st.AwaitingApproval, func(w *coordinatorv1.ApprovalWait) bool { return w.GetNodeId() == id })
+		if on {
+			st.AwaitingApproval = append(st.AwaitingApproval, &coordinatorv1.ApprovalWait{NodeId: id, SinceUnixMs: since.UnixMilli()})
+			slices.SortFunc(st.AwaitingApproval, func(a, b *coordinatorv1.ApprovalWait) int { return strings.Compare(a.GetNodeId(), b.GetNodeId()) })
+		}
+		for _, n := range st.Nodes {
+			if n.NodeId == id && on {
+				n.Status, n.Error = "awaiting approval", "waiting for approval at "+id+" since "+since.UTC().Format(time.RFC3339)
+			}
+		}
+	})
+}
+
+// WaitingLine is a one-line account of the nodes whose admin a query waits
+// for, as `fedstat query` and the dashboard show it: "waiting for approval
+// at hospital-b (since 2026-12-05T16:10:00Z), hospital-c (since ...)"; ""
+// when it waits for none.
+func WaitingLine(st *coordinatorv1.QueryStatus) string {
+	if len(st.GetAwaitingApproval()) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("waiting for approval at ")
+	for i, w := range st.GetAwaitingApproval() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s (since %s)", w.GetNodeId(), time.UnixMilli(w.GetSinceUnixMs()).UTC().Format(time.RFC3339))
+	}
+	if d := st.GetApprovalDeadlineUnixMs(); d > 0 {
+		fmt.Fprintf(&b, "; gives up at %s", time.UnixMilli(d).UTC().Format(time.RFC3339))
+	}
+	return b.String()
 }
 
 // note adds a remark to a node's progress without changing its status.
