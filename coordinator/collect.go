@@ -116,7 +116,7 @@ func (c *Coordinator) collectOne(hopeCtx, collectCtx context.Context, q *query, 
 		return partial{}, err
 	}
 	q.addUpload(mem.ID, proto.Size(resp))
-	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), shape)
+	return c.verifyPartial(q.id, q.st.Spec, e, mem, resp.GetPartial(), shape)
 }
 
 // approvalError is a node's admin denying a query, or the query's
@@ -169,8 +169,8 @@ func (c *Coordinator) askApproved(hopeCtx, collectCtx context.Context, q *query,
 	defer stop()
 	q.awaiting(id, since, true)
 	defer q.awaiting(id, since, false)
-	if st, _ := q.snapshot(); c.saveQuery(st) != nil {
-		c.log.Warn("could not record that a query waits for approval", "query_id", q.id, "node", id)
+	if err := c.saveWaiting(q); err != nil {
+		c.log.Warn("could not record that a query waits for approval; a restart of the coordinator will end it", "query_id", q.id, "node", id, "err", err)
 	}
 	c.log.Info("query waits for a node admin's approval", "query_id", q.id, "node", id, "since", since)
 	tick := time.NewTicker(c.cfg.ApprovalPoll)
@@ -241,22 +241,26 @@ func approvalSummary(failures map[string]string) string {
 	return b.String()
 }
 
-// partialWindow is the window of the partials of query qid: a series
-// interval's partial is replayed to every retry (protocol.SeriesPartialAge),
-// so it is neither fresh nor unseen.
-func (c *Coordinator) partialWindow(qid string) protocol.Window {
+// partialWindow is the window of the partials of query qid with spec: a
+// series interval's partial is replayed to every retry
+// (protocol.SeriesPartialAge), so it is neither fresh nor unseen; a query
+// resumed after a restart of the coordinator gets the partials it had
+// before again, as old as its approval wait (protocol.PartialAge).
+func (c *Coordinator) partialWindow(qid string, spec *typesv1.QuerySpec) protocol.Window {
 	if protocol.IsSeriesQuery(qid) {
 		return protocol.Window{Now: c.cfg.Now(), MaxSkew: protocol.SeriesPartialAge}
 	}
-	return c.window()
+	w := c.window()
+	w.MaxSkew = protocol.PartialAge(spec, w.MaxSkew)
+	return w
 }
 
 // verifyPartial runs the checks of a partial (protocol.OpenPartial):
 // signature by the member's certificate key, binding to this query, epoch
 // and node, freshness, not seen before, the spec it was noised for and the
 // plan's shape.
-func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *typesv1.Signed, shape protocol.PartialShape) (partial, error) {
-	pt, err := protocol.OpenPartial(mem.Cert.PublicKey, s, qid, e.ID, mem.ID, c.partialWindow(qid), shape)
+func (c *Coordinator) verifyPartial(qid string, spec *typesv1.QuerySpec, e *epoch, mem epochMember, s *typesv1.Signed, shape protocol.PartialShape) (partial, error) {
+	pt, err := protocol.OpenPartial(mem.Cert.PublicKey, s, qid, e.ID, mem.ID, c.partialWindow(qid, spec), shape)
 	if err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}

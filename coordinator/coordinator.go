@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -189,6 +190,13 @@ type Coordinator struct {
 	gen        uint64 // guarded by mu: counts epoch changes and ceremonies (nodeHealth.Gen)
 	ceremony   ceremonyStatus
 
+	// toResume: queries stored while they waited for approval, resumed
+	// by Run (waiting.go); guarded by mu.
+	toResume []storedWait
+	// closing is set by Close: a query waiting for approval that it
+	// cancels stays stored as it is, to resume at the next start.
+	closing atomic.Bool
+
 	lis net.Listener
 	srv *grpc.Server
 	wg  sync.WaitGroup
@@ -347,6 +355,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	c.resumeWaiting()
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.monitor(ctx) }()
 	c.wg.Add(1)
@@ -382,6 +391,7 @@ func (c *Coordinator) Close() error {
 	if c.pool != nil {
 		c.pool.Leave(2 * time.Second)
 	}
+	c.closing.Store(true)
 	c.mu.RLock()
 	for _, q := range c.queries {
 		q.cancel()

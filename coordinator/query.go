@@ -48,6 +48,12 @@ type query struct {
 	// approvalUntil bounds the wait for the admins of nodes that require
 	// approval (zero: the deadline bounds it too). See collect.go.
 	approvalUntil time.Time
+	// role is the analyst's; resumable says the query may resume after a
+	// restart of the coordinator, waited that it has waited for an
+	// approval (under mu). See waiting.go.
+	role      string
+	resumable bool
+	waited    bool
 }
 
 // releaseTimeout bounds the commitment and key-switch rounds of a release,
@@ -218,6 +224,7 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	}
 	q := &query{
 		id: id, plan: p, link: link, series: series, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: start, deadline: deadline,
+		role: who.Role, resumable: series == nil && link == nil,
 		st: &coordinatorv1.QueryStatus{
 			State: coordinatorv1.State_STATE_PLANNED, Spec: spec, Analyst: who.Name,
 			Plan: p.Describe(), SubmittedUnixMs: c.cfg.Now().UnixMilli(), Epoch: e.ID,
@@ -291,6 +298,11 @@ func planRequest(spec *typesv1.QuerySpec) (plan.Request, error) {
 // run drives a query to its end.
 func (c *Coordinator) run(q *query, e *epoch, who Analyst) {
 	res, err := c.execute(q, e, who)
+	if c.leftWaiting(q, err) {
+		c.log.Info("query waiting for approval left in the store; it resumes at the next start", "query_id", q.id)
+		return
+	}
+	defer c.dropWaiting(q.id)
 	q.update(func(st *coordinatorv1.QueryStatus) {
 		st.FinishedUnixMs = c.cfg.Now().UnixMilli()
 		switch {

@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/node"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -227,4 +229,117 @@ func TestApprovalDeniedOrExpired(t *testing.T) {
 	if err := n2.Decide(ctx, qid, true, "admin"); err == nil || !errors.Is(err, node.ErrApprovalExpired) {
 		t.Errorf("the admin approving a query whose approval wait had ended: %v, want ErrApprovalExpired", err)
 	}
+}
+
+// TestApprovalSurvivesCoordinatorRestart: a coordinator with a store is
+// closed while its query waits for node-2's admin (node-1 and node-3 have
+// answered and been charged); a new coordinator on the same store resumes
+// the query under the same id, node-1 and node-3 replay their stored
+// partials, and once node-2's admin approves the query releases the right
+// total from all three nodes, each charged exactly once.
+func TestApprovalSurvivesCoordinatorRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var base coordinator.Config
+	nw, err := demo.Start(ctx, demo.Options{Data: syntheticData(t, 3, 300), Threshold: 2, MinNodes: 3,
+		CoordinatorConfig: func(c *coordinator.Config) {
+			c.Deadline = approvalDeadline
+			c.ApprovalPoll = 100 * time.Millisecond
+			base = *c
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nw.Close)
+	n2 := restartApprovalNode(t, nw, 1)
+
+	// A coordinator of our own, with a store, that we can stop and start
+	// again; its key ceremony makes the epoch the nodes now use.
+	db, err := kv.Open(kv.Options{Dir: filepath.Join(t.TempDir(), "kv")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	first := true
+	startCoordinator := func() (*coordinator.Coordinator, *client.Client, func()) {
+		cfg := base
+		cfg.DB = db
+		if !first {
+			// New refuses a static node that its stored registry lists
+			// too (coordinator/registry.go stores static nodes): start
+			// from the static list, as a first start does.
+			if err := db.DropPrefix([]byte("c/node/")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		first = false
+		c, err := coordinator.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stopRun := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { c.Run(runCtx); close(done) }()
+		cl, err := client.Dial(client.Config{Address: c.Addr(), Identity: nw.Analyst, ServerName: "coordinator"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopped := false
+		stop := func() {
+			if !stopped {
+				stopped = true
+				cl.Close()
+				stopRun()
+				<-done
+				c.Close()
+			}
+		}
+		t.Cleanup(stop)
+		return c, cl, stop
+	}
+	c1, cl1, stop1 := startCoordinator()
+	if _, err := c1.KeyCeremony(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := cl1.Submit(ctx, &typesv1.QuerySpec{Sql: demo.CohortQuery, ApprovalWaitSeconds: 600}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qid := st.GetQueryId()
+	if got := pendingAt(t, ctx, n2); got != qid {
+		t.Fatalf("node-2 queues %s, want %s", got, qid)
+	}
+	waitFor(t, ctx, "node-1 and node-3 to answer", func() bool {
+		st, err := c1.Get(qid)
+		return err == nil && nodeProgress(st, "node-1").GetStatus() == "answered" && nodeProgress(st, "node-3").GetStatus() == "answered"
+	})
+	stop1()
+
+	c2, cl2, _ := startCoordinator()
+	st, err = c2.Get(qid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if terminal := st.GetState() == coordinatorv1.State_STATE_DONE || st.GetState() == coordinatorv1.State_STATE_FAILED ||
+		st.GetState() == coordinatorv1.State_STATE_CANCELLED; terminal {
+		t.Fatalf("after the restart the waiting query is %v (%s), want it resumed", st.GetState(), st.GetError())
+	}
+	waitFor(t, ctx, "the resumed query to wait at node-2 again", func() bool {
+		st, err := cl2.Get(ctx, qid)
+		return err == nil && len(st.GetAwaitingApproval()) == 1 && st.GetAwaitingApproval()[0].GetNodeId() == "node-2"
+	})
+	if err := n2.Decide(ctx, qid, true, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	st, err = cl2.Watch(ctx, qid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetState() != coordinatorv1.State_STATE_DONE || st.GetResult().GetNodes() != 3 {
+		t.Fatalf("resumed query: %v from %d nodes (%s), want released from 3", st.GetState(), st.GetResult().GetNodes(), st.GetError())
+	}
+	if got, exact := st.GetResult().GetRows()[0].GetValues()[0].GetValue(), exactTotal(t, nw, st.GetSpec()); math.Abs(got-exact) > 100 {
+		t.Fatalf("released %v, exact %v", got, exact)
+	}
+	checkOneDebit(t, ctx, nw, st, "node-1", "node-2", "node-3")
 }

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/client"
-	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/protocol"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
