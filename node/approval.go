@@ -114,10 +114,10 @@ func (n *Node) waiting(body *nodev1.EvaluateBody) (*pendingApproval, bool) {
 
 // approvalGate decides whether query body may be evaluated now. It runs
 // inside the ledger's Charge, so only for a query not answered yet: nil
-// once the admin approved; ErrDenied once denied; ErrApprovalExpired when
-// its wait ended undecided; otherwise a *pendingApproval, and the first
-// time it stores the record, records "query.awaiting_approval" and tells
-// the approval webhook.
+// once the admin approved; ErrDenied once denied; otherwise a
+// *pendingApproval, and the first time (or the first time after its wait
+// ended undecided) it stores the record, records "query.awaiting_approval"
+// and tells the approval webhook.
 func (n *Node) approvalGate(ctx context.Context, body *nodev1.EvaluateBody, rho float64, wait time.Duration) error {
 	n.approvalMu.Lock()
 	defer n.approvalMu.Unlock()
@@ -134,11 +134,13 @@ func (n *Node) approvalGate(ctx context.Context, body *nodev1.EvaluateBody, rho 
 			return nil
 		case a.Decision == approvalDenied:
 			return fmt.Errorf("%w: %s (by %s)", ErrDenied, a.QueryID, a.DecidedBy)
-		case !now.Before(a.Until):
-			return fmt.Errorf("%w: query %s waited from %s to %s", ErrApprovalExpired, a.QueryID,
-				a.Since.UTC().Format(time.RFC3339), a.Until.UTC().Format(time.RFC3339))
+		case now.Before(a.Until):
+			return &pendingApproval{queryID: a.QueryID, since: a.Since}
 		}
-		return &pendingApproval{queryID: a.QueryID, since: a.Since}
+		// Its wait ended undecided, and the query id is asked again (a
+		// standing series' interval retried, a query id re-delivered):
+		// it waits afresh, as a new query would.
+		n.record(ctx, n.id, "query.approval_expired", a.QueryID, map[string]any{"analyst": a.Analyst, "until": a.Until.UTC().Format(time.RFC3339)})
 	}
 	a = &approval{QueryID: body.GetQueryId(), Analyst: body.GetAnalyst(), Role: body.GetRole(), SQL: body.GetSpec().GetSql(),
 		Epsilon: body.GetSpec().GetEpsilon(), Delta: body.GetSpec().GetDelta(), Rho: rho, Since: now, Until: now.Add(wait)}
