@@ -53,10 +53,12 @@ func submit(t *testing.T, p *demo.Processes, sql string, minNodes int, deadline 
 	return st.QueryId
 }
 
-// submitWaiting is submit with the query's approval wait (whole seconds).
+// submitWaiting is submit with the query's approval wait (whole seconds;
+// 0: the network's), asking the nodes afresh even when the same question
+// was released before (these tests need node-3 to hold every query).
 func submitWaiting(t *testing.T, p *demo.Processes, sql string, minNodes int, deadline, wait time.Duration) string {
 	t.Helper()
-	body := fmt.Sprintf(`{"spec": {"sql": %q, "min_nodes": %d, "approval_wait_seconds": %d}, "deadline_ms": %d}`,
+	body := fmt.Sprintf(`{"spec": {"sql": %q, "min_nodes": %d, "approval_wait_seconds": %d}, "deadline_ms": %d, "fresh": true}`,
 		sql, minNodes, int64(wait/time.Second), deadline.Milliseconds())
 	var st coordinatorv1.QueryStatus
 	apiCall(t, p, "POST", "/v1/queries", body, &st)
@@ -408,7 +410,7 @@ func TestFaultCoordinatorKilledMidQuery(t *testing.T) {
 	}
 
 	// The network answers a new query.
-	n := submit(t, p, demo.CohortQuery, 2, time.Minute)
+	n := submitWaiting(t, p, demo.CohortQuery, 2, time.Minute, 0)
 	waitFor(t, ctx, "node-3 to hold "+n, func() bool { return awaitingApproval(t, p, 2, n) })
 	approve(t, p, 2, n)
 	if st := waitEnd(t, ctx, p, n); st.State != coordinatorv1.State_STATE_DONE || st.GetResult().GetNodes() != 3 {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	fedclient "github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/audit"
@@ -250,7 +251,9 @@ func TestApprovalQueue(t *testing.T) {
 		t.Errorf("%d approval notes from %v, want the 3 nodes once each", len(hook.received()), nodesTold)
 	}
 	go func() {
-		_, err := runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2})
+		// Fresh: the same question again would be answered from the
+		// release above, and no node would be asked.
+		_, err := client.Run(ctx, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, fedclient.RunOptions{Fresh: true})
 		done <- err
 	}()
 	decideAll(false)
