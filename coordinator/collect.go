@@ -119,13 +119,10 @@ func (c *Coordinator) collectOne(hopeCtx, collectCtx context.Context, q *query, 
 	return c.verifyPartial(q.id, q.st.Spec, e, mem, resp.GetPartial(), shape)
 }
 
-// approvalError is a node's admin denying a query, or the query's
-// approval wait ending before the admin decided.
-type approvalError struct {
-	node   string
-	denied bool
-	text   string
-}
+// approvalError is a node's admin denying a query ("denied at NODE ..."),
+// or the query's approval wait ending before the admin decided ("never
+// approved at NODE ..."; approvalSummary reads these openings).
+type approvalError struct{ text string }
 
 func (e *approvalError) Error() string { return e.text }
 
@@ -148,10 +145,10 @@ func (c *Coordinator) askApproved(hopeCtx, collectCtx context.Context, q *query,
 			err = callError(err)
 			var re *rpc.Error
 			if errors.As(err, &re) && slices.Contains(re.Reasons(), "node.denied") {
-				return nil, &approvalError{node: id, denied: true, text: fmt.Sprintf("denied at %s (%v)", id, err)}
+				return nil, &approvalError{text: fmt.Sprintf("denied at %s (%v)", id, err)}
 			}
 			if errors.As(err, &re) && slices.Contains(re.Reasons(), "node.approval_expired") {
-				return nil, &approvalError{node: id, text: fmt.Sprintf("never approved at %s (%v); nothing was charged there", id, err)}
+				return nil, &approvalError{text: fmt.Sprintf("never approved at %s (%v); nothing was charged there", id, err)}
 			}
 			return nil, err
 		}
@@ -185,7 +182,7 @@ func (c *Coordinator) askApproved(hopeCtx, collectCtx context.Context, q *query,
 			if wait == 0 {
 				wait = q.deadline
 			}
-			return nil, &approvalError{node: id, text: fmt.Sprintf("never approved at %s: its admin did not decide within the query's approval wait of %s "+
+			return nil, &approvalError{text: fmt.Sprintf("never approved at %s: its admin did not decide within the query's approval wait of %s "+
 				"(waiting since %s); nothing was charged there", id, wait, since.UTC().Format(time.RFC3339))}
 		case <-tick.C:
 		}
