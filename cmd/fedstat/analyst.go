@@ -140,18 +140,18 @@ The coordinator and your credentials come from flags or environment variables
 			default:
 				return &usageError{fmt.Sprintf("--format %q: want table, json or csv", format)}
 			}
-			c, err := cf.connect()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			spec.Sql = args[0]
 			if approvalWait != 0 {
 				if approvalWait < time.Second || approvalWait%time.Second != 0 {
 					return &usageError{fmt.Sprintf("--approval-wait %s: want a whole number of seconds, at least 1s (e.g. 72h)", approvalWait)}
 				}
 				spec.ApprovalWaitSeconds = int64(approvalWait / time.Second)
 			}
+			c, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			spec.Sql = args[0]
 			if laplace {
 				spec.Mechanism = typesv1.Mechanism_MECHANISM_LAPLACE
 			}
