@@ -210,8 +210,8 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	}
 	if pol.RequireApproval {
 		// Asked again while it waits: answered at once, recorded once.
-		if p, ok := n.waiting(req); ok {
-			return pendingResponse(p), nil
+		if pa, ok := n.waiting(req); ok {
+			return pendingResponse(pa), nil
 		}
 	}
 	n.record(ctx, req.GetAnalyst(), "query.received", req.GetQueryId(), map[string]any{
@@ -239,8 +239,9 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 		}
 		return n.partial(ctx, e, req.GetQueryId(), req.GetSpec(), p, series)
 	})
-	if p := (*pendingApproval)(nil); errors.As(err, &p) {
-		return pendingResponse(p), nil
+	var pa *pendingApproval
+	if errors.As(err, &pa) {
+		return pendingResponse(pa), nil
 	}
 	if err != nil {
 		return nil, err
