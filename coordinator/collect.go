@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
@@ -34,12 +37,20 @@ type partial struct {
 
 // collect asks every member of e for its partial of q, waiting at most the
 // query's deadline, and returns the partials that passed the checks, in
-// node order. It fails when fewer than min_nodes did, or q was cancelled.
+// node order. A member whose admin has not approved the query yet answers
+// "pending" at once; the query then waits for it, asking again every
+// ApprovalPoll, until q's approval wait ends (askApproved). It fails when
+// fewer than min_nodes answered, or q was cancelled; it stops waiting as
+// soon as min_nodes can no longer be reached (a denial, say).
 func (c *Coordinator) collect(q *query, e *epoch, who Analyst) ([]partial, error) {
 	m := int(q.st.Spec.GetMinNodes())
 	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_COLLECTING })
 	start := time.Now()
-	collectCtx, cancelCollect := context.WithTimeout(q.ctx, q.deadline)
+	// Cancelled when min_nodes can no longer be reached: nothing more is
+	// worth waiting for.
+	hopeCtx, giveUp := context.WithCancel(q.ctx)
+	defer giveUp()
+	collectCtx, cancelCollect := context.WithTimeout(hopeCtx, q.deadline)
 	defer cancelCollect()
 	shape := protocol.PartialShapeOf(q.st.Spec, q.plan, c.params)
 	shape.Plaintext = c.cfg.BenchmarkPlaintext
@@ -52,16 +63,22 @@ func (c *Coordinator) collect(q *query, e *epoch, who Analyst) ([]partial, error
 		go func() {
 			defer wg.Done()
 			t0 := time.Now()
-			pt, err := c.collectOne(collectCtx, q, e, mem, who, shape)
+			pt, err := c.collectOne(hopeCtx, collectCtx, q, e, mem, who, shape)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				if errors.Is(collectCtx.Err(), context.DeadlineExceeded) && q.ctx.Err() == nil {
+				var ae *approvalError
+				switch {
+				case errors.As(err, &ae):
+				case errors.Is(collectCtx.Err(), context.DeadlineExceeded) && hopeCtx.Err() == nil:
 					err = fmt.Errorf("no answer within the query's deadline of %s (%v)", q.deadline, err)
 				}
 				c.metrics.partials.WithLabelValues("failed").Inc()
 				failures[mem.ID] = err.Error()
 				q.node(mem.ID, "failed", err.Error(), time.Since(t0))
+				if len(e.Members)-len(failures) < m {
+					giveUp()
+				}
 				return
 			}
 			c.metrics.partials.WithLabelValues("accepted").Inc()
@@ -75,50 +92,172 @@ func (c *Coordinator) collect(q *query, e *epoch, who Analyst) ([]partial, error
 		return nil, fmt.Errorf("%w before release; nothing was decrypted", ErrQueryCanceled)
 	}
 	if len(parts) < m {
-		return nil, fmt.Errorf("%w: %d of %d nodes answered, min_nodes is %d; nothing was decrypted. %s",
-			ErrQueryFailed, len(parts), len(e.Members), m, describeFailures(failures))
+		return nil, fmt.Errorf("%w: %s%d of %d nodes answered, min_nodes is %d; nothing was decrypted. %s",
+			ErrQueryFailed, approvalSummary(failures), len(parts), len(e.Members), m, describeFailures(failures))
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].node < parts[j].node })
 	return parts, nil
 }
 
-// collectOne asks one member for its partial and checks it (verifyPartial).
-func (c *Coordinator) collectOne(ctx context.Context, q *query, e *epoch, mem epochMember, who Analyst, shape protocol.PartialShape) (partial, error) {
+// collectOne asks one member for its partial (askApproved: at most the
+// deadline, or the approval wait while its admin decides) and checks it
+// (verifyPartial).
+func (c *Coordinator) collectOne(hopeCtx, collectCtx context.Context, q *query, e *epoch, mem epochMember, who Analyst, shape protocol.PartialShape) (partial, error) {
 	cl, err := c.client(mem.ID)
 	if err != nil {
 		return partial{}, err
 	}
-	req, err := protocol.SealEvaluate(c.cfg.Identity.Key, mem.ID, &nodev1.EvaluateBody{
+	body := &nodev1.EvaluateBody{
 		QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Analyst: who.Name, Role: who.Role,
 		PlanFingerprint: q.plan.Fingerprint(), Series: q.series,
-	}, c.cfg.Now())
+	}
+	resp, err := c.askApproved(hopeCtx, collectCtx, q, mem.ID, cl, body)
 	if err != nil {
 		return partial{}, err
 	}
-	resp, err := cl.Evaluate(ctx, req)
-	if err != nil {
-		return partial{}, callError(err)
-	}
 	q.addUpload(mem.ID, proto.Size(resp))
-	return c.verifyPartial(q.id, e, mem, resp.GetPartial(), shape)
+	return c.verifyPartial(q.id, q.st.Spec, e, mem, resp.GetPartial(), shape)
 }
 
-// partialWindow is the window of the partials of query qid: a series
-// interval's partial is replayed to every retry (protocol.SeriesPartialAge),
-// so it is neither fresh nor unseen.
-func (c *Coordinator) partialWindow(qid string) protocol.Window {
+// approvalError is a node's admin denying a query ("denied at NODE ..."),
+// or the query's approval wait ending before the admin decided ("never
+// approved at NODE ..."; approvalSummary reads these openings).
+type approvalError struct{ text string }
+
+func (e *approvalError) Error() string { return e.text }
+
+// askApproved sends node id the Evaluate request of body, signed afresh for
+// every call. The first call is bounded by collectCtx (the query's
+// deadline). While the node answers "pending" (its admin has not decided),
+// the query waits for it: the node is listed in the status's
+// awaiting_approval, and asked again every ApprovalPoll (each call bounded
+// by the deadline) until it answers, refuses, or q's approval wait ends
+// (the deadline when it has none) or hopeCtx ends. A denial and the end of
+// the wait come back as *approvalError.
+func (c *Coordinator) askApproved(hopeCtx, collectCtx context.Context, q *query, id string, cl nodev1.NodeServiceClient, body *nodev1.EvaluateBody) (*nodev1.EvaluateResponse, error) {
+	call := func(ctx context.Context) (*nodev1.EvaluateResponse, error) {
+		req, err := protocol.SealEvaluate(c.cfg.Identity.Key, id, body, c.cfg.Now())
+		if err != nil {
+			return nil, err
+		}
+		resp, err := cl.Evaluate(ctx, req)
+		if err != nil {
+			err = callError(err)
+			var re *rpc.Error
+			if errors.As(err, &re) && slices.Contains(re.Reasons(), "node.denied") {
+				return nil, &approvalError{text: fmt.Sprintf("denied at %s (%v)", id, err)}
+			}
+			if errors.As(err, &re) && slices.Contains(re.Reasons(), "node.approval_expired") {
+				return nil, &approvalError{text: fmt.Sprintf("never approved at %s (%v); nothing was charged there", id, err)}
+			}
+			return nil, err
+		}
+		return resp, nil
+	}
+	resp, err := call(collectCtx)
+	if err != nil || resp.GetApprovalPending() == nil {
+		return resp, err
+	}
+	since := time.UnixMilli(resp.GetApprovalPending().GetSinceUnixMs())
+	waitCtx, stop := collectCtx, func() {}
+	if !q.approvalUntil.IsZero() {
+		waitCtx, stop = context.WithDeadline(hopeCtx, q.approvalUntil)
+	}
+	defer stop()
+	q.awaiting(id, since, true)
+	defer q.awaiting(id, since, false)
+	if err := c.saveWaiting(q); err != nil {
+		c.log.Warn("could not record that a query waits for approval; a restart of the coordinator will end it", "query_id", q.id, "node", id, "err", err)
+	}
+	c.log.Info("query waits for a node admin's approval", "query_id", q.id, "node", id, "since", since)
+	tick := time.NewTicker(c.cfg.ApprovalPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-waitCtx.Done():
+			if hopeCtx.Err() != nil {
+				return nil, fmt.Errorf("stopped waiting for approval at %s: %w", id, context.Cause(hopeCtx))
+			}
+			wait := time.Duration(q.st.GetSpec().GetApprovalWaitSeconds()) * time.Second
+			if wait == 0 {
+				wait = q.deadline
+			}
+			return nil, &approvalError{text: fmt.Sprintf("never approved at %s: its admin did not decide within the query's approval wait of %s "+
+				"(waiting since %s); nothing was charged there", id, wait, since.UTC().Format(time.RFC3339))}
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(waitCtx, q.deadline)
+		resp, err := call(ctx)
+		cancel()
+		if err != nil && waitCtx.Err() == nil && !isApproval(err) && transient(err) {
+			continue // a node restarting or a network blip: ask again at the next tick
+		}
+		if err != nil || resp.GetApprovalPending() == nil {
+			return resp, err
+		}
+	}
+}
+
+func isApproval(err error) bool {
+	var ae *approvalError
+	return errors.As(err, &ae)
+}
+
+// transient reports whether a failed call to a node that is waiting for
+// its admin is worth repeating: the node was unreachable or slow, not
+// refusing.
+func transient(err error) bool {
+	switch rpc.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return false
+}
+
+// approvalSummary opens the error of a query that waited for approvals:
+// where it was denied and where it was never approved ("" when neither).
+func approvalSummary(failures map[string]string) string {
+	var denied, never []string
+	for id, f := range failures {
+		switch {
+		case strings.HasPrefix(f, "denied at "):
+			denied = append(denied, id)
+		case strings.HasPrefix(f, "never approved at "):
+			never = append(never, id)
+		}
+	}
+	sort.Strings(denied)
+	sort.Strings(never)
+	var b strings.Builder
+	if len(denied) > 0 {
+		fmt.Fprintf(&b, "denied at %s; ", strings.Join(denied, ", "))
+	}
+	if len(never) > 0 {
+		fmt.Fprintf(&b, "the approval wait ended before %s approved; ", strings.Join(never, ", "))
+	}
+	return b.String()
+}
+
+// partialWindow is the window of the partials of query qid with spec: a
+// series interval's partial is replayed to every retry
+// (protocol.SeriesPartialAge), so it is neither fresh nor unseen; a query
+// resumed after a restart of the coordinator gets the partials it had
+// before again, as old as its approval wait (protocol.PartialAge).
+func (c *Coordinator) partialWindow(qid string, spec *typesv1.QuerySpec) protocol.Window {
 	if protocol.IsSeriesQuery(qid) {
 		return protocol.Window{Now: c.cfg.Now(), MaxSkew: protocol.SeriesPartialAge}
 	}
-	return c.window()
+	w := c.window()
+	w.MaxSkew = protocol.PartialAge(spec, w.MaxSkew)
+	return w
 }
 
 // verifyPartial runs the checks of a partial (protocol.OpenPartial):
 // signature by the member's certificate key, binding to this query, epoch
 // and node, freshness, not seen before, the spec it was noised for and the
 // plan's shape.
-func (c *Coordinator) verifyPartial(qid string, e *epoch, mem epochMember, s *typesv1.Signed, shape protocol.PartialShape) (partial, error) {
-	pt, err := protocol.OpenPartial(mem.Cert.PublicKey, s, qid, e.ID, mem.ID, c.partialWindow(qid), shape)
+func (c *Coordinator) verifyPartial(qid string, spec *typesv1.QuerySpec, e *epoch, mem epochMember, s *typesv1.Signed, shape protocol.PartialShape) (partial, error) {
+	pt, err := protocol.OpenPartial(mem.Cert.PublicKey, s, qid, e.ID, mem.ID, c.partialWindow(qid, spec), shape)
 	if err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}

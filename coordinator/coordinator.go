@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,7 +81,22 @@ type Config struct {
 	// analysts. Defaults to none.
 	Populations map[string]int64
 	// Deadline bounds how long a query waits for partials. Defaults to 60s.
+	// A node whose admin must approve the query (node.Policy.
+	// RequireApproval) answers "pending" at once; the query then waits for
+	// it up to its approval wait instead (ApprovalWait).
 	Deadline time.Duration
+	// ApprovalWait is how long a query waits for the admins of nodes that
+	// require approval, counted from submission, when the analyst does not
+	// say (QuerySpec.approval_wait_seconds). Defaults to 24 hours. A
+	// standing series' queries never wait longer than Deadline.
+	ApprovalWait time.Duration
+	// MaxApprovalWait is the longest approval wait an analyst may ask for.
+	// Defaults to 7 days; at most protocol.MaxApprovalWait (30 days).
+	MaxApprovalWait time.Duration
+	// ApprovalPoll is how often a query asks a node whose admin has not
+	// decided yet again (a cheap call: the node answers from its approval
+	// record). Defaults to 5s.
+	ApprovalPoll time.Duration
 	// MaxSkew bounds how far from the coordinator's clock the timestamp of
 	// a signed partial, key-switch share or CKG share may be. Defaults to
 	// protocol.DefaultMaxSkew (15 minutes), as the nodes' does.
@@ -177,6 +193,13 @@ type Coordinator struct {
 	gen        uint64 // guarded by mu: counts epoch changes and ceremonies (nodeHealth.Gen)
 	ceremony   ceremonyStatus
 
+	// toResume: queries stored while they waited for approval, resumed
+	// by Run (waiting.go); guarded by mu.
+	toResume []storedWait
+	// closing is set by Close: a query waiting for approval that it
+	// cancels stays stored as it is, to resume at the next start.
+	closing atomic.Bool
+
 	lis net.Listener
 	srv *grpc.Server
 	wg  sync.WaitGroup
@@ -248,6 +271,23 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	if cfg.MaxSkew == 0 {
 		cfg.MaxSkew = protocol.DefaultMaxSkew
+	}
+	if cfg.MaxApprovalWait == 0 {
+		cfg.MaxApprovalWait = 7 * 24 * time.Hour
+	}
+	if cfg.ApprovalWait == 0 {
+		cfg.ApprovalWait = min(24*time.Hour, cfg.MaxApprovalWait)
+	}
+	if cfg.ApprovalPoll == 0 {
+		cfg.ApprovalPoll = 5 * time.Second
+	}
+	switch {
+	case cfg.MaxApprovalWait < 0 || cfg.MaxApprovalWait > protocol.MaxApprovalWait:
+		return nil, fmt.Errorf("coordinator: max_approval_wait %s: want at most %s", cfg.MaxApprovalWait, protocol.MaxApprovalWait)
+	case cfg.ApprovalWait < 0 || cfg.ApprovalWait > cfg.MaxApprovalWait:
+		return nil, fmt.Errorf("coordinator: approval_wait %s: want between 0 and max_approval_wait (%s)", cfg.ApprovalWait, cfg.MaxApprovalWait)
+	case cfg.ApprovalPoll < 0:
+		return nil, fmt.Errorf("coordinator: approval_poll %s is negative", cfg.ApprovalPoll)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -321,6 +361,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	c.resumeWaiting()
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.monitor(ctx) }()
 	c.wg.Add(1)
@@ -356,6 +397,7 @@ func (c *Coordinator) Close() error {
 	if c.pool != nil {
 		c.pool.Leave(2 * time.Second)
 	}
+	c.closing.Store(true)
 	c.mu.RLock()
 	for _, q := range c.queries {
 		q.cancel()

@@ -101,16 +101,12 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 		if err != nil {
 			return err
 		}
-		req, err := protocol.SealEvaluate(c.cfg.Identity.Key, id, &nodev1.EvaluateBody{
+		body := &nodev1.EvaluateBody{
 			QueryId: q.id, Epoch: e.ID, Spec: spec, Analyst: who.Name, Role: who.Role,
 			PlanFingerprint: q.plan.Fingerprint(), Link: ls,
-		}, c.cfg.Now())
-		if err != nil {
-			return err
 		}
-		resp, err := cl.Evaluate(ctx, req)
+		resp, err := c.askApproved(q.ctx, ctx, q, id, cl, body)
 		if err != nil {
-			err = callError(err)
 			q.node(id, "failed", err.Error(), time.Since(t0))
 			return err
 		}

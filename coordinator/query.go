@@ -48,6 +48,15 @@ type query struct {
 	// versions is each partial's data version, set once partials are in
 	// (nil when a node could not say): the release is kept for reuse.
 	versions map[string]string
+	// approvalUntil bounds the wait for the admins of nodes that require
+	// approval (zero: the deadline bounds it too). See collect.go.
+	approvalUntil time.Time
+	// role is the analyst's; resumable says the query may resume after a
+	// restart of the coordinator; waited, that it has waited for an
+	// approval (under mu). See waiting.go.
+	role      string
+	resumable bool
+	waited    bool
 }
 
 // releaseTimeout bounds the commitment and key-switch rounds of a release,
@@ -162,6 +171,9 @@ func (c *Coordinator) settle(spec *typesv1.QuerySpec, e *epoch, series *nodev1.S
 	if int(spec.MinNodes) < e.Threshold {
 		return nil, nil, nil, fmt.Errorf("%w: min_nodes %d is below the decryption threshold %d", ErrBadRequest, spec.MinNodes, e.Threshold)
 	}
+	if err := c.settleApprovalWait(spec, series); err != nil {
+		return nil, nil, nil, err
+	}
 	if spec.ReferenceDate == "" {
 		spec.ReferenceDate = cdm.DateOf(c.cfg.Now()).String()
 	}
@@ -240,12 +252,17 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	}
 	q := &query{
 		id: id, plan: p, link: link, series: series, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: start, deadline: deadline,
+		role: who.Role, resumable: series == nil && link == nil,
 		st: &coordinatorv1.QueryStatus{
 			State: coordinatorv1.State_STATE_PLANNED, Spec: spec, Analyst: who.Name,
 			Plan: p.Describe(), SubmittedUnixMs: c.cfg.Now().UnixMilli(), Epoch: e.ID,
 		},
 	}
 	q.st.QueryId = q.id
+	if w := time.Duration(spec.GetApprovalWaitSeconds()) * time.Second; w > 0 {
+		q.approvalUntil = start.Add(w)
+		q.st.ApprovalDeadlineUnixMs = c.cfg.Now().Add(w).UnixMilli()
+	}
 	for _, m := range e.Members {
 		q.st.Nodes = append(q.st.Nodes, &coordinatorv1.NodeProgress{NodeId: m.ID, Status: "waiting"})
 	}
@@ -277,6 +294,26 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	return st, nil
 }
 
+// settleApprovalWait fills in the network's default approval wait
+// (Config.ApprovalWait) and refuses one above Config.MaxApprovalWait. A
+// standing series' interval (series set) keeps the wait its spec derives
+// (none: nodes check that spec field for field).
+func (c *Coordinator) settleApprovalWait(spec *typesv1.QuerySpec, series *nodev1.SeriesInterval) error {
+	if series != nil {
+		return nil
+	}
+	secs := spec.GetApprovalWaitSeconds()
+	if secs == 0 {
+		spec.ApprovalWaitSeconds = int64(c.cfg.ApprovalWait / time.Second)
+		return nil
+	}
+	maxSecs := int64(c.cfg.MaxApprovalWait / time.Second)
+	if secs < 0 || secs > maxSecs {
+		return fmt.Errorf("%w: approval wait of %ds: this network allows from 1s to %s (max_approval_wait)", ErrBadRequest, secs, c.cfg.MaxApprovalWait)
+	}
+	return nil
+}
+
 // planRequest is protocol.PlanRequest with the coordinator's error.
 func planRequest(spec *typesv1.QuerySpec) (plan.Request, error) {
 	r, err := protocol.PlanRequest(spec)
@@ -289,6 +326,11 @@ func planRequest(spec *typesv1.QuerySpec) (plan.Request, error) {
 // run drives a query to its end.
 func (c *Coordinator) run(q *query, e *epoch, who Analyst) {
 	res, err := c.execute(q, e, who)
+	if c.leftWaiting(q, err) {
+		c.log.Info("query waiting for approval left in the store; it resumes at the next start", "query_id", q.id)
+		return
+	}
+	defer c.dropWaiting(q.id)
 	if err == nil {
 		// Before the release is visible: whoever sees it may ask again.
 		c.rememberRelease(q, who, e.ID, q.versions)
@@ -492,6 +534,45 @@ func (q *query) addUpload(id string, n int) {
 			}
 		}
 	})
+}
+
+// awaiting adds node id to the status's awaiting_approval (on) or takes it
+// out, and says so in the node's progress.
+func (q *query) awaiting(id string, since time.Time, on bool) {
+	q.update(func(st *coordinatorv1.QueryStatus) {
+		st.AwaitingApproval = slices.DeleteFunc(st.AwaitingApproval, func(w *coordinatorv1.ApprovalWait) bool { return w.GetNodeId() == id })
+		if on {
+			st.AwaitingApproval = append(st.AwaitingApproval, &coordinatorv1.ApprovalWait{NodeId: id, SinceUnixMs: since.UnixMilli()})
+			slices.SortFunc(st.AwaitingApproval, func(a, b *coordinatorv1.ApprovalWait) int { return strings.Compare(a.GetNodeId(), b.GetNodeId()) })
+		}
+		for _, n := range st.Nodes {
+			if n.NodeId == id && on {
+				n.Status, n.Error = "awaiting approval", "waiting for approval at "+id+" since "+since.UTC().Format(time.RFC3339)
+			}
+		}
+	})
+}
+
+// WaitingLine is a one-line account of the nodes whose admin a query waits
+// for, as `fedstat query` and the dashboard show it: "waiting for approval
+// at hospital-b (since 2026-12-05T16:10:00Z), hospital-c (since ...)"; ""
+// when it waits for none.
+func WaitingLine(st *coordinatorv1.QueryStatus) string {
+	if len(st.GetAwaitingApproval()) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("waiting for approval at ")
+	for i, w := range st.GetAwaitingApproval() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s (since %s)", w.GetNodeId(), time.UnixMilli(w.GetSinceUnixMs()).UTC().Format(time.RFC3339))
+	}
+	if d := st.GetApprovalDeadlineUnixMs(); d > 0 {
+		fmt.Fprintf(&b, "; gives up at %s", time.UnixMilli(d).UTC().Format(time.RFC3339))
+	}
+	return b.String()
 }
 
 // note adds a remark to a node's progress without changing its status.

@@ -44,7 +44,13 @@ type releaseRecord struct {
 }
 
 // reuseKey identifies a question: analyst, role, key epoch and settled spec.
+// The spec's approval wait is left out: how long a question may wait for
+// node admins does not change its answer.
 func reuseKey(who Analyst, epoch uint64, spec *typesv1.QuerySpec) string {
+	if spec.GetApprovalWaitSeconds() != 0 {
+		spec = proto.CloneOf(spec)
+		spec.ApprovalWaitSeconds = 0
+	}
 	h := sha256.New()
 	for _, f := range [][]byte{[]byte("fedstat/reuse/v1"), []byte(who.Name), []byte(who.Role), binary.BigEndian.AppendUint64(nil, epoch), protocol.SpecDigest(spec)} {
 		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(f))))

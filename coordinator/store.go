@@ -17,7 +17,9 @@ import (
 
 // The coordinator's durable state, in its kv store:
 //
-//	c/q/<query id>  QueryStatus (protobuf), written at submit and at the end
+//	c/q/<query id>  QueryStatus (protobuf), written at submit, when it starts
+//	                to wait for an approval, and at the end
+//	c/qwait/<id>    a query's wait record while it waits (waiting.go)
 //	c/epoch         the current key epoch (public information only)
 //	c/node/<id>     the node registry: admitted nodes and their addresses
 var (
@@ -168,10 +170,21 @@ func (c *Coordinator) loadState() error {
 				return fmt.Errorf("coordinator: stored query: %w", err)
 			}
 			if !terminal(st.State) {
-				st.State = coordinatorv1.State_STATE_FAILED
-				st.Error = "the coordinator stopped while this query was running; nothing was released. Resubmitting starts a new query (and a new debit at the nodes)."
-				st.FinishedUnixMs = c.cfg.Now().UnixMilli()
-				interrupted = append(interrupted, st)
+				var rec waitRecord
+				b, err := tx.Get(waitKey(st.QueryId))
+				switch {
+				case err == nil && json.Unmarshal(b, &rec) == nil:
+					// It was waiting for an approval: Run resumes it.
+					c.toResume = append(c.toResume, storedWait{st: st, rec: rec})
+				case err != nil && !errors.Is(err, kv.ErrNotFound):
+					return err
+				default:
+					st.State = coordinatorv1.State_STATE_FAILED
+					st.Error = interruptedText(st)
+					st.AwaitingApproval = nil
+					st.FinishedUnixMs = c.cfg.Now().UnixMilli()
+					interrupted = append(interrupted, st)
+				}
 			}
 			q := &query{id: st.QueryId, st: st, changed: make(chan struct{}), cancel: func() {}}
 			c.queries[st.QueryId] = q

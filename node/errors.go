@@ -32,6 +32,7 @@ var Errors = rpc.RegisterErrors(rpc.ErrorTable{
 	{Err: ErrSeries, Code: codes.InvalidArgument, Reason: "node.series"},
 	{Err: ErrReplayed, Code: codes.PermissionDenied, Reason: "node.replayed"},
 	{Err: ErrDenied, Code: codes.PermissionDenied, Reason: "node.denied"},
+	{Err: ErrApprovalExpired, Code: codes.DeadlineExceeded, Reason: "node.approval_expired"},
 	{Err: ledger.ErrBudgetExhausted, Code: codes.ResourceExhausted, Reason: "ledger.budget_exhausted"},
 	{Err: ledger.ErrQueryIDReuse, Code: codes.AlreadyExists, Reason: "ledger.query_id_reuse"},
 	// A node that cannot write safely (durable.go).

@@ -447,7 +447,9 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 				return nil, fmt.Errorf("%w: link stage of %s: no partial from participant %s", ErrBadRequest, qid, id)
 			}
 			m, _ := r.e.member(id)
-			lp, err := protocol.OpenLinkPartial(m.Cert.PublicKey, s, qid, r.e.Epoch, id, n.window(nil), r.shape)
+			w := n.window(nil)
+			w.MaxSkew = protocol.PartialAge(req.GetSpec(), w.MaxSkew) // held while the query waited for approvals
+			lp, err := protocol.OpenLinkPartial(m.Cert.PublicKey, s, qid, r.e.Epoch, id, w, r.shape)
 			if err != nil {
 				return nil, fmt.Errorf("%w: link stage of %s: partial of %s: %v", ErrBadRequest, qid, id, err)
 			}

@@ -14,7 +14,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fedstat_node_queries_total",
-			Help: "Evaluate requests by outcome (answered, replayed, refused)."}, []string{"outcome"}),
+			Help: "Evaluate requests by outcome (answered, replayed, pending approval, refused)."}, []string{"outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fedstat_node_evaluate_seconds",
 			Help: "Time to evaluate, noise, encrypt and sign a partial.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		releases: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fedstat_node_releases_total",

@@ -59,6 +59,7 @@ var (
 	ErrBadRequest       = errors.New("node: bad request")
 	ErrReplayed         = errors.New("node: replayed or stale request refused")
 	ErrDenied           = errors.New("node: the node's admin denied the query")
+	ErrApprovalExpired  = errors.New("node: the query's wait for the node admin's approval ended without a decision")
 )
 
 // DataSource is the node's data at the level the query path needs it, as
@@ -190,8 +191,7 @@ type Node struct {
 	pool    *membership.Pool
 	metrics *metrics
 
-	approvalMu sync.Mutex
-	approvals  map[string]*approval
+	approvalMu sync.Mutex // serialises reads and writes of approval records (approval.go)
 	adminSrv   *http.Server
 
 	lis  net.Listener
@@ -231,14 +231,13 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:       cfg,
-		id:        cfg.Identity.Name(),
-		log:       cfg.Logger.With("node", cfg.Identity.Name()),
-		keys:      keys,
-		metrics:   newMetrics(cfg.Metrics),
-		approvals: map[string]*approval{},
-		replay:    envelope.NewMemoryReplayCache(2 * cfg.MaxSkew),
-		done:      make(chan struct{}),
+		cfg:     cfg,
+		id:      cfg.Identity.Name(),
+		log:     cfg.Logger.With("node", cfg.Identity.Name()),
+		keys:    keys,
+		metrics: newMetrics(cfg.Metrics),
+		replay:  envelope.NewMemoryReplayCache(2 * cfg.MaxSkew),
+		done:    make(chan struct{}),
 	}
 	n.ledger = ledger.NewWithHooks(cfg.DB, ledger.Limits{TotalRho: cfg.Budget.TotalRho, PerAnalystRho: cfg.Budget.PerAnalystRho, Analysts: cfg.Budget.Analysts},
 		ledger.Hooks{InDebit: n.anchorAudit, AfterDebit: func(ledger.Figures) error { return n.writeMark() }})

@@ -135,6 +135,10 @@ func (n *Node) evaluate(ctx context.Context, sreq *nodev1.EvaluateRequest) (*nod
 		n.log.Info("query refused", "query_id", req.GetQueryId(), "analyst", req.GetAnalyst(), "err", err)
 		return nil, err
 	}
+	if resp.ApprovalPending != nil {
+		n.metrics.queries.WithLabelValues("pending").Inc()
+		return resp, nil
+	}
 	if resp.Replayed {
 		n.metrics.queries.WithLabelValues("replayed").Inc()
 	} else {
@@ -162,6 +166,10 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	preq, err := planRequest(req.GetSpec())
 	if err != nil {
 		return nil, err
+	}
+	wait, err := protocol.ApprovalWait(req.GetSpec())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	if preq.MinNodes < pol.MinNodes {
 		return nil, fmt.Errorf("%w: min_nodes %d is below this node's minimum of %d", ErrPolicy, preq.MinNodes, pol.MinNodes)
@@ -200,6 +208,12 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	} else if err := protocol.CheckPlaintextRange(p, e.Params, len(e.Members)); err != nil {
 		return nil, err
 	}
+	if pol.RequireApproval {
+		// Asked again while it waits: answered at once, recorded once.
+		if pa, ok := n.waiting(req); ok {
+			return pendingResponse(pa), nil
+		}
+	}
 	n.record(ctx, req.GetAnalyst(), "query.received", req.GetQueryId(), map[string]any{
 		"sql": req.GetSpec().GetSql(), "epsilon": req.GetSpec().GetEpsilon(), "delta": req.GetSpec().GetDelta(), "rho": p.Rho(), "role": req.GetRole()})
 	// The query's own cost, plus the minimum-cohort check's when it runs:
@@ -214,7 +228,9 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	}
 	answer, replayed, err := n.ledger.Charge(ctx, req.GetQueryId(), req.GetAnalyst(), rho, func() ([]byte, error) {
 		if pol.RequireApproval {
-			if err := n.awaitApproval(ctx, req, rho); err != nil {
+			// Inside Charge: after the budget check, before any work; a
+			// pending or denied query is charged nothing.
+			if err := n.approvalGate(ctx, req, rho, wait); err != nil {
 				return nil, err
 			}
 		}
@@ -223,8 +239,15 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 		}
 		return n.partial(ctx, e, req.GetQueryId(), req.GetSpec(), p, series)
 	})
+	var pa *pendingApproval
+	if errors.As(err, &pa) {
+		return pendingResponse(pa), nil
+	}
 	if err != nil {
 		return nil, err
+	}
+	if pol.RequireApproval && !replayed {
+		n.answeredApproval(req.GetQueryId())
 	}
 	if !replayed {
 		n.metrics.rho.Add(rho)
@@ -242,6 +265,11 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	n.record(ctx, n.id, "partial.released", req.GetQueryId(), map[string]any{"replayed": replayed, "slots": p.VectorLen()})
 	n.log.Info("answered query", "query_id", req.GetQueryId(), "analyst", req.GetAnalyst(), "rho", p.Rho(), "replayed", replayed)
 	return &nodev1.EvaluateResponse{Partial: &signed, Replayed: replayed}, nil
+}
+
+// pendingResponse is the answer to a query that waits for the admin.
+func pendingResponse(p *pendingApproval) *nodev1.EvaluateResponse {
+	return &nodev1.EvaluateResponse{ApprovalPending: &nodev1.ApprovalPending{SinceUnixMs: p.since.UnixMilli()}}
 }
 
 // refusalPrefix marks a stored answer that is a refusal decided on noisy
@@ -408,6 +436,9 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		// once; presenting the same partials again (a retry after a refusal)
 		// must work.
 		w := n.window(nil)
+		// A query that waited for approvals holds the partials of the
+		// nodes that answered at once up to its approval wait.
+		w.MaxSkew = protocol.PartialAge(req.GetSpec(), w.MaxSkew)
 		if protocol.IsSeriesQuery(qid) {
 			w.MaxSkew = protocol.SeriesPartialAge // replayed to every retry (protocol.SeriesPartialAge)
 		}

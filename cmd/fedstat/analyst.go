@@ -98,16 +98,21 @@ func queryCommand() *cobra.Command {
 		spec     typesv1.QuerySpec
 		format   string
 		deadline time.Duration
-		quiet    bool
-		laplace  bool
-		explain  bool
-		fresh    bool
+		// approvalWait: how long the query may wait for node admins'
+		// approvals (0: the network's default).
+		approvalWait time.Duration
+		quiet        bool
+		laplace      bool
+		explain      bool
+		fresh        bool
 	)
 	c := &cobra.Command{
 		Use:   "query [flags] \"SQL\"",
 		Short: "Run a query on the network and print the released result",
 		Long: `Sends a query to the coordinator, shows which nodes have answered while it waits,
-and prints the differentially private result with its 95% intervals.
+and prints the differentially private result with its 95% intervals. At a node
+whose admin must approve each query, the query waits (up to --approval-wait) and
+shows "waiting for approval at NODE" meanwhile.
 
 The query language is a small SQL dialect over the common data model (patients,
 conditions, observations, encounters, medications); see docs/query-language.md.
@@ -134,6 +139,12 @@ The coordinator and your credentials come from flags or environment variables
 			case "table", "json", "csv":
 			default:
 				return &usageError{fmt.Sprintf("--format %q: want table, json or csv", format)}
+			}
+			if approvalWait != 0 {
+				if approvalWait < time.Second || approvalWait%time.Second != 0 {
+					return &usageError{fmt.Sprintf("--approval-wait %s: want a whole number of seconds, at least 1s (e.g. 72h)", approvalWait)}
+				}
+				spec.ApprovalWaitSeconds = int64(approvalWait / time.Second)
 			}
 			c, err := cf.connect()
 			if err != nil {
@@ -201,6 +212,7 @@ The coordinator and your credentials come from flags or environment variables
 	f.StringVar(&spec.ReferenceDate, "reference-date", "", "YYYY-MM-DD at which age is computed (default today)")
 	f.StringVar(&format, "format", "table", "table, json or csv")
 	f.DurationVar(&deadline, "deadline", 0, "how long the coordinator waits for nodes (default: the network's)")
+	f.DurationVar(&approvalWait, "approval-wait", 0, "how long the query may wait for the admins of nodes that require approval, from submission (default: the network's, often 24h; its max_approval_wait caps it)")
 	f.BoolVar(&quiet, "quiet", false, "do not show progress on stderr")
 	f.BoolVar(&fresh, "fresh", false, "ask the nodes again at full price, even if you had the same question released before and no node's data changed (by default that release answers it, charged nothing)")
 	f.BoolVar(&explain, "explain", false, "do not run the query: show its plan, its cost at each node and the noise its release would carry (charges nothing)")

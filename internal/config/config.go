@@ -212,6 +212,16 @@ type Coordinator struct {
 	RekeyOnLostMember string `toml:"rekey_on_lost_member"`
 	// Deadline bounds a query's wait for partials. Default 60s.
 	Deadline Duration `toml:"deadline"`
+	// ApprovalWait is how long a query waits for the admins of nodes that
+	// require approval when the analyst does not say (fedstat query
+	// --approval-wait). Default 24h.
+	ApprovalWait Duration `toml:"approval_wait"`
+	// MaxApprovalWait is the longest approval wait an analyst may ask for.
+	// Default 7 days (168h); at most 30 days (720h).
+	MaxApprovalWait Duration `toml:"max_approval_wait"`
+	// ApprovalPoll is how often a waiting query asks such a node again.
+	// Default 5s.
+	ApprovalPoll Duration `toml:"approval_poll"`
 	// Nodes lists nodes statically ("id=host:port"), for networks without
 	// gossip. Default none.
 	Nodes []string `toml:"nodes"`

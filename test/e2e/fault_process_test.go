@@ -1,11 +1,11 @@
 package e2e
 
 // Fault tests of issue 10 with separate OS processes of the built binary: a
-// node killed with SIGKILL while it is inside a query, and the coordinator
-// killed with SIGKILL while a query is collecting. To hold a node inside a
-// query, node-3 runs with the policy require_approval: it has received,
-// verified and planned the query and waits, inside the ledger's charge and
-// before any debit, for `fedstat node approve`.
+// node killed with SIGKILL while it holds a query, and the coordinator
+// killed with SIGKILL while a query is collecting. To hold a query at a
+// node, node-3 runs with the policy require_approval: it has received,
+// verified and planned the query and keeps it in its store, undebited,
+// until `fedstat node approve`; the coordinator waits for it (issue 19).
 
 import (
 	"context"
@@ -40,7 +40,8 @@ func serveFault(t *testing.T, ctx context.Context) (*demo.Processes, []*cdm.Reco
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 2, ApprovalNodes: []int{2}}), data
+	return serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 2, ApprovalNodes: []int{2},
+		CoordinatorConfig: `approval_poll = "200ms"`}), data
 }
 
 // submit starts a query over HTTP/JSON and returns its id.
@@ -48,6 +49,18 @@ func submit(t *testing.T, p *demo.Processes, sql string, minNodes int, deadline 
 	t.Helper()
 	// fresh: a fault test repeats its question and means the nodes to be asked.
 	body := fmt.Sprintf(`{"spec": {"sql": %q, "min_nodes": %d}, "deadline_ms": %d, "fresh": true}`, sql, minNodes, deadline.Milliseconds())
+	var st coordinatorv1.QueryStatus
+	apiCall(t, p, "POST", "/v1/queries", body, &st)
+	return st.QueryId
+}
+
+// submitWaiting is submit with the query's approval wait (whole seconds;
+// 0: the network's), asking the nodes afresh even when the same question
+// was released before (these tests need node-3 to hold every query).
+func submitWaiting(t *testing.T, p *demo.Processes, sql string, minNodes int, deadline, wait time.Duration) string {
+	t.Helper()
+	body := fmt.Sprintf(`{"spec": {"sql": %q, "min_nodes": %d, "approval_wait_seconds": %d}, "deadline_ms": %d, "fresh": true}`,
+		sql, minNodes, int64(wait/time.Second), deadline.Milliseconds())
 	var st coordinatorv1.QueryStatus
 	apiCall(t, p, "POST", "/v1/queries", body, &st)
 	return st.QueryId
@@ -198,16 +211,18 @@ func auditDebits(t *testing.T, p *demo.Processes) map[string]map[string]int {
 	return out
 }
 
-// TestFaultNodeKilledMidQuery kills node-3 with SIGKILL while it is inside a
-// query (received, verified, waiting in its approval queue):
+// TestFaultNodeKilledMidQuery kills node-3 with SIGKILL while it holds a
+// query (received, verified, waiting in its approval queue), and starts it
+// again once the query's approval wait (a few seconds here) has ended:
 //
 //   - min_nodes 2: the query completes from node-1 and node-2, and its status
-//     names node-3 as failed;
+//     names node-3 as failed (never approved);
 //   - min_nodes 3: the query fails naming node-3, and nothing is decrypted;
 //   - node-3, restarted on the same data directory, has debited nothing for
-//     either query id; a re-delivery of the first one is answered (after
-//     approval) and debited once, and a second re-delivery gets the stored
-//     answer byte for byte, not fresh noise, and debits nothing;
+//     either query id; a re-delivery of the first one waits afresh, is
+//     answered after approval and debited once, and a second re-delivery
+//     gets the stored answer byte for byte, not fresh noise, and debits
+//     nothing;
 //   - every node's audit log has at most one debit per query id.
 func TestFaultNodeKilledMidQuery(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -217,7 +232,7 @@ func TestFaultNodeKilledMidQuery(t *testing.T) {
 	// killInside submits a query, waits until node-3 holds it, kills node-3,
 	// and returns the query's final status.
 	killInside := func(minNodes int) *coordinatorv1.QueryStatus {
-		qid := submit(t, p, demo.CohortQuery, minNodes, time.Minute)
+		qid := submitWaiting(t, p, demo.CohortQuery, minNodes, time.Minute, 10*time.Second)
 		waitFor(t, ctx, "node-3 to hold "+qid, func() bool { return awaitingApproval(t, p, 2, qid) })
 		if st := queryStatus(t, p, qid); terminalState(st.State) {
 			t.Fatalf("query %s ended (%v: %s) while node-3 was holding it", qid, st.State, st.Error)
@@ -235,8 +250,8 @@ func TestFaultNodeKilledMidQuery(t *testing.T) {
 	if a.State != coordinatorv1.State_STATE_DONE || a.GetResult().GetNodes() != 2 {
 		t.Fatalf("node-3 killed inside a min_nodes 2 query: %v from %d nodes (%s); want a release from 2", a.State, a.GetResult().GetNodes(), a.Error)
 	}
-	if np := nodeProgress(a, "node-3"); np.GetStatus() != "failed" || np.GetError() == "" || strings.Contains(np.GetError(), "deadline") {
-		t.Errorf("node-3 in the released query: %q %q; want failed because it died, not by the deadline", np.GetStatus(), np.GetError())
+	if np := nodeProgress(a, "node-3"); np.GetStatus() != "failed" || !strings.Contains(np.GetError(), "never approved at node-3") {
+		t.Errorf("node-3 in the released query: %q %q; want failed, never approved within the query's approval wait", np.GetStatus(), np.GetError())
 	}
 
 	b := killInside(3)
@@ -261,28 +276,27 @@ func TestFaultNodeKilledMidQuery(t *testing.T) {
 		t.Errorf("node-3 spent %v for queries it was killed inside, want 0", spent["node-3"])
 	}
 
-	// Re-deliver a's query id to node-3: it asks its admin again, answers
-	// and debits once; a second re-delivery replays the stored answer.
-	type answer struct {
-		resp *nodev1.EvaluateResponse
-		err  error
+	// Re-deliver a's query id to node-3: its wait there had ended, so it
+	// waits for the admin afresh ("pending", nothing charged); once
+	// approved it answers and debits once; a further re-delivery replays
+	// the stored answer.
+	r0, err := redeliver(t, ctx, p, "node-3", a)
+	if err != nil || r0.GetApprovalPending() == nil || r0.GetPartial() != nil {
+		t.Fatalf("re-delivery of %s to node-3 before approval: %v (%v), want pending", a.QueryId, err, r0)
 	}
-	first := make(chan answer, 1)
-	go func() {
-		resp, err := redeliver(t, ctx, p, "node-3", a)
-		first <- answer{resp, err}
-	}()
-	waitFor(t, ctx, "node-3 to hold the re-delivered "+a.QueryId, func() bool { return awaitingApproval(t, p, 2, a.QueryId) })
+	if !awaitingApproval(t, p, 2, a.QueryId) {
+		t.Fatalf("node-3 does not list the re-delivered %s for approval", a.QueryId)
+	}
 	approve(t, p, 2, a.QueryId)
-	r1 := <-first
-	if r1.err != nil || r1.resp.GetReplayed() {
-		t.Fatalf("first re-delivery of %s to node-3: %v (replayed %v)", a.QueryId, r1.err, r1.resp.GetReplayed())
+	r1, err := redeliver(t, ctx, p, "node-3", a)
+	if err != nil || r1.GetReplayed() || r1.GetPartial() == nil {
+		t.Fatalf("first re-delivery of %s to node-3 after approval: %v (replayed %v)", a.QueryId, err, r1.GetReplayed())
 	}
 	r2, err := redeliver(t, ctx, p, "node-3", a)
 	if err != nil || !r2.GetReplayed() {
 		t.Fatalf("second re-delivery of %s to node-3: %v (replayed %v), want the stored answer", a.QueryId, err, r2.GetReplayed())
 	}
-	if !proto.Equal(r1.resp.GetPartial(), r2.GetPartial()) {
+	if !proto.Equal(r1.GetPartial(), r2.GetPartial()) {
 		t.Errorf("second re-delivery got a different partial (fresh noise), want the stored one")
 	}
 	if spent := budgetsOf(t, p); spent["node-3"] != ra {
@@ -305,11 +319,13 @@ func TestFaultNodeKilledMidQuery(t *testing.T) {
 
 // TestFaultCoordinatorKilledMidQuery kills the coordinator with SIGKILL while
 // a query is collecting (node-1 and node-2 have answered and debited, node-3
-// holds the query in its approval queue), then restarts it: the query is in
-// the history, marked failed with the reason; the query released before is
-// intact with its result; no node debited twice (a re-delivery of the query
-// id to a node that answered it replays the stored answer); and the network
-// answers new queries.
+// holds the query in its approval queue), then restarts it: the query
+// resumes under the same id and waits for node-3 again (issue 19); once
+// node-3's admin approves it is released from all three, node-1 and node-2
+// replaying their stored partial; the query released before is intact with
+// its result; no node debited twice (a re-delivery of the query id to a node
+// that answered it replays the stored answer); and the network answers new
+// queries.
 func TestFaultCoordinatorKilledMidQuery(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -348,9 +364,14 @@ func TestFaultCoordinatorKilledMidQuery(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st := queryStatus(t, p, x)
-	if st.State != coordinatorv1.State_STATE_FAILED || st.Result != nil || !strings.Contains(st.Error, "coordinator stopped") || st.FinishedUnixMs == 0 {
-		t.Errorf("query in flight at the crash, after the restart: %v, %q; want failed with the reason", st.State, st.Error)
+	waitFor(t, ctx, "the resumed "+x+" to wait for node-3 again", func() bool {
+		st := queryStatus(t, p, x)
+		return !terminalState(st.State) && len(st.GetAwaitingApproval()) == 1 && st.GetAwaitingApproval()[0].GetNodeId() == "node-3"
+	})
+	approve(t, p, 2, x)
+	st := waitEnd(t, ctx, p, x)
+	if st.State != coordinatorv1.State_STATE_DONE || st.GetResult().GetNodes() != 3 {
+		t.Errorf("query in flight at the crash, resumed after the restart: %v from %d nodes, %q; want released from 3", st.State, st.GetResult().GetNodes(), st.Error)
 	}
 	after := queryStatus(t, p, h)
 	if after.State != coordinatorv1.State_STATE_DONE || !proto.Equal(after.GetResult(), before.GetResult()) {
@@ -361,8 +382,8 @@ func TestFaultCoordinatorKilledMidQuery(t *testing.T) {
 		t.Errorf("history after the restart: %d %s", code, body)
 	}
 
-	// Debits: node-1 and node-2 paid for both queries once; node-3 for the
-	// first only (the crash cancelled its wait before any debit).
+	// Debits: every node paid for both queries once (node-1 and node-2
+	// replayed x's partial to the resumed query).
 	waitReachable(t, ctx, p)
 	rh, rx := before.GetResult().GetRho(), rhoOf(t, data, st)
 	spent := budgetsOf(t, p)
@@ -371,8 +392,8 @@ func TestFaultCoordinatorKilledMidQuery(t *testing.T) {
 			t.Errorf("%s spent %v, want %v (%v + %v)", id, spent[id], rh+rx, rh, rx)
 		}
 	}
-	if spent["node-3"] != rh {
-		t.Errorf("node-3 spent %v, want %v", spent["node-3"], rh)
+	if spent["node-3"] != rh+rx {
+		t.Errorf("node-3 spent %v, want %v", spent["node-3"], rh+rx)
 	}
 	// A restarted coordinator that delivered the query id again would get
 	// node-1's stored answer, and node-1 would not debit again.
@@ -384,13 +405,13 @@ func TestFaultCoordinatorKilledMidQuery(t *testing.T) {
 		t.Errorf("node-1 spent %v after a re-delivery, had %v", again["node-1"], spent["node-1"])
 	}
 
-	// node-3's queue no longer offers the abandoned query.
+	// node-3's queue no longer offers the answered query.
 	if awaitingApproval(t, p, 2, x) {
-		t.Errorf("node-3 still lists %s for approval after the coordinator that asked is gone", x)
+		t.Errorf("node-3 still lists %s for approval after answering it", x)
 	}
 
 	// The network answers a new query.
-	n := submit(t, p, demo.CohortQuery, 2, time.Minute)
+	n := submitWaiting(t, p, demo.CohortQuery, 2, time.Minute, 0)
 	waitFor(t, ctx, "node-3 to hold "+n, func() bool { return awaitingApproval(t, p, 2, n) })
 	approve(t, p, 2, n)
 	if st := waitEnd(t, ctx, p, n); st.State != coordinatorv1.State_STATE_DONE || st.GetResult().GetNodes() != 3 {
@@ -404,8 +425,8 @@ func TestFaultCoordinatorKilledMidQuery(t *testing.T) {
 				t.Errorf("%s debited %s %d times", node, qid, n)
 			}
 		}
-		if want := map[bool]int{true: 0, false: 1}[node == "node-3"]; per[x] != want {
-			t.Errorf("%s debited the interrupted query %d times, want %d", node, per[x], want)
+		if per[x] != 1 {
+			t.Errorf("%s debited the interrupted query %d times, want 1", node, per[x])
 		}
 	}
 	f, err := os.Open(filepath.Join(p.Dir, "coordinator", "audit.log"))

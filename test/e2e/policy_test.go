@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	fedclient "github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
+	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/pki"
@@ -186,9 +188,10 @@ func TestMinCohortIsNotAFreeOracle(t *testing.T) {
 }
 
 // TestApprovalQueue: with require_approval, a query waits at every node
-// until the node admin approves it, and each node tells its approval
-// webhook once (node, query id, analyst, SQL); a denied query fails and
-// debits nothing.
+// until the node admin approves it (the coordinator asks again while it
+// waits), and each node tells its approval webhook once (node, query id,
+// analyst, SQL), however often it is asked; a denied query fails and debits
+// nothing.
 func TestApprovalQueue(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -198,7 +201,8 @@ func TestApprovalQueue(t *testing.T) {
 	pol := node.DefaultPolicy()
 	pol.RequireApproval = true
 	pol.ApprovalWebhook = hs.URL
-	nw, err := demo.Start(ctx, demo.Options{Data: syntheticData(t, 3, 300), Threshold: 2, MinNodes: 2, NodePolicy: pol, AuditLogs: true})
+	nw, err := demo.Start(ctx, demo.Options{Data: syntheticData(t, 3, 300), Threshold: 2, MinNodes: 2, NodePolicy: pol, AuditLogs: true,
+		CoordinatorConfig: func(c *coordinator.Config) { c.ApprovalPoll = 100 * time.Millisecond }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +212,10 @@ func TestApprovalQueue(t *testing.T) {
 	decideAll := func(approve bool) {
 		for _, n := range nw.Nodes {
 			for {
-				waiting := n.Approvals()
+				waiting, err := n.Approvals()
+				if err != nil {
+					t.Fatal(err)
+				}
 				if len(waiting) == 1 {
 					if err := n.Decide(ctx, waiting[0].QueryID, approve, "admin"); err != nil {
 						t.Error(err)
@@ -240,11 +247,13 @@ func TestApprovalQueue(t *testing.T) {
 			t.Errorf("approval note %v", a)
 		}
 	}
-	if len(nodesTold) != 3 {
-		t.Errorf("approval notes from %v, want the 3 nodes once each", nodesTold)
+	if len(nodesTold) != 3 || len(hook.received()) != 3 {
+		t.Errorf("%d approval notes from %v, want the 3 nodes once each", len(hook.received()), nodesTold)
 	}
 	go func() {
-		_, err := runQuery(ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2})
+		// Fresh: the same question again would be answered from the
+		// release above, and no node would be asked.
+		_, err := client.Run(ctx, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, fedclient.RunOptions{Fresh: true})
 		done <- err
 	}()
 	decideAll(false)

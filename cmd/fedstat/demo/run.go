@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/client"
+	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/protocol"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -117,7 +118,16 @@ func PrintStatus(w io.Writer, st *coordinatorv1.QueryStatus) error {
 // each node's status once as it changes.
 func ProgressPrinter(w io.Writer) func(*coordinatorv1.QueryStatus) {
 	seen := map[string]string{}
+	waiting := ""
 	return func(st *coordinatorv1.QueryStatus) {
+		// Whom the query waits for (approvals that wait): printed when it
+		// changes, to every caller (coordinator.WaitingLine).
+		if line := coordinator.WaitingLine(st); line != waiting {
+			waiting = line
+			if line != "" {
+				fmt.Fprintf(w, "  %s\n", line)
+			}
+		}
 		for _, n := range st.Nodes {
 			if n.Status == "waiting" || seen[n.NodeId] == n.Status {
 				continue

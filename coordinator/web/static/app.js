@@ -137,6 +137,7 @@ function progressView(st) {
     st.error ? el('p', { class: 'error' }, st.error) : null,
     st.reused_from ? el('p', { id: 'reused-from', class: 'muted' }, 'The same question as query ', el('code', {}, st.reused_from),
       ', and no node\'s data changed since: answered from that release, charged nothing. Tick "ask again" to pay for a fresh release.') : null,
+    waitingView(st),
     el('p', {}, 'Phases: ', (st.phases || []).map((p) => `${p.name} ${Math.round(num(p.elapsed_ms))} ms`).join(' → ') || '—'),
     el('table', { id: 'progress-nodes' },
       el('thead', {}, el('tr', {}, ['Node', 'Status', 'Elapsed', 'Upload'].map((h) => el('th', {}, h)))),
@@ -146,6 +147,18 @@ function progressView(st) {
         el('td', { class: 'num' }, n.elapsed_ms ? Math.round(num(n.elapsed_ms)) + ' ms' : ''),
         el('td', { class: 'num' }, n.upload_bytes ? Math.round(num(n.upload_bytes) / 1024) + ' KiB' : ''))))),
     st.plan ? el('details', {}, el('summary', {}, 'Plan'), el('pre', {}, st.plan)) : null);
+}
+
+// waitingView: the nodes whose admin the query waits for (approvals that
+// wait; the same line `fedstat query` prints), or nothing.
+function waitingView(st) {
+  const w = st.awaiting_approval || [];
+  if (w.length === 0) return null;
+  const since = (ms) => new Date(num(ms)).toISOString().replace(/\.\d+Z$/, 'Z');
+  const until = num(st.approval_deadline_unix_ms);
+  return el('p', { id: 'query-waiting', class: 'muted' },
+    'Waiting for approval at ', w.map((x) => `${x.node_id} (since ${since(x.since_unix_ms)})`).join(', '),
+    until ? `; gives up at ${since(until)}` : '');
 }
 
 function download(name, type, text) {
@@ -598,8 +611,8 @@ function approvalsPage() {
     el('h2', {}, 'Approval queue'),
     el('p', {}, 'Nodes that require manual approval keep their queue on the node itself: the coordinator never sees it, by design (a node trusts no one else with the decision).'),
     el('p', {}, 'On the node\'s machine, list and decide pending queries with:'),
-    el('pre', {}, 'fedstat node approvals'),
-    el('p', { class: 'muted' }, 'A query waiting for approval shows as that node "waiting" in the query\'s progress to operators; analysts see every node waiting until the collection of partials is over.')));
+    el('pre', {}, 'fedstat node approvals\nfedstat node approve QUERY-ID\nfedstat node deny QUERY-ID'),
+    el('p', { class: 'muted' }, 'A query that waits for a node\'s admin shows "Waiting for approval at NODE (since …)" in its progress, to everyone who may read it; it waits up to its approval wait (fedstat query --approval-wait, the network\'s default otherwise), also across restarts of the node and of the coordinator.')));
 }
 
 // ---- routing ----

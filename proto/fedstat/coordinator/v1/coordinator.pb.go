@@ -1728,9 +1728,18 @@ type QueryStatus struct {
 	// release of the same analyst's identical question (same SQL, epsilon,
 	// delta, mechanism, reference date and key epoch) while no node's data
 	// changed since: it names that query, and nothing was charged.
-	ReusedFrom    string `protobuf:"bytes,13,opt,name=reused_from,json=reusedFrom,proto3" json:"reused_from,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ReusedFrom string `protobuf:"bytes,13,opt,name=reused_from,json=reusedFrom,proto3" json:"reused_from,omitempty"`
+	// awaiting_approval lists the nodes whose admin has not decided on the
+	// query yet (empty once every node has answered, been denied or the wait
+	// ended). Every caller that may read the query sees it: it says what the
+	// node's policy is and when its admin acts, nothing about its data.
+	AwaitingApproval []*ApprovalWait `protobuf:"bytes,40,rep,name=awaiting_approval,json=awaitingApproval,proto3" json:"awaiting_approval,omitempty"`
+	// approval_deadline_unix_ms is when the query stops waiting for
+	// approvals (submitted + spec.approval_wait_seconds); 0 when it waits no
+	// longer than its deadline.
+	ApprovalDeadlineUnixMs int64 `protobuf:"varint,41,opt,name=approval_deadline_unix_ms,json=approvalDeadlineUnixMs,proto3" json:"approval_deadline_unix_ms,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *QueryStatus) Reset() {
@@ -1854,6 +1863,74 @@ func (x *QueryStatus) GetReusedFrom() string {
 	return ""
 }
 
+func (x *QueryStatus) GetAwaitingApproval() []*ApprovalWait {
+	if x != nil {
+		return x.AwaitingApproval
+	}
+	return nil
+}
+
+func (x *QueryStatus) GetApprovalDeadlineUnixMs() int64 {
+	if x != nil {
+		return x.ApprovalDeadlineUnixMs
+	}
+	return 0
+}
+
+// ApprovalWait is a node whose admin the query is waiting for.
+type ApprovalWait struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// since_unix_ms is when the query reached that node's approval queue.
+	SinceUnixMs   int64 `protobuf:"varint,2,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovalWait) Reset() {
+	*x = ApprovalWait{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovalWait) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovalWait) ProtoMessage() {}
+
+func (x *ApprovalWait) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovalWait.ProtoReflect.Descriptor instead.
+func (*ApprovalWait) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ApprovalWait) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ApprovalWait) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
 type ListRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
@@ -1863,7 +1940,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +1952,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[23]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +1965,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListRequest) GetLimit() int32 {
@@ -1907,7 +1984,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +1996,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[24]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2009,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListResponse) GetQueries() []*QueryStatus {
@@ -1950,7 +2027,7 @@ type NodesRequest struct {
 
 func (x *NodesRequest) Reset() {
 	*x = NodesRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2039,7 @@ func (x *NodesRequest) String() string {
 func (*NodesRequest) ProtoMessage() {}
 
 func (x *NodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[25]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2052,7 @@ func (x *NodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesRequest.ProtoReflect.Descriptor instead.
 func (*NodesRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 type NodeInfo struct {
@@ -1995,7 +2072,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2084,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[26]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2097,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NodeInfo) GetNodeId() string {
@@ -2086,7 +2163,7 @@ type NodesResponse struct {
 
 func (x *NodesResponse) Reset() {
 	*x = NodesResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[27]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2098,7 +2175,7 @@ func (x *NodesResponse) String() string {
 func (*NodesResponse) ProtoMessage() {}
 
 func (x *NodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[27]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2111,7 +2188,7 @@ func (x *NodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesResponse.ProtoReflect.Descriptor instead.
 func (*NodesResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodesResponse) GetNodes() []*NodeInfo {
@@ -2166,7 +2243,7 @@ type KeyCeremonyStatus struct {
 
 func (x *KeyCeremonyStatus) Reset() {
 	*x = KeyCeremonyStatus{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[28]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2178,7 +2255,7 @@ func (x *KeyCeremonyStatus) String() string {
 func (*KeyCeremonyStatus) ProtoMessage() {}
 
 func (x *KeyCeremonyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[28]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2191,7 +2268,7 @@ func (x *KeyCeremonyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyCeremonyStatus.ProtoReflect.Descriptor instead.
 func (*KeyCeremonyStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KeyCeremonyStatus) GetState() string {
@@ -2257,7 +2334,7 @@ type MemberProblem struct {
 
 func (x *MemberProblem) Reset() {
 	*x = MemberProblem{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[29]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2269,7 +2346,7 @@ func (x *MemberProblem) String() string {
 func (*MemberProblem) ProtoMessage() {}
 
 func (x *MemberProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[29]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2282,7 +2359,7 @@ func (x *MemberProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberProblem.ProtoReflect.Descriptor instead.
 func (*MemberProblem) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MemberProblem) GetNodeId() string {
@@ -2321,7 +2398,7 @@ type StudiesRequest struct {
 
 func (x *StudiesRequest) Reset() {
 	*x = StudiesRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[30]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2333,7 +2410,7 @@ func (x *StudiesRequest) String() string {
 func (*StudiesRequest) ProtoMessage() {}
 
 func (x *StudiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[30]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2346,7 +2423,7 @@ func (x *StudiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StudiesRequest.ProtoReflect.Descriptor instead.
 func (*StudiesRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 type StudiesResponse struct {
@@ -2358,7 +2435,7 @@ type StudiesResponse struct {
 
 func (x *StudiesResponse) Reset() {
 	*x = StudiesResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[31]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2447,7 @@ func (x *StudiesResponse) String() string {
 func (*StudiesResponse) ProtoMessage() {}
 
 func (x *StudiesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[31]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2460,7 @@ func (x *StudiesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StudiesResponse.ProtoReflect.Descriptor instead.
 func (*StudiesResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StudiesResponse) GetStudies() []*StudyTable {
@@ -2406,7 +2483,7 @@ type StudyTable struct {
 
 func (x *StudyTable) Reset() {
 	*x = StudyTable{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[32]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2495,7 @@ func (x *StudyTable) String() string {
 func (*StudyTable) ProtoMessage() {}
 
 func (x *StudyTable) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[32]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2508,7 @@ func (x *StudyTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StudyTable.ProtoReflect.Descriptor instead.
 func (*StudyTable) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StudyTable) GetName() string {
@@ -2476,7 +2553,7 @@ type StudyColumn struct {
 
 func (x *StudyColumn) Reset() {
 	*x = StudyColumn{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[33]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2488,7 +2565,7 @@ func (x *StudyColumn) String() string {
 func (*StudyColumn) ProtoMessage() {}
 
 func (x *StudyColumn) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[33]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2501,7 +2578,7 @@ func (x *StudyColumn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StudyColumn.ProtoReflect.Descriptor instead.
 func (*StudyColumn) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StudyColumn) GetName() string {
@@ -2595,7 +2672,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[34]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2607,7 +2684,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[34]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2620,7 +2697,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *StatsRequest) GetMethod() string {
@@ -2755,7 +2832,7 @@ type StatsEstimate struct {
 
 func (x *StatsEstimate) Reset() {
 	*x = StatsEstimate{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[35]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2767,7 +2844,7 @@ func (x *StatsEstimate) String() string {
 func (*StatsEstimate) ProtoMessage() {}
 
 func (x *StatsEstimate) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[35]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2780,7 +2857,7 @@ func (x *StatsEstimate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsEstimate.ProtoReflect.Descriptor instead.
 func (*StatsEstimate) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StatsEstimate) GetName() string {
@@ -2844,7 +2921,7 @@ type StatsCurve struct {
 
 func (x *StatsCurve) Reset() {
 	*x = StatsCurve{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[36]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +2933,7 @@ func (x *StatsCurve) String() string {
 func (*StatsCurve) ProtoMessage() {}
 
 func (x *StatsCurve) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[36]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +2946,7 @@ func (x *StatsCurve) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsCurve.ProtoReflect.Descriptor instead.
 func (*StatsCurve) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{36}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StatsCurve) GetStratum() string {
@@ -2950,7 +3027,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[37]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2962,7 +3039,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[37]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2975,7 +3052,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{37}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StatsResponse) GetMethod() string {
@@ -3081,7 +3158,7 @@ type ErrorResponse struct {
 
 func (x *ErrorResponse) Reset() {
 	*x = ErrorResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[38]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +3170,7 @@ func (x *ErrorResponse) String() string {
 func (*ErrorResponse) ProtoMessage() {}
 
 func (x *ErrorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[38]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3183,7 @@ func (x *ErrorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorResponse.ProtoReflect.Descriptor instead.
 func (*ErrorResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{38}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ErrorResponse) GetError() string {
@@ -3133,7 +3210,7 @@ type SignInRequest struct {
 
 func (x *SignInRequest) Reset() {
 	*x = SignInRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3145,7 +3222,7 @@ func (x *SignInRequest) String() string {
 func (*SignInRequest) ProtoMessage() {}
 
 func (x *SignInRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[39]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3158,7 +3235,7 @@ func (x *SignInRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignInRequest.ProtoReflect.Descriptor instead.
 func (*SignInRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{39}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SignInRequest) GetToken() string {
@@ -3176,7 +3253,7 @@ type WhoAmIRequest struct {
 
 func (x *WhoAmIRequest) Reset() {
 	*x = WhoAmIRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[40]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3188,7 +3265,7 @@ func (x *WhoAmIRequest) String() string {
 func (*WhoAmIRequest) ProtoMessage() {}
 
 func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[40]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3201,7 +3278,7 @@ func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
 func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{40}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{41}
 }
 
 // SessionInfo names the signed-in caller and their role.
@@ -3215,7 +3292,7 @@ type SessionInfo struct {
 
 func (x *SessionInfo) Reset() {
 	*x = SessionInfo{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[41]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3227,7 +3304,7 @@ func (x *SessionInfo) String() string {
 func (*SessionInfo) ProtoMessage() {}
 
 func (x *SessionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[41]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3240,7 +3317,7 @@ func (x *SessionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
 func (*SessionInfo) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{41}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SessionInfo) GetName() string {
@@ -3265,7 +3342,7 @@ type SignOutRequest struct {
 
 func (x *SignOutRequest) Reset() {
 	*x = SignOutRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[42]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3277,7 +3354,7 @@ func (x *SignOutRequest) String() string {
 func (*SignOutRequest) ProtoMessage() {}
 
 func (x *SignOutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[42]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3290,7 +3367,7 @@ func (x *SignOutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignOutRequest.ProtoReflect.Descriptor instead.
 func (*SignOutRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{42}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{43}
 }
 
 type SignOutResponse struct {
@@ -3301,7 +3378,7 @@ type SignOutResponse struct {
 
 func (x *SignOutResponse) Reset() {
 	*x = SignOutResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[43]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3313,7 +3390,7 @@ func (x *SignOutResponse) String() string {
 func (*SignOutResponse) ProtoMessage() {}
 
 func (x *SignOutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[43]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3326,7 +3403,7 @@ func (x *SignOutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignOutResponse.ProtoReflect.Descriptor instead.
 func (*SignOutResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{43}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{44}
 }
 
 type AuditRequest struct {
@@ -3340,7 +3417,7 @@ type AuditRequest struct {
 
 func (x *AuditRequest) Reset() {
 	*x = AuditRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[44]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3352,7 +3429,7 @@ func (x *AuditRequest) String() string {
 func (*AuditRequest) ProtoMessage() {}
 
 func (x *AuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[44]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3365,7 +3442,7 @@ func (x *AuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
 func (*AuditRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{44}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AuditRequest) GetLimit() int32 {
@@ -3388,7 +3465,7 @@ type AuditResponse struct {
 
 func (x *AuditResponse) Reset() {
 	*x = AuditResponse{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[45]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3400,7 +3477,7 @@ func (x *AuditResponse) String() string {
 func (*AuditResponse) ProtoMessage() {}
 
 func (x *AuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[45]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3413,7 +3490,7 @@ func (x *AuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
 func (*AuditResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{45}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *AuditResponse) GetPath() string {
@@ -3442,7 +3519,7 @@ type ForecastRequest struct {
 
 func (x *ForecastRequest) Reset() {
 	*x = ForecastRequest{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[46]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3454,7 +3531,7 @@ func (x *ForecastRequest) String() string {
 func (*ForecastRequest) ProtoMessage() {}
 
 func (x *ForecastRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[46]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3467,7 +3544,7 @@ func (x *ForecastRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForecastRequest.ProtoReflect.Descriptor instead.
 func (*ForecastRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{46}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ForecastRequest) GetName() string {
@@ -3499,7 +3576,7 @@ type SeriesForecast struct {
 
 func (x *SeriesForecast) Reset() {
 	*x = SeriesForecast{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[47]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3511,7 +3588,7 @@ func (x *SeriesForecast) String() string {
 func (*SeriesForecast) ProtoMessage() {}
 
 func (x *SeriesForecast) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[47]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3524,7 +3601,7 @@ func (x *SeriesForecast) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesForecast.ProtoReflect.Descriptor instead.
 func (*SeriesForecast) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{47}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SeriesForecast) GetSeries() string {
@@ -3572,7 +3649,7 @@ type ForecastRow struct {
 
 func (x *ForecastRow) Reset() {
 	*x = ForecastRow{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[48]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3584,7 +3661,7 @@ func (x *ForecastRow) String() string {
 func (*ForecastRow) ProtoMessage() {}
 
 func (x *ForecastRow) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[48]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3597,7 +3674,7 @@ func (x *ForecastRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForecastRow.ProtoReflect.Descriptor instead.
 func (*ForecastRow) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{48}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ForecastRow) GetReferenceDate() string {
@@ -3791,7 +3868,7 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x05Phase\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"elapsed_ms\x18\x02 \x01(\x01R\telapsedMs\"\x84\x04\n" +
+	"elapsed_ms\x18\x02 \x01(\x01R\telapsedMs\"\x92\x05\n" +
 	"\vQueryStatus\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x123\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1d.fedstat.coordinator.v1.StateR\x05state\x12\x14\n" +
@@ -3807,7 +3884,12 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x10finished_unix_ms\x18\v \x01(\x03R\x0efinishedUnixMs\x12\x14\n" +
 	"\x05epoch\x18\f \x01(\x04R\x05epoch\x12\x1f\n" +
 	"\vreused_from\x18\r \x01(\tR\n" +
-	"reusedFrom\"#\n" +
+	"reusedFrom\x12Q\n" +
+	"\x11awaiting_approval\x18( \x03(\v2$.fedstat.coordinator.v1.ApprovalWaitR\x10awaitingApproval\x129\n" +
+	"\x19approval_deadline_unix_ms\x18) \x01(\x03R\x16approvalDeadlineUnixMs\"K\n" +
+	"\fApprovalWait\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\"\n" +
+	"\rsince_unix_ms\x18\x02 \x01(\x03R\vsinceUnixMs\"#\n" +
 	"\vListRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"M\n" +
 	"\fListResponse\x12=\n" +
@@ -4001,7 +4083,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(State)(0),                  // 0: fedstat.coordinator.v1.State
 	(*Explanation)(nil),         // 1: fedstat.coordinator.v1.Explanation
@@ -4027,119 +4109,121 @@ var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*NodeProgress)(nil),        // 21: fedstat.coordinator.v1.NodeProgress
 	(*Phase)(nil),               // 22: fedstat.coordinator.v1.Phase
 	(*QueryStatus)(nil),         // 23: fedstat.coordinator.v1.QueryStatus
-	(*ListRequest)(nil),         // 24: fedstat.coordinator.v1.ListRequest
-	(*ListResponse)(nil),        // 25: fedstat.coordinator.v1.ListResponse
-	(*NodesRequest)(nil),        // 26: fedstat.coordinator.v1.NodesRequest
-	(*NodeInfo)(nil),            // 27: fedstat.coordinator.v1.NodeInfo
-	(*NodesResponse)(nil),       // 28: fedstat.coordinator.v1.NodesResponse
-	(*KeyCeremonyStatus)(nil),   // 29: fedstat.coordinator.v1.KeyCeremonyStatus
-	(*MemberProblem)(nil),       // 30: fedstat.coordinator.v1.MemberProblem
-	(*StudiesRequest)(nil),      // 31: fedstat.coordinator.v1.StudiesRequest
-	(*StudiesResponse)(nil),     // 32: fedstat.coordinator.v1.StudiesResponse
-	(*StudyTable)(nil),          // 33: fedstat.coordinator.v1.StudyTable
-	(*StudyColumn)(nil),         // 34: fedstat.coordinator.v1.StudyColumn
-	(*StatsRequest)(nil),        // 35: fedstat.coordinator.v1.StatsRequest
-	(*StatsEstimate)(nil),       // 36: fedstat.coordinator.v1.StatsEstimate
-	(*StatsCurve)(nil),          // 37: fedstat.coordinator.v1.StatsCurve
-	(*StatsResponse)(nil),       // 38: fedstat.coordinator.v1.StatsResponse
-	(*ErrorResponse)(nil),       // 39: fedstat.coordinator.v1.ErrorResponse
-	(*SignInRequest)(nil),       // 40: fedstat.coordinator.v1.SignInRequest
-	(*WhoAmIRequest)(nil),       // 41: fedstat.coordinator.v1.WhoAmIRequest
-	(*SessionInfo)(nil),         // 42: fedstat.coordinator.v1.SessionInfo
-	(*SignOutRequest)(nil),      // 43: fedstat.coordinator.v1.SignOutRequest
-	(*SignOutResponse)(nil),     // 44: fedstat.coordinator.v1.SignOutResponse
-	(*AuditRequest)(nil),        // 45: fedstat.coordinator.v1.AuditRequest
-	(*AuditResponse)(nil),       // 46: fedstat.coordinator.v1.AuditResponse
-	(*ForecastRequest)(nil),     // 47: fedstat.coordinator.v1.ForecastRequest
-	(*SeriesForecast)(nil),      // 48: fedstat.coordinator.v1.SeriesForecast
-	(*ForecastRow)(nil),         // 49: fedstat.coordinator.v1.ForecastRow
-	nil,                         // 50: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	nil,                         // 51: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
-	nil,                         // 52: fedstat.coordinator.v1.SeriesForecast.NotesEntry
-	(*v1.QuerySpec)(nil),        // 53: fedstat.types.v1.QuerySpec
-	(*v1.SeriesSpec)(nil),       // 54: fedstat.types.v1.SeriesSpec
-	(*v1.Result)(nil),           // 55: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),      // 56: fedstat.types.v1.DataSummary
-	(*structpb.Struct)(nil),     // 57: google.protobuf.Struct
+	(*ApprovalWait)(nil),        // 24: fedstat.coordinator.v1.ApprovalWait
+	(*ListRequest)(nil),         // 25: fedstat.coordinator.v1.ListRequest
+	(*ListResponse)(nil),        // 26: fedstat.coordinator.v1.ListResponse
+	(*NodesRequest)(nil),        // 27: fedstat.coordinator.v1.NodesRequest
+	(*NodeInfo)(nil),            // 28: fedstat.coordinator.v1.NodeInfo
+	(*NodesResponse)(nil),       // 29: fedstat.coordinator.v1.NodesResponse
+	(*KeyCeremonyStatus)(nil),   // 30: fedstat.coordinator.v1.KeyCeremonyStatus
+	(*MemberProblem)(nil),       // 31: fedstat.coordinator.v1.MemberProblem
+	(*StudiesRequest)(nil),      // 32: fedstat.coordinator.v1.StudiesRequest
+	(*StudiesResponse)(nil),     // 33: fedstat.coordinator.v1.StudiesResponse
+	(*StudyTable)(nil),          // 34: fedstat.coordinator.v1.StudyTable
+	(*StudyColumn)(nil),         // 35: fedstat.coordinator.v1.StudyColumn
+	(*StatsRequest)(nil),        // 36: fedstat.coordinator.v1.StatsRequest
+	(*StatsEstimate)(nil),       // 37: fedstat.coordinator.v1.StatsEstimate
+	(*StatsCurve)(nil),          // 38: fedstat.coordinator.v1.StatsCurve
+	(*StatsResponse)(nil),       // 39: fedstat.coordinator.v1.StatsResponse
+	(*ErrorResponse)(nil),       // 40: fedstat.coordinator.v1.ErrorResponse
+	(*SignInRequest)(nil),       // 41: fedstat.coordinator.v1.SignInRequest
+	(*WhoAmIRequest)(nil),       // 42: fedstat.coordinator.v1.WhoAmIRequest
+	(*SessionInfo)(nil),         // 43: fedstat.coordinator.v1.SessionInfo
+	(*SignOutRequest)(nil),      // 44: fedstat.coordinator.v1.SignOutRequest
+	(*SignOutResponse)(nil),     // 45: fedstat.coordinator.v1.SignOutResponse
+	(*AuditRequest)(nil),        // 46: fedstat.coordinator.v1.AuditRequest
+	(*AuditResponse)(nil),       // 47: fedstat.coordinator.v1.AuditResponse
+	(*ForecastRequest)(nil),     // 48: fedstat.coordinator.v1.ForecastRequest
+	(*SeriesForecast)(nil),      // 49: fedstat.coordinator.v1.SeriesForecast
+	(*ForecastRow)(nil),         // 50: fedstat.coordinator.v1.ForecastRow
+	nil,                         // 51: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	nil,                         // 52: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	nil,                         // 53: fedstat.coordinator.v1.SeriesForecast.NotesEntry
+	(*v1.QuerySpec)(nil),        // 54: fedstat.types.v1.QuerySpec
+	(*v1.SeriesSpec)(nil),       // 55: fedstat.types.v1.SeriesSpec
+	(*v1.Result)(nil),           // 56: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),      // 57: fedstat.types.v1.DataSummary
+	(*structpb.Struct)(nil),     // 58: google.protobuf.Struct
 }
 var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
-	53, // 0: fedstat.coordinator.v1.Explanation.spec:type_name -> fedstat.types.v1.QuerySpec
+	54, // 0: fedstat.coordinator.v1.Explanation.spec:type_name -> fedstat.types.v1.QuerySpec
 	2,  // 1: fedstat.coordinator.v1.Explanation.nodes:type_name -> fedstat.coordinator.v1.NodeCost
 	3,  // 2: fedstat.coordinator.v1.Explanation.noise:type_name -> fedstat.coordinator.v1.ExpectedNoise
-	54, // 3: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
+	55, // 3: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
 	5,  // 4: fedstat.coordinator.v1.CreateSeriesRequest.alerts:type_name -> fedstat.coordinator.v1.AlertRule
 	9,  // 5: fedstat.coordinator.v1.ListSeriesResponse.series:type_name -> fedstat.coordinator.v1.Series
-	54, // 6: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
+	55, // 6: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
 	10, // 7: fedstat.coordinator.v1.Series.periods:type_name -> fedstat.coordinator.v1.SeriesPeriod
 	12, // 8: fedstat.coordinator.v1.Series.alerts:type_name -> fedstat.coordinator.v1.SeriesAlert
 	5,  // 9: fedstat.coordinator.v1.Series.rules:type_name -> fedstat.coordinator.v1.AlertRule
 	11, // 10: fedstat.coordinator.v1.SeriesPeriod.values:type_name -> fedstat.coordinator.v1.SeriesValue
-	50, // 11: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	51, // 11: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
 	15, // 12: fedstat.coordinator.v1.CatalogueResponse.value_sets:type_name -> fedstat.coordinator.v1.ValueSetInfo
-	51, // 13: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	52, // 13: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
 	17, // 14: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
-	53, // 15: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	54, // 15: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	0,  // 16: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
-	53, // 17: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
+	54, // 17: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
 	21, // 18: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
 	22, // 19: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
-	55, // 20: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
-	23, // 21: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
-	56, // 22: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
-	27, // 23: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
-	29, // 24: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
-	30, // 25: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
-	33, // 26: fedstat.coordinator.v1.StudiesResponse.studies:type_name -> fedstat.coordinator.v1.StudyTable
-	34, // 27: fedstat.coordinator.v1.StudyTable.columns:type_name -> fedstat.coordinator.v1.StudyColumn
-	36, // 28: fedstat.coordinator.v1.StatsCurve.median:type_name -> fedstat.coordinator.v1.StatsEstimate
-	36, // 29: fedstat.coordinator.v1.StatsResponse.estimates:type_name -> fedstat.coordinator.v1.StatsEstimate
-	37, // 30: fedstat.coordinator.v1.StatsResponse.curves:type_name -> fedstat.coordinator.v1.StatsCurve
-	57, // 31: fedstat.coordinator.v1.AuditResponse.entries:type_name -> google.protobuf.Struct
-	49, // 32: fedstat.coordinator.v1.SeriesForecast.rows:type_name -> fedstat.coordinator.v1.ForecastRow
-	52, // 33: fedstat.coordinator.v1.SeriesForecast.notes:type_name -> fedstat.coordinator.v1.SeriesForecast.NotesEntry
-	19, // 34: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	20, // 35: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 36: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 37: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	24, // 38: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	26, // 39: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	16, // 40: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
-	13, // 41: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
-	4,  // 42: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
-	6,  // 43: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
-	7,  // 44: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
-	19, // 45: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
-	31, // 46: fedstat.coordinator.v1.CoordinatorService.Studies:input_type -> fedstat.coordinator.v1.StudiesRequest
-	35, // 47: fedstat.coordinator.v1.CoordinatorService.RunStats:input_type -> fedstat.coordinator.v1.StatsRequest
-	40, // 48: fedstat.coordinator.v1.WebService.SignIn:input_type -> fedstat.coordinator.v1.SignInRequest
-	41, // 49: fedstat.coordinator.v1.WebService.WhoAmI:input_type -> fedstat.coordinator.v1.WhoAmIRequest
-	43, // 50: fedstat.coordinator.v1.WebService.SignOut:input_type -> fedstat.coordinator.v1.SignOutRequest
-	45, // 51: fedstat.coordinator.v1.WebService.Audit:input_type -> fedstat.coordinator.v1.AuditRequest
-	47, // 52: fedstat.coordinator.v1.WebService.Forecast:input_type -> fedstat.coordinator.v1.ForecastRequest
-	23, // 53: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 54: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 55: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 56: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	25, // 57: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	28, // 58: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	18, // 59: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
-	14, // 60: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
-	9,  // 61: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
-	9,  // 62: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
-	8,  // 63: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
-	1,  // 64: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
-	32, // 65: fedstat.coordinator.v1.CoordinatorService.Studies:output_type -> fedstat.coordinator.v1.StudiesResponse
-	38, // 66: fedstat.coordinator.v1.CoordinatorService.RunStats:output_type -> fedstat.coordinator.v1.StatsResponse
-	42, // 67: fedstat.coordinator.v1.WebService.SignIn:output_type -> fedstat.coordinator.v1.SessionInfo
-	42, // 68: fedstat.coordinator.v1.WebService.WhoAmI:output_type -> fedstat.coordinator.v1.SessionInfo
-	44, // 69: fedstat.coordinator.v1.WebService.SignOut:output_type -> fedstat.coordinator.v1.SignOutResponse
-	46, // 70: fedstat.coordinator.v1.WebService.Audit:output_type -> fedstat.coordinator.v1.AuditResponse
-	48, // 71: fedstat.coordinator.v1.WebService.Forecast:output_type -> fedstat.coordinator.v1.SeriesForecast
-	53, // [53:72] is the sub-list for method output_type
-	34, // [34:53] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	56, // 20: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
+	24, // 21: fedstat.coordinator.v1.QueryStatus.awaiting_approval:type_name -> fedstat.coordinator.v1.ApprovalWait
+	23, // 22: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
+	57, // 23: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
+	28, // 24: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
+	30, // 25: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
+	31, // 26: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
+	34, // 27: fedstat.coordinator.v1.StudiesResponse.studies:type_name -> fedstat.coordinator.v1.StudyTable
+	35, // 28: fedstat.coordinator.v1.StudyTable.columns:type_name -> fedstat.coordinator.v1.StudyColumn
+	37, // 29: fedstat.coordinator.v1.StatsCurve.median:type_name -> fedstat.coordinator.v1.StatsEstimate
+	37, // 30: fedstat.coordinator.v1.StatsResponse.estimates:type_name -> fedstat.coordinator.v1.StatsEstimate
+	38, // 31: fedstat.coordinator.v1.StatsResponse.curves:type_name -> fedstat.coordinator.v1.StatsCurve
+	58, // 32: fedstat.coordinator.v1.AuditResponse.entries:type_name -> google.protobuf.Struct
+	50, // 33: fedstat.coordinator.v1.SeriesForecast.rows:type_name -> fedstat.coordinator.v1.ForecastRow
+	53, // 34: fedstat.coordinator.v1.SeriesForecast.notes:type_name -> fedstat.coordinator.v1.SeriesForecast.NotesEntry
+	19, // 35: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	20, // 36: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 37: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 38: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	25, // 39: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	27, // 40: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	16, // 41: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	13, // 42: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
+	4,  // 43: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
+	6,  // 44: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
+	7,  // 45: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
+	19, // 46: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
+	32, // 47: fedstat.coordinator.v1.CoordinatorService.Studies:input_type -> fedstat.coordinator.v1.StudiesRequest
+	36, // 48: fedstat.coordinator.v1.CoordinatorService.RunStats:input_type -> fedstat.coordinator.v1.StatsRequest
+	41, // 49: fedstat.coordinator.v1.WebService.SignIn:input_type -> fedstat.coordinator.v1.SignInRequest
+	42, // 50: fedstat.coordinator.v1.WebService.WhoAmI:input_type -> fedstat.coordinator.v1.WhoAmIRequest
+	44, // 51: fedstat.coordinator.v1.WebService.SignOut:input_type -> fedstat.coordinator.v1.SignOutRequest
+	46, // 52: fedstat.coordinator.v1.WebService.Audit:input_type -> fedstat.coordinator.v1.AuditRequest
+	48, // 53: fedstat.coordinator.v1.WebService.Forecast:input_type -> fedstat.coordinator.v1.ForecastRequest
+	23, // 54: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 55: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 56: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 57: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	26, // 58: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	29, // 59: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	18, // 60: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	14, // 61: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
+	9,  // 62: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
+	9,  // 63: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
+	8,  // 64: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
+	1,  // 65: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
+	33, // 66: fedstat.coordinator.v1.CoordinatorService.Studies:output_type -> fedstat.coordinator.v1.StudiesResponse
+	39, // 67: fedstat.coordinator.v1.CoordinatorService.RunStats:output_type -> fedstat.coordinator.v1.StatsResponse
+	43, // 68: fedstat.coordinator.v1.WebService.SignIn:output_type -> fedstat.coordinator.v1.SessionInfo
+	43, // 69: fedstat.coordinator.v1.WebService.WhoAmI:output_type -> fedstat.coordinator.v1.SessionInfo
+	45, // 70: fedstat.coordinator.v1.WebService.SignOut:output_type -> fedstat.coordinator.v1.SignOutResponse
+	47, // 71: fedstat.coordinator.v1.WebService.Audit:output_type -> fedstat.coordinator.v1.AuditResponse
+	49, // 72: fedstat.coordinator.v1.WebService.Forecast:output_type -> fedstat.coordinator.v1.SeriesForecast
+	54, // [54:73] is the sub-list for method output_type
+	35, // [35:54] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }
@@ -4147,16 +4231,16 @@ func file_fedstat_coordinator_v1_coordinator_proto_init() {
 	if File_fedstat_coordinator_v1_coordinator_proto != nil {
 		return
 	}
-	file_fedstat_coordinator_v1_coordinator_proto_msgTypes[33].OneofWrappers = []any{}
-	file_fedstat_coordinator_v1_coordinator_proto_msgTypes[35].OneofWrappers = []any{}
-	file_fedstat_coordinator_v1_coordinator_proto_msgTypes[37].OneofWrappers = []any{}
+	file_fedstat_coordinator_v1_coordinator_proto_msgTypes[34].OneofWrappers = []any{}
+	file_fedstat_coordinator_v1_coordinator_proto_msgTypes[36].OneofWrappers = []any{}
+	file_fedstat_coordinator_v1_coordinator_proto_msgTypes[38].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_coordinator_v1_coordinator_proto_rawDesc), len(file_fedstat_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   52,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -1914,9 +1914,15 @@ type EvaluateResponse struct {
 	Partial *v1.Signed `protobuf:"bytes,1,opt,name=partial,proto3" json:"partial,omitempty"`
 	// replayed is true when the node returned the answer it stored for this
 	// query id earlier (no new debit, no new noise).
-	Replayed      bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Replayed bool `protobuf:"varint,2,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// approval_pending is set, and partial is not, when the node's admin has
+	// not decided on the query yet. The node stored the request's query and
+	// charged nothing; the coordinator asks again (a new signed request with
+	// the same query id) until the admin decides or the query's approval
+	// wait ends.
+	ApprovalPending *ApprovalPending `protobuf:"bytes,10,opt,name=approval_pending,json=approvalPending,proto3" json:"approval_pending,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *EvaluateResponse) Reset() {
@@ -1963,6 +1969,59 @@ func (x *EvaluateResponse) GetReplayed() bool {
 	return false
 }
 
+func (x *EvaluateResponse) GetApprovalPending() *ApprovalPending {
+	if x != nil {
+		return x.ApprovalPending
+	}
+	return nil
+}
+
+// ApprovalPending: the query waits at the node for its admin's decision.
+type ApprovalPending struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// since_unix_ms is when the query reached the node's approval queue.
+	SinceUnixMs   int64 `protobuf:"varint,1,opt,name=since_unix_ms,json=sinceUnixMs,proto3" json:"since_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovalPending) Reset() {
+	*x = ApprovalPending{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovalPending) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovalPending) ProtoMessage() {}
+
+func (x *ApprovalPending) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovalPending.ProtoReflect.Descriptor instead.
+func (*ApprovalPending) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ApprovalPending) GetSinceUnixMs() int64 {
+	if x != nil {
+		return x.SinceUnixMs
+	}
+	return 0
+}
+
 type KeySwitchRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	QueryId         string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
@@ -1984,7 +2043,7 @@ type KeySwitchRequest struct {
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2055,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2068,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -2081,7 +2140,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2152,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2165,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CommitRequest) GetQueryId() string {
@@ -2140,7 +2199,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2211,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2224,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CommitResponse) GetCommit() *v1.Signed {
@@ -2186,7 +2245,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2198,7 +2257,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2211,7 +2270,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -2232,7 +2291,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2303,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2316,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -2406,10 +2465,14 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\vspec_digest\x18\x04 \x01(\fR\n" +
 	"specDigest\x120\n" +
 	"\x04link\x18\x05 \x01(\v2\x1c.fedstat.node.v1.LinkPartialR\x04link\x12!\n" +
-	"\fdata_version\x18\x06 \x01(\tR\vdataVersion\"b\n" +
+	"\fdata_version\x18\x06 \x01(\tR\vdataVersion\"\xaf\x01\n" +
 	"\x10EvaluateResponse\x122\n" +
 	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x12\x1a\n" +
-	"\breplayed\x18\x02 \x01(\bR\breplayed\"\xe7\x02\n" +
+	"\breplayed\x18\x02 \x01(\bR\breplayed\x12K\n" +
+	"\x10approval_pending\x18\n" +
+	" \x01(\v2 .fedstat.node.v1.ApprovalPendingR\x0fapprovalPending\"5\n" +
+	"\x0fApprovalPending\x12\"\n" +
+	"\rsince_unix_ms\x18\x01 \x01(\x03R\vsinceUnixMs\"\xe7\x02\n" +
 	"\x10KeySwitchRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -2462,7 +2525,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),         // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),            // 1: fedstat.node.v1.LinkSpec
@@ -2493,79 +2556,81 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*SeriesInterval)(nil),      // 26: fedstat.node.v1.SeriesInterval
 	(*PartialPayload)(nil),      // 27: fedstat.node.v1.PartialPayload
 	(*EvaluateResponse)(nil),    // 28: fedstat.node.v1.EvaluateResponse
-	(*KeySwitchRequest)(nil),    // 29: fedstat.node.v1.KeySwitchRequest
-	(*CommitRequest)(nil),       // 30: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),      // 31: fedstat.node.v1.CommitResponse
-	(*KeySwitchPayload)(nil),    // 32: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),   // 33: fedstat.node.v1.KeySwitchResponse
-	(*v1.QuerySpec)(nil),        // 34: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),           // 35: fedstat.types.v1.Signed
-	(*v1.DataSummary)(nil),      // 36: fedstat.types.v1.DataSummary
-	(*v1.SeriesSpec)(nil),       // 37: fedstat.types.v1.SeriesSpec
+	(*ApprovalPending)(nil),     // 29: fedstat.node.v1.ApprovalPending
+	(*KeySwitchRequest)(nil),    // 30: fedstat.node.v1.KeySwitchRequest
+	(*CommitRequest)(nil),       // 31: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),      // 32: fedstat.node.v1.CommitResponse
+	(*KeySwitchPayload)(nil),    // 33: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),   // 34: fedstat.node.v1.KeySwitchResponse
+	(*v1.QuerySpec)(nil),        // 35: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),           // 36: fedstat.types.v1.Signed
+	(*v1.DataSummary)(nil),      // 37: fedstat.types.v1.DataSummary
+	(*v1.SeriesSpec)(nil),       // 38: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	34, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	35, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	21, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
-	35, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	34, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	36, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	35, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 9: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	34, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	35, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 11: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	36, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	37, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	16, // 13: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	17, // 14: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	35, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	36, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	20, // 16: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	35, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	35, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	35, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	35, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	36, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	36, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	36, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	36, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	21, // 21: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	20, // 22: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
 	21, // 23: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	35, // 24: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	34, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	36, // 24: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	35, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 26: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
 	26, // 27: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	37, // 28: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	38, // 28: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
 	4,  // 29: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	35, // 30: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	34, // 31: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 32: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	21, // 33: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 34: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	35, // 35: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	35, // 36: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 37: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 38: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	22, // 39: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	24, // 40: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	29, // 41: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	30, // 42: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 43: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 44: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 45: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 46: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 47: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 48: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	23, // 49: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	28, // 50: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	33, // 51: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	31, // 52: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 53: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 54: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 55: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 56: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	47, // [47:57] is the sub-list for method output_type
-	37, // [37:47] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	36, // 30: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	29, // 31: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	35, // 32: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 33: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	21, // 34: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 35: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	36, // 36: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	36, // 37: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 38: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 39: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	22, // 40: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	24, // 41: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	30, // 42: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	31, // 43: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 44: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 45: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 46: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 47: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 48: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 49: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	23, // 50: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	28, // 51: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	34, // 52: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	32, // 53: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 54: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 55: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 56: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 57: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	48, // [48:58] is the sub-list for method output_type
+	38, // [38:48] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -2579,7 +2644,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -167,9 +167,18 @@ type QuerySpec struct {
 	// sensitivity (nodes take the larger of it and their own
 	// max_nodes_per_patient). Set by the coordinator from the tables the
 	// nodes announce; 0 for other queries.
-	LinkHolders   int32 `protobuf:"varint,9,opt,name=link_holders,json=linkHolders,proto3" json:"link_holders,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LinkHolders int32 `protobuf:"varint,9,opt,name=link_holders,json=linkHolders,proto3" json:"link_holders,omitempty"`
+	// approval_wait_seconds is how long the query may wait for the admin of a
+	// node that requires approval to decide, counted from submission. The
+	// analyst may set it (`fedstat query --approval-wait`); the coordinator
+	// fills in its default and refuses more than its maximum. 0 (a standing
+	// series' queries): no longer than the query's deadline. A partial of the
+	// query may be presented for release up to this much (capped at
+	// protocol.MaxApprovalWait) past the usual clock skew, since the partials
+	// of the nodes that answered at once wait for the others.
+	ApprovalWaitSeconds int64 `protobuf:"varint,40,opt,name=approval_wait_seconds,json=approvalWaitSeconds,proto3" json:"approval_wait_seconds,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *QuerySpec) Reset() {
@@ -261,6 +270,13 @@ func (x *QuerySpec) GetPartialLimit() int64 {
 func (x *QuerySpec) GetLinkHolders() int32 {
 	if x != nil {
 		return x.LinkHolders
+	}
+	return 0
+}
+
+func (x *QuerySpec) GetApprovalWaitSeconds() int64 {
+	if x != nil {
+		return x.ApprovalWaitSeconds
 	}
 	return 0
 }
@@ -758,7 +774,7 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\x06Signed\x12\x16\n" +
 	"\x06header\x18\x01 \x01(\fR\x06header\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xb2\x02\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xe6\x02\n" +
 	"\tQuerySpec\x12\x10\n" +
 	"\x03sql\x18\x01 \x01(\tR\x03sql\x12\x18\n" +
 	"\aepsilon\x18\x02 \x01(\x01R\aepsilon\x12\x14\n" +
@@ -768,7 +784,8 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\tthreshold\x18\x06 \x01(\x05R\tthreshold\x12%\n" +
 	"\x0ereference_date\x18\a \x01(\tR\rreferenceDate\x12#\n" +
 	"\rpartial_limit\x18\b \x01(\x03R\fpartialLimit\x12!\n" +
-	"\flink_holders\x18\t \x01(\x05R\vlinkHolders\"\xb6\x01\n" +
+	"\flink_holders\x18\t \x01(\x05R\vlinkHolders\x122\n" +
+	"\x15approval_wait_seconds\x18( \x01(\x03R\x13approvalWaitSeconds\"\xb6\x01\n" +
 	"\x06Number\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\x01R\x05value\x12\x15\n" +
 	"\x06ci_low\x18\x02 \x01(\x01R\x05ciLow\x12\x17\n" +
