@@ -174,6 +174,11 @@ type Coordinator struct {
 	gen        uint64 // guarded by mu: counts epoch changes and ceremonies (nodeHealth.Gen)
 	ceremony   ceremonyStatus
 
+	// tunnels serves outbound nodes' reverse tunnels on srv (tunnel.go);
+	// tunnelMu serialises their admission.
+	tunnels  *rpc.TunnelHub
+	tunnelMu sync.Mutex
+
 	lis net.Listener
 	srv *grpc.Server
 	wg  sync.WaitGroup
@@ -295,8 +300,9 @@ func New(cfg Config) (*Coordinator, error) {
 	c.lis = lis
 	c.srv = rpc.NewServer(cfg.Identity, c.log, func(ctx context.Context, method string, err error) {
 		c.record(ctx, "unauthenticated", "call.refused", "", map[string]any{"method": method, "reason": err.Error(), "remote": rpc.RemoteAddr(ctx)})
-	})
+	}, rpc.TunnelKeepalive())
 	coordinatorv1.RegisterCoordinatorServiceServer(c.srv, &service{c: c})
+	c.startTunnels()
 	return c, nil
 }
 
@@ -331,6 +337,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	case err := <-errc:
 		return err
 	}
+	// Outbound nodes' tunnels are streams that never end on their own.
+	c.tunnels.Shutdown()
+	c.closeTunnels()
 	stopped := make(chan struct{})
 	go func() { c.srv.GracefulStop(); close(stopped) }()
 	select {
@@ -344,6 +353,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // Close stops serving, waits for running queries to end and closes the
 // node connections.
 func (c *Coordinator) Close() error {
+	c.closeTunnels()
 	if c.srv != nil {
 		c.srv.Stop()
 	}

@@ -136,7 +136,7 @@ func (c *Coordinator) NodesStatus(ctx context.Context) *coordinatorv1.NodesRespo
 	infos := make([]*coordinatorv1.NodeInfo, len(reg))
 	var wg sync.WaitGroup
 	for i, n := range reg {
-		ni := &coordinatorv1.NodeInfo{NodeId: n.ID, Address: n.Addr}
+		ni := &coordinatorv1.NodeInfo{NodeId: n.ID, Address: n.Addr, Transport: n.Transport}
 		if !n.LastSeen.IsZero() {
 			ni.LastSeenUnixMs = n.LastSeen.UnixMilli()
 		}
