@@ -60,7 +60,10 @@ type Config struct {
 	Identity *pki.Identity
 	// ListenAddr is the analyst gRPC address. Defaults to 127.0.0.1:0.
 	ListenAddr string
-	// Nodes are the members of the network. Required.
+	// Nodes are the network's dialled nodes listed statically. Defaults to
+	// none: nodes then come by gossip (Gossip) or by the tunnels that
+	// outbound nodes open to ListenAddr (tunnel.go), which are always
+	// served.
 	Nodes []NodeEndpoint
 	// Params names the homomorphic parameter set. Defaults to
 	// homomorphic.ProductionSet.
@@ -206,9 +209,6 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	if cfg.Identity.Role() != pki.RoleCoordinator {
 		return nil, fmt.Errorf("coordinator: certificate of %s has role %s, want coordinator", cfg.Identity.Name(), cfg.Identity.Role())
-	}
-	if len(cfg.Nodes) == 0 && cfg.Gossip == nil {
-		return nil, errors.New("coordinator: Config.Nodes or Config.Gossip is required")
 	}
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = "127.0.0.1:0"

@@ -219,3 +219,26 @@ func (c *Coordinator) startTunnels() {
 		Admit: c.admitTunnel, Opened: c.tunnelOpened, Closed: c.tunnelClosed, Logger: c.log,
 	})
 }
+
+// WaitConnected waits until every node of ids has its tunnel open (it is
+// an outbound node and alive), or ctx ends.
+func (c *Coordinator) WaitConnected(ctx context.Context, ids ...string) error {
+	for {
+		var missing []string
+		c.mu.RLock()
+		for _, id := range ids {
+			if n, ok := c.reg[id]; !ok || n.tunnel == nil || !n.Alive {
+				missing = append(missing, id)
+			}
+		}
+		c.mu.RUnlock()
+		if len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("coordinator: no tunnel open from %v: %w", missing, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
