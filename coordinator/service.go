@@ -137,6 +137,12 @@ func (c *Coordinator) NodesStatus(ctx context.Context) *coordinatorv1.NodesRespo
 	var wg sync.WaitGroup
 	for i, n := range reg {
 		ni := &coordinatorv1.NodeInfo{NodeId: n.ID, Address: n.Addr, Transport: n.Transport}
+		if n.Transport == TransportOutbound {
+			ni.Address = "" // nobody can dial it; while connected, where its tunnel comes from
+			if n.tunnel != nil {
+				ni.Address = n.tunnel.Remote
+			}
+		}
 		if !n.LastSeen.IsZero() {
 			ni.LastSeenUnixMs = n.LastSeen.UnixMilli()
 		}

@@ -324,7 +324,7 @@ func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, rec
 	n, err := node.New(node.Config{
 		Identity: id, StateDir: dir, DB: db, Data: st, Catalogue: cat, Policy: o.NodePolicy, Audit: alog, ServerOptions: srvOpts,
 		Coordinator: coordinatorAddr,
-		Budget: o.Budget, BenchmarkPlaintext: o.BenchmarkPlaintext,
+		Budget:      o.Budget, BenchmarkPlaintext: o.BenchmarkPlaintext,
 		Logger: o.Logger.With("node", id.Name()),
 	})
 	if err != nil {

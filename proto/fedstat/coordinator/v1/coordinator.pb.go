@@ -1968,7 +1968,8 @@ type NodeInfo struct {
 	Summary *v1.DataSummary `protobuf:"bytes,7,opt,name=summary,proto3" json:"summary,omitempty"`
 	// transport is how the coordinator reaches the node: "dialled" (it dials
 	// address) or "outbound" (the node keeps a tunnel open to the
-	// coordinator and listens on nothing; address is "outbound").
+	// coordinator and listens on nothing; address is where the tunnel comes
+	// from, empty while it is down).
 	Transport     string `protobuf:"bytes,8,opt,name=transport,proto3" json:"transport,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
