@@ -302,7 +302,8 @@ func nodeAlive(t *testing.T, p *demo.Processes, id string) (bool, string) {
 // anything but loopback or connects to anything but the coordinator's
 // gRPC port; the node list shows every node's transport as outbound; a
 // node killed is marked down within 5 s and comes back, with its keys,
-// after a restart.
+// after a restart; after the coordinator's restart every node reconnects
+// by itself.
 func TestOutboundOnlyNodes(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc")
@@ -371,4 +372,29 @@ func TestOutboundOnlyNodes(t *testing.T) {
 	t.Logf("node-3 back %v after its restart", time.Since(started).Round(time.Millisecond))
 	outboundRelease(t, p, exact)
 	checkOutboundSockets(t, "node-3 (restarted)", p.Nodes[2].Cmd.Process.Pid, p.GRPC)
+
+	// Kill and restart the coordinator: every node reconnects by itself
+	// (backoff of at most 10 s), and the stored key epoch still serves.
+	p.Coordinator.Kill()
+	if err := p.StartCoordinator(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitReady(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	for i := range p.Nodes {
+		for {
+			alive, transport := nodeAlive(t, p, demo.NodeID(i))
+			if alive && transport == "outbound" {
+				break
+			}
+			if time.Since(restarted) > 30*time.Second {
+				t.Fatalf("%s did not reconnect within 30 s of the coordinator's restart", demo.NodeID(i))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	t.Logf("all nodes reconnected %v after the coordinator's restart", time.Since(restarted).Round(time.Millisecond))
+	outboundRelease(t, p, exact)
 }
