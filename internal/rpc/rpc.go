@@ -49,6 +49,9 @@ var (
 	ErrTunnelTaken = errors.New("rpc: the node is already connected")
 	// ErrNoTunnel fails a call to an outbound node that has no tunnel open.
 	ErrNoTunnel = errors.New("rpc: the node has no tunnel open to the coordinator")
+	// ErrMessageTooLarge ends a tunnel whose peer announces a message
+	// above MaxMessageBytes.
+	ErrMessageTooLarge = errors.New("rpc: message too large")
 )
 
 // PeerFromContext returns the caller authenticated by mutual TLS.

@@ -178,6 +178,18 @@ type taggedStream struct {
 
 func (s *taggedStream) Context() context.Context { return s.ctx }
 
+// Recv holds a node's answers to MaxMessageBytes, as gRPC holds those of a
+// dialled node: the tunnel collects a message to the size its first frame
+// announces, so a larger announcement ends the tunnel before anything is
+// collected.
+func (s *taggedStream) Recv() (*tunnelpb.ServerToClient, error) {
+	m, err := s.TunnelService_OpenReverseTunnelServer.Recv()
+	if err == nil && m.GetResponseMessage().GetSize() > MaxMessageBytes {
+		return nil, fmt.Errorf("%w: the node announces an answer of %d bytes, above the limit of %d", ErrMessageTooLarge, m.GetResponseMessage().GetSize(), MaxMessageBytes)
+	}
+	return m, err
+}
+
 // TunnelServerConfig configures the node's end of its tunnels.
 type TunnelServerConfig struct {
 	// Conn is the connection to the coordinator (DialTunnel). Required;
@@ -245,9 +257,10 @@ func (s *TunnelServer) GracefulStop() { s.rts.GracefulStop() }
 // Stop ends every tunnel and the calls in flight.
 func (s *TunnelServer) Stop() { s.rts.Stop() }
 
-// openedStub tells opened when the coordinator accepts a tunnel: its
-// handler sends the negotiation header only after TunnelHub's admission
-// (a refused tunnel ends with a status and no such header).
+// openedStub tells opened when the coordinator accepts a tunnel (its
+// handler sends the negotiation header only after TunnelHub's admission;
+// a refused tunnel ends with a status and no such header), and holds the
+// coordinator's requests to MaxMessageBytes.
 type openedStub struct {
 	tunnelpb.TunnelServiceClient
 	opened func()
@@ -255,7 +268,7 @@ type openedStub struct {
 
 func (s *openedStub) OpenReverseTunnel(ctx context.Context, opts ...grpc.CallOption) (tunnelpb.TunnelService_OpenReverseTunnelClient, error) {
 	st, err := s.TunnelServiceClient.OpenReverseTunnel(ctx, opts...)
-	if err != nil || s.opened == nil {
+	if err != nil {
 		return st, err
 	}
 	return &headerHook{TunnelService_OpenReverseTunnelClient: st, opened: s.opened}, nil
@@ -266,9 +279,19 @@ type headerHook struct {
 	opened func()
 }
 
+// Recv holds the coordinator's requests to MaxMessageBytes, as NewServer
+// does (see taggedStream.Recv).
+func (h *headerHook) Recv() (*tunnelpb.ClientToServer, error) {
+	m, err := h.TunnelService_OpenReverseTunnelClient.Recv()
+	if err == nil && m.GetRequestMessage().GetSize() > MaxMessageBytes {
+		return nil, fmt.Errorf("%w: the coordinator announces a request of %d bytes, above the limit of %d", ErrMessageTooLarge, m.GetRequestMessage().GetSize(), MaxMessageBytes)
+	}
+	return m, err
+}
+
 func (h *headerHook) Header() (metadata.MD, error) {
 	md, err := h.TunnelService_OpenReverseTunnelClient.Header()
-	if err == nil && len(md.Get(tunnelNegotiateHeader)) > 0 {
+	if err == nil && h.opened != nil && len(md.Get(tunnelNegotiateHeader)) > 0 {
 		h.opened()
 	}
 	return md, err

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/jhump/grpctunnel/tunnelpb"
+
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/rpc"
 )
@@ -22,21 +24,8 @@ import (
 // callers the node's handlers saw.
 func tunnelPair(t *testing.T, srvID, nodeID *pki.Identity) (*rpc.Tunnel, func() []rpc.Peer) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := rpc.NewServer(srvID, nil, nil, rpc.TunnelKeepalive())
-	opened := make(chan *rpc.Tunnel, 1)
-	rpc.RegisterTunnelHub(srv, rpc.TunnelHubConfig{
-		Admit:  func(context.Context, *rpc.Tunnel) error { return nil },
-		Opened: func(tu *rpc.Tunnel) { opened <- tu },
-		Closed: func(*rpc.Tunnel) {},
-	})
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-
-	conn, err := rpc.DialTunnel(lis.Addr().String(), nodeID, "coordinator")
+	addr, opened, _ := startHub(t, srvID)
+	conn, err := rpc.DialTunnel(addr, nodeID, "coordinator")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +55,79 @@ func tunnelPair(t *testing.T, srvID, nodeID *pki.Identity) (*rpc.Tunnel, func() 
 		t.Fatal("no tunnel within 10 s")
 	}
 	return nil, nil
+}
+
+// startHub serves a TunnelHub that admits every node as srvID; it
+// returns its address and the tunnels as they open and close.
+func startHub(t *testing.T, srvID *pki.Identity) (string, <-chan *rpc.Tunnel, <-chan *rpc.Tunnel) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewServer(srvID, nil, nil, rpc.TunnelKeepalive())
+	opened, closed := make(chan *rpc.Tunnel, 1), make(chan *rpc.Tunnel, 1)
+	rpc.RegisterTunnelHub(srv, rpc.TunnelHubConfig{
+		Admit:  func(context.Context, *rpc.Tunnel) error { return nil },
+		Opened: func(tu *rpc.Tunnel) { opened <- tu },
+		Closed: func(tu *rpc.Tunnel) { closed <- tu },
+	})
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	return lis.Addr().String(), opened, closed
+}
+
+// TestTunnelRefusesOversizedAnswers: a node that announces an answer
+// above MaxMessageBytes loses its tunnel before the coordinator collects
+// any of it (a dialled node's answer has the same bound).
+func TestTunnelRefusesOversizedAnswers(t *testing.T) {
+	ca, err := pki.NewCA("test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	coord, err := ca.Issue(pki.IssueRequest{Name: "coordinator", Role: pki.RoleCoordinator, Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeID, err := ca.Issue(pki.IssueRequest{Name: "node-1", Role: pki.RoleNode, Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, opened, closed := startHub(t, coord)
+	conn, err := rpc.DialTunnel(addr, nodeID, "coordinator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// A hand-made node: the raw tunnel stream, with no grpctunnel server.
+	st, err := tunnelpb.NewTunnelServiceClient(conn).OpenReverseTunnel(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Header(); err != nil {
+		t.Fatal(err)
+	}
+	<-opened
+	big := &tunnelpb.ServerToClient{StreamId: 1, Frame: &tunnelpb.ServerToClient_ResponseMessage{
+		ResponseMessage: &tunnelpb.MessageData{Size: rpc.MaxMessageBytes + 1, Data: []byte("x")}}}
+	if err := st.Send(big); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := st.Recv(); err != nil {
+			if !errors.Is(rpc.FromStatus(err), rpc.ErrMessageTooLarge) {
+				t.Fatalf("the tunnel ended with %v, want rpc.ErrMessageTooLarge", err)
+			}
+			break
+		}
+	}
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		t.Fatal("the hub did not close the tunnel")
+	}
 }
 
 // TestTunnelServesOnlyTheCoordinator: calls through a node's tunnel reach
