@@ -109,8 +109,9 @@ func (c *Coordinator) admitTunnel(ctx context.Context, t *rpc.Tunnel) error {
 		n = &regNode{ID: id, Admitted: c.cfg.Now()}
 		c.reg[id] = n
 	}
+	n.tunnel = nil
+	c.setOutboundLocked(n) // down, with no usable client until tunnelOpened
 	n.tunnel = t
-	c.setOutboundLocked(n) // no usable client until tunnelOpened
 	return nil
 }
 

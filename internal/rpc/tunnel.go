@@ -33,13 +33,15 @@ import (
 // TunnelPingTimeout, so a node that vanished without closing its
 // connection (power cut, firewall dropping state) is noticed within their
 // sum; a node's process that ends closes its connection and is noticed at
-// once. The node pings the coordinator likewise, at the coordinator's
-// enforcement minimum (10 s, NewServer), to notice a dead coordinator and
-// reconnect.
+// once. Those pings also keep the node's side busy, so the node pings
+// the coordinator itself only after nodePingInterval without a frame from
+// it, to notice a dead coordinator and reconnect: well above the
+// coordinator's enforcement minimum (10 s, NewServer), so that jitter never
+// makes a node's pings count as abuse there.
 const (
 	TunnelPingInterval = 5 * time.Second
 	TunnelPingTimeout  = 5 * time.Second
-	nodePingInterval   = 10 * time.Second
+	nodePingInterval   = 15 * time.Second
 )
 
 // TunnelKeepalive is the server option that makes a gRPC server (the

@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -296,13 +297,44 @@ func nodeAlive(t *testing.T, p *demo.Processes, id string) (bool, string) {
 	return false, ""
 }
 
+// tunnelClosedLines counts the coordinator's log lines that mark node id
+// down because its tunnel closed.
+func tunnelClosedLines(t *testing.T, p *demo.Processes, id string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(p.Dir, "coordinator.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "tunnel closed: node down") && strings.Contains(l, "node="+id+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+// waitTunnelClosed waits until the coordinator logs that node id's tunnel
+// closed (more lines than before) and returns how long that took.
+func waitTunnelClosed(t *testing.T, p *demo.Processes, id string, before int, since time.Time, bound time.Duration) time.Duration {
+	t.Helper()
+	for tunnelClosedLines(t, p, id) <= before {
+		if time.Since(since) > bound {
+			t.Fatalf("the coordinator did not mark %s down within %v", id, bound)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(since)
+}
+
 // TestOutboundOnlyNodes: a coordinator and three outbound-only nodes as
 // separate processes. The key ceremony runs and a query releases the
 // known synthetic answer within its noise; no node process listens on
 // anything but loopback or connects to anything but the coordinator's
 // gRPC port; the node list shows every node's transport as outbound; a
-// node killed is marked down within 5 s and comes back, with its keys,
-// after a restart; after the coordinator's restart every node reconnects
+// node gone silent (SIGSTOP) is marked down by the keepalives within 15 s
+// and reconnects when it resumes; a node killed is marked down within 5 s
+// and comes back, with its keys, after a restart; after the coordinator's restart every node reconnects
 // by itself.
 func TestOutboundOnlyNodes(t *testing.T) {
 	if runtime.GOOS != "linux" {
@@ -337,9 +369,35 @@ func TestOutboundOnlyNodes(t *testing.T) {
 		t.Errorf("fedstat nodes: %v %s\n%s", err, stderr, out)
 	}
 
-	// Kill node-3: the end of its tunnel marks it down.
+	// Stop node-2 without closing anything (SIGSTOP: its machine gone
+	// silent): the coordinator's keepalive notices within about 10 s.
+	before := tunnelClosedLines(t, p, "node-2")
+	if err := p.Nodes[1].Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	took := waitTunnelClosed(t, p, "node-2", before, stopped, 15*time.Second)
+	t.Logf("node-2 (SIGSTOP) marked down %v after it went silent", took.Round(time.Millisecond))
+	if err := p.Nodes[1].Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	for {
+		if alive, _ := nodeAlive(t, p, "node-2"); alive {
+			break
+		}
+		if time.Since(resumed) > 30*time.Second {
+			t.Fatal("node-2 did not reconnect within 30 s of SIGCONT")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("node-2 reconnected %v after SIGCONT", time.Since(resumed).Round(time.Millisecond))
+
+	// Kill node-3: the end of its tunnel marks it down at once.
+	before = tunnelClosedLines(t, p, "node-3")
 	p.Nodes[2].Kill()
 	killed := time.Now()
+	t.Logf("node-3 (SIGKILL) marked down in the registry %v after", waitTunnelClosed(t, p, "node-3", before, killed, 5*time.Second).Round(time.Millisecond))
 	for {
 		alive, transport := nodeAlive(t, p, "node-3")
 		if !alive {
