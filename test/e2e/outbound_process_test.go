@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/internal/cdm"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 )
 
 // inetSocket is one line of /proc/PID/net/{tcp,tcp6,udp,udp6}.
@@ -328,10 +330,10 @@ func waitTunnelClosed(t *testing.T, p *demo.Processes, id string, before int, si
 }
 
 // TestOutboundOnlyNodes: a coordinator and three outbound-only nodes as
-// separate processes. The key ceremony runs and a query releases the
-// known synthetic answer within its noise; no node process listens on
-// anything but loopback or connects to anything but the coordinator's
-// gRPC port; the node list shows every node's transport as outbound; a
+// separate processes. The key ceremony runs, a query releases the known
+// synthetic answer within its noise, and a standing series releases its
+// periods; no node process listens on anything but loopback or connects
+// to anything but the coordinator's gRPC port; the node list shows every node's transport as outbound; a
 // node gone silent (SIGSTOP) is marked down by the keepalives within 15 s
 // and reconnects when it resumes; a node killed is marked down within 5 s
 // and comes back, with its keys, after a restart; after the coordinator's restart every node reconnects
@@ -353,6 +355,25 @@ func TestOutboundOnlyNodes(t *testing.T) {
 	}
 
 	outboundRelease(t, p, exact)
+
+	// A standing series, which the coordinator runs by itself through the
+	// tunnels: four weekly periods, all over, released at once.
+	code, body := httpJSON(t, p, "POST", "/v1/series", `{"spec": {"name": "outbound-weekly", "table": "conditions",
+		"where": "code = '44054006'", "date_column": "onset_date", "every": "week", "start": "2020-01-06", "periods": 4, "epsilon": 1}}`)
+	if code != http.StatusOK {
+		t.Fatalf("POST /v1/series: %d %s", code, body)
+	}
+	for since := time.Now(); ; {
+		var s coordinatorv1.Series
+		apiCall(t, p, "GET", "/v1/series/outbound-weekly", "", &s)
+		if s.GetReleased() == 4 && len(s.GetPeriods()) == 4 {
+			break
+		}
+		if time.Since(since) > 90*time.Second {
+			t.Fatalf("series over the tunnels: %d of 4 periods released after 90 s (state %s, error %q)", s.GetReleased(), s.GetState(), s.GetError())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 
 	for i, pr := range p.Nodes {
 		ls := checkOutboundSockets(t, demo.NodeID(i), pr.Cmd.Process.Pid, p.GRPC)
