@@ -477,3 +477,10 @@ func TestOutboundOnlyNodes(t *testing.T) {
 	t.Logf("all nodes reconnected %v after the coordinator's restart", time.Since(restarted).Round(time.Millisecond))
 	outboundRelease(t, p, exact)
 }
+
+// TestLinkedNetworkOutbound is TestLinkedNetworkEndToEnd with every agency's
+// node outbound-only: the coordinator plans linked queries from the tables
+// the nodes announce in their Info answers through the tunnels (as gossip
+// would carry them), and the mix stages, finishing and decryption all run
+// through the tunnels.
+func TestLinkedNetworkOutbound(t *testing.T) { linkedNetworkEndToEnd(t, true) }
