@@ -143,6 +143,11 @@ type RunOptions struct {
 	Deadline time.Duration
 	// Progress, when set, is called as Watch calls it.
 	Progress func(*coordinatorv1.QueryStatus)
+	// Fresh asks the nodes again, at full price, even when the caller had
+	// the same question released before while no node's data changed
+	// (then the coordinator answers from that release, charges nothing and
+	// sets QueryStatus.reused_from).
+	Fresh bool
 }
 
 // Run submits a query and watches it to its end: it blocks until the query
@@ -154,7 +159,7 @@ type RunOptions struct {
 // and ErrTooFewNodes, ErrBudgetExhausted, ErrPermissionDenied as they apply;
 // cancelled: ErrCancelled).
 func (c *Client) Run(ctx context.Context, spec *typesv1.QuerySpec, o RunOptions) (*coordinatorv1.QueryStatus, error) {
-	st, err := c.Submit(ctx, spec, o.Deadline)
+	st, err := c.t.submit(ctx, &coordinatorv1.SubmitRequest{Spec: spec, DeadlineMs: o.Deadline.Milliseconds(), Fresh: o.Fresh})
 	if err != nil {
 		return nil, err
 	}

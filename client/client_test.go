@@ -216,9 +216,10 @@ func TestClient(t *testing.T) {
 			} else if qe.Status != st || st.GetState() != coordinatorv1.State_STATE_FAILED {
 				t.Errorf("query beyond the budget: status %v", st.GetState())
 			}
-			// A query cancelled while node-3 holds it: ErrCancelled.
+			// A query cancelled while node-3 holds it: ErrCancelled (a
+			// question not asked before, or its release would answer it).
 			n.hold.Store(true)
-			sub, err = c.Submit(ctx, &typesv1.QuerySpec{Sql: "SELECT COUNT(*) FROM patients"}, time.Minute)
+			sub, err = c.Submit(ctx, &typesv1.QuerySpec{Sql: "SELECT COUNT(*) FROM patients", Epsilon: 0.9}, time.Minute)
 			if err != nil {
 				n.hold.Store(false)
 				t.Fatal(err)

@@ -169,6 +169,9 @@ type Coordinator struct {
 	queries map[string]*query
 	order   []string
 
+	reuseMu sync.Mutex
+	reuse   map[string]releaseRecord // the releases a same question may reuse (reuse.go)
+
 	metrics    *metrics
 	pool       *membership.Pool
 	ceremonyMu sync.Mutex    // one key ceremony at a time
@@ -278,6 +281,9 @@ func New(cfg Config) (*Coordinator, error) {
 		kick:    make(chan struct{}, 1),
 	}
 	if err := c.loadState(); err != nil {
+		return nil, err
+	}
+	if err := c.loadReleases(); err != nil {
 		return nil, err
 	}
 	if err := c.loadSeries(); err != nil {

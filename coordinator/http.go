@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/fedstat/fedstat/coordinator/web"
 	"github.com/fedstat/fedstat/internal/audit"
@@ -91,53 +92,84 @@ func (t *Tokens) Lookup(token string) (TokenEntry, bool) {
 	return TokenEntry{}, false
 }
 
-// HTTPHandler returns the HTTP/JSON analyst API. It serves the same
-// operations as the gRPC API, with the same messages in protobuf's JSON form:
+// HTTPHandler returns the HTTP/JSON analyst API. Its routes are the HTTP
+// rules of the coordinator's proto (proto/fedstat/coordinator/v1:
+// coordinator.proto and coordinator_http.yaml), and the bodies are the
+// RPCs' messages in protobuf JSON with the proto field names:
 //
-//	POST /v1/queries               submit (body: SubmitRequest)
-//	GET  /v1/queries               list
-//	GET  /v1/queries/{id}          status and result
-//	GET  /v1/queries/{id}/watch    status at every change, one JSON object per line
-//	POST /v1/queries/{id}/cancel   cancel
-//	GET  /v1/nodes                 nodes
-//	GET  /v1/budget[?analyst=NAME]  the caller's budget at every node
-//	GET  /v1/audit[?limit=N]       the coordinator's audit log (operators only)
-//	GET  /v1/catalogue             the public catalogue: regions, study names, value sets, populations
-//	GET  /v1/studies               the catalogue's study tables
-//	POST /v1/stats/{method}        km, cox, logit, linreg on a study (stats_http.go)
-//	POST /v1/session               dashboard sign-in (body: {"token": "..."})
-//	GET  /v1/session               who is signed in
-//	DELETE /v1/session             sign out
-//	GET  /                         the dashboard (coordinator/web)
+//	POST /v1/queries                    Submit (body: SubmitRequest)
+//	GET  /v1/queries[?limit=N]          List
+//	GET  /v1/queries/{query_id}         Get: status and result
+//	GET  /v1/queries/{query_id}/watch   Watch: one QueryStatus a line at every change
+//	POST /v1/queries/{query_id}/cancel  Cancel
+//	GET  /v1/nodes                      Nodes
+//	GET  /v1/budget[?analyst=NAME]      Budget at every node
+//	GET  /v1/catalogue                  Catalogue: regions, study names, value sets, populations
+//	POST /v1/explain                    Explain (body: SubmitRequest)
+//	POST /v1/series                     CreateSeries (body: CreateSeriesRequest)
+//	GET  /v1/series                     ListSeries
+//	GET  /v1/series/{name}              GetSeries
+//	GET  /v1/studies                    Studies: the catalogue's study tables
+//	POST /v1/stats/{method}             RunStats: km, cox, logit, linreg (stats_http.go)
+//	POST /v1/session                    WebService.SignIn: dashboard sign-in (body: {"token": "..."})
+//	GET  /v1/session                    WebService.WhoAmI
+//	DELETE /v1/session                  WebService.SignOut
+//	GET  /v1/audit[?limit=N]            WebService.Audit: the audit log (operators only)
+//	GET  /v1/series/{name}/forecast     WebService.Forecast
+//	GET  /v1/openapi.json               the OpenAPI document of all the above (no authentication)
+//	GET  /                              the dashboard (coordinator/web)
 //
 // Callers authenticate with a client certificate of the network CA (when
 // served over mutual TLS), with "Authorization: Bearer TOKEN", or with the
 // dashboard's session cookie (made by POST /v1/session from a bearer token).
 // A request that authenticates with the cookie and changes state must send
-// the header "X-Fedstat: 1" (CSRF protection).
+// the header "X-Fedstat: 1" (CSRF protection). Errors are an ErrorResponse
+// with the HTTP status of the error's gRPC code (httpStatus).
 func (c *Coordinator) HTTPHandler(tokens *Tokens) http.Handler {
 	mux := http.NewServeMux()
 	h := &httpAPI{c: c, tokens: tokens, sessions: newSessions(sessionTTL)}
-	mux.HandleFunc("POST /v1/queries", h.auth(h.submit))
-	mux.HandleFunc("GET /v1/queries", h.auth(h.list))
-	mux.HandleFunc("GET /v1/queries/{id}", h.auth(h.get))
-	mux.HandleFunc("GET /v1/queries/{id}/watch", h.auth(h.watch))
-	mux.HandleFunc("POST /v1/queries/{id}/cancel", h.auth(h.cancel))
-	mux.HandleFunc("GET /v1/nodes", h.auth(h.nodes))
-	mux.HandleFunc("GET /v1/budget", h.auth(h.budget))
-	mux.HandleFunc("GET /v1/catalogue", h.auth(h.catalogue))
-	mux.HandleFunc("GET /v1/audit", h.auth(h.audit))
-	h.registerStats(mux)
-	mux.HandleFunc("POST /v1/explain", h.auth(h.explain))
-	mux.HandleFunc("POST /v1/series", h.auth(h.createSeries))
-	mux.HandleFunc("GET /v1/series", h.auth(h.listSeries))
-	mux.HandleFunc("GET /v1/series/{name}", h.auth(h.getSeries))
-	mux.HandleFunc("GET /v1/series/{name}/forecast", h.auth(h.seriesForecast))
-	mux.HandleFunc("POST /v1/session", h.signIn)
-	mux.HandleFunc("GET /v1/session", h.auth(h.whoami))
-	mux.HandleFunc("DELETE /v1/session", h.signOut)
+	for _, rt := range h.routes() {
+		mux.HandleFunc(rt.method+" "+rt.path, rt.handle)
+	}
+	mux.HandleFunc("GET "+OpenAPIPath, serveOpenAPI)
 	mux.Handle("GET /", web.Handler())
 	return mux
+}
+
+// route is one route of the HTTP/JSON API: the HTTP rule of an RPC (its
+// method and path exactly as in the OpenAPI document) and its handler.
+type route struct {
+	method, path string
+	// rpc is the RPC's full name, e.g.
+	// fedstat.coordinator.v1.CoordinatorService.Get.
+	rpc    string
+	handle http.HandlerFunc
+}
+
+// routes are the API's routes, one per RPC with an HTTP rule; openapi_test
+// checks that they are exactly those of the OpenAPI document.
+func (h *httpAPI) routes() []route {
+	const cs, ws = "fedstat.coordinator.v1.CoordinatorService.", "fedstat.coordinator.v1.WebService."
+	rs := []route{
+		{"POST", "/v1/queries", cs + "Submit", h.auth(h.submit)},
+		{"GET", "/v1/queries", cs + "List", h.auth(h.list)},
+		{"GET", "/v1/queries/{query_id}", cs + "Get", h.auth(h.get)},
+		{"GET", "/v1/queries/{query_id}/watch", cs + "Watch", h.auth(h.watch)},
+		{"POST", "/v1/queries/{query_id}/cancel", cs + "Cancel", h.auth(h.cancel)},
+		{"GET", "/v1/nodes", cs + "Nodes", h.auth(h.nodes)},
+		{"GET", "/v1/budget", cs + "Budget", h.auth(h.budget)},
+		{"GET", "/v1/catalogue", cs + "Catalogue", h.auth(h.catalogue)},
+		{"POST", "/v1/explain", cs + "Explain", h.auth(h.explain)},
+		{"POST", "/v1/series", cs + "CreateSeries", h.auth(h.createSeries)},
+		{"GET", "/v1/series", cs + "ListSeries", h.auth(h.listSeries)},
+		{"GET", "/v1/series/{name}", cs + "GetSeries", h.auth(h.getSeries)},
+		{"POST", "/v1/session", ws + "SignIn", h.signIn},
+		{"GET", "/v1/session", ws + "WhoAmI", h.auth(h.whoami)},
+		{"DELETE", "/v1/session", ws + "SignOut", h.signOut},
+		{"GET", "/v1/audit", ws + "Audit", h.auth(h.audit)},
+		{"GET", "/v1/series/{name}/forecast", ws + "Forecast", h.auth(h.seriesForecast)},
+	}
+	return append(rs, h.statsRoutes()...)
 }
 
 type httpAPI struct {
@@ -222,15 +254,21 @@ var httpStatus = map[codes.Code]int{
 	codes.Canceled:           499,
 }
 
+// writeError writes err as an ErrorResponse with the HTTP status of its
+// gRPC code.
 func writeError(w http.ResponseWriter, err error) {
 	code := rpc.Code(err)
 	st, ok := httpStatus[code]
 	if !ok {
 		st = http.StatusInternalServerError
 	}
+	b, _ := jsonOut.Marshal(&coordinatorv1.ErrorResponse{Error: err.Error(), Code: code.String()})
+	var out bytes.Buffer
+	json.Compact(&out, b) // protojson's spacing varies from build to build
+	out.WriteByte('\n')
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(st)
-	json.NewEncoder(w).Encode(map[string]string{"error": err.Error(), "code": code.String()})
+	w.Write(out.Bytes())
 }
 
 func (h *httpAPI) submit(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
@@ -238,7 +276,7 @@ func (h *httpAPI) submit(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	if !readBody(w, r, &req) {
 		return
 	}
-	st, err := h.c.Submit(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), time.Duration(req.GetDeadlineMs())*time.Millisecond)
+	st, err := h.c.SubmitWith(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), SubmitOptions{Deadline: time.Duration(req.GetDeadlineMs()) * time.Millisecond, Fresh: req.GetFresh()})
 	if err != nil {
 		writeError(w, err)
 		return
@@ -250,16 +288,54 @@ func (h *httpAPI) submit(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 // readBody decodes a request body (protobuf JSON, at most 1 MiB) into m;
 // on failure it writes the error and returns false.
 func readBody(w http.ResponseWriter, r *http.Request, m proto.Message) bool {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	return readBodyMax(w, r, m, 1<<20)
+}
+
+// readBodyMax is readBody with a limit of max bytes.
+func readBodyMax(w http.ResponseWriter, r *http.Request, m proto.Message, max int64) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, max))
 	if err != nil {
 		writeError(w, fmt.Errorf("%w: %v", ErrBadRequest, err))
 		return false
 	}
 	if err := protojson.Unmarshal(body, m); err != nil {
-		writeError(w, fmt.Errorf("%w: request body: %v", ErrBadRequest, err))
+		writeError(w, fmt.Errorf("%w: request body: %v%s", ErrBadRequest, err, specHint(body, m.ProtoReflect().Descriptor())))
 		return false
 	}
 	return true
+}
+
+// specHint explains the commonest wrong body: the fields of a request's
+// spec (e.g. {"sql": ...} for POST /v1/queries) sent at the top level
+// instead of inside "spec". It returns "" for any other body.
+func specHint(body []byte, md protoreflect.MessageDescriptor) string {
+	spec := md.Fields().ByName("spec")
+	if spec == nil || spec.Message() == nil {
+		return ""
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(body, &top) != nil {
+		return ""
+	}
+	if _, ok := top["spec"]; ok {
+		return ""
+	}
+	var moved []string
+	for k := range top {
+		if spec.Message().Fields().ByName(protoreflect.Name(k)) != nil || spec.Message().Fields().ByJSONName(k) != nil {
+			moved = append(moved, k)
+		}
+	}
+	if len(moved) == 0 {
+		return ""
+	}
+	slices.Sort(moved)
+	example := moved[0]
+	if slices.Contains(moved, "sql") {
+		example = "sql"
+	}
+	return fmt.Sprintf(`; %q belong in "spec": the body is {"spec": {"%s": ...}}, as %s in GET %s describes`,
+		moved, example, md.Name(), OpenAPIPath)
 }
 
 func (h *httpAPI) readable(id string, p rpc.Peer) (*coordinatorv1.QueryStatus, error) {
@@ -274,7 +350,7 @@ func (h *httpAPI) readable(id string, p rpc.Peer) (*coordinatorv1.QueryStatus, e
 }
 
 func (h *httpAPI) get(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
-	st, err := h.readable(r.PathValue("id"), p)
+	st, err := h.readable(r.PathValue("query_id"), p)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -283,13 +359,13 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 }
 
 func (h *httpAPI) watch(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
-	if _, err := h.readable(r.PathValue("id"), p); err != nil {
+	if _, err := h.readable(r.PathValue("query_id"), p); err != nil {
 		writeError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	fl, _ := w.(http.Flusher)
-	err := h.c.watchAs(r.Context(), p, r.PathValue("id"), func(st *coordinatorv1.QueryStatus) error {
+	err := h.c.watchAs(r.Context(), p, r.PathValue("query_id"), func(st *coordinatorv1.QueryStatus) error {
 		b, err := jsonOut.Marshal(st)
 		if err != nil {
 			return err
@@ -308,11 +384,11 @@ func (h *httpAPI) watch(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 }
 
 func (h *httpAPI) cancel(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
-	if _, err := h.readable(r.PathValue("id"), p); err != nil {
+	if _, err := h.readable(r.PathValue("query_id"), p); err != nil {
 		writeError(w, err)
 		return
 	}
-	st, err := h.c.Cancel(r.PathValue("id"))
+	st, err := h.c.Cancel(r.PathValue("query_id"))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -367,14 +443,17 @@ func (h *httpAPI) signIn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: sign-in must send %s: 1", rpc.ErrForbidden, CSRFHeader))
 		return
 	}
-	var req struct {
-		Token string `json:"token"`
+	// Lenient, as before: fields other than token are ignored.
+	var req coordinatorv1.SignInRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err == nil {
+		err = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(body, &req)
 	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+	if err != nil {
 		writeError(w, fmt.Errorf("%w: request body: want {\"token\": \"...\"}", ErrBadRequest))
 		return
 	}
-	e, ok := h.tokens.Lookup(strings.TrimSpace(req.Token))
+	e, ok := h.tokens.Lookup(strings.TrimSpace(req.GetToken()))
 	if !ok {
 		writeError(w, fmt.Errorf("%w: unknown token", rpc.ErrUnauthenticated))
 		return
@@ -387,12 +466,12 @@ func (h *httpAPI) signIn(w http.ResponseWriter, r *http.Request) {
 	id, exp := h.sessions.create(p)
 	http.SetCookie(w, sessionCookie(id, exp))
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, map[string]string{"name": p.Name, "role": string(p.Role)})
+	writeProto(w, &coordinatorv1.SessionInfo{Name: p.Name, Role: string(p.Role)})
 }
 
 func (h *httpAPI) whoami(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, map[string]string{"name": p.Name, "role": string(p.Role)})
+	writeProto(w, &coordinatorv1.SessionInfo{Name: p.Name, Role: string(p.Role)})
 }
 
 // signOut ends the caller's session, if any.
@@ -413,7 +492,10 @@ const auditLimit = 5000
 
 // audit returns the last entries of the coordinator's audit log, newest
 // last, each in the log's own canonical form (with seq, prev and hash).
-// Operators only: analysts get 403 and no entry.
+// Operators only: analysts get 403 and no entry. The body is an
+// AuditResponse; it is written with encoding/json so that each entry keeps
+// the exact bytes its hash covers (protojson would sort a Struct's keys
+// and turn its numbers into doubles).
 func (h *httpAPI) audit(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	if p.Role != pki.RoleOperator {
 		writeError(w, fmt.Errorf("%w: only operators may read the audit log", rpc.ErrForbidden))

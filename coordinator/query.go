@@ -45,6 +45,9 @@ type query struct {
 	changed  chan struct{} // closed at every change, then replaced
 	started  time.Time
 	deadline time.Duration // bounds the wait for partials
+	// versions is each partial's data version, set once partials are in
+	// (nil when a node could not say): the release is kept for reuse.
+	versions map[string]string
 }
 
 // releaseTimeout bounds the commitment and key-switch rounds of a release,
@@ -112,8 +115,26 @@ type Analyst struct {
 // Submit plans a query for analyst and starts it. It returns as soon as the
 // query is planned; errors in the query (syntax, privacy parameters, a sum
 // that could overflow) are returned here.
+//
+// A question the analyst already had released, while no node's data changed
+// since, is answered from that release and charged nothing
+// (QueryStatus.reused_from); SubmitWith with Fresh asks the nodes again.
 func (c *Coordinator) Submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration) (*coordinatorv1.QueryStatus, error) {
-	return c.submit(ctx, who, spec, deadline, "", nil)
+	return c.SubmitWith(ctx, who, spec, SubmitOptions{Deadline: deadline})
+}
+
+// SubmitOptions are a caller's choices for one query.
+type SubmitOptions struct {
+	// Deadline bounds the wait for partials. Defaults to the coordinator's.
+	Deadline time.Duration
+	// Fresh asks the nodes again, at full price, even when the same
+	// question was released before.
+	Fresh bool
+}
+
+// SubmitWith is Submit with options.
+func (c *Coordinator) SubmitWith(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, o SubmitOptions) (*coordinatorv1.QueryStatus, error) {
+	return c.submit(ctx, who, spec, o.Deadline, "", nil, !o.Fresh)
 }
 
 // settle settles a query's spec in epoch e (defaults, the epoch's
@@ -189,7 +210,7 @@ func (c *Coordinator) settle(spec *typesv1.QuerySpec, e *epoch, series *nodev1.S
 // query of a standing series, its interval. A fixed id whose earlier run
 // ended is run again under the same id (the nodes replay what they
 // answered); one still running is refused.
-func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration, fixedID string, series *nodev1.SeriesInterval) (*coordinatorv1.QueryStatus, error) {
+func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration, fixedID string, series *nodev1.SeriesInterval, reuse bool) (*coordinatorv1.QueryStatus, error) {
 	e, err := c.currentEpoch()
 	if err != nil {
 		return nil, err
@@ -198,6 +219,13 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	spec, p, link, err := c.settle(spec, e, series)
 	if err != nil {
 		return nil, err
+	}
+	if reuse && series == nil && link == nil && !c.cfg.BenchmarkPlaintext {
+		if from, why := c.earlierRelease(ctx, who, e, spec); from != nil {
+			return c.reuseRelease(ctx, who, e, spec, from, start)
+		} else if why != "" {
+			c.log.Info("same question asked anew", "analyst", who.Name, "reason", why)
+		}
 	}
 	if deadline <= 0 {
 		deadline = c.cfg.Deadline
@@ -261,6 +289,10 @@ func planRequest(spec *typesv1.QuerySpec) (plan.Request, error) {
 // run drives a query to its end.
 func (c *Coordinator) run(q *query, e *epoch, who Analyst) {
 	res, err := c.execute(q, e, who)
+	if err == nil {
+		// Before the release is visible: whoever sees it may ask again.
+		c.rememberRelease(q, who, e.ID, q.versions)
+	}
 	q.update(func(st *coordinatorv1.QueryStatus) {
 		st.FinishedUnixMs = c.cfg.Now().UnixMilli()
 		switch {
@@ -306,6 +338,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	if err != nil {
 		return nil, err
 	}
+	q.versions = partialVersions(parts)
 	if c.cfg.BenchmarkPlaintext {
 		return c.releasePlaintext(q, parts)
 	}

@@ -1,16 +1,18 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/resultpb"
@@ -28,155 +30,176 @@ import (
 // the caller could not have asked for with POST /v1/queries.
 //
 //	GET  /v1/studies              the catalogue's study tables (public schemas)
-//	POST /v1/stats/{method}       km, cox, logit or linreg (body: statsRequest)
+//	POST /v1/stats/{method}       km, cox, logit or linreg (body: StatsRequest)
+//
+// Their messages are in proto/fedstat/coordinator/v1/coordinator.proto
+// (StatsRequest, StatsResponse, StudiesResponse), served over gRPC as
+// CoordinatorService.RunStats and Studies.
 
 // ErrStatsRound marks a round of an analysis whose query ended without a
 // release.
 var ErrStatsRound = errors.New("coordinator: a query of the analysis ended without a release")
 
-// registerStats adds the statistics routes to mux.
-func (h *httpAPI) registerStats(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/studies", h.auth(h.studies))
-	mux.HandleFunc("POST /v1/stats/{method}", h.auth(h.runStats))
-}
-
-// jnum is a number that is null in JSON when it is NaN or infinite.
-type jnum float64
-
-func (v jnum) MarshalJSON() ([]byte, error) {
-	f := float64(v)
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return []byte("null"), nil
+// statsRoutes are the statistics routes.
+func (h *httpAPI) statsRoutes() []route {
+	return []route{
+		{"GET", "/v1/studies", "fedstat.coordinator.v1.CoordinatorService.Studies", h.auth(h.studies)},
+		{"POST", "/v1/stats/{method}", "fedstat.coordinator.v1.CoordinatorService.RunStats", h.auth(h.runStats)},
 	}
-	return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
 }
 
-func jnums(xs []float64) []jnum {
-	out := make([]jnum, len(xs))
-	for i, x := range xs {
-		out[i] = jnum(x)
-	}
-	return out
-}
+// jsonStats writes the statistics messages: protobuf JSON with the proto
+// field names and every field present (a zero is an answer here), with
+// null for a number that is not finite (protojson writes "NaN" or
+// "Infinity", which a JSON number cannot be).
+var jsonStats = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
 
-// studyColumn and studyTable are the public part of a study schema: what
-// a query may name (no CSV headers, no id column).
-type studyColumn struct {
-	Name   string   `json:"name"`
-	Type   string   `json:"type"`
-	Min    *float64 `json:"min,omitempty"`
-	Max    *float64 `json:"max,omitempty"`
-	Values []string `json:"values,omitempty"`
-	// Levels are the column's levels as a factor (cdm.StudyColumn.Levels).
-	Levels []string `json:"levels,omitempty"`
-	Doc    string   `json:"doc,omitempty"`
-}
-
-type studyTable struct {
-	Name    string        `json:"name"`
-	Doc     string        `json:"doc,omitempty"`
-	Columns []studyColumn `json:"columns"`
-}
-
-// studies lists the catalogue's study tables. The schemas are public
+// studiesResponse is the body of GET /v1/studies. The schemas are public
 // (every node and analyst plans with the same ones); no data is involved.
-func (h *httpAPI) studies(w http.ResponseWriter, _ *http.Request, _ rpc.Peer) {
-	out := struct {
-		Studies []studyTable `json:"studies"`
-	}{Studies: []studyTable{}}
-	if cat := h.c.cfg.Catalogue; cat != nil {
+func (c *Coordinator) studiesResponse() *coordinatorv1.StudiesResponse {
+	out := &coordinatorv1.StudiesResponse{}
+	if cat := c.cfg.Catalogue; cat != nil {
 		for _, s := range cat.Studies {
-			t := studyTable{Name: s.Name, Doc: s.Doc, Columns: []studyColumn{}}
-			for _, c := range s.Columns {
-				t.Columns = append(t.Columns, studyColumn{Name: c.Name, Type: c.Type, Min: c.Min, Max: c.Max, Values: c.Values, Levels: c.Levels(), Doc: c.Doc})
+			t := &coordinatorv1.StudyTable{Name: s.Name, Doc: s.Doc}
+			for _, col := range s.Columns {
+				t.Columns = append(t.Columns, &coordinatorv1.StudyColumn{Name: col.Name, Type: col.Type, Min: col.Min, Max: col.Max,
+					Values: col.Values, Levels: col.Levels(), Doc: col.Doc})
 			}
 			out.Studies = append(out.Studies, t)
 		}
 	}
-	writeJSON(w, out)
+	return out
 }
 
-// statsRequest is the body of POST /v1/stats/{method}.
-type statsRequest struct {
-	// Table is a study table of the catalogue. Required.
-	Table string `json:"table"`
-	// Where is an optional SQL condition selecting the rows.
-	Where string `json:"where,omitempty"`
-	// Epsilon and Delta are the budget of the whole analysis (all its
-	// rounds). Default to the network's query defaults.
-	Epsilon float64 `json:"epsilon,omitempty"`
-	Delta   float64 `json:"delta,omitempty"`
-	// ReferenceDate (YYYY-MM-DD) of all the queries. Defaults to today
-	// (the coordinator's date when the analysis starts).
-	ReferenceDate string `json:"reference_date,omitempty"`
-	// DeadlineMs bounds each round's wait for the nodes. Defaults to the
-	// network's.
-	DeadlineMs int64 `json:"deadline_ms,omitempty"`
-
-	// Survival (km, cox): the follow-up time column, the status column
-	// and its value for an event, the time bin width, and for km an
-	// optional column to stratify by.
-	Time   string  `json:"time,omitempty"`
-	Status string  `json:"status,omitempty"`
-	Event  string  `json:"event,omitempty"`
-	Width  float64 `json:"width,omitempty"`
-	Strata string  `json:"strata,omitempty"`
-
-	// Regression (logit, linreg, cox): the outcome (logit: a 0/1 column
-	// or condition; linreg: a number column), number columns used as
-	// covariates with their schema ranges, categorical columns (one
-	// indicator per level but the first), and Newton-Raphson rounds.
-	Outcome    string   `json:"outcome,omitempty"`
-	Covariates []string `json:"covariates,omitempty"`
-	Factors    []string `json:"factors,omitempty"`
-	Rounds     int      `json:"rounds,omitempty"`
+// studies lists the catalogue's study tables. Empty fields (a column
+// without doc, values or range) are left out, as in every other route.
+func (h *httpAPI) studies(w http.ResponseWriter, _ *http.Request, _ rpc.Peer) {
+	writeFinite(w, jsonOut, h.c.studiesResponse())
 }
 
-// statsEstimate is one statistic: value, standard error and 95% interval,
-// both including the DP noise (null when not available).
-type statsEstimate struct {
-	Name    string `json:"name"`
-	Value   jnum   `json:"value"`
-	SE      jnum   `json:"se"`
-	CILow   jnum   `json:"ci_low"`
-	CIHigh  jnum   `json:"ci_high"`
-	NoiseSE *jnum  `json:"noise_se,omitempty"`
+// writeFinite writes m with opts, numbers that are not finite as null.
+func writeFinite(w http.ResponseWriter, opts protojson.MarshalOptions, m proto.Message) {
+	b, err := opts.Marshal(m)
+	if err == nil {
+		b, err = finiteJSON(b, m.ProtoReflect().Descriptor())
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(append(b, '\n'))
 }
 
-func estimateJSON(e stats.Estimate) statsEstimate {
-	return statsEstimate{Name: e.Name, Value: jnum(e.Value), SE: jnum(e.SE), CILow: jnum(e.CILow), CIHigh: jnum(e.CIHigh)}
+// finiteJSON rewrites the protobuf JSON b of a message md: compact, in the
+// same field order, with null for each singular float or double field that
+// protojson wrote as a string (NaN, Infinity, -Infinity). The descriptor
+// decides which values are numbers, so a string field that reads "NaN"
+// stays as it is. A list keeps protojson's strings: protojson reads null
+// as "unset" for a singular field but refuses it in a list (and the
+// statistics' lists, the Kaplan-Meier curves, hold finite numbers only).
+func finiteJSON(b []byte, md protoreflect.MessageDescriptor) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var out bytes.Buffer
+	if err := copyMessageJSON(dec, &out, md); err != nil {
+		return nil, fmt.Errorf("coordinator: rewriting %s JSON: %w", md.FullName(), err)
+	}
+	return out.Bytes(), nil
 }
 
-// statsCurve is a Kaplan-Meier curve: the survival just after each time
-// bin with an event, and its 95% interval (Greenwood, widened by the noise).
-type statsCurve struct {
-	Stratum  string        `json:"stratum"`
-	Times    []jnum        `json:"times"`
-	Survival []jnum        `json:"survival"`
-	Lower    []jnum        `json:"lower"`
-	Upper    []jnum        `json:"upper"`
-	AtRisk   jnum          `json:"at_risk"`
-	Median   statsEstimate `json:"median"`
+func copyMessageJSON(dec *json.Decoder, out *bytes.Buffer, md protoreflect.MessageDescriptor) error {
+	return copyObjectJSON(dec, out, func(key string) (protoreflect.FieldDescriptor, error) {
+		fd := md.Fields().ByName(protoreflect.Name(key))
+		if fd == nil {
+			return nil, fmt.Errorf("no field %q in %s", key, md.FullName())
+		}
+		return fd, nil
+	})
 }
 
-// statsResponse is the answer of POST /v1/stats/{method}.
-type statsResponse struct {
-	Method  string  `json:"method"`
-	Table   string  `json:"table"`
-	Strata  string  `json:"strata,omitempty"`
-	Epsilon float64 `json:"epsilon"`
-	Delta   float64 `json:"delta"`
-	// ReferenceDate is every round's reference date.
-	ReferenceDate string `json:"reference_date"`
-	// Queries are the ids of the rounds' queries, in order.
-	Queries   []string        `json:"queries"`
-	Estimates []statsEstimate `json:"estimates"`
-	Curves    []statsCurve    `json:"curves,omitempty"`
-	// N is the released number of rows (linreg).
-	N          *jnum   `json:"n,omitempty"`
-	ElapsedMs  float64 `json:"elapsed_ms"`
-	SQL        string  `json:"last_sql,omitempty"`
-	Disclaimer string  `json:"note"`
+// copyObjectJSON copies a JSON object, each value as field(key) says.
+func copyObjectJSON(dec *json.Decoder, out *bytes.Buffer, field func(key string) (protoreflect.FieldDescriptor, error)) error {
+	if err := delimJSON(dec, '{'); err != nil {
+		return err
+	}
+	out.WriteByte('{')
+	for i := 0; dec.More(); i++ {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		fd, err := field(key)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		k, _ := json.Marshal(key)
+		out.Write(k)
+		out.WriteByte(':')
+		if err := copyFieldJSON(dec, out, fd); err != nil {
+			return err
+		}
+	}
+	out.WriteByte('}')
+	return delimJSON(dec, '}')
+}
+
+// copyFieldJSON copies the JSON value of field fd: a list, a map or one
+// value.
+func copyFieldJSON(dec *json.Decoder, out *bytes.Buffer, fd protoreflect.FieldDescriptor) error {
+	switch {
+	case fd.IsList():
+		if err := delimJSON(dec, '['); err != nil {
+			return err
+		}
+		out.WriteByte('[')
+		for i := 0; dec.More(); i++ {
+			if i > 0 {
+				out.WriteByte(',')
+			}
+			if err := copyValueJSON(dec, out, fd, false); err != nil {
+				return err
+			}
+		}
+		out.WriteByte(']')
+		return delimJSON(dec, ']')
+	case fd.IsMap():
+		return copyObjectJSON(dec, out, func(string) (protoreflect.FieldDescriptor, error) { return fd.MapValue(), nil })
+	}
+	return copyValueJSON(dec, out, fd, true)
+}
+
+// copyValueJSON copies one value of fd (singular, a list element or a map
+// value), a number that is not finite as null when nullable. A well-known
+// type (google.protobuf.*) has its own JSON form and is copied as it is.
+func copyValueJSON(dec *json.Decoder, out *bytes.Buffer, fd protoreflect.FieldDescriptor, nullable bool) error {
+	if md := fd.Message(); md != nil && md.FullName().Parent() != "google.protobuf" {
+		return copyMessageJSON(dec, out, md)
+	}
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return err
+	}
+	if k := fd.Kind(); nullable && (k == protoreflect.DoubleKind || k == protoreflect.FloatKind) && len(raw) > 0 && raw[0] == '"' {
+		out.WriteString("null")
+		return nil
+	}
+	return json.Compact(out, raw)
+}
+
+func delimJSON(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != want {
+		return fmt.Errorf("got %v, want %v", tok, want)
+	}
+	return nil
 }
 
 // statsQuerier runs each round of a method as a query of the caller.
@@ -215,31 +238,53 @@ func badStats(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, a...))
 }
 
+// runStats is POST /v1/stats/{method}: the body is a StatsRequest without
+// its method, which is the path's.
 func (h *httpAPI) runStats(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	method := r.PathValue("method")
-	var req statsRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, fmt.Errorf("%w: request body: %v", ErrBadRequest, err))
+	var req coordinatorv1.StatsRequest
+	if !readBodyMax(w, r, &req, 64<<10) {
 		return
 	}
-	res, err := h.c.analyse(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, method, req)
+	if req.Method != "" && req.Method != method {
+		writeError(w, badStats("the body says method %q, the path %q: the method is the path's /v1/stats/{method}", req.Method, method))
+		return
+	}
+	req.Method = method
+	res, err := h.c.analyse(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, &req)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, res)
+	writeFinite(w, jsonStats, res)
 }
 
-// analyse runs a statistics method for an analyst (see statsRequest): the
-// request checked and the model built by stats.Analysis.Prepare (the rules
-// and limits of `fedstat stats`), then the rounds run as the analyst's
-// queries. It blocks until every round has been released; cancelling ctx
-// cancels the running round.
-func (c *Coordinator) analyse(ctx context.Context, who Analyst, method string, req statsRequest) (*statsResponse, error) {
+// Studies is the gRPC form of GET /v1/studies.
+func (s *service) Studies(ctx context.Context, _ *coordinatorv1.StudiesRequest) (*coordinatorv1.StudiesResponse, error) {
+	if _, err := rpc.Require(ctx, analystRoles...); err != nil {
+		return nil, err
+	}
+	return s.c.studiesResponse(), nil
+}
+
+// RunStats is the gRPC form of POST /v1/stats/{method}.
+func (s *service) RunStats(ctx context.Context, req *coordinatorv1.StatsRequest) (*coordinatorv1.StatsResponse, error) {
+	p, err := rpc.Require(ctx, analystRoles...)
+	if err != nil {
+		return nil, err
+	}
+	return s.c.analyse(ctx, Analyst{Name: p.Name, Role: string(p.Role)}, proto.CloneOf(req))
+}
+
+// analyse runs a statistics method for an analyst (see StatsRequest; it
+// fills req's defaults): the request checked and the model built by
+// stats.Analysis.Prepare (the rules and limits of `fedstat stats`), then
+// the rounds run as the analyst's queries. It blocks until every round has
+// been released; cancelling ctx cancels the running round.
+func (c *Coordinator) analyse(ctx context.Context, who Analyst, req *coordinatorv1.StatsRequest) (*coordinatorv1.StatsResponse, error) {
 	start := time.Now()
+	method := req.GetMethod()
 	if req.Epsilon == 0 {
 		req.Epsilon = DefaultEpsilon
 	}
@@ -264,7 +309,7 @@ func (c *Coordinator) analyse(ctx context.Context, who Analyst, method string, r
 	// factors are study columns (the API names columns only), and linreg's
 	// outcome is a number column like a covariate.
 	a := stats.Analysis{Method: method, Table: req.Table, Where: req.Where, Budget: stats.Budget{Epsilon: req.Epsilon, Delta: req.Delta},
-		Time: req.Time, Width: req.Width, Status: req.Status, Event: req.Event, Outcome: req.Outcome, Rounds: req.Rounds,
+		Time: req.Time, Width: req.Width, Status: req.Status, Event: req.Event, Outcome: req.Outcome, Rounds: int(req.Rounds),
 		Model: stats.Model{Factors: req.Factors}}
 	for _, x := range req.Covariates {
 		a.Model.Covariates = append(a.Model.Covariates, stats.Term{Name: x})
@@ -283,30 +328,28 @@ func (c *Coordinator) analyse(ctx context.Context, who Analyst, method string, r
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	q := &statsQuerier{c: c, who: who, ref: req.ReferenceDate, deadline: time.Duration(req.DeadlineMs) * time.Millisecond}
-	out := &statsResponse{Method: method, Table: req.Table, Epsilon: req.Epsilon, Delta: req.Delta, ReferenceDate: req.ReferenceDate,
-		Strata: a.Strata, Estimates: []statsEstimate{},
-		Disclaimer: "Every interval includes the DP noise of the released totals; epsilon and delta are the cost of the whole analysis."}
+	out := &coordinatorv1.StatsResponse{Method: method, Table: req.Table, Epsilon: req.Epsilon, Delta: req.Delta, ReferenceDate: req.ReferenceDate,
+		Strata: a.Strata,
+		Note:   "Every interval includes the DP noise of the released totals; epsilon and delta are the cost of the whole analysis."}
 	rep, err := prepared.Run(ctx, q)
 	if err == nil {
 		for i, e := range rep.Estimates {
-			se := estimateJSON(e)
+			se := estimateProto(e)
 			if i < len(rep.NoiseSE) {
-				n := jnum(rep.NoiseSE[i])
-				se.NoiseSE = &n
+				se.NoiseSe = proto.Float64(rep.NoiseSE[i])
 			}
 			out.Estimates = append(out.Estimates, se)
 		}
 		for _, k := range rep.Curves {
-			out.Curves = append(out.Curves, statsCurve{Stratum: k.Stratum, Times: jnums(k.Times), Survival: jnums(k.Survival),
-				Lower: jnums(k.Lower), Upper: jnums(k.Upper), AtRisk: jnum(k.AtRisk), Median: estimateJSON(k.Median)})
+			out.Curves = append(out.Curves, &coordinatorv1.StatsCurve{Stratum: k.Stratum, Times: k.Times, Survival: k.Survival,
+				Lower: k.Lower, Upper: k.Upper, AtRisk: k.AtRisk, Median: estimateProto(k.Median)})
 		}
 		if rep.N.Value != 0 {
-			n := jnum(rep.N.Value)
-			out.N = &n
+			out.N = proto.Float64(rep.N.Value)
 		}
 	}
 	out.Queries = append([]string{}, q.ids...)
-	out.SQL = q.lastSQL
+	out.LastSql = q.lastSQL
 	out.ElapsedMs = float64(time.Since(start).Microseconds()) / 1000
 	c.log.Info("statistics", "method", method, "analyst", who.Name, "table", req.Table, "queries", len(q.ids), "err", err)
 	if err != nil {
@@ -316,4 +359,9 @@ func (c *Coordinator) analyse(ctx context.Context, who Analyst, method string, r
 		return nil, err
 	}
 	return out, nil
+}
+
+func estimateProto(e stats.Estimate) *coordinatorv1.StatsEstimate {
+	return &coordinatorv1.StatsEstimate{Name: e.Name, Value: proto.Float64(e.Value), Se: proto.Float64(e.SE),
+		CiLow: proto.Float64(e.CILow), CiHigh: proto.Float64(e.CIHigh)}
 }

@@ -64,6 +64,18 @@ go mod download
 echo "== proto: generated code matches the .proto files"
 proto/check.sh
 
+# The document is validated by go-openapi/validate in go test
+# (TestOpenAPIDocumentValid, coordinator); where Python has
+# openapi-spec-validator (PyPI may be out of reach, so it is not installed
+# here), it validates the document too.
+echo "== OpenAPI: the HTTP/JSON API's document is valid"
+go test -count=1 -run '^TestOpenAPIDocumentValid$' ./coordinator/
+if python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+  python3 -m openapi_spec_validator proto/fedstat/coordinator/v1/coordinator.swagger.json
+else
+  echo "(openapi-spec-validator not installed: validated by go-openapi/validate only)"
+fi
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go') | grep -v '\.pb\.go$' || true)
 if [ -n "$unformatted" ]; then
@@ -87,6 +99,49 @@ go test -count=1 -run '^TestTreeAudit' ./queries/continual/
 
 echo "== a study import's peak memory, and the whole Synthea import (memory, one-threaded parsing: no race detector)"
 go test -count=1 -run '^(TestStudyImportMemory|TestImportSyntheaBundles)$' ./node/admin/
+
+# The analysts' clients (clients/python, clients/r). Their dependencies come
+# from Debian (CI reaches no Python package index): R with httr2, jsonlite,
+# tibble and testthat, and Debian's python3 with pandas, httpx, tqdm and
+# pytest; without recommends, to keep the install short. Then the R package's
+# R CMD check (failing on a WARNING or an ERROR) and a pip install of the
+# Python package. TestClientsMatchCLI (test/e2e, in the go test run below)
+# runs both clients against a network of processes; with CI=true it fails
+# when either cannot run.
+echo "== clients: R and Python dependencies, R CMD check clients/r, pip install clients/python"
+clients_start=$SECONDS
+clients_apt=()
+command -v Rscript >/dev/null 2>&1 || clients_apt+=(r-base-core)
+for p in httr2 jsonlite tibble testthat; do
+  Rscript -e "library($p)" >/dev/null 2>&1 || clients_apt+=("r-cran-$p")
+done
+clients_py=/usr/bin/python3
+for m in pandas httpx tqdm pytest pip; do
+  "$clients_py" -c "import $m" >/dev/null 2>&1 || clients_apt+=("python3-$m")
+done
+if ((${#clients_apt[@]})); then
+  echo "   installing ${clients_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${clients_apt[@]}" >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${clients_apt[@]}" >/dev/null
+  fi
+fi
+clients_tmp=$(mktemp -d /tmp/fedstat-clients.XXXXXX)
+(
+  cd "$clients_tmp"
+  R CMD build "$OLDPWD/clients/r" >build.log 2>&1 || { cat build.log >&2; exit 1; }
+  R CMD check --no-manual fedstat_*.tar.gz >check.out 2>&1 || { cat check.out >&2; exit 1; }
+  if grep -Eq '^Status:.*(WARNING|ERROR)' fedstat.Rcheck/00check.log; then
+    cat fedstat.Rcheck/00check.log >&2
+    exit 1
+  fi
+  grep '^Status:' fedstat.Rcheck/00check.log
+)
+"$clients_py" -m pip install -q --root-user-action=ignore --no-deps --no-build-isolation --no-index --target "$clients_tmp/site" ./clients/python
+PYTHONPATH="$clients_tmp/site" "$clients_py" -c 'import fedstat; print("   pip installed fedstat", fedstat.__version__)'
+rm -rf "$clients_tmp" clients/python/build clients/python/src/fedstat.egg-info
+echo "== clients: done in $((SECONDS - clients_start)) s"
 
 echo "== go test -race"
 go test -race -timeout 25m ./... "$@"

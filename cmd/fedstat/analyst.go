@@ -101,6 +101,7 @@ func queryCommand() *cobra.Command {
 		quiet    bool
 		laplace  bool
 		explain  bool
+		fresh    bool
 	)
 	c := &cobra.Command{
 		Use:   "query [flags] \"SQL\"",
@@ -111,6 +112,9 @@ and prints the differentially private result with its 95% intervals.
 The query language is a small SQL dialect over the common data model (patients,
 conditions, observations, encounters, medications); see docs/query-language.md.
 Each query spends privacy budget (--epsilon, --delta) at every node that answers.
+The same question twice costs once: if you had it released before (same SQL,
+epsilon, delta, mechanism and reference date) and no node's data changed since,
+that release answers it and nothing is charged; --fresh asks the nodes again.
 
 The coordinator and your credentials come from flags or environment variables
 (` + envCoordinator + `, ` + envCert + `, ` + envKey + `, ` + envCA + `; or ` + envToken + ` with ` + envHTTP + `).
@@ -160,21 +164,28 @@ The coordinator and your credentials come from flags or environment variables
 			if !quiet {
 				progress = demo.ProgressPrinter(cmd.ErrOrStderr())
 			}
-			st, err := c.Run(cmd.Context(), &spec, client.RunOptions{Deadline: deadline, Progress: progress})
+			st, err := c.Run(cmd.Context(), &spec, client.RunOptions{Deadline: deadline, Progress: progress, Fresh: fresh})
 			if err != nil {
 				return err
+			}
+			if from := st.GetReusedFrom(); from != "" && !quiet {
+				fmt.Fprintf(cmd.ErrOrStderr(), "query %s: the same question as query %s, and no node's data changed since: answered from that release, charged nothing (--fresh asks again)\n", st.QueryId, from)
 			}
 			r := client.Result(st.GetResult())
 			out := cmd.OutOrStdout()
 			switch format {
 			case "json":
-				return r.WriteJSON(out)
+				err = r.WriteJSON(out)
 			case "csv":
-				return r.WriteCSV(out)
+				err = r.WriteCSV(out)
+			default:
+				err = r.WriteTable(out)
 			}
-			if err := r.WriteTable(out); err != nil {
+			if err != nil {
 				return err
 			}
+			// The query's id goes to stderr in every format, so that a script
+			// can fetch the same release again (GET /v1/queries/{id}).
 			if !quiet {
 				fmt.Fprintf(cmd.ErrOrStderr(), "query %s: %d nodes answered\n", st.QueryId, st.GetResult().GetNodes())
 			}
@@ -191,6 +202,7 @@ The coordinator and your credentials come from flags or environment variables
 	f.StringVar(&format, "format", "table", "table, json or csv")
 	f.DurationVar(&deadline, "deadline", 0, "how long the coordinator waits for nodes (default: the network's)")
 	f.BoolVar(&quiet, "quiet", false, "do not show progress on stderr")
+	f.BoolVar(&fresh, "fresh", false, "ask the nodes again at full price, even if you had the same question released before and no node's data changed (by default that release answers it, charged nothing)")
 	f.BoolVar(&explain, "explain", false, "do not run the query: show its plan, its cost at each node and the noise its release would carry (charges nothing)")
 	return c
 }

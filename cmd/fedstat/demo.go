@@ -94,7 +94,7 @@ For comparison only, the demo also prints the exact answer computed in the clear
 	f.Float64Var(&o.Delta, "delta", 1e-6, "privacy loss delta of each query (Gaussian noise)")
 	f.StringArrayVar(&o.Queries, "query", nil, "query to run (repeatable; default: the type-2 diabetes cohort count)")
 	f.StringVar(&data, "data", "synthetic", "synthetic, synthea (the Synthea bundles of ../shared/data, a few hundred patients), or auto (synthea when present)")
-	f.IntVar(&patients, "patients", 5000, "synthetic patients per node")
+	f.IntVar(&patients, "patients", demo.DefaultPatients, "synthetic patients per node")
 	f.Int64Var(&seed, "seed", 1, "seed of the synthetic data")
 	f.StringVar(&o.Dir, "dir", "", "keep the network's files (PKI, stores) in this directory instead of a temporary one")
 	f.StringVar(&o.Params, "params", "", "homomorphic parameter set (default: the production set)")

@@ -91,7 +91,13 @@ func TestDashboard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := demo.Synthetic(3, 500, 7)
+	// The screenshots show the demo's population (fedstat demo --serve);
+	// the test alone runs on a smaller one.
+	patients := 500
+	if *screenshots {
+		patients = demo.DefaultPatients
+	}
+	data, err := demo.Synthetic(3, patients, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,6 +313,16 @@ func TestDashboard(t *testing.T) {
 			t.Fatalf("downloaded %s: %v (%d bytes), want the API's CSV", file, err, len(b))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The same question again is answered from that release, and says so.
+	var reused string
+	run("same question", 30*time.Second,
+		chromedp.Click("#run", chromedp.ByQuery),
+		chromedp.WaitVisible("#reused-from", chromedp.ByQuery),
+		chromedp.Text("#reused-from", &reused, chromedp.ByQuery))
+	if !strings.Contains(reused, id) || !strings.Contains(reused, "charged nothing") {
+		t.Errorf("the same question again shows %q; want it answered from %s", reused, id)
 	}
 
 	// A parse error is shown at its line and column.

@@ -137,3 +137,15 @@ func ImportStudyIn(ds any, st *cdm.Study, source string) (*store.StudySummary, e
 	}
 	return s.ImportStudy(st, source)
 }
+
+// ImportRecordsIn adds already read records to ds, a store opened by
+// OpenStore (as the demo's node data sources are), for the demo and tests:
+// a new data version, as an admin's import makes.
+func ImportRecordsIn(ctx context.Context, ds any, r *cdm.Records, source string) error {
+	s, ok := ds.(*store.Store)
+	if !ok {
+		return fmt.Errorf("%w: %T", ErrNotStore, ds)
+	}
+	_, err := s.ImportRecords(ctx, r, source)
+	return err
+}

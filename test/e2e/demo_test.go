@@ -108,8 +108,12 @@ func dialCoordinator(t *testing.T, nw *demo.Network, who *pki.Identity) *client.
 
 // runQuery runs a query as c to its end (the network's deadline, no
 // progress): an error when it ends without a release.
+//
+// Tests of the protocol ask the nodes every time (Fresh): a repeated
+// question would otherwise be answered from its earlier release
+// (TestSameQuestionCostsOnce).
 func runQuery(ctx context.Context, c *client.Client, spec *typesv1.QuerySpec) (*coordinatorv1.QueryStatus, error) {
-	return c.Run(ctx, spec, client.RunOptions{})
+	return c.Run(ctx, spec, client.RunOptions{Fresh: true})
 }
 
 func buildPlan(t *testing.T, nw *demo.Network, spec *typesv1.QuerySpec) *plan.Plan {

@@ -46,7 +46,8 @@ func serveFault(t *testing.T, ctx context.Context) (*demo.Processes, []*cdm.Reco
 // submit starts a query over HTTP/JSON and returns its id.
 func submit(t *testing.T, p *demo.Processes, sql string, minNodes int, deadline time.Duration) string {
 	t.Helper()
-	body := fmt.Sprintf(`{"spec": {"sql": %q, "min_nodes": %d}, "deadline_ms": %d}`, sql, minNodes, deadline.Milliseconds())
+	// fresh: a fault test repeats its question and means the nodes to be asked.
+	body := fmt.Sprintf(`{"spec": {"sql": %q, "min_nodes": %d}, "deadline_ms": %d, "fresh": true}`, sql, minNodes, deadline.Milliseconds())
 	var st coordinatorv1.QueryStatus
 	apiCall(t, p, "POST", "/v1/queries", body, &st)
 	return st.QueryId

@@ -75,7 +75,7 @@ func startFault(t *testing.T, o demo.Options) *demo.Network {
 // end; it returns the final status whether the query succeeded or not.
 func runDeadline(t *testing.T, ctx context.Context, c *client.Client, spec *typesv1.QuerySpec, deadline time.Duration) *coordinatorv1.QueryStatus {
 	t.Helper()
-	st, err := c.Run(ctx, spec, client.RunOptions{Deadline: deadline})
+	st, err := c.Run(ctx, spec, client.RunOptions{Deadline: deadline, Fresh: true}) // the nodes are asked every time
 	if st == nil {
 		t.Fatalf("submit: %v", err)
 	}

@@ -14,6 +14,11 @@ import (
 // SyntheaBundles is the path of the Synthea set inside the shared data.
 const SyntheaBundles = "fhir-r4-synthea/bundles.tar.gz"
 
+// DefaultPatients is the demo's synthetic population per node: large enough
+// that its headline cohort and weekly series show counts above the
+// small-count threshold.
+const DefaultPatients = 5000
+
 // Synthetic makes synthetic patients for n nodes, patients each, with
 // disjoint ids and different seeds.
 func Synthetic(n, patients int, seed int64) ([]*cdm.Records, error) {

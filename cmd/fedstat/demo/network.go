@@ -110,6 +110,16 @@ type Network struct {
 	closed bool
 }
 
+// Import adds records to node i's store as an admin's import would (a new
+// data version at that node). It fails for networks on shared tables
+// (admin.ErrNotStore).
+func (nw *Network) Import(ctx context.Context, i int, recs *cdm.Records) error {
+	if i < 0 || i >= len(nw.Stores) {
+		return fmt.Errorf("demo: no node %d", i)
+	}
+	return admin.ImportRecordsIn(ctx, nw.Stores[i], recs, "demo")
+}
+
 // NodeID returns the id of node i (0-based).
 func NodeID(i int) string { return fmt.Sprintf("node-%d", i+1) }
 

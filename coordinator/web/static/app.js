@@ -135,6 +135,8 @@ function progressView(st) {
   return el('div', { id: 'progress', class: 'card', 'data-state': st.state || '' },
     el('h3', {}, 'Query ', el('code', { id: 'query-id' }, st.query_id), ' ', el('span', { class: 'pill ' + (st.state || ''), id: 'query-state' }, (st.state || '').replace('STATE_', '').toLowerCase())),
     st.error ? el('p', { class: 'error' }, st.error) : null,
+    st.reused_from ? el('p', { id: 'reused-from', class: 'muted' }, 'The same question as query ', el('code', {}, st.reused_from),
+      ', and no node\'s data changed since: answered from that release, charged nothing. Tick "ask again" to pay for a fresh release.') : null,
     el('p', {}, 'Phases: ', (st.phases || []).map((p) => `${p.name} ${Math.round(num(p.elapsed_ms))} ms`).join(' → ') || '—'),
     el('table', { id: 'progress-nodes' },
       el('thead', {}, el('tr', {}, ['Node', 'Status', 'Elapsed', 'Upload'].map((h) => el('th', {}, h)))),
@@ -232,6 +234,7 @@ async function queryPage() {
   const to = el('input', { id: 'fb-to', type: 'date', value: '2020-06-30' });
   const sql = el('textarea', { id: 'sql', spellcheck: 'false' }, buildSQL('weekly', '840539006', '2020-01-01', '2020-06-30'));
   const eps = el('input', { id: 'epsilon', type: 'number', step: 'any', min: '0', placeholder: 'network default', size: 10 });
+  const fresh = el('input', { id: 'fresh', type: 'checkbox' });
   const errSlot = el('div', { id: 'error-slot' });
   const runSlot = el('div', { id: 'run-slot' });
   const gen = () => { sql.value = buildSQL(kind.value, code.value, from.value, to.value); errSlot.replaceChildren(); };
@@ -243,7 +246,7 @@ async function queryPage() {
     if (eps.value) spec.epsilon = Number(eps.value);
     let st;
     try {
-      st = await api('POST', '/v1/queries', { spec });
+      st = await api('POST', '/v1/queries', fresh.checked ? { spec, fresh: true } : { spec });
     } catch (e) {
       errSlot.replaceChildren(e.status === 400 ? parseErrorBox(e.message, sql.value) : errorBox(e));
       const m = /line (\d+), column (\d+)/.exec(e.message);
@@ -271,7 +274,9 @@ async function queryPage() {
         el('button', { id: 'fb-generate', type: 'button', onclick: gen }, 'Write SQL')),
       el('h3', {}, 'SQL'),
       sql,
-      el('div', { class: 'row' }, el('label', {}, 'ε (optional)', eps), el('button', { id: 'run', class: 'primary', type: 'button', onclick: run }, 'Run')),
+      el('div', { class: 'row' }, el('label', {}, 'ε (optional)', eps),
+        el('label', { title: 'By default a question you had released before, while no node\'s data changed, is answered from that release and charged nothing' }, fresh, ' ask again (full price)'),
+        el('button', { id: 'run', class: 'primary', type: 'button', onclick: run }, 'Run')),
       errSlot),
     runSlot, recent);
   // A query id in the address shows that query.

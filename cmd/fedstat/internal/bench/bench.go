@@ -165,7 +165,7 @@ func Run(ctx context.Context, o Options) ([]Cell, error) {
 			cpu0 := cpuTime()
 			for r := range o.Repeats + 2 {
 				start := time.Now()
-				st, err := c.Run(ctx, &typesv1.QuerySpec{Sql: q.SQL, Epsilon: 1, Delta: 1e-6}, client.RunOptions{})
+				st, err := c.Run(ctx, &typesv1.QuerySpec{Sql: q.SQL, Epsilon: 1, Delta: 1e-6}, client.RunOptions{Fresh: true}) // a repeat must cost what a query costs
 				if err != nil {
 					c.Close()
 					nw.Close()

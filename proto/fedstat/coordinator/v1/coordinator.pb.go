@@ -12,6 +12,7 @@ import (
 	v1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1465,7 +1466,10 @@ type SubmitRequest struct {
 	Spec  *v1.QuerySpec          `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
 	// deadline_ms bounds how long the coordinator waits for partials.
 	// Defaults to the coordinator's configured deadline.
-	DeadlineMs    int64 `protobuf:"varint,2,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	DeadlineMs int64 `protobuf:"varint,2,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	// fresh asks the nodes again at full price even when an identical
+	// question was released before (see QueryStatus.reused_from).
+	Fresh         bool `protobuf:"varint,3,opt,name=fresh,proto3" json:"fresh,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1512,6 +1516,13 @@ func (x *SubmitRequest) GetDeadlineMs() int64 {
 		return x.DeadlineMs
 	}
 	return 0
+}
+
+func (x *SubmitRequest) GetFresh() bool {
+	if x != nil {
+		return x.Fresh
+	}
+	return false
 }
 
 type GetRequest struct {
@@ -1713,8 +1724,13 @@ type QueryStatus struct {
 	SubmittedUnixMs int64  `protobuf:"varint,10,opt,name=submitted_unix_ms,json=submittedUnixMs,proto3" json:"submitted_unix_ms,omitempty"`
 	FinishedUnixMs  int64  `protobuf:"varint,11,opt,name=finished_unix_ms,json=finishedUnixMs,proto3" json:"finished_unix_ms,omitempty"`
 	Epoch           uint64 `protobuf:"varint,12,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// reused_from is set when this query was answered from an earlier
+	// release of the same analyst's identical question (same SQL, epsilon,
+	// delta, mechanism, reference date and key epoch) while no node's data
+	// changed since: it names that query, and nothing was charged.
+	ReusedFrom    string `protobuf:"bytes,13,opt,name=reused_from,json=reusedFrom,proto3" json:"reused_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueryStatus) Reset() {
@@ -1829,6 +1845,13 @@ func (x *QueryStatus) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *QueryStatus) GetReusedFrom() string {
+	if x != nil {
+		return x.ReusedFrom
+	}
+	return ""
 }
 
 type ListRequest struct {
@@ -2302,11 +2325,1347 @@ func (x *MemberProblem) GetSinceUnixMs() int64 {
 	return 0
 }
 
+type StudiesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StudiesRequest) Reset() {
+	*x = StudiesRequest{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StudiesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StudiesRequest) ProtoMessage() {}
+
+func (x *StudiesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StudiesRequest.ProtoReflect.Descriptor instead.
+func (*StudiesRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
+}
+
+type StudiesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Studies       []*StudyTable          `protobuf:"bytes,1,rep,name=studies,proto3" json:"studies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StudiesResponse) Reset() {
+	*x = StudiesResponse{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StudiesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StudiesResponse) ProtoMessage() {}
+
+func (x *StudiesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StudiesResponse.ProtoReflect.Descriptor instead.
+func (*StudiesResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *StudiesResponse) GetStudies() []*StudyTable {
+	if x != nil {
+		return x.Studies
+	}
+	return nil
+}
+
+// StudyTable is the public part of a study schema: what a query may name
+// (no CSV headers, no id column).
+type StudyTable struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Doc           string                 `protobuf:"bytes,2,opt,name=doc,proto3" json:"doc,omitempty"`
+	Columns       []*StudyColumn         `protobuf:"bytes,3,rep,name=columns,proto3" json:"columns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StudyTable) Reset() {
+	*x = StudyTable{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StudyTable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StudyTable) ProtoMessage() {}
+
+func (x *StudyTable) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StudyTable.ProtoReflect.Descriptor instead.
+func (*StudyTable) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *StudyTable) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StudyTable) GetDoc() string {
+	if x != nil {
+		return x.Doc
+	}
+	return ""
+}
+
+func (x *StudyTable) GetColumns() []*StudyColumn {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+// StudyColumn is one column of a study table.
+type StudyColumn struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// type is int, float, string or date.
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// min and max are a number column's range, when the schema gives one.
+	Min *float64 `protobuf:"fixed64,3,opt,name=min,proto3,oneof" json:"min,omitempty"`
+	Max *float64 `protobuf:"fixed64,4,opt,name=max,proto3,oneof" json:"max,omitempty"`
+	// values are the allowed values of a categorical column.
+	Values []string `protobuf:"bytes,5,rep,name=values,proto3" json:"values,omitempty"`
+	// levels are the column's levels as a factor: a column with levels may
+	// be a factor, a stratum or a status.
+	Levels        []string `protobuf:"bytes,6,rep,name=levels,proto3" json:"levels,omitempty"`
+	Doc           string   `protobuf:"bytes,7,opt,name=doc,proto3" json:"doc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StudyColumn) Reset() {
+	*x = StudyColumn{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StudyColumn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StudyColumn) ProtoMessage() {}
+
+func (x *StudyColumn) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StudyColumn.ProtoReflect.Descriptor instead.
+func (*StudyColumn) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *StudyColumn) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StudyColumn) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *StudyColumn) GetMin() float64 {
+	if x != nil && x.Min != nil {
+		return *x.Min
+	}
+	return 0
+}
+
+func (x *StudyColumn) GetMax() float64 {
+	if x != nil && x.Max != nil {
+		return *x.Max
+	}
+	return 0
+}
+
+func (x *StudyColumn) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *StudyColumn) GetLevels() []string {
+	if x != nil {
+		return x.Levels
+	}
+	return nil
+}
+
+func (x *StudyColumn) GetDoc() string {
+	if x != nil {
+		return x.Doc
+	}
+	return ""
+}
+
+// StatsRequest is a statistics analysis. Over HTTP, method is the path's
+// {method} and the other fields are the body.
+type StatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// method is km (Kaplan-Meier), cox, logit or linreg.
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// table is a study table of the catalogue. Required.
+	Table string `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	// where is an optional SQL condition selecting the rows.
+	Where string `protobuf:"bytes,3,opt,name=where,proto3" json:"where,omitempty"`
+	// epsilon and delta are the budget of the whole analysis (all its
+	// rounds). They default to the network's query defaults.
+	Epsilon float64 `protobuf:"fixed64,4,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	Delta   float64 `protobuf:"fixed64,5,opt,name=delta,proto3" json:"delta,omitempty"`
+	// reference_date (YYYY-MM-DD) of every round's query. Defaults to the
+	// coordinator's date when the analysis starts.
+	ReferenceDate string `protobuf:"bytes,6,opt,name=reference_date,json=referenceDate,proto3" json:"reference_date,omitempty"`
+	// deadline_ms bounds each round's wait for the nodes. Defaults to the
+	// network's.
+	DeadlineMs int64 `protobuf:"varint,7,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	// Survival (km, cox): the follow-up time column, the status column and
+	// its value for an event, the time bin width, and for km an optional
+	// column to stratify by.
+	Time   string  `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	Status string  `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
+	Event  string  `protobuf:"bytes,10,opt,name=event,proto3" json:"event,omitempty"`
+	Width  float64 `protobuf:"fixed64,11,opt,name=width,proto3" json:"width,omitempty"`
+	Strata string  `protobuf:"bytes,12,opt,name=strata,proto3" json:"strata,omitempty"`
+	// Regression (logit, linreg, cox): the outcome (logit: a 0/1 column or
+	// condition; linreg: a number column), number columns used as covariates
+	// with their schema ranges, categorical columns (one indicator per level
+	// but the first), and the number of Newton-Raphson rounds.
+	Outcome       string   `protobuf:"bytes,13,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Covariates    []string `protobuf:"bytes,14,rep,name=covariates,proto3" json:"covariates,omitempty"`
+	Factors       []string `protobuf:"bytes,15,rep,name=factors,proto3" json:"factors,omitempty"`
+	Rounds        int32    `protobuf:"varint,16,opt,name=rounds,proto3" json:"rounds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsRequest) Reset() {
+	*x = StatsRequest{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsRequest) ProtoMessage() {}
+
+func (x *StatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
+func (*StatsRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *StatsRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetWhere() string {
+	if x != nil {
+		return x.Where
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *StatsRequest) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *StatsRequest) GetReferenceDate() string {
+	if x != nil {
+		return x.ReferenceDate
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetDeadlineMs() int64 {
+	if x != nil {
+		return x.DeadlineMs
+	}
+	return 0
+}
+
+func (x *StatsRequest) GetTime() string {
+	if x != nil {
+		return x.Time
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetWidth() float64 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *StatsRequest) GetStrata() string {
+	if x != nil {
+		return x.Strata
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *StatsRequest) GetCovariates() []string {
+	if x != nil {
+		return x.Covariates
+	}
+	return nil
+}
+
+func (x *StatsRequest) GetFactors() []string {
+	if x != nil {
+		return x.Factors
+	}
+	return nil
+}
+
+func (x *StatsRequest) GetRounds() int32 {
+	if x != nil {
+		return x.Rounds
+	}
+	return 0
+}
+
+// StatsEstimate is one statistic: its value, standard error and 95%
+// interval, all including the DP noise. Each is set (and NaN over gRPC)
+// when the method gives one, and null in HTTP/JSON when it is not a finite
+// number: optional, so that a protobuf JSON reader sees it unset, not 0.
+type StatsEstimate struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value  *float64               `protobuf:"fixed64,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	Se     *float64               `protobuf:"fixed64,3,opt,name=se,proto3,oneof" json:"se,omitempty"`
+	CiLow  *float64               `protobuf:"fixed64,4,opt,name=ci_low,json=ciLow,proto3,oneof" json:"ci_low,omitempty"`
+	CiHigh *float64               `protobuf:"fixed64,5,opt,name=ci_high,json=ciHigh,proto3,oneof" json:"ci_high,omitempty"`
+	// noise_se is the part of the standard error due to the DP noise, where
+	// the method computes it.
+	NoiseSe       *float64 `protobuf:"fixed64,6,opt,name=noise_se,json=noiseSe,proto3,oneof" json:"noise_se,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsEstimate) Reset() {
+	*x = StatsEstimate{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsEstimate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsEstimate) ProtoMessage() {}
+
+func (x *StatsEstimate) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsEstimate.ProtoReflect.Descriptor instead.
+func (*StatsEstimate) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *StatsEstimate) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StatsEstimate) GetValue() float64 {
+	if x != nil && x.Value != nil {
+		return *x.Value
+	}
+	return 0
+}
+
+func (x *StatsEstimate) GetSe() float64 {
+	if x != nil && x.Se != nil {
+		return *x.Se
+	}
+	return 0
+}
+
+func (x *StatsEstimate) GetCiLow() float64 {
+	if x != nil && x.CiLow != nil {
+		return *x.CiLow
+	}
+	return 0
+}
+
+func (x *StatsEstimate) GetCiHigh() float64 {
+	if x != nil && x.CiHigh != nil {
+		return *x.CiHigh
+	}
+	return 0
+}
+
+func (x *StatsEstimate) GetNoiseSe() float64 {
+	if x != nil && x.NoiseSe != nil {
+		return *x.NoiseSe
+	}
+	return 0
+}
+
+// StatsCurve is a Kaplan-Meier curve: the survival just after each time bin
+// with an event and its 95% interval (Greenwood, widened by the noise).
+type StatsCurve struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Stratum  string                 `protobuf:"bytes,1,opt,name=stratum,proto3" json:"stratum,omitempty"`
+	Times    []float64              `protobuf:"fixed64,2,rep,packed,name=times,proto3" json:"times,omitempty"`
+	Survival []float64              `protobuf:"fixed64,3,rep,packed,name=survival,proto3" json:"survival,omitempty"`
+	Lower    []float64              `protobuf:"fixed64,4,rep,packed,name=lower,proto3" json:"lower,omitempty"`
+	Upper    []float64              `protobuf:"fixed64,5,rep,packed,name=upper,proto3" json:"upper,omitempty"`
+	AtRisk   float64                `protobuf:"fixed64,6,opt,name=at_risk,json=atRisk,proto3" json:"at_risk,omitempty"`
+	// median is the median survival time (null when the curve does not reach
+	// one half).
+	Median        *StatsEstimate `protobuf:"bytes,7,opt,name=median,proto3" json:"median,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsCurve) Reset() {
+	*x = StatsCurve{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsCurve) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsCurve) ProtoMessage() {}
+
+func (x *StatsCurve) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsCurve.ProtoReflect.Descriptor instead.
+func (*StatsCurve) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *StatsCurve) GetStratum() string {
+	if x != nil {
+		return x.Stratum
+	}
+	return ""
+}
+
+func (x *StatsCurve) GetTimes() []float64 {
+	if x != nil {
+		return x.Times
+	}
+	return nil
+}
+
+func (x *StatsCurve) GetSurvival() []float64 {
+	if x != nil {
+		return x.Survival
+	}
+	return nil
+}
+
+func (x *StatsCurve) GetLower() []float64 {
+	if x != nil {
+		return x.Lower
+	}
+	return nil
+}
+
+func (x *StatsCurve) GetUpper() []float64 {
+	if x != nil {
+		return x.Upper
+	}
+	return nil
+}
+
+func (x *StatsCurve) GetAtRisk() float64 {
+	if x != nil {
+		return x.AtRisk
+	}
+	return 0
+}
+
+func (x *StatsCurve) GetMedian() *StatsEstimate {
+	if x != nil {
+		return x.Median
+	}
+	return nil
+}
+
+// StatsResponse is the result of a statistics analysis.
+type StatsResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Method string                 `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	Table  string                 `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	Strata string                 `protobuf:"bytes,3,opt,name=strata,proto3" json:"strata,omitempty"`
+	// epsilon and delta are what the whole analysis cost.
+	Epsilon float64 `protobuf:"fixed64,4,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	Delta   float64 `protobuf:"fixed64,5,opt,name=delta,proto3" json:"delta,omitempty"`
+	// reference_date is every round's reference date.
+	ReferenceDate string `protobuf:"bytes,6,opt,name=reference_date,json=referenceDate,proto3" json:"reference_date,omitempty"`
+	// queries are the ids of the rounds' queries, in order.
+	Queries   []string         `protobuf:"bytes,7,rep,name=queries,proto3" json:"queries,omitempty"`
+	Estimates []*StatsEstimate `protobuf:"bytes,8,rep,name=estimates,proto3" json:"estimates,omitempty"`
+	// curves are the Kaplan-Meier curves (km), one per stratum.
+	Curves []*StatsCurve `protobuf:"bytes,9,rep,name=curves,proto3" json:"curves,omitempty"`
+	// n is the released number of rows (linreg).
+	N         *float64 `protobuf:"fixed64,10,opt,name=n,proto3,oneof" json:"n,omitempty"`
+	ElapsedMs float64  `protobuf:"fixed64,11,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
+	// last_sql is the SQL of the last round.
+	LastSql string `protobuf:"bytes,12,opt,name=last_sql,json=lastSql,proto3" json:"last_sql,omitempty"`
+	// note says what the intervals include.
+	Note          string `protobuf:"bytes,13,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsResponse) Reset() {
+	*x = StatsResponse{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsResponse) ProtoMessage() {}
+
+func (x *StatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
+func (*StatsResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *StatsResponse) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *StatsResponse) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *StatsResponse) GetStrata() string {
+	if x != nil {
+		return x.Strata
+	}
+	return ""
+}
+
+func (x *StatsResponse) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetReferenceDate() string {
+	if x != nil {
+		return x.ReferenceDate
+	}
+	return ""
+}
+
+func (x *StatsResponse) GetQueries() []string {
+	if x != nil {
+		return x.Queries
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetEstimates() []*StatsEstimate {
+	if x != nil {
+		return x.Estimates
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetCurves() []*StatsCurve {
+	if x != nil {
+		return x.Curves
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetN() float64 {
+	if x != nil && x.N != nil {
+		return *x.N
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetElapsedMs() float64 {
+	if x != nil {
+		return x.ElapsedMs
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetLastSql() string {
+	if x != nil {
+		return x.LastSql
+	}
+	return ""
+}
+
+func (x *StatsResponse) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// ErrorResponse is the body of every HTTP/JSON error: the message for
+// people and the gRPC code name (e.g. "InvalidArgument").
+type ErrorResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         string                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Code          string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErrorResponse) Reset() {
+	*x = ErrorResponse{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErrorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErrorResponse) ProtoMessage() {}
+
+func (x *ErrorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErrorResponse.ProtoReflect.Descriptor instead.
+func (*ErrorResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ErrorResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ErrorResponse) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+type SignInRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token is a bearer token of the coordinator's token file.
+	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignInRequest) Reset() {
+	*x = SignInRequest{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignInRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignInRequest) ProtoMessage() {}
+
+func (x *SignInRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignInRequest.ProtoReflect.Descriptor instead.
+func (*SignInRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *SignInRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type WhoAmIRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WhoAmIRequest) Reset() {
+	*x = WhoAmIRequest{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WhoAmIRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WhoAmIRequest) ProtoMessage() {}
+
+func (x *WhoAmIRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WhoAmIRequest.ProtoReflect.Descriptor instead.
+func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{40}
+}
+
+// SessionInfo names the signed-in caller and their role.
+type SessionInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionInfo) Reset() {
+	*x = SessionInfo{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionInfo) ProtoMessage() {}
+
+func (x *SessionInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
+func (*SessionInfo) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *SessionInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+type SignOutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignOutRequest) Reset() {
+	*x = SignOutRequest{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignOutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignOutRequest) ProtoMessage() {}
+
+func (x *SignOutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignOutRequest.ProtoReflect.Descriptor instead.
+func (*SignOutRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{42}
+}
+
+type SignOutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignOutResponse) Reset() {
+	*x = SignOutResponse{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignOutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignOutResponse) ProtoMessage() {}
+
+func (x *SignOutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignOutResponse.ProtoReflect.Descriptor instead.
+func (*SignOutResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{43}
+}
+
+type AuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// limit is how many of the last entries to return (default 500, at most
+	// 5000).
+	Limit         int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditRequest) Reset() {
+	*x = AuditRequest{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditRequest) ProtoMessage() {}
+
+func (x *AuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditRequest.ProtoReflect.Descriptor instead.
+func (*AuditRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *AuditRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type AuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path is the audit log's file on the coordinator.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// entries are the log's entries, each in the log's own canonical form
+	// (with seq, prev and hash), so that a reader can check the hash chain.
+	Entries       []*structpb.Struct `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditResponse) Reset() {
+	*x = AuditResponse{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditResponse) ProtoMessage() {}
+
+func (x *AuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditResponse.ProtoReflect.Descriptor instead.
+func (*AuditResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *AuditResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *AuditResponse) GetEntries() []*structpb.Struct {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type ForecastRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the series.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// method is the forecast method; empty: the ensemble.
+	Method        string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForecastRequest) Reset() {
+	*x = ForecastRequest{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForecastRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForecastRequest) ProtoMessage() {}
+
+func (x *ForecastRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForecastRequest.ProtoReflect.Descriptor instead.
+func (*ForecastRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ForecastRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ForecastRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+// SeriesForecast is a weekly series' forecast, one row per label, horizon
+// and quantile.
+type SeriesForecast struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Series string                 `protobuf:"bytes,1,opt,name=series,proto3" json:"series,omitempty"`
+	Method string                 `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	Rows   []*ForecastRow         `protobuf:"bytes,3,rep,name=rows,proto3" json:"rows,omitempty"`
+	// notes says, per label, why it was not forecast or got the baseline.
+	Notes         map[string]string `protobuf:"bytes,4,rep,name=notes,proto3" json:"notes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeriesForecast) Reset() {
+	*x = SeriesForecast{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeriesForecast) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeriesForecast) ProtoMessage() {}
+
+func (x *SeriesForecast) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeriesForecast.ProtoReflect.Descriptor instead.
+func (*SeriesForecast) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *SeriesForecast) GetSeries() string {
+	if x != nil {
+		return x.Series
+	}
+	return ""
+}
+
+func (x *SeriesForecast) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *SeriesForecast) GetRows() []*ForecastRow {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
+func (x *SeriesForecast) GetNotes() map[string]string {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
+// ForecastRow is one quantile of one label's forecast at one horizon.
+type ForecastRow struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReferenceDate string                 `protobuf:"bytes,1,opt,name=reference_date,json=referenceDate,proto3" json:"reference_date,omitempty"`
+	Horizon       int32                  `protobuf:"varint,2,opt,name=horizon,proto3" json:"horizon,omitempty"`
+	TargetEndDate string                 `protobuf:"bytes,3,opt,name=target_end_date,json=targetEndDate,proto3" json:"target_end_date,omitempty"`
+	Location      string                 `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`
+	// output_type is "quantile"; output_type_id is the quantile's level.
+	OutputType    string  `protobuf:"bytes,5,opt,name=output_type,json=outputType,proto3" json:"output_type,omitempty"`
+	OutputTypeId  float64 `protobuf:"fixed64,6,opt,name=output_type_id,json=outputTypeId,proto3" json:"output_type_id,omitempty"`
+	Value         float64 `protobuf:"fixed64,7,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForecastRow) Reset() {
+	*x = ForecastRow{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForecastRow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForecastRow) ProtoMessage() {}
+
+func (x *ForecastRow) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForecastRow.ProtoReflect.Descriptor instead.
+func (*ForecastRow) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ForecastRow) GetReferenceDate() string {
+	if x != nil {
+		return x.ReferenceDate
+	}
+	return ""
+}
+
+func (x *ForecastRow) GetHorizon() int32 {
+	if x != nil {
+		return x.Horizon
+	}
+	return 0
+}
+
+func (x *ForecastRow) GetTargetEndDate() string {
+	if x != nil {
+		return x.TargetEndDate
+	}
+	return ""
+}
+
+func (x *ForecastRow) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *ForecastRow) GetOutputType() string {
+	if x != nil {
+		return x.OutputType
+	}
+	return ""
+}
+
+func (x *ForecastRow) GetOutputTypeId() float64 {
+	if x != nil {
+		return x.OutputTypeId
+	}
+	return 0
+}
+
+func (x *ForecastRow) GetValue() float64 {
+	if x != nil {
+		return x.Value
+	}
+	return 0
+}
+
 var File_fedstat_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"(fedstat/coordinator/v1/coordinator.proto\x12\x16fedstat.coordinator.v1\x1a\x1cfedstat/types/v1/types.proto\"\xee\x02\n" +
+	"(fedstat/coordinator/v1/coordinator.proto\x12\x16fedstat.coordinator.v1\x1a\x1cfedstat/types/v1/types.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xee\x02\n" +
 	"\vExplanation\x12/\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12\x12\n" +
 	"\x04plan\x18\x02 \x01(\tR\x04plan\x12\x12\n" +
@@ -2425,11 +3784,12 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x05error\x18\x06 \x01(\tR\x05error\"d\n" +
 	"\x0eBudgetResponse\x12\x18\n" +
 	"\aanalyst\x18\x01 \x01(\tR\aanalyst\x128\n" +
-	"\x05nodes\x18\x02 \x03(\v2\".fedstat.coordinator.v1.NodeBudgetR\x05nodes\"a\n" +
+	"\x05nodes\x18\x02 \x03(\v2\".fedstat.coordinator.v1.NodeBudgetR\x05nodes\"w\n" +
 	"\rSubmitRequest\x12/\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12\x1f\n" +
 	"\vdeadline_ms\x18\x02 \x01(\x03R\n" +
-	"deadlineMs\"'\n" +
+	"deadlineMs\x12\x14\n" +
+	"\x05fresh\x18\x03 \x01(\bR\x05fresh\"'\n" +
 	"\n" +
 	"GetRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\"\x97\x01\n" +
@@ -2443,7 +3803,7 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x05Phase\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"elapsed_ms\x18\x02 \x01(\x01R\telapsedMs\"\xe3\x03\n" +
+	"elapsed_ms\x18\x02 \x01(\x01R\telapsedMs\"\x84\x04\n" +
 	"\vQueryStatus\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x123\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1d.fedstat.coordinator.v1.StateR\x05state\x12\x14\n" +
@@ -2457,7 +3817,9 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x11submitted_unix_ms\x18\n" +
 	" \x01(\x03R\x0fsubmittedUnixMs\x12(\n" +
 	"\x10finished_unix_ms\x18\v \x01(\x03R\x0efinishedUnixMs\x12\x14\n" +
-	"\x05epoch\x18\f \x01(\x04R\x05epoch\"#\n" +
+	"\x05epoch\x18\f \x01(\x04R\x05epoch\x12\x1f\n" +
+	"\vreused_from\x18\r \x01(\tR\n" +
+	"reusedFrom\"#\n" +
 	"\vListRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"M\n" +
 	"\fListResponse\x12=\n" +
@@ -2490,7 +3852,122 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aproblem\x18\x02 \x01(\tR\aproblem\x12\x1a\n" +
 	"\bexcluded\x18\x03 \x01(\bR\bexcluded\x12\"\n" +
-	"\rsince_unix_ms\x18\x04 \x01(\x03R\vsinceUnixMs*\x94\x01\n" +
+	"\rsince_unix_ms\x18\x04 \x01(\x03R\vsinceUnixMs\"\x10\n" +
+	"\x0eStudiesRequest\"O\n" +
+	"\x0fStudiesResponse\x12<\n" +
+	"\astudies\x18\x01 \x03(\v2\".fedstat.coordinator.v1.StudyTableR\astudies\"q\n" +
+	"\n" +
+	"StudyTable\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03doc\x18\x02 \x01(\tR\x03doc\x12=\n" +
+	"\acolumns\x18\x03 \x03(\v2#.fedstat.coordinator.v1.StudyColumnR\acolumns\"\xb5\x01\n" +
+	"\vStudyColumn\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x15\n" +
+	"\x03min\x18\x03 \x01(\x01H\x00R\x03min\x88\x01\x01\x12\x15\n" +
+	"\x03max\x18\x04 \x01(\x01H\x01R\x03max\x88\x01\x01\x12\x16\n" +
+	"\x06values\x18\x05 \x03(\tR\x06values\x12\x16\n" +
+	"\x06levels\x18\x06 \x03(\tR\x06levels\x12\x10\n" +
+	"\x03doc\x18\a \x01(\tR\x03docB\x06\n" +
+	"\x04_minB\x06\n" +
+	"\x04_max\"\xa6\x03\n" +
+	"\fStatsRequest\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x14\n" +
+	"\x05table\x18\x02 \x01(\tR\x05table\x12\x14\n" +
+	"\x05where\x18\x03 \x01(\tR\x05where\x12\x18\n" +
+	"\aepsilon\x18\x04 \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\x05 \x01(\x01R\x05delta\x12%\n" +
+	"\x0ereference_date\x18\x06 \x01(\tR\rreferenceDate\x12\x1f\n" +
+	"\vdeadline_ms\x18\a \x01(\x03R\n" +
+	"deadlineMs\x12\x12\n" +
+	"\x04time\x18\b \x01(\tR\x04time\x12\x16\n" +
+	"\x06status\x18\t \x01(\tR\x06status\x12\x14\n" +
+	"\x05event\x18\n" +
+	" \x01(\tR\x05event\x12\x14\n" +
+	"\x05width\x18\v \x01(\x01R\x05width\x12\x16\n" +
+	"\x06strata\x18\f \x01(\tR\x06strata\x12\x18\n" +
+	"\aoutcome\x18\r \x01(\tR\aoutcome\x12\x1e\n" +
+	"\n" +
+	"covariates\x18\x0e \x03(\tR\n" +
+	"covariates\x12\x18\n" +
+	"\afactors\x18\x0f \x03(\tR\afactors\x12\x16\n" +
+	"\x06rounds\x18\x10 \x01(\x05R\x06rounds\"\xe2\x01\n" +
+	"\rStatsEstimate\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\x05value\x18\x02 \x01(\x01H\x00R\x05value\x88\x01\x01\x12\x13\n" +
+	"\x02se\x18\x03 \x01(\x01H\x01R\x02se\x88\x01\x01\x12\x1a\n" +
+	"\x06ci_low\x18\x04 \x01(\x01H\x02R\x05ciLow\x88\x01\x01\x12\x1c\n" +
+	"\aci_high\x18\x05 \x01(\x01H\x03R\x06ciHigh\x88\x01\x01\x12\x1e\n" +
+	"\bnoise_se\x18\x06 \x01(\x01H\x04R\anoiseSe\x88\x01\x01B\b\n" +
+	"\x06_valueB\x05\n" +
+	"\x03_seB\t\n" +
+	"\a_ci_lowB\n" +
+	"\n" +
+	"\b_ci_highB\v\n" +
+	"\t_noise_se\"\xdc\x01\n" +
+	"\n" +
+	"StatsCurve\x12\x18\n" +
+	"\astratum\x18\x01 \x01(\tR\astratum\x12\x14\n" +
+	"\x05times\x18\x02 \x03(\x01R\x05times\x12\x1a\n" +
+	"\bsurvival\x18\x03 \x03(\x01R\bsurvival\x12\x14\n" +
+	"\x05lower\x18\x04 \x03(\x01R\x05lower\x12\x14\n" +
+	"\x05upper\x18\x05 \x03(\x01R\x05upper\x12\x17\n" +
+	"\aat_risk\x18\x06 \x01(\x01R\x06atRisk\x12=\n" +
+	"\x06median\x18\a \x01(\v2%.fedstat.coordinator.v1.StatsEstimateR\x06median\"\xae\x03\n" +
+	"\rStatsResponse\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x14\n" +
+	"\x05table\x18\x02 \x01(\tR\x05table\x12\x16\n" +
+	"\x06strata\x18\x03 \x01(\tR\x06strata\x12\x18\n" +
+	"\aepsilon\x18\x04 \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\x05 \x01(\x01R\x05delta\x12%\n" +
+	"\x0ereference_date\x18\x06 \x01(\tR\rreferenceDate\x12\x18\n" +
+	"\aqueries\x18\a \x03(\tR\aqueries\x12C\n" +
+	"\testimates\x18\b \x03(\v2%.fedstat.coordinator.v1.StatsEstimateR\testimates\x12:\n" +
+	"\x06curves\x18\t \x03(\v2\".fedstat.coordinator.v1.StatsCurveR\x06curves\x12\x11\n" +
+	"\x01n\x18\n" +
+	" \x01(\x01H\x00R\x01n\x88\x01\x01\x12\x1d\n" +
+	"\n" +
+	"elapsed_ms\x18\v \x01(\x01R\telapsedMs\x12\x19\n" +
+	"\blast_sql\x18\f \x01(\tR\alastSql\x12\x12\n" +
+	"\x04note\x18\r \x01(\tR\x04noteB\x04\n" +
+	"\x02_n\"9\n" +
+	"\rErrorResponse\x12\x14\n" +
+	"\x05error\x18\x01 \x01(\tR\x05error\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
+	"\rSignInRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\x0f\n" +
+	"\rWhoAmIRequest\"5\n" +
+	"\vSessionInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\"\x10\n" +
+	"\x0eSignOutRequest\"\x11\n" +
+	"\x0fSignOutResponse\"$\n" +
+	"\fAuditRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\"V\n" +
+	"\rAuditResponse\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x121\n" +
+	"\aentries\x18\x02 \x03(\v2\x17.google.protobuf.StructR\aentries\"=\n" +
+	"\x0fForecastRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\"\xfc\x01\n" +
+	"\x0eSeriesForecast\x12\x16\n" +
+	"\x06series\x18\x01 \x01(\tR\x06series\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x127\n" +
+	"\x04rows\x18\x03 \x03(\v2#.fedstat.coordinator.v1.ForecastRowR\x04rows\x12G\n" +
+	"\x05notes\x18\x04 \x03(\v21.fedstat.coordinator.v1.SeriesForecast.NotesEntryR\x05notes\x1a8\n" +
+	"\n" +
+	"NotesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xef\x01\n" +
+	"\vForecastRow\x12%\n" +
+	"\x0ereference_date\x18\x01 \x01(\tR\rreferenceDate\x12\x18\n" +
+	"\ahorizon\x18\x02 \x01(\x05R\ahorizon\x12&\n" +
+	"\x0ftarget_end_date\x18\x03 \x01(\tR\rtargetEndDate\x12\x1a\n" +
+	"\blocation\x18\x04 \x01(\tR\blocation\x12\x1f\n" +
+	"\voutput_type\x18\x05 \x01(\tR\n" +
+	"outputType\x12$\n" +
+	"\x0eoutput_type_id\x18\x06 \x01(\x01R\foutputTypeId\x12\x14\n" +
+	"\x05value\x18\a \x01(\x01R\x05value*\x94\x01\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_PLANNED\x10\x01\x12\x14\n" +
@@ -2499,7 +3976,7 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"STATE_DONE\x10\x04\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x05\x12\x13\n" +
-	"\x0fSTATE_CANCELLED\x10\x062\xb5\b\n" +
+	"\x0fSTATE_CANCELLED\x10\x062\xea\t\n" +
 	"\x12CoordinatorService\x12T\n" +
 	"\x06Submit\x12%.fedstat.coordinator.v1.SubmitRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12N\n" +
 	"\x03Get\x12\".fedstat.coordinator.v1.GetRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12R\n" +
@@ -2513,7 +3990,16 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\tGetSeries\x12(.fedstat.coordinator.v1.GetSeriesRequest\x1a\x1e.fedstat.coordinator.v1.Series\x12c\n" +
 	"\n" +
 	"ListSeries\x12).fedstat.coordinator.v1.ListSeriesRequest\x1a*.fedstat.coordinator.v1.ListSeriesResponse\x12U\n" +
-	"\aExplain\x12%.fedstat.coordinator.v1.SubmitRequest\x1a#.fedstat.coordinator.v1.ExplanationBGZEgithub.com/fedstat/fedstat/proto/fedstat/coordinator/v1;coordinatorv1b\x06proto3"
+	"\aExplain\x12%.fedstat.coordinator.v1.SubmitRequest\x1a#.fedstat.coordinator.v1.Explanation\x12Z\n" +
+	"\aStudies\x12&.fedstat.coordinator.v1.StudiesRequest\x1a'.fedstat.coordinator.v1.StudiesResponse\x12W\n" +
+	"\bRunStats\x12$.fedstat.coordinator.v1.StatsRequest\x1a%.fedstat.coordinator.v1.StatsResponse2\xc7\x03\n" +
+	"\n" +
+	"WebService\x12T\n" +
+	"\x06SignIn\x12%.fedstat.coordinator.v1.SignInRequest\x1a#.fedstat.coordinator.v1.SessionInfo\x12T\n" +
+	"\x06WhoAmI\x12%.fedstat.coordinator.v1.WhoAmIRequest\x1a#.fedstat.coordinator.v1.SessionInfo\x12Z\n" +
+	"\aSignOut\x12&.fedstat.coordinator.v1.SignOutRequest\x1a'.fedstat.coordinator.v1.SignOutResponse\x12T\n" +
+	"\x05Audit\x12$.fedstat.coordinator.v1.AuditRequest\x1a%.fedstat.coordinator.v1.AuditResponse\x12[\n" +
+	"\bForecast\x12'.fedstat.coordinator.v1.ForecastRequest\x1a&.fedstat.coordinator.v1.SeriesForecastBGZEgithub.com/fedstat/fedstat/proto/fedstat/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_fedstat_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -2528,7 +4014,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(State)(0),                  // 0: fedstat.coordinator.v1.State
 	(*Explanation)(nil),         // 1: fedstat.coordinator.v1.Explanation
@@ -2561,69 +4047,112 @@ var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*NodesResponse)(nil),       // 28: fedstat.coordinator.v1.NodesResponse
 	(*KeyCeremonyStatus)(nil),   // 29: fedstat.coordinator.v1.KeyCeremonyStatus
 	(*MemberProblem)(nil),       // 30: fedstat.coordinator.v1.MemberProblem
-	nil,                         // 31: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	nil,                         // 32: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
-	(*v1.QuerySpec)(nil),        // 33: fedstat.types.v1.QuerySpec
-	(*v1.SeriesSpec)(nil),       // 34: fedstat.types.v1.SeriesSpec
-	(*v1.Result)(nil),           // 35: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),      // 36: fedstat.types.v1.DataSummary
+	(*StudiesRequest)(nil),      // 31: fedstat.coordinator.v1.StudiesRequest
+	(*StudiesResponse)(nil),     // 32: fedstat.coordinator.v1.StudiesResponse
+	(*StudyTable)(nil),          // 33: fedstat.coordinator.v1.StudyTable
+	(*StudyColumn)(nil),         // 34: fedstat.coordinator.v1.StudyColumn
+	(*StatsRequest)(nil),        // 35: fedstat.coordinator.v1.StatsRequest
+	(*StatsEstimate)(nil),       // 36: fedstat.coordinator.v1.StatsEstimate
+	(*StatsCurve)(nil),          // 37: fedstat.coordinator.v1.StatsCurve
+	(*StatsResponse)(nil),       // 38: fedstat.coordinator.v1.StatsResponse
+	(*ErrorResponse)(nil),       // 39: fedstat.coordinator.v1.ErrorResponse
+	(*SignInRequest)(nil),       // 40: fedstat.coordinator.v1.SignInRequest
+	(*WhoAmIRequest)(nil),       // 41: fedstat.coordinator.v1.WhoAmIRequest
+	(*SessionInfo)(nil),         // 42: fedstat.coordinator.v1.SessionInfo
+	(*SignOutRequest)(nil),      // 43: fedstat.coordinator.v1.SignOutRequest
+	(*SignOutResponse)(nil),     // 44: fedstat.coordinator.v1.SignOutResponse
+	(*AuditRequest)(nil),        // 45: fedstat.coordinator.v1.AuditRequest
+	(*AuditResponse)(nil),       // 46: fedstat.coordinator.v1.AuditResponse
+	(*ForecastRequest)(nil),     // 47: fedstat.coordinator.v1.ForecastRequest
+	(*SeriesForecast)(nil),      // 48: fedstat.coordinator.v1.SeriesForecast
+	(*ForecastRow)(nil),         // 49: fedstat.coordinator.v1.ForecastRow
+	nil,                         // 50: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	nil,                         // 51: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	nil,                         // 52: fedstat.coordinator.v1.SeriesForecast.NotesEntry
+	(*v1.QuerySpec)(nil),        // 53: fedstat.types.v1.QuerySpec
+	(*v1.SeriesSpec)(nil),       // 54: fedstat.types.v1.SeriesSpec
+	(*v1.Result)(nil),           // 55: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),      // 56: fedstat.types.v1.DataSummary
+	(*structpb.Struct)(nil),     // 57: google.protobuf.Struct
 }
 var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
-	33, // 0: fedstat.coordinator.v1.Explanation.spec:type_name -> fedstat.types.v1.QuerySpec
+	53, // 0: fedstat.coordinator.v1.Explanation.spec:type_name -> fedstat.types.v1.QuerySpec
 	2,  // 1: fedstat.coordinator.v1.Explanation.nodes:type_name -> fedstat.coordinator.v1.NodeCost
 	3,  // 2: fedstat.coordinator.v1.Explanation.noise:type_name -> fedstat.coordinator.v1.ExpectedNoise
-	34, // 3: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
+	54, // 3: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
 	5,  // 4: fedstat.coordinator.v1.CreateSeriesRequest.alerts:type_name -> fedstat.coordinator.v1.AlertRule
 	9,  // 5: fedstat.coordinator.v1.ListSeriesResponse.series:type_name -> fedstat.coordinator.v1.Series
-	34, // 6: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
+	54, // 6: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
 	10, // 7: fedstat.coordinator.v1.Series.periods:type_name -> fedstat.coordinator.v1.SeriesPeriod
 	12, // 8: fedstat.coordinator.v1.Series.alerts:type_name -> fedstat.coordinator.v1.SeriesAlert
 	5,  // 9: fedstat.coordinator.v1.Series.rules:type_name -> fedstat.coordinator.v1.AlertRule
 	11, // 10: fedstat.coordinator.v1.SeriesPeriod.values:type_name -> fedstat.coordinator.v1.SeriesValue
-	31, // 11: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	50, // 11: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
 	15, // 12: fedstat.coordinator.v1.CatalogueResponse.value_sets:type_name -> fedstat.coordinator.v1.ValueSetInfo
-	32, // 13: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	51, // 13: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
 	17, // 14: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
-	33, // 15: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	53, // 15: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	0,  // 16: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
-	33, // 17: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
+	53, // 17: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
 	21, // 18: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
 	22, // 19: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
-	35, // 20: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
+	55, // 20: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
 	23, // 21: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
-	36, // 22: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
+	56, // 22: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
 	27, // 23: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
 	29, // 24: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
 	30, // 25: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
-	19, // 26: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	20, // 27: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 28: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 29: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	24, // 30: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	26, // 31: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	16, // 32: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
-	13, // 33: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
-	4,  // 34: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
-	6,  // 35: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
-	7,  // 36: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
-	19, // 37: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
-	23, // 38: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 39: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 40: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 41: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	25, // 42: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	28, // 43: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	18, // 44: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
-	14, // 45: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
-	9,  // 46: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
-	9,  // 47: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
-	8,  // 48: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
-	1,  // 49: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
-	38, // [38:50] is the sub-list for method output_type
-	26, // [26:38] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	33, // 26: fedstat.coordinator.v1.StudiesResponse.studies:type_name -> fedstat.coordinator.v1.StudyTable
+	34, // 27: fedstat.coordinator.v1.StudyTable.columns:type_name -> fedstat.coordinator.v1.StudyColumn
+	36, // 28: fedstat.coordinator.v1.StatsCurve.median:type_name -> fedstat.coordinator.v1.StatsEstimate
+	36, // 29: fedstat.coordinator.v1.StatsResponse.estimates:type_name -> fedstat.coordinator.v1.StatsEstimate
+	37, // 30: fedstat.coordinator.v1.StatsResponse.curves:type_name -> fedstat.coordinator.v1.StatsCurve
+	57, // 31: fedstat.coordinator.v1.AuditResponse.entries:type_name -> google.protobuf.Struct
+	49, // 32: fedstat.coordinator.v1.SeriesForecast.rows:type_name -> fedstat.coordinator.v1.ForecastRow
+	52, // 33: fedstat.coordinator.v1.SeriesForecast.notes:type_name -> fedstat.coordinator.v1.SeriesForecast.NotesEntry
+	19, // 34: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	20, // 35: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 36: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 37: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	24, // 38: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	26, // 39: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	16, // 40: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	13, // 41: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
+	4,  // 42: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
+	6,  // 43: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
+	7,  // 44: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
+	19, // 45: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
+	31, // 46: fedstat.coordinator.v1.CoordinatorService.Studies:input_type -> fedstat.coordinator.v1.StudiesRequest
+	35, // 47: fedstat.coordinator.v1.CoordinatorService.RunStats:input_type -> fedstat.coordinator.v1.StatsRequest
+	40, // 48: fedstat.coordinator.v1.WebService.SignIn:input_type -> fedstat.coordinator.v1.SignInRequest
+	41, // 49: fedstat.coordinator.v1.WebService.WhoAmI:input_type -> fedstat.coordinator.v1.WhoAmIRequest
+	43, // 50: fedstat.coordinator.v1.WebService.SignOut:input_type -> fedstat.coordinator.v1.SignOutRequest
+	45, // 51: fedstat.coordinator.v1.WebService.Audit:input_type -> fedstat.coordinator.v1.AuditRequest
+	47, // 52: fedstat.coordinator.v1.WebService.Forecast:input_type -> fedstat.coordinator.v1.ForecastRequest
+	23, // 53: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 54: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 55: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 56: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	25, // 57: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	28, // 58: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	18, // 59: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	14, // 60: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
+	9,  // 61: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
+	9,  // 62: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
+	8,  // 63: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
+	1,  // 64: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
+	32, // 65: fedstat.coordinator.v1.CoordinatorService.Studies:output_type -> fedstat.coordinator.v1.StudiesResponse
+	38, // 66: fedstat.coordinator.v1.CoordinatorService.RunStats:output_type -> fedstat.coordinator.v1.StatsResponse
+	42, // 67: fedstat.coordinator.v1.WebService.SignIn:output_type -> fedstat.coordinator.v1.SessionInfo
+	42, // 68: fedstat.coordinator.v1.WebService.WhoAmI:output_type -> fedstat.coordinator.v1.SessionInfo
+	44, // 69: fedstat.coordinator.v1.WebService.SignOut:output_type -> fedstat.coordinator.v1.SignOutResponse
+	46, // 70: fedstat.coordinator.v1.WebService.Audit:output_type -> fedstat.coordinator.v1.AuditResponse
+	48, // 71: fedstat.coordinator.v1.WebService.Forecast:output_type -> fedstat.coordinator.v1.SeriesForecast
+	53, // [53:72] is the sub-list for method output_type
+	34, // [34:53] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }
@@ -2631,15 +4160,18 @@ func file_fedstat_coordinator_v1_coordinator_proto_init() {
 	if File_fedstat_coordinator_v1_coordinator_proto != nil {
 		return
 	}
+	file_fedstat_coordinator_v1_coordinator_proto_msgTypes[33].OneofWrappers = []any{}
+	file_fedstat_coordinator_v1_coordinator_proto_msgTypes[35].OneofWrappers = []any{}
+	file_fedstat_coordinator_v1_coordinator_proto_msgTypes[37].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_coordinator_v1_coordinator_proto_rawDesc), len(file_fedstat_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   32,
+			NumMessages:   52,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_fedstat_coordinator_v1_coordinator_proto_goTypes,
 		DependencyIndexes: file_fedstat_coordinator_v1_coordinator_proto_depIdxs,

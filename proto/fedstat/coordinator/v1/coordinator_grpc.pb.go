@@ -33,6 +33,8 @@ const (
 	CoordinatorService_GetSeries_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/GetSeries"
 	CoordinatorService_ListSeries_FullMethodName   = "/fedstat.coordinator.v1.CoordinatorService/ListSeries"
 	CoordinatorService_Explain_FullMethodName      = "/fedstat.coordinator.v1.CoordinatorService/Explain"
+	CoordinatorService_Studies_FullMethodName      = "/fedstat.coordinator.v1.CoordinatorService/Studies"
+	CoordinatorService_RunStats_FullMethodName     = "/fedstat.coordinator.v1.CoordinatorService/RunStats"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -72,6 +74,15 @@ type CoordinatorServiceClient interface {
 	// cost and how much noise its release would carry, without running it:
 	// no node is asked and nothing is charged.
 	Explain(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*Explanation, error)
+	// Studies lists the catalogue's study tables: the public part of each
+	// schema, which is what a statistics request may name. No data is read.
+	Studies(ctx context.Context, in *StudiesRequest, opts ...grpc.CallOption) (*StudiesResponse, error)
+	// RunStats runs a statistics method (km, cox, logit or linreg) on a study
+	// table. Every round of the method is an ordinary query of the caller
+	// (planned, charged at the nodes, audited and listed like any other); the
+	// coordinator solves on the released totals, as `fedstat stats` does. It
+	// returns when every round has been released.
+	RunStats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -211,6 +222,26 @@ func (c *coordinatorServiceClient) Explain(ctx context.Context, in *SubmitReques
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) Studies(ctx context.Context, in *StudiesRequest, opts ...grpc.CallOption) (*StudiesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StudiesResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_Studies_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorServiceClient) RunStats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatsResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_RunStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -248,6 +279,15 @@ type CoordinatorServiceServer interface {
 	// cost and how much noise its release would carry, without running it:
 	// no node is asked and nothing is charged.
 	Explain(context.Context, *SubmitRequest) (*Explanation, error)
+	// Studies lists the catalogue's study tables: the public part of each
+	// schema, which is what a statistics request may name. No data is read.
+	Studies(context.Context, *StudiesRequest) (*StudiesResponse, error)
+	// RunStats runs a statistics method (km, cox, logit or linreg) on a study
+	// table. Every round of the method is an ordinary query of the caller
+	// (planned, charged at the nodes, audited and listed like any other); the
+	// coordinator solves on the released totals, as `fedstat stats` does. It
+	// returns when every round has been released.
+	RunStats(context.Context, *StatsRequest) (*StatsResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -293,6 +333,12 @@ func (UnimplementedCoordinatorServiceServer) ListSeries(context.Context, *ListSe
 }
 func (UnimplementedCoordinatorServiceServer) Explain(context.Context, *SubmitRequest) (*Explanation, error) {
 	return nil, status.Error(codes.Unimplemented, "method Explain not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) Studies(context.Context, *StudiesRequest) (*StudiesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Studies not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) RunStats(context.Context, *StatsRequest) (*StatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RunStats not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -524,6 +570,42 @@ func _CoordinatorService_Explain_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_Studies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StudiesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).Studies(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_Studies_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).Studies(ctx, req.(*StudiesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CoordinatorService_RunStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).RunStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_RunStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).RunStats(ctx, req.(*StatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -575,6 +657,14 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Explain",
 			Handler:    _CoordinatorService_Explain_Handler,
 		},
+		{
+			MethodName: "Studies",
+			Handler:    _CoordinatorService_Studies_Handler,
+		},
+		{
+			MethodName: "RunStats",
+			Handler:    _CoordinatorService_RunStats_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -583,5 +673,285 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 		},
 	},
+	Metadata: "fedstat/coordinator/v1/coordinator.proto",
+}
+
+const (
+	WebService_SignIn_FullMethodName   = "/fedstat.coordinator.v1.WebService/SignIn"
+	WebService_WhoAmI_FullMethodName   = "/fedstat.coordinator.v1.WebService/WhoAmI"
+	WebService_SignOut_FullMethodName  = "/fedstat.coordinator.v1.WebService/SignOut"
+	WebService_Audit_FullMethodName    = "/fedstat.coordinator.v1.WebService/Audit"
+	WebService_Forecast_FullMethodName = "/fedstat.coordinator.v1.WebService/Forecast"
+)
+
+// WebServiceClient is the client API for WebService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// WebService is served over HTTP/JSON only; the gRPC server does not
+// register it. It holds the dashboard's session, the coordinator's audit log
+// in its canonical form, and the forecasts of weekly series.
+type WebServiceClient interface {
+	// SignIn exchanges a bearer token for a session cookie. The request must
+	// send the header "X-Fedstat: 1".
+	SignIn(ctx context.Context, in *SignInRequest, opts ...grpc.CallOption) (*SessionInfo, error)
+	// WhoAmI says who is signed in.
+	WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*SessionInfo, error)
+	// SignOut ends the caller's session, if any, and clears the cookie
+	// (204, no body).
+	SignOut(ctx context.Context, in *SignOutRequest, opts ...grpc.CallOption) (*SignOutResponse, error)
+	// Audit returns the last entries of the coordinator's audit log, newest
+	// last. Operators only.
+	Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error)
+	// Forecast forecasts every label of a weekly series (quantiles for the
+	// next weeks, in the hub format).
+	Forecast(ctx context.Context, in *ForecastRequest, opts ...grpc.CallOption) (*SeriesForecast, error)
+}
+
+type webServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewWebServiceClient(cc grpc.ClientConnInterface) WebServiceClient {
+	return &webServiceClient{cc}
+}
+
+func (c *webServiceClient) SignIn(ctx context.Context, in *SignInRequest, opts ...grpc.CallOption) (*SessionInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SessionInfo)
+	err := c.cc.Invoke(ctx, WebService_SignIn_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *webServiceClient) WhoAmI(ctx context.Context, in *WhoAmIRequest, opts ...grpc.CallOption) (*SessionInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SessionInfo)
+	err := c.cc.Invoke(ctx, WebService_WhoAmI_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *webServiceClient) SignOut(ctx context.Context, in *SignOutRequest, opts ...grpc.CallOption) (*SignOutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignOutResponse)
+	err := c.cc.Invoke(ctx, WebService_SignOut_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *webServiceClient) Audit(ctx context.Context, in *AuditRequest, opts ...grpc.CallOption) (*AuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditResponse)
+	err := c.cc.Invoke(ctx, WebService_Audit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *webServiceClient) Forecast(ctx context.Context, in *ForecastRequest, opts ...grpc.CallOption) (*SeriesForecast, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SeriesForecast)
+	err := c.cc.Invoke(ctx, WebService_Forecast_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// WebServiceServer is the server API for WebService service.
+// All implementations must embed UnimplementedWebServiceServer
+// for forward compatibility.
+//
+// WebService is served over HTTP/JSON only; the gRPC server does not
+// register it. It holds the dashboard's session, the coordinator's audit log
+// in its canonical form, and the forecasts of weekly series.
+type WebServiceServer interface {
+	// SignIn exchanges a bearer token for a session cookie. The request must
+	// send the header "X-Fedstat: 1".
+	SignIn(context.Context, *SignInRequest) (*SessionInfo, error)
+	// WhoAmI says who is signed in.
+	WhoAmI(context.Context, *WhoAmIRequest) (*SessionInfo, error)
+	// SignOut ends the caller's session, if any, and clears the cookie
+	// (204, no body).
+	SignOut(context.Context, *SignOutRequest) (*SignOutResponse, error)
+	// Audit returns the last entries of the coordinator's audit log, newest
+	// last. Operators only.
+	Audit(context.Context, *AuditRequest) (*AuditResponse, error)
+	// Forecast forecasts every label of a weekly series (quantiles for the
+	// next weeks, in the hub format).
+	Forecast(context.Context, *ForecastRequest) (*SeriesForecast, error)
+	mustEmbedUnimplementedWebServiceServer()
+}
+
+// UnimplementedWebServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedWebServiceServer struct{}
+
+func (UnimplementedWebServiceServer) SignIn(context.Context, *SignInRequest) (*SessionInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignIn not implemented")
+}
+func (UnimplementedWebServiceServer) WhoAmI(context.Context, *WhoAmIRequest) (*SessionInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method WhoAmI not implemented")
+}
+func (UnimplementedWebServiceServer) SignOut(context.Context, *SignOutRequest) (*SignOutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignOut not implemented")
+}
+func (UnimplementedWebServiceServer) Audit(context.Context, *AuditRequest) (*AuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Audit not implemented")
+}
+func (UnimplementedWebServiceServer) Forecast(context.Context, *ForecastRequest) (*SeriesForecast, error) {
+	return nil, status.Error(codes.Unimplemented, "method Forecast not implemented")
+}
+func (UnimplementedWebServiceServer) mustEmbedUnimplementedWebServiceServer() {}
+func (UnimplementedWebServiceServer) testEmbeddedByValue()                    {}
+
+// UnsafeWebServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to WebServiceServer will
+// result in compilation errors.
+type UnsafeWebServiceServer interface {
+	mustEmbedUnimplementedWebServiceServer()
+}
+
+func RegisterWebServiceServer(s grpc.ServiceRegistrar, srv WebServiceServer) {
+	// If the following call panics, it indicates UnimplementedWebServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&WebService_ServiceDesc, srv)
+}
+
+func _WebService_SignIn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignInRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebServiceServer).SignIn(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebService_SignIn_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebServiceServer).SignIn(ctx, req.(*SignInRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WebService_WhoAmI_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WhoAmIRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebServiceServer).WhoAmI(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebService_WhoAmI_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebServiceServer).WhoAmI(ctx, req.(*WhoAmIRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WebService_SignOut_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignOutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebServiceServer).SignOut(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebService_SignOut_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebServiceServer).SignOut(ctx, req.(*SignOutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WebService_Audit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebServiceServer).Audit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebService_Audit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebServiceServer).Audit(ctx, req.(*AuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WebService_Forecast_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForecastRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WebServiceServer).Forecast(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WebService_Forecast_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WebServiceServer).Forecast(ctx, req.(*ForecastRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// WebService_ServiceDesc is the grpc.ServiceDesc for WebService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var WebService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "fedstat.coordinator.v1.WebService",
+	HandlerType: (*WebServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "SignIn",
+			Handler:    _WebService_SignIn_Handler,
+		},
+		{
+			MethodName: "WhoAmI",
+			Handler:    _WebService_WhoAmI_Handler,
+		},
+		{
+			MethodName: "SignOut",
+			Handler:    _WebService_SignOut_Handler,
+		},
+		{
+			MethodName: "Audit",
+			Handler:    _WebService_Audit_Handler,
+		},
+		{
+			MethodName: "Forecast",
+			Handler:    _WebService_Forecast_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
 	Metadata: "fedstat/coordinator/v1/coordinator.proto",
 }

@@ -1,0 +1,139 @@
+"""Tests against a running network (test/e2e TestClientsMatchCLI starts one).
+
+They read the coordinator's settings from FEDSTAT_HTTP, FEDSTAT_TOKEN,
+FEDSTAT_CA, FEDSTAT_CERT and FEDSTAT_KEY, and from FEDSTAT_CLIENT_EXPECTED a
+JSON file of queries the CLI ran: {"queries": [{"name", "id", "sql", "cli"}]},
+where "cli" is the output of `fedstat query --format json`. Without it they
+are skipped.
+"""
+
+import json
+import math
+import os
+
+import pytest
+
+import fedstat
+
+EXPECTED = os.environ.get("FEDSTAT_CLIENT_EXPECTED")
+pytestmark = pytest.mark.skipif(not EXPECTED, reason="FEDSTAT_CLIENT_EXPECTED not set (no network to test against)")
+
+
+@pytest.fixture(scope="module")
+def expected():
+    with open(EXPECTED) as f:
+        return json.load(f)["queries"]
+
+
+@pytest.fixture(scope="module", params=["token", "certificate"])
+def fs(request):
+    """A client with the analyst's bearer token, and one with the analyst's
+    client certificate (mutual TLS) and no token."""
+    if request.param == "token":
+        c = fedstat.Client(os.environ["FEDSTAT_HTTP"], token=os.environ["FEDSTAT_TOKEN"], ca=os.environ["FEDSTAT_CA"])
+    else:
+        c = fedstat.Client(os.environ["FEDSTAT_HTTP"], ca=os.environ["FEDSTAT_CA"],
+                           cert=os.environ["FEDSTAT_CERT"], key=os.environ["FEDSTAT_KEY"])
+    yield c
+    c.close()
+
+
+def same(got, want):
+    """Equal floats, or both missing (the CLI writes NaN as null)."""
+    if want is None:
+        return math.isnan(got)
+    return got == want
+
+
+def assert_matches_cli(r: fedstat.Result, cli: dict):
+    cols, nkeys = cli["columns"], cli["key_columns"]
+    f = r.frame
+    assert len(f) == len(cli["rows"])
+    for c in cols[nkeys:]:
+        for suffix in ("", "_ci_low", "_ci_high"):
+            assert f[c + suffix].dtype == "float64", c + suffix
+        assert f[c + "_suppressed"].dtype == bool
+    assert f["suppressed"].dtype == bool
+    for i, row in enumerate(cli["rows"]):
+        for c, k in zip(cols[:nkeys], row["keys"]):
+            assert f[c].iloc[i] == k
+        any_suppressed = False
+        for c, v in zip(cols[nkeys:], row["values"]):
+            s = v.get("suppressed", False)
+            any_suppressed = any_suppressed or s
+            assert bool(f[c + "_suppressed"].iloc[i]) == s, (c, i)
+            if s:
+                assert math.isnan(f[c].iloc[i]) and math.isnan(f[c + "_ci_low"].iloc[i]) and math.isnan(f[c + "_ci_high"].iloc[i])
+                continue
+            assert same(f[c].iloc[i], v["value"]), (c, i, f[c].iloc[i], v["value"])
+            assert same(f[c + "_ci_low"].iloc[i], v.get("ci_low")), (c, i)
+            assert same(f[c + "_ci_high"].iloc[i], v.get("ci_high")), (c, i)
+        assert bool(f["suppressed"].iloc[i]) == any_suppressed
+    # The charged cost and the release's metadata.
+    assert r.epsilon == cli["epsilon"] and r.delta == cli["delta"] and r.rho == cli["rho"]
+    assert r.nodes == cli["nodes"] and r.small_count_threshold == cli["small_count_threshold"]
+    assert r.mechanism == cli.get("mechanism", "")
+
+
+def test_same_numbers_as_the_cli(fs, expected):
+    assert len(expected) >= 3
+    suppressed = 0
+    for q in expected:
+        r = fs.get(q["id"])
+        assert r.state == "DONE" and r.sql == q["sql"]
+        assert_matches_cli(r, q["cli"])
+        suppressed += int(r.frame["suppressed"].sum())
+    assert suppressed > 0, "no suppressed cell among the CLI's queries: the comparison of missing values was not exercised"
+
+
+def test_a_query_of_its_own(fs, capsys):
+    sql = "SELECT sex, COUNT(*) AS patients FROM patients GROUP BY sex"
+    x = fs.explain(sql, epsilon=0.5)
+    before = fs.budget().set_index("node_id")["spent_rho"]
+    # fresh: the R client's test asks the same question (the coordinator
+    # would otherwise answer one of them from the other's release).
+    r = fs.query(sql, epsilon=0.5, progress=True, fresh=True)
+    after = fs.budget().set_index("node_id")["spent_rho"]
+    assert r.state == "DONE" and r.nodes == 3 and r.epsilon == 0.5 and r.reused_from == ""
+    assert set(r.frame["sex"]) >= {"female", "male"}
+    ok = r.frame[~r.frame["suppressed"]]
+    assert len(ok) >= 2
+    assert (ok["patients_ci_low"] <= ok["patients"]).all() and (ok["patients"] <= ok["patients_ci_high"]).all()
+    # Explain's prediction is what every node charged.
+    assert r.rho == pytest.approx(x.rho, rel=1e-12)
+    for node, spent in after.items():
+        assert spent - before[node] == pytest.approx(x.rho, rel=1e-9), node
+    # The progress bar went to stderr.
+    assert r.query_id in capsys.readouterr().err
+    # The release is listed among the caller's queries.
+    assert r.query_id in set(fs.queries()["query_id"])
+    # The same question again is answered from that release, charged nothing.
+    again = fs.query(sql, epsilon=0.5, progress=False)
+    assert again.reused_from == r.query_id and again.frame.attrs["reused_from"] == r.query_id
+    assert again.frame.equals(r.frame)
+    assert (fs.budget().set_index("node_id")["spent_rho"] == after).all()
+
+
+def test_network_views(fs):
+    n = fs.nodes()
+    assert sorted(n["node_id"]) == ["node-1", "node-2", "node-3"] and n["alive"].all()
+    assert n.attrs["threshold"] == 2 and n.attrs["epoch"] >= 1
+    b = fs.budget()
+    assert b.attrs["analyst"] == "analyst" and (b["error"] == "").all() and (b["left_rho"] > 0).all()
+    assert "zz-empty" in fs.catalogue()["regions"]
+    assert list(fs.series().columns)[:3] == ["name", "table", "where"]
+    assert fs.studies().empty
+
+
+def test_errors_carry_the_coordinators_message(fs):
+    with pytest.raises(fedstat.BadRequest, match="did you mean"):
+        fs.query("SELECT COUNT(*) FROM conditions WHERE cod = 'x'", progress=False)
+    with pytest.raises(fedstat.NotFound):
+        fs.get("no-such-query")
+    with pytest.raises(fedstat.NotFound):
+        fs.forecast("no-such-series")
+    with pytest.raises(fedstat.BadRequest, match="not a study table"):
+        fs.stats("km", table="no_such_table", time="t", status="s")
+    with pytest.raises(fedstat.AuthenticationError, match="unknown token"):
+        with fedstat.Client(os.environ["FEDSTAT_HTTP"], token="fst_wrong", ca=os.environ["FEDSTAT_CA"]) as bad:
+            bad.budget()

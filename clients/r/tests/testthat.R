@@ -1,0 +1,4 @@
+library(testthat)
+library(fedstat)
+
+test_check("fedstat")
