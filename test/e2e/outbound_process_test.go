@@ -264,7 +264,8 @@ func exactCohort(data []*cdm.Records) float64 {
 // deviations of its noise of the exact count.
 func outboundRelease(t *testing.T, p *demo.Processes, exact float64) {
 	t.Helper()
-	out, stderr, err := cli(t, p, "query", "--format", "json", demo.CohortQuery)
+	// --fresh: the nodes answer every time (not an earlier release reused).
+	out, stderr, err := cli(t, p, "query", "--format", "json", "--fresh", demo.CohortQuery)
 	if err != nil {
 		t.Fatalf("fedstat query: %v\n%s", err, stderr)
 	}
