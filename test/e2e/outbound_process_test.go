@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -300,6 +301,17 @@ func nodeAlive(t *testing.T, p *demo.Processes, id string) (bool, string) {
 	return false, ""
 }
 
+// nodeReadyz fetches node i's /readyz.
+func nodeReadyz(p *demo.Processes, i int) (int, string) {
+	resp, err := http.Get("http://" + p.NodeOps[i] + "/readyz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // tunnelClosedLines counts the coordinator's log lines that mark node id
 // down because its tunnel closed.
 func tunnelClosedLines(t *testing.T, p *demo.Processes, id string) int {
@@ -334,11 +346,13 @@ func waitTunnelClosed(t *testing.T, p *demo.Processes, id string, before int, si
 // separate processes. The key ceremony runs, a query releases the known
 // synthetic answer within its noise, and a standing series releases its
 // periods; no node process listens on anything but loopback or connects
-// to anything but the coordinator's gRPC port; the node list shows every node's transport as outbound; a
-// node gone silent (SIGSTOP) is marked down by the keepalives within 15 s
-// and reconnects when it resumes; a node killed is marked down within 5 s
-// and comes back, with its keys, after a restart; after the coordinator's restart every node reconnects
-// by itself.
+// to anything but the coordinator's gRPC port; the node list shows every
+// node's transport as outbound. A node gone silent (SIGSTOP) is marked
+// down by the keepalives within 15 s and reconnects when it resumes; a
+// node killed is marked down within 5 s and comes back, with its keys,
+// after a restart; while the coordinator is down a node's /readyz says it
+// has no tunnel, and after the coordinator's restart every node
+// reconnects by itself.
 func TestOutboundOnlyNodes(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc")
@@ -456,6 +470,17 @@ func TestOutboundOnlyNodes(t *testing.T) {
 	// Kill and restart the coordinator: every node reconnects by itself
 	// (backoff of at most 10 s), and the stored key epoch still serves.
 	p.Coordinator.Kill()
+	// Meanwhile a node's /readyz says it has no tunnel.
+	for since := time.Now(); ; {
+		code, body := nodeReadyz(p, 0)
+		if code == http.StatusServiceUnavailable && strings.Contains(body, "no tunnel to the coordinator") {
+			break
+		}
+		if time.Since(since) > 10*time.Second {
+			t.Fatalf("node-1's /readyz with the coordinator down: %d %q", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err := p.StartCoordinator(); err != nil {
 		t.Fatal(err)
 	}
@@ -476,6 +501,9 @@ func TestOutboundOnlyNodes(t *testing.T) {
 		}
 	}
 	t.Logf("all nodes reconnected %v after the coordinator's restart", time.Since(restarted).Round(time.Millisecond))
+	if code, body := nodeReadyz(p, 0); code != http.StatusOK {
+		t.Errorf("node-1's /readyz with its tunnel back: %d %q", code, body)
+	}
 	outboundRelease(t, p, exact)
 }
 
