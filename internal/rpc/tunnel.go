@@ -15,6 +15,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/fullstorydev/grpchan"
@@ -75,19 +76,48 @@ type Tunnel struct {
 	// Opened is when the tunnel was admitted.
 	Opened time.Time
 
-	ch grpctunnel.TunnelChannel
+	mu     sync.Mutex
+	ch     grpctunnel.TunnelChannel // set when the tunnel opens
+	closed bool                     // Close was called (perhaps before ch was set)
 }
 
 // Conn returns the connection that calls the node's services through the
-// tunnel.
-func (t *Tunnel) Conn() grpc.ClientConnInterface { return t.ch }
+// tunnel. Call it only once TunnelHubConfig.Opened was told of t.
+func (t *Tunnel) Conn() grpc.ClientConnInterface {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ch
+}
 
-// Done is closed when the tunnel has ended.
-func (t *Tunnel) Done() <-chan struct{} { return t.ch.Done() }
+// Done is closed when the tunnel has ended. Call it only once
+// TunnelHubConfig.Opened was told of t.
+func (t *Tunnel) Done() <-chan struct{} { return t.Conn().(grpctunnel.TunnelChannel).Done() }
 
 // Close ends the tunnel (the node's stream ends with an error and it
-// reconnects, with backoff, if it still runs).
-func (t *Tunnel) Close() { t.ch.Close() }
+// reconnects, with backoff, if it still runs). A tunnel closed between its
+// admission and its opening ends as it opens, and Opened is not told of
+// it.
+func (t *Tunnel) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	if t.ch != nil {
+		t.ch.Close()
+	}
+}
+
+// open sets the tunnel's channel; it reports false, closing ch, when the
+// tunnel was closed before.
+func (t *Tunnel) open(ch grpctunnel.TunnelChannel) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ch = ch
+	if t.closed {
+		ch.Close()
+		return false
+	}
+	return true
+}
 
 // TunnelHubConfig says what a TunnelHub does with tunnels.
 type TunnelHubConfig struct {
@@ -130,8 +160,9 @@ func RegisterTunnelHub(s *grpc.Server, cfg TunnelHubConfig) *TunnelHub {
 				ch.Close()
 				return
 			}
-			t.ch = ch
-			cfg.Opened(t)
+			if t.open(ch) {
+				cfg.Opened(t)
+			}
 		},
 		OnReverseTunnelClose: func(ch grpctunnel.TunnelChannel) {
 			if t, _ := ch.Context().Value(tunnelKey{}).(*Tunnel); t != nil {
