@@ -34,6 +34,8 @@ var heavyDeps = []importRule{
 	{"github.com/google/differential-privacy", []string{"queries/dp"}, "queries/dp is the one place that draws DP noise"},
 	{"github.com/dgraph-io/badger", []string{"internal/kv"}, "internal/kv owns Badger (damage, disk space, watermarks)"},
 	{"github.com/hashicorp/memberlist", []string{"internal/membership"}, "internal/membership owns gossip"},
+	{"github.com/jhump/grpctunnel", []string{"internal/rpc"}, "internal/rpc owns the outbound nodes' reverse tunnels"},
+	{"github.com/fullstorydev/grpchan", []string{"internal/rpc"}, "internal/rpc owns the outbound nodes' reverse tunnels (grpctunnel's handler maps)"},
 	{"github.com/jackc/pgx", []string{"node/internal/warehouse", "test/testkit"}, "the OMOP warehouse back end"},
 	{"github.com/duckdb/duckdb-go", []string{"node/internal/warehouse"}, "the OMOP warehouse's DuckDB dialect (build tag duckdb)"},
 }

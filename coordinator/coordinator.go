@@ -61,7 +61,10 @@ type Config struct {
 	Identity *pki.Identity
 	// ListenAddr is the analyst gRPC address. Defaults to 127.0.0.1:0.
 	ListenAddr string
-	// Nodes are the members of the network. Required.
+	// Nodes are the network's dialled nodes listed statically. Defaults to
+	// none: nodes then come by gossip (Gossip) or by the tunnels that
+	// outbound nodes open to ListenAddr (tunnel.go), which are always
+	// served.
 	Nodes []NodeEndpoint
 	// Params names the homomorphic parameter set. Defaults to
 	// homomorphic.ProductionSet.
@@ -200,6 +203,11 @@ type Coordinator struct {
 	// cancels stays stored as it is, to resume at the next start.
 	closing atomic.Bool
 
+	// tunnels serves outbound nodes' reverse tunnels on srv (tunnel.go);
+	// tunnelMu serialises their admission.
+	tunnels  *rpc.TunnelHub
+	tunnelMu sync.Mutex
+
 	lis net.Listener
 	srv *grpc.Server
 	wg  sync.WaitGroup
@@ -227,9 +235,6 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	if cfg.Identity.Role() != pki.RoleCoordinator {
 		return nil, fmt.Errorf("coordinator: certificate of %s has role %s, want coordinator", cfg.Identity.Name(), cfg.Identity.Role())
-	}
-	if len(cfg.Nodes) == 0 && cfg.Gossip == nil {
-		return nil, errors.New("coordinator: Config.Nodes or Config.Gossip is required")
 	}
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = "127.0.0.1:0"
@@ -341,8 +346,9 @@ func New(cfg Config) (*Coordinator, error) {
 	c.lis = lis
 	c.srv = rpc.NewServer(cfg.Identity, c.log, func(ctx context.Context, method string, err error) {
 		c.record(ctx, "unauthenticated", "call.refused", "", map[string]any{"method": method, "reason": err.Error(), "remote": rpc.RemoteAddr(ctx)})
-	})
+	}, rpc.TunnelKeepalive())
 	coordinatorv1.RegisterCoordinatorServiceServer(c.srv, &service{c: c})
+	c.startTunnels()
 	return c, nil
 }
 
@@ -378,6 +384,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	case err := <-errc:
 		return err
 	}
+	// Outbound nodes' tunnels are streams that never end on their own.
+	c.tunnels.Shutdown()
+	c.closeTunnels()
 	stopped := make(chan struct{})
 	go func() { c.srv.GracefulStop(); close(stopped) }()
 	select {
@@ -391,6 +400,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // Close stops serving, waits for running queries to end and closes the
 // node connections.
 func (c *Coordinator) Close() error {
+	c.closeTunnels()
 	if c.srv != nil {
 		c.srv.Stop()
 	}

@@ -36,8 +36,15 @@ type regNode struct {
 	// Excluded is set while the node is left out of key epochs
 	// (LostMemberExclude).
 	Excluded *exclusion
-	conn     *grpc.ClientConn
-	client   nodev1.NodeServiceClient
+	// Transport is how the coordinator reaches the node: TransportDialled
+	// (conn, to Addr) or TransportOutbound (tunnel, opened by the node;
+	// Addr is outboundAddr).
+	Transport string
+	conn      *grpc.ClientConn
+	tunnel    *rpc.Tunnel
+	// client calls the node over whichever transport it has (an outbound
+	// node without a tunnel: every call fails with rpc.ErrNoTunnel).
+	client nodev1.NodeServiceClient
 }
 
 // nodeHealth is a node's answer to the monitor's Info call.
@@ -76,11 +83,21 @@ func recordOf(n *regNode) nodeRecord {
 }
 
 // setNode adds or updates a node's address; static nodes are admitted at
-// once, gossip nodes after their certificate is checked.
+// once, gossip nodes after their certificate is checked. The address
+// outboundAddr (from a stored record) makes an outbound node that waits for
+// its tunnel.
 func (c *Coordinator) setNode(id, addr string, alive bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, ok := c.reg[id]
+	if addr == outboundAddr {
+		if !ok {
+			n = &regNode{ID: id, Admitted: c.cfg.Now()}
+			c.reg[id] = n
+		}
+		c.setOutboundLocked(n)
+		return c.saveNode(recordOf(n))
+	}
 	if ok && n.Addr == addr {
 		n.Alive = alive
 		if alive {
@@ -95,11 +112,17 @@ func (c *Coordinator) setNode(id, addr string, alive bool) error {
 	if ok && n.conn != nil {
 		n.conn.Close()
 	}
+	if ok && n.tunnel != nil {
+		// A node met by gossip at an address that answered with its
+		// certificate: it connects dialled now.
+		n.tunnel.Close()
+		n.tunnel = nil
+	}
 	if !ok {
 		n = &regNode{ID: id, Admitted: c.cfg.Now()}
 		c.reg[id] = n
 	}
-	n.Addr, n.conn, n.client, n.Alive = addr, conn, nodev1.NewNodeServiceClient(conn), alive
+	n.Addr, n.conn, n.client, n.Alive, n.Transport = addr, conn, nodev1.NewNodeServiceClient(conn), alive, TransportDialled
 	if alive {
 		n.LastSeen = c.cfg.Now()
 	}
@@ -324,6 +347,9 @@ func (c *Coordinator) checkNode(ctx context.Context, n regNode) {
 		if info.GetNodeId() == n.ID {
 			d := sha256.Sum256(info.GetCertificateDer())
 			h.CertSHA256 = d[:]
+		}
+		if n.tunnel != nil {
+			c.setTunnelMeta(n.ID, n.tunnel, info)
 		}
 	}
 	c.setHealth(ctx, n.ID, h, info.GetCertificateDer())

@@ -136,7 +136,13 @@ func (c *Coordinator) NodesStatus(ctx context.Context) *coordinatorv1.NodesRespo
 	infos := make([]*coordinatorv1.NodeInfo, len(reg))
 	var wg sync.WaitGroup
 	for i, n := range reg {
-		ni := &coordinatorv1.NodeInfo{NodeId: n.ID, Address: n.Addr}
+		ni := &coordinatorv1.NodeInfo{NodeId: n.ID, Address: n.Addr, Transport: n.Transport}
+		if n.Transport == TransportOutbound {
+			ni.Address = "" // nobody can dial it; while connected, where its tunnel comes from
+			if n.tunnel != nil {
+				ni.Address = n.tunnel.Remote
+			}
+		}
 		if !n.LastSeen.IsZero() {
 			ni.LastSeenUnixMs = n.LastSeen.UnixMilli()
 		}

@@ -159,8 +159,16 @@ func TestExampleConfigs(t *testing.T) {
 	if c.MaxNodesPerPatient != n.MaxNodesPerPatient {
 		t.Errorf("max_nodes_per_patient differs: coordinator %d, node %d", c.MaxNodesPerPatient, n.MaxNodesPerPatient)
 	}
+	var out config.Node
+	loadTOML(t, "node-outbound.example.toml", &out)
+	if err := out.CheckNetwork(); err != nil || !out.Outbound() || !slices.Equal(c.Regions, out.Regions) || out.MaxNodesPerPatient != c.MaxNodesPerPatient {
+		t.Errorf("outbound node example: %v %+v", err, out)
+	}
+	if err := n.CheckNetwork(); err != nil || n.Outbound() {
+		t.Errorf("node example: %v", err)
+	}
 	// Every key carries a comment on the line before (or a section header).
-	for _, f := range []string{"coordinator.example.toml", "node.example.toml"} {
+	for _, f := range []string{"coordinator.example.toml", "node.example.toml", "node-outbound.example.toml"} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -180,6 +188,7 @@ func TestExampleConfigs(t *testing.T) {
 	for _, c := range [][]string{
 		{"coordinator", "--config", "coordinator.example.toml", "--print-config"},
 		{"node", "--config", "node.example.toml", "--print-config"},
+		{"node", "--config", "node-outbound.example.toml", "--print-config"},
 	} {
 		cmd := exec.Command(bin, c...)
 		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + t.TempDir()}

@@ -93,8 +93,23 @@ type Config struct {
 	// Identity is the node's network certificate and key; its name is the
 	// node id and its key signs partials and shares. Required.
 	Identity *pki.Identity
-	// ListenAddr is the gRPC address to serve on. Defaults to 127.0.0.1:0.
+	// ListenAddr is the gRPC address to serve on. Defaults to 127.0.0.1:0;
+	// must be empty for an outbound node (Coordinator).
 	ListenAddr string
+	// Coordinator, when set, makes the node outbound-only (outbound.go):
+	// it opens no gRPC listener, dials the coordinator's gRPC address
+	// (host:port) and keeps one reverse tunnel open through which the
+	// coordinator calls it, reconnecting with backoff. ListenAddr,
+	// AdvertiseAddr, Gossip and ServerOptions must then be unset. Defaults
+	// to none: the node listens on ListenAddr.
+	Coordinator string
+	// CoordinatorName is the name the coordinator's certificate must carry
+	// (outbound nodes only). Defaults to "coordinator".
+	CoordinatorName string
+	// Reconnect bounds the wait between attempts to open the tunnel
+	// (outbound nodes only): capped exponential backoff with jitter.
+	// Defaults to 500ms and 10s.
+	Reconnect Backoff
 	// StateDir holds the node's secret shares (StateDir/keys). Required.
 	StateDir string
 	// DB is the node's store for its ledger and epoch records. Required.
@@ -196,6 +211,7 @@ type Node struct {
 
 	lis  net.Listener
 	srv  *grpc.Server
+	out  *outbound // an outbound node's tunnel (outbound.go); nil for a listening node
 	done chan struct{}
 }
 
@@ -208,7 +224,11 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Identity.Role() != pki.RoleNode {
 		return nil, fmt.Errorf("node: certificate of %s has role %s, want node", cfg.Identity.Name(), cfg.Identity.Role())
 	}
-	if cfg.ListenAddr == "" {
+	if cfg.Coordinator != "" {
+		if err := checkOutbound(&cfg); err != nil {
+			return nil, err
+		}
+	} else if cfg.ListenAddr == "" {
 		cfg.ListenAddr = "127.0.0.1:0"
 	}
 	if cfg.Catalogue == nil {
@@ -247,14 +267,18 @@ func New(cfg Config) (*Node, error) {
 	if err := n.startDurable(); err != nil {
 		return nil, err
 	}
+	if cfg.Coordinator != "" {
+		if err := n.newOutbound(); err != nil {
+			return nil, err
+		}
+		return n, nil
+	}
 	lis, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen %s: %w", cfg.ListenAddr, err)
 	}
 	n.lis = lis
-	n.srv = rpc.NewServer(cfg.Identity, n.log, func(ctx context.Context, method string, err error) {
-		n.record(ctx, "unauthenticated", "call.refused", "", map[string]any{"method": method, "reason": err.Error(), "remote": rpc.RemoteAddr(ctx)})
-	}, append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(n.guard)}, cfg.ServerOptions...)...)
+	n.srv = rpc.NewServer(cfg.Identity, n.log, n.refused, append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(n.guard)}, cfg.ServerOptions...)...)
 	nodev1.RegisterNodeServiceServer(n.srv, &service{n: n})
 	return n, nil
 }
@@ -262,12 +286,27 @@ func New(cfg Config) (*Node, error) {
 // ID returns the node id.
 func (n *Node) ID() string { return n.id }
 
-// Addr returns the address the node serves gRPC on.
-func (n *Node) Addr() string { return n.lis.Addr().String() }
+// Addr returns the address the node serves gRPC on ("" for an outbound
+// node, which listens on nothing).
+func (n *Node) Addr() string {
+	if n.lis == nil {
+		return ""
+	}
+	return n.lis.Addr().String()
+}
+
+// refused audits a call refused because its caller is not authenticated.
+func (n *Node) refused(ctx context.Context, method string, err error) {
+	n.record(ctx, "unauthenticated", "call.refused", "", map[string]any{"method": method, "reason": err.Error(), "remote": rpc.RemoteAddr(ctx)})
+}
 
 // Run serves until ctx ends, then stops gracefully (in-flight calls get up
-// to 10 seconds).
+// to 10 seconds). An outbound node keeps its tunnel to the coordinator
+// open instead (runOutbound).
 func (n *Node) Run(ctx context.Context) error {
+	if n.out != nil {
+		return n.runOutbound(ctx)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- n.srv.Serve(n.lis) }()
 	n.log.Info("node serving", "addr", n.Addr())
@@ -309,7 +348,12 @@ func (n *Node) Run(ctx context.Context) error {
 
 // Close releases the node's resources (not the DB, which the caller owns).
 func (n *Node) Close() error {
-	n.srv.Stop()
+	if n.srv != nil {
+		n.srv.Stop()
+	}
+	if n.out != nil {
+		n.out.close()
+	}
 	return nil
 }
 

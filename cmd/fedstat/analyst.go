@@ -269,13 +269,13 @@ func nodesCommand() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "key epoch %d, threshold %d\n", r.Epoch, r.Threshold)
 			printCeremony(cmd.OutOrStdout(), r.GetCeremony())
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE\tALIVE\tEPOCH\tPATIENTS\tADDRESS\tLAST SEEN")
+			fmt.Fprintln(tw, "NODE\tALIVE\tEPOCH\tPATIENTS\tTRANSPORT\tADDRESS\tLAST SEEN")
 			for _, n := range r.Nodes {
 				seen := "never"
 				if n.LastSeenUnixMs > 0 {
 					seen = time.UnixMilli(n.LastSeenUnixMs).Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%v\t%d\t%d\t%s\t%s\n", n.NodeId, n.Alive, n.Epoch, n.GetSummary().GetPatients(), n.Address, seen)
+				fmt.Fprintf(tw, "%s\t%v\t%d\t%d\t%s\t%s\t%s\n", n.NodeId, n.Alive, n.Epoch, n.GetSummary().GetPatients(), n.Transport, n.Address, seen)
 			}
 			return tw.Flush()
 		},

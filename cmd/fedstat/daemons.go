@@ -105,6 +105,11 @@ func nodeRun(c *cobra.Command) {
 queries with signed, encrypted, differentially private partials after checking its
 policy and debiting its privacy budget. Every step goes to its audit log.
 
+With [network] mode = "outbound" the node opens no inbound port and joins no gossip:
+it dials the coordinator ([network] coordinator = "host:port") and serves the node API
+through one long-lived tunnel on that connection, reconnecting by itself. Its ops
+endpoint stays on loopback and its admin socket is a unix socket.
+
 Configuration comes from the TOML file, then FEDSTAT_* environment variables, then
 flags. See deploy/node.example.toml and docs/operations.md.
 
@@ -137,6 +142,10 @@ The subcommands administer the node's local data and queue on the node's machine
 			return err
 		}
 		return daemon.RunNode(cmd.Context(), &fileCfg, log, func(s daemon.Started) {
+			if fileCfg.Outbound() {
+				log.Info("node started, outbound", "name", fileCfg.Name, "coordinator", fileCfg.Network.Coordinator, "ops", s.Ops)
+				return
+			}
 			log.Info("node started", "name", fileCfg.Name, "grpc", s.GRPC, "ops", s.Ops)
 		})
 	}

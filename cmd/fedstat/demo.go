@@ -25,6 +25,7 @@ func demoCommand() *cobra.Command {
 		verbose  bool
 		noExact  bool
 		serve    bool
+		outbound bool
 		envFile  string
 	)
 	c := &cobra.Command{
@@ -80,7 +81,7 @@ For comparison only, the demo also prints the exact answer computed in the clear
 			o.Data, o.DataNote = recs, note
 			o.ShowExact = !noExact
 			if serve {
-				return serveDemo(cmd, o, envFile)
+				return serveDemo(cmd, o, envFile, outbound)
 			}
 			return demo.Run(cmd.Context(), o, cmd.OutOrStdout())
 		},
@@ -101,11 +102,12 @@ For comparison only, the demo also prints the exact answer computed in the clear
 	f.BoolVar(&noExact, "no-exact", false, "do not print the exact answer computed in the clear")
 	f.BoolVar(&serve, "serve", false, "keep the network running as separate processes until Ctrl-C, for fedstat query from another shell")
 	f.StringVar(&envFile, "env-file", "", "with --serve: where to write the shell env file (default DIR/env)")
+	f.BoolVar(&outbound, "outbound", false, "with --serve: run the nodes outbound-only ([network] mode = \"outbound\"): they dial the coordinator\nand listen on nothing but loopback ops endpoints")
 	return c
 }
 
 // serveDemo runs the demo network as separate processes until interrupted.
-func serveDemo(cmd *cobra.Command, o demo.RunOptions, envFile string) error {
+func serveDemo(cmd *cobra.Command, o demo.RunOptions, envFile string, outbound bool) error {
 	out := cmd.OutOrStdout()
 	bin, err := os.Executable()
 	if err != nil {
@@ -138,7 +140,7 @@ func serveDemo(cmd *cobra.Command, o demo.RunOptions, envFile string) error {
 		study.CSV = append(study.CSV, path)
 	}
 	p, err := demo.Serve(cmd.Context(), demo.ServeOptions{Binary: bin, Dir: dir, Data: o.Data, Threshold: o.Threshold, MinNodes: o.MinNodes,
-		Studies: []demo.ServeStudy{study}, Progress: func(s string) { fmt.Fprintln(out, "  "+s) }})
+		Studies: []demo.ServeStudy{study}, Outbound: outbound, Progress: func(s string) { fmt.Fprintln(out, "  "+s) }})
 	if err != nil {
 		return err
 	}

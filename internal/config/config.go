@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"strconv"
@@ -284,6 +285,92 @@ type Node struct {
 	// Warehouse, when its dsn is set, makes the node answer queries from an
 	// OMOP CDM database instead of its imported records.
 	Warehouse Warehouse `toml:"warehouse"`
+	// Network says how the coordinator reaches the node.
+	Network Network `toml:"network"`
+}
+
+// Node network modes ([network] mode).
+const (
+	// ModeDialled: the node serves gRPC on listen and the coordinator
+	// dials it (at advertise, found by gossip or listed in its nodes).
+	ModeDialled = "dialled"
+	// ModeOutbound: the node listens on no network port but its local
+	// ops endpoint; it dials the coordinator and keeps one tunnel open,
+	// through which the coordinator calls it.
+	ModeOutbound = "outbound"
+)
+
+// Network is a node's [network] table.
+type Network struct {
+	// Mode is "dialled" (default) or "outbound" (see ModeDialled and
+	// ModeOutbound; docs/operations.md, "Network modes and firewall
+	// rules").
+	Mode string `toml:"mode"`
+	// Coordinator is the coordinator's gRPC address, host:port (its
+	// listen). Required in outbound mode, refused in dialled mode.
+	Coordinator string `toml:"coordinator"`
+	// CoordinatorName is the name the coordinator's certificate carries
+	// (outbound mode). Default "coordinator".
+	CoordinatorName string `toml:"coordinator_name"`
+}
+
+// Outbound reports whether the node runs in outbound mode.
+func (c *Node) Outbound() bool { return c.Network.Mode == ModeOutbound }
+
+// CheckNetwork checks the [network] table against the keys it excludes,
+// after flags and variables are applied: an outbound node has no listen,
+// no advertise and no [gossip], and its ops endpoint is on loopback (or
+// off), so that nothing it opens is reachable from another machine.
+func (c *Node) CheckNetwork() error {
+	nw := c.Network
+	switch nw.Mode {
+	case "", ModeDialled:
+		if nw.Coordinator != "" || nw.CoordinatorName != "" {
+			return fmt.Errorf("%w: %s: [network] coordinator and coordinator_name are for mode = %q; in dialled mode the coordinator dials the node "+
+				"(set mode = %q, or remove them)", ErrInvalid, c.where(), ModeOutbound, ModeOutbound)
+		}
+		return nil
+	case ModeOutbound:
+	default:
+		return fmt.Errorf("%w: %s: [network] mode %q: want %q (the coordinator dials the node) or %q (the node dials the coordinator)",
+			ErrInvalid, c.where(), nw.Mode, ModeDialled, ModeOutbound)
+	}
+	why := "an outbound node opens no listener and joins no gossip: the coordinator reaches it through the tunnel the node opens"
+	switch {
+	case nw.Coordinator == "":
+		return fmt.Errorf("%w: %s: [network] coordinator is required with mode = %q: the coordinator's gRPC address, host:port", ErrInvalid, c.where(), ModeOutbound)
+	case !hasPort(nw.Coordinator):
+		return fmt.Errorf("%w: %s: [network] coordinator %q: want host:port (the coordinator's listen)", ErrInvalid, c.where(), nw.Coordinator)
+	case c.Listen != "":
+		return fmt.Errorf("%w: %s: listen is %q but [network] mode is %q; remove listen (%s)", ErrInvalid, c.where(), c.Listen, ModeOutbound, why)
+	case c.Advertise != "":
+		return fmt.Errorf("%w: %s: advertise is %q but [network] mode is %q; remove advertise (%s)", ErrInvalid, c.where(), c.Advertise, ModeOutbound, why)
+	case c.Gossip != nil:
+		return fmt.Errorf("%w: %s: [gossip] is present but [network] mode is %q; remove [gossip] (%s)", ErrInvalid, c.where(), ModeOutbound, why)
+	case c.OpsListen != "" && c.OpsListen != "off" && !loopback(c.OpsListen):
+		return fmt.Errorf("%w: %s: ops_listen %q is not a loopback address but [network] mode is %q, which opens nothing reachable "+
+			"from another machine: use 127.0.0.1:PORT or [::1]:PORT (scrape it through a local agent) or \"off\"", ErrInvalid, c.where(), c.OpsListen, ModeOutbound)
+	}
+	return nil
+}
+
+func hasPort(addr string) bool {
+	h, p, err := net.SplitHostPort(addr)
+	return err == nil && h != "" && p != ""
+}
+
+// loopback reports whether addr (host:port) can only be reached from this
+// machine.
+func loopback(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Warehouse is a node's OMOP CDM v5.4 database back end.

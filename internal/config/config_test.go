@@ -51,3 +51,43 @@ func TestLinkage(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeNetwork: [network] mode = "outbound" needs the coordinator's
+// address and refuses every key that would open something reachable from
+// another machine, naming it; dialled mode (the default) refuses the
+// outbound keys.
+func TestNodeNetwork(t *testing.T) {
+	const outbound = "[network]\nmode = \"outbound\"\ncoordinator = \"coord.example.org:7443\"\n"
+	for text, want := range map[string]string{
+		"":                                "",
+		"[network]\nmode = \"dialled\"\n": "",
+		outbound:                          "",
+		"ops_listen = \"127.0.0.1:9091\"\n" + outbound:                          "",
+		"ops_listen = \"[::1]:9091\"\n" + outbound:                              "",
+		"ops_listen = \"off\"\n" + outbound:                                     "",
+		"[network]\nmode = \"outbound\"\n":                                      "[network] coordinator is required",
+		"[network]\nmode = \"outbound\"\ncoordinator = \"coord.example.org\"\n": "want host:port",
+		"listen = \"0.0.0.0:7444\"\n" + outbound:                                "listen is \"0.0.0.0:7444\"",
+		"advertise = \"10.0.0.5:7444\"\n" + outbound:                            "advertise is",
+		"ops_listen = \"0.0.0.0:9091\"\n" + outbound:                            "ops_listen \"0.0.0.0:9091\" is not a loopback address",
+		outbound + "[gossip]\nkey_file = \"k\"\n":                               "[gossip] is present",
+		"[network]\nmode = \"inbound\"\n":                                       "[network] mode \"inbound\"",
+		"[network]\ncoordinator = \"c:7443\"\n":                                 "are for mode = \"outbound\"",
+	} {
+		var n Node
+		if err := load(t, "data_dir = \"d\"\n"+text, &n); err != nil {
+			t.Fatalf("%q: %v", text, err)
+		}
+		err := n.CheckNetwork()
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q: %v", text, err)
+		case want != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: got %v, want ErrInvalid with %q", text, err, want)
+		}
+	}
+	var n Node
+	if err := load(t, "data_dir = \"d\"\n"+outbound, &n); err != nil || !n.Outbound() || n.Network.Coordinator != "coord.example.org:7443" {
+		t.Fatalf("outbound: %v %+v", err, n.Network)
+	}
+}

@@ -61,6 +61,9 @@ type ErrorTable []ErrorCode
 var Errors = RegisterErrors(ErrorTable{
 	{Err: ErrUnauthenticated, Code: codes.Unauthenticated, Reason: "rpc.unauthenticated"},
 	{Err: ErrForbidden, Code: codes.PermissionDenied, Reason: "rpc.forbidden"},
+	{Err: ErrTunnelTaken, Code: codes.AlreadyExists, Reason: "rpc.tunnel_taken"},
+	{Err: ErrNoTunnel, Code: codes.Unavailable, Reason: "rpc.no_tunnel"},
+	{Err: ErrMessageTooLarge, Code: codes.ResourceExhausted, Reason: "rpc.message_too_large"},
 	{Err: context.DeadlineExceeded, Code: codes.DeadlineExceeded, Reason: "context.deadline_exceeded"},
 	{Err: context.Canceled, Code: codes.Canceled, Reason: "context.canceled"},
 })

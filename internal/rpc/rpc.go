@@ -43,6 +43,15 @@ type Peer struct {
 var (
 	ErrUnauthenticated = errors.New("rpc: caller has no valid network certificate")
 	ErrForbidden       = errors.New("rpc: caller's role may not do this")
+	// ErrTunnelTaken refuses a node's tunnel while another connection of
+	// the same node (a tunnel, or the coordinator's dialled connection)
+	// still answers.
+	ErrTunnelTaken = errors.New("rpc: the node is already connected")
+	// ErrNoTunnel fails a call to an outbound node that has no tunnel open.
+	ErrNoTunnel = errors.New("rpc: the node has no tunnel open to the coordinator")
+	// ErrMessageTooLarge ends a tunnel whose peer announces a message
+	// above MaxMessageBytes.
+	ErrMessageTooLarge = errors.New("rpc: message too large")
 )
 
 // PeerFromContext returns the caller authenticated by mutual TLS.

@@ -53,7 +53,11 @@ type linkNumber struct {
 // the network and searches every node's data directory, log and audit log
 // for the identity numbers of residents the node does not hold: none may
 // be there, nor any in the coordinator's.
-func TestLinkedNetworkEndToEnd(t *testing.T) {
+func TestLinkedNetworkEndToEnd(t *testing.T) { linkedNetworkEndToEnd(t, false) }
+
+// linkedNetworkEndToEnd is TestLinkedNetworkEndToEnd, with outbound-only
+// nodes when outbound is set (TestLinkedNetworkOutbound).
+func linkedNetworkEndToEnd(t *testing.T, outbound bool) {
 	cityDir := t.TempDir()
 	// A research network: small counts are displayed (small_count_threshold
 	// = -1), so that every answer can be checked exactly in a small city.
@@ -78,7 +82,7 @@ func TestLinkedNetworkEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	p := serve(t, ctx, demo.ServeOptions{
-		Data: data, Imports: imports, Threshold: 3, MinNodes: n,
+		Data: data, Imports: imports, Threshold: 3, MinNodes: n, Outbound: outbound,
 		Regions: truth.Config.Regions, MaxNodesPerPatient: 5,
 		Studies: []demo.ServeStudy{
 			{Name: "deaths", Schema: deathsSchema, CSV: deathsCSV},

@@ -80,6 +80,11 @@ type Options struct {
 	// changed copy): the tests' way to make a node disagree with the
 	// coordinator. Defaults to the network's catalogue everywhere.
 	NodeCatalogue func(i int, network *plan.Catalogue) *plan.Catalogue
+	// Outbound runs every node outbound-only (node.Config.Coordinator):
+	// the coordinator starts first with no static nodes, and each node
+	// dials it and keeps a tunnel open. NodeServerOptions cannot apply
+	// then. Defaults to false: the coordinator dials the nodes.
+	Outbound bool
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Progress, when set, is told about each set-up step.
@@ -199,7 +204,15 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	}
 	nw.Catalogue.Studies = o.Studies
 
-	// 3. Nodes, each with its own store and data.
+	// 3. Nodes, each with its own store and data. Outbound nodes dial the
+	// coordinator, which then starts first.
+	var coordinatorAddr string
+	if o.Outbound {
+		if err := nw.startCoordinator(runCtx, o, coordID, nil); err != nil {
+			return nil, err
+		}
+		coordinatorAddr = nw.Coordinator.Addr()
+	}
 	t0 = time.Now()
 	endpoints := make([]coordinator.NodeEndpoint, count)
 	nw.Stores = make([]node.DataSource, count)
@@ -220,7 +233,7 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 			if o.NodeCatalogue != nil {
 				cat = o.NodeCatalogue(i, nw.Catalogue)
 			}
-			st, db, n, err := startNode(ctx, o, filepath.Join(o.Dir, NodeID(i)), nodeIDs[i], recs, cat)
+			st, db, n, err := startNode(ctx, o, filepath.Join(o.Dir, NodeID(i)), nodeIDs[i], recs, cat, coordinatorAddr)
 			mu.Lock()
 			defer mu.Unlock()
 			if db != nil {
@@ -246,9 +259,34 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	}
 	step("nodes started and data imported", t0)
 
-	// 4. The coordinator.
+	// 4. The coordinator (outbound: already started; wait until every
+	// node's tunnel is open).
+	if o.Outbound {
+		ids := make([]string, count)
+		for i := range ids {
+			ids[i] = NodeID(i)
+		}
+		if err := nw.Coordinator.WaitConnected(ctx, ids...); err != nil {
+			return nil, err
+		}
+		step("nodes connected outbound", t0)
+	} else if err := nw.startCoordinator(runCtx, o, coordID, endpoints); err != nil {
+		return nil, err
+	}
+
+	// 5. The key ceremony.
+	t0 = time.Now()
+	if nw.Epoch, err = nw.Coordinator.KeyCeremony(ctx); err != nil {
+		return nil, err
+	}
+	step("key ceremony", t0)
+	return nw, nil
+}
+
+// startCoordinator starts the coordinator with the given static nodes.
+func (nw *Network) startCoordinator(runCtx context.Context, o Options, id *pki.Identity, endpoints []coordinator.NodeEndpoint) error {
 	ccfg := coordinator.Config{
-		Identity: coordID, Nodes: endpoints, Params: o.Params, Threshold: o.Threshold,
+		Identity: id, Nodes: endpoints, Params: o.Params, Threshold: o.Threshold,
 		MinNodes: o.MinNodes, Catalogue: nw.Catalogue, Logger: o.Logger, BenchmarkPlaintext: o.BenchmarkPlaintext, Populations: o.Populations,
 	}
 	if o.CoordinatorConfig != nil {
@@ -256,22 +294,15 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 	}
 	c, err := coordinator.New(ccfg)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	nw.Coordinator = c
 	nw.wg.Add(1)
 	go func() { defer nw.wg.Done(); _ = c.Run(runCtx) }()
-
-	// 5. The key ceremony.
-	t0 = time.Now()
-	if nw.Epoch, err = c.KeyCeremony(ctx); err != nil {
-		return nil, err
-	}
-	step("key ceremony", t0)
-	return nw, nil
+	return nil
 }
 
-func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, recs *cdm.Records, cat *plan.Catalogue) (node.DataSource, *kv.DB, *node.Node, error) {
+func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, recs *cdm.Records, cat *plan.Catalogue, coordinatorAddr string) (node.DataSource, *kv.DB, *node.Node, error) {
 	var st node.DataSource
 	var db *kv.DB
 	var err error
@@ -302,7 +333,8 @@ func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, rec
 	}
 	n, err := node.New(node.Config{
 		Identity: id, StateDir: dir, DB: db, Data: st, Catalogue: cat, Policy: o.NodePolicy, Audit: alog, ServerOptions: srvOpts,
-		Budget: o.Budget, BenchmarkPlaintext: o.BenchmarkPlaintext,
+		Coordinator: coordinatorAddr,
+		Budget:      o.Budget, BenchmarkPlaintext: o.BenchmarkPlaintext,
 		Logger: o.Logger.With("node", id.Name()),
 	})
 	if err != nil {

@@ -82,6 +82,11 @@ type ServeOptions struct {
 	// NoWait returns as soon as the daemons are started, without waiting
 	// for the coordinator to be ready (Processes.WaitReady does that).
 	NoWait bool
+	// Outbound runs the nodes outbound-only ([network] mode = "outbound"):
+	// no node listens on a gRPC port or gossips; each dials the
+	// coordinator and keeps a tunnel open, and the coordinator runs without
+	// gossip. Defaults to false (nodes listen and gossip).
+	Outbound bool
 }
 
 // ServeStudy is a study table of a demo network of processes.
@@ -360,6 +365,10 @@ func Serve(ctx context.Context, o ServeOptions) (_ *Processes, err error) {
 	p.HTTP = fmt.Sprintf("127.0.0.1:%d", ports[1])
 	p.Ops = fmt.Sprintf("127.0.0.1:%d", ports[2])
 	gossipAddr := fmt.Sprintf("127.0.0.1:%d", ports[3])
+	coordGossip := fmt.Sprintf("[gossip]\nbind = %q\nkey_file = %q\n", gossipAddr, gossipKey)
+	if o.Outbound {
+		coordGossip = "# No gossip: the nodes are outbound-only and keep tunnels open to listen.\n"
+	}
 	coordCfg := fmt.Sprintf(`# fedstat demo coordinator
 name = "coordinator"
 data_dir = %q
@@ -377,13 +386,10 @@ threshold = %d
 min_nodes = %d
 min_members = %d
 %s
-[gossip]
-bind = %q
-key_file = %q
-%s`, filepath.Join(o.Dir, "coordinator"), pkiDir, p.GRPC, p.HTTP, p.Ops, filepath.Join(o.Dir, "tokens.json"),
+%s%s`, filepath.Join(o.Dir, "coordinator"), pkiDir, p.GRPC, p.HTTP, p.Ops, filepath.Join(o.Dir, "tokens.json"),
 		tomlList(regions), o.MaxNodesPerPatient, tomlList(schemas), o.NetworkKeys, o.Threshold, o.MinNodes, n,
 		withDefaults(o.CoordinatorConfig, `epoch_debounce = "1s"`, `ceremony_retry_max = "4s"`, `health_interval = "1s"`, `deadline = "30s"`),
-		gossipAddr, gossipKey, o.Network)
+		coordGossip, o.Network)
 	if err := os.WriteFile(filepath.Join(o.Dir, "coordinator.toml"), []byte(coordCfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -404,12 +410,18 @@ key_file = %q
 			return nil, err
 		}
 		p.NodeOps = append(p.NodeOps, fmt.Sprintf("127.0.0.1:%d", opsPort))
+		listen := fmt.Sprintf("listen = \"127.0.0.1:%d\"\n", port)
+		network := fmt.Sprintf("[gossip]\nbind = \"127.0.0.1:0\"\nkey_file = %q\njoin = [%q]\n", gossipKey, gossipAddr)
+		if o.Outbound {
+			// No listener, no gossip: the node dials the coordinator.
+			listen = ""
+			network = fmt.Sprintf("[network]\nmode = \"outbound\"\ncoordinator = %q\n", p.GRPC)
+		}
 		cfg := fmt.Sprintf(`# fedstat demo node
 name = %q
 data_dir = %q
 pki_dir = %q
-listen = "127.0.0.1:%d"
-ops_listen = "127.0.0.1:%d"
+%sops_listen = "127.0.0.1:%d"
 regions = %s
 # How many nodes may hold records of one patient (1 in the demo).
 max_nodes_per_patient = %d
@@ -419,11 +431,7 @@ studies = %s
 [policy]
 min_nodes = 2
 %s
-[gossip]
-bind = "127.0.0.1:0"
-key_file = %q
-join = [%q]
-%s`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, port, opsPort, tomlList(regions), o.MaxNodesPerPatient, tomlList(schemas), o.NetworkKeys, approval, gossipKey, gossipAddr, o.Network)
+%s%s`, NodeID(i), filepath.Join(o.Dir, NodeID(i)), pkiDir, listen, opsPort, tomlList(regions), o.MaxNodesPerPatient, tomlList(schemas), o.NetworkKeys, approval, network, o.Network)
 		if o.NodeConfig != nil {
 			cfg += o.NodeConfig(i)
 		}
@@ -455,7 +463,11 @@ join = [%q]
 	if err := p.WaitReady(ctx, 90*time.Second); err != nil {
 		return nil, err
 	}
-	say("nodes admitted by gossip, key ceremony done: the network is ready")
+	if o.Outbound {
+		say("nodes connected outbound (tunnels to the coordinator), key ceremony done: the network is ready")
+	} else {
+		say("nodes admitted by gossip, key ceremony done: the network is ready")
+	}
 	return p, nil
 }
 

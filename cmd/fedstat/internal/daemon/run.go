@@ -196,7 +196,10 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	if err := checkCommon(&cfg.Common, "node"); err != nil {
 		return err
 	}
-	if cfg.Listen == "" {
+	if err := cfg.CheckNetwork(); err != nil {
+		return err
+	}
+	if cfg.Listen == "" && !cfg.Outbound() {
 		cfg.Listen = "127.0.0.1:7444"
 	}
 	if cfg.OpsListen == "" {
@@ -284,6 +287,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	reg := newRegistry()
 	n, err := node.New(node.Config{
 		Identity: id, ListenAddr: cfg.Listen, AdvertiseAddr: cfg.Advertise, StateDir: cfg.DataDir, DB: db, Data: data,
+		Coordinator: cfg.Network.Coordinator, CoordinatorName: cfg.Network.CoordinatorName,
 		OperatorKey: secretKey, Catalogue: cat, Policy: pol, Gossip: gossip,
 		Budget: node.Budget{TotalRho: cfg.Budget.TotalRho, PerAnalystRho: cfg.Budget.PerAnalystRho, Analysts: cfg.Budget.Analysts},
 		Audit:  alog, Metrics: reg, Logger: log, Now: testNodeClock(log),
@@ -301,7 +305,12 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 		return err
 	}
 	defer o.close()
-	o.setReady(n.Ready)
+	o.setReady(func() error {
+		if err := n.Ready(); err != nil {
+			return err
+		}
+		return n.TunnelErr() // an outbound node without its tunnel cannot be reached
+	})
 	runErr := make(chan error, 1)
 	go func() { runErr <- n.Run(ctx) }()
 	if started != nil {

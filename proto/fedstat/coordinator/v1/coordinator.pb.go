@@ -2065,7 +2065,12 @@ type NodeInfo struct {
 	LastSeenUnixMs int64                  `protobuf:"varint,6,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
 	// summary is the node's coarse data summary, as the node gives it to the
 	// coordinator (never exact).
-	Summary       *v1.DataSummary `protobuf:"bytes,7,opt,name=summary,proto3" json:"summary,omitempty"`
+	Summary *v1.DataSummary `protobuf:"bytes,7,opt,name=summary,proto3" json:"summary,omitempty"`
+	// transport is how the coordinator reaches the node: "dialled" (it dials
+	// address) or "outbound" (the node keeps a tunnel open to the
+	// coordinator and listens on nothing; address is where the tunnel comes
+	// from, empty while it is down).
+	Transport     string `protobuf:"bytes,8,opt,name=transport,proto3" json:"transport,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2147,6 +2152,13 @@ func (x *NodeInfo) GetSummary() *v1.DataSummary {
 		return x.Summary
 	}
 	return nil
+}
+
+func (x *NodeInfo) GetTransport() string {
+	if x != nil {
+		return x.Transport
+	}
+	return ""
 }
 
 type NodesResponse struct {
@@ -3894,7 +3906,7 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"M\n" +
 	"\fListResponse\x12=\n" +
 	"\aqueries\x18\x01 \x03(\v2#.fedstat.coordinator.v1.QueryStatusR\aqueries\"\x0e\n" +
-	"\fNodesRequest\"\xe7\x01\n" +
+	"\fNodesRequest\"\x85\x02\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
@@ -3902,7 +3914,8 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x14\n" +
 	"\x05alive\x18\x05 \x01(\bR\x05alive\x12)\n" +
 	"\x11last_seen_unix_ms\x18\x06 \x01(\x03R\x0elastSeenUnixMs\x127\n" +
-	"\asummary\x18\a \x01(\v2\x1d.fedstat.types.v1.DataSummaryR\asummary\"\xc2\x01\n" +
+	"\asummary\x18\a \x01(\v2\x1d.fedstat.types.v1.DataSummaryR\asummary\x12\x1c\n" +
+	"\ttransport\x18\b \x01(\tR\ttransport\"\xc2\x01\n" +
 	"\rNodesResponse\x126\n" +
 	"\x05nodes\x18\x01 \x03(\v2 .fedstat.coordinator.v1.NodeInfoR\x05nodes\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1c\n" +
