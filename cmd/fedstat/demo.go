@@ -177,7 +177,8 @@ Press Ctrl-C to stop the network.
 }
 
 // demoSeries is the standing series a served demo registers: weekly new
-// COVID-19 patients of 2020 by region, which the synthetic patients have.
+// COVID-19 patients by region for a year from July 2021, over the synthetic
+// population's Delta and Omicron waves (real numbers, not small counts).
 const demoSeries = "covid-weekly"
 
 // createDemoSeries registers demoSeries as the demo's analyst through the
@@ -189,7 +190,7 @@ func createDemoSeries(p *demo.Processes) error {
 		return err
 	}
 	body := `{"spec": {"name": "` + demoSeries + `", "table": "conditions", "where": "code = '840539006'", "date_column": "onset_date",
-		"by": "region", "every": "week", "start": "2020-01-06", "periods": 52, "epsilon": 1}, "alerts": [{"rule": "C2"}]}`
+		"by": "region", "every": "week", "start": "2021-07-05", "periods": 52, "epsilon": 1}, "alerts": [{"rule": "C2"}]}`
 	req, err := http.NewRequest(http.MethodPost, "https://"+p.HTTP+"/v1/series", strings.NewReader(body))
 	if err != nil {
 		return err

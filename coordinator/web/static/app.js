@@ -243,9 +243,9 @@ async function queryPage() {
     el('option', { value: 'monthly' }, 'Monthly cases by region'),
     el('option', { value: 'cohort' }, 'Cohort count by code'));
   const code = el('input', { id: 'fb-code', value: '840539006', size: 12 });
-  const from = el('input', { id: 'fb-from', type: 'date', value: '2020-01-01' });
-  const to = el('input', { id: 'fb-to', type: 'date', value: '2020-06-30' });
-  const sql = el('textarea', { id: 'sql', spellcheck: 'false' }, buildSQL('weekly', '840539006', '2020-01-01', '2020-06-30'));
+  const from = el('input', { id: 'fb-from', type: 'date', value: '2021-11-01' });
+  const to = el('input', { id: 'fb-to', type: 'date', value: '2022-02-28' });
+  const sql = el('textarea', { id: 'sql', spellcheck: 'false' }, buildSQL('weekly', '840539006', '2021-11-01', '2022-02-28'));
   const eps = el('input', { id: 'epsilon', type: 'number', step: 'any', min: '0', placeholder: 'network default', size: 10 });
   const fresh = el('input', { id: 'fresh', type: 'checkbox' });
   const errSlot = el('div', { id: 'error-slot' });
