@@ -93,6 +93,26 @@ def test_query_follows_the_watch_stream():
     assert all(auth == "Bearer fst_test" for _, _, auth in seen)
 
 
+def test_waiting_for_approval_is_shown(capsys):
+    waiting = {"query_id": "q-2", "state": "STATE_COLLECTING", "nodes": [{"node_id": "hospital-b", "status": "waiting"}],
+               "awaiting_approval": [{"node_id": "hospital-b", "since_unix_ms": "1700000000000"}]}
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.method == "POST":
+            assert json.loads(req.content).get("fresh") is True
+            return httpx.Response(200, json={"query_id": "q-2", "state": "STATE_PLANNED"})
+        if req.url.path == "/v1/queries/q-2/watch":
+            done = {"query_id": "q-2", "state": "STATE_DONE", "reused_from": "", "result": RESULT}
+            return httpx.Response(200, content=json.dumps(waiting) + "\n" + json.dumps(done) + "\n")
+        return httpx.Response(200, json=waiting)
+
+    assert fedstat.Result.from_status(waiting).awaiting_approval == ["hospital-b"]
+    with client_for(handler) as fs:
+        r = fs.query("SELECT COUNT(*) FROM patients", progress=True, fresh=True)
+    assert r.state == "DONE" and r.awaiting_approval == []
+    assert "waiting for approval at hospital-b" in capsys.readouterr().err
+
+
 def test_failed_query_raises_with_the_coordinators_reason():
     def handler(req):
         if req.method == "POST":

@@ -142,6 +142,8 @@ progress_bar <- function(id) {
       nodes <- st$nodes
       done <- sum(vapply(nodes, function(n) chr(n$status) %in% c("answered", "failed", "decrypted"), logical(1)))
       line <- sprintf("query %s: %s, %d/%d nodes", id, tolower(state_name(st$state)), done, length(nodes))
+      waiting <- vapply(st$awaiting_approval, function(w) chr(w$node_id), character(1))
+      if (length(waiting)) line <- paste0(line, ", waiting for approval at ", paste(waiting, collapse = ", "))
       if (line == last) return(invisible())
       last <<- line
       cat("\r", formatC(line, width = -width), sep = "", file = stderr())

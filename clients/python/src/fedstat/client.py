@@ -42,6 +42,8 @@ class Result:
         reused_from: set when the coordinator answered from an earlier
             release of your identical question (no node's data changed
             since): that query's id; nothing was charged.
+        awaiting_approval: the nodes whose admin has not yet approved the
+            query (it waits for them up to its approval wait).
         raw: the query's last status as the coordinator sent it.
     """
 
@@ -59,6 +61,7 @@ class Result:
     plan: str = ""
     error: str = ""
     reused_from: str = ""
+    awaiting_approval: List[str] = field(default_factory=list)
     raw: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -68,6 +71,7 @@ class Result:
         r = cls(query_id=st.get("query_id", ""), state=frames.state_name(st.get("state")),
                 sql=(st.get("spec") or {}).get("sql", ""), plan=st.get("plan", ""), error=st.get("error", ""), raw=st,
                 reused_from=st.get("reused_from", ""),
+                awaiting_approval=[w.get("node_id", "") for w in st.get("awaiting_approval") or []],
                 node_status={n.get("node_id", ""): n.get("status", "") for n in st.get("nodes") or []})
         if res:
             r.frame = frames.result_frame(res)
@@ -455,7 +459,13 @@ class _Progress:
         if done > self._done:
             self._bar.update(done - self._done)
             self._done = done
-        self._bar.set_postfix_str(frames.state_name(st.get("state")).lower())
+        state = frames.state_name(st.get("state")).lower()
+        waiting = [w.get("node_id", "") for w in st.get("awaiting_approval") or []]
+        if waiting:
+            # A node's admin must approve first (hours or days, up to the
+            # query's approval wait).
+            state += ", waiting for approval at " + ", ".join(waiting)
+        self._bar.set_postfix_str(state)
 
     def close(self) -> None:
         self._bar.close()

@@ -88,3 +88,11 @@ test_that("rows become typed columns, and no rows keep the columns' types", {
   expect_equal(names(empty), names(proto))
   expect_type(empty$spent_rho, "double")
 })
+
+test_that("the progress line names the nodes whose admin has not approved", {
+  bar <- fedstat:::progress_bar("q-2")
+  st <- list(state = "STATE_COLLECTING", nodes = list(list(node_id = "hospital-b", status = "waiting")),
+             awaiting_approval = list(list(node_id = "hospital-b", since_unix_ms = "1700000000000")))
+  out <- capture.output(bar$update(st), type = "message")
+  expect_match(paste(out, collapse = ""), "waiting for approval at hospital-b")
+})
