@@ -40,17 +40,19 @@ type partial struct {
 // node order. A member whose admin has not approved the query yet answers
 // "pending" at once; the query then waits for it, asking again every
 // ApprovalPoll, until q's approval wait ends (askApproved). It fails when
-// fewer than min_nodes answered, or q was cancelled; it stops waiting as
-// soon as min_nodes can no longer be reached (a denial, say).
+// fewer than min_nodes answered, or q was cancelled; it stops waiting for
+// approvals as soon as min_nodes can no longer be reached (a denial, say).
 func (c *Coordinator) collect(q *query, e *epoch, who Analyst) ([]partial, error) {
 	m := int(q.st.Spec.GetMinNodes())
 	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_COLLECTING })
 	start := time.Now()
 	// Cancelled when min_nodes can no longer be reached: nothing more is
-	// worth waiting for.
+	// worth waiting for approvals. The first call to every member still
+	// runs to its answer (bounded by the deadline), so that every node
+	// decides, and audits, a query it was asked.
 	hopeCtx, giveUp := context.WithCancel(q.ctx)
 	defer giveUp()
-	collectCtx, cancelCollect := context.WithTimeout(hopeCtx, q.deadline)
+	collectCtx, cancelCollect := context.WithTimeout(q.ctx, q.deadline)
 	defer cancelCollect()
 	shape := protocol.PartialShapeOf(q.st.Spec, q.plan, c.params)
 	shape.Plaintext = c.cfg.BenchmarkPlaintext

@@ -40,14 +40,17 @@ import (
 // coordinator's enforcement minimum (10 s, NewServer), so that jitter never
 // makes a node's pings count as abuse there.
 const (
-	TunnelPingInterval = 5 * time.Second
-	TunnelPingTimeout  = 5 * time.Second
+	TunnelPingInterval = 10 * time.Second
+	TunnelPingTimeout  = 20 * time.Second
 	nodePingInterval   = 15 * time.Second
 )
 
 // TunnelKeepalive is the server option that makes a gRPC server (the
-// coordinator's) ping idle connections as described above. It is harmless
-// for connections that are not tunnels.
+// coordinator's) ping idle connections as described above. It applies to
+// every connection, analysts' too, which is why the timeout is generous: an
+// analyst's client on a loaded machine or a slow link that is late to
+// answer a ping by a few seconds must not lose its queries' watches (with
+// 5 s, 100 concurrent queries under the race detector lost a connection).
 func TunnelKeepalive() grpc.ServerOption {
 	return grpc.KeepaliveParams(keepalive.ServerParameters{Time: TunnelPingInterval, Timeout: TunnelPingTimeout})
 }
