@@ -23,18 +23,7 @@ func TestExplainChargesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c := dialCoordinator(t, nw, nil)
-	spent := func() map[string]float64 {
-		t.Helper()
-		b, err := c.Budget(ctx, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]float64{}
-		for _, n := range b.GetNodes() {
-			out[n.GetNodeId()] = n.GetSpentRho()
-		}
-		return out
-	}
+	spent := func() map[string]float64 { return spentRho(t, ctx, c) }
 	for _, sql := range []string{demo.CohortQuery, "SELECT region, COUNT(*) FROM conditions GROUP BY region"} {
 		spec := &typesv1.QuerySpec{Sql: sql, Epsilon: 0.5, Delta: 1e-6}
 		before := spent()
@@ -81,6 +70,20 @@ func TestExplainChargesNothing(t *testing.T) {
 	if errX == nil || errS == nil || errX.Error() != errS.Error() || !errors.Is(errX, client.ErrBadQuery) {
 		t.Errorf("a bad query: explain %v, submit %v; want the same refusal", errX, errS)
 	}
+}
+
+// spentRho returns what c's analyst has spent at each node (rho).
+func spentRho(t *testing.T, ctx context.Context, c *client.Client) map[string]float64 {
+	t.Helper()
+	b, err := c.Budget(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, n := range b.GetNodes() {
+		out[n.GetNodeId()] = n.GetSpentRho()
+	}
+	return out
 }
 
 func equalSpend(a, b map[string]float64) bool {

@@ -27,18 +27,7 @@ func TestSameQuestionCostsOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := dialCoordinator(t, nw, nil)
-	spent := func(c *client.Client) map[string]float64 {
-		t.Helper()
-		b, err := c.Budget(ctx, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]float64{}
-		for _, n := range b.GetNodes() {
-			out[n.GetNodeId()] = n.GetSpentRho()
-		}
-		return out
-	}
+	spent := func(c *client.Client) map[string]float64 { return spentRho(t, ctx, c) }
 	run := func(c *client.Client, spec *typesv1.QuerySpec, fresh bool) *coordinatorv1.QueryStatus {
 		t.Helper()
 		st, err := c.Run(ctx, proto.Clone(spec).(*typesv1.QuerySpec), client.RunOptions{Fresh: fresh})

@@ -251,18 +251,7 @@ class Client:
             QueryFailed: it ended without a release (for example fewer
                 nodes answered than min_nodes, or a node's budget is spent).
         """
-        spec: Dict[str, Any] = {"sql": sql}
-        if epsilon is not None:
-            spec["epsilon"] = epsilon
-        if delta is not None:
-            spec["delta"] = delta
-        if min_nodes is not None:
-            spec["min_nodes"] = min_nodes
-        if reference_date is not None:
-            spec["reference_date"] = reference_date
-        if laplace:
-            spec["mechanism"] = "MECHANISM_LAPLACE"
-        body: Dict[str, Any] = {"spec": spec}
+        body: Dict[str, Any] = {"spec": _query_spec(sql, epsilon, delta, min_nodes, reference_date, laplace)}
         if deadline is not None:
             body["deadline_ms"] = str(int(deadline * 1000))
         if fresh:
@@ -328,16 +317,7 @@ class Client:
                 min_nodes: Optional[int] = None, laplace: bool = False) -> Explanation:
         """Says what a query would cost and how wide its intervals would be,
         without running it: no node is asked and nothing is charged."""
-        spec: Dict[str, Any] = {"sql": sql}
-        if epsilon is not None:
-            spec["epsilon"] = epsilon
-        if delta is not None:
-            spec["delta"] = delta
-        if min_nodes is not None:
-            spec["min_nodes"] = min_nodes
-        if laplace:
-            spec["mechanism"] = "MECHANISM_LAPLACE"
-        x = self._call("POST", "/v1/explain", {"spec": spec})
+        x = self._call("POST", "/v1/explain", {"spec": _query_spec(sql, epsilon, delta, min_nodes, None, laplace)})
         noise = pd.DataFrame([{"measure": n.get("measure", ""), "count": bool(n.get("count", False)),
                                "variance": frames.number(n.get("variance")), "sd": frames.number(n.get("sd")),
                                "half_width": frames.number(n.get("half_width"))} for n in x.get("noise") or []],
@@ -437,6 +417,18 @@ class Client:
                            curves=frames.curves_frame(r.get("curves") or []), queries=list(r.get("queries") or []),
                            epsilon=float(r.get("epsilon", 0)), delta=float(r.get("delta", 0)),
                            n=float("nan") if n is None else float(n), note=r.get("note", ""), raw=r)
+
+
+def _query_spec(sql: str, epsilon: Optional[float], delta: Optional[float], min_nodes: Optional[int],
+                reference_date: Optional[str], laplace: bool) -> Dict[str, Any]:
+    """A QuerySpec in protobuf JSON, with only the fields the caller set."""
+    spec: Dict[str, Any] = {"sql": sql}
+    for name, v in (("epsilon", epsilon), ("delta", delta), ("min_nodes", min_nodes), ("reference_date", reference_date)):
+        if v is not None:
+            spec[name] = v
+    if laplace:
+        spec["mechanism"] = "MECHANISM_LAPLACE"
+    return spec
 
 
 class _Progress:
