@@ -157,8 +157,11 @@ func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, b
 // base (the node checks everything and keeps its share) and returns each
 // one's error, in the order of set.
 func (c *Coordinator) prepare(ctx context.Context, set []string, base *nodev1.KeySwitchRequest) []error {
-	prep := proto.Clone(base).(*nodev1.KeySwitchRequest)
-	prep.Decryptors, prep.Phase = set, nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_PREPARE
+	// A shallow copy: the partials (N ciphertexts of 256 KiB each) and the
+	// commitments are shared with base, which nothing writes once built.
+	prep := &nodev1.KeySwitchRequest{QueryId: base.GetQueryId(), Epoch: base.GetEpoch(), Spec: base.GetSpec(), Partials: base.GetPartials(),
+		TargetPublicKey: base.GetTargetPublicKey(), Commits: base.GetCommits(),
+		Decryptors: set, Phase: nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_PREPARE}
 	return c.fanoutEach(ctx, set, func(ctx context.Context, _ int, id string) error {
 		cl, err := c.client(id)
 		if err != nil {

@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -27,6 +30,9 @@ func benchCommand() *cobra.Command {
 		repeats         int
 		format, query   string
 		grid            bool
+		processes       bool
+		profileDir      string
+		idle            time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "bench [--nodes N] [--patients P] [--format table|json]",
@@ -43,10 +49,21 @@ Output per query: p50/p95 latency, the same in plaintext, their ratio, bytes eac
 uploads per query, each node's answer time, the coordinator-only phases (adding,
 combining, decrypting, releasing) and the process's CPU time per query.
 --format json prints one object per size with the first query's figures at the top level
-(p50_ms, p95_ms, plaintext_p50_ms, upload_bytes_per_node, ...) and all in "queries".`,
+(p50_ms, p95_ms, plaintext_p50_ms, upload_bytes_per_node, ...) and all in "queries".
+
+--processes runs the coordinator and every node as separate processes of this binary
+(each node with its own store, imported with 'fedstat node import'; mutual TLS, gossip,
+the production health interval), encrypted only, and reads each process's CPU time from
+/proc before and after a batch of queries: CPU per query of all servers, of the
+coordinator and of a node, the daemons' idle CPU (measured first with no query and
+subtracted), and a node's read, write and disk bytes per query. --profile DIR also
+writes CPU and allocation profiles of the coordinator and node-1 (served on their
+loopback ops endpoints, ops_pprof) over a further batch; read them with
+'go tool pprof -top DIR/node-1.cpu.pprof'.`,
 		Example: `  fedstat bench --nodes 10 --patients 1000000
   fedstat bench --nodes 3 --patients 10000 --format json
-  fedstat bench --grid        # N = 3, 10, 30 and P = 10^4, 10^5, 10^6 (long)`,
+  fedstat bench --grid        # N = 3, 10, 30 and P = 10^4, 10^5, 10^6 (long)
+  fedstat bench --processes --nodes 3,10 --patients 1000 --query cohort --profile /tmp/prof`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "table" && format != "json" {
@@ -66,6 +83,12 @@ combining, decrypting, releasing) and the process's CPU time per query.
 				}
 			}
 			progress := func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), "  "+s) }
+			if processes {
+				return benchProcesses(cmd, nodes, patients, repeats, qs, idle, profileDir, format, progress)
+			}
+			if profileDir != "" {
+				return &usageError{"--profile needs --processes"}
+			}
 			var outs []benchOutput
 			for _, n := range nodes {
 				for _, p := range patients {
@@ -95,7 +118,53 @@ combining, decrypting, releasing) and the process's CPU time per query.
 	f.StringVar(&query, "query", "", "only these queries: cohort, weekly-by-region, mean (comma-separated)")
 	f.StringVar(&format, "format", "table", "table or json")
 	f.BoolVar(&grid, "grid", false, "run N = 3, 10, 30 by P = 10^4, 10^5, 10^6")
+	f.BoolVar(&processes, "processes", false, "run the coordinator and every node as separate processes of this binary and report each one's CPU per query (from /proc; Linux)")
+	f.DurationVar(&idle, "idle", 10*time.Second, "with --processes: how long to measure the daemons' idle CPU")
+	f.StringVar(&profileDir, "profile", "", "with --processes: write CPU and allocation profiles of the coordinator and node-1 over a batch of the first query into this directory")
 	return c
+}
+
+// benchProcesses is `fedstat bench --processes`: every size as a network of
+// separate processes of this very binary.
+func benchProcesses(cmd *cobra.Command, nodes, patients []int, repeats int, qs []bench.Query, idle time.Duration, profileDir, format string, progress func(string)) error {
+	bin, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var runs []*bench.ProcessRun
+	for _, n := range nodes {
+		for _, p := range patients {
+			fmt.Fprintf(cmd.ErrOrStderr(), "bench: %d node processes x %d patients\n", n, p)
+			dir := profileDir
+			if dir != "" && (len(nodes) > 1 || len(patients) > 1) {
+				dir = filepath.Join(profileDir, fmt.Sprintf("n%d-p%d", n, p))
+			}
+			r, err := bench.RunProcesses(cmd.Context(), bench.ProcessOptions{Binary: bin, Nodes: n, Patients: p, Repeats: repeats,
+				Queries: qs, Idle: idle, ProfileDir: dir, Progress: progress})
+			if err != nil {
+				return err
+			}
+			runs = append(runs, r)
+		}
+	}
+	if format == "json" {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		if len(runs) == 1 {
+			return enc.Encode(runs[0])
+		}
+		return enc.Encode(runs)
+	}
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "nodes\tpatients/node\tquery\tp50 ms\tp95 ms\tcpu ms/query\tcoord cpu ms\tnode cpu ms\tmax node ms\tupload/node\tnode read/q\tnode write/q\tnode disk/q\tidle cpu ms/s\t")
+	for _, r := range runs {
+		for _, c := range r.Queries {
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%.1f\t\n", c.Nodes, c.Patients, c.Query, c.P50Ms, c.P95Ms,
+				c.CPUMsPerQuery, c.CoordinatorCPUMs, c.NodeCPUMs, c.NodeCPUMaxMs, kib(c.UploadBytesPerNode),
+				kib(c.NodeReadBytes), kib(c.NodeWriteBytes), kib(c.NodeStorageBytes), r.IdleCPUMsPerSec)
+		}
+	}
+	return tw.Flush()
 }
 
 func writeBenchTable(w io.Writer, outs []benchOutput) error {

@@ -67,6 +67,13 @@ type Common struct {
 	// Default "127.0.0.1:9090" (coordinator), "127.0.0.1:9091" (node); "off"
 	// disables it.
 	OpsListen string `toml:"ops_listen"`
+	// OpsPprof also serves Go's runtime profiles (/debug/pprof/: CPU, heap,
+	// allocations, goroutines) on the ops endpoint, for `fedstat bench
+	// --processes --profile` and for an operator chasing CPU. The daemon
+	// refuses to start with it unless ops_listen is a loopback address: a
+	// profile shows stack traces and timing, so it stays on the host.
+	// Default false.
+	OpsPprof bool `toml:"ops_pprof"`
 	// Regions is the network catalogue's public list of regions. It must be
 	// the same at the coordinator and every node.
 	Regions []string `toml:"regions"`

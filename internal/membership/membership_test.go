@@ -105,3 +105,31 @@ func TestJoinBeforePoolIsUp(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestGossipWithCompressingMembers: members that do not compress their
+// gossip and members of an older release that do (compressGossip) see each
+// other and each other's metadata.
+func TestGossipWithCompressingMembers(t *testing.T) {
+	key := bytes.Repeat([]byte{5}, 32)
+	compressGossip = true
+	old := start(t, "old", key)
+	compressGossip = false
+	t.Cleanup(func() { compressGossip = false })
+	cur := start(t, "new", key, old.Addr())
+	waitFor(t, "two alive members at both", func() bool { return len(old.Alive("node")) == 2 && len(cur.Alive("node")) == 2 })
+	if err := cur.SetMeta(Meta{ID: "new", Role: "node", GRPCAddr: "127.0.0.1:3", Epoch: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.SetMeta(Meta{ID: "old", Role: "node", GRPCAddr: "127.0.0.1:4", Epoch: 5}); err != nil {
+		t.Fatal(err)
+	}
+	epochOf := func(p *Pool, id string) uint64 {
+		for _, m := range p.Members() {
+			if m.ID == id {
+				return m.Epoch
+			}
+		}
+		return 0
+	}
+	waitFor(t, "each member's epoch at the other", func() bool { return epochOf(old, "new") == 4 && epochOf(cur, "old") == 5 })
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -61,9 +62,19 @@ type ops struct {
 	ready atomic.Pointer[func() error]
 }
 
-func startOps(addr string, reg *prometheus.Registry, log *slog.Logger) (*ops, error) {
+// errPprofNotLoopback is returned when ops_pprof is set on an ops endpoint
+// that is not bound to a loopback address.
+var errPprofNotLoopback = errors.New("ops_pprof needs ops_listen on a loopback address")
+
+func startOps(addr string, withPprof bool, reg *prometheus.Registry, log *slog.Logger) (*ops, error) {
 	if addr == "off" {
+		if withPprof {
+			return nil, fmt.Errorf("%w: %w (ops_listen is off)", config.ErrInvalid, errPprofNotLoopback)
+		}
 		return nil, nil
+	}
+	if withPprof && !loopbackAddr(addr) {
+		return nil, fmt.Errorf("%w: %w, not %q", config.ErrInvalid, errPprofNotLoopback, addr)
 	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -71,6 +82,16 @@ func startOps(addr string, reg *prometheus.Registry, log *slog.Logger) (*ops, er
 	}
 	o := &ops{lis: lis}
 	mux := http.NewServeMux()
+	if withPprof {
+		// Registered by hand on this mux only: the package's init also
+		// registers on http.DefaultServeMux, which nothing here serves.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		log.Warn("ops endpoint serves runtime profiles (ops_pprof)", "addr", lis.Addr().String())
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -92,6 +113,20 @@ func startOps(addr string, reg *prometheus.Registry, log *slog.Logger) (*ops, er
 	}()
 	log.Info("ops endpoint serving", "addr", lis.Addr().String())
 	return o, nil
+}
+
+// loopbackAddr reports whether host:port names a loopback host (an IP in
+// 127.0.0.0/8 or ::1, or "localhost").
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (o *ops) setReady(f func() error) {

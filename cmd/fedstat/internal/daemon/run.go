@@ -148,7 +148,7 @@ func RunCoordinator(ctx context.Context, cfg *config.Coordinator, log *slog.Logg
 		return err
 	}
 	defer c.Close()
-	o, err := startOps(cfg.OpsListen, reg, log)
+	o, err := startOps(cfg.OpsListen, cfg.OpsPprof, reg, log)
 	if err != nil {
 		return err
 	}
@@ -300,7 +300,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 		return err
 	}
 	defer n.Close()
-	o, err := startOps(cfg.OpsListen, reg, log)
+	o, err := startOps(cfg.OpsListen, cfg.OpsPprof, reg, log)
 	if err != nil {
 		return err
 	}
