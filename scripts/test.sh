@@ -6,9 +6,11 @@
 #   check that the generated protobuf code matches the .proto files, systemd
 #   (systemd-analyze) for the unit files, chromium for the dashboard's browser
 #   test, curl for the reference example scripts, gcc for cgo (the race
-#   detector, DuckDB), and postgresql, started as a throw-away cluster, for
-#   the OMOP warehouse tests;
-# - checks formatting (gofmt) and go vet;
+#   detector, DuckDB), postgresql, started as a throw-away cluster, for
+#   the OMOP warehouse tests, and R and Python packages for the analysts'
+#   clients (clients/r, clients/python; see their section below);
+# - validates the OpenAPI document, checks formatting (gofmt) and go vet,
+#   runs R CMD check on the R client and pip-installs the Python client;
 # - runs every package's tests with the race detector, fuzz seeds included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
