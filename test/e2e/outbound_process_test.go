@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -512,5 +513,14 @@ func TestOutboundOnlyNodes(t *testing.T) {
 // node outbound-only: the coordinator plans linked queries from the tables
 // the nodes announce in their Info answers through the tunnels (as gossip
 // would carry them), and the mix stages, finishing and decryption all run
-// through the tunnels.
-func TestLinkedNetworkOutbound(t *testing.T) { linkedNetworkEndToEnd(t, true) }
+// through the tunnels. It runs with -outbound.linked (about a minute and a
+// half under the race detector; TestOutboundOnlyNodes covers the tunnels in
+// CI, and the linked protocol's calls are the same NodeService calls).
+func TestLinkedNetworkOutbound(t *testing.T) {
+	if !*outboundLinked {
+		t.Skip("the linked city over tunnels runs with -outbound.linked")
+	}
+	linkedNetworkEndToEnd(t, true)
+}
+
+var outboundLinked = flag.Bool("outbound.linked", false, "run TestLinkedNetworkOutbound: the linked-city test with outbound-only nodes")
