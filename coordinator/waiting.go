@@ -136,6 +136,9 @@ func (c *Coordinator) resume(st *coordinatorv1.QueryStatus, rec waitRecord) erro
 	if err != nil {
 		return fmt.Errorf("the coordinator restarted while this query waited for approval, and it no longer plans: %w", err)
 	}
+	// The loaded status is already served (Get, Watch) by the stored
+	// query: the resumed one works on its own copy.
+	st = proto.Clone(st).(*coordinatorv1.QueryStatus)
 	qctx, cancel := context.WithCancel(context.Background())
 	q := &query{id: st.QueryId, plan: p, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: time.Now(),
 		deadline: time.Duration(rec.DeadlineMs) * time.Millisecond, role: rec.Role, resumable: true, st: st}
