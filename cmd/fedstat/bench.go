@@ -139,8 +139,8 @@ func benchProcesses(cmd *cobra.Command, nodes, patients []int, repeats int, qs [
 			if dir != "" && (len(nodes) > 1 || len(patients) > 1) {
 				dir = filepath.Join(profileDir, fmt.Sprintf("n%d-p%d", n, p))
 			}
-			r, err := bench.RunProcesses(cmd.Context(), bench.ProcessOptions{Binary: bin, Nodes: n, Patients: p, Repeats: repeats,
-				Queries: qs, Idle: idle, ProfileDir: dir, Progress: progress})
+			r, err := bench.RunProcesses(cmd.Context(), bench.ProcessOptions{Binary: bin,
+				Options: bench.Options{Nodes: n, Patients: p, Repeats: repeats, Queries: qs, Progress: progress}, Idle: idle, ProfileDir: dir})
 			if err != nil {
 				return err
 			}

@@ -56,6 +56,30 @@ type Options struct {
 	Progress func(string)
 }
 
+// withDefaults checks o and fills in its defaults.
+func (o Options) withDefaults() (Options, error) {
+	if o.Nodes < 2 || o.Patients < 1 {
+		return o, fmt.Errorf("bench: need at least 2 nodes and 1 patient, got %d and %d", o.Nodes, o.Patients)
+	}
+	if o.Repeats == 0 {
+		o.Repeats = 20
+	}
+	if len(o.Queries) == 0 {
+		o.Queries = Queries
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	return o, nil
+}
+
+// say tells o.Progress, when set.
+func (o Options) say(f string, a ...any) {
+	if o.Progress != nil {
+		o.Progress(fmt.Sprintf(f, a...))
+	}
+}
+
 // Cell is the result of one query shape at one (nodes, patients) size.
 type Cell struct {
 	Query    string `json:"query"`
@@ -110,23 +134,11 @@ func cpuTime() time.Duration {
 
 // Run measures every query at one size, encrypted and in plaintext mode.
 func Run(ctx context.Context, o Options) ([]Cell, error) {
-	if o.Nodes < 2 || o.Patients < 1 {
-		return nil, fmt.Errorf("bench: need at least 2 nodes and 1 patient, got %d and %d", o.Nodes, o.Patients)
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	if o.Repeats == 0 {
-		o.Repeats = 20
-	}
-	if len(o.Queries) == 0 {
-		o.Queries = Queries
-	}
-	if o.Seed == 0 {
-		o.Seed = 1
-	}
-	say := func(f string, a ...any) {
-		if o.Progress != nil {
-			o.Progress(fmt.Sprintf(f, a...))
-		}
-	}
+	say := o.say
 	t0 := time.Now()
 	tables, err := Data(o.Patients, o.Seed)
 	if err != nil {

@@ -24,15 +24,9 @@ import (
 type ProcessOptions struct {
 	// Binary is the fedstat executable the daemons run. Required.
 	Binary string
-	// Nodes and Patients (per node). Required.
-	Nodes, Patients int
-	// Repeats is the number of measured queries per query shape. Defaults
-	// to 20.
-	Repeats int
-	// Queries defaults to all of Queries.
-	Queries []Query
-	// Seed of the synthetic data. Defaults to 1.
-	Seed int64
+	// Options: Nodes and Patients (required), Repeats (measured queries
+	// per query shape), Queries, Seed, Progress, with Run's defaults.
+	Options
 	// Idle is how long the idle CPU of the daemons is measured, with no
 	// query running. Defaults to 10s.
 	Idle time.Duration
@@ -48,8 +42,6 @@ type ProcessOptions struct {
 	ProfileDir string
 	// ProfileSeconds defaults to 20.
 	ProfileSeconds int
-	// Progress, when set, is told what is happening.
-	Progress func(string)
 }
 
 // ProcessCell is one query shape measured on a network of processes.
@@ -172,17 +164,9 @@ func RunProcesses(ctx context.Context, o ProcessOptions) (*ProcessRun, error) {
 	if o.Binary == "" {
 		return nil, errors.New("bench: ProcessOptions.Binary is required")
 	}
-	if o.Nodes < 2 || o.Patients < 1 {
-		return nil, fmt.Errorf("bench: need at least 2 nodes and 1 patient, got %d and %d", o.Nodes, o.Patients)
-	}
-	if o.Repeats == 0 {
-		o.Repeats = 20
-	}
-	if len(o.Queries) == 0 {
-		o.Queries = Queries
-	}
-	if o.Seed == 0 {
-		o.Seed = 1
+	var err error
+	if o.Options, err = o.Options.withDefaults(); err != nil {
+		return nil, err
 	}
 	if o.Idle == 0 {
 		o.Idle = 10 * time.Second
@@ -190,11 +174,7 @@ func RunProcesses(ctx context.Context, o ProcessOptions) (*ProcessRun, error) {
 	if o.ProfileSeconds == 0 {
 		o.ProfileSeconds = 20
 	}
-	say := func(f string, a ...any) {
-		if o.Progress != nil {
-			o.Progress(fmt.Sprintf(f, a...))
-		}
-	}
+	say := o.say
 	dir := o.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "fedstat-bench-")

@@ -47,8 +47,9 @@ func TestRunProcessesSmall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	prof := filepath.Join(dir, "profiles")
-	r, err := RunProcesses(ctx, ProcessOptions{Binary: bin, Dir: filepath.Join(dir, "net"), Nodes: 2, Patients: 300, Repeats: 3,
-		Queries: Queries[:1], Idle: time.Second, ProfileDir: prof, ProfileSeconds: 2, Progress: func(s string) { t.Log(s) }})
+	r, err := RunProcesses(ctx, ProcessOptions{Binary: bin, Dir: filepath.Join(dir, "net"),
+		Options: Options{Nodes: 2, Patients: 300, Repeats: 3, Queries: Queries[:1], Progress: func(s string) { t.Log(s) }},
+		Idle:    time.Second, ProfileDir: prof, ProfileSeconds: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
