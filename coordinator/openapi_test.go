@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -223,15 +222,7 @@ func TestOpenAPISecurity(t *testing.T) {
 // top level, is refused with a message that shows the right one; the right
 // one is not refused for its shape.
 func TestSubmitSpecHint(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "tokens.json")
-	if err := os.WriteFile(path, []byte(`[{"name": "ann", "role": "analyst", "sha256": "`+coordinator.HashToken("tok-ann")+`"}]`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := coordinator.LoadTokens(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := coordinator.NewOffline(nil).HTTPHandler(tokens)
+	h := coordinator.NewOffline(nil).HTTPHandler(testTokens(t, map[string]string{"ann": "analyst"}))
 	do := func(target, body string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("POST", target, strings.NewReader(body))
 		r.Header.Set("Authorization", "Bearer tok-ann")
@@ -285,17 +276,7 @@ func TestHTTPBodiesAreProtoMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nw.Close()
-	tokPath := filepath.Join(t.TempDir(), "tokens.json")
-	toks := `[{"name": "ann", "role": "analyst", "sha256": "` + coordinator.HashToken("tok-ann") + `"},
-	{"name": "olga", "role": "operator", "sha256": "` + coordinator.HashToken("tok-olga") + `"}]`
-	if err := os.WriteFile(tokPath, []byte(toks), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := coordinator.LoadTokens(tokPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(nw.Coordinator.HTTPHandler(tokens))
+	srv := httptest.NewServer(nw.Coordinator.HTTPHandler(testTokens(t, map[string]string{"ann": "analyst", "olga": "operator"})))
 	defer srv.Close()
 
 	rpcOf := map[string]string{}

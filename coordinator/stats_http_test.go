@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
-	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/node"
@@ -84,16 +83,7 @@ func TestStatsHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tokPath := filepath.Join(dir, "tokens.json")
-	toks := `[{"name": "ann", "role": "researcher", "sha256": "` + coordinator.HashToken("tok-ann") + `"}]`
-	if err := os.WriteFile(tokPath, []byte(toks), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := coordinator.LoadTokens(tokPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(nw.Coordinator.HTTPHandler(tokens))
+	srv := httptest.NewServer(nw.Coordinator.HTTPHandler(testTokens(t, map[string]string{"ann": "researcher"})))
 	defer srv.Close()
 	t.Logf("network up in %v", time.Since(start).Round(time.Millisecond))
 

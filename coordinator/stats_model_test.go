@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -25,15 +23,7 @@ func TestStatsModelRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "tokens.json")
-	if err := os.WriteFile(path, []byte(`[{"name": "ann", "role": "researcher", "sha256": "`+coordinator.HashToken("tok-ann")+`"}]`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := coordinator.LoadTokens(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := coordinator.NewOffline(&plan.Catalogue{Studies: []cdm.StudySchema{*sc}}).HTTPHandler(tokens)
+	h := coordinator.NewOffline(&plan.Catalogue{Studies: []cdm.StudySchema{*sc}}).HTTPHandler(testTokens(t, map[string]string{"ann": "researcher"}))
 	for _, c := range stattest.ModelCases {
 		body := map[string]any{"table": sc.Name, "outcome": c.Outcome, "covariates": c.Covariates, "factors": c.Factors, "rounds": c.Rounds,
 			"time": "time", "status": "status", "event": "2"}
