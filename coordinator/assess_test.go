@@ -15,8 +15,8 @@ func registryWith(t int, members []string, nodes map[string]*regNode, policy Los
 	c := &Coordinator{cfg: Config{Threshold: t, MinMembers: minMembers, LostMember: policy, Now: time.Now}, reg: nodes, gen: 7}
 	if members != nil {
 		c.epoch = &epoch{ID: 4, Threshold: t}
-		for _, m := range members {
-			c.epoch.Members = append(c.epoch.Members, epochMember{ID: m})
+		for i, m := range members {
+			c.epoch.Members = append(c.epoch.Members, epochMember{ID: m, Point: uint64(i + 1)})
 		}
 	}
 	return c

@@ -1,13 +1,18 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/internal/pki"
@@ -36,6 +41,7 @@ func (c *Coordinator) KeyCeremony(ctx context.Context) (uint64, error) {
 
 // keyCeremonyLocked is KeyCeremony; callers hold ceremonyMu.
 func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
+	start := time.Now()
 	c.mu.Lock()
 	c.gen++ // readiness reports taken during a ceremony are not trusted
 	c.mu.Unlock()
@@ -52,24 +58,32 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			clients[n.ID] = n.client
 		}
 	}
+	c.mu.RLock()
+	prev := c.epoch
+	c.mu.RUnlock()
+	points := committeePoints(ids, c.cfg.Committee, c.cfg.CommitteeMembers, prev)
+	k := 0
+	for _, p := range points {
+		if p != 0 {
+			k++
+		}
+	}
 	threshold := c.cfg.Threshold
 	if threshold == 0 {
-		threshold = len(ids)
+		threshold = k
 	}
-	if len(ids) < max(threshold, 1) {
-		return 0, fmt.Errorf("%w: %d reachable nodes, the threshold is %d", ErrTooFewNodes, len(ids), threshold)
+	if k < max(threshold, 1) {
+		return 0, fmt.Errorf("%w: %d reachable nodes for the committee, the threshold is %d", ErrTooFewNodes, k, threshold)
 	}
 	members := make([]*nodev1.Member, len(ids))
 	certs := make([]*x509.Certificate, len(ids))
 	// Epoch ids must be newer than any a node has made keys for, installed
 	// or pending (a ceremony interrupted after KeyGen, a coordinator that
 	// lost its state or did not store the epoch it made).
-	c.mu.RLock()
 	id := uint64(1)
-	if c.epoch != nil {
-		id = c.epoch.ID + 1
+	if prev != nil {
+		id = prev.ID + 1
 	}
-	c.mu.RUnlock()
 	for i, nid := range ids {
 		info, err := clients[nid].Info(ctx, &nodev1.InfoRequest{})
 		if err != nil {
@@ -83,7 +97,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			return 0, fmt.Errorf("coordinator: key ceremony: node %s: %w", nid, err)
 		}
 		certs[i] = cert
-		members[i] = &nodev1.Member{NodeId: nid, CertificateDer: cert.Raw, ShamirPoint: uint64(i + 1)}
+		members[i] = &nodev1.Member{NodeId: nid, CertificateDer: cert.Raw, ShamirPoint: points[i]}
 		id = max(id, info.GetEpoch()+1, info.GetEpochStatus().GetLatestEpoch()+1)
 	}
 	crs, err := collective.NewCRS()
@@ -101,18 +115,25 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: %w", id, err)
 	}
 	c.step(StepSharesCollected)
-	shares := make([][]byte, len(ids))
-	signed := make([]*nodev1.NodeSigned, len(ids))
+	var shares [][]byte
+	var signed []*nodev1.NodeSigned
 	dealt := map[string][]*nodev1.DealtShare{}
 	var linkCommits []*nodev1.NodeSigned
 	for i, nid := range ids {
+		if points[i] == 0 {
+			// Off the committee: it makes no key material.
+			if r := resps[i]; r.GetCkgShare() != nil || len(r.GetDealt()) > 0 || r.GetLinkCommitments() != nil {
+				return 0, fmt.Errorf("coordinator: key ceremony: %s is not on the committee and sent key material", nid)
+			}
+			continue
+		}
 		s := resps[i].GetCkgShare()
 		share, err := protocol.OpenCKGShare(certs[i].PublicKey, s, id, nid, c.window())
 		if err != nil {
 			return 0, fmt.Errorf("coordinator: key ceremony: CKG share of %s: %w", nid, err)
 		}
-		shares[i] = share
-		signed[i] = &nodev1.NodeSigned{NodeId: nid, Signed: s}
+		shares = append(shares, share)
+		signed = append(signed, &nodev1.NodeSigned{NodeId: nid, Signed: s})
 		if lc := resps[i].GetLinkCommitments(); lc != nil {
 			if _, err := protocol.OpenLinkCommitments(certs[i].PublicKey, lc, id, nid, threshold, c.window()); err != nil {
 				return 0, fmt.Errorf("coordinator: key ceremony: linkage commitments of %s: %w", nid, err)
@@ -126,7 +147,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			dealt[d.GetToNodeId()] = append(dealt[d.GetToNodeId()], d)
 		}
 	}
-	if len(linkCommits) != len(ids) {
+	if len(linkCommits) != k {
 		// A member of a version before record linkage: the epoch is made
 		// without a linkage key (linked queries are refused in it).
 		linkCommits = nil
@@ -139,8 +160,11 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	received := make([]int, len(ids))
 	if err := c.fanout(ctx, ids, func(ctx context.Context, i int, nid string) error {
-		_, err := clients[nid].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits})
+		req := &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits}
+		received[i] = proto.Size(req)
+		_, err := clients[nid].InstallKey(ctx, req)
 		return err
 	}); err != nil {
 		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: install: %w", id, err)
@@ -148,19 +172,114 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	c.step(StepBeforeStore)
 	e := &epoch{ID: id, Threshold: threshold, PublicKey: pk, Created: c.cfg.Now()}
 	for i, nid := range ids {
-		e.Members = append(e.Members, epochMember{ID: nid, Cert: certs[i], Point: uint64(i + 1)})
+		e.Members = append(e.Members, epochMember{ID: nid, Cert: certs[i], Point: points[i]})
 	}
 	if err := c.saveEpoch(e); err != nil {
 		return 0, err
 	}
+	cost := CeremonyCost{Epoch: id, Duration: time.Since(start), Members: len(ids), Committee: k, Threshold: threshold}
+	for i := range ids {
+		sent, got := int64(proto.Size(resps[i])), int64(proto.Size(req)+received[i])
+		if points[i] != 0 {
+			cost.CommitteeSent, cost.CommitteeReceived = max(cost.CommitteeSent, sent), max(cost.CommitteeReceived, got)
+		} else {
+			cost.MemberSent, cost.MemberReceived = max(cost.MemberSent, sent), max(cost.MemberReceived, got)
+		}
+	}
 	c.mu.Lock()
 	c.epoch = e
 	c.gen++
+	c.lastCeremony = cost
 	c.mu.Unlock()
 	c.metrics.epoch.Set(float64(id))
-	c.record(ctx, c.cfg.Identity.Name(), "epoch.created", "", map[string]any{"epoch": id, "members": ids, "threshold": threshold})
-	c.log.Info("key epoch active", "epoch", id, "members", len(ids), "threshold", threshold)
+	var onCommittee []string
+	for _, m := range e.committee() {
+		onCommittee = append(onCommittee, m.ID)
+	}
+	c.record(ctx, c.cfg.Identity.Name(), "epoch.created", "", map[string]any{"epoch": id, "members": ids, "committee": onCommittee, "threshold": threshold})
+	c.log.Info("key epoch active", "epoch", id, "members", len(ids), "committee", len(onCommittee), "threshold", threshold)
 	return id, nil
+}
+
+// committeePoints gives each of ids (the members of a new epoch) its Shamir
+// point: 1..K for the K members of the decryption committee, 0 for the
+// others. size 0, or at least len(ids), puts everyone on it (points 1..N in
+// the order of ids, as before committees). Otherwise the seats go, in this
+// order, to the nodes the operator names (prefer, most wanted first), to
+// the members of the previous epoch's committee that are still members (a
+// committee changes only when it must), and then to the other members by
+// the public rule: ascending SHA-256 of "fedstat committee " + node id,
+// which anyone can recompute and no node chooses.
+func committeePoints(ids []string, size int, prefer []string, prev *epoch) []uint64 {
+	points := make([]uint64, len(ids))
+	if size <= 0 || size >= len(ids) {
+		for i := range ids {
+			points[i] = uint64(i + 1)
+		}
+		return points
+	}
+	index := map[string]int{}
+	for i, id := range ids {
+		index[id] = i
+	}
+	var order []string
+	seen := map[string]bool{}
+	add := func(id string) {
+		if _, ok := index[id]; ok && !seen[id] {
+			seen[id] = true
+			order = append(order, id)
+		}
+	}
+	for _, id := range prefer {
+		add(id)
+	}
+	if prev != nil {
+		for _, m := range prev.committee() {
+			add(m.ID)
+		}
+	}
+	rest := slices.Clone(ids)
+	slices.SortFunc(rest, func(a, b string) int { return bytes.Compare(committeeRank(a), committeeRank(b)) })
+	for _, id := range rest {
+		add(id)
+	}
+	chosen := order[:size]
+	// Points in the order of ids, so that they do not reveal the ranking.
+	next := uint64(1)
+	for i, id := range ids {
+		if slices.Contains(chosen, id) {
+			points[i] = next
+			next++
+		}
+	}
+	return points
+}
+
+// committeeRank is a node's place in the public committee rule.
+func committeeRank(id string) []byte {
+	h := sha256.Sum256([]byte("fedstat committee " + id))
+	return h[:]
+}
+
+// CeremonyCost is what a key ceremony cost: its wall time and the most
+// bytes one member sent and received in its KeyGen and InstallKey calls,
+// for committee members and for the others.
+type CeremonyCost struct {
+	Epoch                            uint64
+	Duration                         time.Duration
+	Members, Committee, Threshold    int
+	CommitteeSent, CommitteeReceived int64
+	// MemberSent and MemberReceived are 0 when every member is on the
+	// committee.
+	MemberSent, MemberReceived int64
+}
+
+// LastCeremony is the cost of the last key ceremony this coordinator ran
+// (zero before the first).
+func (c *Coordinator) LastCeremony() CeremonyCost {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.lastCeremony
 }
 
 // fanout calls fn for every node concurrently and returns the first error,

@@ -70,8 +70,18 @@ type Config struct {
 	// homomorphic.ProductionSet.
 	Params string
 	// Threshold is T, the number of nodes needed to decrypt. Defaults to
-	// the number of nodes (every node must take part).
+	// the size of the decryption committee (every committee member must
+	// take part).
 	Threshold int
+	// Committee is K, the number of members that hold the key of an epoch
+	// (the decryption committee, T of whom decrypt a release); the other
+	// members only encrypt under its public key. 0 (the default) puts every
+	// member on the committee. committeeOrder says how members are chosen.
+	Committee int
+	// CommitteeMembers are the nodes the operator wants on the committee,
+	// most wanted first; the rest of the seats are filled by the public
+	// rule (committeeOrder).
+	CommitteeMembers []string
 	// MinNodes is the default number of partials a release needs. Defaults
 	// to the number of nodes.
 	MinNodes int
@@ -211,6 +221,8 @@ type Coordinator struct {
 	lis net.Listener
 	srv *grpc.Server
 	wg  sync.WaitGroup
+	// lastCeremony is the cost of the last key ceremony (under mu).
+	lastCeremony CeremonyCost
 }
 
 // epoch is a key epoch as the coordinator records it: public information only.
@@ -223,10 +235,27 @@ type epoch struct {
 }
 
 type epochMember struct {
-	ID    string
-	Cert  *x509.Certificate
+	ID   string
+	Cert *x509.Certificate
+	// Point is the member's Shamir point on the decryption committee, 0
+	// for a member that only encrypts.
 	Point uint64
 }
+
+// committee is the members of e that hold a share of its key, in member
+// order.
+func (e *epoch) committee() []epochMember {
+	var out []epochMember
+	for _, m := range e.Members {
+		if m.Point != 0 {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// onCommittee reports whether id holds a share of e's key.
+func (e *epoch) onCommittee(id string) bool { return e.member(id).Point != 0 }
 
 // New validates cfg, connects to the nodes (lazily) and listens.
 func New(cfg Config) (*Coordinator, error) {
@@ -244,6 +273,12 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	if cfg.Threshold < 0 || cfg.MinNodes < 0 || (cfg.Threshold > 0 && cfg.MinNodes > 0 && cfg.MinNodes < cfg.Threshold) {
 		return nil, fmt.Errorf("coordinator: threshold %d and min_nodes %d: want 0 (default) or 1 <= threshold <= min_nodes", cfg.Threshold, cfg.MinNodes)
+	}
+	if cfg.Committee < 0 || (cfg.Committee > 0 && cfg.Threshold > cfg.Committee) {
+		return nil, fmt.Errorf("coordinator: committee %d and threshold %d: want 0 (every member) or threshold <= committee", cfg.Committee, cfg.Threshold)
+	}
+	if cfg.Committee > 0 && len(cfg.CommitteeMembers) > cfg.Committee {
+		return nil, fmt.Errorf("coordinator: committee_members names %d nodes for a committee of %d", len(cfg.CommitteeMembers), cfg.Committee)
 	}
 	if cfg.EpochDebounce == 0 {
 		cfg.EpochDebounce = 10 * time.Second
@@ -466,14 +501,19 @@ func (c *Coordinator) Ready() error {
 		return fmt.Errorf("%w: %s", ErrNoEpoch, c.ceremony.describe(now))
 	}
 	able := 0
-	for _, m := range e.Members {
+	committee := e.committee()
+	for _, m := range committee {
 		if _, problem := c.memberProblemLocked(e, m.ID); problem == "" {
 			able++
 		}
 	}
 	if able < e.Threshold {
-		return fmt.Errorf("%w: %d of the %d members of key epoch %d can decrypt, the threshold is %d; %s",
-			ErrNotReady, able, len(e.Members), e.ID, e.Threshold, c.ceremony.describe(now))
+		who := "members"
+		if len(committee) < len(e.Members) {
+			who = "committee members"
+		}
+		return fmt.Errorf("%w: %d of the %d %s of key epoch %d can decrypt, the threshold is %d; %s",
+			ErrNotReady, able, len(committee), who, e.ID, e.Threshold, c.ceremony.describe(now))
 	}
 	return nil
 }

@@ -25,24 +25,42 @@ import (
 // set of partials (once per query id), and returns their signed
 // commitments in the order of signed. Decryptors require all of these
 // commitments, so a query id can never be released over two sets.
-func (c *Coordinator) commit(ctx context.Context, q *query, e *epoch, spec *typesv1.QuerySpec, signed []*nodev1.NodeSigned) ([]*nodev1.NodeSigned, error) {
+//
+// With sum (the encoded sum of the partials) it asks for a compact
+// release: every sender signs, with its commitment, the fingerprint of its
+// own partial at the challenge points of this set and this sum, and the
+// coordinator checks that they add up to the sum's fingerprint before any
+// decryptor is asked (checkCompact), so that a node whose fingerprint is
+// wrong is named here.
+func (c *Coordinator) commit(ctx context.Context, q *query, e *epoch, spec *typesv1.QuerySpec, signed []*nodev1.NodeSigned, sum [][]byte) ([]*nodev1.NodeSigned, error) {
 	digest := protocol.CommitDigest(q.id, e.ID, spec, signed)
+	var sumDigest []byte
+	if sum != nil {
+		sumDigest = protocol.SumDigest(sum)
+	}
 	senders := make([]string, len(signed))
 	for i, s := range signed {
 		senders[i] = s.GetNodeId()
 	}
 	commits := make([]*nodev1.NodeSigned, len(signed))
+	opened := make([]*nodev1.ReleaseCommitment, len(signed))
 	err := c.fanout(ctx, senders, func(ctx context.Context, i int, id string) error {
 		cl, err := c.client(id)
 		if err != nil {
 			return err
 		}
-		resp, err := cl.Commit(ctx, &nodev1.CommitRequest{QueryId: q.id, Epoch: e.ID, Digest: digest})
+		resp, err := cl.Commit(ctx, &nodev1.CommitRequest{QueryId: q.id, Epoch: e.ID, Digest: digest, SumDigest: sumDigest})
 		if err != nil {
 			return callError(err)
 		}
 		q.addUpload(id, proto.Size(resp))
-		if err := c.checkCommit(q.id, e, id, resp.GetCommit(), digest); err != nil {
+		if sum != nil {
+			rc, err := c.openCompactCommit(q.id, e, id, resp.GetCommit())
+			if err != nil {
+				return err
+			}
+			opened[i] = rc
+		} else if err := c.checkCommit(q.id, e, id, resp.GetCommit(), digest); err != nil {
 			return err
 		}
 		commits[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetCommit()}
@@ -51,7 +69,66 @@ func (c *Coordinator) commit(ctx context.Context, q *query, e *epoch, spec *type
 	if err != nil {
 		return nil, err
 	}
+	if sum != nil {
+		if err := c.checkCompact(q, e, spec, signed, sum, digest, opened); err != nil {
+			return nil, err
+		}
+	}
 	return commits, nil
+}
+
+// openCompactCommit verifies node id's commitment to a compact release.
+func (c *Coordinator) openCompactCommit(qid string, e *epoch, id string, s *typesv1.Signed) (*nodev1.ReleaseCommitment, error) {
+	m := e.member(id)
+	if m.Cert == nil {
+		return nil, fmt.Errorf("not a member of epoch %d", e.ID)
+	}
+	rc, err := protocol.OpenReleaseCommitment(m.Cert.PublicKey, s, qid, e.ID, id, protocol.Window{Now: c.cfg.Now(), MaxSkew: c.cfg.MaxSkew})
+	if err != nil {
+		return nil, fmt.Errorf("commitment rejected: %w", err)
+	}
+	return rc, nil
+}
+
+// checkCompact runs the decryptors' check of a compact release
+// (protocol.CheckCompactSum) on the coordinator's side first; when it
+// fails, it compares each sender's fingerprint with the fingerprint of the
+// partial the coordinator holds, to name the node whose commitment is
+// wrong.
+func (c *Coordinator) checkCompact(q *query, e *epoch, spec *typesv1.QuerySpec, signed []*nodev1.NodeSigned, sum [][]byte, digest []byte, opened []*nodev1.ReleaseCommitment) error {
+	cts := make([]*homomorphic.Ciphertext, len(sum))
+	for i, b := range sum {
+		var err error
+		if cts[i], err = homomorphic.UnmarshalCiphertext(c.params, b); err != nil {
+			return err
+		}
+	}
+	byNode := map[string]*nodev1.ReleaseCommitment{}
+	for i, s := range signed {
+		byNode[s.GetNodeId()] = opened[i]
+	}
+	err := protocol.CheckCompactSum(c.params, cts, sum, digest, protocol.SpecDigest(spec), byNode)
+	if err == nil {
+		return nil
+	}
+	seed := protocol.ChallengeSeed(digest, protocol.SumDigest(sum))
+	for i, s := range signed {
+		pt, perr := protocol.OwnPartial(e.member(s.GetNodeId()).Cert.PublicKey, s.GetSigned(), q.id, e.ID, s.GetNodeId(), c.cfg.Now())
+		if perr != nil {
+			continue
+		}
+		for j, b := range pt.GetCiphertexts() {
+			ct, err := homomorphic.UnmarshalCiphertext(c.params, b)
+			if err != nil || j >= len(opened[i].GetFingerprints()) {
+				break
+			}
+			fp, ferr := homomorphic.Fingerprint(c.params, ct, seed)
+			if ferr != nil || !slices.Equal(fp, opened[i].GetFingerprints()[j].GetValues()) {
+				return fmt.Errorf("%w: the commitment of %s does not match its partial (ciphertext %d)", protocol.ErrSumMismatch, s.GetNodeId(), j)
+			}
+		}
+	}
+	return err
 }
 
 // checkCommit checks node id's commitment as it arrives
@@ -114,7 +191,8 @@ func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *n
 // set, so it is not asked again. The attempts stop when fewer than T members
 // are left or ctx ends; nothing is decrypted then.
 func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, cts int, senders []string) ([]string, [][][]byte, error) {
-	need := min(e.Threshold, len(e.Members))
+	committee := e.committee()
+	need := min(e.Threshold, len(committee))
 	candidates := c.decryptorCandidates(e, senders)
 	failed := map[string]string{}
 	spent := map[string]bool{}
@@ -126,8 +204,8 @@ func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, b
 			}
 		}
 		if len(set) < need || ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("%d decryptors needed, %d of the %d members were left after %d attempt(s). %s",
-				need, len(set), len(e.Members), attempt-1, describeDecryptorFailures(e, candidates, failed, spent))
+			return nil, nil, fmt.Errorf("%d decryptors needed, %d of the %d committee members were left after %d attempt(s). %s",
+				need, len(set), len(committee), attempt-1, describeDecryptorFailures(e, candidates, failed, spent))
 		}
 		sort.Strings(set)
 
@@ -157,9 +235,9 @@ func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, b
 // base (the node checks everything and keeps its share) and returns each
 // one's error, in the order of set.
 func (c *Coordinator) prepare(ctx context.Context, set []string, base *nodev1.KeySwitchRequest) []error {
-	// A shallow copy: the partials (N ciphertexts of 256 KiB each) and the
-	// commitments are shared with base, which nothing writes once built.
-	prep := &nodev1.KeySwitchRequest{QueryId: base.GetQueryId(), Epoch: base.GetEpoch(), Spec: base.GetSpec(), Partials: base.GetPartials(),
+	// A shallow copy: the sum, the partials' headers and the commitments
+	// are shared with base, which nothing writes once built.
+	prep := &nodev1.KeySwitchRequest{QueryId: base.GetQueryId(), Epoch: base.GetEpoch(), Spec: base.GetSpec(), Partials: base.GetPartials(), Sum: base.GetSum(),
 		TargetPublicKey: base.GetTargetPublicKey(), Commits: base.GetCommits(),
 		Decryptors: set, Phase: nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_PREPARE}
 	return c.fanoutEach(ctx, set, func(ctx context.Context, _ int, id string) error {
@@ -207,8 +285,9 @@ func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set
 	return shares, errs
 }
 
-// decryptorCandidates orders the members for release (see keySwitchShares). Members
-// that reported they cannot decrypt in e are left out.
+// decryptorCandidates orders the committee members for release (see
+// keySwitchShares). Members that reported they cannot decrypt in e are left
+// out.
 func (c *Coordinator) decryptorCandidates(e *epoch, senders []string) []string {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -217,7 +296,7 @@ func (c *Coordinator) decryptorCandidates(e *epoch, senders []string) []string {
 		rank, sent int
 	}
 	var cs []cand
-	for _, m := range e.Members {
+	for _, m := range e.committee() {
 		rank := 1 // no trusted report
 		if n, ok := c.reg[m.ID]; ok && c.fresh(n.Health) {
 			if _, problem := c.memberProblemLocked(e, m.ID); problem != "" {
@@ -267,7 +346,7 @@ func describeDecryptorFailures(e *epoch, candidates []string, failed map[string]
 	var b strings.Builder
 	b.WriteString("Decryptors that failed: ")
 	n := 0
-	for _, m := range e.Members {
+	for _, m := range e.committee() {
 		why, ok := failed[m.ID]
 		switch {
 		case ok:

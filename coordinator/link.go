@@ -71,13 +71,19 @@ func (c *Coordinator) linkSpec(e *epoch, p *plan.Plan) (*nodev1.LinkSpec, error)
 		}
 		ls.FilterHolders = append(ls.FilterHolders, h)
 	}
-	stages := min(e.Threshold, len(e.Members))
-	if len(ls.Participants) < stages {
-		return nil, fmt.Errorf("%w: %d live members, a query across linked agencies needs %d to mix", ErrTooFewNodes, len(ls.Participants), stages)
+	stages := min(e.Threshold, len(e.committee()))
+	var mixers []string
+	for _, id := range ls.Participants {
+		if e.onCommittee(id) {
+			mixers = append(mixers, id)
+		}
 	}
-	perm := rand.Perm(len(ls.Participants))
+	if len(mixers) < stages {
+		return nil, fmt.Errorf("%w: %d live committee members, a query across linked agencies needs %d to mix", ErrTooFewNodes, len(mixers), stages)
+	}
+	perm := rand.Perm(len(mixers))
 	for _, i := range perm[:stages] {
-		ls.Stages = append(ls.Stages, ls.Participants[i])
+		ls.Stages = append(ls.Stages, mixers[i])
 	}
 	return ls, nil
 }

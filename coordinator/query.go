@@ -415,11 +415,23 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	}
 	releaseCtx, cancelRelease := context.WithTimeout(q.ctx, releaseTimeout)
 	defer cancelRelease()
-	commits, err := c.commit(releaseCtx, q, e, spec, signed)
+	// A compact release: the decryptors get the sum and the partials'
+	// headers and signatures, not the partials (protocol.CheckCompactSum).
+	sumBytes := make([][]byte, len(sum))
+	for i, ct := range sum {
+		if sumBytes[i], err = ct.MarshalBinary(); err != nil {
+			return nil, err
+		}
+	}
+	commits, err := c.commit(releaseCtx, q, e, spec, signed, sumBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: release: commitment to the partial set: %v; nothing was decrypted", ErrQueryFailed, err)
 	}
-	ksReq := &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: signed, TargetPublicKey: target, Commits: commits}
+	refs := make([]*nodev1.NodeSigned, len(signed))
+	for i, s := range signed {
+		refs[i] = &nodev1.NodeSigned{NodeId: s.GetNodeId(), Signed: &typesv1.Signed{Header: s.GetSigned().GetHeader(), Signature: s.GetSigned().GetSignature()}}
+	}
+	ksReq := &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: refs, Sum: sumBytes, TargetPublicKey: target, Commits: commits}
 	switched, err := c.keySwitch(releaseCtx, q, e, ksReq, sum, senders)
 	if err != nil {
 		return nil, err

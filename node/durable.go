@@ -198,12 +198,13 @@ func methodName(full string) string {
 // epoch are logged.
 func (n *Node) checkShares() {
 	e := n.epoch
-	if e == nil {
+	if e == nil || !e.onCommittee(n.id) {
+		// A member off the committee has no key files in this epoch.
 		return
 	}
 	need := secretName(e.Epoch)
 	var required []string
-	if e.PublicKey != nil && e.Threshold < len(e.Members) {
+	if e.PublicKey != nil && e.thresholdShared() {
 		need = thresholdName(e.Epoch)
 		required = append(required, need)
 	}

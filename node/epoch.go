@@ -122,6 +122,11 @@ func (n *Node) epochFromRecord(rec *epochRecord) (*epochState, error) {
 	// A missing or damaged share does not stop the node: it answers
 	// queries and takes part in the next key ceremony, and refuses to
 	// decrypt in this epoch (durable.go, checkShares).
+	if !e.onCommittee(n.id) {
+		// This node encrypts only in this epoch: it has no secret.
+		e.secretErr = fmt.Errorf("%w: %s holds no share of epoch %d's key", ErrNotOnCommittee, n.id, e.Epoch)
+		return e.withPublic(p, rec)
+	}
 	sb, err := n.keys.Get(secretName(rec.Epoch))
 	if err == nil {
 		if e.secret, err = homomorphic.UnmarshalSecretKeyShare(p, sb); err != nil {
@@ -135,6 +140,12 @@ func (n *Node) epochFromRecord(rec *epochRecord) (*epochState, error) {
 	} else if err != nil {
 		return nil, err
 	}
+	return e.withPublic(p, rec)
+}
+
+// withPublic sets e's public keys from its record.
+func (e *epochState) withPublic(p homomorphic.Params, rec *epochRecord) (*epochState, error) {
+	var err error
 	if len(rec.PublicKey) > 0 {
 		if e.PublicKey, err = homomorphic.UnmarshalPublicKey(p, rec.PublicKey); err != nil {
 			return nil, err
@@ -219,14 +230,28 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	if err != nil {
 		return nil, err
 	}
+	committee := committeeOf(members)
 	t := int(req.GetThreshold())
-	if t < 1 || t > len(members) {
-		return nil, fmt.Errorf("%w: threshold %d with %d members", ErrBadRequest, t, len(members))
+	if t < 1 || t > len(committee) {
+		return nil, fmt.Errorf("%w: threshold %d with a committee of %d", ErrBadRequest, t, len(committee))
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if latest := n.latestEpoch(); req.GetEpoch() <= latest {
 		return nil, fmt.Errorf("%w: epoch %d is not newer than this node's epoch %d", ErrBadRequest, req.GetEpoch(), latest)
+	}
+	if self.Point == 0 {
+		// Not on the committee: this node makes no key material. It
+		// encrypts under the committee's public key, which InstallKey
+		// checks against the committee's signed shares.
+		e := &epochState{Epoch: req.GetEpoch(), Params: p, Threshold: t, Members: members, CRS: req.GetCrs()}
+		if err := n.saveEpoch(e); err != nil {
+			return nil, err
+		}
+		n.pending = e
+		n.record(ctx, "coordinator", "epoch.keygen", "", map[string]any{"epoch": e.Epoch, "members": len(members), "committee": len(committee), "threshold": t, "on_committee": false})
+		n.log.Info("key epoch started; this node encrypts only", "epoch", e.Epoch, "members", len(members), "committee", len(committee), "threshold", t)
+		return &nodev1.KeyGenResponse{}, nil
 	}
 	sk, err := homomorphic.GenSecretKeyShare(p)
 	if err != nil {
@@ -241,19 +266,19 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 		return nil, err
 	}
 	resp := &nodev1.KeyGenResponse{CkgShare: signed}
-	if err := n.dealLinkKey(req.GetEpoch(), t, members, resp); err != nil {
+	if err := n.dealLinkKey(req.GetEpoch(), t, committee, resp); err != nil {
 		return nil, err
 	}
-	if t < len(members) {
-		points := make([]uint64, len(members))
-		for i, m := range members {
+	if t < len(committee) {
+		points := make([]uint64, len(committee))
+		for i, m := range committee {
 			points[i] = m.Point
 		}
 		dealt, err := collective.ThresholdDeal(p, sk, t, points)
 		if err != nil {
 			return nil, err
 		}
-		for _, m := range members {
+		for _, m := range committee {
 			sealed, err := sealTo(m.Cert, []byte(transitInfo(req.GetEpoch(), n.id, m.ID)), dealt[m.Point])
 			if err != nil {
 				return nil, err
@@ -285,8 +310,8 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 		return nil, err
 	}
 	n.pending = e
-	n.record(ctx, "coordinator", "epoch.keygen", "", map[string]any{"epoch": e.Epoch, "members": len(members), "threshold": t})
-	n.log.Info("key epoch started", "epoch", e.Epoch, "members", len(members), "threshold", t, "self_point", self.Point)
+	n.record(ctx, "coordinator", "epoch.keygen", "", map[string]any{"epoch": e.Epoch, "members": len(members), "committee": len(committee), "threshold": t, "on_committee": true})
+	n.log.Info("key epoch started", "epoch", e.Epoch, "members", len(members), "committee", len(committee), "threshold", t, "self_point", self.Point)
 	return resp, nil
 }
 
@@ -294,9 +319,22 @@ func transitInfo(epoch uint64, from, to string) string {
 	return fmt.Sprintf("fedstat threshold share epoch=%d from=%s to=%s", epoch, from, to)
 }
 
+// committeeOf is the members with a Shamir point: the decryption
+// committee.
+func committeeOf(ms []member) []member {
+	var out []member
+	for _, m := range ms {
+		if m.Point != 0 {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // checkMembers validates the member list: certificates of the network CA
-// with the node role and the stated ids, distinct nonzero points, and this
-// node among them.
+// with the node role and the stated ids, distinct points (nonzero for the
+// decryption committee, 0 for members that only encrypt), at least one
+// committee member, and this node among them.
 func (n *Node) checkMembers(ms []*nodev1.Member) ([]member, member, error) {
 	var out []member
 	var self member
@@ -313,10 +351,13 @@ func (n *Node) checkMembers(ms []*nodev1.Member) ([]member, member, error) {
 		if r, _ := pki.RoleOf(c); r != pki.RoleNode || c.Subject.CommonName != m.GetNodeId() {
 			return nil, self, fmt.Errorf("%w: member %s: certificate is for %s with role %s", ErrBadRequest, m.GetNodeId(), c.Subject.CommonName, r)
 		}
-		if seenID[m.GetNodeId()] || m.GetShamirPoint() == 0 || seenPoint[m.GetShamirPoint()] {
-			return nil, self, fmt.Errorf("%w: member %s: duplicate id or bad point %d", ErrBadRequest, m.GetNodeId(), m.GetShamirPoint())
+		if seenID[m.GetNodeId()] || (m.GetShamirPoint() != 0 && seenPoint[m.GetShamirPoint()]) {
+			return nil, self, fmt.Errorf("%w: member %s: duplicate id or point %d", ErrBadRequest, m.GetNodeId(), m.GetShamirPoint())
 		}
-		seenID[m.GetNodeId()], seenPoint[m.GetShamirPoint()] = true, true
+		seenID[m.GetNodeId()] = true
+		if m.GetShamirPoint() != 0 {
+			seenPoint[m.GetShamirPoint()] = true
+		}
 		mm := member{ID: m.GetNodeId(), Cert: c, Point: m.GetShamirPoint()}
 		if mm.ID == n.id {
 			self = mm
@@ -325,6 +366,9 @@ func (n *Node) checkMembers(ms []*nodev1.Member) ([]member, member, error) {
 	}
 	if self.ID == "" {
 		return nil, self, fmt.Errorf("%w: %s is not among the %d members", ErrNotMember, n.id, len(out))
+	}
+	if len(seenPoint) == 0 {
+		return nil, self, fmt.Errorf("%w: no member has a Shamir point: the epoch has no decryption committee", ErrBadRequest)
 	}
 	return out, self, nil
 }
@@ -350,22 +394,23 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 		}
 		e = n.epoch
 	}
-	shares := make([][]byte, len(e.Members))
+	committee := e.committee()
+	shares := make([][]byte, len(committee))
 	got := 0
 	for _, s := range req.GetCkgShares() {
-		i := slices.IndexFunc(e.Members, func(m member) bool { return m.ID == s.GetNodeId() })
+		i := slices.IndexFunc(committee, func(m member) bool { return m.ID == s.GetNodeId() })
 		if i < 0 || shares[i] != nil {
-			return nil, fmt.Errorf("%w: CKG share from %q: not a member or duplicate", ErrBadRequest, s.GetNodeId())
+			return nil, fmt.Errorf("%w: CKG share from %q: not a member of the committee, or a duplicate", ErrBadRequest, s.GetNodeId())
 		}
-		share, err := protocol.OpenCKGShare(e.Members[i].Cert.PublicKey, s.GetSigned(), e.Epoch, s.GetNodeId(), n.window(nil))
+		share, err := protocol.OpenCKGShare(committee[i].Cert.PublicKey, s.GetSigned(), e.Epoch, s.GetNodeId(), n.window(nil))
 		if err != nil {
 			return nil, fmt.Errorf("%w: CKG share from %s: %v", ErrBadRequest, s.GetNodeId(), err)
 		}
 		shares[i] = share
 		got++
 	}
-	if got != len(e.Members) {
-		return nil, fmt.Errorf("%w: %d CKG shares for %d members", ErrBadRequest, got, len(e.Members))
+	if got != len(committee) {
+		return nil, fmt.Errorf("%w: %d CKG shares for a committee of %d", ErrBadRequest, got, len(committee))
 	}
 	pk, err := collective.CKGAggregate(e.Params, e.CRS, shares)
 	if err != nil {
@@ -379,7 +424,7 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	if len(req.GetPublicKey()) > 0 && string(mine) != string(req.GetPublicKey()) {
 		return nil, fmt.Errorf("%w: the public key sent differs from the aggregate of the signed shares", ErrBadRequest)
 	}
-	if e.Threshold < len(e.Members) {
+	if e.onCommittee(n.id) && e.thresholdShared() {
 		if err := n.installThreshold(e, req.GetDealt()); err != nil {
 			return nil, err
 		}
@@ -420,11 +465,12 @@ func epochOf(e *epochState) any {
 // their aggregate sealed.
 func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare) error {
 	self, _ := e.member(n.id)
-	received := make([][]byte, 0, len(e.Members))
+	committee := e.committee()
+	received := make([][]byte, 0, len(committee))
 	seen := map[string]bool{}
 	for _, d := range dealt {
 		from, ok := e.member(d.GetFromNodeId())
-		if !ok || d.GetToNodeId() != n.id || seen[from.ID] {
+		if !ok || from.Point == 0 || d.GetToNodeId() != n.id || seen[from.ID] {
 			return fmt.Errorf("%w: threshold share from %q to %q", ErrBadRequest, d.GetFromNodeId(), d.GetToNodeId())
 		}
 		sealed, err := protocol.OpenThresholdShare(from.Cert.PublicKey, d.GetSealed(), e.Epoch, from.ID, n.id, n.window(nil))
@@ -438,8 +484,8 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare) error
 		seen[from.ID] = true
 		received = append(received, pt)
 	}
-	if len(received) != len(e.Members) {
-		return fmt.Errorf("%w: %d threshold shares for %d members", ErrBadRequest, len(received), len(e.Members))
+	if len(received) != len(committee) {
+		return fmt.Errorf("%w: %d threshold shares for a committee of %d", ErrBadRequest, len(received), len(committee))
 	}
 	ts, err := collective.ThresholdAggregate(e.Params, self.Point, received)
 	if err != nil {
@@ -457,7 +503,10 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare) error
 // every member decrypts, otherwise the additive share for that set from its
 // threshold share.
 func (n *Node) releaseSecret(e *epochState, points []uint64) (*homomorphic.SecretKeyShare, error) {
-	if e.Threshold >= len(e.Members) {
+	if !e.onCommittee(n.id) {
+		return nil, fmt.Errorf("%w: %s holds no share of epoch %d's key", ErrNotOnCommittee, n.id, e.Epoch)
+	}
+	if !e.thresholdShared() {
 		if e.secret == nil {
 			return nil, e.secretErr
 		}
@@ -565,33 +614,38 @@ func (n *Node) installLinkKey(e *epochState, req *nodev1.InstallKeyRequest) (*li
 		return nil, nil
 	}
 	self, _ := e.member(n.id)
-	commits := make([][]linkage.Point, len(e.Members))
+	committee := e.committee()
+	commits := make([][]linkage.Point, len(committee))
 	for _, s := range req.GetLinkCommitments() {
-		i := slices.IndexFunc(e.Members, func(m member) bool { return m.ID == s.GetNodeId() })
+		i := slices.IndexFunc(committee, func(m member) bool { return m.ID == s.GetNodeId() })
 		if i < 0 || commits[i] != nil {
-			return nil, fmt.Errorf("%w: linkage commitments from %q: not a member or duplicate", ErrBadRequest, s.GetNodeId())
+			return nil, fmt.Errorf("%w: linkage commitments from %q: not a member of the committee, or a duplicate", ErrBadRequest, s.GetNodeId())
 		}
-		c, err := protocol.OpenLinkCommitments(e.Members[i].Cert.PublicKey, s.GetSigned(), e.Epoch, s.GetNodeId(), e.Threshold, n.window(nil))
+		c, err := protocol.OpenLinkCommitments(committee[i].Cert.PublicKey, s.GetSigned(), e.Epoch, s.GetNodeId(), e.Threshold, n.window(nil))
 		if err != nil {
 			return nil, fmt.Errorf("%w: linkage commitments from %s: %v", ErrBadRequest, s.GetNodeId(), err)
 		}
 		commits[i] = c
 	}
-	points := make([]uint64, len(e.Members))
-	for i, m := range e.Members {
+	points := make([]uint64, len(committee))
+	for i, m := range committee {
 		if commits[i] == nil {
-			return nil, fmt.Errorf("%w: no linkage commitments from member %s", ErrBadRequest, m.ID)
+			return nil, fmt.Errorf("%w: no linkage commitments from committee member %s", ErrBadRequest, m.ID)
 		}
 		points[i] = m.Point
 	}
-	shares := make([]linkage.Scalar, len(e.Members))
-	got := make([]bool, len(e.Members))
+	if self.Point == 0 {
+		// Not on the committee: only the public key.
+		return linkage.AggregatePublicKey(commits, points)
+	}
+	shares := make([]linkage.Scalar, len(committee))
+	got := make([]bool, len(committee))
 	for _, d := range req.GetDealt() {
-		i := slices.IndexFunc(e.Members, func(m member) bool { return m.ID == d.GetFromNodeId() })
+		i := slices.IndexFunc(committee, func(m member) bool { return m.ID == d.GetFromNodeId() })
 		if i < 0 || d.GetToNodeId() != n.id || got[i] || d.GetLinkSealed() == nil {
 			continue
 		}
-		from := e.Members[i]
+		from := committee[i]
 		sealed, err := protocol.OpenLinkShare(from.Cert.PublicKey, d.GetLinkSealed(), e.Epoch, from.ID, n.id, n.window(nil))
 		if err != nil {
 			return nil, fmt.Errorf("%w: linkage share from %s: %v", ErrBadRequest, from.ID, err)
@@ -608,7 +662,7 @@ func (n *Node) installLinkKey(e *epochState, req *nodev1.InstallKeyRequest) (*li
 	}
 	for i, ok := range got {
 		if !ok {
-			return nil, fmt.Errorf("%w: no linkage share from member %s", ErrBadRequest, e.Members[i].ID)
+			return nil, fmt.Errorf("%w: no linkage share from committee member %s", ErrBadRequest, committee[i].ID)
 		}
 	}
 	pub, err := linkage.AggregatePublicKey(commits, points)

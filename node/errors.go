@@ -24,6 +24,7 @@ var Errors = rpc.RegisterErrors(rpc.ErrorTable{
 	{Err: ErrWrongEpoch, Code: codes.FailedPrecondition, Reason: "node.wrong_epoch"},
 	{Err: ErrNoEpoch, Code: codes.FailedPrecondition, Reason: "node.no_epoch"},
 	{Err: ErrNotMember, Code: codes.FailedPrecondition, Reason: "node.not_member"},
+	{Err: ErrNotOnCommittee, Code: codes.FailedPrecondition, Reason: "node.not_on_committee"},
 	{Err: ErrBadPartial, Code: codes.InvalidArgument, Reason: "node.bad_partial"},
 	{Err: ErrTooFewPartials, Code: codes.FailedPrecondition, Reason: "node.too_few_partials"},
 	{Err: ErrAlreadyReleased, Code: codes.AlreadyExists, Reason: "node.already_released"},

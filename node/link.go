@@ -90,6 +90,11 @@ func checkLinkSpec(e *epochState, self string, p *plan.Plan, l *nodev1.LinkSpec,
 	if err := in("stage", l.GetStages()); err != nil {
 		return err
 	}
+	for _, id := range l.GetStages() {
+		if !e.onCommittee(id) {
+			return fmt.Errorf("%w: link spec: stage %s is not on the decryption committee of epoch %d", ErrBadRequest, id, e.Epoch)
+		}
+	}
 	if len(l.GetStages()) != linkStages(e) {
 		return fmt.Errorf("%w: link spec: %d stages, epoch %d needs %d", ErrBadRequest, len(l.GetStages()), e.Epoch, linkStages(e))
 	}
@@ -112,9 +117,9 @@ func checkLinkSpec(e *epochState, self string, p *plan.Plan, l *nodev1.LinkSpec,
 }
 
 // linkStages is the number of mix stages of epoch e: its threshold (every
-// member when T = N), so that T-1 colluding members never hold every
+// committee member when T = K), so that T-1 colluding members never hold every
 // stage's secret exponent and permutation.
-func linkStages(e *epochState) int { return min(e.Threshold, len(e.Members)) }
+func linkStages(e *epochState) int { return min(e.Threshold, len(e.committee())) }
 
 // linkPartial evaluates a linked query on the local data and returns the
 // signed link partial (stored by the ledger with the debit, like a

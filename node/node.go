@@ -51,6 +51,7 @@ var (
 	ErrWrongEpoch       = errors.New("node: query is for another key epoch")
 	ErrNoEpoch          = errors.New("node: no key epoch is active at this node")
 	ErrNotMember        = errors.New("node: not a member of the key epoch")
+	ErrNotOnCommittee   = errors.New("node: not on the key epoch's decryption committee")
 	ErrBadPartial       = errors.New("node: partial rejected")
 	ErrTooFewPartials   = errors.New("node: fewer partials than min_nodes")
 	ErrAlreadyReleased  = errors.New("node: a different release for this query id was already made")
@@ -376,10 +377,28 @@ type epochState struct {
 }
 
 type member struct {
-	ID    string
-	Cert  *x509.Certificate
+	ID   string
+	Cert *x509.Certificate
+	// Point is the member's Shamir point when it is on the epoch's
+	// decryption committee (it holds a share of the key), 0 when it only
+	// encrypts under the committee's public key.
 	Point uint64
 }
+
+// committee is the members of e that hold a share of its key (a nonzero
+// Shamir point), in member order. An epoch made before committees has every
+// member on it.
+func (e *epochState) committee() []member { return committeeOf(e.Members) }
+
+// onCommittee reports whether id holds a share of e's key.
+func (e *epochState) onCommittee(id string) bool {
+	m, ok := e.member(id)
+	return ok && m.Point != 0
+}
+
+// thresholdShared reports whether the committee holds the key T-of-K (each
+// member decrypts with its threshold share) rather than K-of-K.
+func (e *epochState) thresholdShared() bool { return e.Threshold < len(e.committee()) }
 
 func (e *epochState) member(id string) (member, bool) {
 	for _, m := range e.Members {

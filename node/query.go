@@ -420,40 +420,12 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		return resp, err
 	}
 
-	var vectors [][]*homomorphic.Ciphertext
-	seen := map[string]bool{}
-	for _, ps := range req.GetPartials() {
-		from := ps.GetNodeId()
-		m, ok := e.member(from)
-		if !ok {
-			return nil, fmt.Errorf("%w: partial from %q: not a member of epoch %d", ErrBadPartial, from, e.Epoch)
+	var sum []*homomorphic.Ciphertext
+	if len(req.GetSum()) > 0 {
+		if sum, err = n.compactSum(e, qid, req, shape, commitDigest); err != nil {
+			return nil, err
 		}
-		if seen[from] {
-			return nil, fmt.Errorf("%w: two partials from %s", ErrBadPartial, from)
-		}
-		// No replay cache: a partial is bound to this query id, epoch and
-		// node, and the release record below lets a query id be released
-		// once; presenting the same partials again (a retry after a refusal)
-		// must work.
-		w := n.window(nil)
-		// A query that waited for approvals holds the partials of the
-		// nodes that answered at once up to its approval wait.
-		w.MaxSkew = protocol.PartialAge(req.GetSpec(), w.MaxSkew)
-		if protocol.IsSeriesQuery(qid) {
-			w.MaxSkew = protocol.SeriesPartialAge // replayed to every retry (protocol.SeriesPartialAge)
-		}
-		pt, err := protocol.OpenPartial(m.Cert.PublicKey, ps.GetSigned(), qid, e.Epoch, from, w, shape)
-		if err != nil {
-			return nil, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
-		}
-		seen[from] = true
-		vectors = append(vectors, pt.Ciphertexts)
-	}
-	if err := n.checkCommits(e, qid, commitDigest, seen, req.GetCommits()); err != nil {
-		return nil, err
-	}
-	sum, err := homomorphic.Sum(e.Params, vectors)
-	if err != nil {
+	} else if sum, err = n.fullSum(e, qid, req, shape, commitDigest); err != nil {
 		return nil, err
 	}
 	// A narrowing, not a closure, of key recovery by a member that crafts
@@ -502,8 +474,102 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		return &nodev1.KeySwitchResponse{}, nil
 	}
 	n.record(ctx, n.id, "release.keyswitch_share", qid, map[string]any{"partials_from": from, "decryptors": req.GetDecryptors()})
-	n.log.Info("released key-switch share", "query_id", qid, "partials", len(vectors), "decryptors", len(req.GetDecryptors()))
+	n.log.Info("released key-switch share", "query_id", qid, "partials", len(from), "decryptors", len(req.GetDecryptors()))
 	return &nodev1.KeySwitchResponse{Share: signed}, nil
+}
+
+// fullSum opens every partial of a release that carries them, checks the
+// senders' commitments to exactly this set and returns the partials' sum.
+func (n *Node) fullSum(e *epochState, qid string, req *nodev1.KeySwitchRequest, shape protocol.PartialShape, commitDigest []byte) ([]*homomorphic.Ciphertext, error) {
+	var vectors [][]*homomorphic.Ciphertext
+	seen := map[string]bool{}
+	for _, ps := range req.GetPartials() {
+		from := ps.GetNodeId()
+		m, ok := e.member(from)
+		if !ok {
+			return nil, fmt.Errorf("%w: partial from %q: not a member of epoch %d", ErrBadPartial, from, e.Epoch)
+		}
+		if seen[from] {
+			return nil, fmt.Errorf("%w: two partials from %s", ErrBadPartial, from)
+		}
+		// No replay cache: a partial is bound to this query id, epoch and
+		// node, and the release record below lets a query id be released
+		// once; presenting the same partials again (a retry after a refusal)
+		// must work.
+		w := n.window(nil)
+		// A query that waited for approvals holds the partials of the
+		// nodes that answered at once up to its approval wait.
+		w.MaxSkew = protocol.PartialAge(req.GetSpec(), w.MaxSkew)
+		if protocol.IsSeriesQuery(qid) {
+			w.MaxSkew = protocol.SeriesPartialAge // replayed to every retry (protocol.SeriesPartialAge)
+		}
+		pt, err := protocol.OpenPartial(m.Cert.PublicKey, ps.GetSigned(), qid, e.Epoch, from, w, shape)
+		if err != nil {
+			return nil, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
+		}
+		seen[from] = true
+		vectors = append(vectors, pt.Ciphertexts)
+	}
+	if err := n.checkCommits(e, qid, commitDigest, seen, req.GetCommits()); err != nil {
+		return nil, err
+	}
+	return homomorphic.Sum(e.Params, vectors)
+}
+
+// compactSum checks the sum of a compact release (docs/crypto.md,
+// "Checking a sum without its partials"): the partials are named by their
+// senders' ids, headers and signatures only; every sender, and no other
+// node, must have signed a ReleaseCommitment to this set and this sum for
+// this spec; and the fingerprint of the sum must be the sum of their
+// fingerprints. It returns the sum.
+func (n *Node) compactSum(e *epochState, qid string, req *nodev1.KeySwitchRequest, shape protocol.PartialShape, commitDigest []byte) ([]*homomorphic.Ciphertext, error) {
+	want := e.Params.NumCiphertexts(shape.VectorLen)
+	if len(req.GetSum()) != want {
+		return nil, fmt.Errorf("%w: a sum of %d ciphertexts for %s, the plan needs %d", ErrBadPartial, len(req.GetSum()), qid, want)
+	}
+	sum := make([]*homomorphic.Ciphertext, want)
+	for i, b := range req.GetSum() {
+		ct, err := homomorphic.UnmarshalCiphertext(e.Params, b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: sum of %s, ciphertext %d: %v", ErrBadPartial, qid, i, err)
+		}
+		sum[i] = ct
+	}
+	senders := map[string]bool{}
+	for _, ps := range req.GetPartials() {
+		from := ps.GetNodeId()
+		if _, ok := e.member(from); !ok || senders[from] {
+			return nil, fmt.Errorf("%w: partial from %q: not a member of epoch %d, or repeated", ErrBadPartial, from, e.Epoch)
+		}
+		senders[from] = true
+	}
+	commits := map[string]*nodev1.ReleaseCommitment{}
+	for _, c := range req.GetCommits() {
+		from := c.GetNodeId()
+		m, ok := e.member(from)
+		if !ok || !senders[from] || commits[from] != nil {
+			return nil, fmt.Errorf("%w: commitment from %q: not a sender of this release, or repeated", ErrBadRequest, from)
+		}
+		rc, err := protocol.OpenReleaseCommitment(m.Cert.PublicKey, c.GetSigned(), qid, e.Epoch, from, n.window(nil))
+		if err != nil {
+			return nil, fmt.Errorf("%w: commitment from %s: %v", ErrBadRequest, from, err)
+		}
+		commits[from] = rc
+	}
+	var missing []string
+	for id := range senders {
+		if commits[id] == nil {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return nil, fmt.Errorf("%w: no commitment to this set of partials from %v (every node whose partial is released must commit)", ErrBadRequest, missing)
+	}
+	if err := protocol.CheckCompactSum(e.Params, sum, req.GetSum(), commitDigest, shape.SpecDigest, commits); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadPartial, qid, err)
+	}
+	return sum, nil
 }
 
 // releaseDigest identifies a release request: its partial set (the commit

@@ -41,30 +41,77 @@ func (n *Node) commit(ctx context.Context, req *nodev1.CommitRequest) (*nodev1.C
 	if err != nil {
 		return nil, err
 	}
-	if qid == "" || len(req.GetDigest()) != 32 {
-		return nil, fmt.Errorf("%w: a commit needs a query id and a 32-byte digest", ErrBadRequest)
+	if qid == "" || len(req.GetDigest()) != 32 || (req.GetSumDigest() != nil && len(req.GetSumDigest()) != 32) {
+		return nil, fmt.Errorf("%w: a commit needs a query id, a 32-byte digest and, for a compact release, a 32-byte sum digest", ErrBadRequest)
 	}
+	var rc *nodev1.ReleaseCommitment
+	if req.GetSumDigest() != nil {
+		// A compact release: the decryptors check the sum against the
+		// fingerprint of this node's own partial (the one it signed for
+		// this query id, kept with its charge).
+		if rc, err = n.releaseCommitment(e, qid, req.GetDigest(), req.GetSumDigest()); err != nil {
+			return nil, err
+		}
+	}
+	record := slices.Concat(req.GetDigest(), req.GetSumDigest())
 	n.releaseMu.Lock()
 	defer n.releaseMu.Unlock()
 	switch b, err := n.cfg.DB.Get(commitKey(qid)); {
 	case err == nil:
-		if !bytes.Equal(b, req.GetDigest()) {
+		// The record is the set's digest, then (compact releases) the
+		// sum's: one set per query id, and with it one sum.
+		if !bytes.Equal(b[:min(len(b), 32)], req.GetDigest()) {
 			n.record(ctx, n.id, "release.commit_refused", qid, map[string]any{"reason": "committed to another partial set"})
 			return nil, fmt.Errorf("%w: %s: this node already committed to another set of partials", ErrAlreadyReleased, qid)
 		}
+		if len(b) > 32 && req.GetSumDigest() != nil && !bytes.Equal(b[32:], req.GetSumDigest()) {
+			n.record(ctx, n.id, "release.commit_refused", qid, map[string]any{"reason": "committed to another sum of the partial set"})
+			return nil, fmt.Errorf("%w: %s: this node already committed to another sum of these partials", ErrAlreadyReleased, qid)
+		}
+		if len(b) == 32 && req.GetSumDigest() != nil {
+			if _, err := n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(commitKey(qid), record) }); err != nil {
+				return nil, err
+			}
+		}
 	case errors.Is(err, kv.ErrNotFound):
-		if _, err := n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(commitKey(qid), req.GetDigest()) }); err != nil {
+		if _, err := n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(commitKey(qid), record) }); err != nil {
 			return nil, err
 		}
-		n.record(ctx, n.id, "release.committed", qid, map[string]any{"digest": fmt.Sprintf("%x", req.GetDigest())})
+		n.record(ctx, n.id, "release.committed", qid, map[string]any{"digest": fmt.Sprintf("%x", req.GetDigest()), "sum_digest": fmt.Sprintf("%x", req.GetSumDigest())})
 	default:
 		return nil, err
 	}
-	signed, err := protocol.SealCommit(n.cfg.Identity.Key, qid, e.Epoch, n.id, req.GetDigest(), n.cfg.Now())
+	var signed *typesv1.Signed
+	if rc != nil {
+		signed, err = protocol.SealReleaseCommitment(n.cfg.Identity.Key, qid, e.Epoch, n.id, rc, n.cfg.Now())
+	} else {
+		signed, err = protocol.SealCommit(n.cfg.Identity.Key, qid, e.Epoch, n.id, req.GetDigest(), n.cfg.Now())
+	}
 	if err != nil {
 		return nil, err
 	}
 	return &nodev1.CommitResponse{Commit: signed}, nil
+}
+
+// releaseCommitment is this node's commitment to a compact release of
+// queryID: the fingerprints of its own partial of queryID.
+func (n *Node) releaseCommitment(e *epochState, qid string, digest, sumDigest []byte) (*nodev1.ReleaseCommitment, error) {
+	answer, ok, err := n.ledger.Answer(qid)
+	if err != nil {
+		return nil, err
+	}
+	if _, refused := storedRefusal(answer); !ok || refused {
+		return nil, fmt.Errorf("%w: %s: this node sent no partial of this query, so it has nothing to commit", ErrBadRequest, qid)
+	}
+	var signed typesv1.Signed
+	if err := proto.Unmarshal(answer, &signed); err != nil {
+		return nil, fmt.Errorf("node: stored answer of %s: %w", qid, err)
+	}
+	payload, err := protocol.OwnPartial(n.cfg.Identity.Cert.PublicKey, &signed, qid, e.Epoch, n.id, n.cfg.Now())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: this node's partial is not one of epoch %d: %v", ErrBadRequest, qid, e.Epoch, err)
+	}
+	return protocol.NewReleaseCommitment(e.Params, digest, sumDigest, payload)
 }
 
 // checkCommits verifies that every node in senders signed a commitment to
@@ -117,24 +164,29 @@ func (n *Node) releaseEpoch(ctx context.Context, call, queryID string, epoch uin
 }
 
 // checkDecryptors checks the decryptor set of a release before any work is
-// done for it: this node is in it, and it has the size the epoch needs (all
-// members when T = N, exactly T otherwise) of distinct members. It returns
+// done for it: this node is in it, and it has the size the epoch needs (the
+// whole committee when T = K, exactly T otherwise) of distinct committee
+// members. It returns
 // their Shamir points, in the order given (releaseSecret's active set).
 func checkDecryptors(e *epochState, self string, decryptors []string) ([]uint64, error) {
 	if !slices.Contains(decryptors, self) {
 		return nil, fmt.Errorf("%w: %s is not among the decryptors", ErrBadRequest, self)
 	}
-	if e.Threshold >= len(e.Members) && len(decryptors) != len(e.Members) {
-		return nil, fmt.Errorf("%w: epoch %d needs all %d members to decrypt, got %d", ErrBadRequest, e.Epoch, len(e.Members), len(decryptors))
+	if !e.onCommittee(self) {
+		return nil, fmt.Errorf("%w: %s holds no share of epoch %d's key and cannot decrypt", ErrNotOnCommittee, self, e.Epoch)
 	}
-	if e.Threshold < len(e.Members) && len(decryptors) != e.Threshold {
+	k := len(e.committee())
+	if !e.thresholdShared() && len(decryptors) != k {
+		return nil, fmt.Errorf("%w: epoch %d needs all %d committee members to decrypt, got %d", ErrBadRequest, e.Epoch, k, len(decryptors))
+	}
+	if e.thresholdShared() && len(decryptors) != e.Threshold {
 		return nil, fmt.Errorf("%w: epoch %d needs exactly %d decryptors, got %d", ErrBadRequest, e.Epoch, e.Threshold, len(decryptors))
 	}
 	points := make([]uint64, 0, len(decryptors))
 	for _, id := range decryptors {
 		m, ok := e.member(id)
-		if !ok || slices.Contains(points, m.Point) {
-			return nil, fmt.Errorf("%w: decryptor %q is not a member or repeated", ErrBadRequest, id)
+		if !ok || m.Point == 0 || slices.Contains(points, m.Point) {
+			return nil, fmt.Errorf("%w: decryptor %q is not on the decryption committee or repeated", ErrBadRequest, id)
 		}
 		points = append(points, m.Point)
 	}

@@ -28,6 +28,7 @@ func benchCommand() *cobra.Command {
 	var (
 		nodes, patients []int
 		repeats         int
+		committee       int
 		format, query   string
 		grid            bool
 		processes       bool
@@ -84,7 +85,7 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 			}
 			progress := func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), "  "+s) }
 			if processes {
-				return benchProcesses(cmd, nodes, patients, repeats, qs, idle, profileDir, format, progress)
+				return benchProcesses(cmd, nodes, patients, repeats, committee, qs, idle, profileDir, format, progress)
 			}
 			if profileDir != "" {
 				return &usageError{"--profile needs --processes"}
@@ -93,7 +94,7 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 			for _, n := range nodes {
 				for _, p := range patients {
 					fmt.Fprintf(cmd.ErrOrStderr(), "bench: %d nodes x %d patients\n", n, p)
-					cells, err := bench.Run(cmd.Context(), bench.Options{Nodes: n, Patients: p, Repeats: repeats, Queries: qs, Progress: progress})
+					cells, err := bench.Run(cmd.Context(), bench.Options{Nodes: n, Patients: p, Repeats: repeats, Queries: qs, Committee: committee, Progress: progress})
 					if err != nil {
 						return err
 					}
@@ -115,6 +116,7 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 	f.IntSliceVar(&nodes, "nodes", []int{3}, "number of nodes (comma-separated for several)")
 	f.IntSliceVar(&patients, "patients", []int{10_000}, "patients per node (comma-separated for several)")
 	f.IntVar(&repeats, "repeats", 20, "timed runs per query and mode")
+	f.IntVar(&committee, "committee", 0, "size K of the decryption committee (T = max(2, 2K/3) of it decrypt); 0: min(nodes, 10), -1: every node")
 	f.StringVar(&query, "query", "", "only these queries: cohort, weekly-by-region, mean (comma-separated)")
 	f.StringVar(&format, "format", "table", "table or json")
 	f.BoolVar(&grid, "grid", false, "run N = 3, 10, 30 by P = 10^4, 10^5, 10^6")
@@ -126,7 +128,7 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 
 // benchProcesses is `fedstat bench --processes`: every size as a network of
 // separate processes of this very binary.
-func benchProcesses(cmd *cobra.Command, nodes, patients []int, repeats int, qs []bench.Query, idle time.Duration, profileDir, format string, progress func(string)) error {
+func benchProcesses(cmd *cobra.Command, nodes, patients []int, repeats, committee int, qs []bench.Query, idle time.Duration, profileDir, format string, progress func(string)) error {
 	bin, err := os.Executable()
 	if err != nil {
 		return err
@@ -140,7 +142,7 @@ func benchProcesses(cmd *cobra.Command, nodes, patients []int, repeats int, qs [
 				dir = filepath.Join(profileDir, fmt.Sprintf("n%d-p%d", n, p))
 			}
 			r, err := bench.RunProcesses(cmd.Context(), bench.ProcessOptions{Binary: bin,
-				Options: bench.Options{Nodes: n, Patients: p, Repeats: repeats, Queries: qs, Progress: progress}, Idle: idle, ProfileDir: dir})
+				Options: bench.Options{Nodes: n, Patients: p, Repeats: repeats, Queries: qs, Committee: committee, Progress: progress}, Idle: idle, ProfileDir: dir})
 			if err != nil {
 				return err
 			}
@@ -175,6 +177,15 @@ func writeBenchTable(w io.Writer, outs []benchOutput) error {
 			fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.2fx\t%s\t%.1f\t%.1f\t%.1f\t\n", c.Nodes, c.Patients, c.Query, c.Slots,
 				c.P50Ms, c.P95Ms, c.PlaintextP50Ms, c.PlaintextP95Ms, c.Ratio, kib(c.UploadBytesPerNode), c.NodeMs, c.CoordinatorMs, c.CPUMsPerQuery)
 		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\nnodes\tcommittee K\tthreshold T\tceremony ms\tceremony bytes/node\tceremony bytes/committee member\t")
+	for _, o := range outs {
+		c := o.Cell
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%s\t%s\t\n", c.Nodes, c.Committee, c.Threshold, c.CeremonyMs, kib(c.CeremonyBytesPerNode), kib(c.CeremonyBytesPerCommitteeMember))
 	}
 	return tw.Flush()
 }

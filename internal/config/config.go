@@ -194,8 +194,18 @@ type Coordinator struct {
 	// TokensFile lists bearer tokens (hashed) for analysts without a
 	// certificate. Default none.
 	TokensFile string `toml:"tokens_file"`
-	// Threshold is T of the key epochs. Default: all members.
+	// Threshold is T of the key epochs. Default: the whole decryption
+	// committee.
 	Threshold int `toml:"threshold"`
+	// Committee is K, how many members hold the key of an epoch (the
+	// decryption committee); the others only encrypt under its public key,
+	// so a key ceremony costs O(K^2) and a release T key-switch shares
+	// whatever the number of nodes. Default 0: every member.
+	Committee int `toml:"committee"`
+	// CommitteeMembers are nodes the operator wants on the committee, most
+	// wanted first; the other seats keep the previous committee and then
+	// follow a public rule (operations.md, "Decryption committee").
+	CommitteeMembers []string `toml:"committee_members"`
 	// MinNodes is the default number of partials a release needs.
 	// Default: the threshold.
 	MinNodes int `toml:"min_nodes"`

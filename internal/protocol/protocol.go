@@ -24,6 +24,9 @@ const (
 	KindPartial        = "partial"         // a node's encrypted, noised partial result
 	KindKeySwitchShare = "keyswitch-share" // a node's key-switch share of a release
 	KindReleaseCommit  = "release-commit"  // a node's commitment to the one partial set a query may be released over
+	// KindReleaseCommitment is a node's commitment to the partial set and
+	// the sum of a compact release, with its partial's fingerprint.
+	KindReleaseCommitment = "release-commitment"
 )
 
 // EpochQueryID is the query id that binds key-ceremony messages of an epoch.

@@ -46,8 +46,12 @@ type Options struct {
 	// Populations are the catalogue's public populations by region, served
 	// to analysts (coordinator.Config.Populations). Defaults to none.
 	Populations map[string]int64
-	// Threshold is T (decryption threshold). Defaults to the number of nodes.
+	// Threshold is T (decryption threshold). Defaults to the committee's
+	// size.
 	Threshold int
+	// Committee is K, the size of the decryption committee. Defaults to 0:
+	// every node.
+	Committee int
 	// MinNodes defaults to the number of nodes.
 	MinNodes int
 	// Params is the homomorphic parameter set. Defaults to the production set.
@@ -286,7 +290,7 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 // startCoordinator starts the coordinator with the given static nodes.
 func (nw *Network) startCoordinator(runCtx context.Context, o Options, id *pki.Identity, endpoints []coordinator.NodeEndpoint) error {
 	ccfg := coordinator.Config{
-		Identity: id, Nodes: endpoints, Params: o.Params, Threshold: o.Threshold,
+		Identity: id, Nodes: endpoints, Params: o.Params, Threshold: o.Threshold, Committee: o.Committee,
 		MinNodes: o.MinNodes, Catalogue: nw.Catalogue, Logger: o.Logger, BenchmarkPlaintext: o.BenchmarkPlaintext, Populations: o.Populations,
 	}
 	if o.CoordinatorConfig != nil {

@@ -308,6 +308,16 @@ func lookup(tx *kv.Txn, queryID string) (rec entryRecord, answer []byte, ok bool
 	return rec, answer, true, nil
 }
 
+// Answer returns the answer stored with the charge of queryID (ok false
+// when there is no charge of it).
+func (l *Ledger) Answer(queryID string) (answer []byte, ok bool, err error) {
+	err = l.db.View(func(tx *kv.Txn) error {
+		_, answer, ok, err = lookup(tx, queryID)
+		return err
+	})
+	return answer, ok, err
+}
+
 // check returns the error of a charge of rho by analyst against the spends in
 // tx, or nil if both budgets cover it.
 func (l *Ledger) check(tx *kv.Txn, analyst string, rho float64) error {

@@ -52,6 +52,10 @@ type Options struct {
 	Queries []Query
 	// Seed of the synthetic data. Defaults to 1.
 	Seed int64
+	// Committee is K, the size of the decryption committee: the members
+	// that hold the key, T = max(2, 2K/3) of whom decrypt each release.
+	// Defaults to min(Nodes, 10); -1 puts every node on it.
+	Committee int
 	// Progress, when set, is told what is happening.
 	Progress func(string)
 }
@@ -70,8 +74,17 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Seed == 0 {
 		o.Seed = 1
 	}
+	switch {
+	case o.Committee == 0:
+		o.Committee = min(o.Nodes, 10)
+	case o.Committee < 0 || o.Committee > o.Nodes:
+		o.Committee = o.Nodes
+	}
 	return o, nil
 }
+
+// threshold is T of the benchmark: two thirds of the committee, at least 2.
+func (o Options) threshold() int { return max(2, o.Committee*2/3) }
 
 // say tells o.Progress, when set.
 func (o Options) say(f string, a ...any) {
@@ -108,6 +121,16 @@ type Cell struct {
 	// CPUMsPerQuery is the whole process's CPU time per query: all nodes
 	// and the coordinator (they share one process).
 	CPUMsPerQuery float64 `json:"cpu_ms_per_query"`
+	// Committee and Threshold are K and T of the key epoch.
+	Committee int `json:"committee"`
+	Threshold int `json:"threshold"`
+	// CeremonyMs is the key ceremony's wall time; CeremonySentPerNode the
+	// most bytes one node off the committee sent in it (its KeyGen
+	// answer, empty) plus received (the KeyGen and InstallKey requests),
+	// CeremonySentPerCommitteeMember the same for a committee member.
+	CeremonyMs                      float64 `json:"ceremony_ms"`
+	CeremonyBytesPerNode            int64   `json:"ceremony_bytes_per_node"`
+	CeremonyBytesPerCommitteeMember int64   `json:"ceremony_bytes_per_committee_member"`
 }
 
 // Data makes the shared data of a P-patient node, streaming the generator
@@ -157,13 +180,24 @@ func Run(ctx context.Context, o Options) ([]Cell, error) {
 			mode = "plaintext"
 		}
 		t0 = time.Now()
-		threshold := max(2, o.Nodes*2/3)
-		nw, err := demo.Start(ctx, demo.Options{Shared: tables, NodeCount: o.Nodes, Threshold: threshold, MinNodes: o.Nodes,
+		threshold := o.threshold()
+		nw, err := demo.Start(ctx, demo.Options{Shared: tables, NodeCount: o.Nodes, Threshold: threshold, Committee: o.Committee, MinNodes: o.Nodes,
 			BenchmarkPlaintext: plaintext, Budget: node.Budget{TotalRho: math.Inf(1), PerAnalystRho: math.Inf(1)}})
 		if err != nil {
 			return nil, err
 		}
-		say("%s network of %d nodes up in %s (threshold %d)", mode, o.Nodes, time.Since(t0).Round(time.Millisecond), threshold)
+		say("%s network of %d nodes up in %s (committee %d, threshold %d)", mode, o.Nodes, time.Since(t0).Round(time.Millisecond), o.Committee, threshold)
+		if !plaintext {
+			cc := nw.Coordinator.LastCeremony()
+			say("key ceremony: %s; a committee member sent %s and received %s, another node sent %s and received %s",
+				cc.Duration.Round(time.Millisecond), kib(cc.CommitteeSent), kib(cc.CommitteeReceived), kib(cc.MemberSent), kib(cc.MemberReceived))
+			for i := range cells {
+				cells[i].Committee, cells[i].Threshold = cc.Committee, cc.Threshold
+				cells[i].CeremonyMs = float64(cc.Duration.Microseconds()) / 1000
+				cells[i].CeremonyBytesPerNode = cc.MemberSent + cc.MemberReceived
+				cells[i].CeremonyBytesPerCommitteeMember = cc.CommitteeSent + cc.CommitteeReceived
+			}
+		}
 		// As the network operator: per-node timings reach operators only.
 		c, err := nw.Dial(nw.Operator)
 		if err != nil {
@@ -264,4 +298,12 @@ func percentile(xs []float64, p float64) float64 {
 	sort.Float64s(s)
 	k := int(math.Ceil(p/100*float64(len(s)))) - 1
 	return s[max(0, min(k, len(s)-1))]
+}
+
+// kib formats a byte count for progress lines.
+func kib(n int64) string {
+	if n >= 10<<20 {
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.0f KiB", float64(n)/1024)
 }

@@ -189,12 +189,12 @@ func RunProcesses(ctx context.Context, o ProcessOptions) (*ProcessRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	threshold := max(2, o.Nodes*2/3) // as the in-process benchmark
+	threshold := o.threshold() // as the in-process benchmark
 	p, err := demo.Serve(ctx, demo.ServeOptions{
 		Binary: o.Binary, Dir: dir, Data: data, Threshold: threshold, MinNodes: o.Nodes,
 		// The production health interval (the demo's is 1s), so that idle
 		// CPU is what a deployed network spends.
-		CoordinatorConfig: "health_interval = \"10s\"\n",
+		CoordinatorConfig: fmt.Sprintf("health_interval = \"10s\"\ncommittee = %d\n", o.Committee),
 		NodeConfig: func(int) string {
 			// Every repeat is a fresh query at full price: a budget no
 			// benchmark can spend.
@@ -207,7 +207,7 @@ func RunProcesses(ctx context.Context, o ProcessOptions) (*ProcessRun, error) {
 		return nil, err
 	}
 	defer p.Stop()
-	say("network of %d node processes up in %s (threshold %d)", o.Nodes, time.Since(t0).Round(time.Millisecond), threshold)
+	say("network of %d node processes up in %s (committee %d, threshold %d)", o.Nodes, time.Since(t0).Round(time.Millisecond), o.Committee, threshold)
 
 	pids := []int{p.Coordinator.Cmd.Process.Pid}
 	for _, n := range p.Nodes {

@@ -1142,7 +1142,9 @@ type Member struct {
 	NodeId         string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	CertificateDer []byte                 `protobuf:"bytes,2,opt,name=certificate_der,json=certificateDer,proto3" json:"certificate_der,omitempty"`
 	// shamir_point is the member's nonzero, distinct evaluation point for
-	// threshold sharing.
+	// threshold sharing when it is on the epoch's decryption committee (it
+	// holds a share of the key); 0 for a member that only encrypts under the
+	// committee's public key.
 	ShamirPoint   uint64 `protobuf:"varint,3,opt,name=shamir_point,json=shamirPoint,proto3" json:"shamir_point,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2036,7 +2038,15 @@ type KeySwitchRequest struct {
 	Commits []*NodeSigned `protobuf:"bytes,7,rep,name=commits,proto3" json:"commits,omitempty"`
 	// phase splits a release in two steps, so that a decryptor that cannot do
 	// its part is found before any share leaves a node (see KeySwitchPhase).
-	Phase         KeySwitchPhase `protobuf:"varint,8,opt,name=phase,proto3,enum=fedstat.node.v1.KeySwitchPhase" json:"phase,omitempty"`
+	Phase KeySwitchPhase `protobuf:"varint,8,opt,name=phase,proto3,enum=fedstat.node.v1.KeySwitchPhase" json:"phase,omitempty"`
+	// sum, when set, is the coordinator's sum of the partials, one
+	// ciphertext per block of slots: a compact release. The partials then
+	// carry only node id, header and signature (no payload: the decryptor
+	// does not download them) and every commitment must be a
+	// ReleaseCommitment whose fingerprints add up to the fingerprint of sum
+	// at the challenge points of protocol.ChallengeSeed (docs/crypto.md,
+	// "Checking a sum without its partials").
+	Sum           [][]byte `protobuf:"bytes,9,rep,name=sum,proto3" json:"sum,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2127,13 +2137,24 @@ func (x *KeySwitchRequest) GetPhase() KeySwitchPhase {
 	return KeySwitchPhase_KEY_SWITCH_PHASE_UNSPECIFIED
 }
 
+func (x *KeySwitchRequest) GetSum() [][]byte {
+	if x != nil {
+		return x.Sum
+	}
+	return nil
+}
+
 type CommitRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
 	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// digest is protocol.CommitDigest(query id, epoch, spec, partials) of the
 	// release the coordinator is about to ask for.
-	Digest        []byte `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	Digest []byte `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	// sum_digest, when set, is protocol.SumDigest of the sum of those
+	// partials: the node then answers with a ReleaseCommitment that also
+	// carries the fingerprint of its own partial (a compact release).
+	SumDigest     []byte `protobuf:"bytes,4,opt,name=sum_digest,json=sumDigest,proto3" json:"sum_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2189,9 +2210,18 @@ func (x *CommitRequest) GetDigest() []byte {
 	return nil
 }
 
+func (x *CommitRequest) GetSumDigest() []byte {
+	if x != nil {
+		return x.SumDigest
+	}
+	return nil
+}
+
 type CommitResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// commit: Signed{kind "release-commit"} whose payload is the digest.
+	// commit: Signed{kind "release-commit"} whose payload is the digest, or,
+	// for a request with sum_digest, Signed{kind "release-commitment"} over
+	// a ReleaseCommitment.
 	Commit        *v1.Signed `protobuf:"bytes,1,opt,name=commit,proto3" json:"commit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2234,6 +2264,124 @@ func (x *CommitResponse) GetCommit() *v1.Signed {
 	return nil
 }
 
+// ReleaseCommitment is a node's commitment to the partial set of a compact
+// release: the set (digest), the sum it is released as (sum_digest), the
+// spec its own partial was noised for (spec_digest) and, per ciphertext of
+// its partial, the partial's fingerprint at the challenge points of
+// protocol.ChallengeSeed(digest, sum_digest).
+type ReleaseCommitment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        []byte                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	SumDigest     []byte                 `protobuf:"bytes,2,opt,name=sum_digest,json=sumDigest,proto3" json:"sum_digest,omitempty"`
+	SpecDigest    []byte                 `protobuf:"bytes,3,opt,name=spec_digest,json=specDigest,proto3" json:"spec_digest,omitempty"`
+	Fingerprints  []*Fingerprint         `protobuf:"bytes,4,rep,name=fingerprints,proto3" json:"fingerprints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseCommitment) Reset() {
+	*x = ReleaseCommitment{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseCommitment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseCommitment) ProtoMessage() {}
+
+func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseCommitment.ProtoReflect.Descriptor instead.
+func (*ReleaseCommitment) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ReleaseCommitment) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *ReleaseCommitment) GetSumDigest() []byte {
+	if x != nil {
+		return x.SumDigest
+	}
+	return nil
+}
+
+func (x *ReleaseCommitment) GetSpecDigest() []byte {
+	if x != nil {
+		return x.SpecDigest
+	}
+	return nil
+}
+
+func (x *ReleaseCommitment) GetFingerprints() []*Fingerprint {
+	if x != nil {
+		return x.Fingerprints
+	}
+	return nil
+}
+
+// Fingerprint is homomorphic.Fingerprint of one ciphertext.
+type Fingerprint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []uint64               `protobuf:"varint,1,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fingerprint) Reset() {
+	*x = Fingerprint{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fingerprint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fingerprint) ProtoMessage() {}
+
+func (x *Fingerprint) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
+func (*Fingerprint) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Fingerprint) GetValues() []uint64 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 // KeySwitchPayload is the payload of a signed key-switch share: one share
 // per ciphertext of the partials.
 type KeySwitchPayload struct {
@@ -2245,7 +2393,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2257,7 +2405,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2270,7 +2418,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -2291,7 +2439,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2303,7 +2451,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2316,7 +2464,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -2472,7 +2620,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x10approval_pending\x18\n" +
 	" \x01(\v2 .fedstat.node.v1.ApprovalPendingR\x0fapprovalPending\"5\n" +
 	"\x0fApprovalPending\x12\"\n" +
-	"\rsince_unix_ms\x18\x01 \x01(\x03R\vsinceUnixMs\"\xe7\x02\n" +
+	"\rsince_unix_ms\x18\x01 \x01(\x03R\vsinceUnixMs\"\xf9\x02\n" +
 	"\x10KeySwitchRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -2483,13 +2631,25 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"decryptors\x18\x06 \x03(\tR\n" +
 	"decryptors\x125\n" +
 	"\acommits\x18\a \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\acommits\x125\n" +
-	"\x05phase\x18\b \x01(\x0e2\x1f.fedstat.node.v1.KeySwitchPhaseR\x05phase\"X\n" +
+	"\x05phase\x18\b \x01(\x0e2\x1f.fedstat.node.v1.KeySwitchPhaseR\x05phase\x12\x10\n" +
+	"\x03sum\x18\t \x03(\fR\x03sum\"w\n" +
 	"\rCommitRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\fR\x06digest\"B\n" +
+	"\x06digest\x18\x03 \x01(\fR\x06digest\x12\x1d\n" +
+	"\n" +
+	"sum_digest\x18\x04 \x01(\fR\tsumDigest\"B\n" +
 	"\x0eCommitResponse\x120\n" +
-	"\x06commit\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x06commit\"*\n" +
+	"\x06commit\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x06commit\"\xad\x01\n" +
+	"\x11ReleaseCommitment\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\fR\x06digest\x12\x1d\n" +
+	"\n" +
+	"sum_digest\x18\x02 \x01(\fR\tsumDigest\x12\x1f\n" +
+	"\vspec_digest\x18\x03 \x01(\fR\n" +
+	"specDigest\x12@\n" +
+	"\ffingerprints\x18\x04 \x03(\v2\x1c.fedstat.node.v1.FingerprintR\ffingerprints\"%\n" +
+	"\vFingerprint\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\x04R\x06values\"*\n" +
 	"\x10KeySwitchPayload\x12\x16\n" +
 	"\x06shares\x18\x01 \x03(\fR\x06shares\"C\n" +
 	"\x11KeySwitchResponse\x12.\n" +
@@ -2525,7 +2685,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),         // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),            // 1: fedstat.node.v1.LinkSpec
@@ -2560,77 +2720,80 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*KeySwitchRequest)(nil),    // 30: fedstat.node.v1.KeySwitchRequest
 	(*CommitRequest)(nil),       // 31: fedstat.node.v1.CommitRequest
 	(*CommitResponse)(nil),      // 32: fedstat.node.v1.CommitResponse
-	(*KeySwitchPayload)(nil),    // 33: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),   // 34: fedstat.node.v1.KeySwitchResponse
-	(*v1.QuerySpec)(nil),        // 35: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),           // 36: fedstat.types.v1.Signed
-	(*v1.DataSummary)(nil),      // 37: fedstat.types.v1.DataSummary
-	(*v1.SeriesSpec)(nil),       // 38: fedstat.types.v1.SeriesSpec
+	(*ReleaseCommitment)(nil),   // 33: fedstat.node.v1.ReleaseCommitment
+	(*Fingerprint)(nil),         // 34: fedstat.node.v1.Fingerprint
+	(*KeySwitchPayload)(nil),    // 35: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),   // 36: fedstat.node.v1.KeySwitchResponse
+	(*v1.QuerySpec)(nil),        // 37: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),           // 38: fedstat.types.v1.Signed
+	(*v1.DataSummary)(nil),      // 39: fedstat.types.v1.DataSummary
+	(*v1.SeriesSpec)(nil),       // 40: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	35, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	37, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	21, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
-	36, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	35, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	38, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	37, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 9: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	35, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	37, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 11: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	37, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	39, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	16, // 13: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	17, // 14: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	36, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	38, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	20, // 16: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	36, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	36, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	36, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	36, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	38, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	38, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	38, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	38, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	21, // 21: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	20, // 22: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
 	21, // 23: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	36, // 24: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	35, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	38, // 24: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	37, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 26: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
 	26, // 27: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	38, // 28: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	40, // 28: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
 	4,  // 29: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	36, // 30: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	38, // 30: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
 	29, // 31: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	35, // 32: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	37, // 32: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	21, // 33: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 34: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
 	0,  // 35: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	36, // 36: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	36, // 37: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 38: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 39: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	22, // 40: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	24, // 41: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	30, // 42: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	31, // 43: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 44: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 45: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 46: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 47: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 48: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 49: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	23, // 50: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	28, // 51: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	34, // 52: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	32, // 53: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 54: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 55: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 56: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 57: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	48, // [48:58] is the sub-list for method output_type
-	38, // [38:48] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	38, // 36: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	34, // 37: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	38, // 38: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 39: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 40: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	22, // 41: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	24, // 42: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	30, // 43: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	31, // 44: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 45: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 46: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 47: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 48: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 49: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 50: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	23, // 51: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	28, // 52: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	36, // 53: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	32, // 54: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 55: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 56: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 57: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 58: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	49, // [49:59] is the sub-list for method output_type
+	39, // [39:49] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -2644,7 +2807,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
