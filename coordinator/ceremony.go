@@ -53,7 +53,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	var ids []string
 	clients := map[string]nodev1.NodeServiceClient{}
 	for _, n := range c.registry() {
-		if n.Alive && n.Excluded == nil {
+		if c.takesPart(&n) {
 			ids = append(ids, n.ID)
 			clients[n.ID] = n.client
 		}
@@ -532,12 +532,12 @@ func (k *keeper) run(ctx context.Context) {
 // not stop the retries).
 const ceremonyTimeout = 5 * time.Minute
 
-// rekey is one automatic key ceremony: it waits for running queries, looks
-// again whether the epoch is still needed (another caller may have made
-// one), applies the lost-member policy, runs the ceremony, and counts and
-// records the outcome.
+// rekey is one automatic key ceremony: it looks again whether the epoch is
+// still needed (another caller may have made one), applies the lost-member
+// policy, runs the ceremony, and counts and records the outcome. It does
+// not wait for running queries: the nodes serve the epoch a new one
+// replaced to the queries that started in it for node.PreviousEpochGrace.
 func (c *Coordinator) rekey(ctx context.Context, a assessment) error {
-	c.drainQueries(ctx)
 	c.ceremonyMu.Lock()
 	defer c.ceremonyMu.Unlock()
 	if a = c.assess(); !a.need || a.waiting != "" {
@@ -563,43 +563,3 @@ func (c *Coordinator) rekey(ctx context.Context, a assessment) error {
 	return nil
 }
 
-// drainQueries waits, at most Deadline plus the release timeout, until no
-// query is running: once the members install a new epoch, a query of the
-// old one that is still collecting or releasing fails (and its answers were
-// charged for nothing). Queries submitted meanwhile are not held back.
-func (c *Coordinator) drainQueries(ctx context.Context) {
-	end := time.Now().Add(c.cfg.Deadline + releaseTimeout)
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	logged := false
-	for c.runningQueries() > 0 && time.Now().Before(end) {
-		if !logged {
-			c.log.Info("key ceremony waits for running queries to end", "running", c.runningQueries())
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// runningQueries counts the queries that have not ended.
-func (c *Coordinator) runningQueries() int {
-	c.mu.RLock()
-	qs := make([]*query, 0, len(c.queries))
-	for _, q := range c.queries {
-		qs = append(qs, q)
-	}
-	c.mu.RUnlock()
-	n := 0
-	for _, q := range qs {
-		q.mu.Lock()
-		if !terminal(q.st.State) {
-			n++
-		}
-		q.mu.Unlock()
-	}
-	return n
-}

@@ -80,8 +80,12 @@ type Config struct {
 	Committee int
 	// CommitteeMembers are the nodes the operator wants on the committee,
 	// most wanted first; the rest of the seats are filled by the public
-	// rule (committeeOrder).
+	// rule (committeePoints).
 	CommitteeMembers []string
+	// CommitteeReplaceAfter is how long a committee member may be
+	// unreachable before a new key epoch replaces it by a member off the
+	// committee (T of K still decrypt meanwhile). Defaults to 10 minutes.
+	CommitteeReplaceAfter time.Duration
 	// MinNodes is the default number of partials a release needs. Defaults
 	// to the number of nodes.
 	MinNodes int
@@ -282,6 +286,9 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	if cfg.EpochDebounce == 0 {
 		cfg.EpochDebounce = 10 * time.Second
+	}
+	if cfg.CommitteeReplaceAfter <= 0 {
+		cfg.CommitteeReplaceAfter = 10 * time.Minute
 	}
 	if cfg.CeremonyRetry.Initial <= 0 {
 		cfg.CeremonyRetry.Initial = cfg.EpochDebounce

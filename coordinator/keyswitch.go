@@ -299,10 +299,17 @@ func (c *Coordinator) decryptorCandidates(e *epoch, senders []string) []string {
 	for _, m := range e.committee() {
 		rank := 1 // no trusted report
 		if n, ok := c.reg[m.ID]; ok && c.fresh(n.Health) {
-			if _, problem := c.memberProblemLocked(e, m.ID); problem != "" {
+			_, problem := c.memberProblemLocked(e, m.ID)
+			switch {
+			case problem == "":
+				rank = 0
+			case n.Health.Epoch > e.ID:
+				// A query of the epoch a new one replaced: the member
+				// still decrypts in it for node.PreviousEpochGrace, and
+				// its report is about the new one.
+			default:
 				continue
 			}
-			rank = 0
 		} else if ok && n.Excluded != nil {
 			continue
 		}

@@ -351,6 +351,7 @@ func (c *Coordinator) checkNode(ctx context.Context, n regNode) {
 		if n.tunnel != nil {
 			c.setTunnelMeta(n.ID, n.tunnel, info)
 		}
+		c.touch(n.ID)
 	}
 	c.setHealth(ctx, n.ID, h, info.GetCertificateDer())
 }
@@ -405,7 +406,7 @@ func (c *Coordinator) setHealth(ctx context.Context, id string, h nodeHealth, ce
 		c.log.Info("excluded node re-admitted: it presents a new certificate", "node", id)
 		c.record(ctx, c.cfg.Identity.Name(), "node.readmitted", "", map[string]any{"node": id})
 	}
-	if changed || readmit {
+	if changed || readmit || (h.Err != "" && c.committeeOverdue(id)) {
 		if h.Err == "" && !h.Ready && h.Epoch != 0 {
 			c.log.Warn("node reports it cannot use its keys", "node", id, "epoch", h.Epoch, "problem", h.Problem)
 		}
@@ -457,7 +458,7 @@ func (c *Coordinator) assess() assessment {
 	able := 0 // admitted, alive, not excluded: who would take part
 	for _, id := range c.sortedIDsLocked() {
 		n := c.reg[id]
-		if !n.Alive || n.Excluded != nil {
+		if !c.takesPart(n) {
 			continue
 		}
 		able++
@@ -488,6 +489,9 @@ func (c *Coordinator) assess() assessment {
 			}
 		}
 	}
+	if e != nil {
+		reasons = append(reasons, c.overdueCommitteeLocked(e)...)
+	}
 	if len(reasons) == 0 {
 		return a
 	}
@@ -496,6 +500,70 @@ func (c *Coordinator) assess() assessment {
 		a.waiting = fmt.Sprintf("%s: waiting for %d nodes that can take part in a key epoch (%d now)", a.reason, need, able)
 	}
 	return a
+}
+
+// takesPart reports whether node n would be a member of a new key epoch:
+// alive and not excluded and, with a decryption committee, not known to be
+// unreachable (a member that is down would stop the ceremony, and must
+// give up its committee seat; it rejoins with the next epoch when it is
+// back). Without a committee every admitted node must take part. Callers
+// hold c.mu (or own n).
+func (c *Coordinator) takesPart(n *regNode) bool {
+	return n.Alive && n.Excluded == nil && !(c.cfg.Committee > 0 && n.Health.Err != "")
+}
+
+// unreachable reports whether a node is known to be down: not alive (its
+// gossip or tunnel says so) or its last readiness call failed. Callers hold
+// c.mu.
+func unreachable(n *regNode) bool { return !n.Alive || n.Health.Err != "" }
+
+// overdueCommitteeLocked gives a reason for a new key epoch for every
+// member of e's decryption committee that has been unreachable for
+// CommitteeReplaceAfter while a reachable member off the committee could
+// take its seat (none when every member is on the committee). Callers hold
+// c.mu.
+func (c *Coordinator) overdueCommitteeLocked(e *epoch) []string {
+	committee := e.committee()
+	if len(committee) == len(e.Members) {
+		return nil
+	}
+	spare := 0
+	for _, m := range e.Members {
+		if n, ok := c.reg[m.ID]; ok && m.Point == 0 && n.Excluded == nil && !unreachable(n) {
+			spare++
+		}
+	}
+	var out []string
+	now := c.cfg.Now()
+	for _, m := range committee {
+		n, ok := c.reg[m.ID]
+		if !ok || n.Excluded != nil || !unreachable(n) || spare == 0 {
+			continue
+		}
+		since := n.LastSeen
+		if since.IsZero() {
+			since = n.Admitted
+		}
+		if now.Sub(since) >= c.cfg.CommitteeReplaceAfter {
+			out = append(out, fmt.Sprintf("replace committee member %s, unreachable since %s", m.ID, since.UTC().Format(time.RFC3339)))
+			spare--
+		}
+	}
+	return out
+}
+
+// committeeOverdue reports whether node id is an unreachable committee
+// member due for replacement (setHealth pokes the keeper for it at every
+// failed readiness call, so the replacement does not wait for another
+// change).
+func (c *Coordinator) committeeOverdue(id string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e := c.epoch
+	if e == nil || !e.onCommittee(id) {
+		return false
+	}
+	return len(c.overdueCommitteeLocked(e)) > 0
 }
 
 func btoi(b bool) int {

@@ -129,14 +129,15 @@ func (c *Coordinator) CatalogueInfo() *coordinatorv1.CatalogueResponse {
 // NodesStatus asks every node for its info (a short timeout each).
 func (c *Coordinator) NodesStatus(ctx context.Context) *coordinatorv1.NodesResponse {
 	out := &coordinatorv1.NodesResponse{}
-	if e, err := c.currentEpoch(); err == nil {
-		out.Epoch, out.Threshold = e.ID, int32(e.Threshold)
+	e, _ := c.currentEpoch()
+	if e != nil {
+		out.Epoch, out.Threshold, out.Committee = e.ID, int32(e.Threshold), int32(len(e.committee()))
 	}
 	reg := c.registry()
 	infos := make([]*coordinatorv1.NodeInfo, len(reg))
 	var wg sync.WaitGroup
 	for i, n := range reg {
-		ni := &coordinatorv1.NodeInfo{NodeId: n.ID, Address: n.Addr, Transport: n.Transport}
+		ni := &coordinatorv1.NodeInfo{NodeId: n.ID, Address: n.Addr, Transport: n.Transport, OnCommittee: e != nil && e.onCommittee(n.ID)}
 		if n.Transport == TransportOutbound {
 			ni.Address = "" // nobody can dial it; while connected, where its tunnel comes from
 			if n.tunnel != nil {

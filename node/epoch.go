@@ -444,6 +444,9 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	if err := n.saveEpoch(&installed); err != nil {
 		return nil, err
 	}
+	if n.epoch != nil && n.epoch.Epoch < installed.Epoch {
+		n.previous, n.previousUntil = n.epoch, n.cfg.Now().Add(PreviousEpochGrace)
+	}
 	n.epoch = &installed
 	if n.pending != nil && n.pending.Epoch <= installed.Epoch {
 		n.pending = nil

@@ -197,6 +197,11 @@ type Node struct {
 	mu      sync.RWMutex
 	epoch   *epochState // the active epoch; nil until the first key ceremony
 	pending *epochState // an epoch between KeyGen and InstallKey (node/epoch.go)
+	// previous is the epoch the active one replaced, served until
+	// previousUntil to queries that started in it (epochFor), so that a new
+	// epoch (a committee rotation) does not fail the queries in flight.
+	previous      *epochState
+	previousUntil time.Time
 
 	releaseMu sync.Mutex // serialises release decisions
 	seriesMu  sync.Mutex // serialises standing-series evaluations (their memory: seriesExact)
@@ -417,6 +422,27 @@ func (n *Node) current() (*epochState, error) {
 		return nil, ErrNoEpoch
 	}
 	return n.epoch, nil
+}
+
+// PreviousEpochGrace is how long after a new key epoch is installed a node
+// still answers, commits and decrypts for queries of the epoch it replaced:
+// the longest a query runs from its first call to its release without an
+// approval wait (its deadline and release timeout).
+const PreviousEpochGrace = 15 * time.Minute
+
+// epochFor returns the key epoch id for a query call: the active epoch, or
+// the one it replaced while PreviousEpochGrace has not passed since.
+func (n *Node) epochFor(id uint64) (*epochState, error) {
+	e, err := n.current()
+	if err != nil || e.Epoch == id {
+		return e, err
+	}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if p := n.previous; p != nil && p.Epoch == id && n.cfg.Now().Before(n.previousUntil) {
+		return p, nil
+	}
+	return e, nil
 }
 
 // Epoch returns the active key epoch (0 if none).

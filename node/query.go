@@ -149,7 +149,7 @@ func (n *Node) evaluate(ctx context.Context, sreq *nodev1.EvaluateRequest) (*nod
 }
 
 func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nodev1.EvaluateResponse, error) {
-	e, err := n.current()
+	e, err := n.epochFor(req.GetEpoch())
 	if err != nil {
 		return nil, err
 	}

@@ -148,12 +148,13 @@ func (n *Node) checkCommits(e *epochState, queryID string, digest []byte, sender
 
 // releaseEpoch is the common start of the release calls (Commit,
 // KeySwitch): the caller must be the coordinator, and the call must be for
-// the node's current key epoch.
+// the node's current key epoch, or the one it replaced within
+// PreviousEpochGrace.
 func (n *Node) releaseEpoch(ctx context.Context, call, queryID string, epoch uint64) (*epochState, error) {
 	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
 		return nil, err
 	}
-	e, err := n.current()
+	e, err := n.epochFor(epoch)
 	if err != nil {
 		return nil, err
 	}

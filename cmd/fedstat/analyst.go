@@ -266,16 +266,20 @@ func nodesCommand() *cobra.Command {
 				fmt.Fprintln(cmd.OutOrStdout(), string(b))
 				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "key epoch %d, threshold %d\n", r.Epoch, r.Threshold)
+			fmt.Fprintf(cmd.OutOrStdout(), "key epoch %d, threshold %d of a decryption committee of %d\n", r.Epoch, r.Threshold, r.Committee)
 			printCeremony(cmd.OutOrStdout(), r.GetCeremony())
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE\tALIVE\tEPOCH\tPATIENTS\tTRANSPORT\tADDRESS\tLAST SEEN")
+			fmt.Fprintln(tw, "NODE\tALIVE\tEPOCH\tCOMMITTEE\tPATIENTS\tTRANSPORT\tADDRESS\tLAST SEEN")
 			for _, n := range r.Nodes {
 				seen := "never"
 				if n.LastSeenUnixMs > 0 {
 					seen = time.UnixMilli(n.LastSeenUnixMs).Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%v\t%d\t%d\t%s\t%s\t%s\n", n.NodeId, n.Alive, n.Epoch, n.GetSummary().GetPatients(), n.Transport, n.Address, seen)
+				committee := "-"
+				if n.OnCommittee {
+					committee = "yes"
+				}
+				fmt.Fprintf(tw, "%s\t%v\t%d\t%s\t%d\t%s\t%s\t%s\n", n.NodeId, n.Alive, n.Epoch, committee, n.GetSummary().GetPatients(), n.Transport, n.Address, seen)
 			}
 			return tw.Flush()
 		},

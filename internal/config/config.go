@@ -206,6 +206,10 @@ type Coordinator struct {
 	// wanted first; the other seats keep the previous committee and then
 	// follow a public rule (operations.md, "Decryption committee").
 	CommitteeMembers []string `toml:"committee_members"`
+	// CommitteeReplaceAfter is how long a committee member may be
+	// unreachable before a new key epoch gives its seat to another member.
+	// Default 10m.
+	CommitteeReplaceAfter Duration `toml:"committee_replace_after"`
 	// MinNodes is the default number of partials a release needs.
 	// Default: the threshold.
 	MinNodes int `toml:"min_nodes"`

@@ -2070,7 +2070,11 @@ type NodeInfo struct {
 	// address) or "outbound" (the node keeps a tunnel open to the
 	// coordinator and listens on nothing; address is where the tunnel comes
 	// from, empty while it is down).
-	Transport     string `protobuf:"bytes,8,opt,name=transport,proto3" json:"transport,omitempty"`
+	Transport string `protobuf:"bytes,8,opt,name=transport,proto3" json:"transport,omitempty"`
+	// on_committee: the node holds a share of the key of the coordinator's
+	// key epoch (it is on the decryption committee); the others only
+	// encrypt under the committee's public key.
+	OnCommittee   bool `protobuf:"varint,9,opt,name=on_committee,json=onCommittee,proto3" json:"on_committee,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2161,11 +2165,21 @@ func (x *NodeInfo) GetTransport() string {
 	return ""
 }
 
+func (x *NodeInfo) GetOnCommittee() bool {
+	if x != nil {
+		return x.OnCommittee
+	}
+	return false
+}
+
 type NodesResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Nodes     []*NodeInfo            `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	Epoch     uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	Threshold int32                  `protobuf:"varint,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// committee is K, how many members of the key epoch hold its key (all of
+	// them unless the operator set committee).
+	Committee int32 `protobuf:"varint,4,opt,name=committee,proto3" json:"committee,omitempty"`
 	// ceremony is the state of the coordinator's key ceremonies: why a new
 	// key epoch is needed, the last failure and the next attempt.
 	Ceremony      *KeyCeremonyStatus `protobuf:"bytes,8,opt,name=ceremony,proto3" json:"ceremony,omitempty"`
@@ -2220,6 +2234,13 @@ func (x *NodesResponse) GetEpoch() uint64 {
 func (x *NodesResponse) GetThreshold() int32 {
 	if x != nil {
 		return x.Threshold
+	}
+	return 0
+}
+
+func (x *NodesResponse) GetCommittee() int32 {
+	if x != nil {
+		return x.Committee
 	}
 	return 0
 }
@@ -3906,7 +3927,7 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"M\n" +
 	"\fListResponse\x12=\n" +
 	"\aqueries\x18\x01 \x03(\v2#.fedstat.coordinator.v1.QueryStatusR\aqueries\"\x0e\n" +
-	"\fNodesRequest\"\x85\x02\n" +
+	"\fNodesRequest\"\xa8\x02\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x18\n" +
@@ -3915,11 +3936,13 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x05alive\x18\x05 \x01(\bR\x05alive\x12)\n" +
 	"\x11last_seen_unix_ms\x18\x06 \x01(\x03R\x0elastSeenUnixMs\x127\n" +
 	"\asummary\x18\a \x01(\v2\x1d.fedstat.types.v1.DataSummaryR\asummary\x12\x1c\n" +
-	"\ttransport\x18\b \x01(\tR\ttransport\"\xc2\x01\n" +
+	"\ttransport\x18\b \x01(\tR\ttransport\x12!\n" +
+	"\fon_committee\x18\t \x01(\bR\vonCommittee\"\xe0\x01\n" +
 	"\rNodesResponse\x126\n" +
 	"\x05nodes\x18\x01 \x03(\v2 .fedstat.coordinator.v1.NodeInfoR\x05nodes\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1c\n" +
-	"\tthreshold\x18\x03 \x01(\x05R\tthreshold\x12E\n" +
+	"\tthreshold\x18\x03 \x01(\x05R\tthreshold\x12\x1c\n" +
+	"\tcommittee\x18\x04 \x01(\x05R\tcommittee\x12E\n" +
 	"\bceremony\x18\b \x01(\v2).fedstat.coordinator.v1.KeyCeremonyStatusR\bceremony\"\x9f\x02\n" +
 	"\x11KeyCeremonyStatus\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x16\n" +
