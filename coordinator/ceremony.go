@@ -562,4 +562,3 @@ func (c *Coordinator) rekey(ctx context.Context, a assessment) error {
 	c.log.Info("new key epoch", "epoch", id, "reason", a.reason)
 	return nil
 }
-
