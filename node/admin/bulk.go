@@ -150,3 +150,25 @@ func (src *streamSource) importError() error {
 	}
 	return src.bad
 }
+
+// ImportBulkIn stores the records next yields (io.EOF after the last) as
+// one bulk import (store.ImportBulk) in ds, a store opened by OpenStore,
+// for benchmarks and tests that generate records: no patients, each
+// record's patient stored already. It returns the import's generation (0:
+// the same records were stored already).
+func ImportBulkIn(ctx context.Context, ds any, next func(context.Context) (*cdm.Records, error), source string) (uint64, error) {
+	s, ok := ds.(*store.Store)
+	if !ok {
+		return 0, fmt.Errorf("%w: %T", ErrNotStore, ds)
+	}
+	sum, err := s.ImportBulk(ctx, funcSource(next), source)
+	if err != nil {
+		return 0, err
+	}
+	return sum.Generation, nil
+}
+
+// funcSource is a store.RecordSource over a function.
+type funcSource func(context.Context) (*cdm.Records, error)
+
+func (f funcSource) Next(ctx context.Context) (*cdm.Records, error) { return f(ctx) }

@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -436,7 +436,7 @@ func TestBulkMemoryBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &rowSource{n: rows, np: np, chunk: 20_000}
-	peak := peakDuring(func() {
+	peak, _ := peakDuring(func() {
 		if _, err := s.ImportBulk(ctx, src, "bulk"); err != nil {
 			t.Fatal(err)
 		}
@@ -452,9 +452,11 @@ func TestBulkMemoryBound(t *testing.T) {
 }
 
 // peakDuring runs f and returns the largest growth of rssAnon seen while
-// it ran (sampled every few milliseconds, after a GC before).
-func peakDuring(f func()) int64 {
-	runtime.GC()
+// it ran (sampled every few milliseconds; before, the heap the runtime
+// keeps but does not use is returned to the system, so that f cannot hide
+// its growth in it) and that largest rssAnon.
+func peakDuring(f func()) (growth, peak int64) {
+	debug.FreeOSMemory()
 	base := rssAnon()
 	stop, done := make(chan struct{}), make(chan int64)
 	go func() {
@@ -473,5 +475,6 @@ func peakDuring(f func()) int64 {
 	}()
 	f()
 	close(stop)
-	return <-done - base
+	peak = <-done
+	return peak - base, peak
 }
