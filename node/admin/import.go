@@ -75,6 +75,9 @@ type ImportOptions struct {
 var (
 	ErrBulkEncrypted = errors.New("admin: a bulk import writes unencrypted column files; not with an operator key file")
 	ErrBulkOptions   = errors.New("admin: a bulk import takes no quarantine")
+	// ErrBulkBackup: Backup of a data directory with bulk imports (their
+	// column files are not in a backup yet; copy the stopped directory).
+	ErrBulkBackup = errors.New("admin: backup of bulk imports not supported")
 )
 
 // ImportSummary describes an import.
