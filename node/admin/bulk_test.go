@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -87,6 +88,10 @@ func TestImportBulk(t *testing.T) {
 	// Again: nothing changes.
 	if sum, err := Import(ctx, ImportOptions{DataDir: bulk, Bulk: true, ChunkRows: 64}, []string{in}); err != nil || sum.Generation != 0 {
 		t.Fatalf("again: %+v, %v", sum, err)
+	}
+
+	if _, err := Backup(ctx, BackupOptions{DataDir: bulk}, filepath.Join(t.TempDir(), "b.tar")); !errors.Is(err, ErrBulkBackup) {
+		t.Fatalf("backup of bulk imports: %v", err)
 	}
 
 	// A bad record in the third chunk: nothing of the bulk part is stored.
