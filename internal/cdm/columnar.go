@@ -492,3 +492,18 @@ func (t *Tables) buildResidents() {
 		}
 	}
 }
+
+// WithTables returns tables that hold everything of t with the given
+// tables added or, by name, replaced; patients are shared with t. The
+// store uses it for tables whose columns are mapped from disk. t is not
+// modified.
+func (t *Tables) WithTables(tabs ...*Table) *Tables {
+	if len(tabs) == 0 {
+		return t
+	}
+	out := &Tables{PatientIDs: t.PatientIDs, byName: maps.Clone(t.byName), patientIndex: t.patientIndex}
+	for _, tb := range tabs {
+		out.byName[tb.Name] = tb
+	}
+	return out
+}

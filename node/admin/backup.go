@@ -141,6 +141,9 @@ func Backup(ctx context.Context, o BackupOptions, out string) (*Manifest, error)
 	if err := CheckDataDir(o.DataDir, NeedStore); err != nil {
 		return nil, fmt.Errorf("admin: backup: %w", err)
 	}
+	if segs, _ := filepath.Glob(filepath.Join(ColumnDir(o.DataDir), "seg-*")); len(segs) > 0 {
+		return nil, fmt.Errorf("%w: %s holds bulk imports, whose column files a backup does not hold yet; stop the node and copy the data directory instead", ErrBulkBackup, o.DataDir)
+	}
 	db, err := openForAdmin(o.DataDir, o.KeyFile, o.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("admin: backup: %w", err)

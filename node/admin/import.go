@@ -57,7 +57,28 @@ type ImportOptions struct {
 	Progress io.Writer
 	// Logger defaults to discarding.
 	Logger *slog.Logger
+	// Bulk imports for nodes larger than memory (see importBulk): the
+	// patients' files as usual, every other file streamed in chunks into
+	// column files on disk (store.ImportBulk) with memory bounded
+	// independently of the number of rows. Only CDM CSV and CDM-row
+	// NDJSON files; no Quarantine; not with KeyFile (column files are not
+	// encrypted). Bulk records cannot be replaced one by one: correct them
+	// by dropping the whole bulk import (DropBulk) and importing again.
+	// Defaults to false.
+	Bulk bool
+	// ChunkRows is the number of records a bulk import reads at a time.
+	// Defaults to ingest.DefaultChunkRows (65,536).
+	ChunkRows int
 }
+
+// Bulk import errors.
+var (
+	ErrBulkEncrypted = errors.New("admin: a bulk import writes unencrypted column files; not with an operator key file")
+	ErrBulkOptions   = errors.New("admin: a bulk import takes no quarantine")
+	// ErrBulkBackup: Backup of a data directory with bulk imports (their
+	// column files are not in a backup yet; copy the stopped directory).
+	ErrBulkBackup = errors.New("admin: backup of bulk imports not supported")
+)
 
 // ImportSummary describes an import.
 type ImportSummary struct {
@@ -139,6 +160,9 @@ func Import(ctx context.Context, o ImportOptions, paths []string) (*ImportSummar
 	if err != nil {
 		return nil, err
 	}
+	if o.Bulk && o.KeyFile != "" {
+		return nil, ErrBulkEncrypted
+	}
 	s, db, err := OpenStore(ctx, OpenOptions{DataDir: o.DataDir, KeyFile: o.KeyFile, Logger: o.Logger})
 	if err != nil {
 		return nil, err
@@ -203,6 +227,9 @@ func ImportInto(ctx context.Context, s *store.Store, o ImportOptions, paths []st
 func importInto(ctx context.Context, s *store.Store, o ImportOptions, rule fhir.RegionRule, paths []string) (*ImportSummary, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("admin: no input files")
+	}
+	if o.Bulk {
+		return importBulk(ctx, s, o, rule, paths)
 	}
 	t0 := time.Now()
 	res, noRegion, err := readInput(ctx, o, rule, paths)

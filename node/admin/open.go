@@ -152,13 +152,19 @@ func OpenStore(ctx context.Context, o OpenOptions) (*store.Store, *kv.DB, error)
 		}
 		return nil, nil, fmt.Errorf("admin: open data directory %s: %w%s", o.DataDir, err, hint)
 	}
-	s, err := store.Open(ctx, db, o.Logger)
+	s, err := store.OpenWith(ctx, db, store.Options{Logger: o.Logger, ColumnDir: ColumnDir(o.DataDir)})
 	if err != nil {
 		db.Close()
 		return nil, nil, err
 	}
 	return s, db, nil
 }
+
+// ColumnDir returns the directory of the column files of bulk imports
+// inside dataDir (store.Options.ColumnDir). A store opened on its kv
+// database alone (OpenStoreOn) finds it through the path the first bulk
+// import recorded.
+func ColumnDir(dataDir string) string { return filepath.Join(dataDir, "columns") }
 
 // OpenStoreOn opens the data store in a kv database already open (the
 // daemon opens it through node/check first), recovering from an

@@ -38,6 +38,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -107,16 +108,46 @@ type Store struct {
 	// ProgressEvery, when > 0, logs a debug line every so many staged
 	// records (tests watch for it). Set before the first import.
 	ProgressEvery int
+
+	// keyed is the columnar copy of the keyed records alone (snap without
+	// the bulk segments' tables; the same when there are none). Under mu.
+	keyed *cdm.Tables
+	// colDir is the column directory of bulk imports ("" none), segs the
+	// committed bulk imports by generation, maps every mapped column file
+	// (kept for the life of the process), viewSeq the last view directory
+	// number. Under mu (bulk.go).
+	colDir  string
+	segs    []*segMeta
+	maps    *mapping
+	viewSeq uint64
+}
+
+// Options configure OpenWith.
+type Options struct {
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// ColumnDir is the directory of the column files of bulk imports
+	// (ImportBulk), which must be a directory of its own. Defaults to the
+	// one the first bulk import recorded; with neither, bulk imports are
+	// refused (ErrNoColumnDir).
+	ColumnDir string
 }
 
 // Open opens the store kept in db, removes what a killed import left behind
 // and builds the columnar copy. The caller keeps ownership of db (and closes
 // it after the store is no longer used). A nil logger discards messages.
 func Open(ctx context.Context, db *kv.DB, logger *slog.Logger) (*Store, error) {
+	return OpenWith(ctx, db, Options{Logger: logger})
+}
+
+// OpenWith is Open with options: it also maps the column files of bulk
+// imports (bulk.go), after removing those of imports that did not commit.
+func OpenWith(ctx context.Context, db *kv.DB, o Options) (*Store, error) {
+	logger := o.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{db: db, log: logger}
+	s := &Store{db: db, log: logger, maps: &mapping{}}
 	v, err := db.Get(keyGen)
 	switch {
 	case errors.Is(err, kv.ErrNotFound):
@@ -141,6 +172,13 @@ func Open(ctx context.Context, db *kv.DB, logger *slog.Logger) (*Store, error) {
 		logger.Info("store: removed versions left by an interrupted or superseded import", "keys", len(stale))
 	}
 	if s.studies, err = s.loadStudies(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.loadSegments(o); err != nil {
+		return nil, err
+	}
+	s.keyed = tables
+	if tables, err = s.assemble(tables); err != nil {
 		return nil, err
 	}
 	s.publish(tables)
@@ -231,19 +269,41 @@ func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, *loaded, e
 		orphans  int
 		n        int
 	)
-	flush := func() error {
-		if !have {
-			return nil
-		}
-		have = false
-		ok, err := addEncoded(b, group[len(prefixRecords)], group[len(prefixRecords)+1:len(group)-1], val, intern, ld, &indexOf, &rows)
+	// Patients (first in key order) are held until the first other record
+	// and then added in serial order (patientsBySerial).
+	var pending pendingPatients
+	add := func(code byte, id, v []byte) error {
+		ok, err := addEncoded(b, code, id, v, intern, ld, &indexOf, &rows)
 		if err != nil {
-			return fmt.Errorf("%w (key %q)", err, group[:len(prefixRecords)+1])
+			return fmt.Errorf("%w (table code %q)", err, code)
 		}
 		if !ok {
 			orphans++
 		}
 		return nil
+	}
+	flushPatients := func() error {
+		if pending.done {
+			return nil
+		}
+		pending.done = true
+		return pending.each(add)
+	}
+	flush := func() error {
+		if !have {
+			return nil
+		}
+		have = false
+		code := group[len(prefixRecords)]
+		id := group[len(prefixRecords)+1 : len(group)-1]
+		if t, ok := cdm.TableOfCode(code); ok && t.Patients && !pending.done {
+			pending.add(code, id, val)
+			return nil
+		}
+		if err := flushPatients(); err != nil {
+			return err
+		}
+		return add(code, id, val)
 	}
 	// Badger is read on one goroutine and decoded on this one, so a start
 	// uses two cores; chunks of copied pairs go between them.
@@ -314,6 +374,9 @@ func (s *Store) load(ctx context.Context, collect bool) (*cdm.Tables, *loaded, e
 	}
 	if err == nil {
 		err = flush()
+	}
+	if err == nil {
+		err = flushPatients()
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("store: load: %w", err)
@@ -402,6 +465,8 @@ type Summary struct {
 	Added     map[string]int `json:"added"`
 	Replaced  map[string]int `json:"replaced"`
 	Unchanged map[string]int `json:"unchanged"`
+	// Removed counts the records a DropBulk removed, by table name.
+	Removed map[string]int `json:"removed,omitempty"`
 	// Duplicates counts records that appeared more than once in the input
 	// with the same table and id; the last one was kept.
 	Duplicates int       `json:"duplicates"`
@@ -434,7 +499,7 @@ func (s *Store) ImportRecords(ctx context.Context, r *cdm.Records, source string
 	if s.broken != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBroken, s.broken)
 	}
-	snap := s.snap.Load()
+	snap := s.keyed
 	if err := checkPatients(r, snap); err != nil {
 		return nil, err
 	}
@@ -582,6 +647,11 @@ func (s *Store) ImportRecords(ctx context.Context, r *cdm.Records, source string
 		return sum, fmt.Errorf("store: import committed but rebuilding the columnar copy failed: %w", err)
 	}
 	s.serials, s.nextSerial = ld.serials, ld.nextSerial
+	s.keyed = tables
+	if tables, err = s.assemble(tables); err != nil {
+		s.broken = err
+		return sum, fmt.Errorf("store: import committed but mapping the bulk columns failed: %w", err)
+	}
 	s.publish(tables)
 	sum.Build = time.Since(t1)
 	s.log.Info("store: import committed", "generation", ng, "written", len(write), "unchanged", len(recs)-len(write),
@@ -605,6 +675,19 @@ func extend(snap *cdm.Tables, serials []uint32, write []staged) (*cdm.Tables, *l
 	intern := newInterner()
 	var rows rowBufs
 	orphans := 0
+	// New patients (first in key order) in serial order, as load adds
+	// them.
+	np := 0
+	for np < len(write) {
+		if t, ok := cdm.TableOfCode(write[np].key[len(prefixRecords)]); !ok || !t.Patients {
+			break
+		}
+		np++
+	}
+	if np > 1 {
+		write = slices.Clone(write)
+		slices.SortStableFunc(write[:np], func(a, b staged) int { return cmpSerial(a.val, b.val) })
+	}
 	for _, w := range write {
 		ok, err := addEncoded(b, w.key[len(prefixRecords)], w.key[len(prefixRecords)+1:len(w.key)-1], w.val, intern, ld, &indexOf, &rows)
 		if err != nil {
@@ -738,3 +821,55 @@ func (c *kvChunk) pair(i int) (k, v []byte) {
 	}
 	return c.arena[start:c.offs[i]], c.arena[c.offs[i]:c.offs[i+1]]
 }
+
+// pendingPatients holds stored patients (key, value) until they are added
+// to a builder in serial order: a patient's index in the columnar copy is
+// then the rank of its serial, and serials are dense and never change, so
+// indices stay stable across imports (new patients get new, higher
+// serials) and a bulk segment's patient column, which holds serials, is
+// its index column (bulk.go).
+type pendingPatients struct {
+	arena []byte
+	ents  []pendingPatient
+	done  bool
+}
+
+type pendingPatient struct {
+	serial uint32
+	code   byte
+	// The id is arena[start:idEnd], the value arena[idEnd:valEnd].
+	start, idEnd, valEnd int
+}
+
+func (p *pendingPatients) add(code byte, id, v []byte) {
+	e := pendingPatient{serial: serialOf(v), code: code, start: len(p.arena)}
+	p.arena = append(p.arena, id...)
+	e.idEnd = len(p.arena)
+	p.arena = append(p.arena, v...)
+	e.valEnd = len(p.arena)
+	p.ents = append(p.ents, e)
+}
+
+// each calls fn with the patients in serial order and frees them.
+func (p *pendingPatients) each(fn func(code byte, id, v []byte) error) error {
+	slices.SortStableFunc(p.ents, func(a, b pendingPatient) int { return cmp.Compare(a.serial, b.serial) })
+	for _, e := range p.ents {
+		if err := fn(e.code, p.arena[e.start:e.idEnd], p.arena[e.idEnd:e.valEnd]); err != nil {
+			return err
+		}
+	}
+	p.arena, p.ents = nil, nil
+	return nil
+}
+
+// serialOf returns the serial in a patient's stored value (0 if damaged:
+// addEncoded reports the damage).
+func serialOf(v []byte) uint32 {
+	if len(v) < 2 {
+		return 0
+	}
+	d := dec{b: v[1:]}
+	return d.uvarint()
+}
+
+func cmpSerial(a, b []byte) int { return cmp.Compare(serialOf(a), serialOf(b)) }

@@ -58,10 +58,26 @@ type Options struct {
 	Committee int
 	// Progress, when set, is told what is happening.
 	Progress func(string)
+	// Rows, when > 0, makes every node serve one node's data of Rows
+	// condition rows on the embedded column store (BulkData: a bulk
+	// import into a data directory, columns mapped from disk) instead of
+	// Patients generated patients; Patients is then Rows/RowsPerPatient
+	// and the default queries are those on conditions. Defaults to 0.
+	Rows int
+	// DataDir is the data directory of a Rows run, which must be empty or
+	// absent and is kept. Defaults to a temporary directory, removed at
+	// the end.
+	DataDir string
 }
 
 // withDefaults checks o and fills in its defaults.
 func (o Options) withDefaults() (Options, error) {
+	if o.Rows > 0 {
+		o.Patients = max(o.Rows/RowsPerPatient, 1000)
+		if len(o.Queries) == 0 {
+			o.Queries = Queries[:2] // no observations in BulkData
+		}
+	}
 	if o.Nodes < 2 || o.Patients < 1 {
 		return o, fmt.Errorf("bench: need at least 2 nodes and 1 patient, got %d and %d", o.Nodes, o.Patients)
 	}
@@ -98,6 +114,11 @@ type Cell struct {
 	Query    string `json:"query"`
 	Nodes    int    `json:"nodes"`
 	Patients int    `json:"patients"`
+	// Rows is the condition rows per node of a Rows run (0: otherwise).
+	Rows int `json:"rows,omitempty"`
+	// PeakRSSMiB is the process's peak resident set size at the end of
+	// the run (Linux), mapped column pages included.
+	PeakRSSMiB int64 `json:"peak_rss_mib,omitempty"`
 	// Slots is the length of each node's partial vector.
 	Slots int `json:"slots"`
 	// End-to-end latency (submit to released result, at the analyst).
@@ -155,6 +176,15 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// peakRSS returns the process's peak resident set size in bytes.
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024
+}
+
 // Run measures every query at one size, encrypted and in plaintext mode.
 func Run(ctx context.Context, o Options) ([]Cell, error) {
 	o, err := o.withDefaults()
@@ -163,8 +193,14 @@ func Run(ctx context.Context, o Options) ([]Cell, error) {
 	}
 	say := o.say
 	t0 := time.Now()
-	tables, err := Data(o.Patients, o.Seed)
-	if err != nil {
+	var tables *cdm.Tables
+	if o.Rows > 0 {
+		var cleanup func()
+		if tables, cleanup, err = bulkTables(ctx, o); err != nil {
+			return nil, err
+		}
+		defer cleanup()
+	} else if tables, err = Data(o.Patients, o.Seed); err != nil {
 		return nil, err
 	}
 	runtime.GC()
@@ -172,8 +208,13 @@ func Run(ctx context.Context, o Options) ([]Cell, error) {
 
 	cells := make([]Cell, len(o.Queries))
 	for i, q := range o.Queries {
-		cells[i] = Cell{Query: q.Name, Nodes: o.Nodes, Patients: o.Patients}
+		cells[i] = Cell{Query: q.Name, Nodes: o.Nodes, Patients: o.Patients, Rows: o.Rows}
 	}
+	defer func() {
+		for i := range cells {
+			cells[i].PeakRSSMiB = peakRSS() >> 20
+		}
+	}()
 	for _, plaintext := range []bool{false, true} {
 		mode := "encrypted"
 		if plaintext {
