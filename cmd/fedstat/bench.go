@@ -29,6 +29,8 @@ func benchCommand() *cobra.Command {
 		nodes, patients []int
 		repeats         int
 		committee       int
+		rows            int
+		dataDir         string
 		format, query   string
 		grid            bool
 		processes       bool
@@ -84,6 +86,12 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 				}
 			}
 			progress := func(s string) { fmt.Fprintln(cmd.ErrOrStderr(), "  "+s) }
+			if rows > 0 && (processes || grid) {
+				return &usageError{"--rows runs in one process: not with --processes or --grid"}
+			}
+			if rows > 0 {
+				patients = []int{0} // from --rows
+			}
 			if processes {
 				return benchProcesses(cmd, nodes, patients, repeats, committee, qs, idle, profileDir, format, progress)
 			}
@@ -94,7 +102,7 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 			for _, n := range nodes {
 				for _, p := range patients {
 					fmt.Fprintf(cmd.ErrOrStderr(), "bench: %d nodes x %d patients\n", n, p)
-					cells, err := bench.Run(cmd.Context(), bench.Options{Nodes: n, Patients: p, Repeats: repeats, Queries: qs, Committee: committee, Progress: progress})
+					cells, err := bench.Run(cmd.Context(), bench.Options{Nodes: n, Patients: p, Repeats: repeats, Queries: qs, Committee: committee, Rows: rows, DataDir: dataDir, Progress: progress})
 					if err != nil {
 						return err
 					}
@@ -116,6 +124,8 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 	f.IntSliceVar(&nodes, "nodes", []int{3}, "number of nodes (comma-separated for several)")
 	f.IntSliceVar(&patients, "patients", []int{10_000}, "patients per node (comma-separated for several)")
 	f.IntVar(&repeats, "repeats", 20, "timed runs per query and mode")
+	f.IntVar(&rows, "rows", 0, "serve every node one node of this many condition rows on the embedded column store (a bulk import mapped from disk), instead of --patients")
+	f.StringVar(&dataDir, "data-dir", "", "with --rows: keep the node's data directory here (empty or absent; default a temporary one)")
 	f.IntVar(&committee, "committee", 0, "size K of the decryption committee (T = max(2, 2K/3) of it decrypt); 0: min(nodes, 10), -1: every node")
 	f.StringVar(&query, "query", "", "only these queries: cohort, weekly-by-region, mean (comma-separated)")
 	f.StringVar(&format, "format", "table", "table or json")
@@ -182,10 +192,14 @@ func writeBenchTable(w io.Writer, outs []benchOutput) error {
 		return err
 	}
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\nnodes\tcommittee K\tthreshold T\tceremony ms\tceremony bytes/node\tceremony bytes/committee member\t")
+	fmt.Fprintln(tw, "\nnodes\tcommittee K\tthreshold T\tceremony ms\tceremony bytes/node\tceremony bytes/committee member\trows/node\tpeak RSS\t")
 	for _, o := range outs {
 		c := o.Cell
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%s\t%s\t\n", c.Nodes, c.Committee, c.Threshold, c.CeremonyMs, kib(c.CeremonyBytesPerNode), kib(c.CeremonyBytesPerCommitteeMember))
+		rows, rss := "-", "-"
+		if c.Rows > 0 {
+			rows, rss = fmt.Sprint(c.Rows), fmt.Sprintf("%d MiB", c.PeakRSSMiB)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t\n", c.Nodes, c.Committee, c.Threshold, c.CeremonyMs, kib(c.CeremonyBytesPerNode), kib(c.CeremonyBytesPerCommitteeMember), rows, rss)
 	}
 	return tw.Flush()
 }

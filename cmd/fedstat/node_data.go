@@ -154,6 +154,7 @@ them if the store has their patient). The exit status is 1 when the import would
 	f.StringVar(&study, "study", "", "import one CSV file as the study table NAME (with --schema)")
 	f.StringVar(&schema, "schema", "", "study schema file (TOML) for --study")
 	f.BoolVar(&dryRun, "dry-run", false, "say what the import would do, writing nothing")
+	f.BoolVar(&o.Bulk, "bulk", false, "for nodes larger than memory: stream the CDM CSV/NDJSON files (not patients) into memory-mapped column files with bounded memory; append-only (correct by dropping the import), not encrypted at rest, no --quarantine (operations.md, \"Nodes larger than memory\")")
 	return c
 }
 
