@@ -433,6 +433,51 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 			}
 		}
 	}
+	// Epoch 101 with a decryption committee of node-2 and node-3: node-1
+	// (Shamir point 0) makes no key material and checks the committee's
+	// public key exactly as a committee member does.
+	var committee []*nodev1.Member
+	for _, m := range members {
+		m = proto.Clone(m).(*nodev1.Member)
+		if m.GetNodeId() == "node-1" {
+			m.ShamirPoint = 0
+		}
+		committee = append(committee, m)
+	}
+	var csigned []*nodev1.NodeSigned
+	for _, n := range nw.Nodes {
+		resp, err := clients[n.ID()].KeyGen(ctx, &nodev1.KeyGenRequest{Epoch: epoch + 1, Params: params.Name(), Crs: crs, Members: committee, Threshold: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n.ID() == "node-1" {
+			if proto.Size(resp) != 0 {
+				t.Fatalf("node-1, off the committee, answered KeyGen with %d bytes of key material", proto.Size(resp))
+			}
+			continue
+		}
+		csigned = append(csigned, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetCkgShare()})
+	}
+	for _, tc := range []struct {
+		name   string
+		shares []*nodev1.NodeSigned
+		pk     []byte
+		want   []string
+	}{
+		{"the committee's key without node-3's share", csigned[:1], nil, []string{"1 CKG shares for a committee of 2"}},
+		{"a share of node-1, which is off the committee", append(csigned, &nodev1.NodeSigned{NodeId: "node-1", Signed: signed[0].GetSigned()}), nil, []string{"node-1", "not a member of the committee"}},
+		{"the coordinator's own public key for the committee's", csigned, ownPK, []string{"differs from the aggregate"}},
+	} {
+		_, err := clients["node-1"].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: epoch + 1, CkgShares: tc.shares, PublicKey: tc.pk})
+		if err == nil {
+			t.Fatalf("node-1 (off the committee) installed %s", tc.name)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Fatalf("install at a node off the committee with %s: %v, want it to name %q", tc.name, err, w)
+			}
+		}
+	}
 	// node-1's pending epoch 100 has no key: it answers no query of it until
 	// a valid InstallKey (it never encrypts under an unverified key). Its
 	// active epoch stays in service meanwhile.

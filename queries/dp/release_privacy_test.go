@@ -124,7 +124,9 @@ func TestReleasedNoiseMatchesCharge(t *testing.T) {
 	}
 	seen := map[key]bool{}
 	for m := 2; m <= 300; m++ {
-		for _, T := range []int{1, 2, 3, (m + 1) / 2} {
+		// T = 6 and 7 are the thresholds of a decryption committee of 10
+		// (docs/threat-model.md, "Decryption committee").
+		for _, T := range []int{1, 2, 3, 6, 7, (m + 1) / 2} {
 			if T > m {
 				continue
 			}
