@@ -204,6 +204,9 @@ type Node struct {
 	previousUntil time.Time
 
 	releaseMu sync.Mutex // serialises release decisions
+	// prepared holds the key-switch shares prepared for a RELEASE step, by
+	// query id (under releaseMu; node/release.go).
+	prepared map[string]*shareRecord
 	seriesMu  sync.Mutex // serialises standing-series evaluations (their memory: seriesExact)
 
 	health health     // what keeps the node from being ready (durable.go)

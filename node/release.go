@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -204,9 +205,11 @@ func checkDecryptors(e *epochState, self string, decryptors []string) ([]uint64,
 //
 //   - PREPARE: the node does every check of a release (partials, spec,
 //     commitments of every sender to exactly this set, its own keys), makes
-//     its share and keeps it (n/release-prepared/<qid>). It returns no share.
+//     its share and keeps it in memory (Node.prepared). It returns no share.
 //     A share prepared for another request of the same query id never left
-//     the node and is replaced.
+//     the node and is replaced. A prepared share is not stored: it never
+//     left the node, so losing it (a restart) only makes the RELEASE step
+//     fail, and the coordinator tries another decryptor set.
 //   - RELEASE: the node hands out the share it prepared for this query id,
 //     decryptors and target key, and records it as its one release
 //     (n/release/<qid>), exactly as a one-step release does.
@@ -214,8 +217,6 @@ func checkDecryptors(e *epochState, self string, decryptors []string) ([]uint64,
 // The coordinator retries a failed PREPARE with another T-subset of the
 // committed members over the same partials; the commitments (above) keep
 // every attempt on the one committed partial set.
-
-func preparedKey(queryID string) []byte { return []byte("n/release-prepared/" + queryID) }
 
 // shareRecord is a key-switch share this node made for a query id: the
 // release digest of the request (releaseDigest), the commit digest of its
@@ -225,9 +226,19 @@ type shareRecord struct {
 	Share  []byte   `json:"share"`
 	Commit []byte   `json:"commit,omitempty"`
 	From   []string `json:"from,omitempty"`
+	// made is when a prepared share was made (not stored).
+	made time.Time
 }
 
-func (n *Node) getShareRecord(key []byte) (*shareRecord, error) {
+// preparedTTL is how long a prepared share waits for its RELEASE step
+// before it is dropped (longer than any release: the coordinator's release
+// timeout is a minute).
+const preparedTTL = time.Hour
+
+// getShareRecord reads the release record of queryID (nil when there is
+// none): a StoredRelease, or the JSON of older versions.
+func (n *Node) getShareRecord(qid string) (*shareRecord, error) {
+	key := releaseKey(qid)
 	b, err := n.cfg.DB.Get(key)
 	if errors.Is(err, kv.ErrNotFound) {
 		return nil, nil
@@ -236,10 +247,44 @@ func (n *Node) getShareRecord(key []byte) (*shareRecord, error) {
 		return nil, err
 	}
 	var rec shareRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
+	if len(b) > 0 && b[0] == '{' {
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return nil, fmt.Errorf("node: release record %s: %w", key, err)
+		}
+		return &rec, nil
+	}
+	var sr nodev1.StoredRelease
+	if err := proto.Unmarshal(b, &sr); err != nil {
 		return nil, fmt.Errorf("node: release record %s: %w", key, err)
 	}
-	return &rec, nil
+	return &shareRecord{Digest: sr.GetDigest(), Share: sr.GetShare(), Commit: sr.GetCommit(), From: sr.GetFrom()}, nil
+}
+
+// preparedShare is the share prepared for queryID (nil when there is none).
+// Callers hold releaseMu.
+func (n *Node) preparedShare(qid string) *shareRecord {
+	rec := n.prepared[qid]
+	if rec != nil && n.cfg.Now().Sub(rec.made) > preparedTTL {
+		delete(n.prepared, qid)
+		return nil
+	}
+	return rec
+}
+
+// keepPrepared keeps rec as the share prepared for queryID, dropping
+// prepared shares whose RELEASE never came. Callers hold releaseMu.
+func (n *Node) keepPrepared(qid string, rec *shareRecord) {
+	now := n.cfg.Now()
+	for q, r := range n.prepared {
+		if now.Sub(r.made) > preparedTTL {
+			delete(n.prepared, q)
+		}
+	}
+	rec.made = now
+	if n.prepared == nil {
+		n.prepared = map[string]*shareRecord{}
+	}
+	n.prepared[qid] = rec
 }
 
 func (rec *shareRecord) response() (*nodev1.KeySwitchResponse, error) {
@@ -266,7 +311,7 @@ func (n *Node) storedShare(qid string, digest []byte, prepare bool) (resp *nodev
 }
 
 func (n *Node) storedShareLocked(qid string, digest []byte, prepare bool) (resp *nodev1.KeySwitchResponse, done bool, err error) {
-	rec, err := n.getShareRecord(releaseKey(qid))
+	rec, err := n.getShareRecord(qid)
 	if err != nil {
 		return nil, true, err
 	}
@@ -280,9 +325,9 @@ func (n *Node) storedShareLocked(qid string, digest []byte, prepare bool) (resp 
 		resp, err := rec.response()
 		return resp, true, err
 	}
-	prep, err := n.getShareRecord(preparedKey(qid))
-	if err != nil || prep == nil || !bytes.Equal(prep.Digest, digest) {
-		return nil, err != nil, err
+	prep := n.preparedShare(qid)
+	if prep == nil || !bytes.Equal(prep.Digest, digest) {
+		return nil, false, nil
 	}
 	if prepare {
 		return &nodev1.KeySwitchResponse{}, true, nil
@@ -307,30 +352,25 @@ func (n *Node) storeShare(qid string, rec *shareRecord, prepare bool) (resp *nod
 	if !prepare {
 		return nil, true, n.handOut(qid, rec)
 	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return nil, false, err
-	}
-	return nil, true, n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(preparedKey(qid), b) })
+	n.keepPrepared(qid, rec)
+	return nil, true, nil
 }
 
 // handOut records rec as this node's one release of queryID (before the
 // share is returned) and drops a prepared share. Callers hold releaseMu.
 func (n *Node) handOut(qid string, rec *shareRecord) error {
-	b, err := json.Marshal(rec)
+	b, err := proto.Marshal(&nodev1.StoredRelease{Digest: rec.Digest, Share: rec.Share, Commit: rec.Commit, From: rec.From})
 	if err != nil {
 		return err
 	}
 	// Watermarked like the ledger: a release record lost to a damaged
 	// write-ahead log would let this node hand out a second share for the
 	// query id; kv refuses to open a store that lost one.
-	_, err = n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error {
-		if err := tx.Set(releaseKey(qid), b); err != nil {
-			return err
-		}
-		return tx.Delete(preparedKey(qid))
-	})
-	return err
+	if _, err = n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(releaseKey(qid), b) }); err != nil {
+		return err
+	}
+	delete(n.prepared, qid)
+	return nil
 }
 
 // releasePrepared is the RELEASE step: it hands out the share prepared for
@@ -341,7 +381,7 @@ func (n *Node) releasePrepared(ctx context.Context, e *epochState, req *nodev1.K
 	qid := req.GetQueryId()
 	n.releaseMu.Lock()
 	defer n.releaseMu.Unlock()
-	rec, err := n.getShareRecord(releaseKey(qid))
+	rec, err := n.getShareRecord(qid)
 	if err != nil {
 		return nil, err
 	}
@@ -351,10 +391,7 @@ func (n *Node) releasePrepared(ctx context.Context, e *epochState, req *nodev1.K
 		}
 		return rec.response()
 	}
-	prep, err := n.getShareRecord(preparedKey(qid))
-	if err != nil {
-		return nil, err
-	}
+	prep := n.preparedShare(qid)
 	if prep == nil {
 		return nil, fmt.Errorf("%w: nothing was prepared for a release of %s at this node", ErrNotPrepared, qid)
 	}

@@ -2474,6 +2474,79 @@ func (x *KeySwitchResponse) GetShare() *v1.Signed {
 	return nil
 }
 
+// StoredRelease is a node's record of the key-switch share it handed out
+// for a query id (n/release/<qid>; older nodes stored it as JSON): the
+// release digest of the request, the commit digest of its partial set, the
+// senders of those partials and the signed share (a marshalled
+// fedstat.types.v1.Signed).
+type StoredRelease struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        []byte                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	Share         []byte                 `protobuf:"bytes,2,opt,name=share,proto3" json:"share,omitempty"`
+	Commit        []byte                 `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	From          []string               `protobuf:"bytes,4,rep,name=from,proto3" json:"from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredRelease) Reset() {
+	*x = StoredRelease{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredRelease) ProtoMessage() {}
+
+func (x *StoredRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredRelease.ProtoReflect.Descriptor instead.
+func (*StoredRelease) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *StoredRelease) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *StoredRelease) GetShare() []byte {
+	if x != nil {
+		return x.Share
+	}
+	return nil
+}
+
+func (x *StoredRelease) GetCommit() []byte {
+	if x != nil {
+		return x.Commit
+	}
+	return nil
+}
+
+func (x *StoredRelease) GetFrom() []string {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
 var File_fedstat_node_v1_node_proto protoreflect.FileDescriptor
 
 const file_fedstat_node_v1_node_proto_rawDesc = "" +
@@ -2653,7 +2726,12 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x10KeySwitchPayload\x12\x16\n" +
 	"\x06shares\x18\x01 \x03(\fR\x06shares\"C\n" +
 	"\x11KeySwitchResponse\x12.\n" +
-	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share*n\n" +
+	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share\"i\n" +
+	"\rStoredRelease\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\fR\x06digest\x12\x14\n" +
+	"\x05share\x18\x02 \x01(\fR\x05share\x12\x16\n" +
+	"\x06commit\x18\x03 \x01(\fR\x06commit\x12\x12\n" +
+	"\x04from\x18\x04 \x03(\tR\x04from*n\n" +
 	"\x0eKeySwitchPhase\x12 \n" +
 	"\x1cKEY_SWITCH_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KEY_SWITCH_PHASE_PREPARE\x10\x01\x12\x1c\n" +
@@ -2685,7 +2763,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),         // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),            // 1: fedstat.node.v1.LinkSpec
@@ -2724,51 +2802,52 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*Fingerprint)(nil),         // 34: fedstat.node.v1.Fingerprint
 	(*KeySwitchPayload)(nil),    // 35: fedstat.node.v1.KeySwitchPayload
 	(*KeySwitchResponse)(nil),   // 36: fedstat.node.v1.KeySwitchResponse
-	(*v1.QuerySpec)(nil),        // 37: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),           // 38: fedstat.types.v1.Signed
-	(*v1.DataSummary)(nil),      // 39: fedstat.types.v1.DataSummary
-	(*v1.SeriesSpec)(nil),       // 40: fedstat.types.v1.SeriesSpec
+	(*StoredRelease)(nil),       // 37: fedstat.node.v1.StoredRelease
+	(*v1.QuerySpec)(nil),        // 38: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),           // 39: fedstat.types.v1.Signed
+	(*v1.DataSummary)(nil),      // 40: fedstat.types.v1.DataSummary
+	(*v1.SeriesSpec)(nil),       // 41: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	37, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	38, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	21, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
-	38, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	37, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	39, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	38, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 9: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	37, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	38, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 11: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	39, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	40, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	16, // 13: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	17, // 14: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	38, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	39, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	20, // 16: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	38, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	38, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	38, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	38, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	39, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	39, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	39, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	39, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	21, // 21: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	20, // 22: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
 	21, // 23: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	38, // 24: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	37, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	39, // 24: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	38, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 26: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
 	26, // 27: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	40, // 28: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	41, // 28: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
 	4,  // 29: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	38, // 30: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	39, // 30: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
 	29, // 31: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	37, // 32: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	38, // 32: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	21, // 33: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 34: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
 	0,  // 35: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	38, // 36: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	39, // 36: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
 	34, // 37: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	38, // 38: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	39, // 38: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
 	14, // 39: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
 	18, // 40: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
 	22, // 41: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
@@ -2807,7 +2886,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
