@@ -207,7 +207,7 @@ type Node struct {
 	// prepared holds the key-switch shares prepared for a RELEASE step, by
 	// query id (under releaseMu; node/release.go).
 	prepared map[string]*shareRecord
-	seriesMu  sync.Mutex // serialises standing-series evaluations (their memory: seriesExact)
+	seriesMu sync.Mutex // serialises standing-series evaluations (their memory: seriesExact)
 
 	health health     // what keeps the node from being ready (durable.go)
 	markMu sync.Mutex // serialises writes of the mark file
