@@ -54,6 +54,12 @@ combining, decrypting, releasing) and the process's CPU time per query.
 --format json prints one object per size with the first query's figures at the top level
 (p50_ms, p95_ms, plaintext_p50_ms, upload_bytes_per_node, ...) and all in "queries".
 
+The network has a decryption committee of K = min(N, 10) members (--committee K; -1 puts
+every node on it) of which T = max(2, 2K/3) decrypt each release; a second table gives the
+key ceremony's time and the bytes one node sent and received in it, off the committee and on
+it. --rows R serves every node one node of R condition rows on the embedded column store (a
+bulk import mapped from disk) and reports the process's peak RSS.
+
 --processes runs the coordinator and every node as separate processes of this binary
 (each node with its own store, imported with 'fedstat node import'; mutual TLS, gossip,
 the production health interval), encrypted only, and reads each process's CPU time from
@@ -66,6 +72,8 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 		Example: `  fedstat bench --nodes 10 --patients 1000000
   fedstat bench --nodes 3 --patients 10000 --format json
   fedstat bench --grid        # N = 3, 10, 30 and P = 10^4, 10^5, 10^6 (long)
+  fedstat bench --nodes 100 --patients 1000 --committee 10 --query cohort --repeats 10
+  fedstat bench --nodes 2 --rows 100000000 --query cohort --repeats 5   # nodes larger than memory
   fedstat bench --processes --nodes 3,10 --patients 1000 --query cohort --profile /tmp/prof`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
