@@ -1,0 +1,328 @@
+package warehouse
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+)
+
+// chConn speaks ClickHouse's HTTP interface: a statement is the body of a
+// POST, results come back as TabSeparated text. It is used instead of
+// clickhouse-go because the ClickHouse that Debian packages (18.16) is
+// older than any server that client supports (docs/warehouse.md). The
+// translator renders its values as escaped literals (chLiteral), so a
+// statement never has bind arguments.
+type chConn struct {
+	base   *url.URL // http://host:port/ with user, password, settings as query parameters
+	client *http.Client
+	d      ClickHouse
+}
+
+// chSettings are sent with every statement: a LEFT JOIN's missing right
+// row gives NULLs (as SQL), not the type's default value.
+var chSettings = map[string]string{"join_use_nulls": "1"}
+
+// openClickHouse connects to dsn, an http:// URL of the server's HTTP
+// interface (user and password as the query parameters user and password,
+// or in the URL's user info), and checks that it answers.
+func openClickHouse(ctx context.Context, dsn string, d ClickHouse) (conn, error) {
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("warehouse: ClickHouse DSN %q is not an http(s):// URL of the server's HTTP interface", redactURL(dsn))
+	}
+	q := u.Query()
+	if u.User != nil {
+		q.Set("user", u.User.Username())
+		if p, ok := u.User.Password(); ok {
+			q.Set("password", p)
+		}
+		u.User = nil
+	}
+	for k, v := range chSettings {
+		q.Set(k, v)
+	}
+	u.RawQuery = q.Encode()
+	c := chConn{base: u, client: &http.Client{}, d: d}
+	var one int64
+	if err := c.queryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		return nil, fmt.Errorf("warehouse: ClickHouse at %s: %w", u.Host, err)
+	}
+	return c, nil
+}
+
+// redactURL drops a password from a URL for an error message.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// post sends one statement (and, for an INSERT, its data after it) and
+// returns the response body.
+func (c chConn) post(ctx context.Context, body io.Reader) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("clickhouse: %s", strings.TrimSpace(string(out)))
+	}
+	return out, nil
+}
+
+var errCHArgs = errors.New("warehouse: ClickHouse statements take no bind arguments (values are rendered as literals)")
+
+func (c chConn) query(ctx context.Context, q string, args ...any) (rows, error) {
+	if len(args) > 0 {
+		return nil, errCHArgs
+	}
+	out, err := c.post(ctx, strings.NewReader(q+"\nFORMAT TabSeparated"))
+	if err != nil {
+		return nil, err
+	}
+	var r chRows
+	for _, line := range strings.Split(string(out), "\n") {
+		if line != "" {
+			r.lines = append(r.lines, strings.Split(line, "\t"))
+		}
+	}
+	r.at = -1
+	return &r, nil
+}
+
+func (c chConn) queryRow(ctx context.Context, q string, args ...any) row {
+	r, err := c.query(ctx, q, args...)
+	if err != nil {
+		return errRow{err}
+	}
+	return firstRow{r.(*chRows)}
+}
+
+func (c chConn) exec(ctx context.Context, q string, args ...any) error {
+	if len(args) > 0 {
+		return errCHArgs
+	}
+	_, err := c.post(ctx, strings.NewReader(q))
+	return err
+}
+
+// insert writes rows as TabSeparated data. A table with a person_id
+// column is sharded: each row goes to the shard database
+// Shards[person_id % len(Shards)] (the Distributed tables' sharding key);
+// other tables (the vocabulary, location, cdm_source) go to schema.
+func (c chConn) insert(ctx context.Context, schema, table string, cols []string, rows [][]any) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	pcol := -1
+	for i, col := range cols {
+		if col == "person_id" {
+			pcol = i
+		}
+	}
+	targets := []string{schema}
+	if pcol >= 0 && len(c.d.Shards) > 0 {
+		targets = c.d.Shards
+	}
+	bodies := make([]*bytes.Buffer, len(targets))
+	for i, db := range targets {
+		bodies[i] = &bytes.Buffer{}
+		quoted := make([]string, len(cols))
+		for j, col := range cols {
+			quoted[j] = c.d.Quote(col)
+		}
+		fmt.Fprintf(bodies[i], "INSERT INTO %s.%s (%s) FORMAT TabSeparated\n", c.d.Quote(db), c.d.Quote(table), strings.Join(quoted, ", "))
+	}
+	for n, r := range rows {
+		if len(r) != len(cols) {
+			return fmt.Errorf("row %d has %d values for %d columns", n, len(r), len(cols))
+		}
+		t := 0
+		if len(targets) > 1 {
+			pid, ok := r[pcol].(int64)
+			if !ok || pid < 0 {
+				return fmt.Errorf("row %d: person_id %v", n, r[pcol])
+			}
+			t = int(pid % int64(len(targets)))
+		}
+		b := bodies[t]
+		for j, v := range r {
+			if j > 0 {
+				b.WriteByte('\t')
+			}
+			s, err := chTSV(v, cols[j])
+			if err != nil {
+				return fmt.Errorf("row %d, %s: %w", n, cols[j], err)
+			}
+			b.WriteString(s)
+		}
+		b.WriteByte('\n')
+	}
+	for _, b := range bodies {
+		if _, err := c.post(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chTSV is one value as a TabSeparated field. ClickHouse 18.16's Date and
+// DateTime start at 1970-01-01, so the loader's schema (chDDL) keeps dates
+// as Int32 day numbers; birth_datetime is a DateTime, NULL before 1970
+// (year/month/day_of_birth carry the date).
+func chTSV(v any, col string) (string, error) {
+	switch v := v.(type) {
+	case nil:
+		return `\N`, nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	case int32:
+		return strconv.FormatInt(int64(v), 10), nil
+	case int:
+		return strconv.Itoa(v), nil
+	case float64:
+		switch {
+		case math.IsNaN(v):
+			return "nan", nil
+		case math.IsInf(v, 1):
+			return "inf", nil
+		case math.IsInf(v, -1):
+			return "-inf", nil
+		}
+		return strconv.FormatFloat(v, 'g', -1, 64), nil
+	case string:
+		return tsvEscape.Replace(v), nil
+	case time.Time:
+		if col == "birth_datetime" {
+			if v.Year() < 1970 {
+				return `\N`, nil
+			}
+			return v.UTC().Format(time.DateTime), nil
+		}
+		y, m, d := v.Date()
+		return strconv.Itoa(int(cdm.DateFromYMD(y, m, d))), nil
+	}
+	return "", fmt.Errorf("no ClickHouse text form for %T", v)
+}
+
+var tsvEscape = strings.NewReplacer(`\`, `\\`, "\t", `\t`, "\n", `\n`, "\r", `\r`, "\x00", `\0`)
+
+var tsvUnescape = strings.NewReplacer(`\\`, `\`, `\t`, "\t", `\n`, "\n", `\r`, "\r", `\0`, "\x00", `\'`, "'", `\b`, "\b", `\f`, "\f")
+
+func (c chConn) close() { c.client.CloseIdleConnections() }
+
+// chRows is a TabSeparated result held in memory (the back end reads
+// aggregates only: at most one row per cell).
+type chRows struct {
+	lines [][]string
+	at    int
+}
+
+func (r *chRows) Next() bool {
+	r.at++
+	return r.at < len(r.lines)
+}
+
+func (r *chRows) Err() error { return nil }
+func (r *chRows) Close()     {}
+
+func (r *chRows) Scan(dst ...any) error {
+	if r.at < 0 || r.at >= len(r.lines) {
+		return errors.New("clickhouse: Scan without a row")
+	}
+	f := r.lines[r.at]
+	if len(f) != len(dst) {
+		return fmt.Errorf("clickhouse: %d columns for %d destinations", len(f), len(dst))
+	}
+	for i, s := range f {
+		if err := chScan(s, dst[i]); err != nil {
+			return fmt.Errorf("clickhouse: column %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func chScan(s string, dst any) error {
+	null := s == `\N`
+	switch d := dst.(type) {
+	case *int64:
+		if null {
+			return errors.New("NULL into int64")
+		}
+		v, err := strconv.ParseInt(s, 10, 64)
+		*d = v
+		return err
+	case *float64:
+		if null {
+			return errors.New("NULL into float64")
+		}
+		switch s {
+		case "inf", "+inf":
+			*d = math.Inf(1)
+		case "-inf":
+			*d = math.Inf(-1)
+		case "nan", "-nan":
+			*d = math.NaN()
+		default:
+			v, err := strconv.ParseFloat(s, 64)
+			*d = v
+			return err
+		}
+		return nil
+	case *bool:
+		if null {
+			return errors.New("NULL into bool")
+		}
+		*d = s == "1" || s == "true"
+		return nil
+	case *string:
+		if null {
+			return errors.New("NULL into string")
+		}
+		*d = tsvUnescape.Replace(s)
+		return nil
+	case **string:
+		if null {
+			*d = nil
+			return nil
+		}
+		v := tsvUnescape.Replace(s)
+		*d = &v
+		return nil
+	}
+	return fmt.Errorf("cannot scan into %T", dst)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+type firstRow struct{ r *chRows }
+
+func (r firstRow) Scan(dst ...any) error {
+	if !r.r.Next() {
+		return errors.New("clickhouse: no rows")
+	}
+	return r.r.Scan(dst...)
+}
