@@ -29,8 +29,11 @@ type chConn struct {
 }
 
 // chSettings are sent with every statement: a LEFT JOIN's missing right
-// row gives NULLs (as SQL), not the type's default value.
-var chSettings = map[string]string{"join_use_nulls": "1"}
+// row gives NULLs (as SQL), not the type's default value; an IN subquery
+// over Distributed tables inside a distributed query reads each shard's
+// own tables (the OMOP tables are all sharded by person_id, so a person's
+// rows are on one shard).
+var chSettings = map[string]string{"join_use_nulls": "1", "distributed_product_mode": "local"}
 
 // openClickHouse connects to dsn, an http:// URL of the server's HTTP
 // interface (user and password as the query parameters user and password,

@@ -159,36 +159,78 @@ type chScope struct {
 	table string
 	src   source
 	idx   int
-	x     string
+	// x prefixes the source's columns: empty, since ClickHouse 18.16
+	// loses a table alias where it rewrites an IN subquery's Distributed
+	// table to the shard's local one (distributed_product_mode = 'local').
+	// Every SELECT reads one OMOP table, and the person view's columns are
+	// named apart (p_*), so unqualified names are unambiguous.
+	x string
+	// need collects the person view's columns the scope reads (column,
+	// value, keyIndex add to it); none: the rows are not joined with the
+	// person view.
+	need map[string]bool
 }
 
 // ref is the plan's reference date as a day number.
 func (tr *chTranslator) ref() string { return tr.d.DateLiteral(tr.p.ReferenceDate()) }
 
-// persons is the person view: person_id and the patient columns (p_sex,
-// p_race, p_ethnicity, p_birth and p_death as day numbers, p_age at the
-// reference date, p_region), one row per person, read as docs/warehouse.md
-// maps them (the same rules as the standard-SQL translator).
-func (tr *chTranslator) persons() string {
+// persons is the person view: person_id and the patient columns need
+// names (p_sex, p_race, p_ethnicity, p_birth and p_death as day numbers,
+// p_age at the reference date, p_region), one row per person, read as
+// docs/warehouse.md maps them (the same rules as the standard-SQL
+// translator). Only the columns asked for are computed, and location and
+// death are joined only when region or death_date is.
+func (tr *chTranslator) persons(need map[string]bool) string {
 	d := tr.d
-	mm := "(CASE WHEN month_of_birth BETWEEN 1 AND 12 THEN month_of_birth ELSE 1 END)"
-	dd := "(CASE WHEN day_of_birth BETWEEN 1 AND 31 THEN day_of_birth ELSE 1 END)"
-	birth := fmt.Sprintf("ifNull(toInt64(toInt32(toDate(birth_datetime))), (CASE WHEN year_of_birth BETWEEN 1800 AND 2200 THEN %s END))", d.MakeDate("year_of_birth", mm, dd))
-	var sex strings.Builder
-	sex.WriteString("(CASE gender_concept_id")
-	for _, g := range genders {
-		fmt.Fprintf(&sex, " WHEN %s THEN '%s'", g[0], g[1])
+	cols := []string{"person_id"}
+	var sel []string
+	if need["p_sex"] {
+		var sex strings.Builder
+		sex.WriteString("(CASE gender_concept_id")
+		for _, g := range genders {
+			fmt.Fprintf(&sex, " WHEN %s THEN '%s'", g[0], g[1])
+		}
+		src := "lower(replaceRegexpAll(ifNull(gender_source_value, ''), '^ +| +$', ''))"
+		fmt.Fprintf(&sex, " ELSE (CASE WHEN %[1]s IN ('female', 'f') THEN 'female' WHEN %[1]s IN ('male', 'm') THEN 'male' WHEN %[1]s IN ('other', 'o') THEN 'other' ELSE 'unknown' END) END)", src)
+		sel = append(sel, sex.String()+" AS p_sex")
+		cols = append(cols, "p_sex")
 	}
-	src := "lower(replaceRegexpAll(ifNull(gender_source_value, ''), '^ +| +$', ''))"
-	fmt.Fprintf(&sex, " ELSE (CASE WHEN %[1]s IN ('female', 'f') THEN 'female' WHEN %[1]s IN ('male', 'm') THEN 'male' WHEN %[1]s IN ('other', 'o') THEN 'other' ELSE 'unknown' END) END)", src)
-	age := fmt.Sprintf("(CASE WHEN p_birth <= %s THEN %s END)", tr.ref(), d.Age("p_birth", tr.ref()))
-	inner := fmt.Sprintf("SELECT person_id, %s AS p_sex, %s AS p_race, %s AS p_ethnicity, %s AS p_birth, %s AS p_age, toInt64(ifNull(location_id, -1)) AS loc FROM %s",
-		sex.String(), conceptCase("race_concept_id", races, "race_source_value"), conceptCase("ethnicity_concept_id", ethnicities, "ethnicity_source_value"),
-		birth, age, tr.tbl("person"))
-	withLoc := fmt.Sprintf("SELECT person_id, p_sex, p_race, p_ethnicity, p_birth, p_age, p_region FROM (%s) ANY LEFT JOIN (SELECT toInt64(location_id) AS loc, location_source_value AS p_region FROM %s) USING loc",
-		inner, tr.tbl("location"))
-	return fmt.Sprintf("SELECT person_id, p_sex, p_race, p_ethnicity, p_birth, p_age, p_region, p_death FROM (%s) ANY LEFT JOIN (SELECT person_id, toInt64(toInt32(min(death_date))) AS p_death FROM %s GROUP BY person_id) USING person_id",
-		withLoc, tr.tbl("death"))
+	if need["p_race"] {
+		sel = append(sel, conceptCase("race_concept_id", races, "race_source_value")+" AS p_race")
+		cols = append(cols, "p_race")
+	}
+	if need["p_ethnicity"] {
+		sel = append(sel, conceptCase("ethnicity_concept_id", ethnicities, "ethnicity_source_value")+" AS p_ethnicity")
+		cols = append(cols, "p_ethnicity")
+	}
+	if need["p_birth"] || need["p_age"] {
+		mm := "(CASE WHEN month_of_birth BETWEEN 1 AND 12 THEN month_of_birth ELSE 1 END)"
+		dd := "(CASE WHEN day_of_birth BETWEEN 1 AND 31 THEN day_of_birth ELSE 1 END)"
+		sel = append(sel, fmt.Sprintf("ifNull(toInt64(toInt32(toDate(birth_datetime))), (CASE WHEN year_of_birth BETWEEN 1800 AND 2200 THEN %s END)) AS p_birth", d.MakeDate("year_of_birth", mm, dd)))
+		cols = append(cols, "p_birth")
+	}
+	if need["p_age"] {
+		sel = append(sel, fmt.Sprintf("(CASE WHEN p_birth <= %s THEN %s END) AS p_age", tr.ref(), d.Age("p_birth", tr.ref())))
+		cols = append(cols, "p_age")
+	}
+	q := "SELECT person_id"
+	for _, x := range sel {
+		q += ", " + x
+	}
+	if need["p_region"] {
+		q += ", toInt64(ifNull(location_id, -1)) AS loc FROM " + tr.tbl("person")
+		cols = append(cols, "p_region")
+		q = fmt.Sprintf("SELECT %s FROM (%s) ANY LEFT JOIN (SELECT toInt64(location_id) AS loc, location_source_value AS p_region FROM %s) USING loc",
+			strings.Join(cols, ", "), q, tr.tbl("location"))
+	} else {
+		q += " FROM " + tr.tbl("person")
+	}
+	if need["p_death"] {
+		cols = append(cols, "p_death")
+		q = fmt.Sprintf("SELECT %s FROM (%s) ANY LEFT JOIN (SELECT person_id, toInt64(toInt32(min(death_date))) AS p_death FROM %s GROUP BY person_id) USING person_id",
+			strings.Join(cols, ", "), q, tr.tbl("death"))
+	}
+	return q
 }
 
 // sources returns the scopes of a fedstat table, one per OMOP source.
@@ -203,21 +245,31 @@ func (tr *chTranslator) sources(table string) ([]chScope, error) {
 	out := make([]chScope, len(m.sources))
 	for i, s := range m.sources {
 		tr.level++
-		out[i] = chScope{table: table, src: s, idx: i, x: "x" + strconv.Itoa(tr.level)}
+		out[i] = chScope{table: table, src: s, idx: i, need: map[string]bool{}}
 	}
 	return out, nil
 }
 
-// from is the FROM clause of a scope: the OMOP table joined with the
-// person view (rows without a person are dropped).
-func (tr *chTranslator) from(s chScope) string {
-	return fmt.Sprintf("%s AS %s GLOBAL ANY INNER JOIN (%s) USING person_id", tr.tbl(s.src.table), s.x, tr.persons())
+// from is the FROM clause of a scope and the condition it adds: the
+// OMOP table joined with the person view when the scope reads patient
+// columns (GLOBAL ANY INNER JOIN: the view is computed once and sent to
+// the shards), else only restricted to rows with a person (IN, evaluated
+// on each shard against its own persons: distributed_product_mode =
+// 'local', the tables being sharded alike by person_id). Either way rows
+// without a person are dropped, as the standard-SQL translator's inner
+// join does. Call it after the scope's expressions are translated.
+func (tr *chTranslator) from(s chScope) (from, cond string) {
+	t := tr.tbl(s.src.table)
+	if len(s.need) == 0 {
+		return t, s.x + "person_id IN (SELECT person_id FROM " + tr.tbl("person") + ")"
+	}
+	return t + " GLOBAL ANY INNER JOIN (" + tr.persons(s.need) + ") USING person_id", "1"
 }
 
 // where is the source's own restriction (vaccines or not, for
 // drug_exposure), as a condition over the scope.
 func (tr *chTranslator) where(s chScope) (string, error) {
-	vaccine := fmt.Sprintf("(ifNull(toInt64(%[1]s.drug_concept_id) GLOBAL IN (SELECT toInt64(concept_id) FROM %[2]s WHERE vocabulary_id = 'CVX'), 0) OR ifNull(toInt64(%[1]s.drug_source_concept_id) GLOBAL IN (SELECT toInt64(concept_id) FROM %[2]s WHERE vocabulary_id = 'CVX'), 0))", s.x, tr.tbl("concept"))
+	vaccine := fmt.Sprintf("(ifNull(toInt64(%[1]sdrug_concept_id) GLOBAL IN (SELECT toInt64(concept_id) FROM %[2]s WHERE vocabulary_id = 'CVX'), 0) OR ifNull(toInt64(%[1]sdrug_source_concept_id) GLOBAL IN (SELECT toInt64(concept_id) FROM %[2]s WHERE vocabulary_id = 'CVX'), 0))", s.x, tr.tbl("concept"))
 	switch s.src.where {
 	case "":
 		return "1", nil
@@ -234,7 +286,7 @@ func (s chScope) col(name, typ string) string {
 	if name == "" {
 		return "CAST(NULL AS Nullable(" + typ + "))"
 	}
-	return s.x + "." + name
+	return s.x + name
 }
 
 // column returns the SQL of a column: text never NULL (the empty string
@@ -247,6 +299,7 @@ func (tr *chTranslator) column(c plan.ColumnRef, s chScope) (string, error) {
 		switch c.Name {
 		case "sex", "region", "race", "ethnicity", "birth_date", "death_date":
 			x = "p_" + strings.TrimSuffix(c.Name, "_date")
+			s.need[x] = true
 		}
 	default:
 		code, system := coded(chToScope(s), c.Name)
@@ -259,12 +312,12 @@ func (tr *chTranslator) column(c plan.ColumnRef, s chScope) (string, error) {
 				case e == noText:
 					x = "CAST(NULL AS Nullable(String))"
 				case c.Name == "class":
-					x = conceptCase(s.x+".visit_concept_id", visitClasses, s.x+".visit_source_value")
+					x = conceptCase(s.x+"visit_concept_id", visitClasses, s.x+"visit_source_value")
 				default:
 					return "", fmt.Errorf("%w: the expression of column %s.%s", ErrClickHouseUnsupported, s.table, c.Name)
 				}
 			} else if oc, ok := s.src.cols[c.Name]; ok {
-				x = s.x + "." + oc
+				x = s.x + oc
 				if c.Type == cdm.TypeDate {
 					x = tr.d.DayNumber(x)
 				}
@@ -390,6 +443,7 @@ func (tr *chTranslator) value(v plan.Value, s chScope) (string, error) {
 	case plan.ConstValue:
 		return chFloat(v.V), nil
 	case plan.AgeValue:
+		s.need["p_age"] = true
 		return "toFloat64(p_age)", nil
 	case plan.ColumnValue:
 		c, err := tr.column(v.Col, s)
@@ -508,13 +562,16 @@ func (tr *chTranslator) pred(p plan.Pred, s chScope) (string, error) {
 				}
 				w += " AND " + pw
 			}
-			parts[i] = "SELECT person_id FROM " + tr.from(sub) + " WHERE " + w
+			f, c := tr.from(sub)
+			parts[i] = "SELECT person_id FROM " + f + " WHERE " + c + " AND " + w
 		}
 		q := parts[0]
 		if len(parts) > 1 {
 			q = "SELECT person_id FROM (" + strings.Join(parts, " UNION ALL ") + ")"
 		}
-		in := s.x + ".person_id GLOBAL IN (" + q + ")"
+		// Not GLOBAL: each shard finds the cohort among its own persons
+		// (distributed_product_mode = 'local').
+		in := s.x + "person_id IN (" + q + ")"
 		if p.Negate {
 			return "(NOT " + in + ")", nil
 		}
@@ -562,6 +619,7 @@ func (tr *chTranslator) keyIndex(k plan.Key, s chScope) (string, error) {
 		return fmt.Sprintf("(CASE WHEN %s BETWEEN 0 AND %d THEN %s END)", i, n-1, i), nil
 	case plan.KeyAgeBand:
 		a := "p_age"
+		s.need[a] = true
 		bands := n
 		unknown := "NULL"
 		if k.Unknown {
@@ -590,9 +648,10 @@ func (tr *chTranslator) keyIndex(k plan.Key, s chScope) (string, error) {
 //  2. sources merged per (patient, cell) the same way;
 //  3. for row-level keys, GROUP BY patient the cells as (first row, cell,
 //     rows) sorted by first row, the first G kept;
-//  4. ARRAY JOIN back to rows, GROUP BY cell: counts, uniqExact for
-//     distinct patients, and sums added in row order (arraySum over the
-//     cell's values sorted by (source, row id)), as eval's loop.
+//  4. GROUP BY cell: rows (the kept rows' number), distinct patients
+//     (one row per patient and cell by now), and sums added in row order
+//     (arraySum over the cell's values sorted by (source, row id)), as
+//     eval's loop.
 func translateClickHouse(d ClickHouse, schema string, info Info, p *plan.Plan) (string, error) {
 	tr := &chTranslator{d: d, schema: schema, info: info, p: p}
 	scopes, err := tr.sources(p.Table())
@@ -601,7 +660,6 @@ func translateClickHouse(d ClickHouse, schema string, info Info, p *plan.Plan) (
 	}
 	ms := p.Measures()
 	r := strconv.Itoa(p.MaxRowsPerPatient())
-	var nv int // values carried per row
 	parts := make([]string, len(scopes))
 	for si, s := range scopes {
 		cell := "0"
@@ -618,9 +676,8 @@ func translateClickHouse(d ClickHouse, schema string, info Info, p *plan.Plan) (
 			}
 			cell = "(" + strings.Join(ps, " + ") + ")"
 		}
-		ord := s.x + "." + s.src.id
+		ord := s.x + s.src.id
 		tuple := []string{"toUInt8(" + strconv.Itoa(si) + ")", "toInt64(" + ord + ")"}
-		nv = 0
 		for _, m := range ms {
 			switch m.Kind {
 			case plan.CountRows, plan.CountDistinct:
@@ -636,7 +693,6 @@ func translateClickHouse(d ClickHouse, schema string, info Info, p *plan.Plan) (
 					}
 				}
 				tuple = append(tuple, "CAST("+x+" AS Nullable(Float64))")
-				nv++
 			default:
 				return "", fmt.Errorf("%w: measure kind %d", ErrClickHouseUnsupported, m.Kind)
 			}
@@ -652,8 +708,9 @@ func translateClickHouse(d ClickHouse, schema string, info Info, p *plan.Plan) (
 			}
 			w += " AND " + ws
 		}
-		parts[si] = fmt.Sprintf("SELECT %s.person_id AS pid, toInt64(assumeNotNull(cell_n)) AS cell, arraySlice(arraySort(groupArray((%s))), 1, %s) AS rs FROM %s WHERE %s AND isNotNull(%s AS cell_n) GROUP BY pid, cell",
-			s.x, strings.Join(tuple, ", "), r, tr.from(s), w, cell)
+		f, c := tr.from(s)
+		parts[si] = fmt.Sprintf("SELECT %sperson_id AS pid, materialize(toInt64(assumeNotNull(cell_n))) AS cell, arraySlice(arraySort(groupArray((%s))), 1, %s) AS rs FROM %s WHERE %s AND %s AND isNotNull(%s AS cell_n) GROUP BY pid, cell",
+			s.x, strings.Join(tuple, ", "), r, f, c, w, cell)
 	}
 	rows := parts[0]
 	if len(parts) > 1 {
@@ -667,24 +724,30 @@ func translateClickHouse(d ClickHouse, schema string, info Info, p *plan.Plan) (
 		rows = fmt.Sprintf("SELECT pid, tupleElement(c, 1) AS cell, tupleElement(c, 2) AS rs FROM (SELECT pid, arraySlice(arraySort(t -> (tupleElement(t, 1), tupleElement(t, 2)), groupArray((tupleElement(rs[1], 1), tupleElement(rs[1], 2), cell, rs))), 1, %d) AS cs FROM (%s) GROUP BY pid) ARRAY JOIN arrayMap(t -> (tupleElement(t, 3), tupleElement(t, 4)), cs) AS c",
 			p.MaxGroupsPerPatient(), rows)
 	}
+	// Rows are now one per (patient, cell), rs the patient's kept rows in
+	// the cell.
 	aggs := []string{"cell"}
 	k := 3
 	for _, m := range ms {
 		switch m.Kind {
 		case plan.CountRows:
-			aggs = append(aggs, "toFloat64(count())")
+			aggs = append(aggs, "toFloat64(sum(length(rs)))")
 		case plan.CountDistinct:
-			aggs = append(aggs, "toFloat64(uniqExact(pid))")
+			aggs = append(aggs, "toFloat64(count())")
 		case plan.CountValues:
-			aggs = append(aggs, fmt.Sprintf("toFloat64(count(tupleElement(r, %d)))", k))
+			aggs = append(aggs, fmt.Sprintf("toFloat64(sum(arrayCount(t -> isNotNull(tupleElement(t, %d)), rs)))", k))
 			k++
 		default:
-			aggs = append(aggs, fmt.Sprintf("arraySum(arrayMap(t -> ifNull(tupleElement(t, 3), 0), arraySort(t -> (tupleElement(t, 1), tupleElement(t, 2)), groupArray((tupleElement(r, 1), tupleElement(r, 2), tupleElement(r, %d))))))", k))
+			aggs = append(aggs, fmt.Sprintf("arraySum(arrayMap(t -> ifNull(tupleElement(t, 3), 0), arraySort(t -> (tupleElement(t, 1), tupleElement(t, 2)), groupArrayArray(arrayMap(t -> (tupleElement(t, 1), tupleElement(t, 2), tupleElement(t, %d)), rs)))))", k))
 			k++
 		}
 	}
-	_ = nv
-	return fmt.Sprintf("SELECT %s FROM (%s) ARRAY JOIN rs AS r GROUP BY cell", strings.Join(aggs, ", "), rows), nil
+	// Every GROUP BY over a Distributed table here groups by person (the
+	// rows of a (patient, cell), a person's death): its groups are
+	// complete on one shard, so the shards finalise them and the initiator
+	// only concatenates (distributed_group_by_no_merge), rather than
+	// merging every group's state.
+	return fmt.Sprintf("SELECT %s FROM (%s) GROUP BY cell SETTINGS distributed_group_by_no_merge = 1", strings.Join(aggs, ", "), rows), nil
 }
 
 // chSummary counts the persons and the rows of every fedstat table as
@@ -708,7 +771,8 @@ func (b *Backend) chSummary(ctx context.Context, info Info) (int64, map[string]i
 			if err != nil {
 				return 0, nil, err
 			}
-			q := fmt.Sprintf("SELECT count() FROM %s AS %s GLOBAL ANY INNER JOIN (SELECT person_id FROM %s) USING person_id WHERE %s", tr.tbl(s.src.table), s.x, tr.tbl("person"), w)
+			f, c := tr.from(s)
+			q := fmt.Sprintf("SELECT count() FROM %s WHERE %s AND %s", f, c, w)
 			var n int64
 			if err := b.c.queryRow(ctx, q).Scan(&n); err != nil {
 				return 0, nil, fmt.Errorf("warehouse: counting %s: %w", name, err)

@@ -45,9 +45,11 @@ func TestClickHouseCompareWithEval(t *testing.T) {
 	tb := cdm.NewBuilder()
 	tb.AddRecords(recs)
 	tabs := tb.Build()
+	start := time.Now()
 	if err := b.LoadRecords(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("loaded %d patients in %v", len(tabs.PatientIDs), time.Since(start).Round(time.Millisecond))
 	// The rows are split between the shards, and the schema's tables
 	// read both.
 	d := b.d.(ClickHouse)
@@ -83,11 +85,13 @@ func TestClickHouseCompareWithEval(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		start := time.Now()
 		got, err := b.Evaluate(ctx, p)
 		if err != nil {
 			t.Errorf("%s: %v", sql, err)
 			return
 		}
+		t.Logf("%v %s", time.Since(start).Round(time.Millisecond), sql)
 		w, g := want.Values(), got.Values()
 		nonzero := false
 		for i := range w {
