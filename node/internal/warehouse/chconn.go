@@ -23,9 +23,10 @@ import (
 // translator renders its values as escaped literals (chLiteral), so a
 // statement never has bind arguments.
 type chConn struct {
-	base   *url.URL // http://host:port/ with user, password, settings as query parameters
-	client *http.Client
-	d      ClickHouse
+	base       *url.URL // http://host:port/ with the settings as query parameters
+	user, pass string   // HTTP basic auth when user is set
+	client     *http.Client
+	d          ClickHouse
 }
 
 // chSettings are sent with every statement: a LEFT JOIN's missing right
@@ -35,27 +36,29 @@ type chConn struct {
 // rows are on one shard).
 var chSettings = map[string]string{"join_use_nulls": "1", "distributed_product_mode": "local"}
 
-// openClickHouse connects to dsn, an http:// URL of the server's HTTP
-// interface (user and password as the query parameters user and password,
-// or in the URL's user info), and checks that it answers.
+// openClickHouse connects to dsn, an http(s):// URL of the server's HTTP
+// interface (user and password in the URL's user info, sent as HTTP basic
+// auth, not in the URL), and checks that it answers.
 func openClickHouse(ctx context.Context, dsn string, d ClickHouse) (conn, error) {
 	u, err := url.Parse(dsn)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("warehouse: ClickHouse DSN %q is not an http(s):// URL of the server's HTTP interface", redactURL(dsn))
 	}
 	q := u.Query()
+	if q.Has("password") {
+		return nil, fmt.Errorf("warehouse: ClickHouse DSN %q: put the password in the URL's user info (sent as basic auth), not in a query parameter", redactURL(dsn))
+	}
+	c := chConn{client: &http.Client{}, d: d}
 	if u.User != nil {
-		q.Set("user", u.User.Username())
-		if p, ok := u.User.Password(); ok {
-			q.Set("password", p)
-		}
+		c.user = u.User.Username()
+		c.pass, _ = u.User.Password()
 		u.User = nil
 	}
 	for k, v := range chSettings {
 		q.Set(k, v)
 	}
 	u.RawQuery = q.Encode()
-	c := chConn{base: u, client: &http.Client{}, d: d}
+	c.base = u
 	var one int64
 	if err := c.queryRow(ctx, "SELECT 1").Scan(&one); err != nil {
 		return nil, fmt.Errorf("warehouse: ClickHouse at %s: %w", u.Host, err)
@@ -78,6 +81,9 @@ func (c chConn) post(ctx context.Context, body io.Reader) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String(), body)
 	if err != nil {
 		return nil, err
+	}
+	if c.user != "" {
+		req.SetBasicAuth(c.user, c.pass)
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
@@ -104,9 +110,11 @@ func (c chConn) query(ctx context.Context, q string, args ...any) (rows, error) 
 	if err != nil {
 		return nil, err
 	}
+	// Every row ends with a newline (a row of one empty string is an
+	// empty line).
 	var r chRows
-	for _, line := range strings.Split(string(out), "\n") {
-		if line != "" {
+	for line := range strings.SplitSeq(strings.TrimSuffix(string(out), "\n"), "\n") {
+		if len(out) > 0 {
 			r.lines = append(r.lines, strings.Split(line, "\t"))
 		}
 	}
