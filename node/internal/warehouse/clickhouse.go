@@ -181,37 +181,10 @@ func (tr *chTranslator) ref() string { return tr.d.DateLiteral(tr.p.ReferenceDat
 // translator). Only the columns asked for are computed, and location and
 // death are joined only when region or death_date is.
 func (tr *chTranslator) persons(need map[string]bool) string {
-	d := tr.d
+	sel := tr.personExprs(need)
 	cols := []string{"person_id"}
-	var sel []string
-	if need["p_sex"] {
-		var sex strings.Builder
-		sex.WriteString("(CASE gender_concept_id")
-		for _, g := range genders {
-			fmt.Fprintf(&sex, " WHEN %s THEN '%s'", g[0], g[1])
-		}
-		src := "lower(replaceRegexpAll(ifNull(gender_source_value, ''), '^ +| +$', ''))"
-		fmt.Fprintf(&sex, " ELSE (CASE WHEN %[1]s IN ('female', 'f') THEN 'female' WHEN %[1]s IN ('male', 'm') THEN 'male' WHEN %[1]s IN ('other', 'o') THEN 'other' ELSE 'unknown' END) END)", src)
-		sel = append(sel, sex.String()+" AS p_sex")
-		cols = append(cols, "p_sex")
-	}
-	if need["p_race"] {
-		sel = append(sel, conceptCase("race_concept_id", races, "race_source_value")+" AS p_race")
-		cols = append(cols, "p_race")
-	}
-	if need["p_ethnicity"] {
-		sel = append(sel, conceptCase("ethnicity_concept_id", ethnicities, "ethnicity_source_value")+" AS p_ethnicity")
-		cols = append(cols, "p_ethnicity")
-	}
-	if need["p_birth"] || need["p_age"] {
-		mm := "(CASE WHEN month_of_birth BETWEEN 1 AND 12 THEN month_of_birth ELSE 1 END)"
-		dd := "(CASE WHEN day_of_birth BETWEEN 1 AND 31 THEN day_of_birth ELSE 1 END)"
-		sel = append(sel, fmt.Sprintf("ifNull(toInt64(toInt32(toDate(birth_datetime))), (CASE WHEN year_of_birth BETWEEN 1800 AND 2200 THEN %s END)) AS p_birth", d.MakeDate("year_of_birth", mm, dd)))
-		cols = append(cols, "p_birth")
-	}
-	if need["p_age"] {
-		sel = append(sel, fmt.Sprintf("(CASE WHEN p_birth <= %s THEN %s END) AS p_age", tr.ref(), d.Age("p_birth", tr.ref())))
-		cols = append(cols, "p_age")
+	for _, x := range sel {
+		cols = append(cols, x[strings.LastIndex(x, " AS ")+4:])
 	}
 	q := "SELECT person_id"
 	for _, x := range sel {
@@ -233,6 +206,39 @@ func (tr *chTranslator) persons(need map[string]bool) string {
 	return q
 }
 
+// personExprs are the patient columns of need that person alone gives
+// (all but p_region and p_death), as "expression AS p_name" over the
+// person table's columns.
+func (tr *chTranslator) personExprs(need map[string]bool) []string {
+	d := tr.d
+	var sel []string
+	if need["p_sex"] {
+		var sex strings.Builder
+		sex.WriteString("(CASE gender_concept_id")
+		for _, g := range genders {
+			fmt.Fprintf(&sex, " WHEN %s THEN '%s'", g[0], g[1])
+		}
+		src := "lower(replaceRegexpAll(ifNull(gender_source_value, ''), '^ +| +$', ''))"
+		fmt.Fprintf(&sex, " ELSE (CASE WHEN %[1]s IN ('female', 'f') THEN 'female' WHEN %[1]s IN ('male', 'm') THEN 'male' WHEN %[1]s IN ('other', 'o') THEN 'other' ELSE 'unknown' END) END)", src)
+		sel = append(sel, sex.String()+" AS p_sex")
+	}
+	if need["p_race"] {
+		sel = append(sel, conceptCase("race_concept_id", races, "race_source_value")+" AS p_race")
+	}
+	if need["p_ethnicity"] {
+		sel = append(sel, conceptCase("ethnicity_concept_id", ethnicities, "ethnicity_source_value")+" AS p_ethnicity")
+	}
+	if need["p_birth"] || need["p_age"] {
+		mm := "(CASE WHEN month_of_birth BETWEEN 1 AND 12 THEN month_of_birth ELSE 1 END)"
+		dd := "(CASE WHEN day_of_birth BETWEEN 1 AND 31 THEN day_of_birth ELSE 1 END)"
+		sel = append(sel, fmt.Sprintf("ifNull(toInt64(toInt32(toDate(birth_datetime))), (CASE WHEN year_of_birth BETWEEN 1800 AND 2200 THEN %s END)) AS p_birth", d.MakeDate("year_of_birth", mm, dd)))
+	}
+	if need["p_age"] {
+		sel = append(sel, fmt.Sprintf("(CASE WHEN p_birth <= %s THEN %s END) AS p_age", tr.ref(), d.Age("p_birth", tr.ref())))
+	}
+	return sel
+}
+
 // sources returns the scopes of a fedstat table, one per OMOP source.
 func (tr *chTranslator) sources(table string) ([]chScope, error) {
 	m, ok := mapping[table]
@@ -250,20 +256,31 @@ func (tr *chTranslator) sources(table string) ([]chScope, error) {
 	return out, nil
 }
 
-// from is the FROM clause of a scope and the condition it adds: the
-// OMOP table joined with the person view when the scope reads patient
-// columns (GLOBAL ANY INNER JOIN: the view is computed once and sent to
-// the shards), else only restricted to rows with a person (IN, evaluated
-// on each shard against its own persons: distributed_product_mode =
-// 'local', the tables being sharded alike by person_id). Either way rows
-// without a person are dropped, as the standard-SQL translator's inner
-// join does. Call it after the scope's expressions are translated.
-func (tr *chTranslator) from(s chScope) (from, cond string) {
+// from is the FROM clause of a scope, the condition it adds and a WITH
+// clause for the statement. Rows are restricted to those with a person,
+// as the standard-SQL translator's inner join does:
+//
+//   - a scope that reads no patient column: IN the person table,
+//     evaluated on each shard against its own persons
+//     (distributed_product_mode = 'local', the tables being sharded alike
+//     by person_id);
+//   - the patients table: its own rows, the patient columns as WITH
+//     expressions over them, unless region or death_date is read;
+//   - otherwise the person view joined (GLOBAL ANY INNER JOIN: computed
+//     once on the initiator and sent to every shard; ClickHouse 18.16
+//     resolves a plain JOIN's right side in the wrong database on a
+//     shard).
+//
+// Call it after the scope's expressions are translated (they fill need).
+func (tr *chTranslator) from(s chScope) (with, from, cond string) {
 	t := tr.tbl(s.src.table)
 	if len(s.need) == 0 {
-		return t, s.x + "person_id IN (SELECT person_id FROM " + tr.tbl("person") + ")"
+		return "", t, s.x + "person_id IN (SELECT person_id FROM " + tr.tbl("person") + ")"
 	}
-	return t + " GLOBAL ANY INNER JOIN (" + tr.persons(s.need) + ") USING person_id", "1"
+	if s.table == cdm.TablePatients && !s.need["p_region"] && !s.need["p_death"] {
+		return "WITH " + strings.Join(tr.personExprs(s.need), ", ") + " ", t, "1"
+	}
+	return "", t + " GLOBAL ANY INNER JOIN (" + tr.persons(s.need) + ") USING person_id", "1"
 }
 
 // where is the source's own restriction (vaccines or not, for
@@ -562,8 +579,8 @@ func (tr *chTranslator) pred(p plan.Pred, s chScope) (string, error) {
 				}
 				w += " AND " + pw
 			}
-			f, c := tr.from(sub)
-			parts[i] = "SELECT person_id FROM " + f + " WHERE " + c + " AND " + w
+			with, f, c := tr.from(sub)
+			parts[i] = with + "SELECT person_id FROM " + f + " WHERE " + c + " AND " + w
 		}
 		q := parts[0]
 		if len(parts) > 1 {
@@ -708,8 +725,8 @@ func translateClickHouse(d ClickHouse, schema string, info Info, p *plan.Plan) (
 			}
 			w += " AND " + ws
 		}
-		f, c := tr.from(s)
-		parts[si] = fmt.Sprintf("SELECT %sperson_id AS pid, materialize(toInt64(assumeNotNull(cell_n))) AS cell, arraySlice(arraySort(groupArray((%s))), 1, %s) AS rs FROM %s WHERE %s AND %s AND isNotNull(%s AS cell_n) GROUP BY pid, cell",
+		with, f, c := tr.from(s)
+		parts[si] = with + fmt.Sprintf("SELECT %sperson_id AS pid, materialize(toInt64(assumeNotNull(cell_n))) AS cell, arraySlice(arraySort(groupArray((%s))), 1, %s) AS rs FROM %s WHERE %s AND %s AND isNotNull(%s AS cell_n) GROUP BY pid, cell",
 			s.x, strings.Join(tuple, ", "), r, f, c, w, cell)
 	}
 	rows := parts[0]
@@ -771,8 +788,8 @@ func (b *Backend) chSummary(ctx context.Context, info Info) (int64, map[string]i
 			if err != nil {
 				return 0, nil, err
 			}
-			f, c := tr.from(s)
-			q := fmt.Sprintf("SELECT count() FROM %s WHERE %s AND %s", f, c, w)
+			with, f, c := tr.from(s)
+			q := fmt.Sprintf("%sSELECT count() FROM %s WHERE %s AND %s", with, f, c, w)
 			var n int64
 			if err := b.c.queryRow(ctx, q).Scan(&n); err != nil {
 				return 0, nil, fmt.Errorf("warehouse: counting %s: %w", name, err)
