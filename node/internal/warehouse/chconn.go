@@ -20,8 +20,8 @@ import (
 // POST, results come back as TabSeparated text. It is used instead of
 // clickhouse-go because the ClickHouse that Debian packages (18.16) is
 // older than any server that client supports (docs/warehouse.md). The
-// translator renders its values as escaped literals (chLiteral), so a
-// statement never has bind arguments.
+// translator renders its values as escaped literals (chLiteral); the
+// $n arguments of other statements are rendered the same way (chBind).
 type chConn struct {
 	base       *url.URL // http://host:port/ with the settings as query parameters
 	user, pass string   // HTTP basic auth when user is set
@@ -34,7 +34,8 @@ type chConn struct {
 // over Distributed tables inside a distributed query reads each shard's
 // own tables (the OMOP tables are all sharded by person_id, so a person's
 // rows are on one shard).
-var chSettings = map[string]string{"join_use_nulls": "1", "distributed_product_mode": "local"}
+// An INSERT into a Distributed table returns once the shards have the rows.
+var chSettings = map[string]string{"join_use_nulls": "1", "distributed_product_mode": "local", "insert_distributed_sync": "1"}
 
 // openClickHouse connects to dsn, an http(s):// URL of the server's HTTP
 // interface (user and password in the URL's user info, sent as HTTP basic
@@ -100,11 +101,84 @@ func (c chConn) post(ctx context.Context, body io.Reader) ([]byte, error) {
 	return out, nil
 }
 
-var errCHArgs = errors.New("warehouse: ClickHouse statements take no bind arguments (values are rendered as literals)")
+// chBind renders the arguments of the numbered placeholders $1, $2, ...
+// of q as literals (ClickHouse 18.16 has no query parameters): strings
+// through chLiteral, numbers in Go's exact text, nil as NULL. A $ inside a
+// quoted string or identifier is left alone.
+func chBind(q string, args []any) (string, error) {
+	if len(args) == 0 {
+		return q, nil
+	}
+	var b strings.Builder
+	var quote byte // the open quote, or 0
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case quote != 0:
+			b.WriteByte(c)
+			if c == '\\' && i+1 < len(q) {
+				i++
+				b.WriteByte(q[i])
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '`' || c == '"':
+			quote = c
+			b.WriteByte(c)
+		case c == '$' && i+1 < len(q) && q[i+1] >= '0' && q[i+1] <= '9':
+			j := i + 1
+			for j < len(q) && q[j] >= '0' && q[j] <= '9' {
+				j++
+			}
+			n, err := strconv.Atoi(q[i+1 : j])
+			if err != nil || n < 1 || n > len(args) {
+				return "", fmt.Errorf("warehouse: placeholder %s with %d arguments", q[i:j], len(args))
+			}
+			lit, err := chValue(args[n-1])
+			if err != nil {
+				return "", fmt.Errorf("warehouse: argument %d: %w", n, err)
+			}
+			b.WriteString(lit)
+			i = j - 1
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), nil
+}
+
+// chValue is a Go value as a ClickHouse literal.
+func chValue(v any) (string, error) {
+	switch v := v.(type) {
+	case nil:
+		return "NULL", nil
+	case string:
+		return chLiteral(v), nil
+	case bool:
+		if v {
+			return "1", nil
+		}
+		return "0", nil
+	case int, int32, int64, uint32, uint64:
+		return fmt.Sprint(v), nil
+	case float64:
+		switch {
+		case math.IsNaN(v):
+			return "nan", nil
+		case math.IsInf(v, 1):
+			return "inf", nil
+		case math.IsInf(v, -1):
+			return "-inf", nil
+		}
+		return "toFloat64(" + chLiteral(strconv.FormatFloat(v, 'g', -1, 64)) + ")", nil
+	}
+	return "", fmt.Errorf("no ClickHouse literal for %T", v)
+}
 
 func (c chConn) query(ctx context.Context, q string, args ...any) (rows, error) {
-	if len(args) > 0 {
-		return nil, errCHArgs
+	q, err := chBind(q, args)
+	if err != nil {
+		return nil, err
 	}
 	out, err := c.post(ctx, strings.NewReader(q+"\nFORMAT TabSeparated"))
 	if err != nil {
@@ -131,10 +205,11 @@ func (c chConn) queryRow(ctx context.Context, q string, args ...any) row {
 }
 
 func (c chConn) exec(ctx context.Context, q string, args ...any) error {
-	if len(args) > 0 {
-		return errCHArgs
+	q, err := chBind(q, args)
+	if err != nil {
+		return err
 	}
-	_, err := c.post(ctx, strings.NewReader(q))
+	_, err = c.post(ctx, strings.NewReader(q))
 	return err
 }
 

@@ -21,8 +21,7 @@ import (
 // (what Debian packages), which has no window functions, no correlated
 // subqueries, one JOIN per SELECT and no query parameters, so it has its
 // own translator (translateClickHouse) rather than the standard-SQL one;
-// the plan shapes and the answers are the same (docs/warehouse.md), except
-// observation periods, which it refuses (ErrClickHouseUnsupported).
+// the plan shapes and the answers are the same (docs/warehouse.md).
 //
 // Cluster and Shards are read by the test loader (LoadRecords) only: the
 // remote_servers cluster the Distributed tables address, and each shard's
@@ -176,7 +175,8 @@ func (tr *chTranslator) ref() string { return tr.d.DateLiteral(tr.p.ReferenceDat
 
 // persons is the person view: person_id and the patient columns need
 // names (p_sex, p_race, p_ethnicity, p_birth and p_death as day numbers,
-// p_age at the reference date, p_region), one row per person, read as
+// p_age at the reference date, p_region, and p_periods, the person's
+// observation periods as (start, end) day numbers), one row per person, read as
 // docs/warehouse.md maps them (the same rules as the standard-SQL
 // translator). Only the columns asked for are computed, and location and
 // death are joined only when region or death_date is.
@@ -202,6 +202,12 @@ func (tr *chTranslator) persons(need map[string]bool) string {
 		cols = append(cols, "p_death")
 		q = fmt.Sprintf("SELECT %s FROM (%s) ANY LEFT JOIN (SELECT person_id, toInt64(toInt32(min(death_date))) AS p_death FROM %s GROUP BY person_id) USING person_id",
 			strings.Join(cols, ", "), q, tr.tbl("death"))
+	}
+	if need["p_periods"] {
+		// Persons without a period drop out (inner join).
+		cols = append(cols, "p_periods")
+		q = fmt.Sprintf("SELECT %s FROM (%s) ANY INNER JOIN (SELECT person_id, groupArray((toInt64(toInt32(observation_period_start_date)), toInt64(toInt32(observation_period_end_date)))) AS p_periods FROM %s GROUP BY person_id) USING person_id",
+			strings.Join(cols, ", "), q, tr.tbl("observation_period"))
 	}
 	return q
 }
@@ -245,57 +251,79 @@ func (tr *chTranslator) sources(table string) ([]chScope, error) {
 	if !ok {
 		return nil, fmt.Errorf("warehouse: table %q has no OMOP mapping", table)
 	}
-	if tr.info.Periods {
-		return nil, fmt.Errorf("%w: observation periods (observation_period has rows; ClickHouse 18.16 has no correlated EXISTS to place an event in its person's periods)", ErrClickHouseUnsupported)
-	}
 	out := make([]chScope, len(m.sources))
 	for i, s := range m.sources {
 		tr.level++
 		out[i] = chScope{table: table, src: s, idx: i, need: map[string]bool{}}
+		if tr.info.Periods && table != cdm.TablePatients {
+			out[i].need["p_periods"] = true
+		}
 	}
 	return out, nil
 }
 
 // from is the FROM clause of a scope, the condition it adds and a WITH
 // clause for the statement. Rows are restricted to those with a person,
-// as the standard-SQL translator's inner join does:
+// as the standard-SQL translator's inner join does, and with observation
+// periods to persons with one:
 //
-//   - a scope that reads no patient column: IN the person table,
-//     evaluated on each shard against its own persons
-//     (distributed_product_mode = 'local', the tables being sharded alike
-//     by person_id);
 //   - the patients table: its own rows, the patient columns as WITH
-//     expressions over them, unless region or death_date is read;
+//     expressions over them, unless region or death_date is read; persons
+//     with a period IN observation_period;
+//   - an event table whose scope reads no patient column (nor periods): IN
+//     the person table;
 //   - otherwise the person view joined (GLOBAL ANY INNER JOIN: computed
 //     once on the initiator and sent to every shard; ClickHouse 18.16
 //     resolves a plain JOIN's right side in the wrong database on a
 //     shard).
 //
-// Call it after the scope's expressions are translated (they fill need).
+// The IN subqueries are evaluated on each shard against its own rows
+// (distributed_product_mode = 'local': the tables are sharded alike by
+// person_id). Call from after the scope's expressions are translated
+// (they fill need).
 func (tr *chTranslator) from(s chScope) (with, from, cond string) {
 	t := tr.tbl(s.src.table)
+	if s.table == cdm.TablePatients {
+		cond = "1"
+		if tr.info.Periods {
+			cond = s.x + "person_id IN (SELECT person_id FROM " + tr.tbl("observation_period") + ")"
+		}
+		switch {
+		case s.need["p_region"] || s.need["p_death"]:
+			return "", t + " GLOBAL ANY INNER JOIN (" + tr.persons(s.need) + ") USING person_id", cond
+		case len(s.need) > 0:
+			return "WITH " + strings.Join(tr.personExprs(s.need), ", ") + " ", t, cond
+		}
+		return "", t, cond
+	}
 	if len(s.need) == 0 {
 		return "", t, s.x + "person_id IN (SELECT person_id FROM " + tr.tbl("person") + ")"
-	}
-	if s.table == cdm.TablePatients && !s.need["p_region"] && !s.need["p_death"] {
-		return "WITH " + strings.Join(tr.personExprs(s.need), ", ") + " ", t, "1"
 	}
 	return "", t + " GLOBAL ANY INNER JOIN (" + tr.persons(s.need) + ") USING person_id", "1"
 }
 
 // where is the source's own restriction (vaccines or not, for
-// drug_exposure), as a condition over the scope.
+// drug_exposure) and, with observation periods, that the event's date
+// falls in one of its person's periods (a row without a date is kept), as
+// a condition over the scope.
 func (tr *chTranslator) where(s chScope) (string, error) {
 	vaccine := fmt.Sprintf("(ifNull(toInt64(%[1]sdrug_concept_id) GLOBAL IN (SELECT toInt64(concept_id) FROM %[2]s WHERE vocabulary_id = 'CVX'), 0) OR ifNull(toInt64(%[1]sdrug_source_concept_id) GLOBAL IN (SELECT toInt64(concept_id) FROM %[2]s WHERE vocabulary_id = 'CVX'), 0))", s.x, tr.tbl("concept"))
+	var w string
 	switch s.src.where {
 	case "":
-		return "1", nil
+		w = "1"
 	case cvx:
-		return vaccine, nil
+		w = vaccine
 	case "NOT " + cvx:
-		return "(NOT " + vaccine + ")", nil
+		w = "(NOT " + vaccine + ")"
+	default:
+		return "", fmt.Errorf("%w: the row restriction of OMOP table %s", ErrClickHouseUnsupported, s.src.table)
 	}
-	return "", fmt.Errorf("%w: the row restriction of OMOP table %s", ErrClickHouseUnsupported, s.src.table)
+	if s.need["p_periods"] {
+		dn := tr.d.DayNumber(s.x + s.src.date)
+		w += fmt.Sprintf(" AND (isNull(%[1]s) OR arrayExists(pr -> ifNull(%[1]s BETWEEN tupleElement(pr, 1) AND tupleElement(pr, 2), 0), p_periods))", dn)
+	}
+	return w, nil
 }
 
 // col is a column of the source row (NULL when the source lacks it).

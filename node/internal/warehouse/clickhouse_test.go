@@ -2,10 +2,9 @@ package warehouse
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/synth"
-	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
 	"github.com/fedstat/fedstat/test/testkit"
 )
@@ -23,7 +21,11 @@ import (
 // back end on it with schema: Distributed tables over two shards.
 func clickhouse(t *testing.T, ctx context.Context, schema string) *Backend {
 	t.Helper()
-	srv := testkit.ClickHouseServer(t)
+	return clickhouseOn(t, ctx, testkit.ClickHouseServer(t), schema)
+}
+
+func clickhouseOn(t *testing.T, ctx context.Context, srv testkit.ClickHouse, schema string) *Backend {
+	t.Helper()
 	b, err := Open(ctx, srv.URL, ClickHouse{Cluster: srv.Cluster, Shards: srv.Shards})
 	if err != nil {
 		t.Fatal(err)
@@ -33,29 +35,88 @@ func clickhouse(t *testing.T, ctx context.Context, schema string) *Backend {
 	return b
 }
 
-// TestClickHouseCompareWithEval: the ClickHouse dialect, reading
-// Distributed tables over two shards, gives the same answers as the
-// embedded store (eval on the columnar tables) on the same data,
-// bit-identical, for the compare test's queries; the functions' queries
-// within 1e-9 relative (exp and ln from ClickHouse's math library).
-func TestClickHouseCompareWithEval(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+// chTestSQL rewrites the tests' PostgreSQL-flavoured statements for
+// ClickHouse 18.16 and the loader's schema there (chDDL): DATE literals and
+// CAST($n AS date) arguments become day numbers, TIMESTAMP literals and
+// CAST($n AS timestamp) arguments DateTime text (NULL before 1970, which
+// DateTime cannot hold; year/month/day_of_birth carry those births).
+func chTestSQL(q string, args []any) (string, []any) {
+	day := func(s string) (int64, int, bool) {
+		tm, err := time.Parse(time.DateOnly, s)
+		if err != nil {
+			return 0, 0, false
+		}
+		return int64(cdm.DateFromYMD(tm.Year(), tm.Month(), tm.Day())), tm.Year(), true
+	}
+	q = chDateLit.ReplaceAllStringFunc(q, func(m string) string {
+		d, _, _ := day(chDateLit.FindStringSubmatch(m)[1])
+		return strconv.FormatInt(d, 10)
+	})
+	q = chTimestampLit.ReplaceAllString(q, "'$1'")
+	args = slices.Clone(args)
+	q = chCastArg.ReplaceAllStringFunc(q, func(m string) string {
+		sub := chCastArg.FindStringSubmatch(m)
+		n, _ := strconv.Atoi(sub[1])
+		if v, ok := args[n-1].(string); ok {
+			if d, y, ok := day(v); ok {
+				switch {
+				case sub[2] == "date":
+					args[n-1] = d
+				case y < 1970:
+					args[n-1] = nil
+				default:
+					args[n-1] = v + " 00:00:00"
+				}
+			}
+		}
+		return "$" + sub[1]
+	})
+	return q, args
+}
+
+var (
+	chDateLit      = regexp.MustCompile(`DATE '(\d{4}-\d{2}-\d{2})'`)
+	chTimestampLit = regexp.MustCompile(`TIMESTAMP '([^']*)'`)
+	chCastArg      = regexp.MustCompile(`CAST\(\$(\d+) AS (date|timestamp)\)`)
+)
+
+// TestClickHouse runs the warehouse tests on the ClickHouse dialect, on
+// one server whose OMOP tables are Distributed over two shards (the
+// loader splits persons by person_id):
+//
+//   - CompareWithEval, FunctionsAgainstEval: the same answers as the
+//     embedded store (eval on the columnar tables) on the same data,
+//     bit-identical (exp and ln within 1e-9 relative);
+//   - StandardConcepts, RxNormExtension, FHIRAndOMOPAgree: the OMOP
+//     mapping's rules (concept_ancestor, 'Maps to', systems, partial
+//     birth dates, death, observation periods) give the counts they give
+//     on PostgreSQL;
+//   - InfoCached, Literals.
+func TestClickHouse(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	b := clickhouse(t, ctx, "omop_ch")
-	recs, err := synth.Generate(synth.Options{Patients: 5000, Seed: 7})
-	if err != nil {
-		t.Fatal(err)
+	srv := testkit.ClickHouseServer(t)
+	for _, c := range []struct {
+		name, schema string
+		f            func(t *testing.T, ctx context.Context, b *Backend)
+	}{
+		{"CompareWithEval", "omop_test", testClickHouseCompare},
+		{"FunctionsAgainstEval", "omop_funcs", testFunctionsAgainstEval},
+		{"StandardConcepts", "omop_hand", testStandardConcepts},
+		{"RxNormExtension", "omop_rxe", testRxNormExtension},
+		{"FHIRAndOMOPAgree", "omop_fhir", testFHIRAndOMOPAgree},
+		{"InfoCached", "omop_cached", testInfoCached},
+		{"Literals", "omop_lit", testClickHouseLiterals},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.f(t, ctx, clickhouseOn(t, ctx, srv, c.schema)) })
 	}
-	tb := cdm.NewBuilder()
-	tb.AddRecords(recs)
-	tabs := tb.Build()
-	start := time.Now()
-	if err := b.LoadRecords(ctx, recs); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("loaded %d patients in %v", len(tabs.PatientIDs), time.Since(start).Round(time.Millisecond))
-	// The rows are split between the shards, and the schema's tables
-	// read both.
+}
+
+// testClickHouseCompare is testCompareWithEval, after checking that the
+// loader split the rows between the shards and that the schema's
+// Distributed tables read them all.
+func testClickHouseCompare(t *testing.T, ctx context.Context, b *Backend) {
+	testCompareWithEval(t, ctx, b)
 	d := b.d.(ClickHouse)
 	var total int64
 	for _, sh := range d.Shards {
@@ -68,84 +129,12 @@ func TestClickHouseCompareWithEval(t *testing.T) {
 		}
 		total += n
 	}
-	var all int64
-	if err := b.c.queryRow(ctx, "SELECT count() FROM omop_ch.condition_occurrence").Scan(&all); err != nil {
-		t.Fatal(err)
-	}
-	if all != total || all != tabs.RowCounts()[cdm.TableConditions] {
-		t.Errorf("distributed table has %d conditions, shards %d, records %d", all, total, tabs.RowCounts()[cdm.TableConditions])
-	}
-
-	cat := &plan.Catalogue{Regions: synth.DefaultRegions}
-	ref := cdm.DateFromYMD(2024, 1, 1)
-	check := func(sql string, exact bool) {
-		t.Helper()
-		p, err := plan.Build(plan.Request{SQL: sql, Epsilon: 1, Delta: 1e-6, MinNodes: 1, Threshold: 1, ReferenceDate: ref}, cat)
-		if err != nil {
-			t.Errorf("%s: %v", sql, err)
-			return
-		}
-		want, err := eval.Evaluate(ctx, p, tabs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		got, err := b.Evaluate(ctx, p)
-		if err != nil {
-			t.Errorf("%s: %v", sql, err)
-			return
-		}
-		t.Logf("%v %s", time.Since(start).Round(time.Millisecond), sql)
-		w, g := want.Values(), got.Values()
-		nonzero := false
-		for i := range w {
-			nonzero = nonzero || w[i] != 0
-			same := w[i] == g[i] || (math.IsNaN(w[i]) && math.IsNaN(g[i]))
-			if !exact {
-				same = math.Abs(w[i]-g[i]) <= 1e-9*math.Max(1, math.Abs(w[i]))
-			}
-			if !same {
-				t.Errorf("%s: slot %d: eval %v, clickhouse %v", sql, i, w[i], g[i])
-			}
-		}
-		if !nonzero {
-			t.Errorf("%s: all zero: the query tests nothing", sql)
-		}
-	}
-	for _, sql := range queries {
-		check(sql, true)
-	}
-	for _, sql := range funcQueries {
-		check(sql, false)
-	}
-}
-
-// TestClickHouseRefusesPeriods: a CDM with observation periods is refused
-// by name (ClickHouse 18.16 cannot place events in periods in one
-// statement), not answered wrongly.
-func TestClickHouseRefusesPeriods(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b := clickhouse(t, ctx, "omop_periods")
-	recs, err := synth.Generate(synth.Options{Patients: 20, Seed: 1})
+	_, rows, err := b.Summary(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.LoadRecords(ctx, recs); err != nil {
-		t.Fatal(err)
-	}
-	d := b.d.(ClickHouse)
-	if err := b.c.exec(ctx, "INSERT INTO "+d.Quote(d.Shards[1])+".observation_period (observation_period_id, person_id, observation_period_start_date, observation_period_end_date) VALUES (1, 1, 10957, 21915)"); err != nil {
-		t.Fatal(err)
-	}
-	b.forget()
-	p, err := plan.Build(plan.Request{SQL: `SELECT COUNT(*) FROM conditions`, Epsilon: 1, Delta: 1e-6, MinNodes: 1, Threshold: 1}, &plan.Catalogue{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = b.Evaluate(ctx, p)
-	if !errors.Is(err, ErrClickHouseUnsupported) || !strings.Contains(err.Error(), "observation periods") {
-		t.Fatalf("Evaluate with periods = %v, want %v naming observation periods", err, ErrClickHouseUnsupported)
+	if rows[cdm.TableConditions] != total || total == 0 {
+		t.Errorf("the Distributed table reads %d conditions, the shards hold %d", rows[cdm.TableConditions], total)
 	}
 }
 
@@ -226,14 +215,12 @@ func TestClickHouseCohortScale(t *testing.T) {
 	}
 }
 
-// TestClickHouseLiterals: values travel as literals (ClickHouse 18.16 has
+// testClickHouseLiterals: values travel as literals (ClickHouse 18.16 has
 // no query parameters), so quotes, backslashes, LIKE wildcards and control
 // bytes must come back from the server as they went in, and a value never
-// ends its literal.
-func TestClickHouseLiterals(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b := clickhouse(t, ctx, "omop_lit")
+// ends its literal, whether written by the translator (chLiteral) or bound
+// to a $n placeholder (chBind).
+func testClickHouseLiterals(t *testing.T, ctx context.Context, b *Backend) {
 	for _, v := range []string{"", "plain", "it's", `back\slash`, `\'`, "'; DROP DATABASE x; --", "tab\tnew\nline\r\x00nul", "50%_off", "ünïcødé", "\x7f\x01"} {
 		var got string
 		if err := b.c.queryRow(ctx, "SELECT "+chLiteral(v)).Scan(&got); err != nil {
@@ -242,6 +229,9 @@ func TestClickHouseLiterals(t *testing.T) {
 		}
 		if got != v {
 			t.Errorf("literal %s came back as %q, want %q", chLiteral(v), got, v)
+		}
+		if err := b.c.queryRow(ctx, "SELECT $1 -- '$1'", v).Scan(&got); err != nil || got != v {
+			t.Errorf("$1 bound to %q came back as %q, %v", v, got, err)
 		}
 		var like int64
 		if err := b.c.queryRow(ctx, "SELECT "+chLiteral(v+"x")+" LIKE "+chBindText(nil, []string{v}, false).like[0]).Scan(&like); err != nil || like != 1 {
