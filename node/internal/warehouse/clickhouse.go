@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -912,4 +913,119 @@ func (b *Backend) chCreateSchema(ctx context.Context) error {
 	}
 	b.forget()
 	return nil
+}
+
+// personTables are the OMOP tables with a person_id the back end reads:
+// on a cluster they must be sharded alike by person_id.
+func personTables() []string {
+	out := []string{"person", "death", "observation_period"}
+	for _, m := range mapping {
+		for _, s := range m.sources {
+			out = append(out, s.table)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// chShardKey matches a sharding key that is person_id or one function of
+// it (cityHash64(person_id), intHash32(person_id)).
+var chShardKey = regexp.MustCompile(`^\s*(person_id|[A-Za-z_][A-Za-z0-9_]*\(\s*person_id\s*\))\s*$`)
+
+// chCheckSharding checks what the translator assumes of a cluster: the
+// person-keyed tables are all local (one server) or all Distributed over
+// one cluster by one sharding key that is a function of person_id alone,
+// so that a person's rows are on one shard. Cohorts are then found on each
+// shard (distributed_product_mode = 'local') and a (patient, cell)'s rows
+// grouped there (distributed_group_by_no_merge): with another sharding,
+// rows of one patient on two shards would be counted as two patients'
+// and could exceed the contribution bounds, so such a schema is refused.
+func (b *Backend) chCheckSharding(ctx context.Context) error {
+	rows, err := b.c.query(ctx, "SELECT name, engine, engine_full FROM system.tables WHERE database = "+chLiteral(b.Schema))
+	if err != nil {
+		return fmt.Errorf("warehouse: reading the engines of database %q: %w", b.Schema, err)
+	}
+	defer rows.Close()
+	person := map[string]bool{}
+	for _, t := range personTables() {
+		person[t] = true
+	}
+	var local []string
+	dist := map[string]string{} // table -> "cluster / key"
+	for rows.Next() {
+		var name, engine, full string
+		if err := rows.Scan(&name, &engine, &full); err != nil {
+			return fmt.Errorf("warehouse: %w", err)
+		}
+		if !person[strings.ToLower(name)] {
+			continue
+		}
+		if engine != "Distributed" {
+			local = append(local, name)
+			continue
+		}
+		args := chEngineArgs(full)
+		if len(args) < 4 || !chShardKey.MatchString(args[3]) {
+			key := "none"
+			if len(args) >= 4 {
+				key = args[3]
+			}
+			return fmt.Errorf("%w: table %s.%s is Distributed with sharding key %s: every person-keyed table must be sharded by the same expression of person_id alone (a person's rows on one shard)", ErrClickHouseUnsupported, b.Schema, name, key)
+		}
+		dist[name] = strings.TrimSpace(args[0]) + " / " + strings.Join(strings.Fields(args[3]), "")
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("warehouse: %w", err)
+	}
+	if len(dist) == 0 {
+		return nil
+	}
+	if len(local) > 0 {
+		slices.Sort(local)
+		return fmt.Errorf("%w: tables %s of database %s are local while others are Distributed: every person-keyed table must be sharded alike by person_id", ErrClickHouseUnsupported, strings.Join(local, ", "), b.Schema)
+	}
+	var first, firstTable string
+	for t, k := range dist {
+		if first == "" {
+			first, firstTable = k, t
+		} else if k != first {
+			return fmt.Errorf("%w: tables %s (%s) and %s (%s) are Distributed differently: every person-keyed table must be sharded alike by person_id (cluster / sharding key)", ErrClickHouseUnsupported, firstTable, first, t, k)
+		}
+	}
+	return nil
+}
+
+// chEngineArgs splits the arguments of "Engine(a, b(c, d), ...)" at its
+// top-level commas.
+func chEngineArgs(full string) []string {
+	open := strings.IndexByte(full, '(')
+	if open < 0 {
+		return nil
+	}
+	var args []string
+	depth, start := 0, open+1
+	var quote byte
+	for i := open + 1; i < len(full); i++ {
+		c := full[i]
+		switch {
+		case quote != 0:
+			if c == '\\' {
+				i++
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '`' || c == '"':
+			quote = c
+		case c == '(':
+			depth++
+		case c == ')' && depth > 0:
+			depth--
+		case c == ')':
+			return append(args, strings.TrimSpace(full[start:i]))
+		case c == ',' && depth == 0:
+			args = append(args, strings.TrimSpace(full[start:i]))
+			start = i + 1
+		}
+	}
+	return args
 }

@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -91,7 +92,8 @@ var (
 //     mapping's rules (concept_ancestor, 'Maps to', systems, partial
 //     birth dates, death, observation periods) give the counts they give
 //     on PostgreSQL;
-//   - InfoCached, Literals.
+//   - InfoCached, Literals, ShardingChecked (a cluster whose tables are
+//     not all sharded alike by person_id is refused).
 func TestClickHouse(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -107,6 +109,7 @@ func TestClickHouse(t *testing.T) {
 		{"FHIRAndOMOPAgree", "omop_fhir", testFHIRAndOMOPAgree},
 		{"InfoCached", "omop_cached", testInfoCached},
 		{"Literals", "omop_lit", testClickHouseLiterals},
+		{"ShardingChecked", "omop_shardkey", testClickHouseSharding},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.f(t, ctx, clickhouseOn(t, ctx, srv, c.schema)) })
 	}
@@ -242,5 +245,54 @@ func testClickHouseLiterals(t *testing.T, ctx context.Context, b *Backend) {
 	var like int64
 	if err := b.c.queryRow(ctx, "SELECT '500' LIKE "+chBindText(nil, []string{"50%"}, false).like[0]).Scan(&like); err != nil || like != 0 {
 		t.Errorf("'500' LIKE the prefix 50%%: %d, %v", like, err)
+	}
+}
+
+// testClickHouseSharding: the translator's distributed plan needs a
+// person's rows on one shard; a person-keyed table sharded otherwise, by
+// another expression than the others, or local among Distributed ones is
+// refused by name.
+func testClickHouseSharding(t *testing.T, ctx context.Context, b *Backend) {
+	if err := b.CreateSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Info(ctx); err != nil {
+		t.Fatalf("sharded by person_id: %v", err)
+	}
+	d := b.d.(ClickHouse)
+	for _, c := range []struct{ engine, want string }{
+		{"Distributed(fedstat, '', condition_occurrence, rand())", "sharding key rand()"},
+		{"Distributed(fedstat, '', condition_occurrence)", "sharding key none"},
+		{"Distributed(fedstat, '', condition_occurrence, cityHash64(person_id))", "Distributed differently"},
+		{"MergeTree ORDER BY person_id", "condition_occurrence of database omop_shardkey are local"},
+	} {
+		for _, q := range []string{
+			"DROP TABLE " + b.tbl("condition_occurrence"),
+			"CREATE TABLE " + b.tbl("condition_occurrence") + " AS " + d.Quote(d.Shards[0]) + ".condition_occurrence ENGINE = " + c.engine,
+		} {
+			if err := b.c.exec(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b.forget()
+		if _, err := b.Info(ctx); !errors.Is(err, ErrClickHouseUnsupported) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Info = %v, want %v saying %q", c.engine, err, ErrClickHouseUnsupported, c.want)
+		}
+	}
+}
+
+// TestCHBind: $n placeholders outside quotes become literals; a $ inside a
+// string or identifier stays; a placeholder without its argument is an
+// error, not an empty value.
+func TestCHBind(t *testing.T) {
+	got, err := chBind("SELECT $1, '$1', `$2`, $2, $10 -- x", []any{"a'b", int64(7), nil, nil, nil, nil, nil, nil, nil, 2.5})
+	if want := "SELECT 'a\\'b', '$1', `$2`, 7, toFloat64('2.5') -- x"; err != nil || got != want {
+		t.Errorf("chBind = %q, %v; want %q", got, err, want)
+	}
+	if _, err := chBind("SELECT $2", []any{1}); err == nil {
+		t.Error("$2 with one argument: no error")
+	}
+	if _, err := chBind("SELECT $1", []any{struct{}{}}); err == nil {
+		t.Error("an argument without a literal form: no error")
 	}
 }

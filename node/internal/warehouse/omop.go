@@ -278,6 +278,11 @@ func (b *Backend) describe(ctx context.Context) (Info, error) {
 		missing = slices.Compact(missing)
 		return Info{}, fmt.Errorf("warehouse: schema %q is not an OMOP CDM 5.3/5.4 the node can read: missing %s", b.Schema, strings.Join(missing, ", "))
 	}
+	if ch {
+		if err := b.chCheckSharding(ctx); err != nil {
+			return Info{}, err
+		}
+	}
 	var info Info
 	if have["cdm_source"]["cdm_version"] {
 		var v *string
