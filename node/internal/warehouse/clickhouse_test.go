@@ -145,8 +145,10 @@ func testClickHouseCompare(t *testing.T, ctx context.Context, b *Backend) {
 // ClickHouse on a large table: FEDSTAT_CH_SCALE_ROWS condition rows (for
 // instance 10000000) over a tenth as many persons, generated inside
 // ClickHouse (INSERT ... SELECT FROM numbers, each shard its persons), on
-// top of 5,000 synthetic patients whose vocabulary the rows use. It runs
-// only when that variable is set (docs/warehouse.md has the figure).
+// top of 5,000 synthetic patients whose vocabulary the rows use, with one
+// observation period a person when FEDSTAT_CH_SCALE_PERIODS is set. It
+// runs only when FEDSTAT_CH_SCALE_ROWS is set (docs/warehouse.md has the
+// figures).
 func TestClickHouseCohortScale(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("FEDSTAT_CH_SCALE_ROWS"))
 	if n <= 0 {
@@ -183,6 +185,11 @@ func TestClickHouseCohortScale(t *testing.T) {
 				db, persons, strings.Join(ids, ","), strings.Join(codes, "','"), n, len(d.Shards), k),
 			"OPTIMIZE TABLE " + db + ".condition_occurrence FINAL",
 		}
+		if os.Getenv("FEDSTAT_CH_SCALE_PERIODS") != "" {
+			// One observation period a person, 2010-01-01 to 2029-12-31.
+			stmts = append(stmts, fmt.Sprintf("INSERT INTO %s.observation_period (observation_period_id, person_id, observation_period_start_date, observation_period_end_date) SELECT toInt64(number + 1) AS pid, pid, 14610, 21914 FROM numbers(%d) WHERE pid %% %d = %d AND (pid <= 5000 OR pid > 10000000)",
+				db, 10000001+persons, len(d.Shards), k))
+		}
 		for _, q := range stmts {
 			if err := b.c.exec(ctx, q); err != nil {
 				t.Fatal(err)
@@ -194,11 +201,22 @@ func TestClickHouseCohortScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("generated %d condition rows over %d persons in %v", rows, persons+5000, time.Since(start).Round(time.Millisecond))
+	b.forget()
+	info, err := b.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("observation periods: %v", info.Periods)
 	for _, sql := range []string{
 		`SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '38341003'`,
+		`SELECT sex, COUNT(DISTINCT patient_id) FROM conditions WHERE code = '38341003' GROUP BY sex`,
 		`SELECT COUNT(*) FROM patients WHERE sex = 'female' AND age BETWEEN 40 AND 64 AND patient_id IN (SELECT patient_id FROM conditions WHERE code = '44054006')`,
 	} {
 		p, err := plan.Build(plan.Request{SQL: sql, Epsilon: 1, Delta: 1e-6, MinNodes: 1, Threshold: 1, ReferenceDate: cdm.DateFromYMD(2024, 1, 1)}, &plan.Catalogue{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, _, err := Translate(b.d, b.Schema, info, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +232,7 @@ func TestClickHouseCohortScale(t *testing.T) {
 			vals = e.Values()
 		}
 		slices.Sort(times)
-		t.Logf("%s = %v: median %v, min %v, max %v of 5", sql, vals, times[2].Round(time.Millisecond), times[0].Round(time.Millisecond), times[4].Round(time.Millisecond))
+		t.Logf("%s = %v: median %v, min %v, max %v of 5 (%d bytes of SQL)", sql, vals, times[2].Round(time.Millisecond), times[0].Round(time.Millisecond), times[4].Round(time.Millisecond), len(q))
 	}
 }
 

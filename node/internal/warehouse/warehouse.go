@@ -1,5 +1,6 @@
 // Package warehouse is a node back end for an existing OMOP CDM 5.3 or 5.4
-// database in PostgreSQL or in a DuckDB file: it checks the schema (Info),
+// database in PostgreSQL, in a DuckDB file or in ClickHouse (Distributed
+// tables sharded by person): it checks the schema (Info),
 // translates a query plan into one SQL statement (Translate) that matches
 // codes on standard concepts (concept_ancestor, 'Maps to') and source
 // values, enforces the plan's contribution bounds in the database and
@@ -22,9 +23,10 @@ import (
 // DefaultSchema is the schema holding the OMOP tables.
 const DefaultSchema = "omop"
 
-// Backend evaluates plans in an OMOP database: PostgreSQL (pgx) or a
-// DuckDB file (database/sql, in binaries built with the duckdb tag). It is
-// safe for concurrent use once Schema is set.
+// Backend evaluates plans in an OMOP database: PostgreSQL (pgx), a
+// DuckDB file (database/sql, in binaries built with the duckdb tag) or
+// ClickHouse (its HTTP interface, chconn.go). It is safe for concurrent use
+// once Schema is set.
 type Backend struct {
 	c      conn
 	d      Dialect
