@@ -3,6 +3,8 @@ package warehouse
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -77,9 +79,20 @@ func redactURL(s string) string {
 }
 
 // post sends one statement (and, for an INSERT, its data after it) and
-// returns the response body.
+// returns the response body. Each statement has its own query_id: when
+// ctx ends first, the query is killed on the server (18.16 keeps running
+// a query whose HTTP client has gone).
 func (c chConn) post(ctx context.Context, body io.Reader) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String(), body)
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
+	qid := "fedstat-" + hex.EncodeToString(id)
+	u := *c.base
+	q := u.Query()
+	q.Set("query_id", qid)
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), body)
 	if err != nil {
 		return nil, err
 	}
@@ -88,17 +101,30 @@ func (c chConn) post(ctx context.Context, body io.Reader) ([]byte, error) {
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
+		if ctx.Err() != nil {
+			c.kill(qid)
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
 	if err != nil {
+		if ctx.Err() != nil {
+			c.kill(qid)
+		}
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("clickhouse: %s", strings.TrimSpace(string(out)))
 	}
 	return out, nil
+}
+
+// kill stops the query qid on the server, best effort, within 5 s.
+func (c chConn) kill(qid string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = c.post(ctx, strings.NewReader("KILL QUERY WHERE query_id = "+chLiteral(qid)+" ASYNC"))
 }
 
 // chBind renders the arguments of the numbered placeholders $1, $2, ...

@@ -93,7 +93,8 @@ var (
 //     birth dates, death, observation periods) give the counts they give
 //     on PostgreSQL;
 //   - InfoCached, Literals, ShardingChecked (a cluster whose tables are
-//     not all sharded alike by person_id is refused).
+//     not all sharded alike by person_id is refused), CancelKills (a
+//     cancelled statement stops on the server).
 func TestClickHouse(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -110,6 +111,7 @@ func TestClickHouse(t *testing.T) {
 		{"InfoCached", "omop_cached", testInfoCached},
 		{"Literals", "omop_lit", testClickHouseLiterals},
 		{"ShardingChecked", "omop_shardkey", testClickHouseSharding},
+		{"CancelKills", "omop_cancel", testClickHouseCancel},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.f(t, ctx, clickhouseOn(t, ctx, srv, c.schema)) })
 	}
@@ -312,5 +314,30 @@ func TestCHBind(t *testing.T) {
 	}
 	if _, err := chBind("SELECT $1", []any{struct{}{}}); err == nil {
 		t.Error("an argument without a literal form: no error")
+	}
+}
+
+// testClickHouseCancel: when the caller's context ends, the statement is
+// killed on the server, not left running (ClickHouse 18.16 does not stop
+// a query whose HTTP client went away).
+func testClickHouseCancel(t *testing.T, ctx context.Context, b *Backend) {
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := b.c.exec(short, "SELECT count() FROM numbers(100000000000) WHERE NOT ignore(sleep(0))"); err == nil {
+		t.Fatal("a statement of minutes finished in 300 ms")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int64
+		if err := b.c.queryRow(ctx, "SELECT count() FROM system.processes WHERE query LIKE '%numbers(100000000000)%' AND query NOT LIKE '%system.processes%'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cancelled statement still runs on the server after 10 s")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
