@@ -110,6 +110,7 @@ func ClickHouseServer(t testing.TB) ClickHouse {
 	cmd := exec.Command(bin, "--config-file="+filepath.Join(dir, "config.xml"))
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = out, out
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		fail("starting %s: %v", bin, err)
 		return ClickHouse{}
