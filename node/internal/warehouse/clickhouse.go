@@ -137,16 +137,15 @@ func chLiteral(s string) string {
 }
 
 // chTranslator turns one plan into one ClickHouse statement. Every
-// fedstat table is read per OMOP source, each source's rows joined (GLOBAL
-// ANY INNER JOIN: computed once, sent to every shard) with the person view
-// (chPersons), so that filters, cohorts and cell numbers are evaluated on
-// the shards and a (patient, cell)'s rows are collected there.
+// fedstat table is read per OMOP source, with the patient columns it
+// needs (from, persons), so that filters, cohorts and cell numbers are
+// evaluated on the shards and a (patient, cell)'s rows are collected
+// there.
 type chTranslator struct {
 	d      ClickHouse
 	schema string
 	info   Info
 	p      *plan.Plan
-	level  int
 }
 
 func (tr *chTranslator) tbl(name string) string {
@@ -154,11 +153,10 @@ func (tr *chTranslator) tbl(name string) string {
 }
 
 // chScope is one source's SELECT: the fedstat table, the OMOP source and
-// its alias.
+// the patient columns it reads.
 type chScope struct {
 	table string
 	src   source
-	idx   int
 	// x prefixes the source's columns: empty, since ClickHouse 18.16
 	// loses a table alias where it rewrites an IN subquery's Distributed
 	// table to the shard's local one (distributed_product_mode = 'local').
@@ -254,8 +252,7 @@ func (tr *chTranslator) sources(table string) ([]chScope, error) {
 	}
 	out := make([]chScope, len(m.sources))
 	for i, s := range m.sources {
-		tr.level++
-		out[i] = chScope{table: table, src: s, idx: i, need: map[string]bool{}}
+		out[i] = chScope{table: table, src: s, need: map[string]bool{}}
 		if tr.info.Periods && table != cdm.TablePatients {
 			out[i].need["p_periods"] = true
 		}
