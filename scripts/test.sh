@@ -7,7 +7,8 @@
 #   (systemd-analyze) for the unit files, chromium for the dashboard's browser
 #   test, curl for the reference example scripts, gcc for cgo (the race
 #   detector, DuckDB), postgresql, started as a throw-away cluster, for
-#   the OMOP warehouse tests, and R and Python packages for the analysts'
+#   the OMOP warehouse tests, clickhouse-server for the warehouse's
+#   ClickHouse dialect (its tests start the server), and R and Python packages for the analysts'
 #   clients (clients/r, clients/python; see their section below);
 # - validates the OpenAPI document, checks formatting (gofmt) and go vet,
 #   runs R CMD check on the R client and pip-installs the Python client;
@@ -58,6 +59,22 @@ if [ -z "${FEDSTAT_TEST_POSTGRES_DSN:-}" ] && { [ "${CI:-}" = true ] || [ "$(id 
   stop_pg() { as_pg "'$pgbin/pg_ctl' -D '$pgdir/data' -m fast stop >/dev/null 2>&1" || true; rm -rf "$pgdir"; }
   trap stop_pg EXIT
   export FEDSTAT_TEST_POSTGRES_DSN="host=$pgdir port=$pgport user=postgres dbname=fedstat_test"
+fi
+
+# ClickHouse for node/internal/warehouse's ClickHouse dialect: in CI or as
+# root, install Debian's clickhouse-server (18.16) when missing, without
+# recommends (about 10 s). The tests start and stop their own server
+# (test/testkit.ClickHouseServer: a temp dir, free loopback ports, two
+# shards); without the binary they fail when CI=true and skip otherwise.
+if [ "${CI:-}" = true ] || [ "$(id -u)" = 0 ]; then
+  if ! command -v clickhouse-server >/dev/null 2>&1 && [ ! -x /usr/sbin/clickhouse-server ]; then
+    echo "== installing clickhouse-server"
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clickhouse-server >/dev/null
+    else
+      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clickhouse-server >/dev/null
+    fi
+  fi
 fi
 
 echo "== go mod download"

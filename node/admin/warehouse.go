@@ -26,9 +26,12 @@ type Warehouse struct {
 
 // WarehouseOptions says where the OMOP data is.
 type WarehouseOptions struct {
-	// DSN is a PostgreSQL connection string (libpq key=value or URL).
+	// DSN is a PostgreSQL connection string (libpq key=value or URL), a
+	// DuckDB file's path, or ClickHouse's HTTP URL
+	// (http://user:password@host:8123/).
 	DSN string
-	// Dialect names the SQL dialect ("postgres", the default).
+	// Dialect names the SQL dialect ("postgres", the default; "duckdb",
+	// "clickhouse": warehouse.DialectNamed).
 	Dialect string
 	// Schema holds the OMOP tables. Default "omop".
 	Schema string

@@ -120,13 +120,15 @@ func (DuckDB) Age(birth, ref string) string {
 func (DuckDB) IntDiv(a, b string) string { return "(" + a + " // " + b + ")" }
 
 // DialectNamed returns the dialect called name ("postgres", or "" for
-// Postgres; "duckdb").
+// Postgres; "duckdb"; "clickhouse").
 func DialectNamed(name string) (Dialect, error) {
 	switch strings.ToLower(name) {
 	case "", "postgres", "postgresql", "citus":
 		return Postgres{}, nil
 	case "duckdb":
 		return DuckDB{}, nil
+	case "clickhouse":
+		return ClickHouse{}, nil
 	}
-	return nil, fmt.Errorf("warehouse: unknown SQL dialect %q (known: postgres, duckdb)", name)
+	return nil, fmt.Errorf("warehouse: unknown SQL dialect %q (known: postgres, duckdb, clickhouse)", name)
 }

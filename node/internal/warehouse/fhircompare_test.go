@@ -203,7 +203,11 @@ func omopNode(ctx context.Context, t *testing.T, b *Backend) {
 	}
 	exec := func(sql string, args ...any) {
 		t.Helper()
-		if err := b.c.exec(ctx, strings.ReplaceAll(sql, "%s", b.d.Quote(b.Schema)), args...); err != nil {
+		sql = strings.ReplaceAll(sql, "%s", b.d.Quote(b.Schema))
+		if _, ok := b.d.(ClickHouse); ok {
+			sql, args = chTestSQL(sql, args)
+		}
+		if err := b.c.exec(ctx, sql, args...); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}

@@ -223,7 +223,14 @@ func (b *Backend) describe(ctx context.Context) (Info, error) {
 		return *b.info, nil
 	}
 	have := map[string]map[string]bool{}
-	rows, err := b.c.query(ctx, `SELECT lower(table_name), lower(column_name) FROM information_schema.columns WHERE table_schema = $1`, b.Schema)
+	_, ch := b.d.(ClickHouse)
+	var rows rows
+	var err error
+	if ch {
+		rows, err = b.c.query(ctx, `SELECT lower(table), lower(name) FROM system.columns WHERE database = `+chLiteral(b.Schema))
+	} else {
+		rows, err = b.c.query(ctx, `SELECT lower(table_name), lower(column_name) FROM information_schema.columns WHERE table_schema = $1`, b.Schema)
+	}
 	if err != nil {
 		return Info{}, fmt.Errorf("warehouse: reading the columns of schema %q: %w", b.Schema, err)
 	}
@@ -271,6 +278,11 @@ func (b *Backend) describe(ctx context.Context) (Info, error) {
 		missing = slices.Compact(missing)
 		return Info{}, fmt.Errorf("warehouse: schema %q is not an OMOP CDM 5.3/5.4 the node can read: missing %s", b.Schema, strings.Join(missing, ", "))
 	}
+	if ch {
+		if err := b.chCheckSharding(ctx); err != nil {
+			return Info{}, err
+		}
+	}
 	var info Info
 	if have["cdm_source"]["cdm_version"] {
 		var v *string
@@ -293,7 +305,11 @@ func (b *Backend) describe(ctx context.Context) (Info, error) {
 		}
 	}
 	var periods bool
-	if err := b.c.queryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+b.tbl("observation_period")+")").Scan(&periods); err != nil {
+	exists := "SELECT EXISTS (SELECT 1 FROM " + b.tbl("observation_period") + ")"
+	if ch {
+		exists = "SELECT count() > 0 FROM (SELECT 1 FROM " + b.tbl("observation_period") + " LIMIT 1)"
+	}
+	if err := b.c.queryRow(ctx, exists).Scan(&periods); err != nil {
 		return Info{}, fmt.Errorf("warehouse: reading observation_period: %w", err)
 	}
 	info.Periods = periods

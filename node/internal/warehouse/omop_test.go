@@ -98,11 +98,31 @@ func loadHandBuilt(ctx context.Context, t *testing.T, b *Backend) {
 		t.Fatal(err)
 	}
 	for _, q := range handBuilt {
-		if err := b.c.exec(ctx, strings.ReplaceAll(q, "%[1]s", b.d.Quote(b.Schema))); err != nil {
+		q = strings.ReplaceAll(q, "%[1]s", b.d.Quote(b.Schema))
+		if _, ok := b.d.(ClickHouse); ok {
+			q, _ = chTestSQL(q, nil)
+		}
+		if err := b.c.exec(ctx, q); err != nil {
 			t.Fatalf("%v\n%s", err, q)
 		}
 	}
 	b.forget()
+}
+
+// deleteAll empties table (on ClickHouse, its every shard).
+func deleteAll(ctx context.Context, t *testing.T, b *Backend, table string) {
+	t.Helper()
+	if ch, ok := b.d.(ClickHouse); ok {
+		for _, sh := range ch.Shards {
+			if err := b.c.exec(ctx, "TRUNCATE TABLE "+ch.Quote(sh)+"."+ch.Quote(table)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return
+	}
+	if err := b.c.exec(ctx, "DELETE FROM "+b.tbl(table)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // count evaluates sql and returns its values.
@@ -233,9 +253,7 @@ func testStandardConcepts(t *testing.T, ctx context.Context, b *Backend) {
 	}
 
 	// Without observation periods every person and row counts.
-	if err := b.c.exec(ctx, "DELETE FROM "+b.tbl("observation_period")); err != nil {
-		t.Fatal(err)
-	}
+	deleteAll(ctx, t, b, "observation_period")
 	b.forget()
 	for sql, want := range map[string][]float64{
 		`SELECT COUNT(*) FROM patients`:                           {6},
@@ -339,7 +357,11 @@ func testRxNormExtension(t *testing.T, ctx context.Context, b *Backend) {
 		`INSERT INTO %[1]s.person (person_id, gender_concept_id, year_of_birth) VALUES (1, 8532, 1970)`,
 		`INSERT INTO %[1]s.drug_exposure (drug_exposure_id, person_id, drug_concept_id, drug_exposure_start_date, drug_source_concept_id) VALUES (1, 1, 43000001, DATE '2020-01-01', 0)`,
 	} {
-		if err := b.c.exec(ctx, strings.ReplaceAll(q, "%[1]s", b.d.Quote(b.Schema))); err != nil {
+		q = strings.ReplaceAll(q, "%[1]s", b.d.Quote(b.Schema))
+		if _, ok := b.d.(ClickHouse); ok {
+			q, _ = chTestSQL(q, nil)
+		}
+		if err := b.c.exec(ctx, q); err != nil {
 			t.Fatalf("%v\n%s", err, q)
 		}
 	}
@@ -358,9 +380,7 @@ func testInfoCached(t *testing.T, ctx context.Context, b *Backend) {
 	if info, err := b.Info(ctx); err != nil || !info.Periods {
 		t.Fatalf("info %+v, %v", info, err)
 	}
-	if err := b.c.exec(ctx, "DELETE FROM "+b.tbl("observation_period")); err != nil {
-		t.Fatal(err)
-	}
+	deleteAll(ctx, t, b, "observation_period")
 	count(ctx, t, b, `SELECT COUNT(*) FROM conditions`)
 	if info, err := b.Info(ctx); err != nil || !info.Periods {
 		t.Errorf("described again without forget: %+v, %v", info, err)

@@ -594,6 +594,10 @@ func (tr *translator) keyIndex(k plan.Key, s scope) (string, error) {
 // Sums are added in row order (SUM(x ORDER BY row)) so that floating-point
 // rounding matches eval's loop where the dialect supports it.
 func Translate(d Dialect, schema string, info Info, p *plan.Plan) (string, []any, error) {
+	if ch, ok := d.(ClickHouse); ok {
+		q, err := translateClickHouse(ch, schema, info, p)
+		return q, nil, err
+	}
 	tr := &translator{d: d, schema: schema, info: info, p: p}
 	s, from, err := tr.from(p.Table())
 	if err != nil {

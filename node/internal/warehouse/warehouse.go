@@ -1,5 +1,6 @@
 // Package warehouse is a node back end for an existing OMOP CDM 5.3 or 5.4
-// database in PostgreSQL or in a DuckDB file: it checks the schema (Info),
+// database in PostgreSQL, in a DuckDB file or in ClickHouse (Distributed
+// tables sharded by person): it checks the schema (Info),
 // translates a query plan into one SQL statement (Translate) that matches
 // codes on standard concepts (concept_ancestor, 'Maps to') and source
 // values, enforces the plan's contribution bounds in the database and
@@ -22,9 +23,10 @@ import (
 // DefaultSchema is the schema holding the OMOP tables.
 const DefaultSchema = "omop"
 
-// Backend evaluates plans in an OMOP database: PostgreSQL (pgx) or a
-// DuckDB file (database/sql, in binaries built with the duckdb tag). It is
-// safe for concurrent use once Schema is set.
+// Backend evaluates plans in an OMOP database: PostgreSQL (pgx), a
+// DuckDB file (database/sql, in binaries built with the duckdb tag) or
+// ClickHouse (its HTTP interface, chconn.go). It is safe for concurrent use
+// once Schema is set.
 type Backend struct {
 	c      conn
 	d      Dialect
@@ -39,7 +41,8 @@ func (b *Backend) tbl(name string) string { return b.d.Quote(b.Schema) + "." + b
 
 // Open connects with dialect d (nil: Postgres) to dsn: for PostgreSQL a
 // libpq/pgx connection string, for DuckDB the database file's path (with
-// "?access_mode=READ_ONLY" to open it read-only).
+// "?access_mode=READ_ONLY" to open it read-only), for ClickHouse the
+// http:// URL of its HTTP interface.
 func Open(ctx context.Context, dsn string, d Dialect) (*Backend, error) {
 	if d == nil {
 		d = Postgres{}
@@ -59,6 +62,11 @@ func Open(ctx context.Context, dsn string, d Dialect) (*Backend, error) {
 			return nil, fmt.Errorf("warehouse: opening DuckDB %q: %w", dsn, err)
 		}
 		c = sqlConn{db: db, d: d}
+	case "clickhouse":
+		var err error
+		if c, err = openClickHouse(ctx, dsn, d.(ClickHouse)); err != nil {
+			return nil, err
+		}
 	default:
 		var err error
 		if c, err = openPostgres(ctx, dsn); err != nil {
@@ -169,6 +177,9 @@ var (
 // subset the back end reads (ddl), with cdm_source saying v5.4. It drops
 // the schema first: for tests and demos only.
 func (b *Backend) CreateSchema(ctx context.Context) error {
+	if _, ok := b.d.(ClickHouse); ok {
+		return b.chCreateSchema(ctx)
+	}
 	s := b.d.Quote(b.Schema)
 	if err := b.c.exec(ctx, "DROP SCHEMA IF EXISTS "+s+" CASCADE"); err != nil {
 		return fmt.Errorf("warehouse: %w", err)
@@ -411,6 +422,9 @@ func (b *Backend) LoadTables(ctx context.Context, t *cdm.Tables) error {
 	if err := copyRows("concept", []string{"concept_id", "vocabulary_id", "concept_code", "standard_concept"}, conceptRows); err != nil {
 		return err
 	}
+	if _, ok := b.d.(ClickHouse); ok {
+		return nil
+	}
 	if err := b.c.exec(ctx, "ANALYZE"); err != nil {
 		return fmt.Errorf("warehouse: %w", err)
 	}
@@ -425,6 +439,9 @@ func (b *Backend) Summary(ctx context.Context) (patients int64, rows map[string]
 	info, err := b.describe(ctx)
 	if err != nil {
 		return 0, nil, err
+	}
+	if _, ok := b.d.(ClickHouse); ok {
+		return b.chSummary(ctx, info)
 	}
 	rows = map[string]int64{}
 	for i := range cdm.Schema {
