@@ -399,7 +399,7 @@ type Warehouse struct {
 	// DSN is a PostgreSQL connection string (libpq key=value or URL). Keep
 	// the password out of it: libpq's PGPASSFILE or PGPASSWORD apply.
 	DSN string `toml:"dsn"`
-	// Dialect is the SQL dialect: "postgres" (default; also Citus).
+	// Dialect is the SQL dialect: "postgres" (default; also Citus), "clickhouse" (a Distributed table over shards by person_id; docs/warehouse.md) or "duckdb" (a binary built with -tags duckdb).
 	Dialect string `toml:"dialect"`
 	// Schema holds the OMOP tables. Default "omop".
 	Schema string `toml:"schema"`
