@@ -244,7 +244,7 @@ func committeePoints(ids []string, size int, prefer []string, prev *epoch) []uin
 		add(id)
 	}
 	chosen := order[:size]
-	// Points in the order of ids, so that they do not reveal the ranking.
+	// Points 1..K in the order of ids.
 	next := uint64(1)
 	for i, id := range ids {
 		if slices.Contains(chosen, id) {
