@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -45,6 +46,11 @@ type regNode struct {
 	// client calls the node over whichever transport it has (an outbound
 	// node without a tunnel: every call fails with rpc.ErrNoTunnel).
 	client nodev1.NodeServiceClient
+	// overdue is set once the keeper was told that this committee member
+	// is due for replacement (setHealth), so that it is told once, not at
+	// every failed readiness call (which would keep restarting its
+	// debounce).
+	overdue bool
 }
 
 // nodeHealth is a node's answer to the monitor's Info call.
@@ -406,7 +412,7 @@ func (c *Coordinator) setHealth(ctx context.Context, id string, h nodeHealth, ce
 		c.log.Info("excluded node re-admitted: it presents a new certificate", "node", id)
 		c.record(ctx, c.cfg.Identity.Name(), "node.readmitted", "", map[string]any{"node": id})
 	}
-	if changed || readmit || (h.Err != "" && c.committeeOverdue(id)) {
+	if changed || readmit || c.newlyOverdue(id, h) {
 		if h.Err == "" && !h.Ready && h.Epoch != 0 {
 			c.log.Warn("node reports it cannot use its keys", "node", id, "epoch", h.Epoch, "problem", h.Problem)
 		}
@@ -490,7 +496,9 @@ func (c *Coordinator) assess() assessment {
 		}
 	}
 	if e != nil {
-		reasons = append(reasons, c.overdueCommitteeLocked(e)...)
+		for _, o := range c.overdueCommitteeLocked(e) {
+			reasons = append(reasons, fmt.Sprintf("replace committee member %s, unreachable since %s", o.id, o.since.UTC().Format(time.RFC3339)))
+		}
 	}
 	if len(reasons) == 0 {
 		return a
@@ -517,12 +525,17 @@ func (c *Coordinator) takesPart(n *regNode) bool {
 // c.mu.
 func unreachable(n *regNode) bool { return !n.Alive || n.Health.Err != "" }
 
-// overdueCommitteeLocked gives a reason for a new key epoch for every
-// member of e's decryption committee that has been unreachable for
-// CommitteeReplaceAfter while a reachable member off the committee could
-// take its seat (none when every member is on the committee). Callers hold
-// c.mu.
-func (c *Coordinator) overdueCommitteeLocked(e *epoch) []string {
+// overdueMember is a committee member due for replacement.
+type overdueMember struct {
+	id    string
+	since time.Time // unreachable since
+}
+
+// overdueCommitteeLocked lists the members of e's decryption committee that
+// have been unreachable for CommitteeReplaceAfter while a reachable member
+// off the committee could take their seat (none when every member is on the
+// committee): each is a reason for a new key epoch. Callers hold c.mu.
+func (c *Coordinator) overdueCommitteeLocked(e *epoch) []overdueMember {
 	committee := e.committee()
 	if len(committee) == len(e.Members) {
 		return nil
@@ -533,7 +546,7 @@ func (c *Coordinator) overdueCommitteeLocked(e *epoch) []string {
 			spare++
 		}
 	}
-	var out []string
+	var out []overdueMember
 	now := c.cfg.Now()
 	for _, m := range committee {
 		n, ok := c.reg[m.ID]
@@ -545,25 +558,35 @@ func (c *Coordinator) overdueCommitteeLocked(e *epoch) []string {
 			since = n.Admitted
 		}
 		if now.Sub(since) >= c.cfg.CommitteeReplaceAfter {
-			out = append(out, fmt.Sprintf("replace committee member %s, unreachable since %s", m.ID, since.UTC().Format(time.RFC3339)))
+			out = append(out, overdueMember{m.ID, since})
 			spare--
 		}
 	}
 	return out
 }
 
-// committeeOverdue reports whether node id is an unreachable committee
-// member due for replacement (setHealth pokes the keeper for it at every
-// failed readiness call, so the replacement does not wait for another
-// change).
-func (c *Coordinator) committeeOverdue(id string) bool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	e := c.epoch
-	if e == nil || !e.onCommittee(id) {
+// newlyOverdue reports whether node id, with the readiness report h just
+// stored, has just become an unreachable committee member due for
+// replacement: setHealth then pokes the keeper (once; the replacement must
+// not wait for another change of the network).
+func (c *Coordinator) newlyOverdue(id string, h nodeHealth) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.reg[id]
+	if !ok {
 		return false
 	}
-	return len(c.overdueCommitteeLocked(e)) > 0
+	if h.Err == "" {
+		n.overdue = false
+		return false
+	}
+	e := c.epoch
+	if n.overdue || e == nil || !e.onCommittee(id) ||
+		!slices.ContainsFunc(c.overdueCommitteeLocked(e), func(o overdueMember) bool { return o.id == id }) {
+		return false
+	}
+	n.overdue = true
+	return true
 }
 
 func btoi(b bool) int {

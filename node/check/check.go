@@ -734,6 +734,10 @@ func (c *checker) keys() {
 		return // reported by store
 	}
 	e := c.epoch
+	if c.id != nil && !e.OnCommittee(c.id.Name()) {
+		c.r.add(Result{Check: "keys", Status: OK, Epoch: e.Epoch, File: dir, Problem: fmt.Sprintf("epoch %d: this node is off the decryption committee (%d of %d members hold the key) and needs no key file", e.Epoch, len(e.Committee), e.Members)})
+		return
+	}
 	need := fmt.Sprintf("epoch-%d", e.Epoch)
 	var required []string
 	if e.Installed && e.NeedsThreshold() {

@@ -182,10 +182,19 @@ func TestAnchorAndEpoch(t *testing.T) {
 		t.Fatalf("epoch of an empty store: %v %v", ok, err)
 	}
 	db.Update(func(tx *kv.Txn) error {
-		return tx.Set(keyEpoch, []byte(`{"epoch":4,"params":"x","threshold":2,"members":[{"id":"a"},{"id":"b"},{"id":"c"}],"crs":null,"public_key":"AAE="}`))
+		return tx.Set(keyEpoch, []byte(`{"epoch":4,"params":"x","threshold":2,"members":[{"id":"a","point":1},{"id":"b","point":2},{"id":"c","point":3}],"crs":null,"public_key":"AAE="}`))
 	})
 	e, ok, err := StoredEpoch(db)
-	if !ok || err != nil || e != (Epoch{Epoch: 4, Threshold: 2, Members: 3, Installed: true}) || !e.NeedsThreshold() {
+	if !ok || err != nil || e.Epoch != 4 || e.Threshold != 2 || e.Members != 3 || !e.Installed || !e.NeedsThreshold() || !e.OnCommittee("b") {
 		t.Fatalf("epoch %+v %v %v", e, ok, err)
+	}
+	// A decryption committee of a and c, T = 2 of 2: no threshold shares,
+	// and b holds no key.
+	db.Update(func(tx *kv.Txn) error {
+		return tx.Set(keyEpoch, []byte(`{"epoch":5,"params":"x","threshold":2,"members":[{"id":"a","point":1},{"id":"b","point":0},{"id":"c","point":2}],"crs":null,"public_key":"AAE="}`))
+	})
+	e, ok, err = StoredEpoch(db)
+	if !ok || err != nil || e.Members != 3 || len(e.Committee) != 2 || e.NeedsThreshold() || e.OnCommittee("b") || !e.OnCommittee("c") {
+		t.Fatalf("epoch with a committee %+v %v %v", e, ok, err)
 	}
 }

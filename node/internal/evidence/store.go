@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/fedstat/fedstat/internal/kv"
 )
@@ -63,11 +64,20 @@ type Epoch struct {
 	Members int `json:"-"`
 	// Installed: the epoch's public key is installed (the ceremony ended).
 	Installed bool `json:"-"`
+	// Committee lists the members that hold a share of the key (a nonzero
+	// Shamir point): every member, unless the epoch has a decryption
+	// committee.
+	Committee []string `json:"-"`
 }
 
-// NeedsThreshold reports whether members decrypt with threshold shares
-// (epoch-N-threshold) rather than with their own CKG secret (epoch-N).
-func (e Epoch) NeedsThreshold() bool { return e.Threshold < e.Members }
+// NeedsThreshold reports whether committee members decrypt with threshold
+// shares (epoch-N-threshold) rather than with their own CKG secret
+// (epoch-N).
+func (e Epoch) NeedsThreshold() bool { return e.Threshold < len(e.Committee) }
+
+// OnCommittee reports whether node id holds a share of the epoch's key (a
+// member off the decryption committee has no key file of it).
+func (e Epoch) OnCommittee(id string) bool { return slices.Contains(e.Committee, id) }
 
 // StoredEpoch reads the node's epoch record (ok=false when there is none).
 func StoredEpoch(db *kv.DB) (e Epoch, ok bool, err error) {
@@ -79,15 +89,24 @@ func StoredEpoch(db *kv.DB) (e Epoch, ok bool, err error) {
 		return e, false, err
 	}
 	var rec struct {
-		Epoch     uint64            `json:"epoch"`
-		Threshold int               `json:"threshold"`
-		Members   []json.RawMessage `json:"members"`
-		PublicKey []byte            `json:"public_key"`
+		Epoch     uint64 `json:"epoch"`
+		Threshold int    `json:"threshold"`
+		Members   []struct {
+			ID    string `json:"id"`
+			Point uint64 `json:"point"`
+		} `json:"members"`
+		PublicKey []byte `json:"public_key"`
 	}
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return e, false, fmt.Errorf("evidence: the epoch record does not decode: %w", err)
 	}
-	return Epoch{Epoch: rec.Epoch, Threshold: rec.Threshold, Members: len(rec.Members), Installed: len(rec.PublicKey) > 0}, true, nil
+	e = Epoch{Epoch: rec.Epoch, Threshold: rec.Threshold, Members: len(rec.Members), Installed: len(rec.PublicKey) > 0}
+	for _, m := range rec.Members {
+		if m.Point != 0 {
+			e.Committee = append(e.Committee, m.ID)
+		}
+	}
+	return e, true, nil
 }
 
 // PendingEpoch reads the number of the node's pending key epoch: one whose
