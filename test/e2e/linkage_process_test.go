@@ -88,7 +88,7 @@ func linkedNetworkEndToEnd(t *testing.T, outbound bool) {
 		// key share and no linkage-key share, sends its link partial under
 		// the committee's keys and mixes nothing.
 		CoordinatorConfig: "committee = 4\n",
-		Regions: truth.Config.Regions, MaxNodesPerPatient: 5,
+		Regions:           truth.Config.Regions, MaxNodesPerPatient: 5,
 		Studies: []demo.ServeStudy{
 			{Name: "deaths", Schema: deathsSchema, CSV: deathsCSV},
 			{Name: "claims", Schema: claimsSchema, CSV: claimsCSV},
