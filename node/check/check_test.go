@@ -3,6 +3,7 @@ package check_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/node/admin"
 	"github.com/fedstat/fedstat/node/check"
 )
@@ -150,6 +152,23 @@ func TestRefusals(t *testing.T) {
 // threshold share (not ready for that epoch), a damaged CKG secret it does
 // not decrypt with (a warning).
 func TestStartsOn(t *testing.T) {
+	t.Run("off the decryption committee, no key files", func(t *testing.T) {
+		s := newSim(t)
+		db := s.open()
+		rec, _ := json.Marshal(map[string]any{"epoch": 1, "params": "test", "threshold": 2,
+			"members": []map[string]any{{"id": "node-1", "point": 0}, {"id": "node-2", "point": 1}, {"id": "node-3", "point": 2}}, "public_key": []byte{1, 2, 3}})
+		if _, err := db.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set([]byte("n/epoch"), rec) }); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		os.Remove(filepath.Join(s.dir, "keys", "epoch-1.secret"))
+		os.Remove(filepath.Join(s.dir, "keys", "epoch-1-threshold.secret"))
+		r := s.run()
+		want(t, r, "keys", check.OK, false, "off the decryption committee", "2 of 3 members hold the key")
+		if !r.OK() {
+			t.Errorf("a node off the committee without key files: OK %v, Fatal %v", r.OK(), r.Fatal())
+		}
+	})
 	t.Run("mark deleted", func(t *testing.T) {
 		s := newSim(t)
 		s.spend(4)

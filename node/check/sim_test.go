@@ -68,7 +68,7 @@ func newSimWith(t *testing.T, storeKey, keystoreKey []byte) *sim {
 	}
 	db := s.open()
 	rec, _ := json.Marshal(map[string]any{"epoch": 1, "params": "test", "threshold": 2,
-		"members": []map[string]any{{"id": "node-1"}, {"id": "node-2"}, {"id": "node-3"}}, "public_key": []byte{1, 2, 3}})
+		"members": []map[string]any{{"id": "node-1", "point": 1}, {"id": "node-2", "point": 2}, {"id": "node-3", "point": 3}}, "public_key": []byte{1, 2, 3}})
 	if _, err := db.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set([]byte("n/epoch"), rec) }); err != nil {
 		t.Fatal(err)
 	}

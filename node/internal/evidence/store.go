@@ -106,6 +106,12 @@ func StoredEpoch(db *kv.DB) (e Epoch, ok bool, err error) {
 			e.Committee = append(e.Committee, m.ID)
 		}
 	}
+	if len(e.Committee) == 0 {
+		// A record without points (none a node writes): every member.
+		for _, m := range rec.Members {
+			e.Committee = append(e.Committee, m.ID)
+		}
+	}
 	return e, true, nil
 }
 
