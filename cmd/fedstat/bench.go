@@ -176,11 +176,11 @@ func benchProcesses(cmd *cobra.Command, nodes, patients []int, repeats, committe
 		return enc.Encode(runs)
 	}
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "nodes\tpatients/node\tquery\tp50 ms\tp95 ms\tcpu ms/query\tcoord cpu ms\tnode cpu ms\tmax node ms\tupload/node\tnode read/q\tnode write/q\tnode disk/q\tidle cpu ms/s\t")
+	fmt.Fprintln(tw, "nodes\tpatients/node\tquery\tp50 ms\tp95 ms\tcpu ms/query\tcoord cpu ms\tnode cpu ms\tmin node ms\tmax node ms\tupload/node\tnode read/q\tnode write/q\tnode disk/q\tidle cpu ms/s\t")
 	for _, r := range runs {
 		for _, c := range r.Queries {
-			fmt.Fprintf(tw, "%d\t%d\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%.1f\t\n", c.Nodes, c.Patients, c.Query, c.P50Ms, c.P95Ms,
-				c.CPUMsPerQuery, c.CoordinatorCPUMs, c.NodeCPUMs, c.NodeCPUMaxMs, kib(c.UploadBytesPerNode),
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%.1f\t\n", c.Nodes, c.Patients, c.Query, c.P50Ms, c.P95Ms,
+				c.CPUMsPerQuery, c.CoordinatorCPUMs, c.NodeCPUMs, c.NodeCPUMinMs, c.NodeCPUMaxMs, kib(c.UploadBytesPerNode),
 				kib(c.NodeReadBytes), kib(c.NodeWriteBytes), kib(c.NodeStorageBytes), r.IdleCPUMsPerSec)
 		}
 	}

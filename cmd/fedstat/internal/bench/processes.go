@@ -58,9 +58,12 @@ type ProcessCell struct {
 	// CoordinatorCPUMs is the coordinator's share of it.
 	CoordinatorCPUMs float64 `json:"coordinator_cpu_ms"`
 	// NodeCPUMs is a node's share, the mean over the nodes; NodeCPUMaxMs
-	// the largest (a decryptor does more than an ordinary node).
+	// the largest (a decryptor does more than an ordinary node) and
+	// NodeCPUMinMs the smallest (with a committee smaller than the
+	// network, a node that never decrypts).
 	NodeCPUMs    float64 `json:"node_cpu_ms"`
 	NodeCPUMaxMs float64 `json:"node_cpu_max_ms"`
+	NodeCPUMinMs float64 `json:"node_cpu_min_ms"`
 	// UploadBytesPerNode is the mean protobuf size of what one node sends
 	// per query (as the coordinator counts it).
 	UploadBytesPerNode int64 `json:"upload_bytes_per_node"`
@@ -298,6 +301,9 @@ func RunProcesses(ctx context.Context, o ProcessOptions) (*ProcessRun, error) {
 			}
 			cell.NodeCPUMs += ms / float64(o.Nodes)
 			cell.NodeCPUMaxMs = math.Max(cell.NodeCPUMaxMs, ms)
+			if i == 1 || ms < cell.NodeCPUMinMs {
+				cell.NodeCPUMinMs = ms
+			}
 			perNode := func(a, b int64) int64 { return int64(float64(b-a) / reps / float64(o.Nodes)) }
 			cell.NodeReadBytes += perNode(b0[i].rchar, b1[i].rchar)
 			cell.NodeWriteBytes += perNode(b0[i].wchar, b1[i].wchar)
@@ -305,8 +311,8 @@ func RunProcesses(ctx context.Context, o ProcessOptions) (*ProcessRun, error) {
 		}
 		cell.P50Ms, cell.P95Ms = percentile(lat, 50), percentile(lat, 95)
 		cell.UploadBytesPerNode = upload / int64(o.Repeats) / int64(o.Nodes)
-		say("%-17s p50 %7.1f ms  p95 %7.1f ms  cpu %6.1f ms/query (coordinator %.1f, node %.1f, max node %.1f)",
-			q.Name, cell.P50Ms, cell.P95Ms, cell.CPUMsPerQuery, cell.CoordinatorCPUMs, cell.NodeCPUMs, cell.NodeCPUMaxMs)
+		say("%-17s p50 %7.1f ms  p95 %7.1f ms  cpu %6.1f ms/query (coordinator %.1f, node %.1f, min node %.1f, max node %.1f)",
+			q.Name, cell.P50Ms, cell.P95Ms, cell.CPUMsPerQuery, cell.CoordinatorCPUMs, cell.NodeCPUMs, cell.NodeCPUMinMs, cell.NodeCPUMaxMs)
 		run.Queries = append(run.Queries, cell)
 	}
 
