@@ -26,17 +26,17 @@ import (
 // commitments in the order of signed. Decryptors require all of these
 // commitments, so a query id can never be released over two sets.
 //
-// With sum (the encoded sum of the partials) it asks for a compact
+// With sum (the sum of the partials) it asks for a compact
 // release: every sender signs, with its commitment, the fingerprint of its
 // own partial at the challenge points of this set and this sum, and the
 // coordinator checks that they add up to the sum's fingerprint before any
 // decryptor is asked (checkCompact), so that a node whose fingerprint is
 // wrong is named here.
-func (c *Coordinator) commit(ctx context.Context, q *query, e *epoch, spec *typesv1.QuerySpec, signed []*nodev1.NodeSigned, sum [][]byte) ([]*nodev1.NodeSigned, error) {
+func (c *Coordinator) commit(ctx context.Context, q *query, e *epoch, spec *typesv1.QuerySpec, signed []*nodev1.NodeSigned, sum *compactSum) ([]*nodev1.NodeSigned, error) {
 	digest := protocol.CommitDigest(q.id, e.ID, spec, signed)
 	var sumDigest []byte
 	if sum != nil {
-		sumDigest = protocol.SumDigest(sum)
+		sumDigest = protocol.SumDigest(sum.bytes)
 	}
 	senders := make([]string, len(signed))
 	for i, s := range signed {
@@ -70,7 +70,7 @@ func (c *Coordinator) commit(ctx context.Context, q *query, e *epoch, spec *type
 		return nil, err
 	}
 	if sum != nil {
-		if err := c.checkCompact(q, e, spec, signed, sum, digest, opened); err != nil {
+		if err := c.checkCompact(spec, signed, sum, digest, opened); err != nil {
 			return nil, err
 		}
 	}
@@ -90,40 +90,38 @@ func (c *Coordinator) openCompactCommit(qid string, e *epoch, id string, s *type
 	return rc, nil
 }
 
+// compactSum is the sum of a compact release: its ciphertexts, their
+// encodings (what the decryptors get) and the verified partials it adds
+// (parts[i] is signed[i]'s), which name a sender whose fingerprint is wrong.
+type compactSum struct {
+	cts   []*homomorphic.Ciphertext
+	bytes [][]byte
+	parts [][]*homomorphic.Ciphertext
+}
+
 // checkCompact runs the decryptors' check of a compact release
 // (protocol.CheckCompactSum) on the coordinator's side first; when it
 // fails, it compares each sender's fingerprint with the fingerprint of the
 // partial the coordinator holds, to name the node whose commitment is
 // wrong.
-func (c *Coordinator) checkCompact(q *query, e *epoch, spec *typesv1.QuerySpec, signed []*nodev1.NodeSigned, sum [][]byte, digest []byte, opened []*nodev1.ReleaseCommitment) error {
-	cts := make([]*homomorphic.Ciphertext, len(sum))
-	for i, b := range sum {
-		var err error
-		if cts[i], err = homomorphic.UnmarshalCiphertext(c.params, b); err != nil {
-			return err
-		}
-	}
+func (c *Coordinator) checkCompact(spec *typesv1.QuerySpec, signed []*nodev1.NodeSigned, sum *compactSum, digest []byte, opened []*nodev1.ReleaseCommitment) error {
 	byNode := map[string]*nodev1.ReleaseCommitment{}
 	for i, s := range signed {
 		byNode[s.GetNodeId()] = opened[i]
 	}
-	err := protocol.CheckCompactSum(c.params, cts, sum, digest, protocol.SpecDigest(spec), byNode)
+	err := protocol.CheckCompactSum(c.params, sum.cts, sum.bytes, digest, protocol.SpecDigest(spec), byNode)
 	if err == nil {
 		return nil
 	}
-	seed := protocol.ChallengeSeed(digest, protocol.SumDigest(sum))
+	seed := protocol.ChallengeSeed(digest, protocol.SumDigest(sum.bytes))
 	for i, s := range signed {
-		pt, perr := protocol.OwnPartial(e.member(s.GetNodeId()).Cert.PublicKey, s.GetSigned(), q.id, e.ID, s.GetNodeId(), c.cfg.Now())
-		if perr != nil {
-			continue
+		fps := opened[i].GetFingerprints()
+		if len(fps) != len(sum.parts[i]) {
+			return fmt.Errorf("%w: the commitment of %s has %d fingerprints for %d ciphertexts", protocol.ErrSumMismatch, s.GetNodeId(), len(fps), len(sum.parts[i]))
 		}
-		for j, b := range pt.GetCiphertexts() {
-			ct, err := homomorphic.UnmarshalCiphertext(c.params, b)
-			if err != nil || j >= len(opened[i].GetFingerprints()) {
-				break
-			}
+		for j, ct := range sum.parts[i] {
 			fp, ferr := homomorphic.Fingerprint(c.params, ct, seed)
-			if ferr != nil || !slices.Equal(fp, opened[i].GetFingerprints()[j].GetValues()) {
+			if ferr != nil || !slices.Equal(fp, fps[j].GetValues()) {
 				return fmt.Errorf("%w: the commitment of %s does not match its partial (ciphertext %d)", protocol.ErrSumMismatch, s.GetNodeId(), j)
 			}
 		}

@@ -423,7 +423,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 			return nil, err
 		}
 	}
-	commits, err := c.commit(releaseCtx, q, e, spec, signed, sumBytes)
+	commits, err := c.commit(releaseCtx, q, e, spec, signed, &compactSum{cts: sum, bytes: sumBytes, parts: vectors})
 	if err != nil {
 		return nil, fmt.Errorf("%w: release: commitment to the partial set: %v; nothing was decrypted", ErrQueryFailed, err)
 	}

@@ -125,7 +125,7 @@ func TestReleasedNoiseMatchesCharge(t *testing.T) {
 	seen := map[key]bool{}
 	for m := 2; m <= 300; m++ {
 		// T = 6 and 7 are the thresholds of a decryption committee of 10
-		// (docs/threat-model.md, "Decryption committee").
+		// (operations.md, "Decryption committee"; threat-model.md, "Differential privacy against colluders").
 		for _, T := range []int{1, 2, 3, 6, 7, (m + 1) / 2} {
 			if T > m {
 				continue

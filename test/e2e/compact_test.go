@@ -53,8 +53,9 @@ func compactRelease(t *testing.T, ctx context.Context, nodes map[string]nodev1.N
 // key-switches only the true sum of the committed partials: a sum with a
 // partial counted twice, a sum that leaves a committed partial out, a
 // fresh encryption added to the sum, partials noised for a larger
-// min_nodes released under a smaller one, a missing commitment and a
-// commitment from a node whose partial is not in the set are each refused,
+// min_nodes released under a smaller one, a missing commitment, a
+// commitment from a node whose partial is not in the set and a second sum
+// of a committed set are each refused,
 // naming what is wrong; the honest compact release decrypts to the total.
 func TestCompactRelease(t *testing.T) {
 	nw, ctx, nodes := startCurious(t, 4, 2, 2, false)
@@ -78,6 +79,16 @@ func TestCompactRelease(t *testing.T) {
 		_, target := resultKey(t, params)
 		refused(t, "a partial counted twice", compactRelease(t, ctx, nodes, nw.Epoch, "q-c-twice", spec, partials, sum, ids, target, dec),
 			"not the sum of the committed partials")
+		// A sender commits to one sum of its set: the honest sum after the
+		// crafted one is refused.
+		honest := sumOf(t, params, partials)
+		hb, err := honest[0].MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = nodes[ids[0]].Commit(ctx, &nodev1.CommitRequest{QueryId: "q-c-twice", Epoch: nw.Epoch,
+			Digest: protocol.CommitDigest("q-c-twice", nw.Epoch, spec, partials), SumDigest: protocol.SumDigest([][]byte{hb})})
+		wantCode(t, "a second sum of the committed set", err, codes.AlreadyExists, "another sum")
 	})
 	t.Run("committed partial left out of the sum", func(t *testing.T) {
 		spec := secSpec(2, 2)

@@ -188,13 +188,8 @@ func chValue(v any) (string, error) {
 	case int, int32, int64, uint32, uint64:
 		return fmt.Sprint(v), nil
 	case float64:
-		switch {
-		case math.IsNaN(v):
-			return "nan", nil
-		case math.IsInf(v, 1):
-			return "inf", nil
-		case math.IsInf(v, -1):
-			return "-inf", nil
+		if lit, ok := chNonFinite(v); ok {
+			return lit, nil
 		}
 		return "toFloat64(" + chLiteral(strconv.FormatFloat(v, 'g', -1, 64)) + ")", nil
 	}
@@ -302,6 +297,20 @@ func (c chConn) insert(ctx context.Context, schema, table string, cols []string,
 // chTSV is one value as a TabSeparated field. ClickHouse 18.16's Date and
 // DateTime start at 1970-01-01, so the loader's schema (chDDL) keeps dates
 // as Int32 day numbers; birth_datetime is a DateTime, NULL before 1970
+// chNonFinite is ClickHouse's spelling of a NaN or an infinity, in SQL and
+// in TabSeparated alike (ok false for a finite v).
+func chNonFinite(v float64) (string, bool) {
+	switch {
+	case math.IsNaN(v):
+		return "nan", true
+	case math.IsInf(v, 1):
+		return "inf", true
+	case math.IsInf(v, -1):
+		return "-inf", true
+	}
+	return "", false
+}
+
 // (year/month/day_of_birth carry the date).
 func chTSV(v any, col string) (string, error) {
 	switch v := v.(type) {
@@ -314,13 +323,8 @@ func chTSV(v any, col string) (string, error) {
 	case int:
 		return strconv.Itoa(v), nil
 	case float64:
-		switch {
-		case math.IsNaN(v):
-			return "nan", nil
-		case math.IsInf(v, 1):
-			return "inf", nil
-		case math.IsInf(v, -1):
-			return "-inf", nil
+		if lit, ok := chNonFinite(v); ok {
+			return lit, nil
 		}
 		return strconv.FormatFloat(v, 'g', -1, 64), nil
 	case string:
