@@ -207,6 +207,9 @@ type Node struct {
 	// prepared holds the key-switch shares prepared for a RELEASE step, by
 	// query id (under releaseMu; node/release.go).
 	prepared map[string]*shareRecord
+	// sent holds the payloads of the partials this node stored last, for
+	// their commit step (node/release.go, sentCache).
+	sent     sentCache
 	seriesMu sync.Mutex // serialises standing-series evaluations (their memory: seriesExact)
 
 	health health     // what keeps the node from being ready (durable.go)

@@ -226,6 +226,8 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 		}
 		rho = pol.cohortRho(p)
 	}
+	var made *nodev1.PartialPayload // the payload of the partial computed here, if one was
+	var madeBytes []byte
 	answer, replayed, err := n.ledger.Charge(ctx, req.GetQueryId(), req.GetAnalyst(), rho, func() ([]byte, error) {
 		if pol.RequireApproval {
 			// Inside Charge: after the budget check, before any work; a
@@ -237,7 +239,9 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 		if p.Link != nil {
 			return n.linkPartial(ctx, e, req.GetQueryId(), req.GetSpec(), req.GetLink(), p)
 		}
-		return n.partial(ctx, e, req.GetQueryId(), req.GetSpec(), p, series)
+		b, payload, err := n.partial(ctx, e, req.GetQueryId(), req.GetSpec(), p, series)
+		made, madeBytes = payload, b
+		return b, err
 	})
 	var pa *pendingApproval
 	if errors.As(err, &pa) {
@@ -248,6 +252,11 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	}
 	if pol.RequireApproval && !replayed {
 		n.answeredApproval(req.GetQueryId())
+	}
+	if made != nil && !replayed && bytes.Equal(answer, madeBytes) {
+		// What the ledger stored is this partial: its commit step need not
+		// read it back and parse it again.
+		n.sent.keep(req.GetQueryId(), e.Epoch, made, n.cfg.Now())
 	}
 	if !replayed {
 		n.metrics.rho.Add(rho)
@@ -320,7 +329,7 @@ func noisyExact(id string, pol *Policy, p *plan.Plan, exact *eval.Exact) (*dp.Sh
 // encrypts under the epoch's collective key and signs (noisyShare); a
 // refusal by the minimum-cohort check comes back as a stored refusal
 // (refusalPrefix), charged like an answer.
-func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec *typesv1.QuerySpec, p *plan.Plan, series *seriesQuery) ([]byte, error) {
+func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec *typesv1.QuerySpec, p *plan.Plan, series *seriesQuery) ([]byte, *nodev1.PartialPayload, error) {
 	// The data version is read before the data: if an import lands while
 	// the query is evaluated, the partial carries the older version, and an
 	// identical later query is asked again rather than answered from it.
@@ -338,30 +347,31 @@ func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec 
 	if errors.Is(err, errSmallCohort) {
 		// Stored and charged like an answer (see evaluateBody).
 		_, reason, _ := strings.Cut(err.Error(), ": ")
-		return []byte(refusalPrefix + reason), nil
+		return []byte(refusalPrefix + reason), nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	payload := &nodev1.PartialPayload{VectorLen: int32(p.VectorLen()), SpecDigest: protocol.SpecDigest(spec), DataVersion: version}
 	var cts []*homomorphic.Ciphertext
 	if n.cfg.BenchmarkPlaintext {
 		payload.Plaintext = share.Slots()
 	} else if cts, err = homomorphic.Encrypt(e.Params, e.PublicKey, share.Slots()); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, ct := range cts {
 		b, err := ct.MarshalBinary()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		payload.Ciphertexts = append(payload.Ciphertexts, b)
 	}
 	signed, err := protocol.SealPartial(n.cfg.Identity.Key, queryID, e.Epoch, n.id, payload, n.cfg.Now())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return proto.Marshal(signed)
+	b, err := proto.Marshal(signed)
+	return b, payload, err
 }
 
 func releaseKey(queryID string) []byte { return []byte("n/release/" + queryID) }

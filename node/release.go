@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -97,6 +98,9 @@ func (n *Node) commit(ctx context.Context, req *nodev1.CommitRequest) (*nodev1.C
 // releaseCommitment is this node's commitment to a compact release of
 // queryID: the fingerprints of its own partial of queryID.
 func (n *Node) releaseCommitment(e *epochState, qid string, digest, sumDigest []byte) (*nodev1.ReleaseCommitment, error) {
+	if payload := n.sent.take(qid, e.Epoch, n.cfg.Now()); payload != nil {
+		return protocol.NewReleaseCommitment(e.Params, digest, sumDigest, payload)
+	}
 	answer, ok, err := n.ledger.Answer(qid)
 	if err != nil {
 		return nil, err
@@ -412,3 +416,74 @@ func (n *Node) releasePrepared(ctx context.Context, e *epochState, req *nodev1.K
 
 // ErrNotPrepared: a RELEASE step without a matching PREPARE at this node.
 var ErrNotPrepared = errors.New("node: no share prepared for this release")
+
+// sentCache keeps the payloads of the partials a node stored last, by query
+// id, so that the commit step that follows within seconds fingerprints the
+// ciphertexts in memory instead of reading the signed partial back from the
+// ledger, checking its own signature and parsing it again. It is only a
+// shortcut: an entry is made after the ledger stored exactly these bytes,
+// taken once, and a miss (a restart, an old or evicted entry, a second
+// commit) reads the ledger as before. It holds at most sentCacheBytes of
+// ciphertexts and nothing older than sentCacheTTL.
+type sentCache struct {
+	mu      sync.Mutex
+	entries map[string]sentEntry
+	bytes   int
+}
+
+type sentEntry struct {
+	epoch   uint64
+	payload *nodev1.PartialPayload
+	at      time.Time
+	size    int
+}
+
+const (
+	sentCacheBytes = 64 << 20
+	sentCacheTTL   = 10 * time.Minute
+)
+
+func (c *sentCache) keep(qid string, epoch uint64, payload *nodev1.PartialPayload, now time.Time) {
+	size := 0
+	for _, b := range payload.GetCiphertexts() {
+		size += len(b)
+	}
+	if size > sentCacheBytes {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[string]sentEntry{}
+	}
+	c.dropLocked(qid)
+	for q, e := range c.entries {
+		if now.Sub(e.at) > sentCacheTTL || c.bytes+size > sentCacheBytes {
+			c.dropLocked(q)
+		}
+	}
+	c.entries[qid] = sentEntry{epoch: epoch, payload: payload, at: now, size: size}
+	c.bytes += size
+}
+
+// take returns and forgets the payload kept for qid in epoch (nil if none).
+func (c *sentCache) take(qid string, epoch uint64, now time.Time) *nodev1.PartialPayload {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[qid]
+	if !ok {
+		return nil
+	}
+	c.dropLocked(qid)
+	if e.epoch != epoch || now.Sub(e.at) > sentCacheTTL {
+		return nil
+	}
+	return e.payload
+}
+
+func (c *sentCache) dropLocked(qid string) {
+	if e, ok := c.entries[qid]; ok {
+		c.bytes -= e.size
+		delete(c.entries, qid)
+	}
+}

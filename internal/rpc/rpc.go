@@ -100,6 +100,21 @@ func RequireCert(ctx context.Context, roles ...pki.Role) (Peer, *x509.Certificat
 // authenticated (so a daemon can write it to its audit log).
 type RefusalHook func(ctx context.Context, method string, err error)
 
+// Transport sizes of every connection (server and client). fedstat's messages
+// are ciphertexts of 256 KiB and more: with gRPC's defaults (a 32 KiB write
+// buffer, a 64 KiB flow-control window that grows only as the round trips
+// are measured) one partial takes eight write system calls and waits for
+// window updates on the way. A buffer that holds a ciphertext goes out in
+// one write; it is shared (released after each flush), so an idle connection
+// holds only its read buffer. The window is static (this turns off gRPC's
+// bandwidth estimate): 4 MiB per stream and per connection, so that one
+// release request is never held back by flow control on a slow link.
+const (
+	windowBytes      = 4 << 20
+	writeBufferBytes = 512 << 10
+	readBufferBytes  = 64 << 10
+)
+
 // NewServer returns a gRPC server with TLS for id, message size limits,
 // panic recovery, logging and error mapping. Handshakes refused because a
 // certificate is not valid at this machine's time are logged with both
@@ -117,6 +132,11 @@ func NewServer(id *pki.Identity, log *slog.Logger, onRefuse RefusalHook, opts ..
 		grpc.Creds(newCreds(tlsCfg, id, "server", log)),
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.MaxSendMsgSize(MaxMessageBytes),
+		grpc.InitialWindowSize(windowBytes),
+		grpc.InitialConnWindowSize(windowBytes),
+		grpc.WriteBufferSize(writeBufferBytes),
+		grpc.ReadBufferSize(readBufferBytes),
+		grpc.SharedWriteBuffer(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(unaryInterceptor(log, onRefuse)),
 		grpc.ChainStreamInterceptor(streamInterceptor(log, onRefuse)),
@@ -131,6 +151,11 @@ func Dial(addr string, id *pki.Identity, serverName string, opts ...grpc.DialOpt
 	base := []grpc.DialOption{
 		grpc.WithTransportCredentials(newCreds(id.ClientTLS(serverName), id, "client", nil)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
+		grpc.WithInitialWindowSize(windowBytes),
+		grpc.WithInitialConnWindowSize(windowBytes),
+		grpc.WithWriteBufferSize(writeBufferBytes),
+		grpc.WithReadBufferSize(readBufferBytes),
+		grpc.WithSharedWriteBuffer(true),
 	}
 	return grpc.NewClient(addr, append(base, opts...)...)
 }

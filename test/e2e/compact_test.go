@@ -57,6 +57,10 @@ func compactRelease(t *testing.T, ctx context.Context, nodes map[string]nodev1.N
 // commitment from a node whose partial is not in the set and a second sum
 // of a committed set are each refused,
 // naming what is wrong; the honest compact release decrypts to the total.
+// A node's first commitment of a query fingerprints the partial it kept in
+// memory (sentCache), a later one reads it back from its ledger: the
+// "commitments" release is checked on commitments of the second kind, the
+// "honest" one on the first.
 func TestCompactRelease(t *testing.T) {
 	nw, ctx, nodes := startCurious(t, 4, 2, 2, false)
 	params := nw.Coordinator.Params()
