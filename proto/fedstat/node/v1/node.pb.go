@@ -1660,9 +1660,16 @@ type EvaluateBody struct {
 	// The node checks that the query's SQL and budget are exactly the series'
 	// for that interval, charges the series' lifetime budget once (its
 	// first query) and counts each patient in at most its first K periods.
-	Series        *SeriesInterval `protobuf:"bytes,8,opt,name=series,proto3" json:"series,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Series *SeriesInterval `protobuf:"bytes,8,opt,name=series,proto3" json:"series,omitempty"`
+	// analyst_signature is the query as the analyst's client signed it (a
+	// node verifies it whenever it is present: certificate of the network CA
+	// with analyst and role, signature, the calling coordinator, the spec and
+	// the query id; node.Policy.RequireAnalystSignature refuses a query
+	// without one). Absent for queries no analyst's client signed (HTTP
+	// bearer-token clients, standing series, statistical model fits).
+	AnalystSignature *v1.AnalystSignature `protobuf:"bytes,9,opt,name=analyst_signature,json=analystSignature,proto3" json:"analyst_signature,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *EvaluateBody) Reset() {
@@ -1747,6 +1754,13 @@ func (x *EvaluateBody) GetLink() *LinkSpec {
 func (x *EvaluateBody) GetSeries() *SeriesInterval {
 	if x != nil {
 		return x.Series
+	}
+	return nil
+}
+
+func (x *EvaluateBody) GetAnalystSignature() *v1.AnalystSignature {
+	if x != nil {
+		return x.AnalystSignature
 	}
 	return nil
 }
@@ -2664,7 +2678,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x10link_commitments\x18\x05 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\x0flinkCommitments\"\x14\n" +
 	"\x12InstallKeyResponse\"E\n" +
 	"\x0fEvaluateRequest\x122\n" +
-	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\xb1\x02\n" +
+	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\x82\x03\n" +
 	"\fEvaluateBody\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -2673,7 +2687,8 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x04role\x18\x05 \x01(\tR\x04role\x12)\n" +
 	"\x10plan_fingerprint\x18\x06 \x01(\tR\x0fplanFingerprint\x12-\n" +
 	"\x04link\x18\a \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\x127\n" +
-	"\x06series\x18\b \x01(\v2\x1f.fedstat.node.v1.SeriesIntervalR\x06series\"n\n" +
+	"\x06series\x18\b \x01(\v2\x1f.fedstat.node.v1.SeriesIntervalR\x06series\x12O\n" +
+	"\x11analyst_signature\x18\t \x01(\v2\".fedstat.types.v1.AnalystSignatureR\x10analystSignature\"n\n" +
 	"\x0eSeriesInterval\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\x05R\x05level\x12\x14\n" +
@@ -2806,7 +2821,8 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*v1.QuerySpec)(nil),        // 38: fedstat.types.v1.QuerySpec
 	(*v1.Signed)(nil),           // 39: fedstat.types.v1.Signed
 	(*v1.DataSummary)(nil),      // 40: fedstat.types.v1.DataSummary
-	(*v1.SeriesSpec)(nil),       // 41: fedstat.types.v1.SeriesSpec
+	(*v1.AnalystSignature)(nil), // 41: fedstat.types.v1.AnalystSignature
+	(*v1.SeriesSpec)(nil),       // 42: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
@@ -2837,42 +2853,43 @@ var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	38, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 26: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
 	26, // 27: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	41, // 28: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
-	4,  // 29: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	39, // 30: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	29, // 31: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	38, // 32: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 33: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	21, // 34: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 35: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	39, // 36: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	34, // 37: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	39, // 38: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 39: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 40: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	22, // 41: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	24, // 42: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	30, // 43: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	31, // 44: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 45: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 46: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 47: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 48: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 49: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 50: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	23, // 51: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	28, // 52: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	36, // 53: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	32, // 54: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 55: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 56: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 57: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 58: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	49, // [49:59] is the sub-list for method output_type
-	39, // [39:49] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	41, // 28: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	42, // 29: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 30: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	39, // 31: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	29, // 32: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	38, // 33: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 34: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	21, // 35: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 36: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	39, // 37: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	34, // 38: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	39, // 39: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 40: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 41: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	22, // 42: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	24, // 43: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	30, // 44: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	31, // 45: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 46: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 47: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 48: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 49: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 50: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 51: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	23, // 52: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	28, // 53: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	36, // 54: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	32, // 55: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 56: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 57: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 58: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 59: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	50, // [50:60] is the sub-list for method output_type
+	40, // [40:50] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }

@@ -137,6 +137,69 @@ func (x *Signed) GetSignature() []byte {
 	return nil
 }
 
+// AnalystSignature is a query as the analyst's own client signed it, so
+// that each node can check who asked, in which role, and what, without
+// trusting the coordinator (internal/protocol: SealAnalystRequest,
+// OpenAnalystRequest). request is a Signed of kind "analyst-request" whose
+// payload is the QuerySpec the analyst submitted, bound to the name of the
+// coordinator's certificate (the binding's node id; query id empty, epoch
+// 0), timestamped and with a random nonce, and signed with the key of the
+// analyst's network certificate. The query id is derived from the signed
+// header (protocol.AnalystQueryID): one signature pays for one query.
+type AnalystSignature struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Request *Signed                `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// certificate is the analyst's certificate (DER), issued by the network
+	// CA, with the analyst's name and role.
+	Certificate   []byte `protobuf:"bytes,2,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnalystSignature) Reset() {
+	*x = AnalystSignature{}
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnalystSignature) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnalystSignature) ProtoMessage() {}
+
+func (x *AnalystSignature) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnalystSignature.ProtoReflect.Descriptor instead.
+func (*AnalystSignature) Descriptor() ([]byte, []int) {
+	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AnalystSignature) GetRequest() *Signed {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *AnalystSignature) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
 // QuerySpec is what an analyst asks, with the privacy parameters the
 // coordinator settled. Every node re-plans the query from it (planning is
 // deterministic), so a node never trusts the coordinator's sigma or cost.
@@ -183,7 +246,7 @@ type QuerySpec struct {
 
 func (x *QuerySpec) Reset() {
 	*x = QuerySpec{}
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[1]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -195,7 +258,7 @@ func (x *QuerySpec) String() string {
 func (*QuerySpec) ProtoMessage() {}
 
 func (x *QuerySpec) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[1]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -208,7 +271,7 @@ func (x *QuerySpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuerySpec.ProtoReflect.Descriptor instead.
 func (*QuerySpec) Descriptor() ([]byte, []int) {
-	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *QuerySpec) GetSql() string {
@@ -311,7 +374,7 @@ type Number struct {
 
 func (x *Number) Reset() {
 	*x = Number{}
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[2]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +386,7 @@ func (x *Number) String() string {
 func (*Number) ProtoMessage() {}
 
 func (x *Number) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[2]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +399,7 @@ func (x *Number) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Number.ProtoReflect.Descriptor instead.
 func (*Number) Descriptor() ([]byte, []int) {
-	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Number) GetValue() float64 {
@@ -392,7 +455,7 @@ type Row struct {
 
 func (x *Row) Reset() {
 	*x = Row{}
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[3]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +467,7 @@ func (x *Row) String() string {
 func (*Row) ProtoMessage() {}
 
 func (x *Row) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[3]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +480,7 @@ func (x *Row) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Row.ProtoReflect.Descriptor instead.
 func (*Row) Descriptor() ([]byte, []int) {
-	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Row) GetKeys() []string {
@@ -458,7 +521,7 @@ type Result struct {
 
 func (x *Result) Reset() {
 	*x = Result{}
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[4]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +533,7 @@ func (x *Result) String() string {
 func (*Result) ProtoMessage() {}
 
 func (x *Result) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[4]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +546,7 @@ func (x *Result) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Result.ProtoReflect.Descriptor instead.
 func (*Result) Descriptor() ([]byte, []int) {
-	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Result) GetColumns() []string {
@@ -570,7 +633,7 @@ type DataSummary struct {
 
 func (x *DataSummary) Reset() {
 	*x = DataSummary{}
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[5]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +645,7 @@ func (x *DataSummary) String() string {
 func (*DataSummary) ProtoMessage() {}
 
 func (x *DataSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[5]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +658,7 @@ func (x *DataSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DataSummary.ProtoReflect.Descriptor instead.
 func (*DataSummary) Descriptor() ([]byte, []int) {
-	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DataSummary) GetPatients() int64 {
@@ -654,7 +717,7 @@ type SeriesSpec struct {
 
 func (x *SeriesSpec) Reset() {
 	*x = SeriesSpec{}
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[6]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +729,7 @@ func (x *SeriesSpec) String() string {
 func (*SeriesSpec) ProtoMessage() {}
 
 func (x *SeriesSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[6]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +742,7 @@ func (x *SeriesSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesSpec.ProtoReflect.Descriptor instead.
 func (*SeriesSpec) Descriptor() ([]byte, []int) {
-	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SeriesSpec) GetName() string {
@@ -774,7 +837,10 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\x06Signed\x12\x16\n" +
 	"\x06header\x18\x01 \x01(\fR\x06header\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1c\n" +
-	"\tsignature\x18\x03 \x01(\fR\tsignature\"\xe6\x02\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"h\n" +
+	"\x10AnalystSignature\x122\n" +
+	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\x12 \n" +
+	"\vcertificate\x18\x02 \x01(\fR\vcertificate\"\xe6\x02\n" +
 	"\tQuerySpec\x12\x10\n" +
 	"\x03sql\x18\x01 \x01(\tR\x03sql\x12\x18\n" +
 	"\aepsilon\x18\x02 \x01(\x01R\aepsilon\x12\x14\n" +
@@ -855,30 +921,32 @@ func file_fedstat_types_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_types_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_fedstat_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_fedstat_types_v1_types_proto_goTypes = []any{
-	(Mechanism)(0),      // 0: fedstat.types.v1.Mechanism
-	(*Signed)(nil),      // 1: fedstat.types.v1.Signed
-	(*QuerySpec)(nil),   // 2: fedstat.types.v1.QuerySpec
-	(*Number)(nil),      // 3: fedstat.types.v1.Number
-	(*Row)(nil),         // 4: fedstat.types.v1.Row
-	(*Result)(nil),      // 5: fedstat.types.v1.Result
-	(*DataSummary)(nil), // 6: fedstat.types.v1.DataSummary
-	(*SeriesSpec)(nil),  // 7: fedstat.types.v1.SeriesSpec
-	nil,                 // 8: fedstat.types.v1.Result.KeyNamesEntry
-	nil,                 // 9: fedstat.types.v1.DataSummary.RowsEntry
+	(Mechanism)(0),           // 0: fedstat.types.v1.Mechanism
+	(*Signed)(nil),           // 1: fedstat.types.v1.Signed
+	(*AnalystSignature)(nil), // 2: fedstat.types.v1.AnalystSignature
+	(*QuerySpec)(nil),        // 3: fedstat.types.v1.QuerySpec
+	(*Number)(nil),           // 4: fedstat.types.v1.Number
+	(*Row)(nil),              // 5: fedstat.types.v1.Row
+	(*Result)(nil),           // 6: fedstat.types.v1.Result
+	(*DataSummary)(nil),      // 7: fedstat.types.v1.DataSummary
+	(*SeriesSpec)(nil),       // 8: fedstat.types.v1.SeriesSpec
+	nil,                      // 9: fedstat.types.v1.Result.KeyNamesEntry
+	nil,                      // 10: fedstat.types.v1.DataSummary.RowsEntry
 }
 var file_fedstat_types_v1_types_proto_depIdxs = []int32{
-	0, // 0: fedstat.types.v1.QuerySpec.mechanism:type_name -> fedstat.types.v1.Mechanism
-	3, // 1: fedstat.types.v1.Row.values:type_name -> fedstat.types.v1.Number
-	4, // 2: fedstat.types.v1.Result.rows:type_name -> fedstat.types.v1.Row
-	8, // 3: fedstat.types.v1.Result.key_names:type_name -> fedstat.types.v1.Result.KeyNamesEntry
-	9, // 4: fedstat.types.v1.DataSummary.rows:type_name -> fedstat.types.v1.DataSummary.RowsEntry
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	1,  // 0: fedstat.types.v1.AnalystSignature.request:type_name -> fedstat.types.v1.Signed
+	0,  // 1: fedstat.types.v1.QuerySpec.mechanism:type_name -> fedstat.types.v1.Mechanism
+	4,  // 2: fedstat.types.v1.Row.values:type_name -> fedstat.types.v1.Number
+	5,  // 3: fedstat.types.v1.Result.rows:type_name -> fedstat.types.v1.Row
+	9,  // 4: fedstat.types.v1.Result.key_names:type_name -> fedstat.types.v1.Result.KeyNamesEntry
+	10, // 5: fedstat.types.v1.DataSummary.rows:type_name -> fedstat.types.v1.DataSummary.RowsEntry
+	6,  // [6:6] is the sub-list for method output_type
+	6,  // [6:6] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_types_v1_types_proto_init() }
@@ -886,14 +954,14 @@ func file_fedstat_types_v1_types_proto_init() {
 	if File_fedstat_types_v1_types_proto != nil {
 		return
 	}
-	file_fedstat_types_v1_types_proto_msgTypes[2].OneofWrappers = []any{}
+	file_fedstat_types_v1_types_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_types_v1_types_proto_rawDesc), len(file_fedstat_types_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
