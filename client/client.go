@@ -49,6 +49,9 @@ type Config struct {
 	Identity *pki.Identity
 	// ServerName is the name the coordinator's certificate must carry (gRPC,
 	// and HTTPS when HTTPClient is not given). Defaults to "coordinator".
+	// Over gRPC every query is signed with Identity's key for the
+	// coordinator of this name (its certificate's common name), and the
+	// nodes check that signature themselves (internal/signedquery).
 	ServerName string
 
 	// HTTPURL is the base URL of the coordinator's HTTP/JSON API (for
@@ -85,7 +88,7 @@ func Dial(cfg Config) (*Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Client{t: &grpcTransport{c: coordinatorv1.NewCoordinatorServiceClient(conn), closeFn: conn.Close}}, nil
+		return &Client{t: &grpcTransport{c: coordinatorv1.NewCoordinatorServiceClient(conn), closeFn: conn.Close, id: cfg.Identity, coordinator: cfg.ServerName}}, nil
 	case cfg.Token != "" && cfg.HTTPURL != "":
 		hc := cfg.HTTPClient
 		if hc == nil {

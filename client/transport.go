@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,6 +14,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/signedquery"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 )
 
@@ -20,9 +23,26 @@ import (
 type grpcTransport struct {
 	c       coordinatorv1.CoordinatorServiceClient
 	closeFn func() error
+	// id signs every query submitted (signedquery.Seal) for the
+	// coordinator whose certificate has the name coordinator.
+	id          *pki.Identity
+	coordinator string
 }
 
+// submit signs the query with the caller's certificate key (the spec with
+// the network's defaults stated: signedquery.WithDefaults), so that the
+// nodes can check who asked and what, and submits it.
 func (g *grpcTransport) submit(ctx context.Context, req *coordinatorv1.SubmitRequest) (*coordinatorv1.QueryStatus, error) {
+	if g.id != nil && req.GetAnalystSignature() == nil {
+		now := g.id.Clock()
+		spec := signedquery.WithDefaults(req.GetSpec(), now)
+		sig, err := signedquery.Seal(g.id.Key, g.id.Cert.Raw, g.coordinator, spec, now)
+		if err != nil {
+			return nil, fmt.Errorf("client: signing the query: %w", err)
+		}
+		req = proto.Clone(req).(*coordinatorv1.SubmitRequest)
+		req.Spec, req.AnalystSignature = spec, sig
+	}
 	st, err := g.c.Submit(ctx, req)
 	return st, fromGRPC(err)
 }

@@ -276,7 +276,8 @@ func (h *httpAPI) submit(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	if !readBody(w, r, &req) {
 		return
 	}
-	st, err := h.c.SubmitWith(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), SubmitOptions{Deadline: time.Duration(req.GetDeadlineMs()) * time.Millisecond, Fresh: req.GetFresh()})
+	st, err := h.c.SubmitWith(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), SubmitOptions{
+		Deadline: time.Duration(req.GetDeadlineMs()) * time.Millisecond, Fresh: req.GetFresh(), Signature: req.GetAnalystSignature()})
 	if err != nil {
 		writeError(w, err)
 		return

@@ -109,7 +109,7 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 		}
 		body := &nodev1.EvaluateBody{
 			QueryId: q.id, Epoch: e.ID, Spec: spec, Analyst: who.Name, Role: who.Role,
-			PlanFingerprint: q.plan.Fingerprint(), Link: ls,
+			PlanFingerprint: q.plan.Fingerprint(), Link: ls, AnalystSignature: q.signature,
 		}
 		resp, err := c.askApproved(q.ctx, ctx, q, id, cl, body)
 		if err != nil {

@@ -17,16 +17,18 @@ import (
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
+	"github.com/fedstat/fedstat/internal/signedquery"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
-// Network defaults for the privacy parameters of a query.
+// Network defaults for the privacy parameters of a query (an analyst's
+// client states them in the query it signs: signedquery.WithDefaults).
 const (
-	DefaultEpsilon = 1.0
-	DefaultDelta   = 1e-6
+	DefaultEpsilon = signedquery.DefaultEpsilon
+	DefaultDelta   = signedquery.DefaultDelta
 )
 
 // query is one analyst query and its progress.
@@ -57,6 +59,10 @@ type query struct {
 	role      string
 	resumable bool
 	waited    bool
+	// signature is the analyst's signed request the query runs under (its
+	// id is derived from it), sent to every node; nil for a query no
+	// analyst's client signed.
+	signature *typesv1.AnalystSignature
 }
 
 // releaseTimeout bounds the commitment and key-switch rounds of a release,
@@ -139,11 +145,41 @@ type SubmitOptions struct {
 	// Fresh asks the nodes again, at full price, even when the same
 	// question was released before.
 	Fresh bool
+	// Signature is the query as the analyst's client signed it
+	// (signedquery), optional. It must verify, be by the caller (the name
+	// and role of who), made for this coordinator and, when spec is given,
+	// be for spec (nil spec: the signed one); the query runs under the id
+	// derived from it and every node verifies it again.
+	Signature *typesv1.AnalystSignature
 }
 
 // SubmitWith is Submit with options.
 func (c *Coordinator) SubmitWith(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, o SubmitOptions) (*coordinatorv1.QueryStatus, error) {
-	return c.submit(ctx, who, spec, o.Deadline, "", nil, !o.Fresh)
+	if o.Signature == nil {
+		return c.submit(ctx, who, spec, o.Deadline, "", nil, !o.Fresh, nil)
+	}
+	signed, err := c.openSignature(who, spec, o.Signature)
+	if err != nil {
+		return nil, err
+	}
+	return c.submit(ctx, who, signed.Spec, o.Deadline, signed.QueryID, nil, !o.Fresh, o.Signature)
+}
+
+// openSignature verifies an analyst's signed request at submission (the
+// nodes verify it again): by the network CA's certificate of the caller
+// who, for this coordinator, fresh, and for spec when spec is given.
+func (c *Coordinator) openSignature(who Analyst, spec *typesv1.QuerySpec, sig *typesv1.AnalystSignature) (*signedquery.Request, error) {
+	r, err := signedquery.Open(c.cfg.Identity.CA, sig, c.cfg.Identity.Name(), c.cfg.Now(), c.cfg.MaxSkew)
+	if err != nil {
+		return nil, err
+	}
+	if r.Name != who.Name || string(r.Role) != who.Role {
+		return nil, fmt.Errorf("%w: the query is signed by %s (%s), the caller is %s (%s)", signedquery.ErrInvalid, r.Name, r.Role, who.Name, who.Role)
+	}
+	if spec != nil && !proto.Equal(spec, r.Spec) {
+		return nil, fmt.Errorf("%w: the submitted spec is not the signed one", signedquery.ErrInvalid)
+	}
+	return r, nil
 }
 
 // settle settles a query's spec in epoch e (defaults, the epoch's
@@ -218,19 +254,28 @@ func (c *Coordinator) settle(spec *typesv1.QuerySpec, e *epoch, series *nodev1.S
 	return spec, p, link, nil
 }
 
-// submit is Submit with a fixed query id (empty: a fresh one) and, for a
-// query of a standing series, its interval. A fixed id whose earlier run
+// submit is Submit with a fixed query id (empty: a fresh one), for a
+// query of a standing series its interval, and the analyst's signature the
+// query runs under (nil: none; fixedID is then the id derived from it). A fixed id whose earlier run
 // ended is run again under the same id (the nodes replay what they
 // answered); one still running is refused.
-func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration, fixedID string, series *nodev1.SeriesInterval, reuse bool) (*coordinatorv1.QueryStatus, error) {
+func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration, fixedID string, series *nodev1.SeriesInterval, reuse bool, sig *typesv1.AnalystSignature) (*coordinatorv1.QueryStatus, error) {
 	e, err := c.currentEpoch()
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
+	signed := spec
 	spec, p, link, err := c.settle(spec, e, series)
 	if err != nil {
 		return nil, err
+	}
+	if sig != nil {
+		// What the nodes will check: refused here already, with the same
+		// words, rather than at every node.
+		if err := signedquery.CheckSettled(signed, spec); err != nil {
+			return nil, err
+		}
 	}
 	if reuse && series == nil && link == nil && !c.cfg.BenchmarkPlaintext {
 		if from, why := c.earlierRelease(ctx, who, e, spec); from != nil {
@@ -252,7 +297,7 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	}
 	q := &query{
 		id: id, plan: p, link: link, series: series, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: start, deadline: deadline,
-		role: who.Role, resumable: series == nil && link == nil,
+		role: who.Role, resumable: series == nil && link == nil, signature: sig,
 		st: &coordinatorv1.QueryStatus{
 			State: coordinatorv1.State_STATE_PLANNED, Spec: spec, Analyst: who.Name,
 			Plan: p.Describe(), SubmittedUnixMs: c.cfg.Now().UnixMilli(), Epoch: e.ID,

@@ -528,7 +528,7 @@ func (c *Coordinator) releaseInterval(ctx context.Context, r *seriesRecord, iv c
 		}
 	}
 	st, err := c.submit(ctx, Analyst{Name: r.Owner, Role: r.Role}, spec, 0, id,
-		&nodev1.SeriesInterval{Spec: r.spec, Level: int32(iv.Level), Index: int32(iv.Index)}, false)
+		&nodev1.SeriesInterval{Spec: r.spec, Level: int32(iv.Level), Index: int32(iv.Index)}, false, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -26,7 +26,8 @@ func (s *service) Submit(ctx context.Context, req *coordinatorv1.SubmitRequest) 
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.c.SubmitWith(ctx, Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), SubmitOptions{Deadline: time.Duration(req.GetDeadlineMs()) * time.Millisecond, Fresh: req.GetFresh()})
+	st, err := s.c.SubmitWith(ctx, Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), SubmitOptions{
+		Deadline: time.Duration(req.GetDeadlineMs()) * time.Millisecond, Fresh: req.GetFresh(), Signature: req.GetAnalystSignature()})
 	if err != nil {
 		return nil, err
 	}

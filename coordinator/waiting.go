@@ -12,6 +12,7 @@ import (
 
 	"github.com/fedstat/fedstat/internal/kv"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -40,6 +41,9 @@ func waitKey(id string) []byte { return append(append([]byte{}, prefixWait...), 
 type waitRecord struct {
 	Role       string `json:"role"`
 	DeadlineMs int64  `json:"deadline_ms"`
+	// Signature is the analyst's signed request (typesv1.AnalystSignature,
+	// protobuf), when the query has one.
+	Signature []byte `json:"signature,omitempty"`
 }
 
 // saveWaiting records that q waits for an approval: its status (with
@@ -59,7 +63,13 @@ func (c *Coordinator) saveWaiting(q *query) error {
 	if err != nil {
 		return err
 	}
-	rec, err := json.Marshal(waitRecord{Role: q.role, DeadlineMs: q.deadline.Milliseconds()})
+	wr := waitRecord{Role: q.role, DeadlineMs: q.deadline.Milliseconds()}
+	if q.signature != nil {
+		if wr.Signature, err = proto.Marshal(q.signature); err != nil {
+			return err
+		}
+	}
+	rec, err := json.Marshal(wr)
 	if err != nil {
 		return err
 	}
@@ -144,6 +154,12 @@ func (c *Coordinator) resume(st *coordinatorv1.QueryStatus, rec waitRecord) erro
 		deadline: time.Duration(rec.DeadlineMs) * time.Millisecond, role: rec.Role, resumable: true, st: st}
 	if q.deadline <= 0 {
 		q.deadline = c.cfg.Deadline
+	}
+	if len(rec.Signature) > 0 {
+		q.signature = new(typesv1.AnalystSignature)
+		if err := proto.Unmarshal(rec.Signature, q.signature); err != nil {
+			return fmt.Errorf("the coordinator restarted while this query waited for approval, and its analyst's signature does not decode: %w", err)
+		}
 	}
 	if d := st.GetApprovalDeadlineUnixMs(); d > 0 {
 		// Counted from the submission, not from the restart.

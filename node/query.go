@@ -19,6 +19,7 @@ import (
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
+	"github.com/fedstat/fedstat/internal/signedquery"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/dp"
@@ -54,6 +55,15 @@ type Policy struct {
 	// role, SQL, epsilon, delta, rho, since), so that the admin need not
 	// watch the queue.
 	ApprovalWebhook string
+	// RequireAnalystSignature refuses every query that no analyst's client
+	// signed (EvaluateBody.analyst_signature): the analyst's name, role and
+	// query then rest on the analyst's certificate, not on the
+	// coordinator's word. Queries no analyst's client signs are refused
+	// with it: those of the HTTP API's token clients (Python, R, the
+	// dashboard), standing series' intervals and statistical model fits. A
+	// signature that is present is verified whether this is on or not.
+	// Defaults to false.
+	RequireAnalystSignature bool
 }
 
 // DefaultMinCohortRho is the default cost of a node's minimum-cohort check
@@ -128,7 +138,7 @@ func (n *Node) evaluate(ctx context.Context, sreq *nodev1.EvaluateRequest) (*nod
 		n.record(ctx, who, "query.refused", "", map[string]any{"reason": err.Error()})
 		return nil, err
 	}
-	resp, err := n.evaluateBody(ctx, req)
+	resp, err := n.evaluateBody(ctx, req, peer.Name)
 	if err != nil {
 		n.metrics.queries.WithLabelValues("refused").Inc()
 		n.record(ctx, req.GetAnalyst(), "query.refused", req.GetQueryId(), map[string]any{"reason": err.Error(), "role": req.GetRole()})
@@ -148,7 +158,9 @@ func (n *Node) evaluate(ctx context.Context, sreq *nodev1.EvaluateRequest) (*nod
 	return resp, nil
 }
 
-func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nodev1.EvaluateResponse, error) {
+// evaluateBody answers the query of req, sent by the coordinator whose
+// certificate has the name coordinator.
+func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody, coordinator string) (*nodev1.EvaluateResponse, error) {
 	e, err := n.epochFor(req.GetEpoch())
 	if err != nil {
 		return nil, err
@@ -158,6 +170,9 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	}
 	if req.GetQueryId() == "" || req.GetAnalyst() == "" {
 		return nil, fmt.Errorf("%w: query id and analyst are required", ErrBadRequest)
+	}
+	if err := n.checkAnalystSignature(req, coordinator); err != nil {
+		return nil, err
 	}
 	pol := n.cfg.Policy
 	if !slices.Contains(pol.Roles, pki.Role(req.GetRole())) {
@@ -274,6 +289,40 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody) (*nod
 	n.record(ctx, n.id, "partial.released", req.GetQueryId(), map[string]any{"replayed": replayed, "slots": p.VectorLen()})
 	n.log.Info("answered query", "query_id", req.GetQueryId(), "analyst", req.GetAnalyst(), "rho", p.Rho(), "replayed", replayed)
 	return &nodev1.EvaluateResponse{Partial: &signed, Replayed: replayed}, nil
+}
+
+// checkAnalystSignature verifies the analyst's signed request of req
+// (signedquery), before anything is charged: the certificate of the
+// network CA valid now, the name and role it carries are the query's
+// analyst and role, the signature, the coordinator it was made for is the
+// calling one, signed within the skew window plus the query's approval wait
+// (protocol.PartialAge), the query id is the one derived from the
+// signature, and the spec evaluated is the signed one as the coordinator
+// may settle it (signedquery.CheckSettled). A query without one passes
+// unless the policy requires it. The errors match signedquery.ErrInvalid.
+func (n *Node) checkAnalystSignature(req *nodev1.EvaluateBody, coordinator string) error {
+	sig := req.GetAnalystSignature()
+	if sig == nil {
+		if n.cfg.Policy.RequireAnalystSignature {
+			return fmt.Errorf("%w: %s requires every query to be signed by its analyst's client (policy require_analyst_signature), "+
+				"and query %s is not (the HTTP API's token clients, standing series and statistical model fits do not sign)", signedquery.ErrInvalid, n.id, req.GetQueryId())
+		}
+		return nil
+	}
+	r, err := signedquery.Open(n.cfg.Identity.CA, sig, coordinator, n.cfg.Now(), protocol.PartialAge(req.GetSpec(), n.cfg.MaxSkew))
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.Name != req.GetAnalyst():
+		return fmt.Errorf("%w: the query is sent as %q's, and %q signed it", signedquery.ErrInvalid, req.GetAnalyst(), r.Name)
+	case string(r.Role) != req.GetRole():
+		return fmt.Errorf("%w: the query is sent with role %q, and the certificate of %q has role %q", signedquery.ErrInvalid, req.GetRole(), r.Name, r.Role)
+	case r.QueryID != req.GetQueryId():
+		return fmt.Errorf("%w: the query id is %s, and %q's signature is for query id %s (one signature pays for one query)",
+			signedquery.ErrInvalid, req.GetQueryId(), r.Name, r.QueryID)
+	}
+	return signedquery.CheckSettled(r.Spec, req.GetSpec())
 }
 
 // pendingResponse is the answer to a query that waits for the admin.

@@ -283,6 +283,9 @@ type Policy struct {
 	// ApprovalWebhook is a URL told of every query that starts to wait for
 	// approval (JSON POST). Default none.
 	ApprovalWebhook string `toml:"approval_webhook"`
+	// RequireAnalystSignature refuses queries that no analyst's client
+	// signed (see node.Policy.RequireAnalystSignature). Default false.
+	RequireAnalystSignature bool `toml:"require_analyst_signature"`
 }
 
 // Budget is a node's privacy budget, in zCDP rho.

@@ -238,6 +238,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	}
 	pol.MinCohortRho = cfg.Policy.MinCohortRho
 	pol.RequireApproval = cfg.Policy.RequireApproval
+	pol.RequireAnalystSignature = cfg.Policy.RequireAnalystSignature
 	pol.ApprovalWebhook = cfg.Policy.ApprovalWebhook
 
 	cat, err := NetworkCatalogue(&cfg.Common)
