@@ -60,7 +60,8 @@ type Policy struct {
 	// query then rest on the analyst's certificate, not on the
 	// coordinator's word. Queries no analyst's client signs are refused
 	// with it: those of the HTTP API's token clients (Python, R, the
-	// dashboard), standing series' intervals and statistical model fits. A
+	// dashboard, and the model fits the coordinator runs for them) and
+	// standing series' intervals. A
 	// signature that is present is verified whether this is on or not.
 	// Defaults to false.
 	RequireAnalystSignature bool
@@ -305,7 +306,7 @@ func (n *Node) checkAnalystSignature(req *nodev1.EvaluateBody, coordinator strin
 	if sig == nil {
 		if n.cfg.Policy.RequireAnalystSignature {
 			return fmt.Errorf("%w: %s requires every query to be signed by its analyst's client (policy require_analyst_signature), "+
-				"and query %s is not (the HTTP API's token clients, standing series and statistical model fits do not sign)", signedquery.ErrInvalid, n.id, req.GetQueryId())
+				"and query %s is not (the HTTP API's token clients and standing series do not sign)", signedquery.ErrInvalid, n.id, req.GetQueryId())
 		}
 		return nil
 	}

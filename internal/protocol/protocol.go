@@ -6,6 +6,9 @@
 // CommitDigest), the plaintext range check and the freshness window both
 // sides use (contract.go), and the errors both sides return with their
 // gRPC codes (errors.go). Both sides import it; neither imports the other.
+// The one message an analyst's client makes, the analyst-signed query, is
+// sealed and opened by internal/signedquery instead, which the client can
+// link without this package's cryptography.
 package protocol
 
 import (
