@@ -31,7 +31,8 @@ import (
 // query's SQL or epsilon, sends it under another analyst's name, claims a
 // role the certificate does not have, runs one signature under a second
 // query id, sends a query nobody signed, uses a signature made for another
-// coordinator, or signs a query with its own certificate. The coordinator
+// coordinator or one signed an hour ago, or signs a query with its own
+// certificate; each refusal is in the nodes' audit logs. The coordinator
 // itself refuses a signature that is not the caller's, a submitted spec
 // that is not the signed one, and a signed spec without epsilon; a
 // signature pays for one query id, and a replay under it costs nothing.
@@ -44,7 +45,7 @@ func TestAnalystSignedQueries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nw, err := demo.Start(ctx, demo.Options{Data: data, Threshold: 2, MinNodes: 2, NodePolicy: pol,
+	nw, err := demo.Start(ctx, demo.Options{Data: data, Threshold: 2, MinNodes: 2, NodePolicy: pol, AuditLogs: true,
 		Budget: node.Budget{TotalRho: 1000, PerAnalystRho: 1000}})
 	if err != nil {
 		t.Fatal(err)
@@ -133,6 +134,13 @@ func TestAnalystSignedQueries(t *testing.T) {
 		sig := sign(victim, "coordinator-of-another-network", spec)
 		refused(t, "another coordinator", signedBody(sig, spec, "victim", "analyst"), `for coordinator "coordinator-of-another-network", not for "coordinator"`)
 	})
+	t.Run("stale signature", func(t *testing.T) {
+		sig, err := signedquery.Seal(victim.Key, victim.Cert.Raw, "coordinator", spec, time.Now().Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, "stale", signedBody(sig, spec, "victim", "analyst"), `"victim" signed the query at`, "further than 15m0s")
+	})
 	t.Run("signed by the coordinator itself", func(t *testing.T) {
 		sig := sign(coord, "coordinator", spec)
 		refused(t, "coordinator's own signature", signedBody(sig, spec, "coordinator", "analyst"), `has role "coordinator", which may not sign a query`)
@@ -145,6 +153,15 @@ func TestAnalystSignedQueries(t *testing.T) {
 		for _, nb := range b.GetNodes() {
 			if nb.GetError() != "" || nb.GetSpentRho() != 0 {
 				t.Errorf("%s: victim spent rho %g (%s)", nb.GetNodeId(), nb.GetSpentRho(), nb.GetError())
+			}
+		}
+		// Each refusal is in every node's audit log with its reason.
+		for i := range ids {
+			entries := auditEntries(t, nw, i)
+			for _, reason := range []string{"the query's SQL is", "sent as \"victim\"'s", "require_analyst_signature", "query id is q-second"} {
+				if !refusedWith(entries, reason) {
+					t.Errorf("%s: no query.refused entry naming %q", ids[i], reason)
+				}
 			}
 		}
 	})

@@ -61,6 +61,10 @@ type ServeOptions struct {
 	// require_approval, so that every query waits at them for
 	// `fedstat node approve`. Defaults to none.
 	ApprovalNodes []int
+	// SignatureNodes lists the nodes (0-based) whose policy sets
+	// require_analyst_signature, so that they refuse every query that no
+	// analyst's client signed. Defaults to none.
+	SignatureNodes []int
 	// Progress, when set, is told about each step.
 	Progress func(string)
 	// NodeConfig, when set, returns extra TOML appended to node i's config
@@ -397,6 +401,9 @@ min_members = %d
 		approval := ""
 		if slices.Contains(o.ApprovalNodes, i) {
 			approval = "require_approval = true\n"
+		}
+		if slices.Contains(o.SignatureNodes, i) {
+			approval += "require_analyst_signature = true\n"
 		}
 		// A fixed gRPC port: a node restarted by StartNode is at the address
 		// the coordinator already knows (a new port would have to wait for
