@@ -178,3 +178,37 @@ func TestWithDefaults(t *testing.T) {
 func TestErrors(t *testing.T) {
 	rpctest.CheckTable(t, signedquery.Errors, "while verifying: %w")
 }
+
+// FuzzOpen: Open never panics on hostile bytes, and accepts nothing but
+// what was sealed.
+func FuzzOpen(f *testing.F) {
+	ca, err := pki.NewCA("test", time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	alice, err := ca.Issue(pki.IssueRequest{Name: "alice", Role: pki.RoleAnalyst, Validity: time.Hour})
+	if err != nil {
+		f.Fatal(err)
+	}
+	now := time.Now()
+	sig, err := signedquery.Seal(alice.Key, alice.Cert.Raw, "coordinator", testSpec(), now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	r := sig.GetRequest()
+	f.Add(r.GetHeader(), r.GetPayload(), r.GetSignature(), sig.GetCertificate())
+	f.Add([]byte{}, []byte{}, []byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, header, payload, signature, cert []byte) {
+		s := &typesv1.AnalystSignature{Request: &typesv1.Signed{Header: header, Payload: payload, Signature: signature}, Certificate: cert}
+		got, err := signedquery.Open(ca.Cert, s, "coordinator", now, time.Minute)
+		if err != nil {
+			if !errors.Is(err, signedquery.ErrInvalid) {
+				t.Fatalf("error without ErrInvalid: %v", err)
+			}
+			return
+		}
+		if got.Name != "alice" || !proto.Equal(got.Spec, testSpec()) {
+			t.Fatalf("opened something that was not sealed: %+v", got)
+		}
+	})
+}
