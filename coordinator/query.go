@@ -256,9 +256,9 @@ func (c *Coordinator) settle(spec *typesv1.QuerySpec, e *epoch, series *nodev1.S
 
 // submit is Submit with a fixed query id (empty: a fresh one), for a
 // query of a standing series its interval, and the analyst's signature the
-// query runs under (nil: none; fixedID is then the id derived from it). A fixed id whose earlier run
-// ended is run again under the same id (the nodes replay what they
-// answered); one still running is refused.
+// query runs under (nil: none; otherwise fixedID is the id derived from
+// it). A fixed id whose earlier run ended is run again under the same id
+// (the nodes replay what they answered); one still running is refused.
 func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration, fixedID string, series *nodev1.SeriesInterval, reuse bool, sig *typesv1.AnalystSignature) (*coordinatorv1.QueryStatus, error) {
 	e, err := c.currentEpoch()
 	if err != nil {
