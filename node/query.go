@@ -506,7 +506,10 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	if err != nil {
 		return nil, err
 	}
-	payload := &nodev1.KeySwitchPayload{}
+	payload := &nodev1.KeySwitchPayload{CommitDigest: commitDigest, TargetKeyDigest: protocol.TargetKeyDigest(req.GetTargetPublicKey())}
+	if len(req.GetSum()) > 0 {
+		payload.SumDigest = protocol.SumDigest(req.GetSum())
+	}
 	for _, ct := range sum {
 		s, err := collective.KeySwitchShare(e.Params, sk, target, ct)
 		if err != nil {

@@ -252,28 +252,8 @@ func Open(pub crypto.PublicKey, e *Envelope, want Binding, now time.Time, maxSke
 	if err != nil {
 		return nil, err
 	}
-	if len(e.Signature) == 0 || len(e.Signature) > MaxSignatureLen {
-		return nil, fmt.Errorf("%w: signature of %d bytes", ErrBadSignature, len(e.Signature))
-	}
-	msg := signedMessage(e.Header)
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		if k == nil || k.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("%w: ECDSA key not on P-256", ErrMalformed)
-		}
-		d := sha256.Sum256(msg)
-		if !ecdsa.VerifyASN1(k, d[:], e.Signature) {
-			return nil, ErrBadSignature
-		}
-	case ed25519.PublicKey:
-		if len(k) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("%w: Ed25519 key of %d bytes", ErrMalformed, len(k))
-		}
-		if !ed25519.Verify(k, msg, e.Signature) {
-			return nil, ErrBadSignature
-		}
-	default:
-		return nil, fmt.Errorf("%w: unsupported public key %T", ErrMalformed, pub)
+	if err := verifySignature(pub, e.Header, e.Signature); err != nil {
+		return nil, err
 	}
 	if sha256.Sum256(e.Payload) != h.Digest {
 		return nil, fmt.Errorf("%w: payload does not match the signed digest", ErrBadSignature)
@@ -337,4 +317,50 @@ func UnmarshalEnvelope(b []byte) (*Envelope, error) {
 func uvarintLen(n uint64) int {
 	var buf [binary.MaxVarintLen64]byte
 	return binary.PutUvarint(buf[:], n)
+}
+
+// OpenHeader verifies a header signed without its payload at hand: the
+// header's encoding, the signature under pub and the binding (want). It
+// returns the header, whose Digest is the payload's SHA-256. Neither the
+// timestamp nor replay is checked: it is for records checked after the fact.
+func OpenHeader(pub crypto.PublicKey, header, sig []byte, want Binding) (*Header, error) {
+	h, err := ParseHeader(header)
+	if err != nil {
+		return nil, err
+	}
+	if err := verifySignature(pub, header, sig); err != nil {
+		return nil, err
+	}
+	if h.Binding != want {
+		return nil, fmt.Errorf("%w: got %s, want %s", ErrBindingMismatch, describe(h.Binding), describe(want))
+	}
+	return h, nil
+}
+
+// verifySignature checks sig over header under pub.
+func verifySignature(pub crypto.PublicKey, header, sig []byte) error {
+	if len(sig) == 0 || len(sig) > MaxSignatureLen {
+		return fmt.Errorf("%w: signature of %d bytes", ErrBadSignature, len(sig))
+	}
+	msg := signedMessage(header)
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k == nil || k.Curve != elliptic.P256() {
+			return fmt.Errorf("%w: ECDSA key not on P-256", ErrMalformed)
+		}
+		d := sha256.Sum256(msg)
+		if !ecdsa.VerifyASN1(k, d[:], sig) {
+			return ErrBadSignature
+		}
+	case ed25519.PublicKey:
+		if len(k) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: Ed25519 key of %d bytes", ErrMalformed, len(k))
+		}
+		if !ed25519.Verify(k, msg, sig) {
+			return ErrBadSignature
+		}
+	default:
+		return fmt.Errorf("%w: unsupported public key %T", ErrMalformed, pub)
+	}
+	return nil
 }

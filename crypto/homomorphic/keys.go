@@ -1,9 +1,12 @@
 package homomorphic
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/ring"
@@ -203,4 +206,36 @@ func WrapResultKey(_ lowlevel.Token, p Params, sk *rlwe.SecretKey, pk *rlwe.Publ
 		k.pk = &PublicKey{p: p, pk: pk}
 	}
 	return k
+}
+
+// CheckResultKey checks that k's secret half is the secret of its public
+// half, as a verifier of a revealed result key must (a key pair made up
+// after the fact would decrypt a switched sum to values of its maker's
+// choosing): a random vector encrypted under the public half must decrypt
+// under the secret half. A mismatched pair passes with negligible
+// probability (the decryption is then close to uniform over the slots).
+func CheckResultKey(p Params, k *ResultKey) error {
+	if k == nil || k.sk == nil || k.pk == nil {
+		return fmt.Errorf("%w: nil result key", ErrInvalidArgument)
+	}
+	want := make([]int64, min(p.s.slots, 64))
+	var b [8]byte
+	for i := range want {
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		want[i] = int64(binary.BigEndian.Uint64(b[:])%uint64(2*p.MaxAbs()+1)) - p.MaxAbs()
+	}
+	cts, err := Encrypt(p, k.pk, want)
+	if err != nil {
+		return err
+	}
+	got, err := Decrypt(p, k, cts, len(want))
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("%w: the secret half of the result key does not decrypt under its public half", ErrMismatch)
+	}
+	return nil
 }

@@ -137,3 +137,14 @@ func CheckCompactSum(p homomorphic.Params, sum []*homomorphic.Ciphertext, sumByt
 	}
 	return nil
 }
+
+// TargetKeyDigest identifies the target public key of a release (its
+// encoding): a decryptor signs it with its key-switch share
+// (KeySwitchPayload.target_key_digest), so that the share can be checked
+// against a revealed result key.
+func TargetKeyDigest(pub []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("fedstat/release-target/v1\x00"))
+	h.Write(pub)
+	return h.Sum(nil)
+}

@@ -185,3 +185,10 @@ func SealThresholdShare(signer crypto.Signer, epoch uint64, from, to string, sea
 func OpenThresholdShare(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, from, to string, w Window) ([]byte, error) {
 	return thresholdKind.open(pub, s, queryBinding(dealtQueryID(to), epoch, from), w)
 }
+
+// OpenKeySwitchPayload is OpenKeySwitchShare returning the whole payload:
+// the shares and what they are of (commit, sum and target key digests), for
+// a check of a release record.
+func OpenKeySwitchPayload(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch uint64, node string, w Window) (*nodev1.KeySwitchPayload, error) {
+	return keySwitchKind.open(pub, s, queryBinding(queryID, epoch, node), w)
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
@@ -86,4 +87,15 @@ func OpenPartial(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch 
 		}
 	}
 	return out, nil
+}
+
+// OpenPartialHeader verifies the signed header of node's partial of query
+// queryID without its payload (a release record keeps the header and
+// signature only): the signature under pub and the binding to queryID,
+// epoch and node.
+func OpenPartialHeader(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch uint64, node string) error {
+	b := queryBinding(queryID, epoch, node)
+	b.Kind = partialKind.name
+	_, err := envelope.OpenHeader(pub, s.GetHeader(), s.GetSignature(), b)
+	return err
 }

@@ -3773,6 +3773,280 @@ func (x *ForecastRow) GetValue() float64 {
 	return 0
 }
 
+// ReleaseRecord is the evidence for one release: the signed partial headers
+// and commitments of the nodes whose partials are in the sum, the sum, the
+// signed key-switch shares of the decryptors and, when nothing in the
+// decrypted totals was withheld from the analyst, the result key, so that
+// a client holding only the network CA certificate can check that the
+// result is the decryption of the sum the nodes committed to
+// (docs/crypto.md, "The release record").
+type ReleaseRecord struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// spec is the query spec the nodes evaluated (settled).
+	Spec *v1.QuerySpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	// params names the homomorphic parameter set of the epoch.
+	Params  string           `protobuf:"bytes,4,opt,name=params,proto3" json:"params,omitempty"`
+	Senders []*ReleaseSender `protobuf:"bytes,5,rep,name=senders,proto3" json:"senders,omitempty"`
+	// sum is the sum of the partials, one encoded ciphertext per entry.
+	Sum        [][]byte            `protobuf:"bytes,6,rep,name=sum,proto3" json:"sum,omitempty"`
+	Decryptors []*ReleaseDecryptor `protobuf:"bytes,7,rep,name=decryptors,proto3" json:"decryptors,omitempty"`
+	// target_public_key is the result public key the sum was switched to.
+	TargetPublicKey []byte `protobuf:"bytes,8,opt,name=target_public_key,json=targetPublicKey,proto3" json:"target_public_key,omitempty"`
+	// result_key is the marshalled result key pair of this query, revealed
+	// after the release; empty when the totals hold values the analyst was
+	// not given (result_key_withheld says which).
+	ResultKey         []byte `protobuf:"bytes,9,opt,name=result_key,json=resultKey,proto3" json:"result_key,omitempty"`
+	ResultKeyWithheld string `protobuf:"bytes,10,opt,name=result_key_withheld,json=resultKeyWithheld,proto3" json:"result_key_withheld,omitempty"`
+	// certificates are the DER certificates of the nodes that signed.
+	Certificates [][]byte `protobuf:"bytes,11,rep,name=certificates,proto3" json:"certificates,omitempty"`
+	// result is the result as released.
+	Result         *v1.Result `protobuf:"bytes,12,opt,name=result,proto3" json:"result,omitempty"`
+	ReleasedUnixMs int64      `protobuf:"varint,13,opt,name=released_unix_ms,json=releasedUnixMs,proto3" json:"released_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReleaseRecord) Reset() {
+	*x = ReleaseRecord{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseRecord) ProtoMessage() {}
+
+func (x *ReleaseRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseRecord.ProtoReflect.Descriptor instead.
+func (*ReleaseRecord) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ReleaseRecord) GetQueryId() string {
+	if x != nil {
+		return x.QueryId
+	}
+	return ""
+}
+
+func (x *ReleaseRecord) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ReleaseRecord) GetSpec() *v1.QuerySpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *ReleaseRecord) GetParams() string {
+	if x != nil {
+		return x.Params
+	}
+	return ""
+}
+
+func (x *ReleaseRecord) GetSenders() []*ReleaseSender {
+	if x != nil {
+		return x.Senders
+	}
+	return nil
+}
+
+func (x *ReleaseRecord) GetSum() [][]byte {
+	if x != nil {
+		return x.Sum
+	}
+	return nil
+}
+
+func (x *ReleaseRecord) GetDecryptors() []*ReleaseDecryptor {
+	if x != nil {
+		return x.Decryptors
+	}
+	return nil
+}
+
+func (x *ReleaseRecord) GetTargetPublicKey() []byte {
+	if x != nil {
+		return x.TargetPublicKey
+	}
+	return nil
+}
+
+func (x *ReleaseRecord) GetResultKey() []byte {
+	if x != nil {
+		return x.ResultKey
+	}
+	return nil
+}
+
+func (x *ReleaseRecord) GetResultKeyWithheld() string {
+	if x != nil {
+		return x.ResultKeyWithheld
+	}
+	return ""
+}
+
+func (x *ReleaseRecord) GetCertificates() [][]byte {
+	if x != nil {
+		return x.Certificates
+	}
+	return nil
+}
+
+func (x *ReleaseRecord) GetResult() *v1.Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *ReleaseRecord) GetReleasedUnixMs() int64 {
+	if x != nil {
+		return x.ReleasedUnixMs
+	}
+	return 0
+}
+
+// ReleaseSender is one node whose partial is in the sum of a release.
+type ReleaseSender struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// partial is the partial's signed header and signature, without its
+	// payload.
+	Partial *v1.Signed `protobuf:"bytes,2,opt,name=partial,proto3" json:"partial,omitempty"`
+	// commitment is the node's signed ReleaseCommitment.
+	Commitment    *v1.Signed `protobuf:"bytes,3,opt,name=commitment,proto3" json:"commitment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseSender) Reset() {
+	*x = ReleaseSender{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseSender) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseSender) ProtoMessage() {}
+
+func (x *ReleaseSender) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseSender.ProtoReflect.Descriptor instead.
+func (*ReleaseSender) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ReleaseSender) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ReleaseSender) GetPartial() *v1.Signed {
+	if x != nil {
+		return x.Partial
+	}
+	return nil
+}
+
+func (x *ReleaseSender) GetCommitment() *v1.Signed {
+	if x != nil {
+		return x.Commitment
+	}
+	return nil
+}
+
+// ReleaseDecryptor is one decryptor of a release and its signed key-switch
+// share (a KeySwitchPayload).
+type ReleaseDecryptor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Share         *v1.Signed             `protobuf:"bytes,2,opt,name=share,proto3" json:"share,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseDecryptor) Reset() {
+	*x = ReleaseDecryptor{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseDecryptor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseDecryptor) ProtoMessage() {}
+
+func (x *ReleaseDecryptor) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseDecryptor.ProtoReflect.Descriptor instead.
+func (*ReleaseDecryptor) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ReleaseDecryptor) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ReleaseDecryptor) GetShare() *v1.Signed {
+	if x != nil {
+		return x.Share
+	}
+	return nil
+}
+
 var File_fedstat_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
@@ -4087,7 +4361,34 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\voutput_type\x18\x05 \x01(\tR\n" +
 	"outputType\x12$\n" +
 	"\x0eoutput_type_id\x18\x06 \x01(\x01R\foutputTypeId\x12\x14\n" +
-	"\x05value\x18\a \x01(\x01R\x05value*\x94\x01\n" +
+	"\x05value\x18\a \x01(\x01R\x05value\"\xa1\x04\n" +
+	"\rReleaseRecord\x12\x19\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
+	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12\x16\n" +
+	"\x06params\x18\x04 \x01(\tR\x06params\x12?\n" +
+	"\asenders\x18\x05 \x03(\v2%.fedstat.coordinator.v1.ReleaseSenderR\asenders\x12\x10\n" +
+	"\x03sum\x18\x06 \x03(\fR\x03sum\x12H\n" +
+	"\n" +
+	"decryptors\x18\a \x03(\v2(.fedstat.coordinator.v1.ReleaseDecryptorR\n" +
+	"decryptors\x12*\n" +
+	"\x11target_public_key\x18\b \x01(\fR\x0ftargetPublicKey\x12\x1d\n" +
+	"\n" +
+	"result_key\x18\t \x01(\fR\tresultKey\x12.\n" +
+	"\x13result_key_withheld\x18\n" +
+	" \x01(\tR\x11resultKeyWithheld\x12\"\n" +
+	"\fcertificates\x18\v \x03(\fR\fcertificates\x120\n" +
+	"\x06result\x18\f \x01(\v2\x18.fedstat.types.v1.ResultR\x06result\x12(\n" +
+	"\x10released_unix_ms\x18\r \x01(\x03R\x0ereleasedUnixMs\"\x96\x01\n" +
+	"\rReleaseSender\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x122\n" +
+	"\apartial\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x128\n" +
+	"\n" +
+	"commitment\x18\x03 \x01(\v2\x18.fedstat.types.v1.SignedR\n" +
+	"commitment\"[\n" +
+	"\x10ReleaseDecryptor\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
+	"\x05share\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share*\x94\x01\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_PLANNED\x10\x01\x12\x14\n" +
@@ -4096,10 +4397,12 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"STATE_DONE\x10\x04\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x05\x12\x13\n" +
-	"\x0fSTATE_CANCELLED\x10\x062\xea\t\n" +
+	"\x0fSTATE_CANCELLED\x10\x062\xc9\n" +
+	"\n" +
 	"\x12CoordinatorService\x12T\n" +
 	"\x06Submit\x12%.fedstat.coordinator.v1.SubmitRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12N\n" +
-	"\x03Get\x12\".fedstat.coordinator.v1.GetRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12R\n" +
+	"\x03Get\x12\".fedstat.coordinator.v1.GetRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12]\n" +
+	"\x10GetReleaseRecord\x12\".fedstat.coordinator.v1.GetRequest\x1a%.fedstat.coordinator.v1.ReleaseRecord\x12R\n" +
 	"\x05Watch\x12\".fedstat.coordinator.v1.GetRequest\x1a#.fedstat.coordinator.v1.QueryStatus0\x01\x12Q\n" +
 	"\x06Cancel\x12\".fedstat.coordinator.v1.GetRequest\x1a#.fedstat.coordinator.v1.QueryStatus\x12Q\n" +
 	"\x04List\x12#.fedstat.coordinator.v1.ListRequest\x1a$.fedstat.coordinator.v1.ListResponse\x12T\n" +
@@ -4134,7 +4437,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(State)(0),                  // 0: fedstat.coordinator.v1.State
 	(*Explanation)(nil),         // 1: fedstat.coordinator.v1.Explanation
@@ -4187,42 +4490,46 @@ var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*ForecastRequest)(nil),     // 48: fedstat.coordinator.v1.ForecastRequest
 	(*SeriesForecast)(nil),      // 49: fedstat.coordinator.v1.SeriesForecast
 	(*ForecastRow)(nil),         // 50: fedstat.coordinator.v1.ForecastRow
-	nil,                         // 51: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	nil,                         // 52: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
-	nil,                         // 53: fedstat.coordinator.v1.SeriesForecast.NotesEntry
-	(*v1.QuerySpec)(nil),        // 54: fedstat.types.v1.QuerySpec
-	(*v1.SeriesSpec)(nil),       // 55: fedstat.types.v1.SeriesSpec
-	(*v1.AnalystSignature)(nil), // 56: fedstat.types.v1.AnalystSignature
-	(*v1.Result)(nil),           // 57: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),      // 58: fedstat.types.v1.DataSummary
-	(*structpb.Struct)(nil),     // 59: google.protobuf.Struct
+	(*ReleaseRecord)(nil),       // 51: fedstat.coordinator.v1.ReleaseRecord
+	(*ReleaseSender)(nil),       // 52: fedstat.coordinator.v1.ReleaseSender
+	(*ReleaseDecryptor)(nil),    // 53: fedstat.coordinator.v1.ReleaseDecryptor
+	nil,                         // 54: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	nil,                         // 55: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	nil,                         // 56: fedstat.coordinator.v1.SeriesForecast.NotesEntry
+	(*v1.QuerySpec)(nil),        // 57: fedstat.types.v1.QuerySpec
+	(*v1.SeriesSpec)(nil),       // 58: fedstat.types.v1.SeriesSpec
+	(*v1.AnalystSignature)(nil), // 59: fedstat.types.v1.AnalystSignature
+	(*v1.Result)(nil),           // 60: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),      // 61: fedstat.types.v1.DataSummary
+	(*structpb.Struct)(nil),     // 62: google.protobuf.Struct
+	(*v1.Signed)(nil),           // 63: fedstat.types.v1.Signed
 }
 var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
-	54, // 0: fedstat.coordinator.v1.Explanation.spec:type_name -> fedstat.types.v1.QuerySpec
+	57, // 0: fedstat.coordinator.v1.Explanation.spec:type_name -> fedstat.types.v1.QuerySpec
 	2,  // 1: fedstat.coordinator.v1.Explanation.nodes:type_name -> fedstat.coordinator.v1.NodeCost
 	3,  // 2: fedstat.coordinator.v1.Explanation.noise:type_name -> fedstat.coordinator.v1.ExpectedNoise
-	55, // 3: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
+	58, // 3: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
 	5,  // 4: fedstat.coordinator.v1.CreateSeriesRequest.alerts:type_name -> fedstat.coordinator.v1.AlertRule
 	9,  // 5: fedstat.coordinator.v1.ListSeriesResponse.series:type_name -> fedstat.coordinator.v1.Series
-	55, // 6: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
+	58, // 6: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
 	10, // 7: fedstat.coordinator.v1.Series.periods:type_name -> fedstat.coordinator.v1.SeriesPeriod
 	12, // 8: fedstat.coordinator.v1.Series.alerts:type_name -> fedstat.coordinator.v1.SeriesAlert
 	5,  // 9: fedstat.coordinator.v1.Series.rules:type_name -> fedstat.coordinator.v1.AlertRule
 	11, // 10: fedstat.coordinator.v1.SeriesPeriod.values:type_name -> fedstat.coordinator.v1.SeriesValue
-	51, // 11: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	54, // 11: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
 	15, // 12: fedstat.coordinator.v1.CatalogueResponse.value_sets:type_name -> fedstat.coordinator.v1.ValueSetInfo
-	52, // 13: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	55, // 13: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
 	17, // 14: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
-	54, // 15: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	56, // 16: fedstat.coordinator.v1.SubmitRequest.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	57, // 15: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	59, // 16: fedstat.coordinator.v1.SubmitRequest.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
 	0,  // 17: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
-	54, // 18: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
+	57, // 18: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
 	21, // 19: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
 	22, // 20: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
-	57, // 21: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
+	60, // 21: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
 	24, // 22: fedstat.coordinator.v1.QueryStatus.awaiting_approval:type_name -> fedstat.coordinator.v1.ApprovalWait
 	23, // 23: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
-	58, // 24: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
+	61, // 24: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
 	28, // 25: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
 	30, // 26: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
 	31, // 27: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
@@ -4231,52 +4538,61 @@ var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	37, // 30: fedstat.coordinator.v1.StatsCurve.median:type_name -> fedstat.coordinator.v1.StatsEstimate
 	37, // 31: fedstat.coordinator.v1.StatsResponse.estimates:type_name -> fedstat.coordinator.v1.StatsEstimate
 	38, // 32: fedstat.coordinator.v1.StatsResponse.curves:type_name -> fedstat.coordinator.v1.StatsCurve
-	59, // 33: fedstat.coordinator.v1.AuditResponse.entries:type_name -> google.protobuf.Struct
+	62, // 33: fedstat.coordinator.v1.AuditResponse.entries:type_name -> google.protobuf.Struct
 	50, // 34: fedstat.coordinator.v1.SeriesForecast.rows:type_name -> fedstat.coordinator.v1.ForecastRow
-	53, // 35: fedstat.coordinator.v1.SeriesForecast.notes:type_name -> fedstat.coordinator.v1.SeriesForecast.NotesEntry
-	19, // 36: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	20, // 37: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 38: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 39: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	25, // 40: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	27, // 41: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	16, // 42: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
-	13, // 43: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
-	4,  // 44: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
-	6,  // 45: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
-	7,  // 46: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
-	19, // 47: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
-	32, // 48: fedstat.coordinator.v1.CoordinatorService.Studies:input_type -> fedstat.coordinator.v1.StudiesRequest
-	36, // 49: fedstat.coordinator.v1.CoordinatorService.RunStats:input_type -> fedstat.coordinator.v1.StatsRequest
-	41, // 50: fedstat.coordinator.v1.WebService.SignIn:input_type -> fedstat.coordinator.v1.SignInRequest
-	42, // 51: fedstat.coordinator.v1.WebService.WhoAmI:input_type -> fedstat.coordinator.v1.WhoAmIRequest
-	44, // 52: fedstat.coordinator.v1.WebService.SignOut:input_type -> fedstat.coordinator.v1.SignOutRequest
-	46, // 53: fedstat.coordinator.v1.WebService.Audit:input_type -> fedstat.coordinator.v1.AuditRequest
-	48, // 54: fedstat.coordinator.v1.WebService.Forecast:input_type -> fedstat.coordinator.v1.ForecastRequest
-	23, // 55: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 56: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 57: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 58: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	26, // 59: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	29, // 60: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	18, // 61: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
-	14, // 62: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
-	9,  // 63: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
-	9,  // 64: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
-	8,  // 65: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
-	1,  // 66: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
-	33, // 67: fedstat.coordinator.v1.CoordinatorService.Studies:output_type -> fedstat.coordinator.v1.StudiesResponse
-	39, // 68: fedstat.coordinator.v1.CoordinatorService.RunStats:output_type -> fedstat.coordinator.v1.StatsResponse
-	43, // 69: fedstat.coordinator.v1.WebService.SignIn:output_type -> fedstat.coordinator.v1.SessionInfo
-	43, // 70: fedstat.coordinator.v1.WebService.WhoAmI:output_type -> fedstat.coordinator.v1.SessionInfo
-	45, // 71: fedstat.coordinator.v1.WebService.SignOut:output_type -> fedstat.coordinator.v1.SignOutResponse
-	47, // 72: fedstat.coordinator.v1.WebService.Audit:output_type -> fedstat.coordinator.v1.AuditResponse
-	49, // 73: fedstat.coordinator.v1.WebService.Forecast:output_type -> fedstat.coordinator.v1.SeriesForecast
-	55, // [55:74] is the sub-list for method output_type
-	36, // [36:55] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	56, // 35: fedstat.coordinator.v1.SeriesForecast.notes:type_name -> fedstat.coordinator.v1.SeriesForecast.NotesEntry
+	57, // 36: fedstat.coordinator.v1.ReleaseRecord.spec:type_name -> fedstat.types.v1.QuerySpec
+	52, // 37: fedstat.coordinator.v1.ReleaseRecord.senders:type_name -> fedstat.coordinator.v1.ReleaseSender
+	53, // 38: fedstat.coordinator.v1.ReleaseRecord.decryptors:type_name -> fedstat.coordinator.v1.ReleaseDecryptor
+	60, // 39: fedstat.coordinator.v1.ReleaseRecord.result:type_name -> fedstat.types.v1.Result
+	63, // 40: fedstat.coordinator.v1.ReleaseSender.partial:type_name -> fedstat.types.v1.Signed
+	63, // 41: fedstat.coordinator.v1.ReleaseSender.commitment:type_name -> fedstat.types.v1.Signed
+	63, // 42: fedstat.coordinator.v1.ReleaseDecryptor.share:type_name -> fedstat.types.v1.Signed
+	19, // 43: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	20, // 44: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 45: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 46: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 47: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	25, // 48: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	27, // 49: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	16, // 50: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	13, // 51: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
+	4,  // 52: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
+	6,  // 53: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
+	7,  // 54: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
+	19, // 55: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
+	32, // 56: fedstat.coordinator.v1.CoordinatorService.Studies:input_type -> fedstat.coordinator.v1.StudiesRequest
+	36, // 57: fedstat.coordinator.v1.CoordinatorService.RunStats:input_type -> fedstat.coordinator.v1.StatsRequest
+	41, // 58: fedstat.coordinator.v1.WebService.SignIn:input_type -> fedstat.coordinator.v1.SignInRequest
+	42, // 59: fedstat.coordinator.v1.WebService.WhoAmI:input_type -> fedstat.coordinator.v1.WhoAmIRequest
+	44, // 60: fedstat.coordinator.v1.WebService.SignOut:input_type -> fedstat.coordinator.v1.SignOutRequest
+	46, // 61: fedstat.coordinator.v1.WebService.Audit:input_type -> fedstat.coordinator.v1.AuditRequest
+	48, // 62: fedstat.coordinator.v1.WebService.Forecast:input_type -> fedstat.coordinator.v1.ForecastRequest
+	23, // 63: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 64: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	51, // 65: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:output_type -> fedstat.coordinator.v1.ReleaseRecord
+	23, // 66: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 67: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	26, // 68: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	29, // 69: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	18, // 70: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	14, // 71: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
+	9,  // 72: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
+	9,  // 73: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
+	8,  // 74: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
+	1,  // 75: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
+	33, // 76: fedstat.coordinator.v1.CoordinatorService.Studies:output_type -> fedstat.coordinator.v1.StudiesResponse
+	39, // 77: fedstat.coordinator.v1.CoordinatorService.RunStats:output_type -> fedstat.coordinator.v1.StatsResponse
+	43, // 78: fedstat.coordinator.v1.WebService.SignIn:output_type -> fedstat.coordinator.v1.SessionInfo
+	43, // 79: fedstat.coordinator.v1.WebService.WhoAmI:output_type -> fedstat.coordinator.v1.SessionInfo
+	45, // 80: fedstat.coordinator.v1.WebService.SignOut:output_type -> fedstat.coordinator.v1.SignOutResponse
+	47, // 81: fedstat.coordinator.v1.WebService.Audit:output_type -> fedstat.coordinator.v1.AuditResponse
+	49, // 82: fedstat.coordinator.v1.WebService.Forecast:output_type -> fedstat.coordinator.v1.SeriesForecast
+	63, // [63:83] is the sub-list for method output_type
+	43, // [43:63] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }
@@ -4293,7 +4609,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_coordinator_v1_coordinator_proto_rawDesc), len(file_fedstat_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   53,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

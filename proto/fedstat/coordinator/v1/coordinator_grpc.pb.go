@@ -21,20 +21,21 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CoordinatorService_Submit_FullMethodName       = "/fedstat.coordinator.v1.CoordinatorService/Submit"
-	CoordinatorService_Get_FullMethodName          = "/fedstat.coordinator.v1.CoordinatorService/Get"
-	CoordinatorService_Watch_FullMethodName        = "/fedstat.coordinator.v1.CoordinatorService/Watch"
-	CoordinatorService_Cancel_FullMethodName       = "/fedstat.coordinator.v1.CoordinatorService/Cancel"
-	CoordinatorService_List_FullMethodName         = "/fedstat.coordinator.v1.CoordinatorService/List"
-	CoordinatorService_Nodes_FullMethodName        = "/fedstat.coordinator.v1.CoordinatorService/Nodes"
-	CoordinatorService_Budget_FullMethodName       = "/fedstat.coordinator.v1.CoordinatorService/Budget"
-	CoordinatorService_Catalogue_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/Catalogue"
-	CoordinatorService_CreateSeries_FullMethodName = "/fedstat.coordinator.v1.CoordinatorService/CreateSeries"
-	CoordinatorService_GetSeries_FullMethodName    = "/fedstat.coordinator.v1.CoordinatorService/GetSeries"
-	CoordinatorService_ListSeries_FullMethodName   = "/fedstat.coordinator.v1.CoordinatorService/ListSeries"
-	CoordinatorService_Explain_FullMethodName      = "/fedstat.coordinator.v1.CoordinatorService/Explain"
-	CoordinatorService_Studies_FullMethodName      = "/fedstat.coordinator.v1.CoordinatorService/Studies"
-	CoordinatorService_RunStats_FullMethodName     = "/fedstat.coordinator.v1.CoordinatorService/RunStats"
+	CoordinatorService_Submit_FullMethodName           = "/fedstat.coordinator.v1.CoordinatorService/Submit"
+	CoordinatorService_Get_FullMethodName              = "/fedstat.coordinator.v1.CoordinatorService/Get"
+	CoordinatorService_GetReleaseRecord_FullMethodName = "/fedstat.coordinator.v1.CoordinatorService/GetReleaseRecord"
+	CoordinatorService_Watch_FullMethodName            = "/fedstat.coordinator.v1.CoordinatorService/Watch"
+	CoordinatorService_Cancel_FullMethodName           = "/fedstat.coordinator.v1.CoordinatorService/Cancel"
+	CoordinatorService_List_FullMethodName             = "/fedstat.coordinator.v1.CoordinatorService/List"
+	CoordinatorService_Nodes_FullMethodName            = "/fedstat.coordinator.v1.CoordinatorService/Nodes"
+	CoordinatorService_Budget_FullMethodName           = "/fedstat.coordinator.v1.CoordinatorService/Budget"
+	CoordinatorService_Catalogue_FullMethodName        = "/fedstat.coordinator.v1.CoordinatorService/Catalogue"
+	CoordinatorService_CreateSeries_FullMethodName     = "/fedstat.coordinator.v1.CoordinatorService/CreateSeries"
+	CoordinatorService_GetSeries_FullMethodName        = "/fedstat.coordinator.v1.CoordinatorService/GetSeries"
+	CoordinatorService_ListSeries_FullMethodName       = "/fedstat.coordinator.v1.CoordinatorService/ListSeries"
+	CoordinatorService_Explain_FullMethodName          = "/fedstat.coordinator.v1.CoordinatorService/Explain"
+	CoordinatorService_Studies_FullMethodName          = "/fedstat.coordinator.v1.CoordinatorService/Studies"
+	CoordinatorService_RunStats_FullMethodName         = "/fedstat.coordinator.v1.CoordinatorService/RunStats"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -45,6 +46,10 @@ type CoordinatorServiceClient interface {
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*QueryStatus, error)
 	// Get returns the status of a query, with its result when done.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*QueryStatus, error)
+	// GetReleaseRecord returns the release record of a released query, under
+	// the same access rule as Get, for as long as the coordinator keeps it
+	// (release_record_retention): what `fedstat verify` checks.
+	GetReleaseRecord(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*ReleaseRecord, error)
 	// Watch streams the status of a query at every change the caller may see
 	// (see QueryStatus.nodes) until it ends.
 	Watch(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[QueryStatus], error)
@@ -107,6 +112,16 @@ func (c *coordinatorServiceClient) Get(ctx context.Context, in *GetRequest, opts
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(QueryStatus)
 	err := c.cc.Invoke(ctx, CoordinatorService_Get_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorServiceClient) GetReleaseRecord(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*ReleaseRecord, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseRecord)
+	err := c.cc.Invoke(ctx, CoordinatorService_GetReleaseRecord_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -250,6 +265,10 @@ type CoordinatorServiceServer interface {
 	Submit(context.Context, *SubmitRequest) (*QueryStatus, error)
 	// Get returns the status of a query, with its result when done.
 	Get(context.Context, *GetRequest) (*QueryStatus, error)
+	// GetReleaseRecord returns the release record of a released query, under
+	// the same access rule as Get, for as long as the coordinator keeps it
+	// (release_record_retention): what `fedstat verify` checks.
+	GetReleaseRecord(context.Context, *GetRequest) (*ReleaseRecord, error)
 	// Watch streams the status of a query at every change the caller may see
 	// (see QueryStatus.nodes) until it ends.
 	Watch(*GetRequest, grpc.ServerStreamingServer[QueryStatus]) error
@@ -303,6 +322,9 @@ func (UnimplementedCoordinatorServiceServer) Submit(context.Context, *SubmitRequ
 }
 func (UnimplementedCoordinatorServiceServer) Get(context.Context, *GetRequest) (*QueryStatus, error) {
 	return nil, status.Error(codes.Unimplemented, "method Get not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) GetReleaseRecord(context.Context, *GetRequest) (*ReleaseRecord, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetReleaseRecord not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) Watch(*GetRequest, grpc.ServerStreamingServer[QueryStatus]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
@@ -393,6 +415,24 @@ func _CoordinatorService_Get_Handler(srv interface{}, ctx context.Context, dec f
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(CoordinatorServiceServer).Get(ctx, req.(*GetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CoordinatorService_GetReleaseRecord_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).GetReleaseRecord(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_GetReleaseRecord_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).GetReleaseRecord(ctx, req.(*GetRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -620,6 +660,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Get",
 			Handler:    _CoordinatorService_Get_Handler,
+		},
+		{
+			MethodName: "GetReleaseRecord",
+			Handler:    _CoordinatorService_GetReleaseRecord_Handler,
 		},
 		{
 			MethodName: "Cancel",

@@ -2399,10 +2399,18 @@ func (x *Fingerprint) GetValues() []uint64 {
 // KeySwitchPayload is the payload of a signed key-switch share: one share
 // per ciphertext of the partials.
 type KeySwitchPayload struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shares        [][]byte               `protobuf:"bytes,1,rep,name=shares,proto3" json:"shares,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Shares [][]byte               `protobuf:"bytes,1,rep,name=shares,proto3" json:"shares,omitempty"`
+	// What the shares are of, so that a signed share can be checked on its
+	// own (a release record, coordinator/v1 ReleaseRecord): the commit
+	// digest of the partial set (protocol.CommitDigest), the sum digest of a
+	// compact release (protocol.SumDigest; empty when the decryptor summed
+	// the partials itself) and protocol.TargetKeyDigest of the target key.
+	CommitDigest    []byte `protobuf:"bytes,2,opt,name=commit_digest,json=commitDigest,proto3" json:"commit_digest,omitempty"`
+	SumDigest       []byte `protobuf:"bytes,3,opt,name=sum_digest,json=sumDigest,proto3" json:"sum_digest,omitempty"`
+	TargetKeyDigest []byte `protobuf:"bytes,4,opt,name=target_key_digest,json=targetKeyDigest,proto3" json:"target_key_digest,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *KeySwitchPayload) Reset() {
@@ -2438,6 +2446,27 @@ func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
 func (x *KeySwitchPayload) GetShares() [][]byte {
 	if x != nil {
 		return x.Shares
+	}
+	return nil
+}
+
+func (x *KeySwitchPayload) GetCommitDigest() []byte {
+	if x != nil {
+		return x.CommitDigest
+	}
+	return nil
+}
+
+func (x *KeySwitchPayload) GetSumDigest() []byte {
+	if x != nil {
+		return x.SumDigest
+	}
+	return nil
+}
+
+func (x *KeySwitchPayload) GetTargetKeyDigest() []byte {
+	if x != nil {
+		return x.TargetKeyDigest
 	}
 	return nil
 }
@@ -2737,9 +2766,13 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"specDigest\x12@\n" +
 	"\ffingerprints\x18\x04 \x03(\v2\x1c.fedstat.node.v1.FingerprintR\ffingerprints\"%\n" +
 	"\vFingerprint\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\x04R\x06values\"*\n" +
+	"\x06values\x18\x01 \x03(\x04R\x06values\"\x9a\x01\n" +
 	"\x10KeySwitchPayload\x12\x16\n" +
-	"\x06shares\x18\x01 \x03(\fR\x06shares\"C\n" +
+	"\x06shares\x18\x01 \x03(\fR\x06shares\x12#\n" +
+	"\rcommit_digest\x18\x02 \x01(\fR\fcommitDigest\x12\x1d\n" +
+	"\n" +
+	"sum_digest\x18\x03 \x01(\fR\tsumDigest\x12*\n" +
+	"\x11target_key_digest\x18\x04 \x01(\fR\x0ftargetKeyDigest\"C\n" +
 	"\x11KeySwitchResponse\x12.\n" +
 	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share\"i\n" +
 	"\rStoredRelease\x12\x16\n" +
