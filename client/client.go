@@ -122,6 +122,14 @@ func (c *Client) Get(ctx context.Context, queryID string) (*coordinatorv1.QueryS
 	return c.t.get(ctx, queryID)
 }
 
+// ReleaseRecord returns the release record of a released query: the
+// signed evidence that its result is the decryption of the sum its nodes
+// committed to (`fedstat verify` checks it; the check links the
+// cryptography, which this package does not).
+func (c *Client) ReleaseRecord(ctx context.Context, queryID string) (*coordinatorv1.ReleaseRecord, error) {
+	return c.t.releaseRecord(ctx, queryID)
+}
+
 // Watch follows a query until it ends or ctx is done, calling progress (when
 // not nil) with its status now and at every change the caller may see, in
 // order, on the calling goroutine: a slow progress delays the watch, not the
@@ -251,6 +259,7 @@ func Result(r *typesv1.Result) *result.Result { return resultpb.FromProto(r) }
 type transport interface {
 	submit(ctx context.Context, req *coordinatorv1.SubmitRequest) (*coordinatorv1.QueryStatus, error)
 	get(ctx context.Context, id string) (*coordinatorv1.QueryStatus, error)
+	releaseRecord(ctx context.Context, id string) (*coordinatorv1.ReleaseRecord, error)
 	// watch calls fn with every status the coordinator streams, until the
 	// stream ends.
 	watch(ctx context.Context, id string, fn func(*coordinatorv1.QueryStatus)) error

@@ -47,6 +47,11 @@ func (g *grpcTransport) submit(ctx context.Context, req *coordinatorv1.SubmitReq
 	return st, fromGRPC(err)
 }
 
+func (g *grpcTransport) releaseRecord(ctx context.Context, id string) (*coordinatorv1.ReleaseRecord, error) {
+	r, err := g.c.GetReleaseRecord(ctx, &coordinatorv1.GetRequest{QueryId: id})
+	return r, fromGRPC(err)
+}
+
 func (g *grpcTransport) get(ctx context.Context, id string) (*coordinatorv1.QueryStatus, error) {
 	st, err := g.c.Get(ctx, &coordinatorv1.GetRequest{QueryId: id})
 	return st, fromGRPC(err)
@@ -175,6 +180,14 @@ func (h *httpTransport) submit(ctx context.Context, req *coordinatorv1.SubmitReq
 		return nil, err
 	}
 	return st, nil
+}
+
+func (h *httpTransport) releaseRecord(ctx context.Context, id string) (*coordinatorv1.ReleaseRecord, error) {
+	r := &coordinatorv1.ReleaseRecord{}
+	if err := h.call(ctx, http.MethodGet, "/v1/queries/"+url.PathEscape(id)+"/release-record", nil, r); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 func (h *httpTransport) get(ctx context.Context, id string) (*coordinatorv1.QueryStatus, error) {

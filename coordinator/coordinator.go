@@ -110,6 +110,10 @@ type Config struct {
 	// MaxApprovalWait is the longest approval wait an analyst may ask for.
 	// Defaults to 7 days; at most protocol.MaxApprovalWait (30 days).
 	MaxApprovalWait time.Duration
+	// ReleaseRecordRetention is how long the release record of a released
+	// query is kept (GetReleaseRecord, `fedstat verify`); older records are
+	// deleted as new ones are written. Defaults to 7 days.
+	ReleaseRecordRetention time.Duration
 	// ApprovalPoll is how often a query asks a node whose admin has not
 	// decided yet again (a cheap call: the node answers from its approval
 	// record). Defaults to 5s.
@@ -197,6 +201,8 @@ type Coordinator struct {
 	reg     map[string]*regNode // the node registry: admitted nodes
 	epoch   *epoch
 	queries map[string]*query
+	// records: release records, when there is no store (record.go).
+	records records
 	order   []string
 
 	reuseMu sync.Mutex
@@ -321,6 +327,9 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	if cfg.MaxApprovalWait == 0 {
 		cfg.MaxApprovalWait = 7 * 24 * time.Hour
+	}
+	if cfg.ReleaseRecordRetention <= 0 {
+		cfg.ReleaseRecordRetention = 7 * 24 * time.Hour
 	}
 	if cfg.ApprovalWait == 0 {
 		cfg.ApprovalWait = min(24*time.Hour, cfg.MaxApprovalWait)

@@ -100,6 +100,7 @@ func (t *Tokens) Lookup(token string) (TokenEntry, bool) {
 //	POST /v1/queries                    Submit (body: SubmitRequest)
 //	GET  /v1/queries[?limit=N]          List
 //	GET  /v1/queries/{query_id}         Get: status and result
+//	GET  /v1/queries/{query_id}/release-record  GetReleaseRecord: what fedstat verify checks
 //	GET  /v1/queries/{query_id}/watch   Watch: one QueryStatus a line at every change
 //	POST /v1/queries/{query_id}/cancel  Cancel
 //	GET  /v1/nodes                      Nodes
@@ -154,6 +155,7 @@ func (h *httpAPI) routes() []route {
 		{"POST", "/v1/queries", cs + "Submit", h.auth(h.submit)},
 		{"GET", "/v1/queries", cs + "List", h.auth(h.list)},
 		{"GET", "/v1/queries/{query_id}", cs + "Get", h.auth(h.get)},
+		{"GET", "/v1/queries/{query_id}/release-record", cs + "GetReleaseRecord", h.auth(h.releaseRecord)},
 		{"GET", "/v1/queries/{query_id}/watch", cs + "Watch", h.auth(h.watch)},
 		{"POST", "/v1/queries/{query_id}/cancel", cs + "Cancel", h.auth(h.cancel)},
 		{"GET", "/v1/nodes", cs + "Nodes", h.auth(h.nodes)},
@@ -348,6 +350,15 @@ func (h *httpAPI) readable(id string, p rpc.Peer) (*coordinatorv1.QueryStatus, e
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	return StatusFor(p, st), nil
+}
+
+func (h *httpAPI) releaseRecord(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
+	rec, err := h.c.releaseRecordFor(p, r.PathValue("query_id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeProto(w, rec)
 }
 
 func (h *httpAPI) get(w http.ResponseWriter, r *http.Request, p rpc.Peer) {

@@ -153,10 +153,11 @@ func (c *Coordinator) checkCommit(qid string, e *epoch, id string, s *typesv1.Si
 // keySwitch has T members switch sum, the sum of the committed partials in
 // base (query id, epoch, spec, partials, target key and commitments are
 // set), to the target key (keySwitchShares), and combines their shares.
-func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, senders []string) ([]*homomorphic.Ciphertext, error) {
-	decryptors, shares, err := c.keySwitchShares(ctx, q, e, base, len(sum), senders)
+// It also returns the decryptors' signed shares (for the release record).
+func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, senders []string) ([]*homomorphic.Ciphertext, []*nodev1.NodeSigned, error) {
+	decryptors, shares, signed, err := c.keySwitchShares(ctx, q, e, base, len(sum), senders)
 	if err != nil {
-		return nil, fmt.Errorf("%w: release: %v; nothing was decrypted", ErrQueryFailed, err)
+		return nil, nil, fmt.Errorf("%w: release: %v; nothing was decrypted", ErrQueryFailed, err)
 	}
 	out := make([]*homomorphic.Ciphertext, len(sum))
 	for j := range sum {
@@ -165,15 +166,16 @@ func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *n
 			perCt[i] = shares[i][j]
 		}
 		if out[j], err = collective.KeySwitchCombine(c.params, sum[j], perCt); err != nil {
-			return nil, fmt.Errorf("%w: combine key-switch shares: %v", ErrQueryFailed, err)
+			return nil, nil, fmt.Errorf("%w: combine key-switch shares: %v", ErrQueryFailed, err)
 		}
 	}
-	return out, nil
+	return out, signed, nil
 }
 
 // keySwitchShares has T members make their key-switch shares of the sum of
 // the committed partials in base (the decryptors are chosen here) and
-// returns the decryptors and their shares ([decryptor][ciphertext]).
+// returns the decryptors, their shares ([decryptor][ciphertext]) and their
+// signed shares.
 //
 // Decryptors are taken among the members in this order: those whose last
 // readiness report says they can decrypt in this epoch, then those that did
@@ -188,7 +190,7 @@ func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *n
 // did not complete may have handed out its share and helps with no other
 // set, so it is not asked again. The attempts stop when fewer than T members
 // are left or ctx ends; nothing is decrypted then.
-func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, cts int, senders []string) ([]string, [][][]byte, error) {
+func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, cts int, senders []string) ([]string, [][][]byte, []*nodev1.NodeSigned, error) {
 	committee := e.committee()
 	need := min(e.Threshold, len(committee))
 	candidates := c.decryptorCandidates(e, senders)
@@ -202,7 +204,7 @@ func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, b
 			}
 		}
 		if len(set) < need || ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("%d decryptors needed, %d of the %d committee members were left after %d attempt(s). %s",
+			return nil, nil, nil, fmt.Errorf("%d decryptors needed, %d of the %d committee members were left after %d attempt(s). %s",
 				need, len(set), len(committee), attempt-1, describeDecryptorFailures(e, candidates, failed, spent))
 		}
 		sort.Strings(set)
@@ -213,7 +215,7 @@ func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, b
 			continue
 		}
 
-		shares, errs := c.releaseShares(ctx, q, e, set, base, cts)
+		shares, signed, errs := c.releaseShares(ctx, q, e, set, base, cts)
 		for _, id := range set {
 			spent[id] = true
 		}
@@ -225,7 +227,7 @@ func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, b
 		for _, id := range set {
 			q.node(id, "decrypted", "", 0)
 		}
-		return set, shares, nil
+		return set, shares, signed, nil
 	}
 }
 
@@ -255,12 +257,13 @@ func (c *Coordinator) prepare(ctx context.Context, set []string, base *nodev1.Ke
 // releaseShares asks every decryptor of set, which all prepared, to RELEASE
 // its key-switch share of base, and opens each share
 // (protocol.OpenKeySwitchShare: one share per ciphertext of the sum, cts).
-// It returns the shares ([decryptor][ciphertext]) and each decryptor's
-// error, in the order of set.
-func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set []string, base *nodev1.KeySwitchRequest, cts int) ([][][]byte, []error) {
+// It returns the shares ([decryptor][ciphertext]), the signed shares and
+// each decryptor's error, in the order of set.
+func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set []string, base *nodev1.KeySwitchRequest, cts int) ([][][]byte, []*nodev1.NodeSigned, []error) {
 	rel := &nodev1.KeySwitchRequest{QueryId: base.GetQueryId(), Epoch: base.GetEpoch(), TargetPublicKey: base.GetTargetPublicKey(),
 		Decryptors: set, Phase: nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_RELEASE}
 	shares := make([][][]byte, len(set))
+	signed := make([]*nodev1.NodeSigned, len(set))
 	errs := c.fanoutEach(ctx, set, func(ctx context.Context, i int, id string) error {
 		cl, err := c.client(id)
 		if err != nil {
@@ -277,10 +280,11 @@ func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set
 			return fmt.Errorf("key-switch share: %w", err)
 		}
 		shares[i] = sh
+		signed[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetShare()}
 		q.addUpload(id, proto.Size(resp))
 		return nil
 	})
-	return shares, errs
+	return shares, signed, errs
 }
 
 // decryptorCandidates orders the committee members for release (see

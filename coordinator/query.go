@@ -477,13 +477,18 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 		refs[i] = &nodev1.NodeSigned{NodeId: s.GetNodeId(), Signed: &typesv1.Signed{Header: s.GetSigned().GetHeader(), Signature: s.GetSigned().GetSignature()}}
 	}
 	ksReq := &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: refs, Sum: sumBytes, TargetPublicKey: target, Commits: commits}
-	switched, err := c.keySwitch(releaseCtx, q, e, ksReq, sum, senders)
+	switched, shares, err := c.keySwitch(releaseCtx, q, e, ksReq, sum, senders)
 	if err != nil {
 		return nil, err
 	}
 	q.phase("key-switch", start)
 
-	return c.release(q, rk, switched, len(parts))
+	res, err := c.release(q, rk, switched, len(parts))
+	if err != nil {
+		return nil, err
+	}
+	c.keepReleaseRecord(q, e, ksReq, shares, rk, res)
+	return res, nil
 }
 
 func (e *epoch) member(id string) epochMember {

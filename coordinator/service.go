@@ -54,6 +54,14 @@ func (s *service) Get(ctx context.Context, req *coordinatorv1.GetRequest) (*coor
 	return StatusFor(p, st), nil
 }
 
+func (s *service) GetReleaseRecord(ctx context.Context, req *coordinatorv1.GetRequest) (*coordinatorv1.ReleaseRecord, error) {
+	p, err := rpc.Require(ctx, analystRoles...)
+	if err != nil {
+		return nil, err
+	}
+	return s.c.releaseRecordFor(p, req.GetQueryId())
+}
+
 func (s *service) Watch(req *coordinatorv1.GetRequest, stream coordinatorv1.CoordinatorService_WatchServer) error {
 	p, err := rpc.Require(stream.Context(), analystRoles...)
 	if err != nil {

@@ -241,6 +241,9 @@ type Coordinator struct {
 	// MaxApprovalWait is the longest approval wait an analyst may ask for.
 	// Default 7 days (168h); at most 30 days (720h).
 	MaxApprovalWait Duration `toml:"max_approval_wait"`
+	// ReleaseRecordRetention is how long the coordinator keeps the release
+	// record of a released query (`fedstat verify`). Defaults to 168h.
+	ReleaseRecordRetention Duration `toml:"release_record_retention"`
 	// ApprovalPoll is how often a waiting query asks such a node again.
 	// Default 5s.
 	ApprovalPoll Duration `toml:"approval_poll"`

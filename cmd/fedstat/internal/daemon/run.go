@@ -135,7 +135,7 @@ func RunCoordinator(ctx context.Context, cfg *config.Coordinator, log *slog.Logg
 	c, err := coordinator.New(coordinator.Config{
 		Identity: id, ListenAddr: cfg.Listen, Nodes: nodes, Params: cfg.Params, Threshold: cfg.Threshold, Committee: cfg.Committee, CommitteeMembers: cfg.CommitteeMembers, CommitteeReplaceAfter: cfg.CommitteeReplaceAfter.Duration,
 		MinNodes: cfg.MinNodes, Catalogue: cat, Populations: pops, Deadline: cfg.Deadline.Duration,
-		ApprovalWait: cfg.ApprovalWait.Duration, MaxApprovalWait: cfg.MaxApprovalWait.Duration, ApprovalPoll: cfg.ApprovalPoll.Duration,
+		ApprovalWait: cfg.ApprovalWait.Duration, MaxApprovalWait: cfg.MaxApprovalWait.Duration, ReleaseRecordRetention: cfg.ReleaseRecordRetention.Duration, ApprovalPoll: cfg.ApprovalPoll.Duration,
 		Gossip: gossip, MinMembers: cfg.MinMembers, EpochDebounce: cfg.EpochDebounce.Duration,
 		AutoEpoch: true, CeremonyRetry: coordinator.Backoff{Initial: cfg.CeremonyRetryMin.Duration, Max: cfg.CeremonyRetryMax.Duration},
 		HealthInterval: cfg.HealthInterval.Duration, LostMember: coordinator.LostMemberPolicy(cfg.RekeyOnLostMember),

@@ -1,0 +1,172 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/kv"
+	"github.com/fedstat/fedstat/internal/releasecheck"
+	"github.com/fedstat/fedstat/internal/rpc"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+)
+
+// The release record of a query (coordinator/v1 ReleaseRecord): the
+// evidence `fedstat verify` checks (internal/releasecheck), kept for
+// Config.ReleaseRecordRetention under c/release-record/<query id>, or in
+// memory when the coordinator has no store.
+
+var prefixReleaseRecord = []byte("c/release-record/")
+
+// records holds the release records of a coordinator without a store.
+type records struct {
+	mu sync.Mutex
+	m  map[string]*coordinatorv1.ReleaseRecord
+}
+
+// keepReleaseRecord builds and keeps the release record of q, released as
+// res from the request req (partials' headers, commitments, sum, target
+// key), the decryptors' signed shares and the result key rk. The key goes
+// into the record only when every decrypted total is determined by res
+// (releasecheck.Disclosable); it decrypts this query's switched sum only.
+// A record that cannot be kept is logged: the release stands without it.
+func (c *Coordinator) keepReleaseRecord(q *query, e *epoch, req *nodev1.KeySwitchRequest, shares []*nodev1.NodeSigned, rk *homomorphic.ResultKey, res *typesv1.Result) {
+	rec := &coordinatorv1.ReleaseRecord{
+		QueryId: q.id, Epoch: e.ID, Spec: req.GetSpec(), Params: c.params.Name(), Sum: req.GetSum(),
+		TargetPublicKey: req.GetTargetPublicKey(), Result: res, ReleasedUnixMs: c.cfg.Now().UnixMilli(),
+	}
+	seen := map[string]bool{}
+	cert := func(id string) {
+		if m := e.member(id); m.Cert != nil && !seen[id] {
+			seen[id] = true
+			rec.Certificates = append(rec.Certificates, m.Cert.Raw)
+		}
+	}
+	commits := map[string]*typesv1.Signed{}
+	for _, cm := range req.GetCommits() {
+		commits[cm.GetNodeId()] = cm.GetSigned()
+	}
+	for _, p := range req.GetPartials() {
+		rec.Senders = append(rec.Senders, &coordinatorv1.ReleaseSender{NodeId: p.GetNodeId(), Partial: p.GetSigned(), Commitment: commits[p.GetNodeId()]})
+		cert(p.GetNodeId())
+	}
+	for _, s := range shares {
+		rec.Decryptors = append(rec.Decryptors, &coordinatorv1.ReleaseDecryptor{NodeId: s.GetNodeId(), Share: s.GetSigned()})
+		cert(s.GetNodeId())
+	}
+	if why := releasecheck.Disclosable(q.plan, res); why != nil {
+		rec.ResultKeyWithheld = why.Error()
+	} else if b, err := rk.MarshalBinary(); err == nil {
+		rec.ResultKey = b
+	}
+	if err := c.saveReleaseRecord(rec); err != nil {
+		c.log.Error("could not keep the release record", "query_id", q.id, "err", err)
+	}
+}
+
+// saveReleaseRecord stores rec and deletes the records older than the
+// retention.
+func (c *Coordinator) saveReleaseRecord(rec *coordinatorv1.ReleaseRecord) error {
+	cutoff := c.cfg.Now().Add(-c.cfg.ReleaseRecordRetention).UnixMilli()
+	if c.cfg.DB == nil {
+		c.records.mu.Lock()
+		defer c.records.mu.Unlock()
+		if c.records.m == nil {
+			c.records.m = map[string]*coordinatorv1.ReleaseRecord{}
+		}
+		for id, r := range c.records.m {
+			if r.GetReleasedUnixMs() < cutoff {
+				delete(c.records.m, id)
+			}
+		}
+		c.records.m[rec.GetQueryId()] = rec
+		return nil
+	}
+	b, err := proto.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	// The value is the release time (8 decimal digits and more) then the
+	// record, so that pruning reads only the prefix.
+	val := append([]byte(strconv.FormatInt(rec.GetReleasedUnixMs(), 10)+"\x00"), b...)
+	return c.cfg.DB.Update(func(tx *kv.Txn) error {
+		var old [][]byte
+		if err := tx.Iterate(prefixReleaseRecord, func(k, v []byte) error {
+			if at, _ := recordTime(v); at < cutoff {
+				old = append(old, append([]byte{}, k...))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range old {
+			if err := tx.Delete(k); err != nil {
+				return err
+			}
+		}
+		return tx.Set(append(append([]byte{}, prefixReleaseRecord...), rec.GetQueryId()...), val)
+	})
+}
+
+func recordTime(v []byte) (int64, []byte) {
+	for i, b := range v {
+		if b == 0 {
+			at, err := strconv.ParseInt(string(v[:i]), 10, 64)
+			if err != nil {
+				return 0, nil
+			}
+			return at, v[i+1:]
+		}
+	}
+	return 0, nil
+}
+
+// ReleaseRecord returns the release record of query id, whole: callers are
+// served under mayRead (the rule of the query's status).
+func (c *Coordinator) ReleaseRecord(id string) (*coordinatorv1.ReleaseRecord, error) {
+	cutoff := c.cfg.Now().Add(-c.cfg.ReleaseRecordRetention).UnixMilli()
+	var rec *coordinatorv1.ReleaseRecord
+	if c.cfg.DB == nil {
+		c.records.mu.Lock()
+		rec = c.records.m[id]
+		c.records.mu.Unlock()
+	} else {
+		err := c.cfg.DB.View(func(tx *kv.Txn) error {
+			v, err := tx.Get(append(append([]byte{}, prefixReleaseRecord...), id...))
+			if errors.Is(err, kv.ErrNotFound) || v == nil {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			_, b := recordTime(v)
+			rec = &coordinatorv1.ReleaseRecord{}
+			return proto.Unmarshal(b, rec)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if rec == nil || rec.GetReleasedUnixMs() < cutoff {
+		return nil, fmt.Errorf("%w: no release record of %s (a query released more than %s ago, not released, or answered from an earlier release)", ErrNotFound, id, c.cfg.ReleaseRecordRetention)
+	}
+	return rec, nil
+}
+
+// releaseRecordFor is ReleaseRecord for caller p, under the rule of the
+// query's status (mayRead): its analyst and operators.
+func (c *Coordinator) releaseRecordFor(p rpc.Peer, id string) (*coordinatorv1.ReleaseRecord, error) {
+	st, err := c.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if !mayRead(p, st) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return c.ReleaseRecord(id)
+}

@@ -1,0 +1,344 @@
+// Package releasecheck checks a release record (coordinator/v1
+// ReleaseRecord): that a released result is the decryption of the sum the
+// nodes whose partials are in it committed to, switched by at least T
+// decryptors of the epoch. It needs only the network CA certificate: every
+// signer's certificate is in the record. It links Lattigo (through
+// crypto/), so the client package must not import it; `fedstat verify`
+// does.
+//
+// What a passing check proves, and what it does not, is in docs/crypto.md,
+// "The release record".
+package releasecheck
+
+import (
+	"bytes"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/internal/resultpb"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/dp"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// ErrRefused: the record does not prove the release; the message names
+// the step and the party.
+var ErrRefused = errors.New("releasecheck: refused")
+
+// Options are the verifier's inputs besides the record.
+type Options struct {
+	// CA is the network CA certificate. Required.
+	CA *x509.Certificate
+	// Released is the result as the analyst received it (the query's
+	// status). Required.
+	Released *typesv1.Result
+	// Catalogue plans the spec to decode the totals. Defaults to
+	// plan.DefaultCatalogue().
+	Catalogue *plan.Catalogue
+}
+
+// Verdict is what a record proved.
+type Verdict struct {
+	QueryID string
+	Epoch   uint64
+	// Senders are the nodes whose partials are in the sum, Decryptors the
+	// nodes whose key-switch shares were combined (both sorted).
+	Senders, Decryptors []string
+	// Threshold is the epoch's T.
+	Threshold int
+	// Decrypted says the sum was decrypted with the revealed result key
+	// and matched the released result; when false, Withheld says why the
+	// key was not revealed and the check stopped at the switched sum.
+	Decrypted bool
+	Withheld  string
+}
+
+func refuse(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrRefused}, a...)...)
+}
+
+// skew accepts any signing time: a record is checked after the fact and
+// partials may wait weeks for approvals; the bindings carry the check.
+const skew = 100 * 365 * 24 * time.Hour
+
+// Check verifies rec (see the package doc) and returns the verdict, or an
+// error matching ErrRefused that names what failed.
+func Check(rec *coordinatorv1.ReleaseRecord, o Options) (*Verdict, error) {
+	if o.CA == nil || o.Released == nil {
+		return nil, errors.New("releasecheck: the CA certificate and the released result are required")
+	}
+	cat := o.Catalogue
+	if cat == nil {
+		cat = plan.DefaultCatalogue()
+	}
+	qid, epoch, spec := rec.GetQueryId(), rec.GetEpoch(), rec.GetSpec()
+	if qid == "" || spec == nil {
+		return nil, refuse("the record has no query id or spec")
+	}
+	released := time.UnixMilli(rec.GetReleasedUnixMs())
+	w := protocol.Window{Now: released, MaxSkew: skew}
+
+	// 1. Certificates: of the network CA, role node.
+	certs := map[string]*x509.Certificate{}
+	for i, der := range rec.GetCertificates() {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, refuse("certificate %d does not parse: %v", i, err)
+		}
+		name := c.Subject.CommonName
+		if err := pki.VerifyAt(o.CA, c, released); err != nil {
+			return nil, refuse("the certificate of %q is not of the network CA: %v", name, err)
+		}
+		if r, err := pki.RoleOf(c); err != nil || r != pki.RoleNode {
+			return nil, refuse("the certificate of %q is not a node's (role %q)", name, r)
+		}
+		certs[name] = c
+	}
+	cert := func(id, what string) (*x509.Certificate, error) {
+		c := certs[id]
+		if c == nil {
+			return nil, refuse("no certificate of the network CA for %s %s", what, id)
+		}
+		return c, nil
+	}
+
+	// 2. Partial headers: signed by their node, for this query and epoch.
+	var partials []*typesv1.Signed
+	var senders []string
+	for _, s := range rec.GetSenders() {
+		id := s.GetNodeId()
+		if slices.Contains(senders, id) {
+			return nil, refuse("sender %s appears twice", id)
+		}
+		c, err := cert(id, "sender")
+		if err != nil {
+			return nil, err
+		}
+		if err := protocol.OpenPartialHeader(c.PublicKey, s.GetPartial(), qid, epoch, id); err != nil {
+			return nil, refuse("the partial of %s is not its signed partial of query %s in epoch %d: %v", id, qid, epoch, err)
+		}
+		senders = append(senders, id)
+		partials = append(partials, s.GetPartial())
+	}
+	if min := int(spec.GetMinNodes()); len(senders) < min || len(senders) == 0 {
+		return nil, refuse("%d senders, the query needs at least %d (min_nodes)", len(senders), min)
+	}
+
+	// 3. Commitments: signed, to this partial set and this sum.
+	params, err := homomorphic.NewParams(rec.GetParams())
+	if err != nil {
+		return nil, refuse("parameter set %q: %v", rec.GetParams(), err)
+	}
+	commitDigest := protocol.CommitDigest(qid, epoch, spec, nodeSigned(rec))
+	sumDigest := protocol.SumDigest(rec.GetSum())
+	commits := map[string]*nodev1.ReleaseCommitment{}
+	for _, s := range rec.GetSenders() {
+		id := s.GetNodeId()
+		rc, err := protocol.OpenReleaseCommitment(certs[id].PublicKey, s.GetCommitment(), qid, epoch, id, w)
+		if err != nil {
+			return nil, refuse("the commitment of %s does not verify: %v", id, err)
+		}
+		if !bytes.Equal(rc.GetDigest(), commitDigest) {
+			return nil, refuse("%s committed to another set of partials than the record's", id)
+		}
+		if !bytes.Equal(rc.GetSumDigest(), sumDigest) {
+			return nil, refuse("%s committed to another sum than the record's", id)
+		}
+		commits[id] = rc
+	}
+
+	// 4. The sum is the sum of the committed partials.
+	sum := make([]*homomorphic.Ciphertext, len(rec.GetSum()))
+	for i, b := range rec.GetSum() {
+		if sum[i], err = homomorphic.UnmarshalCiphertext(params, b); err != nil {
+			return nil, refuse("sum ciphertext %d: %v", i, err)
+		}
+	}
+	if err := protocol.CheckCompactSum(params, sum, rec.GetSum(), commitDigest, protocol.SpecDigest(spec), commits); err != nil {
+		return nil, refuse("the sum is not the committed one: %v", err)
+	}
+
+	// 5. Decryptor shares: signed, distinct, at least T, of this set, this
+	// sum and this target key.
+	t := int(spec.GetThreshold())
+	targetDigest := protocol.TargetKeyDigest(rec.GetTargetPublicKey())
+	var decryptors []string
+	shares := make([][][]byte, 0, len(rec.GetDecryptors()))
+	for _, d := range rec.GetDecryptors() {
+		id := d.GetNodeId()
+		if slices.Contains(decryptors, id) {
+			return nil, refuse("decryptor %s appears twice", id)
+		}
+		c, err := cert(id, "decryptor")
+		if err != nil {
+			return nil, err
+		}
+		p, err := protocol.OpenKeySwitchPayload(c.PublicKey, d.GetShare(), qid, epoch, id, w)
+		if err != nil {
+			return nil, refuse("the key-switch share of %s does not verify: %v", id, err)
+		}
+		switch {
+		case !bytes.Equal(p.GetCommitDigest(), commitDigest):
+			return nil, refuse("the key-switch share of %s is of another partial set", id)
+		case !bytes.Equal(p.GetSumDigest(), sumDigest):
+			return nil, refuse("the key-switch share of %s is of another sum", id)
+		case !bytes.Equal(p.GetTargetKeyDigest(), targetDigest):
+			return nil, refuse("the key-switch share of %s is to another target key", id)
+		case len(p.GetShares()) != len(sum):
+			return nil, refuse("the key-switch share of %s has %d shares for %d ciphertexts", id, len(p.GetShares()), len(sum))
+		}
+		decryptors = append(decryptors, id)
+		shares = append(shares, p.GetShares())
+	}
+	if t < 1 || len(decryptors) < t {
+		return nil, refuse("%d decryptor shares, the epoch's threshold is %d", len(decryptors), t)
+	}
+	switched := make([]*homomorphic.Ciphertext, len(sum))
+	for j := range sum {
+		per := make([][]byte, len(shares))
+		for i := range shares {
+			per[i] = shares[i][j]
+		}
+		if switched[j], err = collective.KeySwitchCombine(params, sum[j], per); err != nil {
+			return nil, refuse("combining the key-switch shares: %v", err)
+		}
+	}
+	v := &Verdict{QueryID: qid, Epoch: epoch, Senders: sorted(senders), Decryptors: sorted(decryptors), Threshold: t}
+
+	// 6. and 7. Decrypt with the revealed key, decode, compare.
+	if !proto.Equal(rec.GetResult(), o.Released) {
+		return nil, refuse("the record's result is not the result released to you")
+	}
+	preq, err := protocol.PlanRequest(spec)
+	if err != nil {
+		return nil, refuse("the spec does not plan: %v", err)
+	}
+	p, err := plan.Build(preq, cat)
+	if err != nil {
+		return nil, fmt.Errorf("releasecheck: the spec does not plan with this catalogue (%v): the decryption cannot be checked here", err)
+	}
+	withheld := Disclosable(p, o.Released)
+	if len(rec.GetResultKey()) == 0 {
+		if withheld == nil {
+			return nil, refuse("the result key is withheld, but every decrypted total was released (%s)", rec.GetResultKeyWithheld())
+		}
+		v.Withheld = withheld.Error()
+		return v, nil
+	}
+	rk, err := homomorphic.UnmarshalResultKey(params, rec.GetResultKey())
+	if err != nil {
+		return nil, refuse("the result key does not decode: %v", err)
+	}
+	pub, err := rk.Public().MarshalBinary()
+	if err != nil || !bytes.Equal(pub, rec.GetTargetPublicKey()) {
+		return nil, refuse("the revealed result key is not the pair of the target key the decryptors switched to")
+	}
+	if err := homomorphic.CheckResultKey(params, rk); err != nil {
+		return nil, refuse("the revealed result key: %v", err)
+	}
+	totals, err := homomorphic.Decrypt(params, rk, switched, p.VectorLen())
+	if err != nil {
+		return nil, refuse("decrypting the switched sum: %v", err)
+	}
+	r, err := dp.Release(p, totals, len(senders))
+	if err != nil {
+		return nil, refuse("decoding the decrypted totals: %v", err)
+	}
+	if err := sameValues(resultpb.ToProto(r), o.Released); err != nil {
+		return nil, refuse("the released result is not the decryption of the committed sum: %v", err)
+	}
+	v.Decrypted = true
+	return v, nil
+}
+
+// sameValues compares the numbers of two results cell by cell (display
+// names and the suppression of small counts in a series aside).
+func sameValues(want, got *typesv1.Result) error {
+	if len(want.GetRows()) != len(got.GetRows()) {
+		return fmt.Errorf("%d rows, the decryption has %d", len(got.GetRows()), len(want.GetRows()))
+	}
+	for i, wr := range want.GetRows() {
+		gr := got.GetRows()[i]
+		if !slices.Equal(wr.GetKeys(), gr.GetKeys()) || len(wr.GetValues()) != len(gr.GetValues()) {
+			return fmt.Errorf("row %d differs in its keys or columns", i)
+		}
+		for j, wv := range wr.GetValues() {
+			gv := gr.GetValues()[j]
+			if gv.GetSuppressed() {
+				continue
+			}
+			if !same(wv.GetValue(), gv.GetValue()) {
+				return fmt.Errorf("row %d (%v), column %d: released %v, decrypted %v", i, wr.GetKeys(), j, gv.GetValue(), wv.GetValue())
+			}
+		}
+	}
+	return nil
+}
+
+func same(a, b float64) bool {
+	return a == b || (math.IsNaN(a) && math.IsNaN(b))
+}
+
+// Disclosable says whether the result key of a release of p may be revealed
+// to the analyst who received r: nil when every slot of the decrypted
+// totals is determined by r (no value suppressed, every measure released as
+// a count or a sum of its own, no count rounded from a finer grid);
+// otherwise an error saying what would be disclosed beyond r.
+func Disclosable(p *plan.Plan, r *typesv1.Result) error {
+	for _, row := range r.GetRows() {
+		for _, n := range row.GetValues() {
+			if n.GetSuppressed() {
+				return errors.New("the result has suppressed small counts, which the decrypted totals hold")
+			}
+		}
+	}
+	direct := map[int]bool{}
+	for _, o := range p.Outputs() {
+		switch o.Kind {
+		case plan.OutCount:
+			direct[o.Count] = true
+		case plan.OutSum:
+			direct[o.Sum] = true
+		}
+	}
+	for i, m := range p.Measures() {
+		count := m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues
+		switch {
+		case !direct[i]:
+			return fmt.Errorf("the totals of %s are not released on their own (a mean or variance is built from them)", m.Label)
+		case count && m.Scale != 1:
+			return fmt.Errorf("the totals of %s are on a finer grid than the released, rounded counts", m.Label)
+		}
+	}
+	if p.Link != nil {
+		return errors.New("a query across linked agencies is not released by one key switch")
+	}
+	return nil
+}
+
+// nodeSigned lists the record's partials as the commit digest takes them.
+func nodeSigned(rec *coordinatorv1.ReleaseRecord) []*nodev1.NodeSigned {
+	out := make([]*nodev1.NodeSigned, len(rec.GetSenders()))
+	for i, s := range rec.GetSenders() {
+		out[i] = &nodev1.NodeSigned{NodeId: s.GetNodeId(), Signed: s.GetPartial()}
+	}
+	return out
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
