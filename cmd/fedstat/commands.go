@@ -12,6 +12,7 @@ func commands() []*cobra.Command {
 		seriesCommand(),
 		nodesCommand(),
 		budgetCommand(),
+		verifyCommand(),
 		tokenCommand(),
 		benchCommand(),
 		caCommand(),

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/releasecheck"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+func verifyCommand() *cobra.Command {
+	var cf clientFlags
+	c := &cobra.Command{
+		Use:   "verify QUERY_ID",
+		Short: "Check that a released result is the decryption of the sum its nodes committed to",
+		Long: `Fetch the release record of a released query and check it with nothing but the
+network CA certificate (--ca):
+
+  1. every signer's certificate is of the network CA, with role node;
+  2. every partial in the sum is its node's signed partial of this query and
+     key epoch;
+  3. every sender signed a commitment to exactly this set of partials and to
+     exactly this sum;
+  4. the sum is the sum of the committed partials (the fingerprint check the
+     decryptors run), with at least min_nodes senders;
+  5. at least T distinct decryptors of the epoch signed key-switch shares of
+     this set, this sum and this result key;
+  6. the shares, combined with the sum and decrypted with the result key the
+     coordinator reveals after the release, decode to the result you were
+     given.
+
+It prints the nodes whose partials are in the result and the decryptors, or
+names what failed and exits non-zero. When the decrypted totals hold values
+you were not given (suppressed small counts, the sums behind a mean, counts
+rounded from a finer grid), the coordinator keeps the result key and step 6
+is not run: the verdict says so.
+
+What a passing check does not prove: that each node's partial is a
+well-formed encryption of its true, noised data (docs/crypto.md, "The
+release record"). Records are kept for release_record_retention (default
+7 days).
+
+Example:
+  fedstat query "SELECT COUNT(*) FROM patients"   # prints the query id
+  fedstat verify q-0123456789abcdef01234567`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := cf.connect()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			if cf.ca == "" {
+				return &usageError{"verify needs the network CA certificate: --ca (or " + envCA + ")"}
+			}
+			ca, err := pki.LoadCert(cf.ca)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			st, err := cl.Get(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if st.GetResult() == nil {
+				return fmt.Errorf("query %s has no released result (%s)", args[0], st.GetState())
+			}
+			rec, err := cl.ReleaseRecord(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			cat := plan.DefaultCatalogue()
+			if info, err := cl.Catalogue(ctx); err == nil {
+				cat.Regions = info.GetRegions()
+			}
+			v, err := releasecheck.Check(rec, releasecheck.Options{CA: ca, Released: st.GetResult(), Catalogue: cat})
+			out := cmd.OutOrStdout()
+			if errors.Is(err, releasecheck.ErrRefused) {
+				fmt.Fprintf(out, "NOT VERIFIED: query %s: %s\n", args[0], strings.TrimPrefix(err.Error(), releasecheck.ErrRefused.Error()+": "))
+				return errors.New("the release record does not prove the result")
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "query %s, key epoch %d\n", v.QueryID, v.Epoch)
+			fmt.Fprintf(out, "partials in the sum (signed and committed): %s\n", strings.Join(v.Senders, ", "))
+			fmt.Fprintf(out, "decryptors (signed shares, threshold %d): %s\n", v.Threshold, strings.Join(v.Decryptors, ", "))
+			if v.Decrypted {
+				fmt.Fprintln(out, "VERIFIED: the result is the decryption of the sum these nodes committed to")
+			} else {
+				fmt.Fprintf(out, "VERIFIED up to the key switch: the result key was withheld (%s), so the decryption itself was not checked\n", v.Withheld)
+			}
+			return nil
+		},
+	}
+	cf.add(c)
+	return c
+}

@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/releasecheck"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+)
+
+// TestVerifiableRelease runs two queries through a real coordinator and
+// nodes, fetches their release records as the analyst and checks them as
+// `fedstat verify` does (internal/releasecheck) with only the network CA
+// certificate: the honest record verifies, decrypting to the released
+// count, and names the senders and decryptors; a record tampered as a
+// malicious coordinator would tamper it is refused, naming what is wrong:
+// released totals changed, a sender dropped, a partial or a commitment of
+// another query, a sum that is not the committed one, a forged or missing
+// decryptor share, fewer than T shares, a certificate not of the network
+// CA, a result key made up after the fact, and a key withheld although
+// nothing was.
+func TestVerifiableRelease(t *testing.T) {
+	nw := startNetwork(t, 3, 2, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := dialCoordinator(t, nw, nil)
+	ca := nw.Analyst.CA
+
+	run := func(eps float64) (*coordinatorv1.QueryStatus, *coordinatorv1.ReleaseRecord) {
+		t.Helper()
+		st, err := runQuery(ctx, c, &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: eps, Delta: 1e-6})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := c.ReleaseRecord(ctx, st.GetQueryId())
+		if err != nil {
+			t.Fatalf("release record of %s: %v", st.GetQueryId(), err)
+		}
+		return st, rec
+	}
+	st, rec := run(1)
+	_, other := run(0.9)
+
+	check := func(rec *coordinatorv1.ReleaseRecord, released *typesv1.Result) (*releasecheck.Verdict, error) {
+		return releasecheck.Check(rec, releasecheck.Options{CA: ca, Released: released, Catalogue: nw.Catalogue})
+	}
+
+	t.Run("honest", func(t *testing.T) {
+		v, err := check(rec, st.GetResult())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !v.Decrypted || len(v.Senders) != 3 || len(v.Decryptors) != 2 || v.Threshold != 2 {
+			t.Fatalf("verdict %+v", v)
+		}
+	})
+
+	refused := func(t *testing.T, tamper func(r *coordinatorv1.ReleaseRecord, res *typesv1.Result), texts ...string) {
+		t.Helper()
+		r := proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+		res := proto.Clone(st.GetResult()).(*typesv1.Result)
+		tamper(r, res)
+		v, err := check(r, res)
+		if !errors.Is(err, releasecheck.ErrRefused) {
+			t.Fatalf("a tampered record passed: %+v, %v", v, err)
+		}
+		for _, s := range texts {
+			if !strings.Contains(err.Error(), s) {
+				t.Fatalf("error %q does not say %q", err, s)
+			}
+		}
+	}
+	t.Run("released totals changed", func(t *testing.T) {
+		refused(t, func(r *coordinatorv1.ReleaseRecord, res *typesv1.Result) {
+			res.Rows[0].Values[0].Value += 1
+			r.Result = res
+		}, "not the decryption of the committed sum")
+	})
+	t.Run("released result not the record's", func(t *testing.T) {
+		refused(t, func(_ *coordinatorv1.ReleaseRecord, res *typesv1.Result) { res.Rows[0].Values[0].Value += 1 },
+			"not the result released to you")
+	})
+	t.Run("sender dropped", func(t *testing.T) {
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) { r.Senders = r.Senders[1:] },
+			"committed to another set of partials")
+	})
+	t.Run("partial of another query", func(t *testing.T) {
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) { r.Senders[0].Partial = other.Senders[0].Partial },
+			"the partial of "+rec.Senders[0].NodeId, "is not its signed partial")
+	})
+	t.Run("commitment of another query", func(t *testing.T) {
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) {
+			r.Senders[1].Commitment = other.Senders[1].Commitment
+		}, "the commitment of "+rec.Senders[1].NodeId)
+	})
+	t.Run("sum not the committed one", func(t *testing.T) {
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) { r.Sum = other.Sum }, "committed to another sum")
+	})
+	t.Run("forged share", func(t *testing.T) {
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) {
+			sh := r.Decryptors[0].Share
+			sh.Payload = other.Decryptors[0].Share.Payload
+		}, "the key-switch share of "+rec.Decryptors[0].NodeId, "does not verify")
+	})
+	t.Run("share of another query", func(t *testing.T) {
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) { r.Decryptors[0].Share = other.Decryptors[0].Share },
+			"the key-switch share of "+rec.Decryptors[0].NodeId)
+	})
+	t.Run("fewer than T shares", func(t *testing.T) {
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) { r.Decryptors = r.Decryptors[:1] },
+			"1 decryptor shares, the epoch's threshold is 2")
+	})
+	t.Run("share repeated", func(t *testing.T) {
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) { r.Decryptors[1] = r.Decryptors[0] }, "appears twice")
+	})
+	t.Run("certificate not of the network CA", func(t *testing.T) {
+		rogue, err := pki.NewCA("rogue", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := rogue.Issue(pki.IssueRequest{Name: rec.Senders[0].NodeId, Role: pki.RoleNode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) {
+			r.Certificates = append([][]byte{id.Cert.Raw}, r.Certificates...)
+		}, "the certificate of \""+rec.Senders[0].NodeId+"\" is not of the network CA")
+	})
+	t.Run("result key made up", func(t *testing.T) {
+		params, err := homomorphic.NewParams(rec.GetParams())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rk, err := homomorphic.GenResultKey(params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := rk.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) { r.ResultKey = b }, "not the pair of the target key")
+	})
+	t.Run("result key withheld", func(t *testing.T) {
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) { r.ResultKey = nil }, "the result key is withheld")
+	})
+}
