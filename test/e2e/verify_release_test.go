@@ -27,7 +27,8 @@ import (
 // another query, a sum that is not the committed one, a forged or missing
 // decryptor share, fewer than T shares, a certificate not of the network
 // CA, a result key made up after the fact, and a key withheld although
-// nothing was.
+// nothing was. For a mean, whose sums the analyst is not given, the key is
+// withheld and the check stops at the switched sum, saying so.
 func TestVerifiableRelease(t *testing.T) {
 	nw := startNetwork(t, 3, 2, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -35,9 +36,13 @@ func TestVerifiableRelease(t *testing.T) {
 	c := dialCoordinator(t, nw, nil)
 	ca := nw.Analyst.CA
 
-	run := func(eps float64) (*coordinatorv1.QueryStatus, *coordinatorv1.ReleaseRecord) {
+	run := func(eps float64, sql ...string) (*coordinatorv1.QueryStatus, *coordinatorv1.ReleaseRecord) {
 		t.Helper()
-		st, err := runQuery(ctx, c, &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: eps, Delta: 1e-6})
+		spec := &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: eps, Delta: 1e-6}
+		if len(sql) > 0 {
+			spec.Sql = sql[0]
+		}
+		st, err := runQuery(ctx, c, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +99,9 @@ func TestVerifiableRelease(t *testing.T) {
 			"committed to another set of partials")
 	})
 	t.Run("partial of another query", func(t *testing.T) {
-		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) { r.Senders[0].Partial = other.Senders[0].Partial },
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) {
+			r.Senders[0].Partial = other.Senders[0].Partial
+		},
 			"the partial of "+rec.Senders[0].NodeId, "is not its signed partial")
 	})
 	t.Run("commitment of another query", func(t *testing.T) {
@@ -112,7 +119,9 @@ func TestVerifiableRelease(t *testing.T) {
 		}, "the key-switch share of "+rec.Decryptors[0].NodeId, "does not verify")
 	})
 	t.Run("share of another query", func(t *testing.T) {
-		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) { r.Decryptors[0].Share = other.Decryptors[0].Share },
+		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) {
+			r.Decryptors[0].Share = other.Decryptors[0].Share
+		},
 			"the key-switch share of "+rec.Decryptors[0].NodeId)
 	})
 	t.Run("fewer than T shares", func(t *testing.T) {
@@ -149,6 +158,21 @@ func TestVerifiableRelease(t *testing.T) {
 			t.Fatal(err)
 		}
 		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) { r.ResultKey = b }, "not the pair of the target key")
+	})
+	t.Run("key withheld for a mean", func(t *testing.T) {
+		// The sums behind a mean were not released: the coordinator keeps
+		// the key, and the check stops at the switched sum, saying so.
+		st, rec := run(1, "SELECT AVG(CLAMP(age, 0, 110)) AS mean_age FROM patients")
+		if len(rec.GetResultKey()) != 0 || !strings.Contains(rec.GetResultKeyWithheld(), "not released on their own") {
+			t.Fatalf("result key %d bytes, withheld %q", len(rec.GetResultKey()), rec.GetResultKeyWithheld())
+		}
+		v, err := check(rec, st.GetResult())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Decrypted || !strings.Contains(v.Withheld, "not released on their own") || len(v.Senders) != 3 {
+			t.Fatalf("verdict %+v", v)
+		}
 	})
 	t.Run("result key withheld", func(t *testing.T) {
 		refused(t, func(r *coordinatorv1.ReleaseRecord, _ *typesv1.Result) { r.ResultKey = nil }, "the result key is withheld")
