@@ -355,6 +355,11 @@ func TestHTTPBodiesAreProtoMessages(t *testing.T) {
 	must("GET /v1/queries/{query_id}/watch", code)
 	code, _ = call("GET /v1/queries/{query_id}", "/v1/queries/"+id, "tok-ann", "")
 	must("GET /v1/queries/{query_id}", code)
+	// The release record: the query's analyst, and operators, read it.
+	for _, tok := range []string{"tok-ann", "tok-olga"} {
+		code, _ = call("GET /v1/queries/{query_id}/release-record", "/v1/queries/"+id+"/release-record", tok, "")
+		must("GET /v1/queries/{query_id}/release-record", code)
+	}
 	// Released: cancelling it is an error, in the error's shape.
 	call("POST /v1/queries/{query_id}/cancel", "/v1/queries/"+id+"/cancel", "tok-ann", "")
 	for _, r := range []struct{ route, target, token string }{
