@@ -1,0 +1,50 @@
+package e2e
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
+)
+
+// TestVerifiableReleaseProcesses: the built `fedstat verify` checks the
+// release of a query the built `fedstat query` ran on a network of
+// processes, with the analyst's CA file only, and prints the nodes whose
+// partials are in the result and the decryptors; a query id without a
+// record is an error; its --help says what is checked.
+func TestVerifiableReleaseProcesses(t *testing.T) {
+	data, err := demo.Synthetic(3, 300, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 2})
+
+	_, stderr := cliQueryJSON(t, p, 3, demo.CohortQuery)
+	m := regexp.MustCompile(`query (q-[0-9a-f]+)`).FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("no query id in %q", stderr)
+	}
+	out, errOut, err := cli(t, p, "verify", m[1])
+	if err != nil {
+		t.Fatalf("fedstat verify: %v\n%s%s", err, out, errOut)
+	}
+	for _, want := range []string{"partials in the sum (signed and committed): node-1, node-2, node-3", "decryptors (signed shares, threshold 2): ", "VERIFIED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify printed %q, without %q", out, want)
+		}
+	}
+	if out, _, err := cli(t, p, "verify", "q-nosuch"); err == nil {
+		t.Errorf("verify of an unknown query passed: %s", out)
+	}
+	help, _, _ := cli(t, p, "verify", "--help")
+	for _, want := range []string{"network CA", "min_nodes", "result key", "does not prove"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("verify --help does not say %q", want)
+		}
+	}
+}
