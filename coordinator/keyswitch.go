@@ -256,7 +256,8 @@ func (c *Coordinator) prepare(ctx context.Context, set []string, base *nodev1.Ke
 
 // releaseShares asks every decryptor of set, which all prepared, to RELEASE
 // its key-switch share of base, and opens each share
-// (protocol.OpenKeySwitchShare: one share per ciphertext of the sum, cts).
+// (protocol.OpenKeySwitchRelease: one share per ciphertext of the sum, cts,
+// made for this partial set, sum and target key).
 // It returns the shares ([decryptor][ciphertext]), the signed shares and
 // each decryptor's error, in the order of set.
 func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set []string, base *nodev1.KeySwitchRequest, cts int) ([][][]byte, []*nodev1.NodeSigned, []error) {
@@ -264,6 +265,12 @@ func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set
 		Decryptors: set, Phase: nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_RELEASE}
 	shares := make([][][]byte, len(set))
 	signed := make([]*nodev1.NodeSigned, len(set))
+	commitDigest := protocol.CommitDigest(q.id, e.ID, base.GetSpec(), base.GetPartials())
+	var sumDigest []byte
+	if len(base.GetSum()) > 0 {
+		sumDigest = protocol.SumDigest(base.GetSum())
+	}
+	targetDigest := protocol.TargetKeyDigest(base.GetTargetPublicKey())
 	errs := c.fanoutEach(ctx, set, func(ctx context.Context, i int, id string) error {
 		cl, err := c.client(id)
 		if err != nil {
@@ -275,7 +282,7 @@ func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set
 		if err != nil {
 			return callError(err)
 		}
-		sh, err := protocol.OpenKeySwitchShare(e.member(id).Cert.PublicKey, resp.GetShare(), q.id, e.ID, id, c.window(), cts)
+		sh, err := protocol.OpenKeySwitchRelease(e.member(id).Cert.PublicKey, resp.GetShare(), q.id, e.ID, id, c.window(), cts, commitDigest, sumDigest, targetDigest)
 		if err != nil {
 			return fmt.Errorf("key-switch share: %w", err)
 		}

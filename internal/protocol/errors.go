@@ -21,4 +21,5 @@ var Errors = rpc.RegisterErrors(rpc.ErrorTable{
 	{Err: ErrSpec, Code: codes.InvalidArgument, Reason: "protocol.spec"},
 	{Err: ErrPlaintextRange, Code: codes.InvalidArgument, Reason: "protocol.plaintext_range"},
 	{Err: ErrMalformedPayload, Code: codes.InvalidArgument, Reason: "protocol.malformed_payload"},
+	{Err: ErrShareOfAnother, Code: codes.InvalidArgument, Reason: "protocol.share_of_another"},
 })

@@ -1,8 +1,10 @@
 package protocol
 
 import (
+	"bytes"
 	"crypto"
 	"errors"
+	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -154,6 +156,40 @@ func OpenKeySwitchShare(pub crypto.PublicKey, s *typesv1.Signed, queryID string,
 		return nil, ErrMalformedPayload
 	}
 	if err != nil {
+		return nil, err
+	}
+	return p.GetShares(), nil
+}
+
+// ErrShareOfAnother: a key-switch share signed as made for another partial
+// set, another sum or another target key than the release it came back
+// from.
+var ErrShareOfAnother = errors.New("protocol: the key-switch share is of another release")
+
+// OpenKeySwitchRelease is OpenKeySwitchShare for the coordinator of a
+// release: it also checks what the share says it was made for (the commit
+// digest of the partial set, the sum's digest for a compact release, the
+// target key's digest) against the release it asked for, so that a wrong
+// share names its decryptor when it arrives rather than when an analyst
+// checks the release record. A share without those digests (made by a node
+// of an earlier version) passes this check; the release record's check
+// refuses it.
+func OpenKeySwitchRelease(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch uint64, node string, w Window, cts int, commitDigest, sumDigest, targetDigest []byte) ([][]byte, error) {
+	p, err := keySwitchKind.open(pub, s, queryBinding(queryID, epoch, node), w)
+	if errors.Is(err, ErrMalformedPayload) || (err == nil && len(p.GetShares()) != cts) {
+		return nil, ErrMalformedPayload
+	}
+	if err != nil {
+		return nil, err
+	}
+	check := func(what string, got, want []byte) error {
+		if len(got) > 0 && !bytes.Equal(got, want) {
+			return fmt.Errorf("%w: its %s differs from this release's", ErrShareOfAnother, what)
+		}
+		return nil
+	}
+	if err := errors.Join(check("partial set", p.GetCommitDigest(), commitDigest), check("sum", p.GetSumDigest(), sumDigest),
+		check("target key", p.GetTargetKeyDigest(), targetDigest)); err != nil {
 		return nil, err
 	}
 	return p.GetShares(), nil

@@ -384,3 +384,41 @@ func TestKindsAreWireValues(t *testing.T) {
 		t.Errorf("CKG share bound to %+v", h.Binding)
 	}
 }
+
+// TestKeySwitchShareOfAnotherRelease: the coordinator refuses, as it
+// arrives, a share that its decryptor signed as made for another partial
+// set, sum or target key, and names which; a share without those digests
+// (an earlier node version) still opens.
+func TestKeySwitchShareOfAnotherRelease(t *testing.T) {
+	signer := key(t)
+	commit, sum, target := []byte("commit-digest"), []byte("sum-digest"), protocol.TargetKeyDigest([]byte("target"))
+	seal := func(p *nodev1.KeySwitchPayload) *typesv1.Signed {
+		t.Helper()
+		p.Shares = [][]byte{{1}}
+		s, err := protocol.SealKeySwitchShare(signer, "q-1", 3, "node-1", p, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	open := func(s *typesv1.Signed) error {
+		_, err := protocol.OpenKeySwitchRelease(signer.Public(), s, "q-1", 3, "node-1", window(), 1, commit, sum, target)
+		return err
+	}
+	if err := open(seal(&nodev1.KeySwitchPayload{CommitDigest: commit, SumDigest: sum, TargetKeyDigest: target})); err != nil {
+		t.Fatalf("the share of this release: %v", err)
+	}
+	if err := open(seal(&nodev1.KeySwitchPayload{})); err != nil {
+		t.Fatalf("a share without digests (an earlier node): %v", err)
+	}
+	for what, p := range map[string]*nodev1.KeySwitchPayload{
+		"partial set": {CommitDigest: []byte("another set"), SumDigest: sum, TargetKeyDigest: target},
+		"sum":         {CommitDigest: commit, SumDigest: []byte("another sum"), TargetKeyDigest: target},
+		"target key":  {CommitDigest: commit, SumDigest: sum, TargetKeyDigest: protocol.TargetKeyDigest([]byte("another key"))},
+	} {
+		err := open(seal(p))
+		if !errors.Is(err, protocol.ErrShareOfAnother) || !strings.Contains(err.Error(), what) {
+			t.Errorf("a share of another %s: %v, want ErrShareOfAnother naming it", what, err)
+		}
+	}
+}
