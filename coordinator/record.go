@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -92,17 +93,24 @@ func (c *Coordinator) saveReleaseRecord(rec *coordinatorv1.ReleaseRecord) error 
 	if err != nil {
 		return err
 	}
-	// The value is the release time (8 decimal digits and more) then the
-	// record, so that pruning reads only the prefix.
+	// The value is the release time (decimal) then the record. Pruning
+	// reads the time index (prefixReleaseRecordAt: the time in 20 digits,
+	// then the query id; keys only, in time order) up to the cutoff, so
+	// that keeping a record costs the records it deletes, not all those
+	// kept.
 	val := append([]byte(strconv.FormatInt(rec.GetReleasedUnixMs(), 10)+"\x00"), b...)
 	return c.cfg.DB.Update(func(tx *kv.Txn) error {
 		var old [][]byte
-		if err := tx.Iterate(prefixReleaseRecord, func(k, v []byte) error {
-			if at, _ := recordTime(v); at < cutoff {
-				old = append(old, append([]byte{}, k...))
+		errDone := errors.New("done")
+		err := tx.IterateKeys(prefixReleaseRecordAt, func(k []byte) error {
+			at, id, ok := parseRecordAt(k)
+			if !ok || at >= cutoff {
+				return errDone
 			}
+			old = append(old, append([]byte{}, k...), recordKey(id))
 			return nil
-		}); err != nil {
+		})
+		if err != nil && !errors.Is(err, errDone) {
 			return err
 		}
 		for _, k := range old {
@@ -110,8 +118,33 @@ func (c *Coordinator) saveReleaseRecord(rec *coordinatorv1.ReleaseRecord) error 
 				return err
 			}
 		}
-		return tx.Set(append(append([]byte{}, prefixReleaseRecord...), rec.GetQueryId()...), val)
+		if err := tx.Set(recordAtKey(rec.GetReleasedUnixMs(), rec.GetQueryId()), nil); err != nil {
+			return err
+		}
+		return tx.Set(recordKey(rec.GetQueryId()), val)
 	})
+}
+
+// prefixReleaseRecordAt indexes the release records by release time.
+var prefixReleaseRecordAt = []byte("c/release-record-at/")
+
+func recordKey(id string) []byte { return append(append([]byte{}, prefixReleaseRecord...), id...) }
+
+func recordAtKey(atMs int64, id string) []byte {
+	return fmt.Appendf(append([]byte{}, prefixReleaseRecordAt...), "%020d/%s", max(atMs, 0), id)
+}
+
+// parseRecordAt reads a key of the time index.
+func parseRecordAt(k []byte) (atMs int64, id string, ok bool) {
+	rest, found := bytes.CutPrefix(k, prefixReleaseRecordAt)
+	if !found || len(rest) < 21 || rest[20] != '/' {
+		return 0, "", false
+	}
+	at, err := strconv.ParseInt(string(rest[:20]), 10, 64)
+	if err != nil {
+		return 0, "", false
+	}
+	return at, string(rest[21:]), true
 }
 
 func recordTime(v []byte) (int64, []byte) {
@@ -138,7 +171,7 @@ func (c *Coordinator) ReleaseRecord(id string) (*coordinatorv1.ReleaseRecord, er
 		c.records.mu.Unlock()
 	} else {
 		err := c.cfg.DB.View(func(tx *kv.Txn) error {
-			v, err := tx.Get(append(append([]byte{}, prefixReleaseRecord...), id...))
+			v, err := tx.Get(recordKey(id))
 			if errors.Is(err, kv.ErrNotFound) || v == nil {
 				return nil
 			} else if err != nil {
