@@ -155,24 +155,24 @@ func Open(ca *x509.Certificate, sig *typesv1.AnalystSignature, coordinator strin
 	if err != nil || !slices.Contains(roles, role) {
 		return nil, fmt.Errorf("%w: the certificate of %q has role %q, which may not sign a query", ErrInvalid, name, role)
 	}
+	// The header is read only to word the errors: envelope.Open checks the
+	// signature before the binding and the time.
 	hdr, err := envelope.ParseHeader(sig.GetRequest().GetHeader())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if hdr.Kind != Kind || hdr.QueryID != "" || hdr.Epoch != 0 {
-		return nil, fmt.Errorf("%w: the signed message is a %q, not an analyst's query", ErrInvalid, hdr.Kind)
-	}
-	if hdr.NodeID != coordinator {
-		return nil, fmt.Errorf("%w: %q signed the query for coordinator %q, not for %q", ErrInvalid, name, hdr.NodeID, coordinator)
-	}
 	env := &envelope.Envelope{Header: sig.GetRequest().GetHeader(), Payload: sig.GetRequest().GetPayload(), Signature: sig.GetRequest().GetSignature()}
 	_, err = envelope.Open(cert.PublicKey, env, envelope.Binding{NodeID: coordinator, Kind: Kind}, now, maxAge, nil)
 	switch {
+	case errors.Is(err, envelope.ErrBadSignature):
+		return nil, fmt.Errorf("%w: the signature is not by the key of %q's certificate, or the signed query was changed", ErrInvalid, name)
+	case errors.Is(err, envelope.ErrBindingMismatch) && (hdr.Kind != Kind || hdr.QueryID != "" || hdr.Epoch != 0):
+		return nil, fmt.Errorf("%w: the signed message is a %q, not an analyst's query", ErrInvalid, hdr.Kind)
+	case errors.Is(err, envelope.ErrBindingMismatch):
+		return nil, fmt.Errorf("%w: %q signed the query for coordinator %q, not for %q", ErrInvalid, name, hdr.NodeID, coordinator)
 	case errors.Is(err, envelope.ErrStale):
 		return nil, fmt.Errorf("%w: %q signed the query at %s, further than %s from now (%s)", ErrInvalid, name,
 			hdr.Timestamp.Format(time.RFC3339), maxAge, now.UTC().Format(time.RFC3339))
-	case errors.Is(err, envelope.ErrBadSignature):
-		return nil, fmt.Errorf("%w: the signature is not by the key of %q's certificate, or the signed query was changed", ErrInvalid, name)
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}

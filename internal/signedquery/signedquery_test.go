@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/rpc/rpctest"
 	"github.com/fedstat/fedstat/internal/signedquery"
@@ -69,6 +70,16 @@ func TestOpen(t *testing.T) {
 	swapped := proto.Clone(sig).(*typesv1.AnalystSignature)
 	other, _ := ca.Issue(pki.IssueRequest{Name: "bob", Role: pki.RoleAnalyst, Validity: time.Hour})
 	swapped.Certificate = other.Cert.Raw
+	// A header bound to another coordinator under a signature of another
+	// header: the error is the signature's, not a statement of what the
+	// unverified header says.
+	rebound, _ := signedquery.Seal(alice.Key, alice.Cert.Raw, "coordinator-2", testSpec(), now)
+	rebound.Request.Signature = sig.GetRequest().GetSignature()
+	env, err := envelope.Seal(alice.Key, envelope.Binding{NodeID: "coordinator", Kind: "partial"}, sig.GetRequest().GetPayload(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKind := &typesv1.AnalystSignature{Request: &typesv1.Signed{Header: env.Header, Payload: env.Payload, Signature: env.Signature}, Certificate: alice.Cert.Raw}
 	for _, tc := range []struct {
 		name  string
 		sig   *typesv1.AnalystSignature
@@ -83,6 +94,8 @@ func TestOpen(t *testing.T) {
 		{"a node's certificate", byNode, "coordinator", now, `role "node"`},
 		{"another coordinator", sig, "coordinator-2", now, `for coordinator "coordinator", not for "coordinator-2"`},
 		{"stale", sig, "coordinator", now.Add(2 * time.Minute), "further than 1m0s"},
+		{"a forged binding", rebound, "coordinator", now, `key of "alice"`},
+		{"another kind of message", otherKind, "coordinator", now, `a "partial", not an analyst's query`},
 	} {
 		_, err := signedquery.Open(ca.Cert, tc.sig, tc.coord, tc.at, time.Minute)
 		if !errors.Is(err, signedquery.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
