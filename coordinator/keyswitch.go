@@ -155,27 +155,21 @@ func (c *Coordinator) checkCommit(qid string, e *epoch, id string, s *typesv1.Si
 // set), to the target key (keySwitchShares), and combines their shares.
 // It also returns the decryptors' signed shares (for the release record).
 func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, senders []string) ([]*homomorphic.Ciphertext, []*nodev1.NodeSigned, error) {
-	decryptors, shares, signed, err := c.keySwitchShares(ctx, q, e, base, len(sum), senders)
+	shares, signed, err := c.keySwitchShares(ctx, q, e, base, len(sum), senders)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: release: %v; nothing was decrypted", ErrQueryFailed, err)
 	}
-	out := make([]*homomorphic.Ciphertext, len(sum))
-	for j := range sum {
-		perCt := make([][]byte, len(decryptors))
-		for i := range decryptors {
-			perCt[i] = shares[i][j]
-		}
-		if out[j], err = collective.KeySwitchCombine(c.params, sum[j], perCt); err != nil {
-			return nil, nil, fmt.Errorf("%w: combine key-switch shares: %v", ErrQueryFailed, err)
-		}
+	out, err := collective.KeySwitchCombineAll(c.params, sum, shares)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: combine key-switch shares: %v", ErrQueryFailed, err)
 	}
 	return out, signed, nil
 }
 
 // keySwitchShares has T members make their key-switch shares of the sum of
 // the committed partials in base (the decryptors are chosen here) and
-// returns the decryptors, their shares ([decryptor][ciphertext]) and their
-// signed shares.
+// returns their shares ([decryptor][ciphertext]) and their signed shares
+// (which name them).
 //
 // Decryptors are taken among the members in this order: those whose last
 // readiness report says they can decrypt in this epoch, then those that did
@@ -190,7 +184,7 @@ func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *n
 // did not complete may have handed out its share and helps with no other
 // set, so it is not asked again. The attempts stop when fewer than T members
 // are left or ctx ends; nothing is decrypted then.
-func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, cts int, senders []string) ([]string, [][][]byte, []*nodev1.NodeSigned, error) {
+func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, cts int, senders []string) ([][][]byte, []*nodev1.NodeSigned, error) {
 	committee := e.committee()
 	need := min(e.Threshold, len(committee))
 	candidates := c.decryptorCandidates(e, senders)
@@ -204,7 +198,7 @@ func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, b
 			}
 		}
 		if len(set) < need || ctx.Err() != nil {
-			return nil, nil, nil, fmt.Errorf("%d decryptors needed, %d of the %d committee members were left after %d attempt(s). %s",
+			return nil, nil, fmt.Errorf("%d decryptors needed, %d of the %d committee members were left after %d attempt(s). %s",
 				need, len(set), len(committee), attempt-1, describeDecryptorFailures(e, candidates, failed, spent))
 		}
 		sort.Strings(set)
@@ -227,7 +221,7 @@ func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, b
 		for _, id := range set {
 			q.node(id, "decrypted", "", 0)
 		}
-		return set, shares, signed, nil
+		return shares, signed, nil
 	}
 }
 

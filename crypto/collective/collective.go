@@ -213,6 +213,27 @@ func KeySwitchCombine(p homomorphic.Params, ct *homomorphic.Ciphertext, shares [
 	return homomorphic.WrapCiphertext(tok, p, out), nil
 }
 
+// KeySwitchCombineAll is KeySwitchCombine over a vector: it applies the
+// decryptors' shares (shares[decryptor][ciphertext]) to every ciphertext of
+// sum and returns the switched vector.
+func KeySwitchCombineAll(p homomorphic.Params, sum []*homomorphic.Ciphertext, shares [][][]byte) ([]*homomorphic.Ciphertext, error) {
+	out := make([]*homomorphic.Ciphertext, len(sum))
+	per := make([][]byte, len(shares))
+	for j, ct := range sum {
+		for i, s := range shares {
+			if j >= len(s) {
+				return nil, fmt.Errorf("%w: key-switch share %d has %d ciphertexts' shares, the sum has %d", ErrMismatch, i, len(s), len(sum))
+			}
+			per[i] = s[j]
+		}
+		var err error
+		if out[j], err = KeySwitchCombine(p, ct, per); err != nil {
+			return nil, fmt.Errorf("ciphertext %d: %w", j, err)
+		}
+	}
+	return out, nil
+}
+
 func checkCT(p homomorphic.Params, ct *homomorphic.Ciphertext) (*rlwe.Ciphertext, error) {
 	if ct == nil || ct.RLWE(tok) == nil {
 		return nil, fmt.Errorf("%w: nil ciphertext", ErrInvalidArgument)

@@ -3,6 +3,7 @@ package collective_test
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/fedstat/fedstat/crypto/collective"
@@ -62,21 +63,19 @@ func newNetwork(t testing.TB, p homomorphic.Params, n int) *network {
 // decrypts the first n values with rk.
 func release(t testing.TB, p homomorphic.Params, sks []*homomorphic.SecretKeyShare, rk *homomorphic.ResultKey, cts []*homomorphic.Ciphertext, n int) []int64 {
 	t.Helper()
-	switched := make([]*homomorphic.Ciphertext, len(cts))
-	for j, ct := range cts {
-		var shares [][]byte
-		for _, sk := range sks {
+	shares := make([][][]byte, len(sks)) // [decryptor][ciphertext]
+	for i, sk := range sks {
+		for _, ct := range cts {
 			sh, err := collective.KeySwitchShare(p, sk, rk.Public(), ct)
 			if err != nil {
 				t.Fatal(err)
 			}
-			shares = append(shares, sh)
+			shares[i] = append(shares[i], sh)
 		}
-		out, err := collective.KeySwitchCombine(p, ct, shares)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switched[j] = out
+	}
+	switched, err := collective.KeySwitchCombineAll(p, cts, shares)
+	if err != nil {
+		t.Fatal(err)
 	}
 	got, err := homomorphic.Decrypt(p, rk, switched, n)
 	if err != nil {
@@ -206,5 +205,32 @@ func TestShareErrors(t *testing.T) {
 	}
 	if _, err := collective.CKGShare(p, nw.sks[0], crs[:5]); !errors.Is(err, collective.ErrInvalidArgument) {
 		t.Fatalf("short crs: %v", err)
+	}
+}
+
+// TestKeySwitchCombineAllCounts: a decryptor whose shares do not cover
+// every ciphertext of the sum is refused, naming it, before anything is
+// combined.
+func TestKeySwitchCombineAllCounts(t *testing.T) {
+	p := testParams(t)
+	nw := newNetwork(t, p, 2)
+	rk, err := homomorphic.GenResultKey(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cts, err := homomorphic.Encrypt(p, nw.pk, make([]int64, p.Slots()+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cts) != 2 {
+		t.Fatalf("%d ciphertexts, want 2", len(cts))
+	}
+	sh, err := collective.KeySwitchShare(p, nw.sks[0], rk.Public(), cts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = collective.KeySwitchCombineAll(p, cts, [][][]byte{{sh}})
+	if !errors.Is(err, collective.ErrMismatch) || !strings.Contains(err.Error(), "key-switch share 0 has 1") {
+		t.Fatalf("shares of one ciphertext for a sum of two: %v", err)
 	}
 }

@@ -205,15 +205,9 @@ func Check(rec *coordinatorv1.ReleaseRecord, o Options) (*Verdict, error) {
 	if t < 1 || len(decryptors) < t {
 		return nil, refuse("%d decryptor shares, the epoch's threshold is %d", len(decryptors), t)
 	}
-	switched := make([]*homomorphic.Ciphertext, len(sum))
-	for j := range sum {
-		per := make([][]byte, len(shares))
-		for i := range shares {
-			per[i] = shares[i][j]
-		}
-		if switched[j], err = collective.KeySwitchCombine(params, sum[j], per); err != nil {
-			return nil, refuse("combining the key-switch shares: %v", err)
-		}
+	switched, err := collective.KeySwitchCombineAll(params, sum, shares)
+	if err != nil {
+		return nil, refuse("combining the key-switch shares: %v", err)
 	}
 	v := &Verdict{QueryID: qid, Epoch: epoch, Senders: sorted(senders), Decryptors: sorted(decryptors), Threshold: t}
 
