@@ -342,12 +342,9 @@ func specHint(body []byte, md protoreflect.MessageDescriptor) string {
 }
 
 func (h *httpAPI) readable(id string, p rpc.Peer) (*coordinatorv1.QueryStatus, error) {
-	st, err := h.c.Get(id)
+	st, err := h.c.readableBy(p, id)
 	if err != nil {
 		return nil, err
-	}
-	if !mayRead(p, st) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	return StatusFor(p, st), nil
 }

@@ -93,18 +93,19 @@ func (c *Coordinator) saveReleaseRecord(rec *coordinatorv1.ReleaseRecord) error 
 	if err != nil {
 		return err
 	}
-	// The value is the release time (decimal) then the record. Pruning
-	// reads the time index (prefixReleaseRecordAt: the time in 20 digits,
-	// then the query id; keys only, in time order) up to the cutoff, so
-	// that keeping a record costs the records it deletes, not all those
-	// kept.
-	val := append([]byte(strconv.FormatInt(rec.GetReleasedUnixMs(), 10)+"\x00"), b...)
+	// Pruning reads the time index (prefixReleaseRecordAt: the release time
+	// in 20 digits, then the query id; keys only, in time order) up to the
+	// cutoff, so that keeping a record costs the records it deletes, not
+	// all those kept.
 	return c.cfg.DB.Update(func(tx *kv.Txn) error {
 		var old [][]byte
 		errDone := errors.New("done")
 		err := tx.IterateKeys(prefixReleaseRecordAt, func(k []byte) error {
 			at, id, ok := parseRecordAt(k)
-			if !ok || at >= cutoff {
+			switch {
+			case !ok:
+				return nil // not an index key of this version: left alone
+			case at >= cutoff:
 				return errDone
 			}
 			old = append(old, append([]byte{}, k...), recordKey(id))
@@ -121,7 +122,7 @@ func (c *Coordinator) saveReleaseRecord(rec *coordinatorv1.ReleaseRecord) error 
 		if err := tx.Set(recordAtKey(rec.GetReleasedUnixMs(), rec.GetQueryId()), nil); err != nil {
 			return err
 		}
-		return tx.Set(recordKey(rec.GetQueryId()), val)
+		return tx.Set(recordKey(rec.GetQueryId()), b)
 	})
 }
 
@@ -147,19 +148,6 @@ func parseRecordAt(k []byte) (atMs int64, id string, ok bool) {
 	return at, string(rest[21:]), true
 }
 
-func recordTime(v []byte) (int64, []byte) {
-	for i, b := range v {
-		if b == 0 {
-			at, err := strconv.ParseInt(string(v[:i]), 10, 64)
-			if err != nil {
-				return 0, nil
-			}
-			return at, v[i+1:]
-		}
-	}
-	return 0, nil
-}
-
 // ReleaseRecord returns the release record of query id, whole: callers are
 // served under mayRead (the rule of the query's status).
 func (c *Coordinator) ReleaseRecord(id string) (*coordinatorv1.ReleaseRecord, error) {
@@ -177,9 +165,8 @@ func (c *Coordinator) ReleaseRecord(id string) (*coordinatorv1.ReleaseRecord, er
 			} else if err != nil {
 				return err
 			}
-			_, b := recordTime(v)
 			rec = &coordinatorv1.ReleaseRecord{}
-			return proto.Unmarshal(b, rec)
+			return proto.Unmarshal(v, rec)
 		})
 		if err != nil {
 			return nil, err
@@ -194,12 +181,8 @@ func (c *Coordinator) ReleaseRecord(id string) (*coordinatorv1.ReleaseRecord, er
 // releaseRecordFor is ReleaseRecord for caller p, under the rule of the
 // query's status (mayRead): its analyst and operators.
 func (c *Coordinator) releaseRecordFor(p rpc.Peer, id string) (*coordinatorv1.ReleaseRecord, error) {
-	st, err := c.Get(id)
-	if err != nil {
+	if _, err := c.readableBy(p, id); err != nil {
 		return nil, err
-	}
-	if !mayRead(p, st) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	return c.ReleaseRecord(id)
 }

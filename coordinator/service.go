@@ -39,17 +39,27 @@ func mayRead(p rpc.Peer, st *coordinatorv1.QueryStatus) bool {
 	return p.Role == pki.RoleOperator || st.Analyst == p.Name
 }
 
+// readableBy returns the status of query id when p may see it (mayRead);
+// to anyone else the query does not exist. Callers show it with StatusFor.
+func (c *Coordinator) readableBy(p rpc.Peer, id string) (*coordinatorv1.QueryStatus, error) {
+	st, err := c.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if !mayRead(p, st) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return st, nil
+}
+
 func (s *service) Get(ctx context.Context, req *coordinatorv1.GetRequest) (*coordinatorv1.QueryStatus, error) {
 	p, err := rpc.Require(ctx, analystRoles...)
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.c.Get(req.GetQueryId())
+	st, err := s.c.readableBy(p, req.GetQueryId())
 	if err != nil {
 		return nil, err
-	}
-	if !mayRead(p, st) {
-		return nil, ErrNotFound
 	}
 	return StatusFor(p, st), nil
 }
@@ -75,14 +85,11 @@ func (s *service) Cancel(ctx context.Context, req *coordinatorv1.GetRequest) (*c
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.c.Get(req.GetQueryId())
-	if err != nil {
+	if _, err := s.c.readableBy(p, req.GetQueryId()); err != nil {
 		return nil, err
 	}
-	if !mayRead(p, st) {
-		return nil, ErrNotFound
-	}
-	if st, err = s.c.Cancel(req.GetQueryId()); err != nil {
+	st, err := s.c.Cancel(req.GetQueryId())
+	if err != nil {
 		return nil, err
 	}
 	return StatusFor(p, st), nil
