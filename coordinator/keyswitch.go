@@ -190,6 +190,7 @@ func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, b
 	candidates := c.decryptorCandidates(e, senders)
 	failed := map[string]string{}
 	spent := map[string]bool{}
+	want := sharesOf(q.id, e.ID, base)
 	for attempt := 1; ; attempt++ {
 		var set []string
 		for _, id := range candidates {
@@ -209,7 +210,7 @@ func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, b
 			continue
 		}
 
-		shares, signed, errs := c.releaseShares(ctx, q, e, set, base, cts)
+		shares, signed, errs := c.releaseShares(ctx, q, e, set, base, cts, want)
 		for _, id := range set {
 			spent[id] = true
 		}
@@ -254,17 +255,11 @@ func (c *Coordinator) prepare(ctx context.Context, set []string, base *nodev1.Ke
 // made for this partial set, sum and target key).
 // It returns the shares ([decryptor][ciphertext]), the signed shares and
 // each decryptor's error, in the order of set.
-func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set []string, base *nodev1.KeySwitchRequest, cts int) ([][][]byte, []*nodev1.NodeSigned, []error) {
+func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set []string, base *nodev1.KeySwitchRequest, cts int, want shareDigests) ([][][]byte, []*nodev1.NodeSigned, []error) {
 	rel := &nodev1.KeySwitchRequest{QueryId: base.GetQueryId(), Epoch: base.GetEpoch(), TargetPublicKey: base.GetTargetPublicKey(),
 		Decryptors: set, Phase: nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_RELEASE}
 	shares := make([][][]byte, len(set))
 	signed := make([]*nodev1.NodeSigned, len(set))
-	commitDigest := protocol.CommitDigest(q.id, e.ID, base.GetSpec(), base.GetPartials())
-	var sumDigest []byte
-	if len(base.GetSum()) > 0 {
-		sumDigest = protocol.SumDigest(base.GetSum())
-	}
-	targetDigest := protocol.TargetKeyDigest(base.GetTargetPublicKey())
 	errs := c.fanoutEach(ctx, set, func(ctx context.Context, i int, id string) error {
 		cl, err := c.client(id)
 		if err != nil {
@@ -276,7 +271,7 @@ func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set
 		if err != nil {
 			return callError(err)
 		}
-		sh, err := protocol.OpenKeySwitchRelease(e.member(id).Cert.PublicKey, resp.GetShare(), q.id, e.ID, id, c.window(), cts, commitDigest, sumDigest, targetDigest)
+		sh, err := protocol.OpenKeySwitchRelease(e.member(id).Cert.PublicKey, resp.GetShare(), q.id, e.ID, id, c.window(), cts, want.commit, want.sum, want.target)
 		if err != nil {
 			return fmt.Errorf("key-switch share: %w", err)
 		}
@@ -286,6 +281,19 @@ func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set
 		return nil
 	})
 	return shares, signed, errs
+}
+
+// shareDigests are what a decryptor's share of a release must say it was
+// made for (protocol.OpenKeySwitchRelease): the partial set, the sum (a
+// compact release) and the target key, computed once per release.
+type shareDigests struct{ commit, sum, target []byte }
+
+func sharesOf(qid string, epoch uint64, base *nodev1.KeySwitchRequest) shareDigests {
+	d := shareDigests{commit: protocol.CommitDigest(qid, epoch, base.GetSpec(), base.GetPartials()), target: protocol.TargetKeyDigest(base.GetTargetPublicKey())}
+	if len(base.GetSum()) > 0 {
+		d.sum = protocol.SumDigest(base.GetSum())
+	}
+	return d
 }
 
 // decryptorCandidates orders the committee members for release (see
