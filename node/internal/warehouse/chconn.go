@@ -294,9 +294,6 @@ func (c chConn) insert(ctx context.Context, schema, table string, cols []string,
 	return nil
 }
 
-// chTSV is one value as a TabSeparated field. ClickHouse 18.16's Date and
-// DateTime start at 1970-01-01, so the loader's schema (chDDL) keeps dates
-// as Int32 day numbers; birth_datetime is a DateTime, NULL before 1970
 // chNonFinite is ClickHouse's spelling of a NaN or an infinity, in SQL and
 // in TabSeparated alike (ok false for a finite v).
 func chNonFinite(v float64) (string, bool) {
@@ -311,6 +308,9 @@ func chNonFinite(v float64) (string, bool) {
 	return "", false
 }
 
+// chTSV is one value as a TabSeparated field. ClickHouse 18.16's Date and
+// DateTime start at 1970-01-01, so the loader's schema (chDDL) keeps dates
+// as Int32 day numbers; birth_datetime is a DateTime, NULL before 1970
 // (year/month/day_of_birth carry the date).
 func chTSV(v any, col string) (string, error) {
 	switch v := v.(type) {
