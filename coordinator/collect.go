@@ -1,9 +1,11 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -98,7 +100,82 @@ func (c *Coordinator) collect(q *query, e *epoch, who Analyst) ([]partial, error
 			ErrQueryFailed, approvalSummary(failures), len(parts), len(e.Members), m, describeFailures(failures))
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].node < parts[j].node })
+	start = time.Now()
+	if err := c.reveal(q, e, parts, shape); err != nil {
+		return nil, err
+	}
+	q.phase("reveal", start)
 	return parts, nil
+}
+
+// reveal fixes the partial set of q (the senders of parts, each with the
+// signed header it answered) and asks every sender for its whole partial
+// within that set (Reveal), concurrently. Each partial must be the one
+// whose header is in the set and pass every check of a partial
+// (verifyPartial). The senders have recorded the set as the one their
+// partials may be released in, so a sender that does not reveal fails the
+// query: it cannot be released without that partial under this query id.
+func (c *Coordinator) reveal(q *query, e *epoch, parts []partial, shape protocol.PartialShape) error {
+	set := make([]*nodev1.NodeSigned, len(parts))
+	for i, pt := range parts {
+		set[i] = &nodev1.NodeSigned{NodeId: pt.node, Signed: pt.signed}
+	}
+	ctx, cancel := context.WithTimeout(q.ctx, releaseTimeout)
+	defer cancel()
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.revealOne(ctx, q, e, &parts[i], set, shape)
+		}()
+	}
+	wg.Wait()
+	if q.ctx.Err() != nil {
+		return fmt.Errorf("%w before release; nothing was decrypted", ErrQueryCanceled)
+	}
+	failures := map[string]string{}
+	for i, err := range errs {
+		if err != nil {
+			failures[parts[i].node] = err.Error()
+			q.node(parts[i].node, "failed", "reveal: "+err.Error(), 0)
+		}
+	}
+	if len(failures) > 0 {
+		ids := slices.Sorted(maps.Keys(failures))
+		why := make([]string, len(ids))
+		for i, id := range ids {
+			why[i] = id + ": " + failures[id]
+		}
+		return fmt.Errorf("%w: %s did not reveal the partial committed to in the query's partial set, so the set cannot be released "+
+			"(its other senders revealed for that set only); nothing was decrypted. %s", ErrQueryFailed, strings.Join(ids, ", "), strings.Join(why, "; "))
+	}
+	return nil
+}
+
+// revealOne asks the sender of pt for its partial within set, checks it
+// and completes pt.
+func (c *Coordinator) revealOne(ctx context.Context, q *query, e *epoch, pt *partial, set []*nodev1.NodeSigned, shape protocol.PartialShape) error {
+	cl, err := c.client(pt.node)
+	if err != nil {
+		return err
+	}
+	resp, err := cl.Reveal(ctx, &nodev1.RevealRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Partials: set})
+	if err != nil {
+		return callError(err)
+	}
+	q.addUpload(pt.node, proto.Size(resp))
+	s := resp.GetPartial()
+	if !bytes.Equal(s.GetHeader(), pt.signed.GetHeader()) || !bytes.Equal(s.GetSignature(), pt.signed.GetSignature()) {
+		return errors.New("partial rejected: it is not the partial whose signed header the node answered with")
+	}
+	full, err := c.verifyPartial(q.id, q.st.Spec, e, e.member(pt.node), s, shape)
+	if err != nil {
+		return err
+	}
+	*pt = full
+	return nil
 }
 
 // collectOne asks one member for its partial (askApproved: at most the
@@ -118,7 +195,21 @@ func (c *Coordinator) collectOne(hopeCtx, collectCtx context.Context, q *query, 
 		return partial{}, err
 	}
 	q.addUpload(mem.ID, proto.Size(resp))
-	return c.verifyPartial(q.id, q.st.Spec, e, mem, resp.GetPartial(), shape)
+	return c.verifyCommitment(q.id, e, mem, resp.GetPartial())
+}
+
+// verifyCommitment checks the answer of a member to Evaluate: the signed
+// header of its partial (protocol.OpenPartialHeader: the signature by the
+// member's certificate key and the binding to this query, epoch and node).
+// The partial itself, and its remaining checks, come with Reveal.
+func (c *Coordinator) verifyCommitment(qid string, e *epoch, mem epochMember, s *typesv1.Signed) (partial, error) {
+	if len(s.GetPayload()) > 0 {
+		return partial{}, errors.New("partial rejected: the node sent its partial before the partial set was fixed (a node sends its signed header first)")
+	}
+	if err := protocol.OpenPartialHeader(mem.Cert.PublicKey, s, qid, e.ID, mem.ID); err != nil {
+		return partial{}, fmt.Errorf("partial rejected: %w", err)
+	}
+	return partial{node: mem.ID, signed: protocol.Commitment(s)}, nil
 }
 
 // approvalError is a node's admin denying a query ("denied at NODE ..."),

@@ -289,7 +289,15 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody, coord
 	}
 	n.record(ctx, n.id, "partial.released", req.GetQueryId(), map[string]any{"replayed": replayed, "slots": p.VectorLen()})
 	n.log.Info("answered query", "query_id", req.GetQueryId(), "analyst", req.GetAnalyst(), "rho", p.Rho(), "replayed", replayed)
-	return &nodev1.EvaluateResponse{Partial: &signed, Replayed: replayed}, nil
+	if p.Link != nil {
+		// A link partial's pseudonyms are re-randomised by every mix
+		// stage; it is sent whole.
+		return &nodev1.EvaluateResponse{Partial: &signed, Replayed: replayed}, nil
+	}
+	// The commitment only: the partial goes out once the set it is
+	// released in is fixed (Reveal), so that no partial of the set can be
+	// made after another was seen.
+	return &nodev1.EvaluateResponse{Partial: protocol.Commitment(&signed), Replayed: replayed}, nil
 }
 
 // checkAnalystSignature verifies the analyst's signed request of req
@@ -463,6 +471,12 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	preq, err := planRequest(req.GetSpec())
 	if err != nil {
 		return nil, err
+	}
+	if preq.Threshold != e.Threshold {
+		// As Evaluate refuses it: with the epoch's threshold T, min_nodes
+		// >= T (plan.Build) puts at least one partial of a member outside
+		// any T-1 colluders into every sum this node key-switches.
+		return nil, fmt.Errorf("%w: the release assumes threshold %d, epoch %d has threshold %d", ErrBadRequest, preq.Threshold, e.Epoch, e.Threshold)
 	}
 	p, err := plan.Build(preq, n.cfg.Catalogue)
 	if err != nil {

@@ -55,32 +55,7 @@ func (n *Node) commit(ctx context.Context, req *nodev1.CommitRequest) (*nodev1.C
 			return nil, err
 		}
 	}
-	record := slices.Concat(req.GetDigest(), req.GetSumDigest())
-	n.releaseMu.Lock()
-	defer n.releaseMu.Unlock()
-	switch b, err := n.cfg.DB.Get(commitKey(qid)); {
-	case err == nil:
-		// The record is the set's digest, then (compact releases) the
-		// sum's: one set per query id, and with it one sum.
-		if !bytes.Equal(b[:min(len(b), 32)], req.GetDigest()) {
-			n.record(ctx, n.id, "release.commit_refused", qid, map[string]any{"reason": "committed to another partial set"})
-			return nil, fmt.Errorf("%w: %s: this node already committed to another set of partials", ErrAlreadyReleased, qid)
-		}
-		if len(b) > 32 && req.GetSumDigest() != nil && !bytes.Equal(b[32:], req.GetSumDigest()) {
-			n.record(ctx, n.id, "release.commit_refused", qid, map[string]any{"reason": "committed to another sum of the partial set"})
-			return nil, fmt.Errorf("%w: %s: this node already committed to another sum of these partials", ErrAlreadyReleased, qid)
-		}
-		if len(b) == 32 && req.GetSumDigest() != nil {
-			if _, err := n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(commitKey(qid), record) }); err != nil {
-				return nil, err
-			}
-		}
-	case errors.Is(err, kv.ErrNotFound):
-		if _, err := n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(commitKey(qid), record) }); err != nil {
-			return nil, err
-		}
-		n.record(ctx, n.id, "release.committed", qid, map[string]any{"digest": fmt.Sprintf("%x", req.GetDigest()), "sum_digest": fmt.Sprintf("%x", req.GetSumDigest())})
-	default:
+	if err := n.fixSet(ctx, qid, req.GetDigest(), req.GetSumDigest(), "commit"); err != nil {
 		return nil, err
 	}
 	var signed *typesv1.Signed
@@ -93,6 +68,125 @@ func (n *Node) commit(ctx context.Context, req *nodev1.CommitRequest) (*nodev1.C
 		return nil, err
 	}
 	return &nodev1.CommitResponse{Commit: signed}, nil
+}
+
+// fixSet records digest (and, for a compact release, sumDigest) as the one
+// partial set of qid, and its sum, that this node's partial may be released
+// in: n/commit/<qid> holds the set's digest, then the sum's. The same set
+// again passes (a sum is added to a set recorded without one); another set,
+// or another sum, is refused and audited. step names the call ("reveal",
+// "commit") in the audit log.
+func (n *Node) fixSet(ctx context.Context, qid string, digest, sumDigest []byte, step string) error {
+	record := slices.Concat(digest, sumDigest)
+	n.releaseMu.Lock()
+	defer n.releaseMu.Unlock()
+	switch b, err := n.cfg.DB.Get(commitKey(qid)); {
+	case err == nil:
+		if !bytes.Equal(b[:min(len(b), 32)], digest) {
+			n.record(ctx, n.id, "release.commit_refused", qid, map[string]any{"step": step, "reason": "committed to another partial set"})
+			return fmt.Errorf("%w: %s: this node already committed to another set of partials", ErrAlreadyReleased, qid)
+		}
+		if len(b) > 32 && sumDigest != nil && !bytes.Equal(b[32:], sumDigest) {
+			n.record(ctx, n.id, "release.commit_refused", qid, map[string]any{"step": step, "reason": "committed to another sum of the partial set"})
+			return fmt.Errorf("%w: %s: this node already committed to another sum of these partials", ErrAlreadyReleased, qid)
+		}
+		if len(b) == 32 && sumDigest != nil {
+			if _, err := n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(commitKey(qid), record) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	case errors.Is(err, kv.ErrNotFound):
+		if _, err := n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(commitKey(qid), record) }); err != nil {
+			return err
+		}
+		n.record(ctx, n.id, "release.committed", qid, map[string]any{"step": step, "digest": fmt.Sprintf("%x", digest), "sum_digest": fmt.Sprintf("%x", sumDigest)})
+		return nil
+	default:
+		return err
+	}
+}
+
+// reveal sends this node's partial of a query, once the set of partials it
+// is released in is fixed. Evaluate gave the coordinator only the partial's
+// signed header, which commits to the payload by its SHA-256; the payload
+// leaves the node here, for the set of headers in req, which must hold this
+// node's own header and signature exactly, and only for the one set this
+// node records for the query id (fixSet, the record Commit keeps). So every
+// partial of a release was fixed before any other partial of it was seen:
+// a member working with the coordinator cannot send the negation of
+// another's partial, or one that makes the sum's c1 a value of its choice
+// (threat-model.md, "Members are semi-honest").
+func (n *Node) reveal(ctx context.Context, req *nodev1.RevealRequest) (*nodev1.RevealResponse, error) {
+	qid := req.GetQueryId()
+	e, err := n.releaseEpoch(ctx, "reveal", qid, req.GetEpoch())
+	if err != nil {
+		return nil, err
+	}
+	if qid == "" || req.GetSpec() == nil {
+		return nil, fmt.Errorf("%w: a reveal needs a query id and the query's spec", ErrBadRequest)
+	}
+	answer, ok, err := n.ledger.Answer(qid)
+	if err != nil {
+		return nil, err
+	}
+	if _, refused := storedRefusal(answer); !ok || refused {
+		return nil, fmt.Errorf("%w: %s: this node sent no partial of this query, so it has nothing to reveal", ErrBadRequest, qid)
+	}
+	var own typesv1.Signed
+	if err := proto.Unmarshal(answer, &own); err != nil {
+		return nil, fmt.Errorf("node: stored answer of %s: %w", qid, err)
+	}
+	payload, err := protocol.OwnPartial(n.cfg.Identity.Cert.PublicKey, &own, qid, e.Epoch, n.id, n.cfg.Now())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: this node's partial is not one of epoch %d: %v", ErrBadRequest, qid, e.Epoch, err)
+	}
+	if !bytes.Equal(payload.GetSpecDigest(), protocol.SpecDigest(req.GetSpec())) {
+		return nil, fmt.Errorf("%w: %s: the spec sent is not the one this node's partial was noised for", ErrBadRequest, qid)
+	}
+	if err := checkRevealSet(e, n.id, qid, req.GetSpec(), req.GetPartials(), &own); err != nil {
+		n.record(ctx, n.id, "partial.reveal_refused", qid, map[string]any{"reason": err.Error()})
+		return nil, err
+	}
+	digest := protocol.CommitDigest(qid, e.Epoch, req.GetSpec(), req.GetPartials())
+	if err := n.fixSet(ctx, qid, digest, nil, "reveal"); err != nil {
+		return nil, err
+	}
+	n.record(ctx, n.id, "partial.revealed", qid, map[string]any{"digest": fmt.Sprintf("%x", digest), "partials": len(req.GetPartials())})
+	return &nodev1.RevealResponse{Partial: &own}, nil
+}
+
+// checkRevealSet checks the set of partial headers a reveal is asked for:
+// every entry is a distinct member of epoch e with a header bound to its
+// partial of qid (protocol.CheckPartialBinding; the signatures are the
+// decryptors' to verify), there are at least the spec's min_nodes, and
+// self's entry is own's header and signature exactly.
+func checkRevealSet(e *epochState, self, qid string, spec *typesv1.QuerySpec, set []*nodev1.NodeSigned, own *typesv1.Signed) error {
+	seen := map[string]bool{}
+	mine := false
+	for i, p := range set {
+		id := p.GetNodeId()
+		if _, ok := e.member(id); !ok || seen[id] {
+			return fmt.Errorf("%w: partial %d of the set: %q is not a member of epoch %d, or is repeated", ErrBadRequest, i, id, e.Epoch)
+		}
+		seen[id] = true
+		if err := protocol.CheckPartialBinding(p.GetSigned().GetHeader(), qid, e.Epoch, id); err != nil {
+			return fmt.Errorf("%w: partial %d of the set (%s): %v", ErrBadRequest, i, id, err)
+		}
+		if id == self {
+			if !bytes.Equal(p.GetSigned().GetHeader(), own.GetHeader()) || !bytes.Equal(p.GetSigned().GetSignature(), own.GetSignature()) {
+				return fmt.Errorf("%w: %s: the set holds a partial of %s that is not the one this node signed", ErrBadRequest, qid, self)
+			}
+			mine = true
+		}
+	}
+	if !mine {
+		return fmt.Errorf("%w: %s: the set does not hold this node's partial", ErrBadRequest, qid)
+	}
+	if m := int(spec.GetMinNodes()); len(set) < m {
+		return fmt.Errorf("%w: %s: a set of %d partials, min_nodes is %d", ErrBadRequest, qid, len(set), m)
+	}
+	return nil
 }
 
 // releaseCommitment is this node's commitment to a compact release of

@@ -210,11 +210,24 @@ func TestCoordinatorStateCannotDecryptPartial(t *testing.T) {
 	// One partial of node-1, asked for as the coordinator.
 	params := c.Params()
 	spec = st.GetSpec()
-	req, err := protocol.SignEvaluate(coordID.Key, "node-1", &nodev1.EvaluateBody{QueryId: "q-one", Epoch: epoch, Spec: spec, Analyst: "analyst", Role: "analyst"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
+	// Each node answers with its partial's signed header; node-1 sends its
+	// partial within the set of both headers.
+	var set []*nodev1.NodeSigned
+	for i, id := range []string{"node-1", "node-2"} {
+		req, err := protocol.SignEvaluate(coordID.Key, id, &nodev1.EvaluateBody{QueryId: "q-one", Epoch: epoch, Spec: spec, Analyst: "analyst", Role: "analyst"}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := dialNode(t, nw.Nodes[i].Addr(), coordID, id).Evaluate(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetPartial().GetPayload()) != 0 {
+			t.Fatalf("%s sent its partial with its header, before the partial set was fixed", id)
+		}
+		set = append(set, &nodev1.NodeSigned{NodeId: id, Signed: resp.GetPartial()})
 	}
-	resp, err := dialNode(t, nw.Nodes[0].Addr(), coordID, "node-1").Evaluate(ctx, req)
+	resp, err := dialNode(t, nw.Nodes[0].Addr(), coordID, "node-1").Reveal(ctx, &nodev1.RevealRequest{QueryId: "q-one", Epoch: epoch, Spec: spec, Partials: set})
 	if err != nil {
 		t.Fatal(err)
 	}

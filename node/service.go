@@ -49,6 +49,10 @@ func (s *service) Evaluate(ctx context.Context, req *nodev1.EvaluateRequest) (*n
 	return s.n.evaluate(ctx, req)
 }
 
+func (s *service) Reveal(ctx context.Context, req *nodev1.RevealRequest) (*nodev1.RevealResponse, error) {
+	return s.n.reveal(ctx, req)
+}
+
 func (s *service) Commit(ctx context.Context, req *nodev1.CommitRequest) (*nodev1.CommitResponse, error) {
 	return s.n.commit(ctx, req)
 }

@@ -159,6 +159,23 @@ func Add(p Params, dst, src *Ciphertext) error {
 	return nil
 }
 
+// Sub sets dst = dst - src, the encryption of the difference of the
+// plaintexts. The product never subtracts partials; the security tests use
+// it to play a member that sends the negation of another's partial. dst
+// must not be read or written by another goroutine during the call.
+func Sub(p Params, dst, src *Ciphertext) error {
+	if err := dst.validFor(p); err != nil {
+		return err
+	}
+	if err := src.validFor(p); err != nil {
+		return err
+	}
+	rQ := p.ringQ().AtLevel(dst.ct.Level())
+	rQ.Sub(dst.ct.Value[0], src.ct.Value[0], dst.ct.Value[0])
+	rQ.Sub(dst.ct.Value[1], src.ct.Value[1], dst.ct.Value[1])
+	return nil
+}
+
 // Sum returns the element-wise sum of several encrypted vectors, which must
 // all have the same number of ciphertexts. The inputs are not modified.
 func Sum(p Params, vectors [][]*Ciphertext) ([]*Ciphertext, error) {

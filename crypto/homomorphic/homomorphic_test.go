@@ -313,3 +313,43 @@ func TestRedaction(t *testing.T) {
 }
 
 func log2(x float64) float64 { return math.Log2(x) }
+
+// TestSub: the difference of two encryptions decrypts to the difference of
+// their plaintexts, slot by slot, and a partial minus itself to zero.
+func TestSub(t *testing.T) {
+	p := testParams(t)
+	rk, err := homomorphic.GenResultKey(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := []int64{5, -3, 1000, 0}
+	b := []int64{7, -3, -1000, 42}
+	ca, err := homomorphic.Encrypt(p, rk.Public(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := homomorphic.Encrypt(p, rk.Public(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := ca[0].Clone()
+	if err := homomorphic.Sub(p, d, cb[0]); err != nil {
+		t.Fatal(err)
+	}
+	got, err := homomorphic.Decrypt(p, rk, []*homomorphic.Ciphertext{d}, len(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range a {
+		if got[i] != a[i]-b[i] {
+			t.Fatalf("slot %d: %d - %d decrypted to %d", i, a[i], b[i], got[i])
+		}
+	}
+	z := ca[0].Clone()
+	if err := homomorphic.Sub(p, z, ca[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = homomorphic.Decrypt(p, rk, []*homomorphic.Ciphertext{z}, len(a)); err != nil || got[0] != 0 || got[2] != 0 {
+		t.Fatalf("a - a = %v, %v", got, err)
+	}
+}

@@ -99,3 +99,29 @@ func OpenPartialHeader(pub crypto.PublicKey, s *typesv1.Signed, queryID string, 
 	_, err := envelope.OpenHeader(pub, s.GetHeader(), s.GetSignature(), b)
 	return err
 }
+
+// CheckPartialBinding checks that header is the header of node's partial
+// of query queryID in epoch, by its binding alone: it verifies no
+// signature. A node asked to reveal its partial within a set of partial
+// headers runs it on each (the decryptors verify the signatures later; a
+// forged header only makes a set that is never released).
+func CheckPartialBinding(header []byte, queryID string, epoch uint64, node string) error {
+	h, err := envelope.ParseHeader(header)
+	if err != nil {
+		return err
+	}
+	want := queryBinding(queryID, epoch, node)
+	want.Kind = partialKind.name
+	if h.Binding != want {
+		return fmt.Errorf("%w: a %s of query %q, epoch %d, node %q, not a partial of %q, epoch %d, node %q", envelope.ErrBindingMismatch,
+			h.Kind, h.QueryID, h.Epoch, h.NodeID, queryID, epoch, node)
+	}
+	return nil
+}
+
+// Commitment is s without its payload: the header (which signs the
+// payload's SHA-256) and the signature. A node answers Evaluate with it and
+// sends the payload only once the set of partials is fixed (Reveal).
+func Commitment(s *typesv1.Signed) *typesv1.Signed {
+	return &typesv1.Signed{Header: s.GetHeader(), Signature: s.GetSignature()}
+}

@@ -121,12 +121,28 @@ func TestCompactRelease(t *testing.T) {
 	t.Run("smaller min_nodes than evaluated", func(t *testing.T) {
 		partials := collect(t, ctx, nw, nodes, "q-c-m3", secSpec(3, 2), ids[:3]...)
 		_, target := resultKey(t, params)
-		req := compactRelease(t, ctx, nodes, nw.Epoch, "q-c-m3", secSpec(2, 2), partials[:2], sumOf(t, params, partials[:2]), ids[:2], target, dec)
-		refused(t, "release under a smaller min_nodes than evaluated", req, "min_nodes")
+		// The senders revealed for the set of three under min_nodes 3: the
+		// same partials under min_nodes 2 are another set, which they do
+		// not commit to, and the decryptor refuses the release without
+		// their commitments.
+		sum := sumOf(t, params, partials[:2])
+		sb, err := sum[0].MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = nodes[ids[0]].Commit(ctx, &nodev1.CommitRequest{QueryId: "q-c-m3", Epoch: nw.Epoch,
+			Digest: protocol.CommitDigest("q-c-m3", nw.Epoch, secSpec(2, 2), partials[:2]), SumDigest: protocol.SumDigest([][]byte{sb})})
+		wantCode(t, "a commitment under a smaller min_nodes", err, codes.AlreadyExists, "another set")
+		req := compactRelease(t, ctx, nodes, nw.Epoch, "q-c-m3", secSpec(2, 2), partials[:2], sum, nil, target, dec)
+		refused(t, "release under a smaller min_nodes than evaluated", req, "no commitment to this set of partials", ids[0], ids[1])
 	})
 	t.Run("commitments", func(t *testing.T) {
 		spec := secSpec(2, 2)
-		partials := collect(t, ctx, nw, nodes, "q-c-commits", spec, ids...)
+		partials := collect(t, ctx, nw, nodes, "q-c-commits", spec, ids[:3]...)
+		// node-4 answers too, and its partial is left out of the set.
+		if _, err := evaluate(t, ctx, nw, nodes, ids[3], "q-c-commits", spec); err != nil {
+			t.Fatal(err)
+		}
 		sum := sumOf(t, params, partials[:3])
 		_, target := resultKey(t, params)
 		missing := compactRelease(t, ctx, nodes, nw.Epoch, "q-c-commits", spec, partials[:3], sum, ids[:2], target, dec)
@@ -134,7 +150,7 @@ func TestCompactRelease(t *testing.T) {
 		full := compactRelease(t, ctx, nodes, nw.Epoch, "q-c-commits", spec, partials[:3], sum, ids[:3], target, dec)
 		// node-4 answered but its partial is not in this set: a commitment
 		// of its own would add its fingerprint to the check.
-		digest := protocol.CommitDigest("q-c-commits", nw.Epoch, spec, partials)
+		digest := protocol.CommitDigest("q-c-commits", nw.Epoch, spec, partials[:3])
 		resp, err := nodes[ids[3]].Commit(ctx, &nodev1.CommitRequest{QueryId: "q-c-commits", Epoch: nw.Epoch, Digest: digest, SumDigest: protocol.SumDigest(full.GetSum())})
 		if err != nil {
 			t.Fatal(err)

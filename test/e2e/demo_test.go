@@ -89,7 +89,7 @@ func TestEndToEnd(t *testing.T) {
 	for _, ph := range st.Phases {
 		phases = append(phases, ph.Name)
 	}
-	if strings.Join(phases, ",") != "plan,collect,aggregate,key-switch,decrypt+release" {
+	if strings.Join(phases, ",") != "plan,collect,reveal,aggregate,key-switch,decrypt+release" {
 		t.Fatalf("phases = %v", phases)
 	}
 }
@@ -182,14 +182,7 @@ func TestCoordinatorCannotDecryptOnePartial(t *testing.T) {
 	nodes := coordinatorClients(t, nw)
 	spec := &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 2, Threshold: 2, ReferenceDate: "2024-01-01"}
 	qid := "q-curious"
-	var partials []*nodev1.NodeSigned
-	for _, id := range []string{"node-1", "node-2"} {
-		resp, err := evaluate(t, ctx, nw, nodes, id, qid, spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		partials = append(partials, &nodev1.NodeSigned{NodeId: id, Signed: resp.GetPartial()})
-	}
+	partials := collect(t, ctx, nw, nodes, qid, spec, "node-1", "node-2")
 	params := nw.Coordinator.Params()
 	rk, target := resultKey(t, params)
 
@@ -221,12 +214,7 @@ func TestCoordinatorCannotDecryptOnePartial(t *testing.T) {
 		t.Fatalf("key switch of a duplicated partial: %v, want InvalidArgument", err)
 	}
 	// A partial from another query id is refused.
-	other := proto.Clone(partials[1]).(*nodev1.NodeSigned)
-	resp, err := evaluate(t, ctx, nw, nodes, "node-2", "q-other", spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other.Signed = resp.GetPartial()
+	other := collect(t, ctx, nw, nodes, "q-other", spec, "node-2")[0]
 	if err := release([]*nodev1.NodeSigned{partials[0], other}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "partial rejected") {
 		t.Fatalf("key switch with a partial of another query: %v, want partial rejected", err)
 	}
@@ -240,14 +228,7 @@ func TestTamperedPartialRejected(t *testing.T) {
 	defer cancel()
 	nodes := coordinatorClients(t, nw)
 	spec := &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 3, ReferenceDate: "2024-01-01"}
-	var partials []*nodev1.NodeSigned
-	for _, n := range nw.Nodes {
-		resp, err := evaluate(t, ctx, nw, nodes, n.ID(), "q-t", spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		partials = append(partials, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetPartial()})
-	}
+	partials := collect(t, ctx, nw, nodes, "q-t", spec, nodeIDs(nw)...)
 	tampered := proto.Clone(partials[1]).(*nodev1.NodeSigned)
 	tampered.Signed.Payload[len(tampered.Signed.Payload)/2] ^= 1
 	_, target := resultKey(t, nw.Coordinator.Params())

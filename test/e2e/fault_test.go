@@ -262,12 +262,14 @@ func (c garbageCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 // TestFaultMaliciousNode: node-3 answers Evaluate with garbage bytes on the
-// wire, a garbage signed partial, a message above the size limit, a partial
-// validly signed by itself for another query id, a partial of the wrong
-// shape, garbage ciphertexts, and a replay of its own earlier answer. Each
-// time the coordinator rejects the answer, names node-3 in the query's status,
-// and releases from the two honest nodes (min_nodes 2); with min_nodes 3 the
-// query fails naming node-3 and nothing is decrypted.
+// wire, a garbage signed header, a message above the size limit, a header
+// validly signed by itself for another query id, and a replay of its own
+// earlier answer. Each time the coordinator rejects the answer, names node-3
+// in the query's status, and releases from the two honest nodes (min_nodes
+// 2); with min_nodes 3 the query fails naming node-3 and nothing is
+// decrypted. node-3 then reveals a partial of the wrong shape, or with
+// garbage ciphertexts, in place of the one it committed to: the query fails
+// naming node-3 and nothing is decrypted.
 func TestFaultMaliciousNode(t *testing.T) {
 	var mode atomic.Int32
 	dir := t.TempDir()
@@ -299,37 +301,21 @@ func TestFaultMaliciousNode(t *testing.T) {
 		}
 		return protocol.ToProto(env)
 	}
+	// tamper changes node-3's answer to Evaluate, its partial's signed
+	// header, in the modes checked at that step.
 	tamper := func(resp *nodev1.EvaluateResponse) any {
 		s := resp.GetPartial()
-		qid := ""
-		if hdr, err := envelope.ParseHeader(s.GetHeader()); err == nil {
-			qid = hdr.Binding.QueryID
-		}
 		lastMu.Lock()
 		prev := last
 		last = proto.Clone(s).(*typesv1.Signed)
 		lastMu.Unlock()
-		var payload nodev1.PartialPayload
-		if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil {
-			panic(err)
-		}
 		switch faultMode(mode.Load()) {
 		case garbageSigned:
-			return &nodev1.EvaluateResponse{Partial: &typesv1.Signed{Header: []byte("\x00garbage header"), Payload: bytes.Repeat([]byte{0xa5}, 1000), Signature: []byte("no signature")}}
+			return &nodev1.EvaluateResponse{Partial: &typesv1.Signed{Header: []byte("\x00garbage header"), Signature: []byte("no signature")}}
 		case oversized:
 			return &nodev1.EvaluateResponse{Partial: &typesv1.Signed{Header: s.GetHeader(), Payload: make([]byte, rpc.MaxMessageBytes+1), Signature: s.GetSignature()}}
 		case otherQuery:
-			return &nodev1.EvaluateResponse{Partial: reseal(s, "q-somewhere-else", s.GetPayload())}
-		case wrongShape:
-			payload.Ciphertexts = append(payload.Ciphertexts, payload.Ciphertexts...)
-			pb, _ := proto.Marshal(&payload)
-			return &nodev1.EvaluateResponse{Partial: reseal(s, qid, pb)}
-		case garbageCipher:
-			for i := range payload.Ciphertexts {
-				payload.Ciphertexts[i] = bytes.Repeat([]byte{0x5a}, len(payload.Ciphertexts[i]))
-			}
-			pb, _ := proto.Marshal(&payload)
-			return &nodev1.EvaluateResponse{Partial: reseal(s, qid, pb)}
+			return &nodev1.EvaluateResponse{Partial: protocol.Commitment(reseal(s, "q-somewhere-else", nil))}
 		case replayedAnswer:
 			if prev == nil {
 				panic("no earlier answer to replay")
@@ -337,6 +323,31 @@ func TestFaultMaliciousNode(t *testing.T) {
 			return &nodev1.EvaluateResponse{Partial: prev}
 		}
 		return resp
+	}
+	// tamperReveal changes the partial node-3 reveals, in the modes checked
+	// at that step: a partial other than the one it committed to.
+	tamperReveal := func(resp *nodev1.RevealResponse) any {
+		s := resp.GetPartial()
+		hdr, err := envelope.ParseHeader(s.GetHeader())
+		if err != nil {
+			panic(err)
+		}
+		var payload nodev1.PartialPayload
+		if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil {
+			panic(err)
+		}
+		switch faultMode(mode.Load()) {
+		case wrongShape:
+			payload.Ciphertexts = append(payload.Ciphertexts, payload.Ciphertexts...)
+		case garbageCipher:
+			for i := range payload.Ciphertexts {
+				payload.Ciphertexts[i] = bytes.Repeat([]byte{0x5a}, len(payload.Ciphertexts[i]))
+			}
+		default:
+			return resp
+		}
+		pb, _ := proto.Marshal(&payload)
+		return &nodev1.RevealResponse{Partial: reseal(s, hdr.Binding.QueryID, pb)}
 	}
 	evil := func(id string) []grpc.ServerOption {
 		if id != "node-3" {
@@ -347,10 +358,15 @@ func TestFaultMaliciousNode(t *testing.T) {
 			grpc.ForceServerCodecV2(garbageCodec{CodecV2: encoding.GetCodecV2("proto"), mode: &mode}),
 			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 				resp, err := h(ctx, req)
-				if err != nil || info.FullMethod != nodev1.NodeService_Evaluate_FullMethodName {
+				switch {
+				case err != nil:
 					return resp, err
+				case info.FullMethod == nodev1.NodeService_Evaluate_FullMethodName:
+					return tamper(resp.(*nodev1.EvaluateResponse)), nil
+				case info.FullMethod == nodev1.NodeService_Reveal_FullMethodName:
+					return tamperReveal(resp.(*nodev1.RevealResponse)), nil
 				}
-				return tamper(resp.(*nodev1.EvaluateResponse)), nil
+				return resp, err
 			}),
 		}
 	}
@@ -376,13 +392,25 @@ func TestFaultMaliciousNode(t *testing.T) {
 		{"garbage signed partial", garbageSigned, []string{"partial rejected", "malformed"}},
 		{"oversized message", oversized, []string{"larger than max", "ResourceExhausted"}},
 		{"partial signed for another query id", otherQuery, []string{"partial rejected", "binding mismatch", "q-somewhere-else"}},
-		{"partial of the wrong shape", wrongShape, []string{"partial rejected", "ciphertexts"}},
-		{"garbage ciphertexts", garbageCipher, []string{"partial rejected", "ciphertext 0"}},
 		{"replay of an earlier answer", replayedAnswer, []string{"partial rejected"}},
 	} {
 		st := run(c.mode, 2)
 		wantReleasedWithout(t, c.name, st, "node-3", c.texts...)
 		t.Logf("%s: node-3: %s", c.name, nodeProgress(st, "node-3").GetError())
+	}
+	// A partial revealed that is not the one node-3 committed to (its
+	// header and signature are in the fixed set): the honest nodes revealed
+	// for that set only, so the query fails, naming node-3.
+	for _, c := range []struct {
+		name string
+		mode faultMode
+	}{
+		{"partial of the wrong shape revealed", wrongShape},
+		{"garbage ciphertexts revealed", garbageCipher},
+	} {
+		st := run(c.mode, 2)
+		wantFailedNaming(t, c.name, st, "node-3", "did not reveal the partial committed to", "partial rejected")
+		t.Logf("%s: %s", c.name, st.GetError())
 	}
 	// Once with min_nodes 3: the query fails, naming node-3.
 	st := run(otherQuery, 3)

@@ -15,6 +15,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,14 +91,45 @@ func secSpec(minNodes, threshold int) *typesv1.QuerySpec {
 	return &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: int32(minNodes), Threshold: int32(threshold), ReferenceDate: "2024-01-01"}
 }
 
-// collect asks each node in ids for its partial of qid (epoch nw.Epoch).
+// collect asks each node in ids for its partial of qid (epoch nw.Epoch), as
+// the coordinator does: each node answers with its partial's signed header
+// (Evaluate), then sends the partial within the set of those headers
+// (Reveal), which it records as the one set its partial may be released
+// in. A set smaller than the spec's min_nodes is filled up with the headers
+// of other nodes (asked to evaluate qid, in network order), which are not
+// revealed.
 func collect(t *testing.T, ctx context.Context, nw *demo.Network, nodes map[string]nodev1.NodeServiceClient, qid string, spec *typesv1.QuerySpec, ids ...string) []*nodev1.NodeSigned {
 	t.Helper()
-	var out []*nodev1.NodeSigned
-	for _, id := range ids {
+	var set []*nodev1.NodeSigned
+	ask := func(id string) {
 		resp, err := evaluate(t, ctx, nw, nodes, id, qid, spec)
 		if err != nil {
 			t.Fatalf("evaluate %s at %s: %v", qid, id, err)
+		}
+		set = append(set, &nodev1.NodeSigned{NodeId: id, Signed: resp.GetPartial()})
+	}
+	for _, id := range ids {
+		ask(id)
+	}
+	for _, id := range nodeIDs(nw) {
+		if len(set) >= int(spec.GetMinNodes()) {
+			break
+		}
+		if !slices.Contains(ids, id) {
+			ask(id)
+		}
+	}
+	return reveal(t, ctx, nw, nodes, qid, spec, set, ids...)
+}
+
+// reveal asks each node in ids for its partial of qid within set (Reveal).
+func reveal(t *testing.T, ctx context.Context, nw *demo.Network, nodes map[string]nodev1.NodeServiceClient, qid string, spec *typesv1.QuerySpec, set []*nodev1.NodeSigned, ids ...string) []*nodev1.NodeSigned {
+	t.Helper()
+	var out []*nodev1.NodeSigned
+	for _, id := range ids {
+		resp, err := nodes[id].Reveal(ctx, &nodev1.RevealRequest{QueryId: qid, Epoch: nw.Epoch, Spec: spec, Partials: set})
+		if err != nil {
+			t.Fatalf("reveal %s at %s: %v", qid, id, err)
 		}
 		out = append(out, &nodev1.NodeSigned{NodeId: id, Signed: resp.GetPartial()})
 	}

@@ -1926,7 +1926,9 @@ func (x *PartialPayload) GetDataVersion() string {
 
 type EvaluateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// partial: Signed{kind "partial"} over a PartialPayload.
+	// partial: the header and signature of a Signed{kind "partial"} over a
+	// PartialPayload, without the payload (Reveal sends it); for a query
+	// across linked agencies the whole Signed{kind "link-partial"}.
 	Partial *v1.Signed `protobuf:"bytes,1,opt,name=partial,proto3" json:"partial,omitempty"`
 	// replayed is true when the node returned the answer it stored for this
 	// query id earlier (no new debit, no new noise).
@@ -2158,6 +2160,127 @@ func (x *KeySwitchRequest) GetSum() [][]byte {
 	return nil
 }
 
+// RevealRequest asks a node for its partial of query_id within a fixed set
+// of partials.
+type RevealRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// spec is the query's spec; its digest must be the one in the node's
+	// partial.
+	Spec *v1.QuerySpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	// partials are the set: every sender's signed partial header and
+	// signature (no payloads), the node's own among them. The node records
+	// protocol.CommitDigest(query_id, epoch, spec, partials).
+	Partials      []*NodeSigned `protobuf:"bytes,4,rep,name=partials,proto3" json:"partials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevealRequest) Reset() {
+	*x = RevealRequest{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevealRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevealRequest) ProtoMessage() {}
+
+func (x *RevealRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevealRequest.ProtoReflect.Descriptor instead.
+func (*RevealRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RevealRequest) GetQueryId() string {
+	if x != nil {
+		return x.QueryId
+	}
+	return ""
+}
+
+func (x *RevealRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *RevealRequest) GetSpec() *v1.QuerySpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *RevealRequest) GetPartials() []*NodeSigned {
+	if x != nil {
+		return x.Partials
+	}
+	return nil
+}
+
+type RevealResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// partial: the node's whole Signed{kind "partial"}, the one whose header
+	// and signature are in the set.
+	Partial       *v1.Signed `protobuf:"bytes,1,opt,name=partial,proto3" json:"partial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevealResponse) Reset() {
+	*x = RevealResponse{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevealResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevealResponse) ProtoMessage() {}
+
+func (x *RevealResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevealResponse.ProtoReflect.Descriptor instead.
+func (*RevealResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RevealResponse) GetPartial() *v1.Signed {
+	if x != nil {
+		return x.Partial
+	}
+	return nil
+}
+
 type CommitRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
@@ -2175,7 +2298,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2310,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2323,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CommitRequest) GetQueryId() string {
@@ -2243,7 +2366,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2378,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2391,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CommitResponse) GetCommit() *v1.Signed {
@@ -2295,7 +2418,7 @@ type ReleaseCommitment struct {
 
 func (x *ReleaseCommitment) Reset() {
 	*x = ReleaseCommitment{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2307,7 +2430,7 @@ func (x *ReleaseCommitment) String() string {
 func (*ReleaseCommitment) ProtoMessage() {}
 
 func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2320,7 +2443,7 @@ func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseCommitment.ProtoReflect.Descriptor instead.
 func (*ReleaseCommitment) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReleaseCommitment) GetDigest() []byte {
@@ -2361,7 +2484,7 @@ type Fingerprint struct {
 
 func (x *Fingerprint) Reset() {
 	*x = Fingerprint{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2496,7 @@ func (x *Fingerprint) String() string {
 func (*Fingerprint) ProtoMessage() {}
 
 func (x *Fingerprint) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2509,7 @@ func (x *Fingerprint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
 func (*Fingerprint) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Fingerprint) GetValues() []uint64 {
@@ -2415,7 +2538,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2427,7 +2550,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2440,7 +2563,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -2482,7 +2605,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2494,7 +2617,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2507,7 +2630,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -2534,7 +2657,7 @@ type StoredRelease struct {
 
 func (x *StoredRelease) Reset() {
 	*x = StoredRelease{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2546,7 +2669,7 @@ func (x *StoredRelease) String() string {
 func (*StoredRelease) ProtoMessage() {}
 
 func (x *StoredRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2559,7 +2682,7 @@ func (x *StoredRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRelease.ProtoReflect.Descriptor instead.
 func (*StoredRelease) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StoredRelease) GetDigest() []byte {
@@ -2749,7 +2872,14 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"decryptors\x125\n" +
 	"\acommits\x18\a \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\acommits\x125\n" +
 	"\x05phase\x18\b \x01(\x0e2\x1f.fedstat.node.v1.KeySwitchPhaseR\x05phase\x12\x10\n" +
-	"\x03sum\x18\t \x03(\fR\x03sum\"w\n" +
+	"\x03sum\x18\t \x03(\fR\x03sum\"\xaa\x01\n" +
+	"\rRevealRequest\x12\x19\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
+	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x127\n" +
+	"\bpartials\x18\x04 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\bpartials\"D\n" +
+	"\x0eRevealResponse\x122\n" +
+	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\"w\n" +
 	"\rCommitRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
@@ -2783,13 +2913,14 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eKeySwitchPhase\x12 \n" +
 	"\x1cKEY_SWITCH_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KEY_SWITCH_PHASE_PREPARE\x10\x01\x12\x1c\n" +
-	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xb4\x06\n" +
+	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xff\x06\n" +
 	"\vNodeService\x12C\n" +
 	"\x04Info\x12\x1c.fedstat.node.v1.InfoRequest\x1a\x1d.fedstat.node.v1.InfoResponse\x12I\n" +
 	"\x06KeyGen\x12\x1e.fedstat.node.v1.KeyGenRequest\x1a\x1f.fedstat.node.v1.KeyGenResponse\x12U\n" +
 	"\n" +
 	"InstallKey\x12\".fedstat.node.v1.InstallKeyRequest\x1a#.fedstat.node.v1.InstallKeyResponse\x12O\n" +
-	"\bEvaluate\x12 .fedstat.node.v1.EvaluateRequest\x1a!.fedstat.node.v1.EvaluateResponse\x12R\n" +
+	"\bEvaluate\x12 .fedstat.node.v1.EvaluateRequest\x1a!.fedstat.node.v1.EvaluateResponse\x12I\n" +
+	"\x06Reveal\x12\x1e.fedstat.node.v1.RevealRequest\x1a\x1f.fedstat.node.v1.RevealResponse\x12R\n" +
 	"\tKeySwitch\x12!.fedstat.node.v1.KeySwitchRequest\x1a\".fedstat.node.v1.KeySwitchResponse\x12I\n" +
 	"\x06Commit\x12\x1e.fedstat.node.v1.CommitRequest\x1a\x1f.fedstat.node.v1.CommitResponse\x12I\n" +
 	"\x06Budget\x12\x1e.fedstat.node.v1.BudgetRequest\x1a\x1f.fedstat.node.v1.BudgetResponse\x12R\n" +
@@ -2811,7 +2942,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),         // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),            // 1: fedstat.node.v1.LinkSpec
@@ -2844,85 +2975,92 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*EvaluateResponse)(nil),    // 28: fedstat.node.v1.EvaluateResponse
 	(*ApprovalPending)(nil),     // 29: fedstat.node.v1.ApprovalPending
 	(*KeySwitchRequest)(nil),    // 30: fedstat.node.v1.KeySwitchRequest
-	(*CommitRequest)(nil),       // 31: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),      // 32: fedstat.node.v1.CommitResponse
-	(*ReleaseCommitment)(nil),   // 33: fedstat.node.v1.ReleaseCommitment
-	(*Fingerprint)(nil),         // 34: fedstat.node.v1.Fingerprint
-	(*KeySwitchPayload)(nil),    // 35: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),   // 36: fedstat.node.v1.KeySwitchResponse
-	(*StoredRelease)(nil),       // 37: fedstat.node.v1.StoredRelease
-	(*v1.QuerySpec)(nil),        // 38: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),           // 39: fedstat.types.v1.Signed
-	(*v1.DataSummary)(nil),      // 40: fedstat.types.v1.DataSummary
-	(*v1.AnalystSignature)(nil), // 41: fedstat.types.v1.AnalystSignature
-	(*v1.SeriesSpec)(nil),       // 42: fedstat.types.v1.SeriesSpec
+	(*RevealRequest)(nil),       // 31: fedstat.node.v1.RevealRequest
+	(*RevealResponse)(nil),      // 32: fedstat.node.v1.RevealResponse
+	(*CommitRequest)(nil),       // 33: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),      // 34: fedstat.node.v1.CommitResponse
+	(*ReleaseCommitment)(nil),   // 35: fedstat.node.v1.ReleaseCommitment
+	(*Fingerprint)(nil),         // 36: fedstat.node.v1.Fingerprint
+	(*KeySwitchPayload)(nil),    // 37: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),   // 38: fedstat.node.v1.KeySwitchResponse
+	(*StoredRelease)(nil),       // 39: fedstat.node.v1.StoredRelease
+	(*v1.QuerySpec)(nil),        // 40: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),           // 41: fedstat.types.v1.Signed
+	(*v1.DataSummary)(nil),      // 42: fedstat.types.v1.DataSummary
+	(*v1.AnalystSignature)(nil), // 43: fedstat.types.v1.AnalystSignature
+	(*v1.SeriesSpec)(nil),       // 44: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	38, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	40, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	21, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
-	39, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	38, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	41, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	40, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 9: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	38, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	40, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 11: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	40, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	42, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	16, // 13: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	17, // 14: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	39, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	41, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	20, // 16: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	39, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	39, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	39, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	39, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	41, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	41, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	41, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	41, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	21, // 21: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	20, // 22: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
 	21, // 23: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	39, // 24: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	38, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	41, // 24: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	40, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 26: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
 	26, // 27: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	41, // 28: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	42, // 29: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	43, // 28: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	44, // 29: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
 	4,  // 30: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	39, // 31: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	41, // 31: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
 	29, // 32: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	38, // 33: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	40, // 33: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	21, // 34: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 35: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
 	0,  // 36: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	39, // 37: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	34, // 38: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	39, // 39: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 40: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 41: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	22, // 42: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	24, // 43: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	30, // 44: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	31, // 45: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 46: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 47: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 48: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 49: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 50: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 51: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	23, // 52: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	28, // 53: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	36, // 54: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	32, // 55: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 56: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 57: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 58: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 59: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	50, // [50:60] is the sub-list for method output_type
-	40, // [40:50] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	40, // 37: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 38: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	41, // 39: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	41, // 40: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	36, // 41: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	41, // 42: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 43: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 44: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	22, // 45: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	24, // 46: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	31, // 47: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	30, // 48: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	33, // 49: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 50: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 51: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 52: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 53: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 54: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 55: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	23, // 56: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	28, // 57: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	32, // 58: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	38, // 59: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	34, // 60: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 61: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 62: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 63: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 64: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	54, // [54:65] is the sub-list for method output_type
+	43, // [43:54] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -2936,7 +3074,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	NodeService_KeyGen_FullMethodName      = "/fedstat.node.v1.NodeService/KeyGen"
 	NodeService_InstallKey_FullMethodName  = "/fedstat.node.v1.NodeService/InstallKey"
 	NodeService_Evaluate_FullMethodName    = "/fedstat.node.v1.NodeService/Evaluate"
+	NodeService_Reveal_FullMethodName      = "/fedstat.node.v1.NodeService/Reveal"
 	NodeService_KeySwitch_FullMethodName   = "/fedstat.node.v1.NodeService/KeySwitch"
 	NodeService_Commit_FullMethodName      = "/fedstat.node.v1.NodeService/Commit"
 	NodeService_Budget_FullMethodName      = "/fedstat.node.v1.NodeService/Budget"
@@ -50,9 +51,17 @@ type NodeServiceClient interface {
 	// checks the signatures, recomputes the collective public key and
 	// activates the epoch.
 	InstallKey(ctx context.Context, in *InstallKeyRequest, opts ...grpc.CallOption) (*InstallKeyResponse, error)
-	// Evaluate runs a query on the node's data and returns its signed,
-	// encrypted, noised partial result.
+	// Evaluate runs a query on the node's data and returns the signed header
+	// of its encrypted, noised partial result: a commitment to the partial
+	// (the header signs the payload's SHA-256), not the partial itself.
 	Evaluate(ctx context.Context, in *EvaluateRequest, opts ...grpc.CallOption) (*EvaluateResponse, error)
+	// Reveal returns the node's whole signed partial of a query, once the
+	// set of partials it is released in is fixed: the request carries the
+	// signed headers of every partial of the set, this node's among them.
+	// The node records the set as the one its partial may be released in
+	// (the record Commit keeps), so no partial of the set can have been made
+	// after another was seen, and another set of that query id is refused.
+	Reveal(ctx context.Context, in *RevealRequest, opts ...grpc.CallOption) (*RevealResponse, error)
 	// KeySwitch asks for the node's key-switch share of the sum of the given
 	// partials, towards the target public key. The node verifies every partial
 	// and recomputes the sum itself.
@@ -125,6 +134,16 @@ func (c *nodeServiceClient) Evaluate(ctx context.Context, in *EvaluateRequest, o
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(EvaluateResponse)
 	err := c.cc.Invoke(ctx, NodeService_Evaluate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeServiceClient) Reveal(ctx context.Context, in *RevealRequest, opts ...grpc.CallOption) (*RevealResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevealResponse)
+	err := c.cc.Invoke(ctx, NodeService_Reveal_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -207,9 +226,17 @@ type NodeServiceServer interface {
 	// checks the signatures, recomputes the collective public key and
 	// activates the epoch.
 	InstallKey(context.Context, *InstallKeyRequest) (*InstallKeyResponse, error)
-	// Evaluate runs a query on the node's data and returns its signed,
-	// encrypted, noised partial result.
+	// Evaluate runs a query on the node's data and returns the signed header
+	// of its encrypted, noised partial result: a commitment to the partial
+	// (the header signs the payload's SHA-256), not the partial itself.
 	Evaluate(context.Context, *EvaluateRequest) (*EvaluateResponse, error)
+	// Reveal returns the node's whole signed partial of a query, once the
+	// set of partials it is released in is fixed: the request carries the
+	// signed headers of every partial of the set, this node's among them.
+	// The node records the set as the one its partial may be released in
+	// (the record Commit keeps), so no partial of the set can have been made
+	// after another was seen, and another set of that query id is refused.
+	Reveal(context.Context, *RevealRequest) (*RevealResponse, error)
 	// KeySwitch asks for the node's key-switch share of the sum of the given
 	// partials, towards the target public key. The node verifies every partial
 	// and recomputes the sum itself.
@@ -259,6 +286,9 @@ func (UnimplementedNodeServiceServer) InstallKey(context.Context, *InstallKeyReq
 }
 func (UnimplementedNodeServiceServer) Evaluate(context.Context, *EvaluateRequest) (*EvaluateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Evaluate not implemented")
+}
+func (UnimplementedNodeServiceServer) Reveal(context.Context, *RevealRequest) (*RevealResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reveal not implemented")
 }
 func (UnimplementedNodeServiceServer) KeySwitch(context.Context, *KeySwitchRequest) (*KeySwitchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KeySwitch not implemented")
@@ -367,6 +397,24 @@ func _NodeService_Evaluate_Handler(srv interface{}, ctx context.Context, dec fun
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(NodeServiceServer).Evaluate(ctx, req.(*EvaluateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeService_Reveal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevealRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).Reveal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_Reveal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).Reveal(ctx, req.(*RevealRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -501,6 +549,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Evaluate",
 			Handler:    _NodeService_Evaluate_Handler,
+		},
+		{
+			MethodName: "Reveal",
+			Handler:    _NodeService_Reveal_Handler,
 		},
 		{
 			MethodName: "KeySwitch",
