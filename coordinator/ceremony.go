@@ -128,11 +128,12 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			continue
 		}
 		s := resps[i].GetCkgShare()
-		share, err := protocol.OpenCKGShare(certs[i].PublicKey, s, id, nid, c.window())
-		if err != nil {
-			return 0, fmt.Errorf("coordinator: key ceremony: CKG share of %s: %w", nid, err)
+		if len(s.GetPayload()) > 0 {
+			return 0, fmt.Errorf("coordinator: key ceremony: %s sent its CKG share before the committee's shares were fixed (a member sends its signed header first)", nid)
 		}
-		shares = append(shares, share)
+		if err := protocol.CheckCKGBinding(s.GetHeader(), id, nid); err != nil {
+			return 0, fmt.Errorf("coordinator: key ceremony: CKG share commitment of %s: %w", nid, err)
+		}
 		signed = append(signed, &nodev1.NodeSigned{NodeId: nid, Signed: s})
 		if lc := resps[i].GetLinkCommitments(); lc != nil {
 			if _, err := protocol.OpenLinkCommitments(certs[i].PublicKey, lc, id, nid, threshold, c.window()); err != nil {
@@ -152,6 +153,36 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		// without a linkage key (linked queries are refused in it).
 		linkCommits = nil
 	}
+	// Every committee member's share is now fixed by its signed header:
+	// each reveals its share within that set, and states so.
+	revealed := make([]*nodev1.RevealKeyGenResponse, len(signed))
+	sharers := make([]string, len(signed))
+	for i, s := range signed {
+		sharers[i] = s.GetNodeId()
+	}
+	if err := c.fanout(ctx, sharers, func(ctx context.Context, i int, nid string) error {
+		r, err := clients[nid].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: id, CkgCommitments: signed})
+		revealed[i] = r
+		return err
+	}); err != nil {
+		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: reveal: %w", id, err)
+	}
+	var reveals []*nodev1.NodeSigned
+	for i, r := range revealed {
+		nid := sharers[i]
+		cert := certs[slices.Index(ids, nid)]
+		s := r.GetCkgShare()
+		if !bytes.Equal(s.GetHeader(), signed[i].GetSigned().GetHeader()) || !bytes.Equal(s.GetSignature(), signed[i].GetSigned().GetSignature()) {
+			return 0, fmt.Errorf("coordinator: key ceremony: %s revealed a CKG share other than the one it committed to", nid)
+		}
+		share, err := protocol.OpenCKGShare(cert.PublicKey, s, id, nid, c.window())
+		if err != nil {
+			return 0, fmt.Errorf("coordinator: key ceremony: CKG share of %s: %w", nid, err)
+		}
+		shares = append(shares, share)
+		signed[i] = &nodev1.NodeSigned{NodeId: nid, Signed: s}
+		reveals = append(reveals, &nodev1.NodeSigned{NodeId: nid, Signed: r.GetReveal()})
+	}
 	pk, err := collective.CKGAggregate(c.params, crs, shares)
 	if err != nil {
 		return 0, err
@@ -162,7 +193,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	}
 	received := make([]int, len(ids))
 	if err := c.fanout(ctx, ids, func(ctx context.Context, i int, nid string) error {
-		req := &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits}
+		req := &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits, CkgReveals: reveals}
 		received[i] = proto.Size(req)
 		_, err := clients[nid].InstallKey(ctx, req)
 		return err
@@ -180,6 +211,9 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	cost := CeremonyCost{Epoch: id, Duration: time.Since(start), Members: len(ids), Committee: k, Threshold: threshold}
 	for i := range ids {
 		sent, got := int64(proto.Size(resps[i])), int64(proto.Size(req)+received[i])
+		if j := slices.Index(sharers, ids[i]); j >= 0 {
+			sent += int64(proto.Size(revealed[j]))
+		}
 		if points[i] != 0 {
 			cost.CommitteeSent, cost.CommitteeReceived = max(cost.CommitteeSent, sent), max(cost.CommitteeReceived, got)
 		} else {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/ecdsa"
@@ -265,7 +266,9 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	if err != nil {
 		return nil, err
 	}
-	resp := &nodev1.KeyGenResponse{CkgShare: signed}
+	// The share itself goes out only once every committee member's share
+	// is fixed (RevealKeyGen): a commitment now.
+	resp := &nodev1.KeyGenResponse{CkgShare: protocol.Commitment(signed)}
 	if err := n.dealLinkKey(req.GetEpoch(), t, committee, resp); err != nil {
 		return nil, err
 	}
@@ -302,7 +305,7 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	// lost store, and a node refuses to start on them (node/check), so a
 	// crash in between must leave a record without a key (the node then
 	// starts, unable to decrypt in that epoch).
-	e := &epochState{Epoch: req.GetEpoch(), Params: p, Threshold: t, Members: members, CRS: req.GetCrs(), secret: sk}
+	e := &epochState{Epoch: req.GetEpoch(), Params: p, Threshold: t, Members: members, CRS: req.GetCrs(), secret: sk, ckgShare: signed}
 	if err := n.saveEpoch(e); err != nil {
 		return nil, err
 	}
@@ -412,6 +415,9 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	if got != len(committee) {
 		return nil, fmt.Errorf("%w: %d CKG shares for a committee of %d", ErrBadRequest, got, len(committee))
 	}
+	if err := checkCKGReveals(e, req.GetCkgShares(), req.GetCkgReveals(), n.window(nil)); err != nil {
+		return nil, err
+	}
 	pk, err := collective.CKGAggregate(e.Params, e.CRS, shares)
 	if err != nil {
 		return nil, err
@@ -455,6 +461,102 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	n.log.Info("key epoch active", "epoch", e.Epoch)
 	go n.advertise()
 	return &nodev1.InstallKeyResponse{}, nil
+}
+
+// revealKeyGen sends this committee member's CKG share of the pending
+// epoch, once the set of the committee's share commitments is fixed: the
+// set must hold every committee member once, each header bound to that
+// member's CKG share of the epoch, and this node's own header and signature
+// exactly. The node reveals within one set per epoch and signs a statement
+// naming it (protocol.SealCKGReveal), which every member checks before it
+// installs the key (checkCKGReveals). So no share of the collective public
+// key can be chosen after another was seen: a member working with the
+// coordinator cannot make the key one whose secret it knows (a rogue key,
+// threat-model.md "Members are semi-honest").
+func (n *Node) revealKeyGen(ctx context.Context, req *nodev1.RevealKeyGenRequest) (*nodev1.RevealKeyGenResponse, error) {
+	if _, err := rpc.Require(ctx, pki.RoleCoordinator); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e := n.pending
+	if e == nil || e.Epoch != req.GetEpoch() {
+		return nil, fmt.Errorf("%w: reveal for epoch %d, pending epoch is %v", ErrWrongEpoch, req.GetEpoch(), epochOf(e))
+	}
+	if e.ckgShare == nil {
+		return nil, fmt.Errorf("%w: this node holds no CKG share of epoch %d to reveal (it is not on the committee, or restarted since KeyGen; "+
+			"a new ceremony makes a new epoch)", ErrBadRequest, e.Epoch)
+	}
+	committee := e.committee()
+	seen := map[string]bool{}
+	mine := false
+	for i, c := range req.GetCkgCommitments() {
+		id := c.GetNodeId()
+		if !slices.ContainsFunc(committee, func(m member) bool { return m.ID == id }) || seen[id] {
+			return nil, fmt.Errorf("%w: commitment %d: %q is not on the committee of epoch %d, or is repeated", ErrBadRequest, i, id, e.Epoch)
+		}
+		seen[id] = true
+		if err := protocol.CheckCKGBinding(c.GetSigned().GetHeader(), e.Epoch, id); err != nil {
+			return nil, fmt.Errorf("%w: commitment %d (%s): %v", ErrBadRequest, i, id, err)
+		}
+		if id == n.id {
+			if !bytes.Equal(c.GetSigned().GetHeader(), e.ckgShare.GetHeader()) || !bytes.Equal(c.GetSigned().GetSignature(), e.ckgShare.GetSignature()) {
+				return nil, fmt.Errorf("%w: the set holds a CKG share of %s that is not the one this node signed", ErrBadRequest, n.id)
+			}
+			mine = true
+		}
+	}
+	if len(seen) != len(committee) || !mine {
+		return nil, fmt.Errorf("%w: %d commitments for a committee of %d (this node's among them: %v); every member's is needed",
+			ErrBadRequest, len(seen), len(committee), mine)
+	}
+	digest := protocol.CKGSetDigest(e.Epoch, req.GetCkgCommitments())
+	if e.ckgSet != nil && !bytes.Equal(e.ckgSet, digest) {
+		n.record(ctx, "coordinator", "epoch.reveal_refused", "", map[string]any{"epoch": e.Epoch, "reason": "revealed in another set of CKG commitments"})
+		return nil, fmt.Errorf("%w: epoch %d: this node already revealed its CKG share in another set of commitments", ErrAlreadyReleased, e.Epoch)
+	}
+	stmt, err := protocol.SealCKGReveal(n.cfg.Identity.Key, e.Epoch, n.id, digest, n.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	if e.ckgSet == nil {
+		e.ckgSet = digest
+		n.record(ctx, "coordinator", "epoch.revealed", "", map[string]any{"epoch": e.Epoch, "set": fmt.Sprintf("%x", digest)})
+	}
+	return &nodev1.RevealKeyGenResponse{CkgShare: e.ckgShare, Reveal: stmt}, nil
+}
+
+// checkCKGReveals checks that every committee member of e signed a reveal
+// statement naming the set of shares (protocol.CKGSetDigest of shares):
+// each share was committed to before any share was revealed.
+func checkCKGReveals(e *epochState, shares, reveals []*nodev1.NodeSigned, w protocol.Window) error {
+	digest := protocol.CKGSetDigest(e.Epoch, shares)
+	got := map[string]bool{}
+	for _, r := range reveals {
+		id := r.GetNodeId()
+		m, ok := e.member(id)
+		if !ok || m.Point == 0 || got[id] {
+			return fmt.Errorf("%w: CKG reveal statement from %q: not on the committee, or repeated", ErrBadRequest, id)
+		}
+		named, err := protocol.OpenCKGReveal(m.Cert.PublicKey, r.GetSigned(), e.Epoch, id, w)
+		if err != nil {
+			return fmt.Errorf("%w: CKG reveal statement from %s: %v", ErrBadRequest, id, err)
+		}
+		if !bytes.Equal(named, digest) {
+			return fmt.Errorf("%w: %s revealed its CKG share in another set of commitments than the shares sent (a share was chosen after others were seen)", ErrBadRequest, id)
+		}
+		got[id] = true
+	}
+	var missing []string
+	for _, m := range e.committee() {
+		if !got[m.ID] {
+			missing = append(missing, m.ID)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: no CKG reveal statement from %v (every committee member states the set its share was revealed in)", ErrBadRequest, missing)
+	}
+	return nil
 }
 
 func epochOf(e *epochState) any {

@@ -385,6 +385,13 @@ type epochState struct {
 	// secretErr says why secret is nil after a restart (its file is missing
 	// or damaged): the node then cannot decrypt in this epoch.
 	secretErr error
+	// ckgShare is this committee member's signed CKG share of a pending
+	// epoch, kept in memory from KeyGen until it is revealed (RevealKeyGen);
+	// ckgSet is the digest of the one set of commitments it was revealed
+	// in. Both are lost on a restart: the ceremony then fails at this node,
+	// and the coordinator starts a new epoch.
+	ckgShare *typesv1.Signed
+	ckgSet   []byte
 }
 
 type member struct {

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
@@ -410,33 +412,100 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 		clients[n.ID()] = dialNode(t, n.Addr(), coordID, n.ID())
 	}
 	const epoch = 100
-	var signed []*nodev1.NodeSigned
+	var commits []*nodev1.NodeSigned
 	for _, n := range nw.Nodes {
 		resp, err := clients[n.ID()].KeyGen(ctx, &nodev1.KeyGenRequest{Epoch: epoch, Params: params.Name(), Crs: crs, Members: members, Threshold: 3})
 		if err != nil {
 			t.Fatal(err)
 		}
-		signed = append(signed, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetCkgShare()})
+		if len(resp.GetCkgShare().GetPayload()) != 0 {
+			t.Fatalf("%s answered KeyGen with its CKG share; it must send only the signed header until every share is fixed", n.ID())
+		}
+		commits = append(commits, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetCkgShare()})
 	}
+	// revealAll asks each member in ids for its share within set.
+	revealAll := func(e uint64, set []*nodev1.NodeSigned, ids ...string) (shares, stmts []*nodev1.NodeSigned) {
+		t.Helper()
+		for _, id := range ids {
+			r, err := clients[id].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: e, CkgCommitments: set})
+			if err != nil {
+				t.Fatalf("reveal of epoch %d at %s: %v", e, id, err)
+			}
+			shares = append(shares, &nodev1.NodeSigned{NodeId: id, Signed: r.GetCkgShare()})
+			stmts = append(stmts, &nodev1.NodeSigned{NodeId: id, Signed: r.GetReveal()})
+		}
+		return shares, stmts
+	}
+	// Sets a member does not reveal in.
+	for _, tc := range []struct {
+		name string
+		set  []*nodev1.NodeSigned
+		want string
+	}{
+		{"a set without node-3's commitment", commits[:2], "2 commitments for a committee of 3"},
+		{"a set naming node-2 twice", []*nodev1.NodeSigned{commits[0], commits[1], commits[1]}, "repeated"},
+		{"a set with node-1's header under node-2's signature", []*nodev1.NodeSigned{{NodeId: "node-1", Signed: &typesv1.Signed{Header: commits[0].GetSigned().GetHeader(), Signature: commits[1].GetSigned().GetSignature()}}, commits[1], commits[2]}, "not the one this node signed"},
+	} {
+		if _, err := clients["node-1"].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: epoch, CkgCommitments: tc.set}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("reveal in %s: %v, want a refusal naming %q", tc.name, err, tc.want)
+		}
+	}
+	signed, reveals := revealAll(epoch, commits, "node-1", "node-2", "node-3")
+
+	// A rogue key: node-3, working with the coordinator, signs another
+	// share after node-1's and node-2's were revealed (a share chosen from
+	// theirs would make the collective key one whose secret it knows). The
+	// honest members revealed in the first set and in no other.
+	n3 := identity(t, dir, "node-3")
+	rogueSK, err := homomorphic.GenSecretKeyShare(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogueShare, err := collective.CKGShare(params, rogueSK, crs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogue, err := protocol.SealCKGShare(n3.Key, epoch, "node-3", rogueShare, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogueSet := []*nodev1.NodeSigned{commits[0], commits[1], {NodeId: "node-3", Signed: protocol.Commitment(rogue)}}
+	for _, id := range []string{"node-1", "node-2"} {
+		_, err := clients[id].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: epoch, CkgCommitments: rogueSet})
+		if status.Code(err) != codes.AlreadyExists || !strings.Contains(err.Error(), "another set of commitments") {
+			t.Fatalf("%s asked to reveal in the set with node-3's later share: %v, want a refusal", id, err)
+		}
+	}
+	rogueStmt, err := protocol.SealCKGReveal(n3.Key, epoch, "node-3", protocol.CKGSetDigest(epoch, rogueSet), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogueShares := []*nodev1.NodeSigned{signed[0], signed[1], {NodeId: "node-3", Signed: rogue}}
+	rogueStmts := []*nodev1.NodeSigned{reveals[0], reveals[1], {NodeId: "node-3", Signed: rogueStmt}}
+
 	own, _ := homomorphic.GenResultKey(params)
 	ownPK, _ := own.Public().MarshalBinary()
 	tampered := proto.Clone(signed[1]).(*nodev1.NodeSigned)
 	tampered.Signed.Payload[len(tampered.Signed.Payload)/2] ^= 1
 	relabelled := &nodev1.NodeSigned{NodeId: "node-3", Signed: signed[1].GetSigned()}
 	for _, tc := range []struct {
-		name   string
-		shares []*nodev1.NodeSigned
-		pk     []byte
-		want   []string
+		name    string
+		shares  []*nodev1.NodeSigned
+		reveals []*nodev1.NodeSigned
+		pk      []byte
+		want    []string
 	}{
 		// Forged shares go first, so that no genuine share is spent by the
 		// refusal (as in test/e2e's TestReplayedPartialsRefused).
-		{"a tampered CKG share", []*nodev1.NodeSigned{tampered, signed[0], signed[2]}, nil, []string{"CKG share from node-2", "bad signature"}},
-		{"node-2's share as node-3's", []*nodev1.NodeSigned{relabelled, signed[0], signed[1]}, nil, []string{"CKG share from node-3", "bad signature"}},
-		{"a share of a non-member", []*nodev1.NodeSigned{{NodeId: "node-9", Signed: signed[1].GetSigned()}}, nil, []string{"node-9", "not a member"}},
-		{"the coordinator's own public key", signed, ownPK, []string{"differs from the aggregate"}},
+		{"a tampered CKG share", []*nodev1.NodeSigned{tampered, signed[0], signed[2]}, reveals, nil, []string{"CKG share from node-2", "bad signature"}},
+		{"node-2's share as node-3's", []*nodev1.NodeSigned{relabelled, signed[0], signed[1]}, reveals, nil, []string{"CKG share from node-3", "bad signature"}},
+		{"a share of a non-member", []*nodev1.NodeSigned{{NodeId: "node-9", Signed: signed[1].GetSigned()}}, reveals, nil, []string{"node-9", "not a member"}},
+		{"the shares without the reveal statements", signed, nil, nil, []string{"no CKG reveal statement from [node-1 node-2 node-3]"}},
+		{"node-3's share chosen after the others were revealed", rogueShares, rogueStmts, nil, []string{"node-1 revealed its CKG share in another set of commitments"}},
+		{"node-3's later share without node-1's and node-2's statements", rogueShares, rogueStmts[2:], nil, []string{"no CKG reveal statement from [node-1 node-2]"}},
+		{"the coordinator's own public key", signed, reveals, ownPK, []string{"differs from the aggregate"}},
 	} {
-		_, err := clients["node-1"].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: epoch, CkgShares: tc.shares, PublicKey: tc.pk})
+		_, err := clients["node-1"].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: epoch, CkgShares: tc.shares, PublicKey: tc.pk, CkgReveals: tc.reveals})
 		if err == nil {
 			t.Fatalf("node-1 installed %s", tc.name)
 		}
@@ -471,6 +540,10 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 		}
 		csigned = append(csigned, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetCkgShare()})
 	}
+	if _, err := clients["node-1"].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: epoch + 1, CkgCommitments: csigned}); err == nil || !strings.Contains(err.Error(), "not on the committee") {
+		t.Fatalf("reveal at node-1, off the committee: %v, want a refusal", err)
+	}
+	csigned, creveals := revealAll(epoch+1, csigned, "node-2", "node-3")
 	for _, tc := range []struct {
 		name   string
 		shares []*nodev1.NodeSigned
@@ -481,7 +554,7 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 		{"a share of node-1, which is off the committee", append(csigned, &nodev1.NodeSigned{NodeId: "node-1", Signed: signed[0].GetSigned()}), nil, []string{"node-1", "not a member of the committee"}},
 		{"the coordinator's own public key for the committee's", csigned, ownPK, []string{"differs from the aggregate"}},
 	} {
-		_, err := clients["node-1"].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: epoch + 1, CkgShares: tc.shares, PublicKey: tc.pk})
+		_, err := clients["node-1"].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: epoch + 1, CkgShares: tc.shares, PublicKey: tc.pk, CkgReveals: creveals})
 		if err == nil {
 			t.Fatalf("node-1 (off the committee) installed %s", tc.name)
 		}

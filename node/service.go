@@ -41,6 +41,10 @@ func (s *service) KeyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev
 	return s.n.keyGen(ctx, req)
 }
 
+func (s *service) RevealKeyGen(ctx context.Context, req *nodev1.RevealKeyGenRequest) (*nodev1.RevealKeyGenResponse, error) {
+	return s.n.revealKeyGen(ctx, req)
+}
+
 func (s *service) InstallKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*nodev1.InstallKeyResponse, error) {
 	return s.n.installKey(ctx, req)
 }

@@ -3,8 +3,12 @@ package protocol
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -117,6 +121,7 @@ var (
 	commitKind    = bytesKind(KindReleaseCommit)
 	keySwitchKind = protoKind[nodev1.KeySwitchPayload](KindKeySwitchShare)
 	ckgKind       = bytesKind(KindCKGShare)
+	ckgRevealKind = bytesKind(KindCKGReveal)
 	thresholdKind = bytesKind(KindThresholdShare)
 )
 
@@ -205,6 +210,59 @@ func SealCKGShare(signer crypto.Signer, epoch uint64, node string, share []byte,
 // and returns it.
 func OpenCKGShare(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node string, w Window) ([]byte, error) {
 	return ckgKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
+}
+
+// SealCKGReveal signs node's statement that it revealed its CKG share of
+// epoch within the set of share commitments digest (CKGSetDigest), and in
+// no other.
+func SealCKGReveal(signer crypto.Signer, epoch uint64, node string, digest []byte, now time.Time) (*typesv1.Signed, error) {
+	return ckgRevealKind.seal(signer, queryBinding(EpochQueryID(epoch), epoch, node), digest, now)
+}
+
+// OpenCKGReveal verifies node's reveal statement of epoch and returns the
+// set digest it names.
+func OpenCKGReveal(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node string, w Window) ([]byte, error) {
+	return ckgRevealKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
+}
+
+// CheckCKGBinding checks that header is the header of node's CKG share of
+// epoch, by its binding alone (no signature is checked).
+func CheckCKGBinding(header []byte, epoch uint64, node string) error {
+	h, err := envelope.ParseHeader(header)
+	if err != nil {
+		return err
+	}
+	want := queryBinding(EpochQueryID(epoch), epoch, node)
+	want.Kind = ckgKind.name
+	if h.Binding != want {
+		return fmt.Errorf("%w: a %s of %q, epoch %d, node %q, not the CKG share of epoch %d, node %q", envelope.ErrBindingMismatch,
+			h.Kind, h.QueryID, h.Epoch, h.NodeID, epoch, node)
+	}
+	return nil
+}
+
+// CKGSetDigest identifies the set of CKG shares of a key ceremony by their
+// commitments: epoch and every share's node id, signed header and
+// signature, in node order. A committee member reveals its share within
+// one such set per epoch, and every member installs the key only when every
+// committee member's reveal statement names the digest of the shares it is
+// given.
+func CKGSetDigest(epoch uint64, shares []*nodev1.NodeSigned) []byte {
+	h := sha256.New()
+	field := func(b []byte) {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
+		h.Write(b)
+	}
+	field([]byte("fedstat/ckg-set/v1"))
+	field(binary.BigEndian.AppendUint64(nil, epoch))
+	ss := slices.Clone(shares)
+	slices.SortFunc(ss, func(a, b *nodev1.NodeSigned) int { return strings.Compare(a.GetNodeId(), b.GetNodeId()) })
+	for _, s := range ss {
+		field([]byte(s.GetNodeId()))
+		field(s.GetSigned().GetHeader())
+		field(s.GetSigned().GetSignature())
+	}
+	return h.Sum(nil)
 }
 
 // dealtQueryID binds a threshold share to its recipient.

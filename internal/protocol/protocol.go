@@ -27,6 +27,7 @@ const (
 	KindPartial        = "partial"         // a node's encrypted, noised partial result
 	KindKeySwitchShare = "keyswitch-share" // a node's key-switch share of a release
 	KindReleaseCommit  = "release-commit"  // a node's commitment to the one partial set a query may be released over
+	KindCKGReveal      = "ckg-reveal"      // a committee member's record of the one set of CKG share commitments it revealed its share in
 	// KindReleaseCommitment is a node's commitment to the partial set and
 	// the sum of a compact release, with its partial's fingerprint.
 	KindReleaseCommitment = "release-commitment"

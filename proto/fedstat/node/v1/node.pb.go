@@ -1281,8 +1281,9 @@ func (x *KeyGenRequest) GetThreshold() int32 {
 
 type KeyGenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// ckg_share: Signed{kind "ckg-share"} over the node's share of the
-	// collective public key.
+	// ckg_share: the header and signature of a Signed{kind "ckg-share"} over
+	// the node's share of the collective public key, without the share
+	// (RevealKeyGen sends it): a commitment to the share.
 	CkgShare *v1.Signed `protobuf:"bytes,1,opt,name=ckg_share,json=ckgShare,proto3" json:"ckg_share,omitempty"`
 	// dealt holds, when threshold < members, this node's Shamir share of its
 	// secret for every member, each encrypted to the recipient (HPKE to the
@@ -1484,8 +1485,12 @@ type InstallKeyRequest struct {
 	Dealt []*DealtShare `protobuf:"bytes,4,rep,name=dealt,proto3" json:"dealt,omitempty"`
 	// link_commitments are every member's signed linkage-key commitments.
 	LinkCommitments []*NodeSigned `protobuf:"bytes,5,rep,name=link_commitments,json=linkCommitments,proto3" json:"link_commitments,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// ckg_reveals are every committee member's reveal statements
+	// (Signed{kind "ckg-reveal"}), each naming protocol.CKGSetDigest of
+	// ckg_shares: every share was committed to before any was revealed.
+	CkgReveals    []*NodeSigned `protobuf:"bytes,6,rep,name=ckg_reveals,json=ckgReveals,proto3" json:"ckg_reveals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InstallKeyRequest) Reset() {
@@ -1553,6 +1558,122 @@ func (x *InstallKeyRequest) GetLinkCommitments() []*NodeSigned {
 	return nil
 }
 
+func (x *InstallKeyRequest) GetCkgReveals() []*NodeSigned {
+	if x != nil {
+		return x.CkgReveals
+	}
+	return nil
+}
+
+type RevealKeyGenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// ckg_commitments: every committee member's answer to KeyGen (signed
+	// header, no share), this node's among them.
+	CkgCommitments []*NodeSigned `protobuf:"bytes,2,rep,name=ckg_commitments,json=ckgCommitments,proto3" json:"ckg_commitments,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RevealKeyGenRequest) Reset() {
+	*x = RevealKeyGenRequest{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevealKeyGenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevealKeyGenRequest) ProtoMessage() {}
+
+func (x *RevealKeyGenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevealKeyGenRequest.ProtoReflect.Descriptor instead.
+func (*RevealKeyGenRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RevealKeyGenRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *RevealKeyGenRequest) GetCkgCommitments() []*NodeSigned {
+	if x != nil {
+		return x.CkgCommitments
+	}
+	return nil
+}
+
+type RevealKeyGenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ckg_share: the node's whole Signed{kind "ckg-share"}.
+	CkgShare *v1.Signed `protobuf:"bytes,1,opt,name=ckg_share,json=ckgShare,proto3" json:"ckg_share,omitempty"`
+	// reveal: Signed{kind "ckg-reveal"} over protocol.CKGSetDigest of the
+	// request's commitments.
+	Reveal        *v1.Signed `protobuf:"bytes,2,opt,name=reveal,proto3" json:"reveal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevealKeyGenResponse) Reset() {
+	*x = RevealKeyGenResponse{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevealKeyGenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevealKeyGenResponse) ProtoMessage() {}
+
+func (x *RevealKeyGenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevealKeyGenResponse.ProtoReflect.Descriptor instead.
+func (*RevealKeyGenResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RevealKeyGenResponse) GetCkgShare() *v1.Signed {
+	if x != nil {
+		return x.CkgShare
+	}
+	return nil
+}
+
+func (x *RevealKeyGenResponse) GetReveal() *v1.Signed {
+	if x != nil {
+		return x.Reveal
+	}
+	return nil
+}
+
 type InstallKeyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1561,7 +1682,7 @@ type InstallKeyResponse struct {
 
 func (x *InstallKeyResponse) Reset() {
 	*x = InstallKeyResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1694,7 @@ func (x *InstallKeyResponse) String() string {
 func (*InstallKeyResponse) ProtoMessage() {}
 
 func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1707,7 @@ func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyResponse.ProtoReflect.Descriptor instead.
 func (*InstallKeyResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{22}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{24}
 }
 
 type EvaluateRequest struct {
@@ -1602,7 +1723,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1735,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1748,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{23}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EvaluateRequest) GetRequest() *v1.Signed {
@@ -1674,7 +1795,7 @@ type EvaluateBody struct {
 
 func (x *EvaluateBody) Reset() {
 	*x = EvaluateBody{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1686,7 +1807,7 @@ func (x *EvaluateBody) String() string {
 func (*EvaluateBody) ProtoMessage() {}
 
 func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1699,7 +1820,7 @@ func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateBody.ProtoReflect.Descriptor instead.
 func (*EvaluateBody) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{24}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EvaluateBody) GetQueryId() string {
@@ -1778,7 +1899,7 @@ type SeriesInterval struct {
 
 func (x *SeriesInterval) Reset() {
 	*x = SeriesInterval{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +1911,7 @@ func (x *SeriesInterval) String() string {
 func (*SeriesInterval) ProtoMessage() {}
 
 func (x *SeriesInterval) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +1924,7 @@ func (x *SeriesInterval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesInterval.ProtoReflect.Descriptor instead.
 func (*SeriesInterval) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{25}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SeriesInterval) GetSpec() *v1.SeriesSpec {
@@ -1854,7 +1975,7 @@ type PartialPayload struct {
 
 func (x *PartialPayload) Reset() {
 	*x = PartialPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1866,7 +1987,7 @@ func (x *PartialPayload) String() string {
 func (*PartialPayload) ProtoMessage() {}
 
 func (x *PartialPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1879,7 +2000,7 @@ func (x *PartialPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartialPayload.ProtoReflect.Descriptor instead.
 func (*PartialPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{26}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PartialPayload) GetCiphertexts() [][]byte {
@@ -1945,7 +2066,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1957,7 +2078,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1970,7 +2091,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EvaluateResponse) GetPartial() *v1.Signed {
@@ -2005,7 +2126,7 @@ type ApprovalPending struct {
 
 func (x *ApprovalPending) Reset() {
 	*x = ApprovalPending{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2138,7 @@ func (x *ApprovalPending) String() string {
 func (*ApprovalPending) ProtoMessage() {}
 
 func (x *ApprovalPending) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2151,7 @@ func (x *ApprovalPending) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalPending.ProtoReflect.Descriptor instead.
 func (*ApprovalPending) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ApprovalPending) GetSinceUnixMs() int64 {
@@ -2069,7 +2190,7 @@ type KeySwitchRequest struct {
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2202,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2215,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -2179,7 +2300,7 @@ type RevealRequest struct {
 
 func (x *RevealRequest) Reset() {
 	*x = RevealRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2312,7 @@ func (x *RevealRequest) String() string {
 func (*RevealRequest) ProtoMessage() {}
 
 func (x *RevealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2325,7 @@ func (x *RevealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealRequest.ProtoReflect.Descriptor instead.
 func (*RevealRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RevealRequest) GetQueryId() string {
@@ -2246,7 +2367,7 @@ type RevealResponse struct {
 
 func (x *RevealResponse) Reset() {
 	*x = RevealResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2379,7 @@ func (x *RevealResponse) String() string {
 func (*RevealResponse) ProtoMessage() {}
 
 func (x *RevealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2392,7 @@ func (x *RevealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealResponse.ProtoReflect.Descriptor instead.
 func (*RevealResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RevealResponse) GetPartial() *v1.Signed {
@@ -2298,7 +2419,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2431,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2444,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CommitRequest) GetQueryId() string {
@@ -2366,7 +2487,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2378,7 +2499,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2391,7 +2512,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CommitResponse) GetCommit() *v1.Signed {
@@ -2418,7 +2539,7 @@ type ReleaseCommitment struct {
 
 func (x *ReleaseCommitment) Reset() {
 	*x = ReleaseCommitment{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2551,7 @@ func (x *ReleaseCommitment) String() string {
 func (*ReleaseCommitment) ProtoMessage() {}
 
 func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2564,7 @@ func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseCommitment.ProtoReflect.Descriptor instead.
 func (*ReleaseCommitment) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReleaseCommitment) GetDigest() []byte {
@@ -2484,7 +2605,7 @@ type Fingerprint struct {
 
 func (x *Fingerprint) Reset() {
 	*x = Fingerprint{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2496,7 +2617,7 @@ func (x *Fingerprint) String() string {
 func (*Fingerprint) ProtoMessage() {}
 
 func (x *Fingerprint) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2509,7 +2630,7 @@ func (x *Fingerprint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
 func (*Fingerprint) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Fingerprint) GetValues() []uint64 {
@@ -2538,7 +2659,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2671,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2684,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -2605,7 +2726,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2617,7 +2738,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2630,7 +2751,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{37}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -2657,7 +2778,7 @@ type StoredRelease struct {
 
 func (x *StoredRelease) Reset() {
 	*x = StoredRelease{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +2790,7 @@ func (x *StoredRelease) String() string {
 func (*StoredRelease) ProtoMessage() {}
 
 func (x *StoredRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +2803,7 @@ func (x *StoredRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRelease.ProtoReflect.Descriptor instead.
 func (*StoredRelease) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{38}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StoredRelease) GetDigest() []byte {
@@ -2819,7 +2940,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"NodeSigned\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x120\n" +
-	"\x06signed\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06signed\"\xff\x01\n" +
+	"\x06signed\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06signed\"\xbd\x02\n" +
 	"\x11InstallKeyRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12:\n" +
 	"\n" +
@@ -2827,7 +2948,15 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x121\n" +
 	"\x05dealt\x18\x04 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\x12F\n" +
-	"\x10link_commitments\x18\x05 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\x0flinkCommitments\"\x14\n" +
+	"\x10link_commitments\x18\x05 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\x0flinkCommitments\x12<\n" +
+	"\vckg_reveals\x18\x06 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\n" +
+	"ckgReveals\"q\n" +
+	"\x13RevealKeyGenRequest\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12D\n" +
+	"\x0fckg_commitments\x18\x02 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\x0eckgCommitments\"\x7f\n" +
+	"\x14RevealKeyGenResponse\x125\n" +
+	"\tckg_share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\bckgShare\x120\n" +
+	"\x06reveal\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06reveal\"\x14\n" +
 	"\x12InstallKeyResponse\"E\n" +
 	"\x0fEvaluateRequest\x122\n" +
 	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\x82\x03\n" +
@@ -2913,10 +3042,11 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eKeySwitchPhase\x12 \n" +
 	"\x1cKEY_SWITCH_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KEY_SWITCH_PHASE_PREPARE\x10\x01\x12\x1c\n" +
-	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xff\x06\n" +
+	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xdc\a\n" +
 	"\vNodeService\x12C\n" +
 	"\x04Info\x12\x1c.fedstat.node.v1.InfoRequest\x1a\x1d.fedstat.node.v1.InfoResponse\x12I\n" +
-	"\x06KeyGen\x12\x1e.fedstat.node.v1.KeyGenRequest\x1a\x1f.fedstat.node.v1.KeyGenResponse\x12U\n" +
+	"\x06KeyGen\x12\x1e.fedstat.node.v1.KeyGenRequest\x1a\x1f.fedstat.node.v1.KeyGenResponse\x12[\n" +
+	"\fRevealKeyGen\x12$.fedstat.node.v1.RevealKeyGenRequest\x1a%.fedstat.node.v1.RevealKeyGenResponse\x12U\n" +
 	"\n" +
 	"InstallKey\x12\".fedstat.node.v1.InstallKeyRequest\x1a#.fedstat.node.v1.InstallKeyResponse\x12O\n" +
 	"\bEvaluate\x12 .fedstat.node.v1.EvaluateRequest\x1a!.fedstat.node.v1.EvaluateResponse\x12I\n" +
@@ -2942,125 +3072,133 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
-	(KeySwitchPhase)(0),         // 0: fedstat.node.v1.KeySwitchPhase
-	(*LinkSpec)(nil),            // 1: fedstat.node.v1.LinkSpec
-	(*Holders)(nil),             // 2: fedstat.node.v1.Holders
-	(*LinkList)(nil),            // 3: fedstat.node.v1.LinkList
-	(*LinkPartial)(nil),         // 4: fedstat.node.v1.LinkPartial
-	(*LinkStagePayload)(nil),    // 5: fedstat.node.v1.LinkStagePayload
-	(*LinkStageRequest)(nil),    // 6: fedstat.node.v1.LinkStageRequest
-	(*LinkStageResponse)(nil),   // 7: fedstat.node.v1.LinkStageResponse
-	(*LinkFinishRequest)(nil),   // 8: fedstat.node.v1.LinkFinishRequest
-	(*LinkFinishResponse)(nil),  // 9: fedstat.node.v1.LinkFinishResponse
-	(*LinkDecryptRequest)(nil),  // 10: fedstat.node.v1.LinkDecryptRequest
-	(*LinkDecryptResponse)(nil), // 11: fedstat.node.v1.LinkDecryptResponse
-	(*BudgetRequest)(nil),       // 12: fedstat.node.v1.BudgetRequest
-	(*BudgetResponse)(nil),      // 13: fedstat.node.v1.BudgetResponse
-	(*InfoRequest)(nil),         // 14: fedstat.node.v1.InfoRequest
-	(*InfoResponse)(nil),        // 15: fedstat.node.v1.InfoResponse
-	(*EpochStatus)(nil),         // 16: fedstat.node.v1.EpochStatus
-	(*Member)(nil),              // 17: fedstat.node.v1.Member
-	(*KeyGenRequest)(nil),       // 18: fedstat.node.v1.KeyGenRequest
-	(*KeyGenResponse)(nil),      // 19: fedstat.node.v1.KeyGenResponse
-	(*DealtShare)(nil),          // 20: fedstat.node.v1.DealtShare
-	(*NodeSigned)(nil),          // 21: fedstat.node.v1.NodeSigned
-	(*InstallKeyRequest)(nil),   // 22: fedstat.node.v1.InstallKeyRequest
-	(*InstallKeyResponse)(nil),  // 23: fedstat.node.v1.InstallKeyResponse
-	(*EvaluateRequest)(nil),     // 24: fedstat.node.v1.EvaluateRequest
-	(*EvaluateBody)(nil),        // 25: fedstat.node.v1.EvaluateBody
-	(*SeriesInterval)(nil),      // 26: fedstat.node.v1.SeriesInterval
-	(*PartialPayload)(nil),      // 27: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),    // 28: fedstat.node.v1.EvaluateResponse
-	(*ApprovalPending)(nil),     // 29: fedstat.node.v1.ApprovalPending
-	(*KeySwitchRequest)(nil),    // 30: fedstat.node.v1.KeySwitchRequest
-	(*RevealRequest)(nil),       // 31: fedstat.node.v1.RevealRequest
-	(*RevealResponse)(nil),      // 32: fedstat.node.v1.RevealResponse
-	(*CommitRequest)(nil),       // 33: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),      // 34: fedstat.node.v1.CommitResponse
-	(*ReleaseCommitment)(nil),   // 35: fedstat.node.v1.ReleaseCommitment
-	(*Fingerprint)(nil),         // 36: fedstat.node.v1.Fingerprint
-	(*KeySwitchPayload)(nil),    // 37: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),   // 38: fedstat.node.v1.KeySwitchResponse
-	(*StoredRelease)(nil),       // 39: fedstat.node.v1.StoredRelease
-	(*v1.QuerySpec)(nil),        // 40: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),           // 41: fedstat.types.v1.Signed
-	(*v1.DataSummary)(nil),      // 42: fedstat.types.v1.DataSummary
-	(*v1.AnalystSignature)(nil), // 43: fedstat.types.v1.AnalystSignature
-	(*v1.SeriesSpec)(nil),       // 44: fedstat.types.v1.SeriesSpec
+	(KeySwitchPhase)(0),          // 0: fedstat.node.v1.KeySwitchPhase
+	(*LinkSpec)(nil),             // 1: fedstat.node.v1.LinkSpec
+	(*Holders)(nil),              // 2: fedstat.node.v1.Holders
+	(*LinkList)(nil),             // 3: fedstat.node.v1.LinkList
+	(*LinkPartial)(nil),          // 4: fedstat.node.v1.LinkPartial
+	(*LinkStagePayload)(nil),     // 5: fedstat.node.v1.LinkStagePayload
+	(*LinkStageRequest)(nil),     // 6: fedstat.node.v1.LinkStageRequest
+	(*LinkStageResponse)(nil),    // 7: fedstat.node.v1.LinkStageResponse
+	(*LinkFinishRequest)(nil),    // 8: fedstat.node.v1.LinkFinishRequest
+	(*LinkFinishResponse)(nil),   // 9: fedstat.node.v1.LinkFinishResponse
+	(*LinkDecryptRequest)(nil),   // 10: fedstat.node.v1.LinkDecryptRequest
+	(*LinkDecryptResponse)(nil),  // 11: fedstat.node.v1.LinkDecryptResponse
+	(*BudgetRequest)(nil),        // 12: fedstat.node.v1.BudgetRequest
+	(*BudgetResponse)(nil),       // 13: fedstat.node.v1.BudgetResponse
+	(*InfoRequest)(nil),          // 14: fedstat.node.v1.InfoRequest
+	(*InfoResponse)(nil),         // 15: fedstat.node.v1.InfoResponse
+	(*EpochStatus)(nil),          // 16: fedstat.node.v1.EpochStatus
+	(*Member)(nil),               // 17: fedstat.node.v1.Member
+	(*KeyGenRequest)(nil),        // 18: fedstat.node.v1.KeyGenRequest
+	(*KeyGenResponse)(nil),       // 19: fedstat.node.v1.KeyGenResponse
+	(*DealtShare)(nil),           // 20: fedstat.node.v1.DealtShare
+	(*NodeSigned)(nil),           // 21: fedstat.node.v1.NodeSigned
+	(*InstallKeyRequest)(nil),    // 22: fedstat.node.v1.InstallKeyRequest
+	(*RevealKeyGenRequest)(nil),  // 23: fedstat.node.v1.RevealKeyGenRequest
+	(*RevealKeyGenResponse)(nil), // 24: fedstat.node.v1.RevealKeyGenResponse
+	(*InstallKeyResponse)(nil),   // 25: fedstat.node.v1.InstallKeyResponse
+	(*EvaluateRequest)(nil),      // 26: fedstat.node.v1.EvaluateRequest
+	(*EvaluateBody)(nil),         // 27: fedstat.node.v1.EvaluateBody
+	(*SeriesInterval)(nil),       // 28: fedstat.node.v1.SeriesInterval
+	(*PartialPayload)(nil),       // 29: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),     // 30: fedstat.node.v1.EvaluateResponse
+	(*ApprovalPending)(nil),      // 31: fedstat.node.v1.ApprovalPending
+	(*KeySwitchRequest)(nil),     // 32: fedstat.node.v1.KeySwitchRequest
+	(*RevealRequest)(nil),        // 33: fedstat.node.v1.RevealRequest
+	(*RevealResponse)(nil),       // 34: fedstat.node.v1.RevealResponse
+	(*CommitRequest)(nil),        // 35: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),       // 36: fedstat.node.v1.CommitResponse
+	(*ReleaseCommitment)(nil),    // 37: fedstat.node.v1.ReleaseCommitment
+	(*Fingerprint)(nil),          // 38: fedstat.node.v1.Fingerprint
+	(*KeySwitchPayload)(nil),     // 39: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),    // 40: fedstat.node.v1.KeySwitchResponse
+	(*StoredRelease)(nil),        // 41: fedstat.node.v1.StoredRelease
+	(*v1.QuerySpec)(nil),         // 42: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),            // 43: fedstat.types.v1.Signed
+	(*v1.DataSummary)(nil),       // 44: fedstat.types.v1.DataSummary
+	(*v1.AnalystSignature)(nil),  // 45: fedstat.types.v1.AnalystSignature
+	(*v1.SeriesSpec)(nil),        // 46: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	40, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	42, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	21, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
-	41, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	40, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	43, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	42, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 9: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	40, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	42, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 11: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	42, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	44, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	16, // 13: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	17, // 14: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	41, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	43, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	20, // 16: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	41, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	41, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	41, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	41, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	43, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	43, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	43, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	43, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	21, // 21: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	20, // 22: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
 	21, // 23: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	41, // 24: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	40, // 25: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 26: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	26, // 27: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	43, // 28: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	44, // 29: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
-	4,  // 30: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	41, // 31: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	29, // 32: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	40, // 33: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 34: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	21, // 35: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 36: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	40, // 37: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 38: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	41, // 39: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	41, // 40: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	36, // 41: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	41, // 42: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 43: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 44: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	22, // 45: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	24, // 46: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	31, // 47: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
-	30, // 48: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	33, // 49: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 50: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 51: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 52: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 53: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 54: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 55: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	23, // 56: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	28, // 57: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	32, // 58: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	38, // 59: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	34, // 60: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 61: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 62: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 63: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 64: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	54, // [54:65] is the sub-list for method output_type
-	43, // [43:54] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	21, // 24: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
+	21, // 25: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
+	43, // 26: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	43, // 27: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	43, // 28: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	42, // 29: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 30: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
+	28, // 31: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
+	45, // 32: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	46, // 33: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 34: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	43, // 35: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	31, // 36: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	42, // 37: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 38: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	21, // 39: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 40: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	42, // 41: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 42: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	43, // 43: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	43, // 44: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	38, // 45: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	43, // 46: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 47: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 48: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	23, // 49: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
+	22, // 50: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	26, // 51: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	33, // 52: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	32, // 53: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	35, // 54: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 55: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 56: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 57: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 58: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 59: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 60: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	24, // 61: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
+	25, // 62: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	30, // 63: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	34, // 64: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	40, // 65: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	36, // 66: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 67: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 68: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 69: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 70: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	59, // [59:71] is the sub-list for method output_type
+	47, // [47:59] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -3074,7 +3212,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

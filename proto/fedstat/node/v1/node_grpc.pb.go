@@ -22,17 +22,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	NodeService_Info_FullMethodName        = "/fedstat.node.v1.NodeService/Info"
-	NodeService_KeyGen_FullMethodName      = "/fedstat.node.v1.NodeService/KeyGen"
-	NodeService_InstallKey_FullMethodName  = "/fedstat.node.v1.NodeService/InstallKey"
-	NodeService_Evaluate_FullMethodName    = "/fedstat.node.v1.NodeService/Evaluate"
-	NodeService_Reveal_FullMethodName      = "/fedstat.node.v1.NodeService/Reveal"
-	NodeService_KeySwitch_FullMethodName   = "/fedstat.node.v1.NodeService/KeySwitch"
-	NodeService_Commit_FullMethodName      = "/fedstat.node.v1.NodeService/Commit"
-	NodeService_Budget_FullMethodName      = "/fedstat.node.v1.NodeService/Budget"
-	NodeService_LinkStage_FullMethodName   = "/fedstat.node.v1.NodeService/LinkStage"
-	NodeService_LinkFinish_FullMethodName  = "/fedstat.node.v1.NodeService/LinkFinish"
-	NodeService_LinkDecrypt_FullMethodName = "/fedstat.node.v1.NodeService/LinkDecrypt"
+	NodeService_Info_FullMethodName         = "/fedstat.node.v1.NodeService/Info"
+	NodeService_KeyGen_FullMethodName       = "/fedstat.node.v1.NodeService/KeyGen"
+	NodeService_RevealKeyGen_FullMethodName = "/fedstat.node.v1.NodeService/RevealKeyGen"
+	NodeService_InstallKey_FullMethodName   = "/fedstat.node.v1.NodeService/InstallKey"
+	NodeService_Evaluate_FullMethodName     = "/fedstat.node.v1.NodeService/Evaluate"
+	NodeService_Reveal_FullMethodName       = "/fedstat.node.v1.NodeService/Reveal"
+	NodeService_KeySwitch_FullMethodName    = "/fedstat.node.v1.NodeService/KeySwitch"
+	NodeService_Commit_FullMethodName       = "/fedstat.node.v1.NodeService/Commit"
+	NodeService_Budget_FullMethodName       = "/fedstat.node.v1.NodeService/Budget"
+	NodeService_LinkStage_FullMethodName    = "/fedstat.node.v1.NodeService/LinkStage"
+	NodeService_LinkFinish_FullMethodName   = "/fedstat.node.v1.NodeService/LinkFinish"
+	NodeService_LinkDecrypt_FullMethodName  = "/fedstat.node.v1.NodeService/LinkDecrypt"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -47,6 +48,12 @@ type NodeServiceClient interface {
 	// share (which never leaves the node) and returns its signed share of the
 	// collective public key.
 	KeyGen(ctx context.Context, in *KeyGenRequest, opts ...grpc.CallOption) (*KeyGenResponse, error)
+	// RevealKeyGen asks a committee member for its signed CKG share of a
+	// pending epoch, once the set of the committee's share commitments (the
+	// signed headers KeyGen answered with) is fixed: the member reveals
+	// within one such set per epoch, its own commitment among them, and signs
+	// a statement naming the set (kind "ckg-reveal").
+	RevealKeyGen(ctx context.Context, in *RevealKeyGenRequest, opts ...grpc.CallOption) (*RevealKeyGenResponse, error)
 	// InstallKey gives the node every member's signed CKG share; the node
 	// checks the signatures, recomputes the collective public key and
 	// activates the epoch.
@@ -114,6 +121,16 @@ func (c *nodeServiceClient) KeyGen(ctx context.Context, in *KeyGenRequest, opts 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(KeyGenResponse)
 	err := c.cc.Invoke(ctx, NodeService_KeyGen_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeServiceClient) RevealKeyGen(ctx context.Context, in *RevealKeyGenRequest, opts ...grpc.CallOption) (*RevealKeyGenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevealKeyGenResponse)
+	err := c.cc.Invoke(ctx, NodeService_RevealKeyGen_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -222,6 +239,12 @@ type NodeServiceServer interface {
 	// share (which never leaves the node) and returns its signed share of the
 	// collective public key.
 	KeyGen(context.Context, *KeyGenRequest) (*KeyGenResponse, error)
+	// RevealKeyGen asks a committee member for its signed CKG share of a
+	// pending epoch, once the set of the committee's share commitments (the
+	// signed headers KeyGen answered with) is fixed: the member reveals
+	// within one such set per epoch, its own commitment among them, and signs
+	// a statement naming the set (kind "ckg-reveal").
+	RevealKeyGen(context.Context, *RevealKeyGenRequest) (*RevealKeyGenResponse, error)
 	// InstallKey gives the node every member's signed CKG share; the node
 	// checks the signatures, recomputes the collective public key and
 	// activates the epoch.
@@ -280,6 +303,9 @@ func (UnimplementedNodeServiceServer) Info(context.Context, *InfoRequest) (*Info
 }
 func (UnimplementedNodeServiceServer) KeyGen(context.Context, *KeyGenRequest) (*KeyGenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KeyGen not implemented")
+}
+func (UnimplementedNodeServiceServer) RevealKeyGen(context.Context, *RevealKeyGenRequest) (*RevealKeyGenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevealKeyGen not implemented")
 }
 func (UnimplementedNodeServiceServer) InstallKey(context.Context, *InstallKeyRequest) (*InstallKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method InstallKey not implemented")
@@ -361,6 +387,24 @@ func _NodeService_KeyGen_Handler(srv interface{}, ctx context.Context, dec func(
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(NodeServiceServer).KeyGen(ctx, req.(*KeyGenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeService_RevealKeyGen_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevealKeyGenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).RevealKeyGen(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_RevealKeyGen_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).RevealKeyGen(ctx, req.(*RevealKeyGenRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -541,6 +585,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KeyGen",
 			Handler:    _NodeService_KeyGen_Handler,
+		},
+		{
+			MethodName: "RevealKeyGen",
+			Handler:    _NodeService_RevealKeyGen_Handler,
 		},
 		{
 			MethodName: "InstallKey",
