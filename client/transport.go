@@ -99,7 +99,20 @@ func (g *grpcTransport) catalogue(ctx context.Context) (*coordinatorv1.Catalogue
 	return r, fromGRPC(err)
 }
 
+// createSeries signs the series (with the network's defaults stated:
+// signedquery.SeriesWithDefaults) with the caller's certificate key, as
+// submit signs a query; the coordinator forwards the signature with every
+// interval.
 func (g *grpcTransport) createSeries(ctx context.Context, req *coordinatorv1.CreateSeriesRequest) (*coordinatorv1.Series, error) {
+	if g.id != nil && req.GetAnalystSignature() == nil {
+		spec := signedquery.SeriesWithDefaults(req.GetSpec())
+		sig, err := signedquery.SealSeries(g.id.Key, g.id.Cert.Raw, g.coordinator, spec, g.id.Clock())
+		if err != nil {
+			return nil, fmt.Errorf("client: signing the series: %w", err)
+		}
+		req = proto.Clone(req).(*coordinatorv1.CreateSeriesRequest)
+		req.Spec, req.AnalystSignature = spec, sig
+	}
 	r, err := g.c.CreateSeries(ctx, req)
 	return r, fromGRPC(err)
 }

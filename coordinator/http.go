@@ -562,7 +562,7 @@ func (h *httpAPI) createSeries(w http.ResponseWriter, r *http.Request, p rpc.Pee
 	if !readBody(w, r, &req) {
 		return
 	}
-	s, err := h.c.CreateSeries(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), req.GetAlerts())
+	s, err := h.c.CreateSeries(r.Context(), Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), req.GetAlerts(), req.GetAnalystSignature())
 	if err != nil {
 		writeError(w, err)
 		return

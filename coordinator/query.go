@@ -270,9 +270,10 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	if err != nil {
 		return nil, err
 	}
-	if sig != nil {
+	if sig != nil && series == nil {
 		// What the nodes will check: refused here already, with the same
-		// words, rather than at every node.
+		// words, rather than at every node. (A series interval's signature
+		// is the series', checked when it was created.)
 		if err := signedquery.CheckSettled(signed, spec); err != nil {
 			return nil, err
 		}

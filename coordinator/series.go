@@ -18,6 +18,7 @@ import (
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
+	"github.com/fedstat/fedstat/internal/signedquery"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
@@ -67,10 +68,15 @@ type seriesRecord struct {
 	LastFailure int64 `json:"last_failure_unix_ms,omitempty"`
 	// Blocker is the error of that attempt.
 	Blocker string `json:"blocker,omitempty"`
+	// Signature is the analyst's signed series (typesv1.AnalystSignature,
+	// protobuf; signedquery.SealSeries), forwarded with every interval;
+	// empty for a series created without one.
+	Signature []byte `json:"signature,omitempty"`
 
-	spec  *typesv1.SeriesSpec
-	sched continual.Schedule
-	obs   map[continual.Interval]int // released intervals -> index in Obs
+	spec      *typesv1.SeriesSpec
+	signature *typesv1.AnalystSignature
+	sched     continual.Schedule
+	obs       map[continual.Interval]int // released intervals -> index in Obs
 }
 
 type ruleRecord struct {
@@ -123,6 +129,12 @@ func (r *seriesRecord) init() error {
 		return err
 	}
 	r.spec, r.sched = &s, sch
+	if len(r.Signature) > 0 {
+		r.signature = new(typesv1.AnalystSignature)
+		if err := proto.Unmarshal(r.Signature, r.signature); err != nil {
+			return fmt.Errorf("the analyst's signature: %w", err)
+		}
+	}
 	r.obs = map[continual.Interval]int{}
 	for i, o := range r.Obs {
 		r.obs[continual.Interval{Level: o.Level, Index: o.Index}] = i
@@ -169,7 +181,13 @@ func (c *Coordinator) loadSeries() error {
 // delta DefaultDelta for the lifetime, K = 1, min_nodes as for a query. The
 // series' query is planned (one interval) so that an error in it is
 // reported now, not at its first period.
-func (c *Coordinator) CreateSeries(ctx context.Context, who Analyst, spec *typesv1.SeriesSpec, rules []*coordinatorv1.AlertRule) (*coordinatorv1.Series, error) {
+//
+// sig, when set, is the analyst's signed series (signedquery.SealSeries): it
+// must be the caller's, made for this coordinator within MaxSkew of now,
+// and sign spec as settled here (signedquery.CheckSeriesSettled). It goes
+// with every interval to the nodes, which check it the same way.
+func (c *Coordinator) CreateSeries(ctx context.Context, who Analyst, spec *typesv1.SeriesSpec, rules []*coordinatorv1.AlertRule, sig *typesv1.AnalystSignature) (*coordinatorv1.Series, error) {
+	signed := spec
 	spec = proto.Clone(spec).(*typesv1.SeriesSpec)
 	if spec.Epsilon == 0 {
 		spec.Epsilon = DefaultEpsilon
@@ -189,6 +207,27 @@ func (c *Coordinator) CreateSeries(ctx context.Context, who Analyst, spec *types
 	}
 	if _, err := protocol.CheckSeries(spec); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	var sigBytes []byte
+	if sig != nil {
+		r, err := signedquery.OpenSeries(c.cfg.Identity.CA, sig, c.cfg.Identity.Name(), c.cfg.Now(), c.cfg.MaxSkew)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case r.Name != who.Name || string(r.Role) != who.Role:
+			return nil, fmt.Errorf("%w: the series is signed by %q (role %s), not by the caller %q (role %s)", signedquery.ErrInvalid, r.Name, r.Role, who.Name, who.Role)
+		case c.cfg.Now().Sub(r.Issued) > c.cfg.MaxSkew:
+			return nil, fmt.Errorf("%w: %q signed the series at %s, more than %s ago", signedquery.ErrInvalid, r.Name, r.Issued.UTC().Format(time.RFC3339), c.cfg.MaxSkew)
+		case !proto.Equal(r.Spec, signed):
+			return nil, fmt.Errorf("%w: the series sent is not the one %q signed", signedquery.ErrInvalid, r.Name)
+		}
+		if err := signedquery.CheckSeriesSettled(r.Spec, spec); err != nil {
+			return nil, err
+		}
+		if sigBytes, err = proto.Marshal(sig); err != nil {
+			return nil, err
+		}
 	}
 	q, err := protocol.SeriesQuery(spec, continual.Interval{})
 	if err != nil {
@@ -236,7 +275,7 @@ func (c *Coordinator) CreateSeries(ctx context.Context, who Analyst, spec *types
 		return nil, err
 	}
 	r := &seriesRecord{Spec: b, Owner: who.Name, Role: who.Role, Created: c.cfg.Now().UnixMilli(), Registered: c.cfg.SeriesClock().UnixMilli(),
-		Labels: labels, KeyColumn: keyCol, Rules: rr, SmallCount: p.SmallCountThreshold()}
+		Labels: labels, KeyColumn: keyCol, Rules: rr, SmallCount: p.SmallCountThreshold(), Signature: sigBytes}
 	if err := r.init(); err != nil {
 		return nil, err
 	}
@@ -528,7 +567,7 @@ func (c *Coordinator) releaseInterval(ctx context.Context, r *seriesRecord, iv c
 		}
 	}
 	st, err := c.submit(ctx, Analyst{Name: r.Owner, Role: r.Role}, spec, 0, id,
-		&nodev1.SeriesInterval{Spec: r.spec, Level: int32(iv.Level), Index: int32(iv.Index)}, false, nil)
+		&nodev1.SeriesInterval{Spec: r.spec, Level: int32(iv.Level), Index: int32(iv.Index)}, false, r.signature)
 	if err != nil {
 		return nil, err
 	}

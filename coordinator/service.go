@@ -228,7 +228,7 @@ func (s *service) CreateSeries(ctx context.Context, req *coordinatorv1.CreateSer
 	if err != nil {
 		return nil, err
 	}
-	return s.c.CreateSeries(ctx, Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), req.GetAlerts())
+	return s.c.CreateSeries(ctx, Analyst{Name: p.Name, Role: string(p.Role)}, req.GetSpec(), req.GetAlerts(), req.GetAnalystSignature())
 }
 
 func (s *service) GetSeries(ctx context.Context, req *coordinatorv1.GetSeriesRequest) (*coordinatorv1.Series, error) {

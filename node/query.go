@@ -314,9 +314,25 @@ func (n *Node) checkAnalystSignature(req *nodev1.EvaluateBody, coordinator strin
 	if sig == nil {
 		if n.cfg.Policy.RequireAnalystSignature {
 			return fmt.Errorf("%w: %s requires every query to be signed by its analyst's client (policy require_analyst_signature), "+
-				"and query %s is not (the HTTP API's token clients and standing series do not sign)", signedquery.ErrInvalid, n.id, req.GetQueryId())
+				"and query %s is not (the HTTP API's token clients do not sign)", signedquery.ErrInvalid, n.id, req.GetQueryId())
 		}
 		return nil
+	}
+	if series := req.GetSeries(); series != nil {
+		// An interval of a standing series: the analyst signed the series'
+		// definition when creating it, which fixes this interval's query
+		// (checkSeries) and the lifetime budget it reserves.
+		r, err := signedquery.OpenSeries(n.cfg.Identity.CA, sig, coordinator, n.cfg.Now(), n.cfg.MaxSkew)
+		if err != nil {
+			return err
+		}
+		switch {
+		case r.Name != req.GetAnalyst():
+			return fmt.Errorf("%w: the series runs as %q's, and %q signed it", signedquery.ErrInvalid, req.GetAnalyst(), r.Name)
+		case string(r.Role) != req.GetRole():
+			return fmt.Errorf("%w: the series runs with role %q, and the certificate of %q has role %q", signedquery.ErrInvalid, req.GetRole(), r.Name, r.Role)
+		}
+		return signedquery.CheckSeriesSettled(r.Spec, series.GetSpec())
 	}
 	r, err := signedquery.Open(n.cfg.Identity.CA, sig, coordinator, n.cfg.Now(), protocol.PartialAge(req.GetSpec(), n.cfg.MaxSkew))
 	if err != nil {

@@ -140,6 +140,32 @@ type Request struct {
 // retried, and a node's ledger charges its query id once. Every error
 // matches ErrInvalid and says what is wrong.
 func Open(ca *x509.Certificate, sig *typesv1.AnalystSignature, coordinator string, now time.Time, maxAge time.Duration) (*Request, error) {
+	o, err := open(ca, sig, coordinator, now, maxAge, Kind, "query")
+	if err != nil {
+		return nil, err
+	}
+	var spec typesv1.QuerySpec
+	if err := proto.Unmarshal(o.payload, &spec); err != nil {
+		return nil, fmt.Errorf("%w: the signed spec does not decode: %v", ErrInvalid, err)
+	}
+	return &Request{Cert: o.cert, Name: o.name, Role: o.role, Spec: &spec, Issued: o.issued, QueryID: QueryID(sig)}, nil
+}
+
+// opened is what open verified: the signer's certificate, name and role,
+// the signing time and the signed payload.
+type opened struct {
+	cert    *x509.Certificate
+	name    string
+	role    pki.Role
+	issued  time.Time
+	payload []byte
+}
+
+// open runs the checks Open and OpenSeries share, for a message of kind
+// (what names it in the errors): the certificate of the network CA valid at
+// now with a role that may sign, the signature, the coordinator it was made
+// for, and its time within maxAge of now.
+func open(ca *x509.Certificate, sig *typesv1.AnalystSignature, coordinator string, now time.Time, maxAge time.Duration, kind, what string) (*opened, error) {
 	if sig.GetRequest() == nil || len(sig.GetCertificate()) == 0 {
 		return nil, fmt.Errorf("%w: the signed request or the analyst's certificate is missing", ErrInvalid)
 	}
@@ -153,7 +179,7 @@ func Open(ca *x509.Certificate, sig *typesv1.AnalystSignature, coordinator strin
 	}
 	role, err := pki.RoleOf(cert)
 	if err != nil || !slices.Contains(roles, role) {
-		return nil, fmt.Errorf("%w: the certificate of %q has role %q, which may not sign a query", ErrInvalid, name, role)
+		return nil, fmt.Errorf("%w: the certificate of %q has role %q, which may not sign a %s", ErrInvalid, name, role, what)
 	}
 	// The header is read only to word the errors: envelope.Open checks the
 	// signature before the binding and the time.
@@ -162,25 +188,21 @@ func Open(ca *x509.Certificate, sig *typesv1.AnalystSignature, coordinator strin
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	env := &envelope.Envelope{Header: sig.GetRequest().GetHeader(), Payload: sig.GetRequest().GetPayload(), Signature: sig.GetRequest().GetSignature()}
-	_, err = envelope.Open(cert.PublicKey, env, envelope.Binding{NodeID: coordinator, Kind: Kind}, now, maxAge, nil)
+	_, err = envelope.Open(cert.PublicKey, env, envelope.Binding{NodeID: coordinator, Kind: kind}, now, maxAge, nil)
 	switch {
 	case errors.Is(err, envelope.ErrBadSignature):
-		return nil, fmt.Errorf("%w: the signature is not by the key of %q's certificate, or the signed query was changed", ErrInvalid, name)
-	case errors.Is(err, envelope.ErrBindingMismatch) && (hdr.Kind != Kind || hdr.QueryID != "" || hdr.Epoch != 0):
-		return nil, fmt.Errorf("%w: the signed message is a %q, not an analyst's query", ErrInvalid, hdr.Kind)
+		return nil, fmt.Errorf("%w: the signature is not by the key of %q's certificate, or the signed %s was changed", ErrInvalid, name, what)
+	case errors.Is(err, envelope.ErrBindingMismatch) && (hdr.Kind != kind || hdr.QueryID != "" || hdr.Epoch != 0):
+		return nil, fmt.Errorf("%w: the signed message is a %q, not an analyst's %s", ErrInvalid, hdr.Kind, what)
 	case errors.Is(err, envelope.ErrBindingMismatch):
-		return nil, fmt.Errorf("%w: %q signed the query for coordinator %q, not for %q", ErrInvalid, name, hdr.NodeID, coordinator)
+		return nil, fmt.Errorf("%w: %q signed the %s for coordinator %q, not for %q", ErrInvalid, name, what, hdr.NodeID, coordinator)
 	case errors.Is(err, envelope.ErrStale):
-		return nil, fmt.Errorf("%w: %q signed the query at %s, further than %s from now (%s)", ErrInvalid, name,
+		return nil, fmt.Errorf("%w: %q signed the %s at %s, further than %s from now (%s)", ErrInvalid, name, what,
 			hdr.Timestamp.Format(time.RFC3339), maxAge, now.UTC().Format(time.RFC3339))
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	var spec typesv1.QuerySpec
-	if err := proto.Unmarshal(env.Payload, &spec); err != nil {
-		return nil, fmt.Errorf("%w: the signed spec does not decode: %v", ErrInvalid, err)
-	}
-	return &Request{Cert: cert, Name: name, Role: role, Spec: &spec, Issued: hdr.Timestamp, QueryID: QueryID(sig)}, nil
+	return &opened{cert: cert, name: name, role: role, issued: hdr.Timestamp, payload: env.Payload}, nil
 }
 
 // CheckSettled checks that settled, the spec a query runs with, is the

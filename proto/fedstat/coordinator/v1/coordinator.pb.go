@@ -357,9 +357,14 @@ type CreateSeriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Spec  *v1.SeriesSpec         `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
 	// alerts configures the series' alert rules; empty: EARS C2.
-	Alerts        []*AlertRule `protobuf:"bytes,2,rep,name=alerts,proto3" json:"alerts,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Alerts []*AlertRule `protobuf:"bytes,2,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	// analyst_signature, when set, is the analyst's client's signature of
+	// spec (envelope kind "analyst-series", internal/signedquery): the
+	// coordinator forwards it with every interval, and each node checks that
+	// the interval is of the series the analyst signed.
+	AnalystSignature *v1.AnalystSignature `protobuf:"bytes,3,opt,name=analyst_signature,json=analystSignature,proto3" json:"analyst_signature,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CreateSeriesRequest) Reset() {
@@ -402,6 +407,13 @@ func (x *CreateSeriesRequest) GetSpec() *v1.SeriesSpec {
 func (x *CreateSeriesRequest) GetAlerts() []*AlertRule {
 	if x != nil {
 		return x.Alerts
+	}
+	return nil
+}
+
+func (x *CreateSeriesRequest) GetAnalystSignature() *v1.AnalystSignature {
+	if x != nil {
+		return x.AnalystSignature
 	}
 	return nil
 }
@@ -4074,10 +4086,11 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\bvariance\x18\x03 \x01(\x01R\bvariance\x12\x0e\n" +
 	"\x02sd\x18\x04 \x01(\x01R\x02sd\x12\x1d\n" +
 	"\n" +
-	"half_width\x18\x05 \x01(\x01R\thalfWidth\"\x82\x01\n" +
+	"half_width\x18\x05 \x01(\x01R\thalfWidth\"\xd3\x01\n" +
 	"\x13CreateSeriesRequest\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x129\n" +
-	"\x06alerts\x18\x02 \x03(\v2!.fedstat.coordinator.v1.AlertRuleR\x06alerts\"=\n" +
+	"\x06alerts\x18\x02 \x03(\v2!.fedstat.coordinator.v1.AlertRuleR\x06alerts\x12O\n" +
+	"\x11analyst_signature\x18\x03 \x01(\v2\".fedstat.types.v1.AnalystSignatureR\x10analystSignature\"=\n" +
 	"\tAlertRule\x12\x12\n" +
 	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x1c\n" +
 	"\tthreshold\x18\x02 \x01(\x01R\tthreshold\"&\n" +
@@ -4510,89 +4523,90 @@ var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	3,  // 2: fedstat.coordinator.v1.Explanation.noise:type_name -> fedstat.coordinator.v1.ExpectedNoise
 	58, // 3: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
 	5,  // 4: fedstat.coordinator.v1.CreateSeriesRequest.alerts:type_name -> fedstat.coordinator.v1.AlertRule
-	9,  // 5: fedstat.coordinator.v1.ListSeriesResponse.series:type_name -> fedstat.coordinator.v1.Series
-	58, // 6: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
-	10, // 7: fedstat.coordinator.v1.Series.periods:type_name -> fedstat.coordinator.v1.SeriesPeriod
-	12, // 8: fedstat.coordinator.v1.Series.alerts:type_name -> fedstat.coordinator.v1.SeriesAlert
-	5,  // 9: fedstat.coordinator.v1.Series.rules:type_name -> fedstat.coordinator.v1.AlertRule
-	11, // 10: fedstat.coordinator.v1.SeriesPeriod.values:type_name -> fedstat.coordinator.v1.SeriesValue
-	54, // 11: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	15, // 12: fedstat.coordinator.v1.CatalogueResponse.value_sets:type_name -> fedstat.coordinator.v1.ValueSetInfo
-	55, // 13: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
-	17, // 14: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
-	57, // 15: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	59, // 16: fedstat.coordinator.v1.SubmitRequest.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	0,  // 17: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
-	57, // 18: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 19: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
-	22, // 20: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
-	60, // 21: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
-	24, // 22: fedstat.coordinator.v1.QueryStatus.awaiting_approval:type_name -> fedstat.coordinator.v1.ApprovalWait
-	23, // 23: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
-	61, // 24: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
-	28, // 25: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
-	30, // 26: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
-	31, // 27: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
-	34, // 28: fedstat.coordinator.v1.StudiesResponse.studies:type_name -> fedstat.coordinator.v1.StudyTable
-	35, // 29: fedstat.coordinator.v1.StudyTable.columns:type_name -> fedstat.coordinator.v1.StudyColumn
-	37, // 30: fedstat.coordinator.v1.StatsCurve.median:type_name -> fedstat.coordinator.v1.StatsEstimate
-	37, // 31: fedstat.coordinator.v1.StatsResponse.estimates:type_name -> fedstat.coordinator.v1.StatsEstimate
-	38, // 32: fedstat.coordinator.v1.StatsResponse.curves:type_name -> fedstat.coordinator.v1.StatsCurve
-	62, // 33: fedstat.coordinator.v1.AuditResponse.entries:type_name -> google.protobuf.Struct
-	50, // 34: fedstat.coordinator.v1.SeriesForecast.rows:type_name -> fedstat.coordinator.v1.ForecastRow
-	56, // 35: fedstat.coordinator.v1.SeriesForecast.notes:type_name -> fedstat.coordinator.v1.SeriesForecast.NotesEntry
-	57, // 36: fedstat.coordinator.v1.ReleaseRecord.spec:type_name -> fedstat.types.v1.QuerySpec
-	52, // 37: fedstat.coordinator.v1.ReleaseRecord.senders:type_name -> fedstat.coordinator.v1.ReleaseSender
-	53, // 38: fedstat.coordinator.v1.ReleaseRecord.decryptors:type_name -> fedstat.coordinator.v1.ReleaseDecryptor
-	60, // 39: fedstat.coordinator.v1.ReleaseRecord.result:type_name -> fedstat.types.v1.Result
-	63, // 40: fedstat.coordinator.v1.ReleaseSender.partial:type_name -> fedstat.types.v1.Signed
-	63, // 41: fedstat.coordinator.v1.ReleaseSender.commitment:type_name -> fedstat.types.v1.Signed
-	63, // 42: fedstat.coordinator.v1.ReleaseDecryptor.share:type_name -> fedstat.types.v1.Signed
-	19, // 43: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	20, // 44: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 45: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 46: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 47: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	25, // 48: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	27, // 49: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	16, // 50: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
-	13, // 51: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
-	4,  // 52: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
-	6,  // 53: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
-	7,  // 54: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
-	19, // 55: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
-	32, // 56: fedstat.coordinator.v1.CoordinatorService.Studies:input_type -> fedstat.coordinator.v1.StudiesRequest
-	36, // 57: fedstat.coordinator.v1.CoordinatorService.RunStats:input_type -> fedstat.coordinator.v1.StatsRequest
-	41, // 58: fedstat.coordinator.v1.WebService.SignIn:input_type -> fedstat.coordinator.v1.SignInRequest
-	42, // 59: fedstat.coordinator.v1.WebService.WhoAmI:input_type -> fedstat.coordinator.v1.WhoAmIRequest
-	44, // 60: fedstat.coordinator.v1.WebService.SignOut:input_type -> fedstat.coordinator.v1.SignOutRequest
-	46, // 61: fedstat.coordinator.v1.WebService.Audit:input_type -> fedstat.coordinator.v1.AuditRequest
-	48, // 62: fedstat.coordinator.v1.WebService.Forecast:input_type -> fedstat.coordinator.v1.ForecastRequest
-	23, // 63: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 64: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	51, // 65: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:output_type -> fedstat.coordinator.v1.ReleaseRecord
-	23, // 66: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 67: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	26, // 68: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	29, // 69: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	18, // 70: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
-	14, // 71: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
-	9,  // 72: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
-	9,  // 73: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
-	8,  // 74: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
-	1,  // 75: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
-	33, // 76: fedstat.coordinator.v1.CoordinatorService.Studies:output_type -> fedstat.coordinator.v1.StudiesResponse
-	39, // 77: fedstat.coordinator.v1.CoordinatorService.RunStats:output_type -> fedstat.coordinator.v1.StatsResponse
-	43, // 78: fedstat.coordinator.v1.WebService.SignIn:output_type -> fedstat.coordinator.v1.SessionInfo
-	43, // 79: fedstat.coordinator.v1.WebService.WhoAmI:output_type -> fedstat.coordinator.v1.SessionInfo
-	45, // 80: fedstat.coordinator.v1.WebService.SignOut:output_type -> fedstat.coordinator.v1.SignOutResponse
-	47, // 81: fedstat.coordinator.v1.WebService.Audit:output_type -> fedstat.coordinator.v1.AuditResponse
-	49, // 82: fedstat.coordinator.v1.WebService.Forecast:output_type -> fedstat.coordinator.v1.SeriesForecast
-	63, // [63:83] is the sub-list for method output_type
-	43, // [43:63] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	59, // 5: fedstat.coordinator.v1.CreateSeriesRequest.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	9,  // 6: fedstat.coordinator.v1.ListSeriesResponse.series:type_name -> fedstat.coordinator.v1.Series
+	58, // 7: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
+	10, // 8: fedstat.coordinator.v1.Series.periods:type_name -> fedstat.coordinator.v1.SeriesPeriod
+	12, // 9: fedstat.coordinator.v1.Series.alerts:type_name -> fedstat.coordinator.v1.SeriesAlert
+	5,  // 10: fedstat.coordinator.v1.Series.rules:type_name -> fedstat.coordinator.v1.AlertRule
+	11, // 11: fedstat.coordinator.v1.SeriesPeriod.values:type_name -> fedstat.coordinator.v1.SeriesValue
+	54, // 12: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	15, // 13: fedstat.coordinator.v1.CatalogueResponse.value_sets:type_name -> fedstat.coordinator.v1.ValueSetInfo
+	55, // 14: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	17, // 15: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
+	57, // 16: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	59, // 17: fedstat.coordinator.v1.SubmitRequest.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	0,  // 18: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
+	57, // 19: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 20: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
+	22, // 21: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
+	60, // 22: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
+	24, // 23: fedstat.coordinator.v1.QueryStatus.awaiting_approval:type_name -> fedstat.coordinator.v1.ApprovalWait
+	23, // 24: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
+	61, // 25: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
+	28, // 26: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
+	30, // 27: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
+	31, // 28: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
+	34, // 29: fedstat.coordinator.v1.StudiesResponse.studies:type_name -> fedstat.coordinator.v1.StudyTable
+	35, // 30: fedstat.coordinator.v1.StudyTable.columns:type_name -> fedstat.coordinator.v1.StudyColumn
+	37, // 31: fedstat.coordinator.v1.StatsCurve.median:type_name -> fedstat.coordinator.v1.StatsEstimate
+	37, // 32: fedstat.coordinator.v1.StatsResponse.estimates:type_name -> fedstat.coordinator.v1.StatsEstimate
+	38, // 33: fedstat.coordinator.v1.StatsResponse.curves:type_name -> fedstat.coordinator.v1.StatsCurve
+	62, // 34: fedstat.coordinator.v1.AuditResponse.entries:type_name -> google.protobuf.Struct
+	50, // 35: fedstat.coordinator.v1.SeriesForecast.rows:type_name -> fedstat.coordinator.v1.ForecastRow
+	56, // 36: fedstat.coordinator.v1.SeriesForecast.notes:type_name -> fedstat.coordinator.v1.SeriesForecast.NotesEntry
+	57, // 37: fedstat.coordinator.v1.ReleaseRecord.spec:type_name -> fedstat.types.v1.QuerySpec
+	52, // 38: fedstat.coordinator.v1.ReleaseRecord.senders:type_name -> fedstat.coordinator.v1.ReleaseSender
+	53, // 39: fedstat.coordinator.v1.ReleaseRecord.decryptors:type_name -> fedstat.coordinator.v1.ReleaseDecryptor
+	60, // 40: fedstat.coordinator.v1.ReleaseRecord.result:type_name -> fedstat.types.v1.Result
+	63, // 41: fedstat.coordinator.v1.ReleaseSender.partial:type_name -> fedstat.types.v1.Signed
+	63, // 42: fedstat.coordinator.v1.ReleaseSender.commitment:type_name -> fedstat.types.v1.Signed
+	63, // 43: fedstat.coordinator.v1.ReleaseDecryptor.share:type_name -> fedstat.types.v1.Signed
+	19, // 44: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	20, // 45: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 46: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 47: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 48: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	25, // 49: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	27, // 50: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	16, // 51: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	13, // 52: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
+	4,  // 53: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
+	6,  // 54: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
+	7,  // 55: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
+	19, // 56: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
+	32, // 57: fedstat.coordinator.v1.CoordinatorService.Studies:input_type -> fedstat.coordinator.v1.StudiesRequest
+	36, // 58: fedstat.coordinator.v1.CoordinatorService.RunStats:input_type -> fedstat.coordinator.v1.StatsRequest
+	41, // 59: fedstat.coordinator.v1.WebService.SignIn:input_type -> fedstat.coordinator.v1.SignInRequest
+	42, // 60: fedstat.coordinator.v1.WebService.WhoAmI:input_type -> fedstat.coordinator.v1.WhoAmIRequest
+	44, // 61: fedstat.coordinator.v1.WebService.SignOut:input_type -> fedstat.coordinator.v1.SignOutRequest
+	46, // 62: fedstat.coordinator.v1.WebService.Audit:input_type -> fedstat.coordinator.v1.AuditRequest
+	48, // 63: fedstat.coordinator.v1.WebService.Forecast:input_type -> fedstat.coordinator.v1.ForecastRequest
+	23, // 64: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 65: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	51, // 66: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:output_type -> fedstat.coordinator.v1.ReleaseRecord
+	23, // 67: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 68: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	26, // 69: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	29, // 70: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	18, // 71: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	14, // 72: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
+	9,  // 73: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
+	9,  // 74: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
+	8,  // 75: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
+	1,  // 76: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
+	33, // 77: fedstat.coordinator.v1.CoordinatorService.Studies:output_type -> fedstat.coordinator.v1.StudiesResponse
+	39, // 78: fedstat.coordinator.v1.CoordinatorService.RunStats:output_type -> fedstat.coordinator.v1.StatsResponse
+	43, // 79: fedstat.coordinator.v1.WebService.SignIn:output_type -> fedstat.coordinator.v1.SessionInfo
+	43, // 80: fedstat.coordinator.v1.WebService.WhoAmI:output_type -> fedstat.coordinator.v1.SessionInfo
+	45, // 81: fedstat.coordinator.v1.WebService.SignOut:output_type -> fedstat.coordinator.v1.SignOutResponse
+	47, // 82: fedstat.coordinator.v1.WebService.Audit:output_type -> fedstat.coordinator.v1.AuditResponse
+	49, // 83: fedstat.coordinator.v1.WebService.Forecast:output_type -> fedstat.coordinator.v1.SeriesForecast
+	64, // [64:84] is the sub-list for method output_type
+	44, // [44:64] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }
