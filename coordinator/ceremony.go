@@ -131,8 +131,8 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		if len(s.GetPayload()) > 0 {
 			return 0, fmt.Errorf("coordinator: key ceremony: %s sent its CKG share before the committee's shares were fixed (a member sends its signed header first)", nid)
 		}
-		if err := protocol.CheckCKGBinding(s.GetHeader(), id, nid); err != nil {
-			return 0, fmt.Errorf("coordinator: key ceremony: CKG share commitment of %s: %w", nid, err)
+		if err := protocol.OpenCKGCommitment(certs[i].PublicKey, s, id, nid, c.window()); err != nil {
+			return 0, fmt.Errorf("coordinator: key ceremony: CKG share of %s: %w", nid, err)
 		}
 		signed = append(signed, &nodev1.NodeSigned{NodeId: nid, Signed: s})
 		if lc := resps[i].GetLinkCommitments(); lc != nil {

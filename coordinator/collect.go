@@ -195,18 +195,21 @@ func (c *Coordinator) collectOne(hopeCtx, collectCtx context.Context, q *query, 
 		return partial{}, err
 	}
 	q.addUpload(mem.ID, proto.Size(resp))
-	return c.verifyCommitment(q.id, e, mem, resp.GetPartial())
+	return c.verifyCommitment(q.id, q.st.Spec, e, mem, resp.GetPartial())
 }
 
 // verifyCommitment checks the answer of a member to Evaluate: the signed
-// header of its partial (protocol.OpenPartialHeader: the signature by the
-// member's certificate key and the binding to this query, epoch and node).
+// header of its partial (protocol.OpenPartialCommitment: the signature by
+// the member's certificate key, the binding to this query, epoch and node,
+// and its time).
 // The partial itself, and its remaining checks, come with Reveal.
-func (c *Coordinator) verifyCommitment(qid string, e *epoch, mem epochMember, s *typesv1.Signed) (partial, error) {
+func (c *Coordinator) verifyCommitment(qid string, spec *typesv1.QuerySpec, e *epoch, mem epochMember, s *typesv1.Signed) (partial, error) {
 	if len(s.GetPayload()) > 0 {
 		return partial{}, errors.New("partial rejected: the node sent its partial before the partial set was fixed (a node sends its signed header first)")
 	}
-	if err := protocol.OpenPartialHeader(mem.Cert.PublicKey, s, qid, e.ID, mem.ID); err != nil {
+	w := c.partialWindow(qid, spec)
+	w.Seen = nil
+	if err := protocol.OpenPartialCommitment(mem.Cert.PublicKey, s, qid, e.ID, mem.ID, w); err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}
 	return partial{node: mem.ID, signed: protocol.Commitment(s)}, nil

@@ -261,8 +261,8 @@ func Open(pub crypto.PublicKey, e *Envelope, want Binding, now time.Time, maxSke
 	if h.Binding != want {
 		return nil, fmt.Errorf("%w: got %s, want %s", ErrBindingMismatch, describe(h.Binding), describe(want))
 	}
-	if d := now.Sub(h.Timestamp); d > maxSkew || d < -maxSkew {
-		return nil, fmt.Errorf("%w: signed at %s, now %s, max skew %s", ErrStale, h.Timestamp.Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), maxSkew)
+	if err := CheckTime(h, now, maxSkew); err != nil {
+		return nil, err
 	}
 	if seen != nil && seen.Seen(replayKey(e.Header), h.Timestamp) {
 		return nil, ErrReplay
@@ -335,6 +335,15 @@ func OpenHeader(pub crypto.PublicKey, header, sig []byte, want Binding) (*Header
 		return nil, fmt.Errorf("%w: got %s, want %s", ErrBindingMismatch, describe(h.Binding), describe(want))
 	}
 	return h, nil
+}
+
+// CheckTime checks that h was signed within maxSkew of now (ErrStale), as
+// Open does; with OpenHeader it checks a header sent without its payload.
+func CheckTime(h *Header, now time.Time, maxSkew time.Duration) error {
+	if d := now.Sub(h.Timestamp); d > maxSkew || d < -maxSkew {
+		return fmt.Errorf("%w: signed at %s, now %s, max skew %s", ErrStale, h.Timestamp.Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), maxSkew)
+	}
+	return nil
 }
 
 // verifySignature checks sig over header under pub.

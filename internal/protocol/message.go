@@ -225,6 +225,20 @@ func OpenCKGReveal(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node s
 	return ckgRevealKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
 }
 
+// OpenCKGCommitment verifies node's answer to KeyGen, the signed header of
+// its CKG share of epoch without the share: the signature under pub, the
+// binding and the timestamp in w (not the replay cache: a retried ceremony
+// shows it again).
+func OpenCKGCommitment(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node string, w Window) error {
+	b := queryBinding(EpochQueryID(epoch), epoch, node)
+	b.Kind = ckgKind.name
+	h, err := envelope.OpenHeader(pub, s.GetHeader(), s.GetSignature(), b)
+	if err != nil {
+		return err
+	}
+	return envelope.CheckTime(h, w.Now, w.MaxSkew)
+}
+
 // CheckCKGBinding checks that header is the header of node's CKG share of
 // epoch, by its binding alone (no signature is checked).
 func CheckCKGBinding(header []byte, epoch uint64, node string) error {

@@ -100,6 +100,20 @@ func OpenPartialHeader(pub crypto.PublicKey, s *typesv1.Signed, queryID string, 
 	return err
 }
 
+// OpenPartialCommitment verifies node's answer to Evaluate, the signed
+// header of its partial of queryID without the payload: the signature under
+// pub, the binding and the timestamp in w (not the replay cache: the
+// partial itself is checked against it when it is revealed).
+func OpenPartialCommitment(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch uint64, node string, w Window) error {
+	b := queryBinding(queryID, epoch, node)
+	b.Kind = partialKind.name
+	h, err := envelope.OpenHeader(pub, s.GetHeader(), s.GetSignature(), b)
+	if err != nil {
+		return err
+	}
+	return envelope.CheckTime(h, w.Now, w.MaxSkew)
+}
+
 // CheckPartialBinding checks that header is the header of node's partial
 // of query queryID in epoch, by its binding alone: it verifies no
 // signature. A node asked to reveal its partial within a set of partial
