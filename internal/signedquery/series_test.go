@@ -41,15 +41,20 @@ func TestOpenSeries(t *testing.T) {
 	}
 	future, _ := signedquery.SealSeries(alice.Key, alice.Cert.Raw, "coordinator", spec, now.Add(time.Hour))
 	query, _ := signedquery.Seal(alice.Key, alice.Cert.Raw, "coordinator", testSpec(), now)
+	openSeries := func(sig *typesv1.AnalystSignature, coordinator string) error {
+		_, err := signedquery.OpenSeries(ca.Cert, sig, coordinator, now, time.Minute)
+		return err
+	}
+	_, asQuery := signedquery.Open(ca.Cert, old, "coordinator", now, 365*24*time.Hour)
 	for _, c := range []struct {
 		name string
 		err  error
 		want string
 	}{
-		{"dated in the future", func() error { _, err := signedquery.OpenSeries(ca.Cert, future, "coordinator", now, time.Minute); return err }(), "later than now"},
-		{"a query's signature as a series'", func() error { _, err := signedquery.OpenSeries(ca.Cert, query, "coordinator", now, time.Minute); return err }(), "not an analyst's series"},
-		{"a series' signature as a query's", func() error { _, err := signedquery.Open(ca.Cert, old, "coordinator", now, 365*24*time.Hour); return err }(), "not an analyst's query"},
-		{"another coordinator", func() error { _, err := signedquery.OpenSeries(ca.Cert, old, "coordinator-2", now, time.Minute); return err }(), `for coordinator "coordinator"`},
+		{"dated in the future", openSeries(future, "coordinator"), "later than now"},
+		{"a query's signature as a series'", openSeries(query, "coordinator"), "not an analyst's series"},
+		{"a series' signature as a query's", asQuery, "not an analyst's query"},
+		{"another coordinator", openSeries(old, "coordinator-2"), `for coordinator "coordinator"`},
 	} {
 		if !errors.Is(c.err, signedquery.ErrInvalid) || !strings.Contains(c.err.Error(), c.want) {
 			t.Errorf("%s: %v, want ErrInvalid naming %q", c.name, c.err, c.want)
