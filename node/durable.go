@@ -161,9 +161,9 @@ func (n *Node) Ready() error {
 // state.
 func (n *Node) guard(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	switch info.FullMethod {
-	case nodev1.NodeService_Evaluate_FullMethodName, nodev1.NodeService_Commit_FullMethodName,
+	case nodev1.NodeService_Evaluate_FullMethodName, nodev1.NodeService_Reveal_FullMethodName, nodev1.NodeService_Commit_FullMethodName,
 		nodev1.NodeService_KeySwitch_FullMethodName, nodev1.NodeService_KeyGen_FullMethodName,
-		nodev1.NodeService_InstallKey_FullMethodName:
+		nodev1.NodeService_RevealKeyGen_FullMethodName, nodev1.NodeService_InstallKey_FullMethodName:
 		if _, err := rpc.Require(ctx, pki.RoleCoordinator, pki.RoleOperator); err == nil {
 			if err := n.writable(); err != nil {
 				err = fmt.Errorf("%w: %s refuses %s: %w", ErrNotReady, n.id, methodName(info.FullMethod), err)
