@@ -135,7 +135,7 @@ for p in httr2 jsonlite tibble testthat; do
   Rscript -e "library($p)" >/dev/null 2>&1 || clients_apt+=("r-cran-$p")
 done
 clients_py=/usr/bin/python3
-for m in pandas httpx tqdm pytest pip; do
+for m in pandas httpx tqdm pytest pip cryptography; do
   "$clients_py" -c "import $m" >/dev/null 2>&1 || clients_apt+=("python3-$m")
 done
 if ((${#clients_apt[@]})); then

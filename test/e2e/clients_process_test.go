@@ -34,7 +34,7 @@ var queryIDLine = regexp.MustCompile(`(?m)^query (\S+): \d+ nodes answered$`)
 // with a bearer token and with the analyst's client certificate, and assert
 // that every value, interval end, suppressed flag and charged cost equals
 // the CLI's JSON; then they run queries of their own end to end. With
-// CI=true a missing python3 with pandas, httpx, tqdm and pytest, or a
+// CI=true a missing python3 with pandas, httpx, tqdm, pytest and cryptography, or a
 // missing R with httr2, jsonlite, tibble and testthat, fails the test;
 // elsewhere it skips that client, saying what is missing.
 func TestClientsMatchCLI(t *testing.T) {
@@ -169,7 +169,7 @@ func findPython() (string, string) {
 		if err != nil {
 			continue
 		}
-		if out, err := exec.Command(path, "-c", "import pandas, httpx, tqdm, pytest").CombinedOutput(); err != nil {
+		if out, err := exec.Command(path, "-c", "import pandas, httpx, tqdm, pytest, cryptography").CombinedOutput(); err != nil {
 			tried = append(tried, path+": "+strings.TrimSpace(lastLine(string(out))))
 			continue
 		}
@@ -178,7 +178,7 @@ func findPython() (string, string) {
 	if len(tried) == 0 {
 		return "", "no python3 found"
 	}
-	return "", "no python3 with pandas, httpx, tqdm and pytest (" + strings.Join(tried, "; ") + ")"
+	return "", "no python3 with pandas, httpx, tqdm, pytest and cryptography (" + strings.Join(tried, "; ") + ")"
 }
 
 // findR returns Rscript if R has the R client's dependencies, or why not.

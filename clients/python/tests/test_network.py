@@ -137,3 +137,27 @@ def test_errors_carry_the_coordinators_message(fs):
     with pytest.raises(fedstat.AuthenticationError, match="unknown token"):
         with fedstat.Client(os.environ["FEDSTAT_HTTP"], token="fst_wrong", ca=os.environ["FEDSTAT_CA"]) as bad:
             bad.budget()
+
+
+def test_certificate_client_signs_its_queries():
+    """With the analyst's certificate the client signs every query: the
+    coordinator runs it under the id derived from the signature (so it
+    checked it), and refuses a spec other than the signed one, naming the
+    signature."""
+    import base64
+    import hashlib
+
+    c = fedstat.Client(os.environ["FEDSTAT_HTTP"], ca=os.environ["FEDSTAT_CA"],
+                       cert=os.environ["FEDSTAT_CERT"], key=os.environ["FEDSTAT_KEY"])
+    with c:
+        sql = "SELECT COUNT(DISTINCT patient_id) AS n FROM conditions WHERE code = '38341003'"
+        spec, sig = c._signer.sign_query({"sql": sql, "epsilon": 0.25})
+        header = base64.b64decode(sig["request"]["header"])
+        want = "q-" + hashlib.sha256(b"fedstat/analyst-request/v1 query id\x00" + header).digest()[:16].hex()
+        st = c._call("POST", "/v1/queries", {"spec": spec, "analyst_signature": sig, "fresh": True})
+        assert st["query_id"] == want
+        r = c.wait(want, progress=False)
+        assert r.state == "DONE" and r.nodes == 3
+        _, sig2 = c._signer.sign_query({"sql": sql, "epsilon": 0.25})
+        with pytest.raises(fedstat.FedstatError, match="analyst signature"):
+            c._call("POST", "/v1/queries", {"spec": dict(spec, epsilon=4.0), "analyst_signature": sig2, "fresh": True})

@@ -188,3 +188,63 @@ def test_credentials_are_required(monkeypatch):
         fedstat.Client("https://coordinator.test")
     with pytest.raises(fedstat.FedstatError, match="both cert= and key="):
         fedstat.Client("https://coordinator.test", cert="a.crt")
+
+
+def test_signed_spec_encoding_is_protobufs():
+    """The signed payload is the protobuf encoding of the spec, byte for byte
+    what Go's proto.Marshal writes (the expected bytes come from it)."""
+    from fedstat import signing
+
+    q = {"sql": "SELECT COUNT(*) FROM patients", "epsilon": 0.5, "delta": 1e-6, "mechanism": "MECHANISM_LAPLACE",
+         "min_nodes": 3, "reference_date": "2024-01-01", "approval_wait_seconds": 600, "partial_limit": -5}
+    assert signing.encode(q, signing._QUERY_FIELDS).hex() == (
+        "0a1d53454c45435420434f554e54282a292046524f4d2070617469656e747311000000000000e03f198dedb5a0f7c6b03e"
+        "200228033a0a323032342d30312d303140fbffffffffffffffff01c002d804")
+    s = {"name": "flu", "table": "conditions", "where": "code = '6142004'", "by": "region", "date_column": "onset_date",
+         "every": "week", "start": "2026-01-05", "periods": 52, "max_periods_per_patient": 1, "epsilon": 2.0,
+         "delta": 1e-6, "min_nodes": 3}
+    assert signing.encode(s, signing._SERIES_FIELDS).hex() == (
+        "0a03666c75120a636f6e646974696f6e731a0a6f6e7365745f6461746522047765656b2a0a323032362d30312d3035303438"
+        "01410000000000000040498dedb5a0f7c6b03e50035a10636f6465203d202736313432303034276206726567696f6e")
+    with pytest.raises(ValueError, match="unknown field"):
+        signing.encode({"sql": "SELECT 1", "surprise": 1}, signing._QUERY_FIELDS)
+
+
+def test_signer_header_and_signature(tmp_path):
+    """A signature is the network's envelope: the header binds the
+    coordinator's name and the kind, carries the payload's SHA-256, and the
+    ECDSA signature over the domain and the header verifies."""
+    import base64
+    import datetime
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from fedstat import signing
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(hours=1))
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "a.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "a.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    signer = signing.Signer(str(tmp_path / "a.crt"), str(tmp_path / "a.key"), "coord-1")
+    spec, sig = signer.sign_query({"sql": "SELECT COUNT(*) FROM patients"})
+    assert spec["epsilon"] == 1.0 and spec["delta"] == 1e-6 and len(spec["reference_date"]) == 10
+    header = base64.b64decode(sig["request"]["header"])
+    payload = base64.b64decode(sig["request"]["payload"])
+    assert header[:5] == b"FSEH\x01"
+    assert b"\x00\x07coord-1\x00\x0fanalyst-request" in header
+    assert hashlib.sha256(payload).digest() in header
+    assert base64.b64decode(sig["certificate"]) == cert.public_bytes(serialization.Encoding.DER)
+    key.public_key().verify(base64.b64decode(sig["request"]["signature"]), b"fedstat/envelope/v1 signature\x00" + header,
+                            ec.ECDSA(hashes.SHA256()))
+    _, ssig = signer.sign_series({"name": "flu", "table": "conditions", "date_column": "onset_date", "every": "week",
+                                  "start": "2026-01-05", "periods": 4, "epsilon": 1.0})
+    assert b"analyst-series" in base64.b64decode(ssig["request"]["header"])

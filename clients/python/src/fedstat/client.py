@@ -15,6 +15,7 @@ import pandas as pd
 
 from . import frames
 from .errors import FedstatError, QueryFailed, error_for
+from .signing import Signer
 
 #: States after which a query changes no more.
 FINAL_STATES = ("DONE", "FAILED", "CANCELLED")
@@ -161,7 +162,14 @@ class Client:
             certificate must chain to. Defaults to ``FEDSTAT_CA``, and to the
             system's trusted CAs without it.
         cert, key: a client certificate and its key (PEM files) issued by the
-            network CA, for mutual TLS instead of a token.
+            network CA, for mutual TLS instead of a token. The client then
+            also signs every query and series with that key (as ``fedstat
+            query`` does), so that the nodes check who asked and what
+            themselves; nodes with ``require_analyst_signature`` answer only
+            signed queries.
+        coordinator_name: the name on the coordinator's certificate, which
+            a signature is bound to. Defaults to
+            ``FEDSTAT_COORDINATOR_NAME``, then ``"coordinator"``.
         timeout: seconds to wait for an answer (a query's progress stream
             waits as long as the query runs).
         transport: an httpx transport to use instead of the network (for
@@ -173,7 +181,7 @@ class Client:
 
     def __init__(self, url: Optional[str] = None, token: Optional[str] = None, ca: Optional[str] = None,
                  cert: Optional[str] = None, key: Optional[str] = None, timeout: float = 60.0,
-                 transport: Optional[httpx.BaseTransport] = None):
+                 transport: Optional[httpx.BaseTransport] = None, coordinator_name: Optional[str] = None):
         url = url or os.environ.get("FEDSTAT_HTTP")
         if not url:
             raise FedstatError("no coordinator address: pass url= or set FEDSTAT_HTTP")
@@ -186,6 +194,10 @@ class Client:
         if token is None and cert is None:
             raise FedstatError("no credentials: pass token= (or set FEDSTAT_TOKEN), or cert= and key=")
         self.url = url.rstrip("/")
+        self._signer: Optional[Signer] = None
+        if cert:
+            name = coordinator_name or os.environ.get("FEDSTAT_COORDINATOR_NAME") or "coordinator"
+            self._signer = Signer(cert, key, name)
         ctx = ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
         if cert:
             ctx.load_cert_chain(cert, key)
@@ -252,6 +264,8 @@ class Client:
                 nodes answered than min_nodes, or a node's budget is spent).
         """
         body: Dict[str, Any] = {"spec": _query_spec(sql, epsilon, delta, min_nodes, reference_date, laplace)}
+        if self._signer:
+            body["spec"], body["analyst_signature"] = self._signer.sign_query(body["spec"])
         if deadline is not None:
             body["deadline_ms"] = str(int(deadline * 1000))
         if fresh:
@@ -386,7 +400,10 @@ class Client:
                      ("delta", delta), ("min_nodes", min_nodes)):
             if v:
                 spec[k] = v
-        return self._call("POST", "/v1/series", {"spec": spec})
+        body: Dict[str, Any] = {"spec": spec}
+        if self._signer:
+            body["spec"], body["analyst_signature"] = self._signer.sign_series(spec)
+        return self._call("POST", "/v1/series", body)
 
     def forecast(self, name: str, method: Optional[str] = None) -> pd.DataFrame:
         """Quantile forecasts of a series from its released periods
