@@ -269,11 +269,6 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody, coord
 	if pol.RequireApproval && !replayed {
 		n.answeredApproval(req.GetQueryId())
 	}
-	if made != nil && !replayed && bytes.Equal(answer, madeBytes) {
-		// What the ledger stored is this partial: its commit step need not
-		// read it back and parse it again.
-		n.sent.keep(req.GetQueryId(), e.Epoch, made, n.cfg.Now())
-	}
 	if !replayed {
 		n.metrics.rho.Add(rho)
 		n.record(ctx, n.id, "budget.debited", req.GetQueryId(), map[string]any{"analyst": req.GetAnalyst(), "rho": rho})
@@ -286,6 +281,11 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody, coord
 	var signed typesv1.Signed
 	if err := proto.Unmarshal(answer, &signed); err != nil {
 		return nil, fmt.Errorf("node: stored answer of %s: %w", req.GetQueryId(), err)
+	}
+	if made != nil && !replayed && bytes.Equal(answer, madeBytes) {
+		// What the ledger stored is this partial: its reveal and commit
+		// steps need not read it back and parse it again.
+		n.sent.keep(req.GetQueryId(), e.Epoch, made, &signed, n.cfg.Now())
 	}
 	n.record(ctx, n.id, "partial.released", req.GetQueryId(), map[string]any{"replayed": replayed, "slots": p.VectorLen()})
 	n.log.Info("answered query", "query_id", req.GetQueryId(), "analyst", req.GetAnalyst(), "rho", p.Rho(), "replayed", replayed)

@@ -126,34 +126,39 @@ func (n *Node) reveal(ctx context.Context, req *nodev1.RevealRequest) (*nodev1.R
 	if qid == "" || req.GetSpec() == nil {
 		return nil, fmt.Errorf("%w: a reveal needs a query id and the query's spec", ErrBadRequest)
 	}
-	answer, ok, err := n.ledger.Answer(qid)
-	if err != nil {
-		return nil, err
-	}
-	if _, refused := storedRefusal(answer); !ok || refused {
-		return nil, fmt.Errorf("%w: %s: this node sent no partial of this query, so it has nothing to reveal", ErrBadRequest, qid)
-	}
-	var own typesv1.Signed
-	if err := proto.Unmarshal(answer, &own); err != nil {
-		return nil, fmt.Errorf("node: stored answer of %s: %w", qid, err)
-	}
-	payload, err := protocol.OwnPartial(n.cfg.Identity.Cert.PublicKey, &own, qid, e.Epoch, n.id, n.cfg.Now())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: this node's partial is not one of epoch %d: %v", ErrBadRequest, qid, e.Epoch, err)
+	own, payload := n.sent.peek(qid, e.Epoch, n.cfg.Now())
+	if own == nil {
+		// Not in memory (a restart, or long ago): the partial the ledger
+		// stored with its charge.
+		answer, ok, err := n.ledger.Answer(qid)
+		if err != nil {
+			return nil, err
+		}
+		if _, refused := storedRefusal(answer); !ok || refused {
+			return nil, fmt.Errorf("%w: %s: this node sent no partial of this query, so it has nothing to reveal", ErrBadRequest, qid)
+		}
+		own = new(typesv1.Signed)
+		if err := proto.Unmarshal(answer, own); err != nil {
+			return nil, fmt.Errorf("node: stored answer of %s: %w", qid, err)
+		}
+		if payload, err = protocol.OwnPartial(n.cfg.Identity.Cert.PublicKey, own, qid, e.Epoch, n.id, n.cfg.Now()); err != nil {
+			return nil, fmt.Errorf("%w: %s: this node's partial is not one of epoch %d: %v", ErrBadRequest, qid, e.Epoch, err)
+		}
 	}
 	if !bytes.Equal(payload.GetSpecDigest(), protocol.SpecDigest(req.GetSpec())) {
 		return nil, fmt.Errorf("%w: %s: the spec sent is not the one this node's partial was noised for", ErrBadRequest, qid)
 	}
-	if err := checkRevealSet(e, n.id, qid, req.GetSpec(), req.GetPartials(), &own); err != nil {
+	if err := checkRevealSet(e, n.id, qid, req.GetSpec(), req.GetPartials(), own); err != nil {
 		n.record(ctx, n.id, "partial.reveal_refused", qid, map[string]any{"reason": err.Error()})
 		return nil, err
 	}
+	// The set is recorded (synced, and audited as release.committed with
+	// step "reveal") before the partial leaves the node.
 	digest := protocol.CommitDigest(qid, e.Epoch, req.GetSpec(), req.GetPartials())
 	if err := n.fixSet(ctx, qid, digest, nil, "reveal"); err != nil {
 		return nil, err
 	}
-	n.record(ctx, n.id, "partial.revealed", qid, map[string]any{"digest": fmt.Sprintf("%x", digest), "partials": len(req.GetPartials())})
-	return &nodev1.RevealResponse{Partial: &own}, nil
+	return &nodev1.RevealResponse{Partial: own}, nil
 }
 
 // checkRevealSet checks the set of partial headers a reveal is asked for:
@@ -528,6 +533,7 @@ type sentCache struct {
 type sentEntry struct {
 	epoch   uint64
 	payload *nodev1.PartialPayload
+	signed  *typesv1.Signed // the partial as stored and signed (Reveal sends it)
 	at      time.Time
 	size    int
 }
@@ -537,8 +543,8 @@ const (
 	sentCacheTTL   = 10 * time.Minute
 )
 
-func (c *sentCache) keep(qid string, epoch uint64, payload *nodev1.PartialPayload, now time.Time) {
-	size := 0
+func (c *sentCache) keep(qid string, epoch uint64, payload *nodev1.PartialPayload, signed *typesv1.Signed, now time.Time) {
+	size := len(signed.GetPayload())
 	for _, b := range payload.GetCiphertexts() {
 		size += len(b)
 	}
@@ -556,7 +562,7 @@ func (c *sentCache) keep(qid string, epoch uint64, payload *nodev1.PartialPayloa
 			c.dropLocked(q)
 		}
 	}
-	c.entries[qid] = sentEntry{epoch: epoch, payload: payload, at: now, size: size}
+	c.entries[qid] = sentEntry{epoch: epoch, payload: payload, signed: signed, at: now, size: size}
 	c.bytes += size
 }
 
@@ -573,6 +579,18 @@ func (c *sentCache) take(qid string, epoch uint64, now time.Time) *nodev1.Partia
 		return nil
 	}
 	return e.payload
+}
+
+// peek returns the signed partial and payload kept for qid in epoch, and
+// keeps them for the commit step (nil if none).
+func (c *sentCache) peek(qid string, epoch uint64, now time.Time) (*typesv1.Signed, *nodev1.PartialPayload) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[qid]
+	if !ok || e.epoch != epoch || now.Sub(e.at) > sentCacheTTL || e.signed == nil {
+		return nil, nil
+	}
+	return e.signed, e.payload
 }
 
 func (c *sentCache) dropLocked(qid string) {
