@@ -131,7 +131,7 @@ echo "== clients: R and Python dependencies, R CMD check clients/r, pip install 
 clients_start=$SECONDS
 clients_apt=()
 command -v Rscript >/dev/null 2>&1 || clients_apt+=(r-base-core)
-for p in httr2 jsonlite tibble testthat; do
+for p in httr2 jsonlite openssl tibble testthat; do
   Rscript -e "library($p)" >/dev/null 2>&1 || clients_apt+=("r-cran-$p")
 done
 clients_py=/usr/bin/python3

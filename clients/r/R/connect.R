@@ -18,9 +18,15 @@
 #' @param ca The network CA's certificate (a PEM file). Defaults to
 #'   `FEDSTAT_CA`, and to the system's trusted CAs without it.
 #' @param cert,key A client certificate and its private key (PEM files), for
-#'   mutual TLS instead of a token.
+#'   mutual TLS instead of a token. The connection then also signs every
+#'   query and standing series with that key, as `fedstat query` does, so
+#'   that each node checks who asked and what; nodes with
+#'   `require_analyst_signature` answer only signed queries.
 #' @param timeout Seconds to wait for an answer (a running query is followed
 #'   as long as it runs).
+#' @param coordinator_name The name on the coordinator's certificate, which a
+#'   signature is bound to. Defaults to `FEDSTAT_COORDINATOR_NAME`, then
+#'   `"coordinator"`.
 #' @return A `fedstat_connection` object.
 #' @seealso [fs_query()], [fs_budget()], [fs_nodes()]
 #' @examples
@@ -30,7 +36,8 @@
 #' }
 #' @export
 fedstat_connect <- function(url = Sys.getenv("FEDSTAT_HTTP"), token = NULL, ca = NULL,
-                            cert = NULL, key = NULL, timeout = 60) {
+                            cert = NULL, key = NULL, timeout = 60,
+                            coordinator_name = Sys.getenv("FEDSTAT_COORDINATOR_NAME", "coordinator")) {
   if (is.null(url) || !nzchar(url)) {
     stop_fedstat("no coordinator address: give url or set FEDSTAT_HTTP", "fedstat_error_config")
   }
@@ -49,7 +56,9 @@ fedstat_connect <- function(url = Sys.getenv("FEDSTAT_HTTP"), token = NULL, ca =
   for (f in c(ca, cert, key)) {
     if (!file.exists(f)) stop_fedstat(paste0("no such file: ", f), "fedstat_error_config")
   }
-  structure(list(url = sub("/+$", "", url), token = token, ca = ca, cert = cert, key = key, timeout = timeout),
+  if (!nzchar(coordinator_name)) coordinator_name <- "coordinator"
+  structure(list(url = sub("/+$", "", url), token = token, ca = ca, cert = cert, key = key, timeout = timeout,
+                 coordinator = coordinator_name),
             class = "fedstat_connection")
 }
 

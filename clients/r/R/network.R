@@ -181,7 +181,12 @@ fs_create_series <- function(con, name, table, date_column, every, start, period
   if (!is.null(max_periods_per_patient)) spec$max_periods_per_patient <- as.integer(max_periods_per_patient)
   if (!is.null(delta)) spec$delta <- delta
   if (!is.null(min_nodes)) spec$min_nodes <- as.integer(min_nodes)
-  fs_call(con, "POST", "/v1/series", body = list(spec = spec))
+  body <- list(spec = spec)
+  if (!is.null(con$cert)) {
+    signed <- sign_series(con, spec)
+    body <- list(spec = signed$spec, analyst_signature = signed$sig)
+  }
+  fs_call(con, "POST", "/v1/series", body = body)
 }
 
 #' Statistical analyses on a study table

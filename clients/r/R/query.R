@@ -70,6 +70,11 @@ fs_query <- function(con, sql, epsilon = NULL, delta = NULL, min_nodes = NULL, r
                      laplace = FALSE, deadline = NULL, progress = interactive(), wait = TRUE,
                      fresh = FALSE) {
   body <- list(spec = query_spec(sql, epsilon, delta, min_nodes, reference_date, laplace))
+  if (!is.null(con$cert)) {
+    signed <- sign_query(con, body$spec)
+    body$spec <- signed$spec
+    body$analyst_signature <- signed$sig
+  }
   if (!is.null(deadline)) body$deadline_ms <- as.character(round(deadline * 1000))
   if (isTRUE(fresh)) body$fresh <- TRUE
   st <- fs_call(con, "POST", "/v1/queries", body = body)

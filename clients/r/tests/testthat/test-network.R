@@ -130,3 +130,15 @@ test_that("errors carry the coordinator's message", {
   bad <- fedstat_connect(Sys.getenv("FEDSTAT_HTTP"), token = "fst_wrong", ca = Sys.getenv("FEDSTAT_CA"))
   expect_error(fs_budget(bad), "unknown token", class = "fedstat_error_unauthenticated")
 })
+
+test_that("a certificate connection signs its queries, and a spec other than the signed one is refused", {
+  expected_queries()
+  con <- connections()$certificate
+  sql <- "SELECT COUNT(DISTINCT patient_id) AS n FROM conditions WHERE code = '195662009'"
+  r <- fs_query(con, sql, epsilon = 0.25, fresh = TRUE, progress = FALSE)
+  expect_equal(attr(r, "nodes"), 3L)
+  signed <- fedstat:::sign_query(con, list(sql = sql, epsilon = 0.25))
+  body <- list(spec = signed$spec, analyst_signature = signed$sig, fresh = TRUE)
+  body$spec$epsilon <- 4
+  expect_error(fedstat:::fs_call(con, "POST", "/v1/queries", body = body), "analyst signature")
+})

@@ -96,3 +96,22 @@ test_that("the progress line names the nodes whose admin has not approved", {
   out <- capture.output(bar$update(st), type = "message")
   expect_match(paste(out, collapse = ""), "waiting for approval at hospital-b")
 })
+
+test_that("the signed payload is protobuf's encoding, byte for byte Go's", {
+  q <- list(sql = "SELECT COUNT(*) FROM patients", epsilon = 0.5, delta = 1e-6, mechanism = "MECHANISM_LAPLACE",
+            min_nodes = 3L, reference_date = "2024-01-01", approval_wait_seconds = 600)
+  hex <- function(b) paste(as.character(b), collapse = "")
+  expect_equal(hex(fedstat:::pb_encode(q, fedstat:::query_fields)), paste0(
+    "0a1d53454c45435420434f554e54282a292046524f4d2070617469656e747311000000000000e03f198dedb5a0f7c6b03e",
+    "200228033a0a323032342d30312d3031c002d804"))
+  s <- list(name = "flu", table = "conditions", where = "code = '6142004'", by = "region", date_column = "onset_date",
+            every = "week", start = "2026-01-05", periods = 52L, max_periods_per_patient = 1L, epsilon = 2,
+            delta = 1e-6, min_nodes = 3L)
+  expect_equal(hex(fedstat:::pb_encode(s, fedstat:::series_fields)), paste0(
+    "0a03666c75120a636f6e646974696f6e731a0a6f6e7365745f6461746522047765656b2a0a323032362d30312d3035303438",
+    "01410000000000000040498dedb5a0f7c6b03e50035a10636f6465203d202736313432303034276206726567696f6e"))
+  expect_error(fedstat:::pb_encode(list(sql = "x", surprise = 1), fedstat:::query_fields), "unknown field")
+  # Nanoseconds since 1970, big-endian: 2026-01-01T00:00:00.123Z.
+  t <- as.POSIXct("2026-01-01 00:00:00", tz = "UTC") + 0.123
+  expect_equal(hex(fedstat:::unix_nanos(t)), "18867251f54ed4c0")
+})
