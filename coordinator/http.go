@@ -475,12 +475,12 @@ func (h *httpAPI) signIn(w http.ResponseWriter, r *http.Request) {
 	id, exp := h.sessions.create(p)
 	http.SetCookie(w, sessionCookie(id, exp))
 	w.Header().Set("Cache-Control", "no-store")
-	writeProto(w, &coordinatorv1.SessionInfo{Name: p.Name, Role: string(p.Role)})
+	writeProto(w, &coordinatorv1.SessionInfo{Name: p.Name, Role: string(p.Role), Coordinator: h.c.cfg.Identity.Name()})
 }
 
 func (h *httpAPI) whoami(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	w.Header().Set("Cache-Control", "no-store")
-	writeProto(w, &coordinatorv1.SessionInfo{Name: p.Name, Role: string(p.Role)})
+	writeProto(w, &coordinatorv1.SessionInfo{Name: p.Name, Role: string(p.Role), Coordinator: h.c.cfg.Identity.Name()})
 }
 
 // signOut ends the caller's session, if any.

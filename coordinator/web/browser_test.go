@@ -20,10 +20,14 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/signedquery"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
 
 var screenshots = flag.Bool("screenshots", false, "write the pages' screenshots to docs/screenshots")
@@ -436,6 +440,61 @@ func TestDashboard(t *testing.T) {
 	shot("budget")
 	run("approvals", 20*time.Second, goTo("#/approvals"), chromedp.WaitVisible("#approvals", chromedp.ByQuery))
 	shot("approvals")
+
+	// The analyst loads the network certificate and key into the query
+	// page, which then signs the query in the browser: the coordinator runs
+	// it under the id derived from the signature, the nodes (which check
+	// any signature sent) release it, and the signature sent verifies as
+	// the analyst's for this coordinator.
+	var signState, signedID string
+	run("load the analyst's key", 20*time.Second, goTo("#/query"),
+		chromedp.WaitReady("#sign-cert", chromedp.ByQuery),
+		eval(`document.getElementById("signing").open = true; true`, nil),
+		chromedp.SetUploadFiles("#sign-cert", []string{p.Env["FEDSTAT_CERT"]}, chromedp.ByQuery),
+		chromedp.SetUploadFiles("#sign-key", []string{p.Env["FEDSTAT_KEY"]}, chromedp.ByQuery),
+		chromedp.Poll(`document.getElementById("sign-state").textContent.includes("signed with")`, nil),
+		chromedp.Text("#sign-state", &signState, chromedp.ByQuery))
+	run("run a signed query", 60*time.Second,
+		eval(`window.__posted = []; const f0 = window.fetch; window.fetch = (u, o) => { if (o && o.method === "POST" && String(u).endsWith("/v1/queries")) window.__posted.push(o.body); return f0(u, o); }; true`, nil),
+		setValue("#sql", "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code = '44054006'"),
+		setValue("#epsilon", "0.5"),
+		chromedp.Click("#run", chromedp.ByQuery),
+		chromedp.Poll(`location.hash.startsWith("#/query/q-")`, nil),
+		eval(`decodeURIComponent(location.hash.split("/")[2])`, &signedID))
+	var posted string
+	run("the signed request", 5*time.Second, eval(`window.__posted[0] || ""`, &posted))
+	var req struct {
+		Sig json.RawMessage `json:"analyst_signature"`
+	}
+	if err := json.Unmarshal([]byte(posted), &req); err != nil || len(req.Sig) == 0 {
+		t.Fatalf("the dashboard sent no analyst signature (%s): %q", signState, posted)
+	}
+	var sig typesv1.AnalystSignature
+	if err := protojson.Unmarshal(req.Sig, &sig); err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := pki.LoadCert(p.Env["FEDSTAT_CA"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := signedquery.Open(caCert, &sig, "coordinator", time.Now(), time.Minute)
+	if err != nil {
+		t.Fatalf("the dashboard's signature does not verify: %v", err)
+	}
+	if signed.Name != "analyst" || signed.QueryID != signedID || signed.Spec.GetEpsilon() != 0.5 {
+		t.Fatalf("signed by %q for query %s (epsilon %v); the dashboard ran %s", signed.Name, signed.QueryID, signed.Spec.GetEpsilon(), signedID)
+	}
+	waitDone := time.Now().Add(time.Minute)
+	for {
+		code, body := a.do(t, analyst, "GET", "/v1/queries/"+signedID)
+		if code == http.StatusOK && strings.Contains(string(body), "STATE_DONE") {
+			break
+		}
+		if code != http.StatusOK || strings.Contains(string(body), "STATE_FAILED") || time.Now().After(waitDone) {
+			t.Fatalf("the signed query %s: %d %s", signedID, code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 
 	// The analyst is refused the operator's audit page, and gets no entry.
 	var refused string

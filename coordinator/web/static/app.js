@@ -5,9 +5,12 @@
 import { el } from './dom.js';
 import { chart, kmChart } from './chart.js';
 import { toCSV, toJSON, numbers, goFloat, num, ago, statsCSV } from './format.js';
+import { loadSigner, signQuery } from './sign.js';
 
 const main = document.getElementById('main');
-const state = { me: null, last: null };
+// signer: the analyst's network key, when loaded on the query page (kept in
+// this tab's memory only; sign.js).
+const state = { me: null, last: null, signer: null };
 
 // api calls the HTTP/JSON API. It always sends X-Fedstat: 1 (required on
 // state-changing requests made with the cookie).
@@ -250,16 +253,44 @@ async function queryPage() {
   const fresh = el('input', { id: 'fresh', type: 'checkbox' });
   const errSlot = el('div', { id: 'error-slot' });
   const runSlot = el('div', { id: 'run-slot' });
+  // Signing: the analyst's certificate and key files (as the network CA
+  // issues them); every query is then signed in the browser, so that each
+  // node checks who asked and what (nodes with require_analyst_signature
+  // answer only signed queries).
+  const certIn = el('input', { id: 'sign-cert', type: 'file', accept: '.crt,.pem' });
+  const keyIn = el('input', { id: 'sign-key', type: 'file', accept: '.key,.pem' });
+  const signState = el('span', { id: 'sign-state', class: 'muted' },
+    state.signer ? `queries are signed with ${state.signer.file}` : 'queries are not signed');
+  const loadKey = async () => {
+    if (!certIn.files.length || !keyIn.files.length) return;
+    try {
+      state.signer = await loadSigner(certIn.files[0], keyIn.files[0], (state.me && state.me.coordinator) || 'coordinator');
+      signState.textContent = `queries are signed with ${state.signer.file}`;
+    } catch (e) {
+      state.signer = null;
+      signState.textContent = `cannot sign: ${e.message || e}`;
+    }
+  };
+  certIn.addEventListener('change', loadKey);
+  keyIn.addEventListener('change', loadKey);
   const gen = () => { sql.value = buildSQL(kind.value, code.value, from.value, to.value); errSlot.replaceChildren(); };
   kind.addEventListener('change', () => { from.disabled = to.disabled = kind.value === 'cohort'; });
   const run = async () => {
     errSlot.replaceChildren();
     runSlot.replaceChildren();
-    const spec = { sql: sql.value };
+    let spec = { sql: sql.value };
     if (eps.value) spec.epsilon = Number(eps.value);
     let st;
     try {
-      st = await api('POST', '/v1/queries', fresh.checked ? { spec, fresh: true } : { spec });
+      const body = {};
+      if (state.signer) {
+        const signed = await signQuery(state.signer, spec);
+        spec = signed.spec;
+        body.analyst_signature = signed.signature;
+      }
+      body.spec = spec;
+      if (fresh.checked) body.fresh = true;
+      st = await api('POST', '/v1/queries', body);
     } catch (e) {
       errSlot.replaceChildren(e.status === 400 ? parseErrorBox(e.message, sql.value) : errorBox(e));
       const m = /line (\d+), column (\d+)/.exec(e.message);
@@ -290,6 +321,9 @@ async function queryPage() {
       el('div', { class: 'row' }, el('label', {}, 'ε (optional)', eps),
         el('label', { title: 'By default a question you had released before, while no node\'s data changed, is answered from that release and charged nothing' }, fresh, ' ask again (full price)'),
         el('button', { id: 'run', class: 'primary', type: 'button', onclick: run }, 'Run')),
+      el('details', { id: 'signing' }, el('summary', {}, 'Sign with my network key'),
+        el('div', { class: 'row' }, el('label', {}, 'Certificate', certIn), el('label', {}, 'Key', keyIn), signState),
+        el('p', { class: 'muted' }, 'The key stays in this tab; it is never sent. Nodes that require analyst signatures answer only signed queries.')),
       errSlot),
     runSlot, recent);
   // A query id in the address shows that query.

@@ -3342,9 +3342,13 @@ func (*WhoAmIRequest) Descriptor() ([]byte, []int) {
 
 // SessionInfo names the signed-in caller and their role.
 type SessionInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role  string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// coordinator is the name on the coordinator's certificate: an analyst's
+	// signature of a query is bound to it (internal/signedquery), so the
+	// dashboard signs for it.
+	Coordinator   string `protobuf:"bytes,3,opt,name=coordinator,proto3" json:"coordinator,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3389,6 +3393,13 @@ func (x *SessionInfo) GetName() string {
 func (x *SessionInfo) GetRole() string {
 	if x != nil {
 		return x.Role
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetCoordinator() string {
+	if x != nil {
+		return x.Coordinator
 	}
 	return ""
 }
@@ -4343,10 +4354,11 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
 	"\rSignInRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"\x0f\n" +
-	"\rWhoAmIRequest\"5\n" +
+	"\rWhoAmIRequest\"W\n" +
 	"\vSessionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04role\x18\x02 \x01(\tR\x04role\"\x10\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12 \n" +
+	"\vcoordinator\x18\x03 \x01(\tR\vcoordinator\"\x10\n" +
 	"\x0eSignOutRequest\"\x11\n" +
 	"\x0fSignOutResponse\"$\n" +
 	"\fAuditRequest\x12\x14\n" +
