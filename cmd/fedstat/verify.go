@@ -6,9 +6,11 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/releasecheck"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -34,7 +36,10 @@ network CA certificate (--ca):
      given.
 
 It prints the nodes whose partials are in the result and the decryptors, or
-names what failed and exits non-zero. When the decrypted totals hold values
+names what failed and exits non-zero. A query answered from an earlier
+release of the same question (reused_from, charged nothing) has no record of
+its own: verify checks that its result and question are that release's, and
+then that release's record. When the decrypted totals hold values
 you were not given (suppressed small counts, the sums behind a mean, counts
 rounded from a finer grid), the coordinator keeps the result key and step 6
 is not run: the verdict says so.
@@ -69,7 +74,23 @@ Example:
 			if st.GetResult() == nil {
 				return fmt.Errorf("query %s has no released result (%s)", args[0], st.GetState())
 			}
-			rec, err := cl.ReleaseRecord(ctx, args[0])
+			out := cmd.OutOrStdout()
+			id := args[0]
+			if from := st.GetReusedFrom(); from != "" {
+				// Answered from an earlier release: the same question, the
+				// same result, and that release's record.
+				orig, err := cl.Get(ctx, from)
+				if err != nil {
+					return fmt.Errorf("query %s was answered from the release of %s, which cannot be read: %w", id, from, err)
+				}
+				if why := sameRelease(st, orig); why != "" {
+					fmt.Fprintf(out, "NOT VERIFIED: query %s: it claims the release of %s, but %s\n", id, from, why)
+					return errors.New("the release record does not prove the result")
+				}
+				fmt.Fprintf(out, "query %s was answered from the release of %s (the same question and result, charged nothing); checking that release\n", id, from)
+				id = from
+			}
+			rec, err := cl.ReleaseRecord(ctx, id)
 			if err != nil {
 				return err
 			}
@@ -78,9 +99,8 @@ Example:
 				cat.Regions = info.GetRegions()
 			}
 			v, err := releasecheck.Check(rec, releasecheck.Options{CA: ca, Released: st.GetResult(), Catalogue: cat})
-			out := cmd.OutOrStdout()
 			if errors.Is(err, releasecheck.ErrRefused) {
-				fmt.Fprintf(out, "NOT VERIFIED: query %s: %s\n", args[0], strings.TrimPrefix(err.Error(), releasecheck.ErrRefused.Error()+": "))
+				fmt.Fprintf(out, "NOT VERIFIED: query %s: %s\n", id, strings.TrimPrefix(err.Error(), releasecheck.ErrRefused.Error()+": "))
 				return errors.New("the release record does not prove the result")
 			}
 			if err != nil {
@@ -99,4 +119,20 @@ Example:
 	}
 	cf.add(c)
 	return c
+}
+
+// sameRelease says why reused, a query answered from the release of orig,
+// is not that release ("" when it is): orig must be released, with the same
+// result, for the same SQL, privacy parameters and mechanism.
+func sameRelease(reused, orig *coordinatorv1.QueryStatus) string {
+	a, b := reused.GetSpec(), orig.GetSpec()
+	switch {
+	case orig.GetResult() == nil:
+		return fmt.Sprintf("%s has no released result (%s)", orig.GetQueryId(), orig.GetState())
+	case a.GetSql() != b.GetSql() || a.GetEpsilon() != b.GetEpsilon() || a.GetDelta() != b.GetDelta() || a.GetMechanism() != b.GetMechanism():
+		return fmt.Sprintf("%s asked another question (SQL, epsilon, delta or mechanism differ)", orig.GetQueryId())
+	case !proto.Equal(reused.GetResult(), orig.GetResult()):
+		return fmt.Sprintf("its result is not the result of %s", orig.GetQueryId())
+	}
+	return ""
 }

@@ -13,8 +13,9 @@ import (
 // TestVerifiableReleaseProcesses: the built `fedstat verify` checks the
 // release of a query the built `fedstat query` ran on a network of
 // processes, with the analyst's CA file only, and prints the nodes whose
-// partials are in the result and the decryptors; a query id without a
-// record is an error; its --help says what is checked.
+// partials are in the result and the decryptors; the same question asked
+// again is answered from that release, and verify checks it against it; a
+// query id without a record is an error; its --help says what is checked.
 func TestVerifiableReleaseProcesses(t *testing.T) {
 	data, err := demo.Synthetic(3, 300, 11)
 	if err != nil {
@@ -36,6 +37,22 @@ func TestVerifiableReleaseProcesses(t *testing.T) {
 	for _, want := range []string{"partials in the sum (signed and committed): node-1, node-2, node-3", "decryptors (signed shares, threshold 2): ", "VERIFIED"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("verify printed %q, without %q", out, want)
+		}
+	}
+	// The same question again is answered from that release; verify
+	// checks it against that release and its record.
+	_, stderr2 := cliQueryJSON(t, p, 3, demo.CohortQuery)
+	m2 := regexp.MustCompile(`query (q-[0-9a-f]+)`).FindStringSubmatch(stderr2)
+	if m2 == nil || m2[1] == m[1] {
+		t.Fatalf("no second query id in %q", stderr2)
+	}
+	out, errOut, err = cli(t, p, "verify", m2[1])
+	if err != nil {
+		t.Fatalf("fedstat verify of a reused answer: %v\n%s%s", err, out, errOut)
+	}
+	for _, want := range []string{"was answered from the release of " + m[1], "VERIFIED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify of a reused answer printed %q, without %q", out, want)
 		}
 	}
 	if out, _, err := cli(t, p, "verify", "q-nosuch"); err == nil {
