@@ -1,10 +1,14 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -117,13 +121,13 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 			return err
 		}
 		q.addUpload(id, proto.Size(resp))
-		mem := e.member(id)
-		if _, err := protocol.OpenLinkPartial(mem.Cert.PublicKey, resp.GetPartial(), q.id, e.ID, id, c.window(), shape); err != nil {
-			err = fmt.Errorf("link partial rejected: %w", err)
+		pt, err := c.verifyCommitment(q.id, spec, e, e.member(id), resp.GetPartial())
+		if err != nil {
+			err = fmt.Errorf("link %w", err)
 			q.node(id, "failed", err.Error(), time.Since(t0))
 			return err
 		}
-		signed[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetPartial()}
+		signed[i] = &nodev1.NodeSigned{NodeId: id, Signed: pt.signed}
 		q.node(id, "answered", "", time.Since(t0))
 		return nil
 	})
@@ -141,6 +145,15 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 		return nil, fmt.Errorf("%w: a query across linked agencies needs every participant's lists (each carries dummies the others' do not replace); "+
 			"%d of %d answered; nothing was decrypted. %s", ErrQueryFailed, len(ls.Participants)-len(failures), len(ls.Participants), describeFailures(failures))
 	}
+	// Reveal: the set of the participants' signed headers is fixed; each
+	// sends its link partial within it, with its commitment to the set,
+	// which the first mix stage requires of every participant.
+	start = time.Now()
+	commits, err := c.revealLinked(q, e, signed, shape)
+	if err != nil {
+		return nil, err
+	}
+	q.phase("reveal", start)
 
 	// Mix: the stages in order.
 	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_DECRYPTING })
@@ -150,7 +163,7 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 		start := time.Now()
 		req := &nodev1.LinkStageRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Link: ls, Stage: uint32(k)}
 		if k == 0 {
-			req.Partials = signed
+			req.Partials, req.Commits = signed, commits
 		} else {
 			req.Previous = prev
 		}
@@ -201,6 +214,58 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	q.phase("release", start)
 	nameCodes(c.cfg.Catalogue, q.plan, r)
 	return resultpb.ToProto(r), nil
+}
+
+// revealLinked asks every participant for its link partial within the set
+// of signed headers set, checks each against its header and with
+// protocol.OpenLinkPartial, replaces the headers in set by the partials,
+// and returns the participants' commitments to the set.
+func (c *Coordinator) revealLinked(q *query, e *epoch, set []*nodev1.NodeSigned, shape protocol.LinkShape) ([]*nodev1.NodeSigned, error) {
+	ctx, cancel := context.WithTimeout(q.ctx, releaseTimeout)
+	defer cancel()
+	headers := slices.Clone(set)
+	commits := make([]*nodev1.NodeSigned, len(set))
+	ids := make([]string, len(set))
+	for i, s := range set {
+		ids[i] = s.GetNodeId()
+	}
+	errs := c.fanoutEach(ctx, ids, func(ctx context.Context, i int, id string) error {
+		cl, err := c.client(id)
+		if err != nil {
+			return err
+		}
+		resp, err := cl.Reveal(ctx, &nodev1.RevealRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Partials: headers})
+		if err != nil {
+			return callError(err)
+		}
+		q.addUpload(id, proto.Size(resp))
+		s, h := resp.GetPartial(), headers[i].GetSigned()
+		if !bytes.Equal(s.GetHeader(), h.GetHeader()) || !bytes.Equal(s.GetSignature(), h.GetSignature()) {
+			return errors.New("link partial rejected: it is not the partial whose signed header the node answered with")
+		}
+		mem := e.member(id)
+		if _, err := protocol.OpenLinkPartial(mem.Cert.PublicKey, s, q.id, e.ID, id, c.partialWindow(q.id, q.st.Spec), shape); err != nil {
+			return fmt.Errorf("link partial rejected: %w", err)
+		}
+		set[i] = &nodev1.NodeSigned{NodeId: id, Signed: s}
+		commits[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetCommit()}
+		return nil
+	})
+	if q.ctx.Err() != nil {
+		return nil, fmt.Errorf("%w before release; nothing was decrypted", ErrQueryCanceled)
+	}
+	var why []string
+	for i, err := range errs {
+		if err != nil {
+			q.node(ids[i], "failed", "reveal: "+err.Error(), 0)
+			why = append(why, ids[i]+": "+err.Error())
+		}
+	}
+	if len(why) > 0 {
+		return nil, fmt.Errorf("%w: a participant did not reveal the link partial committed to in the query's set, so the set cannot be mixed; nothing was decrypted. %s",
+			ErrQueryFailed, strings.Join(why, "; "))
+	}
+	return commits, nil
 }
 
 // linkStage asks stage node id for its stage k and checks its output,

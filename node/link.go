@@ -423,6 +423,29 @@ func (s *stagedSet) claim(key string) bool {
 	return true
 }
 
+// checkLinkSet checks the partials the first mix stage is given: one per
+// participant, and every participant's commitment to exactly this set
+// (RevealResponse.commit), so that no link partial of it was made after
+// another was revealed (threat-model.md, "Members are semi-honest").
+func (n *Node) checkLinkSet(e *epochState, qid string, spec *typesv1.QuerySpec, participants []string, partials, commits []*nodev1.NodeSigned) error {
+	want := map[string]bool{}
+	for _, id := range participants {
+		want[id] = true
+	}
+	got := map[string]bool{}
+	for _, p := range partials {
+		got[p.GetNodeId()] = true
+	}
+	if len(partials) != len(want) || len(got) != len(want) {
+		return fmt.Errorf("%w: link stage of %s: %d partials for %d participants", ErrBadRequest, qid, len(partials), len(want))
+	}
+	digest := protocol.CommitDigest(qid, e.Epoch, spec, partials)
+	if err := n.checkCommits(e, qid, digest, want, commits); err != nil {
+		return fmt.Errorf("link stage of %s: %w", qid, err)
+	}
+	return nil
+}
+
 // linkStage runs this node's stage of the mix of a linked query.
 func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*nodev1.LinkStageResponse, error) {
 	qid := req.GetQueryId()
@@ -445,6 +468,9 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 		got := map[string]*typesv1.Signed{}
 		for _, s := range req.GetPartials() {
 			got[s.GetNodeId()] = s.GetSigned()
+		}
+		if err := n.checkLinkSet(r.e, qid, req.GetSpec(), ls.GetParticipants(), req.GetPartials(), req.GetCommits()); err != nil {
+			return nil, err
 		}
 		for _, id := range ls.GetParticipants() {
 			s, ok := got[id]

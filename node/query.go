@@ -289,11 +289,6 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody, coord
 	}
 	n.record(ctx, n.id, "partial.released", req.GetQueryId(), map[string]any{"replayed": replayed, "slots": p.VectorLen()})
 	n.log.Info("answered query", "query_id", req.GetQueryId(), "analyst", req.GetAnalyst(), "rho", p.Rho(), "replayed", replayed)
-	if p.Link != nil {
-		// A link partial's pseudonyms are re-randomised by every mix
-		// stage; it is sent whole.
-		return &nodev1.EvaluateResponse{Partial: &signed, Replayed: replayed}, nil
-	}
 	// The commitment only: the partial goes out once the set it is
 	// released in is fixed (Reveal), so that no partial of the set can be
 	// made after another was seen.

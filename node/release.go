@@ -158,7 +158,11 @@ func (n *Node) reveal(ctx context.Context, req *nodev1.RevealRequest) (*nodev1.R
 	if err := n.fixSet(ctx, qid, digest, nil, "reveal"); err != nil {
 		return nil, err
 	}
-	return &nodev1.RevealResponse{Partial: own}, nil
+	commit, err := protocol.SealCommit(n.cfg.Identity.Key, qid, e.Epoch, n.id, digest, n.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	return &nodev1.RevealResponse{Partial: own, Commit: commit}, nil
 }
 
 // checkRevealSet checks the set of partial headers a reveal is asked for:

@@ -421,7 +421,11 @@ type LinkStageRequest struct {
 	// partials are the participants' signed partials (first stage only).
 	Partials []*NodeSigned `protobuf:"bytes,6,rep,name=partials,proto3" json:"partials,omitempty"`
 	// previous is the previous stage's signed output (later stages).
-	Previous      *NodeSigned `protobuf:"bytes,7,opt,name=previous,proto3" json:"previous,omitempty"`
+	Previous *NodeSigned `protobuf:"bytes,7,opt,name=previous,proto3" json:"previous,omitempty"`
+	// commits are every participant's commitment to the set of partials
+	// (RevealResponse.commit; first stage only): no partial of the set was
+	// made after another was revealed.
+	Commits       []*NodeSigned `protobuf:"bytes,8,rep,name=commits,proto3" json:"commits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -501,6 +505,13 @@ func (x *LinkStageRequest) GetPartials() []*NodeSigned {
 func (x *LinkStageRequest) GetPrevious() *NodeSigned {
 	if x != nil {
 		return x.Previous
+	}
+	return nil
+}
+
+func (x *LinkStageRequest) GetCommits() []*NodeSigned {
+	if x != nil {
+		return x.Commits
 	}
 	return nil
 }
@@ -2360,7 +2371,11 @@ type RevealResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// partial: the node's whole Signed{kind "partial"}, the one whose header
 	// and signature are in the set.
-	Partial       *v1.Signed `protobuf:"bytes,1,opt,name=partial,proto3" json:"partial,omitempty"`
+	Partial *v1.Signed `protobuf:"bytes,1,opt,name=partial,proto3" json:"partial,omitempty"`
+	// commit: Signed{kind "release-commit"} over protocol.CommitDigest of the
+	// set, the node's statement that it revealed in this set and no other (a
+	// linked query's first mix stage requires every participant's).
+	Commit        *v1.Signed `protobuf:"bytes,2,opt,name=commit,proto3" json:"commit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2398,6 +2413,13 @@ func (*RevealResponse) Descriptor() ([]byte, []int) {
 func (x *RevealResponse) GetPartial() *v1.Signed {
 	if x != nil {
 		return x.Partial
+	}
+	return nil
+}
+
+func (x *RevealResponse) GetCommit() *v1.Signed {
+	if x != nil {
+		return x.Commit
 	}
 	return nil
 }
@@ -2862,7 +2884,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x05lists\x18\x03 \x03(\v2\x19.fedstat.node.v1.LinkListR\x05lists\x12\x14\n" +
 	"\x05noise\x18\x04 \x03(\fR\x05noise\x12\x1f\n" +
 	"\vspec_digest\x18\x05 \x01(\fR\n" +
-	"specDigest\"\xab\x02\n" +
+	"specDigest\"\xe2\x02\n" +
 	"\x10LinkStageRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -2870,7 +2892,8 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x04link\x18\x04 \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\x12\x14\n" +
 	"\x05stage\x18\x05 \x01(\rR\x05stage\x127\n" +
 	"\bpartials\x18\x06 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\bpartials\x127\n" +
-	"\bprevious\x18\a \x01(\v2\x1b.fedstat.node.v1.NodeSignedR\bprevious\"E\n" +
+	"\bprevious\x18\a \x01(\v2\x1b.fedstat.node.v1.NodeSignedR\bprevious\x125\n" +
+	"\acommits\x18\b \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\acommits\"E\n" +
 	"\x11LinkStageResponse\x120\n" +
 	"\x06output\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x06output\"\xb4\x01\n" +
 	"\x11LinkFinishRequest\x12\x19\n" +
@@ -3006,9 +3029,10 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
 	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x127\n" +
-	"\bpartials\x18\x04 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\bpartials\"D\n" +
+	"\bpartials\x18\x04 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\bpartials\"v\n" +
 	"\x0eRevealResponse\x122\n" +
-	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\"w\n" +
+	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x120\n" +
+	"\x06commit\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06commit\"w\n" +
 	"\rCommitRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
@@ -3130,75 +3154,77 @@ var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	21, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
-	43, // 7: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	42, // 8: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 9: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	42, // 10: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 11: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	44, // 12: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
-	16, // 13: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
-	17, // 14: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	43, // 15: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	20, // 16: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	43, // 17: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	43, // 18: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	43, // 19: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	43, // 20: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
-	21, // 21: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
-	20, // 22: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
-	21, // 23: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	21, // 24: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
-	21, // 25: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
-	43, // 26: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	43, // 27: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
-	43, // 28: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	42, // 29: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 30: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	28, // 31: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	45, // 32: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	46, // 33: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
-	4,  // 34: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	43, // 35: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	31, // 36: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	42, // 37: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 38: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	21, // 39: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 40: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	42, // 41: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 42: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	43, // 43: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	43, // 44: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	38, // 45: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	43, // 46: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 47: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 48: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	23, // 49: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
-	22, // 50: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	26, // 51: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	33, // 52: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
-	32, // 53: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	35, // 54: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 55: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 56: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 57: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 58: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 59: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 60: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	24, // 61: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
-	25, // 62: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	30, // 63: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	34, // 64: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	40, // 65: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	36, // 66: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 67: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 68: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 69: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 70: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	59, // [59:71] is the sub-list for method output_type
-	47, // [47:59] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	21, // 7: fedstat.node.v1.LinkStageRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	43, // 8: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	42, // 9: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 10: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
+	42, // 11: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 12: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
+	44, // 13: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	16, // 14: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
+	17, // 15: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
+	43, // 16: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	20, // 17: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
+	43, // 18: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	43, // 19: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	43, // 20: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	43, // 21: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	21, // 22: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
+	20, // 23: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
+	21, // 24: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
+	21, // 25: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
+	21, // 26: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
+	43, // 27: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	43, // 28: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	43, // 29: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	42, // 30: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 31: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
+	28, // 32: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
+	45, // 33: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	46, // 34: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 35: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	43, // 36: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	31, // 37: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	42, // 38: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 39: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	21, // 40: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 41: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	42, // 42: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 43: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	43, // 44: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	43, // 45: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	43, // 46: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	38, // 47: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	43, // 48: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 49: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 50: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	23, // 51: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
+	22, // 52: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	26, // 53: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	33, // 54: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	32, // 55: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	35, // 56: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 57: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 58: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 59: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 60: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 61: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 62: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	24, // 63: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
+	25, // 64: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	30, // 65: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	34, // 66: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	40, // 67: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	36, // 68: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 69: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 70: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 71: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 72: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	61, // [61:73] is the sub-list for method output_type
+	49, // [49:61] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }

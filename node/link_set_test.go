@@ -1,0 +1,83 @@
+package node
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fedstat/fedstat/crypto/envelope"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+)
+
+// TestCheckLinkSet: the first mix stage of a linked query takes the
+// participants' link partials only with every participant's commitment to
+// exactly that set (a participant's partial made after another's was
+// revealed is in a set the others did not commit to).
+func TestCheckLinkSet(t *testing.T) {
+	ca, err := pki.NewCA("test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	const qid, epoch = "q-link", 3
+	spec := &typesv1.QuerySpec{Sql: "SELECT COUNT(DISTINCT person_id) FROM patients", Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 2}
+	e := &epochState{Epoch: epoch}
+	ids := map[string]*pki.Identity{}
+	var set []*nodev1.NodeSigned
+	for _, id := range []string{"node-1", "node-2", "node-3"} {
+		ident, err := ca.Issue(pki.IssueRequest{Name: id, Role: pki.RoleNode, Validity: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[id] = ident
+		e.Members = append(e.Members, member{ID: id, Cert: ident.Cert, Point: uint64(len(e.Members) + 1)})
+		env, err := envelope.Seal(ident.Key, envelope.Binding{QueryID: qid, Epoch: epoch, NodeID: id, Kind: protocol.KindPartial}, []byte("link partial of "+id), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		set = append(set, &nodev1.NodeSigned{NodeId: id, Signed: protocol.ToProto(env)})
+	}
+	commitsTo := func(s []*nodev1.NodeSigned, who ...string) []*nodev1.NodeSigned {
+		var out []*nodev1.NodeSigned
+		for _, id := range who {
+			c, err := protocol.SealCommit(ids[id].Key, qid, epoch, id, protocol.CommitDigest(qid, epoch, spec, s), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, &nodev1.NodeSigned{NodeId: id, Signed: c})
+		}
+		return out
+	}
+	n := &Node{id: "node-1", cfg: Config{Now: func() time.Time { return now }, MaxSkew: protocol.DefaultMaxSkew}}
+	all := []string{"node-1", "node-2", "node-3"}
+	if err := n.checkLinkSet(e, qid, spec, all, set, commitsTo(set, all...)); err != nil {
+		t.Fatalf("the committed set: %v", err)
+	}
+	// node-3's partial replaced by one made later: node-1 and node-2
+	// committed to the first set.
+	env, _ := envelope.Seal(ids["node-3"].Key, envelope.Binding{QueryID: qid, Epoch: epoch, NodeID: "node-3", Kind: protocol.KindPartial}, []byte("crafted"), now)
+	crafted := []*nodev1.NodeSigned{set[0], set[1], {NodeId: "node-3", Signed: protocol.ToProto(env)}}
+	mixed := append(commitsTo(set, "node-1", "node-2"), commitsTo(crafted, "node-3")...)
+	for name, c := range map[string]struct {
+		partials, commits []*nodev1.NodeSigned
+		want              string
+	}{
+		"a commitment missing":               {set, commitsTo(set, "node-1", "node-3"), "no commitment to this set of partials from [node-2]"},
+		"a partial made after the others":    {crafted, mixed, "committed to another set of partials"},
+		"a participant's partial missing":    {set[:2], commitsTo(set[:2], "node-1", "node-2"), "2 partials for 3 participants"},
+		"a participant's partial sent twice": {[]*nodev1.NodeSigned{set[0], set[1], set[1]}, commitsTo(set, all...), "3 partials for 3 participants"},
+		"no commitments at all":              {set, nil, "no commitment"},
+	} {
+		err := n.checkLinkSet(e, qid, spec, all, c.partials, c.commits)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %q", name, err, c.want)
+		}
+		if err != nil && !errors.Is(err, ErrBadRequest) && !errors.Is(err, ErrAlreadyReleased) {
+			t.Errorf("%s: %v is neither a bad request nor a second release", name, err)
+		}
+	}
+}
