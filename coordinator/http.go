@@ -475,12 +475,21 @@ func (h *httpAPI) signIn(w http.ResponseWriter, r *http.Request) {
 	id, exp := h.sessions.create(p)
 	http.SetCookie(w, sessionCookie(id, exp))
 	w.Header().Set("Cache-Control", "no-store")
-	writeProto(w, &coordinatorv1.SessionInfo{Name: p.Name, Role: string(p.Role), Coordinator: h.c.cfg.Identity.Name()})
+	writeProto(w, &coordinatorv1.SessionInfo{Name: p.Name, Role: string(p.Role), Coordinator: h.coordinatorName()})
+}
+
+// coordinatorName is the name on the coordinator's certificate ("" for a
+// coordinator without one, as in tests of the API alone).
+func (h *httpAPI) coordinatorName() string {
+	if id := h.c.cfg.Identity; id != nil {
+		return id.Name()
+	}
+	return ""
 }
 
 func (h *httpAPI) whoami(w http.ResponseWriter, r *http.Request, p rpc.Peer) {
 	w.Header().Set("Cache-Control", "no-store")
-	writeProto(w, &coordinatorv1.SessionInfo{Name: p.Name, Role: string(p.Role), Coordinator: h.c.cfg.Identity.Name()})
+	writeProto(w, &coordinatorv1.SessionInfo{Name: p.Name, Role: string(p.Role), Coordinator: h.coordinatorName()})
 }
 
 // signOut ends the caller's session, if any.
