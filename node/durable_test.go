@@ -191,6 +191,16 @@ func TestNodeNotReadyStaysUp(t *testing.T) {
 		!strings.Contains(s.Message(), "node-1") || !strings.Contains(s.Message(), "replaced") {
 		t.Errorf("Evaluate while the audit log is replaced: %v; want FailedPrecondition naming node-1 and the cause", err)
 	}
+	// The reveal steps write too (the set a partial or CKG share is
+	// revealed in): refused the same way.
+	for name, call := range map[string]func() error{
+		"Reveal":       func() error { _, err := coord.Reveal(ctx, &nodev1.RevealRequest{}); return err },
+		"RevealKeyGen": func() error { _, err := coord.RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{}); return err },
+	} {
+		if s := status.Convert(call()); s.Code() != codes.FailedPrecondition || !strings.Contains(s.Message(), "not ready") {
+			t.Errorf("%s while the audit log is replaced: %v; want FailedPrecondition, not ready", name, s.Err())
+		}
+	}
 	if _, err := analyst.Evaluate(ctx, &nodev1.EvaluateRequest{}); status.Code(err) != codes.PermissionDenied || strings.Contains(err.Error(), "replaced") {
 		t.Errorf("an analyst's Evaluate: %v; want PermissionDenied without the node's state", err)
 	}

@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/internal/pki"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
@@ -46,21 +45,7 @@ func SeriesWithDefaults(spec *typesv1.SeriesSpec) *typesv1.SeriesSpec {
 // SealSeries signs spec for coordinator at now with the analyst's
 // certificate key; certDER is the analyst's certificate.
 func SealSeries(signer crypto.Signer, certDER []byte, coordinator string, spec *typesv1.SeriesSpec, now time.Time) (*typesv1.AnalystSignature, error) {
-	if coordinator == "" {
-		return nil, fmt.Errorf("%w: no coordinator name to sign for", ErrInvalid)
-	}
-	payload, err := proto.Marshal(spec)
-	if err != nil {
-		return nil, err
-	}
-	env, err := envelope.Seal(signer, envelope.Binding{NodeID: coordinator, Kind: SeriesKind}, payload, now)
-	if err != nil {
-		return nil, err
-	}
-	return &typesv1.AnalystSignature{
-		Request:     &typesv1.Signed{Header: env.Header, Payload: env.Payload, Signature: env.Signature},
-		Certificate: certDER,
-	}, nil
+	return seal(signer, certDER, coordinator, SeriesKind, spec, now)
 }
 
 // Series is a verified analyst-signed series.

@@ -92,14 +92,20 @@ func WithDefaults(spec *typesv1.QuerySpec, now time.Time) *typesv1.QuerySpec {
 // certificate) at now with the analyst's certificate key; certDER is the
 // analyst's certificate, carried with the signature.
 func Seal(signer crypto.Signer, certDER []byte, coordinator string, spec *typesv1.QuerySpec, now time.Time) (*typesv1.AnalystSignature, error) {
+	return seal(signer, certDER, coordinator, Kind, spec, now)
+}
+
+// seal signs msg (protobuf) as an envelope of kind for coordinator at now;
+// certDER is the analyst's certificate, carried with the signature.
+func seal(signer crypto.Signer, certDER []byte, coordinator, kind string, msg proto.Message, now time.Time) (*typesv1.AnalystSignature, error) {
 	if coordinator == "" {
 		return nil, fmt.Errorf("%w: no coordinator name to sign for", ErrInvalid)
 	}
-	payload, err := proto.Marshal(spec)
+	payload, err := proto.Marshal(msg)
 	if err != nil {
 		return nil, err
 	}
-	env, err := envelope.Seal(signer, envelope.Binding{NodeID: coordinator, Kind: Kind}, payload, now)
+	env, err := envelope.Seal(signer, envelope.Binding{NodeID: coordinator, Kind: kind}, payload, now)
 	if err != nil {
 		return nil, err
 	}
