@@ -83,6 +83,33 @@ func (k kind[T]) open(pub crypto.PublicKey, s *typesv1.Signed, b envelope.Bindin
 	return v, nil
 }
 
+// openCommitment verifies a message of kind k sent without its payload (a
+// commitment to it: the header signs the payload's SHA-256): the signature
+// under pub, the binding b and the timestamp in w.
+func (k kind[T]) openCommitment(pub crypto.PublicKey, s *typesv1.Signed, b envelope.Binding, w Window) error {
+	b.Kind = k.name
+	h, err := envelope.OpenHeader(pub, s.GetHeader(), s.GetSignature(), b)
+	if err != nil {
+		return err
+	}
+	return envelope.CheckTime(h, w.Now, w.MaxSkew)
+}
+
+// checkBinding checks that header is a header of kind k with binding b,
+// verifying no signature.
+func (k kind[T]) checkBinding(header []byte, b envelope.Binding) error {
+	h, err := envelope.ParseHeader(header)
+	if err != nil {
+		return err
+	}
+	b.Kind = k.name
+	if h.Binding != b {
+		return fmt.Errorf("%w: a %s of %q, epoch %d, node %q, not a %s of %q, epoch %d, node %q", envelope.ErrBindingMismatch,
+			h.Kind, h.QueryID, h.Epoch, h.NodeID, b.Kind, b.QueryID, b.Epoch, b.NodeID)
+	}
+	return nil
+}
+
 // payloadError is a payload that does not decode: it reads as the decoder's
 // error and matches ErrMalformedPayload.
 type payloadError struct{ err error }
@@ -230,29 +257,13 @@ func OpenCKGReveal(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node s
 // binding and the timestamp in w (not the replay cache: a retried ceremony
 // shows it again).
 func OpenCKGCommitment(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node string, w Window) error {
-	b := queryBinding(EpochQueryID(epoch), epoch, node)
-	b.Kind = ckgKind.name
-	h, err := envelope.OpenHeader(pub, s.GetHeader(), s.GetSignature(), b)
-	if err != nil {
-		return err
-	}
-	return envelope.CheckTime(h, w.Now, w.MaxSkew)
+	return ckgKind.openCommitment(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
 }
 
 // CheckCKGBinding checks that header is the header of node's CKG share of
 // epoch, by its binding alone (no signature is checked).
 func CheckCKGBinding(header []byte, epoch uint64, node string) error {
-	h, err := envelope.ParseHeader(header)
-	if err != nil {
-		return err
-	}
-	want := queryBinding(EpochQueryID(epoch), epoch, node)
-	want.Kind = ckgKind.name
-	if h.Binding != want {
-		return fmt.Errorf("%w: a %s of %q, epoch %d, node %q, not the CKG share of epoch %d, node %q", envelope.ErrBindingMismatch,
-			h.Kind, h.QueryID, h.Epoch, h.NodeID, epoch, node)
-	}
-	return nil
+	return ckgKind.checkBinding(header, queryBinding(EpochQueryID(epoch), epoch, node))
 }
 
 // CKGSetDigest identifies the set of CKG shares of a key ceremony by their

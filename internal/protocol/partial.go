@@ -105,13 +105,7 @@ func OpenPartialHeader(pub crypto.PublicKey, s *typesv1.Signed, queryID string, 
 // pub, the binding and the timestamp in w (not the replay cache: the
 // partial itself is checked against it when it is revealed).
 func OpenPartialCommitment(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch uint64, node string, w Window) error {
-	b := queryBinding(queryID, epoch, node)
-	b.Kind = partialKind.name
-	h, err := envelope.OpenHeader(pub, s.GetHeader(), s.GetSignature(), b)
-	if err != nil {
-		return err
-	}
-	return envelope.CheckTime(h, w.Now, w.MaxSkew)
+	return partialKind.openCommitment(pub, s, queryBinding(queryID, epoch, node), w)
 }
 
 // CheckPartialBinding checks that header is the header of node's partial
@@ -120,17 +114,7 @@ func OpenPartialCommitment(pub crypto.PublicKey, s *typesv1.Signed, queryID stri
 // headers runs it on each (the decryptors verify the signatures later; a
 // forged header only makes a set that is never released).
 func CheckPartialBinding(header []byte, queryID string, epoch uint64, node string) error {
-	h, err := envelope.ParseHeader(header)
-	if err != nil {
-		return err
-	}
-	want := queryBinding(queryID, epoch, node)
-	want.Kind = partialKind.name
-	if h.Binding != want {
-		return fmt.Errorf("%w: a %s of query %q, epoch %d, node %q, not a partial of %q, epoch %d, node %q", envelope.ErrBindingMismatch,
-			h.Kind, h.QueryID, h.Epoch, h.NodeID, queryID, epoch, node)
-	}
-	return nil
+	return partialKind.checkBinding(header, queryBinding(queryID, epoch, node))
 }
 
 // Commitment is s without its payload: the header (which signs the
