@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -109,73 +108,76 @@ func (c *Coordinator) collect(q *query, e *epoch, who Analyst) ([]partial, error
 }
 
 // reveal fixes the partial set of q (the senders of parts, each with the
-// signed header it answered) and asks every sender for its whole partial
-// within that set (Reveal), concurrently. Each partial must be the one
-// whose header is in the set and pass every check of a partial
-// (verifyPartial). The senders have recorded the set as the one their
-// partials may be released in, so a sender that does not reveal fails the
-// query: it cannot be released without that partial under this query id.
+// signed header it answered) and has every sender reveal its partial in it
+// (revealSet); each must pass every check of a partial (verifyPartial),
+// and completes its entry of parts.
 func (c *Coordinator) reveal(q *query, e *epoch, parts []partial, shape protocol.PartialShape) error {
 	set := make([]*nodev1.NodeSigned, len(parts))
 	for i, pt := range parts {
 		set[i] = &nodev1.NodeSigned{NodeId: pt.node, Signed: pt.signed}
 	}
-	ctx, cancel := context.WithTimeout(q.ctx, releaseTimeout)
-	defer cancel()
-	errs := make([]error, len(parts))
-	var wg sync.WaitGroup
-	for i := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = c.revealOne(ctx, q, e, &parts[i], set, shape)
-		}()
-	}
-	wg.Wait()
-	if q.ctx.Err() != nil {
-		return fmt.Errorf("%w before release; nothing was decrypted", ErrQueryCanceled)
-	}
-	failures := map[string]string{}
-	for i, err := range errs {
-		if err != nil {
-			failures[parts[i].node] = err.Error()
-			q.node(parts[i].node, "failed", "reveal: "+err.Error(), 0)
+	_, err := c.revealSet(q, e, set, func(i int, s *typesv1.Signed) error {
+		full, err := c.verifyPartial(q.id, q.st.Spec, e, e.member(parts[i].node), s, shape)
+		if err == nil {
+			parts[i] = full
 		}
-	}
-	if len(failures) > 0 {
-		ids := slices.Sorted(maps.Keys(failures))
-		why := make([]string, len(ids))
-		for i, id := range ids {
-			why[i] = id + ": " + failures[id]
-		}
-		return fmt.Errorf("%w: %s did not reveal the partial committed to in the query's partial set, so the set cannot be released "+
-			"(its other senders revealed for that set only); nothing was decrypted. %s", ErrQueryFailed, strings.Join(ids, ", "), strings.Join(why, "; "))
-	}
-	return nil
+		return err
+	})
+	return err
 }
 
-// revealOne asks the sender of pt for its partial within set, checks it
-// and completes pt.
-func (c *Coordinator) revealOne(ctx context.Context, q *query, e *epoch, pt *partial, set []*nodev1.NodeSigned, shape protocol.PartialShape) error {
-	cl, err := c.client(pt.node)
-	if err != nil {
-		return err
+// revealSet asks every sender in set (signed headers, as Evaluate answered)
+// for its whole partial within that set (Reveal), concurrently. Each must
+// be the partial whose header is in the set and pass check; set[i] is then
+// replaced by it, and the senders' commitments to the set are returned.
+// The senders have recorded the set as the one their partials may be
+// released in, so one that does not reveal fails the query: the set cannot
+// be released or mixed without its partial under this query id.
+func (c *Coordinator) revealSet(q *query, e *epoch, set []*nodev1.NodeSigned, check func(i int, s *typesv1.Signed) error) ([]*nodev1.NodeSigned, error) {
+	ctx, cancel := context.WithTimeout(q.ctx, releaseTimeout)
+	defer cancel()
+	headers := slices.Clone(set)
+	ids := make([]string, len(set))
+	for i, h := range headers {
+		ids[i] = h.GetNodeId()
 	}
-	resp, err := cl.Reveal(ctx, &nodev1.RevealRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Partials: set})
-	if err != nil {
-		return callError(err)
+	commits := make([]*nodev1.NodeSigned, len(set))
+	errs := c.fanoutEach(ctx, ids, func(ctx context.Context, i int, id string) error {
+		cl, err := c.client(id)
+		if err != nil {
+			return err
+		}
+		resp, err := cl.Reveal(ctx, &nodev1.RevealRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Partials: headers})
+		if err != nil {
+			return callError(err)
+		}
+		q.addUpload(id, proto.Size(resp))
+		s, h := resp.GetPartial(), headers[i].GetSigned()
+		if !bytes.Equal(s.GetHeader(), h.GetHeader()) || !bytes.Equal(s.GetSignature(), h.GetSignature()) {
+			return errors.New("partial rejected: it is not the partial whose signed header the node answered with")
+		}
+		if err := check(i, s); err != nil {
+			return err
+		}
+		set[i] = &nodev1.NodeSigned{NodeId: id, Signed: s}
+		commits[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetCommit()}
+		return nil
+	})
+	if q.ctx.Err() != nil {
+		return nil, fmt.Errorf("%w before release; nothing was decrypted", ErrQueryCanceled)
 	}
-	q.addUpload(pt.node, proto.Size(resp))
-	s := resp.GetPartial()
-	if !bytes.Equal(s.GetHeader(), pt.signed.GetHeader()) || !bytes.Equal(s.GetSignature(), pt.signed.GetSignature()) {
-		return errors.New("partial rejected: it is not the partial whose signed header the node answered with")
+	var failed, why []string
+	for i, err := range errs {
+		if err != nil {
+			q.node(ids[i], "failed", "reveal: "+err.Error(), 0)
+			failed, why = append(failed, ids[i]), append(why, ids[i]+": "+err.Error())
+		}
 	}
-	full, err := c.verifyPartial(q.id, q.st.Spec, e, e.member(pt.node), s, shape)
-	if err != nil {
-		return err
+	if len(failed) > 0 {
+		return nil, fmt.Errorf("%w: %s did not reveal the partial committed to in the query's partial set, so the set cannot be released "+
+			"(its other senders revealed for that set only); nothing was decrypted. %s", ErrQueryFailed, strings.Join(failed, ", "), strings.Join(why, "; "))
 	}
-	*pt = full
-	return nil
+	return commits, nil
 }
 
 // collectOne asks one member for its partial (askApproved: at most the

@@ -1,14 +1,10 @@
 package coordinator
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -149,7 +145,13 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	// sends its link partial within it, with its commitment to the set,
 	// which the first mix stage requires of every participant.
 	start = time.Now()
-	commits, err := c.revealLinked(q, e, signed, shape)
+	commits, err := c.revealSet(q, e, signed, func(i int, s *typesv1.Signed) error {
+		id := ls.Participants[i]
+		if _, err := protocol.OpenLinkPartial(e.member(id).Cert.PublicKey, s, q.id, e.ID, id, c.partialWindow(q.id, spec), shape); err != nil {
+			return fmt.Errorf("link partial rejected: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -214,58 +216,6 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	q.phase("release", start)
 	nameCodes(c.cfg.Catalogue, q.plan, r)
 	return resultpb.ToProto(r), nil
-}
-
-// revealLinked asks every participant for its link partial within the set
-// of signed headers set, checks each against its header and with
-// protocol.OpenLinkPartial, replaces the headers in set by the partials,
-// and returns the participants' commitments to the set.
-func (c *Coordinator) revealLinked(q *query, e *epoch, set []*nodev1.NodeSigned, shape protocol.LinkShape) ([]*nodev1.NodeSigned, error) {
-	ctx, cancel := context.WithTimeout(q.ctx, releaseTimeout)
-	defer cancel()
-	headers := slices.Clone(set)
-	commits := make([]*nodev1.NodeSigned, len(set))
-	ids := make([]string, len(set))
-	for i, s := range set {
-		ids[i] = s.GetNodeId()
-	}
-	errs := c.fanoutEach(ctx, ids, func(ctx context.Context, i int, id string) error {
-		cl, err := c.client(id)
-		if err != nil {
-			return err
-		}
-		resp, err := cl.Reveal(ctx, &nodev1.RevealRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Partials: headers})
-		if err != nil {
-			return callError(err)
-		}
-		q.addUpload(id, proto.Size(resp))
-		s, h := resp.GetPartial(), headers[i].GetSigned()
-		if !bytes.Equal(s.GetHeader(), h.GetHeader()) || !bytes.Equal(s.GetSignature(), h.GetSignature()) {
-			return errors.New("link partial rejected: it is not the partial whose signed header the node answered with")
-		}
-		mem := e.member(id)
-		if _, err := protocol.OpenLinkPartial(mem.Cert.PublicKey, s, q.id, e.ID, id, c.partialWindow(q.id, q.st.Spec), shape); err != nil {
-			return fmt.Errorf("link partial rejected: %w", err)
-		}
-		set[i] = &nodev1.NodeSigned{NodeId: id, Signed: s}
-		commits[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetCommit()}
-		return nil
-	})
-	if q.ctx.Err() != nil {
-		return nil, fmt.Errorf("%w before release; nothing was decrypted", ErrQueryCanceled)
-	}
-	var why []string
-	for i, err := range errs {
-		if err != nil {
-			q.node(ids[i], "failed", "reveal: "+err.Error(), 0)
-			why = append(why, ids[i]+": "+err.Error())
-		}
-	}
-	if len(why) > 0 {
-		return nil, fmt.Errorf("%w: a participant did not reveal the link partial committed to in the query's set, so the set cannot be mixed; nothing was decrypted. %s",
-			ErrQueryFailed, strings.Join(why, "; "))
-	}
-	return commits, nil
 }
 
 // linkStage asks stage node id for its stage k and checks its output,
