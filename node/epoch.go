@@ -487,28 +487,13 @@ func (n *Node) revealKeyGen(ctx context.Context, req *nodev1.RevealKeyGenRequest
 		return nil, fmt.Errorf("%w: this node holds no CKG share of epoch %d to reveal (it is not on the committee, or restarted since KeyGen; "+
 			"a new ceremony makes a new epoch)", ErrBadRequest, e.Epoch)
 	}
-	committee := e.committee()
-	seen := map[string]bool{}
-	mine := false
-	for i, c := range req.GetCkgCommitments() {
-		id := c.GetNodeId()
-		if !slices.ContainsFunc(committee, func(m member) bool { return m.ID == id }) || seen[id] {
-			return nil, fmt.Errorf("%w: commitment %d: %q is not on the committee of epoch %d, or is repeated", ErrBadRequest, i, id, e.Epoch)
-		}
-		seen[id] = true
-		if err := protocol.CheckCKGBinding(c.GetSigned().GetHeader(), e.Epoch, id); err != nil {
-			return nil, fmt.Errorf("%w: commitment %d (%s): %v", ErrBadRequest, i, id, err)
-		}
-		if id == n.id {
-			if !bytes.Equal(c.GetSigned().GetHeader(), e.ckgShare.GetHeader()) || !bytes.Equal(c.GetSigned().GetSignature(), e.ckgShare.GetSignature()) {
-				return nil, fmt.Errorf("%w: the set holds a CKG share of %s that is not the one this node signed", ErrBadRequest, n.id)
-			}
-			mine = true
-		}
+	onCommittee := func(id string) bool { m, ok := e.member(id); return ok && m.Point != 0 }
+	bound := func(header []byte, id string) error { return protocol.CheckCKGBinding(header, e.Epoch, id) }
+	if err := checkHeaderSet("CKG share", req.GetCkgCommitments(), onCommittee, bound, n.id, e.ckgShare); err != nil {
+		return nil, fmt.Errorf("%w: epoch %d: %w", ErrBadRequest, e.Epoch, err)
 	}
-	if len(seen) != len(committee) || !mine {
-		return nil, fmt.Errorf("%w: %d commitments for a committee of %d (this node's among them: %v); every member's is needed",
-			ErrBadRequest, len(seen), len(committee), mine)
+	if k := len(e.committee()); len(req.GetCkgCommitments()) != k {
+		return nil, fmt.Errorf("%w: epoch %d: %d commitments for a committee of %d; every member's is needed", ErrBadRequest, e.Epoch, len(req.GetCkgCommitments()), k)
 	}
 	digest := protocol.CKGSetDigest(e.Epoch, req.GetCkgCommitments())
 	if e.ckgSet != nil && !bytes.Equal(e.ckgSet, digest) {

@@ -171,29 +171,38 @@ func (n *Node) reveal(ctx context.Context, req *nodev1.RevealRequest) (*nodev1.R
 // decryptors' to verify), there are at least the spec's min_nodes, and
 // self's entry is own's header and signature exactly.
 func checkRevealSet(e *epochState, self, qid string, spec *typesv1.QuerySpec, set []*nodev1.NodeSigned, own *typesv1.Signed) error {
-	seen := map[string]bool{}
-	mine := false
-	for i, p := range set {
-		id := p.GetNodeId()
-		if _, ok := e.member(id); !ok || seen[id] {
-			return fmt.Errorf("%w: partial %d of the set: %q is not a member of epoch %d, or is repeated", ErrBadRequest, i, id, e.Epoch)
-		}
-		seen[id] = true
-		if err := protocol.CheckPartialBinding(p.GetSigned().GetHeader(), qid, e.Epoch, id); err != nil {
-			return fmt.Errorf("%w: partial %d of the set (%s): %v", ErrBadRequest, i, id, err)
-		}
-		if id == self {
-			if !bytes.Equal(p.GetSigned().GetHeader(), own.GetHeader()) || !bytes.Equal(p.GetSigned().GetSignature(), own.GetSignature()) {
-				return fmt.Errorf("%w: %s: the set holds a partial of %s that is not the one this node signed", ErrBadRequest, qid, self)
-			}
-			mine = true
-		}
-	}
-	if !mine {
-		return fmt.Errorf("%w: %s: the set does not hold this node's partial", ErrBadRequest, qid)
+	member := func(id string) bool { _, ok := e.member(id); return ok }
+	bound := func(header []byte, id string) error { return protocol.CheckPartialBinding(header, qid, e.Epoch, id) }
+	if err := checkHeaderSet("partial", set, member, bound, self, own); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrBadRequest, qid, err)
 	}
 	if m := int(spec.GetMinNodes()); len(set) < m {
 		return fmt.Errorf("%w: %s: a set of %d partials, min_nodes is %d", ErrBadRequest, qid, len(set), m)
+	}
+	return nil
+}
+
+// checkHeaderSet checks a set of signed headers a node is asked to reveal
+// its own message (what) in: every entry names a distinct node for which
+// member holds, its header is bound to that node's message (bound), and
+// self's entry is own's header and signature exactly.
+func checkHeaderSet(what string, set []*nodev1.NodeSigned, member func(string) bool, bound func([]byte, string) error, self string, own *typesv1.Signed) error {
+	seen := map[string]bool{}
+	for i, p := range set {
+		id := p.GetNodeId()
+		if !member(id) || seen[id] {
+			return fmt.Errorf("%s %d of the set: %q may not be in it, or is repeated", what, i, id)
+		}
+		seen[id] = true
+		if err := bound(p.GetSigned().GetHeader(), id); err != nil {
+			return fmt.Errorf("%s %d of the set (%s): %v", what, i, id, err)
+		}
+		if id == self && (!bytes.Equal(p.GetSigned().GetHeader(), own.GetHeader()) || !bytes.Equal(p.GetSigned().GetSignature(), own.GetSignature())) {
+			return fmt.Errorf("the set holds a %s of %s that is not the one this node signed", what, self)
+		}
+	}
+	if !seen[self] {
+		return fmt.Errorf("the set does not hold this node's %s", what)
 	}
 	return nil
 }
