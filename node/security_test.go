@@ -553,8 +553,15 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 		{"the committee's key without node-3's share", csigned[:1], nil, []string{"1 CKG shares for a committee of 2"}},
 		{"a share of node-1, which is off the committee", append(csigned, &nodev1.NodeSigned{NodeId: "node-1", Signed: signed[0].GetSigned()}), nil, []string{"node-1", "not a member of the committee"}},
 		{"the coordinator's own public key for the committee's", csigned, ownPK, []string{"differs from the aggregate"}},
+		// A node off the committee checks the committee's reveal
+		// statements as a member does.
+		{"the committee's shares without node-3's reveal statement", csigned, nil, []string{"no CKG reveal statement from [node-3]"}},
 	} {
-		_, err := clients["node-1"].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: epoch + 1, CkgShares: tc.shares, PublicKey: tc.pk, CkgReveals: creveals})
+		reveals := creveals
+		if strings.Contains(tc.name, "reveal statement") {
+			reveals = creveals[:1]
+		}
+		_, err := clients["node-1"].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: epoch + 1, CkgShares: tc.shares, PublicKey: tc.pk, CkgReveals: reveals})
 		if err == nil {
 			t.Fatalf("node-1 (off the committee) installed %s", tc.name)
 		}

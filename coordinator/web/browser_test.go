@@ -446,6 +446,12 @@ func TestDashboard(t *testing.T) {
 	// it under the id derived from the signature, the nodes (which check
 	// any signature sent) release it, and the signature sent verifies as
 	// the analyst's for this coordinator.
+	var sessionCoordinator string
+	run("the session names the coordinator", 5*time.Second,
+		eval(`fetch("/v1/session", {credentials: "same-origin", headers: {"X-Fedstat": "1"}}).then(r => r.json()).then(j => j.coordinator || "")`, &sessionCoordinator))
+	if sessionCoordinator != "coordinator" {
+		t.Errorf("GET /v1/session names the coordinator %q, want %q (the name a signature is bound to)", sessionCoordinator, "coordinator")
+	}
 	var signState, signedID string
 	run("load the analyst's key", 20*time.Second, goTo("#/query"),
 		chromedp.WaitReady("#sign-cert", chromedp.ByQuery),
