@@ -236,6 +236,15 @@ func (c *Client) CreateSeries(ctx context.Context, spec *typesv1.SeriesSpec, rul
 	return c.t.createSeries(ctx, &coordinatorv1.CreateSeriesRequest{Spec: spec, Alerts: rules})
 }
 
+// RunStats runs a statistical analysis (a model fit: km, cox, logit or
+// linreg; see coordinatorv1.StatsRequest) on the coordinator and returns
+// its estimates once every round is released. Over gRPC with a
+// certificate, the client signs the analysis with the certificate's key
+// (signedquery.SignStats), and every node checks each round against it.
+func (c *Client) RunStats(ctx context.Context, req *coordinatorv1.StatsRequest) (*coordinatorv1.StatsResponse, error) {
+	return c.t.runStats(ctx, req)
+}
+
 // Series returns a standing series with every released period.
 func (c *Client) Series(ctx context.Context, name string) (*coordinatorv1.Series, error) {
 	return c.t.getSeries(ctx, name)
@@ -269,6 +278,7 @@ type transport interface {
 	budget(ctx context.Context, analyst string) (*coordinatorv1.BudgetResponse, error)
 	catalogue(ctx context.Context) (*coordinatorv1.CatalogueResponse, error)
 	createSeries(ctx context.Context, req *coordinatorv1.CreateSeriesRequest) (*coordinatorv1.Series, error)
+	runStats(ctx context.Context, req *coordinatorv1.StatsRequest) (*coordinatorv1.StatsResponse, error)
 	getSeries(ctx context.Context, name string) (*coordinatorv1.Series, error)
 	listSeries(ctx context.Context) (*coordinatorv1.ListSeriesResponse, error)
 	explain(ctx context.Context, req *coordinatorv1.SubmitRequest) (*coordinatorv1.Explanation, error)

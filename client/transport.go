@@ -117,6 +117,20 @@ func (g *grpcTransport) createSeries(ctx context.Context, req *coordinatorv1.Cre
 	return r, fromGRPC(err)
 }
 
+// runStats signs the analysis (signedquery.SignStats) with the caller's
+// certificate key, as submit signs a query.
+func (g *grpcTransport) runStats(ctx context.Context, req *coordinatorv1.StatsRequest) (*coordinatorv1.StatsResponse, error) {
+	if g.id != nil && req.GetAnalystSignature() == nil {
+		signed, err := signedquery.SignStats(g.id.Key, g.id.Cert.Raw, g.coordinator, req, g.id.Clock())
+		if err != nil {
+			return nil, fmt.Errorf("client: signing the analysis: %w", err)
+		}
+		req = signed
+	}
+	r, err := g.c.RunStats(ctx, req)
+	return r, fromGRPC(err)
+}
+
 func (g *grpcTransport) getSeries(ctx context.Context, name string) (*coordinatorv1.Series, error) {
 	r, err := g.c.GetSeries(ctx, &coordinatorv1.GetSeriesRequest{Name: name})
 	return r, fromGRPC(err)
@@ -272,6 +286,11 @@ func (h *httpTransport) catalogue(ctx context.Context) (*coordinatorv1.Catalogue
 func (h *httpTransport) createSeries(ctx context.Context, req *coordinatorv1.CreateSeriesRequest) (*coordinatorv1.Series, error) {
 	r := &coordinatorv1.Series{}
 	return r, h.call(ctx, http.MethodPost, "/v1/series", req, r)
+}
+
+func (h *httpTransport) runStats(ctx context.Context, req *coordinatorv1.StatsRequest) (*coordinatorv1.StatsResponse, error) {
+	r := &coordinatorv1.StatsResponse{}
+	return r, h.call(ctx, http.MethodPost, "/v1/stats/"+url.PathEscape(req.GetMethod()), req, r)
 }
 
 func (h *httpTransport) getSeries(ctx context.Context, name string) (*coordinatorv1.Series, error) {

@@ -39,8 +39,10 @@ type query struct {
 	link *nodev1.LinkSpec
 	// series is set for a query of a standing series.
 	series *nodev1.SeriesInterval
-	ctx    context.Context
-	cancel context.CancelFunc
+	// analysis is set for a round of an analyst-signed analysis.
+	analysis *nodev1.AnalysisRound
+	ctx      context.Context
+	cancel   context.CancelFunc
 
 	mu       sync.Mutex
 	st       *coordinatorv1.QueryStatus
@@ -156,13 +158,13 @@ type SubmitOptions struct {
 // SubmitWith is Submit with options.
 func (c *Coordinator) SubmitWith(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, o SubmitOptions) (*coordinatorv1.QueryStatus, error) {
 	if o.Signature == nil {
-		return c.submit(ctx, who, spec, o.Deadline, "", nil, !o.Fresh, nil)
+		return c.submit(ctx, who, spec, o.Deadline, runAs{reuse: !o.Fresh})
 	}
 	signed, err := c.openSignature(who, spec, o.Signature)
 	if err != nil {
 		return nil, err
 	}
-	return c.submit(ctx, who, signed.Spec, o.Deadline, signed.QueryID, nil, !o.Fresh, o.Signature)
+	return c.submit(ctx, who, signed.Spec, o.Deadline, runAs{fixedID: signed.QueryID, reuse: !o.Fresh, sig: o.Signature})
 }
 
 // openSignature verifies an analyst's signed request at submission (the
@@ -254,12 +256,27 @@ func (c *Coordinator) settle(spec *typesv1.QuerySpec, e *epoch, series *nodev1.S
 	return spec, p, link, nil
 }
 
-// submit is Submit with a fixed query id (empty: a fresh one), for a
-// query of a standing series its interval, and the analyst's signature the
-// query runs under (nil: none; otherwise fixedID is the id derived from
-// it). A fixed id whose earlier run ended is run again under the same id
-// (the nodes replay what they answered); one still running is refused.
-func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration, fixedID string, series *nodev1.SeriesInterval, reuse bool, sig *typesv1.AnalystSignature) (*coordinatorv1.QueryStatus, error) {
+// runAs is how submit runs a query.
+type runAs struct {
+	// fixedID is the query id (empty: a fresh one).
+	fixedID string
+	// series is a standing series' interval the query releases, round the
+	// round of a signed analysis it is (each nil otherwise).
+	series *nodev1.SeriesInterval
+	round  *nodev1.AnalysisRound
+	// reuse lets an earlier release of the same question answer it.
+	reuse bool
+	// sig is the analyst's signature the query runs under (nil: none;
+	// otherwise fixedID is the id derived from it): the signed query, the
+	// signed series of series or the signed analysis of round.
+	sig *typesv1.AnalystSignature
+}
+
+// submit is Submit run as r says. A fixed id whose earlier run ended is
+// run again under the same id (the nodes replay what they answered); one
+// still running is refused.
+func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.QuerySpec, deadline time.Duration, r runAs) (*coordinatorv1.QueryStatus, error) {
+	fixedID, series, reuse, sig := r.fixedID, r.series, r.reuse, r.sig
 	e, err := c.currentEpoch()
 	if err != nil {
 		return nil, err
@@ -270,15 +287,16 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 	if err != nil {
 		return nil, err
 	}
-	if sig != nil && series == nil {
+	if sig != nil && series == nil && r.round == nil {
 		// What the nodes will check: refused here already, with the same
 		// words, rather than at every node. (A series interval's signature
-		// is the series', checked when it was created.)
+		// is the series', checked when it was created; an analysis round's
+		// the analysis', checked when it started.)
 		if err := signedquery.CheckSettled(signed, spec); err != nil {
 			return nil, err
 		}
 	}
-	if reuse && series == nil && link == nil && !c.cfg.BenchmarkPlaintext {
+	if reuse && series == nil && r.round == nil && link == nil && !c.cfg.BenchmarkPlaintext {
 		if from, why := c.earlierRelease(ctx, who, e, spec); from != nil {
 			return c.reuseRelease(ctx, who, e, spec, from, start)
 		} else if why != "" {
@@ -297,8 +315,8 @@ func (c *Coordinator) submit(ctx context.Context, who Analyst, spec *typesv1.Que
 		id = newQueryID()
 	}
 	q := &query{
-		id: id, plan: p, link: link, series: series, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: start, deadline: deadline,
-		role: who.Role, resumable: series == nil && link == nil, signature: sig,
+		id: id, plan: p, link: link, series: series, analysis: r.round, ctx: qctx, cancel: cancel, changed: make(chan struct{}), started: start, deadline: deadline,
+		role: who.Role, resumable: series == nil && r.round == nil && link == nil, signature: sig,
 		st: &coordinatorv1.QueryStatus{
 			State: coordinatorv1.State_STATE_PLANNED, Spec: spec, Analyst: who.Name,
 			Plan: p.Describe(), SubmittedUnixMs: c.cfg.Now().UnixMilli(), Epoch: e.ID,

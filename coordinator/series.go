@@ -566,8 +566,8 @@ func (c *Coordinator) releaseInterval(ctx context.Context, r *seriesRecord, iv c
 			return obsOf(r, iv, id, st.GetResult(), c.cfg.Now())
 		}
 	}
-	st, err := c.submit(ctx, Analyst{Name: r.Owner, Role: r.Role}, spec, 0, id,
-		&nodev1.SeriesInterval{Spec: r.spec, Level: int32(iv.Level), Index: int32(iv.Index)}, false, r.signature)
+	st, err := c.submit(ctx, Analyst{Name: r.Owner, Role: r.Role}, spec, 0, runAs{fixedID: id,
+		series: &nodev1.SeriesInterval{Spec: r.spec, Level: int32(iv.Level), Index: int32(iv.Index)}, sig: r.signature})
 	if err != nil {
 		return nil, err
 	}

@@ -15,9 +15,12 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/resultpb"
 	"github.com/fedstat/fedstat/internal/rpc"
+	"github.com/fedstat/fedstat/internal/signedquery"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/stats"
 )
@@ -203,18 +206,32 @@ func delimJSON(dec *json.Decoder, want json.Delim) error {
 }
 
 // statsQuerier runs each round of a method as a query of the caller.
+// With the analyst's signed analysis (sig), round r runs under the id
+// derived from the signature and r, and carries the release records of the
+// rounds before it: each node checks them and recomputes the round's query
+// from their results.
 type statsQuerier struct {
 	c        *Coordinator
 	who      Analyst
 	ref      string
 	deadline time.Duration
+	sig      *typesv1.AnalystSignature
 	ids      []string
+	records  []*coordinatorv1.ReleaseRecord
 	lastSQL  string
 }
 
 func (q *statsQuerier) Query(ctx context.Context, r stats.Request) (*stats.Release, error) {
 	spec := &typesv1.QuerySpec{Sql: r.SQL, Epsilon: r.Epsilon, Delta: r.Delta, ReferenceDate: q.ref}
-	st, err := q.c.Submit(ctx, q.who, spec, q.deadline)
+	var st *coordinatorv1.QueryStatus
+	var err error
+	if q.sig == nil {
+		st, err = q.c.Submit(ctx, q.who, spec, q.deadline)
+	} else {
+		round := len(q.ids) + 1
+		st, err = q.c.submit(ctx, q.who, spec, q.deadline, runAs{fixedID: signedquery.AnalysisQueryID(q.sig, round),
+			round: &nodev1.AnalysisRound{Round: int32(round), Records: q.records}, sig: q.sig})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -229,6 +246,13 @@ func (q *statsQuerier) Query(ctx context.Context, r stats.Request) (*stats.Relea
 	}
 	if st.GetState() != coordinatorv1.State_STATE_DONE {
 		return nil, fmt.Errorf("%w: query %s (round %d): %s", ErrStatsRound, id, len(q.ids), st.GetError())
+	}
+	if q.sig != nil {
+		rec, err := q.c.ReleaseRecord(id)
+		if err != nil {
+			return nil, fmt.Errorf("%w: query %s (round %d): the nodes check the next round against its release record: %w", ErrStatsRound, id, len(q.ids), err)
+		}
+		q.records = append(q.records, rec)
 	}
 	// The release carries the exact noise variances dp.Release computed.
 	return stats.FromResult(resultpb.FromProto(st.GetResult())), nil
@@ -277,49 +301,58 @@ func (s *service) RunStats(ctx context.Context, req *coordinatorv1.StatsRequest)
 	return s.c.analyse(ctx, Analyst{Name: p.Name, Role: string(p.Role)}, proto.CloneOf(req))
 }
 
-// analyse runs a statistics method for an analyst (see StatsRequest; it
-// fills req's defaults): the request checked and the model built by
-// stats.Analysis.Prepare (the rules and limits of `fedstat stats`), then
-// the rounds run as the analyst's queries. It blocks until every round has
+// analyse runs a statistics method for an analyst (see StatsRequest), as
+// the analyst signed it when req carries a signature: the request checked
+// and the model built by stats.Analysis.Prepare (the rules and limits of
+// `fedstat stats`), then the rounds run as the analyst's queries. It blocks until every round has
 // been released; cancelling ctx cancels the running round.
 func (c *Coordinator) analyse(ctx context.Context, who Analyst, req *coordinatorv1.StatsRequest) (*coordinatorv1.StatsResponse, error) {
 	start := time.Now()
 	method := req.GetMethod()
-	if req.Epsilon == 0 {
-		req.Epsilon = DefaultEpsilon
+	spec := signedquery.StatsAnalysis(req)
+	if spec.Epsilon == 0 {
+		spec.Epsilon = DefaultEpsilon
 	}
-	if req.Delta == 0 {
-		req.Delta = DefaultDelta
+	if spec.Delta == 0 {
+		spec.Delta = DefaultDelta
+	}
+	sig := req.GetAnalystSignature()
+	if sig != nil {
+		// The analyst's signed analysis: by the caller, for this
+		// coordinator, fresh, and the analysis sent. It runs as signed.
+		a, err := signedquery.OpenAnalysis(c.cfg.Identity.CA, sig, c.cfg.Identity.Name(), c.cfg.Now(), c.cfg.MaxSkew)
+		if err != nil {
+			return nil, err
+		}
+		if a.Name != who.Name || string(a.Role) != who.Role {
+			return nil, fmt.Errorf("%w: the analysis is signed by %s (%s), the caller is %s (%s)", signedquery.ErrInvalid, a.Name, a.Role, who.Name, who.Role)
+		}
+		if spec.ReferenceDate == "" {
+			spec.ReferenceDate = a.Spec.GetReferenceDate()
+		}
+		if !proto.Equal(spec, a.Spec) {
+			return nil, fmt.Errorf("%w: the analysis sent is not the one %q signed (its method, table, rows, terms, rounds or budget differ)", signedquery.ErrInvalid, a.Name)
+		}
 	}
 	var sc *cdm.StudySchema
 	if c.cfg.Catalogue != nil {
-		sc, _ = c.cfg.Catalogue.Study(req.Table)
+		sc, _ = c.cfg.Catalogue.Study(spec.Table)
 	}
 	if sc == nil {
-		return nil, badStats("table %q is not a study table of the catalogue (GET /v1/studies lists them)", req.Table)
+		return nil, badStats("table %q is not a study table of the catalogue (GET /v1/studies lists them)", spec.Table)
 	}
 	// Every round of the analysis uses the same reference date, also one
 	// that runs past midnight.
-	if req.ReferenceDate == "" {
-		req.ReferenceDate = cdm.DateOf(c.cfg.Now()).String()
-	} else if _, err := cdm.ParseDate(req.ReferenceDate); err != nil {
+	if spec.ReferenceDate == "" {
+		spec.ReferenceDate = cdm.DateOf(c.cfg.Now()).String()
+	} else if _, err := cdm.ParseDate(spec.ReferenceDate); err != nil {
 		return nil, badStats("reference_date: %v", err)
 	}
 	// The model's terms, checked before any query runs: covariates and
 	// factors are study columns (the API names columns only), and linreg's
-	// outcome is a number column like a covariate.
-	a := stats.Analysis{Method: method, Table: req.Table, Where: req.Where, Budget: stats.Budget{Epsilon: req.Epsilon, Delta: req.Delta},
-		Time: req.Time, Width: req.Width, Status: req.Status, Event: req.Event, Outcome: req.Outcome, Rounds: int(req.Rounds),
-		Model: stats.Model{Factors: req.Factors}}
-	for _, x := range req.Covariates {
-		a.Model.Covariates = append(a.Model.Covariates, stats.Term{Name: x})
-	}
-	if method == "km" {
-		a.Strata = req.Strata
-	}
-	if method == "linreg" {
-		a.Outcome, a.Model.Outcome = "", stats.Term{Name: req.Outcome}
-	}
+	// outcome is a number column like a covariate. Each node builds the
+	// same analysis from a signed spec (protocol.AnalysisOf).
+	a := protocol.AnalysisOf(spec)
 	prepared, err := a.Prepare(sc)
 	switch {
 	case errors.Is(err, stats.ErrMethod):
@@ -327,8 +360,8 @@ func (c *Coordinator) analyse(ctx context.Context, who Analyst, req *coordinator
 	case err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	q := &statsQuerier{c: c, who: who, ref: req.ReferenceDate, deadline: time.Duration(req.DeadlineMs) * time.Millisecond}
-	out := &coordinatorv1.StatsResponse{Method: method, Table: req.Table, Epsilon: req.Epsilon, Delta: req.Delta, ReferenceDate: req.ReferenceDate,
+	q := &statsQuerier{c: c, who: who, ref: spec.ReferenceDate, deadline: time.Duration(req.DeadlineMs) * time.Millisecond, sig: sig}
+	out := &coordinatorv1.StatsResponse{Method: method, Table: spec.Table, Epsilon: spec.Epsilon, Delta: spec.Delta, ReferenceDate: spec.ReferenceDate,
 		Strata: a.Strata,
 		Note:   "Every interval includes the DP noise of the released totals; epsilon and delta are the cost of the whole analysis."}
 	rep, err := prepared.Run(ctx, q)
@@ -351,7 +384,7 @@ func (c *Coordinator) analyse(ctx context.Context, who Analyst, req *coordinator
 	out.Queries = append([]string{}, q.ids...)
 	out.LastSql = q.lastSQL
 	out.ElapsedMs = float64(time.Since(start).Microseconds()) / 1000
-	c.log.Info("statistics", "method", method, "analyst", who.Name, "table", req.Table, "queries", len(q.ids), "err", err)
+	c.log.Info("statistics", "method", method, "analyst", who.Name, "table", spec.Table, "queries", len(q.ids), "signed", sig != nil, "err", err)
 	if err != nil {
 		if len(q.ids) > 0 {
 			return nil, fmt.Errorf("%w (queries %s)", err, strings.Join(q.ids, ", "))

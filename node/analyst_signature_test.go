@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -44,10 +45,10 @@ func TestAnalystSignatureCheckedWithoutPolicy(t *testing.T) {
 	body := func(s *typesv1.QuerySpec, sig *typesv1.AnalystSignature, qid string) *nodev1.EvaluateBody {
 		return &nodev1.EvaluateBody{QueryId: qid, Spec: s, Analyst: "alice", Role: "analyst", AnalystSignature: sig}
 	}
-	if err := n.checkAnalystSignature(body(spec, nil, "q-unsigned"), "coordinator"); err != nil {
+	if err := n.checkAnalystSignature(context.Background(), body(spec, nil, "q-unsigned"), "coordinator"); err != nil {
 		t.Fatalf("an unsigned query where signatures are optional: %v", err)
 	}
-	if err := n.checkAnalystSignature(body(spec, sig, signedquery.QueryID(sig)), "coordinator"); err != nil {
+	if err := n.checkAnalystSignature(context.Background(), body(spec, sig, signedquery.QueryID(sig)), "coordinator"); err != nil {
 		t.Fatalf("the honest signed query: %v", err)
 	}
 	changed := &typesv1.QuerySpec{Sql: spec.Sql, Epsilon: 8, Delta: spec.Delta, MinNodes: 2, Threshold: 2}
@@ -60,7 +61,7 @@ func TestAnalystSignatureCheckedWithoutPolicy(t *testing.T) {
 		"another query id":    {body(spec, sig, "q-other"), "coordinator", "query id is q-other"},
 		"another coordinator": {body(spec, sig, signedquery.QueryID(sig)), "coordinator-2", `not for "coordinator-2"`},
 	} {
-		err := n.checkAnalystSignature(c.b, c.coord)
+		err := n.checkAnalystSignature(context.Background(), c.b, c.coord)
 		if !errors.Is(err, signedquery.ErrInvalid) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want a refusal naming %q", name, err, c.want)
 		}

@@ -172,7 +172,7 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody, coord
 	if req.GetQueryId() == "" || req.GetAnalyst() == "" {
 		return nil, fmt.Errorf("%w: query id and analyst are required", ErrBadRequest)
 	}
-	if err := n.checkAnalystSignature(req, coordinator); err != nil {
+	if err := n.checkAnalystSignature(ctx, req, coordinator); err != nil {
 		return nil, err
 	}
 	pol := n.cfg.Policy
@@ -304,8 +304,14 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody, coord
 // signature, and the spec evaluated is the signed one as the coordinator
 // may settle it (signedquery.CheckSettled). A query without one passes
 // unless the policy requires it. The errors match signedquery.ErrInvalid.
-func (n *Node) checkAnalystSignature(req *nodev1.EvaluateBody, coordinator string) error {
+// A standing series' interval carries the signed series (checked here
+// against the interval's series), a round of a statistical analysis the
+// signed analysis (checkAnalysisRound).
+func (n *Node) checkAnalystSignature(ctx context.Context, req *nodev1.EvaluateBody, coordinator string) error {
 	sig := req.GetAnalystSignature()
+	if req.GetAnalysis() != nil {
+		return n.checkAnalysisRound(ctx, req, coordinator)
+	}
 	if sig == nil {
 		if n.cfg.Policy.RequireAnalystSignature {
 			return fmt.Errorf("%w: %s requires every query to be signed by its analyst's client (policy require_analyst_signature), "+

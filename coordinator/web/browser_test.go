@@ -502,6 +502,44 @@ func TestDashboard(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// With the key still loaded, the statistics page signs the analysis
+	// once: the coordinator runs its round under the id derived from the
+	// signature, and every node recomputed the round from it.
+	var statsPosted string
+	var statsQueries []string
+	run("a signed analysis", 90*time.Second, goTo("#/stats"),
+		chromedp.WaitVisible("#st-method", chromedp.ByQuery),
+		eval(`window.__statsPosted = []; const f1 = window.fetch; window.fetch = (u, o) => { if (o && o.method === "POST" && String(u).includes("/v1/stats/")) window.__statsPosted.push(o.body); return f1(u, o); }; true`, nil),
+		setValue("#st-method", "linreg"),
+		setValue("#st-table", "survival"),
+		setValue("#st-outcome-col", "time"),
+		setValue(`#st-terms select[data-term="age"]`, "x"),
+		setValue(`#st-terms select[data-term="sex"]`, "factor"),
+		setValue("#st-epsilon", "20"),
+		chromedp.Click("#st-run", chromedp.ByQuery),
+		chromedp.WaitVisible(`#stats-result[data-method="linreg"] #coef-table tbody tr`, chromedp.ByQuery),
+		eval(`window.__statsPosted[0] || ""`, &statsPosted),
+		eval(`window.fedstatLastStats.queries`, &statsQueries))
+	var statsReq struct {
+		Sig json.RawMessage `json:"analyst_signature"`
+	}
+	if err := json.Unmarshal([]byte(statsPosted), &statsReq); err != nil || len(statsReq.Sig) == 0 {
+		t.Fatalf("the dashboard sent no signature with the analysis: %q", statsPosted)
+	}
+	var asig typesv1.AnalystSignature
+	if err := protojson.Unmarshal(statsReq.Sig, &asig); err != nil {
+		t.Fatal(err)
+	}
+	analysis, err := signedquery.OpenAnalysis(caCert, &asig, "coordinator", time.Now(), time.Minute)
+	if err != nil {
+		t.Fatalf("the dashboard's signature of the analysis does not verify: %v", err)
+	}
+	if analysis.Name != "analyst" || analysis.Spec.GetMethod() != "linreg" || analysis.Spec.GetEpsilon() != 20 ||
+		strings.Join(analysis.Spec.GetCovariates(), ",") != "age" || strings.Join(analysis.Spec.GetFactors(), ",") != "sex" ||
+		len(statsQueries) != 1 || statsQueries[0] != signedquery.AnalysisQueryID(&asig, 1) {
+		t.Fatalf("the dashboard signed %v for %q and ran queries %v", analysis.Spec, analysis.Name, statsQueries)
+	}
+
 	// The analyst is refused the operator's audit page, and gets no entry.
 	var refused string
 	var rows int

@@ -119,7 +119,7 @@ func TestAnalystSignedSeries(t *testing.T) {
 		}
 		wantCode(t, c.name, err, codes.PermissionDenied, append([]string{"analyst signature"}, c.want...)...)
 	}
-	if spent := budgetAt(t, ctx, nodes["node-1"]); spent != 0 {
+	if spent := budgetAt(t, ctx, nodes["node-1"], "victim"); spent != 0 {
 		t.Fatalf("node-1 spent rho %v on refused intervals, want 0", spent)
 	}
 

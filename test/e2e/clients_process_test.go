@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,8 +61,23 @@ func TestClientsMatchCLI(t *testing.T) {
 	defer cancel()
 	// "zz-empty" is a region of the catalogue without a patient: its count
 	// is noise around 0, far below the small-count threshold of 10.
+	// A survival study beside the patients, for the clients' signed
+	// statistical analyses.
+	dir := t.TempDir()
+	study := demo.ServeStudy{Name: "survival", Schema: filepath.Join(dir, "survival.toml")}
+	if err := os.WriteFile(study.Schema, []byte(demo.SurvivalSchema), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range data {
+		path := filepath.Join(dir, fmt.Sprintf("survival-%d.csv", i+1))
+		if err := os.WriteFile(path, []byte(demo.SurvivalCSV(200, uint64(i+1))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		study.CSV = append(study.CSV, path)
+	}
 	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 3,
 		Regions:    append(demo.RegionsOf(data), "zz-empty"),
+		Studies:    []demo.ServeStudy{study},
 		NodeConfig: func(int) string { return "\n[budget]\ntotal_rho = 1e6\nper_analyst_rho = 1e6\n" }})
 
 	queries := []clientQuery{

@@ -56,7 +56,7 @@ func TestSeriesNodeChecks(t *testing.T) {
 	}
 	spent := func() float64 {
 		t.Helper()
-		return budgetAt(t, ctx, nodes["node-1"])
+		return budgetAt(t, ctx, nodes["node-1"], "analyst")
 	}
 
 	// Every interval of periods 0-3, honestly, each twice.
@@ -126,10 +126,10 @@ func TestSeriesNodeChecks(t *testing.T) {
 	}
 }
 
-// budgetAt is what node-1's ledger says the analyst spent.
-func budgetAt(t *testing.T, ctx context.Context, n nodev1.NodeServiceClient) float64 {
+// budgetAt is what a node's ledger says analyst spent.
+func budgetAt(t *testing.T, ctx context.Context, n nodev1.NodeServiceClient, analyst string) float64 {
 	t.Helper()
-	r, err := n.Budget(ctx, &nodev1.BudgetRequest{Analyst: "analyst"})
+	r, err := n.Budget(ctx, &nodev1.BudgetRequest{Analyst: analyst})
 	if err != nil {
 		t.Fatal(err)
 	}

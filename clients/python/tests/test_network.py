@@ -122,7 +122,8 @@ def test_network_views(fs):
     assert b.attrs["analyst"] == "analyst" and (b["error"] == "").all() and (b["left_rho"] > 0).all()
     assert "zz-empty" in fs.catalogue()["regions"]
     assert list(fs.series().columns)[:3] == ["name", "table", "where"]
-    assert fs.studies().empty
+    st = fs.studies()
+    assert set(st["table"]) == {"survival"} and list(st["column"]) == ["time", "status", "sex", "age"]
 
 
 def test_errors_carry_the_coordinators_message(fs):
@@ -161,3 +162,32 @@ def test_certificate_client_signs_its_queries():
         _, sig2 = c._signer.sign_query({"sql": sql, "epsilon": 0.25})
         with pytest.raises(fedstat.FedstatError, match="analyst signature"):
             c._call("POST", "/v1/queries", {"spec": dict(spec, epsilon=4.0), "analyst_signature": sig2, "fresh": True})
+
+
+def test_certificate_client_signs_its_analysis():
+    """With the analyst's certificate the client signs a statistical
+    analysis once: the coordinator runs each round under the id derived
+    from the signature and the round (every node recomputes the round's
+    query from the signed analysis), and refuses an analysis other than the
+    signed one, naming the signature. The plain call signs too."""
+    import base64
+    import hashlib
+    import struct
+
+    c = fedstat.Client(os.environ["FEDSTAT_HTTP"], ca=os.environ["FEDSTAT_CA"],
+                       cert=os.environ["FEDSTAT_CERT"], key=os.environ["FEDSTAT_KEY"])
+    with c:
+        spec, sig = c._signer.sign_analysis({"method": "linreg", "table": "survival", "outcome": "time",
+                                             "covariates": ["age"], "factors": ["sex"], "epsilon": 20.0})
+        header = base64.b64decode(sig["request"]["header"])
+        want = "q-" + hashlib.sha256(b"fedstat/analyst-analysis/v1 round query id\x00" + header
+                                     + struct.pack(">I", 1)).digest()[:16].hex()
+        body = {k: v for k, v in spec.items() if k != "method"}
+        r = c._call("POST", "/v1/stats/linreg", dict(body, analyst_signature=sig))
+        assert r["queries"] == [want]
+        _, sig2 = c._signer.sign_analysis(spec)
+        with pytest.raises(fedstat.FedstatError, match="analyst signature"):
+            c._call("POST", "/v1/stats/linreg", dict(body, epsilon=40.0, analyst_signature=sig2))
+        res = c.stats("linreg", "survival", outcome="time", covariates=["age"], factors=["sex"], epsilon=20.0)
+        assert len(res.queries) == 1 and list(res.estimates["name"])[-1] == "linreg.sex2"
+

@@ -208,6 +208,15 @@ def test_signed_spec_encoding_is_protobufs():
         "01410000000000000040498dedb5a0f7c6b03e50035a10636f6465203d202736313432303034276206726567696f6e")
     with pytest.raises(ValueError, match="unknown field"):
         signing.encode({"sql": "SELECT 1", "surprise": 1}, signing._QUERY_FIELDS)
+    a = {"method": "logit", "table": "survival", "where": "age > 50", "epsilon": 2.0, "delta": 1e-6,
+         "reference_date": "2026-01-05", "time": "time", "status": "status", "event": "2", "width": 30, "strata": "sex",
+         "outcome": "status = 2", "covariates": ["age", "time"], "factors": ["sex"], "rounds": 3}
+    assert signing.encode(a, signing._ANALYSIS_FIELDS).hex() == (
+        "0a056c6f6769741208737572766976616c1a08616765203e203530210000000000000040298dedb5a0f7c6b03e320a323032362d"
+        "30312d3035420474696d654a06737461747573520132590000000000003e4062037365786a0a737461747573203d20327203616765"
+        "720474696d657a03736578800103")
+    with pytest.raises(ValueError, match="list of names"):
+        signing.encode({"covariates": "age"}, signing._ANALYSIS_FIELDS)
 
 
 def test_signer_header_and_signature(tmp_path):

@@ -195,7 +195,9 @@ fs_create_series <- function(con, name, table, date_column, every, start, period
 #' curves), `"cox"` (proportional hazards), `"logit"` (logistic regression)
 #' or `"linreg"` (linear regression). Every round of the method is an
 #' ordinary query of yours, planned, charged and audited like any other;
-#' `epsilon` and `delta` are the budget of the whole analysis.
+#' `epsilon` and `delta` are the budget of the whole analysis. A connection
+#' with the analyst's certificate and key signs the analysis once, and every
+#' node checks each round against it.
 #'
 #' @inheritParams fs_query
 #' @param method `"km"`, `"cox"`, `"logit"` or `"linreg"`.
@@ -218,6 +220,16 @@ fs_create_series <- function(con, name, table, date_column, every, start, period
 fs_stats <- function(con, method, table, epsilon = NULL, delta = NULL, ...) {
   body <- c(list(table = table, epsilon = epsilon, delta = delta), list(...))
   body <- body[!vapply(body, is.null, logical(1))]
+  if (!is.null(con$cert)) {
+    # The analysis is signed once; every node checks each round against it.
+    deadline <- body$deadline_ms
+    body$deadline_ms <- NULL
+    signed <- sign_analysis(con, c(list(method = method), body))
+    body <- signed$spec
+    body$method <- NULL
+    body$analyst_signature <- signed$sig
+    body$deadline_ms <- deadline
+  }
   for (k in intersect(names(body), c("covariates", "factors"))) body[[k]] <- I(as.character(body[[k]]))
   r <- fs_call(con, "POST", paste0("/v1/stats/", utils::URLencode(method, reserved = TRUE)), body = body)
   est <- rows_tibble(lapply(r$estimates, function(e) list(

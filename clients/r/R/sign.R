@@ -1,12 +1,14 @@
-# Signing queries and standing series with the analyst's network key, as
+# Signing queries, standing series and statistical analyses with the
+# analyst's network key, as
 # `fedstat query` and the Go and Python clients do (docs/operations.md,
 # "Analyst-signed queries"): the network's signed envelope (crypto/envelope)
 # over the protobuf encoding of the spec (internal/signedquery).
 
 sig_domain <- charToRaw("fedstat/envelope/v1 signature")
 
-# Field numbers and wire types of fedstat.types.v1.QuerySpec and SeriesSpec
-# (proto/fedstat/types/v1/types.proto): "s" string, "d" double, "i" varint.
+# Field numbers and wire types of fedstat.types.v1.QuerySpec, SeriesSpec and
+# AnalysisSpec (proto/fedstat/types/v1/types.proto), in field number order:
+# "s" string, "d" double, "i" varint, "rs" repeated string.
 query_fields <- list(
   list("sql", 1, "s"), list("epsilon", 2, "d"), list("delta", 3, "d"), list("mechanism", 4, "i"),
   list("min_nodes", 5, "i"), list("threshold", 6, "i"), list("reference_date", 7, "s"),
@@ -17,6 +19,12 @@ series_fields <- list(
   list("start", 5, "s"), list("periods", 6, "i"), list("max_periods_per_patient", 7, "i"),
   list("epsilon", 8, "d"), list("delta", 9, "d"), list("min_nodes", 10, "i"), list("where", 11, "s"),
   list("by", 12, "s")
+)
+analysis_fields <- list(
+  list("method", 1, "s"), list("table", 2, "s"), list("where", 3, "s"), list("epsilon", 4, "d"),
+  list("delta", 5, "d"), list("reference_date", 6, "s"), list("time", 8, "s"), list("status", 9, "s"),
+  list("event", 10, "s"), list("width", 11, "d"), list("strata", 12, "s"), list("outcome", 13, "s"),
+  list("covariates", 14, "rs"), list("factors", 15, "rs"), list("rounds", 16, "i")
 )
 mechanisms <- c(MECHANISM_UNSPECIFIED = 0, MECHANISM_GAUSSIAN = 1, MECHANISM_LAPLACE = 2)
 
@@ -47,8 +55,15 @@ pb_encode <- function(spec, fields) {
   out <- raw(0)
   for (f in fields) {
     v <- spec[[f[[1]]]]
-    if (is.null(v) || identical(v, "") || (is.numeric(v) && v == 0)) next
     num <- f[[2]]
+    if (f[[3]] == "rs") {
+      for (item in as.character(v)) {
+        b <- charToRaw(enc2utf8(item))
+        out <- c(out, pb_varint(num * 8 + 2), pb_varint(length(b)), b)
+      }
+      next
+    }
+    if (is.null(v) || identical(v, "") || (is.numeric(v) && v == 0)) next
     if (f[[3]] == "s") {
       b <- charToRaw(enc2utf8(as.character(v)))
       out <- c(out, pb_varint(num * 8 + 2), pb_varint(length(b)), b)
@@ -128,4 +143,15 @@ sign_series <- function(con, spec) {
   if (is.null(spec$delta)) spec$delta <- 1e-6
   if (is.null(spec$max_periods_per_patient)) spec$max_periods_per_patient <- 1L
   list(spec = spec, sig = sign_envelope(pb_encode(spec, series_fields), "analyst-series", con$coordinator, con$cert, con$key))
+}
+
+# sign_analysis returns a statistical analysis (the method and the
+# request's fields but deadline_ms) with the network's defaults stated
+# (epsilon and delta of the whole analysis, today's reference date) and its
+# signature: every node checks each round against it.
+sign_analysis <- function(con, spec) {
+  if (is.null(spec$epsilon)) spec$epsilon <- 1
+  if (is.null(spec$delta)) spec$delta <- 1e-6
+  if (is.null(spec$reference_date)) spec$reference_date <- format(Sys.time(), "%Y-%m-%d", tz = "UTC")
+  list(spec = spec, sig = sign_envelope(pb_encode(spec, analysis_fields), "analyst-analysis", con$coordinator, con$cert, con$key))
 }

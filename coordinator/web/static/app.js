@@ -5,7 +5,7 @@
 import { el } from './dom.js';
 import { chart, kmChart } from './chart.js';
 import { toCSV, toJSON, numbers, goFloat, num, ago, statsCSV } from './format.js';
-import { loadSigner, signQuery } from './sign.js';
+import { loadSigner, signAnalysis, signQuery } from './sign.js';
 
 const main = document.getElementById('main');
 // signer: the analyst's network key, when loaded on the query page (kept in
@@ -460,7 +460,7 @@ async function statsPage() {
   const run = async () => {
     errSlot.replaceChildren();
     const m = method.value;
-    const body = { table: table.value };
+    let body = { table: table.value };
     if (where.value.trim()) body.where = where.value.trim();
     if (eps.value) body.epsilon = Number(eps.value);
     if (m === 'km' || m === 'cox') Object.assign(body, { time: time.value, status: status.value, event: event.value, width: Number(width.value) || 1 });
@@ -476,6 +476,13 @@ async function statsPage() {
     const btn = document.getElementById('st-run');
     btn.disabled = true;
     try {
+      if (state.signer) {
+        // Signed once for the whole analysis with the key loaded on the
+        // query page; every node checks each round against it.
+        const { spec, signature } = await signAnalysis(state.signer, { method: m, ...body });
+        body = { ...spec, analyst_signature: signature };
+        delete body.method;
+      }
       const res = await api('POST', `/v1/stats/${encodeURIComponent(m)}`, body);
       window.fedstatLastStats = res;
       slot.replaceChildren(statsResultView(res));

@@ -1,4 +1,5 @@
-// sign.js: the dashboard signs a query with the analyst's network key, as
+// sign.js: the dashboard signs a query or a statistical analysis with the
+// analyst's network key, as
 // `fedstat query` and the Go, Python and R clients do (docs/operations.md,
 // "Analyst-signed queries"): the network's signed envelope (crypto/envelope)
 // over the protobuf encoding of the spec (internal/signedquery). The key is
@@ -8,12 +9,18 @@
 const enc = new TextEncoder();
 const SIG_DOMAIN = enc.encode('fedstat/envelope/v1 signature\0');
 
-// Field numbers and wire types of fedstat.types.v1.QuerySpec
-// (proto/fedstat/types/v1/types.proto): s string, d double, i varint.
-const QUERY_FIELDS = [
+// Field numbers and wire types of fedstat.types.v1.QuerySpec and
+// AnalysisSpec (proto/fedstat/types/v1/types.proto), in field number
+// order: s string, d double, i varint, rs repeated string.
+export const QUERY_FIELDS = [
   ['sql', 1, 's'], ['epsilon', 2, 'd'], ['delta', 3, 'd'], ['mechanism', 4, 'i'], ['min_nodes', 5, 'i'],
   ['threshold', 6, 'i'], ['reference_date', 7, 's'], ['partial_limit', 8, 'i'], ['link_holders', 9, 'i'],
   ['approval_wait_seconds', 40, 'i'],
+];
+export const ANALYSIS_FIELDS = [
+  ['method', 1, 's'], ['table', 2, 's'], ['where', 3, 's'], ['epsilon', 4, 'd'], ['delta', 5, 'd'],
+  ['reference_date', 6, 's'], ['time', 8, 's'], ['status', 9, 's'], ['event', 10, 's'], ['width', 11, 'd'],
+  ['strata', 12, 's'], ['outcome', 13, 's'], ['covariates', 14, 'rs'], ['factors', 15, 'rs'], ['rounds', 16, 'i'],
 ];
 const MECHANISMS = { MECHANISM_UNSPECIFIED: 0, MECHANISM_GAUSSIAN: 1, MECHANISM_LAPLACE: 2 };
 
@@ -29,17 +36,25 @@ function varint(n) {
   return out;
 }
 
-// encodeSpec is the protobuf encoding of spec (protobuf JSON field names),
-// leaving out unset and zero fields as proto3 does; a field it does not
-// know is an error, so that nothing is sent unsigned.
-export function encodeSpec(spec) {
-  const known = new Set(QUERY_FIELDS.map((f) => f[0]));
+// encodeSpec is the protobuf encoding of spec (protobuf JSON field names)
+// with fields (QUERY_FIELDS by default), leaving out unset and zero fields
+// as proto3 does; a field it does not know is an error, so that nothing is
+// sent unsigned.
+export function encodeSpec(spec, fields = QUERY_FIELDS) {
+  const known = new Set(fields.map((f) => f[0]));
   for (const k of Object.keys(spec)) {
-    if (!known.has(k)) throw new Error(`cannot sign the query: unknown field ${k}`);
+    if (!known.has(k)) throw new Error(`cannot sign the request: unknown field ${k}`);
   }
   const out = [];
-  for (const [name, num, kind] of QUERY_FIELDS) {
+  for (const [name, num, kind] of fields) {
     let v = spec[name];
+    if (kind === 'rs') {
+      for (const item of v || []) {
+        const b = enc.encode(String(item));
+        out.push(...varint(num * 8 + 2), ...varint(b.length), ...b);
+      }
+      continue;
+    }
     if (v === undefined || v === null || v === '' || v === 0) continue;
     if (kind === 's') {
       const b = enc.encode(String(v));
@@ -105,21 +120,35 @@ export async function signQuery(signer, spec) {
   if (spec.epsilon === undefined) spec.epsilon = 1;
   if (spec.delta === undefined && spec.mechanism !== 'MECHANISM_LAPLACE') spec.delta = 1e-6;
   if (spec.reference_date === undefined) spec.reference_date = new Date().toISOString().slice(0, 10);
-  const payload = encodeSpec(spec);
+  return { spec, signature: await seal(signer, encodeSpec(spec), 'analyst-request') };
+}
+
+// signAnalysis returns a statistical analysis (the method and the
+// request's fields but deadline_ms) with the network's defaults stated
+// (epsilon 1 and delta 1e-6 for the whole analysis, today's reference
+// date) and its signature: every node checks each round against it.
+export async function signAnalysis(signer, spec) {
+  spec = { ...spec };
+  if (!spec.epsilon) spec.epsilon = 1;
+  if (!spec.delta) spec.delta = 1e-6;
+  if (spec.reference_date === undefined) spec.reference_date = new Date().toISOString().slice(0, 10);
+  return { spec, signature: await seal(signer, encodeSpec(spec, ANALYSIS_FIELDS), 'analyst-analysis') };
+}
+
+// seal signs payload as an envelope of kind for the signer's coordinator:
+// an AnalystSignature in protobuf JSON.
+async function seal(signer, payload, kind) {
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', payload));
   const ts = new Uint8Array(8);
   new DataView(ts.buffer).setBigInt64(0, BigInt(Date.now()) * 1000000n, false);
   const header = new Uint8Array([
     ...enc.encode('FSEH'), 1, ...field(''), 0, 0, 0, 0, 0, 0, 0, 0, ...field(signer.coordinator),
-    ...field('analyst-request'), ...digest, ...ts, ...crypto.getRandomValues(new Uint8Array(16)),
+    ...field(kind), ...digest, ...ts, ...crypto.getRandomValues(new Uint8Array(16)),
   ]);
   const msg = new Uint8Array([...SIG_DOMAIN, ...header]);
   const raw = new Uint8Array(await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, signer.key, msg));
   return {
-    spec,
-    signature: {
-      request: { header: b64(header), payload: b64(payload), signature: b64(derSignature(raw)) },
-      certificate: b64(signer.cert),
-    },
+    request: { header: b64(header), payload: b64(payload), signature: b64(derSignature(raw)) },
+    certificate: b64(signer.cert),
   };
 }

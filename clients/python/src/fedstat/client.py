@@ -420,13 +420,23 @@ class Client:
     def stats(self, method: str, table: str, **params: Any) -> StatsResult:
         """Runs a statistical method on a study table: ``"km"``, ``"cox"``,
         ``"logit"`` or ``"linreg"``. Every round is an ordinary query of
-        yours; epsilon and delta are the budget of the whole analysis.
+        yours; epsilon and delta are the budget of the whole analysis. A
+        client with the analyst's certificate and key signs the analysis,
+        and every node checks each round against it.
 
         Keyword arguments are the request's fields: where, epsilon, delta,
         reference_date, deadline_ms, time, status, event, width, strata,
         outcome, covariates (list), factors (list), rounds.
         """
         body = {"table": table, **{k: v for k, v in params.items() if v is not None}}
+        if self._signer:
+            # The analysis is signed once; every node checks each round.
+            deadline = body.pop("deadline_ms", None)
+            spec, sig = self._signer.sign_analysis({"method": method, **body})
+            body = {k: v for k, v in spec.items() if k != "method"}
+            body["analyst_signature"] = sig
+            if deadline is not None:
+                body["deadline_ms"] = deadline
         r = self._call("POST", "/v1/stats/" + quote(method, safe=""), body)
         n = r.get("n")
         return StatsResult(method=r.get("method", method), table=r.get("table", table),

@@ -1,4 +1,5 @@
-"""Signing queries and standing series with the analyst's network key.
+"""Signing queries, standing series and statistical analyses with the
+analyst's network key.
 
 A client that holds the analyst's network certificate and key signs every
 query and series it submits, as ``fedstat query`` and the Go client do
@@ -21,6 +22,7 @@ from typing import Any, Dict, List, Tuple
 
 KIND_QUERY = "analyst-request"
 KIND_SERIES = "analyst-series"
+KIND_ANALYSIS = "analyst-analysis"
 DEFAULT_EPSILON = 1.0
 DEFAULT_DELTA = 1e-6
 
@@ -28,9 +30,10 @@ _MAGIC = b"FSEH"
 _VERSION = 1
 _SIG_DOMAIN = b"fedstat/envelope/v1 signature\x00"
 
-# Field numbers and wire types of fedstat.types.v1.QuerySpec and SeriesSpec
-# (proto/fedstat/types/v1/types.proto): "s" string, "d" double, "i" a
-# varint (int32, int64 or enum).
+# Field numbers and wire types of fedstat.types.v1.QuerySpec, SeriesSpec and
+# AnalysisSpec (proto/fedstat/types/v1/types.proto), in field number order:
+# "s" string, "d" double, "i" a varint (int32, int64 or enum), "rs" a
+# repeated string.
 _QUERY_FIELDS: List[Tuple[str, int, str]] = [
     ("sql", 1, "s"), ("epsilon", 2, "d"), ("delta", 3, "d"), ("mechanism", 4, "i"), ("min_nodes", 5, "i"),
     ("threshold", 6, "i"), ("reference_date", 7, "s"), ("partial_limit", 8, "i"), ("link_holders", 9, "i"),
@@ -40,6 +43,11 @@ _SERIES_FIELDS: List[Tuple[str, int, str]] = [
     ("name", 1, "s"), ("table", 2, "s"), ("date_column", 3, "s"), ("every", 4, "s"), ("start", 5, "s"),
     ("periods", 6, "i"), ("max_periods_per_patient", 7, "i"), ("epsilon", 8, "d"), ("delta", 9, "d"),
     ("min_nodes", 10, "i"), ("where", 11, "s"), ("by", 12, "s"),
+]
+_ANALYSIS_FIELDS: List[Tuple[str, int, str]] = [
+    ("method", 1, "s"), ("table", 2, "s"), ("where", 3, "s"), ("epsilon", 4, "d"), ("delta", 5, "d"),
+    ("reference_date", 6, "s"), ("time", 8, "s"), ("status", 9, "s"), ("event", 10, "s"), ("width", 11, "d"),
+    ("strata", 12, "s"), ("outcome", 13, "s"), ("covariates", 14, "rs"), ("factors", 15, "rs"), ("rounds", 16, "i"),
 ]
 _MECHANISMS = {"MECHANISM_UNSPECIFIED": 0, "MECHANISM_GAUSSIAN": 1, "MECHANISM_LAPLACE": 2}
 
@@ -69,6 +77,13 @@ def encode(spec: Dict[str, Any], fields: List[Tuple[str, int, str]]) -> bytes:
     out = bytearray()
     for name, num, kind in fields:
         v = spec.get(name)
+        if kind == "rs":
+            if isinstance(v, str):
+                raise ValueError(f"cannot sign the spec: {name} is a list of names, not {v!r}")
+            for item in v or []:
+                b = str(item).encode("utf-8")
+                out += _varint(num << 3 | 2) + _varint(len(b)) + b
+            continue
         if v is None or v == "" or v == 0:
             continue
         if kind == "s":
@@ -147,3 +162,15 @@ class Signer:
             if not spec.get(k):
                 spec[k] = v
         return spec, self.seal(encode(spec, _SERIES_FIELDS), KIND_SERIES)
+
+    def sign_analysis(self, spec: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        """Returns a statistical analysis (the method and the request's
+        fields but deadline_ms) with the network's defaults stated (epsilon
+        and delta of the whole analysis, today's reference date) and its
+        signature: every node checks each round against it."""
+        spec = dict(spec)
+        for k, v in (("epsilon", DEFAULT_EPSILON), ("delta", DEFAULT_DELTA)):
+            if not spec.get(k):
+                spec[k] = v
+        spec.setdefault("reference_date", datetime.datetime.now(datetime.timezone.utc).date().isoformat())
+        return spec, self.seal(encode(spec, _ANALYSIS_FIELDS), KIND_ANALYSIS)

@@ -115,7 +115,9 @@ test_that("nodes, budget, catalogue, series and studies", {
   expect_true(all(b$error == "") && all(b$left_rho > 0))
   expect_true("zz-empty" %in% unlist(fs_catalogue(con)$regions))
   expect_equal(names(fs_series(con))[1:3], c("name", "table", "where"))
-  expect_equal(nrow(fs_studies(con)), 0)
+  st <- fs_studies(con)
+  expect_equal(unique(st$table), "survival")
+  expect_equal(st$column, c("time", "status", "sex", "age"))
 })
 
 test_that("errors carry the coordinator's message", {
@@ -142,3 +144,21 @@ test_that("a certificate connection signs its queries, and a spec other than the
   body$spec$epsilon <- 4
   expect_error(fedstat:::fs_call(con, "POST", "/v1/queries", body = body), "analyst signature")
 })
+
+test_that("a certificate connection signs its analyses, and an analysis other than the signed one is refused", {
+  expected_queries()
+  con <- connections()$certificate
+  fit <- fs_stats(con, "linreg", table = "survival", outcome = "time", covariates = "age", factors = "sex", epsilon = 20)
+  expect_equal(length(fit$queries), 1L)
+  expect_equal(utils::tail(fit$estimates$name, 1), "linreg.sex2")
+  signed <- fedstat:::sign_analysis(con, list(method = "linreg", table = "survival", outcome = "time",
+                                              covariates = "age", factors = "sex", epsilon = 20))
+  body <- signed$spec
+  body$method <- NULL
+  body$covariates <- I(body$covariates)
+  body$factors <- I(body$factors)
+  body$epsilon <- 40
+  body$analyst_signature <- signed$sig
+  expect_error(fedstat:::fs_call(con, "POST", "/v1/stats/linreg", body = body), "analyst signature")
+})
+

@@ -111,6 +111,13 @@ test_that("the signed payload is protobuf's encoding, byte for byte Go's", {
     "0a03666c75120a636f6e646974696f6e731a0a6f6e7365745f6461746522047765656b2a0a323032362d30312d3035303438",
     "01410000000000000040498dedb5a0f7c6b03e50035a10636f6465203d202736313432303034276206726567696f6e"))
   expect_error(fedstat:::pb_encode(list(sql = "x", surprise = 1), fedstat:::query_fields), "unknown field")
+  a <- list(method = "logit", table = "survival", where = "age > 50", epsilon = 2, delta = 1e-6,
+            reference_date = "2026-01-05", time = "time", status = "status", event = "2", width = 30, strata = "sex",
+            outcome = "status = 2", covariates = c("age", "time"), factors = "sex", rounds = 3L)
+  expect_equal(hex(fedstat:::pb_encode(a, fedstat:::analysis_fields)), paste0(
+    "0a056c6f6769741208737572766976616c1a08616765203e203530210000000000000040298dedb5a0f7c6b03e320a323032362d",
+    "30312d3035420474696d654a06737461747573520132590000000000003e4062037365786a0a737461747573203d20327203616765",
+    "720474696d657a03736578800103"))
   # Nanoseconds since 1970, big-endian: 2026-01-01T00:00:00.123Z.
   t <- as.POSIXct("2026-01-01 00:00:00", tz = "UTC") + 0.123
   expect_equal(hex(fedstat:::unix_nanos(t)), "18867251f54ed4c0")

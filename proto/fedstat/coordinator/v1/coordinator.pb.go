@@ -2721,12 +2721,20 @@ type StatsRequest struct {
 	// condition; linreg: a number column), number columns used as covariates
 	// with their schema ranges, categorical columns (one indicator per level
 	// but the first), and the number of Newton-Raphson rounds.
-	Outcome       string   `protobuf:"bytes,13,opt,name=outcome,proto3" json:"outcome,omitempty"`
-	Covariates    []string `protobuf:"bytes,14,rep,name=covariates,proto3" json:"covariates,omitempty"`
-	Factors       []string `protobuf:"bytes,15,rep,name=factors,proto3" json:"factors,omitempty"`
-	Rounds        int32    `protobuf:"varint,16,opt,name=rounds,proto3" json:"rounds,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Outcome    string   `protobuf:"bytes,13,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Covariates []string `protobuf:"bytes,14,rep,name=covariates,proto3" json:"covariates,omitempty"`
+	Factors    []string `protobuf:"bytes,15,rep,name=factors,proto3" json:"factors,omitempty"`
+	Rounds     int32    `protobuf:"varint,16,opt,name=rounds,proto3" json:"rounds,omitempty"`
+	// analyst_signature, optional, is the analysis as the analyst's client
+	// signed it: an AnalysisSpec (the fields above but deadline_ms, with
+	// epsilon, delta and reference_date stated), envelope kind
+	// "analyst-analysis" (internal/signedquery.SealAnalysis). The analysis
+	// then runs as the signed one, each round under the query id derived
+	// from the signature and the round's number, and every node checks that
+	// each round is the one the signed analysis asks (docs/threat-model.md).
+	AnalystSignature *v1.AnalystSignature `protobuf:"bytes,17,opt,name=analyst_signature,json=analystSignature,proto3" json:"analyst_signature,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatsRequest) Reset() {
@@ -2869,6 +2877,13 @@ func (x *StatsRequest) GetRounds() int32 {
 		return x.Rounds
 	}
 	return 0
+}
+
+func (x *StatsRequest) GetAnalystSignature() *v1.AnalystSignature {
+	if x != nil {
+		return x.AnalystSignature
+	}
+	return nil
 }
 
 // StatsEstimate is one statistic: its value, standard error and 95%
@@ -4288,7 +4303,7 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x06levels\x18\x06 \x03(\tR\x06levels\x12\x10\n" +
 	"\x03doc\x18\a \x01(\tR\x03docB\x06\n" +
 	"\x04_minB\x06\n" +
-	"\x04_max\"\xa6\x03\n" +
+	"\x04_max\"\xf7\x03\n" +
 	"\fStatsRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x14\n" +
 	"\x05table\x18\x02 \x01(\tR\x05table\x12\x14\n" +
@@ -4309,7 +4324,8 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"covariates\x18\x0e \x03(\tR\n" +
 	"covariates\x12\x18\n" +
 	"\afactors\x18\x0f \x03(\tR\afactors\x12\x16\n" +
-	"\x06rounds\x18\x10 \x01(\x05R\x06rounds\"\xe2\x01\n" +
+	"\x06rounds\x18\x10 \x01(\x05R\x06rounds\x12O\n" +
+	"\x11analyst_signature\x18\x11 \x01(\v2\".fedstat.types.v1.AnalystSignatureR\x10analystSignature\"\xe2\x01\n" +
 	"\rStatsEstimate\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\x05value\x18\x02 \x01(\x01H\x00R\x05value\x88\x01\x01\x12\x13\n" +
@@ -4561,64 +4577,65 @@ var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	31, // 28: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
 	34, // 29: fedstat.coordinator.v1.StudiesResponse.studies:type_name -> fedstat.coordinator.v1.StudyTable
 	35, // 30: fedstat.coordinator.v1.StudyTable.columns:type_name -> fedstat.coordinator.v1.StudyColumn
-	37, // 31: fedstat.coordinator.v1.StatsCurve.median:type_name -> fedstat.coordinator.v1.StatsEstimate
-	37, // 32: fedstat.coordinator.v1.StatsResponse.estimates:type_name -> fedstat.coordinator.v1.StatsEstimate
-	38, // 33: fedstat.coordinator.v1.StatsResponse.curves:type_name -> fedstat.coordinator.v1.StatsCurve
-	62, // 34: fedstat.coordinator.v1.AuditResponse.entries:type_name -> google.protobuf.Struct
-	50, // 35: fedstat.coordinator.v1.SeriesForecast.rows:type_name -> fedstat.coordinator.v1.ForecastRow
-	56, // 36: fedstat.coordinator.v1.SeriesForecast.notes:type_name -> fedstat.coordinator.v1.SeriesForecast.NotesEntry
-	57, // 37: fedstat.coordinator.v1.ReleaseRecord.spec:type_name -> fedstat.types.v1.QuerySpec
-	52, // 38: fedstat.coordinator.v1.ReleaseRecord.senders:type_name -> fedstat.coordinator.v1.ReleaseSender
-	53, // 39: fedstat.coordinator.v1.ReleaseRecord.decryptors:type_name -> fedstat.coordinator.v1.ReleaseDecryptor
-	60, // 40: fedstat.coordinator.v1.ReleaseRecord.result:type_name -> fedstat.types.v1.Result
-	63, // 41: fedstat.coordinator.v1.ReleaseSender.partial:type_name -> fedstat.types.v1.Signed
-	63, // 42: fedstat.coordinator.v1.ReleaseSender.commitment:type_name -> fedstat.types.v1.Signed
-	63, // 43: fedstat.coordinator.v1.ReleaseDecryptor.share:type_name -> fedstat.types.v1.Signed
-	19, // 44: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	20, // 45: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 46: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 47: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 48: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	25, // 49: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	27, // 50: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	16, // 51: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
-	13, // 52: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
-	4,  // 53: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
-	6,  // 54: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
-	7,  // 55: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
-	19, // 56: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
-	32, // 57: fedstat.coordinator.v1.CoordinatorService.Studies:input_type -> fedstat.coordinator.v1.StudiesRequest
-	36, // 58: fedstat.coordinator.v1.CoordinatorService.RunStats:input_type -> fedstat.coordinator.v1.StatsRequest
-	41, // 59: fedstat.coordinator.v1.WebService.SignIn:input_type -> fedstat.coordinator.v1.SignInRequest
-	42, // 60: fedstat.coordinator.v1.WebService.WhoAmI:input_type -> fedstat.coordinator.v1.WhoAmIRequest
-	44, // 61: fedstat.coordinator.v1.WebService.SignOut:input_type -> fedstat.coordinator.v1.SignOutRequest
-	46, // 62: fedstat.coordinator.v1.WebService.Audit:input_type -> fedstat.coordinator.v1.AuditRequest
-	48, // 63: fedstat.coordinator.v1.WebService.Forecast:input_type -> fedstat.coordinator.v1.ForecastRequest
-	23, // 64: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 65: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	51, // 66: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:output_type -> fedstat.coordinator.v1.ReleaseRecord
-	23, // 67: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 68: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	26, // 69: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	29, // 70: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	18, // 71: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
-	14, // 72: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
-	9,  // 73: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
-	9,  // 74: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
-	8,  // 75: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
-	1,  // 76: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
-	33, // 77: fedstat.coordinator.v1.CoordinatorService.Studies:output_type -> fedstat.coordinator.v1.StudiesResponse
-	39, // 78: fedstat.coordinator.v1.CoordinatorService.RunStats:output_type -> fedstat.coordinator.v1.StatsResponse
-	43, // 79: fedstat.coordinator.v1.WebService.SignIn:output_type -> fedstat.coordinator.v1.SessionInfo
-	43, // 80: fedstat.coordinator.v1.WebService.WhoAmI:output_type -> fedstat.coordinator.v1.SessionInfo
-	45, // 81: fedstat.coordinator.v1.WebService.SignOut:output_type -> fedstat.coordinator.v1.SignOutResponse
-	47, // 82: fedstat.coordinator.v1.WebService.Audit:output_type -> fedstat.coordinator.v1.AuditResponse
-	49, // 83: fedstat.coordinator.v1.WebService.Forecast:output_type -> fedstat.coordinator.v1.SeriesForecast
-	64, // [64:84] is the sub-list for method output_type
-	44, // [44:64] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	59, // 31: fedstat.coordinator.v1.StatsRequest.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	37, // 32: fedstat.coordinator.v1.StatsCurve.median:type_name -> fedstat.coordinator.v1.StatsEstimate
+	37, // 33: fedstat.coordinator.v1.StatsResponse.estimates:type_name -> fedstat.coordinator.v1.StatsEstimate
+	38, // 34: fedstat.coordinator.v1.StatsResponse.curves:type_name -> fedstat.coordinator.v1.StatsCurve
+	62, // 35: fedstat.coordinator.v1.AuditResponse.entries:type_name -> google.protobuf.Struct
+	50, // 36: fedstat.coordinator.v1.SeriesForecast.rows:type_name -> fedstat.coordinator.v1.ForecastRow
+	56, // 37: fedstat.coordinator.v1.SeriesForecast.notes:type_name -> fedstat.coordinator.v1.SeriesForecast.NotesEntry
+	57, // 38: fedstat.coordinator.v1.ReleaseRecord.spec:type_name -> fedstat.types.v1.QuerySpec
+	52, // 39: fedstat.coordinator.v1.ReleaseRecord.senders:type_name -> fedstat.coordinator.v1.ReleaseSender
+	53, // 40: fedstat.coordinator.v1.ReleaseRecord.decryptors:type_name -> fedstat.coordinator.v1.ReleaseDecryptor
+	60, // 41: fedstat.coordinator.v1.ReleaseRecord.result:type_name -> fedstat.types.v1.Result
+	63, // 42: fedstat.coordinator.v1.ReleaseSender.partial:type_name -> fedstat.types.v1.Signed
+	63, // 43: fedstat.coordinator.v1.ReleaseSender.commitment:type_name -> fedstat.types.v1.Signed
+	63, // 44: fedstat.coordinator.v1.ReleaseDecryptor.share:type_name -> fedstat.types.v1.Signed
+	19, // 45: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	20, // 46: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 47: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 48: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 49: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	25, // 50: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	27, // 51: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	16, // 52: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	13, // 53: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
+	4,  // 54: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
+	6,  // 55: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
+	7,  // 56: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
+	19, // 57: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
+	32, // 58: fedstat.coordinator.v1.CoordinatorService.Studies:input_type -> fedstat.coordinator.v1.StudiesRequest
+	36, // 59: fedstat.coordinator.v1.CoordinatorService.RunStats:input_type -> fedstat.coordinator.v1.StatsRequest
+	41, // 60: fedstat.coordinator.v1.WebService.SignIn:input_type -> fedstat.coordinator.v1.SignInRequest
+	42, // 61: fedstat.coordinator.v1.WebService.WhoAmI:input_type -> fedstat.coordinator.v1.WhoAmIRequest
+	44, // 62: fedstat.coordinator.v1.WebService.SignOut:input_type -> fedstat.coordinator.v1.SignOutRequest
+	46, // 63: fedstat.coordinator.v1.WebService.Audit:input_type -> fedstat.coordinator.v1.AuditRequest
+	48, // 64: fedstat.coordinator.v1.WebService.Forecast:input_type -> fedstat.coordinator.v1.ForecastRequest
+	23, // 65: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 66: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	51, // 67: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:output_type -> fedstat.coordinator.v1.ReleaseRecord
+	23, // 68: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 69: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	26, // 70: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	29, // 71: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	18, // 72: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	14, // 73: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
+	9,  // 74: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
+	9,  // 75: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
+	8,  // 76: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
+	1,  // 77: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
+	33, // 78: fedstat.coordinator.v1.CoordinatorService.Studies:output_type -> fedstat.coordinator.v1.StudiesResponse
+	39, // 79: fedstat.coordinator.v1.CoordinatorService.RunStats:output_type -> fedstat.coordinator.v1.StatsResponse
+	43, // 80: fedstat.coordinator.v1.WebService.SignIn:output_type -> fedstat.coordinator.v1.SessionInfo
+	43, // 81: fedstat.coordinator.v1.WebService.WhoAmI:output_type -> fedstat.coordinator.v1.SessionInfo
+	45, // 82: fedstat.coordinator.v1.WebService.SignOut:output_type -> fedstat.coordinator.v1.SignOutResponse
+	47, // 83: fedstat.coordinator.v1.WebService.Audit:output_type -> fedstat.coordinator.v1.AuditResponse
+	49, // 84: fedstat.coordinator.v1.WebService.Forecast:output_type -> fedstat.coordinator.v1.SeriesForecast
+	65, // [65:85] is the sub-list for method output_type
+	45, // [45:65] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }

@@ -10,6 +10,7 @@
 package nodev1
 
 import (
+	v11 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	v1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1797,11 +1798,15 @@ type EvaluateBody struct {
 	// node verifies it whenever it is present: certificate of the network CA
 	// with analyst and role, signature, the calling coordinator, the spec and
 	// the query id; node.Policy.RequireAnalystSignature refuses a query
-	// without one). Absent for queries no analyst's client signed (HTTP
-	// bearer-token clients, standing series, statistical model fits).
+	// without one). For a standing series' interval it is the signed series,
+	// for a round of a statistical analysis the signed analysis. Absent for
+	// queries no analyst's client signed (HTTP bearer-token clients).
 	AnalystSignature *v1.AnalystSignature `protobuf:"bytes,9,opt,name=analyst_signature,json=analystSignature,proto3" json:"analyst_signature,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// analysis is set for a round of an analyst-signed statistical analysis
+	// (analyst_signature is then the signed AnalysisSpec).
+	Analysis      *AnalysisRound `protobuf:"bytes,10,opt,name=analysis,proto3" json:"analysis,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EvaluateBody) Reset() {
@@ -1897,6 +1902,73 @@ func (x *EvaluateBody) GetAnalystSignature() *v1.AnalystSignature {
 	return nil
 }
 
+func (x *EvaluateBody) GetAnalysis() *AnalysisRound {
+	if x != nil {
+		return x.Analysis
+	}
+	return nil
+}
+
+// AnalysisRound is one round of an analyst-signed statistical analysis.
+// The node checks the release record of each round before it (each
+// released under that round's id, internal/releasecheck), recomputes the
+// round's query from the signed analysis and the results those records
+// prove (protocol.AnalysisRound) and refuses a query other than that one.
+type AnalysisRound struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// round is the round's number, from 1.
+	Round int32 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	// records are the release records of rounds 1 to round - 1, in order;
+	// each record's result is that round's released result.
+	Records       []*v11.ReleaseRecord `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnalysisRound) Reset() {
+	*x = AnalysisRound{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnalysisRound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnalysisRound) ProtoMessage() {}
+
+func (x *AnalysisRound) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnalysisRound.ProtoReflect.Descriptor instead.
+func (*AnalysisRound) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AnalysisRound) GetRound() int32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *AnalysisRound) GetRecords() []*v11.ReleaseRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
 // SeriesInterval is one dyadic interval of a standing series: periods
 // [index*2^level, (index+1)*2^level - 1].
 type SeriesInterval struct {
@@ -1910,7 +1982,7 @@ type SeriesInterval struct {
 
 func (x *SeriesInterval) Reset() {
 	*x = SeriesInterval{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1922,7 +1994,7 @@ func (x *SeriesInterval) String() string {
 func (*SeriesInterval) ProtoMessage() {}
 
 func (x *SeriesInterval) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1935,7 +2007,7 @@ func (x *SeriesInterval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesInterval.ProtoReflect.Descriptor instead.
 func (*SeriesInterval) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SeriesInterval) GetSpec() *v1.SeriesSpec {
@@ -1986,7 +2058,7 @@ type PartialPayload struct {
 
 func (x *PartialPayload) Reset() {
 	*x = PartialPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2070,7 @@ func (x *PartialPayload) String() string {
 func (*PartialPayload) ProtoMessage() {}
 
 func (x *PartialPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2083,7 @@ func (x *PartialPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartialPayload.ProtoReflect.Descriptor instead.
 func (*PartialPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PartialPayload) GetCiphertexts() [][]byte {
@@ -2077,7 +2149,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2161,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2174,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EvaluateResponse) GetPartial() *v1.Signed {
@@ -2137,7 +2209,7 @@ type ApprovalPending struct {
 
 func (x *ApprovalPending) Reset() {
 	*x = ApprovalPending{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2221,7 @@ func (x *ApprovalPending) String() string {
 func (*ApprovalPending) ProtoMessage() {}
 
 func (x *ApprovalPending) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2234,7 @@ func (x *ApprovalPending) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalPending.ProtoReflect.Descriptor instead.
 func (*ApprovalPending) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ApprovalPending) GetSinceUnixMs() int64 {
@@ -2201,7 +2273,7 @@ type KeySwitchRequest struct {
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2285,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2298,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -2311,7 +2383,7 @@ type RevealRequest struct {
 
 func (x *RevealRequest) Reset() {
 	*x = RevealRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2395,7 @@ func (x *RevealRequest) String() string {
 func (*RevealRequest) ProtoMessage() {}
 
 func (x *RevealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2408,7 @@ func (x *RevealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealRequest.ProtoReflect.Descriptor instead.
 func (*RevealRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RevealRequest) GetQueryId() string {
@@ -2382,7 +2454,7 @@ type RevealResponse struct {
 
 func (x *RevealResponse) Reset() {
 	*x = RevealResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2466,7 @@ func (x *RevealResponse) String() string {
 func (*RevealResponse) ProtoMessage() {}
 
 func (x *RevealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2479,7 @@ func (x *RevealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealResponse.ProtoReflect.Descriptor instead.
 func (*RevealResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RevealResponse) GetPartial() *v1.Signed {
@@ -2441,7 +2513,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2453,7 +2525,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2466,7 +2538,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CommitRequest) GetQueryId() string {
@@ -2509,7 +2581,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2593,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2606,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CommitResponse) GetCommit() *v1.Signed {
@@ -2561,7 +2633,7 @@ type ReleaseCommitment struct {
 
 func (x *ReleaseCommitment) Reset() {
 	*x = ReleaseCommitment{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2573,7 +2645,7 @@ func (x *ReleaseCommitment) String() string {
 func (*ReleaseCommitment) ProtoMessage() {}
 
 func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2586,7 +2658,7 @@ func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseCommitment.ProtoReflect.Descriptor instead.
 func (*ReleaseCommitment) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReleaseCommitment) GetDigest() []byte {
@@ -2627,7 +2699,7 @@ type Fingerprint struct {
 
 func (x *Fingerprint) Reset() {
 	*x = Fingerprint{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2639,7 +2711,7 @@ func (x *Fingerprint) String() string {
 func (*Fingerprint) ProtoMessage() {}
 
 func (x *Fingerprint) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2652,7 +2724,7 @@ func (x *Fingerprint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
 func (*Fingerprint) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{37}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Fingerprint) GetValues() []uint64 {
@@ -2681,7 +2753,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2693,7 +2765,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2706,7 +2778,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{38}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -2748,7 +2820,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2760,7 +2832,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2773,7 +2845,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{39}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -2800,7 +2872,7 @@ type StoredRelease struct {
 
 func (x *StoredRelease) Reset() {
 	*x = StoredRelease{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2812,7 +2884,7 @@ func (x *StoredRelease) String() string {
 func (*StoredRelease) ProtoMessage() {}
 
 func (x *StoredRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2825,7 +2897,7 @@ func (x *StoredRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRelease.ProtoReflect.Descriptor instead.
 func (*StoredRelease) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{40}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StoredRelease) GetDigest() []byte {
@@ -2860,7 +2932,7 @@ var File_fedstat_node_v1_node_proto protoreflect.FileDescriptor
 
 const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
-	"\x1afedstat/node/v1/node.proto\x12\x0ffedstat.node.v1\x1a\x1cfedstat/types/v1/types.proto\"\xac\x01\n" +
+	"\x1afedstat/node/v1/node.proto\x12\x0ffedstat.node.v1\x1a(fedstat/coordinator/v1/coordinator.proto\x1a\x1cfedstat/types/v1/types.proto\"\xac\x01\n" +
 	"\bLinkSpec\x12\"\n" +
 	"\fparticipants\x18\x01 \x03(\tR\fparticipants\x12#\n" +
 	"\router_holders\x18\x02 \x03(\tR\fouterHolders\x12?\n" +
@@ -2982,7 +3054,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x06reveal\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06reveal\"\x14\n" +
 	"\x12InstallKeyResponse\"E\n" +
 	"\x0fEvaluateRequest\x122\n" +
-	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\x82\x03\n" +
+	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\xbe\x03\n" +
 	"\fEvaluateBody\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -2992,7 +3064,12 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x10plan_fingerprint\x18\x06 \x01(\tR\x0fplanFingerprint\x12-\n" +
 	"\x04link\x18\a \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\x127\n" +
 	"\x06series\x18\b \x01(\v2\x1f.fedstat.node.v1.SeriesIntervalR\x06series\x12O\n" +
-	"\x11analyst_signature\x18\t \x01(\v2\".fedstat.types.v1.AnalystSignatureR\x10analystSignature\"n\n" +
+	"\x11analyst_signature\x18\t \x01(\v2\".fedstat.types.v1.AnalystSignatureR\x10analystSignature\x12:\n" +
+	"\banalysis\x18\n" +
+	" \x01(\v2\x1e.fedstat.node.v1.AnalysisRoundR\banalysis\"l\n" +
+	"\rAnalysisRound\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x05R\x05round\x12?\n" +
+	"\arecords\x18\x03 \x03(\v2%.fedstat.coordinator.v1.ReleaseRecordR\arecordsJ\x04\b\x02\x10\x03\"n\n" +
 	"\x0eSeriesInterval\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\x05R\x05level\x12\x14\n" +
@@ -3096,7 +3173,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),          // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),             // 1: fedstat.node.v1.LinkSpec
@@ -3126,105 +3203,109 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*InstallKeyResponse)(nil),   // 25: fedstat.node.v1.InstallKeyResponse
 	(*EvaluateRequest)(nil),      // 26: fedstat.node.v1.EvaluateRequest
 	(*EvaluateBody)(nil),         // 27: fedstat.node.v1.EvaluateBody
-	(*SeriesInterval)(nil),       // 28: fedstat.node.v1.SeriesInterval
-	(*PartialPayload)(nil),       // 29: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),     // 30: fedstat.node.v1.EvaluateResponse
-	(*ApprovalPending)(nil),      // 31: fedstat.node.v1.ApprovalPending
-	(*KeySwitchRequest)(nil),     // 32: fedstat.node.v1.KeySwitchRequest
-	(*RevealRequest)(nil),        // 33: fedstat.node.v1.RevealRequest
-	(*RevealResponse)(nil),       // 34: fedstat.node.v1.RevealResponse
-	(*CommitRequest)(nil),        // 35: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),       // 36: fedstat.node.v1.CommitResponse
-	(*ReleaseCommitment)(nil),    // 37: fedstat.node.v1.ReleaseCommitment
-	(*Fingerprint)(nil),          // 38: fedstat.node.v1.Fingerprint
-	(*KeySwitchPayload)(nil),     // 39: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),    // 40: fedstat.node.v1.KeySwitchResponse
-	(*StoredRelease)(nil),        // 41: fedstat.node.v1.StoredRelease
-	(*v1.QuerySpec)(nil),         // 42: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),            // 43: fedstat.types.v1.Signed
-	(*v1.DataSummary)(nil),       // 44: fedstat.types.v1.DataSummary
-	(*v1.AnalystSignature)(nil),  // 45: fedstat.types.v1.AnalystSignature
-	(*v1.SeriesSpec)(nil),        // 46: fedstat.types.v1.SeriesSpec
+	(*AnalysisRound)(nil),        // 28: fedstat.node.v1.AnalysisRound
+	(*SeriesInterval)(nil),       // 29: fedstat.node.v1.SeriesInterval
+	(*PartialPayload)(nil),       // 30: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),     // 31: fedstat.node.v1.EvaluateResponse
+	(*ApprovalPending)(nil),      // 32: fedstat.node.v1.ApprovalPending
+	(*KeySwitchRequest)(nil),     // 33: fedstat.node.v1.KeySwitchRequest
+	(*RevealRequest)(nil),        // 34: fedstat.node.v1.RevealRequest
+	(*RevealResponse)(nil),       // 35: fedstat.node.v1.RevealResponse
+	(*CommitRequest)(nil),        // 36: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),       // 37: fedstat.node.v1.CommitResponse
+	(*ReleaseCommitment)(nil),    // 38: fedstat.node.v1.ReleaseCommitment
+	(*Fingerprint)(nil),          // 39: fedstat.node.v1.Fingerprint
+	(*KeySwitchPayload)(nil),     // 40: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),    // 41: fedstat.node.v1.KeySwitchResponse
+	(*StoredRelease)(nil),        // 42: fedstat.node.v1.StoredRelease
+	(*v1.QuerySpec)(nil),         // 43: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),            // 44: fedstat.types.v1.Signed
+	(*v1.DataSummary)(nil),       // 45: fedstat.types.v1.DataSummary
+	(*v1.AnalystSignature)(nil),  // 46: fedstat.types.v1.AnalystSignature
+	(*v11.ReleaseRecord)(nil),    // 47: fedstat.coordinator.v1.ReleaseRecord
+	(*v1.SeriesSpec)(nil),        // 48: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	42, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	43, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	21, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
 	21, // 7: fedstat.node.v1.LinkStageRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	43, // 8: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	42, // 9: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	44, // 8: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	43, // 9: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 10: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	42, // 11: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	43, // 11: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 12: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	44, // 13: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	45, // 13: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	16, // 14: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	17, // 15: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	43, // 16: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	44, // 16: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	20, // 17: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	43, // 18: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	43, // 19: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	43, // 20: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	43, // 21: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	44, // 18: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	44, // 19: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	44, // 20: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	44, // 21: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	21, // 22: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	20, // 23: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
 	21, // 24: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
 	21, // 25: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
 	21, // 26: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
-	43, // 27: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	43, // 28: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
-	43, // 29: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	42, // 30: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	44, // 27: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	44, // 28: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	44, // 29: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	43, // 30: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 31: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	28, // 32: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	45, // 33: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	46, // 34: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
-	4,  // 35: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	43, // 36: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	31, // 37: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	42, // 38: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 39: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	21, // 40: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 41: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	42, // 42: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 43: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	43, // 44: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	43, // 45: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
-	43, // 46: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	38, // 47: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	43, // 48: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 49: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 50: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	23, // 51: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
-	22, // 52: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	26, // 53: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	33, // 54: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
-	32, // 55: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	35, // 56: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 57: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 58: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 59: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 60: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 61: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 62: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	24, // 63: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
-	25, // 64: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	30, // 65: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	34, // 66: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	40, // 67: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	36, // 68: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 69: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 70: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 71: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 72: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	61, // [61:73] is the sub-list for method output_type
-	49, // [49:61] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	29, // 32: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
+	46, // 33: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	28, // 34: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
+	47, // 35: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
+	48, // 36: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 37: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	44, // 38: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	32, // 39: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	43, // 40: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 41: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	21, // 42: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 43: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	43, // 44: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 45: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	44, // 46: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	44, // 47: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	44, // 48: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	39, // 49: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	44, // 50: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 51: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 52: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	23, // 53: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
+	22, // 54: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	26, // 55: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	34, // 56: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	33, // 57: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	36, // 58: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 59: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 60: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 61: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 62: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 63: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 64: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	24, // 65: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
+	25, // 66: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	31, // 67: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	35, // 68: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	41, // 69: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	37, // 70: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 71: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 72: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 73: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 74: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	63, // [63:75] is the sub-list for method output_type
+	51, // [51:63] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -3238,7 +3319,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

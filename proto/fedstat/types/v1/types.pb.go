@@ -675,6 +675,169 @@ func (x *DataSummary) GetRows() map[string]int64 {
 	return nil
 }
 
+// AnalysisSpec is a statistical analysis (a model fit run by the
+// coordinator, POST /v1/stats/{method}) as the analyst's client signs it
+// (internal/signedquery, envelope kind "analyst-analysis"). Its fields and
+// their numbers are coordinator/v1 StatsRequest's, without deadline_ms:
+// they decide every round's query, which each node recomputes from them
+// and the results of the rounds before (protocol.AnalysisRound). A signed
+// analysis states epsilon, delta and reference_date.
+type AnalysisSpec struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Method        string                 `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	Table         string                 `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	Where         string                 `protobuf:"bytes,3,opt,name=where,proto3" json:"where,omitempty"`
+	Epsilon       float64                `protobuf:"fixed64,4,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	Delta         float64                `protobuf:"fixed64,5,opt,name=delta,proto3" json:"delta,omitempty"`
+	ReferenceDate string                 `protobuf:"bytes,6,opt,name=reference_date,json=referenceDate,proto3" json:"reference_date,omitempty"`
+	Time          string                 `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
+	Status        string                 `protobuf:"bytes,9,opt,name=status,proto3" json:"status,omitempty"`
+	Event         string                 `protobuf:"bytes,10,opt,name=event,proto3" json:"event,omitempty"`
+	Width         float64                `protobuf:"fixed64,11,opt,name=width,proto3" json:"width,omitempty"`
+	Strata        string                 `protobuf:"bytes,12,opt,name=strata,proto3" json:"strata,omitempty"`
+	Outcome       string                 `protobuf:"bytes,13,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Covariates    []string               `protobuf:"bytes,14,rep,name=covariates,proto3" json:"covariates,omitempty"`
+	Factors       []string               `protobuf:"bytes,15,rep,name=factors,proto3" json:"factors,omitempty"`
+	Rounds        int32                  `protobuf:"varint,16,opt,name=rounds,proto3" json:"rounds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AnalysisSpec) Reset() {
+	*x = AnalysisSpec{}
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AnalysisSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AnalysisSpec) ProtoMessage() {}
+
+func (x *AnalysisSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AnalysisSpec.ProtoReflect.Descriptor instead.
+func (*AnalysisSpec) Descriptor() ([]byte, []int) {
+	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AnalysisSpec) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *AnalysisSpec) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *AnalysisSpec) GetWhere() string {
+	if x != nil {
+		return x.Where
+	}
+	return ""
+}
+
+func (x *AnalysisSpec) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *AnalysisSpec) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *AnalysisSpec) GetReferenceDate() string {
+	if x != nil {
+		return x.ReferenceDate
+	}
+	return ""
+}
+
+func (x *AnalysisSpec) GetTime() string {
+	if x != nil {
+		return x.Time
+	}
+	return ""
+}
+
+func (x *AnalysisSpec) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *AnalysisSpec) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *AnalysisSpec) GetWidth() float64 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *AnalysisSpec) GetStrata() string {
+	if x != nil {
+		return x.Strata
+	}
+	return ""
+}
+
+func (x *AnalysisSpec) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *AnalysisSpec) GetCovariates() []string {
+	if x != nil {
+		return x.Covariates
+	}
+	return nil
+}
+
+func (x *AnalysisSpec) GetFactors() []string {
+	if x != nil {
+		return x.Factors
+	}
+	return nil
+}
+
+func (x *AnalysisSpec) GetRounds() int32 {
+	if x != nil {
+		return x.Rounds
+	}
+	return 0
+}
+
 // SeriesSpec defines a standing surveillance series: a count released at
 // every period (day, week or month) from start for a lifetime of `periods`
 // periods, under one privacy budget for the whole lifetime, by the
@@ -717,7 +880,7 @@ type SeriesSpec struct {
 
 func (x *SeriesSpec) Reset() {
 	*x = SeriesSpec{}
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[7]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +892,7 @@ func (x *SeriesSpec) String() string {
 func (*SeriesSpec) ProtoMessage() {}
 
 func (x *SeriesSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_types_v1_types_proto_msgTypes[7]
+	mi := &file_fedstat_types_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +905,7 @@ func (x *SeriesSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesSpec.ProtoReflect.Descriptor instead.
 func (*SeriesSpec) Descriptor() ([]byte, []int) {
-	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_fedstat_types_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SeriesSpec) GetName() string {
@@ -886,7 +1049,26 @@ const file_fedstat_types_v1_types_proto_rawDesc = "" +
 	"\x04rows\x18\x02 \x03(\v2'.fedstat.types.v1.DataSummary.RowsEntryR\x04rows\x1a7\n" +
 	"\tRowsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xc7\x02\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x85\x03\n" +
+	"\fAnalysisSpec\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x14\n" +
+	"\x05table\x18\x02 \x01(\tR\x05table\x12\x14\n" +
+	"\x05where\x18\x03 \x01(\tR\x05where\x12\x18\n" +
+	"\aepsilon\x18\x04 \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\x05 \x01(\x01R\x05delta\x12%\n" +
+	"\x0ereference_date\x18\x06 \x01(\tR\rreferenceDate\x12\x12\n" +
+	"\x04time\x18\b \x01(\tR\x04time\x12\x16\n" +
+	"\x06status\x18\t \x01(\tR\x06status\x12\x14\n" +
+	"\x05event\x18\n" +
+	" \x01(\tR\x05event\x12\x14\n" +
+	"\x05width\x18\v \x01(\x01R\x05width\x12\x16\n" +
+	"\x06strata\x18\f \x01(\tR\x06strata\x12\x18\n" +
+	"\aoutcome\x18\r \x01(\tR\aoutcome\x12\x1e\n" +
+	"\n" +
+	"covariates\x18\x0e \x03(\tR\n" +
+	"covariates\x12\x18\n" +
+	"\afactors\x18\x0f \x03(\tR\afactors\x12\x16\n" +
+	"\x06rounds\x18\x10 \x01(\x05R\x06rounds\"\xc7\x02\n" +
 	"\n" +
 	"SeriesSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
@@ -921,7 +1103,7 @@ func file_fedstat_types_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_types_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_fedstat_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_fedstat_types_v1_types_proto_goTypes = []any{
 	(Mechanism)(0),           // 0: fedstat.types.v1.Mechanism
 	(*Signed)(nil),           // 1: fedstat.types.v1.Signed
@@ -931,17 +1113,18 @@ var file_fedstat_types_v1_types_proto_goTypes = []any{
 	(*Row)(nil),              // 5: fedstat.types.v1.Row
 	(*Result)(nil),           // 6: fedstat.types.v1.Result
 	(*DataSummary)(nil),      // 7: fedstat.types.v1.DataSummary
-	(*SeriesSpec)(nil),       // 8: fedstat.types.v1.SeriesSpec
-	nil,                      // 9: fedstat.types.v1.Result.KeyNamesEntry
-	nil,                      // 10: fedstat.types.v1.DataSummary.RowsEntry
+	(*AnalysisSpec)(nil),     // 8: fedstat.types.v1.AnalysisSpec
+	(*SeriesSpec)(nil),       // 9: fedstat.types.v1.SeriesSpec
+	nil,                      // 10: fedstat.types.v1.Result.KeyNamesEntry
+	nil,                      // 11: fedstat.types.v1.DataSummary.RowsEntry
 }
 var file_fedstat_types_v1_types_proto_depIdxs = []int32{
 	1,  // 0: fedstat.types.v1.AnalystSignature.request:type_name -> fedstat.types.v1.Signed
 	0,  // 1: fedstat.types.v1.QuerySpec.mechanism:type_name -> fedstat.types.v1.Mechanism
 	4,  // 2: fedstat.types.v1.Row.values:type_name -> fedstat.types.v1.Number
 	5,  // 3: fedstat.types.v1.Result.rows:type_name -> fedstat.types.v1.Row
-	9,  // 4: fedstat.types.v1.Result.key_names:type_name -> fedstat.types.v1.Result.KeyNamesEntry
-	10, // 5: fedstat.types.v1.DataSummary.rows:type_name -> fedstat.types.v1.DataSummary.RowsEntry
+	10, // 4: fedstat.types.v1.Result.key_names:type_name -> fedstat.types.v1.Result.KeyNamesEntry
+	11, // 5: fedstat.types.v1.DataSummary.rows:type_name -> fedstat.types.v1.DataSummary.RowsEntry
 	6,  // [6:6] is the sub-list for method output_type
 	6,  // [6:6] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
@@ -961,7 +1144,7 @@ func file_fedstat_types_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_types_v1_types_proto_rawDesc), len(file_fedstat_types_v1_types_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
