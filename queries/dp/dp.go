@@ -292,6 +292,9 @@ func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
 	if m := p.Request().MinNodes; nodes < m {
 		return nil, fmt.Errorf("%w: %d partials, the plan needs at least %d", ErrTooFewNodes, nodes, m)
 	}
+	if err := CheckTotals(p, totals, nodes); err != nil {
+		return nil, err
+	}
 	ms := p.Measures()
 	cells := p.Cells()
 	vals := make([]float64, len(totals))
@@ -317,6 +320,44 @@ func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
 	r.Epsilon, r.Delta, r.Rho, r.Mechanism = p.Epsilon(), p.Delta(), p.Rho(), p.Mechanism()
 	r.SmallCountThreshold = p.SmallCountThreshold()
 	return r, nil
+}
+
+// CheckTotals refuses decrypted totals that `nodes` well-formed partials
+// cannot sum to: a slot beyond nodes × MaxAbsPartial (every partial is
+// clamped to it), or a count below nodes times the noise tail (a count's
+// data are never negative, and each node's noise passes its tail below
+// with probability < 2e-23 per slot, Gaussian, or < 1e-13, Laplace). Such a
+// total means a member encrypted a value outside the plan's bounds (a
+// count of minus a million): without proofs of well-formed partials it
+// cannot say which member, but the total is not released. A partial out of
+// range by less than these margins passes (docs/threat-model.md). The
+// error matches ErrRange and names the slot's measure and cell.
+func CheckTotals(p *plan.Plan, totals []int64, nodes int) error {
+	if len(totals) != p.VectorLen() {
+		return fmt.Errorf("%w: %d totals, plan has %d slots", ErrMismatch, len(totals), p.VectorLen())
+	}
+	n := float64(max(nodes, 1))
+	ceiling := float64(p.MaxAbsTotal(nodes))
+	ms := p.Measures()
+	cells := p.Cells()
+	for mi := range ms {
+		m := &ms[mi]
+		count := m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues
+		floor := -ceiling
+		if count {
+			// Each node's slot: its count (≥ 0) plus its noise rounded to
+			// the grid (above -tail - 1 quantum).
+			floor = -n * (p.NoiseTail(m)*m.Scale + 1)
+		}
+		for c := 0; c < cells; c++ {
+			t := float64(totals[mi*cells+c])
+			if t < floor || t > ceiling {
+				return fmt.Errorf("%w: %s, cell %d: the decrypted total %g is outside [%g, %g], what %d well-formed partials can sum to: "+
+					"a member encrypted a value outside the plan's bounds; nothing is released", ErrRange, m.Label, c, t/m.Scale, floor/m.Scale, ceiling/m.Scale, nodes)
+			}
+		}
+	}
+	return nil
 }
 
 // measureNoise is the noise of measure m's total over `nodes` partials:

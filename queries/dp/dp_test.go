@@ -428,3 +428,49 @@ func TestExpectedMatchesRelease(t *testing.T) {
 		t.Error("expected noise for fewer partials than min_nodes")
 	}
 }
+
+// TestCheckTotals: a count total below what well-formed partials can sum
+// to (every node's count is at least 0, its noise above its tail), or any
+// total beyond nodes × MaxAbsPartial, is refused naming the measure and
+// cell; totals at the bounds, and honest releases, pass.
+func TestCheckTotals(t *testing.T) {
+	p := mustPlan(t, "SELECT region, COUNT(DISTINCT patient_id) AS n, SUM(CLAMP(value, 0, 20)) AS s FROM observations GROUP BY region", nil)
+	ms := p.Measures()
+	cells := p.Cells()
+	const nodes = 3
+	count := &ms[0]
+	floor := -int64(math.Ceil(nodes * (p.NoiseTail(count)*count.Scale + 1)))
+	ceiling := p.MaxAbsTotal(nodes)
+	ok := make([]int64, p.VectorLen())
+	ok[0], ok[1] = floor+1, ceiling
+	if err := CheckTotals(p, ok, nodes); err != nil {
+		t.Fatalf("totals within the bounds: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		slot int
+		v    int64
+		want string
+	}{
+		{"a count of minus a million", 1, -1_000_000 * int64(count.Scale), "COUNT(DISTINCT patient_id), cell 1"},
+		{"a count just below the floor", 0, floor - 1, "cell 0"},
+		{"a count above the ceiling", 0, ceiling + 1, "cell 0"},
+		{"a sum below minus the ceiling", cells, -ceiling - 1, "SUM("},
+	} {
+		bad := slices.Clone(ok)
+		bad[c.slot] = c.v
+		err := CheckTotals(p, bad, nodes)
+		if !errors.Is(err, ErrRange) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "nothing is released") {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		if _, err := Release(p, bad, nodes); !errors.Is(err, ErrRange) {
+			t.Errorf("%s: Release: %v", c.name, err)
+		}
+	}
+	// A sum may be negative down to minus the ceiling: its data are.
+	neg := make([]int64, p.VectorLen())
+	neg[cells] = -ceiling
+	if err := CheckTotals(p, neg, nodes); err != nil {
+		t.Errorf("a sum at minus the ceiling: %v", err)
+	}
+}

@@ -458,6 +458,12 @@ func (p *Plan) NodeSigmas() []float64 {
 	return out
 }
 
+// NoiseTail is where one node's noise of measure m is taken to end, in
+// natural units (tail): a well-formed partial's noise is below it in
+// magnitude but with probability < 2e-23 (Gaussian) or < 1e-13 (Laplace)
+// per slot.
+func (p *Plan) NoiseTail(m *Measure) float64 { return p.tail(m) }
+
 // tail is where a node's noise is cut: 10σ for Gaussian (probability
 // < 2e-23 per slot), 30b for Laplace (< 1e-13).
 func (p *Plan) tail(m *Measure) float64 {

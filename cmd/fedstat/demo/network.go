@@ -84,6 +84,12 @@ type Options struct {
 	// changed copy): the tests' way to make a node disagree with the
 	// coordinator. Defaults to the network's catalogue everywhere.
 	NodeCatalogue func(i int, network *plan.Catalogue) *plan.Catalogue
+	// NodeData, when set, gives the data source of the node with the given
+	// id (its own store is passed in; return it unchanged or wrapped): the
+	// tests' way to give one node a compromised data step, a node that
+	// runs the real protocol on values it should not have. Network.Stores
+	// keeps the stores themselves. Defaults to none.
+	NodeData func(nodeID string, own node.DataSource) node.DataSource
 	// Outbound runs every node outbound-only (node.Config.Coordinator):
 	// the coordinator starts first with no static nodes, and each node
 	// dials it and keeps a tunnel open. NodeServerOptions cannot apply
@@ -335,8 +341,12 @@ func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, rec
 	if o.NodeServerOptions != nil {
 		srvOpts = o.NodeServerOptions(id.Name())
 	}
+	data := st
+	if o.NodeData != nil {
+		data = o.NodeData(id.Name(), st)
+	}
 	n, err := node.New(node.Config{
-		Identity: id, StateDir: dir, DB: db, Data: st, Catalogue: cat, Policy: o.NodePolicy, Audit: alog, ServerOptions: srvOpts,
+		Identity: id, StateDir: dir, DB: db, Data: data, Catalogue: cat, Policy: o.NodePolicy, Audit: alog, ServerOptions: srvOpts,
 		Coordinator: coordinatorAddr,
 		Budget:      o.Budget, BenchmarkPlaintext: o.BenchmarkPlaintext,
 		Logger: o.Logger.With("node", id.Name()),
