@@ -190,7 +190,10 @@ func (c *Coordinator) collectOne(hopeCtx, collectCtx context.Context, q *query, 
 	}
 	body := &nodev1.EvaluateBody{
 		QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Analyst: who.Name, Role: who.Role,
-		PlanFingerprint: q.plan.Fingerprint(), Series: q.series, Analysis: q.analysis, AnalystSignature: q.signature,
+		PlanFingerprint: q.plan.Fingerprint(), Series: q.series, AnalystSignature: q.signature,
+	}
+	if q.analysis != nil {
+		body.Analysis = q.analysis(mem.ID)
 	}
 	resp, err := c.askApproved(hopeCtx, collectCtx, q, mem.ID, cl, body)
 	if err != nil {

@@ -39,8 +39,9 @@ type query struct {
 	link *nodev1.LinkSpec
 	// series is set for a query of a standing series.
 	series *nodev1.SeriesInterval
-	// analysis is set for a round of an analyst-signed analysis.
-	analysis *nodev1.AnalysisRound
+	// analysis is set for a round of an analyst-signed analysis: what
+	// each node is sent of it (runAs.round).
+	analysis func(nodeID string) *nodev1.AnalysisRound
 	ctx      context.Context
 	cancel   context.CancelFunc
 
@@ -260,10 +261,11 @@ func (c *Coordinator) settle(spec *typesv1.QuerySpec, e *epoch, series *nodev1.S
 type runAs struct {
 	// fixedID is the query id (empty: a fresh one).
 	fixedID string
-	// series is a standing series' interval the query releases, round the
-	// round of a signed analysis it is (each nil otherwise).
+	// series is a standing series' interval the query releases, round
+	// (for a round of a signed analysis) what each node is sent of the
+	// analysis (each nil otherwise).
 	series *nodev1.SeriesInterval
-	round  *nodev1.AnalysisRound
+	round  func(nodeID string) *nodev1.AnalysisRound
 	// reuse lets an earlier release of the same question answer it.
 	reuse bool
 	// sig is the analyst's signature the query runs under (nil: none;

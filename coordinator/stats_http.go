@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -207,9 +208,9 @@ func delimJSON(dec *json.Decoder, want json.Delim) error {
 
 // statsQuerier runs each round of a method as a query of the caller.
 // With the analyst's signed analysis (sig), round r runs under the id
-// derived from the signature and r, and carries the release records of the
-// rounds before it: each node checks them and recomputes the round's query
-// from their results.
+// derived from the signature and r, and carries the results of the rounds
+// before it, with the release records a node has not checked yet: each
+// node checks them and recomputes the round's query from the results.
 type statsQuerier struct {
 	c        *Coordinator
 	who      Analyst
@@ -217,8 +218,12 @@ type statsQuerier struct {
 	deadline time.Duration
 	sig      *typesv1.AnalystSignature
 	ids      []string
+	results  []*typesv1.Result
 	records  []*coordinatorv1.ReleaseRecord
-	lastSQL  string
+	// checked is, per node, how many leading rounds' records it checked:
+	// those before the last round whose release holds its partial.
+	checked map[string]int
+	lastSQL string
 }
 
 func (q *statsQuerier) Query(ctx context.Context, r stats.Request) (*stats.Release, error) {
@@ -229,8 +234,11 @@ func (q *statsQuerier) Query(ctx context.Context, r stats.Request) (*stats.Relea
 		st, err = q.c.Submit(ctx, q.who, spec, q.deadline)
 	} else {
 		round := len(q.ids) + 1
+		results, records, checked := q.results, q.records, q.checked
 		st, err = q.c.submit(ctx, q.who, spec, q.deadline, runAs{fixedID: signedquery.AnalysisQueryID(q.sig, round),
-			round: &nodev1.AnalysisRound{Round: int32(round), Records: q.records}, sig: q.sig})
+			round: func(nodeID string) *nodev1.AnalysisRound {
+				return &nodev1.AnalysisRound{Round: int32(round), Results: results, Records: records[checked[nodeID]:]}
+			}, sig: q.sig})
 	}
 	if err != nil {
 		return nil, err
@@ -247,15 +255,28 @@ func (q *statsQuerier) Query(ctx context.Context, r stats.Request) (*stats.Relea
 	if st.GetState() != coordinatorv1.State_STATE_DONE {
 		return nil, fmt.Errorf("%w: query %s (round %d): %s", ErrStatsRound, id, len(q.ids), st.GetError())
 	}
+	res := st.GetResult()
 	if q.sig != nil {
 		rec, err := q.c.ReleaseRecord(id)
 		if err != nil {
 			return nil, fmt.Errorf("%w: query %s (round %d): the nodes check the next round against its release record: %w", ErrStatsRound, id, len(q.ids), err)
 		}
-		q.records = append(q.records, rec)
+		// The senders of this round answered it, so they checked every
+		// record sent with it.
+		checked := maps.Clone(q.checked)
+		if checked == nil {
+			checked = map[string]int{}
+		}
+		for _, s := range rec.GetSenders() {
+			checked[s.GetNodeId()] = len(q.records)
+		}
+		// The nodes recompute the next round from the record's result: the
+		// analysis continues from it here too.
+		res = rec.GetResult()
+		q.results, q.records, q.checked = append(q.results, res), append(q.records, rec), checked
 	}
 	// The release carries the exact noise variances dp.Release computed.
-	return stats.FromResult(resultpb.FromProto(st.GetResult())), nil
+	return stats.FromResult(resultpb.FromProto(res)), nil
 }
 
 func badStats(format string, a ...any) error {

@@ -11,7 +11,7 @@ import (
 
 // testTokens writes a tokens file in which each name has the role given
 // and the token "tok-<name>", and loads it.
-func testTokens(t *testing.T, roles map[string]string) *coordinator.Tokens {
+func testTokens(t testing.TB, roles map[string]string) *coordinator.Tokens {
 	t.Helper()
 	var entries []map[string]string
 	for name, role := range roles {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,12 +35,14 @@ import (
 // it, asking node-1 directly) is refused, naming what is wrong, with
 // nothing charged: another SQL or a larger epsilon in a round, a round
 // under another round's id, round 1's record with other totals than those
-// released, round 2's record given as round 1's, a round without the
-// records before it, round 2 with round 1's SQL, a round past the
+// released, a result for round 1 other than its record's, a changed
+// result for round 1 without its record (node-1 checked the record
+// before), a record of another query, a round without the record of a
+// round node-1 never checked, round 2 with round 1's SQL, a round past the
 // analysis' last, no signature, a query's signature in place of an
 // analysis', another analyst's name, a signature for another coordinator,
 // and another outcome signed. The unchanged rounds are answered as
-// replays. The coordinator itself refuses an analysis signed by another
+// replays, also without the records node-1 checked before. The coordinator itself refuses an analysis signed by another
 // analyst, or other than the one sent.
 func TestAnalystSignedAnalysis(t *testing.T) {
 	pol := node.DefaultPolicy()
@@ -122,6 +125,7 @@ func TestAnalystSignedAnalysis(t *testing.T) {
 	}
 	var specs []*typesv1.QuerySpec
 	var records []*coordinatorv1.ReleaseRecord
+	var results []*typesv1.Result
 	for i, id := range again.GetQueries() {
 		if id != signedquery.AnalysisQueryID(sig, i+1) {
 			t.Fatalf("round %d ran as %s, not under the id derived from the signature", i+1, id)
@@ -134,22 +138,23 @@ func TestAnalystSignedAnalysis(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		specs, records = append(specs, st.GetSpec()), append(records, rec)
+		specs, records, results = append(specs, st.GetSpec()), append(records, rec), append(results, rec.GetResult())
 	}
 	type round struct {
 		id      string
 		n       int
 		spec    *typesv1.QuerySpec
 		records []*coordinatorv1.ReleaseRecord
+		results []*typesv1.Result
 		sig     *typesv1.AnalystSignature
 		analyst string
 	}
 	honest := func(n int) round {
-		return round{id: signedquery.AnalysisQueryID(sig, n), n: n, spec: proto.CloneOf(specs[n-1]), records: records[:n-1], sig: sig, analyst: "victim"}
+		return round{id: signedquery.AnalysisQueryID(sig, n), n: n, spec: proto.CloneOf(specs[n-1]), records: slices.Clone(records[:n-1]), results: slices.Clone(results[:n-1]), sig: sig, analyst: "victim"}
 	}
 	ask := func(r round) error {
 		body := &nodev1.EvaluateBody{QueryId: r.id, Epoch: nw.Epoch, Spec: r.spec, Analyst: r.analyst, Role: "analyst",
-			Analysis: &nodev1.AnalysisRound{Round: int32(r.n), Records: r.records}, AnalystSignature: r.sig}
+			Analysis: &nodev1.AnalysisRound{Round: int32(r.n), Records: r.records, Results: r.results}, AnalystSignature: r.sig}
 		sreq, err := protocol.SignEvaluate(coord.Key, "node-1", body, time.Now())
 		if err != nil {
 			t.Fatal(err)
@@ -158,6 +163,11 @@ func TestAnalystSignedAnalysis(t *testing.T) {
 		return err
 	}
 	edit := func(r round, f func(*round)) round { f(&r); return r }
+	clientRecord, err := cl.ReleaseRecord(ctx, res.GetQueries()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := signAnalysis(victim, "coordinator", signed)
 	// Round 1's record with other totals than those released.
 	moved := proto.CloneOf(records[0])
 	for _, row := range moved.GetResult().GetRows() {
@@ -180,11 +190,18 @@ func TestAnalystSignedAnalysis(t *testing.T) {
 		{"another SQL in round 1", edit(honest(1), func(r *round) { r.spec.Sql = "SELECT COUNT(*) FROM survival" }), []string{"is not the signed analysis'"}},
 		{"a larger epsilon in round 1", edit(honest(1), func(r *round) { r.spec.Epsilon *= 2 }), []string{"the round's budget is epsilon"}},
 		{"round 2 under round 1's id", edit(honest(2), func(r *round) { r.id = signedquery.AnalysisQueryID(sig, 1) }), []string{"is not round 2 of"}},
-		{"round 2 with round 1's totals changed", edit(honest(2), func(r *round) { r.records = []*coordinatorv1.ReleaseRecord{moved} }), []string{"the release record of round 1", "releasecheck"}},
-		{"round 3 with round 2's record as round 1's", edit(honest(3), func(r *round) { r.records = []*coordinatorv1.ReleaseRecord{records[1], records[0]} }), []string{"the release record of round 1 is of query"}},
-		{"round 2 without round 1's record", edit(honest(2), func(r *round) { r.records = nil }), []string{"the release records of 0 rounds, want 1"}},
+		{"round 2 with round 1's totals changed in its record", edit(honest(2), func(r *round) {
+			r.records, r.results = []*coordinatorv1.ReleaseRecord{moved}, []*typesv1.Result{moved.GetResult()}
+		}), []string{"the release record of round 1", "releasecheck"}},
+		{"round 2 with a result for round 1 other than its record's", edit(honest(2), func(r *round) { r.results = []*typesv1.Result{moved.GetResult()} }),
+			[]string{"holds another result than the one sent"}},
+		{"round 2 with round 1's result changed, without its record", edit(honest(2), func(r *round) { r.records, r.results = nil, []*typesv1.Result{moved.GetResult()} }),
+			[]string{"not the one this node checked"}},
+		{"a record of another query", edit(honest(2), func(r *round) { r.records = append(r.records, clientRecord) }), []string{"is not of a round before round 2"}},
+		{"round 2 of an analysis whose round 1 node-1 never checked, without its record", round{id: signedquery.AnalysisQueryID(fresh, 2), n: 2, spec: specs[1],
+			results: results[:1], sig: fresh, analyst: "victim"}, []string{"was not sent, and this node has not checked it"}},
 		{"another SQL in round 2", edit(honest(2), func(r *round) { r.spec.Sql = specs[0].GetSql() }), []string{"is not the signed analysis'"}},
-		{"a round 4 of three", round{id: signedquery.AnalysisQueryID(sig, 4), n: 4, spec: specs[2], records: records, sig: sig, analyst: "victim"}, []string{"the analysis has 3 rounds"}},
+		{"a round 4 of three", round{id: signedquery.AnalysisQueryID(sig, 4), n: 4, spec: specs[2], records: records, results: results, sig: sig, analyst: "victim"}, []string{"the analysis has 3 rounds"}},
 		{"no signature", edit(honest(1), func(r *round) { r.sig = nil }), []string{"without the analyst's signed analysis"}},
 		{"a query's signature", edit(honest(1), func(r *round) { r.sig = querySig }), []string{`"analyst-request", not an analyst's analysis`}},
 		{"another analyst's name", edit(honest(1), func(r *round) {
@@ -207,10 +224,14 @@ func TestAnalystSignedAnalysis(t *testing.T) {
 		t.Fatalf("node-1 spent rho %v on refused rounds", now-spent)
 	}
 	// The control: the same double with nothing changed is answered (the
-	// rounds were released: replays, charged nothing more).
+	// rounds were released: replays, charged nothing more), also without
+	// the records node-1 checked before.
 	for n := 1; n <= 3; n++ {
 		if err := ask(honest(n)); err != nil {
 			t.Fatalf("round %d as signed: %v", n, err)
+		}
+		if err := ask(edit(honest(n), func(r *round) { r.records = nil })); err != nil {
+			t.Fatalf("round %d without the records node-1 checked: %v", n, err)
 		}
 	}
 	if now := budgetAt(t, ctx, nodes["node-1"], "victim"); now != spent {

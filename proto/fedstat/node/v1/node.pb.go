@@ -1910,17 +1910,22 @@ func (x *EvaluateBody) GetAnalysis() *AnalysisRound {
 }
 
 // AnalysisRound is one round of an analyst-signed statistical analysis.
-// The node checks the release record of each round before it (each
-// released under that round's id, internal/releasecheck), recomputes the
-// round's query from the signed analysis and the results those records
-// prove (protocol.AnalysisRound) and refuses a query other than that one.
+// The node checks that each round before it was released as results says
+// (by the round's release record, internal/releasecheck, once: it keeps
+// what it checked), recomputes the round's query from the signed analysis
+// and those results (protocol.AnalysisRound) and refuses a query other
+// than that one.
 type AnalysisRound struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// round is the round's number, from 1.
 	Round int32 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
-	// records are the release records of rounds 1 to round - 1, in order;
-	// each record's result is that round's released result.
-	Records       []*v11.ReleaseRecord `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	// records are the release records of the rounds before this one that
+	// the node has not checked yet (the coordinator sends each node a
+	// round's record until it has answered a later round); at most one per
+	// round.
+	Records []*v11.ReleaseRecord `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	// results are the released results of rounds 1 to round - 1, in order.
+	Results       []*v1.Result `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1965,6 +1970,13 @@ func (x *AnalysisRound) GetRound() int32 {
 func (x *AnalysisRound) GetRecords() []*v11.ReleaseRecord {
 	if x != nil {
 		return x.Records
+	}
+	return nil
+}
+
+func (x *AnalysisRound) GetResults() []*v1.Result {
+	if x != nil {
+		return x.Results
 	}
 	return nil
 }
@@ -3066,10 +3078,11 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x06series\x18\b \x01(\v2\x1f.fedstat.node.v1.SeriesIntervalR\x06series\x12O\n" +
 	"\x11analyst_signature\x18\t \x01(\v2\".fedstat.types.v1.AnalystSignatureR\x10analystSignature\x12:\n" +
 	"\banalysis\x18\n" +
-	" \x01(\v2\x1e.fedstat.node.v1.AnalysisRoundR\banalysis\"l\n" +
+	" \x01(\v2\x1e.fedstat.node.v1.AnalysisRoundR\banalysis\"\xa0\x01\n" +
 	"\rAnalysisRound\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x05R\x05round\x12?\n" +
-	"\arecords\x18\x03 \x03(\v2%.fedstat.coordinator.v1.ReleaseRecordR\arecordsJ\x04\b\x02\x10\x03\"n\n" +
+	"\arecords\x18\x03 \x03(\v2%.fedstat.coordinator.v1.ReleaseRecordR\arecords\x122\n" +
+	"\aresults\x18\x04 \x03(\v2\x18.fedstat.types.v1.ResultR\aresultsJ\x04\b\x02\x10\x03\"n\n" +
 	"\x0eSeriesInterval\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\x05R\x05level\x12\x14\n" +
@@ -3223,7 +3236,8 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*v1.DataSummary)(nil),       // 45: fedstat.types.v1.DataSummary
 	(*v1.AnalystSignature)(nil),  // 46: fedstat.types.v1.AnalystSignature
 	(*v11.ReleaseRecord)(nil),    // 47: fedstat.coordinator.v1.ReleaseRecord
-	(*v1.SeriesSpec)(nil),        // 48: fedstat.types.v1.SeriesSpec
+	(*v1.Result)(nil),            // 48: fedstat.types.v1.Result
+	(*v1.SeriesSpec)(nil),        // 49: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
@@ -3262,50 +3276,51 @@ var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	46, // 33: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
 	28, // 34: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
 	47, // 35: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
-	48, // 36: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
-	4,  // 37: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	44, // 38: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	32, // 39: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	43, // 40: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 41: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	21, // 42: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 43: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	43, // 44: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 45: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	44, // 46: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	44, // 47: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
-	44, // 48: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	39, // 49: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	44, // 50: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 51: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 52: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	23, // 53: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
-	22, // 54: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	26, // 55: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	34, // 56: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
-	33, // 57: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	36, // 58: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 59: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 60: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 61: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 62: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 63: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 64: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	24, // 65: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
-	25, // 66: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	31, // 67: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	35, // 68: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	41, // 69: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	37, // 70: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 71: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 72: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 73: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 74: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	63, // [63:75] is the sub-list for method output_type
-	51, // [51:63] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	48, // 36: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
+	49, // 37: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 38: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	44, // 39: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	32, // 40: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	43, // 41: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 42: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	21, // 43: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 44: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	43, // 45: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 46: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	44, // 47: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	44, // 48: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	44, // 49: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	39, // 50: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	44, // 51: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 52: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 53: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	23, // 54: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
+	22, // 55: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	26, // 56: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	34, // 57: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	33, // 58: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	36, // 59: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 60: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 61: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 62: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 63: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 64: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 65: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	24, // 66: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
+	25, // 67: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	31, // 68: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	35, // 69: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	41, // 70: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	37, // 71: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 72: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 73: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 74: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 75: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	64, // [64:76] is the sub-list for method output_type
+	52, // [52:64] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
