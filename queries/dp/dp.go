@@ -330,8 +330,10 @@ func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
 // total means a member encrypted a value outside the plan's bounds (a
 // count of minus a million): without proofs of well-formed partials it
 // cannot say which member, but the total is not released. A partial out of
-// range by less than these margins passes (docs/threat-model.md). The
-// error matches ErrRange and names the slot's measure and cell.
+// range by less than these margins passes (docs/threat-model.md). A
+// key-switch share that is not the decryptor's share of this sum makes the
+// total random, and is refused the same way. The error matches ErrRange
+// and names the slot's measure and cell.
 func CheckTotals(p *plan.Plan, totals []int64, nodes int) error {
 	if len(totals) != p.VectorLen() {
 		return fmt.Errorf("%w: %d totals, plan has %d slots", ErrMismatch, len(totals), p.VectorLen())
@@ -353,7 +355,7 @@ func CheckTotals(p *plan.Plan, totals []int64, nodes int) error {
 			t := float64(totals[mi*cells+c])
 			if t < floor || t > ceiling {
 				return fmt.Errorf("%w: %s, cell %d: the decrypted total %g is outside [%g, %g], what %d well-formed partials can sum to: "+
-					"a member encrypted a value outside the plan's bounds; nothing is released", ErrRange, m.Label, c, t/m.Scale, floor/m.Scale, ceiling/m.Scale, nodes)
+					"a member's partial (a value outside the plan's bounds) or key-switch share was not well formed; nothing is released", ErrRange, m.Label, c, t/m.Scale, floor/m.Scale, ceiling/m.Scale, nodes)
 			}
 		}
 	}

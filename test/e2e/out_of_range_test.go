@@ -2,14 +2,23 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
+	"github.com/fedstat/fedstat/crypto/envelope"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/node"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -65,13 +74,96 @@ func TestOutOfRangePartialRefused(t *testing.T) {
 	if st.GetState() != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
 		t.Fatalf("a count of minus a million from node-3: %v, result %v", st.GetState(), st.GetResult())
 	}
-	for _, want := range []string{"outside", "what 3 well-formed partials can sum to", "a member encrypted a value outside the plan's bounds", "nothing is released"} {
+	for _, want := range []string{"outside", "what 3 well-formed partials can sum to", "a value outside the plan's bounds", "nothing is released"} {
 		if !strings.Contains(st.GetError(), want) {
 			t.Errorf("the failure %q does not say %q", st.GetError(), want)
 		}
 	}
 	t.Logf("refused: %s", st.GetError())
 	forged.Store(0)
+	if st := run(); st.GetState() != coordinatorv1.State_STATE_DONE {
+		t.Fatalf("honest query after: %v %s", st.GetState(), st.GetError())
+	}
+}
+
+// TestWrongKeySwitchShareRefused: node-3, a decryptor (T = 3 of 3), runs
+// the real release but hands out, in place of its key-switch share of this
+// sum, the share it made for the query before (a well-formed polynomial,
+// freshly signed for this release, so every signature and digest checks).
+// Key-switch shares carry no proof, so nothing can tell before combining;
+// the combined total is then no total three well-formed partials can sum
+// to, and nothing is released. A share made wrong by a small amount on
+// purpose would pass (docs/threat-model.md).
+func TestWrongKeySwitchShareRefused(t *testing.T) {
+	dir := t.TempDir()
+	var stale atomic.Bool
+	var mu sync.Mutex
+	var prev [][]byte
+	evil := func(id string) []grpc.ServerOption {
+		if id != "node-3" {
+			return nil
+		}
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			resp, err := h(ctx, req)
+			if err != nil || info.FullMethod != nodev1.NodeService_KeySwitch_FullMethodName {
+				return resp, err
+			}
+			s := resp.(*nodev1.KeySwitchResponse).GetShare()
+			if s == nil {
+				return resp, nil // PREPARE
+			}
+			var payload nodev1.KeySwitchPayload
+			if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil {
+				panic(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			own := payload.Shares
+			if !stale.Load() || prev == nil {
+				prev = own
+				return resp, nil
+			}
+			payload.Shares = prev
+			prev = own
+			b, _ := proto.Marshal(&payload)
+			hdr, err := envelope.ParseHeader(s.GetHeader())
+			if err != nil {
+				panic(err)
+			}
+			n3, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-3")
+			if err != nil {
+				panic(err)
+			}
+			env, err := envelope.Seal(n3.Key, hdr.Binding, b, time.Now())
+			if err != nil {
+				panic(err)
+			}
+			return &nodev1.KeySwitchResponse{Share: protocol.ToProto(env)}, nil
+		})}
+	}
+	nw := startFault(t, demo.Options{Dir: dir, Threshold: 3, MinNodes: 3, NodeServerOptions: evil})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	client := dialCoordinator(t, nw, nil)
+	run := func() *coordinatorv1.QueryStatus {
+		return runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 3}, time.Minute)
+	}
+	if st := run(); st.GetState() != coordinatorv1.State_STATE_DONE {
+		t.Fatalf("honest query: %v %s", st.GetState(), st.GetError())
+	}
+	stale.Store(true)
+	st := run()
+	if st.GetState() != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
+		t.Fatalf("node-3 handed out a stale key-switch share: %v, result %v", st.GetState(), st.GetResult())
+	}
+	if !strings.Contains(st.GetError(), "outside") || !strings.Contains(st.GetError(), "nothing is released") {
+		t.Errorf("the failure %q does not say the total is out of range", st.GetError())
+	}
+	if _, err := client.ReleaseRecord(ctx, st.GetQueryId()); err == nil {
+		t.Error("a release record was kept for a query that released nothing")
+	}
+	t.Logf("refused: %s", st.GetError())
+	stale.Store(false)
 	if st := run(); st.GetState() != coordinatorv1.State_STATE_DONE {
 		t.Fatalf("honest query after: %v %s", st.GetState(), st.GetError())
 	}
