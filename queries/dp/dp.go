@@ -339,7 +339,9 @@ func CheckTotals(p *plan.Plan, totals []int64, nodes int) error {
 		return fmt.Errorf("%w: %d totals, plan has %d slots", ErrMismatch, len(totals), p.VectorLen())
 	}
 	n := float64(max(nodes, 1))
-	ceiling := float64(p.MaxAbsTotal(nodes))
+	// nodes × MaxAbsPartial (every partial is clamped to it), as a float:
+	// the plaintext range check is protocol.CheckPlaintextRange's.
+	ceiling := n * float64(p.MaxAbsPartial())
 	ms := p.Measures()
 	cells := p.Cells()
 	for mi := range ms {
