@@ -427,7 +427,8 @@ func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec 
 	if err != nil {
 		return nil, nil, err
 	}
-	payload := &nodev1.PartialPayload{VectorLen: int32(p.VectorLen()), SpecDigest: protocol.SpecDigest(spec), DataVersion: version}
+	payload := &nodev1.PartialPayload{VectorLen: int32(p.VectorLen()), SpecDigest: protocol.SpecDigest(spec), DataVersion: version,
+		PlanFingerprint: p.Fingerprint()}
 	var cts []*homomorphic.Ciphertext
 	if n.cfg.BenchmarkPlaintext {
 		payload.Plaintext = share.Slots()

@@ -8,6 +8,8 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/cmd/fedstat/internal/daemon"
+	"github.com/fedstat/fedstat/internal/config"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/releasecheck"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -16,6 +18,7 @@ import (
 
 func verifyCommand() *cobra.Command {
 	var cf clientFlags
+	var networkConfig string
 	c := &cobra.Command{
 		Use:   "verify QUERY_ID",
 		Short: "Check that a released result is the decryption of the sum its nodes committed to",
@@ -33,7 +36,8 @@ network CA certificate (--ca):
      this set, this sum and this result key;
   6. the shares, combined with the sum and decrypted with the result key the
      coordinator reveals after the release, decode to the result you were
-     given.
+     given, with the plan every sender committed to (its fingerprint: the
+     network catalogue the nodes planned with).
 
 It prints the nodes whose partials are in the result and the decryptors, or
 names what failed and exits non-zero. A query answered from an earlier
@@ -44,6 +48,13 @@ you were not given (suppressed small counts, the sums behind a mean, counts
 rounded from a finer grid), the coordinator keeps the result key and step 6
 is not run: the verdict says so.
 
+The totals are decoded with the default catalogue and the coordinator's
+regions, or with the network catalogue of --network-config (a node's or the
+coordinator's config file: its regions, max_nodes_per_patient, studies and
+value sets). A query on a study table or through a value set, or a network
+whose catalogue changes the plan, needs it: without it verify says the
+nodes planned with another catalogue, and proves nothing either way.
+
 What a passing check does not prove: that each node's partial is a
 well-formed encryption of its true, noised data (docs/crypto.md, "The
 release record"). Records are kept for release_record_retention (default
@@ -51,7 +62,8 @@ release record"). Records are kept for release_record_retention (default
 
 Example:
   fedstat query "SELECT COUNT(*) FROM patients"   # prints the query id
-  fedstat verify q-0123456789abcdef01234567`,
+  fedstat verify q-0123456789abcdef01234567
+  fedstat verify --network-config /etc/fedstat/coordinator.toml q-0123456789abcdef01234567`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := cf.connect()
@@ -95,10 +107,21 @@ Example:
 				return err
 			}
 			cat := plan.DefaultCatalogue()
-			if info, err := cl.Catalogue(ctx); err == nil {
+			if networkConfig != "" {
+				if cat, err = verifyCatalogue(networkConfig); err != nil {
+					return err
+				}
+			} else if info, err := cl.Catalogue(ctx); err == nil {
 				cat.Regions = info.GetRegions()
 			}
 			v, err := releasecheck.Check(rec, releasecheck.Options{CA: ca, Released: st.GetResult(), Catalogue: cat})
+			if errors.Is(err, releasecheck.ErrCatalogue) {
+				fmt.Fprintf(out, "NOT CHECKED: query %s: %s\n", id, strings.TrimPrefix(err.Error(), releasecheck.ErrCatalogue.Error()+": "))
+				if networkConfig == "" {
+					return &usageError{"verify needs the network catalogue for this query: --network-config FILE (a node's or the coordinator's config)"}
+				}
+				return errors.New("the release record was not checked")
+			}
 			if errors.Is(err, releasecheck.ErrRefused) {
 				fmt.Fprintf(out, "NOT VERIFIED: query %s: %s\n", id, strings.TrimPrefix(err.Error(), releasecheck.ErrRefused.Error()+": "))
 				return errors.New("the release record does not prove the result")
@@ -109,6 +132,9 @@ Example:
 			fmt.Fprintf(out, "query %s, key epoch %d\n", v.QueryID, v.Epoch)
 			fmt.Fprintf(out, "partials in the sum (signed and committed): %s\n", strings.Join(v.Senders, ", "))
 			fmt.Fprintf(out, "decryptors (signed shares, threshold %d): %s\n", v.Threshold, strings.Join(v.Decryptors, ", "))
+			if !v.PlanBound {
+				fmt.Fprintln(out, "the nodes did not commit to their plan (nodes older than this check): the totals were decoded with this check's catalogue, unbound")
+			}
 			if v.Decrypted {
 				fmt.Fprintln(out, "VERIFIED: the result is the decryption of the sum these nodes committed to")
 			} else {
@@ -118,7 +144,23 @@ Example:
 		},
 	}
 	cf.add(c)
+	c.Flags().StringVar(&networkConfig, "network-config", "", "a node's or the coordinator's config file: decode with its network catalogue (regions, max_nodes_per_patient, studies, value sets)")
 	return c
+}
+
+// verifyCatalogue is the network catalogue of a node's or the
+// coordinator's config file at path, as the daemons plan with it.
+func verifyCatalogue(path string) (*plan.Catalogue, error) {
+	var n config.Node
+	errNode := config.Load(path, &n, nil)
+	if errNode == nil {
+		return daemon.NetworkCatalogue(&n.Common)
+	}
+	var c config.Coordinator
+	if err := config.Load(path, &c, nil); err == nil {
+		return daemon.NetworkCatalogue(&c.Common)
+	}
+	return nil, fmt.Errorf("--network-config: %s is neither a node's nor a coordinator's config: %w", path, errNode)
 }
 
 // sameRelease says why reused, a query answered from the release of orig,

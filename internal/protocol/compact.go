@@ -57,11 +57,12 @@ func OwnPartial(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch u
 }
 
 // NewReleaseCommitment is a node's commitment to the compact release of the
-// partial set commitDigest as the sum sumDigest: the spec digest of its
-// own partial (payload) and the fingerprints of its ciphertexts.
+// partial set commitDigest as the sum sumDigest: the spec digest and plan
+// fingerprint of its own partial (payload) and the fingerprints of its
+// ciphertexts.
 func NewReleaseCommitment(p homomorphic.Params, commitDigest, sumDigest []byte, payload *nodev1.PartialPayload) (*nodev1.ReleaseCommitment, error) {
 	seed := ChallengeSeed(commitDigest, sumDigest)
-	rc := &nodev1.ReleaseCommitment{Digest: commitDigest, SumDigest: sumDigest, SpecDigest: payload.GetSpecDigest()}
+	rc := &nodev1.ReleaseCommitment{Digest: commitDigest, SumDigest: sumDigest, SpecDigest: payload.GetSpecDigest(), PlanFingerprint: payload.GetPlanFingerprint()}
 	for i, b := range payload.GetCiphertexts() {
 		ct, err := homomorphic.UnmarshalCiphertext(p, b)
 		if err != nil {

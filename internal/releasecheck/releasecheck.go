@@ -37,6 +37,12 @@ import (
 // the step and the party.
 var ErrRefused = errors.New("releasecheck: refused")
 
+// ErrCatalogue: the check's catalogue (Options.Catalogue) cannot plan the
+// query, or plans it other than the nodes did (the plan fingerprint they
+// committed to): the decryption cannot be checked with it. Nothing is
+// proved or disproved.
+var ErrCatalogue = errors.New("releasecheck: another catalogue")
+
 // Options are the verifier's inputs besides the record.
 type Options struct {
 	// CA is the network CA certificate. Required.
@@ -58,6 +64,10 @@ type Verdict struct {
 	Senders, Decryptors []string
 	// Threshold is the epoch's T.
 	Threshold int
+	// PlanBound says every sender committed to the fingerprint of the plan
+	// the totals were decoded with (nodes older than that commit to none:
+	// then the totals were decoded with Options.Catalogue's plan unbound).
+	PlanBound bool
 	// Decrypted says the sum was decrypted with the revealed result key
 	// and matched the released result; when false, Withheld says why the
 	// key was not revealed and the check stopped at the switched sum.
@@ -210,6 +220,18 @@ func Check(rec *coordinatorv1.ReleaseRecord, o Options) (*Verdict, error) {
 		return nil, refuse("combining the key-switch shares: %v", err)
 	}
 	v := &Verdict{QueryID: qid, Epoch: epoch, Senders: sorted(senders), Decryptors: sorted(decryptors), Threshold: t}
+	// The plan the senders noised and encoded for (their catalogue and
+	// version), which the totals must be decoded with.
+	planFP := ""
+	for i, id := range senders {
+		fp := commits[id].GetPlanFingerprint()
+		switch {
+		case i == 0:
+			planFP = fp
+		case fp != planFP:
+			return nil, refuse("the senders committed to different plans of the query (%s and %s): they planned with different catalogues", senders[0], id)
+		}
+	}
 
 	// 6. and 7. Decrypt with the revealed key, decode, compare.
 	if !proto.Equal(rec.GetResult(), o.Released) {
@@ -221,7 +243,14 @@ func Check(rec *coordinatorv1.ReleaseRecord, o Options) (*Verdict, error) {
 	}
 	p, err := plan.Build(preq, cat)
 	if err != nil {
-		return nil, fmt.Errorf("releasecheck: the spec does not plan with this catalogue (%v): the decryption cannot be checked here", err)
+		return nil, fmt.Errorf("%w: the spec does not plan with this catalogue (%v): the decryption cannot be checked here; give the network's catalogue", ErrCatalogue, err)
+	}
+	if planFP != "" {
+		if got := p.Fingerprint(); got != planFP {
+			return nil, fmt.Errorf("%w: the nodes planned query %s with another catalogue than this check's (plan fingerprint %.12s, this check's %.12s): "+
+				"the totals cannot be decoded here; give the network's catalogue", ErrCatalogue, qid, planFP, got)
+		}
+		v.PlanBound = true
 	}
 	withheld := Disclosable(p, o.Released)
 	if len(rec.GetResultKey()) == 0 {

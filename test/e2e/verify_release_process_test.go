@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,6 +19,9 @@ import (
 // partials are in the result and the decryptors; the same question asked
 // again is answered from that release, and verify checks it against it; a
 // query id without a record is an error; its --help says what is checked.
+// A query on a study table plans only with the network catalogue: verify
+// without it checks nothing and asks for --network-config, with the
+// coordinator's config file it verifies.
 func TestVerifiableReleaseProcesses(t *testing.T) {
 	data, err := demo.Synthetic(3, 300, 11)
 	if err != nil {
@@ -23,7 +29,19 @@ func TestVerifiableReleaseProcesses(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 2})
+	dir := t.TempDir()
+	study := demo.ServeStudy{Name: "survival", Schema: filepath.Join(dir, "survival.toml")}
+	if err := os.WriteFile(study.Schema, []byte(demo.SurvivalSchema), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range data {
+		path := filepath.Join(dir, fmt.Sprintf("survival-%d.csv", i+1))
+		if err := os.WriteFile(path, []byte(demo.SurvivalCSV(100, uint64(i+1))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		study.CSV = append(study.CSV, path)
+	}
+	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 2, Studies: []demo.ServeStudy{study}})
 
 	_, stderr := cliQueryJSON(t, p, 3, demo.CohortQuery)
 	m := regexp.MustCompile(`query (q-[0-9a-f]+)`).FindStringSubmatch(stderr)
@@ -55,11 +73,25 @@ func TestVerifiableReleaseProcesses(t *testing.T) {
 			t.Errorf("verify of a reused answer printed %q, without %q", out, want)
 		}
 	}
+	// A query on the study table.
+	_, stderr3 := cliQueryJSON(t, p, 3, "--epsilon", "2", "SELECT COUNT(*) AS n FROM survival")
+	m3 := regexp.MustCompile(`query (q-[0-9a-f]+)`).FindStringSubmatch(stderr3)
+	if m3 == nil {
+		t.Fatalf("no query id in %q", stderr3)
+	}
+	out, errOut, err = cli(t, p, "verify", m3[1])
+	if err == nil || !strings.Contains(out, "NOT CHECKED") || !strings.Contains(errOut, "--network-config") {
+		t.Errorf("verify of a study-table query without the network catalogue: %v\n%s%s", err, out, errOut)
+	}
+	out, errOut, err = cli(t, p, "verify", "--network-config", filepath.Join(p.Dir, "coordinator.toml"), m3[1])
+	if err != nil || !strings.Contains(out, "VERIFIED") || strings.Contains(out, "NOT ") || strings.Contains(out, "did not commit to their plan") {
+		t.Errorf("verify --network-config of a study-table query: %v\n%s%s", err, out, errOut)
+	}
 	if out, _, err := cli(t, p, "verify", "q-nosuch"); err == nil {
 		t.Errorf("verify of an unknown query passed: %s", out)
 	}
 	help, _, _ := cli(t, p, "verify", "--help")
-	for _, want := range []string{"network CA", "min_nodes", "result key", "does not prove"} {
+	for _, want := range []string{"network CA", "min_nodes", "result key", "does not prove", "--network-config"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("verify --help does not say %q", want)
 		}

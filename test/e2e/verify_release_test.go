@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,10 +11,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
+	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/releasecheck"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
 
@@ -64,8 +68,46 @@ func TestVerifiableRelease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !v.Decrypted || len(v.Senders) != 3 || len(v.Decryptors) != 2 || v.Threshold != 2 {
+		if !v.Decrypted || !v.PlanBound || len(v.Senders) != 3 || len(v.Decryptors) != 2 || v.Threshold != 2 {
 			t.Fatalf("verdict %+v", v)
+		}
+	})
+
+	// Every sender commits to its plan's fingerprint: a verifier whose
+	// catalogue plans the query otherwise (here one more node per patient,
+	// so other sensitivities and noise) decodes nothing, rather than a
+	// result the coordinator rescaled to its plan.
+	t.Run("another catalogue", func(t *testing.T) {
+		cat := *nw.Catalogue
+		cat.MaxNodesPerPatient++
+		v, err := releasecheck.Check(rec, releasecheck.Options{CA: ca, Released: st.GetResult(), Catalogue: &cat})
+		if !errors.Is(err, releasecheck.ErrCatalogue) || !strings.Contains(err.Error(), "another catalogue than this check's") {
+			t.Fatalf("a check with another catalogue: %+v, %v", v, err)
+		}
+	})
+	t.Run("senders committed to different plans", func(t *testing.T) {
+		r := proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+		var rc nodev1.ReleaseCommitment
+		env, err := envelope.ParseHeader(r.Senders[1].Commitment.GetHeader())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := proto.Unmarshal(r.Senders[1].Commitment.GetPayload(), &rc); err != nil {
+			t.Fatal(err)
+		}
+		rc.PlanFingerprint = "0000"
+		id, err := pki.LoadIdentityDir(filepath.Join(nw.Dir, "pki"), r.Senders[1].GetNodeId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, err := protocol.SealReleaseCommitment(id.Key, r.GetQueryId(), r.GetEpoch(), r.Senders[1].GetNodeId(), &rc, env.Timestamp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Senders[1].Commitment = signed
+		_, err = releasecheck.Check(r, releasecheck.Options{CA: ca, Released: st.GetResult(), Catalogue: nw.Catalogue})
+		if !errors.Is(err, releasecheck.ErrRefused) || !strings.Contains(err.Error(), "committed to different plans") {
+			t.Fatalf("senders with different plans: %v", err)
 		}
 	})
 

@@ -2063,9 +2063,14 @@ type PartialPayload struct {
 	// cannot say), so that an identical later query can be answered from
 	// this release while every node reports the same version (not used by
 	// the coordinator yet).
-	DataVersion   string `protobuf:"bytes,6,opt,name=data_version,json=dataVersion,proto3" json:"data_version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DataVersion string `protobuf:"bytes,6,opt,name=data_version,json=dataVersion,proto3" json:"data_version,omitempty"`
+	// plan_fingerprint is plan.Plan.Fingerprint of the node's own plan of
+	// the query (its catalogue and version): what its noise and encoding
+	// follow. The node repeats it in its ReleaseCommitment, so that a release
+	// record binds the plan a verifier must decode with.
+	PlanFingerprint string `protobuf:"bytes,7,opt,name=plan_fingerprint,json=planFingerprint,proto3" json:"plan_fingerprint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PartialPayload) Reset() {
@@ -2136,6 +2141,13 @@ func (x *PartialPayload) GetLink() *LinkPartial {
 func (x *PartialPayload) GetDataVersion() string {
 	if x != nil {
 		return x.DataVersion
+	}
+	return ""
+}
+
+func (x *PartialPayload) GetPlanFingerprint() string {
+	if x != nil {
+		return x.PlanFingerprint
 	}
 	return ""
 }
@@ -2634,13 +2646,16 @@ func (x *CommitResponse) GetCommit() *v1.Signed {
 // its partial, the partial's fingerprint at the challenge points of
 // protocol.ChallengeSeed(digest, sum_digest).
 type ReleaseCommitment struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Digest        []byte                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
-	SumDigest     []byte                 `protobuf:"bytes,2,opt,name=sum_digest,json=sumDigest,proto3" json:"sum_digest,omitempty"`
-	SpecDigest    []byte                 `protobuf:"bytes,3,opt,name=spec_digest,json=specDigest,proto3" json:"spec_digest,omitempty"`
-	Fingerprints  []*Fingerprint         `protobuf:"bytes,4,rep,name=fingerprints,proto3" json:"fingerprints,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Digest       []byte                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	SumDigest    []byte                 `protobuf:"bytes,2,opt,name=sum_digest,json=sumDigest,proto3" json:"sum_digest,omitempty"`
+	SpecDigest   []byte                 `protobuf:"bytes,3,opt,name=spec_digest,json=specDigest,proto3" json:"spec_digest,omitempty"`
+	Fingerprints []*Fingerprint         `protobuf:"bytes,4,rep,name=fingerprints,proto3" json:"fingerprints,omitempty"`
+	// plan_fingerprint is the node's partial's (PartialPayload); empty from
+	// nodes older than it.
+	PlanFingerprint string `protobuf:"bytes,5,opt,name=plan_fingerprint,json=planFingerprint,proto3" json:"plan_fingerprint,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ReleaseCommitment) Reset() {
@@ -2699,6 +2714,13 @@ func (x *ReleaseCommitment) GetFingerprints() []*Fingerprint {
 		return x.Fingerprints
 	}
 	return nil
+}
+
+func (x *ReleaseCommitment) GetPlanFingerprint() string {
+	if x != nil {
+		return x.PlanFingerprint
+	}
+	return ""
 }
 
 // Fingerprint is homomorphic.Fingerprint of one ciphertext.
@@ -3086,7 +3108,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eSeriesInterval\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\x05R\x05level\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x05R\x05index\"\xe5\x01\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\"\x90\x02\n" +
 	"\x0ePartialPayload\x12 \n" +
 	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1d\n" +
 	"\n" +
@@ -3095,7 +3117,8 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\vspec_digest\x18\x04 \x01(\fR\n" +
 	"specDigest\x120\n" +
 	"\x04link\x18\x05 \x01(\v2\x1c.fedstat.node.v1.LinkPartialR\x04link\x12!\n" +
-	"\fdata_version\x18\x06 \x01(\tR\vdataVersion\"\xaf\x01\n" +
+	"\fdata_version\x18\x06 \x01(\tR\vdataVersion\x12)\n" +
+	"\x10plan_fingerprint\x18\a \x01(\tR\x0fplanFingerprint\"\xaf\x01\n" +
 	"\x10EvaluateResponse\x122\n" +
 	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\x12K\n" +
@@ -3130,14 +3153,15 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"sum_digest\x18\x04 \x01(\fR\tsumDigest\"B\n" +
 	"\x0eCommitResponse\x120\n" +
-	"\x06commit\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x06commit\"\xad\x01\n" +
+	"\x06commit\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x06commit\"\xd8\x01\n" +
 	"\x11ReleaseCommitment\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\fR\x06digest\x12\x1d\n" +
 	"\n" +
 	"sum_digest\x18\x02 \x01(\fR\tsumDigest\x12\x1f\n" +
 	"\vspec_digest\x18\x03 \x01(\fR\n" +
 	"specDigest\x12@\n" +
-	"\ffingerprints\x18\x04 \x03(\v2\x1c.fedstat.node.v1.FingerprintR\ffingerprints\"%\n" +
+	"\ffingerprints\x18\x04 \x03(\v2\x1c.fedstat.node.v1.FingerprintR\ffingerprints\x12)\n" +
+	"\x10plan_fingerprint\x18\x05 \x01(\tR\x0fplanFingerprint\"%\n" +
 	"\vFingerprint\x12\x16\n" +
 	"\x06values\x18\x01 \x03(\x04R\x06values\"\x9a\x01\n" +
 	"\x10KeySwitchPayload\x12\x16\n" +
