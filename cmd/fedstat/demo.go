@@ -128,16 +128,9 @@ func serveDemo(cmd *cobra.Command, o demo.RunOptions, envFile string, outbound b
 	}
 	fmt.Fprintf(out, "fedstat demo --serve: a network of 1 coordinator and %d nodes as separate processes\n  data: %s\n", len(o.Data), o.DataNote)
 	// A synthetic survival study beside the patients, for `fedstat stats`.
-	study := demo.ServeStudy{Name: "survival", Schema: filepath.Join(dir, "survival.toml")}
-	if err := os.WriteFile(study.Schema, []byte(demo.SurvivalSchema), 0o644); err != nil {
+	study, err := demo.WriteSurvivalStudy(dir, len(o.Data), 300)
+	if err != nil {
 		return err
-	}
-	for i := range o.Data {
-		path := filepath.Join(dir, fmt.Sprintf("survival-%d.csv", i+1))
-		if err := os.WriteFile(path, []byte(demo.SurvivalCSV(300, uint64(i+1))), 0o600); err != nil {
-			return err
-		}
-		study.CSV = append(study.CSV, path)
 	}
 	p, err := demo.Serve(cmd.Context(), demo.ServeOptions{Binary: bin, Dir: dir, Data: o.Data, Threshold: o.Threshold, MinNodes: o.MinNodes,
 		Studies: []demo.ServeStudy{study}, Outbound: outbound, Progress: func(s string) { fmt.Fprintln(out, "  "+s) }})

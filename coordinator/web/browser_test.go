@@ -110,16 +110,9 @@ func TestDashboard(t *testing.T) {
 	dir := t.TempDir()
 	// A synthetic survival study, split over the three nodes, for the
 	// statistics page; the nodes give the analyst room for its epsilons.
-	study := demo.ServeStudy{Name: "survival", Schema: filepath.Join(dir, "survival.toml")}
-	if err := os.WriteFile(study.Schema, []byte(demo.SurvivalSchema), 0o600); err != nil {
+	study, err := demo.WriteSurvivalStudy(dir, len(data), 150)
+	if err != nil {
 		t.Fatal(err)
-	}
-	for i := range data {
-		path := filepath.Join(dir, fmt.Sprintf("survival-%d.csv", i+1))
-		if err := os.WriteFile(path, []byte(demo.SurvivalCSV(150, uint64(i+1))), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		study.CSV = append(study.CSV, path)
 	}
 	p, err := demo.Serve(ctx, demo.ServeOptions{Binary: bin, Dir: dir, Data: data, Studies: []demo.ServeStudy{study},
 		NodeConfig: func(int) string { return "\n[budget]\ntotal_rho = 2000\nper_analyst_rho = 1000\n" }})

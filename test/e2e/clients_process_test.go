@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,22 +58,14 @@ func TestClientsMatchCLI(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	// "zz-empty" is a region of the catalogue without a patient: its count
-	// is noise around 0, far below the small-count threshold of 10.
 	// A survival study beside the patients, for the clients' signed
 	// statistical analyses.
-	dir := t.TempDir()
-	study := demo.ServeStudy{Name: "survival", Schema: filepath.Join(dir, "survival.toml")}
-	if err := os.WriteFile(study.Schema, []byte(demo.SurvivalSchema), 0o644); err != nil {
+	study, err := demo.WriteSurvivalStudy(t.TempDir(), len(data), 200)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range data {
-		path := filepath.Join(dir, fmt.Sprintf("survival-%d.csv", i+1))
-		if err := os.WriteFile(path, []byte(demo.SurvivalCSV(200, uint64(i+1))), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		study.CSV = append(study.CSV, path)
-	}
+	// "zz-empty" is a region of the catalogue without a patient: its count
+	// is noise around 0, far below the small-count threshold of 10.
 	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 3,
 		Regions:    append(demo.RegionsOf(data), "zz-empty"),
 		Studies:    []demo.ServeStudy{study},

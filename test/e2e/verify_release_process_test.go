@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -29,17 +27,9 @@ func TestVerifiableReleaseProcesses(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	study := demo.ServeStudy{Name: "survival", Schema: filepath.Join(dir, "survival.toml")}
-	if err := os.WriteFile(study.Schema, []byte(demo.SurvivalSchema), 0o644); err != nil {
+	study, err := demo.WriteSurvivalStudy(t.TempDir(), len(data), 100)
+	if err != nil {
 		t.Fatal(err)
-	}
-	for i := range data {
-		path := filepath.Join(dir, fmt.Sprintf("survival-%d.csv", i+1))
-		if err := os.WriteFile(path, []byte(demo.SurvivalCSV(100, uint64(i+1))), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		study.CSV = append(study.CSV, path)
 	}
 	p := serve(t, ctx, demo.ServeOptions{Data: data, Threshold: 2, MinNodes: 2, Studies: []demo.ServeStudy{study}})
 

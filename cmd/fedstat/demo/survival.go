@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -69,4 +71,22 @@ func SurvivalCSV(patients int, seed uint64) string {
 		fmt.Fprintf(&b, "%d,%d,%d,%d\n", max(1, min(1100, int(math.Round(t)))), status, sex, age)
 	}
 	return b.String()
+}
+
+// WriteSurvivalStudy writes SurvivalSchema and, for each of nodes nodes, a
+// SurvivalCSV of rows rows (seeds 1, 2, ...) into dir, and returns the
+// study table for ServeOptions.Studies.
+func WriteSurvivalStudy(dir string, nodes, rows int) (ServeStudy, error) {
+	study := ServeStudy{Name: "survival", Schema: filepath.Join(dir, "survival.toml")}
+	if err := os.WriteFile(study.Schema, []byte(SurvivalSchema), 0o644); err != nil {
+		return ServeStudy{}, err
+	}
+	for i := range nodes {
+		path := filepath.Join(dir, fmt.Sprintf("survival-%d.csv", i+1))
+		if err := os.WriteFile(path, []byte(SurvivalCSV(rows, uint64(i+1))), 0o600); err != nil {
+			return ServeStudy{}, err
+		}
+		study.CSV = append(study.CSV, path)
+	}
+	return study, nil
 }
