@@ -346,9 +346,8 @@ func CheckTotals(p *plan.Plan, totals []int64, nodes int) error {
 	cells := p.Cells()
 	for mi := range ms {
 		m := &ms[mi]
-		count := m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues
 		floor := -ceiling
-		if count {
+		if isCount(m) {
 			// Each node's slot: its count (≥ 0) plus its noise rounded to
 			// the grid (above -tail - 1 quantum).
 			floor = -n * (p.NoiseTail(m)*m.Scale + 1)
@@ -356,12 +355,21 @@ func CheckTotals(p *plan.Plan, totals []int64, nodes int) error {
 		for c := 0; c < cells; c++ {
 			t := float64(totals[mi*cells+c])
 			if t < floor || t > ceiling {
-				return fmt.Errorf("%w: %s, cell %d: the decrypted total %g is outside [%g, %g], what %d well-formed partials can sum to: "+
-					"a member's partial (a value outside the plan's bounds) or key-switch share was not well formed; nothing is released", ErrRange, m.Label, c, t/m.Scale, floor/m.Scale, ceiling/m.Scale, nodes)
+				// The total itself stays out of the error: it was never
+				// released, and with a wrong key-switch share it is a
+				// function of that decryptor's key share.
+				return fmt.Errorf("%w: %s, cell %d: the decrypted total is outside [%g, %g], what %d well-formed partials can sum to: "+
+					"a member's partial (a value outside the plan's bounds) or key-switch share was not well formed; nothing is released", ErrRange, m.Label, c, floor/m.Scale, ceiling/m.Scale, nodes)
 			}
 		}
 	}
 	return nil
+}
+
+// isCount reports whether m counts (rows, distinct patients or values):
+// its data are never negative, and its total is released as a count.
+func isCount(m *plan.Measure) bool {
+	return m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues
 }
 
 // measureNoise is the noise of measure m's total over `nodes` partials:
@@ -371,7 +379,7 @@ func measureNoise(p *plan.Plan, m *plan.Measure, nodes int) (v, h float64, count
 	n := float64(nodes)
 	q := 1 / m.Scale
 	v = n * (m.NodeSigma*m.NodeSigma + q*q/12)
-	count = m.Kind == plan.CountRows || m.Kind == plan.CountDistinct || m.Kind == plan.CountValues
+	count = isCount(m)
 	switch {
 	case p.Mechanism() == plan.Laplace && count:
 		h = math.Max(0, math.Ceil(m.LaplaceB*laplaceSumQuantile(nodes, 0.975)-0.5))

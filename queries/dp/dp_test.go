@@ -463,6 +463,9 @@ func TestCheckTotals(t *testing.T) {
 		if !errors.Is(err, ErrRange) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "nothing is released") {
 			t.Errorf("%s: %v", c.name, err)
 		}
+		if err != nil && strings.Contains(err.Error(), fmt.Sprintf("%g", float64(c.v)/ms[c.slot/cells].Scale)) {
+			t.Errorf("%s: the refusal shows the decrypted total: %v", c.name, err)
+		}
 		if _, err := Release(p, bad, nodes); !errors.Is(err, ErrRange) {
 			t.Errorf("%s: Release: %v", c.name, err)
 		}
