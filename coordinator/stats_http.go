@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -220,10 +219,21 @@ type statsQuerier struct {
 	ids      []string
 	results  []*typesv1.Result
 	records  []*coordinatorv1.ReleaseRecord
-	// checked is, per node, how many leading rounds' records it checked:
-	// those before the last round whose release holds its partial.
-	checked map[string]int
-	lastSQL string
+	lastSQL  string
+}
+
+// checkedRecords is how many of the leading records a node has checked:
+// those before the last round whose release holds its partial (it
+// answered that round, so it checked every record sent with it).
+func checkedRecords(records []*coordinatorv1.ReleaseRecord, nodeID string) int {
+	for k := len(records) - 1; k >= 0; k-- {
+		for _, s := range records[k].GetSenders() {
+			if s.GetNodeId() == nodeID {
+				return k
+			}
+		}
+	}
+	return 0
 }
 
 func (q *statsQuerier) Query(ctx context.Context, r stats.Request) (*stats.Release, error) {
@@ -234,10 +244,10 @@ func (q *statsQuerier) Query(ctx context.Context, r stats.Request) (*stats.Relea
 		st, err = q.c.Submit(ctx, q.who, spec, q.deadline)
 	} else {
 		round := len(q.ids) + 1
-		results, records, checked := q.results, q.records, q.checked
+		results, records := q.results, q.records
 		st, err = q.c.submit(ctx, q.who, spec, q.deadline, runAs{fixedID: signedquery.AnalysisQueryID(q.sig, round),
 			round: func(nodeID string) *nodev1.AnalysisRound {
-				return &nodev1.AnalysisRound{Round: int32(round), Results: results, Records: records[checked[nodeID]:]}
+				return &nodev1.AnalysisRound{Round: int32(round), Results: results, Records: records[checkedRecords(records, nodeID):]}
 			}, sig: q.sig})
 	}
 	if err != nil {
@@ -261,19 +271,10 @@ func (q *statsQuerier) Query(ctx context.Context, r stats.Request) (*stats.Relea
 		if err != nil {
 			return nil, fmt.Errorf("%w: query %s (round %d): the nodes check the next round against its release record: %w", ErrStatsRound, id, len(q.ids), err)
 		}
-		// The senders of this round answered it, so they checked every
-		// record sent with it.
-		checked := maps.Clone(q.checked)
-		if checked == nil {
-			checked = map[string]int{}
-		}
-		for _, s := range rec.GetSenders() {
-			checked[s.GetNodeId()] = len(q.records)
-		}
 		// The nodes recompute the next round from the record's result: the
 		// analysis continues from it here too.
 		res = rec.GetResult()
-		q.results, q.records, q.checked = append(q.results, res), append(q.records, rec), checked
+		q.results, q.records = append(q.results, res), append(q.records, rec)
 	}
 	// The release carries the exact noise variances dp.Release computed.
 	return stats.FromResult(resultpb.FromProto(res)), nil
