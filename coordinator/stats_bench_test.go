@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/signedquery"
 	"github.com/fedstat/fedstat/node"
-	"github.com/fedstat/fedstat/node/admin"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 )
 
@@ -53,19 +51,8 @@ func benchStats(b *testing.B, nodes int) {
 		b.Fatal(err)
 	}
 	defer nw.Close()
-	dir := b.TempDir()
-	for i := range data {
-		path := filepath.Join(dir, "part.csv")
-		if err := os.WriteFile(path, []byte(demo.SurvivalCSV(200, uint64(i+1))), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		st, _, err := admin.ReadStudy(path, schema)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := admin.ImportStudyIn(nw.Stores[i], st, "bench"); err != nil {
-			b.Fatal(err)
-		}
+	if err := nw.ImportSurvival(200); err != nil {
+		b.Fatal(err)
 	}
 	ca, err := pki.LoadCA(filepath.Join(nw.Dir, "pki"))
 	if err != nil {

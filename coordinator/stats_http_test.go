@@ -8,8 +8,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +16,6 @@ import (
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/node"
-	"github.com/fedstat/fedstat/node/admin"
 )
 
 type statsEstimate struct {
@@ -69,19 +66,8 @@ func TestStatsHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nw.Close()
-	dir := t.TempDir()
-	for i := range data {
-		path := filepath.Join(dir, "part.csv")
-		if err := os.WriteFile(path, []byte(demo.SurvivalCSV(200, uint64(i+1))), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		st, _, err := admin.ReadStudy(path, schema)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := admin.ImportStudyIn(nw.Stores[i], st, "test"); err != nil {
-			t.Fatal(err)
-		}
+	if err := nw.ImportSurvival(200); err != nil {
+		t.Fatal(err)
 	}
 	srv := httptest.NewServer(nw.Coordinator.HTTPHandler(testTokens(t, map[string]string{"ann": "researcher"})))
 	defer srv.Close()

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,7 +17,6 @@ import (
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/signedquery"
 	"github.com/fedstat/fedstat/node"
-	"github.com/fedstat/fedstat/node/admin"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
@@ -60,19 +58,8 @@ func TestAnalystSignedAnalysis(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nw.Close)
-	dir := t.TempDir()
-	for i := range data {
-		path := filepath.Join(dir, "part.csv")
-		if err := os.WriteFile(path, []byte(demo.SurvivalCSV(200, uint64(i+1))), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		st, _, err := admin.ReadStudy(path, schema)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := admin.ImportStudyIn(nw.Stores[i], st, "test"); err != nil {
-			t.Fatal(err)
-		}
+	if err := nw.ImportSurvival(200); err != nil {
+		t.Fatal(err)
 	}
 	nodes := coordinatorClients(t, nw)
 	ca, err := pki.LoadCA(filepath.Join(nw.Dir, "pki"))

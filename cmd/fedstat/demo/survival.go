@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/node/admin"
 )
 
 // SurvivalSchema is the study schema (TOML) of SurvivalCSV's table,
@@ -89,4 +92,28 @@ func WriteSurvivalStudy(dir string, nodes, rows int) (ServeStudy, error) {
 		study.CSV = append(study.CSV, path)
 	}
 	return study, nil
+}
+
+// ImportSurvival imports, at each node of nw, a SurvivalCSV of rows rows
+// (seeds 1, 2, ...) as the study table "survival" of SurvivalSchema, which
+// the network's catalogue must list (Options.Studies).
+func (nw *Network) ImportSurvival(rows int) error {
+	schema, err := cdm.ParseStudySchema(SurvivalSchema, "")
+	if err != nil {
+		return err
+	}
+	for i, st := range nw.Stores {
+		path := filepath.Join(nw.Dir, fmt.Sprintf("survival-%d.csv", i+1))
+		if err := os.WriteFile(path, []byte(SurvivalCSV(rows, uint64(i+1))), 0o600); err != nil {
+			return err
+		}
+		study, _, err := admin.ReadStudy(path, schema)
+		if err != nil {
+			return err
+		}
+		if _, err := admin.ImportStudyIn(st, study, "demo"); err != nil {
+			return fmt.Errorf("demo: %s: %w", NodeID(i), err)
+		}
+	}
+	return nil
 }
