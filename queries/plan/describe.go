@@ -143,8 +143,15 @@ func labelsSummary(l []string) string {
 // with their sensitivities, noise and scales (floats at 9 significant digits,
 // so that last-bit differences between platforms do not matter). The
 // coordinator can send it with a request and a node can refuse when its own
-// plan's fingerprint differs (e.g. a different catalogue).
+// plan's fingerprint differs (e.g. a different catalogue). It is computed
+// once per plan: the coordinator sends it to every node, and a node checks
+// it and puts it in its partial.
 func (p *Plan) Fingerprint() string {
+	p.fingerprint.once.Do(func() { p.fingerprint.v = p.computeFingerprint() })
+	return p.fingerprint.v
+}
+
+func (p *Plan) computeFingerprint() string {
 	h := sha256.New()
 	g := func(v float64) string { return strconv.FormatFloat(v, 'g', 9, 64) }
 	fmt.Fprintf(h, "sql=%s\nmech=%s eps=%s delta=%s m=%d T=%d ref=%d\n", p.normSQL, p.mech, g(p.req.Epsilon), g(p.req.Delta), p.req.MinNodes, p.req.Threshold, p.req.ReferenceDate)

@@ -54,6 +54,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/terminology"
@@ -213,6 +214,11 @@ func (c *Catalogue) fill() {
 // concurrent use. Slices returned by accessors are copies; the Pred and Value
 // trees they point to are shared and must not be modified.
 type Plan struct {
+	// fingerprint is Fingerprint, computed once.
+	fingerprint struct {
+		once sync.Once
+		v    string
+	}
 	req       Request
 	mech      string
 	table     string
