@@ -85,29 +85,47 @@ func TestVerifiableRelease(t *testing.T) {
 			t.Fatalf("a check with another catalogue: %+v, %v", v, err)
 		}
 	})
+	// withPlan is rec with sender i's commitment re-signed by that node
+	// with plan fingerprint fp.
+	withPlan := func(t *testing.T, r *coordinatorv1.ReleaseRecord, i int, fp string) {
+		t.Helper()
+		var rc nodev1.ReleaseCommitment
+		env, err := envelope.ParseHeader(r.Senders[i].Commitment.GetHeader())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := proto.Unmarshal(r.Senders[i].Commitment.GetPayload(), &rc); err != nil {
+			t.Fatal(err)
+		}
+		rc.PlanFingerprint = fp
+		id, err := pki.LoadIdentityDir(filepath.Join(nw.Dir, "pki"), r.Senders[i].GetNodeId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		signed, err := protocol.SealReleaseCommitment(id.Key, r.GetQueryId(), r.GetEpoch(), r.Senders[i].GetNodeId(), &rc, env.Timestamp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Senders[i].Commitment = signed
+	}
 	t.Run("senders committed to different plans", func(t *testing.T) {
 		r := proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
-		var rc nodev1.ReleaseCommitment
-		env, err := envelope.ParseHeader(r.Senders[1].Commitment.GetHeader())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := proto.Unmarshal(r.Senders[1].Commitment.GetPayload(), &rc); err != nil {
-			t.Fatal(err)
-		}
-		rc.PlanFingerprint = "0000"
-		id, err := pki.LoadIdentityDir(filepath.Join(nw.Dir, "pki"), r.Senders[1].GetNodeId())
-		if err != nil {
-			t.Fatal(err)
-		}
-		signed, err := protocol.SealReleaseCommitment(id.Key, r.GetQueryId(), r.GetEpoch(), r.Senders[1].GetNodeId(), &rc, env.Timestamp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Senders[1].Commitment = signed
-		_, err = releasecheck.Check(r, releasecheck.Options{CA: ca, Released: st.GetResult(), Catalogue: nw.Catalogue})
+		withPlan(t, r, 1, "0000")
+		_, err := releasecheck.Check(r, releasecheck.Options{CA: ca, Released: st.GetResult(), Catalogue: nw.Catalogue})
 		if !errors.Is(err, releasecheck.ErrRefused) || !strings.Contains(err.Error(), "committed to different plans") {
 			t.Fatalf("senders with different plans: %v", err)
+		}
+	})
+	// Nodes older than the plan's fingerprint commit to none: the check
+	// decodes with its own plan and says the plan was not bound.
+	t.Run("senders committed to no plan", func(t *testing.T) {
+		r := proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+		for i := range r.Senders {
+			withPlan(t, r, i, "")
+		}
+		v, err := releasecheck.Check(r, releasecheck.Options{CA: ca, Released: st.GetResult(), Catalogue: nw.Catalogue})
+		if err != nil || v.PlanBound || !v.Decrypted {
+			t.Fatalf("senders with no plan fingerprint: %+v, %v", v, err)
 		}
 	})
 
