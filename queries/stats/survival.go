@@ -433,13 +433,20 @@ func coxStep(v []float64, nb, p int, beta []float64) (next, inv []float64, ok bo
 			if !(s0 > 0) {
 				continue
 			}
+			// The weighted means of z_j and z_j z_k over the risk set
+			// lie in [-1, 1] (|z| ≤ 1) and the weighted variance is not
+			// negative: the noisy ratios are projected there, which
+			// changes nothing on exact sums and keeps a bin whose noisy
+			// risk sum s0 is close to 0 from swamping the others.
 			for j := range p {
-				s1[j] = r1[j][b] - a*ev(mZE(j))[b]
-				u[j] -= s1[j] / s0
+				s1[j] = clamp((r1[j][b]-a*ev(mZE(j))[b])/s0, -1, 1)
+				u[j] -= s1[j]
 			}
 			for i, pr := range pairs {
-				s2 := r2[i][b] - a*ev(mZZE(i))[b]
-				x := s2/s0 - s1[pr[0]]*s1[pr[1]]/(s0*s0)
+				x := clamp((r2[i][b]-a*ev(mZZE(i))[b])/s0, -1, 1) - s1[pr[0]]*s1[pr[1]]
+				if pr[0] == pr[1] {
+					x = max(x, 0)
+				}
 				info[pr[0]*p+pr[1]] += x
 				if pr[0] != pr[1] {
 					info[pr[1]*p+pr[0]] += x
@@ -452,9 +459,42 @@ func coxStep(v []float64, nb, p int, beta []float64) (next, inv []float64, ok bo
 		return nil, nil, false
 	}
 	step := matVec(inv, u)
+	// Damped Newton: the next round's sensitivity grows as exp(Σ|β_j|),
+	// so one step moves no coefficient by more than coxMaxStep (on the
+	// standardised scale), the direction kept.
+	longest := 0.0
+	for _, d := range step {
+		longest = max(longest, math.Abs(d))
+	}
+	if !(longest <= coxMaxStep) {
+		if math.IsNaN(longest) {
+			return nil, nil, false
+		}
+		for j := range step {
+			step[j] *= coxMaxStep / longest
+		}
+	}
 	next = make([]float64, p)
 	for j := range p {
 		next[j] = beta[j] + step[j]
 	}
 	return next, inv, true
+}
+
+// coxMaxStep is the largest change of one standardised Cox coefficient in
+// one round: a hazard ratio of e² across a covariate's half range. A true
+// coefficient is seldom beyond 3 (e⁶); a step past it comes from noise in a
+// near-singular information matrix, and taking it whole would multiply the
+// next round's sensitivity, exp(Σ|β|), by as much.
+const coxMaxStep = 2.0
+
+// clamp returns x in [lo, hi] (NaN stays NaN).
+func clamp(x, lo, hi float64) float64 {
+	if x < lo {
+		return lo
+	}
+	if x > hi {
+		return hi
+	}
+	return x
 }
