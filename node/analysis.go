@@ -57,6 +57,10 @@ func (n *Node) checkAnalysisRound(ctx context.Context, req *nodev1.EvaluateBody,
 	}
 	want, err := protocol.AnalysisRound(ctx, a.Spec, n.cfg.Catalogue, int(round.GetRound()), previous)
 	if err != nil {
+		if p, ok := errors.AsType[*protocol.AnalysisPanic](err); ok {
+			n.log.Warn("a signed analysis panicked on the results of its earlier rounds; the round is refused",
+				"query_id", req.GetQueryId(), "method", a.Spec.GetMethod(), "round", p.Round, "panic", fmt.Sprint(p.Value), "stack", string(p.Stack))
+		}
 		return fmt.Errorf("%w: %w", signedquery.ErrInvalid, err)
 	}
 	if err := protocol.CheckAnalysisRound(a.Spec, want, req.GetSpec()); err != nil {

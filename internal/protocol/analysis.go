@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 
 	"github.com/fedstat/fedstat/internal/resultpb"
@@ -48,6 +49,22 @@ func AnalysisOf(spec *typesv1.AnalysisSpec) stats.Analysis {
 // that round's query.
 var ErrAnalysisRound = errors.New("analysis round")
 
+// AnalysisPanic is AnalysisRound's error when the analysis panicked on the
+// results it was given: the round is refused (it matches ErrAnalysisRound)
+// and the stack is kept for the node's log, since it may as well be a bug
+// in the method as a shape of results the coordinator made up.
+type AnalysisPanic struct {
+	Round int
+	Value any
+	Stack []byte
+}
+
+func (e *AnalysisPanic) Error() string {
+	return fmt.Sprintf("%v: the results of the rounds before round %d do not fit the analysis (%v)", ErrAnalysisRound, e.Round, e.Value)
+}
+
+func (e *AnalysisPanic) Unwrap() error { return ErrAnalysisRound }
+
 // errRoundReached stops a replay at the round it recomputes.
 var errRoundReached = errors.New("protocol: round reached")
 
@@ -72,7 +89,7 @@ func AnalysisRound(ctx context.Context, spec *typesv1.AnalysisSpec, cat *plan.Ca
 		// The forwarded results are the coordinator's word: a shape the
 		// method does not expect must refuse the round, never stop the node.
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: the results of the rounds before round %d do not fit the analysis (%v)", ErrAnalysisRound, round, r)
+			err = &AnalysisPanic{Round: round, Value: r, Stack: debug.Stack()}
 		}
 	}()
 	_, err = prepared.Run(ctx, stats.QuerierFunc(func(_ context.Context, r stats.Request) (*stats.Release, error) {

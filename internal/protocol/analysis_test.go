@@ -91,9 +91,13 @@ func TestAnalysisRound(t *testing.T) {
 		{"round 1 with a result", 1, []*typesv1.Result{{}}, "results of 1 rounds before it, want 0"},
 		{"round 2 of a one-round analysis, on an empty result", 2, []*typesv1.Result{{}}, "round 2"},
 		{"round 2 on a result of another shape", 2, []*typesv1.Result{{Columns: []string{"x"}, Rows: []*typesv1.Row{{Values: []*typesv1.Number{{Value: 1}}}}}}, "round 2"},
+		// Before the shape check, this one panicked in the method (index
+		// out of range), recovered as a refusal.
+		{"round 2 on rows with fewer keys than key columns", 2, []*typesv1.Result{{Columns: []string{"status", "t", "n"}, KeyColumns: 2,
+			Rows: []*typesv1.Row{{Keys: []string{"2"}, Values: []*typesv1.Number{{Value: 1}}}}}}, "row 1 has 1 keys and 1 values, the columns 2 and 1"},
 	} {
 		_, err := protocol.AnalysisRound(ctx, km, cat, c.round, c.previous)
-		if !errors.Is(err, protocol.ErrAnalysisRound) || !strings.Contains(err.Error(), c.want) {
+		if _, panicked := errors.AsType[*protocol.AnalysisPanic](err); panicked || !errors.Is(err, protocol.ErrAnalysisRound) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want ErrAnalysisRound saying %q", c.name, err, c.want)
 		}
 	}

@@ -3,6 +3,7 @@ package stats
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 
 	"github.com/fedstat/fedstat/internal/cdm"
@@ -120,6 +121,7 @@ func StratumSuffix(strata, stratum string) string {
 // (through q).
 func (p *Prepared) Run(ctx context.Context, q Querier) (*Report, error) {
 	a := p.a
+	q = wellFormed(q)
 	surv := SurvivalData{Table: a.Table, Where: a.Where, Time: a.Time, Status: a.Status, Event: a.Event, Width: a.Width}
 	out := &Report{}
 	fit := func(f *Fit, err error) (*Report, error) {
@@ -152,4 +154,28 @@ func (p *Prepared) Run(ctx context.Context, q Querier) (*Report, error) {
 		return fit(Linear(ctx, q, LinearOptions{Table: a.Table, Where: a.Where, Outcome: p.outcome, Covariates: p.cov, Budget: a.Budget}))
 	}
 	return nil, ErrMethod
+}
+
+// wellFormed checks the shape of every release q returns, before a method
+// reads it: the key columns, then the values, named in Columns, and each row
+// with one key per key column and one value per value column. A release
+// may come from elsewhere than the network (a node replays an analysis on
+// results the coordinator forwards), and the methods index rows by it.
+func wellFormed(q Querier) Querier {
+	return QuerierFunc(func(ctx context.Context, r Request) (*Release, error) {
+		rel, err := q.Query(ctx, r)
+		if err != nil || rel == nil {
+			return rel, err
+		}
+		k := rel.KeyColumns
+		if k < 0 || k > len(rel.Columns) {
+			return nil, fmt.Errorf("%w: %d key columns of %d columns", ErrRelease, k, len(rel.Columns))
+		}
+		for i, row := range rel.Rows {
+			if len(row.Keys) != k || len(row.Values) != len(rel.Columns)-k {
+				return nil, fmt.Errorf("%w: row %d has %d keys and %d values, the columns %d and %d", ErrRelease, i+1, len(row.Keys), len(row.Values), k, len(rel.Columns)-k)
+			}
+		}
+		return rel, nil
+	})
 }
