@@ -278,11 +278,19 @@ func (n *Node) evaluateBody(ctx context.Context, req *nodev1.EvaluateBody, coord
 		// the same refusal, never a fresh draw.
 		return nil, fmt.Errorf("%w: %s", ErrPolicy, reason)
 	}
+	if replayed && series != nil {
+		// An interval answered in an earlier key epoch and never released
+		// in it: the same noisy share under this epoch's key.
+		if answer, made, err = n.reencryptInterval(ctx, e, req, rho, p, answer); err != nil {
+			return nil, err
+		}
+		madeBytes = answer
+	}
 	var signed typesv1.Signed
 	if err := proto.Unmarshal(answer, &signed); err != nil {
 		return nil, fmt.Errorf("node: stored answer of %s: %w", req.GetQueryId(), err)
 	}
-	if made != nil && !replayed && bytes.Equal(answer, madeBytes) {
+	if made != nil && bytes.Equal(answer, madeBytes) {
 		// What the ledger stored is this partial: its reveal and commit
 		// steps need not read it back and parse it again.
 		n.sent.keep(req.GetQueryId(), e.Epoch, made, &signed, n.cfg.Now())
@@ -429,10 +437,26 @@ func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec 
 	}
 	payload := &nodev1.PartialPayload{VectorLen: int32(p.VectorLen()), SpecDigest: protocol.SpecDigest(spec), DataVersion: version,
 		PlanFingerprint: p.Fingerprint()}
+	if series != nil && !n.cfg.BenchmarkPlaintext {
+		// Kept before the ledger stores the partial, so that the interval
+		// can be sent again in a later key epoch (reencryptInterval).
+		if err := n.keepSeriesShare(queryID, payload, share.Slots()); err != nil {
+			return nil, nil, err
+		}
+	}
+	return n.sealPartial(e, queryID, payload, share.Slots())
+}
+
+// sealPartial puts slots, a noisy share, into payload (encrypted under e's
+// collective key, or in the clear in benchmark plaintext mode), signs it as
+// this node's partial of queryID in epoch e, and returns the signed partial
+// and payload.
+func (n *Node) sealPartial(e *epochState, queryID string, payload *nodev1.PartialPayload, slots []int64) ([]byte, *nodev1.PartialPayload, error) {
 	var cts []*homomorphic.Ciphertext
+	var err error
 	if n.cfg.BenchmarkPlaintext {
-		payload.Plaintext = share.Slots()
-	} else if cts, err = homomorphic.Encrypt(e.Params, e.PublicKey, share.Slots()); err != nil {
+		payload.Plaintext = slots
+	} else if cts, err = homomorphic.Encrypt(e.Params, e.PublicKey, slots); err != nil {
 		return nil, nil, err
 	}
 	for _, ct := range cts {

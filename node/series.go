@@ -8,11 +8,15 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/continual"
 	"github.com/fedstat/fedstat/queries/eval"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -197,4 +201,113 @@ func decodePeriods(b []byte) ([]int32, error) {
 		b = b[k:]
 	}
 	return out, nil
+}
+
+// An interval answered in key epoch E and not released in it (a re-key came
+// first) would otherwise never be released: its query id has no epoch, so
+// the ledger replays the epoch-E partial in every later epoch, and no
+// decryptor of E is left once E's grace has passed. So the node keeps the
+// noisy share of every interval it answers (n/series-share/<query id>, the
+// payload with the share in the clear, beside the raw data it was computed
+// from) and, asked for the interval in a later epoch, sends the same share
+// encrypted under that epoch's key, charging nothing: the same noisy value,
+// never a fresh draw. Two conditions keep that to one release per interval:
+//
+//   - epoch E is over at this node (past PreviousEpochGrace): a release in E
+//     may still be under way until then;
+//   - this node never revealed its epoch-E partial (no n/commit/<query id>):
+//     a node commits to one partial set per query id, across epochs, and a
+//     set of E+1 is another set, so a node that took part in a release
+//     attempt in E refuses to take part in one in E+1.
+
+func seriesShareKey(qid string) []byte { return []byte("n/series-share/" + qid) }
+
+// keepSeriesShare stores payload (without ciphertexts) with slots, the
+// interval's noisy share, under the interval's query id.
+func (n *Node) keepSeriesShare(qid string, payload *nodev1.PartialPayload, slots []int64) error {
+	kept := proto.Clone(payload).(*nodev1.PartialPayload)
+	kept.Plaintext = slots
+	b, err := proto.Marshal(kept)
+	if err != nil {
+		return err
+	}
+	return n.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(seriesShareKey(qid), b) })
+}
+
+// reencryptInterval returns answer, the stored partial of series interval
+// req, unchanged when it is of epoch e; when it is of an earlier epoch that
+// is over, it replaces it in the ledger with the interval's kept noisy
+// share encrypted under e's key and returns that partial and its payload.
+func (n *Node) reencryptInterval(ctx context.Context, e *epochState, req *nodev1.EvaluateBody, rho float64, p *plan.Plan, answer []byte) ([]byte, *nodev1.PartialPayload, error) {
+	qid := req.GetQueryId()
+	var signed typesv1.Signed
+	if err := proto.Unmarshal(answer, &signed); err != nil {
+		return nil, nil, fmt.Errorf("node: stored answer of %s: %w", qid, err)
+	}
+	was, err := protocol.PartialEpoch(signed.GetHeader(), qid, n.id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node: stored answer of %s: %w", qid, err)
+	}
+	if cur, err := n.current(); err != nil || was >= e.Epoch || cur.Epoch != e.Epoch {
+		// This epoch's partial, or asked in an epoch that is not the
+		// newest: the stored answer as it is.
+		return answer, nil, nil
+	}
+	n.mu.RLock()
+	prev, until := n.previous, n.previousUntil
+	n.mu.RUnlock()
+	if prev != nil && prev.Epoch == was && n.cfg.Now().Before(until) {
+		return nil, nil, fmt.Errorf("%w: this node answered %s in epoch %d, which it serves until %s for a release that may be under way; "+
+			"asked in epoch %d after that, it sends the same noisy share under epoch %d's key", ErrWrongEpoch, qid, was, until.UTC().Format(time.RFC3339), e.Epoch, e.Epoch)
+	}
+	var made *nodev1.PartialPayload
+	// Held until the ledger has committed the new partial: no reveal can
+	// fix a set of the old one in between (fixSet takes it too).
+	n.releaseMu.Lock()
+	defer n.releaseMu.Unlock()
+	out, replaced, err := n.ledger.Replace(ctx, qid, req.GetAnalyst(), rho, func(stored []byte) ([]byte, error) {
+		if !bytes.Equal(stored, answer) {
+			return nil, nil // replaced meanwhile by a concurrent request
+		}
+		switch _, err := n.cfg.DB.Get(commitKey(qid)); {
+		case err == nil:
+			return nil, fmt.Errorf("%w: %s: this node revealed its partial of epoch %d for a release that did not finish in that epoch; "+
+				"a partial of it in epoch %d would be a second release of the interval", ErrAlreadyReleased, qid, was, e.Epoch)
+		case !errors.Is(err, kv.ErrNotFound):
+			return nil, err
+		}
+		b, err := n.cfg.DB.Get(seriesShareKey(qid))
+		if errors.Is(err, kv.ErrNotFound) {
+			return nil, fmt.Errorf("%w: %s: this node answered it in epoch %d without keeping its noisy share (an older version, or benchmark plaintext mode), "+
+				"so it cannot send it in epoch %d", ErrWrongEpoch, qid, was, e.Epoch)
+		}
+		if err != nil {
+			return nil, err
+		}
+		var kept nodev1.PartialPayload
+		if err := proto.Unmarshal(b, &kept); err != nil {
+			return nil, fmt.Errorf("node: kept share of %s: %w", qid, err)
+		}
+		switch {
+		case !bytes.Equal(kept.GetSpecDigest(), protocol.SpecDigest(req.GetSpec())):
+			return nil, fmt.Errorf("%w: %s: this node's share was noised in epoch %d for another spec (min_nodes, or the epoch's threshold, differ); "+
+				"the interval cannot be released in epoch %d", ErrWrongEpoch, qid, was, e.Epoch)
+		case kept.GetPlanFingerprint() != p.Fingerprint():
+			return nil, fmt.Errorf("%w: %s: this node's share was planned in epoch %d with another catalogue; the interval cannot be released in epoch %d", ErrWrongEpoch, qid, was, e.Epoch)
+		}
+		slots := kept.Plaintext
+		kept.Plaintext = nil
+		next, payload, err := n.sealPartial(e, qid, &kept, slots)
+		made = payload
+		return next, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if !replaced {
+		return out, nil, nil
+	}
+	n.record(ctx, n.id, "partial.reencrypted", qid, map[string]any{"from_epoch": was, "epoch": e.Epoch})
+	n.log.Info("sent a series interval of an earlier key epoch under the new key", "query_id", qid, "from_epoch", was, "epoch", e.Epoch)
+	return out, made, nil
 }

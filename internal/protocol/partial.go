@@ -117,6 +117,22 @@ func CheckPartialBinding(header []byte, queryID string, epoch uint64, node strin
 	return partialKind.checkBinding(header, queryBinding(queryID, epoch, node))
 }
 
+// PartialEpoch returns the key epoch that header, node's partial of query
+// queryID, is bound to, by its binding alone (no signature is verified): a
+// node reads it from a partial it stored to tell whether the partial is of
+// an earlier epoch than the one it is asked in.
+func PartialEpoch(header []byte, queryID, node string) (uint64, error) {
+	h, err := envelope.ParseHeader(header)
+	if err != nil {
+		return 0, err
+	}
+	if h.Kind != partialKind.name || h.QueryID != queryID || h.NodeID != node {
+		return 0, fmt.Errorf("%w: a %s of %q, node %q, not a %s of %q, node %q", envelope.ErrBindingMismatch,
+			h.Kind, h.QueryID, h.NodeID, partialKind.name, queryID, node)
+	}
+	return h.Epoch, nil
+}
+
 // Commitment is s without its payload: the header (which signs the
 // payload's SHA-256) and the signature. A node answers Evaluate with it and
 // sends the payload only once the set of partials is fixed (Reveal).

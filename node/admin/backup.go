@@ -447,8 +447,10 @@ type RestoreSummary struct {
 
 // Prefixes of the per-query records a restore carries over from a store
 // that still opens: ledger entries and answers, carry-forwards, commit and
-// release records.
-var carriedPrefixes = []string{"l/q/", "l/r/", "l/carried/", "n/commit/", "n/release/"}
+// release records, and the noisy shares of series intervals kept with their
+// answers (so that an answer carried over can still be sent in a later key
+// epoch).
+var carriedPrefixes = []string{"l/q/", "l/r/", "l/carried/", "n/commit/", "n/release/", "n/series-share/"}
 
 // Restore puts the backup in into the data directory, carrying the spend
 // forward as described above. The daemon must be stopped. The data

@@ -29,6 +29,11 @@
 // released; a crash after it leaves the debit and the answer stored, and the
 // next delivery replays that answer.
 //
+// Replace swaps the stored answer of a charged query id for another one the
+// owner computes from it, debiting nothing: the owner must vouch that the new
+// answer carries no information the old one did not (the node re-encrypts
+// the same noisy share under a new key epoch, never a fresh draw).
+//
 // # Storage
 //
 // Everything lives in the node's kv.DB under the prefix "l/" (Prefix); other
@@ -90,6 +95,8 @@ var (
 	ErrBadQueryID = errors.New("ledger: query id and analyst must not be empty")
 	// ErrCompute wraps the error of the compute function given to Charge.
 	ErrCompute = errors.New("ledger: computing the answer failed")
+	// ErrNotCharged: Replace of a query id that was never charged.
+	ErrNotCharged = errors.New("ledger: query id not charged")
 	// ErrCommittedNotConfirmed: the debit is committed and its answer
 	// stored, but what must follow the commit failed (the store's
 	// watermark file, Hooks.AfterDebit): the answer is not handed out; a
@@ -524,6 +531,77 @@ func (l *Ledger) Charge(ctx context.Context, queryID, analyst string, rho float6
 		}
 	}
 	return ans, false, nil
+}
+
+// Replace lets compute swap the stored answer of queryID, charged to
+// analyst for rho (ErrQueryIDReuse otherwise, ErrNotCharged when it was not
+// charged), for another one, and debits nothing. compute gets the stored
+// answer and returns the answer to store in its place, or nil to keep it.
+// Replace returns the answer stored when it returns and whether compute's
+// replaced it. It is serialised with Charge and other Replace calls of the
+// same query id, and the swap commits durably (kv.UpdateWatermarked) before
+// the new answer is returned. The new answer must carry no information the
+// old one did not (see the package comment): the ledger cannot check that.
+func (l *Ledger) Replace(ctx context.Context, queryID, analyst string, rho float64, compute func(stored []byte) ([]byte, error)) (answer []byte, replaced bool, err error) {
+	if queryID == "" || analyst == "" {
+		return nil, false, ErrBadQueryID
+	}
+	unlock, err := l.lock(ctx, queryID)
+	if err != nil {
+		return nil, false, fmt.Errorf("ledger: waiting for query %q: %w", queryID, err)
+	}
+	defer unlock()
+	var stored []byte
+	err = l.db.View(func(tx *kv.Txn) error {
+		rec, ans, ok, err := lookup(tx, queryID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: %q", ErrNotCharged, queryID)
+		}
+		stored = ans
+		return reuseErr(queryID, rec, analyst, rho)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	next, err := compute(bytes.Clone(stored))
+	if err != nil {
+		return nil, false, fmt.Errorf("%w for query %q: %w", ErrCompute, queryID, err)
+	}
+	if next == nil {
+		return stored, false, nil
+	}
+	next = bytes.Clone(next)
+	l.commitMu.Lock()
+	defer l.commitMu.Unlock()
+	_, err = l.db.UpdateWatermarked(func(tx *kv.Txn) error {
+		rec, ans, ok, err := lookup(tx, queryID)
+		if err != nil {
+			return err
+		}
+		if !ok || !bytes.Equal(ans, stored) {
+			// Only another Ledger on the same DB could have changed it.
+			return fmt.Errorf("ledger: the answer of query %q changed while it was replaced", queryID)
+		}
+		rec.AnswerSize = len(next)
+		meta, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if err := tx.Set(keyQuery(queryID), meta); err != nil {
+			return err
+		}
+		return tx.Set(keyAnswer(queryID), next)
+	})
+	if errors.Is(err, kv.ErrWatermark) {
+		return nil, false, fmt.Errorf("%w: replaced answer of query %q: %w", ErrCommittedNotConfirmed, queryID, err)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("ledger: replace the answer of query %q: %w", queryID, err)
+	}
+	return next, true, nil
 }
 
 // Check reports whether a charge of rho by analyst would fit both budgets

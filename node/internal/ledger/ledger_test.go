@@ -371,3 +371,63 @@ func TestCheckAndRemaining(t *testing.T) {
 		t.Fatalf("check: %v", err)
 	}
 }
+
+// TestReplace: Replace swaps a charged query's stored answer, debits
+// nothing, is what a later replay returns, and refuses, leaving the store as
+// it was, a query id never charged, another analyst or rho, and a failed
+// compute; a compute returning nil keeps the answer.
+func TestReplace(t *testing.T) {
+	ctx := context.Background()
+	db := memDB(t)
+	l := New(db, Limits{TotalRho: 10, PerAnalystRho: 5})
+	var calls atomic.Int32
+	first, _, err := l.Charge(ctx, "q1", "ann", 0.5, noisy(&calls))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := dump(t, db)
+	keep := func(stored []byte) ([]byte, error) { return nil, nil }
+	for _, c := range []struct {
+		name, qid, analyst string
+		rho                float64
+		compute            func([]byte) ([]byte, error)
+		want               error
+	}{
+		{"never charged", "q2", "ann", 0.5, keep, ErrNotCharged},
+		{"another analyst", "q1", "bob", 0.5, keep, ErrQueryIDReuse},
+		{"another rho", "q1", "ann", 0.7, keep, ErrQueryIDReuse},
+		{"compute fails", "q1", "ann", 0.5, func([]byte) ([]byte, error) { return nil, errors.New("no") }, ErrCompute},
+	} {
+		if _, _, err := l.Replace(ctx, c.qid, c.analyst, c.rho, c.compute); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	got, replaced, err := l.Replace(ctx, "q1", "ann", 0.5, keep)
+	if err != nil || replaced || !bytes.Equal(got, first) {
+		t.Fatalf("compute keeps the answer: %x replaced %v %v", got, replaced, err)
+	}
+	if after := dump(t, db); after != before {
+		t.Fatalf("refused or kept replacements changed the store:\n%s\nwas\n%s", after, before)
+	}
+	next := []byte("the same share under another key")
+	got, replaced, err = l.Replace(ctx, "q1", "ann", 0.5, func(stored []byte) ([]byte, error) {
+		if !bytes.Equal(stored, first) {
+			t.Errorf("compute got %x, want the stored %x", stored, first)
+		}
+		return next, nil
+	})
+	if err != nil || !replaced || !bytes.Equal(got, next) {
+		t.Fatalf("replace: %q replaced %v %v", got, replaced, err)
+	}
+	replay, replayed, err := l.Charge(ctx, "q1", "ann", 0.5, mustNotCompute(t))
+	if err != nil || !replayed || !bytes.Equal(replay, next) {
+		t.Fatalf("replay after replace: %q replayed %v %v", replay, replayed, err)
+	}
+	spent, _, err := l.Spent("ann")
+	if err != nil || spent != 0.5 {
+		t.Fatalf("spent %v (%v), want 0.5: a replacement is not a charge", spent, err)
+	}
+	if e, err := l.Entries(Filter{}); err != nil || len(e) != 1 || e[0].AnswerSize != len(next) {
+		t.Fatalf("entries %+v (%v), want one charge with the new answer's size", e, err)
+	}
+}
