@@ -97,7 +97,14 @@ func (n *Node) fixSet(ctx context.Context, qid string, digest, sumDigest []byte,
 		}
 		return nil
 	case errors.Is(err, kv.ErrNotFound):
-		if _, err := n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error { return tx.Set(commitKey(qid), record) }); err != nil {
+		if _, err := n.cfg.DB.UpdateWatermarked(func(tx *kv.Txn) error {
+			// A series interval's kept share is of no more use: its
+			// partial is fixed in this set for good (reencryptInterval).
+			if err := tx.Delete(seriesShareKey(qid)); err != nil {
+				return err
+			}
+			return tx.Set(commitKey(qid), record)
+		}); err != nil {
 			return err
 		}
 		n.record(ctx, n.id, "release.committed", qid, map[string]any{"step": step, "digest": fmt.Sprintf("%x", digest), "sum_digest": fmt.Sprintf("%x", sumDigest)})

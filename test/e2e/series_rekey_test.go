@@ -72,6 +72,14 @@ func TestSeriesIntervalAcrossRekey(t *testing.T) {
 	if _, err := nodes["node-3"].Reveal(ctx, &nodev1.RevealRequest{QueryId: qid, Epoch: e1, Spec: spec, Partials: set}); err != nil {
 		t.Fatal(err)
 	}
+	// Each node keeps its noisy share of the interval until it fixes the
+	// partial in a set: node-3 did, so its share is gone.
+	for i, want := range []bool{true, true, false} {
+		_, err := nw.DB(i).Get([]byte("n/series-share/" + qid))
+		if kept := err == nil; kept != want {
+			t.Errorf("node-%d keeps the interval's share: %v (%v), want %v", i+1, kept, err, want)
+		}
+	}
 	rho := protocol.SeriesRho(s)
 	spent := func(node string) float64 { return budgetAt(t, ctx, nodes[node], "analyst") }
 	for _, id := range []string{"node-1", "node-2", "node-3"} {
