@@ -187,6 +187,10 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	certOf := func(nid string) *x509.Certificate { return certs[slices.Index(ids, nid)] }
+	if err := c.checkKeys(ctx, id, crs, sharers, shares, certOf, clients, len(ids), threshold); err != nil {
+		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: %w", id, err)
+	}
 	pkb, err := pk.MarshalBinary()
 	if err != nil {
 		return 0, err

@@ -20,6 +20,7 @@ var Errors = rpc.RegisterErrors(rpc.ErrorTable{
 	{Err: ErrNotFound, Code: codes.NotFound, Reason: "coordinator.not_found"},
 	{Err: ErrBadRequest, Code: codes.InvalidArgument, Reason: "coordinator.bad_request"},
 	{Err: ErrSeriesExists, Code: codes.AlreadyExists, Reason: "coordinator.series_exists"},
+	{Err: ErrKeyCheck, Code: codes.FailedPrecondition, Reason: "coordinator.key_check"},
 	// The statistics endpoints (stats_http.go).
 	{Err: ErrStatsRound, Code: codes.FailedPrecondition, Reason: "coordinator.stats_round"},
 	{Err: stats.ErrBudget, Code: codes.FailedPrecondition, Reason: "stats.budget"},

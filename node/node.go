@@ -392,6 +392,9 @@ type epochState struct {
 	// and the coordinator starts a new epoch.
 	ckgShare *typesv1.Signed
 	ckgSet   []byte
+	// keyCheck is the answer to the epoch's one key-check challenge
+	// (CheckKey), kept in memory until it is opened.
+	keyCheck *keyCheck
 }
 
 type member struct {

@@ -45,6 +45,10 @@ func (s *service) RevealKeyGen(ctx context.Context, req *nodev1.RevealKeyGenRequ
 	return s.n.revealKeyGen(ctx, req)
 }
 
+func (s *service) CheckKey(ctx context.Context, req *nodev1.CheckKeyRequest) (*nodev1.CheckKeyResponse, error) {
+	return s.n.checkKey(ctx, req)
+}
+
 func (s *service) InstallKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*nodev1.InstallKeyResponse, error) {
 	return s.n.installKey(ctx, req)
 }

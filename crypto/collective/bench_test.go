@@ -231,3 +231,42 @@ func BenchmarkQuery(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkKeyCheck: the coordinator's challenge for one committee member
+// (N encryptions summed, the smudging of T = N decryptors) and the
+// member's decryption of it.
+func BenchmarkKeyCheck(b *testing.B) {
+	p := prodParams(b)
+	crs, err := collective.NewCRS()
+	if err != nil {
+		b.Fatal(err)
+	}
+	sk, err := homomorphic.GenSecretKeyShare(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	share, err := collective.CKGShare(p, sk, crs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{3, 10, 100} {
+		b.Run(fmt.Sprintf("challenge/N=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if _, _, err := collective.KeyCheckChallenge(p, crs, share, n, n); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	ct, _, err := collective.KeyCheckChallenge(p, crs, share, 10, 10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("decrypt", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := collective.KeyCheckDecrypt(p, sk, ct); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,5 +1,45 @@
 package collective
 
+import (
+	"math/bits"
+	mrand "math/rand/v2"
+
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/internal/polycodec"
+)
+
 // AdditiveUnchecked skips the threshold check so tests can show that fewer
 // than T members get garbage.
 var AdditiveUnchecked = (*ThresholdShare).additive
+
+// WideErrorShare is share with an error of about 2^log2 (log2 >= 40) added
+// to every coefficient: a CKG share that is not a well-formed RLWE sample,
+// of the kind a deviating member could send.
+func WideErrorShare(p homomorphic.Params, share []byte, log2 int) ([]byte, error) {
+	rq := p.BGV(tok).RingQ()
+	poly := rq.NewPoly()
+	if _, err := decode(p, polycodec.KindCKGShare, p.BGV(tok).MaxLevel(), share, poly); err != nil {
+		return nil, err
+	}
+	// The share is in the NTT and Montgomery domains: the error goes on its
+	// coefficients, r * 2^(log2-40) with r uniform in [-2^40, 2^40].
+	rq.INTT(poly, poly)
+	e := rq.NewPoly()
+	const half = uint64(1) << 40
+	for j := range e.Coeffs[0] {
+		r := mrand.Uint64N(2*half + 1)
+		for i, qi := range rq.ModuliChain() {
+			m := uint64(1)
+			for range log2 - 40 {
+				m = m * 2 % qi
+			}
+			v := (r%qi + qi - half%qi) % qi
+			hi, lo := bits.Mul64(v, m)
+			_, e.Coeffs[i][j] = bits.Div64(hi, lo, qi)
+		}
+	}
+	rq.MForm(e, e)
+	rq.Add(poly, e, poly)
+	rq.NTT(poly, poly)
+	return encode(p, polycodec.KindCKGShare, 0, 0, poly)
+}

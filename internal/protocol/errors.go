@@ -22,4 +22,5 @@ var Errors = rpc.RegisterErrors(rpc.ErrorTable{
 	{Err: ErrPlaintextRange, Code: codes.InvalidArgument, Reason: "protocol.plaintext_range"},
 	{Err: ErrMalformedPayload, Code: codes.InvalidArgument, Reason: "protocol.malformed_payload"},
 	{Err: ErrShareOfAnother, Code: codes.InvalidArgument, Reason: "protocol.share_of_another"},
+	{Err: ErrKeyCheck, Code: codes.FailedPrecondition, Reason: "protocol.key_check"},
 })

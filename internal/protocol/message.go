@@ -150,6 +150,7 @@ var (
 	ckgKind       = bytesKind(KindCKGShare)
 	ckgRevealKind = bytesKind(KindCKGReveal)
 	thresholdKind = bytesKind(KindThresholdShare)
+	keyCheckKind  = bytesKind(KindKeyCheck)
 )
 
 // queryBinding is the binding of a message about query queryID of key
@@ -250,6 +251,39 @@ func SealCKGReveal(signer crypto.Signer, epoch uint64, node string, digest []byt
 // set digest it names.
 func OpenCKGReveal(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node string, w Window) ([]byte, error) {
 	return ckgRevealKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
+}
+
+// ErrKeyCheck: a committee member's CKG share failed the key check (the
+// values a challenge under it encrypts are not what the member decrypts).
+var ErrKeyCheck = errors.New("protocol: the CKG share failed the key check")
+
+// KeyCheckDigest is what a committee member commits to when it answers a
+// key-check challenge of epoch: the values it decrypted and a random nonce
+// (32 bytes) that hides them until it opens the commitment.
+func KeyCheckDigest(epoch uint64, node string, values []int64, nonce []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("fedstat/key-check/v1\x00"))
+	h.Write(binary.BigEndian.AppendUint64(nil, epoch))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(node))))
+	h.Write([]byte(node))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(values))))
+	for _, v := range values {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(v)))
+	}
+	h.Write(nonce)
+	return h.Sum(nil)
+}
+
+// SealKeyCheck signs node's commitment (KeyCheckDigest) to what the key
+// check of epoch decrypted to.
+func SealKeyCheck(signer crypto.Signer, epoch uint64, node string, digest []byte, now time.Time) (*typesv1.Signed, error) {
+	return keyCheckKind.seal(signer, queryBinding(EpochQueryID(epoch), epoch, node), digest, now)
+}
+
+// OpenKeyCheck verifies node's key-check commitment of epoch and returns
+// the digest.
+func OpenKeyCheck(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node string, w Window) ([]byte, error) {
+	return keyCheckKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
 }
 
 // OpenCKGCommitment verifies node's answer to KeyGen, the signed header of

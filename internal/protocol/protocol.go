@@ -31,6 +31,9 @@ const (
 	// KindReleaseCommitment is a node's commitment to the partial set and
 	// the sum of a compact release, with its partial's fingerprint.
 	KindReleaseCommitment = "release-commitment"
+	// KindKeyCheck is a committee member's commitment to what a key-check
+	// challenge under its CKG share decrypts to (KeyCheckDigest).
+	KindKeyCheck = "key-check"
 )
 
 // EpochQueryID is the query id that binds key-ceremony messages of an epoch.

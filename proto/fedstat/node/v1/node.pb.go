@@ -1722,6 +1722,124 @@ func (*InstallKeyResponse) Descriptor() ([]byte, []int) {
 	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{24}
 }
 
+type CheckKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// challenge: a homomorphic.Ciphertext (collective.KeyCheckChallenge);
+	// set in the first call.
+	Challenge []byte `protobuf:"bytes,2,opt,name=challenge,proto3" json:"challenge,omitempty"`
+	// values: what the challenge encrypts; set in the second call.
+	Values        []int64 `protobuf:"zigzag64,3,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckKeyRequest) Reset() {
+	*x = CheckKeyRequest{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckKeyRequest) ProtoMessage() {}
+
+func (x *CheckKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckKeyRequest.ProtoReflect.Descriptor instead.
+func (*CheckKeyRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CheckKeyRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *CheckKeyRequest) GetChallenge() []byte {
+	if x != nil {
+		return x.Challenge
+	}
+	return nil
+}
+
+func (x *CheckKeyRequest) GetValues() []int64 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+type CheckKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// commitment: Signed{kind "key-check"} over protocol.KeyCheckDigest of
+	// the decrypted values and a nonce; the answer to the first call.
+	Commitment *v1.Signed `protobuf:"bytes,1,opt,name=commitment,proto3" json:"commitment,omitempty"`
+	// nonce: the commitment's 32-byte nonce; the answer to the second call.
+	Nonce         []byte `protobuf:"bytes,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckKeyResponse) Reset() {
+	*x = CheckKeyResponse{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckKeyResponse) ProtoMessage() {}
+
+func (x *CheckKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckKeyResponse.ProtoReflect.Descriptor instead.
+func (*CheckKeyResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CheckKeyResponse) GetCommitment() *v1.Signed {
+	if x != nil {
+		return x.Commitment
+	}
+	return nil
+}
+
+func (x *CheckKeyResponse) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
 type EvaluateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// request: Signed{kind "evaluate", node id = the node asked} by the
@@ -1735,7 +1853,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1865,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1878,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{25}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EvaluateRequest) GetRequest() *v1.Signed {
@@ -1811,7 +1929,7 @@ type EvaluateBody struct {
 
 func (x *EvaluateBody) Reset() {
 	*x = EvaluateBody{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1823,7 +1941,7 @@ func (x *EvaluateBody) String() string {
 func (*EvaluateBody) ProtoMessage() {}
 
 func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1836,7 +1954,7 @@ func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateBody.ProtoReflect.Descriptor instead.
 func (*EvaluateBody) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{26}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EvaluateBody) GetQueryId() string {
@@ -1932,7 +2050,7 @@ type AnalysisRound struct {
 
 func (x *AnalysisRound) Reset() {
 	*x = AnalysisRound{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2062,7 @@ func (x *AnalysisRound) String() string {
 func (*AnalysisRound) ProtoMessage() {}
 
 func (x *AnalysisRound) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2075,7 @@ func (x *AnalysisRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnalysisRound.ProtoReflect.Descriptor instead.
 func (*AnalysisRound) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AnalysisRound) GetRound() int32 {
@@ -1994,7 +2112,7 @@ type SeriesInterval struct {
 
 func (x *SeriesInterval) Reset() {
 	*x = SeriesInterval{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2124,7 @@ func (x *SeriesInterval) String() string {
 func (*SeriesInterval) ProtoMessage() {}
 
 func (x *SeriesInterval) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2137,7 @@ func (x *SeriesInterval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesInterval.ProtoReflect.Descriptor instead.
 func (*SeriesInterval) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SeriesInterval) GetSpec() *v1.SeriesSpec {
@@ -2075,7 +2193,7 @@ type PartialPayload struct {
 
 func (x *PartialPayload) Reset() {
 	*x = PartialPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2087,7 +2205,7 @@ func (x *PartialPayload) String() string {
 func (*PartialPayload) ProtoMessage() {}
 
 func (x *PartialPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2100,7 +2218,7 @@ func (x *PartialPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartialPayload.ProtoReflect.Descriptor instead.
 func (*PartialPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PartialPayload) GetCiphertexts() [][]byte {
@@ -2173,7 +2291,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2303,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2316,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EvaluateResponse) GetPartial() *v1.Signed {
@@ -2233,7 +2351,7 @@ type ApprovalPending struct {
 
 func (x *ApprovalPending) Reset() {
 	*x = ApprovalPending{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2245,7 +2363,7 @@ func (x *ApprovalPending) String() string {
 func (*ApprovalPending) ProtoMessage() {}
 
 func (x *ApprovalPending) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2258,7 +2376,7 @@ func (x *ApprovalPending) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalPending.ProtoReflect.Descriptor instead.
 func (*ApprovalPending) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ApprovalPending) GetSinceUnixMs() int64 {
@@ -2297,7 +2415,7 @@ type KeySwitchRequest struct {
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2427,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2440,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -2407,7 +2525,7 @@ type RevealRequest struct {
 
 func (x *RevealRequest) Reset() {
 	*x = RevealRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2419,7 +2537,7 @@ func (x *RevealRequest) String() string {
 func (*RevealRequest) ProtoMessage() {}
 
 func (x *RevealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2432,7 +2550,7 @@ func (x *RevealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealRequest.ProtoReflect.Descriptor instead.
 func (*RevealRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RevealRequest) GetQueryId() string {
@@ -2478,7 +2596,7 @@ type RevealResponse struct {
 
 func (x *RevealResponse) Reset() {
 	*x = RevealResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2608,7 @@ func (x *RevealResponse) String() string {
 func (*RevealResponse) ProtoMessage() {}
 
 func (x *RevealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2621,7 @@ func (x *RevealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealResponse.ProtoReflect.Descriptor instead.
 func (*RevealResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RevealResponse) GetPartial() *v1.Signed {
@@ -2537,7 +2655,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +2667,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +2680,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CommitRequest) GetQueryId() string {
@@ -2605,7 +2723,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2617,7 +2735,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2630,7 +2748,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CommitResponse) GetCommit() *v1.Signed {
@@ -2660,7 +2778,7 @@ type ReleaseCommitment struct {
 
 func (x *ReleaseCommitment) Reset() {
 	*x = ReleaseCommitment{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2672,7 +2790,7 @@ func (x *ReleaseCommitment) String() string {
 func (*ReleaseCommitment) ProtoMessage() {}
 
 func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2685,7 +2803,7 @@ func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseCommitment.ProtoReflect.Descriptor instead.
 func (*ReleaseCommitment) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{37}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReleaseCommitment) GetDigest() []byte {
@@ -2733,7 +2851,7 @@ type Fingerprint struct {
 
 func (x *Fingerprint) Reset() {
 	*x = Fingerprint{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +2863,7 @@ func (x *Fingerprint) String() string {
 func (*Fingerprint) ProtoMessage() {}
 
 func (x *Fingerprint) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,7 +2876,7 @@ func (x *Fingerprint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
 func (*Fingerprint) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{38}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *Fingerprint) GetValues() []uint64 {
@@ -2787,7 +2905,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2799,7 +2917,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2812,7 +2930,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{39}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -2854,7 +2972,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2866,7 +2984,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2879,7 +2997,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{40}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -2906,7 +3024,7 @@ type StoredRelease struct {
 
 func (x *StoredRelease) Reset() {
 	*x = StoredRelease{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3036,7 @@ func (x *StoredRelease) String() string {
 func (*StoredRelease) ProtoMessage() {}
 
 func (x *StoredRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3049,7 @@ func (x *StoredRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRelease.ProtoReflect.Descriptor instead.
 func (*StoredRelease) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{41}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *StoredRelease) GetDigest() []byte {
@@ -3086,7 +3204,16 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x14RevealKeyGenResponse\x125\n" +
 	"\tckg_share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\bckgShare\x120\n" +
 	"\x06reveal\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06reveal\"\x14\n" +
-	"\x12InstallKeyResponse\"E\n" +
+	"\x12InstallKeyResponse\"]\n" +
+	"\x0fCheckKeyRequest\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1c\n" +
+	"\tchallenge\x18\x02 \x01(\fR\tchallenge\x12\x16\n" +
+	"\x06values\x18\x03 \x03(\x12R\x06values\"b\n" +
+	"\x10CheckKeyResponse\x128\n" +
+	"\n" +
+	"commitment\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\n" +
+	"commitment\x12\x14\n" +
+	"\x05nonce\x18\x02 \x01(\fR\x05nonce\"E\n" +
 	"\x0fEvaluateRequest\x122\n" +
 	"\arequest\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\arequest\"\xbe\x03\n" +
 	"\fEvaluateBody\x12\x19\n" +
@@ -3180,11 +3307,12 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eKeySwitchPhase\x12 \n" +
 	"\x1cKEY_SWITCH_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KEY_SWITCH_PHASE_PREPARE\x10\x01\x12\x1c\n" +
-	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xdc\a\n" +
+	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xad\b\n" +
 	"\vNodeService\x12C\n" +
 	"\x04Info\x12\x1c.fedstat.node.v1.InfoRequest\x1a\x1d.fedstat.node.v1.InfoResponse\x12I\n" +
 	"\x06KeyGen\x12\x1e.fedstat.node.v1.KeyGenRequest\x1a\x1f.fedstat.node.v1.KeyGenResponse\x12[\n" +
-	"\fRevealKeyGen\x12$.fedstat.node.v1.RevealKeyGenRequest\x1a%.fedstat.node.v1.RevealKeyGenResponse\x12U\n" +
+	"\fRevealKeyGen\x12$.fedstat.node.v1.RevealKeyGenRequest\x1a%.fedstat.node.v1.RevealKeyGenResponse\x12O\n" +
+	"\bCheckKey\x12 .fedstat.node.v1.CheckKeyRequest\x1a!.fedstat.node.v1.CheckKeyResponse\x12U\n" +
 	"\n" +
 	"InstallKey\x12\".fedstat.node.v1.InstallKeyRequest\x1a#.fedstat.node.v1.InstallKeyResponse\x12O\n" +
 	"\bEvaluate\x12 .fedstat.node.v1.EvaluateRequest\x1a!.fedstat.node.v1.EvaluateResponse\x12I\n" +
@@ -3210,7 +3338,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),          // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),             // 1: fedstat.node.v1.LinkSpec
@@ -3238,113 +3366,118 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*RevealKeyGenRequest)(nil),  // 23: fedstat.node.v1.RevealKeyGenRequest
 	(*RevealKeyGenResponse)(nil), // 24: fedstat.node.v1.RevealKeyGenResponse
 	(*InstallKeyResponse)(nil),   // 25: fedstat.node.v1.InstallKeyResponse
-	(*EvaluateRequest)(nil),      // 26: fedstat.node.v1.EvaluateRequest
-	(*EvaluateBody)(nil),         // 27: fedstat.node.v1.EvaluateBody
-	(*AnalysisRound)(nil),        // 28: fedstat.node.v1.AnalysisRound
-	(*SeriesInterval)(nil),       // 29: fedstat.node.v1.SeriesInterval
-	(*PartialPayload)(nil),       // 30: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),     // 31: fedstat.node.v1.EvaluateResponse
-	(*ApprovalPending)(nil),      // 32: fedstat.node.v1.ApprovalPending
-	(*KeySwitchRequest)(nil),     // 33: fedstat.node.v1.KeySwitchRequest
-	(*RevealRequest)(nil),        // 34: fedstat.node.v1.RevealRequest
-	(*RevealResponse)(nil),       // 35: fedstat.node.v1.RevealResponse
-	(*CommitRequest)(nil),        // 36: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),       // 37: fedstat.node.v1.CommitResponse
-	(*ReleaseCommitment)(nil),    // 38: fedstat.node.v1.ReleaseCommitment
-	(*Fingerprint)(nil),          // 39: fedstat.node.v1.Fingerprint
-	(*KeySwitchPayload)(nil),     // 40: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),    // 41: fedstat.node.v1.KeySwitchResponse
-	(*StoredRelease)(nil),        // 42: fedstat.node.v1.StoredRelease
-	(*v1.QuerySpec)(nil),         // 43: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),            // 44: fedstat.types.v1.Signed
-	(*v1.DataSummary)(nil),       // 45: fedstat.types.v1.DataSummary
-	(*v1.AnalystSignature)(nil),  // 46: fedstat.types.v1.AnalystSignature
-	(*v11.ReleaseRecord)(nil),    // 47: fedstat.coordinator.v1.ReleaseRecord
-	(*v1.Result)(nil),            // 48: fedstat.types.v1.Result
-	(*v1.SeriesSpec)(nil),        // 49: fedstat.types.v1.SeriesSpec
+	(*CheckKeyRequest)(nil),      // 26: fedstat.node.v1.CheckKeyRequest
+	(*CheckKeyResponse)(nil),     // 27: fedstat.node.v1.CheckKeyResponse
+	(*EvaluateRequest)(nil),      // 28: fedstat.node.v1.EvaluateRequest
+	(*EvaluateBody)(nil),         // 29: fedstat.node.v1.EvaluateBody
+	(*AnalysisRound)(nil),        // 30: fedstat.node.v1.AnalysisRound
+	(*SeriesInterval)(nil),       // 31: fedstat.node.v1.SeriesInterval
+	(*PartialPayload)(nil),       // 32: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),     // 33: fedstat.node.v1.EvaluateResponse
+	(*ApprovalPending)(nil),      // 34: fedstat.node.v1.ApprovalPending
+	(*KeySwitchRequest)(nil),     // 35: fedstat.node.v1.KeySwitchRequest
+	(*RevealRequest)(nil),        // 36: fedstat.node.v1.RevealRequest
+	(*RevealResponse)(nil),       // 37: fedstat.node.v1.RevealResponse
+	(*CommitRequest)(nil),        // 38: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),       // 39: fedstat.node.v1.CommitResponse
+	(*ReleaseCommitment)(nil),    // 40: fedstat.node.v1.ReleaseCommitment
+	(*Fingerprint)(nil),          // 41: fedstat.node.v1.Fingerprint
+	(*KeySwitchPayload)(nil),     // 42: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),    // 43: fedstat.node.v1.KeySwitchResponse
+	(*StoredRelease)(nil),        // 44: fedstat.node.v1.StoredRelease
+	(*v1.QuerySpec)(nil),         // 45: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),            // 46: fedstat.types.v1.Signed
+	(*v1.DataSummary)(nil),       // 47: fedstat.types.v1.DataSummary
+	(*v1.AnalystSignature)(nil),  // 48: fedstat.types.v1.AnalystSignature
+	(*v11.ReleaseRecord)(nil),    // 49: fedstat.coordinator.v1.ReleaseRecord
+	(*v1.Result)(nil),            // 50: fedstat.types.v1.Result
+	(*v1.SeriesSpec)(nil),        // 51: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	43, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	45, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	21, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
 	21, // 7: fedstat.node.v1.LinkStageRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	44, // 8: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	43, // 9: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	46, // 8: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	45, // 9: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 10: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	43, // 11: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	45, // 11: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 12: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	45, // 13: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	47, // 13: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	16, // 14: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	17, // 15: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	44, // 16: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	46, // 16: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	20, // 17: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	44, // 18: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	44, // 19: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	44, // 20: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	44, // 21: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	46, // 18: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	46, // 19: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	46, // 20: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	46, // 21: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	21, // 22: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	20, // 23: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
 	21, // 24: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
 	21, // 25: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
 	21, // 26: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
-	44, // 27: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	44, // 28: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
-	44, // 29: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	43, // 30: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 31: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	29, // 32: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	46, // 33: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	28, // 34: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
-	47, // 35: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
-	48, // 36: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
-	49, // 37: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
-	4,  // 38: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	44, // 39: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	32, // 40: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	43, // 41: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 42: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	21, // 43: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 44: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	43, // 45: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 46: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	44, // 47: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	44, // 48: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
-	44, // 49: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	39, // 50: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	44, // 51: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 52: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 53: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	23, // 54: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
-	22, // 55: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	26, // 56: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	34, // 57: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
-	33, // 58: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	36, // 59: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 60: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 61: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 62: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 63: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 64: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 65: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	24, // 66: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
-	25, // 67: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	31, // 68: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	35, // 69: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	41, // 70: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	37, // 71: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 72: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 73: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 74: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 75: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	64, // [64:76] is the sub-list for method output_type
-	52, // [52:64] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	46, // 27: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	46, // 28: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	46, // 29: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
+	46, // 30: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	45, // 31: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 32: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
+	31, // 33: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
+	48, // 34: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	30, // 35: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
+	49, // 36: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
+	50, // 37: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
+	51, // 38: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 39: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	46, // 40: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	34, // 41: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	45, // 42: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 43: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	21, // 44: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 45: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	45, // 46: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 47: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	46, // 48: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	46, // 49: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	46, // 50: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	41, // 51: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	46, // 52: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 53: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 54: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	23, // 55: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
+	26, // 56: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
+	22, // 57: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	28, // 58: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	36, // 59: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	35, // 60: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	38, // 61: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 62: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 63: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 64: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 65: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 66: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 67: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	24, // 68: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
+	27, // 69: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
+	25, // 70: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	33, // 71: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	37, // 72: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	43, // 73: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	39, // 74: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 75: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 76: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 77: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 78: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	66, // [66:79] is the sub-list for method output_type
+	53, // [53:66] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -3358,7 +3491,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

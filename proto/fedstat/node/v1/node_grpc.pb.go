@@ -25,6 +25,7 @@ const (
 	NodeService_Info_FullMethodName         = "/fedstat.node.v1.NodeService/Info"
 	NodeService_KeyGen_FullMethodName       = "/fedstat.node.v1.NodeService/KeyGen"
 	NodeService_RevealKeyGen_FullMethodName = "/fedstat.node.v1.NodeService/RevealKeyGen"
+	NodeService_CheckKey_FullMethodName     = "/fedstat.node.v1.NodeService/CheckKey"
 	NodeService_InstallKey_FullMethodName   = "/fedstat.node.v1.NodeService/InstallKey"
 	NodeService_Evaluate_FullMethodName     = "/fedstat.node.v1.NodeService/Evaluate"
 	NodeService_Reveal_FullMethodName       = "/fedstat.node.v1.NodeService/Reveal"
@@ -54,6 +55,14 @@ type NodeServiceClient interface {
 	// within one such set per epoch, its own commitment among them, and signs
 	// a statement naming the set (kind "ckg-reveal").
 	RevealKeyGen(ctx context.Context, in *RevealKeyGenRequest, opts ...grpc.CallOption) (*RevealKeyGenResponse, error)
+	// CheckKey is the key check of a committee member's revealed CKG share
+	// of a pending epoch (docs/crypto.md, "The key check"), in two calls.
+	// With a challenge (a ciphertext under the member's CKG share taken as a
+	// public key), the member decrypts it with its secret and returns a
+	// signed commitment (kind "key-check") to what it got; once per epoch.
+	// With the values the challenge encrypts, it opens the commitment if
+	// they are what it decrypted, and refuses (protocol.key_check) if not.
+	CheckKey(ctx context.Context, in *CheckKeyRequest, opts ...grpc.CallOption) (*CheckKeyResponse, error)
 	// InstallKey gives the node every member's signed CKG share; the node
 	// checks the signatures, recomputes the collective public key and
 	// activates the epoch.
@@ -131,6 +140,16 @@ func (c *nodeServiceClient) RevealKeyGen(ctx context.Context, in *RevealKeyGenRe
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RevealKeyGenResponse)
 	err := c.cc.Invoke(ctx, NodeService_RevealKeyGen_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeServiceClient) CheckKey(ctx context.Context, in *CheckKeyRequest, opts ...grpc.CallOption) (*CheckKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckKeyResponse)
+	err := c.cc.Invoke(ctx, NodeService_CheckKey_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -245,6 +264,14 @@ type NodeServiceServer interface {
 	// within one such set per epoch, its own commitment among them, and signs
 	// a statement naming the set (kind "ckg-reveal").
 	RevealKeyGen(context.Context, *RevealKeyGenRequest) (*RevealKeyGenResponse, error)
+	// CheckKey is the key check of a committee member's revealed CKG share
+	// of a pending epoch (docs/crypto.md, "The key check"), in two calls.
+	// With a challenge (a ciphertext under the member's CKG share taken as a
+	// public key), the member decrypts it with its secret and returns a
+	// signed commitment (kind "key-check") to what it got; once per epoch.
+	// With the values the challenge encrypts, it opens the commitment if
+	// they are what it decrypted, and refuses (protocol.key_check) if not.
+	CheckKey(context.Context, *CheckKeyRequest) (*CheckKeyResponse, error)
 	// InstallKey gives the node every member's signed CKG share; the node
 	// checks the signatures, recomputes the collective public key and
 	// activates the epoch.
@@ -306,6 +333,9 @@ func (UnimplementedNodeServiceServer) KeyGen(context.Context, *KeyGenRequest) (*
 }
 func (UnimplementedNodeServiceServer) RevealKeyGen(context.Context, *RevealKeyGenRequest) (*RevealKeyGenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevealKeyGen not implemented")
+}
+func (UnimplementedNodeServiceServer) CheckKey(context.Context, *CheckKeyRequest) (*CheckKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckKey not implemented")
 }
 func (UnimplementedNodeServiceServer) InstallKey(context.Context, *InstallKeyRequest) (*InstallKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method InstallKey not implemented")
@@ -405,6 +435,24 @@ func _NodeService_RevealKeyGen_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(NodeServiceServer).RevealKeyGen(ctx, req.(*RevealKeyGenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeService_CheckKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).CheckKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_CheckKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).CheckKey(ctx, req.(*CheckKeyRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -589,6 +637,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevealKeyGen",
 			Handler:    _NodeService_RevealKeyGen_Handler,
+		},
+		{
+			MethodName: "CheckKey",
+			Handler:    _NodeService_CheckKey_Handler,
 		},
 		{
 			MethodName: "InstallKey",

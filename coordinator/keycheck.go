@@ -1,0 +1,94 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/internal/rpc"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+)
+
+// ErrKeyCheck: a key ceremony stopped because a committee member's CKG
+// share failed the key check; the member is excluded from key epochs.
+var ErrKeyCheck = errors.New("coordinator: a committee member failed the key check")
+
+// checkKeys runs the key check of every committee member's revealed CKG
+// share (node CheckKey; docs/crypto.md, "The key check") before any member
+// installs the epoch: a challenge encrypted under the share (one fresh
+// encryption per member of the epoch, summed, with the smudging noise of
+// threshold decryptors), the member's signed commitment to what it
+// decrypts, then the values. A member that does not decrypt them, or whose
+// commitment is unsigned or does not open to them, is excluded from key
+// epochs until it presents another certificate, and the ceremony fails
+// naming it; the next ceremony runs without it. A member that cannot be
+// reached fails the ceremony as any step does, and is not excluded.
+func (c *Coordinator) checkKeys(ctx context.Context, epoch uint64, crs []byte, sharers []string, shares [][]byte, certOf func(string) *x509.Certificate,
+	clients map[string]nodev1.NodeServiceClient, members, decryptors int) error {
+	failed := make([]string, len(sharers))
+	errs := c.fanoutEach(ctx, sharers, func(ctx context.Context, i int, nid string) error {
+		ct, want, err := collective.KeyCheckChallenge(c.params, crs, shares[i], members, decryptors)
+		if err != nil {
+			failed[i] = fmt.Sprintf("its CKG share cannot be taken as a public key: %v", err)
+			return nil
+		}
+		ctb, err := ct.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		r, err := clients[nid].CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Challenge: ctb})
+		if status.Code(err) == codes.Unimplemented {
+			return fmt.Errorf("it runs a version without the key check; upgrade it (a key epoch is not made with a member whose share is not checked)")
+		}
+		if err != nil {
+			return callError(err)
+		}
+		digest, err := protocol.OpenKeyCheck(certOf(nid).PublicKey, r.GetCommitment(), epoch, nid, c.window())
+		if err != nil {
+			failed[i] = fmt.Sprintf("its key-check commitment does not verify: %v", err)
+			return nil
+		}
+		r, err = clients[nid].CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Values: want})
+		switch {
+		case errors.Is(rpc.FromStatus(err), protocol.ErrKeyCheck):
+			failed[i] = "it does not decrypt a challenge encrypted under its CKG share (the share is not a well-formed sample of a key it holds)"
+			return nil
+		case err != nil:
+			return callError(err)
+		case !bytes.Equal(protocol.KeyCheckDigest(epoch, nid, want, r.GetNonce()), digest):
+			failed[i] = "what it committed to is not the values of the challenge encrypted under its CKG share (the share is not a well-formed sample of a key it holds)"
+		}
+		return nil
+	})
+	var named []string
+	for i, nid := range sharers {
+		if failed[i] == "" {
+			continue
+		}
+		problem := fmt.Sprintf("its CKG share of epoch %d failed the key check: %s", epoch, failed[i])
+		d := sha256.Sum256(certOf(nid).Raw)
+		if err := c.exclude(ctx, lostMember{ID: nid, Problem: problem, CertSHA256: d[:]}); err != nil {
+			c.log.Error("could not store the exclusion of a member that failed the key check", "node", nid, "err", err)
+		}
+		c.record(ctx, c.cfg.Identity.Name(), "epoch.key_check_failed", "", map[string]any{"epoch": epoch, "node": nid, "reason": failed[i]})
+		named = append(named, nid+": "+problem)
+	}
+	if len(named) > 0 {
+		return fmt.Errorf("%w: %s; excluded from key epochs until it presents a new certificate", ErrKeyCheck, strings.Join(named, "; "))
+	}
+	for i, err := range errs {
+		if err != nil {
+			return fmt.Errorf("key check: node %s: %w", sharers[i], err)
+		}
+	}
+	return nil
+}

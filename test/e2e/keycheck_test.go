@@ -1,0 +1,151 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/cmd/fedstat/demo"
+	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+)
+
+// TestMalformedCKGShareNamed: node-3 runs the real key ceremony with one
+// step changed, the CKG share it commits to and reveals: a share of a
+// secret it does not hold, signed with its own key, revealed within the
+// committee's fixed set like an honest one. Every signature checks and the
+// collective key aggregates, but no release could ever be decrypted under
+// it. The key check names node-3 before any member installs the epoch:
+// the ceremony fails saying so, node-3 is excluded from key epochs, and
+// the next ceremony makes an epoch of node-1 and node-2 in which a query is
+// released. Before the key check, the epoch was installed and every
+// release in it failed, naming nobody.
+func TestMalformedCKGShareNamed(t *testing.T) {
+	dir := t.TempDir()
+	var armed atomic.Bool
+	var mu sync.Mutex
+	real := map[uint64]*typesv1.Signed{}   // node-3's own commitment, by epoch
+	forged := map[uint64]*typesv1.Signed{} // the share it reveals instead
+	identity := func() *pki.Identity {
+		id, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-3")
+		if err != nil {
+			t.Error(err)
+		}
+		return id
+	}
+	evil := func(nodeID string) []grpc.ServerOption {
+		if nodeID != "node-3" {
+			return nil
+		}
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if !armed.Load() {
+				return h(ctx, req)
+			}
+			switch info.FullMethod {
+			case nodev1.NodeService_KeyGen_FullMethodName:
+				r := req.(*nodev1.KeyGenRequest)
+				resp, err := h(ctx, req)
+				if err != nil {
+					return resp, err
+				}
+				p, err := homomorphic.NewParams(r.GetParams())
+				if err != nil {
+					return nil, err
+				}
+				other, err := homomorphic.GenSecretKeyShare(p)
+				if err != nil {
+					return nil, err
+				}
+				share, err := collective.CKGShare(p, other, r.GetCrs())
+				if err != nil {
+					return nil, err
+				}
+				s, err := protocol.SealCKGShare(identity().Key, r.GetEpoch(), "node-3", share, time.Now())
+				if err != nil {
+					return nil, err
+				}
+				kg := resp.(*nodev1.KeyGenResponse)
+				mu.Lock()
+				real[r.GetEpoch()], forged[r.GetEpoch()] = kg.GetCkgShare(), s
+				mu.Unlock()
+				kg.CkgShare = protocol.Commitment(s)
+				return kg, nil
+			case nodev1.NodeService_RevealKeyGen_FullMethodName:
+				r := req.(*nodev1.RevealKeyGenRequest)
+				mu.Lock()
+				own, s := real[r.GetEpoch()], forged[r.GetEpoch()]
+				mu.Unlock()
+				// The node itself is asked with its own commitment in the
+				// set; the coordinator gets the forged share and a reveal
+				// statement over the set it sent.
+				honest := proto.Clone(r).(*nodev1.RevealKeyGenRequest)
+				for _, c := range honest.GetCkgCommitments() {
+					if c.GetNodeId() == "node-3" {
+						c.Signed = own
+					}
+				}
+				resp, err := h(ctx, honest)
+				if err != nil {
+					return resp, err
+				}
+				stmt, err := protocol.SealCKGReveal(identity().Key, r.GetEpoch(), "node-3", protocol.CKGSetDigest(r.GetEpoch(), r.GetCkgCommitments()), time.Now())
+				if err != nil {
+					return nil, err
+				}
+				return &nodev1.RevealKeyGenResponse{CkgShare: s, Reveal: stmt}, nil
+			}
+			return h(ctx, req)
+		})}
+	}
+	nw := startFault(t, demo.Options{Dir: dir, NodeServerOptions: evil})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	armed.Store(true)
+	_, err := nw.Coordinator.KeyCeremony(ctx)
+	if !errors.Is(err, coordinator.ErrKeyCheck) || !strings.Contains(err.Error(), "node-3: its CKG share of epoch") ||
+		!strings.Contains(err.Error(), "does not decrypt a challenge encrypted under its CKG share") {
+		t.Fatalf("ceremony with node-3's forged share: %v; want it to fail the key check, naming node-3", err)
+	}
+	for _, id := range []string{"node-1", "node-2"} {
+		if strings.Contains(err.Error(), id) {
+			t.Errorf("the key check named %s too: %v", id, err)
+		}
+	}
+	var excluded bool
+	for _, m := range nw.Coordinator.CeremonyStatus().GetMembers() {
+		if m.GetNodeId() == "node-3" && m.GetExcluded() && strings.Contains(m.GetProblem(), "failed the key check") {
+			excluded = true
+		}
+	}
+	if !excluded {
+		t.Fatalf("node-3 is not excluded for its key check: %v", nw.Coordinator.CeremonyStatus().GetMembers())
+	}
+
+	// The next ceremony runs without node-3, and its epoch releases.
+	e, err := nw.Coordinator.KeyCeremony(ctx)
+	if err != nil {
+		t.Fatalf("ceremony without node-3: %v", err)
+	}
+	nw.Epoch = e
+	st, err := runQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2})
+	if err != nil {
+		t.Fatalf("query in epoch %d: %v", e, err)
+	}
+	if st.GetEpoch() != e || st.GetResult().GetNodes() != 2 {
+		t.Fatalf("query ran in epoch %d with %d nodes, want epoch %d with node-1 and node-2", st.GetEpoch(), st.GetResult().GetNodes(), e)
+	}
+}
