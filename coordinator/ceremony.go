@@ -188,7 +188,8 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	certOf := func(nid string) *x509.Certificate { return certs[slices.Index(ids, nid)] }
-	if err := c.checkKeys(ctx, id, crs, sharers, shares, certOf, clients, len(ids), threshold); err != nil {
+	checkBytes, err := c.checkKeys(ctx, id, crs, sharers, shares, certOf, clients, len(ids), threshold)
+	if err != nil {
 		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: %w", id, err)
 	}
 	pkb, err := pk.MarshalBinary()
@@ -216,7 +217,8 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	for i := range ids {
 		sent, got := int64(proto.Size(resps[i])), int64(proto.Size(req)+received[i])
 		if j := slices.Index(sharers, ids[i]); j >= 0 {
-			sent += int64(proto.Size(revealed[j]))
+			sent += int64(proto.Size(revealed[j])) + checkBytes[j][0]
+			got += checkBytes[j][1]
 		}
 		if points[i] != 0 {
 			cost.CommitteeSent, cost.CommitteeReceived = max(cost.CommitteeSent, sent), max(cost.CommitteeReceived, got)

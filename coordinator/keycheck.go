@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/internal/protocol"
@@ -31,10 +32,12 @@ var ErrKeyCheck = errors.New("coordinator: a committee member failed the key che
 // commitment is unsigned or does not open to them, is excluded from key
 // epochs until it presents another certificate, and the ceremony fails
 // naming it; the next ceremony runs without it. A member that cannot be
-// reached fails the ceremony as any step does, and is not excluded.
+// reached fails the ceremony as any step does, and is not excluded. It
+// returns the bytes each member sent and received in the check.
 func (c *Coordinator) checkKeys(ctx context.Context, epoch uint64, crs []byte, sharers []string, shares [][]byte, certOf func(string) *x509.Certificate,
-	clients map[string]nodev1.NodeServiceClient, members, decryptors int) error {
+	clients map[string]nodev1.NodeServiceClient, members, decryptors int) ([][2]int64, error) {
 	failed := make([]string, len(sharers))
+	traffic := make([][2]int64, len(sharers)) // sent, received by member i
 	errs := c.fanoutEach(ctx, sharers, func(ctx context.Context, i int, nid string) error {
 		ct, want, err := collective.KeyCheckChallenge(c.params, crs, shares[i], members, decryptors)
 		if err != nil {
@@ -45,19 +48,24 @@ func (c *Coordinator) checkKeys(ctx context.Context, epoch uint64, crs []byte, s
 		if err != nil {
 			return err
 		}
-		r, err := clients[nid].CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Challenge: ctb})
+		req := &nodev1.CheckKeyRequest{Epoch: epoch, Challenge: ctb}
+		r, err := clients[nid].CheckKey(ctx, req)
 		if status.Code(err) == codes.Unimplemented {
 			return fmt.Errorf("it runs a version without the key check; upgrade it (a key epoch is not made with a member whose share is not checked)")
 		}
 		if err != nil {
 			return callError(err)
 		}
+		traffic[i][0], traffic[i][1] = int64(proto.Size(r)), int64(proto.Size(req))
 		digest, err := protocol.OpenKeyCheck(certOf(nid).PublicKey, r.GetCommitment(), epoch, nid, c.window())
 		if err != nil {
 			failed[i] = fmt.Sprintf("its key-check commitment does not verify: %v", err)
 			return nil
 		}
-		r, err = clients[nid].CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Values: want})
+		req = &nodev1.CheckKeyRequest{Epoch: epoch, Values: want}
+		r, err = clients[nid].CheckKey(ctx, req)
+		traffic[i][0] += int64(proto.Size(r))
+		traffic[i][1] += int64(proto.Size(req))
 		switch {
 		case errors.Is(rpc.FromStatus(err), protocol.ErrKeyCheck):
 			failed[i] = "it does not decrypt a challenge encrypted under its CKG share (the share is not a well-formed sample of a key it holds)"
@@ -83,12 +91,12 @@ func (c *Coordinator) checkKeys(ctx context.Context, epoch uint64, crs []byte, s
 		named = append(named, nid+": "+problem)
 	}
 	if len(named) > 0 {
-		return fmt.Errorf("%w: %s; excluded from key epochs until it presents a new certificate", ErrKeyCheck, strings.Join(named, "; "))
+		return nil, fmt.Errorf("%w: %s; excluded from key epochs until it presents a new certificate", ErrKeyCheck, strings.Join(named, "; "))
 	}
 	for i, err := range errs {
 		if err != nil {
-			return fmt.Errorf("key check: node %s: %w", sharers[i], err)
+			return nil, fmt.Errorf("key check: node %s: %w", sharers[i], err)
 		}
 	}
-	return nil
+	return traffic, nil
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -74,11 +75,16 @@ func TestSeriesIntervalAcrossRekey(t *testing.T) {
 	}
 	// Each node keeps its noisy share of the interval until it fixes the
 	// partial in a set: node-3 did, so its share is gone.
+	shareKey := []byte("n/series-share/" + qid)
 	for i, want := range []bool{true, true, false} {
-		_, err := nw.DB(i).Get([]byte("n/series-share/" + qid))
+		_, err := nw.DB(i).Get(shareKey)
 		if kept := err == nil; kept != want {
 			t.Errorf("node-%d keeps the interval's share: %v (%v), want %v", i+1, kept, err, want)
 		}
+	}
+	keptShare, err := nw.DB(0).Get(shareKey)
+	if err != nil {
+		t.Fatal(err)
 	}
 	rho := protocol.SeriesRho(s)
 	spent := func(node string) float64 { return budgetAt(t, ctx, nodes[node], "analyst") }
@@ -109,6 +115,11 @@ func TestSeriesIntervalAcrossRekey(t *testing.T) {
 	}
 	if got := epochOf("node-1", a); got != e3 || !a.GetReplayed() {
 		t.Fatalf("node-1 sent a partial of epoch %d (replayed %v), want epoch %d and no new charge", got, a.GetReplayed(), e3)
+	}
+	// The same noisy share, not a fresh draw: a draw would have replaced
+	// the kept one.
+	if now, err := nw.DB(0).Get(shareKey); err != nil || !bytes.Equal(now, keptShare) {
+		t.Fatalf("node-1's kept share after the re-encryption: %v (same %v); want the share of epoch %d", err, bytes.Equal(now, keptShare), e1)
 	}
 	again, err := ask("node-1", e3)
 	if err != nil || !proto.Equal(again.GetPartial(), a.GetPartial()) {
