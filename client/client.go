@@ -55,8 +55,9 @@ type Config struct {
 	ServerName string
 
 	// HTTPURL is the base URL of the coordinator's HTTP/JSON API (for
-	// example https://coordinator:8443). With Token, and when Address and
-	// Identity are not both given, the client speaks HTTP/JSON.
+	// example https://coordinator:8443). With Token, or with Identity and
+	// no Address (HTTPS with the client certificate, mutual TLS), the
+	// client speaks HTTP/JSON. Queries are not signed over HTTP/JSON.
 	HTTPURL string
 	// Token is the caller's bearer token.
 	Token string
@@ -99,10 +100,20 @@ func Dial(cfg Config) (*Client, error) {
 			hc = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: cfg.ServerName, MinVersion: tls.VersionTLS13}}}
 		}
 		return &Client{t: &httpTransport{base: strings.TrimRight(cfg.HTTPURL, "/"), token: cfg.Token, c: hc}}, nil
+	case cfg.Identity != nil && cfg.HTTPURL != "" && cfg.Token == "":
+		hc := cfg.HTTPClient
+		if hc == nil {
+			tc := cfg.Identity.ClientTLS(cfg.ServerName)
+			if cfg.RootCAs != nil {
+				tc.RootCAs = cfg.RootCAs
+			}
+			hc = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+		}
+		return &Client{t: &httpTransport{base: strings.TrimRight(cfg.HTTPURL, "/"), c: hc}}, nil
 	case cfg.Token != "":
 		return nil, fmt.Errorf("%w: a bearer token needs the HTTP/JSON API's base URL", ErrConfig)
 	}
-	return nil, fmt.Errorf("%w: give the coordinator's gRPC address and a certificate, or the HTTP/JSON API's URL and a bearer token", ErrConfig)
+	return nil, fmt.Errorf("%w: give the coordinator's gRPC address and a certificate, or the HTTP/JSON API's URL and a bearer token or a certificate", ErrConfig)
 }
 
 // Close releases the connection. Calls in flight fail.

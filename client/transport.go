@@ -149,7 +149,8 @@ func (g *grpcTransport) explain(ctx context.Context, req *coordinatorv1.SubmitRe
 func (g *grpcTransport) close() error { return g.closeFn() }
 
 // httpTransport speaks the coordinator's HTTP/JSON API (coordinator.HTTPHandler):
-// the same messages in protobuf's JSON form, with a bearer token.
+// the same messages in protobuf's JSON form, with a bearer token or, when
+// token is empty, the client certificate of its TLS configuration.
 type httpTransport struct {
 	base, token string
 	c           *http.Client
@@ -165,7 +166,9 @@ func (h *httpTransport) do(ctx context.Context, method, path string, body []byte
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+h.token)
+	if h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := h.c.Do(req)
 	if err != nil {

@@ -40,7 +40,7 @@ type clientFlags struct {
 func (f *clientFlags) add(c *cobra.Command) {
 	fl := c.Flags()
 	fl.StringVar(&f.coordinator, "coordinator", "", "coordinator gRPC address host:port (env "+envCoordinator+")")
-	fl.StringVar(&f.httpURL, "http", "", "coordinator HTTP/JSON API base URL, used with --token (env "+envHTTP+")")
+	fl.StringVar(&f.httpURL, "http", "", "coordinator HTTP/JSON API base URL, used with --token, or with --cert and --key (mutual TLS) when --coordinator is not given (env "+envHTTP+")")
 	fl.StringVar(&f.cert, "cert", "", "your certificate (env "+envCert+")")
 	fl.StringVar(&f.key, "key", "", "your private key (env "+envKey+")")
 	fl.StringVar(&f.ca, "ca", "", "the network CA certificate (env "+envCA+")")
@@ -63,7 +63,8 @@ func (f *clientFlags) fromEnv() {
 }
 
 // connect dials the coordinator as the flags (or the environment) say: gRPC
-// with a certificate, or the HTTP/JSON API with a bearer token.
+// with a certificate, or the HTTP/JSON API with a bearer token or with a
+// certificate (mutual TLS).
 func (f *clientFlags) connect() (*client.Client, error) {
 	f.fromEnv()
 	useCert := f.coordinator != "" && f.cert != "" && f.key != ""
@@ -80,6 +81,15 @@ func (f *clientFlags) connect() (*client.Client, error) {
 			pool.AddCert(ca)
 		}
 		return client.Dial(client.Config{HTTPURL: f.httpURL, Token: f.token, RootCAs: pool, ServerName: f.serverName})
+	}
+	if f.coordinator == "" && f.httpURL != "" && f.cert != "" && f.key != "" && f.ca != "" {
+		// HTTPS with the client certificate (mutual TLS), as the Python
+		// and R clients connect with one.
+		id, err := pki.LoadIdentity(f.cert, f.key, f.ca)
+		if err != nil {
+			return nil, err
+		}
+		return client.Dial(client.Config{HTTPURL: f.httpURL, Identity: id, ServerName: f.serverName})
 	}
 	if f.coordinator == "" || f.cert == "" || f.key == "" || f.ca == "" {
 		return nil, &usageError{"say where the coordinator is and who you are: --coordinator, --cert, --key and --ca " +

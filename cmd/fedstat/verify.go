@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,9 +17,28 @@ import (
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
+// verifyReport is `fedstat verify --format json`: one object whatever the
+// verdict.
+type verifyReport struct {
+	QueryID string `json:"query_id"`
+	// CheckedQueryID is the query whose release record was checked: the
+	// query itself, or the release it was answered from (reused_from).
+	CheckedQueryID string `json:"checked_query_id"`
+	// Verdict is "verified", "verified_to_key_switch" (the result key was
+	// withheld), "not_verified" or "not_checked" (another catalogue).
+	Verdict    string   `json:"verdict"`
+	Reason     string   `json:"reason,omitempty"`
+	Epoch      uint64   `json:"epoch,omitempty"`
+	Senders    []string `json:"senders,omitempty"`
+	Decryptors []string `json:"decryptors,omitempty"`
+	Threshold  int      `json:"threshold,omitempty"`
+	PlanBound  bool     `json:"plan_bound"`
+	Withheld   string   `json:"withheld,omitempty"`
+}
+
 func verifyCommand() *cobra.Command {
 	var cf clientFlags
-	var networkConfig string
+	var networkConfig, format string
 	c := &cobra.Command{
 		Use:   "verify QUERY_ID",
 		Short: "Check that a released result is the decryption of the sum its nodes committed to",
@@ -60,9 +80,20 @@ well-formed encryption of its true, noised data (docs/crypto.md, "The
 release record"). Records are kept for release_record_retention (default
 7 days).
 
+--format json prints one object instead: query_id, checked_query_id (the
+release it was answered from, for a reused answer), verdict ("verified",
+"verified_to_key_switch" when the key was withheld, "not_verified",
+"not_checked" when the catalogue differs), reason, epoch, senders,
+decryptors, threshold, plan_bound and withheld; the exit status is the
+same. The Python client's Client.verify and the R client's fs_verify run
+it. It connects like every analyst command: --coordinator with --cert,
+--key and --ca (gRPC), or --http with --token, or --http with --cert and
+--key (HTTPS with your certificate).
+
 Example:
   fedstat query "SELECT COUNT(*) FROM patients"   # prints the query id
   fedstat verify q-0123456789abcdef01234567
+  fedstat verify --format json q-0123456789abcdef01234567
   fedstat verify --network-config /etc/fedstat/coordinator.toml q-0123456789abcdef01234567`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -86,8 +117,22 @@ Example:
 			if st.GetResult() == nil {
 				return fmt.Errorf("query %s has no released result (%s)", args[0], st.GetState())
 			}
+			if format != "table" && format != "json" {
+				return &usageError{"--format is table or json, not " + format}
+			}
 			out := cmd.OutOrStdout()
 			id := args[0]
+			report := verifyReport{QueryID: id, CheckedQueryID: id}
+			// say prints a verdict line (table) or the report (json).
+			say := func(verdict, reason, line string) {
+				report.Verdict, report.Reason = verdict, reason
+				if format == "json" {
+					b, _ := json.MarshalIndent(report, "", "  ")
+					fmt.Fprintln(out, string(b))
+					return
+				}
+				fmt.Fprintln(out, line)
+			}
 			if from := st.GetReusedFrom(); from != "" {
 				// Answered from an earlier release: the same question, the
 				// same result, and that release's record.
@@ -96,11 +141,15 @@ Example:
 					return fmt.Errorf("query %s was answered from the release of %s, which cannot be read: %w", id, from, err)
 				}
 				if why := sameRelease(st, orig); why != "" {
-					fmt.Fprintf(out, "NOT VERIFIED: query %s: it claims the release of %s, but %s\n", id, from, why)
+					reason := fmt.Sprintf("it claims the release of %s, but %s", from, why)
+					say("not_verified", reason, fmt.Sprintf("NOT VERIFIED: query %s: %s", id, reason))
 					return errors.New("the release record does not prove the result")
 				}
-				fmt.Fprintf(out, "query %s was answered from the release of %s (the same question and result, charged nothing); checking that release\n", id, from)
+				if format == "table" {
+					fmt.Fprintf(out, "query %s was answered from the release of %s (the same question and result, charged nothing); checking that release\n", id, from)
+				}
 				id = from
+				report.CheckedQueryID = id
 			}
 			rec, err := cl.ReleaseRecord(ctx, id)
 			if err != nil {
@@ -116,18 +165,30 @@ Example:
 			}
 			v, err := releasecheck.Check(rec, releasecheck.Options{CA: ca, Released: st.GetResult(), Catalogue: cat})
 			if errors.Is(err, releasecheck.ErrCatalogue) {
-				fmt.Fprintf(out, "NOT CHECKED: query %s: %s\n", id, strings.TrimPrefix(err.Error(), releasecheck.ErrCatalogue.Error()+": "))
+				reason := strings.TrimPrefix(err.Error(), releasecheck.ErrCatalogue.Error()+": ")
+				say("not_checked", reason, fmt.Sprintf("NOT CHECKED: query %s: %s", id, reason))
 				if networkConfig == "" {
 					return &usageError{"verify needs the network catalogue for this query: --network-config FILE (a node's or the coordinator's config)"}
 				}
 				return errors.New("the release record was not checked")
 			}
 			if errors.Is(err, releasecheck.ErrRefused) {
-				fmt.Fprintf(out, "NOT VERIFIED: query %s: %s\n", id, strings.TrimPrefix(err.Error(), releasecheck.ErrRefused.Error()+": "))
+				reason := strings.TrimPrefix(err.Error(), releasecheck.ErrRefused.Error()+": ")
+				say("not_verified", reason, fmt.Sprintf("NOT VERIFIED: query %s: %s", id, reason))
 				return errors.New("the release record does not prove the result")
 			}
 			if err != nil {
 				return err
+			}
+			if format == "json" {
+				report.Epoch, report.Senders, report.Decryptors, report.Threshold = v.Epoch, v.Senders, v.Decryptors, v.Threshold
+				report.PlanBound, report.Withheld = v.PlanBound, v.Withheld
+				if v.Decrypted {
+					say("verified", "", "")
+				} else {
+					say("verified_to_key_switch", "", "")
+				}
+				return nil
 			}
 			fmt.Fprintf(out, "query %s, key epoch %d\n", v.QueryID, v.Epoch)
 			fmt.Fprintf(out, "partials in the sum (signed and committed): %s\n", strings.Join(v.Senders, ", "))
@@ -144,6 +205,7 @@ Example:
 		},
 	}
 	cf.add(c)
+	c.Flags().StringVar(&format, "format", "table", "output: table (lines to read) or json (one object: verdict, reason, senders, decryptors, ...)")
 	c.Flags().StringVar(&networkConfig, "network-config", "", "a node's or the coordinator's config file: decode with its network catalogue (regions, max_nodes_per_patient, studies, value sets)")
 	return c
 }

@@ -118,7 +118,8 @@ func TestClientsMatchCLI(t *testing.T) {
 	}
 	env := append(os.Environ(),
 		"FEDSTAT_HTTP="+p.Env["FEDSTAT_HTTP"], "FEDSTAT_TOKEN="+p.Env["FEDSTAT_TOKEN"], "FEDSTAT_CA="+p.Env["FEDSTAT_CA"],
-		"FEDSTAT_CERT="+p.Env["FEDSTAT_CERT"], "FEDSTAT_KEY="+p.Env["FEDSTAT_KEY"], "FEDSTAT_CLIENT_EXPECTED="+expected)
+		"FEDSTAT_CERT="+p.Env["FEDSTAT_CERT"], "FEDSTAT_KEY="+p.Env["FEDSTAT_KEY"], "FEDSTAT_CLIENT_EXPECTED="+expected,
+		"FEDSTAT_BIN="+p.Binary)
 
 	t.Run("python", func(t *testing.T) {
 		if whyNoPython != "" {

@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -19,7 +22,8 @@ import (
 // query id without a record is an error; its --help says what is checked.
 // A query on a study table plans only with the network catalogue: verify
 // without it checks nothing and asks for --network-config, with the
-// coordinator's config file it verifies.
+// coordinator's config file it verifies. --format json prints the verdict
+// as one object, over the HTTP/JSON API with the analyst's certificate.
 func TestVerifiableReleaseProcesses(t *testing.T) {
 	data, err := demo.Synthetic(3, 300, 11)
 	if err != nil {
@@ -77,13 +81,55 @@ func TestVerifiableReleaseProcesses(t *testing.T) {
 	if err != nil || !strings.Contains(out, "VERIFIED") || strings.Contains(out, "NOT ") || strings.Contains(out, "did not commit to their plan") {
 		t.Errorf("verify --network-config of a study-table query: %v\n%s%s", err, out, errOut)
 	}
+	// --format json, over the HTTP/JSON API with the analyst's certificate
+	// (how the Python and R clients connect, and run verify).
+	verifyJSON := func(id string) (verifyReport, error) {
+		t.Helper()
+		cmd := exec.Command(p.Binary, "verify", "--format", "json", id)
+		cmd.Env = os.Environ()
+		for k, v := range p.Env {
+			if k != "FEDSTAT_TOKEN" && k != "FEDSTAT_COORDINATOR" {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		b, err := cmd.Output()
+		var rep verifyReport
+		if jerr := json.Unmarshal(b, &rep); jerr != nil {
+			t.Fatalf("verify --format json printed %q (%v): %v\n%s", b, err, jerr, stderr.String())
+		}
+		return rep, err
+	}
+	rep, err := verifyJSON(m2[1])
+	if err != nil || rep.Verdict != "verified" || rep.QueryID != m2[1] || rep.CheckedQueryID != m[1] ||
+		strings.Join(rep.Senders, ",") != "node-1,node-2,node-3" || len(rep.Decryptors) != 2 || rep.Threshold != 2 || !rep.PlanBound {
+		t.Errorf("verify --format json of a reused answer: %+v (%v)", rep, err)
+	}
+	if rep, err := verifyJSON(m3[1]); err == nil || rep.Verdict != "not_checked" || !strings.Contains(rep.Reason, "catalogue") {
+		t.Errorf("verify --format json of a study-table query without the network catalogue: %+v (%v)", rep, err)
+	}
 	if out, _, err := cli(t, p, "verify", "q-nosuch"); err == nil {
 		t.Errorf("verify of an unknown query passed: %s", out)
 	}
 	help, _, _ := cli(t, p, "verify", "--help")
-	for _, want := range []string{"network CA", "min_nodes", "result key", "does not prove", "--network-config"} {
+	for _, want := range []string{"network CA", "min_nodes", "result key", "does not prove", "--network-config", "--format json"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("verify --help does not say %q", want)
 		}
 	}
+}
+
+// verifyReport is what `fedstat verify --format json` prints.
+type verifyReport struct {
+	QueryID        string   `json:"query_id"`
+	CheckedQueryID string   `json:"checked_query_id"`
+	Verdict        string   `json:"verdict"`
+	Reason         string   `json:"reason"`
+	Epoch          uint64   `json:"epoch"`
+	Senders        []string `json:"senders"`
+	Decryptors     []string `json:"decryptors"`
+	Threshold      int      `json:"threshold"`
+	PlanBound      bool     `json:"plan_bound"`
+	Withheld       string   `json:"withheld"`
 }

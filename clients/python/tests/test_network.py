@@ -191,3 +191,20 @@ def test_certificate_client_signs_its_analysis():
         res = c.stats("linreg", "survival", outcome="time", covariates=["age"], factors=["sex"], epsilon=20.0)
         assert len(res.queries) == 1 and list(res.estimates["name"])[-1] == "linreg.sex2"
 
+
+
+def test_verify_release(fs, expected):
+    """The client checks a release with the reference verifier (fedstat
+    verify), over its own connection: the cohort count the CLI ran is the
+    decryption of the sum its three nodes committed to."""
+    if not os.environ.get("FEDSTAT_BIN"):
+        pytest.skip("FEDSTAT_BIN not set (no fedstat binary to verify with)")
+    cohort = next(q for q in expected if q["name"] == "cohort")
+    v = fs.verify(cohort["id"])
+    # "verified_to_key_switch" when the coordinator withheld the result key
+    # (the totals hold a value the analyst was not given), saying why.
+    assert v["verdict"] == "verified" or (v["verdict"] == "verified_to_key_switch" and v["withheld"]), v
+    assert v["senders"] == ["node-1", "node-2", "node-3"], v
+    assert len(v["decryptors"]) == v["threshold"] == 2, v
+    with pytest.raises(fedstat.FedstatError):
+        fs.verify("q-nosuch")

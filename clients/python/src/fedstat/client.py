@@ -194,6 +194,8 @@ class Client:
         if token is None and cert is None:
             raise FedstatError("no credentials: pass token= (or set FEDSTAT_TOKEN), or cert= and key=")
         self.url = url.rstrip("/")
+        self._token, self._ca, self._cert, self._key = token, ca, cert, key
+        self._server_name = coordinator_name or os.environ.get("FEDSTAT_COORDINATOR_NAME") or "coordinator"
         self._signer: Optional[Signer] = None
         if cert:
             name = coordinator_name or os.environ.get("FEDSTAT_COORDINATOR_NAME") or "coordinator"
@@ -206,6 +208,53 @@ class Client:
             headers["Authorization"] = "Bearer " + token
         self._http = httpx.Client(base_url=self.url, headers=headers, verify=ctx, timeout=timeout,
                                   transport=transport)
+
+    def verify(self, query_id: str, *, network_config: Optional[str] = None, fedstat_bin: Optional[str] = None,
+               timeout: float = 300.0) -> Dict[str, Any]:
+        """Checks that a released result is the decryption of the sum its nodes committed to.
+
+        Runs ``fedstat verify --format json`` (the reference verifier: the
+        checks need the network's lattice cryptography) with this client's
+        address and credentials, and the network CA (``ca=`` of the client)
+        as the only thing it trusts. Returns its verdict as a dict:
+        ``verdict`` is "verified", "verified_to_key_switch" (the coordinator
+        withheld the result key, so the decryption itself was not checked),
+        "not_verified" (``reason`` says what failed) or "not_checked" (the
+        nodes planned with another catalogue: give ``network_config``, a
+        node's or the coordinator's config file); with ``senders`` (the
+        nodes whose partials are in the result), ``decryptors``,
+        ``threshold``, ``epoch``, ``plan_bound``, ``withheld``, ``query_id``
+        and ``checked_query_id`` (the release a reused answer came from).
+
+        ``fedstat_bin`` is the fedstat binary: defaults to FEDSTAT_BIN, then
+        ``fedstat`` on the PATH. Raises FedstatError when it cannot be run
+        or cannot reach the coordinator.
+        """
+        import shutil
+        import subprocess
+
+        if not self._ca:
+            raise FedstatError("verify needs the network CA certificate: give ca= to the client (or set FEDSTAT_CA)")
+        binary = fedstat_bin or os.environ.get("FEDSTAT_BIN") or shutil.which("fedstat")
+        if not binary:
+            raise FedstatError("verify runs the fedstat binary: install it on the PATH, or give fedstat_bin= (or set FEDSTAT_BIN)")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FEDSTAT_")}
+        env.update({"FEDSTAT_HTTP": self.url, "FEDSTAT_CA": self._ca})
+        if self._cert:
+            env.update({"FEDSTAT_CERT": self._cert, "FEDSTAT_KEY": self._key})
+        else:
+            env["FEDSTAT_TOKEN"] = self._token
+        args = [binary, "verify", "--format", "json", "--server-name", self._server_name]
+        if network_config:
+            args += ["--network-config", network_config]
+        try:
+            run = subprocess.run(args + [query_id], env=env, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise FedstatError(f"fedstat verify could not run: {e}") from e
+        try:
+            return json.loads(run.stdout)
+        except ValueError:
+            raise FedstatError(f"fedstat verify {query_id}: {run.stderr.strip() or 'no verdict (exit status %d)' % run.returncode}")
 
     def close(self) -> None:
         """Closes the connection pool."""

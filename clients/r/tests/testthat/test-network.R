@@ -162,3 +162,19 @@ test_that("a certificate connection signs its analyses, and an analysis other th
   expect_error(fedstat:::fs_call(con, "POST", "/v1/stats/linreg", body = body), "analyst signature")
 })
 
+
+test_that("fs_verify checks a release with the reference verifier, with a token and with a certificate", {
+  queries <- expected_queries()
+  skip_if(!nzchar(Sys.getenv("FEDSTAT_BIN")), "FEDSTAT_BIN not set (no fedstat binary to verify with)")
+  cohort <- Filter(function(q) q$name == "cohort", queries)[[1]]
+  for (how in names(conns <- connections())) {
+    v <- fs_verify(conns[[how]], cohort$id)
+    # "verified_to_key_switch" when the coordinator withheld the result key
+    # (the totals hold a value the analyst was not given), saying why.
+    expect_true(identical(v$verdict, "verified") || (identical(v$verdict, "verified_to_key_switch") && nzchar(v$withheld)), label = how)
+    expect_equal(v$senders, c("node-1", "node-2", "node-3"), label = how)
+    expect_equal(length(v$decryptors), 2)
+    expect_equal(v$threshold, 2)
+    expect_error(fs_verify(conns[[how]], "q-nosuch"), class = "fedstat_error")
+  }
+})
