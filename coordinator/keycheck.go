@@ -25,11 +25,12 @@ var ErrKeyCheck = errors.New("coordinator: a committee member failed the key che
 
 // checkKeys runs the key check of every committee member's revealed CKG
 // share (node CheckKey; docs/crypto.md, "The key check") before any member
-// installs the epoch: a challenge encrypted under the share (one fresh
-// encryption per member of the epoch, summed, with the smudging noise of
-// threshold decryptors), the member's signed commitment to what it
-// decrypts, then the values. A member that does not decrypt them, or whose
-// commitment is unsigned or does not open to them, is excluded from key
+// installs the epoch: a challenge encrypted under the share (the noise of
+// a release of one partial per member with the smudging noise of threshold
+// decryptors), the member's signed commitment to what it decrypts, then the
+// seed the challenge was made from (so that the member can check it was
+// not crafted before it opens). A member that does not decrypt it, or whose
+// commitment is unsigned or does not open to its values, is excluded from key
 // epochs until it presents another certificate, and the ceremony fails
 // naming it; the next ceremony runs without it. A member that cannot be
 // reached fails the ceremony as any step does, and is not excluded. It
@@ -37,9 +38,11 @@ var ErrKeyCheck = errors.New("coordinator: a committee member failed the key che
 func (c *Coordinator) checkKeys(ctx context.Context, epoch uint64, crs []byte, sharers []string, shares [][]byte, certOf func(string) *x509.Certificate,
 	clients map[string]nodev1.NodeServiceClient, members, decryptors int) ([][2]int64, error) {
 	failed := make([]string, len(sharers))
+	seeds := make([][]byte, len(sharers))
 	traffic := make([][2]int64, len(sharers)) // sent, received by member i
 	errs := c.fanoutEach(ctx, sharers, func(ctx context.Context, i int, nid string) error {
-		ct, want, err := collective.KeyCheckChallenge(c.params, crs, shares[i], members, decryptors)
+		ct, want, seed, err := collective.KeyCheckChallenge(c.params, crs, shares[i], members, decryptors)
+		seeds[i] = seed
 		if err != nil {
 			failed[i] = fmt.Sprintf("its CKG share cannot be taken as a public key: %v", err)
 			return nil
@@ -62,13 +65,16 @@ func (c *Coordinator) checkKeys(ctx context.Context, epoch uint64, crs []byte, s
 			failed[i] = fmt.Sprintf("its key-check commitment does not verify: %v", err)
 			return nil
 		}
-		req = &nodev1.CheckKeyRequest{Epoch: epoch, Values: want}
+		req = &nodev1.CheckKeyRequest{Epoch: epoch, Seed: seed}
 		r, err = clients[nid].CheckKey(ctx, req)
 		traffic[i][0] += int64(proto.Size(r))
 		traffic[i][1] += int64(proto.Size(req))
 		switch {
 		case errors.Is(rpc.FromStatus(err), protocol.ErrKeyCheck):
-			failed[i] = "it does not decrypt a challenge encrypted under its CKG share (the share is not a well-formed sample of a key it holds)"
+			// The challenge was made from its seed under the share the
+			// member signed and revealed: whatever the member says, it
+			// does not hold a key that share is a sample of.
+			failed[i] = "it does not decrypt a challenge encrypted under its CKG share (the share is not a well-formed sample of a key it holds): " + rpc.FromStatus(err).Error()
 			return nil
 		case err != nil:
 			return callError(err)
@@ -87,7 +93,10 @@ func (c *Coordinator) checkKeys(ctx context.Context, epoch uint64, crs []byte, s
 		if err := c.exclude(ctx, lostMember{ID: nid, Problem: problem, CertSHA256: d[:]}); err != nil {
 			c.log.Error("could not store the exclusion of a member that failed the key check", "node", nid, "err", err)
 		}
-		c.record(ctx, c.cfg.Identity.Name(), "epoch.key_check_failed", "", map[string]any{"epoch": epoch, "node": nid, "reason": failed[i]})
+		// The seed, with the member's signed share, replays the challenge
+		// (collective.KeyCheckRecompute): the accusation can be checked.
+		c.record(ctx, c.cfg.Identity.Name(), "epoch.key_check_failed", "", map[string]any{"epoch": epoch, "node": nid, "reason": failed[i],
+			"seed": fmt.Sprintf("%x", seeds[i]), "members": members, "decryptors": decryptors})
 		named = append(named, nid+": "+problem)
 	}
 	if len(named) > 0 {

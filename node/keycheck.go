@@ -21,17 +21,19 @@ import (
 // not a well-formed sample of a key it holds cannot, and so is named before
 // the epoch is installed, instead of every release of the epoch failing.
 // The member commits to what it decrypted (a hash with a nonce, signed)
-// before it is told the values, and opens the commitment only if they are
-// what it decrypted: it never shows a decryption the challenger did not
-// know already. A challenger that sends a crafted ciphertext learns at
-// most whether it decrypts to the values it names, one bit, and only once
-// per epoch (a second challenge is refused; a restart loses the revealed
-// share, so the epoch cannot be challenged again either).
+// before it is told anything about the challenge. It is then told the seed
+// the challenge was made from, recomputes the challenge under its own share
+// (collective.KeyCheckHonest) and opens the commitment only if the
+// challenge was that one and encrypts what it decrypted: it never shows the
+// decryption of a ciphertext the coordinator crafted. One challenge per
+// epoch (a second is refused; a restart loses the revealed share, so the
+// epoch cannot be challenged again either).
 
 // keyCheck is a member's answer to its epoch's key-check challenge.
 type keyCheck struct {
-	values []int64
-	nonce  []byte
+	challenge []byte
+	values    []int64
+	nonce     []byte
 }
 
 func (n *Node) checkKey(ctx context.Context, req *nodev1.CheckKeyRequest) (*nodev1.CheckKeyResponse, error) {
@@ -67,18 +69,30 @@ func (n *Node) checkKey(ctx context.Context, req *nodev1.CheckKeyRequest) (*node
 		if err != nil {
 			return nil, err
 		}
-		e.keyCheck = &keyCheck{values: values, nonce: nonce}
+		e.keyCheck = &keyCheck{challenge: req.GetChallenge(), values: values, nonce: nonce}
 		return &nodev1.CheckKeyResponse{Commitment: signed}, nil
 	}
 	kc := e.keyCheck
 	if kc == nil {
 		return nil, fmt.Errorf("%w: epoch %d: no key-check challenge to open", ErrBadRequest, e.Epoch)
 	}
-	if !slices.Equal(req.GetValues(), kc.values) {
+	honest, values, err := collective.KeyCheckHonest(e.Params, e.CRS, e.ckgShare.GetPayload(), req.GetSeed(), len(e.Members), e.Threshold, kc.challenge)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key check of epoch %d: %v", ErrBadRequest, e.Epoch, err)
+	}
+	if !honest {
+		// Either the coordinator crafted the challenge, or the share it
+		// challenged is not the one this node holds. The commitment stays
+		// closed; the record (with the seed, which anyone can replay
+		// against this node's signed share) says which.
+		n.record(ctx, "coordinator", "epoch.key_check_refused", "", map[string]any{"epoch": e.Epoch, "seed": fmt.Sprintf("%x", req.GetSeed()),
+			"reason": "the challenge is not the one its seed makes under this node's signed CKG share"})
+		return nil, fmt.Errorf("%w: epoch %d: the challenge is not the one its seed makes under the CKG share %s signed; the commitment stays closed", protocol.ErrKeyCheck, e.Epoch, n.id)
+	}
+	if !slices.Equal(values, kc.values) {
 		n.record(ctx, "coordinator", "epoch.key_check_failed", "", map[string]any{"epoch": e.Epoch})
-		n.log.Warn("the key-check challenge does not decrypt to the values the coordinator names: this node's CKG share "+
-			"is not a sample of its key, or the challenge is not what the coordinator says", "epoch", e.Epoch)
-		return nil, fmt.Errorf("%w: epoch %d: %s's secret does not decrypt the challenge to the values sent", protocol.ErrKeyCheck, e.Epoch, n.id)
+		n.log.Warn("this node does not decrypt an honest key-check challenge under its own CKG share: its secret key file or its share is broken", "epoch", e.Epoch)
+		return nil, fmt.Errorf("%w: epoch %d: %s's secret does not decrypt the challenge made under its CKG share", protocol.ErrKeyCheck, e.Epoch, n.id)
 	}
 	return &nodev1.CheckKeyResponse{Nonce: kc.nonce}, nil
 }

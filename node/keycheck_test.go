@@ -16,11 +16,12 @@ import (
 
 // TestKeyCheckNode: a committee member answers the key check of its
 // pending epoch once it has revealed its CKG share, not before: it commits
-// to what the challenge decrypts to (signed, kind key-check), opens the
-// commitment when told those values, refuses other values as a failed key
-// check (protocol.ErrKeyCheck) without opening, and refuses a second
-// challenge of the same epoch (each answer may tell a challenger one bit
-// about its key).
+// to what the challenge decrypts to (signed, kind key-check), and opens the
+// commitment when told the seed the challenge was made from; told another
+// seed (a challenge the seed does not make under its share: a crafted
+// ciphertext, or a share it does not hold), it keeps the commitment closed
+// and says so (protocol.ErrKeyCheck); it refuses a second challenge of the
+// same epoch.
 func TestKeyCheckNode(t *testing.T) {
 	dir := t.TempDir()
 	nw := startKept(t, dir, 3, 3)
@@ -43,9 +44,10 @@ func TestKeyCheckNode(t *testing.T) {
 		commits = append(commits, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetCkgShare()})
 	}
 	n1 := clients["node-1"]
-	challenge := func(share []byte) ([]byte, []int64) {
+	challenge := func(share []byte) ([]byte, []int64, []byte) {
 		t.Helper()
-		ct, want, err := collective.KeyCheckChallenge(params, crs, share, 3, 3)
+		// The epoch has 3 members and threshold 3.
+		ct, want, seed, err := collective.KeyCheckChallenge(params, crs, share, 3, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +55,7 @@ func TestKeyCheckNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b, want
+		return b, want, seed
 	}
 	if _, err := n1.CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Challenge: []byte{1}}); err == nil || !strings.Contains(err.Error(), "revealed no CKG share") {
 		t.Fatalf("a challenge before the reveal: %v", err)
@@ -69,10 +71,10 @@ func TestKeyCheckNode(t *testing.T) {
 	if _, err := n1.CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch + 1, Challenge: []byte{1}}); err == nil || !strings.Contains(err.Error(), "pending epoch is 100") {
 		t.Fatalf("a challenge of another epoch: %v", err)
 	}
-	if _, err := n1.CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Values: []int64{1}}); err == nil || !strings.Contains(err.Error(), "no key-check challenge to open") {
+	if _, err := n1.CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Seed: make([]byte, 32)}); err == nil || !strings.Contains(err.Error(), "no key-check challenge to open") {
 		t.Fatalf("an opening before the challenge: %v", err)
 	}
-	ct, want := challenge(share)
+	ct, want, seed := challenge(share)
 	c, err := n1.CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Challenge: ct})
 	if err != nil {
 		t.Fatal(err)
@@ -81,16 +83,15 @@ func TestKeyCheckNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the key-check commitment does not verify: %v", err)
 	}
-	again, _ := challenge(share)
+	again, _, otherSeed := challenge(share)
 	if _, err := n1.CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Challenge: again}); err == nil || !strings.Contains(err.Error(), "one per epoch") {
 		t.Fatalf("a second challenge: %v", err)
 	}
-	other := append([]int64(nil), want...)
-	other[0]++
-	if o, err := n1.CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Values: other}); !errors.Is(rpc.FromStatus(err), protocol.ErrKeyCheck) || len(o.GetNonce()) != 0 {
-		t.Fatalf("other values: %v (nonce %x); want a failed key check and no opening", err, o.GetNonce())
+	o, err := n1.CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Seed: otherSeed})
+	if !errors.Is(rpc.FromStatus(err), protocol.ErrKeyCheck) || !strings.Contains(err.Error(), "not the one its seed makes") || len(o.GetNonce()) != 0 {
+		t.Fatalf("another seed: %v (nonce %x); want the commitment kept closed, saying why", err, o.GetNonce())
 	}
-	o, err := n1.CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Values: want})
+	o, err = n1.CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Seed: seed})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -252,13 +252,13 @@ func BenchmarkKeyCheck(b *testing.B) {
 	for _, n := range []int{3, 10, 100} {
 		b.Run(fmt.Sprintf("challenge/N=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				if _, _, err := collective.KeyCheckChallenge(p, crs, share, n, n); err != nil {
+				if _, _, _, err := collective.KeyCheckChallenge(p, crs, share, n, n); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 	}
-	ct, _, err := collective.KeyCheckChallenge(p, crs, share, 10, 10)
+	ct, _, _, err := collective.KeyCheckChallenge(p, crs, share, 10, 10)
 	if err != nil {
 		b.Fatal(err)
 	}

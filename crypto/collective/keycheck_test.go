@@ -41,9 +41,21 @@ func TestKeyCheck(t *testing.T) {
 		}
 		decrypts := func(share []byte, sk *homomorphic.SecretKeyShare, sum int) bool {
 			t.Helper()
-			ct, want, err := collective.KeyCheckChallenge(p, crs, share, sum, sum)
+			ct, want, seed, err := collective.KeyCheckChallenge(p, crs, share, sum, sum)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The seed makes the same challenge again, and not another.
+			b, err := ct.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if honest, values, err := collective.KeyCheckHonest(p, crs, share, seed, sum, sum, b); err != nil || !honest || !equal(values, want) {
+				t.Fatalf("%s: the seed does not make its challenge again (honest %v, %v)", set, honest, err)
+			}
+			b[len(b)-1] ^= 1
+			if honest, _, _ := collective.KeyCheckHonest(p, crs, share, seed, sum, sum, b); honest {
+				t.Fatalf("%s: a changed challenge passes as the seed's", set)
 			}
 			got, err := collective.KeyCheckDecrypt(p, sk, ct)
 			if err != nil {

@@ -1728,8 +1728,10 @@ type CheckKeyRequest struct {
 	// challenge: a homomorphic.Ciphertext (collective.KeyCheckChallenge);
 	// set in the first call.
 	Challenge []byte `protobuf:"bytes,2,opt,name=challenge,proto3" json:"challenge,omitempty"`
-	// values: what the challenge encrypts; set in the second call.
-	Values        []int64 `protobuf:"zigzag64,3,rep,packed,name=values,proto3" json:"values,omitempty"`
+	// seed: the 32-byte seed the challenge was made from
+	// (collective.KeyCheckRecompute: the values it encrypts and its
+	// randomness); set in the second call.
+	Seed          []byte `protobuf:"bytes,4,opt,name=seed,proto3" json:"seed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1778,9 +1780,9 @@ func (x *CheckKeyRequest) GetChallenge() []byte {
 	return nil
 }
 
-func (x *CheckKeyRequest) GetValues() []int64 {
+func (x *CheckKeyRequest) GetSeed() []byte {
 	if x != nil {
-		return x.Values
+		return x.Seed
 	}
 	return nil
 }
@@ -3204,11 +3206,11 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x14RevealKeyGenResponse\x125\n" +
 	"\tckg_share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\bckgShare\x120\n" +
 	"\x06reveal\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06reveal\"\x14\n" +
-	"\x12InstallKeyResponse\"]\n" +
+	"\x12InstallKeyResponse\"_\n" +
 	"\x0fCheckKeyRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1c\n" +
-	"\tchallenge\x18\x02 \x01(\fR\tchallenge\x12\x16\n" +
-	"\x06values\x18\x03 \x03(\x12R\x06values\"b\n" +
+	"\tchallenge\x18\x02 \x01(\fR\tchallenge\x12\x12\n" +
+	"\x04seed\x18\x04 \x01(\fR\x04seedJ\x04\b\x03\x10\x04\"b\n" +
 	"\x10CheckKeyResponse\x128\n" +
 	"\n" +
 	"commitment\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\n" +

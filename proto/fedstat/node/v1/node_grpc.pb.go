@@ -60,8 +60,10 @@ type NodeServiceClient interface {
 	// With a challenge (a ciphertext under the member's CKG share taken as a
 	// public key), the member decrypts it with its secret and returns a
 	// signed commitment (kind "key-check") to what it got; once per epoch.
-	// With the values the challenge encrypts, it opens the commitment if
-	// they are what it decrypted, and refuses (protocol.key_check) if not.
+	// With the seed the challenge was made from, it recomputes the challenge
+	// under its own share; it opens the commitment only if the challenge was
+	// that one and encrypts what it decrypted, and refuses
+	// (protocol.key_check) if its decryption differs.
 	CheckKey(ctx context.Context, in *CheckKeyRequest, opts ...grpc.CallOption) (*CheckKeyResponse, error)
 	// InstallKey gives the node every member's signed CKG share; the node
 	// checks the signatures, recomputes the collective public key and
@@ -269,8 +271,10 @@ type NodeServiceServer interface {
 	// With a challenge (a ciphertext under the member's CKG share taken as a
 	// public key), the member decrypts it with its secret and returns a
 	// signed commitment (kind "key-check") to what it got; once per epoch.
-	// With the values the challenge encrypts, it opens the commitment if
-	// they are what it decrypted, and refuses (protocol.key_check) if not.
+	// With the seed the challenge was made from, it recomputes the challenge
+	// under its own share; it opens the commitment only if the challenge was
+	// that one and encrypts what it decrypted, and refuses
+	// (protocol.key_check) if its decryption differs.
 	CheckKey(context.Context, *CheckKeyRequest) (*CheckKeyResponse, error)
 	// InstallKey gives the node every member's signed CKG share; the node
 	// checks the signatures, recomputes the collective public key and
