@@ -35,12 +35,16 @@ const (
 // clientFlags are how an analyst reaches the coordinator.
 type clientFlags struct {
 	coordinator, httpURL, cert, key, ca, token, serverName string
+	// httpCert lets the command reach the HTTP/JSON API with the
+	// certificate (mutual TLS) when no gRPC address is given: only for
+	// commands that read, since the Go client signs queries over gRPC only.
+	httpCert bool
 }
 
 func (f *clientFlags) add(c *cobra.Command) {
 	fl := c.Flags()
 	fl.StringVar(&f.coordinator, "coordinator", "", "coordinator gRPC address host:port (env "+envCoordinator+")")
-	fl.StringVar(&f.httpURL, "http", "", "coordinator HTTP/JSON API base URL, used with --token, or with --cert and --key (mutual TLS) when --coordinator is not given (env "+envHTTP+")")
+	fl.StringVar(&f.httpURL, "http", "", "coordinator HTTP/JSON API base URL, used with --token (env "+envHTTP+")")
 	fl.StringVar(&f.cert, "cert", "", "your certificate (env "+envCert+")")
 	fl.StringVar(&f.key, "key", "", "your private key (env "+envKey+")")
 	fl.StringVar(&f.ca, "ca", "", "the network CA certificate (env "+envCA+")")
@@ -63,8 +67,8 @@ func (f *clientFlags) fromEnv() {
 }
 
 // connect dials the coordinator as the flags (or the environment) say: gRPC
-// with a certificate, or the HTTP/JSON API with a bearer token or with a
-// certificate (mutual TLS).
+// with a certificate, or the HTTP/JSON API with a bearer token (or, for a
+// command that sets httpCert, with a certificate: mutual TLS).
 func (f *clientFlags) connect() (*client.Client, error) {
 	f.fromEnv()
 	useCert := f.coordinator != "" && f.cert != "" && f.key != ""
@@ -82,7 +86,7 @@ func (f *clientFlags) connect() (*client.Client, error) {
 		}
 		return client.Dial(client.Config{HTTPURL: f.httpURL, Token: f.token, RootCAs: pool, ServerName: f.serverName})
 	}
-	if f.coordinator == "" && f.httpURL != "" && f.cert != "" && f.key != "" && f.ca != "" {
+	if f.httpCert && f.coordinator == "" && f.httpURL != "" && f.cert != "" && f.key != "" && f.ca != "" {
 		// HTTPS with the client certificate (mutual TLS), as the Python
 		// and R clients connect with one.
 		id, err := pki.LoadIdentity(f.cert, f.key, f.ca)

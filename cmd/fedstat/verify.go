@@ -86,9 +86,10 @@ release it was answered from, for a reused answer), verdict ("verified",
 "not_checked" when the catalogue differs), reason, epoch, senders,
 decryptors, threshold, plan_bound and withheld; the exit status is the
 same. The Python client's Client.verify and the R client's fs_verify run
-it. It connects like every analyst command: --coordinator with --cert,
---key and --ca (gRPC), or --http with --token, or --http with --cert and
---key (HTTPS with your certificate).
+it. It connects like every analyst command (--coordinator with --cert,
+--key and --ca over gRPC, or --http with --token), or with --http, --cert,
+--key and --ca and no --coordinator (HTTPS with your certificate, as the
+Python and R clients connect).
 
 Example:
   fedstat query "SELECT COUNT(*) FROM patients"   # prints the query id
@@ -97,6 +98,7 @@ Example:
   fedstat verify --network-config /etc/fedstat/coordinator.toml q-0123456789abcdef01234567`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cf.httpCert = true // verify only reads: HTTPS with the certificate will do
 			cl, err := cf.connect()
 			if err != nil {
 				return err
