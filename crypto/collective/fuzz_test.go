@@ -116,3 +116,36 @@ func FuzzThresholdAggregate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzKeyCheck: a key-check challenge made from any share bytes and any
+// seed is refused or made, never a panic; one that is made is made the same
+// again (KeyCheckHonest) and its member, where the share is node 0's,
+// decrypts it to its values.
+func FuzzKeyCheck(f *testing.F) {
+	fx := newFixture(f)
+	seed := bytes.Repeat([]byte{7}, collective.KeyCheckSeedSize)
+	for _, b := range [][]byte{fx.ckg, fx.ks, fx.ckg[:32], {}} {
+		f.Add(b, seed)
+	}
+	f.Add(fx.ckg, seed[:31])
+	f.Fuzz(func(t *testing.T, share, seed []byte) {
+		ct, values, err := collective.KeyCheckRecompute(fx.p, fx.crs, share, seed, 3, 2)
+		if err != nil {
+			return
+		}
+		b, err := ct.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		honest, again, err := collective.KeyCheckHonest(fx.p, fx.crs, share, seed, 3, 2, b)
+		if err != nil || !honest || !equal(again, values) {
+			t.Fatalf("the seed does not make its challenge again: honest %v, %v", honest, err)
+		}
+		if bytes.Equal(share, fx.ckg) {
+			got, err := collective.KeyCheckDecrypt(fx.p, fx.nw.sks[0], ct)
+			if err != nil || !equal(got, values) {
+				t.Fatalf("node 0 does not decrypt its own challenge: %v", err)
+			}
+		}
+	})
+}
