@@ -78,12 +78,12 @@ func KeyCheckRecompute(p homomorphic.Params, crs, share, seed []byte, sum, decry
 	bound := uint64(p.MaxAbs() / int64(sum)) // slots in [-bound, bound] before the product
 	values := make([]int64, slots)
 	encoded := make([]uint64, slots)
-	buf := make([]byte, 8)
+	buf := make([]byte, 8*slots)
+	if _, err := prng.Read(buf); err != nil {
+		return nil, nil, err
+	}
 	for i := range values {
-		if _, err := prng.Read(buf); err != nil {
-			return nil, nil, err
-		}
-		v := int64(binary.LittleEndian.Uint64(buf)%(2*bound+1)) - int64(bound)
+		v := int64(binary.LittleEndian.Uint64(buf[8*i:])%(2*bound+1)) - int64(bound)
 		values[i] = v * int64(sum)
 		if v < 0 {
 			encoded[i] = t - uint64(-v)
@@ -91,14 +91,10 @@ func KeyCheckRecompute(p homomorphic.Params, crs, share, seed []byte, sum, decry
 			encoded[i] = uint64(v)
 		}
 	}
-	// A ciphertext of the right shape and metadata, whose values are then
-	// computed from the seed: (p_i·u + e0 + pt, a·u + e1), times sum.
-	cts, err := homomorphic.Encrypt(p, pk, make([]int64, 1))
-	if err != nil {
-		return nil, nil, err
-	}
-	ct := cts[0]
-	c := ct.RLWE(tok)
+	// (p_i·u + e0 + pt, a·u + e1), times sum, all from the seed.
+	c := bgv.NewCiphertext(params, 1, params.MaxLevel())
+	*c.MetaData = p.CiphertextMetaData(tok)
+	ct := homomorphic.WrapCiphertext(tok, p, c)
 	level := c.Level()
 	rq = rq.AtLevel(level)
 	pt := bgv.NewPlaintext(params, level)
