@@ -479,9 +479,9 @@ func (n *Node) revealKeyGen(ctx context.Context, req *nodev1.RevealKeyGenRequest
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	e := n.pending
-	if e == nil || e.Epoch != req.GetEpoch() {
-		return nil, fmt.Errorf("%w: reveal for epoch %d, pending epoch is %v", ErrWrongEpoch, req.GetEpoch(), epochOf(e))
+	e, err := n.pendingLocked("reveal", req.GetEpoch())
+	if err != nil {
+		return nil, err
 	}
 	if e.ckgShare == nil {
 		return nil, fmt.Errorf("%w: this node holds no CKG share of epoch %d to reveal (it is not on the committee, or restarted since KeyGen; "+
@@ -542,6 +542,15 @@ func checkCKGReveals(e *epochState, shares, reveals []*nodev1.NodeSigned, w prot
 		return fmt.Errorf("%w: no CKG reveal statement from %v (every committee member states the set its share was revealed in)", ErrBadRequest, missing)
 	}
 	return nil
+}
+
+// pendingLocked returns the pending epoch, which the call (named in the
+// error) must be for. Callers hold n.mu.
+func (n *Node) pendingLocked(call string, epoch uint64) (*epochState, error) {
+	if e := n.pending; e != nil && e.Epoch == epoch {
+		return e, nil
+	}
+	return nil, fmt.Errorf("%w: %s for epoch %d, pending epoch is %v", ErrWrongEpoch, call, epoch, epochOf(n.pending))
 }
 
 func epochOf(e *epochState) any {

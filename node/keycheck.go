@@ -42,9 +42,9 @@ func (n *Node) checkKey(ctx context.Context, req *nodev1.CheckKeyRequest) (*node
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	e := n.pending
-	if e == nil || e.Epoch != req.GetEpoch() {
-		return nil, fmt.Errorf("%w: key check for epoch %d, pending epoch is %v", ErrWrongEpoch, req.GetEpoch(), epochOf(e))
+	e, err := n.pendingLocked("key check", req.GetEpoch())
+	if err != nil {
+		return nil, err
 	}
 	if e.ckgSet == nil || e.secret == nil {
 		return nil, fmt.Errorf("%w: this node revealed no CKG share of epoch %d since it started, so there is nothing to check", ErrBadRequest, e.Epoch)

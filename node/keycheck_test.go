@@ -27,22 +27,9 @@ func TestKeyCheckNode(t *testing.T) {
 	nw := startKept(t, dir, 3, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	coordID := identity(t, dir, "coordinator")
 	params := nw.Coordinator.Params()
-	members, crs := ceremonyMembers(t, dir, nw)
-	clients := map[string]nodev1.NodeServiceClient{}
-	for _, n := range nw.Nodes {
-		clients[n.ID()] = dialNode(t, n.Addr(), coordID, n.ID())
-	}
 	const epoch = 100
-	var commits []*nodev1.NodeSigned
-	for _, n := range nw.Nodes {
-		resp, err := clients[n.ID()].KeyGen(ctx, &nodev1.KeyGenRequest{Epoch: epoch, Params: params.Name(), Crs: crs, Members: members, Threshold: 3})
-		if err != nil {
-			t.Fatal(err)
-		}
-		commits = append(commits, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetCkgShare()})
-	}
+	clients, _, crs, commits := keyGenAll(t, ctx, dir, nw, epoch, 3)
 	n1 := clients["node-1"]
 	challenge := func(share []byte) ([]byte, []int64, []byte) {
 		t.Helper()

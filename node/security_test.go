@@ -93,6 +93,27 @@ func ceremonyMembers(t *testing.T, dir string, nw *demo.Network) ([]*nodev1.Memb
 	return members, crs
 }
 
+// keyGenAll plays a coordinator that starts key epoch epoch, with threshold
+// t and every node of nw a member (ceremonyMembers): it returns its clients
+// of the nodes, the members, the CRS and each node's answer to KeyGen (its
+// CKG share's commitment), in node order.
+func keyGenAll(t *testing.T, ctx context.Context, dir string, nw *demo.Network, epoch uint64, threshold int32) (map[string]nodev1.NodeServiceClient, []*nodev1.Member, []byte, []*nodev1.NodeSigned) {
+	t.Helper()
+	coordID := identity(t, dir, "coordinator")
+	members, crs := ceremonyMembers(t, dir, nw)
+	clients := map[string]nodev1.NodeServiceClient{}
+	var commits []*nodev1.NodeSigned
+	for _, n := range nw.Nodes {
+		clients[n.ID()] = dialNode(t, n.Addr(), coordID, n.ID())
+		resp, err := clients[n.ID()].KeyGen(ctx, &nodev1.KeyGenRequest{Epoch: epoch, Params: nw.Coordinator.Params().Name(), Crs: crs, Members: members, Threshold: threshold})
+		if err != nil {
+			t.Fatal(err)
+		}
+		commits = append(commits, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetCkgShare()})
+	}
+	return clients, members, crs, commits
+}
+
 // TestShareFileReadableByOthersStopsNode runs the key ceremony of a 2-of-3
 // network, stops it, makes one of node-1's secret files readable by others
 // (its CKG secret, then its threshold share) and checks that node.New
@@ -404,24 +425,13 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 	nw := startKept(t, dir, 3, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	coordID := identity(t, dir, "coordinator")
 	params := nw.Coordinator.Params()
-	members, crs := ceremonyMembers(t, dir, nw)
-	clients := map[string]nodev1.NodeServiceClient{}
-	for _, n := range nw.Nodes {
-		clients[n.ID()] = dialNode(t, n.Addr(), coordID, n.ID())
-	}
 	const epoch = 100
-	var commits []*nodev1.NodeSigned
-	for _, n := range nw.Nodes {
-		resp, err := clients[n.ID()].KeyGen(ctx, &nodev1.KeyGenRequest{Epoch: epoch, Params: params.Name(), Crs: crs, Members: members, Threshold: 3})
-		if err != nil {
-			t.Fatal(err)
+	clients, members, crs, commits := keyGenAll(t, ctx, dir, nw, epoch, 3)
+	for _, c := range commits {
+		if len(c.GetSigned().GetPayload()) != 0 {
+			t.Fatalf("%s answered KeyGen with its CKG share; it must send only the signed header until every share is fixed", c.GetNodeId())
 		}
-		if len(resp.GetCkgShare().GetPayload()) != 0 {
-			t.Fatalf("%s answered KeyGen with its CKG share; it must send only the signed header until every share is fixed", n.ID())
-		}
-		commits = append(commits, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetCkgShare()})
 	}
 	// revealAll asks each member in ids for its share within set.
 	revealAll := func(e uint64, set []*nodev1.NodeSigned, ids ...string) (shares, stmts []*nodev1.NodeSigned) {
@@ -574,7 +584,7 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 	// node-1's pending epoch 100 has no key: it answers no query of it until
 	// a valid InstallKey (it never encrypts under an unverified key). Its
 	// active epoch stays in service meanwhile.
-	req, err := protocol.SignEvaluate(coordID.Key, "node-1", &nodev1.EvaluateBody{QueryId: "q-pending", Epoch: epoch,
+	req, err := protocol.SignEvaluate(identity(t, dir, "coordinator").Key, "node-1", &nodev1.EvaluateBody{QueryId: "q-pending", Epoch: epoch,
 		Spec:    &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 3, Threshold: 3, ReferenceDate: "2024-01-01"},
 		Analyst: "analyst", Role: "analyst"}, time.Now())
 	if err != nil {
