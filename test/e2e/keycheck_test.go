@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -11,14 +12,18 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
@@ -32,10 +37,14 @@ import (
 // the ceremony fails saying so, node-3 is excluded from key epochs, and
 // the next ceremony makes an epoch of node-1 and node-2 in which a query is
 // released. Before the key check, the epoch was installed and every
-// release in it failed, naming nobody.
+// release in it failed, naming nobody. The coordinator's audit log keeps the
+// seed of node-3's challenge, and node-3's own log its refusal with the same
+// seed (so the accusation can be replayed). A node of a version without the
+// key check (CheckKey unimplemented) fails a ceremony, named, and is not
+// excluded.
 func TestMalformedCKGShareNamed(t *testing.T) {
 	dir := t.TempDir()
-	var armed atomic.Bool
+	var armed, old atomic.Bool
 	var mu sync.Mutex
 	real := map[uint64]*typesv1.Signed{}   // node-3's own commitment, by epoch
 	forged := map[uint64]*typesv1.Signed{} // the share it reveals instead
@@ -51,6 +60,9 @@ func TestMalformedCKGShareNamed(t *testing.T) {
 			return nil
 		}
 		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if old.Load() && info.FullMethod == nodev1.NodeService_CheckKey_FullMethodName {
+				return nil, status.Error(codes.Unimplemented, "method CheckKey not implemented")
+			}
 			if !armed.Load() {
 				return h(ctx, req)
 			}
@@ -110,9 +122,27 @@ func TestMalformedCKGShareNamed(t *testing.T) {
 			return h(ctx, req)
 		})}
 	}
-	nw := startFault(t, demo.Options{Dir: dir, NodeServerOptions: evil})
+	nw := startFault(t, demo.Options{Dir: dir, NodeServerOptions: evil, AuditLogs: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	excluded := func() *coordinatorv1.MemberProblem {
+		for _, m := range nw.Coordinator.CeremonyStatus().GetMembers() {
+			if m.GetNodeId() == "node-3" && m.GetExcluded() {
+				return m
+			}
+		}
+		return nil
+	}
+
+	// node-3 of a version without the key check: named, not excluded.
+	old.Store(true)
+	if _, err := nw.Coordinator.KeyCeremony(ctx); err == nil || !strings.Contains(err.Error(), "node-3") || !strings.Contains(err.Error(), "without the key check") {
+		t.Fatalf("ceremony with node-3 without CheckKey: %v; want it to fail naming node-3's version", err)
+	}
+	if m := excluded(); m != nil {
+		t.Fatalf("node-3 is excluded for running an older version: %v", m)
+	}
+	old.Store(false)
 
 	armed.Store(true)
 	_, err := nw.Coordinator.KeyCeremony(ctx)
@@ -125,14 +155,33 @@ func TestMalformedCKGShareNamed(t *testing.T) {
 			t.Errorf("the key check named %s too: %v", id, err)
 		}
 	}
-	var excluded bool
-	for _, m := range nw.Coordinator.CeremonyStatus().GetMembers() {
-		if m.GetNodeId() == "node-3" && m.GetExcluded() && strings.Contains(m.GetProblem(), "failed the key check") {
-			excluded = true
-		}
-	}
-	if !excluded {
+	if m := excluded(); m == nil || !strings.Contains(m.GetProblem(), "failed the key check") {
 		t.Fatalf("node-3 is not excluded for its key check: %v", nw.Coordinator.CeremonyStatus().GetMembers())
+	}
+	// The seed of the challenge is in the coordinator's audit log, with the
+	// accusation, and in node-3's, with its refusal.
+	seedOf := func(path, action string) string {
+		t.Helper()
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		seed := ""
+		if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+			if e.Action == action {
+				seed, _ = e.Details["seed"].(string)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return seed
+	}
+	accused := seedOf(filepath.Join(dir, "coordinator", "audit.log"), "epoch.key_check_failed")
+	refused := seedOf(filepath.Join(dir, "node-3", "audit.log"), "epoch.key_check_refused")
+	if len(accused) != 2*collective.KeyCheckSeedSize || accused != refused {
+		t.Fatalf("the seed in the coordinator's audit log %q and in node-3's %q: want the same seed in both", accused, refused)
 	}
 
 	// The next ceremony runs without node-3, and its epoch releases.

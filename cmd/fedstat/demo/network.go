@@ -69,7 +69,8 @@ type Options struct {
 	// NodePolicy is every node's policy. Defaults to node.DefaultPolicy().
 	NodePolicy *node.Policy
 	// AuditLogs gives every node and the coordinator an audit log in its
-	// directory (audit.log). Defaults to false.
+	// directory (Dir/node-1/audit.log, ..., Dir/coordinator/audit.log).
+	// Defaults to false.
 	AuditLogs bool
 	// NodeServerOptions, when set, gives extra gRPC server options for the
 	// node with the given id (see node.Config.ServerOptions): the fault
@@ -298,6 +299,17 @@ func (nw *Network) startCoordinator(runCtx context.Context, o Options, id *pki.I
 	ccfg := coordinator.Config{
 		Identity: id, Nodes: endpoints, Params: o.Params, Threshold: o.Threshold, Committee: o.Committee,
 		MinNodes: o.MinNodes, Catalogue: nw.Catalogue, Logger: o.Logger, BenchmarkPlaintext: o.BenchmarkPlaintext, Populations: o.Populations,
+	}
+	if o.AuditLogs {
+		dir := filepath.Join(o.Dir, "coordinator")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		alog, err := audit.Open(filepath.Join(dir, "audit.log"))
+		if err != nil {
+			return err
+		}
+		ccfg.Audit = alog
 	}
 	if o.CoordinatorConfig != nil {
 		o.CoordinatorConfig(&ccfg)
