@@ -78,8 +78,8 @@ func (s *sim) auditCarried() []audit.Entry {
 
 // Backup, spend, restore the old backup: the node has the spend after the
 // backup, not before it; the per-query records of the queries after the
-// backup are kept; the audit log is kept with a carried-forward entry; the
-// check passes; nothing was deleted.
+// backup (and a series interval's kept share) are kept; the audit log is
+// kept with a carried-forward entry; the check passes; nothing was deleted.
 func TestRestoreOldBackupKeepsTheSpend(t *testing.T) {
 	for _, withID := range []bool{true, false} {
 		t.Run(map[bool]string{true: "with identity", false: "without identity"}[withID], func(t *testing.T) {
@@ -95,6 +95,14 @@ func TestRestoreOldBackupKeepsTheSpend(t *testing.T) {
 			}
 			s.spend(4)
 			after := s.figures()
+			// A series interval's kept share (node.keepSeriesShare), made
+			// after the backup beside its ledger answer: carried too.
+			shareKey, share := []byte("n/series-share/s-flu-0123-L0.1"), []byte("kept share")
+			db := s.open()
+			if err := db.Update(func(tx *kv.Txn) error { return tx.Set(shareKey, share) }); err != nil {
+				t.Fatal(err)
+			}
+			db.Close()
 
 			sum := s.restore(bk, withID)
 			if !sameFigures(sum.Spend, after) || sum.BackupLedger.Charges != 3 || !sum.AuditKept || sum.Records < 4 {
@@ -102,6 +110,12 @@ func TestRestoreOldBackupKeepsTheSpend(t *testing.T) {
 			}
 			if got := s.figures(); !sameFigures(got, after) {
 				t.Fatalf("ledger after restoring the old backup %v, want the spend after it %v", got, after)
+			}
+			db = s.open()
+			got, err := db.Get(shareKey)
+			db.Close()
+			if err != nil || string(got) != string(share) {
+				t.Errorf("the series share kept after the backup, after the restore: %q (%v)", got, err)
 			}
 			r := s.wantHealthy()
 			if len(r.AuditOnly) != 0 {
