@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -22,7 +23,8 @@ import (
 // sends the same noisy share under the new key, charging nothing. A node
 // that revealed its partial for a release that did not finish refuses,
 // naming that. A node asked while the old epoch is still in its grace
-// refuses, saying until when. Before this, the nodes replayed the old
+// refuses, saying until when. An interval a node answered without keeping
+// its share (an older version) is refused in the new epoch. Before this, the nodes replayed the old
 // epoch's partial to every retry, and the interval could never be released.
 func TestSeriesIntervalAcrossRekey(t *testing.T) {
 	nw := startNetwork(t, 3, 2, 2)
@@ -42,14 +44,28 @@ func TestSeriesIntervalAcrossRekey(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec.Threshold, spec.PartialLimit = 2, nw.Coordinator.Params().MaxAbs()/3
-	ask := func(node string, epoch uint64) (*nodev1.EvaluateResponse, error) {
-		req, err := protocol.SignEvaluate(coord.Key, node, &nodev1.EvaluateBody{QueryId: qid, Epoch: epoch, Spec: spec,
-			Analyst: "analyst", Role: "analyst", Series: &nodev1.SeriesInterval{Spec: s, Level: int32(iv.Level), Index: int32(iv.Index)}}, time.Now())
+	// askAs asks node for interval iv of series ss as analyst, in epoch.
+	askAs := func(ss *typesv1.SeriesSpec, analyst, node string, epoch uint64) (*nodev1.EvaluateResponse, error) {
+		q, err := protocol.SeriesQuery(ss, iv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Threshold, q.PartialLimit = spec.Threshold, spec.PartialLimit
+		req, err := protocol.SignEvaluate(coord.Key, node, &nodev1.EvaluateBody{QueryId: protocol.SeriesQueryID(ss, iv), Epoch: epoch, Spec: q,
+			Analyst: analyst, Role: "analyst", Series: &nodev1.SeriesInterval{Spec: ss, Level: int32(iv.Level), Index: int32(iv.Index)}}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
 		return nodes[node].Evaluate(ctx, req)
 	}
+	ask := func(node string, epoch uint64) (*nodev1.EvaluateResponse, error) {
+		return askAs(s, "analyst", node, epoch)
+	}
+	// Another series, of another analyst, whose interval node-1 answered
+	// without keeping its share (a node of an older version): it cannot
+	// move to a new epoch.
+	old := proto.Clone(s).(*typesv1.SeriesSpec)
+	old.Name = "rekey-old"
 	epochOf := func(node string, a *nodev1.EvaluateResponse) uint64 {
 		t.Helper()
 		e, err := protocol.PartialEpoch(a.GetPartial().GetHeader(), qid, node)
@@ -71,6 +87,14 @@ func TestSeriesIntervalAcrossRekey(t *testing.T) {
 		set = append(set, &nodev1.NodeSigned{NodeId: id, Signed: a.GetPartial()})
 	}
 	if _, err := nodes["node-3"].Reveal(ctx, &nodev1.RevealRequest{QueryId: qid, Epoch: e1, Spec: spec, Partials: set}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := askAs(old, "analyst-2", "node-1", e1); err != nil {
+		t.Fatal(err)
+	}
+	if err := nw.DB(0).Update(func(tx *kv.Txn) error {
+		return tx.Delete([]byte("n/series-share/" + protocol.SeriesQueryID(old, iv)))
+	}); err != nil {
 		t.Fatal(err)
 	}
 	// Each node keeps its noisy share of the interval until it fixes the
@@ -127,6 +151,8 @@ func TestSeriesIntervalAcrossRekey(t *testing.T) {
 	}
 	_, err = ask("node-3", e3)
 	wantCode(t, "node-3, which revealed in epoch 1", err, codes.AlreadyExists, "revealed its partial of epoch 1", "second release")
+	_, err = askAs(old, "analyst-2", "node-1", e3)
+	wantCode(t, "an interval answered without keeping its share", err, codes.FailedPrecondition, "without keeping its noisy share", "epoch 1")
 
 	// The coordinator runs the series: the interval is released in epoch 3
 	// from node-1 and node-2 (min_nodes 2), and so is the next period.
