@@ -41,12 +41,13 @@ func (c *Coordinator) checkKeys(ctx context.Context, epoch uint64, crs []byte, s
 	seeds := make([][]byte, len(sharers))
 	traffic := make([][2]int64, len(sharers)) // sent, received by member i
 	errs := c.fanoutEach(ctx, sharers, func(ctx context.Context, i int, nid string) error {
+		// The shares decoded when they were aggregated: an error here is
+		// the coordinator's, not the member's.
 		ct, want, seed, err := collective.KeyCheckChallenge(c.params, crs, shares[i], members, decryptors)
-		seeds[i] = seed
 		if err != nil {
-			failed[i] = fmt.Sprintf("its CKG share cannot be taken as a public key: %v", err)
-			return nil
+			return err
 		}
+		seeds[i] = seed
 		ctb, err := ct.MarshalBinary()
 		if err != nil {
 			return err
