@@ -136,3 +136,49 @@ func BenchmarkDiscreteLog(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkShareProof: proving and verifying a batch of n decryption shares
+// (a list of n elements at LinkFinish, or n cells at LinkDecrypt), per
+// element; the proof itself is ShareProofSize bytes whatever n.
+func BenchmarkShareProof(b *testing.B) {
+	for _, n := range []int{1, 64, 4096} {
+		pk, shares := ceremony(b, 3, 2)
+		set := []uint64{1, 2}
+		w, err := linkage.Weighted(shares[1], set, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wkey, err := pk.WeightedKey(set, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c1s := randomPoints(n)
+		ds, err := linkage.PartialDecrypt(w, c1s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := []byte("bench")
+		b.Run(fmt.Sprintf("prove/n=%d", n), func(b *testing.B) {
+			cpu0 := cpuTime()
+			for b.Loop() {
+				if _, err := linkage.ProveShares(w, ctx, c1s, ds); err != nil {
+					b.Fatal(err)
+				}
+			}
+			perElement(b, n, 0, cpu0)
+		})
+		proof, err := linkage.ProveShares(w, ctx, c1s, ds)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("verify/n=%d", n), func(b *testing.B) {
+			cpu0 := cpuTime()
+			for b.Loop() {
+				if err := linkage.VerifyShares(wkey, ctx, c1s, ds, proof); err != nil {
+					b.Fatal(err)
+				}
+			}
+			perElement(b, n, 0, cpu0)
+		})
+	}
+}

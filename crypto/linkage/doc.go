@@ -43,11 +43,12 @@
 //
 // Assumptions: the decisional Diffie–Hellman (DDH) problem is hard in
 // ristretto255; HashIdentifier is modelled as a random oracle into the
-// group; crypto/rand is a secure random source. Adversaries are
-// semi-honest: this package has no proofs that a stage exponentiated,
-// re-randomised and shuffled correctly, or that a decryption share is
-// right, so a cheating member can corrupt results undetected; the
-// verification keys Y_j are there for such proofs later.
+// group; crypto/rand is a secure random source. A decryption share is
+// proven (ProveShares, VerifyShares: a batched Chaum–Pedersen proof that
+// every share is w_j·C1 for W_j = λ_j·Y_j, WeightedKey), so a member that
+// gives a wrong one is caught. Stages are semi-honest: this package has no
+// proof that a stage exponentiated, re-randomised and shuffled correctly,
+// so a cheating stage can corrupt results undetected.
 //
 // Threshold. Any T of the N members can together decrypt anything under X,
 // including an encrypted H(id); since identifiers come from a small space,

@@ -61,3 +61,46 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzVerifyShares: verifying any bytes as a proof of any shares never
+// panics, and a proof of honest shares never verifies for shares, a
+// context or a proof changed by the fuzzer.
+func FuzzVerifyShares(f *testing.F) {
+	pk, shares := ceremony(f, 3, 2)
+	set := []uint64{1, 2}
+	w, err := linkage.Weighted(shares[1], set, 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	wkey, err := pk.WeightedKey(set, 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	c1s := randomPoints(3)
+	ds, err := linkage.PartialDecrypt(w, c1s)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx := []byte("fuzz")
+	proof, err := linkage.ProveShares(w, ctx, c1s, ds)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(ctx, proof[:], ds[0][:], uint8(0))
+	f.Add([]byte("other"), proof[:], ds[0][:], uint8(1))
+	f.Add(ctx, make([]byte, 64), make([]byte, 32), uint8(2))
+	f.Fuzz(func(t *testing.T, c, p, share []byte, at uint8) {
+		var pr linkage.ShareProof
+		copy(pr[:], p)
+		got := append([]linkage.Point(nil), ds...)
+		copy(got[int(at)%len(got)][:], share)
+		err := linkage.VerifyShares(wkey, c, c1s, got, pr)
+		honest := bytes.Equal(c, ctx) && pr == proof && got[int(at)%len(got)] == ds[int(at)%len(ds)]
+		if honest != (err == nil) {
+			t.Errorf("context %x, proof %x, share %d = %x: %v", c, p, int(at)%len(got), share, err)
+		}
+		if err != nil && !errors.Is(err, linkage.ErrInvalidProof) && !errors.Is(err, linkage.ErrEncoding) {
+			t.Errorf("error %v is neither ErrInvalidProof nor ErrEncoding", err)
+		}
+	})
+}
