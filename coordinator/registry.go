@@ -356,6 +356,8 @@ func (c *Coordinator) checkNode(ctx context.Context, n regNode) {
 		}
 		if n.tunnel != nil {
 			c.setTunnelMeta(n.ID, n.tunnel, info)
+		} else {
+			c.setDialledMeta(n.ID, info)
 		}
 		c.touch(n.ID)
 	}

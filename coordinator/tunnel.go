@@ -174,8 +174,29 @@ func (c *Coordinator) setTunnelMeta(id string, t *rpc.Tunnel, info *nodev1.InfoR
 	if !ok || n.tunnel != t {
 		return
 	}
+	n.Meta = infoMeta(id, info)
+}
+
+// setDialledMeta keeps the coarse metadata of a node the coordinator dials
+// and that does not gossip (a static [[nodes]] entry in a network without
+// memberlist) from its Info answer: without it, such a node would announce
+// no tables, and no query across linked agencies could be planned with it.
+// A node that gossips keeps what it gossips.
+func (c *Coordinator) setDialledMeta(id string, info *nodev1.InfoResponse) {
+	if info.GetNodeId() != id {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.reg[id]; ok && n.tunnel == nil && n.GossipAddr == "" {
+		n.Meta = infoMeta(id, info)
+	}
+}
+
+// infoMeta is node id's coarse metadata as its Info answer gives it.
+func infoMeta(id string, info *nodev1.InfoResponse) membership.Meta {
 	sum := info.GetSummary()
-	n.Meta = membership.Meta{ID: id, Role: string(pki.RoleNode), Epoch: info.GetEpoch(), Version: info.GetVersion(),
+	return membership.Meta{ID: id, Role: string(pki.RoleNode), Epoch: info.GetEpoch(), Version: info.GetVersion(),
 		Patients: sum.GetPatients(), Rows: sum.GetRows()}
 }
 
