@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/crypto/linkage"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -119,6 +120,8 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	var signed []*nodev1.NodeSigned
 	dealt := map[string][]*nodev1.DealtShare{}
 	var linkCommits []*nodev1.NodeSigned
+	var linkOpened [][]linkage.Point // in committee order, as the nodes aggregate them
+	var linkPoints []uint64
 	for i, nid := range ids {
 		if points[i] == 0 {
 			// Off the committee: it makes no key material.
@@ -136,10 +139,12 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		}
 		signed = append(signed, &nodev1.NodeSigned{NodeId: nid, Signed: s})
 		if lc := resps[i].GetLinkCommitments(); lc != nil {
-			if _, err := protocol.OpenLinkCommitments(certs[i].PublicKey, lc, id, nid, threshold, c.window()); err != nil {
+			opened, err := protocol.OpenLinkCommitments(certs[i].PublicKey, lc, id, nid, threshold, c.window())
+			if err != nil {
 				return 0, fmt.Errorf("coordinator: key ceremony: linkage commitments of %s: %w", nid, err)
 			}
 			linkCommits = append(linkCommits, &nodev1.NodeSigned{NodeId: nid, Signed: lc})
+			linkOpened, linkPoints = append(linkOpened, opened), append(linkPoints, points[i])
 		}
 		for _, d := range resps[i].GetDealt() {
 			if d.GetFromNodeId() != nid {
@@ -148,10 +153,17 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			dealt[d.GetToNodeId()] = append(dealt[d.GetToNodeId()], d)
 		}
 	}
+	var linkKey *linkage.PublicKey
 	if len(linkCommits) != k {
 		// A member of a version before record linkage: the epoch is made
 		// without a linkage key (linked queries are refused in it).
 		linkCommits = nil
+	} else {
+		// The public key and every member's verification key, as each node
+		// computes them when it installs the epoch.
+		if linkKey, err = linkage.AggregatePublicKey(linkOpened, linkPoints); err != nil {
+			return 0, fmt.Errorf("coordinator: key ceremony epoch %d: linkage key: %w", id, err)
+		}
 	}
 	// Every committee member's share is now fixed by its signed header:
 	// each reveals its share within that set, and states so.
@@ -206,7 +218,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: install: %w", id, err)
 	}
 	c.step(StepBeforeStore)
-	e := &epoch{ID: id, Threshold: threshold, PublicKey: pk, Created: c.cfg.Now()}
+	e := &epoch{ID: id, Threshold: threshold, PublicKey: pk, Link: linkKey, Created: c.cfg.Now()}
 	for i, nid := range ids {
 		e.Members = append(e.Members, epochMember{ID: nid, Cert: certs[i], Point: points[i]})
 	}

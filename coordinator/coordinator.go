@@ -25,6 +25,7 @@ import (
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/linkage"
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/membership"
@@ -241,7 +242,13 @@ type epoch struct {
 	Members   []epochMember
 	Threshold int
 	PublicKey *homomorphic.PublicKey
-	Created   time.Time
+	// Link is the epoch's linkage public key with every committee
+	// member's verification key (crypto/linkage), from the members' signed
+	// Feldman commitments: what the proofs of their decryption shares of a
+	// linked query are checked against. Nil for an epoch without a
+	// linkage key, or one stored by a version that did not keep it.
+	Link    *linkage.PublicKey
+	Created time.Time
 }
 
 type epochMember struct {
@@ -260,6 +267,15 @@ func (e *epoch) committee() []epochMember {
 		if m.Point != 0 {
 			out = append(out, m)
 		}
+	}
+	return out
+}
+
+// points returns the Shamir points of the members ids, in order.
+func (e *epoch) points(ids []string) []uint64 {
+	out := make([]uint64, len(ids))
+	for i, id := range ids {
+		out[i] = e.member(id).Point
 	}
 	return out
 }

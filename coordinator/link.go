@@ -39,6 +39,12 @@ const linkStageTimeout = 10 * time.Minute
 // tables each node announces), and T stages chosen at random among the
 // participants.
 func (c *Coordinator) linkSpec(e *epoch, p *plan.Plan) (*nodev1.LinkSpec, error) {
+	if e.Link == nil {
+		// Without the members' verification keys the proofs of their
+		// decryption shares cannot be checked: a linked query is refused
+		// rather than decrypted on trust.
+		return nil, fmt.Errorf("%w: key epoch %d has no linkage key at the coordinator (made without one, or stored by a version before the proofs of decryption shares); the next key ceremony makes one", ErrNotReady, e.ID)
+	}
 	live := map[string]*regNode{}
 	for _, n := range c.registry() {
 		if n.Alive {
@@ -254,9 +260,14 @@ func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, tally
 	for i := range cts {
 		sums[i] = cts[i][:]
 	}
+	c1s := make([]linkage.Point, len(cts))
+	for i := range cts {
+		c1s[i] = linkage.Point(cts[i][:linkage.PointSize])
+	}
 	ctx, cancel := context.WithTimeout(q.ctx, releaseTimeout)
 	defer cancel()
 	decryptors := ls.Stages
+	points := e.points(decryptors)
 	shares := make([][][]byte, len(decryptors))
 	errs := c.fanoutEach(ctx, decryptors, func(ctx context.Context, i int, id string) error {
 		cl, err := c.client(id)
@@ -269,6 +280,16 @@ func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, tally
 		}
 		if len(resp.GetShares()) != len(cts) {
 			return fmt.Errorf("%d decryption shares for %d sums", len(resp.GetShares()), len(cts))
+		}
+		ds := make([]linkage.Point, len(cts))
+		for cell, b := range resp.GetShares() {
+			if len(b) != linkage.PointSize {
+				return fmt.Errorf("decryption share for cell %d: %d bytes", cell, len(b))
+			}
+			ds[cell] = linkage.Point(b)
+		}
+		if err := c.checkLinkShares(q, e, points, id, protocol.LinkStepDecrypt, c1s, ds, resp.GetProof()); err != nil {
+			return err
 		}
 		shares[i] = resp.GetShares()
 		return nil
@@ -283,10 +304,7 @@ func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, tally
 	for cell, ct := range cts {
 		sh := make([]linkage.Point, len(decryptors))
 		for i := range decryptors {
-			if len(shares[i][cell]) != len(sh[i]) {
-				return nil, fmt.Errorf("%w: decryption share of %s for cell %d: %d bytes", ErrQueryFailed, decryptors[i], cell, len(shares[i][cell]))
-			}
-			copy(sh[i][:], shares[i][cell])
+			sh[i] = linkage.Point(shares[i][cell]) // 32 bytes: checked with its proof
 		}
 		v, err := linkage.CombineDecryption(ct, sh)
 		if err != nil {
@@ -319,10 +337,41 @@ func (c *Coordinator) linkFinish(q *query, e *epoch, ls *nodev1.LinkSpec, lists 
 	if err != nil {
 		return nil, err
 	}
-	resp, err := cl.LinkFinish(ctx, &nodev1.LinkFinishRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Link: ls, C1: protocol.LinkC1(lists)})
+	c1 := protocol.LinkC1(lists)
+	resp, err := cl.LinkFinish(ctx, &nodev1.LinkFinishRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Link: ls, C1: c1})
 	if err != nil {
 		return nil, callError(err)
 	}
 	q.addUpload(id, proto.Size(resp))
+	c1s, err := protocol.SplitPoints(c1)
+	if err != nil {
+		return nil, err
+	}
+	shares, err := protocol.SplitPoints(resp.GetShares())
+	if err != nil {
+		return nil, fmt.Errorf("its shares: %w", err)
+	}
+	if len(shares) != len(c1s) {
+		return nil, fmt.Errorf("%d shares for %d elements", len(shares), len(c1s))
+	}
+	if err := c.checkLinkShares(q, e, e.points(ls.Stages), id, protocol.LinkStepFinish, c1s, shares, resp.GetProof()); err != nil {
+		return nil, err
+	}
 	return protocol.FinishLinkLists(lists, resp.GetShares())
+}
+
+// checkLinkShares checks node id's proof that its decryption shares of a
+// linked query's step are w·C1 for its weighted linkage-key share among
+// points (protocol.CheckLinkShares). A node whose shares are not is named
+// in the error and in the audit log (the proof, the shares and the
+// members' public commitments let anyone check the accusation); nothing
+// is decrypted with them.
+func (c *Coordinator) checkLinkShares(q *query, e *epoch, points []uint64, id, step string, c1s, shares []linkage.Point, proof []byte) error {
+	err := protocol.CheckLinkShares(e.Link, points, e.member(id).Point, step, q.id, e.ID, id, c1s, shares, proof)
+	if err != nil {
+		c.record(q.ctx, c.cfg.Identity.Name(), "link.share_proof_failed", q.id, map[string]any{"node": id, "step": step, "epoch": e.ID, "error": err.Error()})
+		c.log.Warn("decryption shares refused: their proof does not verify", "query", q.id, "node", id, "step", step, "err", err)
+		return fmt.Errorf("%s's %s shares refused: %w", id, step, err)
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/linkage"
 	"github.com/fedstat/fedstat/internal/kv"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 )
@@ -80,6 +81,15 @@ type epochRecord struct {
 	PublicKey []byte      `json:"public_key"`
 	Members   []memberRec `json:"members"`
 	Created   int64       `json:"created_unix_ms"`
+	// Link is the linkage public key and the committee's verification
+	// keys (absent for an epoch without one, and in records of versions
+	// before the proofs of decryption shares).
+	Link *linkKeyRec `json:"link,omitempty"`
+}
+
+type linkKeyRec struct {
+	X      []byte            `json:"x"`
+	Verify map[uint64][]byte `json:"verify"`
 }
 
 type memberRec struct {
@@ -100,6 +110,12 @@ func (c *Coordinator) saveEpoch(e *epoch) error {
 	rec := epochRecord{ID: e.ID, Threshold: e.Threshold, Params: c.params.Name(), PublicKey: pk, Created: e.Created.UnixMilli()}
 	for _, m := range e.Members {
 		rec.Members = append(rec.Members, memberRec{ID: m.ID, Cert: m.Cert.Raw, Point: m.Point})
+	}
+	if e.Link != nil {
+		rec.Link = &linkKeyRec{X: e.Link.X[:], Verify: map[uint64][]byte{}}
+		for pt, y := range e.Link.Verify {
+			rec.Link.Verify[pt] = y[:]
+		}
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -139,6 +155,11 @@ func (c *Coordinator) loadState() error {
 				return fmt.Errorf("coordinator: stored epoch member %s: %w", m.ID, err)
 			}
 			e.Members = append(e.Members, epochMember{ID: m.ID, Cert: cert, Point: m.Point})
+		}
+		if rec.Link != nil {
+			if e.Link, err = parseLinkKey(rec.Link); err != nil {
+				return fmt.Errorf("coordinator: stored epoch %d: linkage key: %w", rec.ID, err)
+			}
 		}
 		c.epoch = e
 	}
@@ -221,4 +242,19 @@ func (c *Coordinator) saveQuery(st *coordinatorv1.QueryStatus) error {
 		return err
 	}
 	return c.cfg.DB.Update(func(tx *kv.Txn) error { return tx.Set(append(append([]byte{}, prefixQuery...), st.QueryId...), b) })
+}
+
+// parseLinkKey decodes a stored linkage public key, checking every point.
+func parseLinkKey(r *linkKeyRec) (*linkage.PublicKey, error) {
+	x, err := linkage.ParsePoint(r.X)
+	if err != nil {
+		return nil, fmt.Errorf("X: %w", err)
+	}
+	k := &linkage.PublicKey{X: x, Verify: make(map[uint64]linkage.Point, len(r.Verify))}
+	for pt, b := range r.Verify {
+		if k.Verify[pt], err = linkage.ParsePoint(b); err != nil {
+			return nil, fmt.Errorf("verification key of point %d: %w", pt, err)
+		}
+	}
+	return k, nil
 }

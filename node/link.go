@@ -563,7 +563,8 @@ func (n *Node) linkWeight(e *epochState, points []uint64) (linkage.Scalar, error
 
 // linkFinish takes the first stage's withheld share of the linkage key
 // off the last stage's lists, given only their C1 components: this node
-// sees no C2, hence no pseudonym.
+// sees no C2, hence no pseudonym. It proves that every share is w·C1
+// (protocol.ProveLinkShares).
 func (n *Node) linkFinish(ctx context.Context, req *nodev1.LinkFinishRequest) (*nodev1.LinkFinishResponse, error) {
 	qid := req.GetQueryId()
 	ls := req.GetLink()
@@ -586,6 +587,7 @@ func (n *Node) linkFinish(ctx context.Context, req *nodev1.LinkFinishRequest) (*
 		return nil, err
 	}
 	resp := &nodev1.LinkFinishResponse{}
+	var allC1, allShares []linkage.Point
 	for i, b := range req.GetC1() {
 		if len(b)%linkage.PointSize != 0 {
 			return nil, fmt.Errorf("%w: link finish of %s: list %d: %d bytes", ErrBadRequest, qid, i, len(b))
@@ -603,13 +605,20 @@ func (n *Node) linkFinish(ctx context.Context, req *nodev1.LinkFinishRequest) (*
 			out = append(out, p[:]...)
 		}
 		resp.Shares = append(resp.Shares, out)
+		allC1, allShares = append(allC1, c1s...), append(allShares, sh...)
+	}
+	// One proof over every list that each share is w·C1: whoever finishes
+	// the pseudonyms checks it against this node's public weighted key.
+	if resp.Proof, err = protocol.ProveLinkShares(w, protocol.LinkStepFinish, qid, r.e.Epoch, n.id, allC1, allShares); err != nil {
+		return nil, err
 	}
 	n.record(ctx, "coordinator", "link.finish", qid, map[string]any{"lists": len(resp.Shares)})
 	return resp, nil
 }
 
 // linkDecrypt returns this node's decryption shares of the payload sums of
-// a linked query, one per cell. It cannot check that each is the sum of a
+// a linked query, one per cell, with a proof that each is w·C1 of its sum
+// (protocol.ProveLinkShares). It cannot check that each is the sum of a
 // cell's matching payloads (it never sees the pseudonyms that decide the
 // matching): the coordinator is trusted to ask for those sums only, as it
 // is trusted to follow the protocol everywhere (docs/threat-model.md).
@@ -634,6 +643,7 @@ func (n *Node) linkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) 
 		return nil, err
 	}
 	resp := &nodev1.LinkDecryptResponse{}
+	var c1s, shares []linkage.Point
 	for c, b := range req.GetSums() {
 		ct, err := linkage.ParseValueCiphertext(b)
 		if err != nil {
@@ -644,6 +654,10 @@ func (n *Node) linkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) 
 			return nil, err
 		}
 		resp.Shares = append(resp.Shares, sh[:])
+		c1s, shares = append(c1s, linkage.Point(ct[:linkage.PointSize])), append(shares, sh)
+	}
+	if resp.Proof, err = protocol.ProveLinkShares(w, protocol.LinkStepDecrypt, qid, r.e.Epoch, n.id, c1s, shares); err != nil {
+		return nil, err
 	}
 	n.record(ctx, "coordinator", "link.decrypt", qid, map[string]any{"cells": len(resp.Shares)})
 	return resp, nil

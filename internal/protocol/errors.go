@@ -23,4 +23,5 @@ var Errors = rpc.RegisterErrors(rpc.ErrorTable{
 	{Err: ErrMalformedPayload, Code: codes.InvalidArgument, Reason: "protocol.malformed_payload"},
 	{Err: ErrShareOfAnother, Code: codes.InvalidArgument, Reason: "protocol.share_of_another"},
 	{Err: ErrKeyCheck, Code: codes.FailedPrecondition, Reason: "protocol.key_check"},
+	{Err: ErrLinkShareProof, Code: codes.FailedPrecondition, Reason: "protocol.link_share_proof"},
 })

@@ -399,6 +399,22 @@ func SplitCiphertexts[T ~[linkage.CiphertextSize]byte](b []byte) []T {
 	return out
 }
 
+// SplitPoints cuts lists of concatenated 32-byte points (LinkC1's lists,
+// a LinkFinishResponse's shares) into one sequence of points, in order; a
+// list whose length is not a multiple of 32 bytes is an error naming it.
+func SplitPoints(lists [][]byte) ([]linkage.Point, error) {
+	var out []linkage.Point
+	for i, b := range lists {
+		if len(b)%linkage.PointSize != 0 {
+			return nil, fmt.Errorf("list %d: %d bytes, not a whole number of points", i, len(b))
+		}
+		for j := 0; j < len(b); j += linkage.PointSize {
+			out = append(out, linkage.Point(b[j:]))
+		}
+	}
+	return out, nil
+}
+
 // JoinCiphertexts is the wire form of a list of ciphertexts.
 func JoinCiphertexts[T ~[linkage.CiphertextSize]byte](cs []T) []byte {
 	b := make([]byte, 0, len(cs)*linkage.CiphertextSize)
@@ -517,4 +533,55 @@ func (t *LinkTally) LinkCount(lp LinkPatterns, cell int, participants int, shift
 		}
 	}
 	return n
+}
+
+// The steps whose decryption shares carry a linkage.ShareProof.
+const (
+	LinkStepFinish  = "link-finish"  // the first stage's withheld share of the last stage's lists
+	LinkStepDecrypt = "link-decrypt" // a decryptor's shares of the payload sums
+)
+
+// ErrLinkShareProof: a node's decryption shares of a linked query do not
+// match its proof, or it sent none.
+var ErrLinkShareProof = errors.New("protocol: the decryption shares do not match their proof")
+
+// linkShareContext binds a ShareProof to its step, query, epoch and node,
+// so that a proof verifies for nothing else.
+func linkShareContext(step, qid string, epoch uint64, node string) []byte {
+	return fmt.Appendf(nil, "fedstat/link-share-proof/v1\x00%s\x00%s\x00%d\x00%s", step, qid, epoch, node)
+}
+
+// ProveLinkShares proves that node's shares are w·C1 of c1s (all lists, or
+// all cells, in order), for step of query qid in epoch: the proof a
+// LinkFinishResponse or LinkDecryptResponse carries.
+func ProveLinkShares(w linkage.Scalar, step, qid string, epoch uint64, node string, c1s, shares []linkage.Point) ([]byte, error) {
+	p, err := linkage.ProveShares(w, linkShareContext(step, qid, epoch, node), c1s, shares)
+	if err != nil {
+		return nil, err
+	}
+	return p[:], nil
+}
+
+// CheckLinkShares verifies node's proof that its shares are w·C1 of c1s
+// for step of query qid in epoch, where w is its weighted linkage-key
+// share for the set of points (the stages): it checks against
+// pub.WeightedKey(points, point), the key the epoch's public commitments
+// give that node's share, so a node whose shares are wrong (another
+// member's, another set's, shifted to move a sum) is refused with
+// ErrLinkShareProof, and so is one that sends no proof.
+func CheckLinkShares(pub *linkage.PublicKey, points []uint64, point uint64, step, qid string, epoch uint64, node string, c1s, shares []linkage.Point, proof []byte) error {
+	if len(proof) == 0 {
+		return fmt.Errorf("%w: no proof of its shares (a version of fedstat before the proofs of issue 21)", ErrLinkShareProof)
+	}
+	if len(proof) != linkage.ShareProofSize {
+		return fmt.Errorf("%w: a proof of %d bytes, want %d", ErrLinkShareProof, len(proof), linkage.ShareProofSize)
+	}
+	wkey, err := pub.WeightedKey(points, point)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrLinkShareProof, err)
+	}
+	if err := linkage.VerifyShares(wkey, linkShareContext(step, qid, epoch, node), c1s, shares, linkage.ShareProof(proof)); err != nil {
+		return fmt.Errorf("%w: %v", ErrLinkShareProof, err)
+	}
+	return nil
 }

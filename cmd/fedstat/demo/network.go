@@ -43,6 +43,13 @@ type Options struct {
 	Regions []string
 	// Studies are the catalogue's study table schemas. Defaults to none.
 	Studies []cdm.StudySchema
+	// Linkage makes the network a linked one (plan.Catalogue.Linkage;
+	// docs/linkage.md): the patients' identifiers of its system identify
+	// residents across nodes. Defaults to nil: not linked.
+	Linkage *plan.Linkage
+	// MaxNodesPerPatient is the catalogue's max_nodes_per_patient.
+	// Defaults to the default catalogue's.
+	MaxNodesPerPatient int
 	// Populations are the catalogue's public populations by region, served
 	// to analysts (coordinator.Config.Populations). Defaults to none.
 	Populations map[string]int64
@@ -214,6 +221,10 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 		nw.Catalogue.Regions = RegionsOf(o.Data)
 	}
 	nw.Catalogue.Studies = o.Studies
+	nw.Catalogue.Linkage = o.Linkage
+	if o.MaxNodesPerPatient > 0 {
+		nw.Catalogue.MaxNodesPerPatient = o.MaxNodesPerPatient
+	}
 
 	// 3. Nodes, each with its own store and data. Outbound nodes dial the
 	// coordinator, which then starts first.

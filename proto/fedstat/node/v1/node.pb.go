@@ -643,7 +643,12 @@ func (x *LinkFinishRequest) GetC1() [][]byte {
 type LinkFinishResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// shares[i] holds w·C1 (32 bytes each) for c1[i].
-	Shares        [][]byte `protobuf:"bytes,1,rep,name=shares,proto3" json:"shares,omitempty"`
+	Shares [][]byte `protobuf:"bytes,1,rep,name=shares,proto3" json:"shares,omitempty"`
+	// proof is a linkage.ShareProof (64 bytes) that every share, over all
+	// lists in order, is w·C1 for the node's weighted linkage-key share w,
+	// under protocol.LinkShareContext("link-finish", ...). A node of a
+	// version before it sends none, and the coordinator refuses its shares.
+	Proof         []byte `protobuf:"bytes,2,opt,name=proof,proto3" json:"proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -681,6 +686,13 @@ func (*LinkFinishResponse) Descriptor() ([]byte, []int) {
 func (x *LinkFinishResponse) GetShares() [][]byte {
 	if x != nil {
 		return x.Shares
+	}
+	return nil
+}
+
+func (x *LinkFinishResponse) GetProof() []byte {
+	if x != nil {
+		return x.Proof
 	}
 	return nil
 }
@@ -776,7 +788,10 @@ type LinkDecryptResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// shares[cell] is the node's decryption share (32 bytes) of that cell's
 	// payload sum.
-	Shares        [][]byte `protobuf:"bytes,1,rep,name=shares,proto3" json:"shares,omitempty"`
+	Shares [][]byte `protobuf:"bytes,1,rep,name=shares,proto3" json:"shares,omitempty"`
+	// proof is a linkage.ShareProof (64 bytes) that every share is w·C1 of
+	// its sum, under protocol.LinkShareContext("link-decrypt", ...).
+	Proof         []byte `protobuf:"bytes,2,opt,name=proof,proto3" json:"proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -814,6 +829,13 @@ func (*LinkDecryptResponse) Descriptor() ([]byte, []int) {
 func (x *LinkDecryptResponse) GetShares() [][]byte {
 	if x != nil {
 		return x.Shares
+	}
+	return nil
+}
+
+func (x *LinkDecryptResponse) GetProof() []byte {
+	if x != nil {
+		return x.Proof
 	}
 	return nil
 }
@@ -3127,9 +3149,10 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
 	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12-\n" +
 	"\x04link\x18\x04 \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\x12\x0e\n" +
-	"\x02c1\x18\x05 \x03(\fR\x02c1\",\n" +
+	"\x02c1\x18\x05 \x03(\fR\x02c1\"B\n" +
 	"\x12LinkFinishResponse\x12\x16\n" +
-	"\x06shares\x18\x01 \x03(\fR\x06shares\"\xdf\x01\n" +
+	"\x06shares\x18\x01 \x03(\fR\x06shares\x12\x14\n" +
+	"\x05proof\x18\x02 \x01(\fR\x05proof\"\xdf\x01\n" +
 	"\x12LinkDecryptRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -3138,9 +3161,10 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"decryptors\x18\x06 \x03(\tR\n" +
 	"decryptors\x12\x12\n" +
-	"\x04sums\x18\a \x03(\fR\x04sumsJ\x04\b\x05\x10\x06\"-\n" +
+	"\x04sums\x18\a \x03(\fR\x04sumsJ\x04\b\x05\x10\x06\"C\n" +
 	"\x13LinkDecryptResponse\x12\x16\n" +
-	"\x06shares\x18\x01 \x03(\fR\x06shares\")\n" +
+	"\x06shares\x18\x01 \x03(\fR\x06shares\x12\x14\n" +
+	"\x05proof\x18\x02 \x01(\fR\x05proof\")\n" +
 	"\rBudgetRequest\x12\x18\n" +
 	"\aanalyst\x18\x01 \x01(\tR\aanalyst\"\xb3\x01\n" +
 	"\x0eBudgetResponse\x12\x17\n" +
