@@ -182,3 +182,60 @@ func BenchmarkShareProof(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStageProof: a stage with its proof, and the proof's check, per
+// element of one list of 4,096 (pseudonyms only, and with payloads); the
+// proof takes 4 + 64·n + 32·(2n + 7) bytes, about 128 per element.
+func BenchmarkStageProof(b *testing.B) {
+	for _, withPayload := range []bool{false, true} {
+		name := "pseudonym"
+		if withPayload {
+			name = "payload"
+		}
+		const n = 4096
+		pk, w := benchKey(b)
+		wkey, err := pk.WeightedKey([]uint64{1, 2}, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cs, err := linkage.EncryptPoints(pk.X, randomPoints(n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ps []linkage.ValueCiphertext
+		if withPayload {
+			if ps, err = linkage.EncryptValues(pk.X, make([]int64, n)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ctx := []byte("bench")
+		var keys linkage.StageKeys
+		var proofs []linkage.StageProof
+		var out []linkage.Ciphertext
+		var outP []linkage.ValueCiphertext
+		b.Run("prove/"+name, func(b *testing.B) {
+			cpu0 := cpuTime()
+			for b.Loop() {
+				out = append(out[:0], cs...)
+				var pays [][]linkage.ValueCiphertext
+				if withPayload {
+					outP = append(outP[:0], ps...)
+					pays = [][]linkage.ValueCiphertext{outP}
+				}
+				if keys, proofs, err = linkage.StageProved(linkage.RandomScalar(), w, pk.X, [][]linkage.Ciphertext{out}, pays, ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			perElement(b, n, len(proofs[0].MarshalBinary())/n, cpu0)
+		})
+		b.Run("verify/"+name, func(b *testing.B) {
+			cpu0 := cpuTime()
+			for b.Loop() {
+				if err := linkage.VerifyStage(keys, wkey, pk.X, ctx, 0, cs, ps, out, outP, &proofs[0]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			perElement(b, n, 0, cpu0)
+		})
+	}
+}

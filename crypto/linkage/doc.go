@@ -45,10 +45,11 @@
 // ristretto255; HashIdentifier is modelled as a random oracle into the
 // group; crypto/rand is a secure random source. A decryption share is
 // proven (ProveShares, VerifyShares: a batched Chaum–Pedersen proof that
-// every share is w_j·C1 for W_j = λ_j·Y_j, WeightedKey), so a member that
-// gives a wrong one is caught. Stages are semi-honest: this package has no
-// proof that a stage exponentiated, re-randomised and shuffled correctly,
-// so a cheating stage can corrupt results undetected.
+// every share is w_j·C1 for W_j = λ_j·Y_j, WeightedKey), and so is a
+// stage's mix (StageProved, VerifyStage: Terelius–Wikström's proof of a
+// shuffle with the stage's map in place of re-encryption, against the
+// group's K = k·B and V = k·w·B), so a member that deviates in either is
+// caught by whoever checks the proof.
 //
 // Threshold. Any T of the N members can together decrypt anything under X,
 // including an encrypted H(id); since identifiers come from a small space,

@@ -104,3 +104,31 @@ func FuzzVerifyShares(f *testing.F) {
 		}
 	})
 }
+
+// FuzzStageProof: any bytes parse as a stage proof only if they re-encode
+// to themselves, and a parsed proof checked against an honest stage's
+// lists never panics and verifies only if it is the honest proof.
+func FuzzStageProof(f *testing.F) {
+	fx := newStageFixture(f, 3, false)
+	honest := fx.proofs[1].MarshalBinary()
+	f.Add(honest)
+	f.Add(honest[:len(honest)-1])
+	f.Add([]byte{0, 0, 0, 0})
+	f.Add(append([]byte{0, 0, 0, 2}, make([]byte, 2*64+11*32)...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := linkage.ParseStageProof(b)
+		if err != nil {
+			if !errors.Is(err, linkage.ErrEncoding) {
+				t.Errorf("error %v is not ErrEncoding", err)
+			}
+			return
+		}
+		if !bytes.Equal(p.MarshalBinary(), b) {
+			t.Errorf("accepted %x as %x", b, p.MarshalBinary())
+		}
+		err = fx.verify(1, fx.out[1], nil, p)
+		if (err == nil) != bytes.Equal(b, honest) {
+			t.Errorf("proof %x: %v", b, err)
+		}
+	})
+}

@@ -112,27 +112,54 @@ func Pseudonym(c Ciphertext) Point { return c.C2() }
 // multiplications. Work is split over GOMAXPROCS goroutines; the caller must
 // not touch lists or payloads concurrently.
 func Stage(k, w Scalar, x Point, lists [][]Ciphertext, payloads [][]ValueCiphertext) error {
+	_, err := stage(k, w, x, lists, payloads, false)
+	return err
+}
+
+// stageWitness is what a stage did to one list, kept only to prove it
+// (StageProved): perm[j] is the input index of output j, and rand[j] the
+// payload randomness output j was re-randomised with (nil without
+// payloads). Both are secret.
+type stageWitness struct {
+	perm []int
+	rand []*ristretto255.Scalar
+	// matrix, when set, replaces perm in the permutation commitment and
+	// the challenges: matrix[i] lists the outputs j with M_ji ≠ 0 and
+	// their coefficients. Only the tests set it, to play a stage whose
+	// output is not a permutation of its input.
+	matrix [][]matrixEntry
+	// commit, when set, is the matrix committed to instead (tests only).
+	commit [][]matrixEntry
+}
+
+type matrixEntry struct {
+	j int
+	c *ristretto255.Scalar
+}
+
+// stage is Stage; with keep it also returns each list's witness.
+func stage(k, w Scalar, x Point, lists [][]Ciphertext, payloads [][]ValueCiphertext, keep bool) ([]stageWitness, error) {
 	ks, err := k.decode()
 	if err != nil {
-		return fmt.Errorf("mixing exponent k: %w", err)
+		return nil, fmt.Errorf("mixing exponent k: %w", err)
 	}
 	if ks.Equal(ristretto255.NewScalar()) == 1 {
-		return fmt.Errorf("%w: mixing exponent k is zero", ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: mixing exponent k is zero", ErrInvalidArgument)
 	}
 	ws, err := w.decode()
 	if err != nil {
-		return fmt.Errorf("weighted share w: %w", err)
+		return nil, fmt.Errorf("weighted share w: %w", err)
 	}
 	xe, err := decodeKey(x)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if payloads != nil && len(payloads) != len(lists) {
-		return fmt.Errorf("%w: %d payload lists for %d lists", ErrInvalidArgument, len(payloads), len(lists))
+		return nil, fmt.Errorf("%w: %d payload lists for %d lists", ErrInvalidArgument, len(payloads), len(lists))
 	}
 	for l := range payloads {
 		if payloads[l] != nil && len(payloads[l]) != len(lists[l]) {
-			return fmt.Errorf("%w: list %d has %d elements and %d payloads", ErrInvalidArgument, l, len(lists[l]), len(payloads[l]))
+			return nil, fmt.Errorf("%w: list %d has %d elements and %d payloads", ErrInvalidArgument, l, len(lists[l]), len(payloads[l]))
 		}
 	}
 	// −k·w, so that C2' = k·C2 + (−k·w)·C1 is one two-point multiplication.
@@ -151,10 +178,17 @@ func Stage(k, w Scalar, x Point, lists [][]Ciphertext, payloads [][]ValueCiphert
 	}
 	out := make([][]Ciphertext, len(lists))
 	outP := make([][]ValueCiphertext, len(lists))
+	var wit []stageWitness
+	if keep {
+		wit = make([]stageWitness, len(lists))
+	}
 	for l := range lists {
 		out[l] = make([]Ciphertext, len(lists[l]))
 		if payloads != nil && payloads[l] != nil {
 			outP[l] = make([]ValueCiphertext, len(lists[l]))
+			if keep {
+				wit[l].rand = make([]*ristretto255.Scalar, len(lists[l]))
+			}
 		}
 	}
 	err = parallel(len(refs), func(lo, hi int) error {
@@ -185,36 +219,60 @@ func Stage(k, w Scalar, x Point, lists [][]Ciphertext, payloads [][]ValueCiphert
 			r := rr.scalar()
 			rb.ScalarBaseMult(r)
 			rx.ScalarMult(r, xe)
-			r.Zero()
+			if keep {
+				wit[l].rand[i] = r
+			} else {
+				r.Zero()
+			}
 			putPair(outP[l][i][:], p1.Add(p1, rb), p2.Add(p2, rx))
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Phase 2 (cannot fail): shuffle and write back.
 	rr := newRandReader()
 	defer clear(rr.buf[:])
 	for l := range lists {
-		shuffle(rr, out[l], outP[l])
+		var perm []int
+		if keep {
+			perm = make([]int, len(lists[l]))
+			for i := range perm {
+				perm[i] = i
+			}
+		}
+		shuffle(rr, out[l], outP[l], perm)
 		copy(lists[l], out[l])
 		if outP[l] != nil {
 			copy(payloads[l], outP[l])
 		}
+		if keep {
+			wit[l].perm = perm
+			if r := wit[l].rand; r != nil {
+				byOut := make([]*ristretto255.Scalar, len(r))
+				for j, i := range perm {
+					byOut[j] = r[i]
+				}
+				wit[l].rand = byOut
+			}
+		}
 	}
-	return nil
+	return wit, nil
 }
 
 // shuffle permutes cs uniformly at random (Fisher–Yates with unbiased
-// bounded draws from crypto/rand) and ps, if not nil, with the same
+// bounded draws from crypto/rand) and ps and idx, if not nil, with the same
 // permutation.
-func shuffle(rr *randReader, cs []Ciphertext, ps []ValueCiphertext) {
+func shuffle(rr *randReader, cs []Ciphertext, ps []ValueCiphertext, idx []int) {
 	for i := len(cs) - 1; i > 0; i-- {
 		j := uniform(rr, uint64(i)+1)
 		cs[i], cs[j] = cs[j], cs[i]
 		if ps != nil {
 			ps[i], ps[j] = ps[j], ps[i]
+		}
+		if idx != nil {
+			idx[i], idx[j] = idx[j], idx[i]
 		}
 	}
 }

@@ -40,7 +40,7 @@ func TestUniformUnbiased(t *testing.T) {
 			cs[i] = Ciphertext{byte(i)}
 			ps[i] = ValueCiphertext{byte(i)}
 		}
-		shuffle(rr, cs, ps)
+		shuffle(rr, cs, ps, nil)
 		for i := range cs {
 			if cs[i][0] != ps[i][0] {
 				t.Fatal("payloads permuted differently")
