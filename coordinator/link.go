@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -151,11 +152,14 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	// sends its link partial within it, with its commitment to the set,
 	// which the first mix stage requires of every participant.
 	start = time.Now()
+	opened := make([]*nodev1.LinkPartial, len(signed))
 	commits, err := c.revealSet(q, e, signed, func(i int, s *typesv1.Signed) error {
 		id := ls.Participants[i]
-		if _, err := protocol.OpenLinkPartial(e.member(id).Cert.PublicKey, s, q.id, e.ID, id, c.partialWindow(q.id, spec), shape); err != nil {
+		lp, err := protocol.OpenLinkPartial(e.member(id).Cert.PublicKey, s, q.id, e.ID, id, c.partialWindow(q.id, spec), shape)
+		if err != nil {
 			return fmt.Errorf("link partial rejected: %w", err)
 		}
+		opened[i] = lp
 		return nil
 	})
 	if err != nil {
@@ -165,21 +169,39 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 
 	// Mix: the stages in order.
 	q.update(func(st *coordinatorv1.QueryStatus) { st.State = coordinatorv1.State_STATE_DECRYPTING })
-	var prev *nodev1.NodeSigned
+	// Every stage is given the partials and every earlier stage's output,
+	// and checks each earlier stage's proof before it mixes. The
+	// coordinator checks each stage's output before it hands it on, and
+	// names the stage whose proof fails, or a stage that refuses outputs
+	// whose proofs verify. (Checking while the next stage works saved no
+	// time where every process shares the machine's cores: 181 s against
+	// 209 s for the deduplicated count at 10^6 residents.)
+	inLists, inNoise := protocol.MergeLinkPartials(shape, opened)
+	points := e.points(ls.Stages)
+	var outputs []*nodev1.NodeSigned
 	var last *nodev1.LinkStagePayload
 	for k, id := range ls.Stages {
 		start := time.Now()
-		req := &nodev1.LinkStageRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Link: ls, Stage: uint32(k)}
-		if k == 0 {
-			req.Partials, req.Commits = signed, commits
-		} else {
-			req.Previous = prev
+		req := &nodev1.LinkStageRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Link: ls, Stage: uint32(k), Partials: signed, Commits: commits}
+		if k > 0 {
+			req.Earlier, req.Previous = outputs[:k-1], outputs[k-1]
 		}
 		out, payload, err := c.linkStage(q, e, id, req, shape, k)
+		if errors.Is(err, protocol.ErrLinkStageProof) {
+			// Every earlier output verified here: the refusal is unfounded.
+			c.record(q.ctx, c.cfg.Identity.Name(), "link.stage_refusal_unfounded", q.id, map[string]any{"node": id, "stage": k, "epoch": e.ID, "error": err.Error()})
+			return nil, fmt.Errorf("%w: mix stage %d at %s refused earlier outputs whose proofs verify at the coordinator: %v; nothing was decrypted", ErrQueryFailed, k+1, id, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: mix stage %d at %s: %v; nothing was decrypted", ErrQueryFailed, k+1, id, err)
 		}
-		prev, last = &nodev1.NodeSigned{NodeId: id, Signed: out}, payload
+		if err := protocol.CheckLinkStage(e.Link, points, points[k], q.id, e.ID, id, k, shape, inLists, inNoise, payload); err != nil {
+			c.record(q.ctx, c.cfg.Identity.Name(), "link.stage_proof_failed", q.id, map[string]any{"node": id, "stage": k, "epoch": e.ID, "error": err.Error()})
+			c.log.Warn("mix stage refused: its proof does not verify", "query", q.id, "node", id, "stage", k, "err", err)
+			return nil, fmt.Errorf("%w: mix stage %d at %s: its output refused: %w; nothing was decrypted", ErrQueryFailed, k+1, id, err)
+		}
+		outputs, last = append(outputs, &nodev1.NodeSigned{NodeId: id, Signed: out}), payload
+		inLists, inNoise = payload.GetLists(), payload.GetNoise()
 		q.phase(fmt.Sprintf("mix %d/%d", k+1, len(ls.Stages)), start)
 	}
 

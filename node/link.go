@@ -459,43 +459,33 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 	if err != nil {
 		return nil, err
 	}
-	var lists []*nodev1.LinkList
-	var noise [][]byte
+	// The input of stage 0 (the participants' partials, each checked,
+	// merged in the participants' order), then every earlier stage's
+	// output, each checked against its proof: a stage mixes only what is a
+	// proven mix of the partials, so that no earlier stage can have
+	// dropped, added, copied or changed an element (docs/linkage.md).
+	lists, noise, err := n.linkInput(r, req)
+	if err != nil {
+		return nil, err
+	}
+	outputs := append(append([]*nodev1.NodeSigned(nil), req.GetEarlier()...), req.GetPrevious())
 	if k == 0 {
-		// The participants' partials, each checked, merged in the
-		// participants' order.
-		parts := make([]*nodev1.LinkPartial, 0, len(ls.GetParticipants()))
-		got := map[string]*typesv1.Signed{}
-		for _, s := range req.GetPartials() {
-			got[s.GetNodeId()] = s.GetSigned()
-		}
-		if err := n.checkLinkSet(r.e, qid, req.GetSpec(), ls.GetParticipants(), req.GetPartials(), req.GetCommits()); err != nil {
-			return nil, err
-		}
-		for _, id := range ls.GetParticipants() {
-			s, ok := got[id]
-			if !ok {
-				return nil, fmt.Errorf("%w: link stage of %s: no partial from participant %s", ErrBadRequest, qid, id)
-			}
-			m, _ := r.e.member(id)
-			w := n.window(nil)
-			w.MaxSkew = protocol.PartialAge(req.GetSpec(), w.MaxSkew) // held while the query waited for approvals
-			lp, err := protocol.OpenLinkPartial(m.Cert.PublicKey, s, qid, r.e.Epoch, id, w, r.shape)
-			if err != nil {
-				return nil, fmt.Errorf("%w: link stage of %s: partial of %s: %v", ErrBadRequest, qid, id, err)
-			}
-			parts = append(parts, lp)
-		}
-		lists, noise = protocol.MergeLinkPartials(r.shape, parts)
-	} else {
-		prev := req.GetPrevious()
-		if prev.GetNodeId() != stages[k-1] {
-			return nil, fmt.Errorf("%w: link stage %d of %s: the input is from %s, not stage %d (%s)", ErrBadRequest, k, qid, prev.GetNodeId(), k-1, stages[k-1])
+		outputs = nil
+	} else if len(outputs) != k {
+		return nil, fmt.Errorf("%w: link stage %d of %s: %d earlier outputs, want %d", ErrBadRequest, k, qid, len(outputs), k)
+	}
+	for i, prev := range outputs {
+		if prev.GetNodeId() != stages[i] {
+			return nil, fmt.Errorf("%w: link stage %d of %s: output %d is from %s, not stage %d (%s)", ErrBadRequest, k, qid, i, prev.GetNodeId(), i, stages[i])
 		}
 		m, _ := r.e.member(prev.GetNodeId())
-		out, err := protocol.OpenLinkStage(m.Cert.PublicKey, prev.GetSigned(), qid, r.e.Epoch, prev.GetNodeId(), n.window(nil), r.shape, k-1, stages)
+		out, err := protocol.OpenLinkStage(m.Cert.PublicKey, prev.GetSigned(), qid, r.e.Epoch, prev.GetNodeId(), n.window(nil), r.shape, i, stages)
 		if err != nil {
-			return nil, fmt.Errorf("%w: link stage %d of %s: output of stage %d: %v", ErrBadRequest, k, qid, k-1, err)
+			return nil, fmt.Errorf("%w: link stage %d of %s: output of stage %d: %v", ErrBadRequest, k, qid, i, err)
+		}
+		if err := protocol.CheckLinkStage(r.e.Link, r.points, r.points[i], qid, r.e.Epoch, stages[i], i, r.shape, lists, noise, out); err != nil {
+			n.record(ctx, "coordinator", "link.stage_proof_failed", qid, map[string]any{"stage": i, "node": stages[i], "error": err.Error()})
+			return nil, fmt.Errorf("link stage %d of %s: the output of stage %d (%s) refused: %w", k, qid, i, stages[i], err)
 		}
 		lists, noise = out.GetLists(), out.GetNoise()
 	}
@@ -513,6 +503,7 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 		}
 	}
 	roles := 1 + r.shape.Filters
+	var stageKeys, stageProofs [][]byte
 	for c := 0; c < r.shape.Cells; c++ {
 		// One exponent per cell: a cell's lists must meet under the same
 		// one, and no two cells' pseudonyms of one resident are equal.
@@ -529,8 +520,13 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 				payloads[role] = protocol.SplitCiphertexts[linkage.ValueCiphertext](l.GetPayloads())
 			}
 		}
-		if err := linkage.Stage(key, w, r.e.Link.X, group, payloads); err != nil {
+		keys, proofs, err := linkage.StageProved(key, w, r.e.Link.X, group, payloads, protocol.LinkStageContext(qid, r.e.Epoch, n.id, k, c))
+		if err != nil {
 			return nil, fmt.Errorf("%w: link stage %d of %s, cell %d: %v", ErrBadRequest, k, qid, c, err)
+		}
+		stageKeys = append(stageKeys, protocol.StageKeysBytes(keys))
+		for _, p := range proofs {
+			stageProofs = append(stageProofs, p.MarshalBinary())
 		}
 		for role := range roles {
 			i := r.shape.ListIndex(role, c)
@@ -541,13 +537,45 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 			lists[i] = nl
 		}
 	}
-	out := &nodev1.LinkStagePayload{Stage: uint32(k), Stages: stages, Lists: lists, Noise: noise, SpecDigest: r.shape.SpecDigest}
+	out := &nodev1.LinkStagePayload{Stage: uint32(k), Stages: stages, Lists: lists, Noise: noise, SpecDigest: r.shape.SpecDigest,
+		StageKeys: stageKeys, Proofs: stageProofs}
 	signed, err := protocol.SealLinkStage(n.cfg.Identity.Key, qid, r.e.Epoch, n.id, out, n.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
 	n.record(ctx, "coordinator", "link.stage", qid, map[string]any{"stage": k, "lists": len(lists)})
 	return &nodev1.LinkStageResponse{Output: signed}, nil
+}
+
+// linkInput checks the participants' partials of a stage request (every
+// participant's, each with its commitment to exactly this set) and merges
+// them in the participants' order: the input of stage 0.
+func (n *Node) linkInput(r *linkRequest, req *nodev1.LinkStageRequest) ([]*nodev1.LinkList, [][]byte, error) {
+	qid, ls := req.GetQueryId(), req.GetLink()
+	got := map[string]*typesv1.Signed{}
+	for _, s := range req.GetPartials() {
+		got[s.GetNodeId()] = s.GetSigned()
+	}
+	if err := n.checkLinkSet(r.e, qid, req.GetSpec(), ls.GetParticipants(), req.GetPartials(), req.GetCommits()); err != nil {
+		return nil, nil, err
+	}
+	parts := make([]*nodev1.LinkPartial, 0, len(ls.GetParticipants()))
+	for _, id := range ls.GetParticipants() {
+		s, ok := got[id]
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: link stage of %s: no partial from participant %s", ErrBadRequest, qid, id)
+		}
+		m, _ := r.e.member(id)
+		w := n.window(nil)
+		w.MaxSkew = protocol.PartialAge(req.GetSpec(), w.MaxSkew) // held while the query waited for approvals
+		lp, err := protocol.OpenLinkPartial(m.Cert.PublicKey, s, qid, r.e.Epoch, id, w, r.shape)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: link stage of %s: partial of %s: %v", ErrBadRequest, qid, id, err)
+		}
+		parts = append(parts, lp)
+	}
+	lists, noise := protocol.MergeLinkPartials(r.shape, parts)
+	return lists, noise, nil
 }
 
 // linkWeight is this node's linkage-key share weighted by its Lagrange

@@ -24,4 +24,5 @@ var Errors = rpc.RegisterErrors(rpc.ErrorTable{
 	{Err: ErrShareOfAnother, Code: codes.InvalidArgument, Reason: "protocol.share_of_another"},
 	{Err: ErrKeyCheck, Code: codes.FailedPrecondition, Reason: "protocol.key_check"},
 	{Err: ErrLinkShareProof, Code: codes.FailedPrecondition, Reason: "protocol.link_share_proof"},
+	{Err: ErrLinkStageProof, Code: codes.FailedPrecondition, Reason: "protocol.link_stage_proof"},
 })

@@ -585,3 +585,79 @@ func CheckLinkShares(pub *linkage.PublicKey, points []uint64, point uint64, step
 	}
 	return nil
 }
+
+// ErrLinkStageProof: a mix stage's output is not shown to be a correct mix
+// of its input (a proof that does not verify, a proof or a cell's keys
+// missing, the noise ciphertexts changed).
+var ErrLinkStageProof = errors.New("protocol: the stage's output is not a proven mix of its input")
+
+// LinkStageContext binds the proofs of a stage's lists of one cell to the
+// query, the epoch, the stage's node and index, and the cell.
+func LinkStageContext(qid string, epoch uint64, node string, stage, cell int) []byte {
+	return fmt.Appendf(nil, "fedstat/link-stage-proof/v1\x00%s\x00%d\x00%s\x00%d\x00%d", qid, epoch, node, stage, cell)
+}
+
+// StageKeysBytes is the wire form of a cell's stage keys: K || V.
+func StageKeysBytes(k linkage.StageKeys) []byte {
+	return append(append([]byte(nil), k.K[:]...), k.V[:]...)
+}
+
+// CheckLinkStage checks that out, the opened output of stage number stage
+// (node, at Shamir point point among the stages' points), is a proven mix
+// of its input (inLists and inNoise: the merged partials for stage 0, the
+// previous stage's output after): every list's linkage.StageProof against
+// the cell's keys and the stage's weighted linkage key (the identity for
+// stage 0, which strips nothing), and the noise ciphertexts passed on
+// unchanged. Any failure is ErrLinkStageProof, naming the cell and list.
+func CheckLinkStage(pub *linkage.PublicKey, points []uint64, point uint64, qid string, epoch uint64, node string, stage int, shape LinkShape, inLists []*nodev1.LinkList, inNoise [][]byte, out *nodev1.LinkStagePayload) error {
+	if len(out.GetStageKeys()) != shape.Cells || len(out.GetProofs()) != shape.Lists() {
+		return fmt.Errorf("%w: %d cells of keys and %d proofs, the plan has %d cells and %d lists (a version before the proofs of issue 21?)", ErrLinkStageProof, len(out.GetStageKeys()), len(out.GetProofs()), shape.Cells, shape.Lists())
+	}
+	if len(inLists) != shape.Lists() || len(out.GetLists()) != shape.Lists() {
+		return fmt.Errorf("%w: %d input lists and %d output lists, the plan has %d", ErrLinkStageProof, len(inLists), len(out.GetLists()), shape.Lists())
+	}
+	if len(out.GetNoise()) != len(inNoise) {
+		return fmt.Errorf("%w: %d noise ciphertexts, its input had %d", ErrLinkStageProof, len(out.GetNoise()), len(inNoise))
+	}
+	for c := range inNoise {
+		if !bytes.Equal(out.GetNoise()[c], inNoise[c]) {
+			return fmt.Errorf("%w: the noise ciphertext of cell %d was changed", ErrLinkStageProof, c)
+		}
+	}
+	var wkey linkage.Point // the identity: stage 0 strips nothing
+	if stage > 0 {
+		var err error
+		if wkey, err = pub.WeightedKey(points, point); err != nil {
+			return fmt.Errorf("%w: %v", ErrLinkStageProof, err)
+		}
+	}
+	roles := 1 + shape.Filters
+	for c := range shape.Cells {
+		kb := out.GetStageKeys()[c]
+		if len(kb) != 2*linkage.PointSize {
+			return fmt.Errorf("%w: cell %d: keys of %d bytes", ErrLinkStageProof, c, len(kb))
+		}
+		var keys linkage.StageKeys
+		copy(keys.K[:], kb)
+		copy(keys.V[:], kb[linkage.PointSize:])
+		ctx := LinkStageContext(qid, epoch, node, stage, c)
+		for role := range roles {
+			i := shape.ListIndex(role, c)
+			proof, err := linkage.ParseStageProof(out.GetProofs()[i])
+			if err != nil {
+				return fmt.Errorf("%w: cell %d list %d: %v", ErrLinkStageProof, c, role, err)
+			}
+			in := SplitCiphertexts[linkage.Ciphertext](inLists[i].GetPseudonyms())
+			got := SplitCiphertexts[linkage.Ciphertext](out.GetLists()[i].GetPseudonyms())
+			var inP, gotP []linkage.ValueCiphertext
+			if shape.Payload && role == 0 {
+				inP = SplitCiphertexts[linkage.ValueCiphertext](inLists[i].GetPayloads())
+				gotP = SplitCiphertexts[linkage.ValueCiphertext](out.GetLists()[i].GetPayloads())
+			}
+			if err := linkage.VerifyStage(keys, wkey, pub.X, ctx, role, in, inP, got, gotP, proof); err != nil {
+				return fmt.Errorf("%w: cell %d list %d: %v", ErrLinkStageProof, c, role, err)
+			}
+		}
+	}
+	return nil
+}

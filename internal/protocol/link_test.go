@@ -1,9 +1,12 @@
 package protocol_test
 
 import (
+	"errors"
 	"math"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -157,4 +160,85 @@ func TestLinkShift(t *testing.T) {
 			t.Errorf("ε %v: padding shift %v for σ %v", eps, s, p.Link.PadSigma)
 		}
 	}
+}
+
+// TestCheckLinkStage: a stage's output made as the node makes it (one
+// exponent per cell, StageProved under LinkStageContext) checks against its
+// input; the same output is refused with ErrLinkStageProof, naming what is
+// wrong, when a noise ciphertext was changed, when its proofs or keys are
+// missing (a version before the proofs), when checked as another stage or
+// node's, or against another input.
+func TestCheckLinkStage(t *testing.T) {
+	d, err := linkage.Deal(1, []uint64{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := linkage.AggregatePublicKey([][]linkage.Point{d.Commitments}, []uint64{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shape := protocol.LinkShape{Cells: 2, Filters: 1, Payload: true}
+	enc := func(role, cell, n int) *nodev1.LinkList {
+		pts := make([]linkage.Point, n)
+		for i := range pts {
+			pts[i] = linkage.RandomPoint()
+		}
+		cts, err := linkage.EncryptPoints(pub.X, pts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &nodev1.LinkList{Role: int32(role), Cell: int32(cell), Pseudonyms: protocol.JoinCiphertexts(cts)}
+		if role == 0 {
+			vs, err := linkage.EncryptValues(pub.X, make([]int64, n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Payloads = protocol.JoinCiphertexts(vs)
+		}
+		return l
+	}
+	in := []*nodev1.LinkList{enc(0, 0, 5), enc(1, 0, 3), enc(0, 1, 4), enc(1, 1, 0)}
+	noise := [][]byte{make([]byte, 64), make([]byte, 64)}
+	out := &nodev1.LinkStagePayload{Noise: noise}
+	for c := range shape.Cells {
+		group := [][]linkage.Ciphertext{
+			protocol.SplitCiphertexts[linkage.Ciphertext](in[shape.ListIndex(0, c)].GetPseudonyms()),
+			protocol.SplitCiphertexts[linkage.Ciphertext](in[shape.ListIndex(1, c)].GetPseudonyms()),
+		}
+		pays := [][]linkage.ValueCiphertext{protocol.SplitCiphertexts[linkage.ValueCiphertext](in[shape.ListIndex(0, c)].GetPayloads()), nil}
+		keys, proofs, err := linkage.StageProved(linkage.RandomScalar(), linkage.Scalar{}, pub.X, group, pays, protocol.LinkStageContext("q-1", 1, "node-1", 0, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.StageKeys = append(out.StageKeys, protocol.StageKeysBytes(keys))
+		for role := range 2 {
+			l := &nodev1.LinkList{Role: int32(role), Cell: int32(c), Pseudonyms: protocol.JoinCiphertexts(group[role])}
+			if role == 0 {
+				l.Payloads = protocol.JoinCiphertexts(pays[0])
+			}
+			out.Lists = append(out.Lists, l)
+			out.Proofs = append(out.Proofs, proofs[role].MarshalBinary())
+		}
+	}
+	check := func(o *nodev1.LinkStagePayload, node string, stage int, input []*nodev1.LinkList) error {
+		return protocol.CheckLinkStage(pub, []uint64{1}, 1, "q-1", 1, node, stage, shape, input, noise, o)
+	}
+	if err := check(out, "node-1", 0, in); err != nil {
+		t.Fatalf("honest stage: %v", err)
+	}
+	refused := func(name string, err error, want string) {
+		t.Helper()
+		if !errors.Is(err, protocol.ErrLinkStageProof) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want ErrLinkStageProof saying %q", name, err, want)
+		}
+	}
+	changed := proto.Clone(out).(*nodev1.LinkStagePayload)
+	changed.Noise = [][]byte{make([]byte, 64), append(make([]byte, 63), 1)}
+	refused("a noise ciphertext changed", check(changed, "node-1", 0, in), "noise ciphertext of cell 1")
+	bare := proto.Clone(out).(*nodev1.LinkStagePayload)
+	bare.Proofs, bare.StageKeys = nil, nil
+	refused("no proofs", check(bare, "node-1", 0, in), "a version before the proofs")
+	refused("another node's", check(out, "node-2", 0, in), "cell 0 list 0")
+	other := []*nodev1.LinkList{enc(0, 0, 5), in[1], in[2], in[3]}
+	refused("another input", check(out, "node-1", 0, other), "cell 0 list 0")
 }

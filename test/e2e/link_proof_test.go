@@ -14,12 +14,15 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/crypto/linkage"
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/cdm"
+	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/node"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -50,6 +53,30 @@ func linkProofCity(residents int) []*cdm.Records {
 		}
 	}
 	return data
+}
+
+// residents is the linkProofCity size of the linked-network tests; the
+// linked COUNT(*) of linkProofSpec is residents/2.
+const residents = 60
+
+// startLinkProofNetwork starts an in-process linked network of three
+// hospitals (linkProofCity, T = 3: every node is a stage) with the given
+// gRPC server options per node, audit logs and a budget no test exhausts,
+// and returns a client of its coordinator.
+func startLinkProofNetwork(t *testing.T, dir string, opts func(nodeID string) []grpc.ServerOption) *client.Client {
+	nw := startFault(t, demo.Options{
+		Dir: dir, Data: linkProofCity(residents), Threshold: 3, MinNodes: 3, AuditLogs: true,
+		Regions: []string{"north"}, Linkage: &plan.Linkage{IdentifierSystem: linkProofSystem}, MaxNodesPerPatient: 3,
+		NodeServerOptions: opts, Budget: node.Budget{TotalRho: 1e12, PerAnalystRho: 1e12},
+	})
+	return dialCoordinator(t, nw, nil)
+}
+
+// linkProofSpec is a linked query with a payload (so that it has both a
+// finish and a decrypt step) at ε 1e6, where the noise is far below one.
+func linkProofSpec() *typesv1.QuerySpec {
+	const sql = "SELECT COUNT(*) FROM conditions WHERE code LIKE 'E11%' AND patient_id IN (SELECT patient_id FROM conditions WHERE code LIKE 'I10%')"
+	return &typesv1.QuerySpec{Sql: sql, Epsilon: 1e6, Delta: 1e-6, Mechanism: typesv1.Mechanism_MECHANISM_GAUSSIAN, MinNodes: 3}
 }
 
 // TestWrongLinkShareNamed (issue 21): in a linked network, every decryption
@@ -116,19 +143,10 @@ func TestWrongLinkShareNamed(t *testing.T) {
 			return h(ctx, req)
 		})}
 	}
-	const residents = 60
-	nw := startFault(t, demo.Options{
-		Dir: dir, Data: linkProofCity(residents), Threshold: 3, MinNodes: 3, AuditLogs: true,
-		Regions: []string{"north"}, Linkage: &plan.Linkage{IdentifierSystem: linkProofSystem}, MaxNodesPerPatient: 3,
-		NodeServerOptions: evil, Budget: node.Budget{TotalRho: 1e12, PerAnalystRho: 1e12},
-	})
+	cl := startLinkProofNetwork(t, dir, evil)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cl := dialCoordinator(t, nw, nil)
-	const sql = "SELECT COUNT(*) FROM conditions WHERE code LIKE 'E11%' AND patient_id IN (SELECT patient_id FROM conditions WHERE code LIKE 'I10%')"
-	spec := func() *typesv1.QuerySpec {
-		return &typesv1.QuerySpec{Sql: sql, Epsilon: 1e6, Delta: 1e-6, Mechanism: typesv1.Mechanism_MECHANISM_GAUSSIAN, MinNodes: 3}
-	}
+	spec := linkProofSpec
 
 	// Honest: the exact count (ε 1e6: the noise is far below one).
 	st, err := runQuery(ctx, cl, spec())
@@ -246,4 +264,148 @@ func mustHex(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestDeviatingStageNamed (issue 21): every mix stage proves that each of
+// its output lists is a permutation of its input under its exponent (and
+// the key share it strips), with its payloads re-randomised and moved with
+// their pseudonyms (linkage.StageProof). node-3 runs the real protocol with
+// one step changed: after mixing it copies one element of its output over
+// another (an element dropped, one counted twice: the planting a stage and
+// the coordinator would use to learn whether a resident is on another
+// agency's list) and signs that. The coordinator refuses its output naming
+// node-3, and nothing is decrypted. Then the coordinator is played as a
+// colluder: node-3 mixes honestly, the coordinator's check passes, and the
+// next stage is handed the tampered output, signed by node-3: that stage
+// checks every earlier stage's proof itself and refuses to mix, naming
+// node-3 in its error and its audit log (the coordinator, whose own check
+// of node-3's true output passed, reports the refusal as unfounded). The
+// network then releases the exact count.
+func TestDeviatingStageNamed(t *testing.T) {
+	dir := t.TempDir()
+	var mode atomic.Value // "", "tamper-own", "tamper-forwarded"
+	mode.Store("")
+	key3 := func() *pki.Identity {
+		id, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-3")
+		if err != nil {
+			t.Error(err)
+		}
+		return id
+	}
+	// tamper copies element 1 of the first non-trivial list over element 0
+	// and signs the output again as node-3.
+	tamper := func(s *typesv1.Signed, qid string, epoch uint64) *typesv1.Signed {
+		out := &nodev1.LinkStagePayload{}
+		if err := proto.Unmarshal(s.GetPayload(), out); err != nil {
+			t.Errorf("stage output: %v", err)
+			return s
+		}
+		for _, l := range out.GetLists() {
+			if ps := l.GetPseudonyms(); len(ps) >= 2*linkage.CiphertextSize {
+				copy(ps[:linkage.CiphertextSize], ps[linkage.CiphertextSize:2*linkage.CiphertextSize])
+				if pl := l.GetPayloads(); len(pl) >= 2*linkage.CiphertextSize {
+					copy(pl[:linkage.CiphertextSize], pl[linkage.CiphertextSize:2*linkage.CiphertextSize])
+				}
+				break
+			}
+		}
+		signed, err := protocol.SealLinkStage(key3().Key, qid, epoch, "node-3", out, time.Now())
+		if err != nil {
+			t.Errorf("sealing the tampered output: %v", err)
+			return s
+		}
+		return signed
+	}
+	interceptors := func(nodeID string) []grpc.ServerOption {
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if info.FullMethod != nodev1.NodeService_LinkStage_FullMethodName {
+				return h(ctx, req)
+			}
+			r := req.(*nodev1.LinkStageRequest)
+			switch m := mode.Load().(string); {
+			case m == "tamper-own" && nodeID == "node-3":
+				resp, err := h(ctx, req)
+				if err != nil {
+					return resp, err
+				}
+				sr := resp.(*nodev1.LinkStageResponse)
+				sr.Output = tamper(sr.GetOutput(), r.GetQueryId(), r.GetEpoch())
+				return sr, nil
+			case m == "tamper-forwarded" && nodeID != "node-3":
+				// The colluding coordinator hands this stage node-3's
+				// output tampered after its own check passed.
+				r = proto.Clone(r).(*nodev1.LinkStageRequest)
+				for _, o := range append(append([]*nodev1.NodeSigned(nil), r.GetEarlier()...), r.GetPrevious()) {
+					if o.GetNodeId() == "node-3" {
+						o.Signed = tamper(o.GetSigned(), r.GetQueryId(), r.GetEpoch())
+					}
+				}
+				return h(ctx, r)
+			}
+			return h(ctx, req)
+		})}
+	}
+	cl := startLinkProofNetwork(t, dir, interceptors)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	spec := linkProofSpec()
+	exact := func(st *coordinatorv1.QueryStatus) {
+		t.Helper()
+		if got := st.GetResult().GetRows()[0].GetValues()[0].GetValue(); got < residents/2-0.5 || got > residents/2+0.5 {
+			t.Fatalf("released %v, want %d", got, residents/2)
+		}
+	}
+
+	mode.Store("tamper-own")
+	_, err := runQuery(ctx, cl, spec)
+	if err == nil || !strings.Contains(err.Error(), "at node-3: its output refused") || !strings.Contains(err.Error(), "not a proven mix of its input") {
+		t.Fatalf("node-3 tampering its own output: %v; want the coordinator to refuse it, naming node-3", err)
+	}
+
+	// The forwarded case needs a stage after node-3: ask until there is
+	// one (node-3 is last in a third of the queries, which then release).
+	mode.Store("tamper-forwarded")
+	refused := false
+	for try := 0; try < 25 && !refused; try++ {
+		st, err := runQuery(ctx, cl, spec)
+		if err == nil {
+			exact(st)
+			continue
+		}
+		if !strings.Contains(err.Error(), "the output of stage") || !strings.Contains(err.Error(), "(node-3) refused") || !strings.Contains(err.Error(), "not a proven mix of its input") {
+			t.Fatalf("a tampered output of node-3 forwarded: %v; want the next stage to refuse it, naming node-3", err)
+		}
+		refused = true
+	}
+	if !refused {
+		t.Fatal("node-3 was the last stage in 25 queries")
+	}
+	// The refusing stage's own audit log names node-3 (the coordinator,
+	// which checked node-3's true output, calls the refusal unfounded: in
+	// this play the tampering is the coordinator's).
+	named := 0
+	for _, id := range []string{"node-1", "node-2"} {
+		f, err := os.Open(filepath.Join(dir, id, "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+			if e.Action == "link.stage_proof_failed" && e.Details["node"] == "node-3" {
+				named++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	if named != 1 {
+		t.Errorf("the honest stages' audit logs name node-3 %d times, want once", named)
+	}
+	mode.Store("")
+	st, err := runQuery(ctx, cl, spec)
+	if err != nil {
+		t.Fatalf("honest linked query after the refusals: %v", err)
+	}
+	exact(st)
 }

@@ -341,7 +341,14 @@ type LinkStagePayload struct {
 	Lists  []*LinkList            `protobuf:"bytes,3,rep,name=lists,proto3" json:"lists,omitempty"`
 	Noise  [][]byte               `protobuf:"bytes,4,rep,name=noise,proto3" json:"noise,omitempty"`
 	// spec_digest binds the output to the query spec.
-	SpecDigest    []byte `protobuf:"bytes,5,opt,name=spec_digest,json=specDigest,proto3" json:"spec_digest,omitempty"`
+	SpecDigest []byte `protobuf:"bytes,5,opt,name=spec_digest,json=specDigest,proto3" json:"spec_digest,omitempty"`
+	// stage_keys holds, per cell, the stage's linkage.StageKeys K || V
+	// (64 bytes): K = k·B for the cell's mixing exponent, V = k·w·B.
+	StageKeys [][]byte `protobuf:"bytes,6,rep,name=stage_keys,json=stageKeys,proto3" json:"stage_keys,omitempty"`
+	// proofs holds, per list (in lists' order), a linkage.StageProof
+	// (MarshalBinary) that the list is a correct mix of the stage's input
+	// list under the cell's keys (protocol.CheckLinkStage).
+	Proofs        [][]byte `protobuf:"bytes,7,rep,name=proofs,proto3" json:"proofs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -411,6 +418,20 @@ func (x *LinkStagePayload) GetSpecDigest() []byte {
 	return nil
 }
 
+func (x *LinkStagePayload) GetStageKeys() [][]byte {
+	if x != nil {
+		return x.StageKeys
+	}
+	return nil
+}
+
+func (x *LinkStagePayload) GetProofs() [][]byte {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
 type LinkStageRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
@@ -419,14 +440,19 @@ type LinkStageRequest struct {
 	Link    *LinkSpec              `protobuf:"bytes,4,opt,name=link,proto3" json:"link,omitempty"`
 	// stage is the index of the stage asked for (0 .. len(stages)-1).
 	Stage uint32 `protobuf:"varint,5,opt,name=stage,proto3" json:"stage,omitempty"`
-	// partials are the participants' signed partials (first stage only).
+	// partials are the participants' signed partials (every stage: the
+	// first mixes them, the others check every earlier stage's proof from
+	// them on).
 	Partials []*NodeSigned `protobuf:"bytes,6,rep,name=partials,proto3" json:"partials,omitempty"`
 	// previous is the previous stage's signed output (later stages).
 	Previous *NodeSigned `protobuf:"bytes,7,opt,name=previous,proto3" json:"previous,omitempty"`
 	// commits are every participant's commitment to the set of partials
-	// (RevealResponse.commit; first stage only): no partial of the set was
-	// made after another was revealed.
-	Commits       []*NodeSigned `protobuf:"bytes,8,rep,name=commits,proto3" json:"commits,omitempty"`
+	// (RevealResponse.commit; every stage): no partial of the set was made
+	// after another was revealed.
+	Commits []*NodeSigned `protobuf:"bytes,8,rep,name=commits,proto3" json:"commits,omitempty"`
+	// earlier are the signed outputs of stages 0 .. stage-2 (previous is
+	// stage-1's), so that a stage checks the proof of every stage before it.
+	Earlier       []*NodeSigned `protobuf:"bytes,9,rep,name=earlier,proto3" json:"earlier,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -513,6 +539,13 @@ func (x *LinkStageRequest) GetPrevious() *NodeSigned {
 func (x *LinkStageRequest) GetCommits() []*NodeSigned {
 	if x != nil {
 		return x.Commits
+	}
+	return nil
+}
+
+func (x *LinkStageRequest) GetEarlier() []*NodeSigned {
+	if x != nil {
+		return x.Earlier
 	}
 	return nil
 }
@@ -3125,14 +3158,17 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\bpayloads\x18\x04 \x01(\fR\bpayloads\"T\n" +
 	"\vLinkPartial\x12/\n" +
 	"\x05lists\x18\x01 \x03(\v2\x19.fedstat.node.v1.LinkListR\x05lists\x12\x14\n" +
-	"\x05noise\x18\x02 \x03(\fR\x05noise\"\xa8\x01\n" +
+	"\x05noise\x18\x02 \x03(\fR\x05noise\"\xdf\x01\n" +
 	"\x10LinkStagePayload\x12\x14\n" +
 	"\x05stage\x18\x01 \x01(\rR\x05stage\x12\x16\n" +
 	"\x06stages\x18\x02 \x03(\tR\x06stages\x12/\n" +
 	"\x05lists\x18\x03 \x03(\v2\x19.fedstat.node.v1.LinkListR\x05lists\x12\x14\n" +
 	"\x05noise\x18\x04 \x03(\fR\x05noise\x12\x1f\n" +
 	"\vspec_digest\x18\x05 \x01(\fR\n" +
-	"specDigest\"\xe2\x02\n" +
+	"specDigest\x12\x1d\n" +
+	"\n" +
+	"stage_keys\x18\x06 \x03(\fR\tstageKeys\x12\x16\n" +
+	"\x06proofs\x18\a \x03(\fR\x06proofs\"\x99\x03\n" +
 	"\x10LinkStageRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -3141,7 +3177,8 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x05stage\x18\x05 \x01(\rR\x05stage\x127\n" +
 	"\bpartials\x18\x06 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\bpartials\x127\n" +
 	"\bprevious\x18\a \x01(\v2\x1b.fedstat.node.v1.NodeSignedR\bprevious\x125\n" +
-	"\acommits\x18\b \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\acommits\"E\n" +
+	"\acommits\x18\b \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\acommits\x125\n" +
+	"\aearlier\x18\t \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\aearlier\"E\n" +
 	"\x11LinkStageResponse\x120\n" +
 	"\x06output\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x06output\"\xb4\x01\n" +
 	"\x11LinkFinishRequest\x12\x19\n" +
@@ -3428,82 +3465,83 @@ var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	21, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	21, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
 	21, // 7: fedstat.node.v1.LinkStageRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	46, // 8: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	45, // 9: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 10: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	45, // 11: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 12: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	47, // 13: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
-	16, // 14: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
-	17, // 15: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	46, // 16: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	20, // 17: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	46, // 18: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	46, // 19: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	46, // 20: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	46, // 21: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
-	21, // 22: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
-	20, // 23: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
-	21, // 24: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	21, // 25: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
-	21, // 26: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
-	46, // 27: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	46, // 28: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
-	46, // 29: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
-	46, // 30: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	45, // 31: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 32: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	31, // 33: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	48, // 34: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	30, // 35: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
-	49, // 36: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
-	50, // 37: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
-	51, // 38: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
-	4,  // 39: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	46, // 40: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	34, // 41: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	45, // 42: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 43: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	21, // 44: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 45: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	45, // 46: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 47: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	46, // 48: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	46, // 49: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
-	46, // 50: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	41, // 51: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	46, // 52: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 53: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 54: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	23, // 55: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
-	26, // 56: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
-	22, // 57: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	28, // 58: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	36, // 59: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
-	35, // 60: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	38, // 61: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 62: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 63: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 64: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 65: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 66: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 67: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	24, // 68: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
-	27, // 69: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
-	25, // 70: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	33, // 71: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	37, // 72: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	43, // 73: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	39, // 74: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 75: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 76: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 77: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 78: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	66, // [66:79] is the sub-list for method output_type
-	53, // [53:66] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	21, // 8: fedstat.node.v1.LinkStageRequest.earlier:type_name -> fedstat.node.v1.NodeSigned
+	46, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	45, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 11: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
+	45, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 13: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
+	47, // 14: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	16, // 15: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
+	17, // 16: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
+	46, // 17: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	20, // 18: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
+	46, // 19: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	46, // 20: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	46, // 21: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	46, // 22: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	21, // 23: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
+	20, // 24: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
+	21, // 25: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
+	21, // 26: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
+	21, // 27: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
+	46, // 28: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	46, // 29: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	46, // 30: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
+	46, // 31: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	45, // 32: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 33: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
+	31, // 34: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
+	48, // 35: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	30, // 36: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
+	49, // 37: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
+	50, // 38: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
+	51, // 39: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 40: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	46, // 41: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	34, // 42: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	45, // 43: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 44: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	21, // 45: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 46: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	45, // 47: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 48: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	46, // 49: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	46, // 50: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	46, // 51: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	41, // 52: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	46, // 53: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 54: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 55: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	23, // 56: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
+	26, // 57: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
+	22, // 58: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	28, // 59: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	36, // 60: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	35, // 61: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	38, // 62: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 63: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 64: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 65: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 66: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 67: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 68: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	24, // 69: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
+	27, // 70: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
+	25, // 71: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	33, // 72: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	37, // 73: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	43, // 74: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	39, // 75: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 76: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 77: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 78: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 79: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	67, // [67:80] is the sub-list for method output_type
+	54, // [54:67] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
