@@ -372,7 +372,8 @@ func TestDeviatingStageNamed(t *testing.T) {
 			exact(st)
 			continue
 		}
-		if !strings.Contains(err.Error(), "the output of stage") || !strings.Contains(err.Error(), "(node-3) refused") || !strings.Contains(err.Error(), "not a proven mix of its input") {
+		if !strings.Contains(err.Error(), "the output of stage") || !strings.Contains(err.Error(), "(node-3) refused") || !strings.Contains(err.Error(), "not a proven mix of its input") ||
+			!strings.Contains(err.Error(), "refused earlier outputs whose proofs verify at the coordinator") {
 			t.Fatalf("a tampered output of node-3 forwarded: %v; want the next stage to refuse it, naming node-3", err)
 		}
 		refused = true
