@@ -397,6 +397,25 @@ func TestDeviatingStageNamed(t *testing.T) {
 	if named != 1 {
 		t.Errorf("the honest stages' audit logs name node-3 %d times, want once", named)
 	}
+	// The coordinator's audit log names node-3 for its own output, and the
+	// stage that refused the forwarded one as unfounded.
+	f, err := os.Open(filepath.Join(dir, "coordinator", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	actions := map[string]string{}
+	if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+		if e.Action == "link.stage_proof_failed" || e.Action == "link.stage_refusal_unfounded" {
+			actions[e.Action], _ = e.Details["node"].(string)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if actions["link.stage_proof_failed"] != "node-3" || actions["link.stage_refusal_unfounded"] == "" || actions["link.stage_refusal_unfounded"] == "node-3" {
+		t.Errorf("the coordinator's audit log: %v; want node-3's output refused and an honest stage's refusal unfounded", actions)
+	}
 	mode.Store("")
 	st, err := runQuery(ctx, cl, spec)
 	if err != nil {
