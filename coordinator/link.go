@@ -209,13 +209,13 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	// back, shown only the C1 components, so that the coordinator alone
 	// holds the pseudonyms. Then tally them.
 	start = time.Now()
-	pseudonyms, err := c.linkFinish(q, e, ls, last.GetLists())
+	finish, err := c.linkFinish(q, e, ls, last.GetLists())
 	if err != nil {
 		return nil, fmt.Errorf("%w: finishing the pseudonyms at %s: %v; nothing was decrypted", ErrQueryFailed, ls.Stages[0], err)
 	}
 	q.phase("finish", start)
 	start = time.Now()
-	tally, err := protocol.TallyLinkLists(shape, lp, last.GetLists(), pseudonyms)
+	tally, sums, err := protocol.LinkSums(shape, lp, last.GetLists(), finish.GetShares(), last.GetNoise())
 	if err != nil {
 		return nil, fmt.Errorf("%w: tally: %v", ErrQueryFailed, err)
 	}
@@ -229,11 +229,14 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	// Decrypt the payload sums.
 	if shape.Payload {
 		start := time.Now()
-		sums, err := c.linkDecrypt(q, e, ls, tally, last.GetNoise(), last.GetLists(), shape)
+		// The decryptors are given the evidence to recompute every sum:
+		// every stage's output and the first stage's finish shares.
+		ev := &nodev1.LinkDecryptRequest{Outputs: outputs, Finish: finish}
+		values, err := c.linkDecrypt(q, e, ls, sums, ev, last.GetLists(), shape)
 		if err != nil {
 			return nil, err
 		}
-		totals.Sums = sums
+		totals.Sums = values
 		q.phase("decrypt", start)
 	}
 	start = time.Now()
@@ -271,13 +274,11 @@ func (c *Coordinator) linkStage(q *query, e *epoch, id string, req *nodev1.LinkS
 }
 
 // linkDecrypt has the stages (T members) decrypt the payload sums of every
-// cell (the matching payloads and the nodes' noise) and returns the sums
-// (integers on the payload measure's grid).
-func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, tally *protocol.LinkTally, noise [][]byte, lists []*nodev1.LinkList, shape protocol.LinkShape) ([]int64, error) {
-	cts, err := tally.WithNoise(noise)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrQueryFailed, err)
-	}
+// cell (cts: the matching payloads and the nodes' noise) and returns the
+// sums (integers on the payload measure's grid). ev carries the evidence
+// (the stages' outputs and the finish shares) each decryptor recomputes
+// the sums from before it decrypts.
+func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, cts []linkage.ValueCiphertext, ev *nodev1.LinkDecryptRequest, lists []*nodev1.LinkList, shape protocol.LinkShape) ([]int64, error) {
 	sums := make([][]byte, len(cts))
 	for i := range cts {
 		sums[i] = cts[i][:]
@@ -296,7 +297,8 @@ func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, tally
 		if err != nil {
 			return err
 		}
-		resp, err := cl.LinkDecrypt(ctx, &nodev1.LinkDecryptRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Link: ls, Sums: sums, Decryptors: decryptors})
+		resp, err := cl.LinkDecrypt(ctx, &nodev1.LinkDecryptRequest{QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Link: ls, Sums: sums, Decryptors: decryptors,
+			Outputs: ev.GetOutputs(), Finish: ev.GetFinish()})
 		if err != nil {
 			return callError(err)
 		}
@@ -349,9 +351,10 @@ func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, tally
 }
 
 // linkFinish asks the first stage for its withheld share of the last
-// stage's lists (LinkFinish, shown the C1 components only) and returns the
-// finished pseudonyms, per list.
-func (c *Coordinator) linkFinish(q *query, e *epoch, ls *nodev1.LinkSpec, lists []*nodev1.LinkList) ([][]linkage.Point, error) {
+// stage's lists (LinkFinish, shown the C1 components only) and returns its
+// answer once the shares' proof verifies (protocol.FinishLinkLists gives
+// the pseudonyms from it).
+func (c *Coordinator) linkFinish(q *query, e *epoch, ls *nodev1.LinkSpec, lists []*nodev1.LinkList) (*nodev1.LinkFinishResponse, error) {
 	ctx, cancel := context.WithTimeout(q.ctx, linkStageTimeout)
 	defer cancel()
 	id := ls.Stages[0]
@@ -379,7 +382,7 @@ func (c *Coordinator) linkFinish(q *query, e *epoch, ls *nodev1.LinkSpec, lists 
 	if err := c.checkLinkShares(q, e, e.points(ls.Stages), id, protocol.LinkStepFinish, c1s, shares, resp.GetProof()); err != nil {
 		return nil, err
 	}
-	return protocol.FinishLinkLists(lists, resp.GetShares())
+	return resp, nil
 }
 
 // checkLinkShares checks node id's proof that its decryption shares of a

@@ -646,10 +646,11 @@ func (n *Node) linkFinish(ctx context.Context, req *nodev1.LinkFinishRequest) (*
 
 // linkDecrypt returns this node's decryption shares of the payload sums of
 // a linked query, one per cell, with a proof that each is w·C1 of its sum
-// (protocol.ProveLinkShares). It cannot check that each is the sum of a
-// cell's matching payloads (it never sees the pseudonyms that decide the
-// matching): the coordinator is trusted to ask for those sums only, as it
-// is trusted to follow the protocol everywhere (docs/threat-model.md).
+// (protocol.ProveLinkShares). Before it decrypts anything it recomputes
+// every sum from the evidence the request carries (linkSums) and refuses a
+// request whose sums differ: a coordinator cannot have it decrypt one
+// resident's payload, a pseudonym ciphertext or a sum without the nodes'
+// noise in place of a cell's sum.
 func (n *Node) linkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) (*nodev1.LinkDecryptResponse, error) {
 	qid := req.GetQueryId()
 	ls := req.GetLink()
@@ -663,6 +664,15 @@ func (n *Node) linkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) 
 	if len(req.GetSums()) != r.shape.Cells {
 		return nil, fmt.Errorf("%w: link decrypt of %s: %d sums for %d cells", ErrBadRequest, qid, len(req.GetSums()), r.shape.Cells)
 	}
+	sums, err := n.linkSums(ctx, r, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := protocol.CheckLinkSums(req.GetSums(), sums); err != nil {
+		n.record(ctx, "coordinator", "link.sum_refused", qid, map[string]any{"error": err.Error()})
+		n.log.Warn("link decrypt refused: a sum is not its cell's", "query", qid, "err", err)
+		return nil, fmt.Errorf("link decrypt of %s refused: %w", qid, err)
+	}
 	if !n.staged.claim(qid + "/decrypt") {
 		return nil, fmt.Errorf("%w: the sums of %s were decrypted by this node already", ErrReplayed, qid)
 	}
@@ -672,11 +682,7 @@ func (n *Node) linkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) 
 	}
 	resp := &nodev1.LinkDecryptResponse{}
 	var c1s, shares []linkage.Point
-	for c, b := range req.GetSums() {
-		ct, err := linkage.ParseValueCiphertext(b)
-		if err != nil {
-			return nil, fmt.Errorf("%w: link decrypt of %s: sum of cell %d: %v", ErrBadRequest, qid, c, err)
-		}
+	for _, ct := range sums {
 		sh, err := linkage.DecryptShare(w, ct)
 		if err != nil {
 			return nil, err
@@ -689,6 +695,69 @@ func (n *Node) linkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) 
 	}
 	n.record(ctx, "coordinator", "link.decrypt", qid, map[string]any{"cells": len(resp.Shares)})
 	return resp, nil
+}
+
+// linkSums recomputes the payload sums of a LinkDecrypt request from its
+// evidence. The decryptors are the stages, in order; this node, stage d,
+// checked every stage before it when it mixed, so it needs:
+//   - its own output, under its own signature (what it mixed, from the
+//     proven outputs before it);
+//   - every later stage's output, signed, with its proof against the one
+//     before (a later stage colluding with the coordinator cannot plant
+//     or swap an element);
+//   - the first stage's finish shares of the last output, with their proof.
+//
+// From those it finishes the pseudonyms, tallies them and adds every
+// cell's matching payloads and the nodes' noise (protocol.LinkSums).
+// Any failure names the stage whose output or shares it refuses.
+func (n *Node) linkSums(ctx context.Context, r *linkRequest, req *nodev1.LinkDecryptRequest) ([]linkage.ValueCiphertext, error) {
+	qid, stages := req.GetQueryId(), req.GetLink().GetStages()
+	if !slices.Equal(req.GetDecryptors(), stages) {
+		return nil, fmt.Errorf("%w: link decrypt of %s: the decryptors %v are not the stages %v", ErrBadRequest, qid, req.GetDecryptors(), stages)
+	}
+	d := slices.Index(stages, n.id)
+	outputs := req.GetOutputs()
+	if len(outputs) != len(stages) {
+		return nil, fmt.Errorf("%w: link decrypt of %s: %d stage outputs for %d stages (a coordinator of a version before the decryptors' check?)", ErrBadRequest, qid, len(outputs), len(stages))
+	}
+	var lists []*nodev1.LinkList
+	var noise [][]byte
+	for i := d; i < len(stages); i++ {
+		o := outputs[i]
+		if o.GetNodeId() != stages[i] {
+			return nil, fmt.Errorf("%w: link decrypt of %s: output %d is from %s, not stage %d (%s)", ErrBadRequest, qid, i, o.GetNodeId(), i, stages[i])
+		}
+		m, _ := r.e.member(stages[i])
+		out, err := protocol.OpenLinkStage(m.Cert.PublicKey, o.GetSigned(), qid, r.e.Epoch, stages[i], n.window(nil), r.shape, i, stages)
+		if err != nil {
+			return nil, fmt.Errorf("%w: link decrypt of %s: output of stage %d (%s): %v", ErrBadRequest, qid, i, stages[i], err)
+		}
+		if i > d {
+			if err := protocol.CheckLinkStage(r.e.Link, r.points, r.points[i], qid, r.e.Epoch, stages[i], i, r.shape, lists, noise, out); err != nil {
+				n.record(ctx, "coordinator", "link.stage_proof_failed", qid, map[string]any{"stage": i, "node": stages[i], "error": err.Error()})
+				return nil, fmt.Errorf("link decrypt of %s: the output of stage %d (%s) refused: %w", qid, i, stages[i], err)
+			}
+		}
+		lists, noise = out.GetLists(), out.GetNoise()
+	}
+	finish := req.GetFinish()
+	c1s, err := protocol.SplitPoints(protocol.LinkC1(lists))
+	if err != nil {
+		return nil, fmt.Errorf("%w: link decrypt of %s: %v", ErrBadRequest, qid, err)
+	}
+	shares, err := protocol.SplitPoints(finish.GetShares())
+	if err != nil || len(shares) != len(c1s) {
+		return nil, fmt.Errorf("%w: link decrypt of %s: the finish shares of %s: %d for %d elements (%v)", ErrBadRequest, qid, stages[0], len(shares), len(c1s), err)
+	}
+	if err := protocol.CheckLinkShares(r.e.Link, r.points, r.points[0], protocol.LinkStepFinish, qid, r.e.Epoch, stages[0], c1s, shares, finish.GetProof()); err != nil {
+		n.record(ctx, "coordinator", "link.share_proof_failed", qid, map[string]any{"step": protocol.LinkStepFinish, "node": stages[0], "error": err.Error()})
+		return nil, fmt.Errorf("link decrypt of %s: %s's %s shares refused: %w", qid, stages[0], protocol.LinkStepFinish, err)
+	}
+	_, sums, err := protocol.LinkSums(r.shape, protocol.LinkPatternsOf(r.p, req.GetLink()), lists, finish.GetShares(), noise)
+	if err != nil {
+		return nil, fmt.Errorf("%w: link decrypt of %s: %v", ErrBadRequest, qid, err)
+	}
+	return sums, nil
 }
 
 // linkShareName is the keystore name of this node's linkage-key share of

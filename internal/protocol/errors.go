@@ -25,4 +25,5 @@ var Errors = rpc.RegisterErrors(rpc.ErrorTable{
 	{Err: ErrKeyCheck, Code: codes.FailedPrecondition, Reason: "protocol.key_check"},
 	{Err: ErrLinkShareProof, Code: codes.FailedPrecondition, Reason: "protocol.link_share_proof"},
 	{Err: ErrLinkStageProof, Code: codes.FailedPrecondition, Reason: "protocol.link_stage_proof"},
+	{Err: ErrLinkSum, Code: codes.FailedPrecondition, Reason: "protocol.link_sum"},
 })

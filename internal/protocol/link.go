@@ -522,6 +522,54 @@ func (t *LinkTally) WithNoise(noise [][]byte) ([]linkage.ValueCiphertext, error)
 	return out, nil
 }
 
+// ErrLinkSum: a ciphertext a decryptor is asked to decrypt as a cell's
+// payload sum is not the sum that the stages' proven outputs and the first
+// stage's proven finish shares give for that cell.
+var ErrLinkSum = errors.New("protocol: the ciphertext is not its cell's payload sum")
+
+// LinkSums recomputes what the decryptors of a payload query decrypt, from
+// the last stage's output (lists and noise) and the first stage's finish
+// shares of it (per list, as LinkFinish returns them): finish the
+// pseudonyms, tally them, add each cell's matching payloads and the nodes'
+// noise. The coordinator and every decryptor compute it the same way.
+func LinkSums(want LinkShape, lp LinkPatterns, lists []*nodev1.LinkList, finish [][]byte, noise [][]byte) (*LinkTally, []linkage.ValueCiphertext, error) {
+	pseudonyms, err := FinishLinkLists(lists, finish)
+	if err != nil {
+		return nil, nil, err
+	}
+	tally, err := TallyLinkLists(want, lp, lists, pseudonyms)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !want.Payload {
+		return tally, nil, nil
+	}
+	if len(noise) != want.Cells {
+		return nil, nil, fmt.Errorf("noise of %d cells, the plan has %d", len(noise), want.Cells)
+	}
+	sums, err := tally.WithNoise(noise)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tally, sums, nil
+}
+
+// CheckLinkSums compares the sums a decryptor is asked to decrypt with
+// those it recomputed (LinkSums): any other ciphertext (one resident's
+// payload, a pseudonym ciphertext, a sum without the nodes' noise) is
+// ErrLinkSum, naming the cell.
+func CheckLinkSums(asked [][]byte, want []linkage.ValueCiphertext) error {
+	if len(asked) != len(want) {
+		return fmt.Errorf("%w: %d sums asked, the proven lists give %d cells", ErrLinkSum, len(asked), len(want))
+	}
+	for c := range want {
+		if !bytes.Equal(asked[c], want[c][:]) {
+			return fmt.Errorf("%w: the sum asked for cell %d is not the sum of the cell's matching payloads and the nodes' noise in the proven lists", ErrLinkSum, c)
+		}
+	}
+	return nil
+}
+
 // LinkCount is the released count of residents of cell from the tally:
 // the matching patterns' counts minus the public shift of every
 // participant's dummies.

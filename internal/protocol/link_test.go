@@ -242,3 +242,31 @@ func TestCheckLinkStage(t *testing.T) {
 	other := []*nodev1.LinkList{enc(0, 0, 5), in[1], in[2], in[3]}
 	refused("another input", check(out, "node-1", 0, other), "cell 0 list 0")
 }
+
+// TestCheckLinkSums: a decryptor's comparison of the sums it is asked to
+// decrypt with those it recomputed refuses a changed cell (naming it) and
+// another number of cells, each with ErrLinkSum.
+func TestCheckLinkSums(t *testing.T) {
+	want := make([]linkage.ValueCiphertext, 3)
+	asked := make([][]byte, 3)
+	for c := range want {
+		p, q := linkage.RandomPoint(), linkage.RandomPoint()
+		copy(want[c][:], p[:])
+		copy(want[c][linkage.PointSize:], q[:])
+		asked[c] = append([]byte(nil), want[c][:]...)
+	}
+	if err := protocol.CheckLinkSums(asked, want); err != nil {
+		t.Fatalf("the recomputed sums: %v", err)
+	}
+	for c := range want {
+		bad := append([][]byte(nil), asked...)
+		bad[c] = append([]byte(nil), asked[c]...)
+		bad[c][len(bad[c])-1] ^= 1
+		if err := protocol.CheckLinkSums(bad, want); !errors.Is(err, protocol.ErrLinkSum) || !strings.Contains(err.Error(), "cell "+string(rune('0'+c))) {
+			t.Errorf("cell %d changed: %v, want ErrLinkSum naming the cell", c, err)
+		}
+	}
+	if err := protocol.CheckLinkSums(asked[:2], want); !errors.Is(err, protocol.ErrLinkSum) {
+		t.Errorf("two sums for three cells: %v, want ErrLinkSum", err)
+	}
+}

@@ -88,8 +88,6 @@ func linkProofSpec() *typesv1.QuerySpec {
 //   - at LinkDecrypt it shifts its share of the sum by B (the total would
 //     move by one step of the payload grid, a bias no range check sees),
 //     keeping its honest proof;
-//   - at LinkDecrypt it decrypts another ciphertext than the sum it is
-//     asked for, and proves that (a real proof of the wrong statement);
 //   - at LinkDecrypt it sends no proof (a version before the proofs);
 //   - at LinkFinish (whichever node is the first stage, in that mode) it
 //     changes one share of one pseudonym.
@@ -99,7 +97,7 @@ func linkProofSpec() *typesv1.QuerySpec {
 // releases the exact count.
 func TestWrongLinkShareNamed(t *testing.T) {
 	dir := t.TempDir()
-	var mode atomic.Value // "", "shift", "other-ct", "no-proof", "finish"
+	var mode atomic.Value // "", "shift", "no-proof", "finish"
 	mode.Store("")
 	evil := func(nodeID string) []grpc.ServerOption {
 		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -108,13 +106,6 @@ func TestWrongLinkShareNamed(t *testing.T) {
 				return h(ctx, req)
 			}
 			switch {
-			case info.FullMethod == nodev1.NodeService_LinkDecrypt_FullMethodName && m == "other-ct":
-				// Decrypt another ciphertext than the sum asked (its C1
-				// moved by B): the real node's code and a real proof, of
-				// the wrong statement.
-				r := proto.Clone(req.(*nodev1.LinkDecryptRequest)).(*nodev1.LinkDecryptRequest)
-				copy(r.Sums[0][:linkage.PointSize], shiftByBase(t, r.Sums[0][:linkage.PointSize]))
-				return h(ctx, r)
 			case info.FullMethod == nodev1.NodeService_LinkDecrypt_FullMethodName && (m == "shift" || m == "no-proof"):
 				resp, err := h(ctx, req)
 				if err != nil {
@@ -180,7 +171,6 @@ func TestWrongLinkShareNamed(t *testing.T) {
 		}
 	}
 	refused("shift", protocol.LinkStepDecrypt, "do not match their proof")
-	refused("other-ct", protocol.LinkStepDecrypt, "do not match their proof")
 	refused("no-proof", protocol.LinkStepDecrypt, "no proof of its shares")
 
 	// LinkFinish is asked of the first stage only, drawn at random among
@@ -218,8 +208,8 @@ func TestWrongLinkShareNamed(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if steps[protocol.LinkStepDecrypt] != 3 || steps[protocol.LinkStepFinish] != 1 {
-		t.Errorf("audit log: refusals by step %v, want 3 link-decrypt and 1 link-finish", steps)
+	if steps[protocol.LinkStepDecrypt] != 2 || steps[protocol.LinkStepFinish] != 1 {
+		t.Errorf("audit log: refusals by step %v, want 2 link-decrypt and 1 link-finish", steps)
 	}
 
 	// Honest again: released.
@@ -279,36 +269,8 @@ func TestDeviatingStageNamed(t *testing.T) {
 	dir := t.TempDir()
 	var mode atomic.Value // "", "tamper-own", "tamper-forwarded"
 	mode.Store("")
-	key3 := func() *pki.Identity {
-		id, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-3")
-		if err != nil {
-			t.Error(err)
-		}
-		return id
-	}
-	// tamper copies element 1 of the first non-trivial list over element 0
-	// and signs the output again as node-3.
 	tamper := func(s *typesv1.Signed, qid string, epoch uint64) *typesv1.Signed {
-		out := &nodev1.LinkStagePayload{}
-		if err := proto.Unmarshal(s.GetPayload(), out); err != nil {
-			t.Errorf("stage output: %v", err)
-			return s
-		}
-		for _, l := range out.GetLists() {
-			if ps := l.GetPseudonyms(); len(ps) >= 2*linkage.CiphertextSize {
-				copy(ps[:linkage.CiphertextSize], ps[linkage.CiphertextSize:2*linkage.CiphertextSize])
-				if pl := l.GetPayloads(); len(pl) >= 2*linkage.CiphertextSize {
-					copy(pl[:linkage.CiphertextSize], pl[linkage.CiphertextSize:2*linkage.CiphertextSize])
-				}
-				break
-			}
-		}
-		signed, err := protocol.SealLinkStage(key3().Key, qid, epoch, "node-3", out, time.Now())
-		if err != nil {
-			t.Errorf("sealing the tampered output: %v", err)
-			return s
-		}
-		return signed
+		return tamperStageOutput(t, dir, s, qid, epoch)
 	}
 	interceptors := func(nodeID string) []grpc.ServerOption {
 		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -422,4 +384,192 @@ func TestDeviatingStageNamed(t *testing.T) {
 		t.Fatalf("honest linked query after the refusals: %v", err)
 	}
 	exact(st)
+}
+
+// tamperStageOutput copies element 1 of the first list of stage output s
+// with two elements over element 0 (an element dropped, one counted
+// twice) and signs the output again as node-3, with node-3's key from the
+// network's pki directory under dir.
+func tamperStageOutput(t *testing.T, dir string, s *typesv1.Signed, qid string, epoch uint64) *typesv1.Signed {
+	out := &nodev1.LinkStagePayload{}
+	if err := proto.Unmarshal(s.GetPayload(), out); err != nil {
+		t.Errorf("stage output: %v", err)
+		return s
+	}
+	for _, l := range out.GetLists() {
+		if ps := l.GetPseudonyms(); len(ps) >= 2*linkage.CiphertextSize {
+			copy(ps[:linkage.CiphertextSize], ps[linkage.CiphertextSize:2*linkage.CiphertextSize])
+			if pl := l.GetPayloads(); len(pl) >= 2*linkage.CiphertextSize {
+				copy(pl[:linkage.CiphertextSize], pl[linkage.CiphertextSize:2*linkage.CiphertextSize])
+			}
+			break
+		}
+	}
+	key3, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-3")
+	if err != nil {
+		t.Error(err)
+		return s
+	}
+	signed, err := protocol.SealLinkStage(key3.Key, qid, epoch, "node-3", out, time.Now())
+	if err != nil {
+		t.Errorf("sealing the tampered output: %v", err)
+		return s
+	}
+	return signed
+}
+
+// TestLinkSumsCheckedByDecryptors (issue 21): the decryptors of a linked
+// payload query recompute every sum before they decrypt it, from the
+// evidence the coordinator must send with it (every stage's signed output,
+// the first stage's finish shares and their proof). The coordinator is
+// played as a malicious one, changing one thing in the LinkDecrypt requests
+// it sends:
+//   - "one-payload": the sum of cell 0 replaced by one resident's payload
+//     ciphertext from the last stage's output (decrypted, it would give
+//     that resident's value, without noise);
+//   - "pseudonym": the sum replaced by a pseudonym ciphertext of the last
+//     output (its "decryption" is the resident's blinded pseudonym);
+//   - "forged-finish": a finish share changed, so that the recomputed
+//     pseudonyms, hence the sums, would be the coordinator's choice;
+//   - "forged-stage": node-3, a stage colluding with the coordinator,
+//     signs a tampered output that goes to the other decryptors as its
+//     own (its proof verifies for the true output only).
+//
+// Every honest decryptor refuses before any share leaves it, naming what
+// it refuses (the sum's cell, node-3's output, the first stage's finish
+// shares), its audit log records the refusal, and nothing is released. The
+// same network, honest, releases the exact count.
+func TestLinkSumsCheckedByDecryptors(t *testing.T) {
+	dir := t.TempDir()
+	var mode atomic.Value // "", "one-payload", "pseudonym", "forged-finish", "forged-stage"
+	mode.Store("")
+	var gaveShares atomic.Int32 // decryptors that answered a changed request
+	interceptors := func(nodeID string) []grpc.ServerOption {
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			m := mode.Load().(string)
+			if info.FullMethod != nodev1.NodeService_LinkDecrypt_FullMethodName || m == "" {
+				return h(ctx, req)
+			}
+			r := proto.Clone(req.(*nodev1.LinkDecryptRequest)).(*nodev1.LinkDecryptRequest)
+			last := &nodev1.LinkStagePayload{}
+			if err := proto.Unmarshal(r.GetOutputs()[len(r.GetOutputs())-1].GetSigned().GetPayload(), last); err != nil {
+				t.Errorf("the last stage's output: %v", err)
+				return h(ctx, req)
+			}
+			outer := last.GetLists()[0] // role 0, cell 0
+			switch m {
+			case "one-payload":
+				r.Sums[0] = outer.GetPayloads()[:linkage.CiphertextSize]
+			case "pseudonym":
+				r.Sums[0] = outer.GetPseudonyms()[:linkage.CiphertextSize]
+			case "forged-finish":
+				for i, b := range r.GetFinish().GetShares() {
+					if len(b) >= linkage.PointSize {
+						copy(r.Finish.Shares[i][:linkage.PointSize], shiftByBase(t, b[:linkage.PointSize]))
+						break
+					}
+				}
+			case "forged-stage":
+				if nodeID == "node-3" {
+					return h(ctx, req) // node-3 colludes: it is not asked to check its own forgery
+				}
+				for _, o := range r.GetOutputs() {
+					if o.GetNodeId() == "node-3" {
+						o.Signed = tamperStageOutput(t, dir, o.GetSigned(), r.GetQueryId(), r.GetEpoch())
+					}
+				}
+			}
+			resp, err := h(ctx, r)
+			if err == nil {
+				gaveShares.Add(1)
+			}
+			return resp, err
+		})}
+	}
+	cl := startLinkProofNetwork(t, dir, interceptors)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	spec := linkProofSpec()
+
+	refused := func(m string, want ...string) {
+		t.Helper()
+		mode.Store(m)
+		defer mode.Store("")
+		gaveShares.Store(0)
+		st, err := runQuery(ctx, cl, spec)
+		if err == nil {
+			t.Fatalf("%s: released %v", m, st.GetResult())
+		}
+		t.Logf("%s: %v", m, err)
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Fatalf("%s: %v; want %q", m, err, w)
+			}
+		}
+		if n := gaveShares.Load(); n != 0 {
+			t.Errorf("%s: %d decryptors gave shares of a changed request", m, n)
+		}
+		if st.GetResult() != nil {
+			t.Errorf("%s: a result was kept: %v", m, st.GetResult())
+		}
+	}
+	refused("one-payload", "the sum asked for cell 0 is not the sum of the cell's matching payloads")
+	refused("pseudonym", "the sum asked for cell 0 is not the sum of the cell's matching payloads")
+	refused("forged-finish", "link-finish shares refused", "do not match their proof")
+
+	// The forged output reaches a decryptor before node-3 in the stage
+	// order: ask until node-3 is not the first stage (then the decryptors
+	// after it never look at its output, and the query releases).
+	mode.Store("forged-stage")
+	named := false
+	for try := 0; try < 25 && !named; try++ {
+		gaveShares.Store(0)
+		st, err := runQuery(ctx, cl, spec)
+		if err == nil {
+			if got := st.GetResult().GetRows()[0].GetValues()[0].GetValue(); got < residents/2-0.5 || got > residents/2+0.5 {
+				t.Fatalf("forged-stage, node-3 first: released %v, want %d", got, residents/2)
+			}
+			continue
+		}
+		if !strings.Contains(err.Error(), "(node-3) refused") || !strings.Contains(err.Error(), "not a proven mix of its input") {
+			t.Fatalf("forged-stage: %v; want the output of node-3 refused", err)
+		}
+		named = true
+	}
+	mode.Store("")
+	if !named {
+		t.Fatal("node-3 was the first stage in 25 queries")
+	}
+
+	// The honest decryptors' audit logs record the refusals.
+	actions := map[string]int{}
+	for _, id := range []string{"node-1", "node-2", "node-3"} {
+		f, err := os.Open(filepath.Join(dir, id, "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+			switch e.Action {
+			case "link.sum_refused", "link.share_proof_failed", "link.stage_proof_failed":
+				actions[e.Action]++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	// Two sums refused by the three decryptors; a finish refused by all
+	// three; node-3's output by at least one.
+	if actions["link.sum_refused"] != 6 || actions["link.share_proof_failed"] != 3 || actions["link.stage_proof_failed"] < 1 {
+		t.Errorf("the decryptors' audit logs: %v; want 6 link.sum_refused, 3 link.share_proof_failed, link.stage_proof_failed", actions)
+	}
+
+	st, err := runQuery(ctx, cl, spec)
+	if err != nil {
+		t.Fatalf("honest linked query after the refusals: %v", err)
+	}
+	if got := st.GetResult().GetRows()[0].GetValues()[0].GetValue(); got < residents/2-0.5 || got > residents/2+0.5 {
+		t.Fatalf("released %v, want %d", got, residents/2)
+	}
 }

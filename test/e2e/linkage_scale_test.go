@@ -27,6 +27,7 @@ var (
 	linkBenchResidents = flag.String("linkbench.residents", "1000000", "comma-separated city sizes of TestLinkedCityScale")
 	linkBenchHospitals = flag.String("linkbench.hospitals", "4", "comma-separated numbers of hospitals of TestLinkedCityScale")
 	linkBenchThreshold = flag.Int("linkbench.threshold", 0, "decryption threshold T (the number of mix stages); 0: 2/3 of the nodes, rounded up")
+	linkBenchSum       = flag.Bool("linkbench.sum", false, "also run Q3, the insurer's sum over the diabetics (a payload query: every claimant mixed with a payload, and the decryptors' check of the sums)")
 )
 
 // TestLinkedCityScale is the benchmark of docs/performance.md's "Record
@@ -34,7 +35,8 @@ var (
 // -linkbench): for every city size and number of hospitals asked, a
 // synthetic city (fedstat synth city: H hospitals, a registry, an insurer)
 // runs as separate processes on this machine, and the deduplicated count
-// (Q1) and the cross-agency count (Q2) of issue 17 run at ε 1. It logs, per
+// (Q1) and the cross-agency count (Q2) of issue 17 run at ε 1 (with
+// -linkbench.sum also the insurer's sum, Q3, in yuan). It logs, per
 // query, the wall time from submission to release, the phases, and the
 // bytes each node sent (its partial, and a stage node's mixed lists).
 //
@@ -99,13 +101,18 @@ func linkScaleRun(t *testing.T, residents, hospitals int) []string {
 	})
 	t.Logf("imported and started in %s", time.Since(start).Round(time.Second))
 	var rows []string
-	for _, q := range []struct {
+	type benchQuery struct {
 		name, sql string
 		truth     int
-	}{
+	}
+	queries := []benchQuery{
 		{"Q1 deduplicated count", synth.CitySQLDiabetics, truth.Diabetics},
 		{"Q2 cross-agency count", synth.CitySQLDiabeticDeaths2023, truth.DiabeticDeaths2023},
-	} {
+	}
+	if *linkBenchSum {
+		queries = append(queries, benchQuery{"Q3 insurer sum (yuan)", synth.CitySQLDiabeticClaims, int(truth.DiabeticClaimsFirst5Fen / 100)})
+	}
+	for _, q := range queries {
 		body, _ := json.Marshal(map[string]any{"spec": map[string]any{"sql": q.sql, "epsilon": 1}})
 		t0 := time.Now()
 		code, b := httpJSONAs(t, p, p.OperatorToken, "POST", "/v1/queries", string(body))

@@ -740,7 +740,16 @@ type LinkDecryptRequest struct {
 	Decryptors []string `protobuf:"bytes,6,rep,name=decryptors,proto3" json:"decryptors,omitempty"`
 	// sums[cell] is the value ciphertext of that cell's payload sum, the
 	// nodes' noise included (64 bytes).
-	Sums          [][]byte `protobuf:"bytes,7,rep,name=sums,proto3" json:"sums,omitempty"`
+	Sums [][]byte `protobuf:"bytes,7,rep,name=sums,proto3" json:"sums,omitempty"`
+	// outputs are every stage's signed output, in stage order, and finish is
+	// the first stage's LinkFinish answer (its shares of the last output's
+	// C1 components, with their proof): the evidence from which a decryptor
+	// recomputes every sum before it decrypts it (it checks its own output's
+	// signature, the proof of every later stage's output and the proof of the
+	// finish shares), so that a coordinator cannot pass off another
+	// ciphertext as a sum. The decryptors must be the stages, in order.
+	Outputs       []*NodeSigned       `protobuf:"bytes,8,rep,name=outputs,proto3" json:"outputs,omitempty"`
+	Finish        *LinkFinishResponse `protobuf:"bytes,9,opt,name=finish,proto3" json:"finish,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -813,6 +822,20 @@ func (x *LinkDecryptRequest) GetDecryptors() []string {
 func (x *LinkDecryptRequest) GetSums() [][]byte {
 	if x != nil {
 		return x.Sums
+	}
+	return nil
+}
+
+func (x *LinkDecryptRequest) GetOutputs() []*NodeSigned {
+	if x != nil {
+		return x.Outputs
+	}
+	return nil
+}
+
+func (x *LinkDecryptRequest) GetFinish() *LinkFinishResponse {
+	if x != nil {
+		return x.Finish
 	}
 	return nil
 }
@@ -3189,7 +3212,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x02c1\x18\x05 \x03(\fR\x02c1\"B\n" +
 	"\x12LinkFinishResponse\x12\x16\n" +
 	"\x06shares\x18\x01 \x03(\fR\x06shares\x12\x14\n" +
-	"\x05proof\x18\x02 \x01(\fR\x05proof\"\xdf\x01\n" +
+	"\x05proof\x18\x02 \x01(\fR\x05proof\"\xd3\x02\n" +
 	"\x12LinkDecryptRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -3198,7 +3221,9 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"decryptors\x18\x06 \x03(\tR\n" +
 	"decryptors\x12\x12\n" +
-	"\x04sums\x18\a \x03(\fR\x04sumsJ\x04\b\x05\x10\x06\"C\n" +
+	"\x04sums\x18\a \x03(\fR\x04sums\x125\n" +
+	"\aoutputs\x18\b \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\aoutputs\x12;\n" +
+	"\x06finish\x18\t \x01(\v2#.fedstat.node.v1.LinkFinishResponseR\x06finishJ\x04\b\x05\x10\x06\"C\n" +
 	"\x13LinkDecryptResponse\x12\x16\n" +
 	"\x06shares\x18\x01 \x03(\fR\x06shares\x12\x14\n" +
 	"\x05proof\x18\x02 \x01(\fR\x05proof\")\n" +
@@ -3471,77 +3496,79 @@ var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	1,  // 11: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	45, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 13: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	47, // 14: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
-	16, // 15: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
-	17, // 16: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	46, // 17: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	20, // 18: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	46, // 19: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	46, // 20: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	46, // 21: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	46, // 22: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
-	21, // 23: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
-	20, // 24: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
-	21, // 25: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	21, // 26: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
-	21, // 27: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
-	46, // 28: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	46, // 29: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
-	46, // 30: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
-	46, // 31: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	45, // 32: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 33: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	31, // 34: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	48, // 35: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	30, // 36: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
-	49, // 37: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
-	50, // 38: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
-	51, // 39: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
-	4,  // 40: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	46, // 41: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	34, // 42: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	45, // 43: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 44: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	21, // 45: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 46: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	45, // 47: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 48: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	46, // 49: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	46, // 50: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
-	46, // 51: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	41, // 52: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	46, // 53: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 54: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 55: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	23, // 56: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
-	26, // 57: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
-	22, // 58: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	28, // 59: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	36, // 60: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
-	35, // 61: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	38, // 62: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 63: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 64: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 65: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 66: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 67: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 68: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	24, // 69: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
-	27, // 70: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
-	25, // 71: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	33, // 72: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	37, // 73: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	43, // 74: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	39, // 75: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 76: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 77: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 78: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 79: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	67, // [67:80] is the sub-list for method output_type
-	54, // [54:67] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	21, // 14: fedstat.node.v1.LinkDecryptRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
+	9,  // 15: fedstat.node.v1.LinkDecryptRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
+	47, // 16: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	16, // 17: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
+	17, // 18: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
+	46, // 19: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	20, // 20: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
+	46, // 21: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	46, // 22: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	46, // 23: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	46, // 24: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	21, // 25: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
+	20, // 26: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
+	21, // 27: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
+	21, // 28: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
+	21, // 29: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
+	46, // 30: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	46, // 31: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	46, // 32: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
+	46, // 33: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	45, // 34: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 35: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
+	31, // 36: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
+	48, // 37: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	30, // 38: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
+	49, // 39: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
+	50, // 40: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
+	51, // 41: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 42: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	46, // 43: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	34, // 44: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	45, // 45: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 46: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	21, // 47: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 48: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	45, // 49: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	21, // 50: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	46, // 51: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	46, // 52: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	46, // 53: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	41, // 54: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	46, // 55: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	14, // 56: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	18, // 57: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	23, // 58: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
+	26, // 59: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
+	22, // 60: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	28, // 61: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	36, // 62: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	35, // 63: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	38, // 64: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	12, // 65: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 66: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 67: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 68: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	15, // 69: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	19, // 70: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	24, // 71: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
+	27, // 72: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
+	25, // 73: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	33, // 74: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	37, // 75: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	43, // 76: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	39, // 77: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	13, // 78: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 79: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 80: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	11, // 81: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	69, // [69:82] is the sub-list for method output_type
+	56, // [56:69] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
