@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"time"
 
@@ -177,6 +176,7 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	// time where every process shares the machine's cores: 181 s against
 	// 209 s for the deduplicated count at 10^6 residents.)
 	inLists, inNoise := protocol.MergeLinkPartials(shape, opened)
+	commit := protocol.CommitDigest(q.id, e.ID, spec, signed)
 	points := e.points(ls.Stages)
 	var outputs []*nodev1.NodeSigned
 	var last *nodev1.LinkStagePayload
@@ -195,7 +195,7 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 		if err != nil {
 			return nil, fmt.Errorf("%w: mix stage %d at %s: %v; nothing was decrypted", ErrQueryFailed, k+1, id, err)
 		}
-		if err := protocol.CheckLinkStage(e.Link, points, points[k], q.id, e.ID, id, k, shape, inLists, inNoise, payload); err != nil {
+		if err := protocol.CheckLinkStage(e.Link, points, points[k], q.id, e.ID, id, k, shape, commit, inLists, inNoise, payload); err != nil {
 			c.record(q.ctx, c.cfg.Identity.Name(), "link.stage_proof_failed", q.id, map[string]any{"node": id, "stage": k, "epoch": e.ID, "error": err.Error()})
 			c.log.Warn("mix stage refused: its proof does not verify", "query", q.id, "node", id, "stage", k, "err", err)
 			return nil, fmt.Errorf("%w: mix stage %d at %s: its output refused: %w; nothing was decrypted", ErrQueryFailed, k+1, id, err)
@@ -226,17 +226,17 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	}
 	q.phase("tally", start)
 
-	// Decrypt the payload sums.
+	// Decrypt the payload sums. The decryptors are given the evidence to
+	// recompute every sum: every stage's output and the first stage's
+	// finish shares.
+	ev := &nodev1.LinkAttestRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Link: ls, Outputs: outputs, Finish: finish}
 	if shape.Payload {
 		start := time.Now()
-		// The decryptors are given the evidence to recompute every sum:
-		// every stage's output and the first stage's finish shares.
-		ev := &nodev1.LinkDecryptRequest{Outputs: outputs, Finish: finish}
-		values, err := c.linkDecrypt(q, e, ls, sums, ev, last.GetLists(), shape)
+		values, shares, err := c.linkDecrypt(q, e, ls, sums, ev, last.GetLists(), shape)
 		if err != nil {
 			return nil, err
 		}
-		totals.Sums = values
+		totals.Sums, ev.Decrypted = values, shares
 		q.phase("decrypt", start)
 	}
 	start = time.Now()
@@ -244,9 +244,57 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	if err != nil {
 		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
 	}
+	res := resultpb.ToProto(r)
+	// Every stage signs the result, from the totals it checks in the same
+	// evidence: the release record's statements.
+	want := &nodev1.LinkReleaseStatement{QueryId: q.id, Epoch: e.ID, SpecDigest: shape.SpecDigest, CommitDigest: commit, PlanFingerprint: q.plan.Fingerprint(),
+		Stages: ls.Stages, Participants: int32(totals.Participants), Result: res}
+	statements, err := c.linkAttest(q, e, ev, want)
+	if err != nil {
+		return nil, err
+	}
 	q.phase("release", start)
 	nameCodes(c.cfg.Catalogue, q.plan, r)
-	return resultpb.ToProto(r), nil
+	res = resultpb.ToProto(r)
+	c.keepLinkRecord(q, e, signed, commits, statements, res)
+	return res, nil
+}
+
+// linkAttest asks every stage to sign the totals of a linked query from
+// the evidence in req (LinkAttest) and returns the signed statements,
+// each checked to state want. A stage that refuses, or states other
+// totals than the coordinator tallied, is named and nothing is released.
+func (c *Coordinator) linkAttest(q *query, e *epoch, req *nodev1.LinkAttestRequest, want *nodev1.LinkReleaseStatement) ([]*coordinatorv1.ReleaseLinkStatement, error) {
+	ctx, cancel := context.WithTimeout(q.ctx, linkStageTimeout)
+	defer cancel()
+	stages := req.GetLink().GetStages()
+	out := make([]*coordinatorv1.ReleaseLinkStatement, len(stages))
+	errs := c.fanoutEach(ctx, stages, func(ctx context.Context, i int, id string) error {
+		cl, err := c.client(id)
+		if err != nil {
+			return err
+		}
+		resp, err := cl.LinkAttest(ctx, req)
+		if err != nil {
+			return callError(err)
+		}
+		st, err := protocol.OpenLinkRelease(e.member(id).Cert.PublicKey, resp.GetStatement(), q.id, e.ID, id, c.window())
+		if err != nil {
+			return fmt.Errorf("its statement rejected: %w", err)
+		}
+		if !proto.Equal(st, want) {
+			c.record(q.ctx, c.cfg.Identity.Name(), "link.attest_mismatch", q.id, map[string]any{"node": id, "epoch": e.ID})
+			return fmt.Errorf("it states another release than the coordinator's tally gives (%v, the tally's %v)", st.GetResult().GetRows(), want.GetResult().GetRows())
+		}
+		out[i] = &coordinatorv1.ReleaseLinkStatement{NodeId: id, Statement: resp.GetStatement()}
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("%w: the statement of the released totals at %s: %v; nothing was released", ErrQueryFailed, stages[i], err)
+		}
+	}
+	return out, nil
 }
 
 // linkStage asks stage node id for its stage k and checks its output,
@@ -278,7 +326,7 @@ func (c *Coordinator) linkStage(q *query, e *epoch, id string, req *nodev1.LinkS
 // sums (integers on the payload measure's grid). ev carries the evidence
 // (the stages' outputs and the finish shares) each decryptor recomputes
 // the sums from before it decrypts.
-func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, cts []linkage.ValueCiphertext, ev *nodev1.LinkDecryptRequest, lists []*nodev1.LinkList, shape protocol.LinkShape) ([]int64, error) {
+func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, cts []linkage.ValueCiphertext, ev *nodev1.LinkAttestRequest, lists []*nodev1.LinkList, shape protocol.LinkShape) ([]int64, []*nodev1.LinkDecryptShares, error) {
 	sums := make([][]byte, len(cts))
 	for i := range cts {
 		sums[i] = cts[i][:]
@@ -291,7 +339,8 @@ func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, cts [
 	defer cancel()
 	decryptors := ls.Stages
 	points := e.points(decryptors)
-	shares := make([][][]byte, len(decryptors))
+	shares := make([][]linkage.Point, len(decryptors))
+	proven := make([]*nodev1.LinkDecryptShares, len(decryptors))
 	errs := c.fanoutEach(ctx, decryptors, func(ctx context.Context, i int, id string) error {
 		cl, err := c.client(id)
 		if err != nil {
@@ -315,39 +364,20 @@ func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, cts [
 		if err := c.checkLinkShares(q, e, points, id, protocol.LinkStepDecrypt, c1s, ds, resp.GetProof()); err != nil {
 			return err
 		}
-		shares[i] = resp.GetShares()
+		shares[i] = ds
+		proven[i] = &nodev1.LinkDecryptShares{NodeId: id, Shares: resp.GetShares(), Proof: resp.GetProof()}
 		return nil
 	})
 	for i, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("%w: decryption of the payload sums at %s: %v; nothing was released", ErrQueryFailed, decryptors[i], err)
+			return nil, nil, fmt.Errorf("%w: decryption of the payload sums at %s: %v; nothing was released", ErrQueryFailed, decryptors[i], err)
 		}
 	}
-	m := q.plan.Measures()[1]
-	out := make([]int64, len(cts))
-	for cell, ct := range cts {
-		sh := make([]linkage.Point, len(decryptors))
-		for i := range decryptors {
-			sh[i] = linkage.Point(shares[i][cell]) // 32 bytes: checked with its proof
-		}
-		v, err := linkage.CombineDecryption(ct, sh)
-		if err != nil {
-			return nil, fmt.Errorf("%w: cell %d: %v", ErrQueryFailed, cell, err)
-		}
-		// The sum is at most every outer element's bound, plus the noise
-		// of every participant far into its tail.
-		elems := len(lists[shape.ListIndex(0, cell)].GetPseudonyms()) / linkage.CiphertextSize
-		bound := float64(elems)*m.PerCell*m.Scale + 12*math.Sqrt(float64(len(ls.Participants)))*m.NodeSigma*m.Scale + 1
-		// The worst case is far above any real sum; the search goes out
-		// from zero, so a bound clamped to what the table serves costs
-		// nothing unless the sum really is that large.
-		x, err := linkage.DiscreteLog(v, int64(math.Min(math.Ceil(bound), linkage.MaxBound)))
-		if err != nil {
-			return nil, fmt.Errorf("%w: cell %d: the decrypted sum is out of its range (%v); nothing was released", ErrQueryFailed, cell, err)
-		}
-		out[cell] = x
+	out, err := protocol.LinkSumValues(q.plan, shape, lists, len(ls.Participants), cts, shares)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v; nothing was released", ErrQueryFailed, err)
 	}
-	return out, nil
+	return out, proven, nil
 }
 
 // linkFinish asks the first stage for its withheld share of the last

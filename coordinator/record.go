@@ -71,6 +71,42 @@ func (c *Coordinator) keepReleaseRecord(q *query, e *epoch, req *nodev1.KeySwitc
 	}
 }
 
+// keepLinkRecord builds and keeps the release record of a query across
+// linked agencies, released as res: the participants' signed partial
+// headers (without their payloads) and their commitments to the set, and
+// every stage's signed statement of the released totals. There is no sum,
+// key switch or result key: the statements carry the totals, and the
+// verifier checks that T stages signed them for this set.
+func (c *Coordinator) keepLinkRecord(q *query, e *epoch, partials, commits []*nodev1.NodeSigned, statements []*coordinatorv1.ReleaseLinkStatement, res *typesv1.Result) {
+	rec := &coordinatorv1.ReleaseRecord{
+		QueryId: q.id, Epoch: e.ID, Spec: q.st.Spec, Params: c.params.Name(), Result: res, ReleasedUnixMs: c.cfg.Now().UnixMilli(),
+		LinkStatements: statements,
+	}
+	seen := map[string]bool{}
+	cert := func(id string) {
+		if m := e.member(id); m.Cert != nil && !seen[id] {
+			seen[id] = true
+			rec.Certificates = append(rec.Certificates, m.Cert.Raw)
+		}
+	}
+	byNode := map[string]*typesv1.Signed{}
+	for _, cm := range commits {
+		byNode[cm.GetNodeId()] = cm.GetSigned()
+	}
+	for _, p := range partials {
+		header := &typesv1.Signed{Header: p.GetSigned().GetHeader(), Signature: p.GetSigned().GetSignature()}
+		rec.Senders = append(rec.Senders, &coordinatorv1.ReleaseSender{NodeId: p.GetNodeId(), Partial: header, Commitment: byNode[p.GetNodeId()]})
+		cert(p.GetNodeId())
+	}
+	for _, st := range statements {
+		cert(st.GetNodeId())
+	}
+	rec.ResultKeyWithheld = "a query across linked agencies has no result key: its stages' signed statements carry the totals"
+	if err := c.saveReleaseRecord(rec); err != nil {
+		c.log.Error("could not keep the release record", "query_id", q.id, "err", err)
+	}
+}
+
 // saveReleaseRecord stores rec and deletes the records older than the
 // retention.
 func (c *Coordinator) saveReleaseRecord(rec *coordinatorv1.ReleaseRecord) error {

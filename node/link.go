@@ -1,8 +1,11 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/fedstat/fedstat/crypto/linkage"
 	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/internal/resultpb"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/dp"
@@ -427,7 +431,7 @@ func (s *stagedSet) claim(key string) bool {
 // participant, and every participant's commitment to exactly this set
 // (RevealResponse.commit), so that no link partial of it was made after
 // another was revealed (threat-model.md, "Members are semi-honest").
-func (n *Node) checkLinkSet(e *epochState, qid string, spec *typesv1.QuerySpec, participants []string, partials, commits []*nodev1.NodeSigned) error {
+func (n *Node) checkLinkSet(e *epochState, qid string, spec *typesv1.QuerySpec, participants []string, partials, commits []*nodev1.NodeSigned) ([]byte, error) {
 	want := map[string]bool{}
 	for _, id := range participants {
 		want[id] = true
@@ -437,13 +441,13 @@ func (n *Node) checkLinkSet(e *epochState, qid string, spec *typesv1.QuerySpec, 
 		got[p.GetNodeId()] = true
 	}
 	if len(partials) != len(want) || len(got) != len(want) {
-		return fmt.Errorf("%w: link stage of %s: %d partials for %d participants", ErrBadRequest, qid, len(partials), len(want))
+		return nil, fmt.Errorf("%w: link stage of %s: %d partials for %d participants", ErrBadRequest, qid, len(partials), len(want))
 	}
 	digest := protocol.CommitDigest(qid, e.Epoch, spec, partials)
 	if err := n.checkCommits(e, qid, digest, want, commits); err != nil {
-		return fmt.Errorf("link stage of %s: %w", qid, err)
+		return nil, fmt.Errorf("link stage of %s: %w", qid, err)
 	}
-	return nil
+	return digest, nil
 }
 
 // linkStage runs this node's stage of the mix of a linked query.
@@ -464,7 +468,7 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 	// output, each checked against its proof: a stage mixes only what is a
 	// proven mix of the partials, so that no earlier stage can have
 	// dropped, added, copied or changed an element (docs/linkage.md).
-	lists, noise, err := n.linkInput(r, req)
+	lists, noise, commit, err := n.linkInput(r, req)
 	if err != nil {
 		return nil, err
 	}
@@ -483,7 +487,7 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 		if err != nil {
 			return nil, fmt.Errorf("%w: link stage %d of %s: output of stage %d: %v", ErrBadRequest, k, qid, i, err)
 		}
-		if err := protocol.CheckLinkStage(r.e.Link, r.points, r.points[i], qid, r.e.Epoch, stages[i], i, r.shape, lists, noise, out); err != nil {
+		if err := protocol.CheckLinkStage(r.e.Link, r.points, r.points[i], qid, r.e.Epoch, stages[i], i, r.shape, commit, lists, noise, out); err != nil {
 			n.record(ctx, "coordinator", "link.stage_proof_failed", qid, map[string]any{"stage": i, "node": stages[i], "error": err.Error()})
 			return nil, fmt.Errorf("link stage %d of %s: the output of stage %d (%s) refused: %w", k, qid, i, stages[i], err)
 		}
@@ -538,7 +542,7 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 		}
 	}
 	out := &nodev1.LinkStagePayload{Stage: uint32(k), Stages: stages, Lists: lists, Noise: noise, SpecDigest: r.shape.SpecDigest,
-		StageKeys: stageKeys, Proofs: stageProofs}
+		StageKeys: stageKeys, Proofs: stageProofs, CommitDigest: commit}
 	signed, err := protocol.SealLinkStage(n.cfg.Identity.Key, qid, r.e.Epoch, n.id, out, n.cfg.Now())
 	if err != nil {
 		return nil, err
@@ -549,33 +553,35 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 
 // linkInput checks the participants' partials of a stage request (every
 // participant's, each with its commitment to exactly this set) and merges
-// them in the participants' order: the input of stage 0.
-func (n *Node) linkInput(r *linkRequest, req *nodev1.LinkStageRequest) ([]*nodev1.LinkList, [][]byte, error) {
+// them in the participants' order: the input of stage 0. It returns the
+// set's commit digest too.
+func (n *Node) linkInput(r *linkRequest, req *nodev1.LinkStageRequest) ([]*nodev1.LinkList, [][]byte, []byte, error) {
 	qid, ls := req.GetQueryId(), req.GetLink()
 	got := map[string]*typesv1.Signed{}
 	for _, s := range req.GetPartials() {
 		got[s.GetNodeId()] = s.GetSigned()
 	}
-	if err := n.checkLinkSet(r.e, qid, req.GetSpec(), ls.GetParticipants(), req.GetPartials(), req.GetCommits()); err != nil {
-		return nil, nil, err
+	commit, err := n.checkLinkSet(r.e, qid, req.GetSpec(), ls.GetParticipants(), req.GetPartials(), req.GetCommits())
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	parts := make([]*nodev1.LinkPartial, 0, len(ls.GetParticipants()))
 	for _, id := range ls.GetParticipants() {
 		s, ok := got[id]
 		if !ok {
-			return nil, nil, fmt.Errorf("%w: link stage of %s: no partial from participant %s", ErrBadRequest, qid, id)
+			return nil, nil, nil, fmt.Errorf("%w: link stage of %s: no partial from participant %s", ErrBadRequest, qid, id)
 		}
 		m, _ := r.e.member(id)
 		w := n.window(nil)
 		w.MaxSkew = protocol.PartialAge(req.GetSpec(), w.MaxSkew) // held while the query waited for approvals
 		lp, err := protocol.OpenLinkPartial(m.Cert.PublicKey, s, qid, r.e.Epoch, id, w, r.shape)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: link stage of %s: partial of %s: %v", ErrBadRequest, qid, id, err)
+			return nil, nil, nil, fmt.Errorf("%w: link stage of %s: partial of %s: %v", ErrBadRequest, qid, id, err)
 		}
 		parts = append(parts, lp)
 	}
 	lists, noise := protocol.MergeLinkPartials(r.shape, parts)
-	return lists, noise, nil
+	return lists, noise, commit, nil
 }
 
 // linkWeight is this node's linkage-key share weighted by its Lagrange
@@ -647,7 +653,7 @@ func (n *Node) linkFinish(ctx context.Context, req *nodev1.LinkFinishRequest) (*
 // linkDecrypt returns this node's decryption shares of the payload sums of
 // a linked query, one per cell, with a proof that each is w·C1 of its sum
 // (protocol.ProveLinkShares). Before it decrypts anything it recomputes
-// every sum from the evidence the request carries (linkSums) and refuses a
+// every sum from the evidence the request carries (checkLinkEvidence) and refuses a
 // request whose sums differ: a coordinator cannot have it decrypt one
 // resident's payload, a pseudonym ciphertext or a sum without the nodes'
 // noise in place of a cell's sum.
@@ -664,10 +670,14 @@ func (n *Node) linkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) 
 	if len(req.GetSums()) != r.shape.Cells {
 		return nil, fmt.Errorf("%w: link decrypt of %s: %d sums for %d cells", ErrBadRequest, qid, len(req.GetSums()), r.shape.Cells)
 	}
-	sums, err := n.linkSums(ctx, r, req)
+	if !slices.Equal(req.GetDecryptors(), ls.GetStages()) {
+		return nil, fmt.Errorf("%w: link decrypt of %s: the decryptors %v are not the stages %v", ErrBadRequest, qid, req.GetDecryptors(), ls.GetStages())
+	}
+	ev, err := n.checkLinkEvidence(ctx, r, qid, ls, req.GetOutputs(), req.GetFinish())
 	if err != nil {
 		return nil, err
 	}
+	sums := ev.sums
 	if err := protocol.CheckLinkSums(req.GetSums(), sums); err != nil {
 		n.record(ctx, "coordinator", "link.sum_refused", qid, map[string]any{"error": err.Error()})
 		n.log.Warn("link decrypt refused: a sum is not its cell's", "query", qid, "err", err)
@@ -697,67 +707,205 @@ func (n *Node) linkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) 
 	return resp, nil
 }
 
-// linkSums recomputes the payload sums of a LinkDecrypt request from its
-// evidence. The decryptors are the stages, in order; this node, stage d,
-// checked every stage before it when it mixed, so it needs:
+// linkEvidence is what a stage checked of the evidence of a linked
+// query's release (LinkDecrypt, LinkAttest) and computed from it.
+type linkEvidence struct {
+	digest []byte              // SHA-256 of the evidence (outputs and finish shares)
+	commit []byte              // the partial set's commit digest, from this node's own output
+	lists  []*nodev1.LinkList  // the last stage's output
+	tally  *protocol.LinkTally // the pattern histogram (and payload sums)
+	sums   []linkage.ValueCiphertext
+}
+
+// evidenceDigest hashes the evidence of a release step: every output's
+// signed bytes and the finish shares with their proof.
+func evidenceDigest(outputs []*nodev1.NodeSigned, finish *nodev1.LinkFinishResponse) []byte {
+	h := sha256.New()
+	field := func(b []byte) {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
+		h.Write(b)
+	}
+	for _, o := range outputs {
+		field([]byte(o.GetNodeId()))
+		field(o.GetSigned().GetHeader())
+		field(o.GetSigned().GetPayload())
+		field(o.GetSigned().GetSignature())
+	}
+	for _, b := range finish.GetShares() {
+		field(b)
+	}
+	field(finish.GetProof())
+	return h.Sum(nil)
+}
+
+// linkCheckedSet keeps the evidence this node checked at LinkDecrypt of
+// its last few queries, so that LinkAttest of the same evidence (the next
+// step of a payload query) does not check every proof again.
+type linkCheckedSet struct {
+	mu    sync.Mutex
+	m     map[string]*linkEvidence
+	order []string
+}
+
+const linkCheckedKeep = 16
+
+func (s *linkCheckedSet) put(qid string, ev *linkEvidence) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]*linkEvidence{}
+	}
+	if _, ok := s.m[qid]; !ok {
+		s.order = append(s.order, qid)
+	}
+	s.m[qid] = ev
+	for len(s.order) > linkCheckedKeep {
+		delete(s.m, s.order[0])
+		s.order = s.order[1:]
+	}
+}
+
+func (s *linkCheckedSet) get(qid string, digest []byte) *linkEvidence {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ev := s.m[qid]; ev != nil && bytes.Equal(ev.digest, digest) {
+		return ev
+	}
+	return nil
+}
+
+// checkLinkEvidence checks the evidence of a release step of a linked
+// query and recomputes from it what is released. The decryptors are the
+// stages, in order; this node, stage d, checked every stage before it
+// when it mixed, so it needs:
 //   - its own output, under its own signature (what it mixed, from the
-//     proven outputs before it);
+//     proven outputs before it and the partial set it checked);
 //   - every later stage's output, signed, with its proof against the one
 //     before (a later stage colluding with the coordinator cannot plant
 //     or swap an element);
 //   - the first stage's finish shares of the last output, with their proof.
 //
-// From those it finishes the pseudonyms, tallies them and adds every
-// cell's matching payloads and the nodes' noise (protocol.LinkSums).
-// Any failure names the stage whose output or shares it refuses.
-func (n *Node) linkSums(ctx context.Context, r *linkRequest, req *nodev1.LinkDecryptRequest) ([]linkage.ValueCiphertext, error) {
-	qid, stages := req.GetQueryId(), req.GetLink().GetStages()
-	if !slices.Equal(req.GetDecryptors(), stages) {
-		return nil, fmt.Errorf("%w: link decrypt of %s: the decryptors %v are not the stages %v", ErrBadRequest, qid, req.GetDecryptors(), stages)
+// From those it finishes the pseudonyms, tallies them and, for a payload
+// query, adds every cell's matching payloads and the nodes' noise
+// (protocol.LinkSums). Any failure names the stage whose output or shares
+// it refuses.
+func (n *Node) checkLinkEvidence(ctx context.Context, r *linkRequest, qid string, ls *nodev1.LinkSpec, outputs []*nodev1.NodeSigned, finish *nodev1.LinkFinishResponse) (*linkEvidence, error) {
+	stages := ls.GetStages()
+	digest := evidenceDigest(outputs, finish)
+	if ev := n.linkChecked.get(qid, digest); ev != nil {
+		return ev, nil
 	}
 	d := slices.Index(stages, n.id)
-	outputs := req.GetOutputs()
-	if len(outputs) != len(stages) {
-		return nil, fmt.Errorf("%w: link decrypt of %s: %d stage outputs for %d stages (a coordinator of a version before the decryptors' check?)", ErrBadRequest, qid, len(outputs), len(stages))
+	if d < 0 {
+		return nil, fmt.Errorf("%w: %s is not a stage of %s (stages %v)", ErrBadRequest, n.id, qid, stages)
 	}
-	var lists []*nodev1.LinkList
+	if len(outputs) != len(stages) {
+		return nil, fmt.Errorf("%w: link release of %s: %d stage outputs for %d stages (a coordinator of a version before the decryptors' check?)", ErrBadRequest, qid, len(outputs), len(stages))
+	}
+	ev := &linkEvidence{digest: digest}
 	var noise [][]byte
 	for i := d; i < len(stages); i++ {
 		o := outputs[i]
 		if o.GetNodeId() != stages[i] {
-			return nil, fmt.Errorf("%w: link decrypt of %s: output %d is from %s, not stage %d (%s)", ErrBadRequest, qid, i, o.GetNodeId(), i, stages[i])
+			return nil, fmt.Errorf("%w: link release of %s: output %d is from %s, not stage %d (%s)", ErrBadRequest, qid, i, o.GetNodeId(), i, stages[i])
 		}
 		m, _ := r.e.member(stages[i])
 		out, err := protocol.OpenLinkStage(m.Cert.PublicKey, o.GetSigned(), qid, r.e.Epoch, stages[i], n.window(nil), r.shape, i, stages)
 		if err != nil {
-			return nil, fmt.Errorf("%w: link decrypt of %s: output of stage %d (%s): %v", ErrBadRequest, qid, i, stages[i], err)
+			return nil, fmt.Errorf("%w: link release of %s: output of stage %d (%s): %v", ErrBadRequest, qid, i, stages[i], err)
 		}
-		if i > d {
-			if err := protocol.CheckLinkStage(r.e.Link, r.points, r.points[i], qid, r.e.Epoch, stages[i], i, r.shape, lists, noise, out); err != nil {
-				n.record(ctx, "coordinator", "link.stage_proof_failed", qid, map[string]any{"stage": i, "node": stages[i], "error": err.Error()})
-				return nil, fmt.Errorf("link decrypt of %s: the output of stage %d (%s) refused: %w", qid, i, stages[i], err)
-			}
+		if i == d {
+			ev.commit = out.GetCommitDigest()
+		} else if err := protocol.CheckLinkStage(r.e.Link, r.points, r.points[i], qid, r.e.Epoch, stages[i], i, r.shape, ev.commit, ev.lists, noise, out); err != nil {
+			n.record(ctx, "coordinator", "link.stage_proof_failed", qid, map[string]any{"stage": i, "node": stages[i], "error": err.Error()})
+			return nil, fmt.Errorf("link release of %s: the output of stage %d (%s) refused: %w", qid, i, stages[i], err)
 		}
-		lists, noise = out.GetLists(), out.GetNoise()
+		ev.lists, noise = out.GetLists(), out.GetNoise()
 	}
-	finish := req.GetFinish()
-	c1s, err := protocol.SplitPoints(protocol.LinkC1(lists))
+	c1s, err := protocol.SplitPoints(protocol.LinkC1(ev.lists))
 	if err != nil {
-		return nil, fmt.Errorf("%w: link decrypt of %s: %v", ErrBadRequest, qid, err)
+		return nil, fmt.Errorf("%w: link release of %s: %v", ErrBadRequest, qid, err)
 	}
 	shares, err := protocol.SplitPoints(finish.GetShares())
 	if err != nil || len(shares) != len(c1s) {
-		return nil, fmt.Errorf("%w: link decrypt of %s: the finish shares of %s: %d for %d elements (%v)", ErrBadRequest, qid, stages[0], len(shares), len(c1s), err)
+		return nil, fmt.Errorf("%w: link release of %s: the finish shares of %s: %d for %d elements (%v)", ErrBadRequest, qid, stages[0], len(shares), len(c1s), err)
 	}
 	if err := protocol.CheckLinkShares(r.e.Link, r.points, r.points[0], protocol.LinkStepFinish, qid, r.e.Epoch, stages[0], c1s, shares, finish.GetProof()); err != nil {
 		n.record(ctx, "coordinator", "link.share_proof_failed", qid, map[string]any{"step": protocol.LinkStepFinish, "node": stages[0], "error": err.Error()})
-		return nil, fmt.Errorf("link decrypt of %s: %s's %s shares refused: %w", qid, stages[0], protocol.LinkStepFinish, err)
+		return nil, fmt.Errorf("link release of %s: %s's %s shares refused: %w", qid, stages[0], protocol.LinkStepFinish, err)
 	}
-	_, sums, err := protocol.LinkSums(r.shape, protocol.LinkPatternsOf(r.p, req.GetLink()), lists, finish.GetShares(), noise)
+	if ev.tally, ev.sums, err = protocol.LinkSums(r.shape, protocol.LinkPatternsOf(r.p, ls), ev.lists, finish.GetShares(), noise); err != nil {
+		return nil, fmt.Errorf("%w: link release of %s: %v", ErrBadRequest, qid, err)
+	}
+	n.linkChecked.put(qid, ev)
+	return ev, nil
+}
+
+// linkAttest signs what a linked query releases (LinkAttest): the counts
+// of its tally and, for a payload query, the decrypted sums, from the
+// evidence it checks (checkLinkEvidence) and every decryptor's proven
+// shares of the sums. The statement is the release record's: an analyst's
+// `fedstat verify` checks that T stages signed the totals the result was
+// released from.
+func (n *Node) linkAttest(ctx context.Context, req *nodev1.LinkAttestRequest) (*nodev1.LinkAttestResponse, error) {
+	qid := req.GetQueryId()
+	ls := req.GetLink()
+	stages := ls.GetStages()
+	r, err := n.openLinkRequest(ctx, "link attest", qid, req.GetEpoch(), req.GetSpec(), ls, stages)
 	if err != nil {
-		return nil, fmt.Errorf("%w: link decrypt of %s: %v", ErrBadRequest, qid, err)
+		return nil, err
 	}
-	return sums, nil
+	ev, err := n.checkLinkEvidence(ctx, r, qid, ls, req.GetOutputs(), req.GetFinish())
+	if err != nil {
+		return nil, err
+	}
+	lp := protocol.LinkPatternsOf(r.p, ls)
+	participants := len(ls.GetParticipants())
+	shift := protocol.LinkShift(r.p)
+	totals := dp.LinkTotals{Participants: participants, Patterns: lp.MatchingPatterns()}
+	for cell := 0; cell < r.shape.Cells; cell++ {
+		totals.Counts = append(totals.Counts, ev.tally.LinkCount(lp, cell, participants, shift))
+	}
+	if r.shape.Payload {
+		dec := req.GetDecrypted()
+		if len(dec) != len(stages) {
+			return nil, fmt.Errorf("%w: link attest of %s: the shares of %d decryptors, the stages are %d", ErrBadRequest, qid, len(dec), len(stages))
+		}
+		c1s := make([]linkage.Point, len(ev.sums))
+		for c, ct := range ev.sums {
+			c1s[c] = linkage.Point(ct[:linkage.PointSize])
+		}
+		shares := make([][]linkage.Point, len(stages))
+		for i, ds := range dec {
+			if ds.GetNodeId() != stages[i] || len(ds.GetShares()) != len(ev.sums) {
+				return nil, fmt.Errorf("%w: link attest of %s: decryptor %d: %s with %d shares, want stage %s with %d", ErrBadRequest, qid, i, ds.GetNodeId(), len(ds.GetShares()), stages[i], len(ev.sums))
+			}
+			if shares[i], err = protocol.SplitPoints(ds.GetShares()); err != nil || len(shares[i]) != len(ev.sums) {
+				return nil, fmt.Errorf("%w: link attest of %s: the shares of %s: %v", ErrBadRequest, qid, stages[i], err)
+			}
+			if err := protocol.CheckLinkShares(r.e.Link, r.points, r.points[i], protocol.LinkStepDecrypt, qid, r.e.Epoch, stages[i], c1s, shares[i], ds.GetProof()); err != nil {
+				n.record(ctx, "coordinator", "link.share_proof_failed", qid, map[string]any{"step": protocol.LinkStepDecrypt, "node": stages[i], "error": err.Error()})
+				return nil, fmt.Errorf("link attest of %s: %s's %s shares refused: %w", qid, stages[i], protocol.LinkStepDecrypt, err)
+			}
+		}
+		if totals.Sums, err = protocol.LinkSumValues(r.p, r.shape, ev.lists, participants, ev.sums, shares); err != nil {
+			return nil, fmt.Errorf("link attest of %s: %w", qid, err)
+		}
+	}
+	res, err := dp.ReleaseLinked(r.p, totals)
+	if err != nil {
+		return nil, fmt.Errorf("link attest of %s: %w", qid, err)
+	}
+	st := &nodev1.LinkReleaseStatement{
+		QueryId: qid, Epoch: r.e.Epoch, SpecDigest: r.shape.SpecDigest, CommitDigest: ev.commit, PlanFingerprint: r.p.Fingerprint(),
+		Stages: stages, Participants: int32(participants), Result: resultpb.ToProto(res),
+	}
+	signed, err := protocol.SealLinkRelease(n.cfg.Identity.Key, qid, r.e.Epoch, n.id, st, n.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	n.record(ctx, "coordinator", "link.attest", qid, map[string]any{"cells": r.shape.Cells})
+	return &nodev1.LinkAttestResponse{Statement: signed}, nil
 }
 
 // linkShareName is the keystore name of this node's linkage-key share of

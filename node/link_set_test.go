@@ -54,7 +54,7 @@ func TestCheckLinkSet(t *testing.T) {
 	}
 	n := &Node{id: "node-1", cfg: Config{Now: func() time.Time { return now }, MaxSkew: protocol.DefaultMaxSkew}}
 	all := []string{"node-1", "node-2", "node-3"}
-	if err := n.checkLinkSet(e, qid, spec, all, set, commitsTo(set, all...)); err != nil {
+	if _, err := n.checkLinkSet(e, qid, spec, all, set, commitsTo(set, all...)); err != nil {
 		t.Fatalf("the committed set: %v", err)
 	}
 	// node-3's partial replaced by one made later: node-1 and node-2
@@ -72,7 +72,7 @@ func TestCheckLinkSet(t *testing.T) {
 		"a participant's partial sent twice": {[]*nodev1.NodeSigned{set[0], set[1], set[1]}, commitsTo(set, all...), "3 partials for 3 participants"},
 		"no commitments at all":              {set, nil, "no commitment"},
 	} {
-		err := n.checkLinkSet(e, qid, spec, all, c.partials, c.commits)
+		_, err := n.checkLinkSet(e, qid, spec, all, c.partials, c.commits)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error naming %q", name, err, c.want)
 		}

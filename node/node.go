@@ -193,6 +193,8 @@ type Node struct {
 	replay envelope.ReplayCache
 	// staged: the stages of linked queries this node has mixed.
 	staged stagedSet
+	// linkChecked: the release evidence of recent linked queries checked.
+	linkChecked linkCheckedSet
 
 	mu      sync.RWMutex
 	epoch   *epochState // the active epoch; nil until the first key ceremony

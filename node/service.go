@@ -81,6 +81,10 @@ func (s *service) LinkDecrypt(ctx context.Context, req *nodev1.LinkDecryptReques
 	return audited(ctx, s.n, "decrypt", req, s.n.linkDecrypt)
 }
 
+func (s *service) LinkAttest(ctx context.Context, req *nodev1.LinkAttestRequest) (*nodev1.LinkAttestResponse, error) {
+	return audited(ctx, s.n, "attest", req, s.n.linkAttest)
+}
+
 // audited runs a link call and records its refusal in the audit log.
 func audited[Req interface{ GetQueryId() string }, Resp any](ctx context.Context, n *Node, call string, req Req, fn func(context.Context, Req) (Resp, error)) (Resp, error) {
 	resp, err := fn(ctx, req)

@@ -34,6 +34,9 @@ type verifyReport struct {
 	Threshold  int      `json:"threshold,omitempty"`
 	PlanBound  bool     `json:"plan_bound"`
 	Withheld   string   `json:"withheld,omitempty"`
+	// Linked: a query across linked agencies; decryptors are then the mix
+	// stages that signed the released result, senders the participants.
+	Linked bool `json:"linked,omitempty"`
 }
 
 func verifyCommand() *cobra.Command {
@@ -67,6 +70,12 @@ then that release's record. When the decrypted totals hold values
 you were not given (suppressed small counts, the sums behind a mean, counts
 rounded from a finer grid), the coordinator keeps the result key and step 6
 is not run: the verdict says so.
+
+A query across linked agencies is checked in its own steps: 1 and 2 (its
+participants' signed partials), 3 for the set alone, then that every one of
+its T mix stages signed a statement of this set, spec and plan whose result
+is the one you were given. A stage signs only what it tallied and decrypted
+itself from mixes and shares whose proofs it checked (docs/linkage.md).
 
 The totals are decoded with the default catalogue and the coordinator's
 regions, or with the network catalogue of --network-config (a node's or the
@@ -184,8 +193,8 @@ Example:
 			}
 			if format == "json" {
 				report.Epoch, report.Senders, report.Decryptors, report.Threshold = v.Epoch, v.Senders, v.Decryptors, v.Threshold
-				report.PlanBound, report.Withheld = v.PlanBound, v.Withheld
-				if v.Decrypted {
+				report.PlanBound, report.Withheld, report.Linked = v.PlanBound, v.Withheld, v.Linked
+				if v.Decrypted || v.Linked {
 					say("verified", "", "")
 				} else {
 					say("verified_to_key_switch", "", "")
@@ -193,6 +202,12 @@ Example:
 				return nil
 			}
 			fmt.Fprintf(out, "query %s, key epoch %d\n", v.QueryID, v.Epoch)
+			if v.Linked {
+				fmt.Fprintf(out, "participants (signed and committed partials): %s\n", strings.Join(v.Senders, ", "))
+				fmt.Fprintf(out, "mix stages that signed the release (threshold %d): %s\n", v.Threshold, strings.Join(v.Decryptors, ", "))
+				fmt.Fprintln(out, "VERIFIED: the result is what every mix stage tallied and decrypted from proven mixes of these participants' partials")
+				return nil
+			}
 			fmt.Fprintf(out, "partials in the sum (signed and committed): %s\n", strings.Join(v.Senders, ", "))
 			fmt.Fprintf(out, "decryptors (signed shares, threshold %d): %s\n", v.Threshold, strings.Join(v.Decryptors, ", "))
 			if !v.PlanBound {

@@ -24,12 +24,34 @@ import (
 const (
 	KindLinkCommitments = "link-commitments" // a member's Feldman commitments to its linkage-key polynomial
 	KindLinkStage       = "link-stage"       // a mix stage's output
+	KindLinkRelease     = "link-release"     // a mix stage's statement of what a linked query released
 )
 
 var (
 	linkCommitKind = bytesKind(KindLinkCommitments)
 	linkStageKind  = protoKind[nodev1.LinkStagePayload](KindLinkStage)
+	linkRelKind    = protoKind[nodev1.LinkReleaseStatement](KindLinkRelease)
 )
+
+// SealLinkRelease signs stage node node's statement of what query queryID
+// released (LinkAttest).
+func SealLinkRelease(signer crypto.Signer, queryID string, epoch uint64, node string, st *nodev1.LinkReleaseStatement, now time.Time) (*typesv1.Signed, error) {
+	return linkRelKind.seal(signer, queryBinding(queryID, epoch, node), st, now)
+}
+
+// OpenLinkRelease verifies node's signed statement of what query queryID
+// released in epoch: the signature and the binding, and that the
+// statement names the same query and epoch.
+func OpenLinkRelease(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch uint64, node string, w Window) (*nodev1.LinkReleaseStatement, error) {
+	st, err := linkRelKind.open(pub, s, queryBinding(queryID, epoch, node), w)
+	if err != nil {
+		return nil, err
+	}
+	if st.GetQueryId() != queryID || st.GetEpoch() != epoch {
+		return nil, fmt.Errorf("it states query %s of epoch %d", st.GetQueryId(), st.GetEpoch())
+	}
+	return st, nil
+}
 
 // SealLinkCommitments signs node's commitments (concatenated 32-byte
 // points) to its linkage-key polynomial of key epoch epoch.
@@ -570,6 +592,45 @@ func CheckLinkSums(asked [][]byte, want []linkage.ValueCiphertext) error {
 	return nil
 }
 
+// LinkSumValues combines the decryptors' shares of every cell's payload
+// sum (shares[i][cell] is decryptor i's, each checked with its proof) and
+// returns the sums as integers on the payload measure's grid (the bounded
+// discrete log). A sum beyond what the cell's outer elements and every
+// participant's noise far into its tail allow is an error naming the cell.
+func LinkSumValues(p *plan.Plan, shape LinkShape, lists []*nodev1.LinkList, participants int, sums []linkage.ValueCiphertext, shares [][]linkage.Point) ([]int64, error) {
+	if len(p.Measures()) < 2 {
+		return nil, errors.New("the plan has no payload measure")
+	}
+	m := p.Measures()[1]
+	out := make([]int64, len(sums))
+	for cell, ct := range sums {
+		sh := make([]linkage.Point, len(shares))
+		for i := range shares {
+			if len(shares[i]) != len(sums) {
+				return nil, fmt.Errorf("decryptor %d: %d shares for %d sums", i, len(shares[i]), len(sums))
+			}
+			sh[i] = shares[i][cell]
+		}
+		v, err := linkage.CombineDecryption(ct, sh)
+		if err != nil {
+			return nil, fmt.Errorf("cell %d: %w", cell, err)
+		}
+		// The sum is at most every outer element's bound, plus the noise
+		// of every participant far into its tail. The worst case is far
+		// above any real sum; the search goes out from zero, so a bound
+		// clamped to what the table serves costs nothing unless the sum
+		// really is that large.
+		elems := len(lists[shape.ListIndex(0, cell)].GetPseudonyms()) / linkage.CiphertextSize
+		bound := float64(elems)*m.PerCell*m.Scale + 12*math.Sqrt(float64(participants))*m.NodeSigma*m.Scale + 1
+		x, err := linkage.DiscreteLog(v, int64(math.Min(math.Ceil(bound), linkage.MaxBound)))
+		if err != nil {
+			return nil, fmt.Errorf("cell %d: the decrypted sum is out of its range (%v)", cell, err)
+		}
+		out[cell] = x
+	}
+	return out, nil
+}
+
 // LinkCount is the released count of residents of cell from the tally:
 // the matching patterns' counts minus the public shift of every
 // participant's dummies.
@@ -653,11 +714,15 @@ func StageKeysBytes(k linkage.StageKeys) []byte {
 // CheckLinkStage checks that out, the opened output of stage number stage
 // (node, at Shamir point point among the stages' points), is a proven mix
 // of its input (inLists and inNoise: the merged partials for stage 0, the
-// previous stage's output after): every list's linkage.StageProof against
+// previous stage's output after) from the partial set of commitDigest
+// (protocol.CommitDigest): every list's linkage.StageProof against
 // the cell's keys and the stage's weighted linkage key (the identity for
 // stage 0, which strips nothing), and the noise ciphertexts passed on
 // unchanged. Any failure is ErrLinkStageProof, naming the cell and list.
-func CheckLinkStage(pub *linkage.PublicKey, points []uint64, point uint64, qid string, epoch uint64, node string, stage int, shape LinkShape, inLists []*nodev1.LinkList, inNoise [][]byte, out *nodev1.LinkStagePayload) error {
+func CheckLinkStage(pub *linkage.PublicKey, points []uint64, point uint64, qid string, epoch uint64, node string, stage int, shape LinkShape, commitDigest []byte, inLists []*nodev1.LinkList, inNoise [][]byte, out *nodev1.LinkStagePayload) error {
+	if !bytes.Equal(out.GetCommitDigest(), commitDigest) {
+		return fmt.Errorf("%w: it names another set of partials than the participants committed to", ErrLinkStageProof)
+	}
 	if len(out.GetStageKeys()) != shape.Cells || len(out.GetProofs()) != shape.Lists() {
 		return fmt.Errorf("%w: %d cells of keys and %d proofs, the plan has %d cells and %d lists (a version before the proofs of issue 21?)", ErrLinkStageProof, len(out.GetStageKeys()), len(out.GetProofs()), shape.Cells, shape.Lists())
 	}

@@ -199,7 +199,8 @@ func TestCheckLinkStage(t *testing.T) {
 	}
 	in := []*nodev1.LinkList{enc(0, 0, 5), enc(1, 0, 3), enc(0, 1, 4), enc(1, 1, 0)}
 	noise := [][]byte{make([]byte, 64), make([]byte, 64)}
-	out := &nodev1.LinkStagePayload{Noise: noise}
+	commit := []byte("the commit digest of the partial set")
+	out := &nodev1.LinkStagePayload{Noise: noise, CommitDigest: commit}
 	for c := range shape.Cells {
 		group := [][]linkage.Ciphertext{
 			protocol.SplitCiphertexts[linkage.Ciphertext](in[shape.ListIndex(0, c)].GetPseudonyms()),
@@ -221,7 +222,7 @@ func TestCheckLinkStage(t *testing.T) {
 		}
 	}
 	check := func(o *nodev1.LinkStagePayload, node string, stage int, input []*nodev1.LinkList) error {
-		return protocol.CheckLinkStage(pub, []uint64{1}, 1, "q-1", 1, node, stage, shape, input, noise, o)
+		return protocol.CheckLinkStage(pub, []uint64{1}, 1, "q-1", 1, node, stage, shape, commit, input, noise, o)
 	}
 	if err := check(out, "node-1", 0, in); err != nil {
 		t.Fatalf("honest stage: %v", err)
@@ -241,6 +242,10 @@ func TestCheckLinkStage(t *testing.T) {
 	refused("another node's", check(out, "node-2", 0, in), "cell 0 list 0")
 	other := []*nodev1.LinkList{enc(0, 0, 5), in[1], in[2], in[3]}
 	refused("another input", check(out, "node-1", 0, other), "cell 0 list 0")
+	// An output that names another partial set than the one committed to.
+	elsewhere := proto.Clone(out).(*nodev1.LinkStagePayload)
+	elsewhere.CommitDigest = []byte("another set")
+	refused("another partial set", check(elsewhere, "node-1", 0, in), "another set of partials")
 }
 
 // TestCheckLinkSums: a decryptor's comparison of the sums it is asked to

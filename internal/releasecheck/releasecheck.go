@@ -73,6 +73,10 @@ type Verdict struct {
 	// key was not revealed and the check stopped at the switched sum.
 	Decrypted bool
 	Withheld  string
+	// Linked says the record is of a query across linked agencies:
+	// Decryptors are then the mix stages that signed the released result
+	// (every one of them, T), and Senders the participants.
+	Linked bool
 }
 
 func refuse(format string, a ...any) error {
@@ -144,6 +148,10 @@ func Check(rec *coordinatorv1.ReleaseRecord, o Options) (*Verdict, error) {
 	}
 	if min := int(spec.GetMinNodes()); len(senders) < min || len(senders) == 0 {
 		return nil, refuse("%d senders, the query needs at least %d (min_nodes)", len(senders), min)
+	}
+
+	if len(rec.GetLinkStatements()) > 0 {
+		return checkLinked(rec, o, cat, certs, senders, w)
 	}
 
 	// 3. Commitments: signed, to this partial set and this sum.
@@ -284,6 +292,90 @@ func Check(rec *coordinatorv1.ReleaseRecord, o Options) (*Verdict, error) {
 	}
 	v.Decrypted = true
 	return v, nil
+}
+
+// checkLinked checks the record of a query across linked agencies from
+// step 3 on (the certificates and the participants' signed partial headers
+// are checked): every participant committed to exactly this set; at least
+// T distinct stages of the query signed a statement of this set, spec and
+// plan whose result is the released one. An honest stage signs only what
+// it tallied (and decrypted) from outputs whose proofs of a correct mix,
+// and finish and decryption shares whose proofs, it checked; so with at
+// most T-1 colluders the result is that of the committed partials.
+func checkLinked(rec *coordinatorv1.ReleaseRecord, o Options, cat *plan.Catalogue, certs map[string]*x509.Certificate, senders []string, w protocol.Window) (*Verdict, error) {
+	qid, epoch, spec := rec.GetQueryId(), rec.GetEpoch(), rec.GetSpec()
+	commitDigest := protocol.CommitDigest(qid, epoch, spec, nodeSigned(rec))
+	for _, s := range rec.GetSenders() {
+		id := s.GetNodeId()
+		// A participant's commitment to the set it revealed in (Reveal).
+		d, err := protocol.OpenCommit(certs[id].PublicKey, s.GetCommitment(), qid, epoch, id, w)
+		if err != nil {
+			return nil, refuse("the commitment of %s does not verify: %v", id, err)
+		}
+		if !bytes.Equal(d, commitDigest) {
+			return nil, refuse("%s committed to another set of partials than the record's", id)
+		}
+	}
+	if !proto.Equal(rec.GetResult(), o.Released) {
+		return nil, refuse("the record's result is not the result released to you")
+	}
+	preq, err := protocol.PlanRequest(spec)
+	if err != nil {
+		return nil, refuse("the spec does not plan: %v", err)
+	}
+	p, err := plan.Build(preq, cat)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the spec does not plan with this catalogue (%v): the release cannot be checked here; give the network's catalogue", ErrCatalogue, err)
+	}
+	if p.Link == nil {
+		return nil, refuse("the record has stages' statements, but the spec is not a query across linked agencies")
+	}
+	t := int(spec.GetThreshold())
+	specDigest := protocol.SpecDigest(spec)
+	var signers, stages []string
+	planFP := ""
+	for i, ls := range rec.GetLinkStatements() {
+		id := ls.GetNodeId()
+		if slices.Contains(signers, id) {
+			return nil, refuse("stage %s signed twice", id)
+		}
+		c := certs[id]
+		if c == nil {
+			return nil, refuse("no certificate of the network CA for stage %s", id)
+		}
+		st, err := protocol.OpenLinkRelease(c.PublicKey, ls.GetStatement(), qid, epoch, id, w)
+		if err != nil {
+			return nil, refuse("the statement of %s does not verify: %v", id, err)
+		}
+		switch {
+		case i == 0:
+			stages, planFP = st.GetStages(), st.GetPlanFingerprint()
+		case !slices.Equal(st.GetStages(), stages) || st.GetPlanFingerprint() != planFP:
+			return nil, refuse("the statements of %s and %s name other stages or plans", signers[0], id)
+		}
+		switch {
+		case !slices.Contains(st.GetStages(), id):
+			return nil, refuse("%s signed a statement, but is not among its stages %v", id, st.GetStages())
+		case !bytes.Equal(st.GetSpecDigest(), specDigest):
+			return nil, refuse("the statement of %s is of another query spec", id)
+		case !bytes.Equal(st.GetCommitDigest(), commitDigest):
+			return nil, refuse("the statement of %s is of another set of partials than the record's", id)
+		case int(st.GetParticipants()) != len(senders):
+			return nil, refuse("the statement of %s counts %d participants, the record has %d", id, st.GetParticipants(), len(senders))
+		}
+		if err := sameValues(st.GetResult(), o.Released); err != nil {
+			return nil, refuse("the released result is not the one %s signed: %v", id, err)
+		}
+		signers = append(signers, id)
+	}
+	if t < 1 || len(signers) < t || len(stages) != t {
+		return nil, refuse("%d stages signed the release (of %d stages), the epoch's threshold is %d", len(signers), len(stages), t)
+	}
+	if got := p.Fingerprint(); got != planFP {
+		return nil, fmt.Errorf("%w: the stages planned query %s with another catalogue than this check's (plan fingerprint %.12s, this check's %.12s): "+
+			"the release cannot be checked here; give the network's catalogue", ErrCatalogue, qid, planFP, got)
+	}
+	return &Verdict{QueryID: qid, Epoch: epoch, Senders: sorted(senders), Decryptors: sorted(signers), Threshold: t, PlanBound: true, Linked: true}, nil
 }
 
 // sameValues compares the numbers of two results cell by cell (display

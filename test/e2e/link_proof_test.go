@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/internal/releasecheck"
 	"github.com/fedstat/fedstat/node"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -63,13 +66,13 @@ const residents = 60
 // hospitals (linkProofCity, T = 3: every node is a stage) with the given
 // gRPC server options per node, audit logs and a budget no test exhausts,
 // and returns a client of its coordinator.
-func startLinkProofNetwork(t *testing.T, dir string, opts func(nodeID string) []grpc.ServerOption) *client.Client {
+func startLinkProofNetwork(t *testing.T, dir string, opts func(nodeID string) []grpc.ServerOption) (*client.Client, *demo.Network) {
 	nw := startFault(t, demo.Options{
 		Dir: dir, Data: linkProofCity(residents), Threshold: 3, MinNodes: 3, AuditLogs: true,
 		Regions: []string{"north"}, Linkage: &plan.Linkage{IdentifierSystem: linkProofSystem}, MaxNodesPerPatient: 3,
 		NodeServerOptions: opts, Budget: node.Budget{TotalRho: 1e12, PerAnalystRho: 1e12},
 	})
-	return dialCoordinator(t, nw, nil)
+	return dialCoordinator(t, nw, nil), nw
 }
 
 // linkProofSpec is a linked query with a payload (so that it has both a
@@ -135,7 +138,7 @@ func TestWrongLinkShareNamed(t *testing.T) {
 			return h(ctx, req)
 		})}
 	}
-	cl := startLinkProofNetwork(t, dir, evil)
+	cl, _ := startLinkProofNetwork(t, dir, evil)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	spec := linkProofSpec
@@ -301,7 +304,7 @@ func TestDeviatingStageNamed(t *testing.T) {
 			return h(ctx, req)
 		})}
 	}
-	cl := startLinkProofNetwork(t, dir, interceptors)
+	cl, _ := startLinkProofNetwork(t, dir, interceptors)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	spec := linkProofSpec()
@@ -486,7 +489,7 @@ func TestLinkSumsCheckedByDecryptors(t *testing.T) {
 			return resp, err
 		})}
 	}
-	cl := startLinkProofNetwork(t, dir, interceptors)
+	cl, _ := startLinkProofNetwork(t, dir, interceptors)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	spec := linkProofSpec()
@@ -571,5 +574,123 @@ func TestLinkSumsCheckedByDecryptors(t *testing.T) {
 	}
 	if got := st.GetResult().GetRows()[0].GetValues()[0].GetValue(); got < residents/2-0.5 || got > residents/2+0.5 {
 		t.Fatalf("released %v, want %d", got, residents/2)
+	}
+}
+
+// TestLinkedReleaseRecord (issue 21): a query across linked agencies has a
+// release record that its analyst checks with nothing but the network CA
+// (releasecheck.Check, `fedstat verify`): the participants' signed partial
+// headers and commitments, and every mix stage's signed statement of the
+// released result, which the stage computes itself from the evidence it
+// checks (the proofs of the later stages' mixes, of the finish shares and
+// of every decryptor's shares). A count and a payload query verify; a
+// record with a changed result, a statement missing, a participant
+// dropped, or a statement node-3 signs for another result (a colluding
+// stage) is refused, naming what failed. node-3 stating another result at
+// LinkAttest fails the query, naming node-3, and nothing is released.
+func TestLinkedReleaseRecord(t *testing.T) {
+	dir := t.TempDir()
+	var lie atomic.Bool
+	node3 := func() crypto.Signer {
+		id, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id.Key
+	}
+	// restate has node-3 sign st again with the first value of its result
+	// moved by one.
+	restate := func(s *typesv1.Signed, qid string, epoch uint64) *typesv1.Signed {
+		st := &nodev1.LinkReleaseStatement{}
+		if err := proto.Unmarshal(s.GetPayload(), st); err != nil {
+			t.Fatal(err)
+		}
+		st.Result.Rows[0].Values[0].Value++
+		out, err := protocol.SealLinkRelease(node3(), qid, epoch, "node-3", st, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	interceptors := func(nodeID string) []grpc.ServerOption {
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			resp, err := h(ctx, req)
+			if err == nil && nodeID == "node-3" && lie.Load() && info.FullMethod == nodev1.NodeService_LinkAttest_FullMethodName {
+				r := req.(*nodev1.LinkAttestRequest)
+				a := resp.(*nodev1.LinkAttestResponse)
+				a.Statement = restate(a.GetStatement(), r.GetQueryId(), r.GetEpoch())
+			}
+			return resp, err
+		})}
+	}
+	cl, nw := startLinkProofNetwork(t, dir, interceptors)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	check := func(rec *coordinatorv1.ReleaseRecord, released *typesv1.Result) (*releasecheck.Verdict, error) {
+		return releasecheck.Check(rec, releasecheck.Options{CA: nw.Analyst.CA, Released: released, Catalogue: nw.Catalogue})
+	}
+	run := func(spec *typesv1.QuerySpec) (*coordinatorv1.QueryStatus, *coordinatorv1.ReleaseRecord) {
+		t.Helper()
+		st, err := runQuery(ctx, cl, spec)
+		if err != nil {
+			t.Fatalf("%s: %v", spec.GetSql(), err)
+		}
+		rec, err := cl.ReleaseRecord(ctx, st.GetQueryId())
+		if err != nil {
+			t.Fatalf("%s: the release record: %v", spec.GetSql(), err)
+		}
+		v, err := check(rec, st.GetResult())
+		if err != nil {
+			t.Fatalf("%s: the honest record: %v", spec.GetSql(), err)
+		}
+		if !v.Linked || len(v.Decryptors) != 3 || len(v.Senders) != 3 || !v.PlanBound {
+			t.Errorf("%s: verdict %+v, want a linked release signed by the 3 stages of 3 participants", spec.GetSql(), v)
+		}
+		return st, rec
+	}
+	count := linkProofSpec()
+	count.Sql = "SELECT COUNT(DISTINCT patient_id) FROM conditions WHERE code LIKE 'E11%' AND patient_id IN (SELECT patient_id FROM conditions WHERE code LIKE 'I10%')"
+	run(count)
+	st, rec := run(linkProofSpec())
+
+	refused := func(name string, rec *coordinatorv1.ReleaseRecord, released *typesv1.Result, want string) {
+		t.Helper()
+		_, err := check(rec, released)
+		if !errors.Is(err, releasecheck.ErrRefused) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want refused: %q", name, err, want)
+		}
+	}
+	// Another result, in the record and as released.
+	bad := proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+	bad.Result.Rows[0].Values[0].Value++
+	refused("another result", bad, bad.GetResult(), "is not the one")
+	// A stage's statement missing.
+	bad = proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+	bad.LinkStatements = bad.LinkStatements[1:]
+	refused("a statement missing", bad, st.GetResult(), "2 stages signed the release (of 3 stages)")
+	// A participant dropped.
+	bad = proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+	bad.Senders = bad.Senders[1:]
+	refused("a participant dropped", bad, st.GetResult(), "2 senders, the query needs at least 3")
+	// node-3, colluding, signs another result: the other stages' statements
+	// do not follow.
+	bad = proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+	bad.Result.Rows[0].Values[0].Value++
+	for _, ls := range bad.LinkStatements {
+		if ls.GetNodeId() == "node-3" {
+			ls.Statement = restate(ls.GetStatement(), rec.GetQueryId(), rec.GetEpoch())
+		}
+	}
+	refused("node-3's statement of another result", bad, bad.GetResult(), "is not the one node-")
+
+	// node-3 states another result at LinkAttest: refused, naming it.
+	lie.Store(true)
+	st, err := runQuery(ctx, cl, linkProofSpec())
+	lie.Store(false)
+	if err == nil || !strings.Contains(err.Error(), "the statement of the released totals at node-3") || !strings.Contains(err.Error(), "states another release") {
+		t.Fatalf("node-3 stating another result: %v; want the query refused, naming node-3", err)
+	}
+	if st.GetResult() != nil {
+		t.Errorf("a result was kept: %v", st.GetResult())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,7 +102,9 @@ func linkedNetworkEndToEnd(t *testing.T, outbound bool) {
 		NodeConfig:  func(int) string { return budget },
 	})
 
-	query := func(eps float64, sql string) linkResult {
+	// queryID runs sql at eps with the CLI and returns the result and the
+	// query id.
+	queryID := func(eps float64, sql string) (linkResult, string) {
 		t.Helper()
 		out, stderr, err := cli(t, p, "query", "--format", "json", "--epsilon", strconv.FormatFloat(eps, 'g', -1, 64), sql)
 		if err != nil {
@@ -114,6 +117,15 @@ func linkedNetworkEndToEnd(t *testing.T, outbound bool) {
 		if r.Nodes != n {
 			t.Errorf("%q: released from %d nodes, want %d", sql, r.Nodes, n)
 		}
+		m := regexp.MustCompile(`query (q-[0-9a-f]+)`).FindStringSubmatch(stderr)
+		if m == nil {
+			t.Fatalf("no query id in %q", stderr)
+		}
+		return r, m[1]
+	}
+	query := func(eps float64, sql string) linkResult {
+		t.Helper()
+		r, _ := queryID(eps, sql)
 		return r
 	}
 	// within checks a released number against the truth: within its 95%
@@ -140,8 +152,14 @@ func linkedNetworkEndToEnd(t *testing.T, outbound bool) {
 	}
 	q2 := query(1, synth.CitySQLDiabeticDeaths2023)
 	within("Q2 (diabetics who died in 2023)", q2.Rows[0].Values[0], float64(truth.DiabeticDeaths2023))
-	q3 := query(1, synth.CitySQLDiabeticClaims)
+	q3, q3id := queryID(1, synth.CitySQLDiabeticClaims)
 	within("Q3 (claims of diabetics)", q3.Rows[0].Values[0], truth.DiabeticClaims())
+	// Its release record: every mix stage signed the released result
+	// (`fedstat verify`, with the network catalogue for the study tables).
+	if out, errOut, err := cli(t, p, "verify", "--network-config", filepath.Join(p.Dir, "coordinator.toml"), q3id); err != nil ||
+		!strings.Contains(out, "mix stages that signed the release (threshold 2): ") || !strings.Contains(out, "VERIFIED") {
+		t.Errorf("fedstat verify %s: %v\n%s%s", q3id, err, out, errOut)
+	}
 
 	// The same at a huge ε: exact (the sum to its grid).
 	const huge = 1e9

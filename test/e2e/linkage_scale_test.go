@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -142,7 +143,8 @@ func linkScaleRun(t *testing.T, residents, hospitals int) []string {
 		}
 		sort.Slice(ids, func(i, j int) bool { return sent[ids[i]] > sent[ids[j]] })
 		v := st.GetResult().GetRows()[0].GetValues()[0].GetValue()
-		t.Logf("%s: released %v (truth %d) in %s; phases %s; sent %v", q.name, v, q.truth, wall.Round(100*time.Millisecond), strings.Join(phases, ", "), sent)
+		sd := math.Sqrt(st.GetResult().GetRows()[0].GetValues()[0].GetVariance())
+		t.Logf("%s: released %v (sd %.3g, truth %d) in %s; phases %s; sent %v", q.name, v, sd, q.truth, wall.Round(100*time.Millisecond), strings.Join(phases, ", "), sent)
 		rows = append(rows, fmt.Sprintf("| %d | %d | %d | %d | %s | %d | %.1f s | %s | %.1f MiB (%s) |", residents, hospitals, n, threshold, q.name, q.truth,
 			wall.Seconds(), strings.Join(phases, ", "), float64(sent[ids[0]])/(1<<20), ids[0]))
 	}

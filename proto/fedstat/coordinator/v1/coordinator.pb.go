@@ -3842,6 +3842,11 @@ type ReleaseRecord struct {
 	// result is the result as released.
 	Result         *v1.Result `protobuf:"bytes,12,opt,name=result,proto3" json:"result,omitempty"`
 	ReleasedUnixMs int64      `protobuf:"varint,13,opt,name=released_unix_ms,json=releasedUnixMs,proto3" json:"released_unix_ms,omitempty"`
+	// link_statements are, for a query across linked agencies (which has no
+	// sum, decryptors' key-switch shares or result key), every mix stage's
+	// signed LinkReleaseStatement (node/v1) of the released totals; senders
+	// are then the participants, with their commitments to the set.
+	LinkStatements []*ReleaseLinkStatement `protobuf:"bytes,14,rep,name=link_statements,json=linkStatements,proto3" json:"link_statements,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -3967,6 +3972,65 @@ func (x *ReleaseRecord) GetReleasedUnixMs() int64 {
 	return 0
 }
 
+func (x *ReleaseRecord) GetLinkStatements() []*ReleaseLinkStatement {
+	if x != nil {
+		return x.LinkStatements
+	}
+	return nil
+}
+
+type ReleaseLinkStatement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Statement     *v1.Signed             `protobuf:"bytes,2,opt,name=statement,proto3" json:"statement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseLinkStatement) Reset() {
+	*x = ReleaseLinkStatement{}
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseLinkStatement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseLinkStatement) ProtoMessage() {}
+
+func (x *ReleaseLinkStatement) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseLinkStatement.ProtoReflect.Descriptor instead.
+func (*ReleaseLinkStatement) Descriptor() ([]byte, []int) {
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ReleaseLinkStatement) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ReleaseLinkStatement) GetStatement() *v1.Signed {
+	if x != nil {
+		return x.Statement
+	}
+	return nil
+}
+
 // ReleaseSender is one node whose partial is in the sum of a release.
 type ReleaseSender struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -3982,7 +4046,7 @@ type ReleaseSender struct {
 
 func (x *ReleaseSender) Reset() {
 	*x = ReleaseSender{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[51]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3994,7 +4058,7 @@ func (x *ReleaseSender) String() string {
 func (*ReleaseSender) ProtoMessage() {}
 
 func (x *ReleaseSender) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[51]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4007,7 +4071,7 @@ func (x *ReleaseSender) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseSender.ProtoReflect.Descriptor instead.
 func (*ReleaseSender) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{51}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReleaseSender) GetNodeId() string {
@@ -4043,7 +4107,7 @@ type ReleaseDecryptor struct {
 
 func (x *ReleaseDecryptor) Reset() {
 	*x = ReleaseDecryptor{}
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[52]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4055,7 +4119,7 @@ func (x *ReleaseDecryptor) String() string {
 func (*ReleaseDecryptor) ProtoMessage() {}
 
 func (x *ReleaseDecryptor) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[52]
+	mi := &file_fedstat_coordinator_v1_coordinator_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4068,7 +4132,7 @@ func (x *ReleaseDecryptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseDecryptor.ProtoReflect.Descriptor instead.
 func (*ReleaseDecryptor) Descriptor() ([]byte, []int) {
-	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{52}
+	return file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ReleaseDecryptor) GetNodeId() string {
@@ -4402,7 +4466,7 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\voutput_type\x18\x05 \x01(\tR\n" +
 	"outputType\x12$\n" +
 	"\x0eoutput_type_id\x18\x06 \x01(\x01R\foutputTypeId\x12\x14\n" +
-	"\x05value\x18\a \x01(\x01R\x05value\"\xa1\x04\n" +
+	"\x05value\x18\a \x01(\x01R\x05value\"\xf8\x04\n" +
 	"\rReleaseRecord\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -4420,7 +4484,11 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	" \x01(\tR\x11resultKeyWithheld\x12\"\n" +
 	"\fcertificates\x18\v \x03(\fR\fcertificates\x120\n" +
 	"\x06result\x18\f \x01(\v2\x18.fedstat.types.v1.ResultR\x06result\x12(\n" +
-	"\x10released_unix_ms\x18\r \x01(\x03R\x0ereleasedUnixMs\"\x96\x01\n" +
+	"\x10released_unix_ms\x18\r \x01(\x03R\x0ereleasedUnixMs\x12U\n" +
+	"\x0flink_statements\x18\x0e \x03(\v2,.fedstat.coordinator.v1.ReleaseLinkStatementR\x0elinkStatements\"g\n" +
+	"\x14ReleaseLinkStatement\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x126\n" +
+	"\tstatement\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\tstatement\"\x96\x01\n" +
 	"\rReleaseSender\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x122\n" +
 	"\apartial\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x128\n" +
@@ -4478,164 +4546,167 @@ func file_fedstat_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_fedstat_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_fedstat_coordinator_v1_coordinator_proto_goTypes = []any{
-	(State)(0),                  // 0: fedstat.coordinator.v1.State
-	(*Explanation)(nil),         // 1: fedstat.coordinator.v1.Explanation
-	(*NodeCost)(nil),            // 2: fedstat.coordinator.v1.NodeCost
-	(*ExpectedNoise)(nil),       // 3: fedstat.coordinator.v1.ExpectedNoise
-	(*CreateSeriesRequest)(nil), // 4: fedstat.coordinator.v1.CreateSeriesRequest
-	(*AlertRule)(nil),           // 5: fedstat.coordinator.v1.AlertRule
-	(*GetSeriesRequest)(nil),    // 6: fedstat.coordinator.v1.GetSeriesRequest
-	(*ListSeriesRequest)(nil),   // 7: fedstat.coordinator.v1.ListSeriesRequest
-	(*ListSeriesResponse)(nil),  // 8: fedstat.coordinator.v1.ListSeriesResponse
-	(*Series)(nil),              // 9: fedstat.coordinator.v1.Series
-	(*SeriesPeriod)(nil),        // 10: fedstat.coordinator.v1.SeriesPeriod
-	(*SeriesValue)(nil),         // 11: fedstat.coordinator.v1.SeriesValue
-	(*SeriesAlert)(nil),         // 12: fedstat.coordinator.v1.SeriesAlert
-	(*CatalogueRequest)(nil),    // 13: fedstat.coordinator.v1.CatalogueRequest
-	(*CatalogueResponse)(nil),   // 14: fedstat.coordinator.v1.CatalogueResponse
-	(*ValueSetInfo)(nil),        // 15: fedstat.coordinator.v1.ValueSetInfo
-	(*BudgetRequest)(nil),       // 16: fedstat.coordinator.v1.BudgetRequest
-	(*NodeBudget)(nil),          // 17: fedstat.coordinator.v1.NodeBudget
-	(*BudgetResponse)(nil),      // 18: fedstat.coordinator.v1.BudgetResponse
-	(*SubmitRequest)(nil),       // 19: fedstat.coordinator.v1.SubmitRequest
-	(*GetRequest)(nil),          // 20: fedstat.coordinator.v1.GetRequest
-	(*NodeProgress)(nil),        // 21: fedstat.coordinator.v1.NodeProgress
-	(*Phase)(nil),               // 22: fedstat.coordinator.v1.Phase
-	(*QueryStatus)(nil),         // 23: fedstat.coordinator.v1.QueryStatus
-	(*ApprovalWait)(nil),        // 24: fedstat.coordinator.v1.ApprovalWait
-	(*ListRequest)(nil),         // 25: fedstat.coordinator.v1.ListRequest
-	(*ListResponse)(nil),        // 26: fedstat.coordinator.v1.ListResponse
-	(*NodesRequest)(nil),        // 27: fedstat.coordinator.v1.NodesRequest
-	(*NodeInfo)(nil),            // 28: fedstat.coordinator.v1.NodeInfo
-	(*NodesResponse)(nil),       // 29: fedstat.coordinator.v1.NodesResponse
-	(*KeyCeremonyStatus)(nil),   // 30: fedstat.coordinator.v1.KeyCeremonyStatus
-	(*MemberProblem)(nil),       // 31: fedstat.coordinator.v1.MemberProblem
-	(*StudiesRequest)(nil),      // 32: fedstat.coordinator.v1.StudiesRequest
-	(*StudiesResponse)(nil),     // 33: fedstat.coordinator.v1.StudiesResponse
-	(*StudyTable)(nil),          // 34: fedstat.coordinator.v1.StudyTable
-	(*StudyColumn)(nil),         // 35: fedstat.coordinator.v1.StudyColumn
-	(*StatsRequest)(nil),        // 36: fedstat.coordinator.v1.StatsRequest
-	(*StatsEstimate)(nil),       // 37: fedstat.coordinator.v1.StatsEstimate
-	(*StatsCurve)(nil),          // 38: fedstat.coordinator.v1.StatsCurve
-	(*StatsResponse)(nil),       // 39: fedstat.coordinator.v1.StatsResponse
-	(*ErrorResponse)(nil),       // 40: fedstat.coordinator.v1.ErrorResponse
-	(*SignInRequest)(nil),       // 41: fedstat.coordinator.v1.SignInRequest
-	(*WhoAmIRequest)(nil),       // 42: fedstat.coordinator.v1.WhoAmIRequest
-	(*SessionInfo)(nil),         // 43: fedstat.coordinator.v1.SessionInfo
-	(*SignOutRequest)(nil),      // 44: fedstat.coordinator.v1.SignOutRequest
-	(*SignOutResponse)(nil),     // 45: fedstat.coordinator.v1.SignOutResponse
-	(*AuditRequest)(nil),        // 46: fedstat.coordinator.v1.AuditRequest
-	(*AuditResponse)(nil),       // 47: fedstat.coordinator.v1.AuditResponse
-	(*ForecastRequest)(nil),     // 48: fedstat.coordinator.v1.ForecastRequest
-	(*SeriesForecast)(nil),      // 49: fedstat.coordinator.v1.SeriesForecast
-	(*ForecastRow)(nil),         // 50: fedstat.coordinator.v1.ForecastRow
-	(*ReleaseRecord)(nil),       // 51: fedstat.coordinator.v1.ReleaseRecord
-	(*ReleaseSender)(nil),       // 52: fedstat.coordinator.v1.ReleaseSender
-	(*ReleaseDecryptor)(nil),    // 53: fedstat.coordinator.v1.ReleaseDecryptor
-	nil,                         // 54: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
-	nil,                         // 55: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
-	nil,                         // 56: fedstat.coordinator.v1.SeriesForecast.NotesEntry
-	(*v1.QuerySpec)(nil),        // 57: fedstat.types.v1.QuerySpec
-	(*v1.SeriesSpec)(nil),       // 58: fedstat.types.v1.SeriesSpec
-	(*v1.AnalystSignature)(nil), // 59: fedstat.types.v1.AnalystSignature
-	(*v1.Result)(nil),           // 60: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),      // 61: fedstat.types.v1.DataSummary
-	(*structpb.Struct)(nil),     // 62: google.protobuf.Struct
-	(*v1.Signed)(nil),           // 63: fedstat.types.v1.Signed
+	(State)(0),                   // 0: fedstat.coordinator.v1.State
+	(*Explanation)(nil),          // 1: fedstat.coordinator.v1.Explanation
+	(*NodeCost)(nil),             // 2: fedstat.coordinator.v1.NodeCost
+	(*ExpectedNoise)(nil),        // 3: fedstat.coordinator.v1.ExpectedNoise
+	(*CreateSeriesRequest)(nil),  // 4: fedstat.coordinator.v1.CreateSeriesRequest
+	(*AlertRule)(nil),            // 5: fedstat.coordinator.v1.AlertRule
+	(*GetSeriesRequest)(nil),     // 6: fedstat.coordinator.v1.GetSeriesRequest
+	(*ListSeriesRequest)(nil),    // 7: fedstat.coordinator.v1.ListSeriesRequest
+	(*ListSeriesResponse)(nil),   // 8: fedstat.coordinator.v1.ListSeriesResponse
+	(*Series)(nil),               // 9: fedstat.coordinator.v1.Series
+	(*SeriesPeriod)(nil),         // 10: fedstat.coordinator.v1.SeriesPeriod
+	(*SeriesValue)(nil),          // 11: fedstat.coordinator.v1.SeriesValue
+	(*SeriesAlert)(nil),          // 12: fedstat.coordinator.v1.SeriesAlert
+	(*CatalogueRequest)(nil),     // 13: fedstat.coordinator.v1.CatalogueRequest
+	(*CatalogueResponse)(nil),    // 14: fedstat.coordinator.v1.CatalogueResponse
+	(*ValueSetInfo)(nil),         // 15: fedstat.coordinator.v1.ValueSetInfo
+	(*BudgetRequest)(nil),        // 16: fedstat.coordinator.v1.BudgetRequest
+	(*NodeBudget)(nil),           // 17: fedstat.coordinator.v1.NodeBudget
+	(*BudgetResponse)(nil),       // 18: fedstat.coordinator.v1.BudgetResponse
+	(*SubmitRequest)(nil),        // 19: fedstat.coordinator.v1.SubmitRequest
+	(*GetRequest)(nil),           // 20: fedstat.coordinator.v1.GetRequest
+	(*NodeProgress)(nil),         // 21: fedstat.coordinator.v1.NodeProgress
+	(*Phase)(nil),                // 22: fedstat.coordinator.v1.Phase
+	(*QueryStatus)(nil),          // 23: fedstat.coordinator.v1.QueryStatus
+	(*ApprovalWait)(nil),         // 24: fedstat.coordinator.v1.ApprovalWait
+	(*ListRequest)(nil),          // 25: fedstat.coordinator.v1.ListRequest
+	(*ListResponse)(nil),         // 26: fedstat.coordinator.v1.ListResponse
+	(*NodesRequest)(nil),         // 27: fedstat.coordinator.v1.NodesRequest
+	(*NodeInfo)(nil),             // 28: fedstat.coordinator.v1.NodeInfo
+	(*NodesResponse)(nil),        // 29: fedstat.coordinator.v1.NodesResponse
+	(*KeyCeremonyStatus)(nil),    // 30: fedstat.coordinator.v1.KeyCeremonyStatus
+	(*MemberProblem)(nil),        // 31: fedstat.coordinator.v1.MemberProblem
+	(*StudiesRequest)(nil),       // 32: fedstat.coordinator.v1.StudiesRequest
+	(*StudiesResponse)(nil),      // 33: fedstat.coordinator.v1.StudiesResponse
+	(*StudyTable)(nil),           // 34: fedstat.coordinator.v1.StudyTable
+	(*StudyColumn)(nil),          // 35: fedstat.coordinator.v1.StudyColumn
+	(*StatsRequest)(nil),         // 36: fedstat.coordinator.v1.StatsRequest
+	(*StatsEstimate)(nil),        // 37: fedstat.coordinator.v1.StatsEstimate
+	(*StatsCurve)(nil),           // 38: fedstat.coordinator.v1.StatsCurve
+	(*StatsResponse)(nil),        // 39: fedstat.coordinator.v1.StatsResponse
+	(*ErrorResponse)(nil),        // 40: fedstat.coordinator.v1.ErrorResponse
+	(*SignInRequest)(nil),        // 41: fedstat.coordinator.v1.SignInRequest
+	(*WhoAmIRequest)(nil),        // 42: fedstat.coordinator.v1.WhoAmIRequest
+	(*SessionInfo)(nil),          // 43: fedstat.coordinator.v1.SessionInfo
+	(*SignOutRequest)(nil),       // 44: fedstat.coordinator.v1.SignOutRequest
+	(*SignOutResponse)(nil),      // 45: fedstat.coordinator.v1.SignOutResponse
+	(*AuditRequest)(nil),         // 46: fedstat.coordinator.v1.AuditRequest
+	(*AuditResponse)(nil),        // 47: fedstat.coordinator.v1.AuditResponse
+	(*ForecastRequest)(nil),      // 48: fedstat.coordinator.v1.ForecastRequest
+	(*SeriesForecast)(nil),       // 49: fedstat.coordinator.v1.SeriesForecast
+	(*ForecastRow)(nil),          // 50: fedstat.coordinator.v1.ForecastRow
+	(*ReleaseRecord)(nil),        // 51: fedstat.coordinator.v1.ReleaseRecord
+	(*ReleaseLinkStatement)(nil), // 52: fedstat.coordinator.v1.ReleaseLinkStatement
+	(*ReleaseSender)(nil),        // 53: fedstat.coordinator.v1.ReleaseSender
+	(*ReleaseDecryptor)(nil),     // 54: fedstat.coordinator.v1.ReleaseDecryptor
+	nil,                          // 55: fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	nil,                          // 56: fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	nil,                          // 57: fedstat.coordinator.v1.SeriesForecast.NotesEntry
+	(*v1.QuerySpec)(nil),         // 58: fedstat.types.v1.QuerySpec
+	(*v1.SeriesSpec)(nil),        // 59: fedstat.types.v1.SeriesSpec
+	(*v1.AnalystSignature)(nil),  // 60: fedstat.types.v1.AnalystSignature
+	(*v1.Result)(nil),            // 61: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),       // 62: fedstat.types.v1.DataSummary
+	(*structpb.Struct)(nil),      // 63: google.protobuf.Struct
+	(*v1.Signed)(nil),            // 64: fedstat.types.v1.Signed
 }
 var file_fedstat_coordinator_v1_coordinator_proto_depIdxs = []int32{
-	57, // 0: fedstat.coordinator.v1.Explanation.spec:type_name -> fedstat.types.v1.QuerySpec
+	58, // 0: fedstat.coordinator.v1.Explanation.spec:type_name -> fedstat.types.v1.QuerySpec
 	2,  // 1: fedstat.coordinator.v1.Explanation.nodes:type_name -> fedstat.coordinator.v1.NodeCost
 	3,  // 2: fedstat.coordinator.v1.Explanation.noise:type_name -> fedstat.coordinator.v1.ExpectedNoise
-	58, // 3: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
+	59, // 3: fedstat.coordinator.v1.CreateSeriesRequest.spec:type_name -> fedstat.types.v1.SeriesSpec
 	5,  // 4: fedstat.coordinator.v1.CreateSeriesRequest.alerts:type_name -> fedstat.coordinator.v1.AlertRule
-	59, // 5: fedstat.coordinator.v1.CreateSeriesRequest.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	60, // 5: fedstat.coordinator.v1.CreateSeriesRequest.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
 	9,  // 6: fedstat.coordinator.v1.ListSeriesResponse.series:type_name -> fedstat.coordinator.v1.Series
-	58, // 7: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
+	59, // 7: fedstat.coordinator.v1.Series.spec:type_name -> fedstat.types.v1.SeriesSpec
 	10, // 8: fedstat.coordinator.v1.Series.periods:type_name -> fedstat.coordinator.v1.SeriesPeriod
 	12, // 9: fedstat.coordinator.v1.Series.alerts:type_name -> fedstat.coordinator.v1.SeriesAlert
 	5,  // 10: fedstat.coordinator.v1.Series.rules:type_name -> fedstat.coordinator.v1.AlertRule
 	11, // 11: fedstat.coordinator.v1.SeriesPeriod.values:type_name -> fedstat.coordinator.v1.SeriesValue
-	54, // 12: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
+	55, // 12: fedstat.coordinator.v1.CatalogueResponse.populations:type_name -> fedstat.coordinator.v1.CatalogueResponse.PopulationsEntry
 	15, // 13: fedstat.coordinator.v1.CatalogueResponse.value_sets:type_name -> fedstat.coordinator.v1.ValueSetInfo
-	55, // 14: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
+	56, // 14: fedstat.coordinator.v1.ValueSetInfo.names:type_name -> fedstat.coordinator.v1.ValueSetInfo.NamesEntry
 	17, // 15: fedstat.coordinator.v1.BudgetResponse.nodes:type_name -> fedstat.coordinator.v1.NodeBudget
-	57, // 16: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	59, // 17: fedstat.coordinator.v1.SubmitRequest.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	58, // 16: fedstat.coordinator.v1.SubmitRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	60, // 17: fedstat.coordinator.v1.SubmitRequest.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
 	0,  // 18: fedstat.coordinator.v1.QueryStatus.state:type_name -> fedstat.coordinator.v1.State
-	57, // 19: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
+	58, // 19: fedstat.coordinator.v1.QueryStatus.spec:type_name -> fedstat.types.v1.QuerySpec
 	21, // 20: fedstat.coordinator.v1.QueryStatus.nodes:type_name -> fedstat.coordinator.v1.NodeProgress
 	22, // 21: fedstat.coordinator.v1.QueryStatus.phases:type_name -> fedstat.coordinator.v1.Phase
-	60, // 22: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
+	61, // 22: fedstat.coordinator.v1.QueryStatus.result:type_name -> fedstat.types.v1.Result
 	24, // 23: fedstat.coordinator.v1.QueryStatus.awaiting_approval:type_name -> fedstat.coordinator.v1.ApprovalWait
 	23, // 24: fedstat.coordinator.v1.ListResponse.queries:type_name -> fedstat.coordinator.v1.QueryStatus
-	61, // 25: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
+	62, // 25: fedstat.coordinator.v1.NodeInfo.summary:type_name -> fedstat.types.v1.DataSummary
 	28, // 26: fedstat.coordinator.v1.NodesResponse.nodes:type_name -> fedstat.coordinator.v1.NodeInfo
 	30, // 27: fedstat.coordinator.v1.NodesResponse.ceremony:type_name -> fedstat.coordinator.v1.KeyCeremonyStatus
 	31, // 28: fedstat.coordinator.v1.KeyCeremonyStatus.members:type_name -> fedstat.coordinator.v1.MemberProblem
 	34, // 29: fedstat.coordinator.v1.StudiesResponse.studies:type_name -> fedstat.coordinator.v1.StudyTable
 	35, // 30: fedstat.coordinator.v1.StudyTable.columns:type_name -> fedstat.coordinator.v1.StudyColumn
-	59, // 31: fedstat.coordinator.v1.StatsRequest.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	60, // 31: fedstat.coordinator.v1.StatsRequest.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
 	37, // 32: fedstat.coordinator.v1.StatsCurve.median:type_name -> fedstat.coordinator.v1.StatsEstimate
 	37, // 33: fedstat.coordinator.v1.StatsResponse.estimates:type_name -> fedstat.coordinator.v1.StatsEstimate
 	38, // 34: fedstat.coordinator.v1.StatsResponse.curves:type_name -> fedstat.coordinator.v1.StatsCurve
-	62, // 35: fedstat.coordinator.v1.AuditResponse.entries:type_name -> google.protobuf.Struct
+	63, // 35: fedstat.coordinator.v1.AuditResponse.entries:type_name -> google.protobuf.Struct
 	50, // 36: fedstat.coordinator.v1.SeriesForecast.rows:type_name -> fedstat.coordinator.v1.ForecastRow
-	56, // 37: fedstat.coordinator.v1.SeriesForecast.notes:type_name -> fedstat.coordinator.v1.SeriesForecast.NotesEntry
-	57, // 38: fedstat.coordinator.v1.ReleaseRecord.spec:type_name -> fedstat.types.v1.QuerySpec
-	52, // 39: fedstat.coordinator.v1.ReleaseRecord.senders:type_name -> fedstat.coordinator.v1.ReleaseSender
-	53, // 40: fedstat.coordinator.v1.ReleaseRecord.decryptors:type_name -> fedstat.coordinator.v1.ReleaseDecryptor
-	60, // 41: fedstat.coordinator.v1.ReleaseRecord.result:type_name -> fedstat.types.v1.Result
-	63, // 42: fedstat.coordinator.v1.ReleaseSender.partial:type_name -> fedstat.types.v1.Signed
-	63, // 43: fedstat.coordinator.v1.ReleaseSender.commitment:type_name -> fedstat.types.v1.Signed
-	63, // 44: fedstat.coordinator.v1.ReleaseDecryptor.share:type_name -> fedstat.types.v1.Signed
-	19, // 45: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
-	20, // 46: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 47: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 48: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
-	20, // 49: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
-	25, // 50: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
-	27, // 51: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
-	16, // 52: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
-	13, // 53: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
-	4,  // 54: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
-	6,  // 55: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
-	7,  // 56: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
-	19, // 57: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
-	32, // 58: fedstat.coordinator.v1.CoordinatorService.Studies:input_type -> fedstat.coordinator.v1.StudiesRequest
-	36, // 59: fedstat.coordinator.v1.CoordinatorService.RunStats:input_type -> fedstat.coordinator.v1.StatsRequest
-	41, // 60: fedstat.coordinator.v1.WebService.SignIn:input_type -> fedstat.coordinator.v1.SignInRequest
-	42, // 61: fedstat.coordinator.v1.WebService.WhoAmI:input_type -> fedstat.coordinator.v1.WhoAmIRequest
-	44, // 62: fedstat.coordinator.v1.WebService.SignOut:input_type -> fedstat.coordinator.v1.SignOutRequest
-	46, // 63: fedstat.coordinator.v1.WebService.Audit:input_type -> fedstat.coordinator.v1.AuditRequest
-	48, // 64: fedstat.coordinator.v1.WebService.Forecast:input_type -> fedstat.coordinator.v1.ForecastRequest
-	23, // 65: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 66: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
-	51, // 67: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:output_type -> fedstat.coordinator.v1.ReleaseRecord
-	23, // 68: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
-	23, // 69: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
-	26, // 70: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
-	29, // 71: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
-	18, // 72: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
-	14, // 73: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
-	9,  // 74: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
-	9,  // 75: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
-	8,  // 76: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
-	1,  // 77: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
-	33, // 78: fedstat.coordinator.v1.CoordinatorService.Studies:output_type -> fedstat.coordinator.v1.StudiesResponse
-	39, // 79: fedstat.coordinator.v1.CoordinatorService.RunStats:output_type -> fedstat.coordinator.v1.StatsResponse
-	43, // 80: fedstat.coordinator.v1.WebService.SignIn:output_type -> fedstat.coordinator.v1.SessionInfo
-	43, // 81: fedstat.coordinator.v1.WebService.WhoAmI:output_type -> fedstat.coordinator.v1.SessionInfo
-	45, // 82: fedstat.coordinator.v1.WebService.SignOut:output_type -> fedstat.coordinator.v1.SignOutResponse
-	47, // 83: fedstat.coordinator.v1.WebService.Audit:output_type -> fedstat.coordinator.v1.AuditResponse
-	49, // 84: fedstat.coordinator.v1.WebService.Forecast:output_type -> fedstat.coordinator.v1.SeriesForecast
-	65, // [65:85] is the sub-list for method output_type
-	45, // [45:65] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	57, // 37: fedstat.coordinator.v1.SeriesForecast.notes:type_name -> fedstat.coordinator.v1.SeriesForecast.NotesEntry
+	58, // 38: fedstat.coordinator.v1.ReleaseRecord.spec:type_name -> fedstat.types.v1.QuerySpec
+	53, // 39: fedstat.coordinator.v1.ReleaseRecord.senders:type_name -> fedstat.coordinator.v1.ReleaseSender
+	54, // 40: fedstat.coordinator.v1.ReleaseRecord.decryptors:type_name -> fedstat.coordinator.v1.ReleaseDecryptor
+	61, // 41: fedstat.coordinator.v1.ReleaseRecord.result:type_name -> fedstat.types.v1.Result
+	52, // 42: fedstat.coordinator.v1.ReleaseRecord.link_statements:type_name -> fedstat.coordinator.v1.ReleaseLinkStatement
+	64, // 43: fedstat.coordinator.v1.ReleaseLinkStatement.statement:type_name -> fedstat.types.v1.Signed
+	64, // 44: fedstat.coordinator.v1.ReleaseSender.partial:type_name -> fedstat.types.v1.Signed
+	64, // 45: fedstat.coordinator.v1.ReleaseSender.commitment:type_name -> fedstat.types.v1.Signed
+	64, // 46: fedstat.coordinator.v1.ReleaseDecryptor.share:type_name -> fedstat.types.v1.Signed
+	19, // 47: fedstat.coordinator.v1.CoordinatorService.Submit:input_type -> fedstat.coordinator.v1.SubmitRequest
+	20, // 48: fedstat.coordinator.v1.CoordinatorService.Get:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 49: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 50: fedstat.coordinator.v1.CoordinatorService.Watch:input_type -> fedstat.coordinator.v1.GetRequest
+	20, // 51: fedstat.coordinator.v1.CoordinatorService.Cancel:input_type -> fedstat.coordinator.v1.GetRequest
+	25, // 52: fedstat.coordinator.v1.CoordinatorService.List:input_type -> fedstat.coordinator.v1.ListRequest
+	27, // 53: fedstat.coordinator.v1.CoordinatorService.Nodes:input_type -> fedstat.coordinator.v1.NodesRequest
+	16, // 54: fedstat.coordinator.v1.CoordinatorService.Budget:input_type -> fedstat.coordinator.v1.BudgetRequest
+	13, // 55: fedstat.coordinator.v1.CoordinatorService.Catalogue:input_type -> fedstat.coordinator.v1.CatalogueRequest
+	4,  // 56: fedstat.coordinator.v1.CoordinatorService.CreateSeries:input_type -> fedstat.coordinator.v1.CreateSeriesRequest
+	6,  // 57: fedstat.coordinator.v1.CoordinatorService.GetSeries:input_type -> fedstat.coordinator.v1.GetSeriesRequest
+	7,  // 58: fedstat.coordinator.v1.CoordinatorService.ListSeries:input_type -> fedstat.coordinator.v1.ListSeriesRequest
+	19, // 59: fedstat.coordinator.v1.CoordinatorService.Explain:input_type -> fedstat.coordinator.v1.SubmitRequest
+	32, // 60: fedstat.coordinator.v1.CoordinatorService.Studies:input_type -> fedstat.coordinator.v1.StudiesRequest
+	36, // 61: fedstat.coordinator.v1.CoordinatorService.RunStats:input_type -> fedstat.coordinator.v1.StatsRequest
+	41, // 62: fedstat.coordinator.v1.WebService.SignIn:input_type -> fedstat.coordinator.v1.SignInRequest
+	42, // 63: fedstat.coordinator.v1.WebService.WhoAmI:input_type -> fedstat.coordinator.v1.WhoAmIRequest
+	44, // 64: fedstat.coordinator.v1.WebService.SignOut:input_type -> fedstat.coordinator.v1.SignOutRequest
+	46, // 65: fedstat.coordinator.v1.WebService.Audit:input_type -> fedstat.coordinator.v1.AuditRequest
+	48, // 66: fedstat.coordinator.v1.WebService.Forecast:input_type -> fedstat.coordinator.v1.ForecastRequest
+	23, // 67: fedstat.coordinator.v1.CoordinatorService.Submit:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 68: fedstat.coordinator.v1.CoordinatorService.Get:output_type -> fedstat.coordinator.v1.QueryStatus
+	51, // 69: fedstat.coordinator.v1.CoordinatorService.GetReleaseRecord:output_type -> fedstat.coordinator.v1.ReleaseRecord
+	23, // 70: fedstat.coordinator.v1.CoordinatorService.Watch:output_type -> fedstat.coordinator.v1.QueryStatus
+	23, // 71: fedstat.coordinator.v1.CoordinatorService.Cancel:output_type -> fedstat.coordinator.v1.QueryStatus
+	26, // 72: fedstat.coordinator.v1.CoordinatorService.List:output_type -> fedstat.coordinator.v1.ListResponse
+	29, // 73: fedstat.coordinator.v1.CoordinatorService.Nodes:output_type -> fedstat.coordinator.v1.NodesResponse
+	18, // 74: fedstat.coordinator.v1.CoordinatorService.Budget:output_type -> fedstat.coordinator.v1.BudgetResponse
+	14, // 75: fedstat.coordinator.v1.CoordinatorService.Catalogue:output_type -> fedstat.coordinator.v1.CatalogueResponse
+	9,  // 76: fedstat.coordinator.v1.CoordinatorService.CreateSeries:output_type -> fedstat.coordinator.v1.Series
+	9,  // 77: fedstat.coordinator.v1.CoordinatorService.GetSeries:output_type -> fedstat.coordinator.v1.Series
+	8,  // 78: fedstat.coordinator.v1.CoordinatorService.ListSeries:output_type -> fedstat.coordinator.v1.ListSeriesResponse
+	1,  // 79: fedstat.coordinator.v1.CoordinatorService.Explain:output_type -> fedstat.coordinator.v1.Explanation
+	33, // 80: fedstat.coordinator.v1.CoordinatorService.Studies:output_type -> fedstat.coordinator.v1.StudiesResponse
+	39, // 81: fedstat.coordinator.v1.CoordinatorService.RunStats:output_type -> fedstat.coordinator.v1.StatsResponse
+	43, // 82: fedstat.coordinator.v1.WebService.SignIn:output_type -> fedstat.coordinator.v1.SessionInfo
+	43, // 83: fedstat.coordinator.v1.WebService.WhoAmI:output_type -> fedstat.coordinator.v1.SessionInfo
+	45, // 84: fedstat.coordinator.v1.WebService.SignOut:output_type -> fedstat.coordinator.v1.SignOutResponse
+	47, // 85: fedstat.coordinator.v1.WebService.Audit:output_type -> fedstat.coordinator.v1.AuditResponse
+	49, // 86: fedstat.coordinator.v1.WebService.Forecast:output_type -> fedstat.coordinator.v1.SeriesForecast
+	67, // [67:87] is the sub-list for method output_type
+	47, // [47:67] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_coordinator_v1_coordinator_proto_init() }
@@ -4652,7 +4723,7 @@ func file_fedstat_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_coordinator_v1_coordinator_proto_rawDesc), len(file_fedstat_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   56,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -348,7 +348,11 @@ type LinkStagePayload struct {
 	// proofs holds, per list (in lists' order), a linkage.StageProof
 	// (MarshalBinary) that the list is a correct mix of the stage's input
 	// list under the cell's keys (protocol.CheckLinkStage).
-	Proofs        [][]byte `protobuf:"bytes,7,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	Proofs [][]byte `protobuf:"bytes,7,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	// commit_digest is protocol.CommitDigest of the participants' partials
+	// the stage checked (every participant committed to that set): what the
+	// stage mixed, from which partials.
+	CommitDigest  []byte `protobuf:"bytes,8,opt,name=commit_digest,json=commitDigest,proto3" json:"commit_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -428,6 +432,13 @@ func (x *LinkStagePayload) GetStageKeys() [][]byte {
 func (x *LinkStagePayload) GetProofs() [][]byte {
 	if x != nil {
 		return x.Proofs
+	}
+	return nil
+}
+
+func (x *LinkStagePayload) GetCommitDigest() []byte {
+	if x != nil {
+		return x.CommitDigest
 	}
 	return nil
 }
@@ -840,6 +851,312 @@ func (x *LinkDecryptRequest) GetFinish() *LinkFinishResponse {
 	return nil
 }
 
+// LinkDecryptShares are one decryptor's shares of the payload sums and
+// their proof (its LinkDecryptResponse).
+type LinkDecryptShares struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Shares        [][]byte               `protobuf:"bytes,2,rep,name=shares,proto3" json:"shares,omitempty"`
+	Proof         []byte                 `protobuf:"bytes,3,opt,name=proof,proto3" json:"proof,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkDecryptShares) Reset() {
+	*x = LinkDecryptShares{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkDecryptShares) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkDecryptShares) ProtoMessage() {}
+
+func (x *LinkDecryptShares) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkDecryptShares.ProtoReflect.Descriptor instead.
+func (*LinkDecryptShares) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *LinkDecryptShares) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *LinkDecryptShares) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+func (x *LinkDecryptShares) GetProof() []byte {
+	if x != nil {
+		return x.Proof
+	}
+	return nil
+}
+
+type LinkAttestRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Spec    *v1.QuerySpec          `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	Link    *LinkSpec              `protobuf:"bytes,4,opt,name=link,proto3" json:"link,omitempty"`
+	// outputs and finish are the evidence of LinkDecryptRequest.
+	Outputs []*NodeSigned       `protobuf:"bytes,5,rep,name=outputs,proto3" json:"outputs,omitempty"`
+	Finish  *LinkFinishResponse `protobuf:"bytes,6,opt,name=finish,proto3" json:"finish,omitempty"`
+	// decrypted are every stage's shares of the payload sums, in stage order
+	// (payload queries).
+	Decrypted     []*LinkDecryptShares `protobuf:"bytes,7,rep,name=decrypted,proto3" json:"decrypted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkAttestRequest) Reset() {
+	*x = LinkAttestRequest{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkAttestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkAttestRequest) ProtoMessage() {}
+
+func (x *LinkAttestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkAttestRequest.ProtoReflect.Descriptor instead.
+func (*LinkAttestRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LinkAttestRequest) GetQueryId() string {
+	if x != nil {
+		return x.QueryId
+	}
+	return ""
+}
+
+func (x *LinkAttestRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *LinkAttestRequest) GetSpec() *v1.QuerySpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *LinkAttestRequest) GetLink() *LinkSpec {
+	if x != nil {
+		return x.Link
+	}
+	return nil
+}
+
+func (x *LinkAttestRequest) GetOutputs() []*NodeSigned {
+	if x != nil {
+		return x.Outputs
+	}
+	return nil
+}
+
+func (x *LinkAttestRequest) GetFinish() *LinkFinishResponse {
+	if x != nil {
+		return x.Finish
+	}
+	return nil
+}
+
+func (x *LinkAttestRequest) GetDecrypted() []*LinkDecryptShares {
+	if x != nil {
+		return x.Decrypted
+	}
+	return nil
+}
+
+type LinkAttestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// statement: Signed{kind "link-release"} over a LinkReleaseStatement.
+	Statement     *v1.Signed `protobuf:"bytes,1,opt,name=statement,proto3" json:"statement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkAttestResponse) Reset() {
+	*x = LinkAttestResponse{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkAttestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkAttestResponse) ProtoMessage() {}
+
+func (x *LinkAttestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkAttestResponse.ProtoReflect.Descriptor instead.
+func (*LinkAttestResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LinkAttestResponse) GetStatement() *v1.Signed {
+	if x != nil {
+		return x.Statement
+	}
+	return nil
+}
+
+// LinkReleaseStatement is what a mix stage signs a linked query released:
+// the result dp.ReleaseLinked makes of the totals it checked (small counts
+// suppressed as released, without display names), for the participants'
+// partials of commit_digest under the plan of plan_fingerprint.
+type LinkReleaseStatement struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	QueryId         string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Epoch           uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	SpecDigest      []byte                 `protobuf:"bytes,3,opt,name=spec_digest,json=specDigest,proto3" json:"spec_digest,omitempty"`
+	CommitDigest    []byte                 `protobuf:"bytes,4,opt,name=commit_digest,json=commitDigest,proto3" json:"commit_digest,omitempty"`
+	PlanFingerprint string                 `protobuf:"bytes,5,opt,name=plan_fingerprint,json=planFingerprint,proto3" json:"plan_fingerprint,omitempty"`
+	Stages          []string               `protobuf:"bytes,6,rep,name=stages,proto3" json:"stages,omitempty"`
+	Participants    int32                  `protobuf:"varint,7,opt,name=participants,proto3" json:"participants,omitempty"`
+	Result          *v1.Result             `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *LinkReleaseStatement) Reset() {
+	*x = LinkReleaseStatement{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkReleaseStatement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkReleaseStatement) ProtoMessage() {}
+
+func (x *LinkReleaseStatement) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkReleaseStatement.ProtoReflect.Descriptor instead.
+func (*LinkReleaseStatement) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LinkReleaseStatement) GetQueryId() string {
+	if x != nil {
+		return x.QueryId
+	}
+	return ""
+}
+
+func (x *LinkReleaseStatement) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *LinkReleaseStatement) GetSpecDigest() []byte {
+	if x != nil {
+		return x.SpecDigest
+	}
+	return nil
+}
+
+func (x *LinkReleaseStatement) GetCommitDigest() []byte {
+	if x != nil {
+		return x.CommitDigest
+	}
+	return nil
+}
+
+func (x *LinkReleaseStatement) GetPlanFingerprint() string {
+	if x != nil {
+		return x.PlanFingerprint
+	}
+	return ""
+}
+
+func (x *LinkReleaseStatement) GetStages() []string {
+	if x != nil {
+		return x.Stages
+	}
+	return nil
+}
+
+func (x *LinkReleaseStatement) GetParticipants() int32 {
+	if x != nil {
+		return x.Participants
+	}
+	return 0
+}
+
+func (x *LinkReleaseStatement) GetResult() *v1.Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 type LinkDecryptResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// shares[cell] is the node's decryption share (32 bytes) of that cell's
@@ -854,7 +1171,7 @@ type LinkDecryptResponse struct {
 
 func (x *LinkDecryptResponse) Reset() {
 	*x = LinkDecryptResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1183,7 @@ func (x *LinkDecryptResponse) String() string {
 func (*LinkDecryptResponse) ProtoMessage() {}
 
 func (x *LinkDecryptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[10]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1196,7 @@ func (x *LinkDecryptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkDecryptResponse.ProtoReflect.Descriptor instead.
 func (*LinkDecryptResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{10}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LinkDecryptResponse) GetShares() [][]byte {
@@ -905,7 +1222,7 @@ type BudgetRequest struct {
 
 func (x *BudgetRequest) Reset() {
 	*x = BudgetRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1234,7 @@ func (x *BudgetRequest) String() string {
 func (*BudgetRequest) ProtoMessage() {}
 
 func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[11]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1247,7 @@ func (x *BudgetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetRequest.ProtoReflect.Descriptor instead.
 func (*BudgetRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{11}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BudgetRequest) GetAnalyst() string {
@@ -955,7 +1272,7 @@ type BudgetResponse struct {
 
 func (x *BudgetResponse) Reset() {
 	*x = BudgetResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1284,7 @@ func (x *BudgetResponse) String() string {
 func (*BudgetResponse) ProtoMessage() {}
 
 func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[12]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1297,7 @@ func (x *BudgetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BudgetResponse.ProtoReflect.Descriptor instead.
 func (*BudgetResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{12}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BudgetResponse) GetNodeId() string {
@@ -1026,7 +1343,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1355,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[13]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1368,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{13}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{17}
 }
 
 type InfoResponse struct {
@@ -1072,7 +1389,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1401,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[14]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1414,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{14}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -1170,7 +1487,7 @@ type EpochStatus struct {
 
 func (x *EpochStatus) Reset() {
 	*x = EpochStatus{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1499,7 @@ func (x *EpochStatus) String() string {
 func (*EpochStatus) ProtoMessage() {}
 
 func (x *EpochStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[15]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1512,7 @@ func (x *EpochStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochStatus.ProtoReflect.Descriptor instead.
 func (*EpochStatus) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{15}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EpochStatus) GetEpoch() uint64 {
@@ -1242,7 +1559,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1571,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[16]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1584,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{16}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Member) GetNodeId() string {
@@ -1306,7 +1623,7 @@ type KeyGenRequest struct {
 
 func (x *KeyGenRequest) Reset() {
 	*x = KeyGenRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1635,7 @@ func (x *KeyGenRequest) String() string {
 func (*KeyGenRequest) ProtoMessage() {}
 
 func (x *KeyGenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[17]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1648,7 @@ func (x *KeyGenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyGenRequest.ProtoReflect.Descriptor instead.
 func (*KeyGenRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{17}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KeyGenRequest) GetEpoch() uint64 {
@@ -1390,7 +1707,7 @@ type KeyGenResponse struct {
 
 func (x *KeyGenResponse) Reset() {
 	*x = KeyGenResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1719,7 @@ func (x *KeyGenResponse) String() string {
 func (*KeyGenResponse) ProtoMessage() {}
 
 func (x *KeyGenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[18]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1732,7 @@ func (x *KeyGenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyGenResponse.ProtoReflect.Descriptor instead.
 func (*KeyGenResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{18}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KeyGenResponse) GetCkgShare() *v1.Signed {
@@ -1458,7 +1775,7 @@ type DealtShare struct {
 
 func (x *DealtShare) Reset() {
 	*x = DealtShare{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1787,7 @@ func (x *DealtShare) String() string {
 func (*DealtShare) ProtoMessage() {}
 
 func (x *DealtShare) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[19]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1800,7 @@ func (x *DealtShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DealtShare.ProtoReflect.Descriptor instead.
 func (*DealtShare) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{19}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DealtShare) GetFromNodeId() string {
@@ -1524,7 +1841,7 @@ type NodeSigned struct {
 
 func (x *NodeSigned) Reset() {
 	*x = NodeSigned{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1853,7 @@ func (x *NodeSigned) String() string {
 func (*NodeSigned) ProtoMessage() {}
 
 func (x *NodeSigned) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[20]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1866,7 @@ func (x *NodeSigned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSigned.ProtoReflect.Descriptor instead.
 func (*NodeSigned) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{20}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NodeSigned) GetNodeId() string {
@@ -1585,7 +1902,7 @@ type InstallKeyRequest struct {
 
 func (x *InstallKeyRequest) Reset() {
 	*x = InstallKeyRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[21]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1914,7 @@ func (x *InstallKeyRequest) String() string {
 func (*InstallKeyRequest) ProtoMessage() {}
 
 func (x *InstallKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[21]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1927,7 @@ func (x *InstallKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyRequest.ProtoReflect.Descriptor instead.
 func (*InstallKeyRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{21}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *InstallKeyRequest) GetEpoch() uint64 {
@@ -1667,7 +1984,7 @@ type RevealKeyGenRequest struct {
 
 func (x *RevealKeyGenRequest) Reset() {
 	*x = RevealKeyGenRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1996,7 @@ func (x *RevealKeyGenRequest) String() string {
 func (*RevealKeyGenRequest) ProtoMessage() {}
 
 func (x *RevealKeyGenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[22]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +2009,7 @@ func (x *RevealKeyGenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealKeyGenRequest.ProtoReflect.Descriptor instead.
 func (*RevealKeyGenRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{22}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RevealKeyGenRequest) GetEpoch() uint64 {
@@ -1722,7 +2039,7 @@ type RevealKeyGenResponse struct {
 
 func (x *RevealKeyGenResponse) Reset() {
 	*x = RevealKeyGenResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +2051,7 @@ func (x *RevealKeyGenResponse) String() string {
 func (*RevealKeyGenResponse) ProtoMessage() {}
 
 func (x *RevealKeyGenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[23]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +2064,7 @@ func (x *RevealKeyGenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealKeyGenResponse.ProtoReflect.Descriptor instead.
 func (*RevealKeyGenResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{23}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RevealKeyGenResponse) GetCkgShare() *v1.Signed {
@@ -1772,7 +2089,7 @@ type InstallKeyResponse struct {
 
 func (x *InstallKeyResponse) Reset() {
 	*x = InstallKeyResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +2101,7 @@ func (x *InstallKeyResponse) String() string {
 func (*InstallKeyResponse) ProtoMessage() {}
 
 func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[24]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +2114,7 @@ func (x *InstallKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallKeyResponse.ProtoReflect.Descriptor instead.
 func (*InstallKeyResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{24}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
 }
 
 type CheckKeyRequest struct {
@@ -1816,7 +2133,7 @@ type CheckKeyRequest struct {
 
 func (x *CheckKeyRequest) Reset() {
 	*x = CheckKeyRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +2145,7 @@ func (x *CheckKeyRequest) String() string {
 func (*CheckKeyRequest) ProtoMessage() {}
 
 func (x *CheckKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[25]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +2158,7 @@ func (x *CheckKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckKeyRequest.ProtoReflect.Descriptor instead.
 func (*CheckKeyRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{25}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CheckKeyRequest) GetEpoch() uint64 {
@@ -1878,7 +2195,7 @@ type CheckKeyResponse struct {
 
 func (x *CheckKeyResponse) Reset() {
 	*x = CheckKeyResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +2207,7 @@ func (x *CheckKeyResponse) String() string {
 func (*CheckKeyResponse) ProtoMessage() {}
 
 func (x *CheckKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[26]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +2220,7 @@ func (x *CheckKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckKeyResponse.ProtoReflect.Descriptor instead.
 func (*CheckKeyResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{26}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CheckKeyResponse) GetCommitment() *v1.Signed {
@@ -1933,7 +2250,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2262,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[27]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2275,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{27}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EvaluateRequest) GetRequest() *v1.Signed {
@@ -2009,7 +2326,7 @@ type EvaluateBody struct {
 
 func (x *EvaluateBody) Reset() {
 	*x = EvaluateBody{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2338,7 @@ func (x *EvaluateBody) String() string {
 func (*EvaluateBody) ProtoMessage() {}
 
 func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[28]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2351,7 @@ func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateBody.ProtoReflect.Descriptor instead.
 func (*EvaluateBody) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EvaluateBody) GetQueryId() string {
@@ -2130,7 +2447,7 @@ type AnalysisRound struct {
 
 func (x *AnalysisRound) Reset() {
 	*x = AnalysisRound{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2142,7 +2459,7 @@ func (x *AnalysisRound) String() string {
 func (*AnalysisRound) ProtoMessage() {}
 
 func (x *AnalysisRound) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2155,7 +2472,7 @@ func (x *AnalysisRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnalysisRound.ProtoReflect.Descriptor instead.
 func (*AnalysisRound) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AnalysisRound) GetRound() int32 {
@@ -2192,7 +2509,7 @@ type SeriesInterval struct {
 
 func (x *SeriesInterval) Reset() {
 	*x = SeriesInterval{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2521,7 @@ func (x *SeriesInterval) String() string {
 func (*SeriesInterval) ProtoMessage() {}
 
 func (x *SeriesInterval) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2534,7 @@ func (x *SeriesInterval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesInterval.ProtoReflect.Descriptor instead.
 func (*SeriesInterval) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SeriesInterval) GetSpec() *v1.SeriesSpec {
@@ -2273,7 +2590,7 @@ type PartialPayload struct {
 
 func (x *PartialPayload) Reset() {
 	*x = PartialPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2602,7 @@ func (x *PartialPayload) String() string {
 func (*PartialPayload) ProtoMessage() {}
 
 func (x *PartialPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2615,7 @@ func (x *PartialPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartialPayload.ProtoReflect.Descriptor instead.
 func (*PartialPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PartialPayload) GetCiphertexts() [][]byte {
@@ -2371,7 +2688,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2383,7 +2700,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2396,7 +2713,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *EvaluateResponse) GetPartial() *v1.Signed {
@@ -2431,7 +2748,7 @@ type ApprovalPending struct {
 
 func (x *ApprovalPending) Reset() {
 	*x = ApprovalPending{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2443,7 +2760,7 @@ func (x *ApprovalPending) String() string {
 func (*ApprovalPending) ProtoMessage() {}
 
 func (x *ApprovalPending) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2456,7 +2773,7 @@ func (x *ApprovalPending) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalPending.ProtoReflect.Descriptor instead.
 func (*ApprovalPending) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ApprovalPending) GetSinceUnixMs() int64 {
@@ -2495,7 +2812,7 @@ type KeySwitchRequest struct {
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2824,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2837,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -2605,7 +2922,7 @@ type RevealRequest struct {
 
 func (x *RevealRequest) Reset() {
 	*x = RevealRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2617,7 +2934,7 @@ func (x *RevealRequest) String() string {
 func (*RevealRequest) ProtoMessage() {}
 
 func (x *RevealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2630,7 +2947,7 @@ func (x *RevealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealRequest.ProtoReflect.Descriptor instead.
 func (*RevealRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RevealRequest) GetQueryId() string {
@@ -2676,7 +2993,7 @@ type RevealResponse struct {
 
 func (x *RevealResponse) Reset() {
 	*x = RevealResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2688,7 +3005,7 @@ func (x *RevealResponse) String() string {
 func (*RevealResponse) ProtoMessage() {}
 
 func (x *RevealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2701,7 +3018,7 @@ func (x *RevealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealResponse.ProtoReflect.Descriptor instead.
 func (*RevealResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RevealResponse) GetPartial() *v1.Signed {
@@ -2735,7 +3052,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2747,7 +3064,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2760,7 +3077,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{37}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CommitRequest) GetQueryId() string {
@@ -2803,7 +3120,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +3132,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +3145,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{38}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CommitResponse) GetCommit() *v1.Signed {
@@ -2858,7 +3175,7 @@ type ReleaseCommitment struct {
 
 func (x *ReleaseCommitment) Reset() {
 	*x = ReleaseCommitment{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +3187,7 @@ func (x *ReleaseCommitment) String() string {
 func (*ReleaseCommitment) ProtoMessage() {}
 
 func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +3200,7 @@ func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseCommitment.ProtoReflect.Descriptor instead.
 func (*ReleaseCommitment) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{39}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReleaseCommitment) GetDigest() []byte {
@@ -2931,7 +3248,7 @@ type Fingerprint struct {
 
 func (x *Fingerprint) Reset() {
 	*x = Fingerprint{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3260,7 @@ func (x *Fingerprint) String() string {
 func (*Fingerprint) ProtoMessage() {}
 
 func (x *Fingerprint) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3273,7 @@ func (x *Fingerprint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
 func (*Fingerprint) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{40}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Fingerprint) GetValues() []uint64 {
@@ -2985,7 +3302,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2997,7 +3314,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3010,7 +3327,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{41}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -3052,7 +3369,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3064,7 +3381,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3077,7 +3394,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{42}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -3104,7 +3421,7 @@ type StoredRelease struct {
 
 func (x *StoredRelease) Reset() {
 	*x = StoredRelease{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3116,7 +3433,7 @@ func (x *StoredRelease) String() string {
 func (*StoredRelease) ProtoMessage() {}
 
 func (x *StoredRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3129,7 +3446,7 @@ func (x *StoredRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRelease.ProtoReflect.Descriptor instead.
 func (*StoredRelease) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{43}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *StoredRelease) GetDigest() []byte {
@@ -3181,7 +3498,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\bpayloads\x18\x04 \x01(\fR\bpayloads\"T\n" +
 	"\vLinkPartial\x12/\n" +
 	"\x05lists\x18\x01 \x03(\v2\x19.fedstat.node.v1.LinkListR\x05lists\x12\x14\n" +
-	"\x05noise\x18\x02 \x03(\fR\x05noise\"\xdf\x01\n" +
+	"\x05noise\x18\x02 \x03(\fR\x05noise\"\x84\x02\n" +
 	"\x10LinkStagePayload\x12\x14\n" +
 	"\x05stage\x18\x01 \x01(\rR\x05stage\x12\x16\n" +
 	"\x06stages\x18\x02 \x03(\tR\x06stages\x12/\n" +
@@ -3191,7 +3508,8 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"specDigest\x12\x1d\n" +
 	"\n" +
 	"stage_keys\x18\x06 \x03(\fR\tstageKeys\x12\x16\n" +
-	"\x06proofs\x18\a \x03(\fR\x06proofs\"\x99\x03\n" +
+	"\x06proofs\x18\a \x03(\fR\x06proofs\x12#\n" +
+	"\rcommit_digest\x18\b \x01(\fR\fcommitDigest\"\x99\x03\n" +
 	"\x10LinkStageRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -3223,7 +3541,31 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"decryptors\x12\x12\n" +
 	"\x04sums\x18\a \x03(\fR\x04sums\x125\n" +
 	"\aoutputs\x18\b \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\aoutputs\x12;\n" +
-	"\x06finish\x18\t \x01(\v2#.fedstat.node.v1.LinkFinishResponseR\x06finishJ\x04\b\x05\x10\x06\"C\n" +
+	"\x06finish\x18\t \x01(\v2#.fedstat.node.v1.LinkFinishResponseR\x06finishJ\x04\b\x05\x10\x06\"Z\n" +
+	"\x11LinkDecryptShares\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06shares\x18\x02 \x03(\fR\x06shares\x12\x14\n" +
+	"\x05proof\x18\x03 \x01(\fR\x05proof\"\xda\x02\n" +
+	"\x11LinkAttestRequest\x12\x19\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
+	"\x04spec\x18\x03 \x01(\v2\x1b.fedstat.types.v1.QuerySpecR\x04spec\x12-\n" +
+	"\x04link\x18\x04 \x01(\v2\x19.fedstat.node.v1.LinkSpecR\x04link\x125\n" +
+	"\aoutputs\x18\x05 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\aoutputs\x12;\n" +
+	"\x06finish\x18\x06 \x01(\v2#.fedstat.node.v1.LinkFinishResponseR\x06finish\x12@\n" +
+	"\tdecrypted\x18\a \x03(\v2\".fedstat.node.v1.LinkDecryptSharesR\tdecrypted\"L\n" +
+	"\x12LinkAttestResponse\x126\n" +
+	"\tstatement\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\tstatement\"\xa6\x02\n" +
+	"\x14LinkReleaseStatement\x12\x19\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1f\n" +
+	"\vspec_digest\x18\x03 \x01(\fR\n" +
+	"specDigest\x12#\n" +
+	"\rcommit_digest\x18\x04 \x01(\fR\fcommitDigest\x12)\n" +
+	"\x10plan_fingerprint\x18\x05 \x01(\tR\x0fplanFingerprint\x12\x16\n" +
+	"\x06stages\x18\x06 \x03(\tR\x06stages\x12\"\n" +
+	"\fparticipants\x18\a \x01(\x05R\fparticipants\x120\n" +
+	"\x06result\x18\b \x01(\v2\x18.fedstat.types.v1.ResultR\x06result\"C\n" +
 	"\x13LinkDecryptResponse\x12\x16\n" +
 	"\x06shares\x18\x01 \x03(\fR\x06shares\x12\x14\n" +
 	"\x05proof\x18\x02 \x01(\fR\x05proof\")\n" +
@@ -3395,7 +3737,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eKeySwitchPhase\x12 \n" +
 	"\x1cKEY_SWITCH_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KEY_SWITCH_PHASE_PREPARE\x10\x01\x12\x1c\n" +
-	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xad\b\n" +
+	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\x84\t\n" +
 	"\vNodeService\x12C\n" +
 	"\x04Info\x12\x1c.fedstat.node.v1.InfoRequest\x1a\x1d.fedstat.node.v1.InfoResponse\x12I\n" +
 	"\x06KeyGen\x12\x1e.fedstat.node.v1.KeyGenRequest\x1a\x1f.fedstat.node.v1.KeyGenResponse\x12[\n" +
@@ -3411,7 +3753,9 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\tLinkStage\x12!.fedstat.node.v1.LinkStageRequest\x1a\".fedstat.node.v1.LinkStageResponse\x12U\n" +
 	"\n" +
 	"LinkFinish\x12\".fedstat.node.v1.LinkFinishRequest\x1a#.fedstat.node.v1.LinkFinishResponse\x12X\n" +
-	"\vLinkDecrypt\x12#.fedstat.node.v1.LinkDecryptRequest\x1a$.fedstat.node.v1.LinkDecryptResponseB9Z7github.com/fedstat/fedstat/proto/fedstat/node/v1;nodev1b\x06proto3"
+	"\vLinkDecrypt\x12#.fedstat.node.v1.LinkDecryptRequest\x1a$.fedstat.node.v1.LinkDecryptResponse\x12U\n" +
+	"\n" +
+	"LinkAttest\x12\".fedstat.node.v1.LinkAttestRequest\x1a#.fedstat.node.v1.LinkAttestResponseB9Z7github.com/fedstat/fedstat/proto/fedstat/node/v1;nodev1b\x06proto3"
 
 var (
 	file_fedstat_node_v1_node_proto_rawDescOnce sync.Once
@@ -3426,7 +3770,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),          // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),             // 1: fedstat.node.v1.LinkSpec
@@ -3439,136 +3783,149 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*LinkFinishRequest)(nil),    // 8: fedstat.node.v1.LinkFinishRequest
 	(*LinkFinishResponse)(nil),   // 9: fedstat.node.v1.LinkFinishResponse
 	(*LinkDecryptRequest)(nil),   // 10: fedstat.node.v1.LinkDecryptRequest
-	(*LinkDecryptResponse)(nil),  // 11: fedstat.node.v1.LinkDecryptResponse
-	(*BudgetRequest)(nil),        // 12: fedstat.node.v1.BudgetRequest
-	(*BudgetResponse)(nil),       // 13: fedstat.node.v1.BudgetResponse
-	(*InfoRequest)(nil),          // 14: fedstat.node.v1.InfoRequest
-	(*InfoResponse)(nil),         // 15: fedstat.node.v1.InfoResponse
-	(*EpochStatus)(nil),          // 16: fedstat.node.v1.EpochStatus
-	(*Member)(nil),               // 17: fedstat.node.v1.Member
-	(*KeyGenRequest)(nil),        // 18: fedstat.node.v1.KeyGenRequest
-	(*KeyGenResponse)(nil),       // 19: fedstat.node.v1.KeyGenResponse
-	(*DealtShare)(nil),           // 20: fedstat.node.v1.DealtShare
-	(*NodeSigned)(nil),           // 21: fedstat.node.v1.NodeSigned
-	(*InstallKeyRequest)(nil),    // 22: fedstat.node.v1.InstallKeyRequest
-	(*RevealKeyGenRequest)(nil),  // 23: fedstat.node.v1.RevealKeyGenRequest
-	(*RevealKeyGenResponse)(nil), // 24: fedstat.node.v1.RevealKeyGenResponse
-	(*InstallKeyResponse)(nil),   // 25: fedstat.node.v1.InstallKeyResponse
-	(*CheckKeyRequest)(nil),      // 26: fedstat.node.v1.CheckKeyRequest
-	(*CheckKeyResponse)(nil),     // 27: fedstat.node.v1.CheckKeyResponse
-	(*EvaluateRequest)(nil),      // 28: fedstat.node.v1.EvaluateRequest
-	(*EvaluateBody)(nil),         // 29: fedstat.node.v1.EvaluateBody
-	(*AnalysisRound)(nil),        // 30: fedstat.node.v1.AnalysisRound
-	(*SeriesInterval)(nil),       // 31: fedstat.node.v1.SeriesInterval
-	(*PartialPayload)(nil),       // 32: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),     // 33: fedstat.node.v1.EvaluateResponse
-	(*ApprovalPending)(nil),      // 34: fedstat.node.v1.ApprovalPending
-	(*KeySwitchRequest)(nil),     // 35: fedstat.node.v1.KeySwitchRequest
-	(*RevealRequest)(nil),        // 36: fedstat.node.v1.RevealRequest
-	(*RevealResponse)(nil),       // 37: fedstat.node.v1.RevealResponse
-	(*CommitRequest)(nil),        // 38: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),       // 39: fedstat.node.v1.CommitResponse
-	(*ReleaseCommitment)(nil),    // 40: fedstat.node.v1.ReleaseCommitment
-	(*Fingerprint)(nil),          // 41: fedstat.node.v1.Fingerprint
-	(*KeySwitchPayload)(nil),     // 42: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),    // 43: fedstat.node.v1.KeySwitchResponse
-	(*StoredRelease)(nil),        // 44: fedstat.node.v1.StoredRelease
-	(*v1.QuerySpec)(nil),         // 45: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),            // 46: fedstat.types.v1.Signed
-	(*v1.DataSummary)(nil),       // 47: fedstat.types.v1.DataSummary
-	(*v1.AnalystSignature)(nil),  // 48: fedstat.types.v1.AnalystSignature
-	(*v11.ReleaseRecord)(nil),    // 49: fedstat.coordinator.v1.ReleaseRecord
-	(*v1.Result)(nil),            // 50: fedstat.types.v1.Result
-	(*v1.SeriesSpec)(nil),        // 51: fedstat.types.v1.SeriesSpec
+	(*LinkDecryptShares)(nil),    // 11: fedstat.node.v1.LinkDecryptShares
+	(*LinkAttestRequest)(nil),    // 12: fedstat.node.v1.LinkAttestRequest
+	(*LinkAttestResponse)(nil),   // 13: fedstat.node.v1.LinkAttestResponse
+	(*LinkReleaseStatement)(nil), // 14: fedstat.node.v1.LinkReleaseStatement
+	(*LinkDecryptResponse)(nil),  // 15: fedstat.node.v1.LinkDecryptResponse
+	(*BudgetRequest)(nil),        // 16: fedstat.node.v1.BudgetRequest
+	(*BudgetResponse)(nil),       // 17: fedstat.node.v1.BudgetResponse
+	(*InfoRequest)(nil),          // 18: fedstat.node.v1.InfoRequest
+	(*InfoResponse)(nil),         // 19: fedstat.node.v1.InfoResponse
+	(*EpochStatus)(nil),          // 20: fedstat.node.v1.EpochStatus
+	(*Member)(nil),               // 21: fedstat.node.v1.Member
+	(*KeyGenRequest)(nil),        // 22: fedstat.node.v1.KeyGenRequest
+	(*KeyGenResponse)(nil),       // 23: fedstat.node.v1.KeyGenResponse
+	(*DealtShare)(nil),           // 24: fedstat.node.v1.DealtShare
+	(*NodeSigned)(nil),           // 25: fedstat.node.v1.NodeSigned
+	(*InstallKeyRequest)(nil),    // 26: fedstat.node.v1.InstallKeyRequest
+	(*RevealKeyGenRequest)(nil),  // 27: fedstat.node.v1.RevealKeyGenRequest
+	(*RevealKeyGenResponse)(nil), // 28: fedstat.node.v1.RevealKeyGenResponse
+	(*InstallKeyResponse)(nil),   // 29: fedstat.node.v1.InstallKeyResponse
+	(*CheckKeyRequest)(nil),      // 30: fedstat.node.v1.CheckKeyRequest
+	(*CheckKeyResponse)(nil),     // 31: fedstat.node.v1.CheckKeyResponse
+	(*EvaluateRequest)(nil),      // 32: fedstat.node.v1.EvaluateRequest
+	(*EvaluateBody)(nil),         // 33: fedstat.node.v1.EvaluateBody
+	(*AnalysisRound)(nil),        // 34: fedstat.node.v1.AnalysisRound
+	(*SeriesInterval)(nil),       // 35: fedstat.node.v1.SeriesInterval
+	(*PartialPayload)(nil),       // 36: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),     // 37: fedstat.node.v1.EvaluateResponse
+	(*ApprovalPending)(nil),      // 38: fedstat.node.v1.ApprovalPending
+	(*KeySwitchRequest)(nil),     // 39: fedstat.node.v1.KeySwitchRequest
+	(*RevealRequest)(nil),        // 40: fedstat.node.v1.RevealRequest
+	(*RevealResponse)(nil),       // 41: fedstat.node.v1.RevealResponse
+	(*CommitRequest)(nil),        // 42: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),       // 43: fedstat.node.v1.CommitResponse
+	(*ReleaseCommitment)(nil),    // 44: fedstat.node.v1.ReleaseCommitment
+	(*Fingerprint)(nil),          // 45: fedstat.node.v1.Fingerprint
+	(*KeySwitchPayload)(nil),     // 46: fedstat.node.v1.KeySwitchPayload
+	(*KeySwitchResponse)(nil),    // 47: fedstat.node.v1.KeySwitchResponse
+	(*StoredRelease)(nil),        // 48: fedstat.node.v1.StoredRelease
+	(*v1.QuerySpec)(nil),         // 49: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),            // 50: fedstat.types.v1.Signed
+	(*v1.Result)(nil),            // 51: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),       // 52: fedstat.types.v1.DataSummary
+	(*v1.AnalystSignature)(nil),  // 53: fedstat.types.v1.AnalystSignature
+	(*v11.ReleaseRecord)(nil),    // 54: fedstat.coordinator.v1.ReleaseRecord
+	(*v1.SeriesSpec)(nil),        // 55: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	45, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	49, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	21, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	21, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
-	21, // 7: fedstat.node.v1.LinkStageRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	21, // 8: fedstat.node.v1.LinkStageRequest.earlier:type_name -> fedstat.node.v1.NodeSigned
-	46, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	45, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	25, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	25, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
+	25, // 7: fedstat.node.v1.LinkStageRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	25, // 8: fedstat.node.v1.LinkStageRequest.earlier:type_name -> fedstat.node.v1.NodeSigned
+	50, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	49, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 11: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	45, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	49, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 13: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	21, // 14: fedstat.node.v1.LinkDecryptRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
+	25, // 14: fedstat.node.v1.LinkDecryptRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
 	9,  // 15: fedstat.node.v1.LinkDecryptRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
-	47, // 16: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
-	16, // 17: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
-	17, // 18: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	46, // 19: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	20, // 20: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	46, // 21: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	46, // 22: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	46, // 23: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	46, // 24: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
-	21, // 25: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
-	20, // 26: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
-	21, // 27: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	21, // 28: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
-	21, // 29: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
-	46, // 30: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	46, // 31: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
-	46, // 32: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
-	46, // 33: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	45, // 34: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 35: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	31, // 36: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	48, // 37: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	30, // 38: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
-	49, // 39: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
-	50, // 40: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
-	51, // 41: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
-	4,  // 42: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	46, // 43: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	34, // 44: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	45, // 45: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 46: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	21, // 47: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 48: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	45, // 49: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	21, // 50: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	46, // 51: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	46, // 52: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
-	46, // 53: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	41, // 54: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	46, // 55: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	14, // 56: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	18, // 57: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	23, // 58: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
-	26, // 59: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
-	22, // 60: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	28, // 61: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	36, // 62: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
-	35, // 63: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	38, // 64: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	12, // 65: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 66: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 67: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 68: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	15, // 69: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	19, // 70: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	24, // 71: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
-	27, // 72: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
-	25, // 73: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	33, // 74: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	37, // 75: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	43, // 76: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	39, // 77: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	13, // 78: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 79: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 80: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	11, // 81: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	69, // [69:82] is the sub-list for method output_type
-	56, // [56:69] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	49, // 16: fedstat.node.v1.LinkAttestRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 17: fedstat.node.v1.LinkAttestRequest.link:type_name -> fedstat.node.v1.LinkSpec
+	25, // 18: fedstat.node.v1.LinkAttestRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
+	9,  // 19: fedstat.node.v1.LinkAttestRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
+	11, // 20: fedstat.node.v1.LinkAttestRequest.decrypted:type_name -> fedstat.node.v1.LinkDecryptShares
+	50, // 21: fedstat.node.v1.LinkAttestResponse.statement:type_name -> fedstat.types.v1.Signed
+	51, // 22: fedstat.node.v1.LinkReleaseStatement.result:type_name -> fedstat.types.v1.Result
+	52, // 23: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	20, // 24: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
+	21, // 25: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
+	50, // 26: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	24, // 27: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
+	50, // 28: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	50, // 29: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	50, // 30: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	50, // 31: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	25, // 32: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
+	24, // 33: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
+	25, // 34: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
+	25, // 35: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
+	25, // 36: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
+	50, // 37: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	50, // 38: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	50, // 39: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
+	50, // 40: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	49, // 41: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 42: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
+	35, // 43: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
+	53, // 44: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	34, // 45: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
+	54, // 46: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
+	51, // 47: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
+	55, // 48: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 49: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	50, // 50: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	38, // 51: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	49, // 52: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	25, // 53: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	25, // 54: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 55: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	49, // 56: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	25, // 57: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	50, // 58: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	50, // 59: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	50, // 60: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	45, // 61: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	50, // 62: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	18, // 63: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	22, // 64: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	27, // 65: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
+	30, // 66: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
+	26, // 67: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	32, // 68: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	40, // 69: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	39, // 70: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	42, // 71: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	16, // 72: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 73: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 74: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 75: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	12, // 76: fedstat.node.v1.NodeService.LinkAttest:input_type -> fedstat.node.v1.LinkAttestRequest
+	19, // 77: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	23, // 78: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	28, // 79: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
+	31, // 80: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
+	29, // 81: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	37, // 82: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	41, // 83: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	47, // 84: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	43, // 85: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	17, // 86: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 87: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 88: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	15, // 89: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	13, // 90: fedstat.node.v1.NodeService.LinkAttest:output_type -> fedstat.node.v1.LinkAttestResponse
+	77, // [77:91] is the sub-list for method output_type
+	63, // [63:77] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -3582,7 +3939,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   44,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,7 @@ const (
 	NodeService_LinkStage_FullMethodName    = "/fedstat.node.v1.NodeService/LinkStage"
 	NodeService_LinkFinish_FullMethodName   = "/fedstat.node.v1.NodeService/LinkFinish"
 	NodeService_LinkDecrypt_FullMethodName  = "/fedstat.node.v1.NodeService/LinkDecrypt"
+	NodeService_LinkAttest_FullMethodName   = "/fedstat.node.v1.NodeService/LinkAttest"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -102,12 +103,18 @@ type NodeServiceClient interface {
 	// LinkFinish asks the first mix stage, which kept its share of the
 	// linkage key back, for that share times the C1 component of every
 	// element of the last stage's lists (and nothing else of them), so that
-	// the coordinator alone finishes the pseudonyms and no node ever holds
-	// one.
+	// no stage holds a finished pseudonym while the lists are mixed.
 	LinkFinish(ctx context.Context, in *LinkFinishRequest, opts ...grpc.CallOption) (*LinkFinishResponse, error)
 	// LinkDecrypt returns the node's decryption shares of the payload sums of
-	// a linked query (one value ciphertext per cell).
+	// a linked query (one value ciphertext per cell), once it has recomputed
+	// them from the proven evidence the request carries.
 	LinkDecrypt(ctx context.Context, in *LinkDecryptRequest, opts ...grpc.CallOption) (*LinkDecryptResponse, error)
+	// LinkAttest asks a mix stage to sign what a linked query releases (a
+	// LinkReleaseStatement): it checks the evidence as LinkDecrypt does,
+	// tallies the pseudonyms, combines the decryptors' proven shares of the
+	// payload sums, and signs the counts and sums: the release record's
+	// statement that `fedstat verify` checks.
+	LinkAttest(ctx context.Context, in *LinkAttestRequest, opts ...grpc.CallOption) (*LinkAttestResponse, error)
 }
 
 type nodeServiceClient struct {
@@ -248,6 +255,16 @@ func (c *nodeServiceClient) LinkDecrypt(ctx context.Context, in *LinkDecryptRequ
 	return out, nil
 }
 
+func (c *nodeServiceClient) LinkAttest(ctx context.Context, in *LinkAttestRequest, opts ...grpc.CallOption) (*LinkAttestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LinkAttestResponse)
+	err := c.cc.Invoke(ctx, NodeService_LinkAttest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServiceServer is the server API for NodeService service.
 // All implementations must embed UnimplementedNodeServiceServer
 // for forward compatibility.
@@ -313,12 +330,18 @@ type NodeServiceServer interface {
 	// LinkFinish asks the first mix stage, which kept its share of the
 	// linkage key back, for that share times the C1 component of every
 	// element of the last stage's lists (and nothing else of them), so that
-	// the coordinator alone finishes the pseudonyms and no node ever holds
-	// one.
+	// no stage holds a finished pseudonym while the lists are mixed.
 	LinkFinish(context.Context, *LinkFinishRequest) (*LinkFinishResponse, error)
 	// LinkDecrypt returns the node's decryption shares of the payload sums of
-	// a linked query (one value ciphertext per cell).
+	// a linked query (one value ciphertext per cell), once it has recomputed
+	// them from the proven evidence the request carries.
 	LinkDecrypt(context.Context, *LinkDecryptRequest) (*LinkDecryptResponse, error)
+	// LinkAttest asks a mix stage to sign what a linked query releases (a
+	// LinkReleaseStatement): it checks the evidence as LinkDecrypt does,
+	// tallies the pseudonyms, combines the decryptors' proven shares of the
+	// payload sums, and signs the counts and sums: the release record's
+	// statement that `fedstat verify` checks.
+	LinkAttest(context.Context, *LinkAttestRequest) (*LinkAttestResponse, error)
 	mustEmbedUnimplementedNodeServiceServer()
 }
 
@@ -367,6 +390,9 @@ func (UnimplementedNodeServiceServer) LinkFinish(context.Context, *LinkFinishReq
 }
 func (UnimplementedNodeServiceServer) LinkDecrypt(context.Context, *LinkDecryptRequest) (*LinkDecryptResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LinkDecrypt not implemented")
+}
+func (UnimplementedNodeServiceServer) LinkAttest(context.Context, *LinkAttestRequest) (*LinkAttestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LinkAttest not implemented")
 }
 func (UnimplementedNodeServiceServer) mustEmbedUnimplementedNodeServiceServer() {}
 func (UnimplementedNodeServiceServer) testEmbeddedByValue()                     {}
@@ -623,6 +649,24 @@ func _NodeService_LinkDecrypt_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_LinkAttest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LinkAttestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).LinkAttest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_LinkAttest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).LinkAttest(ctx, req.(*LinkAttestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodeService_ServiceDesc is the grpc.ServiceDesc for NodeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -681,6 +725,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LinkDecrypt",
 			Handler:    _NodeService_LinkDecrypt_Handler,
+		},
+		{
+			MethodName: "LinkAttest",
+			Handler:    _NodeService_LinkAttest_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
