@@ -206,8 +206,8 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	}
 
 	// Finish the pseudonyms: the first stage takes off the share it kept
-	// back, shown only the C1 components, so that the coordinator alone
-	// holds the pseudonyms. Then tally them.
+	// back, shown only the C1 components, so that no stage holds a
+	// pseudonym while the lists are mixed. Then tally them.
 	start = time.Now()
 	finish, err := c.linkFinish(q, e, ls, last.GetLists())
 	if err != nil {
@@ -284,7 +284,8 @@ func (c *Coordinator) linkAttest(q *query, e *epoch, req *nodev1.LinkAttestReque
 		}
 		if !proto.Equal(st, want) {
 			c.record(q.ctx, c.cfg.Identity.Name(), "link.attest_mismatch", q.id, map[string]any{"node": id, "epoch": e.ID})
-			return fmt.Errorf("it states another release than the coordinator's tally gives (%v, the tally's %v)", st.GetResult().GetRows(), want.GetResult().GetRows())
+			// No values in the error: nothing is released.
+			return errors.New("it states another release than the coordinator's tally gives")
 		}
 		out[i] = &coordinatorv1.ReleaseLinkStatement{NodeId: id, Statement: resp.GetStatement()}
 		return nil

@@ -717,14 +717,19 @@ type linkEvidence struct {
 	sums   []linkage.ValueCiphertext
 }
 
-// evidenceDigest hashes the evidence of a release step: every output's
-// signed bytes and the finish shares with their proof.
-func evidenceDigest(outputs []*nodev1.NodeSigned, finish *nodev1.LinkFinishResponse) []byte {
+// evidenceDigest hashes what a release step's checks depend on: the
+// epoch, the spec, the link spec, every output's signed bytes and the
+// finish shares with their proof.
+func evidenceDigest(r *linkRequest, ls *nodev1.LinkSpec, outputs []*nodev1.NodeSigned, finish *nodev1.LinkFinishResponse) []byte {
 	h := sha256.New()
 	field := func(b []byte) {
 		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
 		h.Write(b)
 	}
+	field(binary.BigEndian.AppendUint64(nil, r.e.Epoch))
+	field(r.shape.SpecDigest)
+	lsb, _ := proto.MarshalOptions{Deterministic: true}.Marshal(ls)
+	field(lsb)
 	for _, o := range outputs {
 		field([]byte(o.GetNodeId()))
 		field(o.GetSigned().GetHeader())
@@ -791,7 +796,7 @@ func (s *linkCheckedSet) get(qid string, digest []byte) *linkEvidence {
 // it refuses.
 func (n *Node) checkLinkEvidence(ctx context.Context, r *linkRequest, qid string, ls *nodev1.LinkSpec, outputs []*nodev1.NodeSigned, finish *nodev1.LinkFinishResponse) (*linkEvidence, error) {
 	stages := ls.GetStages()
-	digest := evidenceDigest(outputs, finish)
+	digest := evidenceDigest(r, ls, outputs, finish)
 	if ev := n.linkChecked.get(qid, digest); ev != nil {
 		return ev, nil
 	}

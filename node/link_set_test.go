@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -79,5 +80,47 @@ func TestCheckLinkSet(t *testing.T) {
 		if err != nil && !errors.Is(err, ErrBadRequest) && !errors.Is(err, ErrAlreadyReleased) {
 			t.Errorf("%s: %v is neither a bad request nor a second release", name, err)
 		}
+	}
+}
+
+// TestLinkCheckedCache: the release evidence a stage checked at
+// LinkDecrypt is reused at LinkAttest only for the same epoch, spec, link
+// spec, outputs and finish shares (a request for another spec with the
+// same outputs is checked afresh, where the outputs' spec digest refuses
+// it), and only the last few queries are kept.
+func TestLinkCheckedCache(t *testing.T) {
+	r := &linkRequest{e: &epochState{Epoch: 3}, shape: protocol.LinkShape{SpecDigest: []byte("spec A")}}
+	ls := &nodev1.LinkSpec{Participants: []string{"a", "b"}, Stages: []string{"a", "b"}}
+	outputs := []*nodev1.NodeSigned{{NodeId: "a", Signed: &typesv1.Signed{Payload: []byte("out a")}}, {NodeId: "b", Signed: &typesv1.Signed{Payload: []byte("out b")}}}
+	finish := &nodev1.LinkFinishResponse{Shares: [][]byte{[]byte("shares")}, Proof: []byte("proof")}
+	d := evidenceDigest(r, ls, outputs, finish)
+	var c linkCheckedSet
+	c.put("q-1", &linkEvidence{digest: d})
+	if c.get("q-1", d) == nil {
+		t.Fatal("the checked evidence is not found again")
+	}
+	other := []struct {
+		name string
+		r    *linkRequest
+		ls   *nodev1.LinkSpec
+		out  []*nodev1.NodeSigned
+		fin  *nodev1.LinkFinishResponse
+	}{
+		{"another spec", &linkRequest{e: r.e, shape: protocol.LinkShape{SpecDigest: []byte("spec B")}}, ls, outputs, finish},
+		{"another epoch", &linkRequest{e: &epochState{Epoch: 4}, shape: r.shape}, ls, outputs, finish},
+		{"another link spec", r, &nodev1.LinkSpec{Participants: []string{"a", "b", "c"}, Stages: ls.Stages}, outputs, finish},
+		{"another output", r, ls, outputs[:1], finish},
+		{"another finish proof", r, ls, outputs, &nodev1.LinkFinishResponse{Shares: finish.Shares, Proof: []byte("other")}},
+	}
+	for _, o := range other {
+		if c.get("q-1", evidenceDigest(o.r, o.ls, o.out, o.fin)) != nil {
+			t.Errorf("%s: the cached evidence was reused", o.name)
+		}
+	}
+	for i := range linkCheckedKeep {
+		c.put(fmt.Sprintf("q-%d", i+2), &linkEvidence{digest: d})
+	}
+	if c.get("q-1", d) != nil || c.get(fmt.Sprintf("q-%d", linkCheckedKeep+1), d) == nil {
+		t.Errorf("the cache keeps %d queries: the oldest should be gone, the newest kept", linkCheckedKeep)
 	}
 }

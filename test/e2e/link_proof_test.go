@@ -584,8 +584,9 @@ func TestLinkSumsCheckedByDecryptors(t *testing.T) {
 // released result, which the stage computes itself from the evidence it
 // checks (the proofs of the later stages' mixes, of the finish shares and
 // of every decryptor's shares). A count and a payload query verify; a
-// record with a changed result, a statement missing, a participant
-// dropped, or a statement node-3 signs for another result (a colluding
+// record with a changed result, a statement missing, empty or another
+// stage's, a participant dropped, or a statement node-3 signs for another
+// result (a colluding
 // stage) is refused, naming what failed. node-3 stating another result at
 // LinkAttest fails the query, naming node-3, and nothing is released.
 func TestLinkedReleaseRecord(t *testing.T) {
@@ -672,6 +673,13 @@ func TestLinkedReleaseRecord(t *testing.T) {
 	bad = proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
 	bad.Senders = bad.Senders[1:]
 	refused("a participant dropped", bad, st.GetResult(), "2 senders, the query needs at least 3")
+	// A statement empty, or passed off as another stage's.
+	bad = proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+	bad.LinkStatements[0].Statement = nil
+	refused("an empty statement", bad, st.GetResult(), "does not verify")
+	bad = proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+	bad.LinkStatements[0].Statement = bad.LinkStatements[1].GetStatement()
+	refused("another stage's statement", bad, st.GetResult(), "does not verify")
 	// node-3, colluding, signs another result: the other stages' statements
 	// do not follow.
 	bad = proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
