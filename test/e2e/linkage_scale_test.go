@@ -111,7 +111,7 @@ func linkScaleRun(t *testing.T, residents, hospitals int) []string {
 		{"Q2 cross-agency count", synth.CitySQLDiabeticDeaths2023, truth.DiabeticDeaths2023},
 	}
 	if *linkBenchSum {
-		queries = append(queries, benchQuery{"Q3 insurer sum (yuan)", synth.CitySQLDiabeticClaims, int(truth.DiabeticClaimsFirst5Fen / 100)})
+		queries = append(queries, benchQuery{"Q3 insurer sum (yuan)", synth.CitySQLDiabeticClaims, int(truth.DiabeticClaims())})
 	}
 	for _, q := range queries {
 		body, _ := json.Marshal(map[string]any{"spec": map[string]any{"sql": q.sql, "epsilon": 1}})
