@@ -498,8 +498,9 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 	}
 	// The first stage keeps its share of the key back: the last stage's
 	// output is then still encrypted under it, and it takes it off later
-	// from the C1 components alone (linkFinish), so that no node ever
-	// holds a finished pseudonym.
+	// from the C1 components alone (linkFinish), so that no stage holds a
+	// finished pseudonym while the lists are mixed (the stages finish them
+	// at release, checkLinkEvidence, after every stage has mixed).
 	var w linkage.Scalar
 	if k > 0 {
 		if w, err = n.linkWeight(r.e, r.points); err != nil {
