@@ -374,7 +374,7 @@ func (c *Coordinator) linkDecrypt(q *query, e *epoch, ls *nodev1.LinkSpec, cts [
 			return nil, nil, fmt.Errorf("%w: decryption of the payload sums at %s: %v; nothing was released", ErrQueryFailed, decryptors[i], err)
 		}
 	}
-	out, err := protocol.LinkSumValues(q.plan, shape, lists, len(ls.Participants), cts, shares)
+	out, err := protocol.LinkSumValues(q.plan, protocol.OuterElems(shape, lists), len(ls.Participants), cts, shares)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v; nothing was released", ErrQueryFailed, err)
 	}

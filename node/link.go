@@ -710,10 +710,12 @@ func (n *Node) linkDecrypt(ctx context.Context, req *nodev1.LinkDecryptRequest) 
 
 // linkEvidence is what a stage checked of the evidence of a linked
 // query's release (LinkDecrypt, LinkAttest) and computed from it.
+// It keeps no list: it stays in memory (linkCheckedSet) between the two
+// release steps of a payload query.
 type linkEvidence struct {
 	digest []byte              // SHA-256 of the evidence (outputs and finish shares)
 	commit []byte              // the partial set's commit digest, from this node's own output
-	lists  []*nodev1.LinkList  // the last stage's output
+	outer  []int               // the elements of every cell's outer list in the last output
 	tally  *protocol.LinkTally // the pattern histogram (and payload sums)
 	sums   []linkage.ValueCiphertext
 }
@@ -753,7 +755,9 @@ type linkCheckedSet struct {
 	order []string
 }
 
-const linkCheckedKeep = 16
+// linkCheckedKeep is how many queries' checked evidence a node keeps: the
+// attest step follows the decrypt step of the same query at once.
+const linkCheckedKeep = 8
 
 func (s *linkCheckedSet) put(qid string, ev *linkEvidence) {
 	s.mu.Lock()
@@ -809,6 +813,7 @@ func (n *Node) checkLinkEvidence(ctx context.Context, r *linkRequest, qid string
 		return nil, fmt.Errorf("%w: link release of %s: %d stage outputs for %d stages (a coordinator of a version before the decryptors' check?)", ErrBadRequest, qid, len(outputs), len(stages))
 	}
 	ev := &linkEvidence{digest: digest}
+	var lists []*nodev1.LinkList
 	var noise [][]byte
 	for i := d; i < len(stages); i++ {
 		o := outputs[i]
@@ -822,13 +827,13 @@ func (n *Node) checkLinkEvidence(ctx context.Context, r *linkRequest, qid string
 		}
 		if i == d {
 			ev.commit = out.GetCommitDigest()
-		} else if err := protocol.CheckLinkStage(r.e.Link, r.points, r.points[i], qid, r.e.Epoch, stages[i], i, r.shape, ev.commit, ev.lists, noise, out); err != nil {
+		} else if err := protocol.CheckLinkStage(r.e.Link, r.points, r.points[i], qid, r.e.Epoch, stages[i], i, r.shape, ev.commit, lists, noise, out); err != nil {
 			n.record(ctx, "coordinator", "link.stage_proof_failed", qid, map[string]any{"stage": i, "node": stages[i], "error": err.Error()})
 			return nil, fmt.Errorf("link release of %s: the output of stage %d (%s) refused: %w", qid, i, stages[i], err)
 		}
-		ev.lists, noise = out.GetLists(), out.GetNoise()
+		lists, noise = out.GetLists(), out.GetNoise()
 	}
-	c1s, err := protocol.SplitPoints(protocol.LinkC1(ev.lists))
+	c1s, err := protocol.SplitPoints(protocol.LinkC1(lists))
 	if err != nil {
 		return nil, fmt.Errorf("%w: link release of %s: %v", ErrBadRequest, qid, err)
 	}
@@ -840,9 +845,10 @@ func (n *Node) checkLinkEvidence(ctx context.Context, r *linkRequest, qid string
 		n.record(ctx, "coordinator", "link.share_proof_failed", qid, map[string]any{"step": protocol.LinkStepFinish, "node": stages[0], "error": err.Error()})
 		return nil, fmt.Errorf("link release of %s: %s's %s shares refused: %w", qid, stages[0], protocol.LinkStepFinish, err)
 	}
-	if ev.tally, ev.sums, err = protocol.LinkSums(r.shape, protocol.LinkPatternsOf(r.p, ls), ev.lists, finish.GetShares(), noise); err != nil {
+	if ev.tally, ev.sums, err = protocol.LinkSums(r.shape, protocol.LinkPatternsOf(r.p, ls), lists, finish.GetShares(), noise); err != nil {
 		return nil, fmt.Errorf("%w: link release of %s: %v", ErrBadRequest, qid, err)
 	}
+	ev.outer = protocol.OuterElems(r.shape, lists)
 	n.linkChecked.put(qid, ev)
 	return ev, nil
 }
@@ -894,7 +900,7 @@ func (n *Node) linkAttest(ctx context.Context, req *nodev1.LinkAttestRequest) (*
 				return nil, fmt.Errorf("link attest of %s: %s's %s shares refused: %w", qid, stages[i], protocol.LinkStepDecrypt, err)
 			}
 		}
-		if totals.Sums, err = protocol.LinkSumValues(r.p, r.shape, ev.lists, participants, ev.sums, shares); err != nil {
+		if totals.Sums, err = protocol.LinkSumValues(r.p, ev.outer, participants, ev.sums, shares); err != nil {
 			return nil, fmt.Errorf("link attest of %s: %w", qid, err)
 		}
 	}

@@ -592,12 +592,24 @@ func CheckLinkSums(asked [][]byte, want []linkage.ValueCiphertext) error {
 	return nil
 }
 
+// OuterElems is the number of elements of every cell's outer list.
+func OuterElems(shape LinkShape, lists []*nodev1.LinkList) []int {
+	out := make([]int, shape.Cells)
+	for cell := range out {
+		if i := shape.ListIndex(0, cell); i < len(lists) {
+			out[cell] = len(lists[i].GetPseudonyms()) / linkage.CiphertextSize
+		}
+	}
+	return out
+}
+
 // LinkSumValues combines the decryptors' shares of every cell's payload
-// sum (shares[i][cell] is decryptor i's, each checked with its proof) and
+// sum (shares[i][cell] is decryptor i's, each checked with its proof; outer
+// the elements of every cell's outer list, OuterElems) and
 // returns the sums as integers on the payload measure's grid (the bounded
 // discrete log). A sum beyond what the cell's outer elements and every
 // participant's noise far into its tail allow is an error naming the cell.
-func LinkSumValues(p *plan.Plan, shape LinkShape, lists []*nodev1.LinkList, participants int, sums []linkage.ValueCiphertext, shares [][]linkage.Point) ([]int64, error) {
+func LinkSumValues(p *plan.Plan, outer []int, participants int, sums []linkage.ValueCiphertext, shares [][]linkage.Point) ([]int64, error) {
 	if len(p.Measures()) < 2 {
 		return nil, errors.New("the plan has no payload measure")
 	}
@@ -620,8 +632,10 @@ func LinkSumValues(p *plan.Plan, shape LinkShape, lists []*nodev1.LinkList, part
 		// above any real sum; the search goes out from zero, so a bound
 		// clamped to what the table serves costs nothing unless the sum
 		// really is that large.
-		elems := len(lists[shape.ListIndex(0, cell)].GetPseudonyms()) / linkage.CiphertextSize
-		bound := float64(elems)*m.PerCell*m.Scale + 12*math.Sqrt(float64(participants))*m.NodeSigma*m.Scale + 1
+		if cell >= len(outer) {
+			return nil, fmt.Errorf("the outer lists of %d cells for %d sums", len(outer), len(sums))
+		}
+		bound := float64(outer[cell])*m.PerCell*m.Scale + 12*math.Sqrt(float64(participants))*m.NodeSigma*m.Scale + 1
 		x, err := linkage.DiscreteLog(v, int64(math.Min(math.Ceil(bound), linkage.MaxBound)))
 		if err != nil {
 			return nil, fmt.Errorf("cell %d: the decrypted sum is out of its range (%v)", cell, err)
