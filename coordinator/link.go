@@ -219,11 +219,7 @@ func (c *Coordinator) executeLinked(q *query, e *epoch, who Analyst) (*typesv1.R
 	if err != nil {
 		return nil, fmt.Errorf("%w: tally: %v", ErrQueryFailed, err)
 	}
-	shift := protocol.LinkShift(q.plan)
-	totals := dp.LinkTotals{Participants: len(ls.Participants), Patterns: lp.MatchingPatterns()}
-	for cell := 0; cell < shape.Cells; cell++ {
-		totals.Counts = append(totals.Counts, tally.LinkCount(lp, cell, len(ls.Participants), shift))
-	}
+	totals := tally.Totals(q.plan, lp, len(ls.Participants))
 	q.phase("tally", start)
 
 	// Decrypt the payload sums. The decryptors are given the evidence to

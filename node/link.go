@@ -478,18 +478,11 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 	} else if len(outputs) != k {
 		return nil, fmt.Errorf("%w: link stage %d of %s: %d earlier outputs, want %d", ErrBadRequest, k, qid, len(outputs), k)
 	}
+	step := fmt.Sprintf("link stage %d of %s", k, qid)
 	for i, prev := range outputs {
-		if prev.GetNodeId() != stages[i] {
-			return nil, fmt.Errorf("%w: link stage %d of %s: output %d is from %s, not stage %d (%s)", ErrBadRequest, k, qid, i, prev.GetNodeId(), i, stages[i])
-		}
-		m, _ := r.e.member(prev.GetNodeId())
-		out, err := protocol.OpenLinkStage(m.Cert.PublicKey, prev.GetSigned(), qid, r.e.Epoch, prev.GetNodeId(), n.window(nil), r.shape, i, stages)
+		out, err := n.checkStageOutput(ctx, r, step, qid, stages, i, prev, commit, lists, noise)
 		if err != nil {
-			return nil, fmt.Errorf("%w: link stage %d of %s: output of stage %d: %v", ErrBadRequest, k, qid, i, err)
-		}
-		if err := protocol.CheckLinkStage(r.e.Link, r.points, r.points[i], qid, r.e.Epoch, stages[i], i, r.shape, commit, lists, noise, out); err != nil {
-			n.record(ctx, "coordinator", "link.stage_proof_failed", qid, map[string]any{"stage": i, "node": stages[i], "error": err.Error()})
-			return nil, fmt.Errorf("link stage %d of %s: the output of stage %d (%s) refused: %w", k, qid, i, stages[i], err)
+			return nil, err
 		}
 		lists, noise = out.GetLists(), out.GetNoise()
 	}
@@ -550,6 +543,36 @@ func (n *Node) linkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*no
 	}
 	n.record(ctx, "coordinator", "link.stage", qid, map[string]any{"stage": k, "lists": len(lists)})
 	return &nodev1.LinkStageResponse{Output: signed}, nil
+}
+
+// openStageOutput opens o, the signed output of stage i of query qid,
+// which must be from stages[i]; step names the call in the error.
+func (n *Node) openStageOutput(r *linkRequest, step, qid string, stages []string, i int, o *nodev1.NodeSigned) (*nodev1.LinkStagePayload, error) {
+	if o.GetNodeId() != stages[i] {
+		return nil, fmt.Errorf("%w: %s: output %d is from %s, not stage %d (%s)", ErrBadRequest, step, i, o.GetNodeId(), i, stages[i])
+	}
+	m, _ := r.e.member(stages[i])
+	out, err := protocol.OpenLinkStage(m.Cert.PublicKey, o.GetSigned(), qid, r.e.Epoch, stages[i], n.window(nil), r.shape, i, stages)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: output of stage %d (%s): %v", ErrBadRequest, step, i, stages[i], err)
+	}
+	return out, nil
+}
+
+// checkStageOutput opens the output of stage i (openStageOutput) and
+// checks its proof of a correct mix of its input (lists and noise, from the
+// partial set of commit). A stage whose proof fails is named in the error
+// and in the audit log (link.stage_proof_failed).
+func (n *Node) checkStageOutput(ctx context.Context, r *linkRequest, step, qid string, stages []string, i int, o *nodev1.NodeSigned, commit []byte, lists []*nodev1.LinkList, noise [][]byte) (*nodev1.LinkStagePayload, error) {
+	out, err := n.openStageOutput(r, step, qid, stages, i, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := protocol.CheckLinkStage(r.e.Link, r.points, r.points[i], qid, r.e.Epoch, stages[i], i, r.shape, commit, lists, noise, out); err != nil {
+		n.record(ctx, "coordinator", "link.stage_proof_failed", qid, map[string]any{"stage": i, "node": stages[i], "error": err.Error()})
+		return nil, fmt.Errorf("%s: the output of stage %d (%s) refused: %w", step, i, stages[i], err)
+	}
+	return out, nil
 }
 
 // linkInput checks the participants' partials of a stage request (every
@@ -812,24 +835,18 @@ func (n *Node) checkLinkEvidence(ctx context.Context, r *linkRequest, qid string
 	if len(outputs) != len(stages) {
 		return nil, fmt.Errorf("%w: link release of %s: %d stage outputs for %d stages (a coordinator of a version before the decryptors' check?)", ErrBadRequest, qid, len(outputs), len(stages))
 	}
-	ev := &linkEvidence{digest: digest}
-	var lists []*nodev1.LinkList
-	var noise [][]byte
-	for i := d; i < len(stages); i++ {
-		o := outputs[i]
-		if o.GetNodeId() != stages[i] {
-			return nil, fmt.Errorf("%w: link release of %s: output %d is from %s, not stage %d (%s)", ErrBadRequest, qid, i, o.GetNodeId(), i, stages[i])
-		}
-		m, _ := r.e.member(stages[i])
-		out, err := protocol.OpenLinkStage(m.Cert.PublicKey, o.GetSigned(), qid, r.e.Epoch, stages[i], n.window(nil), r.shape, i, stages)
+	// Its own output, by its signature; then every later stage's, proven.
+	step := "link release of " + qid
+	own, err := n.openStageOutput(r, step, qid, stages, d, outputs[d])
+	if err != nil {
+		return nil, err
+	}
+	ev := &linkEvidence{digest: digest, commit: own.GetCommitDigest()}
+	lists, noise := own.GetLists(), own.GetNoise()
+	for i := d + 1; i < len(stages); i++ {
+		out, err := n.checkStageOutput(ctx, r, step, qid, stages, i, outputs[i], ev.commit, lists, noise)
 		if err != nil {
-			return nil, fmt.Errorf("%w: link release of %s: output of stage %d (%s): %v", ErrBadRequest, qid, i, stages[i], err)
-		}
-		if i == d {
-			ev.commit = out.GetCommitDigest()
-		} else if err := protocol.CheckLinkStage(r.e.Link, r.points, r.points[i], qid, r.e.Epoch, stages[i], i, r.shape, ev.commit, lists, noise, out); err != nil {
-			n.record(ctx, "coordinator", "link.stage_proof_failed", qid, map[string]any{"stage": i, "node": stages[i], "error": err.Error()})
-			return nil, fmt.Errorf("link release of %s: the output of stage %d (%s) refused: %w", qid, i, stages[i], err)
+			return nil, err
 		}
 		lists, noise = out.GetLists(), out.GetNoise()
 	}
@@ -873,11 +890,7 @@ func (n *Node) linkAttest(ctx context.Context, req *nodev1.LinkAttestRequest) (*
 	}
 	lp := protocol.LinkPatternsOf(r.p, ls)
 	participants := len(ls.GetParticipants())
-	shift := protocol.LinkShift(r.p)
-	totals := dp.LinkTotals{Participants: participants, Patterns: lp.MatchingPatterns()}
-	for cell := 0; cell < r.shape.Cells; cell++ {
-		totals.Counts = append(totals.Counts, ev.tally.LinkCount(lp, cell, participants, shift))
-	}
+	totals := ev.tally.Totals(r.p, lp, participants)
 	if r.shape.Payload {
 		dec := req.GetDecrypted()
 		if len(dec) != len(stages) {

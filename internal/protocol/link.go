@@ -12,6 +12,7 @@ import (
 	"github.com/fedstat/fedstat/crypto/linkage"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/dp"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -643,6 +644,18 @@ func LinkSumValues(p *plan.Plan, outer []int, participants int, sums []linkage.V
 		out[cell] = x
 	}
 	return out, nil
+}
+
+// Totals are what dp.ReleaseLinked releases from the tally of a query of
+// plan p with participants participants: every cell's count (LinkCount,
+// less every participant's public shift), without the payload sums.
+func (t *LinkTally) Totals(p *plan.Plan, lp LinkPatterns, participants int) dp.LinkTotals {
+	shift := LinkShift(p)
+	totals := dp.LinkTotals{Participants: participants, Patterns: lp.MatchingPatterns()}
+	for cell := range t.Patterns {
+		totals.Counts = append(totals.Counts, t.LinkCount(lp, cell, participants, shift))
+	}
+	return totals
 }
 
 // LinkCount is the released count of residents of cell from the tally:

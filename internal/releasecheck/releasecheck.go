@@ -242,16 +242,9 @@ func Check(rec *coordinatorv1.ReleaseRecord, o Options) (*Verdict, error) {
 	}
 
 	// 6. and 7. Decrypt with the revealed key, decode, compare.
-	if !proto.Equal(rec.GetResult(), o.Released) {
-		return nil, refuse("the record's result is not the result released to you")
-	}
-	preq, err := protocol.PlanRequest(spec)
+	p, err := releasedPlan(rec, o, cat)
 	if err != nil {
-		return nil, refuse("the spec does not plan: %v", err)
-	}
-	p, err := plan.Build(preq, cat)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the spec does not plan with this catalogue (%v): the decryption cannot be checked here; give the network's catalogue", ErrCatalogue, err)
+		return nil, err
 	}
 	if planFP != "" {
 		if got := p.Fingerprint(); got != planFP {
@@ -316,16 +309,9 @@ func checkLinked(rec *coordinatorv1.ReleaseRecord, o Options, cat *plan.Catalogu
 			return nil, refuse("%s committed to another set of partials than the record's", id)
 		}
 	}
-	if !proto.Equal(rec.GetResult(), o.Released) {
-		return nil, refuse("the record's result is not the result released to you")
-	}
-	preq, err := protocol.PlanRequest(spec)
+	p, err := releasedPlan(rec, o, cat)
 	if err != nil {
-		return nil, refuse("the spec does not plan: %v", err)
-	}
-	p, err := plan.Build(preq, cat)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the spec does not plan with this catalogue (%v): the release cannot be checked here; give the network's catalogue", ErrCatalogue, err)
+		return nil, err
 	}
 	if p.Link == nil {
 		return nil, refuse("the record has stages' statements, but the spec is not a query across linked agencies")
@@ -376,6 +362,24 @@ func checkLinked(rec *coordinatorv1.ReleaseRecord, o Options, cat *plan.Catalogu
 			"the release cannot be checked here; give the network's catalogue", ErrCatalogue, qid, planFP, got)
 	}
 	return &Verdict{QueryID: qid, Epoch: epoch, Senders: sorted(senders), Decryptors: sorted(signers), Threshold: t, PlanBound: true, Linked: true}, nil
+}
+
+// releasedPlan checks that the record's result is the one released to the
+// analyst and plans the record's spec with cat (a spec it cannot plan is
+// ErrCatalogue: nothing can be checked here).
+func releasedPlan(rec *coordinatorv1.ReleaseRecord, o Options, cat *plan.Catalogue) (*plan.Plan, error) {
+	if !proto.Equal(rec.GetResult(), o.Released) {
+		return nil, refuse("the record's result is not the result released to you")
+	}
+	preq, err := protocol.PlanRequest(rec.GetSpec())
+	if err != nil {
+		return nil, refuse("the spec does not plan: %v", err)
+	}
+	p, err := plan.Build(preq, cat)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the spec does not plan with this catalogue (%v): the release cannot be checked here; give the network's catalogue", ErrCatalogue, err)
+	}
+	return p, nil
 }
 
 // sameValues compares the numbers of two results cell by cell (display
