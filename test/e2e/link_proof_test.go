@@ -702,4 +702,32 @@ func TestLinkedReleaseRecord(t *testing.T) {
 	if st.GetResult() != nil {
 		t.Errorf("a result was kept: %v", st.GetResult())
 	}
+	// The audit logs: every stage records each statement it signed (three
+	// queries: two released, one refused: 3 each), and the coordinator names
+	// node-3's statement of another result.
+	for _, id := range []string{"node-1", "node-2", "node-3", "coordinator"} {
+		f, err := os.Open(filepath.Join(dir, id, "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		attests, mismatch := 0, ""
+		if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+			switch e.Action {
+			case "link.attest":
+				attests++
+			case "link.attest_mismatch":
+				mismatch, _ = e.Details["node"].(string)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		switch {
+		case id == "coordinator" && mismatch != "node-3":
+			t.Errorf("the coordinator's audit log names %q for the statement of another result, want node-3", mismatch)
+		case id != "coordinator" && attests != 3:
+			t.Errorf("%s's audit log has %d link.attest entries, want 3", id, attests)
+		}
+	}
 }
