@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -180,6 +181,8 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: reveal: %w", id, err)
 	}
 	var reveals []*nodev1.NodeSigned
+	proofs := map[string][]byte{}
+	var unproven []string
 	for i, r := range revealed {
 		nid := sharers[i]
 		cert := certs[slices.Index(ids, nid)]
@@ -191,9 +194,27 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("coordinator: key ceremony: CKG share of %s: %w", nid, err)
 		}
+		// The proof that the share is well formed and that nid knows its
+		// secret (docs/crypto.md, "Proofs of well-formed key-generation
+		// shares"); every member checks it again before it installs.
+		if err := collective.VerifyCKGShare(c.params, crs, share, r.GetCkgProof(), protocol.CKGProofContext(id, nid)); err != nil {
+			unproven = append(unproven, nid)
+			problem := fmt.Sprintf("its CKG share of epoch %d failed its proof of well-formedness: %v", id, err)
+			d := sha256.Sum256(cert.Raw)
+			if err := c.exclude(ctx, lostMember{ID: nid, Problem: problem, CertSHA256: d[:]}); err != nil {
+				c.log.Error("could not store the exclusion of a member whose CKG share failed its proof", "node", nid, "err", err)
+			}
+			c.record(ctx, c.cfg.Identity.Name(), "epoch.ckg_proof_failed", "", map[string]any{"epoch": id, "node": nid, "reason": err.Error()})
+			continue
+		}
+		proofs[nid] = r.GetCkgProof()
 		shares = append(shares, share)
 		signed[i] = &nodev1.NodeSigned{NodeId: nid, Signed: s}
 		reveals = append(reveals, &nodev1.NodeSigned{NodeId: nid, Signed: r.GetReveal()})
+	}
+	if len(unproven) > 0 {
+		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: %w: the CKG share of %s failed its proof of well-formedness; excluded from key epochs until it presents a new certificate",
+			id, ErrKeyCheck, strings.Join(unproven, ", "))
 	}
 	pk, err := collective.CKGAggregate(c.params, crs, shares)
 	if err != nil {
@@ -210,7 +231,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	}
 	received := make([]int, len(ids))
 	if err := c.fanout(ctx, ids, func(ctx context.Context, i int, nid string) error {
-		req := &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits, CkgReveals: reveals}
+		req := &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits, CkgReveals: reveals, CkgProofs: proofs}
 		received[i] = proto.Size(req)
 		_, err := clients[nid].InstallKey(ctx, req)
 		return err

@@ -362,6 +362,12 @@ func (c *Coordinator) verifyPartial(qid string, spec *typesv1.QuerySpec, e *epoc
 	if err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}
+	// Decryptors verify the proofs again; checked here, a member whose
+	// proof fails is left out of the set (as any refused partial) instead
+	// of failing the release.
+	if err := protocol.CheckEncryptionProofs(c.params, e.PublicKey, pt, qid, e.ID, mem.ID, shape.SpecDigest, c.cfg.CompactRelease); err != nil {
+		return partial{}, fmt.Errorf("partial rejected: %w", err)
+	}
 	return partial{node: mem.ID, signed: s, cts: pt.Ciphertexts, plain: pt.Plaintext, version: pt.DataVersion}, nil
 }
 

@@ -90,6 +90,14 @@ type Config struct {
 	// MinNodes is the default number of partials a release needs. Defaults
 	// to the number of nodes.
 	MinNodes int
+	// CompactRelease sends the decryptors the sum of the partials and
+	// their fingerprints instead of the partials (docs/crypto.md,
+	// "Checking a sum without its partials"): less traffic, but no
+	// decryptor can verify the partials' proofs of encryption, so every
+	// decryptor must accept unproven partials (node policy
+	// accept_unproven_partials). Defaults to false: the decryptors get
+	// every partial with its proofs.
+	CompactRelease bool
 	// Catalogue is the network catalogue. Defaults to plan.DefaultCatalogue(),
 	// which assumes each patient's records are at exactly one node
 	// (MaxNodesPerPatient 1).
@@ -489,6 +497,16 @@ func (c *Coordinator) Close() error {
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+// PublicKey returns the collective public key of the current key epoch
+// and the epoch's id. The key is public: every member encrypts under it.
+func (c *Coordinator) PublicKey() (*homomorphic.PublicKey, uint64, error) {
+	e, err := c.currentEpoch()
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.PublicKey, e.ID, nil
 }
 
 func (c *Coordinator) currentEpoch() (*epoch, error) {

@@ -481,8 +481,10 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	}
 	releaseCtx, cancelRelease := context.WithTimeout(q.ctx, releaseTimeout)
 	defer cancelRelease()
-	// A compact release: the decryptors get the sum and the partials'
-	// headers and signatures, not the partials (protocol.CheckCompactSum).
+	// The decryptors get the sum, the partials' headers and signatures and
+	// the senders' commitments with fingerprints (protocol.CheckCompactSum),
+	// and, unless the release is compact, every partial with its proofs of
+	// encryption, which they verify and add up themselves.
 	sumBytes := make([][]byte, len(sum))
 	for i, ct := range sum {
 		if sumBytes[i], err = ct.MarshalBinary(); err != nil {
@@ -498,7 +500,12 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 		refs[i] = &nodev1.NodeSigned{NodeId: s.GetNodeId(), Signed: &typesv1.Signed{Header: s.GetSigned().GetHeader(), Signature: s.GetSigned().GetSignature()}}
 	}
 	ksReq := &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: refs, Sum: sumBytes, TargetPublicKey: target, Commits: commits}
-	switched, shares, err := c.keySwitch(releaseCtx, q, e, ksReq, sum, senders)
+	sendReq := ksReq
+	if !c.cfg.CompactRelease {
+		sendReq = proto.Clone(ksReq).(*nodev1.KeySwitchRequest)
+		sendReq.Partials = signed
+	}
+	switched, shares, err := c.keySwitch(releaseCtx, q, e, sendReq, sum, senders)
 	if err != nil {
 		return nil, err
 	}

@@ -258,7 +258,7 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	if err != nil {
 		return nil, err
 	}
-	share, err := collective.CKGShare(p, sk, req.GetCrs())
+	share, ckgProof, err := collective.CKGShareProven(p, sk, req.GetCrs(), protocol.CKGProofContext(req.GetEpoch(), n.id))
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +305,7 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	// lost store, and a node refuses to start on them (node/check), so a
 	// crash in between must leave a record without a key (the node then
 	// starts, unable to decrypt in that epoch).
-	e := &epochState{Epoch: req.GetEpoch(), Params: p, Threshold: t, Members: members, CRS: req.GetCrs(), secret: sk, ckgShare: signed}
+	e := &epochState{Epoch: req.GetEpoch(), Params: p, Threshold: t, Members: members, CRS: req.GetCrs(), secret: sk, ckgShare: signed, ckgProof: ckgProof}
 	if err := n.saveEpoch(e); err != nil {
 		return nil, err
 	}
@@ -409,6 +409,14 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 		if err != nil {
 			return nil, fmt.Errorf("%w: CKG share from %s: %v", ErrBadRequest, s.GetNodeId(), err)
 		}
+		// Every share must come with the proof that it is well formed and
+		// that its member knows its secret (docs/crypto.md, "Proofs of
+		// well-formed key-generation shares").
+		proof := req.GetCkgProofs()[s.GetNodeId()]
+		if err := collective.VerifyCKGShare(e.Params, e.CRS, share, proof, protocol.CKGProofContext(e.Epoch, s.GetNodeId())); err != nil {
+			n.record(ctx, "coordinator", "epoch.ckg_proof_refused", "", map[string]any{"epoch": e.Epoch, "node": s.GetNodeId(), "reason": err.Error()})
+			return nil, fmt.Errorf("%w: CKG share from %s: %v", ErrBadRequest, s.GetNodeId(), err)
+		}
 		shares[i] = share
 		got++
 	}
@@ -508,7 +516,7 @@ func (n *Node) revealKeyGen(ctx context.Context, req *nodev1.RevealKeyGenRequest
 		e.ckgSet = digest
 		n.record(ctx, "coordinator", "epoch.revealed", "", map[string]any{"epoch": e.Epoch, "set": fmt.Sprintf("%x", digest)})
 	}
-	return &nodev1.RevealKeyGenResponse{CkgShare: e.ckgShare, Reveal: stmt}, nil
+	return &nodev1.RevealKeyGenResponse{CkgShare: e.ckgShare, Reveal: stmt, CkgProof: e.ckgProof}, nil
 }
 
 // checkCKGReveals checks that every committee member of e signed a reveal

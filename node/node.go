@@ -393,6 +393,7 @@ type epochState struct {
 	// in. Both are lost on a restart: the ceremony then fails at this node,
 	// and the coordinator starts a new epoch.
 	ckgShare *typesv1.Signed
+	ckgProof []byte // the proof of ckgShare (collective.CKGShareProven)
 	ckgSet   []byte
 	// keyCheck is the answer to the epoch's one key-check challenge
 	// (CheckKey), kept in memory until it is opened.

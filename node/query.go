@@ -65,6 +65,15 @@ type Policy struct {
 	// signature that is present is verified whether this is on or not.
 	// Defaults to false.
 	RequireAnalystSignature bool
+	// AcceptUnprovenPartials lets this node key-switch sums of partials
+	// that carry no proofs of encryption: those of nodes older than the
+	// proofs, and compact releases, in which a decryptor gets the sum and
+	// not the partials and so cannot verify them. Off (the default), a
+	// member that sends another member's ciphertext, a re-randomisation or
+	// multiple of it, or a ciphertext with no short witness, is named and
+	// nothing is released (docs/crypto.md, "Proofs of fresh encryption").
+	// A proof that is present is verified whether this is on or not.
+	AcceptUnprovenPartials bool
 }
 
 // DefaultMinCohortRho is the default cost of a node's minimum-cohort check
@@ -456,7 +465,8 @@ func (n *Node) sealPartial(e *epochState, queryID string, payload *nodev1.Partia
 	var err error
 	if n.cfg.BenchmarkPlaintext {
 		payload.Plaintext = slots
-	} else if cts, err = homomorphic.Encrypt(e.Params, e.PublicKey, slots); err != nil {
+	} else if cts, payload.Proofs, err = homomorphic.EncryptProven(e.Params, e.PublicKey, slots,
+		protocol.EncryptionContext(queryID, e.Epoch, n.id, payload.GetSpecDigest())); err != nil {
 		return nil, nil, err
 	}
 	for _, ct := range cts {
@@ -600,16 +610,31 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 // fullSum opens every partial of a release that carries them, checks the
 // senders' commitments to exactly this set and returns the partials' sum.
 func (n *Node) fullSum(e *epochState, qid string, req *nodev1.KeySwitchRequest, shape protocol.PartialShape, commitDigest []byte) ([]*homomorphic.Ciphertext, error) {
+	vectors, seen, err := n.openPartials(e, qid, req, shape)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.checkCommits(e, qid, commitDigest, seen, req.GetCommits()); err != nil {
+		return nil, err
+	}
+	return homomorphic.Sum(e.Params, vectors)
+}
+
+// openPartials runs every check of every partial of a release that
+// carries them (protocol.OpenPartial) and verifies their proofs of
+// encryption (protocol.CheckEncryptionProofs), naming the sender of the
+// first that fails. It returns their ciphertexts and the senders.
+func (n *Node) openPartials(e *epochState, qid string, req *nodev1.KeySwitchRequest, shape protocol.PartialShape) ([][]*homomorphic.Ciphertext, map[string]bool, error) {
 	var vectors [][]*homomorphic.Ciphertext
 	seen := map[string]bool{}
 	for _, ps := range req.GetPartials() {
 		from := ps.GetNodeId()
 		m, ok := e.member(from)
 		if !ok {
-			return nil, fmt.Errorf("%w: partial from %q: not a member of epoch %d", ErrBadPartial, from, e.Epoch)
+			return nil, nil, fmt.Errorf("%w: partial from %q: not a member of epoch %d", ErrBadPartial, from, e.Epoch)
 		}
 		if seen[from] {
-			return nil, fmt.Errorf("%w: two partials from %s", ErrBadPartial, from)
+			return nil, nil, fmt.Errorf("%w: two partials from %s", ErrBadPartial, from)
 		}
 		// No replay cache: a partial is bound to this query id, epoch and
 		// node, and the release record below lets a query id be released
@@ -624,15 +649,15 @@ func (n *Node) fullSum(e *epochState, qid string, req *nodev1.KeySwitchRequest, 
 		}
 		pt, err := protocol.OpenPartial(m.Cert.PublicKey, ps.GetSigned(), qid, e.Epoch, from, w, shape)
 		if err != nil {
-			return nil, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
+			return nil, nil, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
+		}
+		if err := protocol.CheckEncryptionProofs(e.Params, e.PublicKey, pt, qid, e.Epoch, from, shape.SpecDigest, n.cfg.Policy.AcceptUnprovenPartials); err != nil {
+			return nil, nil, fmt.Errorf("%w: partial from %s: %v; nothing was key-switched", ErrBadPartial, from, err)
 		}
 		seen[from] = true
 		vectors = append(vectors, pt.Ciphertexts)
 	}
-	if err := n.checkCommits(e, qid, commitDigest, seen, req.GetCommits()); err != nil {
-		return nil, err
-	}
-	return homomorphic.Sum(e.Params, vectors)
+	return vectors, seen, nil
 }
 
 // compactSum checks the sum of a compact release (docs/crypto.md,
@@ -642,6 +667,19 @@ func (n *Node) fullSum(e *epochState, qid string, req *nodev1.KeySwitchRequest, 
 // this spec; and the fingerprint of the sum must be the sum of their
 // fingerprints. It returns the sum.
 func (n *Node) compactSum(e *epochState, qid string, req *nodev1.KeySwitchRequest, shape protocol.PartialShape, commitDigest []byte) ([]*homomorphic.Ciphertext, error) {
+	withPayloads := 0
+	for _, ps := range req.GetPartials() {
+		if len(ps.GetSigned().GetPayload()) > 0 {
+			withPayloads++
+		}
+	}
+	switch {
+	case withPayloads == 0 && !n.cfg.Policy.AcceptUnprovenPartials:
+		return nil, fmt.Errorf("%w: a compact release of %s carries the sum, not the partials, so this node cannot verify their proofs of encryption "+
+			"(policy accept_unproven_partials is off; the coordinator's compact_release must be off too)", ErrBadRequest, qid)
+	case withPayloads != 0 && withPayloads != len(req.GetPartials()):
+		return nil, fmt.Errorf("%w: %d of the %d partials of %s carry their payload: all or none must", ErrBadRequest, withPayloads, len(req.GetPartials()), qid)
+	}
 	want := e.Params.NumCiphertexts(shape.VectorLen)
 	if len(req.GetSum()) != want {
 		return nil, fmt.Errorf("%w: a sum of %d ciphertexts for %s, the plan needs %d", ErrBadPartial, len(req.GetSum()), qid, want)
@@ -687,6 +725,23 @@ func (n *Node) compactSum(e *epochState, qid string, req *nodev1.KeySwitchReques
 	}
 	if err := protocol.CheckCompactSum(e.Params, sum, req.GetSum(), commitDigest, shape.SpecDigest, commits); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadPartial, qid, err)
+	}
+	if withPayloads > 0 {
+		// The partials came too: every proof of encryption is verified, and
+		// the sum must be exactly theirs.
+		vectors, _, err := n.openPartials(e, qid, req, shape)
+		if err != nil {
+			return nil, err
+		}
+		own, err := homomorphic.Sum(e.Params, vectors)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrBadPartial, qid, err)
+		}
+		for i := range own {
+			if !own[i].Equal(sum[i]) {
+				return nil, fmt.Errorf("%w: %s: ciphertext %d of the sum is not the sum of the partials sent with it", ErrBadPartial, qid, i)
+			}
+		}
 	}
 	return sum, nil
 }

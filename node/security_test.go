@@ -434,8 +434,9 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 		}
 	}
 	// revealAll asks each member in ids for its share within set.
-	revealAll := func(e uint64, set []*nodev1.NodeSigned, ids ...string) (shares, stmts []*nodev1.NodeSigned) {
+	revealAll := func(e uint64, set []*nodev1.NodeSigned, ids ...string) (shares, stmts []*nodev1.NodeSigned, proofs map[string][]byte) {
 		t.Helper()
+		proofs = map[string][]byte{}
 		for _, id := range ids {
 			r, err := clients[id].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: e, CkgCommitments: set})
 			if err != nil {
@@ -443,8 +444,9 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 			}
 			shares = append(shares, &nodev1.NodeSigned{NodeId: id, Signed: r.GetCkgShare()})
 			stmts = append(stmts, &nodev1.NodeSigned{NodeId: id, Signed: r.GetReveal()})
+			proofs[id] = r.GetCkgProof()
 		}
-		return shares, stmts
+		return shares, stmts, proofs
 	}
 	// Sets a member does not reveal in.
 	for _, tc := range []struct {
@@ -460,7 +462,19 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 			t.Fatalf("reveal in %s: %v, want a refusal naming %q", tc.name, err, tc.want)
 		}
 	}
-	signed, reveals := revealAll(epoch, commits, "node-1", "node-2", "node-3")
+	signed, reveals, proofs := revealAll(epoch, commits, "node-1", "node-2", "node-3")
+	with := func(id string, proof []byte) map[string][]byte {
+		out := map[string][]byte{}
+		for k, v := range proofs {
+			out[k] = v
+		}
+		if proof == nil {
+			delete(out, id)
+		} else {
+			out[id] = proof
+		}
+		return out
+	}
 
 	// A rogue key: node-3, working with the coordinator, signs another
 	// share after node-1's and node-2's were revealed (a share chosen from
@@ -471,7 +485,9 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rogueShare, err := collective.CKGShare(params, rogueSK, crs)
+	// With a valid proof of its own secret: the proof shows a well-formed
+	// share, not one fixed before the others were seen.
+	rogueShare, rogueProof, err := collective.CKGShareProven(params, rogueSK, crs, protocol.CKGProofContext(epoch, "node-3"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,19 +519,22 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 		shares  []*nodev1.NodeSigned
 		reveals []*nodev1.NodeSigned
 		pk      []byte
+		proofs  map[string][]byte
 		want    []string
 	}{
 		// Forged shares go first, so that no genuine share is spent by the
 		// refusal (as in test/e2e's TestReplayedPartialsRefused).
-		{"a tampered CKG share", []*nodev1.NodeSigned{tampered, signed[0], signed[2]}, reveals, nil, []string{"CKG share from node-2", "bad signature"}},
-		{"node-2's share as node-3's", []*nodev1.NodeSigned{relabelled, signed[0], signed[1]}, reveals, nil, []string{"CKG share from node-3", "bad signature"}},
-		{"a share of a non-member", []*nodev1.NodeSigned{{NodeId: "node-9", Signed: signed[1].GetSigned()}}, reveals, nil, []string{"node-9", "not a member"}},
-		{"the shares without the reveal statements", signed, nil, nil, []string{"no CKG reveal statement from [node-1 node-2 node-3]"}},
-		{"node-3's share chosen after the others were revealed", rogueShares, rogueStmts, nil, []string{"node-1 revealed its CKG share in another set of commitments"}},
-		{"node-3's later share without node-1's and node-2's statements", rogueShares, rogueStmts[2:], nil, []string{"no CKG reveal statement from [node-1 node-2]"}},
-		{"the coordinator's own public key", signed, reveals, ownPK, []string{"differs from the aggregate"}},
+		{"a tampered CKG share", []*nodev1.NodeSigned{tampered, signed[0], signed[2]}, reveals, nil, proofs, []string{"CKG share from node-2", "bad signature"}},
+		{"node-2's share as node-3's", []*nodev1.NodeSigned{relabelled, signed[0], signed[1]}, reveals, nil, proofs, []string{"CKG share from node-3", "bad signature"}},
+		{"a share of a non-member", []*nodev1.NodeSigned{{NodeId: "node-9", Signed: signed[1].GetSigned()}}, reveals, nil, proofs, []string{"node-9", "not a member"}},
+		{"node-3's share without its proof", signed, reveals, nil, with("node-3", nil), []string{"CKG share from node-3", "proof of the CKG share refused"}},
+		{"node-2's proof for node-3's share", signed, reveals, nil, with("node-3", proofs["node-2"]), []string{"CKG share from node-3", "proof of the CKG share refused"}},
+		{"the shares without the reveal statements", signed, nil, nil, proofs, []string{"no CKG reveal statement from [node-1 node-2 node-3]"}},
+		{"node-3's share chosen after the others were revealed", rogueShares, rogueStmts, nil, with("node-3", rogueProof), []string{"node-1 revealed its CKG share in another set of commitments"}},
+		{"node-3's later share without node-1's and node-2's statements", rogueShares, rogueStmts[2:], nil, with("node-3", rogueProof), []string{"no CKG reveal statement from [node-1 node-2]"}},
+		{"the coordinator's own public key", signed, reveals, ownPK, proofs, []string{"differs from the aggregate"}},
 	} {
-		_, err := clients["node-1"].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: epoch, CkgShares: tc.shares, PublicKey: tc.pk, CkgReveals: tc.reveals})
+		_, err := clients["node-1"].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: epoch, CkgShares: tc.shares, PublicKey: tc.pk, CkgReveals: tc.reveals, CkgProofs: tc.proofs})
 		if err == nil {
 			t.Fatalf("node-1 installed %s", tc.name)
 		}
@@ -553,7 +572,7 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 	if _, err := clients["node-1"].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: epoch + 1, CkgCommitments: csigned}); err == nil || !strings.Contains(err.Error(), "not on the committee") {
 		t.Fatalf("reveal at node-1, off the committee: %v, want a refusal", err)
 	}
-	csigned, creveals := revealAll(epoch+1, csigned, "node-2", "node-3")
+	csigned, creveals, cproofs := revealAll(epoch+1, csigned, "node-2", "node-3")
 	for _, tc := range []struct {
 		name   string
 		shares []*nodev1.NodeSigned
@@ -571,7 +590,7 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 		if strings.Contains(tc.name, "reveal statement") {
 			reveals = creveals[:1]
 		}
-		_, err := clients["node-1"].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: epoch + 1, CkgShares: tc.shares, PublicKey: tc.pk, CkgReveals: reveals})
+		_, err := clients["node-1"].InstallKey(ctx, &nodev1.InstallKeyRequest{Epoch: epoch + 1, CkgShares: tc.shares, PublicKey: tc.pk, CkgReveals: reveals, CkgProofs: cproofs})
 		if err == nil {
 			t.Fatalf("node-1 (off the committee) installed %s", tc.name)
 		}

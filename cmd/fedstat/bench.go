@@ -34,6 +34,7 @@ func benchCommand() *cobra.Command {
 		format, query   string
 		grid            bool
 		processes       bool
+		compact         bool
 		profileDir      string
 		idle            time.Duration
 	)
@@ -57,7 +58,9 @@ combining, decrypting, releasing) and the process's CPU time per query.
 The network has a decryption committee of K = min(N, 10) members (--committee K; -1 puts
 every node on it) of which T = max(2, 2K/3) decrypt each release; a second table gives the
 key ceremony's time and the bytes one node sent and received in it, off the committee and on
-it. --rows R serves every node one node of R condition rows on the embedded column store (a
+it. --compact runs compact releases, in which the decryptors get the sum and not the
+partials and verify no proof of encryption: the default against it is the proofs' cost.
+--rows R serves every node one node of R condition rows on the embedded column store (a
 bulk import mapped from disk) and reports the process's peak RSS.
 
 --processes runs the coordinator and every node as separate processes of this binary
@@ -73,6 +76,7 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
   fedstat bench --nodes 3 --patients 10000 --format json
   fedstat bench --grid        # N = 3, 10, 30 and P = 10^4, 10^5, 10^6 (long)
   fedstat bench --nodes 100 --patients 1000 --committee 10 --query cohort --repeats 10
+  fedstat bench --nodes 10 --patients 1000 --query cohort --compact   # proofs of encryption off
   fedstat bench --nodes 2 --rows 100000000 --query cohort --repeats 5   # nodes larger than memory
   fedstat bench --processes --nodes 3,10 --patients 1000 --query cohort --profile /tmp/prof`,
 		Args: cobra.NoArgs,
@@ -100,6 +104,9 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 			if rows > 0 {
 				patients = []int{0} // from --rows
 			}
+			if compact && processes {
+				return &usageError{"--compact runs in one process: not with --processes"}
+			}
 			if processes {
 				return benchProcesses(cmd, nodes, patients, repeats, committee, qs, idle, profileDir, format, progress)
 			}
@@ -110,7 +117,7 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 			for _, n := range nodes {
 				for _, p := range patients {
 					fmt.Fprintf(cmd.ErrOrStderr(), "bench: %d nodes x %d patients\n", n, p)
-					cells, err := bench.Run(cmd.Context(), bench.Options{Nodes: n, Patients: p, Repeats: repeats, Queries: qs, Committee: committee, Rows: rows, DataDir: dataDir, Progress: progress})
+					cells, err := bench.Run(cmd.Context(), bench.Options{Nodes: n, Patients: p, Repeats: repeats, Queries: qs, Committee: committee, Rows: rows, DataDir: dataDir, Compact: compact, Progress: progress})
 					if err != nil {
 						return err
 					}
@@ -137,6 +144,7 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 	f.IntVar(&committee, "committee", 0, "size K of the decryption committee (T = max(2, 2K/3) of it decrypt); 0: min(nodes, 10), -1: every node")
 	f.StringVar(&query, "query", "", "only these queries: cohort, weekly-by-region, mean (comma-separated)")
 	f.StringVar(&format, "format", "table", "table or json")
+	f.BoolVar(&compact, "compact", false, "compact releases: decryptors get the sum, not the partials, and verify no proof of encryption (proofs off, to compare)")
 	f.BoolVar(&grid, "grid", false, "run N = 3, 10, 30 by P = 10^4, 10^5, 10^6")
 	f.BoolVar(&processes, "processes", false, "run the coordinator and every node as separate processes of this binary and report each one's CPU per query (from /proc; Linux)")
 	f.DurationVar(&idle, "idle", 10*time.Second, "with --processes: how long to measure the daemons' idle CPU")

@@ -213,6 +213,11 @@ type Coordinator struct {
 	// MinNodes is the default number of partials a release needs.
 	// Default: the threshold.
 	MinNodes int `toml:"min_nodes"`
+	// CompactRelease sends decryptors the sum of the partials without the
+	// partials themselves: less traffic, but no decryptor can verify the
+	// partials' proofs of encryption, so every node must set policy
+	// accept_unproven_partials. Default false.
+	CompactRelease bool `toml:"compact_release"`
 	// MinMembers is how many nodes must be there before the first key
 	// epoch. Default 2.
 	MinMembers int `toml:"min_members"`
@@ -289,6 +294,10 @@ type Policy struct {
 	// RequireAnalystSignature refuses queries that no analyst's client
 	// signed (see node.Policy.RequireAnalystSignature). Default false.
 	RequireAnalystSignature bool `toml:"require_analyst_signature"`
+	// AcceptUnprovenPartials lets the node key-switch sums of partials
+	// without proofs of encryption (older nodes, compact releases; see
+	// node.Policy.AcceptUnprovenPartials). Default false.
+	AcceptUnprovenPartials bool `toml:"accept_unproven_partials"`
 }
 
 // Budget is a node's privacy budget, in zCDP rho.

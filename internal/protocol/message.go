@@ -240,6 +240,15 @@ func OpenCKGShare(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node st
 	return ckgKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
 }
 
+// CKGProofContext is what the proof of node's CKG share of epoch is bound
+// to (collective.CKGShareProven): a proof made for one member or epoch does
+// not verify for another.
+func CKGProofContext(epoch uint64, node string) []byte {
+	b := []byte("fedstat/ckg-proof/v1\x00")
+	b = binary.BigEndian.AppendUint64(b, epoch)
+	return append(b, node...)
+}
+
 // SealCKGReveal signs node's statement that it revealed its CKG share of
 // epoch within the set of share commitments digest (CKGSetDigest), and in
 // no other.

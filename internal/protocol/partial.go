@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"crypto"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -44,6 +45,50 @@ type Partial struct {
 	// DataVersion is the node's data version the partial was computed on
 	// ("" when its back end has none).
 	DataVersion string
+	// Proofs are the ciphertexts' proofs of encryption, one each, or none
+	// (a partial of a node before the proofs); CheckEncryptionProofs
+	// verifies them.
+	Proofs [][]byte
+}
+
+// EncryptionContext is what a partial's proofs of encryption are bound to:
+// the query, the key epoch, the sender and the spec digest. A proof made
+// for one sender or query does not verify for another.
+func EncryptionContext(queryID string, epoch uint64, node string, specDigest []byte) []byte {
+	var b []byte
+	b = append(b, "fedstat/partial-encryption/v1\x00"...)
+	for _, f := range [][]byte{[]byte(queryID), []byte(node), specDigest} {
+		b = binary.BigEndian.AppendUint64(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return binary.BigEndian.AppendUint64(b, epoch)
+}
+
+// ErrUnproven is CheckEncryptionProofs's refusal of a partial without
+// proofs of encryption.
+var ErrUnproven = errors.New("it carries no proofs of encryption")
+
+// CheckEncryptionProofs verifies every proof of encryption of p, node's
+// partial of queryID in epoch, under the epoch's collective key pk. A
+// partial without proofs is refused with ErrUnproven unless allowUnproven.
+// The error names the ciphertext, not the node (the callers do).
+func CheckEncryptionProofs(params homomorphic.Params, pk *homomorphic.PublicKey, p *Partial, queryID string, epoch uint64, node string, specDigest []byte, allowUnproven bool) error {
+	if len(p.Ciphertexts) == 0 {
+		return nil
+	}
+	if len(p.Proofs) == 0 {
+		if allowUnproven {
+			return nil
+		}
+		return ErrUnproven
+	}
+	ctx := EncryptionContext(queryID, epoch, node, specDigest)
+	for i, ct := range p.Ciphertexts {
+		if err := homomorphic.VerifyEncryption(params, pk, ct, p.Proofs[i], ctx, i); err != nil {
+			return fmt.Errorf("ciphertext %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 // SealPartial signs node's partial of query queryID in key epoch epoch.
@@ -80,7 +125,10 @@ func OpenPartial(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch 
 	if int(payload.GetVectorLen()) != want.VectorLen || len(payload.GetCiphertexts()) != cts {
 		return nil, fmt.Errorf("%d slots in %d ciphertexts, the plan needs %d in %d", payload.GetVectorLen(), len(payload.GetCiphertexts()), want.VectorLen, cts)
 	}
-	out := &Partial{Signed: s, Ciphertexts: make([]*homomorphic.Ciphertext, cts), DataVersion: payload.GetDataVersion()}
+	if n := len(payload.GetProofs()); n != 0 && n != cts {
+		return nil, fmt.Errorf("%d proofs of encryption for %d ciphertexts", n, cts)
+	}
+	out := &Partial{Signed: s, Ciphertexts: make([]*homomorphic.Ciphertext, cts), DataVersion: payload.GetDataVersion(), Proofs: payload.GetProofs()}
 	for i, b := range payload.GetCiphertexts() {
 		if out.Ciphertexts[i], err = homomorphic.UnmarshalCiphertext(want.Params, b); err != nil {
 			return nil, fmt.Errorf("ciphertext %d: %w", i, err)

@@ -62,7 +62,7 @@ func compactRelease(t *testing.T, ctx context.Context, nodes map[string]nodev1.N
 // "commitments" release is checked on commitments of the second kind, the
 // "honest" one on the first.
 func TestCompactRelease(t *testing.T) {
-	nw, ctx, nodes := startCurious(t, 4, 2, 2, false)
+	nw, ctx, nodes := startCuriousCompact(t, 4, 2, 2)
 	params := nw.Coordinator.Params()
 	ids := nodeIDs(nw)
 	dec := []string{"node-1", "node-2"}

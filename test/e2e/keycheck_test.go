@@ -28,26 +28,22 @@ import (
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
 
-// TestMalformedCKGShareNamed: node-3 runs the real key ceremony with one
-// step changed, the CKG share it commits to and reveals: a share of a
-// secret it does not hold, signed with its own key, revealed within the
-// committee's fixed set like an honest one. Every signature checks and the
-// collective key aggregates, but no release could ever be decrypted under
-// it. The key check names node-3 before any member installs the epoch:
-// the ceremony fails saying so, node-3 is excluded from key epochs, and
-// the next ceremony makes an epoch of node-1 and node-2 in which a query is
-// released. Before the key check, the epoch was installed and every
-// release in it failed, naming nobody. The coordinator's audit log keeps the
-// seed of node-3's challenge, and node-3's own log its refusal with the same
-// seed (so the accusation can be replayed). A node of a version without the
-// key check (CheckKey unimplemented) fails a ceremony, named, and is not
-// excluded.
-func TestMalformedCKGShareNamed(t *testing.T) {
-	dir := t.TempDir()
-	var armed, old atomic.Bool
+// ckgForger is node-3's test double in a key ceremony: with armed set it
+// commits to and reveals a CKG share of a secret it does not decrypt
+// with (with a valid proof of that secret, or none when unproven is set);
+// with old set it answers CheckKey as a version without the key check.
+type ckgForger struct {
+	armed, old, unproven atomic.Bool
+	serverOptions        func(nodeID string) []grpc.ServerOption
+}
+
+func newCKGForger(t *testing.T, dir string) *ckgForger {
+	f := &ckgForger{}
+	armed, old, unproven := &f.armed, &f.old, &f.unproven
 	var mu sync.Mutex
 	real := map[uint64]*typesv1.Signed{}   // node-3's own commitment, by epoch
 	forged := map[uint64]*typesv1.Signed{} // the share it reveals instead
+	forgedProof := map[uint64][]byte{}     // and its proof
 	identity := func() *pki.Identity {
 		id, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-3")
 		if err != nil {
@@ -81,7 +77,9 @@ func TestMalformedCKGShareNamed(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				share, err := collective.CKGShare(p, other, r.GetCrs())
+				// With a valid proof: node-3 knows the forged share's
+				// secret; what it does not do is decrypt with it.
+				share, proof, err := collective.CKGShareProven(p, other, r.GetCrs(), protocol.CKGProofContext(r.GetEpoch(), "node-3"))
 				if err != nil {
 					return nil, err
 				}
@@ -91,14 +89,14 @@ func TestMalformedCKGShareNamed(t *testing.T) {
 				}
 				kg := resp.(*nodev1.KeyGenResponse)
 				mu.Lock()
-				real[r.GetEpoch()], forged[r.GetEpoch()] = kg.GetCkgShare(), s
+				real[r.GetEpoch()], forged[r.GetEpoch()], forgedProof[r.GetEpoch()] = kg.GetCkgShare(), s, proof
 				mu.Unlock()
 				kg.CkgShare = protocol.Commitment(s)
 				return kg, nil
 			case nodev1.NodeService_RevealKeyGen_FullMethodName:
 				r := req.(*nodev1.RevealKeyGenRequest)
 				mu.Lock()
-				own, s := real[r.GetEpoch()], forged[r.GetEpoch()]
+				own, s, proof := real[r.GetEpoch()], forged[r.GetEpoch()], forgedProof[r.GetEpoch()]
 				mu.Unlock()
 				// The node itself is asked with its own commitment in the
 				// set; the coordinator gets the forged share and a reveal
@@ -117,12 +115,37 @@ func TestMalformedCKGShareNamed(t *testing.T) {
 				if err != nil {
 					return nil, err
 				}
-				return &nodev1.RevealKeyGenResponse{CkgShare: s, Reveal: stmt}, nil
+				if unproven.Load() {
+					proof = nil
+				}
+				return &nodev1.RevealKeyGenResponse{CkgShare: s, Reveal: stmt, CkgProof: proof}, nil
 			}
 			return h(ctx, req)
 		})}
 	}
-	nw := startFault(t, demo.Options{Dir: dir, NodeServerOptions: evil, AuditLogs: true})
+	f.serverOptions = evil
+	return f
+}
+
+// TestMalformedCKGShareNamed: node-3 runs the real key ceremony with one
+// step changed, the CKG share it commits to and reveals: a share of a
+// secret it does not hold, signed with its own key, revealed within the
+// committee's fixed set like an honest one. Every signature checks and the
+// collective key aggregates, but no release could ever be decrypted under
+// it. The key check names node-3 before any member installs the epoch:
+// the ceremony fails saying so, node-3 is excluded from key epochs, and
+// the next ceremony makes an epoch of node-1 and node-2 in which a query is
+// released. Before the key check, the epoch was installed and every
+// release in it failed, naming nobody. The coordinator's audit log keeps the
+// seed of node-3's challenge, and node-3's own log its refusal with the same
+// seed (so the accusation can be replayed). A node of a version without the
+// key check (CheckKey unimplemented) fails a ceremony, named, and is not
+// excluded.
+func TestMalformedCKGShareNamed(t *testing.T) {
+	dir := t.TempDir()
+	forger := newCKGForger(t, dir)
+	armed, old := &forger.armed, &forger.old
+	nw := startFault(t, demo.Options{Dir: dir, NodeServerOptions: forger.serverOptions, AuditLogs: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	excluded := func() *coordinatorv1.MemberProblem {
@@ -185,6 +208,68 @@ func TestMalformedCKGShareNamed(t *testing.T) {
 	}
 
 	// The next ceremony runs without node-3, and its epoch releases.
+	releasesWithoutNode3(t, ctx, nw)
+}
+
+// TestUnprovenCKGShareNamed: node-3 runs the real key ceremony but reveals
+// its CKG share without the proof that it is well formed (a share whose
+// secret it could not prove it knows). The coordinator verifies every
+// share's proof before the key check and before any member installs:
+// the ceremony fails naming node-3 alone, node-3 is excluded from key
+// epochs (audit epoch.ckg_proof_failed), and the next ceremony makes an
+// epoch of node-1 and node-2 in which a query is released.
+func TestUnprovenCKGShareNamed(t *testing.T) {
+	dir := t.TempDir()
+	forger := newCKGForger(t, dir)
+	nw := startFault(t, demo.Options{Dir: dir, NodeServerOptions: forger.serverOptions, AuditLogs: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	forger.unproven.Store(true)
+	forger.armed.Store(true)
+	_, err := nw.Coordinator.KeyCeremony(ctx)
+	if !errors.Is(err, coordinator.ErrKeyCheck) || !strings.Contains(err.Error(), "the CKG share of node-3 failed its proof of well-formedness") {
+		t.Fatalf("ceremony with node-3's unproven share: %v; want it refused, naming node-3", err)
+	}
+	for _, id := range []string{"node-1", "node-2"} {
+		if strings.Contains(err.Error(), id) {
+			t.Errorf("the refusal named %s too: %v", id, err)
+		}
+	}
+	var problem string
+	for _, m := range nw.Coordinator.CeremonyStatus().GetMembers() {
+		if m.GetNodeId() == "node-3" && m.GetExcluded() {
+			problem = m.GetProblem()
+		}
+	}
+	if !strings.Contains(problem, "failed its proof of well-formedness") {
+		t.Fatalf("node-3 is not excluded for its unproven share: %v", nw.Coordinator.CeremonyStatus().GetMembers())
+	}
+	f, err := os.Open(filepath.Join(dir, "coordinator", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	found := false
+	if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+		if e.Action == "epoch.ckg_proof_failed" && e.Details["node"] == "node-3" {
+			found = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		t.Fatal("no epoch.ckg_proof_failed entry naming node-3 in the coordinator's audit log")
+	}
+
+	releasesWithoutNode3(t, ctx, nw)
+}
+
+// releasesWithoutNode3 runs a key ceremony, which must leave node-3 (just
+// excluded) out, and a query in its epoch, which node-1 and node-2 answer.
+func releasesWithoutNode3(t *testing.T, ctx context.Context, nw *demo.Network) {
+	t.Helper()
 	e, err := nw.Coordinator.KeyCeremony(ctx)
 	if err != nil {
 		t.Fatalf("ceremony without node-3: %v", err)

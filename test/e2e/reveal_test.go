@@ -29,7 +29,7 @@ import (
 // release is refused, naming the honest node whose commitment it lacks,
 // and nothing is key-switched.
 func TestPartialsFixedBeforeRevealed(t *testing.T) {
-	nw, ctx, nodes := startCurious(t, 4, 2, 2, false)
+	nw, ctx, nodes := startCuriousCompact(t, 4, 2, 2)
 	params := nw.Coordinator.Params()
 	spec := secSpec(2, 2)
 	n3 := mustIdentity(t, nw, "node-3")

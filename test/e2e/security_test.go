@@ -46,6 +46,13 @@ import (
 // small synthetic data, with a budget large enough for many test queries.
 func startSecure(t *testing.T, n, threshold, minNodes int, audited bool) *demo.Network {
 	t.Helper()
+	return startSecureWith(t, n, threshold, minNodes, audited, nil)
+}
+
+// startSecureWith is startSecure with every node under policy pol (nil:
+// node.DefaultPolicy()).
+func startSecureWith(t *testing.T, n, threshold, minNodes int, audited bool, pol *node.Policy) *demo.Network {
+	t.Helper()
 	data, err := demo.Synthetic(n, 300, 42)
 	if err != nil {
 		t.Fatal(err)
@@ -53,12 +60,25 @@ func startSecure(t *testing.T, n, threshold, minNodes int, audited bool) *demo.N
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	nw, err := demo.Start(ctx, demo.Options{Data: data, Threshold: threshold, MinNodes: minNodes, AuditLogs: audited,
-		Budget: node.Budget{TotalRho: 1000, PerAnalystRho: 1000}})
+		Budget: node.Budget{TotalRho: 1000, PerAnalystRho: 1000}, NodePolicy: pol})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nw.Close)
 	return nw
+}
+
+// startCuriousCompact is startCurious with nodes that key-switch compact
+// releases (policy accept_unproven_partials): for the tests of the compact
+// release's own checks, whose requests carry no partials.
+func startCuriousCompact(t *testing.T, n, threshold, minNodes int) (*demo.Network, context.Context, map[string]nodev1.NodeServiceClient) {
+	t.Helper()
+	pol := node.DefaultPolicy()
+	pol.AcceptUnprovenPartials = true
+	nw := startSecureWith(t, n, threshold, minNodes, false, pol)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return nw, ctx, coordinatorClients(t, nw)
 }
 
 // startCurious starts a network like startSecure and plays its curious

@@ -75,6 +75,12 @@ type Options struct {
 	BenchmarkPlaintext bool
 	// NodePolicy is every node's policy. Defaults to node.DefaultPolicy().
 	NodePolicy *node.Policy
+	// CompactRelease makes the coordinator send decryptors the sum of the
+	// partials, not the partials, and every node accept that (its policy's
+	// AcceptUnprovenPartials): the release without the proofs of
+	// encryption being verified (`fedstat bench --compact`). Defaults to
+	// false.
+	CompactRelease bool
 	// AuditLogs gives every node and the coordinator an audit log in its
 	// directory (Dir/node-1/audit.log, ..., Dir/coordinator/audit.log).
 	// Defaults to false.
@@ -310,6 +316,7 @@ func (nw *Network) startCoordinator(runCtx context.Context, o Options, id *pki.I
 	ccfg := coordinator.Config{
 		Identity: id, Nodes: endpoints, Params: o.Params, Threshold: o.Threshold, Committee: o.Committee,
 		MinNodes: o.MinNodes, Catalogue: nw.Catalogue, Logger: o.Logger, BenchmarkPlaintext: o.BenchmarkPlaintext, Populations: o.Populations,
+		CompactRelease: o.CompactRelease,
 	}
 	if o.AuditLogs {
 		dir := filepath.Join(o.Dir, "coordinator")
@@ -369,7 +376,7 @@ func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, rec
 		data = o.NodeData(id.Name(), st)
 	}
 	n, err := node.New(node.Config{
-		Identity: id, StateDir: dir, DB: db, Data: data, Catalogue: cat, Policy: o.NodePolicy, Audit: alog, ServerOptions: srvOpts,
+		Identity: id, StateDir: dir, DB: db, Data: data, Catalogue: cat, Policy: o.nodePolicy(), Audit: alog, ServerOptions: srvOpts,
 		Coordinator: coordinatorAddr,
 		Budget:      o.Budget, BenchmarkPlaintext: o.BenchmarkPlaintext,
 		Logger: o.Logger.With("node", id.Name()),
@@ -469,3 +476,18 @@ func (nw *Network) DB(i int) *kv.DB { return nw.dbs[i] }
 
 // Records are node i's records as given to Start (nil with Options.Shared).
 func (nw *Network) Records(i int) *cdm.Records { return nw.data[i] }
+
+// nodePolicy is every node's policy: NodePolicy, accepting compact releases
+// when CompactRelease is set.
+func (o Options) nodePolicy() *node.Policy {
+	if !o.CompactRelease {
+		return o.NodePolicy
+	}
+	pol := node.DefaultPolicy()
+	if o.NodePolicy != nil {
+		cp := *o.NodePolicy
+		pol = &cp
+	}
+	pol.AcceptUnprovenPartials = true
+	return pol
+}

@@ -56,6 +56,10 @@ type Options struct {
 	// that hold the key, T = max(2, 2K/3) of whom decrypt each release.
 	// Defaults to min(Nodes, 10); -1 puts every node on it.
 	Committee int
+	// Compact runs compact releases: the decryptors get the sum of the
+	// partials, not the partials, and verify no proof of encryption (the
+	// cost of the proofs shows against the default). Defaults to false.
+	Compact bool
 	// Progress, when set, is told what is happening.
 	Progress func(string)
 	// Rows, when > 0, makes every node serve one node's data of Rows
@@ -223,7 +227,7 @@ func Run(ctx context.Context, o Options) ([]Cell, error) {
 		t0 = time.Now()
 		threshold := o.threshold()
 		nw, err := demo.Start(ctx, demo.Options{Shared: tables, NodeCount: o.Nodes, Threshold: threshold, Committee: o.Committee, MinNodes: o.Nodes,
-			BenchmarkPlaintext: plaintext, Budget: node.Budget{TotalRho: math.Inf(1), PerAnalystRho: math.Inf(1)}})
+			BenchmarkPlaintext: plaintext, CompactRelease: o.Compact, Budget: node.Budget{TotalRho: math.Inf(1), PerAnalystRho: math.Inf(1)}})
 		if err != nil {
 			return nil, err
 		}

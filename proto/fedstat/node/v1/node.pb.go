@@ -1895,7 +1895,11 @@ type InstallKeyRequest struct {
 	// ckg_reveals are every committee member's reveal statements
 	// (Signed{kind "ckg-reveal"}), each naming protocol.CKGSetDigest of
 	// ckg_shares: every share was committed to before any was revealed.
-	CkgReveals    []*NodeSigned `protobuf:"bytes,6,rep,name=ckg_reveals,json=ckgReveals,proto3" json:"ckg_reveals,omitempty"`
+	CkgReveals []*NodeSigned `protobuf:"bytes,6,rep,name=ckg_reveals,json=ckgReveals,proto3" json:"ckg_reveals,omitempty"`
+	// ckg_proofs: every committee member's proof of its CKG share
+	// (RevealKeyGenResponse.ckg_proof), by node id; every member verifies
+	// them all before it installs the key.
+	CkgProofs     map[string][]byte `protobuf:"bytes,7,rep,name=ckg_proofs,json=ckgProofs,proto3" json:"ckg_proofs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1972,6 +1976,13 @@ func (x *InstallKeyRequest) GetCkgReveals() []*NodeSigned {
 	return nil
 }
 
+func (x *InstallKeyRequest) GetCkgProofs() map[string][]byte {
+	if x != nil {
+		return x.CkgProofs
+	}
+	return nil
+}
+
 type RevealKeyGenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
@@ -2032,7 +2043,12 @@ type RevealKeyGenResponse struct {
 	CkgShare *v1.Signed `protobuf:"bytes,1,opt,name=ckg_share,json=ckgShare,proto3" json:"ckg_share,omitempty"`
 	// reveal: Signed{kind "ckg-reveal"} over protocol.CKGSetDigest of the
 	// request's commitments.
-	Reveal        *v1.Signed `protobuf:"bytes,2,opt,name=reveal,proto3" json:"reveal,omitempty"`
+	Reveal *v1.Signed `protobuf:"bytes,2,opt,name=reveal,proto3" json:"reveal,omitempty"`
+	// ckg_proof: the zero-knowledge proof that the share is well formed and
+	// that the node knows its secret and error (collective.CKGShareProven,
+	// bound to protocol.CKGProofContext of the epoch and node). Unsigned: no
+	// one can make one without the share's secret.
+	CkgProof      []byte `protobuf:"bytes,3,opt,name=ckg_proof,json=ckgProof,proto3" json:"ckg_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2077,6 +2093,13 @@ func (x *RevealKeyGenResponse) GetCkgShare() *v1.Signed {
 func (x *RevealKeyGenResponse) GetReveal() *v1.Signed {
 	if x != nil {
 		return x.Reveal
+	}
+	return nil
+}
+
+func (x *RevealKeyGenResponse) GetCkgProof() []byte {
+	if x != nil {
+		return x.CkgProof
 	}
 	return nil
 }
@@ -2584,8 +2607,14 @@ type PartialPayload struct {
 	// follow. The node repeats it in its ReleaseCommitment, so that a release
 	// record binds the plan a verifier must decode with.
 	PlanFingerprint string `protobuf:"bytes,7,opt,name=plan_fingerprint,json=planFingerprint,proto3" json:"plan_fingerprint,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// proofs: one proof of encryption per ciphertext
+	// (homomorphic.EncryptProven, bound to protocol.EncryptionContext of
+	// this query, epoch, node and spec digest): the sender knows each
+	// ciphertext's plaintext and randomness. Decryptors verify every proof
+	// before they key-switch (docs/crypto.md, "Proofs of fresh encryption").
+	Proofs        [][]byte `protobuf:"bytes,8,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PartialPayload) Reset() {
@@ -2665,6 +2694,13 @@ func (x *PartialPayload) GetPlanFingerprint() string {
 		return x.PlanFingerprint
 	}
 	return ""
+}
+
+func (x *PartialPayload) GetProofs() [][]byte {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
 }
 
 type EvaluateResponse struct {
@@ -3617,7 +3653,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"NodeSigned\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x120\n" +
-	"\x06signed\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06signed\"\xbd\x02\n" +
+	"\x06signed\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06signed\"\xcd\x03\n" +
 	"\x11InstallKeyRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12:\n" +
 	"\n" +
@@ -3627,13 +3663,19 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x05dealt\x18\x04 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\x12F\n" +
 	"\x10link_commitments\x18\x05 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\x0flinkCommitments\x12<\n" +
 	"\vckg_reveals\x18\x06 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\n" +
-	"ckgReveals\"q\n" +
+	"ckgReveals\x12P\n" +
+	"\n" +
+	"ckg_proofs\x18\a \x03(\v21.fedstat.node.v1.InstallKeyRequest.CkgProofsEntryR\tckgProofs\x1a<\n" +
+	"\x0eCkgProofsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"q\n" +
 	"\x13RevealKeyGenRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12D\n" +
-	"\x0fckg_commitments\x18\x02 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\x0eckgCommitments\"\x7f\n" +
+	"\x0fckg_commitments\x18\x02 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\x0eckgCommitments\"\x9c\x01\n" +
 	"\x14RevealKeyGenResponse\x125\n" +
 	"\tckg_share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\bckgShare\x120\n" +
-	"\x06reveal\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06reveal\"\x14\n" +
+	"\x06reveal\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06reveal\x12\x1b\n" +
+	"\tckg_proof\x18\x03 \x01(\fR\bckgProof\"\x14\n" +
 	"\x12InstallKeyResponse\"_\n" +
 	"\x0fCheckKeyRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1c\n" +
@@ -3665,7 +3707,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eSeriesInterval\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\x05R\x05level\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x05R\x05index\"\x90\x02\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\"\xa8\x02\n" +
 	"\x0ePartialPayload\x12 \n" +
 	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1d\n" +
 	"\n" +
@@ -3675,7 +3717,8 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"specDigest\x120\n" +
 	"\x04link\x18\x05 \x01(\v2\x1c.fedstat.node.v1.LinkPartialR\x04link\x12!\n" +
 	"\fdata_version\x18\x06 \x01(\tR\vdataVersion\x12)\n" +
-	"\x10plan_fingerprint\x18\a \x01(\tR\x0fplanFingerprint\"\xaf\x01\n" +
+	"\x10plan_fingerprint\x18\a \x01(\tR\x0fplanFingerprint\x12\x16\n" +
+	"\x06proofs\x18\b \x03(\fR\x06proofs\"\xaf\x01\n" +
 	"\x10EvaluateResponse\x122\n" +
 	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\x12K\n" +
@@ -3770,7 +3813,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),          // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),             // 1: fedstat.node.v1.LinkSpec
@@ -3821,111 +3864,113 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*KeySwitchPayload)(nil),     // 46: fedstat.node.v1.KeySwitchPayload
 	(*KeySwitchResponse)(nil),    // 47: fedstat.node.v1.KeySwitchResponse
 	(*StoredRelease)(nil),        // 48: fedstat.node.v1.StoredRelease
-	(*v1.QuerySpec)(nil),         // 49: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),            // 50: fedstat.types.v1.Signed
-	(*v1.Result)(nil),            // 51: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),       // 52: fedstat.types.v1.DataSummary
-	(*v1.AnalystSignature)(nil),  // 53: fedstat.types.v1.AnalystSignature
-	(*v11.ReleaseRecord)(nil),    // 54: fedstat.coordinator.v1.ReleaseRecord
-	(*v1.SeriesSpec)(nil),        // 55: fedstat.types.v1.SeriesSpec
+	nil,                          // 49: fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
+	(*v1.QuerySpec)(nil),         // 50: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),            // 51: fedstat.types.v1.Signed
+	(*v1.Result)(nil),            // 52: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),       // 53: fedstat.types.v1.DataSummary
+	(*v1.AnalystSignature)(nil),  // 54: fedstat.types.v1.AnalystSignature
+	(*v11.ReleaseRecord)(nil),    // 55: fedstat.coordinator.v1.ReleaseRecord
+	(*v1.SeriesSpec)(nil),        // 56: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	49, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	50, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	25, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
 	25, // 7: fedstat.node.v1.LinkStageRequest.commits:type_name -> fedstat.node.v1.NodeSigned
 	25, // 8: fedstat.node.v1.LinkStageRequest.earlier:type_name -> fedstat.node.v1.NodeSigned
-	50, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	49, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	51, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	50, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 11: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	49, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	50, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 13: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 14: fedstat.node.v1.LinkDecryptRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
 	9,  // 15: fedstat.node.v1.LinkDecryptRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
-	49, // 16: fedstat.node.v1.LinkAttestRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	50, // 16: fedstat.node.v1.LinkAttestRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 17: fedstat.node.v1.LinkAttestRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 18: fedstat.node.v1.LinkAttestRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
 	9,  // 19: fedstat.node.v1.LinkAttestRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
 	11, // 20: fedstat.node.v1.LinkAttestRequest.decrypted:type_name -> fedstat.node.v1.LinkDecryptShares
-	50, // 21: fedstat.node.v1.LinkAttestResponse.statement:type_name -> fedstat.types.v1.Signed
-	51, // 22: fedstat.node.v1.LinkReleaseStatement.result:type_name -> fedstat.types.v1.Result
-	52, // 23: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	51, // 21: fedstat.node.v1.LinkAttestResponse.statement:type_name -> fedstat.types.v1.Signed
+	52, // 22: fedstat.node.v1.LinkReleaseStatement.result:type_name -> fedstat.types.v1.Result
+	53, // 23: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	20, // 24: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	21, // 25: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	50, // 26: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	51, // 26: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	24, // 27: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	50, // 28: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	50, // 29: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	50, // 30: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	50, // 31: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	51, // 28: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	51, // 29: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	51, // 30: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	51, // 31: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	25, // 32: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	24, // 33: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
 	25, // 34: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
 	25, // 35: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
-	25, // 36: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
-	50, // 37: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	50, // 38: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
-	50, // 39: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
-	50, // 40: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	49, // 41: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 42: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	35, // 43: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	53, // 44: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	34, // 45: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
-	54, // 46: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
-	51, // 47: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
-	55, // 48: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
-	4,  // 49: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	50, // 50: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	38, // 51: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	49, // 52: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	25, // 53: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	25, // 54: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 55: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	49, // 56: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	25, // 57: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	50, // 58: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	50, // 59: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
-	50, // 60: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	45, // 61: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	50, // 62: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	18, // 63: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	22, // 64: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	27, // 65: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
-	30, // 66: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
-	26, // 67: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	32, // 68: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	40, // 69: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
-	39, // 70: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	42, // 71: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	16, // 72: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 73: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 74: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 75: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	12, // 76: fedstat.node.v1.NodeService.LinkAttest:input_type -> fedstat.node.v1.LinkAttestRequest
-	19, // 77: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	23, // 78: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	28, // 79: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
-	31, // 80: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
-	29, // 81: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	37, // 82: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	41, // 83: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	47, // 84: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	43, // 85: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	17, // 86: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 87: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 88: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	15, // 89: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	13, // 90: fedstat.node.v1.NodeService.LinkAttest:output_type -> fedstat.node.v1.LinkAttestResponse
-	77, // [77:91] is the sub-list for method output_type
-	63, // [63:77] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	49, // 36: fedstat.node.v1.InstallKeyRequest.ckg_proofs:type_name -> fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
+	25, // 37: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
+	51, // 38: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	51, // 39: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	51, // 40: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
+	51, // 41: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	50, // 42: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 43: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
+	35, // 44: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
+	54, // 45: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	34, // 46: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
+	55, // 47: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
+	52, // 48: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
+	56, // 49: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 50: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	51, // 51: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	38, // 52: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	50, // 53: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	25, // 54: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	25, // 55: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 56: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	50, // 57: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	25, // 58: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	51, // 59: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	51, // 60: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	51, // 61: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	45, // 62: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	51, // 63: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	18, // 64: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	22, // 65: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	27, // 66: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
+	30, // 67: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
+	26, // 68: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	32, // 69: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	40, // 70: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	39, // 71: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	42, // 72: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	16, // 73: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 74: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 75: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 76: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	12, // 77: fedstat.node.v1.NodeService.LinkAttest:input_type -> fedstat.node.v1.LinkAttestRequest
+	19, // 78: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	23, // 79: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	28, // 80: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
+	31, // 81: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
+	29, // 82: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	37, // 83: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	41, // 84: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	47, // 85: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	43, // 86: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	17, // 87: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 88: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 89: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	15, // 90: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	13, // 91: fedstat.node.v1.NodeService.LinkAttest:output_type -> fedstat.node.v1.LinkAttestResponse
+	78, // [78:92] is the sub-list for method output_type
+	64, // [64:78] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -3939,7 +3984,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   48,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

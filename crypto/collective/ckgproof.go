@@ -1,0 +1,141 @@
+package collective
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/tuneinsight/lattigo/v5/mhe"
+	"github.com/tuneinsight/lattigo/v5/ring"
+
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/internal/polycodec"
+	"github.com/fedstat/fedstat/crypto/internal/shortproof"
+)
+
+// Proofs of well-formed CKG shares (docs/crypto.md, "Proofs of well-formed
+// key-generation shares"). A member's CKG share is, in Lattigo's form,
+//
+//	p_i = e_i - s_i*a   (NTT domain; a the CRS polynomial),
+//
+// with a ternary secret s_i and an error |e_i| <= 19. CKGShareProven
+// returns the share with a zero-knowledge proof that the member knows such
+// s_i and e_i (crypto/internal/shortproof), bound to a context the caller
+// chooses (epoch and member).
+
+// ErrCKGProof is returned when a proof of a CKG share does not verify.
+var ErrCKGProof = errors.New("collective: proof of the CKG share refused")
+
+// ckgErrBound is the largest |e| of Lattigo's default error distribution.
+const ckgErrBound = 19
+
+// ckgStatement is what a proof of the CKG share share proves.
+func ckgStatement(p homomorphic.Params, crp ring.Poly, share ring.Poly, context []byte) *shortproof.Statement {
+	r := p.BGV(tok).RingQ()
+	ctx := []byte(p.Name())
+	ctx = binary.BigEndian.AppendUint64(ctx, uint64(len(context)))
+	ctx = append(ctx, context...)
+	return &shortproof.Statement{
+		Domain: "fedstat/ckg-share/v1",
+		Ring:   r,
+		Bounds: []int64{1, ckgErrBound}, // s, e
+		Apply: func(x [][]int64, _ []uint64, out []ring.Poly) {
+			// out = MForm(NTT(e)) - NTT(s)*a: GenShare's MForm(NTT(e)) -
+			// sk*a with sk = MForm(NTT(s)) and a Montgomery product.
+			tmp := r.NewPoly()
+			shortproof.SetSigned(r, tmp, x[1])
+			r.NTT(tmp, tmp)
+			r.MForm(tmp, out[0])
+			shortproof.SetSigned(r, tmp, x[0])
+			r.NTT(tmp, tmp)
+			r.MForm(tmp, tmp)
+			r.MulCoeffsMontgomeryThenSub(tmp, crp, out[0])
+		},
+		Image:   []ring.Poly{share},
+		Context: ctx,
+	}
+}
+
+// centred reads limb 0 of an integer polynomial in coefficient form.
+func centred(r *ring.Ring, poly ring.Poly) []int64 {
+	q := r.SubRings[0].Modulus
+	out := make([]int64, r.N())
+	for i, c := range poly.Coeffs[0] {
+		if c > q/2 {
+			out[i] = -int64(q - c)
+		} else {
+			out[i] = int64(c)
+		}
+	}
+	return out
+}
+
+// CKGShareProven returns this member's CKG share of the epoch identified by
+// crs (as CKGShare) and a proof that it knows the share's secret and error,
+// bound to context.
+func CKGShareProven(p homomorphic.Params, sk *homomorphic.SecretKeyShare, crs, context []byte) (share, proof []byte, err error) {
+	if share, err = CKGShare(p, sk, crs); err != nil {
+		return nil, nil, err
+	}
+	r := p.BGV(tok).RingQ()
+	crp, err := ckgPoly(p, crs)
+	if err != nil {
+		return nil, nil, err
+	}
+	sharePoly := r.NewPoly()
+	if _, err := decode(p, polycodec.KindCKGShare, p.BGV(tok).MaxLevel(), share, sharePoly); err != nil {
+		return nil, nil, err
+	}
+	// s: the key share out of the NTT and Montgomery domains.
+	sPoly := r.NewPoly()
+	r.IMForm(sk.RLWE(tok).Value.Q, sPoly)
+	r.INTT(sPoly, sPoly)
+	s := centred(r, sPoly)
+	// e = share + NTT(s)*a, out of the Montgomery and NTT domains.
+	ePoly := r.NewPoly()
+	r.MulCoeffsMontgomery(sk.RLWE(tok).Value.Q, crp, ePoly)
+	r.Add(ePoly, sharePoly, ePoly)
+	r.IMForm(ePoly, ePoly)
+	r.INTT(ePoly, ePoly)
+	e := centred(r, ePoly)
+	if proof, err = shortproof.Prove(ckgStatement(p, crp, sharePoly, context), [][]int64{s, e}, nil); err != nil {
+		return nil, nil, fmt.Errorf("collective: proof of the CKG share: %w", err)
+	}
+	return share, proof, nil
+}
+
+// VerifyCKGShare checks a proof of the CKG share share of the epoch
+// identified by crs, made by CKGShareProven with context.
+func VerifyCKGShare(p homomorphic.Params, crs, share, proof, context []byte) error {
+	if err := checkParams(p); err != nil {
+		return err
+	}
+	crp, err := ckgPoly(p, crs)
+	if err != nil {
+		return err
+	}
+	r := p.BGV(tok).RingQ()
+	sharePoly := r.NewPoly()
+	if _, err := decode(p, polycodec.KindCKGShare, p.BGV(tok).MaxLevel(), share, sharePoly); err != nil {
+		return err
+	}
+	if err := shortproof.Verify(ckgStatement(p, crp, sharePoly, context), proof); err != nil {
+		return fmt.Errorf("%w: %v", ErrCKGProof, err)
+	}
+	return nil
+}
+
+// CKGProofSize is the length in bytes of a proof of a CKG share.
+func CKGProofSize(p homomorphic.Params) int {
+	r := p.BGV(tok).RingQ()
+	return ckgStatement(p, r.NewPoly(), r.NewPoly(), nil).Size()
+}
+
+// ckgPoly is the CRS polynomial a of crs (NTT domain).
+func ckgPoly(p homomorphic.Params, crs []byte) (ring.Poly, error) {
+	crp, err := ckgCRP(p, mhe.NewPublicKeyGenProtocol(p.BGV(tok)), crs)
+	if err != nil {
+		return ring.Poly{}, err
+	}
+	return crp.Value.Q, nil
+}

@@ -1,0 +1,234 @@
+package homomorphic
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/big"
+
+	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/utils/sampling"
+
+	"github.com/fedstat/fedstat/crypto/internal/shortproof"
+)
+
+// Proofs of a fresh encryption (docs/crypto.md, "Proofs of fresh
+// encryption").
+//
+// EncryptProven encrypts as Encrypt does, but with randomness it keeps, and
+// proves in zero knowledge that it knows the witness of each ciphertext:
+// a ternary u, errors e0, e1 with |e| <= 19 and a plaintext m in R_t with
+//
+//	c0 = u*pk0 + e0 + Delta*m,  c1 = u*pk1 + e1   (mod Q, Delta = t^-1 mod Q),
+//
+// the relation of Lattigo's encryption under a public key. The proof is a
+// Fiat-Shamir transform of one round of Lyubashevsky's protocol with
+// rejection sampling: masks y (uniform, m's mask uniform modulo t), w =
+// A(y), a challenge c of proofWeight coefficients in {-1, 1} hashed from
+// the context, the ciphertext and w, and the answer z = y + c*witness, sent
+// only when every coefficient lies in a range that does not depend on the
+// witness. The verifier recomputes w = A(z) - c*ct and the hash.
+//
+// It binds the ciphertext to the prover's knowledge of its plaintext and
+// randomness, and to the context (query, epoch, sender, index): a member
+// cannot send another member's ciphertext, a re-randomisation, a multiple
+// or a negation of it, or a crafted ciphertext with no short witness. It
+// does not bound the plaintext's slots: m is proven only as an element of
+// R_t (the slots' range is dp.CheckTotals's).
+
+const (
+	// errBound is the largest |e| of Lattigo's default error distribution
+	// (discrete Gaussian, sigma 3.2, truncated at 19.2).
+	errBound = 19
+)
+
+// ErrProof is returned when a proof of encryption does not verify.
+var ErrProof = errors.New("homomorphic: proof of encryption refused")
+
+type encWitness struct {
+	u, e0, e1 []int64
+	m         []uint64 // in [0, t)
+}
+
+// EncryptProven is Encrypt with a proof of encryption per ciphertext, bound
+// to context and to the ciphertext's index.
+func EncryptProven(p Params, pk *PublicKey, values []int64, context []byte) ([]*Ciphertext, [][]byte, error) {
+	if err := p.check(); err != nil {
+		return nil, nil, err
+	}
+	if pk == nil || pk.pk == nil || !pk.p.Equal(p) {
+		return nil, nil, fmt.Errorf("%w: public key missing or of another parameter set", ErrMismatch)
+	}
+	if len(values) == 0 {
+		return nil, nil, fmt.Errorf("%w: no values", ErrInvalidArgument)
+	}
+	maxAbs := p.MaxAbs()
+	for i, v := range values {
+		if v > maxAbs || v < -maxAbs {
+			return nil, nil, fmt.Errorf("%w: values[%d] has |v| > %d", ErrValueOutOfRange, i, maxAbs)
+		}
+	}
+	t := p.PlaintextModulus()
+	slots := p.s.slots
+	buf := make([]uint64, slots)
+	ecd := p.encoder()
+	defer p.putEncoder(ecd)
+	ringT := p.s.bgv.RingT()
+	pT := ringT.NewPoly()
+	var cts []*Ciphertext
+	var proofs [][]byte
+	for start := 0; start < len(values); start += slots {
+		clear(buf)
+		for i, v := range values[start:min(start+slots, len(values))] {
+			if v < 0 {
+				buf[i] = t - uint64(-v)
+			} else {
+				buf[i] = uint64(v)
+			}
+		}
+		if err := ecd.EncodeRingT(buf, p.s.meta.Scale, pT); err != nil {
+			return nil, nil, fmt.Errorf("homomorphic: encode: %w", err)
+		}
+		w, err := p.sampleWitness(pT.Coeffs[0])
+		if err != nil {
+			return nil, nil, err
+		}
+		ct := p.newCiphertext()
+		p.applyEnc(pk, w.u, w.e0, w.e1, w.m, ct.Value[0], ct.Value[1])
+		c := &Ciphertext{p: p, ct: ct}
+		proof, err := p.prove(pk, c, w, context, len(cts))
+		if err != nil {
+			return nil, nil, err
+		}
+		cts = append(cts, c)
+		proofs = append(proofs, proof)
+	}
+	return cts, proofs, nil
+}
+
+// sampleWitness draws u and e0, e1 from Lattigo's own distributions.
+func (p Params) sampleWitness(m []uint64) (*encWitness, error) {
+	r := p.ringQ()
+	prng, err := sampling.NewPRNG()
+	if err != nil {
+		return nil, err
+	}
+	xs, err := ring.NewSampler(prng, r, p.s.bgv.Xs(), false)
+	if err != nil {
+		return nil, err
+	}
+	xe, err := ring.NewSampler(prng, r, p.s.bgv.Xe(), false)
+	if err != nil {
+		return nil, err
+	}
+	poly := r.NewPoly()
+	read := func(s ring.Sampler, bound int64) ([]int64, error) {
+		s.Read(poly)
+		out := make([]int64, r.N())
+		q := r.SubRings[0].Modulus
+		for i, c := range poly.Coeffs[0] {
+			v := int64(c)
+			if c > q/2 {
+				v = -int64(q - c)
+			}
+			if v > bound || v < -bound {
+				return nil, fmt.Errorf("homomorphic: sampled coefficient %d outside [-%d, %d]", v, bound, bound)
+			}
+			out[i] = v
+		}
+		return out, nil
+	}
+	w := &encWitness{m: append([]uint64(nil), m...)}
+	if w.u, err = read(xs, 1); err != nil {
+		return nil, err
+	}
+	if w.e0, err = read(xe, errBound); err != nil {
+		return nil, err
+	}
+	if w.e1, err = read(xe, errBound); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// applyEnc sets (out0, out1) = A(u, e0, e1, m) = (u*pk0 + e0 + Delta*m,
+// u*pk1 + e1) in the NTT domain, as Lattigo stores ciphertexts.
+func (p Params) applyEnc(pk *PublicKey, u, e0, e1 []int64, m []uint64, out0, out1 ring.Poly) {
+	r := p.ringQ()
+	tmp := r.NewPoly()
+	shortproof.SetSigned(r, tmp, u)
+	r.NTT(tmp, tmp)
+	r.MulCoeffsMontgomery(tmp, pk.pk.Value[0].Q, out0)
+	r.MulCoeffsMontgomery(tmp, pk.pk.Value[1].Q, out1)
+	shortproof.SetSigned(r, tmp, e0)
+	r.NTT(tmp, tmp)
+	r.Add(out0, tmp, out0)
+	shortproof.SetSigned(r, tmp, e1)
+	r.NTT(tmp, tmp)
+	r.Add(out1, tmp, out1)
+	for j := range tmp.Coeffs {
+		copy(tmp.Coeffs[j], m) // m < t < every q
+	}
+	r.MulScalarBigint(tmp, p.tInvQ(), tmp)
+	r.NTT(tmp, tmp)
+	r.Add(out0, tmp, out0)
+}
+
+func (p Params) tInvQ() *big.Int {
+	q := p.ringQ().Modulus()
+	return new(big.Int).ModInverse(new(big.Int).SetUint64(p.PlaintextModulus()), q)
+}
+
+// encStatement is the statement a proof of encryption of ct proves.
+func (p Params) encStatement(pk *PublicKey, ct *Ciphertext, context []byte, index int) *shortproof.Statement {
+	ctx := append([]byte(nil), p.s.id[:]...)
+	ctx = binary.BigEndian.AppendUint64(ctx, uint64(index))
+	ctx = append(ctx, context...)
+	return &shortproof.Statement{
+		Domain: "fedstat/encryption/v1",
+		Ring:   p.ringQ(),
+		Bounds: []int64{1, errBound, errBound}, // u, e0, e1
+		T:      p.PlaintextModulus(),
+		// Delta*z_m = Delta*(y_m + c*m) - k (mod Q), so e0's answer carries +k.
+		WrapInto: 1,
+		Apply: func(x [][]int64, xt []uint64, out []ring.Poly) {
+			p.applyEnc(pk, x[0], x[1], x[2], xt, out[0], out[1])
+		},
+		Image:   []ring.Poly{ct.ct.Value[0], ct.ct.Value[1]},
+		Context: ctx,
+	}
+}
+
+func (p Params) prove(pk *PublicKey, ct *Ciphertext, w *encWitness, context []byte, index int) ([]byte, error) {
+	proof, err := shortproof.Prove(p.encStatement(pk, ct, context, index), [][]int64{w.u, w.e0, w.e1}, w.m)
+	if err != nil {
+		return nil, fmt.Errorf("homomorphic: proof of encryption: %w", err)
+	}
+	return proof, nil
+}
+
+// VerifyEncryption checks a proof of encryption of ct under pk, made by
+// EncryptProven with this context for the index-th ciphertext.
+func VerifyEncryption(p Params, pk *PublicKey, ct *Ciphertext, proof, context []byte, index int) error {
+	if err := p.check(); err != nil {
+		return err
+	}
+	if pk == nil || pk.pk == nil || !pk.p.Equal(p) {
+		return fmt.Errorf("%w: public key missing or of another parameter set", ErrMismatch)
+	}
+	if err := ct.validFor(p); err != nil {
+		return err
+	}
+	if !ct.ct.IsNTT {
+		return fmt.Errorf("%w: ciphertext not in the NTT domain", ErrProof)
+	}
+	if err := shortproof.Verify(p.encStatement(pk, ct, context, index), proof); err != nil {
+		return fmt.Errorf("%w: %v", ErrProof, err)
+	}
+	return nil
+}
+
+// ProofSize is the length in bytes of one proof of encryption.
+func (p Params) ProofSize() int {
+	return p.encStatement(nil, &Ciphertext{p: p, ct: p.newCiphertext()}, nil, 0).Size()
+}

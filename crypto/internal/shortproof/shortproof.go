@@ -1,0 +1,520 @@
+// Package shortproof proves knowledge of short integer polynomials that a
+// public linear map over R_Q = Z_Q[X]/(X^N + 1) sends to a public image: one
+// round of Lyubashevsky's Fiat-Shamir-with-aborts protocol with a sparse
+// ternary challenge and uniform masks (docs/crypto.md, "Proofs of fresh
+// encryption" and "Proofs of key-switch shares").
+//
+// A statement has signed components x_1..x_k (N integer coefficients
+// each, |x_j| <= Bounds[j]) and optionally one component x_t in R_t (any
+// residue modulo a plaintext modulus t, masked uniformly modulo t); the
+// wrap of x_t's answer modulo t is moved into the component WrapInto
+// (the map must be such that Delta*(a - k*t) = Delta*a - k, i.e. x_t
+// enters only as Delta*x_t with Delta = t^-1 mod Q, and WrapInto enters
+// with coefficient 1 in the same output).
+//
+// The answers are uniform on ranges that do not depend on the witness
+// (rejection sampling), so an accepted proof reveals nothing about it; a
+// prover that can answer two challenges knows a short opening of c_bar
+// times the image, c_bar the challenges' difference.
+package shortproof
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+
+	"github.com/tuneinsight/lattigo/v5/ring"
+)
+
+const (
+	// Weight is the number of nonzero coefficients of a challenge:
+	// C(N, 14) * 2^14 challenges, more than 2^145 for N >= 4096.
+	Weight = 14
+	// Gamma is the ratio of a mask's range to the largest shift it hides;
+	// a round is accepted with probability about exp(-kN/Gamma) for k
+	// signed components.
+	Gamma = 1 << 17
+	// attempts bounds the rejection loop.
+	attempts = 64
+)
+
+// ErrRefused is returned when a proof does not verify.
+var ErrRefused = errors.New("proof refused")
+
+// Statement is what is proven: the map, its image and the bounds.
+type Statement struct {
+	// Domain separates proofs of different relations.
+	Domain string
+	// Ring is R_Q; N its degree.
+	Ring *ring.Ring
+	// Bounds are the largest |coefficient| of each signed component.
+	Bounds []int64
+	// T is the plaintext modulus of the R_t component, 0 when there is
+	// none; WrapInto is the signed component that absorbs its wrap.
+	T        uint64
+	WrapInto int
+	// Apply sets out = A(x, xt), in the NTT domain, for integer
+	// polynomials x (len(Bounds) of them) and xt (nil when T = 0).
+	Apply func(x [][]int64, xt []uint64, out []ring.Poly)
+	// Image is A(witness) (NTT domain), which the proof opens.
+	Image []ring.Poly
+	// Context is bound into the challenge (sender, query, index...).
+	Context []byte
+}
+
+// shifts returns the largest shift c*x of each signed component: Weight
+// times its bound, plus Weight for the wrap in WrapInto.
+func (st *Statement) shifts() []int64 {
+	out := make([]int64, len(st.Bounds))
+	for j, b := range st.Bounds {
+		out[j] = Weight * b
+		if st.T != 0 && j == st.WrapInto {
+			out[j] += Weight
+		}
+	}
+	return out
+}
+
+// limits are the accepted |answer| of each signed component.
+func (st *Statement) limits() []int64 {
+	s := st.shifts()
+	for j := range s {
+		s[j] *= Gamma - 1
+	}
+	return s
+}
+
+func (st *Statement) widths() (signed []int, t int) {
+	for _, l := range st.limits() {
+		signed = append(signed, bits.Len64(uint64(2*l)))
+	}
+	if st.T != 0 {
+		t = bits.Len64(st.T - 1)
+	}
+	return signed, t
+}
+
+// Size is the length in bytes of a proof of st.
+func (st *Statement) Size() int {
+	signed, t := st.widths()
+	total := t
+	for _, w := range signed {
+		total += w
+	}
+	return sha256.Size + (st.Ring.N()*total+7)/8
+}
+
+func (st *Statement) check() error {
+	if st.Ring == nil || st.Apply == nil || len(st.Bounds) == 0 {
+		return fmt.Errorf("shortproof: incomplete statement")
+	}
+	for _, b := range st.limits() {
+		if b <= 0 || b >= 1<<62 {
+			return fmt.Errorf("shortproof: bound out of range")
+		}
+	}
+	if st.T != 0 && (st.WrapInto < 0 || st.WrapInto >= len(st.Bounds)) {
+		return fmt.Errorf("shortproof: wrap component %d", st.WrapInto)
+	}
+	return nil
+}
+
+// challenge is a sparse polynomial: Weight distinct positions and signs.
+type challenge struct {
+	pos  [Weight]int
+	sign [Weight]int64
+}
+
+// challengeOf expands a hash into a challenge (SHA-256 in counter mode;
+// N is a power of two, so masking gives uniform positions).
+func challengeOf(n int, h []byte) challenge {
+	var c challenge
+	seen := map[int]bool{}
+	var ctr uint32
+	var block []byte
+	for k := 0; k < Weight; {
+		if len(block) < 3 {
+			d := sha256.New()
+			d.Write([]byte("fedstat/shortproof/challenge/v1\x00"))
+			d.Write(h)
+			d.Write(binary.BigEndian.AppendUint32(nil, ctr))
+			ctr++
+			block = d.Sum(nil)
+		}
+		v := uint32(block[0])<<16 | uint32(block[1])<<8 | uint32(block[2])
+		block = block[3:]
+		pos := int(v>>1) & (n - 1)
+		if seen[pos] {
+			continue
+		}
+		seen[pos] = true
+		c.pos[k] = pos
+		c.sign[k] = 1 - 2*int64(v&1)
+		k++
+	}
+	return c
+}
+
+// mul returns c*x in Z[X]/(X^N + 1).
+func (c challenge) mul(x []int64) []int64 {
+	n := len(x)
+	out := make([]int64, n)
+	for k, pos := range c.pos {
+		s := c.sign[k]
+		for i, v := range x {
+			if j := i + pos; j >= n {
+				out[j-n] -= s * v
+			} else {
+				out[j] += s * v
+			}
+		}
+	}
+	return out
+}
+
+// poly returns c in R_Q, NTT and Montgomery domain.
+func (c challenge) poly(r *ring.Ring) ring.Poly {
+	x := make([]int64, r.N())
+	for k, pos := range c.pos {
+		x[pos] = c.sign[k]
+	}
+	out := r.NewPoly()
+	SetSigned(r, out, x)
+	r.NTT(out, out)
+	r.MForm(out, out)
+	return out
+}
+
+// SetSigned writes the integer polynomial x into every limb of dst.
+func SetSigned(r *ring.Ring, dst ring.Poly, x []int64) {
+	for j, s := range r.SubRings[:r.Level()+1] {
+		q := s.Modulus
+		c := dst.Coeffs[j]
+		for i, v := range x {
+			if v >= 0 {
+				c[i] = uint64(v) % q
+			} else if m := uint64(-v) % q; m == 0 {
+				c[i] = 0
+			} else {
+				c[i] = q - m
+			}
+		}
+	}
+}
+
+func (st *Statement) hash(w []ring.Poly) []byte {
+	h := sha256.New()
+	field := func(b []byte) {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
+		h.Write(b)
+	}
+	field([]byte("fedstat/shortproof/v1"))
+	field([]byte(st.Domain))
+	field(st.Context)
+	buf := make([]byte, 0, 8*st.Ring.N())
+	for _, set := range [][]ring.Poly{st.Image, w} {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(set))))
+		for _, poly := range set {
+			for _, limb := range poly.Coeffs[:st.Ring.Level()+1] {
+				buf = buf[:0]
+				for _, v := range limb {
+					buf = binary.LittleEndian.AppendUint64(buf, v)
+				}
+				h.Write(buf)
+			}
+		}
+	}
+	return h.Sum(nil)
+}
+
+// Prove proves knowledge of x (and xt) with st.Apply(x, xt) = st.Image.
+// Every |x[j]| must be at most st.Bounds[j]; xt's coefficients below st.T.
+func Prove(st *Statement, x [][]int64, xt []uint64) ([]byte, error) {
+	if err := st.check(); err != nil {
+		return nil, err
+	}
+	n := st.Ring.N()
+	if len(x) != len(st.Bounds) || (st.T != 0) != (xt != nil) {
+		return nil, fmt.Errorf("shortproof: witness of %d components for %d", len(x), len(st.Bounds))
+	}
+	for j, comp := range x {
+		if len(comp) != n {
+			return nil, fmt.Errorf("shortproof: component %d has %d coefficients", j, len(comp))
+		}
+		for _, v := range comp {
+			if v > st.Bounds[j] || v < -st.Bounds[j] {
+				return nil, fmt.Errorf("shortproof: component %d outside its bound", j)
+			}
+		}
+	}
+	return proveRounds(st, x, xt)
+}
+
+// proveRounds runs the rounds of Prove, without its checks of the witness
+// (a test makes a cheating prover of it).
+func proveRounds(st *Statement, x [][]int64, xt []uint64) ([]byte, error) {
+	n := st.Ring.N()
+	shifts, limits := st.shifts(), st.limits()
+	w := make([]ring.Poly, len(st.Image))
+	for i := range w {
+		w[i] = st.Ring.NewPoly()
+	}
+	cx := make([][]int64, 0, len(x))
+	var cxt []int64
+	for round := 0; round < attempts; round++ {
+		y := make([][]int64, len(x))
+		for j := range y {
+			var err error
+			if y[j], err = uniformSigned(n, shifts[j]*Gamma); err != nil {
+				return nil, err
+			}
+		}
+		var yt []uint64
+		if st.T != 0 {
+			var err error
+			if yt, err = uniformBelow(n, st.T); err != nil {
+				return nil, err
+			}
+		}
+		st.Apply(y, yt, w)
+		h := st.hash(w)
+		c := challengeOf(n, h)
+		if round == 0 {
+			for _, comp := range x {
+				cx = append(cx, c.mul(comp))
+			}
+		} else {
+			for j, comp := range x {
+				cx[j] = c.mul(comp)
+			}
+		}
+		z := make([][]int64, len(x))
+		for j := range z {
+			z[j] = cx[j]
+			for i := range z[j] {
+				z[j][i] += y[j][i]
+			}
+		}
+		var zt []uint64
+		if st.T != 0 {
+			m := make([]int64, n)
+			for i, v := range xt {
+				m[i] = int64(v)
+			}
+			cxt = c.mul(m) // |c*xt| < Weight*t < 2^45
+			t := int64(st.T)
+			zt = make([]uint64, n)
+			for i := range cxt {
+				s := int64(yt[i]) + cxt[i]
+				red := s % t
+				if red < 0 {
+					red += t
+				}
+				z[st.WrapInto][i] += (s - red) / t
+				zt[i] = uint64(red)
+			}
+		}
+		ok := true
+		for j := range z {
+			if !within(z[j], limits[j]) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return st.encode(h, z, zt), nil
+		}
+	}
+	return nil, fmt.Errorf("shortproof: %d rounds rejected (a witness outside its bounds?)", attempts)
+}
+
+// Verify checks a proof of st.
+func Verify(st *Statement, proof []byte) error {
+	if err := st.check(); err != nil {
+		return err
+	}
+	h, z, zt, err := st.decode(proof)
+	if err != nil {
+		return err
+	}
+	r := st.Ring
+	w := make([]ring.Poly, len(st.Image))
+	for i := range w {
+		w[i] = r.NewPoly()
+	}
+	st.Apply(z, zt, w)
+	cp := challengeOf(r.N(), h).poly(r)
+	tmp := r.NewPoly()
+	for i, img := range st.Image {
+		r.MulCoeffsMontgomery(cp, img, tmp)
+		r.Sub(w[i], tmp, w[i])
+	}
+	if subtle.ConstantTimeCompare(st.hash(w), h) != 1 {
+		return fmt.Errorf("%w: the answer does not open the statement", ErrRefused)
+	}
+	return nil
+}
+
+func within(x []int64, lim int64) bool {
+	for _, v := range x {
+		if v > lim || v < -lim {
+			return false
+		}
+	}
+	return true
+}
+
+// uniformSigned draws n integers uniform in [-b, b] (crypto/rand).
+func uniformSigned(n int, b int64) ([]int64, error) {
+	u, err := uniformBelow(n, uint64(2*b+1))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, n)
+	for i, v := range u {
+		out[i] = int64(v) - b
+	}
+	return out, nil
+}
+
+// uniformBelow draws n integers uniform in [0, bound) (crypto/rand,
+// rejection sampling).
+func uniformBelow(n int, bound uint64) ([]uint64, error) {
+	limit := ^uint64(0) - (^uint64(0) % bound)
+	out := make([]uint64, 0, n)
+	raw := make([]byte, 8*n)
+	for len(out) < n {
+		if _, err := rand.Read(raw); err != nil {
+			return nil, err
+		}
+		for i := 0; i+8 <= len(raw) && len(out) < n; i += 8 {
+			if v := binary.LittleEndian.Uint64(raw[i:]); v < limit {
+				out = append(out, v%bound)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (st *Statement) encode(h []byte, z [][]int64, zt []uint64) []byte {
+	signed, tw := st.widths()
+	limits := st.limits()
+	w := bitWriter{buf: append(make([]byte, 0, st.Size()), h...)}
+	for j, comp := range z {
+		for _, v := range comp {
+			w.write(uint64(v+limits[j]), signed[j])
+		}
+	}
+	for _, v := range zt {
+		w.write(v, tw)
+	}
+	return w.flush()
+}
+
+func (st *Statement) decode(b []byte) (h []byte, z [][]int64, zt []uint64, err error) {
+	if len(b) != st.Size() {
+		return nil, nil, nil, fmt.Errorf("%w: proof of %d bytes, want %d", ErrRefused, len(b), st.Size())
+	}
+	n := st.Ring.N()
+	signed, tw := st.widths()
+	limits := st.limits()
+	h = b[:sha256.Size]
+	rd := bitReader{buf: b[sha256.Size:]}
+	z = make([][]int64, len(signed))
+	for j := range z {
+		z[j] = make([]int64, n)
+		for i := range z[j] {
+			v := int64(rd.read(signed[j])) - limits[j]
+			if v > limits[j] || v < -limits[j] {
+				return nil, nil, nil, fmt.Errorf("%w: answer %d, coefficient %d out of range", ErrRefused, j, i)
+			}
+			z[j][i] = v
+		}
+	}
+	if st.T != 0 {
+		zt = make([]uint64, n)
+		for i := range zt {
+			if zt[i] = rd.read(tw); zt[i] >= st.T {
+				return nil, nil, nil, fmt.Errorf("%w: answer modulo t, coefficient %d not below t", ErrRefused, i)
+			}
+		}
+	}
+	if !rd.done() {
+		return nil, nil, nil, fmt.Errorf("%w: nonzero padding", ErrRefused)
+	}
+	return h, z, zt, nil
+}
+
+// bitWriter packs fixed-width values, least significant bits first.
+type bitWriter struct {
+	buf  []byte
+	acc  uint64
+	nacc int
+}
+
+func (w *bitWriter) write(v uint64, width int) {
+	for width > 0 {
+		take := min(width, 8)
+		w.acc |= (v & (1<<take - 1)) << w.nacc
+		w.nacc += take
+		v >>= take
+		width -= take
+		for w.nacc >= 8 {
+			w.buf = append(w.buf, byte(w.acc))
+			w.acc >>= 8
+			w.nacc -= 8
+		}
+	}
+}
+
+func (w *bitWriter) flush() []byte {
+	if w.nacc > 0 {
+		w.buf = append(w.buf, byte(w.acc))
+		w.acc, w.nacc = 0, 0
+	}
+	return w.buf
+}
+
+type bitReader struct {
+	buf  []byte
+	acc  uint64
+	nacc int
+}
+
+func (r *bitReader) read(width int) uint64 {
+	var v uint64
+	for got := 0; got < width; {
+		if r.nacc == 0 {
+			r.acc = uint64(r.buf[0])
+			r.buf = r.buf[1:]
+			r.nacc = 8
+		}
+		take := min(width-got, r.nacc)
+		v |= (r.acc & (1<<take - 1)) << got
+		r.acc >>= take
+		r.nacc -= take
+		got += take
+	}
+	return v
+}
+
+// done reports whether everything was read and the padding bits are zero.
+func (r *bitReader) done() bool { return len(r.buf) == 0 && r.acc == 0 }
+
+// Answers decodes a proof of st into its answers (signed components, then
+// the component modulo t), without verifying it: for tests of their
+// distribution.
+func Answers(st *Statement, proof []byte) ([][]int64, []uint64, error) {
+	if err := st.check(); err != nil {
+		return nil, nil, err
+	}
+	_, z, zt, err := st.decode(proof)
+	return z, zt, err
+}
+
+// Limit is the largest |answer| of signed component j.
+func (st *Statement) Limit(j int) int64 { return st.limits()[j] }

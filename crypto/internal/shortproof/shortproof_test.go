@@ -1,0 +1,146 @@
+package shortproof
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/utils/sampling"
+)
+
+// toy is the statement b = a*x0 + x1 (an RLWE sample) over a 2-limb ring
+// of degree 2^10, with a uniform a.
+func toy(t testing.TB) (*Statement, [][]int64) {
+	t.Helper()
+	r, err := ring.NewRing(1<<10, []uint64{0xfffffffffffc001, 0xffffffffffe8001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prng, err := sampling.NewPRNG()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ring.NewUniformSampler(prng, r).ReadNew() // taken as NTT, Montgomery
+	x0, err := uniformSigned(r.N(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x1, err := uniformSigned(r.N(), 19)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &Statement{Domain: "toy", Ring: r, Bounds: []int64{1, 19}, Context: []byte("ctx")}
+	st.Apply = func(x [][]int64, _ []uint64, out []ring.Poly) {
+		tmp := r.NewPoly()
+		SetSigned(r, tmp, x[0])
+		r.NTT(tmp, tmp)
+		r.MulCoeffsMontgomery(tmp, a, out[0])
+		SetSigned(r, tmp, x[1])
+		r.NTT(tmp, tmp)
+		r.Add(out[0], tmp, out[0])
+	}
+	img := []ring.Poly{r.NewPoly()}
+	st.Apply([][]int64{x0, x1}, nil, img)
+	st.Image = img
+	return st, [][]int64{x0, x1}
+}
+
+func TestProveVerify(t *testing.T) {
+	st, x := toy(t)
+	proof, err := Prove(st, x, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(proof) != st.Size() {
+		t.Fatalf("proof %d bytes, Size %d", len(proof), st.Size())
+	}
+	if err := Verify(st, proof); err != nil {
+		t.Fatal(err)
+	}
+	other := *st
+	other.Context = []byte("another")
+	if err := Verify(&other, proof); !errors.Is(err, ErrRefused) {
+		t.Fatalf("another context: %v", err)
+	}
+	other = *st
+	other.Domain = "another"
+	if err := Verify(&other, proof); !errors.Is(err, ErrRefused) {
+		t.Fatalf("another domain: %v", err)
+	}
+	for _, i := range []int{0, 31, 32, 100, len(proof) - 1} {
+		b := append([]byte(nil), proof...)
+		b[i] ^= 0x10
+		if err := Verify(st, b); !errors.Is(err, ErrRefused) {
+			t.Fatalf("byte %d changed: %v", i, err)
+		}
+	}
+	if err := Verify(st, proof[:len(proof)-1]); !errors.Is(err, ErrRefused) {
+		t.Fatalf("truncated: %v", err)
+	}
+}
+
+// TestWitnessOutsideBounds: Prove refuses a witness outside its bounds,
+// and a cheating prover that runs the rounds anyway with a coefficient of
+// 2^30 never gets an answer in range.
+func TestWitnessOutsideBounds(t *testing.T) {
+	st, x := toy(t)
+	x[1][5] = 1 << 30
+	st.Apply(x, nil, st.Image)
+	if _, err := Prove(st, x, nil); err == nil || !strings.Contains(err.Error(), "outside its bound") {
+		t.Fatalf("Prove: %v", err)
+	}
+	if _, err := proveRounds(st, x, nil); err == nil || !strings.Contains(err.Error(), "rejected") {
+		t.Fatalf("the rounds: %v", err)
+	}
+}
+
+// TestAnswersUniform: the answers of two very different witnesses fill
+// the same range (the rejection step), with mean near zero.
+func TestAnswersUniform(t *testing.T) {
+	st, x := toy(t)
+	for _, v := range []int64{-1, 1} {
+		for i := range x[0] {
+			x[0][i] = v
+		}
+		st.Apply(x, nil, st.Image)
+		proof, err := Prove(st, x, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z, _, err := Answers(st, proof)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lim := float64(st.Limit(0))
+		var lo, hi, mean float64
+		for _, c := range z[0] {
+			f := float64(c)
+			lo, hi, mean = min(lo, f), max(hi, f), mean+f/float64(len(z[0]))
+		}
+		if lo > -0.98*lim || hi < 0.98*lim {
+			t.Fatalf("x0 = %d everywhere: answers span [%g, %g], want about +-%g", v, lo, hi, lim)
+		}
+		if se := lim / 1.732 / 32; mean > 5*se || mean < -5*se {
+			t.Fatalf("x0 = %d everywhere: mean answer %g (standard error %g)", v, mean, se)
+		}
+	}
+}
+
+// FuzzVerify: any bytes as a proof are refused or (only the honest proof)
+// accepted, and never crash the verifier.
+func FuzzVerify(f *testing.F) {
+	st, x := toy(f)
+	proof, err := Prove(st, x, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(proof)
+	f.Add(proof[:40])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := Verify(st, b); err == nil && string(b) != string(proof) {
+			t.Fatalf("a proof other than the honest one verified (%d bytes)", len(b))
+		}
+	})
+}

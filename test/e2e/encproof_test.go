@@ -1,0 +1,187 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fedstat/fedstat/crypto/envelope"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/protocol"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+)
+
+// TestCopiedPartialRefused plays a malicious member (node-3: the test holds
+// its key) with a malicious coordinator against the copy attack of
+// threat-model.md: node-3 sends, as its partial of a new query, node-1's
+// revealed partial of an earlier query, re-randomised (so that no digest
+// matches) or as it was, with node-1's proofs of encryption or without any.
+// Released, the new total would hold node-1's earlier answer a second time,
+// which node-1 never paid budget for. Every decryptor verifies every
+// partial's proofs before it key-switches (node.openPartials), so each
+// variant is refused, naming node-3, and no decryptor gives a share. The
+// control: the same release with node-3's own honest partial is
+// key-switched.
+func TestCopiedPartialRefused(t *testing.T) {
+	nw, ctx, nodes := startCurious(t, 4, 2, 2, false)
+	params := nw.Coordinator.Params()
+	spec := secSpec(2, 2)
+	n3 := mustIdentity(t, nw, "node-3")
+	dec := []string{"node-1", "node-4"}
+
+	header := func(qid, id string) *nodev1.NodeSigned {
+		t.Helper()
+		resp, err := evaluate(t, ctx, nw, nodes, id, qid, spec)
+		if err != nil {
+			t.Fatalf("evaluate %s at %s: %v", qid, id, err)
+		}
+		return &nodev1.NodeSigned{NodeId: id, Signed: resp.GetPartial()}
+	}
+	reveal := func(id, qid string, set []*nodev1.NodeSigned) *nodev1.NodeSigned {
+		t.Helper()
+		resp, err := nodes[id].Reveal(ctx, &nodev1.RevealRequest{QueryId: qid, Epoch: nw.Epoch, Spec: spec, Partials: set})
+		if err != nil {
+			t.Fatalf("reveal %s at %s: %v", qid, id, err)
+		}
+		return &nodev1.NodeSigned{NodeId: id, Signed: resp.GetPartial()}
+	}
+	payloadOf := func(p *nodev1.NodeSigned) *nodev1.PartialPayload {
+		t.Helper()
+		var pl nodev1.PartialPayload
+		if err := proto.Unmarshal(p.GetSigned().GetPayload(), &pl); err != nil {
+			t.Fatal(err)
+		}
+		return &pl
+	}
+	// release asks every decryptor to key-switch set (whole partials, with
+	// the coordinator's sum and every sender's commitment; node-3's signed
+	// by the test when forged).
+	release := func(qid string, set []*nodev1.NodeSigned, forged bool) []error {
+		t.Helper()
+		_, target := resultKey(t, params)
+		committers := []string{"node-2"}
+		if !forged {
+			committers = append(committers, "node-3")
+		}
+		req := compactRelease(t, ctx, nodes, nw.Epoch, qid, spec, set, sumOf(t, params, set), committers, target, dec)
+		if forged {
+			rc, err := protocol.NewReleaseCommitment(params, protocol.CommitDigest(qid, nw.Epoch, spec, set), protocol.SumDigest(req.GetSum()), payloadOf(set[1]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			signed, err := protocol.SealReleaseCommitment(n3.Key, qid, nw.Epoch, "node-3", rc, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Commits = append(req.Commits, &nodev1.NodeSigned{NodeId: "node-3", Signed: signed})
+		}
+		req.Partials = set // the whole partials, payloads and proofs
+		var errs []error
+		for _, d := range dec {
+			resp, err := nodes[d].KeySwitch(ctx, req)
+			if err == nil && len(resp.GetShare().GetPayload()) == 0 {
+				t.Fatalf("%s answered with no share and no error", d)
+			}
+			errs = append(errs, err)
+		}
+		return errs
+	}
+
+	// The victim: node-1's revealed partial of an earlier query.
+	victimQ := "q-victim"
+	victim := reveal("node-1", victimQ, []*nodev1.NodeSigned{header(victimQ, "node-1"), header(victimQ, "node-2")})
+	vp := payloadOf(victim)
+	if len(vp.GetProofs()) != len(vp.GetCiphertexts()) || len(vp.GetProofs()) == 0 {
+		t.Fatalf("node-1's partial carries %d proofs for %d ciphertexts", len(vp.GetProofs()), len(vp.GetCiphertexts()))
+	}
+	victimCts := make([]*homomorphic.Ciphertext, len(vp.GetCiphertexts()))
+	for i, b := range vp.GetCiphertexts() {
+		ct, err := homomorphic.UnmarshalCiphertext(params, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		victimCts[i] = ct
+	}
+	pk, epoch, err := nw.Coordinator.PublicKey()
+	if err != nil || epoch != nw.Epoch {
+		t.Fatalf("the epoch's public key: %v (epoch %d, want %d)", err, epoch, nw.Epoch)
+	}
+	// rerandomised is the victim's ciphertexts plus a fresh encryption of
+	// zero under the epoch's key: no digest or byte of it is node-1's.
+	rerandomised := func() [][]byte {
+		t.Helper()
+		out := make([][]byte, len(victimCts))
+		for i, ct := range victimCts {
+			zero, err := homomorphic.Encrypt(params, pk, []int64{0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := ct.Clone()
+			if err := homomorphic.Add(params, c, zero[0]); err != nil {
+				t.Fatal(err)
+			}
+			b, err := c.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[i] = b
+		}
+		return out
+	}
+	// craft signs payload as node-3's partial of qid.
+	craft := func(qid string, pl *nodev1.PartialPayload) *nodev1.NodeSigned {
+		t.Helper()
+		pl.VectorLen, pl.SpecDigest, pl.PlanFingerprint = vp.GetVectorLen(), protocol.SpecDigest(spec), vp.GetPlanFingerprint()
+		pb, err := proto.Marshal(pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := envelope.Seal(n3.Key, envelope.Binding{QueryID: qid, Epoch: nw.Epoch, NodeID: "node-3", Kind: protocol.KindPartial}, pb, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &nodev1.NodeSigned{NodeId: "node-3", Signed: protocol.ToProto(env)}
+	}
+
+	cases := []struct {
+		name  string
+		pl    func() *nodev1.PartialPayload
+		wants []string
+	}{
+		{"the copy as it was, with node-1's proofs", func() *nodev1.PartialPayload {
+			return &nodev1.PartialPayload{Ciphertexts: vp.GetCiphertexts(), Proofs: vp.GetProofs()}
+		}, []string{"partial from node-3", "ciphertext 0", "proof of encryption refused"}},
+		{"re-randomised, with node-1's proofs", func() *nodev1.PartialPayload {
+			return &nodev1.PartialPayload{Ciphertexts: rerandomised(), Proofs: vp.GetProofs()}
+		}, []string{"partial from node-3", "ciphertext 0", "proof of encryption refused"}},
+		{"re-randomised, without proofs", func() *nodev1.PartialPayload {
+			return &nodev1.PartialPayload{Ciphertexts: rerandomised()}
+		}, []string{"partial from node-3", "no proofs of encryption"}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			qid := "q-copy-" + string(rune('a'+i))
+			// node-3 signs its partial first (the victim's was revealed
+			// long before), then node-2 reveals for the set.
+			crafted := craft(qid, tc.pl())
+			h2 := header(qid, "node-2")
+			p2 := reveal("node-2", qid, []*nodev1.NodeSigned{h2, protocolCommitment(crafted)})
+			for j, err := range release(qid, []*nodev1.NodeSigned{p2, crafted}, true) {
+				wantCode(t, tc.name+" at "+dec[j], err, codes.InvalidArgument, tc.wants...)
+			}
+		})
+	}
+
+	t.Run("control: node-3's own partial", func(t *testing.T) {
+		qid := "q-copy-control"
+		set := []*nodev1.NodeSigned{header(qid, "node-2"), header(qid, "node-3")}
+		p2, p3 := reveal("node-2", qid, set), reveal("node-3", qid, set)
+		for j, err := range release(qid, []*nodev1.NodeSigned{p2, p3}, false) {
+			if err != nil {
+				t.Fatalf("the honest release at %s: %v", dec[j], err)
+			}
+		}
+	})
+}
