@@ -239,7 +239,10 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: install: %w", id, err)
 	}
 	c.step(StepBeforeStore)
-	e := &epoch{ID: id, Threshold: threshold, PublicKey: pk, Link: linkKey, Created: c.cfg.Now()}
+	e := &epoch{ID: id, Threshold: threshold, PublicKey: pk, Link: linkKey, Created: c.cfg.Now(), CRS: crs, CKGShares: map[string][]byte{}}
+	for i, nid := range sharers {
+		e.CKGShares[nid] = shares[i]
+	}
 	for i, nid := range ids {
 		e.Members = append(e.Members, epochMember{ID: nid, Cert: certs[i], Point: points[i]})
 	}

@@ -257,6 +257,12 @@ type epoch struct {
 	// linkage key, or one stored by a version that did not keep it.
 	Link    *linkage.PublicKey
 	Created time.Time
+	// CRS and CKGShares (by member id) are the key ceremony's public
+	// inputs: what the proofs of the decryptors' key-switch shares are
+	// checked against in an epoch with threshold = committee. Nil in
+	// epochs stored by versions before those proofs.
+	CRS       []byte
+	CKGShares map[string][]byte
 }
 
 type epochMember struct {

@@ -155,7 +155,7 @@ func (c *Coordinator) checkCommit(qid string, e *epoch, id string, s *typesv1.Si
 // set), to the target key (keySwitchShares), and combines their shares.
 // It also returns the decryptors' signed shares (for the release record).
 func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, senders []string) ([]*homomorphic.Ciphertext, []*nodev1.NodeSigned, error) {
-	shares, signed, err := c.keySwitchShares(ctx, q, e, base, len(sum), senders)
+	shares, signed, err := c.keySwitchShares(ctx, q, e, base, sum, senders)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: release: %v; nothing was decrypted", ErrQueryFailed, err)
 	}
@@ -184,8 +184,12 @@ func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *n
 // did not complete may have handed out its share and helps with no other
 // set, so it is not asked again. The attempts stop when fewer than T members
 // are left or ctx ends; nothing is decrypted then.
-func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, cts int, senders []string) ([][][]byte, []*nodev1.NodeSigned, error) {
+func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, senders []string) ([][][]byte, []*nodev1.NodeSigned, error) {
 	committee := e.committee()
+	target, err := homomorphic.UnmarshalPublicKey(c.params, base.GetTargetPublicKey())
+	if err != nil {
+		return nil, nil, err
+	}
 	need := min(e.Threshold, len(committee))
 	candidates := c.decryptorCandidates(e, senders)
 	failed := map[string]string{}
@@ -210,7 +214,7 @@ func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, b
 			continue
 		}
 
-		shares, signed, errs := c.releaseShares(ctx, q, e, set, base, cts, want)
+		shares, signed, errs := c.releaseShares(ctx, q, e, set, base, sum, target, want)
 		for _, id := range set {
 			spent[id] = true
 		}
@@ -255,7 +259,8 @@ func (c *Coordinator) prepare(ctx context.Context, set []string, base *nodev1.Ke
 // made for this partial set, sum and target key).
 // It returns the shares ([decryptor][ciphertext]), the signed shares and
 // each decryptor's error, in the order of set.
-func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set []string, base *nodev1.KeySwitchRequest, cts int, want shareDigests) ([][][]byte, []*nodev1.NodeSigned, []error) {
+func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set []string, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, target *homomorphic.PublicKey, want shareDigests) ([][][]byte, []*nodev1.NodeSigned, []error) {
+	cts := len(sum)
 	rel := &nodev1.KeySwitchRequest{QueryId: base.GetQueryId(), Epoch: base.GetEpoch(), TargetPublicKey: base.GetTargetPublicKey(),
 		Decryptors: set, Phase: nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_RELEASE}
 	shares := make([][][]byte, len(set))
@@ -275,12 +280,41 @@ func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set
 		if err != nil {
 			return fmt.Errorf("key-switch share: %w", err)
 		}
+		if err := c.checkShareProofs(e, q.id, id, want, sum, target, sh, resp.GetProofs()); err != nil {
+			c.record(ctx, c.cfg.Identity.Name(), "release.share_proof_failed", q.id, map[string]any{"node": id, "reason": err.Error()})
+			return err
+		}
 		shares[i] = sh
 		signed[i] = &nodev1.NodeSigned{NodeId: id, Signed: resp.GetShare()}
 		q.addUpload(id, proto.Size(resp))
 		return nil
 	})
 	return shares, signed, errs
+}
+
+// checkShareProofs verifies the proof of every share of decryptor id
+// against its CKG share (docs/crypto.md, "Proofs of key-switch shares"),
+// in an epoch whose decryptors key-switch with their additive CKG secrets
+// (threshold = committee) and whose ceremony inputs are stored; other
+// epochs have no such proofs.
+func (c *Coordinator) checkShareProofs(e *epoch, qid, id string, want shareDigests, sum []*homomorphic.Ciphertext, target *homomorphic.PublicKey, shares, proofs [][]byte) error {
+	if e.Threshold < len(e.committee()) || e.CKGShares == nil {
+		return nil
+	}
+	ckg := e.CKGShares[id]
+	if ckg == nil {
+		return fmt.Errorf("key-switch share: no CKG share of %s in epoch %d to check its proofs against", id, e.ID)
+	}
+	if len(proofs) != len(shares) {
+		return fmt.Errorf("key-switch share: %d proofs for %d shares (every share of this epoch must be proven)", len(proofs), len(shares))
+	}
+	for j, ct := range sum {
+		ctx := protocol.KeySwitchProofContext(qid, e.ID, id, want.commit, want.target, j)
+		if err := collective.VerifyKeySwitchShare(c.params, target, ct, e.CRS, ckg, shares[j], proofs[j], ctx); err != nil {
+			return fmt.Errorf("key-switch share of ciphertext %d: %w", j, err)
+		}
+	}
+	return nil
 }
 
 // shareDigests are what a decryptor's share of a release must say it was

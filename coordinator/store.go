@@ -85,6 +85,10 @@ type epochRecord struct {
 	// keys (absent for an epoch without one, and in records of versions
 	// before the proofs of decryption shares).
 	Link *linkKeyRec `json:"link,omitempty"`
+	// CRS and CKGShares: the key ceremony's public inputs (absent in
+	// records of versions before the proofs of key-switch shares).
+	CRS       []byte            `json:"crs,omitempty"`
+	CKGShares map[string][]byte `json:"ckg_shares,omitempty"`
 }
 
 type linkKeyRec struct {
@@ -107,7 +111,7 @@ func (c *Coordinator) saveEpoch(e *epoch) error {
 	if err != nil {
 		return err
 	}
-	rec := epochRecord{ID: e.ID, Threshold: e.Threshold, Params: c.params.Name(), PublicKey: pk, Created: e.Created.UnixMilli()}
+	rec := epochRecord{ID: e.ID, Threshold: e.Threshold, Params: c.params.Name(), PublicKey: pk, Created: e.Created.UnixMilli(), CRS: e.CRS, CKGShares: e.CKGShares}
 	for _, m := range e.Members {
 		rec.Members = append(rec.Members, memberRec{ID: m.ID, Cert: m.Cert.Raw, Point: m.Point})
 	}
@@ -148,7 +152,7 @@ func (c *Coordinator) loadState() error {
 		if err != nil {
 			return fmt.Errorf("coordinator: stored epoch public key: %w", err)
 		}
-		e := &epoch{ID: rec.ID, Threshold: rec.Threshold, PublicKey: pk}
+		e := &epoch{ID: rec.ID, Threshold: rec.Threshold, PublicKey: pk, CRS: rec.CRS, CKGShares: rec.CKGShares}
 		for _, m := range rec.Members {
 			cert, err := x509.ParseCertificate(m.Cert)
 			if err != nil {

@@ -44,6 +44,7 @@ type epochRecord struct {
 	Threshold int      `json:"threshold"`
 	Members   []memRec `json:"members"`
 	CRS       []byte   `json:"crs"`
+	CKGShare  []byte   `json:"ckg_share,omitempty"`
 	PublicKey []byte   `json:"public_key,omitempty"`
 	// Link is the epoch's linkage public key (crypto/linkage): the key X
 	// and every member's verification key, by Shamir point.
@@ -112,7 +113,7 @@ func (n *Node) epochFromRecord(rec *epochRecord) (*epochState, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &epochState{Epoch: rec.Epoch, Params: p, Threshold: rec.Threshold, CRS: rec.CRS}
+	e := &epochState{Epoch: rec.Epoch, Params: p, Threshold: rec.Threshold, CRS: rec.CRS, CKGShare: rec.CKGShare}
 	for _, m := range rec.Members {
 		c, err := x509.ParseCertificate(m.Cert)
 		if err != nil {
@@ -171,7 +172,7 @@ func (e *epochState) withPublic(p homomorphic.Params, rec *epochRecord) (*epochS
 // saveEpoch stores e as the pending epoch (no public key yet) or as the
 // active one (which ends any pending epoch).
 func (n *Node) saveEpoch(e *epochState) error {
-	rec := epochRecord{Epoch: e.Epoch, Params: e.Params.Name(), Threshold: e.Threshold, CRS: e.CRS}
+	rec := epochRecord{Epoch: e.Epoch, Params: e.Params.Name(), Threshold: e.Threshold, CRS: e.CRS, CKGShare: e.CKGShare}
 	for _, m := range e.Members {
 		rec.Members = append(rec.Members, memRec{ID: m.ID, Cert: m.Cert.Raw, Point: m.Point})
 	}
@@ -452,6 +453,9 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	}
 	installed := *e
 	installed.PublicKey = pk
+	if i := slices.IndexFunc(committee, func(m member) bool { return m.ID == n.id }); i >= 0 {
+		installed.CKGShare = shares[i]
+	}
 	if link != nil {
 		installed.Link = link
 	}

@@ -378,6 +378,9 @@ type epochState struct {
 	Threshold int
 	Members   []member
 	CRS       []byte
+	// CKGShare is this member's own CKG share (public), kept from
+	// InstallKey: what its key-switch shares are proven against.
+	CKGShare  []byte
 	PublicKey *homomorphic.PublicKey // nil until installed
 	// Link is the epoch's linkage public key (crypto/linkage), nil for an
 	// epoch made before record linkage; the share is in the keystore

@@ -576,8 +576,21 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	if len(req.GetSum()) > 0 {
 		payload.SumDigest = protocol.SumDigest(req.GetSum())
 	}
-	for _, ct := range sum {
-		s, err := collective.KeySwitchShare(e.Params, sk, target, ct)
+	// In an epoch whose decryptors use their additive CKG secrets, every
+	// share comes with its proof (docs/crypto.md, "Proofs of key-switch
+	// shares"); with Shamir shares (threshold below the committee) there is
+	// no public image of the secret to prove it against.
+	prove := !e.thresholdShared() && len(e.CKGShare) > 0
+	var proofs [][]byte
+	for i, ct := range sum {
+		var s, proof []byte
+		if prove {
+			s, proof, err = collective.KeySwitchShareProven(e.Params, sk, target, ct, e.CRS, e.CKGShare,
+				protocol.KeySwitchProofContext(qid, e.Epoch, n.id, commitDigest, payload.GetTargetKeyDigest(), i))
+			proofs = append(proofs, proof)
+		} else {
+			s, err = collective.KeySwitchShare(e.Params, sk, target, ct)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -595,7 +608,7 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	for _, ps := range req.GetPartials() {
 		from = append(from, ps.GetNodeId())
 	}
-	if resp, stored, err := n.storeShare(qid, &shareRecord{Digest: digest, Share: sb, Commit: commitDigest, From: from}, prepare); !stored || err != nil {
+	if resp, stored, err := n.storeShare(qid, &shareRecord{Digest: digest, Share: sb, Commit: commitDigest, From: from, Proofs: proofs}, prepare); !stored || err != nil {
 		return resp, err
 	}
 	if prepare {
@@ -604,7 +617,7 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	}
 	n.record(ctx, n.id, "release.keyswitch_share", qid, map[string]any{"partials_from": from, "decryptors": req.GetDecryptors()})
 	n.log.Info("released key-switch share", "query_id", qid, "partials", len(from), "decryptors", len(req.GetDecryptors()))
-	return &nodev1.KeySwitchResponse{Share: signed}, nil
+	return &nodev1.KeySwitchResponse{Share: signed, Proofs: proofs}, nil
 }
 
 // fullSum opens every partial of a release that carries them, checks the

@@ -349,6 +349,8 @@ type shareRecord struct {
 	Share  []byte   `json:"share"`
 	Commit []byte   `json:"commit,omitempty"`
 	From   []string `json:"from,omitempty"`
+	// Proofs are the share's proofs (KeySwitchResponse.proofs).
+	Proofs [][]byte `json:"-"`
 	// made is when a prepared share was made (not stored).
 	made time.Time
 }
@@ -380,7 +382,7 @@ func (n *Node) getShareRecord(qid string) (*shareRecord, error) {
 	if err := proto.Unmarshal(b, &sr); err != nil {
 		return nil, fmt.Errorf("node: release record %s: %w", key, err)
 	}
-	return &shareRecord{Digest: sr.GetDigest(), Share: sr.GetShare(), Commit: sr.GetCommit(), From: sr.GetFrom()}, nil
+	return &shareRecord{Digest: sr.GetDigest(), Share: sr.GetShare(), Commit: sr.GetCommit(), From: sr.GetFrom(), Proofs: sr.GetProofs()}, nil
 }
 
 // preparedShare is the share prepared for queryID (nil when there is none).
@@ -415,7 +417,7 @@ func (rec *shareRecord) response() (*nodev1.KeySwitchResponse, error) {
 	if err := proto.Unmarshal(rec.Share, &s); err != nil {
 		return nil, err
 	}
-	return &nodev1.KeySwitchResponse{Share: &s}, nil
+	return &nodev1.KeySwitchResponse{Share: &s, Proofs: rec.Proofs}, nil
 }
 
 // storedShare answers a one-step or PREPARE request from what the node
@@ -482,7 +484,7 @@ func (n *Node) storeShare(qid string, rec *shareRecord, prepare bool) (resp *nod
 // handOut records rec as this node's one release of queryID (before the
 // share is returned) and drops a prepared share. Callers hold releaseMu.
 func (n *Node) handOut(qid string, rec *shareRecord) error {
-	b, err := proto.Marshal(&nodev1.StoredRelease{Digest: rec.Digest, Share: rec.Share, Commit: rec.Commit, From: rec.From})
+	b, err := proto.Marshal(&nodev1.StoredRelease{Digest: rec.Digest, Share: rec.Share, Commit: rec.Commit, From: rec.From, Proofs: rec.Proofs})
 	if err != nil {
 		return err
 	}

@@ -86,18 +86,7 @@ func CKGShareProven(p homomorphic.Params, sk *homomorphic.SecretKeyShare, crs, c
 	if _, err := decode(p, polycodec.KindCKGShare, p.BGV(tok).MaxLevel(), share, sharePoly); err != nil {
 		return nil, nil, err
 	}
-	// s: the key share out of the NTT and Montgomery domains.
-	sPoly := r.NewPoly()
-	r.IMForm(sk.RLWE(tok).Value.Q, sPoly)
-	r.INTT(sPoly, sPoly)
-	s := centred(r, sPoly)
-	// e = share + NTT(s)*a, out of the Montgomery and NTT domains.
-	ePoly := r.NewPoly()
-	r.MulCoeffsMontgomery(sk.RLWE(tok).Value.Q, crp, ePoly)
-	r.Add(ePoly, sharePoly, ePoly)
-	r.IMForm(ePoly, ePoly)
-	r.INTT(ePoly, ePoly)
-	e := centred(r, ePoly)
+	s, e := ckgWitness(p, sk, crp, sharePoly)
 	if proof, err = shortproof.Prove(ckgStatement(p, crp, sharePoly, context), [][]int64{s, e}, nil); err != nil {
 		return nil, nil, fmt.Errorf("collective: proof of the CKG share: %w", err)
 	}

@@ -30,6 +30,8 @@ type network struct {
 	p   homomorphic.Params
 	sks []*homomorphic.SecretKeyShare
 	pk  *homomorphic.PublicKey
+	crs []byte
+	ckg [][]byte // the members' CKG shares
 }
 
 func newNetwork(t testing.TB, p homomorphic.Params, n int) *network {
@@ -38,7 +40,7 @@ func newNetwork(t testing.TB, p homomorphic.Params, n int) *network {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nw := &network{p: p}
+	nw := &network{p: p, crs: crs}
 	var shares [][]byte
 	for range n {
 		sk, err := homomorphic.GenSecretKeyShare(p)
@@ -52,6 +54,7 @@ func newNetwork(t testing.TB, p homomorphic.Params, n int) *network {
 		nw.sks = append(nw.sks, sk)
 		shares = append(shares, sh)
 	}
+	nw.ckg = shares
 	nw.pk, err = collective.CKGAggregate(p, crs, shares)
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package collective
 import (
 	"math/bits"
 	mrand "math/rand/v2"
+	"testing"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/crypto/internal/polycodec"
@@ -42,4 +43,26 @@ func WideErrorShare(p homomorphic.Params, share []byte, log2 int) ([]byte, error
 	rq.Add(poly, e, poly)
 	rq.NTT(poly, poly)
 	return encode(p, polycodec.KindCKGShare, 0, 0, poly)
+}
+
+// ShiftShareForTest adds the ciphertext shift (under the share's target
+// key) to a key-switch share: the switched sum then decrypts to its total
+// plus shift's value, as a decryptor that shifts its share on purpose
+// would make it.
+func ShiftShareForTest(t testing.TB, p homomorphic.Params, share []byte, shift *homomorphic.Ciphertext) []byte {
+	t.Helper()
+	r := p.BGV(tok).RingQ()
+	level := p.BGV(tok).MaxLevel()
+	h0, h1 := r.NewPoly(), r.NewPoly()
+	if _, err := decode(p, polycodec.KindKeySwitchShare, level, share, h0, h1); err != nil {
+		t.Fatal(err)
+	}
+	c := shift.RLWE(tok)
+	r.Add(h0, c.Value[0], h0)
+	r.Add(h1, c.Value[1], h1)
+	b, err := encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, h0, h1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -240,6 +240,19 @@ func OpenCKGShare(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node st
 	return ckgKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
 }
 
+// KeySwitchProofContext is what the proof of node's key-switch share of
+// the index-th ciphertext of a release of queryID in epoch is bound to: the
+// partial set (commitDigest) and the target key (targetDigest).
+func KeySwitchProofContext(queryID string, epoch uint64, node string, commitDigest, targetDigest []byte, index int) []byte {
+	b := []byte("fedstat/keyswitch-proof/v1\x00")
+	for _, f := range [][]byte{[]byte(queryID), []byte(node), commitDigest, targetDigest} {
+		b = binary.BigEndian.AppendUint64(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	b = binary.BigEndian.AppendUint64(b, epoch)
+	return binary.BigEndian.AppendUint64(b, uint64(index))
+}
+
 // CKGProofContext is what the proof of node's CKG share of epoch is bound
 // to (collective.CKGShareProven): a proof made for one member or epoch does
 // not verify for another.

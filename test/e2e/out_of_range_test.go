@@ -89,16 +89,21 @@ func TestOutOfRangePartialRefused(t *testing.T) {
 // TestWrongKeySwitchShareRefused: node-3, a decryptor (T = 3 of 3), runs
 // the real release but hands out, in place of its key-switch share of this
 // sum, the share it made for the query before (a well-formed polynomial,
-// freshly signed for this release, so every signature and digest checks).
-// Key-switch shares carry no proof, so nothing can tell before combining;
-// the combined total is then no total three well-formed partials can sum
-// to, and nothing is released. A share made wrong by a small amount on
-// purpose would pass (docs/threat-model.md).
+// freshly signed for this release, so every signature and digest checks),
+// with the proofs it made for that share, or with none. In an epoch whose
+// decryptors use their additive CKG secrets every share carries a proof
+// (docs/crypto.md, "Proofs of key-switch shares"): the coordinator refuses
+// node-3's before combining, naming it, and nothing is released. Without
+// the proofs, the combined total would be no total three well-formed
+// partials can sum to (dp.CheckTotals), naming no one; a share shifted by a
+// small amount on purpose, which that check lets through, is refused by its
+// proof (TestKeySwitchShareProof, crypto/collective).
 func TestWrongKeySwitchShareRefused(t *testing.T) {
 	dir := t.TempDir()
 	var stale atomic.Bool
 	var mu sync.Mutex
-	var prev [][]byte
+	var prev, prevProofs [][]byte
+	var withProofs atomic.Bool
 	evil := func(id string) []grpc.ServerOption {
 		if id != "node-3" {
 			return nil
@@ -118,13 +123,17 @@ func TestWrongKeySwitchShareRefused(t *testing.T) {
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			own := payload.Shares
+			own, ownProofs := payload.Shares, resp.(*nodev1.KeySwitchResponse).GetProofs()
 			if !stale.Load() || prev == nil {
-				prev = own
+				prev, prevProofs = own, ownProofs
 				return resp, nil
 			}
 			payload.Shares = prev
-			prev = own
+			proofs := prevProofs
+			if !withProofs.Load() {
+				proofs = nil
+			}
+			prev, prevProofs = own, ownProofs
 			b, _ := proto.Marshal(&payload)
 			hdr, err := envelope.ParseHeader(s.GetHeader())
 			if err != nil {
@@ -138,7 +147,7 @@ func TestWrongKeySwitchShareRefused(t *testing.T) {
 			if err != nil {
 				panic(err)
 			}
-			return &nodev1.KeySwitchResponse{Share: protocol.ToProto(env)}, nil
+			return &nodev1.KeySwitchResponse{Share: protocol.ToProto(env), Proofs: proofs}, nil
 		})}
 	}
 	nw := startFault(t, demo.Options{Dir: dir, Threshold: 3, MinNodes: 3, NodeServerOptions: evil})
@@ -152,17 +161,26 @@ func TestWrongKeySwitchShareRefused(t *testing.T) {
 		t.Fatalf("honest query: %v %s", st.GetState(), st.GetError())
 	}
 	stale.Store(true)
-	st := run()
-	if st.GetState() != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
-		t.Fatalf("node-3 handed out a stale key-switch share: %v, result %v", st.GetState(), st.GetResult())
+	for _, tc := range []struct {
+		proofs bool
+		want   string
+	}{
+		{false, "0 proofs for 1 shares"},
+		{true, "proof of the key-switch share refused"},
+	} {
+		withProofs.Store(tc.proofs)
+		st := run()
+		if st.GetState() != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
+			t.Fatalf("node-3 handed out a stale key-switch share (its proofs: %v): %v, result %v", tc.proofs, st.GetState(), st.GetResult())
+		}
+		if !strings.Contains(st.GetError(), "node-3") || !strings.Contains(st.GetError(), tc.want) || !strings.Contains(st.GetError(), "nothing was decrypted") {
+			t.Errorf("the failure %q does not name node-3 and %q", st.GetError(), tc.want)
+		}
+		if _, err := client.ReleaseRecord(ctx, st.GetQueryId()); err == nil {
+			t.Error("a release record was kept for a query that released nothing")
+		}
+		t.Logf("refused: %s", st.GetError())
 	}
-	if !strings.Contains(st.GetError(), "outside") || !strings.Contains(st.GetError(), "nothing is released") {
-		t.Errorf("the failure %q does not say the total is out of range", st.GetError())
-	}
-	if _, err := client.ReleaseRecord(ctx, st.GetQueryId()); err == nil {
-		t.Error("a release record was kept for a query that released nothing")
-	}
-	t.Logf("refused: %s", st.GetError())
 	stale.Store(false)
 	if st := run(); st.GetState() != coordinatorv1.State_STATE_DONE {
 		t.Fatalf("honest query after: %v %s", st.GetState(), st.GetError())

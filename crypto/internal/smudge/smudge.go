@@ -427,3 +427,22 @@ func (s *source) oneIn(k uint64) bool {
 		}
 	}
 }
+
+// Sample draws n independent integers from g: their magnitudes and signs
+// (the samples AddNTT adds, for a caller that must know them, such as the
+// prover of a key-switch share).
+func Sample(g Gaussian, n int) (mag []uint64, neg []bool, err error) {
+	if g.t == 0 {
+		return nil, nil, fmt.Errorf("%w: zero Gaussian", ErrParams)
+	}
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return nil, nil, fmt.Errorf("smudge: seeding: %w", err)
+	}
+	src := newSource(seed)
+	mag, neg = make([]uint64, n), make([]bool, n)
+	for j := range mag {
+		mag[j], neg[j] = g.sample(src)
+	}
+	return mag, neg, nil
+}

@@ -3398,7 +3398,14 @@ type KeySwitchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// share: Signed{kind "keyswitch-share"} over a KeySwitchPayload; empty
 	// in answer to KEY_SWITCH_PHASE_PREPARE.
-	Share         *v1.Signed `protobuf:"bytes,1,opt,name=share,proto3" json:"share,omitempty"`
+	Share *v1.Signed `protobuf:"bytes,1,opt,name=share,proto3" json:"share,omitempty"`
+	// proofs: one proof per share of the payload that it is this member's
+	// key-switch share for the secret of its CKG share
+	// (collective.KeySwitchShareProven, bound to
+	// protocol.KeySwitchProofContext), in an epoch whose decryptors use
+	// their additive CKG secrets (threshold = committee); empty otherwise.
+	// Unsigned: no one can make one without the member's secret.
+	Proofs        [][]byte `protobuf:"bytes,2,rep,name=proofs,proto3" json:"proofs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3440,17 +3447,26 @@ func (x *KeySwitchResponse) GetShare() *v1.Signed {
 	return nil
 }
 
+func (x *KeySwitchResponse) GetProofs() [][]byte {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
 // StoredRelease is a node's record of the key-switch share it handed out
 // for a query id (n/release/<qid>; older nodes stored it as JSON): the
 // release digest of the request, the commit digest of its partial set, the
 // senders of those partials and the signed share (a marshalled
 // fedstat.types.v1.Signed).
 type StoredRelease struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Digest        []byte                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
-	Share         []byte                 `protobuf:"bytes,2,opt,name=share,proto3" json:"share,omitempty"`
-	Commit        []byte                 `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
-	From          []string               `protobuf:"bytes,4,rep,name=from,proto3" json:"from,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Digest []byte                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	Share  []byte                 `protobuf:"bytes,2,opt,name=share,proto3" json:"share,omitempty"`
+	Commit []byte                 `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
+	From   []string               `protobuf:"bytes,4,rep,name=from,proto3" json:"from,omitempty"`
+	// proofs: the share's proofs (KeySwitchResponse.proofs).
+	Proofs        [][]byte `protobuf:"bytes,5,rep,name=proofs,proto3" json:"proofs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3509,6 +3525,13 @@ func (x *StoredRelease) GetCommit() []byte {
 func (x *StoredRelease) GetFrom() []string {
 	if x != nil {
 		return x.From
+	}
+	return nil
+}
+
+func (x *StoredRelease) GetProofs() [][]byte {
+	if x != nil {
+		return x.Proofs
 	}
 	return nil
 }
@@ -3769,14 +3792,16 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\rcommit_digest\x18\x02 \x01(\fR\fcommitDigest\x12\x1d\n" +
 	"\n" +
 	"sum_digest\x18\x03 \x01(\fR\tsumDigest\x12*\n" +
-	"\x11target_key_digest\x18\x04 \x01(\fR\x0ftargetKeyDigest\"C\n" +
+	"\x11target_key_digest\x18\x04 \x01(\fR\x0ftargetKeyDigest\"[\n" +
 	"\x11KeySwitchResponse\x12.\n" +
-	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share\"i\n" +
+	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share\x12\x16\n" +
+	"\x06proofs\x18\x02 \x03(\fR\x06proofs\"\x81\x01\n" +
 	"\rStoredRelease\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\fR\x06digest\x12\x14\n" +
 	"\x05share\x18\x02 \x01(\fR\x05share\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\fR\x06commit\x12\x12\n" +
-	"\x04from\x18\x04 \x03(\tR\x04from*n\n" +
+	"\x04from\x18\x04 \x03(\tR\x04from\x12\x16\n" +
+	"\x06proofs\x18\x05 \x03(\fR\x06proofs*n\n" +
 	"\x0eKeySwitchPhase\x12 \n" +
 	"\x1cKEY_SWITCH_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KEY_SWITCH_PHASE_PREPARE\x10\x01\x12\x1c\n" +

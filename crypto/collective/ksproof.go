@@ -1,0 +1,233 @@
+package collective
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/utils/sampling"
+
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/internal/polycodec"
+	"github.com/fedstat/fedstat/crypto/internal/shortproof"
+	"github.com/fedstat/fedstat/crypto/internal/smudge"
+)
+
+// Proofs of key-switch shares (docs/crypto.md, "Proofs of key-switch
+// shares"). When the key-switching secret of a member is its additive CKG
+// secret s_i (an epoch with T = K), its share of ct towards target is
+//
+//	h0 = s_i*c1 + u*target0 + eps,  h1 = u*target1 + e1,
+//
+// with u ternary, |e1| <= 19 and eps = e0 + e + E the encryption error, the
+// protocol error and the smudging noise (|E| <= 10 sigma, below 2^64).
+// KeySwitchShareProven makes the share itself, keeping that randomness, and
+// proves that it knows s_i, u, e1 and eps of this form together with the
+// error e_i of its CKG share p_i = e_i - s_i*a: the same s_i in both. eps
+// is proven as eps_lo + 2^40*eps_hi, |eps_lo| < 2^40, |eps_hi| <= 2^24.
+
+// ErrKeySwitchProof is returned when a proof of a key-switch share does not
+// verify.
+var ErrKeySwitchProof = errors.New("collective: proof of the key-switch share refused")
+
+const epsSplit = 40
+
+// ksStatement is what a proof of the key-switch share (h0, h1) of c1
+// towards target proves, for the member whose CKG share is ckg.
+func ksStatement(p homomorphic.Params, crp, ckg ring.Poly, target *homomorphic.PublicKey, c1, h0, h1 ring.Poly, context []byte) *shortproof.Statement {
+	r := p.BGV(tok).RingQ()
+	ctx := []byte(p.Name())
+	ctx = binary.BigEndian.AppendUint64(ctx, uint64(len(context)))
+	ctx = append(ctx, context...)
+	var t0, t1 ring.Poly
+	if target != nil {
+		t0, t1 = target.RLWE(tok).Value[0].Q, target.RLWE(tok).Value[1].Q
+	}
+	return &shortproof.Statement{
+		Domain: "fedstat/key-switch-share/v1",
+		Ring:   r,
+		// s, e_ckg, u, e1, eps_lo, eps_hi
+		Bounds: []int64{1, ckgErrBound, 1, ckgErrBound, 1<<epsSplit - 1, 1 << (64 - epsSplit)},
+		Apply: func(x [][]int64, _ []uint64, out []ring.Poly) {
+			ntt := func(v []int64) ring.Poly {
+				q := r.NewPoly()
+				shortproof.SetSigned(r, q, v)
+				r.NTT(q, q)
+				return q
+			}
+			s, u := ntt(x[0]), ntt(x[2])
+			sM := r.NewPoly()
+			r.MForm(s, sM)
+			// The CKG share: MForm(NTT(e)) - NTT(s)*a.
+			r.MForm(ntt(x[1]), out[0])
+			r.MulCoeffsMontgomeryThenSub(sM, crp, out[0])
+			// h0 = u*target0 + c1*s + NTT(eps_lo + 2^40 eps_hi).
+			r.MulCoeffsMontgomery(u, t0, out[1])
+			r.MulCoeffsMontgomeryThenAdd(c1, sM, out[1])
+			hi := ntt(x[5])
+			r.MulScalar(hi, 1<<epsSplit, hi)
+			r.Add(out[1], hi, out[1])
+			r.Add(out[1], ntt(x[4]), out[1])
+			// h1 = u*target1 + NTT(e1).
+			r.MulCoeffsMontgomery(u, t1, out[2])
+			r.Add(out[2], ntt(x[3]), out[2])
+		},
+		Image:   []ring.Poly{ckg, h0, h1},
+		Context: ctx,
+	}
+}
+
+// ckgWitness returns the secret s and the error e of the CKG share ckg of
+// the member with key sk (e = ckg + s*a), as integer polynomials.
+func ckgWitness(p homomorphic.Params, sk *homomorphic.SecretKeyShare, crp, ckg ring.Poly) (s, e []int64) {
+	r := p.BGV(tok).RingQ()
+	sPoly := r.NewPoly()
+	r.IMForm(sk.RLWE(tok).Value.Q, sPoly)
+	r.INTT(sPoly, sPoly)
+	ePoly := r.NewPoly()
+	r.MulCoeffsMontgomery(sk.RLWE(tok).Value.Q, crp, ePoly)
+	r.Add(ePoly, ckg, ePoly)
+	r.IMForm(ePoly, ePoly)
+	r.INTT(ePoly, ePoly)
+	return centred(r, sPoly), centred(r, ePoly)
+}
+
+// KeySwitchShareProven returns the member's key-switch share of ct towards
+// target (as KeySwitchShare: the same distribution) and a proof that it is
+// of the form above for the secret of the member's CKG share ckgShare of
+// the epoch of crs, bound to context. sk must be that CKG share's secret
+// (an epoch with T = K); otherwise no proof can be made.
+func KeySwitchShareProven(p homomorphic.Params, sk *homomorphic.SecretKeyShare, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, ckgShare, context []byte) (share, proof []byte, err error) {
+	if err := checkParams(p); err != nil {
+		return nil, nil, err
+	}
+	if err := checkSK(p, sk); err != nil {
+		return nil, nil, err
+	}
+	if target == nil || target.RLWE(tok) == nil || !target.Params().Equal(p) {
+		return nil, nil, fmt.Errorf("%w: target key missing or of another parameter set", ErrMismatch)
+	}
+	c, err := checkCT(p, ct)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !c.IsNTT {
+		return nil, nil, fmt.Errorf("%w: ciphertext not in NTT domain", ErrMismatch)
+	}
+	crp, err := ckgPoly(p, crs)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := p.BGV(tok).RingQ()
+	level := c.Level()
+	ckg := r.NewPoly()
+	if _, err := decode(p, polycodec.KindCKGShare, level, ckgShare, ckg); err != nil {
+		return nil, nil, err
+	}
+	s, eCKG := ckgWitness(p, sk, crp, ckg)
+
+	// The randomness of the share, from Lattigo's distributions and the
+	// smudging sampler.
+	prng, err := sampling.NewPRNG()
+	if err != nil {
+		return nil, nil, err
+	}
+	xs, err := ring.NewSampler(prng, r, p.BGV(tok).Xs(), false)
+	if err != nil {
+		return nil, nil, err
+	}
+	xe, err := ring.NewSampler(prng, r, p.BGV(tok).Xe(), false)
+	if err != nil {
+		return nil, nil, err
+	}
+	read := func(smp ring.Sampler) []int64 {
+		poly := r.NewPoly()
+		smp.Read(poly)
+		return centred(r, poly)
+	}
+	u, e0, e1, eNoise := read(xs), read(xe), read(xe), read(xe)
+	mag, neg, err := smudge.Sample(p.Smudging(tok), r.N())
+	if err != nil {
+		return nil, nil, fmt.Errorf("collective: %w", err)
+	}
+	lo, hi := make([]int64, r.N()), make([]int64, r.N())
+	for i := range lo {
+		// |e0 + e + E| < 2^64: the magnitude and sign of the sum.
+		small := e0[i] + eNoise[i]
+		var m uint64
+		sign := neg[i]
+		switch {
+		case sign == (small < 0) || small == 0:
+			m = mag[i] + uint64(abs64(small))
+		case uint64(abs64(small)) > mag[i]:
+			m, sign = uint64(abs64(small))-mag[i], !sign
+		default:
+			m = mag[i] - uint64(abs64(small))
+		}
+		l, h := int64(m&(1<<epsSplit-1)), int64(m>>epsSplit)
+		if sign {
+			l, h = -l, -h
+		}
+		lo[i], hi[i] = l, h
+	}
+	h0, h1 := r.NewPoly(), r.NewPoly()
+	st := ksStatement(p, crp, ckg, target, c.Value[1], h0, h1, context)
+	out := []ring.Poly{r.NewPoly(), h0, h1}
+	w := [][]int64{s, eCKG, u, e1, lo, hi}
+	st.Apply(w, nil, out)
+	if proof, err = shortproof.Prove(st, w, nil); err != nil {
+		return nil, nil, fmt.Errorf("collective: proof of the key-switch share (is the secret this CKG share's?): %w", err)
+	}
+	if share, err = encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, h0, h1); err != nil {
+		return nil, nil, err
+	}
+	return share, proof, nil
+}
+
+func abs64(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+// VerifyKeySwitchShare checks a proof of the key-switch share share of ct
+// towards target, made with context by the member whose CKG share of the
+// epoch of crs is ckgShare.
+func VerifyKeySwitchShare(p homomorphic.Params, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, ckgShare, share, proof, context []byte) error {
+	if err := checkParams(p); err != nil {
+		return err
+	}
+	if target == nil || target.RLWE(tok) == nil || !target.Params().Equal(p) {
+		return fmt.Errorf("%w: target key missing or of another parameter set", ErrMismatch)
+	}
+	c, err := checkCT(p, ct)
+	if err != nil {
+		return err
+	}
+	crp, err := ckgPoly(p, crs)
+	if err != nil {
+		return err
+	}
+	r := p.BGV(tok).RingQ()
+	level := c.Level()
+	ckg, h0, h1 := r.NewPoly(), r.NewPoly(), r.NewPoly()
+	if _, err := decode(p, polycodec.KindCKGShare, level, ckgShare, ckg); err != nil {
+		return err
+	}
+	if _, err := decode(p, polycodec.KindKeySwitchShare, level, share, h0, h1); err != nil {
+		return err
+	}
+	if err := shortproof.Verify(ksStatement(p, crp, ckg, target, c.Value[1], h0, h1, context), proof); err != nil {
+		return fmt.Errorf("%w: %v", ErrKeySwitchProof, err)
+	}
+	return nil
+}
+
+// KeySwitchProofSize is the length in bytes of a proof of a key-switch
+// share.
+func KeySwitchProofSize(p homomorphic.Params) int {
+	r := p.BGV(tok).RingQ()
+	return ksStatement(p, r.NewPoly(), r.NewPoly(), nil, r.NewPoly(), r.NewPoly(), r.NewPoly(), nil).Size()
+}
