@@ -35,6 +35,7 @@ func benchCommand() *cobra.Command {
 		grid            bool
 		processes       bool
 		compact         bool
+		threshold       int
 		profileDir      string
 		idle            time.Duration
 	)
@@ -56,7 +57,8 @@ combining, decrypting, releasing) and the process's CPU time per query.
 (p50_ms, p95_ms, plaintext_p50_ms, upload_bytes_per_node, ...) and all in "queries".
 
 The network has a decryption committee of K = min(N, 10) members (--committee K; -1 puts
-every node on it) of which T = max(2, 2K/3) decrypt each release; a second table gives the
+every node on it) of which T = max(2, 2K/3) decrypt each release (--threshold T; with T = K
+the decryptors prove their key-switch shares); a second table gives the
 key ceremony's time and the bytes one node sent and received in it, off the committee and on
 it. --compact runs compact releases, in which the decryptors get the sum and not the
 partials and verify no proof of encryption: the default against it is the proofs' cost.
@@ -104,8 +106,8 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 			if rows > 0 {
 				patients = []int{0} // from --rows
 			}
-			if compact && processes {
-				return &usageError{"--compact runs in one process: not with --processes"}
+			if (compact || threshold != 0) && processes {
+				return &usageError{"--compact and --threshold run in one process: not with --processes"}
 			}
 			if processes {
 				return benchProcesses(cmd, nodes, patients, repeats, committee, qs, idle, profileDir, format, progress)
@@ -117,7 +119,7 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 			for _, n := range nodes {
 				for _, p := range patients {
 					fmt.Fprintf(cmd.ErrOrStderr(), "bench: %d nodes x %d patients\n", n, p)
-					cells, err := bench.Run(cmd.Context(), bench.Options{Nodes: n, Patients: p, Repeats: repeats, Queries: qs, Committee: committee, Rows: rows, DataDir: dataDir, Compact: compact, Progress: progress})
+					cells, err := bench.Run(cmd.Context(), bench.Options{Nodes: n, Patients: p, Repeats: repeats, Queries: qs, Committee: committee, Threshold: threshold, Rows: rows, DataDir: dataDir, Compact: compact, Progress: progress})
 					if err != nil {
 						return err
 					}
@@ -144,6 +146,7 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 	f.IntVar(&committee, "committee", 0, "size K of the decryption committee (T = max(2, 2K/3) of it decrypt); 0: min(nodes, 10), -1: every node")
 	f.StringVar(&query, "query", "", "only these queries: cohort, weekly-by-region, mean (comma-separated)")
 	f.StringVar(&format, "format", "table", "table or json")
+	f.IntVar(&threshold, "threshold", 0, "T, the decryptors of each release (0: max(2, 2K/3)); with T = K the decryptors prove their key-switch shares")
 	f.BoolVar(&compact, "compact", false, "compact releases: decryptors get the sum, not the partials, and verify no proof of encryption (proofs off, to compare)")
 	f.BoolVar(&grid, "grid", false, "run N = 3, 10, 30 by P = 10^4, 10^5, 10^6")
 	f.BoolVar(&processes, "processes", false, "run the coordinator and every node as separate processes of this binary and report each one's CPU per query (from /proc; Linux)")

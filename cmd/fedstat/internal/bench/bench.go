@@ -56,6 +56,9 @@ type Options struct {
 	// that hold the key, T = max(2, 2K/3) of whom decrypt each release.
 	// Defaults to min(Nodes, 10); -1 puts every node on it.
 	Committee int
+	// Threshold is T; 0 (the default) takes max(2, 2K/3). With T = K the
+	// decryptors key-switch with their CKG secrets and prove their shares.
+	Threshold int
 	// Compact runs compact releases: the decryptors get the sum of the
 	// partials, not the partials, and verify no proof of encryption (the
 	// cost of the proofs shows against the default). Defaults to false.
@@ -104,7 +107,12 @@ func (o Options) withDefaults() (Options, error) {
 }
 
 // threshold is T of the benchmark: two thirds of the committee, at least 2.
-func (o Options) threshold() int { return max(2, o.Committee*2/3) }
+func (o Options) threshold() int {
+	if o.Threshold > 0 {
+		return min(o.Threshold, o.Committee)
+	}
+	return max(2, o.Committee*2/3)
+}
 
 // say tells o.Progress, when set.
 func (o Options) say(f string, a ...any) {
