@@ -43,7 +43,7 @@ func TestProofNeedsTheWitness(t *testing.T) {
 			e1: append([]int64(nil), w.e1...), m: append([]uint64(nil), w.m...)}
 	}
 	for name, change := range map[string]func(*encWitness){
-		"u":  func(x *encWitness) { x.u[7] = 1 - x.u[7] },
+		"u":  func(x *encWitness) { x.u[7] = (x.u[7]+2)%3 - 1 }, // another value in {-1, 0, 1}
 		"e0": func(x *encWitness) { x.e0[3]++ },
 		"e1": func(x *encWitness) { x.e1[100] -= 2 },
 		"m":  func(x *encWitness) { x.m[0] = 4 },

@@ -118,7 +118,7 @@ func TestAnswersUniform(t *testing.T) {
 			f := float64(c)
 			lo, hi, mean = min(lo, f), max(hi, f), mean+f/float64(len(z[0]))
 		}
-		if lo > -0.98*lim || hi < 0.98*lim {
+		if lo > -0.95*lim || hi < 0.95*lim {
 			t.Fatalf("x0 = %d everywhere: answers span [%g, %g], want about +-%g", v, lo, hi, lim)
 		}
 		if se := lim / 1.732 / 32; mean > 5*se || mean < -5*se {
