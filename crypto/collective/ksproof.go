@@ -65,10 +65,14 @@ func ksStatement(p homomorphic.Params, crp, ckg ring.Poly, target *homomorphic.P
 			// h0 = u*target0 + c1*s + NTT(eps_lo + 2^40 eps_hi).
 			r.MulCoeffsMontgomery(u, t0, out[1])
 			r.MulCoeffsMontgomeryThenAdd(c1, sM, out[1])
-			hi := ntt(x[5])
-			r.MulScalar(hi, 1<<epsSplit, hi)
-			r.Add(out[1], hi, out[1])
-			r.Add(out[1], ntt(x[4]), out[1])
+			// eps_lo + 2^40 eps_hi in the coefficient domain, then one NTT.
+			eps, lo := r.NewPoly(), r.NewPoly()
+			shortproof.SetSigned(r, eps, x[5])
+			r.MulScalar(eps, 1<<epsSplit, eps)
+			shortproof.SetSigned(r, lo, x[4])
+			r.Add(eps, lo, eps)
+			r.NTT(eps, eps)
+			r.Add(out[1], eps, out[1])
 			// h1 = u*target1 + NTT(e1).
 			r.MulCoeffsMontgomery(u, t1, out[2])
 			r.Add(out[2], ntt(x[3]), out[2])

@@ -160,16 +160,17 @@ func (p Params) applyEnc(pk *PublicKey, u, e0, e1 []int64, m []uint64, out0, out
 	r.NTT(tmp, tmp)
 	r.MulCoeffsMontgomery(tmp, pk.pk.Value[0].Q, out0)
 	r.MulCoeffsMontgomery(tmp, pk.pk.Value[1].Q, out1)
-	shortproof.SetSigned(r, tmp, e0)
-	r.NTT(tmp, tmp)
-	r.Add(out0, tmp, out0)
 	shortproof.SetSigned(r, tmp, e1)
 	r.NTT(tmp, tmp)
 	r.Add(out1, tmp, out1)
+	// e0 + Delta*m in the coefficient domain, then one NTT (it is linear).
 	for j := range tmp.Coeffs {
 		copy(tmp.Coeffs[j], m) // m < t < every q
 	}
 	r.MulScalarBigint(tmp, p.tInvQ(), tmp)
+	e := r.NewPoly()
+	shortproof.SetSigned(r, e, e0)
+	r.Add(tmp, e, tmp)
 	r.NTT(tmp, tmp)
 	r.Add(out0, tmp, out0)
 }
