@@ -502,8 +502,9 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	ksReq := &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: refs, Sum: sumBytes, TargetPublicKey: target, Commits: commits}
 	sendReq := ksReq
 	if !c.cfg.CompactRelease {
-		sendReq = proto.Clone(ksReq).(*nodev1.KeySwitchRequest)
-		sendReq.Partials = signed
+		// A shallow copy with the whole partials (the record keeps ksReq's
+		// headers only); nothing writes either once built.
+		sendReq = &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: signed, Sum: sumBytes, TargetPublicKey: target, Commits: commits}
 	}
 	switched, shares, err := c.keySwitch(releaseCtx, q, e, sendReq, sum, senders)
 	if err != nil {

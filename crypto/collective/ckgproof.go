@@ -56,20 +56,6 @@ func ckgStatement(p homomorphic.Params, crp ring.Poly, share ring.Poly, context 
 	}
 }
 
-// centred reads limb 0 of an integer polynomial in coefficient form.
-func centred(r *ring.Ring, poly ring.Poly) []int64 {
-	q := r.SubRings[0].Modulus
-	out := make([]int64, r.N())
-	for i, c := range poly.Coeffs[0] {
-		if c > q/2 {
-			out[i] = -int64(q - c)
-		} else {
-			out[i] = int64(c)
-		}
-	}
-	return out
-}
-
 // CKGShareProven returns this member's CKG share of the epoch identified by
 // crs (as CKGShare) and a proof that it knows the share's secret and error,
 // bound to context.

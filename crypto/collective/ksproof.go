@@ -94,7 +94,7 @@ func ckgWitness(p homomorphic.Params, sk *homomorphic.SecretKeyShare, crp, ckg r
 	r.Add(ePoly, ckg, ePoly)
 	r.IMForm(ePoly, ePoly)
 	r.INTT(ePoly, ePoly)
-	return centred(r, sPoly), centred(r, ePoly)
+	return shortproof.Centred(r, sPoly), shortproof.Centred(r, ePoly)
 }
 
 // KeySwitchShareProven returns the member's key-switch share of ct towards
@@ -145,11 +145,7 @@ func KeySwitchShareProven(p homomorphic.Params, sk *homomorphic.SecretKeyShare, 
 	if err != nil {
 		return nil, nil, err
 	}
-	read := func(smp ring.Sampler) []int64 {
-		poly := r.NewPoly()
-		smp.Read(poly)
-		return centred(r, poly)
-	}
+	read := func(smp ring.Sampler) []int64 { return shortproof.Centred(r, smp.ReadNew()) }
 	u, e0, e1, eNoise := read(xs), read(xe), read(xe), read(xe)
 	mag, neg, err := smudge.Sample(p.Smudging(tok), r.N())
 	if err != nil {

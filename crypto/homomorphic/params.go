@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"sync"
 	"sync/atomic"
 
@@ -100,6 +101,7 @@ type paramState struct {
 	meta     rlwe.MetaData // metadata of a fresh ciphertext
 	encoders sync.Pool     // *bgv.Encoder
 	smudging smudge.Gaussian
+	tInvQ    *big.Int // t^-1 mod Q, the scale of an encoded plaintext (proofs of encryption)
 }
 
 var (
@@ -143,7 +145,8 @@ func NewParams(name string) (Params, error) {
 	if err != nil {
 		return Params{}, fmt.Errorf("homomorphic: building %q: %w", name, err)
 	}
-	st := &paramState{name: name, bgv: bp, slots: bp.MaxSlots(), smudging: smudging}
+	st := &paramState{name: name, bgv: bp, slots: bp.MaxSlots(), smudging: smudging,
+		tInvQ: new(big.Int).ModInverse(new(big.Int).SetUint64(plaintextModulus), bp.RingQ().Modulus())}
 	sum := sha256.Sum256([]byte("fedstat/homomorphic/params/v1\x00" + name))
 	copy(st.id[:], sum[:8])
 	st.meta = *bgv.NewPlaintext(bp, bp.MaxLevel()).MetaData

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/big"
 
 	"github.com/tuneinsight/lattigo/v5/ring"
 	"github.com/tuneinsight/lattigo/v5/utils/sampling"
@@ -121,33 +120,9 @@ func (p Params) sampleWitness(m []uint64) (*encWitness, error) {
 	if err != nil {
 		return nil, err
 	}
-	poly := r.NewPoly()
-	read := func(s ring.Sampler, bound int64) ([]int64, error) {
-		s.Read(poly)
-		out := make([]int64, r.N())
-		q := r.SubRings[0].Modulus
-		for i, c := range poly.Coeffs[0] {
-			v := int64(c)
-			if c > q/2 {
-				v = -int64(q - c)
-			}
-			if v > bound || v < -bound {
-				return nil, fmt.Errorf("homomorphic: sampled coefficient %d outside [-%d, %d]", v, bound, bound)
-			}
-			out[i] = v
-		}
-		return out, nil
-	}
-	w := &encWitness{m: append([]uint64(nil), m...)}
-	if w.u, err = read(xs, 1); err != nil {
-		return nil, err
-	}
-	if w.e0, err = read(xe, errBound); err != nil {
-		return nil, err
-	}
-	if w.e1, err = read(xe, errBound); err != nil {
-		return nil, err
-	}
+	// The prover checks the bounds (shortproof.Prove).
+	read := func(s ring.Sampler) []int64 { return shortproof.Centred(r, s.ReadNew()) }
+	w := &encWitness{m: append([]uint64(nil), m...), u: read(xs), e0: read(xe), e1: read(xe)}
 	return w, nil
 }
 
@@ -167,17 +142,12 @@ func (p Params) applyEnc(pk *PublicKey, u, e0, e1 []int64, m []uint64, out0, out
 	for j := range tmp.Coeffs {
 		copy(tmp.Coeffs[j], m) // m < t < every q
 	}
-	r.MulScalarBigint(tmp, p.tInvQ(), tmp)
+	r.MulScalarBigint(tmp, p.s.tInvQ, tmp)
 	e := r.NewPoly()
 	shortproof.SetSigned(r, e, e0)
 	r.Add(tmp, e, tmp)
 	r.NTT(tmp, tmp)
 	r.Add(out0, tmp, out0)
-}
-
-func (p Params) tInvQ() *big.Int {
-	q := p.ringQ().Modulus()
-	return new(big.Int).ModInverse(new(big.Int).SetUint64(p.PlaintextModulus()), q)
 }
 
 // encStatement is the statement a proof of encryption of ct proves.

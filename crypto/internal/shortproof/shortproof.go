@@ -189,6 +189,22 @@ func (c challenge) poly(r *ring.Ring) ring.Poly {
 	return out
 }
 
+// Centred reads an integer polynomial in the coefficient domain back from
+// its first limb, centred in (-q/2, q/2] (the inverse of SetSigned for
+// values that small).
+func Centred(r *ring.Ring, poly ring.Poly) []int64 {
+	q := r.SubRings[0].Modulus
+	out := make([]int64, r.N())
+	for i, c := range poly.Coeffs[0] {
+		if c > q/2 {
+			out[i] = -int64(q - c)
+		} else {
+			out[i] = int64(c)
+		}
+	}
+	return out
+}
+
 // SetSigned writes the integer polynomial x into every limb of dst.
 func SetSigned(r *ring.Ring, dst ring.Poly, x []int64) {
 	for j, s := range r.SubRings[:r.Level()+1] {
