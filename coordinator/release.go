@@ -21,7 +21,7 @@ import (
 // under the result key rk and releases it (dp.Release).
 func (c *Coordinator) release(q *query, rk *homomorphic.ResultKey, switched []*homomorphic.Ciphertext, nodes int) (*typesv1.Result, error) {
 	start := time.Now()
-	totals, err := homomorphic.Decrypt(c.params, rk, switched, q.plan.VectorLen())
+	totals, err := homomorphic.DecryptTotal(c.params, rk, switched, q.plan.VectorLen())
 	if err != nil {
 		return nil, fmt.Errorf("%w: decrypt: %v", ErrQueryFailed, err)
 	}

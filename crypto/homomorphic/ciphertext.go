@@ -265,6 +265,32 @@ func (a *Aggregator) Result() ([]*Ciphertext, error) {
 // Decrypt decrypts ciphertexts that were key-switched to k and returns the
 // first n values, centred in [-MaxAbs(), MaxAbs()].
 func Decrypt(p Params, k *ResultKey, cts []*Ciphertext, n int) ([]int64, error) {
+	return decrypt(p, k, cts, n, false)
+}
+
+// DecryptTotal is Decrypt for the total of a release: cts must be exactly
+// the ciphertexts n values take (NumCiphertexts), and the slots after the
+// first n, which every well-formed partial and key-switch share leave zero
+// (Encrypt pads with zeros), must decrypt to zero. A total with anything
+// else there is refused with ErrPadding: some member's partial or
+// key-switch share changed every slot of the sum (a value beyond the
+// plan's vector, a key-switch share of another sum, or the one shift a
+// proof of encryption does not exclude: docs/crypto.md, "What the
+// relaxation allows"), and the values in the plan's slots are not
+// returned. Padding slots carry no data and no noise, so the check
+// reveals nothing; a vector that fills its last ciphertext has none, and
+// is left to the release's range check (dp.CheckTotals).
+func DecryptTotal(p Params, k *ResultKey, cts []*Ciphertext, n int) ([]int64, error) {
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	if want := p.NumCiphertexts(n); len(cts) != want {
+		return nil, fmt.Errorf("%w: %d ciphertexts for %d values, want %d", ErrInvalidArgument, len(cts), n, want)
+	}
+	return decrypt(p, k, cts, n, true)
+}
+
+func decrypt(p Params, k *ResultKey, cts []*Ciphertext, n int, padding bool) ([]int64, error) {
 	if err := p.check(); err != nil {
 		return nil, err
 	}
@@ -282,7 +308,7 @@ func Decrypt(p Params, k *ResultKey, cts []*Ciphertext, n int) ([]int64, error) 
 	dec := rlwe.NewDecryptor(p.s.bgv, k.sk)
 	out := make([]int64, 0, n)
 	buf := make([]uint64, slots)
-	for j := 0; len(out) < n; j++ {
+	for j := 0; len(out) < n || (padding && j < len(cts)); j++ {
 		if err := cts[j].validFor(p); err != nil {
 			return nil, fmt.Errorf("ciphertext %d: %w", j, err)
 		}
@@ -291,11 +317,20 @@ func Decrypt(p Params, k *ResultKey, cts []*Ciphertext, n int) ([]int64, error) 
 		if err := ecd.Decode(pt, buf); err != nil {
 			return nil, fmt.Errorf("homomorphic: decode: %w", err)
 		}
-		for _, u := range buf[:min(slots, n-len(out))] {
+		used := min(slots, n-len(out))
+		for _, u := range buf[:used] {
 			if u > half {
 				out = append(out, -int64(t-u))
 			} else {
 				out = append(out, int64(u))
+			}
+		}
+		if !padding {
+			continue
+		}
+		for i, u := range buf[used:] {
+			if u != 0 {
+				return nil, fmt.Errorf("%w: ciphertext %d, slot %d (and perhaps others) of the %d after the total's %d values is not zero", ErrPadding, j, used+i, slots-used, n)
 			}
 		}
 	}

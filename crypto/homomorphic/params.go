@@ -53,6 +53,9 @@ var (
 	ErrMalformed       = errors.New("homomorphic: malformed input")
 	ErrMismatch        = errors.New("homomorphic: incompatible operands")
 	ErrInvalidArgument = errors.New("homomorphic: invalid argument")
+	// ErrPadding: a decrypted total has a nonzero slot where every
+	// well-formed partial has zero (DecryptTotal).
+	ErrPadding = errors.New("homomorphic: a padding slot of the decrypted total is not zero: a member's partial or key-switch share was not well formed; nothing is released")
 )
 
 var allowInsecure atomic.Bool

@@ -272,7 +272,7 @@ func Check(rec *coordinatorv1.ReleaseRecord, o Options) (*Verdict, error) {
 	if err := homomorphic.CheckResultKey(params, rk); err != nil {
 		return nil, refuse("the revealed result key: %v", err)
 	}
-	totals, err := homomorphic.Decrypt(params, rk, switched, p.VectorLen())
+	totals, err := homomorphic.DecryptTotal(params, rk, switched, p.VectorLen())
 	if err != nil {
 		return nil, refuse("decrypting the switched sum: %v", err)
 	}

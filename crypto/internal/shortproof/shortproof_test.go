@@ -2,6 +2,7 @@ package shortproof
 
 import (
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -143,4 +144,68 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("a proof other than the honest one verified (%d bytes)", len(b))
 		}
 	})
+}
+
+// TestHalfModulusAllOnesProves pins the one relaxation of the proof that
+// docs/crypto.md ("What the relaxation allows") names: a prover can open
+// an image shifted by H = (Q+1)/2 * (1 + X + ... + X^(N-1)), which has no
+// short opening, because every challenge has an even number of nonzero
+// coefficients, so c*H = (c*allones)/2 mod Q is short and the cheater
+// adds it to its answer for the error component. If a change of the
+// challenges (or of anything else) makes this fail, the docs must change
+// with it.
+func TestHalfModulusAllOnesProves(t *testing.T) {
+	st, x := toy(t)
+	r := st.Ring
+	n := r.N()
+	q := new(big.Int).SetUint64(r.SubRings[0].Modulus)
+	q.Mul(q, new(big.Int).SetUint64(r.SubRings[1].Modulus))
+	half := new(big.Int).Rsh(new(big.Int).Add(q, big.NewInt(1)), 1)
+	h := r.NewPoly()
+	for j, s := range r.SubRings[:r.Level()+1] {
+		v := new(big.Int).Mod(half, new(big.Int).SetUint64(s.Modulus)).Uint64()
+		for i := range h.Coeffs[j] {
+			h.Coeffs[j][i] = v
+		}
+	}
+	r.NTT(h, h)
+	r.Add(st.Image[0], h, st.Image[0])
+
+	ones := make([]int64, n)
+	for i := range ones {
+		ones[i] = 1
+	}
+	limits := st.limits()
+	w := []ring.Poly{r.NewPoly()}
+	for round := 0; ; round++ {
+		if round == attempts {
+			t.Fatal("the cheater found no answer in range")
+		}
+		y0, err := uniformSigned(n, st.shifts()[0]*Gamma)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y1, err := uniformSigned(n, st.shifts()[1]*Gamma)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Apply([][]int64{y0, y1}, nil, w)
+		hash := st.hash(w)
+		c := challengeOf(n, hash)
+		z0, z1, co := c.mul(x[0]), c.mul(x[1]), c.mul(ones)
+		for i := range z0 {
+			if co[i]%2 != 0 {
+				t.Fatalf("c*allones has an odd coefficient %d: the challenges changed", co[i])
+			}
+			z0[i] += y0[i]
+			z1[i] += y1[i] + co[i]/2
+		}
+		if !within(z0, limits[0]) || !within(z1, limits[1]) {
+			continue
+		}
+		if err := Verify(st, st.encode(hash, [][]int64{z0, z1}, nil)); err != nil {
+			t.Fatalf("the half-modulus all-ones shift no longer proves: %v (update docs/crypto.md)", err)
+		}
+		return
+	}
 }
