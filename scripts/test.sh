@@ -12,7 +12,8 @@
 #   clients (clients/r, clients/python; see their section below);
 # - validates the OpenAPI document, checks formatting (gofmt) and go vet,
 #   runs R CMD check on the R client and pip-installs the Python client;
-# - runs every package's tests with the race detector, fuzz seeds included.
+# - runs every package's tests with the race detector, fuzz seeds included
+#   (test/stattest's statistics without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -162,8 +163,15 @@ PYTHONPATH="$clients_tmp/site" "$clients_py" -c 'import fedstat; print("   pip i
 rm -rf "$clients_tmp" clients/python/build clients/python/src/fedstat.egg-info
 echo "== clients: done in $((SECONDS - clients_start)) s"
 
+# test/stattest checks released statistics against reference data sets with
+# published answers: many full analyses, ten times slower under the race
+# detector. It runs without it, as the audits above do; the network code its
+# analyses drive runs under the race detector in test/e2e and node/.
+echo "== statistics against published answers (test/stattest; no race detector)"
+go test -count=1 -timeout 15m ./test/stattest/ "$@"
+
 echo "== go test -race"
-go test -race -timeout 25m ./... "$@"
+go test -race -timeout 25m $(go list ./... | grep -v '/test/stattest$') "$@"
 
 # The DuckDB dialect is behind the duckdb build tag (cgo, a 90 MB library):
 # the warehouse tests again, on PostgreSQL and on DuckDB files, the binary
