@@ -174,7 +174,7 @@ func (c *Coordinator) revealSet(q *query, e *epoch, set []*nodev1.NodeSigned, ch
 		}
 	}
 	if len(failed) > 0 {
-		return nil, fmt.Errorf("%w: %s did not reveal the partial committed to in the query's partial set, so the set cannot be released "+
+		return nil, fmt.Errorf("%w: %s did not reveal the partial committed to in the query's partial set, or revealed one that fails its checks, so the set cannot be released "+
 			"(its other senders revealed for that set only); nothing was decrypted. %s", ErrQueryFailed, strings.Join(failed, ", "), strings.Join(why, "; "))
 	}
 	return commits, nil
@@ -363,8 +363,8 @@ func (c *Coordinator) verifyPartial(qid string, spec *typesv1.QuerySpec, e *epoc
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}
 	// Decryptors verify the proofs again; checked here, a member whose
-	// proof fails is left out of the set (as any refused partial) instead
-	// of failing the release.
+	// proof fails is named before any decryptor is asked (the partial set
+	// is fixed by then, so the query fails: revealSet).
 	if err := protocol.CheckEncryptionProofs(c.params, e.PublicKey, pt, qid, e.ID, mem.ID, shape.SpecDigest, c.cfg.CompactRelease); err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}

@@ -245,6 +245,7 @@ const (
 	wrongShape               // validly signed for this query, but more ciphertexts than the plan
 	garbageCipher            // validly signed for this query, the ciphertext bytes are garbage
 	replayedAnswer           // node-3's own signed partial of an earlier query, sent again
+	wrongProof               // committed to and revealed as committed, but its proof of encryption is another query's
 )
 
 // garbageCodec is the proto codec, except that it writes garbage bytes for an
@@ -268,8 +269,9 @@ func (c garbageCodec) Marshal(v any) (mem.BufferSlice, error) {
 // in the query's status, and releases from the two honest nodes (min_nodes
 // 2); with min_nodes 3 the query fails naming node-3 and nothing is
 // decrypted. node-3 then reveals a partial of the wrong shape, or with
-// garbage ciphertexts, in place of the one it committed to: the query fails
-// naming node-3 and nothing is decrypted.
+// garbage ciphertexts, in place of the one it committed to, or commits to
+// and reveals a partial whose proof of encryption is another query's: the
+// query fails naming node-3 and nothing is decrypted.
 func TestFaultMaliciousNode(t *testing.T) {
 	var mode atomic.Int32
 	dir := t.TempDir()
@@ -301,15 +303,54 @@ func TestFaultMaliciousNode(t *testing.T) {
 		}
 		return protocol.ToProto(env)
 	}
+	// forged is node-3's partial in wrongProof mode, by query id: made at
+	// Evaluate (its header is what node-3 answers) and revealed as it is.
+	var forged sync.Map
+	var nw *demo.Network
+	// forge makes node-3's partial of the query body asks for as an honest
+	// node would (a proven encryption under the epoch's key, signed by
+	// node-3), with one step changed: the proof is bound to another query.
+	forge := func(body *nodev1.EvaluateBody) *typesv1.Signed {
+		pk, epoch, err := nw.Coordinator.PublicKey()
+		if err != nil {
+			panic(err)
+		}
+		digest := protocol.SpecDigest(body.GetSpec())
+		ctx := protocol.EncryptionContext("q-somewhere-else", epoch, "node-3", digest)
+		cts, proofs, err := homomorphic.EncryptProven(nw.Coordinator.Params(), pk, []int64{0}, ctx)
+		if err != nil {
+			panic(err)
+		}
+		payload := &nodev1.PartialPayload{SpecDigest: digest, VectorLen: 1, Proofs: proofs}
+		for _, ct := range cts {
+			b, err := ct.MarshalBinary()
+			if err != nil {
+				panic(err)
+			}
+			payload.Ciphertexts = append(payload.Ciphertexts, b)
+		}
+		s, err := protocol.SealPartial(nodeKey().Key, body.GetQueryId(), epoch, "node-3", payload, time.Now())
+		if err != nil {
+			panic(err)
+		}
+		forged.Store(body.GetQueryId(), s)
+		return s
+	}
 	// tamper changes node-3's answer to Evaluate, its partial's signed
 	// header, in the modes checked at that step.
-	tamper := func(resp *nodev1.EvaluateResponse) any {
+	tamper := func(req *nodev1.EvaluateRequest, resp *nodev1.EvaluateResponse) any {
 		s := resp.GetPartial()
 		lastMu.Lock()
 		prev := last
 		last = proto.Clone(s).(*typesv1.Signed)
 		lastMu.Unlock()
 		switch faultMode(mode.Load()) {
+		case wrongProof:
+			var body nodev1.EvaluateBody
+			if err := proto.Unmarshal(req.GetRequest().GetPayload(), &body); err != nil {
+				panic(err)
+			}
+			return &nodev1.EvaluateResponse{Partial: protocol.Commitment(forge(&body))}
 		case garbageSigned:
 			return &nodev1.EvaluateResponse{Partial: &typesv1.Signed{Header: []byte("\x00garbage header"), Signature: []byte("no signature")}}
 		case oversized:
@@ -357,12 +398,24 @@ func TestFaultMaliciousNode(t *testing.T) {
 			grpc.MaxSendMsgSize(2 * rpc.MaxMessageBytes), // so that the oversized answer leaves the node
 			grpc.ForceServerCodecV2(garbageCodec{CodecV2: encoding.GetCodecV2("proto"), mode: &mode}),
 			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				if info.FullMethod == nodev1.NodeService_Reveal_FullMethodName && faultMode(mode.Load()) == wrongProof {
+					// The node itself would refuse a set holding a header it
+					// did not sign: node-3 reveals the forged partial without
+					// it (and without a commitment to the set, which the
+					// coordinator reads only after the partial passes).
+					qid := req.(*nodev1.RevealRequest).GetQueryId()
+					f, ok := forged.Load(qid)
+					if !ok {
+						panic("no forged partial for " + qid)
+					}
+					return &nodev1.RevealResponse{Partial: f.(*typesv1.Signed)}, nil
+				}
 				resp, err := h(ctx, req)
 				switch {
 				case err != nil:
 					return resp, err
 				case info.FullMethod == nodev1.NodeService_Evaluate_FullMethodName:
-					return tamper(resp.(*nodev1.EvaluateResponse)), nil
+					return tamper(req.(*nodev1.EvaluateRequest), resp.(*nodev1.EvaluateResponse)), nil
 				case info.FullMethod == nodev1.NodeService_Reveal_FullMethodName:
 					return tamperReveal(resp.(*nodev1.RevealResponse)), nil
 				}
@@ -370,7 +423,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 			}),
 		}
 	}
-	nw := startFault(t, demo.Options{Dir: dir, NodeServerOptions: evil})
+	nw = startFault(t, demo.Options{Dir: dir, NodeServerOptions: evil})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	client := dialCoordinator(t, nw, nil)
@@ -411,6 +464,15 @@ func TestFaultMaliciousNode(t *testing.T) {
 		st := run(c.mode, 2)
 		wantFailedNaming(t, c.name, st, "node-3", "did not reveal the partial committed to", "partial rejected")
 		t.Logf("%s: %s", c.name, st.GetError())
+	}
+	// node-3 commits to a partial whose proof of encryption is another
+	// query's and reveals it as committed: the coordinator's own check of
+	// the proofs (verifyPartial) fails the query naming node-3, before any
+	// decryptor is asked.
+	{
+		st := run(wrongProof, 2)
+		wantFailedNaming(t, "a partial with another query's proof", st, "node-3", "partial rejected", "proof of encryption refused", "nothing was decrypted")
+		t.Logf("a partial with another query's proof: %s", st.GetError())
 	}
 	// Once with min_nodes 3: the query fails, naming node-3.
 	st := run(otherQuery, 3)
