@@ -29,6 +29,7 @@ import (
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
@@ -45,13 +46,19 @@ import (
 // Close, so the test can read and modify the nodes' files).
 func startKept(t *testing.T, dir string, n, threshold int) *demo.Network {
 	t.Helper()
+	return startKeptWith(t, dir, n, threshold, false)
+}
+
+// startKeptWith is startKept, with audit logs when audited.
+func startKeptWith(t *testing.T, dir string, n, threshold int, audited bool) *demo.Network {
+	t.Helper()
 	data, err := demo.Synthetic(n, 300, 11)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nw, err := demo.Start(ctx, demo.Options{Dir: dir, Data: data, Threshold: threshold, MinNodes: threshold})
+	nw, err := demo.Start(ctx, demo.Options{Dir: dir, Data: data, Threshold: threshold, MinNodes: threshold, AuditLogs: audited})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +429,7 @@ func TestCoordinatorCannotOpenDealtShares(t *testing.T) {
 // has no verified key.
 func TestForgedKeyCeremonyRefused(t *testing.T) {
 	dir := t.TempDir()
-	nw := startKept(t, dir, 3, 3)
+	nw := startKeptWith(t, dir, 3, 3, true)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	params := nw.Coordinator.Params()
@@ -543,6 +550,25 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 				t.Fatalf("install with %s: %v, want it to name %q", tc.name, err, w)
 			}
 		}
+	}
+	// node-1's audit log names node-3 for both refused proofs.
+	f, err := os.Open(filepath.Join(dir, "node-1", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusedProofs := 0
+	err = audit.Scan(f, func(_ int, e audit.Entry) error {
+		if e.Action == "epoch.ckg_proof_refused" && e.Details["node"] == "node-3" {
+			refusedProofs++
+		}
+		return nil
+	})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refusedProofs != 2 {
+		t.Fatalf("%d epoch.ckg_proof_refused entries naming node-3 in node-1's audit log, want 2", refusedProofs)
 	}
 	// Epoch 101 with a decryption committee of node-2 and node-3: node-1
 	// (Shamir point 0) makes no key material and checks the committee's

@@ -330,7 +330,7 @@ func decrypt(p Params, k *ResultKey, cts []*Ciphertext, n int, padding bool) ([]
 		}
 		for i, u := range buf[used:] {
 			if u != 0 {
-				return nil, fmt.Errorf("%w: ciphertext %d, slot %d (and perhaps others) of the %d after the total's %d values is not zero", ErrPadding, j, used+i, slots-used, n)
+				return nil, fmt.Errorf("%w: ciphertext %d, slot %d is not zero (one of the %d slots after the total's first %d)", ErrPadding, j, used+i, slots-used, n)
 			}
 		}
 	}

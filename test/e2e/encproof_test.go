@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +12,7 @@ import (
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 )
@@ -25,7 +29,7 @@ import (
 // control: the same release with node-3's own honest partial is
 // key-switched.
 func TestCopiedPartialRefused(t *testing.T) {
-	nw, ctx, nodes := startCurious(t, 4, 2, 2, false)
+	nw, ctx, nodes := startCurious(t, 4, 2, 2, true)
 	params := nw.Coordinator.Params()
 	spec := secSpec(2, 2)
 	n3 := mustIdentity(t, nw, "node-3")
@@ -172,6 +176,33 @@ func TestCopiedPartialRefused(t *testing.T) {
 				wantCode(t, tc.name+" at "+dec[j], err, codes.InvalidArgument, tc.wants...)
 			}
 		})
+	}
+	// Every decryptor's audit log records each refusal, naming node-3.
+	for _, d := range dec {
+		f, err := os.Open(filepath.Join(nw.Dir, d, "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused := map[string]int{}
+		err = audit.Scan(f, func(_ int, e audit.Entry) error {
+			reason, _ := e.Details["reason"].(string)
+			if e.Action == "release.refused" && strings.Contains(reason, "node-3") {
+				switch {
+				case strings.Contains(reason, "proof of encryption refused"):
+					refused["proof"]++
+				case strings.Contains(reason, "no proofs of encryption"):
+					refused["none"]++
+				}
+			}
+			return nil
+		})
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if refused["proof"] != 2 || refused["none"] != 1 {
+			t.Errorf("%s's audit log: release.refused naming node-3 %v, want 2 for a proof refused and 1 for none", d, refused)
+		}
 	}
 
 	t.Run("control: node-3's own partial", func(t *testing.T) {

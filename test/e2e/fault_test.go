@@ -246,6 +246,7 @@ const (
 	garbageCipher            // validly signed for this query, the ciphertext bytes are garbage
 	replayedAnswer           // node-3's own signed partial of an earlier query, sent again
 	wrongProof               // committed to and revealed as committed, but its proof of encryption is another query's
+	beyondPlan               // a proven encryption of this query's plan with a value in a slot beyond the plan's vector
 )
 
 // garbageCodec is the proto codec, except that it writes garbage bytes for an
@@ -271,7 +272,10 @@ func (c garbageCodec) Marshal(v any) (mem.BufferSlice, error) {
 // decrypted. node-3 then reveals a partial of the wrong shape, or with
 // garbage ciphertexts, in place of the one it committed to, or commits to
 // and reveals a partial whose proof of encryption is another query's: the
-// query fails naming node-3 and nothing is decrypted.
+// query fails naming node-3 and nothing is decrypted. Last, node-3 commits
+// to a proven partial with a value in a slot beyond the plan's vector: the
+// total is refused at decryption (a padding slot is not zero) and nothing
+// is released.
 func TestFaultMaliciousNode(t *testing.T) {
 	var mode atomic.Int32
 	dir := t.TempDir()
@@ -305,19 +309,25 @@ func TestFaultMaliciousNode(t *testing.T) {
 	}
 	// forged is node-3's partial in wrongProof mode, by query id: made at
 	// Evaluate (its header is what node-3 answers) and revealed as it is.
-	var forged sync.Map
+	var forged, forgedPayload sync.Map
 	var nw *demo.Network
 	// forge makes node-3's partial of the query body asks for as an honest
 	// node would (a proven encryption under the epoch's key, signed by
-	// node-3), with one step changed: the proof is bound to another query.
+	// node-3), with one step changed: in wrongProof mode the proof is bound
+	// to another query; in beyondPlan mode the plan's one slot holds 0 and
+	// the next slot, which no plan of this query uses, 7.
 	forge := func(body *nodev1.EvaluateBody) *typesv1.Signed {
 		pk, epoch, err := nw.Coordinator.PublicKey()
 		if err != nil {
 			panic(err)
 		}
 		digest := protocol.SpecDigest(body.GetSpec())
-		ctx := protocol.EncryptionContext("q-somewhere-else", epoch, "node-3", digest)
-		cts, proofs, err := homomorphic.EncryptProven(nw.Coordinator.Params(), pk, []int64{0}, ctx)
+		qid, values := "q-somewhere-else", []int64{0}
+		if faultMode(mode.Load()) == beyondPlan {
+			qid, values = body.GetQueryId(), []int64{0, 7}
+		}
+		ctx := protocol.EncryptionContext(qid, epoch, "node-3", digest)
+		cts, proofs, err := homomorphic.EncryptProven(nw.Coordinator.Params(), pk, values, ctx)
 		if err != nil {
 			panic(err)
 		}
@@ -334,6 +344,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 			panic(err)
 		}
 		forged.Store(body.GetQueryId(), s)
+		forgedPayload.Store(body.GetQueryId(), payload)
 		return s
 	}
 	// tamper changes node-3's answer to Evaluate, its partial's signed
@@ -345,7 +356,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 		last = proto.Clone(s).(*typesv1.Signed)
 		lastMu.Unlock()
 		switch faultMode(mode.Load()) {
-		case wrongProof:
+		case wrongProof, beyondPlan:
 			var body nodev1.EvaluateBody
 			if err := proto.Unmarshal(req.GetRequest().GetPayload(), &body); err != nil {
 				panic(err)
@@ -398,17 +409,39 @@ func TestFaultMaliciousNode(t *testing.T) {
 			grpc.MaxSendMsgSize(2 * rpc.MaxMessageBytes), // so that the oversized answer leaves the node
 			grpc.ForceServerCodecV2(garbageCodec{CodecV2: encoding.GetCodecV2("proto"), mode: &mode}),
 			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-				if info.FullMethod == nodev1.NodeService_Reveal_FullMethodName && faultMode(mode.Load()) == wrongProof {
+				if m := faultMode(mode.Load()); info.FullMethod == nodev1.NodeService_Reveal_FullMethodName && (m == wrongProof || m == beyondPlan) {
 					// The node itself would refuse a set holding a header it
-					// did not sign: node-3 reveals the forged partial without
-					// it (and without a commitment to the set, which the
-					// coordinator reads only after the partial passes).
-					qid := req.(*nodev1.RevealRequest).GetQueryId()
-					f, ok := forged.Load(qid)
+					// did not sign: node-3 reveals the forged partial, and
+					// signs its commitment to the set, without it.
+					r := req.(*nodev1.RevealRequest)
+					f, ok := forged.Load(r.GetQueryId())
 					if !ok {
-						panic("no forged partial for " + qid)
+						panic("no forged partial for " + r.GetQueryId())
 					}
-					return &nodev1.RevealResponse{Partial: f.(*typesv1.Signed)}, nil
+					digest := protocol.CommitDigest(r.GetQueryId(), r.GetEpoch(), r.GetSpec(), r.GetPartials())
+					commit, err := protocol.SealCommit(nodeKey().Key, r.GetQueryId(), r.GetEpoch(), "node-3", digest, time.Now())
+					if err != nil {
+						panic(err)
+					}
+					return &nodev1.RevealResponse{Partial: f.(*typesv1.Signed), Commit: commit}, nil
+				}
+				if m := faultMode(mode.Load()); info.FullMethod == nodev1.NodeService_Commit_FullMethodName && m == beyondPlan && req.(*nodev1.CommitRequest).GetSumDigest() != nil {
+					// Its commitment to the release: the fingerprints of the
+					// forged partial, as an honest node's are of its own.
+					r := req.(*nodev1.CommitRequest)
+					pl, ok := forgedPayload.Load(r.GetQueryId())
+					if !ok {
+						panic("no forged partial for " + r.GetQueryId())
+					}
+					rc, err := protocol.NewReleaseCommitment(nw.Coordinator.Params(), r.GetDigest(), r.GetSumDigest(), pl.(*nodev1.PartialPayload))
+					if err != nil {
+						panic(err)
+					}
+					signed, err := protocol.SealReleaseCommitment(nodeKey().Key, r.GetQueryId(), r.GetEpoch(), "node-3", rc, time.Now())
+					if err != nil {
+						panic(err)
+					}
+					return &nodev1.CommitResponse{Commit: signed}, nil
 				}
 				resp, err := h(ctx, req)
 				switch {
@@ -473,6 +506,24 @@ func TestFaultMaliciousNode(t *testing.T) {
 		st := run(wrongProof, 2)
 		wantFailedNaming(t, "a partial with another query's proof", st, "node-3", "partial rejected", "proof of encryption refused", "nothing was decrypted")
 		t.Logf("a partial with another query's proof: %s", st.GetError())
+	}
+	// node-3 commits to and reveals, as an honest node would, a partial
+	// whose proofs verify but whose plaintext has a value beyond the plan's
+	// vector: the decryptors key-switch the sum, and the coordinator
+	// refuses the total because a padding slot is not zero (the route of
+	// the one shift a proof of encryption lets through; crypto.md, "What
+	// the relaxation allows"): nothing is released.
+	{
+		st := run(beyondPlan, 2)
+		if st.State != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
+			t.Errorf("a value beyond the plan's vector: state %v, result %v; want failed without a result", st.State, st.GetResult())
+		}
+		for _, w := range []string{"padding slot", "nothing is released"} {
+			if !strings.Contains(st.GetError(), w) {
+				t.Errorf("a value beyond the plan's vector: error %q does not mention %q", st.GetError(), w)
+			}
+		}
+		t.Logf("a value beyond the plan's vector: %s", st.GetError())
 	}
 	// Once with min_nodes 3: the query fails, naming node-3.
 	st := run(otherQuery, 3)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/crypto/envelope"
+	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/node"
@@ -150,7 +152,7 @@ func TestWrongKeySwitchShareRefused(t *testing.T) {
 			return &nodev1.KeySwitchResponse{Share: protocol.ToProto(env), Proofs: proofs}, nil
 		})}
 	}
-	nw := startFault(t, demo.Options{Dir: dir, Threshold: 3, MinNodes: 3, NodeServerOptions: evil})
+	nw := startFault(t, demo.Options{Dir: dir, Threshold: 3, MinNodes: 3, NodeServerOptions: evil, AuditLogs: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	client := dialCoordinator(t, nw, nil)
@@ -184,5 +186,23 @@ func TestWrongKeySwitchShareRefused(t *testing.T) {
 	stale.Store(false)
 	if st := run(); st.GetState() != coordinatorv1.State_STATE_DONE {
 		t.Fatalf("honest query after: %v %s", st.GetState(), st.GetError())
+	}
+	// The coordinator's audit log names node-3 for both refusals.
+	f, err := os.Open(filepath.Join(dir, "coordinator", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	named := 0
+	if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+		if e.Action == "release.share_proof_failed" && e.Details["node"] == "node-3" {
+			named++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if named < 2 {
+		t.Fatalf("%d release.share_proof_failed entries naming node-3 in the coordinator's audit log, want one for each refused query", named)
 	}
 }

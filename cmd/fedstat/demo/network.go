@@ -128,6 +128,7 @@ type Network struct {
 	Epoch       uint64
 
 	data   []*cdm.Records
+	audits []*audit.Log // the audit logs it opened, closed last by Close
 	keep   bool
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -261,11 +262,14 @@ func Start(ctx context.Context, o Options) (_ *Network, err error) {
 			if o.NodeCatalogue != nil {
 				cat = o.NodeCatalogue(i, nw.Catalogue)
 			}
-			st, db, n, err := startNode(ctx, o, filepath.Join(o.Dir, NodeID(i)), nodeIDs[i], recs, cat, coordinatorAddr)
+			st, db, alog, n, err := startNode(ctx, o, filepath.Join(o.Dir, NodeID(i)), nodeIDs[i], recs, cat, coordinatorAddr)
 			mu.Lock()
 			defer mu.Unlock()
 			if db != nil {
 				nw.dbs[i] = db
+			}
+			if alog != nil {
+				nw.audits = append(nw.audits, alog)
 			}
 			if err != nil {
 				if firstErr == nil {
@@ -328,6 +332,7 @@ func (nw *Network) startCoordinator(runCtx context.Context, o Options, id *pki.I
 			return err
 		}
 		ccfg.Audit = alog
+		nw.audits = append(nw.audits, alog)
 	}
 	if o.CoordinatorConfig != nil {
 		o.CoordinatorConfig(&ccfg)
@@ -342,29 +347,27 @@ func (nw *Network) startCoordinator(runCtx context.Context, o Options, id *pki.I
 	return nil
 }
 
-func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, recs *cdm.Records, cat *plan.Catalogue, coordinatorAddr string) (node.DataSource, *kv.DB, *node.Node, error) {
+func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, recs *cdm.Records, cat *plan.Catalogue, coordinatorAddr string) (_ node.DataSource, _ *kv.DB, alog *audit.Log, _ *node.Node, err error) {
 	var st node.DataSource
 	var db *kv.DB
-	var err error
 	if o.Shared != nil {
 		if db, err = kv.Open(kv.Options{InMemory: true}); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		st = node.TablesOf(o.Shared) // the same read-only tables for every benchmark node
 	} else {
 		s, d, err := admin.OpenStore(ctx, admin.OpenOptions{DataDir: dir, Logger: o.Logger})
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, nil, nil, err
 		}
 		db, st = d, s
 		if _, err := s.ImportRecords(ctx, recs, "demo"); err != nil {
-			return nil, db, nil, err
+			return nil, db, alog, nil, err
 		}
 	}
-	var alog *audit.Log
 	if o.AuditLogs {
 		if alog, err = audit.Open(filepath.Join(dir, "audit.log")); err != nil {
-			return nil, db, nil, err
+			return nil, db, alog, nil, err
 		}
 	}
 	var srvOpts []grpc.ServerOption
@@ -382,9 +385,9 @@ func startNode(ctx context.Context, o Options, dir string, id *pki.Identity, rec
 		Logger: o.Logger.With("node", id.Name()),
 	})
 	if err != nil {
-		return nil, db, nil, err
+		return nil, db, alog, nil, err
 	}
-	return st, db, n, nil
+	return st, db, alog, n, nil
 }
 
 // RegionsOf lists the regions of the patients in data, sorted: the
@@ -452,6 +455,9 @@ func (nw *Network) Close() {
 		if db != nil {
 			db.Close()
 		}
+	}
+	for _, l := range nw.audits {
+		l.Close()
 	}
 	if !nw.keep && nw.Dir != "" {
 		os.RemoveAll(nw.Dir)
