@@ -281,18 +281,16 @@ func Decrypt(p Params, k *ResultKey, cts []*Ciphertext, n int) ([]int64, error) 
 // reveals nothing; a vector that fills its last ciphertext has none, and
 // is left to the release's range check (dp.CheckTotals).
 func DecryptTotal(p Params, k *ResultKey, cts []*Ciphertext, n int) ([]int64, error) {
-	if err := p.check(); err != nil {
-		return nil, err
-	}
-	if want := p.NumCiphertexts(n); len(cts) != want {
-		return nil, fmt.Errorf("%w: %d ciphertexts for %d values, want %d", ErrInvalidArgument, len(cts), n, want)
-	}
 	return decrypt(p, k, cts, n, true)
 }
 
+// decrypt is Decrypt, and DecryptTotal when padding is set.
 func decrypt(p Params, k *ResultKey, cts []*Ciphertext, n int, padding bool) ([]int64, error) {
 	if err := p.check(); err != nil {
 		return nil, err
+	}
+	if want := p.NumCiphertexts(n); padding && len(cts) != want {
+		return nil, fmt.Errorf("%w: %d ciphertexts for %d values, want %d", ErrInvalidArgument, len(cts), n, want)
 	}
 	if k == nil || k.sk == nil || !k.p.Equal(p) {
 		return nil, fmt.Errorf("%w: result key missing or of another parameter set", ErrMismatch)

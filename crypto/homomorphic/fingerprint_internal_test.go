@@ -10,15 +10,7 @@ import (
 // residue of one component of the sum changes, or when a partial is counted
 // twice; FingerprintAdd refuses entries that are not reduced.
 func TestFingerprint(t *testing.T) {
-	allowInsecure.Store(true)
-	p, err := NewParams(InsecureTestSet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk, err := GenResultKey(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, rk := insecureKey(t)
 	var parts []*Ciphertext
 	for j := range 3 {
 		cts, err := Encrypt(p, rk.Public(), []int64{int64(j), 7, -3})

@@ -13,3 +13,19 @@ func TestInsecureRefused(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// insecureKey returns the insecure test parameters and a fresh result key
+// (whose public half the internal tests encrypt under).
+func insecureKey(t testing.TB) (Params, *ResultKey) {
+	t.Helper()
+	AllowInsecureForTests()
+	p, err := NewParams(InsecureTestSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := GenResultKey(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, rk
+}

@@ -39,15 +39,7 @@ func addHalfAllOnes(p Params, ct *Ciphertext, i int) {
 // either exactly (when the secret's coefficient sum is even, the shift is
 // a small error) or not at all: a wrong total is never returned.
 func TestDecryptTotalRefusesPadding(t *testing.T) {
-	AllowInsecureForTests()
-	p, err := NewParams(InsecureTestSet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk, err := GenResultKey(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, rk := insecureKey(t)
 	pk := rk.Public()
 	values := []int64{5, -2, 0, 1000}
 	enc := func(v []int64) []*Ciphertext {

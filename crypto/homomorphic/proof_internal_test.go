@@ -11,15 +11,7 @@ import (
 // changed) the proof does not verify, and with noise far beyond the
 // proven bound no proof comes out at all.
 func TestProofNeedsTheWitness(t *testing.T) {
-	AllowInsecureForTests()
-	p, err := NewParams(InsecureTestSet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk, err := GenResultKey(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, rk := insecureKey(t)
 	pk := rk.Public()
 	m := make([]uint64, p.ringQ().N())
 	m[0], m[5] = 3, p.PlaintextModulus()-1
