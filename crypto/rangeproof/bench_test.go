@@ -1,0 +1,35 @@
+package rangeproof
+
+import (
+	"fmt"
+	"testing"
+)
+
+// BenchmarkRangeProof: proving and verifying d values in a count's range
+// of the default catalogue (28 bits: [-55, 160,000,056]), with the size of
+// the commitments and the proof.
+func BenchmarkRangeProof(b *testing.B) {
+	for _, d := range []int{1, 64, 1024} {
+		ranges := rangesOf(d, -55, 160_000_056)
+		values := seq(d, 0)
+		b.Run(fmt.Sprintf("prove/d=%d", d), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Prove(values, ranges, ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		com, err := Prove(values, ranges, ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("verify/d=%d", d), func(b *testing.B) {
+			b.ReportMetric(float64(len(com.Proof)+len(com.Commitments)), "bytes")
+			for b.Loop() {
+				if err := Verify(com.Commitments, ranges, ctx, com.Proof); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
