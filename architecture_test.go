@@ -29,7 +29,7 @@ type importRule struct {
 // habit 3). The README's layout section says the same.
 var heavyDeps = []importRule{
 	{"github.com/tuneinsight/lattigo", []string{"crypto"}, "only crypto/ sees Lattigo, so the move to v6 stays there"},
-	{"github.com/gtank/ristretto255", []string{"crypto/linkage"}, "crypto/linkage owns the record-linkage group (ristretto255)"},
+	{"github.com/gtank/ristretto255", []string{"crypto/linkage", "crypto/rangeproof"}, "crypto/linkage and crypto/rangeproof own the prime-order group (ristretto255)"},
 	{"filippo.io/edwards25519", []string{"crypto/linkage"}, "crypto/linkage owns the record-linkage group (edwards25519 under ristretto255)"},
 	{"github.com/google/differential-privacy", []string{"queries/dp"}, "queries/dp is the one place that draws DP noise"},
 	{"github.com/dgraph-io/badger", []string{"internal/kv"}, "internal/kv owns Badger (damage, disk space, watermarks)"},

@@ -34,6 +34,9 @@ type partial struct {
 	plain  []int64 // benchmark-only plaintext mode
 	// version is the node's data version the partial was computed on.
 	version string
+	// commitments are the partial's range commitments, one per value: the
+	// release checks the decrypted total against their sum.
+	commitments []byte
 }
 
 // collect asks every member of e for its partial of q, waiting at most the
@@ -365,10 +368,10 @@ func (c *Coordinator) verifyPartial(qid string, spec *typesv1.QuerySpec, e *epoc
 	// Decryptors verify the proofs again; checked here, a member whose
 	// proof fails is named before any decryptor is asked (the partial set
 	// is fixed by then, so the query fails: revealSet).
-	if err := protocol.CheckEncryptionProofs(c.params, e.PublicKey, pt, qid, e.ID, mem.ID, shape.SpecDigest, c.cfg.CompactRelease); err != nil {
+	if err := protocol.CheckPartialProofs(c.params, e.PublicKey, pt, qid, e.ID, mem.ID, shape, c.cfg.CompactRelease); err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}
-	return partial{node: mem.ID, signed: s, cts: pt.Ciphertexts, plain: pt.Plaintext, version: pt.DataVersion}, nil
+	return partial{node: mem.ID, signed: s, cts: pt.Ciphertexts, plain: pt.Plaintext, version: pt.DataVersion, commitments: pt.RangeCommitments}, nil
 }
 
 // window is how the coordinator judges the time of the messages it

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -42,15 +43,21 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 	e := &epoch{ID: 4, PublicKey: rk.Public()}
 	mem := epochMember{ID: "node-3", Cert: id.Cert}
 	spec := &typesv1.QuerySpec{Sql: "SELECT COUNT(*) FROM patients", MinNodes: 3}
-	shape := protocol.PartialShape{SpecDigest: protocol.SpecDigest(spec), VectorLen: 2, Params: p}
+	shape := protocol.PartialShape{SpecDigest: protocol.SpecDigest(spec), VectorLen: 2, Params: p, Ranges: []rangeproof.Range{{Lo: 0, Hi: 100}, {Lo: 0, Hi: 100}}}
 
+	// partial is node-3's partial (3, 4), its range proof made for this
+	// query and its proofs of encryption for ctx.
 	partial := func(ctx []byte, mutate func(*nodev1.PartialPayload)) *typesv1.Signed {
 		t.Helper()
-		cts, proofs, err := homomorphic.EncryptProven(p, rk.Public(), []int64{3, 4}, ctx)
+		encoded, coms, rproof, err := protocol.EncodePartial([]int64{3, 4}, shape.Ranges, "q-1", e.ID, "node-3", shape.SpecDigest)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pl := &nodev1.PartialPayload{SpecDigest: shape.SpecDigest, VectorLen: 2, Proofs: proofs}
+		cts, proofs, err := homomorphic.EncryptProven(p, rk.Public(), encoded, ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl := &nodev1.PartialPayload{SpecDigest: shape.SpecDigest, VectorLen: 2, Proofs: proofs, RangeCommitments: coms, RangeProof: rproof}
 		for _, ct := range cts {
 			b, err := ct.MarshalBinary()
 			if err != nil {
@@ -68,10 +75,15 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 		return s
 	}
 	own := protocol.EncryptionContext("q-1", e.ID, "node-3", shape.SpecDigest)
-	if _, err := c.verifyPartial("q-1", spec, e, mem, partial(own, nil), shape); err != nil {
-		t.Fatalf("a partial with its proofs: %v", err)
+	if pt, err := c.verifyPartial("q-1", spec, e, mem, partial(own, nil), shape); err != nil || len(pt.commitments) != 2*rangeproof.PointSize {
+		t.Fatalf("a partial with its proofs: %v (%d bytes of commitments kept)", err, len(pt.commitments))
 	}
 	_, alt, err := homomorphic.EncryptProven(p, rk.Public(), []int64{3, 4}, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (3, 400), committed to and proven in a range that allows 400.
+	_, wideComs, wideProof, err := protocol.EncodePartial([]int64{3, 400}, []rangeproof.Range{{Lo: 0, Hi: 1000}, {Lo: 0, Hi: 1000}}, "q-1", e.ID, "node-3", shape.SpecDigest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +93,9 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 		"another ciphertext's":    partial(own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = alt[0] }),
 		"a truncated proof":       partial(own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = pl.Proofs[0][:len(pl.Proofs[0])-1] }),
 		"no proofs":               partial(own, func(pl *nodev1.PartialPayload) { pl.Proofs = nil }),
+		"a value beyond the plan's bounds": partial(own, func(pl *nodev1.PartialPayload) {
+			pl.RangeCommitments, pl.RangeProof = wideComs, wideProof
+		}),
 	} {
 		_, err := c.verifyPartial("q-1", spec, e, mem, s, shape)
 		if err == nil || !strings.Contains(err.Error(), "partial rejected") {
@@ -88,6 +103,9 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 		}
 		if name == "no proofs" && !errors.Is(err, protocol.ErrUnproven) {
 			t.Fatalf("no proofs: %v, want ErrUnproven", err)
+		}
+		if strings.HasPrefix(name, "a value beyond") && !errors.Is(err, rangeproof.ErrProof) {
+			t.Fatalf("%s: %v, want rangeproof.ErrProof", name, err)
 		}
 	}
 	c.cfg.CompactRelease = true

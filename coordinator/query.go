@@ -512,7 +512,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	}
 	q.phase("key-switch", start)
 
-	res, err := c.release(q, rk, switched, len(parts))
+	res, err := c.release(q, rk, switched, parts)
 	if err != nil {
 		return nil, err
 	}

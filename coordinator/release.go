@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/resultpb"
 	"github.com/fedstat/fedstat/internal/terminology"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
@@ -17,15 +18,28 @@ import (
 // The release step of a query: the coordinator decrypts the total, and
 // nothing else, and releases it under differential privacy.
 
-// release decrypts the key-switched sum of the partials of nodes members
-// under the result key rk and releases it (dp.Release).
-func (c *Coordinator) release(q *query, rk *homomorphic.ResultKey, switched []*homomorphic.Ciphertext, nodes int) (*typesv1.Result, error) {
+// release decrypts the key-switched sum of parts under the result key rk,
+// checks it against the sum of the partials' range commitments, and
+// releases it (dp.Release).
+func (c *Coordinator) release(q *query, rk *homomorphic.ResultKey, switched []*homomorphic.Ciphertext, parts []partial) (*typesv1.Result, error) {
 	start := time.Now()
-	totals, err := homomorphic.DecryptTotal(c.params, rk, switched, q.plan.VectorLen())
+	d := q.plan.VectorLen()
+	encoded, err := homomorphic.DecryptTotal(c.params, rk, switched, rangeproof.EncodedLen(d))
 	if err != nil {
 		return nil, fmt.Errorf("%w: decrypt: %v", ErrQueryFailed, err)
 	}
-	r, err := dp.Release(q.plan, totals, nodes)
+	// The total must be the sum of the values every member committed to and
+	// proved within the plan's bounds: a member that encrypted anything
+	// else is caught here (it is not named: that would need its partial).
+	commitments := make([][]byte, len(parts))
+	for i, pt := range parts {
+		commitments[i] = pt.commitments
+	}
+	totals, err := rangeproof.CheckTotal(commitments, encoded, d)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v: a member encrypted values other than those it proved within the plan's bounds, or a decryptor's share was not of this sum; nothing is released", ErrQueryFailed, err)
+	}
+	r, err := dp.Release(q.plan, totals, len(parts))
 	if err != nil {
 		return nil, fmt.Errorf("%w: release: %v", ErrQueryFailed, err)
 	}

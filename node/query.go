@@ -18,6 +18,7 @@ import (
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
@@ -455,21 +456,29 @@ func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec 
 			return nil, nil, err
 		}
 	}
-	return n.sealPartial(e, queryID, payload, share.Slots())
+	return n.sealPartial(e, queryID, payload, share.Slots(), p)
 }
 
-// sealPartial puts slots, a noisy share, into payload (encrypted under e's
-// collective key, or in the clear in benchmark plaintext mode), signs it as
-// this node's partial of queryID in epoch e, and returns the signed partial
-// and payload.
-func (n *Node) sealPartial(e *epochState, queryID string, payload *nodev1.PartialPayload, slots []int64) ([]byte, *nodev1.PartialPayload, error) {
+// sealPartial puts slots, a noisy share of plan p, into payload (committed
+// to and proven within p's bounds, then encrypted with the commitments'
+// blindings under e's collective key; or in the clear in benchmark
+// plaintext mode), signs it as this node's partial of queryID in epoch e,
+// and returns the signed partial and payload.
+func (n *Node) sealPartial(e *epochState, queryID string, payload *nodev1.PartialPayload, slots []int64, p *plan.Plan) ([]byte, *nodev1.PartialPayload, error) {
 	var cts []*homomorphic.Ciphertext
 	var err error
 	if n.cfg.BenchmarkPlaintext {
 		payload.Plaintext = slots
-	} else if cts, payload.Proofs, err = homomorphic.EncryptProven(e.Params, e.PublicKey, slots,
-		protocol.EncryptionContext(queryID, e.Epoch, n.id, payload.GetSpecDigest())); err != nil {
-		return nil, nil, err
+	} else {
+		var encoded []int64
+		encoded, payload.RangeCommitments, payload.RangeProof, err = protocol.EncodePartial(slots, protocol.PartialRanges(p), queryID, e.Epoch, n.id, payload.GetSpecDigest())
+		if err != nil {
+			return nil, nil, err
+		}
+		if cts, payload.Proofs, err = homomorphic.EncryptProven(e.Params, e.PublicKey, encoded,
+			protocol.EncryptionContext(queryID, e.Epoch, n.id, payload.GetSpecDigest())); err != nil {
+			return nil, nil, err
+		}
 	}
 	for _, ct := range cts {
 		b, err := ct.MarshalBinary()
@@ -637,7 +646,7 @@ func (n *Node) fullSum(e *epochState, qid string, req *nodev1.KeySwitchRequest, 
 
 // openPartials runs every check of every partial of a release that
 // carries them (protocol.OpenPartial) and verifies their proofs of
-// encryption (protocol.CheckEncryptionProofs), naming the sender of the
+// encryption (protocol.CheckPartialProofs), naming the sender of the
 // first that fails. It returns their ciphertexts and the senders.
 func (n *Node) openPartials(e *epochState, qid string, req *nodev1.KeySwitchRequest, shape protocol.PartialShape) ([][]*homomorphic.Ciphertext, map[string]bool, error) {
 	partials := req.GetPartials()
@@ -671,6 +680,7 @@ func (n *Node) openPartials(e *epochState, qid string, req *nodev1.KeySwitchRequ
 	// the one reported.
 	vectors := make([][]*homomorphic.Ciphertext, len(partials))
 	errs := make([]error, len(partials))
+	ranges := make([]rangeproof.Item, len(partials))
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
 	for i, ps := range partials {
@@ -689,12 +699,29 @@ func (n *Node) openPartials(e *epochState, qid string, req *nodev1.KeySwitchRequ
 				return
 			}
 			vectors[i] = pt.Ciphertexts
+			ranges[i] = protocol.RangeProofItem(pt, qid, e.Epoch, from, shape)
 		}()
 	}
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
 			return nil, nil, err
+		}
+	}
+	// The range proofs of all partials at once (one multi-scalar
+	// multiplication); the first that fails, in the request's order, is
+	// reported.
+	var items []rangeproof.Item
+	var senders []string
+	for i, it := range ranges {
+		if len(vectors[i]) > 0 {
+			items = append(items, it)
+			senders = append(senders, partials[i].GetNodeId())
+		}
+	}
+	for i, err := range rangeproof.VerifyAll(items) {
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: partial from %s: %v; nothing was key-switched", ErrBadPartial, senders[i], protocol.RangeProofError(err))
 		}
 	}
 	return vectors, seen, nil
@@ -720,7 +747,7 @@ func (n *Node) compactSum(e *epochState, qid string, req *nodev1.KeySwitchReques
 	case withPayloads != 0 && withPayloads != len(req.GetPartials()):
 		return nil, fmt.Errorf("%w: %d of the %d partials of %s carry their payload: all or none must", ErrBadRequest, withPayloads, len(req.GetPartials()), qid)
 	}
-	want := e.Params.NumCiphertexts(shape.VectorLen)
+	want := e.Params.NumCiphertexts(rangeproof.EncodedLen(shape.VectorLen))
 	if len(req.GetSum()) != want {
 		return nil, fmt.Errorf("%w: a sum of %d ciphertexts for %s, the plan needs %d", ErrBadPartial, len(req.GetSum()), qid, want)
 	}

@@ -2,7 +2,8 @@
 // record linkage: ElGamal over the prime-order group ristretto255 with a
 // threshold key, and an exponentiation mix that turns encrypted hashed
 // identifiers into per-query pseudonyms. It is the only package that
-// imports ristretto255 (and the edwards25519 arithmetic under it).
+// imports the edwards25519 arithmetic under ristretto255 (crypto/rangeproof
+// uses the group too).
 //
 // # What it computes
 //

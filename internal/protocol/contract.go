@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
@@ -31,6 +32,11 @@ var ErrPlaintextRange = errors.New("protocol: worst-case sum could wrap around t
 func CheckPlaintextRange(p *plan.Plan, params homomorphic.Params, members int) error {
 	if worst := p.MaxAbsTotal(members); worst > params.MaxAbs() || worst < 0 {
 		return &rangeError{worst: worst, members: members, max: params.MaxAbs()}
+	}
+	// The sum of the members' limbs of their range commitments' blindings
+	// (rangeproof.BlindingLimbs) must not wrap either.
+	if limbs := int64(max(members, 1)) << rangeproof.LimbBits; members > rangeproof.MaxMembers || limbs > params.MaxAbs() {
+		return &rangeError{worst: limbs, members: members, max: params.MaxAbs()}
 	}
 	return nil
 }

@@ -10,21 +10,25 @@ import (
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 	"github.com/fedstat/fedstat/queries/plan"
 )
 
 // PartialShape is what every partial of one query must be: noised for the
-// query spec whose SpecDigest it carries, VectorLen slots encrypted under
-// Params (Params.NumCiphertexts(VectorLen) ciphertexts) or, when Plaintext
-// is set (benchmark-only mode, see nodev1.PartialPayload), VectorLen slots
-// in the clear and no ciphertext.
+// query spec whose SpecDigest it carries, VectorLen values committed to
+// (rangeproof), proven within Ranges and encrypted with their blindings'
+// limbs under Params (Params.NumCiphertexts(rangeproof.EncodedLen(VectorLen))
+// ciphertexts) or, when Plaintext is set (benchmark-only mode, see
+// nodev1.PartialPayload), VectorLen slots in the clear and no ciphertext.
 type PartialShape struct {
 	SpecDigest []byte
 	VectorLen  int
 	Params     homomorphic.Params
 	Plaintext  bool
+	// Ranges is each slot's plan.Plan.PartialBound.
+	Ranges []rangeproof.Range
 }
 
 // PartialShapeOf is the shape of the encrypted partials of the query with
@@ -32,7 +36,29 @@ type PartialShape struct {
 // against it as it arrives, every decryptor again before it releases their
 // sum.
 func PartialShapeOf(spec *typesv1.QuerySpec, p *plan.Plan, params homomorphic.Params) PartialShape {
-	return PartialShape{SpecDigest: SpecDigest(spec), VectorLen: p.VectorLen(), Params: params}
+	return PartialShape{SpecDigest: SpecDigest(spec), VectorLen: p.VectorLen(), Params: params, Ranges: PartialRanges(p)}
+}
+
+// PartialRanges is every slot's plan.Plan.PartialBound, what a partial's
+// range proof shows.
+func PartialRanges(p *plan.Plan) []rangeproof.Range {
+	out := make([]rangeproof.Range, p.VectorLen())
+	for i := range out {
+		out[i].Lo, out[i].Hi = p.PartialBound(i)
+	}
+	return out
+}
+
+// EncodePartial commits to a node's noisy slots and proves them within
+// ranges (rangeproof.Prove, bound to EncryptionContext): it returns what the
+// node encrypts, the slots followed by their blindings' limbs, and the
+// commitments and proof its payload carries.
+func EncodePartial(slots []int64, ranges []rangeproof.Range, queryID string, epoch uint64, node string, specDigest []byte) (encoded []int64, commitments, proof []byte, err error) {
+	c, err := rangeproof.Prove(slots, ranges, EncryptionContext(queryID, epoch, node, specDigest))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return append(append(make([]int64, 0, rangeproof.EncodedLen(len(slots))), slots...), c.Limbs...), c.Commitments, c.Proof, nil
 }
 
 // Partial is a partial that passed OpenPartial: its signed form (the one
@@ -46,9 +72,13 @@ type Partial struct {
 	// ("" when its back end has none).
 	DataVersion string
 	// Proofs are the ciphertexts' proofs of encryption, one each, or none
-	// (a partial of a node before the proofs); CheckEncryptionProofs
-	// verifies them.
+	// (a partial of a node before the proofs); CheckPartialProofs verifies
+	// them.
 	Proofs [][]byte
+	// RangeCommitments and RangeProof are the commitments to the values
+	// and the proof that they are in the plan's bounds (CheckPartialProofs
+	// verifies it; the release checks the total against the commitments).
+	RangeCommitments, RangeProof []byte
 }
 
 // EncryptionContext is what a partial's proofs of encryption are bound to:
@@ -64,31 +94,56 @@ func EncryptionContext(queryID string, epoch uint64, node string, specDigest []b
 	return binary.BigEndian.AppendUint64(b, epoch)
 }
 
-// ErrUnproven is CheckEncryptionProofs's refusal of a partial without
-// proofs of encryption.
+// ErrUnproven is CheckPartialProofs's refusal of a partial without proofs
+// of encryption.
 var ErrUnproven = errors.New("it carries no proofs of encryption")
+
+// CheckPartialProofs verifies the proofs of p, node's partial of queryID in
+// epoch: every proof of encryption under the epoch's collective key pk
+// (CheckEncryptionProofs) and its range proof (every value within
+// shape.Ranges), always. The error names the ciphertext or values, not the
+// node (the callers do).
+func CheckPartialProofs(params homomorphic.Params, pk *homomorphic.PublicKey, p *Partial, queryID string, epoch uint64, node string, shape PartialShape, allowUnproven bool) error {
+	if err := CheckEncryptionProofs(params, pk, p, queryID, epoch, node, shape.SpecDigest, allowUnproven); err != nil || len(p.Ciphertexts) == 0 {
+		return err
+	}
+	it := RangeProofItem(p, queryID, epoch, node, shape)
+	return RangeProofError(rangeproof.Verify(it.Commitments, it.Ranges, it.Context, it.Proof))
+}
 
 // CheckEncryptionProofs verifies every proof of encryption of p, node's
 // partial of queryID in epoch, under the epoch's collective key pk. A
 // partial without proofs is refused with ErrUnproven unless allowUnproven.
-// The error names the ciphertext, not the node (the callers do).
 func CheckEncryptionProofs(params homomorphic.Params, pk *homomorphic.PublicKey, p *Partial, queryID string, epoch uint64, node string, specDigest []byte, allowUnproven bool) error {
 	if len(p.Ciphertexts) == 0 {
 		return nil
 	}
-	if len(p.Proofs) == 0 {
-		if allowUnproven {
-			return nil
-		}
+	if len(p.Proofs) == 0 && !allowUnproven {
 		return ErrUnproven
 	}
 	ctx := EncryptionContext(queryID, epoch, node, specDigest)
-	for i, ct := range p.Ciphertexts {
-		if err := homomorphic.VerifyEncryption(params, pk, ct, p.Proofs[i], ctx, i); err != nil {
+	for i := range p.Proofs {
+		if err := homomorphic.VerifyEncryption(params, pk, p.Ciphertexts[i], p.Proofs[i], ctx, i); err != nil {
 			return fmt.Errorf("ciphertext %d: %w", i, err)
 		}
 	}
 	return nil
+}
+
+// RangeProofItem is what p's range proof is checked against: its
+// commitments, shape's ranges and the context of node's partial of queryID
+// in epoch (rangeproof.VerifyAll checks many at once).
+func RangeProofItem(p *Partial, queryID string, epoch uint64, node string, shape PartialShape) rangeproof.Item {
+	return rangeproof.Item{Commitments: p.RangeCommitments, Ranges: shape.Ranges, Context: EncryptionContext(queryID, epoch, node, shape.SpecDigest), Proof: p.RangeProof}
+}
+
+// RangeProofError is a range proof's refusal as CheckPartialProofs reports
+// it (nil stays nil).
+func RangeProofError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("its values are not proven within the plan's bounds: %w", err)
 }
 
 // SealPartial signs node's partial of query queryID in key epoch epoch.
@@ -121,14 +176,19 @@ func OpenPartial(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch 
 	if len(payload.GetPlaintext()) > 0 {
 		return nil, errors.New("it is not encrypted")
 	}
-	cts := want.Params.NumCiphertexts(want.VectorLen)
+	cts := want.Params.NumCiphertexts(rangeproof.EncodedLen(want.VectorLen))
 	if int(payload.GetVectorLen()) != want.VectorLen || len(payload.GetCiphertexts()) != cts {
-		return nil, fmt.Errorf("%d slots in %d ciphertexts, the plan needs %d in %d", payload.GetVectorLen(), len(payload.GetCiphertexts()), want.VectorLen, cts)
+		return nil, fmt.Errorf("%d slots in %d ciphertexts, the plan needs %d (and their blindings) in %d", payload.GetVectorLen(), len(payload.GetCiphertexts()), want.VectorLen, cts)
 	}
 	if n := len(payload.GetProofs()); n != 0 && n != cts {
 		return nil, fmt.Errorf("%d proofs of encryption for %d ciphertexts", n, cts)
 	}
-	out := &Partial{Signed: s, Ciphertexts: make([]*homomorphic.Ciphertext, cts), DataVersion: payload.GetDataVersion(), Proofs: payload.GetProofs()}
+	if n := len(payload.GetRangeCommitments()); n != rangeproof.PointSize*want.VectorLen || len(payload.GetRangeProof()) == 0 {
+		return nil, fmt.Errorf("%d bytes of range commitments and %d of range proof: the plan's %d values need %d bytes of commitments and a proof",
+			n, len(payload.GetRangeProof()), want.VectorLen, rangeproof.PointSize*want.VectorLen)
+	}
+	out := &Partial{Signed: s, Ciphertexts: make([]*homomorphic.Ciphertext, cts), DataVersion: payload.GetDataVersion(), Proofs: payload.GetProofs(),
+		RangeCommitments: payload.GetRangeCommitments(), RangeProof: payload.GetRangeProof()}
 	for i, b := range payload.GetCiphertexts() {
 		if out.Ciphertexts[i], err = homomorphic.UnmarshalCiphertext(want.Params, b); err != nil {
 			return nil, fmt.Errorf("ciphertext %d: %w", i, err)

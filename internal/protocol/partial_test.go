@@ -8,6 +8,7 @@ import (
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
@@ -40,19 +41,29 @@ func testParams(t *testing.T) homomorphic.Params {
 	return params
 }
 
-// encrypted returns the payload of an honest partial of spec and p: n
-// slots encrypted under a fresh key.
-func encrypted(t *testing.T, params homomorphic.Params, spec *typesv1.QuerySpec, n int) *nodev1.PartialPayload {
+// encrypted returns the payload of an honest partial of spec (query q-1,
+// epoch 3, node-1): n zero slots committed to, proven within the plan's
+// bounds and encrypted with their blindings' limbs, with proofs of
+// encryption, under pk (a fresh key when nil).
+func encrypted(t *testing.T, params homomorphic.Params, spec *typesv1.QuerySpec, n int, pk ...*homomorphic.PublicKey) *nodev1.PartialPayload {
 	t.Helper()
-	rk, err := homomorphic.GenResultKey(params)
+	if len(pk) == 0 {
+		rk, err := homomorphic.GenResultKey(params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pk = append(pk, rk.Public())
+	}
+	digest := protocol.SpecDigest(spec)
+	encoded, coms, proof, err := protocol.EncodePartial(make([]int64, n), protocol.PartialRanges(testPlan(t, spec)), "q-1", 3, "node-1", digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cts, err := homomorphic.Encrypt(params, rk.Public(), make([]int64, n))
+	cts, proofs, err := homomorphic.EncryptProven(params, pk[0], encoded, protocol.EncryptionContext("q-1", 3, "node-1", digest))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &nodev1.PartialPayload{VectorLen: int32(n), SpecDigest: protocol.SpecDigest(spec)}
+	out := &nodev1.PartialPayload{VectorLen: int32(n), SpecDigest: digest, Proofs: proofs, RangeCommitments: coms, RangeProof: proof}
 	for _, ct := range cts {
 		b, err := ct.MarshalBinary()
 		if err != nil {
@@ -94,7 +105,7 @@ func TestPartial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Signed != s || len(got.Ciphertexts) != params.NumCiphertexts(p.VectorLen()) || got.Plaintext != nil {
+	if got.Signed != s || len(got.Ciphertexts) != params.NumCiphertexts(rangeproof.EncodedLen(p.VectorLen())) || got.Plaintext != nil {
 		t.Fatalf("opened %+v", got)
 	}
 
@@ -108,6 +119,10 @@ func TestPartial(t *testing.T) {
 	garbage.Ciphertexts[0] = []byte("not a ciphertext")
 	plain := encrypted(t, params, spec, p.VectorLen())
 	plain.Plaintext = make([]int64, p.VectorLen())
+	uncommitted := encrypted(t, params, spec, p.VectorLen())
+	uncommitted.RangeCommitments = nil
+	unproven := encrypted(t, params, spec, p.VectorLen())
+	unproven.RangeProof = nil
 	for _, c := range []struct {
 		name    string
 		payload *nodev1.PartialPayload
@@ -115,8 +130,10 @@ func TestPartial(t *testing.T) {
 	}{
 		{"noised for another spec", encrypted(t, params, other, p.VectorLen()),
 			"it was planned and noised for another query spec (min_nodes, threshold, epsilon, delta or SQL differ)"},
-		{"another number of slots", wrongLen, "2 slots in 1 ciphertexts, the plan needs 1 in 1"},
-		{"another number of ciphertexts", extra, "1 slots in 2 ciphertexts, the plan needs 1 in 1"},
+		{"another number of slots", wrongLen, "2 slots in 1 ciphertexts, the plan needs 1 (and their blindings) in 1"},
+		{"another number of ciphertexts", extra, "1 slots in 2 ciphertexts, the plan needs 1 (and their blindings) in 1"},
+		{"no range commitments", uncommitted, "0 bytes of range commitments and "},
+		{"no range proof", unproven, "32 bytes of range commitments and 0 of range proof: the plan's 1 values need 32 bytes of commitments and a proof"},
 		{"a ciphertext that does not decode", garbage, "ciphertext 0: "},
 		{"slots in the clear", plain, "it is not encrypted"},
 	} {
@@ -156,5 +173,80 @@ func TestPartial(t *testing.T) {
 	}
 	if _, err := open(s, bench); err == nil || err.Error() != "benchmark plaintext mode needs 1 plaintext slots" {
 		t.Errorf("an encrypted partial in plaintext mode: %v", err)
+	}
+}
+
+// TestCheckPartialProofs: a partial's range proof is verified for the
+// plan's bounds, whatever the policy on proofs of encryption: an honest
+// partial passes; a proof of another node's commitments, one made for
+// values beyond the plan's bounds (a count of minus a million, proven in a
+// wider range) or for another query, and a changed proof are refused.
+func TestCheckPartialProofs(t *testing.T) {
+	params := testParams(t)
+	spec := testSpec()
+	p := testPlan(t, spec)
+	shape := protocol.PartialShapeOf(spec, p, params)
+	rk, err := homomorphic.GenResultKey(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := key(t)
+	open := func(payload *nodev1.PartialPayload) *protocol.Partial {
+		t.Helper()
+		s, err := protocol.SealPartial(signer, "q-1", 3, "node-1", payload, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pt, err := protocol.OpenPartial(signer.Public(), s, "q-1", 3, "node-1", window(), shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pt
+	}
+	check := func(pt *protocol.Partial, allowUnproven bool) error {
+		return protocol.CheckPartialProofs(params, rk.Public(), pt, "q-1", 3, "node-1", shape, allowUnproven)
+	}
+	honest := encrypted(t, params, spec, p.VectorLen(), rk.Public())
+	if err := check(open(honest), false); err != nil {
+		t.Fatalf("an honest partial: %v", err)
+	}
+	// A count of minus a million, proven in a range that allows it.
+	digest := protocol.SpecDigest(spec)
+	wide := []rangeproof.Range{{Lo: -2_000_000, Hi: 2_000_000}}
+	_, coms, proof, err := protocol.EncodePartial([]int64{-1_000_000}, wide, "q-1", 3, "node-1", digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	minusAMillion := encrypted(t, params, spec, p.VectorLen(), rk.Public())
+	minusAMillion.RangeCommitments, minusAMillion.RangeProof = coms, proof
+	if _, _, _, err := protocol.EncodePartial([]int64{-1_000_000}, shape.Ranges, "q-1", 3, "node-1", digest); !errors.Is(err, rangeproof.ErrProof) {
+		t.Errorf("a count of minus a million in the plan's bounds: %v, want ErrProof", err)
+	}
+	otherQuery := encrypted(t, params, spec, p.VectorLen(), rk.Public())
+	_, otherQuery.RangeCommitments, otherQuery.RangeProof, err = protocol.EncodePartial([]int64{5}, shape.Ranges, "q-2", 3, "node-1", digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := encrypted(t, params, spec, p.VectorLen(), rk.Public())
+	swapped.RangeCommitments = encrypted(t, params, spec, p.VectorLen()).RangeCommitments
+	changed := encrypted(t, params, spec, p.VectorLen(), rk.Public())
+	changed.RangeProof[len(changed.RangeProof)-1] ^= 1
+	for name, payload := range map[string]*nodev1.PartialPayload{
+		"minus a million": minusAMillion, "another query": otherQuery, "other commitments": swapped, "a changed proof": changed,
+	} {
+		pt := open(payload)
+		for _, allow := range []bool{false, true} {
+			if err := check(pt, allow); !errors.Is(err, rangeproof.ErrProof) || !strings.Contains(err.Error(), "not proven within the plan's bounds") {
+				t.Errorf("%s (unproven allowed %v): %v, want ErrProof", name, allow, err)
+			}
+		}
+	}
+	noEncryptionProofs := encrypted(t, params, spec, p.VectorLen(), rk.Public())
+	noEncryptionProofs.Proofs = nil
+	if err := check(open(noEncryptionProofs), false); !errors.Is(err, protocol.ErrUnproven) {
+		t.Errorf("no proofs of encryption: %v, want ErrUnproven", err)
+	}
+	if err := check(open(noEncryptionProofs), true); err != nil {
+		t.Errorf("no proofs of encryption, allowed: %v", err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/resultpb"
@@ -272,10 +273,14 @@ func Check(rec *coordinatorv1.ReleaseRecord, o Options) (*Verdict, error) {
 	if err := homomorphic.CheckResultKey(params, rk); err != nil {
 		return nil, refuse("the revealed result key: %v", err)
 	}
-	totals, err := homomorphic.DecryptTotal(params, rk, switched, p.VectorLen())
+	// The sum carries the values, then the limbs of their range
+	// commitments' blindings (the record does not keep the commitments,
+	// which the coordinator checked the total against before it released).
+	encoded, err := homomorphic.DecryptTotal(params, rk, switched, rangeproof.EncodedLen(p.VectorLen()))
 	if err != nil {
 		return nil, refuse("decrypting the switched sum: %v", err)
 	}
+	totals := encoded[:p.VectorLen()]
 	r, err := dp.Release(p, totals, len(senders))
 	if err != nil {
 		return nil, refuse("decoding the decrypted totals: %v", err)

@@ -21,7 +21,8 @@
 //
 // Encoding: slot = round(Scale·exact) + round(Scale·noise) as int64, on the
 // plan's grid of quantum 1/Scale (plan.Plan.encode), clamped to
-// ±plan.MaxAbsPartial. Rounding each node's noise before the sum is not
+// plan.PartialBound (±MaxAbsPartial, or for a count from minus its noise
+// tail up). Rounding each node's noise before the sum is not
 // post-processing of the release; the plan's grid keeps every node's noise
 // at 4 quanta or more, and TestReleasedNoiseMatchesCharge computes the exact
 // (ε, δ) of the rounded sum for 2 to 300 nodes against what is charged. The
@@ -203,10 +204,12 @@ func NoiseShare(p *plan.Plan, e *eval.Exact) (*Share, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrNoise, err)
 			}
-			// Clamping to the plan's bound makes the plaintext range check
-			// worst case; it changes a slot only when the noise passes its
-			// tail (10σ, or 30b for Laplace): see the package doc.
-			out[i] = int64(max(-limit, min(limit, math.Round(v))))
+			// Clamping to the plan's bounds makes the plaintext range check
+			// worst case and the range proof always possible; it changes a
+			// slot only when the noise passes its tail (10σ, or 30b for
+			// Laplace): see the package doc.
+			lo, hi := p.PartialBound(i)
+			out[i] = int64(max(float64(lo), min(float64(hi), math.Round(v))))
 		}
 	}
 	return &Share{slots: out}, nil
@@ -326,14 +329,13 @@ func Release(p *plan.Plan, totals []int64, nodes int) (*result.Result, error) {
 // cannot sum to: a slot beyond nodes × MaxAbsPartial (every partial is
 // clamped to it), or a count below nodes times the noise tail (a count's
 // data are never negative, and each node's noise passes its tail below
-// with probability < 2e-23 per slot, Gaussian, or < 1e-13, Laplace). Such a
-// total means a member encrypted a value outside the plan's bounds (a
-// count of minus a million): without proofs of well-formed partials it
-// cannot say which member, but the total is not released. A partial out of
-// range by less than these margins passes (docs/threat-model.md). A
-// key-switch share that is not the decryptor's share of this sum makes the
-// total random, and is refused the same way. The error matches ErrRange
-// and names the slot's measure and cell.
+// with probability < 2e-23 per slot, Gaussian, or < 1e-13, Laplace; every
+// node clamps its slots to plan.PartialBound). Every partial's values are
+// also proven within those bounds and the total checked against their
+// commitments before it gets here (crypto/rangeproof); this check is what
+// `fedstat verify` has, and what a key-switch share that is not the
+// decryptor's share of this sum (which makes the total random) meets. The
+// error matches ErrRange and names the slot's measure and cell.
 func CheckTotals(p *plan.Plan, totals []int64, nodes int) error {
 	if len(totals) != p.VectorLen() {
 		return fmt.Errorf("%w: %d totals, plan has %d slots", ErrMismatch, len(totals), p.VectorLen())
@@ -346,12 +348,11 @@ func CheckTotals(p *plan.Plan, totals []int64, nodes int) error {
 	cells := p.Cells()
 	for mi := range ms {
 		m := &ms[mi]
-		floor := -ceiling
-		if isCount(m) {
-			// Each node's slot: its count (≥ 0) plus its noise rounded to
-			// the grid (above -tail - 1 quantum).
-			floor = -n * (p.NoiseTail(m)*m.Scale + 1)
-		}
+		// Each node's slot is in plan.PartialBound (clamped there, and
+		// proven so): for a count, its count (≥ 0) plus its noise rounded
+		// to the grid, above −tail − 1 quantum.
+		lo, _ := p.PartialBound(mi * cells)
+		floor := n * float64(lo)
 		for c := 0; c < cells; c++ {
 			t := float64(totals[mi*cells+c])
 			if t < floor || t > ceiling {

@@ -439,7 +439,13 @@ func TestCheckTotals(t *testing.T) {
 	cells := p.Cells()
 	const nodes = 3
 	count := &ms[0]
-	floor := -int64(math.Ceil(nodes * (p.NoiseTail(count)*count.Scale + 1)))
+	// Each partial's count is at least plan.PartialBound's lo: minus its
+	// noise tail on the grid and one quantum.
+	lo, _ := p.PartialBound(0)
+	if want := -int64(math.Ceil(p.NoiseTail(count)*count.Scale + 1)); lo != want {
+		t.Fatalf("a count's lower bound %d, want %d", lo, want)
+	}
+	floor := nodes * lo
 	ceiling := p.MaxAbsTotal(nodes)
 	ok := make([]int64, p.VectorLen())
 	ok[0], ok[1] = floor+1, ceiling

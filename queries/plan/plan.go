@@ -494,6 +494,21 @@ func (p *Plan) MaxAbsPartial() int64 {
 	return satInt(worst + 2)
 }
 
+// PartialBound is the range [lo, hi] of slot `slot` (measure-major, as in
+// VectorLen) of one node's partial: hi is MaxAbsPartial; lo is
+// −MaxAbsPartial, or for a count (its data are never negative) minus the
+// noise tail on the plan's grid and one quantum of rounding. A node clamps
+// every slot to it (dp.NoiseShare) and proves that it did
+// (crypto/rangeproof), so it holds for every partial a decryptor accepts.
+func (p *Plan) PartialBound(slot int) (lo, hi int64) {
+	hi = p.MaxAbsPartial()
+	m := &p.measures[slot/p.cells]
+	if m.Kind == CountRows || m.Kind == CountDistinct || m.Kind == CountValues {
+		return -satInt(p.tail(m)*m.Scale + 1), hi
+	}
+	return -hi, hi
+}
+
 // MaxAbsTotal is the worst case of |slot| in the sum of `nodes` partials,
 // nodes × MaxAbsPartial: deterministic, because every node clamps its slots
 // to MaxAbsPartial. The coordinator and every node compare it with the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -25,8 +26,10 @@ import (
 // Released, the new total would hold node-1's earlier answer a second time,
 // which node-1 never paid budget for. Every decryptor verifies every
 // partial's proofs before it key-switches (node.openPartials), so each
-// variant is refused, naming node-3, and no decryptor gives a share. The
-// control: the same release with node-3's own honest partial is
+// variant is refused, naming node-3, and no decryptor gives a share. So is
+// node-3's own partial with a count of minus a million, proven in a range
+// wider than the plan's (every decryptor verifies every range proof too).
+// The control: the same release with node-3's own honest partial is
 // key-switched.
 func TestCopiedPartialRefused(t *testing.T) {
 	nw, ctx, nodes := startCurious(t, 4, 2, 2, true)
@@ -149,27 +152,55 @@ func TestCopiedPartialRefused(t *testing.T) {
 		return &nodev1.NodeSigned{NodeId: "node-3", Signed: protocol.ToProto(env)}
 	}
 
+	// outOfRange is node-3's own partial of qid, every proof made as an
+	// honest node makes it, except that its count is minus a million,
+	// committed to and proven in a range wider than the plan's.
+	outOfRange := func(qid string) *nodev1.PartialPayload {
+		t.Helper()
+		digest := protocol.SpecDigest(spec)
+		encoded, coms, rproof, err := protocol.EncodePartial([]int64{-1_000_000}, []rangeproof.Range{{Lo: -2_000_000, Hi: 2_000_000}}, qid, nw.Epoch, "node-3", digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cts, proofs, err := homomorphic.EncryptProven(params, pk, encoded, protocol.EncryptionContext(qid, nw.Epoch, "node-3", digest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl := &nodev1.PartialPayload{Proofs: proofs, RangeCommitments: coms, RangeProof: rproof}
+		for _, ct := range cts {
+			b, err := ct.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl.Ciphertexts = append(pl.Ciphertexts, b)
+		}
+		return pl
+	}
+	// A copy carries node-1's range commitments and proof as well.
+	coms, rproof := vp.GetRangeCommitments(), vp.GetRangeProof()
 	cases := []struct {
 		name  string
-		pl    func() *nodev1.PartialPayload
+		pl    func(qid string) *nodev1.PartialPayload
 		wants []string
 	}{
-		{"the copy as it was, with node-1's proofs", func() *nodev1.PartialPayload {
-			return &nodev1.PartialPayload{Ciphertexts: vp.GetCiphertexts(), Proofs: vp.GetProofs()}
+		{"the copy as it was, with node-1's proofs", func(string) *nodev1.PartialPayload {
+			return &nodev1.PartialPayload{Ciphertexts: vp.GetCiphertexts(), Proofs: vp.GetProofs(), RangeCommitments: coms, RangeProof: rproof}
 		}, []string{"partial from node-3", "ciphertext 0", "proof of encryption refused"}},
-		{"re-randomised, with node-1's proofs", func() *nodev1.PartialPayload {
-			return &nodev1.PartialPayload{Ciphertexts: rerandomised(), Proofs: vp.GetProofs()}
+		{"re-randomised, with node-1's proofs", func(string) *nodev1.PartialPayload {
+			return &nodev1.PartialPayload{Ciphertexts: rerandomised(), Proofs: vp.GetProofs(), RangeCommitments: coms, RangeProof: rproof}
 		}, []string{"partial from node-3", "ciphertext 0", "proof of encryption refused"}},
-		{"re-randomised, without proofs", func() *nodev1.PartialPayload {
-			return &nodev1.PartialPayload{Ciphertexts: rerandomised()}
+		{"re-randomised, without proofs", func(string) *nodev1.PartialPayload {
+			return &nodev1.PartialPayload{Ciphertexts: rerandomised(), RangeCommitments: coms, RangeProof: rproof}
 		}, []string{"partial from node-3", "no proofs of encryption"}},
+		{"node-3's own count of minus a million, proven in a wider range", outOfRange,
+			[]string{"partial from node-3", "not proven within the plan's bounds", "range proof refused", "nothing was key-switched"}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			qid := "q-copy-" + string(rune('a'+i))
 			// node-3 signs its partial first (the victim's was revealed
 			// long before), then node-2 reveals for the set.
-			crafted := craft(qid, tc.pl())
+			crafted := craft(qid, tc.pl(qid))
 			h2 := header(qid, "node-2")
 			p2 := reveal("node-2", qid, []*nodev1.NodeSigned{h2, protocolCommitment(crafted)})
 			for j, err := range release(qid, []*nodev1.NodeSigned{p2, crafted}, true) {
@@ -192,6 +223,8 @@ func TestCopiedPartialRefused(t *testing.T) {
 					refused["proof"]++
 				case strings.Contains(reason, "no proofs of encryption"):
 					refused["none"]++
+				case strings.Contains(reason, "not proven within the plan's bounds"):
+					refused["range"]++
 				}
 			}
 			return nil
@@ -200,8 +233,8 @@ func TestCopiedPartialRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if refused["proof"] != 2 || refused["none"] != 1 {
-			t.Errorf("%s's audit log: release.refused naming node-3 %v, want 2 for a proof refused and 1 for none", d, refused)
+		if refused["proof"] != 2 || refused["none"] != 1 || refused["range"] != 1 {
+			t.Errorf("%s's audit log: release.refused naming node-3 %v, want 2 for a proof refused, 1 for none and 1 for a range proof refused", d, refused)
 		}
 	}
 

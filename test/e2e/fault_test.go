@@ -31,6 +31,7 @@ import (
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
@@ -39,6 +40,7 @@ import (
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/plan"
 )
 
 // startFault starts a 3-node network (threshold 2) on small data with a
@@ -247,7 +249,15 @@ const (
 	replayedAnswer           // node-3's own signed partial of an earlier query, sent again
 	wrongProof               // committed to and revealed as committed, but its proof of encryption is another query's
 	beyondPlan               // a proven encryption of this query's plan with a value in a slot beyond the plan's vector
+	outOfRange               // a count of minus a million, committed to and proven in a range wider than the plan's
+	uncommitted              // a count of 5 committed to and proven within the plan's bounds, minus a million encrypted
 )
+
+// forges reports whether node-3 answers Evaluate, Reveal (and Commit) with
+// a partial it made itself (TestFaultMaliciousNode's forge).
+func (m faultMode) forges() bool {
+	return m == wrongProof || m == beyondPlan || m == outOfRange || m == uncommitted
+}
 
 // garbageCodec is the proto codec, except that it writes garbage bytes for an
 // EvaluateResponse while its mode says so.
@@ -312,26 +322,54 @@ func TestFaultMaliciousNode(t *testing.T) {
 	var forged, forgedPayload sync.Map
 	var nw *demo.Network
 	// forge makes node-3's partial of the query body asks for as an honest
-	// node would (a proven encryption under the epoch's key, signed by
-	// node-3), with one step changed: in wrongProof mode the proof is bound
-	// to another query; in beyondPlan mode the plan's one slot holds 0 and
-	// the next slot, which no plan of this query uses, 7.
+	// node would (its count committed to and proven within the plan's
+	// bounds, then encrypted with the commitment's blinding and proven,
+	// under the epoch's key, signed by node-3), with one step changed: in
+	// wrongProof mode the proofs are bound to another query; in beyondPlan
+	// mode the slot after the plan's vector (and its blinding's limbs)
+	// holds 7; in outOfRange mode the count is minus a million, proven in a
+	// range that allows it; in uncommitted mode the commitment and proof
+	// are of a count of 5 and the ciphertext encrypts minus a million.
 	forge := func(body *nodev1.EvaluateBody) *typesv1.Signed {
 		pk, epoch, err := nw.Coordinator.PublicKey()
 		if err != nil {
 			panic(err)
 		}
 		digest := protocol.SpecDigest(body.GetSpec())
-		qid, values := "q-somewhere-else", []int64{0}
-		if faultMode(mode.Load()) == beyondPlan {
-			qid, values = body.GetQueryId(), []int64{0, 7}
-		}
-		ctx := protocol.EncryptionContext(qid, epoch, "node-3", digest)
-		cts, proofs, err := homomorphic.EncryptProven(nw.Coordinator.Params(), pk, values, ctx)
+		req, err := protocol.PlanRequest(body.GetSpec())
 		if err != nil {
 			panic(err)
 		}
-		payload := &nodev1.PartialPayload{SpecDigest: digest, VectorLen: 1, Proofs: proofs}
+		p, err := plan.Build(req, nw.Catalogue)
+		if err != nil {
+			panic(err)
+		}
+		m := faultMode(mode.Load())
+		qid, values, ranges := body.GetQueryId(), []int64{0}, protocol.PartialRanges(p)
+		switch m {
+		case wrongProof:
+			qid = "q-somewhere-else"
+		case outOfRange:
+			values, ranges = []int64{-1_000_000}, []rangeproof.Range{{Lo: -2_000_000, Hi: 2_000_000}}
+		case uncommitted:
+			values = []int64{5}
+		}
+		encoded, coms, rproof, err := protocol.EncodePartial(values, ranges, qid, epoch, "node-3", digest)
+		if err != nil {
+			panic(err)
+		}
+		switch m {
+		case beyondPlan:
+			encoded = append(encoded, 7)
+		case uncommitted:
+			encoded[0] = -1_000_000
+		}
+		ctx := protocol.EncryptionContext(qid, epoch, "node-3", digest)
+		cts, proofs, err := homomorphic.EncryptProven(nw.Coordinator.Params(), pk, encoded, ctx)
+		if err != nil {
+			panic(err)
+		}
+		payload := &nodev1.PartialPayload{SpecDigest: digest, VectorLen: 1, Proofs: proofs, RangeCommitments: coms, RangeProof: rproof}
 		for _, ct := range cts {
 			b, err := ct.MarshalBinary()
 			if err != nil {
@@ -355,20 +393,20 @@ func TestFaultMaliciousNode(t *testing.T) {
 		prev := last
 		last = proto.Clone(s).(*typesv1.Signed)
 		lastMu.Unlock()
-		switch faultMode(mode.Load()) {
-		case wrongProof, beyondPlan:
+		switch m := faultMode(mode.Load()); {
+		case m.forges():
 			var body nodev1.EvaluateBody
 			if err := proto.Unmarshal(req.GetRequest().GetPayload(), &body); err != nil {
 				panic(err)
 			}
 			return &nodev1.EvaluateResponse{Partial: protocol.Commitment(forge(&body))}
-		case garbageSigned:
+		case m == garbageSigned:
 			return &nodev1.EvaluateResponse{Partial: &typesv1.Signed{Header: []byte("\x00garbage header"), Signature: []byte("no signature")}}
-		case oversized:
+		case m == oversized:
 			return &nodev1.EvaluateResponse{Partial: &typesv1.Signed{Header: s.GetHeader(), Payload: make([]byte, rpc.MaxMessageBytes+1), Signature: s.GetSignature()}}
-		case otherQuery:
+		case m == otherQuery:
 			return &nodev1.EvaluateResponse{Partial: protocol.Commitment(reseal(s, "q-somewhere-else", nil))}
-		case replayedAnswer:
+		case m == replayedAnswer:
 			if prev == nil {
 				panic("no earlier answer to replay")
 			}
@@ -409,7 +447,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 			grpc.MaxSendMsgSize(2 * rpc.MaxMessageBytes), // so that the oversized answer leaves the node
 			grpc.ForceServerCodecV2(garbageCodec{CodecV2: encoding.GetCodecV2("proto"), mode: &mode}),
 			grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-				if m := faultMode(mode.Load()); info.FullMethod == nodev1.NodeService_Reveal_FullMethodName && (m == wrongProof || m == beyondPlan) {
+				if m := faultMode(mode.Load()); info.FullMethod == nodev1.NodeService_Reveal_FullMethodName && m.forges() {
 					// The node itself would refuse a set holding a header it
 					// did not sign: node-3 reveals the forged partial, and
 					// signs its commitment to the set, without it.
@@ -425,7 +463,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 					}
 					return &nodev1.RevealResponse{Partial: f.(*typesv1.Signed), Commit: commit}, nil
 				}
-				if m := faultMode(mode.Load()); info.FullMethod == nodev1.NodeService_Commit_FullMethodName && m == beyondPlan && req.(*nodev1.CommitRequest).GetSumDigest() != nil {
+				if m := faultMode(mode.Load()); info.FullMethod == nodev1.NodeService_Commit_FullMethodName && m.forges() && req.(*nodev1.CommitRequest).GetSumDigest() != nil {
 					// Its commitment to the release: the fingerprints of the
 					// forged partial, as an honest node's are of its own.
 					r := req.(*nodev1.CommitRequest)
@@ -524,6 +562,32 @@ func TestFaultMaliciousNode(t *testing.T) {
 			}
 		}
 		t.Logf("a value beyond the plan's vector: %s", st.GetError())
+	}
+	// node-3 commits to a count of minus a million and proves it in a range
+	// wider than the plan's: the coordinator's check of the range proof
+	// (verifyPartial) fails the query naming node-3, before any decryptor is
+	// asked; every decryptor refuses it too (TestCopiedPartialRefused).
+	{
+		st := run(outOfRange, 2)
+		wantFailedNaming(t, "a count of minus a million", st, "node-3", "partial rejected", "not proven within the plan's bounds", "nothing was decrypted")
+		t.Logf("a count of minus a million: %s", st.GetError())
+	}
+	// node-3 commits to and proves a count of 5, within the plan's bounds,
+	// and encrypts minus a million: every proof verifies, the decryptors
+	// key-switch, and the coordinator refuses the total, which is not the
+	// sum of the committed counts (rangeproof.CheckTotal): nothing is
+	// released. The member is not named (that would need its partial).
+	{
+		st := run(uncommitted, 2)
+		if st.State != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
+			t.Errorf("minus a million behind a commitment to 5: state %v, result %v; want failed without a result", st.State, st.GetResult())
+		}
+		for _, w := range []string{"not the sum of the values the members committed to", "nothing is released"} {
+			if !strings.Contains(st.GetError(), w) {
+				t.Errorf("minus a million behind a commitment to 5: error %q does not mention %q", st.GetError(), w)
+			}
+		}
+		t.Logf("minus a million behind a commitment to 5: %s", st.GetError())
 	}
 	// Once with min_nodes 3: the query fails, naming node-3.
 	st := run(otherQuery, 3)

@@ -30,6 +30,7 @@ import (
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/pki"
@@ -646,7 +647,10 @@ func TestMalformedInputRejected(t *testing.T) {
 	for i := range garbage {
 		garbage[i] = byte(i*7 + 3)
 	}
-	pb, _ := proto.Marshal(&nodev1.PartialPayload{VectorLen: int32(p.VectorLen()), Ciphertexts: [][]byte{garbage}, SpecDigest: protocol.SpecDigest(spec)})
+	// (Range commitments and a proof of the right shape, so that the bytes
+	// get as far as the ciphertext decoder.)
+	pb, _ := proto.Marshal(&nodev1.PartialPayload{VectorLen: int32(p.VectorLen()), Ciphertexts: [][]byte{garbage}, SpecDigest: protocol.SpecDigest(spec),
+		RangeCommitments: make([]byte, rangeproof.PointSize*p.VectorLen()), RangeProof: []byte{1}})
 	env, err := envelope.Seal(n2.Key, envelope.Binding{QueryID: "q-bad", Epoch: nw.Epoch, NodeID: "node-2", Kind: protocol.KindPartial}, pb, time.Now())
 	if err != nil {
 		t.Fatal(err)

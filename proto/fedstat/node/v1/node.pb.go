@@ -2612,7 +2612,18 @@ type PartialPayload struct {
 	// this query, epoch, node and spec digest): the sender knows each
 	// ciphertext's plaintext and randomness. Decryptors verify every proof
 	// before they key-switch (docs/crypto.md, "Proofs of fresh encryption").
-	Proofs        [][]byte `protobuf:"bytes,8,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	Proofs [][]byte `protobuf:"bytes,8,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	// range_commitments: a Pedersen commitment (crypto/rangeproof, 32 bytes
+	// each) to each of the vector_len values. The ciphertexts encrypt the
+	// values and, after them, rangeproof.Limbs limbs of each commitment's
+	// blinding, so that the release can check that the decrypted total is
+	// the sum of the committed values (rangeproof.CheckTotal).
+	RangeCommitments []byte `protobuf:"bytes,9,opt,name=range_commitments,json=rangeCommitments,proto3" json:"range_commitments,omitempty"`
+	// range_proof: the range proof (Bulletproofs) that every committed value
+	// is within the plan's bounds for its slot (plan.Plan.PartialBound),
+	// bound to protocol.EncryptionContext. Decryptors verify it before they
+	// key-switch (docs/crypto.md, "Range proofs").
+	RangeProof    []byte `protobuf:"bytes,10,opt,name=range_proof,json=rangeProof,proto3" json:"range_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2699,6 +2710,20 @@ func (x *PartialPayload) GetPlanFingerprint() string {
 func (x *PartialPayload) GetProofs() [][]byte {
 	if x != nil {
 		return x.Proofs
+	}
+	return nil
+}
+
+func (x *PartialPayload) GetRangeCommitments() []byte {
+	if x != nil {
+		return x.RangeCommitments
+	}
+	return nil
+}
+
+func (x *PartialPayload) GetRangeProof() []byte {
+	if x != nil {
+		return x.RangeProof
 	}
 	return nil
 }
@@ -3730,7 +3755,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eSeriesInterval\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\x05R\x05level\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x05R\x05index\"\xa8\x02\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\"\xf6\x02\n" +
 	"\x0ePartialPayload\x12 \n" +
 	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1d\n" +
 	"\n" +
@@ -3741,7 +3766,11 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x04link\x18\x05 \x01(\v2\x1c.fedstat.node.v1.LinkPartialR\x04link\x12!\n" +
 	"\fdata_version\x18\x06 \x01(\tR\vdataVersion\x12)\n" +
 	"\x10plan_fingerprint\x18\a \x01(\tR\x0fplanFingerprint\x12\x16\n" +
-	"\x06proofs\x18\b \x03(\fR\x06proofs\"\xaf\x01\n" +
+	"\x06proofs\x18\b \x03(\fR\x06proofs\x12+\n" +
+	"\x11range_commitments\x18\t \x01(\fR\x10rangeCommitments\x12\x1f\n" +
+	"\vrange_proof\x18\n" +
+	" \x01(\fR\n" +
+	"rangeProof\"\xaf\x01\n" +
 	"\x10EvaluateResponse\x122\n" +
 	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\x12K\n" +
