@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -37,6 +38,8 @@ type partial struct {
 	// commitments are the partial's range commitments, one per value: the
 	// release checks the decrypted total against their sum.
 	commitments []byte
+	// ranges is what its range proof is checked against (checkRanges).
+	ranges rangeproof.Item
 }
 
 // collect asks every member of e for its partial of q, waiting at most the
@@ -126,7 +129,36 @@ func (c *Coordinator) reveal(q *query, e *epoch, parts []partial, shape protocol
 		}
 		return err
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return checkRanges(parts)
+}
+
+// checkRanges verifies the range proofs of parts, all at once
+// (rangeproof.VerifyAll), and fails the query naming every member whose
+// proof fails: the set is fixed, so it cannot be released without them.
+func checkRanges(parts []partial) error {
+	var items []rangeproof.Item
+	var from []string
+	for _, pt := range parts {
+		if len(pt.cts) > 0 {
+			items = append(items, pt.ranges)
+			from = append(from, pt.node)
+		}
+	}
+	var failed, why []string
+	for i, err := range rangeproof.VerifyAll(items) {
+		if err != nil {
+			failed = append(failed, from[i])
+			why = append(why, fmt.Sprintf("%s: partial rejected: %v", from[i], protocol.RangeProofError(err)))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%w: %s revealed a partial whose values are not proven within the plan's bounds, so the set cannot be released; nothing was decrypted. %s",
+			ErrQueryFailed, strings.Join(failed, ", "), strings.Join(why, "; "))
+	}
+	return nil
 }
 
 // revealSet asks every sender in set (signed headers, as Evaluate answered)
@@ -358,8 +390,9 @@ func (c *Coordinator) partialWindow(qid string, spec *typesv1.QuerySpec) protoco
 
 // verifyPartial runs the checks of a partial (protocol.OpenPartial):
 // signature by the member's certificate key, binding to this query, epoch
-// and node, freshness, not seen before, the spec it was noised for and the
-// plan's shape.
+// and node, freshness, not seen before, the spec it was noised for, the
+// plan's shape and its proofs of encryption. Its range proof is checked
+// with the others' (checkRanges).
 func (c *Coordinator) verifyPartial(qid string, spec *typesv1.QuerySpec, e *epoch, mem epochMember, s *typesv1.Signed, shape protocol.PartialShape) (partial, error) {
 	pt, err := protocol.OpenPartial(mem.Cert.PublicKey, s, qid, e.ID, mem.ID, c.partialWindow(qid, spec), shape)
 	if err != nil {
@@ -368,10 +401,11 @@ func (c *Coordinator) verifyPartial(qid string, spec *typesv1.QuerySpec, e *epoc
 	// Decryptors verify the proofs again; checked here, a member whose
 	// proof fails is named before any decryptor is asked (the partial set
 	// is fixed by then, so the query fails: revealSet).
-	if err := protocol.CheckPartialProofs(c.params, e.PublicKey, pt, qid, e.ID, mem.ID, shape, c.cfg.CompactRelease); err != nil {
+	if err := protocol.CheckEncryptionProofs(c.params, e.PublicKey, pt, qid, e.ID, mem.ID, shape.SpecDigest, c.cfg.CompactRelease); err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}
-	return partial{node: mem.ID, signed: s, cts: pt.Ciphertexts, plain: pt.Plaintext, version: pt.DataVersion, commitments: pt.RangeCommitments}, nil
+	return partial{node: mem.ID, signed: s, cts: pt.Ciphertexts, plain: pt.Plaintext, version: pt.DataVersion, commitments: pt.RangeCommitments,
+		ranges: protocol.RangeProofItem(pt, qid, e.ID, mem.ID, shape)}, nil
 }
 
 // window is how the coordinator judges the time of the messages it

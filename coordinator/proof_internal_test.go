@@ -47,7 +47,7 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 
 	// partial is node-3's partial (3, 4), its range proof made for this
 	// query and its proofs of encryption for ctx.
-	partial := func(ctx []byte, mutate func(*nodev1.PartialPayload)) *typesv1.Signed {
+	signedPartial := func(ctx []byte, mutate func(*nodev1.PartialPayload)) *typesv1.Signed {
 		t.Helper()
 		encoded, coms, rproof, err := protocol.EncodePartial([]int64{3, 4}, shape.Ranges, "q-1", e.ID, "node-3", shape.SpecDigest)
 		if err != nil {
@@ -75,7 +75,7 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 		return s
 	}
 	own := protocol.EncryptionContext("q-1", e.ID, "node-3", shape.SpecDigest)
-	if pt, err := c.verifyPartial("q-1", spec, e, mem, partial(own, nil), shape); err != nil || len(pt.commitments) != 2*rangeproof.PointSize {
+	if pt, err := c.verifyPartial("q-1", spec, e, mem, signedPartial(own, nil), shape); err != nil || len(pt.commitments) != 2*rangeproof.PointSize {
 		t.Fatalf("a partial with its proofs: %v (%d bytes of commitments kept)", err, len(pt.commitments))
 	}
 	_, alt, err := homomorphic.EncryptProven(p, rk.Public(), []int64{3, 4}, own)
@@ -88,14 +88,11 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, s := range map[string]*typesv1.Signed{
-		"another query's proofs":  partial(protocol.EncryptionContext("q-0", e.ID, "node-3", shape.SpecDigest), nil),
-		"another member's proofs": partial(protocol.EncryptionContext("q-1", e.ID, "node-1", shape.SpecDigest), nil),
-		"another ciphertext's":    partial(own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = alt[0] }),
-		"a truncated proof":       partial(own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = pl.Proofs[0][:len(pl.Proofs[0])-1] }),
-		"no proofs":               partial(own, func(pl *nodev1.PartialPayload) { pl.Proofs = nil }),
-		"a value beyond the plan's bounds": partial(own, func(pl *nodev1.PartialPayload) {
-			pl.RangeCommitments, pl.RangeProof = wideComs, wideProof
-		}),
+		"another query's proofs":  signedPartial(protocol.EncryptionContext("q-0", e.ID, "node-3", shape.SpecDigest), nil),
+		"another member's proofs": signedPartial(protocol.EncryptionContext("q-1", e.ID, "node-1", shape.SpecDigest), nil),
+		"another ciphertext's":    signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = alt[0] }),
+		"a truncated proof":       signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = pl.Proofs[0][:len(pl.Proofs[0])-1] }),
+		"no proofs":               signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs = nil }),
 	} {
 		_, err := c.verifyPartial("q-1", spec, e, mem, s, shape)
 		if err == nil || !strings.Contains(err.Error(), "partial rejected") {
@@ -104,12 +101,29 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 		if name == "no proofs" && !errors.Is(err, protocol.ErrUnproven) {
 			t.Fatalf("no proofs: %v, want ErrUnproven", err)
 		}
-		if strings.HasPrefix(name, "a value beyond") && !errors.Is(err, rangeproof.ErrProof) {
-			t.Fatalf("%s: %v, want rangeproof.ErrProof", name, err)
-		}
+	}
+	// A range proof is checked with the others of the set (checkRanges):
+	// node-3's of (3, 400), proven in a range that allows 400, fails the
+	// query naming node-3; with an honest partial beside it, only node-3.
+	honest, err := c.verifyPartial("q-1", spec, e, mem, signedPartial(own, nil), shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wide, err := c.verifyPartial("q-1", spec, e, mem, signedPartial(own, func(pl *nodev1.PartialPayload) { pl.RangeCommitments, pl.RangeProof = wideComs, wideProof }), shape)
+	if err != nil {
+		t.Fatalf("a range proof is not checked alone: %v", err)
+	}
+	honest.node = "node-1"
+	if err := checkRanges([]partial{honest, honest}); err != nil {
+		t.Fatalf("honest range proofs: %v", err)
+	}
+	err = checkRanges([]partial{honest, wide})
+	if !errors.Is(err, ErrQueryFailed) || !strings.Contains(err.Error(), "node-3 revealed a partial whose values are not proven within the plan's bounds") ||
+		strings.Contains(err.Error(), "node-1:") || !strings.Contains(err.Error(), "nothing was decrypted") {
+		t.Fatalf("a value beyond the plan's bounds: %v", err)
 	}
 	c.cfg.CompactRelease = true
-	if _, err := c.verifyPartial("q-1", spec, e, mem, partial(own, func(pl *nodev1.PartialPayload) { pl.Proofs = nil }), shape); err != nil {
+	if _, err := c.verifyPartial("q-1", spec, e, mem, signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs = nil }), shape); err != nil {
 		t.Fatalf("no proofs, compact releases on: %v", err)
 	}
 }

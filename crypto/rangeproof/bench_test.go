@@ -33,3 +33,28 @@ func BenchmarkRangeProof(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkVerifyAll: one decryptor's check of the range proofs of n
+// partials of d count slots each, all at once (VerifyAll).
+func BenchmarkVerifyAll(b *testing.B) {
+	for _, c := range []struct{ n, d int }{{10, 1}, {100, 1}, {10, 530}} {
+		ranges := rangesOf(c.d, -55, 160_000_056)
+		items := make([]Item, c.n)
+		for i := range items {
+			com, err := Prove(seq(c.d, int64(i)), ranges, ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			items[i] = Item{Commitments: com.Commitments, Ranges: ranges, Context: ctx, Proof: com.Proof}
+		}
+		b.Run(fmt.Sprintf("n=%d/d=%d", c.n, c.d), func(b *testing.B) {
+			for b.Loop() {
+				for _, err := range VerifyAll(items) {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
