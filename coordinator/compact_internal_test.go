@@ -41,7 +41,8 @@ func TestCheckCompactNamesTheSender(t *testing.T) {
 			t.Fatal(err)
 		}
 		parts = append(parts, cts)
-		payloads = append(payloads, &nodev1.PartialPayload{SpecDigest: protocol.SpecDigest(spec), VectorLen: 1, Ciphertexts: [][]byte{b}})
+		payloads = append(payloads, &nodev1.PartialPayload{SpecDigest: protocol.SpecDigest(spec), VectorLen: 1, Ciphertexts: [][]byte{b},
+			RangeCommitments: []byte(id + " commits to its values")})
 		signed = append(signed, &nodev1.NodeSigned{NodeId: id, Signed: &typesv1.Signed{Header: []byte(id)}})
 	}
 	sum, err := homomorphic.Sum(p, parts)
@@ -53,6 +54,9 @@ func TestCheckCompactNamesTheSender(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs := &compactSum{cts: sum, bytes: [][]byte{sb}, parts: parts}
+	for _, pl := range payloads {
+		cs.commitments = append(cs.commitments, pl.GetRangeCommitments())
+	}
 	digest := protocol.CommitDigest("q-1", 1, spec, signed)
 	opened := make([]*nodev1.ReleaseCommitment, len(ids))
 	for i := range ids {
@@ -62,6 +66,16 @@ func TestCheckCompactNamesTheSender(t *testing.T) {
 	}
 	if err := c.checkCompact(spec, signed, cs, digest, opened); err != nil {
 		t.Fatalf("honest commitments: %v", err)
+	}
+	// Each repeats its partial's range commitments (the release record's
+	// copy, which fedstat verify checks the total against); node-3 signing
+	// node-1's is refused, naming node-3.
+	if err := checkRangeCommitments(signed, cs, opened); err != nil {
+		t.Fatalf("honest range commitments: %v", err)
+	}
+	opened[2].RangeCommitments = opened[0].GetRangeCommitments()
+	if err := checkRangeCommitments(signed, cs, opened); !errors.Is(err, protocol.ErrSumMismatch) || !strings.Contains(err.Error(), "node-3 repeats other range commitments") {
+		t.Fatalf("node-3 repeating node-1's range commitments: %v", err)
 	}
 	v := opened[1].GetFingerprints()[0].GetValues()
 	v[0] = (v[0] + 1) % 1024 // still reduced, no longer node-2's partial

@@ -73,8 +73,24 @@ func (c *Coordinator) commit(ctx context.Context, q *query, e *epoch, spec *type
 		if err := c.checkCompact(spec, signed, sum, digest, opened); err != nil {
 			return nil, err
 		}
+		if err := checkRangeCommitments(signed, sum, opened); err != nil {
+			return nil, err
+		}
 	}
 	return commits, nil
+}
+
+// checkRangeCommitments: the range commitments a sender signs into its
+// commitment go into the release record, which a verifier checks the
+// total against, so they must be its partial's (sum.commitments[i] is
+// signed[i]'s); it names the first sender whose are not.
+func checkRangeCommitments(signed []*nodev1.NodeSigned, sum *compactSum, opened []*nodev1.ReleaseCommitment) error {
+	for i, s := range signed {
+		if i < len(sum.commitments) && !bytes.Equal(opened[i].GetRangeCommitments(), sum.commitments[i]) {
+			return fmt.Errorf("%w: the commitment of %s repeats other range commitments than its partial's", protocol.ErrSumMismatch, s.GetNodeId())
+		}
+	}
+	return nil
 }
 
 // openCompactCommit verifies node id's commitment to a compact release.
@@ -97,6 +113,9 @@ type compactSum struct {
 	cts   []*homomorphic.Ciphertext
 	bytes [][]byte
 	parts [][]*homomorphic.Ciphertext
+	// commitments are the partials' range commitments (parts[i]'s), which
+	// each sender's commitment must repeat.
+	commitments [][]byte
 }
 
 // checkCompact runs the decryptors' check of a compact release

@@ -454,10 +454,11 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	// Aggregate: add the ciphertexts (the coordinator cannot read them).
 	start := time.Now()
 	vectors := make([][]*homomorphic.Ciphertext, len(parts))
+	commitments := make([][]byte, len(parts))
 	signed := make([]*nodev1.NodeSigned, len(parts))
 	senders := make([]string, len(parts))
 	for i, pt := range parts {
-		vectors[i] = pt.cts
+		vectors[i], commitments[i] = pt.cts, pt.commitments
 		signed[i] = &nodev1.NodeSigned{NodeId: pt.node, Signed: pt.signed}
 		senders[i] = pt.node
 	}
@@ -491,7 +492,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 			return nil, err
 		}
 	}
-	commits, err := c.commit(releaseCtx, q, e, spec, signed, &compactSum{cts: sum, bytes: sumBytes, parts: vectors})
+	commits, err := c.commit(releaseCtx, q, e, spec, signed, &compactSum{cts: sum, bytes: sumBytes, parts: vectors, commitments: commitments})
 	if err != nil {
 		return nil, fmt.Errorf("%w: release: commitment to the partial set: %v; nothing was decrypted", ErrQueryFailed, err)
 	}

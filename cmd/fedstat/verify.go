@@ -33,7 +33,10 @@ type verifyReport struct {
 	Decryptors []string `json:"decryptors,omitempty"`
 	Threshold  int      `json:"threshold,omitempty"`
 	PlanBound  bool     `json:"plan_bound"`
-	Withheld   string   `json:"withheld,omitempty"`
+	// RangesChecked: the totals are the sum of the values the senders
+	// committed to (their signed range commitments).
+	RangesChecked bool   `json:"ranges_checked"`
+	Withheld      string `json:"withheld,omitempty"`
 	// Linked: a query across linked agencies; decryptors are then the mix
 	// stages that signed the released result, senders the participants.
 	Linked bool `json:"linked,omitempty"`
@@ -193,7 +196,7 @@ Example:
 			}
 			if format == "json" {
 				report.Epoch, report.Senders, report.Decryptors, report.Threshold = v.Epoch, v.Senders, v.Decryptors, v.Threshold
-				report.PlanBound, report.Withheld, report.Linked = v.PlanBound, v.Withheld, v.Linked
+				report.PlanBound, report.Withheld, report.Linked, report.RangesChecked = v.PlanBound, v.Withheld, v.Linked, v.RangesChecked
 				if v.Decrypted || v.Linked {
 					say("verified", "", "")
 				} else {
@@ -213,7 +216,12 @@ Example:
 			if !v.PlanBound {
 				fmt.Fprintln(out, "the nodes did not commit to their plan (nodes older than this check): the totals were decoded with this check's catalogue, unbound")
 			}
-			if v.Decrypted {
+			if v.Decrypted && !v.RangesChecked {
+				fmt.Fprintln(out, "the nodes signed no range commitments (nodes older than the range proofs): the totals were not checked against them")
+			}
+			if v.Decrypted && v.RangesChecked {
+				fmt.Fprintln(out, "VERIFIED: the result is the decryption of the sum these nodes committed to, and the sum of the values they committed to and proved within the plan's bounds")
+			} else if v.Decrypted {
 				fmt.Fprintln(out, "VERIFIED: the result is the decryption of the sum these nodes committed to")
 			} else {
 				fmt.Fprintf(out, "VERIFIED up to the key switch: the result key was withheld (%s), so the decryption itself was not checked\n", v.Withheld)

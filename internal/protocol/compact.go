@@ -62,7 +62,8 @@ func OwnPartial(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch u
 // ciphertexts.
 func NewReleaseCommitment(p homomorphic.Params, commitDigest, sumDigest []byte, payload *nodev1.PartialPayload) (*nodev1.ReleaseCommitment, error) {
 	seed := ChallengeSeed(commitDigest, sumDigest)
-	rc := &nodev1.ReleaseCommitment{Digest: commitDigest, SumDigest: sumDigest, SpecDigest: payload.GetSpecDigest(), PlanFingerprint: payload.GetPlanFingerprint()}
+	rc := &nodev1.ReleaseCommitment{Digest: commitDigest, SumDigest: sumDigest, SpecDigest: payload.GetSpecDigest(), PlanFingerprint: payload.GetPlanFingerprint(),
+		RangeCommitments: payload.GetRangeCommitments()}
 	for i, b := range payload.GetCiphertexts() {
 		ct, err := homomorphic.UnmarshalCiphertext(p, b)
 		if err != nil {

@@ -69,6 +69,11 @@ type Verdict struct {
 	// the totals were decoded with (nodes older than that commit to none:
 	// then the totals were decoded with Options.Catalogue's plan unbound).
 	PlanBound bool
+	// RangesChecked says the decrypted totals are the sum of the values the
+	// senders committed to in their partials' range commitments, which they
+	// signed again in their commitments (rangeproof.CheckTotal). Records of
+	// nodes older than the range proofs carry none.
+	RangesChecked bool
 	// Decrypted says the sum was decrypted with the revealed result key
 	// and matched the released result; when false, Withheld says why the
 	// key was not revealed and the check stopped at the switched sum.
@@ -281,6 +286,25 @@ func Check(rec *coordinatorv1.ReleaseRecord, o Options) (*Verdict, error) {
 		return nil, refuse("decrypting the switched sum: %v", err)
 	}
 	totals := encoded[:p.VectorLen()]
+	// The totals must be the sum of the values every sender committed to
+	// (and proved in range: the decryptors and the coordinator checked the
+	// proofs; the record keeps the signed commitments, not the proofs).
+	var coms [][]byte
+	for _, id := range senders {
+		if c := commits[id].GetRangeCommitments(); len(c) > 0 {
+			coms = append(coms, c)
+		}
+	}
+	switch len(coms) {
+	case 0:
+	case len(senders):
+		if _, err := rangeproof.CheckTotal(coms, encoded, p.VectorLen()); err != nil {
+			return nil, refuse("the decrypted totals are not the sum of the values the senders committed to: %v", err)
+		}
+		v.RangesChecked = true
+	default:
+		return nil, refuse("%d of the %d senders signed range commitments: all or none must", len(coms), len(senders))
+	}
 	r, err := dp.Release(p, totals, len(senders))
 	if err != nil {
 		return nil, refuse("decoding the decrypted totals: %v", err)

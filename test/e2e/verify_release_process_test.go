@@ -46,7 +46,8 @@ func TestVerifiableReleaseProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("fedstat verify: %v\n%s%s", err, out, errOut)
 	}
-	for _, want := range []string{"partials in the sum (signed and committed): node-1, node-2, node-3", "decryptors (signed shares, threshold 2): ", "VERIFIED"} {
+	for _, want := range []string{"partials in the sum (signed and committed): node-1, node-2, node-3", "decryptors (signed shares, threshold 2): ", "VERIFIED",
+		"the sum of the values they committed to and proved within the plan's bounds"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("verify printed %q, without %q", out, want)
 		}

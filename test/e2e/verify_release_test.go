@@ -85,9 +85,9 @@ func TestVerifiableRelease(t *testing.T) {
 			t.Fatalf("a check with another catalogue: %+v, %v", v, err)
 		}
 	})
-	// withPlan is rec with sender i's commitment re-signed by that node
-	// with plan fingerprint fp.
-	withPlan := func(t *testing.T, r *coordinatorv1.ReleaseRecord, i int, fp string) {
+	// resign is r with sender i's commitment changed by change and re-signed
+	// by that node (as a node that signs what it likes would).
+	resign := func(t *testing.T, r *coordinatorv1.ReleaseRecord, i int, change func(*nodev1.ReleaseCommitment)) {
 		t.Helper()
 		var rc nodev1.ReleaseCommitment
 		env, err := envelope.ParseHeader(r.Senders[i].Commitment.GetHeader())
@@ -97,7 +97,7 @@ func TestVerifiableRelease(t *testing.T) {
 		if err := proto.Unmarshal(r.Senders[i].Commitment.GetPayload(), &rc); err != nil {
 			t.Fatal(err)
 		}
-		rc.PlanFingerprint = fp
+		change(&rc)
 		id, err := pki.LoadIdentityDir(filepath.Join(nw.Dir, "pki"), r.Senders[i].GetNodeId())
 		if err != nil {
 			t.Fatal(err)
@@ -107,6 +107,12 @@ func TestVerifiableRelease(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.Senders[i].Commitment = signed
+	}
+	// withPlan is r with sender i's commitment re-signed by that node with
+	// plan fingerprint fp.
+	withPlan := func(t *testing.T, r *coordinatorv1.ReleaseRecord, i int, fp string) {
+		t.Helper()
+		resign(t, r, i, func(rc *nodev1.ReleaseCommitment) { rc.PlanFingerprint = fp })
 	}
 	t.Run("senders committed to different plans", func(t *testing.T) {
 		r := proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
@@ -126,6 +132,38 @@ func TestVerifiableRelease(t *testing.T) {
 		v, err := releasecheck.Check(r, releasecheck.Options{CA: ca, Released: st.GetResult(), Catalogue: nw.Catalogue})
 		if err != nil || v.PlanBound || !v.Decrypted {
 			t.Fatalf("senders with no plan fingerprint: %+v, %v", v, err)
+		}
+	})
+
+	// Every sender signs its partial's range commitments again in its
+	// commitment: the check requires the totals to be the sum of the
+	// committed values. Another partial's commitments, or none from one
+	// sender, are refused; none from every sender (nodes older than the
+	// range proofs) is checked without them.
+	t.Run("range commitments", func(t *testing.T) {
+		v, err := check(rec, st.GetResult())
+		if err != nil || !v.RangesChecked {
+			t.Fatalf("the honest record: ranges checked %v, %v", v != nil && v.RangesChecked, err)
+		}
+		r := proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+		var first nodev1.ReleaseCommitment
+		if err := proto.Unmarshal(r.Senders[1].Commitment.GetPayload(), &first); err != nil {
+			t.Fatal(err)
+		}
+		resign(t, r, 0, func(rc *nodev1.ReleaseCommitment) { rc.RangeCommitments = first.GetRangeCommitments() })
+		if _, err := check(r, st.GetResult()); !errors.Is(err, releasecheck.ErrRefused) || !strings.Contains(err.Error(), "not the sum of the values the senders committed to") {
+			t.Fatalf("another partial's range commitments: %v", err)
+		}
+		r = proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+		resign(t, r, 2, func(rc *nodev1.ReleaseCommitment) { rc.RangeCommitments = nil })
+		if _, err := check(r, st.GetResult()); !errors.Is(err, releasecheck.ErrRefused) || !strings.Contains(err.Error(), "all or none must") {
+			t.Fatalf("one sender without range commitments: %v", err)
+		}
+		for i := range r.Senders {
+			resign(t, r, i, func(rc *nodev1.ReleaseCommitment) { rc.RangeCommitments = nil })
+		}
+		if v, err := check(r, st.GetResult()); err != nil || v.RangesChecked || !v.Decrypted {
+			t.Fatalf("no sender with range commitments: %+v, %v", v, err)
 		}
 	})
 

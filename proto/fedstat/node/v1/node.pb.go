@@ -3230,8 +3230,13 @@ type ReleaseCommitment struct {
 	// plan_fingerprint is the node's partial's (PartialPayload); empty from
 	// nodes older than it.
 	PlanFingerprint string `protobuf:"bytes,5,opt,name=plan_fingerprint,json=planFingerprint,proto3" json:"plan_fingerprint,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// range_commitments are the node's partial's (PartialPayload), signed
+	// again here so that a release record carries them: a verifier checks
+	// the decrypted total against their sum (rangeproof.CheckTotal). Empty
+	// from nodes older than the range proofs.
+	RangeCommitments []byte `protobuf:"bytes,6,opt,name=range_commitments,json=rangeCommitments,proto3" json:"range_commitments,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReleaseCommitment) Reset() {
@@ -3297,6 +3302,13 @@ func (x *ReleaseCommitment) GetPlanFingerprint() string {
 		return x.PlanFingerprint
 	}
 	return ""
+}
+
+func (x *ReleaseCommitment) GetRangeCommitments() []byte {
+	if x != nil {
+		return x.RangeCommitments
+	}
+	return nil
 }
 
 // Fingerprint is homomorphic.Fingerprint of one ciphertext.
@@ -3805,7 +3817,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"sum_digest\x18\x04 \x01(\fR\tsumDigest\"B\n" +
 	"\x0eCommitResponse\x120\n" +
-	"\x06commit\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x06commit\"\xd8\x01\n" +
+	"\x06commit\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x06commit\"\x85\x02\n" +
 	"\x11ReleaseCommitment\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\fR\x06digest\x12\x1d\n" +
 	"\n" +
@@ -3813,7 +3825,8 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\vspec_digest\x18\x03 \x01(\fR\n" +
 	"specDigest\x12@\n" +
 	"\ffingerprints\x18\x04 \x03(\v2\x1c.fedstat.node.v1.FingerprintR\ffingerprints\x12)\n" +
-	"\x10plan_fingerprint\x18\x05 \x01(\tR\x0fplanFingerprint\"%\n" +
+	"\x10plan_fingerprint\x18\x05 \x01(\tR\x0fplanFingerprint\x12+\n" +
+	"\x11range_commitments\x18\x06 \x01(\fR\x10rangeCommitments\"%\n" +
 	"\vFingerprint\x12\x16\n" +
 	"\x06values\x18\x01 \x03(\x04R\x06values\"\x9a\x01\n" +
 	"\x10KeySwitchPayload\x12\x16\n" +
