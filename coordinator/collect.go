@@ -132,22 +132,28 @@ func (c *Coordinator) reveal(q *query, e *epoch, parts []partial, shape protocol
 	if err != nil {
 		return err
 	}
-	return checkRanges(parts)
+	return checkRanges(parts, c.cfg.SkipRangeProofs)
 }
 
 // checkRanges verifies the range proofs of parts, all at once
 // (rangeproof.VerifyAll), and fails the query naming every member whose
-// proof fails: the set is fixed, so it cannot be released without them.
-func checkRanges(parts []partial) error {
+// proof fails, or who sent none unless skip (Config.SkipRangeProofs): the
+// set is fixed, so it cannot be released without them.
+func checkRanges(parts []partial, skip bool) error {
 	var items []rangeproof.Item
-	var from []string
+	var from, failed, why []string
 	for _, pt := range parts {
-		if len(pt.cts) > 0 {
+		switch {
+		case len(pt.cts) == 0:
+		case len(pt.ranges.Proof) == 0 && skip:
+		case len(pt.ranges.Proof) == 0:
+			failed = append(failed, pt.node)
+			why = append(why, fmt.Sprintf("%s: partial rejected: %v", pt.node, protocol.ErrNoRangeProof))
+		default:
 			items = append(items, pt.ranges)
 			from = append(from, pt.node)
 		}
 	}
-	var failed, why []string
 	for i, err := range rangeproof.VerifyAll(items) {
 		if err != nil {
 			failed = append(failed, from[i])

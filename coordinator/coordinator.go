@@ -98,6 +98,11 @@ type Config struct {
 	// accept_unproven_partials). Defaults to false: the decryptors get
 	// every partial with its proofs.
 	CompactRelease bool
+	// SkipRangeProofs lets a release go ahead with partials that carry no
+	// range proof (nodes with policy skip_range_proofs); the total is still
+	// checked against their commitments. Defaults to false: a member
+	// without a range proof is named and nothing is released.
+	SkipRangeProofs bool
 	// Catalogue is the network catalogue. Defaults to plan.DefaultCatalogue(),
 	// which assumes each patient's records are at exactly one node
 	// (MaxNodesPerPatient 1).

@@ -114,13 +114,27 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 		t.Fatalf("a range proof is not checked alone: %v", err)
 	}
 	honest.node = "node-1"
-	if err := checkRanges([]partial{honest, honest}); err != nil {
+	if err := checkRanges([]partial{honest, honest}, false); err != nil {
 		t.Fatalf("honest range proofs: %v", err)
 	}
-	err = checkRanges([]partial{honest, wide})
+	err = checkRanges([]partial{honest, wide}, false)
 	if !errors.Is(err, ErrQueryFailed) || !strings.Contains(err.Error(), "node-3 revealed a partial whose values are not proven within the plan's bounds") ||
 		strings.Contains(err.Error(), "node-1:") || !strings.Contains(err.Error(), "nothing was decrypted") {
 		t.Fatalf("a value beyond the plan's bounds: %v", err)
+	}
+	// A partial without a range proof (its node skips them): named unless
+	// the coordinator skips them too (Config.SkipRangeProofs); a present
+	// proof that fails is named either way.
+	bare := honest
+	bare.node, bare.ranges.Proof = "node-2", nil
+	if err := checkRanges([]partial{honest, bare}, false); !errors.Is(err, ErrQueryFailed) || !strings.Contains(err.Error(), "node-2: partial rejected: it carries no range proof") {
+		t.Fatalf("no range proof: %v", err)
+	}
+	if err := checkRanges([]partial{honest, bare}, true); err != nil {
+		t.Fatalf("no range proof, skipped: %v", err)
+	}
+	if err := checkRanges([]partial{bare, wide}, true); err == nil || !strings.Contains(err.Error(), "node-3 revealed") {
+		t.Fatalf("a failing proof, range proofs skipped: %v", err)
 	}
 	c.cfg.CompactRelease = true
 	if _, err := c.verifyPartial("q-1", spec, e, mem, signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs = nil }), shape); err != nil {

@@ -63,13 +63,7 @@ func Prove(values []int64, ranges []Range, context []byte) (*Committed, error) {
 			return nil, fmt.Errorf("%w: value %d is outside its range [%d, %d]", ErrProof, j, ranges[j].Lo, ranges[j].Hi)
 		}
 	}
-	out := &Committed{Commitments: make([]byte, 0, PointSize*len(values)), Limbs: make([]int64, 0, Limbs*len(values))}
-	gammas := make([]ristretto255.Scalar, len(values))
-	for j, v := range values {
-		randomScalar(&gammas[j])
-		out.Commitments = append(out.Commitments, commit(v, &gammas[j]).Bytes()...)
-		out.Limbs = append(out.Limbs, BlindingLimbs(&gammas[j])...)
-	}
+	out, gammas := commitAll(values)
 	starts := chunks(ranges)
 	proofs := make([][]byte, len(starts)-1)
 	err := eachChunk(len(proofs), func(c int) error {
@@ -88,6 +82,25 @@ func Prove(values []int64, ranges []Range, context []byte) (*Committed, error) {
 		out.Proof = append(out.Proof, p...)
 	}
 	return out, nil
+}
+
+// Commit commits to values without proving their ranges (a network whose
+// members skip range proofs, by policy): the commitments and limbs let the
+// release check the total all the same; Proof is empty.
+func Commit(values []int64) *Committed {
+	out, _ := commitAll(values)
+	return out
+}
+
+func commitAll(values []int64) (*Committed, []ristretto255.Scalar) {
+	out := &Committed{Commitments: make([]byte, 0, PointSize*len(values)), Limbs: make([]int64, 0, Limbs*len(values))}
+	gammas := make([]ristretto255.Scalar, len(values))
+	for j, v := range values {
+		randomScalar(&gammas[j])
+		out.Commitments = append(out.Commitments, commit(v, &gammas[j]).Bytes()...)
+		out.Limbs = append(out.Limbs, BlindingLimbs(&gammas[j])...)
+	}
+	return out, gammas
 }
 
 // Verify checks proof, Prove's proof that the values committed to in

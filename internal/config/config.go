@@ -218,6 +218,10 @@ type Coordinator struct {
 	// partials' proofs of encryption, so every node must set policy
 	// accept_unproven_partials. Default false.
 	CompactRelease bool `toml:"compact_release"`
+	// SkipRangeProofs releases sums of partials without range proofs
+	// (nodes with policy skip_range_proofs), checked against their
+	// commitments all the same. Default false.
+	SkipRangeProofs bool `toml:"skip_range_proofs"`
 	// MinMembers is how many nodes must be there before the first key
 	// epoch. Default 2.
 	MinMembers int `toml:"min_members"`
@@ -298,6 +302,11 @@ type Policy struct {
 	// without proofs of encryption (older nodes, compact releases; see
 	// node.Policy.AcceptUnprovenPartials). Default false.
 	AcceptUnprovenPartials bool `toml:"accept_unproven_partials"`
+	// SkipRangeProofs sends partials without range proofs and key-switches
+	// sums of partials without them (see node.Policy.SkipRangeProofs; every
+	// node and the coordinator of the network set it together). Default
+	// false.
+	SkipRangeProofs bool `toml:"skip_range_proofs"`
 }
 
 // Budget is a node's privacy budget, in zCDP rho.

@@ -52,11 +52,14 @@ func PartialRanges(p *plan.Plan) []rangeproof.Range {
 // EncodePartial commits to a node's noisy slots and proves them within
 // ranges (rangeproof.Prove, bound to EncryptionContext): it returns what the
 // node encrypts, the slots followed by their blindings' limbs, and the
-// commitments and proof its payload carries.
+// commitments and proof its payload carries. With ranges nil it commits
+// without a proof (policy skip_range_proofs).
 func EncodePartial(slots []int64, ranges []rangeproof.Range, queryID string, epoch uint64, node string, specDigest []byte) (encoded []int64, commitments, proof []byte, err error) {
-	c, err := rangeproof.Prove(slots, ranges, EncryptionContext(queryID, epoch, node, specDigest))
-	if err != nil {
-		return nil, nil, nil, err
+	c := rangeproof.Commit(slots)
+	if ranges != nil {
+		if c, err = rangeproof.Prove(slots, ranges, EncryptionContext(queryID, epoch, node, specDigest)); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	return append(append(make([]int64, 0, rangeproof.EncodedLen(len(slots))), slots...), c.Limbs...), c.Commitments, c.Proof, nil
 }
@@ -101,15 +104,27 @@ var ErrUnproven = errors.New("it carries no proofs of encryption")
 // CheckPartialProofs verifies the proofs of p, node's partial of queryID in
 // epoch: every proof of encryption under the epoch's collective key pk
 // (CheckEncryptionProofs) and its range proof (every value within
-// shape.Ranges), always. The error names the ciphertext or values, not the
-// node (the callers do).
-func CheckPartialProofs(params homomorphic.Params, pk *homomorphic.PublicKey, p *Partial, queryID string, epoch uint64, node string, shape PartialShape, allowUnproven bool) error {
+// shape.Ranges). A partial without a range proof is refused with
+// ErrNoRangeProof unless skipRanges (policy skip_range_proofs); one that
+// is present is verified. The error names the ciphertext or values, not
+// the node (the callers do).
+func CheckPartialProofs(params homomorphic.Params, pk *homomorphic.PublicKey, p *Partial, queryID string, epoch uint64, node string, shape PartialShape, allowUnproven, skipRanges bool) error {
 	if err := CheckEncryptionProofs(params, pk, p, queryID, epoch, node, shape.SpecDigest, allowUnproven); err != nil || len(p.Ciphertexts) == 0 {
 		return err
+	}
+	if len(p.RangeProof) == 0 {
+		if skipRanges {
+			return nil
+		}
+		return ErrNoRangeProof
 	}
 	it := RangeProofItem(p, queryID, epoch, node, shape)
 	return RangeProofError(rangeproof.Verify(it.Commitments, it.Ranges, it.Context, it.Proof))
 }
+
+// ErrNoRangeProof is the refusal of a partial without a range proof by a
+// party whose policy skip_range_proofs is off.
+var ErrNoRangeProof = errors.New("it carries no range proof of its values (policy skip_range_proofs is off here)")
 
 // CheckEncryptionProofs verifies every proof of encryption of p, node's
 // partial of queryID in epoch, under the epoch's collective key pk. A
@@ -183,9 +198,9 @@ func OpenPartial(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch 
 	if n := len(payload.GetProofs()); n != 0 && n != cts {
 		return nil, fmt.Errorf("%d proofs of encryption for %d ciphertexts", n, cts)
 	}
-	if n := len(payload.GetRangeCommitments()); n != rangeproof.PointSize*want.VectorLen || len(payload.GetRangeProof()) == 0 {
-		return nil, fmt.Errorf("%d bytes of range commitments and %d of range proof: the plan's %d values need %d bytes of commitments and a proof",
-			n, len(payload.GetRangeProof()), want.VectorLen, rangeproof.PointSize*want.VectorLen)
+	if n := len(payload.GetRangeCommitments()); n != rangeproof.PointSize*want.VectorLen {
+		return nil, fmt.Errorf("%d bytes of range commitments: the plan's %d values need %d",
+			n, want.VectorLen, rangeproof.PointSize*want.VectorLen)
 	}
 	out := &Partial{Signed: s, Ciphertexts: make([]*homomorphic.Ciphertext, cts), DataVersion: payload.GetDataVersion(), Proofs: payload.GetProofs(),
 		RangeCommitments: payload.GetRangeCommitments(), RangeProof: payload.GetRangeProof()}

@@ -121,8 +121,6 @@ func TestPartial(t *testing.T) {
 	plain.Plaintext = make([]int64, p.VectorLen())
 	uncommitted := encrypted(t, params, spec, p.VectorLen())
 	uncommitted.RangeCommitments = nil
-	unproven := encrypted(t, params, spec, p.VectorLen())
-	unproven.RangeProof = nil
 	for _, c := range []struct {
 		name    string
 		payload *nodev1.PartialPayload
@@ -132,8 +130,7 @@ func TestPartial(t *testing.T) {
 			"it was planned and noised for another query spec (min_nodes, threshold, epsilon, delta or SQL differ)"},
 		{"another number of slots", wrongLen, "2 slots in 1 ciphertexts, the plan needs 1 (and their blindings) in 1"},
 		{"another number of ciphertexts", extra, "1 slots in 2 ciphertexts, the plan needs 1 (and their blindings) in 1"},
-		{"no range commitments", uncommitted, "0 bytes of range commitments and "},
-		{"no range proof", unproven, "32 bytes of range commitments and 0 of range proof: the plan's 1 values need 32 bytes of commitments and a proof"},
+		{"no range commitments", uncommitted, "0 bytes of range commitments: the plan's 1 values need 32"},
 		{"a ciphertext that does not decode", garbage, "ciphertext 0: "},
 		{"slots in the clear", plain, "it is not encrypted"},
 	} {
@@ -204,7 +201,7 @@ func TestCheckPartialProofs(t *testing.T) {
 		return pt
 	}
 	check := func(pt *protocol.Partial, allowUnproven bool) error {
-		return protocol.CheckPartialProofs(params, rk.Public(), pt, "q-1", 3, "node-1", shape, allowUnproven)
+		return protocol.CheckPartialProofs(params, rk.Public(), pt, "q-1", 3, "node-1", shape, allowUnproven, false)
 	}
 	honest := encrypted(t, params, spec, p.VectorLen(), rk.Public())
 	if err := check(open(honest), false); err != nil {
@@ -240,6 +237,19 @@ func TestCheckPartialProofs(t *testing.T) {
 				t.Errorf("%s (unproven allowed %v): %v, want ErrProof", name, allow, err)
 			}
 		}
+	}
+	// Without a range proof (a node with policy skip_range_proofs): refused
+	// unless this side skips them too; a present proof is checked either way.
+	noRange := encrypted(t, params, spec, p.VectorLen(), rk.Public())
+	noRange.RangeProof = nil
+	if err := check(open(noRange), true); !errors.Is(err, protocol.ErrNoRangeProof) {
+		t.Errorf("no range proof: %v, want ErrNoRangeProof", err)
+	}
+	if err := protocol.CheckPartialProofs(params, rk.Public(), open(noRange), "q-1", 3, "node-1", shape, false, true); err != nil {
+		t.Errorf("no range proof, skipped: %v", err)
+	}
+	if err := protocol.CheckPartialProofs(params, rk.Public(), open(minusAMillion), "q-1", 3, "node-1", shape, false, true); !errors.Is(err, rangeproof.ErrProof) {
+		t.Errorf("minus a million, range proofs skipped: %v, want the present proof refused", err)
 	}
 	noEncryptionProofs := encrypted(t, params, spec, p.VectorLen(), rk.Public())
 	noEncryptionProofs.Proofs = nil

@@ -81,6 +81,12 @@ type Options struct {
 	// encryption being verified (`fedstat bench --compact`). Defaults to
 	// false.
 	CompactRelease bool
+	// SkipRangeProofs runs the network with every node's policy
+	// skip_range_proofs and the coordinator's: partials carry commitments
+	// but no range proofs. For tests whose analyses have vectors of
+	// hundreds of slots (a range proof costs tens of seconds a partial
+	// under the race detector), not about the proofs. Defaults to false.
+	SkipRangeProofs bool
 	// AuditLogs gives every node and the coordinator an audit log in its
 	// directory (Dir/node-1/audit.log, ..., Dir/coordinator/audit.log).
 	// Defaults to false.
@@ -320,7 +326,7 @@ func (nw *Network) startCoordinator(runCtx context.Context, o Options, id *pki.I
 	ccfg := coordinator.Config{
 		Identity: id, Nodes: endpoints, Params: o.Params, Threshold: o.Threshold, Committee: o.Committee,
 		MinNodes: o.MinNodes, Catalogue: nw.Catalogue, Logger: o.Logger, BenchmarkPlaintext: o.BenchmarkPlaintext, Populations: o.Populations,
-		CompactRelease: o.CompactRelease,
+		CompactRelease: o.CompactRelease, SkipRangeProofs: o.SkipRangeProofs,
 	}
 	if o.AuditLogs {
 		dir := filepath.Join(o.Dir, "coordinator")
@@ -486,7 +492,7 @@ func (nw *Network) Records(i int) *cdm.Records { return nw.data[i] }
 // nodePolicy is every node's policy: NodePolicy, accepting compact releases
 // when CompactRelease is set.
 func (o Options) nodePolicy() *node.Policy {
-	if !o.CompactRelease {
+	if !o.CompactRelease && !o.SkipRangeProofs {
 		return o.NodePolicy
 	}
 	pol := node.DefaultPolicy()
@@ -494,6 +500,7 @@ func (o Options) nodePolicy() *node.Policy {
 		cp := *o.NodePolicy
 		pol = &cp
 	}
-	pol.AcceptUnprovenPartials = true
+	pol.AcceptUnprovenPartials = pol.AcceptUnprovenPartials || o.CompactRelease
+	pol.SkipRangeProofs = pol.SkipRangeProofs || o.SkipRangeProofs
 	return pol
 }

@@ -134,7 +134,7 @@ func RunCoordinator(ctx context.Context, cfg *config.Coordinator, log *slog.Logg
 	}
 	c, err := coordinator.New(coordinator.Config{
 		Identity: id, ListenAddr: cfg.Listen, Nodes: nodes, Params: cfg.Params, Threshold: cfg.Threshold, Committee: cfg.Committee, CommitteeMembers: cfg.CommitteeMembers, CommitteeReplaceAfter: cfg.CommitteeReplaceAfter.Duration,
-		MinNodes: cfg.MinNodes, CompactRelease: cfg.CompactRelease, Catalogue: cat, Populations: pops, Deadline: cfg.Deadline.Duration,
+		MinNodes: cfg.MinNodes, CompactRelease: cfg.CompactRelease, SkipRangeProofs: cfg.SkipRangeProofs, Catalogue: cat, Populations: pops, Deadline: cfg.Deadline.Duration,
 		ApprovalWait: cfg.ApprovalWait.Duration, MaxApprovalWait: cfg.MaxApprovalWait.Duration, ReleaseRecordRetention: cfg.ReleaseRecordRetention.Duration, ApprovalPoll: cfg.ApprovalPoll.Duration,
 		Gossip: gossip, MinMembers: cfg.MinMembers, EpochDebounce: cfg.EpochDebounce.Duration,
 		AutoEpoch: true, CeremonyRetry: coordinator.Backoff{Initial: cfg.CeremonyRetryMin.Duration, Max: cfg.CeremonyRetryMax.Duration},
@@ -240,6 +240,7 @@ func RunNode(ctx context.Context, cfg *config.Node, log *slog.Logger, started fu
 	pol.RequireApproval = cfg.Policy.RequireApproval
 	pol.RequireAnalystSignature = cfg.Policy.RequireAnalystSignature
 	pol.AcceptUnprovenPartials = cfg.Policy.AcceptUnprovenPartials
+	pol.SkipRangeProofs = cfg.Policy.SkipRangeProofs
 	pol.ApprovalWebhook = cfg.Policy.ApprovalWebhook
 
 	cat, err := NetworkCatalogue(&cfg.Common)
