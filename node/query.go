@@ -660,7 +660,7 @@ func (n *Node) fullSum(e *epochState, qid string, req *nodev1.KeySwitchRequest, 
 
 // openPartials runs every check of every partial of a release that
 // carries them (protocol.OpenPartial) and verifies their proofs of
-// encryption (protocol.CheckPartialProofs), naming the sender of the
+// encryption (protocol.CheckEncryptionProofs, then all range proofs at once with protocol.CheckRangeProofs), naming the sender of the
 // first that fails. It returns their ciphertexts and the senders.
 func (n *Node) openPartials(e *epochState, qid string, req *nodev1.KeySwitchRequest, shape protocol.PartialShape) ([][]*homomorphic.Ciphertext, map[string]bool, error) {
 	partials := req.GetPartials()
@@ -728,19 +728,14 @@ func (n *Node) openPartials(e *epochState, qid string, req *nodev1.KeySwitchRequ
 	var items []rangeproof.Item
 	var senders []string
 	for i, it := range ranges {
-		switch {
-		case len(vectors[i]) == 0:
-		case len(it.Proof) == 0 && n.cfg.Policy.SkipRangeProofs:
-		case len(it.Proof) == 0:
-			return nil, nil, fmt.Errorf("%w: partial from %s: %v; nothing was key-switched", ErrBadPartial, partials[i].GetNodeId(), protocol.ErrNoRangeProof)
-		default:
+		if len(vectors[i]) > 0 { // not a benchmark plaintext partial
 			items = append(items, it)
 			senders = append(senders, partials[i].GetNodeId())
 		}
 	}
-	for i, err := range rangeproof.VerifyAll(items) {
+	for i, err := range protocol.CheckRangeProofs(items, n.cfg.Policy.SkipRangeProofs) {
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: partial from %s: %v; nothing was key-switched", ErrBadPartial, senders[i], protocol.RangeProofError(err))
+			return nil, nil, fmt.Errorf("%w: partial from %s: %v; nothing was key-switched", ErrBadPartial, senders[i], err)
 		}
 	}
 	return vectors, seen, nil

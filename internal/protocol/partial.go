@@ -75,11 +75,11 @@ type Partial struct {
 	// ("" when its back end has none).
 	DataVersion string
 	// Proofs are the ciphertexts' proofs of encryption, one each, or none
-	// (a partial of a node before the proofs); CheckPartialProofs verifies
+	// (a partial of a node before the proofs); CheckEncryptionProofs verifies
 	// them.
 	Proofs [][]byte
 	// RangeCommitments and RangeProof are the commitments to the values
-	// and the proof that they are in the plan's bounds (CheckPartialProofs
+	// and the proof that they are in the plan's bounds (CheckRangeProofs
 	// verifies it; the release checks the total against the commitments).
 	RangeCommitments, RangeProof []byte
 }
@@ -97,30 +97,9 @@ func EncryptionContext(queryID string, epoch uint64, node string, specDigest []b
 	return binary.BigEndian.AppendUint64(b, epoch)
 }
 
-// ErrUnproven is CheckPartialProofs's refusal of a partial without proofs
+// ErrUnproven is CheckEncryptionProofs's refusal of a partial without proofs
 // of encryption.
 var ErrUnproven = errors.New("it carries no proofs of encryption")
-
-// CheckPartialProofs verifies the proofs of p, node's partial of queryID in
-// epoch: every proof of encryption under the epoch's collective key pk
-// (CheckEncryptionProofs) and its range proof (every value within
-// shape.Ranges). A partial without a range proof is refused with
-// ErrNoRangeProof unless skipRanges (policy skip_range_proofs); one that
-// is present is verified. The error names the ciphertext or values, not
-// the node (the callers do).
-func CheckPartialProofs(params homomorphic.Params, pk *homomorphic.PublicKey, p *Partial, queryID string, epoch uint64, node string, shape PartialShape, allowUnproven, skipRanges bool) error {
-	if err := CheckEncryptionProofs(params, pk, p, queryID, epoch, node, shape.SpecDigest, allowUnproven); err != nil || len(p.Ciphertexts) == 0 {
-		return err
-	}
-	if len(p.RangeProof) == 0 {
-		if skipRanges {
-			return nil
-		}
-		return ErrNoRangeProof
-	}
-	it := RangeProofItem(p, queryID, epoch, node, shape)
-	return RangeProofError(rangeproof.Verify(it.Commitments, it.Ranges, it.Context, it.Proof))
-}
 
 // ErrNoRangeProof is the refusal of a partial without a range proof by a
 // party whose policy skip_range_proofs is off.
@@ -152,13 +131,30 @@ func RangeProofItem(p *Partial, queryID string, epoch uint64, node string, shape
 	return rangeproof.Item{Commitments: p.RangeCommitments, Ranges: shape.Ranges, Context: EncryptionContext(queryID, epoch, node, shape.SpecDigest), Proof: p.RangeProof}
 }
 
-// RangeProofError is a range proof's refusal as CheckPartialProofs reports
-// it (nil stays nil).
-func RangeProofError(err error) error {
-	if err == nil {
-		return nil
+// CheckRangeProofs verifies the range proofs of partials, one item each
+// (RangeProofItem), all at once (rangeproof.VerifyAll): the check every
+// decryptor and the coordinator run. It returns one error per item, nil
+// for each that passes: a proof that fails, or an item without a proof
+// unless skip (policy skip_range_proofs), which is ErrNoRangeProof. The
+// errors do not name the node (the callers do).
+func CheckRangeProofs(items []rangeproof.Item, skip bool) []error {
+	errs := make([]error, len(items))
+	var proven []rangeproof.Item
+	var at []int
+	for i, it := range items {
+		switch {
+		case len(it.Proof) > 0:
+			proven, at = append(proven, it), append(at, i)
+		case !skip:
+			errs[i] = ErrNoRangeProof
+		}
 	}
-	return fmt.Errorf("its values are not proven within the plan's bounds: %w", err)
+	for k, err := range rangeproof.VerifyAll(proven) {
+		if err != nil {
+			errs[at[k]] = fmt.Errorf("its values are not proven within the plan's bounds: %w", err)
+		}
+	}
+	return errs
 }
 
 // SealPartial signs node's partial of query queryID in key epoch epoch.

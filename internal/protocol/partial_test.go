@@ -200,9 +200,16 @@ func TestCheckPartialProofs(t *testing.T) {
 		}
 		return pt
 	}
-	check := func(pt *protocol.Partial, allowUnproven bool) error {
-		return protocol.CheckPartialProofs(params, rk.Public(), pt, "q-1", 3, "node-1", shape, allowUnproven, false)
+	// checkSkip runs both checks a decryptor runs on a partial: its proofs
+	// of encryption, then its range proof (with skipRanges, policy
+	// skip_range_proofs).
+	checkSkip := func(pt *protocol.Partial, allowUnproven, skipRanges bool) error {
+		if err := protocol.CheckEncryptionProofs(params, rk.Public(), pt, "q-1", 3, "node-1", shape.SpecDigest, allowUnproven); err != nil {
+			return err
+		}
+		return protocol.CheckRangeProofs([]rangeproof.Item{protocol.RangeProofItem(pt, "q-1", 3, "node-1", shape)}, skipRanges)[0]
 	}
+	check := func(pt *protocol.Partial, allowUnproven bool) error { return checkSkip(pt, allowUnproven, false) }
 	honest := encrypted(t, params, spec, p.VectorLen(), rk.Public())
 	if err := check(open(honest), false); err != nil {
 		t.Fatalf("an honest partial: %v", err)
@@ -245,10 +252,10 @@ func TestCheckPartialProofs(t *testing.T) {
 	if err := check(open(noRange), true); !errors.Is(err, protocol.ErrNoRangeProof) {
 		t.Errorf("no range proof: %v, want ErrNoRangeProof", err)
 	}
-	if err := protocol.CheckPartialProofs(params, rk.Public(), open(noRange), "q-1", 3, "node-1", shape, false, true); err != nil {
+	if err := checkSkip(open(noRange), false, true); err != nil {
 		t.Errorf("no range proof, skipped: %v", err)
 	}
-	if err := protocol.CheckPartialProofs(params, rk.Public(), open(minusAMillion), "q-1", 3, "node-1", shape, false, true); !errors.Is(err, rangeproof.ErrProof) {
+	if err := checkSkip(open(minusAMillion), false, true); !errors.Is(err, rangeproof.ErrProof) {
 		t.Errorf("minus a million, range proofs skipped: %v, want the present proof refused", err)
 	}
 	noEncryptionProofs := encrypted(t, params, spec, p.VectorLen(), rk.Public())
