@@ -3,6 +3,7 @@ package rangeproof
 import (
 	"fmt"
 	"math/bits"
+	"runtime"
 	"sync"
 
 	"github.com/gtank/ristretto255"
@@ -496,10 +497,24 @@ func fold(h int, fn func(lo, hi int)) {
 	wg.Wait()
 }
 
-// msm is Σ s_i·p_i, in constant time when secret.
+// msm is Σ s_i·p_i, in constant time when secret; a large one in two
+// halves at once (a decryptor's batch of every partial's range proofs).
 func msm(s []*ristretto255.Scalar, p []*ristretto255.Element, secret bool) *ristretto255.Element {
-	if secret {
-		return ristretto255.NewIdentityElement().MultiScalarMult(s, p)
+	one := func(s []*ristretto255.Scalar, p []*ristretto255.Element) *ristretto255.Element {
+		if secret {
+			return ristretto255.NewIdentityElement().MultiScalarMult(s, p)
+		}
+		return ristretto255.NewIdentityElement().VarTimeMultiScalarMult(s, p)
 	}
-	return ristretto255.NewIdentityElement().VarTimeMultiScalarMult(s, p)
+	if len(s) < 1024 || runtime.GOMAXPROCS(0) < 2 {
+		return one(s, p)
+	}
+	h := len(s) / 2
+	var lo *ristretto255.Element
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); lo = one(s[:h], p[:h]) }()
+	hi := one(s[h:], p[h:])
+	wg.Wait()
+	return hi.Add(hi, lo)
 }

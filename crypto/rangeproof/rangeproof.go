@@ -364,9 +364,11 @@ func (t *transcript) challenge(label string) *ristretto255.Scalar {
 	sum := t.h.Sum(nil)
 	t.h.Write(sum)
 	s := ristretto255.NewScalar().FromUniformBytes(sum)
-	if s.Equal(ristretto255.NewScalar()) == 1 {
+	for s.Equal(ristretto255.NewScalar()) == 1 {
 		// Probability 2^-252; a zero challenge has no inverse.
-		s = ristretto255.NewScalar().FromUniformBytes(append(sum, 1))
+		next := sha512.Sum512(sum)
+		sum = next[:]
+		s.FromUniformBytes(sum)
 	}
 	return s
 }

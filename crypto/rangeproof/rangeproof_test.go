@@ -201,8 +201,9 @@ func TestVerifyAll(t *testing.T) {
 }
 
 // TestCheckTotal: the sum of three partials' values and limbs passes and
-// gives the value totals; a total off by one in one slot, changed limbs, a
-// partial left out or counted twice fail, naming the slot.
+// gives the value totals; a total off by one in one slot or wrapped modulo
+// t, changed limbs, a partial left out or counted twice fail, naming the
+// slot.
 func TestCheckTotal(t *testing.T) {
 	ranges := rangesOf(4, -300, 1_000_000)
 	parts := [][]int64{{10, 0, -300, 999_999}, {7, 5, 1, 0}, {0, 100, 2, 3}}
@@ -229,11 +230,16 @@ func TestCheckTotal(t *testing.T) {
 	offByOne[2]--
 	limbs := append([]int64{}, encoded...)
 	limbs[4+Limbs+3]++
+	// A sum that wrapped modulo the plaintext modulus t decrypts to the
+	// true sum minus t: not the committed values' sum either.
+	wrapped := append([]int64{}, encoded...)
+	wrapped[0] -= 1099512938497
 	for what, c := range map[string]struct {
 		coms    [][]byte
 		encoded []int64
 	}{
 		"off by one":  {coms, offByOne},
+		"wrapped":     {coms, wrapped},
 		"limbs":       {coms, limbs},
 		"left out":    {coms[:2], encoded},
 		"twice":       {append(append([][]byte{}, coms...), coms[0]), encoded},
