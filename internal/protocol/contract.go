@@ -36,7 +36,8 @@ func CheckPlaintextRange(p *plan.Plan, params homomorphic.Params, members int) e
 	// The sum of the members' limbs of their range commitments' blindings
 	// (rangeproof.BlindingLimbs) must not wrap either.
 	if limbs := int64(max(members, 1)) << rangeproof.LimbBits; members > rangeproof.MaxMembers || limbs > params.MaxAbs() {
-		return &rangeError{worst: limbs, members: members, max: params.MaxAbs()}
+		return fmt.Errorf("%w: the sum of %d nodes' limbs of their range commitments' blindings could wrap around the plaintext modulus (at most %d): "+
+			"a network has at most %d members", ErrPlaintextRange, members, params.MaxAbs(), rangeproof.MaxMembers)
 	}
 	return nil
 }

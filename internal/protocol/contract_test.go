@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/queries/plan"
 )
 
 // TestDefaultMaxSkew pins the freshness window both sides default to
@@ -42,6 +44,26 @@ func TestCheckPlaintextRange(t *testing.T) {
 		"narrow the clamps or the groups, or lower the catalogue's patients per node", p.MaxAbsTotal(members), members, params.MaxAbs())
 	if err.Error() != want {
 		t.Errorf("message %q, want %q", err, want)
+	}
+	// The limbs of the range commitments' blindings sum too: with a
+	// catalogue of one patient a node the values fit, the limbs of more
+	// than rangeproof.MaxMembers members do not.
+	cat := plan.DefaultCatalogue()
+	cat.MaxPatientsPerNode = 1
+	req, err := protocol.PlanRequest(testSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := plan.Build(req, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := protocol.CheckPlaintextRange(small, params, rangeproof.MaxMembers); err != nil {
+		t.Fatalf("%d members of one patient each: %v", rangeproof.MaxMembers, err)
+	}
+	err = protocol.CheckPlaintextRange(small, params, rangeproof.MaxMembers+1)
+	if !errors.Is(err, protocol.ErrPlaintextRange) || !strings.Contains(err.Error(), "limbs of their range commitments' blindings") {
+		t.Fatalf("%d members of one patient each: %v, want the limbs refused", rangeproof.MaxMembers+1, err)
 	}
 }
 

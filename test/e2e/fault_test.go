@@ -156,6 +156,22 @@ func wantFailedNaming(t *testing.T, what string, st *coordinatorv1.QueryStatus, 
 	}
 }
 
+// wantRefusedAtRelease: the query got as far as decryption and failed
+// there, its error saying each of texts and that nothing is released, with
+// no result (the refusals of a total, which name no member).
+func wantRefusedAtRelease(t *testing.T, what string, st *coordinatorv1.QueryStatus, texts ...string) {
+	t.Helper()
+	if st.State != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
+		t.Errorf("%s: state %v, result %v; want failed without a result", what, st.State, st.GetResult())
+	}
+	for _, w := range append(texts, "nothing is released") {
+		if !strings.Contains(st.GetError(), w) {
+			t.Errorf("%s: error %q does not mention %q", what, st.GetError(), w)
+		}
+	}
+	t.Logf("%s: %s", what, st.GetError())
+}
+
 // TestFaultSlowNodePastDeadline: node-3 holds every Evaluate call until the
 // coordinator gives up on it. With min_nodes 2 the query is released from the
 // other two, and its status names node-3 as having missed the deadline; with
@@ -551,22 +567,12 @@ func TestFaultMaliciousNode(t *testing.T) {
 	// refuses the total because a padding slot is not zero (the route of
 	// the one shift a proof of encryption lets through; crypto.md, "What
 	// the relaxation allows"): nothing is released.
-	{
-		st := run(beyondPlan, 2)
-		if st.State != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
-			t.Errorf("a value beyond the plan's vector: state %v, result %v; want failed without a result", st.State, st.GetResult())
-		}
-		for _, w := range []string{"padding slot", "nothing is released"} {
-			if !strings.Contains(st.GetError(), w) {
-				t.Errorf("a value beyond the plan's vector: error %q does not mention %q", st.GetError(), w)
-			}
-		}
-		t.Logf("a value beyond the plan's vector: %s", st.GetError())
-	}
+	wantRefusedAtRelease(t, "a value beyond the plan's vector", run(beyondPlan, 2), "padding slot")
 	// node-3 commits to a count of minus a million and proves it in a range
-	// wider than the plan's: the coordinator's check of the range proof
-	// (verifyPartial) fails the query naming node-3, before any decryptor is
-	// asked; every decryptor refuses it too (TestCopiedPartialRefused).
+	// wider than the plan's: the coordinator's check of the set's range
+	// proofs once revealed (checkRanges) fails the query naming node-3,
+	// before any decryptor is asked; every decryptor refuses it too
+	// (TestCopiedPartialRefused).
 	{
 		st := run(outOfRange, 2)
 		wantFailedNaming(t, "a count of minus a million", st, "node-3", "partial rejected", "not proven within the plan's bounds", "nothing was decrypted")
@@ -577,18 +583,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 	// key-switch, and the coordinator refuses the total, which is not the
 	// sum of the committed counts (rangeproof.CheckTotal): nothing is
 	// released. The member is not named (that would need its partial).
-	{
-		st := run(uncommitted, 2)
-		if st.State != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
-			t.Errorf("minus a million behind a commitment to 5: state %v, result %v; want failed without a result", st.State, st.GetResult())
-		}
-		for _, w := range []string{"not the sum of the values the members committed to", "nothing is released"} {
-			if !strings.Contains(st.GetError(), w) {
-				t.Errorf("minus a million behind a commitment to 5: error %q does not mention %q", st.GetError(), w)
-			}
-		}
-		t.Logf("minus a million behind a commitment to 5: %s", st.GetError())
-	}
+	wantRefusedAtRelease(t, "minus a million behind a commitment to 5", run(uncommitted, 2), "not the sum of the values the members committed to")
 	// Once with min_nodes 3: the query fails, naming node-3.
 	st := run(otherQuery, 3)
 	wantFailedNaming(t, "partial for another query id, min_nodes 3", st, "node-3", "partial rejected")

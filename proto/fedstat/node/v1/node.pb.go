@@ -2622,7 +2622,8 @@ type PartialPayload struct {
 	// range_proof: the range proof (Bulletproofs) that every committed value
 	// is within the plan's bounds for its slot (plan.Plan.PartialBound),
 	// bound to protocol.EncryptionContext. Decryptors verify it before they
-	// key-switch (docs/crypto.md, "Range proofs").
+	// key-switch (docs/crypto.md, "Range proofs"). Empty from a node with
+	// policy skip_range_proofs, which only parties with that policy accept.
 	RangeProof    []byte `protobuf:"bytes,10,opt,name=range_proof,json=rangeProof,proto3" json:"range_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
