@@ -517,7 +517,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 	if err != nil {
 		return nil, err
 	}
-	c.keepReleaseRecord(q, e, ksReq, shares, rk, res)
+	c.keepReleaseRecord(q, e, ksReq, parts, shares, rk, res)
 	return res, nil
 }
 

@@ -33,11 +33,12 @@ type records struct {
 
 // keepReleaseRecord builds and keeps the release record of q, released as
 // res from the request req (partials' headers, commitments, sum, target
-// key), the decryptors' signed shares and the result key rk. The key goes
+// key), the decryptors' signed shares, the senders' range proofs (parts)
+// and the result key rk. The key goes
 // into the record only when every decrypted total is determined by res
 // (releasecheck.Disclosable); it decrypts this query's switched sum only.
 // A record that cannot be kept is logged: the release stands without it.
-func (c *Coordinator) keepReleaseRecord(q *query, e *epoch, req *nodev1.KeySwitchRequest, shares []*nodev1.NodeSigned, rk *homomorphic.ResultKey, res *typesv1.Result) {
+func (c *Coordinator) keepReleaseRecord(q *query, e *epoch, req *nodev1.KeySwitchRequest, parts []partial, shares []*nodev1.NodeSigned, rk *homomorphic.ResultKey, res *typesv1.Result) {
 	rec := &coordinatorv1.ReleaseRecord{
 		QueryId: q.id, Epoch: e.ID, Spec: req.GetSpec(), Params: c.params.Name(), Sum: req.GetSum(),
 		TargetPublicKey: req.GetTargetPublicKey(), Result: res, ReleasedUnixMs: c.cfg.Now().UnixMilli(),
@@ -53,8 +54,13 @@ func (c *Coordinator) keepReleaseRecord(q *query, e *epoch, req *nodev1.KeySwitc
 	for _, cm := range req.GetCommits() {
 		commits[cm.GetNodeId()] = cm.GetSigned()
 	}
+	proofs := map[string][]byte{}
+	for _, pt := range parts {
+		proofs[pt.node] = pt.ranges.Proof
+	}
 	for _, p := range req.GetPartials() {
-		rec.Senders = append(rec.Senders, &coordinatorv1.ReleaseSender{NodeId: p.GetNodeId(), Partial: p.GetSigned(), Commitment: commits[p.GetNodeId()]})
+		rec.Senders = append(rec.Senders, &coordinatorv1.ReleaseSender{NodeId: p.GetNodeId(), Partial: p.GetSigned(), Commitment: commits[p.GetNodeId()],
+			RangeProof: proofs[p.GetNodeId()]})
 		cert(p.GetNodeId())
 	}
 	for _, s := range shares {

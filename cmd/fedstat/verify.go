@@ -35,8 +35,12 @@ type verifyReport struct {
 	PlanBound  bool     `json:"plan_bound"`
 	// RangesChecked: the totals are the sum of the values the senders
 	// committed to (their signed range commitments).
-	RangesChecked bool   `json:"ranges_checked"`
-	Withheld      string `json:"withheld,omitempty"`
+	RangesChecked bool `json:"ranges_checked"`
+	// RangesProven: every sender's range proof in the record verified here
+	// against the range commitments it signed: the values it committed to
+	// are within the plan's bounds.
+	RangesProven bool   `json:"ranges_proven"`
+	Withheld     string `json:"withheld,omitempty"`
 	// Linked: a query across linked agencies; decryptors are then the mix
 	// stages that signed the released result, senders the participants.
 	Linked bool `json:"linked,omitempty"`
@@ -63,7 +67,10 @@ network CA certificate (--ca):
   6. the shares, combined with the sum and decrypted with the result key the
      coordinator reveals after the release, decode to the result you were
      given, with the plan every sender committed to (its fingerprint: the
-     network catalogue the nodes planned with).
+     network catalogue the nodes planned with);
+  7. every sender's range proof verifies against the range commitments it
+     signed (each value it committed to is within the plan's bounds; needs
+     no key), and the decrypted totals are exactly the sum of those values.
 
 It prints the nodes whose partials are in the result and the decryptors, or
 names what failed and exits non-zero. A query answered from an earlier
@@ -96,7 +103,8 @@ release record"). Records are kept for release_record_retention (default
 release it was answered from, for a reused answer), verdict ("verified",
 "verified_to_key_switch" when the key was withheld, "not_verified",
 "not_checked" when the catalogue differs), reason, epoch, senders,
-decryptors, threshold, plan_bound and withheld; the exit status is the
+decryptors, threshold, plan_bound, ranges_proven (step 7's proofs),
+ranges_checked (step 7's sum) and withheld; the exit status is the
 same. The Python client's Client.verify and the R client's fs_verify run
 it. It connects like every analyst command (--coordinator with --cert,
 --key and --ca over gRPC, or --http with --token), or with --http, --cert,
@@ -196,7 +204,7 @@ Example:
 			}
 			if format == "json" {
 				report.Epoch, report.Senders, report.Decryptors, report.Threshold = v.Epoch, v.Senders, v.Decryptors, v.Threshold
-				report.PlanBound, report.Withheld, report.Linked, report.RangesChecked = v.PlanBound, v.Withheld, v.Linked, v.RangesChecked
+				report.PlanBound, report.Withheld, report.Linked, report.RangesChecked, report.RangesProven = v.PlanBound, v.Withheld, v.Linked, v.RangesChecked, v.RangesProven
 				if v.Decrypted || v.Linked {
 					say("verified", "", "")
 				} else {
@@ -219,8 +227,13 @@ Example:
 			if v.Decrypted && !v.RangesChecked {
 				fmt.Fprintln(out, "the nodes signed no range commitments (nodes older than the range proofs): the totals were not checked against them")
 			}
-			if v.Decrypted && v.RangesChecked {
+			if v.RangesChecked && !v.RangesProven {
+				fmt.Fprintln(out, "the record carries no range proof of some sender (policy skip_range_proofs, or a record older than them): the values were not proven within the plan's bounds here")
+			}
+			if v.Decrypted && v.RangesChecked && v.RangesProven {
 				fmt.Fprintln(out, "VERIFIED: the result is the decryption of the sum these nodes committed to, and the sum of the values they committed to and proved within the plan's bounds")
+			} else if v.Decrypted && v.RangesChecked {
+				fmt.Fprintln(out, "VERIFIED: the result is the decryption of the sum these nodes committed to, and the sum of the values they committed to")
 			} else if v.Decrypted {
 				fmt.Fprintln(out, "VERIFIED: the result is the decryption of the sum these nodes committed to")
 			} else {

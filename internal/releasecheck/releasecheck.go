@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -69,6 +70,12 @@ type Verdict struct {
 	// the totals were decoded with (nodes older than that commit to none:
 	// then the totals were decoded with Options.Catalogue's plan unbound).
 	PlanBound bool
+	// RangesProven says every sender's range proof in the record verifies
+	// against the range commitments it signed: each value it committed to
+	// is within the plan's bounds (rangeproof.VerifyAll, checked here, not
+	// taken from the coordinator). False when a sender sent none (policy
+	// skip_range_proofs) or the record is older than the proofs.
+	RangesProven bool
 	// RangesChecked says the decrypted totals are the sum of the values the
 	// senders committed to in their partials' range commitments, which they
 	// signed again in their commitments (rangeproof.CheckTotal). Records of
@@ -259,6 +266,13 @@ func Check(rec *coordinatorv1.ReleaseRecord, o Options) (*Verdict, error) {
 		}
 		v.PlanBound = true
 	}
+	// The range proofs, which need no key: every sender's committed
+	// values are within the plan's bounds.
+	proven, err := checkRangeProofs(rec, commits, p)
+	if err != nil {
+		return nil, err
+	}
+	v.RangesProven = proven
 	withheld := Disclosable(p, o.Released)
 	if len(rec.GetResultKey()) == 0 {
 		if withheld == nil {
@@ -287,8 +301,7 @@ func Check(rec *coordinatorv1.ReleaseRecord, o Options) (*Verdict, error) {
 	}
 	totals := encoded[:p.VectorLen()]
 	// The totals must be the sum of the values every sender committed to
-	// (and proved in range: the decryptors and the coordinator checked the
-	// proofs; the record keeps the signed commitments, not the proofs).
+	// (proven in range above when RangesProven).
 	var coms [][]byte
 	for _, id := range senders {
 		if c := commits[id].GetRangeCommitments(); len(c) > 0 {
@@ -489,4 +502,39 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// checkRangeProofs verifies the range proofs the record carries against
+// the range commitments each sender signed, the plan's bounds and the
+// context of its partial (protocol.RangeProofItem), all at once. It is
+// true when every sender's proof verifies; a proof that does not verify
+// refuses the record naming its sender; a sender without one (policy
+// skip_range_proofs, or a record older than the proofs) leaves it false.
+func checkRangeProofs(rec *coordinatorv1.ReleaseRecord, commits map[string]*nodev1.ReleaseCommitment, p *plan.Plan) (bool, error) {
+	ranges := protocol.PartialRanges(p)
+	digest := protocol.SpecDigest(rec.GetSpec())
+	var items []rangeproof.Item
+	var from []string
+	for _, s := range rec.GetSenders() {
+		id := s.GetNodeId()
+		if len(s.GetRangeProof()) == 0 {
+			continue
+		}
+		coms := commits[id].GetRangeCommitments()
+		if len(coms) == 0 {
+			return false, refuse("%s has a range proof in the record but signed no range commitments", id)
+		}
+		items = append(items, rangeproof.Item{Commitments: coms, Ranges: ranges, Context: protocol.EncryptionContext(rec.GetQueryId(), rec.GetEpoch(), id, digest), Proof: s.GetRangeProof()})
+		from = append(from, id)
+	}
+	var failed []string
+	for i, err := range rangeproof.VerifyAll(items) {
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s (%v)", from[i], err))
+		}
+	}
+	if len(failed) > 0 {
+		return false, refuse("the range proof of %s does not verify against the range commitments it signed: its values are not proven within the plan's bounds", strings.Join(failed, ", "))
+	}
+	return len(items) > 0 && len(items) == len(rec.GetSenders()), nil
 }

@@ -104,7 +104,8 @@ func TestVerifiableReleaseProcesses(t *testing.T) {
 	}
 	rep, err := verifyJSON(m2[1])
 	if err != nil || rep.Verdict != "verified" || rep.QueryID != m2[1] || rep.CheckedQueryID != m[1] ||
-		strings.Join(rep.Senders, ",") != "node-1,node-2,node-3" || len(rep.Decryptors) != 2 || rep.Threshold != 2 || !rep.PlanBound {
+		strings.Join(rep.Senders, ",") != "node-1,node-2,node-3" || len(rep.Decryptors) != 2 || rep.Threshold != 2 || !rep.PlanBound ||
+		!rep.RangesProven || !rep.RangesChecked {
 		t.Errorf("verify --format json of a reused answer: %+v (%v)", rep, err)
 	}
 	if rep, err := verifyJSON(m3[1]); err == nil || rep.Verdict != "not_checked" || !strings.Contains(rep.Reason, "catalogue") {
@@ -114,7 +115,7 @@ func TestVerifiableReleaseProcesses(t *testing.T) {
 		t.Errorf("verify of an unknown query passed: %s", out)
 	}
 	help, _, _ := cli(t, p, "verify", "--help")
-	for _, want := range []string{"network CA", "min_nodes", "result key", "does not prove", "--network-config", "--format json"} {
+	for _, want := range []string{"network CA", "min_nodes", "result key", "does not prove", "--network-config", "--format json", "range proof", "ranges_proven"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("verify --help does not say %q", want)
 		}
@@ -132,5 +133,7 @@ type verifyReport struct {
 	Decryptors     []string `json:"decryptors"`
 	Threshold      int      `json:"threshold"`
 	PlanBound      bool     `json:"plan_bound"`
+	RangesProven   bool     `json:"ranges_proven"`
+	RangesChecked  bool     `json:"ranges_checked"`
 	Withheld       string   `json:"withheld"`
 }

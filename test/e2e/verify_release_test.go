@@ -151,19 +151,67 @@ func TestVerifiableRelease(t *testing.T) {
 			t.Fatal(err)
 		}
 		resign(t, r, 0, func(rc *nodev1.ReleaseCommitment) { rc.RangeCommitments = first.GetRangeCommitments() })
+		// Its range proof no longer verifies against them...
+		sender0 := r.Senders[0].GetNodeId()
+		if _, err := check(r, st.GetResult()); !errors.Is(err, releasecheck.ErrRefused) || !strings.Contains(err.Error(), "the range proof of "+sender0+" (") {
+			t.Fatalf("another partial's range commitments: %v; want the range proof of %s refused", err, sender0)
+		}
+		// ... and without the proofs the total is not their sum.
+		for _, s := range r.Senders {
+			s.RangeProof = nil
+		}
 		if _, err := check(r, st.GetResult()); !errors.Is(err, releasecheck.ErrRefused) || !strings.Contains(err.Error(), "not the sum of the values the senders committed to") {
-			t.Fatalf("another partial's range commitments: %v", err)
+			t.Fatalf("another partial's range commitments, no range proofs: %v", err)
 		}
 		r = proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
 		resign(t, r, 2, func(rc *nodev1.ReleaseCommitment) { rc.RangeCommitments = nil })
+		if _, err := check(r, st.GetResult()); !errors.Is(err, releasecheck.ErrRefused) || !strings.Contains(err.Error(), "has a range proof in the record but signed no range commitments") {
+			t.Fatalf("one sender without range commitments, with its proof: %v", err)
+		}
+		r.Senders[2].RangeProof = nil
 		if _, err := check(r, st.GetResult()); !errors.Is(err, releasecheck.ErrRefused) || !strings.Contains(err.Error(), "all or none must") {
 			t.Fatalf("one sender without range commitments: %v", err)
 		}
 		for i := range r.Senders {
 			resign(t, r, i, func(rc *nodev1.ReleaseCommitment) { rc.RangeCommitments = nil })
+			r.Senders[i].RangeProof = nil
 		}
 		if v, err := check(r, st.GetResult()); err != nil || v.RangesChecked || !v.Decrypted {
 			t.Fatalf("no sender with range commitments: %+v, %v", v, err)
+		}
+	})
+
+	// The record carries every sender's range proof, which the check
+	// verifies itself (needing no key) against the commitments the sender
+	// signed: a changed proof, or another sender's, is refused naming the
+	// sender; a record without them (policy skip_range_proofs) is checked
+	// but not proven within the bounds.
+	t.Run("range proofs", func(t *testing.T) {
+		v, err := check(rec, st.GetResult())
+		if err != nil || !v.RangesProven || !v.RangesChecked {
+			t.Fatalf("the honest record: ranges proven %v, checked %v, %v", v != nil && v.RangesProven, v != nil && v.RangesChecked, err)
+		}
+		for _, s := range rec.GetSenders() {
+			if len(s.GetRangeProof()) == 0 {
+				t.Fatalf("the record has no range proof of %s", s.GetNodeId())
+			}
+		}
+		r := proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+		r.Senders[1].RangeProof[len(r.Senders[1].RangeProof)/2] ^= 1
+		named := r.Senders[1].GetNodeId()
+		if _, err := check(r, st.GetResult()); !errors.Is(err, releasecheck.ErrRefused) || !strings.Contains(err.Error(), "the range proof of "+named+" (") {
+			t.Fatalf("a changed range proof: %v; want %s's refused", err, named)
+		}
+		r = proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+		r.Senders[0].RangeProof = rec.Senders[1].RangeProof
+		named = r.Senders[0].GetNodeId()
+		if _, err := check(r, st.GetResult()); !errors.Is(err, releasecheck.ErrRefused) || !strings.Contains(err.Error(), "the range proof of "+named+" (") {
+			t.Fatalf("another sender's range proof: %v; want %s's refused", err, named)
+		}
+		r = proto.Clone(rec).(*coordinatorv1.ReleaseRecord)
+		r.Senders[2].RangeProof = nil
+		if v, err := check(r, st.GetResult()); err != nil || v.RangesProven || !v.RangesChecked || !v.Decrypted {
+			t.Fatalf("one sender without its range proof: %+v, %v; want checked, not proven", v, err)
 		}
 	})
 

@@ -18,9 +18,11 @@
 #'   (the result key was withheld, so the decryption itself was not
 #'   checked), `"not_verified"` (`reason` says what failed) or
 #'   `"not_checked"`; with `senders` (the nodes whose partials are in the
-#'   result), `decryptors`, `threshold`, `epoch`, `plan_bound`, `withheld`,
-#'   `query_id` and `checked_query_id` (the release a reused answer came
-#'   from). An error of class `fedstat_error` when the verifier cannot run
+#'   result), `decryptors`, `threshold`, `epoch`, `plan_bound`,
+#'   `ranges_proven` (every sender's range proof verified),
+#'   `ranges_checked` (the totals are the sum of the committed values),
+#'   `withheld`, `query_id` and `checked_query_id` (the release a reused
+#'   answer came from). An error of class `fedstat_error` when the verifier cannot run
 #'   or reach the coordinator.
 #' @examples
 #' \dontrun{

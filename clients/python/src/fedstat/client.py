@@ -223,8 +223,11 @@ class Client:
         nodes planned with another catalogue: give ``network_config``, a
         node's or the coordinator's config file); with ``senders`` (the
         nodes whose partials are in the result), ``decryptors``,
-        ``threshold``, ``epoch``, ``plan_bound``, ``withheld``, ``query_id``
-        and ``checked_query_id`` (the release a reused answer came from).
+        ``threshold``, ``epoch``, ``plan_bound``, ``ranges_proven`` (every
+        sender's range proof verified: its values within the plan's
+        bounds), ``ranges_checked`` (the totals are the sum of the committed
+        values), ``withheld``, ``query_id`` and ``checked_query_id`` (the
+        release a reused answer came from).
 
         ``fedstat_bin`` is the fedstat binary: defaults to FEDSTAT_BIN, then
         ``fedstat`` on the PATH. Raises FedstatError when it cannot be run

@@ -4039,7 +4039,13 @@ type ReleaseSender struct {
 	// payload.
 	Partial *v1.Signed `protobuf:"bytes,2,opt,name=partial,proto3" json:"partial,omitempty"`
 	// commitment is the node's signed ReleaseCommitment.
-	Commitment    *v1.Signed `protobuf:"bytes,3,opt,name=commitment,proto3" json:"commitment,omitempty"`
+	Commitment *v1.Signed `protobuf:"bytes,3,opt,name=commitment,proto3" json:"commitment,omitempty"`
+	// range_proof is the node's proof that the values behind the range
+	// commitments it signed in commitment are within the plan's bounds
+	// (PartialPayload.range_proof; bound to the query, epoch, node and spec),
+	// which `fedstat verify` checks itself. Empty when the node sent none
+	// (policy skip_range_proofs) or the record is older than it.
+	RangeProof    []byte `protobuf:"bytes,4,opt,name=range_proof,json=rangeProof,proto3" json:"range_proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4091,6 +4097,13 @@ func (x *ReleaseSender) GetPartial() *v1.Signed {
 func (x *ReleaseSender) GetCommitment() *v1.Signed {
 	if x != nil {
 		return x.Commitment
+	}
+	return nil
+}
+
+func (x *ReleaseSender) GetRangeProof() []byte {
+	if x != nil {
+		return x.RangeProof
 	}
 	return nil
 }
@@ -4488,13 +4501,15 @@ const file_fedstat_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x0flink_statements\x18\x0e \x03(\v2,.fedstat.coordinator.v1.ReleaseLinkStatementR\x0elinkStatements\"g\n" +
 	"\x14ReleaseLinkStatement\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x126\n" +
-	"\tstatement\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\tstatement\"\x96\x01\n" +
+	"\tstatement\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\tstatement\"\xb7\x01\n" +
 	"\rReleaseSender\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x122\n" +
 	"\apartial\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x128\n" +
 	"\n" +
 	"commitment\x18\x03 \x01(\v2\x18.fedstat.types.v1.SignedR\n" +
-	"commitment\"[\n" +
+	"commitment\x12\x1f\n" +
+	"\vrange_proof\x18\x04 \x01(\fR\n" +
+	"rangeProof\"[\n" +
 	"\x10ReleaseDecryptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12.\n" +
 	"\x05share\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share*\x94\x01\n" +
