@@ -267,12 +267,16 @@ const (
 	beyondPlan               // a proven encryption of this query's plan with a value in a slot beyond the plan's vector
 	outOfRange               // a count of minus a million, committed to and proven in a range wider than the plan's
 	uncommitted              // a count of 5 committed to and proven within the plan's bounds, minus a million encrypted
+	sumOutOfRange            // a clamped sum a hundred times its plan's bound, committed to and proven in a range wider than the plan's
 )
+
+// sumQuery is TestFaultMaliciousNode's query of a clamped sum.
+const sumQuery = "SELECT SUM(CLAMP(value, 0, 100)) FROM observations"
 
 // forges reports whether node-3 answers Evaluate, Reveal (and Commit) with
 // a partial it made itself (TestFaultMaliciousNode's forge).
 func (m faultMode) forges() bool {
-	return m == wrongProof || m == beyondPlan || m == outOfRange || m == uncommitted
+	return m == wrongProof || m == beyondPlan || m == outOfRange || m == uncommitted || m == sumOutOfRange
 }
 
 // garbageCodec is the proto codec, except that it writes garbage bytes for an
@@ -298,10 +302,13 @@ func (c garbageCodec) Marshal(v any) (mem.BufferSlice, error) {
 // decrypted. node-3 then reveals a partial of the wrong shape, or with
 // garbage ciphertexts, in place of the one it committed to, or commits to
 // and reveals a partial whose proof of encryption is another query's: the
-// query fails naming node-3 and nothing is decrypted. Last, node-3 commits
+// query fails naming node-3 and nothing is decrypted. Then node-3 commits
 // to a proven partial with a value in a slot beyond the plan's vector: the
 // total is refused at decryption (a padding slot is not zero) and nothing
-// is released.
+// is released. Last, the range proofs: a count of minus a million and a
+// clamped sum a hundred times its bound, each proven in a wider range, fail
+// the query naming node-3; minus a million encrypted behind a commitment to
+// 5 is refused at the release, nothing released.
 func TestFaultMaliciousNode(t *testing.T) {
 	var mode atomic.Int32
 	dir := t.TempDir()
@@ -361,7 +368,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 			panic(err)
 		}
 		m := faultMode(mode.Load())
-		qid, values, ranges := body.GetQueryId(), []int64{0}, protocol.PartialRanges(p)
+		qid, values, ranges := body.GetQueryId(), make([]int64, p.VectorLen()), protocol.PartialRanges(p)
 		switch m {
 		case wrongProof:
 			qid = "q-somewhere-else"
@@ -369,6 +376,11 @@ func TestFaultMaliciousNode(t *testing.T) {
 			values, ranges = []int64{-1_000_000}, []rangeproof.Range{{Lo: -2_000_000, Hi: 2_000_000}}
 		case uncommitted:
 			values = []int64{5}
+		case sumOutOfRange:
+			for i := range values {
+				values[i] = 100 * p.MaxAbsPartial()
+				ranges[i] = rangeproof.Range{Lo: -2 * values[i], Hi: 2 * values[i]}
+			}
 		}
 		encoded, coms, rproof, err := protocol.EncodePartial(values, ranges, qid, epoch, "node-3", digest)
 		if err != nil {
@@ -385,7 +397,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 		if err != nil {
 			panic(err)
 		}
-		payload := &nodev1.PartialPayload{SpecDigest: digest, VectorLen: 1, Proofs: proofs, RangeCommitments: coms, RangeProof: rproof}
+		payload := &nodev1.PartialPayload{SpecDigest: digest, VectorLen: int32(p.VectorLen()), Proofs: proofs, RangeCommitments: coms, RangeProof: rproof}
 		for _, ct := range cts {
 			b, err := ct.MarshalBinary()
 			if err != nil {
@@ -516,7 +528,11 @@ func TestFaultMaliciousNode(t *testing.T) {
 	client := dialCoordinator(t, nw, nil)
 	run := func(m faultMode, minNodes int) *coordinatorv1.QueryStatus {
 		mode.Store(int32(m))
-		return runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: int32(minNodes)}, time.Minute)
+		sql := demo.CohortQuery
+		if m == sumOutOfRange {
+			sql = sumQuery
+		}
+		return runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: sql, MinNodes: int32(minNodes)}, time.Minute)
 	}
 
 	// An honest round first (it also gives node-3 an answer to replay).
@@ -577,6 +593,13 @@ func TestFaultMaliciousNode(t *testing.T) {
 		st := run(outOfRange, 2)
 		wantFailedNaming(t, "a count of minus a million", st, "node-3", "partial rejected", "not proven within the plan's bounds", "nothing was decrypted")
 		t.Logf("a count of minus a million: %s", st.GetError())
+	}
+	// The same for a clamped sum a hundred times its plan's bound (the
+	// largest sum of the clamped values of the node's rows bound).
+	{
+		st := run(sumOutOfRange, 2)
+		wantFailedNaming(t, "a sum far outside its clamps", st, "node-3", "partial rejected", "not proven within the plan's bounds", "nothing was decrypted")
+		t.Logf("a sum far outside its clamps: %s", st.GetError())
 	}
 	// node-3 commits to and proves a count of 5, within the plan's bounds,
 	// and encrypts minus a million: every proof verifies, the decryptors
