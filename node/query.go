@@ -481,12 +481,9 @@ func (n *Node) sealPartial(e *epochState, queryID string, payload *nodev1.Partia
 		payload.Plaintext = slots
 	} else {
 		var encoded []int64
-		ranges := protocol.PartialRanges(p)
 		if n.cfg.Policy.SkipRangeProofs {
-			ranges = nil // commitments only
-		}
-		encoded, payload.RangeCommitments, payload.RangeProof, err = protocol.EncodePartial(slots, ranges, queryID, e.Epoch, n.id, payload.GetSpecDigest())
-		if err != nil {
+			encoded, payload.RangeCommitments = protocol.EncodeUnproven(slots)
+		} else if encoded, payload.RangeCommitments, payload.RangeProof, err = protocol.EncodePartial(slots, protocol.PartialRanges(p), queryID, e.Epoch, n.id, payload.GetSpecDigest()); err != nil {
 			return nil, nil, err
 		}
 		if cts, payload.Proofs, err = homomorphic.EncryptProven(e.Params, e.PublicKey, encoded,

@@ -398,30 +398,29 @@ type reader struct {
 
 func (r *reader) point() *ristretto255.Element {
 	p := ristretto255.NewIdentityElement()
-	if r.err == nil && len(r.b) >= PointSize {
-		if err := p.Decode(r.b[:PointSize]); err != nil {
-			r.err = fmt.Errorf("%w: element %d is not canonical", ErrProof, r.n)
-		}
-		r.b = r.b[PointSize:]
-	} else if r.err == nil {
-		r.err = fmt.Errorf("%w: truncated at element %d", ErrProof, r.n)
-	}
-	r.n++
+	r.next(PointSize, "element", p.Decode)
 	return p
 }
 
 func (r *reader) scalar() *ristretto255.Scalar {
 	s := ristretto255.NewScalar()
-	if r.err == nil && len(r.b) >= scalarSize {
-		if err := s.Decode(r.b[:scalarSize]); err != nil {
-			r.err = fmt.Errorf("%w: scalar %d is not canonical", ErrProof, r.n)
+	r.next(scalarSize, "scalar", s.Decode)
+	return s
+}
+
+// next decodes the next size bytes with decode, unless an error came first.
+func (r *reader) next(size int, what string, decode func([]byte) error) {
+	switch {
+	case r.err != nil:
+	case len(r.b) < size:
+		r.err = fmt.Errorf("%w: truncated at %s %d", ErrProof, what, r.n)
+	default:
+		if err := decode(r.b[:size]); err != nil {
+			r.err = fmt.Errorf("%w: %s %d is not canonical", ErrProof, what, r.n)
 		}
-		r.b = r.b[scalarSize:]
-	} else if r.err == nil {
-		r.err = fmt.Errorf("%w: truncated at scalar %d", ErrProof, r.n)
+		r.b = r.b[size:]
 	}
 	r.n++
-	return s
 }
 
 // powers is (1, x, x², …, x^(k−1)).
@@ -441,10 +440,12 @@ func powers(x *ristretto255.Scalar, k int) []ristretto255.Scalar {
 func zTwos(z *ristretto255.Scalar, widths []int) []ristretto255.Scalar {
 	var out []ristretto255.Scalar
 	zj := ristretto255.NewScalar().Multiply(z, z)
+	var cur ristretto255.Scalar
 	for _, w := range widths {
-		for i := range w {
-			var s ristretto255.Scalar
-			out = append(out, *s.Multiply(zj, powerOfTwo(i)))
+		cur.Set(zj)
+		for range w {
+			out = append(out, cur)
+			cur.Add(&cur, &cur)
 		}
 		zj.Multiply(zj, z)
 	}

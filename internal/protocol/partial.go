@@ -50,18 +50,30 @@ func PartialRanges(p *plan.Plan) []rangeproof.Range {
 }
 
 // EncodePartial commits to a node's noisy slots and proves them within
-// ranges (rangeproof.Prove, bound to EncryptionContext): it returns what the
-// node encrypts, the slots followed by their blindings' limbs, and the
-// commitments and proof its payload carries. With ranges nil it commits
-// without a proof (policy skip_range_proofs).
+// ranges, one per slot (rangeproof.Prove, bound to EncryptionContext): it
+// returns what the node encrypts, the slots followed by their blindings'
+// limbs, and the commitments and proof its payload carries.
 func EncodePartial(slots []int64, ranges []rangeproof.Range, queryID string, epoch uint64, node string, specDigest []byte) (encoded []int64, commitments, proof []byte, err error) {
-	c := rangeproof.Commit(slots)
-	if ranges != nil {
-		if c, err = rangeproof.Prove(slots, ranges, EncryptionContext(queryID, epoch, node, specDigest)); err != nil {
-			return nil, nil, nil, err
-		}
+	if len(ranges) != len(slots) {
+		return nil, nil, nil, fmt.Errorf("protocol: %d ranges for %d slots", len(ranges), len(slots))
 	}
-	return append(append(make([]int64, 0, rangeproof.EncodedLen(len(slots))), slots...), c.Limbs...), c.Commitments, c.Proof, nil
+	c, err := rangeproof.Prove(slots, ranges, EncryptionContext(queryID, epoch, node, specDigest))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return encodeCommitted(slots, c), c.Commitments, c.Proof, nil
+}
+
+// EncodeUnproven is EncodePartial without the proof (policy
+// skip_range_proofs): the commitments and the limbs, which the release
+// still checks the total against.
+func EncodeUnproven(slots []int64) (encoded []int64, commitments []byte) {
+	c := rangeproof.Commit(slots)
+	return encodeCommitted(slots, c), c.Commitments
+}
+
+func encodeCommitted(slots []int64, c *rangeproof.Committed) []int64 {
+	return append(append(make([]int64, 0, rangeproof.EncodedLen(len(slots))), slots...), c.Limbs...)
 }
 
 // Partial is a partial that passed OpenPartial: its signed form (the one
