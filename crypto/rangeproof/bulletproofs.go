@@ -141,24 +141,22 @@ func (st *statement) prove(vs []int64, gammas []ristretto255.Scalar) []byte {
 	// The inner-product argument on G and H'_i = y^(−i)·H_i. The vectors
 	// a = l and b = r are not secret (l = a_L − z + x·s_L is uniform given
 	// the uniform s_L; the interactive protocol sends l and r in the
-	// clear), so its multi-scalar multiplications are variable-time. H' is
-	// never formed: its factors ride in hc until the first fold.
-	G := append([]*ristretto255.Element{}, g.g[:N]...)
-	H := append([]*ristretto255.Element{}, g.h[:N]...)
-	hc := powers(ristretto255.NewScalar().Invert(y), N)
+	// clear), so its multi-scalar multiplications are variable-time.
+	// The generators are folded lazily: ipaGens keeps the last folded
+	// vectors and the challenges since, and folds foldEvery rounds at once
+	// (one multi-scalar multiplication of 2^foldEvery terms per element,
+	// which shares its doublings, in place of foldEvery of two terms).
+	v := &ipaGens{g: g.g[:N], h: g.h[:N], hc: powers(ristretto255.NewScalar().Invert(y), N)}
 	a, b := ptrs(l), ptrs(r)
 	for len(a) > 1 {
 		h := len(a) / 2
 		cL := inner(deref(a[:h]), deref(b[h:]))
 		cR := inner(deref(a[h:]), deref(b[:h]))
-		bh := make([]*ristretto255.Scalar, h)
-		bl := make([]*ristretto255.Scalar, h)
-		for i := range h {
-			bh[i] = ristretto255.NewScalar().Multiply(b[h+i], &hc[i])
-			bl[i] = ristretto255.NewScalar().Multiply(b[i], &hc[h+i])
-		}
-		L := msm(append(append(append([]*ristretto255.Scalar{}, a[:h]...), bh...), cL), append(append(append([]*ristretto255.Element{}, G[h:]...), H[:h]...), Q), false)
-		R := msm(append(append(append([]*ristretto255.Scalar{}, a[h:]...), bl...), cR), append(append(append([]*ristretto255.Element{}, G[:h]...), H[h:]...), Q), false)
+		// L = <a_lo, G_hi> + <b_hi, H_lo> + cL·Q, R = <a_hi, G_lo> + <b_lo, H_hi> + cR·Q.
+		sL, pL := v.terms(a[:h], h, b[h:], 0)
+		sR, pR := v.terms(a[h:], 0, b[:h], h)
+		L := msm(append(sL, cL), append(pL, Q), false)
+		R := msm(append(sR, cR), append(pR, Q), false)
 		st.t.appendPoint("L", L)
 		st.t.appendPoint("R", R)
 		out = append(out, L.Bytes()...)
@@ -169,26 +167,121 @@ func (st *statement) prove(vs []int64, gammas []ristretto255.Scalar) []byte {
 		// G' = u^-1·G_lo + u·G_hi, H' = u·H_lo + u^-1·H_hi.
 		na := make([]*ristretto255.Scalar, h)
 		nb := make([]*ristretto255.Scalar, h)
-		nG := make([]*ristretto255.Element, h)
-		nH := make([]*ristretto255.Element, h)
-		fold(h, func(lo, hi int) {
+		for i := range h {
 			var t ristretto255.Scalar
-			for i := lo; i < hi; i++ {
-				na[i] = ristretto255.NewScalar().Multiply(a[i], u)
-				na[i].Add(na[i], t.Multiply(a[h+i], uInv))
-				nb[i] = ristretto255.NewScalar().Multiply(b[i], uInv)
-				nb[i].Add(nb[i], t.Multiply(b[h+i], u))
-				nG[i] = ristretto255.NewIdentityElement().VarTimeMultiScalarMult([]*ristretto255.Scalar{uInv, u}, []*ristretto255.Element{G[i], G[h+i]})
-				nH[i] = ristretto255.NewIdentityElement().VarTimeMultiScalarMult(
-					[]*ristretto255.Scalar{ristretto255.NewScalar().Multiply(u, &hc[i]), ristretto255.NewScalar().Multiply(uInv, &hc[h+i])},
-					[]*ristretto255.Element{H[i], H[h+i]})
-			}
-		})
-		a, b, G, H = na, nb, nG, nH
-		hc = powers(scalarUint(1), h)
+			na[i] = ristretto255.NewScalar().Multiply(a[i], u)
+			na[i].Add(na[i], t.Multiply(a[h+i], uInv))
+			nb[i] = ristretto255.NewScalar().Multiply(b[i], uInv)
+			nb[i].Add(nb[i], t.Multiply(b[h+i], u))
+		}
+		a, b = na, nb
+		v.fold(u, uInv, h)
 	}
 	out = append(out, a[0].Bytes()...)
 	return append(out, b[0].Bytes()...)
+}
+
+// foldEvery is how many rounds of the inner-product argument the prover's
+// generators are folded at once (ipaGens).
+const foldEvery = 3
+
+// ipaGens are the prover's generators in the inner-product argument,
+// folded lazily. g and h are the vectors as last folded (length m), hc
+// factors of h's elements (y^(−i) until the first fold), and us the
+// challenges of the k rounds since, latest first; the current vectors have
+// n = m/2^k elements:
+//
+//	G_i = Σ_t cg_t·g[i + t·n],   H_i = Σ_t ch_t·hc[i + t·n]·h[i + t·n]   (t < 2^k),
+//
+// where bit j of t picks, for the challenge us[j], u (set) or u^-1 (clear)
+// in cg_t, the other in ch_t (G' = u^-1·G_lo + u·G_hi, H' = u·H_lo +
+// u^-1·H_hi, round after round).
+type ipaGens struct {
+	g, h      []*ristretto255.Element
+	hc        []ristretto255.Scalar
+	us, usInv []*ristretto255.Scalar
+	cg, ch    []ristretto255.Scalar // cg_t, ch_t
+}
+
+// coefs sets cg and ch for the challenges since the last fold.
+func (v *ipaGens) coefs() {
+	k := len(v.us)
+	v.cg = make([]ristretto255.Scalar, 1<<k)
+	v.ch = make([]ristretto255.Scalar, 1<<k)
+	for t := range v.cg {
+		v.cg[t].Set(scalarUint(1))
+		v.ch[t].Set(scalarUint(1))
+		for j := range k {
+			if t>>j&1 == 1 {
+				v.cg[t].Multiply(&v.cg[t], v.us[j])
+				v.ch[t].Multiply(&v.ch[t], v.usInv[j])
+			} else {
+				v.cg[t].Multiply(&v.cg[t], v.usInv[j])
+				v.ch[t].Multiply(&v.ch[t], v.us[j])
+			}
+		}
+	}
+}
+
+// terms are the scalars and points of <sa, G[ga:ga+len(sa)]> +
+// <sb, H[hb:hb+len(sb)]> over the last folded vectors.
+func (v *ipaGens) terms(sa []*ristretto255.Scalar, ga int, sb []*ristretto255.Scalar, hb int) ([]*ristretto255.Scalar, []*ristretto255.Element) {
+	n := len(v.g) >> len(v.us)
+	if v.cg == nil {
+		v.coefs()
+	}
+	k := len(v.cg)
+	scalars := make([]ristretto255.Scalar, 0, k*(len(sa)+len(sb)))
+	points := make([]*ristretto255.Element, 0, k*(len(sa)+len(sb)))
+	for t := range k {
+		for i, x := range sa {
+			var s ristretto255.Scalar
+			scalars = append(scalars, *s.Multiply(x, &v.cg[t]))
+			points = append(points, v.g[ga+i+t*n])
+		}
+		for i, x := range sb {
+			var s ristretto255.Scalar
+			s.Multiply(x, &v.ch[t])
+			scalars = append(scalars, *s.Multiply(&s, &v.hc[hb+i+t*n]))
+			points = append(points, v.h[hb+i+t*n])
+		}
+	}
+	return ptrs(scalars), points
+}
+
+// fold records a round's challenge u; every foldEvery rounds, while
+// generators are still needed (h > 1), it folds them into vectors of h.
+func (v *ipaGens) fold(u, uInv *ristretto255.Scalar, h int) {
+	v.us = append([]*ristretto255.Scalar{u}, v.us...)
+	v.usInv = append([]*ristretto255.Scalar{uInv}, v.usInv...)
+	v.cg = nil
+	if len(v.us) < foldEvery || h <= 1 {
+		return
+	}
+	v.coefs()
+	k := len(v.cg)
+	ng := make([]*ristretto255.Element, h)
+	nh := make([]*ristretto255.Element, h)
+	fold(h, func(lo, hi int) {
+		sg := make([]*ristretto255.Scalar, k)
+		sh := make([]*ristretto255.Scalar, k)
+		pg := make([]*ristretto255.Element, k)
+		ph := make([]*ristretto255.Element, k)
+		for t := range k {
+			sh[t] = ristretto255.NewScalar()
+		}
+		for i := lo; i < hi; i++ {
+			for t := range k {
+				sg[t], pg[t], ph[t] = &v.cg[t], v.g[i+t*h], v.h[i+t*h]
+				sh[t].Multiply(&v.ch[t], &v.hc[i+t*h])
+			}
+			ng[i] = ristretto255.NewIdentityElement().VarTimeMultiScalarMult(sg, pg)
+			nh[i] = ristretto255.NewIdentityElement().VarTimeMultiScalarMult(sh, ph)
+		}
+	})
+	v.g, v.h = ng, nh
+	v.hc = powers(scalarUint(1), h)
+	v.us, v.usInv, v.cg = nil, nil, nil
 }
 
 // verify checks one chunk's proof (its size already checked) in one
