@@ -237,6 +237,9 @@ Example:
 			} else if v.Decrypted {
 				fmt.Fprintln(out, "VERIFIED: the result is the decryption of the sum these nodes committed to")
 			} else {
+				if v.RangesProven {
+					fmt.Fprintln(out, "every sender's range proof verified here: the values they committed to are within the plan's bounds")
+				}
 				fmt.Fprintf(out, "VERIFIED up to the key switch: the result key was withheld (%s), so the decryption itself was not checked\n", v.Withheld)
 			}
 			return nil

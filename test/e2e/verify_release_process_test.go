@@ -22,8 +22,10 @@ import (
 // query id without a record is an error; its --help says what is checked.
 // A query on a study table plans only with the network catalogue: verify
 // without it checks nothing and asks for --network-config, with the
-// coordinator's config file it verifies. --format json prints the verdict
-// as one object, over the HTTP/JSON API with the analyst's certificate.
+// coordinator's config file it verifies. A mean's result key is withheld:
+// verify checks up to the key switch, and the range proofs. --format json
+// prints the verdict as one object, over the HTTP/JSON API with the
+// analyst's certificate.
 func TestVerifiableReleaseProcesses(t *testing.T) {
 	data, err := demo.Synthetic(3, 300, 11)
 	if err != nil {
@@ -67,6 +69,18 @@ func TestVerifiableReleaseProcesses(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("verify of a reused answer printed %q, without %q", out, want)
 		}
+	}
+	// A mean releases a ratio, not the sums behind it: the coordinator
+	// withholds the result key, and verify checks up to the key switch,
+	// the range proofs included (they need no key).
+	_, stderrMean := cliQueryJSON(t, p, 3, "SELECT AVG(CLAMP(value, 0, 100)) FROM observations")
+	mMean := regexp.MustCompile(`query (q-[0-9a-f]+)`).FindStringSubmatch(stderrMean)
+	if mMean == nil {
+		t.Fatalf("no query id in %q", stderrMean)
+	}
+	out, errOut, err = cli(t, p, "verify", mMean[1])
+	if err != nil || !strings.Contains(out, "VERIFIED up to the key switch") || !strings.Contains(out, "every sender's range proof verified here") {
+		t.Errorf("verify of a mean (key withheld): %v\n%s%s", err, out, errOut)
 	}
 	// A query on the study table.
 	_, stderr3 := cliQueryJSON(t, p, 3, "--epsilon", "2", "SELECT COUNT(*) AS n FROM survival")
