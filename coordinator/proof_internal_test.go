@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/crypto/rangeproof"
@@ -45,19 +47,20 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 	spec := &typesv1.QuerySpec{Sql: "SELECT COUNT(*) FROM patients", MinNodes: 3}
 	shape := protocol.PartialShape{SpecDigest: protocol.SpecDigest(spec), VectorLen: 2, Params: p, Ranges: []rangeproof.Range{{Lo: 0, Hi: 100}, {Lo: 0, Hi: 100}}}
 
-	// partial is node-3's partial (3, 4), its range proof made for this
-	// query and its proofs of encryption for ctx.
-	signedPartial := func(ctx []byte, mutate func(*nodev1.PartialPayload)) *typesv1.Signed {
+	// partialOf is node-3's partial of values committed to and proven in
+	// ranges for this query, its proofs of encryption for ctx (linked to
+	// the commitments).
+	partialOf := func(values []int64, ranges []rangeproof.Range, ctx []byte, mutate func(*nodev1.PartialPayload)) *typesv1.Signed {
 		t.Helper()
-		encoded, coms, rproof, err := protocol.EncodePartial([]int64{3, 4}, shape.Ranges, "q-1", e.ID, "node-3", shape.SpecDigest)
+		encoded, rc, err := protocol.EncodePartial(values, ranges, "q-1", e.ID, "node-3", shape.SpecDigest)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cts, proofs, err := homomorphic.EncryptProven(p, rk.Public(), encoded, ctx)
+		cts, proofs, link, err := protocol.EncryptEncoded(p, rk.Public(), encoded, rc, ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pl := &nodev1.PartialPayload{SpecDigest: shape.SpecDigest, VectorLen: 2, Proofs: proofs, RangeCommitments: coms, RangeProof: rproof}
+		pl := &nodev1.PartialPayload{SpecDigest: shape.SpecDigest, VectorLen: 2, Proofs: proofs, RangeCommitments: rc.Commitments, RangeProof: rc.Proof, RangeLink: link}
 		for _, ct := range cts {
 			b, err := ct.MarshalBinary()
 			if err != nil {
@@ -74,6 +77,11 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 		}
 		return s
 	}
+	// signedPartial is node-3's partial (3, 4) in the plan's ranges.
+	signedPartial := func(ctx []byte, mutate func(*nodev1.PartialPayload)) *typesv1.Signed {
+		t.Helper()
+		return partialOf([]int64{3, 4}, shape.Ranges, ctx, mutate)
+	}
 	own := protocol.EncryptionContext("q-1", e.ID, "node-3", shape.SpecDigest)
 	if pt, err := c.verifyPartial("q-1", spec, e, mem, signedPartial(own, nil), shape); err != nil || len(pt.commitments) != 2*rangeproof.PointSize {
 		t.Fatalf("a partial with its proofs: %v (%d bytes of commitments kept)", err, len(pt.commitments))
@@ -82,17 +90,46 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// (3, 400), committed to and proven in a range that allows 400.
-	_, wideComs, wideProof, err := protocol.EncodePartial([]int64{3, 400}, []rangeproof.Range{{Lo: 0, Hi: 1000}, {Lo: 0, Hi: 1000}}, "q-1", e.ID, "node-3", shape.SpecDigest)
-	if err != nil {
-		t.Fatal(err)
+	var otherLink []byte
+	{
+		var pl nodev1.PartialPayload
+		if err := proto.Unmarshal(signedPartial(own, nil).GetPayload(), &pl); err != nil {
+			t.Fatal(err)
+		}
+		otherLink = pl.GetRangeLink()
+	}
+	// liar is node-3's encryption of (3, 400) (and the limbs of (3, 4)'s
+	// blindings) with a link made from the commitments to (3, 4): the
+	// real protocol with one step changed.
+	liar := func(pl *nodev1.PartialPayload) {
+		encoded, rc, err := protocol.EncodePartial([]int64{3, 4}, shape.Ranges, "q-1", e.ID, "node-3", shape.SpecDigest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		encoded[1] = 400
+		cts, proofs, link, err := protocol.EncryptEncoded(p, rk.Public(), encoded, rc, own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl.Ciphertexts = nil
+		for _, ct := range cts {
+			b, err := ct.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl.Ciphertexts = append(pl.Ciphertexts, b)
+		}
+		pl.Proofs, pl.RangeCommitments, pl.RangeProof, pl.RangeLink = proofs, rc.Commitments, rc.Proof, link
 	}
 	for name, s := range map[string]*typesv1.Signed{
-		"another query's proofs":  signedPartial(protocol.EncryptionContext("q-0", e.ID, "node-3", shape.SpecDigest), nil),
-		"another member's proofs": signedPartial(protocol.EncryptionContext("q-1", e.ID, "node-1", shape.SpecDigest), nil),
-		"another ciphertext's":    signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = alt[0] }),
-		"a truncated proof":       signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = pl.Proofs[0][:len(pl.Proofs[0])-1] }),
-		"no proofs":               signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs = nil }),
+		"another query's proofs":                signedPartial(protocol.EncryptionContext("q-0", e.ID, "node-3", shape.SpecDigest), nil),
+		"another member's proofs":               signedPartial(protocol.EncryptionContext("q-1", e.ID, "node-1", shape.SpecDigest), nil),
+		"another ciphertext's":                  signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = alt[0] }),
+		"a truncated proof":                     signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = pl.Proofs[0][:len(pl.Proofs[0])-1] }),
+		"no proofs":                             signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs = nil }),
+		"no link":                               signedPartial(own, func(pl *nodev1.PartialPayload) { pl.RangeLink = nil }),
+		"another partial's link":                signedPartial(own, func(pl *nodev1.PartialPayload) { pl.RangeLink = otherLink }),
+		"(3, 400) behind commitments to (3, 4)": signedPartial(own, liar),
 	} {
 		_, err := c.verifyPartial("q-1", spec, e, mem, s, shape)
 		if err == nil || !strings.Contains(err.Error(), "partial rejected") {
@@ -100,6 +137,13 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 		}
 		if name == "no proofs" && !errors.Is(err, protocol.ErrUnproven) {
 			t.Fatalf("no proofs: %v, want ErrUnproven", err)
+		}
+		// Another partial's link: its masks' commitments are not the ones
+		// bound into these proofs of encryption, which fail.
+		if name == "no link" || strings.Contains(name, "behind") {
+			if !errors.Is(err, protocol.ErrUnlinked) {
+				t.Fatalf("%s: %v, want ErrUnlinked", name, err)
+			}
 		}
 	}
 	// A range proof is checked with the others of the set (checkRanges):
@@ -109,7 +153,8 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wide, err := c.verifyPartial("q-1", spec, e, mem, signedPartial(own, func(pl *nodev1.PartialPayload) { pl.RangeCommitments, pl.RangeProof = wideComs, wideProof }), shape)
+	// (3, 400), committed to and proven in a range that allows 400.
+	wide, err := c.verifyPartial("q-1", spec, e, mem, partialOf([]int64{3, 400}, []rangeproof.Range{{Lo: 0, Hi: 1000}, {Lo: 0, Hi: 1000}}, own, nil), shape)
 	if err != nil {
 		t.Fatalf("a range proof is not checked alone: %v", err)
 	}

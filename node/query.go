@@ -481,12 +481,14 @@ func (n *Node) sealPartial(e *epochState, queryID string, payload *nodev1.Partia
 		payload.Plaintext = slots
 	} else {
 		var encoded []int64
+		var c *rangeproof.Committed
 		if n.cfg.Policy.SkipRangeProofs {
-			encoded, payload.RangeCommitments = protocol.EncodeUnproven(slots)
-		} else if encoded, payload.RangeCommitments, payload.RangeProof, err = protocol.EncodePartial(slots, protocol.PartialRanges(p), queryID, e.Epoch, n.id, payload.GetSpecDigest()); err != nil {
+			encoded, c = protocol.EncodeUnproven(slots)
+		} else if encoded, c, err = protocol.EncodePartial(slots, protocol.PartialRanges(p), queryID, e.Epoch, n.id, payload.GetSpecDigest()); err != nil {
 			return nil, nil, err
 		}
-		if cts, payload.Proofs, err = homomorphic.EncryptProven(e.Params, e.PublicKey, encoded,
+		payload.RangeCommitments, payload.RangeProof = c.Commitments, c.Proof
+		if cts, payload.Proofs, payload.RangeLink, err = protocol.EncryptEncoded(e.Params, e.PublicKey, encoded, c,
 			protocol.EncryptionContext(queryID, e.Epoch, n.id, payload.GetSpecDigest())); err != nil {
 			return nil, nil, err
 		}

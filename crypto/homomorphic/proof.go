@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/ring"
 	"github.com/tuneinsight/lattigo/v5/utils/sampling"
 
@@ -52,6 +53,33 @@ type encWitness struct {
 // EncryptProven is Encrypt with a proof of encryption per ciphertext, bound
 // to context and to the ciphertext's index.
 func EncryptProven(p Params, pk *PublicKey, values []int64, context []byte) ([]*Ciphertext, [][]byte, error) {
+	return encryptProven(p, pk, values, context, nil)
+}
+
+// SlotLink links the plaintext slots of the ciphertexts EncryptLinked makes
+// to commitments made elsewhere (docs/crypto.md, "The link";
+// crypto/rangeproof's Linker). For ciphertext i, Mask draws the slots of
+// the round's mask of the plaintext (each uniform modulo t) and returns
+// bytes committing to it, bound into the proof's challenge; Answer is
+// called once the proof of ciphertext i is made, with the slots of its
+// challenge (c as a plaintext, each modulo t): slot j of the proof's
+// answer is then mask_j + c_j*value_j modulo t, and Answer opens the
+// commitment to that.
+type SlotLink interface {
+	Mask(i int) (slots []uint64, bound []byte, err error)
+	Answer(i int, challenge []uint64) error
+}
+
+// EncryptLinked is EncryptProven with each ciphertext's proof linked to
+// link (a proof that its slots are the values the link commits to).
+func EncryptLinked(p Params, pk *PublicKey, values []int64, context []byte, link SlotLink) ([]*Ciphertext, [][]byte, error) {
+	if link == nil {
+		return nil, nil, fmt.Errorf("%w: no link", ErrInvalidArgument)
+	}
+	return encryptProven(p, pk, values, context, link)
+}
+
+func encryptProven(p Params, pk *PublicKey, values []int64, context []byte, link SlotLink) ([]*Ciphertext, [][]byte, error) {
 	if err := p.check(); err != nil {
 		return nil, nil, err
 	}
@@ -95,7 +123,12 @@ func EncryptProven(p Params, pk *PublicKey, values []int64, context []byte) ([]*
 		ct := p.newCiphertext()
 		p.applyEnc(pk, w.u, w.e0, w.e1, w.m, ct.Value[0], ct.Value[1])
 		c := &Ciphertext{p: p, ct: ct}
-		proof, err := p.prove(pk, c, w, context, len(cts))
+		var proof []byte
+		if link == nil {
+			proof, err = p.prove(pk, c, w, context, len(cts))
+		} else {
+			proof, err = p.proveLinked(pk, c, w, context, len(cts), link)
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -178,25 +211,120 @@ func (p Params) prove(pk *PublicKey, ct *Ciphertext, w *encWitness, context []by
 	return proof, nil
 }
 
+// proveLinked proves ct with the mask of m from link, and gives link the
+// slots of the accepted challenge.
+func (p Params) proveLinked(pk *PublicKey, ct *Ciphertext, w *encWitness, context []byte, index int, link SlotLink) ([]byte, error) {
+	st := p.encStatement(pk, ct, context, index)
+	st.Linked = true
+	st.MaskT = func() ([]uint64, []byte, error) {
+		slots, bound, err := link.Mask(index)
+		if err != nil {
+			return nil, nil, err
+		}
+		yt, err := p.fromSlots(slots)
+		return yt, bound, err
+	}
+	proof, c, err := shortproof.ProveLinked(st, [][]int64{w.u, w.e0, w.e1}, w.m)
+	if err != nil {
+		return nil, fmt.Errorf("homomorphic: proof of encryption: %w", err)
+	}
+	if err := link.Answer(index, p.challengeSlots(c)); err != nil {
+		return nil, err
+	}
+	return proof, nil
+}
+
+// fromSlots is the plaintext polynomial (coefficients modulo t) whose
+// slots, as Encrypt encodes them, are slots (each below t).
+func (p Params) fromSlots(slots []uint64) ([]uint64, error) {
+	t := p.PlaintextModulus()
+	if len(slots) != p.s.slots {
+		return nil, fmt.Errorf("%w: %d slots for %d", ErrInvalidArgument, len(slots), p.s.slots)
+	}
+	for _, v := range slots {
+		if v >= t {
+			return nil, fmt.Errorf("%w: a slot not below t", ErrInvalidArgument)
+		}
+	}
+	ecd := p.encoder()
+	defer p.putEncoder(ecd)
+	pT := p.s.bgv.RingT().NewPoly()
+	if err := ecd.EncodeRingT(slots, p.s.meta.Scale, pT); err != nil {
+		return nil, fmt.Errorf("homomorphic: encode: %w", err)
+	}
+	return append([]uint64(nil), pT.Coeffs[0]...), nil
+}
+
+// toSlots is the inverse of fromSlots: the slots of a plaintext polynomial
+// as Encrypt's encoding reads them (divided by the scale).
+func (p Params) toSlots(coeffs []uint64, scale rlwe.Scale) []uint64 {
+	ecd := p.encoder()
+	defer p.putEncoder(ecd)
+	pT := p.s.bgv.RingT().NewPoly()
+	copy(pT.Coeffs[0], coeffs)
+	out := make([]uint64, p.s.slots)
+	if err := ecd.DecodeRingT(pT, scale, out); err != nil {
+		panic(err) // []uint64 of the ring's length: cannot fail
+	}
+	return out
+}
+
+// challengeSlots are the slots of a challenge c (coefficients in {-1, 0,
+// 1}) taken as a plaintext without scale: for any plaintext m, the slots
+// of c*m are these times m's slots, slot by slot, modulo t.
+func (p Params) challengeSlots(c []int64) []uint64 {
+	t := p.PlaintextModulus()
+	coeffs := make([]uint64, len(c))
+	for i, v := range c {
+		switch {
+		case v > 0:
+			coeffs[i] = uint64(v)
+		case v < 0:
+			coeffs[i] = t - uint64(-v)
+		}
+	}
+	return p.toSlots(coeffs, rlwe.NewScale(1))
+}
+
 // VerifyEncryption checks a proof of encryption of ct under pk, made by
 // EncryptProven with this context for the index-th ciphertext.
 func VerifyEncryption(p Params, pk *PublicKey, ct *Ciphertext, proof, context []byte, index int) error {
+	_, _, err := verifyEncryption(p, pk, ct, proof, context, index, false, nil)
+	return err
+}
+
+// VerifyEncryptionLinked checks a proof of encryption made by
+// EncryptLinked, whose link bound the bytes bound into its challenge, and
+// returns the slots of its challenge and of its answer for the plaintext
+// (slot j of the answer is mask_j + challenge_j*m_j modulo t), which the
+// link's verifier checks against its commitments.
+func VerifyEncryptionLinked(p Params, pk *PublicKey, ct *Ciphertext, proof, context []byte, index int, bound []byte) (challenge, answer []uint64, err error) {
+	return verifyEncryption(p, pk, ct, proof, context, index, true, bound)
+}
+
+func verifyEncryption(p Params, pk *PublicKey, ct *Ciphertext, proof, context []byte, index int, linked bool, bound []byte) ([]uint64, []uint64, error) {
 	if err := p.check(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if pk == nil || pk.pk == nil || !pk.p.Equal(p) {
-		return fmt.Errorf("%w: public key missing or of another parameter set", ErrMismatch)
+		return nil, nil, fmt.Errorf("%w: public key missing or of another parameter set", ErrMismatch)
 	}
 	if err := ct.validFor(p); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if !ct.ct.IsNTT {
-		return fmt.Errorf("%w: ciphertext not in the NTT domain", ErrProof)
+		return nil, nil, fmt.Errorf("%w: ciphertext not in the NTT domain", ErrProof)
 	}
-	if err := shortproof.Verify(p.encStatement(pk, ct, context, index), proof); err != nil {
-		return fmt.Errorf("%w: %v", ErrProof, err)
+	st := p.encStatement(pk, ct, context, index)
+	st.Linked, st.Bound = linked, bound
+	c, zt, err := shortproof.VerifyLinked(st, proof)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrProof, err)
 	}
-	return nil
+	if !linked {
+		return nil, nil, nil
+	}
+	return p.challengeSlots(c), p.toSlots(zt, p.s.meta.Scale), nil
 }
 
 // ProofSize is the length in bytes of one proof of encryption.

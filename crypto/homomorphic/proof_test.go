@@ -2,6 +2,9 @@ package homomorphic_test
 
 import (
 	"errors"
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
@@ -232,4 +235,104 @@ func BenchmarkVerifyEncryption(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// recordingLink is a SlotLink that draws uniform slot masks, binds a
+// label of them, and keeps the accepted round's mask and challenge.
+type recordingLink struct {
+	t      uint64
+	slots  int
+	rounds int
+	mask   map[int][]uint64
+	chal   map[int][]uint64
+}
+
+func (l *recordingLink) Mask(i int) ([]uint64, []byte, error) {
+	l.rounds++
+	m := make([]uint64, l.slots)
+	for j := range m {
+		m[j] = rand.Uint64N(l.t)
+	}
+	l.mask[i] = m
+	return m, []byte(fmt.Sprintf("mask of %d, round %d", i, l.rounds)), nil
+}
+
+func (l *recordingLink) Answer(i int, c []uint64) error {
+	l.chal[i] = c
+	return nil
+}
+
+// TestEncryptLinked: a linked proof verifies with the bytes its link bound
+// (not with others, nor as an unlinked proof), and the slots it returns
+// are those the link was given; slot j of the answer is mask_j +
+// challenge_j*value_j modulo t, the relation crypto/rangeproof's link
+// checks (docs/crypto.md, "The link").
+func TestEncryptLinked(t *testing.T) {
+	p := testParams(t)
+	rk, err := homomorphic.GenResultKey(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := rk.Public()
+	tm := p.PlaintextModulus()
+	values := make([]int64, p.Slots()+5)
+	for i := range values {
+		values[i] = int64(i%2000) - 1000
+	}
+	values[3] = -1_000_000
+	link := &recordingLink{t: tm, slots: p.Slots(), mask: map[int][]uint64{}, chal: map[int][]uint64{}}
+	ctx := []byte("linked")
+	cts, proofs, err := homomorphic.EncryptLinked(p, pk, values, ctx, link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := homomorphic.Decrypt(p, rk, cts, len(values))
+	if err != nil || got[3] != -1_000_000 || got[len(values)-1] != values[len(values)-1] {
+		t.Fatalf("a linked encryption decrypts to %v..., %v", got[:4], err)
+	}
+	for i, ct := range cts {
+		var bound []byte
+		for r := 1; r <= link.rounds; r++ {
+			b := []byte(fmt.Sprintf("mask of %d, round %d", i, r))
+			if _, _, err := homomorphic.VerifyEncryptionLinked(p, pk, ct, proofs[i], ctx, i, b); err == nil {
+				bound = b
+			}
+		}
+		if bound == nil {
+			t.Fatalf("ciphertext %d: no round's bytes verify", i)
+		}
+		c, z, err := homomorphic.VerifyEncryptionLinked(p, pk, ct, proofs[i], ctx, i, bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range c {
+			if c[j] != link.chal[i][j] {
+				t.Fatalf("ciphertext %d, slot %d: challenge %d, the link was given %d", i, j, c[j], link.chal[i][j])
+			}
+			var v uint64
+			if k := i*p.Slots() + j; k < len(values) {
+				if values[k] < 0 {
+					v = tm - uint64(-values[k])
+				} else {
+					v = uint64(values[k])
+				}
+			}
+			want := (link.mask[i][j] + mulMod(c[j], v, tm)) % tm
+			if z[j] != want {
+				t.Fatalf("ciphertext %d, slot %d: answer %d, mask + challenge*value %d", i, j, z[j], want)
+			}
+		}
+		if err := homomorphic.VerifyEncryption(p, pk, ct, proofs[i], ctx, i); !errors.Is(err, homomorphic.ErrProof) {
+			t.Fatalf("a linked proof verified unlinked: %v", err)
+		}
+		if _, _, err := homomorphic.VerifyEncryptionLinked(p, pk, ct, proofs[i], ctx, i, []byte("other bytes")); !errors.Is(err, homomorphic.ErrProof) {
+			t.Fatalf("a linked proof verified with other bound bytes: %v", err)
+		}
+	}
+}
+
+func mulMod(a, b, m uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	_, r := bits.Div64(hi%m, lo, m)
+	return r
 }

@@ -58,3 +58,41 @@ func BenchmarkVerifyAll(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLink: a node's link of d values (its masks' commitments and
+// answers, without the proof of encryption) and a checker's CheckLink, in
+// ciphertexts of 8192 slots.
+func BenchmarkLink(b *testing.B) {
+	const tm, slots = 1099511480321, 8192
+	for _, d := range []int{1, 530} {
+		values := make([]int64, d)
+		c := Commit(values)
+		chal := make([]uint64, slots)
+		for j := range chal {
+			chal[j] = uint64(j+1) * 7919 % tm
+		}
+		var mask []uint64
+		var link []byte
+		b.Run(fmt.Sprintf("make/d=%d", d), func(b *testing.B) {
+			for b.Loop() {
+				l := c.Linker(slots, tm)
+				var err error
+				if mask, _, err = l.Mask(0); err != nil {
+					b.Fatal(err)
+				}
+				if err := l.Answer(0, chal); err != nil {
+					b.Fatal(err)
+				}
+				link = l.Link()
+			}
+		})
+		ans := answerSlots(mask, chal, values, tm)
+		b.Run(fmt.Sprintf("check/d=%d", d), func(b *testing.B) {
+			for b.Loop() {
+				if err := CheckLink(c.Commitments, link, slots, tm, 0, chal, ans); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -44,6 +44,10 @@ type Committed struct {
 	Proof []byte
 	// Limbs are Limbs limbs per value (value-major), each in [0, 2^LimbBits).
 	Limbs []int64
+
+	// values and gammas open the commitments, for the link (Linker).
+	values []int64
+	gammas []ristretto255.Scalar
 }
 
 // Prove commits to values and proves that each v is in [Lo, Lo + 2^w − 1]
@@ -93,8 +97,9 @@ func Commit(values []int64) *Committed {
 }
 
 func commitAll(values []int64) (*Committed, []ristretto255.Scalar) {
-	out := &Committed{Commitments: make([]byte, 0, PointSize*len(values)), Limbs: make([]int64, 0, Limbs*len(values))}
 	gammas := make([]ristretto255.Scalar, len(values))
+	out := &Committed{Commitments: make([]byte, 0, PointSize*len(values)), Limbs: make([]int64, 0, Limbs*len(values)),
+		values: append([]int64(nil), values...), gammas: gammas}
 	for j, v := range values {
 		randomScalar(&gammas[j])
 		out.Commitments = append(out.Commitments, commit(v, &gammas[j]).Bytes()...)

@@ -52,28 +52,42 @@ func PartialRanges(p *plan.Plan) []rangeproof.Range {
 // EncodePartial commits to a node's noisy slots and proves them within
 // ranges, one per slot (rangeproof.Prove, bound to EncryptionContext): it
 // returns what the node encrypts, the slots followed by their blindings'
-// limbs, and the commitments and proof its payload carries.
-func EncodePartial(slots []int64, ranges []rangeproof.Range, queryID string, epoch uint64, node string, specDigest []byte) (encoded []int64, commitments, proof []byte, err error) {
+// limbs, and the commitments with their proof and openings (the payload
+// carries Commitments and Proof; EncryptEncoded links the ciphertexts to
+// them).
+func EncodePartial(slots []int64, ranges []rangeproof.Range, queryID string, epoch uint64, node string, specDigest []byte) (encoded []int64, c *rangeproof.Committed, err error) {
 	if len(ranges) != len(slots) {
-		return nil, nil, nil, fmt.Errorf("protocol: %d ranges for %d slots", len(ranges), len(slots))
+		return nil, nil, fmt.Errorf("protocol: %d ranges for %d slots", len(ranges), len(slots))
 	}
-	c, err := rangeproof.Prove(slots, ranges, EncryptionContext(queryID, epoch, node, specDigest))
-	if err != nil {
-		return nil, nil, nil, err
+	if c, err = rangeproof.Prove(slots, ranges, EncryptionContext(queryID, epoch, node, specDigest)); err != nil {
+		return nil, nil, err
 	}
-	return encodeCommitted(slots, c), c.Commitments, c.Proof, nil
+	return encodeCommitted(slots, c), c, nil
 }
 
 // EncodeUnproven is EncodePartial without the proof (policy
 // skip_range_proofs): the commitments and the limbs, which the release
 // still checks the total against.
-func EncodeUnproven(slots []int64) (encoded []int64, commitments []byte) {
-	c := rangeproof.Commit(slots)
-	return encodeCommitted(slots, c), c.Commitments
+func EncodeUnproven(slots []int64) (encoded []int64, c *rangeproof.Committed) {
+	c = rangeproof.Commit(slots)
+	return encodeCommitted(slots, c), c
 }
 
 func encodeCommitted(slots []int64, c *rangeproof.Committed) []int64 {
 	return append(append(make([]int64, 0, rangeproof.EncodedLen(len(slots))), slots...), c.Limbs...)
+}
+
+// EncryptEncoded encrypts encoded (EncodePartial's) under pk with a proof
+// of encryption per ciphertext bound to context, each linked to c's
+// commitments (rangeproof.Linker): it returns the ciphertexts, the proofs
+// and the link (payload fields ciphertexts, proofs, range_link).
+func EncryptEncoded(params homomorphic.Params, pk *homomorphic.PublicKey, encoded []int64, c *rangeproof.Committed, context []byte) ([]*homomorphic.Ciphertext, [][]byte, []byte, error) {
+	link := c.Linker(params.Slots(), params.PlaintextModulus())
+	cts, proofs, err := homomorphic.EncryptLinked(params, pk, encoded, context, link)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cts, proofs, link.Link(), nil
 }
 
 // Partial is a partial that passed OpenPartial: its signed form (the one
@@ -93,7 +107,9 @@ type Partial struct {
 	// RangeCommitments and RangeProof are the commitments to the values
 	// and the proof that they are in the plan's bounds (CheckRangeProofs
 	// verifies it; the release checks the total against the commitments).
-	RangeCommitments, RangeProof []byte
+	// RangeLink links them to the ciphertexts' slots (CheckEncryptionProofs
+	// verifies it with the proofs of encryption).
+	RangeCommitments, RangeProof, RangeLink []byte
 }
 
 // EncryptionContext is what a partial's proofs of encryption are bound to:
@@ -129,12 +145,28 @@ func CheckEncryptionProofs(params homomorphic.Params, pk *homomorphic.PublicKey,
 	}
 	ctx := EncryptionContext(queryID, epoch, node, specDigest)
 	for i := range p.Proofs {
-		if err := homomorphic.VerifyEncryption(params, pk, p.Ciphertexts[i], p.Proofs[i], ctx, i); err != nil {
+		// Every proof is linked to the range commitments: its ciphertext's
+		// value slots hold the committed values (docs/crypto.md, "The
+		// link").
+		bound, err := rangeproof.LinkBound(p.RangeCommitments, p.RangeLink, params.Slots(), i)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnlinked, err)
+		}
+		chal, ans, err := homomorphic.VerifyEncryptionLinked(params, pk, p.Ciphertexts[i], p.Proofs[i], ctx, i, bound)
+		if err != nil {
 			return fmt.Errorf("ciphertext %d: %w", i, err)
+		}
+		if err := rangeproof.CheckLink(p.RangeCommitments, p.RangeLink, params.Slots(), params.PlaintextModulus(), i, chal, ans); err != nil {
+			return fmt.Errorf("%w: %w", ErrUnlinked, err)
 		}
 	}
 	return nil
 }
+
+// ErrUnlinked is CheckEncryptionProofs's refusal of a partial whose
+// ciphertexts are not linked to its range commitments: a value slot that
+// does not hold the value committed to, or no link.
+var ErrUnlinked = errors.New("its ciphertexts do not encrypt the values it committed to")
 
 // RangeProofItem is what p's range proof is checked against: its
 // commitments, shape's ranges and the context of node's partial of queryID
@@ -211,7 +243,7 @@ func OpenPartial(pub crypto.PublicKey, s *typesv1.Signed, queryID string, epoch 
 			n, want.VectorLen, rangeproof.PointSize*want.VectorLen)
 	}
 	out := &Partial{Signed: s, Ciphertexts: make([]*homomorphic.Ciphertext, cts), DataVersion: payload.GetDataVersion(), Proofs: payload.GetProofs(),
-		RangeCommitments: payload.GetRangeCommitments(), RangeProof: payload.GetRangeProof()}
+		RangeCommitments: payload.GetRangeCommitments(), RangeProof: payload.GetRangeProof(), RangeLink: payload.GetRangeLink()}
 	for i, b := range payload.GetCiphertexts() {
 		if out.Ciphertexts[i], err = homomorphic.UnmarshalCiphertext(want.Params, b); err != nil {
 			return nil, fmt.Errorf("ciphertext %d: %w", i, err)

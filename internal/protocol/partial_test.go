@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/crypto/rangeproof"
@@ -54,16 +56,23 @@ func encrypted(t *testing.T, params homomorphic.Params, spec *typesv1.QuerySpec,
 		}
 		pk = append(pk, rk.Public())
 	}
+	return encryptedOf(t, params, spec, make([]int64, n), protocol.PartialRanges(testPlan(t, spec)), "q-1", pk[0])
+}
+
+// encryptedOf is encrypted of values, proven in ranges for the query id
+// rangeQuery (q-1, the partial's, unless a test wants another's), under pk.
+func encryptedOf(t *testing.T, params homomorphic.Params, spec *typesv1.QuerySpec, values []int64, ranges []rangeproof.Range, rangeQuery string, pk *homomorphic.PublicKey) *nodev1.PartialPayload {
+	t.Helper()
 	digest := protocol.SpecDigest(spec)
-	encoded, coms, proof, err := protocol.EncodePartial(make([]int64, n), protocol.PartialRanges(testPlan(t, spec)), "q-1", 3, "node-1", digest)
+	encoded, rc, err := protocol.EncodePartial(values, ranges, rangeQuery, 3, "node-1", digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cts, proofs, err := homomorphic.EncryptProven(params, pk[0], encoded, protocol.EncryptionContext("q-1", 3, "node-1", digest))
+	cts, proofs, link, err := protocol.EncryptEncoded(params, pk, encoded, rc, protocol.EncryptionContext("q-1", 3, "node-1", digest))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &nodev1.PartialPayload{VectorLen: int32(n), SpecDigest: digest, Proofs: proofs, RangeCommitments: coms, RangeProof: proof}
+	out := &nodev1.PartialPayload{VectorLen: int32(len(values)), SpecDigest: digest, Proofs: proofs, RangeCommitments: rc.Commitments, RangeProof: rc.Proof, RangeLink: link}
 	for _, ct := range cts {
 		b, err := ct.MarshalBinary()
 		if err != nil {
@@ -214,29 +223,62 @@ func TestCheckPartialProofs(t *testing.T) {
 	if err := check(open(honest), false); err != nil {
 		t.Fatalf("an honest partial: %v", err)
 	}
-	// A count of minus a million, proven in a range that allows it.
+	// A count of minus a million, proven in a range that allows it (and
+	// encrypted, linked to its commitment).
 	digest := protocol.SpecDigest(spec)
 	wide := []rangeproof.Range{{Lo: -2_000_000, Hi: 2_000_000}}
-	_, coms, proof, err := protocol.EncodePartial([]int64{-1_000_000}, wide, "q-1", 3, "node-1", digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	minusAMillion := encrypted(t, params, spec, p.VectorLen(), rk.Public())
-	minusAMillion.RangeCommitments, minusAMillion.RangeProof = coms, proof
-	if _, _, _, err := protocol.EncodePartial([]int64{-1_000_000}, shape.Ranges, "q-1", 3, "node-1", digest); !errors.Is(err, rangeproof.ErrProof) {
+	minusAMillion := encryptedOf(t, params, spec, []int64{-1_000_000}, wide, "q-1", rk.Public())
+	if _, _, err := protocol.EncodePartial([]int64{-1_000_000}, shape.Ranges, "q-1", 3, "node-1", digest); !errors.Is(err, rangeproof.ErrProof) {
 		t.Errorf("a count of minus a million in the plan's bounds: %v, want ErrProof", err)
 	}
-	otherQuery := encrypted(t, params, spec, p.VectorLen(), rk.Public())
-	_, otherQuery.RangeCommitments, otherQuery.RangeProof, err = protocol.EncodePartial([]int64{5}, shape.Ranges, "q-2", 3, "node-1", digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	swapped := encrypted(t, params, spec, p.VectorLen(), rk.Public())
-	swapped.RangeCommitments = encrypted(t, params, spec, p.VectorLen()).RangeCommitments
+	otherQuery := encryptedOf(t, params, spec, []int64{5}, shape.Ranges, "q-2", rk.Public())
 	changed := encrypted(t, params, spec, p.VectorLen(), rk.Public())
 	changed.RangeProof[len(changed.RangeProof)-1] ^= 1
+	// Another partial's commitments (and range proof): refused at the
+	// proofs of encryption, whose challenges bound this partial's
+	// commitments with its link, whatever the policy on unproven partials.
+	swapped := encrypted(t, params, spec, p.VectorLen(), rk.Public())
+	other := encrypted(t, params, spec, p.VectorLen())
+	swapped.RangeCommitments, swapped.RangeProof = other.RangeCommitments, other.RangeProof
+	for _, allow := range []bool{false, true} {
+		if err := check(open(swapped), allow); !errors.Is(err, protocol.ErrUnlinked) && !errors.Is(err, homomorphic.ErrProof) {
+			t.Errorf("other commitments (unproven allowed %v): %v, want ErrUnlinked or the proof of encryption refused", allow, err)
+		}
+	}
+	// Minus a million encrypted behind a commitment to 5 proven in range,
+	// with the link of 5: every range proof verifies, the link does not.
+	{
+		encoded, rc, err := protocol.EncodePartial([]int64{5}, shape.Ranges, "q-1", 3, "node-1", digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		encoded[0] = -1_000_000
+		cts, proofs, link, err := protocol.EncryptEncoded(params, rk.Public(), encoded, rc, protocol.EncryptionContext("q-1", 3, "node-1", digest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		liar := &nodev1.PartialPayload{VectorLen: 1, SpecDigest: digest, Proofs: proofs, RangeCommitments: rc.Commitments, RangeProof: rc.Proof, RangeLink: link}
+		for _, ct := range cts {
+			b, err := ct.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			liar.Ciphertexts = append(liar.Ciphertexts, b)
+		}
+		for _, allow := range []bool{false, true} {
+			err := check(open(liar), allow)
+			if !errors.Is(err, protocol.ErrUnlinked) || !errors.Is(err, rangeproof.ErrLink) || !strings.Contains(err.Error(), "does not encrypt the value committed to in slot 0") {
+				t.Errorf("minus a million behind a commitment to 5 (unproven allowed %v): %v, want ErrUnlinked naming slot 0", allow, err)
+			}
+		}
+		noLink := proto.Clone(liar).(*nodev1.PartialPayload)
+		noLink.RangeLink = nil
+		if err := check(open(noLink), true); !errors.Is(err, protocol.ErrUnlinked) {
+			t.Errorf("a partial without its link: %v, want ErrUnlinked", err)
+		}
+	}
 	for name, payload := range map[string]*nodev1.PartialPayload{
-		"minus a million": minusAMillion, "another query": otherQuery, "other commitments": swapped, "a changed proof": changed,
+		"minus a million": minusAMillion, "another query": otherQuery, "a changed proof": changed,
 	} {
 		pt := open(payload)
 		for _, allow := range []bool{false, true} {

@@ -158,15 +158,15 @@ func TestCopiedPartialRefused(t *testing.T) {
 	outOfRange := func(qid string) *nodev1.PartialPayload {
 		t.Helper()
 		digest := protocol.SpecDigest(spec)
-		encoded, coms, rproof, err := protocol.EncodePartial([]int64{-1_000_000}, []rangeproof.Range{{Lo: -2_000_000, Hi: 2_000_000}}, qid, nw.Epoch, "node-3", digest)
+		encoded, rc, err := protocol.EncodePartial([]int64{-1_000_000}, []rangeproof.Range{{Lo: -2_000_000, Hi: 2_000_000}}, qid, nw.Epoch, "node-3", digest)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cts, proofs, err := homomorphic.EncryptProven(params, pk, encoded, protocol.EncryptionContext(qid, nw.Epoch, "node-3", digest))
+		cts, proofs, link, err := protocol.EncryptEncoded(params, pk, encoded, rc, protocol.EncryptionContext(qid, nw.Epoch, "node-3", digest))
 		if err != nil {
 			t.Fatal(err)
 		}
-		pl := &nodev1.PartialPayload{Proofs: proofs, RangeCommitments: coms, RangeProof: rproof}
+		pl := &nodev1.PartialPayload{Proofs: proofs, RangeCommitments: rc.Commitments, RangeProof: rc.Proof, RangeLink: link}
 		for _, ct := range cts {
 			b, err := ct.MarshalBinary()
 			if err != nil {
@@ -176,21 +176,21 @@ func TestCopiedPartialRefused(t *testing.T) {
 		}
 		return pl
 	}
-	// A copy carries node-1's range commitments and proof as well.
-	coms, rproof := vp.GetRangeCommitments(), vp.GetRangeProof()
+	// A copy carries node-1's range commitments, proof and link as well.
+	coms, rproof, link := vp.GetRangeCommitments(), vp.GetRangeProof(), vp.GetRangeLink()
 	cases := []struct {
 		name  string
 		pl    func(qid string) *nodev1.PartialPayload
 		wants []string
 	}{
 		{"the copy as it was, with node-1's proofs", func(string) *nodev1.PartialPayload {
-			return &nodev1.PartialPayload{Ciphertexts: vp.GetCiphertexts(), Proofs: vp.GetProofs(), RangeCommitments: coms, RangeProof: rproof}
+			return &nodev1.PartialPayload{Ciphertexts: vp.GetCiphertexts(), Proofs: vp.GetProofs(), RangeCommitments: coms, RangeProof: rproof, RangeLink: link}
 		}, []string{"partial from node-3", "ciphertext 0", "proof of encryption refused"}},
 		{"re-randomised, with node-1's proofs", func(string) *nodev1.PartialPayload {
-			return &nodev1.PartialPayload{Ciphertexts: rerandomised(), Proofs: vp.GetProofs(), RangeCommitments: coms, RangeProof: rproof}
+			return &nodev1.PartialPayload{Ciphertexts: rerandomised(), Proofs: vp.GetProofs(), RangeCommitments: coms, RangeProof: rproof, RangeLink: link}
 		}, []string{"partial from node-3", "ciphertext 0", "proof of encryption refused"}},
 		{"re-randomised, without proofs", func(string) *nodev1.PartialPayload {
-			return &nodev1.PartialPayload{Ciphertexts: rerandomised(), RangeCommitments: coms, RangeProof: rproof}
+			return &nodev1.PartialPayload{Ciphertexts: rerandomised(), RangeCommitments: coms, RangeProof: rproof, RangeLink: link}
 		}, []string{"partial from node-3", "no proofs of encryption"}},
 		{"node-3's own count of minus a million, proven in a wider range", outOfRange,
 			[]string{"partial from node-3", "not proven within the plan's bounds", "range proof refused", "nothing was key-switched"}},

@@ -307,8 +307,8 @@ func (c garbageCodec) Marshal(v any) (mem.BufferSlice, error) {
 // total is refused at decryption (a padding slot is not zero) and nothing
 // is released. Last, the range proofs: a count of minus a million and a
 // clamped sum a hundred times its bound, each proven in a wider range, fail
-// the query naming node-3; minus a million encrypted behind a commitment to
-// 5 is refused at the release, nothing released.
+// the query naming node-3, and so does minus a million encrypted behind a
+// commitment to 5 (its link to the commitment fails).
 func TestFaultMaliciousNode(t *testing.T) {
 	var mode atomic.Int32
 	dir := t.TempDir()
@@ -382,7 +382,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 				ranges[i] = rangeproof.Range{Lo: -2 * values[i], Hi: 2 * values[i]}
 			}
 		}
-		encoded, coms, rproof, err := protocol.EncodePartial(values, ranges, qid, epoch, "node-3", digest)
+		encoded, rc, err := protocol.EncodePartial(values, ranges, qid, epoch, "node-3", digest)
 		if err != nil {
 			panic(err)
 		}
@@ -393,11 +393,11 @@ func TestFaultMaliciousNode(t *testing.T) {
 			encoded[0] = -1_000_000
 		}
 		ctx := protocol.EncryptionContext(qid, epoch, "node-3", digest)
-		cts, proofs, err := homomorphic.EncryptProven(nw.Coordinator.Params(), pk, encoded, ctx)
+		cts, proofs, link, err := protocol.EncryptEncoded(nw.Coordinator.Params(), pk, encoded, rc, ctx)
 		if err != nil {
 			panic(err)
 		}
-		payload := &nodev1.PartialPayload{SpecDigest: digest, VectorLen: int32(p.VectorLen()), Proofs: proofs, RangeCommitments: coms, RangeProof: rproof}
+		payload := &nodev1.PartialPayload{SpecDigest: digest, VectorLen: int32(p.VectorLen()), Proofs: proofs, RangeCommitments: rc.Commitments, RangeProof: rc.Proof, RangeLink: link}
 		for _, ct := range cts {
 			b, err := ct.MarshalBinary()
 			if err != nil {
@@ -602,11 +602,16 @@ func TestFaultMaliciousNode(t *testing.T) {
 		t.Logf("a sum far outside its clamps: %s", st.GetError())
 	}
 	// node-3 commits to and proves a count of 5, within the plan's bounds,
-	// and encrypts minus a million: every proof verifies, the decryptors
-	// key-switch, and the coordinator refuses the total, which is not the
-	// sum of the committed counts (rangeproof.CheckTotal): nothing is
-	// released. The member is not named (that would need its partial).
-	wantRefusedAtRelease(t, "minus a million behind a commitment to 5", run(uncommitted, 2), "not the sum of the values the members committed to")
+	// and encrypts minus a million, its proof of encryption linked to the
+	// commitment to 5: the range proofs verify, the link does not (the
+	// ciphertext's slot is not the committed value), and the coordinator's
+	// own check fails the query naming node-3, before any decryptor is
+	// asked (every decryptor refuses it too: TestCheckPartialProofs).
+	{
+		st := run(uncommitted, 2)
+		wantFailedNaming(t, "minus a million behind a commitment to 5", st, "node-3", "partial rejected", "do not encrypt the values it committed to", "nothing was decrypted")
+		t.Logf("minus a million behind a commitment to 5: %s", st.GetError())
+	}
 	// Once with min_nodes 3: the query fails, naming node-3.
 	st := run(otherQuery, 3)
 	wantFailedNaming(t, "partial for another query id, min_nodes 3", st, "node-3", "partial rejected")

@@ -64,6 +64,20 @@ type Statement struct {
 	Image []ring.Poly
 	// Context is bound into the challenge (sender, query, index...).
 	Context []byte
+
+	// Linked ties the R_t component to another proof (docs/crypto.md,
+	// "The link"): each round's mask of x_t comes from MaskT (prover),
+	// which also returns bytes committing to it in the other proof; those
+	// bytes are bound into the round's challenge. The verifier gives the
+	// accepted round's bytes in Bound. ProveLinked and VerifyLinked return
+	// the challenge and the answer modulo t, which the other proof uses.
+	Linked bool
+	// MaskT draws a round's mask of x_t, uniform modulo T (the caller's
+	// duty: the answer modulo t hides x_t only then), and its commitment.
+	// Its last call is the accepted round's.
+	MaskT func() (yt []uint64, bound []byte, err error)
+	// Bound is the accepted round's commitment, for the verifier.
+	Bound []byte
 }
 
 // shifts returns the largest shift c*x of each signed component: Weight
@@ -176,14 +190,19 @@ func (c challenge) mul(x []int64) []int64 {
 	return out
 }
 
-// poly returns c in R_Q, NTT and Montgomery domain.
-func (c challenge) poly(r *ring.Ring) ring.Poly {
-	x := make([]int64, r.N())
+// coeffs returns c's n coefficients.
+func (c challenge) coeffs(n int) []int64 {
+	x := make([]int64, n)
 	for k, pos := range c.pos {
 		x[pos] = c.sign[k]
 	}
+	return x
+}
+
+// poly returns c in R_Q, NTT and Montgomery domain.
+func (c challenge) poly(r *ring.Ring) ring.Poly {
 	out := r.NewPoly()
-	SetSigned(r, out, x)
+	SetSigned(r, out, c.coeffs(r.N()))
 	r.NTT(out, out)
 	r.MForm(out, out)
 	return out
@@ -222,7 +241,7 @@ func SetSigned(r *ring.Ring, dst ring.Poly, x []int64) {
 	}
 }
 
-func (st *Statement) hash(w []ring.Poly) []byte {
+func (st *Statement) hash(w []ring.Poly, bound []byte) []byte {
 	h := sha256.New()
 	field := func(b []byte) {
 		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
@@ -231,6 +250,10 @@ func (st *Statement) hash(w []ring.Poly) []byte {
 	field([]byte("fedstat/shortproof/v1"))
 	field([]byte(st.Domain))
 	field(st.Context)
+	if st.Linked {
+		field([]byte("linked"))
+		field(bound)
+	}
 	buf := make([]byte, 0, 8*st.Ring.N())
 	for _, set := range [][]ring.Poly{st.Image, w} {
 		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(set))))
@@ -250,20 +273,38 @@ func (st *Statement) hash(w []ring.Poly) []byte {
 // Prove proves knowledge of x (and xt) with st.Apply(x, xt) = st.Image.
 // Every |x[j]| must be at most st.Bounds[j]; xt's coefficients below st.T.
 func Prove(st *Statement, x [][]int64, xt []uint64) ([]byte, error) {
+	proof, _, err := ProveLinked(st, x, xt)
+	return proof, err
+}
+
+// ProveLinked is Prove, which also returns the accepted round's
+// challenge (its N coefficients, in {-1, 0, 1}) for a linked statement.
+func ProveLinked(st *Statement, x [][]int64, xt []uint64) ([]byte, []int64, error) {
+	proof, c, err := prove(st, x, xt)
+	if err != nil {
+		return nil, nil, err
+	}
+	return proof, c.coeffs(st.Ring.N()), nil
+}
+
+func prove(st *Statement, x [][]int64, xt []uint64) ([]byte, challenge, error) {
 	if err := st.check(); err != nil {
-		return nil, err
+		return nil, challenge{}, err
+	}
+	if st.Linked && (st.T == 0 || st.MaskT == nil) {
+		return nil, challenge{}, fmt.Errorf("shortproof: a linked statement needs an R_t component and MaskT")
 	}
 	n := st.Ring.N()
 	if len(x) != len(st.Bounds) || (st.T != 0) != (xt != nil) {
-		return nil, fmt.Errorf("shortproof: witness of %d components for %d", len(x), len(st.Bounds))
+		return nil, challenge{}, fmt.Errorf("shortproof: witness of %d components for %d", len(x), len(st.Bounds))
 	}
 	for j, comp := range x {
 		if len(comp) != n {
-			return nil, fmt.Errorf("shortproof: component %d has %d coefficients", j, len(comp))
+			return nil, challenge{}, fmt.Errorf("shortproof: component %d has %d coefficients", j, len(comp))
 		}
 		for _, v := range comp {
 			if v > st.Bounds[j] || v < -st.Bounds[j] {
-				return nil, fmt.Errorf("shortproof: component %d outside its bound", j)
+				return nil, challenge{}, fmt.Errorf("shortproof: component %d outside its bound", j)
 			}
 		}
 	}
@@ -272,7 +313,7 @@ func Prove(st *Statement, x [][]int64, xt []uint64) ([]byte, error) {
 
 // proveRounds runs the rounds of Prove, without its checks of the witness
 // (a test makes a cheating prover of it).
-func proveRounds(st *Statement, x [][]int64, xt []uint64) ([]byte, error) {
+func proveRounds(st *Statement, x [][]int64, xt []uint64) ([]byte, challenge, error) {
 	n := st.Ring.N()
 	shifts, limits := st.shifts(), st.limits()
 	w := make([]ring.Poly, len(st.Image))
@@ -286,18 +327,28 @@ func proveRounds(st *Statement, x [][]int64, xt []uint64) ([]byte, error) {
 		for j := range y {
 			var err error
 			if y[j], err = uniformSigned(n, shifts[j]*Gamma); err != nil {
-				return nil, err
+				return nil, challenge{}, err
 			}
 		}
 		var yt []uint64
-		if st.T != 0 {
+		var bound []byte
+		switch {
+		case st.Linked:
+			var err error
+			if yt, bound, err = st.MaskT(); err != nil {
+				return nil, challenge{}, err
+			}
+			if len(yt) != n {
+				return nil, challenge{}, fmt.Errorf("shortproof: a mask of %d coefficients", len(yt))
+			}
+		case st.T != 0:
 			var err error
 			if yt, err = uniformBelow(n, st.T); err != nil {
-				return nil, err
+				return nil, challenge{}, err
 			}
 		}
 		st.Apply(y, yt, w)
-		h := st.hash(w)
+		h := st.hash(w, bound)
 		c := challengeOf(n, h)
 		if round == 0 {
 			for _, comp := range x {
@@ -342,20 +393,31 @@ func proveRounds(st *Statement, x [][]int64, xt []uint64) ([]byte, error) {
 			}
 		}
 		if ok {
-			return st.encode(h, z, zt), nil
+			return st.encode(h, z, zt), c, nil
 		}
 	}
-	return nil, fmt.Errorf("shortproof: %d rounds rejected (a witness outside its bounds?)", attempts)
+	return nil, challenge{}, fmt.Errorf("shortproof: %d rounds rejected (a witness outside its bounds?)", attempts)
 }
 
 // Verify checks a proof of st.
 func Verify(st *Statement, proof []byte) error {
+	_, _, err := VerifyLinked(st, proof)
+	return err
+}
+
+// VerifyLinked is Verify, which also returns the challenge (N
+// coefficients in {-1, 0, 1}) and the answer modulo t, which the proof
+// linked to it checks against (st.Bound is bound into the challenge).
+func VerifyLinked(st *Statement, proof []byte) ([]int64, []uint64, error) {
 	if err := st.check(); err != nil {
-		return err
+		return nil, nil, err
+	}
+	if st.Linked && st.T == 0 {
+		return nil, nil, fmt.Errorf("shortproof: a linked statement needs an R_t component")
 	}
 	h, z, zt, err := st.decode(proof)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	r := st.Ring
 	w := make([]ring.Poly, len(st.Image))
@@ -363,16 +425,17 @@ func Verify(st *Statement, proof []byte) error {
 		w[i] = r.NewPoly()
 	}
 	st.Apply(z, zt, w)
-	cp := challengeOf(r.N(), h).poly(r)
+	c := challengeOf(r.N(), h)
+	cp := c.poly(r)
 	tmp := r.NewPoly()
 	for i, img := range st.Image {
 		r.MulCoeffsMontgomery(cp, img, tmp)
 		r.Sub(w[i], tmp, w[i])
 	}
-	if subtle.ConstantTimeCompare(st.hash(w), h) != 1 {
-		return fmt.Errorf("%w: the answer does not open the statement", ErrRefused)
+	if subtle.ConstantTimeCompare(st.hash(w, st.Bound), h) != 1 {
+		return nil, nil, fmt.Errorf("%w: the answer does not open the statement", ErrRefused)
 	}
-	return nil
+	return c.coeffs(r.N()), zt, nil
 }
 
 func within(x []int64, lim int64) bool {

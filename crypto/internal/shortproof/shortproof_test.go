@@ -91,7 +91,7 @@ func TestWitnessOutsideBounds(t *testing.T) {
 	if _, err := Prove(st, x, nil); err == nil || !strings.Contains(err.Error(), "outside its bound") {
 		t.Fatalf("Prove: %v", err)
 	}
-	if _, err := proveRounds(st, x, nil); err == nil || !strings.Contains(err.Error(), "rejected") {
+	if _, _, err := proveRounds(st, x, nil); err == nil || !strings.Contains(err.Error(), "rejected") {
 		t.Fatalf("the rounds: %v", err)
 	}
 }
@@ -190,7 +190,7 @@ func TestHalfModulusAllOnesProves(t *testing.T) {
 			t.Fatal(err)
 		}
 		st.Apply([][]int64{y0, y1}, nil, w)
-		hash := st.hash(w)
+		hash := st.hash(w, nil)
 		c := challengeOf(n, hash)
 		z0, z1, co := c.mul(x[0]), c.mul(x[1]), c.mul(ones)
 		for i := range z0 {

@@ -2624,7 +2624,14 @@ type PartialPayload struct {
 	// bound to protocol.EncryptionContext. Decryptors verify it before they
 	// key-switch (docs/crypto.md, "Range proofs"). Empty from a node with
 	// policy skip_range_proofs, which only parties with that policy accept.
-	RangeProof    []byte `protobuf:"bytes,10,opt,name=range_proof,json=rangeProof,proto3" json:"range_proof,omitempty"`
+	RangeProof []byte `protobuf:"bytes,10,opt,name=range_proof,json=rangeProof,proto3" json:"range_proof,omitempty"`
+	// range_link: the link of each committed value to the slot of the
+	// ciphertext that encrypts it (rangeproof.LinkValueSize bytes per value:
+	// a commitment to the mask of the slot in that ciphertext's proof of
+	// encryption, bound into its challenge, and the answers), so that every
+	// decryptor checks that the ciphertexts encrypt the committed values
+	// (docs/crypto.md, "The link"). Present whenever proofs is.
+	RangeLink     []byte `protobuf:"bytes,11,opt,name=range_link,json=rangeLink,proto3" json:"range_link,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2725,6 +2732,13 @@ func (x *PartialPayload) GetRangeCommitments() []byte {
 func (x *PartialPayload) GetRangeProof() []byte {
 	if x != nil {
 		return x.RangeProof
+	}
+	return nil
+}
+
+func (x *PartialPayload) GetRangeLink() []byte {
+	if x != nil {
+		return x.RangeLink
 	}
 	return nil
 }
@@ -3768,7 +3782,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eSeriesInterval\x120\n" +
 	"\x04spec\x18\x01 \x01(\v2\x1c.fedstat.types.v1.SeriesSpecR\x04spec\x12\x14\n" +
 	"\x05level\x18\x02 \x01(\x05R\x05level\x12\x14\n" +
-	"\x05index\x18\x03 \x01(\x05R\x05index\"\xf6\x02\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\"\x95\x03\n" +
 	"\x0ePartialPayload\x12 \n" +
 	"\vciphertexts\x18\x01 \x03(\fR\vciphertexts\x12\x1d\n" +
 	"\n" +
@@ -3783,7 +3797,9 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x11range_commitments\x18\t \x01(\fR\x10rangeCommitments\x12\x1f\n" +
 	"\vrange_proof\x18\n" +
 	" \x01(\fR\n" +
-	"rangeProof\"\xaf\x01\n" +
+	"rangeProof\x12\x1d\n" +
+	"\n" +
+	"range_link\x18\v \x01(\fR\trangeLink\"\xaf\x01\n" +
 	"\x10EvaluateResponse\x122\n" +
 	"\apartial\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\apartial\x12\x1a\n" +
 	"\breplayed\x18\x02 \x01(\bR\breplayed\x12K\n" +
