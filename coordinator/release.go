@@ -29,15 +29,18 @@ func (c *Coordinator) release(q *query, rk *homomorphic.ResultKey, switched []*h
 		return nil, fmt.Errorf("%w: decrypt: %v", ErrQueryFailed, err)
 	}
 	// The total must be the sum of the values every member committed to and
-	// proved within the plan's bounds: a member that encrypted anything
-	// else is caught here (it is not named: that would need its partial).
+	// proved within the plan's bounds. The links checked every value and
+	// padding slot member by member, naming; what is caught here is a
+	// member's wrong limbs of its blindings (the links do not cover them)
+	// or a decryptor's share not of this sum (in a threshold epoch, whose
+	// shares are not proven): not named.
 	commitments := make([][]byte, len(parts))
 	for i, pt := range parts {
 		commitments[i] = pt.commitments
 	}
 	totals, err := rangeproof.CheckTotal(commitments, encoded, d)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v: a member encrypted values other than those it proved within the plan's bounds, or a decryptor's share was not of this sum; nothing is released", ErrQueryFailed, err)
+		return nil, fmt.Errorf("%w: %v: a member encrypted wrong limbs of its commitments' blindings, or a decryptor's share was not of this sum; nothing is released", ErrQueryFailed, err)
 	}
 	r, err := dp.Release(q.plan, totals, len(parts))
 	if err != nil {

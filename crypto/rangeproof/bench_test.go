@@ -86,7 +86,7 @@ func BenchmarkLink(b *testing.B) {
 				link = l.Link()
 			}
 		})
-		ans := answerSlots(mask, chal, values, tm)
+		ans := answerSlots(mask, chal, append(append([]int64(nil), values...), c.Limbs...), 0, tm)
 		b.Run(fmt.Sprintf("check/d=%d", d), func(b *testing.B) {
 			for b.Loop() {
 				if err := CheckLink(c.Commitments, link, slots, tm, 0, chal, ans); err != nil {

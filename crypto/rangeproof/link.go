@@ -2,10 +2,12 @@ package rangeproof
 
 import (
 	"crypto/rand"
+	"crypto/sha512"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/big"
+	"math/bits"
 	"slices"
 	"sync"
 
@@ -44,15 +46,83 @@ const (
 // ciphertext that does not hold the value committed to.
 var ErrLink = errors.New("link of the committed values to the ciphertexts refused")
 
-// LinkSize is the size of the link of d values.
-func LinkSize(d int) int { return d * LinkValueSize }
+// paddingSize is the size of a ciphertext's padding record: Y_P, tau_P.
+const paddingSize = PointSize + scalarSize
+
+// numCiphertexts is how many ciphertexts of slots slots hold d values and
+// their limbs.
+func numCiphertexts(d, slots int) int { return (EncodedLen(d) + slots - 1) / slots }
+
+// LinkSize is the size of the link of d values in ciphertexts of slots
+// slots: LinkValueSize per value, then a padding record per ciphertext.
+func LinkSize(d, slots int) int { return d*LinkValueSize + numCiphertexts(d, slots)*paddingSize }
+
+// The padding slots (after the values and their limbs) must hold zero. A
+// ciphertext's are linked together: the prover commits to Y_P = S*B +
+// rho_P*B~ with S = Σ_k w_k*y_k over its padding slots k (w_k public
+// 64-bit weights, paddingWeights), bound into the challenge with the
+// values' commitments, and answers tau_P = rho_P; the verifier requires
+// (Σ_k w_k*a_k)*B + tau_P*B~ = Y_P, a_k the answer's slots. With zero in
+// every padding slot a_k = y_k; a member with m_k != 0 passes only if
+// Σ_k w_k*((y_k + c_k*m_k) mod t - y_k) hits a value it fixed before the
+// challenge, about 1/t per attempt as for a value.
+
+var (
+	padWeightsMu sync.Mutex
+	padWeights   []uint64
+)
+
+// paddingWeights are the weights w_k of the first n slots (SHA-512 in
+// counter mode, 64 bits each; any weights would do for the argument, which
+// rests on the challenge, but fixed pseudo-random ones keep the slots
+// apart).
+func paddingWeights(n int) []uint64 {
+	padWeightsMu.Lock()
+	defer padWeightsMu.Unlock()
+	for k := len(padWeights); k < n; k += 8 {
+		h := sha512.Sum512(binary.BigEndian.AppendUint64([]byte("fedstat/rangeproof/padding-weights/v1\x00"), uint64(k/8)))
+		for q := range 8 {
+			padWeights = append(padWeights, binary.LittleEndian.Uint64(h[8*q:]))
+		}
+	}
+	return padWeights[:n:n]
+}
+
+// paddingIn is the first padding slot of ciphertext i (slots when it has
+// none).
+func paddingIn(d, slots, i int) int {
+	return min(slots, max(0, EncodedLen(d)-i*slots))
+}
+
+// paddingSum is Σ_k w_k*x_k over the slots k from first on (each x_k below
+// 2^64, fewer than 2^60 slots: the sum is below 2^188), as a scalar.
+func paddingSum(x []uint64, first int) *ristretto255.Scalar {
+	w := paddingWeights(len(x))
+	var lo, mid, hi uint64 // the sum, 192 bits
+	for k := first; k < len(x); k++ {
+		ph, pl := bits.Mul64(w[k], x[k])
+		var c uint64
+		lo, c = bits.Add64(lo, pl, 0)
+		mid, c = bits.Add64(mid, ph, c)
+		hi += c
+	}
+	var le [64]byte
+	binary.LittleEndian.PutUint64(le[0:], lo)
+	binary.LittleEndian.PutUint64(le[8:], mid)
+	binary.LittleEndian.PutUint64(le[16:], hi)
+	s, err := ristretto255.NewScalar().SetUniformBytes(le[:])
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
 
 // Linker makes the link of the values of c, encrypted in ciphertexts of
 // slots slots each under plaintext modulus t (after them come their
 // blindings' limbs, which it does not link). It is a
 // homomorphic.SlotLink: Mask and Answer for each ciphertext, then Link.
 func (c *Committed) Linker(slots int, t uint64) *Linker {
-	return &Linker{c: c, slots: slots, t: t, state: map[int]*linkRound{}, out: make([]byte, LinkSize(len(c.values)))}
+	return &Linker{c: c, slots: slots, t: t, state: map[int]*linkRound{}, out: make([]byte, LinkSize(len(c.values), slots))}
 }
 
 // Linker: see Committed.Linker.
@@ -66,9 +136,11 @@ type Linker struct {
 }
 
 type linkRound struct {
-	y    []*big.Int
-	rho  []ristretto255.Scalar
-	ycom [][]byte
+	y      []*big.Int
+	rho    []ristretto255.Scalar
+	ycom   [][]byte
+	padRho ristretto255.Scalar
+	padCom []byte
 }
 
 // valuesIn is the range of values in ciphertext i.
@@ -116,10 +188,14 @@ func (l *Linker) Mask(i int) ([]uint64, []byte, error) {
 		}
 		slots[k] = v % l.t
 	}
+	randomScalar(&r.padRho)
+	r.padCom = ristretto255.NewIdentityElement().MultiScalarMult(
+		[]*ristretto255.Scalar{paddingSum(slots, paddingIn(len(l.c.values), l.slots, i)), &r.padRho},
+		[]*ristretto255.Element{ristretto255.NewGeneratorElement(), gens(0).blind}).Bytes()
 	l.mu.Lock()
 	l.state[i] = r
 	l.mu.Unlock()
-	return slots, linkBound(l.c.Commitments[lo*PointSize:hi*PointSize], r.ycom), nil
+	return slots, linkBound(l.c.Commitments[lo*PointSize:hi*PointSize], r.ycom, r.padCom), nil
 }
 
 // Answer opens ciphertext i's commitments of its accepted round for the
@@ -148,6 +224,9 @@ func (l *Linker) Answer(i int, c []uint64) error {
 		z.FillBytes(o[PointSize : PointSize+linkZBytes])
 		copy(o[PointSize+linkZBytes:], tau.Bytes())
 	}
+	o := l.out[len(l.c.values)*LinkValueSize+i*paddingSize:]
+	copy(o, r.padCom)
+	copy(o[PointSize:], r.padRho.Bytes())
 	return nil
 }
 
@@ -156,27 +235,41 @@ func (l *Linker) Link() []byte { return l.out }
 
 // linkBound is what the link of a ciphertext binds into its proof of
 // encryption: its values' commitments and the commitments to its masks.
-func linkBound(commitments []byte, ycom [][]byte) []byte {
+func linkBound(commitments []byte, ycom [][]byte, padCom []byte) []byte {
 	out := append([]byte("fedstat/rangeproof/link/v1\x00"), commitments...)
 	for _, y := range ycom {
 		out = append(out, y...)
 	}
-	return out
+	return append(out, padCom...)
 }
 
 // LinkBound is what the link of ciphertext i bound into its proof of
 // encryption, from the partial's commitments (d values) and link.
 func LinkBound(commitments, link []byte, slots, i int) ([]byte, error) {
-	d := len(commitments) / PointSize
-	if len(commitments) != d*PointSize || len(link) != LinkSize(d) || slots < 1 {
-		return nil, fmt.Errorf("%w: a link of %d bytes for %d commitments", ErrLink, len(link), d)
+	d, err := linkLayout(commitments, link, slots, i)
+	if err != nil {
+		return nil, err
 	}
 	lo, hi := valuesIn(d, slots, i)
 	ycom := make([][]byte, 0, hi-lo)
 	for j := lo; j < hi; j++ {
 		ycom = append(ycom, link[j*LinkValueSize:j*LinkValueSize+PointSize])
 	}
-	return linkBound(commitments[lo*PointSize:hi*PointSize], ycom), nil
+	pad := link[d*LinkValueSize+i*paddingSize:]
+	return linkBound(commitments[lo*PointSize:hi*PointSize], ycom, pad[:PointSize]), nil
+}
+
+// linkLayout checks the sizes of commitments and link and the index i of a
+// ciphertext, and returns the number of values.
+func linkLayout(commitments, link []byte, slots, i int) (int, error) {
+	d := len(commitments) / PointSize
+	if len(commitments) != d*PointSize || slots < 1 || len(link) != LinkSize(d, slots) {
+		return 0, fmt.Errorf("%w: a link of %d bytes for %d commitments", ErrLink, len(link), d)
+	}
+	if i < 0 || i >= numCiphertexts(d, slots) {
+		return 0, fmt.Errorf("%w: no ciphertext %d", ErrLink, i)
+	}
+	return d, nil
 }
 
 // CheckLink checks the link of ciphertext i (slots slots, plaintext
@@ -185,13 +278,32 @@ func LinkBound(commitments, link []byte, slots, i int) ([]byte, error) {
 // the ciphertext holds the value its commitment opens to. Its error
 // matches ErrLink and names the first value that fails.
 func CheckLink(commitments, link []byte, slots int, t uint64, i int, challenge, answer []uint64) error {
-	d := len(commitments) / PointSize
-	if len(commitments) != d*PointSize || len(link) != LinkSize(d) || slots < 1 {
-		return fmt.Errorf("%w: a link of %d bytes for %d commitments", ErrLink, len(link), d)
+	d, err := linkLayout(commitments, link, slots, i)
+	if err != nil {
+		return err
 	}
 	lo, hi := valuesIn(d, slots, i)
-	if len(challenge) < hi-lo || len(answer) < hi-lo {
-		return fmt.Errorf("%w: %d challenge slots for %d values", ErrLink, len(challenge), hi-lo)
+	if len(challenge) != slots || len(answer) != slots {
+		return fmt.Errorf("%w: %d challenge and %d answer slots for %d", ErrLink, len(challenge), len(answer), slots)
+	}
+	// The padding slots hold zero: (Σ_k w_k*a_k)*B + tau_P*B~ = Y_P.
+	pad := link[d*LinkValueSize+i*paddingSize:]
+	var padCom ristretto255.Element
+	var padTau ristretto255.Scalar
+	if padCom.Decode(pad[:PointSize]) != nil || padTau.Decode(pad[PointSize:paddingSize]) != nil {
+		return fmt.Errorf("%w: the padding record of ciphertext %d is not canonical", ErrLink, i)
+	}
+	for _, a := range answer {
+		if a >= t {
+			return fmt.Errorf("%w: an answer slot of ciphertext %d is not below t", ErrLink, i)
+		}
+	}
+	first := paddingIn(d, slots, i)
+	padOK := ristretto255.NewIdentityElement().VarTimeMultiScalarMult(
+		[]*ristretto255.Scalar{paddingSum(answer, first), &padTau},
+		[]*ristretto255.Element{ristretto255.NewGeneratorElement(), gens(0).blind}).Equal(&padCom) == 1
+	if !padOK {
+		return fmt.Errorf("%w: ciphertext %d has something other than zero in its slots after the values and their limbs (from slot %d)", ErrLink, i, first)
 	}
 	// Every value at once, each equation with a random weight a_j:
 	// Σ a_j·z_j·B + Σ a_j·τ_j·B~ − Σ a_j·c_j·V_j − Σ a_j·Y_j = 0; when it

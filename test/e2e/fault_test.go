@@ -268,6 +268,7 @@ const (
 	outOfRange               // a count of minus a million, committed to and proven in a range wider than the plan's
 	uncommitted              // a count of 5 committed to and proven within the plan's bounds, minus a million encrypted
 	sumOutOfRange            // a clamped sum a hundred times its plan's bound, committed to and proven in a range wider than the plan's
+	wrongLimbs               // the values committed to, proven and linked, one limb of a blinding off by one
 )
 
 // sumQuery is TestFaultMaliciousNode's query of a clamped sum.
@@ -276,7 +277,7 @@ const sumQuery = "SELECT SUM(CLAMP(value, 0, 100)) FROM observations"
 // forges reports whether node-3 answers Evaluate, Reveal (and Commit) with
 // a partial it made itself (TestFaultMaliciousNode's forge).
 func (m faultMode) forges() bool {
-	return m == wrongProof || m == beyondPlan || m == outOfRange || m == uncommitted || m == sumOutOfRange
+	return m == wrongProof || m == beyondPlan || m == outOfRange || m == uncommitted || m == sumOutOfRange || m == wrongLimbs
 }
 
 // garbageCodec is the proto codec, except that it writes garbage bytes for an
@@ -303,12 +304,13 @@ func (c garbageCodec) Marshal(v any) (mem.BufferSlice, error) {
 // garbage ciphertexts, in place of the one it committed to, or commits to
 // and reveals a partial whose proof of encryption is another query's: the
 // query fails naming node-3 and nothing is decrypted. Then node-3 commits
-// to a proven partial with a value in a slot beyond the plan's vector: the
-// total is refused at decryption (a padding slot is not zero) and nothing
-// is released. Last, the range proofs: a count of minus a million and a
-// clamped sum a hundred times its bound, each proven in a wider range, fail
-// the query naming node-3, and so does minus a million encrypted behind a
-// commitment to 5 (its link to the commitment fails).
+// to a proven partial with a value in a slot beyond the plan's vector: its
+// link to the padding's zeros fails, naming node-3; with one limb of a
+// blinding off by one, the total is refused at decryption, nothing
+// released, node-3 not named. Last, the range proofs: a count of minus a
+// million and a clamped sum a hundred times its bound, each proven in a
+// wider range, fail the query naming node-3, and so does minus a million
+// encrypted behind a commitment to 5 (its link to the commitment fails).
 func TestFaultMaliciousNode(t *testing.T) {
 	var mode atomic.Int32
 	dir := t.TempDir()
@@ -389,6 +391,8 @@ func TestFaultMaliciousNode(t *testing.T) {
 		switch m {
 		case beyondPlan:
 			encoded = append(encoded, 7)
+		case wrongLimbs:
+			encoded[p.VectorLen()]++
 		case uncommitted:
 			encoded[0] = -1_000_000
 		}
@@ -578,12 +582,21 @@ func TestFaultMaliciousNode(t *testing.T) {
 		t.Logf("a partial with another query's proof: %s", st.GetError())
 	}
 	// node-3 commits to and reveals, as an honest node would, a partial
-	// whose proofs verify but whose plaintext has a value beyond the plan's
-	// vector: the decryptors key-switch the sum, and the coordinator
-	// refuses the total because a padding slot is not zero (the route of
-	// the one shift a proof of encryption lets through; crypto.md, "What
-	// the relaxation allows"): nothing is released.
-	wantRefusedAtRelease(t, "a value beyond the plan's vector", run(beyondPlan, 2), "padding slot")
+	// whose plaintext has a value beyond the plan's vector (and its
+	// limbs), in a padding slot: its proofs of encryption are linked to
+	// the padding's zeros, and the coordinator's check fails the query
+	// naming node-3, before any decryptor is asked.
+	{
+		st := run(beyondPlan, 2)
+		wantFailedNaming(t, "a value beyond the plan's vector", st, "node-3", "partial rejected", "something other than zero in its slots after the values", "nothing was decrypted")
+		t.Logf("a value beyond the plan's vector: %s", st.GetError())
+	}
+	// node-3's values are committed to, proven and linked, but one limb of
+	// a blinding is off by one (the limbs are not linked: crypto.md, "The
+	// link"): the decryptors key-switch the sum and the coordinator refuses
+	// the total, which is not the sum of the commitments; nothing is
+	// released, node-3 is not named.
+	wantRefusedAtRelease(t, "a limb off by one", run(wrongLimbs, 2), "not the sum of the values the members committed to")
 	// node-3 commits to a count of minus a million and proves it in a range
 	// wider than the plan's: the coordinator's check of the set's range
 	// proofs once revealed (checkRanges) fails the query naming node-3,
