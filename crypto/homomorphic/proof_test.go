@@ -336,3 +336,21 @@ func mulMod(a, b, m uint64) uint64 {
 	_, r := bits.Div64(hi%m, lo, m)
 	return r
 }
+
+// BenchmarkVerifyEncryptionLinked: VerifyEncryption with the slots of its
+// challenge and answer (what a linked proof's checker adds).
+func BenchmarkVerifyEncryptionLinked(b *testing.B) {
+	p, pk := benchParams(b)
+	link := &recordingLink{t: p.PlaintextModulus(), slots: p.Slots(), mask: map[int][]uint64{}, chal: map[int][]uint64{}}
+	cts, proofs, err := homomorphic.EncryptLinked(p, pk, []int64{42}, []byte("ctx"), link)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bound := []byte(fmt.Sprintf("mask of 0, round %d", link.rounds))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := homomorphic.VerifyEncryptionLinked(p, pk, cts[0], proofs[0], []byte("ctx"), 0, bound); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -27,3 +27,51 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckLink: LinkBound and CheckLink refuse, and never panic on, any
+// bytes for the commitments and the link, any ciphertext index; the seeds
+// are a real link (which passes) and its truncations.
+func FuzzCheckLink(f *testing.F) {
+	const tm, slots = 1099511480321, 16
+	values := []int64{7, -3}
+	c, err := Prove(values, []Range{{-55, 160_000_056}, {-1000, 1000}}, ctx)
+	if err != nil {
+		f.Fatal(err)
+	}
+	encoded := append(append([]int64(nil), values...), c.Limbs...)
+	l := c.Linker(slots, tm)
+	chal := make([][]uint64, numCiphertexts(len(values), slots))
+	ans := make([][]uint64, len(chal))
+	for i := range chal {
+		mask, _, err := l.Mask(i)
+		if err != nil {
+			f.Fatal(err)
+		}
+		chal[i] = make([]uint64, slots)
+		for j := range chal[i] {
+			chal[i][j] = uint64(1+i*slots+j) * 7919
+		}
+		if err := l.Answer(i, chal[i]); err != nil {
+			f.Fatal(err)
+		}
+		ans[i] = answerSlots(mask, chal[i], encoded, i, tm)
+	}
+	link := l.Link()
+	f.Add(c.Commitments, link, 0)
+	f.Add(c.Commitments, link, 1)
+	f.Add(c.Commitments[:PointSize], link[:len(link)/2], 0)
+	f.Add([]byte{}, []byte{}, -1)
+	f.Fuzz(func(t *testing.T, coms, lk []byte, i int) {
+		if _, err := LinkBound(coms, lk, slots, i); err != nil && !errors.Is(err, ErrLink) {
+			t.Fatalf("LinkBound: %v, not ErrLink", err)
+		}
+		k := min(max(i, 0), len(chal)-1)
+		err := CheckLink(coms, lk, slots, tm, i, chal[k], ans[k])
+		if err != nil && !errors.Is(err, ErrLink) {
+			t.Fatalf("CheckLink: %v, not ErrLink", err)
+		}
+		if i == k && string(coms) == string(c.Commitments) && string(lk) == string(link) && err != nil {
+			t.Fatalf("the honest link of ciphertext %d: %v", i, err)
+		}
+	})
+}

@@ -536,17 +536,18 @@ type bitWriter struct {
 }
 
 func (w *bitWriter) write(v uint64, width int) {
-	for width > 0 {
-		take := min(width, 8)
-		w.acc |= (v & (1<<take - 1)) << w.nacc
-		w.nacc += take
-		v >>= take
-		width -= take
-		for w.nacc >= 8 {
-			w.buf = append(w.buf, byte(w.acc))
-			w.acc >>= 8
-			w.nacc -= 8
-		}
+	if width > 32 {
+		w.write(v&(1<<32-1), 32)
+		w.write(v>>32, width-32)
+		return
+	}
+	// Fewer than 8 bits held, at most 32 added: at most 39 bits.
+	w.acc |= (v & (1<<width - 1)) << w.nacc
+	w.nacc += width
+	for w.nacc >= 8 {
+		w.buf = append(w.buf, byte(w.acc))
+		w.acc >>= 8
+		w.nacc -= 8
 	}
 }
 
@@ -565,19 +566,20 @@ type bitReader struct {
 }
 
 func (r *bitReader) read(width int) uint64 {
-	var v uint64
-	for got := 0; got < width; {
-		if r.nacc == 0 {
-			r.acc = uint64(r.buf[0])
-			r.buf = r.buf[1:]
-			r.nacc = 8
-		}
-		take := min(width-got, r.nacc)
-		v |= (r.acc & (1<<take - 1)) << got
-		r.acc >>= take
-		r.nacc -= take
-		got += take
+	if width > 32 {
+		lo := r.read(32)
+		return lo | r.read(width-32)<<32
 	}
+	// At most 32 bits wanted, fewer held: whole bytes until enough (at
+	// most 39 bits held).
+	for r.nacc < width {
+		r.acc |= uint64(r.buf[0]) << r.nacc
+		r.buf = r.buf[1:]
+		r.nacc += 8
+	}
+	v := r.acc & (1<<width - 1)
+	r.acc >>= width
+	r.nacc -= width
 	return v
 }
 
