@@ -170,37 +170,8 @@ echo "== clients: done in $((SECONDS - clients_start)) s"
 echo "== statistics against published answers (test/stattest; no race detector)"
 go test -count=1 -timeout 15m ./test/stattest/ "$@"
 
-# test/e2e is the longest package by far (whole networks, most of its time
-# waiting on processes and timers: about 1.1 cores of the 2): it runs in two
-# shards at once, each its own go test, beside the other packages; each
-# shard's output is printed when all are done. With arguments (say -run), one
-# go test of every package, as before.
 echo "== go test -race"
-if [ $# -eq 0 ]; then
-  shards=$(mktemp -d)
-  # Shard 1: the tests of linked agencies and the longest faults (about half
-  # of the package's time); shard 2: every other test (-skip the same).
-  e2e_1='^(TestLink|TestWrongLink|TestDeviatingStage|TestFaultConcurrentQueries$|TestLivenessCoordinatorKilledInCeremony$|TestFaultNodeKilledMidQuery$)'
-  go test -race -timeout 25m -run "$e2e_1" ./test/e2e/ >"$shards/1" 2>&1 &
-  shard1=$!
-  go test -race -timeout 25m -skip "$e2e_1" ./test/e2e/ >"$shards/2" 2>&1 &
-  shard2=$!
-  race_rc=0
-  go test -race -timeout 25m $(go list ./... | grep -v -e '/test/stattest$' -e '/test/e2e$') || race_rc=1
-  wait "$shard1" || race_rc=1
-  echo "-- test/e2e, shard 1 (linked agencies, the longest faults):"
-  cat "$shards/1"
-  wait "$shard2" || race_rc=1
-  echo "-- test/e2e, shard 2 (every other test):"
-  cat "$shards/2"
-  rm -rf "$shards"
-  if [ "$race_rc" != 0 ]; then
-    echo "go test -race failed (above)"
-    exit 1
-  fi
-else
-  go test -race -timeout 25m $(go list ./... | grep -v '/test/stattest$') "$@"
-fi
+go test -race -timeout 25m $(go list ./... | grep -v '/test/stattest$') "$@"
 
 # The DuckDB dialect is behind the duckdb build tag (cgo, a 90 MB library):
 # the warehouse tests again, on PostgreSQL and on DuckDB files, the binary
