@@ -16,6 +16,7 @@ import (
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	"github.com/fedstat/fedstat/queries/plan"
 )
 
 // TestCopiedPartialRefused plays a malicious member (node-3: the test holds
@@ -28,7 +29,9 @@ import (
 // partial's proofs before it key-switches (node.openPartials), so each
 // variant is refused, naming node-3, and no decryptor gives a share. So is
 // node-3's own partial with a count of minus a million, proven in a range
-// wider than the plan's (every decryptor verifies every range proof too).
+// wider than the plan's (every decryptor verifies every range proof too),
+// and one with minus a million encrypted behind a commitment to 5 (every
+// decryptor checks each proof of encryption's link to the commitments).
 // The control: the same release with node-3's own honest partial is
 // key-switched.
 func TestCopiedPartialRefused(t *testing.T) {
@@ -152,15 +155,18 @@ func TestCopiedPartialRefused(t *testing.T) {
 		return &nodev1.NodeSigned{NodeId: "node-3", Signed: protocol.ToProto(env)}
 	}
 
-	// outOfRange is node-3's own partial of qid, every proof made as an
-	// honest node makes it, except that its count is minus a million,
-	// committed to and proven in a range wider than the plan's.
-	outOfRange := func(qid string) *nodev1.PartialPayload {
+	// forged is node-3's own partial of qid, every proof made as an honest
+	// node makes it, of values proven in ranges; change, when set, changes
+	// what is encrypted after the commitments are made.
+	forged := func(qid string, values []int64, ranges []rangeproof.Range, change func(encoded []int64)) *nodev1.PartialPayload {
 		t.Helper()
 		digest := protocol.SpecDigest(spec)
-		encoded, rc, err := protocol.EncodePartial([]int64{-1_000_000}, []rangeproof.Range{{Lo: -2_000_000, Hi: 2_000_000}}, qid, nw.Epoch, "node-3", digest)
+		encoded, rc, err := protocol.EncodePartial(values, ranges, qid, nw.Epoch, "node-3", digest)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if change != nil {
+			change(encoded)
 		}
 		cts, proofs, link, err := protocol.EncryptEncoded(params, pk, encoded, rc, protocol.EncryptionContext(qid, nw.Epoch, "node-3", digest))
 		if err != nil {
@@ -175,6 +181,27 @@ func TestCopiedPartialRefused(t *testing.T) {
 			pl.Ciphertexts = append(pl.Ciphertexts, b)
 		}
 		return pl
+	}
+	// outOfRange: its count is minus a million, committed to and proven
+	// in a range wider than the plan's.
+	outOfRange := func(qid string) *nodev1.PartialPayload {
+		t.Helper()
+		return forged(qid, []int64{-1_000_000}, []rangeproof.Range{{Lo: -2_000_000, Hi: 2_000_000}}, nil)
+	}
+	// uncommitted: a count of 5 committed to and proven within the plan's
+	// bounds, minus a million encrypted, its proof of encryption linked to
+	// the commitment to 5.
+	req, err := protocol.PlanRequest(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qp, err := plan.Build(req, nw.Catalogue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uncommitted := func(qid string) *nodev1.PartialPayload {
+		t.Helper()
+		return forged(qid, []int64{5}, protocol.PartialRanges(qp), func(encoded []int64) { encoded[0] = -1_000_000 })
 	}
 	// A copy carries node-1's range commitments, proof and link as well.
 	coms, rproof, link := vp.GetRangeCommitments(), vp.GetRangeProof(), vp.GetRangeLink()
@@ -192,6 +219,8 @@ func TestCopiedPartialRefused(t *testing.T) {
 		{"re-randomised, without proofs", func(string) *nodev1.PartialPayload {
 			return &nodev1.PartialPayload{Ciphertexts: rerandomised(), RangeCommitments: coms, RangeProof: rproof, RangeLink: link}
 		}, []string{"partial from node-3", "no proofs of encryption"}},
+		{"node-3's own minus a million behind a commitment to 5", uncommitted,
+			[]string{"partial from node-3", "do not encrypt the values it committed to", "nothing was key-switched"}},
 		{"node-3's own count of minus a million, proven in a wider range", outOfRange,
 			[]string{"partial from node-3", "not proven within the plan's bounds", "range proof refused", "nothing was key-switched"}},
 	}

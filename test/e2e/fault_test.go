@@ -619,7 +619,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 	// commitment to 5: the range proofs verify, the link does not (the
 	// ciphertext's slot is not the committed value), and the coordinator's
 	// own check fails the query naming node-3, before any decryptor is
-	// asked (every decryptor refuses it too: TestCheckPartialProofs).
+	// asked (every decryptor refuses it too: TestCopiedPartialRefused).
 	{
 		st := run(uncommitted, 2)
 		wantFailedNaming(t, "minus a million behind a commitment to 5", st, "node-3", "partial rejected", "do not encrypt the values it committed to", "nothing was decrypted")
