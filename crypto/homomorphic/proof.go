@@ -98,10 +98,6 @@ func encryptProven(p Params, pk *PublicKey, values []int64, context []byte, link
 	t := p.PlaintextModulus()
 	slots := p.s.slots
 	buf := make([]uint64, slots)
-	ecd := p.encoder()
-	defer p.putEncoder(ecd)
-	ringT := p.s.bgv.RingT()
-	pT := ringT.NewPoly()
 	var cts []*Ciphertext
 	var proofs [][]byte
 	for start := 0; start < len(values); start += slots {
@@ -113,10 +109,11 @@ func encryptProven(p Params, pk *PublicKey, values []int64, context []byte, link
 				buf[i] = uint64(v)
 			}
 		}
-		if err := ecd.EncodeRingT(buf, p.s.meta.Scale, pT); err != nil {
-			return nil, nil, fmt.Errorf("homomorphic: encode: %w", err)
+		m, err := p.fromSlots(buf)
+		if err != nil {
+			return nil, nil, err
 		}
-		w, err := p.sampleWitness(pT.Coeffs[0])
+		w, err := p.sampleWitness(m)
 		if err != nil {
 			return nil, nil, err
 		}
