@@ -160,7 +160,10 @@ func (p Params) sampleWitness(m []uint64) (*encWitness, error) {
 // u*pk1 + e1) in the NTT domain, as Lattigo stores ciphertexts.
 func (p Params) applyEnc(pk *PublicKey, u, e0, e1 []int64, m []uint64, out0, out1 ring.Poly) {
 	r := p.ringQ()
-	tmp := r.NewPoly()
+	tp, ep := shortproof.GetPoly(r), shortproof.GetPoly(r)
+	defer shortproof.PutPoly(r, tp)
+	defer shortproof.PutPoly(r, ep)
+	tmp, e := *tp, *ep
 	shortproof.SetSigned(r, tmp, u)
 	r.NTT(tmp, tmp)
 	r.MulCoeffsMontgomery(tmp, pk.pk.Value[0].Q, out0)
@@ -173,7 +176,6 @@ func (p Params) applyEnc(pk *PublicKey, u, e0, e1 []int64, m []uint64, out0, out
 		copy(tmp.Coeffs[j], m) // m < t < every q
 	}
 	r.MulScalarBigint(tmp, p.s.tInvQ, tmp)
-	e := r.NewPoly()
 	shortproof.SetSigned(r, e, e0)
 	r.Add(tmp, e, tmp)
 	r.NTT(tmp, tmp)

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/ring"
 )
@@ -178,13 +179,17 @@ func (c challenge) mul(x []int64) []int64 {
 	n := len(x)
 	out := make([]int64, n)
 	for k, pos := range c.pos {
+		// X^pos*x: x[i] moves to i+pos, and wraps with a sign change
+		// from i = n-pos on.
 		s := c.sign[k]
-		for i, v := range x {
-			if j := i + pos; j >= n {
-				out[j-n] -= s * v
-			} else {
-				out[j] += s * v
-			}
+		head, tail := x[:n-pos], x[n-pos:]
+		dst := out[pos:]
+		for i, v := range head {
+			dst[i] += s * v
+		}
+		dst = out[:pos]
+		for i, v := range tail {
+			dst[i] -= s * v
 		}
 	}
 	return out
@@ -199,13 +204,38 @@ func (c challenge) coeffs(n int) []int64 {
 	return x
 }
 
-// poly returns c in R_Q, NTT and Montgomery domain.
-func (c challenge) poly(r *ring.Ring) ring.Poly {
-	out := r.NewPoly()
-	SetSigned(r, out, c.coeffs(r.N()))
+// poly sets out to c in R_Q, NTT and Montgomery domain.
+func (c challenge) poly(r *ring.Ring, out ring.Poly) {
+	for j, s := range r.SubRings[:r.Level()+1] {
+		clear(out.Coeffs[j])
+		for k, pos := range c.pos {
+			if c.sign[k] > 0 {
+				out.Coeffs[j][pos] = 1
+			} else {
+				out.Coeffs[j][pos] = s.Modulus - 1
+			}
+		}
+	}
 	r.NTT(out, out)
 	r.MForm(out, out)
-	return out
+}
+
+// Scratch polynomials of a ring, kept between proofs (a verification
+// would otherwise allocate about a megabyte at the production set).
+var scratch sync.Map // *ring.Ring -> *sync.Pool of *ring.Poly
+
+// GetPoly returns a polynomial of r with arbitrary coefficients; give it
+// back with PutPoly.
+func GetPoly(r *ring.Ring) *ring.Poly {
+	pool, _ := scratch.LoadOrStore(r, &sync.Pool{New: func() any { p := r.NewPoly(); return &p }})
+	return pool.(*sync.Pool).Get().(*ring.Poly)
+}
+
+// PutPoly gives back a polynomial GetPoly(r) returned.
+func PutPoly(r *ring.Ring, p *ring.Poly) {
+	if pool, ok := scratch.Load(r); ok {
+		pool.(*sync.Pool).Put(p)
+	}
 }
 
 // Centred reads an integer polynomial in the coefficient domain back from
@@ -230,9 +260,14 @@ func SetSigned(r *ring.Ring, dst ring.Poly, x []int64) {
 		q := s.Modulus
 		c := dst.Coeffs[j]
 		for i, v := range x {
-			if v >= 0 {
+			// Without a division when |v| < q (every witness and answer):
+			// a negative v is 2^64 - |v| as a uint64, plus q is q - |v|.
+			neg := uint64(v >> 63)
+			if abs := (uint64(v) ^ neg) - neg; abs < q {
+				c[i] = uint64(v) + q&neg
+			} else if v >= 0 {
 				c[i] = uint64(v) % q
-			} else if m := uint64(-v) % q; m == 0 {
+			} else if m := abs % q; m == 0 {
 				c[i] = 0
 			} else {
 				c[i] = q - m
@@ -254,16 +289,16 @@ func (st *Statement) hash(w []ring.Poly, bound []byte) []byte {
 		field([]byte("linked"))
 		field(bound)
 	}
-	buf := make([]byte, 0, 8*st.Ring.N())
+	buf := make([]byte, 8*st.Ring.N())
 	for _, set := range [][]ring.Poly{st.Image, w} {
 		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(set))))
 		for _, poly := range set {
 			for _, limb := range poly.Coeffs[:st.Ring.Level()+1] {
-				buf = buf[:0]
-				for _, v := range limb {
-					buf = binary.LittleEndian.AppendUint64(buf, v)
+				b := buf[:8*len(limb)]
+				for i, v := range limb {
+					binary.LittleEndian.PutUint64(b[8*i:], v)
 				}
-				h.Write(buf)
+				h.Write(b)
 			}
 		}
 	}
@@ -422,15 +457,19 @@ func VerifyLinked(st *Statement, proof []byte) ([]int64, []uint64, error) {
 	r := st.Ring
 	w := make([]ring.Poly, len(st.Image))
 	for i := range w {
-		w[i] = r.NewPoly()
+		p := GetPoly(r)
+		defer PutPoly(r, p)
+		w[i] = *p
 	}
 	st.Apply(z, zt, w)
 	c := challengeOf(r.N(), h)
-	cp := c.poly(r)
-	tmp := r.NewPoly()
+	cp, tmp := GetPoly(r), GetPoly(r)
+	defer PutPoly(r, cp)
+	defer PutPoly(r, tmp)
+	c.poly(r, *cp)
 	for i, img := range st.Image {
-		r.MulCoeffsMontgomery(cp, img, tmp)
-		r.Sub(w[i], tmp, w[i])
+		r.MulCoeffsMontgomery(*cp, img, *tmp)
+		r.Sub(w[i], *tmp, w[i])
 	}
 	if subtle.ConstantTimeCompare(st.hash(w, st.Bound), h) != 1 {
 		return nil, nil, fmt.Errorf("%w: the answer does not open the statement", ErrRefused)
@@ -566,21 +605,39 @@ type bitReader struct {
 }
 
 func (r *bitReader) read(width int) uint64 {
-	if width > 32 {
+	if width > 56 {
 		lo := r.read(32)
 		return lo | r.read(width-32)<<32
 	}
-	// At most 32 bits wanted, fewer held: whole bytes until enough (at
-	// most 39 bits held).
-	for r.nacc < width {
-		r.acc |= uint64(r.buf[0]) << r.nacc
-		r.buf = r.buf[1:]
-		r.nacc += 8
+	if r.nacc < width {
+		if r.refill(); r.nacc < width {
+			// decode checks the length first.
+			panic("shortproof: read past the end of a proof")
+		}
 	}
 	v := r.acc & (1<<width - 1)
 	r.acc >>= width
 	r.nacc -= width
 	return v
+}
+
+// refill tops the accumulator up to at least 56 bits, or to the end of the
+// buffer: with eight bytes left, as many whole bytes as fit below 64 bits
+// in one load; otherwise byte by byte.
+func (r *bitReader) refill() {
+	if len(r.buf) >= 8 {
+		take := (63 - r.nacc) >> 3
+		r.acc |= binary.LittleEndian.Uint64(r.buf) << r.nacc
+		r.nacc += 8 * take
+		r.acc &= 1<<r.nacc - 1
+		r.buf = r.buf[take:]
+		return
+	}
+	for r.nacc <= 56 && len(r.buf) > 0 {
+		r.acc |= uint64(r.buf[0]) << r.nacc
+		r.buf = r.buf[1:]
+		r.nacc += 8
+	}
 }
 
 // done reports whether everything was read and the padding bits are zero.

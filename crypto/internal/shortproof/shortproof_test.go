@@ -209,3 +209,73 @@ func TestHalfModulusAllOnesProves(t *testing.T) {
 		return
 	}
 }
+
+// TestSetSignedReduces checks the division-free path of SetSigned against
+// big.Int reduction, at the edges of every limb's modulus and of int64.
+func TestSetSignedReduces(t *testing.T) {
+	r, err := ring.NewRing(1<<4, []uint64{0xfffffffffffc001, 0x7fffffffe0001, 65537})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x []int64
+	for _, s := range r.SubRings {
+		q := int64(s.Modulus)
+		for _, v := range []int64{0, 1, -1, q - 1, q, q + 1, -q + 1, -q, -q - 1, 2 * q, -2 * q, 1<<62 - 1} {
+			x = append(x, v)
+		}
+	}
+	x = append(x, 1<<63-1, -1<<63, -1<<63+1)
+	for start := 0; start < len(x); start += r.N() {
+		chunk := x[start:min(start+r.N(), len(x))]
+		dst := r.NewPoly()
+		SetSigned(r, dst, chunk)
+		for j, s := range r.SubRings {
+			q := new(big.Int).SetUint64(s.Modulus)
+			for i, v := range chunk {
+				want := new(big.Int).Mod(big.NewInt(v), q).Uint64()
+				if got := dst.Coeffs[j][i]; got != want {
+					t.Errorf("SetSigned(%d) mod %d = %d, want %d", v, s.Modulus, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestBitsRoundTrip writes values of every width from 1 to 64 in mixed
+// order and reads them back: the reader's eight-byte refill and its
+// byte-by-byte tail give the same bits, and the padding reads as done.
+func TestBitsRoundTrip(t *testing.T) {
+	prng, err := sampling.NewPRNG()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for trial := 0; trial < 50; trial++ {
+		var w bitWriter
+		var widths []int
+		var values []uint64
+		for k := 0; k < 1+trial*7; k++ {
+			var b [9]byte
+			if _, err := prng.Read(b[:]); err != nil {
+				t.Fatal(err)
+			}
+			width := 1 + int(b[8])%64
+			v := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+				uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+			if width < 64 {
+				v &= 1<<width - 1
+			}
+			w.write(v, width)
+			widths = append(widths, width)
+			values = append(values, v)
+		}
+		rd := bitReader{buf: w.flush()}
+		for k, width := range widths {
+			if got := rd.read(width); got != values[k] {
+				t.Fatalf("trial %d: value %d (width %d) read %#x, wrote %#x", trial, k, width, got, values[k])
+			}
+		}
+		if !rd.done() {
+			t.Fatalf("trial %d: bits left after the last value", trial)
+		}
+	}
+}
