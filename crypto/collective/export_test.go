@@ -1,6 +1,7 @@
 package collective
 
 import (
+	"encoding/binary"
 	"math/bits"
 	mrand "math/rand/v2"
 	"testing"
@@ -63,6 +64,47 @@ func ShiftShareForTest(t testing.TB, p homomorphic.Params, share []byte, shift *
 	b, err := encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, h0, h1)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return b
+}
+
+// RelabelShamirShareForTest returns a Shamir share's encoding addressed to
+// point x instead (its header only).
+func RelabelShamirShareForTest(t testing.TB, p homomorphic.Params, share []byte, x uint64) []byte {
+	t.Helper()
+	out := append([]byte(nil), share...)
+	binary.LittleEndian.PutUint64(out[16:24], x)
+	return out
+}
+
+// RelabelImageForTest returns a threshold image's encoding as point x's.
+func RelabelImageForTest(t testing.TB, p homomorphic.Params, image []byte, x uint64) []byte {
+	return RelabelShamirShareForTest(t, p, image, x)
+}
+
+// ShiftShamirShareForTest adds d to every coefficient of a Shamir share,
+// as a dealer that sends a recipient another value would.
+func ShiftShamirShareForTest(t testing.TB, p homomorphic.Params, share []byte, d uint64) []byte {
+	t.Helper()
+	r := p.BGV(tok).RingQ()
+	sigma := r.NewPoly()
+	h, err := decode(p, polycodec.KindShamirShare, p.BGV(tok).MaxLevel(), share, sigma)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.AddScalar(sigma, d, sigma)
+	b, err := encode(p, polycodec.KindShamirShare, h.Aux0, h.Aux1, sigma)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// DealBoundForTest is dealBound(x, t), 0 when it does not fit.
+func DealBoundForTest(x uint64, t int) int64 {
+	b, err := dealBound(x, t)
+	if err != nil {
+		return 0
 	}
 	return b
 }

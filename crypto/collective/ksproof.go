@@ -147,11 +147,33 @@ func KeySwitchShareProven(p homomorphic.Params, sk *homomorphic.SecretKeyShare, 
 	}
 	read := func(smp ring.Sampler) []int64 { return shortproof.Centred(r, smp.ReadNew()) }
 	u, e0, e1, eNoise := read(xs), read(xe), read(xe), read(xe)
-	mag, neg, err := smudge.Sample(p.Smudging(tok), r.N())
+	lo, hi, err := smudgedSplit(p, e0, eNoise)
+	if err != nil {
+		return nil, nil, err
+	}
+	h0, h1 := r.NewPoly(), r.NewPoly()
+	st := ksStatement(p, crp, ckg, target, c.Value[1], h0, h1, context)
+	out := []ring.Poly{r.NewPoly(), h0, h1}
+	w := [][]int64{s, eCKG, u, e1, lo, hi}
+	st.Apply(w, nil, out)
+	if proof, err = shortproof.Prove(st, w, nil); err != nil {
+		return nil, nil, fmt.Errorf("collective: proof of the key-switch share (is the secret this CKG share's?): %w", err)
+	}
+	if share, err = encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, h0, h1); err != nil {
+		return nil, nil, err
+	}
+	return share, proof, nil
+}
+
+// smudgedSplit adds the smudging noise to the protocol errors e0 + e and
+// splits each |e0 + e + E| < 2^64 as eps_lo + 2^40*eps_hi (same signs).
+func smudgedSplit(p homomorphic.Params, e0, eNoise []int64) (lo, hi []int64, err error) {
+	n := len(e0)
+	mag, neg, err := smudge.Sample(p.Smudging(tok), n)
 	if err != nil {
 		return nil, nil, fmt.Errorf("collective: %w", err)
 	}
-	lo, hi := make([]int64, r.N()), make([]int64, r.N())
+	lo, hi = make([]int64, n), make([]int64, n)
 	for i := range lo {
 		// |e0 + e + E| < 2^64: the magnitude and sign of the sum.
 		small := e0[i] + eNoise[i]
@@ -171,18 +193,7 @@ func KeySwitchShareProven(p homomorphic.Params, sk *homomorphic.SecretKeyShare, 
 		}
 		lo[i], hi[i] = l, h
 	}
-	h0, h1 := r.NewPoly(), r.NewPoly()
-	st := ksStatement(p, crp, ckg, target, c.Value[1], h0, h1, context)
-	out := []ring.Poly{r.NewPoly(), h0, h1}
-	w := [][]int64{s, eCKG, u, e1, lo, hi}
-	st.Apply(w, nil, out)
-	if proof, err = shortproof.Prove(st, w, nil); err != nil {
-		return nil, nil, fmt.Errorf("collective: proof of the key-switch share (is the secret this CKG share's?): %w", err)
-	}
-	if share, err = encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, h0, h1); err != nil {
-		return nil, nil, err
-	}
-	return share, proof, nil
+	return lo, hi, nil
 }
 
 func abs64(v int64) int64 {

@@ -45,7 +45,22 @@ const (
 	KindKeySwitchShare
 	KindShamirShare
 	KindThresholdShare
+	// KindShamirImages: a dealer's images of its Shamir polynomial's
+	// coefficients after the constant one (Aux0: the threshold).
+	KindShamirImages
+	// KindThresholdImage: the image of a member's aggregate Shamir share
+	// (Aux0: its point, Aux1: the bound on its error).
+	KindThresholdImage
 )
+
+// NumPolys returns the polynomial count an encoding's header states (not
+// validated: Decode checks it with everything else).
+func NumPolys(b []byte) (int, error) {
+	if len(b) < HeaderSize {
+		return 0, fmt.Errorf("%w: %d bytes, shorter than the header", ErrMalformed, len(b))
+	}
+	return int(b[6]), nil
+}
 
 // HeaderSize is the size in bytes of the fixed header.
 const HeaderSize = 32

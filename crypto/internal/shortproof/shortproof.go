@@ -29,6 +29,7 @@ import (
 	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/utils/sampling"
 )
 
 const (
@@ -79,6 +80,18 @@ type Statement struct {
 	MaskT func() (yt []uint64, bound []byte, err error)
 	// Bound is the accepted round's commitment, for the verifier.
 	Bound []byte
+
+	// Uniform is the number of components that may be any element of R_Q
+	// (a Shamir share of a secret key), in the representation
+	// ApplyUniform takes (Lattigo's secret keys: NTT and Montgomery
+	// domain). Their masks are uniform in R_Q, so their answers are
+	// exactly uniform and never rejected; a proof carries every limb of
+	// them in full.
+	Uniform int
+	// ApplyUniform adds the uniform components' part of the map to out
+	// (NTT domain); the map is Apply's plus this one, and this one must be
+	// linear over R_Q (products with public polynomials, sums, scalars).
+	ApplyUniform func(xu []ring.Poly, out []ring.Poly)
 }
 
 // shifts returns the largest shift c*x of each signed component: Weight
@@ -113,10 +126,20 @@ func (st *Statement) widths() (signed []int, t int) {
 	return signed, t
 }
 
+// uniformWidth is the bits of one coefficient of a uniform component:
+// every limb in full.
+func (st *Statement) uniformWidth() int {
+	w := 0
+	for _, s := range st.Ring.SubRings[:st.Ring.Level()+1] {
+		w += bits.Len64(s.Modulus - 1)
+	}
+	return w
+}
+
 // Size is the length in bytes of a proof of st.
 func (st *Statement) Size() int {
 	signed, t := st.widths()
-	total := t
+	total := t + st.Uniform*st.uniformWidth()
 	for _, w := range signed {
 		total += w
 	}
@@ -134,6 +157,9 @@ func (st *Statement) check() error {
 	}
 	if st.T != 0 && (st.WrapInto < 0 || st.WrapInto >= len(st.Bounds)) {
 		return fmt.Errorf("shortproof: wrap component %d", st.WrapInto)
+	}
+	if st.Uniform < 0 || (st.Uniform > 0) != (st.ApplyUniform != nil) {
+		return fmt.Errorf("shortproof: %d uniform components and their map", st.Uniform)
 	}
 	return nil
 }
@@ -312,17 +338,30 @@ func Prove(st *Statement, x [][]int64, xt []uint64) ([]byte, error) {
 	return proof, err
 }
 
+// ProveUniform is Prove for a statement with uniform components xu (st.Uniform
+// of them, in ApplyUniform's representation).
+func ProveUniform(st *Statement, x [][]int64, xt []uint64, xu []ring.Poly) ([]byte, error) {
+	if len(xu) != st.Uniform {
+		return nil, fmt.Errorf("shortproof: %d uniform components for %d", len(xu), st.Uniform)
+	}
+	proof, _, err := prove(st, x, xt, xu)
+	return proof, err
+}
+
 // ProveLinked is Prove, which also returns the accepted round's
 // challenge (its N coefficients, in {-1, 0, 1}) for a linked statement.
 func ProveLinked(st *Statement, x [][]int64, xt []uint64) ([]byte, []int64, error) {
-	proof, c, err := prove(st, x, xt)
+	if st.Uniform != 0 {
+		return nil, nil, fmt.Errorf("shortproof: a statement with uniform components needs ProveUniform")
+	}
+	proof, c, err := prove(st, x, xt, nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	return proof, c.coeffs(st.Ring.N()), nil
 }
 
-func prove(st *Statement, x [][]int64, xt []uint64) ([]byte, challenge, error) {
+func prove(st *Statement, x [][]int64, xt []uint64, xu []ring.Poly) ([]byte, challenge, error) {
 	if err := st.check(); err != nil {
 		return nil, challenge{}, err
 	}
@@ -343,12 +382,12 @@ func prove(st *Statement, x [][]int64, xt []uint64) ([]byte, challenge, error) {
 			}
 		}
 	}
-	return proveRounds(st, x, xt)
+	return proveRounds(st, x, xt, xu)
 }
 
 // proveRounds runs the rounds of Prove, without its checks of the witness
 // (a test makes a cheating prover of it).
-func proveRounds(st *Statement, x [][]int64, xt []uint64) ([]byte, challenge, error) {
+func proveRounds(st *Statement, x [][]int64, xt []uint64, xu []ring.Poly) ([]byte, challenge, error) {
 	n := st.Ring.N()
 	shifts, limits := st.shifts(), st.limits()
 	w := make([]ring.Poly, len(st.Image))
@@ -383,6 +422,19 @@ func proveRounds(st *Statement, x [][]int64, xt []uint64) ([]byte, challenge, er
 			}
 		}
 		st.Apply(y, yt, w)
+		var yu []ring.Poly
+		if st.Uniform > 0 {
+			prng, err := sampling.NewPRNG()
+			if err != nil {
+				return nil, challenge{}, err
+			}
+			us := ring.NewUniformSampler(prng, st.Ring)
+			yu = make([]ring.Poly, st.Uniform)
+			for k := range yu {
+				yu[k] = us.ReadNew()
+			}
+			st.ApplyUniform(yu, w)
+		}
 		h := st.hash(w, bound)
 		c := challengeOf(n, h)
 		if round == 0 {
@@ -428,7 +480,18 @@ func proveRounds(st *Statement, x [][]int64, xt []uint64) ([]byte, challenge, er
 			}
 		}
 		if ok {
-			return st.encode(h, z, zt), c, nil
+			var zu []ring.Poly
+			if st.Uniform > 0 {
+				// z = y + c*x in R_Q: uniform, never rejected.
+				r := st.Ring
+				cp := r.NewPoly()
+				c.poly(r, cp)
+				for k := range yu {
+					r.MulCoeffsMontgomeryThenAdd(cp, xu[k], yu[k])
+				}
+				zu = yu
+			}
+			return st.encode(h, z, zt, zu), c, nil
 		}
 	}
 	return nil, challenge{}, fmt.Errorf("shortproof: %d rounds rejected (a witness outside its bounds?)", attempts)
@@ -450,7 +513,7 @@ func VerifyLinked(st *Statement, proof []byte) ([]int64, []uint64, error) {
 	if st.Linked && st.T == 0 {
 		return nil, nil, fmt.Errorf("shortproof: a linked statement needs an R_t component")
 	}
-	h, z, zt, err := st.decode(proof)
+	h, z, zt, zu, err := st.decode(proof)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -462,6 +525,9 @@ func VerifyLinked(st *Statement, proof []byte) ([]int64, []uint64, error) {
 		w[i] = *p
 	}
 	st.Apply(z, zt, w)
+	if st.Uniform > 0 {
+		st.ApplyUniform(zu, w)
+	}
 	c := challengeOf(r.N(), h)
 	cp, tmp := GetPoly(r), GetPoly(r)
 	defer PutPoly(r, cp)
@@ -518,7 +584,7 @@ func uniformBelow(n int, bound uint64) ([]uint64, error) {
 	return out, nil
 }
 
-func (st *Statement) encode(h []byte, z [][]int64, zt []uint64) []byte {
+func (st *Statement) encode(h []byte, z [][]int64, zt []uint64, zu []ring.Poly) []byte {
 	signed, tw := st.widths()
 	limits := st.limits()
 	w := bitWriter{buf: append(make([]byte, 0, st.Size()), h...)}
@@ -530,12 +596,20 @@ func (st *Statement) encode(h []byte, z [][]int64, zt []uint64) []byte {
 	for _, v := range zt {
 		w.write(v, tw)
 	}
+	for _, poly := range zu {
+		for j, sr := range st.Ring.SubRings[:st.Ring.Level()+1] {
+			width := bits.Len64(sr.Modulus - 1)
+			for _, v := range poly.Coeffs[j] {
+				w.write(v, width)
+			}
+		}
+	}
 	return w.flush()
 }
 
-func (st *Statement) decode(b []byte) (h []byte, z [][]int64, zt []uint64, err error) {
+func (st *Statement) decode(b []byte) (h []byte, z [][]int64, zt []uint64, zu []ring.Poly, err error) {
 	if len(b) != st.Size() {
-		return nil, nil, nil, fmt.Errorf("%w: proof of %d bytes, want %d", ErrRefused, len(b), st.Size())
+		return nil, nil, nil, nil, fmt.Errorf("%w: proof of %d bytes, want %d", ErrRefused, len(b), st.Size())
 	}
 	n := st.Ring.N()
 	signed, tw := st.widths()
@@ -548,7 +622,7 @@ func (st *Statement) decode(b []byte) (h []byte, z [][]int64, zt []uint64, err e
 		for i := range z[j] {
 			v := int64(rd.read(signed[j])) - limits[j]
 			if v > limits[j] || v < -limits[j] {
-				return nil, nil, nil, fmt.Errorf("%w: answer %d, coefficient %d out of range", ErrRefused, j, i)
+				return nil, nil, nil, nil, fmt.Errorf("%w: answer %d, coefficient %d out of range", ErrRefused, j, i)
 			}
 			z[j][i] = v
 		}
@@ -557,14 +631,26 @@ func (st *Statement) decode(b []byte) (h []byte, z [][]int64, zt []uint64, err e
 		zt = make([]uint64, n)
 		for i := range zt {
 			if zt[i] = rd.read(tw); zt[i] >= st.T {
-				return nil, nil, nil, fmt.Errorf("%w: answer modulo t, coefficient %d not below t", ErrRefused, i)
+				return nil, nil, nil, nil, fmt.Errorf("%w: answer modulo t, coefficient %d not below t", ErrRefused, i)
 			}
 		}
 	}
-	if !rd.done() {
-		return nil, nil, nil, fmt.Errorf("%w: nonzero padding", ErrRefused)
+	for k := 0; k < st.Uniform; k++ {
+		poly := st.Ring.NewPoly()
+		for j, sr := range st.Ring.SubRings[:st.Ring.Level()+1] {
+			width := bits.Len64(sr.Modulus - 1)
+			for i := range poly.Coeffs[j] {
+				if poly.Coeffs[j][i] = rd.read(width); poly.Coeffs[j][i] >= sr.Modulus {
+					return nil, nil, nil, nil, fmt.Errorf("%w: uniform answer %d, coefficient %d not below its prime", ErrRefused, k, i)
+				}
+			}
+		}
+		zu = append(zu, poly)
 	}
-	return h, z, zt, nil
+	if !rd.done() {
+		return nil, nil, nil, nil, fmt.Errorf("%w: nonzero padding", ErrRefused)
+	}
+	return h, z, zt, zu, nil
 }
 
 // bitWriter packs fixed-width values, least significant bits first.
@@ -650,7 +736,7 @@ func Answers(st *Statement, proof []byte) ([][]int64, []uint64, error) {
 	if err := st.check(); err != nil {
 		return nil, nil, err
 	}
-	_, z, zt, err := st.decode(proof)
+	_, z, zt, _, err := st.decode(proof)
 	return z, zt, err
 }
 

@@ -91,7 +91,7 @@ func TestWitnessOutsideBounds(t *testing.T) {
 	if _, err := Prove(st, x, nil); err == nil || !strings.Contains(err.Error(), "outside its bound") {
 		t.Fatalf("Prove: %v", err)
 	}
-	if _, _, err := proveRounds(st, x, nil); err == nil || !strings.Contains(err.Error(), "rejected") {
+	if _, _, err := proveRounds(st, x, nil, nil); err == nil || !strings.Contains(err.Error(), "rejected") {
 		t.Fatalf("the rounds: %v", err)
 	}
 }
@@ -203,7 +203,7 @@ func TestHalfModulusAllOnesProves(t *testing.T) {
 		if !within(z0, limits[0]) || !within(z1, limits[1]) {
 			continue
 		}
-		if err := Verify(st, st.encode(hash, [][]int64{z0, z1}, nil)); err != nil {
+		if err := Verify(st, st.encode(hash, [][]int64{z0, z1}, nil, nil)); err != nil {
 			t.Fatalf("the half-modulus all-ones shift no longer proves: %v (update docs/crypto.md)", err)
 		}
 		return
@@ -277,5 +277,74 @@ func TestBitsRoundTrip(t *testing.T) {
 		if !rd.done() {
 			t.Fatalf("trial %d: bits left after the last value", trial)
 		}
+	}
+}
+
+// TestUniformComponent proves b = a*f + e with f any element of R_Q (a
+// uniform component, in the NTT and Montgomery domain) and e short: the
+// proof verifies; a changed uniform answer, one not below its prime, and a
+// statement with another image are refused; the same statement proven
+// without its uniform component is refused before any round.
+func TestUniformComponent(t *testing.T) {
+	r, err := ring.NewRing(1<<10, []uint64{0xfffffffffffc001, 0xffffffffffe8001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prng, err := sampling.NewPRNG()
+	if err != nil {
+		t.Fatal(err)
+	}
+	us := ring.NewUniformSampler(prng, r)
+	a, f := us.ReadNew(), us.ReadNew()
+	e, err := uniformSigned(r.N(), 19)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &Statement{Domain: "toy-uniform", Ring: r, Bounds: []int64{19}, Context: []byte("ctx"), Uniform: 1}
+	st.Apply = func(x [][]int64, _ []uint64, out []ring.Poly) {
+		SetSigned(r, out[0], x[0])
+		r.NTT(out[0], out[0])
+		r.MForm(out[0], out[0])
+	}
+	st.ApplyUniform = func(xu []ring.Poly, out []ring.Poly) {
+		r.MulCoeffsMontgomeryThenAdd(xu[0], a, out[0])
+	}
+	img := []ring.Poly{r.NewPoly()}
+	st.Apply([][]int64{e}, nil, img)
+	st.ApplyUniform([]ring.Poly{f}, img)
+	st.Image = img
+	proof, err := ProveUniform(st, [][]int64{e}, nil, []ring.Poly{f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(proof) != st.Size() {
+		t.Fatalf("proof of %d bytes, Size %d", len(proof), st.Size())
+	}
+	if err := Verify(st, proof); err != nil {
+		t.Fatalf("honest proof: %v", err)
+	}
+	// The uniform answer is the proof's last 2*60 bits a coefficient.
+	bad := append([]byte(nil), proof...)
+	bad[len(bad)-200] ^= 1
+	if err := Verify(st, bad); !errors.Is(err, ErrRefused) {
+		t.Fatalf("changed uniform answer: %v", err)
+	}
+	over := append([]byte(nil), proof...)
+	for i := len(over) - 15; i < len(over); i++ {
+		over[i] = 0xff // the last coefficient of the last limb: 2^60 - 1 > q
+	}
+	if err := Verify(st, over); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "not below its prime") {
+		t.Fatalf("uniform answer above its prime: %v", err)
+	}
+	other := *st
+	other.Image = []ring.Poly{us.ReadNew()}
+	if err := Verify(&other, proof); !errors.Is(err, ErrRefused) {
+		t.Fatalf("another image: %v", err)
+	}
+	if _, err := ProveUniform(st, [][]int64{e}, nil, nil); err == nil {
+		t.Fatal("a proof without its uniform component")
+	}
+	if _, err := Prove(st, [][]int64{e}, nil); err == nil {
+		t.Fatal("Prove of a statement with a uniform component")
 	}
 }

@@ -1,0 +1,523 @@
+package collective
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+
+	"github.com/tuneinsight/lattigo/v5/mhe"
+	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/utils/sampling"
+
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/internal/polycodec"
+	"github.com/fedstat/fedstat/crypto/internal/shortproof"
+)
+
+// Checked dealing and proofs of threshold key-switch shares (docs/crypto.md,
+// "Threshold decryption", "Checked dealing"). A dealer i with additive
+// secret s_i and Shamir polynomial f_i = s_i + f_i1*X + ... + f_i(T-1)*X^(T-1)
+// publishes, besides its CKG share p_i = e_i - s_i*a (its image A_i0), the
+// images
+//
+//	A_ik = e_ik - f_ik*a   (k = 1..T-1, NTT domain, Lattigo's form of a CKG share)
+//
+// with errors e_ik from Lattigo's error distribution (|e_ik| <= 19). The
+// recipient at point x checks the share sigma it received:
+//
+//	sum_k x^k*A_ik + sigma*a = sum_k x^k*e_ik   must be short: |.| <= 19*sum_k x^k,
+//
+// and refuses the dealing, naming the dealer, when it is not. The image of
+// a member's aggregate share F(x) = sum_i f_i(x) is then public:
+//
+//	P(x) = sum_i sum_k x^k*A_ik = E(x) - F(x)*a,  |E(x)| <= K*19*sum_k x^k,
+//
+// and a decryptor of a release proves its key-switch share made with
+// lambda*F(x) (lambda its Lagrange coefficient in the release's set) against
+// P(x), as a member of an epoch with T = K proves its share against its CKG
+// share, with F(x) a component uniform in R_Q (it is: a sum of uniform
+// coefficients). The images need no proof of their own: a dealer whose
+// images have long errors must send shares that differ from f_i(x) by
+// a^-1 times something for every recipient to pass, and the part of that
+// which is a polynomial in x of degree below T with no constant term only
+// changes f_i's other coefficients; what is left is a per-recipient
+// neighbour of the share, which the recipients' checks bound as they bound
+// an honest dealer's (docs/crypto.md, "What the checked dealing allows").
+
+// ErrDealing is returned when a dealt Shamir share does not match its
+// dealer's CKG share and images.
+var ErrDealing = errors.New("collective: threshold share does not match its dealer's images")
+
+// ErrThresholdProof is returned when the proof of a threshold key-switch
+// share does not verify, or cannot be made for the epoch's shape.
+var ErrThresholdProof = errors.New("collective: proof of the threshold key-switch share refused")
+
+// maxImageBound is the largest bound on E(x) a proof handles: the answers
+// of a component bounded by b reach b*Weight*Gamma, below 2^62.
+const maxImageBound = 1 << 40
+
+// dealBound is 19*sum_{k<t} x^k, the largest |sum_k x^k*e_ik| of an honest
+// dealer, or an error when it does not fit in 2^58 (points 1..K keep it
+// small: 2.1e6 for K = 10, T = 6).
+func dealBound(x uint64, t int) (int64, error) {
+	sum, pow := 0.0, 1.0
+	for k := 0; k < t; k++ {
+		sum += pow
+		pow *= float64(x)
+	}
+	b := ckgErrBound * sum
+	if b >= 1<<58 {
+		return 0, fmt.Errorf("%w: point %d with threshold %d: the dealing's errors reach 2^%.1f", ErrInvalidArgument, x, t, math.Log2(b))
+	}
+	return int64(b), nil
+}
+
+// ThresholdDealChecked is ThresholdDeal with the images of the dealt
+// polynomial's coefficients after its constant term (the CKG share of sk,
+// made with crs, is its image), which every recipient checks its share
+// against (CheckDealtShare). The images are public.
+func ThresholdDealChecked(p homomorphic.Params, sk *homomorphic.SecretKeyShare, t int, recipients []uint64, crs []byte) (shares map[uint64][]byte, images []byte, err error) {
+	if err := checkParams(p); err != nil {
+		return nil, nil, err
+	}
+	if err := checkSK(p, sk); err != nil {
+		return nil, nil, err
+	}
+	if err := checkPoints(recipients); err != nil {
+		return nil, nil, err
+	}
+	if t < 2 || t > len(recipients) {
+		return nil, nil, fmt.Errorf("%w: threshold %d for %d recipients (a checked dealing needs 2 or more)", ErrInvalidArgument, t, len(recipients))
+	}
+	crp, err := ckgPoly(p, crs)
+	if err != nil {
+		return nil, nil, err
+	}
+	thr := mhe.NewThresholdizer(p.BGV(tok))
+	poly, err := thr.GenShamirPolynomial(t, sk.RLWE(tok))
+	if err != nil {
+		return nil, nil, fmt.Errorf("collective: shamir polynomial: %w", err)
+	}
+	defer func() {
+		for _, c := range poly.Value {
+			wipe(c.Q.Coeffs)
+		}
+	}()
+	r := p.BGV(tok).RingQ()
+	prng, err := sampling.NewPRNG()
+	if err != nil {
+		return nil, nil, err
+	}
+	xe, err := ring.NewSampler(prng, r, p.BGV(tok).Xe(), false)
+	if err != nil {
+		return nil, nil, err
+	}
+	imgs := make([]ring.Poly, t-1)
+	for k := 1; k < t; k++ {
+		// A_k = MForm(NTT(e_k)) - f_k*a, as CKG's GenShare makes p_i.
+		img := xe.ReadNew()
+		r.NTT(img, img)
+		r.MForm(img, img)
+		r.MulCoeffsMontgomeryThenSub(poly.Value[k].Q, crp, img)
+		imgs[k-1] = img
+	}
+	if images, err = encode(p, polycodec.KindShamirImages, uint64(t), 0, imgs...); err != nil {
+		return nil, nil, err
+	}
+	shares = make(map[uint64][]byte, len(recipients))
+	share := thr.AllocateThresholdSecretShare()
+	defer wipe(share.Q.Coeffs)
+	for _, x := range recipients {
+		thr.GenShamirSecretShare(mhe.ShamirPublicPoint(x), poly, &share)
+		b, err := encode(p, polycodec.KindShamirShare, x, uint64(t), share.Q)
+		if err != nil {
+			return nil, nil, err
+		}
+		shares[x] = b
+	}
+	return shares, images, nil
+}
+
+// dealerImages decodes a dealer's CKG share and images into A_0..A_{T-1}.
+func dealerImages(p homomorphic.Params, ckgShare, images []byte) ([]ring.Poly, error) {
+	r := p.BGV(tok).RingQ()
+	level := p.BGV(tok).MaxLevel()
+	a0 := r.NewPoly()
+	if _, err := decode(p, polycodec.KindCKGShare, level, ckgShare, a0); err != nil {
+		return nil, err
+	}
+	n, err := polycodec.NumPolys(images)
+	if err != nil {
+		return nil, err
+	}
+	out := []ring.Poly{a0}
+	rest := make([]ring.Poly, n)
+	for k := range rest {
+		rest[k] = r.NewPoly()
+	}
+	h, err := decode(p, polycodec.KindShamirImages, level, images, rest...)
+	if err != nil {
+		return nil, err
+	}
+	if h.Aux0 != uint64(n)+1 {
+		return nil, fmt.Errorf("%w: %d images for threshold %d", ErrMalformed, n, h.Aux0)
+	}
+	return append(out, rest...), nil
+}
+
+// evalImages sets out = sum_k x^k*A_k (NTT domain).
+func evalImages(r *ring.Ring, imgs []ring.Poly, x uint64, out ring.Poly) {
+	// Horner: ((A_{T-1}*x + A_{T-2})*x + ...) + A_0.
+	out.Copy(imgs[len(imgs)-1])
+	for k := len(imgs) - 2; k >= 0; k-- {
+		r.MulScalar(out, x, out)
+		r.Add(out, imgs[k], out)
+	}
+}
+
+// CheckDealtShare checks the Shamir share share, dealt to point x, against
+// its dealer's CKG share ckgShare (of the epoch of crs) and images; an
+// error matches ErrDealing when they do not match.
+func CheckDealtShare(p homomorphic.Params, crs, ckgShare, images []byte, x uint64, share []byte) error {
+	if err := checkParams(p); err != nil {
+		return err
+	}
+	if err := checkPoints([]uint64{x}); err != nil {
+		return err
+	}
+	crp, err := ckgPoly(p, crs)
+	if err != nil {
+		return err
+	}
+	imgs, err := dealerImages(p, ckgShare, images)
+	if err != nil {
+		return err
+	}
+	r := p.BGV(tok).RingQ()
+	sigma := r.NewPoly()
+	h, err := decode(p, polycodec.KindShamirShare, p.BGV(tok).MaxLevel(), share, sigma)
+	if err != nil {
+		return err
+	}
+	defer wipe(sigma.Coeffs)
+	if h.Aux0 != x || h.Aux1 != uint64(len(imgs)) {
+		return fmt.Errorf("%w: a share for point %d with threshold %d, checked as point %d with %d images", ErrDealing, h.Aux0, h.Aux1, x, len(imgs))
+	}
+	bound, err := dealBound(x, len(imgs))
+	if err != nil {
+		return err
+	}
+	d := r.NewPoly()
+	evalImages(r, imgs, x, d)
+	r.MulCoeffsMontgomeryThenAdd(sigma, crp, d)
+	r.IMForm(d, d)
+	r.INTT(d, d)
+	if !shortWithin(r, d, bound) {
+		return fmt.Errorf("%w: sum_k x^k*A_k + share*a is not within %d", ErrDealing, bound)
+	}
+	return nil
+}
+
+// shortWithin reports whether the integer polynomial d (coefficient domain,
+// every limb) has |d| <= bound with consistent limbs.
+func shortWithin(r *ring.Ring, d ring.Poly, bound int64) bool {
+	c := shortproof.Centred(r, d)
+	for _, v := range c {
+		if v > bound || v < -bound {
+			return false
+		}
+	}
+	// The other limbs must hold the same integers.
+	check := r.NewPoly()
+	shortproof.SetSigned(r, check, c)
+	return r.Equal(check, d)
+}
+
+// ThresholdImage returns the public image P(x) = sum_i sum_k x^k*A_ik of
+// the aggregate Shamir share of the member at point x, from every dealer's
+// CKG share and images (one pair per committee member, in any order), as
+// the bytes ThresholdKeySwitchShareProven and VerifyThresholdKeySwitchShare
+// take. It fails when the epoch's shape puts E(x) beyond what a proof
+// handles (ErrThresholdProof).
+func ThresholdImage(p homomorphic.Params, ckgShares, images [][]byte, x uint64) ([]byte, error) {
+	if err := checkParams(p); err != nil {
+		return nil, err
+	}
+	if err := checkPoints([]uint64{x}); err != nil {
+		return nil, err
+	}
+	if len(ckgShares) == 0 || len(ckgShares) != len(images) {
+		return nil, fmt.Errorf("%w: %d CKG shares and %d images", ErrInvalidArgument, len(ckgShares), len(images))
+	}
+	r := p.BGV(tok).RingQ()
+	sum, term := r.NewPoly(), r.NewPoly()
+	t := 0
+	for i := range ckgShares {
+		imgs, err := dealerImages(p, ckgShares[i], images[i])
+		if err != nil {
+			return nil, fmt.Errorf("dealer %d: %w", i, err)
+		}
+		if t != 0 && len(imgs) != t {
+			return nil, fmt.Errorf("%w: dealer %d has threshold %d, another %d", ErrMismatch, i, len(imgs), t)
+		}
+		t = len(imgs)
+		evalImages(r, imgs, x, term)
+		r.Add(sum, term, sum)
+	}
+	b, err := dealBound(x, t)
+	if err != nil {
+		return nil, err
+	}
+	bound := int64(len(ckgShares)) * b
+	if b > maxImageBound/int64(len(ckgShares)) {
+		return nil, fmt.Errorf("%w: point %d, threshold %d, %d dealers: the image's error reaches %d, over the 2^40 a proof handles", ErrThresholdProof, x, t, len(ckgShares), bound)
+	}
+	return encode(p, polycodec.KindThresholdImage, x, uint64(bound), sum)
+}
+
+// lagrange is the Lagrange coefficient at 0 of the point x in the set
+// active, prod_{k != x} x_k/(x_k - x) modulo Q.
+func lagrange(p homomorphic.Params, x uint64, active []uint64) (*big.Int, error) {
+	q := p.BGV(tok).RingQ().Modulus()
+	num, den := big.NewInt(1), big.NewInt(1)
+	in := false
+	for _, xk := range active {
+		if xk == x {
+			in = true
+			continue
+		}
+		num.Mul(num, new(big.Int).SetUint64(xk))
+		den.Mul(den, new(big.Int).Sub(new(big.Int).SetUint64(xk), new(big.Int).SetUint64(x)))
+	}
+	if !in {
+		return nil, fmt.Errorf("%w: own point %d not in the active set", ErrInvalidArgument, x)
+	}
+	den.Mod(den, q)
+	inv := new(big.Int).ModInverse(den, q)
+	if inv == nil {
+		return nil, fmt.Errorf("%w: points not invertible modulo Q", ErrInvalidArgument)
+	}
+	return num.Mul(num, inv).Mod(num, q), nil
+}
+
+// tksStatement is what a proof of the threshold key-switch share (h0, h1)
+// of c1 towards target proves for the member at point x of the active set:
+//
+//	P = MForm(NTT(E)) - F*a,  h0 = u*target0 + lambda*F*c1 + NTT(eps),  h1 = u*target1 + NTT(e1),
+//
+// with F uniform (NTT, Montgomery), |E| <= bound, u ternary, |e1| <= 19 and
+// eps = eps_lo + 2^40*eps_hi as for an epoch with T = K.
+func tksStatement(p homomorphic.Params, crp, image ring.Poly, bound int64, lambda *big.Int, target *homomorphic.PublicKey, c1, h0, h1 ring.Poly, x uint64, active []uint64, context []byte) *shortproof.Statement {
+	r := p.BGV(tok).RingQ()
+	ctx := []byte(p.Name())
+	ctx = binary.BigEndian.AppendUint64(ctx, x)
+	ctx = binary.BigEndian.AppendUint64(ctx, uint64(len(active)))
+	for _, xk := range active {
+		ctx = binary.BigEndian.AppendUint64(ctx, xk)
+	}
+	ctx = binary.BigEndian.AppendUint64(ctx, uint64(len(context)))
+	ctx = append(ctx, context...)
+	var t0, t1 ring.Poly
+	if target != nil {
+		t0, t1 = target.RLWE(tok).Value[0].Q, target.RLWE(tok).Value[1].Q
+	}
+	return &shortproof.Statement{
+		Domain: "fedstat/threshold-key-switch-share/v1",
+		Ring:   r,
+		// E, u, e1, eps_lo, eps_hi; F is the uniform component.
+		Bounds:  []int64{bound, 1, ckgErrBound, 1<<epsSplit - 1, 1 << (64 - epsSplit)},
+		Uniform: 1,
+		Apply: func(x [][]int64, _ []uint64, out []ring.Poly) {
+			tmp := shortproof.GetPoly(r)
+			defer shortproof.PutPoly(r, tmp)
+			// P's short part: MForm(NTT(E)).
+			shortproof.SetSigned(r, out[0], x[0])
+			r.NTT(out[0], out[0])
+			r.MForm(out[0], out[0])
+			// u in the NTT domain.
+			u := shortproof.GetPoly(r)
+			defer shortproof.PutPoly(r, u)
+			shortproof.SetSigned(r, *u, x[1])
+			r.NTT(*u, *u)
+			// h0 = u*target0 + NTT(eps_lo + 2^40 eps_hi).
+			shortproof.SetSigned(r, *tmp, x[4])
+			r.MulScalar(*tmp, 1<<epsSplit, *tmp)
+			lo := shortproof.GetPoly(r)
+			defer shortproof.PutPoly(r, lo)
+			shortproof.SetSigned(r, *lo, x[3])
+			r.Add(*tmp, *lo, *tmp)
+			r.NTT(*tmp, *tmp)
+			r.MulCoeffsMontgomery(*u, t0, out[1])
+			r.Add(out[1], *tmp, out[1])
+			// h1 = u*target1 + NTT(e1).
+			shortproof.SetSigned(r, *tmp, x[2])
+			r.NTT(*tmp, *tmp)
+			r.MulCoeffsMontgomery(*u, t1, out[2])
+			r.Add(out[2], *tmp, out[2])
+		},
+		ApplyUniform: func(xu []ring.Poly, out []ring.Poly) {
+			tmp := shortproof.GetPoly(r)
+			defer shortproof.PutPoly(r, tmp)
+			// P -= F*a; h0 += lambda*(F*c1).
+			r.MulCoeffsMontgomeryThenSub(xu[0], crp, out[0])
+			r.MulCoeffsMontgomery(xu[0], c1, *tmp)
+			r.MulScalarBigint(*tmp, lambda, *tmp)
+			r.Add(out[1], *tmp, out[1])
+		},
+		Image:   []ring.Poly{image, h0, h1},
+		Context: ctx,
+	}
+}
+
+// ksNoise draws a key-switch share's randomness as KeySwitchShare does: u
+// ternary, e1 and the protocol errors from Lattigo's samplers, the smudging
+// from smudge.Sample; eps = e0 + e + E split as eps_lo + 2^40*eps_hi.
+func ksNoise(p homomorphic.Params) (u, e1, lo, hi []int64, err error) {
+	r := p.BGV(tok).RingQ()
+	prng, err := sampling.NewPRNG()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	xs, err := ring.NewSampler(prng, r, p.BGV(tok).Xs(), false)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	xe, err := ring.NewSampler(prng, r, p.BGV(tok).Xe(), false)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	read := func(smp ring.Sampler) []int64 { return shortproof.Centred(r, smp.ReadNew()) }
+	u, e0, e1, eNoise := read(xs), read(xe), read(xe), read(xe)
+	lo, hi, err = smudgedSplit(p, e0, eNoise)
+	return u, e1, lo, hi, err
+}
+
+// ThresholdKeySwitchShareProven returns the key-switch share of ct towards
+// target of the member holding ts, for the release by the decryptors at the
+// points active (the same distribution as KeySwitchShare with
+// ts.Additive(active)), and a proof that it is of the form tksStatement
+// says against the member's image (ThresholdImage for ts.Self()), bound to
+// context.
+func ThresholdKeySwitchShareProven(p homomorphic.Params, ts *ThresholdShare, active []uint64, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, image, context []byte) (share, proof []byte, err error) {
+	if err := checkParams(p); err != nil {
+		return nil, nil, err
+	}
+	if ts == nil || !ts.p.Equal(p) {
+		return nil, nil, fmt.Errorf("%w: threshold share missing or of another parameter set", ErrMismatch)
+	}
+	if len(active) < ts.threshold {
+		return nil, nil, fmt.Errorf("%w: %d active members, threshold %d", ErrThreshold, len(active), ts.threshold)
+	}
+	if err := checkPoints(active); err != nil {
+		return nil, nil, err
+	}
+	if target == nil || target.RLWE(tok) == nil || !target.Params().Equal(p) {
+		return nil, nil, fmt.Errorf("%w: target key missing or of another parameter set", ErrMismatch)
+	}
+	c, err := checkCT(p, ct)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !c.IsNTT {
+		return nil, nil, fmt.Errorf("%w: ciphertext not in NTT domain", ErrMismatch)
+	}
+	crp, err := ckgPoly(p, crs)
+	if err != nil {
+		return nil, nil, err
+	}
+	lambda, err := lagrange(p, ts.self, active)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := p.BGV(tok).RingQ()
+	level := c.Level()
+	img := r.NewPoly()
+	h, err := decode(p, polycodec.KindThresholdImage, level, image, img)
+	if err != nil {
+		return nil, nil, err
+	}
+	if h.Aux0 != ts.self {
+		return nil, nil, fmt.Errorf("%w: the image of point %d for the share of point %d", ErrMismatch, h.Aux0, ts.self)
+	}
+	bound := int64(h.Aux1)
+	// E = P + F*a, short when the dealing was checked.
+	ePoly := r.NewPoly()
+	r.MulCoeffsMontgomeryThenAdd(ts.share.Q, crp, ePoly)
+	r.Add(ePoly, img, ePoly)
+	r.IMForm(ePoly, ePoly)
+	r.INTT(ePoly, ePoly)
+	e := shortproof.Centred(r, ePoly)
+	u, e1, lo, hi, err := ksNoise(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	h0, h1 := r.NewPoly(), r.NewPoly()
+	st := tksStatement(p, crp, img, bound, lambda, target, c.Value[1], h0, h1, ts.self, active, context)
+	w := [][]int64{e, u, e1, lo, hi}
+	xu := []ring.Poly{ts.share.Q}
+	out := []ring.Poly{r.NewPoly(), h0, h1}
+	st.Apply(w, nil, out)
+	st.ApplyUniform(xu, out)
+	if proof, err = shortproof.ProveUniform(st, w, nil, xu); err != nil {
+		return nil, nil, fmt.Errorf("collective: proof of the threshold key-switch share (was the dealing checked?): %w", err)
+	}
+	if share, err = encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, h0, h1); err != nil {
+		return nil, nil, err
+	}
+	return share, proof, nil
+}
+
+// VerifyThresholdKeySwitchShare checks a proof of the key-switch share
+// share of ct towards target, made with context by the member at point x
+// of the release by the points active, against that member's image
+// (ThresholdImage) in the epoch of crs.
+func VerifyThresholdKeySwitchShare(p homomorphic.Params, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, image []byte, x uint64, active []uint64, share, proof, context []byte) error {
+	if err := checkParams(p); err != nil {
+		return err
+	}
+	if target == nil || target.RLWE(tok) == nil || !target.Params().Equal(p) {
+		return fmt.Errorf("%w: target key missing or of another parameter set", ErrMismatch)
+	}
+	if err := checkPoints(active); err != nil {
+		return err
+	}
+	c, err := checkCT(p, ct)
+	if err != nil {
+		return err
+	}
+	crp, err := ckgPoly(p, crs)
+	if err != nil {
+		return err
+	}
+	lambda, err := lagrange(p, x, active)
+	if err != nil {
+		return err
+	}
+	r := p.BGV(tok).RingQ()
+	level := c.Level()
+	img, h0, h1 := r.NewPoly(), r.NewPoly(), r.NewPoly()
+	h, err := decode(p, polycodec.KindThresholdImage, level, image, img)
+	if err != nil {
+		return err
+	}
+	if h.Aux0 != x || h.Aux1 == 0 || h.Aux1 > maxImageBound {
+		return fmt.Errorf("%w: an image of point %d with bound %d for point %d", ErrMismatch, h.Aux0, h.Aux1, x)
+	}
+	if _, err := decode(p, polycodec.KindKeySwitchShare, level, share, h0, h1); err != nil {
+		return err
+	}
+	st := tksStatement(p, crp, img, int64(h.Aux1), lambda, target, c.Value[1], h0, h1, x, active, context)
+	if err := shortproof.Verify(st, proof); err != nil {
+		return fmt.Errorf("%w: %v", ErrThresholdProof, err)
+	}
+	return nil
+}
+
+// ThresholdKeySwitchProofSize is the length in bytes of a proof of a
+// threshold key-switch share whose image has the given bound.
+func ThresholdKeySwitchProofSize(p homomorphic.Params, bound int64) int {
+	r := p.BGV(tok).RingQ()
+	return tksStatement(p, r.NewPoly(), r.NewPoly(), bound, big.NewInt(1), nil, r.NewPoly(), r.NewPoly(), r.NewPoly(), 1, nil, nil).Size()
+}

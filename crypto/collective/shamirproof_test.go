@@ -1,0 +1,285 @@
+package collective_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+)
+
+// checkedDealing deals threshold shares among nw's members at points with
+// images, checks every share against its dealer's images and aggregates
+// them; it returns the members' shares and images (P(x), by point).
+func checkedDealing(t testing.TB, nw *network, threshold int, points []uint64) (map[uint64]*collective.ThresholdShare, map[uint64][]byte, [][]byte) {
+	t.Helper()
+	inbox := map[uint64][][]byte{}
+	var images [][]byte
+	for i, sk := range nw.sks {
+		dealt, imgs, err := collective.ThresholdDealChecked(nw.p, sk, threshold, points, nw.crs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		images = append(images, imgs)
+		for x, b := range dealt {
+			if err := collective.CheckDealtShare(nw.p, nw.crs, nw.ckg[i], imgs, x, b); err != nil {
+				t.Fatalf("dealer %d to point %d: %v", i, x, err)
+			}
+			inbox[x] = append(inbox[x], b)
+		}
+	}
+	shares := map[uint64]*collective.ThresholdShare{}
+	pub := map[uint64][]byte{}
+	for _, x := range points {
+		ts, err := collective.ThresholdAggregate(nw.p, x, inbox[x])
+		if err != nil {
+			t.Fatal(err)
+		}
+		shares[x] = ts
+		if pub[x], err = collective.ThresholdImage(nw.p, nw.ckg, images, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return shares, pub, images
+}
+
+// TestCheckedDealing: every honest share passes its recipient's check
+// against the dealer's CKG share and images; a share of another dealer, a
+// share for another point, a share shifted by one, and a share checked
+// against another dealer's images are refused with ErrDealing.
+func TestCheckedDealing(t *testing.T) {
+	p := testParams(t)
+	nw := newNetwork(t, p, 4)
+	points := []uint64{1, 2, 3, 4}
+	dealt, imgs, err := collective.ThresholdDealChecked(p, nw.sks[0], 3, points, nw.crs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dealt1, imgs1, err := collective.ThresholdDealChecked(p, nw.sks[1], 3, points, nw.crs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range points {
+		if err := collective.CheckDealtShare(p, nw.crs, nw.ckg[0], imgs, x, dealt[x]); err != nil {
+			t.Fatalf("point %d: %v", x, err)
+		}
+	}
+	cases := []struct {
+		name       string
+		ckg, imgs  []byte
+		x          uint64
+		share      []byte
+		wantDealer bool
+	}{
+		{"another dealer's share", nw.ckg[0], imgs, 2, dealt1[2], true},
+		{"the share of point 3 for point 2", nw.ckg[0], imgs, 2, collective.RelabelShamirShareForTest(t, p, dealt[3], 2), true},
+		{"a share plus one", nw.ckg[0], imgs, 2, collective.ShiftShamirShareForTest(t, p, dealt[2], 1), true},
+		{"another dealer's images", nw.ckg[1], imgs1, 2, dealt[2], true},
+		{"the dealer's CKG share with another's images", nw.ckg[0], imgs1, 2, dealt[2], true},
+	}
+	for _, c := range cases {
+		err := collective.CheckDealtShare(p, nw.crs, c.ckg, c.imgs, c.x, c.share)
+		if !errors.Is(err, collective.ErrDealing) {
+			t.Fatalf("%s: got %v, want ErrDealing", c.name, err)
+		}
+	}
+	if err := collective.CheckDealtShare(p, nw.crs, nw.ckg[0], imgs, 3, dealt[2]); !errors.Is(err, collective.ErrDealing) {
+		t.Fatalf("point 2's share checked as point 3's: %v", err)
+	}
+	if _, _, err := collective.ThresholdDealChecked(p, nw.sks[0], 1, points, nw.crs); err == nil {
+		t.Fatal("a checked dealing with threshold 1")
+	}
+}
+
+// TestThresholdKeySwitchShareProof: in a 3-of-5 epoch with a checked
+// dealing, proven key-switch shares of the three decryptors verify against
+// their images, combine and decrypt (also beside a share made by
+// KeySwitchShare with Additive's secret: the same Lagrange coefficient);
+// a shifted share, another member's image, another active set, another
+// ciphertext, target or context, an unproven share and no proof are
+// refused; a member whose share is not the one its image fixes cannot
+// prove.
+func TestThresholdKeySwitchShareProof(t *testing.T) {
+	p := testParams(t)
+	nw := newNetwork(t, p, 5)
+	points := []uint64{1, 2, 3, 4, 5}
+	ts, pub, _ := checkedDealing(t, nw, 3, points)
+	values := []int64{5, -7, 1 << 30}
+	cts, err := homomorphic.Encrypt(p, nw.pk, values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := homomorphic.Encrypt(p, nw.pk, []int64{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := homomorphic.GenResultKey(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk2, err := homomorphic.GenResultKey(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	active := []uint64{2, 4, 5}
+	ctx := func(x uint64) []byte { return []byte{'m', byte('0' + x)} }
+	shares := make([][]byte, len(active))
+	proofs := make([][]byte, len(active))
+	for i, x := range active {
+		if shares[i], proofs[i], err = collective.ThresholdKeySwitchShareProven(p, ts[x], active, rk.Public(), cts[0], nw.crs, pub[x], ctx(x)); err != nil {
+			t.Fatal(err)
+		}
+		if err := collective.VerifyThresholdKeySwitchShare(p, rk.Public(), cts[0], nw.crs, pub[x], x, active, shares[i], proofs[i], ctx(x)); err != nil {
+			t.Fatalf("point %d: %v", x, err)
+		}
+	}
+	t.Logf("%s: threshold key-switch proof %d bytes", p.Name(), len(proofs[0]))
+	decrypt := func(shares [][]byte) []int64 {
+		t.Helper()
+		switched, err := collective.KeySwitchCombine(p, cts[0], shares)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := homomorphic.Decrypt(p, rk, []*homomorphic.Ciphertext{switched}, len(values))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := decrypt(shares); !equal(got, values) {
+		t.Fatalf("proven shares decrypt to %v, want %v", got, values)
+	}
+	sk4, err := ts[4].Additive(p, active)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := collective.KeySwitchShare(p, sk4, rk.Public(), cts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := decrypt([][]byte{shares[0], plain, shares[2]}); !equal(got, values) {
+		t.Fatalf("beside Additive's share: %v, want %v", got, values)
+	}
+
+	shift, err := homomorphic.Encrypt(p, rk.Public(), []int64{1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shifted := collective.ShiftShareForTest(t, p, shares[1], shift[0])
+	cases := []struct {
+		name         string
+		target       *homomorphic.PublicKey
+		ct           *homomorphic.Ciphertext
+		image        []byte
+		active       []uint64
+		share, proof []byte
+		ctx          []byte
+	}{
+		{"a shifted share", rk.Public(), cts[0], pub[4], active, shifted, proofs[1], ctx(4)},
+		{"an unproven share under a proof", rk.Public(), cts[0], pub[4], active, plain, proofs[1], ctx(4)},
+		{"another member's image", rk.Public(), cts[0], collective.RelabelImageForTest(t, p, pub[2], 4), active, shares[1], proofs[1], ctx(4)},
+		{"another active set", rk.Public(), cts[0], pub[4], []uint64{1, 4, 5}, shares[1], proofs[1], ctx(4)},
+		{"another ciphertext", rk.Public(), other[0], pub[4], active, shares[1], proofs[1], ctx(4)},
+		{"another target", rk2.Public(), cts[0], pub[4], active, shares[1], proofs[1], ctx(4)},
+		{"another context", rk.Public(), cts[0], pub[4], active, shares[1], proofs[1], ctx(2)},
+		{"no proof", rk.Public(), cts[0], pub[4], active, shares[1], nil, ctx(4)},
+	}
+	for _, c := range cases {
+		err := collective.VerifyThresholdKeySwitchShare(p, c.target, c.ct, nw.crs, c.image, 4, c.active, c.share, c.proof, c.ctx)
+		if !errors.Is(err, collective.ErrThresholdProof) {
+			t.Fatalf("%s: got %v, want ErrThresholdProof", c.name, err)
+		}
+	}
+	// A share from an unchecked dealing (a dealer that sent point 4 a share
+	// one off): the member's aggregate is not the one the images fix, and
+	// no proof can be made.
+	inbox := map[uint64][][]byte{}
+	var images [][]byte
+	for i, sk := range nw.sks {
+		dealt, imgs, err := collective.ThresholdDealChecked(p, sk, 3, points, nw.crs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			dealt[4] = collective.ShiftShamirShareForTest(t, p, dealt[4], 1)
+		}
+		images = append(images, imgs)
+		for x, b := range dealt {
+			inbox[x] = append(inbox[x], b)
+		}
+	}
+	bad, err := collective.ThresholdAggregate(p, 4, inbox[4])
+	if err != nil {
+		t.Fatal(err)
+	}
+	img4, err := collective.ThresholdImage(p, nw.ckg, images, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := collective.ThresholdKeySwitchShareProven(p, bad, active, rk.Public(), cts[0], nw.crs, img4, ctx(4)); err == nil {
+		t.Fatal("a share proven with an aggregate its image does not fix")
+	}
+}
+
+// TestThresholdImageBound: the image's error bound grows as K*19*sum x^k;
+// a committee of 10 with T = 6 fits a proof, 30 with T = 20 does not, and
+// an image whose bound does not is refused with ErrThresholdProof.
+func TestThresholdImageBound(t *testing.T) {
+	p := testParams(t)
+	nw := newNetwork(t, p, 2)
+	points := []uint64{1, 2}
+	_, imgs, err := collective.ThresholdDealChecked(p, nw.sks[0], 2, points, nw.crs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, imgs1, err := collective.ThresholdDealChecked(p, nw.sks[1], 2, points, nw.crs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := collective.ThresholdImage(p, nw.ckg, [][]byte{imgs, imgs1}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if b := collective.DealBoundForTest(10, 6) * 10; b >= 1<<40 {
+		t.Fatalf("K = 10, T = 6: bound %d", b)
+	}
+	if b := collective.DealBoundForTest(30, 20); b != 0 && b*30 < 1<<40 {
+		t.Fatalf("K = 30, T = 20: bound %d fits", b*30)
+	}
+	if _, err := collective.ThresholdImage(p, nw.ckg, [][]byte{imgs, imgs1}, 1<<40); !errors.Is(err, collective.ErrThresholdProof) {
+		t.Fatalf("a point far out: %v", err)
+	}
+}
+
+// BenchmarkThresholdKeySwitchShareProof: a threshold key-switch share with
+// its proof, then its check (10 members, T = 6, production set).
+func BenchmarkThresholdKeySwitchShareProof(b *testing.B) {
+	p := prodParams(b)
+	nw := newNetwork(b, p, 10)
+	points := []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	ts, pub, _ := checkedDealing(b, nw, 6, points)
+	cts, err := homomorphic.Encrypt(p, nw.pk, []int64{1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rk, err := homomorphic.GenResultKey(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	active := []uint64{1, 3, 5, 7, 9, 10}
+	var share, proof []byte
+	b.Run("prove", func(b *testing.B) {
+		for b.Loop() {
+			if share, proof, err = collective.ThresholdKeySwitchShareProven(p, ts[10], active, rk.Public(), cts[0], nw.crs, pub[10], []byte("ctx")); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(proof)), "proof-bytes")
+	})
+	b.Run("verify", func(b *testing.B) {
+		for b.Loop() {
+			if err := collective.VerifyThresholdKeySwitchShare(p, rk.Public(), cts[0], nw.crs, pub[10], 10, active, share, proof, []byte("ctx")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
