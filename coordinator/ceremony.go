@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -121,12 +122,14 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	var signed []*nodev1.NodeSigned
 	dealt := map[string][]*nodev1.DealtShare{}
 	var linkCommits []*nodev1.NodeSigned
+	var images []*nodev1.NodeSigned  // the dealers' signed Shamir images
+	imageOf := map[string][]byte{}   // opened, by dealer
 	var linkOpened [][]linkage.Point // in committee order, as the nodes aggregate them
 	var linkPoints []uint64
 	for i, nid := range ids {
 		if points[i] == 0 {
 			// Off the committee: it makes no key material.
-			if r := resps[i]; r.GetCkgShare() != nil || len(r.GetDealt()) > 0 || r.GetLinkCommitments() != nil {
+			if r := resps[i]; r.GetCkgShare() != nil || len(r.GetDealt()) > 0 || r.GetLinkCommitments() != nil || r.GetShamirImages() != nil {
 				return 0, fmt.Errorf("coordinator: key ceremony: %s is not on the committee and sent key material", nid)
 			}
 			continue
@@ -146,6 +149,20 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			}
 			linkCommits = append(linkCommits, &nodev1.NodeSigned{NodeId: nid, Signed: lc})
 			linkOpened, linkPoints = append(linkOpened, opened), append(linkPoints, points[i])
+		}
+		if threshold < k {
+			// Checked dealing: every dealer's images, which its
+			// recipients check their shares against.
+			si := resps[i].GetShamirImages()
+			if si == nil {
+				return 0, fmt.Errorf("coordinator: key ceremony: %s dealt its threshold shares without their Shamir images (a member of a version before checked dealing?)", nid)
+			}
+			b, err := protocol.OpenShamirImages(certs[i].PublicKey, si, id, nid, c.window())
+			if err != nil {
+				return 0, fmt.Errorf("coordinator: key ceremony: Shamir images of %s: %w", nid, err)
+			}
+			images = append(images, &nodev1.NodeSigned{NodeId: nid, Signed: si})
+			imageOf[nid] = b
 		}
 		for _, d := range resps[i].GetDealt() {
 			if d.GetFromNodeId() != nid {
@@ -231,7 +248,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	}
 	received := make([]int, len(ids))
 	if err := c.fanout(ctx, ids, func(ctx context.Context, i int, nid string) error {
-		req := &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits, CkgReveals: reveals, CkgProofs: proofs}
+		req := &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits, CkgReveals: reveals, CkgProofs: proofs, ShamirImages: images}
 		received[i] = proto.Size(req)
 		_, err := clients[nid].InstallKey(ctx, req)
 		return err
@@ -242,6 +259,32 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	e := &epoch{ID: id, Threshold: threshold, PublicKey: pk, Link: linkKey, Created: c.cfg.Now(), CRS: crs, CKGShares: map[string][]byte{}}
 	for i, nid := range sharers {
 		e.CKGShares[nid] = shares[i]
+	}
+	if threshold < k {
+		// Every member's threshold image, from the CKG shares and images
+		// in the order the members compute theirs (any order gives the
+		// same sum).
+		imgs := make([][]byte, len(sharers))
+		for i, nid := range sharers {
+			imgs[i] = imageOf[nid]
+		}
+		e.ThresholdImages = map[string][]byte{}
+		for i, nid := range ids {
+			if points[i] == 0 {
+				continue
+			}
+			img, err := collective.ThresholdImage(c.params, shares, imgs, points[i])
+			if errors.Is(err, collective.ErrThresholdProof) {
+				// Too large a committee for the proofs: shares unproven.
+				e.ThresholdImages = nil
+				c.log.Warn("the committee is too large for proofs of threshold key-switch shares; they are unproven in this epoch", "epoch", id, "err", err)
+				break
+			}
+			if err != nil {
+				return 0, fmt.Errorf("coordinator: key ceremony epoch %d: threshold image of %s: %w", id, nid, err)
+			}
+			e.ThresholdImages[nid] = img
+		}
 	}
 	for i, nid := range ids {
 		e.Members = append(e.Members, epochMember{ID: nid, Cert: certs[i], Point: points[i]})

@@ -268,6 +268,11 @@ type epoch struct {
 	// epochs stored by versions before those proofs.
 	CRS       []byte
 	CKGShares map[string][]byte
+	// ThresholdImages (by member id) are the committee members' threshold
+	// images (collective.ThresholdImage) in an epoch with threshold <
+	// committee whose dealing was checked: what the proofs of their
+	// key-switch shares are checked against. Nil otherwise.
+	ThresholdImages map[string][]byte
 }
 
 type epochMember struct {

@@ -173,16 +173,16 @@ func (c *Coordinator) checkCommit(qid string, e *epoch, id string, s *typesv1.Si
 // base (query id, epoch, spec, partials, target key and commitments are
 // set), to the target key (keySwitchShares), and combines their shares.
 // It also returns the decryptors' signed shares (for the release record).
-func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, senders []string) ([]*homomorphic.Ciphertext, []*nodev1.NodeSigned, error) {
+func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, senders []string) ([]*homomorphic.Ciphertext, []*nodev1.NodeSigned, [][][]byte, error) {
 	shares, signed, err := c.keySwitchShares(ctx, q, e, base, sum, senders)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: release: %v; nothing was decrypted", ErrQueryFailed, err)
+		return nil, nil, nil, fmt.Errorf("%w: release: %v; nothing was decrypted", ErrQueryFailed, err)
 	}
 	out, err := collective.KeySwitchCombineAll(c.params, sum, shares)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: combine key-switch shares: %v", ErrQueryFailed, err)
+		return nil, nil, nil, fmt.Errorf("%w: combine key-switch shares: %v", ErrQueryFailed, err)
 	}
-	return out, signed, nil
+	return out, signed, shares, nil
 }
 
 // keySwitchShares has T members make their key-switch shares of the sum of
@@ -439,4 +439,75 @@ func describeDecryptorFailures(e *epoch, candidates []string, failed map[string]
 		return ""
 	}
 	return b.String()
+}
+
+// nameUnprovenShares runs when the total of a release in an epoch with
+// threshold below the committee is refused (release): whose key-switch
+// shares go out unproven. It asks every decryptor of the release to prove
+// the shares it released (ProveKeySwitch, from the witnesses it kept) and
+// checks each proof against the decryptor's threshold image (docs/crypto.md,
+// "Checked dealing"). It returns an error naming the decryptors whose
+// shares fail or that cannot prove them, nil when every share is proven (the
+// fault is then a member's limbs, as the refusal says) or the epoch has no
+// images (threshold = committee: its shares were proven on arrival; an
+// epoch made before the checked dealing).
+func (c *Coordinator) nameUnprovenShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, signed []*nodev1.NodeSigned, opened [][][]byte) error {
+	if e.Threshold >= len(e.committee()) || e.ThresholdImages == nil || len(signed) == 0 || len(opened) != len(signed) {
+		return nil
+	}
+	target, err := homomorphic.UnmarshalPublicKey(c.params, base.GetTargetPublicKey())
+	if err != nil {
+		return nil
+	}
+	want := sharesOf(q.id, e.ID, base)
+	active := make([]uint64, len(signed))
+	for i, s := range signed {
+		active[i] = e.member(s.GetNodeId()).Point
+	}
+	ids := make([]string, len(signed))
+	for i, s := range signed {
+		ids[i] = s.GetNodeId()
+	}
+	problems := make([]string, len(signed))
+	c.fanoutEach(ctx, ids, func(ctx context.Context, i int, id string) error {
+		shares := opened[i] // as opened and checked on arrival (OpenKeySwitchRelease)
+		cl, err := c.client(id)
+		if err != nil {
+			problems[i] = "could not be asked to prove its key-switch share: " + err.Error()
+			return nil
+		}
+		cctx, cancel := context.WithTimeout(ctx, decryptorTimeout)
+		defer cancel()
+		resp, err := cl.ProveKeySwitch(cctx, &nodev1.ProveKeySwitchRequest{QueryId: q.id, Epoch: e.ID})
+		if err != nil {
+			problems[i] = "did not prove its key-switch share: " + callError(err).Error()
+			return nil
+		}
+		if len(resp.GetProofs()) != len(shares) || len(shares) != len(sum) {
+			problems[i] = fmt.Sprintf("sent %d proofs for %d shares", len(resp.GetProofs()), len(shares))
+			return nil
+		}
+		image := e.ThresholdImages[id]
+		for j, ct := range sum {
+			pctx := protocol.KeySwitchProofContext(q.id, e.ID, id, want.commit, want.target, j)
+			if err := collective.VerifyThresholdKeySwitchShare(c.params, target, ct, e.CRS, image, e.member(id).Point, active, shares[j], resp.GetProofs()[j], pctx); err != nil {
+				problems[i] = fmt.Sprintf("its key-switch share of ciphertext %d failed its proof: %v", j, err)
+				return nil
+			}
+		}
+		return nil
+	})
+	var named []string
+	for i, p := range problems {
+		if p == "" {
+			continue
+		}
+		named = append(named, ids[i]+": "+p)
+		c.record(ctx, c.cfg.Identity.Name(), "release.share_proof_failed", q.id, map[string]any{"node": ids[i], "reason": p, "asked_after_refused_total": true})
+	}
+	if len(named) == 0 {
+		c.record(ctx, c.cfg.Identity.Name(), "release.shares_proven", q.id, map[string]any{"decryptors": ids})
+		return nil
+	}
+	return fmt.Errorf("%w: release: the total was refused, and asked to prove their key-switch shares: %s; nothing is released", ErrQueryFailed, strings.Join(named, "; "))
 }

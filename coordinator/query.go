@@ -507,7 +507,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 		// headers only); nothing writes either once built.
 		sendReq = &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: signed, Sum: sumBytes, TargetPublicKey: target, Commits: commits}
 	}
-	switched, shares, err := c.keySwitch(releaseCtx, q, e, sendReq, sum, senders)
+	switched, shares, opened, err := c.keySwitch(releaseCtx, q, e, sendReq, sum, senders)
 	if err != nil {
 		return nil, err
 	}
@@ -515,6 +515,11 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 
 	res, err := c.release(q, rk, switched, parts)
 	if err != nil {
+		// Whose share was it? In an epoch whose key-switch shares go out
+		// unproven, the decryptors prove theirs now.
+		if named := c.nameUnprovenShares(releaseCtx, q, e, sendReq, sum, shares, opened); named != nil {
+			return nil, named
+		}
 		return nil, err
 	}
 	c.keepReleaseRecord(q, e, ksReq, parts, shares, rk, res)

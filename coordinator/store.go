@@ -89,6 +89,9 @@ type epochRecord struct {
 	// records of versions before the proofs of key-switch shares).
 	CRS       []byte            `json:"crs,omitempty"`
 	CKGShares map[string][]byte `json:"ckg_shares,omitempty"`
+	// ThresholdImages: the committee's threshold images (absent before
+	// checked dealing, and in epochs with threshold = committee).
+	ThresholdImages map[string][]byte `json:"threshold_images,omitempty"`
 }
 
 type linkKeyRec struct {
@@ -111,7 +114,7 @@ func (c *Coordinator) saveEpoch(e *epoch) error {
 	if err != nil {
 		return err
 	}
-	rec := epochRecord{ID: e.ID, Threshold: e.Threshold, Params: c.params.Name(), PublicKey: pk, Created: e.Created.UnixMilli(), CRS: e.CRS, CKGShares: e.CKGShares}
+	rec := epochRecord{ID: e.ID, Threshold: e.Threshold, Params: c.params.Name(), PublicKey: pk, Created: e.Created.UnixMilli(), CRS: e.CRS, CKGShares: e.CKGShares, ThresholdImages: e.ThresholdImages}
 	for _, m := range e.Members {
 		rec.Members = append(rec.Members, memberRec{ID: m.ID, Cert: m.Cert.Raw, Point: m.Point})
 	}
@@ -152,7 +155,7 @@ func (c *Coordinator) loadState() error {
 		if err != nil {
 			return fmt.Errorf("coordinator: stored epoch public key: %w", err)
 		}
-		e := &epoch{ID: rec.ID, Threshold: rec.Threshold, PublicKey: pk, CRS: rec.CRS, CKGShares: rec.CKGShares}
+		e := &epoch{ID: rec.ID, Threshold: rec.Threshold, PublicKey: pk, CRS: rec.CRS, CKGShares: rec.CKGShares, ThresholdImages: rec.ThresholdImages}
 		for _, m := range rec.Members {
 			cert, err := x509.ParseCertificate(m.Cert)
 			if err != nil {

@@ -46,6 +46,8 @@ type epochRecord struct {
 	CRS       []byte   `json:"crs"`
 	CKGShare  []byte   `json:"ckg_share,omitempty"`
 	PublicKey []byte   `json:"public_key,omitempty"`
+	// ThresholdImage: the member's threshold image (epochState).
+	ThresholdImage []byte `json:"threshold_image,omitempty"`
 	// Link is the epoch's linkage public key (crypto/linkage): the key X
 	// and every member's verification key, by Shamir point.
 	Link *linkRecord `json:"link,omitempty"`
@@ -113,7 +115,7 @@ func (n *Node) epochFromRecord(rec *epochRecord) (*epochState, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &epochState{Epoch: rec.Epoch, Params: p, Threshold: rec.Threshold, CRS: rec.CRS, CKGShare: rec.CKGShare}
+	e := &epochState{Epoch: rec.Epoch, Params: p, Threshold: rec.Threshold, CRS: rec.CRS, CKGShare: rec.CKGShare, ThresholdImage: rec.ThresholdImage}
 	for _, m := range rec.Members {
 		c, err := x509.ParseCertificate(m.Cert)
 		if err != nil {
@@ -172,7 +174,7 @@ func (e *epochState) withPublic(p homomorphic.Params, rec *epochRecord) (*epochS
 // saveEpoch stores e as the pending epoch (no public key yet) or as the
 // active one (which ends any pending epoch).
 func (n *Node) saveEpoch(e *epochState) error {
-	rec := epochRecord{Epoch: e.Epoch, Params: e.Params.Name(), Threshold: e.Threshold, CRS: e.CRS, CKGShare: e.CKGShare}
+	rec := epochRecord{Epoch: e.Epoch, Params: e.Params.Name(), Threshold: e.Threshold, CRS: e.CRS, CKGShare: e.CKGShare, ThresholdImage: e.ThresholdImage}
 	for _, m := range e.Members {
 		rec.Members = append(rec.Members, memRec{ID: m.ID, Cert: m.Cert.Raw, Point: m.Point})
 	}
@@ -278,8 +280,13 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 		for i, m := range committee {
 			points[i] = m.Point
 		}
-		dealt, err := collective.ThresholdDeal(p, sk, t, points)
+		// Checked dealing (docs/crypto.md, "Checked dealing"): the
+		// images of the polynomial go out signed with the shares.
+		dealt, images, err := collective.ThresholdDealChecked(p, sk, t, points, req.GetCrs())
 		if err != nil {
+			return nil, err
+		}
+		if resp.ShamirImages, err = protocol.SealShamirImages(n.cfg.Identity.Key, req.GetEpoch(), n.id, images, n.cfg.Now()); err != nil {
 			return nil, err
 		}
 		for _, m := range committee {
@@ -440,9 +447,11 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 		return nil, fmt.Errorf("%w: the public key sent differs from the aggregate of the signed shares", ErrBadRequest)
 	}
 	if e.onCommittee(n.id) && e.thresholdShared() {
-		if err := n.installThreshold(e, req.GetDealt()); err != nil {
+		image, err := n.installThreshold(e, req.GetDealt(), shares, req.GetShamirImages())
+		if err != nil {
 			return nil, err
 		}
+		e.ThresholdImage = image
 	}
 	if e.PublicKey != nil && !e.PublicKey.Equal(pk) {
 		return nil, fmt.Errorf("%w: epoch %d is installed with another public key", ErrBadRequest, e.Epoch)
@@ -572,41 +581,80 @@ func epochOf(e *epochState) any {
 	return e.Epoch
 }
 
-// installThreshold opens the threshold shares dealt to this node and stores
-// their aggregate sealed.
-func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare) error {
+// installThreshold opens the threshold shares dealt to this node, checks
+// each against its dealer's CKG share (ckg, in committee order) and signed
+// images, stores their aggregate sealed and returns this member's threshold
+// image (nil when the committee is too large for proofs of its key-switch
+// shares).
+func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [][]byte, signedImages []*nodev1.NodeSigned) ([]byte, error) {
 	self, _ := e.member(n.id)
 	committee := e.committee()
+	images := make([][]byte, len(committee))
+	for _, s := range signedImages {
+		i := slices.IndexFunc(committee, func(m member) bool { return m.ID == s.GetNodeId() })
+		if i < 0 || images[i] != nil {
+			return nil, fmt.Errorf("%w: Shamir images from %q: not a member of the committee, or a duplicate", ErrBadRequest, s.GetNodeId())
+		}
+		b, err := protocol.OpenShamirImages(committee[i].Cert.PublicKey, s.GetSigned(), e.Epoch, s.GetNodeId(), n.window(nil))
+		if err != nil {
+			return nil, fmt.Errorf("%w: Shamir images from %s: %v", ErrBadRequest, s.GetNodeId(), err)
+		}
+		images[i] = b
+	}
+	for i, m := range committee {
+		if images[i] == nil {
+			return nil, fmt.Errorf("%w: no Shamir images from %s: every dealer's are needed to check its share (a member of a version before checked dealing?)", ErrBadRequest, m.ID)
+		}
+	}
 	received := make([][]byte, 0, len(committee))
 	seen := map[string]bool{}
 	for _, d := range dealt {
 		from, ok := e.member(d.GetFromNodeId())
 		if !ok || from.Point == 0 || d.GetToNodeId() != n.id || seen[from.ID] {
-			return fmt.Errorf("%w: threshold share from %q to %q", ErrBadRequest, d.GetFromNodeId(), d.GetToNodeId())
+			return nil, fmt.Errorf("%w: threshold share from %q to %q", ErrBadRequest, d.GetFromNodeId(), d.GetToNodeId())
 		}
 		sealed, err := protocol.OpenThresholdShare(from.Cert.PublicKey, d.GetSealed(), e.Epoch, from.ID, n.id, n.window(nil))
 		if err != nil {
-			return fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
+			return nil, fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
 		}
 		pt, err := n.openSealed([]byte(transitInfo(e.Epoch, from.ID, n.id)), sealed)
 		if err != nil {
-			return fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
+			return nil, fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
+		}
+		di := slices.IndexFunc(committee, func(m member) bool { return m.ID == from.ID })
+		err = collective.CheckDealtShare(e.Params, e.CRS, ckg[di], images[di], self.Point, pt)
+		if errors.Is(err, collective.ErrDealingUncheckable) {
+			if len(received) == 0 {
+				n.log.Warn("the committee's points and threshold are too large to check dealt shares against their images; this epoch's dealing is unchecked", "epoch", e.Epoch, "err", err)
+			}
+			err = nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: the threshold share %s dealt to %s does not match %s's CKG share and Shamir images: %w", ErrBadRequest, from.ID, n.id, from.ID, err)
 		}
 		seen[from.ID] = true
 		received = append(received, pt)
 	}
 	if len(received) != len(committee) {
-		return fmt.Errorf("%w: %d threshold shares for a committee of %d", ErrBadRequest, len(received), len(committee))
+		return nil, fmt.Errorf("%w: %d threshold shares for a committee of %d", ErrBadRequest, len(received), len(committee))
 	}
 	ts, err := collective.ThresholdAggregate(e.Params, self.Point, received)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	image, err := collective.ThresholdImage(e.Params, ckg, images, self.Point)
+	if errors.Is(err, collective.ErrThresholdProof) {
+		n.log.Warn("the committee is too large for proofs of threshold key-switch shares; this member's will be unproven", "epoch", e.Epoch, "err", err)
+		image, err = nil, nil
+	}
+	if err != nil {
+		return nil, err
 	}
 	b, err := ts.MarshalBinary()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return n.keys.Put(thresholdName(e.Epoch), b)
+	return image, n.keys.Put(thresholdName(e.Epoch), b)
 }
 
 // releaseSecret returns the secret this node uses for a release by the

@@ -185,6 +185,13 @@ type Budget struct {
 
 // Node is a running node. Its methods are safe for concurrent use.
 type Node struct {
+	// witnesses are the kept witnesses of this node's threshold
+	// key-switch shares, by query id, oldest first in witnessOrder
+	// (ksproof.go).
+	witnessMu    sync.Mutex
+	witnesses    map[string]*keptWitness
+	witnessOrder []string
+
 	cfg    Config
 	id     string
 	log    *slog.Logger
@@ -380,8 +387,14 @@ type epochState struct {
 	CRS       []byte
 	// CKGShare is this member's own CKG share (public), kept from
 	// InstallKey: what its key-switch shares are proven against.
-	CKGShare  []byte
-	PublicKey *homomorphic.PublicKey // nil until installed
+	CKGShare []byte
+	// ThresholdImage is this member's public threshold image
+	// (collective.ThresholdImage) in an epoch with threshold < committee
+	// whose dealing was checked: what its key-switch shares are proven
+	// against. Nil otherwise (or when the committee is too large for a
+	// proof).
+	ThresholdImage []byte
+	PublicKey      *homomorphic.PublicKey // nil until installed
 	// Link is the epoch's linkage public key (crypto/linkage), nil for an
 	// epoch made before record linkage; the share is in the keystore
 	// (linkShareName).

@@ -605,10 +605,33 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	// shares"); with Shamir shares (threshold below the committee) there is
 	// no public image of the secret to prove it against.
 	prove := !e.thresholdShared() && len(e.CKGShare) > 0
+	// In an epoch with threshold below the committee whose dealing was
+	// checked, the shares go out unproven and this member keeps what
+	// proves them, in memory, for the coordinator to ask for when the
+	// release's total is refused (ProveKeySwitch; docs/crypto.md,
+	// "Checked dealing").
+	var ts *collective.ThresholdShare
+	if e.thresholdShared() && len(e.ThresholdImage) > 0 {
+		if ts, err = n.loadThresholdShare(e); err != nil {
+			return nil, err
+		}
+	}
 	var proofs [][]byte
+	kept := &keptWitness{epoch: e.Epoch}
+	defer func() {
+		if !kept.held {
+			kept.wipe()
+		}
+	}()
 	for i, ct := range sum {
 		var s, proof []byte
-		if prove {
+		if ts != nil {
+			var w *collective.ThresholdWitness
+			if s, w, err = collective.ThresholdKeySwitchShareWitness(e.Params, ts, points, target, ct, e.CRS, e.ThresholdImage); err == nil {
+				kept.witnesses = append(kept.witnesses, w)
+				kept.contexts = append(kept.contexts, protocol.KeySwitchProofContext(qid, e.Epoch, n.id, commitDigest, payload.GetTargetKeyDigest(), i))
+			}
+		} else if prove {
 			s, proof, err = collective.KeySwitchShareProven(e.Params, sk, target, ct, e.CRS, e.CKGShare,
 				protocol.KeySwitchProofContext(qid, e.Epoch, n.id, commitDigest, payload.GetTargetKeyDigest(), i))
 			proofs = append(proofs, proof)
@@ -634,6 +657,9 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	}
 	if resp, stored, err := n.storeShare(qid, &shareRecord{Digest: digest, Share: sb, Commit: commitDigest, From: from, Proofs: proofs}, prepare); !stored || err != nil {
 		return resp, err
+	}
+	if len(kept.witnesses) > 0 {
+		n.keepWitness(qid, kept)
 	}
 	if prepare {
 		n.record(ctx, n.id, "release.prepared", qid, map[string]any{"partials_from": from, "decryptors": req.GetDecryptors()})

@@ -69,6 +69,10 @@ func (s *service) KeySwitch(ctx context.Context, req *nodev1.KeySwitchRequest) (
 	return s.n.keySwitch(ctx, req)
 }
 
+func (s *service) ProveKeySwitch(ctx context.Context, req *nodev1.ProveKeySwitchRequest) (*nodev1.ProveKeySwitchResponse, error) {
+	return s.n.proveKeySwitch(ctx, req)
+}
+
 func (s *service) LinkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*nodev1.LinkStageResponse, error) {
 	return audited(ctx, s.n, "stage", req, s.n.linkStage)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 
 	"github.com/tuneinsight/lattigo/v5/mhe"
 	"github.com/tuneinsight/lattigo/v5/ring"
@@ -50,6 +51,11 @@ import (
 // dealer's CKG share and images.
 var ErrDealing = errors.New("collective: threshold share does not match its dealer's images")
 
+// ErrDealingUncheckable is returned by CheckDealtShare when the epoch's
+// points and threshold put an honest dealer's errors beyond what a check
+// can tell from a wrong share (2^58): the share is then unchecked.
+var ErrDealingUncheckable = errors.New("collective: the dealing's errors are too large to check a share against its images")
+
 // ErrThresholdProof is returned when the proof of a threshold key-switch
 // share does not verify, or cannot be made for the epoch's shape.
 var ErrThresholdProof = errors.New("collective: proof of the threshold key-switch share refused")
@@ -69,7 +75,7 @@ func dealBound(x uint64, t int) (int64, error) {
 	}
 	b := ckgErrBound * sum
 	if b >= 1<<58 {
-		return 0, fmt.Errorf("%w: point %d with threshold %d: the dealing's errors reach 2^%.1f", ErrInvalidArgument, x, t, math.Log2(b))
+		return 0, fmt.Errorf("%w: point %d with threshold %d: they reach 2^%.1f", ErrDealingUncheckable, x, t, math.Log2(b))
 	}
 	return int64(b), nil
 }
@@ -268,7 +274,7 @@ func ThresholdImage(p homomorphic.Params, ckgShares, images [][]byte, x uint64) 
 	}
 	b, err := dealBound(x, t)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrThresholdProof, err)
 	}
 	bound := int64(len(ckgShares)) * b
 	if b > maxImageBound/int64(len(ckgShares)) {
@@ -311,14 +317,7 @@ func lagrange(p homomorphic.Params, x uint64, active []uint64) (*big.Int, error)
 // eps = eps_lo + 2^40*eps_hi as for an epoch with T = K.
 func tksStatement(p homomorphic.Params, crp, image ring.Poly, bound int64, lambda *big.Int, target *homomorphic.PublicKey, c1, h0, h1 ring.Poly, x uint64, active []uint64, context []byte) *shortproof.Statement {
 	r := p.BGV(tok).RingQ()
-	ctx := []byte(p.Name())
-	ctx = binary.BigEndian.AppendUint64(ctx, x)
-	ctx = binary.BigEndian.AppendUint64(ctx, uint64(len(active)))
-	for _, xk := range active {
-		ctx = binary.BigEndian.AppendUint64(ctx, xk)
-	}
-	ctx = binary.BigEndian.AppendUint64(ctx, uint64(len(context)))
-	ctx = append(ctx, context...)
+	ctx := tksContext(tksBase(p, x, active), context)
 	var t0, t1 ring.Poly
 	if target != nil {
 		t0, t1 = target.RLWE(tok).Value[0].Q, target.RLWE(tok).Value[1].Q
@@ -371,6 +370,27 @@ func tksStatement(p homomorphic.Params, crp, image ring.Poly, bound int64, lambd
 	}
 }
 
+// tksBase is the statement's own context: the parameter set, the point
+// and the active set.
+func tksBase(p homomorphic.Params, x uint64, active []uint64) []byte {
+	ctx := []byte(p.Name())
+	ctx = binary.BigEndian.AppendUint64(ctx, x)
+	ctx = binary.BigEndian.AppendUint64(ctx, uint64(len(active)))
+	// In increasing order: the set, not the order it was listed in.
+	for _, xk := range slices.Sorted(slices.Values(active)) {
+		ctx = binary.BigEndian.AppendUint64(ctx, xk)
+	}
+	return ctx
+}
+
+// tksContext appends the caller's context to the statement's own,
+// length-prefixed.
+func tksContext(base, context []byte) []byte {
+	out := append([]byte(nil), base...)
+	out = binary.BigEndian.AppendUint64(out, uint64(len(context)))
+	return append(out, context...)
+}
+
 // ksNoise draws a key-switch share's randomness as KeySwitchShare does: u
 // ternary, e1 and the protocol errors from Lattigo's samplers, the smudging
 // from smudge.Sample; eps = e0 + e + E split as eps_lo + 2^40*eps_hi.
@@ -401,6 +421,33 @@ func ksNoise(p homomorphic.Params) (u, e1, lo, hi []int64, err error) {
 // says against the member's image (ThresholdImage for ts.Self()), bound to
 // context.
 func ThresholdKeySwitchShareProven(p homomorphic.Params, ts *ThresholdShare, active []uint64, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, image, context []byte) (share, proof []byte, err error) {
+	share, w, err := ThresholdKeySwitchShareWitness(p, ts, active, target, ct, crs, image)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer w.Wipe()
+	if proof, err = w.Prove(context); err != nil {
+		return nil, nil, err
+	}
+	return share, proof, nil
+}
+
+// ThresholdWitness is what a member keeps of a threshold key-switch share
+// it made to prove it later (ThresholdKeySwitchShareWitness): its
+// randomness and statement. It is secret: with the share it gives the
+// member's Shamir share. Keep it in memory only, and Wipe it.
+type ThresholdWitness struct {
+	st   *shortproof.Statement
+	base []byte // tksBase of the statement
+	w    [][]int64
+	xu   []ring.Poly
+}
+
+// ThresholdKeySwitchShareWitness is ThresholdKeySwitchShareProven without
+// the proof: the share, and the witness that proves it on demand
+// (ThresholdWitness.Prove), for a member that proves its shares only when
+// a release's total is refused.
+func ThresholdKeySwitchShareWitness(p homomorphic.Params, ts *ThresholdShare, active []uint64, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, image []byte) ([]byte, *ThresholdWitness, error) {
 	if err := checkParams(p); err != nil {
 		return nil, nil, err
 	}
@@ -449,24 +496,64 @@ func ThresholdKeySwitchShareProven(p homomorphic.Params, ts *ThresholdShare, act
 	r.IMForm(ePoly, ePoly)
 	r.INTT(ePoly, ePoly)
 	e := shortproof.Centred(r, ePoly)
+	if !within(e, bound) {
+		return nil, nil, fmt.Errorf("%w: this member's share is not the one its image fixes (was the dealing checked?)", ErrThresholdProof)
+	}
 	u, e1, lo, hi, err := ksNoise(p)
 	if err != nil {
 		return nil, nil, err
 	}
 	h0, h1 := r.NewPoly(), r.NewPoly()
-	st := tksStatement(p, crp, img, bound, lambda, target, c.Value[1], h0, h1, ts.self, active, context)
-	w := [][]int64{e, u, e1, lo, hi}
-	xu := []ring.Poly{ts.share.Q}
+	st := tksStatement(p, crp, img, bound, lambda, target, c.Value[1], h0, h1, ts.self, active, nil)
+	f := *ts.share.Q.CopyNew()
+	wit := &ThresholdWitness{st: st, base: tksBase(p, ts.self, active), w: [][]int64{e, u, e1, lo, hi}, xu: []ring.Poly{f}}
 	out := []ring.Poly{r.NewPoly(), h0, h1}
-	st.Apply(w, nil, out)
-	st.ApplyUniform(xu, out)
-	if proof, err = shortproof.ProveUniform(st, w, nil, xu); err != nil {
-		return nil, nil, fmt.Errorf("collective: proof of the threshold key-switch share (was the dealing checked?): %w", err)
-	}
-	if share, err = encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, h0, h1); err != nil {
+	st.Apply(wit.w, nil, out)
+	st.ApplyUniform(wit.xu, out)
+	share, err := encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, h0, h1)
+	if err != nil {
+		wit.Wipe()
 		return nil, nil, err
 	}
-	return share, proof, nil
+	return share, wit, nil
+}
+
+func within(x []int64, b int64) bool {
+	for _, v := range x {
+		if v > b || v < -b {
+			return false
+		}
+	}
+	return true
+}
+
+// Prove proves the share the witness was made with, bound to context (what
+// VerifyThresholdKeySwitchShare is given).
+func (w *ThresholdWitness) Prove(context []byte) ([]byte, error) {
+	if w == nil || w.st == nil {
+		return nil, fmt.Errorf("%w: no witness (wiped?)", ErrInvalidArgument)
+	}
+	st := *w.st
+	st.Context = tksContext(w.base, context)
+	proof, err := shortproof.ProveUniform(&st, w.w, nil, w.xu)
+	if err != nil {
+		return nil, fmt.Errorf("collective: proof of the threshold key-switch share: %w", err)
+	}
+	return proof, nil
+}
+
+// Wipe clears the witness.
+func (w *ThresholdWitness) Wipe() {
+	if w == nil {
+		return
+	}
+	for _, c := range w.w {
+		clear(c)
+	}
+	for _, p := range w.xu {
+		wipe(p.Coeffs)
+	}
+	w.st = nil
 }
 
 // VerifyThresholdKeySwitchShare checks a proof of the key-switch share

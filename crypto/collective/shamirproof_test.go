@@ -161,6 +161,27 @@ func TestThresholdKeySwitchShareProof(t *testing.T) {
 		t.Fatalf("beside Additive's share: %v, want %v", got, values)
 	}
 
+	// A share made now and proven later (ThresholdWitness, the on-demand
+	// proof of a release whose total was refused) verifies the same way.
+	later, w, err := collective.ThresholdKeySwitchShareWitness(p, ts[5], active, rk.Public(), cts[0], nw.crs, pub[5])
+	if err != nil {
+		t.Fatal(err)
+	}
+	proofLater, err := w.Prove(ctx(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := collective.VerifyThresholdKeySwitchShare(p, rk.Public(), cts[0], nw.crs, pub[5], 5, active, later, proofLater, ctx(5)); err != nil {
+		t.Fatalf("a share proven later: %v", err)
+	}
+	if got := decrypt([][]byte{shares[0], shares[1], later}); !equal(got, values) {
+		t.Fatalf("with the share proven later: %v, want %v", got, values)
+	}
+	w.Wipe()
+	if _, err := w.Prove(ctx(5)); err == nil {
+		t.Fatal("a wiped witness proved")
+	}
+
 	shift, err := homomorphic.Encrypt(p, rk.Public(), []int64{1000})
 	if err != nil {
 		t.Fatal(err)
@@ -248,6 +269,15 @@ func TestThresholdImageBound(t *testing.T) {
 	if _, err := collective.ThresholdImage(p, nw.ckg, [][]byte{imgs, imgs1}, 1<<40); !errors.Is(err, collective.ErrThresholdProof) {
 		t.Fatalf("a point far out: %v", err)
 	}
+	// Past 2^58 a share cannot be told from a wrong one: the check says so
+	// (the node then installs the share unchecked) rather than refuse.
+	dealt, imgs30, err := collective.ThresholdDealChecked(p, nw.sks[0], 2, []uint64{1, 1 << 58}, nw.crs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := collective.CheckDealtShare(p, nw.crs, nw.ckg[0], imgs30, 1<<58, dealt[1<<58]); !errors.Is(err, collective.ErrDealingUncheckable) {
+		t.Fatalf("a point whose bound passes 2^58: %v", err)
+	}
 }
 
 // BenchmarkThresholdKeySwitchShareProof: a threshold key-switch share with
@@ -266,7 +296,10 @@ func BenchmarkThresholdKeySwitchShareProof(b *testing.B) {
 		b.Fatal(err)
 	}
 	active := []uint64{1, 3, 5, 7, 9, 10}
-	var share, proof []byte
+	share, proof, err := collective.ThresholdKeySwitchShareProven(p, ts[10], active, rk.Public(), cts[0], nw.crs, pub[10], []byte("ctx"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.Run("prove", func(b *testing.B) {
 		for b.Loop() {
 			if share, proof, err = collective.ThresholdKeySwitchShareProven(p, ts[10], active, rk.Public(), cts[0], nw.crs, pub[10], []byte("ctx")); err != nil {

@@ -151,6 +151,7 @@ var (
 	ckgRevealKind = bytesKind(KindCKGReveal)
 	thresholdKind = bytesKind(KindThresholdShare)
 	keyCheckKind  = bytesKind(KindKeyCheck)
+	imagesKind    = bytesKind(KindShamirImages)
 )
 
 // queryBinding is the binding of a message about query queryID of key
@@ -359,6 +360,18 @@ func SealThresholdShare(signer crypto.Signer, epoch uint64, from, to string, sea
 // to to, and returns it (still encrypted to the recipient).
 func OpenThresholdShare(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, from, to string, w Window) ([]byte, error) {
 	return thresholdKind.open(pub, s, queryBinding(dealtQueryID(to), epoch, from), w)
+}
+
+// SealShamirImages signs the images of the Shamir polynomial node dealt
+// its share of key epoch epoch with (collective.ThresholdDealChecked).
+func SealShamirImages(signer crypto.Signer, epoch uint64, node string, images []byte, now time.Time) (*typesv1.Signed, error) {
+	return imagesKind.seal(signer, queryBinding(EpochQueryID(epoch), epoch, node), images, now)
+}
+
+// OpenShamirImages verifies node's signed Shamir images of epoch and
+// returns them.
+func OpenShamirImages(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node string, w Window) ([]byte, error) {
+	return imagesKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
 }
 
 // OpenKeySwitchPayload is OpenKeySwitchShare returning the whole payload:

@@ -359,6 +359,7 @@ func TestKindsAreWireValues(t *testing.T) {
 	for got, want := range map[string]string{
 		protocol.KindCKGShare: "ckg-share", protocol.KindThresholdShare: "threshold-share", protocol.KindEvaluate: "evaluate",
 		protocol.KindPartial: "partial", protocol.KindKeySwitchShare: "keyswitch-share", protocol.KindReleaseCommit: "release-commit",
+		protocol.KindShamirImages: "shamir-images",
 	} {
 		if got != want {
 			t.Errorf("kind %q, want %q", got, want)

@@ -34,6 +34,10 @@ const (
 	// KindKeyCheck is a committee member's commitment to what a key-check
 	// challenge under its CKG share decrypts to (KeyCheckDigest).
 	KindKeyCheck = "key-check"
+	// KindShamirImages is a dealer's images of its Shamir polynomial's
+	// coefficients (collective.ThresholdDealChecked), which every
+	// recipient checks its share against.
+	KindShamirImages = "shamir-images"
 )
 
 // EpochQueryID is the query id that binds key-ceremony messages of an epoch.

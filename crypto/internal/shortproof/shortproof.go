@@ -29,7 +29,6 @@ import (
 	"sync"
 
 	"github.com/tuneinsight/lattigo/v5/ring"
-	"github.com/tuneinsight/lattigo/v5/utils/sampling"
 )
 
 const (
@@ -424,14 +423,16 @@ func proveRounds(st *Statement, x [][]int64, xt []uint64, xu []ring.Poly) ([]byt
 		st.Apply(y, yt, w)
 		var yu []ring.Poly
 		if st.Uniform > 0 {
-			prng, err := sampling.NewPRNG()
-			if err != nil {
-				return nil, challenge{}, err
-			}
-			us := ring.NewUniformSampler(prng, st.Ring)
 			yu = make([]ring.Poly, st.Uniform)
 			for k := range yu {
-				yu[k] = us.ReadNew()
+				yu[k] = st.Ring.NewPoly()
+				for j, sr := range st.Ring.SubRings[:st.Ring.Level()+1] {
+					limb, err := uniformBelow(n, sr.Modulus)
+					if err != nil {
+						return nil, challenge{}, err
+					}
+					copy(yu[k].Coeffs[j], limb)
+				}
 			}
 			st.ApplyUniform(yu, w)
 		}
@@ -566,17 +567,31 @@ func uniformSigned(n int, b int64) ([]int64, error) {
 }
 
 // uniformBelow draws n integers uniform in [0, bound) (crypto/rand,
-// rejection sampling).
+// rejection sampling): from 32 random bits each when bound <= 2^32, 64
+// otherwise, with the top of the range (less than bound of it) drawn
+// again.
 func uniformBelow(n int, bound uint64) ([]uint64, error) {
-	limit := ^uint64(0) - (^uint64(0) % bound)
+	size, top := 8, ^uint64(0)
+	if bound <= 1<<32 {
+		size, top = 4, 1<<32-1
+	}
+	limit := top - (top%bound+1)%bound // values above limit are drawn again
 	out := make([]uint64, 0, n)
-	raw := make([]byte, 8*n)
+	raw := make([]byte, size*n)
 	for len(out) < n {
-		if _, err := rand.Read(raw); err != nil {
+		need := n - len(out)
+		buf := raw[:size*need]
+		if _, err := rand.Read(buf); err != nil {
 			return nil, err
 		}
-		for i := 0; i+8 <= len(raw) && len(out) < n; i += 8 {
-			if v := binary.LittleEndian.Uint64(raw[i:]); v < limit {
+		for i := range need {
+			var v uint64
+			if size == 4 {
+				v = uint64(binary.LittleEndian.Uint32(buf[4*i:]))
+			} else {
+				v = binary.LittleEndian.Uint64(buf[8*i:])
+			}
+			if v <= limit {
 				out = append(out, v%bound)
 			}
 		}

@@ -348,3 +348,38 @@ func TestUniformComponent(t *testing.T) {
 		t.Fatal("Prove of a statement with a uniform component")
 	}
 }
+
+// TestUniformBelow: draws stay below their bound on both widths (32 and
+// 64 random bits) and at the edges (1, 2^32, 2^32 + 1, a 60-bit prime),
+// and a small bound's residues come out about equally often.
+func TestUniformBelow(t *testing.T) {
+	for _, bound := range []uint64{1, 3, 1 << 32, 1<<32 + 1, 0xfffffffffffc001} {
+		v, err := uniformBelow(4096, bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v) != 4096 {
+			t.Fatalf("bound %d: %d draws", bound, len(v))
+		}
+		for _, x := range v {
+			if x >= bound {
+				t.Fatalf("bound %d: drew %d", bound, x)
+			}
+		}
+	}
+	const n = 30000
+	v, err := uniformBelow(n, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counts [3]int
+	for _, x := range v {
+		counts[x]++
+	}
+	for r, c := range counts {
+		// Expected 10000, standard deviation about 82: 6 of them.
+		if c < n/3-500 || c > n/3+500 {
+			t.Fatalf("residue %d drawn %d times of %d", r, c, n)
+		}
+	}
+}

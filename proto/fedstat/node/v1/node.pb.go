@@ -1701,8 +1701,13 @@ type KeyGenResponse struct {
 	// for the epoch's linkage key (crypto/linkage); its shares to every
 	// member travel in dealt[].link_sealed.
 	LinkCommitments *v1.Signed `protobuf:"bytes,3,opt,name=link_commitments,json=linkCommitments,proto3" json:"link_commitments,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// shamir_images: when threshold < committee, Signed{kind
+	// "shamir-images"} over the images of the node's Shamir polynomial
+	// (collective.ThresholdDealChecked), which every recipient checks its
+	// dealt share against, and which fix each member's threshold image.
+	ShamirImages  *v1.Signed `protobuf:"bytes,4,opt,name=shamir_images,json=shamirImages,proto3" json:"shamir_images,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KeyGenResponse) Reset() {
@@ -1752,6 +1757,13 @@ func (x *KeyGenResponse) GetDealt() []*DealtShare {
 func (x *KeyGenResponse) GetLinkCommitments() *v1.Signed {
 	if x != nil {
 		return x.LinkCommitments
+	}
+	return nil
+}
+
+func (x *KeyGenResponse) GetShamirImages() *v1.Signed {
+	if x != nil {
+		return x.ShamirImages
 	}
 	return nil
 }
@@ -1899,7 +1911,12 @@ type InstallKeyRequest struct {
 	// ckg_proofs: every committee member's proof of its CKG share
 	// (RevealKeyGenResponse.ckg_proof), by node id; every member verifies
 	// them all before it installs the key.
-	CkgProofs     map[string][]byte `protobuf:"bytes,7,rep,name=ckg_proofs,json=ckgProofs,proto3" json:"ckg_proofs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CkgProofs map[string][]byte `protobuf:"bytes,7,rep,name=ckg_proofs,json=ckgProofs,proto3" json:"ckg_proofs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// shamir_images: every committee member's signed Shamir images
+	// (KeyGenResponse.shamir_images) when threshold < committee; a member
+	// checks each share dealt to it against its dealer's and refuses the
+	// install naming a dealer whose share does not match.
+	ShamirImages  []*NodeSigned `protobuf:"bytes,8,rep,name=shamir_images,json=shamirImages,proto3" json:"shamir_images,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1979,6 +1996,13 @@ func (x *InstallKeyRequest) GetCkgReveals() []*NodeSigned {
 func (x *InstallKeyRequest) GetCkgProofs() map[string][]byte {
 	if x != nil {
 		return x.CkgProofs
+	}
+	return nil
+}
+
+func (x *InstallKeyRequest) GetShamirImages() []*NodeSigned {
+	if x != nil {
+		return x.ShamirImages
 	}
 	return nil
 }
@@ -3446,6 +3470,105 @@ func (x *KeySwitchPayload) GetTargetKeyDigest() []byte {
 	return nil
 }
 
+type ProveKeySwitchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	QueryId       string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveKeySwitchRequest) Reset() {
+	*x = ProveKeySwitchRequest{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveKeySwitchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveKeySwitchRequest) ProtoMessage() {}
+
+func (x *ProveKeySwitchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveKeySwitchRequest.ProtoReflect.Descriptor instead.
+func (*ProveKeySwitchRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ProveKeySwitchRequest) GetQueryId() string {
+	if x != nil {
+		return x.QueryId
+	}
+	return ""
+}
+
+func (x *ProveKeySwitchRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+type ProveKeySwitchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// proofs: one per share of the member's released payload, in order
+	// (collective.VerifyThresholdKeySwitchShare against the member's
+	// threshold image, bound to protocol.KeySwitchProofContext).
+	Proofs        [][]byte `protobuf:"bytes,1,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveKeySwitchResponse) Reset() {
+	*x = ProveKeySwitchResponse{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveKeySwitchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveKeySwitchResponse) ProtoMessage() {}
+
+func (x *ProveKeySwitchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveKeySwitchResponse.ProtoReflect.Descriptor instead.
+func (*ProveKeySwitchResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ProveKeySwitchResponse) GetProofs() [][]byte {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
 type KeySwitchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// share: Signed{kind "keyswitch-share"} over a KeySwitchPayload; empty
@@ -3464,7 +3587,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3476,7 +3599,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3489,7 +3612,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{46}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -3525,7 +3648,7 @@ type StoredRelease struct {
 
 func (x *StoredRelease) Reset() {
 	*x = StoredRelease{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3537,7 +3660,7 @@ func (x *StoredRelease) String() string {
 func (*StoredRelease) ProtoMessage() {}
 
 func (x *StoredRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3550,7 +3673,7 @@ func (x *StoredRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRelease.ProtoReflect.Descriptor instead.
 func (*StoredRelease) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{47}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *StoredRelease) GetDigest() []byte {
@@ -3711,11 +3834,12 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x06params\x18\x02 \x01(\tR\x06params\x12\x10\n" +
 	"\x03crs\x18\x03 \x01(\fR\x03crs\x121\n" +
 	"\amembers\x18\x04 \x03(\v2\x17.fedstat.node.v1.MemberR\amembers\x12\x1c\n" +
-	"\tthreshold\x18\x05 \x01(\x05R\tthreshold\"\xbf\x01\n" +
+	"\tthreshold\x18\x05 \x01(\x05R\tthreshold\"\xfe\x01\n" +
 	"\x0eKeyGenResponse\x125\n" +
 	"\tckg_share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\bckgShare\x121\n" +
 	"\x05dealt\x18\x02 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\x12C\n" +
-	"\x10link_commitments\x18\x03 \x01(\v2\x18.fedstat.types.v1.SignedR\x0flinkCommitments\"\xb9\x01\n" +
+	"\x10link_commitments\x18\x03 \x01(\v2\x18.fedstat.types.v1.SignedR\x0flinkCommitments\x12=\n" +
+	"\rshamir_images\x18\x04 \x01(\v2\x18.fedstat.types.v1.SignedR\fshamirImages\"\xb9\x01\n" +
 	"\n" +
 	"DealtShare\x12 \n" +
 	"\ffrom_node_id\x18\x01 \x01(\tR\n" +
@@ -3728,7 +3852,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"NodeSigned\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x120\n" +
-	"\x06signed\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06signed\"\xcd\x03\n" +
+	"\x06signed\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06signed\"\x8f\x04\n" +
 	"\x11InstallKeyRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12:\n" +
 	"\n" +
@@ -3740,7 +3864,8 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\vckg_reveals\x18\x06 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\n" +
 	"ckgReveals\x12P\n" +
 	"\n" +
-	"ckg_proofs\x18\a \x03(\v21.fedstat.node.v1.InstallKeyRequest.CkgProofsEntryR\tckgProofs\x1a<\n" +
+	"ckg_proofs\x18\a \x03(\v21.fedstat.node.v1.InstallKeyRequest.CkgProofsEntryR\tckgProofs\x12@\n" +
+	"\rshamir_images\x18\b \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\fshamirImages\x1a<\n" +
 	"\x0eCkgProofsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"q\n" +
@@ -3851,7 +3976,12 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\rcommit_digest\x18\x02 \x01(\fR\fcommitDigest\x12\x1d\n" +
 	"\n" +
 	"sum_digest\x18\x03 \x01(\fR\tsumDigest\x12*\n" +
-	"\x11target_key_digest\x18\x04 \x01(\fR\x0ftargetKeyDigest\"[\n" +
+	"\x11target_key_digest\x18\x04 \x01(\fR\x0ftargetKeyDigest\"H\n" +
+	"\x15ProveKeySwitchRequest\x12\x19\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"0\n" +
+	"\x16ProveKeySwitchResponse\x12\x16\n" +
+	"\x06proofs\x18\x01 \x03(\fR\x06proofs\"[\n" +
 	"\x11KeySwitchResponse\x12.\n" +
 	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share\x12\x16\n" +
 	"\x06proofs\x18\x02 \x03(\fR\x06proofs\"\x81\x01\n" +
@@ -3864,7 +3994,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eKeySwitchPhase\x12 \n" +
 	"\x1cKEY_SWITCH_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KEY_SWITCH_PHASE_PREPARE\x10\x01\x12\x1c\n" +
-	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\x84\t\n" +
+	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xe7\t\n" +
 	"\vNodeService\x12C\n" +
 	"\x04Info\x12\x1c.fedstat.node.v1.InfoRequest\x1a\x1d.fedstat.node.v1.InfoResponse\x12I\n" +
 	"\x06KeyGen\x12\x1e.fedstat.node.v1.KeyGenRequest\x1a\x1f.fedstat.node.v1.KeyGenResponse\x12[\n" +
@@ -3874,7 +4004,8 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"InstallKey\x12\".fedstat.node.v1.InstallKeyRequest\x1a#.fedstat.node.v1.InstallKeyResponse\x12O\n" +
 	"\bEvaluate\x12 .fedstat.node.v1.EvaluateRequest\x1a!.fedstat.node.v1.EvaluateResponse\x12I\n" +
 	"\x06Reveal\x12\x1e.fedstat.node.v1.RevealRequest\x1a\x1f.fedstat.node.v1.RevealResponse\x12R\n" +
-	"\tKeySwitch\x12!.fedstat.node.v1.KeySwitchRequest\x1a\".fedstat.node.v1.KeySwitchResponse\x12I\n" +
+	"\tKeySwitch\x12!.fedstat.node.v1.KeySwitchRequest\x1a\".fedstat.node.v1.KeySwitchResponse\x12a\n" +
+	"\x0eProveKeySwitch\x12&.fedstat.node.v1.ProveKeySwitchRequest\x1a'.fedstat.node.v1.ProveKeySwitchResponse\x12I\n" +
 	"\x06Commit\x12\x1e.fedstat.node.v1.CommitRequest\x1a\x1f.fedstat.node.v1.CommitResponse\x12I\n" +
 	"\x06Budget\x12\x1e.fedstat.node.v1.BudgetRequest\x1a\x1f.fedstat.node.v1.BudgetResponse\x12R\n" +
 	"\tLinkStage\x12!.fedstat.node.v1.LinkStageRequest\x1a\".fedstat.node.v1.LinkStageResponse\x12U\n" +
@@ -3897,164 +4028,170 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
-	(KeySwitchPhase)(0),          // 0: fedstat.node.v1.KeySwitchPhase
-	(*LinkSpec)(nil),             // 1: fedstat.node.v1.LinkSpec
-	(*Holders)(nil),              // 2: fedstat.node.v1.Holders
-	(*LinkList)(nil),             // 3: fedstat.node.v1.LinkList
-	(*LinkPartial)(nil),          // 4: fedstat.node.v1.LinkPartial
-	(*LinkStagePayload)(nil),     // 5: fedstat.node.v1.LinkStagePayload
-	(*LinkStageRequest)(nil),     // 6: fedstat.node.v1.LinkStageRequest
-	(*LinkStageResponse)(nil),    // 7: fedstat.node.v1.LinkStageResponse
-	(*LinkFinishRequest)(nil),    // 8: fedstat.node.v1.LinkFinishRequest
-	(*LinkFinishResponse)(nil),   // 9: fedstat.node.v1.LinkFinishResponse
-	(*LinkDecryptRequest)(nil),   // 10: fedstat.node.v1.LinkDecryptRequest
-	(*LinkDecryptShares)(nil),    // 11: fedstat.node.v1.LinkDecryptShares
-	(*LinkAttestRequest)(nil),    // 12: fedstat.node.v1.LinkAttestRequest
-	(*LinkAttestResponse)(nil),   // 13: fedstat.node.v1.LinkAttestResponse
-	(*LinkReleaseStatement)(nil), // 14: fedstat.node.v1.LinkReleaseStatement
-	(*LinkDecryptResponse)(nil),  // 15: fedstat.node.v1.LinkDecryptResponse
-	(*BudgetRequest)(nil),        // 16: fedstat.node.v1.BudgetRequest
-	(*BudgetResponse)(nil),       // 17: fedstat.node.v1.BudgetResponse
-	(*InfoRequest)(nil),          // 18: fedstat.node.v1.InfoRequest
-	(*InfoResponse)(nil),         // 19: fedstat.node.v1.InfoResponse
-	(*EpochStatus)(nil),          // 20: fedstat.node.v1.EpochStatus
-	(*Member)(nil),               // 21: fedstat.node.v1.Member
-	(*KeyGenRequest)(nil),        // 22: fedstat.node.v1.KeyGenRequest
-	(*KeyGenResponse)(nil),       // 23: fedstat.node.v1.KeyGenResponse
-	(*DealtShare)(nil),           // 24: fedstat.node.v1.DealtShare
-	(*NodeSigned)(nil),           // 25: fedstat.node.v1.NodeSigned
-	(*InstallKeyRequest)(nil),    // 26: fedstat.node.v1.InstallKeyRequest
-	(*RevealKeyGenRequest)(nil),  // 27: fedstat.node.v1.RevealKeyGenRequest
-	(*RevealKeyGenResponse)(nil), // 28: fedstat.node.v1.RevealKeyGenResponse
-	(*InstallKeyResponse)(nil),   // 29: fedstat.node.v1.InstallKeyResponse
-	(*CheckKeyRequest)(nil),      // 30: fedstat.node.v1.CheckKeyRequest
-	(*CheckKeyResponse)(nil),     // 31: fedstat.node.v1.CheckKeyResponse
-	(*EvaluateRequest)(nil),      // 32: fedstat.node.v1.EvaluateRequest
-	(*EvaluateBody)(nil),         // 33: fedstat.node.v1.EvaluateBody
-	(*AnalysisRound)(nil),        // 34: fedstat.node.v1.AnalysisRound
-	(*SeriesInterval)(nil),       // 35: fedstat.node.v1.SeriesInterval
-	(*PartialPayload)(nil),       // 36: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),     // 37: fedstat.node.v1.EvaluateResponse
-	(*ApprovalPending)(nil),      // 38: fedstat.node.v1.ApprovalPending
-	(*KeySwitchRequest)(nil),     // 39: fedstat.node.v1.KeySwitchRequest
-	(*RevealRequest)(nil),        // 40: fedstat.node.v1.RevealRequest
-	(*RevealResponse)(nil),       // 41: fedstat.node.v1.RevealResponse
-	(*CommitRequest)(nil),        // 42: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),       // 43: fedstat.node.v1.CommitResponse
-	(*ReleaseCommitment)(nil),    // 44: fedstat.node.v1.ReleaseCommitment
-	(*Fingerprint)(nil),          // 45: fedstat.node.v1.Fingerprint
-	(*KeySwitchPayload)(nil),     // 46: fedstat.node.v1.KeySwitchPayload
-	(*KeySwitchResponse)(nil),    // 47: fedstat.node.v1.KeySwitchResponse
-	(*StoredRelease)(nil),        // 48: fedstat.node.v1.StoredRelease
-	nil,                          // 49: fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
-	(*v1.QuerySpec)(nil),         // 50: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),            // 51: fedstat.types.v1.Signed
-	(*v1.Result)(nil),            // 52: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),       // 53: fedstat.types.v1.DataSummary
-	(*v1.AnalystSignature)(nil),  // 54: fedstat.types.v1.AnalystSignature
-	(*v11.ReleaseRecord)(nil),    // 55: fedstat.coordinator.v1.ReleaseRecord
-	(*v1.SeriesSpec)(nil),        // 56: fedstat.types.v1.SeriesSpec
+	(KeySwitchPhase)(0),            // 0: fedstat.node.v1.KeySwitchPhase
+	(*LinkSpec)(nil),               // 1: fedstat.node.v1.LinkSpec
+	(*Holders)(nil),                // 2: fedstat.node.v1.Holders
+	(*LinkList)(nil),               // 3: fedstat.node.v1.LinkList
+	(*LinkPartial)(nil),            // 4: fedstat.node.v1.LinkPartial
+	(*LinkStagePayload)(nil),       // 5: fedstat.node.v1.LinkStagePayload
+	(*LinkStageRequest)(nil),       // 6: fedstat.node.v1.LinkStageRequest
+	(*LinkStageResponse)(nil),      // 7: fedstat.node.v1.LinkStageResponse
+	(*LinkFinishRequest)(nil),      // 8: fedstat.node.v1.LinkFinishRequest
+	(*LinkFinishResponse)(nil),     // 9: fedstat.node.v1.LinkFinishResponse
+	(*LinkDecryptRequest)(nil),     // 10: fedstat.node.v1.LinkDecryptRequest
+	(*LinkDecryptShares)(nil),      // 11: fedstat.node.v1.LinkDecryptShares
+	(*LinkAttestRequest)(nil),      // 12: fedstat.node.v1.LinkAttestRequest
+	(*LinkAttestResponse)(nil),     // 13: fedstat.node.v1.LinkAttestResponse
+	(*LinkReleaseStatement)(nil),   // 14: fedstat.node.v1.LinkReleaseStatement
+	(*LinkDecryptResponse)(nil),    // 15: fedstat.node.v1.LinkDecryptResponse
+	(*BudgetRequest)(nil),          // 16: fedstat.node.v1.BudgetRequest
+	(*BudgetResponse)(nil),         // 17: fedstat.node.v1.BudgetResponse
+	(*InfoRequest)(nil),            // 18: fedstat.node.v1.InfoRequest
+	(*InfoResponse)(nil),           // 19: fedstat.node.v1.InfoResponse
+	(*EpochStatus)(nil),            // 20: fedstat.node.v1.EpochStatus
+	(*Member)(nil),                 // 21: fedstat.node.v1.Member
+	(*KeyGenRequest)(nil),          // 22: fedstat.node.v1.KeyGenRequest
+	(*KeyGenResponse)(nil),         // 23: fedstat.node.v1.KeyGenResponse
+	(*DealtShare)(nil),             // 24: fedstat.node.v1.DealtShare
+	(*NodeSigned)(nil),             // 25: fedstat.node.v1.NodeSigned
+	(*InstallKeyRequest)(nil),      // 26: fedstat.node.v1.InstallKeyRequest
+	(*RevealKeyGenRequest)(nil),    // 27: fedstat.node.v1.RevealKeyGenRequest
+	(*RevealKeyGenResponse)(nil),   // 28: fedstat.node.v1.RevealKeyGenResponse
+	(*InstallKeyResponse)(nil),     // 29: fedstat.node.v1.InstallKeyResponse
+	(*CheckKeyRequest)(nil),        // 30: fedstat.node.v1.CheckKeyRequest
+	(*CheckKeyResponse)(nil),       // 31: fedstat.node.v1.CheckKeyResponse
+	(*EvaluateRequest)(nil),        // 32: fedstat.node.v1.EvaluateRequest
+	(*EvaluateBody)(nil),           // 33: fedstat.node.v1.EvaluateBody
+	(*AnalysisRound)(nil),          // 34: fedstat.node.v1.AnalysisRound
+	(*SeriesInterval)(nil),         // 35: fedstat.node.v1.SeriesInterval
+	(*PartialPayload)(nil),         // 36: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),       // 37: fedstat.node.v1.EvaluateResponse
+	(*ApprovalPending)(nil),        // 38: fedstat.node.v1.ApprovalPending
+	(*KeySwitchRequest)(nil),       // 39: fedstat.node.v1.KeySwitchRequest
+	(*RevealRequest)(nil),          // 40: fedstat.node.v1.RevealRequest
+	(*RevealResponse)(nil),         // 41: fedstat.node.v1.RevealResponse
+	(*CommitRequest)(nil),          // 42: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),         // 43: fedstat.node.v1.CommitResponse
+	(*ReleaseCommitment)(nil),      // 44: fedstat.node.v1.ReleaseCommitment
+	(*Fingerprint)(nil),            // 45: fedstat.node.v1.Fingerprint
+	(*KeySwitchPayload)(nil),       // 46: fedstat.node.v1.KeySwitchPayload
+	(*ProveKeySwitchRequest)(nil),  // 47: fedstat.node.v1.ProveKeySwitchRequest
+	(*ProveKeySwitchResponse)(nil), // 48: fedstat.node.v1.ProveKeySwitchResponse
+	(*KeySwitchResponse)(nil),      // 49: fedstat.node.v1.KeySwitchResponse
+	(*StoredRelease)(nil),          // 50: fedstat.node.v1.StoredRelease
+	nil,                            // 51: fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
+	(*v1.QuerySpec)(nil),           // 52: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),              // 53: fedstat.types.v1.Signed
+	(*v1.Result)(nil),              // 54: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),         // 55: fedstat.types.v1.DataSummary
+	(*v1.AnalystSignature)(nil),    // 56: fedstat.types.v1.AnalystSignature
+	(*v11.ReleaseRecord)(nil),      // 57: fedstat.coordinator.v1.ReleaseRecord
+	(*v1.SeriesSpec)(nil),          // 58: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	50, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	52, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	25, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
 	25, // 7: fedstat.node.v1.LinkStageRequest.commits:type_name -> fedstat.node.v1.NodeSigned
 	25, // 8: fedstat.node.v1.LinkStageRequest.earlier:type_name -> fedstat.node.v1.NodeSigned
-	51, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	50, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	53, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	52, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 11: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	50, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	52, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 13: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 14: fedstat.node.v1.LinkDecryptRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
 	9,  // 15: fedstat.node.v1.LinkDecryptRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
-	50, // 16: fedstat.node.v1.LinkAttestRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	52, // 16: fedstat.node.v1.LinkAttestRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 17: fedstat.node.v1.LinkAttestRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 18: fedstat.node.v1.LinkAttestRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
 	9,  // 19: fedstat.node.v1.LinkAttestRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
 	11, // 20: fedstat.node.v1.LinkAttestRequest.decrypted:type_name -> fedstat.node.v1.LinkDecryptShares
-	51, // 21: fedstat.node.v1.LinkAttestResponse.statement:type_name -> fedstat.types.v1.Signed
-	52, // 22: fedstat.node.v1.LinkReleaseStatement.result:type_name -> fedstat.types.v1.Result
-	53, // 23: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	53, // 21: fedstat.node.v1.LinkAttestResponse.statement:type_name -> fedstat.types.v1.Signed
+	54, // 22: fedstat.node.v1.LinkReleaseStatement.result:type_name -> fedstat.types.v1.Result
+	55, // 23: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	20, // 24: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	21, // 25: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	51, // 26: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	53, // 26: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	24, // 27: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	51, // 28: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	51, // 29: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	51, // 30: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	51, // 31: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
-	25, // 32: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
-	24, // 33: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
-	25, // 34: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	25, // 35: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
-	49, // 36: fedstat.node.v1.InstallKeyRequest.ckg_proofs:type_name -> fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
-	25, // 37: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
-	51, // 38: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	51, // 39: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
-	51, // 40: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
-	51, // 41: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	50, // 42: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 43: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	35, // 44: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	54, // 45: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	34, // 46: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
-	55, // 47: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
-	52, // 48: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
-	56, // 49: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
-	4,  // 50: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	51, // 51: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	38, // 52: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	50, // 53: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	25, // 54: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	25, // 55: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 56: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	50, // 57: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	25, // 58: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	51, // 59: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	51, // 60: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
-	51, // 61: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	45, // 62: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	51, // 63: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	18, // 64: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	22, // 65: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	27, // 66: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
-	30, // 67: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
-	26, // 68: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	32, // 69: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	40, // 70: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
-	39, // 71: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	42, // 72: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	16, // 73: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 74: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 75: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 76: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	12, // 77: fedstat.node.v1.NodeService.LinkAttest:input_type -> fedstat.node.v1.LinkAttestRequest
-	19, // 78: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	23, // 79: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	28, // 80: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
-	31, // 81: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
-	29, // 82: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	37, // 83: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	41, // 84: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	47, // 85: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	43, // 86: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	17, // 87: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 88: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 89: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	15, // 90: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	13, // 91: fedstat.node.v1.NodeService.LinkAttest:output_type -> fedstat.node.v1.LinkAttestResponse
-	78, // [78:92] is the sub-list for method output_type
-	64, // [64:78] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	53, // 28: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	53, // 29: fedstat.node.v1.KeyGenResponse.shamir_images:type_name -> fedstat.types.v1.Signed
+	53, // 30: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	53, // 31: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	53, // 32: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	25, // 33: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
+	24, // 34: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
+	25, // 35: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
+	25, // 36: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
+	51, // 37: fedstat.node.v1.InstallKeyRequest.ckg_proofs:type_name -> fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
+	25, // 38: fedstat.node.v1.InstallKeyRequest.shamir_images:type_name -> fedstat.node.v1.NodeSigned
+	25, // 39: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
+	53, // 40: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	53, // 41: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	53, // 42: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
+	53, // 43: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	52, // 44: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 45: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
+	35, // 46: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
+	56, // 47: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	34, // 48: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
+	57, // 49: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
+	54, // 50: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
+	58, // 51: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 52: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	53, // 53: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	38, // 54: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	52, // 55: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	25, // 56: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	25, // 57: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 58: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	52, // 59: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	25, // 60: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	53, // 61: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	53, // 62: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	53, // 63: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	45, // 64: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	53, // 65: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	18, // 66: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	22, // 67: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	27, // 68: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
+	30, // 69: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
+	26, // 70: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	32, // 71: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	40, // 72: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	39, // 73: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	47, // 74: fedstat.node.v1.NodeService.ProveKeySwitch:input_type -> fedstat.node.v1.ProveKeySwitchRequest
+	42, // 75: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	16, // 76: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 77: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 78: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 79: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	12, // 80: fedstat.node.v1.NodeService.LinkAttest:input_type -> fedstat.node.v1.LinkAttestRequest
+	19, // 81: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	23, // 82: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	28, // 83: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
+	31, // 84: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
+	29, // 85: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	37, // 86: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	41, // 87: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	49, // 88: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	48, // 89: fedstat.node.v1.NodeService.ProveKeySwitch:output_type -> fedstat.node.v1.ProveKeySwitchResponse
+	43, // 90: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	17, // 91: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 92: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 93: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	15, // 94: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	13, // 95: fedstat.node.v1.NodeService.LinkAttest:output_type -> fedstat.node.v1.LinkAttestResponse
+	81, // [81:96] is the sub-list for method output_type
+	66, // [66:81] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
@@ -4068,7 +4205,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   49,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

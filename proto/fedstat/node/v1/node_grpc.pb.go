@@ -22,20 +22,21 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	NodeService_Info_FullMethodName         = "/fedstat.node.v1.NodeService/Info"
-	NodeService_KeyGen_FullMethodName       = "/fedstat.node.v1.NodeService/KeyGen"
-	NodeService_RevealKeyGen_FullMethodName = "/fedstat.node.v1.NodeService/RevealKeyGen"
-	NodeService_CheckKey_FullMethodName     = "/fedstat.node.v1.NodeService/CheckKey"
-	NodeService_InstallKey_FullMethodName   = "/fedstat.node.v1.NodeService/InstallKey"
-	NodeService_Evaluate_FullMethodName     = "/fedstat.node.v1.NodeService/Evaluate"
-	NodeService_Reveal_FullMethodName       = "/fedstat.node.v1.NodeService/Reveal"
-	NodeService_KeySwitch_FullMethodName    = "/fedstat.node.v1.NodeService/KeySwitch"
-	NodeService_Commit_FullMethodName       = "/fedstat.node.v1.NodeService/Commit"
-	NodeService_Budget_FullMethodName       = "/fedstat.node.v1.NodeService/Budget"
-	NodeService_LinkStage_FullMethodName    = "/fedstat.node.v1.NodeService/LinkStage"
-	NodeService_LinkFinish_FullMethodName   = "/fedstat.node.v1.NodeService/LinkFinish"
-	NodeService_LinkDecrypt_FullMethodName  = "/fedstat.node.v1.NodeService/LinkDecrypt"
-	NodeService_LinkAttest_FullMethodName   = "/fedstat.node.v1.NodeService/LinkAttest"
+	NodeService_Info_FullMethodName           = "/fedstat.node.v1.NodeService/Info"
+	NodeService_KeyGen_FullMethodName         = "/fedstat.node.v1.NodeService/KeyGen"
+	NodeService_RevealKeyGen_FullMethodName   = "/fedstat.node.v1.NodeService/RevealKeyGen"
+	NodeService_CheckKey_FullMethodName       = "/fedstat.node.v1.NodeService/CheckKey"
+	NodeService_InstallKey_FullMethodName     = "/fedstat.node.v1.NodeService/InstallKey"
+	NodeService_Evaluate_FullMethodName       = "/fedstat.node.v1.NodeService/Evaluate"
+	NodeService_Reveal_FullMethodName         = "/fedstat.node.v1.NodeService/Reveal"
+	NodeService_KeySwitch_FullMethodName      = "/fedstat.node.v1.NodeService/KeySwitch"
+	NodeService_ProveKeySwitch_FullMethodName = "/fedstat.node.v1.NodeService/ProveKeySwitch"
+	NodeService_Commit_FullMethodName         = "/fedstat.node.v1.NodeService/Commit"
+	NodeService_Budget_FullMethodName         = "/fedstat.node.v1.NodeService/Budget"
+	NodeService_LinkStage_FullMethodName      = "/fedstat.node.v1.NodeService/LinkStage"
+	NodeService_LinkFinish_FullMethodName     = "/fedstat.node.v1.NodeService/LinkFinish"
+	NodeService_LinkDecrypt_FullMethodName    = "/fedstat.node.v1.NodeService/LinkDecrypt"
+	NodeService_LinkAttest_FullMethodName     = "/fedstat.node.v1.NodeService/LinkAttest"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -85,6 +86,13 @@ type NodeServiceClient interface {
 	// partials, towards the target public key. The node verifies every partial
 	// and recomputes the sum itself.
 	KeySwitch(ctx context.Context, in *KeySwitchRequest, opts ...grpc.CallOption) (*KeySwitchResponse, error)
+	// ProveKeySwitch proves, on demand, the key-switch shares this member
+	// released for a query in an epoch with threshold below the committee,
+	// whose shares go out unproven: the coordinator asks when the release's
+	// total is refused, to name the decryptor whose share was not well
+	// formed (collective.ThresholdWitness; docs/crypto.md, "Checked
+	// dealing").
+	ProveKeySwitch(ctx context.Context, in *ProveKeySwitchRequest, opts ...grpc.CallOption) (*ProveKeySwitchResponse, error)
 	// Commit records, once per query id, the one set of partials this node
 	// lets its own partial be released in, and returns its signed commitment.
 	// A release needs the commitments of every node whose partial it sums, so
@@ -205,6 +213,16 @@ func (c *nodeServiceClient) KeySwitch(ctx context.Context, in *KeySwitchRequest,
 	return out, nil
 }
 
+func (c *nodeServiceClient) ProveKeySwitch(ctx context.Context, in *ProveKeySwitchRequest, opts ...grpc.CallOption) (*ProveKeySwitchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProveKeySwitchResponse)
+	err := c.cc.Invoke(ctx, NodeService_ProveKeySwitch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeServiceClient) Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CommitResponse)
@@ -312,6 +330,13 @@ type NodeServiceServer interface {
 	// partials, towards the target public key. The node verifies every partial
 	// and recomputes the sum itself.
 	KeySwitch(context.Context, *KeySwitchRequest) (*KeySwitchResponse, error)
+	// ProveKeySwitch proves, on demand, the key-switch shares this member
+	// released for a query in an epoch with threshold below the committee,
+	// whose shares go out unproven: the coordinator asks when the release's
+	// total is refused, to name the decryptor whose share was not well
+	// formed (collective.ThresholdWitness; docs/crypto.md, "Checked
+	// dealing").
+	ProveKeySwitch(context.Context, *ProveKeySwitchRequest) (*ProveKeySwitchResponse, error)
 	// Commit records, once per query id, the one set of partials this node
 	// lets its own partial be released in, and returns its signed commitment.
 	// A release needs the commitments of every node whose partial it sums, so
@@ -375,6 +400,9 @@ func (UnimplementedNodeServiceServer) Reveal(context.Context, *RevealRequest) (*
 }
 func (UnimplementedNodeServiceServer) KeySwitch(context.Context, *KeySwitchRequest) (*KeySwitchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KeySwitch not implemented")
+}
+func (UnimplementedNodeServiceServer) ProveKeySwitch(context.Context, *ProveKeySwitchRequest) (*ProveKeySwitchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProveKeySwitch not implemented")
 }
 func (UnimplementedNodeServiceServer) Commit(context.Context, *CommitRequest) (*CommitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Commit not implemented")
@@ -559,6 +587,24 @@ func _NodeService_KeySwitch_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_ProveKeySwitch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProveKeySwitchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).ProveKeySwitch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_ProveKeySwitch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).ProveKeySwitch(ctx, req.(*ProveKeySwitchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _NodeService_Commit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CommitRequest)
 	if err := dec(in); err != nil {
@@ -705,6 +751,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "KeySwitch",
 			Handler:    _NodeService_KeySwitch_Handler,
+		},
+		{
+			MethodName: "ProveKeySwitch",
+			Handler:    _NodeService_ProveKeySwitch_Handler,
 		},
 		{
 			MethodName: "Commit",
