@@ -149,3 +149,28 @@ func FuzzKeyCheck(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckDealtShare: a dealt share's check against its dealer's CKG
+// share and images never panics on any bytes for the share or the images,
+// and passes only the honest pair.
+func FuzzCheckDealtShare(f *testing.F) {
+	p := testParams(f)
+	nw := newNetwork(f, p, 2)
+	dealt, images, err := collective.ThresholdDealChecked(p, nw.sks[0], 2, []uint64{1, 2}, nw.crs)
+	if err != nil {
+		f.Fatal(err)
+	}
+	share := dealt[2]
+	f.Add(share, images)
+	f.Add(share[:32], images)
+	f.Add(share, images[:40])
+	f.Add([]byte{}, []byte{})
+	bad := bytes.Clone(share)
+	bad[100] ^= 1
+	f.Add(bad, images)
+	f.Fuzz(func(t *testing.T, s, imgs []byte) {
+		if err := collective.CheckDealtShare(p, nw.crs, nw.ckg[0], imgs, 2, s); err == nil && (!bytes.Equal(s, share) || !bytes.Equal(imgs, images)) {
+			t.Fatalf("a share or images other than the dealer's passed (%d, %d bytes)", len(s), len(imgs))
+		}
+	})
+}

@@ -167,7 +167,7 @@ func dealerImages(p homomorphic.Params, ckgShare, images []byte) ([]ring.Poly, e
 	if err != nil {
 		return nil, err
 	}
-	if h.Aux0 != uint64(n)+1 {
+	if h.Aux0 != uint64(n)+1 || h.Aux1 != 0 {
 		return nil, fmt.Errorf("%w: %d images for threshold %d", ErrMalformed, n, h.Aux0)
 	}
 	return append(out, rest...), nil

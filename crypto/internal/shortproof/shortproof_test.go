@@ -280,12 +280,11 @@ func TestBitsRoundTrip(t *testing.T) {
 	}
 }
 
-// TestUniformComponent proves b = a*f + e with f any element of R_Q (a
-// uniform component, in the NTT and Montgomery domain) and e short: the
-// proof verifies; a changed uniform answer, one not below its prime, and a
-// statement with another image are refused; the same statement proven
-// without its uniform component is refused before any round.
-func TestUniformComponent(t *testing.T) {
+// uniformToy is the statement b = a*f + e over a 2-limb ring of degree
+// 2^10, f uniform in R_Q (NTT, Montgomery), |e| <= 19; it returns the
+// statement, its witness and the ring's uniform sampler.
+func uniformToy(t testing.TB) (*Statement, []int64, ring.Poly, *ring.UniformSampler) {
+	t.Helper()
 	r, err := ring.NewRing(1<<10, []uint64{0xfffffffffffc001, 0xffffffffffe8001})
 	if err != nil {
 		t.Fatal(err)
@@ -313,6 +312,35 @@ func TestUniformComponent(t *testing.T) {
 	st.Apply([][]int64{e}, nil, img)
 	st.ApplyUniform([]ring.Poly{f}, img)
 	st.Image = img
+	return st, e, f, us
+}
+
+// FuzzVerifyUniform: no byte string but the honest proof verifies for a
+// statement with a uniform component (its answer decoded limb by limb,
+// each below its prime).
+func FuzzVerifyUniform(f *testing.F) {
+	st, e, fu, _ := uniformToy(f)
+	proof, err := ProveUniform(st, [][]int64{e}, nil, []ring.Poly{fu})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(proof)
+	f.Add(proof[:40])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := Verify(st, b); err == nil && string(b) != string(proof) {
+			t.Fatalf("a proof other than the honest one verified (%d bytes)", len(b))
+		}
+	})
+}
+
+// TestUniformComponent proves b = a*f + e with f any element of R_Q (a
+// uniform component, in the NTT and Montgomery domain) and e short: the
+// proof verifies; a changed uniform answer, one not below its prime, and a
+// statement with another image are refused; the same statement proven
+// without its uniform component is refused before any round.
+func TestUniformComponent(t *testing.T) {
+	st, e, f, us := uniformToy(t)
 	proof, err := ProveUniform(st, [][]int64{e}, nil, []ring.Poly{f})
 	if err != nil {
 		t.Fatal(err)
