@@ -150,9 +150,9 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			linkCommits = append(linkCommits, &nodev1.NodeSigned{NodeId: nid, Signed: lc})
 			linkOpened, linkPoints = append(linkOpened, opened), append(linkPoints, points[i])
 		}
-		if threshold < k {
+		if threshold < k && threshold >= 2 {
 			// Checked dealing: every dealer's images, which its
-			// recipients check their shares against.
+			// recipients check their shares against (none with T = 1).
 			si := resps[i].GetShamirImages()
 			if si == nil {
 				return 0, fmt.Errorf("coordinator: key ceremony: %s dealt its threshold shares without their Shamir images (a member of a version before checked dealing?)", nid)
@@ -260,7 +260,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	for i, nid := range sharers {
 		e.CKGShares[nid] = shares[i]
 	}
-	if threshold < k {
+	if threshold < k && threshold >= 2 {
 		// Every member's threshold image, from the CKG shares and images
 		// in the order the members compute theirs (any order gives the
 		// same sum).

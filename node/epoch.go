@@ -281,12 +281,19 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 			points[i] = m.Point
 		}
 		// Checked dealing (docs/crypto.md, "Checked dealing"): the
-		// images of the polynomial go out signed with the shares.
-		dealt, images, err := collective.ThresholdDealChecked(p, sk, t, points, req.GetCrs())
-		if err != nil {
-			return nil, err
-		}
-		if resp.ShamirImages, err = protocol.SealShamirImages(n.cfg.Identity.Key, req.GetEpoch(), n.id, images, n.cfg.Now()); err != nil {
+		// images of the polynomial go out signed with the shares. With
+		// T = 1 the polynomial is its constant, which the CKG share
+		// fixes: nothing to check it against but that, and no images.
+		var dealt map[uint64][]byte
+		if t >= 2 {
+			var images []byte
+			if dealt, images, err = collective.ThresholdDealChecked(p, sk, t, points, req.GetCrs()); err != nil {
+				return nil, err
+			}
+			if resp.ShamirImages, err = protocol.SealShamirImages(n.cfg.Identity.Key, req.GetEpoch(), n.id, images, n.cfg.Now()); err != nil {
+				return nil, err
+			}
+		} else if dealt, err = collective.ThresholdDeal(p, sk, t, points); err != nil {
 			return nil, err
 		}
 		for _, m := range committee {
@@ -601,8 +608,9 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 		}
 		images[i] = b
 	}
+	checked := e.Threshold >= 2 // with T = 1 there are no images (keyGen)
 	for i, m := range committee {
-		if images[i] == nil {
+		if checked && images[i] == nil {
 			return nil, fmt.Errorf("%w: no Shamir images from %s: every dealer's are needed to check its share (a member of a version before checked dealing?)", ErrBadRequest, m.ID)
 		}
 	}
@@ -622,7 +630,9 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 			return nil, fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
 		}
 		di := slices.IndexFunc(committee, func(m member) bool { return m.ID == from.ID })
-		err = collective.CheckDealtShare(e.Params, e.CRS, ckg[di], images[di], self.Point, pt)
+		if checked {
+			err = collective.CheckDealtShare(e.Params, e.CRS, ckg[di], images[di], self.Point, pt)
+		}
 		if errors.Is(err, collective.ErrDealingUncheckable) {
 			if len(received) == 0 {
 				n.log.Warn("the committee's points and threshold are too large to check dealt shares against their images; this epoch's dealing is unchecked", "epoch", e.Epoch, "err", err)
@@ -641,6 +651,13 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 	ts, err := collective.ThresholdAggregate(e.Params, self.Point, received)
 	if err != nil {
 		return nil, err
+	}
+	if !checked {
+		b, err := ts.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		return nil, n.keys.Put(thresholdName(e.Epoch), b)
 	}
 	image, err := collective.ThresholdImage(e.Params, ckg, images, self.Point)
 	if errors.Is(err, collective.ErrThresholdProof) {

@@ -206,3 +206,17 @@ func TestThresholdShareNamedOnDemand(t *testing.T) {
 		t.Fatalf("honest query after: %v %s", st.GetState(), st.GetError())
 	}
 }
+
+// TestThresholdOneDealsWithoutImages: with T = 1 below a committee of 3,
+// the dealt polynomial is its constant, which the CKG share fixes; the
+// dealers send no images, the members install, and a query is released.
+func TestThresholdOneDealsWithoutImages(t *testing.T) {
+	nw := startFault(t, demo.Options{Dir: t.TempDir(), Threshold: 1, MinNodes: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	client := dialCoordinator(t, nw, nil)
+	st := runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, time.Minute)
+	if st.GetState() != coordinatorv1.State_STATE_DONE {
+		t.Fatalf("a query in a 1-of-3 epoch: %v %s", st.GetState(), st.GetError())
+	}
+}
