@@ -311,13 +311,14 @@ func (c *Coordinator) releaseShares(ctx context.Context, q *query, e *epoch, set
 	return shares, signed, errs
 }
 
-// checkShareProofs verifies the proof of every share of decryptor id
-// against its CKG share (docs/crypto.md, "Proofs of key-switch shares"),
-// in an epoch whose decryptors key-switch with their additive CKG secrets
-// (threshold = committee) and whose ceremony inputs are stored; other
-// epochs have no such proofs.
+// checkShareProofs verifies the proofs that came with the shares of
+// decryptor id, against its CKG share, in an epoch whose decryptors
+// key-switch with their additive CKG secrets (threshold = committee) and
+// whose ceremony inputs are stored: a node of a version that proved its
+// shares as it sent them. Shares sent without proofs are proven on demand
+// when the release's total is refused (nameUnprovenShares).
 func (c *Coordinator) checkShareProofs(e *epoch, qid, id string, want shareDigests, sum []*homomorphic.Ciphertext, target *homomorphic.PublicKey, shares, proofs [][]byte) error {
-	if e.Threshold < len(e.committee()) || e.CKGShares == nil {
+	if e.Threshold < len(e.committee()) || e.CKGShares == nil || len(proofs) == 0 {
 		return nil
 	}
 	ckg := e.CKGShares[id]
@@ -325,7 +326,7 @@ func (c *Coordinator) checkShareProofs(e *epoch, qid, id string, want shareDiges
 		return fmt.Errorf("key-switch share: no CKG share of %s in epoch %d to check its proofs against", id, e.ID)
 	}
 	if len(proofs) != len(shares) {
-		return fmt.Errorf("key-switch share: %d proofs for %d shares (every share of this epoch must be proven)", len(proofs), len(shares))
+		return fmt.Errorf("key-switch share: %d proofs for %d shares", len(proofs), len(shares))
 	}
 	for j, ct := range sum {
 		ctx := protocol.KeySwitchProofContext(qid, e.ID, id, want.commit, want.target, j)
@@ -441,18 +442,20 @@ func describeDecryptorFailures(e *epoch, candidates []string, failed map[string]
 	return b.String()
 }
 
-// nameUnprovenShares runs when the total of a release in an epoch with
-// threshold below the committee is refused (release): whose key-switch
-// shares go out unproven. It asks every decryptor of the release to prove
-// the shares it released (ProveKeySwitch, from the witnesses it kept) and
-// checks each proof against the decryptor's threshold image (docs/crypto.md,
-// "Checked dealing"). It returns an error naming the decryptors whose
-// shares fail or that cannot prove them, nil when every share is proven (the
-// fault is then a member's limbs, as the refusal says) or the epoch has no
-// images (threshold = committee: its shares were proven on arrival; an
-// epoch made before the checked dealing).
+// nameUnprovenShares runs when the total of a release is refused
+// (release). The decryptors' key-switch shares go out unproven: it asks
+// every decryptor of the release to prove the shares it released
+// (ProveKeySwitch, from the witnesses it kept) and checks each proof
+// against the decryptor's CKG share (threshold = committee) or threshold
+// image (threshold below the committee; docs/crypto.md, "Proofs of
+// key-switch shares", "Checked dealing"). It returns an error naming the
+// decryptors whose shares fail or that cannot prove them, nil when every
+// share is proven (the fault is then a member's limbs, as the refusal
+// says) or the epoch has nothing to prove shares against (stored by a
+// version before the proofs, a committee too large for the images).
 func (c *Coordinator) nameUnprovenShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, signed []*nodev1.NodeSigned, opened [][][]byte) error {
-	if e.Threshold >= len(e.committee()) || e.ThresholdImages == nil || len(signed) == 0 || len(opened) != len(signed) {
+	threshold := e.Threshold < len(e.committee())
+	if (threshold && e.ThresholdImages == nil) || (!threshold && e.CKGShares == nil) || len(signed) == 0 || len(opened) != len(signed) {
 		return nil
 	}
 	target, err := homomorphic.UnmarshalPublicKey(c.params, base.GetTargetPublicKey())
@@ -487,10 +490,15 @@ func (c *Coordinator) nameUnprovenShares(ctx context.Context, q *query, e *epoch
 			problems[i] = fmt.Sprintf("sent %d proofs for %d shares", len(resp.GetProofs()), len(shares))
 			return nil
 		}
-		image := e.ThresholdImages[id]
 		for j, ct := range sum {
 			pctx := protocol.KeySwitchProofContext(q.id, e.ID, id, want.commit, want.target, j)
-			if err := collective.VerifyThresholdKeySwitchShare(c.params, target, ct, e.CRS, image, e.member(id).Point, active, shares[j], resp.GetProofs()[j], pctx); err != nil {
+			var err error
+			if threshold {
+				err = collective.VerifyThresholdKeySwitchShare(c.params, target, ct, e.CRS, e.ThresholdImages[id], e.member(id).Point, active, shares[j], resp.GetProofs()[j], pctx)
+			} else {
+				err = collective.VerifyKeySwitchShare(c.params, target, ct, e.CRS, e.CKGShares[id], shares[j], resp.GetProofs()[j], pctx)
+			}
+			if err != nil {
 				problems[i] = fmt.Sprintf("its key-switch share of ciphertext %d failed its proof: %v", j, err)
 				return nil
 			}

@@ -10,15 +10,17 @@ import (
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 )
 
-// On-demand proofs of threshold key-switch shares (docs/crypto.md,
-// "Checked dealing"). In an epoch with threshold below the committee, a
-// decryptor's key-switch shares go out unproven (a proof costs about 9 ms
-// more than the share, which every release would pay); the decryptor keeps
-// each share's witness in memory, and proves the shares it released when
-// the coordinator asks, which it does when the release's total is refused:
-// the decryptor whose share was not well formed cannot prove it, and is
-// named. A witness with the share gives the member's Shamir share: it is
-// never stored, and wiped when evicted.
+// On-demand proofs of key-switch shares (docs/crypto.md, "Proofs of
+// key-switch shares", "Checked dealing"). A decryptor's key-switch shares
+// go out unproven: a proof costs about 9 ms more than the share, and the
+// coordinator's check of it 4 ms, which every release would pay for each
+// of its decryptors. The decryptor keeps each share's witness in memory
+// and proves the shares it released when the coordinator asks, which it
+// does when the release's total is refused: the decryptor whose share was
+// not well formed cannot prove it, and is named. Proofs are against the
+// member's CKG share (threshold = committee) or its threshold image
+// (threshold below the committee). A witness with the share gives the
+// member's secret share: it is never stored, and wiped when evicted.
 
 // maxKeptWitnesses bounds the releases whose witnesses a node keeps (the
 // coordinator asks right after it combines the shares).
@@ -27,7 +29,7 @@ const maxKeptWitnesses = 32
 // keptWitness is what proves one release's shares.
 type keptWitness struct {
 	epoch     uint64
-	witnesses []*collective.ThresholdWitness
+	witnesses []*collective.ShareWitness
 	contexts  [][]byte
 	held      bool // kept by keepWitness: wiped on eviction, not by the caller
 }

@@ -600,23 +600,22 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	if len(req.GetSum()) > 0 {
 		payload.SumDigest = protocol.SumDigest(req.GetSum())
 	}
-	// In an epoch whose decryptors use their additive CKG secrets, every
-	// share comes with its proof (docs/crypto.md, "Proofs of key-switch
-	// shares"); with Shamir shares (threshold below the committee) there is
-	// no public image of the secret to prove it against.
-	prove := !e.thresholdShared() && len(e.CKGShare) > 0
-	// In an epoch with threshold below the committee whose dealing was
-	// checked, the shares go out unproven and this member keeps what
-	// proves them, in memory, for the coordinator to ask for when the
-	// release's total is refused (ProveKeySwitch; docs/crypto.md,
-	// "Checked dealing").
+	// Every share goes out unproven, and this member keeps what proves it,
+	// in memory, for the coordinator to ask for when the release's total
+	// is refused (ProveKeySwitch; docs/crypto.md, "Proofs of key-switch
+	// shares" and "Checked dealing"): against its CKG share in an epoch
+	// whose decryptors use their additive CKG secrets (threshold =
+	// committee), against its threshold image in one with threshold below
+	// the committee whose dealing was checked. Epochs stored without those
+	// (a version before the proofs, a committee too large for the images)
+	// have nothing to prove shares against.
 	var ts *collective.ThresholdShare
 	if e.thresholdShared() && len(e.ThresholdImage) > 0 {
 		if ts, err = n.loadThresholdShare(e); err != nil {
 			return nil, err
 		}
 	}
-	var proofs [][]byte
+	provable := !e.thresholdShared() && len(e.CKGShare) > 0
 	kept := &keptWitness{epoch: e.Epoch}
 	defer func() {
 		if !kept.held {
@@ -624,22 +623,22 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		}
 	}()
 	for i, ct := range sum {
-		var s, proof []byte
-		if ts != nil {
-			var w *collective.ThresholdWitness
-			if s, w, err = collective.ThresholdKeySwitchShareWitness(e.Params, ts, points, target, ct, e.CRS, e.ThresholdImage); err == nil {
-				kept.witnesses = append(kept.witnesses, w)
-				kept.contexts = append(kept.contexts, protocol.KeySwitchProofContext(qid, e.Epoch, n.id, commitDigest, payload.GetTargetKeyDigest(), i))
-			}
-		} else if prove {
-			s, proof, err = collective.KeySwitchShareProven(e.Params, sk, target, ct, e.CRS, e.CKGShare,
-				protocol.KeySwitchProofContext(qid, e.Epoch, n.id, commitDigest, payload.GetTargetKeyDigest(), i))
-			proofs = append(proofs, proof)
-		} else {
+		var s []byte
+		var w *collective.ShareWitness
+		switch {
+		case ts != nil:
+			s, w, err = collective.ThresholdKeySwitchShareWitness(e.Params, ts, points, target, ct, e.CRS, e.ThresholdImage)
+		case provable:
+			s, w, err = collective.KeySwitchShareWitness(e.Params, sk, target, ct, e.CRS, e.CKGShare)
+		default:
 			s, err = collective.KeySwitchShare(e.Params, sk, target, ct)
 		}
 		if err != nil {
 			return nil, err
+		}
+		if w != nil {
+			kept.witnesses = append(kept.witnesses, w)
+			kept.contexts = append(kept.contexts, protocol.KeySwitchProofContext(qid, e.Epoch, n.id, commitDigest, payload.GetTargetKeyDigest(), i))
 		}
 		payload.Shares = append(payload.Shares, s)
 	}
@@ -655,7 +654,7 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	for _, ps := range req.GetPartials() {
 		from = append(from, ps.GetNodeId())
 	}
-	if resp, stored, err := n.storeShare(qid, &shareRecord{Digest: digest, Share: sb, Commit: commitDigest, From: from, Proofs: proofs}, prepare); !stored || err != nil {
+	if resp, stored, err := n.storeShare(qid, &shareRecord{Digest: digest, Share: sb, Commit: commitDigest, From: from}, prepare); !stored || err != nil {
 		return resp, err
 	}
 	if len(kept.witnesses) > 0 {
@@ -667,7 +666,7 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	}
 	n.record(ctx, n.id, "release.keyswitch_share", qid, map[string]any{"partials_from": from, "decryptors": req.GetDecryptors()})
 	n.log.Info("released key-switch share", "query_id", qid, "partials", len(from), "decryptors", len(req.GetDecryptors()))
-	return &nodev1.KeySwitchResponse{Share: signed, Proofs: proofs}, nil
+	return &nodev1.KeySwitchResponse{Share: signed}, nil
 }
 
 // fullSum opens every partial of a release that carries them, checks the

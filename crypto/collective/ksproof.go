@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/tuneinsight/lattigo/v5/ring"
-	"github.com/tuneinsight/lattigo/v5/utils/sampling"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/crypto/internal/polycodec"
@@ -37,9 +36,7 @@ const epsSplit = 40
 // towards target proves, for the member whose CKG share is ckg.
 func ksStatement(p homomorphic.Params, crp, ckg ring.Poly, target *homomorphic.PublicKey, c1, h0, h1 ring.Poly, context []byte) *shortproof.Statement {
 	r := p.BGV(tok).RingQ()
-	ctx := []byte(p.Name())
-	ctx = binary.BigEndian.AppendUint64(ctx, uint64(len(context)))
-	ctx = append(ctx, context...)
+	ctx := ksContext(p, context)
 	var t0, t1 ring.Poly
 	if target != nil {
 		t0, t1 = target.RLWE(tok).Value[0].Q, target.RLWE(tok).Value[1].Q
@@ -82,6 +79,14 @@ func ksStatement(p homomorphic.Params, crp, ckg ring.Poly, target *homomorphic.P
 	}
 }
 
+// ksContext is the context a proof of a key-switch share is bound to:
+// the parameter set, then the caller's, length-prefixed.
+func ksContext(p homomorphic.Params, context []byte) []byte {
+	ctx := []byte(p.Name())
+	ctx = binary.BigEndian.AppendUint64(ctx, uint64(len(context)))
+	return append(ctx, context...)
+}
+
 // ckgWitness returns the secret s and the error e of the CKG share ckg of
 // the member with key sk (e = ckg + s*a), as integer polynomials.
 func ckgWitness(p homomorphic.Params, sk *homomorphic.SecretKeyShare, crp, ckg ring.Poly) (s, e []int64) {
@@ -103,6 +108,22 @@ func ckgWitness(p homomorphic.Params, sk *homomorphic.SecretKeyShare, crp, ckg r
 // the epoch of crs, bound to context. sk must be that CKG share's secret
 // (an epoch with T = K); otherwise no proof can be made.
 func KeySwitchShareProven(p homomorphic.Params, sk *homomorphic.SecretKeyShare, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, ckgShare, context []byte) (share, proof []byte, err error) {
+	share, w, err := KeySwitchShareWitness(p, sk, target, ct, crs, ckgShare)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer w.Wipe()
+	if proof, err = w.Prove(context); err != nil {
+		return nil, nil, err
+	}
+	return share, proof, nil
+}
+
+// KeySwitchShareWitness is KeySwitchShareProven without the proof: the
+// share and the witness that proves it on demand (ShareWitness.Prove),
+// for a member that proves its shares only when a release's total is
+// refused. It fails when sk is not the secret of ckgShare.
+func KeySwitchShareWitness(p homomorphic.Params, sk *homomorphic.SecretKeyShare, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, ckgShare []byte) ([]byte, *ShareWitness, error) {
 	if err := checkParams(p); err != nil {
 		return nil, nil, err
 	}
@@ -130,39 +151,24 @@ func KeySwitchShareProven(p homomorphic.Params, sk *homomorphic.SecretKeyShare, 
 		return nil, nil, err
 	}
 	s, eCKG := ckgWitness(p, sk, crp, ckg)
-
-	// The randomness of the share, from Lattigo's distributions and the
-	// smudging sampler.
-	prng, err := sampling.NewPRNG()
-	if err != nil {
-		return nil, nil, err
+	if !within(s, 1) || !within(eCKG, ckgErrBound) {
+		return nil, nil, fmt.Errorf("%w: the secret is not this CKG share's", ErrKeySwitchProof)
 	}
-	xs, err := ring.NewSampler(prng, r, p.BGV(tok).Xs(), false)
-	if err != nil {
-		return nil, nil, err
-	}
-	xe, err := ring.NewSampler(prng, r, p.BGV(tok).Xe(), false)
-	if err != nil {
-		return nil, nil, err
-	}
-	read := func(smp ring.Sampler) []int64 { return shortproof.Centred(r, smp.ReadNew()) }
-	u, e0, e1, eNoise := read(xs), read(xe), read(xe), read(xe)
-	lo, hi, err := smudgedSplit(p, e0, eNoise)
+	u, e1, lo, hi, err := ksNoise(p)
 	if err != nil {
 		return nil, nil, err
 	}
 	h0, h1 := r.NewPoly(), r.NewPoly()
-	st := ksStatement(p, crp, ckg, target, c.Value[1], h0, h1, context)
+	st := ksStatement(p, crp, ckg, target, c.Value[1], h0, h1, nil)
+	w := &ShareWitness{st: st, ctx: func(context []byte) []byte { return ksContext(p, context) }, w: [][]int64{s, eCKG, u, e1, lo, hi}}
 	out := []ring.Poly{r.NewPoly(), h0, h1}
-	w := [][]int64{s, eCKG, u, e1, lo, hi}
-	st.Apply(w, nil, out)
-	if proof, err = shortproof.Prove(st, w, nil); err != nil {
-		return nil, nil, fmt.Errorf("collective: proof of the key-switch share (is the secret this CKG share's?): %w", err)
-	}
-	if share, err = encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, h0, h1); err != nil {
+	st.Apply(w.w, nil, out)
+	share, err := encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, h0, h1)
+	if err != nil {
+		w.Wipe()
 		return nil, nil, err
 	}
-	return share, proof, nil
+	return share, w, nil
 }
 
 // smudgedSplit adds the smudging noise to the protocol errors e0 + e and

@@ -432,22 +432,22 @@ func ThresholdKeySwitchShareProven(p homomorphic.Params, ts *ThresholdShare, act
 	return share, proof, nil
 }
 
-// ThresholdWitness is what a member keeps of a threshold key-switch share
-// it made to prove it later (ThresholdKeySwitchShareWitness): its
-// randomness and statement. It is secret: with the share it gives the
-// member's Shamir share. Keep it in memory only, and Wipe it.
-type ThresholdWitness struct {
-	st   *shortproof.Statement
-	base []byte // tksBase of the statement
-	w    [][]int64
-	xu   []ring.Poly
+// ShareWitness is what a member keeps of a key-switch share it made to
+// prove it later (KeySwitchShareWitness, ThresholdKeySwitchShareWitness):
+// its randomness and statement. It is secret: with the share it gives the
+// member's secret share. Keep it in memory only, and Wipe it.
+type ShareWitness struct {
+	st  *shortproof.Statement
+	ctx func(context []byte) []byte // the statement's context for the caller's
+	w   [][]int64
+	xu  []ring.Poly
 }
 
 // ThresholdKeySwitchShareWitness is ThresholdKeySwitchShareProven without
 // the proof: the share, and the witness that proves it on demand
-// (ThresholdWitness.Prove), for a member that proves its shares only when
+// (ShareWitness.Prove), for a member that proves its shares only when
 // a release's total is refused.
-func ThresholdKeySwitchShareWitness(p homomorphic.Params, ts *ThresholdShare, active []uint64, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, image []byte) ([]byte, *ThresholdWitness, error) {
+func ThresholdKeySwitchShareWitness(p homomorphic.Params, ts *ThresholdShare, active []uint64, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, image []byte) ([]byte, *ShareWitness, error) {
 	if err := checkParams(p); err != nil {
 		return nil, nil, err
 	}
@@ -506,7 +506,8 @@ func ThresholdKeySwitchShareWitness(p homomorphic.Params, ts *ThresholdShare, ac
 	h0, h1 := r.NewPoly(), r.NewPoly()
 	st := tksStatement(p, crp, img, bound, lambda, target, c.Value[1], h0, h1, ts.self, active, nil)
 	f := *ts.share.Q.CopyNew()
-	wit := &ThresholdWitness{st: st, base: tksBase(p, ts.self, active), w: [][]int64{e, u, e1, lo, hi}, xu: []ring.Poly{f}}
+	base := tksBase(p, ts.self, active)
+	wit := &ShareWitness{st: st, ctx: func(context []byte) []byte { return tksContext(base, context) }, w: [][]int64{e, u, e1, lo, hi}, xu: []ring.Poly{f}}
 	out := []ring.Poly{r.NewPoly(), h0, h1}
 	st.Apply(wit.w, nil, out)
 	st.ApplyUniform(wit.xu, out)
@@ -528,22 +529,28 @@ func within(x []int64, b int64) bool {
 }
 
 // Prove proves the share the witness was made with, bound to context (what
-// VerifyThresholdKeySwitchShare is given).
-func (w *ThresholdWitness) Prove(context []byte) ([]byte, error) {
+// VerifyKeySwitchShare or VerifyThresholdKeySwitchShare is given).
+func (w *ShareWitness) Prove(context []byte) ([]byte, error) {
 	if w == nil || w.st == nil {
 		return nil, fmt.Errorf("%w: no witness (wiped?)", ErrInvalidArgument)
 	}
 	st := *w.st
-	st.Context = tksContext(w.base, context)
-	proof, err := shortproof.ProveUniform(&st, w.w, nil, w.xu)
+	st.Context = w.ctx(context)
+	var proof []byte
+	var err error
+	if st.Uniform > 0 {
+		proof, err = shortproof.ProveUniform(&st, w.w, nil, w.xu)
+	} else {
+		proof, err = shortproof.Prove(&st, w.w, nil)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("collective: proof of the threshold key-switch share: %w", err)
+		return nil, fmt.Errorf("collective: proof of the key-switch share: %w", err)
 	}
 	return proof, nil
 }
 
 // Wipe clears the witness.
-func (w *ThresholdWitness) Wipe() {
+func (w *ShareWitness) Wipe() {
 	if w == nil {
 		return
 	}

@@ -161,7 +161,7 @@ func TestThresholdKeySwitchShareProof(t *testing.T) {
 		t.Fatalf("beside Additive's share: %v, want %v", got, values)
 	}
 
-	// A share made now and proven later (ThresholdWitness, the on-demand
+	// A share made now and proven later (ShareWitness, the on-demand
 	// proof of a release whose total was refused) verifies the same way.
 	later, w, err := collective.ThresholdKeySwitchShareWitness(p, ts[5], active, rk.Public(), cts[0], nw.crs, pub[5])
 	if err != nil {

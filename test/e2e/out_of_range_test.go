@@ -99,19 +99,22 @@ func TestForgedDataClamped(t *testing.T) {
 // the real release but hands out, in place of its key-switch share of this
 // sum, the share it made for the query before (a well-formed polynomial,
 // freshly signed for this release, so every signature and digest checks),
-// with the proofs it made for that share, or with none. In an epoch whose
-// decryptors use their additive CKG secrets every share carries a proof
-// (docs/crypto.md, "Proofs of key-switch shares"): the coordinator refuses
-// node-3's before combining, naming it, and nothing is released. Without
-// the proofs, the combined total would be no total three well-formed
-// partials can sum to (dp.CheckTotals), naming no one; a share shifted by a
-// small amount on purpose, which that check lets through, is refused by its
-// proof (TestKeySwitchShareProof, crypto/collective).
+// without proofs, as every share goes out, or with proofs that are not of
+// it. Shares are proven on demand (docs/crypto.md, "Proofs of key-switch
+// shares"): the total comes out as no total three well-formed partials sum
+// to and is refused, the coordinator asks each decryptor to prove the share
+// it released, node-3 proves the share it made, not the one it handed out,
+// and the query fails naming node-3, nothing released. Proofs sent with a
+// share (a node of a version that proved its shares as it sent them) are
+// checked on arrival: node-3's are refused before any share is combined,
+// naming it. A share shifted by a small amount on purpose, which the
+// total's checks may let through, cannot be proven either
+// (TestKeySwitchShareProof, crypto/collective).
 func TestWrongKeySwitchShareRefused(t *testing.T) {
 	dir := t.TempDir()
 	var stale atomic.Bool
 	var mu sync.Mutex
-	var prev, prevProofs [][]byte
+	var prev [][]byte
 	var withProofs atomic.Bool
 	evil := func(id string) []grpc.ServerOption {
 		if id != "node-3" {
@@ -132,17 +135,18 @@ func TestWrongKeySwitchShareRefused(t *testing.T) {
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			own, ownProofs := payload.Shares, resp.(*nodev1.KeySwitchResponse).GetProofs()
+			own := payload.Shares
 			if !stale.Load() || prev == nil {
-				prev, prevProofs = own, ownProofs
+				prev = own
 				return resp, nil
 			}
 			payload.Shares = prev
-			proofs := prevProofs
-			if !withProofs.Load() {
-				proofs = nil
+			var proofs [][]byte
+			if withProofs.Load() {
+				// A proof that is not of this share.
+				proofs = [][]byte{[]byte("not a proof of this share")}
 			}
-			prev, prevProofs = own, ownProofs
+			prev = own
 			b, _ := proto.Marshal(&payload)
 			hdr, err := envelope.ParseHeader(s.GetHeader())
 			if err != nil {
@@ -171,19 +175,24 @@ func TestWrongKeySwitchShareRefused(t *testing.T) {
 	}
 	stale.Store(true)
 	for _, tc := range []struct {
-		proofs bool
-		want   string
+		proofs     bool
+		want, then string
 	}{
-		{false, "0 proofs for 1 shares"},
-		{true, "proof of the key-switch share refused"},
+		{false, "node-3: its key-switch share of ciphertext 0 failed its proof: collective: proof of the key-switch share refused", "nothing is released"},
+		{true, "proof of the key-switch share refused", "nothing was decrypted"},
 	} {
 		withProofs.Store(tc.proofs)
 		st := run()
 		if st.GetState() != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
-			t.Fatalf("node-3 handed out a stale key-switch share (its proofs: %v): %v, result %v", tc.proofs, st.GetState(), st.GetResult())
+			t.Fatalf("node-3 handed out a stale key-switch share (with proofs: %v): %v, result %v", tc.proofs, st.GetState(), st.GetResult())
 		}
-		if !strings.Contains(st.GetError(), "node-3") || !strings.Contains(st.GetError(), tc.want) || !strings.Contains(st.GetError(), "nothing was decrypted") {
+		if !strings.Contains(st.GetError(), "node-3") || !strings.Contains(st.GetError(), tc.want) || !strings.Contains(st.GetError(), tc.then) {
 			t.Errorf("the failure %q does not name node-3 and %q", st.GetError(), tc.want)
+		}
+		for _, id := range []string{"node-1", "node-2"} {
+			if strings.Contains(st.GetError(), id+": its key-switch share") || strings.Contains(st.GetError(), id+": release: key-switch share") {
+				t.Errorf("an honest decryptor's share was blamed: %s", st.GetError())
+			}
 		}
 		if _, err := client.ReleaseRecord(ctx, st.GetQueryId()); err == nil {
 			t.Error("a release record was kept for a query that released nothing")

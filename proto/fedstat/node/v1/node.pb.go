@@ -3525,8 +3525,9 @@ func (x *ProveKeySwitchRequest) GetEpoch() uint64 {
 type ProveKeySwitchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// proofs: one per share of the member's released payload, in order
-	// (collective.VerifyThresholdKeySwitchShare against the member's
-	// threshold image, bound to protocol.KeySwitchProofContext).
+	// (collective.VerifyKeySwitchShare against the member's CKG share, or
+	// VerifyThresholdKeySwitchShare against its threshold image; bound to
+	// protocol.KeySwitchProofContext).
 	Proofs        [][]byte `protobuf:"bytes,1,rep,name=proofs,proto3" json:"proofs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3577,9 +3578,11 @@ type KeySwitchResponse struct {
 	// proofs: one proof per share of the payload that it is this member's
 	// key-switch share for the secret of its CKG share
 	// (collective.KeySwitchShareProven, bound to
-	// protocol.KeySwitchProofContext), in an epoch whose decryptors use
-	// their additive CKG secrets (threshold = committee); empty otherwise.
-	// Unsigned: no one can make one without the member's secret.
+	// protocol.KeySwitchProofContext), from versions that proved each share
+	// as it went out (threshold = committee); the coordinator still checks
+	// them when present. Shares now go out without them and are proven on
+	// demand (ProveKeySwitch). Unsigned: no one can make one without the
+	// member's secret.
 	Proofs        [][]byte `protobuf:"bytes,2,rep,name=proofs,proto3" json:"proofs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

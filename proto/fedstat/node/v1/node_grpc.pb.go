@@ -87,11 +87,11 @@ type NodeServiceClient interface {
 	// and recomputes the sum itself.
 	KeySwitch(ctx context.Context, in *KeySwitchRequest, opts ...grpc.CallOption) (*KeySwitchResponse, error)
 	// ProveKeySwitch proves, on demand, the key-switch shares this member
-	// released for a query in an epoch with threshold below the committee,
-	// whose shares go out unproven: the coordinator asks when the release's
-	// total is refused, to name the decryptor whose share was not well
-	// formed (collective.ThresholdWitness; docs/crypto.md, "Checked
-	// dealing").
+	// released for a query (they go out unproven): against its CKG share
+	// with threshold = committee, against its threshold image below it. The
+	// coordinator asks when the release's total is refused, to name the
+	// decryptor whose share was not well formed (collective.ShareWitness;
+	// docs/crypto.md, "Proofs of key-switch shares", "Checked dealing").
 	ProveKeySwitch(ctx context.Context, in *ProveKeySwitchRequest, opts ...grpc.CallOption) (*ProveKeySwitchResponse, error)
 	// Commit records, once per query id, the one set of partials this node
 	// lets its own partial be released in, and returns its signed commitment.
@@ -331,11 +331,11 @@ type NodeServiceServer interface {
 	// and recomputes the sum itself.
 	KeySwitch(context.Context, *KeySwitchRequest) (*KeySwitchResponse, error)
 	// ProveKeySwitch proves, on demand, the key-switch shares this member
-	// released for a query in an epoch with threshold below the committee,
-	// whose shares go out unproven: the coordinator asks when the release's
-	// total is refused, to name the decryptor whose share was not well
-	// formed (collective.ThresholdWitness; docs/crypto.md, "Checked
-	// dealing").
+	// released for a query (they go out unproven): against its CKG share
+	// with threshold = committee, against its threshold image below it. The
+	// coordinator asks when the release's total is refused, to name the
+	// decryptor whose share was not well formed (collective.ShareWitness;
+	// docs/crypto.md, "Proofs of key-switch shares", "Checked dealing").
 	ProveKeySwitch(context.Context, *ProveKeySwitchRequest) (*ProveKeySwitchResponse, error)
 	// Commit records, once per query id, the one set of partials this node
 	// lets its own partial be released in, and returns its signed commitment.
