@@ -57,8 +57,9 @@ combining, decrypting, releasing) and the process's CPU time per query.
 (p50_ms, p95_ms, plaintext_p50_ms, upload_bytes_per_node, ...) and all in "queries".
 
 The network has a decryption committee of K = min(N, 10) members (--committee K; -1 puts
-every node on it) of which T = max(2, 2K/3) decrypt each release (--threshold T; with T = K
-the decryptors prove their key-switch shares); a second table gives the
+every node on it) of which T = max(2, 2K/3) decrypt each release (--threshold T; with T < K
+the members deal checked Shamir shares; key-switch shares are proven only when a total is
+refused, which a benchmark's never is); a second table gives the
 key ceremony's time and the bytes one node sent and received in it, off the committee and on
 it. --compact runs compact releases, in which the decryptors get the sum and not the
 partials and verify no proof of encryption: the default against it is the proofs' cost.
@@ -146,7 +147,7 @@ loopback ops endpoints, ops_pprof) over a further batch; read them with
 	f.IntVar(&committee, "committee", 0, "size K of the decryption committee (T = max(2, 2K/3) of it decrypt); 0: min(nodes, 10), -1: every node")
 	f.StringVar(&query, "query", "", "only these queries: cohort, weekly-by-region, mean (comma-separated)")
 	f.StringVar(&format, "format", "table", "table or json")
-	f.IntVar(&threshold, "threshold", 0, "T, the decryptors of each release (0: max(2, 2K/3)); with T = K the decryptors prove their key-switch shares")
+	f.IntVar(&threshold, "threshold", 0, "T, the decryptors of each release (0: max(2, 2K/3)); with T < K the members deal checked Shamir shares")
 	f.BoolVar(&compact, "compact", false, "compact releases: decryptors get the sum, not the partials, and verify no proof of encryption (proofs off, to compare)")
 	f.BoolVar(&grid, "grid", false, "run N = 3, 10, 30 by P = 10^4, 10^5, 10^6")
 	f.BoolVar(&processes, "processes", false, "run the coordinator and every node as separate processes of this binary and report each one's CPU per query (from /proc; Linux)")
