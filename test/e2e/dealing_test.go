@@ -202,8 +202,19 @@ func TestThresholdShareNamedOnDemand(t *testing.T) {
 		t.Error("no release.share_proof_failed entry naming node-3 in the coordinator's audit log")
 	}
 	armed.Store(false)
-	if st := run(); st.GetState() != coordinatorv1.State_STATE_DONE {
-		t.Fatalf("honest query after: %v %s", st.GetState(), st.GetError())
+	after := run()
+	if after.GetState() != coordinatorv1.State_STATE_DONE {
+		t.Fatalf("honest query after: %v %s", after.GetState(), after.GetError())
+	}
+	// A decryptor proves the shares it released, on request, and says so
+	// when it kept none for a query.
+	nodes := coordinatorClients(t, nw)
+	resp, err := nodes["node-2"].ProveKeySwitch(ctx, &nodev1.ProveKeySwitchRequest{QueryId: after.GetQueryId(), Epoch: 1})
+	if err != nil || len(resp.GetProofs()) != 1 {
+		t.Fatalf("node-2 asked to prove its share of %s: %v, %d proofs", after.GetQueryId(), err, len(resp.GetProofs()))
+	}
+	if _, err := nodes["node-2"].ProveKeySwitch(ctx, &nodev1.ProveKeySwitchRequest{QueryId: "q-never-released", Epoch: 1}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "is kept to prove") {
+		t.Fatalf("node-2 asked to prove a share it never made: %v", err)
 	}
 }
 
