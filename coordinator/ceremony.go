@@ -268,22 +268,25 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		for i, nid := range sharers {
 			imgs[i] = imageOf[nid]
 		}
-		e.ThresholdImages = map[string][]byte{}
+		var members []string
+		var memberPoints []uint64
 		for i, nid := range ids {
-			if points[i] == 0 {
-				continue
+			if points[i] != 0 {
+				members, memberPoints = append(members, nid), append(memberPoints, points[i])
 			}
-			img, err := collective.ThresholdImage(c.params, shares, imgs, points[i])
-			if errors.Is(err, collective.ErrThresholdProof) {
-				// Too large a committee for the proofs: shares unproven.
-				e.ThresholdImages = nil
-				c.log.Warn("the committee is too large for proofs of threshold key-switch shares; they are unproven in this epoch", "epoch", id, "err", err)
-				break
+		}
+		timgs, err := collective.ThresholdImages(c.params, shares, imgs, memberPoints)
+		switch {
+		case errors.Is(err, collective.ErrThresholdProof):
+			// Too large a committee for the proofs: shares unproven.
+			c.log.Warn("the committee is too large for proofs of threshold key-switch shares; they are unproven in this epoch", "epoch", id, "err", err)
+		case err != nil:
+			return 0, fmt.Errorf("coordinator: key ceremony epoch %d: threshold images: %w", id, err)
+		default:
+			e.ThresholdImages = map[string][]byte{}
+			for i, nid := range members {
+				e.ThresholdImages[nid] = timgs[i]
 			}
-			if err != nil {
-				return 0, fmt.Errorf("coordinator: key ceremony epoch %d: threshold image of %s: %w", id, nid, err)
-			}
-			e.ThresholdImages[nid] = img
 		}
 	}
 	for i, nid := range ids {

@@ -463,13 +463,11 @@ func (c *Coordinator) nameUnprovenShares(ctx context.Context, q *query, e *epoch
 		return nil
 	}
 	want := sharesOf(q.id, e.ID, base)
+	ids := make([]string, len(signed))
 	active := make([]uint64, len(signed))
 	for i, s := range signed {
-		active[i] = e.member(s.GetNodeId()).Point
-	}
-	ids := make([]string, len(signed))
-	for i, s := range signed {
 		ids[i] = s.GetNodeId()
+		active[i] = e.member(ids[i]).Point
 	}
 	problems := make([]string, len(signed))
 	c.fanoutEach(ctx, ids, func(ctx context.Context, i int, id string) error {

@@ -677,22 +677,23 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 // releaseSecret returns the secret this node uses for a release by the
 // decryptors at points (checked by checkDecryptors): its own share when
 // every member decrypts, otherwise the additive share for that set from its
-// threshold share.
-func (n *Node) releaseSecret(e *epochState, points []uint64) (*homomorphic.SecretKeyShare, error) {
+// threshold share, which it also returns (nil in the first case).
+func (n *Node) releaseSecret(e *epochState, points []uint64) (*homomorphic.SecretKeyShare, *collective.ThresholdShare, error) {
 	if !e.onCommittee(n.id) {
-		return nil, fmt.Errorf("%w: %s holds no share of epoch %d's key", ErrNotOnCommittee, n.id, e.Epoch)
+		return nil, nil, fmt.Errorf("%w: %s holds no share of epoch %d's key", ErrNotOnCommittee, n.id, e.Epoch)
 	}
 	if !e.thresholdShared() {
 		if e.secret == nil {
-			return nil, e.secretErr
+			return nil, nil, e.secretErr
 		}
-		return e.secret, nil
+		return e.secret, nil, nil
 	}
 	ts, err := n.loadThresholdShare(e)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return ts.Additive(e.Params, points)
+	sk, err := ts.Additive(e.Params, points)
+	return sk, ts, err
 }
 
 // sealTo encrypts pt to the holder of cert (HPKE, DHKEM(P-256), HKDF-SHA256,

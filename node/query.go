@@ -592,7 +592,7 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	if err != nil {
 		return nil, fmt.Errorf("%w: target key: %v", ErrBadRequest, err)
 	}
-	sk, err := n.releaseSecret(e, points)
+	sk, ts, err := n.releaseSecret(e, points)
 	if err != nil {
 		return nil, err
 	}
@@ -609,13 +609,8 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	// the committee whose dealing was checked. Epochs stored without those
 	// (a version before the proofs, a committee too large for the images)
 	// have nothing to prove shares against.
-	var ts *collective.ThresholdShare
-	if e.thresholdShared() && len(e.ThresholdImage) > 0 {
-		if ts, err = n.loadThresholdShare(e); err != nil {
-			return nil, err
-		}
-	}
-	provable := !e.thresholdShared() && len(e.CKGShare) > 0
+	thresholdProvable := ts != nil && len(e.ThresholdImage) > 0
+	provable := ts == nil && len(e.CKGShare) > 0
 	kept := &keptWitness{epoch: e.Epoch}
 	defer func() {
 		if !kept.held {
@@ -626,7 +621,7 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 		var s []byte
 		var w *collective.ShareWitness
 		switch {
-		case ts != nil:
+		case thresholdProvable:
 			s, w, err = collective.ThresholdKeySwitchShareWitness(e.Params, ts, points, target, ct, e.CRS, e.ThresholdImage)
 		case provable:
 			s, w, err = collective.KeySwitchShareWitness(e.Params, sk, target, ct, e.CRS, e.CKGShare)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/ring"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
@@ -47,36 +48,75 @@ func ksStatement(p homomorphic.Params, crp, ckg ring.Poly, target *homomorphic.P
 		// s, e_ckg, u, e1, eps_lo, eps_hi
 		Bounds: []int64{1, ckgErrBound, 1, ckgErrBound, 1<<epsSplit - 1, 1 << (64 - epsSplit)},
 		Apply: func(x [][]int64, _ []uint64, out []ring.Poly) {
-			ntt := func(v []int64) ring.Poly {
-				q := r.NewPoly()
-				shortproof.SetSigned(r, q, v)
-				r.NTT(q, q)
-				return q
-			}
-			s, u := ntt(x[0]), ntt(x[2])
-			sM := r.NewPoly()
-			r.MForm(s, sM)
-			// The CKG share: MForm(NTT(e)) - NTT(s)*a.
-			r.MForm(ntt(x[1]), out[0])
-			r.MulCoeffsMontgomeryThenSub(sM, crp, out[0])
-			// h0 = u*target0 + c1*s + NTT(eps_lo + 2^40 eps_hi).
-			r.MulCoeffsMontgomery(u, t0, out[1])
-			r.MulCoeffsMontgomeryThenAdd(c1, sM, out[1])
-			// eps_lo + 2^40 eps_hi in the coefficient domain, then one NTT.
-			eps, lo := r.NewPoly(), r.NewPoly()
-			shortproof.SetSigned(r, eps, x[5])
-			r.MulScalar(eps, 1<<epsSplit, eps)
-			shortproof.SetSigned(r, lo, x[4])
-			r.Add(eps, lo, eps)
-			r.NTT(eps, eps)
-			r.Add(out[1], eps, out[1])
-			// h1 = u*target1 + NTT(e1).
-			r.MulCoeffsMontgomery(u, t1, out[2])
-			r.Add(out[2], ntt(x[3]), out[2])
+			// The CKG share: MForm(NTT(e)) - MForm(NTT(s))*a.
+			setMForm(r, out[0], x[1])
+			sM := shortproof.GetPoly(r)
+			defer shortproof.PutPoly(r, sM)
+			setMForm(r, *sM, x[0])
+			r.MulCoeffsMontgomeryThenSub(*sM, crp, out[0])
+			// h0 = u*target0 + NTT(eps) + c1*s, h1 = u*target1 + NTT(e1).
+			switchNoise(r, x[2], x[3], x[4], x[5], t0, t1, out[1], out[2])
+			r.MulCoeffsMontgomeryThenAdd(c1, *sM, out[1])
 		},
 		Image:   []ring.Poly{ckg, h0, h1},
 		Context: ctx,
 	}
+}
+
+// setMForm sets out = MForm(NTT(x)) for the integer polynomial x.
+func setMForm(r *ring.Ring, out ring.Poly, x []int64) {
+	shortproof.SetSigned(r, out, x)
+	r.NTT(out, out)
+	r.MForm(out, out)
+}
+
+// switchNoise sets the part of a key-switch share (h0, h1) towards
+// (target0, target1) that does not depend on the secret, as KeySwitchShare
+// makes it: h0 = u*target0 + NTT(eps_lo + 2^40*eps_hi), h1 = u*target1 +
+// NTT(e1), for integer polynomials u, e1, eps_lo, eps_hi. The proofs of
+// both kinds of key-switch share use it (ksStatement, tksStatement).
+func switchNoise(r *ring.Ring, u, e1, lo, hi []int64, target0, target1, h0, h1 ring.Poly) {
+	uP, tmp := shortproof.GetPoly(r), shortproof.GetPoly(r)
+	defer shortproof.PutPoly(r, uP)
+	defer shortproof.PutPoly(r, tmp)
+	shortproof.SetSigned(r, *uP, u)
+	r.NTT(*uP, *uP)
+	// eps_lo + 2^40 eps_hi in the coefficient domain, then one NTT.
+	shortproof.SetSigned(r, *tmp, hi)
+	r.MulScalar(*tmp, 1<<epsSplit, *tmp)
+	shortproof.SetSigned(r, h1, lo) // h1 as scratch until its turn
+	r.Add(*tmp, h1, *tmp)
+	r.NTT(*tmp, *tmp)
+	r.MulCoeffsMontgomery(*uP, target0, h0)
+	r.Add(h0, *tmp, h0)
+	shortproof.SetSigned(r, *tmp, e1)
+	r.NTT(*tmp, *tmp)
+	r.MulCoeffsMontgomery(*uP, target1, h1)
+	r.Add(h1, *tmp, h1)
+}
+
+// switchInputs checks the inputs every key-switch share proof and check
+// shares (the target key, an NTT-domain ciphertext, the CRS) and returns
+// the ciphertext and the CRS polynomial.
+func switchInputs(p homomorphic.Params, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs []byte) (*rlwe.Ciphertext, ring.Poly, error) {
+	if err := checkParams(p); err != nil {
+		return nil, ring.Poly{}, err
+	}
+	if target == nil || target.RLWE(tok) == nil || !target.Params().Equal(p) {
+		return nil, ring.Poly{}, fmt.Errorf("%w: target key missing or of another parameter set", ErrMismatch)
+	}
+	c, err := checkCT(p, ct)
+	if err != nil {
+		return nil, ring.Poly{}, err
+	}
+	if !c.IsNTT {
+		return nil, ring.Poly{}, fmt.Errorf("%w: ciphertext not in NTT domain", ErrMismatch)
+	}
+	crp, err := ckgPoly(p, crs)
+	if err != nil {
+		return nil, ring.Poly{}, err
+	}
+	return c, crp, nil
 }
 
 // ksContext is the context a proof of a key-switch share is bound to:
@@ -124,24 +164,11 @@ func KeySwitchShareProven(p homomorphic.Params, sk *homomorphic.SecretKeyShare, 
 // for a member that proves its shares only when a release's total is
 // refused. It fails when sk is not the secret of ckgShare.
 func KeySwitchShareWitness(p homomorphic.Params, sk *homomorphic.SecretKeyShare, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, ckgShare []byte) ([]byte, *ShareWitness, error) {
-	if err := checkParams(p); err != nil {
+	c, crp, err := switchInputs(p, target, ct, crs)
+	if err != nil {
 		return nil, nil, err
 	}
 	if err := checkSK(p, sk); err != nil {
-		return nil, nil, err
-	}
-	if target == nil || target.RLWE(tok) == nil || !target.Params().Equal(p) {
-		return nil, nil, fmt.Errorf("%w: target key missing or of another parameter set", ErrMismatch)
-	}
-	c, err := checkCT(p, ct)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !c.IsNTT {
-		return nil, nil, fmt.Errorf("%w: ciphertext not in NTT domain", ErrMismatch)
-	}
-	crp, err := ckgPoly(p, crs)
-	if err != nil {
 		return nil, nil, err
 	}
 	r := p.BGV(tok).RingQ()
@@ -213,17 +240,7 @@ func abs64(v int64) int64 {
 // towards target, made with context by the member whose CKG share of the
 // epoch of crs is ckgShare.
 func VerifyKeySwitchShare(p homomorphic.Params, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, ckgShare, share, proof, context []byte) error {
-	if err := checkParams(p); err != nil {
-		return err
-	}
-	if target == nil || target.RLWE(tok) == nil || !target.Params().Equal(p) {
-		return fmt.Errorf("%w: target key missing or of another parameter set", ErrMismatch)
-	}
-	c, err := checkCT(p, ct)
-	if err != nil {
-		return err
-	}
-	crp, err := ckgPoly(p, crs)
+	c, crp, err := switchInputs(p, target, ct, crs)
 	if err != nil {
 		return err
 	}

@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"math/big"
+	"math/bits"
 	"slices"
 
 	"github.com/tuneinsight/lattigo/v5/mhe"
@@ -68,16 +68,23 @@ const maxImageBound = 1 << 40
 // dealer, or an error when it does not fit in 2^58 (points 1..K keep it
 // small: 2.1e6 for K = 10, T = 6).
 func dealBound(x uint64, t int) (int64, error) {
-	sum, pow := 0.0, 1.0
+	// Exactly, in integers: 19*(1 + x + ... + x^(t-1)), refused from 2^58
+	// on (every partial sum and power below it then fits).
+	const limit = 1 << 58
+	sum, pow := uint64(0), uint64(1)
 	for k := 0; k < t; k++ {
-		sum += pow
-		pow *= float64(x)
+		if sum += pow; sum >= limit/ckgErrBound {
+			return 0, fmt.Errorf("%w: point %d with threshold %d: they reach 2^58 or more", ErrDealingUncheckable, x, t)
+		}
+		if k+1 < t {
+			hi, lo := bits.Mul64(pow, x)
+			if hi != 0 || lo >= limit {
+				return 0, fmt.Errorf("%w: point %d with threshold %d: they reach 2^58 or more", ErrDealingUncheckable, x, t)
+			}
+			pow = lo
+		}
 	}
-	b := ckgErrBound * sum
-	if b >= 1<<58 {
-		return 0, fmt.Errorf("%w: point %d with threshold %d: they reach 2^%.1f", ErrDealingUncheckable, x, t, math.Log2(b))
-	}
-	return int64(b), nil
+	return int64(ckgErrBound * sum), nil
 }
 
 // ThresholdDealChecked is ThresholdDeal with the images of the dealt
@@ -230,10 +237,8 @@ func CheckDealtShare(p homomorphic.Params, crs, ckgShare, images []byte, x uint6
 // every limb) has |d| <= bound with consistent limbs.
 func shortWithin(r *ring.Ring, d ring.Poly, bound int64) bool {
 	c := shortproof.Centred(r, d)
-	for _, v := range c {
-		if v > bound || v < -bound {
-			return false
-		}
+	if !within(c, bound) {
+		return false
 	}
 	// The other limbs must hold the same integers.
 	check := r.NewPoly()
@@ -244,21 +249,30 @@ func shortWithin(r *ring.Ring, d ring.Poly, bound int64) bool {
 // ThresholdImage returns the public image P(x) = sum_i sum_k x^k*A_ik of
 // the aggregate Shamir share of the member at point x, from every dealer's
 // CKG share and images (one pair per committee member, in any order), as
-// the bytes ThresholdKeySwitchShareProven and VerifyThresholdKeySwitchShare
+// the bytes ThresholdKeySwitchShareWitness and VerifyThresholdKeySwitchShare
 // take. It fails when the epoch's shape puts E(x) beyond what a proof
 // handles (ErrThresholdProof).
 func ThresholdImage(p homomorphic.Params, ckgShares, images [][]byte, x uint64) ([]byte, error) {
+	out, err := ThresholdImages(p, ckgShares, images, []uint64{x})
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+// ThresholdImages is ThresholdImage for each of points, decoding the
+// dealers' images once.
+func ThresholdImages(p homomorphic.Params, ckgShares, images [][]byte, points []uint64) ([][]byte, error) {
 	if err := checkParams(p); err != nil {
 		return nil, err
 	}
-	if err := checkPoints([]uint64{x}); err != nil {
+	if err := checkPoints(points); err != nil {
 		return nil, err
 	}
 	if len(ckgShares) == 0 || len(ckgShares) != len(images) {
 		return nil, fmt.Errorf("%w: %d CKG shares and %d images", ErrInvalidArgument, len(ckgShares), len(images))
 	}
-	r := p.BGV(tok).RingQ()
-	sum, term := r.NewPoly(), r.NewPoly()
+	dealers := make([][]ring.Poly, len(ckgShares))
 	t := 0
 	for i := range ckgShares {
 		imgs, err := dealerImages(p, ckgShares[i], images[i])
@@ -268,19 +282,30 @@ func ThresholdImage(p homomorphic.Params, ckgShares, images [][]byte, x uint64) 
 		if t != 0 && len(imgs) != t {
 			return nil, fmt.Errorf("%w: dealer %d has threshold %d, another %d", ErrMismatch, i, len(imgs), t)
 		}
-		t = len(imgs)
-		evalImages(r, imgs, x, term)
-		r.Add(sum, term, sum)
+		t, dealers[i] = len(imgs), imgs
 	}
-	b, err := dealBound(x, t)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrThresholdProof, err)
+	r := p.BGV(tok).RingQ()
+	term := r.NewPoly()
+	out := make([][]byte, len(points))
+	for j, x := range points {
+		b, err := dealBound(x, t)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrThresholdProof, err)
+		}
+		bound := int64(len(dealers)) * b
+		if b > maxImageBound/int64(len(dealers)) {
+			return nil, fmt.Errorf("%w: point %d, threshold %d, %d dealers: the image's error reaches %d, over the 2^40 a proof handles", ErrThresholdProof, x, t, len(dealers), bound)
+		}
+		sum := r.NewPoly()
+		for _, imgs := range dealers {
+			evalImages(r, imgs, x, term)
+			r.Add(sum, term, sum)
+		}
+		if out[j], err = encode(p, polycodec.KindThresholdImage, x, uint64(bound), sum); err != nil {
+			return nil, err
+		}
 	}
-	bound := int64(len(ckgShares)) * b
-	if b > maxImageBound/int64(len(ckgShares)) {
-		return nil, fmt.Errorf("%w: point %d, threshold %d, %d dealers: the image's error reaches %d, over the 2^40 a proof handles", ErrThresholdProof, x, t, len(ckgShares), bound)
-	}
-	return encode(p, polycodec.KindThresholdImage, x, uint64(bound), sum)
+	return out, nil
 }
 
 // lagrange is the Lagrange coefficient at 0 of the point x in the set
@@ -329,32 +354,9 @@ func tksStatement(p homomorphic.Params, crp, image ring.Poly, bound int64, lambd
 		Bounds:  []int64{bound, 1, ckgErrBound, 1<<epsSplit - 1, 1 << (64 - epsSplit)},
 		Uniform: 1,
 		Apply: func(x [][]int64, _ []uint64, out []ring.Poly) {
-			tmp := shortproof.GetPoly(r)
-			defer shortproof.PutPoly(r, tmp)
-			// P's short part: MForm(NTT(E)).
-			shortproof.SetSigned(r, out[0], x[0])
-			r.NTT(out[0], out[0])
-			r.MForm(out[0], out[0])
-			// u in the NTT domain.
-			u := shortproof.GetPoly(r)
-			defer shortproof.PutPoly(r, u)
-			shortproof.SetSigned(r, *u, x[1])
-			r.NTT(*u, *u)
-			// h0 = u*target0 + NTT(eps_lo + 2^40 eps_hi).
-			shortproof.SetSigned(r, *tmp, x[4])
-			r.MulScalar(*tmp, 1<<epsSplit, *tmp)
-			lo := shortproof.GetPoly(r)
-			defer shortproof.PutPoly(r, lo)
-			shortproof.SetSigned(r, *lo, x[3])
-			r.Add(*tmp, *lo, *tmp)
-			r.NTT(*tmp, *tmp)
-			r.MulCoeffsMontgomery(*u, t0, out[1])
-			r.Add(out[1], *tmp, out[1])
-			// h1 = u*target1 + NTT(e1).
-			shortproof.SetSigned(r, *tmp, x[2])
-			r.NTT(*tmp, *tmp)
-			r.MulCoeffsMontgomery(*u, t1, out[2])
-			r.Add(out[2], *tmp, out[2])
+			// P's short part: MForm(NTT(E)); h0 and h1 but for F.
+			setMForm(r, out[0], x[0])
+			switchNoise(r, x[1], x[2], x[3], x[4], t0, t1, out[1], out[2])
 		},
 		ApplyUniform: func(xu []ring.Poly, out []ring.Poly) {
 			tmp := shortproof.GetPoly(r)
@@ -448,7 +450,8 @@ type ShareWitness struct {
 // (ShareWitness.Prove), for a member that proves its shares only when
 // a release's total is refused.
 func ThresholdKeySwitchShareWitness(p homomorphic.Params, ts *ThresholdShare, active []uint64, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, image []byte) ([]byte, *ShareWitness, error) {
-	if err := checkParams(p); err != nil {
+	c, crp, err := switchInputs(p, target, ct, crs)
+	if err != nil {
 		return nil, nil, err
 	}
 	if ts == nil || !ts.p.Equal(p) {
@@ -458,20 +461,6 @@ func ThresholdKeySwitchShareWitness(p homomorphic.Params, ts *ThresholdShare, ac
 		return nil, nil, fmt.Errorf("%w: %d active members, threshold %d", ErrThreshold, len(active), ts.threshold)
 	}
 	if err := checkPoints(active); err != nil {
-		return nil, nil, err
-	}
-	if target == nil || target.RLWE(tok) == nil || !target.Params().Equal(p) {
-		return nil, nil, fmt.Errorf("%w: target key missing or of another parameter set", ErrMismatch)
-	}
-	c, err := checkCT(p, ct)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !c.IsNTT {
-		return nil, nil, fmt.Errorf("%w: ciphertext not in NTT domain", ErrMismatch)
-	}
-	crp, err := ckgPoly(p, crs)
-	if err != nil {
 		return nil, nil, err
 	}
 	lambda, err := lagrange(p, ts.self, active)
@@ -568,21 +557,11 @@ func (w *ShareWitness) Wipe() {
 // of the release by the points active, against that member's image
 // (ThresholdImage) in the epoch of crs.
 func VerifyThresholdKeySwitchShare(p homomorphic.Params, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, image []byte, x uint64, active []uint64, share, proof, context []byte) error {
-	if err := checkParams(p); err != nil {
+	c, crp, err := switchInputs(p, target, ct, crs)
+	if err != nil {
 		return err
-	}
-	if target == nil || target.RLWE(tok) == nil || !target.Params().Equal(p) {
-		return fmt.Errorf("%w: target key missing or of another parameter set", ErrMismatch)
 	}
 	if err := checkPoints(active); err != nil {
-		return err
-	}
-	c, err := checkCT(p, ct)
-	if err != nil {
-		return err
-	}
-	crp, err := ckgPoly(p, crs)
-	if err != nil {
 		return err
 	}
 	lambda, err := lagrange(p, x, active)
