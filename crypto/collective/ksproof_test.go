@@ -17,22 +17,8 @@ func TestKeySwitchShareProof(t *testing.T) {
 	p := testParams(t)
 	nw := newNetwork(t, p, 3)
 	values := []int64{5, -7, 1 << 30}
-	cts, err := homomorphic.Encrypt(p, nw.pk, values)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := homomorphic.Encrypt(p, nw.pk, []int64{1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk, err := homomorphic.GenResultKey(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk2, err := homomorphic.GenResultKey(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cts, other, rk, rk2 := switchCase(t, nw, values)
+	var err error
 	ctx := func(i int) []byte { return []byte{'m', byte('0' + i)} }
 	shares := make([][]byte, len(nw.sks))
 	proofs := make([][]byte, len(nw.sks))
@@ -102,6 +88,27 @@ func TestKeySwitchShareProof(t *testing.T) {
 	if _, _, err := collective.KeySwitchShareProven(p, stranger, rk.Public(), cts[0], nw.crs, nw.ckg[0], ctx(0)); err == nil {
 		t.Fatal("a share proven with a secret that is not the CKG share's")
 	}
+}
+
+// switchCase encrypts values under nw's key, with another ciphertext and
+// two result keys: what a test of key-switch share proofs refuses a proof
+// against.
+func switchCase(t testing.TB, nw *network, values []int64) (cts, other []*homomorphic.Ciphertext, rk, rk2 *homomorphic.ResultKey) {
+	t.Helper()
+	var err error
+	if cts, err = homomorphic.Encrypt(nw.p, nw.pk, values); err != nil {
+		t.Fatal(err)
+	}
+	if other, err = homomorphic.Encrypt(nw.p, nw.pk, []int64{1}); err != nil {
+		t.Fatal(err)
+	}
+	if rk, err = homomorphic.GenResultKey(nw.p); err != nil {
+		t.Fatal(err)
+	}
+	if rk2, err = homomorphic.GenResultKey(nw.p); err != nil {
+		t.Fatal(err)
+	}
+	return cts, other, rk, rk2
 }
 
 // BenchmarkKeySwitchShareProof: a key-switch share with its proof, then

@@ -105,22 +105,8 @@ func TestThresholdKeySwitchShareProof(t *testing.T) {
 	points := []uint64{1, 2, 3, 4, 5}
 	ts, pub, _ := checkedDealing(t, nw, 3, points)
 	values := []int64{5, -7, 1 << 30}
-	cts, err := homomorphic.Encrypt(p, nw.pk, values)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := homomorphic.Encrypt(p, nw.pk, []int64{1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk, err := homomorphic.GenResultKey(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rk2, err := homomorphic.GenResultKey(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cts, other, rk, rk2 := switchCase(t, nw, values)
+	var err error
 	active := []uint64{2, 4, 5}
 	ctx := func(x uint64) []byte { return []byte{'m', byte('0' + x)} }
 	shares := make([][]byte, len(active))

@@ -15,10 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
-	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/internal/audit"
-	"github.com/fedstat/fedstat/internal/pki"
-	"github.com/fedstat/fedstat/internal/protocol"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
@@ -51,21 +48,9 @@ func TestBadDealingNamed(t *testing.T) {
 			if si == nil {
 				panic("node-3 dealt without Shamir images")
 			}
-			hdr, err := envelope.ParseHeader(si.GetHeader())
-			if err != nil {
-				panic(err)
-			}
 			images := append([]byte(nil), si.GetPayload()...)
 			images[32] ^= 1 // the first image's first coefficient, still below its prime
-			n3, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-3")
-			if err != nil {
-				panic(err)
-			}
-			env, err := envelope.Seal(n3.Key, hdr.Binding, images, time.Now())
-			if err != nil {
-				panic(err)
-			}
-			r.ShamirImages = protocol.ToProto(env)
+			r.ShamirImages = resignAs(dir, "node-3", si, images)
 			return r, nil
 		})}
 	}
@@ -146,19 +131,7 @@ func TestThresholdShareNamedOnDemand(t *testing.T) {
 			share[32+6] ^= 1 // bit 48 of the first coefficient, still below its prime
 			payload.Shares[0] = share
 			b, _ := proto.Marshal(&payload)
-			hdr, err := envelope.ParseHeader(s.GetHeader())
-			if err != nil {
-				panic(err)
-			}
-			n3, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-3")
-			if err != nil {
-				panic(err)
-			}
-			env, err := envelope.Seal(n3.Key, hdr.Binding, b, time.Now())
-			if err != nil {
-				panic(err)
-			}
-			return &nodev1.KeySwitchResponse{Share: protocol.ToProto(env)}, nil
+			return &nodev1.KeySwitchResponse{Share: resignAs(dir, "node-3", s, b)}, nil
 		})}
 	}
 	nw := startFault(t, demo.Options{Dir: dir, Threshold: 2, NodeServerOptions: evil, AuditLogs: true})

@@ -73,6 +73,26 @@ func startFault(t *testing.T, o demo.Options) *demo.Network {
 	return nw
 }
 
+// resignAs signs payload as member id of the network whose directory is dir,
+// with the binding of s (its kind, query, epoch and signer): what a member
+// that changes one step of the real protocol sends as its own. It panics
+// on failure (it runs in a server's interceptor).
+func resignAs(dir, id string, s *typesv1.Signed, payload []byte) *typesv1.Signed {
+	hdr, err := envelope.ParseHeader(s.GetHeader())
+	if err != nil {
+		panic(err)
+	}
+	key, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), id)
+	if err != nil {
+		panic(err)
+	}
+	env, err := envelope.Seal(key.Key, hdr.Binding, payload, time.Now())
+	if err != nil {
+		panic(err)
+	}
+	return protocol.ToProto(env)
+}
+
 // runDeadline submits spec with a collection deadline and follows it to its
 // end; it returns the final status whether the query succeeded or not.
 func runDeadline(t *testing.T, ctx context.Context, c *client.Client, spec *typesv1.QuerySpec, deadline time.Duration) *coordinatorv1.QueryStatus {

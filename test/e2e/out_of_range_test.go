@@ -14,10 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
-	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/internal/audit"
-	"github.com/fedstat/fedstat/internal/pki"
-	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/node"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -148,19 +145,7 @@ func TestWrongKeySwitchShareRefused(t *testing.T) {
 			}
 			prev = own
 			b, _ := proto.Marshal(&payload)
-			hdr, err := envelope.ParseHeader(s.GetHeader())
-			if err != nil {
-				panic(err)
-			}
-			n3, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-3")
-			if err != nil {
-				panic(err)
-			}
-			env, err := envelope.Seal(n3.Key, hdr.Binding, b, time.Now())
-			if err != nil {
-				panic(err)
-			}
-			return &nodev1.KeySwitchResponse{Share: protocol.ToProto(env), Proofs: proofs}, nil
+			return &nodev1.KeySwitchResponse{Share: resignAs(dir, "node-3", s, b), Proofs: proofs}, nil
 		})}
 	}
 	nw := startFault(t, demo.Options{Dir: dir, Threshold: 3, MinNodes: 3, NodeServerOptions: evil, AuditLogs: true})
