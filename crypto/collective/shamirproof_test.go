@@ -1,6 +1,7 @@
 package collective_test
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
@@ -85,6 +86,11 @@ func TestCheckedDealing(t *testing.T) {
 	}
 	if err := collective.CheckDealtShare(p, nw.crs, nw.ckg[0], imgs, 3, dealt[2]); !errors.Is(err, collective.ErrDealing) {
 		t.Fatalf("point 2's share checked as point 3's: %v", err)
+	}
+	auxed := bytes.Clone(imgs)
+	auxed[24] ^= 1 // the header's second aux field, which images leave at zero
+	if err := collective.CheckDealtShare(p, nw.crs, nw.ckg[0], auxed, 2, dealt[2]); !errors.Is(err, collective.ErrMalformed) {
+		t.Fatalf("images with a nonzero aux field: %v", err)
 	}
 	if _, _, err := collective.ThresholdDealChecked(p, nw.sks[0], 1, points, nw.crs); err == nil {
 		t.Fatal("a checked dealing with threshold 1")
@@ -246,8 +252,22 @@ func TestThresholdImageBound(t *testing.T) {
 	if _, err := collective.ThresholdImage(p, nw.ckg, [][]byte{imgs, imgs1}, 2); err != nil {
 		t.Fatal(err)
 	}
+	if b := collective.DealBoundForTest(10, 6); b != 19*111111 {
+		t.Fatalf("x = 10, T = 6: bound %d, want 19*111111 = 2,111,109", b)
+	}
 	if b := collective.DealBoundForTest(10, 6) * 10; b >= 1<<40 {
 		t.Fatalf("K = 10, T = 6: bound %d", b)
+	}
+	// Every member's image at once is each member's alone.
+	all, err := collective.ThresholdImages(p, nw.ckg, [][]byte{imgs, imgs1}, points)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range points {
+		one, err := collective.ThresholdImage(p, nw.ckg, [][]byte{imgs, imgs1}, x)
+		if err != nil || !bytes.Equal(one, all[i]) {
+			t.Fatalf("point %d: ThresholdImages differs from ThresholdImage (%v)", x, err)
+		}
 	}
 	if b := collective.DealBoundForTest(30, 20); b != 0 && b*30 < 1<<40 {
 		t.Fatalf("K = 30, T = 20: bound %d fits", b*30)
@@ -301,4 +321,67 @@ func BenchmarkThresholdKeySwitchShareProof(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestDealingSlackPasses pins what the checked dealing allows (docs/crypto.md,
+// "What the checked dealing allows"): a dealer that hands the member at
+// point 2 its share moved by a^-1*eta, eta short, passes that member's
+// check; the member's aggregate is still within its image's bound, so it
+// proves its key-switch share and the proof verifies; yet a release by
+// points 1 and 2 decrypts to something else than the values. Nobody is
+// named. If the checks change so that this fails, the docs must change.
+func TestDealingSlackPasses(t *testing.T) {
+	p := testParams(t)
+	nw := newNetwork(t, p, 3)
+	points := []uint64{1, 2, 3}
+	inbox := map[uint64][][]byte{}
+	var images [][]byte
+	for i, sk := range nw.sks {
+		dealt, imgs, err := collective.ThresholdDealChecked(p, sk, 2, points, nw.crs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			eta := make([]int64, collective.RingNForTest(p))
+			eta[0] = 1
+			dealt[2] = collective.NeighbourShareForTest(t, p, nw.crs, dealt[2], eta)
+		}
+		for x, b := range dealt {
+			if err := collective.CheckDealtShare(p, nw.crs, nw.ckg[i], imgs, x, b); err != nil {
+				t.Fatalf("dealer %d to point %d: %v", i, x, err)
+			}
+			inbox[x] = append(inbox[x], b)
+		}
+		images = append(images, imgs)
+	}
+	values := []int64{5, -7, 1 << 30}
+	cts, _, rk, _ := switchCase(t, nw, values)
+	active := []uint64{1, 2}
+	var shares [][]byte
+	for _, x := range active {
+		ts, err := collective.ThresholdAggregate(p, x, inbox[x])
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := collective.ThresholdImage(p, nw.ckg, images, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		share, proof, err := collective.ThresholdKeySwitchShareProven(p, ts, active, rk.Public(), cts[0], nw.crs, img, []byte("ctx"))
+		if err != nil {
+			t.Fatalf("point %d cannot prove its share: %v", x, err)
+		}
+		if err := collective.VerifyThresholdKeySwitchShare(p, rk.Public(), cts[0], nw.crs, img, x, active, share, proof, []byte("ctx")); err != nil {
+			t.Fatalf("point %d: %v", x, err)
+		}
+		shares = append(shares, share)
+	}
+	switched, err := collective.KeySwitchCombine(p, cts[0], shares)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := homomorphic.Decrypt(p, rk, []*homomorphic.Ciphertext{switched}, len(values))
+	if err == nil && equal(got, values) {
+		t.Fatal("a release using the receiver of a moved share decrypted right: the slack is gone, update docs/crypto.md")
+	}
 }

@@ -31,19 +31,26 @@ import (
 // active epoch keeps answering, and the next honest ceremony installs.
 // Before the checked dealing, such a dealer's shares were aggregated
 // unchecked, and a release in the epoch decrypted to noise, naming no one.
+// A dealer that sends no images (a version before) fails the ceremony too,
+// named by the coordinator.
 func TestBadDealingNamed(t *testing.T) {
 	dir := t.TempDir()
-	var armed atomic.Bool
+	var armed, strip atomic.Bool
 	evil := func(id string) []grpc.ServerOption {
 		if id != "node-3" {
 			return nil
 		}
 		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			resp, err := h(ctx, req)
-			if err != nil || info.FullMethod != nodev1.NodeService_KeyGen_FullMethodName || !armed.Load() {
+			if err != nil || info.FullMethod != nodev1.NodeService_KeyGen_FullMethodName || !(armed.Load() || strip.Load()) {
 				return resp, err
 			}
 			r := resp.(*nodev1.KeyGenResponse)
+			if strip.Load() {
+				// A member of a version before checked dealing.
+				r.ShamirImages = nil
+				return r, nil
+			}
 			si := r.GetShamirImages()
 			if si == nil {
 				panic("node-3 dealt without Shamir images")
@@ -79,6 +86,13 @@ func TestBadDealingNamed(t *testing.T) {
 	}
 
 	armed.Store(false)
+	// A dealer without images (a version before checked dealing): the
+	// coordinator fails the ceremony naming it, before any install.
+	strip.Store(true)
+	if _, err := nw.Coordinator.KeyCeremony(ctx); err == nil || !strings.Contains(err.Error(), "node-3 dealt its threshold shares without their Shamir images") {
+		t.Fatalf("ceremony with node-3 dealing without images: %v", err)
+	}
+	strip.Store(false)
 	if _, err := nw.Coordinator.KeyCeremony(ctx); err != nil {
 		t.Fatalf("honest ceremony after: %v", err)
 	}

@@ -410,3 +410,36 @@ func TestUniformBelow(t *testing.T) {
 		}
 	}
 }
+
+// TestUniformAnswerMasked: with a uniform component of zero, its answer
+// z = y + c*0 is the mask alone, which must be uniform in R_Q (about half
+// of each limb's coefficients in its prime's upper half); an unmasked or
+// badly masked answer (zero, or small) would show here and reveal the
+// component.
+func TestUniformAnswerMasked(t *testing.T) {
+	st, e, _, _ := uniformToy(t)
+	zero := st.Ring.NewPoly()
+	img := []ring.Poly{st.Ring.NewPoly()}
+	st.Apply([][]int64{e}, nil, img)
+	st.Image = img
+	proof, err := ProveUniform(st, [][]int64{e}, nil, []ring.Poly{zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, zu, err := st.decode(proof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j, sr := range st.Ring.SubRings[:st.Ring.Level()+1] {
+		upper := 0
+		for _, v := range zu[0].Coeffs[j] {
+			if v >= sr.Modulus/2 {
+				upper++
+			}
+		}
+		// n = 1024: the count is about 512 with a standard deviation of 16.
+		if n := len(zu[0].Coeffs[j]); upper < n/2-100 || upper > n/2+100 {
+			t.Fatalf("limb %d: %d of %d answer coefficients in the upper half", j, upper, n)
+		}
+	}
+}
