@@ -445,7 +445,8 @@ func describeDecryptorFailures(e *epoch, candidates []string, failed map[string]
 // nameUnprovenShares runs when the total of a release is refused
 // (release). The decryptors' key-switch shares go out unproven: it asks
 // every decryptor of the release to prove the shares it released
-// (ProveKeySwitch, from the witnesses it kept) and checks each proof
+// (ProveKeySwitch: it makes them again from the sum and target key sent
+// back, which it checks against its release record) and checks each proof
 // against the decryptor's CKG share (threshold = committee) or threshold
 // image (threshold below the committee; docs/crypto.md, "Proofs of
 // key-switch shares", "Checked dealing"). It returns an error naming the
@@ -463,6 +464,16 @@ func (c *Coordinator) nameUnprovenShares(ctx context.Context, q *query, e *epoch
 		return nil
 	}
 	want := sharesOf(q.id, e.ID, base)
+	// The decryptors make their shares again from the sum and the target
+	// key, which they check against their release records.
+	ask := &nodev1.ProveKeySwitchRequest{QueryId: q.id, Epoch: e.ID, TargetPublicKey: base.GetTargetPublicKey()}
+	for _, ct := range sum {
+		b, err := ct.MarshalBinary()
+		if err != nil {
+			return nil
+		}
+		ask.Sum = append(ask.Sum, b)
+	}
 	ids := make([]string, len(signed))
 	active := make([]uint64, len(signed))
 	for i, s := range signed {
@@ -479,7 +490,7 @@ func (c *Coordinator) nameUnprovenShares(ctx context.Context, q *query, e *epoch
 		}
 		cctx, cancel := context.WithTimeout(ctx, decryptorTimeout)
 		defer cancel()
-		resp, err := cl.ProveKeySwitch(cctx, &nodev1.ProveKeySwitchRequest{QueryId: q.id, Epoch: e.ID})
+		resp, err := cl.ProveKeySwitch(cctx, ask)
 		if err != nil {
 			problems[i] = "did not prove its key-switch share: " + callError(err).Error()
 			return nil

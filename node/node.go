@@ -185,13 +185,6 @@ type Budget struct {
 
 // Node is a running node. Its methods are safe for concurrent use.
 type Node struct {
-	// witnesses are the kept witnesses of this node's threshold
-	// key-switch shares, by query id, oldest first in witnessOrder
-	// (ksproof.go).
-	witnessMu    sync.Mutex
-	witnesses    map[string]*keptWitness
-	witnessOrder []string
-
 	cfg    Config
 	id     string
 	log    *slog.Logger

@@ -15,7 +15,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/crypto/rangeproof"
@@ -600,42 +599,12 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	if len(req.GetSum()) > 0 {
 		payload.SumDigest = protocol.SumDigest(req.GetSum())
 	}
-	// Every share goes out unproven, and this member keeps what proves it,
-	// in memory, for the coordinator to ask for when the release's total
-	// is refused (ProveKeySwitch; docs/crypto.md, "Proofs of key-switch
-	// shares" and "Checked dealing"): against its CKG share in an epoch
-	// whose decryptors use their additive CKG secrets (threshold =
-	// committee), against its threshold image in one with threshold below
-	// the committee whose dealing was checked. Epochs stored without those
-	// (a version before the proofs, a committee too large for the images)
-	// have nothing to prove shares against.
-	thresholdProvable := ts != nil && len(e.ThresholdImage) > 0
-	provable := ts == nil && len(e.CKGShare) > 0
-	kept := &keptWitness{epoch: e.Epoch}
-	defer func() {
-		if !kept.held {
-			kept.wipe()
-		}
-	}()
-	for i, ct := range sum {
-		var s []byte
-		var w *collective.ShareWitness
-		switch {
-		case thresholdProvable:
-			s, w, err = collective.ThresholdKeySwitchShareWitness(e.Params, ts, points, target, ct, e.CRS, e.ThresholdImage)
-		case provable:
-			s, w, err = collective.KeySwitchShareWitness(e.Params, sk, target, ct, e.CRS, e.CKGShare)
-		default:
-			s, err = collective.KeySwitchShare(e.Params, sk, target, ct)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if w != nil {
-			kept.witnesses = append(kept.witnesses, w)
-			kept.contexts = append(kept.contexts, protocol.KeySwitchProofContext(qid, e.Epoch, n.id, commitDigest, payload.GetTargetKeyDigest(), i))
-		}
-		payload.Shares = append(payload.Shares, s)
+	// Every share goes out unproven; the coordinator asks for its proofs
+	// when the release's total is refused (ProveKeySwitch, ksproof.go),
+	// and this member makes the shares again then from its secret and the
+	// same inputs.
+	if payload.Shares, err = n.switchShares(e, sk, ts, points, target, sum, qid, commitDigest, payload.GetTargetKeyDigest(), nil); err != nil {
+		return nil, err
 	}
 	signed, err := protocol.SealKeySwitchShare(n.cfg.Identity.Key, qid, e.Epoch, n.id, payload, n.cfg.Now())
 	if err != nil {
@@ -649,11 +618,13 @@ func (n *Node) keySwitchChecked(ctx context.Context, req *nodev1.KeySwitchReques
 	for _, ps := range req.GetPartials() {
 		from = append(from, ps.GetNodeId())
 	}
-	if resp, stored, err := n.storeShare(qid, &shareRecord{Digest: digest, Share: sb, Commit: commitDigest, From: from}, prepare); !stored || err != nil {
-		return resp, err
+	sumDigest, err := digestOfSum(sum)
+	if err != nil {
+		return nil, err
 	}
-	if len(kept.witnesses) > 0 {
-		n.keepWitness(qid, kept)
+	rec := &shareRecord{Digest: digest, Share: sb, Commit: commitDigest, From: from, Points: points, SumDigest: sumDigest}
+	if resp, stored, err := n.storeShare(qid, rec, prepare); !stored || err != nil {
+		return resp, err
 	}
 	if prepare {
 		n.record(ctx, n.id, "release.prepared", qid, map[string]any{"partials_from": from, "decryptors": req.GetDecryptors()})

@@ -351,6 +351,11 @@ type shareRecord struct {
 	From   []string `json:"from,omitempty"`
 	// Proofs are the share's proofs (KeySwitchResponse.proofs).
 	Proofs [][]byte `json:"-"`
+	// Points are the release's active points and SumDigest the digest of
+	// the ciphertexts switched (digestOfSum): what the shares are made
+	// again from (ksproof.go).
+	Points    []uint64 `json:"-"`
+	SumDigest []byte   `json:"-"`
 	// made is when a prepared share was made (not stored).
 	made time.Time
 }
@@ -382,7 +387,7 @@ func (n *Node) getShareRecord(qid string) (*shareRecord, error) {
 	if err := proto.Unmarshal(b, &sr); err != nil {
 		return nil, fmt.Errorf("node: release record %s: %w", key, err)
 	}
-	return &shareRecord{Digest: sr.GetDigest(), Share: sr.GetShare(), Commit: sr.GetCommit(), From: sr.GetFrom(), Proofs: sr.GetProofs()}, nil
+	return &shareRecord{Digest: sr.GetDigest(), Share: sr.GetShare(), Commit: sr.GetCommit(), From: sr.GetFrom(), Proofs: sr.GetProofs(), Points: sr.GetPoints(), SumDigest: sr.GetSumDigest()}, nil
 }
 
 // preparedShare is the share prepared for queryID (nil when there is none).
@@ -484,7 +489,7 @@ func (n *Node) storeShare(qid string, rec *shareRecord, prepare bool) (resp *nod
 // handOut records rec as this node's one release of queryID (before the
 // share is returned) and drops a prepared share. Callers hold releaseMu.
 func (n *Node) handOut(qid string, rec *shareRecord) error {
-	b, err := proto.Marshal(&nodev1.StoredRelease{Digest: rec.Digest, Share: rec.Share, Commit: rec.Commit, From: rec.From, Proofs: rec.Proofs})
+	b, err := proto.Marshal(&nodev1.StoredRelease{Digest: rec.Digest, Share: rec.Share, Commit: rec.Commit, From: rec.From, Proofs: rec.Proofs, Points: rec.Points, SumDigest: rec.SumDigest})
 	if err != nil {
 		return err
 	}

@@ -153,3 +153,21 @@ func NeighbourShareForTest(t testing.TB, p homomorphic.Params, crs, share []byte
 
 // RingNForTest is the ring degree of p.
 func RingNForTest(p homomorphic.Params) int { return p.BGV(tok).N() }
+
+// ShareMaskForTest returns the second polynomial of a key-switch share,
+// h1 = u*target1 + e1: it depends on the share's randomness and target
+// only, so two shares towards one target with the same h1 drew the same
+// randomness.
+func ShareMaskForTest(t testing.TB, p homomorphic.Params, share []byte) []uint64 {
+	t.Helper()
+	r := p.BGV(tok).RingQ()
+	h0, h1 := r.NewPoly(), r.NewPoly()
+	if _, err := decode(p, polycodec.KindKeySwitchShare, p.BGV(tok).MaxLevel(), share, h0, h1); err != nil {
+		t.Fatal(err)
+	}
+	var out []uint64
+	for _, row := range h1.Coeffs {
+		out = append(out, row...)
+	}
+	return out
+}

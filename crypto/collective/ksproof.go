@@ -148,7 +148,7 @@ func ckgWitness(p homomorphic.Params, sk *homomorphic.SecretKeyShare, crp, ckg r
 // the epoch of crs, bound to context. sk must be that CKG share's secret
 // (an epoch with T = K); otherwise no proof can be made.
 func KeySwitchShareProven(p homomorphic.Params, sk *homomorphic.SecretKeyShare, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, ckgShare, context []byte) (share, proof []byte, err error) {
-	share, w, err := KeySwitchShareWitness(p, sk, target, ct, crs, ckgShare)
+	share, w, err := KeySwitchShareWitness(p, sk, target, ct, crs, ckgShare, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -162,8 +162,10 @@ func KeySwitchShareProven(p homomorphic.Params, sk *homomorphic.SecretKeyShare, 
 // KeySwitchShareWitness is KeySwitchShareProven without the proof: the
 // share and the witness that proves it on demand (ShareWitness.Prove),
 // for a member that proves its shares only when a release's total is
-// refused. It fails when sk is not the secret of ckgShare.
-func KeySwitchShareWitness(p homomorphic.Params, sk *homomorphic.SecretKeyShare, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, ckgShare []byte) ([]byte, *ShareWitness, error) {
+// refused. It fails when sk is not the secret of ckgShare. The nonce is
+// as for ThresholdKeySwitchShareWitness: nil for fresh randomness, else
+// the same call gives the same share again.
+func KeySwitchShareWitness(p homomorphic.Params, sk *homomorphic.SecretKeyShare, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, ckgShare, nonce []byte) ([]byte, *ShareWitness, error) {
 	c, crp, err := switchInputs(p, target, ct, crs)
 	if err != nil {
 		return nil, nil, err
@@ -181,7 +183,11 @@ func KeySwitchShareWitness(p homomorphic.Params, sk *homomorphic.SecretKeyShare,
 	if !within(s, 1) || !within(eCKG, ckgErrBound) {
 		return nil, nil, fmt.Errorf("%w: the secret is not this CKG share's", ErrKeySwitchProof)
 	}
-	u, e1, lo, hi, err := ksNoise(p)
+	seeds, err := noiseSeeds(p, sk.RLWE(tok).Value.Q, nonce, c, target, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, e1, lo, hi, err := ksNoise(p, seeds)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -200,9 +206,15 @@ func KeySwitchShareWitness(p homomorphic.Params, sk *homomorphic.SecretKeyShare,
 
 // smudgedSplit adds the smudging noise to the protocol errors e0 + e and
 // splits each |e0 + e + E| < 2^64 as eps_lo + 2^40*eps_hi (same signs).
-func smudgedSplit(p homomorphic.Params, e0, eNoise []int64) (lo, hi []int64, err error) {
+func smudgedSplit(p homomorphic.Params, e0, eNoise []int64, seed *[32]byte) (lo, hi []int64, err error) {
 	n := len(e0)
-	mag, neg, err := smudge.Sample(p.Smudging(tok), n)
+	var mag []uint64
+	var neg []bool
+	if seed != nil {
+		mag, neg, err = smudge.SampleSeeded(p.Smudging(tok), n, *seed)
+	} else {
+		mag, neg, err = smudge.Sample(p.Smudging(tok), n)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("collective: %w", err)
 	}

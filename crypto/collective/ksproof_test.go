@@ -133,6 +133,19 @@ func BenchmarkKeySwitchShareProof(b *testing.B) {
 			}
 		}
 	})
+	// What a release pays: the share through its witness, with fresh
+	// randomness and with randomness derived from a nonce (the node's).
+	for name, nonce := range map[string][]byte{"share-fresh": nil, "share-derived": []byte("q/1/node-1/0")} {
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				_, w, err := collective.KeySwitchShareWitness(p, nw.sks[0], rk.Public(), cts[0], nw.crs, nw.ckg[0], nonce)
+				if err != nil {
+					b.Fatal(err)
+				}
+				w.Wipe()
+			}
+		})
+	}
 	b.Run("verify", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			if err := collective.VerifyKeySwitchShare(p, rk.Public(), cts[0], nw.crs, nw.ckg[0], share, proof, []byte("ctx")); err != nil {

@@ -8,6 +8,7 @@ import (
 	"math/bits"
 	"slices"
 
+	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/mhe"
 	"github.com/tuneinsight/lattigo/v5/ring"
 	"github.com/tuneinsight/lattigo/v5/utils/sampling"
@@ -395,10 +396,16 @@ func tksContext(base, context []byte) []byte {
 
 // ksNoise draws a key-switch share's randomness as KeySwitchShare does: u
 // ternary, e1 and the protocol errors from Lattigo's samplers, the smudging
-// from smudge.Sample; eps = e0 + e + E split as eps_lo + 2^40*eps_hi.
-func ksNoise(p homomorphic.Params) (u, e1, lo, hi []int64, err error) {
+// from smudge.Sample; eps = e0 + e + E split as eps_lo + 2^40*eps_hi. With
+// seeds (switchSeeds) it draws them from those, the same every time.
+func ksNoise(p homomorphic.Params, seeds *[2][32]byte) (u, e1, lo, hi []int64, err error) {
 	r := p.BGV(tok).RingQ()
-	prng, err := sampling.NewPRNG()
+	var prng sampling.PRNG
+	if seeds != nil {
+		prng, err = sampling.NewKeyedPRNG(seeds[0][:])
+	} else {
+		prng, err = sampling.NewPRNG()
+	}
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -412,8 +419,22 @@ func ksNoise(p homomorphic.Params) (u, e1, lo, hi []int64, err error) {
 	}
 	read := func(smp ring.Sampler) []int64 { return shortproof.Centred(r, smp.ReadNew()) }
 	u, e0, e1, eNoise := read(xs), read(xe), read(xe), read(xe)
-	lo, hi, err = smudgedSplit(p, e0, eNoise)
+	var smudging *[32]byte
+	if seeds != nil {
+		smudging = &seeds[1]
+	}
+	lo, hi, err = smudgedSplit(p, e0, eNoise, smudging)
 	return u, e1, lo, hi, err
+}
+
+// noiseSeeds returns nil for no nonce (fresh randomness), otherwise the
+// seeds switchSeeds derives.
+func noiseSeeds(p homomorphic.Params, secret ring.Poly, nonce []byte, c *rlwe.Ciphertext, target *homomorphic.PublicKey, active []uint64) (*[2][32]byte, error) {
+	if nonce == nil {
+		return nil, nil
+	}
+	a, b := switchSeeds(p, secret, nonce, c, target, active)
+	return &[2][32]byte{a, b}, nil
 }
 
 // ThresholdKeySwitchShareProven returns the key-switch share of ct towards
@@ -423,7 +444,7 @@ func ksNoise(p homomorphic.Params) (u, e1, lo, hi []int64, err error) {
 // says against the member's image (ThresholdImage for ts.Self()), bound to
 // context.
 func ThresholdKeySwitchShareProven(p homomorphic.Params, ts *ThresholdShare, active []uint64, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, image, context []byte) (share, proof []byte, err error) {
-	share, w, err := ThresholdKeySwitchShareWitness(p, ts, active, target, ct, crs, image)
+	share, w, err := ThresholdKeySwitchShareWitness(p, ts, active, target, ct, crs, image, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -448,8 +469,13 @@ type ShareWitness struct {
 // ThresholdKeySwitchShareWitness is ThresholdKeySwitchShareProven without
 // the proof: the share, and the witness that proves it on demand
 // (ShareWitness.Prove), for a member that proves its shares only when
-// a release's total is refused.
-func ThresholdKeySwitchShareWitness(p homomorphic.Params, ts *ThresholdShare, active []uint64, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, image []byte) ([]byte, *ShareWitness, error) {
+// a release's total is refused. A nil nonce draws fresh randomness; with
+// a nonce the randomness is derived from the share's secret and inputs
+// (switchSeeds), so the same call made again gives the same share and a
+// witness for it. Never pass one nonce for two releases: the seeds differ
+// whenever any input does, but a nonce is what tells two releases of the
+// same inputs apart.
+func ThresholdKeySwitchShareWitness(p homomorphic.Params, ts *ThresholdShare, active []uint64, target *homomorphic.PublicKey, ct *homomorphic.Ciphertext, crs, image, nonce []byte) ([]byte, *ShareWitness, error) {
 	c, crp, err := switchInputs(p, target, ct, crs)
 	if err != nil {
 		return nil, nil, err
@@ -488,7 +514,11 @@ func ThresholdKeySwitchShareWitness(p homomorphic.Params, ts *ThresholdShare, ac
 	if !within(e, bound) {
 		return nil, nil, fmt.Errorf("%w: this member's share is not the one its image fixes (was the dealing checked?)", ErrThresholdProof)
 	}
-	u, e1, lo, hi, err := ksNoise(p)
+	seeds, err := noiseSeeds(p, ts.share.Q, nonce, c, target, active)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, e1, lo, hi, err := ksNoise(p, seeds)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -155,7 +155,7 @@ func TestThresholdKeySwitchShareProof(t *testing.T) {
 
 	// A share made now and proven later (ShareWitness, the on-demand
 	// proof of a release whose total was refused) verifies the same way.
-	later, w, err := collective.ThresholdKeySwitchShareWitness(p, ts[5], active, rk.Public(), cts[0], nw.crs, pub[5])
+	later, w, err := collective.ThresholdKeySwitchShareWitness(p, ts[5], active, rk.Public(), cts[0], nw.crs, pub[5], nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -195,6 +195,21 @@ func OpenKeySwitchShare(pub crypto.PublicKey, s *typesv1.Signed, queryID string,
 	return p.GetShares(), nil
 }
 
+// KeySwitchPayloadOf reads the payload of a key-switch share a node signed
+// itself and kept (its release record), checking its binding to queryID,
+// epoch and node but no signature or time: what the node made again must
+// match it.
+func KeySwitchPayloadOf(s *typesv1.Signed, queryID string, epoch uint64, node string) (*nodev1.KeySwitchPayload, error) {
+	if err := keySwitchKind.checkBinding(s.GetHeader(), queryBinding(queryID, epoch, node)); err != nil {
+		return nil, err
+	}
+	p, err := keySwitchKind.decode(s.GetPayload())
+	if err != nil {
+		return nil, payloadError{err}
+	}
+	return p, nil
+}
+
 // ErrShareOfAnother: a key-switch share signed as made for another partial
 // set, another sum or another target key than the release it came back
 // from.

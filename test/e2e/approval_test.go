@@ -53,12 +53,19 @@ func startApprovalNetwork(t *testing.T, ctx context.Context) *demo.Network {
 // store and state directory, with a policy that requires approval.
 func restartApprovalNode(t *testing.T, nw *demo.Network, i int) *node.Node {
 	t.Helper()
+	pol := node.DefaultPolicy()
+	pol.RequireApproval = true
+	return restartNode(t, nw, i, pol)
+}
+
+// restartNode stops node i and starts it again on the same address, store
+// and state directory, with policy pol: a node that kept nothing in memory.
+func restartNode(t *testing.T, nw *demo.Network, i int, pol *node.Policy) *node.Node {
+	t.Helper()
 	id, err := pki.LoadIdentityDir(filepath.Join(nw.Dir, "pki"), demo.NodeID(i))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol := node.DefaultPolicy()
-	pol.RequireApproval = true
 	old := nw.Nodes[i]
 	addr := old.Addr()
 	old.Close()

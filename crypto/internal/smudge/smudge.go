@@ -439,6 +439,17 @@ func Sample(g Gaussian, n int) (mag []uint64, neg []bool, err error) {
 	if _, err := crand.Read(seed[:]); err != nil {
 		return nil, nil, fmt.Errorf("smudge: seeding: %w", err)
 	}
+	return SampleSeeded(g, n, seed)
+}
+
+// SampleSeeded is Sample with its randomness drawn from seed (ChaCha8): the
+// same seed gives the same samples. The seed must be secret and used for
+// nothing else (a key-switch share drawn again from the same inputs,
+// collective.KeySwitchShareWitness).
+func SampleSeeded(g Gaussian, n int, seed [32]byte) (mag []uint64, neg []bool, err error) {
+	if g.t == 0 {
+		return nil, nil, fmt.Errorf("%w: zero Gaussian", ErrParams)
+	}
 	src := newSource(seed)
 	mag, neg = make([]uint64, n), make([]bool, n)
 	for j := range mag {

@@ -2164,6 +2164,67 @@ func (*InstallKeyResponse) Descriptor() ([]byte, []int) {
 	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
 }
 
+// DealingComplaint is a committee member's evidence against a dealer, sent
+// as a detail of its InstallKey error when the threshold share the dealer
+// dealt it opened but does not match the dealer's CKG share and Shamir
+// images (collective.CheckDealtShare): dh_secret is the Diffie-Hellman
+// secret of that sealed share's HPKE encapsulation
+// (protocol.DealingSecret), with which the coordinator opens the share
+// from the dealer's signed message (protocol.OpenRevealed) and checks it
+// itself, excluding the dealer or, for a complaint that does not hold, the
+// member (docs/crypto.md, "Checked dealing", Complaints).
+type DealingComplaint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dealer        string                 `protobuf:"bytes,1,opt,name=dealer,proto3" json:"dealer,omitempty"`
+	DhSecret      []byte                 `protobuf:"bytes,2,opt,name=dh_secret,json=dhSecret,proto3" json:"dh_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DealingComplaint) Reset() {
+	*x = DealingComplaint{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DealingComplaint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DealingComplaint) ProtoMessage() {}
+
+func (x *DealingComplaint) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DealingComplaint.ProtoReflect.Descriptor instead.
+func (*DealingComplaint) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DealingComplaint) GetDealer() string {
+	if x != nil {
+		return x.Dealer
+	}
+	return ""
+}
+
+func (x *DealingComplaint) GetDhSecret() []byte {
+	if x != nil {
+		return x.DhSecret
+	}
+	return nil
+}
+
 type CheckKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
@@ -2180,7 +2241,7 @@ type CheckKeyRequest struct {
 
 func (x *CheckKeyRequest) Reset() {
 	*x = CheckKeyRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2253,7 @@ func (x *CheckKeyRequest) String() string {
 func (*CheckKeyRequest) ProtoMessage() {}
 
 func (x *CheckKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[29]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2266,7 @@ func (x *CheckKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckKeyRequest.ProtoReflect.Descriptor instead.
 func (*CheckKeyRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{29}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CheckKeyRequest) GetEpoch() uint64 {
@@ -2242,7 +2303,7 @@ type CheckKeyResponse struct {
 
 func (x *CheckKeyResponse) Reset() {
 	*x = CheckKeyResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2254,7 +2315,7 @@ func (x *CheckKeyResponse) String() string {
 func (*CheckKeyResponse) ProtoMessage() {}
 
 func (x *CheckKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[30]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2267,7 +2328,7 @@ func (x *CheckKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckKeyResponse.ProtoReflect.Descriptor instead.
 func (*CheckKeyResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{30}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CheckKeyResponse) GetCommitment() *v1.Signed {
@@ -2297,7 +2358,7 @@ type EvaluateRequest struct {
 
 func (x *EvaluateRequest) Reset() {
 	*x = EvaluateRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2370,7 @@ func (x *EvaluateRequest) String() string {
 func (*EvaluateRequest) ProtoMessage() {}
 
 func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[31]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2383,7 @@ func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
 func (*EvaluateRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{31}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EvaluateRequest) GetRequest() *v1.Signed {
@@ -2373,7 +2434,7 @@ type EvaluateBody struct {
 
 func (x *EvaluateBody) Reset() {
 	*x = EvaluateBody{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2446,7 @@ func (x *EvaluateBody) String() string {
 func (*EvaluateBody) ProtoMessage() {}
 
 func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[32]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2459,7 @@ func (x *EvaluateBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateBody.ProtoReflect.Descriptor instead.
 func (*EvaluateBody) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{32}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EvaluateBody) GetQueryId() string {
@@ -2494,7 +2555,7 @@ type AnalysisRound struct {
 
 func (x *AnalysisRound) Reset() {
 	*x = AnalysisRound{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2567,7 @@ func (x *AnalysisRound) String() string {
 func (*AnalysisRound) ProtoMessage() {}
 
 func (x *AnalysisRound) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[33]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2580,7 @@ func (x *AnalysisRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnalysisRound.ProtoReflect.Descriptor instead.
 func (*AnalysisRound) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{33}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AnalysisRound) GetRound() int32 {
@@ -2556,7 +2617,7 @@ type SeriesInterval struct {
 
 func (x *SeriesInterval) Reset() {
 	*x = SeriesInterval{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2568,7 +2629,7 @@ func (x *SeriesInterval) String() string {
 func (*SeriesInterval) ProtoMessage() {}
 
 func (x *SeriesInterval) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[34]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2581,7 +2642,7 @@ func (x *SeriesInterval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesInterval.ProtoReflect.Descriptor instead.
 func (*SeriesInterval) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{34}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SeriesInterval) GetSpec() *v1.SeriesSpec {
@@ -2662,7 +2723,7 @@ type PartialPayload struct {
 
 func (x *PartialPayload) Reset() {
 	*x = PartialPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2674,7 +2735,7 @@ func (x *PartialPayload) String() string {
 func (*PartialPayload) ProtoMessage() {}
 
 func (x *PartialPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[35]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2687,7 +2748,7 @@ func (x *PartialPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartialPayload.ProtoReflect.Descriptor instead.
 func (*PartialPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{35}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PartialPayload) GetCiphertexts() [][]byte {
@@ -2788,7 +2849,7 @@ type EvaluateResponse struct {
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +2861,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[36]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +2874,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{36}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *EvaluateResponse) GetPartial() *v1.Signed {
@@ -2848,7 +2909,7 @@ type ApprovalPending struct {
 
 func (x *ApprovalPending) Reset() {
 	*x = ApprovalPending{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2860,7 +2921,7 @@ func (x *ApprovalPending) String() string {
 func (*ApprovalPending) ProtoMessage() {}
 
 func (x *ApprovalPending) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[37]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2873,7 +2934,7 @@ func (x *ApprovalPending) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalPending.ProtoReflect.Descriptor instead.
 func (*ApprovalPending) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{37}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ApprovalPending) GetSinceUnixMs() int64 {
@@ -2912,7 +2973,7 @@ type KeySwitchRequest struct {
 
 func (x *KeySwitchRequest) Reset() {
 	*x = KeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2924,7 +2985,7 @@ func (x *KeySwitchRequest) String() string {
 func (*KeySwitchRequest) ProtoMessage() {}
 
 func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[38]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2937,7 +2998,7 @@ func (x *KeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*KeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{38}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *KeySwitchRequest) GetQueryId() string {
@@ -3022,7 +3083,7 @@ type RevealRequest struct {
 
 func (x *RevealRequest) Reset() {
 	*x = RevealRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3034,7 +3095,7 @@ func (x *RevealRequest) String() string {
 func (*RevealRequest) ProtoMessage() {}
 
 func (x *RevealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[39]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3047,7 +3108,7 @@ func (x *RevealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealRequest.ProtoReflect.Descriptor instead.
 func (*RevealRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{39}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RevealRequest) GetQueryId() string {
@@ -3093,7 +3154,7 @@ type RevealResponse struct {
 
 func (x *RevealResponse) Reset() {
 	*x = RevealResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3105,7 +3166,7 @@ func (x *RevealResponse) String() string {
 func (*RevealResponse) ProtoMessage() {}
 
 func (x *RevealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3118,7 +3179,7 @@ func (x *RevealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealResponse.ProtoReflect.Descriptor instead.
 func (*RevealResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{40}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RevealResponse) GetPartial() *v1.Signed {
@@ -3152,7 +3213,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3164,7 +3225,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3177,7 +3238,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{41}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CommitRequest) GetQueryId() string {
@@ -3220,7 +3281,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3232,7 +3293,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3245,7 +3306,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{42}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CommitResponse) GetCommit() *v1.Signed {
@@ -3280,7 +3341,7 @@ type ReleaseCommitment struct {
 
 func (x *ReleaseCommitment) Reset() {
 	*x = ReleaseCommitment{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3292,7 +3353,7 @@ func (x *ReleaseCommitment) String() string {
 func (*ReleaseCommitment) ProtoMessage() {}
 
 func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3305,7 +3366,7 @@ func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseCommitment.ProtoReflect.Descriptor instead.
 func (*ReleaseCommitment) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{43}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReleaseCommitment) GetDigest() []byte {
@@ -3360,7 +3421,7 @@ type Fingerprint struct {
 
 func (x *Fingerprint) Reset() {
 	*x = Fingerprint{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[44]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3372,7 +3433,7 @@ func (x *Fingerprint) String() string {
 func (*Fingerprint) ProtoMessage() {}
 
 func (x *Fingerprint) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[44]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3385,7 +3446,7 @@ func (x *Fingerprint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
 func (*Fingerprint) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{44}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Fingerprint) GetValues() []uint64 {
@@ -3414,7 +3475,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[45]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3426,7 +3487,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[45]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3439,7 +3500,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{45}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -3471,16 +3532,23 @@ func (x *KeySwitchPayload) GetTargetKeyDigest() []byte {
 }
 
 type ProveKeySwitchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	QueryId       string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	QueryId string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Epoch   uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// sum: the ciphertexts the member key-switched (homomorphic.Ciphertext
+	// encodings, in order), and target_public_key the key it switched them
+	// towards. The member makes its shares again from them and its secret
+	// (collective.KeySwitchShareWitness with a nonce) after checking they
+	// are what its release record says it switched.
+	Sum             [][]byte `protobuf:"bytes,3,rep,name=sum,proto3" json:"sum,omitempty"`
+	TargetPublicKey []byte   `protobuf:"bytes,4,opt,name=target_public_key,json=targetPublicKey,proto3" json:"target_public_key,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ProveKeySwitchRequest) Reset() {
 	*x = ProveKeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3492,7 +3560,7 @@ func (x *ProveKeySwitchRequest) String() string {
 func (*ProveKeySwitchRequest) ProtoMessage() {}
 
 func (x *ProveKeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3505,7 +3573,7 @@ func (x *ProveKeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProveKeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*ProveKeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{46}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ProveKeySwitchRequest) GetQueryId() string {
@@ -3522,6 +3590,20 @@ func (x *ProveKeySwitchRequest) GetEpoch() uint64 {
 	return 0
 }
 
+func (x *ProveKeySwitchRequest) GetSum() [][]byte {
+	if x != nil {
+		return x.Sum
+	}
+	return nil
+}
+
+func (x *ProveKeySwitchRequest) GetTargetPublicKey() []byte {
+	if x != nil {
+		return x.TargetPublicKey
+	}
+	return nil
+}
+
 type ProveKeySwitchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// proofs: one per share of the member's released payload, in order
@@ -3535,7 +3617,7 @@ type ProveKeySwitchResponse struct {
 
 func (x *ProveKeySwitchResponse) Reset() {
 	*x = ProveKeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3547,7 +3629,7 @@ func (x *ProveKeySwitchResponse) String() string {
 func (*ProveKeySwitchResponse) ProtoMessage() {}
 
 func (x *ProveKeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3560,7 +3642,7 @@ func (x *ProveKeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProveKeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*ProveKeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{47}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ProveKeySwitchResponse) GetProofs() [][]byte {
@@ -3590,7 +3672,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[48]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3602,7 +3684,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[48]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3615,7 +3697,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{48}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -3644,14 +3726,21 @@ type StoredRelease struct {
 	Commit []byte                 `protobuf:"bytes,3,opt,name=commit,proto3" json:"commit,omitempty"`
 	From   []string               `protobuf:"bytes,4,rep,name=from,proto3" json:"from,omitempty"`
 	// proofs: the share's proofs (KeySwitchResponse.proofs).
-	Proofs        [][]byte `protobuf:"bytes,5,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	Proofs [][]byte `protobuf:"bytes,5,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	// points: the active points of the release (the decryptors'), and
+	// sum_digest the protocol.SumDigest of the ciphertexts switched: what a
+	// ProveKeySwitch request must match for the member to make its shares
+	// again and prove them. Empty in records of versions before on-demand
+	// proofs made again.
+	Points        []uint64 `protobuf:"varint,6,rep,packed,name=points,proto3" json:"points,omitempty"`
+	SumDigest     []byte   `protobuf:"bytes,7,opt,name=sum_digest,json=sumDigest,proto3" json:"sum_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StoredRelease) Reset() {
 	*x = StoredRelease{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[49]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3663,7 +3752,7 @@ func (x *StoredRelease) String() string {
 func (*StoredRelease) ProtoMessage() {}
 
 func (x *StoredRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[49]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3676,7 +3765,7 @@ func (x *StoredRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRelease.ProtoReflect.Descriptor instead.
 func (*StoredRelease) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{49}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *StoredRelease) GetDigest() []byte {
@@ -3710,6 +3799,20 @@ func (x *StoredRelease) GetFrom() []string {
 func (x *StoredRelease) GetProofs() [][]byte {
 	if x != nil {
 		return x.Proofs
+	}
+	return nil
+}
+
+func (x *StoredRelease) GetPoints() []uint64 {
+	if x != nil {
+		return x.Points
+	}
+	return nil
+}
+
+func (x *StoredRelease) GetSumDigest() []byte {
+	if x != nil {
+		return x.SumDigest
 	}
 	return nil
 }
@@ -3879,7 +3982,10 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\tckg_share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\bckgShare\x120\n" +
 	"\x06reveal\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06reveal\x12\x1b\n" +
 	"\tckg_proof\x18\x03 \x01(\fR\bckgProof\"\x14\n" +
-	"\x12InstallKeyResponse\"_\n" +
+	"\x12InstallKeyResponse\"G\n" +
+	"\x10DealingComplaint\x12\x16\n" +
+	"\x06dealer\x18\x01 \x01(\tR\x06dealer\x12\x1b\n" +
+	"\tdh_secret\x18\x02 \x01(\fR\bdhSecret\"_\n" +
 	"\x0fCheckKeyRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1c\n" +
 	"\tchallenge\x18\x02 \x01(\fR\tchallenge\x12\x12\n" +
@@ -3979,21 +4085,26 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\rcommit_digest\x18\x02 \x01(\fR\fcommitDigest\x12\x1d\n" +
 	"\n" +
 	"sum_digest\x18\x03 \x01(\fR\tsumDigest\x12*\n" +
-	"\x11target_key_digest\x18\x04 \x01(\fR\x0ftargetKeyDigest\"H\n" +
+	"\x11target_key_digest\x18\x04 \x01(\fR\x0ftargetKeyDigest\"\x86\x01\n" +
 	"\x15ProveKeySwitchRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"0\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x10\n" +
+	"\x03sum\x18\x03 \x03(\fR\x03sum\x12*\n" +
+	"\x11target_public_key\x18\x04 \x01(\fR\x0ftargetPublicKey\"0\n" +
 	"\x16ProveKeySwitchResponse\x12\x16\n" +
 	"\x06proofs\x18\x01 \x03(\fR\x06proofs\"[\n" +
 	"\x11KeySwitchResponse\x12.\n" +
 	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share\x12\x16\n" +
-	"\x06proofs\x18\x02 \x03(\fR\x06proofs\"\x81\x01\n" +
+	"\x06proofs\x18\x02 \x03(\fR\x06proofs\"\xb8\x01\n" +
 	"\rStoredRelease\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\fR\x06digest\x12\x14\n" +
 	"\x05share\x18\x02 \x01(\fR\x05share\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\fR\x06commit\x12\x12\n" +
 	"\x04from\x18\x04 \x03(\tR\x04from\x12\x16\n" +
-	"\x06proofs\x18\x05 \x03(\fR\x06proofs*n\n" +
+	"\x06proofs\x18\x05 \x03(\fR\x06proofs\x12\x16\n" +
+	"\x06points\x18\x06 \x03(\x04R\x06points\x12\x1d\n" +
+	"\n" +
+	"sum_digest\x18\a \x01(\fR\tsumDigest*n\n" +
 	"\x0eKeySwitchPhase\x12 \n" +
 	"\x1cKEY_SWITCH_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KEY_SWITCH_PHASE_PREPARE\x10\x01\x12\x1c\n" +
@@ -4031,7 +4142,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),            // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),               // 1: fedstat.node.v1.LinkSpec
@@ -4063,113 +4174,114 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*RevealKeyGenRequest)(nil),    // 27: fedstat.node.v1.RevealKeyGenRequest
 	(*RevealKeyGenResponse)(nil),   // 28: fedstat.node.v1.RevealKeyGenResponse
 	(*InstallKeyResponse)(nil),     // 29: fedstat.node.v1.InstallKeyResponse
-	(*CheckKeyRequest)(nil),        // 30: fedstat.node.v1.CheckKeyRequest
-	(*CheckKeyResponse)(nil),       // 31: fedstat.node.v1.CheckKeyResponse
-	(*EvaluateRequest)(nil),        // 32: fedstat.node.v1.EvaluateRequest
-	(*EvaluateBody)(nil),           // 33: fedstat.node.v1.EvaluateBody
-	(*AnalysisRound)(nil),          // 34: fedstat.node.v1.AnalysisRound
-	(*SeriesInterval)(nil),         // 35: fedstat.node.v1.SeriesInterval
-	(*PartialPayload)(nil),         // 36: fedstat.node.v1.PartialPayload
-	(*EvaluateResponse)(nil),       // 37: fedstat.node.v1.EvaluateResponse
-	(*ApprovalPending)(nil),        // 38: fedstat.node.v1.ApprovalPending
-	(*KeySwitchRequest)(nil),       // 39: fedstat.node.v1.KeySwitchRequest
-	(*RevealRequest)(nil),          // 40: fedstat.node.v1.RevealRequest
-	(*RevealResponse)(nil),         // 41: fedstat.node.v1.RevealResponse
-	(*CommitRequest)(nil),          // 42: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),         // 43: fedstat.node.v1.CommitResponse
-	(*ReleaseCommitment)(nil),      // 44: fedstat.node.v1.ReleaseCommitment
-	(*Fingerprint)(nil),            // 45: fedstat.node.v1.Fingerprint
-	(*KeySwitchPayload)(nil),       // 46: fedstat.node.v1.KeySwitchPayload
-	(*ProveKeySwitchRequest)(nil),  // 47: fedstat.node.v1.ProveKeySwitchRequest
-	(*ProveKeySwitchResponse)(nil), // 48: fedstat.node.v1.ProveKeySwitchResponse
-	(*KeySwitchResponse)(nil),      // 49: fedstat.node.v1.KeySwitchResponse
-	(*StoredRelease)(nil),          // 50: fedstat.node.v1.StoredRelease
-	nil,                            // 51: fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
-	(*v1.QuerySpec)(nil),           // 52: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),              // 53: fedstat.types.v1.Signed
-	(*v1.Result)(nil),              // 54: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),         // 55: fedstat.types.v1.DataSummary
-	(*v1.AnalystSignature)(nil),    // 56: fedstat.types.v1.AnalystSignature
-	(*v11.ReleaseRecord)(nil),      // 57: fedstat.coordinator.v1.ReleaseRecord
-	(*v1.SeriesSpec)(nil),          // 58: fedstat.types.v1.SeriesSpec
+	(*DealingComplaint)(nil),       // 30: fedstat.node.v1.DealingComplaint
+	(*CheckKeyRequest)(nil),        // 31: fedstat.node.v1.CheckKeyRequest
+	(*CheckKeyResponse)(nil),       // 32: fedstat.node.v1.CheckKeyResponse
+	(*EvaluateRequest)(nil),        // 33: fedstat.node.v1.EvaluateRequest
+	(*EvaluateBody)(nil),           // 34: fedstat.node.v1.EvaluateBody
+	(*AnalysisRound)(nil),          // 35: fedstat.node.v1.AnalysisRound
+	(*SeriesInterval)(nil),         // 36: fedstat.node.v1.SeriesInterval
+	(*PartialPayload)(nil),         // 37: fedstat.node.v1.PartialPayload
+	(*EvaluateResponse)(nil),       // 38: fedstat.node.v1.EvaluateResponse
+	(*ApprovalPending)(nil),        // 39: fedstat.node.v1.ApprovalPending
+	(*KeySwitchRequest)(nil),       // 40: fedstat.node.v1.KeySwitchRequest
+	(*RevealRequest)(nil),          // 41: fedstat.node.v1.RevealRequest
+	(*RevealResponse)(nil),         // 42: fedstat.node.v1.RevealResponse
+	(*CommitRequest)(nil),          // 43: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),         // 44: fedstat.node.v1.CommitResponse
+	(*ReleaseCommitment)(nil),      // 45: fedstat.node.v1.ReleaseCommitment
+	(*Fingerprint)(nil),            // 46: fedstat.node.v1.Fingerprint
+	(*KeySwitchPayload)(nil),       // 47: fedstat.node.v1.KeySwitchPayload
+	(*ProveKeySwitchRequest)(nil),  // 48: fedstat.node.v1.ProveKeySwitchRequest
+	(*ProveKeySwitchResponse)(nil), // 49: fedstat.node.v1.ProveKeySwitchResponse
+	(*KeySwitchResponse)(nil),      // 50: fedstat.node.v1.KeySwitchResponse
+	(*StoredRelease)(nil),          // 51: fedstat.node.v1.StoredRelease
+	nil,                            // 52: fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
+	(*v1.QuerySpec)(nil),           // 53: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),              // 54: fedstat.types.v1.Signed
+	(*v1.Result)(nil),              // 55: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),         // 56: fedstat.types.v1.DataSummary
+	(*v1.AnalystSignature)(nil),    // 57: fedstat.types.v1.AnalystSignature
+	(*v11.ReleaseRecord)(nil),      // 58: fedstat.coordinator.v1.ReleaseRecord
+	(*v1.SeriesSpec)(nil),          // 59: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	52, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	53, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	25, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
 	25, // 7: fedstat.node.v1.LinkStageRequest.commits:type_name -> fedstat.node.v1.NodeSigned
 	25, // 8: fedstat.node.v1.LinkStageRequest.earlier:type_name -> fedstat.node.v1.NodeSigned
-	53, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	52, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	54, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	53, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 11: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	52, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	53, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 13: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 14: fedstat.node.v1.LinkDecryptRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
 	9,  // 15: fedstat.node.v1.LinkDecryptRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
-	52, // 16: fedstat.node.v1.LinkAttestRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	53, // 16: fedstat.node.v1.LinkAttestRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 17: fedstat.node.v1.LinkAttestRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 18: fedstat.node.v1.LinkAttestRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
 	9,  // 19: fedstat.node.v1.LinkAttestRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
 	11, // 20: fedstat.node.v1.LinkAttestRequest.decrypted:type_name -> fedstat.node.v1.LinkDecryptShares
-	53, // 21: fedstat.node.v1.LinkAttestResponse.statement:type_name -> fedstat.types.v1.Signed
-	54, // 22: fedstat.node.v1.LinkReleaseStatement.result:type_name -> fedstat.types.v1.Result
-	55, // 23: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	54, // 21: fedstat.node.v1.LinkAttestResponse.statement:type_name -> fedstat.types.v1.Signed
+	55, // 22: fedstat.node.v1.LinkReleaseStatement.result:type_name -> fedstat.types.v1.Result
+	56, // 23: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	20, // 24: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	21, // 25: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	53, // 26: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	54, // 26: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	24, // 27: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	53, // 28: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	53, // 29: fedstat.node.v1.KeyGenResponse.shamir_images:type_name -> fedstat.types.v1.Signed
-	53, // 30: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	53, // 31: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	53, // 32: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	54, // 28: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	54, // 29: fedstat.node.v1.KeyGenResponse.shamir_images:type_name -> fedstat.types.v1.Signed
+	54, // 30: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	54, // 31: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	54, // 32: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	25, // 33: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	24, // 34: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
 	25, // 35: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
 	25, // 36: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
-	51, // 37: fedstat.node.v1.InstallKeyRequest.ckg_proofs:type_name -> fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
+	52, // 37: fedstat.node.v1.InstallKeyRequest.ckg_proofs:type_name -> fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
 	25, // 38: fedstat.node.v1.InstallKeyRequest.shamir_images:type_name -> fedstat.node.v1.NodeSigned
 	25, // 39: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
-	53, // 40: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	53, // 41: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
-	53, // 42: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
-	53, // 43: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	52, // 44: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	54, // 40: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	54, // 41: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	54, // 42: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
+	54, // 43: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	53, // 44: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 45: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	35, // 46: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	56, // 47: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	34, // 48: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
-	57, // 49: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
-	54, // 50: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
-	58, // 51: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	36, // 46: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
+	57, // 47: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	35, // 48: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
+	58, // 49: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
+	55, // 50: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
+	59, // 51: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
 	4,  // 52: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	53, // 53: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	38, // 54: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	52, // 55: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	54, // 53: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	39, // 54: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	53, // 55: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	25, // 56: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	25, // 57: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
 	0,  // 58: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	52, // 59: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	53, // 59: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	25, // 60: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	53, // 61: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	53, // 62: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
-	53, // 63: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	45, // 64: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	53, // 65: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	54, // 61: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	54, // 62: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	54, // 63: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	46, // 64: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	54, // 65: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
 	18, // 66: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
 	22, // 67: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
 	27, // 68: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
-	30, // 69: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
+	31, // 69: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
 	26, // 70: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	32, // 71: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	40, // 72: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
-	39, // 73: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	47, // 74: fedstat.node.v1.NodeService.ProveKeySwitch:input_type -> fedstat.node.v1.ProveKeySwitchRequest
-	42, // 75: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	33, // 71: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	41, // 72: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	40, // 73: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	48, // 74: fedstat.node.v1.NodeService.ProveKeySwitch:input_type -> fedstat.node.v1.ProveKeySwitchRequest
+	43, // 75: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
 	16, // 76: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
 	6,  // 77: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
 	8,  // 78: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
@@ -4178,13 +4290,13 @@ var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	19, // 81: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
 	23, // 82: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
 	28, // 83: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
-	31, // 84: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
+	32, // 84: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
 	29, // 85: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	37, // 86: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	41, // 87: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	49, // 88: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	48, // 89: fedstat.node.v1.NodeService.ProveKeySwitch:output_type -> fedstat.node.v1.ProveKeySwitchResponse
-	43, // 90: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	38, // 86: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	42, // 87: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	50, // 88: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	49, // 89: fedstat.node.v1.NodeService.ProveKeySwitch:output_type -> fedstat.node.v1.ProveKeySwitchResponse
+	44, // 90: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
 	17, // 91: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
 	7,  // 92: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
 	9,  // 93: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
@@ -4208,7 +4320,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   51,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
