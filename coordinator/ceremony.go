@@ -247,13 +247,14 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	received := make([]int, len(ids))
-	if err := c.fanout(ctx, ids, func(ctx context.Context, i int, nid string) error {
+	installErrs := c.fanoutEach(ctx, ids, func(ctx context.Context, i int, nid string) error {
 		req := &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits, CkgReveals: reveals, CkgProofs: proofs, ShamirImages: images}
 		received[i] = proto.Size(req)
 		_, err := clients[nid].InstallKey(ctx, req)
 		return err
-	}); err != nil {
-		return 0, fmt.Errorf("coordinator: key ceremony epoch %d: install: %w", id, err)
+	})
+	if err := c.judgeInstall(ctx, dealing{epoch: id, crs: crs, ids: ids, certs: certs, points: points, sharers: sharers, ckg: shares, images: imageOf, dealt: dealt}, installErrs); err != nil {
+		return 0, err
 	}
 	c.step(StepBeforeStore)
 	e := &epoch{ID: id, Threshold: threshold, PublicKey: pk, Link: linkKey, Created: c.cfg.Now(), CRS: crs, CKGShares: map[string][]byte{}}

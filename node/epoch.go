@@ -14,10 +14,11 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/fedstat/fedstat/crypto/linkage"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/linkage"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
@@ -297,7 +298,7 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 			return nil, err
 		}
 		for _, m := range committee {
-			sealed, err := sealTo(m.Cert, []byte(transitInfo(req.GetEpoch(), n.id, m.ID)), dealt[m.Point])
+			sealed, err := sealTo(m.Cert, protocol.ThresholdShareInfo(req.GetEpoch(), n.id, m.ID), dealt[m.Point])
 			if err != nil {
 				return nil, err
 			}
@@ -331,10 +332,6 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	n.record(ctx, "coordinator", "epoch.keygen", "", map[string]any{"epoch": e.Epoch, "members": len(members), "committee": len(committee), "threshold": t, "on_committee": true})
 	n.log.Info("key epoch started", "epoch", e.Epoch, "members", len(members), "committee", len(committee), "threshold", t, "self_point", self.Point)
 	return resp, nil
-}
-
-func transitInfo(epoch uint64, from, to string) string {
-	return fmt.Sprintf("fedstat threshold share epoch=%d from=%s to=%s", epoch, from, to)
 }
 
 // committeeOf is the members with a Shamir point: the decryption
@@ -456,6 +453,10 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	if e.onCommittee(n.id) && e.thresholdShared() {
 		image, err := n.installThreshold(e, req.GetDealt(), shares, req.GetShamirImages())
 		if err != nil {
+			var dc *dealingComplaint
+			if errors.As(err, &dc) {
+				n.record(ctx, "coordinator", "epoch.dealing_refused", "", map[string]any{"epoch": e.Epoch, "dealer": dc.c.GetDealer(), "reason": err.Error()})
+			}
 			return nil, err
 		}
 		e.ThresholdImage = image
@@ -625,7 +626,9 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 		if err != nil {
 			return nil, fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
 		}
-		pt, err := n.openSealed([]byte(transitInfo(e.Epoch, from.ID, n.id)), sealed)
+		// A share that does not open is refused without evidence
+		// (protocol.DealingSecret says why).
+		pt, err := n.openSealed(protocol.ThresholdShareInfo(e.Epoch, from.ID, n.id), sealed)
 		if err != nil {
 			return nil, fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
 		}
@@ -640,7 +643,11 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 			err = nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: the threshold share %s dealt to %s does not match %s's CKG share and Shamir images: %w", ErrBadRequest, from.ID, n.id, from.ID, err)
+			err = fmt.Errorf("%w: the threshold share %s dealt to %s does not match %s's CKG share and Shamir images: %w", ErrBadRequest, from.ID, n.id, from.ID, err)
+			if from.ID == n.id {
+				return nil, err // its own dealing: nothing to complain to anyone about
+			}
+			return nil, n.complain(from.ID, sealed, err)
 		}
 		seen[from.ID] = true
 		received = append(received, pt)
@@ -712,6 +719,34 @@ func sealTo(cert *x509.Certificate, info, pt []byte) ([]byte, error) {
 		return nil, err
 	}
 	return hpke.Seal(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), info, pt)
+}
+
+// complain returns err carrying this member's evidence against dealer
+// (a DealingComplaint: the secret that opens the share sealed, which opened
+// and failed its check), or err alone when the secret cannot be had.
+func (n *Node) complain(dealer string, sealed []byte, err error) error {
+	k, ok := n.cfg.Identity.Key.(*ecdsa.PrivateKey)
+	if !ok {
+		return err
+	}
+	dh, derr := protocol.DealingSecret(k, sealed)
+	if derr != nil {
+		return err
+	}
+	return &dealingComplaint{c: &nodev1.DealingComplaint{Dealer: dealer, DhSecret: dh}, err: err}
+}
+
+// dealingComplaint is a refusal of a dealt share with its evidence, which
+// rpc.ToStatus sends as a status detail (never in the message or a log).
+type dealingComplaint struct {
+	c   *nodev1.DealingComplaint
+	err error
+}
+
+func (d *dealingComplaint) Error() string { return d.err.Error() }
+func (d *dealingComplaint) Unwrap() error { return d.err }
+func (d *dealingComplaint) StatusDetails() []protoadapt.MessageV1 {
+	return []protoadapt.MessageV1{d.c}
 }
 
 func (n *Node) openSealed(info, ct []byte) ([]byte, error) {

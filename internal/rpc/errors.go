@@ -151,18 +151,35 @@ func ToStatus(err error) error {
 		return err
 	}
 	rows := matching(err)
-	if len(rows) == 0 {
+	var extra DetailedError
+	hasExtra := errors.As(err, &extra)
+	if len(rows) == 0 && !hasExtra {
 		return status.Error(codes.Unknown, err.Error())
 	}
-	s := status.New(rows[0].Code, err.Error())
+	code := codes.Unknown
+	if len(rows) > 0 {
+		code = rows[0].Code
+	}
+	s := status.New(code, err.Error())
 	details := make([]protoadapt.MessageV1, len(rows))
 	for i, r := range rows {
 		details[i] = &errdetails.ErrorInfo{Reason: r.Reason, Domain: ErrorDomain}
+	}
+	if hasExtra {
+		details = append(details, extra.StatusDetails()...)
 	}
 	if d, derr := s.WithDetails(details...); derr == nil {
 		s = d
 	}
 	return s.Err()
+}
+
+// DetailedError is an error that carries evidence for the caller: ToStatus
+// adds its details to the status (after the ErrorInfo rows), where the
+// caller finds them with status.FromError(err).Details().
+type DetailedError interface {
+	error
+	StatusDetails() []protoadapt.MessageV1
 }
 
 // FromStatus rebuilds the error of a call to another fedstat process: nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -15,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/fedstat/fedstat/internal/rpc"
 )
@@ -163,5 +165,39 @@ func TestRegisterErrors(t *testing.T) {
 	}
 	if rpc.Code(fresh) != codes.Unknown {
 		t.Errorf("a refused table left its first row registered: %v", rpc.Code(fresh))
+	}
+}
+
+// detailed is a DetailedError: evidence sent with the error.
+type detailed struct{ err error }
+
+func (d detailed) Error() string { return d.err.Error() }
+func (d detailed) Unwrap() error { return d.err }
+func (d detailed) StatusDetails() []protoadapt.MessageV1 {
+	return []protoadapt.MessageV1{&errdetails.ResourceInfo{ResourceName: "evidence"}}
+}
+
+// TestDetailedErrorOverTheWire: the details of a DetailedError anywhere in
+// an error's chain reach the caller with the status, after the ErrorInfo of
+// its sentinels, and not in its message; a DetailedError of no table keeps
+// its details too (code Unknown).
+func TestDetailedErrorOverTheWire(t *testing.T) {
+	for name, err := range map[string]error{
+		"with a sentinel": fmt.Errorf("wrapped: %w", detailed{fmt.Errorf("%w: the dealer's share", errOuter)}),
+		"of no table":     detailed{errors.New("plain")},
+	} {
+		s, _ := status.FromError(overTheWire(t, err))
+		var found bool
+		for _, d := range s.Details() {
+			if r, ok := d.(*errdetails.ResourceInfo); ok && r.GetResourceName() == "evidence" {
+				found = true
+			}
+		}
+		if !found || strings.Contains(s.Message(), "evidence") {
+			t.Errorf("%s: details %v, message %q", name, s.Details(), s.Message())
+		}
+		if name == "with a sentinel" && (s.Code() != codes.FailedPrecondition || !errors.Is(rpc.FromStatus(s.Err()), errOuter)) {
+			t.Errorf("%s: code %v, want the sentinel's", name, s.Code())
+		}
 	}
 }

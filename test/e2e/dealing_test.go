@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,7 +18,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
+	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/audit"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/node"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
@@ -27,12 +34,16 @@ import (
 // image off by one), so its shares, honest as they are, match no
 // polynomial its images fix. Every recipient checks the share node-3 dealt
 // it against node-3's CKG share and images before it installs the epoch
-// (collective.CheckDealtShare): the ceremony fails naming node-3, the
-// active epoch keeps answering, and the next honest ceremony installs.
-// Before the checked dealing, such a dealer's shares were aggregated
-// unchecked, and a release in the epoch decrypted to noise, naming no one.
-// A dealer that sends no images (a version before) fails the ceremony too,
-// named by the coordinator.
+// (collective.CheckDealtShare) and refuses with its evidence, the secret
+// that opens that one sealed share (DealingComplaint); the coordinator
+// opens the share from node-3's signed message and checks it itself: the
+// ceremony fails naming node-3 as convicted, neither honest member, node-3
+// is excluded from key epochs (audit epoch.dealing_refused at the
+// coordinator, at each recipient too), the active epoch keeps answering,
+// and the next ceremony runs without node-3. Before the checked dealing,
+// such a dealer's shares were aggregated unchecked, and a release in the
+// epoch decrypted to noise, naming no one. A dealer that sends no images (a
+// version before) fails the ceremony too, named by the coordinator.
 func TestBadDealingNamed(t *testing.T) {
 	dir := t.TempDir()
 	var armed, strip atomic.Bool
@@ -61,7 +72,7 @@ func TestBadDealingNamed(t *testing.T) {
 			return r, nil
 		})}
 	}
-	nw := startFault(t, demo.Options{Dir: dir, Threshold: 2, NodeServerOptions: evil})
+	nw := startFault(t, demo.Options{Dir: dir, Threshold: 2, NodeServerOptions: evil, AuditLogs: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	client := dialCoordinator(t, nw, nil)
@@ -72,20 +83,6 @@ func TestBadDealingNamed(t *testing.T) {
 		t.Fatalf("honest query in the checked 2-of-3 epoch: %v %s", st.GetState(), st.GetError())
 	}
 
-	armed.Store(true)
-	_, err := nw.Coordinator.KeyCeremony(ctx)
-	if err == nil || !strings.Contains(err.Error(), "node-3's CKG share and Shamir images") {
-		t.Fatalf("ceremony with node-3's images off: %v; want every recipient to refuse node-3's share, naming it", err)
-	}
-	if strings.Contains(err.Error(), "node-1's CKG share") || strings.Contains(err.Error(), "node-2's CKG share") {
-		t.Errorf("an honest dealer was named: %v", err)
-	}
-	t.Logf("refused: %v", err)
-	if st := run(); st.GetState() != coordinatorv1.State_STATE_DONE {
-		t.Fatalf("query in the active epoch after the refused ceremony: %v %s", st.GetState(), st.GetError())
-	}
-
-	armed.Store(false)
 	// A dealer without images (a version before checked dealing): the
 	// coordinator fails the ceremony naming it, before any install.
 	strip.Store(true)
@@ -93,12 +90,153 @@ func TestBadDealingNamed(t *testing.T) {
 		t.Fatalf("ceremony with node-3 dealing without images: %v", err)
 	}
 	strip.Store(false)
-	if _, err := nw.Coordinator.KeyCeremony(ctx); err != nil {
-		t.Fatalf("honest ceremony after: %v", err)
+
+	armed.Store(true)
+	_, err := nw.Coordinator.KeyCeremony(ctx)
+	if !errors.Is(err, coordinator.ErrKeyCheck) || !strings.Contains(err.Error(), "node-3's CKG share and Shamir images") {
+		t.Fatalf("ceremony with node-3's images off: %v; want every recipient to refuse node-3's share, naming it", err)
+	}
+	for _, r := range []string{"node-1", "node-2"} {
+		if want := "node-3 dealt " + r + " a threshold share that does not match its CKG share and Shamir images (opened and checked by the coordinator from " + r + "'s evidence)"; !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal does not convict node-3 on %s's evidence: %v", r, err)
+		}
+	}
+	if strings.Contains(err.Error(), "node-1's CKG share") || strings.Contains(err.Error(), "node-2's CKG share") || strings.Contains(err.Error(), "complaint") {
+		t.Errorf("an honest member was named: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	excluded := map[string]string{}
+	for _, m := range nw.Coordinator.CeremonyStatus().GetMembers() {
+		if m.GetExcluded() {
+			excluded[m.GetNodeId()] = m.GetProblem()
+		}
+	}
+	if len(excluded) != 1 || !strings.Contains(excluded["node-3"], "node-3 dealt") {
+		t.Fatalf("excluded after the ceremony: %v; want node-3 alone, for its dealing", excluded)
+	}
+	if n := auditCount(t, filepath.Join(dir, "coordinator", "audit.log"), "epoch.dealing_refused", "node", "node-3"); n != 2 {
+		t.Errorf("%d epoch.dealing_refused entries naming node-3 in the coordinator's audit log, want one per recipient (2)", n)
+	}
+	for _, r := range []string{"node-1", "node-2"} {
+		if n := auditCount(t, filepath.Join(dir, r, "audit.log"), "epoch.dealing_refused", "dealer", "node-3"); n != 1 {
+			t.Errorf("%d epoch.dealing_refused entries naming node-3 in %s's audit log, want 1", n, r)
+		}
 	}
 	if st := run(); st.GetState() != coordinatorv1.State_STATE_DONE {
-		t.Fatalf("query in the new epoch: %v %s", st.GetState(), st.GetError())
+		t.Fatalf("query in the active epoch after the refused ceremony: %v %s", st.GetState(), st.GetError())
 	}
+	armed.Store(false)
+	releasesWithoutNode3(t, ctx, nw)
+}
+
+// TestFalseDealingComplaintNamed: in a 2-of-3 epoch every dealer is honest,
+// and node-1 runs the real key ceremony with one step changed: it refuses
+// to install, complaining that node-2's share to it fails its check. With
+// the right secret the coordinator opens node-2's share, finds it matches
+// node-2's images, and convicts node-1 of an unfounded complaint; with a
+// secret that is not the share's it opens nothing and convicts node-1 all
+// the same. Either way node-2, the honest dealer, is not excluded; node-1
+// is (audit epoch.complaint_unfounded), and the next ceremony runs
+// without it. Before, a member's complaint was its word, and the
+// coordinator could not tell the dealer's fault from a lie.
+func TestFalseDealingComplaintNamed(t *testing.T) {
+	for _, c := range []struct {
+		name, want string
+		garble     bool
+	}{
+		{"the share's secret", "the share it revealed matches the dealer's CKG share and Shamir images", false},
+		{"another secret", "the secret it revealed does not open the share", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var armed atomic.Bool
+			liar := func(id string) []grpc.ServerOption {
+				if id != "node-1" {
+					return nil
+				}
+				return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+					if info.FullMethod != nodev1.NodeService_InstallKey_FullMethodName || !armed.Load() {
+						return h(ctx, req)
+					}
+					r := req.(*nodev1.InstallKeyRequest)
+					i := slices.IndexFunc(r.GetDealt(), func(d *nodev1.DealtShare) bool { return d.GetFromNodeId() == "node-2" })
+					if i < 0 {
+						panic("no share of node-2 dealt to node-1")
+					}
+					id, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-1")
+					if err != nil {
+						panic(err)
+					}
+					dh, err := protocol.DealingSecret(id.Key.(*ecdsa.PrivateKey), r.GetDealt()[i].GetSealed().GetPayload())
+					if err != nil {
+						panic(err)
+					}
+					if c.garble {
+						dh[0] ^= 1
+					}
+					st, err := status.New(codes.InvalidArgument, "node-1: the threshold share node-2 dealt to node-1 does not match node-2's CKG share and Shamir images (a lie)").
+						WithDetails(&nodev1.DealingComplaint{Dealer: "node-2", DhSecret: dh})
+					if err != nil {
+						panic(err)
+					}
+					return nil, st.Err()
+				})}
+			}
+			nw := startFault(t, demo.Options{Dir: dir, Threshold: 2, NodeServerOptions: liar, AuditLogs: true})
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			armed.Store(true)
+			_, err := nw.Coordinator.KeyCeremony(ctx)
+			if !errors.Is(err, coordinator.ErrKeyCheck) || !strings.Contains(err.Error(), "node-1's complaint about node-2's dealing does not hold: "+c.want) {
+				t.Fatalf("ceremony with node-1's false complaint: %v", err)
+			}
+			if strings.Contains(err.Error(), "node-2 dealt node-1 a threshold share that") {
+				t.Errorf("node-2, an honest dealer, was convicted: %v", err)
+			}
+			t.Logf("refused: %v", err)
+			excluded := map[string]bool{}
+			for _, m := range nw.Coordinator.CeremonyStatus().GetMembers() {
+				excluded[m.GetNodeId()] = m.GetExcluded()
+			}
+			if !excluded["node-1"] || excluded["node-2"] || excluded["node-3"] {
+				t.Fatalf("excluded: %v; want node-1 alone", excluded)
+			}
+			if n := auditCount(t, filepath.Join(dir, "coordinator", "audit.log"), "epoch.complaint_unfounded", "node", "node-1"); n != 1 {
+				t.Errorf("%d epoch.complaint_unfounded entries naming node-1, want 1", n)
+			}
+			armed.Store(false)
+			e, err := nw.Coordinator.KeyCeremony(ctx)
+			if err != nil {
+				t.Fatalf("ceremony without node-1: %v", err)
+			}
+			nw.Epoch = e
+			st, err := runQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2})
+			if err != nil || st.GetResult().GetNodes() != 2 {
+				t.Fatalf("query without node-1: %v, %d nodes", err, st.GetResult().GetNodes())
+			}
+		})
+	}
+}
+
+// auditCount counts the entries of the audit log at path with action
+// whose detail key is value.
+func auditCount(t *testing.T, path, action, key, value string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+		if e.Action == action && e.Details[key] == value {
+			n++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestThresholdShareNamedOnDemand: in a 2-of-3 epoch (checked dealing),
@@ -111,7 +249,10 @@ func TestBadDealingNamed(t *testing.T) {
 // proves the share it made, which is not the one it handed out. The query
 // fails naming node-3 (audit release.share_proof_failed), nothing is
 // released; before, it failed naming no one. node-1 refuses to prepare, so
-// that node-3 is among the two decryptors.
+// that node-3 is among the two decryptors. Decryptors keep nothing in
+// memory to prove with: node-2, restarted after a release, proves its
+// share when asked directly, and refuses a sum or target key that is not
+// what it switched.
 func TestThresholdShareNamedOnDemand(t *testing.T) {
 	dir := t.TempDir()
 	var armed atomic.Bool
@@ -193,15 +334,46 @@ func TestThresholdShareNamedOnDemand(t *testing.T) {
 	if after.GetState() != coordinatorv1.State_STATE_DONE {
 		t.Fatalf("honest query after: %v %s", after.GetState(), after.GetError())
 	}
-	// A decryptor proves the shares it released, on request, and says so
-	// when it kept none for a query.
-	nodes := coordinatorClients(t, nw)
-	resp, err := nodes["node-2"].ProveKeySwitch(ctx, &nodev1.ProveKeySwitchRequest{QueryId: after.GetQueryId(), Epoch: 1})
-	if err != nil || len(resp.GetProofs()) != 1 {
-		t.Fatalf("node-2 asked to prove its share of %s: %v, %d proofs", after.GetQueryId(), err, len(resp.GetProofs()))
+	// Asked directly, a decryptor restarted since its release makes its
+	// share again from the sum and target key and proves it (it checks
+	// itself that the share made again is the one it released); it
+	// refuses another sum, another target key, a request without them and
+	// a query it released nothing for.
+	rec, err := client.ReleaseRecord(ctx, after.GetQueryId())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := nodes["node-2"].ProveKeySwitch(ctx, &nodev1.ProveKeySwitchRequest{QueryId: "q-never-released", Epoch: 1}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "is kept to prove") {
-		t.Fatalf("node-2 asked to prove a share it never made: %v", err)
+	second := run()
+	if second.GetState() != coordinatorv1.State_STATE_DONE {
+		t.Fatalf("second honest query after: %v %s", second.GetState(), second.GetError())
+	}
+	other, err := client.ReleaseRecord(ctx, second.GetQueryId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	restartNode(t, nw, 1, node.DefaultPolicy())
+	nodes := coordinatorClients(t, nw)
+	ask := func(qid string, sum [][]byte, target []byte) (*nodev1.ProveKeySwitchResponse, error) {
+		return nodes["node-2"].ProveKeySwitch(ctx, &nodev1.ProveKeySwitchRequest{QueryId: qid, Epoch: 1, Sum: sum, TargetPublicKey: target})
+	}
+	resp, err := ask(after.GetQueryId(), rec.GetSum(), rec.GetTargetPublicKey())
+	if err != nil || len(resp.GetProofs()) != 1 {
+		t.Fatalf("node-2, restarted, asked to prove its share of %s: %v, %d proofs", after.GetQueryId(), err, len(resp.GetProofs()))
+	}
+	for _, c := range []struct {
+		name, qid string
+		sum       [][]byte
+		target    []byte
+		want      string
+	}{
+		{"another query's sum", after.GetQueryId(), other.GetSum(), rec.GetTargetPublicKey(), "not the ciphertexts this node switched"},
+		{"another query's target key", after.GetQueryId(), rec.GetSum(), other.GetTargetPublicKey(), "not the key this node switched"},
+		{"no sum", after.GetQueryId(), nil, rec.GetTargetPublicKey(), "0 ciphertexts in sum"},
+		{"a query never released", "q-never-released", rec.GetSum(), rec.GetTargetPublicKey(), "no key-switch share of q-never-released was released here"},
+	} {
+		if _, err := ask(c.qid, c.sum, c.target); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want InvalidArgument with %q", c.name, err, c.want)
+		}
 	}
 }
 

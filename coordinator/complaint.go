@@ -1,0 +1,150 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"google.golang.org/grpc/status"
+
+	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/internal/protocol"
+	"github.com/fedstat/fedstat/internal/rpc"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+)
+
+// Complaints about a dealing (docs/crypto.md, "Checked dealing",
+// Complaints). A member whose dealt threshold share opens but does not
+// match its dealer's CKG share and Shamir images refuses to install and
+// sends, with its error, the secret that opens that one sealed share
+// (nodev1.DealingComplaint). The coordinator, which relayed the dealer's
+// signed message, opens the share with it and checks the share itself: the
+// dealer is excluded when the share fails, the complaining member when the
+// secret opens nothing or the share passes. Either way the ceremony fails
+// (a member did not install), and the next one runs without the excluded
+// node.
+
+// dealing is what the coordinator judges a complaint with: the ceremony's
+// members (ids, certs, points in the same order), the dealers (sharers)
+// with their CKG shares, the dealers' opened Shamir images, and the dealt
+// shares it relayed, by recipient.
+type dealing struct {
+	epoch   uint64
+	crs     []byte
+	ids     []string
+	certs   []*x509.Certificate
+	points  []uint64
+	sharers []string
+	ckg     [][]byte
+	images  map[string][]byte
+	dealt   map[string][]*nodev1.DealtShare
+}
+
+// verdict is the outcome of one complaint.
+type verdict struct {
+	recipient, dealer string
+	guilty            string // the node the evidence convicts ("" when it cannot be judged)
+	reason            string
+}
+
+// judgeInstall turns the members' InstallKey errors into the ceremony's
+// error: nil when every member installed; otherwise the verdicts on their
+// complaints (each convicted node excluded, and audited) before the first
+// member's error.
+func (c *Coordinator) judgeInstall(ctx context.Context, d dealing, errs []error) error {
+	var first error
+	var verdicts []verdict
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		if first == nil {
+			first = fmt.Errorf("node %s: %w", d.ids[i], rpc.FromStatus(err))
+		}
+		s, ok := status.FromError(err)
+		if !ok {
+			continue
+		}
+		for _, det := range s.Details() {
+			// A member's complaint about its own dealing convicts no one
+			// else (and the member's own refusal fails the ceremony).
+			if dc, ok := det.(*nodev1.DealingComplaint); ok && dc.GetDealer() != d.ids[i] {
+				verdicts = append(verdicts, c.judgeComplaint(d, d.ids[i], dc))
+			}
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	var found []string
+	for _, v := range verdicts {
+		switch v.guilty {
+		case "":
+			c.record(ctx, c.cfg.Identity.Name(), "epoch.complaint_unjudged", "", map[string]any{"epoch": d.epoch, "node": v.recipient, "dealer": v.dealer, "reason": v.reason})
+			found = append(found, fmt.Sprintf("%s's complaint about %s could not be judged: %s", v.recipient, v.dealer, v.reason))
+			continue
+		case v.dealer:
+			c.record(ctx, c.cfg.Identity.Name(), "epoch.dealing_refused", "", map[string]any{"epoch": d.epoch, "node": v.dealer, "recipient": v.recipient, "reason": v.reason})
+			found = append(found, fmt.Sprintf("%s dealt %s a threshold share that %s (opened and checked by the coordinator from %s's evidence)", v.dealer, v.recipient, v.reason, v.recipient))
+		default:
+			c.record(ctx, c.cfg.Identity.Name(), "epoch.complaint_unfounded", "", map[string]any{"epoch": d.epoch, "node": v.recipient, "dealer": v.dealer, "reason": v.reason})
+			found = append(found, fmt.Sprintf("%s's complaint about %s's dealing does not hold: %s", v.recipient, v.dealer, v.reason))
+		}
+		problem := fmt.Sprintf("key epoch %d: %s", d.epoch, found[len(found)-1])
+		cert := d.certs[slices.Index(d.ids, v.guilty)]
+		sum := sha256.Sum256(cert.Raw)
+		if err := c.exclude(ctx, lostMember{ID: v.guilty, Problem: problem, CertSHA256: sum[:]}); err != nil {
+			c.log.Error("could not store the exclusion of a member convicted by a dealing complaint", "node", v.guilty, "err", err)
+		}
+	}
+	if len(found) == 0 {
+		return fmt.Errorf("coordinator: key ceremony epoch %d: install: %w", d.epoch, first)
+	}
+	slices.Sort(found)
+	found = slices.Compact(found)
+	return fmt.Errorf("coordinator: key ceremony epoch %d: %w: %s; convicted nodes are excluded from key epochs until they present a new certificate; install: %w",
+		d.epoch, ErrKeyCheck, strings.Join(found, "; "), first)
+}
+
+// judgeComplaint opens the share dc is about with the secret it reveals
+// and checks it against the dealer's CKG share and images.
+func (c *Coordinator) judgeComplaint(d dealing, recipient string, dc *nodev1.DealingComplaint) verdict {
+	v := verdict{recipient: recipient, dealer: dc.GetDealer()}
+	di := slices.Index(d.sharers, v.dealer)
+	ri := slices.Index(d.ids, recipient)
+	if di < 0 || ri < 0 || d.points[ri] == 0 {
+		v.guilty, v.reason = recipient, fmt.Sprintf("%q is not a dealer of its shares", v.dealer)
+		return v
+	}
+	i := slices.IndexFunc(d.dealt[recipient], func(s *nodev1.DealtShare) bool { return s.GetFromNodeId() == v.dealer })
+	if i < 0 {
+		v.guilty, v.reason = recipient, "no share of that dealer was relayed to it"
+		return v
+	}
+	dealerCert := d.certs[slices.Index(d.ids, v.dealer)]
+	sealed, err := protocol.OpenThresholdShare(dealerCert.PublicKey, d.dealt[recipient][i].GetSealed(), d.epoch, v.dealer, recipient, c.window())
+	if err != nil {
+		v.reason = fmt.Sprintf("the dealer's signed share does not open: %v", err)
+		return v
+	}
+	pt, err := protocol.OpenRevealed(d.certs[ri], dc.GetDhSecret(), protocol.ThresholdShareInfo(d.epoch, v.dealer, recipient), sealed)
+	if err != nil {
+		v.guilty, v.reason = recipient, "the secret it revealed does not open the share"
+		return v
+	}
+	defer clear(pt)
+	err = collective.CheckDealtShare(c.params, d.crs, d.ckg[di], d.images[v.dealer], d.points[ri], pt)
+	switch {
+	case err == nil:
+		v.guilty, v.reason = recipient, "the share it revealed matches the dealer's CKG share and Shamir images"
+	case errors.Is(err, collective.ErrDealing):
+		v.guilty, v.reason = v.dealer, "does not match its CKG share and Shamir images"
+	default:
+		v.reason = err.Error()
+	}
+	return v
+}
