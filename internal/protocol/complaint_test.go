@@ -1,6 +1,7 @@
 package protocol_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hpke"
@@ -73,7 +74,7 @@ func TestDealingSecretOpensOneShare(t *testing.T) {
 	}
 }
 
-func testCert(t *testing.T) (*ecdsa.PrivateKey, *x509.Certificate) {
+func testCert(t testing.TB) (*ecdsa.PrivateKey, *x509.Certificate) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -89,4 +90,41 @@ func testCert(t *testing.T) (*ecdsa.PrivateKey, *x509.Certificate) {
 		t.Fatal(err)
 	}
 	return key, cert
+}
+
+// FuzzOpenRevealed: a revealed secret and a sealed share of any bytes never
+// panic, and open only as the recipient's true secret opens the sealed
+// share the dealer made (any other pair is ErrSecretRefused or an error).
+func FuzzOpenRevealed(f *testing.F) {
+	key, cert := testCert(f)
+	pub, err := key.PublicKey.ECDH()
+	if err != nil {
+		f.Fatal(err)
+	}
+	pk, err := hpke.NewDHKEMPublicKey(pub)
+	if err != nil {
+		f.Fatal(err)
+	}
+	info := protocol.ThresholdShareInfo(1, "node-2", "node-1")
+	sealed, err := hpke.Seal(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), info, []byte("share"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	dh, err := protocol.DealingSecret(key, sealed)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(dh, sealed)
+	f.Add(dh[:31], sealed)
+	f.Add(dh, sealed[:65])
+	f.Add([]byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, d, s []byte) {
+		pt, err := protocol.OpenRevealed(cert, d, info, s)
+		if err != nil {
+			return
+		}
+		if string(pt) != "share" || !bytes.Equal(d, dh) || !bytes.Equal(s, sealed) {
+			t.Fatalf("opened %q with a secret or share other than the true ones", pt)
+		}
+	})
 }
