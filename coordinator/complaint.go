@@ -116,8 +116,12 @@ func (c *Coordinator) judgeComplaint(d dealing, recipient string, dc *nodev1.Dea
 	v := verdict{recipient: recipient, dealer: dc.GetDealer()}
 	di := slices.Index(d.sharers, v.dealer)
 	ri := slices.Index(d.ids, recipient)
-	if di < 0 || ri < 0 || d.points[ri] == 0 {
-		v.guilty, v.reason = recipient, fmt.Sprintf("%q is not a dealer of its shares", v.dealer)
+	switch {
+	case ri < 0 || d.points[ri] == 0:
+		v.guilty, v.reason = recipient, "it is not on the committee, and was dealt no share"
+		return v
+	case di < 0:
+		v.guilty, v.reason = recipient, fmt.Sprintf("%q deals no shares in this ceremony", v.dealer)
 		return v
 	}
 	i := slices.IndexFunc(d.dealt[recipient], func(s *nodev1.DealtShare) bool { return s.GetFromNodeId() == v.dealer })
