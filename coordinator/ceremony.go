@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -276,18 +275,26 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 				members, memberPoints = append(members, nid), append(memberPoints, points[i])
 			}
 		}
-		timgs, err := collective.ThresholdImages(c.params, shares, imgs, memberPoints)
-		switch {
-		case errors.Is(err, collective.ErrThresholdProof):
-			// Too large a committee for the proofs: shares unproven.
-			c.log.Warn("the committee is too large for proofs of threshold key-switch shares; they are unproven in this epoch", "epoch", id, "err", err)
-		case err != nil:
+		// A committee too large for every member's proofs keeps the images
+		// of the points that fit (the smaller ones): the others' shares
+		// are unproven in this epoch.
+		timgs, err := collective.ThresholdImagesWithin(c.params, shares, imgs, memberPoints)
+		if err != nil {
 			return 0, fmt.Errorf("coordinator: key ceremony epoch %d: threshold images: %w", id, err)
-		default:
-			e.ThresholdImages = map[string][]byte{}
-			for i, nid := range members {
-				e.ThresholdImages[nid] = timgs[i]
+		}
+		var unprovable []string
+		for i, nid := range members {
+			if timgs[i] == nil {
+				unprovable = append(unprovable, nid)
+				continue
 			}
+			if e.ThresholdImages == nil {
+				e.ThresholdImages = map[string][]byte{}
+			}
+			e.ThresholdImages[nid] = timgs[i]
+		}
+		if len(unprovable) > 0 {
+			c.log.Warn("the committee is too large for proofs of every member's threshold key-switch shares; these members' are unproven in this epoch", "epoch", id, "members", unprovable)
 		}
 	}
 	for i, nid := range ids {

@@ -453,7 +453,9 @@ func describeDecryptorFailures(e *epoch, candidates []string, failed map[string]
 // decryptors whose shares fail or that cannot prove them, nil when every
 // share is proven (the fault is then a member's limbs, as the refusal
 // says) or the epoch has nothing to prove shares against (stored by a
-// version before the proofs, a committee too large for the images).
+// version before the proofs, a committee too large for the images). In a
+// committee too large for some members' images (the larger points), those
+// decryptors are not asked and cannot be named.
 func (c *Coordinator) nameUnprovenShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, signed []*nodev1.NodeSigned, opened [][][]byte) error {
 	threshold := e.Threshold < len(e.committee())
 	if (threshold && e.ThresholdImages == nil) || (!threshold && e.CKGShares == nil) || len(signed) == 0 || len(opened) != len(signed) {
@@ -481,8 +483,13 @@ func (c *Coordinator) nameUnprovenShares(ctx context.Context, q *query, e *epoch
 		active[i] = e.member(ids[i]).Point
 	}
 	problems := make([]string, len(signed))
+	unprovable := make([]bool, len(signed))
 	c.fanoutEach(ctx, ids, func(ctx context.Context, i int, id string) error {
 		shares := opened[i] // as opened and checked on arrival (OpenKeySwitchRelease)
+		if threshold && e.ThresholdImages[id] == nil {
+			unprovable[i] = true // a point too large for its proofs (ThresholdImagesWithin)
+			return nil
+		}
 		cl, err := c.client(id)
 		if err != nil {
 			problems[i] = "could not be asked to prove its key-switch share: " + err.Error()
@@ -523,7 +530,15 @@ func (c *Coordinator) nameUnprovenShares(ctx context.Context, q *query, e *epoch
 		c.record(ctx, c.cfg.Identity.Name(), "release.share_proof_failed", q.id, map[string]any{"node": ids[i], "reason": p, "asked_after_refused_total": true})
 	}
 	if len(named) == 0 {
-		c.record(ctx, c.cfg.Identity.Name(), "release.shares_proven", q.id, map[string]any{"decryptors": ids})
+		var proven, unchecked []string
+		for i, id := range ids {
+			if unprovable[i] {
+				unchecked = append(unchecked, id)
+			} else {
+				proven = append(proven, id)
+			}
+		}
+		c.record(ctx, c.cfg.Identity.Name(), "release.shares_proven", q.id, map[string]any{"decryptors": proven, "unprovable": unchecked})
 		return nil
 	}
 	return fmt.Errorf("%w: release: the total was refused, and asked to prove their key-switch shares: %s; nothing is released", ErrQueryFailed, strings.Join(named, "; "))

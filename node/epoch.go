@@ -638,7 +638,7 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 		}
 		if errors.Is(err, collective.ErrDealingUncheckable) {
 			if len(received) == 0 {
-				n.log.Warn("the committee's points and threshold are too large to check dealt shares against their images; this epoch's dealing is unchecked", "epoch", e.Epoch, "err", err)
+				n.log.Warn("the committee's points and threshold are too large to check dealt shares against their images; the shares dealt to this member are unchecked in this epoch", "epoch", e.Epoch, "err", err)
 			}
 			err = nil
 		}

@@ -262,26 +262,66 @@ func ThresholdImage(p homomorphic.Params, ckgShares, images [][]byte, x uint64) 
 }
 
 // ThresholdImages is ThresholdImage for each of points, decoding the
-// dealers' images once.
+// dealers' images once. It fails with ErrThresholdProof when any point's
+// image is past what a proof handles (ThresholdImagesWithin leaves those
+// out instead).
 func ThresholdImages(p homomorphic.Params, ckgShares, images [][]byte, points []uint64) ([][]byte, error) {
-	if err := checkParams(p); err != nil {
+	out, t, err := thresholdImages(p, ckgShares, images, points)
+	if err != nil {
 		return nil, err
+	}
+	for j, img := range out {
+		if img == nil {
+			_, err := pointImageBound(points[j], t, len(ckgShares))
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// pointImageBound is the bound on the error of the threshold image of the
+// member at x of a dealing of threshold t by n dealers, or ErrThresholdProof
+// when it is past what a proof of a threshold key-switch share handles.
+func pointImageBound(x uint64, t, n int) (int64, error) {
+	b, err := dealBound(x, t)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrThresholdProof, err)
+	}
+	if b > maxImageBound/int64(n) {
+		return 0, fmt.Errorf("%w: point %d, threshold %d, %d dealers: the image's error reaches %d, over the 2^40 a proof handles", ErrThresholdProof, x, t, n, int64(n)*b)
+	}
+	return int64(n) * b, nil
+}
+
+// ThresholdImagesWithin is ThresholdImages with a nil image for each point
+// past what a proof handles (its member's key-switch shares cannot be
+// proven; larger points weigh the dealers' errors more): a committee too
+// large for every member's proofs keeps those of its smaller points.
+func ThresholdImagesWithin(p homomorphic.Params, ckgShares, images [][]byte, points []uint64) ([][]byte, error) {
+	out, _, err := thresholdImages(p, ckgShares, images, points)
+	return out, err
+}
+
+// thresholdImages is ThresholdImagesWithin, and the dealing's threshold.
+func thresholdImages(p homomorphic.Params, ckgShares, images [][]byte, points []uint64) ([][]byte, int, error) {
+	if err := checkParams(p); err != nil {
+		return nil, 0, err
 	}
 	if err := checkPoints(points); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(ckgShares) == 0 || len(ckgShares) != len(images) {
-		return nil, fmt.Errorf("%w: %d CKG shares and %d images", ErrInvalidArgument, len(ckgShares), len(images))
+		return nil, 0, fmt.Errorf("%w: %d CKG shares and %d images", ErrInvalidArgument, len(ckgShares), len(images))
 	}
 	dealers := make([][]ring.Poly, len(ckgShares))
 	t := 0
 	for i := range ckgShares {
 		imgs, err := dealerImages(p, ckgShares[i], images[i])
 		if err != nil {
-			return nil, fmt.Errorf("dealer %d: %w", i, err)
+			return nil, 0, fmt.Errorf("dealer %d: %w", i, err)
 		}
 		if t != 0 && len(imgs) != t {
-			return nil, fmt.Errorf("%w: dealer %d has threshold %d, another %d", ErrMismatch, i, len(imgs), t)
+			return nil, 0, fmt.Errorf("%w: dealer %d has threshold %d, another %d", ErrMismatch, i, len(imgs), t)
 		}
 		t, dealers[i] = len(imgs), imgs
 	}
@@ -289,13 +329,9 @@ func ThresholdImages(p homomorphic.Params, ckgShares, images [][]byte, points []
 	term := r.NewPoly()
 	out := make([][]byte, len(points))
 	for j, x := range points {
-		b, err := dealBound(x, t)
+		bound, err := pointImageBound(x, t, len(dealers))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrThresholdProof, err)
-		}
-		bound := int64(len(dealers)) * b
-		if b > maxImageBound/int64(len(dealers)) {
-			return nil, fmt.Errorf("%w: point %d, threshold %d, %d dealers: the image's error reaches %d, over the 2^40 a proof handles", ErrThresholdProof, x, t, len(dealers), bound)
+			continue // out[j] stays nil
 		}
 		sum := r.NewPoly()
 		for _, imgs := range dealers {
@@ -303,10 +339,10 @@ func ThresholdImages(p homomorphic.Params, ckgShares, images [][]byte, points []
 			r.Add(sum, term, sum)
 		}
 		if out[j], err = encode(p, polycodec.KindThresholdImage, x, uint64(bound), sum); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return out, nil
+	return out, t, nil
 }
 
 // lagrange is the Lagrange coefficient at 0 of the point x in the set

@@ -236,7 +236,8 @@ func TestThresholdKeySwitchShareProof(t *testing.T) {
 
 // TestThresholdImageBound: the image's error bound grows as K*19*sum x^k;
 // a committee of 10 with T = 6 fits a proof, 30 with T = 20 does not, and
-// an image whose bound does not is refused with ErrThresholdProof.
+// an image whose bound does not is refused with ErrThresholdProof;
+// ThresholdImagesWithin leaves such points out and keeps the others.
 func TestThresholdImageBound(t *testing.T) {
 	p := testParams(t)
 	nw := newNetwork(t, p, 2)
@@ -274,6 +275,17 @@ func TestThresholdImageBound(t *testing.T) {
 	}
 	if _, err := collective.ThresholdImage(p, nw.ckg, [][]byte{imgs, imgs1}, 1<<40); !errors.Is(err, collective.ErrThresholdProof) {
 		t.Fatalf("a point far out: %v", err)
+	}
+	// With such a point among others, ThresholdImages refuses them all;
+	// ThresholdImagesWithin keeps the images of the points that fit, each
+	// ThresholdImage's, and leaves the far one out.
+	mixed := []uint64{1, 1 << 40, 2}
+	if _, err := collective.ThresholdImages(p, nw.ckg, [][]byte{imgs, imgs1}, mixed); !errors.Is(err, collective.ErrThresholdProof) {
+		t.Fatalf("ThresholdImages with a point far out: %v", err)
+	}
+	within, err := collective.ThresholdImagesWithin(p, nw.ckg, [][]byte{imgs, imgs1}, mixed)
+	if err != nil || len(within) != 3 || within[1] != nil || !bytes.Equal(within[0], all[0]) || !bytes.Equal(within[2], all[1]) {
+		t.Fatalf("ThresholdImagesWithin: %d images, the far one %v, %v", len(within), within[1] != nil, err)
 	}
 	// Past 2^58 a share cannot be told from a wrong one: the check says so
 	// (the node then installs the share unchecked) rather than refuse.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -388,5 +389,61 @@ func TestThresholdOneDealsWithoutImages(t *testing.T) {
 	st := runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 2}, time.Minute)
 	if st.GetState() != coordinatorv1.State_STATE_DONE {
 		t.Fatalf("a query in a 1-of-3 epoch: %v %s", st.GetState(), st.GetError())
+	}
+}
+
+// TestLargeCommitteeFallbacks: committees too large for what the checked
+// dealing bounds (crypto.md, "Checked dealing"). The bounds grow with the
+// member's point: with K = 15 and T = 10 the threshold images of the larger
+// points pass the 2^40 a proof of a threshold key-switch share handles,
+// and with K = 21 and T = 14 an honest dealer's errors at the larger points
+// pass 2^58, so that no share dealt to them can be told from a wrong one
+// (they install unchecked). Each epoch installs and releases; asked to
+// prove their shares, the decryptors at small points do, and those past
+// the bound say they have nothing to prove them against (the coordinator
+// keeps the images that fit, ThresholdImagesWithin, and names only those
+// decryptors; a wrong share from the others is refused at the total,
+// unnamed).
+func TestLargeCommitteeFallbacks(t *testing.T) {
+	for _, c := range []struct{ k, threshold int }{{15, 10}, {21, 14}} {
+		t.Run(fmt.Sprintf("K=%d,T=%d", c.k, c.threshold), func(t *testing.T) {
+			data, err := demo.Synthetic(c.k, 60, 11)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nw := startFault(t, demo.Options{Dir: t.TempDir(), Data: data, Threshold: c.threshold, MinNodes: c.threshold})
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			client := dialCoordinator(t, nw, nil)
+			st := runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: int32(c.threshold)}, time.Minute)
+			if st.GetState() != coordinatorv1.State_STATE_DONE {
+				t.Fatalf("query in a %d-of-%d epoch: %v %s", c.threshold, c.k, st.GetState(), st.GetError())
+			}
+			rec, err := client.ReleaseRecord(ctx, st.GetQueryId())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rec.GetDecryptors()) != c.threshold {
+				t.Fatalf("%d decryptors, want %d", len(rec.GetDecryptors()), c.threshold)
+			}
+			nodes := coordinatorClients(t, nw)
+			var proven, unprovable []string
+			for _, d := range rec.GetDecryptors() {
+				id := d.GetNodeId()
+				resp, err := nodes[id].ProveKeySwitch(ctx, &nodev1.ProveKeySwitchRequest{QueryId: st.GetQueryId(), Epoch: rec.GetEpoch(), Sum: rec.GetSum(), TargetPublicKey: rec.GetTargetPublicKey()})
+				switch {
+				case err == nil && len(resp.GetProofs()) == len(rec.GetSum()):
+					proven = append(proven, id)
+				case status.Code(err) == codes.InvalidArgument && strings.Contains(err.Error(), "no CKG share or threshold image of this node to prove its key-switch shares against"):
+					unprovable = append(unprovable, id)
+				default:
+					t.Errorf("%s asked to prove its share: %v", id, err)
+				}
+			}
+			t.Logf("proven: %v; nothing to prove against: %v", proven, unprovable)
+			if len(proven) == 0 || (c.k == 21 && len(unprovable) == 0) {
+				t.Errorf("%d decryptors proved and %d had nothing to prove against; want the small points to prove (and, at K = 21, the large ones not to)", len(proven), len(unprovable))
+			}
+		})
 	}
 }
