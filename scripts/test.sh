@@ -170,6 +170,14 @@ echo "== clients: done in $((SECONDS - clients_start)) s"
 echo "== statistics against published answers (test/stattest; no race detector)"
 go test -count=1 -timeout 15m ./test/stattest/ "$@"
 
+# The system tests that are mostly group or ring arithmetic (the linkage's
+# proofs, the ceremonies of large committees): eight times slower under the
+# race detector, which they skip (test/e2e noRace; TestNoRaceListInStep
+# keeps this list and theirs the same), while other tests drive the same
+# code under it.
+echo "== system tests that are mostly arithmetic (test/e2e; no race detector)"
+go test -count=1 -run '^(TestWrongLinkShareNamed|TestLinkSumsCheckedByDecryptors|TestLinkedReleaseRecord|TestLargeCommitteeFallbacks)$' ./test/e2e/
+
 # test/e2e first: it is the longest package by far (about 15 minutes under
 # the race detector on 2 cores), and go test starts the packages' tests in
 # the order given, so the others now run beside it instead of before it.

@@ -405,6 +405,7 @@ func TestThresholdOneDealsWithoutImages(t *testing.T) {
 // decryptors; a wrong share from the others is refused at the total,
 // unnamed).
 func TestLargeCommitteeFallbacks(t *testing.T) {
+	noRace(t)
 	for _, c := range []struct{ k, threshold int }{{15, 10}, {21, 14}} {
 		t.Run(fmt.Sprintf("K=%d,T=%d", c.k, c.threshold), func(t *testing.T) {
 			data, err := demo.Synthetic(c.k, 60, 11)

@@ -73,6 +73,17 @@ func startFault(t *testing.T, o demo.Options) *demo.Network {
 	return nw
 }
 
+// noRace skips t under the race detector: a test that is mostly group or
+// ring arithmetic (seconds without it, minutes with it), whose concurrency
+// the other tests cover. scripts/test.sh runs these without the detector
+// ("system tests that are mostly arithmetic"); keep its list in step.
+func noRace(t *testing.T) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("mostly arithmetic, eight times slower under the race detector: scripts/test.sh runs it without")
+	}
+}
+
 // resignAs signs payload as member id of the network whose directory is dir,
 // with the binding of s (its kind, query, epoch and signer): what a member
 // that changes one step of the real protocol sends as its own. It panics

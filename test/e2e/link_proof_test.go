@@ -100,6 +100,7 @@ func linkProofSpec() *typesv1.QuerySpec {
 // the coordinator's audit log names the node. The same network, honest,
 // releases the exact count.
 func TestWrongLinkShareNamed(t *testing.T) {
+	noRace(t)
 	dir := t.TempDir()
 	var mode atomic.Value // "", "shift", "no-proof", "finish"
 	mode.Store("")
@@ -444,6 +445,7 @@ func tamperStageOutput(t *testing.T, dir string, s *typesv1.Signed, qid string, 
 // shares), its audit log records the refusal, and nothing is released. The
 // same network, honest, releases the exact count.
 func TestLinkSumsCheckedByDecryptors(t *testing.T) {
+	noRace(t)
 	dir := t.TempDir()
 	var mode atomic.Value // "", "one-payload", "pseudonym", "forged-finish", "forged-stage"
 	mode.Store("")
@@ -591,6 +593,7 @@ func TestLinkSumsCheckedByDecryptors(t *testing.T) {
 // stage) is refused, naming what failed. node-3 stating another result at
 // LinkAttest fails the query, naming node-3, and nothing is released.
 func TestLinkedReleaseRecord(t *testing.T) {
+	noRace(t)
 	dir := t.TempDir()
 	var lie atomic.Bool
 	node3 := func() crypto.Signer {
