@@ -183,11 +183,7 @@ func KeySwitchShareWitness(p homomorphic.Params, sk *homomorphic.SecretKeyShare,
 	if !within(s, 1) || !within(eCKG, ckgErrBound) {
 		return nil, nil, fmt.Errorf("%w: the secret is not this CKG share's", ErrKeySwitchProof)
 	}
-	seeds, err := noiseSeeds(p, sk.RLWE(tok).Value.Q, nonce, c, target, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	u, e1, lo, hi, err := ksNoise(p, seeds)
+	u, e1, lo, hi, err := ksNoise(p, noiseSeeds(p, sk.RLWE(tok).Value.Q, nonce, c, target, nil))
 	if err != nil {
 		return nil, nil, err
 	}

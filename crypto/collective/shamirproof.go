@@ -465,12 +465,12 @@ func ksNoise(p homomorphic.Params, seeds *[2][32]byte) (u, e1, lo, hi []int64, e
 
 // noiseSeeds returns nil for no nonce (fresh randomness), otherwise the
 // seeds switchSeeds derives.
-func noiseSeeds(p homomorphic.Params, secret ring.Poly, nonce []byte, c *rlwe.Ciphertext, target *homomorphic.PublicKey, active []uint64) (*[2][32]byte, error) {
+func noiseSeeds(p homomorphic.Params, secret ring.Poly, nonce []byte, c *rlwe.Ciphertext, target *homomorphic.PublicKey, active []uint64) *[2][32]byte {
 	if nonce == nil {
-		return nil, nil
+		return nil
 	}
 	a, b := switchSeeds(p, secret, nonce, c, target, active)
-	return &[2][32]byte{a, b}, nil
+	return &[2][32]byte{a, b}
 }
 
 // ThresholdKeySwitchShareProven returns the key-switch share of ct towards
@@ -550,11 +550,7 @@ func ThresholdKeySwitchShareWitness(p homomorphic.Params, ts *ThresholdShare, ac
 	if !within(e, bound) {
 		return nil, nil, fmt.Errorf("%w: this member's share is not the one its image fixes (was the dealing checked?)", ErrThresholdProof)
 	}
-	seeds, err := noiseSeeds(p, ts.share.Q, nonce, c, target, active)
-	if err != nil {
-		return nil, nil, err
-	}
-	u, e1, lo, hi, err := ksNoise(p, seeds)
+	u, e1, lo, hi, err := ksNoise(p, noiseSeeds(p, ts.share.Q, nonce, c, target, active))
 	if err != nil {
 		return nil, nil, err
 	}
