@@ -7,6 +7,8 @@ import (
 	mrand "math/rand/v2"
 	"testing"
 
+	"github.com/tuneinsight/lattigo/v5/ring"
+
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/crypto/internal/polycodec"
 	"github.com/fedstat/fedstat/crypto/internal/shortproof"
@@ -55,15 +57,11 @@ func WideErrorShare(p homomorphic.Params, share []byte, log2 int) ([]byte, error
 func ShiftShareForTest(t testing.TB, p homomorphic.Params, share []byte, shift *homomorphic.Ciphertext) []byte {
 	t.Helper()
 	r := p.BGV(tok).RingQ()
-	level := p.BGV(tok).MaxLevel()
-	h0, h1 := r.NewPoly(), r.NewPoly()
-	if _, err := decode(p, polycodec.KindKeySwitchShare, level, share, h0, h1); err != nil {
-		t.Fatal(err)
-	}
+	h0, h1 := decodeShareForTest(t, p, share)
 	c := shift.RLWE(tok)
 	r.Add(h0, c.Value[0], h0)
 	r.Add(h1, c.Value[1], h1)
-	b, err := encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, h0, h1)
+	b, err := encodeAt(p, polycodec.KindKeySwitchShare, p.BGV(tok).MaxLevel(), 0, 0, h0, h1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,14 +158,21 @@ func RingNForTest(p homomorphic.Params) int { return p.BGV(tok).N() }
 // randomness.
 func ShareMaskForTest(t testing.TB, p homomorphic.Params, share []byte) []uint64 {
 	t.Helper()
-	r := p.BGV(tok).RingQ()
-	h0, h1 := r.NewPoly(), r.NewPoly()
-	if _, err := decode(p, polycodec.KindKeySwitchShare, p.BGV(tok).MaxLevel(), share, h0, h1); err != nil {
-		t.Fatal(err)
-	}
+	_, h1 := decodeShareForTest(t, p, share)
 	var out []uint64
 	for _, row := range h1.Coeffs {
 		out = append(out, row...)
 	}
 	return out
+}
+
+// decodeShareForTest decodes a key-switch share at the top level.
+func decodeShareForTest(t testing.TB, p homomorphic.Params, share []byte) (h0, h1 ring.Poly) {
+	t.Helper()
+	r := p.BGV(tok).RingQ()
+	h0, h1 = r.NewPoly(), r.NewPoly()
+	if _, err := decode(p, polycodec.KindKeySwitchShare, p.BGV(tok).MaxLevel(), share, h0, h1); err != nil {
+		t.Fatal(err)
+	}
+	return h0, h1
 }

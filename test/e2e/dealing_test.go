@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -223,19 +222,17 @@ func TestFalseDealingComplaintNamed(t *testing.T) {
 // whose detail key is value.
 func auditCount(t *testing.T, path, action, key, value string) int {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	return auditMatches(t, path, func(e audit.Entry) bool { return e.Action == action && e.Details[key] == value })
+}
+
+// auditMatches counts the entries of the audit log at path that match.
+func auditMatches(t *testing.T, path string, match func(audit.Entry) bool) int {
+	t.Helper()
 	n := 0
-	if err := audit.Scan(f, func(_ int, e audit.Entry) error {
-		if e.Action == action && e.Details[key] == value {
+	for _, e := range auditLog(t, path) {
+		if match(e) {
 			n++
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 	return n
 }
@@ -315,18 +312,9 @@ func TestThresholdShareNamedOnDemand(t *testing.T) {
 	if _, err := client.ReleaseRecord(ctx, st.GetQueryId()); err == nil {
 		t.Error("a release record was kept for a query that released nothing")
 	}
-	f, err := os.Open(filepath.Join(dir, "coordinator", "audit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	named := false
-	if err := audit.Scan(f, func(_ int, e audit.Entry) error {
-		named = named || (e.Action == "release.share_proof_failed" && e.Details["node"] == "node-3" && e.QueryID == st.GetQueryId())
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	named := auditMatches(t, filepath.Join(dir, "coordinator", "audit.log"), func(e audit.Entry) bool {
+		return e.Action == "release.share_proof_failed" && e.Details["node"] == "node-3" && e.QueryID == st.GetQueryId()
+	}) > 0
 	if !named {
 		t.Error("no release.share_proof_failed entry naming node-3 in the coordinator's audit log")
 	}

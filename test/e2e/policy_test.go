@@ -25,7 +25,13 @@ import (
 // auditEntries returns the entries of node i's audit log.
 func auditEntries(t *testing.T, nw *demo.Network, i int) []audit.Entry {
 	t.Helper()
-	f, err := os.Open(filepath.Join(nw.Dir, demo.NodeID(i), "audit.log"))
+	return auditLog(t, filepath.Join(nw.Dir, demo.NodeID(i), "audit.log"))
+}
+
+// auditLog returns the entries of the audit log at path.
+func auditLog(t *testing.T, path string) []audit.Entry {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
