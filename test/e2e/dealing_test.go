@@ -388,10 +388,10 @@ func TestThresholdOneDealsWithoutImages(t *testing.T) {
 // pass 2^58, so that no share dealt to them can be told from a wrong one
 // (they install unchecked). Each epoch installs and releases; asked to
 // prove their shares, the decryptors at small points do, and those past
-// the bound say they have nothing to prove them against (the coordinator
-// keeps the images that fit, ThresholdImagesWithin, and names only those
-// decryptors; a wrong share from the others is refused at the total,
-// unnamed).
+// the bound say they have nothing to prove them against. The coordinator
+// keeps the images that fit (ThresholdImagesWithin): a garbled share from
+// a decryptor at a small point fails the query naming it; one from a
+// decryptor past the bound (K = 21) is refused at the total, unnamed.
 func TestLargeCommitteeFallbacks(t *testing.T) {
 	noRace(t)
 	for _, c := range []struct{ k, threshold int }{{15, 10}, {21, 14}} {
@@ -400,7 +400,31 @@ func TestLargeCommitteeFallbacks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			nw := startFault(t, demo.Options{Dir: t.TempDir(), Data: data, Threshold: c.threshold, MinNodes: c.threshold})
+			dir := t.TempDir()
+			var garble atomic.Value // the node whose released shares are garbled ("" for none)
+			garble.Store("")
+			evil := func(id string) []grpc.ServerOption {
+				return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+					resp, err := h(ctx, req)
+					if err != nil || info.FullMethod != nodev1.NodeService_KeySwitch_FullMethodName || garble.Load() != id {
+						return resp, err
+					}
+					s := resp.(*nodev1.KeySwitchResponse).GetShare()
+					if s == nil {
+						return resp, nil // PREPARE
+					}
+					var payload nodev1.KeySwitchPayload
+					if err := proto.Unmarshal(s.GetPayload(), &payload); err != nil {
+						panic(err)
+					}
+					share := append([]byte(nil), payload.Shares[0]...)
+					share[32+6] ^= 1
+					payload.Shares[0] = share
+					b, _ := proto.Marshal(&payload)
+					return &nodev1.KeySwitchResponse{Share: resignAs(dir, id, s, b)}, nil
+				})}
+			}
+			nw := startFault(t, demo.Options{Dir: dir, Data: data, Threshold: c.threshold, MinNodes: c.threshold, NodeServerOptions: evil})
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			client := dialCoordinator(t, nw, nil)
@@ -431,7 +455,26 @@ func TestLargeCommitteeFallbacks(t *testing.T) {
 			}
 			t.Logf("proven: %v; nothing to prove against: %v", proven, unprovable)
 			if len(proven) == 0 || (c.k == 21 && len(unprovable) == 0) {
-				t.Errorf("%d decryptors proved and %d had nothing to prove against; want the small points to prove (and, at K = 21, the large ones not to)", len(proven), len(unprovable))
+				t.Fatalf("%d decryptors proved and %d had nothing to prove against; want the small points to prove (and, at K = 21, the large ones not to)", len(proven), len(unprovable))
+			}
+			// The coordinator keeps the images that fit: a garbled share
+			// from a decryptor at a small point is named; one from a
+			// decryptor past the bound is refused at the total, unnamed.
+			cases := []string{proven[0]}
+			if len(unprovable) > 0 {
+				cases = append(cases, unprovable[0])
+			}
+			for i, id := range cases {
+				garble.Store(id)
+				st := runDeadline(t, ctx, client, &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: int32(c.threshold)}, time.Minute)
+				garble.Store("")
+				if st.GetState() != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
+					t.Fatalf("%s garbled its share: %v, result %v", id, st.GetState(), st.GetResult())
+				}
+				named := strings.Contains(st.GetError(), id+": its key-switch share of ciphertext 0 failed its proof")
+				if named != (i == 0) {
+					t.Errorf("%s garbled its share (provable: %v): named %v: %s", id, i == 0, named, st.GetError())
+				}
 			}
 		})
 	}
