@@ -129,14 +129,16 @@ func (n *Node) proveKeySwitch(ctx context.Context, req *nodev1.ProveKeySwitchReq
 	if len(req.GetSum()) != len(payload.GetShares()) {
 		return nil, fmt.Errorf("%w: %d ciphertexts in sum, this node switched %d for %s", ErrBadRequest, len(req.GetSum()), len(payload.GetShares()), qid)
 	}
+	// Checked against the record before it is decoded: the coordinator
+	// encodes the sum as this node did (homomorphic.Ciphertext's encoding).
+	if !bytes.Equal(protocol.SumDigest(req.GetSum()), rec.SumDigest) {
+		return nil, fmt.Errorf("%w: sum: not the ciphertexts this node switched for %s", ErrBadRequest, qid)
+	}
 	sum := make([]*homomorphic.Ciphertext, len(req.GetSum()))
 	for i, b := range req.GetSum() {
 		if sum[i], err = homomorphic.UnmarshalCiphertext(e.Params, b); err != nil {
 			return nil, fmt.Errorf("%w: sum ciphertext %d: %v", ErrBadRequest, i, err)
 		}
-	}
-	if d, err := digestOfSum(sum); err != nil || !bytes.Equal(d, rec.SumDigest) {
-		return nil, fmt.Errorf("%w: sum: not the ciphertexts this node switched for %s", ErrBadRequest, qid)
 	}
 	sk, ts, err := n.releaseSecret(e, rec.Points)
 	if err != nil {
