@@ -40,6 +40,11 @@ type partial struct {
 	commitments []byte
 	// ranges is what its range proof is checked against (checkRanges).
 	ranges rangeproof.Item
+	// proofs checks its proofs of encryption: nil when they were checked
+	// as it arrived (a compact release, whose decryptors never see them);
+	// in a full release the decryptors check them and the coordinator runs
+	// proofs only for a partial a decryptor refuses (judgeRefusals).
+	proofs func() error
 }
 
 // collect asks every member of e for its partial of q, waiting at most the
@@ -391,21 +396,35 @@ func (c *Coordinator) partialWindow(qid string, spec *typesv1.QuerySpec) protoco
 // verifyPartial runs the checks of a partial (protocol.OpenPartial):
 // signature by the member's certificate key, binding to this query, epoch
 // and node, freshness, not seen before, the spec it was noised for, the
-// plan's shape and its proofs of encryption. Its range proof is checked
-// with the others' (checkRanges).
+// plan's shape, and that it carries proofs of encryption. Its range proof
+// is checked with the others' (checkRanges). Its proofs of encryption are
+// checked here only for a compact release, whose decryptors see the sum
+// and not the proofs; in a full release every decryptor checks them before
+// it key-switches, and the coordinator checks a partial's only when a
+// decryptor refuses it (judgeRefusals), to name its sender or, when they
+// verify, the decryptor (docs/crypto.md, "Who checks the proofs of
+// encryption").
 func (c *Coordinator) verifyPartial(qid string, spec *typesv1.QuerySpec, e *epoch, mem epochMember, s *typesv1.Signed, shape protocol.PartialShape) (partial, error) {
 	pt, err := protocol.OpenPartial(mem.Cert.PublicKey, s, qid, e.ID, mem.ID, c.partialWindow(qid, spec), shape)
 	if err != nil {
 		return partial{}, fmt.Errorf("partial rejected: %w", err)
 	}
-	// Decryptors verify the proofs again; checked here, a member whose
-	// proof fails is named before any decryptor is asked (the partial set
-	// is fixed by then, so the query fails: revealSet).
-	if err := protocol.CheckEncryptionProofs(c.params, e.PublicKey, pt, qid, e.ID, mem.ID, shape.SpecDigest, c.cfg.CompactRelease); err != nil {
-		return partial{}, fmt.Errorf("partial rejected: %w", err)
+	proofs := func() error {
+		return protocol.CheckEncryptionProofs(c.params, e.PublicKey, pt, qid, e.ID, mem.ID, shape.SpecDigest, c.cfg.CompactRelease)
+	}
+	switch {
+	case c.cfg.CompactRelease:
+		if err := proofs(); err != nil {
+			return partial{}, fmt.Errorf("partial rejected: %w", err)
+		}
+		proofs = nil
+	case len(pt.Ciphertexts) > 0 && len(pt.Proofs) == 0:
+		// No decryptor of a full release takes it (unless its policy
+		// accepts unproven partials, which this coordinator does not).
+		return partial{}, fmt.Errorf("partial rejected: %w", protocol.ErrUnproven)
 	}
 	return partial{node: mem.ID, signed: s, cts: pt.Ciphertexts, plain: pt.Plaintext, version: pt.DataVersion, commitments: pt.RangeCommitments,
-		ranges: protocol.RangeProofItem(pt, qid, e.ID, mem.ID, shape)}, nil
+		ranges: protocol.RangeProofItem(pt, qid, e.ID, mem.ID, shape), proofs: proofs}, nil
 }
 
 // window is how the coordinator judges the time of the messages it

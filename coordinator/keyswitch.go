@@ -173,8 +173,11 @@ func (c *Coordinator) checkCommit(qid string, e *epoch, id string, s *typesv1.Si
 // base (query id, epoch, spec, partials, target key and commitments are
 // set), to the target key (keySwitchShares), and combines their shares.
 // It also returns the decryptors' signed shares (for the release record).
-func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, senders []string) ([]*homomorphic.Ciphertext, []*nodev1.NodeSigned, [][][]byte, error) {
-	shares, signed, err := c.keySwitchShares(ctx, q, e, base, sum, senders)
+//
+// judge checks the partials a decryptor refuses (judgeRefusals); nil for
+// a compact release, whose partials were checked as they arrived.
+func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, senders []string, judge *partialJudge) ([]*homomorphic.Ciphertext, []*nodev1.NodeSigned, [][][]byte, error) {
+	shares, signed, err := c.keySwitchShares(ctx, q, e, base, sum, senders, judge)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("%w: release: %v; nothing was decrypted", ErrQueryFailed, err)
 	}
@@ -203,7 +206,11 @@ func (c *Coordinator) keySwitch(ctx context.Context, q *query, e *epoch, base *n
 // did not complete may have handed out its share and helps with no other
 // set, so it is not asked again. The attempts stop when fewer than T members
 // are left or ctx ends; nothing is decrypted then.
-func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, senders []string) ([][][]byte, []*nodev1.NodeSigned, error) {
+//
+// A decryptor that refuses a partial (a PartialRefusal) has the partial
+// checked by the coordinator (judgeRefusals): a partial that fails ends the
+// attempts naming its sender, as every honest decryptor would refuse it.
+func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, senders []string, judge *partialJudge) ([][][]byte, []*nodev1.NodeSigned, error) {
 	committee := e.committee()
 	target, err := homomorphic.UnmarshalPublicKey(c.params, base.GetTargetPublicKey())
 	if err != nil {
@@ -228,6 +235,10 @@ func (c *Coordinator) keySwitchShares(ctx context.Context, q *query, e *epoch, b
 		sort.Strings(set)
 
 		errs := c.prepare(ctx, set, base)
+		if err := c.judgeRefusals(ctx, q, set, errs, judge); err != nil {
+			c.metrics.releaseAttempts.WithLabelValues("partial_refused").Inc()
+			return nil, nil, err
+		}
 		if c.noteDecryptorFailures(q, attempt, set, errs, failed, "prepare") {
 			c.metrics.releaseAttempts.WithLabelValues("prepare_failed").Inc()
 			continue

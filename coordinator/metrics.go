@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		ceremonyNext: prometheus.NewGauge(prometheus.GaugeOpts{Name: "fedstat_coordinator_key_ceremony_next_attempt_timestamp_seconds",
 			Help: "When the next key ceremony is planned (Unix time; 0 when none is)."}),
 		releaseAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fedstat_coordinator_release_attempts_total",
-			Help: "Release attempts by decryptor set, by outcome (released, prepare_failed, release_failed)."}, []string{"outcome"}),
+			Help: "Release attempts by decryptor set, by outcome (released, prepare_failed, release_failed, partial_refused: a partial the decryptors refused and the coordinator found bad)."}, []string{"outcome"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.queries, m.duration, m.partials, m.epoch, m.ceremonies, m.ceremonyFailures, m.ceremonyNext, m.releaseAttempts)

@@ -17,12 +17,16 @@ import (
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
 
-// TestVerifyPartialChecksProofs: the coordinator's own check of a revealed
-// partial (verifyPartial) passes a partial with its proofs of encryption
-// and refuses one whose proofs are another query's, another member's, of
-// another ciphertext, or missing (unless the coordinator runs compact
-// releases); what the coordinator does with the refusal (the query fails
-// naming the member, nothing decrypted) is revealSet's.
+// TestVerifyPartialChecksProofs: the proofs of encryption of a revealed
+// partial whose proofs are another query's, another member's, of another
+// ciphertext, or unlinked to its commitments fail the coordinator's check:
+// at collection when it runs compact releases (verifyPartial; their
+// decryptors never see the proofs), and otherwise only when a decryptor
+// refuses the partial (its proofs func, which judgeRefusals runs;
+// TestJudgeRefusals). A partial without proofs is refused at collection
+// unless the coordinator runs compact releases. What the coordinator does
+// with a refusal at collection (the query fails naming the member,
+// nothing decrypted) is revealSet's.
 func TestVerifyPartialChecksProofs(t *testing.T) {
 	homomorphic.AllowInsecureForTests()
 	p, err := homomorphic.NewParams(homomorphic.InsecureTestSet)
@@ -121,31 +125,72 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 		}
 		pl.Proofs, pl.RangeCommitments, pl.RangeProof, pl.RangeLink = proofs, rc.Commitments, rc.Proof, link
 	}
-	for name, s := range map[string]*typesv1.Signed{
-		"another query's proofs":                signedPartial(protocol.EncryptionContext("q-0", e.ID, "node-3", shape.SpecDigest), nil),
-		"another member's proofs":               signedPartial(protocol.EncryptionContext("q-1", e.ID, "node-1", shape.SpecDigest), nil),
-		"another ciphertext's":                  signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = alt[0] }),
-		"a truncated proof":                     signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = pl.Proofs[0][:len(pl.Proofs[0])-1] }),
-		"no proofs":                             signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs = nil }),
-		"no link":                               signedPartial(own, func(pl *nodev1.PartialPayload) { pl.RangeLink = nil }),
-		"another partial's link":                signedPartial(own, func(pl *nodev1.PartialPayload) { pl.RangeLink = otherLink }),
-		"(3, 400) behind commitments to (3, 4)": signedPartial(own, liar),
+	for name, mutate := range map[string]struct {
+		ctx    []byte
+		mutate func(*nodev1.PartialPayload)
+	}{
+		"another query's proofs":                {protocol.EncryptionContext("q-0", e.ID, "node-3", shape.SpecDigest), nil},
+		"another member's proofs":               {protocol.EncryptionContext("q-1", e.ID, "node-1", shape.SpecDigest), nil},
+		"another ciphertext's":                  {own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = alt[0] }},
+		"a truncated proof":                     {own, func(pl *nodev1.PartialPayload) { pl.Proofs[0] = pl.Proofs[0][:len(pl.Proofs[0])-1] }},
+		"no proofs":                             {own, func(pl *nodev1.PartialPayload) { pl.Proofs = nil }},
+		"no link":                               {own, func(pl *nodev1.PartialPayload) { pl.RangeLink = nil }},
+		"another partial's link":                {own, func(pl *nodev1.PartialPayload) { pl.RangeLink = otherLink }},
+		"(3, 400) behind commitments to (3, 4)": {own, liar},
 	} {
-		_, err := c.verifyPartial("q-1", spec, e, mem, s, shape)
-		if err == nil || !strings.Contains(err.Error(), "partial rejected") {
-			t.Fatalf("%s: %v, want the partial rejected", name, err)
-		}
-		if name == "no proofs" && !errors.Is(err, protocol.ErrUnproven) {
-			t.Fatalf("no proofs: %v, want ErrUnproven", err)
-		}
-		// Another partial's link: its masks' commitments are not the ones
-		// bound into these proofs of encryption, which fail.
-		if name == "no link" || strings.Contains(name, "behind") {
-			if !errors.Is(err, protocol.ErrUnlinked) {
-				t.Fatalf("%s: %v, want ErrUnlinked", name, err)
+		want := func(how string, err error) {
+			t.Helper()
+			if err == nil {
+				t.Fatalf("%s, %s: passed, want it refused", name, how)
+			}
+			if name == "no proofs" && !errors.Is(err, protocol.ErrUnproven) {
+				t.Fatalf("no proofs, %s: %v, want ErrUnproven", how, err)
+			}
+			// Another partial's link: its masks' commitments are not the
+			// ones bound into these proofs of encryption, which fail.
+			if name == "no link" || strings.Contains(name, "behind") {
+				if !errors.Is(err, protocol.ErrUnlinked) {
+					t.Fatalf("%s, %s: %v, want ErrUnlinked", name, how, err)
+				}
 			}
 		}
+		// A full release: taken at collection (its proofs left to the
+		// decryptors), failing when judged; without proofs, refused.
+		c.cfg.CompactRelease = false
+		pt, err := c.verifyPartial("q-1", spec, e, mem, signedPartial(mutate.ctx, mutate.mutate), shape)
+		if name == "no proofs" {
+			if err == nil || !strings.Contains(err.Error(), "partial rejected") {
+				t.Fatalf("no proofs, full release: %v, want the partial rejected", err)
+			}
+			want("full release, at collection", err)
+		} else {
+			if err != nil {
+				t.Fatalf("%s, full release: %v at collection, want its proofs left to the decryptors", name, err)
+			}
+			if pt.proofs == nil {
+				t.Fatalf("%s, full release: no check of its proofs kept for a refusal", name)
+			}
+			known, jerr := newPartialJudge([]partial{pt}).check("node-3")
+			if !known {
+				t.Fatalf("%s: the judge does not know node-3's partial", name)
+			}
+			want("full release, judged", jerr)
+		}
+		// A compact release: refused at collection (no proofs allowed).
+		c.cfg.CompactRelease = true
+		_, err = c.verifyPartial("q-1", spec, e, mem, signedPartial(mutate.ctx, mutate.mutate), shape)
+		if name == "no proofs" {
+			if err != nil {
+				t.Fatalf("no proofs, compact releases on: %v", err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "partial rejected") {
+			t.Fatalf("%s, compact release: %v, want the partial rejected", name, err)
+		}
+		want("compact release, at collection", err)
 	}
+	c.cfg.CompactRelease = false
 	// A range proof is checked with the others of the set (checkRanges):
 	// node-3's of (3, 400), proven in a range that allows 400, fails the
 	// query naming node-3; with an honest partial beside it, only node-3.
@@ -180,9 +225,5 @@ func TestVerifyPartialChecksProofs(t *testing.T) {
 	}
 	if err := checkRanges([]partial{bare, wide}, true); err == nil || !strings.Contains(err.Error(), "node-3 revealed") {
 		t.Fatalf("a failing proof, range proofs skipped: %v", err)
-	}
-	c.cfg.CompactRelease = true
-	if _, err := c.verifyPartial("q-1", spec, e, mem, signedPartial(own, func(pl *nodev1.PartialPayload) { pl.Proofs = nil }), shape); err != nil {
-		t.Fatalf("no proofs, compact releases on: %v", err)
 	}
 }

@@ -507,7 +507,11 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 		// headers only); nothing writes either once built.
 		sendReq = &nodev1.KeySwitchRequest{QueryId: q.id, Epoch: e.ID, Spec: spec, Partials: signed, Sum: sumBytes, TargetPublicKey: target, Commits: commits}
 	}
-	switched, shares, opened, err := c.keySwitch(releaseCtx, q, e, sendReq, sum, senders)
+	var judge *partialJudge
+	if !c.cfg.CompactRelease {
+		judge = newPartialJudge(parts)
+	}
+	switched, shares, opened, err := c.keySwitch(releaseCtx, q, e, sendReq, sum, senders, judge)
 	if err != nil {
 		return nil, err
 	}

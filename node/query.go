@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
@@ -695,11 +696,11 @@ func (n *Node) openPartials(e *epochState, qid string, req *nodev1.KeySwitchRequ
 			from := ps.GetNodeId()
 			pt, err := protocol.OpenPartial(members[i].Cert.PublicKey, ps.GetSigned(), qid, e.Epoch, from, w, shape)
 			if err != nil {
-				errs[i] = fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
+				errs[i] = refusePartial(from, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err))
 				return
 			}
 			if err := protocol.CheckEncryptionProofs(e.Params, e.PublicKey, pt, qid, e.Epoch, from, shape.SpecDigest, n.cfg.Policy.AcceptUnprovenPartials); err != nil {
-				errs[i] = fmt.Errorf("%w: partial from %s: %v; nothing was key-switched", ErrBadPartial, from, err)
+				errs[i] = refusePartial(from, fmt.Errorf("%w: partial from %s: %v; nothing was key-switched", ErrBadPartial, from, err))
 				return
 			}
 			vectors[i] = pt.Ciphertexts
@@ -725,10 +726,30 @@ func (n *Node) openPartials(e *epochState, qid string, req *nodev1.KeySwitchRequ
 	}
 	for i, err := range protocol.CheckRangeProofs(items, n.cfg.Policy.SkipRangeProofs) {
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: partial from %s: %v; nothing was key-switched", ErrBadPartial, senders[i], err)
+			return nil, nil, refusePartial(senders[i], fmt.Errorf("%w: partial from %s: %v; nothing was key-switched", ErrBadPartial, senders[i], err))
 		}
 	}
 	return vectors, seen, nil
+}
+
+// refusePartial returns err, this decryptor's refusal of from's partial,
+// carrying from as a PartialRefusal detail (rpc.ToStatus sends it): the
+// coordinator, which leaves the proofs of encryption of a full release to
+// the decryptors, checks that partial itself to tell a bad partial from a
+// false refusal (docs/crypto.md, "Who checks the proofs of encryption").
+func refusePartial(from string, err error) error {
+	return &partialRefused{from: from, err: err}
+}
+
+type partialRefused struct {
+	from string
+	err  error
+}
+
+func (p *partialRefused) Error() string { return p.err.Error() }
+func (p *partialRefused) Unwrap() error { return p.err }
+func (p *partialRefused) StatusDetails() []protoadapt.MessageV1 {
+	return []protoadapt.MessageV1{&nodev1.PartialRefusal{NodeId: p.from}}
 }
 
 // compactSum checks the sum of a compact release (docs/crypto.md,

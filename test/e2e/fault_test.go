@@ -294,7 +294,7 @@ const (
 	wrongShape               // validly signed for this query, but more ciphertexts than the plan
 	garbageCipher            // validly signed for this query, the ciphertext bytes are garbage
 	replayedAnswer           // node-3's own signed partial of an earlier query, sent again
-	wrongProof               // committed to and revealed as committed, but its proof of encryption is another query's
+	wrongProof               // committed to and revealed as committed, but its proofs of encryption are another query's
 	beyondPlan               // a proven encryption of this query's plan with a value in a slot beyond the plan's vector
 	outOfRange               // a count of minus a million, committed to and proven in a range wider than the plan's
 	uncommitted              // a count of 5 committed to and proven within the plan's bounds, minus a million encrypted
@@ -381,7 +381,8 @@ func TestFaultMaliciousNode(t *testing.T) {
 	// node would (its count committed to and proven within the plan's
 	// bounds, then encrypted with the commitment's blinding and proven,
 	// under the epoch's key, signed by node-3), with one step changed: in
-	// wrongProof mode the proofs are bound to another query; in beyondPlan
+	// wrongProof mode the proofs of encryption are bound to another query
+	// (its range proof to this one); in beyondPlan
 	// mode the slot after the plan's vector (and its blinding's limbs)
 	// holds 7; in outOfRange mode the count is minus a million, proven in a
 	// range that allows it; in uncommitted mode the commitment and proof
@@ -402,9 +403,10 @@ func TestFaultMaliciousNode(t *testing.T) {
 		}
 		m := faultMode(mode.Load())
 		qid, values, ranges := body.GetQueryId(), make([]int64, p.VectorLen()), protocol.PartialRanges(p)
+		encQid := qid // the query the proofs of encryption are bound to
 		switch m {
 		case wrongProof:
-			qid = "q-somewhere-else"
+			encQid = "q-somewhere-else"
 		case outOfRange:
 			values, ranges = []int64{-1_000_000}, []rangeproof.Range{{Lo: -2_000_000, Hi: 2_000_000}}
 		case uncommitted:
@@ -427,7 +429,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 		case uncommitted:
 			encoded[0] = -1_000_000
 		}
-		ctx := protocol.EncryptionContext(qid, epoch, "node-3", digest)
+		ctx := protocol.EncryptionContext(encQid, epoch, "node-3", digest)
 		cts, proofs, link, err := protocol.EncryptEncoded(nw.Coordinator.Params(), pk, encoded, rc, ctx)
 		if err != nil {
 			panic(err)
@@ -557,7 +559,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 			}),
 		}
 	}
-	nw = startFault(t, demo.Options{Dir: dir, NodeServerOptions: evil})
+	nw = startFault(t, demo.Options{Dir: dir, NodeServerOptions: evil, AuditLogs: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	client := dialCoordinator(t, nw, nil)
@@ -603,23 +605,35 @@ func TestFaultMaliciousNode(t *testing.T) {
 		wantFailedNaming(t, c.name, st, "node-3", "did not reveal the partial committed to", "partial rejected")
 		t.Logf("%s: %s", c.name, st.GetError())
 	}
-	// node-3 commits to a partial whose proof of encryption is another
-	// query's and reveals it as committed: the coordinator's own check of
-	// the proofs (verifyPartial) fails the query naming node-3, before any
-	// decryptor is asked.
+	// node-3 commits to a partial whose proofs of encryption are another
+	// query's and reveals it as committed: the decryptors refuse it at
+	// PREPARE, before any share is made, and the coordinator, checking the
+	// refused partial itself (judgeRefusals), fails the query naming
+	// node-3 (release.partial_refused in its audit log).
+	refusedSoFar := 0
+	partialRefused := func(what string) {
+		t.Helper()
+		refusedSoFar++
+		if n := auditCount(t, filepath.Join(dir, "coordinator", "audit.log"), "release.partial_refused", "node", "node-3"); n != refusedSoFar {
+			t.Errorf("%s: %d release.partial_refused entries naming node-3 in the coordinator's audit log, want %d", what, n, refusedSoFar)
+		}
+	}
 	{
 		st := run(wrongProof, 2)
-		wantFailedNaming(t, "a partial with another query's proof", st, "node-3", "partial rejected", "proof of encryption refused", "nothing was decrypted")
+		wantFailedNaming(t, "a partial with another query's proof", st, "node-3", "partial rejected", "proof of encryption refused",
+			"and by the coordinator's own check", "nothing was decrypted")
+		partialRefused("a partial with another query's proof")
 		t.Logf("a partial with another query's proof: %s", st.GetError())
 	}
 	// node-3 commits to and reveals, as an honest node would, a partial
 	// whose plaintext has a value beyond the plan's vector (and its
 	// limbs), in a padding slot: its proofs of encryption are linked to
-	// the padding's zeros, and the coordinator's check fails the query
-	// naming node-3, before any decryptor is asked.
+	// the padding's zeros; the decryptors refuse it and the coordinator's
+	// check of it fails the query naming node-3.
 	{
 		st := run(beyondPlan, 2)
 		wantFailedNaming(t, "a value beyond the plan's vector", st, "node-3", "partial rejected", "something other than zero in its slots after the values", "nothing was decrypted")
+		partialRefused("a value beyond the plan's vector")
 		t.Logf("a value beyond the plan's vector: %s", st.GetError())
 	}
 	// node-3's values are committed to, proven and linked, but one limb of
@@ -648,12 +662,13 @@ func TestFaultMaliciousNode(t *testing.T) {
 	// node-3 commits to and proves a count of 5, within the plan's bounds,
 	// and encrypts minus a million, its proof of encryption linked to the
 	// commitment to 5: the range proofs verify, the link does not (the
-	// ciphertext's slot is not the committed value), and the coordinator's
-	// own check fails the query naming node-3, before any decryptor is
-	// asked (every decryptor refuses it too: TestCopiedPartialRefused).
+	// ciphertext's slot is not the committed value): the decryptors refuse
+	// it (TestCopiedPartialRefused) and the coordinator's check of it fails
+	// the query naming node-3, before any share is made.
 	{
 		st := run(uncommitted, 2)
 		wantFailedNaming(t, "minus a million behind a commitment to 5", st, "node-3", "partial rejected", "do not encrypt the values it committed to", "nothing was decrypted")
+		partialRefused("minus a million behind a commitment to 5")
 		t.Logf("minus a million behind a commitment to 5: %s", st.GetError())
 	}
 	// Once with min_nodes 3: the query fails, naming node-3.

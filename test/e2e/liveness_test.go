@@ -26,6 +26,7 @@ import (
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/node"
@@ -43,11 +44,14 @@ type keySwitchCall struct {
 }
 
 // keySwitchSpy records the KeySwitch calls every node receives and can make
-// one node fail one phase of them (as if it were unreachable then).
+// one node fail one phase of them (as if it were unreachable then), or
+// refuse at PREPARE the partial of another node as a decryptor that found
+// it bad would (a false refusal: refuse maps the decryptor to the sender).
 type keySwitchSpy struct {
-	mu    sync.Mutex
-	calls []keySwitchCall
-	fail  map[string]nodev1.KeySwitchPhase
+	mu     sync.Mutex
+	calls  []keySwitchCall
+	fail   map[string]nodev1.KeySwitchPhase
+	refuse map[string]string
 }
 
 func (s *keySwitchSpy) options(id string) []grpc.ServerOption {
@@ -63,9 +67,18 @@ func (s *keySwitchSpy) options(id string) []grpc.ServerOption {
 		s.mu.Lock()
 		s.calls = append(s.calls, c)
 		phase, fail := s.fail[id]
+		from, refuse := s.refuse[id]
 		s.mu.Unlock()
 		if fail && phase == ks.GetPhase() {
 			return nil, status.Error(codes.Unavailable, "injected: node unreachable")
+		}
+		if refuse && ks.GetPhase() == nodev1.KeySwitchPhase_KEY_SWITCH_PHASE_PREPARE {
+			st, err := status.New(codes.InvalidArgument, "node: partial rejected: partial from "+from+": injected: its proof of encryption refused").
+				WithDetails(&nodev1.PartialRefusal{NodeId: from})
+			if err != nil {
+				return nil, err
+			}
+			return nil, st.Err()
 		}
 		return h(ctx, req)
 	})}
@@ -173,7 +186,7 @@ func TestTwoStepRelease(t *testing.T) {
 	wantCode(t, "PREPARE over another partial set", err, codes.AlreadyExists, "committed to another set of partials")
 }
 
-// startSpied starts an n-node network (threshold 2, min_nodes m) whose
+// startSpied starts an n-node network (threshold 2, min_nodes m, audit logs) whose
 // nodes report every KeySwitch call to spy; the coordinator takes readiness
 // reports only at its start (so that the decryptors are chosen by id order,
 // and a release failure is found by the release itself).
@@ -183,7 +196,7 @@ func startSpied(t *testing.T, n, m int, spy *keySwitchSpy) *demo.Network {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startFault(t, demo.Options{Data: data, MinNodes: m, NodeServerOptions: spy.options,
+	return startFault(t, demo.Options{Data: data, MinNodes: m, NodeServerOptions: spy.options, AuditLogs: true,
 		CoordinatorConfig: func(c *coordinator.Config) { c.HealthInterval = time.Hour }})
 }
 
@@ -248,6 +261,45 @@ func TestReleaseRetriesAnotherDecryptorSet(t *testing.T) {
 		}
 	}
 	checkOneDebit(t, ctx, nw, st, "node-1", "node-2", "node-3")
+}
+
+// TestFalsePartialRefusal: node-2, a decryptor, refuses node-1's honest
+// partial at PREPARE as if its proof of encryption failed (a
+// PartialRefusal, the real protocol with one step changed). The
+// coordinator, which leaves the proofs of a full release to the
+// decryptors, checks node-1's partial itself, finds it good, and takes the
+// refusal as node-2's failure: the release goes on with {node-1, node-3},
+// node-2's status and the coordinator's audit log
+// (release.refusal_unfounded) say why, and no partial is named.
+func TestFalsePartialRefusal(t *testing.T) {
+	spy := &keySwitchSpy{refuse: map[string]string{"node-2": "node-1"}}
+	nw := startSpied(t, 3, 3, spy)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := runQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery})
+	if err != nil {
+		t.Fatalf("query with node-2 refusing node-1's partial: %v", err)
+	}
+	if got, exact := st.GetResult().GetRows()[0].GetValues()[0].GetValue(), exactTotal(t, nw, st.GetSpec()); st.GetResult().GetNodes() != 3 || math.Abs(got-exact) > 100 {
+		t.Fatalf("released %v from %d partials, exact %v from 3", got, st.GetResult().GetNodes(), exact)
+	}
+	if np := nodeProgress(st, "node-2"); !strings.Contains(np.GetError(), "it refused node-1's partial, whose proofs of encryption the coordinator checked and found good") {
+		t.Errorf("node-2: %q %q; want its refusal found unfounded", np.GetStatus(), np.GetError())
+	}
+	if np := nodeProgress(st, "node-1"); np.GetStatus() != "decrypted" {
+		t.Errorf("node-1: %q %q, want decrypted", np.GetStatus(), np.GetError())
+	}
+	log := filepath.Join(nw.Dir, "coordinator", "audit.log")
+	if n := auditCount(t, log, "release.refusal_unfounded", "node", "node-2"); n != 1 {
+		t.Errorf("%d release.refusal_unfounded entries naming node-2, want 1", n)
+	}
+	if n := auditMatches(t, log, func(e audit.Entry) bool { return e.Action == "release.partial_refused" }); n != 0 {
+		t.Errorf("%d release.partial_refused entries, want none: no partial is bad", n)
+	}
+	want := "[node-1 PREPARE [node-1 node-2] node-2 PREPARE [node-1 node-2] node-1 PREPARE [node-1 node-3] node-3 PREPARE [node-1 node-3] node-1 RELEASE [node-1 node-3] node-3 RELEASE [node-1 node-3]]"
+	if got := fmt.Sprint(sortedCalls(spy.snapshot())); got != want {
+		t.Errorf("KeySwitch calls:\n got %s\nwant %s", got, want)
+	}
 }
 
 // sortedCalls orders calls by step (PREPAREs of an attempt, then its

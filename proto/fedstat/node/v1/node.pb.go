@@ -3064,6 +3064,59 @@ func (x *KeySwitchRequest) GetSum() [][]byte {
 	return nil
 }
 
+// PartialRefusal is a decryptor's refusal of one partial of a release,
+// sent as a detail of its KeySwitch error when that partial fails a check
+// (its signature and binding, its proofs of encryption and their link to
+// its range commitments, or its range proof): node_id is the sender. The
+// coordinator, which does not check the proofs of encryption of a full
+// release itself, checks that partial when a decryptor refuses it: a
+// partial that fails fails the query naming its sender, one that passes
+// makes the refusal the decryptor's fault (docs/crypto.md, "Who checks the
+// proofs of encryption").
+type PartialRefusal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartialRefusal) Reset() {
+	*x = PartialRefusal{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartialRefusal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartialRefusal) ProtoMessage() {}
+
+func (x *PartialRefusal) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartialRefusal.ProtoReflect.Descriptor instead.
+func (*PartialRefusal) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *PartialRefusal) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 // RevealRequest asks a node for its partial of query_id within a fixed set
 // of partials.
 type RevealRequest struct {
@@ -3083,7 +3136,7 @@ type RevealRequest struct {
 
 func (x *RevealRequest) Reset() {
 	*x = RevealRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3095,7 +3148,7 @@ func (x *RevealRequest) String() string {
 func (*RevealRequest) ProtoMessage() {}
 
 func (x *RevealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[40]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3108,7 +3161,7 @@ func (x *RevealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealRequest.ProtoReflect.Descriptor instead.
 func (*RevealRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{40}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RevealRequest) GetQueryId() string {
@@ -3154,7 +3207,7 @@ type RevealResponse struct {
 
 func (x *RevealResponse) Reset() {
 	*x = RevealResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3166,7 +3219,7 @@ func (x *RevealResponse) String() string {
 func (*RevealResponse) ProtoMessage() {}
 
 func (x *RevealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[41]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3179,7 +3232,7 @@ func (x *RevealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevealResponse.ProtoReflect.Descriptor instead.
 func (*RevealResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{41}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RevealResponse) GetPartial() *v1.Signed {
@@ -3213,7 +3266,7 @@ type CommitRequest struct {
 
 func (x *CommitRequest) Reset() {
 	*x = CommitRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3225,7 +3278,7 @@ func (x *CommitRequest) String() string {
 func (*CommitRequest) ProtoMessage() {}
 
 func (x *CommitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[42]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3238,7 +3291,7 @@ func (x *CommitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitRequest.ProtoReflect.Descriptor instead.
 func (*CommitRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{42}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CommitRequest) GetQueryId() string {
@@ -3281,7 +3334,7 @@ type CommitResponse struct {
 
 func (x *CommitResponse) Reset() {
 	*x = CommitResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3293,7 +3346,7 @@ func (x *CommitResponse) String() string {
 func (*CommitResponse) ProtoMessage() {}
 
 func (x *CommitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[43]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3306,7 +3359,7 @@ func (x *CommitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitResponse.ProtoReflect.Descriptor instead.
 func (*CommitResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{43}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CommitResponse) GetCommit() *v1.Signed {
@@ -3341,7 +3394,7 @@ type ReleaseCommitment struct {
 
 func (x *ReleaseCommitment) Reset() {
 	*x = ReleaseCommitment{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[44]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3353,7 +3406,7 @@ func (x *ReleaseCommitment) String() string {
 func (*ReleaseCommitment) ProtoMessage() {}
 
 func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[44]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3366,7 +3419,7 @@ func (x *ReleaseCommitment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseCommitment.ProtoReflect.Descriptor instead.
 func (*ReleaseCommitment) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{44}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ReleaseCommitment) GetDigest() []byte {
@@ -3421,7 +3474,7 @@ type Fingerprint struct {
 
 func (x *Fingerprint) Reset() {
 	*x = Fingerprint{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[45]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3433,7 +3486,7 @@ func (x *Fingerprint) String() string {
 func (*Fingerprint) ProtoMessage() {}
 
 func (x *Fingerprint) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[45]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3446,7 +3499,7 @@ func (x *Fingerprint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fingerprint.ProtoReflect.Descriptor instead.
 func (*Fingerprint) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{45}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Fingerprint) GetValues() []uint64 {
@@ -3475,7 +3528,7 @@ type KeySwitchPayload struct {
 
 func (x *KeySwitchPayload) Reset() {
 	*x = KeySwitchPayload{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3487,7 +3540,7 @@ func (x *KeySwitchPayload) String() string {
 func (*KeySwitchPayload) ProtoMessage() {}
 
 func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[46]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3500,7 +3553,7 @@ func (x *KeySwitchPayload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchPayload.ProtoReflect.Descriptor instead.
 func (*KeySwitchPayload) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{46}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *KeySwitchPayload) GetShares() [][]byte {
@@ -3548,7 +3601,7 @@ type ProveKeySwitchRequest struct {
 
 func (x *ProveKeySwitchRequest) Reset() {
 	*x = ProveKeySwitchRequest{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3560,7 +3613,7 @@ func (x *ProveKeySwitchRequest) String() string {
 func (*ProveKeySwitchRequest) ProtoMessage() {}
 
 func (x *ProveKeySwitchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[47]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3573,7 +3626,7 @@ func (x *ProveKeySwitchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProveKeySwitchRequest.ProtoReflect.Descriptor instead.
 func (*ProveKeySwitchRequest) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{47}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ProveKeySwitchRequest) GetQueryId() string {
@@ -3617,7 +3670,7 @@ type ProveKeySwitchResponse struct {
 
 func (x *ProveKeySwitchResponse) Reset() {
 	*x = ProveKeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[48]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3629,7 +3682,7 @@ func (x *ProveKeySwitchResponse) String() string {
 func (*ProveKeySwitchResponse) ProtoMessage() {}
 
 func (x *ProveKeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[48]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3642,7 +3695,7 @@ func (x *ProveKeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProveKeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*ProveKeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{48}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ProveKeySwitchResponse) GetProofs() [][]byte {
@@ -3672,7 +3725,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[49]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3684,7 +3737,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[49]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3697,7 +3750,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{49}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -3740,7 +3793,7 @@ type StoredRelease struct {
 
 func (x *StoredRelease) Reset() {
 	*x = StoredRelease{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[50]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3752,7 +3805,7 @@ func (x *StoredRelease) String() string {
 func (*StoredRelease) ProtoMessage() {}
 
 func (x *StoredRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[50]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3765,7 +3818,7 @@ func (x *StoredRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRelease.ProtoReflect.Descriptor instead.
 func (*StoredRelease) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{50}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *StoredRelease) GetDigest() []byte {
@@ -4052,7 +4105,9 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"decryptors\x125\n" +
 	"\acommits\x18\a \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\acommits\x125\n" +
 	"\x05phase\x18\b \x01(\x0e2\x1f.fedstat.node.v1.KeySwitchPhaseR\x05phase\x12\x10\n" +
-	"\x03sum\x18\t \x03(\fR\x03sum\"\xaa\x01\n" +
+	"\x03sum\x18\t \x03(\fR\x03sum\")\n" +
+	"\x0ePartialRefusal\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xaa\x01\n" +
 	"\rRevealRequest\x12\x19\n" +
 	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12/\n" +
@@ -4142,7 +4197,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),            // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),               // 1: fedstat.node.v1.LinkSpec
@@ -4185,103 +4240,104 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*EvaluateResponse)(nil),       // 38: fedstat.node.v1.EvaluateResponse
 	(*ApprovalPending)(nil),        // 39: fedstat.node.v1.ApprovalPending
 	(*KeySwitchRequest)(nil),       // 40: fedstat.node.v1.KeySwitchRequest
-	(*RevealRequest)(nil),          // 41: fedstat.node.v1.RevealRequest
-	(*RevealResponse)(nil),         // 42: fedstat.node.v1.RevealResponse
-	(*CommitRequest)(nil),          // 43: fedstat.node.v1.CommitRequest
-	(*CommitResponse)(nil),         // 44: fedstat.node.v1.CommitResponse
-	(*ReleaseCommitment)(nil),      // 45: fedstat.node.v1.ReleaseCommitment
-	(*Fingerprint)(nil),            // 46: fedstat.node.v1.Fingerprint
-	(*KeySwitchPayload)(nil),       // 47: fedstat.node.v1.KeySwitchPayload
-	(*ProveKeySwitchRequest)(nil),  // 48: fedstat.node.v1.ProveKeySwitchRequest
-	(*ProveKeySwitchResponse)(nil), // 49: fedstat.node.v1.ProveKeySwitchResponse
-	(*KeySwitchResponse)(nil),      // 50: fedstat.node.v1.KeySwitchResponse
-	(*StoredRelease)(nil),          // 51: fedstat.node.v1.StoredRelease
-	nil,                            // 52: fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
-	(*v1.QuerySpec)(nil),           // 53: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),              // 54: fedstat.types.v1.Signed
-	(*v1.Result)(nil),              // 55: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),         // 56: fedstat.types.v1.DataSummary
-	(*v1.AnalystSignature)(nil),    // 57: fedstat.types.v1.AnalystSignature
-	(*v11.ReleaseRecord)(nil),      // 58: fedstat.coordinator.v1.ReleaseRecord
-	(*v1.SeriesSpec)(nil),          // 59: fedstat.types.v1.SeriesSpec
+	(*PartialRefusal)(nil),         // 41: fedstat.node.v1.PartialRefusal
+	(*RevealRequest)(nil),          // 42: fedstat.node.v1.RevealRequest
+	(*RevealResponse)(nil),         // 43: fedstat.node.v1.RevealResponse
+	(*CommitRequest)(nil),          // 44: fedstat.node.v1.CommitRequest
+	(*CommitResponse)(nil),         // 45: fedstat.node.v1.CommitResponse
+	(*ReleaseCommitment)(nil),      // 46: fedstat.node.v1.ReleaseCommitment
+	(*Fingerprint)(nil),            // 47: fedstat.node.v1.Fingerprint
+	(*KeySwitchPayload)(nil),       // 48: fedstat.node.v1.KeySwitchPayload
+	(*ProveKeySwitchRequest)(nil),  // 49: fedstat.node.v1.ProveKeySwitchRequest
+	(*ProveKeySwitchResponse)(nil), // 50: fedstat.node.v1.ProveKeySwitchResponse
+	(*KeySwitchResponse)(nil),      // 51: fedstat.node.v1.KeySwitchResponse
+	(*StoredRelease)(nil),          // 52: fedstat.node.v1.StoredRelease
+	nil,                            // 53: fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
+	(*v1.QuerySpec)(nil),           // 54: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),              // 55: fedstat.types.v1.Signed
+	(*v1.Result)(nil),              // 56: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),         // 57: fedstat.types.v1.DataSummary
+	(*v1.AnalystSignature)(nil),    // 58: fedstat.types.v1.AnalystSignature
+	(*v11.ReleaseRecord)(nil),      // 59: fedstat.coordinator.v1.ReleaseRecord
+	(*v1.SeriesSpec)(nil),          // 60: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	53, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	54, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	25, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
 	25, // 7: fedstat.node.v1.LinkStageRequest.commits:type_name -> fedstat.node.v1.NodeSigned
 	25, // 8: fedstat.node.v1.LinkStageRequest.earlier:type_name -> fedstat.node.v1.NodeSigned
-	54, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	53, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	55, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	54, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 11: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	53, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	54, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 13: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 14: fedstat.node.v1.LinkDecryptRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
 	9,  // 15: fedstat.node.v1.LinkDecryptRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
-	53, // 16: fedstat.node.v1.LinkAttestRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	54, // 16: fedstat.node.v1.LinkAttestRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 17: fedstat.node.v1.LinkAttestRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 18: fedstat.node.v1.LinkAttestRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
 	9,  // 19: fedstat.node.v1.LinkAttestRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
 	11, // 20: fedstat.node.v1.LinkAttestRequest.decrypted:type_name -> fedstat.node.v1.LinkDecryptShares
-	54, // 21: fedstat.node.v1.LinkAttestResponse.statement:type_name -> fedstat.types.v1.Signed
-	55, // 22: fedstat.node.v1.LinkReleaseStatement.result:type_name -> fedstat.types.v1.Result
-	56, // 23: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	55, // 21: fedstat.node.v1.LinkAttestResponse.statement:type_name -> fedstat.types.v1.Signed
+	56, // 22: fedstat.node.v1.LinkReleaseStatement.result:type_name -> fedstat.types.v1.Result
+	57, // 23: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	20, // 24: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	21, // 25: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	54, // 26: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	55, // 26: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	24, // 27: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	54, // 28: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	54, // 29: fedstat.node.v1.KeyGenResponse.shamir_images:type_name -> fedstat.types.v1.Signed
-	54, // 30: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	54, // 31: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	54, // 32: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	55, // 28: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	55, // 29: fedstat.node.v1.KeyGenResponse.shamir_images:type_name -> fedstat.types.v1.Signed
+	55, // 30: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	55, // 31: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	55, // 32: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	25, // 33: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	24, // 34: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
 	25, // 35: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
 	25, // 36: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
-	52, // 37: fedstat.node.v1.InstallKeyRequest.ckg_proofs:type_name -> fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
+	53, // 37: fedstat.node.v1.InstallKeyRequest.ckg_proofs:type_name -> fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
 	25, // 38: fedstat.node.v1.InstallKeyRequest.shamir_images:type_name -> fedstat.node.v1.NodeSigned
 	25, // 39: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
-	54, // 40: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	54, // 41: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
-	54, // 42: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
-	54, // 43: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	53, // 44: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	55, // 40: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	55, // 41: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	55, // 42: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
+	55, // 43: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	54, // 44: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 45: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
 	36, // 46: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	57, // 47: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	58, // 47: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
 	35, // 48: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
-	58, // 49: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
-	55, // 50: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
-	59, // 51: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	59, // 49: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
+	56, // 50: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
+	60, // 51: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
 	4,  // 52: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	54, // 53: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	55, // 53: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
 	39, // 54: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	53, // 55: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	54, // 55: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	25, // 56: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	25, // 57: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
 	0,  // 58: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	53, // 59: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	54, // 59: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	25, // 60: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	54, // 61: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	54, // 62: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
-	54, // 63: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	46, // 64: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	54, // 65: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	55, // 61: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	55, // 62: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	55, // 63: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	47, // 64: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	55, // 65: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
 	18, // 66: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
 	22, // 67: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
 	27, // 68: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
 	31, // 69: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
 	26, // 70: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
 	33, // 71: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	41, // 72: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	42, // 72: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
 	40, // 73: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	48, // 74: fedstat.node.v1.NodeService.ProveKeySwitch:input_type -> fedstat.node.v1.ProveKeySwitchRequest
-	43, // 75: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	49, // 74: fedstat.node.v1.NodeService.ProveKeySwitch:input_type -> fedstat.node.v1.ProveKeySwitchRequest
+	44, // 75: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
 	16, // 76: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
 	6,  // 77: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
 	8,  // 78: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
@@ -4293,10 +4349,10 @@ var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	32, // 84: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
 	29, // 85: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
 	38, // 86: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	42, // 87: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	50, // 88: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	49, // 89: fedstat.node.v1.NodeService.ProveKeySwitch:output_type -> fedstat.node.v1.ProveKeySwitchResponse
-	44, // 90: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	43, // 87: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	51, // 88: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	50, // 89: fedstat.node.v1.NodeService.ProveKeySwitch:output_type -> fedstat.node.v1.ProveKeySwitchResponse
+	45, // 90: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
 	17, // 91: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
 	7,  // 92: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
 	9,  // 93: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
@@ -4320,7 +4376,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   52,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
