@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,7 +12,6 @@ import (
 	"github.com/fedstat/fedstat/crypto/envelope"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/crypto/rangeproof"
-	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 	"github.com/fedstat/fedstat/queries/plan"
@@ -239,12 +237,8 @@ func TestCopiedPartialRefused(t *testing.T) {
 	}
 	// Every decryptor's audit log records each refusal, naming node-3.
 	for _, d := range dec {
-		f, err := os.Open(filepath.Join(nw.Dir, d, "audit.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
 		refused := map[string]int{}
-		err = audit.Scan(f, func(_ int, e audit.Entry) error {
+		for _, e := range auditLog(t, filepath.Join(nw.Dir, d, "audit.log")) {
 			reason, _ := e.Details["reason"].(string)
 			if e.Action == "release.refused" && strings.Contains(reason, "node-3") {
 				switch {
@@ -256,11 +250,6 @@ func TestCopiedPartialRefused(t *testing.T) {
 					refused["range"]++
 				}
 			}
-			return nil
-		})
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
 		}
 		if refused["proof"] != 2 || refused["none"] != 1 || refused["range"] != 1 {
 			t.Errorf("%s's audit log: release.refused naming node-3 %v, want 2 for a proof refused, 1 for none and 1 for a range proof refused", d, refused)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/crypto/collective"
 	"github.com/fedstat/fedstat/crypto/homomorphic"
-	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -185,19 +183,11 @@ func TestMalformedCKGShareNamed(t *testing.T) {
 	// accusation, and in node-3's, with its refusal.
 	seedOf := func(path, action string) string {
 		t.Helper()
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
 		seed := ""
-		if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+		for _, e := range auditLog(t, path) {
 			if e.Action == action {
 				seed, _ = e.Details["seed"].(string)
 			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
 		}
 		return seed
 	}
@@ -245,21 +235,7 @@ func TestUnprovenCKGShareNamed(t *testing.T) {
 	if !strings.Contains(problem, "failed its proof of well-formedness") {
 		t.Fatalf("node-3 is not excluded for its unproven share: %v", nw.Coordinator.CeremonyStatus().GetMembers())
 	}
-	f, err := os.Open(filepath.Join(dir, "coordinator", "audit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	found := false
-	if err := audit.Scan(f, func(_ int, e audit.Entry) error {
-		if e.Action == "epoch.ckg_proof_failed" && e.Details["node"] == "node-3" {
-			found = true
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if !found {
+	if auditCount(t, filepath.Join(dir, "coordinator", "audit.log"), "epoch.ckg_proof_failed", "node", "node-3") == 0 {
 		t.Fatal("no epoch.ckg_proof_failed entry naming node-3 in the coordinator's audit log")
 	}
 

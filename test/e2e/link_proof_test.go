@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -19,7 +18,6 @@ import (
 	"github.com/fedstat/fedstat/client"
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/crypto/linkage"
-	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
@@ -195,13 +193,8 @@ func TestWrongLinkShareNamed(t *testing.T) {
 	}
 
 	// The coordinator's audit log names node-3, for each step.
-	f, err := os.Open(filepath.Join(dir, "coordinator", "audit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	steps := map[string]int{}
-	if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+	for _, e := range auditLog(t, filepath.Join(dir, "coordinator", "audit.log")) {
 		if e.Action == "link.share_proof_failed" {
 			s, _ := e.Details["step"].(string)
 			if want := map[string]string{protocol.LinkStepDecrypt: "node-3", protocol.LinkStepFinish: first}[s]; e.Details["node"] != want {
@@ -209,9 +202,6 @@ func TestWrongLinkShareNamed(t *testing.T) {
 			}
 			steps[s]++
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 	if steps[protocol.LinkStepDecrypt] != 2 || steps[protocol.LinkStepFinish] != 1 {
 		t.Errorf("audit log: refusals by step %v, want 2 link-decrypt and 1 link-finish", steps)
@@ -347,39 +337,19 @@ func TestDeviatingStageNamed(t *testing.T) {
 	// this play the tampering is the coordinator's).
 	named := 0
 	for _, id := range []string{"node-1", "node-2"} {
-		f, err := os.Open(filepath.Join(dir, id, "audit.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := audit.Scan(f, func(_ int, e audit.Entry) error {
-			if e.Action == "link.stage_proof_failed" && e.Details["node"] == "node-3" {
-				named++
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
+		named += auditCount(t, filepath.Join(dir, id, "audit.log"), "link.stage_proof_failed", "node", "node-3")
 	}
 	if named != 1 {
 		t.Errorf("the honest stages' audit logs name node-3 %d times, want once", named)
 	}
 	// The coordinator's audit log names node-3 for its own output, and the
 	// stage that refused the forwarded one as unfounded.
-	f, err := os.Open(filepath.Join(dir, "coordinator", "audit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	actions := map[string]string{}
-	if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+	for _, e := range auditLog(t, filepath.Join(dir, "coordinator", "audit.log")) {
 		if e.Action == "link.stage_proof_failed" || e.Action == "link.stage_refusal_unfounded" {
 			actions[e.Action], _ = e.Details["node"].(string)
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
-	f.Close()
 	if actions["link.stage_proof_failed"] != "node-3" || actions["link.stage_refusal_unfounded"] == "" || actions["link.stage_refusal_unfounded"] == "node-3" {
 		t.Errorf("the coordinator's audit log: %v; want node-3's output refused and an honest stage's refusal unfounded", actions)
 	}
@@ -550,20 +520,12 @@ func TestLinkSumsCheckedByDecryptors(t *testing.T) {
 	// The honest decryptors' audit logs record the refusals.
 	actions := map[string]int{}
 	for _, id := range []string{"node-1", "node-2", "node-3"} {
-		f, err := os.Open(filepath.Join(dir, id, "audit.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+		for _, e := range auditLog(t, filepath.Join(dir, id, "audit.log")) {
 			switch e.Action {
 			case "link.sum_refused", "link.share_proof_failed", "link.stage_proof_failed":
 				actions[e.Action]++
 			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
 		}
-		f.Close()
 	}
 	// Two sums refused by the three decryptors; a finish refused by all
 	// three; node-3's output by at least one.
@@ -709,23 +671,15 @@ func TestLinkedReleaseRecord(t *testing.T) {
 	// queries: two released, one refused: 3 each), and the coordinator names
 	// node-3's statement of another result.
 	for _, id := range []string{"node-1", "node-2", "node-3", "coordinator"} {
-		f, err := os.Open(filepath.Join(dir, id, "audit.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
 		attests, mismatch := 0, ""
-		if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+		for _, e := range auditLog(t, filepath.Join(dir, id, "audit.log")) {
 			switch e.Action {
 			case "link.attest":
 				attests++
 			case "link.attest_mismatch":
 				mismatch, _ = e.Details["node"].(string)
 			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
 		}
-		f.Close()
 		switch {
 		case id == "coordinator" && mismatch != "node-3":
 			t.Errorf("the coordinator's audit log names %q for the statement of another result, want node-3", mismatch)

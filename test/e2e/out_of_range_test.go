@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,7 +13,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
-	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/node"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -189,21 +187,7 @@ func TestWrongKeySwitchShareRefused(t *testing.T) {
 		t.Fatalf("honest query after: %v %s", st.GetState(), st.GetError())
 	}
 	// The coordinator's audit log names node-3 for both refusals.
-	f, err := os.Open(filepath.Join(dir, "coordinator", "audit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	named := 0
-	if err := audit.Scan(f, func(_ int, e audit.Entry) error {
-		if e.Action == "release.share_proof_failed" && e.Details["node"] == "node-3" {
-			named++
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if named < 2 {
+	if named := auditCount(t, filepath.Join(dir, "coordinator", "audit.log"), "release.share_proof_failed", "node", "node-3"); named < 2 {
 		t.Fatalf("%d release.share_proof_failed entries naming node-3 in the coordinator's audit log, want one for each refused query", named)
 	}
 }
