@@ -3,8 +3,10 @@ package coordinator
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/sha256"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -125,10 +127,12 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	imageOf := map[string][]byte{}   // opened, by dealer
 	var linkOpened [][]linkage.Point // in committee order, as the nodes aggregate them
 	var linkPoints []uint64
+	var dealingKeys []*nodev1.NodeSigned         // the committee's signed dealing keys
+	dealingKeyOf := map[string]*ecdh.PublicKey{} // opened, by member
 	for i, nid := range ids {
 		if points[i] == 0 {
 			// Off the committee: it makes no key material.
-			if r := resps[i]; r.GetCkgShare() != nil || len(r.GetDealt()) > 0 || r.GetLinkCommitments() != nil || r.GetShamirImages() != nil {
+			if r := resps[i]; r.GetCkgShare() != nil || len(r.GetDealt()) > 0 || r.GetLinkCommitments() != nil || r.GetShamirImages() != nil || r.GetDealingKey() != nil {
 				return 0, fmt.Errorf("coordinator: key ceremony: %s is not on the committee and sent key material", nid)
 			}
 			continue
@@ -163,9 +167,29 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			images = append(images, &nodev1.NodeSigned{NodeId: nid, Signed: si})
 			imageOf[nid] = b
 		}
+		if threshold < k {
+			// Its dealing key, which the dealers seal its shares to in
+			// RevealKeyGen and the coordinator checks a complaint's
+			// evidence against.
+			dk := resps[i].GetDealingKey()
+			if dk == nil {
+				return 0, fmt.Errorf("coordinator: key ceremony: %s sent no dealing key for its threshold shares (a member of a version before dealing keys?)", nid)
+			}
+			pub, err := protocol.OpenDealingKey(certs[i].PublicKey, dk, id, nid, c.window())
+			if err != nil {
+				return 0, fmt.Errorf("coordinator: key ceremony: dealing key of %s: %w", nid, err)
+			}
+			dealingKeys = append(dealingKeys, &nodev1.NodeSigned{NodeId: nid, Signed: dk})
+			dealingKeyOf[nid] = pub
+		}
+		// The linkage-key shares (link_sealed); the threshold shares come
+		// with RevealKeyGen.
 		for _, d := range resps[i].GetDealt() {
 			if d.GetFromNodeId() != nid {
 				return 0, fmt.Errorf("coordinator: key ceremony: %s sent a share labelled from %s", nid, d.GetFromNodeId())
+			}
+			if d.GetSealed() != nil {
+				return 0, fmt.Errorf("coordinator: key ceremony: %s dealt a threshold share before the dealing keys were fixed", nid)
 			}
 			dealt[d.GetToNodeId()] = append(dealt[d.GetToNodeId()], d)
 		}
@@ -190,7 +214,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		sharers[i] = s.GetNodeId()
 	}
 	if err := c.fanout(ctx, sharers, func(ctx context.Context, i int, nid string) error {
-		r, err := clients[nid].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: id, CkgCommitments: signed})
+		r, err := clients[nid].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: id, CkgCommitments: signed, DealingKeys: dealingKeys})
 		revealed[i] = r
 		return err
 	}); err != nil {
@@ -223,6 +247,9 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			c.record(ctx, c.cfg.Identity.Name(), "epoch.ckg_proof_failed", "", map[string]any{"epoch": id, "node": nid, "reason": err.Error()})
 			continue
 		}
+		if err := mergeDealt(dealt, nid, r.GetDealt(), threshold < k, k); err != nil {
+			return 0, fmt.Errorf("coordinator: key ceremony: %w", err)
+		}
 		proofs[nid] = r.GetCkgProof()
 		shares = append(shares, share)
 		signed[i] = &nodev1.NodeSigned{NodeId: nid, Signed: s}
@@ -246,14 +273,48 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	received := make([]int, len(ids))
-	installErrs := c.fanoutEach(ctx, ids, func(ctx context.Context, i int, nid string) error {
-		req := &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits, CkgReveals: reveals, CkgProofs: proofs, ShamirImages: images}
-		received[i] = proto.Size(req)
-		_, err := clients[nid].InstallKey(ctx, req)
-		return err
-	})
-	if err := c.judgeInstall(ctx, dealing{epoch: id, crs: crs, ids: ids, certs: certs, points: points, sharers: sharers, ckg: shares, images: imageOf, dealt: dealt}, installErrs); err != nil {
+	// The committee installs first; the members off it install only with
+	// the committee's statements that it did (a member off the committee
+	// requires threshold of them: node.checkInstalled).
+	installed := make([]*nodev1.NodeSigned, len(ids))
+	install := func(committee bool, stmts []*nodev1.NodeSigned) []error {
+		return c.fanoutEach(ctx, ids, func(ctx context.Context, i int, nid string) error {
+			if (points[i] != 0) != committee {
+				return nil
+			}
+			req := &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits, CkgReveals: reveals, CkgProofs: proofs, ShamirImages: images, Installed: stmts}
+			received[i] = proto.Size(req)
+			resp, err := clients[nid].InstallKey(ctx, req)
+			if err != nil {
+				return err
+			}
+			if committee {
+				named, err := protocol.OpenKeyInstalled(certs[i].PublicKey, resp.GetInstalled(), id, nid, c.window())
+				if err != nil {
+					return fmt.Errorf("its statement that it installed the epoch: %w", err)
+				}
+				if !bytes.Equal(named, protocol.KeyDigest(pkb)) {
+					return errors.New("its statement that it installed the epoch names another public key")
+				}
+				installed[i] = &nodev1.NodeSigned{NodeId: nid, Signed: resp.GetInstalled()}
+			}
+			return nil
+		})
+	}
+	installErrs := install(true, nil)
+	if err := c.judgeInstall(ctx, dealing{epoch: id, crs: crs, ids: ids, certs: certs, points: points, sharers: sharers, ckg: shares, images: imageOf, dealt: dealt, dealingKeys: dealingKeyOf}, installErrs); err != nil {
 		return 0, err
+	}
+	if len(sharers) < len(ids) {
+		var stmts []*nodev1.NodeSigned
+		for _, s := range installed {
+			if s != nil {
+				stmts = append(stmts, s)
+			}
+		}
+		if err := c.judgeInstall(ctx, dealing{epoch: id, ids: ids}, install(false, stmts)); err != nil {
+			return 0, err
+		}
 	}
 	c.step(StepBeforeStore)
 	e := &epoch{ID: id, Threshold: threshold, PublicKey: pk, Link: linkKey, Created: c.cfg.Now(), CRS: crs, CKGShares: map[string][]byte{}}
@@ -690,5 +751,35 @@ func (c *Coordinator) rekey(ctx context.Context, a assessment) error {
 	}
 	c.metrics.ceremonies.WithLabelValues("ok").Inc()
 	c.log.Info("new key epoch", "epoch", id, "reason", a.reason)
+	return nil
+}
+
+// mergeDealt adds dealer's threshold shares, sealed in RevealKeyGen, to
+// dealt (by recipient), into the entry its KeyGen made for the linkage-key
+// share where there is one. With want (threshold below the committee)
+// every dealer must deal one share to each of the k committee members;
+// without, none may.
+func mergeDealt(dealt map[string][]*nodev1.DealtShare, dealer string, shares []*nodev1.DealtShare, want bool, k int) error {
+	switch {
+	case !want && len(shares) > 0:
+		return fmt.Errorf("%s dealt threshold shares in an epoch without threshold sharing", dealer)
+	case want && len(shares) != k:
+		return fmt.Errorf("%s dealt %d threshold shares for a committee of %d", dealer, len(shares), k)
+	}
+	for _, d := range shares {
+		if d.GetFromNodeId() != dealer || d.GetSealed() == nil {
+			return fmt.Errorf("%s sent a threshold share labelled from %q, or an empty one", dealer, d.GetFromNodeId())
+		}
+		to := d.GetToNodeId()
+		i := slices.IndexFunc(dealt[to], func(x *nodev1.DealtShare) bool { return x.GetFromNodeId() == dealer })
+		switch {
+		case i < 0:
+			dealt[to] = append(dealt[to], d)
+		case dealt[to][i].GetSealed() != nil:
+			return fmt.Errorf("%s dealt %s two threshold shares", dealer, to)
+		default:
+			dealt[to][i].Sealed = d.GetSealed()
+		}
+	}
 	return nil
 }

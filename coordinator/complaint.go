@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
@@ -18,15 +19,17 @@ import (
 )
 
 // Complaints about a dealing (docs/crypto.md, "Checked dealing",
-// Complaints). A member whose dealt threshold share opens but does not
-// match its dealer's CKG share and Shamir images refuses to install and
-// sends, with its error, the secret that opens that one sealed share
-// (nodev1.DealingComplaint). The coordinator, which relayed the dealer's
-// signed message, opens the share with it and checks the share itself: the
-// dealer is excluded when the share fails, the complaining member when the
-// secret opens nothing or the share passes. Either way the ceremony fails
-// (a member did not install), and the next one runs without the excluded
-// node.
+// Complaints). A member whose dealt threshold share does not open, or
+// opens and does not match its dealer's CKG share and Shamir images,
+// refuses to install and sends, with its error, the point that opens that
+// one sealed share under its dealing key, with a proof
+// (nodev1.DealingComplaint, protocol.DealingEvidence). The coordinator,
+// which relayed the dealer's signed message and the member's signed
+// dealing key, checks the proof, opens the share and checks it itself: the
+// dealer is excluded when the share does not open or fails, the
+// complaining member when its proof fails or the share passes. Either way
+// the ceremony fails (a member did not install), and the next one runs
+// without the excluded node.
 
 // dealing is what the coordinator judges a complaint with: the ceremony's
 // members (ids, certs, points in the same order), the dealers (sharers)
@@ -42,6 +45,9 @@ type dealing struct {
 	ckg     [][]byte
 	images  map[string][]byte
 	dealt   map[string][]*nodev1.DealtShare
+	// dealingKeys are the committee members' dealing keys, by member: what
+	// a complaint's evidence is checked against.
+	dealingKeys map[string]*ecdh.PublicKey
 }
 
 // verdict is the outcome of one complaint.
@@ -135,9 +141,18 @@ func (c *Coordinator) judgeComplaint(d dealing, recipient string, dc *nodev1.Dea
 		v.reason = fmt.Sprintf("the dealer's signed share does not open: %v", err)
 		return v
 	}
-	pt, err := protocol.OpenRevealed(d.certs[ri], dc.GetDhSecret(), protocol.ThresholdShareInfo(d.epoch, v.dealer, recipient), sealed)
-	if err != nil {
-		v.guilty, v.reason = recipient, "the secret it revealed does not open the share"
+	key := d.dealingKeys[recipient]
+	if key == nil {
+		v.reason = "no dealing key of the recipient to check its evidence against"
+		return v
+	}
+	pt, err := protocol.OpenWithEvidence(key, dc.GetPoint(), dc.GetProof(), protocol.ThresholdShareInfo(d.epoch, v.dealer, recipient), sealed)
+	switch {
+	case errors.Is(err, protocol.ErrShareUnopenable):
+		v.guilty, v.reason = v.dealer, "does not open for its recipient"
+		return v
+	case err != nil:
+		v.guilty, v.reason = recipient, "its evidence does not verify for its dealing key"
 		return v
 	}
 	defer clear(pt)

@@ -27,7 +27,7 @@ func TestComplaintAboutNothingDealt(t *testing.T) {
 		{"node-1", "node-3", `"node-3" deals no shares`},
 		{"node-2", "node-1", "no share of that dealer was relayed to it"},
 	} {
-		v := c.judgeComplaint(d, tc.recipient, &nodev1.DealingComplaint{Dealer: tc.dealer, DhSecret: make([]byte, 32)})
+		v := c.judgeComplaint(d, tc.recipient, &nodev1.DealingComplaint{Dealer: tc.dealer, Point: make([]byte, 65), Proof: make([]byte, 64)})
 		if v.guilty != tc.recipient || !strings.Contains(v.reason, tc.want) {
 			t.Errorf("%s about %s: guilty %q (%s), want %s: %q", tc.recipient, tc.dealer, v.guilty, v.reason, tc.recipient, tc.want)
 		}

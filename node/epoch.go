@@ -6,6 +6,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/hpke"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -69,6 +70,12 @@ func secretName(epoch uint64) string { return "epoch-" + strconv.FormatUint(epoc
 func thresholdName(epoch uint64) string {
 	return "epoch-" + strconv.FormatUint(epoch, 10) + "-threshold"
 }
+
+// dealingKeyName is the keystore name of this member's dealing key of an
+// epoch: the P-256 key its threshold shares are sealed to, made in KeyGen
+// and deleted once they are installed or complained about (docs/crypto.md,
+// "Checked dealing", Complaints).
+func dealingKeyName(epoch uint64) string { return "dealing-" + strconv.FormatUint(epoch, 10) }
 
 // loadEpoch restores the active key epoch and a pending one at start. A
 // pending epoch that cannot be restored is dropped (it was never used: the
@@ -276,6 +283,7 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	if err := n.dealLinkKey(req.GetEpoch(), t, committee, resp); err != nil {
 		return nil, err
 	}
+	var dealing map[uint64][]byte
 	if t < len(committee) {
 		points := make([]uint64, len(committee))
 		for i, m := range committee {
@@ -297,17 +305,18 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 		} else if dealt, err = collective.ThresholdDeal(p, sk, t, points); err != nil {
 			return nil, err
 		}
-		for _, m := range committee {
-			sealed, err := sealTo(m.Cert, protocol.ThresholdShareInfo(req.GetEpoch(), n.id, m.ID), dealt[m.Point])
-			if err != nil {
-				return nil, err
-			}
-			signed, err := protocol.SealThresholdShare(n.cfg.Identity.Key, req.GetEpoch(), n.id, m.ID, sealed, n.cfg.Now())
-			if err != nil {
-				return nil, err
-			}
-			d := dealtTo(resp, m.ID)
-			d.Sealed = signed
+		// The shares are sealed in RevealKeyGen, to the dealing keys every
+		// member signs now: this member's is made for this ceremony.
+		dealing = dealt
+		dk, err := ecdh.P256().GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		if err := n.keys.Put(dealingKeyName(req.GetEpoch()), dk.Bytes()); err != nil {
+			return nil, err
+		}
+		if resp.DealingKey, err = protocol.SealDealingKey(n.cfg.Identity.Key, req.GetEpoch(), n.id, dk.PublicKey().Bytes(), n.cfg.Now()); err != nil {
+			return nil, err
 		}
 	}
 	skb, err := sk.MarshalBinary()
@@ -321,12 +330,19 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	// lost store, and a node refuses to start on them (node/check), so a
 	// crash in between must leave a record without a key (the node then
 	// starts, unable to decrypt in that epoch).
-	e := &epochState{Epoch: req.GetEpoch(), Params: p, Threshold: t, Members: members, CRS: req.GetCrs(), secret: sk, ckgShare: signed, ckgProof: ckgProof}
+	e := &epochState{Epoch: req.GetEpoch(), Params: p, Threshold: t, Members: members, CRS: req.GetCrs(), secret: sk, ckgShare: signed, ckgProof: ckgProof, dealing: dealing}
 	if err := n.saveEpoch(e); err != nil {
 		return nil, err
 	}
 	if err := n.keys.Put(secretName(req.GetEpoch()), skb); err != nil {
 		return nil, err
+	}
+	if old := n.pending; old != nil && old.Epoch != e.Epoch {
+		// The ceremony this one replaces never installed here: its
+		// dealing key opens nothing anyone will send again.
+		if err := n.keys.Delete(dealingKeyName(old.Epoch)); err != nil {
+			n.log.Warn("could not delete the dealing key of an abandoned ceremony", "epoch", old.Epoch, "err", err)
+		}
 	}
 	n.pending = e
 	n.record(ctx, "coordinator", "epoch.keygen", "", map[string]any{"epoch": e.Epoch, "members": len(members), "committee": len(committee), "threshold": t, "on_committee": true})
@@ -450,7 +466,14 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	if len(req.GetPublicKey()) > 0 && string(mine) != string(req.GetPublicKey()) {
 		return nil, fmt.Errorf("%w: the public key sent differs from the aggregate of the signed shares", ErrBadRequest)
 	}
-	if e.onCommittee(n.id) && e.thresholdShared() {
+	if !e.onCommittee(n.id) {
+		if err := checkInstalled(e, req.GetInstalled(), protocol.KeyDigest(mine), n.window(nil)); err != nil {
+			return nil, err
+		}
+	}
+	// An epoch installed already (a repeated InstallKey) keeps the
+	// threshold share it stored; its dealing key is gone.
+	if e.onCommittee(n.id) && e.thresholdShared() && e != n.epoch {
 		image, err := n.installThreshold(e, req.GetDealt(), shares, req.GetShamirImages())
 		if err != nil {
 			var dc *dealingComplaint
@@ -470,6 +493,7 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	}
 	installed := *e
 	installed.PublicKey = pk
+	installed.dealing = nil // its own Shamir shares went out in RevealKeyGen
 	if i := slices.IndexFunc(committee, func(m member) bool { return m.ID == n.id }); i >= 0 {
 		installed.CKGShare = shares[i]
 	}
@@ -489,7 +513,41 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	n.record(ctx, "coordinator", "epoch.installed", "", map[string]any{"epoch": e.Epoch})
 	n.log.Info("key epoch active", "epoch", e.Epoch)
 	go n.advertise()
-	return &nodev1.InstallKeyResponse{}, nil
+	if !e.onCommittee(n.id) {
+		return &nodev1.InstallKeyResponse{}, nil
+	}
+	stmt, err := protocol.SealKeyInstalled(n.cfg.Identity.Key, e.Epoch, n.id, protocol.KeyDigest(mine), n.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	return &nodev1.InstallKeyResponse{Installed: stmt}, nil
+}
+
+// checkInstalled checks that at least e's threshold of its committee
+// members signed that they installed e with the public key of digest:
+// what a member off the committee requires before it installs e and
+// encrypts under its key. A committee member that complained about a
+// dealing never installs, and a complaint opens one share of its
+// ceremony; with threshold statements, one honest committee member at
+// least holds its share, so one honest polynomial stays hidden
+// (docs/crypto.md, "Checked dealing", Complaints).
+func checkInstalled(e *epochState, stmts []*nodev1.NodeSigned, digest []byte, w protocol.Window) error {
+	got := map[string]bool{}
+	for _, s := range stmts {
+		m, ok := e.member(s.GetNodeId())
+		if !ok || m.Point == 0 || got[m.ID] {
+			continue
+		}
+		named, err := protocol.OpenKeyInstalled(m.Cert.PublicKey, s.GetSigned(), e.Epoch, m.ID, w)
+		if err != nil || !bytes.Equal(named, digest) {
+			continue
+		}
+		got[m.ID] = true
+	}
+	if len(got) < e.Threshold {
+		return fmt.Errorf("%w: epoch %d: %d committee members state they installed it with this key, %d (its threshold) are needed before a member off the committee encrypts under it", ErrBadRequest, e.Epoch, len(got), e.Threshold)
+	}
+	return nil
 }
 
 // revealKeyGen sends this committee member's CKG share of the pending
@@ -533,11 +591,53 @@ func (n *Node) revealKeyGen(ctx context.Context, req *nodev1.RevealKeyGenRequest
 	if err != nil {
 		return nil, err
 	}
+	dealt, err := n.sealDealing(e, req.GetDealingKeys())
+	if err != nil {
+		return nil, err
+	}
 	if e.ckgSet == nil {
 		e.ckgSet = digest
 		n.record(ctx, "coordinator", "epoch.revealed", "", map[string]any{"epoch": e.Epoch, "set": fmt.Sprintf("%x", digest)})
 	}
-	return &nodev1.RevealKeyGenResponse{CkgShare: e.ckgShare, Reveal: stmt, CkgProof: e.ckgProof}, nil
+	return &nodev1.RevealKeyGenResponse{CkgShare: e.ckgShare, Reveal: stmt, CkgProof: e.ckgProof, Dealt: dealt}, nil
+}
+
+// sealDealing seals this dealer's Shamir share for every committee member
+// of e to the member's dealing key (keys: every member's signed key) and
+// signs each; nothing when e's threshold is its committee.
+func (n *Node) sealDealing(e *epochState, keys []*nodev1.NodeSigned) ([]*nodev1.DealtShare, error) {
+	if e.dealing == nil {
+		return nil, nil
+	}
+	byMember := map[string]*ecdh.PublicKey{}
+	for _, k := range keys {
+		m, ok := e.member(k.GetNodeId())
+		if !ok || m.Point == 0 || byMember[m.ID] != nil {
+			return nil, fmt.Errorf("%w: epoch %d: a dealing key from %q: not on the committee, or repeated", ErrBadRequest, e.Epoch, k.GetNodeId())
+		}
+		pub, err := protocol.OpenDealingKey(m.Cert.PublicKey, k.GetSigned(), e.Epoch, m.ID, n.window(nil))
+		if err != nil {
+			return nil, fmt.Errorf("%w: epoch %d: the dealing key of %s: %v", ErrBadRequest, e.Epoch, m.ID, err)
+		}
+		byMember[m.ID] = pub
+	}
+	var out []*nodev1.DealtShare
+	for _, m := range e.committee() {
+		pub := byMember[m.ID]
+		if pub == nil {
+			return nil, fmt.Errorf("%w: epoch %d: no dealing key of %s to seal its threshold share to (every committee member's is needed)", ErrBadRequest, e.Epoch, m.ID)
+		}
+		sealed, err := protocol.SealShare(pub, protocol.ThresholdShareInfo(e.Epoch, n.id, m.ID), e.dealing[m.Point])
+		if err != nil {
+			return nil, err
+		}
+		signed, err := protocol.SealThresholdShare(n.cfg.Identity.Key, e.Epoch, n.id, m.ID, sealed, n.cfg.Now())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &nodev1.DealtShare{FromNodeId: n.id, ToNodeId: m.ID, Sealed: signed})
+	}
+	return out, nil
 }
 
 // checkCKGReveals checks that every committee member of e signed a reveal
@@ -615,6 +715,14 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 			return nil, fmt.Errorf("%w: no Shamir images from %s: every dealer's are needed to check its share (a member of a version before checked dealing?)", ErrBadRequest, m.ID)
 		}
 	}
+	dkb, err := n.keys.Get(dealingKeyName(e.Epoch))
+	if err != nil {
+		return nil, fmt.Errorf("%w: epoch %d: this member has no dealing key to open its threshold shares with (it complained about a dealing of this epoch, installed it already, or lost the key): %v", ErrBadRequest, e.Epoch, err)
+	}
+	dk, err := ecdh.P256().NewPrivateKey(dkb)
+	if err != nil {
+		return nil, fmt.Errorf("node: dealing key of epoch %d: %w", e.Epoch, err)
+	}
 	received := make([][]byte, 0, len(committee))
 	seen := map[string]bool{}
 	for _, d := range dealt {
@@ -626,11 +734,14 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 		if err != nil {
 			return nil, fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
 		}
-		// A share that does not open is refused without evidence
-		// (protocol.DealingSecret says why).
-		pt, err := n.openSealed(protocol.ThresholdShareInfo(e.Epoch, from.ID, n.id), sealed)
+		info := protocol.ThresholdShareInfo(e.Epoch, from.ID, n.id)
+		pt, err := protocol.OpenShare(dk, info, sealed)
 		if err != nil {
-			return nil, fmt.Errorf("%w: threshold share from %s: %v", ErrBadRequest, from.ID, err)
+			err = fmt.Errorf("%w: the threshold share %s dealt to %s does not open: %v", ErrBadRequest, from.ID, n.id, err)
+			if from.ID == n.id {
+				return nil, err
+			}
+			return nil, n.complain(e.Epoch, dk, from.ID, sealed, info, err)
 		}
 		di := slices.IndexFunc(committee, func(m member) bool { return m.ID == from.ID })
 		if checked {
@@ -647,7 +758,7 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 			if from.ID == n.id {
 				return nil, err // its own dealing: nothing to complain to anyone about
 			}
-			return nil, n.complain(from.ID, sealed, err)
+			return nil, n.complain(e.Epoch, dk, from.ID, sealed, info, err)
 		}
 		seen[from.ID] = true
 		received = append(received, pt)
@@ -664,7 +775,10 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 		if err != nil {
 			return nil, err
 		}
-		return nil, n.keys.Put(thresholdName(e.Epoch), b)
+		if err := n.keys.Put(thresholdName(e.Epoch), b); err != nil {
+			return nil, err
+		}
+		return nil, n.keys.Delete(dealingKeyName(e.Epoch))
 	}
 	image, err := collective.ThresholdImage(e.Params, ckg, images, self.Point)
 	if errors.Is(err, collective.ErrThresholdProof) {
@@ -678,7 +792,11 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 	if err != nil {
 		return nil, err
 	}
-	return image, n.keys.Put(thresholdName(e.Epoch), b)
+	if err := n.keys.Put(thresholdName(e.Epoch), b); err != nil {
+		return nil, err
+	}
+	// Its shares are installed: the dealing key opens nothing more.
+	return image, n.keys.Delete(dealingKeyName(e.Epoch))
 }
 
 // releaseSecret returns the secret this node uses for a release by the
@@ -722,18 +840,22 @@ func sealTo(cert *x509.Certificate, info, pt []byte) ([]byte, error) {
 }
 
 // complain returns err carrying this member's evidence against dealer
-// (a DealingComplaint: the secret that opens the share sealed, which opened
-// and failed its check), or err alone when the secret cannot be had.
-func (n *Node) complain(dealer string, sealed []byte, err error) error {
-	k, ok := n.cfg.Identity.Key.(*ecdsa.PrivateKey)
-	if !ok {
-		return err
-	}
-	dh, derr := protocol.DealingSecret(k, sealed)
+// (a DealingComplaint: the point that opens sealed, the share dealer
+// sealed to its dealing key dk of epoch, which did not open or failed its
+// check, with a proof: protocol.DealingEvidence), or err alone when the
+// evidence cannot be had. The dealing key is deleted first, durably: a
+// member reveals at most one point per ceremony, and never installs a
+// ceremony it complained about (docs/crypto.md, "Checked dealing",
+// Complaints).
+func (n *Node) complain(epoch uint64, dk *ecdh.PrivateKey, dealer string, sealed, info []byte, err error) error {
+	point, proof, derr := protocol.DealingEvidence(dk, sealed, info)
 	if derr != nil {
 		return err
 	}
-	return &dealingComplaint{c: &nodev1.DealingComplaint{Dealer: dealer, DhSecret: dh}, err: err}
+	if derr := n.keys.Delete(dealingKeyName(epoch)); derr != nil {
+		return fmt.Errorf("%w (its evidence withheld: the dealing key could not be deleted first: %v)", err, derr)
+	}
+	return &dealingComplaint{c: &nodev1.DealingComplaint{Dealer: dealer, Point: point, Proof: proof}, err: err}
 }
 
 // dealingComplaint is a refusal of a dealt share with its evidence, which

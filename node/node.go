@@ -404,6 +404,11 @@ type epochState struct {
 	ckgShare *typesv1.Signed
 	ckgProof []byte // the proof of ckgShare (collective.CKGShareProven)
 	ckgSet   []byte
+	// dealing holds this dealer's Shamir shares of a pending epoch with
+	// threshold below its committee, by recipient point, from KeyGen until
+	// RevealKeyGen seals each to its recipient's dealing key (lost on a
+	// restart, as ckgShare is).
+	dealing map[uint64][]byte
 	// keyCheck is the answer to the epoch's one key-check challenge
 	// (CheckKey), kept in memory until it is opened.
 	keyCheck *keyCheck

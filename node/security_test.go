@@ -363,11 +363,12 @@ func TestCoordinatorStateCannotDecryptPartial(t *testing.T) {
 	}
 }
 
-// TestCoordinatorCannotOpenDealtShares plays a coordinator that starts a key
-// ceremony and keeps the Shamir shares node-1 deals to the other members:
-// they are sealed with HPKE to each recipient's certificate key, so neither
-// the coordinator's key nor another member's opens them; the recipient's
-// does.
+// TestCoordinatorCannotOpenDealtShares plays a coordinator that runs a key
+// ceremony (epoch 100, 2 of 3) up to the dealing and keeps the Shamir
+// shares node-1 deals to the other members: they are sealed with HPKE to
+// each recipient's dealing key of the ceremony, so neither the
+// coordinator's key, another member's dealing key nor the recipient's own
+// certificate key opens them; the recipient's dealing key does.
 func TestCoordinatorCannotOpenDealtShares(t *testing.T) {
 	dir := t.TempDir()
 	nw := startKept(t, dir, 3, 2)
@@ -376,12 +377,43 @@ func TestCoordinatorCannotOpenDealtShares(t *testing.T) {
 	coordID := identity(t, dir, "coordinator")
 	members, crs := ceremonyMembers(t, dir, nw)
 	const epoch = 100
-	resp, err := dialNode(t, nw.Nodes[0].Addr(), coordID, "node-1").KeyGen(ctx, &nodev1.KeyGenRequest{
-		Epoch: epoch, Params: nw.Coordinator.Params().Name(), Crs: crs, Members: members, Threshold: 2})
+	var commitments, dealingKeys []*nodev1.NodeSigned
+	clients := map[string]nodev1.NodeServiceClient{}
+	for _, n := range nw.Nodes {
+		clients[n.ID()] = dialNode(t, n.Addr(), coordID, n.ID())
+		resp, err := clients[n.ID()].KeyGen(ctx, &nodev1.KeyGenRequest{
+			Epoch: epoch, Params: nw.Coordinator.Params().Name(), Crs: crs, Members: members, Threshold: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetDealingKey() == nil {
+			t.Fatalf("%s sent no dealing key in a 2-of-3 ceremony", n.ID())
+		}
+		commitments = append(commitments, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetCkgShare()})
+		dealingKeys = append(dealingKeys, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetDealingKey()})
+	}
+	resp, err := clients["node-1"].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: epoch, CkgCommitments: commitments, DealingKeys: dealingKeys})
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func(id *pki.Identity, info string, ct []byte) error {
+	dealingKey := func(id string) *ecdh.PrivateKey {
+		t.Helper()
+		ks, err := keystore.Open(filepath.Join(dir, id, "keys"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := ks.Get(fmt.Sprintf("dealing-%d", epoch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := ecdh.P256().NewPrivateKey(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	certKey := func(id *pki.Identity) *ecdh.PrivateKey {
+		t.Helper()
 		k, ok := id.Key.(*ecdsa.PrivateKey)
 		if !ok {
 			t.Fatalf("%s key is %T", id.Name(), id.Key)
@@ -390,8 +422,10 @@ func TestCoordinatorCannotOpenDealtShares(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var kx ecdh.KeyExchanger = ek
-		sk, err := hpke.NewDHKEMPrivateKey(kx)
+		return ek
+	}
+	open := func(k *ecdh.PrivateKey, info string, ct []byte) error {
+		sk, err := hpke.NewDHKEMPrivateKey(k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -405,14 +439,17 @@ func TestCoordinatorCannotOpenDealtShares(t *testing.T) {
 		}
 		info := fmt.Sprintf("fedstat threshold share epoch=%d from=%s to=%s", epoch, d.GetFromNodeId(), d.GetToNodeId())
 		ct := d.GetSealed().GetPayload()
-		if err := open(identity(t, dir, "node-2"), info, ct); err != nil {
-			t.Fatalf("control: node-2 cannot open the share dealt to it: %v", err)
+		if err := open(dealingKey("node-2"), info, ct); err != nil {
+			t.Fatalf("control: node-2's dealing key does not open the share dealt to it: %v", err)
 		}
-		if open(coordID, info, ct) == nil {
+		if open(certKey(coordID), info, ct) == nil {
 			t.Fatal("the coordinator's key opens a dealt threshold share")
 		}
-		if open(identity(t, dir, "node-3"), info, ct) == nil {
-			t.Fatal("node-3's key opens the share dealt to node-2")
+		if open(dealingKey("node-3"), info, ct) == nil {
+			t.Fatal("node-3's dealing key opens the share dealt to node-2")
+		}
+		if open(certKey(identity(t, dir, "node-2")), info, ct) == nil {
+			t.Fatal("node-2's certificate key opens the share sealed to its dealing key")
 		}
 		checked++
 	}

@@ -2,129 +2,138 @@ package protocol_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/hpke"
+	"crypto/ecdh"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"testing"
-	"time"
 
 	"github.com/fedstat/fedstat/internal/protocol"
 )
 
-// TestDealingSecretOpensOneShare: the secret a recipient reveals for a
-// share sealed to it opens that share for anyone holding its certificate,
-// and nothing else: a secret off by one bit, the secret of another share
-// sealed to the same recipient, another info (epoch, dealer, recipient)
-// and another recipient's certificate are ErrSecretRefused.
-func TestDealingSecretOpensOneShare(t *testing.T) {
-	key, cert := testCert(t)
-	_, otherCert := testCert(t)
-	seal := func(info []byte, pt string) []byte {
+// TestDealingEvidence: the evidence a recipient reveals about a share
+// sealed to its dealing key opens that share for anyone holding the key's
+// public half, and convicts the right party. A share that does not open
+// (garbage after a good encapsulation, or sealed to another key) is
+// ErrShareUnopenable with true evidence. False evidence is
+// ErrEvidenceRefused: a point off (another share's, or the recipient's
+// point of another key), a proof changed in its challenge or its answer,
+// evidence bound to another share's info, evidence checked against
+// another member's dealing key, a truncated proof. And the evidence opens
+// nothing else: the point of one share does not open another share sealed
+// to the same key.
+func TestDealingEvidence(t *testing.T) {
+	dk := dealingKey(t)
+	other := dealingKey(t)
+	info := protocol.ThresholdShareInfo(4, "node-3", "node-1")
+	seal := func(to *ecdh.PublicKey, info []byte, pt string) []byte {
 		t.Helper()
-		pub, err := key.PublicKey.ECDH()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pk, err := hpke.NewDHKEMPublicKey(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ct, err := hpke.Seal(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), info, []byte(pt))
+		ct, err := protocol.SealShare(to, info, []byte(pt))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return ct
 	}
-	info := protocol.ThresholdShareInfo(4, "node-3", "node-1")
-	sealed := seal(info, "the share node-3 dealt node-1")
-	second := seal(info, "another share")
-	dh, err := protocol.DealingSecret(key, sealed)
-	if err != nil {
-		t.Fatal(err)
+	sealed := seal(dk.PublicKey(), info, "the share node-3 dealt node-1")
+	if pt, err := protocol.OpenShare(dk, info, sealed); err != nil || string(pt) != "the share node-3 dealt node-1" {
+		t.Fatalf("the recipient opens %q, %v", pt, err)
 	}
-	pt, err := protocol.OpenRevealed(cert, dh, info, sealed)
+	evidence := func(sealed, info []byte) (point, proof []byte) {
+		t.Helper()
+		point, proof, err := protocol.DealingEvidence(dk, sealed, info)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return point, proof
+	}
+	point, proof := evidence(sealed, info)
+	pt, err := protocol.OpenWithEvidence(dk.PublicKey(), point, proof, info, sealed)
 	if err != nil || string(pt) != "the share node-3 dealt node-1" {
-		t.Fatalf("the revealed secret opened %q, %v", pt, err)
+		t.Fatalf("the evidence opened %q, %v", pt, err)
 	}
-	flipped := append([]byte(nil), dh...)
-	flipped[0] ^= 1
-	dh2, err := protocol.DealingSecret(key, second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, c := range map[string]struct {
-		cert        *x509.Certificate
-		dh, info, s []byte
-	}{
-		"a secret off by one bit":      {cert, flipped, info, sealed},
-		"another share's secret":       {cert, dh2, info, sealed},
-		"this secret, the other share": {cert, dh, info, second},
-		"another info":                 {cert, dh, protocol.ThresholdShareInfo(5, "node-3", "node-1"), sealed},
-		"another recipient":            {otherCert, dh, info, sealed},
-		"a truncated share":            {cert, dh, info, sealed[:40]},
-	} {
-		if _, err := protocol.OpenRevealed(c.cert, c.dh, c.info, c.s); !errors.Is(err, protocol.ErrSecretRefused) {
-			t.Errorf("%s: %v, want ErrSecretRefused", name, err)
+
+	// Shares that do not open: the dealer's fault, on true evidence.
+	garbled := bytes.Clone(sealed)
+	garbled[len(garbled)-1] ^= 1
+	toOther := seal(other.PublicKey(), info, "sealed to another key")
+	for name, s := range map[string][]byte{"a garbled ciphertext": garbled, "a share sealed to another key": toOther} {
+		if _, err := protocol.OpenShare(dk, info, s); err == nil {
+			t.Fatalf("%s opens for the recipient", name)
+		}
+		p, pr := evidence(s, info)
+		if _, err := protocol.OpenWithEvidence(dk.PublicKey(), p, pr, info, s); !errors.Is(err, protocol.ErrShareUnopenable) {
+			t.Errorf("%s, true evidence: %v, want ErrShareUnopenable", name, err)
 		}
 	}
+
+	// False evidence: the recipient's fault.
+	second := seal(dk.PublicKey(), info, "another share")
+	point2, proof2 := evidence(second, info)
+	otherPoint, otherProof, err := protocol.DealingEvidence(other, sealed, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offChallenge, offAnswer := bytes.Clone(proof), bytes.Clone(proof)
+	offChallenge[31] ^= 1
+	offAnswer[63] ^= 1
+	for name, c := range map[string]struct {
+		key                   *ecdh.PublicKey
+		point, proof, info, s []byte
+	}{
+		"another share's point":          {dk.PublicKey(), point2, proof, info, sealed},
+		"another share's evidence":       {dk.PublicKey(), point2, proof2, info, sealed},
+		"another key's point and proof":  {dk.PublicKey(), otherPoint, otherProof, info, sealed},
+		"a challenge off by one bit":     {dk.PublicKey(), point, offChallenge, info, sealed},
+		"an answer off by one bit":       {dk.PublicKey(), point, offAnswer, info, sealed},
+		"evidence for another info":      {dk.PublicKey(), point, proof, protocol.ThresholdShareInfo(5, "node-3", "node-1"), sealed},
+		"checked against another member": {other.PublicKey(), point, proof, info, sealed},
+		"a truncated proof":              {dk.PublicKey(), point, proof[:40], info, sealed},
+		"no point":                       {dk.PublicKey(), nil, proof, info, sealed},
+	} {
+		if _, err := protocol.OpenWithEvidence(c.key, c.point, c.proof, c.info, c.s); !errors.Is(err, protocol.ErrEvidenceRefused) {
+			t.Errorf("%s: %v, want ErrEvidenceRefused", name, err)
+		}
+	}
+	// The point of one share opens no other share sealed to the key.
+	if _, err := protocol.OpenWithEvidence(dk.PublicKey(), point, proof, info, second); err == nil {
+		t.Error("one share's evidence opened another share")
+	}
 }
 
-func testCert(t testing.TB) (*ecdsa.PrivateKey, *x509.Certificate) {
+func dealingKey(t testing.TB) *ecdh.PrivateKey {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "node-1"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, cert
+	return k
 }
 
-// FuzzOpenRevealed: a revealed secret and a sealed share of any bytes never
-// panic, and open only as the recipient's true secret opens the sealed
-// share the dealer made (any other pair is ErrSecretRefused or an error).
-func FuzzOpenRevealed(f *testing.F) {
-	key, cert := testCert(f)
-	pub, err := key.PublicKey.ECDH()
-	if err != nil {
-		f.Fatal(err)
-	}
-	pk, err := hpke.NewDHKEMPublicKey(pub)
-	if err != nil {
-		f.Fatal(err)
-	}
+// FuzzOpenWithEvidence: evidence and a sealed share of any bytes never
+// panic, and open only as the recipient's true evidence opens the share
+// the dealer made (anything else is refused).
+func FuzzOpenWithEvidence(f *testing.F) {
+	dk := dealingKey(f)
 	info := protocol.ThresholdShareInfo(1, "node-2", "node-1")
-	sealed, err := hpke.Seal(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), info, []byte("share"))
+	sealed, err := protocol.SealShare(dk.PublicKey(), info, []byte("share"))
 	if err != nil {
 		f.Fatal(err)
 	}
-	dh, err := protocol.DealingSecret(key, sealed)
+	point, proof, err := protocol.DealingEvidence(dk, sealed, info)
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(dh, sealed)
-	f.Add(dh[:31], sealed)
-	f.Add(dh, sealed[:65])
-	f.Add([]byte{}, []byte{})
-	f.Fuzz(func(t *testing.T, d, s []byte) {
-		pt, err := protocol.OpenRevealed(cert, d, info, s)
+	f.Add(point, proof, sealed)
+	f.Add(point[:31], proof, sealed)
+	f.Add(point, proof[:63], sealed)
+	f.Add(point, proof, sealed[:65])
+	f.Add([]byte{}, []byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, p, pr, s []byte) {
+		pt, err := protocol.OpenWithEvidence(dk.PublicKey(), p, pr, info, s)
 		if err != nil {
 			return
 		}
-		if string(pt) != "share" || !bytes.Equal(d, dh) || !bytes.Equal(s, sealed) {
-			t.Fatalf("opened %q with a secret or share other than the true ones", pt)
+		if string(pt) != "share" || !bytes.Equal(s, sealed) {
+			t.Fatalf("opened %q from a share other than the dealer's", pt)
 		}
 	})
 }

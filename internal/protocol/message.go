@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdh"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -152,6 +153,8 @@ var (
 	thresholdKind = bytesKind(KindThresholdShare)
 	keyCheckKind  = bytesKind(KindKeyCheck)
 	imagesKind    = bytesKind(KindShamirImages)
+	dealingKind   = bytesKind(KindDealingKey)
+	installedKind = bytesKind(KindKeyInstalled)
 )
 
 // queryBinding is the binding of a message about query queryID of key
@@ -387,6 +390,44 @@ func SealShamirImages(signer crypto.Signer, epoch uint64, node string, images []
 // returns them.
 func OpenShamirImages(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node string, w Window) ([]byte, error) {
 	return imagesKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
+}
+
+// SealDealingKey signs node's dealing key of epoch (an uncompressed P-256
+// point: docs/crypto.md, "Checked dealing", Complaints).
+func SealDealingKey(signer crypto.Signer, epoch uint64, node string, key []byte, now time.Time) (*typesv1.Signed, error) {
+	return dealingKind.seal(signer, queryBinding(EpochQueryID(epoch), epoch, node), key, now)
+}
+
+// OpenDealingKey verifies node's signed dealing key of epoch and returns it.
+func OpenDealingKey(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node string, w Window) (*ecdh.PublicKey, error) {
+	b, err := dealingKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ecdh.P256().NewPublicKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: dealing key of %s: %w", node, err)
+	}
+	return k, nil
+}
+
+// KeyDigest is the digest of an epoch's public key (its encoding) that a
+// committee member's statement that it installed the epoch names.
+func KeyDigest(publicKey []byte) []byte {
+	d := sha256.Sum256(append([]byte("fedstat/key-installed/v1\x00"), publicKey...))
+	return d[:]
+}
+
+// SealKeyInstalled signs node's statement that it installed epoch, whose
+// public key has digest (KeyDigest).
+func SealKeyInstalled(signer crypto.Signer, epoch uint64, node string, digest []byte, now time.Time) (*typesv1.Signed, error) {
+	return installedKind.seal(signer, queryBinding(EpochQueryID(epoch), epoch, node), digest, now)
+}
+
+// OpenKeyInstalled verifies node's statement that it installed epoch and
+// returns the key digest it names.
+func OpenKeyInstalled(pub crypto.PublicKey, s *typesv1.Signed, epoch uint64, node string, w Window) ([]byte, error) {
+	return installedKind.open(pub, s, queryBinding(EpochQueryID(epoch), epoch, node), w)
 }
 
 // OpenKeySwitchPayload is OpenKeySwitchShare returning the whole payload:

@@ -38,6 +38,14 @@ const (
 	// coefficients (collective.ThresholdDealChecked), which every
 	// recipient checks its share against.
 	KindShamirImages = "shamir-images"
+	// KindDealingKey is a committee member's public key for the threshold
+	// shares dealt to it in one key ceremony (DHKEM(P-256), made for that
+	// ceremony), which the dealers seal its shares to.
+	KindDealingKey = "dealing-key"
+	// KindKeyInstalled is a committee member's statement that it installed
+	// an epoch (over KeyDigest of its public key), which a member off the
+	// committee requires of threshold committee members before it installs.
+	KindKeyInstalled = "key-installed"
 )
 
 // EpochQueryID is the query id that binds key-ceremony messages of an epoch.

@@ -2,7 +2,8 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
+	"crypto/ecdh"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -20,7 +21,6 @@ import (
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
 	"github.com/fedstat/fedstat/internal/audit"
-	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/node"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
@@ -105,12 +105,7 @@ func TestBadDealingNamed(t *testing.T) {
 		t.Errorf("an honest member was named: %v", err)
 	}
 	t.Logf("refused: %v", err)
-	excluded := map[string]string{}
-	for _, m := range nw.Coordinator.CeremonyStatus().GetMembers() {
-		if m.GetExcluded() {
-			excluded[m.GetNodeId()] = m.GetProblem()
-		}
-	}
+	excluded := excludedMembers(nw)
 	if len(excluded) != 1 || !strings.Contains(excluded["node-3"], "node-3 dealt") {
 		t.Fatalf("excluded after the ceremony: %v; want node-3 alone, for its dealing", excluded)
 	}
@@ -131,31 +126,49 @@ func TestBadDealingNamed(t *testing.T) {
 
 // TestFalseDealingComplaintNamed: in a 2-of-3 epoch every dealer is honest,
 // and node-1 runs the real key ceremony with one step changed: it refuses
-// to install, complaining that node-2's share to it fails its check. With
-// the right secret the coordinator opens node-2's share, finds it matches
-// node-2's images, and convicts node-1 of an unfounded complaint; with a
-// secret that is not the share's it opens nothing and convicts node-1 all
-// the same. Either way node-2, the honest dealer, is not excluded; node-1
-// is (audit epoch.complaint_unfounded), and the next ceremony runs
-// without it. Before, a member's complaint was its word, and the
-// coordinator could not tell the dealer's fault from a lie.
+// to install, complaining that node-2's share to it fails its check, with
+// evidence made with its dealing key (the test holds that key: node-1's
+// signed dealing key is replaced by one the test made, signed as node-1).
+// With true evidence the coordinator opens node-2's share, finds it
+// matches node-2's images, and convicts node-1 of an unfounded complaint;
+// with a proof off by one bit the evidence does not verify and convicts
+// node-1 all the same. Either way node-2, the honest dealer, is not
+// excluded; node-1 is (audit epoch.complaint_unfounded), and the next
+// ceremony runs without it.
 func TestFalseDealingComplaintNamed(t *testing.T) {
 	for _, c := range []struct {
 		name, want string
 		garble     bool
 	}{
-		{"the share's secret", "the share it revealed matches the dealer's CKG share and Shamir images", false},
-		{"another secret", "the secret it revealed does not open the share", true},
+		{"true evidence", "the share it revealed matches the dealer's CKG share and Shamir images", false},
+		{"a proof off by one bit", "its evidence does not verify for its dealing key", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			var armed atomic.Bool
+			dk, err := ecdh.P256().GenerateKey(rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
 			liar := func(id string) []grpc.ServerOption {
 				if id != "node-1" {
 					return nil
 				}
 				return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-					if info.FullMethod != nodev1.NodeService_InstallKey_FullMethodName || !armed.Load() {
+					if !armed.Load() {
+						return h(ctx, req)
+					}
+					switch info.FullMethod {
+					case nodev1.NodeService_KeyGen_FullMethodName:
+						resp, err := h(ctx, req)
+						if err != nil {
+							return resp, err
+						}
+						r := resp.(*nodev1.KeyGenResponse)
+						r.DealingKey = resignAs(dir, "node-1", r.GetDealingKey(), dk.PublicKey().Bytes())
+						return r, nil
+					case nodev1.NodeService_InstallKey_FullMethodName:
+					default:
 						return h(ctx, req)
 					}
 					r := req.(*nodev1.InstallKeyRequest)
@@ -163,19 +176,15 @@ func TestFalseDealingComplaintNamed(t *testing.T) {
 					if i < 0 {
 						panic("no share of node-2 dealt to node-1")
 					}
-					id, err := pki.LoadIdentityDir(filepath.Join(dir, "pki"), "node-1")
-					if err != nil {
-						panic(err)
-					}
-					dh, err := protocol.DealingSecret(id.Key.(*ecdsa.PrivateKey), r.GetDealt()[i].GetSealed().GetPayload())
+					point, proof, err := protocol.DealingEvidence(dk, r.GetDealt()[i].GetSealed().GetPayload(), protocol.ThresholdShareInfo(r.GetEpoch(), "node-2", "node-1"))
 					if err != nil {
 						panic(err)
 					}
 					if c.garble {
-						dh[0] ^= 1
+						proof[63] ^= 1
 					}
 					st, err := status.New(codes.InvalidArgument, "node-1: the threshold share node-2 dealt to node-1 does not match node-2's CKG share and Shamir images (a lie)").
-						WithDetails(&nodev1.DealingComplaint{Dealer: "node-2", DhSecret: dh})
+						WithDetails(&nodev1.DealingComplaint{Dealer: "node-2", Point: point, Proof: proof})
 					if err != nil {
 						panic(err)
 					}
@@ -186,7 +195,7 @@ func TestFalseDealingComplaintNamed(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			armed.Store(true)
-			_, err := nw.Coordinator.KeyCeremony(ctx)
+			_, err = nw.Coordinator.KeyCeremony(ctx)
 			if !errors.Is(err, coordinator.ErrKeyCheck) || !strings.Contains(err.Error(), "node-1's complaint about node-2's dealing does not hold: "+c.want) {
 				t.Fatalf("ceremony with node-1's false complaint: %v", err)
 			}
@@ -194,11 +203,7 @@ func TestFalseDealingComplaintNamed(t *testing.T) {
 				t.Errorf("node-2, an honest dealer, was convicted: %v", err)
 			}
 			t.Logf("refused: %v", err)
-			excluded := map[string]bool{}
-			for _, m := range nw.Coordinator.CeremonyStatus().GetMembers() {
-				excluded[m.GetNodeId()] = m.GetExcluded()
-			}
-			if !excluded["node-1"] || excluded["node-2"] || excluded["node-3"] {
+			if excluded := excludedMembers(nw); len(excluded) != 1 || excluded["node-1"] == "" {
 				t.Fatalf("excluded: %v; want node-1 alone", excluded)
 			}
 			if n := auditCount(t, filepath.Join(dir, "coordinator", "audit.log"), "epoch.complaint_unfounded", "node", "node-1"); n != 1 {
@@ -216,6 +221,86 @@ func TestFalseDealingComplaintNamed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUnopenableShareNamed: in a 2-of-3 epoch node-3 runs the real key
+// ceremony with one step changed: the threshold share it seals to node-1
+// does not open (one byte of its ciphertext changed after sealing, the
+// message signed again as node-3). node-1 cannot open it and refuses to
+// install with its evidence, the point of that share's encapsulation
+// under its dealing key with a proof; it deletes its dealing key first (a
+// member reveals one point per ceremony). The coordinator checks the
+// proof, finds that the share does not open, and convicts node-3: the
+// ceremony fails naming node-3, neither honest member, node-3 is excluded
+// (audit epoch.dealing_refused), and the next ceremony runs without it.
+// Before dealing keys, a share that did not open was refused without
+// evidence (revealing the secret of the certificate key could open another
+// dealer's share), and the ceremony failed naming no one.
+func TestUnopenableShareNamed(t *testing.T) {
+	dir := t.TempDir()
+	var armed atomic.Bool
+	evil := func(id string) []grpc.ServerOption {
+		if id != "node-3" {
+			return nil
+		}
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			resp, err := h(ctx, req)
+			if err != nil || info.FullMethod != nodev1.NodeService_RevealKeyGen_FullMethodName || !armed.Load() {
+				return resp, err
+			}
+			r := resp.(*nodev1.RevealKeyGenResponse)
+			for _, d := range r.GetDealt() {
+				if d.GetToNodeId() == "node-1" {
+					sealed := slices.Clone(d.GetSealed().GetPayload())
+					sealed[len(sealed)-1] ^= 1
+					d.Sealed = resignAs(dir, "node-3", d.GetSealed(), sealed)
+				}
+			}
+			return r, nil
+		})}
+	}
+	nw := startFault(t, demo.Options{Dir: dir, Threshold: 2, NodeServerOptions: evil, AuditLogs: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	armed.Store(true)
+	_, err := nw.Coordinator.KeyCeremony(ctx)
+	want := "node-3 dealt node-1 a threshold share that does not open for its recipient (opened and checked by the coordinator from node-1's evidence)"
+	if !errors.Is(err, coordinator.ErrKeyCheck) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("ceremony with node-3's unopenable share to node-1: %v; want node-3 convicted on node-1's evidence", err)
+	}
+	if strings.Contains(err.Error(), "complaint") {
+		t.Errorf("an honest member's complaint was found unfounded: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	if excluded := excludedMembers(nw); len(excluded) != 1 || excluded["node-3"] == "" {
+		t.Fatalf("excluded: %v; want node-3 alone", excluded)
+	}
+	if n := auditCount(t, filepath.Join(dir, "coordinator", "audit.log"), "epoch.dealing_refused", "node", "node-3"); n != 1 {
+		t.Errorf("%d epoch.dealing_refused entries naming node-3 in the coordinator's audit log, want 1", n)
+	}
+	// node-1 deleted the dealing key it revealed a point of (its key
+	// files are there, the dealing key is not).
+	if shares, _ := filepath.Glob(filepath.Join(dir, "node-1", "keys", "epoch-*.secret")); len(shares) == 0 {
+		t.Fatalf("no key files of node-1 in %s", filepath.Join(dir, "node-1", "keys"))
+	}
+	left, err := filepath.Glob(filepath.Join(dir, "node-1", "keys", "dealing-*.secret"))
+	if err != nil || len(left) != 0 {
+		t.Errorf("node-1's dealing keys left after its complaint: %v (%v)", left, err)
+	}
+	armed.Store(false)
+	releasesWithoutNode3(t, ctx, nw)
+}
+
+// excludedMembers is the members the coordinator excludes from key
+// epochs, with the problem it records for each.
+func excludedMembers(nw *demo.Network) map[string]string {
+	out := map[string]string{}
+	for _, m := range nw.Coordinator.CeremonyStatus().GetMembers() {
+		if m.GetExcluded() {
+			out[m.GetNodeId()] = m.GetProblem()
+		}
+	}
+	return out
 }
 
 // auditCount counts the entries of the audit log at path with action
@@ -477,5 +562,57 @@ func TestLargeCommitteeFallbacks(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOffCommitteeWaitsForCommittee: a member off the decryption committee
+// (4 nodes, committee 3, threshold 2) installs an epoch only with the
+// statements of at least threshold committee members that they installed
+// it with the same key: a complaint about a dealing opens one share of its
+// ceremony and its member never installs, so an epoch no honest committee
+// member holds a share of could be one whose secret is known (crypto.md,
+// "Checked dealing", Complaints). The coordinator's one change here: it
+// sends the member off the committee none of the statements, or one. The
+// member refuses, the ceremony fails; sent all three, it installs.
+func TestOffCommitteeWaitsForCommittee(t *testing.T) {
+	data, err := demo.Synthetic(4, 100, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep atomic.Int32
+	keep.Store(-1) // -1: as sent
+	strip := func(id string) []grpc.ServerOption {
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if r, ok := req.(*nodev1.InstallKeyRequest); ok && len(r.GetInstalled()) > 0 && keep.Load() >= 0 {
+				r = proto.Clone(r).(*nodev1.InstallKeyRequest)
+				r.Installed = r.Installed[:keep.Load()]
+				return h(ctx, r)
+			}
+			return h(ctx, req)
+		})}
+	}
+	nw := startFault(t, demo.Options{Data: data, Threshold: 2, Committee: 3, MinNodes: 3, NodeServerOptions: strip})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, committee := committeeOf(t, nw)
+	if len(committee) != 3 {
+		t.Fatalf("committee %v, want 3 members", committee)
+	}
+	for _, n := range []int32{0, 1} {
+		keep.Store(n)
+		_, err := nw.Coordinator.KeyCeremony(ctx)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d committee members state they installed it with this key, 2 (its threshold) are needed", n)) {
+			t.Fatalf("ceremony with %d statements sent to the member off the committee: %v; want it refused", n, err)
+		}
+	}
+	keep.Store(-1)
+	e, err := nw.Coordinator.KeyCeremony(ctx)
+	if err != nil {
+		t.Fatalf("ceremony with every statement: %v", err)
+	}
+	nw.Epoch = e
+	st, err := runQuery(ctx, dialCoordinator(t, nw, nil), &typesv1.QuerySpec{Sql: demo.CohortQuery, MinNodes: 4})
+	if err != nil || st.GetResult().GetNodes() != 4 {
+		t.Fatalf("query of all four in the new epoch: %v, %d nodes", err, st.GetResult().GetNodes())
 	}
 }

@@ -116,7 +116,8 @@ func newCKGForger(t *testing.T, dir string) *ckgForger {
 				if unproven.Load() {
 					proof = nil
 				}
-				return &nodev1.RevealKeyGenResponse{CkgShare: s, Reveal: stmt, CkgProof: proof}, nil
+				// Its threshold shares as the node dealt them.
+				return &nodev1.RevealKeyGenResponse{CkgShare: s, Reveal: stmt, CkgProof: proof, Dealt: resp.(*nodev1.RevealKeyGenResponse).GetDealt()}, nil
 			}
 			return h(ctx, req)
 		})}

@@ -190,6 +190,24 @@ func (s *Store) Put(name string, secret []byte) error {
 	return os.Rename(tmp.Name(), s.path(name))
 }
 
+// Delete removes the secret stored under name, durably (the directory is
+// synced), so that it cannot be read again after a crash. A secret that is
+// not there is no error.
+func (s *Store) Delete(name string) error {
+	if err := os.Remove(s.path(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("keystore: %w", err)
+	}
+	return nil
+}
+
 // Get reads the secret stored under name, checking the file's mode first.
 // Problems with the file are a *FileError naming it.
 func (s *Store) Get(name string) ([]byte, error) {

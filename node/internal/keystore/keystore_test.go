@@ -218,3 +218,29 @@ func TestUnknownHeaderQuotesNoBytes(t *testing.T) {
 		t.Fatalf("error quotes the file's bytes: %v", err)
 	}
 }
+
+// TestDelete: a deleted secret is gone (ErrNotFound, its file removed);
+// deleting one that is not there is no error, and the others stay.
+func TestDelete(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "keys"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"dealing-3", "epoch-3"} {
+		if err := s.Put(n, []byte(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Delete("dealing-3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("dealing-3"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after Delete: %v, want ErrNotFound", err)
+	}
+	if err := s.Delete("dealing-3"); err != nil {
+		t.Fatalf("deleting again: %v", err)
+	}
+	if got, err := s.Get("epoch-3"); err != nil || string(got) != "epoch-3" {
+		t.Fatalf("another secret after Delete: %q, %v", got, err)
+	}
+}

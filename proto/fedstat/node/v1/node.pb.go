@@ -1705,7 +1705,13 @@ type KeyGenResponse struct {
 	// "shamir-images"} over the images of the node's Shamir polynomial
 	// (collective.ThresholdDealChecked), which every recipient checks its
 	// dealt share against, and which fix each member's threshold image.
-	ShamirImages  *v1.Signed `protobuf:"bytes,4,opt,name=shamir_images,json=shamirImages,proto3" json:"shamir_images,omitempty"`
+	ShamirImages *v1.Signed `protobuf:"bytes,4,opt,name=shamir_images,json=shamirImages,proto3" json:"shamir_images,omitempty"`
+	// dealing_key: when threshold < committee, Signed{kind "dealing-key"}
+	// over this member's public key for the threshold shares dealt to it in
+	// this ceremony (an uncompressed P-256 point; the key is made for the
+	// ceremony and deleted once its shares are installed or complained
+	// about). The dealers seal to it in RevealKeyGen.
+	DealingKey    *v1.Signed `protobuf:"bytes,5,opt,name=dealing_key,json=dealingKey,proto3" json:"dealing_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1764,6 +1770,13 @@ func (x *KeyGenResponse) GetLinkCommitments() *v1.Signed {
 func (x *KeyGenResponse) GetShamirImages() *v1.Signed {
 	if x != nil {
 		return x.ShamirImages
+	}
+	return nil
+}
+
+func (x *KeyGenResponse) GetDealingKey() *v1.Signed {
+	if x != nil {
+		return x.DealingKey
 	}
 	return nil
 }
@@ -1916,7 +1929,13 @@ type InstallKeyRequest struct {
 	// (KeyGenResponse.shamir_images) when threshold < committee; a member
 	// checks each share dealt to it against its dealer's and refuses the
 	// install naming a dealer whose share does not match.
-	ShamirImages  []*NodeSigned `protobuf:"bytes,8,rep,name=shamir_images,json=shamirImages,proto3" json:"shamir_images,omitempty"`
+	ShamirImages []*NodeSigned `protobuf:"bytes,8,rep,name=shamir_images,json=shamirImages,proto3" json:"shamir_images,omitempty"`
+	// installed: for a member off the committee, the committee members'
+	// statements that they installed this epoch (InstallKeyResponse
+	// .installed); it installs only with at least threshold of them, so that
+	// it never encrypts under a key no honest committee member holds a share
+	// of (docs/crypto.md, "Checked dealing", Complaints).
+	Installed     []*NodeSigned `protobuf:"bytes,9,rep,name=installed,proto3" json:"installed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2007,14 +2026,25 @@ func (x *InstallKeyRequest) GetShamirImages() []*NodeSigned {
 	return nil
 }
 
+func (x *InstallKeyRequest) GetInstalled() []*NodeSigned {
+	if x != nil {
+		return x.Installed
+	}
+	return nil
+}
+
 type RevealKeyGenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// ckg_commitments: every committee member's answer to KeyGen (signed
 	// header, no share), this node's among them.
 	CkgCommitments []*NodeSigned `protobuf:"bytes,2,rep,name=ckg_commitments,json=ckgCommitments,proto3" json:"ckg_commitments,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// dealing_keys: every committee member's signed dealing key (its
+	// KeyGenResponse.dealing_key), when threshold < committee: this node
+	// seals its threshold share for each member to that member's key.
+	DealingKeys   []*NodeSigned `protobuf:"bytes,3,rep,name=dealing_keys,json=dealingKeys,proto3" json:"dealing_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RevealKeyGenRequest) Reset() {
@@ -2061,6 +2091,13 @@ func (x *RevealKeyGenRequest) GetCkgCommitments() []*NodeSigned {
 	return nil
 }
 
+func (x *RevealKeyGenRequest) GetDealingKeys() []*NodeSigned {
+	if x != nil {
+		return x.DealingKeys
+	}
+	return nil
+}
+
 type RevealKeyGenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// ckg_share: the node's whole Signed{kind "ckg-share"}.
@@ -2072,7 +2109,11 @@ type RevealKeyGenResponse struct {
 	// that the node knows its secret and error (collective.CKGShareProven,
 	// bound to protocol.CKGProofContext of the epoch and node). Unsigned: no
 	// one can make one without the share's secret.
-	CkgProof      []byte `protobuf:"bytes,3,opt,name=ckg_proof,json=ckgProof,proto3" json:"ckg_proof,omitempty"`
+	CkgProof []byte `protobuf:"bytes,3,opt,name=ckg_proof,json=ckgProof,proto3" json:"ckg_proof,omitempty"`
+	// dealt: when threshold < committee, this node's Shamir share of its
+	// secret for every committee member, sealed to the member's dealing key
+	// and signed (DealtShare.sealed; link_sealed travels with KeyGen).
+	Dealt         []*DealtShare `protobuf:"bytes,4,rep,name=dealt,proto3" json:"dealt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2128,8 +2169,19 @@ func (x *RevealKeyGenResponse) GetCkgProof() []byte {
 	return nil
 }
 
+func (x *RevealKeyGenResponse) GetDealt() []*DealtShare {
+	if x != nil {
+		return x.Dealt
+	}
+	return nil
+}
+
 type InstallKeyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// installed: from a committee member, Signed{kind "key-installed"} over
+	// protocol.KeyDigest of the epoch's public key: it installed the epoch
+	// and holds its share.
+	Installed     *v1.Signed `protobuf:"bytes,1,opt,name=installed,proto3" json:"installed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2164,19 +2216,32 @@ func (*InstallKeyResponse) Descriptor() ([]byte, []int) {
 	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{28}
 }
 
+func (x *InstallKeyResponse) GetInstalled() *v1.Signed {
+	if x != nil {
+		return x.Installed
+	}
+	return nil
+}
+
 // DealingComplaint is a committee member's evidence against a dealer, sent
 // as a detail of its InstallKey error when the threshold share the dealer
-// dealt it opened but does not match the dealer's CKG share and Shamir
-// images (collective.CheckDealtShare): dh_secret is the Diffie-Hellman
-// secret of that sealed share's HPKE encapsulation
-// (protocol.DealingSecret), with which the coordinator opens the share
-// from the dealer's signed message (protocol.OpenRevealed) and checks it
-// itself, excluding the dealer or, for a complaint that does not hold, the
-// member (docs/crypto.md, "Checked dealing", Complaints).
+// dealt it does not open, or opens and does not match the dealer's CKG
+// share and Shamir images (collective.CheckDealtShare): the
+// Diffie-Hellman point of that sealed share's encapsulation under the
+// member's dealing key, with a proof (protocol.DealingEvidence), with
+// which the coordinator opens the share from the dealer's signed message
+// (protocol.OpenWithEvidence) and checks it itself, excluding the dealer
+// or, for a complaint that does not hold, the member (docs/crypto.md,
+// "Checked dealing", Complaints).
 type DealingComplaint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Dealer        string                 `protobuf:"bytes,1,opt,name=dealer,proto3" json:"dealer,omitempty"`
-	DhSecret      []byte                 `protobuf:"bytes,2,opt,name=dh_secret,json=dhSecret,proto3" json:"dh_secret,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Dealer string                 `protobuf:"bytes,1,opt,name=dealer,proto3" json:"dealer,omitempty"`
+	// point: Z = dk * enc, the Diffie-Hellman point of the share's
+	// encapsulation under the member's dealing key (uncompressed P-256).
+	Point []byte `protobuf:"bytes,3,opt,name=point,proto3" json:"point,omitempty"`
+	// proof: that point and the signed dealing key have the same discrete
+	// logarithm (protocol.DealingEvidence, bound to the share's HPKE info).
+	Proof         []byte `protobuf:"bytes,4,opt,name=proof,proto3" json:"proof,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2218,9 +2283,16 @@ func (x *DealingComplaint) GetDealer() string {
 	return ""
 }
 
-func (x *DealingComplaint) GetDhSecret() []byte {
+func (x *DealingComplaint) GetPoint() []byte {
 	if x != nil {
-		return x.DhSecret
+		return x.Point
+	}
+	return nil
+}
+
+func (x *DealingComplaint) GetProof() []byte {
+	if x != nil {
+		return x.Proof
 	}
 	return nil
 }
@@ -3993,12 +4065,14 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x06params\x18\x02 \x01(\tR\x06params\x12\x10\n" +
 	"\x03crs\x18\x03 \x01(\fR\x03crs\x121\n" +
 	"\amembers\x18\x04 \x03(\v2\x17.fedstat.node.v1.MemberR\amembers\x12\x1c\n" +
-	"\tthreshold\x18\x05 \x01(\x05R\tthreshold\"\xfe\x01\n" +
+	"\tthreshold\x18\x05 \x01(\x05R\tthreshold\"\xb9\x02\n" +
 	"\x0eKeyGenResponse\x125\n" +
 	"\tckg_share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\bckgShare\x121\n" +
 	"\x05dealt\x18\x02 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\x12C\n" +
 	"\x10link_commitments\x18\x03 \x01(\v2\x18.fedstat.types.v1.SignedR\x0flinkCommitments\x12=\n" +
-	"\rshamir_images\x18\x04 \x01(\v2\x18.fedstat.types.v1.SignedR\fshamirImages\"\xb9\x01\n" +
+	"\rshamir_images\x18\x04 \x01(\v2\x18.fedstat.types.v1.SignedR\fshamirImages\x129\n" +
+	"\vdealing_key\x18\x05 \x01(\v2\x18.fedstat.types.v1.SignedR\n" +
+	"dealingKey\"\xb9\x01\n" +
 	"\n" +
 	"DealtShare\x12 \n" +
 	"\ffrom_node_id\x18\x01 \x01(\tR\n" +
@@ -4011,7 +4085,7 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\n" +
 	"NodeSigned\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x120\n" +
-	"\x06signed\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06signed\"\x8f\x04\n" +
+	"\x06signed\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06signed\"\xca\x04\n" +
 	"\x11InstallKeyRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12:\n" +
 	"\n" +
@@ -4024,21 +4098,26 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"ckgReveals\x12P\n" +
 	"\n" +
 	"ckg_proofs\x18\a \x03(\v21.fedstat.node.v1.InstallKeyRequest.CkgProofsEntryR\tckgProofs\x12@\n" +
-	"\rshamir_images\x18\b \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\fshamirImages\x1a<\n" +
+	"\rshamir_images\x18\b \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\fshamirImages\x129\n" +
+	"\tinstalled\x18\t \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\tinstalled\x1a<\n" +
 	"\x0eCkgProofsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"q\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xb1\x01\n" +
 	"\x13RevealKeyGenRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12D\n" +
-	"\x0fckg_commitments\x18\x02 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\x0eckgCommitments\"\x9c\x01\n" +
+	"\x0fckg_commitments\x18\x02 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\x0eckgCommitments\x12>\n" +
+	"\fdealing_keys\x18\x03 \x03(\v2\x1b.fedstat.node.v1.NodeSignedR\vdealingKeys\"\xcf\x01\n" +
 	"\x14RevealKeyGenResponse\x125\n" +
 	"\tckg_share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\bckgShare\x120\n" +
 	"\x06reveal\x18\x02 \x01(\v2\x18.fedstat.types.v1.SignedR\x06reveal\x12\x1b\n" +
-	"\tckg_proof\x18\x03 \x01(\fR\bckgProof\"\x14\n" +
-	"\x12InstallKeyResponse\"G\n" +
+	"\tckg_proof\x18\x03 \x01(\fR\bckgProof\x121\n" +
+	"\x05dealt\x18\x04 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\"L\n" +
+	"\x12InstallKeyResponse\x126\n" +
+	"\tinstalled\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\tinstalled\"\\\n" +
 	"\x10DealingComplaint\x12\x16\n" +
-	"\x06dealer\x18\x01 \x01(\tR\x06dealer\x12\x1b\n" +
-	"\tdh_secret\x18\x02 \x01(\fR\bdhSecret\"_\n" +
+	"\x06dealer\x18\x01 \x01(\tR\x06dealer\x12\x14\n" +
+	"\x05point\x18\x03 \x01(\fR\x05point\x12\x14\n" +
+	"\x05proof\x18\x04 \x01(\fR\x05proofJ\x04\b\x02\x10\x03\"_\n" +
 	"\x0fCheckKeyRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1c\n" +
 	"\tchallenge\x18\x02 \x01(\fR\tchallenge\x12\x12\n" +
@@ -4292,77 +4371,82 @@ var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	24, // 27: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
 	55, // 28: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
 	55, // 29: fedstat.node.v1.KeyGenResponse.shamir_images:type_name -> fedstat.types.v1.Signed
-	55, // 30: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	55, // 31: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	55, // 32: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
-	25, // 33: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
-	24, // 34: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
-	25, // 35: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
-	25, // 36: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
-	53, // 37: fedstat.node.v1.InstallKeyRequest.ckg_proofs:type_name -> fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
-	25, // 38: fedstat.node.v1.InstallKeyRequest.shamir_images:type_name -> fedstat.node.v1.NodeSigned
-	25, // 39: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
-	55, // 40: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	55, // 41: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
-	55, // 42: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
-	55, // 43: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	54, // 44: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
-	1,  // 45: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
-	36, // 46: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	58, // 47: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
-	35, // 48: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
-	59, // 49: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
-	56, // 50: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
-	60, // 51: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
-	4,  // 52: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	55, // 53: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
-	39, // 54: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	54, // 55: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	25, // 56: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	25, // 57: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
-	0,  // 58: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	54, // 59: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
-	25, // 60: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	55, // 61: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	55, // 62: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
-	55, // 63: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
-	47, // 64: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	55, // 65: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
-	18, // 66: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
-	22, // 67: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
-	27, // 68: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
-	31, // 69: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
-	26, // 70: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
-	33, // 71: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
-	42, // 72: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
-	40, // 73: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
-	49, // 74: fedstat.node.v1.NodeService.ProveKeySwitch:input_type -> fedstat.node.v1.ProveKeySwitchRequest
-	44, // 75: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	16, // 76: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 77: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 78: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 79: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	12, // 80: fedstat.node.v1.NodeService.LinkAttest:input_type -> fedstat.node.v1.LinkAttestRequest
-	19, // 81: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	23, // 82: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	28, // 83: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
-	32, // 84: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
-	29, // 85: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	38, // 86: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	43, // 87: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	51, // 88: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	50, // 89: fedstat.node.v1.NodeService.ProveKeySwitch:output_type -> fedstat.node.v1.ProveKeySwitchResponse
-	45, // 90: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	17, // 91: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 92: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 93: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	15, // 94: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	13, // 95: fedstat.node.v1.NodeService.LinkAttest:output_type -> fedstat.node.v1.LinkAttestResponse
-	81, // [81:96] is the sub-list for method output_type
-	66, // [66:81] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	55, // 30: fedstat.node.v1.KeyGenResponse.dealing_key:type_name -> fedstat.types.v1.Signed
+	55, // 31: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	55, // 32: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	55, // 33: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	25, // 34: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
+	24, // 35: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
+	25, // 36: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
+	25, // 37: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
+	53, // 38: fedstat.node.v1.InstallKeyRequest.ckg_proofs:type_name -> fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
+	25, // 39: fedstat.node.v1.InstallKeyRequest.shamir_images:type_name -> fedstat.node.v1.NodeSigned
+	25, // 40: fedstat.node.v1.InstallKeyRequest.installed:type_name -> fedstat.node.v1.NodeSigned
+	25, // 41: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
+	25, // 42: fedstat.node.v1.RevealKeyGenRequest.dealing_keys:type_name -> fedstat.node.v1.NodeSigned
+	55, // 43: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	55, // 44: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	24, // 45: fedstat.node.v1.RevealKeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
+	55, // 46: fedstat.node.v1.InstallKeyResponse.installed:type_name -> fedstat.types.v1.Signed
+	55, // 47: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
+	55, // 48: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	54, // 49: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	1,  // 50: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
+	36, // 51: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
+	58, // 52: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	35, // 53: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
+	59, // 54: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
+	56, // 55: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
+	60, // 56: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	4,  // 57: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
+	55, // 58: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	39, // 59: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
+	54, // 60: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	25, // 61: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	25, // 62: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
+	0,  // 63: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
+	54, // 64: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	25, // 65: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
+	55, // 66: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	55, // 67: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	55, // 68: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	47, // 69: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
+	55, // 70: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	18, // 71: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
+	22, // 72: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
+	27, // 73: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
+	31, // 74: fedstat.node.v1.NodeService.CheckKey:input_type -> fedstat.node.v1.CheckKeyRequest
+	26, // 75: fedstat.node.v1.NodeService.InstallKey:input_type -> fedstat.node.v1.InstallKeyRequest
+	33, // 76: fedstat.node.v1.NodeService.Evaluate:input_type -> fedstat.node.v1.EvaluateRequest
+	42, // 77: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
+	40, // 78: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
+	49, // 79: fedstat.node.v1.NodeService.ProveKeySwitch:input_type -> fedstat.node.v1.ProveKeySwitchRequest
+	44, // 80: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	16, // 81: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 82: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 83: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 84: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	12, // 85: fedstat.node.v1.NodeService.LinkAttest:input_type -> fedstat.node.v1.LinkAttestRequest
+	19, // 86: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	23, // 87: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	28, // 88: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
+	32, // 89: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
+	29, // 90: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	38, // 91: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	43, // 92: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	51, // 93: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	50, // 94: fedstat.node.v1.NodeService.ProveKeySwitch:output_type -> fedstat.node.v1.ProveKeySwitchResponse
+	45, // 95: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	17, // 96: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 97: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 98: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	15, // 99: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	13, // 100: fedstat.node.v1.NodeService.LinkAttest:output_type -> fedstat.node.v1.LinkAttestResponse
+	86, // [86:101] is the sub-list for method output_type
+	71, // [71:86] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_fedstat_node_v1_node_proto_init() }
