@@ -778,7 +778,10 @@ func mergeDealt(dealt map[string][]*nodev1.DealtShare, dealer string, shares []*
 		case dealt[to][i].GetSealed() != nil:
 			return fmt.Errorf("%s dealt %s two threshold shares", dealer, to)
 		default:
-			dealt[to][i].Sealed = d.GetSealed()
+			// A new entry: the KeyGen response it came from stays as it
+			// was sent (the ceremony's byte counts read it).
+			k := dealt[to][i]
+			dealt[to][i] = &nodev1.DealtShare{FromNodeId: dealer, ToNodeId: to, Sealed: d.GetSealed(), LinkSealed: k.GetLinkSealed()}
 		}
 	}
 	return nil

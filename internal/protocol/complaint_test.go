@@ -137,3 +137,32 @@ func FuzzOpenWithEvidence(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDealingEvidence: making a complaint's evidence, and checking it
+// with the share's opening (the coordinator's side).
+func BenchmarkDealingEvidence(b *testing.B) {
+	dk := dealingKey(b)
+	info := protocol.ThresholdShareInfo(1, "node-2", "node-1")
+	sealed, err := protocol.SealShare(dk.PublicKey(), info, make([]byte, 131072))
+	if err != nil {
+		b.Fatal(err)
+	}
+	point, proof, err := protocol.DealingEvidence(dk, sealed, info)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("make", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := protocol.DealingEvidence(dk, sealed, info); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("check-and-open", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := protocol.OpenWithEvidence(dk.PublicKey(), point, proof, info, sealed); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
