@@ -31,6 +31,7 @@ var heavyDeps = []importRule{
 	{"github.com/tuneinsight/lattigo", []string{"crypto"}, "only crypto/ sees Lattigo, so the move to v6 stays there"},
 	{"github.com/gtank/ristretto255", []string{"crypto/linkage", "crypto/rangeproof"}, "crypto/linkage and crypto/rangeproof own the prime-order group (ristretto255)"},
 	{"filippo.io/edwards25519", []string{"crypto/linkage"}, "crypto/linkage owns the record-linkage group (edwards25519 under ristretto255)"},
+	{"filippo.io/nistec", []string{"crypto/dleq"}, "crypto/dleq owns the P-256 group arithmetic of a complaint's proof"},
 	{"github.com/google/differential-privacy", []string{"queries/dp"}, "queries/dp is the one place that draws DP noise"},
 	{"github.com/dgraph-io/badger", []string{"internal/kv"}, "internal/kv owns Badger (damage, disk space, watermarks)"},
 	{"github.com/hashicorp/memberlist", []string{"internal/membership"}, "internal/membership owns gossip"},

@@ -4,14 +4,10 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/hpke"
-	"crypto/rand"
-	"crypto/sha512"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/big"
 
-	"filippo.io/nistec"
+	"github.com/fedstat/fedstat/crypto/dleq"
 )
 
 // Complaints about a dealing (docs/crypto.md, "Checked dealing",
@@ -64,60 +60,16 @@ func OpenShare(dk *ecdh.PrivateKey, info, sealed []byte) ([]byte, error) {
 	return hpke.Open(sk, hpke.HKDFSHA256(), hpke.AES256GCM(), info, sealed)
 }
 
-// p256Order is the order of P-256's group.
-var p256Order, _ = new(big.Int).SetString("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", 16)
-
-// evidenceLen is the length of a proof: the challenge and the answer,
-// 32 bytes each.
-const evidenceLen = 64
-
-func scalarBytes(x *big.Int) []byte { return x.FillBytes(make([]byte, 32)) }
-
-// evidenceChallenge is the Fiat-Shamir challenge of a complaint's proof.
-func evidenceChallenge(context, pub, enc, z, a1, a2 []byte) *big.Int {
-	h := sha512.New()
-	h.Write([]byte("fedstat/dealing-evidence/v1\x00"))
-	for _, b := range [][]byte{context, pub, enc, z, a1, a2} {
-		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b))))
-		h.Write(b)
-	}
-	return new(big.Int).Mod(new(big.Int).SetBytes(h.Sum(nil)), p256Order)
-}
-
 // DealingEvidence returns the evidence a recipient reveals about sealed, a
 // share sealed to its dealing key dk: the point Z = dk*enc of the
 // share's encapsulation (uncompressed) and a proof that Z and dk's public
-// key have the same discrete logarithm to enc and the generator, bound to
-// context (ThresholdShareInfo of the share).
+// key have the same discrete logarithm to enc and the generator
+// (crypto/dleq), bound to context (ThresholdShareInfo of the share).
 func DealingEvidence(dk *ecdh.PrivateKey, sealed, context []byte) (point, proof []byte, err error) {
 	if len(sealed) < encLen {
 		return nil, nil, errors.New("protocol: sealed share shorter than its encapsulation")
 	}
-	e, err := nistec.NewP256Point().SetBytes(sealed[:encLen])
-	if err != nil {
-		return nil, nil, fmt.Errorf("protocol: the share's encapsulation: %w", err)
-	}
-	x := dk.Bytes()
-	z, err := nistec.NewP256Point().ScalarMult(e, x)
-	if err != nil {
-		return nil, nil, err
-	}
-	r, err := rand.Int(rand.Reader, p256Order)
-	if err != nil {
-		return nil, nil, err
-	}
-	a1, err := nistec.NewP256Point().ScalarBaseMult(scalarBytes(r))
-	if err != nil {
-		return nil, nil, err
-	}
-	a2, err := nistec.NewP256Point().ScalarMult(e, scalarBytes(r))
-	if err != nil {
-		return nil, nil, err
-	}
-	c := evidenceChallenge(context, dk.PublicKey().Bytes(), sealed[:encLen], z.Bytes(), a1.Bytes(), a2.Bytes())
-	s := new(big.Int).Mul(c, new(big.Int).SetBytes(x))
-	s.Add(s, r).Mod(s, p256Order)
-	return z.Bytes(), append(scalarBytes(c), scalarBytes(s)...), nil
+	return dleq.Prove(dk, sealed[:encLen], context)
 }
 
 // ErrEvidenceRefused: a complaint's proof does not show that its point is
@@ -130,56 +82,6 @@ var ErrEvidenceRefused = errors.New("protocol: the complaint's proof does not ve
 // opens).
 var ErrShareUnopenable = errors.New("protocol: the sealed share does not open for its recipient")
 
-// checkEvidence verifies a complaint's proof and returns the point Z.
-func checkEvidence(pub *ecdh.PublicKey, enc, point, proof, context []byte) (*nistec.P256Point, error) {
-	if len(proof) != evidenceLen {
-		return nil, fmt.Errorf("%w: a proof of %d bytes", ErrEvidenceRefused, len(proof))
-	}
-	e, err := nistec.NewP256Point().SetBytes(enc)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the share's encapsulation: %v", ErrEvidenceRefused, err)
-	}
-	if len(point) != encLen {
-		return nil, fmt.Errorf("%w: a point of %d bytes", ErrEvidenceRefused, len(point))
-	}
-	z, err := nistec.NewP256Point().SetBytes(point)
-	if err != nil {
-		return nil, fmt.Errorf("%w: the point: %v", ErrEvidenceRefused, err)
-	}
-	y, err := nistec.NewP256Point().SetBytes(pub.Bytes())
-	if err != nil {
-		return nil, err
-	}
-	c, s := new(big.Int).SetBytes(proof[:32]), new(big.Int).SetBytes(proof[32:])
-	if c.Cmp(p256Order) >= 0 || s.Cmp(p256Order) >= 0 {
-		return nil, fmt.Errorf("%w: a scalar out of range", ErrEvidenceRefused)
-	}
-	negC := scalarBytes(new(big.Int).Mod(new(big.Int).Neg(c), p256Order))
-	// a1 = s*G - c*Y, a2 = s*E - c*Z
-	sG, err := nistec.NewP256Point().ScalarBaseMult(scalarBytes(s))
-	if err != nil {
-		return nil, err
-	}
-	cY, err := nistec.NewP256Point().ScalarMult(y, negC)
-	if err != nil {
-		return nil, err
-	}
-	sE, err := nistec.NewP256Point().ScalarMult(e, scalarBytes(s))
-	if err != nil {
-		return nil, err
-	}
-	cZ, err := nistec.NewP256Point().ScalarMult(z, negC)
-	if err != nil {
-		return nil, err
-	}
-	a1 := nistec.NewP256Point().Add(sG, cY)
-	a2 := nistec.NewP256Point().Add(sE, cZ)
-	if evidenceChallenge(context, pub.Bytes(), enc, point, a1.Bytes(), a2.Bytes()).Cmp(c) != 0 {
-		return nil, ErrEvidenceRefused
-	}
-	return z, nil
-}
-
 // OpenWithEvidence opens sealed, a share sealed with info to the holder of
 // the dealing key pub, with the evidence its recipient revealed
 // (DealingEvidence, bound to info): ErrEvidenceRefused when the proof does
@@ -189,11 +91,7 @@ func OpenWithEvidence(pub *ecdh.PublicKey, point, proof, info, sealed []byte) ([
 	if len(sealed) < encLen {
 		return nil, fmt.Errorf("%w: shorter than its encapsulation", ErrShareUnopenable)
 	}
-	z, err := checkEvidence(pub, sealed[:encLen], point, proof, info)
-	if err != nil {
-		return nil, err
-	}
-	dh, err := z.BytesX()
+	dh, err := dleq.Verify(pub, sealed[:encLen], point, proof, info)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrEvidenceRefused, err)
 	}
