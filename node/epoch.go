@@ -503,6 +503,13 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	if err := n.saveEpoch(&installed); err != nil {
 		return nil, err
 	}
+	if e.onCommittee(n.id) && e.thresholdShared() {
+		// The epoch is installed with its threshold share: the dealing
+		// key opens nothing more (until now a retried InstallKey needed it).
+		if err := n.keys.Delete(dealingKeyName(e.Epoch)); err != nil {
+			n.log.Warn("could not delete the dealing key of an installed epoch", "epoch", e.Epoch, "err", err)
+		}
+	}
 	if n.epoch != nil && n.epoch.Epoch < installed.Epoch {
 		n.previous, n.previousUntil = n.epoch, n.cfg.Now().Add(PreviousEpochGrace)
 	}
@@ -775,10 +782,7 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 		if err != nil {
 			return nil, err
 		}
-		if err := n.keys.Put(thresholdName(e.Epoch), b); err != nil {
-			return nil, err
-		}
-		return nil, n.keys.Delete(dealingKeyName(e.Epoch))
+		return nil, n.keys.Put(thresholdName(e.Epoch), b)
 	}
 	image, err := collective.ThresholdImage(e.Params, ckg, images, self.Point)
 	if errors.Is(err, collective.ErrThresholdProof) {
@@ -792,11 +796,7 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 	if err != nil {
 		return nil, err
 	}
-	if err := n.keys.Put(thresholdName(e.Epoch), b); err != nil {
-		return nil, err
-	}
-	// Its shares are installed: the dealing key opens nothing more.
-	return image, n.keys.Delete(dealingKeyName(e.Epoch))
+	return image, n.keys.Put(thresholdName(e.Epoch), b)
 }
 
 // releaseSecret returns the secret this node uses for a release by the

@@ -289,6 +289,12 @@ func TestUnopenableShareNamed(t *testing.T) {
 	}
 	armed.Store(false)
 	releasesWithoutNode3(t, ctx, nw)
+	// The members that installed an epoch deleted its dealing key.
+	for _, id := range []string{"node-1", "node-2"} {
+		if left, _ := filepath.Glob(filepath.Join(dir, id, "keys", "dealing-*.secret")); len(left) != 0 {
+			t.Errorf("%s keeps dealing keys after installing: %v", id, left)
+		}
+	}
 }
 
 // excludedMembers is the members the coordinator excludes from key
