@@ -129,6 +129,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	var linkPoints []uint64
 	var dealingKeys []*nodev1.NodeSigned         // the committee's signed dealing keys
 	dealingKeyOf := map[string]*ecdh.PublicKey{} // opened, by member
+	linkOf := map[string][]linkage.Point{}       // linkage commitments, by dealer
 	for i, nid := range ids {
 		if points[i] == 0 {
 			// Off the committee: it makes no key material.
@@ -152,6 +153,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			}
 			linkCommits = append(linkCommits, &nodev1.NodeSigned{NodeId: nid, Signed: lc})
 			linkOpened, linkPoints = append(linkOpened, opened), append(linkPoints, points[i])
+			linkOf[nid] = opened
 		}
 		if threshold < k && threshold >= 2 {
 			// Checked dealing: every dealer's images, which its
@@ -167,31 +169,21 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			images = append(images, &nodev1.NodeSigned{NodeId: nid, Signed: si})
 			imageOf[nid] = b
 		}
-		if threshold < k {
-			// Its dealing key, which the dealers seal its shares to in
-			// RevealKeyGen and the coordinator checks a complaint's
-			// evidence against.
-			dk := resps[i].GetDealingKey()
-			if dk == nil {
-				return 0, fmt.Errorf("coordinator: key ceremony: %s sent no dealing key for its threshold shares (a member of a version before dealing keys?)", nid)
-			}
-			pub, err := protocol.OpenDealingKey(certs[i].PublicKey, dk, id, nid, c.window())
-			if err != nil {
-				return 0, fmt.Errorf("coordinator: key ceremony: dealing key of %s: %w", nid, err)
-			}
-			dealingKeys = append(dealingKeys, &nodev1.NodeSigned{NodeId: nid, Signed: dk})
-			dealingKeyOf[nid] = pub
+		// Its dealing key, which the dealers seal its shares to in
+		// RevealKeyGen and the coordinator checks a complaint's evidence
+		// against.
+		dk := resps[i].GetDealingKey()
+		if dk == nil {
+			return 0, fmt.Errorf("coordinator: key ceremony: %s sent no dealing key for its shares (a member of a version before dealing keys?)", nid)
 		}
-		// The linkage-key shares (link_sealed); the threshold shares come
-		// with RevealKeyGen.
-		for _, d := range resps[i].GetDealt() {
-			if d.GetFromNodeId() != nid {
-				return 0, fmt.Errorf("coordinator: key ceremony: %s sent a share labelled from %s", nid, d.GetFromNodeId())
-			}
-			if d.GetSealed() != nil {
-				return 0, fmt.Errorf("coordinator: key ceremony: %s dealt a threshold share before the dealing keys were fixed", nid)
-			}
-			dealt[d.GetToNodeId()] = append(dealt[d.GetToNodeId()], d)
+		pub, err := protocol.OpenDealingKey(certs[i].PublicKey, dk, id, nid, c.window())
+		if err != nil {
+			return 0, fmt.Errorf("coordinator: key ceremony: dealing key of %s: %w", nid, err)
+		}
+		dealingKeys = append(dealingKeys, &nodev1.NodeSigned{NodeId: nid, Signed: dk})
+		dealingKeyOf[nid] = pub
+		if len(resps[i].GetDealt()) > 0 {
+			return 0, fmt.Errorf("coordinator: key ceremony: %s dealt shares before the dealing keys were fixed", nid)
 		}
 	}
 	var linkKey *linkage.PublicKey
@@ -247,7 +239,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			c.record(ctx, c.cfg.Identity.Name(), "epoch.ckg_proof_failed", "", map[string]any{"epoch": id, "node": nid, "reason": err.Error()})
 			continue
 		}
-		if err := mergeDealt(dealt, nid, r.GetDealt(), threshold < k, k); err != nil {
+		if err := checkDealt(dealt, nid, r.GetDealt(), threshold < k, len(linkCommits) == k, k); err != nil {
 			return 0, fmt.Errorf("coordinator: key ceremony: %w", err)
 		}
 		proofs[nid] = r.GetCkgProof()
@@ -302,7 +294,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 		})
 	}
 	installErrs := install(true, nil)
-	if err := c.judgeInstall(ctx, dealing{epoch: id, crs: crs, ids: ids, certs: certs, points: points, sharers: sharers, ckg: shares, images: imageOf, dealt: dealt, dealingKeys: dealingKeyOf}, installErrs); err != nil {
+	if err := c.judgeInstall(ctx, dealing{epoch: id, crs: crs, ids: ids, certs: certs, points: points, sharers: sharers, ckg: shares, images: imageOf, dealt: dealt, dealingKeys: dealingKeyOf, link: linkOf}, installErrs); err != nil {
 		return 0, err
 	}
 	if len(sharers) < len(ids) {
@@ -754,35 +746,31 @@ func (c *Coordinator) rekey(ctx context.Context, a assessment) error {
 	return nil
 }
 
-// mergeDealt adds dealer's threshold shares, sealed in RevealKeyGen, to
-// dealt (by recipient), into the entry its KeyGen made for the linkage-key
-// share where there is one. With want (threshold below the committee)
-// every dealer must deal one share to each of the k committee members;
-// without, none may.
-func mergeDealt(dealt map[string][]*nodev1.DealtShare, dealer string, shares []*nodev1.DealtShare, want bool, k int) error {
+// checkDealt adds dealer's shares, sealed in RevealKeyGen, to dealt (by
+// recipient): one entry for each of the k committee members, with a
+// threshold share when threshold (the threshold is below the committee)
+// and a linkage-key share when link (every member sent linkage
+// commitments), and nothing else; none at all when neither.
+func checkDealt(dealt map[string][]*nodev1.DealtShare, dealer string, shares []*nodev1.DealtShare, threshold, link bool, k int) error {
 	switch {
-	case !want && len(shares) > 0:
-		return fmt.Errorf("%s dealt threshold shares in an epoch without threshold sharing", dealer)
-	case want && len(shares) != k:
-		return fmt.Errorf("%s dealt %d threshold shares for a committee of %d", dealer, len(shares), k)
+	case !threshold && !link && len(shares) > 0:
+		return fmt.Errorf("%s dealt shares in an epoch without threshold sharing or a linkage key", dealer)
+	case (threshold || link) && len(shares) != k:
+		return fmt.Errorf("%s dealt %d shares for a committee of %d", dealer, len(shares), k)
 	}
 	for _, d := range shares {
-		if d.GetFromNodeId() != dealer || d.GetSealed() == nil {
-			return fmt.Errorf("%s sent a threshold share labelled from %q, or an empty one", dealer, d.GetFromNodeId())
-		}
 		to := d.GetToNodeId()
-		i := slices.IndexFunc(dealt[to], func(x *nodev1.DealtShare) bool { return x.GetFromNodeId() == dealer })
 		switch {
-		case i < 0:
-			dealt[to] = append(dealt[to], d)
-		case dealt[to][i].GetSealed() != nil:
-			return fmt.Errorf("%s dealt %s two threshold shares", dealer, to)
-		default:
-			// A new entry: the KeyGen response it came from stays as it
-			// was sent (the ceremony's byte counts read it).
-			k := dealt[to][i]
-			dealt[to][i] = &nodev1.DealtShare{FromNodeId: dealer, ToNodeId: to, Sealed: d.GetSealed(), LinkSealed: k.GetLinkSealed()}
+		case d.GetFromNodeId() != dealer:
+			return fmt.Errorf("%s sent a share labelled from %q", dealer, d.GetFromNodeId())
+		case (d.GetSealed() != nil) != threshold:
+			return fmt.Errorf("%s dealt %s a threshold share where the epoch has none, or none where it has", dealer, to)
+		case (d.GetLinkSealed() != nil) != link:
+			return fmt.Errorf("%s dealt %s a linkage-key share where the epoch has none, or none where it has", dealer, to)
+		case slices.ContainsFunc(dealt[to], func(x *nodev1.DealtShare) bool { return x.GetFromNodeId() == dealer }):
+			return fmt.Errorf("%s dealt %s twice", dealer, to)
 		}
+		dealt[to] = append(dealt[to], d)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/crypto/linkage"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -48,11 +49,15 @@ type dealing struct {
 	// dealingKeys are the committee members' dealing keys, by member: what
 	// a complaint's evidence is checked against.
 	dealingKeys map[string]*ecdh.PublicKey
+	// link are the dealers' opened linkage-key commitments (Feldman), which
+	// a linkage-key share complained about is checked against.
+	link map[string][]linkage.Point
 }
 
 // verdict is the outcome of one complaint.
 type verdict struct {
 	recipient, dealer string
+	share             string // what was dealt: "threshold share" or "linkage-key share"
 	guilty            string // the node the evidence convicts ("" when it cannot be judged)
 	reason            string
 }
@@ -94,8 +99,8 @@ func (c *Coordinator) judgeInstall(ctx context.Context, d dealing, errs []error)
 			found = append(found, fmt.Sprintf("%s's complaint about %s could not be judged: %s", v.recipient, v.dealer, v.reason))
 			continue
 		case v.dealer:
-			c.record(ctx, c.cfg.Identity.Name(), "epoch.dealing_refused", "", map[string]any{"epoch": d.epoch, "node": v.dealer, "recipient": v.recipient, "reason": v.reason})
-			found = append(found, fmt.Sprintf("%s dealt %s a threshold share that %s (opened and checked by the coordinator from %s's evidence)", v.dealer, v.recipient, v.reason, v.recipient))
+			c.record(ctx, c.cfg.Identity.Name(), "epoch.dealing_refused", "", map[string]any{"epoch": d.epoch, "node": v.dealer, "recipient": v.recipient, "share": v.share, "reason": v.reason})
+			found = append(found, fmt.Sprintf("%s dealt %s a %s that %s (opened and checked by the coordinator from %s's evidence)", v.dealer, v.recipient, v.share, v.reason, v.recipient))
 		default:
 			c.record(ctx, c.cfg.Identity.Name(), "epoch.complaint_unfounded", "", map[string]any{"epoch": d.epoch, "node": v.recipient, "dealer": v.dealer, "reason": v.reason})
 			found = append(found, fmt.Sprintf("%s's complaint about %s's dealing does not hold: %s", v.recipient, v.dealer, v.reason))
@@ -119,7 +124,10 @@ func (c *Coordinator) judgeInstall(ctx context.Context, d dealing, errs []error)
 // judgeComplaint opens the share dc is about with the secret it reveals
 // and checks it against the dealer's CKG share and images.
 func (c *Coordinator) judgeComplaint(d dealing, recipient string, dc *nodev1.DealingComplaint) verdict {
-	v := verdict{recipient: recipient, dealer: dc.GetDealer()}
+	v := verdict{recipient: recipient, dealer: dc.GetDealer(), share: "threshold share"}
+	if dc.GetLinkage() {
+		v.share = "linkage-key share"
+	}
 	di := slices.Index(d.sharers, v.dealer)
 	ri := slices.Index(d.ids, recipient)
 	switch {
@@ -136,14 +144,17 @@ func (c *Coordinator) judgeComplaint(d dealing, recipient string, dc *nodev1.Dea
 		return v
 	}
 	dealerCert := d.certs[slices.Index(d.ids, v.dealer)]
-	sealed, err := protocol.OpenThresholdShare(dealerCert.PublicKey, d.dealt[recipient][i].GetSealed(), d.epoch, v.dealer, recipient, c.window())
-	if err != nil {
-		v.reason = fmt.Sprintf("the dealer's signed share does not open: %v", err)
-		return v
-	}
 	key := d.dealingKeys[recipient]
 	if key == nil {
 		v.reason = "no dealing key of the recipient to check its evidence against"
+		return v
+	}
+	if dc.GetLinkage() {
+		return c.judgeLinkComplaint(d, v, d.dealt[recipient][i], key, dealerCert, ri, dc)
+	}
+	sealed, err := protocol.OpenThresholdShare(dealerCert.PublicKey, d.dealt[recipient][i].GetSealed(), d.epoch, v.dealer, recipient, c.window())
+	if err != nil {
+		v.reason = fmt.Sprintf("the dealer's signed share does not open: %v", err)
 		return v
 	}
 	pt, err := protocol.OpenWithEvidence(key, dc.GetPoint(), dc.GetProof(), protocol.ThresholdShareInfo(d.epoch, v.dealer, recipient), sealed)
@@ -165,5 +176,40 @@ func (c *Coordinator) judgeComplaint(d dealing, recipient string, dc *nodev1.Dea
 	default:
 		v.reason = err.Error()
 	}
+	return v
+}
+
+// judgeLinkComplaint judges a complaint about the linkage-key share in
+// dealt (the dealer's share for the recipient at d.points[ri]): opened with
+// the complaint's evidence under key (the recipient's dealing key) and
+// checked against the dealer's Feldman commitments.
+func (c *Coordinator) judgeLinkComplaint(d dealing, v verdict, dealt *nodev1.DealtShare, key *ecdh.PublicKey, dealerCert *x509.Certificate, ri int, dc *nodev1.DealingComplaint) verdict {
+	sealed, err := protocol.OpenLinkShare(dealerCert.PublicKey, dealt.GetLinkSealed(), d.epoch, v.dealer, v.recipient, c.window())
+	if err != nil {
+		v.reason = fmt.Sprintf("the dealer's signed linkage share does not open: %v", err)
+		return v
+	}
+	pt, err := protocol.OpenWithEvidence(key, dc.GetPoint(), dc.GetProof(), protocol.LinkShareInfo(d.epoch, v.dealer, v.recipient), sealed)
+	switch {
+	case errors.Is(err, protocol.ErrShareUnopenable):
+		v.guilty, v.reason = v.dealer, "does not open for its recipient"
+		return v
+	case err != nil:
+		v.guilty, v.reason = v.recipient, "its evidence does not verify for its dealing key"
+		return v
+	}
+	defer clear(pt)
+	var share linkage.Scalar
+	if len(pt) != len(share) {
+		v.guilty, v.reason = v.dealer, fmt.Sprintf("is %d bytes, not a scalar", len(pt))
+		return v
+	}
+	copy(share[:], pt)
+	defer clear(share[:])
+	if err := linkage.VerifyShare(d.link[v.dealer], d.points[ri], share); err != nil {
+		v.guilty, v.reason = v.dealer, "does not match its Feldman commitments"
+		return v
+	}
+	v.guilty, v.reason = v.recipient, "the linkage-key share it revealed matches the dealer's commitments"
 	return v
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdh"
-	"crypto/ecdsa"
-	"crypto/hpke"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
@@ -280,7 +278,21 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	// The share itself goes out only once every committee member's share
 	// is fixed (RevealKeyGen): a commitment now.
 	resp := &nodev1.KeyGenResponse{CkgShare: protocol.Commitment(signed)}
-	if err := n.dealLinkKey(req.GetEpoch(), t, committee, resp); err != nil {
+	linkDealing, err := n.dealLinkKey(req.GetEpoch(), t, committee, resp)
+	if err != nil {
+		return nil, err
+	}
+	// The shares are sealed in RevealKeyGen, to the dealing keys every
+	// committee member signs now: this member's is made for this ceremony
+	// (docs/crypto.md, "Checked dealing", Complaints).
+	dk, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.keys.Put(dealingKeyName(req.GetEpoch()), dk.Bytes()); err != nil {
+		return nil, err
+	}
+	if resp.DealingKey, err = protocol.SealDealingKey(n.cfg.Identity.Key, req.GetEpoch(), n.id, dk.PublicKey().Bytes(), n.cfg.Now()); err != nil {
 		return nil, err
 	}
 	var dealing map[uint64][]byte
@@ -305,19 +317,7 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 		} else if dealt, err = collective.ThresholdDeal(p, sk, t, points); err != nil {
 			return nil, err
 		}
-		// The shares are sealed in RevealKeyGen, to the dealing keys every
-		// member signs now: this member's is made for this ceremony.
 		dealing = dealt
-		dk, err := ecdh.P256().GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		if err := n.keys.Put(dealingKeyName(req.GetEpoch()), dk.Bytes()); err != nil {
-			return nil, err
-		}
-		if resp.DealingKey, err = protocol.SealDealingKey(n.cfg.Identity.Key, req.GetEpoch(), n.id, dk.PublicKey().Bytes(), n.cfg.Now()); err != nil {
-			return nil, err
-		}
 	}
 	skb, err := sk.MarshalBinary()
 	if err != nil {
@@ -330,7 +330,7 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 	// lost store, and a node refuses to start on them (node/check), so a
 	// crash in between must leave a record without a key (the node then
 	// starts, unable to decrypt in that epoch).
-	e := &epochState{Epoch: req.GetEpoch(), Params: p, Threshold: t, Members: members, CRS: req.GetCrs(), secret: sk, ckgShare: signed, ckgProof: ckgProof, dealing: dealing}
+	e := &epochState{Epoch: req.GetEpoch(), Params: p, Threshold: t, Members: members, CRS: req.GetCrs(), secret: sk, ckgShare: signed, ckgProof: ckgProof, dealing: dealing, linkDealing: linkDealing}
 	if err := n.saveEpoch(e); err != nil {
 		return nil, err
 	}
@@ -487,9 +487,15 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	if e.PublicKey != nil && !e.PublicKey.Equal(pk) {
 		return nil, fmt.Errorf("%w: epoch %d is installed with another public key", ErrBadRequest, e.Epoch)
 	}
-	link, err := n.installLinkKey(e, req)
-	if err != nil {
-		return nil, err
+	var link *linkage.PublicKey
+	if e != n.epoch { // an epoch installed already keeps its linkage key
+		if link, err = n.installLinkKey(e, req); err != nil {
+			var dc *dealingComplaint
+			if errors.As(err, &dc) {
+				n.record(ctx, "coordinator", "epoch.dealing_refused", "", map[string]any{"epoch": e.Epoch, "dealer": dc.c.GetDealer(), "share": "linkage", "reason": err.Error()})
+			}
+			return nil, err
+		}
 	}
 	installed := *e
 	installed.PublicKey = pk
@@ -503,9 +509,9 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	if err := n.saveEpoch(&installed); err != nil {
 		return nil, err
 	}
-	if e.onCommittee(n.id) && e.thresholdShared() {
-		// The epoch is installed with its threshold share: the dealing
-		// key opens nothing more (until now a retried InstallKey needed it).
+	if e.onCommittee(n.id) {
+		// The epoch is installed with its shares: the dealing key opens
+		// nothing more (until now a retried InstallKey needed it).
 		if err := n.keys.Delete(dealingKeyName(e.Epoch)); err != nil {
 			n.log.Warn("could not delete the dealing key of an installed epoch", "epoch", e.Epoch, "err", err)
 		}
@@ -609,11 +615,12 @@ func (n *Node) revealKeyGen(ctx context.Context, req *nodev1.RevealKeyGenRequest
 	return &nodev1.RevealKeyGenResponse{CkgShare: e.ckgShare, Reveal: stmt, CkgProof: e.ckgProof, Dealt: dealt}, nil
 }
 
-// sealDealing seals this dealer's Shamir share for every committee member
-// of e to the member's dealing key (keys: every member's signed key) and
-// signs each; nothing when e's threshold is its committee.
+// sealDealing seals this dealer's shares for every committee member of e
+// (its Shamir share when e's threshold is below its committee, its
+// linkage-key share) to the member's dealing key (keys: every member's
+// signed key) and signs each.
 func (n *Node) sealDealing(e *epochState, keys []*nodev1.NodeSigned) ([]*nodev1.DealtShare, error) {
-	if e.dealing == nil {
+	if e.dealing == nil && e.linkDealing == nil {
 		return nil, nil
 	}
 	byMember := map[string]*ecdh.PublicKey{}
@@ -632,17 +639,28 @@ func (n *Node) sealDealing(e *epochState, keys []*nodev1.NodeSigned) ([]*nodev1.
 	for _, m := range e.committee() {
 		pub := byMember[m.ID]
 		if pub == nil {
-			return nil, fmt.Errorf("%w: epoch %d: no dealing key of %s to seal its threshold share to (every committee member's is needed)", ErrBadRequest, e.Epoch, m.ID)
+			return nil, fmt.Errorf("%w: epoch %d: no dealing key of %s to seal its shares to (every committee member's is needed)", ErrBadRequest, e.Epoch, m.ID)
 		}
-		sealed, err := protocol.SealShare(pub, protocol.ThresholdShareInfo(e.Epoch, n.id, m.ID), e.dealing[m.Point])
-		if err != nil {
-			return nil, err
+		d := &nodev1.DealtShare{FromNodeId: n.id, ToNodeId: m.ID}
+		if e.dealing != nil {
+			sealed, err := protocol.SealShare(pub, protocol.ThresholdShareInfo(e.Epoch, n.id, m.ID), e.dealing[m.Point])
+			if err != nil {
+				return nil, err
+			}
+			if d.Sealed, err = protocol.SealThresholdShare(n.cfg.Identity.Key, e.Epoch, n.id, m.ID, sealed, n.cfg.Now()); err != nil {
+				return nil, err
+			}
 		}
-		signed, err := protocol.SealThresholdShare(n.cfg.Identity.Key, e.Epoch, n.id, m.ID, sealed, n.cfg.Now())
-		if err != nil {
-			return nil, err
+		if e.linkDealing != nil {
+			sealed, err := protocol.SealShare(pub, protocol.LinkShareInfo(e.Epoch, n.id, m.ID), e.linkDealing[m.Point])
+			if err != nil {
+				return nil, err
+			}
+			if d.LinkSealed, err = protocol.SealLinkShare(n.cfg.Identity.Key, e.Epoch, n.id, m.ID, sealed, n.cfg.Now()); err != nil {
+				return nil, err
+			}
 		}
-		out = append(out, &nodev1.DealtShare{FromNodeId: n.id, ToNodeId: m.ID, Sealed: signed})
+		out = append(out, d)
 	}
 	return out, nil
 }
@@ -722,13 +740,9 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 			return nil, fmt.Errorf("%w: no Shamir images from %s: every dealer's are needed to check its share (a member of a version before checked dealing?)", ErrBadRequest, m.ID)
 		}
 	}
-	dkb, err := n.keys.Get(dealingKeyName(e.Epoch))
+	dk, err := n.dealingKey(e.Epoch)
 	if err != nil {
-		return nil, fmt.Errorf("%w: epoch %d: this member has no dealing key to open its threshold shares with (it complained about a dealing of this epoch, installed it already, or lost the key): %v", ErrBadRequest, e.Epoch, err)
-	}
-	dk, err := ecdh.P256().NewPrivateKey(dkb)
-	if err != nil {
-		return nil, fmt.Errorf("node: dealing key of epoch %d: %w", e.Epoch, err)
+		return nil, err
 	}
 	received := make([][]byte, 0, len(committee))
 	seen := map[string]bool{}
@@ -748,7 +762,7 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 			if from.ID == n.id {
 				return nil, err
 			}
-			return nil, n.complain(e.Epoch, dk, from.ID, sealed, info, err)
+			return nil, n.complain(e.Epoch, dk, from.ID, sealed, info, false, err)
 		}
 		di := slices.IndexFunc(committee, func(m member) bool { return m.ID == from.ID })
 		if checked {
@@ -765,7 +779,7 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 			if from.ID == n.id {
 				return nil, err // its own dealing: nothing to complain to anyone about
 			}
-			return nil, n.complain(e.Epoch, dk, from.ID, sealed, info, err)
+			return nil, n.complain(e.Epoch, dk, from.ID, sealed, info, false, err)
 		}
 		seen[from.ID] = true
 		received = append(received, pt)
@@ -821,24 +835,6 @@ func (n *Node) releaseSecret(e *epochState, points []uint64) (*homomorphic.Secre
 	return sk, ts, err
 }
 
-// sealTo encrypts pt to the holder of cert (HPKE, DHKEM(P-256), HKDF-SHA256,
-// AES-256-GCM).
-func sealTo(cert *x509.Certificate, info, pt []byte) ([]byte, error) {
-	epk, ok := cert.PublicKey.(*ecdsa.PublicKey)
-	if !ok {
-		return nil, errors.New("node: recipient certificate key is not ECDSA")
-	}
-	ek, err := epk.ECDH()
-	if err != nil {
-		return nil, err
-	}
-	pk, err := hpke.NewDHKEMPublicKey(ek)
-	if err != nil {
-		return nil, err
-	}
-	return hpke.Seal(pk, hpke.HKDFSHA256(), hpke.AES256GCM(), info, pt)
-}
-
 // complain returns err carrying this member's evidence against dealer
 // (a DealingComplaint: the point that opens sealed, the share dealer
 // sealed to its dealing key dk of epoch, which did not open or failed its
@@ -847,7 +843,7 @@ func sealTo(cert *x509.Certificate, info, pt []byte) ([]byte, error) {
 // member reveals at most one point per ceremony, and never installs a
 // ceremony it complained about (docs/crypto.md, "Checked dealing",
 // Complaints).
-func (n *Node) complain(epoch uint64, dk *ecdh.PrivateKey, dealer string, sealed, info []byte, err error) error {
+func (n *Node) complain(epoch uint64, dk *ecdh.PrivateKey, dealer string, sealed, info []byte, link bool, err error) error {
 	point, proof, derr := protocol.DealingEvidence(dk, sealed, info)
 	if derr != nil {
 		return err
@@ -855,7 +851,20 @@ func (n *Node) complain(epoch uint64, dk *ecdh.PrivateKey, dealer string, sealed
 	if derr := n.keys.Delete(dealingKeyName(epoch)); derr != nil {
 		return fmt.Errorf("%w (its evidence withheld: the dealing key could not be deleted first: %v)", err, derr)
 	}
-	return &dealingComplaint{c: &nodev1.DealingComplaint{Dealer: dealer, Point: point, Proof: proof}, err: err}
+	return &dealingComplaint{c: &nodev1.DealingComplaint{Dealer: dealer, Point: point, Proof: proof, Linkage: link}, err: err}
+}
+
+// dealingKey returns this member's dealing key of epoch (dealingKeyName).
+func (n *Node) dealingKey(epoch uint64) (*ecdh.PrivateKey, error) {
+	b, err := n.keys.Get(dealingKeyName(epoch))
+	if err != nil {
+		return nil, fmt.Errorf("%w: epoch %d: this member has no dealing key to open its shares with (it complained about a dealing of this epoch, installed it already, or lost the key): %v", ErrBadRequest, epoch, err)
+	}
+	dk, err := ecdh.P256().NewPrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("node: dealing key of epoch %d: %w", epoch, err)
+	}
+	return dk, nil
 }
 
 // dealingComplaint is a refusal of a dealt share with its evidence, which
@@ -871,71 +880,29 @@ func (d *dealingComplaint) StatusDetails() []protoadapt.MessageV1 {
 	return []protoadapt.MessageV1{d.c}
 }
 
-func (n *Node) openSealed(info, ct []byte) ([]byte, error) {
-	k, ok := n.cfg.Identity.Key.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, errors.New("node: identity key is not ECDSA")
-	}
-	ek, err := k.ECDH()
-	if err != nil {
-		return nil, err
-	}
-	var kx ecdh.KeyExchanger = ek
-	sk, err := hpke.NewDHKEMPrivateKey(kx)
-	if err != nil {
-		return nil, err
-	}
-	return hpke.Open(sk, hpke.HKDFSHA256(), hpke.AES256GCM(), info, ct)
-}
-
-// dealtTo returns resp's dealt share for member to, adding it if missing.
-func dealtTo(resp *nodev1.KeyGenResponse, to string) *nodev1.DealtShare {
-	for _, d := range resp.Dealt {
-		if d.GetToNodeId() == to {
-			return d
-		}
-	}
-	d := &nodev1.DealtShare{ToNodeId: to}
-	resp.Dealt = append(resp.Dealt, d)
-	return d
-}
-
-func linkTransitInfo(epoch uint64, from, to string) string {
-	return fmt.Sprintf("fedstat linkage share epoch=%d from=%s to=%s", epoch, from, to)
-}
-
 // dealLinkKey deals this node's part of the epoch's linkage key (a Feldman
 // sharing of a fresh secret, threshold t): its signed commitments in resp,
-// and each member's share sealed to that member in resp.Dealt. The
-// secret is not kept: the node's own share comes back to it like the
-// others'.
-func (n *Node) dealLinkKey(epoch uint64, t int, members []member, resp *nodev1.KeyGenResponse) error {
+// and each member's share, by point, which RevealKeyGen seals to the
+// member's dealing key (sealDealing). The secret is not kept: the node's
+// own share comes back to it like the others'.
+func (n *Node) dealLinkKey(epoch uint64, t int, members []member, resp *nodev1.KeyGenResponse) (map[uint64][]byte, error) {
 	points := make([]uint64, len(members))
 	for i, m := range members {
 		points[i] = m.Point
 	}
 	d, err := linkage.Deal(t, points)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.LinkCommitments, err = protocol.SealLinkCommitments(n.cfg.Identity.Key, epoch, n.id, d.Commitments, n.cfg.Now()); err != nil {
-		return err
+		return nil, err
 	}
+	shares := make(map[uint64][]byte, len(members))
 	for _, m := range members {
 		share := d.Shares[m.Point]
-		sealed, err := sealTo(m.Cert, []byte(linkTransitInfo(epoch, n.id, m.ID)), share[:])
-		if err != nil {
-			return err
-		}
-		signed, err := protocol.SealLinkShare(n.cfg.Identity.Key, epoch, n.id, m.ID, sealed, n.cfg.Now())
-		if err != nil {
-			return err
-		}
-		dt := dealtTo(resp, m.ID)
-		dt.FromNodeId = n.id
-		dt.LinkSealed = signed
+		shares[m.Point] = share[:]
 	}
-	return nil
+	return shares, nil
 }
 
 // installLinkKey checks every member's linkage-key commitments and the
@@ -974,6 +941,7 @@ func (n *Node) installLinkKey(e *epochState, req *nodev1.InstallKeyRequest) (*li
 	}
 	shares := make([]linkage.Scalar, len(committee))
 	got := make([]bool, len(committee))
+	var dk *ecdh.PrivateKey
 	for _, d := range req.GetDealt() {
 		i := slices.IndexFunc(committee, func(m member) bool { return m.ID == d.GetFromNodeId() })
 		if i < 0 || d.GetToNodeId() != n.id || got[i] || d.GetLinkSealed() == nil {
@@ -984,13 +952,26 @@ func (n *Node) installLinkKey(e *epochState, req *nodev1.InstallKeyRequest) (*li
 		if err != nil {
 			return nil, fmt.Errorf("%w: linkage share from %s: %v", ErrBadRequest, from.ID, err)
 		}
-		pt, err := n.openSealed([]byte(linkTransitInfo(e.Epoch, from.ID, n.id)), sealed)
-		if err != nil || len(pt) != len(shares[i]) {
-			return nil, fmt.Errorf("%w: linkage share from %s does not open", ErrBadRequest, from.ID)
+		if dk == nil {
+			if dk, err = n.dealingKey(e.Epoch); err != nil {
+				return nil, err
+			}
 		}
-		copy(shares[i][:], pt)
-		if err := linkage.VerifyShare(commits[i], self.Point, shares[i]); err != nil {
-			return nil, fmt.Errorf("%w: linkage share from %s does not match its commitments: %v", ErrBadRequest, from.ID, err)
+		info := protocol.LinkShareInfo(e.Epoch, from.ID, n.id)
+		pt, err := protocol.OpenShare(dk, info, sealed)
+		if err == nil && len(pt) != len(shares[i]) {
+			err = fmt.Errorf("%d bytes, not a scalar", len(pt))
+		}
+		if err == nil {
+			copy(shares[i][:], pt)
+			err = linkage.VerifyShare(commits[i], self.Point, shares[i])
+		}
+		if err != nil {
+			err = fmt.Errorf("%w: the linkage share %s dealt to %s does not open, or does not match %s's commitments: %v", ErrBadRequest, from.ID, n.id, from.ID, err)
+			if from.ID == n.id {
+				return nil, err
+			}
+			return nil, n.complain(e.Epoch, dk, from.ID, sealed, info, true, err)
 		}
 		got[i] = true
 	}

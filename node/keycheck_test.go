@@ -29,7 +29,7 @@ func TestKeyCheckNode(t *testing.T) {
 	defer cancel()
 	params := nw.Coordinator.Params()
 	const epoch = 100
-	clients, _, crs, commits := keyGenAll(t, ctx, dir, nw, epoch, 3)
+	clients, _, crs, commits, dealingKeys := keyGenAll(t, ctx, dir, nw, epoch, 3)
 	n1 := clients["node-1"]
 	challenge := func(share []byte) ([]byte, []int64, []byte) {
 		t.Helper()
@@ -47,7 +47,7 @@ func TestKeyCheckNode(t *testing.T) {
 	if _, err := n1.CheckKey(ctx, &nodev1.CheckKeyRequest{Epoch: epoch, Challenge: []byte{1}}); err == nil || !strings.Contains(err.Error(), "revealed no CKG share") {
 		t.Fatalf("a challenge before the reveal: %v", err)
 	}
-	r, err := n1.RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: epoch, CkgCommitments: commits})
+	r, err := n1.RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: epoch, CkgCommitments: commits, DealingKeys: dealingKeys})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -409,6 +409,9 @@ type epochState struct {
 	// RevealKeyGen seals each to its recipient's dealing key (lost on a
 	// restart, as ckgShare is).
 	dealing map[uint64][]byte
+	// linkDealing holds this dealer's linkage-key shares of a pending
+	// epoch, by recipient point, for RevealKeyGen as dealing does.
+	linkDealing map[uint64][]byte
 	// keyCheck is the answer to the epoch's one key-check challenge
 	// (CheckKey), kept in memory until it is opened.
 	keyCheck *keyCheck

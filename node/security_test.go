@@ -104,12 +104,11 @@ func ceremonyMembers(t *testing.T, dir string, nw *demo.Network) ([]*nodev1.Memb
 // t and every node of nw a member (ceremonyMembers): it returns its clients
 // of the nodes, the members, the CRS and each node's answer to KeyGen (its
 // CKG share's commitment), in node order.
-func keyGenAll(t *testing.T, ctx context.Context, dir string, nw *demo.Network, epoch uint64, threshold int32) (map[string]nodev1.NodeServiceClient, []*nodev1.Member, []byte, []*nodev1.NodeSigned) {
+func keyGenAll(t *testing.T, ctx context.Context, dir string, nw *demo.Network, epoch uint64, threshold int32) (clients map[string]nodev1.NodeServiceClient, members []*nodev1.Member, crs []byte, commits, dealingKeys []*nodev1.NodeSigned) {
 	t.Helper()
 	coordID := identity(t, dir, "coordinator")
-	members, crs := ceremonyMembers(t, dir, nw)
-	clients := map[string]nodev1.NodeServiceClient{}
-	var commits []*nodev1.NodeSigned
+	members, crs = ceremonyMembers(t, dir, nw)
+	clients = map[string]nodev1.NodeServiceClient{}
 	for _, n := range nw.Nodes {
 		clients[n.ID()] = dialNode(t, n.Addr(), coordID, n.ID())
 		resp, err := clients[n.ID()].KeyGen(ctx, &nodev1.KeyGenRequest{Epoch: epoch, Params: nw.Coordinator.Params().Name(), Crs: crs, Members: members, Threshold: threshold})
@@ -117,8 +116,9 @@ func keyGenAll(t *testing.T, ctx context.Context, dir string, nw *demo.Network, 
 			t.Fatal(err)
 		}
 		commits = append(commits, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetCkgShare()})
+		dealingKeys = append(dealingKeys, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetDealingKey()})
 	}
-	return clients, members, crs, commits
+	return clients, members, crs, commits, dealingKeys
 }
 
 // TestShareFileReadableByOthersStopsNode runs the key ceremony of a 2-of-3
@@ -471,18 +471,18 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 	defer cancel()
 	params := nw.Coordinator.Params()
 	const epoch = 100
-	clients, members, crs, commits := keyGenAll(t, ctx, dir, nw, epoch, 3)
+	clients, members, crs, commits, dealingKeys := keyGenAll(t, ctx, dir, nw, epoch, 3)
 	for _, c := range commits {
 		if len(c.GetSigned().GetPayload()) != 0 {
 			t.Fatalf("%s answered KeyGen with its CKG share; it must send only the signed header until every share is fixed", c.GetNodeId())
 		}
 	}
 	// revealAll asks each member in ids for its share within set.
-	revealAll := func(e uint64, set []*nodev1.NodeSigned, ids ...string) (shares, stmts []*nodev1.NodeSigned, proofs map[string][]byte) {
+	revealAll := func(e uint64, set, keys []*nodev1.NodeSigned, ids ...string) (shares, stmts []*nodev1.NodeSigned, proofs map[string][]byte) {
 		t.Helper()
 		proofs = map[string][]byte{}
 		for _, id := range ids {
-			r, err := clients[id].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: e, CkgCommitments: set})
+			r, err := clients[id].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: e, CkgCommitments: set, DealingKeys: keys})
 			if err != nil {
 				t.Fatalf("reveal of epoch %d at %s: %v", e, id, err)
 			}
@@ -506,7 +506,7 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 			t.Fatalf("reveal in %s: %v, want a refusal naming %q", tc.name, err, tc.want)
 		}
 	}
-	signed, reveals, proofs := revealAll(epoch, commits, "node-1", "node-2", "node-3")
+	signed, reveals, proofs := revealAll(epoch, commits, dealingKeys, "node-1", "node-2", "node-3")
 	with := func(id string, proof []byte) map[string][]byte {
 		out := map[string][]byte{}
 		for k, v := range proofs {
@@ -618,7 +618,7 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 		}
 		committee = append(committee, m)
 	}
-	var csigned []*nodev1.NodeSigned
+	var csigned, cdealing []*nodev1.NodeSigned
 	for _, n := range nw.Nodes {
 		resp, err := clients[n.ID()].KeyGen(ctx, &nodev1.KeyGenRequest{Epoch: epoch + 1, Params: params.Name(), Crs: crs, Members: committee, Threshold: 2})
 		if err != nil {
@@ -631,11 +631,12 @@ func TestForgedKeyCeremonyRefused(t *testing.T) {
 			continue
 		}
 		csigned = append(csigned, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetCkgShare()})
+		cdealing = append(cdealing, &nodev1.NodeSigned{NodeId: n.ID(), Signed: resp.GetDealingKey()})
 	}
 	if _, err := clients["node-1"].RevealKeyGen(ctx, &nodev1.RevealKeyGenRequest{Epoch: epoch + 1, CkgCommitments: csigned}); err == nil || !strings.Contains(err.Error(), "not on the committee") {
 		t.Fatalf("reveal at node-1, off the committee: %v, want a refusal", err)
 	}
-	csigned, creveals, cproofs := revealAll(epoch+1, csigned, "node-2", "node-3")
+	csigned, creveals, cproofs := revealAll(epoch+1, csigned, cdealing, "node-2", "node-3")
 	for _, tc := range []struct {
 		name   string
 		shares []*nodev1.NodeSigned

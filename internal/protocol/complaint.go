@@ -42,6 +42,13 @@ func ThresholdShareInfo(epoch uint64, from, to string) []byte {
 	return fmt.Appendf(nil, "fedstat threshold share epoch=%d from=%s to=%s", epoch, from, to)
 }
 
+// LinkShareInfo is the HPKE info a linkage-key share of epoch dealt by
+// from to to is sealed with; it also binds the evidence of a complaint
+// about it.
+func LinkShareInfo(epoch uint64, from, to string) []byte {
+	return fmt.Appendf(nil, "fedstat linkage share epoch=%d from=%s to=%s", epoch, from, to)
+}
+
 // SealShare seals pt to the holder of a dealing key with info.
 func SealShare(to *ecdh.PublicKey, info, pt []byte) ([]byte, error) {
 	pk, err := hpke.NewDHKEMPublicKey(to)

@@ -297,6 +297,73 @@ func TestUnopenableShareNamed(t *testing.T) {
 	}
 }
 
+// TestBadLinkageShareNamed: in an epoch with every committee member
+// decrypting (3 of 3: no threshold shares, the linkage key dealt all the
+// same), node-3 runs the real key ceremony with one step changed: the
+// linkage-key share it seals to node-1 (to node-1's dealing key, signed
+// by node-3) is a random scalar, not the share its Feldman commitments
+// fix. node-1 opens it, finds it does not match, and refuses with its
+// evidence; the coordinator opens the share with it, checks it against
+// node-3's commitments and convicts node-3 (audit epoch.dealing_refused,
+// share "linkage-key share").
+// Before, the linkage share was sealed to node-1's certificate key and
+// its refusal was its word.
+func TestBadLinkageShareNamed(t *testing.T) {
+	dir := t.TempDir()
+	var armed atomic.Bool
+	evil := func(id string) []grpc.ServerOption {
+		if id != "node-3" {
+			return nil
+		}
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			resp, err := h(ctx, req)
+			if err != nil || info.FullMethod != nodev1.NodeService_RevealKeyGen_FullMethodName || !armed.Load() {
+				return resp, err
+			}
+			r := req.(*nodev1.RevealKeyGenRequest)
+			var to *ecdh.PublicKey
+			for _, k := range r.GetDealingKeys() {
+				if k.GetNodeId() == "node-1" {
+					if to, err = ecdh.P256().NewPublicKey(k.GetSigned().GetPayload()); err != nil {
+						panic(err)
+					}
+				}
+			}
+			for _, d := range resp.(*nodev1.RevealKeyGenResponse).GetDealt() {
+				if d.GetToNodeId() != "node-1" {
+					continue
+				}
+				var share [32]byte
+				share[0] = 7 // a scalar, and not node-3's share for node-1
+				sealed, err := protocol.SealShare(to, protocol.LinkShareInfo(r.GetEpoch(), "node-3", "node-1"), share[:])
+				if err != nil {
+					panic(err)
+				}
+				d.LinkSealed = resignAs(dir, "node-3", d.GetLinkSealed(), sealed)
+			}
+			return resp, nil
+		})}
+	}
+	nw := startFault(t, demo.Options{Dir: dir, Threshold: 3, MinNodes: 3, NodeServerOptions: evil, AuditLogs: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	armed.Store(true)
+	_, err := nw.Coordinator.KeyCeremony(ctx)
+	want := "node-3 dealt node-1 a linkage-key share that does not match its Feldman commitments (opened and checked by the coordinator from node-1's evidence)"
+	if !errors.Is(err, coordinator.ErrKeyCheck) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("ceremony with node-3's bad linkage share to node-1: %v; want node-3 convicted on node-1's evidence", err)
+	}
+	t.Logf("refused: %v", err)
+	if excluded := excludedMembers(nw); len(excluded) != 1 || excluded["node-3"] == "" {
+		t.Fatalf("excluded: %v; want node-3 alone", excluded)
+	}
+	if n := auditMatches(t, filepath.Join(dir, "coordinator", "audit.log"), func(e audit.Entry) bool {
+		return e.Action == "epoch.dealing_refused" && e.Details["node"] == "node-3" && e.Details["share"] == "linkage-key share"
+	}); n != 1 {
+		t.Errorf("%d epoch.dealing_refused entries naming node-3's linkage-key share, want 1", n)
+	}
+}
+
 // excludedMembers is the members the coordinator excludes from key
 // epochs, with the problem it records for each.
 func excludedMembers(nw *demo.Network) map[string]string {

@@ -2241,7 +2241,11 @@ type DealingComplaint struct {
 	Point []byte `protobuf:"bytes,3,opt,name=point,proto3" json:"point,omitempty"`
 	// proof: that point and the signed dealing key have the same discrete
 	// logarithm (protocol.DealingEvidence, bound to the share's HPKE info).
-	Proof         []byte `protobuf:"bytes,4,opt,name=proof,proto3" json:"proof,omitempty"`
+	Proof []byte `protobuf:"bytes,4,opt,name=proof,proto3" json:"proof,omitempty"`
+	// linkage: the share complained about is the dealer's linkage-key share
+	// (DealtShare.link_sealed, checked against its Feldman commitments), not
+	// its threshold share.
+	Linkage       bool `protobuf:"varint,5,opt,name=linkage,proto3" json:"linkage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2295,6 +2299,13 @@ func (x *DealingComplaint) GetProof() []byte {
 		return x.Proof
 	}
 	return nil
+}
+
+func (x *DealingComplaint) GetLinkage() bool {
+	if x != nil {
+		return x.Linkage
+	}
+	return false
 }
 
 type CheckKeyRequest struct {
@@ -4113,11 +4124,12 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\tckg_proof\x18\x03 \x01(\fR\bckgProof\x121\n" +
 	"\x05dealt\x18\x04 \x03(\v2\x1b.fedstat.node.v1.DealtShareR\x05dealt\"L\n" +
 	"\x12InstallKeyResponse\x126\n" +
-	"\tinstalled\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\tinstalled\"\\\n" +
+	"\tinstalled\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\tinstalled\"v\n" +
 	"\x10DealingComplaint\x12\x16\n" +
 	"\x06dealer\x18\x01 \x01(\tR\x06dealer\x12\x14\n" +
 	"\x05point\x18\x03 \x01(\fR\x05point\x12\x14\n" +
-	"\x05proof\x18\x04 \x01(\fR\x05proofJ\x04\b\x02\x10\x03\"_\n" +
+	"\x05proof\x18\x04 \x01(\fR\x05proof\x12\x18\n" +
+	"\alinkage\x18\x05 \x01(\bR\alinkageJ\x04\b\x02\x10\x03\"_\n" +
 	"\x0fCheckKeyRequest\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1c\n" +
 	"\tchallenge\x18\x02 \x01(\fR\tchallenge\x12\x12\n" +
