@@ -239,26 +239,11 @@ func TestFalseDealingComplaintNamed(t *testing.T) {
 func TestUnopenableShareNamed(t *testing.T) {
 	dir := t.TempDir()
 	var armed atomic.Bool
-	evil := func(id string) []grpc.ServerOption {
-		if id != "node-3" {
-			return nil
-		}
-		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			resp, err := h(ctx, req)
-			if err != nil || info.FullMethod != nodev1.NodeService_RevealKeyGen_FullMethodName || !armed.Load() {
-				return resp, err
-			}
-			r := resp.(*nodev1.RevealKeyGenResponse)
-			for _, d := range r.GetDealt() {
-				if d.GetToNodeId() == "node-1" {
-					sealed := slices.Clone(d.GetSealed().GetPayload())
-					sealed[len(sealed)-1] ^= 1
-					d.Sealed = resignAs(dir, "node-3", d.GetSealed(), sealed)
-				}
-			}
-			return r, nil
-		})}
-	}
+	evil := node3Dealing(&armed, func(_ *nodev1.RevealKeyGenRequest, d *nodev1.DealtShare) {
+		sealed := slices.Clone(d.GetSealed().GetPayload())
+		sealed[len(sealed)-1] ^= 1
+		d.Sealed = resignAs(dir, "node-3", d.GetSealed(), sealed)
+	})
 	nw := startFault(t, demo.Options{Dir: dir, Threshold: 2, NodeServerOptions: evil, AuditLogs: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -311,39 +296,24 @@ func TestUnopenableShareNamed(t *testing.T) {
 func TestBadLinkageShareNamed(t *testing.T) {
 	dir := t.TempDir()
 	var armed atomic.Bool
-	evil := func(id string) []grpc.ServerOption {
-		if id != "node-3" {
-			return nil
-		}
-		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			resp, err := h(ctx, req)
-			if err != nil || info.FullMethod != nodev1.NodeService_RevealKeyGen_FullMethodName || !armed.Load() {
-				return resp, err
-			}
-			r := req.(*nodev1.RevealKeyGenRequest)
-			var to *ecdh.PublicKey
-			for _, k := range r.GetDealingKeys() {
-				if k.GetNodeId() == "node-1" {
-					if to, err = ecdh.P256().NewPublicKey(k.GetSigned().GetPayload()); err != nil {
-						panic(err)
-					}
-				}
-			}
-			for _, d := range resp.(*nodev1.RevealKeyGenResponse).GetDealt() {
-				if d.GetToNodeId() != "node-1" {
-					continue
-				}
-				var share [32]byte
-				share[0] = 7 // a scalar, and not node-3's share for node-1
-				sealed, err := protocol.SealShare(to, protocol.LinkShareInfo(r.GetEpoch(), "node-3", "node-1"), share[:])
-				if err != nil {
+	evil := node3Dealing(&armed, func(r *nodev1.RevealKeyGenRequest, d *nodev1.DealtShare) {
+		var to *ecdh.PublicKey
+		for _, k := range r.GetDealingKeys() {
+			if k.GetNodeId() == "node-1" {
+				var err error
+				if to, err = ecdh.P256().NewPublicKey(k.GetSigned().GetPayload()); err != nil {
 					panic(err)
 				}
-				d.LinkSealed = resignAs(dir, "node-3", d.GetLinkSealed(), sealed)
 			}
-			return resp, nil
-		})}
-	}
+		}
+		var share [32]byte
+		share[0] = 7 // a scalar, and not node-3's share for node-1
+		sealed, err := protocol.SealShare(to, protocol.LinkShareInfo(r.GetEpoch(), "node-3", "node-1"), share[:])
+		if err != nil {
+			panic(err)
+		}
+		d.LinkSealed = resignAs(dir, "node-3", d.GetLinkSealed(), sealed)
+	})
 	nw := startFault(t, demo.Options{Dir: dir, Threshold: 3, MinNodes: 3, NodeServerOptions: evil, AuditLogs: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -361,6 +331,29 @@ func TestBadLinkageShareNamed(t *testing.T) {
 		return e.Action == "epoch.dealing_refused" && e.Details["node"] == "node-3" && e.Details["share"] == "linkage-key share"
 	}); n != 1 {
 		t.Errorf("%d epoch.dealing_refused entries naming node-3's linkage-key share, want 1", n)
+	}
+}
+
+// node3Dealing is the server options of a network whose node-3 runs the
+// real key ceremony with one step changed while armed: change alters the
+// shares it deals node-1 in RevealKeyGen (req is the request it answers).
+func node3Dealing(armed *atomic.Bool, change func(req *nodev1.RevealKeyGenRequest, d *nodev1.DealtShare)) func(string) []grpc.ServerOption {
+	return func(id string) []grpc.ServerOption {
+		if id != "node-3" {
+			return nil
+		}
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			resp, err := h(ctx, req)
+			if err != nil || info.FullMethod != nodev1.NodeService_RevealKeyGen_FullMethodName || !armed.Load() {
+				return resp, err
+			}
+			for _, d := range resp.(*nodev1.RevealKeyGenResponse).GetDealt() {
+				if d.GetToNodeId() == "node-1" {
+					change(req.(*nodev1.RevealKeyGenRequest), d)
+				}
+			}
+			return resp, nil
+		})}
 	}
 }
 
