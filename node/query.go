@@ -696,7 +696,10 @@ func (n *Node) openPartials(e *epochState, qid string, req *nodev1.KeySwitchRequ
 			from := ps.GetNodeId()
 			pt, err := protocol.OpenPartial(members[i].Cert.PublicKey, ps.GetSigned(), qid, e.Epoch, from, w, shape)
 			if err != nil {
-				errs[i] = refusePartial(from, fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err))
+				// Not a PartialRefusal: the coordinator ran the same checks
+				// as the partial arrived (a freshness window that has since
+				// run out is this decryptor's view, not a bad partial).
+				errs[i] = fmt.Errorf("%w: partial from %s: %v", ErrBadPartial, from, err)
 				return
 			}
 			if err := protocol.CheckEncryptionProofs(e.Params, e.PublicKey, pt, qid, e.Epoch, from, shape.SpecDigest, n.cfg.Policy.AcceptUnprovenPartials); err != nil {
@@ -732,11 +735,12 @@ func (n *Node) openPartials(e *epochState, qid string, req *nodev1.KeySwitchRequ
 	return vectors, seen, nil
 }
 
-// refusePartial returns err, this decryptor's refusal of from's partial,
-// carrying from as a PartialRefusal detail (rpc.ToStatus sends it): the
-// coordinator, which leaves the proofs of encryption of a full release to
-// the decryptors, checks that partial itself to tell a bad partial from a
-// false refusal (docs/crypto.md, "Who checks the proofs of encryption").
+// refusePartial returns err, this decryptor's refusal of from's partial
+// for its proofs (of encryption, or of range), carrying from as a
+// PartialRefusal detail (rpc.ToStatus sends it): the coordinator, which
+// leaves the proofs of encryption of a full release to the decryptors,
+// checks that partial itself to tell a bad partial from a false refusal
+// (docs/crypto.md, "Who checks the proofs of encryption").
 func refusePartial(from string, err error) error {
 	return &partialRefused{from: from, err: err}
 }

@@ -3148,9 +3148,9 @@ func (x *KeySwitchRequest) GetSum() [][]byte {
 }
 
 // PartialRefusal is a decryptor's refusal of one partial of a release,
-// sent as a detail of its KeySwitch error when that partial fails a check
-// (its signature and binding, its proofs of encryption and their link to
-// its range commitments, or its range proof): node_id is the sender. The
+// sent as a detail of its KeySwitch error when that partial fails its
+// proofs (of encryption and their link to its range commitments, or of
+// range): node_id is the sender. The
 // coordinator, which does not check the proofs of encryption of a full
 // release itself, checks that partial when a decryptor refuses it: a
 // partial that fails fails the query naming its sender, one that passes
