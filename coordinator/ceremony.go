@@ -269,6 +269,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	// the committee's statements that it did (a member off the committee
 	// requires threshold of them: node.checkInstalled).
 	installed := make([]*nodev1.NodeSigned, len(ids))
+	keyDigest := protocol.KeyDigest(pkb) // what each committee member's statement must name
 	install := func(committee bool, stmts []*nodev1.NodeSigned) []error {
 		return c.fanoutEach(ctx, ids, func(ctx context.Context, i int, nid string) error {
 			if (points[i] != 0) != committee {
@@ -285,7 +286,7 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 				if err != nil {
 					return fmt.Errorf("its statement that it installed the epoch: %w", err)
 				}
-				if !bytes.Equal(named, protocol.KeyDigest(pkb)) {
+				if !bytes.Equal(named, keyDigest) {
 					return errors.New("its statement that it installed the epoch names another public key")
 				}
 				installed[i] = &nodev1.NodeSigned{NodeId: nid, Signed: resp.GetInstalled()}

@@ -466,21 +466,33 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	if len(req.GetPublicKey()) > 0 && string(mine) != string(req.GetPublicKey()) {
 		return nil, fmt.Errorf("%w: the public key sent differs from the aggregate of the signed shares", ErrBadRequest)
 	}
+	keyDigest := protocol.KeyDigest(mine)
 	if !e.onCommittee(n.id) {
-		if err := checkInstalled(e, req.GetInstalled(), protocol.KeyDigest(mine), n.window(nil)); err != nil {
+		if err := checkInstalled(e, req.GetInstalled(), keyDigest, n.window(nil)); err != nil {
 			return nil, err
 		}
 	}
-	// An epoch installed already (a repeated InstallKey) keeps the
-	// threshold share it stored; its dealing key is gone.
-	if e.onCommittee(n.id) && e.thresholdShared() && e != n.epoch {
-		image, err := n.installThreshold(e, req.GetDealt(), shares, req.GetShamirImages())
-		if err != nil {
-			var dc *dealingComplaint
-			if errors.As(err, &dc) {
-				n.record(ctx, "coordinator", "epoch.dealing_refused", "", map[string]any{"epoch": e.Epoch, "dealer": dc.c.GetDealer(), "reason": err.Error()})
-			}
+	// refused audits a refusal of a dealt share that carries evidence.
+	refused := func(err error, share string) error {
+		var dc *dealingComplaint
+		if errors.As(err, &dc) {
+			n.record(ctx, "coordinator", "epoch.dealing_refused", "", map[string]any{"epoch": e.Epoch, "dealer": dc.c.GetDealer(), "share": share, "reason": err.Error()})
+		}
+		return err
+	}
+	// An epoch installed already (a repeated InstallKey) keeps the shares
+	// it stored; its dealing key is gone. Otherwise a committee member
+	// opens the shares dealt to it with its dealing key, read once.
+	var dk *ecdh.PrivateKey
+	if e.onCommittee(n.id) && e != n.epoch && (e.thresholdShared() || len(req.GetLinkCommitments()) > 0) {
+		if dk, err = n.dealingKey(e.Epoch); err != nil {
 			return nil, err
+		}
+	}
+	if e.onCommittee(n.id) && e.thresholdShared() && e != n.epoch {
+		image, err := n.installThreshold(e, dk, req.GetDealt(), shares, req.GetShamirImages())
+		if err != nil {
+			return nil, refused(err, "threshold")
 		}
 		e.ThresholdImage = image
 	}
@@ -489,12 +501,8 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	}
 	var link *linkage.PublicKey
 	if e != n.epoch { // an epoch installed already keeps its linkage key
-		if link, err = n.installLinkKey(e, req); err != nil {
-			var dc *dealingComplaint
-			if errors.As(err, &dc) {
-				n.record(ctx, "coordinator", "epoch.dealing_refused", "", map[string]any{"epoch": e.Epoch, "dealer": dc.c.GetDealer(), "share": "linkage", "reason": err.Error()})
-			}
-			return nil, err
+		if link, err = n.installLinkKey(e, dk, req); err != nil {
+			return nil, refused(err, "linkage")
 		}
 	}
 	installed := *e
@@ -529,7 +537,7 @@ func (n *Node) installKey(ctx context.Context, req *nodev1.InstallKeyRequest) (*
 	if !e.onCommittee(n.id) {
 		return &nodev1.InstallKeyResponse{}, nil
 	}
-	stmt, err := protocol.SealKeyInstalled(n.cfg.Identity.Key, e.Epoch, n.id, protocol.KeyDigest(mine), n.cfg.Now())
+	stmt, err := protocol.SealKeyInstalled(n.cfg.Identity.Key, e.Epoch, n.id, keyDigest, n.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -714,12 +722,12 @@ func epochOf(e *epochState) any {
 	return e.Epoch
 }
 
-// installThreshold opens the threshold shares dealt to this node, checks
-// each against its dealer's CKG share (ckg, in committee order) and signed
-// images, stores their aggregate sealed and returns this member's threshold
+// installThreshold opens the threshold shares dealt to this node with its
+// dealing key dk, checks each against its dealer's CKG share (ckg, in
+// committee order) and signed images, stores their aggregate sealed and returns this member's threshold
 // image (nil when the committee is too large for proofs of its key-switch
 // shares).
-func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [][]byte, signedImages []*nodev1.NodeSigned) ([]byte, error) {
+func (n *Node) installThreshold(e *epochState, dk *ecdh.PrivateKey, dealt []*nodev1.DealtShare, ckg [][]byte, signedImages []*nodev1.NodeSigned) ([]byte, error) {
 	self, _ := e.member(n.id)
 	committee := e.committee()
 	images := make([][]byte, len(committee))
@@ -739,10 +747,6 @@ func (n *Node) installThreshold(e *epochState, dealt []*nodev1.DealtShare, ckg [
 		if checked && images[i] == nil {
 			return nil, fmt.Errorf("%w: no Shamir images from %s: every dealer's are needed to check its share (a member of a version before checked dealing?)", ErrBadRequest, m.ID)
 		}
-	}
-	dk, err := n.dealingKey(e.Epoch)
-	if err != nil {
-		return nil, err
 	}
 	received := make([][]byte, 0, len(committee))
 	seen := map[string]bool{}
@@ -910,7 +914,7 @@ func (n *Node) dealLinkKey(epoch uint64, t int, members []member, resp *nodev1.K
 // (the sum of the shares) in the keystore and returns the epoch's linkage
 // public key. A request without commitments (a coordinator of a version
 // before record linkage) installs the epoch without a linkage key (nil).
-func (n *Node) installLinkKey(e *epochState, req *nodev1.InstallKeyRequest) (*linkage.PublicKey, error) {
+func (n *Node) installLinkKey(e *epochState, dk *ecdh.PrivateKey, req *nodev1.InstallKeyRequest) (*linkage.PublicKey, error) {
 	if len(req.GetLinkCommitments()) == 0 {
 		return nil, nil
 	}
@@ -941,7 +945,6 @@ func (n *Node) installLinkKey(e *epochState, req *nodev1.InstallKeyRequest) (*li
 	}
 	shares := make([]linkage.Scalar, len(committee))
 	got := make([]bool, len(committee))
-	var dk *ecdh.PrivateKey
 	for _, d := range req.GetDealt() {
 		i := slices.IndexFunc(committee, func(m member) bool { return m.ID == d.GetFromNodeId() })
 		if i < 0 || d.GetToNodeId() != n.id || got[i] || d.GetLinkSealed() == nil {
@@ -951,11 +954,6 @@ func (n *Node) installLinkKey(e *epochState, req *nodev1.InstallKeyRequest) (*li
 		sealed, err := protocol.OpenLinkShare(from.Cert.PublicKey, d.GetLinkSealed(), e.Epoch, from.ID, n.id, n.window(nil))
 		if err != nil {
 			return nil, fmt.Errorf("%w: linkage share from %s: %v", ErrBadRequest, from.ID, err)
-		}
-		if dk == nil {
-			if dk, err = n.dealingKey(e.Epoch); err != nil {
-				return nil, err
-			}
 		}
 		info := protocol.LinkShareInfo(e.Epoch, from.ID, n.id)
 		pt, err := protocol.OpenShare(dk, info, sealed)
