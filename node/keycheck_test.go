@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +87,30 @@ func TestKeyCheckNode(t *testing.T) {
 	}
 	if !bytes.Equal(protocol.KeyCheckDigest(epoch, "node-1", want, o.GetNonce()), digest) {
 		t.Fatal("the opening does not match the commitment")
+	}
+}
+
+// TestAbandonedDealingKeyDeleted: a member keeps the dealing key it made
+// in KeyGen until the epoch is installed; a new ceremony that replaces a
+// pending one deletes the old one's key (it opens nothing anyone will send
+// again), and keeps its own.
+func TestAbandonedDealingKeyDeleted(t *testing.T) {
+	dir := t.TempDir()
+	nw := startKept(t, dir, 3, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	key := func(epoch int) string {
+		return filepath.Join(dir, "node-1", "keys", fmt.Sprintf("dealing-%d.secret", epoch))
+	}
+	keyGenAll(t, ctx, dir, nw, 100, 3)
+	if _, err := os.Stat(key(100)); err != nil {
+		t.Fatalf("no dealing key after KeyGen: %v", err)
+	}
+	keyGenAll(t, ctx, dir, nw, 101, 3)
+	if _, err := os.Stat(key(100)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the abandoned ceremony's dealing key is still there: %v", err)
+	}
+	if _, err := os.Stat(key(101)); err != nil {
+		t.Errorf("the new ceremony's dealing key: %v", err)
 	}
 }

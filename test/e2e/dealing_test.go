@@ -42,21 +42,27 @@ import (
 // coordinator, at each recipient too), the active epoch keeps answering,
 // and the next ceremony runs without node-3. Before the checked dealing,
 // such a dealer's shares were aggregated unchecked, and a release in the
-// epoch decrypted to noise, naming no one. A dealer that sends no images (a
-// version before) fails the ceremony too, named by the coordinator.
+// epoch decrypted to noise, naming no one. A dealer that sends no images,
+// or no dealing key (a version before either), fails the ceremony too,
+// named by the coordinator.
 func TestBadDealingNamed(t *testing.T) {
 	dir := t.TempDir()
-	var armed, strip atomic.Bool
+	var armed, strip, noKey atomic.Bool
 	evil := func(id string) []grpc.ServerOption {
 		if id != "node-3" {
 			return nil
 		}
 		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			resp, err := h(ctx, req)
-			if err != nil || info.FullMethod != nodev1.NodeService_KeyGen_FullMethodName || !(armed.Load() || strip.Load()) {
+			if err != nil || info.FullMethod != nodev1.NodeService_KeyGen_FullMethodName || !(armed.Load() || strip.Load() || noKey.Load()) {
 				return resp, err
 			}
 			r := resp.(*nodev1.KeyGenResponse)
+			if noKey.Load() {
+				// A member of a version before dealing keys.
+				r.DealingKey = nil
+				return r, nil
+			}
 			if strip.Load() {
 				// A member of a version before checked dealing.
 				r.ShamirImages = nil
@@ -90,6 +96,13 @@ func TestBadDealingNamed(t *testing.T) {
 		t.Fatalf("ceremony with node-3 dealing without images: %v", err)
 	}
 	strip.Store(false)
+	// A member without a dealing key (a version before them): the
+	// coordinator fails the ceremony naming it, before any share is dealt.
+	noKey.Store(true)
+	if _, err := nw.Coordinator.KeyCeremony(ctx); err == nil || !strings.Contains(err.Error(), "node-3 sent no dealing key for its shares") {
+		t.Fatalf("ceremony with node-3 sending no dealing key: %v", err)
+	}
+	noKey.Store(false)
 
 	armed.Store(true)
 	_, err := nw.Coordinator.KeyCeremony(ctx)
