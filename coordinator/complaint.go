@@ -149,15 +149,23 @@ func (c *Coordinator) judgeComplaint(d dealing, recipient string, dc *nodev1.Dea
 		v.reason = "no dealing key of the recipient to check its evidence against"
 		return v
 	}
+	// The dealer's signed message, then the share in it, opened with the
+	// recipient's evidence: the same for both kinds of share.
+	dealt := d.dealt[recipient][i]
+	var sealed, info []byte
+	var err error
 	if dc.GetLinkage() {
-		return c.judgeLinkComplaint(d, v, d.dealt[recipient][i], key, dealerCert, ri, dc)
+		sealed, err = protocol.OpenLinkShare(dealerCert.PublicKey, dealt.GetLinkSealed(), d.epoch, v.dealer, recipient, c.window())
+		info = protocol.LinkShareInfo(d.epoch, v.dealer, recipient)
+	} else {
+		sealed, err = protocol.OpenThresholdShare(dealerCert.PublicKey, dealt.GetSealed(), d.epoch, v.dealer, recipient, c.window())
+		info = protocol.ThresholdShareInfo(d.epoch, v.dealer, recipient)
 	}
-	sealed, err := protocol.OpenThresholdShare(dealerCert.PublicKey, d.dealt[recipient][i].GetSealed(), d.epoch, v.dealer, recipient, c.window())
 	if err != nil {
-		v.reason = fmt.Sprintf("the dealer's signed share does not open: %v", err)
+		v.reason = fmt.Sprintf("the dealer's signed %s does not open: %v", v.share, err)
 		return v
 	}
-	pt, err := protocol.OpenWithEvidence(key, dc.GetPoint(), dc.GetProof(), protocol.ThresholdShareInfo(d.epoch, v.dealer, recipient), sealed)
+	pt, err := protocol.OpenWithEvidence(key, dc.GetPoint(), dc.GetProof(), info, sealed)
 	switch {
 	case errors.Is(err, protocol.ErrShareUnopenable):
 		v.guilty, v.reason = v.dealer, "does not open for its recipient"
@@ -167,6 +175,9 @@ func (c *Coordinator) judgeComplaint(d dealing, recipient string, dc *nodev1.Dea
 		return v
 	}
 	defer clear(pt)
+	if dc.GetLinkage() {
+		return judgeLinkShare(d, v, ri, pt)
+	}
 	err = collective.CheckDealtShare(c.params, d.crs, d.ckg[di], d.images[v.dealer], d.points[ri], pt)
 	switch {
 	case err == nil:
@@ -179,26 +190,10 @@ func (c *Coordinator) judgeComplaint(d dealing, recipient string, dc *nodev1.Dea
 	return v
 }
 
-// judgeLinkComplaint judges a complaint about the linkage-key share in
-// dealt (the dealer's share for the recipient at d.points[ri]): opened with
-// the complaint's evidence under key (the recipient's dealing key) and
-// checked against the dealer's Feldman commitments.
-func (c *Coordinator) judgeLinkComplaint(d dealing, v verdict, dealt *nodev1.DealtShare, key *ecdh.PublicKey, dealerCert *x509.Certificate, ri int, dc *nodev1.DealingComplaint) verdict {
-	sealed, err := protocol.OpenLinkShare(dealerCert.PublicKey, dealt.GetLinkSealed(), d.epoch, v.dealer, v.recipient, c.window())
-	if err != nil {
-		v.reason = fmt.Sprintf("the dealer's signed linkage share does not open: %v", err)
-		return v
-	}
-	pt, err := protocol.OpenWithEvidence(key, dc.GetPoint(), dc.GetProof(), protocol.LinkShareInfo(d.epoch, v.dealer, v.recipient), sealed)
-	switch {
-	case errors.Is(err, protocol.ErrShareUnopenable):
-		v.guilty, v.reason = v.dealer, "does not open for its recipient"
-		return v
-	case err != nil:
-		v.guilty, v.reason = v.recipient, "its evidence does not verify for its dealing key"
-		return v
-	}
-	defer clear(pt)
+// judgeLinkShare judges an opened linkage-key share pt, the dealer's share
+// for the recipient at d.points[ri], against the dealer's Feldman
+// commitments.
+func judgeLinkShare(d dealing, v verdict, ri int, pt []byte) verdict {
 	var share linkage.Scalar
 	if len(pt) != len(share) {
 		v.guilty, v.reason = v.dealer, fmt.Sprintf("is %d bytes, not a scalar", len(pt))
