@@ -145,16 +145,19 @@ func TestBadDealingNamed(t *testing.T) {
 // With true evidence the coordinator opens node-2's share, finds it
 // matches node-2's images, and convicts node-1 of an unfounded complaint;
 // with a proof off by one bit the evidence does not verify and convicts
-// node-1 all the same. Either way node-2, the honest dealer, is not
+// node-1 all the same; so does true evidence about node-2's honest
+// linkage-key share, which matches node-2's Feldman commitments. Either way node-2, the honest dealer, is not
 // excluded; node-1 is (audit epoch.complaint_unfounded), and the next
 // ceremony runs without it.
 func TestFalseDealingComplaintNamed(t *testing.T) {
 	for _, c := range []struct {
 		name, want string
 		garble     bool
+		link       bool // about node-2's linkage-key share
 	}{
-		{"true evidence", "the share it revealed matches the dealer's CKG share and Shamir images", false},
-		{"a proof off by one bit", "its evidence does not verify for its dealing key", true},
+		{"true evidence", "the share it revealed matches the dealer's CKG share and Shamir images", false, false},
+		{"a proof off by one bit", "its evidence does not verify for its dealing key", true, false},
+		{"true evidence about a linkage-key share", "the linkage-key share it revealed matches the dealer's commitments", false, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -189,7 +192,11 @@ func TestFalseDealingComplaintNamed(t *testing.T) {
 					if i < 0 {
 						panic("no share of node-2 dealt to node-1")
 					}
-					point, proof, err := protocol.DealingEvidence(dk, r.GetDealt()[i].GetSealed().GetPayload(), protocol.ThresholdShareInfo(r.GetEpoch(), "node-2", "node-1"))
+					sealed, shareInfo := r.GetDealt()[i].GetSealed().GetPayload(), protocol.ThresholdShareInfo(r.GetEpoch(), "node-2", "node-1")
+					if c.link {
+						sealed, shareInfo = r.GetDealt()[i].GetLinkSealed().GetPayload(), protocol.LinkShareInfo(r.GetEpoch(), "node-2", "node-1")
+					}
+					point, proof, err := protocol.DealingEvidence(dk, sealed, shareInfo)
 					if err != nil {
 						panic(err)
 					}
@@ -197,7 +204,7 @@ func TestFalseDealingComplaintNamed(t *testing.T) {
 						proof[63] ^= 1
 					}
 					st, err := status.New(codes.InvalidArgument, "node-1: the threshold share node-2 dealt to node-1 does not match node-2's CKG share and Shamir images (a lie)").
-						WithDetails(&nodev1.DealingComplaint{Dealer: "node-2", Point: point, Proof: proof})
+						WithDetails(&nodev1.DealingComplaint{Dealer: "node-2", Point: point, Proof: proof, Linkage: c.link})
 					if err != nil {
 						panic(err)
 					}
