@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
@@ -523,6 +524,12 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 		// unproven, the decryptors prove theirs now.
 		if named := c.nameUnprovenShares(releaseCtx, q, e, sendReq, sum, shares, opened); named != nil {
 			return nil, named
+		}
+		// Every share proven (or none provable): whose limbs were they?
+		if errors.Is(err, rangeproof.ErrTotal) {
+			if named := c.nameUnprovenLimbs(releaseCtx, q, e, parts); named != nil {
+				return nil, named
+			}
 		}
 		return nil, err
 	}

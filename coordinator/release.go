@@ -40,7 +40,7 @@ func (c *Coordinator) release(q *query, rk *homomorphic.ResultKey, switched []*h
 	}
 	totals, err := rangeproof.CheckTotal(commitments, encoded, d)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v: a member encrypted wrong limbs of its commitments' blindings, or a decryptor's share was not of this sum; nothing is released", ErrQueryFailed, err)
+		return nil, fmt.Errorf("%w: %w: a member encrypted wrong limbs of its commitments' blindings, or a decryptor's share was not of this sum; nothing is released", ErrQueryFailed, err)
 	}
 	r, err := dp.Release(q.plan, totals, len(parts))
 	if err != nil {

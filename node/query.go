@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -466,15 +467,17 @@ func (n *Node) partial(ctx context.Context, e *epochState, queryID string, spec 
 			return nil, nil, err
 		}
 	}
-	return n.sealPartial(e, queryID, payload, share.Slots(), p)
+	return n.sealPartial(e, queryID, spec, payload, share.Slots(), p)
 }
 
 // sealPartial puts slots, a noisy share of plan p, into payload (committed
 // to and proven within p's bounds, then encrypted with the commitments'
 // blindings under e's collective key; or in the clear in benchmark
 // plaintext mode), signs it as this node's partial of queryID in epoch e,
-// and returns the signed partial and payload.
-func (n *Node) sealPartial(e *epochState, queryID string, payload *nodev1.PartialPayload, slots []int64, p *plan.Plan) ([]byte, *nodev1.PartialPayload, error) {
+// and returns the signed partial and payload. What it encrypted and the
+// seed of the encryptions' randomness are kept until the partial can no
+// longer be released (keepLimbWitness), to prove its limbs if asked.
+func (n *Node) sealPartial(e *epochState, queryID string, spec *typesv1.QuerySpec, payload *nodev1.PartialPayload, slots []int64, p *plan.Plan) ([]byte, *nodev1.PartialPayload, error) {
 	var cts []*homomorphic.Ciphertext
 	var err error
 	if n.cfg.BenchmarkPlaintext {
@@ -488,8 +491,17 @@ func (n *Node) sealPartial(e *epochState, queryID string, payload *nodev1.Partia
 			return nil, nil, err
 		}
 		payload.RangeCommitments, payload.RangeProof = c.Commitments, c.Proof
-		if cts, payload.Proofs, payload.RangeLink, err = protocol.EncryptEncoded(e.Params, e.PublicKey, encoded, c,
-			protocol.EncryptionContext(queryID, e.Epoch, n.id, payload.GetSpecDigest())); err != nil {
+		seed := make([]byte, homomorphic.SeedSize)
+		if _, err := rand.Read(seed); err != nil {
+			return nil, nil, err
+		}
+		if cts, payload.Proofs, payload.RangeLink, err = protocol.EncryptEncodedSeeded(e.Params, e.PublicKey, encoded, c,
+			protocol.EncryptionContext(queryID, e.Epoch, n.id, payload.GetSpecDigest()), seed); err != nil {
+			return nil, nil, err
+		}
+		// Before the partial is stored or sent: a partial that goes out can
+		// always be proven.
+		if err := n.keepLimbWitness(queryID, spec, seed, encoded); err != nil {
 			return nil, nil, err
 		}
 	}

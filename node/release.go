@@ -133,24 +133,9 @@ func (n *Node) reveal(ctx context.Context, req *nodev1.RevealRequest) (*nodev1.R
 	if qid == "" || req.GetSpec() == nil {
 		return nil, fmt.Errorf("%w: a reveal needs a query id and the query's spec", ErrBadRequest)
 	}
-	own, payload := n.sent.peek(qid, e.Epoch, n.cfg.Now())
-	if own == nil {
-		// Not in memory (a restart, or long ago): the partial the ledger
-		// stored with its charge.
-		answer, ok, err := n.ledger.Answer(qid)
-		if err != nil {
-			return nil, err
-		}
-		if _, refused := storedRefusal(answer); !ok || refused {
-			return nil, fmt.Errorf("%w: %s: this node sent no partial of this query, so it has nothing to reveal", ErrBadRequest, qid)
-		}
-		own = new(typesv1.Signed)
-		if err := proto.Unmarshal(answer, own); err != nil {
-			return nil, fmt.Errorf("node: stored answer of %s: %w", qid, err)
-		}
-		if payload, err = protocol.OwnPartial(n.cfg.Identity.Cert.PublicKey, own, qid, e.Epoch, n.id, n.cfg.Now()); err != nil {
-			return nil, fmt.Errorf("%w: %s: this node's partial is not one of epoch %d: %v", ErrBadRequest, qid, e.Epoch, err)
-		}
+	own, payload, err := n.ownPartial(qid, e.Epoch)
+	if err != nil {
+		return nil, fmt.Errorf("%w, so it has nothing to reveal", err)
 	}
 	if !bytes.Equal(payload.GetSpecDigest(), protocol.SpecDigest(req.GetSpec())) {
 		return nil, fmt.Errorf("%w: %s: the spec sent is not the one this node's partial was noised for", ErrBadRequest, qid)

@@ -297,7 +297,7 @@ func (n *Node) reencryptInterval(ctx context.Context, e *epochState, req *nodev1
 		}
 		slots := kept.Plaintext
 		kept.Plaintext = nil
-		next, payload, err := n.sealPartial(e, qid, &kept, slots, p)
+		next, payload, err := n.sealPartial(e, qid, req.GetSpec(), &kept, slots, p)
 		made = payload
 		return next, err
 	})

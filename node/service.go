@@ -73,6 +73,10 @@ func (s *service) ProveKeySwitch(ctx context.Context, req *nodev1.ProveKeySwitch
 	return s.n.proveKeySwitch(ctx, req)
 }
 
+func (s *service) ProveLimbs(ctx context.Context, req *nodev1.ProveLimbsRequest) (*nodev1.ProveLimbsResponse, error) {
+	return s.n.proveLimbs(ctx, req)
+}
+
 func (s *service) LinkStage(ctx context.Context, req *nodev1.LinkStageRequest) (*nodev1.LinkStageResponse, error) {
 	return audited(ctx, s.n, "stage", req, s.n.linkStage)
 }

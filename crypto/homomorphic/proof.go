@@ -1,6 +1,7 @@
 package homomorphic
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -53,7 +54,7 @@ type encWitness struct {
 // EncryptProven is Encrypt with a proof of encryption per ciphertext, bound
 // to context and to the ciphertext's index.
 func EncryptProven(p Params, pk *PublicKey, values []int64, context []byte) ([]*Ciphertext, [][]byte, error) {
-	return encryptProven(p, pk, values, context, nil)
+	return encryptProven(p, pk, values, context, nil, nil)
 }
 
 // SlotLink links the plaintext slots of the ciphertexts EncryptLinked makes
@@ -76,10 +77,86 @@ func EncryptLinked(p Params, pk *PublicKey, values []int64, context []byte, link
 	if link == nil {
 		return nil, nil, fmt.Errorf("%w: no link", ErrInvalidArgument)
 	}
-	return encryptProven(p, pk, values, context, link)
+	return encryptProven(p, pk, values, context, link, nil)
 }
 
-func encryptProven(p Params, pk *PublicKey, values []int64, context []byte, link SlotLink) ([]*Ciphertext, [][]byte, error) {
+// SeedSize is the size of the seed EncryptLinkedSeeded derives each
+// ciphertext's randomness from.
+const SeedSize = 32
+
+// EncryptLinkedSeeded is EncryptLinked with each ciphertext's randomness
+// (u, e0, e1) drawn from a PRNG keyed with seed and the ciphertext's index
+// rather than a fresh one, so that whoever keeps seed and values can prove
+// the ciphertexts again (ProveAgainLinked). seed must be SeedSize secret
+// uniform bytes, used for no other encryption: it is the encryptions'
+// randomness.
+func EncryptLinkedSeeded(p Params, pk *PublicKey, values []int64, context []byte, link SlotLink, seed []byte) ([]*Ciphertext, [][]byte, error) {
+	if link == nil {
+		return nil, nil, fmt.Errorf("%w: no link", ErrInvalidArgument)
+	}
+	if len(seed) != SeedSize {
+		return nil, nil, fmt.Errorf("%w: a seed of %d bytes, want %d", ErrInvalidArgument, len(seed), SeedSize)
+	}
+	return encryptProven(p, pk, values, context, link, seed)
+}
+
+// ErrNotMadeAgain is ProveAgainLinked's refusal when the ciphertext made
+// again from the seed and the values is not the one to prove.
+var ErrNotMadeAgain = errors.New("homomorphic: the ciphertext made again from the seed and the values is not the one given")
+
+// ProveAgainLinked makes a new proof of encryption of ct, the index-th
+// ciphertext EncryptLinkedSeeded made of values with seed, bound to
+// context and linked to link: it derives the witness again, checks that it
+// makes ct (ErrNotMadeAgain otherwise) and proves with fresh masks.
+func ProveAgainLinked(p Params, pk *PublicKey, ct *Ciphertext, values []int64, context []byte, index int, seed []byte, link SlotLink) ([]byte, error) {
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	if pk == nil || pk.pk == nil || !pk.p.Equal(p) {
+		return nil, fmt.Errorf("%w: public key missing or of another parameter set", ErrMismatch)
+	}
+	if link == nil || len(seed) != SeedSize {
+		return nil, fmt.Errorf("%w: no link, or a seed of %d bytes", ErrInvalidArgument, len(seed))
+	}
+	if err := ct.validFor(p); err != nil {
+		return nil, err
+	}
+	slots := p.s.slots
+	if index < 0 || index*slots >= len(values) {
+		return nil, fmt.Errorf("%w: no ciphertext %d of %d values", ErrInvalidArgument, index, len(values))
+	}
+	m, err := p.plaintextOf(values[index*slots : min((index+1)*slots, len(values))])
+	if err != nil {
+		return nil, err
+	}
+	w, err := p.sampleWitness(m, seed, index)
+	if err != nil {
+		return nil, err
+	}
+	again := p.newCiphertext()
+	p.applyEnc(pk, w.u, w.e0, w.e1, w.m, again.Value[0], again.Value[1])
+	if !again.Value[0].Equal(&ct.ct.Value[0]) || !again.Value[1].Equal(&ct.ct.Value[1]) {
+		return nil, ErrNotMadeAgain
+	}
+	return p.proveLinked(pk, ct, w, context, index, link)
+}
+
+// plaintextOf is the plaintext polynomial whose slots are values (at most
+// the parameters' slots, the rest zero).
+func (p Params) plaintextOf(values []int64) ([]uint64, error) {
+	t := p.PlaintextModulus()
+	buf := make([]uint64, p.s.slots)
+	for i, v := range values {
+		if v < 0 {
+			buf[i] = t - uint64(-v)
+		} else {
+			buf[i] = uint64(v)
+		}
+	}
+	return p.fromSlots(buf)
+}
+
+func encryptProven(p Params, pk *PublicKey, values []int64, context []byte, link SlotLink, seed []byte) ([]*Ciphertext, [][]byte, error) {
 	if err := p.check(); err != nil {
 		return nil, nil, err
 	}
@@ -95,25 +172,15 @@ func encryptProven(p Params, pk *PublicKey, values []int64, context []byte, link
 			return nil, nil, fmt.Errorf("%w: values[%d] has |v| > %d", ErrValueOutOfRange, i, maxAbs)
 		}
 	}
-	t := p.PlaintextModulus()
 	slots := p.s.slots
-	buf := make([]uint64, slots)
 	var cts []*Ciphertext
 	var proofs [][]byte
 	for start := 0; start < len(values); start += slots {
-		clear(buf)
-		for i, v := range values[start:min(start+slots, len(values))] {
-			if v < 0 {
-				buf[i] = t - uint64(-v)
-			} else {
-				buf[i] = uint64(v)
-			}
-		}
-		m, err := p.fromSlots(buf)
+		m, err := p.plaintextOf(values[start:min(start+slots, len(values))])
 		if err != nil {
 			return nil, nil, err
 		}
-		w, err := p.sampleWitness(m)
+		w, err := p.sampleWitness(m, seed, len(cts))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -135,10 +202,20 @@ func encryptProven(p Params, pk *PublicKey, values []int64, context []byte, link
 	return cts, proofs, nil
 }
 
-// sampleWitness draws u and e0, e1 from Lattigo's own distributions.
-func (p Params) sampleWitness(m []uint64) (*encWitness, error) {
+// sampleWitness draws u and e0, e1 from Lattigo's own distributions, with
+// a fresh PRNG, or with seed one keyed with seed and index.
+func (p Params) sampleWitness(m []uint64, seed []byte, index int) (*encWitness, error) {
 	r := p.ringQ()
-	prng, err := sampling.NewPRNG()
+	var prng sampling.PRNG
+	var err error
+	if seed == nil {
+		prng, err = sampling.NewPRNG()
+	} else {
+		// The PRNG's key (BLAKE2b's, at most 64 bytes): SHA-256 of the
+		// seed and the index under a label.
+		key := sha256.Sum256(binary.BigEndian.AppendUint64(append([]byte("fedstat/encryption-seed/v1\x00"), seed...), uint64(index)))
+		prng, err = sampling.NewKeyedPRNG(key[:])
+	}
 	if err != nil {
 		return nil, err
 	}

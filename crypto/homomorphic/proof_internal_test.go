@@ -15,7 +15,7 @@ func TestProofNeedsTheWitness(t *testing.T) {
 	pk := rk.Public()
 	m := make([]uint64, p.ringQ().N())
 	m[0], m[5] = 3, p.PlaintextModulus()-1
-	w, err := p.sampleWitness(m)
+	w, err := p.sampleWitness(m, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

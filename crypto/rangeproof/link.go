@@ -49,13 +49,50 @@ var ErrLink = errors.New("link of the committed values to the ciphertexts refuse
 // paddingSize is the size of a ciphertext's padding record: Y_P, tau_P.
 const paddingSize = PointSize + scalarSize
 
+// linkKind is what a link covers: the first n slots of a partial's
+// ciphertexts, n the number of its commitments, in a partial of encoded(n)
+// slots (after which come the padding slots), its bound bytes under
+// domain. A partial's link (valueLink) covers its d values, the limbs
+// after them unlinked; the link of its limbs, made when asked (limbLink,
+// limbs.go), covers the values and the limbs, 11d slots.
+type linkKind struct {
+	domain  string
+	encoded func(n int) int
+	// name names commitment j of n in an error.
+	name func(n, j int) string
+}
+
+var (
+	valueLink = linkKind{"fedstat/rangeproof/link/v1\x00", EncodedLen, func(_, j int) string { return fmt.Sprintf("value %d", j) }}
+	limbLink  = linkKind{"fedstat/rangeproof/limb-link/v1\x00", func(n int) int { return n }, func(n, j int) string {
+		if d := n / (1 + Limbs); j >= d {
+			return fmt.Sprintf("limb %d of value %d", (j-d)%Limbs, (j-d)/Limbs)
+		}
+		return fmt.Sprintf("value %d", j)
+	}}
+)
+
+// cts is how many ciphertexts of slots slots hold a partial whose link
+// covers n commitments.
+func (k linkKind) cts(n, slots int) int { return (k.encoded(n) + slots - 1) / slots }
+
+// size is the size of the link of n commitments: LinkValueSize each, then
+// a padding record per ciphertext.
+func (k linkKind) size(n, slots int) int { return n*LinkValueSize + k.cts(n, slots)*paddingSize }
+
+// paddingIn is the first padding slot of ciphertext i (slots when it has
+// none).
+func (k linkKind) paddingIn(n, slots, i int) int {
+	return min(slots, max(0, k.encoded(n)-i*slots))
+}
+
 // numCiphertexts is how many ciphertexts of slots slots hold d values and
 // their limbs.
-func numCiphertexts(d, slots int) int { return (EncodedLen(d) + slots - 1) / slots }
+func numCiphertexts(d, slots int) int { return valueLink.cts(d, slots) }
 
 // LinkSize is the size of the link of d values in ciphertexts of slots
 // slots: LinkValueSize per value, then a padding record per ciphertext.
-func LinkSize(d, slots int) int { return d*LinkValueSize + numCiphertexts(d, slots)*paddingSize }
+func LinkSize(d, slots int) int { return valueLink.size(d, slots) }
 
 // The padding slots (after the values and their limbs) must hold zero. A
 // ciphertext's are linked together: the prover commits to Y_P = S*B +
@@ -88,11 +125,9 @@ func paddingWeights(n int) []uint64 {
 	return padWeights[:n:n]
 }
 
-// paddingIn is the first padding slot of ciphertext i (slots when it has
-// none).
-func paddingIn(d, slots, i int) int {
-	return min(slots, max(0, EncodedLen(d)-i*slots))
-}
+// paddingIn is the first padding slot of ciphertext i of a partial of d
+// values (slots when it has none).
+func paddingIn(d, slots, i int) int { return valueLink.paddingIn(d, slots, i) }
 
 // paddingSum is Σ_k w_k*x_k over the slots k from first on (each x_k below
 // 2^64, fewer than 2^60 slots: the sum is below 2^188), as a scalar.
@@ -122,11 +157,16 @@ func paddingSum(x []uint64, first int) *ristretto255.Scalar {
 // blindings' limbs, which it does not link). It is a
 // homomorphic.SlotLink: Mask and Answer for each ciphertext, then Link.
 func (c *Committed) Linker(slots int, t uint64) *Linker {
-	return &Linker{c: c, slots: slots, t: t, state: map[int]*linkRound{}, out: make([]byte, LinkSize(len(c.values), slots))}
+	return newLinker(valueLink, c, slots, t)
+}
+
+func newLinker(kind linkKind, c *Committed, slots int, t uint64) *Linker {
+	return &Linker{kind: kind, c: c, slots: slots, t: t, state: map[int]*linkRound{}, out: make([]byte, kind.size(len(c.values), slots))}
 }
 
 // Linker: see Committed.Linker.
 type Linker struct {
+	kind  linkKind
 	c     *Committed
 	slots int
 	t     uint64
@@ -190,12 +230,12 @@ func (l *Linker) Mask(i int) ([]uint64, []byte, error) {
 	}
 	randomScalar(&r.padRho)
 	r.padCom = ristretto255.NewIdentityElement().MultiScalarMult(
-		[]*ristretto255.Scalar{paddingSum(slots, paddingIn(len(l.c.values), l.slots, i)), &r.padRho},
+		[]*ristretto255.Scalar{paddingSum(slots, l.kind.paddingIn(len(l.c.values), l.slots, i)), &r.padRho},
 		[]*ristretto255.Element{ristretto255.NewGeneratorElement(), gens(0).blind}).Bytes()
 	l.mu.Lock()
 	l.state[i] = r
 	l.mu.Unlock()
-	return slots, linkBound(l.c.Commitments[lo*PointSize:hi*PointSize], r.ycom, r.padCom), nil
+	return slots, l.kind.bound(l.c.Commitments[lo*PointSize:hi*PointSize], r.ycom, r.padCom), nil
 }
 
 // Answer opens ciphertext i's commitments of its accepted round for the
@@ -233,10 +273,10 @@ func (l *Linker) Answer(i int, c []uint64) error {
 // Link is the link of every value, once every ciphertext is answered.
 func (l *Linker) Link() []byte { return l.out }
 
-// linkBound is what the link of a ciphertext binds into its proof of
+// bound is what the link of a ciphertext binds into its proof of
 // encryption: its values' commitments and the commitments to its masks.
-func linkBound(commitments []byte, ycom [][]byte, padCom []byte) []byte {
-	out := append([]byte("fedstat/rangeproof/link/v1\x00"), commitments...)
+func (k linkKind) bound(commitments []byte, ycom [][]byte, padCom []byte) []byte {
+	out := append([]byte(k.domain), commitments...)
 	for _, y := range ycom {
 		out = append(out, y...)
 	}
@@ -246,7 +286,11 @@ func linkBound(commitments []byte, ycom [][]byte, padCom []byte) []byte {
 // LinkBound is what the link of ciphertext i bound into its proof of
 // encryption, from the partial's commitments (d values) and link.
 func LinkBound(commitments, link []byte, slots, i int) ([]byte, error) {
-	d, err := linkLayout(commitments, link, slots, i)
+	return valueLink.linkBound(commitments, link, slots, i)
+}
+
+func (k linkKind) linkBound(commitments, link []byte, slots, i int) ([]byte, error) {
+	d, err := k.layout(commitments, link, slots, i)
 	if err != nil {
 		return nil, err
 	}
@@ -256,17 +300,17 @@ func LinkBound(commitments, link []byte, slots, i int) ([]byte, error) {
 		ycom = append(ycom, link[j*LinkValueSize:j*LinkValueSize+PointSize])
 	}
 	pad := link[d*LinkValueSize+i*paddingSize:]
-	return linkBound(commitments[lo*PointSize:hi*PointSize], ycom, pad[:PointSize]), nil
+	return k.bound(commitments[lo*PointSize:hi*PointSize], ycom, pad[:PointSize]), nil
 }
 
-// linkLayout checks the sizes of commitments and link and the index i of a
+// layout checks the sizes of commitments and link and the index i of a
 // ciphertext, and returns the number of values.
-func linkLayout(commitments, link []byte, slots, i int) (int, error) {
+func (k linkKind) layout(commitments, link []byte, slots, i int) (int, error) {
 	d := len(commitments) / PointSize
-	if len(commitments) != d*PointSize || slots < 1 || len(link) != LinkSize(d, slots) {
+	if len(commitments) != d*PointSize || slots < 1 || len(link) != k.size(d, slots) {
 		return 0, fmt.Errorf("%w: a link of %d bytes for %d commitments", ErrLink, len(link), d)
 	}
-	if i < 0 || i >= numCiphertexts(d, slots) {
+	if i < 0 || i >= k.cts(d, slots) {
 		return 0, fmt.Errorf("%w: no ciphertext %d", ErrLink, i)
 	}
 	return d, nil
@@ -278,7 +322,11 @@ func linkLayout(commitments, link []byte, slots, i int) (int, error) {
 // the ciphertext holds the value its commitment opens to. Its error
 // matches ErrLink and names the first value that fails.
 func CheckLink(commitments, link []byte, slots int, t uint64, i int, challenge, answer []uint64) error {
-	d, err := linkLayout(commitments, link, slots, i)
+	return valueLink.check(commitments, link, slots, t, i, challenge, answer)
+}
+
+func (lk linkKind) check(commitments, link []byte, slots int, t uint64, i int, challenge, answer []uint64) error {
+	d, err := lk.layout(commitments, link, slots, i)
 	if err != nil {
 		return err
 	}
@@ -298,7 +346,7 @@ func CheckLink(commitments, link []byte, slots int, t uint64, i int, challenge, 
 			return fmt.Errorf("%w: an answer slot of ciphertext %d is not below t", ErrLink, i)
 		}
 	}
-	first := paddingIn(d, slots, i)
+	first := lk.paddingIn(d, slots, i)
 	padOK := ristretto255.NewIdentityElement().VarTimeMultiScalarMult(
 		[]*ristretto255.Scalar{paddingSum(answer, first), &padTau},
 		[]*ristretto255.Element{ristretto255.NewGeneratorElement(), gens(0).blind}).Equal(&padCom) == 1
@@ -329,7 +377,7 @@ func CheckLink(commitments, link []byte, slots int, t uint64, i int, challenge, 
 		}
 		z := new(big.Int).SetBytes(o[PointSize : PointSize+linkZBytes])
 		if new(big.Int).Mod(z, tb).Uint64() != answer[k] || challenge[k] >= t {
-			return fmt.Errorf("%w: ciphertext %d does not encrypt the value committed to in slot %d (value %d)", ErrLink, i, k, j)
+			return fmt.Errorf("%w: ciphertext %d does not encrypt the value committed to in slot %d (%s)", ErrLink, i, k, lk.name(d, j))
 		}
 		zs[k].Set(bigScalar(z))
 		cs[k].Set(bigScalar(new(big.Int).SetUint64(challenge[k])))
@@ -363,7 +411,7 @@ func CheckLink(commitments, link []byte, slots int, t uint64, i int, challenge, 
 	}
 	for k := range n {
 		if !holds([]int{k}) {
-			return fmt.Errorf("%w: ciphertext %d does not encrypt the value committed to in slot %d (value %d)", ErrLink, i, k, lo+k)
+			return fmt.Errorf("%w: ciphertext %d does not encrypt the value committed to in slot %d (%s)", ErrLink, i, k, lk.name(d, lo+k))
 		}
 	}
 	return fmt.Errorf("%w: ciphertext %d: the values' links do not verify together", ErrLink, i)

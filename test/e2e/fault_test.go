@@ -13,9 +13,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,7 +191,7 @@ func wantFailedNaming(t *testing.T, what string, st *coordinatorv1.QueryStatus, 
 
 // wantRefusedAtRelease: the query got as far as decryption and failed
 // there, its error saying each of texts and that nothing is released, with
-// no result (the refusals of a total, which name no member).
+// no result (the refusals of a total; texts say whom they name, if anyone).
 func wantRefusedAtRelease(t *testing.T, what string, st *coordinatorv1.QueryStatus, texts ...string) {
 	t.Helper()
 	if st.State != coordinatorv1.State_STATE_FAILED || st.GetResult() != nil {
@@ -286,20 +288,21 @@ func TestFaultSlowNodePastDeadline(t *testing.T) {
 type faultMode int32
 
 const (
-	honest         faultMode = iota
-	garbageWire              // the EvaluateResponse message itself is garbage bytes
-	garbageSigned            // a well-formed response whose signed partial is garbage
-	oversized                // a response above rpc.MaxMessageBytes
-	otherQuery               // a real partial, validly signed by node-3, but for another query id
-	wrongShape               // validly signed for this query, but more ciphertexts than the plan
-	garbageCipher            // validly signed for this query, the ciphertext bytes are garbage
-	replayedAnswer           // node-3's own signed partial of an earlier query, sent again
-	wrongProof               // committed to and revealed as committed, but its proofs of encryption are another query's
-	beyondPlan               // a proven encryption of this query's plan with a value in a slot beyond the plan's vector
-	outOfRange               // a count of minus a million, committed to and proven in a range wider than the plan's
-	uncommitted              // a count of 5 committed to and proven within the plan's bounds, minus a million encrypted
-	sumOutOfRange            // a clamped sum a hundred times its plan's bound, committed to and proven in a range wider than the plan's
-	wrongLimbs               // the values committed to, proven and linked, one limb of a blinding off by one
+	honest           faultMode = iota
+	garbageWire                // the EvaluateResponse message itself is garbage bytes
+	garbageSigned              // a well-formed response whose signed partial is garbage
+	oversized                  // a response above rpc.MaxMessageBytes
+	otherQuery                 // a real partial, validly signed by node-3, but for another query id
+	wrongShape                 // validly signed for this query, but more ciphertexts than the plan
+	garbageCipher              // validly signed for this query, the ciphertext bytes are garbage
+	replayedAnswer             // node-3's own signed partial of an earlier query, sent again
+	wrongProof                 // committed to and revealed as committed, but its proofs of encryption are another query's
+	beyondPlan                 // a proven encryption of this query's plan with a value in a slot beyond the plan's vector
+	outOfRange                 // a count of minus a million, committed to and proven in a range wider than the plan's
+	uncommitted                // a count of 5 committed to and proven within the plan's bounds, minus a million encrypted
+	sumOutOfRange              // a clamped sum a hundred times its plan's bound, committed to and proven in a range wider than the plan's
+	wrongLimbs                 // the values committed to, proven and linked, one limb of a blinding off by one
+	wrongLimbsLinked           // wrongLimbs, and asked to prove its limbs, the right ones linked to its ciphertexts
 )
 
 // sumQuery is TestFaultMaliciousNode's query of a clamped sum.
@@ -308,7 +311,17 @@ const sumQuery = "SELECT SUM(CLAMP(value, 0, 100)) FROM observations"
 // forges reports whether node-3 answers Evaluate, Reveal (and Commit) with
 // a partial it made itself (TestFaultMaliciousNode's forge).
 func (m faultMode) forges() bool {
-	return m == wrongProof || m == beyondPlan || m == outOfRange || m == uncommitted || m == sumOutOfRange || m == wrongLimbs
+	return m == wrongProof || m == beyondPlan || m == outOfRange || m == uncommitted || m == sumOutOfRange || m == wrongLimbs || m == wrongLimbsLinked
+}
+
+// forgedWitness is what node-3 kept of a partial it forged, as an honest
+// node keeps of its own (node.keepLimbWitness): what it encrypted, with
+// the seed, and the encoding it committed to.
+type forgedWitness struct {
+	encoded, committed []int64
+	seed, commitments  []byte
+	digest             []byte
+	cts                []*homomorphic.Ciphertext
 }
 
 // garbageCodec is the proto codec, except that it writes garbage bytes for an
@@ -375,7 +388,7 @@ func TestFaultMaliciousNode(t *testing.T) {
 	}
 	// forged is node-3's partial in wrongProof mode, by query id: made at
 	// Evaluate (its header is what node-3 answers) and revealed as it is.
-	var forged, forgedPayload sync.Map
+	var forged, forgedPayload, forgedWitnesses sync.Map
 	var nw *demo.Network
 	// forge makes node-3's partial of the query body asks for as an honest
 	// node would (its count committed to and proven within the plan's
@@ -421,19 +434,25 @@ func TestFaultMaliciousNode(t *testing.T) {
 		if err != nil {
 			panic(err)
 		}
+		committed := slices.Clone(encoded)
 		switch m {
 		case beyondPlan:
 			encoded = append(encoded, 7)
-		case wrongLimbs:
+		case wrongLimbs, wrongLimbsLinked:
 			encoded[p.VectorLen()]++
 		case uncommitted:
 			encoded[0] = -1_000_000
 		}
 		ctx := protocol.EncryptionContext(encQid, epoch, "node-3", digest)
-		cts, proofs, link, err := protocol.EncryptEncoded(nw.Coordinator.Params(), pk, encoded, rc, ctx)
+		seed := make([]byte, homomorphic.SeedSize)
+		if _, err := rand.Read(seed); err != nil {
+			panic(err)
+		}
+		cts, proofs, link, err := protocol.EncryptEncodedSeeded(nw.Coordinator.Params(), pk, encoded, rc, ctx, seed)
 		if err != nil {
 			panic(err)
 		}
+		forgedWitnesses.Store(qid, forgedWitness{encoded: encoded, committed: committed, seed: seed, commitments: rc.Commitments, digest: digest, cts: cts})
 		payload := &nodev1.PartialPayload{SpecDigest: digest, VectorLen: int32(p.VectorLen()), Proofs: proofs, RangeCommitments: rc.Commitments, RangeProof: rc.Proof, RangeLink: link}
 		for _, ct := range cts {
 			b, err := ct.MarshalBinary()
@@ -504,6 +523,43 @@ func TestFaultMaliciousNode(t *testing.T) {
 		pb, _ := proto.Marshal(&payload)
 		return &nodev1.RevealResponse{Partial: reseal(s, hdr.Binding.QueryID, pb)}
 	}
+	// proveLimbs answers node-3's ProveLimbs for a forged partial: in
+	// wrongLimbs mode as an honest node would, from what it encrypted
+	// (which does not open its commitments: it cannot prove); in
+	// wrongLimbsLinked mode with a proof of the limbs it committed to,
+	// linked by new proofs of encryption to its ciphertexts, which hold
+	// the wrong one.
+	proveLimbs := func(r *nodev1.ProveLimbsRequest) (*nodev1.ProveLimbsResponse, error) {
+		v, ok := forgedWitnesses.Load(r.GetQueryId())
+		if !ok {
+			panic("no forged partial for " + r.GetQueryId())
+		}
+		w := v.(forgedWitness)
+		pk, epoch, err := nw.Coordinator.PublicKey()
+		if err != nil {
+			panic(err)
+		}
+		params := nw.Coordinator.Params()
+		if faultMode(mode.Load()) != wrongLimbsLinked {
+			return protocol.ProveLimbs(params, pk, w.cts, w.encoded, w.seed, w.commitments, r.GetQueryId(), epoch, "node-3", w.digest)
+		}
+		ctx := protocol.LimbContext(r.GetQueryId(), epoch, "node-3", w.digest)
+		lp, open, err := rangeproof.ProveLimbs(w.committed, w.commitments, ctx)
+		if err != nil {
+			panic(err)
+		}
+		link := open.Linker(params.Slots(), params.PlaintextModulus())
+		out := &nodev1.ProveLimbsResponse{LimbCommitments: lp.Commitments, LimbRangeProof: lp.Proof, Recomposition: lp.Recomposition}
+		for i, ct := range w.cts {
+			proof, err := homomorphic.ProveAgainLinked(params, pk, ct, w.encoded, ctx, i, w.seed, link)
+			if err != nil {
+				panic(err)
+			}
+			out.Proofs = append(out.Proofs, proof)
+		}
+		out.Link = link.Link()
+		return out, nil
+	}
 	evil := func(id string) []grpc.ServerOption {
 		if id != "node-3" {
 			return nil
@@ -527,6 +583,9 @@ func TestFaultMaliciousNode(t *testing.T) {
 						panic(err)
 					}
 					return &nodev1.RevealResponse{Partial: f.(*typesv1.Signed), Commit: commit}, nil
+				}
+				if m := faultMode(mode.Load()); info.FullMethod == nodev1.NodeService_ProveLimbs_FullMethodName && m.forges() {
+					return proveLimbs(req.(*nodev1.ProveLimbsRequest))
 				}
 				if m := faultMode(mode.Load()); info.FullMethod == nodev1.NodeService_Commit_FullMethodName && m.forges() && req.(*nodev1.CommitRequest).GetSumDigest() != nil {
 					// Its commitment to the release: the fingerprints of the
@@ -637,11 +696,41 @@ func TestFaultMaliciousNode(t *testing.T) {
 		t.Logf("a value beyond the plan's vector: %s", st.GetError())
 	}
 	// node-3's values are committed to, proven and linked, but one limb of
-	// a blinding is off by one (the limbs are not linked: crypto.md, "The
-	// link"): the decryptors key-switch the sum and the coordinator refuses
-	// the total, which is not the sum of the commitments; nothing is
-	// released, node-3 is not named.
-	wantRefusedAtRelease(t, "a limb off by one", run(wrongLimbs, 2), "not the sum of the values the members committed to")
+	// a blinding is off by one (the partial's link does not cover the
+	// limbs: crypto.md, "The link"): the decryptors key-switch the sum and
+	// the coordinator refuses the total, which is not the sum of the
+	// commitments; the decryptors prove their key-switch shares, and every
+	// member of the set is asked to prove its limbs (crypto.md, "The proof
+	// of the limbs"). node-1 and node-2, the real nodes, prove theirs from
+	// what they kept; node-3 cannot (what it encrypted does not open its
+	// commitments), or proves the limbs it committed to with a link to
+	// ciphertexts that hold another: the query fails naming node-3 alone,
+	// nothing released.
+	limbsProven := func(node string) int {
+		return auditMatches(t, filepath.Join(dir, node, "audit.log"), func(e audit.Entry) bool { return e.Action == "partial.limbs_proven" })
+	}
+	for k, c := range []struct {
+		name  string
+		mode  faultMode
+		texts []string
+	}{
+		{"a limb off by one", wrongLimbs, []string{"did not prove its limbs", "do not open its commitment"}},
+		{"a limb off by one, the right limbs linked to it", wrongLimbsLinked, []string{"its proof of its limbs failed", "do not encrypt the limbs it committed to", "(limb 0 of value 0)"}},
+	} {
+		st := run(c.mode, 2)
+		wantRefusedAtRelease(t, c.name, st, append([]string{"not the sum of the values the members committed to", "asked to prove the limbs of their blindings", "node-3: "}, c.texts...)...)
+		for _, honest := range []string{"node-1", "node-2"} {
+			if strings.Contains(st.GetError(), honest+":") {
+				t.Errorf("%s: the error names %s: %s", c.name, honest, st.GetError())
+			}
+			if n := limbsProven(honest); n != k+1 {
+				t.Errorf("%s: %d partial.limbs_proven entries in %s's audit log, want %d", c.name, n, honest, k+1)
+			}
+		}
+		if n := auditCount(t, filepath.Join(dir, "coordinator", "audit.log"), "release.limb_proof_failed", "node", "node-3"); n != k+1 {
+			t.Errorf("%s: %d release.limb_proof_failed entries naming node-3, want %d", c.name, n, k+1)
+		}
+	}
 	// node-3 commits to a count of minus a million and proves it in a range
 	// wider than the plan's: the coordinator's check of the set's range
 	// proofs once revealed (checkRanges) fails the query naming node-3,

@@ -3788,6 +3788,143 @@ func (x *ProveKeySwitchResponse) GetProofs() [][]byte {
 	return nil
 }
 
+type ProveLimbsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	QueryId       string                 `protobuf:"bytes,1,opt,name=query_id,json=queryId,proto3" json:"query_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveLimbsRequest) Reset() {
+	*x = ProveLimbsRequest{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveLimbsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveLimbsRequest) ProtoMessage() {}
+
+func (x *ProveLimbsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveLimbsRequest.ProtoReflect.Descriptor instead.
+func (*ProveLimbsRequest) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ProveLimbsRequest) GetQueryId() string {
+	if x != nil {
+		return x.QueryId
+	}
+	return ""
+}
+
+func (x *ProveLimbsRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+type ProveLimbsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// limb_commitments: rangeproof.Limbs commitments per value of the
+	// partial (value-major, 32 bytes each); limb_range_proof their range
+	// proof, each in [0, 2^26); recomposition the proof that they recompose
+	// to the blindings of the partial's range commitments
+	// (rangeproof.VerifyLimbs, bound to protocol.LimbContext).
+	LimbCommitments []byte `protobuf:"bytes,1,opt,name=limb_commitments,json=limbCommitments,proto3" json:"limb_commitments,omitempty"`
+	LimbRangeProof  []byte `protobuf:"bytes,2,opt,name=limb_range_proof,json=limbRangeProof,proto3" json:"limb_range_proof,omitempty"`
+	Recomposition   []byte `protobuf:"bytes,3,opt,name=recomposition,proto3" json:"recomposition,omitempty"`
+	// proofs: a new proof of encryption of each ciphertext of the partial,
+	// in order, bound to protocol.LimbContext and linked by link to the
+	// values' and the limbs' commitments (rangeproof.CheckLimbLink).
+	// Unsigned: they prove what they prove whoever relays them.
+	Proofs        [][]byte `protobuf:"bytes,4,rep,name=proofs,proto3" json:"proofs,omitempty"`
+	Link          []byte   `protobuf:"bytes,5,opt,name=link,proto3" json:"link,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveLimbsResponse) Reset() {
+	*x = ProveLimbsResponse{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveLimbsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveLimbsResponse) ProtoMessage() {}
+
+func (x *ProveLimbsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveLimbsResponse.ProtoReflect.Descriptor instead.
+func (*ProveLimbsResponse) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ProveLimbsResponse) GetLimbCommitments() []byte {
+	if x != nil {
+		return x.LimbCommitments
+	}
+	return nil
+}
+
+func (x *ProveLimbsResponse) GetLimbRangeProof() []byte {
+	if x != nil {
+		return x.LimbRangeProof
+	}
+	return nil
+}
+
+func (x *ProveLimbsResponse) GetRecomposition() []byte {
+	if x != nil {
+		return x.Recomposition
+	}
+	return nil
+}
+
+func (x *ProveLimbsResponse) GetProofs() [][]byte {
+	if x != nil {
+		return x.Proofs
+	}
+	return nil
+}
+
+func (x *ProveLimbsResponse) GetLink() []byte {
+	if x != nil {
+		return x.Link
+	}
+	return nil
+}
+
 type KeySwitchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// share: Signed{kind "keyswitch-share"} over a KeySwitchPayload; empty
@@ -3808,7 +3945,7 @@ type KeySwitchResponse struct {
 
 func (x *KeySwitchResponse) Reset() {
 	*x = KeySwitchResponse{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[50]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3820,7 +3957,7 @@ func (x *KeySwitchResponse) String() string {
 func (*KeySwitchResponse) ProtoMessage() {}
 
 func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[50]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3833,7 +3970,7 @@ func (x *KeySwitchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySwitchResponse.ProtoReflect.Descriptor instead.
 func (*KeySwitchResponse) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{50}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *KeySwitchResponse) GetShare() *v1.Signed {
@@ -3855,6 +3992,72 @@ func (x *KeySwitchResponse) GetProofs() [][]byte {
 // release digest of the request, the commit digest of its partial set, the
 // senders of those partials and the signed share (a marshalled
 // fedstat.types.v1.Signed).
+// StoredLimbWitness is what a node keeps of a partial it sent, to prove
+// its limbs when asked (ProveLimbs) until the partial can no longer be
+// released (n/limb-witness/<qid>): the seed its ciphertexts' randomness
+// was derived from (homomorphic.EncryptLinkedSeeded) and what they encrypt
+// (the noisy values, then their blindings' limbs).
+type StoredLimbWitness struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Seed    []byte                 `protobuf:"bytes,1,opt,name=seed,proto3" json:"seed,omitempty"`
+	Encoded []int64                `protobuf:"varint,2,rep,packed,name=encoded,proto3" json:"encoded,omitempty"`
+	// until: Unix milliseconds past which the node may drop it.
+	Until         int64 `protobuf:"varint,3,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredLimbWitness) Reset() {
+	*x = StoredLimbWitness{}
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredLimbWitness) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredLimbWitness) ProtoMessage() {}
+
+func (x *StoredLimbWitness) ProtoReflect() protoreflect.Message {
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredLimbWitness.ProtoReflect.Descriptor instead.
+func (*StoredLimbWitness) Descriptor() ([]byte, []int) {
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *StoredLimbWitness) GetSeed() []byte {
+	if x != nil {
+		return x.Seed
+	}
+	return nil
+}
+
+func (x *StoredLimbWitness) GetEncoded() []int64 {
+	if x != nil {
+		return x.Encoded
+	}
+	return nil
+}
+
+func (x *StoredLimbWitness) GetUntil() int64 {
+	if x != nil {
+		return x.Until
+	}
+	return 0
+}
+
 type StoredRelease struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Digest []byte                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
@@ -3876,7 +4079,7 @@ type StoredRelease struct {
 
 func (x *StoredRelease) Reset() {
 	*x = StoredRelease{}
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[51]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3888,7 +4091,7 @@ func (x *StoredRelease) String() string {
 func (*StoredRelease) ProtoMessage() {}
 
 func (x *StoredRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_fedstat_node_v1_node_proto_msgTypes[51]
+	mi := &file_fedstat_node_v1_node_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3901,7 +4104,7 @@ func (x *StoredRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredRelease.ProtoReflect.Descriptor instead.
 func (*StoredRelease) Descriptor() ([]byte, []int) {
-	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{51}
+	return file_fedstat_node_v1_node_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *StoredRelease) GetDigest() []byte {
@@ -4238,10 +4441,23 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x03sum\x18\x03 \x03(\fR\x03sum\x12*\n" +
 	"\x11target_public_key\x18\x04 \x01(\fR\x0ftargetPublicKey\"0\n" +
 	"\x16ProveKeySwitchResponse\x12\x16\n" +
-	"\x06proofs\x18\x01 \x03(\fR\x06proofs\"[\n" +
+	"\x06proofs\x18\x01 \x03(\fR\x06proofs\"D\n" +
+	"\x11ProveLimbsRequest\x12\x19\n" +
+	"\bquery_id\x18\x01 \x01(\tR\aqueryId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xbb\x01\n" +
+	"\x12ProveLimbsResponse\x12)\n" +
+	"\x10limb_commitments\x18\x01 \x01(\fR\x0flimbCommitments\x12(\n" +
+	"\x10limb_range_proof\x18\x02 \x01(\fR\x0elimbRangeProof\x12$\n" +
+	"\rrecomposition\x18\x03 \x01(\fR\rrecomposition\x12\x16\n" +
+	"\x06proofs\x18\x04 \x03(\fR\x06proofs\x12\x12\n" +
+	"\x04link\x18\x05 \x01(\fR\x04link\"[\n" +
 	"\x11KeySwitchResponse\x12.\n" +
 	"\x05share\x18\x01 \x01(\v2\x18.fedstat.types.v1.SignedR\x05share\x12\x16\n" +
-	"\x06proofs\x18\x02 \x03(\fR\x06proofs\"\xb8\x01\n" +
+	"\x06proofs\x18\x02 \x03(\fR\x06proofs\"W\n" +
+	"\x11StoredLimbWitness\x12\x12\n" +
+	"\x04seed\x18\x01 \x01(\fR\x04seed\x12\x18\n" +
+	"\aencoded\x18\x02 \x03(\x03R\aencoded\x12\x14\n" +
+	"\x05until\x18\x03 \x01(\x03R\x05until\"\xb8\x01\n" +
 	"\rStoredRelease\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\fR\x06digest\x12\x14\n" +
 	"\x05share\x18\x02 \x01(\fR\x05share\x12\x16\n" +
@@ -4254,7 +4470,8 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\x0eKeySwitchPhase\x12 \n" +
 	"\x1cKEY_SWITCH_PHASE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18KEY_SWITCH_PHASE_PREPARE\x10\x01\x12\x1c\n" +
-	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xe7\t\n" +
+	"\x18KEY_SWITCH_PHASE_RELEASE\x10\x022\xbe\n" +
+	"\n" +
 	"\vNodeService\x12C\n" +
 	"\x04Info\x12\x1c.fedstat.node.v1.InfoRequest\x1a\x1d.fedstat.node.v1.InfoResponse\x12I\n" +
 	"\x06KeyGen\x12\x1e.fedstat.node.v1.KeyGenRequest\x1a\x1f.fedstat.node.v1.KeyGenResponse\x12[\n" +
@@ -4265,7 +4482,9 @@ const file_fedstat_node_v1_node_proto_rawDesc = "" +
 	"\bEvaluate\x12 .fedstat.node.v1.EvaluateRequest\x1a!.fedstat.node.v1.EvaluateResponse\x12I\n" +
 	"\x06Reveal\x12\x1e.fedstat.node.v1.RevealRequest\x1a\x1f.fedstat.node.v1.RevealResponse\x12R\n" +
 	"\tKeySwitch\x12!.fedstat.node.v1.KeySwitchRequest\x1a\".fedstat.node.v1.KeySwitchResponse\x12a\n" +
-	"\x0eProveKeySwitch\x12&.fedstat.node.v1.ProveKeySwitchRequest\x1a'.fedstat.node.v1.ProveKeySwitchResponse\x12I\n" +
+	"\x0eProveKeySwitch\x12&.fedstat.node.v1.ProveKeySwitchRequest\x1a'.fedstat.node.v1.ProveKeySwitchResponse\x12U\n" +
+	"\n" +
+	"ProveLimbs\x12\".fedstat.node.v1.ProveLimbsRequest\x1a#.fedstat.node.v1.ProveLimbsResponse\x12I\n" +
 	"\x06Commit\x12\x1e.fedstat.node.v1.CommitRequest\x1a\x1f.fedstat.node.v1.CommitResponse\x12I\n" +
 	"\x06Budget\x12\x1e.fedstat.node.v1.BudgetRequest\x1a\x1f.fedstat.node.v1.BudgetResponse\x12R\n" +
 	"\tLinkStage\x12!.fedstat.node.v1.LinkStageRequest\x1a\".fedstat.node.v1.LinkStageResponse\x12U\n" +
@@ -4288,7 +4507,7 @@ func file_fedstat_node_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_fedstat_node_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_fedstat_node_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(KeySwitchPhase)(0),            // 0: fedstat.node.v1.KeySwitchPhase
 	(*LinkSpec)(nil),               // 1: fedstat.node.v1.LinkSpec
@@ -4341,89 +4560,92 @@ var file_fedstat_node_v1_node_proto_goTypes = []any{
 	(*KeySwitchPayload)(nil),       // 48: fedstat.node.v1.KeySwitchPayload
 	(*ProveKeySwitchRequest)(nil),  // 49: fedstat.node.v1.ProveKeySwitchRequest
 	(*ProveKeySwitchResponse)(nil), // 50: fedstat.node.v1.ProveKeySwitchResponse
-	(*KeySwitchResponse)(nil),      // 51: fedstat.node.v1.KeySwitchResponse
-	(*StoredRelease)(nil),          // 52: fedstat.node.v1.StoredRelease
-	nil,                            // 53: fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
-	(*v1.QuerySpec)(nil),           // 54: fedstat.types.v1.QuerySpec
-	(*v1.Signed)(nil),              // 55: fedstat.types.v1.Signed
-	(*v1.Result)(nil),              // 56: fedstat.types.v1.Result
-	(*v1.DataSummary)(nil),         // 57: fedstat.types.v1.DataSummary
-	(*v1.AnalystSignature)(nil),    // 58: fedstat.types.v1.AnalystSignature
-	(*v11.ReleaseRecord)(nil),      // 59: fedstat.coordinator.v1.ReleaseRecord
-	(*v1.SeriesSpec)(nil),          // 60: fedstat.types.v1.SeriesSpec
+	(*ProveLimbsRequest)(nil),      // 51: fedstat.node.v1.ProveLimbsRequest
+	(*ProveLimbsResponse)(nil),     // 52: fedstat.node.v1.ProveLimbsResponse
+	(*KeySwitchResponse)(nil),      // 53: fedstat.node.v1.KeySwitchResponse
+	(*StoredLimbWitness)(nil),      // 54: fedstat.node.v1.StoredLimbWitness
+	(*StoredRelease)(nil),          // 55: fedstat.node.v1.StoredRelease
+	nil,                            // 56: fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
+	(*v1.QuerySpec)(nil),           // 57: fedstat.types.v1.QuerySpec
+	(*v1.Signed)(nil),              // 58: fedstat.types.v1.Signed
+	(*v1.Result)(nil),              // 59: fedstat.types.v1.Result
+	(*v1.DataSummary)(nil),         // 60: fedstat.types.v1.DataSummary
+	(*v1.AnalystSignature)(nil),    // 61: fedstat.types.v1.AnalystSignature
+	(*v11.ReleaseRecord)(nil),      // 62: fedstat.coordinator.v1.ReleaseRecord
+	(*v1.SeriesSpec)(nil),          // 63: fedstat.types.v1.SeriesSpec
 }
 var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	2,  // 0: fedstat.node.v1.LinkSpec.filter_holders:type_name -> fedstat.node.v1.Holders
 	3,  // 1: fedstat.node.v1.LinkPartial.lists:type_name -> fedstat.node.v1.LinkList
 	3,  // 2: fedstat.node.v1.LinkStagePayload.lists:type_name -> fedstat.node.v1.LinkList
-	54, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	57, // 3: fedstat.node.v1.LinkStageRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 4: fedstat.node.v1.LinkStageRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 5: fedstat.node.v1.LinkStageRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	25, // 6: fedstat.node.v1.LinkStageRequest.previous:type_name -> fedstat.node.v1.NodeSigned
 	25, // 7: fedstat.node.v1.LinkStageRequest.commits:type_name -> fedstat.node.v1.NodeSigned
 	25, // 8: fedstat.node.v1.LinkStageRequest.earlier:type_name -> fedstat.node.v1.NodeSigned
-	55, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
-	54, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	58, // 9: fedstat.node.v1.LinkStageResponse.output:type_name -> fedstat.types.v1.Signed
+	57, // 10: fedstat.node.v1.LinkFinishRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 11: fedstat.node.v1.LinkFinishRequest.link:type_name -> fedstat.node.v1.LinkSpec
-	54, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	57, // 12: fedstat.node.v1.LinkDecryptRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 13: fedstat.node.v1.LinkDecryptRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 14: fedstat.node.v1.LinkDecryptRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
 	9,  // 15: fedstat.node.v1.LinkDecryptRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
-	54, // 16: fedstat.node.v1.LinkAttestRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	57, // 16: fedstat.node.v1.LinkAttestRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 17: fedstat.node.v1.LinkAttestRequest.link:type_name -> fedstat.node.v1.LinkSpec
 	25, // 18: fedstat.node.v1.LinkAttestRequest.outputs:type_name -> fedstat.node.v1.NodeSigned
 	9,  // 19: fedstat.node.v1.LinkAttestRequest.finish:type_name -> fedstat.node.v1.LinkFinishResponse
 	11, // 20: fedstat.node.v1.LinkAttestRequest.decrypted:type_name -> fedstat.node.v1.LinkDecryptShares
-	55, // 21: fedstat.node.v1.LinkAttestResponse.statement:type_name -> fedstat.types.v1.Signed
-	56, // 22: fedstat.node.v1.LinkReleaseStatement.result:type_name -> fedstat.types.v1.Result
-	57, // 23: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
+	58, // 21: fedstat.node.v1.LinkAttestResponse.statement:type_name -> fedstat.types.v1.Signed
+	59, // 22: fedstat.node.v1.LinkReleaseStatement.result:type_name -> fedstat.types.v1.Result
+	60, // 23: fedstat.node.v1.InfoResponse.summary:type_name -> fedstat.types.v1.DataSummary
 	20, // 24: fedstat.node.v1.InfoResponse.epoch_status:type_name -> fedstat.node.v1.EpochStatus
 	21, // 25: fedstat.node.v1.KeyGenRequest.members:type_name -> fedstat.node.v1.Member
-	55, // 26: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	58, // 26: fedstat.node.v1.KeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
 	24, // 27: fedstat.node.v1.KeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	55, // 28: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
-	55, // 29: fedstat.node.v1.KeyGenResponse.shamir_images:type_name -> fedstat.types.v1.Signed
-	55, // 30: fedstat.node.v1.KeyGenResponse.dealing_key:type_name -> fedstat.types.v1.Signed
-	55, // 31: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
-	55, // 32: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
-	55, // 33: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
+	58, // 28: fedstat.node.v1.KeyGenResponse.link_commitments:type_name -> fedstat.types.v1.Signed
+	58, // 29: fedstat.node.v1.KeyGenResponse.shamir_images:type_name -> fedstat.types.v1.Signed
+	58, // 30: fedstat.node.v1.KeyGenResponse.dealing_key:type_name -> fedstat.types.v1.Signed
+	58, // 31: fedstat.node.v1.DealtShare.sealed:type_name -> fedstat.types.v1.Signed
+	58, // 32: fedstat.node.v1.DealtShare.link_sealed:type_name -> fedstat.types.v1.Signed
+	58, // 33: fedstat.node.v1.NodeSigned.signed:type_name -> fedstat.types.v1.Signed
 	25, // 34: fedstat.node.v1.InstallKeyRequest.ckg_shares:type_name -> fedstat.node.v1.NodeSigned
 	24, // 35: fedstat.node.v1.InstallKeyRequest.dealt:type_name -> fedstat.node.v1.DealtShare
 	25, // 36: fedstat.node.v1.InstallKeyRequest.link_commitments:type_name -> fedstat.node.v1.NodeSigned
 	25, // 37: fedstat.node.v1.InstallKeyRequest.ckg_reveals:type_name -> fedstat.node.v1.NodeSigned
-	53, // 38: fedstat.node.v1.InstallKeyRequest.ckg_proofs:type_name -> fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
+	56, // 38: fedstat.node.v1.InstallKeyRequest.ckg_proofs:type_name -> fedstat.node.v1.InstallKeyRequest.CkgProofsEntry
 	25, // 39: fedstat.node.v1.InstallKeyRequest.shamir_images:type_name -> fedstat.node.v1.NodeSigned
 	25, // 40: fedstat.node.v1.InstallKeyRequest.installed:type_name -> fedstat.node.v1.NodeSigned
 	25, // 41: fedstat.node.v1.RevealKeyGenRequest.ckg_commitments:type_name -> fedstat.node.v1.NodeSigned
 	25, // 42: fedstat.node.v1.RevealKeyGenRequest.dealing_keys:type_name -> fedstat.node.v1.NodeSigned
-	55, // 43: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
-	55, // 44: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
+	58, // 43: fedstat.node.v1.RevealKeyGenResponse.ckg_share:type_name -> fedstat.types.v1.Signed
+	58, // 44: fedstat.node.v1.RevealKeyGenResponse.reveal:type_name -> fedstat.types.v1.Signed
 	24, // 45: fedstat.node.v1.RevealKeyGenResponse.dealt:type_name -> fedstat.node.v1.DealtShare
-	55, // 46: fedstat.node.v1.InstallKeyResponse.installed:type_name -> fedstat.types.v1.Signed
-	55, // 47: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
-	55, // 48: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
-	54, // 49: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
+	58, // 46: fedstat.node.v1.InstallKeyResponse.installed:type_name -> fedstat.types.v1.Signed
+	58, // 47: fedstat.node.v1.CheckKeyResponse.commitment:type_name -> fedstat.types.v1.Signed
+	58, // 48: fedstat.node.v1.EvaluateRequest.request:type_name -> fedstat.types.v1.Signed
+	57, // 49: fedstat.node.v1.EvaluateBody.spec:type_name -> fedstat.types.v1.QuerySpec
 	1,  // 50: fedstat.node.v1.EvaluateBody.link:type_name -> fedstat.node.v1.LinkSpec
 	36, // 51: fedstat.node.v1.EvaluateBody.series:type_name -> fedstat.node.v1.SeriesInterval
-	58, // 52: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
+	61, // 52: fedstat.node.v1.EvaluateBody.analyst_signature:type_name -> fedstat.types.v1.AnalystSignature
 	35, // 53: fedstat.node.v1.EvaluateBody.analysis:type_name -> fedstat.node.v1.AnalysisRound
-	59, // 54: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
-	56, // 55: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
-	60, // 56: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
+	62, // 54: fedstat.node.v1.AnalysisRound.records:type_name -> fedstat.coordinator.v1.ReleaseRecord
+	59, // 55: fedstat.node.v1.AnalysisRound.results:type_name -> fedstat.types.v1.Result
+	63, // 56: fedstat.node.v1.SeriesInterval.spec:type_name -> fedstat.types.v1.SeriesSpec
 	4,  // 57: fedstat.node.v1.PartialPayload.link:type_name -> fedstat.node.v1.LinkPartial
-	55, // 58: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
+	58, // 58: fedstat.node.v1.EvaluateResponse.partial:type_name -> fedstat.types.v1.Signed
 	39, // 59: fedstat.node.v1.EvaluateResponse.approval_pending:type_name -> fedstat.node.v1.ApprovalPending
-	54, // 60: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	57, // 60: fedstat.node.v1.KeySwitchRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	25, // 61: fedstat.node.v1.KeySwitchRequest.partials:type_name -> fedstat.node.v1.NodeSigned
 	25, // 62: fedstat.node.v1.KeySwitchRequest.commits:type_name -> fedstat.node.v1.NodeSigned
 	0,  // 63: fedstat.node.v1.KeySwitchRequest.phase:type_name -> fedstat.node.v1.KeySwitchPhase
-	54, // 64: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
+	57, // 64: fedstat.node.v1.RevealRequest.spec:type_name -> fedstat.types.v1.QuerySpec
 	25, // 65: fedstat.node.v1.RevealRequest.partials:type_name -> fedstat.node.v1.NodeSigned
-	55, // 66: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
-	55, // 67: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
-	55, // 68: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
+	58, // 66: fedstat.node.v1.RevealResponse.partial:type_name -> fedstat.types.v1.Signed
+	58, // 67: fedstat.node.v1.RevealResponse.commit:type_name -> fedstat.types.v1.Signed
+	58, // 68: fedstat.node.v1.CommitResponse.commit:type_name -> fedstat.types.v1.Signed
 	47, // 69: fedstat.node.v1.ReleaseCommitment.fingerprints:type_name -> fedstat.node.v1.Fingerprint
-	55, // 70: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
+	58, // 70: fedstat.node.v1.KeySwitchResponse.share:type_name -> fedstat.types.v1.Signed
 	18, // 71: fedstat.node.v1.NodeService.Info:input_type -> fedstat.node.v1.InfoRequest
 	22, // 72: fedstat.node.v1.NodeService.KeyGen:input_type -> fedstat.node.v1.KeyGenRequest
 	27, // 73: fedstat.node.v1.NodeService.RevealKeyGen:input_type -> fedstat.node.v1.RevealKeyGenRequest
@@ -4433,29 +4655,31 @@ var file_fedstat_node_v1_node_proto_depIdxs = []int32{
 	42, // 77: fedstat.node.v1.NodeService.Reveal:input_type -> fedstat.node.v1.RevealRequest
 	40, // 78: fedstat.node.v1.NodeService.KeySwitch:input_type -> fedstat.node.v1.KeySwitchRequest
 	49, // 79: fedstat.node.v1.NodeService.ProveKeySwitch:input_type -> fedstat.node.v1.ProveKeySwitchRequest
-	44, // 80: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
-	16, // 81: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
-	6,  // 82: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
-	8,  // 83: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
-	10, // 84: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
-	12, // 85: fedstat.node.v1.NodeService.LinkAttest:input_type -> fedstat.node.v1.LinkAttestRequest
-	19, // 86: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
-	23, // 87: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
-	28, // 88: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
-	32, // 89: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
-	29, // 90: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
-	38, // 91: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
-	43, // 92: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
-	51, // 93: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
-	50, // 94: fedstat.node.v1.NodeService.ProveKeySwitch:output_type -> fedstat.node.v1.ProveKeySwitchResponse
-	45, // 95: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
-	17, // 96: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
-	7,  // 97: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
-	9,  // 98: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
-	15, // 99: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
-	13, // 100: fedstat.node.v1.NodeService.LinkAttest:output_type -> fedstat.node.v1.LinkAttestResponse
-	86, // [86:101] is the sub-list for method output_type
-	71, // [71:86] is the sub-list for method input_type
+	51, // 80: fedstat.node.v1.NodeService.ProveLimbs:input_type -> fedstat.node.v1.ProveLimbsRequest
+	44, // 81: fedstat.node.v1.NodeService.Commit:input_type -> fedstat.node.v1.CommitRequest
+	16, // 82: fedstat.node.v1.NodeService.Budget:input_type -> fedstat.node.v1.BudgetRequest
+	6,  // 83: fedstat.node.v1.NodeService.LinkStage:input_type -> fedstat.node.v1.LinkStageRequest
+	8,  // 84: fedstat.node.v1.NodeService.LinkFinish:input_type -> fedstat.node.v1.LinkFinishRequest
+	10, // 85: fedstat.node.v1.NodeService.LinkDecrypt:input_type -> fedstat.node.v1.LinkDecryptRequest
+	12, // 86: fedstat.node.v1.NodeService.LinkAttest:input_type -> fedstat.node.v1.LinkAttestRequest
+	19, // 87: fedstat.node.v1.NodeService.Info:output_type -> fedstat.node.v1.InfoResponse
+	23, // 88: fedstat.node.v1.NodeService.KeyGen:output_type -> fedstat.node.v1.KeyGenResponse
+	28, // 89: fedstat.node.v1.NodeService.RevealKeyGen:output_type -> fedstat.node.v1.RevealKeyGenResponse
+	32, // 90: fedstat.node.v1.NodeService.CheckKey:output_type -> fedstat.node.v1.CheckKeyResponse
+	29, // 91: fedstat.node.v1.NodeService.InstallKey:output_type -> fedstat.node.v1.InstallKeyResponse
+	38, // 92: fedstat.node.v1.NodeService.Evaluate:output_type -> fedstat.node.v1.EvaluateResponse
+	43, // 93: fedstat.node.v1.NodeService.Reveal:output_type -> fedstat.node.v1.RevealResponse
+	53, // 94: fedstat.node.v1.NodeService.KeySwitch:output_type -> fedstat.node.v1.KeySwitchResponse
+	50, // 95: fedstat.node.v1.NodeService.ProveKeySwitch:output_type -> fedstat.node.v1.ProveKeySwitchResponse
+	52, // 96: fedstat.node.v1.NodeService.ProveLimbs:output_type -> fedstat.node.v1.ProveLimbsResponse
+	45, // 97: fedstat.node.v1.NodeService.Commit:output_type -> fedstat.node.v1.CommitResponse
+	17, // 98: fedstat.node.v1.NodeService.Budget:output_type -> fedstat.node.v1.BudgetResponse
+	7,  // 99: fedstat.node.v1.NodeService.LinkStage:output_type -> fedstat.node.v1.LinkStageResponse
+	9,  // 100: fedstat.node.v1.NodeService.LinkFinish:output_type -> fedstat.node.v1.LinkFinishResponse
+	15, // 101: fedstat.node.v1.NodeService.LinkDecrypt:output_type -> fedstat.node.v1.LinkDecryptResponse
+	13, // 102: fedstat.node.v1.NodeService.LinkAttest:output_type -> fedstat.node.v1.LinkAttestResponse
+	87, // [87:103] is the sub-list for method output_type
+	71, // [71:87] is the sub-list for method input_type
 	71, // [71:71] is the sub-list for extension type_name
 	71, // [71:71] is the sub-list for extension extendee
 	0,  // [0:71] is the sub-list for field type_name
@@ -4472,7 +4696,7 @@ func file_fedstat_node_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fedstat_node_v1_node_proto_rawDesc), len(file_fedstat_node_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   53,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,7 @@ const (
 	NodeService_Reveal_FullMethodName         = "/fedstat.node.v1.NodeService/Reveal"
 	NodeService_KeySwitch_FullMethodName      = "/fedstat.node.v1.NodeService/KeySwitch"
 	NodeService_ProveKeySwitch_FullMethodName = "/fedstat.node.v1.NodeService/ProveKeySwitch"
+	NodeService_ProveLimbs_FullMethodName     = "/fedstat.node.v1.NodeService/ProveLimbs"
 	NodeService_Commit_FullMethodName         = "/fedstat.node.v1.NodeService/Commit"
 	NodeService_Budget_FullMethodName         = "/fedstat.node.v1.NodeService/Budget"
 	NodeService_LinkStage_FullMethodName      = "/fedstat.node.v1.NodeService/LinkStage"
@@ -93,6 +94,16 @@ type NodeServiceClient interface {
 	// decryptor whose share was not well formed (collective.ShareWitness;
 	// docs/crypto.md, "Proofs of key-switch shares", "Checked dealing").
 	ProveKeySwitch(ctx context.Context, in *ProveKeySwitchRequest, opts ...grpc.CallOption) (*ProveKeySwitchResponse, error)
+	// ProveLimbs proves, on demand, the limbs of the blindings this member
+	// encrypted after its partial's values (the partial's own link covers
+	// the values, not the limbs): commitments to the limbs, their range
+	// proof, their recomposition to the blindings of the partial's range
+	// commitments, and a new proof of encryption of each of its ciphertexts
+	// linked to the values and limbs. The coordinator asks every member of a
+	// release whose total was refused once every key-switch share is
+	// proven, to name a member whose limbs were not those of its blindings
+	// (docs/crypto.md, "The proof of the limbs").
+	ProveLimbs(ctx context.Context, in *ProveLimbsRequest, opts ...grpc.CallOption) (*ProveLimbsResponse, error)
 	// Commit records, once per query id, the one set of partials this node
 	// lets its own partial be released in, and returns its signed commitment.
 	// A release needs the commitments of every node whose partial it sums, so
@@ -223,6 +234,16 @@ func (c *nodeServiceClient) ProveKeySwitch(ctx context.Context, in *ProveKeySwit
 	return out, nil
 }
 
+func (c *nodeServiceClient) ProveLimbs(ctx context.Context, in *ProveLimbsRequest, opts ...grpc.CallOption) (*ProveLimbsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProveLimbsResponse)
+	err := c.cc.Invoke(ctx, NodeService_ProveLimbs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *nodeServiceClient) Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CommitResponse)
@@ -337,6 +358,16 @@ type NodeServiceServer interface {
 	// decryptor whose share was not well formed (collective.ShareWitness;
 	// docs/crypto.md, "Proofs of key-switch shares", "Checked dealing").
 	ProveKeySwitch(context.Context, *ProveKeySwitchRequest) (*ProveKeySwitchResponse, error)
+	// ProveLimbs proves, on demand, the limbs of the blindings this member
+	// encrypted after its partial's values (the partial's own link covers
+	// the values, not the limbs): commitments to the limbs, their range
+	// proof, their recomposition to the blindings of the partial's range
+	// commitments, and a new proof of encryption of each of its ciphertexts
+	// linked to the values and limbs. The coordinator asks every member of a
+	// release whose total was refused once every key-switch share is
+	// proven, to name a member whose limbs were not those of its blindings
+	// (docs/crypto.md, "The proof of the limbs").
+	ProveLimbs(context.Context, *ProveLimbsRequest) (*ProveLimbsResponse, error)
 	// Commit records, once per query id, the one set of partials this node
 	// lets its own partial be released in, and returns its signed commitment.
 	// A release needs the commitments of every node whose partial it sums, so
@@ -403,6 +434,9 @@ func (UnimplementedNodeServiceServer) KeySwitch(context.Context, *KeySwitchReque
 }
 func (UnimplementedNodeServiceServer) ProveKeySwitch(context.Context, *ProveKeySwitchRequest) (*ProveKeySwitchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ProveKeySwitch not implemented")
+}
+func (UnimplementedNodeServiceServer) ProveLimbs(context.Context, *ProveLimbsRequest) (*ProveLimbsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProveLimbs not implemented")
 }
 func (UnimplementedNodeServiceServer) Commit(context.Context, *CommitRequest) (*CommitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Commit not implemented")
@@ -605,6 +639,24 @@ func _NodeService_ProveKeySwitch_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_ProveLimbs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProveLimbsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).ProveLimbs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_ProveLimbs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).ProveLimbs(ctx, req.(*ProveLimbsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _NodeService_Commit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CommitRequest)
 	if err := dec(in); err != nil {
@@ -755,6 +807,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ProveKeySwitch",
 			Handler:    _NodeService_ProveKeySwitch_Handler,
+		},
+		{
+			MethodName: "ProveLimbs",
+			Handler:    _NodeService_ProveLimbs_Handler,
 		},
 		{
 			MethodName: "Commit",

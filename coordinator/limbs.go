@@ -1,0 +1,64 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/fedstat/fedstat/internal/protocol"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+)
+
+// nameUnprovenLimbs runs when the total of a release failed its check
+// against the members' commitments and every decryptor proved its
+// key-switch shares (nameUnprovenShares): what is left is a member's limbs
+// of its blindings, which its partial's link does not cover. It asks every
+// member whose partial is in the set to prove its limbs (ProveLimbs: limb
+// commitments with their range proof, their recomposition to the blindings
+// of its range commitments, and new proofs of encryption of its
+// ciphertexts linked to values and limbs; docs/crypto.md, "The proof of
+// the limbs") and checks each against the partial as it received it. It
+// returns an error naming the members whose proof fails or that cannot
+// prove, nil when every member proves (the refusal then stands unnamed).
+func (c *Coordinator) nameUnprovenLimbs(ctx context.Context, q *query, e *epoch, parts []partial) error {
+	digest := protocol.SpecDigest(q.st.Spec)
+	ids := make([]string, len(parts))
+	for i, pt := range parts {
+		ids[i] = pt.node
+	}
+	ask := &nodev1.ProveLimbsRequest{QueryId: q.id, Epoch: e.ID}
+	problems := make([]string, len(parts))
+	c.fanoutEach(ctx, ids, func(ctx context.Context, i int, id string) error {
+		cl, err := c.client(id)
+		if err != nil {
+			problems[i] = "could not be asked to prove its limbs: " + err.Error()
+			return nil
+		}
+		cctx, cancel := context.WithTimeout(ctx, decryptorTimeout)
+		defer cancel()
+		resp, err := cl.ProveLimbs(cctx, ask)
+		if err != nil {
+			problems[i] = "did not prove its limbs: " + callError(err).Error()
+			return nil
+		}
+		pt := &protocol.Partial{Ciphertexts: parts[i].cts, RangeCommitments: parts[i].commitments}
+		if err := protocol.CheckLimbProof(c.params, e.PublicKey, pt, resp, q.id, e.ID, id, digest); err != nil {
+			problems[i] = "its proof of its limbs failed: " + err.Error()
+		}
+		return nil
+	})
+	var named, proven []string
+	for i, p := range problems {
+		if p == "" {
+			proven = append(proven, ids[i])
+			continue
+		}
+		named = append(named, ids[i]+": "+p)
+		c.record(ctx, c.cfg.Identity.Name(), "release.limb_proof_failed", q.id, map[string]any{"node": ids[i], "reason": p})
+	}
+	if len(named) == 0 {
+		c.record(ctx, c.cfg.Identity.Name(), "release.limbs_proven", q.id, map[string]any{"members": proven})
+		return nil
+	}
+	return fmt.Errorf("%w: release: the decrypted total is not the sum of the values the members committed to; every key-switch share was proven, and asked to prove the limbs of their blindings: %s; nothing is released", ErrQueryFailed, strings.Join(named, "; "))
+}
