@@ -3,6 +3,7 @@ package protocol_test
 import (
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -105,5 +106,61 @@ func TestLimbProof(t *testing.T) {
 	// The honest partial's proof does not prove the other.
 	if err := protocol.CheckLimbProof(params, pk, partial, resp, "q-1", 3, "node-1", digest); err == nil {
 		t.Error("the honest partial's proof verified for another partial")
+	}
+}
+
+// BenchmarkLimbProof: a member's proof of its limbs (protocol.ProveLimbs:
+// limb commitments, range proof, recomposition, a new proof of encryption
+// per ciphertext with the link), and the coordinator's check of it, for a
+// cohort count (d = 1) and weekly counts by region (d = 530), under the
+// production parameters (8,192 slots).
+func BenchmarkLimbProof(b *testing.B) {
+	params, err := homomorphic.NewParams(homomorphic.ProductionSet)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rk, err := homomorphic.GenResultKey(params)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pk := rk.Public()
+	digest := []byte("digest")
+	for _, d := range []int{1, 530} {
+		values := make([]int64, d)
+		ranges := make([]rangeproof.Range, d)
+		for i := range ranges {
+			ranges[i] = rangeproof.Range{Lo: -100, Hi: 1 << 20}
+		}
+		encoded, rc, err := protocol.EncodePartial(values, ranges, "q-1", 3, "node-1", digest)
+		if err != nil {
+			b.Fatal(err)
+		}
+		seed := make([]byte, homomorphic.SeedSize)
+		rand.Read(seed)
+		cts, _, _, err := protocol.EncryptEncodedSeeded(params, pk, encoded, rc, protocol.EncryptionContext("q-1", 3, "node-1", digest), seed)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var resp *nodev1.ProveLimbsResponse
+		b.Run(fmt.Sprintf("prove/d=%d", d), func(b *testing.B) {
+			for b.Loop() {
+				if resp, err = protocol.ProveLimbs(params, pk, cts, encoded, seed, rc.Commitments, "q-1", 3, "node-1", digest); err != nil {
+					b.Fatal(err)
+				}
+			}
+			size := len(resp.LimbCommitments) + len(resp.LimbRangeProof) + len(resp.Recomposition) + len(resp.Link)
+			for _, p := range resp.Proofs {
+				size += len(p)
+			}
+			b.ReportMetric(float64(size), "bytes")
+		})
+		pt := &protocol.Partial{Ciphertexts: cts, RangeCommitments: rc.Commitments}
+		b.Run(fmt.Sprintf("check/d=%d", d), func(b *testing.B) {
+			for b.Loop() {
+				if err := protocol.CheckLimbProof(params, pk, pt, resp, "q-1", 3, "node-1", digest); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
