@@ -4,10 +4,18 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 )
+
+// limbTimeout is how long a member has to prove the limbs of a partial of
+// d values: decryptorTimeout, and 40 ms a value (twice what a proof takes
+// on 2 cores: 10 s for 530 values, docs/performance.md).
+func limbTimeout(d int) time.Duration {
+	return decryptorTimeout + time.Duration(d)*40*time.Millisecond
+}
 
 // nameUnprovenLimbs runs when the total of a release failed its check
 // against the members' commitments and every decryptor proved its
@@ -34,7 +42,7 @@ func (c *Coordinator) nameUnprovenLimbs(ctx context.Context, q *query, e *epoch,
 			problems[i] = "could not be asked to prove its limbs: " + err.Error()
 			return nil
 		}
-		cctx, cancel := context.WithTimeout(ctx, decryptorTimeout)
+		cctx, cancel := context.WithTimeout(ctx, limbTimeout(q.plan.VectorLen()))
 		defer cancel()
 		resp, err := cl.ProveLimbs(cctx, ask)
 		if err != nil {

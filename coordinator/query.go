@@ -527,7 +527,11 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 		}
 		// Every share proven (or none provable): whose limbs were they?
 		if errors.Is(err, rangeproof.ErrTotal) {
-			if named := c.nameUnprovenLimbs(releaseCtx, q, e, parts); named != nil {
+			// Its own deadline: the proofs take time with the vector's
+			// length, and the release's may be mostly spent.
+			limbCtx, cancel := context.WithTimeout(q.ctx, limbTimeout(q.plan.VectorLen()))
+			defer cancel()
+			if named := c.nameUnprovenLimbs(limbCtx, q, e, parts); named != nil {
 				return nil, named
 			}
 		}

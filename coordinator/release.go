@@ -32,8 +32,9 @@ func (c *Coordinator) release(q *query, rk *homomorphic.ResultKey, switched []*h
 	// proved within the plan's bounds. The links checked every value and
 	// padding slot member by member, naming; what is caught here is a
 	// member's wrong limbs of its blindings (the links do not cover them)
-	// or a decryptor's share not of this sum (in a threshold epoch, whose
-	// shares are not proven): not named.
+	// or a decryptor's share not of this sum (shares go out unproven): the
+	// caller then asks for the proofs of both, to name whoever cannot
+	// (nameUnprovenShares, nameUnprovenLimbs).
 	commitments := make([][]byte, len(parts))
 	for i, pt := range parts {
 		commitments[i] = pt.commitments
