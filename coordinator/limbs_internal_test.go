@@ -1,0 +1,150 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/internal/audit"
+	"github.com/fedstat/fedstat/internal/pki"
+	"github.com/fedstat/fedstat/internal/protocol"
+	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
+	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
+	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
+	"github.com/fedstat/fedstat/queries/plan"
+)
+
+// limbClient is a node that answers ProveLimbs with answer (a fake of
+// the transport only: the proofs are real, made by protocol.ProveLimbs;
+// TestFaultMaliciousNode runs the same path over real nodes).
+type limbClient struct {
+	nodev1.NodeServiceClient
+	answer func() (*nodev1.ProveLimbsResponse, error)
+}
+
+func (l limbClient) ProveLimbs(context.Context, *nodev1.ProveLimbsRequest, ...grpc.CallOption) (*nodev1.ProveLimbsResponse, error) {
+	return l.answer()
+}
+
+// TestNameUnprovenLimbs: asked after a refused total, members whose proofs
+// of their limbs verify are not named (and when all do, the refusal stands
+// unnamed, audited release.limbs_proven); a member that does not prove, or
+// sends a proof of another partial's limbs, is named, and only it
+// (release.limb_proof_failed).
+func TestNameUnprovenLimbs(t *testing.T) {
+	homomorphic.AllowInsecureForTests()
+	params, err := homomorphic.NewParams(homomorphic.InsecureTestSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := homomorphic.GenResultKey(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := rk.Public()
+	ca, err := pki.NewCA("limbs test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := ca.Issue(pki.IssueRequest{Name: "coordinator", Role: pki.RoleCoordinator, Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "audit.log")
+	log, err := audit.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	spec := &typesv1.QuerySpec{Sql: "SELECT COUNT(*) FROM patients", Epsilon: 1, Delta: 1e-6, MinNodes: 2, Threshold: 2, ReferenceDate: "2026-01-01"}
+	preq, err := protocol.PlanRequest(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.Build(preq, plan.DefaultCatalogue())
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := protocol.SpecDigest(spec)
+	e := &epoch{ID: 3, PublicKey: pk}
+	q := &query{id: "q-1", plan: p, st: &coordinatorv1.QueryStatus{Spec: spec}}
+	// Each member's real partial and the proof of its limbs.
+	members := []string{"node-1", "node-2", "node-3"}
+	parts := make([]partial, len(members))
+	proofs := map[string]*nodev1.ProveLimbsResponse{}
+	for i, m := range members {
+		encoded, rc, err := protocol.EncodePartial([]int64{int64(10 * i)}, protocol.PartialRanges(p), q.id, e.ID, m, digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed := make([]byte, homomorphic.SeedSize)
+		rand.Read(seed)
+		cts, _, _, err := protocol.EncryptEncodedSeeded(params, pk, encoded, rc, protocol.EncryptionContext(q.id, e.ID, m, digest), seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts[i] = partial{node: m, cts: cts, commitments: rc.Commitments}
+		if proofs[m], err = protocol.ProveLimbs(params, pk, cts, encoded, seed, rc.Commitments, q.id, e.ID, m, digest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(node3 func() (*nodev1.ProveLimbsResponse, error)) error {
+		c := &Coordinator{cfg: Config{Identity: id, Audit: log}, params: params, reg: map[string]*regNode{}}
+		for _, m := range members {
+			answer := func() (*nodev1.ProveLimbsResponse, error) { return proofs[m], nil }
+			if m == "node-3" {
+				answer = node3
+			}
+			c.reg[m] = &regNode{ID: m, client: limbClient{answer: answer}}
+		}
+		return c.nameUnprovenLimbs(context.Background(), q, e, parts)
+	}
+	if err := run(func() (*nodev1.ProveLimbsResponse, error) { return proofs["node-3"], nil }); err != nil {
+		t.Fatalf("every member proves: %v", err)
+	}
+	for _, c := range []struct {
+		name   string
+		answer func() (*nodev1.ProveLimbsResponse, error)
+		text   string
+	}{
+		{"does not prove", func() (*nodev1.ProveLimbsResponse, error) { return nil, errors.New("injected") }, "node-3: did not prove its limbs"},
+		{"another partial's proof", func() (*nodev1.ProveLimbsResponse, error) { return proofs["node-2"], nil }, "node-3: its proof of its limbs failed"},
+	} {
+		err := run(c.answer)
+		if !errors.Is(err, ErrQueryFailed) || !strings.Contains(err.Error(), c.text) || strings.Contains(err.Error(), "node-1") || strings.Contains(err.Error(), "node-2:") {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	log.Close()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var proven, failed int
+	if err := audit.Scan(f, func(_ int, en audit.Entry) error {
+		switch en.Action {
+		case "release.limbs_proven":
+			proven++
+		case "release.limb_proof_failed":
+			failed++
+			if en.Details["node"] != "node-3" {
+				t.Errorf("release.limb_proof_failed names %v", en.Details["node"])
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if proven != 1 || failed != 2 {
+		t.Errorf("%d release.limbs_proven and %d release.limb_proof_failed entries, want 1 and 2", proven, failed)
+	}
+}
