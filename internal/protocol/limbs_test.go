@@ -16,7 +16,8 @@ import (
 
 // TestLimbProof: the proof of the limbs of an honest partial, made again
 // from what the node kept (the encoded slots and the seed), verifies
-// against the partial as sent; for another node or query it does not. A
+// against the partial as sent; for another node or query it does not, and
+// from another seed none is made. A
 // member that encrypted a limb off by one cannot prove: from what it
 // encrypted its limbs do not open its commitments, from the limbs that
 // would its ciphertexts are not made again, and a proof of the right limbs
@@ -59,6 +60,11 @@ func TestLimbProof(t *testing.T) {
 	}
 	if err := protocol.CheckLimbProof(params, pk, honest, resp, "q-1", 3, "node-1", digest); err != nil {
 		t.Fatalf("an honest partial's limbs: %v", err)
+	}
+	other := make([]byte, homomorphic.SeedSize)
+	rand.Read(other)
+	if _, err := protocol.ProveLimbs(params, pk, honest.Ciphertexts, encoded, other, rc.Commitments, "q-1", 3, "node-1", digest); !errors.Is(err, homomorphic.ErrNotMadeAgain) {
+		t.Errorf("from another seed: %v, want ErrNotMadeAgain", err)
 	}
 	if err := protocol.CheckLimbProof(params, pk, honest, resp, "q-1", 3, "node-2", digest); err == nil {
 		t.Error("the proof verified as another node's")
