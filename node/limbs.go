@@ -111,9 +111,10 @@ func (n *Node) ownPartial(qid string, epoch uint64) (*typesv1.Signed, *nodev1.Pa
 }
 
 // proveLimbs answers ProveLimbs: the proof of the limbs of this node's
-// partial of the query, made again from its kept witness. It proves
-// nothing the partial does not already show (the proofs are zero
-// knowledge), so it answers the coordinator whenever asked.
+// partial of the query, made again from its kept witness, once the node
+// has revealed the partial in the one set it is released in. The proof
+// shows nothing the partial does not (it is zero knowledge), so the node
+// answers the coordinator whenever asked after that.
 func (n *Node) proveLimbs(ctx context.Context, req *nodev1.ProveLimbsRequest) (*nodev1.ProveLimbsResponse, error) {
 	qid := req.GetQueryId()
 	e, err := n.releaseEpoch(ctx, "proof of limbs", qid, req.GetEpoch())
@@ -122,6 +123,16 @@ func (n *Node) proveLimbs(ctx context.Context, req *nodev1.ProveLimbsRequest) (*
 	}
 	_, payload, err := n.ownPartial(qid, e.Epoch)
 	if err != nil {
+		return nil, err
+	}
+	// Only once the partial is out, in the one set it is released in: a
+	// proof before that would give the coordinator something of a partial
+	// it has only the header of (whatever its proofs reveal of their
+	// ciphertexts), and the question comes only after a release.
+	switch _, err := n.cfg.DB.Get(commitKey(qid)); {
+	case errors.Is(err, kv.ErrNotFound):
+		return nil, fmt.Errorf("%w: %s: this node has not revealed its partial in a set yet; its limbs are proven only after a release", ErrBadRequest, qid)
+	case err != nil:
 		return nil, err
 	}
 	if len(payload.GetCiphertexts()) == 0 {

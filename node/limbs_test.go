@@ -17,7 +17,8 @@ import (
 // memory (a restart) proves the limbs of the partial it sent, from the
 // witness it kept on disk; the proof verifies against the partial as
 // revealed, under the epoch's key, and not as another node's. A node asked
-// about a query it sent no partial of says so.
+// before it revealed its partial in a set, or about a query it sent no
+// partial of, says so and proves nothing.
 func TestProveLimbsFromWhatItKept(t *testing.T) {
 	dir := t.TempDir()
 	nw := startKept(t, dir, 3, 2)
@@ -71,6 +72,11 @@ func TestProveLimbsFromWhatItKept(t *testing.T) {
 	}
 	if err := protocol.CheckLimbProof(params, pk, pt, proof, "q-limbs", nw.Epoch, "node-2", digest); err == nil {
 		t.Error("node-1's proof verified as node-2's")
+	}
+	// node-2 answered but has not revealed its partial: nothing yet.
+	_, err = clients["node-2"].ProveLimbs(ctx, &nodev1.ProveLimbsRequest{QueryId: "q-limbs", Epoch: nw.Epoch})
+	if err == nil || !strings.Contains(err.Error(), "has not revealed its partial") {
+		t.Errorf("asked before it revealed: %v", err)
 	}
 	_, err = clients["node-1"].ProveLimbs(ctx, &nodev1.ProveLimbsRequest{QueryId: "q-never", Epoch: nw.Epoch})
 	if err == nil || !strings.Contains(err.Error(), "sent no partial") {
