@@ -2,13 +2,42 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 )
+
+// nameRefusal runs when the total of a release is refused (refused, from
+// release): it asks for the proofs that name whoever made it fail, the
+// decryptors' of their key-switch shares first (nameUnprovenShares), then,
+// when those all prove and the total is not the sum of the commitments,
+// the members' of their limbs (nameUnprovenLimbs, on a deadline of its
+// own: the proofs take time with the vector's length, and the release's
+// may be mostly spent). It returns the error naming them, or refused as
+// it is, and counts the refusal by whom it names
+// (fedstat_coordinator_totals_refused_total).
+func (c *Coordinator) nameRefusal(ctx context.Context, q *query, e *epoch, base *nodev1.KeySwitchRequest, sum []*homomorphic.Ciphertext, signed []*nodev1.NodeSigned, opened [][][]byte, parts []partial, refused error) error {
+	if named := c.nameUnprovenShares(ctx, q, e, base, sum, signed, opened); named != nil {
+		c.metrics.totalsRefused.WithLabelValues("decryptor").Inc()
+		return named
+	}
+	if errors.Is(refused, rangeproof.ErrTotal) {
+		lctx, cancel := context.WithTimeout(q.ctx, limbTimeout(q.plan.VectorLen()))
+		defer cancel()
+		if named := c.nameUnprovenLimbs(lctx, q, e, parts); named != nil {
+			c.metrics.totalsRefused.WithLabelValues("member").Inc()
+			return named
+		}
+	}
+	c.metrics.totalsRefused.WithLabelValues("none").Inc()
+	return refused
+}
 
 // limbTimeout is how long a member has to prove the limbs of a partial of
 // d values: decryptorTimeout, and 40 ms a value (twice what a proof takes

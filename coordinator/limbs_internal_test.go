@@ -4,15 +4,18 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
@@ -34,11 +37,13 @@ func (l limbClient) ProveLimbs(context.Context, *nodev1.ProveLimbsRequest, ...gr
 	return l.answer()
 }
 
-// TestNameUnprovenLimbs: asked after a refused total, members whose proofs
-// of their limbs verify are not named (and when all do, the refusal stands
-// unnamed, audited release.limbs_proven); a member that does not prove, or
-// sends a proof of another partial's limbs, is named, and only it
-// (release.limb_proof_failed).
+// TestNameUnprovenLimbs: asked after a total refused as not the sum of
+// the commitments (nameRefusal), members whose proofs of their limbs
+// verify are not named (and when all do, the refusal stands as it was,
+// audited release.limbs_proven); a member that does not prove, or sends a
+// proof of another partial's limbs, is named, and only it
+// (release.limb_proof_failed). The refusals are counted by whom they name
+// (fedstat_coordinator_totals_refused_total).
 func TestNameUnprovenLimbs(t *testing.T) {
 	homomorphic.AllowInsecureForTests()
 	params, err := homomorphic.NewParams(homomorphic.InsecureTestSet)
@@ -75,7 +80,7 @@ func TestNameUnprovenLimbs(t *testing.T) {
 	}
 	digest := protocol.SpecDigest(spec)
 	e := &epoch{ID: 3, PublicKey: pk}
-	q := &query{id: "q-1", plan: p, st: &coordinatorv1.QueryStatus{Spec: spec}}
+	q := &query{id: "q-1", plan: p, st: &coordinatorv1.QueryStatus{Spec: spec}, ctx: context.Background()}
 	// Each member's real partial and the proof of its limbs.
 	members := []string{"node-1", "node-2", "node-3"}
 	parts := make([]partial, len(members))
@@ -96,8 +101,10 @@ func TestNameUnprovenLimbs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// One coordinator for every case, so that its metric counts them all.
+	c := &Coordinator{cfg: Config{Identity: id, Audit: log}, params: params, reg: map[string]*regNode{}, metrics: newMetrics(nil)}
+	refused := fmt.Errorf("%w: %w: slot 0", ErrQueryFailed, rangeproof.ErrTotal)
 	run := func(node3 func() (*nodev1.ProveLimbsResponse, error)) error {
-		c := &Coordinator{cfg: Config{Identity: id, Audit: log}, params: params, reg: map[string]*regNode{}}
 		for _, m := range members {
 			answer := func() (*nodev1.ProveLimbsResponse, error) { return proofs[m], nil }
 			if m == "node-3" {
@@ -105,10 +112,13 @@ func TestNameUnprovenLimbs(t *testing.T) {
 			}
 			c.reg[m] = &regNode{ID: m, client: limbClient{answer: answer}}
 		}
-		return c.nameUnprovenLimbs(context.Background(), q, e, parts)
+		// As after a release refused at the total: the epoch keeps nothing
+		// to prove key-switch shares against (nameUnprovenShares names no
+		// one), so the members are asked.
+		return c.nameRefusal(context.Background(), q, e, nil, nil, nil, nil, parts, refused)
 	}
-	if err := run(func() (*nodev1.ProveLimbsResponse, error) { return proofs["node-3"], nil }); err != nil {
-		t.Fatalf("every member proves: %v", err)
+	if err := run(func() (*nodev1.ProveLimbsResponse, error) { return proofs["node-3"], nil }); err != refused {
+		t.Fatalf("every member proves: %v, want the refusal as it was", err)
 	}
 	for _, c := range []struct {
 		name   string
@@ -121,6 +131,15 @@ func TestNameUnprovenLimbs(t *testing.T) {
 		err := run(c.answer)
 		if !errors.Is(err, ErrQueryFailed) || !strings.Contains(err.Error(), c.text) || strings.Contains(err.Error(), "node-1") || strings.Contains(err.Error(), "node-2:") {
 			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	for named, want := range map[string]float64{"member": 2, "none": 1, "decryptor": 0} {
+		var m dto.Metric
+		if err := c.metrics.totalsRefused.WithLabelValues(named).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.GetCounter().GetValue(); got != want {
+			t.Errorf("fedstat_coordinator_totals_refused_total{named=%q} = %v, want %v", named, got, want)
 		}
 	}
 	log.Close()

@@ -14,6 +14,7 @@ type metrics struct {
 	ceremonyFailures prometheus.Gauge
 	ceremonyNext     prometheus.Gauge
 	releaseAttempts  *prometheus.CounterVec
+	totalsRefused    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,9 +34,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "When the next key ceremony is planned (Unix time; 0 when none is)."}),
 		releaseAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fedstat_coordinator_release_attempts_total",
 			Help: "Release attempts by decryptor set, by outcome (released, prepare_failed, release_failed, partial_refused: a partial the decryptors refused and the coordinator found bad)."}, []string{"outcome"}),
+		totalsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fedstat_coordinator_totals_refused_total",
+			Help: "Decrypted totals refused (padding, range commitments, plausibility), by whom the proofs asked for then named: decryptor, member (its limbs) or none."}, []string{"named"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.queries, m.duration, m.partials, m.epoch, m.ceremonies, m.ceremonyFailures, m.ceremonyNext, m.releaseAttempts)
+		reg.MustRegister(m.queries, m.duration, m.partials, m.epoch, m.ceremonies, m.ceremonyFailures, m.ceremonyNext, m.releaseAttempts, m.totalsRefused)
 	}
 	return m
 }

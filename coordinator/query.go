@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
-	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/cdm"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/internal/rpc"
@@ -520,22 +519,7 @@ func (c *Coordinator) execute(q *query, e *epoch, who Analyst) (*typesv1.Result,
 
 	res, err := c.release(q, rk, switched, parts)
 	if err != nil {
-		// Whose share was it? In an epoch whose key-switch shares go out
-		// unproven, the decryptors prove theirs now.
-		if named := c.nameUnprovenShares(releaseCtx, q, e, sendReq, sum, shares, opened); named != nil {
-			return nil, named
-		}
-		// Every share proven (or none provable): whose limbs were they?
-		if errors.Is(err, rangeproof.ErrTotal) {
-			// Its own deadline: the proofs take time with the vector's
-			// length, and the release's may be mostly spent.
-			limbCtx, cancel := context.WithTimeout(q.ctx, limbTimeout(q.plan.VectorLen()))
-			defer cancel()
-			if named := c.nameUnprovenLimbs(limbCtx, q, e, parts); named != nil {
-				return nil, named
-			}
-		}
-		return nil, err
+		return nil, c.nameRefusal(releaseCtx, q, e, sendReq, sum, shares, opened, parts, err)
 	}
 	c.keepReleaseRecord(q, e, ksReq, parts, shares, rk, res)
 	return res, nil
