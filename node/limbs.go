@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
+	"github.com/fedstat/fedstat/crypto/rangeproof"
 	"github.com/fedstat/fedstat/internal/kv"
 	"github.com/fedstat/fedstat/internal/protocol"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -28,6 +29,10 @@ import (
 // after a refused total (coordinator releaseTimeout, 3 minutes), with room.
 const limbWitnessGrace = time.Hour
 
+// limbWitnessDropsAtOnce bounds the witnesses one keepLimbWitness drops
+// (one transaction), the rest left for the next.
+const limbWitnessDropsAtOnce = 256
+
 func limbWitnessKey(qid string) []byte { return []byte("n/limb-witness/" + qid) }
 
 // limbWitnessUntilPrefix indexes the witnesses by the time they may be
@@ -36,6 +41,11 @@ const limbWitnessUntilPrefix = "n/limb-witness-until/"
 
 func limbWitnessUntilKey(until int64, qid string) []byte {
 	return fmt.Appendf(nil, "%s%020d/%s", limbWitnessUntilPrefix, until, qid)
+}
+
+// limbWitnessOf is the query id of an index key (limbWitnessUntilKey).
+func limbWitnessOf(key []byte) string {
+	return string(key[min(len(key), len(limbWitnessUntilPrefix)+20+1):])
 }
 
 // keepLimbWitness stores the witness of this node's partial of qid (spec
@@ -52,8 +62,8 @@ func (n *Node) keepLimbWitness(qid string, spec *typesv1.QuerySpec, seed []byte,
 	return n.cfg.DB.Update(func(tx *kv.Txn) error {
 		var old [][]byte
 		err := tx.IterateKeys([]byte(limbWitnessUntilPrefix), func(k []byte) error {
-			if string(k) >= string(cutoff) {
-				return errDone // sorted by time: the rest are later
+			if string(k) >= string(cutoff) || len(old) == limbWitnessDropsAtOnce {
+				return errDone // sorted by time: the rest are later (or next time)
 			}
 			old = append(old, append([]byte(nil), k...))
 			return nil
@@ -62,19 +72,19 @@ func (n *Node) keepLimbWitness(qid string, spec *typesv1.QuerySpec, seed []byte,
 			return err
 		}
 		for _, k := range old {
-			qid := string(k[len(limbWitnessUntilPrefix)+21:])
+			was := limbWitnessOf(k)
 			if err := tx.Delete(k); err != nil {
 				return err
 			}
 			// A witness kept again since (a series interval sent again in
 			// a later epoch) has a later index key of its own.
-			if v, err := tx.Get(limbWitnessKey(qid)); err == nil {
+			if v, err := tx.Get(limbWitnessKey(was)); err == nil {
 				var w nodev1.StoredLimbWitness
 				if proto.Unmarshal(v, &w) == nil && w.GetUntil() >= now.UnixMilli() {
 					continue
 				}
 			}
-			if err := tx.Delete(limbWitnessKey(qid)); err != nil {
+			if err := tx.Delete(limbWitnessKey(was)); err != nil {
 				return err
 			}
 		}
@@ -160,6 +170,6 @@ func (n *Node) proveLimbs(ctx context.Context, req *nodev1.ProveLimbsRequest) (*
 		// Not the coordinator's doing: the witness is this node's own.
 		return nil, fmt.Errorf("node: the limbs of this node's partial of %s cannot be proven from what it kept (was the store restored from another backup?): %w", qid, err)
 	}
-	n.record(ctx, "coordinator", "partial.limbs_proven", qid, map[string]any{"epoch": e.Epoch, "values": len(payload.GetRangeCommitments()) / 32})
+	n.record(ctx, "coordinator", "partial.limbs_proven", qid, map[string]any{"epoch": e.Epoch, "values": len(payload.GetRangeCommitments()) / rangeproof.PointSize})
 	return resp, nil
 }
