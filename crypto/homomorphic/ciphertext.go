@@ -99,11 +99,8 @@ func (p Params) NumCiphertexts(n int) int {
 // ceil(len(values)/Slots()) ciphertexts, the last one zero-padded. Every
 // |v| must be at most MaxAbs().
 func Encrypt(p Params, pk *PublicKey, values []int64) ([]*Ciphertext, error) {
-	if err := p.check(); err != nil {
+	if err := p.checkKey(pk); err != nil {
 		return nil, err
-	}
-	if pk == nil || pk.pk == nil || !pk.p.Equal(p) {
-		return nil, fmt.Errorf("%w: public key missing or of another parameter set", ErrMismatch)
 	}
 	if len(values) == 0 {
 		return nil, fmt.Errorf("%w: no values", ErrInvalidArgument)

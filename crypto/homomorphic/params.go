@@ -168,6 +168,17 @@ func (p Params) check() error {
 	return nil
 }
 
+// checkKey is check, then that pk is a public key of p.
+func (p Params) checkKey(pk *PublicKey) error {
+	if err := p.check(); err != nil {
+		return err
+	}
+	if pk == nil || pk.pk == nil || !pk.p.Equal(p) {
+		return fmt.Errorf("%w: public key missing or of another parameter set", ErrMismatch)
+	}
+	return nil
+}
+
 // Name returns the parameter set's name.
 func (p Params) Name() string {
 	if !p.valid() {

@@ -109,11 +109,8 @@ var ErrNotMadeAgain = errors.New("homomorphic: the ciphertext made again from th
 // context and linked to link: it derives the witness again, checks that it
 // makes ct (ErrNotMadeAgain otherwise) and proves with fresh masks.
 func ProveAgainLinked(p Params, pk *PublicKey, ct *Ciphertext, values []int64, context []byte, index int, seed []byte, link SlotLink) ([]byte, error) {
-	if err := p.check(); err != nil {
+	if err := p.checkKey(pk); err != nil {
 		return nil, err
-	}
-	if pk == nil || pk.pk == nil || !pk.p.Equal(p) {
-		return nil, fmt.Errorf("%w: public key missing or of another parameter set", ErrMismatch)
 	}
 	if link == nil || len(seed) != SeedSize {
 		return nil, fmt.Errorf("%w: no link, or a seed of %d bytes", ErrInvalidArgument, len(seed))
@@ -157,11 +154,8 @@ func (p Params) plaintextOf(values []int64) ([]uint64, error) {
 }
 
 func encryptProven(p Params, pk *PublicKey, values []int64, context []byte, link SlotLink, seed []byte) ([]*Ciphertext, [][]byte, error) {
-	if err := p.check(); err != nil {
+	if err := p.checkKey(pk); err != nil {
 		return nil, nil, err
-	}
-	if pk == nil || pk.pk == nil || !pk.p.Equal(p) {
-		return nil, nil, fmt.Errorf("%w: public key missing or of another parameter set", ErrMismatch)
 	}
 	if len(values) == 0 {
 		return nil, nil, fmt.Errorf("%w: no values", ErrInvalidArgument)
@@ -379,11 +373,8 @@ func VerifyEncryptionLinked(p Params, pk *PublicKey, ct *Ciphertext, proof, cont
 }
 
 func verifyEncryption(p Params, pk *PublicKey, ct *Ciphertext, proof, context []byte, index int, linked bool, bound []byte) ([]uint64, []uint64, error) {
-	if err := p.check(); err != nil {
+	if err := p.checkKey(pk); err != nil {
 		return nil, nil, err
-	}
-	if pk == nil || pk.pk == nil || !pk.p.Equal(p) {
-		return nil, nil, fmt.Errorf("%w: public key missing or of another parameter set", ErrMismatch)
 	}
 	if err := ct.validFor(p); err != nil {
 		return nil, nil, err

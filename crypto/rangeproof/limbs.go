@@ -169,7 +169,6 @@ func VerifyLimbs(commitments []byte, p *LimbProof, context []byte) error {
 		sg, sR, sv   ristretto255.Scalar
 	}
 	ps := make([]parsed, d)
-	step := scalarUint(1 << LimbBits)
 	for j := range d {
 		q := &ps[j]
 		rec := p.Recomposition[j*recompositionSize:]
@@ -182,30 +181,26 @@ func VerifyLimbs(commitments []byte, p *LimbProof, context []byte) error {
 			return fmt.Errorf("%w: commitment %d is not canonical", ErrLimbs, j)
 		}
 		// A_j = Σ_k 2^(LimbBits*k)*L_jk.
-		scalars := make([]*ristretto255.Scalar, Limbs)
 		points := make([]*ristretto255.Element, Limbs)
-		base := scalarUint(1)
 		for k := range Limbs {
 			points[k] = new(ristretto255.Element)
 			if points[k].Decode(p.Commitments[(j*Limbs+k)*PointSize:(j*Limbs+k+1)*PointSize]) != nil {
 				return fmt.Errorf("%w: the commitment to limb %d of value %d is not canonical", ErrLimbs, k, j)
 			}
-			scalars[k] = ristretto255.NewScalar().Set(base)
-			base.Multiply(base, step)
 		}
-		q.a.VarTimeMultiScalarMult(scalars, points)
+		q.a.VarTimeMultiScalarMult(limbPowers, points)
 		t.appendPoint("T1", &q.t1)
 		t.appendPoint("T2", &q.t2)
 	}
 	e := t.challenge("e")
 	var ne ristretto255.Scalar
 	ne.Negate(e)
+	minusOne := ristretto255.NewScalar().Negate(scalarUint(1))
 	for j := range d {
 		q := &ps[j]
 		// s_g*B + s_R*B~ - e*A_j - T1 = 0 and s_v*B + s_g*B~ - e*V_j - T2 = 0.
-		one := ristretto255.NewScalar().Negate(scalarUint(1))
-		first := msm([]*ristretto255.Scalar{&q.sg, &q.sR, &ne, one}, []*ristretto255.Element{ristretto255.NewGeneratorElement(), gens(0).blind, &q.a, &q.t1}, false)
-		second := msm([]*ristretto255.Scalar{&q.sv, &q.sg, &ne, one}, []*ristretto255.Element{ristretto255.NewGeneratorElement(), gens(0).blind, &q.v, &q.t2}, false)
+		first := msm([]*ristretto255.Scalar{&q.sg, &q.sR, &ne, minusOne}, []*ristretto255.Element{ristretto255.NewGeneratorElement(), gens(0).blind, &q.a, &q.t1}, false)
+		second := msm([]*ristretto255.Scalar{&q.sv, &q.sg, &ne, minusOne}, []*ristretto255.Element{ristretto255.NewGeneratorElement(), gens(0).blind, &q.v, &q.t2}, false)
 		if first.Equal(ristretto255.NewIdentityElement()) != 1 || second.Equal(ristretto255.NewIdentityElement()) != 1 {
 			return fmt.Errorf("%w: the limbs of value %d do not recompose to the blinding of its commitment", ErrLimbs, j)
 		}
@@ -220,24 +215,6 @@ func recompositionTranscript(context, commitments, limbCommitments []byte) *tran
 	t.appendBytes("commitments", commitments)
 	t.appendBytes("limb-commitments", limbCommitments)
 	return t
-}
-
-// commitScalars is a*B + b*B~.
-func commitScalars(a, b *ristretto255.Scalar) *ristretto255.Element {
-	return ristretto255.NewIdentityElement().MultiScalarMult([]*ristretto255.Scalar{a, b}, []*ristretto255.Element{ristretto255.NewGeneratorElement(), gens(0).blind})
-}
-
-// fromScalars is Σ_k rs[k]*2^(LimbBits*k) modulo l.
-func fromScalars(rs []ristretto255.Scalar) *ristretto255.Scalar {
-	out := ristretto255.NewScalar()
-	base := scalarUint(1)
-	step := scalarUint(1 << LimbBits)
-	var t ristretto255.Scalar
-	for k := range rs {
-		out.Add(out, t.Multiply(&rs[k], base))
-		base.Multiply(base, step)
-	}
-	return out
 }
 
 // LimbLinkSize is the size of the link of the limbs of d values in

@@ -206,9 +206,7 @@ func (l *Linker) Mask(i int) ([]uint64, []byte, error) {
 		r.y[k] = u.Add(u, base)
 		slots[k] = new(big.Int).Mod(r.y[k], tb).Uint64()
 		randomScalar(&r.rho[k])
-		y := bigScalar(r.y[k])
-		r.ycom[k] = ristretto255.NewIdentityElement().MultiScalarMult(
-			[]*ristretto255.Scalar{y, &r.rho[k]}, []*ristretto255.Element{ristretto255.NewGeneratorElement(), gens(0).blind}).Bytes()
+		r.ycom[k] = commitScalars(bigScalar(r.y[k]), &r.rho[k]).Bytes()
 	}
 	// The other slots uniform modulo t: 64 random bits each, the top of
 	// the 64-bit range (less than 2^-23 of it) drawn again.
@@ -229,9 +227,7 @@ func (l *Linker) Mask(i int) ([]uint64, []byte, error) {
 		slots[k] = v % l.t
 	}
 	randomScalar(&r.padRho)
-	r.padCom = ristretto255.NewIdentityElement().MultiScalarMult(
-		[]*ristretto255.Scalar{paddingSum(slots, l.kind.paddingIn(len(l.c.values), l.slots, i)), &r.padRho},
-		[]*ristretto255.Element{ristretto255.NewGeneratorElement(), gens(0).blind}).Bytes()
+	r.padCom = commitScalars(paddingSum(slots, l.kind.paddingIn(len(l.c.values), l.slots, i)), &r.padRho).Bytes()
 	l.mu.Lock()
 	l.state[i] = r
 	l.mu.Unlock()

@@ -327,8 +327,12 @@ func newStatement(context []byte, chunk int, commitments []byte, ranges []Range)
 
 // commit is v·B + γ·B̃.
 func commit(v int64, gamma *ristretto255.Scalar) *ristretto255.Element {
-	g := gens(0)
-	return ristretto255.NewIdentityElement().MultiScalarMult([]*ristretto255.Scalar{scalarInt(v), gamma}, []*ristretto255.Element{ristretto255.NewGeneratorElement(), g.blind})
+	return commitScalars(scalarInt(v), gamma)
+}
+
+// commitScalars is a·B + b·B̃ (constant time).
+func commitScalars(a, b *ristretto255.Scalar) *ristretto255.Element {
+	return ristretto255.NewIdentityElement().MultiScalarMult([]*ristretto255.Scalar{a, b}, []*ristretto255.Element{ristretto255.NewGeneratorElement(), gens(0).blind})
 }
 
 // transcript is the Fiat-Shamir transcript: SHA-512 over length-prefixed,

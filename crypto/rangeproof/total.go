@@ -49,13 +49,29 @@ func BlindingLimbs(gamma *ristretto255.Scalar) []int64 {
 // fromLimbs is Σ_k limbs[k]·2^(LimbBits·k) modulo l, the limbs being sums
 // (any int64, centred).
 func fromLimbs(limbs []int64) *ristretto255.Scalar {
+	s := make([]ristretto255.Scalar, len(limbs))
+	for k, v := range limbs {
+		s[k].Set(scalarInt(v))
+	}
+	return fromScalars(s)
+}
+
+// limbPowers are 2^(LimbBits·k), k < Limbs, as scalars.
+var limbPowers = func() []*ristretto255.Scalar {
+	out := make([]*ristretto255.Scalar, Limbs)
+	out[0] = scalarUint(1)
+	for k := 1; k < Limbs; k++ {
+		out[k] = ristretto255.NewScalar().Multiply(out[k-1], scalarUint(1<<LimbBits))
+	}
+	return out
+}()
+
+// fromScalars is Σ_k rs[k]·2^(LimbBits·k) modulo l (at most Limbs terms).
+func fromScalars(rs []ristretto255.Scalar) *ristretto255.Scalar {
 	out := ristretto255.NewScalar()
-	base := scalarUint(1)
-	step := scalarUint(1 << LimbBits)
 	var t ristretto255.Scalar
-	for _, v := range limbs {
-		out.Add(out, t.Multiply(scalarInt(v), base))
-		base.Multiply(base, step)
+	for k := range rs {
+		out.Add(out, t.Multiply(&rs[k], limbPowers[k]))
 	}
 	return out
 }

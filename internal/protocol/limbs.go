@@ -68,11 +68,12 @@ func ProveLimbs(params homomorphic.Params, pk *homomorphic.PublicKey, cts []*hom
 func CheckLimbProof(params homomorphic.Params, pk *homomorphic.PublicKey, p *Partial, resp *nodev1.ProveLimbsResponse, queryID string, epoch uint64, node string, specDigest []byte) error {
 	ctx := LimbContext(queryID, epoch, node, specDigest)
 	lp := &rangeproof.LimbProof{Commitments: resp.GetLimbCommitments(), Proof: resp.GetLimbRangeProof(), Recomposition: resp.GetRecomposition()}
-	if err := rangeproof.VerifyLimbs(p.RangeCommitments, lp, ctx); err != nil {
-		return err
-	}
+	// The count first: it costs nothing, the range proof does.
 	if len(resp.GetProofs()) != len(p.Ciphertexts) {
 		return fmt.Errorf("%w: %d proofs of encryption for %d ciphertexts", rangeproof.ErrLimbs, len(resp.GetProofs()), len(p.Ciphertexts))
+	}
+	if err := rangeproof.VerifyLimbs(p.RangeCommitments, lp, ctx); err != nil {
+		return err
 	}
 	for i, ct := range p.Ciphertexts {
 		bound, err := rangeproof.LimbLinkBound(p.RangeCommitments, lp, resp.GetLink(), params.Slots(), i)
