@@ -5,19 +5,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/crypto/rangeproof"
-	"github.com/fedstat/fedstat/internal/audit"
-	"github.com/fedstat/fedstat/internal/pki"
 	"github.com/fedstat/fedstat/internal/protocol"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
@@ -55,20 +50,6 @@ func TestNameUnprovenLimbs(t *testing.T) {
 		t.Fatal(err)
 	}
 	pk := rk.Public()
-	ca, err := pki.NewCA("limbs test", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := ca.Issue(pki.IssueRequest{Name: "coordinator", Role: pki.RoleCoordinator, Validity: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "audit.log")
-	log, err := audit.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
 	spec := &typesv1.QuerySpec{Sql: "SELECT COUNT(*) FROM patients", Epsilon: 1, Delta: 1e-6, MinNodes: 2, Threshold: 2, ReferenceDate: "2026-01-01"}
 	preq, err := protocol.PlanRequest(spec)
 	if err != nil {
@@ -102,7 +83,8 @@ func TestNameUnprovenLimbs(t *testing.T) {
 		}
 	}
 	// One coordinator for every case, so that its metric counts them all.
-	c := &Coordinator{cfg: Config{Identity: id, Audit: log}, params: params, reg: map[string]*regNode{}, metrics: newMetrics(nil)}
+	c, path := auditedCoordinator(t)
+	c.params, c.reg, c.metrics = params, map[string]*regNode{}, newMetrics(nil)
 	refused := fmt.Errorf("%w: %w: slot 0", ErrQueryFailed, rangeproof.ErrTotal)
 	run := func(node3 func() (*nodev1.ProveLimbsResponse, error)) error {
 		for _, m := range members {
@@ -142,14 +124,8 @@ func TestNameUnprovenLimbs(t *testing.T) {
 			t.Errorf("fedstat_coordinator_totals_refused_total{named=%q} = %v, want %v", named, got, want)
 		}
 	}
-	log.Close()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var proven, failed int
-	if err := audit.Scan(f, func(_ int, en audit.Entry) error {
+	for _, en := range auditEntries(t, path) {
 		switch en.Action {
 		case "release.limbs_proven":
 			proven++
@@ -159,9 +135,6 @@ func TestNameUnprovenLimbs(t *testing.T) {
 				t.Errorf("release.limb_proof_failed names %v", en.Details["node"])
 			}
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 	if proven != 1 || failed != 2 {
 		t.Errorf("%d release.limbs_proven and %d release.limb_proof_failed entries, want 1 and 2", proven, failed)

@@ -4,17 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/fedstat/fedstat/internal/audit"
-	"github.com/fedstat/fedstat/internal/pki"
 	coordinatorv1 "github.com/fedstat/fedstat/proto/fedstat/coordinator/v1"
 	nodev1 "github.com/fedstat/fedstat/proto/fedstat/node/v1"
 )
@@ -30,21 +25,7 @@ import (
 // test sets; the real checks behind them are TestVerifyPartialChecksProofs'
 // and, end to end, TestFaultMaliciousNode's and TestFalsePartialRefusal's.
 func TestJudgeRefusals(t *testing.T) {
-	ca, err := pki.NewCA("refusal test", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := ca.Issue(pki.IssueRequest{Name: "coordinator", Role: pki.RoleCoordinator, Validity: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "audit.log")
-	log, err := audit.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	c := &Coordinator{cfg: Config{Identity: id, Audit: log}}
+	c, path := auditedCoordinator(t)
 	calls := map[string]int{}
 	proofs := func(node string, bad bool) func() error {
 		return func() error {
@@ -82,7 +63,7 @@ func TestJudgeRefusals(t *testing.T) {
 	plain := errors.New("unreachable")
 	errs := []error{refusal("node-3"), nil, refusal("node-1"), plain, refusal("node-3", "node-9"), refusal("node-5")}
 	set := []string{"dec-a", "dec-b", "node-2", "dec-d", "dec-e", "dec-f"}
-	err = c.judgeRefusals(ctx, q, set, errs, judge)
+	err := c.judgeRefusals(ctx, q, set, errs, judge)
 	if err == nil {
 		t.Fatal("a partial whose proofs fail: the release goes on")
 	}
@@ -126,17 +107,9 @@ func TestJudgeRefusals(t *testing.T) {
 
 	// The audit log names the sender of the bad partial with its refusers,
 	// and each decryptor whose refusal did not hold.
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var got []string
-	if err := audit.Scan(f, func(_ int, e audit.Entry) error {
+	for _, e := range auditEntries(t, path) {
 		got = append(got, e.Action+" "+e.Details["node"].(string))
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 	want := "[release.refusal_unfounded node-2 release.refusal_unfounded dec-f release.partial_refused node-3 release.refusal_unfounded node-2]"
 	if fmt.Sprint(got) != want {
