@@ -24,22 +24,8 @@ func TestProveLimbsFromWhatItKept(t *testing.T) {
 	nw := startKept(t, dir, 3, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	coordID := identity(t, dir, "coordinator")
 	spec := &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 2, Threshold: 2, ReferenceDate: "2024-01-01"}
-	var set []*nodev1.NodeSigned
-	clients := map[string]nodev1.NodeServiceClient{}
-	for i, id := range []string{"node-1", "node-2"} {
-		clients[id] = dialNode(t, nw.Nodes[i].Addr(), coordID, id)
-		req, err := protocol.SignEvaluate(coordID.Key, id, &nodev1.EvaluateBody{QueryId: "q-limbs", Epoch: nw.Epoch, Spec: spec, Analyst: "analyst", Role: "analyst"}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := clients[id].Evaluate(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		set = append(set, &nodev1.NodeSigned{NodeId: id, Signed: resp.GetPartial()})
-	}
+	clients, set := evaluateAt(t, ctx, nw, dir, "q-limbs", spec, 2)
 	revealed, err := clients["node-1"].Reveal(ctx, &nodev1.RevealRequest{QueryId: "q-limbs", Epoch: nw.Epoch, Spec: spec, Partials: set})
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -15,22 +16,18 @@ import (
 	typesv1 "github.com/fedstat/fedstat/proto/fedstat/types/v1"
 )
 
-// TestRevealFromTheLedger: a node that no longer holds its partial in
-// memory (a restart) reveals the partial its ledger stored with the charge,
-// the one whose header it answered with; the set it revealed in is on disk,
-// and another set is refused.
-func TestRevealFromTheLedger(t *testing.T) {
-	dir := t.TempDir()
-	nw := startKept(t, dir, 3, 2)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+// evaluateAt asks the first n nodes of nw (started in dir) for their
+// partials of query qid with spec, as the coordinator does, and returns a
+// client of each (by id, as the coordinator) and their signed headers.
+func evaluateAt(t *testing.T, ctx context.Context, nw *demo.Network, dir, qid string, spec *typesv1.QuerySpec, n int) (map[string]nodev1.NodeServiceClient, []*nodev1.NodeSigned) {
+	t.Helper()
 	coordID := identity(t, dir, "coordinator")
-	spec := &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 2, Threshold: 2, ReferenceDate: "2024-01-01"}
 	clients := map[string]nodev1.NodeServiceClient{}
 	var set []*nodev1.NodeSigned
-	for i, id := range []string{"node-1", "node-2", "node-3"} {
+	for i := range n {
+		id := fmt.Sprintf("node-%d", i+1)
 		clients[id] = dialNode(t, nw.Nodes[i].Addr(), coordID, id)
-		req, err := protocol.SignEvaluate(coordID.Key, id, &nodev1.EvaluateBody{QueryId: "q-ledger", Epoch: nw.Epoch, Spec: spec, Analyst: "analyst", Role: "analyst"}, time.Now())
+		req, err := protocol.SignEvaluate(coordID.Key, id, &nodev1.EvaluateBody{QueryId: qid, Epoch: nw.Epoch, Spec: spec, Analyst: "analyst", Role: "analyst"}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,6 +37,20 @@ func TestRevealFromTheLedger(t *testing.T) {
 		}
 		set = append(set, &nodev1.NodeSigned{NodeId: id, Signed: resp.GetPartial()})
 	}
+	return clients, set
+}
+
+// TestRevealFromTheLedger: a node that no longer holds its partial in
+// memory (a restart) reveals the partial its ledger stored with the charge,
+// the one whose header it answered with; the set it revealed in is on disk,
+// and another set is refused.
+func TestRevealFromTheLedger(t *testing.T) {
+	dir := t.TempDir()
+	nw := startKept(t, dir, 3, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := &typesv1.QuerySpec{Sql: demo.CohortQuery, Epsilon: 1, Delta: 1e-6, MinNodes: 2, Threshold: 2, ReferenceDate: "2024-01-01"}
+	clients, set := evaluateAt(t, ctx, nw, dir, "q-ledger", spec, 3)
 	nw.Nodes[0].ForgetSentPartials()
 	resp, err := clients["node-1"].Reveal(ctx, &nodev1.RevealRequest{QueryId: "q-ledger", Epoch: nw.Epoch, Spec: spec, Partials: set[:2]})
 	if err != nil {
