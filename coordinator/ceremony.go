@@ -166,6 +166,9 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 			if err != nil {
 				return 0, fmt.Errorf("coordinator: key ceremony: Shamir images of %s: %w", nid, err)
 			}
+			if err := collective.CheckImagesShape(c.params, b, threshold); err != nil {
+				return 0, fmt.Errorf("coordinator: key ceremony: Shamir images of %s (a member of a version before two sets of images?): %w", nid, err)
+			}
 			images = append(images, &nodev1.NodeSigned{NodeId: nid, Signed: si})
 			imageOf[nid] = b
 		}

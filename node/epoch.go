@@ -308,7 +308,7 @@ func (n *Node) keyGen(ctx context.Context, req *nodev1.KeyGenRequest) (*nodev1.K
 		var dealt map[uint64][]byte
 		if t >= 2 {
 			var images []byte
-			if dealt, images, err = collective.ThresholdDealChecked(p, sk, t, points, req.GetCrs()); err != nil {
+			if dealt, images, err = collective.ThresholdDealChecked(p, sk, t, points, req.GetCrs(), share); err != nil {
 				return nil, err
 			}
 			if resp.ShamirImages, err = protocol.SealShamirImages(n.cfg.Identity.Key, req.GetEpoch(), n.id, images, n.cfg.Now()); err != nil {

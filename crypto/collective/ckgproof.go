@@ -111,7 +111,20 @@ func CKGProofSize(p homomorphic.Params) int {
 // only read it. Expanding a CRS takes about 1.6 ms (a BLAKE2b stream per
 // limb), once per epoch rather than once per proof with the cache.
 func ckgPoly(p homomorphic.Params, crs []byte) (ring.Poly, error) {
-	key := p.Name() + "\x00" + string(crs)
+	return crsPoly(p, ckgDomain, crs)
+}
+
+// secondPoly is the second CRS polynomial a' of crs (NTT domain), expanded
+// as a is under its own domain: the polynomial of the second set of Shamir
+// images (docs/crypto.md, "Checked dealing", Two sets of images). Shared:
+// callers only read it.
+func secondPoly(p homomorphic.Params, crs []byte) (ring.Poly, error) {
+	return crsPoly(p, secondCRSDomain, crs)
+}
+
+// crsPoly is the polynomial crs expands to under domain, from the cache.
+func crsPoly(p homomorphic.Params, domain string, crs []byte) (ring.Poly, error) {
+	key := domain + p.Name() + "\x00" + string(crs)
 	crsCache.Lock()
 	for _, e := range crsCache.entries {
 		if e.key == key {
@@ -120,14 +133,15 @@ func ckgPoly(p homomorphic.Params, crs []byte) (ring.Poly, error) {
 		}
 	}
 	crsCache.Unlock()
-	crp, err := ckgCRP(p, mhe.NewPublicKeyGenProtocol(p.BGV(tok)), crs)
+	crp, err := crpFrom(p, mhe.NewPublicKeyGenProtocol(p.BGV(tok)), domain, crs)
 	if err != nil {
 		return ring.Poly{}, err
 	}
 	crsCache.Lock()
 	defer crsCache.Unlock()
-	// The newest few epochs' (a node serves its active and previous one).
-	crsCache.entries = append([]crsEntry{{key, crp.Value.Q}}, crsCache.entries[:min(len(crsCache.entries), 3)]...)
+	// The newest few epochs' (a node serves its active and previous one;
+	// a threshold epoch has two polynomials).
+	crsCache.entries = append([]crsEntry{{key, crp.Value.Q}}, crsCache.entries[:min(len(crsCache.entries), 7)]...)
 	return crp.Value.Q, nil
 }
 

@@ -54,11 +54,23 @@ func NewCRS() ([]byte, error) {
 }
 
 func ckgCRP(p homomorphic.Params, proto mhe.PublicKeyGenProtocol, crs []byte) (mhe.PublicKeyGenCRP, error) {
+	return crpFrom(p, proto, ckgDomain, crs)
+}
+
+// The domains a CRS is expanded under: the CKG's polynomial a, and the
+// second polynomial a' of the Shamir images (secondPoly).
+const (
+	ckgDomain       = "fedstat/ckg/v1/"
+	secondCRSDomain = "fedstat/shamir-second-crs/v1/"
+)
+
+// crpFrom expands crs under domain into a uniform polynomial.
+func crpFrom(p homomorphic.Params, proto mhe.PublicKeyGenProtocol, domain string, crs []byte) (mhe.PublicKeyGenCRP, error) {
 	if len(crs) != CRSSize {
 		return mhe.PublicKeyGenCRP{}, fmt.Errorf("%w: crs of %d bytes, want %d", ErrInvalidArgument, len(crs), CRSSize)
 	}
 	// Domain-separate the seed by protocol and parameter set.
-	key := sha256.Sum256(append([]byte("fedstat/ckg/v1/"+p.Name()+"\x00"), crs...))
+	key := sha256.Sum256(append([]byte(domain+p.Name()+"\x00"), crs...))
 	prng, err := sampling.NewKeyedPRNG(key[:])
 	if err != nil {
 		return mhe.PublicKeyGenCRP{}, fmt.Errorf("collective: crs prng: %w", err)

@@ -176,3 +176,49 @@ func decodeShareForTest(t testing.TB, p homomorphic.Params, share []byte) (h0, h
 	}
 	return h0, h1
 }
+
+// OneSetImagesForTest returns a dealer's images as a dealer of the version
+// before two sets sent them: the first set only, without the proof.
+func OneSetImagesForTest(t testing.TB, p homomorphic.Params, images []byte) []byte {
+	t.Helper()
+	enc, _, err := splitImages(p, images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := polycodec.NumPolys(enc)
+	r := p.BGV(tok).RingQ()
+	polys := make([]ring.Poly, n)
+	for i := range polys {
+		polys[i] = r.NewPoly()
+	}
+	h, err := decode(p, polycodec.KindShamirImages, p.BGV(tok).MaxLevel(), enc, polys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := encode(p, polycodec.KindShamirImages, h.Aux0, 0, polys[:h.Aux0-1]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ImageCoefficientOffsetForTest is the byte offset, in a dealer's images
+// of threshold t, of the first coefficient of A'_k (the second set).
+func ImageCoefficientOffsetForTest(p homomorphic.Params, t, k int) int {
+	return polycodec.Size(p.BGV(tok).N(), t-1+k, p.BGV(tok).MaxLevel())
+}
+
+// FirstImageOnlyForTest returns a threshold image as an epoch installed
+// before two sets of images stored it: P(x) alone.
+func FirstImageOnlyForTest(t testing.TB, p homomorphic.Params, image []byte) []byte {
+	t.Helper()
+	img, err := decodeThresholdImage(p, p.BGV(tok).MaxLevel(), image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := encode(p, polycodec.KindThresholdImage, img.x, uint64(img.bound), img.p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -156,7 +156,7 @@ func FuzzKeyCheck(f *testing.F) {
 func FuzzCheckDealtShare(f *testing.F) {
 	p := testParams(f)
 	nw := newNetwork(f, p, 2)
-	dealt, images, err := collective.ThresholdDealChecked(p, nw.sks[0], 2, []uint64{1, 2}, nw.crs)
+	dealt, images, err := collective.ThresholdDealChecked(p, nw.sks[0], 2, []uint64{1, 2}, nw.crs, nw.ckg[0])
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -19,34 +19,33 @@ import (
 )
 
 // Checked dealing and proofs of threshold key-switch shares (docs/crypto.md,
-// "Threshold decryption", "Checked dealing"). A dealer i with additive
-// secret s_i and Shamir polynomial f_i = s_i + f_i1*X + ... + f_i(T-1)*X^(T-1)
-// publishes, besides its CKG share p_i = e_i - s_i*a (its image A_i0), the
-// images
+// "Threshold decryption", "Checked dealing", "Two sets of images"). A dealer
+// i with additive secret s_i and Shamir polynomial f_i = s_i + f_i1*X + ...
+// + f_i(T-1)*X^(T-1) publishes, besides its CKG share p_i = e_i - s_i*a (its
+// image A_i0), the images
 //
-//	A_ik = e_ik - f_ik*a   (k = 1..T-1, NTT domain, Lattigo's form of a CKG share)
+//	A_ik  = e_ik  - f_ik*a    (k = 1..T-1, NTT domain, Lattigo's form of a CKG share)
+//	A'_ik = e'_ik - f_ik*a'   (k = 0..T-1, a' the second CRS polynomial)
 //
-// with errors e_ik from Lattigo's error distribution (|e_ik| <= 19). The
-// recipient at point x checks the share sigma it received:
+// with errors from Lattigo's error distribution (|e| <= 19), and a proof
+// that A'_i0 and p_i are of one secret. The recipient at point x checks the
+// share sigma it received under both:
 //
-//	sum_k x^k*A_ik + sigma*a = sum_k x^k*e_ik   must be short: |.| <= 19*sum_k x^k,
+//	sum_k x^k*A_ik + sigma*a  and  sum_k x^k*A'_ik + sigma*a'  must be short: |.| <= 19*sum_k x^k,
 //
-// and refuses the dealing, naming the dealer, when it is not. The image of
-// a member's aggregate share F(x) = sum_i f_i(x) is then public:
+// and refuses the dealing, naming the dealer, when either is not. The
+// images of a member's aggregate share F(x) = sum_i f_i(x) are then public:
 //
-//	P(x) = sum_i sum_k x^k*A_ik = E(x) - F(x)*a,  |E(x)| <= K*19*sum_k x^k,
+//	P(x) = sum_i sum_k x^k*A_ik = E(x) - F(x)*a,  P'(x) = E'(x) - F(x)*a',  |E|, |E'| <= K*19*sum_k x^k,
 //
 // and a decryptor of a release proves its key-switch share made with
-// lambda*F(x) (lambda its Lagrange coefficient in the release's set) against
-// P(x), as a member of an epoch with T = K proves its share against its CKG
-// share, with F(x) a component uniform in R_Q (it is: a sum of uniform
-// coefficients). The images need no proof of their own: a dealer whose
-// images have long errors must send shares that differ from f_i(x) by
-// a^-1 times something for every recipient to pass, and the part of that
-// which is a polynomial in x of degree below T with no constant term only
-// changes f_i's other coefficients; what is left is a per-recipient
-// neighbour of the share, which the recipients' checks bound as they bound
-// an honest dealer's (docs/crypto.md, "What the checked dealing allows").
+// lambda*F(x) (lambda its Lagrange coefficient in the release's set)
+// against both, as a member of an epoch with T = K proves its share against
+// its CKG share, with F(x) a component uniform in R_Q (it is: a sum of
+// uniform coefficients). One set of images fixed a share only up to a^-1
+// times a short term, which anyone can compute; the second, under an
+// independent a', fixes it exactly (a neighbour that passes both is a
+// short solution of a'*U = a*U', Ring-SIS of rank 2).
 
 // ErrDealing is returned when a dealt Shamir share does not match its
 // dealer's CKG share and images.
@@ -89,10 +88,13 @@ func dealBound(x uint64, t int) (int64, error) {
 }
 
 // ThresholdDealChecked is ThresholdDeal with the images of the dealt
-// polynomial's coefficients after its constant term (the CKG share of sk,
-// made with crs, is its image), which every recipient checks its share
-// against (CheckDealtShare). The images are public.
-func ThresholdDealChecked(p homomorphic.Params, sk *homomorphic.SecretKeyShare, t int, recipients []uint64, crs []byte) (shares map[uint64][]byte, images []byte, err error) {
+// polynomial's coefficients, which every recipient checks its share against
+// (CheckDealtShare), in two sets: under the CRS polynomial a, the
+// coefficients after the constant term (the CKG share ckgShare of sk, made
+// with crs, is the constant's image); under the second CRS polynomial a',
+// every coefficient, with a proof that the constant's image there and
+// ckgShare are of the same secret. The images are public.
+func ThresholdDealChecked(p homomorphic.Params, sk *homomorphic.SecretKeyShare, t int, recipients []uint64, crs, ckgShare []byte) (shares map[uint64][]byte, images []byte, err error) {
 	if err := checkParams(p); err != nil {
 		return nil, nil, err
 	}
@@ -102,12 +104,27 @@ func ThresholdDealChecked(p homomorphic.Params, sk *homomorphic.SecretKeyShare, 
 	if err := checkPoints(recipients); err != nil {
 		return nil, nil, err
 	}
-	if t < 2 || t > len(recipients) {
-		return nil, nil, fmt.Errorf("%w: threshold %d for %d recipients (a checked dealing needs 2 or more)", ErrInvalidArgument, t, len(recipients))
+	if t < 2 || t > len(recipients) || 2*t-1 > maxImagePolys {
+		return nil, nil, fmt.Errorf("%w: threshold %d for %d recipients (a checked dealing needs 2 or more, and at most %d)", ErrInvalidArgument, t, len(recipients), (maxImagePolys+1)/2)
 	}
 	crp, err := ckgPoly(p, crs)
 	if err != nil {
 		return nil, nil, err
+	}
+	crp2, err := secondPoly(p, crs)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := p.BGV(tok).RingQ()
+	ckg := r.NewPoly()
+	if _, err := decode(p, polycodec.KindCKGShare, p.BGV(tok).MaxLevel(), ckgShare, ckg); err != nil {
+		return nil, nil, err
+	}
+	s, e := ckgWitness(p, sk, crp, ckg)
+	defer clear(s)
+	defer clear(e)
+	if !within(e, ckgErrBound) {
+		return nil, nil, fmt.Errorf("%w: the CKG share is not of this secret", ErrMismatch)
 	}
 	thr := mhe.NewThresholdizer(p.BGV(tok))
 	poly, err := thr.GenShamirPolynomial(t, sk.RLWE(tok))
@@ -119,7 +136,6 @@ func ThresholdDealChecked(p homomorphic.Params, sk *homomorphic.SecretKeyShare, 
 			wipe(c.Q.Coeffs)
 		}
 	}()
-	r := p.BGV(tok).RingQ()
 	prng, err := sampling.NewPRNG()
 	if err != nil {
 		return nil, nil, err
@@ -128,18 +144,33 @@ func ThresholdDealChecked(p homomorphic.Params, sk *homomorphic.SecretKeyShare, 
 	if err != nil {
 		return nil, nil, err
 	}
-	imgs := make([]ring.Poly, t-1)
+	// A_1..A_{T-1} under a, then A'_0..A'_{T-1} under a'.
+	imgs := make([]ring.Poly, 0, 2*t-1)
 	for k := 1; k < t; k++ {
-		// A_k = MForm(NTT(e_k)) - f_k*a, as CKG's GenShare makes p_i.
-		img := xe.ReadNew()
-		r.NTT(img, img)
-		r.MForm(img, img)
-		r.MulCoeffsMontgomeryThenSub(poly.Value[k].Q, crp, img)
-		imgs[k-1] = img
+		img, ek := imageOf(r, xe, poly.Value[k].Q, crp)
+		clear(ek)
+		imgs = append(imgs, img)
 	}
-	if images, err = encode(p, polycodec.KindShamirImages, uint64(t), 0, imgs...); err != nil {
+	var e2 []int64 // the error of A'_0, for the proof
+	defer func() { clear(e2) }()
+	for k := 0; k < t; k++ {
+		img, ek := imageOf(r, xe, poly.Value[k].Q, crp2)
+		if k == 0 {
+			e2 = ek
+		} else {
+			clear(ek)
+		}
+		imgs = append(imgs, img)
+	}
+	proof, err := shortproof.Prove(tieStatement(p, crp, crp2, ckg, imgs[t-1], crs, t), [][]int64{s, e, e2}, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("collective: proof of the second images: %w", err)
+	}
+	enc, err := encode(p, polycodec.KindShamirImages, uint64(t), imagesTwoSets, imgs...)
+	if err != nil {
 		return nil, nil, err
 	}
+	images = append(enc, proof...)
 	shares = make(map[uint64][]byte, len(recipients))
 	share := thr.AllocateThresholdSecretShare()
 	defer wipe(share.Q.Coeffs)
@@ -154,31 +185,156 @@ func ThresholdDealChecked(p homomorphic.Params, sk *homomorphic.SecretKeyShare, 
 	return shares, images, nil
 }
 
-// dealerImages decodes a dealer's CKG share and images into A_0..A_{T-1}.
-func dealerImages(p homomorphic.Params, ckgShare, images []byte) ([]ring.Poly, error) {
+// imagesTwoSets is the Aux1 of a dealer's images in two sets with their
+// proof (a dealing of a version before carries 0 and one set).
+const imagesTwoSets = 2
+
+// maxImagePolys is the most polynomials an encoding holds.
+const maxImagePolys = 255
+
+// imageOf returns MForm(NTT(e)) - f*crp, as CKG's GenShare makes p_i, for
+// a fresh error e from xe (returned, centred: it is secret).
+func imageOf(r *ring.Ring, xe ring.Sampler, f, crp ring.Poly) (ring.Poly, []int64) {
+	img := xe.ReadNew()
+	e := shortproof.Centred(r, img)
+	r.NTT(img, img)
+	r.MForm(img, img)
+	r.MulCoeffsMontgomeryThenSub(f, crp, img)
+	return img, e
+}
+
+// tieStatement is what the proof that comes with a dealer's images proves:
+// its CKG share ckg (A_0 under a) and its image A'_0 under a' are of one
+// ternary secret s with errors |e|, |e'| <= 19:
+//
+//	ckg = MForm(NTT(e)) - NTT(s)*a,  A'_0 = MForm(NTT(e')) - NTT(s)*a'.
+func tieStatement(p homomorphic.Params, crp, crp2, ckg, second ring.Poly, crs []byte, t int) *shortproof.Statement {
+	r := p.BGV(tok).RingQ()
+	ctx := []byte(p.Name())
+	ctx = binary.BigEndian.AppendUint64(ctx, uint64(len(crs)))
+	ctx = append(ctx, crs...)
+	ctx = binary.BigEndian.AppendUint64(ctx, uint64(t))
+	return &shortproof.Statement{
+		Domain: "fedstat/shamir-second-images/v1",
+		Ring:   r,
+		Bounds: []int64{1, ckgErrBound, ckgErrBound}, // s, e, e'
+		Apply: func(x [][]int64, _ []uint64, out []ring.Poly) {
+			sP := shortproof.GetPoly(r)
+			defer shortproof.PutPoly(r, sP)
+			setMForm(r, *sP, x[0])
+			setMForm(r, out[0], x[1])
+			r.MulCoeffsMontgomeryThenSub(*sP, crp, out[0])
+			setMForm(r, out[1], x[2])
+			r.MulCoeffsMontgomeryThenSub(*sP, crp2, out[1])
+		},
+		Image:   []ring.Poly{ckg, second},
+		Context: ctx,
+	}
+}
+
+// CheckImagesShape checks that images is a dealing's images in two sets
+// for threshold t, with a proof of the length it must have (not the
+// proof itself: CheckDealtShare checks that against the dealer's CKG
+// share). A dealer of a version before two sets fails it.
+func CheckImagesShape(p homomorphic.Params, images []byte, t int) error {
+	if err := checkParams(p); err != nil {
+		return err
+	}
+	enc, proof, err := splitImages(p, images)
+	if err != nil {
+		return err
+	}
+	h, err := polycodec.DecodeHeader(p.BGV(tok).RingQ(), polycodec.Want{Kind: polycodec.KindShamirImages, NumPolys: 2*t - 1, Level: p.BGV(tok).MaxLevel(), ParamsID: p.ID()}, enc)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if h.Aux0 != uint64(t) || h.Aux1 != imagesTwoSets {
+		return fmt.Errorf("%w: images for threshold %d (version %d), want threshold %d in two sets", ErrMalformed, h.Aux0, h.Aux1, t)
+	}
+	if len(proof) != tieProofSize(p) {
+		return fmt.Errorf("%w: a proof of %d bytes with the images, want %d", ErrMalformed, len(proof), tieProofSize(p))
+	}
+	return nil
+}
+
+// tieProofSize is the length of the proof that comes with the images.
+func tieProofSize(p homomorphic.Params) int {
+	r := p.BGV(tok).RingQ()
+	return tieStatement(p, r.NewPoly(), r.NewPoly(), r.NewPoly(), r.NewPoly(), nil, 0).Size()
+}
+
+// splitImages splits a dealer's images into their encoding (the length
+// its header states) and the proof after it.
+func splitImages(p homomorphic.Params, images []byte) (enc, proof []byte, err error) {
+	n, err := polycodec.NumPolys(images)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	size := polycodec.Size(p.BGV(tok).RingQ().N(), n, p.BGV(tok).MaxLevel())
+	if len(images) < size {
+		return nil, nil, fmt.Errorf("%w: images of %d bytes, shorter than their %d polynomials", ErrMalformed, len(images), n)
+	}
+	return images[:size], images[size:], nil
+}
+
+// dealerImages decodes a dealer's CKG share and images into A_0..A_{T-1}
+// (under a) and A'_0..A'_{T-1} (under a'), and checks the proof that A_0
+// and A'_0 are of one secret. Images of one set (a dealer of a version
+// before), and a proof that fails, are ErrDealing: the dealer signed them.
+func dealerImages(p homomorphic.Params, crs []byte, ckgShare, images []byte) (first, second []ring.Poly, err error) {
+	crp, err := ckgPoly(p, crs)
+	if err != nil {
+		return nil, nil, err
+	}
+	crp2, err := secondPoly(p, crs)
+	if err != nil {
+		return nil, nil, err
+	}
+	first, second, proof, err := decodeImages(p, ckgShare, images)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := shortproof.Verify(tieStatement(p, crp, crp2, first[0], second[0], crs, len(first)), proof); err != nil {
+		return nil, nil, fmt.Errorf("%w: the second images are not of the CKG share's secret: %v", ErrDealing, err)
+	}
+	return first, second, nil
+}
+
+// decodeImages is dealerImages without checking the proof, which it
+// returns: for the threshold images of an epoch whose members checked it
+// before they installed.
+func decodeImages(p homomorphic.Params, ckgShare, images []byte) (first, second []ring.Poly, proof []byte, err error) {
 	r := p.BGV(tok).RingQ()
 	level := p.BGV(tok).MaxLevel()
 	a0 := r.NewPoly()
 	if _, err := decode(p, polycodec.KindCKGShare, level, ckgShare, a0); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	n, err := polycodec.NumPolys(images)
+	enc, proof, err := splitImages(p, images)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	out := []ring.Poly{a0}
+	n, _ := polycodec.NumPolys(enc)
 	rest := make([]ring.Poly, n)
 	for k := range rest {
 		rest[k] = r.NewPoly()
 	}
-	h, err := decode(p, polycodec.KindShamirImages, level, images, rest...)
+	h, err := decode(p, polycodec.KindShamirImages, level, enc, rest...)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	if h.Aux0 != uint64(n)+1 || h.Aux1 != 0 {
-		return nil, fmt.Errorf("%w: %d images for threshold %d", ErrMalformed, n, h.Aux0)
+	switch h.Aux1 {
+	case imagesTwoSets:
+	case 0:
+		return nil, nil, nil, fmt.Errorf("%w: images in one set (a dealer of a version before two sets of images?)", ErrDealing)
+	default:
+		return nil, nil, nil, fmt.Errorf("%w: images of version %d", ErrMalformed, h.Aux1)
 	}
-	return append(out, rest...), nil
+	t := int(h.Aux0)
+	if t < 2 || n != 2*t-1 {
+		return nil, nil, nil, fmt.Errorf("%w: %d images for threshold %d", ErrMalformed, n, h.Aux0)
+	}
+	return append([]ring.Poly{a0}, rest[:t-1]...), rest[t-1:], proof, nil
 }
 
 // evalImages sets out = sum_k x^k*A_k (NTT domain).
@@ -192,8 +348,8 @@ func evalImages(r *ring.Ring, imgs []ring.Poly, x uint64, out ring.Poly) {
 }
 
 // CheckDealtShare checks the Shamir share share, dealt to point x, against
-// its dealer's CKG share ckgShare (of the epoch of crs) and images; an
-// error matches ErrDealing when they do not match.
+// its dealer's CKG share ckgShare (of the epoch of crs) and images, in both
+// sets; an error matches ErrDealing when they do not match.
 func CheckDealtShare(p homomorphic.Params, crs, ckgShare, images []byte, x uint64, share []byte) error {
 	if err := checkParams(p); err != nil {
 		return err
@@ -205,7 +361,11 @@ func CheckDealtShare(p homomorphic.Params, crs, ckgShare, images []byte, x uint6
 	if err != nil {
 		return err
 	}
-	imgs, err := dealerImages(p, ckgShare, images)
+	crp2, err := secondPoly(p, crs)
+	if err != nil {
+		return err
+	}
+	first, second, err := dealerImages(p, crs, ckgShare, images)
 	if err != nil {
 		return err
 	}
@@ -216,20 +376,26 @@ func CheckDealtShare(p homomorphic.Params, crs, ckgShare, images []byte, x uint6
 		return err
 	}
 	defer wipe(sigma.Coeffs)
-	if h.Aux0 != x || h.Aux1 != uint64(len(imgs)) {
-		return fmt.Errorf("%w: a share for point %d with threshold %d, checked as point %d with %d images", ErrDealing, h.Aux0, h.Aux1, x, len(imgs))
+	if h.Aux0 != x || h.Aux1 != uint64(len(first)) {
+		return fmt.Errorf("%w: a share for point %d with threshold %d, checked as point %d with %d images", ErrDealing, h.Aux0, h.Aux1, x, len(first))
 	}
-	bound, err := dealBound(x, len(imgs))
+	bound, err := dealBound(x, len(first))
 	if err != nil {
 		return err
 	}
 	d := r.NewPoly()
-	evalImages(r, imgs, x, d)
-	r.MulCoeffsMontgomeryThenAdd(sigma, crp, d)
-	r.IMForm(d, d)
-	r.INTT(d, d)
-	if !shortWithin(r, d, bound) {
-		return fmt.Errorf("%w: sum_k x^k*A_k + share*a is not within %d", ErrDealing, bound)
+	for _, set := range []struct {
+		imgs []ring.Poly
+		crp  ring.Poly
+		name string
+	}{{first, crp, "a"}, {second, crp2, "a'"}} {
+		evalImages(r, set.imgs, x, d)
+		r.MulCoeffsMontgomeryThenAdd(sigma, set.crp, d)
+		r.IMForm(d, d)
+		r.INTT(d, d)
+		if !shortWithin(r, d, bound) {
+			return fmt.Errorf("%w: sum_k x^k*A_k + share*%s is not within %d", ErrDealing, set.name, bound)
+		}
 	}
 	return nil
 }
@@ -313,17 +479,19 @@ func thresholdImages(p homomorphic.Params, ckgShares, images [][]byte, points []
 	if len(ckgShares) == 0 || len(ckgShares) != len(images) {
 		return nil, 0, fmt.Errorf("%w: %d CKG shares and %d images", ErrInvalidArgument, len(ckgShares), len(images))
 	}
-	dealers := make([][]ring.Poly, len(ckgShares))
+	// Both sets of every dealer's images: the proofs that tie the second
+	// to the CKG shares were checked by the members before they installed.
+	dealers := make([][2][]ring.Poly, len(ckgShares))
 	t := 0
 	for i := range ckgShares {
-		imgs, err := dealerImages(p, ckgShares[i], images[i])
+		first, second, _, err := decodeImages(p, ckgShares[i], images[i])
 		if err != nil {
 			return nil, 0, fmt.Errorf("dealer %d: %w", i, err)
 		}
-		if t != 0 && len(imgs) != t {
-			return nil, 0, fmt.Errorf("%w: dealer %d has threshold %d, another %d", ErrMismatch, i, len(imgs), t)
+		if t != 0 && len(first) != t {
+			return nil, 0, fmt.Errorf("%w: dealer %d has threshold %d, another %d", ErrMismatch, i, len(first), t)
 		}
-		t, dealers[i] = len(imgs), imgs
+		t, dealers[i] = len(first), [2][]ring.Poly{first, second}
 	}
 	r := p.BGV(tok).RingQ()
 	term := r.NewPoly()
@@ -333,12 +501,14 @@ func thresholdImages(p homomorphic.Params, ckgShares, images [][]byte, points []
 		if err != nil {
 			continue // out[j] stays nil
 		}
-		sum := r.NewPoly()
-		for _, imgs := range dealers {
-			evalImages(r, imgs, x, term)
-			r.Add(sum, term, sum)
+		sums := [2]ring.Poly{r.NewPoly(), r.NewPoly()}
+		for _, d := range dealers {
+			for set := range sums {
+				evalImages(r, d[set], x, term)
+				r.Add(sums[set], term, sums[set])
+			}
 		}
-		if out[j], err = encode(p, polycodec.KindThresholdImage, x, uint64(bound), sum); err != nil {
+		if out[j], err = encode(p, polycodec.KindThresholdImage, x, uint64(bound), sums[:]...); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -373,40 +543,110 @@ func lagrange(p homomorphic.Params, x uint64, active []uint64) (*big.Int, error)
 // tksStatement is what a proof of the threshold key-switch share (h0, h1)
 // of c1 towards target proves for the member at point x of the active set:
 //
-//	P = MForm(NTT(E)) - F*a,  h0 = u*target0 + lambda*F*c1 + NTT(eps),  h1 = u*target1 + NTT(e1),
+//	P = MForm(NTT(E)) - F*a,  P' = MForm(NTT(E')) - F*a',
+//	h0 = u*target0 + lambda*F*c1 + NTT(eps),  h1 = u*target1 + NTT(e1),
 //
-// with F uniform (NTT, Montgomery), |E| <= bound, u ternary, |e1| <= 19 and
-// eps = eps_lo + 2^40*eps_hi as for an epoch with T = K.
-func tksStatement(p homomorphic.Params, crp, image ring.Poly, bound int64, lambda *big.Int, target *homomorphic.PublicKey, c1, h0, h1 ring.Poly, x uint64, active []uint64, context []byte) *shortproof.Statement {
+// with F uniform (NTT, Montgomery), |E|, |E'| <= bound, u ternary, |e1| <=
+// 19 and eps = eps_lo + 2^40*eps_hi as for an epoch with T = K. An image
+// of an epoch installed before two sets of images has no P' (image2 has
+// no coefficients): the statement then leaves it and E' out.
+func tksStatement(p homomorphic.Params, crp, crp2 ring.Poly, img thresholdImage, lambda *big.Int, target *homomorphic.PublicKey, c1, h0, h1 ring.Poly, x uint64, active []uint64, context []byte) *shortproof.Statement {
 	r := p.BGV(tok).RingQ()
 	ctx := tksContext(tksBase(p, x, active), context)
 	var t0, t1 ring.Poly
 	if target != nil {
 		t0, t1 = target.RLWE(tok).Value[0].Q, target.RLWE(tok).Value[1].Q
 	}
+	if !img.two() {
+		return &shortproof.Statement{
+			Domain: "fedstat/threshold-key-switch-share/v1",
+			Ring:   r,
+			// E, u, e1, eps_lo, eps_hi; F is the uniform component.
+			Bounds:  []int64{img.bound, 1, ckgErrBound, 1<<epsSplit - 1, 1 << (64 - epsSplit)},
+			Uniform: 1,
+			Apply: func(x [][]int64, _ []uint64, out []ring.Poly) {
+				// P's short part: MForm(NTT(E)); h0 and h1 but for F.
+				setMForm(r, out[0], x[0])
+				switchNoise(r, x[1], x[2], x[3], x[4], t0, t1, out[1], out[2])
+			},
+			ApplyUniform: func(xu []ring.Poly, out []ring.Poly) {
+				// P -= F*a; h0 += lambda*(F*c1).
+				r.MulCoeffsMontgomeryThenSub(xu[0], crp, out[0])
+				addSwitched(r, xu[0], c1, lambda, out[1])
+			},
+			Image:   []ring.Poly{img.p, h0, h1},
+			Context: ctx,
+		}
+	}
 	return &shortproof.Statement{
-		Domain: "fedstat/threshold-key-switch-share/v1",
+		Domain: "fedstat/threshold-key-switch-share/v2",
 		Ring:   r,
-		// E, u, e1, eps_lo, eps_hi; F is the uniform component.
-		Bounds:  []int64{bound, 1, ckgErrBound, 1<<epsSplit - 1, 1 << (64 - epsSplit)},
+		// E, E', u, e1, eps_lo, eps_hi; F is the uniform component.
+		Bounds:  []int64{img.bound, img.bound, 1, ckgErrBound, 1<<epsSplit - 1, 1 << (64 - epsSplit)},
 		Uniform: 1,
 		Apply: func(x [][]int64, _ []uint64, out []ring.Poly) {
-			// P's short part: MForm(NTT(E)); h0 and h1 but for F.
+			// P's and P''s short parts; h0 and h1 but for F.
 			setMForm(r, out[0], x[0])
-			switchNoise(r, x[1], x[2], x[3], x[4], t0, t1, out[1], out[2])
+			setMForm(r, out[1], x[1])
+			switchNoise(r, x[2], x[3], x[4], x[5], t0, t1, out[2], out[3])
 		},
 		ApplyUniform: func(xu []ring.Poly, out []ring.Poly) {
-			tmp := shortproof.GetPoly(r)
-			defer shortproof.PutPoly(r, tmp)
-			// P -= F*a; h0 += lambda*(F*c1).
+			// P -= F*a; P' -= F*a'; h0 += lambda*(F*c1).
 			r.MulCoeffsMontgomeryThenSub(xu[0], crp, out[0])
-			r.MulCoeffsMontgomery(xu[0], c1, *tmp)
-			r.MulScalarBigint(*tmp, lambda, *tmp)
-			r.Add(out[1], *tmp, out[1])
+			r.MulCoeffsMontgomeryThenSub(xu[0], crp2, out[1])
+			addSwitched(r, xu[0], c1, lambda, out[2])
 		},
-		Image:   []ring.Poly{image, h0, h1},
+		Image:   []ring.Poly{img.p, img.p2, h0, h1},
 		Context: ctx,
 	}
+}
+
+// addSwitched adds lambda*(F*c1) to out.
+func addSwitched(r *ring.Ring, f, c1 ring.Poly, lambda *big.Int, out ring.Poly) {
+	tmp := shortproof.GetPoly(r)
+	defer shortproof.PutPoly(r, tmp)
+	r.MulCoeffsMontgomery(f, c1, *tmp)
+	r.MulScalarBigint(*tmp, lambda, *tmp)
+	r.Add(out, *tmp, out)
+}
+
+// thresholdImage is a decoded threshold image: P(x) under a, P'(x) under a'
+// (none in an epoch installed before two sets of images), the point and
+// the bound on their errors.
+type thresholdImage struct {
+	p, p2 ring.Poly
+	x     uint64
+	bound int64
+}
+
+func (t thresholdImage) two() bool { return t.p2.N() > 0 }
+
+// decodeThresholdImage decodes a threshold image (ThresholdImages) at
+// level: two polynomials, or one from an epoch of a version before.
+func decodeThresholdImage(p homomorphic.Params, level int, image []byte) (thresholdImage, error) {
+	r := p.BGV(tok).RingQ()
+	n, err := polycodec.NumPolys(image)
+	if err != nil {
+		return thresholdImage{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	var img thresholdImage
+	polys := []ring.Poly{r.NewPoly()}
+	if n == 2 {
+		polys = append(polys, r.NewPoly())
+	}
+	h, err := decode(p, polycodec.KindThresholdImage, level, image, polys...)
+	if err != nil {
+		return thresholdImage{}, err
+	}
+	img.p = polys[0]
+	if n == 2 {
+		img.p2 = polys[1]
+	}
+	img.x, img.bound = h.Aux0, int64(h.Aux1)
+	if h.Aux1 == 0 || h.Aux1 > maxImageBound {
+		return thresholdImage{}, fmt.Errorf("%w: an image with bound %d", ErrMalformed, h.Aux1)
+	}
+	return img, nil
 }
 
 // tksBase is the statement's own context: the parameter set, the point
@@ -531,35 +771,51 @@ func ThresholdKeySwitchShareWitness(p homomorphic.Params, ts *ThresholdShare, ac
 	}
 	r := p.BGV(tok).RingQ()
 	level := c.Level()
-	img := r.NewPoly()
-	h, err := decode(p, polycodec.KindThresholdImage, level, image, img)
+	img, err := decodeThresholdImage(p, level, image)
 	if err != nil {
 		return nil, nil, err
 	}
-	if h.Aux0 != ts.self {
-		return nil, nil, fmt.Errorf("%w: the image of point %d for the share of point %d", ErrMismatch, h.Aux0, ts.self)
+	if img.x != ts.self {
+		return nil, nil, fmt.Errorf("%w: the image of point %d for the share of point %d", ErrMismatch, img.x, ts.self)
 	}
-	bound := int64(h.Aux1)
-	// E = P + F*a, short when the dealing was checked.
-	ePoly := r.NewPoly()
-	r.MulCoeffsMontgomeryThenAdd(ts.share.Q, crp, ePoly)
-	r.Add(ePoly, img, ePoly)
-	r.IMForm(ePoly, ePoly)
-	r.INTT(ePoly, ePoly)
-	e := shortproof.Centred(r, ePoly)
-	if !within(e, bound) {
-		return nil, nil, fmt.Errorf("%w: this member's share is not the one its image fixes (was the dealing checked?)", ErrThresholdProof)
+	var crp2 ring.Poly
+	if img.two() {
+		if crp2, err = secondPoly(p, crs); err != nil {
+			return nil, nil, err
+		}
+	}
+	// E = P + F*a (and E' = P' + F*a'), short when the dealing was checked.
+	errOf := func(image, crp ring.Poly) []int64 {
+		ePoly := r.NewPoly()
+		r.MulCoeffsMontgomeryThenAdd(ts.share.Q, crp, ePoly)
+		r.Add(ePoly, image, ePoly)
+		r.IMForm(ePoly, ePoly)
+		r.INTT(ePoly, ePoly)
+		return shortproof.Centred(r, ePoly)
+	}
+	errs := [][]int64{errOf(img.p, crp)}
+	if img.two() {
+		errs = append(errs, errOf(img.p2, crp2))
+	}
+	for _, e := range errs {
+		if !within(e, img.bound) {
+			return nil, nil, fmt.Errorf("%w: this member's share is not the one its image fixes (was the dealing checked?)", ErrThresholdProof)
+		}
 	}
 	u, e1, lo, hi, err := ksNoise(p, noiseSeeds(p, ts.share.Q, nonce, c, target, active))
 	if err != nil {
 		return nil, nil, err
 	}
 	h0, h1 := r.NewPoly(), r.NewPoly()
-	st := tksStatement(p, crp, img, bound, lambda, target, c.Value[1], h0, h1, ts.self, active, nil)
+	st := tksStatement(p, crp, crp2, img, lambda, target, c.Value[1], h0, h1, ts.self, active, nil)
 	f := *ts.share.Q.CopyNew()
 	base := tksBase(p, ts.self, active)
-	wit := &ShareWitness{st: st, ctx: func(context []byte) []byte { return tksContext(base, context) }, w: [][]int64{e, u, e1, lo, hi}, xu: []ring.Poly{f}}
-	out := []ring.Poly{r.NewPoly(), h0, h1}
+	wit := &ShareWitness{st: st, ctx: func(context []byte) []byte { return tksContext(base, context) }, w: append(errs, u, e1, lo, hi), xu: []ring.Poly{f}}
+	out := make([]ring.Poly, len(st.Image))
+	for i := range out {
+		out[i] = r.NewPoly()
+	}
+	out[len(out)-2], out[len(out)-1] = h0, h1
 	st.Apply(wit.w, nil, out)
 	st.ApplyUniform(wit.xu, out)
 	share, err := encodeAt(p, polycodec.KindKeySwitchShare, level, 0, 0, h0, h1)
@@ -632,18 +888,24 @@ func VerifyThresholdKeySwitchShare(p homomorphic.Params, target *homomorphic.Pub
 	}
 	r := p.BGV(tok).RingQ()
 	level := c.Level()
-	img, h0, h1 := r.NewPoly(), r.NewPoly(), r.NewPoly()
-	h, err := decode(p, polycodec.KindThresholdImage, level, image, img)
+	img, err := decodeThresholdImage(p, level, image)
 	if err != nil {
 		return err
 	}
-	if h.Aux0 != x || h.Aux1 == 0 || h.Aux1 > maxImageBound {
-		return fmt.Errorf("%w: an image of point %d with bound %d for point %d", ErrMismatch, h.Aux0, h.Aux1, x)
+	if img.x != x {
+		return fmt.Errorf("%w: an image of point %d for point %d", ErrMismatch, img.x, x)
 	}
+	var crp2 ring.Poly
+	if img.two() {
+		if crp2, err = secondPoly(p, crs); err != nil {
+			return err
+		}
+	}
+	h0, h1 := r.NewPoly(), r.NewPoly()
 	if _, err := decode(p, polycodec.KindKeySwitchShare, level, share, h0, h1); err != nil {
 		return err
 	}
-	st := tksStatement(p, crp, img, int64(h.Aux1), lambda, target, c.Value[1], h0, h1, x, active, context)
+	st := tksStatement(p, crp, crp2, img, lambda, target, c.Value[1], h0, h1, x, active, context)
 	if err := shortproof.Verify(st, proof); err != nil {
 		return fmt.Errorf("%w: %v", ErrThresholdProof, err)
 	}
@@ -651,8 +913,9 @@ func VerifyThresholdKeySwitchShare(p homomorphic.Params, target *homomorphic.Pub
 }
 
 // ThresholdKeySwitchProofSize is the length in bytes of a proof of a
-// threshold key-switch share whose image has the given bound.
+// threshold key-switch share whose image has the given bound (in two sets).
 func ThresholdKeySwitchProofSize(p homomorphic.Params, bound int64) int {
 	r := p.BGV(tok).RingQ()
-	return tksStatement(p, r.NewPoly(), r.NewPoly(), bound, big.NewInt(1), nil, r.NewPoly(), r.NewPoly(), r.NewPoly(), 1, nil, nil).Size()
+	img := thresholdImage{p: r.NewPoly(), p2: r.NewPoly(), x: 1, bound: bound}
+	return tksStatement(p, r.NewPoly(), r.NewPoly(), img, big.NewInt(1), nil, r.NewPoly(), r.NewPoly(), r.NewPoly(), 1, nil, nil).Size()
 }

@@ -44,17 +44,18 @@ import (
 // such a dealer's shares were aggregated unchecked, and a release in the
 // epoch decrypted to noise, naming no one. A dealer that sends no images,
 // or no dealing key (a version before either), fails the ceremony too,
-// named by the coordinator.
+// named by the coordinator, and so does one whose images are in one set
+// (a version before two sets of images).
 func TestBadDealingNamed(t *testing.T) {
 	dir := t.TempDir()
-	var armed, strip, noKey atomic.Bool
+	var armed, strip, oneSet, noKey atomic.Bool
 	evil := func(id string) []grpc.ServerOption {
 		if id != "node-3" {
 			return nil
 		}
 		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			resp, err := h(ctx, req)
-			if err != nil || info.FullMethod != nodev1.NodeService_KeyGen_FullMethodName || !(armed.Load() || strip.Load() || noKey.Load()) {
+			if err != nil || info.FullMethod != nodev1.NodeService_KeyGen_FullMethodName || !(armed.Load() || strip.Load() || oneSet.Load() || noKey.Load()) {
 				return resp, err
 			}
 			r := resp.(*nodev1.KeyGenResponse)
@@ -73,6 +74,13 @@ func TestBadDealingNamed(t *testing.T) {
 				panic("node-3 dealt without Shamir images")
 			}
 			images := append([]byte(nil), si.GetPayload()...)
+			if oneSet.Load() {
+				// Images marked as one set, as a version before two sets
+				// of images made them.
+				images[24] = 0
+				r.ShamirImages = resignAs(dir, "node-3", si, images)
+				return r, nil
+			}
 			images[32] ^= 1 // the first image's first coefficient, still below its prime
 			r.ShamirImages = resignAs(dir, "node-3", si, images)
 			return r, nil
@@ -96,6 +104,13 @@ func TestBadDealingNamed(t *testing.T) {
 		t.Fatalf("ceremony with node-3 dealing without images: %v", err)
 	}
 	strip.Store(false)
+	// Images in one set (a version before two sets of images): the
+	// coordinator fails the ceremony naming the dealer, before any install.
+	oneSet.Store(true)
+	if _, err := nw.Coordinator.KeyCeremony(ctx); err == nil || !strings.Contains(err.Error(), "Shamir images of node-3 (a member of a version before two sets of images?)") {
+		t.Fatalf("ceremony with node-3 dealing images in one set: %v", err)
+	}
+	oneSet.Store(false)
 	// A member without a dealing key (a version before them): the
 	// coordinator fails the ceremony naming it, before any share is dealt.
 	noKey.Store(true)

@@ -1702,7 +1702,9 @@ type KeyGenResponse struct {
 	// member travel in dealt[].link_sealed.
 	LinkCommitments *v1.Signed `protobuf:"bytes,3,opt,name=link_commitments,json=linkCommitments,proto3" json:"link_commitments,omitempty"`
 	// shamir_images: when threshold < committee, Signed{kind
-	// "shamir-images"} over the images of the node's Shamir polynomial
+	// "shamir-images"} over the images of the node's Shamir polynomial in
+	// two sets, under the CRS polynomial and a second one, with the proof
+	// that the second set's constant is of its CKG share's secret
 	// (collective.ThresholdDealChecked), which every recipient checks its
 	// dealt share against, and which fix each member's threshold image.
 	ShamirImages *v1.Signed `protobuf:"bytes,4,opt,name=shamir_images,json=shamirImages,proto3" json:"shamir_images,omitempty"`
