@@ -2,7 +2,6 @@ package collective
 
 import (
 	"encoding/binary"
-	"math/big"
 	"math/bits"
 	mrand "math/rand/v2"
 	"testing"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/crypto/internal/polycodec"
-	"github.com/fedstat/fedstat/crypto/internal/shortproof"
 )
 
 // AdditiveUnchecked skips the threshold check so tests can show that fewer
@@ -105,46 +103,6 @@ func DealBoundForTest(x uint64, t int) int64 {
 	b, err := dealBound(x, t)
 	if err != nil {
 		return 0
-	}
-	return b
-}
-
-// NeighbourShareForTest returns a Shamir share moved by a^-1*eta (a the
-// CRS polynomial of crs, eta the integer polynomial eta): the slack a
-// dealer can hand a receiver past CheckDealtShare (docs/crypto.md, "What
-// the checked dealing allows").
-func NeighbourShareForTest(t testing.TB, p homomorphic.Params, crs, share []byte, eta []int64) []byte {
-	t.Helper()
-	r := p.BGV(tok).RingQ()
-	sigma := r.NewPoly()
-	h, err := decode(p, polycodec.KindShamirShare, p.BGV(tok).MaxLevel(), share, sigma)
-	if err != nil {
-		t.Fatal(err)
-	}
-	crp, err := ckgPoly(p, crs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := r.NewPoly()
-	shortproof.SetSigned(r, e, eta)
-	r.NTT(e, e)
-	r.MForm(e, e)
-	// delta*crp*R^-1 = e (the Montgomery products of the check): delta =
-	// e*R*crp^-1 modulo each prime.
-	for j, sr := range r.SubRings[:r.Level()+1] {
-		q := new(big.Int).SetUint64(sr.Modulus)
-		rr := new(big.Int).Lsh(big.NewInt(1), 64)
-		rr.Mod(rr, q)
-		for i := range e.Coeffs[j] {
-			inv := new(big.Int).ModInverse(new(big.Int).SetUint64(crp.Coeffs[j][i]), q)
-			d := new(big.Int).SetUint64(e.Coeffs[j][i])
-			d.Mul(d, rr).Mul(d, inv).Mod(d, q)
-			sigma.Coeffs[j][i] = (sigma.Coeffs[j][i] + d.Uint64()) % sr.Modulus
-		}
-	}
-	b, err := encode(p, polycodec.KindShamirShare, h.Aux0, h.Aux1, sigma)
-	if err != nil {
-		t.Fatal(err)
 	}
 	return b
 }

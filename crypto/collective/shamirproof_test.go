@@ -425,7 +425,9 @@ func TestDealingSlackRefused(t *testing.T) {
 		if i == 0 {
 			eta := make([]int64, collective.RingNForTest(p))
 			eta[0] = 1
-			dealt[2] = collective.NeighbourShareForTest(t, p, nw.crs, dealt[2], eta)
+			if dealt[2], err = collective.NeighbourShare(p, nw.crs, dealt[2], eta); err != nil {
+				t.Fatal(err)
+			}
 		}
 		for x, b := range dealt {
 			err := collective.CheckDealtShare(p, nw.crs, nw.ckg[i], imgs, x, b)

@@ -20,6 +20,8 @@ import (
 
 	"github.com/fedstat/fedstat/cmd/fedstat/demo"
 	"github.com/fedstat/fedstat/coordinator"
+	"github.com/fedstat/fedstat/crypto/collective"
+	"github.com/fedstat/fedstat/crypto/homomorphic"
 	"github.com/fedstat/fedstat/internal/audit"
 	"github.com/fedstat/fedstat/internal/protocol"
 	"github.com/fedstat/fedstat/node"
@@ -147,6 +149,122 @@ func TestBadDealingNamed(t *testing.T) {
 	}
 	if st := run(); st.GetState() != coordinatorv1.State_STATE_DONE {
 		t.Fatalf("query in the active epoch after the refused ceremony: %v %s", st.GetState(), st.GetError())
+	}
+	armed.Store(false)
+	releasesWithoutNode3(t, ctx, nw)
+}
+
+// TestDealingNeighbourNamed: in a 2-of-3 epoch node-3 runs the real key
+// ceremony with one step changed: the threshold share it deals node-1 is
+// its honest share moved by a^-1 (collective.NeighbourShare), the slack a
+// check against one set of images let through (docs/crypto.md, "What one
+// set of images allowed"): node-1 would have installed it, proven its
+// key-switch shares with it, and every release using node-1 would have
+// been refused at its total, named by no one. Now node-1's check under the
+// second set of images refuses it with its evidence; the coordinator opens
+// and checks the share itself and convicts node-3 alone (audit
+// epoch.dealing_refused), and the next ceremony runs without node-3. To
+// move the share the test hands node-3 a dealing key of its own for
+// node-1 (signed as node-1), opens what node-3 seals to it, and seals the
+// moved share to node-1's own dealing key, signed as node-3, with node-1's
+// linkage-key share as node-3 dealt it.
+func TestDealingNeighbourNamed(t *testing.T) {
+	dir := t.TempDir()
+	var armed atomic.Bool
+	var keygen atomic.Pointer[nodev1.KeyGenRequest] // node-3's: the parameter set and CRS
+	dk, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := func(id string) []grpc.ServerOption {
+		if id != "node-3" {
+			return nil
+		}
+		return []grpc.ServerOption{grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if !armed.Load() {
+				return h(ctx, req)
+			}
+			switch info.FullMethod {
+			case nodev1.NodeService_KeyGen_FullMethodName:
+				keygen.Store(req.(*nodev1.KeyGenRequest))
+				return h(ctx, req)
+			case nodev1.NodeService_RevealKeyGen_FullMethodName:
+			default:
+				return h(ctx, req)
+			}
+			r := proto.Clone(req.(*nodev1.RevealKeyGenRequest)).(*nodev1.RevealKeyGenRequest)
+			var own *ecdh.PublicKey // node-1's own dealing key
+			for _, k := range r.GetDealingKeys() {
+				if k.GetNodeId() == "node-1" {
+					var err error
+					if own, err = ecdh.P256().NewPublicKey(k.GetSigned().GetPayload()); err != nil {
+						panic(err)
+					}
+					k.Signed = resignAs(dir, "node-1", k.GetSigned(), dk.PublicKey().Bytes())
+				}
+			}
+			resp, err := h(ctx, r)
+			if err != nil {
+				return resp, err
+			}
+			kg := keygen.Load()
+			p, err := homomorphic.NewParams(kg.GetParams())
+			if err != nil {
+				panic(err)
+			}
+			reseal := func(s *typesv1.Signed, info []byte, change func([]byte) []byte) *typesv1.Signed {
+				pt, err := protocol.OpenShare(dk, info, s.GetPayload())
+				if err != nil {
+					panic(err)
+				}
+				sealed, err := protocol.SealShare(own, info, change(pt))
+				if err != nil {
+					panic(err)
+				}
+				return resignAs(dir, "node-3", s, sealed)
+			}
+			for _, d := range resp.(*nodev1.RevealKeyGenResponse).GetDealt() {
+				if d.GetToNodeId() != "node-1" {
+					continue
+				}
+				d.Sealed = reseal(d.GetSealed(), protocol.ThresholdShareInfo(r.GetEpoch(), "node-3", "node-1"), func(pt []byte) []byte {
+					eta := make([]int64, 1<<p.LogN())
+					eta[0] = 1
+					moved, err := collective.NeighbourShare(p, kg.GetCrs(), pt, eta)
+					if err != nil {
+						panic(err)
+					}
+					return moved
+				})
+				d.LinkSealed = reseal(d.GetLinkSealed(), protocol.LinkShareInfo(r.GetEpoch(), "node-3", "node-1"), func(pt []byte) []byte { return pt })
+			}
+			return resp, nil
+		})}
+	}
+	nw := startFault(t, demo.Options{Dir: dir, Threshold: 2, NodeServerOptions: evil, AuditLogs: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	armed.Store(true)
+	_, err = nw.Coordinator.KeyCeremony(ctx)
+	want := "node-3 dealt node-1 a threshold share that does not match its CKG share and Shamir images (opened and checked by the coordinator from node-1's evidence)"
+	if !errors.Is(err, coordinator.ErrKeyCheck) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("ceremony with node-3's share to node-1 moved by a^-1: %v; want node-3 convicted on node-1's evidence", err)
+	}
+	if !strings.Contains(err.Error(), "share*a' is not within") {
+		t.Errorf("node-1's refusal is not the check under the second set (the first passes a moved share): %v", err)
+	}
+	if strings.Contains(err.Error(), "node-2 dealt") || strings.Contains(err.Error(), "complaint") {
+		t.Errorf("an honest member was named: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	if excluded := excludedMembers(nw); len(excluded) != 1 || excluded["node-3"] == "" {
+		t.Fatalf("excluded: %v; want node-3 alone", excluded)
+	}
+	if n := auditCount(t, filepath.Join(dir, "coordinator", "audit.log"), "epoch.dealing_refused", "node", "node-3"); n != 1 {
+		t.Errorf("%d epoch.dealing_refused entries naming node-3 in the coordinator's audit log, want 1", n)
+	}
+	if n := auditCount(t, filepath.Join(dir, "node-1", "audit.log"), "epoch.dealing_refused", "dealer", "node-3"); n != 1 {
+		t.Errorf("%d epoch.dealing_refused entries naming node-3 in node-1's audit log, want 1", n)
 	}
 	armed.Store(false)
 	releasesWithoutNode3(t, ctx, nw)
