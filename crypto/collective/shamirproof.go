@@ -557,46 +557,38 @@ func tksStatement(p homomorphic.Params, crp, crp2 ring.Poly, img thresholdImage,
 	if target != nil {
 		t0, t1 = target.RLWE(tok).Value[0].Q, target.RLWE(tok).Value[1].Q
 	}
-	if !img.two() {
-		return &shortproof.Statement{
-			Domain: "fedstat/threshold-key-switch-share/v1",
-			Ring:   r,
-			// E, u, e1, eps_lo, eps_hi; F is the uniform component.
-			Bounds:  []int64{img.bound, 1, ckgErrBound, 1<<epsSplit - 1, 1 << (64 - epsSplit)},
-			Uniform: 1,
-			Apply: func(x [][]int64, _ []uint64, out []ring.Poly) {
-				// P's short part: MForm(NTT(E)); h0 and h1 but for F.
-				setMForm(r, out[0], x[0])
-				switchNoise(r, x[1], x[2], x[3], x[4], t0, t1, out[1], out[2])
-			},
-			ApplyUniform: func(xu []ring.Poly, out []ring.Poly) {
-				// P -= F*a; h0 += lambda*(F*c1).
-				r.MulCoeffsMontgomeryThenSub(xu[0], crp, out[0])
-				addSwitched(r, xu[0], c1, lambda, out[1])
-			},
-			Image:   []ring.Poly{img.p, h0, h1},
-			Context: ctx,
-		}
+	// The member's images, each with its CRS polynomial and an error
+	// bounded by img.bound; then h0 and h1.
+	images, crps, domain := []ring.Poly{img.p}, []ring.Poly{crp}, "fedstat/threshold-key-switch-share/v1"
+	if img.two() {
+		images, crps, domain = append(images, img.p2), append(crps, crp2), "fedstat/threshold-key-switch-share/v2"
+	}
+	n := len(images)
+	bounds := make([]int64, n, n+4)
+	for i := range bounds {
+		bounds[i] = img.bound
 	}
 	return &shortproof.Statement{
-		Domain: "fedstat/threshold-key-switch-share/v2",
+		Domain: domain,
 		Ring:   r,
-		// E, E', u, e1, eps_lo, eps_hi; F is the uniform component.
-		Bounds:  []int64{img.bound, img.bound, 1, ckgErrBound, 1<<epsSplit - 1, 1 << (64 - epsSplit)},
+		// The images' errors, u, e1, eps_lo, eps_hi; F is the uniform component.
+		Bounds:  append(bounds, 1, ckgErrBound, 1<<epsSplit-1, 1<<(64-epsSplit)),
 		Uniform: 1,
 		Apply: func(x [][]int64, _ []uint64, out []ring.Poly) {
-			// P's and P''s short parts; h0 and h1 but for F.
-			setMForm(r, out[0], x[0])
-			setMForm(r, out[1], x[1])
-			switchNoise(r, x[2], x[3], x[4], x[5], t0, t1, out[2], out[3])
+			// The images' short parts MForm(NTT(E)); h0 and h1 but for F.
+			for i := range n {
+				setMForm(r, out[i], x[i])
+			}
+			switchNoise(r, x[n], x[n+1], x[n+2], x[n+3], t0, t1, out[n], out[n+1])
 		},
 		ApplyUniform: func(xu []ring.Poly, out []ring.Poly) {
-			// P -= F*a; P' -= F*a'; h0 += lambda*(F*c1).
-			r.MulCoeffsMontgomeryThenSub(xu[0], crp, out[0])
-			r.MulCoeffsMontgomeryThenSub(xu[0], crp2, out[1])
-			addSwitched(r, xu[0], c1, lambda, out[2])
+			// Each image -= F*its CRS polynomial; h0 += lambda*(F*c1).
+			for i, c := range crps {
+				r.MulCoeffsMontgomeryThenSub(xu[0], c, out[i])
+			}
+			addSwitched(r, xu[0], c1, lambda, out[n])
 		},
-		Image:   []ring.Poly{img.p, img.p2, h0, h1},
+		Image:   append(images, h0, h1),
 		Context: ctx,
 	}
 }
