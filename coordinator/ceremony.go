@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fedstat/fedstat/crypto/collective"
@@ -273,13 +274,27 @@ func (c *Coordinator) keyCeremonyLocked(ctx context.Context) (uint64, error) {
 	// requires threshold of them: node.checkInstalled).
 	installed := make([]*nodev1.NodeSigned, len(ids))
 	keyDigest := protocol.KeyDigest(pkb) // what each committee member's statement must name
+	// At most installBudget bytes of requests in flight: each carries every
+	// dealer's Shamir images, K*(2T-1) polynomials (38 MB at K = 52,
+	// T = 3), and a request is held whole while it is sent.
+	inflight := semaphore.NewWeighted(installBudget)
 	install := func(committee bool, stmts []*nodev1.NodeSigned) []error {
 		return c.fanoutEach(ctx, ids, func(ctx context.Context, i int, nid string) error {
 			if (points[i] != 0) != committee {
 				return nil
 			}
-			req := &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits, CkgReveals: reveals, CkgProofs: proofs, ShamirImages: images, Installed: stmts}
-			received[i] = proto.Size(req)
+			req := &nodev1.InstallKeyRequest{Epoch: id, CkgShares: signed, PublicKey: pkb, Dealt: dealt[nid], LinkCommitments: linkCommits, CkgReveals: reveals, CkgProofs: proofs, Installed: stmts}
+			if committee {
+				// Only the committee checks dealt shares against them.
+				req.ShamirImages = images
+			}
+			size := proto.Size(req)
+			received[i] = size
+			w := min(int64(size), installBudget)
+			if err := inflight.Acquire(ctx, w); err != nil {
+				return err
+			}
+			defer inflight.Release(w)
 			resp, err := clients[nid].InstallKey(ctx, req)
 			if err != nil {
 				return err
@@ -479,6 +494,10 @@ func (c *Coordinator) fanout(ctx context.Context, ids []string, fn func(ctx cont
 	}
 	return nil
 }
+
+// installBudget is the most bytes of InstallKey requests a key ceremony
+// has in flight at once.
+const installBudget = 512 << 20
 
 // fanoutEach calls fn for every node concurrently and returns each node's
 // error (nil for success), in the order of ids.
