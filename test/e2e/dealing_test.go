@@ -169,6 +169,7 @@ func TestBadDealingNamed(t *testing.T) {
 // moved share to node-1's own dealing key, signed as node-3, with node-1's
 // linkage-key share as node-3 dealt it.
 func TestDealingNeighbourNamed(t *testing.T) {
+	noRace(t)
 	dir := t.TempDir()
 	var armed atomic.Bool
 	var keygen atomic.Pointer[nodev1.KeyGenRequest] // node-3's: the parameter set and CRS
@@ -283,6 +284,7 @@ func TestDealingNeighbourNamed(t *testing.T) {
 // excluded; node-1 is (audit epoch.complaint_unfounded), and the next
 // ceremony runs without it.
 func TestFalseDealingComplaintNamed(t *testing.T) {
+	noRace(t)
 	for _, c := range []struct {
 		name, want string
 		garble     bool
