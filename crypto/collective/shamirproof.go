@@ -107,11 +107,7 @@ func ThresholdDealChecked(p homomorphic.Params, sk *homomorphic.SecretKeyShare, 
 	if t < 2 || t > len(recipients) || 2*t-1 > maxImagePolys {
 		return nil, nil, fmt.Errorf("%w: threshold %d for %d recipients (a checked dealing needs 2 or more, and at most %d)", ErrInvalidArgument, t, len(recipients), (maxImagePolys+1)/2)
 	}
-	crp, err := ckgPoly(p, crs)
-	if err != nil {
-		return nil, nil, err
-	}
-	crp2, err := secondPoly(p, crs)
+	crp, crp2, err := bothPolys(p, crs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -183,6 +179,17 @@ func ThresholdDealChecked(p homomorphic.Params, sk *homomorphic.SecretKeyShare, 
 		shares[x] = b
 	}
 	return shares, images, nil
+}
+
+// bothPolys is the CRS polynomial a of crs and the second one a'.
+func bothPolys(p homomorphic.Params, crs []byte) (crp, crp2 ring.Poly, err error) {
+	if crp, err = ckgPoly(p, crs); err != nil {
+		return ring.Poly{}, ring.Poly{}, err
+	}
+	if crp2, err = secondPoly(p, crs); err != nil {
+		return ring.Poly{}, ring.Poly{}, err
+	}
+	return crp, crp2, nil
 }
 
 // imagesTwoSets is the Aux1 of a dealer's images in two sets with their
@@ -281,15 +288,7 @@ func splitImages(p homomorphic.Params, images []byte) (enc, proof []byte, err er
 // (under a) and A'_0..A'_{T-1} (under a'), and checks the proof that A_0
 // and A'_0 are of one secret. Images of one set (a dealer of a version
 // before), and a proof that fails, are ErrDealing: the dealer signed them.
-func dealerImages(p homomorphic.Params, crs []byte, ckgShare, images []byte) (first, second []ring.Poly, err error) {
-	crp, err := ckgPoly(p, crs)
-	if err != nil {
-		return nil, nil, err
-	}
-	crp2, err := secondPoly(p, crs)
-	if err != nil {
-		return nil, nil, err
-	}
+func dealerImages(p homomorphic.Params, crs []byte, crp, crp2 ring.Poly, ckgShare, images []byte) (first, second []ring.Poly, err error) {
 	first, second, proof, err := decodeImages(p, ckgShare, images)
 	if err != nil {
 		return nil, nil, err
@@ -357,15 +356,11 @@ func CheckDealtShare(p homomorphic.Params, crs, ckgShare, images []byte, x uint6
 	if err := checkPoints([]uint64{x}); err != nil {
 		return err
 	}
-	crp, err := ckgPoly(p, crs)
+	crp, crp2, err := bothPolys(p, crs)
 	if err != nil {
 		return err
 	}
-	crp2, err := secondPoly(p, crs)
-	if err != nil {
-		return err
-	}
-	first, second, err := dealerImages(p, crs, ckgShare, images)
+	first, second, err := dealerImages(p, crs, crp, crp2, ckgShare, images)
 	if err != nil {
 		return err
 	}
